@@ -1,0 +1,507 @@
+// attention.cu: causal (optionally sliding-window) GQA attention of q[B, T, Hq, D] over a KV cache
+// [B, cap, Hkv, D] holding positions 0 .. pos0 + T - 1. Query t sits at position p = pos0 + t and sees key s
+// iff s <= p and (window == 0 or p - s < window). Scale D^-1/2, softmax in fp32, output rounded to bf16.
+//
+// Two kernels, and the choice between them is the decision to know about:
+// (a) attn_simple_kernel: one block per (query, head, batch, key slice); the block walks its keys in chunks
+//     of 256 (one key per thread for the dot product, then all threads over the value dims for P V) with
+//     an online softmax in fp32. Obviously right, any D <= 256 (multiple of 8); used for decode and short
+//     prefills (T < 64) and for head sizes other than 64 and 128. When few query rows face many keys
+//     (decode over a long cache), each row's keys are cut into slices run by separate blocks and merged by
+//     attn_combine_kernel (flash-decoding), so the GPU is full even at batch 1.
+// (b) attn_flash_kernel<D>: FlashAttention-2's forward for D = 64 and 128 and T >= 64. A CTA of 4 warps
+//     owns 128 queries of one (batch, head), 32 rows (two m16 tiles) per warp, so each K/V fragment read
+//     from shared memory feeds two mma; Q and K/V tiles of 64 keys are staged in shared memory with
+//     cp.async, K/V double buffered; S = Q K^T and O += P V run on tensor cores (mma.sync.m16n8k16, bf16
+//     in, fp32 accumulate), P re-used straight from the S accumulators (the m16n8 C layout is the m16k16 A
+//     layout). The softmax runs in the log2 domain (exp2f of scores times scale * log2(e)); P is rounded to
+//     bf16 for the P V product while the row sums use the fp32 P. Tiles wholly outside the causal/window
+//     band are never loaded; tiles cut by it are masked per element. Key rows at or past pos0 + T (never
+//     valid, possibly garbage or NaN in the cache) are zero-filled in shared memory, so 0 * NaN cannot
+//     reach the output. About 100 KB of shared memory per CTA: two CTAs per SM on H100, one on A100.
+// Both need 16-byte aligned q, k, v, out (arena tensors are 256-aligned; rows of D % 8 == 0 keep it).
+// State kept per process (the split workspace, the kernels' smem attribute) assumes one GPU per process.
+#include <math.h>
+
+#include "common.cuh"
+
+// ----------------------------------------------------------------------------------------------------
+// kernels: (a) the simple kernel
+
+#define SIMPLE_THREADS 256
+
+__device__ __forceinline__ float block_max(float v, float *red) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+    __syncthreads();
+    float r = red[0];
+    for (int i = 1; i < (int)(blockDim.x >> 5); i++) r = fmaxf(r, red[i]);
+    __syncthreads(); // red[] is reused by the next reduction
+    return r;
+}
+
+__device__ __forceinline__ float block_sum(float v, float *red) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+    __syncthreads();
+    float r = 0.0f;
+    for (int i = 0; i < (int)(blockDim.x >> 5); i++) r += red[i];
+    __syncthreads();
+    return r;
+}
+
+// grid (T * nsplit, Hq, B), SIMPLE_THREADS threads. D <= 256, D % 8 == 0. Block (t * nsplit + split) takes
+// the split-th of nsplit equal slices of query t's visible keys. With nsplit == 1 it writes the normalized
+// output; otherwise it writes its unnormalized partial sum, max and sum to part (attn_combine_kernel).
+__global__ void __launch_bounds__(SIMPLE_THREADS)
+    attn_simple_kernel(bf16 *out, float *part, const bf16 *q, const bf16 *k, const bf16 *v, int T, int Hq, int Hkv,
+                       int D, int64_t cap, int pos0, int window, float scale, int nsplit) {
+    __shared__ float qs[256];
+    __shared__ float ps[SIMPLE_THREADS];
+    __shared__ float comb[2048]; // G * D <= 2048 partial outputs (see the P V layout below)
+    __shared__ float red[32];
+    const int tid = threadIdx.x;
+    const int t = blockIdx.x / nsplit, split = blockIdx.x % nsplit, h = blockIdx.y, b = blockIdx.z;
+    const int hk = h / (Hq / Hkv);
+    const int64_t p = (int64_t)pos0 + t;
+    const int64_t lo = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0;
+    const int64_t per = (p - lo + 1 + nsplit - 1) / nsplit; // keys per split
+    const int64_t k_begin = lo + split * per, k_end = min(p, k_begin + per - 1); // may be empty (k_begin > k_end)
+    const int64_t kv_stride = (int64_t)Hkv * D; // elements between consecutive positions
+    const bf16 *kb = k + ((int64_t)b * cap * Hkv + hk) * D;
+    const bf16 *vb = v + ((int64_t)b * cap * Hkv + hk) * D;
+    const int64_t qrow = ((int64_t)b * T + t) * Hq + h, qoff = qrow * D;
+
+    for (int d = tid; d < D; d += blockDim.x) qs[d] = bf2f(q[qoff + d]);
+    __syncthreads();
+
+    // P V layout: thread = (group g, 8 dims starting at 8 c8); the G groups split the keys of a chunk.
+    const int C8 = D / 8, G = SIMPLE_THREADS / C8;
+    const int g = tid / C8, c8 = tid % C8;
+    const bool pv_active = g < G;
+    float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f}, m = -INFINITY, l = 0.0f;
+
+    for (int64_t s0 = k_begin; s0 <= k_end; s0 += SIMPLE_THREADS) {
+        const int nc = (int)min((int64_t)SIMPLE_THREADS, k_end - s0 + 1); // keys in this chunk, >= 1
+        float sc = -INFINITY;
+        if (tid < nc) {
+            const uint4 *kr = (const uint4 *)(kb + (s0 + tid) * kv_stride);
+            float dot = 0.0f;
+#pragma unroll 8
+            for (int c = 0; c < D / 8; c++) {
+                bf16x8 kv;
+                kv.u = kr[c];
+#pragma unroll
+                for (int i = 0; i < 8; i++) dot += qs[c * 8 + i] * bf2f(kv.h[i]);
+            }
+            sc = dot * scale;
+        }
+        const float m_new = fmaxf(m, block_max(sc, red)); // finite: key s0 is visible
+        const float pj = tid < nc ? expf(sc - m_new) : 0.0f;
+        ps[tid] = pj;
+        const float csum = block_sum(pj, red); // its barrier also publishes ps[]
+        const float alpha = expf(m - m_new);   // 0 on the first chunk (m = -inf)
+        l = l * alpha + csum;
+        m = m_new;
+        if (pv_active) {
+            const bf16 *vr = vb + s0 * kv_stride + c8 * 8;
+#pragma unroll
+            for (int i = 0; i < 8; i++) acc[i] *= alpha;
+#pragma unroll 4
+            for (int j = g; j < nc; j += G) {
+                bf16x8 vv;
+                vv.u = *(const uint4 *)(vr + j * kv_stride);
+                const float w = ps[j];
+#pragma unroll
+                for (int i = 0; i < 8; i++) acc[i] += w * bf2f(vv.h[i]);
+            }
+        }
+        __syncthreads(); // ps[] is rewritten by the next chunk
+    }
+
+    if (pv_active) {
+#pragma unroll
+        for (int i = 0; i < 8; i++) comb[g * D + c8 * 8 + i] = acc[i];
+    }
+    __syncthreads();
+    if (nsplit == 1) {
+        const float inv = 1.0f / l; // l >= 1: the row's maximum contributes exp(0)
+        for (int d = tid; d < D; d += blockDim.x) {
+            float sum = 0.0f;
+            for (int gg = 0; gg < G; gg++) sum += comb[gg * D + d];
+            out[qoff + d] = f2bf(sum * inv);
+        }
+    } else { // part[qrow][split] = {acc[0 .. D-1], m, l}; an empty split leaves m = -inf, l = 0, acc = 0
+        float *pp = part + (qrow * nsplit + split) * (D + 2);
+        for (int d = tid; d < D; d += blockDim.x) {
+            float sum = 0.0f;
+            for (int gg = 0; gg < G; gg++) sum += comb[gg * D + d];
+            pp[d] = sum;
+        }
+        if (tid == 0) pp[D] = m, pp[D + 1] = l;
+    }
+}
+
+// out[row] = sum_i acc_i e^(m_i - M) / sum_i l_i e^(m_i - M) over the nsplit partials of each query row.
+// grid (rows), 128 threads.
+__global__ void attn_combine_kernel(bf16 *out, const float *part, int D, int nsplit) {
+    const int64_t row = blockIdx.x;
+    const float *pp = part + row * nsplit * (D + 2);
+    float M = -INFINITY;
+    for (int i = 0; i < nsplit; i++) M = fmaxf(M, pp[i * (D + 2) + D]); // finite: some split is not empty
+    float L = 0.0f;
+    for (int i = 0; i < nsplit; i++) {
+        const float mi = pp[i * (D + 2) + D];
+        if (mi != -INFINITY) L += pp[i * (D + 2) + D + 1] * expf(mi - M);
+    }
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        float acc = 0.0f;
+        for (int i = 0; i < nsplit; i++) {
+            const float mi = pp[i * (D + 2) + D];
+            if (mi != -INFINITY) acc += pp[i * (D + 2) + d] * expf(mi - M);
+        }
+        out[row * D + d] = f2bf(acc / L);
+    }
+}
+
+// ----------------------------------------------------------------------------------------------------
+// kernels: (b) the flash kernel
+
+// Measured on H100 (B 8, T 4096, Hq 12, Hkv 2, D 128, causal): FA_MT 2 x FA_NW 4 1.52 ms, 2 x 8 1.66 ms,
+// 1 x 8 1.84 ms (shared-memory bandwidth bound: 16 rows per warp read each K/V fragment for one mma).
+#define FA_BN 64 // keys per tile
+#define FA_MT 2  // m16 row tiles per warp: each K/V fragment read from shared memory feeds FA_MT mma
+#define FA_NW 4  // warps per CTA
+#define FA_BM (16 * FA_MT * FA_NW) // queries per CTA
+#define FA_THREADS (32 * FA_NW)
+
+template <int D>
+struct fa_cfg {
+    static constexpr int LD = D + 8; // smem row pitch in elements: +16 bytes spreads ldmatrix rows over all banks
+    static constexpr int TILE = FA_BN * LD;
+    static constexpr size_t SMEM = (size_t)(FA_BM * LD + 4 * TILE) * sizeof(bf16); // Q, then K and V x 2 buffers
+};
+
+__device__ __forceinline__ uint32_t smem_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(smem)), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t *r, const bf16 *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p))
+                 : "memory");
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t *r, const bf16 *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p))
+                 : "memory");
+}
+
+// c[4] += A (16x16, 4 regs) * B (16x8, 2 regs); bf16 inputs, fp32 accumulators.
+__device__ __forceinline__ void mma_bf16(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+                 "{%8, %9}, {%0, %1, %2, %3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Two floats as bf16x2, the first in the low half (the lower column index in mma fragments).
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&v;
+}
+
+// grid (ceil(T / FA_BM), Hq, B), FA_THREADS threads, fa_cfg<D>::SMEM bytes of dynamic shared memory.
+// Warp w owns query rows w * 16 * FA_MT + 16 * mi + (g, g + 8) of the block, mi < FA_MT.
+template <int D>
+__global__ void __launch_bounds__(FA_THREADS)
+    attn_flash_kernel(bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, int T, int Hq, int Hkv, int64_t cap,
+                      int pos0, int window, float scale_log2) {
+    constexpr int LD = fa_cfg<D>::LD, TILE = fa_cfg<D>::TILE;
+    constexpr int CPR = D / 8; // 16-byte chunks per row
+    extern __shared__ __align__(16) unsigned char fa_smem[];
+    bf16 *Qs = (bf16 *)fa_smem;  // [FA_BM][LD]
+    bf16 *Ks = Qs + FA_BM * LD;  // [2][FA_BN][LD]
+    bf16 *Vs = Ks + 2 * TILE;    // [2][FA_BN][LD]
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int g = lane >> 2, tig = lane & 3; // mma fragment coordinates: row group, thread in group
+    const int mb = gridDim.x - 1 - blockIdx.x; // the longest (last) query blocks start first
+    const int h = blockIdx.y, b = blockIdx.z, hk = h / (Hq / Hkv);
+    const int t0 = mb * FA_BM;
+    const int t_last = min(t0 + FA_BM, T) - 1;
+    const int64_t p_min = (int64_t)pos0 + t0, p_max = (int64_t)pos0 + t_last, kv_len = (int64_t)pos0 + T;
+    const int64_t lo = (window > 0 && p_min - window + 1 > 0) ? p_min - window + 1 : 0;
+    const int n_first = (int)(lo / FA_BN), n_last = (int)(p_max / FA_BN);
+
+    const int64_t kv_stride = (int64_t)Hkv * D;
+    const bf16 *kb = k + ((int64_t)b * cap * Hkv + hk) * D;
+    const bf16 *vb = v + ((int64_t)b * cap * Hkv + hk) * D;
+
+    // The Q block; rows past T become zeros (their results are never stored).
+    for (int c = tid; c < FA_BM * CPR; c += FA_THREADS) {
+        const int r = c / CPR, col = (c % CPR) * 8, t = t0 + r;
+        if (t < T)
+            cp_async16(Qs + r * LD + col, q + (((int64_t)b * T + t) * Hq + h) * D + col);
+        else
+            *(uint4 *)(Qs + r * LD + col) = make_uint4(0, 0, 0, 0);
+    }
+
+    // Tile n of K and V into buffer buf; rows past the valid keys become zeros.
+    auto load_tile = [&](int n, int buf) {
+        bf16 *kd = Ks + buf * TILE, *vd = Vs + buf * TILE;
+        for (int c = tid; c < FA_BN * CPR; c += FA_THREADS) {
+            const int r = c / CPR, col = (c % CPR) * 8;
+            const int64_t s = (int64_t)n * FA_BN + r;
+            if (s < kv_len) {
+                cp_async16(kd + r * LD + col, kb + s * kv_stride + col);
+                cp_async16(vd + r * LD + col, vb + s * kv_stride + col);
+            } else {
+                *(uint4 *)(kd + r * LD + col) = make_uint4(0, 0, 0, 0);
+                *(uint4 *)(vd + r * LD + col) = make_uint4(0, 0, 0, 0);
+            }
+        }
+    };
+
+    load_tile(n_first, 0);
+    cp_async_commit(); // group 0: Q and the first tile
+
+    const int rw = warp * 16 * FA_MT; // this warp's first row in the block
+
+    float o[FA_MT][D / 8][4]; // O accumulators: n-tile of 8 dims x (rows g, g + 8)
+    float m[FA_MT][2], l[FA_MT][2]; // running max (log2 domain); this thread's share of the row sums
+#pragma unroll
+    for (int mi = 0; mi < FA_MT; mi++) {
+#pragma unroll
+        for (int i = 0; i < D / 8; i++) o[mi][i][0] = o[mi][i][1] = o[mi][i][2] = o[mi][i][3] = 0.0f;
+        m[mi][0] = m[mi][1] = -INFINITY;
+        l[mi][0] = l[mi][1] = 0.0f;
+    }
+
+    for (int n = n_first; n <= n_last; n++) {
+        const int buf = (n - n_first) & 1;
+        if (n < n_last) {
+            load_tile(n + 1, buf ^ 1); // that buffer was released by the barrier ending the last iteration
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        const bf16 *kt = Ks + buf * TILE, *vt = Vs + buf * TILE;
+
+        // S = Q K^T: 16 x 64 per m tile, s[mi][j] is keys 8j .. 8j + 7.
+        float s[FA_MT][FA_BN / 8][4];
+#pragma unroll
+        for (int mi = 0; mi < FA_MT; mi++)
+#pragma unroll
+            for (int j = 0; j < FA_BN / 8; j++) s[mi][j][0] = s[mi][j][1] = s[mi][j][2] = s[mi][j][3] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            uint32_t qa[FA_MT][4]; // A fragments of dims 16 kk .. +15
+#pragma unroll
+            for (int mi = 0; mi < FA_MT; mi++)
+                ldmatrix_x4(qa[mi], Qs + (rw + mi * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+#pragma unroll
+            for (int j2 = 0; j2 < FA_BN / 16; j2++) {
+                uint32_t bk[4]; // b0, b1 of keys 16 j2 .. +7, then of keys +8 .. +15
+                ldmatrix_x4(bk, kt + (j2 * 16 + (lane & 7) + ((lane >> 4) & 1) * 8) * LD + kk * 16 +
+                                    ((lane >> 3) & 1) * 8);
+#pragma unroll
+                for (int mi = 0; mi < FA_MT; mi++) {
+                    mma_bf16(s[mi][2 * j2], qa[mi], bk[0], bk[1]);
+                    mma_bf16(s[mi][2 * j2 + 1], qa[mi], bk[2], bk[3]);
+                }
+            }
+        }
+
+        // Scale into the log2 domain and mask the tiles that the causal/window band cuts.
+        // Positions relative to p_min (the block's first query) fit an int: |kbase - p_min| <= pos0 + T.
+        const int64_t kbase = (int64_t)n * FA_BN;
+        const bool need_mask = (kbase + FA_BN - 1 > p_min) || (window > 0 && kbase < p_max - window + 1);
+        if (need_mask) {
+            const int krel = (int)(kbase - p_min) + 2 * tig;
+#pragma unroll
+            for (int mi = 0; mi < FA_MT; mi++)
+#pragma unroll
+                for (int j = 0; j < FA_BN / 8; j++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int key = krel + j * 8 + (e & 1), row = rw + mi * 16 + g + 8 * (e >> 1);
+                        if (key > row || (window > 0 && row - key >= window)) s[mi][j][e] = -INFINITY;
+                    }
+        }
+#pragma unroll
+        for (int mi = 0; mi < FA_MT; mi++)
+#pragma unroll
+            for (int j = 0; j < FA_BN / 8; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) s[mi][j][e] *= scale_log2; // -inf stays -inf
+
+        // Online softmax, per row: the max over the 4 threads of a row group (lanes differing in tig).
+#pragma unroll
+        for (int mi = 0; mi < FA_MT; mi++) {
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                float mx = -INFINITY;
+#pragma unroll
+                for (int j = 0; j < FA_BN / 8; j++) mx = fmaxf(mx, fmaxf(s[mi][j][2 * r], s[mi][j][2 * r + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                const float mn = fmaxf(m[mi][r], mx);
+                // A row that has seen no visible key yet keeps max -inf; subtract 0 so exp2 gives 0, not NaN.
+                const float mu = mn == -INFINITY ? 0.0f : mn;
+                const float alpha = exp2f(m[mi][r] - mu);
+                m[mi][r] = mn;
+                float rs = 0.0f;
+#pragma unroll
+                for (int j = 0; j < FA_BN / 8; j++) {
+                    s[mi][j][2 * r] = exp2f(s[mi][j][2 * r] - mu);
+                    s[mi][j][2 * r + 1] = exp2f(s[mi][j][2 * r + 1] - mu);
+                    rs += s[mi][j][2 * r] + s[mi][j][2 * r + 1];
+                }
+                l[mi][r] = l[mi][r] * alpha + rs;
+#pragma unroll
+                for (int i = 0; i < D / 8; i++) {
+                    o[mi][i][2 * r] *= alpha;
+                    o[mi][i][2 * r + 1] *= alpha;
+                }
+            }
+        }
+
+        // O += P V: P (16 x 64 per m tile) comes from the S accumulators as 4 A fragments of 16 keys.
+#pragma unroll
+        for (int kk = 0; kk < FA_BN / 16; kk++) {
+            uint32_t a[FA_MT][4];
+#pragma unroll
+            for (int mi = 0; mi < FA_MT; mi++) {
+                a[mi][0] = pack_bf16(s[mi][2 * kk][0], s[mi][2 * kk][1]);
+                a[mi][1] = pack_bf16(s[mi][2 * kk][2], s[mi][2 * kk][3]);
+                a[mi][2] = pack_bf16(s[mi][2 * kk + 1][0], s[mi][2 * kk + 1][1]);
+                a[mi][3] = pack_bf16(s[mi][2 * kk + 1][2], s[mi][2 * kk + 1][3]);
+            }
+#pragma unroll
+            for (int n2 = 0; n2 < D / 16; n2++) {
+                uint32_t bv[4]; // b0, b1 of dims 16 n2 .. +7, then of dims +8 .. +15
+                ldmatrix_x4_trans(bv, vt + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + n2 * 16 +
+                                          (lane >> 4) * 8);
+#pragma unroll
+                for (int mi = 0; mi < FA_MT; mi++) {
+                    mma_bf16(o[mi][2 * n2], a[mi], bv[0], bv[1]);
+                    mma_bf16(o[mi][2 * n2 + 1], a[mi], bv[2], bv[3]);
+                }
+            }
+        }
+        __syncthreads(); // every warp is done with buffer buf before the next iteration refills it
+    }
+
+    // Normalize and store (rows past T belong to no query).
+#pragma unroll
+    for (int mi = 0; mi < FA_MT; mi++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            float sum = l[mi][r];
+            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+            const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+            const int t = t0 + rw + mi * 16 + g + 8 * r;
+            if (t < T) {
+                bf16 *orow = out + (((int64_t)b * T + t) * Hq + h) * D + 2 * tig;
+#pragma unroll
+                for (int i = 0; i < D / 8; i++)
+                    *(__nv_bfloat162 *)(orow + i * 8) =
+                        __floats2bfloat162_rn(o[mi][i][2 * r] * inv, o[mi][i][2 * r + 1] * inv);
+            }
+        }
+}
+
+// ----------------------------------------------------------------------------------------------------
+// launchers
+
+template <int D>
+static void launch_flash(bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, int B, int T, int Hq, int Hkv,
+                         int64_t cap, int pos0, int window) {
+    static bool attr_set = false;
+    if (!attr_set) {
+        CUDA_CHECK(cudaFuncSetAttribute(attn_flash_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)fa_cfg<D>::SMEM));
+        attr_set = true;
+    }
+    const float scale_log2 = (1.0f / sqrtf((float)D)) * 1.4426950408889634f;
+    const dim3 grid((unsigned)ceil_div64(T, FA_BM), (unsigned)Hq, (unsigned)B);
+    attn_flash_kernel<D><<<grid, FA_THREADS, fa_cfg<D>::SMEM>>>(out, q, k, v, T, Hq, Hkv, cap, pos0, window,
+                                                                  scale_log2);
+    CUDA_LAUNCH_CHECK();
+}
+
+// Split-K for the simple kernel: when few query rows face many keys (decode), each row's keys are cut into
+// slices run by separate blocks, whose partials attn_combine_kernel merges. The partials live in one
+// device buffer allocated on first use; a launch that would need more than it holds uses fewer splits.
+#define SPLIT_MIN_KEYS 256 // keys per split at least (one chunk of the simple kernel)
+#define SPLIT_MAX 64
+#define SPLIT_WORKSPACE (8u << 20)
+
+static float *split_ws = NULL;
+static int n_sms = 0;
+
+static int choose_splits(int64_t rows, int64_t max_keys, int D) {
+    if (!n_sms) CUDA_CHECK(cudaDeviceGetAttribute(&n_sms, cudaDevAttrMultiProcessorCount, 0));
+    int64_t ns = ceil_div64(max_keys, SPLIT_MIN_KEYS);       // no split shorter than a chunk
+    const int64_t want = ceil_div64(8LL * n_sms, rows);    // about 8 blocks of 256 threads per SM
+    if (ns > want) ns = want;
+    if (ns > SPLIT_MAX) ns = SPLIT_MAX;
+    const int64_t fit = (int64_t)(SPLIT_WORKSPACE / sizeof(float)) / (rows * (D + 2));
+    if (ns > fit) ns = fit;
+    if (ns <= 1) return 1;
+    if (!split_ws && cudaMalloc(&split_ws, SPLIT_WORKSPACE) != cudaSuccess) {
+        (void)cudaGetLastError(); // no workspace: run unsplit
+        split_ws = NULL;
+        return 1;
+    }
+    return (int)ns;
+}
+
+void pn_cuda_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
+                       int pos0, int window) {
+    const int64_t B = q->shape[0], T = q->shape[1], Hq = q->shape[2], D = q->shape[3];
+    const int64_t cap = kcache->shape[1], Hkv = kcache->shape[2];
+    if (B == 0 || T == 0 || Hq == 0) return;
+    if (D % 8 != 0 || D > 256 || D == 0)
+        pn_panic("attention: head size %lld is not supported on cuda (multiples of 8 up to 256)", (long long)D);
+    if (T > INT32_MAX / SPLIT_MAX || B > 65535 || Hq > 65535)
+        pn_panic("attention: shape B=%lld T=%lld Hq=%lld too large for the cuda grid", (long long)B, (long long)T,
+                 (long long)Hq);
+    if (!is_aligned16(out->data) || !is_aligned16(q->data) || !is_aligned16(kcache->data) ||
+        !is_aligned16(vcache->data))
+        pn_panic("attention: cuda kernels need 16-byte aligned tensors");
+    bf16 *o = (bf16 *)out->data;
+    const bf16 *qp = (const bf16 *)q->data, *kp = (const bf16 *)kcache->data, *vp = (const bf16 *)vcache->data;
+    if (T >= 64 && D == 128) {
+        launch_flash<128>(o, qp, kp, vp, (int)B, (int)T, (int)Hq, (int)Hkv, cap, pos0, window);
+    } else if (T >= 64 && D == 64) {
+        launch_flash<64>(o, qp, kp, vp, (int)B, (int)T, (int)Hq, (int)Hkv, cap, pos0, window);
+    } else {
+        const int64_t rows = B * T * Hq;
+        const int64_t max_keys = window > 0 && window < pos0 + T ? window : pos0 + T;
+        const int ns = choose_splits(rows, max_keys, (int)D);
+        const dim3 grid((unsigned)(T * ns), (unsigned)Hq, (unsigned)B);
+        attn_simple_kernel<<<grid, SIMPLE_THREADS>>>(o, ns > 1 ? split_ws : NULL, qp, kp, vp, (int)T, (int)Hq,
+                                                     (int)Hkv, (int)D, cap, pos0, window, 1.0f / sqrtf((float)D), ns);
+        CUDA_LAUNCH_CHECK();
+        if (ns > 1) {
+            attn_combine_kernel<<<(unsigned)rows, 128>>>(o, split_ws, (int)D, ns);
+            CUDA_LAUNCH_CHECK();
+        }
+    }
+}

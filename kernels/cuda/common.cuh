@@ -1,0 +1,93 @@
+// common.cuh: what every CUDA file of the backend shares: error checks that abort through pn_panic_at
+// with the failing file and line, bf16 <-> fp32 helpers, launch geometry, and the one cuBLASLt handle.
+//
+// The decision a reader would otherwise miss: a CUDA or cuBLAS error is never a user error here (shapes
+// were checked by kernels/ops.c), so every failure panics instead of returning. Launches are checked with
+// cudaGetLastError right after the <<<>>> so the file and line name the kernel that failed to launch;
+// faults inside a kernel surface at the next synchronizing call (pn_cuda_backend.sync, a copy to host).
+// Everything runs on the legacy default stream, so ops are ordered without events.
+#ifndef PN_CUDA_COMMON_CUH
+#define PN_CUDA_COMMON_CUH
+
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+// pn_common.h is C11; nvcc's C++ front end does not know the _Noreturn keyword.
+#define _Noreturn __attribute__((noreturn))
+extern "C" {
+#include "../../src/pn_common.h"
+#include "../ops.h"
+}
+#undef _Noreturn
+
+// ----------------------------------------------------------------------------------------------------
+// error checks
+
+static inline void pn_cuda_check_at(cudaError_t e, const char *file, int line) {
+    if (e != cudaSuccess) pn_panic_at(file, line, "CUDA error: %s (%s)", cudaGetErrorString(e), cudaGetErrorName(e));
+}
+static inline void pn_cublas_check_at(cublasStatus_t s, const char *file, int line) {
+    if (s != CUBLAS_STATUS_SUCCESS) pn_panic_at(file, line, "cuBLAS error: %s (%d)", cublasLtGetStatusString(s), (int)s);
+}
+#define CUDA_CHECK(call) pn_cuda_check_at((call), __FILE__, __LINE__)
+#define CUBLAS_CHECK(call) pn_cublas_check_at((call), __FILE__, __LINE__)
+// After every kernel launch.
+#define CUDA_LAUNCH_CHECK() pn_cuda_check_at(cudaGetLastError(), __FILE__, __LINE__)
+
+// ----------------------------------------------------------------------------------------------------
+// helpers
+
+typedef __nv_bfloat16 bf16;
+
+__device__ __forceinline__ float bf2f(bf16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ bf16 f2bf(float x) { return __float2bfloat16_rn(x); }
+// fp32 rounded to bf16 and back: the value a bf16 tensor would hold.
+__device__ __forceinline__ float round_bf(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
+
+// 8 bf16 in one 16-byte word (the unit of vector loads and cp.async).
+union bf16x8 {
+    uint4 u;
+    __nv_bfloat162 h2[4];
+    bf16 h[8];
+};
+
+static inline int64_t ceil_div64(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static inline int is_aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
+// A 1-D grid for n work items of `per_block` each, capped so grid-stride loops cover the rest.
+static inline unsigned grid_1d(int64_t n, int per_block) {
+    int64_t g = ceil_div64(n, per_block);
+    if (g < 1) g = 1;
+    if (g > 65535LL * 16) g = 65535LL * 16;
+    return (unsigned)g;
+}
+
+// ----------------------------------------------------------------------------------------------------
+// shared state (backend.cu / matmul.cu)
+
+// The process-wide cuBLASLt handle and its workspace, created on first use.
+cublasLtHandle_t pn_cuda_cublaslt(void);
+void *pn_cuda_workspace(size_t *bytes);
+
+// ----------------------------------------------------------------------------------------------------
+// ops implemented in the .cu files (the entries of pn_cuda_backend)
+
+void pn_cuda_embedding(pn_tensor *out, const pn_tensor *ids, const pn_tensor *table);
+void pn_cuda_rmsnorm(pn_tensor *out, const pn_tensor *x, const pn_tensor *weight, float eps);
+void pn_cuda_matmul(pn_tensor *out, const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias);
+void pn_cuda_add(pn_tensor *x, const pn_tensor *y);
+void pn_cuda_swiglu(pn_tensor *out, const pn_tensor *gate, const pn_tensor *up);
+void pn_cuda_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0);
+void pn_cuda_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0);
+void pn_cuda_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
+                       int pos0, int window);
+
+// Timing with CUDA events on the default stream, for benchmarks (tests/gpu): C linkage so a C program
+// can declare and call them without the CUDA headers.
+extern "C" {
+void pn_cuda_timer_start(void);
+float pn_cuda_timer_stop_ms(void); // synchronizes; milliseconds since pn_cuda_timer_start
+}
+
+#endif

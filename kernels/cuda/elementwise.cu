@@ -1,0 +1,166 @@
+// elementwise.cu: embedding gather, residual add, SwiGLU, RoPE and the KV-cache store, all bf16 in memory
+// and fp32 in registers.
+//
+// Non-obvious: the roundings follow what Hugging Face's bf16 model computes, not the fp32 formula.
+// SwiGLU: silu(gate) is a bf16 tensor before the product (act_fn(gate_proj(x)) * up_proj(x)), so
+// out = bf16(bf16(silu(g)) * u). RoPE: cos and sin are cast to bf16 before they multiply x, so
+// c = bf16(cos(a)), s = bf16(sin(a)) with a = position * inv_freq in fp32 and accurate sincosf (the build
+// must not use --use_fast_math, or positions in the thousands lose their angle). The products and the
+// sum are done in fp32 and rounded once (HF rounds each product; the difference is within one bf16 ulp).
+// Each kernel has a 16-byte vector path (8 bf16 per thread) taken when sizes and pointers allow, and a
+// scalar path for everything else.
+#include "common.cuh"
+
+// ----------------------------------------------------------------------------------------------------
+// kernels
+
+// out[n, :] = table[ids[n], :]; one block per row (grid-stride), C8 = C / 8 vectors when vec.
+template <bool VEC>
+__global__ void embedding_kernel(bf16 *out, const int32_t *ids, const bf16 *table, int64_t N, int64_t C) {
+    for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
+        const int64_t id = ids[n];
+        const bf16 *src = table + id * C;
+        bf16 *dst = out + n * C;
+        if constexpr (VEC) {
+            for (int64_t c = threadIdx.x; c < C / 8; c += blockDim.x) ((uint4 *)dst)[c] = ((const uint4 *)src)[c];
+        } else {
+            for (int64_t c = threadIdx.x; c < C; c += blockDim.x) dst[c] = src[c];
+        }
+    }
+}
+
+template <bool VEC>
+__global__ void add_kernel(bf16 *x, const bf16 *y, int64_t n) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    if constexpr (VEC) {
+        for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n / 8; i += stride) {
+            bf16x8 a, b;
+            a.u = ((const uint4 *)x)[i];
+            b.u = ((const uint4 *)y)[i];
+#pragma unroll
+            for (int k = 0; k < 8; k++) a.h[k] = f2bf(bf2f(a.h[k]) + bf2f(b.h[k]));
+            ((uint4 *)x)[i] = a.u;
+        }
+    } else {
+        for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+            x[i] = f2bf(bf2f(x[i]) + bf2f(y[i]));
+    }
+}
+
+__device__ __forceinline__ float swiglu1(float g, float u) {
+    const float s = round_bf(g / (1.0f + expf(-g))); // silu, rounded to bf16 like HF's act_fn output
+    return s * u;
+}
+
+template <bool VEC>
+__global__ void swiglu_kernel(bf16 *out, const bf16 *gate, const bf16 *up, int64_t n) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    if constexpr (VEC) {
+        for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n / 8; i += stride) {
+            bf16x8 g, u, o;
+            g.u = ((const uint4 *)gate)[i];
+            u.u = ((const uint4 *)up)[i];
+#pragma unroll
+            for (int k = 0; k < 8; k++) o.h[k] = f2bf(swiglu1(bf2f(g.h[k]), bf2f(u.h[k])));
+            ((uint4 *)out)[i] = o.u;
+        }
+    } else {
+        for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+            out[i] = f2bf(swiglu1(bf2f(gate[i]), bf2f(up[i])));
+    }
+}
+
+// x[B, T, H, D] in place; one thread per rotated pair (row, i), i < D/2.
+__global__ void rope_kernel(bf16 *x, const float *inv_freq, int64_t rows, int64_t T, int64_t H, int64_t D,
+                            int64_t pos0) {
+    const int64_t half = D / 2, total = rows * half, stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
+        const int64_t row = idx / half, i = idx % half;
+        const int64_t t = (row / H) % T;
+        const float a = (float)(pos0 + t) * inv_freq[i];
+        float sn, cs;
+        sincosf(a, &sn, &cs);
+        const float c = round_bf(cs), s = round_bf(sn);
+        bf16 *v = x + row * D;
+        const float x1 = bf2f(v[i]), x2 = bf2f(v[i + half]);
+        v[i] = f2bf(x1 * c - x2 * s);
+        v[i + half] = f2bf(x2 * c + x1 * s);
+    }
+}
+
+// cache[b, pos0 + t, :] = src[b, t, :] with rows of HD = Hkv * D elements; E = 8 (vectors) or 1.
+template <int E>
+__global__ void kv_store_kernel(bf16 *cache, const bf16 *src, int64_t B, int64_t T, int64_t HD, int64_t cap,
+                                int64_t pos0) {
+    const int64_t per_b = T * HD / E, total = B * per_b, stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
+        const int64_t b = idx / per_b, rest = idx % per_b; // rest: vector index inside src[b]
+        const int64_t dst = (b * cap + pos0) * HD / E + rest;
+        if constexpr (E == 8)
+            ((uint4 *)cache)[dst] = ((const uint4 *)src)[idx];
+        else
+            cache[dst] = src[idx];
+    }
+}
+
+// ----------------------------------------------------------------------------------------------------
+// launchers
+
+void pn_cuda_embedding(pn_tensor *out, const pn_tensor *ids, const pn_tensor *table) {
+    const int64_t N = out->shape[0], C = out->shape[1];
+    if (N == 0 || C == 0) return;
+    bf16 *o = (bf16 *)out->data;
+    const bf16 *tab = (const bf16 *)table->data;
+    const int32_t *id = (const int32_t *)ids->data;
+    if (C % 8 == 0 && is_aligned16(o) && is_aligned16(tab))
+        embedding_kernel<true><<<grid_1d(N, 1), 128>>>(o, id, tab, N, C);
+    else
+        embedding_kernel<false><<<grid_1d(N, 1), 128>>>(o, id, tab, N, C);
+    CUDA_LAUNCH_CHECK();
+}
+
+void pn_cuda_add(pn_tensor *x, const pn_tensor *y) {
+    const int64_t n = pn_numel(x);
+    if (n == 0) return;
+    bf16 *a = (bf16 *)x->data;
+    const bf16 *b = (const bf16 *)y->data;
+    if (n % 8 == 0 && is_aligned16(a) && is_aligned16(b))
+        add_kernel<true><<<grid_1d(n / 8, 256), 256>>>(a, b, n);
+    else
+        add_kernel<false><<<grid_1d(n, 256), 256>>>(a, b, n);
+    CUDA_LAUNCH_CHECK();
+}
+
+void pn_cuda_swiglu(pn_tensor *out, const pn_tensor *gate, const pn_tensor *up) {
+    const int64_t n = pn_numel(out);
+    if (n == 0) return;
+    bf16 *o = (bf16 *)out->data;
+    const bf16 *g = (const bf16 *)gate->data, *u = (const bf16 *)up->data;
+    if (n % 8 == 0 && is_aligned16(o) && is_aligned16(g) && is_aligned16(u))
+        swiglu_kernel<true><<<grid_1d(n / 8, 256), 256>>>(o, g, u, n);
+    else
+        swiglu_kernel<false><<<grid_1d(n, 256), 256>>>(o, g, u, n);
+    CUDA_LAUNCH_CHECK();
+}
+
+void pn_cuda_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0) {
+    const int64_t B = x->shape[0], T = x->shape[1], H = x->shape[2], D = x->shape[3];
+    const int64_t rows = B * T * H;
+    if (rows == 0 || D == 0) return;
+    rope_kernel<<<grid_1d(rows * (D / 2), 256), 256>>>((bf16 *)x->data, (const float *)inv_freq->data, rows, T, H,
+                                                       D, pos0);
+    CUDA_LAUNCH_CHECK();
+}
+
+void pn_cuda_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0) {
+    const int64_t B = src->shape[0], T = src->shape[1], HD = src->shape[2] * src->shape[3];
+    const int64_t cap = cache->shape[1];
+    if (B * T * HD == 0) return;
+    bf16 *c = (bf16 *)cache->data;
+    const bf16 *s = (const bf16 *)src->data;
+    if (HD % 8 == 0 && is_aligned16(c) && is_aligned16(s))
+        kv_store_kernel<8><<<grid_1d(B * T * HD / 8, 256), 256>>>(c, s, B, T, HD, cap, pos0);
+    else
+        kv_store_kernel<1><<<grid_1d(B * T * HD, 256), 256>>>(c, s, B, T, HD, cap, pos0);
+    CUDA_LAUNCH_CHECK();
+}

@@ -1,0 +1,184 @@
+// matmul.cu: out[N, O] = x[N, I] w[O, I]^T (+ bias[O]) through cuBLASLt, bf16 in and out, fp32 accumulate.
+//
+// cuBLAS is column-major. A row-major [R, C] matrix is a column-major C x R matrix with the same memory, so
+// the row-major product out = x w^T is the column-major product out^T (O x N) = w^T (from w stored as
+// I x O, lda = I, transposed) times x^T (stored I x N, ldb = I, not transposed), ldc = O. The bias then is a
+// vector over the O rows of the column-major result, which is what CUBLASLT_EPILOGUE_BIAS adds (in fp32,
+// before the single rounding to bf16).
+//
+// Non-obvious: cuBLASLt's heuristic assumes 256-byte aligned pointers unless told otherwise, and a view
+// into the middle of a tensor (pn_rows) can be less aligned; we pass each pointer's real alignment. The
+// heuristic query costs tens of microseconds, which decode would pay per matmul, so its answer is cached
+// per (shape, bias, alignments). If no algorithm takes the bias epilogue, a separate kernel adds the bias.
+#include <string.h>
+
+#include "common.cuh"
+
+// ----------------------------------------------------------------------------------------------------
+// kernels
+
+// out[n, o] += bias[o] (fallback when the epilogue is unavailable, and for I == 0).
+__global__ void bias_add_kernel(bf16 *out, const bf16 *bias, int64_t N, int64_t O) {
+    const int64_t total = N * O;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x)
+        out[i] = f2bf(bf2f(out[i]) + bf2f(bias[i % O]));
+}
+
+// ----------------------------------------------------------------------------------------------------
+// the handle, the workspace and the plan cache
+
+#define PN_CUBLAS_WORKSPACE (32u << 20)
+
+static cublasLtHandle_t lt_handle = NULL;
+static void *lt_workspace = NULL;
+
+cublasLtHandle_t pn_cuda_cublaslt(void) {
+    if (!lt_handle) CUBLAS_CHECK(cublasLtCreate(&lt_handle));
+    return lt_handle;
+}
+
+void *pn_cuda_workspace(size_t *bytes) {
+    if (!lt_workspace) CUDA_CHECK(cudaMalloc(&lt_workspace, PN_CUBLAS_WORKSPACE));
+    *bytes = PN_CUBLAS_WORKSPACE;
+    return lt_workspace;
+}
+
+// Largest power of two (up to 256) dividing the address.
+static uint32_t ptr_align(const void *p) {
+    uint32_t a = 256;
+    while (a > 1 && ((uintptr_t)p % a) != 0) a >>= 1;
+    return a;
+}
+
+typedef struct {
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t a, b, c;
+} lt_descs;
+
+static void descs_create(lt_descs *d, int64_t N, int64_t I, int64_t O, const void *bias) {
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&d->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    if (bias) {
+        const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+        const int32_t bias_type = CUDA_R_16BF;
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+        CUBLAS_CHECK(
+            cublasLtMatmulDescSetAttribute(d->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type));
+    }
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d->a, CUDA_R_16BF, (uint64_t)I, (uint64_t)O, I)); // w: I x O
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d->b, CUDA_R_16BF, (uint64_t)I, (uint64_t)N, I)); // x: I x N
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d->c, CUDA_R_16BF, (uint64_t)O, (uint64_t)N, O)); // out: O x N
+}
+
+static void descs_destroy(lt_descs *d) {
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(d->c));
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(d->b));
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(d->a));
+    CUBLAS_CHECK(cublasLtMatmulDescDestroy(d->op));
+}
+
+// Returns 1 and the best algorithm for these descriptors, or 0 when cuBLASLt has none.
+static int heuristic(const lt_descs *d, uint32_t al_a, uint32_t al_b, uint32_t al_c, cublasLtMatmulAlgo_t *algo) {
+    size_t ws_bytes = 0;
+    (void)pn_cuda_workspace(&ws_bytes);
+    const uint64_t ws = ws_bytes;
+    cublasLtMatmulPreference_t pref;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof al_a));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof al_c));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof al_c));
+    cublasLtMatmulHeuristicResult_t res;
+    memset(&res, 0, sizeof res);
+    int count = 0;
+    cublasStatus_t st =
+        cublasLtMatmulAlgoGetHeuristic(pn_cuda_cublaslt(), d->op, d->a, d->b, d->c, d->c, pref, 1, &res, &count);
+    CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+    if (st == CUBLAS_STATUS_NOT_SUPPORTED || count == 0) return 0;
+    CUBLAS_CHECK(st);
+    if (res.state != CUBLAS_STATUS_SUCCESS) return 0;
+    *algo = res.algo;
+    return 1;
+}
+
+// A small cache of heuristic answers; a model has a handful of distinct matmul shapes.
+typedef struct {
+    int64_t N, I, O;
+    uint32_t al_a, al_b, al_c, al_bias; // al_bias == 0: no bias
+    int bias_kernel;                    // 1: the bias is added by bias_add_kernel, not the epilogue
+    cublasLtMatmulAlgo_t algo;
+} plan;
+
+#define PN_PLANS 128
+static plan plans[PN_PLANS];
+static int n_plans = 0, next_evict = 0;
+
+static const plan *plan_get(int64_t N, int64_t I, int64_t O, const void *w, const void *x, const void *out,
+                            const void *bias) {
+    plan key;
+    memset(&key, 0, sizeof key);
+    key.N = N, key.I = I, key.O = O;
+    key.al_a = ptr_align(w), key.al_b = ptr_align(x), key.al_c = ptr_align(out);
+    key.al_bias = bias ? ptr_align(bias) : 0;
+    for (int i = 0; i < n_plans; i++) {
+        const plan *p = &plans[i];
+        if (p->N == N && p->I == I && p->O == O && p->al_a == key.al_a && p->al_b == key.al_b &&
+            p->al_c == key.al_c && p->al_bias == key.al_bias)
+            return p;
+    }
+    lt_descs d;
+    descs_create(&d, N, I, O, bias);
+    int ok = heuristic(&d, key.al_a, key.al_b, key.al_c, &key.algo);
+    descs_destroy(&d);
+    if (!ok && bias) { // no algorithm with the bias epilogue: plain product + bias kernel
+        descs_create(&d, N, I, O, NULL);
+        ok = heuristic(&d, key.al_a, key.al_b, key.al_c, &key.algo);
+        descs_destroy(&d);
+        key.bias_kernel = 1;
+    }
+    if (!ok)
+        pn_panic("matmul: cuBLASLt has no algorithm for [%lld, %lld] x [%lld, %lld]^T (alignments %u %u %u)",
+                 (long long)N, (long long)I, (long long)O, (long long)I, key.al_b, key.al_a, key.al_c);
+    int slot;
+    if (n_plans < PN_PLANS) {
+        slot = n_plans++;
+    } else {
+        slot = next_evict;
+        next_evict = (next_evict + 1) % PN_PLANS;
+    }
+    plans[slot] = key;
+    return &plans[slot];
+}
+
+// ----------------------------------------------------------------------------------------------------
+// launchers
+
+static void bias_add(bf16 *out, const bf16 *bias, int64_t N, int64_t O) {
+    bias_add_kernel<<<grid_1d(N * O, 256), 256>>>(out, bias, N, O);
+    CUDA_LAUNCH_CHECK();
+}
+
+void pn_cuda_matmul(pn_tensor *out, const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias) {
+    const int64_t N = x->shape[0], I = x->shape[1], O = w->shape[0];
+    const void *bias_ptr = bias ? bias->data : NULL;
+    if (N == 0 || O == 0) return;
+    if (I == 0) { // an empty sum: out = bias (or 0)
+        CUDA_CHECK(cudaMemsetAsync(out->data, 0, (size_t)(N * O) * sizeof(bf16), 0));
+        if (bias) bias_add((bf16 *)out->data, (const bf16 *)bias_ptr, N, O);
+        return;
+    }
+    const plan *p = plan_get(N, I, O, w->data, x->data, out->data, bias_ptr);
+    lt_descs d;
+    descs_create(&d, N, I, O, p->bias_kernel ? NULL : bias_ptr);
+    size_t ws_bytes = 0;
+    void *ws = pn_cuda_workspace(&ws_bytes);
+    const float alpha = 1.0f, beta = 0.0f;
+    CUBLAS_CHECK(cublasLtMatmul(pn_cuda_cublaslt(), d.op, &alpha, w->data, d.a, x->data, d.b, &beta, out->data, d.c,
+                                out->data, d.c, &p->algo, ws, ws_bytes, 0));
+    descs_destroy(&d);
+    if (bias && p->bias_kernel) bias_add((bf16 *)out->data, (const bf16 *)bias_ptr, N, O);
+}

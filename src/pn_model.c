@@ -1,0 +1,272 @@
+// pn_model: parameter list, loading, memory plan and the forward pass of the Qwen2-family decoder.
+//
+// The one non-obvious choice: the parameter list (names, shapes, kinds) is built from the config alone and
+// drives everything — arena sizing, checkpoint loading with shape checks, and the random-checkpoint tool —
+// so the three can never disagree about what a model holds.
+#include "pn_model.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "pn_common.h"
+
+static void add_param(pn_param *out, int *n, pn_tensor *dst, pn_param_kind kind, int64_t d0, int64_t d1,
+                      const char *fmt, int layer) {
+    pn_param *p = &out[(*n)++];
+    snprintf(p->name, sizeof p->name, fmt, layer);
+    p->kind = kind;
+    p->ndim = d1 ? 2 : 1;
+    p->shape[0] = d0;
+    p->shape[1] = d1;
+    p->dst = dst;
+}
+
+int pn_model_nparams(const pn_model_config *c) {
+    int per = 9 + (c->qkv_bias ? 3 : 0) + (c->o_bias ? 1 : 0) + (c->qk_norm ? 2 : 0);
+    return 2 + (c->tie_embeddings ? 0 : 1) + per * c->n_layers;
+}
+
+int pn_model_param_list(const pn_model_config *c, pn_model *m, pn_param *out) {
+    int n = 0;
+    const int64_t H = c->hidden, Q = (int64_t)c->n_heads * c->head_dim, KV = (int64_t)c->n_kv_heads * c->head_dim;
+#define DST(field) (m ? &m->field : NULL)
+#define LDST(field) (m ? &m->layers[l].field : NULL)
+    add_param(out, &n, DST(embed), PN_PARAM_EMBED, c->vocab, H, "model.embed_tokens.weight", 0);
+    for (int l = 0; l < c->n_layers; l++) {
+        add_param(out, &n, LDST(in_norm), PN_PARAM_NORM, H, 0, "model.layers.%d.input_layernorm.weight", l);
+        add_param(out, &n, LDST(q_w), PN_PARAM_WEIGHT, Q, H, "model.layers.%d.self_attn.q_proj.weight", l);
+        if (c->qkv_bias) add_param(out, &n, LDST(q_b), PN_PARAM_BIAS, Q, 0, "model.layers.%d.self_attn.q_proj.bias", l);
+        add_param(out, &n, LDST(k_w), PN_PARAM_WEIGHT, KV, H, "model.layers.%d.self_attn.k_proj.weight", l);
+        if (c->qkv_bias) add_param(out, &n, LDST(k_b), PN_PARAM_BIAS, KV, 0, "model.layers.%d.self_attn.k_proj.bias", l);
+        add_param(out, &n, LDST(v_w), PN_PARAM_WEIGHT, KV, H, "model.layers.%d.self_attn.v_proj.weight", l);
+        if (c->qkv_bias) add_param(out, &n, LDST(v_b), PN_PARAM_BIAS, KV, 0, "model.layers.%d.self_attn.v_proj.bias", l);
+        if (c->qk_norm) {
+            add_param(out, &n, LDST(q_norm), PN_PARAM_NORM, c->head_dim, 0, "model.layers.%d.self_attn.q_norm.weight", l);
+            add_param(out, &n, LDST(k_norm), PN_PARAM_NORM, c->head_dim, 0, "model.layers.%d.self_attn.k_norm.weight", l);
+        }
+        add_param(out, &n, LDST(o_w), PN_PARAM_WEIGHT, H, Q, "model.layers.%d.self_attn.o_proj.weight", l);
+        if (c->o_bias) add_param(out, &n, LDST(o_b), PN_PARAM_BIAS, H, 0, "model.layers.%d.self_attn.o_proj.bias", l);
+        add_param(out, &n, LDST(post_norm), PN_PARAM_NORM, H, 0, "model.layers.%d.post_attention_layernorm.weight", l);
+        add_param(out, &n, LDST(gate_w), PN_PARAM_WEIGHT, c->intermediate, H, "model.layers.%d.mlp.gate_proj.weight", l);
+        add_param(out, &n, LDST(up_w), PN_PARAM_WEIGHT, c->intermediate, H, "model.layers.%d.mlp.up_proj.weight", l);
+        add_param(out, &n, LDST(down_w), PN_PARAM_WEIGHT, H, c->intermediate, "model.layers.%d.mlp.down_proj.weight", l);
+    }
+    add_param(out, &n, DST(final_norm), PN_PARAM_NORM, H, 0, "model.norm.weight", 0);
+    if (!c->tie_embeddings) add_param(out, &n, DST(lm_head), PN_PARAM_WEIGHT, c->vocab, H, "lm_head.weight", 0);
+#undef DST
+#undef LDST
+    PN_ASSERT(n == pn_model_nparams(c));
+    return n;
+}
+
+static const char *shape_s(int ndim, const int64_t *shape, char *buf, size_t n) {
+    pn_tensor t = pn_view(NULL, PN_F32, PN_CPU, ndim, shape);
+    return pn_shape_str(&t, buf, n);
+}
+
+// Copy one checkpoint tensor into its parameter, converting to the device dtype through fp32.
+static int load_param(const pn_checkpoint *ck, const pn_param *p, float *scratch) {
+    const pn_safetensors *f = NULL;
+    const pn_st_entry *e = pn_ckpt_find(ck, p->name, &f);
+    char s1[96], s2[96];
+    if (!e) return pn_errorf("%s: missing tensor '%s' (config.json asks for it)", ck->dir, p->name);
+    if (e->ndim != p->ndim || memcmp(e->shape, p->shape, sizeof(int64_t) * (size_t)p->ndim) != 0)
+        return pn_errorf("%s: tensor '%s' has shape %s but config.json implies %s", f->path, p->name,
+                         shape_s(e->ndim, e->shape, s1, sizeof s1), shape_s(p->ndim, p->shape, s2, sizeof s2));
+    if (pn_st_to_f32(f, e, scratch)) return -1;
+    pn_op_from_host_f32(p->dst, scratch);
+    return 0;
+}
+
+int pn_model_load(pn_model *m, const char *dir, pn_device dev) {
+    memset(m, 0, sizeof *m);
+    if (!pn_backend_get(dev) || (dev == PN_CUDA && !pn_cuda_available()))
+        return pn_errorf("device %s is not available (%s)", pn_device_name(dev),
+                         pn_backend_get(dev) ? "no CUDA GPU found" : "built without CUDA");
+    pn_checkpoint ck;
+    if (pn_ckpt_open(&ck, dir)) return -1;
+    m->cfg = ck.cfg;
+    m->device = dev;
+    m->dtype = pn_device_dtype(dev);
+    const pn_model_config *c = &m->cfg;
+    m->layers = pn_calloc((size_t)c->n_layers, sizeof(pn_layer));
+    m->nparams = pn_model_nparams(c);
+    m->param_list = pn_calloc((size_t)m->nparams, sizeof(pn_param));
+    pn_model_param_list(c, m, m->param_list);
+
+    size_t bytes = pn_arena_need(PN_F32, 1, (int64_t[]){c->head_dim / 2}), largest = 0;
+    for (int i = 0; i < m->nparams; i++) {
+        const pn_param *p = &m->param_list[i];
+        bytes += pn_arena_need(m->dtype, p->ndim, p->shape);
+        size_t n = (size_t)p->shape[0] * (size_t)(p->ndim == 2 ? p->shape[1] : 1);
+        if (n > largest) largest = n;
+    }
+    if (pn_arena_init(&m->params, dev, bytes)) {
+        pn_error_prefix("%s: loading parameters", dir);
+        goto fail;
+    }
+    for (int i = 0; i < m->nparams; i++) {
+        pn_param *p = &m->param_list[i];
+        *p->dst = pn_arena_tensor(&m->params, m->dtype, p->ndim, p->shape);
+    }
+    float *scratch = pn_malloc(sizeof(float) * largest);
+    int rc = 0;
+    for (int i = 0; i < m->nparams && !rc; i++) rc = load_param(&ck, &m->param_list[i], scratch);
+    free(scratch);
+    if (rc) goto fail;
+    // Tensors the config does not explain are most likely a different architecture: say so, but load.
+    for (int f = 0; f < ck.nfiles; f++)
+        for (int i = 0; i < ck.files[f].n; i++) {
+            const char *name = ck.files[f].entries[i].name;
+            int known = c->tie_embeddings && !strcmp(name, "lm_head.weight");
+            for (int j = 0; j < m->nparams && !known; j++) known = !strcmp(m->param_list[j].name, name);
+            if (!known) pn_warn("%s: ignoring tensor '%s' that a %s model does not use", ck.files[f].path, name,
+                                pn_arch_name(c->arch));
+        }
+    if (c->tie_embeddings) m->lm_head = m->embed;
+    m->inv_freq = pn_arena_tensor(&m->params, PN_F32, 1, (int64_t[]){c->head_dim / 2});
+    float *inv = pn_malloc(sizeof(float) * (size_t)(c->head_dim / 2));
+    pn_rope_inv_freq(c, inv);
+    pn_op_from_host_f32(&m->inv_freq, inv);
+    free(inv);
+    pn_ckpt_close(&ck);
+    return 0;
+fail:
+    pn_ckpt_close(&ck);
+    pn_model_free(m);
+    return -1;
+}
+
+void pn_model_free(pn_model *m) {
+    pn_arena_free(&m->params);
+    pn_arena_free(&m->acts);
+    free(m->layers);
+    free(m->param_list);
+    memset(m, 0, sizeof *m);
+}
+
+int pn_model_plan(pn_model *m, int max_B, int max_T, int all_logits) {
+    const pn_model_config *c = &m->cfg;
+    const int64_t N = (int64_t)max_B * max_T, H = c->hidden, Q = (int64_t)c->n_heads * c->head_dim;
+    const int64_t KV = (int64_t)c->n_kv_heads * c->head_dim, L = all_logits ? N : max_B;
+    pn_arena_free(&m->acts);
+    m->max_B = max_B;
+    m->max_T = max_T;
+    m->all_logits = all_logits;
+    const pn_dtype dt = m->dtype;
+    size_t bytes = pn_arena_need(PN_I32, 1, (int64_t[]){N}) + 3 * pn_arena_need(dt, 2, (int64_t[]){N, H}) +
+                   2 * pn_arena_need(dt, 2, (int64_t[]){N, Q}) + 2 * pn_arena_need(dt, 2, (int64_t[]){N, KV}) +
+                   2 * pn_arena_need(dt, 2, (int64_t[]){N, c->intermediate}) +
+                   pn_arena_need(dt, 2, (int64_t[]){L, c->vocab});
+    if (pn_arena_init(&m->acts, m->device, bytes)) return pn_error_prefix("activations for %d x %d tokens", max_B, max_T);
+    m->ids = pn_arena_tensor(&m->acts, PN_I32, 1, (int64_t[]){N});
+    m->x = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){N, H});
+    m->xn = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){N, H});
+    m->tmp = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){N, H});
+    m->q = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){N, Q});
+    m->att = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){N, Q});
+    m->k = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){N, KV});
+    m->v = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){N, KV});
+    m->gate = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){N, c->intermediate});
+    m->up = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){N, c->intermediate});
+    m->logits = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){L, c->vocab});
+    return 0;
+}
+
+size_t pn_kvcache_bytes(const pn_model_config *c, int B, int cap, pn_device dev) {
+    return 2 * (size_t)c->n_layers *
+           pn_arena_need(pn_device_dtype(dev), 4, (int64_t[]){B, cap, c->n_kv_heads, c->head_dim});
+}
+
+int pn_kvcache_init(pn_kvcache *kc, const pn_model *m, int B, int cap) {
+    const pn_model_config *c = &m->cfg;
+    memset(kc, 0, sizeof *kc);
+    if (pn_arena_init(&kc->arena, m->device, pn_kvcache_bytes(c, B, cap, m->device)))
+        return pn_error_prefix("KV cache for %d x %d tokens", B, cap);
+    kc->B = B;
+    kc->cap = cap;
+    kc->k = pn_calloc((size_t)c->n_layers, sizeof(pn_tensor));
+    kc->v = pn_calloc((size_t)c->n_layers, sizeof(pn_tensor));
+    const int64_t shape[4] = {B, cap, c->n_kv_heads, c->head_dim};
+    for (int l = 0; l < c->n_layers; l++) {
+        kc->k[l] = pn_arena_tensor(&kc->arena, m->dtype, 4, shape);
+        kc->v[l] = pn_arena_tensor(&kc->arena, m->dtype, 4, shape);
+    }
+    return 0;
+}
+
+void pn_kvcache_free(pn_kvcache *kc) {
+    pn_arena_free(&kc->arena);
+    free(kc->k);
+    free(kc->v);
+    memset(kc, 0, sizeof *kc);
+}
+
+static pn_tensor rows_of(const pn_tensor *t, int64_t n) { return pn_rows(t, 0, n); }
+
+static pn_tensor heads(const pn_tensor *t, int64_t B, int64_t T, int64_t H, int64_t D) {
+    pn_tensor r = pn_rows(t, 0, B * T);
+    return pn_reshape(&r, 4, (int64_t[]){B, T, H, D});
+}
+
+int pn_model_forward(pn_model *m, pn_kvcache *kc, const int32_t *ids_host, int B, int T) {
+    const pn_model_config *c = &m->cfg;
+    const int64_t N = (int64_t)B * T, D = c->head_dim;
+    if (B < 1 || T < 1 || B > m->max_B || T > m->max_T)
+        return pn_errorf("batch %d x %d does not fit the planned %d x %d", B, T, m->max_B, m->max_T);
+    if (B != kc->B) return pn_errorf("batch %d does not match the KV cache's %d", B, kc->B);
+    if (kc->len + T > kc->cap)
+        return pn_errorf("KV cache full: %d cached + %d new tokens > capacity %d", kc->len, T, kc->cap);
+    for (int64_t i = 0; i < N; i++)
+        if (ids_host[i] < 0 || ids_host[i] >= c->vocab)
+            return pn_errorf("token id %d at position %lld is outside the vocabulary (size %d)", ids_host[i],
+                             (long long)i, c->vocab);
+    const pn_backend *be = pn_backend_get(m->device);
+    const int pos0 = kc->len;
+    pn_tensor ids = rows_of(&m->ids, N), x = rows_of(&m->x, N), xn = rows_of(&m->xn, N), tmp = rows_of(&m->tmp, N);
+    pn_tensor q = rows_of(&m->q, N), k = rows_of(&m->k, N), v = rows_of(&m->v, N), att = rows_of(&m->att, N);
+    pn_tensor gate = rows_of(&m->gate, N), up = rows_of(&m->up, N);
+    pn_tensor q4 = heads(&m->q, B, T, c->n_heads, D), k4 = heads(&m->k, B, T, c->n_kv_heads, D);
+    pn_tensor v4 = heads(&m->v, B, T, c->n_kv_heads, D), att4 = heads(&m->att, B, T, c->n_heads, D);
+    be->memcpy_h2d(ids.data, ids_host, sizeof(int32_t) * (size_t)N);
+
+    pn_op_embedding(&x, &ids, &m->embed);
+    for (int l = 0; l < c->n_layers; l++) {
+        const pn_layer *L = &m->layers[l];
+        // attention: x += o_proj(attn(rope(q), rope(k), v))
+        pn_op_rmsnorm(&xn, &x, &L->in_norm, c->rms_eps);
+        pn_op_matmul(&q, &xn, &L->q_w, L->q_b.data ? &L->q_b : NULL);
+        pn_op_matmul(&k, &xn, &L->k_w, L->k_b.data ? &L->k_b : NULL);
+        pn_op_matmul(&v, &xn, &L->v_w, L->v_b.data ? &L->v_b : NULL);
+        if (c->qk_norm) { // Qwen3: per-head RMSNorm before RoPE
+            pn_op_rmsnorm(&q4, &q4, &L->q_norm, c->rms_eps);
+            pn_op_rmsnorm(&k4, &k4, &L->k_norm, c->rms_eps);
+        }
+        pn_op_rope(&q4, &m->inv_freq, pos0);
+        pn_op_rope(&k4, &m->inv_freq, pos0);
+        pn_op_kv_store(&kc->k[l], &k4, pos0);
+        pn_op_kv_store(&kc->v[l], &v4, pos0);
+        pn_op_attention(&att4, &q4, &kc->k[l], &kc->v[l], pos0, c->window[l]);
+        pn_op_matmul(&tmp, &att, &L->o_w, L->o_b.data ? &L->o_b : NULL);
+        pn_op_add(&x, &tmp);
+        // MLP: x += down(silu(gate(n)) * up(n))
+        pn_op_rmsnorm(&xn, &x, &L->post_norm, c->rms_eps);
+        pn_op_matmul(&gate, &xn, &L->gate_w, NULL);
+        pn_op_matmul(&up, &xn, &L->up_w, NULL);
+        pn_op_swiglu(&gate, &gate, &up);
+        pn_op_matmul(&tmp, &gate, &L->down_w, NULL);
+        pn_op_add(&x, &tmp);
+    }
+    pn_op_rmsnorm(&xn, &x, &m->final_norm, c->rms_eps);
+    if (m->all_logits) {
+        pn_tensor lg = rows_of(&m->logits, N);
+        pn_op_matmul(&lg, &xn, &m->lm_head, NULL);
+    } else { // only each sequence's last position (generation)
+        for (int b = 0; b < B; b++) {
+            pn_tensor xr = pn_rows(&xn, (int64_t)b * T + T - 1, 1), lr = pn_rows(&m->logits, b, 1);
+            pn_op_matmul(&lr, &xr, &m->lm_head, NULL);
+        }
+    }
+    kc->len += T;
+    return 0;
+}

@@ -1,0 +1,201 @@
+// postnas-generate: generate from a Hugging Face checkpoint with a KV cache, on the CPU or a CUDA GPU.
+// Prints the generated token ids on stdout and prefill/decode speeds on stderr. --dump-logits writes the
+// prompt's logits ([T, vocab] F32) and ids ([T] I32) as safetensors, the format the parity tests read.
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../pn_common.h"
+#include "../pn_model.h"
+#include "../pn_rng.h"
+#include "../pn_safetensors.h"
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: postnas-generate --model DIR (--prompt TEXT | --ids 1,2,3) [--max-new-tokens N]\n"
+               "         [--temperature T --seed S] [--dump-logits FILE] [--device auto|cpu|cuda]\n");
+}
+
+static int parse_ids(const char *s, int32_t **out, int *n) {
+    int cap = 16;
+    *out = pn_malloc(sizeof(int32_t) * (size_t)cap);
+    *n = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 0 || v > INT32_MAX)
+            return pn_errorf("--ids: '%s' is not a comma-separated list of token ids", s);
+        if (*n == cap) *out = pn_realloc(*out, sizeof(int32_t) * (size_t)(cap *= 2));
+        (*out)[(*n)++] = (int32_t)v;
+        p = end;
+        if (*p == ',') p++;
+        else if (*p) return pn_errorf("--ids: unexpected '%c' in '%s'", *p, s);
+    }
+    if (*n == 0) return pn_errorf("--ids: no token ids given");
+    return 0;
+}
+
+// Greedy at temperature 0, else a draw from softmax(logits / T).
+static int sample(const float *logits, int V, float temperature, pn_rng *rng) {
+    int best = 0;
+    for (int i = 1; i < V; i++)
+        if (logits[i] > logits[best]) best = i;
+    if (temperature <= 0) return best;
+    double sum = 0;
+    for (int i = 0; i < V; i++) sum += exp((logits[i] - logits[best]) / temperature);
+    double r = pn_rng_next(rng) * sum, acc = 0;
+    for (int i = 0; i < V; i++) {
+        acc += exp((logits[i] - logits[best]) / temperature);
+        if (acc >= r) return i;
+    }
+    return best;
+}
+
+static int dump_logits(const char *path, const float *logits, const int32_t *ids, int T, int V) {
+    pn_st_decl decl[2] = {{.name = "ids", .dtype = PN_ST_I32, .ndim = 1, .shape = {T}},
+                          {.name = "logits", .dtype = PN_ST_F32, .ndim = 2, .shape = {T, V}}};
+    pn_st_writer *w = pn_st_writer_begin(path, decl, 2, NULL);
+    if (!w) return -1;
+    if (pn_st_writer_write(w, ids, sizeof(int32_t) * (size_t)T) ||
+        pn_st_writer_write(w, logits, sizeof(float) * (size_t)T * (size_t)V)) {
+        pn_st_writer_abort(w);
+        return -1;
+    }
+    return pn_st_writer_finish(w);
+}
+
+static int run(int argc, char **argv) {
+    static const struct option opts[] = {{"model", 1, 0, 'm'},       {"prompt", 1, 0, 'p'},
+                                         {"ids", 1, 0, 'i'},         {"max-new-tokens", 1, 0, 'n'},
+                                         {"temperature", 1, 0, 't'}, {"seed", 1, 0, 's'},
+                                         {"dump-logits", 1, 0, 'd'}, {"device", 1, 0, 'D'},
+                                         {"help", 0, 0, 'Z'},        {0, 0, 0, 0}};
+    const char *model_dir = NULL, *prompt = NULL, *ids_s = NULL, *dump = NULL, *device = "auto";
+    int max_new = 32;
+    long seed = 0;
+    float temperature = 0;
+    int opt;
+    opterr = 0; // report bad options through the one error line instead of getopt's own
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        char *end = NULL;
+        switch (opt) {
+        case 'm': model_dir = optarg; break;
+        case 'p': prompt = optarg; break;
+        case 'i': ids_s = optarg; break;
+        case 'n':
+            max_new = (int)strtol(optarg, &end, 10);
+            if (*end || max_new < 0) return pn_errorf("--max-new-tokens: '%s' is not a non-negative integer", optarg);
+            break;
+        case 't':
+            temperature = strtof(optarg, &end);
+            if (*end || !(temperature >= 0)) return pn_errorf("--temperature: '%s' is not a number >= 0", optarg);
+            break;
+        case 's':
+            seed = strtol(optarg, &end, 10);
+            if (*end) return pn_errorf("--seed: '%s' is not an integer", optarg);
+            break;
+        case 'd': dump = optarg; break;
+        case 'D': device = optarg; break;
+        case 'Z': usage(stdout); exit(0);
+        default: return pn_errorf("unknown option or missing value: '%s' (see --help)", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return pn_errorf("unexpected argument '%s'", argv[optind]);
+    if (!model_dir) {
+        return pn_errorf("--model DIR is required (see --help)");
+    }
+    if (!!prompt == !!ids_s) {
+        return pn_errorf("give exactly one of --prompt and --ids (see --help)");
+    }
+    if (prompt) return pn_errorf("--prompt needs the tokenizer, which this build does not have yet; use --ids");
+    pn_device dev;
+    if (!strcmp(device, "cpu")) dev = PN_CPU;
+    else if (!strcmp(device, "cuda")) dev = PN_CUDA;
+    else if (!strcmp(device, "auto")) dev = pn_cuda_available() ? PN_CUDA : PN_CPU;
+    else return pn_errorf("--device: '%s' is not auto, cpu or cuda", device);
+
+    int32_t *ids;
+    int T;
+    if (parse_ids(ids_s, &ids, &T)) {
+        free(ids);
+        return -1;
+    }
+    pn_model m;
+    double t0 = pn_now();
+    if (pn_model_load(&m, model_dir, dev)) {
+        free(ids);
+        return -1;
+    }
+    const pn_model_config *c = &m.cfg;
+    for (int i = 0; i < T; i++)
+        if (ids[i] >= c->vocab) {
+            pn_errorf("--ids: token id %d at position %d is outside the vocabulary of %s (size %d)", ids[i], i,
+                      model_dir, c->vocab);
+            goto fail;
+        }
+    const double t_load = pn_now() - t0;
+    const int cap = T + max_new;
+    if (cap > c->max_pos)
+        pn_warn("%d tokens exceed max_position_embeddings %d of %s", cap, c->max_pos, model_dir);
+    pn_kvcache kc = {0};
+    float *logits = NULL;
+    int32_t *out = NULL;
+    if (pn_model_plan(&m, 1, T, dump != NULL) || pn_kvcache_init(&kc, &m, 1, cap)) goto fail;
+    const int V = c->vocab;
+    logits = pn_malloc(sizeof(float) * (size_t)V * (size_t)(dump ? T : 1));
+    out = pn_malloc(sizeof(int32_t) * (size_t)(max_new + 1));
+    pn_rng rng = {.seed = (uint64_t)seed};
+    const pn_backend *be = pn_backend_get(dev);
+
+    t0 = pn_now();
+    if (pn_model_forward(&m, &kc, ids, 1, T)) goto fail2;
+    const int last_row = dump ? T - 1 : 0;
+    pn_tensor lg = pn_rows(&m.logits, 0, dump ? T : 1);
+    pn_op_to_host_f32(logits, &lg);
+    be->sync();
+    const double t_prefill = pn_now() - t0;
+    if (dump && dump_logits(dump, logits, ids, T, V)) goto fail2;
+
+    int n_out = 0;
+    t0 = pn_now();
+    while (n_out < max_new) {
+        const float *row = n_out == 0 ? logits + (size_t)last_row * (size_t)V : logits;
+        int32_t next = sample(row, V, temperature, &rng);
+        out[n_out++] = next;
+        printf(n_out == 1 ? "%d" : ",%d", next);
+        fflush(stdout);
+        if (next == c->eos_id || n_out == max_new) break;
+        if (pn_model_forward(&m, &kc, &next, 1, 1)) goto fail2;
+        pn_tensor l1 = pn_rows(&m.logits, 0, 1);
+        pn_op_to_host_f32(logits, &l1);
+    }
+    printf("\n");
+    const double t_decode = pn_now() - t0;
+    pn_info("%s on %s: load %.2f s, prefill %d tokens %.1f tok/s, decode %d tokens %.1f tok/s", model_dir,
+            pn_device_name(dev), t_load, T, T / t_prefill, n_out, n_out > 1 ? (n_out - 1) / t_decode : 0.0);
+    free(out);
+    free(logits);
+    free(ids);
+    pn_kvcache_free(&kc);
+    pn_model_free(&m);
+    return 0;
+fail2:
+    free(out);
+    free(logits);
+    pn_kvcache_free(&kc);
+fail:
+    free(ids);
+    pn_model_free(&m);
+    return -1;
+}
+
+int main(int argc, char **argv) {
+    if (run(argc, argv)) {
+        fprintf(stderr, "postnas-generate: error: %s\n", pn_last_error());
+        return 1;
+    }
+    return 0;
+}

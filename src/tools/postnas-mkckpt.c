@@ -1,0 +1,294 @@
+// postnas-mkckpt: write a Hugging Face checkpoint folder (config.json + safetensors) of any Qwen2, Qwen3
+// or Llama shape with random weights from a seed. Real sizes (--preset qwen2.5-1.5b) let the GPU path be
+// measured at scale without downloading anything; tiny ones feed the demo and the tests. Weights follow
+// HF's init (linear weights and embeddings N(0, init_std), norms 1, biases N(0, init_std)).
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../pn_common.h"
+#include "../pn_model.h"
+#include "../pn_rng.h"
+#include "../pn_safetensors.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: postnas-mkckpt --out DIR [--preset NAME] [--arch qwen2|qwen3|llama]\n"
+            "         [--hidden N] [--intermediate N] [--layers N] [--heads N] [--kv-heads N] [--head-dim N]\n"
+            "         [--vocab N] [--tie 0|1] [--rope-theta F] [--rms-eps F] [--sliding-window N]\n"
+            "         [--max-window-layers N] [--max-pos N] [--seed S] [--init-std F] [--dtype bf16|f32]\n"
+            "         [--shard-mb MB]\n"
+            "presets: tiny (default), qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-3b, qwen3-1.7b, llama-3.2-1b\n");
+}
+
+static int preset(pn_model_config *c, const char *name) {
+    memset(c, 0, sizeof *c);
+    c->arch = PN_ARCH_QWEN2;
+    c->rms_eps = 1e-6f;
+    c->rope_theta = 1e6;
+    c->tie_embeddings = 1;
+    c->max_pos = 32768;
+    c->bos_id = 151643;
+    c->eos_id = 151643;
+    if (!strcmp(name, "tiny")) {
+        *c = (pn_model_config){.arch = PN_ARCH_QWEN2, .hidden = 64, .intermediate = 192, .n_layers = 4, .n_heads = 4,
+                               .n_kv_heads = 2, .head_dim = 16, .vocab = 512, .max_pos = 4096, .rms_eps = 1e-6f,
+                               .tie_embeddings = 1, .rope_theta = 10000, .bos_id = 1, .eos_id = 2};
+    } else if (!strcmp(name, "qwen2.5-0.5b")) {
+        c->hidden = 896, c->intermediate = 4864, c->n_layers = 24, c->n_heads = 14, c->n_kv_heads = 2;
+        c->head_dim = 64, c->vocab = 151936;
+    } else if (!strcmp(name, "qwen2.5-1.5b")) {
+        c->hidden = 1536, c->intermediate = 8960, c->n_layers = 28, c->n_heads = 12, c->n_kv_heads = 2;
+        c->head_dim = 128, c->vocab = 151936;
+    } else if (!strcmp(name, "qwen2.5-3b")) {
+        c->hidden = 2048, c->intermediate = 11008, c->n_layers = 36, c->n_heads = 16, c->n_kv_heads = 2;
+        c->head_dim = 128, c->vocab = 151936;
+    } else if (!strcmp(name, "qwen3-1.7b")) {
+        c->arch = PN_ARCH_QWEN3;
+        c->hidden = 2048, c->intermediate = 6144, c->n_layers = 28, c->n_heads = 16, c->n_kv_heads = 8;
+        c->head_dim = 128, c->vocab = 151936;
+    } else if (!strcmp(name, "llama-3.2-1b")) {
+        *c = (pn_model_config){.arch = PN_ARCH_LLAMA, .hidden = 2048, .intermediate = 8192, .n_layers = 16,
+                               .n_heads = 32, .n_kv_heads = 8, .head_dim = 64, .vocab = 128256, .max_pos = 131072,
+                               .rms_eps = 1e-5f, .tie_embeddings = 1, .rope_theta = 500000,
+                               .rope_type = PN_ROPE_LLAMA3, .rope_factor = 32, .rope_low_freq = 1,
+                               .rope_high_freq = 4, .rope_orig_max_pos = 8192, .bos_id = 128000, .eos_id = 128001};
+    } else {
+        return pn_errorf("unknown preset '%s'", name);
+    }
+    return 0;
+}
+
+static int parse_int(const char *opt, const char *s, int lo, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < lo || v > (1 << 30)) return pn_errorf("--%s: '%s' is not an integer >= %d", opt, s, lo);
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_num(const char *opt, const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || end == s || !(v > 0)) return pn_errorf("--%s: '%s' is not a positive number", opt, s);
+    *out = v;
+    return 0;
+}
+
+static int mkdir_p(const char *dir) {
+    char *p = pn_strdup(dir);
+    for (char *s = p + 1; *s; s++)
+        if (*s == '/') {
+            *s = 0;
+            mkdir(p, 0777);
+            *s = '/';
+        }
+    int rc = mkdir(p, 0777);
+    free(p);
+    if (rc != 0 && errno != EEXIST) return pn_errorf("%s: cannot create folder: %s", dir, strerror(errno));
+    return 0;
+}
+
+typedef struct {
+    uint64_t seed;
+    double std;
+    pn_st_dtype dtype;
+} gen_opts;
+
+static size_t param_bytes(const pn_param *p, pn_st_dtype dt) {
+    return (size_t)p->shape[0] * (size_t)(p->ndim == 2 ? p->shape[1] : 1) * pn_st_dtype_size(dt);
+}
+
+// Writes params [lo, hi) into one safetensors file.
+static int write_file(const char *path, const pn_param *ps, int lo, int hi, const gen_opts *g) {
+    pn_st_decl *decl = pn_calloc((size_t)(hi - lo), sizeof(pn_st_decl));
+    size_t largest = 0;
+    for (int i = lo; i < hi; i++) {
+        pn_st_decl *d = &decl[i - lo];
+        d->name = ps[i].name;
+        d->dtype = g->dtype;
+        d->ndim = ps[i].ndim;
+        d->shape[0] = ps[i].shape[0];
+        d->shape[1] = ps[i].shape[1];
+        if (param_bytes(&ps[i], PN_ST_F32) > largest) largest = param_bytes(&ps[i], PN_ST_F32);
+    }
+    static const char *meta[] = {"format", "pt", NULL};
+    pn_st_writer *w = pn_st_writer_begin(path, decl, hi - lo, meta);
+    free(decl);
+    if (!w) return -1;
+    float *buf = pn_malloc(largest);
+    uint16_t *half = pn_malloc(largest / 2 + 2);
+    int rc = 0;
+    for (int i = lo; i < hi && !rc; i++) {
+        const pn_param *p = &ps[i];
+        const int64_t n = p->shape[0] * (p->ndim == 2 ? p->shape[1] : 1);
+        const uint64_t stream = (uint64_t)i + 1;
+#pragma omp parallel for schedule(static)
+        for (int64_t j = 0; j < n; j++) {
+            float z = pn_rng_normal(g->seed, stream, (uint64_t)j);
+            buf[j] = p->kind == PN_PARAM_NORM ? 1.0f : (float)(g->std * z);
+        }
+        if (g->dtype == PN_ST_BF16) {
+            for (int64_t j = 0; j < n; j++) half[j] = pn_f32_to_bf16(buf[j]);
+            rc = pn_st_writer_write(w, half, (size_t)n * 2);
+        } else {
+            rc = pn_st_writer_write(w, buf, (size_t)n * 4);
+        }
+    }
+    free(buf);
+    free(half);
+    if (rc) {
+        pn_st_writer_abort(w);
+        return -1;
+    }
+    return pn_st_writer_finish(w);
+}
+
+static int write_index(const char *dir, const pn_param *ps, int n, const int *file_of, int nfiles, size_t total) {
+    char *path = pn_path_join(dir, "model.safetensors.index.json");
+    pn_atomic_file af;
+    int rc = pn_atomic_open(&af, path);
+    free(path);
+    if (rc) return -1;
+    fprintf(af.f, "{\n  \"metadata\": {\"total_size\": %zu},\n  \"weight_map\": {\n", total);
+    for (int i = 0; i < n; i++)
+        fprintf(af.f, "    \"%s\": \"model-%05d-of-%05d.safetensors\"%s\n", ps[i].name, file_of[i] + 1, nfiles,
+                i + 1 < n ? "," : "");
+    fprintf(af.f, "  }\n}\n");
+    return pn_atomic_commit(&af);
+}
+
+static int run(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"out", 1, 0, 'o'}, {"preset", 1, 0, 'p'}, {"arch", 1, 0, 'a'}, {"hidden", 1, 0, 'H'},
+        {"intermediate", 1, 0, 'I'}, {"layers", 1, 0, 'L'}, {"heads", 1, 0, 'h'}, {"kv-heads", 1, 0, 'k'},
+        {"head-dim", 1, 0, 'd'}, {"vocab", 1, 0, 'V'}, {"tie", 1, 0, 't'}, {"rope-theta", 1, 0, 'r'},
+        {"rms-eps", 1, 0, 'e'}, {"sliding-window", 1, 0, 'w'}, {"max-window-layers", 1, 0, 'm'},
+        {"max-pos", 1, 0, 'P'}, {"seed", 1, 0, 's'}, {"init-std", 1, 0, 'S'}, {"dtype", 1, 0, 'D'},
+        {"shard-mb", 1, 0, 'M'}, {"help", 0, 0, 'Z'}, {0, 0, 0, 0}};
+    // The preset is applied first so every other flag overrides it, whatever the order.
+    const char *preset_name = "tiny", *out = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--preset") && i + 1 < argc) preset_name = argv[i + 1];
+        if (!strncmp(argv[i], "--preset=", 9)) preset_name = argv[i] + 9;
+    }
+    pn_model_config c;
+    if (preset(&c, preset_name)) return -1;
+    gen_opts g = {.seed = 0, .std = 0.02, .dtype = PN_ST_BF16};
+    int head_dim_set = 0, sw = 0, mwl = -1, shard_mb = 0, tie = c.tie_embeddings, seed = 0;
+    double num;
+    int opt;
+    opterr = 0; // report bad options through the one error line instead of getopt's own
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        int rc = 0;
+        switch (opt) {
+        case 'o': out = optarg; break;
+        case 'p': break;
+        case 'a':
+            if (!strcmp(optarg, "qwen2")) c.arch = PN_ARCH_QWEN2;
+            else if (!strcmp(optarg, "qwen3")) c.arch = PN_ARCH_QWEN3;
+            else if (!strcmp(optarg, "llama")) c.arch = PN_ARCH_LLAMA;
+            else rc = pn_errorf("--arch: unknown architecture '%s' (qwen2, qwen3, llama)", optarg);
+            break;
+        case 'H': rc = parse_int("hidden", optarg, 2, &c.hidden); break;
+        case 'I': rc = parse_int("intermediate", optarg, 1, &c.intermediate); break;
+        case 'L': rc = parse_int("layers", optarg, 1, &c.n_layers); break;
+        case 'h': rc = parse_int("heads", optarg, 1, &c.n_heads); break;
+        case 'k': rc = parse_int("kv-heads", optarg, 1, &c.n_kv_heads); break;
+        case 'd': rc = parse_int("head-dim", optarg, 2, &c.head_dim), head_dim_set = 1; break;
+        case 'V': rc = parse_int("vocab", optarg, 1, &c.vocab); break;
+        case 't': rc = parse_int("tie", optarg, 0, &tie); break;
+        case 'r': rc = parse_num("rope-theta", optarg, &c.rope_theta); break;
+        case 'e': rc = parse_num("rms-eps", optarg, &num), c.rms_eps = (float)num; break;
+        case 'w': rc = parse_int("sliding-window", optarg, 1, &sw); break;
+        case 'm': rc = parse_int("max-window-layers", optarg, 0, &mwl); break;
+        case 'P': rc = parse_int("max-pos", optarg, 1, &c.max_pos); break;
+        case 's': rc = parse_int("seed", optarg, 0, &seed); break;
+        case 'S': rc = parse_num("init-std", optarg, &g.std); break;
+        case 'D':
+            if (!strcmp(optarg, "bf16")) g.dtype = PN_ST_BF16;
+            else if (!strcmp(optarg, "f32")) g.dtype = PN_ST_F32;
+            else rc = pn_errorf("--dtype: '%s' is not bf16 or f32", optarg);
+            break;
+        case 'M': rc = parse_int("shard-mb", optarg, 1, &shard_mb); break;
+        case '?':
+        case 'Z': usage(stdout); exit(0);
+        default: return pn_errorf("unknown option or missing value: '%s' (see --help)", argv[optind - 1]);
+        }
+        if (rc) return -1;
+    }
+    if (!out) {
+        return pn_errorf("--out DIR is required (see --help)");
+    }
+    if (optind < argc) return pn_errorf("unexpected argument '%s'", argv[optind]);
+    g.seed = (uint64_t)seed;
+    c.tie_embeddings = tie != 0;
+    if (!head_dim_set) {
+        if (c.hidden % c.n_heads) return pn_errorf("--hidden must be a multiple of --heads (or give --head-dim)");
+        c.head_dim = c.hidden / c.n_heads;
+    }
+    if (c.n_kv_heads > c.n_heads || c.n_heads % c.n_kv_heads) return pn_errorf("--heads must be a multiple of --kv-heads");
+    if (c.head_dim % 2) return pn_errorf("--head-dim must be even");
+    if (c.n_layers > PN_MAX_LAYERS) return pn_errorf("--layers: at most %d", PN_MAX_LAYERS);
+    c.qkv_bias = c.arch == PN_ARCH_QWEN2;
+    c.qk_norm = c.arch == PN_ARCH_QWEN3;
+    if (c.bos_id >= c.vocab) c.bos_id = -1;
+    if (c.eos_id >= c.vocab) c.eos_id = c.vocab - 1;
+    if (sw)
+        for (int l = mwl < 0 ? 0 : mwl; l < c.n_layers; l++) c.window[l] = sw;
+
+    if (mkdir_p(out)) return -1;
+    char *cfg_path = pn_path_join(out, "config.json");
+    int rc = pn_hf_config_save(&c, cfg_path);
+    free(cfg_path);
+    if (rc) return -1;
+    const int n = pn_model_nparams(&c);
+    pn_param *ps = pn_calloc((size_t)n, sizeof(pn_param));
+    pn_model_param_list(&c, NULL, ps);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += param_bytes(&ps[i], g.dtype);
+    if (!shard_mb) {
+        char *path = pn_path_join(out, "model.safetensors");
+        rc = write_file(path, ps, 0, n, &g);
+        free(path);
+    } else { // greedy shards of at most shard_mb (a tensor larger than that gets a shard of its own)
+        int *file_of = pn_calloc((size_t)n, sizeof(int)), nfiles = 0;
+        size_t in_file = 0, limit = (size_t)shard_mb << 20;
+        for (int i = 0; i < n; i++) {
+            size_t b = param_bytes(&ps[i], g.dtype);
+            if (i > 0 && in_file + b > limit) nfiles++, in_file = 0;
+            file_of[i] = nfiles;
+            in_file += b;
+        }
+        nfiles++;
+        for (int f = 0, lo = 0; f < nfiles && !rc; f++) {
+            int hi = lo;
+            while (hi < n && file_of[hi] == f) hi++;
+            char name[64];
+            snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", f + 1, nfiles);
+            char *path = pn_path_join(out, name);
+            rc = write_file(path, ps, lo, hi, &g);
+            free(path);
+            lo = hi;
+        }
+        if (!rc) rc = write_index(out, ps, n, file_of, nfiles, total);
+        free(file_of);
+    }
+    free(ps);
+    if (rc) return -1;
+    printf("wrote %s: %s, %.1fM parameters, %.1f MB (%s)\n", out, pn_arch_name(c.arch),
+           (double)pn_hf_config_params(&c) / 1e6, (double)total / 1e6, pn_st_dtype_name(g.dtype));
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (run(argc, argv)) {
+        fprintf(stderr, "postnas-mkckpt: error: %s\n", pn_last_error());
+        return 1;
+    }
+    return 0;
+}

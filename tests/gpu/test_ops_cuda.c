@@ -1,0 +1,433 @@
+// test_ops_cuda: every op of the CUDA backend against the CPU backend (the fp32 oracle) on the same random
+// inputs, then timings of the attention and matmul anchors.
+//
+// Inputs are drawn on the host (fixed seed) and rounded to bf16 before either backend sees them, so both
+// compute from identical values and the error measured is the CUDA path's own (bf16 roundings of
+// intermediates and outputs, fp32 accumulation order). Error is ||cuda - cpu|| / ||cpu|| over the output.
+// Cache rows past the valid positions are NaN on the GPU (zeros on the CPU): attention must never read them.
+// Prints one line per case and a final "N passed, M failed"; exits 1 if any case failed, 0 with
+// "skipped: no CUDA device" when there is no GPU. PN_TEST_NO_BENCH=1 in the environment skips the timings.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/ops.h"
+#include "src/pn_common.h"
+
+// CUDA-event timing from kernels/cuda/backend.cu (C linkage, so this file needs no CUDA headers).
+void pn_cuda_timer_start(void);
+float pn_cuda_timer_stop_ms(void);
+
+static int n_pass = 0, n_fail = 0;
+
+// ----------------------------------------------------------------------------------------------------
+// random inputs
+
+static uint64_t rng_state = 0x2545F4914F6CDD1DULL;
+
+static uint64_t rng_next(void) { // splitmix64
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static double rng_uniform(void) { return ((double)(rng_next() >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+
+static float rng_normal(void) {
+    const double u1 = rng_uniform(), u2 = rng_uniform();
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+static float bf16_round(float x) { return pn_bf16_to_f32(pn_f32_to_bf16(x)); }
+
+// n values ~ N(mean, std^2), rounded to bf16.
+static float *randn(int64_t n, float mean, float std) {
+    float *p = pn_malloc(sizeof(float) * (size_t)(n ? n : 1));
+    for (int64_t i = 0; i < n; i++) p[i] = bf16_round(mean + std * rng_normal());
+    return p;
+}
+
+static float *copy_f32(const float *src, int64_t n) {
+    float *p = pn_malloc(sizeof(float) * (size_t)(n ? n : 1));
+    memcpy(p, src, sizeof(float) * (size_t)n);
+    return p;
+}
+
+// ----------------------------------------------------------------------------------------------------
+// tensors on both devices
+
+static pn_tensor host_view(float *data, int ndim, const int64_t *shape) {
+    return pn_view(data, PN_F32, PN_CPU, ndim, shape);
+}
+
+static pn_tensor dev_alloc(pn_dtype dt, int ndim, const int64_t *shape) {
+    pn_tensor t = pn_view(NULL, dt, PN_CUDA, ndim, shape);
+    t.data = pn_cuda_backend.alloc(pn_nbytes(&t));
+    if (!t.data) pn_panic("out of device memory (%zu bytes)", pn_nbytes(&t));
+    return t;
+}
+
+static pn_tensor dev_upload(const float *h, pn_dtype dt, int ndim, const int64_t *shape) {
+    pn_tensor t = dev_alloc(dt, ndim, shape);
+    pn_op_from_host_f32(&t, h);
+    return t;
+}
+
+static float *dev_download(const pn_tensor *t) {
+    float *h = pn_malloc(sizeof(float) * (size_t)(pn_numel(t) ? pn_numel(t) : 1));
+    pn_op_to_host_f32(h, t);
+    return h;
+}
+
+static void dev_free(pn_tensor *t) {
+    pn_cuda_backend.free(t->data);
+    t->data = NULL;
+}
+
+// ----------------------------------------------------------------------------------------------------
+// comparison
+
+// ||a - b|| / ||b||; NaN anywhere gives NaN, which fails every tolerance.
+static double relerr(const float *a, const float *b, int64_t n) {
+    double num = 0.0, den = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const double d = (double)a[i] - (double)b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    if (den == 0.0) return num == 0.0 ? 0.0 : INFINITY;
+    return sqrt(num / den);
+}
+
+static void report(const char *op, const char *shape, double err, double tol) {
+    const int ok = err <= tol; // false for NaN
+    printf("%-10s %-44s relerr=%.3e %s\n", op, shape, err, ok ? "ok" : "FAIL");
+    fflush(stdout);
+    if (ok)
+        n_pass++;
+    else
+        n_fail++;
+}
+
+// ----------------------------------------------------------------------------------------------------
+// cases
+
+static void test_matmul(int64_t N, int64_t I, int64_t O, int with_bias) {
+    float *x = randn(N * I, 0.0f, 1.0f), *w = randn(O * I, 0.0f, 1.0f / sqrtf((float)I));
+    float *bias = with_bias ? randn(O, 0.0f, 1.0f) : NULL;
+    float *ref = pn_malloc(sizeof(float) * (size_t)(N * O));
+    const int64_t sx[2] = {N, I}, sw[2] = {O, I}, so[2] = {N, O}, sb[1] = {O};
+
+    pn_tensor hx = host_view(x, 2, sx), hw = host_view(w, 2, sw), ho = host_view(ref, 2, so);
+    pn_tensor hb = bias ? host_view(bias, 1, sb) : (pn_tensor){0};
+    pn_op_matmul(&ho, &hx, &hw, bias ? &hb : NULL);
+
+    pn_tensor dx = dev_upload(x, PN_BF16, 2, sx), dw = dev_upload(w, PN_BF16, 2, sw), dout = dev_alloc(PN_BF16, 2, so);
+    pn_tensor db = bias ? dev_upload(bias, PN_BF16, 1, sb) : (pn_tensor){0};
+    pn_op_matmul(&dout, &dx, &dw, bias ? &db : NULL);
+    float *got = dev_download(&dout);
+
+    char shape[96];
+    snprintf(shape, sizeof shape, "[%lld,%lld]x[%lld,%lld]^T%s", (long long)N, (long long)I, (long long)O,
+             (long long)I, bias ? "+b" : "");
+    report("matmul", shape, relerr(got, ref, N * O), 1e-2);
+
+    dev_free(&dx), dev_free(&dw), dev_free(&dout);
+    if (bias) dev_free(&db);
+    free(x), free(w), free(bias), free(ref), free(got);
+}
+
+// x of shape (ndim, shape) normalized over its last dim D; in_place writes the result over x.
+static void test_rmsnorm(int ndim, const int64_t *shape, int in_place) {
+    const int64_t D = shape[ndim - 1];
+    pn_tensor probe = pn_view(NULL, PN_F32, PN_CPU, ndim, shape);
+    const int64_t n = pn_numel(&probe);
+    float *x = randn(n, 0.0f, 1.0f), *w = randn(D, 1.0f, 0.1f);
+    float *ref = pn_malloc(sizeof(float) * (size_t)n);
+    const int64_t sw[1] = {D};
+    pn_tensor hx = host_view(x, ndim, shape), hw = host_view(w, 1, sw), ho = host_view(ref, ndim, shape);
+    pn_op_rmsnorm(&ho, &hx, &hw, 1e-6f);
+
+    pn_tensor dx = dev_upload(x, PN_BF16, ndim, shape), dw = dev_upload(w, PN_BF16, 1, sw);
+    pn_tensor dout = in_place ? dx : dev_alloc(PN_BF16, ndim, shape);
+    pn_op_rmsnorm(&dout, &dx, &dw, 1e-6f);
+    float *got = dev_download(&dout);
+
+    char s[96], name[128];
+    snprintf(name, sizeof name, "%s D=%lld%s", pn_shape_str(&hx, s, sizeof s), (long long)D,
+             in_place ? " in-place" : "");
+    report("rmsnorm", name, relerr(got, ref, n), 1e-2);
+    if (!in_place) dev_free(&dout);
+    dev_free(&dx), dev_free(&dw);
+    free(x), free(w), free(ref), free(got);
+}
+
+static void test_rope(int64_t B, int64_t T, int64_t H, int64_t D, int pos0) {
+    const int64_t shape[4] = {B, T, H, D}, sf[1] = {D / 2}, n = B * T * H * D;
+    float *x = randn(n, 0.0f, 1.0f), *ref = copy_f32(x, n);
+    float *freq = pn_malloc(sizeof(float) * (size_t)(D / 2));
+    for (int64_t i = 0; i < D / 2; i++) freq[i] = (float)pow(1000000.0, -2.0 * (double)i / (double)D);
+
+    pn_tensor hx = host_view(ref, 4, shape), hf = host_view(freq, 1, sf);
+    pn_op_rope(&hx, &hf, pos0);
+    pn_tensor dx = dev_upload(x, PN_BF16, 4, shape), df = dev_upload(freq, PN_F32, 1, sf);
+    pn_op_rope(&dx, &df, pos0);
+    float *got = dev_download(&dx);
+
+    char s[96], name[128];
+    snprintf(name, sizeof name, "%s pos0=%d", pn_shape_str(&hx, s, sizeof s), pos0);
+    report("rope", name, relerr(got, ref, n), 1e-2);
+    dev_free(&dx), dev_free(&df);
+    free(x), free(ref), free(freq), free(got);
+}
+
+static void test_swiglu(int64_t N, int64_t C) {
+    const int64_t shape[2] = {N, C}, n = N * C;
+    float *g = randn(n, 0.0f, 2.0f), *u = randn(n, 0.0f, 1.0f), *ref = pn_malloc(sizeof(float) * (size_t)n);
+    pn_tensor hg = host_view(g, 2, shape), hu = host_view(u, 2, shape), ho = host_view(ref, 2, shape);
+    pn_op_swiglu(&ho, &hg, &hu);
+    pn_tensor dg = dev_upload(g, PN_BF16, 2, shape), du = dev_upload(u, PN_BF16, 2, shape);
+    pn_tensor dout = dev_alloc(PN_BF16, 2, shape);
+    pn_op_swiglu(&dout, &dg, &du);
+    float *got = dev_download(&dout);
+    char s[96];
+    report("swiglu", pn_shape_str(&hg, s, sizeof s), relerr(got, ref, n), 1e-2);
+    dev_free(&dg), dev_free(&du), dev_free(&dout);
+    free(g), free(u), free(ref), free(got);
+}
+
+static void test_add(int64_t N, int64_t C) {
+    const int64_t shape[2] = {N, C}, n = N * C;
+    float *x = randn(n, 0.0f, 1.0f), *y = randn(n, 0.0f, 1.0f), *ref = copy_f32(x, n);
+    pn_tensor hx = host_view(ref, 2, shape), hy = host_view(y, 2, shape);
+    pn_op_add(&hx, &hy);
+    pn_tensor dx = dev_upload(x, PN_BF16, 2, shape), dy = dev_upload(y, PN_BF16, 2, shape);
+    pn_op_add(&dx, &dy);
+    float *got = dev_download(&dx);
+    char s[96];
+    report("add", pn_shape_str(&hx, s, sizeof s), relerr(got, ref, n), 1e-2);
+    dev_free(&dx), dev_free(&dy);
+    free(x), free(y), free(ref), free(got);
+}
+
+static void test_embedding(int64_t V, int64_t C, int64_t N) {
+    const int64_t st[2] = {V, C}, so[2] = {N, C}, si[1] = {N};
+    float *table = randn(V * C, 0.0f, 1.0f), *ref = pn_malloc(sizeof(float) * (size_t)(N * C));
+    int32_t *ids = pn_malloc(sizeof(int32_t) * (size_t)N);
+    for (int64_t i = 0; i < N; i++) ids[i] = (int32_t)(rng_next() % (uint64_t)V);
+    ids[0] = 0, ids[N - 1] = (int32_t)(V - 1); // both ends of the table
+
+    pn_tensor ht = host_view(table, 2, st), ho = host_view(ref, 2, so);
+    pn_tensor hi = pn_view(ids, PN_I32, PN_CPU, 1, si);
+    pn_op_embedding(&ho, &hi, &ht);
+
+    pn_tensor dt = dev_upload(table, PN_BF16, 2, st), dout = dev_alloc(PN_BF16, 2, so), di = dev_alloc(PN_I32, 1, si);
+    pn_cuda_backend.memcpy_h2d(di.data, ids, sizeof(int32_t) * (size_t)N);
+    pn_op_embedding(&dout, &di, &dt);
+    float *got = dev_download(&dout);
+    char name[96];
+    snprintf(name, sizeof name, "table [%lld, %lld] ids [%lld]", (long long)V, (long long)C, (long long)N);
+    report("embedding", name, relerr(got, ref, N * C), 1e-2);
+    dev_free(&dt), dev_free(&dout), dev_free(&di);
+    free(table), free(ref), free(ids), free(got);
+}
+
+static void test_kv_store(int64_t B, int64_t cap, int64_t H, int64_t D, int64_t T, int pos0) {
+    const int64_t sc[4] = {B, cap, H, D}, ss[4] = {B, T, H, D}, nc = B * cap * H * D, ns = B * T * H * D;
+    float *cache = randn(nc, 0.0f, 1.0f), *src = randn(ns, 0.0f, 1.0f), *ref = copy_f32(cache, nc);
+    pn_tensor hc = host_view(ref, 4, sc), hs = host_view(src, 4, ss);
+    pn_op_kv_store(&hc, &hs, pos0);
+    pn_tensor dc = dev_upload(cache, PN_BF16, 4, sc), ds = dev_upload(src, PN_BF16, 4, ss);
+    pn_op_kv_store(&dc, &ds, pos0);
+    float *got = dev_download(&dc);
+    char s[96], name[128];
+    snprintf(name, sizeof name, "cache %s T=%lld pos0=%d", pn_shape_str(&hc, s, sizeof s), (long long)T, pos0);
+    report("kv_store", name, relerr(got, ref, nc), 1e-2);
+    dev_free(&dc), dev_free(&ds);
+    free(cache), free(src), free(ref), free(got);
+}
+
+static void test_attention(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D, int pos0, int window) {
+    const int64_t cap = pos0 + T + 5, kv_len = pos0 + T;
+    const int64_t sq[4] = {B, T, Hq, D}, sk[4] = {B, cap, Hkv, D};
+    const int64_t nq = B * T * Hq * D, nk = B * cap * Hkv * D, row = Hkv * D;
+    float *q = randn(nq, 0.0f, 1.0f), *k = randn(nk, 0.0f, 1.0f), *v = randn(nk, 0.0f, 1.0f);
+    float *kd = copy_f32(k, nk), *vd = copy_f32(v, nk);
+    for (int64_t b = 0; b < B; b++) // positions past the valid keys: 0 for the CPU, NaN for the GPU
+        for (int64_t s = kv_len; s < cap; s++)
+            for (int64_t i = 0; i < row; i++) {
+                const int64_t at = (b * cap + s) * row + i;
+                k[at] = v[at] = 0.0f;
+                kd[at] = vd[at] = NAN;
+            }
+    float *ref = pn_malloc(sizeof(float) * (size_t)nq);
+    pn_tensor hq = host_view(q, 4, sq), hk = host_view(k, 4, sk), hv = host_view(v, 4, sk), ho = host_view(ref, 4, sq);
+    pn_op_attention(&ho, &hq, &hk, &hv, pos0, window);
+
+    pn_tensor dq = dev_upload(q, PN_BF16, 4, sq), dk = dev_upload(kd, PN_BF16, 4, sk), dv = dev_upload(vd, PN_BF16, 4, sk);
+    pn_tensor dout = dev_alloc(PN_BF16, 4, sq);
+    pn_op_attention(&dout, &dq, &dk, &dv, pos0, window);
+    float *got = dev_download(&dout);
+
+    char name[128];
+    snprintf(name, sizeof name, "B%lld T%lld Hq%lld Hkv%lld D%lld pos0=%d win=%d", (long long)B, (long long)T,
+             (long long)Hq, (long long)Hkv, (long long)D, pos0, window);
+    report("attention", name, relerr(got, ref, nq), 1e-2);
+    dev_free(&dq), dev_free(&dk), dev_free(&dv), dev_free(&dout);
+    free(q), free(k), free(v), free(kd), free(vd), free(ref), free(got);
+}
+
+// ----------------------------------------------------------------------------------------------------
+// timings
+
+static int cmp_float(const void *a, const void *b) {
+    const float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+#define TIMED_RUNS 20
+#define WARMUP_RUNS 3
+
+// The attention anchor (B 8, T 4096, Hq 12, Hkv 2, D 128, causal), plus a spot check of its last 64 queries
+// of batch 0, head 0 against the CPU (the longest rows: 4096 keys each).
+static void bench_attention(void) {
+    const int64_t B = 8, T = 4096, Hq = 12, Hkv = 2, D = 128;
+    const int64_t sq[4] = {B, T, Hq, D}, sk[4] = {B, T, Hkv, D}, nq = B * T * Hq * D, nk = B * T * Hkv * D;
+    float *q = randn(nq, 0.0f, 1.0f), *k = randn(nk, 0.0f, 1.0f), *v = randn(nk, 0.0f, 1.0f);
+    pn_tensor dq = dev_upload(q, PN_BF16, 4, sq), dk = dev_upload(k, PN_BF16, 4, sk), dv = dev_upload(v, PN_BF16, 4, sk);
+    pn_tensor dout = dev_alloc(PN_BF16, 4, sq);
+
+    float ms[TIMED_RUNS];
+    for (int i = 0; i < WARMUP_RUNS; i++) pn_op_attention(&dout, &dq, &dk, &dv, 0, 0);
+    pn_cuda_backend.sync();
+    for (int i = 0; i < TIMED_RUNS; i++) {
+        pn_cuda_timer_start();
+        pn_op_attention(&dout, &dq, &dk, &dv, 0, 0);
+        ms[i] = pn_cuda_timer_stop_ms();
+    }
+    qsort(ms, TIMED_RUNS, sizeof(float), cmp_float);
+    const double med = ms[TIMED_RUNS / 2], flops = 4.0 * B * Hq * (double)T * T * D / 2.0;
+    printf("bench attention B8 T4096 Hq12 Hkv2 D128 causal: %.3f ms, %.1f TFLOP/s (anchor: SDPA 0.77 ms)\n", med,
+           flops / (med * 1e-3) / 1e12);
+
+    // Spot check: queries T-64 .. T-1 of batch 0, head 0 (kv head 0) on the CPU.
+    float *got = dev_download(&dout);
+    const int64_t Tc = 64;
+    float *qc = pn_malloc(sizeof(float) * (size_t)(Tc * D)), *kc = pn_malloc(sizeof(float) * (size_t)(T * D));
+    float *vc = pn_malloc(sizeof(float) * (size_t)(T * D)), *ref = pn_malloc(sizeof(float) * (size_t)(Tc * D));
+    float *gc = pn_malloc(sizeof(float) * (size_t)(Tc * D));
+    for (int64_t t = 0; t < Tc; t++)
+        for (int64_t d = 0; d < D; d++) {
+            qc[t * D + d] = q[((T - Tc + t) * Hq + 0) * D + d];
+            gc[t * D + d] = got[((T - Tc + t) * Hq + 0) * D + d];
+        }
+    for (int64_t s = 0; s < T; s++)
+        for (int64_t d = 0; d < D; d++) kc[s * D + d] = k[(s * Hkv + 0) * D + d], vc[s * D + d] = v[(s * Hkv + 0) * D + d];
+    const int64_t scq[4] = {1, Tc, 1, D}, sck[4] = {1, T, 1, D};
+    pn_tensor hq = host_view(qc, 4, scq), hk = host_view(kc, 4, sck), hv = host_view(vc, 4, sck);
+    pn_tensor ho = host_view(ref, 4, scq);
+    pn_op_attention(&ho, &hq, &hk, &hv, (int)(T - Tc), 0);
+    report("attention", "anchor B8 T4096: last 64 queries of b0 h0", relerr(gc, ref, Tc * D), 1e-2);
+
+    // Decode over the same cache: one new query per sequence at position T - 1.
+    pn_tensor dq1 = pn_view(dq.data, PN_BF16, PN_CUDA, 4, (const int64_t[]){B, 1, Hq, D});
+    pn_tensor do1 = pn_view(dout.data, PN_BF16, PN_CUDA, 4, (const int64_t[]){B, 1, Hq, D});
+    for (int i = 0; i < WARMUP_RUNS; i++) pn_op_attention(&do1, &dq1, &dk, &dv, (int)(T - 1), 0);
+    for (int i = 0; i < TIMED_RUNS; i++) {
+        pn_cuda_timer_start();
+        pn_op_attention(&do1, &dq1, &dk, &dv, (int)(T - 1), 0);
+        ms[i] = pn_cuda_timer_stop_ms();
+    }
+    qsort(ms, TIMED_RUNS, sizeof(float), cmp_float);
+    const double kv_bytes = 2.0 * B * T * Hkv * D * 2.0;
+    printf("bench attention decode B8 ctx4096 Hq12 Hkv2 D128: %.3f ms, %.0f GB/s of K/V\n", ms[TIMED_RUNS / 2],
+           kv_bytes / (ms[TIMED_RUNS / 2] * 1e-3) / 1e9);
+
+    dev_free(&dq), dev_free(&dk), dev_free(&dv), dev_free(&dout);
+    free(q), free(k), free(v), free(got), free(qc), free(kc), free(vc), free(ref), free(gc);
+}
+
+static void bench_matmul(int64_t N, int64_t I, int64_t O) {
+    const int64_t sx[2] = {N, I}, sw[2] = {O, I}, so[2] = {N, O};
+    float *x = randn(N * I, 0.0f, 1.0f), *w = randn(O * I, 0.0f, 0.02f);
+    pn_tensor dx = dev_upload(x, PN_BF16, 2, sx), dw = dev_upload(w, PN_BF16, 2, sw), dout = dev_alloc(PN_BF16, 2, so);
+    float ms[TIMED_RUNS];
+    for (int i = 0; i < WARMUP_RUNS; i++) pn_op_matmul(&dout, &dx, &dw, NULL);
+    pn_cuda_backend.sync();
+    for (int i = 0; i < TIMED_RUNS; i++) {
+        pn_cuda_timer_start();
+        pn_op_matmul(&dout, &dx, &dw, NULL);
+        ms[i] = pn_cuda_timer_stop_ms();
+    }
+    qsort(ms, TIMED_RUNS, sizeof(float), cmp_float);
+    const double med = ms[TIMED_RUNS / 2], flops = 2.0 * (double)N * I * O;
+    printf("bench matmul [%lld,%lld]x[%lld,%lld]^T: %.3f ms, %.1f TFLOP/s\n", (long long)N, (long long)I,
+           (long long)O, (long long)I, med, flops / (med * 1e-3) / 1e12);
+    dev_free(&dx), dev_free(&dw), dev_free(&dout);
+    free(x), free(w);
+}
+
+// ----------------------------------------------------------------------------------------------------
+
+int main(void) {
+    if (!pn_cuda_available()) {
+        printf("skipped: no CUDA device\n");
+        return 0;
+    }
+
+    test_matmul(1, 1536, 1536, 0);
+    test_matmul(1, 1536, 1536, 1);
+    test_matmul(37, 896, 4864, 0);
+    test_matmul(37, 896, 4864, 1);
+    test_matmul(64, 256, 300, 1); // O * 2 bytes not a multiple of 16: less aligned output rows
+    test_matmul(2048, 1536, 8960, 0);
+    test_matmul(2048, 1536, 8960, 1);
+
+    test_rmsnorm(2, (const int64_t[]){37, 64}, 0);
+    test_rmsnorm(2, (const int64_t[]){37, 128}, 0);
+    test_rmsnorm(2, (const int64_t[]){37, 1536}, 0);
+    test_rmsnorm(2, (const int64_t[]){37, 1536}, 1);
+    test_rmsnorm(2, (const int64_t[]){5, 8192}, 0);
+    test_rmsnorm(2, (const int64_t[]){9, 100}, 0); // scalar path
+    test_rmsnorm(4, (const int64_t[]){2, 7, 3, 128}, 1); // per-head norm, in place
+
+    test_rope(2, 9, 3, 64, 0);
+    test_rope(2, 9, 3, 64, 1000);
+    test_rope(2, 9, 3, 128, 0);
+    test_rope(2, 9, 3, 128, 1000);
+
+    test_swiglu(64, 8960);
+    test_swiglu(7, 143); // scalar path
+    test_add(37, 1536);
+    test_add(7, 143);
+    test_embedding(1000, 1536, 37);
+    test_embedding(50, 100, 9);
+    test_kv_store(2, 50, 2, 64, 7, 13);
+    test_kv_store(2, 50, 2, 64, 1, 49);
+
+    // (B, T, Hq, Hkv, D, pos0, window)
+    test_attention(1, 1, 12, 2, 128, 100, 0);  // decode
+    test_attention(2, 37, 4, 2, 64, 0, 0);     // short prefill: simple kernel
+    test_attention(1, 200, 4, 1, 128, 0, 0);   // flash, partial last query block
+    test_attention(2, 256, 12, 2, 128, 0, 0);  // flash
+    test_attention(1, 300, 6, 2, 64, 0, 64);   // flash, sliding window
+    test_attention(1, 64, 4, 4, 128, 130, 0);  // flash over a prefix cache
+    test_attention(1, 5, 2, 1, 96, 7, 0);      // D = 96: simple kernel
+    test_attention(2, 1, 12, 2, 128, 3000, 0); // decode over a long cache (many key chunks)
+    test_attention(1, 1, 4, 2, 64, 300, 128);  // decode with a window
+    test_attention(1, 1, 4, 2, 64, 3000, 1000); // decode, window, split over keys
+    test_attention(1, 8, 4, 2, 128, 2000, 0);  // short chunk over a long cache, split over keys
+    test_attention(1, 100, 4, 2, 128, 50, 32); // flash, window and prefix
+    test_attention(1, 130, 2, 1, 64, 3, 0);    // flash, D = 64, partial blocks
+    test_attention(1, 40, 2, 2, 256, 10, 0);   // D = 256: simple kernel
+
+    if (!getenv("PN_TEST_NO_BENCH")) { // set it to skip the timings (e.g. under compute-sanitizer)
+        bench_attention();
+        bench_matmul(8192, 1536, 8960);
+    }
+
+    printf("%d passed, %d failed\n", n_pass, n_fail);
+    return n_fail ? 1 : 0;
+}

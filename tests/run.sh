@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite: a release build (with the CUDA backend compiled when nvcc is found) runs the CPU
+# tests, then a build with AddressSanitizer + UndefinedBehaviorSanitizer (CPU backend) runs them again.
+# The GPU suite needs a GPU: tests/gpu/run.sh.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+total_ok=0 total_fail=0
+run_suite() { # build_dir meson_setup_args...
+  local dir=$1; shift
+  if [ ! -f "$dir/build.ninja" ]; then
+    meson setup "$dir" "$@" > "$dir.setup.log" 2>&1 || { cat "$dir.setup.log"; total_fail=$((total_fail + 1)); return; }
+  fi
+  if ! ninja -C "$dir" -j "$jobs" > "$dir.build.log" 2>&1; then
+    cat "$dir.build.log"; total_fail=$((total_fail + 1)); return
+  fi
+  meson test -C "$dir" --print-errorlogs --num-processes 1 | tee "$dir.test.log"
+  local ok fail
+  ok=$(grep -E '^Ok:' "$dir.test.log" | awk '{print $2}')
+  fail=$(grep -E '^(Fail|Timeout|Unexpected Pass):' "$dir.test.log" | awk '{s += $NF} END {print s + 0}')
+  total_ok=$((total_ok + ${ok:-0})); total_fail=$((total_fail + fail))
+  [ -n "$ok" ] || total_fail=$((total_fail + 1))
+}
+echo "== release build =="
+run_suite build
+echo "== ASan + UBSan build =="
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+run_suite build-asan -Dcuda=disabled -Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
+echo "tests: $total_ok passed, $total_fail failed"
+[ "$total_fail" -eq 0 ]

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The command-line tools on good and bad input: each bad input must end with exactly one line
+# "postnas-<tool>: error: ..." naming the file and the problem, exit status 1 (not a crash), and
+# leave no output file behind.
+set -u
+B=${1:?usage: test_cli.sh BUILD_DIR}
+GEN=$B/postnas-generate
+MK=$B/postnas-mkckpt
+T=$(mktemp -d /tmp/pn_test_cli.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+pass=0 fail=0
+
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+
+# expect_error NEEDLE CMD...: exit 1, one stderr line with the needle, no crash.
+expect_error() {
+  local needle=$1; shift
+  "$@" > "$T/out" 2> "$T/err"
+  local rc=$?
+  local lines; lines=$(grep -c . "$T/err")
+  if [ $rc -eq 1 ] && [ "$lines" -eq 1 ] && grep -qF -- "$needle" "$T/err"; then ok
+  else bad "$* -> rc=$rc, stderr: $(cat "$T/err")  (wanted one line containing '$needle')"; fi
+}
+
+# A tiny model to work with.
+$MK --out "$T/m" --seed 1 --init-std 0.3 > /dev/null || bad "mkckpt tiny"
+[ -f "$T/m/config.json" ] && [ -f "$T/m/model.safetensors" ] && ok || bad "mkckpt wrote no checkpoint"
+
+# Good runs: greedy generation is deterministic; --dump-logits writes ids and logits.
+out1=$($GEN --model "$T/m" --ids 1,2,3,4 --max-new-tokens 8 --device cpu 2> /dev/null)
+out2=$($GEN --model "$T/m" --ids 1,2,3,4 --max-new-tokens 8 --device cpu 2> /dev/null)
+[ -n "$out1" ] && [ "$out1" = "$out2" ] && ok || bad "greedy generation not deterministic: '$out1' vs '$out2'"
+n=$(echo "$out1" | tr ',' '\n' | grep -c .)
+[ "$n" -ge 1 ] && [ "$n" -le 8 ] && ok || bad "expected 1..8 generated ids, got '$out1'"
+s1=$($GEN --model "$T/m" --ids 5,6 --max-new-tokens 16 --temperature 1.5 --seed 7 --device cpu 2> /dev/null)
+s2=$($GEN --model "$T/m" --ids 5,6 --max-new-tokens 16 --temperature 1.5 --seed 7 --device cpu 2> /dev/null)
+[ "$s1" = "$s2" ] && ok || bad "sampling with a seed not reproducible"
+$GEN --model "$T/m" --ids 1,2,3 --max-new-tokens 0 --dump-logits "$T/l.safetensors" --device cpu > /dev/null 2>&1 && ok || bad "dump-logits run"
+# ids [3] I32 + logits [3, 512] F32 = 12 + 6144 data bytes after the header.
+size=$(stat -c %s "$T/l.safetensors" 2> /dev/null || echo 0)
+hl=$(od -An -tu8 -N8 "$T/l.safetensors" 2> /dev/null | tr -d ' ')
+[ "$size" -eq $((8 + hl + 12 + 6144)) ] && ok || bad "dump-logits file size $size (header $hl)"
+head -c $((8 + hl)) "$T/l.safetensors" | tail -c "$hl" | grep -q '"logits":{"dtype":"F32","shape":\[3,512\]' && ok || bad "dump-logits header"
+
+# Bad command lines.
+expect_error "--model DIR is required" $GEN --ids 1
+expect_error "exactly one of --prompt and --ids" $GEN --model "$T/m"
+expect_error "--ids: 'x1' is not" $GEN --model "$T/m" --ids x1
+expect_error "--device: 'tpu'" $GEN --model "$T/m" --ids 1 --device tpu
+expect_error "--temperature" $GEN --model "$T/m" --ids 1 --temperature -1
+expect_error "unknown preset" $MK --out "$T/x" --preset gpt5
+expect_error "--out DIR is required" $MK --preset tiny
+expect_error "unknown option or missing value: '--bogus'" $GEN --bogus
+$GEN --help | grep -q "usage: postnas-generate" && ok || bad "--help"
+
+# Bad checkpoints.
+expect_error "$T/nope: no such checkpoint folder" $GEN --model "$T/nope" --ids 1 --device cpu
+expect_error "outside the vocabulary" $GEN --model "$T/m" --ids 1,512 --device cpu
+mkdir -p "$T/empty"
+expect_error "config.json: cannot open" $GEN --model "$T/empty" --ids 1 --device cpu
+cp "$T/m/config.json" "$T/empty/"
+expect_error "no model.safetensors or model.safetensors.index.json" $GEN --model "$T/empty" --ids 1 --device cpu
+
+cp -r "$T/m" "$T/badjson"; echo '{"model_type": "qwen2",' > "$T/badjson/config.json"
+expect_error "config.json:2:0: invalid JSON" $GEN --model "$T/badjson" --ids 1 --device cpu
+cp -r "$T/m" "$T/arch"; sed -i 's/"model_type": "qwen2"/"model_type": "mamba"/' "$T/arch/config.json"
+expect_error "unknown architecture" $GEN --model "$T/arch" --ids 1 --device cpu
+cp -r "$T/m" "$T/rope"; sed -i 's/"rope_scaling": null/"rope_scaling": {"rope_type": "dynamic", "factor": 2.0}/' "$T/rope/config.json"
+expect_error "unknown rope type \"dynamic\"" $GEN --model "$T/rope" --ids 1 --device cpu
+cp -r "$T/m" "$T/shape"; sed -i 's/"intermediate_size": 192/"intermediate_size": 200/' "$T/shape/config.json"
+expect_error "has shape [192, 64] but config.json implies [200, 64]" $GEN --model "$T/shape" --ids 1 --device cpu
+cp -r "$T/m" "$T/untied"; sed -i 's/"tie_word_embeddings": true/"tie_word_embeddings": false/' "$T/untied/config.json"
+expect_error "missing tensor 'lm_head.weight'" $GEN --model "$T/untied" --ids 1 --device cpu
+cp -r "$T/m" "$T/trunc"; truncate -s -100 "$T/trunc/model.safetensors"
+expect_error "model.safetensors: tensor" $GEN --model "$T/trunc" --ids 1 --device cpu
+cp -r "$T/m" "$T/trunc2"; truncate -s 20 "$T/trunc2/model.safetensors"
+expect_error "runs past the end of the file" $GEN --model "$T/trunc2" --ids 1 --device cpu
+
+# Sharded: an index that names a tensor its shard does not hold; a missing shard.
+$MK --out "$T/sh" --seed 1 --hidden 128 --intermediate 512 --vocab 4096 --shard-mb 1 --dtype f32 > /dev/null || bad "mkckpt sharded"
+cp -r "$T/sh" "$T/sh2"; sed -i 's/"model.norm.weight": "model-[0-9]*/"model.norm.weight": "model-00001/' "$T/sh2/model.safetensors.index.json"
+expect_error "weight_map puts 'model.norm.weight' in model-00001" $GEN --model "$T/sh2" --ids 1 --device cpu
+cp -r "$T/sh" "$T/sh3"; rm "$T/sh3/model-00002-of-"*.safetensors
+expect_error "model-00002-of-" $GEN --model "$T/sh3" --ids 1 --device cpu
+
+# A failed dump leaves no file behind.
+expect_error "cannot create" $GEN --model "$T/m" --ids 1 --max-new-tokens 0 --dump-logits "$T/nodir/l.safetensors" --device cpu
+[ -z "$(ls "$T" | grep '\.tmp\.')" ] && ok || bad "temporary files left behind"
+
+echo "test_cli: $pass passed, $fail failed"
+[ $fail -eq 0 ]

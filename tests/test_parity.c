@@ -1,0 +1,290 @@
+// Parity with Hugging Face transformers: logits of tiny random Qwen2, Qwen3 and Llama models (goldens
+// written by tests/make_goldens.py) must match the CPU fp32 forward to ||Δ||/||ref|| ≤ 1e-5. Also:
+// incremental decoding with the KV cache equals the full forward, a batch of two equals two single runs,
+// a sharded checkpoint loads like a single file, and the 151936-token vocabulary golden (checkpoint
+// rebuilt by postnas-mkckpt, logits by transformers) exercises the LM head at full size.
+//
+// usage: test_parity GOLDENS_DIR [MKCKPT] [--device cpu|cuda] [--tol X]
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../src/pn_common.h"
+#include "../src/pn_model.h"
+#include "../src/pn_safetensors.h"
+#include "pn_test.h"
+
+static pn_device dev = PN_CPU;
+static double tol = 1e-5;
+static double worst = 0;
+
+static double rel_err(const float *a, const float *ref, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - ref[i];
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+    }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+// Reads a golden tensor as fp32 (ids as I32 through `ids`).
+static float *golden_f32(pn_safetensors *st, const char *name, size_t *n) {
+    const pn_st_entry *e = pn_st_find(st, name);
+    if (!e) return NULL;
+    *n = (size_t)pn_st_numel(e);
+    float *x = pn_malloc(sizeof(float) * *n);
+    if (e->dtype == PN_ST_I32) {
+        for (size_t i = 0; i < *n; i++) {
+            int32_t v;
+            memcpy(&v, (const char *)e->data + 4 * i, 4);
+            x[i] = (float)v;
+        }
+    } else if (pn_st_to_f32(st, e, x)) {
+        free(x);
+        return NULL;
+    }
+    return x;
+}
+
+// Full forward of B sequences; returns host logits [B*T, V].
+static float *forward_all(pn_model *m, const int32_t *ids, int B, int T) {
+    pn_kvcache kc;
+    if (pn_model_plan(m, B, T, 1) || pn_kvcache_init(&kc, m, B, T)) return NULL;
+    float *out = NULL;
+    if (pn_model_forward(m, &kc, ids, B, T) == 0) {
+        out = pn_malloc(sizeof(float) * (size_t)B * (size_t)T * (size_t)m->cfg.vocab);
+        pn_tensor lg = pn_rows(&m->logits, 0, (int64_t)B * T);
+        pn_op_to_host_f32(out, &lg);
+    }
+    pn_kvcache_free(&kc);
+    return out;
+}
+
+// Prefill `split` tokens, then decode the rest one at a time; returns logits [T, V].
+static float *forward_incremental(pn_model *m, const int32_t *ids, int T, int split) {
+    const size_t V = (size_t)m->cfg.vocab;
+    pn_kvcache kc;
+    if (pn_model_plan(m, 1, T, 1) || pn_kvcache_init(&kc, m, 1, T)) return NULL;
+    float *out = pn_malloc(sizeof(float) * (size_t)T * V);
+    int rc = pn_model_forward(m, &kc, ids, 1, split);
+    pn_tensor lg = pn_rows(&m->logits, 0, split);
+    if (!rc) pn_op_to_host_f32(out, &lg);
+    for (int t = split; t < T && !rc; t++) {
+        rc = pn_model_forward(m, &kc, ids + t, 1, 1);
+        pn_tensor l1 = pn_rows(&m->logits, 0, 1);
+        if (!rc) pn_op_to_host_f32(out + (size_t)t * V, &l1);
+    }
+    pn_kvcache_free(&kc);
+    if (rc) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+static void check_case(const char *goldens, const char *name) {
+    char *dir = pn_path_join(goldens, name), *lp = pn_path_join(dir, "logits.safetensors");
+    pn_safetensors st;
+    pn_model m;
+    if (pn_st_open(&st, lp)) {
+        CHECK(0, "%s", pn_last_error());
+        goto out0;
+    }
+    if (pn_model_load(&m, dir, dev)) {
+        CHECK(0, "%s", pn_last_error());
+        goto out1;
+    }
+    size_t T, n;
+    float *idf = golden_f32(&st, "ids", &T), *ref = golden_f32(&st, "logits", &n);
+    const int V = m.cfg.vocab;
+    CHECK(idf && ref && n == T * (size_t)V, "%s: golden shapes", name);
+    if (!idf || !ref || n != T * (size_t)V) goto out2;
+    int32_t *ids = pn_malloc(sizeof(int32_t) * 2 * T);
+    for (size_t i = 0; i < T; i++) ids[i] = (int32_t)idf[i];
+
+    float *full = forward_all(&m, ids, 1, (int)T);
+    CHECK(full != NULL, "%s: forward: %s", name, pn_last_error());
+    if (full) {
+        double e = rel_err(full, ref, n);
+        if (e > worst) worst = e;
+        printf("%-16s %-4s T=%-3zu V=%-6d logits rel err %.3g (tol %.0e)\n", name, pn_device_name(dev), T, V, e, tol);
+        CHECK(e <= tol, "%s: logits rel err %.3g > %.0e", name, e, tol);
+
+        float *inc = forward_incremental(&m, ids, (int)T, (int)T / 2);
+        CHECK(inc != NULL, "%s: incremental: %s", name, pn_last_error());
+        if (inc) {
+            double ei = rel_err(inc, full, n);
+            printf("%-16s %-4s incremental decode vs full forward rel err %.3g\n", name, pn_device_name(dev), ei);
+            CHECK(ei <= tol, "%s: incremental vs full %.3g", name, ei);
+            free(inc);
+        }
+        // Batch of two: the golden sequence and its reverse; row block 0 must equal the single run.
+        for (size_t i = 0; i < T; i++) ids[T + i] = ids[T - 1 - i];
+        float *bat = forward_all(&m, ids, 2, (int)T);
+        CHECK(bat != NULL, "%s: batch: %s", name, pn_last_error());
+        if (bat) {
+            double eb = rel_err(bat, full, n);
+            CHECK(eb <= tol, "%s: batch row 0 vs single %.3g", name, eb);
+            float *rev = forward_all(&m, ids + T, 1, (int)T);
+            if (rev) CHECK(rel_err(bat + n, rev, n) <= tol, "%s: batch row 1 vs single", name);
+            free(rev);
+            free(bat);
+        }
+        free(full);
+    }
+    free(ids);
+out2:
+    free(idf);
+    free(ref);
+    pn_model_free(&m);
+out1:
+    pn_st_close(&st);
+out0:
+    free(dir);
+    free(lp);
+}
+
+static int run_mkckpt(const char *mkckpt, const char *args, const char *out) {
+    char *cmd = pn_malloc(strlen(mkckpt) + strlen(args) + strlen(out) + 64);
+    sprintf(cmd, "%s %s --out %s > /dev/null", mkckpt, args, out);
+    int rc = system(cmd);
+    free(cmd);
+    return rc;
+}
+
+static void check_bigvocab(const char *goldens, const char *mkckpt, const char *tmp) {
+    char *dir = pn_path_join(goldens, "qwen2-bigvocab"), *ap = pn_path_join(dir, "mkckpt_args.txt");
+    char *lp = pn_path_join(dir, "logits.safetensors");
+    char *args = pn_read_file(ap, NULL);
+    if (!args) {
+        printf("qwen2-bigvocab: skipped (%s)\n", pn_last_error());
+        goto out;
+    }
+    args[strcspn(args, "\n")] = 0;
+    char *ck = pn_path_join(tmp, "bigvocab");
+    CHECK(run_mkckpt(mkckpt, args, ck) == 0, "mkckpt %s", args);
+    pn_safetensors st;
+    pn_model m;
+    if (pn_st_open(&st, lp) == 0) {
+        if (pn_model_load(&m, ck, dev) == 0) {
+            size_t T, ns, nl, na;
+            float *idf = golden_f32(&st, "ids", &T), *strided = golden_f32(&st, "logits_strided", &ns);
+            float *lse = golden_f32(&st, "logsumexp", &nl), *am = golden_f32(&st, "argmax", &na);
+            const size_t V = (size_t)m.cfg.vocab, S = (V + 96) / 97;
+            CHECK(idf && strided && lse && am && ns == T * S && nl == T && na == T, "bigvocab golden shapes");
+            if (idf && strided && lse && am && ns == T * S) {
+                int32_t *ids = pn_malloc(sizeof(int32_t) * T);
+                for (size_t i = 0; i < T; i++) ids[i] = (int32_t)idf[i];
+                float *full = forward_all(&m, ids, 1, (int)T);
+                CHECK(full != NULL, "bigvocab forward: %s", pn_last_error());
+                if (full) {
+                    float *sub = pn_malloc(sizeof(float) * T * S), *mylse = pn_malloc(sizeof(float) * T);
+                    int argmax_ok = 1;
+                    for (size_t t = 0; t < T; t++) {
+                        const float *r = full + t * V;
+                        size_t best = 0;
+                        double mx = r[0], s = 0;
+                        for (size_t v = 0; v < V; v++) {
+                            if (r[v] > r[best]) best = v;
+                            if (r[v] > mx) mx = r[v];
+                        }
+                        for (size_t v = 0; v < V; v++) s += exp((double)r[v] - mx);
+                        mylse[t] = (float)(mx + log(s));
+                        for (size_t j = 0; j < S; j++) sub[t * S + j] = r[j * 97];
+                        argmax_ok &= (float)best == am[t];
+                    }
+                    double e = rel_err(sub, strided, T * S), el = rel_err(mylse, lse, T);
+                    printf("qwen2-bigvocab   %-4s T=%-3zu V=%-6zu strided logits rel err %.3g, logsumexp rel err %.3g\n",
+                           pn_device_name(dev), T, V, e, el);
+                    if (e > worst) worst = e;
+                    CHECK(e <= tol && el <= tol, "bigvocab: %.3g / %.3g", e, el);
+                    if (dev == PN_CPU) CHECK(argmax_ok, "bigvocab argmax differs");
+                    free(sub);
+                    free(mylse);
+                    free(full);
+                }
+                free(ids);
+            }
+            free(idf);
+            free(strided);
+            free(lse);
+            free(am);
+            pn_model_free(&m);
+        } else {
+            CHECK(0, "%s", pn_last_error());
+        }
+        pn_st_close(&st);
+    } else {
+        CHECK(0, "%s", pn_last_error());
+    }
+    free(ck);
+out:
+    free(args);
+    free(dir);
+    free(ap);
+    free(lp);
+}
+
+// A checkpoint split into shards with an index loads to the same logits as the single file.
+static void check_sharded(const char *mkckpt, const char *tmp) {
+    const char *args = "--arch qwen3 --hidden 48 --intermediate 96 --layers 3 --heads 4 --kv-heads 2 --head-dim 16 "
+                       "--vocab 1000 --seed 3 --init-std 0.2 --dtype f32";
+    char *one = pn_path_join(tmp, "single"), *many = pn_path_join(tmp, "sharded"), a2[512];
+    snprintf(a2, sizeof a2, "%s --shard-mb 1", args);
+    CHECK(run_mkckpt(mkckpt, args, one) == 0 && run_mkckpt(mkckpt, a2, many) == 0, "mkckpt");
+    char *idx = pn_path_join(many, "model.safetensors.index.json");
+    CHECK(access(idx, F_OK) == 0, "no index written");
+    pn_model m1, m2;
+    int ok1 = pn_model_load(&m1, one, dev) == 0, ok2 = ok1 && pn_model_load(&m2, many, dev) == 0;
+    CHECK(ok1 && ok2, "%s", pn_last_error());
+    if (ok1 && ok2) {
+        int32_t ids[7] = {0, 999, 5, 17, 400, 3, 3};
+        float *a = forward_all(&m1, ids, 1, 7), *b = forward_all(&m2, ids, 1, 7);
+        CHECK(a && b && rel_err(a, b, 7 * 1000) == 0.0, "sharded vs single logits differ");
+        free(a);
+        free(b);
+    }
+    if (ok2) pn_model_free(&m2);
+    if (ok1) pn_model_free(&m1);
+    free(one);
+    free(many);
+    free(idx);
+}
+
+int main(int argc, char **argv) {
+    const char *goldens = NULL, *mkckpt = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--device") && i + 1 < argc) {
+            dev = !strcmp(argv[++i], "cuda") ? PN_CUDA : PN_CPU;
+        } else if (!strcmp(argv[i], "--tol") && i + 1 < argc) {
+            tol = atof(argv[++i]);
+        } else if (!goldens) {
+            goldens = argv[i];
+        } else {
+            mkckpt = argv[i];
+        }
+    }
+    if (!goldens) {
+        fprintf(stderr, "usage: test_parity GOLDENS_DIR [MKCKPT] [--device cpu|cuda] [--tol X]\n");
+        return 2;
+    }
+    if (dev == PN_CUDA && !pn_cuda_available()) {
+        printf("skipped: no CUDA device\n");
+        return 0;
+    }
+    static const char *cases[] = {"qwen2-tiny", "qwen3-tiny", "llama-tiny", "qwen2-swa"};
+    for (int i = 0; i < 4; i++) check_case(goldens, cases[i]);
+    if (mkckpt) {
+        char tmp[128];
+        snprintf(tmp, sizeof tmp, "/tmp/pn_test_parity_%d", (int)getpid());
+        check_bigvocab(goldens, mkckpt, tmp);
+        check_sharded(mkckpt, tmp);
+        char cmd[200];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+        if (system(cmd) != 0) return 1;
+    }
+    printf("worst logits rel err on %s: %.3g\n", pn_device_name(dev), worst);
+    return pn_test_done("test_parity");
+}
