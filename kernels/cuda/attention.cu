@@ -22,6 +22,7 @@
 // Both need 16-byte aligned q, k, v, out (arena tensors are 256-aligned; rows of D % 8 == 0 keep it).
 // State kept per process (the split workspace, the kernels' smem attribute) assumes one GPU per process.
 #include <math.h>
+#include <stdlib.h>
 
 #include "common.cuh"
 
@@ -474,6 +475,11 @@ static int choose_splits(int64_t rows, int64_t max_keys, int D) {
 
 void pn_cuda_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
                        int pos0, int window) {
+#ifdef PN_HAVE_CUDNN
+    // cuDNN's fused SDPA takes plain causal prefill when it can (-1: not handled); PN_NO_CUDNN set disables it.
+    static const bool no_cudnn = getenv("PN_NO_CUDNN") != NULL; // read once
+    if (!no_cudnn && pn_cuda_attention_cudnn(out, q, kcache, vcache, pos0, window) == 0) return;
+#endif
     const int64_t B = q->shape[0], T = q->shape[1], Hq = q->shape[2], D = q->shape[3];
     const int64_t cap = kcache->shape[1], Hkv = kcache->shape[2];
     if (B == 0 || T == 0 || Hq == 0) return;

@@ -82,6 +82,12 @@ void pn_cuda_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0);
 void pn_cuda_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0);
 void pn_cuda_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
                        int pos0, int window);
+#ifdef PN_HAVE_CUDNN
+// cuDNN's fused flash attention for plain causal prefill (attention_cudnn.cu): 0 when it computed out, -1
+// (nothing written) when it does not handle the call and the caller runs its own kernel. C linkage for tests.
+extern "C" int pn_cuda_attention_cudnn(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache,
+                                       const pn_tensor *vcache, int pos0, int window);
+#endif
 
 // Timing with CUDA events on the default stream, for benchmarks (tests/gpu): C linkage so a C program
 // can declare and call them without the CUDA headers.

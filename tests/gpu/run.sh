@@ -7,7 +7,11 @@
 # Missing -dev packages can be carried as Debian .deb files in .debs/ (jansson's headers are the usual
 # one): they are unpacked into /tmp/pn-deps and found through pkg-config.
 set -uo pipefail
+# usage: tests/gpu/run.sh [OUTDIR [STAGE...]], stages: cpu ops cudnn parity sanitize bench (default: all)
 OUTDIR=${1:-/tmp/pn-gpu}
+shift || true
+STAGES=" ${*:-cpu ops cudnn parity sanitize bench} "
+want() { [[ "$STAGES" == *" $1 "* ]]; }
 mkdir -p "$OUTDIR"
 cd "$(dirname "$0")/../.."
 export PATH=$PATH:/opt/torch/.venv/bin:/usr/local/cuda/bin
@@ -36,34 +40,64 @@ if { ! pkg-config --exists jansson || ! have_blas; } && ls .debs/*.deb > /dev/nu
   export LD_LIBRARY_PATH=$P/rt${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 fi
 
+# cuDNN: the torch wheel carries it (headers and libraries) where the system has none.
+CUDNN_OPT=""
+CUDNN_WHL=$(ls -d /opt/torch/.venv/lib/python3*/site-packages/nvidia/cudnn 2> /dev/null | head -1)
+if [ ! -e /usr/local/cuda/include/cudnn_graph.h ] && [ -n "$CUDNN_WHL" ]; then
+  mkdir -p /tmp/pn-cudnn/lib
+  ln -sfn "$CUDNN_WHL/include" /tmp/pn-cudnn/include
+  for f in "$CUDNN_WHL"/lib/libcudnn*.so*; do ln -sf "$f" /tmp/pn-cudnn/lib/; done
+  ln -sf "$(ls "$CUDNN_WHL"/lib/libcudnn.so.* | head -1)" /tmp/pn-cudnn/lib/libcudnn.so
+  CUDNN_OPT=-Dcudnn_dir=/tmp/pn-cudnn
+  # cuDNN's runtime-compiled engines load NVRTC: the toolkit's, or the wheel's.
+  NVRTC_WHL=$(ls -d "$CUDNN_WHL"/../cuda_nvrtc/lib "$CUDNN_WHL"/../cu13/lib 2> /dev/null | head -1)
+  export LD_LIBRARY_PATH=$CUDNN_WHL/lib:/usr/local/cuda/lib64${NVRTC_WHL:+:$NVRTC_WHL}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
+
 log "build"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$OUTDIR/summary.txt"
 if [ ! -f build-gpu/build.ninja ]; then
-  meson setup build-gpu -Dcuda=enabled -Dsm="${PN_SM:-90}" > "$OUTDIR/setup.log" 2>&1 || { tail -30 "$OUTDIR/setup.log"; exit 1; }
+  meson setup build-gpu -Dcuda=enabled -Dsm="${PN_SM:-90}" $CUDNN_OPT > "$OUTDIR/setup.log" 2>&1 || { tail -30 "$OUTDIR/setup.log"; exit 1; }
 fi
 ninja -C build-gpu > "$OUTDIR/build.log" 2>&1 || { tail -40 "$OUTDIR/build.log"; exit 1; }
+[ -f "$OUTDIR/setup.log" ] && grep -A12 "^  Features" "$OUTDIR/setup.log" | tee -a "$OUTDIR/summary.txt"
 
+if want cpu; then
 log "CPU suite"
 meson test -C build-gpu --print-errorlogs > "$OUTDIR/cpu-tests.log" 2>&1
 grep -E '^(Ok|Fail):' "$OUTDIR/cpu-tests.log" | tee -a "$OUTDIR/summary.txt"
 
+fi
+if want ops; then
 log "CUDA ops vs CPU"
 build-gpu/tests/test_ops_cuda 2>&1 | tee "$OUTDIR/ops.log" | grep -E 'FAIL|passed|ms' | tee -a "$OUTDIR/summary.txt"
 
+fi
+if want cudnn && [ -x build-gpu/tests/test_attention_cudnn ]; then
+  log "cuDNN SDPA vs CPU, and timed against the own kernel"
+  build-gpu/tests/test_attention_cudnn 2>&1 | tee "$OUTDIR/cudnn.log" | grep -E 'FAIL|passed|ms|warn' | tee -a "$OUTDIR/summary.txt"
+fi
+
+if want parity; then
 log "parity on CUDA (bf16 vs transformers fp32)"
 build-gpu/tests/test_parity tests/goldens build-gpu/postnas-mkckpt --device cuda --tol 2e-2 2>&1 | tee -a "$OUTDIR/summary.txt"
 
-if [ "${PN_SANITIZE:-1}" = 1 ] && command -v compute-sanitizer > /dev/null; then
+fi
+if want sanitize && command -v compute-sanitizer > /dev/null; then
   log "compute-sanitizer (memcheck) on the op tests and the CUDA parity run"
   PN_TEST_NO_BENCH=1 compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/tests/test_ops_cuda > "$OUTDIR/sanitizer.log" 2>&1
   echo "compute-sanitizer test_ops_cuda exit $?" | tee -a "$OUTDIR/summary.txt"
   tail -3 "$OUTDIR/sanitizer.log" | tee -a "$OUTDIR/summary.txt"
 fi
 
+if want bench; then
 log "forward benchmark, Qwen2.5-1.5B shape, bf16"
 build-gpu/postnas-mkckpt --preset qwen2.5-1.5b --seed 1 --out /tmp/pn-q15 | tee -a "$OUTDIR/summary.txt"
 build-gpu/tests/bench_forward /tmp/pn-q15 --device cuda --batch 2 --seq 4096 --iters 10 2>&1 | tee -a "$OUTDIR/summary.txt"
 build-gpu/tests/bench_forward /tmp/pn-q15 --device cuda --batch 8 --seq 1024 --iters 10 2>&1 | tee -a "$OUTDIR/summary.txt"
+echo "without cuDNN attention:" | tee -a "$OUTDIR/summary.txt"
+PN_NO_CUDNN=1 build-gpu/tests/bench_forward /tmp/pn-q15 --device cuda --batch 2 --seq 4096 --iters 10 2>&1 | tee -a "$OUTDIR/summary.txt"
 ids=$(seq -s, 1 512)
 build-gpu/postnas-generate --model /tmp/pn-q15 --ids "$ids" --max-new-tokens 128 --device cuda 2>&1 > /dev/null | tee -a "$OUTDIR/summary.txt"
+fi
 log "done"
