@@ -173,6 +173,7 @@ static int run(int argc, char **argv) {
         pn_op_to_host_f32(logits, &l1);
     }
     printf("\n");
+    fflush(stdout); // the ids line first, then the speed line on stderr
     const double t_decode = pn_now() - t0;
     pn_info("%s on %s: load %.2f s, prefill %d tokens %.1f tok/s, decode %d tokens %.1f tok/s", model_dir,
             pn_device_name(dev), t_load, T, T / t_prefill, n_out, n_out > 1 ? (n_out - 1) / t_decode : 0.0);

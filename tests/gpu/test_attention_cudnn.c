@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gpu_test.h"
 #include "kernels/ops.h"
 #include "src/pn_common.h"
 
@@ -34,67 +35,6 @@ static void record(int ok) {
 // ----------------------------------------------------------------------------------------------------
 // inputs and tensors
 
-static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
-
-static uint64_t rng_next(void) { // splitmix64
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-static double rng_uniform(void) { return ((double)(rng_next() >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
-
-static float rng_normal(void) {
-    const double u1 = rng_uniform(), u2 = rng_uniform();
-    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
-}
-
-static float bf16_round(float x) { return pn_bf16_to_f32(pn_f32_to_bf16(x)); }
-
-// n values ~ N(0, 1), rounded to bf16 (so CPU and GPU compute from identical values).
-static float *randn(int64_t n) {
-    float *p = pn_malloc(sizeof(float) * (size_t)(n ? n : 1));
-    for (int64_t i = 0; i < n; i++) p[i] = bf16_round(rng_normal());
-    return p;
-}
-
-static pn_tensor dev_alloc(int ndim, const int64_t *shape) {
-    pn_tensor t = pn_view(NULL, PN_BF16, PN_CUDA, ndim, shape);
-    t.data = pn_cuda_backend.alloc(pn_nbytes(&t));
-    if (!t.data) pn_panic("out of device memory (%zu bytes)", pn_nbytes(&t));
-    return t;
-}
-
-static pn_tensor dev_upload(const float *h, int ndim, const int64_t *shape) {
-    pn_tensor t = dev_alloc(ndim, shape);
-    pn_cuda_backend.from_host_f32(&t, h);
-    return t;
-}
-
-static float *dev_download(const pn_tensor *t) {
-    float *h = pn_malloc(sizeof(float) * (size_t)(pn_numel(t) ? pn_numel(t) : 1));
-    pn_cuda_backend.to_host_f32(h, t);
-    return h;
-}
-
-static void dev_free(pn_tensor *t) {
-    pn_cuda_backend.free(t->data);
-    t->data = NULL;
-}
-
-// ||a - b|| / ||b||; NaN anywhere gives NaN, which fails every tolerance.
-static double relerr(const float *a, const float *b, int64_t n) {
-    double num = 0.0, den = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        const double d = (double)a[i] - (double)b[i];
-        num += d * d;
-        den += (double)b[i] * b[i];
-    }
-    if (den == 0.0) return num == 0.0 ? 0.0 : INFINITY;
-    return sqrt(num / den);
-}
-
 // ----------------------------------------------------------------------------------------------------
 // correctness
 
@@ -103,7 +43,7 @@ static double relerr(const float *a, const float *b, int64_t n) {
 static void test_case(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D, int64_t cap, int required) {
     const int64_t sq[4] = {B, T, Hq, D}, sk[4] = {B, cap, Hkv, D};
     const int64_t nq = B * T * Hq * D, nk = B * cap * Hkv * D, row = Hkv * D;
-    float *q = randn(nq), *k = randn(nk), *v = randn(nk);
+    float *q = randn(nq, 0, 1), *k = randn(nk, 0, 1), *v = randn(nk, 0, 1);
     float *kd = pn_malloc(sizeof(float) * (size_t)nk), *vd = pn_malloc(sizeof(float) * (size_t)nk);
     memcpy(kd, k, sizeof(float) * (size_t)nk);
     memcpy(vd, v, sizeof(float) * (size_t)nk);
@@ -120,8 +60,8 @@ static void test_case(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D, 
     pn_tensor hv = pn_view(v, PN_F32, PN_CPU, 4, sk), ho = pn_view(ref, PN_F32, PN_CPU, 4, sq);
     pn_cpu_backend.attention(&ho, &hq, &hk, &hv, 0, 0);
 
-    pn_tensor dq = dev_upload(q, 4, sq), dk = dev_upload(kd, 4, sk), dv = dev_upload(vd, 4, sk);
-    pn_tensor dout = dev_alloc(4, sq);
+    pn_tensor dq = dev_upload(q, PN_BF16, 4, sq), dk = dev_upload(kd, PN_BF16, 4, sk), dv = dev_upload(vd, PN_BF16, 4, sk);
+    pn_tensor dout = dev_alloc(PN_BF16, 4, sq);
     pn_cuda_backend.memset0(dout.data, pn_nbytes(&dout));
     const double t0 = pn_now();
     const int rc = pn_cuda_attention_cudnn(&dout, &dq, &dk, &dv, 0, 0);
@@ -159,9 +99,9 @@ static void test_case(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D, 
 static void test_refused(const char *what, int64_t T, int64_t D, int pos0, int window) {
     const int64_t B = 1, Hq = 4, Hkv = 2, cap = pos0 + T + 8;
     const int64_t sq[4] = {B, T, Hq, D}, sk[4] = {B, cap, Hkv, D}, nq = B * T * Hq * D, nk = B * cap * Hkv * D;
-    float *q = randn(nq), *k = randn(nk), *v = randn(nk);
-    pn_tensor dq = dev_upload(q, 4, sq), dk = dev_upload(k, 4, sk), dv = dev_upload(v, 4, sk);
-    pn_tensor dout = dev_alloc(4, sq);
+    float *q = randn(nq, 0, 1), *k = randn(nk, 0, 1), *v = randn(nk, 0, 1);
+    pn_tensor dq = dev_upload(q, PN_BF16, 4, sq), dk = dev_upload(k, PN_BF16, 4, sk), dv = dev_upload(v, PN_BF16, 4, sk);
+    pn_tensor dout = dev_alloc(PN_BF16, 4, sq);
     pn_cuda_backend.memset0(dout.data, pn_nbytes(&dout));
     const int rc = pn_cuda_attention_cudnn(&dout, &dq, &dk, &dv, pos0, window);
     pn_cuda_backend.sync();
@@ -180,11 +120,6 @@ static void test_refused(const char *what, int64_t T, int64_t D, int pos0, int w
 
 // ----------------------------------------------------------------------------------------------------
 // timing
-
-static int cmp_float(const void *a, const void *b) {
-    const float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
 
 #define TIMED_RUNS 20
 #define WARMUP_RUNS 3
@@ -219,9 +154,9 @@ static double time_attention(int use_cudnn, pn_tensor *out, const pn_tensor *q, 
 static void bench_anchor(void) {
     const int64_t B = 8, T = 4096, Hq = 12, Hkv = 2, D = 128;
     const int64_t sq[4] = {B, T, Hq, D}, sk[4] = {B, T, Hkv, D}, nq = B * T * Hq * D, nk = B * T * Hkv * D;
-    float *q = randn(nq), *k = randn(nk), *v = randn(nk);
-    pn_tensor dq = dev_upload(q, 4, sq), dk = dev_upload(k, 4, sk), dv = dev_upload(v, 4, sk);
-    pn_tensor dout = dev_alloc(4, sq);
+    float *q = randn(nq, 0, 1), *k = randn(nk, 0, 1), *v = randn(nk, 0, 1);
+    pn_tensor dq = dev_upload(q, PN_BF16, 4, sq), dk = dev_upload(k, PN_BF16, 4, sk), dv = dev_upload(v, PN_BF16, 4, sk);
+    pn_tensor dout = dev_alloc(PN_BF16, 4, sq);
     free(q), free(k), free(v);
     const double flops = 4.0 * B * Hq * (double)T * T * D / 2.0;
 

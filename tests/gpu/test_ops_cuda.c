@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gpu_test.h"
 #include "kernels/ops.h"
 #include "src/pn_common.h"
 
@@ -24,31 +25,6 @@ static int n_pass = 0, n_fail = 0;
 // ----------------------------------------------------------------------------------------------------
 // random inputs
 
-static uint64_t rng_state = 0x2545F4914F6CDD1DULL;
-
-static uint64_t rng_next(void) { // splitmix64
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-static double rng_uniform(void) { return ((double)(rng_next() >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
-
-static float rng_normal(void) {
-    const double u1 = rng_uniform(), u2 = rng_uniform();
-    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
-}
-
-static float bf16_round(float x) { return pn_bf16_to_f32(pn_f32_to_bf16(x)); }
-
-// n values ~ N(mean, std^2), rounded to bf16.
-static float *randn(int64_t n, float mean, float std) {
-    float *p = pn_malloc(sizeof(float) * (size_t)(n ? n : 1));
-    for (int64_t i = 0; i < n; i++) p[i] = bf16_round(mean + std * rng_normal());
-    return p;
-}
-
 static float *copy_f32(const float *src, int64_t n) {
     float *p = pn_malloc(sizeof(float) * (size_t)(n ? n : 1));
     memcpy(p, src, sizeof(float) * (size_t)n);
@@ -60,45 +36,6 @@ static float *copy_f32(const float *src, int64_t n) {
 
 static pn_tensor host_view(float *data, int ndim, const int64_t *shape) {
     return pn_view(data, PN_F32, PN_CPU, ndim, shape);
-}
-
-static pn_tensor dev_alloc(pn_dtype dt, int ndim, const int64_t *shape) {
-    pn_tensor t = pn_view(NULL, dt, PN_CUDA, ndim, shape);
-    t.data = pn_cuda_backend.alloc(pn_nbytes(&t));
-    if (!t.data) pn_panic("out of device memory (%zu bytes)", pn_nbytes(&t));
-    return t;
-}
-
-static pn_tensor dev_upload(const float *h, pn_dtype dt, int ndim, const int64_t *shape) {
-    pn_tensor t = dev_alloc(dt, ndim, shape);
-    pn_op_from_host_f32(&t, h);
-    return t;
-}
-
-static float *dev_download(const pn_tensor *t) {
-    float *h = pn_malloc(sizeof(float) * (size_t)(pn_numel(t) ? pn_numel(t) : 1));
-    pn_op_to_host_f32(h, t);
-    return h;
-}
-
-static void dev_free(pn_tensor *t) {
-    pn_cuda_backend.free(t->data);
-    t->data = NULL;
-}
-
-// ----------------------------------------------------------------------------------------------------
-// comparison
-
-// ||a - b|| / ||b||; NaN anywhere gives NaN, which fails every tolerance.
-static double relerr(const float *a, const float *b, int64_t n) {
-    double num = 0.0, den = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        const double d = (double)a[i] - (double)b[i];
-        num += d * d;
-        den += (double)b[i] * b[i];
-    }
-    if (den == 0.0) return num == 0.0 ? 0.0 : INFINITY;
-    return sqrt(num / den);
 }
 
 static void report(const char *op, const char *shape, double err, double tol) {
@@ -216,7 +153,7 @@ static void test_embedding(int64_t V, int64_t C, int64_t N) {
     const int64_t st[2] = {V, C}, so[2] = {N, C}, si[1] = {N};
     float *table = randn(V * C, 0.0f, 1.0f), *ref = pn_malloc(sizeof(float) * (size_t)(N * C));
     int32_t *ids = pn_malloc(sizeof(int32_t) * (size_t)N);
-    for (int64_t i = 0; i < N; i++) ids[i] = (int32_t)(rng_next() % (uint64_t)V);
+    for (int64_t i = 0; i < N; i++) ids[i] = (int32_t)(pn_splitmix64(gpu_test_draws++) % (uint64_t)V);
     ids[0] = 0, ids[N - 1] = (int32_t)(V - 1); // both ends of the table
 
     pn_tensor ht = host_view(table, 2, st), ho = host_view(ref, 2, so);
@@ -281,11 +218,6 @@ static void test_attention(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_
 
 // ----------------------------------------------------------------------------------------------------
 // timings
-
-static int cmp_float(const void *a, const void *b) {
-    const float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
 
 #define TIMED_RUNS 20
 #define WARMUP_RUNS 3

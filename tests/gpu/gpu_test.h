@@ -1,0 +1,65 @@
+// Helpers shared by the GPU tests: seeded bf16-rounded random inputs, device tensors built from host fp32
+// arrays, and the relative error every CUDA-vs-CPU comparison uses.
+#ifndef PN_GPU_TEST_H
+#define PN_GPU_TEST_H
+
+#include <math.h>
+#include <string.h>
+
+#include "kernels/ops.h"
+#include "src/pn_common.h"
+#include "src/pn_rng.h"
+
+static uint64_t gpu_test_draws;
+
+static float bf16_round(float x) { return pn_bf16_to_f32(pn_f32_to_bf16(x)); }
+
+// n values ~ N(mean, std²), rounded to bf16 so the CPU and the GPU compute from identical values.
+static float *randn(int64_t n, float mean, float std) {
+    float *p = pn_malloc(sizeof(float) * (size_t)(n ? n : 1));
+    for (int64_t i = 0; i < n; i++) p[i] = bf16_round(mean + std * pn_rng_normal(42, 1, gpu_test_draws++));
+    return p;
+}
+
+static pn_tensor dev_alloc(pn_dtype dt, int ndim, const int64_t *shape) {
+    pn_tensor t = pn_view(NULL, dt, PN_CUDA, ndim, shape);
+    t.data = pn_cuda_backend.alloc(pn_nbytes(&t));
+    if (!t.data) pn_panic("out of device memory (%zu bytes)", pn_nbytes(&t));
+    return t;
+}
+
+static pn_tensor dev_upload(const float *h, pn_dtype dt, int ndim, const int64_t *shape) {
+    pn_tensor t = dev_alloc(dt, ndim, shape);
+    pn_op_from_host_f32(&t, h);
+    return t;
+}
+
+static float *dev_download(const pn_tensor *t) {
+    float *h = pn_malloc(sizeof(float) * (size_t)(pn_numel(t) ? pn_numel(t) : 1));
+    pn_op_to_host_f32(h, t);
+    return h;
+}
+
+static void dev_free(pn_tensor *t) {
+    pn_cuda_backend.free(t->data);
+    t->data = NULL;
+}
+
+// ||a - b|| / ||b||; NaN anywhere gives NaN, which fails every tolerance.
+static double relerr(const float *a, const float *b, int64_t n) {
+    double num = 0.0, den = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const double d = (double)a[i] - (double)b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    if (den == 0.0) return num == 0.0 ? 0.0 : INFINITY;
+    return sqrt(num / den);
+}
+
+static int cmp_float(const void *a, const void *b) {
+    const float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+#endif
