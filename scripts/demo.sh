@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The quick start's main job: install the system packages, build postnas, create a tiny Qwen2-shaped model
-# with random weights and generate from it with the KV cache (the embedded PostNAS demo replaces this as
-# the pipeline lands).
+# with random weights and the project's byte-level tokenizer, and generate from a text prompt with the KV
+# cache (the embedded PostNAS demo replaces this as the pipeline lands). The weights are random, so the
+# continuation is noise; the point is the path: tokenizer -> model -> cache -> sampling -> text.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 [ -f build/build.ninja ] || meson setup build > /dev/null
 ninja -C build
 ./build/postnas-mkckpt --preset tiny --seed 1 --init-std 0.3 --out build/demo-model
-echo "generating 24 tokens after the prompt ids 1,2,3,4 (greedy):"
-./build/postnas-generate --model build/demo-model --ids 1,2,3,4 --max-new-tokens 24
+echo "generating 24 tokens after the prompt 'The pass key is' (greedy), as ids and as text:"
+./build/postnas-generate --model build/demo-model --prompt "The pass key is" --max-new-tokens 24 --print-ids
+./build/postnas-generate --model build/demo-model --prompt "The pass key is" --max-new-tokens 24 | od -c | head -4

@@ -28,8 +28,8 @@ $MK --out "$T/m" --seed 1 --init-std 0.3 > /dev/null || bad "mkckpt tiny"
 [ -f "$T/m/config.json" ] && [ -f "$T/m/model.safetensors" ] && ok || bad "mkckpt wrote no checkpoint"
 
 # Good runs: greedy generation is deterministic; --dump-logits writes ids and logits.
-out1=$($GEN --model "$T/m" --ids 1,2,3,4 --max-new-tokens 8 --device cpu 2> /dev/null)
-out2=$($GEN --model "$T/m" --ids 1,2,3,4 --max-new-tokens 8 --device cpu 2> /dev/null)
+out1=$($GEN --model "$T/m" --ids 1,2,3,4 --max-new-tokens 8 --device cpu --print-ids 2> /dev/null)
+out2=$($GEN --model "$T/m" --ids 1,2,3,4 --max-new-tokens 8 --device cpu --print-ids 2> /dev/null)
 [ -n "$out1" ] && [ "$out1" = "$out2" ] && ok || bad "greedy generation not deterministic: '$out1' vs '$out2'"
 n=$(echo "$out1" | tr ',' '\n' | grep -c .)
 [ "$n" -ge 1 ] && [ "$n" -le 8 ] && ok || bad "expected 1..8 generated ids, got '$out1'"
@@ -37,11 +37,11 @@ s1=$($GEN --model "$T/m" --ids 5,6 --max-new-tokens 16 --temperature 1.5 --seed 
 s2=$($GEN --model "$T/m" --ids 5,6 --max-new-tokens 16 --temperature 1.5 --seed 7 --device cpu 2> /dev/null)
 [ "$s1" = "$s2" ] && ok || bad "sampling with a seed not reproducible"
 $GEN --model "$T/m" --ids 1,2,3 --max-new-tokens 0 --dump-logits "$T/l.safetensors" --device cpu > /dev/null 2>&1 && ok || bad "dump-logits run"
-# ids [3] I32 + logits [3, 512] F32 = 12 + 6144 data bytes after the header.
+# ids [3] I32 + logits [3, 257] F32 = 12 + 3084 data bytes after the header.
 size=$(stat -c %s "$T/l.safetensors" 2> /dev/null || echo 0)
 hl=$(od -An -tu8 -N8 "$T/l.safetensors" 2> /dev/null | tr -d ' ')
-[ "$size" -eq $((8 + hl + 12 + 6144)) ] && ok || bad "dump-logits file size $size (header $hl)"
-head -c $((8 + hl)) "$T/l.safetensors" | tail -c "$hl" | grep -q '"logits":{"dtype":"F32","shape":\[3,512\]' && ok || bad "dump-logits header"
+[ "$size" -eq $((8 + hl + 12 + 3084)) ] && ok || bad "dump-logits file size $size (header $hl)"
+head -c $((8 + hl)) "$T/l.safetensors" | tail -c "$hl" | grep -q '"logits":{"dtype":"F32","shape":\[3,257\]' && ok || bad "dump-logits header"
 
 # Bad command lines.
 expect_error "--model DIR is required" $GEN --ids 1
@@ -56,7 +56,15 @@ $GEN --help | grep -q "usage: postnas-generate" && ok || bad "--help"
 
 # Bad checkpoints.
 expect_error "$T/nope: no such checkpoint folder" $GEN --model "$T/nope" --ids 1 --device cpu
-expect_error "outside the vocabulary" $GEN --model "$T/m" --ids 1,512 --device cpu
+expect_error "outside the vocabulary" $GEN --model "$T/m" --ids 1,257 --device cpu
+# --prompt through the folder's tokenizer (the byte-level one mkckpt wrote): the dumped ids are the bytes.
+$GEN --model "$T/m" --prompt "Hi!" --max-new-tokens 4 --dump-logits "$T/p.safetensors" --device cpu > "$T/text" 2> /dev/null && ok || bad "--prompt run"
+hl=$(od -An -tu8 -N8 "$T/p.safetensors" | tr -d ' ')
+[ "$(od -An -tu4 -j $((8 + hl)) -N12 "$T/p.safetensors" | tr -s ' ')" = " 72 105 33" ] && ok || bad "--prompt ids are not the bytes of 'Hi!'"
+mkdir -p "$T/notok"; cp "$T/m/config.json" "$T/m/model.safetensors" "$T/notok/"
+expect_error "no tokenizer (tokenizer.json, or vocab.json + merges.txt) for --prompt" $GEN --model "$T/notok" --prompt "Hi" --device cpu
+cp -r "$T/m" "$T/badtok"; echo '{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}' > "$T/badtok/tokenizer.json"
+expect_error "badtok/tokenizer.json" $GEN --model "$T/badtok" --prompt "Hi" --device cpu
 mkdir -p "$T/empty"
 expect_error "config.json: cannot open" $GEN --model "$T/empty" --ids 1 --device cpu
 cp "$T/m/config.json" "$T/empty/"
@@ -83,6 +91,22 @@ cp -r "$T/sh" "$T/sh2"; sed -i 's/"model.norm.weight": "model-[0-9]*/"model.norm
 expect_error "weight_map puts 'model.norm.weight' in model-00001" $GEN --model "$T/sh2" --ids 1 --device cpu
 cp -r "$T/sh" "$T/sh3"; rm "$T/sh3/model-00002-of-"*.safetensors
 expect_error "model-00002-of-" $GEN --model "$T/sh3" --ids 1 --device cpu
+
+# postnas-data: JSONL with bad lines (skipped by default, fatal with --on-bad-line fail), text files, inspect.
+DATA=$B/postnas-data
+printf '{"text": "one"}\nnot json\n{"other": 1}\n{"text": "two \\u00e9"}\n\n' > "$T/b.jsonl"
+printf 'hello \xff\xfe world\n' > "$T/a.txt"
+$DATA tokenize --tokenizer "$T/m" --jsonl "$T/b.jsonl" --field text --out "$T/d1" > /dev/null 2> "$T/err" && ok || bad "postnas-data jsonl: $(cat "$T/err")"
+grep -q "b.jsonl:2: not valid JSON" "$T/err" && grep -q "b.jsonl:3: no field 'text'" "$T/err" && ok || bad "bad lines not reported with file:line"
+$DATA inspect "$T/d1/shard-00000.h5" --tokenizer "$T/m" > "$T/out" 2>&1 && grep -q "documents *2" "$T/out" && grep -q "tokens *11" "$T/out" && ok || bad "inspect: $(cat "$T/out")"
+expect_error "b.jsonl:2: not valid JSON" $DATA tokenize --tokenizer "$T/m" --jsonl "$T/b.jsonl" --field text --out "$T/d2" --on-bad-line fail
+[ ! -e "$T/d2/shard-00000.h5" ] && ok || bad "a failed run left a shard behind"
+# Invalid UTF-8 in a text file is kept as bytes: 'hello ', 0xff, 0xfe, ' world', newline, eos = 16 ids.
+$DATA tokenize --tokenizer "$T/m" --text "$T/a.txt" --out "$T/d3" > /dev/null 2>&1 && ok || bad "postnas-data text"
+$DATA inspect "$T/d3/shard-00000.h5" --tokenizer "$T/m" 2>&1 | grep -q "first 16 ids  104,101,108,108,111,32,255,254,32,119,111,114,108,100,10,256" && ok || bad "invalid UTF-8 bytes not kept"
+expect_error "no such tokenizer folder" $DATA tokenize --tokenizer "$T/nope" --text "$T/a.txt" --out "$T/d4"
+printf 'not hdf5' > "$T/bad.h5"
+expect_error "bad.h5: not an HDF5 file" $DATA inspect "$T/bad.h5"
 
 # A failed dump leaves no file behind.
 expect_error "cannot create" $GEN --model "$T/m" --ids 1 --max-new-tokens 0 --dump-logits "$T/nodir/l.safetensors" --device cpu

@@ -1,12 +1,16 @@
 // postnas-generate: generate from a Hugging Face checkpoint with a KV cache, on the CPU or a CUDA GPU.
-// Prints the generated token ids on stdout and prefill/decode speeds on stderr. --dump-logits writes the
+// Prints the generated text on stdout (token ids with --print-ids, or when the folder has no tokenizer) and
+// prefill/decode speeds on stderr. --dump-logits writes the
 // prompt's logits ([T, vocab] F32) and ids ([T] I32) as safetensors, the format the parity tests read.
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "../../data/pn_tokenizer.h"
 #include "../pn_common.h"
 #include "../pn_model.h"
 #include "../pn_rng.h"
@@ -14,7 +18,9 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: postnas-generate --model DIR (--prompt TEXT | --ids 1,2,3) [--max-new-tokens N]\n"
-               "         [--temperature T --seed S] [--dump-logits FILE] [--device auto|cpu|cuda]\n");
+               "         [--temperature T --seed S] [--dump-logits FILE] [--device auto|cpu|cuda] [--print-ids]\n"
+               "The prompt is tokenized with the model folder's tokenizer (tokenizer.json, or vocab.json +\n"
+               "merges.txt); the output is decoded text, or ids with --print-ids or without a tokenizer.\n");
 }
 
 static int parse_ids(const char *s, int32_t **out, int *n) {
@@ -72,9 +78,10 @@ static int run(int argc, char **argv) {
                                          {"ids", 1, 0, 'i'},         {"max-new-tokens", 1, 0, 'n'},
                                          {"temperature", 1, 0, 't'}, {"seed", 1, 0, 's'},
                                          {"dump-logits", 1, 0, 'd'}, {"device", 1, 0, 'D'},
+                                         {"print-ids", 0, 0, 'I'},
                                          {"help", 0, 0, 'Z'},        {0, 0, 0, 0}};
     const char *model_dir = NULL, *prompt = NULL, *ids_s = NULL, *dump = NULL, *device = "auto";
-    int max_new = 32;
+    int max_new = 32, print_ids = 0;
     long seed = 0;
     float temperature = 0;
     int opt;
@@ -99,6 +106,7 @@ static int run(int argc, char **argv) {
             break;
         case 'd': dump = optarg; break;
         case 'D': device = optarg; break;
+        case 'I': print_ids = 1; break;
         case 'Z': usage(stdout); exit(0);
         default: return pn_errorf("unknown option or missing value: '%s' (see --help)", argv[optind - 1]);
         }
@@ -110,26 +118,58 @@ static int run(int argc, char **argv) {
     if (!!prompt == !!ids_s) {
         return pn_errorf("give exactly one of --prompt and --ids (see --help)");
     }
-    if (prompt) return pn_errorf("--prompt needs the tokenizer, which this build does not have yet; use --ids");
     pn_device dev;
     if (!strcmp(device, "cpu")) dev = PN_CPU;
     else if (!strcmp(device, "cuda")) dev = PN_CUDA;
     else if (!strcmp(device, "auto")) dev = pn_cuda_available() ? PN_CUDA : PN_CPU;
     else return pn_errorf("--device: '%s' is not auto, cpu or cuda", device);
 
-    int32_t *ids;
+    // The tokenizer is optional for --ids (then the output is ids) and required for --prompt; a tokenizer
+    // that is there but broken is an error either way.
+    struct stat sb;
+    if (stat(model_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) return pn_errorf("%s: no such checkpoint folder", model_dir);
+    pn_tokenizer *tok = NULL;
+    char *tj = pn_path_join(model_dir, "tokenizer.json"), *vj = pn_path_join(model_dir, "vocab.json");
+    const int has_tok = !access(tj, F_OK) || !access(vj, F_OK);
+    free(tj);
+    free(vj);
+    if (has_tok && !(tok = pn_tokenizer_load(model_dir))) return -1;
+    if (prompt && !tok)
+        return pn_errorf("%s: no tokenizer (tokenizer.json, or vocab.json + merges.txt) for --prompt; use --ids", model_dir);
+    int32_t *ids = NULL;
     int T;
-    if (parse_ids(ids_s, &ids, &T)) {
+    if (prompt) {
+        size_t n = 0, cap = 0;
+        if (pn_tokenizer_encode(tok, prompt, strlen(prompt), 1, &ids, &n, &cap)) {
+            free(ids);
+            pn_tokenizer_free(tok);
+            return -1;
+        }
+        if (n == 0) {
+            free(ids);
+            pn_tokenizer_free(tok);
+            return pn_errorf("--prompt: the prompt is empty");
+        }
+        T = (int)n;
+    } else if (parse_ids(ids_s, &ids, &T)) {
         free(ids);
+        pn_tokenizer_free(tok);
         return -1;
     }
+    if (!tok) print_ids = 1;
     pn_model m;
     double t0 = pn_now();
     if (pn_model_load(&m, model_dir, dev)) {
         free(ids);
+        pn_tokenizer_free(tok);
         return -1;
     }
     const pn_model_config *c = &m.cfg;
+    if (tok && pn_tokenizer_vocab_size(tok) > c->vocab) {
+        pn_errorf("%s: the tokenizer has %d tokens but the model's vocabulary only %d", model_dir,
+                  pn_tokenizer_vocab_size(tok), c->vocab);
+        goto fail;
+    }
     for (int i = 0; i < T; i++)
         if (ids[i] >= c->vocab) {
             pn_errorf("--ids: token id %d at position %d is outside the vocabulary of %s (size %d)", ids[i], i,
@@ -165,7 +205,15 @@ static int run(int argc, char **argv) {
         const float *row = n_out == 0 ? logits + (size_t)last_row * (size_t)V : logits;
         int32_t next = sample(row, V, temperature, &rng);
         out[n_out++] = next;
-        printf(n_out == 1 ? "%d" : ",%d", next);
+        if (print_ids) {
+            printf(n_out == 1 ? "%d" : ",%d", next);
+        } else { // stream the token's bytes (a UTF-8 character split across tokens joins up on the terminal)
+            char *piece = NULL;
+            size_t pl = 0;
+            if (next < pn_tokenizer_vocab_size(tok) && pn_tokenizer_decode(tok, &next, 1, 1, &piece, &pl) == 0)
+                fwrite(piece, 1, pl, stdout);
+            free(piece);
+        }
         fflush(stdout);
         if (next == c->eos_id || n_out == max_new) break;
         if (pn_model_forward(&m, &kc, &next, 1, 1)) goto fail2;
@@ -182,6 +230,7 @@ static int run(int argc, char **argv) {
     free(ids);
     pn_kvcache_free(&kc);
     pn_model_free(&m);
+    pn_tokenizer_free(tok);
     return 0;
 fail2:
     free(out);
@@ -190,6 +239,7 @@ fail2:
 fail:
     free(ids);
     pn_model_free(&m);
+    pn_tokenizer_free(tok);
     return -1;
 }
 

@@ -7,7 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <jansson.h>
+
+#include "../../data/pn_tokenizer.h"
 #include "../pn_common.h"
 #include "../pn_model.h"
 #include "../pn_rng.h"
@@ -19,8 +23,10 @@ static void usage(FILE *f) {
             "         [--hidden N] [--intermediate N] [--layers N] [--heads N] [--kv-heads N] [--head-dim N]\n"
             "         [--vocab N] [--tie 0|1] [--rope-theta F] [--rms-eps F] [--sliding-window N]\n"
             "         [--max-window-layers N] [--max-pos N] [--seed S] [--init-std F] [--dtype bf16|f32]\n"
-            "         [--shard-mb MB]\n"
-            "presets: tiny (default), qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-3b, qwen3-1.7b, llama-3.2-1b\n");
+            "         [--shard-mb MB] [--tokenizer bytes|none|DIR]\n"
+            "--tokenizer: 'bytes' (default when the vocabulary has room for 257 ids) writes the project's byte-level\n"
+            "tokenizer.json; DIR copies a Hugging Face tokenizer (tokenizer.json or vocab.json + merges.txt).\n"
+            "presets: tiny (default; the byte-level vocabulary of 257), qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-3b, qwen3-1.7b, llama-3.2-1b\n");
 }
 
 static int preset(pn_model_config *c, const char *name) {
@@ -34,7 +40,7 @@ static int preset(pn_model_config *c, const char *name) {
     c->eos_id = 151643;
     if (!strcmp(name, "tiny")) {
         *c = (pn_model_config){.arch = PN_ARCH_QWEN2, .hidden = 64, .intermediate = 192, .n_layers = 4, .n_heads = 4,
-                               .n_kv_heads = 2, .head_dim = 16, .vocab = 512, .max_pos = 4096, .rms_eps = 1e-6f,
+                               .n_kv_heads = 2, .head_dim = 16, .vocab = 257, .max_pos = 4096, .rms_eps = 1e-6f,
                                .tie_embeddings = 1, .rope_theta = 10000, .bos_id = 1, .eos_id = 2};
     } else if (!strcmp(name, "qwen2.5-0.5b")) {
         c->hidden = 896, c->intermediate = 4864, c->n_layers = 24, c->n_heads = 14, c->n_kv_heads = 2;
@@ -162,6 +168,65 @@ static int write_index(const char *dir, const pn_param *ps, int n, const int *fi
     return pn_atomic_commit(&af);
 }
 
+// Copies one file (if present) from src to dst, atomically.
+static int copy_file(const char *src_dir, const char *dst_dir, const char *name) {
+    char *sp = pn_path_join(src_dir, name), *dp = pn_path_join(dst_dir, name);
+    size_t len;
+    int rc = 0;
+    if (access(sp, F_OK) == 0) {
+        char *buf = pn_read_file(sp, &len);
+        pn_atomic_file af;
+        if (!buf || pn_atomic_open(&af, dp)) {
+            rc = -1;
+        } else {
+            fwrite(buf, 1, len, af.f);
+            rc = pn_atomic_commit(&af);
+        }
+        free(buf);
+    }
+    free(sp);
+    free(dp);
+    return rc;
+}
+
+// The byte tokenizer as a Hugging Face tokenizer.json (BPE without merges over GPT-2's byte alphabet, so
+// `tokenizers` and transformers load it too), or a copy of a tokenizer folder's files.
+static int write_tokenizer(const pn_tokenizer *tok, const char *arg, const char *out) {
+    if (strcmp(arg, "bytes") != 0) {
+        static const char *files[] = {"tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json"};
+        for (int i = 0; i < 4; i++)
+            if (copy_file(arg, out, files[i])) return -1;
+        return 0;
+    }
+    json_t *vocab = json_object();
+    for (int id = 0; id < 256; id++) json_object_set_new(vocab, pn_tokenizer_token(tok, id), json_integer(id));
+    json_t *root = json_pack("{s:s, s:[{s:i, s:s, s:b, s:b, s:b, s:b, s:b}], s:n, s:{s:s, s:b, s:b, s:b}, "
+                             "s:n, s:{s:s, s:b, s:b, s:b}, s:{s:s, s:o, s:[]}}",
+                             "version", "1.0", "added_tokens", "id", 256, "content", "<|endoftext|>", "single_word", 0,
+                             "lstrip", 0, "rstrip", 0, "normalized", 0, "special", 1, "normalizer", "pre_tokenizer",
+                             "type", "ByteLevel", "add_prefix_space", 0, "trim_offsets", 1, "use_regex", 0,
+                             "post_processor", "decoder", "type", "ByteLevel", "add_prefix_space", 0, "trim_offsets", 1,
+                             "use_regex", 0, "model", "type", "BPE", "vocab", vocab, "merges");
+    char *tj = pn_path_join(out, "tokenizer.json"), *tc = pn_path_join(out, "tokenizer_config.json");
+    char *s = json_dumps(root, JSON_INDENT(1));
+    json_decref(root);
+    pn_atomic_file af;
+    int rc = pn_atomic_open(&af, tj);
+    if (!rc) {
+        fputs(s, af.f);
+        rc = pn_atomic_commit(&af);
+    }
+    if (!rc && !(rc = pn_atomic_open(&af, tc))) {
+        fputs("{\"tokenizer_class\": \"PreTrainedTokenizerFast\", \"eos_token\": \"<|endoftext|>\", "
+              "\"model_max_length\": 4096}\n", af.f);
+        rc = pn_atomic_commit(&af);
+    }
+    free(s);
+    free(tj);
+    free(tc);
+    return rc;
+}
+
 static int run(int argc, char **argv) {
     static const struct option opts[] = {
         {"out", 1, 0, 'o'}, {"preset", 1, 0, 'p'}, {"arch", 1, 0, 'a'}, {"hidden", 1, 0, 'H'},
@@ -169,9 +234,9 @@ static int run(int argc, char **argv) {
         {"head-dim", 1, 0, 'd'}, {"vocab", 1, 0, 'V'}, {"tie", 1, 0, 't'}, {"rope-theta", 1, 0, 'r'},
         {"rms-eps", 1, 0, 'e'}, {"sliding-window", 1, 0, 'w'}, {"max-window-layers", 1, 0, 'm'},
         {"max-pos", 1, 0, 'P'}, {"seed", 1, 0, 's'}, {"init-std", 1, 0, 'S'}, {"dtype", 1, 0, 'D'},
-        {"shard-mb", 1, 0, 'M'}, {"help", 0, 0, 'Z'}, {0, 0, 0, 0}};
+        {"shard-mb", 1, 0, 'M'}, {"tokenizer", 1, 0, 'T'}, {"help", 0, 0, 'Z'}, {0, 0, 0, 0}};
     // The preset is applied first so every other flag overrides it, whatever the order.
-    const char *preset_name = "tiny", *out = NULL;
+    const char *preset_name = "tiny", *out = NULL, *tok_arg = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--preset") && i + 1 < argc) preset_name = argv[i + 1];
         if (!strncmp(argv[i], "--preset=", 9)) preset_name = argv[i] + 9;
@@ -215,6 +280,7 @@ static int run(int argc, char **argv) {
             else rc = pn_errorf("--dtype: '%s' is not bf16 or f32", optarg);
             break;
         case 'M': rc = parse_int("shard-mb", optarg, 1, &shard_mb); break;
+        case 'T': tok_arg = optarg; break;
         case '?':
         case 'Z': usage(stdout); exit(0);
         default: return pn_errorf("unknown option or missing value: '%s' (see --help)", argv[optind - 1]);
@@ -241,7 +307,27 @@ static int run(int argc, char **argv) {
     if (sw)
         for (int l = mwl < 0 ? 0 : mwl; l < c.n_layers; l++) c.window[l] = sw;
 
-    if (mkdir_p(out)) return -1;
+    if (!tok_arg) tok_arg = c.vocab >= 257 ? "bytes" : "none";
+    pn_tokenizer *tok = NULL;
+    if (!strcmp(tok_arg, "bytes")) {
+        tok = pn_tokenizer_bytes();
+    } else if (strcmp(tok_arg, "none") != 0 && !(tok = pn_tokenizer_load(tok_arg))) {
+        return -1;
+    }
+    if (tok && pn_tokenizer_vocab_size(tok) > c.vocab) {
+        pn_errorf("--tokenizer %s has %d tokens, more than --vocab %d", tok_arg, pn_tokenizer_vocab_size(tok), c.vocab);
+        pn_tokenizer_free(tok);
+        return -1;
+    }
+    if (tok) { // the model's special ids follow its tokenizer
+        c.eos_id = pn_tokenizer_eos_id(tok);
+        c.bos_id = pn_tokenizer_bos_id(tok);
+    }
+    if (mkdir_p(out) || (tok && write_tokenizer(tok, tok_arg, out))) {
+        pn_tokenizer_free(tok);
+        return -1;
+    }
+    pn_tokenizer_free(tok);
     char *cfg_path = pn_path_join(out, "config.json");
     int rc = pn_hf_config_save(&c, cfg_path);
     free(cfg_path);

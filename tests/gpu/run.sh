@@ -4,8 +4,9 @@
 # op tests, and the forward benchmark at the Qwen2.5-1.5B shape (ANCHORS.md: 127,207 tok/s teacher
 # forward, B 2 x T 4096). Logs go to OUTDIR.
 #
-# Missing -dev packages can be carried as Debian .deb files in .debs/ (jansson's headers are the usual
-# one): they are unpacked into /tmp/pn-deps and found through pkg-config.
+# Missing -dev packages are carried as Debian .deb files in .debs/ (the H100 image lacks jansson's headers,
+# OpenBLAS, utf8proc and PCRE2's headers): they are unpacked into /tmp/pn-deps and found through
+# pkg-config; scripts/gpu-debs.sh downloads them on a Debian/Ubuntu machine with apt.
 set -uo pipefail
 # usage: tests/gpu/run.sh [OUTDIR [STAGE...]], stages: cpu ops cudnn parity sanitize bench (default: all)
 OUTDIR=${1:-/tmp/pn-gpu}
@@ -18,7 +19,7 @@ export PATH=$PATH:/opt/torch/.venv/bin:/usr/local/cuda/bin
 log() { echo "== $* ==" | tee -a "$OUTDIR/summary.txt"; }
 
 have_blas() { pkg-config --exists openblas || [ -f /usr/include/x86_64-linux-gnu/cblas.h ] || [ -f /usr/include/cblas.h ]; }
-if { ! pkg-config --exists jansson || ! have_blas; } && ls .debs/*.deb > /dev/null 2>&1; then
+if { ! pkg-config --exists jansson libutf8proc libpcre2-8 || ! have_blas; } && ls .debs/*.deb > /dev/null 2>&1; then
   echo "unpacking carried packages: $(ls .debs)"
   P=/tmp/pn-deps
   for f in .debs/*.deb; do dpkg -x "$f" $P; done
@@ -28,8 +29,8 @@ if { ! pkg-config --exists jansson || ! have_blas; } && ls .debs/*.deb > /dev/nu
   done
   # -dev symlinks whose runtime library the system holds (libjansson.so -> libjansson.so.4.14.0).
   for l in $(find $P -xtype l -name '*.so'); do
-    t=$(basename "$(readlink "$l")")
-    [ -e "/usr/lib/x86_64-linux-gnu/$t" ] && ln -sf "/usr/lib/x86_64-linux-gnu/$t" "$l"
+    t=$(ls /usr/lib/x86_64-linux-gnu/"$(basename "$l")".[0-9]* 2> /dev/null | head -1)
+    [ -n "$t" ] && ln -sf "$t" "$l"
   done
   # Runtime libraries the system lacks (libopenblas.so.0, maybe libgfortran.so.5) are found through rt/.
   for so in $(find $P -name '*.so.[0-9]*'); do
