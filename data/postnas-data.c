@@ -1,4 +1,5 @@
-// postnas-data: corpus -> HDF5 token shards ("tokenize"), and a look inside one shard ("inspect").
+// postnas-data: corpus -> HDF5 token shards ("tokenize"), a look inside one shard ("inspect"), and the
+// built-in synthetic tasks as JSONL ("synth").
 //
 // tokenize reads documents in input order on the main thread and hands them, in batches, to worker
 // threads that run the tokenizer; finished batches are written strictly in the order they were read,
@@ -21,6 +22,7 @@
 
 #include "../src/pn_common.h"
 #include "pn_shard.h"
+#include "pn_synth.h"
 #include "pn_tokenizer.h"
 
 // A batch closes at this much text or this many documents: small enough that threads stay busy and
@@ -36,13 +38,19 @@ static void usage(FILE *f) {
             "                             --out OUTDIR [--shard-tokens N] [--threads N] [--on-bad-line skip|fail]\n"
             "                             [--progress]\n"
             "       postnas-data inspect FILE.h5 [--tokenizer DIR] [--sample N]\n"
+            "       postnas-data synth --task mqar|passkey|copy|facts_mc|facts|corpus --n N --out FILE.jsonl\n"
+            "                          [--seed S] [--first K] [--entities N]\n"
             "\n"
             "tokenize  writes OUTDIR/shard-00000.h5, ...: every input file (--text, or every regular file below\n"
             "          --dir, sorted) or every JSONL line (its string field NAME) is one document, followed by\n"
             "          the tokenizer's eos. --shard-tokens (default 100M) caps a shard's tokens (a larger\n"
             "          document gets a shard of its own); --threads defaults to the number of cores.\n"
             "inspect   prints a shard's attributes, sizes and document length statistics, checks every id\n"
-            "          against the vocabulary and decodes the first --sample tokens (default 64).\n");
+            "          against the vocabulary and decodes the first --sample tokens (default 64).\n"
+            "synth     writes items --first .. --first+N-1 of a built-in synthetic task as JSONL with\n"
+            "          lm-evaluation-harness field names ({context, answer}, {query, choices, gold}, or {text}\n"
+            "          for the facts and corpus documents, which come from a world of --entities made from\n"
+            "          --seed). Deterministic: the same seed and index give the same item anywhere.\n");
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -923,6 +931,41 @@ static int inspect_main(int argc, char **argv) {
     return rc;
 }
 
+// ---------------------------------------------------------------------------------------------------
+// synth
+
+static int synth_main(int argc, char **argv) {
+    const char *task_s = NULL, *out = NULL;
+    uint64_t n = 0, seed = 0, first = 0, entities = 64;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int rc = 0;
+        if (!v) return pn_errorf("%s needs a value (see --help)", a);
+        if (!strcmp(a, "--task")) task_s = v;
+        else if (!strcmp(a, "--out")) out = v;
+        else if (!strcmp(a, "--n")) rc = parse_count(a, v, 1, UINT64_C(1) << 32, &n);
+        else if (!strcmp(a, "--seed")) rc = parse_count(a, v, 0, UINT64_MAX, &seed);
+        else if (!strcmp(a, "--first")) rc = parse_count(a, v, 0, UINT64_C(1) << 62, &first);
+        else if (!strcmp(a, "--entities")) rc = parse_count(a, v, 1, 20000, &entities);
+        else return pn_errorf("synth: unknown option '%s' (see --help)", a);
+        if (rc) return -1;
+        i++;
+    }
+    if (!task_s || !out || !n) return pn_errorf("synth needs --task, --n and --out (see --help)");
+    pn_synth_task task;
+    if (pn_synth_task_parse(task_s, &task)) return -1;
+    pn_synth_spec spec = pn_synth_spec_default(task, seed);
+    pn_synth_world *world = NULL;
+    if (task == PN_SYNTH_FACTS_MC || task == PN_SYNTH_FACTS || task == PN_SYNTH_CORPUS) {
+        if (!(world = pn_synth_world_new(seed, (int)entities))) return -1;
+        spec.world = world;
+    }
+    int rc = pn_synth_write_jsonl(out, &spec, first, n);
+    pn_synth_world_free(world);
+    if (!rc) fprintf(stderr, "postnas-data: wrote %llu %s items to %s\n", (unsigned long long)n, task_s, out);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         usage(argc < 2 ? stderr : stdout);
@@ -936,8 +979,10 @@ int main(int argc, char **argv) {
         free(o.files);
     } else if (!strcmp(argv[1], "inspect")) {
         rc = inspect_main(argc, argv);
+    } else if (!strcmp(argv[1], "synth")) {
+        rc = synth_main(argc, argv);
     } else {
-        rc = pn_errorf("unknown command '%s' (tokenize or inspect; see --help)", argv[1]);
+        rc = pn_errorf("unknown command '%s' (tokenize, inspect or synth; see --help)", argv[1]);
     }
     if (rc) {
         fflush(stdout);

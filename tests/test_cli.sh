@@ -108,6 +108,13 @@ expect_error "no such tokenizer folder" $DATA tokenize --tokenizer "$T/nope" --t
 printf 'not hdf5' > "$T/bad.h5"
 expect_error "bad.h5: not an HDF5 file" $DATA inspect "$T/bad.h5"
 
+# postnas-data synth: deterministic JSONL in the harness's field names; the corpus tokenizes into a shard.
+$DATA synth --task mqar --n 5 --seed 3 --out "$T/s1.jsonl" 2> /dev/null && $DATA synth --task mqar --n 5 --seed 3 --out "$T/s2.jsonl" 2> /dev/null && ok || bad "synth"
+[ "$(wc -l < "$T/s1.jsonl")" -eq 5 ] && cmp -s "$T/s1.jsonl" "$T/s2.jsonl" && grep -q '"context":' "$T/s1.jsonl" && grep -q '"answer":' "$T/s1.jsonl" && ok || bad "synth output"
+$DATA synth --task facts_mc --n 4 --seed 3 --out "$T/mc.jsonl" 2> /dev/null && grep -q '"choices":' "$T/mc.jsonl" && grep -q '"gold":' "$T/mc.jsonl" && ok || bad "synth facts_mc"
+$DATA synth --task corpus --n 50 --seed 3 --out "$T/c.jsonl" 2> /dev/null && $DATA tokenize --tokenizer "$T/m" --jsonl "$T/c.jsonl" --field text --out "$T/cs" > /dev/null 2>&1 && ok || bad "synth corpus -> shard"
+expect_error "unknown synthetic task \"nope\"" $DATA synth --task nope --n 3 --out "$T/x.jsonl"
+
 # A failed dump leaves no file behind.
 expect_error "cannot create" $GEN --model "$T/m" --ids 1 --max-new-tokens 0 --dump-logits "$T/nodir/l.safetensors" --device cpu
 [ -z "$(ls "$T" | grep '\.tmp\.')" ] && ok || bad "temporary files left behind"
