@@ -132,6 +132,28 @@ void pn_op_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache
     be_of("attention", out)->attention(out, q, kcache, vcache, pos0, window);
 }
 
+void pn_op_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout, const pn_tensor *q,
+                         const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, int window) {
+    const pn_tensor *all[] = {dk, dv, dout, q, k, v, out};
+    for (int i = 0; i < 7; i++) {
+        same_device("attention_bwd", dq, all[i]);
+        want_act("attention_bwd", all[i]);
+    }
+    want_act("attention_bwd", dq);
+    same_shape("attention_bwd", dq, q);
+    same_shape("attention_bwd", dout, q);
+    same_shape("attention_bwd", out, q);
+    same_shape("attention_bwd", dk, k);
+    same_shape("attention_bwd", dv, v);
+    same_shape("attention_bwd", k, v);
+    PN_ASSERT(q->ndim == 4 && k->shape[0] == q->shape[0] && k->shape[1] == q->shape[1]);
+    PN_ASSERT(q->shape[3] == k->shape[3] && q->shape[2] % k->shape[2] == 0 && window >= 0);
+    const pn_backend *be = be_of("attention_bwd", dq);
+    // The CUDA backward (cuDNN SDPA backward) is the next step of issue 4; until then training runs on the CPU.
+    if (!be->attention_bwd) pn_panic("attention_bwd is not implemented on the %s backend yet", be->name);
+    be->attention_bwd(dq, dk, dv, dout, q, k, v, out, window);
+}
+
 void pn_op_to_host_f32(float *dst, const pn_tensor *src) { be_of("to_host_f32", src)->to_host_f32(dst, src); }
 
 void pn_op_from_host_f32(pn_tensor *dst, const float *src) {

@@ -50,6 +50,13 @@ typedef struct pn_backend {
     void (*to_host_f32)(float *dst, const pn_tensor *src);
     // dst (device, activation/parameter dtype) = src (host F32 array of numel(dst) floats).
     void (*from_host_f32)(pn_tensor *dst, const float *src);
+
+    // ---- backward ops (NULL where a backend does not have one yet; the wrapper says so) ----
+    // Backward of `attention` for training (keys are the T tokens themselves: pos0 = 0, k/v [B, T, Hkv, D]):
+    // from the forward's q, k, v, out and the upstream dout [B, T, Hq, D], writes dq [B, T, Hq, D] and
+    // dk, dv [B, T, Hkv, D] (overwritten; GQA sums the group's query heads into their kv head).
+    void (*attention_bwd)(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout, const pn_tensor *q,
+                          const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, int window);
 } pn_backend;
 
 extern const pn_backend pn_cpu_backend;
@@ -74,6 +81,8 @@ void pn_op_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0);
 void pn_op_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0);
 void pn_op_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
                      int pos0, int window);
+void pn_op_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout, const pn_tensor *q,
+                         const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, int window);
 void pn_op_to_host_f32(float *dst, const pn_tensor *src);
 void pn_op_from_host_f32(pn_tensor *dst, const float *src);
 

@@ -1,0 +1,108 @@
+// Attention forward and backward on the CPU against torch autograd in float64 (goldens from
+// tests/make_attention_goldens.py: causal, sliding window, GQA and MQA, T = 1 .. 64), plus a
+// finite-difference check of the backward on a tiny case. The CUDA backward is checked against this one.
+//
+// usage: test_attention GOLDENS_DIR
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../kernels/ops.h"
+#include "../src/pn_common.h"
+#include "../src/pn_rng.h"
+#include "../src/pn_safetensors.h"
+#include "pn_test.h"
+
+static double rel_err(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        den += (double)b[i] * b[i];
+    }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+static pn_tensor load(pn_safetensors *st, const char *name) {
+    const pn_st_entry *e = pn_st_find(st, name);
+    PN_ASSERT(e && e->ndim == 4);
+    float *x = pn_malloc(sizeof(float) * (size_t)pn_st_numel(e));
+    pn_st_to_f32(st, e, x);
+    return pn_view(x, PN_F32, PN_CPU, 4, e->shape);
+}
+
+static pn_tensor like(const pn_tensor *t) {
+    return pn_view(pn_calloc((size_t)pn_numel(t), sizeof(float)), PN_F32, PN_CPU, t->ndim, t->shape);
+}
+
+static void check_golden(const char *dir, const char *name) {
+    char file[256];
+    snprintf(file, sizeof file, "%s/%s.safetensors", dir, name);
+    pn_safetensors st;
+    if (pn_st_open(&st, file)) {
+        CHECK(0, "%s", pn_last_error());
+        return;
+    }
+    const int window = atoi(pn_st_meta(&st, "window") ? pn_st_meta(&st, "window") : "0");
+    pn_tensor q = load(&st, "q"), k = load(&st, "k"), v = load(&st, "v"), dout = load(&st, "do");
+    pn_tensor o_ref = load(&st, "o"), dq_ref = load(&st, "dq"), dk_ref = load(&st, "dk"), dv_ref = load(&st, "dv");
+    pn_tensor o = like(&q), dq = like(&q), dk = like(&k), dv = like(&v);
+    pn_op_attention(&o, &q, &k, &v, 0, window);
+    pn_op_attention_bwd(&dq, &dk, &dv, &dout, &q, &k, &v, &o, window);
+    double eo = rel_err(o.data, o_ref.data, (size_t)pn_numel(&o)), eq = rel_err(dq.data, dq_ref.data, (size_t)pn_numel(&q));
+    double ek = rel_err(dk.data, dk_ref.data, (size_t)pn_numel(&k)), ev = rel_err(dv.data, dv_ref.data, (size_t)pn_numel(&v));
+    printf("%-14s window %-3d  o %.2e  dq %.2e  dk %.2e  dv %.2e\n", name, window, eo, eq, ek, ev);
+    CHECK(eo < 1e-5 && eq < 1e-5 && ek < 1e-5 && ev < 1e-5, "%s: o %.3g dq %.3g dk %.3g dv %.3g", name, eo, eq, ek, ev);
+    pn_tensor *all[] = {&q, &k, &v, &dout, &o_ref, &dq_ref, &dk_ref, &dv_ref, &o, &dq, &dk, &dv};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]->data);
+    pn_st_close(&st);
+}
+
+// loss = <dout, attention(q, k, v)>; central differences against the analytic gradient.
+static double loss(const pn_tensor *q, const pn_tensor *k, const pn_tensor *v, const pn_tensor *dout, int window) {
+    pn_tensor o = like(q);
+    pn_op_attention(&o, q, k, v, 0, window);
+    double l = 0;
+    for (int64_t i = 0; i < pn_numel(&o); i++) l += (double)((float *)o.data)[i] * ((float *)dout->data)[i];
+    free(o.data);
+    return l;
+}
+
+static void check_fd(void) {
+    const int64_t sq[4] = {1, 6, 4, 4}, sk[4] = {1, 6, 2, 4};
+    pn_tensor q = pn_view(pn_malloc(96 * 4), PN_F32, PN_CPU, 4, sq), k = pn_view(pn_malloc(48 * 4), PN_F32, PN_CPU, 4, sk);
+    pn_tensor v = like(&k), dout = like(&q);
+    for (int i = 0; i < 96; i++) ((float *)q.data)[i] = pn_rng_normal(5, 1, (uint64_t)i), ((float *)dout.data)[i] = pn_rng_normal(5, 2, (uint64_t)i);
+    for (int i = 0; i < 48; i++) ((float *)k.data)[i] = pn_rng_normal(5, 3, (uint64_t)i), ((float *)v.data)[i] = pn_rng_normal(5, 4, (uint64_t)i);
+    for (int window = 0; window <= 3; window += 3) {
+        pn_tensor o = like(&q), dq = like(&q), dk = like(&k), dv = like(&v);
+        pn_op_attention(&o, &q, &k, &v, 0, window);
+        pn_op_attention_bwd(&dq, &dk, &dv, &dout, &q, &k, &v, &o, window);
+        pn_tensor *x[3] = {&q, &k, &v}, *g[3] = {&dq, &dk, &dv};
+        double worst = 0;
+        for (int w = 0; w < 3; w++)
+            for (int64_t i = 0; i < pn_numel(x[w]); i++) {
+                float *p = (float *)x[w]->data + i, save = *p;
+                const float h = 1e-2f;
+                *p = save + h;
+                double lp = loss(&q, &k, &v, &dout, window);
+                *p = save - h;
+                double lm = loss(&q, &k, &v, &dout, window);
+                *p = save;
+                double fd = (lp - lm) / (2.0 * h), an = ((float *)g[w]->data)[i];
+                double e = fabs(fd - an) / (fabs(fd) + 1e-2);
+                if (e > worst) worst = e;
+            }
+        printf("finite differences, window %d: worst relative difference %.2e\n", window, worst);
+        CHECK(worst < 5e-3, "finite differences (window %d): %.3g", window, worst);
+        free(o.data), free(dq.data), free(dk.data), free(dv.data);
+    }
+    free(q.data), free(k.data), free(v.data), free(dout.data);
+}
+
+int main(int argc, char **argv) {
+    const char *dir = argc > 1 ? argv[1] : "tests/goldens/attention";
+    static const char *cases[] = {"mha_t1", "gqa_t17", "gqa_t40_win5", "mqa_t33", "gqa_t64_win64"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_golden(dir, cases[i]);
+    check_fd();
+    return pn_test_done("test_attention");
+}
