@@ -131,4 +131,5 @@ extern "C" const pn_backend pn_cuda_backend = {
     pn_cuda_attention,
     cuda_to_host_f32,
     cuda_from_host_f32,
+    pn_cuda_attention_bwd,
 };

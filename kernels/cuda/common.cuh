@@ -82,6 +82,8 @@ void pn_cuda_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0);
 void pn_cuda_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0);
 void pn_cuda_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
                        int pos0, int window);
+void pn_cuda_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout, const pn_tensor *q,
+                           const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, int window);
 #ifdef PN_HAVE_CUDNN
 // cuDNN's fused flash attention for plain causal prefill (attention_cudnn.cu): 0 when it computed out, -1
 // (nothing written) when it does not handle the call and the caller runs its own kernel. C linkage for tests.

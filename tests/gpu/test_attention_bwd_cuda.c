@@ -1,0 +1,84 @@
+// The CUDA attention backward against the CPU one (kernels/cpu/attention.c, itself checked against torch
+// autograd by tests/test_attention.c) on the same bf16-rounded inputs, with fla's RMS-ratio tolerance for
+// dq, dk, dv (0.008), then the time of forward + backward at the anchor shape (SDPA: 3.20 ms). Set
+// PN_TEST_NO_BENCH=1 to skip the timing (compute-sanitizer runs).
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "gpu_test.h"
+#include "kernels/ops.h"
+#include "src/pn_common.h"
+
+void pn_cuda_timer_start(void);
+float pn_cuda_timer_stop_ms(void);
+
+static int n_pass, n_fail;
+
+static void check(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D, int window) {
+    const int64_t sq[4] = {B, T, Hq, D}, sk[4] = {B, T, Hkv, D}, nq = B * T * Hq * D, nk = B * T * Hkv * D;
+    float *q = randn(nq, 0, 1), *k = randn(nk, 0, 1), *v = randn(nk, 0, 1), *dout = randn(nq, 0, 1);
+    float *o = pn_malloc(sizeof(float) * (size_t)nq), *dq = pn_malloc(sizeof(float) * (size_t)nq);
+    float *dk = pn_malloc(sizeof(float) * (size_t)nk), *dv = pn_malloc(sizeof(float) * (size_t)nk);
+    pn_tensor hq = pn_view(q, PN_F32, PN_CPU, 4, sq), hk = pn_view(k, PN_F32, PN_CPU, 4, sk), hv = pn_view(v, PN_F32, PN_CPU, 4, sk);
+    pn_tensor hdo = pn_view(dout, PN_F32, PN_CPU, 4, sq), ho = pn_view(o, PN_F32, PN_CPU, 4, sq);
+    pn_tensor hdq = pn_view(dq, PN_F32, PN_CPU, 4, sq), hdk = pn_view(dk, PN_F32, PN_CPU, 4, sk), hdv = pn_view(dv, PN_F32, PN_CPU, 4, sk);
+    pn_op_attention(&ho, &hq, &hk, &hv, 0, window);
+    pn_op_attention_bwd(&hdq, &hdk, &hdv, &hdo, &hq, &hk, &hv, &ho, window);
+
+    pn_tensor gq = dev_upload(q, PN_BF16, 4, sq), gk = dev_upload(k, PN_BF16, 4, sk), gv = dev_upload(v, PN_BF16, 4, sk);
+    pn_tensor gdo = dev_upload(dout, PN_BF16, 4, sq), go = dev_alloc(PN_BF16, 4, sq), gdq = dev_alloc(PN_BF16, 4, sq);
+    pn_tensor gdk = dev_alloc(PN_BF16, 4, sk), gdv = dev_alloc(PN_BF16, 4, sk);
+    pn_op_attention(&go, &gq, &gk, &gv, 0, window);
+    pn_op_attention_bwd(&gdq, &gdk, &gdv, &gdo, &gq, &gk, &gv, &go, window);
+    float *rdq = dev_download(&gdq), *rdk = dev_download(&gdk), *rdv = dev_download(&gdv);
+    const double eq = relerr(rdq, dq, nq), ek = relerr(rdk, dk, nk), ev = relerr(rdv, dv, nk);
+    const int ok = eq <= 0.008 && ek <= 0.008 && ev <= 0.008;
+    printf("attention_bwd B%lld T%lld Hq%lld Hkv%lld D%lld win%d  dq %.2e dk %.2e dv %.2e %s\n", (long long)B,
+           (long long)T, (long long)Hq, (long long)Hkv, (long long)D, window, eq, ek, ev, ok ? "ok" : "FAIL");
+    ok ? n_pass++ : n_fail++;
+    pn_tensor *g[] = {&gq, &gk, &gv, &gdo, &go, &gdq, &gdk, &gdv};
+    for (int i = 0; i < 8; i++) dev_free(g[i]);
+    float *h[] = {q, k, v, dout, o, dq, dk, dv, rdq, rdk, rdv};
+    for (int i = 0; i < 11; i++) free(h[i]);
+}
+
+static void bench(void) {
+    const int64_t B = 8, T = 4096, Hq = 12, Hkv = 2, D = 128, sq[4] = {B, T, Hq, D}, sk[4] = {B, T, Hkv, D};
+    float *x = randn(B * T * Hq * D, 0, 1);
+    pn_tensor q = dev_upload(x, PN_BF16, 4, sq), dout = dev_upload(x, PN_BF16, 4, sq), o = dev_alloc(PN_BF16, 4, sq);
+    pn_tensor k = dev_upload(x, PN_BF16, 4, sk), v = dev_upload(x + 7, PN_BF16, 4, sk), dq = dev_alloc(PN_BF16, 4, sq);
+    pn_tensor dk = dev_alloc(PN_BF16, 4, sk), dv = dev_alloc(PN_BF16, 4, sk);
+    float ms[5], fwd[5];
+    for (int it = -1; it < 5; it++) {
+        pn_cuda_timer_start();
+        pn_op_attention(&o, &q, &k, &v, 0, 0);
+        float f = pn_cuda_timer_stop_ms();
+        pn_cuda_timer_start();
+        pn_op_attention_bwd(&dq, &dk, &dv, &dout, &q, &k, &v, &o, 0);
+        float b = pn_cuda_timer_stop_ms();
+        if (it >= 0) ms[it] = f + b, fwd[it] = f;
+    }
+    qsort(ms, 5, sizeof(float), cmp_float);
+    qsort(fwd, 5, sizeof(float), cmp_float);
+    printf("bench attention fwd+bwd B8 T4096 Hq12 Hkv2 D128 causal: %.2f ms (fwd %.2f ms; SDPA anchor fwd+bwd 3.20 ms)\n",
+           ms[2], fwd[2]);
+    pn_tensor *g[] = {&q, &dout, &o, &k, &v, &dq, &dk, &dv};
+    for (int i = 0; i < 8; i++) dev_free(g[i]);
+    free(x);
+}
+
+int main(void) {
+    if (!pn_cuda_available()) {
+        printf("skipped: no CUDA device\n");
+        return 0;
+    }
+    check(1, 3, 2, 2, 64, 0);
+    check(2, 37, 4, 2, 64, 0);
+    check(1, 200, 6, 2, 128, 0);
+    check(1, 300, 4, 1, 128, 64);
+    check(2, 129, 12, 2, 128, 0);
+    check(1, 70, 4, 2, 96, 0);
+    if (!getenv("PN_TEST_NO_BENCH")) bench();
+    printf("%d passed, %d failed\n", n_pass, n_fail);
+    return n_fail != 0;
+}
