@@ -17,4 +17,14 @@ void pn_cpu_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcach
 void pn_cpu_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout, const pn_tensor *q,
                           const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, int window);
 
+// Causal depthwise convolution over W tokens (kernels/cpu/conv1d.c): a static kernel w [C, W] (+ bias [C])
+// or, when kdyn != NULL, a dynamic kernel per token kdyn [B, T, C, W]; optional SiLU; cu_seqlens NULL or
+// n_seqs + 1 offsets (B = 1). The backward writes dx, accumulates dw and dbias (+=; either may be NULL),
+// and writes dkdyn for the dynamic form. W <= 64.
+void pn_cpu_conv1d_fwd(float *y, const float *x, const float *w, const float *bias, const float *kdyn, int64_t B,
+                       int64_t T, int64_t C, int W, int act_silu, const int32_t *cu_seqlens, int n_seqs);
+void pn_cpu_conv1d_bwd(float *dx, float *dw, float *dbias, float *dkdyn, const float *dy, const float *x,
+                       const float *w, const float *bias, const float *kdyn, int64_t B, int64_t T, int64_t C, int W,
+                       int act_silu, const int32_t *cu_seqlens, int n_seqs);
+
 #endif
