@@ -17,6 +17,18 @@ void pn_cpu_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcach
 void pn_cpu_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout, const pn_tensor *q,
                           const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, int window);
 
+// Backward ops on raw fp32 arrays (the training path; the backend table gains them with their CUDA twins).
+// Parameter gradients accumulate (+=) and may be NULL for frozen tensors; input gradients are overwritten.
+void pn_cpu_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, int64_t rows, int64_t D,
+                        float eps);
+void pn_cpu_gated_rmsnorm_fwd(float *y, const float *x, const float *g, const float *w, int64_t rows, int64_t D,
+                              float eps);
+void pn_cpu_gated_rmsnorm_bwd(float *dx, float *dg, float *dw, const float *dy, const float *x, const float *g,
+                              const float *w, int64_t rows, int64_t D, float eps);
+void pn_cpu_swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int64_t n);
+void pn_cpu_matmul_bwd(float *dx, float *dw, float *db, const float *dout, const float *x, const float *w, int64_t N,
+                       int64_t n_in, int64_t n_out);
+
 // Causal depthwise convolution over W tokens (kernels/cpu/conv1d.c): a static kernel w [C, W] (+ bias [C])
 // or, when kdyn != NULL, a dynamic kernel per token kdyn [B, T, C, W]; optional SiLU; cu_seqlens NULL or
 // n_seqs + 1 offsets (B = 1). The backward writes dx, accumulates dw and dbias (+=; either may be NULL),

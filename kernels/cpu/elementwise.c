@@ -54,3 +54,13 @@ void pn_cpu_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0) {
         memcpy((float *)cache->data + (b * cap + pos0) * row, (const float *)src->data + b * T * row,
                sizeof(float) * (size_t)(T * row));
 }
+
+// Backward of out = silu(gate) * up: dgate = dout * up * silu'(gate), dup = dout * silu(gate).
+void pn_cpu_swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int64_t n) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        const float s = 1.0f / (1.0f + expf(-gate[i]));
+        dgate[i] = dout[i] * up[i] * s * (1.0f + gate[i] * (1.0f - s));
+        dup[i] = dout[i] * gate[i] * s;
+    }
+}

@@ -17,3 +17,17 @@ void pn_cpu_matmul(pn_tensor *out, const pn_tensor *x, const pn_tensor *w, const
     if (rows == 0) return;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, outd, in, 1.0f, x->data, in, w->data, in, beta, y, outd);
 }
+
+// Backward of out[N, O] = x[N, I] w[O, I]^T + b: dx = dout w (overwritten, when dx != NULL),
+// dw += dout^T x and db += column sums of dout (when not NULL: frozen weights pass NULL).
+void pn_cpu_matmul_bwd(float *dx, float *dw, float *db, const float *dout, const float *x, const float *w, int64_t N,
+                       int64_t n_in, int64_t n_out) {
+    if (N == 0) return;
+    if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)n_in, (int)n_out, 1.0f, dout, (int)n_out, w, (int)n_in,
+                        0.0f, dx, (int)n_in);
+    if (dw) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n_out, (int)n_in, (int)N, 1.0f, dout, (int)n_out, x, (int)n_in,
+                        1.0f, dw, (int)n_in);
+    if (db)
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t o = 0; o < n_out; o++) db[o] += dout[n * n_out + o];
+}
