@@ -21,6 +21,12 @@ static void add_param(pn_param *out, int *n, pn_tensor *dst, pn_param_kind kind,
     p->dst = dst;
 }
 
+int64_t pn_param_numel(const pn_param *p) {
+    int64_t n = 1;
+    for (int i = 0; i < p->ndim; i++) n *= p->shape[i];
+    return n;
+}
+
 int pn_model_nparams(const pn_model_config *c) {
     int per = 9 + (c->qkv_bias ? 3 : 0) + (c->o_bias ? 1 : 0) + (c->qk_norm ? 2 : 0);
     return 2 + (c->tie_embeddings ? 0 : 1) + per * c->n_layers;
@@ -98,7 +104,7 @@ int pn_model_load(pn_model *m, const char *dir, pn_device dev) {
     for (int i = 0; i < m->nparams; i++) {
         const pn_param *p = &m->param_list[i];
         bytes += pn_arena_need(m->dtype, p->ndim, p->shape);
-        size_t n = (size_t)p->shape[0] * (size_t)(p->ndim == 2 ? p->shape[1] : 1);
+        size_t n = (size_t)pn_param_numel(p);
         if (n > largest) largest = n;
     }
     if (pn_arena_init(&m->params, dev, bytes)) {

@@ -106,7 +106,7 @@ typedef struct {
 } gen_opts;
 
 static size_t param_bytes(const pn_param *p, pn_st_dtype dt) {
-    return (size_t)p->shape[0] * (size_t)(p->ndim == 2 ? p->shape[1] : 1) * pn_st_dtype_size(dt);
+    return (size_t)pn_param_numel(p) * pn_st_dtype_size(dt);
 }
 
 // Writes params [lo, hi) into one safetensors file.
@@ -118,8 +118,7 @@ static int write_file(const char *path, const pn_param *ps, int lo, int hi, cons
         d->name = ps[i].name;
         d->dtype = g->dtype;
         d->ndim = ps[i].ndim;
-        d->shape[0] = ps[i].shape[0];
-        d->shape[1] = ps[i].shape[1];
+        for (int k = 0; k < ps[i].ndim; k++) d->shape[k] = ps[i].shape[k];
         if (param_bytes(&ps[i], PN_ST_F32) > largest) largest = param_bytes(&ps[i], PN_ST_F32);
     }
     static const char *meta[] = {"format", "pt", NULL};
@@ -131,7 +130,7 @@ static int write_file(const char *path, const pn_param *ps, int lo, int hi, cons
     int rc = 0;
     for (int i = lo; i < hi && !rc; i++) {
         const pn_param *p = &ps[i];
-        const int64_t n = p->shape[0] * (p->ndim == 2 ? p->shape[1] : 1);
+        const int64_t n = pn_param_numel(p);
         const uint64_t stream = (uint64_t)i + 1;
 #pragma omp parallel for schedule(static)
         for (int64_t j = 0; j < n; j++) {

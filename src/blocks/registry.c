@@ -1,0 +1,50 @@
+// The block registry: one line per type. A new linear block is one file in src/blocks/ plus a line here.
+#include <stdlib.h>
+#include <string.h>
+
+#include "../pn_block.h"
+#include "../pn_common.h"
+
+extern const pn_block_type pn_block_attn, pn_block_swa, pn_block_jet, pn_block_gdn, pn_block_deltanet;
+
+static const pn_block_type *const registry[] = {&pn_block_attn, &pn_block_swa, &pn_block_jet, &pn_block_gdn,
+                                                &pn_block_deltanet};
+
+const pn_block_type *pn_block_find(const char *name) {
+    for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++)
+        if (!strcmp(registry[i]->name, name)) return registry[i];
+    pn_errorf("unknown block type \"%s\" (attn, swa, jet, gdn, deltanet)", name);
+    return NULL;
+}
+
+pn_block_cfg pn_block_default(const pn_model_config *m, const char *type) {
+    pn_block_cfg c = {.hidden = m->hidden, .n_heads = m->n_heads, .n_kv_heads = m->n_kv_heads,
+                      .head_dim = m->head_dim, .qkv_bias = m->qkv_bias, .qk_norm = m->qk_norm, .window = 1152,
+                      .lin_heads = m->n_heads, .lin_head_k = m->head_dim * 3 / 4, .expand_v = 2.6667,
+                      .conv_size = 4, .gen_reduction = 8, .norm_eps = 1e-5f};
+    snprintf(c.type, sizeof c.type, "%s", type);
+    return c;
+}
+
+int64_t pn_block_param_count(const pn_block_type *t, const pn_block_cfg *c) {
+    const int n = t->params(c, 0, NULL);
+    pn_param *ps = pn_calloc((size_t)n, sizeof(pn_param));
+    t->params(c, 0, ps);
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) total += pn_param_numel(&ps[i]);
+    free(ps);
+    return total;
+}
+
+void pn_block_add_param(pn_param *out, int *n, int layer, const char *suffix, pn_param_kind kind, int ndim, int64_t d0,
+                        int64_t d1, int64_t d2) {
+    if (out) {
+        pn_param *p = &out[*n];
+        memset(p, 0, sizeof *p);
+        snprintf(p->name, sizeof p->name, "model.layers.%d.self_attn.%s", layer, suffix);
+        p->kind = kind;
+        p->ndim = ndim;
+        p->shape[0] = d0, p->shape[1] = d1, p->shape[2] = d2;
+    }
+    (*n)++;
+}
