@@ -1,0 +1,531 @@
+// gdn.cu: Gated DeltaNet forward (chunked, chunk 64) and decode step on the GPU, the semantics of
+// pn_cpu_gdn_fwd / pn_cpu_gdn_step (kernels/cpu/gdn.c; REFERENCE.md §4). Per (sequence, head) and chunk of
+// Lc ≤ 64 rows, with γ the inclusive cumsum of g inside the chunk and Γ_rs = e^{γ_r − γ_s} (s ≤ r):
+//   A = strict_lower(diag(β) K Kᵀ ⊙ Γ), T = (I + A)⁻¹, W = T diag(β e^γ) K, U = T diag(β) V,
+//   V' = U − W S,  O = diag(scale e^γ) Q S + P V' with P = lower_incl(scale Q Kᵀ ⊙ Γ),
+//   S ← e^{γ_L} S + Kᵀ diag(e^{γ_L − γ}) V'.
+//
+// The decisions a reader would otherwise miss:
+// - Two kernels, fla's split. gdn_prep_kernel is parallel over (chunk, head): it normalizes q, k (when
+//   asked), forms γ, P, A, T (forward substitution, one column per thread, no barriers) and writes to an
+//   fp32 workspace everything the sequential part needs, indexed by token row like the inputs:
+//   Qs = diag(scale e^γ) Q̂, Kd = diag(e^{γ_L − γ}) K̂, W, U, P (a [64]-row per token) and γ. gdn_chunk_kernel
+//   then walks the chunks of one sequence in order, one block per (V slice of 64 columns, head, sequence),
+//   holding the state slice S[K, 64] in shared memory in fp32 for the whole sequence.
+// - Correct first: all products are fp32 CUDA-core loops over shared-memory tiles (mm64: 256 threads, a
+//   4×4 register tile each, 64×64 outputs), no tensor cores; inputs are bf16, all math and the workspace
+//   fp32, o is rounded to bf16 once. Rows past Lc and columns past K / V are zero in shared memory, so
+//   every product runs on full 64-wide tiles and padding never reaches an output.
+// - Only exponents ≤ 0 are evaluated: Γ is masked (s ≤ r) before expf, e^{γ_r} and e^{γ_L − γ_r} have
+//   γ_r ≤ 0 and γ_L ≤ γ_r. γ is summed in double (as on the CPU) and stored as fp32.
+// - cu_seqlens is a device array; the launcher copies it to the host (synchronizing) to validate it with
+//   pn_gdn_check and to build the chunk table of gdn_prep_kernel (fla does the same host round trip).
+// - Shared memory at K = 256 is ~162 KB (prep) and ~161 KB (chunk): fits H100 (227 KB) and A100 (163 KB).
+// - The workspace (one device buffer, grown on demand, never shrunk) assumes one GPU per process.
+// - GDN_LAUNCH is <<<>>> on CUDA; under PN_GDN_HOST_CHECK the file is compiled as plain C++ by a host
+//   harness (not in the tree) that runs every block with real threads (a barrier for __syncthreads) and
+//   NaN-filled shared memory; that is how kernels and launchers were first checked against the CPU code.
+#include <math.h>
+#include <stdlib.h>
+
+#ifndef PN_GDN_HOST_CHECK
+#include "common.cuh"
+#define GDN_LAUNCH(kern, grid, block, smem, ...) kern<<<(grid), (block), (smem)>>>(__VA_ARGS__)
+#endif
+#include "gdn_cuda.h"
+
+#define GDN_C 64        // chunk length (PN_GDN_CHUNK)
+#define GDN_THREADS 256 // threads of the prep and chunk kernels (mm64 assumes 256)
+#define GDN_BV 64       // V columns per block of the chunk kernel
+#define GDN_STEP_THREADS 128
+
+// ----------------------------------------------------------------------------------------------------
+// kernels
+
+#ifndef PN_GDN_HOST_CHECK
+__device__ __forceinline__ float *dyn_smem(void) {
+    extern __shared__ float gdn_smem[];
+    return gdn_smem;
+}
+#endif
+
+// acc[i][j] += Σ_{kk < nk} a(ty + 16 i, kk) · b(kk, tx + 16 j) with tx = tid % 16, ty = tid / 16 (256
+// threads, 64×64 outputs). A warp reads two rows of a (pitches are odd: no bank conflict) and 16
+// consecutive columns of b.
+template <class FA, class FB>
+__device__ __forceinline__ void mm64(float (&acc)[4][4], int nk, FA a, FB b) {
+    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+    for (int kk = 0; kk < nk; kk++) {
+        float av[4], bv[4];
+#pragma unroll
+        for (int i = 0; i < 4; i++) av[i] = a(ty + 16 * i, kk);
+#pragma unroll
+        for (int j = 0; j < 4; j++) bv[j] = b(kk, tx + 16 * j);
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+    }
+}
+
+__device__ __forceinline__ void zero_acc(float (&acc)[4][4]) {
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
+}
+
+// Row pitch (floats) of a [64, K] shared tile: odd, so the two rows a warp reads sit in different banks.
+__host__ __device__ __forceinline__ int pitch_k(int K) { return K | 1; }
+
+// grid (n_chunks, H), GDN_THREADS threads. Chunk c covers flattened token rows t0 .. t0 + Lc − 1: from
+// tab[2c], tab[2c + 1] when tab is given (varlen), else sequence c / ncps, chunk c % ncps of T tokens.
+// Writes rows t0 .. t0 + Lc − 1 (head h) of Qs, Kd, W [NT, H, K], U [NT, H, V], P [NT, H, 64], gam [NT, H].
+__global__ void __launch_bounds__(GDN_THREADS)
+    gdn_prep_kernel(float *Qs, float *Kd, float *W, float *U, float *P, float *gam, const bf16 *q, const bf16 *k,
+                    const bf16 *v, const float *g, const float *beta, const int *tab, int T, int ncps, int H, int K,
+                    int V, float scale, int l2norm) {
+    const int c = blockIdx.x, h = blockIdx.y, tid = threadIdx.x;
+    int64_t t0;
+    int Lc;
+    if (tab) {
+        t0 = tab[2 * c];
+        Lc = tab[2 * c + 1];
+    } else {
+        const int64_t seq = c / ncps, ci = c % ncps;
+        t0 = seq * T + ci * GDN_C;
+        Lc = (int)min((int64_t)GDN_C, (int64_t)T - ci * GDN_C);
+    }
+    const int Kp = pitch_k(K), Xp = Kp > 65 ? Kp : 65;
+    float *xs = dyn_smem();          // [64, Xp]: q̂ rows, later tiles of diag(β) V (pitch 65)
+    float *ks = xs + GDN_C * Xp;     // [64, Kp]: k̂ rows, later diag(β e^γ) K̂
+    float *As = ks + GDN_C * Kp;     // [64, 65]: A
+    float *Ts = As + GDN_C * 65;     // [64, 65]: T
+    float *gs = Ts + GDN_C * 65;     // [64]: γ
+    float *bs = gs + GDN_C;          // [64]: β
+    float *rn = bs + GDN_C;          // [128]: 1/‖q_r‖, 1/‖k_r‖
+
+    // (1) load the chunk's q, k rows (zeros past Lc), β, and zero T.
+    for (int i = tid; i < GDN_C * K; i += GDN_THREADS) {
+        const int r = i / K, cc = i % K;
+        float qv = 0.0f, kv = 0.0f;
+        if (r < Lc) {
+            const int64_t off = ((t0 + r) * H + h) * (int64_t)K + cc;
+            qv = bf2f(q[off]);
+            kv = bf2f(k[off]);
+        }
+        xs[r * Xp + cc] = qv;
+        ks[r * Kp + cc] = kv;
+    }
+    for (int i = tid; i < GDN_C * 65; i += GDN_THREADS) Ts[i] = 0.0f;
+    if (tid < GDN_C) bs[tid] = tid < Lc ? beta[(t0 + tid) * H + h] : 0.0f;
+    __syncthreads();
+
+    // (2) row norms (one thread per row, summed in order like the CPU) and γ (in double, one thread).
+    if (tid < 2 * GDN_C) {
+        const float *row = tid < GDN_C ? xs + tid * Xp : ks + (tid - GDN_C) * Kp;
+        float ss = 0.0f;
+        if (l2norm)
+            for (int i = 0; i < K; i++) ss = fmaf(row[i], row[i], ss);
+        rn[tid] = l2norm ? 1.0f / sqrtf(ss + (float)PN_GDN_L2_EPS) : 1.0f;
+    } else if (tid == 2 * GDN_C) {
+        double acc = 0.0;
+        for (int r = 0; r < GDN_C; r++) {
+            if (r < Lc) acc += (double)g[(t0 + r) * H + h];
+            gs[r] = (float)acc; // rows past Lc repeat γ_{Lc−1}; never used with a nonzero factor
+        }
+    }
+    __syncthreads();
+    if (l2norm) {
+        for (int i = tid; i < GDN_C * K; i += GDN_THREADS) {
+            const int r = i / K, cc = i % K;
+            xs[r * Xp + cc] *= rn[r];
+            ks[r * Kp + cc] *= rn[GDN_C + r];
+        }
+        __syncthreads();
+    }
+
+    const int tx = tid & 15, ty = tid >> 4;
+    // (3) A = strict_lower(diag(β) K̂ K̂ᵀ ⊙ Γ) into shared memory; P = lower_incl(scale Q̂ K̂ᵀ ⊙ Γ) to global.
+    {
+        float acc[4][4];
+        zero_acc(acc);
+        mm64(acc, K, [&](int m, int kk) { return ks[m * Kp + kk]; }, [&](int kk, int n) { return ks[n * Kp + kk]; });
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int m = ty + 16 * i, n = tx + 16 * j;
+                As[m * 65 + n] = (n < m && m < Lc) ? bs[m] * acc[i][j] * expf(gs[m] - gs[n]) : 0.0f;
+            }
+        zero_acc(acc);
+        mm64(acc, K, [&](int m, int kk) { return xs[m * Xp + kk]; }, [&](int kk, int n) { return ks[n * Kp + kk]; });
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int m = ty + 16 * i;
+            if (m >= Lc) continue;
+            float *prow = P + ((t0 + m) * H + h) * (int64_t)GDN_C;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int n = tx + 16 * j;
+                prow[n] = n <= m ? scale * acc[i][j] * expf(gs[m] - gs[n]) : 0.0f;
+            }
+        }
+    }
+    __syncthreads();
+
+    // (4) Qs = diag(scale e^γ) Q̂ and Kd = diag(e^{γ_L − γ}) K̂ to global; K̂ → diag(β e^γ) K̂ in place (each
+    // element read and rewritten by the same thread). Then T = (I + A)⁻¹, one column j per thread:
+    // T_jj = 1, T_ij = −Σ_{j ≤ m < i} A_im T_mj for i > j (rows and columns past Lc stay zero).
+    {
+        const float gL = gs[Lc - 1];
+        for (int i = tid; i < Lc * K; i += GDN_THREADS) {
+            const int r = i / K, cc = i % K;
+            const int64_t off = ((t0 + r) * H + h) * (int64_t)K + cc;
+            const float kv = ks[r * Kp + cc];
+            Qs[off] = scale * expf(gs[r]) * xs[r * Xp + cc];
+            Kd[off] = expf(gL - gs[r]) * kv;
+            ks[r * Kp + cc] = bs[r] * expf(gs[r]) * kv;
+        }
+        if (tid < Lc) {
+            const int j = tid;
+            Ts[j * 65 + j] = 1.0f;
+            for (int i = j + 1; i < Lc; i++) {
+                float s = 0.0f;
+                for (int m = j; m < i; m++) s -= As[i * 65 + m] * Ts[m * 65 + j];
+                Ts[i * 65 + j] = s;
+            }
+        }
+        if (tid < Lc) gam[(t0 + tid) * H + h] = gs[tid];
+    }
+    __syncthreads();
+
+    // (5) W = T diag(β e^γ) K̂, 64 columns of K at a time.
+    for (int nt = 0; nt < K; nt += 64) {
+        float acc[4][4];
+        zero_acc(acc);
+        mm64(acc, Lc, [&](int m, int kk) { return Ts[m * 65 + kk]; },
+             [&](int kk, int n) { return nt + n < K ? ks[kk * Kp + nt + n] : 0.0f; });
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int m = ty + 16 * i;
+            if (m >= Lc) continue;
+            float *wrow = W + ((t0 + m) * H + h) * (int64_t)K;
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+                if (nt + tx + 16 * j < K) wrow[nt + tx + 16 * j] = acc[i][j];
+        }
+    }
+
+    // (6) U = T diag(β) V, 64 columns of V at a time staged in xs (pitch 65).
+    for (int nt = 0; nt < V; nt += 64) {
+        __syncthreads(); // xs free: q̂ (step 4) or the previous tile fully read
+        for (int i = tid; i < GDN_C * 64; i += GDN_THREADS) {
+            const int r = i >> 6, cc = i & 63;
+            xs[r * 65 + cc] =
+                (r < Lc && nt + cc < V) ? bs[r] * bf2f(v[((t0 + r) * H + h) * (int64_t)V + nt + cc]) : 0.0f;
+        }
+        __syncthreads();
+        float acc[4][4];
+        zero_acc(acc);
+        mm64(acc, Lc, [&](int m, int kk) { return Ts[m * 65 + kk]; }, [&](int kk, int n) { return xs[kk * 65 + n]; });
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int m = ty + 16 * i;
+            if (m >= Lc) continue;
+            float *urow = U + ((t0 + m) * H + h) * (int64_t)V;
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+                if (nt + tx + 16 * j < V) urow[nt + tx + 16 * j] = acc[i][j];
+        }
+    }
+}
+
+// Copies rows t0 .. t0 + Lc − 1 (head h) of a [NT, H, K] workspace array into dst [64, Kp], zeros past Lc.
+__device__ __forceinline__ void load_rows_k(float *dst, const float *src, int64_t t0, int Lc, int H, int h, int K,
+                                            int Kp) {
+    for (int i = threadIdx.x; i < GDN_C * K; i += GDN_THREADS) {
+        const int r = i / K, cc = i % K;
+        dst[r * Kp + cc] = r < Lc ? src[((t0 + r) * H + h) * (int64_t)K + cc] : 0.0f;
+    }
+}
+
+// grid (ceil(V / 64), H, N), GDN_THREADS threads: sequence n, head h, state columns v0 .. v0 + BVa − 1.
+// Walks the sequence's chunks in order with the state slice S[K, 64] in shared memory.
+__global__ void __launch_bounds__(GDN_THREADS)
+    gdn_chunk_kernel(bf16 *o, float *ht, const float *h0, const float *Qs, const float *Kd, const float *W,
+                     const float *U, const float *P, const float *gam, const int *cu_seqlens, int T, int H, int K,
+                     int V) {
+    const int v0 = blockIdx.x * GDN_BV, h = blockIdx.y, n = blockIdx.z, tid = threadIdx.x;
+    const int BVa = min(GDN_BV, V - v0);
+    const int tx = tid & 15, ty = tid >> 4;
+    int64_t row0, len;
+    if (cu_seqlens) {
+        row0 = cu_seqlens[n];
+        len = (int64_t)cu_seqlens[n + 1] - row0;
+    } else {
+        row0 = (int64_t)n * T;
+        len = T;
+    }
+    const int Kp = pitch_k(K);
+    float *Ss = dyn_smem();        // [K, 64]: the state slice
+    float *buf = Ss + K * GDN_BV;  // [64, Kp]: W, then Qs, then Kd rows of the chunk
+    float *Vp = buf + GDN_C * Kp;  // [64, 64]: U, then V' = U − W S
+    float *Ps = Vp + GDN_C * GDN_BV; // [64, 65]: P
+    const int64_t sbase = ((int64_t)n * H + h) * K * (int64_t)V + v0;
+
+    for (int i = tid; i < K * GDN_BV; i += GDN_THREADS) {
+        const int r = i >> 6, cc = i & 63;
+        Ss[i] = (h0 && cc < BVa) ? h0[sbase + (int64_t)r * V + cc] : 0.0f;
+    }
+
+    for (int64_t c0 = 0; c0 < len; c0 += GDN_C) {
+        const int Lc = (int)min((int64_t)GDN_C, len - c0);
+        const int64_t t0 = row0 + c0;
+        __syncthreads(); // S written (initial load or last update); buf, Vp, Ps free
+
+        // V' = U − W S
+        load_rows_k(buf, W, t0, Lc, H, h, K, Kp);
+        for (int i = tid; i < GDN_C * GDN_BV; i += GDN_THREADS) {
+            const int r = i >> 6, cc = i & 63;
+            Vp[i] = (r < Lc && cc < BVa) ? U[((t0 + r) * H + h) * (int64_t)V + v0 + cc] : 0.0f;
+        }
+        for (int i = tid; i < GDN_C * GDN_C; i += GDN_THREADS) {
+            const int r = i >> 6, cc = i & 63;
+            Ps[r * 65 + cc] = r < Lc ? P[((t0 + r) * H + h) * (int64_t)GDN_C + cc] : 0.0f;
+        }
+        __syncthreads();
+        {
+            float acc[4][4];
+            zero_acc(acc);
+            mm64(acc, K, [&](int m, int kk) { return buf[m * Kp + kk]; },
+                 [&](int kk, int c) { return Ss[kk * GDN_BV + c]; });
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) Vp[(ty + 16 * i) * GDN_BV + tx + 16 * j] -= acc[i][j];
+        }
+        __syncthreads();
+
+        // O = Qs S + P V'
+        load_rows_k(buf, Qs, t0, Lc, H, h, K, Kp);
+        __syncthreads();
+        {
+            float acc[4][4];
+            zero_acc(acc);
+            mm64(acc, K, [&](int m, int kk) { return buf[m * Kp + kk]; },
+                 [&](int kk, int c) { return Ss[kk * GDN_BV + c]; });
+            mm64(acc, Lc, [&](int m, int kk) { return Ps[m * 65 + kk]; },
+                 [&](int kk, int c) { return Vp[kk * GDN_BV + c]; });
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int m = ty + 16 * i;
+                if (m >= Lc) continue;
+                bf16 *orow = o + ((t0 + m) * H + h) * (int64_t)V + v0;
+#pragma unroll
+                for (int j = 0; j < 4; j++)
+                    if (tx + 16 * j < BVa) orow[tx + 16 * j] = f2bf(acc[i][j]);
+            }
+        }
+        __syncthreads();
+
+        // S ← e^{γ_L} S + Kdᵀ V', 64 rows of S at a time; each thread rewrites only its own elements of S.
+        load_rows_k(buf, Kd, t0, Lc, H, h, K, Kp);
+        __syncthreads();
+        const float eL = expf(gam[(t0 + Lc - 1) * H + h]);
+        for (int mt = 0; mt < K; mt += 64) {
+            float acc[4][4];
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    const int m = mt + ty + 16 * i;
+                    acc[i][j] = m < K ? eL * Ss[m * GDN_BV + tx + 16 * j] : 0.0f;
+                }
+            mm64(acc, Lc, [&](int m, int r) { return mt + m < K ? buf[r * Kp + mt + m] : 0.0f; },
+                 [&](int r, int c) { return Vp[r * GDN_BV + c]; });
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    const int m = mt + ty + 16 * i;
+                    if (m < K) Ss[m * GDN_BV + tx + 16 * j] = acc[i][j];
+                }
+        }
+    }
+    __syncthreads();
+    if (ht)
+        for (int i = tid; i < K * GDN_BV; i += GDN_THREADS) {
+            const int r = i >> 6, cc = i & 63;
+            if (cc < BVa) ht[sbase + (int64_t)r * V + cc] = Ss[i];
+        }
+}
+
+// grid (ceil(V / 128), H, B), GDN_STEP_THREADS threads; thread j owns column v0 + j of S[b, h] (the columns
+// of the recurrence are independent given q̂, k̂): u_j = β (v_j − Σ_i e^g S_ij k̂_i), S_ij ← e^g S_ij + k̂_i u_j,
+// o_j = Σ_i scale q̂_i S_ij, in the CPU step's order.
+__global__ void __launch_bounds__(GDN_STEP_THREADS)
+    gdn_step_kernel(bf16 *o, float *S, const bf16 *q, const bf16 *k, const bf16 *v, const float *g,
+                    const float *beta, int H, int K, int V, float scale, int l2norm) {
+    __shared__ float qn[PN_GDN_MAX_K], kn[PN_GDN_MAX_K], rn[2];
+    const int h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x;
+    const int64_t bh = (int64_t)b * H + h;
+    for (int i = tid; i < K; i += GDN_STEP_THREADS) qn[i] = bf2f(q[bh * K + i]), kn[i] = bf2f(k[bh * K + i]);
+    __syncthreads();
+    if (tid < 2) {
+        const float *x = tid == 0 ? qn : kn;
+        float ss = 0.0f;
+        if (l2norm)
+            for (int i = 0; i < K; i++) ss = fmaf(x[i], x[i], ss);
+        rn[tid] = l2norm ? 1.0f / sqrtf(ss + (float)PN_GDN_L2_EPS) : 1.0f;
+    }
+    __syncthreads();
+    for (int i = tid; i < K; i += GDN_STEP_THREADS) qn[i] *= rn[0] * scale, kn[i] *= rn[1];
+    __syncthreads();
+    const int j = blockIdx.x * GDN_STEP_THREADS + tid;
+    if (j >= V) return; // no barrier below
+    float *Sc = S + bh * K * (int64_t)V + j;
+    const float decay = expf(g[bh]);
+    float u = 0.0f;
+    for (int i = 0; i < K; i++) u = fmaf(Sc[(int64_t)i * V] * decay, kn[i], u);
+    u = beta[bh] * (bf2f(v[bh * V + j]) - u);
+    float acc = 0.0f;
+    for (int i = 0; i < K; i++) {
+        const float s = fmaf(kn[i], u, Sc[(int64_t)i * V] * decay);
+        Sc[(int64_t)i * V] = s;
+        acc = fmaf(qn[i], s, acc);
+    }
+    o[bh * V + j] = f2bf(acc);
+}
+
+// ----------------------------------------------------------------------------------------------------
+// launchers
+
+static void *ws = NULL; // the workspace (one GPU per process)
+static size_t ws_bytes = 0;
+
+static void *workspace(size_t need) {
+    if (need > ws_bytes) {
+        if (ws) CUDA_CHECK(cudaFree(ws));
+        ws = NULL;
+        ws_bytes = 0;
+        CUDA_CHECK(cudaMalloc(&ws, need));
+        ws_bytes = need;
+    }
+    return ws;
+}
+
+static size_t prep_smem_bytes(int K) {
+    const int Kp = pitch_k(K), Xp = Kp > 65 ? Kp : 65;
+    return sizeof(float) * (size_t)(GDN_C * Xp + GDN_C * Kp + 2 * GDN_C * 65 + 4 * GDN_C);
+}
+
+static size_t chunk_smem_bytes(int K) {
+    return sizeof(float) * (size_t)(K * GDN_BV + GDN_C * pitch_k(K) + GDN_C * GDN_BV + GDN_C * 65);
+}
+
+// Validates cfg like pn_gdn_check, reading cu_seqlens from the device. On success *hcu is a host copy of
+// cu_seqlens (NULL without varlen; the caller frees it).
+static int check_cfg(const pn_gdn_cfg *cfg, int32_t **hcu) {
+    *hcu = NULL;
+    pn_gdn_cfg c = *cfg;
+    c.cu_seqlens = NULL;
+    if (pn_gdn_check(&c)) return -1;
+    if (c.H > 65535) return pn_errorf("gdn (cuda): H = %lld exceeds 65535", (long long)c.H);
+    if (!cfg->cu_seqlens) {
+        if (c.B > 65535) return pn_errorf("gdn (cuda): B = %lld exceeds 65535", (long long)c.B);
+        return 0;
+    }
+    if (c.B != 1) return pn_errorf("gdn: cu_seqlens needs batch size B = 1, got B = %lld", (long long)c.B);
+    if (c.n_seqs < 1 || c.n_seqs > c.T || c.n_seqs > 65535)
+        return pn_errorf("gdn (cuda): n_seqs = %lld must be in 1..min(T, 65535) (T = %lld)", (long long)c.n_seqs,
+                         (long long)c.T);
+    int32_t *h = (int32_t *)pn_malloc(sizeof(int32_t) * (size_t)(c.n_seqs + 1));
+    CUDA_CHECK(cudaMemcpy(h, cfg->cu_seqlens, sizeof(int32_t) * (size_t)(c.n_seqs + 1), cudaMemcpyDeviceToHost));
+    c.cu_seqlens = h;
+    if (pn_gdn_check(&c)) {
+        free(h);
+        return -1;
+    }
+    *hcu = h;
+    return 0;
+}
+
+extern "C" int pn_cuda_gdn_fwd(const pn_gdn_cfg *cfg, void *o, float *ht, const void *q, const void *k,
+                               const void *v, const float *g, const float *beta, const float *h0) {
+    int32_t *hcu;
+    if (check_cfg(cfg, &hcu)) return -1;
+    const int H = (int)cfg->H, K = (int)cfg->K, V = (int)cfg->V, T = (int)cfg->T;
+    const int N = (int)pn_gdn_num_seqs(cfg);
+    const int64_t NT = cfg->B * cfg->T; // flattened token rows
+    const float scale = (float)pn_gdn_scale(cfg);
+
+    // Chunks: uniform (N sequences of ceil(T / 64)) or, with cu_seqlens, a table of (first row, length).
+    const int ncps = (int)ceil_div64(T, GDN_C);
+    int64_t n_chunks = (int64_t)N * ncps;
+    int *htab = NULL;
+    if (hcu) {
+        n_chunks = 0;
+        for (int n = 0; n < N; n++) n_chunks += ceil_div64(hcu[n + 1] - hcu[n], GDN_C);
+        htab = (int *)pn_malloc(sizeof(int) * 2 * (size_t)n_chunks);
+        int64_t c = 0;
+        for (int n = 0; n < N; n++)
+            for (int32_t t = hcu[n]; t < hcu[n + 1]; t += GDN_C, c++) {
+                htab[2 * c] = t;
+                htab[2 * c + 1] = hcu[n + 1] - t < GDN_C ? hcu[n + 1] - t : GDN_C;
+            }
+    }
+    if (n_chunks > 0x7fffffff) {
+        free(hcu), free(htab);
+        return pn_errorf("gdn (cuda): %lld chunks exceed the grid", (long long)n_chunks);
+    }
+
+    // Workspace (fp32): Qs, Kd, W [NT, H, K]; U [NT, H, V]; P [NT, H, 64]; γ [NT, H]; then the chunk table.
+    const size_t nk = (size_t)(NT * H * K), nv = (size_t)(NT * H * V), np = (size_t)(NT * H * GDN_C),
+                 ng = (size_t)(NT * H);
+    const size_t nfl = 3 * nk + nv + np + ng;
+    float *w = (float *)workspace(sizeof(float) * nfl + (htab ? sizeof(int) * 2 * (size_t)n_chunks : 0));
+    float *Qs = w, *Kd = Qs + nk, *W = Kd + nk, *U = W + nk, *P = U + nv, *gam = P + np;
+    int *tab = NULL;
+    if (htab) {
+        tab = (int *)(w + nfl);
+        CUDA_CHECK(cudaMemcpy(tab, htab, sizeof(int) * 2 * (size_t)n_chunks, cudaMemcpyHostToDevice));
+    }
+
+    static size_t prep_attr = 48 * 1024, chunk_attr = 48 * 1024; // dynamic smem allowed so far
+    const size_t prep_smem = prep_smem_bytes(K), chunk_smem = chunk_smem_bytes(K);
+    if (prep_smem > prep_attr) {
+        CUDA_CHECK(cudaFuncSetAttribute(gdn_prep_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)prep_smem));
+        prep_attr = prep_smem;
+    }
+    if (chunk_smem > chunk_attr) {
+        CUDA_CHECK(cudaFuncSetAttribute(gdn_chunk_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)chunk_smem));
+        chunk_attr = chunk_smem;
+    }
+
+    GDN_LAUNCH(gdn_prep_kernel, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, prep_smem, Qs, Kd, W, U, P, gam,
+               (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, g, beta, (const int *)tab, T, ncps, H, K, V, scale,
+               cfg->qk_l2norm ? 1 : 0);
+    CUDA_LAUNCH_CHECK();
+    GDN_LAUNCH(gdn_chunk_kernel, dim3((unsigned)ceil_div64(V, GDN_BV), (unsigned)H, (unsigned)N), GDN_THREADS,
+               chunk_smem, (bf16 *)o, ht, h0, (const float *)Qs, (const float *)Kd, (const float *)W, (const float *)U,
+               (const float *)P, (const float *)gam, (const int *)cfg->cu_seqlens, T, H, K, V);
+    CUDA_LAUNCH_CHECK();
+    free(hcu), free(htab);
+    return 0;
+}
+
+extern "C" int pn_cuda_gdn_step(const pn_gdn_cfg *cfg, void *o, float *S, const void *q, const void *k,
+                                const void *v, const float *g, const float *beta) {
+    if (cfg->T != 1 || cfg->cu_seqlens)
+        return pn_errorf("gdn: the decode step takes exactly one token per sequence (T = %lld%s)", (long long)cfg->T,
+                         cfg->cu_seqlens ? ", cu_seqlens given" : "");
+    int32_t *hcu;
+    if (check_cfg(cfg, &hcu)) return -1;
+    const int H = (int)cfg->H, K = (int)cfg->K, V = (int)cfg->V, B = (int)cfg->B;
+    GDN_LAUNCH(gdn_step_kernel, dim3((unsigned)ceil_div64(V, GDN_STEP_THREADS), (unsigned)H, (unsigned)B),
+               GDN_STEP_THREADS, 0, (bf16 *)o, S, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, g, beta, H, K, V,
+               (float)pn_gdn_scale(cfg), cfg->qk_l2norm ? 1 : 0);
+    CUDA_LAUNCH_CHECK();
+    return 0;
+}

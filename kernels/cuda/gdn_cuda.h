@@ -1,0 +1,33 @@
+// Gated DeltaNet on the GPU (kernels/cuda/gdn.cu): the chunked forward and the decode step, with exactly
+// the semantics of pn_cpu_gdn_fwd and pn_cpu_gdn_step (kernels/cpu/gdn.h; the math is there). C linkage,
+// no CUDA headers, so C tests and the model code can call them.
+//
+// Every pointer is a device pointer. q, k are bf16 [B, T, H, K]; v, o bf16 [B, T, H, V]; g, beta fp32
+// [B, T, H]; h0, ht, S fp32 [N, H, K, V] (N = B, or cfg->n_seqs with cu_seqlens). cfg->cu_seqlens, when
+// not NULL, is a device int32 array of n_seqs + 1 offsets; it is copied to the host once per call (a
+// synchronizing cudaMemcpy) to be validated and cut into chunks. Both return 0, or -1 with the error set
+// (pn_last_error) for a configuration they cannot run, before launching anything.
+#ifndef PN_KERNELS_CUDA_GDN_CUDA_H
+#define PN_KERNELS_CUDA_GDN_CUDA_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include "../cpu/gdn.h" // pn_gdn_cfg, pn_gdn_check (C functions: inside the extern "C" block)
+
+// Chunked forward (chunk 64). h0 NULL = zero initial state; ht NULL = final state not wanted. h0 and ht
+// may be the same buffer (the state is updated in place).
+int pn_cuda_gdn_fwd(const pn_gdn_cfg *cfg, void *o, float *ht, const void *q, const void *k, const void *v,
+                    const float *g, const float *beta, const float *h0);
+
+// One decode step: cfg->T must be 1 and cu_seqlens NULL; q, k [B, H, K], v, o [B, H, V], g, beta [B, H];
+// S [B, H, K, V] fp32 is updated in place and o = Sᵀ(scale q) with the updated S.
+int pn_cuda_gdn_step(const pn_gdn_cfg *cfg, void *o, float *S, const void *q, const void *k, const void *v,
+                     const float *g, const float *beta);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
