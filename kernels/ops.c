@@ -160,3 +160,8 @@ void pn_op_from_host_f32(pn_tensor *dst, const float *src) {
     PN_ASSERT(dst->dtype == PN_F32 || dst->dtype == PN_BF16);
     be_of("from_host_f32", dst)->from_host_f32(dst, src);
 }
+
+int64_t pn_op_count_nonfinite(const pn_tensor *x) {
+    PN_ASSERT(x->dtype == PN_F32 || x->dtype == PN_BF16);
+    return be_of("count_nonfinite", x)->count_nonfinite(x);
+}

@@ -50,6 +50,8 @@ typedef struct pn_backend {
     void (*to_host_f32)(float *dst, const pn_tensor *src);
     // dst (device, activation/parameter dtype) = src (host F32 array of numel(dst) floats).
     void (*from_host_f32)(pn_tensor *dst, const float *src);
+    // How many elements of x are NaN or infinite (the guard that names the layer where training diverged).
+    int64_t (*count_nonfinite)(const pn_tensor *x);
 
     // ---- backward ops (NULL where a backend does not have one yet; the wrapper says so) ----
     // Backward of `attention` for training (keys are the T tokens themselves: pos0 = 0, k/v [B, T, Hkv, D]):
@@ -84,6 +86,7 @@ void pn_op_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache
 void pn_op_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout, const pn_tensor *q,
                          const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, int window);
 void pn_op_to_host_f32(float *dst, const pn_tensor *src);
+int64_t pn_op_count_nonfinite(const pn_tensor *x);
 void pn_op_from_host_f32(pn_tensor *dst, const float *src);
 
 #endif

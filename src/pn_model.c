@@ -130,6 +130,7 @@ int pn_model_load(pn_model *m, const char *dir, pn_device dev) {
                                 pn_arch_name(c->arch));
         }
     if (c->tie_embeddings) m->lm_head = m->embed;
+    m->check_finite = getenv("PN_CHECK_FINITE") && strcmp(getenv("PN_CHECK_FINITE"), "0") != 0;
     m->inv_freq = pn_arena_tensor(&m->params, PN_F32, 1, (int64_t[]){c->head_dim / 2});
     float *inv = pn_malloc(sizeof(float) * (size_t)(c->head_dim / 2));
     pn_rope_inv_freq(c, inv);
@@ -262,6 +263,12 @@ int pn_model_forward(pn_model *m, pn_kvcache *kc, const int32_t *ids_host, int B
         pn_op_swiglu(&gate, &gate, &up);
         pn_op_matmul(&tmp, &gate, &L->down_w, NULL);
         pn_op_add(&x, &tmp);
+        if (m->check_finite) {
+            const int64_t bad = pn_op_count_nonfinite(&x);
+            if (bad)
+                return pn_errorf("layer %d (%s): %lld non-finite values (NaN/Inf) in its output", l,
+                                 c->window[l] ? "swa" : "attn", (long long)bad);
+        }
     }
     pn_op_rmsnorm(&xn, &x, &m->final_norm, c->rms_eps);
     if (m->all_logits) {

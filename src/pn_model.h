@@ -46,6 +46,9 @@ typedef struct pn_model {
     // activations (pn_model_plan)
     pn_arena acts;
     int max_B, max_T, all_logits;
+    // With check_finite (set from PN_CHECK_FINITE=1 at load, or by the caller), every layer's output is
+    // checked for NaN/Inf and the forward fails naming the first layer that produced one.
+    int check_finite;
     pn_tensor ids, x, xn, tmp, q, k, v, att, gate, up, logits;
 } pn_model;
 

@@ -333,6 +333,33 @@ static void check_dtypes(const char *goldens, const char *tmp) {
     free(bad);
 }
 
+// A NaN planted in layer 1's o_proj is reported by name when the finite check is on.
+static void check_nonfinite(const char *goldens) {
+    char *dir = pn_path_join(goldens, "qwen2-tiny");
+    pn_model m;
+    if (pn_model_load(&m, dir, dev) == 0) {
+        const pn_tensor *w = &m.layers[1].o_w;
+        float nan = NAN;
+        pn_tensor one = pn_rows(w, 0, 1);
+        float *row = pn_malloc(sizeof(float) * (size_t)pn_numel(&one));
+        pn_op_to_host_f32(row, &one);
+        row[3] = nan;
+        pn_op_from_host_f32(&one, row);
+        free(row);
+        int32_t ids[4] = {1, 2, 3, 4};
+        pn_kvcache kc;
+        m.check_finite = 1;
+        if (pn_model_plan(&m, 1, 4, 1) == 0 && pn_kvcache_init(&kc, &m, 1, 4) == 0) {
+            CHECK_ERR(pn_model_forward(&m, &kc, ids, 1, 4), "layer 1 (attn): ");
+            pn_kvcache_free(&kc);
+        }
+        pn_model_free(&m);
+    } else {
+        CHECK(0, "%s", pn_last_error());
+    }
+    free(dir);
+}
+
 int main(int argc, char **argv) {
     const char *goldens = NULL, *mkckpt = NULL;
     for (int i = 1; i < argc; i++) {
@@ -359,6 +386,7 @@ int main(int argc, char **argv) {
     char tmp[128];
     snprintf(tmp, sizeof tmp, "/tmp/pn_test_parity_%d", (int)getpid());
     check_dtypes(goldens, tmp);
+    check_nonfinite(goldens);
     if (mkckpt) {
         check_bigvocab(goldens, mkckpt, tmp);
         check_sharded(mkckpt, tmp);

@@ -1,4 +1,5 @@
 // The CPU backend table: host memory and the fp32 reference ops.
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +38,19 @@ static void cpu_from_host_f32(pn_tensor *dst, const float *src) {
     }
 }
 
+static int64_t cpu_count_nonfinite(const pn_tensor *x) {
+    const int64_t n = pn_numel(x);
+    int64_t bad = 0;
+    if (x->dtype == PN_F32) {
+        const float *p = x->data;
+        for (int64_t i = 0; i < n; i++) bad += !isfinite(p[i]);
+    } else {
+        const uint16_t *p = x->data;
+        for (int64_t i = 0; i < n; i++) bad += (p[i] & 0x7f80) == 0x7f80; // bf16: exponent all ones
+    }
+    return bad;
+}
+
 const pn_backend pn_cpu_backend = {
     .name = "cpu",
     .alloc = cpu_alloc,
@@ -56,4 +70,5 @@ const pn_backend pn_cpu_backend = {
     .attention_bwd = pn_cpu_attention_bwd,
     .to_host_f32 = cpu_to_host_f32,
     .from_host_f32 = cpu_from_host_f32,
+    .count_nonfinite = cpu_count_nonfinite,
 };

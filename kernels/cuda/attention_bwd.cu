@@ -46,6 +46,7 @@
 #include <string.h>
 
 #include "common.cuh"
+#include "mma.cuh"
 
 // ----------------------------------------------------------------------------------------------------
 // kernels: (a) the baseline
@@ -221,50 +222,13 @@ struct ab_cfg {
     static_assert(DQC % 16 == 0 && (AB_BR / 16) * (D / DQC) == AB_NW, "one dQ slice per warp");
 };
 
-__device__ __forceinline__ uint32_t ab_smem_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
-
-__device__ __forceinline__ void ab_cp_async16(void *smem, const void *gmem) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(ab_smem_addr(smem)), "l"(gmem) : "memory");
-}
-__device__ __forceinline__ void ab_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void ab_cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
-__device__ __forceinline__ void ab_ldmatrix_x4(uint32_t *r, const bf16 *p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(ab_smem_addr(p))
-                 : "memory");
-}
-__device__ __forceinline__ void ab_ldmatrix_x4_trans(uint32_t *r, const bf16 *p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(ab_smem_addr(p))
-                 : "memory");
-}
-
-// c[4] += A (16x16, 4 regs) * B (16x8, 2 regs); bf16 inputs, fp32 accumulators.
-__device__ __forceinline__ void ab_mma(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-                 "{%8, %9}, {%0, %1, %2, %3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-// Two floats as bf16x2, the first in the low half (the lower column index in mma fragments).
-__device__ __forceinline__ uint32_t ab_pack(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *(uint32_t *)&v;
-}
 
 // A fragment (16 rows x 16 k) from the accumulators of two m16n8 tiles (k 0 .. 7, then 8 .. 15).
 __device__ __forceinline__ void ab_c_to_a(uint32_t *a, const float *c0, const float *c1) {
-    a[0] = ab_pack(c0[0], c0[1]);
-    a[1] = ab_pack(c0[2], c0[3]);
-    a[2] = ab_pack(c1[0], c1[1]);
-    a[3] = ab_pack(c1[2], c1[3]);
+    a[0] = pack_bf16(c0[0], c0[1]);
+    a[1] = pack_bf16(c0[2], c0[3]);
+    a[2] = pack_bf16(c1[0], c1[1]);
+    a[3] = pack_bf16(c1[2], c1[3]);
 }
 
 // p[0] += x, p[1] += y in global memory, result unused (RED); p 8-byte aligned.
@@ -306,7 +270,7 @@ __global__ void __launch_bounds__(PRE_THREADS)
     for (int c = tid; c < PRE_BM * CPR; c += PRE_THREADS) {
         const int r = c / CPR, col = (c % CPR) * 8, t = t0 + r;
         if (t < T)
-            ab_cp_async16(Qs + r * LD + col, qb + t * q_stride + col);
+            cp_async16(Qs + r * LD + col, qb + t * q_stride + col);
         else
             *(uint4 *)(Qs + r * LD + col) = make_uint4(0, 0, 0, 0);
     }
@@ -316,13 +280,13 @@ __global__ void __launch_bounds__(PRE_THREADS)
         for (int c = tid; c < PRE_BN * CPR; c += PRE_THREADS) {
             const int r = c / CPR, col = (c % CPR) * 8, s = n * PRE_BN + r;
             if (s < T)
-                ab_cp_async16(kd + r * LD + col, kb + s * kv_stride + col);
+                cp_async16(kd + r * LD + col, kb + s * kv_stride + col);
             else
                 *(uint4 *)(kd + r * LD + col) = make_uint4(0, 0, 0, 0);
         }
     };
     load_tile(n_first, 0);
-    ab_cp_async_commit(); // group 0: Q and the first tile
+    cp_async_commit(); // group 0: Q and the first tile
 
     // delta while the tiles load: CPR consecutive lanes share a row (CPR divides 32), one 16-byte chunk each.
     for (int c = tid; c < PRE_BM * CPR; c += PRE_THREADS) {
@@ -350,10 +314,10 @@ __global__ void __launch_bounds__(PRE_THREADS)
         const int buf = (n - n_first) & 1;
         if (n < n_last) {
             load_tile(n + 1, buf ^ 1); // that buffer was released by the barrier ending the last iteration
-            ab_cp_async_commit();
-            ab_cp_async_wait<1>();
+            cp_async_commit();
+            cp_async_wait<1>();
         } else {
-            ab_cp_async_wait<0>();
+            cp_async_wait<0>();
         }
         __syncthreads();
         const bf16 *kt = Ks + buf * TILE;
@@ -368,16 +332,16 @@ __global__ void __launch_bounds__(PRE_THREADS)
             uint32_t qa[PRE_MT][4];
 #pragma unroll
             for (int mi = 0; mi < PRE_MT; mi++)
-                ab_ldmatrix_x4(qa[mi], Qs + (rw + mi * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+                ldmatrix_x4(qa[mi], Qs + (rw + mi * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
 #pragma unroll
             for (int j2 = 0; j2 < PRE_BN / 16; j2++) {
                 uint32_t bk[4];
-                ab_ldmatrix_x4(bk, kt + (j2 * 16 + (lane & 7) + ((lane >> 4) & 1) * 8) * LD + kk * 16 +
+                ldmatrix_x4(bk, kt + (j2 * 16 + (lane & 7) + ((lane >> 4) & 1) * 8) * LD + kk * 16 +
                                        ((lane >> 3) & 1) * 8);
 #pragma unroll
                 for (int mi = 0; mi < PRE_MT; mi++) {
-                    ab_mma(s[mi][2 * j2], qa[mi], bk[0], bk[1]);
-                    ab_mma(s[mi][2 * j2 + 1], qa[mi], bk[2], bk[3]);
+                    mma_bf16(s[mi][2 * j2], qa[mi], bk[0], bk[1]);
+                    mma_bf16(s[mi][2 * j2 + 1], qa[mi], bk[2], bk[3]);
                 }
             }
         }
@@ -467,8 +431,8 @@ __global__ void __launch_bounds__(AB_THREADS, 1)
         for (int c = tid; c < AB_BC * CPR; c += AB_THREADS) {
             const int r = c / CPR, col = (c % CPR) * 8, s = k0 + r;
             if (s < T) {
-                ab_cp_async16(Ks + r * LD + col, kb + s * kv_stride + col);
-                ab_cp_async16(Vs + r * LD + col, vb + s * kv_stride + col);
+                cp_async16(Ks + r * LD + col, kb + s * kv_stride + col);
+                cp_async16(Vs + r * LD + col, vb + s * kv_stride + col);
             } else {
                 *(uint4 *)(Ks + r * LD + col) = make_uint4(0, 0, 0, 0);
                 *(uint4 *)(Vs + r * LD + col) = make_uint4(0, 0, 0, 0);
@@ -484,8 +448,8 @@ __global__ void __launch_bounds__(AB_THREADS, 1)
         for (int c = tid; c < AB_BR * CPR; c += AB_THREADS) {
             const int r = c / CPR, col = (c % CPR) * 8, t = q0 + r;
             if (t < T) {
-                ab_cp_async16(qd + r * LD + col, qb + t * q_stride + col);
-                ab_cp_async16(dd + r * LD + col, db + t * q_stride + col);
+                cp_async16(qd + r * LD + col, qb + t * q_stride + col);
+                cp_async16(dd + r * LD + col, db + t * q_stride + col);
             } else {
                 *(uint4 *)(qd + r * LD + col) = make_uint4(0, 0, 0, 0);
                 *(uint4 *)(dd + r * LD + col) = make_uint4(0, 0, 0, 0);
@@ -495,13 +459,13 @@ __global__ void __launch_bounds__(AB_THREADS, 1)
             const int c = tid % (AB_BR / 4);
             const int64_t src = ((int64_t)b * Hq + h) * Tp + q0 + 4 * c;
             if (tid < AB_BR / 4)
-                ab_cp_async16(Ls + buf * AB_BR + 4 * c, lse2 + src);
+                cp_async16(Ls + buf * AB_BR + 4 * c, lse2 + src);
             else
-                ab_cp_async16(Dls + buf * AB_BR + 4 * c, delta + src);
+                cp_async16(Dls + buf * AB_BR + 4 * c, delta + src);
         }
     };
     load_step(0, 0);
-    ab_cp_async_commit(); // group 0: K, V and step 0
+    cp_async_commit(); // group 0: K, V and step 0
 
     const int kr = warp * 16; // this warp's first key row in the block
     float dka[D / 8][4], dva[D / 8][4]; // dK, dV accumulators: rows (keys kr + g, + 8) x dims 8n + 2 tig, + 1
@@ -515,10 +479,10 @@ __global__ void __launch_bounds__(AB_THREADS, 1)
         if (it + 1 < n_it) {
             // Buffer buf ^ 1 was last read before the barrier that ended phase 1 of the previous step.
             load_step(it + 1, buf ^ 1);
-            ab_cp_async_commit();
-            ab_cp_async_wait<1>();
+            cp_async_commit();
+            cp_async_wait<1>();
         } else {
-            ab_cp_async_wait<0>();
+            cp_async_wait<0>();
         }
         __syncthreads(); // step it's tiles visible; every warp is done reading dSs (phase 2 of the last step)
         const int h = hk * G + it / nI, q0 = (i_first + it % nI) * AB_BR;
@@ -539,20 +503,20 @@ __global__ void __launch_bounds__(AB_THREADS, 1)
 #pragma unroll
             for (int kk = 0; kk < D / 16; kk++) {
                 uint32_t ka[4], va[4]; // A fragments: keys kr .. kr + 15, dims 16 kk .. + 15
-                ab_ldmatrix_x4(ka, Ks + (kr + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
-                ab_ldmatrix_x4(va, Vs + (kr + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+                ldmatrix_x4(ka, Ks + (kr + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+                ldmatrix_x4(va, Vs + (kr + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
 #pragma unroll
                 for (int j2 = 0; j2 < QSUB / 16; j2++) {
                     // B fragments: b0, b1 of queries qs + 16 j2 .. + 7, then of + 8 .. + 15
                     const int off = (qs + j2 * 16 + (lane & 7) + ((lane >> 4) & 1) * 8) * LD + kk * 16 +
                                     ((lane >> 3) & 1) * 8;
                     uint32_t bq[4], bd[4];
-                    ab_ldmatrix_x4(bq, qt + off);
-                    ab_ldmatrix_x4(bd, dot + off);
-                    ab_mma(st[2 * j2], ka, bq[0], bq[1]);
-                    ab_mma(st[2 * j2 + 1], ka, bq[2], bq[3]);
-                    ab_mma(dpt[2 * j2], va, bd[0], bd[1]);
-                    ab_mma(dpt[2 * j2 + 1], va, bd[2], bd[3]);
+                    ldmatrix_x4(bq, qt + off);
+                    ldmatrix_x4(bd, dot + off);
+                    mma_bf16(st[2 * j2], ka, bq[0], bq[1]);
+                    mma_bf16(st[2 * j2 + 1], ka, bq[2], bq[3]);
+                    mma_bf16(dpt[2 * j2], va, bd[0], bd[1]);
+                    mma_bf16(dpt[2 * j2 + 1], va, bd[2], bd[3]);
                 }
             }
             // P^T = exp2(S^T scale log2(e) - L) (0 where masked), dS^T = P^T (dP^T - delta), unscaled.
@@ -578,12 +542,12 @@ __global__ void __launch_bounds__(AB_THREADS, 1)
                     // b0, b1 of dims 16 n2 .. + 7, then of + 8 .. + 15
                     const int off = (qs + kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + n2 * 16 + (lane >> 4) * 8;
                     uint32_t bd[4], bq[4];
-                    ab_ldmatrix_x4_trans(bd, dot + off);
-                    ab_mma(dva[2 * n2], pa, bd[0], bd[1]);
-                    ab_mma(dva[2 * n2 + 1], pa, bd[2], bd[3]);
-                    ab_ldmatrix_x4_trans(bq, qt + off);
-                    ab_mma(dka[2 * n2], sa, bq[0], bq[1]);
-                    ab_mma(dka[2 * n2 + 1], sa, bq[2], bq[3]);
+                    ldmatrix_x4_trans(bd, dot + off);
+                    mma_bf16(dva[2 * n2], pa, bd[0], bd[1]);
+                    mma_bf16(dva[2 * n2 + 1], pa, bd[2], bd[3]);
+                    ldmatrix_x4_trans(bq, qt + off);
+                    mma_bf16(dka[2 * n2], sa, bq[0], bq[1]);
+                    mma_bf16(dka[2 * n2 + 1], sa, bq[2], bq[3]);
                 }
             }
             // dS (bf16, as it entered dK) into dSs[query][key], element by element (a transpose).
@@ -604,14 +568,14 @@ __global__ void __launch_bounds__(AB_THREADS, 1)
 #pragma unroll
             for (int kk = 0; kk < AB_BC / 16; kk++) {
                 uint32_t a[4]; // dS rows 16 rt .. + 15, keys 16 kk .. + 15
-                ab_ldmatrix_x4(a, dSs + (rt * 16 + (lane & 15)) * LDS + kk * 16 + (lane >> 4) * 8);
+                ldmatrix_x4(a, dSs + (rt * 16 + (lane & 15)) * LDS + kk * 16 + (lane >> 4) * 8);
 #pragma unroll
                 for (int n2 = 0; n2 < DQC / 16; n2++) {
                     uint32_t bk[4]; // K (k = key, n = dim) through ldmatrix.trans
-                    ab_ldmatrix_x4_trans(bk, Ks + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + c0 +
+                    ldmatrix_x4_trans(bk, Ks + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + c0 +
                                                  n2 * 16 + (lane >> 4) * 8);
-                    ab_mma(acc[2 * n2], a, bk[0], bk[1]);
-                    ab_mma(acc[2 * n2 + 1], a, bk[2], bk[3]);
+                    mma_bf16(acc[2 * n2], a, bk[0], bk[1]);
+                    mma_bf16(acc[2 * n2 + 1], a, bk[2], bk[3]);
                 }
             }
 #pragma unroll
@@ -658,19 +622,9 @@ __global__ void attn_bwd_dq_kernel_f32(bf16 *dq, const float *acc, int64_t n4, f
 // ----------------------------------------------------------------------------------------------------
 // launchers
 
-static float *ws = NULL; // the workspace: (a) L, delta; (b) L, delta, the dQ accumulator (one GPU per process)
-static size_t ws_bytes = 0;
+static pn_cuda_scratch ws; // the workspace: (a) L, delta; (b) L, delta, the dQ accumulator (one GPU per process)
 
-static float *workspace(size_t need) {
-    if (need > ws_bytes) {
-        if (ws) CUDA_CHECK(cudaFree(ws));
-        ws = NULL;
-        ws_bytes = 0;
-        CUDA_CHECK(cudaMalloc(&ws, need));
-        ws_bytes = need;
-    }
-    return ws;
-}
+static float *workspace(size_t need) { return (float *)pn_cuda_scratch_get(&ws, need); }
 
 template <int D>
 static void launch_flash_bwd(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, const bf16 *k,

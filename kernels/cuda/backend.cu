@@ -24,6 +24,17 @@ static void *cuda_alloc(size_t bytes) {
     return p;
 }
 
+void *pn_cuda_scratch_get(pn_cuda_scratch *s, size_t need) {
+    if (need > s->bytes) {
+        if (s->ptr) CUDA_CHECK(cudaFree(s->ptr));
+        s->ptr = NULL;
+        s->bytes = 0;
+        CUDA_CHECK(cudaMalloc(&s->ptr, need));
+        s->bytes = need;
+    }
+    return s->ptr;
+}
+
 static void cuda_free(void *p) {
     if (p) CUDA_CHECK(cudaFree(p));
 }
@@ -131,5 +142,6 @@ extern "C" const pn_backend pn_cuda_backend = {
     pn_cuda_attention,
     cuda_to_host_f32,
     cuda_from_host_f32,
+    pn_cuda_count_nonfinite,
     pn_cuda_attention_bwd,
 };

@@ -66,6 +66,14 @@ static inline unsigned grid_1d(int64_t n, int per_block) {
 // ----------------------------------------------------------------------------------------------------
 // shared state (backend.cu / matmul.cu)
 
+// A device scratch buffer that grows on demand (one per op that needs one, so ops never alias; one GPU per
+// process). Returns a buffer of at least `need` bytes; out of memory is an internal error.
+typedef struct pn_cuda_scratch {
+    void *ptr;
+    size_t bytes;
+} pn_cuda_scratch;
+void *pn_cuda_scratch_get(pn_cuda_scratch *s, size_t need);
+
 // The process-wide cuBLASLt handle and its workspace, created on first use.
 cublasLtHandle_t pn_cuda_cublaslt(void);
 void *pn_cuda_workspace(size_t *bytes);
@@ -82,6 +90,7 @@ void pn_cuda_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0);
 void pn_cuda_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0);
 void pn_cuda_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
                        int pos0, int window);
+int64_t pn_cuda_count_nonfinite(const pn_tensor *x);
 void pn_cuda_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout, const pn_tensor *q,
                            const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, int window);
 #ifdef PN_HAVE_CUDNN

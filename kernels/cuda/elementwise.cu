@@ -164,3 +164,31 @@ void pn_cuda_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0) {
         kv_store_kernel<1><<<grid_1d(B * T * HD, 256), 256>>>(c, s, B, T, HD, cap, pos0);
     CUDA_LAUNCH_CHECK();
 }
+
+// ----------------------------------------------------------------------------------------------------
+// the non-finite guard: a grid-stride count, one atomicAdd per block, read back synchronously (it is a
+// debugging guard, run when asked for, not on the hot path).
+
+__global__ void count_nonfinite_kernel(unsigned long long *out, const void *x, int64_t n, int is_bf16) {
+    unsigned long long bad = 0;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const float v = is_bf16 ? bf2f(((const bf16 *)x)[i]) : ((const float *)x)[i];
+        bad += !isfinite(v);
+    }
+    for (int o = 16; o > 0; o >>= 1) bad += __shfl_xor_sync(0xffffffffu, bad, o);
+    if ((threadIdx.x & 31) == 0 && bad) atomicAdd(out, bad);
+}
+
+static pn_cuda_scratch nonfinite_count;
+
+int64_t pn_cuda_count_nonfinite(const pn_tensor *x) {
+    const int64_t n = pn_numel(x);
+    unsigned long long *d = (unsigned long long *)pn_cuda_scratch_get(&nonfinite_count, sizeof(unsigned long long)), h = 0;
+    CUDA_CHECK(cudaMemsetAsync(d, 0, sizeof h, 0));
+    if (n > 0) {
+        count_nonfinite_kernel<<<grid_1d(n, 256 * 8), 256>>>(d, x->data, n, x->dtype == PN_BF16);
+        CUDA_LAUNCH_CHECK();
+    }
+    CUDA_CHECK(cudaMemcpy(&h, d, sizeof h, cudaMemcpyDeviceToHost));
+    return (int64_t)h;
+}

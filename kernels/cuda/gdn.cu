@@ -401,19 +401,9 @@ __global__ void __launch_bounds__(GDN_STEP_THREADS)
 // ----------------------------------------------------------------------------------------------------
 // launchers
 
-static void *ws = NULL; // the workspace (one GPU per process)
-static size_t ws_bytes = 0;
+static pn_cuda_scratch ws; // the workspace (one GPU per process)
 
-static void *workspace(size_t need) {
-    if (need > ws_bytes) {
-        if (ws) CUDA_CHECK(cudaFree(ws));
-        ws = NULL;
-        ws_bytes = 0;
-        CUDA_CHECK(cudaMalloc(&ws, need));
-        ws_bytes = need;
-    }
-    return ws;
-}
+static void *workspace(size_t need) { return (void *)pn_cuda_scratch_get(&ws, need); }
 
 static size_t prep_smem_bytes(int K) {
     const int Kp = pitch_k(K), Xp = Kp > 65 ? Kp : 65;
