@@ -77,6 +77,7 @@ struct pn_tokenizer {
     int nfc, ignore_merges, add_prefix_space;
     int eos, bos;
     char identity[160];
+    uint64_t pattern_hash; // of the pre-tokenizer regex (0: none), part of the identity
     char byte_char[256][3]; // GPT-2 bytes_to_unicode, as UTF-8
     uint8_t byte_char_len[256];
     int16_t byte_of_cp[324]; // inverse: code point -> byte, -1 if none
@@ -234,22 +235,28 @@ static int compile_regex(pn_tokenizer *t, const char *pattern, const char *where
         return pn_errorf("%s: pre-tokenizer regex does not compile at offset %zu: %s", where, (size_t)off, (char *)msg);
     }
     pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE); // falls back to the interpreter if JIT is unavailable
+    t->pattern_hash = fnv1a(pattern, strlen(pattern), FNV_SEED);
     return 0;
 }
 
+// The identity hashes what decides the ids — vocabulary, merges, added tokens, normalizer and
+// pre-tokenizer — and nothing about the file format, so the same tokenizer read from tokenizer.json or
+// from vocab.json + merges.txt (or built in) gets the same identity.
 static void set_identity(pn_tokenizer *t) {
     uint64_t h = FNV_SEED;
     for (int32_t id = 0; id < t->n_tokens; id++) {
         if (t->tok[id]) h = fnv1a(t->tok[id], t->tok_len[id] + 1, h);
-        h = fnv1a(&id, sizeof id, h);
+        const uint8_t flags[2] = {t->is_added[id], t->is_special[id]};
+        h = fnv1a(flags, 2, fnv1a(&id, sizeof id, h));
     }
     for (size_t i = 0; i < t->merges.cap; i++)
         if (t->merges.key[i]) {
             uint64_t kr[2] = {t->merges.key[i], t->merges.rank[i]};
             h ^= pn_splitmix64(fnv1a(kr, sizeof kr, FNV_SEED)); // order-free over the table
         }
-    snprintf(t->identity, sizeof t->identity, "bpe %s vocab %d fnv1a64:%016llx", t->kind, t->n_tokens,
-             (unsigned long long)h);
+    const uint64_t rules[4] = {t->pattern_hash, (uint64_t)t->nfc, (uint64_t)t->ignore_merges, (uint64_t)t->add_prefix_space};
+    h = fnv1a(rules, sizeof rules, h);
+    snprintf(t->identity, sizeof t->identity, "bpe vocab %d fnv1a64:%016llx", t->n_tokens, (unsigned long long)h);
 }
 
 void pn_tokenizer_free(pn_tokenizer *t) {
@@ -275,7 +282,7 @@ pn_tokenizer *pn_tokenizer_bytes(void) {
     alloc_merges(t, 0);
     add_added(t, 256, "<|endoftext|>", 1, "bytes");
     t->eos = 256;
-    snprintf(t->identity, sizeof t->identity, "postnas-bytes-v1 vocab 257");
+    set_identity(t);
     return t;
 }
 

@@ -25,8 +25,9 @@ void pn_tokenizer_free(pn_tokenizer *tok);
 int pn_tokenizer_vocab_size(const pn_tokenizer *tok);
 int pn_tokenizer_eos_id(const pn_tokenizer *tok);
 int pn_tokenizer_bos_id(const pn_tokenizer *tok);
-// A short identity string ("bpe qwen2 vocab 151665 fnv1a64:<16 hex digits of vocab + merges + added>")
-// stored in data shards so a shard made with another tokenizer is refused.
+// A short identity string ("bpe vocab 151665 fnv1a64:<16 hex digits>", a hash of the vocabulary, merges,
+// added tokens, normalizer and pre-tokenizer — not of the file format) stored in data shards so a shard
+// made with another tokenizer is refused.
 const char *pn_tokenizer_identity(const pn_tokenizer *tok);
 
 // Encode `len` bytes of text (any bytes; invalid UTF-8 is kept as bytes, never dropped). Added tokens

@@ -5,7 +5,7 @@
 // and Llama-3-style pre-tokenizers, both merge formats), round trips including invalid UTF-8, and the bad
 // inputs the loader must refuse.
 //
-// usage: test_tokenizer GOLDENS_DIR SHARED_DATA_DIR [--bench]
+// usage: test_tokenizer GOLDENS_DIR SHARED_DATA_DIR [MKCKPT]
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,10 +238,30 @@ static void test_bad(void) {
     free(j);
 }
 
+// The built-in byte vocabulary and the tokenizer.json postnas-mkckpt writes for it are one tokenizer: same
+// identity (so their shards mix), same ids.
+static void test_bytes_identity(const char *mkckpt) {
+    char dir[128], cmd[400];
+    snprintf(dir, sizeof dir, "/tmp/pn_test_tokid_%d", (int)getpid());
+    snprintf(cmd, sizeof cmd, "%s --out %s --seed 1 > /dev/null", mkckpt, dir);
+    if (system(cmd) != 0) {
+        CHECK(0, "mkckpt failed");
+        return;
+    }
+    pn_tokenizer *a = pn_tokenizer_bytes(), *b = pn_tokenizer_load(dir);
+    CHECK(b && !strcmp(pn_tokenizer_identity(a), pn_tokenizer_identity(b)), "identities differ: %s vs %s",
+          pn_tokenizer_identity(a), b ? pn_tokenizer_identity(b) : pn_last_error());
+    pn_tokenizer_free(a);
+    pn_tokenizer_free(b);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) CHECK(0, "cleanup");
+}
+
 int main(int argc, char **argv) {
     const char *goldens = argc > 1 ? argv[1] : "tests/goldens";
     const char *shared = argc > 2 ? argv[2] : "../shared/data";
     int bench = argc > 3 && !strcmp(argv[3], "--bench");
+    if (argc > 3 && strcmp(argv[3], "--bench") != 0) test_bytes_identity(argv[3]);
     pn_tokenizer *bytes = pn_tokenizer_bytes();
     test_roundtrip(bytes, "bytes");
     pn_tokenizer_free(bytes);
