@@ -415,8 +415,8 @@ static size_t chunk_smem_bytes(int K) {
 }
 
 // Validates cfg like pn_gdn_check, reading cu_seqlens from the device. On success *hcu is a host copy of
-// cu_seqlens (NULL without varlen; the caller frees it).
-static int check_cfg(const pn_gdn_cfg *cfg, int32_t **hcu) {
+// cu_seqlens (NULL without varlen; the caller frees it). Shared with gdn_bwd.cu.
+int pn_cuda_gdn_check_cfg(const pn_gdn_cfg *cfg, int32_t **hcu) {
     *hcu = NULL;
     pn_gdn_cfg c = *cfg;
     c.cu_seqlens = NULL;
@@ -444,7 +444,7 @@ static int check_cfg(const pn_gdn_cfg *cfg, int32_t **hcu) {
 extern "C" int pn_cuda_gdn_fwd(const pn_gdn_cfg *cfg, void *o, float *ht, const void *q, const void *k,
                                const void *v, const float *g, const float *beta, const float *h0) {
     int32_t *hcu;
-    if (check_cfg(cfg, &hcu)) return -1;
+    if (pn_cuda_gdn_check_cfg(cfg, &hcu)) return -1;
     const int H = (int)cfg->H, K = (int)cfg->K, V = (int)cfg->V, T = (int)cfg->T;
     const int N = (int)pn_gdn_num_seqs(cfg);
     const int64_t NT = cfg->B * cfg->T; // flattened token rows
@@ -511,7 +511,7 @@ extern "C" int pn_cuda_gdn_step(const pn_gdn_cfg *cfg, void *o, float *S, const 
         return pn_errorf("gdn: the decode step takes exactly one token per sequence (T = %lld%s)", (long long)cfg->T,
                          cfg->cu_seqlens ? ", cu_seqlens given" : "");
     int32_t *hcu;
-    if (check_cfg(cfg, &hcu)) return -1;
+    if (pn_cuda_gdn_check_cfg(cfg, &hcu)) return -1;
     const int H = (int)cfg->H, K = (int)cfg->K, V = (int)cfg->V, B = (int)cfg->B;
     GDN_LAUNCH(gdn_step_kernel, dim3((unsigned)ceil_div64(V, GDN_STEP_THREADS), (unsigned)H, (unsigned)B),
                GDN_STEP_THREADS, 0, (bf16 *)o, S, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, g, beta, H, K, V,

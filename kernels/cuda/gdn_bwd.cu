@@ -35,6 +35,7 @@
 #define GDN_LAUNCH(kern, grid, block, smem, ...) kern<<<(grid), (block), (smem)>>>(__VA_ARGS__)
 #endif
 #include "gdn_bwd_cuda.h"
+#include "gdn_cuda.h"
 
 #define GB_C 64         // chunk length (PN_GDN_CHUNK)
 #define GB_P 65         // pitch of the [64, 64] shared matrices
@@ -516,37 +517,11 @@ static size_t gb_chunk_smem(void) {
     return sizeof(double) * 2 * GB_C + sizeof(float) * (5 * GB_C + GB_THREADS + 4 * GB_C * GB_P);
 }
 
-// Validates cfg like pn_gdn_check, reading cu_seqlens from the device; *hcu a host copy (or NULL).
-static int gb_check_cfg(const pn_gdn_cfg *cfg, int32_t **hcu) {
-    *hcu = NULL;
-    pn_gdn_cfg c = *cfg;
-    c.cu_seqlens = NULL;
-    if (pn_gdn_check(&c)) return -1;
-    if (c.H > 65535) return pn_errorf("gdn (cuda): H = %lld exceeds 65535", (long long)c.H);
-    if (!cfg->cu_seqlens) {
-        if (c.B > 65535) return pn_errorf("gdn (cuda): B = %lld exceeds 65535", (long long)c.B);
-        return 0;
-    }
-    if (c.B != 1) return pn_errorf("gdn: cu_seqlens needs batch size B = 1, got B = %lld", (long long)c.B);
-    if (c.n_seqs < 1 || c.n_seqs > c.T || c.n_seqs > 65535)
-        return pn_errorf("gdn (cuda): n_seqs = %lld must be in 1..min(T, 65535) (T = %lld)", (long long)c.n_seqs,
-                         (long long)c.T);
-    int32_t *hc = (int32_t *)pn_malloc(sizeof(int32_t) * (size_t)(c.n_seqs + 1));
-    CUDA_CHECK(cudaMemcpy(hc, cfg->cu_seqlens, sizeof(int32_t) * (size_t)(c.n_seqs + 1), cudaMemcpyDeviceToHost));
-    c.cu_seqlens = hc;
-    if (pn_gdn_check(&c)) {
-        free(hc);
-        return -1;
-    }
-    *hcu = hc;
-    return 0;
-}
-
 extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *dv, float *dg, float *dbeta,
                                float *dh0, const void *dout, const float *dht, const void *q, const void *k,
                                const void *v, const float *g, const float *beta, const float *h0) {
     int32_t *hcu;
-    if (gb_check_cfg(cfg, &hcu)) return -1;
+    if (pn_cuda_gdn_check_cfg(cfg, &hcu)) return -1;
     const int H = (int)cfg->H, K = (int)cfg->K, V = (int)cfg->V;
     const int N = (int)pn_gdn_num_seqs(cfg);
     const int64_t R = cfg->B * cfg->T * cfg->H; // (token, head) rows

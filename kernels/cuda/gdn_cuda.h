@@ -28,6 +28,8 @@ int pn_cuda_gdn_step(const pn_gdn_cfg *cfg, void *o, float *S, const void *q, co
 
 #ifdef __cplusplus
 }
+// pn_gdn_check for a config whose cu_seqlens lives on the device; *hcu receives a host copy (or NULL).
+int pn_cuda_gdn_check_cfg(const pn_gdn_cfg *cfg, int32_t **hcu);
 #endif
 
 #endif
