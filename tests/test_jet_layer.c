@@ -1,0 +1,182 @@
+// The JetBlock layer forward on the CPU (src/blocks/jet_cpu.c) against a torch float64 peer of
+// Jet-Nemotron's JetBlock (tests/make_jet_layer_goldens.py), plus: variable-length packing (two sequences
+// packed with cu_seqlens equal separate runs: the dynamic convolution does not read across a sequence
+// start), the released init's meaning (w1 = w2 = 0: the block is a Gated DeltaNet layer whose q/k
+// convolutions are the identity and whose v convolution is the static kernel w2.bias reshaped [value_dim,
+// conv_size], checked against src/blocks/gdn_cpu.c), and refusal of bad configs.
+//
+// usage: test_jet_layer [GOLDENS_DIR]
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../src/blocks/gdn_cpu.h"
+#include "../src/blocks/jet_cpu.h"
+#include "../src/pn_block.h"
+#include "../src/pn_common.h"
+#include "../src/pn_safetensors.h"
+#include "pn_test.h"
+
+#define NP 13 // jet's parameter count
+enum { Q, K, V, G, A, BETA, ALOG, DT, W1, W2, B2, ONORM, O };
+
+static double rel_err(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]), den += (double)b[i] * b[i];
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+// A tensor as fp32, checking its element count when want > 0.
+static float *get(pn_safetensors *st, const char *name, int64_t want) {
+    const pn_st_entry *e = pn_st_find(st, name);
+    if (!e) {
+        CHECK(0, "%s missing from the golden", name);
+        return NULL;
+    }
+    const int64_t n = pn_st_numel(e);
+    if (want > 0 && n != want) {
+        CHECK(0, "%s has %lld elements, the block says %lld", name, (long long)n, (long long)want);
+        return NULL;
+    }
+    float *x = pn_malloc(sizeof(float) * (size_t)n);
+    pn_st_to_f32(st, e, x);
+    return x;
+}
+
+int main(int argc, char **argv) {
+    const char *dir = argc > 1 ? argv[1] : "tests/goldens/jet_layer";
+    char path[512];
+    snprintf(path, sizeof path, "%s/jet_layer.safetensors", dir);
+    pn_safetensors st;
+    if (pn_st_open(&st, path)) {
+        CHECK(0, "%s", pn_last_error());
+        return pn_test_done("test_jet_layer");
+    }
+    pn_block_cfg c;
+    memset(&c, 0, sizeof c);
+    strcpy(c.type, "jet");
+    c.hidden = atoi(pn_st_meta(&st, "hidden"));
+    c.lin_heads = atoi(pn_st_meta(&st, "heads"));
+    c.lin_head_k = atoi(pn_st_meta(&st, "head_k"));
+    c.expand_v = atof(pn_st_meta(&st, "expand_v"));
+    c.conv_size = atoi(pn_st_meta(&st, "conv"));
+    c.gen_reduction = atoi(pn_st_meta(&st, "reduction"));
+    c.norm_eps = (float)atof(pn_st_meta(&st, "eps"));
+
+    // Parameters by the block's own list (names and order of src/blocks/jet.c).
+    const pn_block_type *bt = pn_block_find("jet");
+    pn_param pl[NP];
+    if (!bt || bt->params(&c, 0, NULL) != NP) {
+        CHECK(0, "jet should have %d parameters", NP);
+        pn_st_close(&st);
+        return pn_test_done("test_jet_layer");
+    }
+    bt->params(&c, 0, pl);
+    const char *prefix = "model.layers.0.self_attn.";
+    float *p[NP] = {0};
+    int ok = 1;
+    for (int i = 0; i < NP; i++) {
+        CHECK(!strncmp(pl[i].name, prefix, strlen(prefix)), "parameter name %s", pl[i].name);
+        p[i] = get(&st, pl[i].name + strlen(prefix), pn_param_numel(&pl[i]));
+        ok &= p[i] != NULL;
+    }
+    const pn_st_entry *ex = pn_st_find(&st, "x");
+    float *x = get(&st, "x", 0), *yref = get(&st, "y", 0);
+    if (!ok || !x || !yref || !ex || ex->ndim != 3) {
+        CHECK(0, "golden incomplete");
+        return pn_test_done("test_jet_layer");
+    }
+    const int64_t B = ex->shape[0], T = ex->shape[1], Hd = ex->shape[2], n = B * T * Hd;
+    float *y = pn_malloc(sizeof(float) * (size_t)n);
+
+    // 1. The golden.
+    CHECK(pn_jet_layer_forward_cpu(&c, (const float *const *)p, x, y, B, T, NULL, 0) == 0, "%s", pn_last_error());
+    const double e = rel_err(y, yref, (size_t)n);
+    printf("jet layer B %lld T %lld hidden %lld: rel err vs torch float64 %.2e\n", (long long)B, (long long)T,
+           (long long)Hd, e);
+    CHECK(e <= 1e-5, "rel err %.3e", e);
+
+    // 2. Varlen: sequence 0 whole (T tokens) and the first L1 tokens of sequence 1, packed into one row.
+    const int64_t L1 = 33, Tp = T + L1;
+    const int32_t cu[3] = {0, (int32_t)T, (int32_t)Tp};
+    float *xp = pn_malloc(sizeof(float) * (size_t)(Tp * Hd)), *yp = pn_malloc(sizeof(float) * (size_t)(Tp * Hd));
+    float *ys = pn_malloc(sizeof(float) * (size_t)(Tp * Hd));
+    memcpy(xp, x, sizeof(float) * (size_t)(T * Hd));
+    memcpy(xp + T * Hd, x + T * Hd, sizeof(float) * (size_t)(L1 * Hd));
+    CHECK(pn_jet_layer_forward_cpu(&c, (const float *const *)p, xp, yp, 1, Tp, cu, 2) == 0, "%s", pn_last_error());
+    CHECK(pn_jet_layer_forward_cpu(&c, (const float *const *)p, xp, ys, 1, T, NULL, 0) == 0, "%s", pn_last_error());
+    CHECK(pn_jet_layer_forward_cpu(&c, (const float *const *)p, xp + T * Hd, ys + T * Hd, 1, L1, NULL, 0) == 0, "%s",
+          pn_last_error());
+    const double ev = rel_err(yp, ys, (size_t)(Tp * Hd));
+    const int same = !memcmp(yp, ys, sizeof(float) * (size_t)(Tp * Hd));
+    printf("varlen (%lld + %lld packed) vs separate runs: rel err %.2e%s\n", (long long)T, (long long)L1, ev,
+           same ? " (bitwise equal)" : "");
+    CHECK(ev <= 1e-6, "varlen rel err %.3e", ev);
+    const double e0 = rel_err(yp, yref, (size_t)(T * Hd));
+    CHECK(e0 <= 1e-5, "varlen sequence 0 vs golden %.3e", e0);
+    // sequence 1 of the packed row matches the golden's batch row 1 on its first L1 tokens (causal)
+    const double e1 = rel_err(yp + T * Hd, yref + T * Hd, (size_t)(L1 * Hd));
+    CHECK(e1 <= 1e-5, "varlen sequence 1 vs golden %.3e", e1);
+
+    // 3. The released init's meaning: w1 = w2 = 0 makes every token's kernel w2.bias, a static convolution.
+    //    That is the gdn layer with identity q/k convolutions (q = silu(q_proj x)) and v_conv1d = w2.bias.
+    {
+        const int64_t KD = pn_param_numel(&pl[Q]) / c.hidden, W = c.conv_size; // key_dim
+        float *z1 = calloc((size_t)pn_param_numel(&pl[W1]), sizeof(float));
+        float *z2 = calloc((size_t)pn_param_numel(&pl[W2]), sizeof(float));
+        float *id = calloc((size_t)(KD * W), sizeof(float));
+        for (int64_t ch = 0; ch < KD; ch++) id[ch * W + W - 1] = 1.0f; // tap W-1 reads token t itself
+        const float *pj[NP];
+        for (int i = 0; i < NP; i++) pj[i] = p[i];
+        pj[W1] = z1, pj[W2] = z2;
+        const float *pg[NP] = {p[Q], p[K], p[V], p[A], p[BETA], p[ALOG], p[DT], id, id, p[B2], p[G], p[ONORM], p[O]};
+        pn_block_cfg cg = c;
+        strcpy(cg.type, "gdn");
+        float *yj = pn_malloc(sizeof(float) * (size_t)n), *yg = pn_malloc(sizeof(float) * (size_t)n);
+        CHECK(pn_jet_layer_forward_cpu(&c, pj, x, yj, B, T, NULL, 0) == 0, "%s", pn_last_error());
+        CHECK(pn_gdn_layer_forward_cpu(&cg, pg, x, yg, B, T, NULL, 0) == 0, "%s", pn_last_error());
+        const double es = rel_err(yj, yg, (size_t)n);
+        printf("jet with w1 = w2 = 0 vs gdn with static v conv = w2.bias: rel err %.2e\n", es);
+        CHECK(es <= 1e-6, "static-init jet vs gdn %.3e", es);
+        CHECK(rel_err(yj, yref, (size_t)n) > 1e-3, "the generator had no effect");
+        // only w1 = 0 suffices too (silu(0) = 0)
+        pj[W2] = p[W2];
+        CHECK(pn_jet_layer_forward_cpu(&c, pj, x, yj, B, T, NULL, 0) == 0, "%s", pn_last_error());
+        CHECK(rel_err(yj, yg, (size_t)n) <= 1e-6, "w1 = 0 alone should give the static convolution");
+        free(z1), free(z2), free(id), free(yj), free(yg);
+    }
+
+    // 4. Refusals, before touching y.
+    {
+        for (int64_t i = 0; i < n; i++) y[i] = 7.0f;
+        pn_block_cfg bad = c;
+        bad.lin_heads = 0;
+        CHECK_ERR(pn_jet_layer_forward_cpu(&bad, (const float *const *)p, x, y, B, T, NULL, 0), "num_heads");
+        bad = c;
+        bad.conv_size = 0;
+        CHECK_ERR(pn_jet_layer_forward_cpu(&bad, (const float *const *)p, x, y, B, T, NULL, 0), "conv_size");
+        bad = c;
+        bad.gen_reduction = 0;
+        CHECK_ERR(pn_jet_layer_forward_cpu(&bad, (const float *const *)p, x, y, B, T, NULL, 0), "reduction");
+        bad.gen_reduction = 7; // does not divide value_dim 64
+        CHECK_ERR(pn_jet_layer_forward_cpu(&bad, (const float *const *)p, x, y, B, T, NULL, 0), "reduction");
+        bad = c;
+        bad.norm_eps = 0;
+        CHECK_ERR(pn_jet_layer_forward_cpu(&bad, (const float *const *)p, x, y, B, T, NULL, 0), "norm_eps");
+        bad = c;
+        strcpy(bad.type, "gdn");
+        CHECK_ERR(pn_jet_layer_forward_cpu(&bad, (const float *const *)p, x, y, B, T, NULL, 0), "not jet");
+        CHECK_ERR(pn_jet_layer_forward_cpu(&c, (const float *const *)p, x, y, 0, T, NULL, 0), "positive");
+        CHECK_ERR(pn_jet_layer_forward_cpu(&c, (const float *const *)p, x, y, B, T, cu, 2), "gdn");
+        const int32_t cubad[3] = {0, 80, 60};
+        CHECK_ERR(pn_jet_layer_forward_cpu(&c, (const float *const *)p, x, y, 1, Tp, cubad, 2), "cu_seqlens");
+        int untouched = 1;
+        for (int64_t i = 0; i < n; i++) untouched &= y[i] == 7.0f;
+        CHECK(untouched, "a refused call wrote y");
+    }
+
+    for (int i = 0; i < NP; i++) free(p[i]);
+    free(x), free(yref), free(y), free(xp), free(yp), free(ys);
+    pn_st_close(&st);
+    return pn_test_done("test_jet_layer");
+}
