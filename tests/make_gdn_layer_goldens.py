@@ -13,6 +13,9 @@ The recurrence is our own float64 loop, cross-checked here against fla's naive_r
 (which computes in fp32). Parameters use src/blocks/gdn.c's names; all inputs are rounded to fp32 first so
 the C side sees exactly these values.
 
+The backward golden: for a fixed upstream gradient dy (N(0, 1), drawn after x), torch float64 autograd's
+dx ("dx") and the gradient of every parameter ("grad." + its name), through the very same `layer`.
+
     python3 tests/make_gdn_layer_goldens.py [--out tests/goldens/gdn_layer]
 """
 import argparse
@@ -109,6 +112,17 @@ def main():
     t = {k_: v_.float().contiguous() for k_, v_ in p.items()}
     t["x"] = x.float()
     t["y"] = y.float()
+    # backward: autograd through the same float64 layer, for a seeded dy
+    dy = torch.randn(B, T, HIDDEN, generator=gen, dtype=torch.float64).float().double()
+    pg = {k_: v_.clone().requires_grad_(True) for k_, v_ in p.items()}
+    xg = x.clone().requires_grad_(True)
+    yg = layer(pg, xg)
+    assert torch.equal(yg.detach(), y)
+    yg.backward(dy)
+    t["dy"] = dy.float()
+    t["dx"] = xg.grad.float()
+    for k_, v_ in pg.items():
+        t["grad." + k_] = v_.grad.float().contiguous()
     meta = {"hidden": str(HIDDEN), "heads": str(HEADS), "head_k": str(DK), "expand_v": str(EXPAND_V),
             "conv": str(CONV), "eps": str(EPS)}
     path = os.path.join(out, "gdn_layer.safetensors")

@@ -13,6 +13,22 @@
 // Scratch is allocated here per call (and freed before returning). That is acceptable for now: this is
 // the reference forward used by tests and the CPU path; the arena-planned version, which keeps the
 // activations the backward needs, comes with the model backward.
+//
+// The backward (pn_gdn_layer_backward_cpu) saves nothing from the forward: it recomputes every
+// intermediate with the very same code (gdn_acts below) and then walks the steps in reverse:
+//
+//   o_proj          matmul_bwd              -> d(on), dWo
+//   gated rmsnorm   gated_rmsnorm_bwd       -> d(o), d(gate), d(o_norm.weight)
+//   g_proj          matmul_bwd              -> dx += d(gate) Wg, dWg
+//   delta rule      gdn_bwd (qk_l2norm)     -> d(q), d(k), d(v), d(g), d(beta)
+//   conv + SiLU     conv1d_bwd              -> d(proj), d(conv weights)
+//   q/k/v_proj      matmul_bwd              -> dx += ..., dWq, dWk, dWv
+//   beta            dzb = dβ β (1 − β)      -> dx += dzb Wb, dWb
+//   g               z = x Wa^T + dt_bias, g = −e^{A_log} softplus(z):
+//                   dz = dg (−e^{A_log}) sigmoid(z) (1 above the softplus threshold 20),
+//                   dA_log = Σ dg g, d(dt_bias) = Σ dz, dx += dz Wa, dWa
+//
+// Recomputing costs one extra forward; the arena-planned activation store comes with the model backward.
 #include "gdn_cpu.h"
 
 #include <math.h>
@@ -35,67 +51,204 @@ static void linear(float *out, const float *x, const float *w, int64_t N, int64_
 // torch's F.softplus (beta 1, threshold 20), which fla's gate kernel matches.
 static float softplus(float z) { return z > 20.0f ? z : log1pf(expf(z)); }
 
-int pn_gdn_layer_forward_cpu(const pn_block_cfg *c, const float *const *params, const float *x, float *y, int64_t B,
-                             int64_t T, const int32_t *cu_seqlens, int n_seqs) {
+// The forward's intermediates, all [N, ...] with N = B T. proj holds the three projections before the conv.
+typedef struct {
+    float *proj, *q, *k, *v, *gate, *o, *on, *g, *beta;
+} gdn_acts;
+
+static void acts_free(gdn_acts *a) {
+    float *all[] = {a->proj, a->q, a->k, a->v, a->gate, a->o, a->on, a->g, a->beta};
+    for (size_t j = 0; j < sizeof all / sizeof all[0]; j++) free(all[j]);
+    memset(a, 0, sizeof *a);
+}
+
+// The layer's parameters by name (NULL where the type has none).
+typedef struct {
+    const float *wq, *wk, *wv, *wa, *wb, *A_log, *dt_bias, *cq, *ck, *cv, *wg, *wn, *wo;
+} gdn_params;
+
+// Index of each parameter in the block's list (-1: absent), so dparams can be addressed the same way.
+typedef struct {
+    int wq, wk, wv, wa, wb, A_log, dt_bias, cq, ck, cv, wg, wn, wo;
+} gdn_index;
+
+static gdn_index index_of(int decay) {
+    gdn_index ix;
+    int i = 0;
+    ix.wq = i++, ix.wk = i++, ix.wv = i++;
+    ix.wa = decay ? i++ : -1;
+    ix.wb = i++;
+    ix.A_log = decay ? i++ : -1;
+    ix.dt_bias = decay ? i++ : -1;
+    ix.cq = i++, ix.ck = i++, ix.cv = i++, ix.wg = i++, ix.wn = i++, ix.wo = i++;
+    return ix;
+}
+
+#define PICK(arr, j) ((j) >= 0 ? (arr)[j] : NULL)
+
+// Shared setup of forward and backward: validates c, B, T, cu_seqlens (returns -1 with the error set),
+// fills the recurrence config, dims and decay flag.
+typedef struct {
     int decay;
-    if (!strcmp(c->type, "gdn")) decay = 1;
-    else if (!strcmp(c->type, "deltanet")) decay = 0;
+    int64_t Hd, H, K, V, N, KD, VD;
+    int W;
+    pn_gdn_cfg gc;
+} gdn_setup;
+
+static int setup(gdn_setup *s, const pn_block_cfg *c, int64_t B, int64_t T, const int32_t *cu_seqlens, int n_seqs) {
+    if (!strcmp(c->type, "gdn")) s->decay = 1;
+    else if (!strcmp(c->type, "deltanet")) s->decay = 0;
     else return pn_errorf("gdn layer: block type '%s' is not gdn or deltanet", c->type);
     const pn_block_type *bt = pn_block_find(c->type);
     if (!bt || bt->check(c, "gdn layer")) return -1;
     if (c->hidden < 1) return pn_errorf("gdn layer: hidden = %d must be positive", c->hidden);
     if (B < 1 || T < 1) return pn_errorf("gdn layer: B = %lld, T = %lld must be positive", (long long)B, (long long)T);
-
     const pn_lin_dims d = pn_lin_dims_of(c);
-    const int64_t Hd = c->hidden, H = c->lin_heads, K = c->lin_head_k, V = d.head_v, N = B * T;
-    const int64_t KD = d.key_dim, VD = d.value_dim;
+    s->Hd = c->hidden, s->H = c->lin_heads, s->K = c->lin_head_k, s->V = d.head_v, s->N = B * T;
+    s->KD = d.key_dim, s->VD = d.value_dim, s->W = c->conv_size;
+    // The recurrence's config: it validates cu_seqlens before anything is computed.
+    s->gc = (pn_gdn_cfg){.B = B, .T = T, .H = s->H, .K = s->K, .V = s->V, .cu_seqlens = cu_seqlens,
+                         .n_seqs = cu_seqlens ? n_seqs : 0, .scale = 0.0f, .qk_l2norm = 1};
+    return pn_gdn_check(&s->gc);
+}
 
-    // The recurrence's config first: it validates cu_seqlens before anything is computed.
-    pn_gdn_cfg gc = {.B = B, .T = T, .H = H, .K = K, .V = V, .cu_seqlens = cu_seqlens,
-                     .n_seqs = cu_seqlens ? n_seqs : 0, .scale = 0.0f, .qk_l2norm = 1};
-    if (pn_gdn_check(&gc)) return -1;
+static gdn_params params_of(const float *const *params, int decay) {
+    const gdn_index ix = index_of(decay);
+    return (gdn_params){.wq = params[ix.wq], .wk = params[ix.wk], .wv = params[ix.wv], .wa = PICK(params, ix.wa),
+                        .wb = params[ix.wb], .A_log = PICK(params, ix.A_log), .dt_bias = PICK(params, ix.dt_bias),
+                        .cq = params[ix.cq], .ck = params[ix.ck], .cv = params[ix.cv], .wg = params[ix.wg],
+                        .wn = params[ix.wn], .wo = params[ix.wo]};
+}
 
-    int i = 0;
-    const float *wq = params[i++], *wk = params[i++], *wv = params[i++];
-    const float *wa = decay ? params[i++] : NULL, *wb = params[i++];
-    const float *A_log = decay ? params[i++] : NULL, *dt_bias = decay ? params[i++] : NULL;
-    const float *cq = params[i++], *ck = params[i++], *cv = params[i++];
-    const float *wg = params[i++], *wn = params[i++], *wo = params[i++];
+// Everything up to (and including) the gated norm's output `on`; the caller applies o_proj.
+static int gdn_acts_compute(gdn_acts *a, const gdn_setup *s, const gdn_params *p, const pn_block_cfg *c,
+                            const float *x, int64_t B, int64_t T, const int32_t *cu_seqlens, int n_seqs) {
+    const int64_t N = s->N, Hd = s->Hd, H = s->H, V = s->V, KD = s->KD, VD = s->VD;
+    const int W = s->W;
+    a->proj = pn_malloc(sizeof(float) * (size_t)(N * (2 * KD + VD)));
+    a->q = pn_malloc(sizeof(float) * (size_t)(N * KD)), a->k = pn_malloc(sizeof(float) * (size_t)(N * KD));
+    a->v = pn_malloc(sizeof(float) * (size_t)(N * VD)), a->gate = pn_malloc(sizeof(float) * (size_t)(N * VD));
+    a->o = pn_malloc(sizeof(float) * (size_t)(N * VD)), a->on = pn_malloc(sizeof(float) * (size_t)(N * VD));
+    a->g = pn_malloc(sizeof(float) * (size_t)(N * H)), a->beta = pn_malloc(sizeof(float) * (size_t)(N * H));
+    float *pq = a->proj, *pk = a->proj + N * KD, *pv = a->proj + 2 * N * KD;
 
-    float *proj = pn_malloc(sizeof(float) * (size_t)(N * (2 * KD + VD))); // projections before the conv
-    float *q = pn_malloc(sizeof(float) * (size_t)(N * KD)), *k = pn_malloc(sizeof(float) * (size_t)(N * KD));
-    float *v = pn_malloc(sizeof(float) * (size_t)(N * VD)), *gate = pn_malloc(sizeof(float) * (size_t)(N * VD));
-    float *o = pn_malloc(sizeof(float) * (size_t)(N * VD)), *on = pn_malloc(sizeof(float) * (size_t)(N * VD));
-    float *g = pn_malloc(sizeof(float) * (size_t)(N * H)), *beta = pn_malloc(sizeof(float) * (size_t)(N * H));
-    float *pq = proj, *pk = proj + N * KD, *pv = proj + 2 * N * KD;
-    const int W = c->conv_size;
-
-    linear(pq, x, wq, N, Hd, KD);
-    linear(pk, x, wk, N, Hd, KD);
-    linear(pv, x, wv, N, Hd, VD);
+    linear(pq, x, p->wq, N, Hd, KD);
+    linear(pk, x, p->wk, N, Hd, KD);
+    linear(pv, x, p->wv, N, Hd, VD);
     // conv weights [C, 1, W] are [C, W] in memory
-    pn_cpu_conv1d_fwd(q, pq, cq, NULL, NULL, B, T, KD, W, 1, cu_seqlens, n_seqs);
-    pn_cpu_conv1d_fwd(k, pk, ck, NULL, NULL, B, T, KD, W, 1, cu_seqlens, n_seqs);
-    pn_cpu_conv1d_fwd(v, pv, cv, NULL, NULL, B, T, VD, W, 1, cu_seqlens, n_seqs);
+    pn_cpu_conv1d_fwd(a->q, pq, p->cq, NULL, NULL, B, T, KD, W, 1, cu_seqlens, n_seqs);
+    pn_cpu_conv1d_fwd(a->k, pk, p->ck, NULL, NULL, B, T, KD, W, 1, cu_seqlens, n_seqs);
+    pn_cpu_conv1d_fwd(a->v, pv, p->cv, NULL, NULL, B, T, VD, W, 1, cu_seqlens, n_seqs);
 
-    linear(beta, x, wb, N, Hd, H);
-    for (int64_t r = 0; r < N * H; r++) beta[r] = 1.0f / (1.0f + expf(-beta[r]));
-    if (decay) {
-        linear(g, x, wa, N, Hd, H);
+    linear(a->beta, x, p->wb, N, Hd, H);
+    for (int64_t r = 0; r < N * H; r++) a->beta[r] = 1.0f / (1.0f + expf(-a->beta[r]));
+    if (s->decay) {
+        linear(a->g, x, p->wa, N, Hd, H);
         for (int64_t r = 0; r < N; r++)
             for (int64_t h = 0; h < H; h++)
-                g[r * H + h] = -expf(A_log[h]) * softplus(g[r * H + h] + dt_bias[h]);
+                a->g[r * H + h] = -expf(p->A_log[h]) * softplus(a->g[r * H + h] + p->dt_bias[h]);
     } else {
-        memset(g, 0, sizeof(float) * (size_t)(N * H));
+        memset(a->g, 0, sizeof(float) * (size_t)(N * H));
     }
 
-    int rc = pn_cpu_gdn_fwd(&gc, q, k, v, g, beta, NULL, o, NULL);
+    int rc = pn_cpu_gdn_fwd(&s->gc, a->q, a->k, a->v, a->g, a->beta, NULL, a->o, NULL);
     if (rc == 0) {
-        linear(gate, x, wg, N, Hd, VD);
-        pn_cpu_gated_rmsnorm_fwd(on, o, gate, wn, N * H, V, c->norm_eps);
-        linear(y, on, wo, N, VD, Hd);
+        linear(a->gate, x, p->wg, N, Hd, VD);
+        pn_cpu_gated_rmsnorm_fwd(a->on, a->o, a->gate, p->wn, N * H, V, c->norm_eps);
     }
-    float *all[] = {proj, q, k, v, gate, o, on, g, beta};
+    return rc;
+}
+
+int pn_gdn_layer_forward_cpu(const pn_block_cfg *c, const float *const *params, const float *x, float *y, int64_t B,
+                             int64_t T, const int32_t *cu_seqlens, int n_seqs) {
+    gdn_setup s;
+    if (setup(&s, c, B, T, cu_seqlens, n_seqs)) return -1;
+    const gdn_params p = params_of(params, s.decay);
+    gdn_acts a = {0};
+    int rc = gdn_acts_compute(&a, &s, &p, c, x, B, T, cu_seqlens, n_seqs);
+    if (rc == 0) linear(y, a.on, p.wo, s.N, s.VD, s.Hd);
+    acts_free(&a);
+    return rc;
+}
+
+// dx += dout [N, n_out] w [n_out, n_in]; dw += dout^T x (skipped when dw is NULL). tmp holds [N, n_in].
+static void linear_bwd(float *dx, float *tmp, float *dw, const float *dout, const float *x, const float *w, int64_t N,
+                       int64_t n_in, int64_t n_out) {
+    pn_cpu_matmul_bwd(tmp, dw, NULL, dout, x, w, N, n_in, n_out);
+    for (int64_t i = 0; i < N * n_in; i++) dx[i] += tmp[i];
+}
+
+int pn_gdn_layer_backward_cpu(const pn_block_cfg *c, const float *const *params, float *const *dparams,
+                              const float *x, const float *dy, float *dx, int64_t B, int64_t T,
+                              const int32_t *cu_seqlens, int n_seqs) {
+    gdn_setup s;
+    if (setup(&s, c, B, T, cu_seqlens, n_seqs)) return -1;
+    const gdn_params p = params_of(params, s.decay);
+    const gdn_index ix = index_of(s.decay);
+#define DP(name) (dparams ? PICK(dparams, ix.name) : NULL)
+    const int64_t N = s.N, Hd = s.Hd, H = s.H, V = s.V, KD = s.KD, VD = s.VD;
+    const int W = s.W;
+
+    gdn_acts a = {0};
+    int rc = gdn_acts_compute(&a, &s, &p, c, x, B, T, cu_seqlens, n_seqs);
+    if (rc) {
+        acts_free(&a);
+        return rc;
+    }
+    float *d_on = pn_malloc(sizeof(float) * (size_t)(N * VD)), *d_o = pn_malloc(sizeof(float) * (size_t)(N * VD));
+    float *d_gate = pn_malloc(sizeof(float) * (size_t)(N * VD));
+    float *dq = pn_malloc(sizeof(float) * (size_t)(N * KD)), *dk = pn_malloc(sizeof(float) * (size_t)(N * KD));
+    float *dv = pn_malloc(sizeof(float) * (size_t)(N * VD));
+    float *dg = pn_malloc(sizeof(float) * (size_t)(N * H)), *dbeta = pn_malloc(sizeof(float) * (size_t)(N * H));
+    float *dproj = pn_malloc(sizeof(float) * (size_t)(N * (KD > VD ? KD : VD)));
+    float *tmp = pn_malloc(sizeof(float) * (size_t)(N * Hd));
+    const float *pq = a.proj, *pk = a.proj + N * KD, *pv = a.proj + 2 * N * KD;
+
+    // y = on Wo^T
+    pn_cpu_matmul_bwd(d_on, DP(wo), NULL, dy, a.on, p.wo, N, VD, Hd);
+    // on = rmsnorm(o) * o_norm.weight * silu(gate), per head
+    pn_cpu_gated_rmsnorm_bwd(d_o, d_gate, DP(wn), d_on, a.o, a.gate, p.wn, N * H, V, c->norm_eps);
+    // gate = x Wg^T: the first contribution to dx
+    pn_cpu_matmul_bwd(dx, DP(wg), NULL, d_gate, x, p.wg, N, Hd, VD);
+    // the delta rule
+    rc = pn_cpu_gdn_bwd(&s.gc, a.q, a.k, a.v, a.g, a.beta, NULL, d_o, NULL, dq, dk, dv, dg, dbeta, NULL);
+    if (rc == 0) {
+        // q, k, v = silu(conv(x W^T))
+        pn_cpu_conv1d_bwd(dproj, DP(cq), NULL, NULL, dq, pq, p.cq, NULL, NULL, B, T, KD, W, 1, cu_seqlens, n_seqs);
+        linear_bwd(dx, tmp, DP(wq), dproj, x, p.wq, N, Hd, KD);
+        pn_cpu_conv1d_bwd(dproj, DP(ck), NULL, NULL, dk, pk, p.ck, NULL, NULL, B, T, KD, W, 1, cu_seqlens, n_seqs);
+        linear_bwd(dx, tmp, DP(wk), dproj, x, p.wk, N, Hd, KD);
+        pn_cpu_conv1d_bwd(dproj, DP(cv), NULL, NULL, dv, pv, p.cv, NULL, NULL, B, T, VD, W, 1, cu_seqlens, n_seqs);
+        linear_bwd(dx, tmp, DP(wv), dproj, x, p.wv, N, Hd, VD);
+        // beta = sigmoid(x Wb^T): dβ → dz = dβ β (1 − β), in place
+        for (int64_t r = 0; r < N * H; r++) dbeta[r] *= a.beta[r] * (1.0f - a.beta[r]);
+        linear_bwd(dx, tmp, DP(wb), dbeta, x, p.wb, N, Hd, H);
+        if (s.decay) {
+            // g = -exp(A_log) softplus(z), z = x Wa^T + dt_bias; dg → dz in place (z recomputed into tmp)
+            float *z = pn_malloc(sizeof(float) * (size_t)(N * H));
+            linear(z, x, p.wa, N, Hd, H);
+            float *dA = DP(A_log), *ddt = DP(dt_bias);
+            for (int64_t h = 0; h < H; h++) {
+                const float e = expf(p.A_log[h]);
+                double sA = 0.0, sdt = 0.0;
+                for (int64_t r = 0; r < N; r++) {
+                    const int64_t i = r * H + h;
+                    const float zz = z[i] + p.dt_bias[h];
+                    const float dsp = zz > 20.0f ? 1.0f : 1.0f / (1.0f + expf(-zz)); // softplus'
+                    sA += (double)dg[i] * a.g[i];
+                    dg[i] = dg[i] * -e * dsp;
+                    sdt += dg[i];
+                }
+                if (dA) dA[h] += (float)sA;
+                if (ddt) ddt[h] += (float)sdt;
+            }
+            free(z);
+            linear_bwd(dx, tmp, DP(wa), dg, x, p.wa, N, Hd, H);
+        }
+    }
+#undef DP
+    float *all[] = {d_on, d_o, d_gate, dq, dk, dv, dg, dbeta, dproj, tmp};
     for (size_t j = 0; j < sizeof all / sizeof all[0]; j++) free(all[j]);
+    acts_free(&a);
     return rc;
 }

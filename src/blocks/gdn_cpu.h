@@ -15,4 +15,14 @@
 int pn_gdn_layer_forward_cpu(const pn_block_cfg *c, const float *const *params, const float *x, float *y, int64_t B,
                              int64_t T, const int32_t *cu_seqlens, int n_seqs);
 
+// The backward of pn_gdn_layer_forward_cpu (same c, params, x, B, T, cu_seqlens, n_seqs). Nothing is
+// saved from the forward: the intermediates are recomputed here (one extra forward; the arena-planned
+// activation store comes with the model backward). dy is dL/dy [B, T, hidden]; dx [B, T, hidden] is
+// overwritten with dL/dx. dparams lists the parameter gradients in params' order; they accumulate (+=),
+// and a NULL entry (or dparams NULL) skips that gradient (a frozen tensor).
+// Returns 0, or -1 with the error set (the forward's refusals) before touching dx or dparams.
+int pn_gdn_layer_backward_cpu(const pn_block_cfg *c, const float *const *params, float *const *dparams,
+                              const float *x, const float *dy, float *dx, int64_t B, int64_t T,
+                              const int32_t *cu_seqlens, int n_seqs);
+
 #endif
