@@ -17,6 +17,9 @@ tap loop) and compared. The generator weights are NON-zero (N(0, 0.1)) so the dy
 w2's bias is N(0, 0.02) as the released init. Parameters use src/blocks/jet.c's names; all inputs are
 rounded to fp32 first so the C side sees exactly these values.
 
+The backward golden: for a fixed upstream gradient dy (N(0, 1), drawn after x), torch float64 autograd's
+dx ("dx") and the gradient of every parameter ("grad." + its name), through the very same `layer`.
+
     python3 tests/make_jet_layer_goldens.py [--out tests/goldens/jet_layer]
 """
 import argparse
@@ -123,6 +126,18 @@ def main():
     t = {k_: v_.float().contiguous() for k_, v_ in p.items()}
     t["x"] = x.float()
     t["y"] = y.float()
+    # backward: autograd through the same float64 layer, for a seeded dy
+    dy = torch.randn(B, T, HIDDEN, generator=gen, dtype=torch.float64).float().double()
+    pg = {k_: v_.clone().requires_grad_(True) for k_, v_ in p.items()}
+    xg = x.clone().requires_grad_(True)
+    yg = layer(pg, xg)
+    assert torch.equal(yg.detach(), y)
+    yg.backward(dy)
+    t["dy"] = dy.float()
+    t["dx"] = xg.grad.float()
+    for k_, v_ in pg.items():
+        assert v_.grad is not None and v_.grad.abs().max().item() > 0, k_
+        t["grad." + k_] = v_.grad.float().contiguous()
     meta = {"hidden": str(HIDDEN), "heads": str(HEADS), "head_k": str(DK), "expand_v": str(EXPAND_V),
             "conv": str(CONV), "reduction": str(RED), "eps": str(EPS)}
     path = os.path.join(out, "jet_layer.safetensors")

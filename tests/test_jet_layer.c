@@ -3,7 +3,9 @@
 // packed with cu_seqlens equal separate runs: the dynamic convolution does not read across a sequence
 // start), the released init's meaning (w1 = w2 = 0: the block is a Gated DeltaNet layer whose q/k
 // convolutions are the identity and whose v convolution is the static kernel w2.bias reshaped [value_dim,
-// conv_size], checked against src/blocks/gdn_cpu.c), and refusal of bad configs.
+// conv_size], checked against src/blocks/gdn_cpu.c), and refusal of bad configs. Then the backward
+// (pn_jet_layer_backward_cpu) against torch float64 autograd: dx and every parameter gradient, gradients
+// accumulating (+=), NULL entries skipped, dx overwritten, and varlen backward equal to separate runs.
 //
 // usage: test_jet_layer [GOLDENS_DIR]
 #include <math.h>
@@ -173,6 +175,134 @@ int main(int argc, char **argv) {
         int untouched = 1;
         for (int64_t i = 0; i < n; i++) untouched &= y[i] == 7.0f;
         CHECK(untouched, "a refused call wrote y");
+    }
+
+    // 5. Backward vs torch float64 autograd.
+    {
+        float *dy = get(&st, "dy", n), *dxref = get(&st, "dx", n);
+        float *gref[NP] = {0}, *dp[NP] = {0};
+        int gok = dy && dxref;
+        char nm[256];
+        for (int i = 0; i < NP; i++) {
+            snprintf(nm, sizeof nm, "grad.%s", pl[i].name + strlen(prefix));
+            gref[i] = get(&st, nm, pn_param_numel(&pl[i]));
+            dp[i] = pn_calloc((size_t)pn_param_numel(&pl[i]), sizeof(float));
+            gok &= gref[i] != NULL;
+        }
+        float *dx = pn_malloc(sizeof(float) * (size_t)n);
+        if (gok) {
+            CHECK(pn_jet_layer_backward_cpu(&c, (const float *const *)p, dp, x, dy, dx, B, T, NULL, 0) == 0, "%s",
+                  pn_last_error());
+            const double edx = rel_err(dx, dxref, (size_t)n);
+            printf("backward: dx rel err vs torch float64 autograd %.2e\n", edx);
+            CHECK(edx <= 1e-4, "dx rel err %.3e", edx);
+            double worst = 0;
+            for (int i = 0; i < NP; i++) {
+                const size_t m = (size_t)pn_param_numel(&pl[i]);
+                const double eg = rel_err(dp[i], gref[i], m);
+                printf("  grad %-18s rel err %.2e\n", pl[i].name + strlen(prefix), eg);
+                CHECK(eg <= 1e-4, "grad %s rel err %.3e", pl[i].name, eg);
+                if (eg > worst) worst = eg;
+            }
+            printf("backward: worst parameter gradient rel err %.2e\n", worst);
+
+            // Accumulation: a second call adds the same gradients again (dparams == 2 x once); dx overwritten.
+            float *dx2 = pn_malloc(sizeof(float) * (size_t)n);
+            for (int i = 0; i < n; i++) dx2[i] = 12345.0f; // garbage: must be overwritten
+            float *once[NP];
+            for (int i = 0; i < NP; i++) {
+                const size_t m = (size_t)pn_param_numel(&pl[i]);
+                once[i] = pn_malloc(sizeof(float) * m);
+                memcpy(once[i], dp[i], sizeof(float) * m);
+            }
+            CHECK(pn_jet_layer_backward_cpu(&c, (const float *const *)p, dp, x, dy, dx2, B, T, NULL, 0) == 0, "%s",
+                  pn_last_error());
+            CHECK(rel_err(dx2, dx, (size_t)n) <= 1e-6, "dx not overwritten / not deterministic");
+            double eacc = 0;
+            for (int i = 0; i < NP; i++) {
+                const size_t m = (size_t)pn_param_numel(&pl[i]);
+                for (size_t j = 0; j < m; j++) once[i][j] *= 2.0f;
+                const double ea = rel_err(dp[i], once[i], m);
+                if (ea > eacc) eacc = ea;
+            }
+            printf("accumulation: twice vs 2 x once, worst rel err %.2e\n", eacc);
+            CHECK(eacc <= 1e-6, "accumulation rel err %.3e", eacc);
+
+            // NULL entries are skipped: freeze every other parameter; the rest still match torch.
+            float *dpn[NP];
+            for (int i = 0; i < NP; i++) {
+                const size_t m = (size_t)pn_param_numel(&pl[i]);
+                memset(once[i], 0, sizeof(float) * m);
+                dpn[i] = (i % 2) ? NULL : once[i];
+            }
+            CHECK(pn_jet_layer_backward_cpu(&c, (const float *const *)p, dpn, x, dy, dx2, B, T, NULL, 0) == 0, "%s",
+                  pn_last_error());
+            CHECK(rel_err(dx2, dxref, (size_t)n) <= 1e-4, "dx with frozen parameters");
+            for (int i = 0; i < NP; i++) {
+                const size_t m = (size_t)pn_param_numel(&pl[i]);
+                if (i % 2) {
+                    int zero = 1;
+                    for (size_t j = 0; j < m; j++) zero &= once[i][j] == 0.0f;
+                    CHECK(zero, "frozen %s was written", pl[i].name);
+                } else {
+                    CHECK(rel_err(once[i], gref[i], m) <= 1e-4, "grad %s with others frozen", pl[i].name);
+                }
+            }
+            // and dparams == NULL freezes everything
+            CHECK(pn_jet_layer_backward_cpu(&c, (const float *const *)p, NULL, x, dy, dx2, B, T, NULL, 0) == 0, "%s",
+                  pn_last_error());
+            CHECK(rel_err(dx2, dxref, (size_t)n) <= 1e-4, "dx with dparams NULL");
+
+            // Varlen: the packed backward (same xp as section 2, dy rows alike) equals separate runs.
+            float *dyp = pn_malloc(sizeof(float) * (size_t)(Tp * Hd)), *dxp = pn_malloc(sizeof(float) * (size_t)(Tp * Hd));
+            float *dxs = pn_malloc(sizeof(float) * (size_t)(Tp * Hd));
+            memcpy(dyp, dy, sizeof(float) * (size_t)(T * Hd));
+            memcpy(dyp + T * Hd, dy + T * Hd, sizeof(float) * (size_t)(L1 * Hd));
+            float *gp[NP], *gs[NP];
+            for (int i = 0; i < NP; i++) {
+                gp[i] = pn_calloc((size_t)pn_param_numel(&pl[i]), sizeof(float));
+                gs[i] = pn_calloc((size_t)pn_param_numel(&pl[i]), sizeof(float));
+            }
+            CHECK(pn_jet_layer_backward_cpu(&c, (const float *const *)p, gp, xp, dyp, dxp, 1, Tp, cu, 2) == 0, "%s",
+                  pn_last_error());
+            CHECK(pn_jet_layer_backward_cpu(&c, (const float *const *)p, gs, xp, dyp, dxs, 1, T, NULL, 0) == 0, "%s",
+                  pn_last_error());
+            CHECK(pn_jet_layer_backward_cpu(&c, (const float *const *)p, gs, xp + T * Hd, dyp + T * Hd, dxs + T * Hd,
+                                            1, L1, NULL, 0) == 0,
+                  "%s", pn_last_error());
+            double evl = rel_err(dxp, dxs, (size_t)(Tp * Hd));
+            for (int i = 0; i < NP; i++) {
+                const double eg = rel_err(gp[i], gs[i], (size_t)pn_param_numel(&pl[i]));
+                if (eg > evl) evl = eg;
+            }
+            printf("varlen backward vs separate runs: worst rel err (dx, grads) %.2e\n", evl);
+            CHECK(evl <= 1e-5, "varlen backward rel err %.3e", evl);
+            // packed sequence 0's dx is the golden's batch row 0
+            CHECK(rel_err(dxp, dxref, (size_t)(T * Hd)) <= 1e-4, "varlen backward sequence 0 vs golden");
+
+            // Refusals, before touching dx or the gradients.
+            for (int i = 0; i < n; i++) dx2[i] = 7.0f;
+            for (int i = 0; i < NP; i++) memset(gp[i], 0, sizeof(float) * (size_t)pn_param_numel(&pl[i]));
+            pn_block_cfg bad = c;
+            strcpy(bad.type, "gdn");
+            CHECK_ERR(pn_jet_layer_backward_cpu(&bad, (const float *const *)p, gp, x, dy, dx2, B, T, NULL, 0), "not jet");
+            CHECK_ERR(pn_jet_layer_backward_cpu(&c, (const float *const *)p, gp, x, dy, dx2, B, T, cu, 2), "gdn");
+            const int32_t cubad[3] = {0, 80, 60};
+            CHECK_ERR(pn_jet_layer_backward_cpu(&c, (const float *const *)p, gp, xp, dyp, dx2, 1, Tp, cubad, 2),
+                      "cu_seqlens");
+            int untouched = 1;
+            for (int i = 0; i < n; i++) untouched &= dx2[i] == 7.0f;
+            for (int i = 0; i < NP; i++)
+                for (int64_t j = 0; j < pn_param_numel(&pl[i]); j++) untouched &= gp[i][j] == 0.0f;
+            CHECK(untouched, "a refused backward wrote dx or a gradient");
+
+            for (int i = 0; i < NP; i++) free(once[i]), free(gp[i]), free(gs[i]);
+            free(dx2), free(dyp), free(dxp), free(dxs);
+        } else {
+            CHECK(0, "backward golden incomplete (run tests/make_jet_layer_goldens.py)");
+        }
+        for (int i = 0; i < NP; i++) free(gref[i]), free(dp[i]);
+        free(dy), free(dxref), free(dx);
     }
 
     for (int i = 0; i < NP; i++) free(p[i]);

@@ -12,6 +12,20 @@
 //
 // The generated kernels [B, T, value_dim, W] are exactly the layout pn_cpu_conv1d_fwd takes as kdyn.
 // Scratch is allocated per call, as in gdn_cpu.c (reference forward for tests and the CPU path).
+//
+// The backward (pn_jet_layer_backward_cpu) saves nothing from the forward: it recomputes every
+// intermediate with the very same code (jet_acts_compute below) and then walks the steps in reverse:
+//
+//   o_proj          matmul_bwd              -> d(on), dWo
+//   gated rmsnorm   gated_rmsnorm_bwd       -> d(o), d(gate), d(o_norm.weight)
+//   g_proj          matmul_bwd              -> dx = d(gate) Wg, dWg
+//   delta rule      gdn_bwd (qk_l2norm)     -> d(q), d(k), d(v), d(g), d(beta)
+//   q, k = silu(z)  dz = dq silu'(z)        -> dx += dz Wq, dWq (and k alike)
+//   dynamic conv    conv1d_bwd (kdyn)       -> d(v_proj x), d(kernels) [N, value_dim * W]
+//   v_proj          matmul_bwd              -> dx += ..., dWv
+//   generator w2    matmul_bwd (with bias)  -> d(hgen), dW2, db2
+//   generator w1    dz = dh silu'(z)        -> dx += dz W1, dW1
+//   beta, g         as in gdn_cpu.c         -> dx += ..., dWb, dWa, dA_log, d(dt_bias)
 #include "jet_cpu.h"
 
 #include <math.h>
@@ -35,65 +49,188 @@ static void linear(float *out, const float *x, const float *w, const float *bias
 
 static float silu(float z) { return z / (1.0f + expf(-z)); }
 
+// d silu(z) / dz = s (1 + z (1 - s)), s = sigmoid(z).
+static float dsilu(float z) {
+    const float s = 1.0f / (1.0f + expf(-z));
+    return s * (1.0f + z * (1.0f - s));
+}
+
 // torch's F.softplus (beta 1, threshold 20).
 static float softplus(float z) { return z > 20.0f ? z : log1pf(expf(z)); }
 
-int pn_jet_layer_forward_cpu(const pn_block_cfg *c, const float *const *params, const float *x, float *y, int64_t B,
-                             int64_t T, const int32_t *cu_seqlens, int n_seqs) {
+// Parameter indices in src/blocks/jet.c's order.
+enum { P_Q, P_K, P_V, P_G, P_A, P_B, P_ALOG, P_DT, P_W1, P_W2, P_B2, P_ONORM, P_O, P_COUNT };
+
+// Shared setup of forward and backward: validates c, B, T, cu_seqlens (returns -1 with the error set).
+typedef struct {
+    int64_t Hd, H, K, V, N, KD, VD, R;
+    int W;
+    pn_gdn_cfg gc;
+} jet_setup;
+
+static int setup(jet_setup *s, const pn_block_cfg *c, int64_t B, int64_t T, const int32_t *cu_seqlens, int n_seqs) {
     if (strcmp(c->type, "jet")) return pn_errorf("jet layer: block type '%s' is not jet", c->type);
     const pn_block_type *bt = pn_block_find(c->type);
     if (!bt || bt->check(c, "jet layer")) return -1;
     if (c->hidden < 1) return pn_errorf("jet layer: hidden = %d must be positive", c->hidden);
     if (B < 1 || T < 1) return pn_errorf("jet layer: B = %lld, T = %lld must be positive", (long long)B, (long long)T);
-
     const pn_lin_dims d = pn_lin_dims_of(c);
-    const int64_t Hd = c->hidden, H = c->lin_heads, K = c->lin_head_k, V = d.head_v, N = B * T;
-    const int64_t KD = d.key_dim, VD = d.value_dim, R = VD / c->gen_reduction;
-    const int W = c->conv_size;
-
+    s->Hd = c->hidden, s->H = c->lin_heads, s->K = c->lin_head_k, s->V = d.head_v, s->N = B * T;
+    s->KD = d.key_dim, s->VD = d.value_dim, s->R = d.value_dim / c->gen_reduction;
+    s->W = c->conv_size;
     // The recurrence's config first: it validates cu_seqlens before anything is computed.
-    pn_gdn_cfg gc = {.B = B, .T = T, .H = H, .K = K, .V = V, .cu_seqlens = cu_seqlens,
-                     .n_seqs = cu_seqlens ? n_seqs : 0, .scale = 0.0f, .qk_l2norm = 1};
-    if (pn_gdn_check(&gc)) return -1;
+    s->gc = (pn_gdn_cfg){.B = B, .T = T, .H = s->H, .K = s->K, .V = s->V, .cu_seqlens = cu_seqlens,
+                         .n_seqs = cu_seqlens ? n_seqs : 0, .scale = 0.0f, .qk_l2norm = 1};
+    return pn_gdn_check(&s->gc);
+}
 
-    int i = 0;
-    const float *wq = params[i++], *wk = params[i++], *wv = params[i++], *wg = params[i++];
-    const float *wa = params[i++], *wb = params[i++], *A_log = params[i++], *dt_bias = params[i++];
-    const float *w1 = params[i++], *w2 = params[i++], *b2 = params[i++];
-    const float *wn = params[i++], *wo = params[i++];
+// The forward's intermediates, all [N, ...] with N = B T. zq, zk, zh: pre-activations of q, k and the
+// generator's hidden; vraw = v_proj x; kdyn the generated kernels [N, value_dim, W].
+typedef struct {
+    float *zq, *zk, *q, *k, *vraw, *v, *zh, *hgen, *kdyn, *gate, *o, *on, *g, *beta;
+} jet_acts;
 
-    float *q = pn_malloc(sizeof(float) * (size_t)(N * KD)), *k = pn_malloc(sizeof(float) * (size_t)(N * KD));
-    float *vraw = pn_malloc(sizeof(float) * (size_t)(N * VD)), *v = pn_malloc(sizeof(float) * (size_t)(N * VD));
-    float *hgen = pn_malloc(sizeof(float) * (size_t)(N * R));
-    float *kdyn = pn_malloc(sizeof(float) * (size_t)(N * VD * W));
-    float *gate = pn_malloc(sizeof(float) * (size_t)(N * VD));
-    float *o = pn_malloc(sizeof(float) * (size_t)(N * VD)), *on = pn_malloc(sizeof(float) * (size_t)(N * VD));
-    float *g = pn_malloc(sizeof(float) * (size_t)(N * H)), *beta = pn_malloc(sizeof(float) * (size_t)(N * H));
+static void acts_free(jet_acts *a) {
+    float *all[] = {a->zq, a->zk, a->q, a->k, a->vraw, a->v, a->zh, a->hgen, a->kdyn, a->gate, a->o, a->on, a->g, a->beta};
+    for (size_t j = 0; j < sizeof all / sizeof all[0]; j++) free(all[j]);
+    memset(a, 0, sizeof *a);
+}
 
-    linear(q, x, wq, NULL, N, Hd, KD);
-    linear(k, x, wk, NULL, N, Hd, KD);
-    for (int64_t r = 0; r < N * KD; r++) q[r] = silu(q[r]), k[r] = silu(k[r]);
+// Everything up to (and including) the gated norm's output `on`; the caller applies o_proj.
+static int jet_acts_compute(jet_acts *a, const jet_setup *s, const float *const *params, const pn_block_cfg *c,
+                            const float *x, int64_t B, int64_t T, const int32_t *cu_seqlens, int n_seqs) {
+    const int64_t N = s->N, Hd = s->Hd, H = s->H, V = s->V, KD = s->KD, VD = s->VD, R = s->R;
+    const int W = s->W;
+    const float *wq = params[P_Q], *wk = params[P_K], *wv = params[P_V], *wg = params[P_G];
+    const float *wa = params[P_A], *wb = params[P_B], *A_log = params[P_ALOG], *dt_bias = params[P_DT];
+    const float *w1 = params[P_W1], *w2 = params[P_W2], *b2 = params[P_B2];
+    const float *wn = params[P_ONORM];
+
+    a->zq = pn_malloc(sizeof(float) * (size_t)(N * KD)), a->zk = pn_malloc(sizeof(float) * (size_t)(N * KD));
+    a->q = pn_malloc(sizeof(float) * (size_t)(N * KD)), a->k = pn_malloc(sizeof(float) * (size_t)(N * KD));
+    a->vraw = pn_malloc(sizeof(float) * (size_t)(N * VD)), a->v = pn_malloc(sizeof(float) * (size_t)(N * VD));
+    a->zh = pn_malloc(sizeof(float) * (size_t)(N * R)), a->hgen = pn_malloc(sizeof(float) * (size_t)(N * R));
+    a->kdyn = pn_malloc(sizeof(float) * (size_t)(N * VD * W));
+    a->gate = pn_malloc(sizeof(float) * (size_t)(N * VD));
+    a->o = pn_malloc(sizeof(float) * (size_t)(N * VD)), a->on = pn_malloc(sizeof(float) * (size_t)(N * VD));
+    a->g = pn_malloc(sizeof(float) * (size_t)(N * H)), a->beta = pn_malloc(sizeof(float) * (size_t)(N * H));
+
+    linear(a->zq, x, wq, NULL, N, Hd, KD);
+    linear(a->zk, x, wk, NULL, N, Hd, KD);
+    for (int64_t r = 0; r < N * KD; r++) a->q[r] = silu(a->zq[r]), a->k[r] = silu(a->zk[r]);
 
     // Dynamic convolution of v: per-token kernels from the generator, then causal conv + SiLU.
-    linear(vraw, x, wv, NULL, N, Hd, VD);
-    linear(hgen, x, w1, NULL, N, Hd, R);
-    for (int64_t r = 0; r < N * R; r++) hgen[r] = silu(hgen[r]);
-    linear(kdyn, hgen, w2, b2, N, R, VD * W);
-    pn_cpu_conv1d_fwd(v, vraw, NULL, NULL, kdyn, B, T, VD, W, 1, cu_seqlens, n_seqs);
+    linear(a->vraw, x, wv, NULL, N, Hd, VD);
+    linear(a->zh, x, w1, NULL, N, Hd, R);
+    for (int64_t r = 0; r < N * R; r++) a->hgen[r] = silu(a->zh[r]);
+    linear(a->kdyn, a->hgen, w2, b2, N, R, VD * W);
+    pn_cpu_conv1d_fwd(a->v, a->vraw, NULL, NULL, a->kdyn, B, T, VD, W, 1, cu_seqlens, n_seqs);
 
-    linear(beta, x, wb, NULL, N, Hd, H);
-    for (int64_t r = 0; r < N * H; r++) beta[r] = 1.0f / (1.0f + expf(-beta[r]));
-    linear(g, x, wa, NULL, N, Hd, H);
+    linear(a->beta, x, wb, NULL, N, Hd, H);
+    for (int64_t r = 0; r < N * H; r++) a->beta[r] = 1.0f / (1.0f + expf(-a->beta[r]));
+    linear(a->g, x, wa, NULL, N, Hd, H);
     for (int64_t r = 0; r < N; r++)
-        for (int64_t h = 0; h < H; h++) g[r * H + h] = -expf(A_log[h]) * softplus(g[r * H + h] + dt_bias[h]);
+        for (int64_t h = 0; h < H; h++) a->g[r * H + h] = -expf(A_log[h]) * softplus(a->g[r * H + h] + dt_bias[h]);
 
-    int rc = pn_cpu_gdn_fwd(&gc, q, k, v, g, beta, NULL, o, NULL);
+    int rc = pn_cpu_gdn_fwd(&s->gc, a->q, a->k, a->v, a->g, a->beta, NULL, a->o, NULL);
     if (rc == 0) {
-        linear(gate, x, wg, NULL, N, Hd, VD);
-        pn_cpu_gated_rmsnorm_fwd(on, o, gate, wn, N * H, V, c->norm_eps);
-        linear(y, on, wo, NULL, N, VD, Hd);
+        linear(a->gate, x, wg, NULL, N, Hd, VD);
+        pn_cpu_gated_rmsnorm_fwd(a->on, a->o, a->gate, wn, N * H, V, c->norm_eps);
     }
-    float *all[] = {q, k, vraw, v, hgen, kdyn, gate, o, on, g, beta};
+    return rc;
+}
+
+int pn_jet_layer_forward_cpu(const pn_block_cfg *c, const float *const *params, const float *x, float *y, int64_t B,
+                             int64_t T, const int32_t *cu_seqlens, int n_seqs) {
+    jet_setup s;
+    if (setup(&s, c, B, T, cu_seqlens, n_seqs)) return -1;
+    jet_acts a = {0};
+    int rc = jet_acts_compute(&a, &s, params, c, x, B, T, cu_seqlens, n_seqs);
+    if (rc == 0) linear(y, a.on, params[P_O], NULL, s.N, s.VD, s.Hd);
+    acts_free(&a);
+    return rc;
+}
+
+// dx += dout [N, n_out] w [n_out, n_in]; dw += dout^T x (skipped when dw is NULL). tmp holds [N, n_in].
+static void linear_bwd(float *dx, float *tmp, float *dw, const float *dout, const float *x, const float *w, int64_t N,
+                       int64_t n_in, int64_t n_out) {
+    pn_cpu_matmul_bwd(tmp, dw, NULL, dout, x, w, N, n_in, n_out);
+    for (int64_t i = 0; i < N * n_in; i++) dx[i] += tmp[i];
+}
+
+int pn_jet_layer_backward_cpu(const pn_block_cfg *c, const float *const *params, float *const *dparams,
+                              const float *x, const float *dy, float *dx, int64_t B, int64_t T,
+                              const int32_t *cu_seqlens, int n_seqs) {
+    jet_setup s;
+    if (setup(&s, c, B, T, cu_seqlens, n_seqs)) return -1;
+#define DP(j) (dparams ? dparams[j] : NULL)
+    const int64_t N = s.N, Hd = s.Hd, H = s.H, V = s.V, KD = s.KD, VD = s.VD, R = s.R;
+    const int W = s.W;
+
+    jet_acts a = {0};
+    int rc = jet_acts_compute(&a, &s, params, c, x, B, T, cu_seqlens, n_seqs);
+    if (rc) {
+        acts_free(&a);
+        return rc;
+    }
+    float *d_on = pn_malloc(sizeof(float) * (size_t)(N * VD)), *d_o = pn_malloc(sizeof(float) * (size_t)(N * VD));
+    float *d_gate = pn_malloc(sizeof(float) * (size_t)(N * VD));
+    float *dq = pn_malloc(sizeof(float) * (size_t)(N * KD)), *dk = pn_malloc(sizeof(float) * (size_t)(N * KD));
+    float *dv = pn_malloc(sizeof(float) * (size_t)(N * VD)), *dvraw = pn_malloc(sizeof(float) * (size_t)(N * VD));
+    float *dkdyn = pn_malloc(sizeof(float) * (size_t)(N * VD * W));
+    float *dh = pn_malloc(sizeof(float) * (size_t)(N * R));
+    float *dg = pn_malloc(sizeof(float) * (size_t)(N * H)), *dbeta = pn_malloc(sizeof(float) * (size_t)(N * H));
+    float *tmp = pn_malloc(sizeof(float) * (size_t)(N * Hd));
+
+    // y = on Wo^T
+    pn_cpu_matmul_bwd(d_on, DP(P_O), NULL, dy, a.on, params[P_O], N, VD, Hd);
+    // on = rmsnorm(o) * o_norm.weight * silu(gate), per head
+    pn_cpu_gated_rmsnorm_bwd(d_o, d_gate, DP(P_ONORM), d_on, a.o, a.gate, params[P_ONORM], N * H, V, c->norm_eps);
+    // gate = x Wg^T: the first contribution to dx (overwrites it)
+    pn_cpu_matmul_bwd(dx, DP(P_G), NULL, d_gate, x, params[P_G], N, Hd, VD);
+    // the delta rule
+    rc = pn_cpu_gdn_bwd(&s.gc, a.q, a.k, a.v, a.g, a.beta, NULL, d_o, NULL, dq, dk, dv, dg, dbeta, NULL);
+    if (rc == 0) {
+        // q, k = silu(x W^T): dz = d silu'(z), in place
+        for (int64_t r = 0; r < N * KD; r++) dq[r] *= dsilu(a.zq[r]), dk[r] *= dsilu(a.zk[r]);
+        linear_bwd(dx, tmp, DP(P_Q), dq, x, params[P_Q], N, Hd, KD);
+        linear_bwd(dx, tmp, DP(P_K), dk, x, params[P_K], N, Hd, KD);
+        // v = silu(dynamic conv(vraw, kdyn)): d(vraw) and d(kdyn)
+        pn_cpu_conv1d_bwd(dvraw, NULL, NULL, dkdyn, dv, a.vraw, NULL, NULL, a.kdyn, B, T, VD, W, 1, cu_seqlens,
+                          n_seqs);
+        linear_bwd(dx, tmp, DP(P_V), dvraw, x, params[P_V], N, Hd, VD);
+        // kdyn = hgen W2^T + b2; hgen = silu(zh), zh = x W1^T
+        pn_cpu_matmul_bwd(dh, DP(P_W2), DP(P_B2), dkdyn, a.hgen, params[P_W2], N, R, VD * W);
+        for (int64_t r = 0; r < N * R; r++) dh[r] *= dsilu(a.zh[r]);
+        linear_bwd(dx, tmp, DP(P_W1), dh, x, params[P_W1], N, Hd, R);
+        // beta = sigmoid(x Wb^T): dβ → dz = dβ β (1 − β), in place
+        for (int64_t r = 0; r < N * H; r++) dbeta[r] *= a.beta[r] * (1.0f - a.beta[r]);
+        linear_bwd(dx, tmp, DP(P_B), dbeta, x, params[P_B], N, Hd, H);
+        // g = -exp(A_log) softplus(z), z = x Wa^T + dt_bias; dg → dz in place (z recomputed)
+        const float *A_log = params[P_ALOG], *dt_bias = params[P_DT];
+        float *z = pn_malloc(sizeof(float) * (size_t)(N * H));
+        linear(z, x, params[P_A], NULL, N, Hd, H);
+        float *dA = DP(P_ALOG), *ddt = DP(P_DT);
+        for (int64_t h = 0; h < H; h++) {
+            const float e = expf(A_log[h]);
+            double sA = 0.0, sdt = 0.0;
+            for (int64_t r = 0; r < N; r++) {
+                const int64_t i = r * H + h;
+                const float zz = z[i] + dt_bias[h];
+                const float dsp = zz > 20.0f ? 1.0f : 1.0f / (1.0f + expf(-zz)); // softplus'
+                sA += (double)dg[i] * a.g[i];
+                dg[i] = dg[i] * -e * dsp;
+                sdt += dg[i];
+            }
+            if (dA) dA[h] += (float)sA;
+            if (ddt) ddt[h] += (float)sdt;
+        }
+        free(z);
+        linear_bwd(dx, tmp, DP(P_A), dg, x, params[P_A], N, Hd, H);
+    }
+#undef DP
+    float *all[] = {d_on, d_o, d_gate, dq, dk, dv, dvraw, dkdyn, dh, dg, dbeta, tmp};
     for (size_t j = 0; j < sizeof all / sizeof all[0]; j++) free(all[j]);
+    acts_free(&a);
     return rc;
 }

@@ -1,4 +1,4 @@
-// The forward of the `jet` layer (JetBlock, Jet-Nemotron) on the CPU, composed from the CPU kernels.
+// The forward and backward of the `jet` layer (JetBlock, Jet-Nemotron) on the CPU, composed from the CPU kernels.
 #ifndef PN_BLOCKS_JET_CPU_H
 #define PN_BLOCKS_JET_CPU_H
 
@@ -14,5 +14,13 @@
 // Returns 0, or -1 with the error set (bad config, wrong type, bad cu_seqlens) before touching y.
 int pn_jet_layer_forward_cpu(const pn_block_cfg *c, const float *const *params, const float *x, float *y, int64_t B,
                              int64_t T, const int32_t *cu_seqlens, int n_seqs);
+
+// The layer's backward for upstream gradient dy [B, T, hidden]: writes (overwrites) dx [B, T, hidden] and
+// accumulates (+=) each parameter's gradient into dparams[i] (same order and shapes as params). dparams
+// may be NULL, and any entry NULL, for frozen tensors. Recomputes the forward; saves nothing. Same
+// cu_seqlens contract; returns 0, or -1 with the error set before touching dx or dparams.
+int pn_jet_layer_backward_cpu(const pn_block_cfg *c, const float *const *params, float *const *dparams,
+                              const float *x, const float *dy, float *dx, int64_t B, int64_t T,
+                              const int32_t *cu_seqlens, int n_seqs);
 
 #endif
