@@ -12,6 +12,7 @@ const char *pn_arch_name(pn_arch a) {
     case PN_ARCH_QWEN2: return "qwen2";
     case PN_ARCH_QWEN3: return "qwen3";
     case PN_ARCH_LLAMA: return "llama";
+    case PN_ARCH_JET_NEMOTRON: return "jet_nemotron";
     }
     return "?";
 }
@@ -97,6 +98,28 @@ static int parse_rope(const char *path, json_t *root, pn_model_config *c) {
     return 0;
 }
 
+// efficient_attention_config of a Jet-Nemotron config: the JetBlock shape and the SWA window.
+static int parse_efficient(const char *path, json_t *root, pn_model_config *c, int *swa_window) {
+    json_t *e = json_object_get(root, "efficient_attention_config");
+    if (!e || json_is_null(e)) return 0;
+    if (!json_is_object(e)) return pn_errorf("%s: \"efficient_attention_config\" must be an object", path);
+    json_t *jet = json_object_get(e, "jet"), *swa = json_object_get(e, "swa");
+    if (jet && json_is_object(jet)) {
+        double eps = 1e-6;
+        c->jet_conv = 4;
+        c->jet_reduction = 8;
+        c->jet_expand_v = 1.0;
+        if (get_int(path, jet, "num_heads", &c->jet_heads, 1, 1) || get_int(path, jet, "head_dim", &c->jet_head_dim, 1, 1) ||
+            get_num(path, jet, "expand_v", &c->jet_expand_v) || get_int(path, jet, "conv_size", &c->jet_conv, 0, 1) ||
+            get_int(path, jet, "dconv_generator_reduction", &c->jet_reduction, 0, 1) || get_num(path, jet, "norm_eps", &eps))
+            return pn_error_prefix("efficient_attention_config.jet");
+        c->jet_norm_eps = (float)eps;
+    }
+    if (swa && json_is_object(swa) && get_int(path, swa, "window_size", swa_window, 0, 1))
+        return pn_error_prefix("efficient_attention_config.swa");
+    return 0;
+}
+
 static int parse_windows(const char *path, json_t *root, pn_model_config *c) {
     int use_sw = 0, sw = 0, max_window_layers = c->n_layers;
     if (get_bool(path, root, "use_sliding_window", &use_sw) || get_int(path, root, "max_window_layers", &max_window_layers, 0, 0))
@@ -107,6 +130,8 @@ static int parse_windows(const char *path, json_t *root, pn_model_config *c) {
             return pn_errorf("%s: \"sliding_window\" must be a positive integer or null", path);
         sw = (int)json_integer_value(jsw);
     }
+    if (c->arch == PN_ARCH_JET_NEMOTRON && parse_efficient(path, root, c, &sw)) return -1;
+    for (int l = 0; l < c->n_layers; l++) snprintf(c->mixer[l], sizeof c->mixer[l], "attn");
     json_t *lt = json_object_get(root, "layer_types");
     if (lt && !json_is_null(lt)) {
         if (!json_is_array(lt) || (int)json_array_size(lt) != c->n_layers)
@@ -114,20 +139,29 @@ static int parse_windows(const char *path, json_t *root, pn_model_config *c) {
         for (int l = 0; l < c->n_layers; l++) {
             const char *s = json_string_value(json_array_get(lt, (size_t)l));
             if (!s) return pn_errorf("%s: layer_types[%d] is not a string", path, l);
-            if (!strcmp(s, "full_attention")) {
+            // transformers' names, and Jet-Nemotron's
+            if (!strcmp(s, "full_attention") || !strcmp(s, "attn")) {
                 c->window[l] = 0;
-            } else if (!strcmp(s, "sliding_attention")) {
-                if (!sw) return pn_errorf("%s: layer_types[%d] is sliding_attention but \"sliding_window\" is not set", path, l);
+            } else if (!strcmp(s, "sliding_attention") || !strcmp(s, "swa")) {
+                if (!sw) return pn_errorf("%s: layer_types[%d] is %s but no sliding window size is set", path, l, s);
                 c->window[l] = sw;
+                snprintf(c->mixer[l], sizeof c->mixer[l], "swa");
+            } else if (!strcmp(s, "jet") && c->arch == PN_ARCH_JET_NEMOTRON) {
+                if (!c->jet_heads)
+                    return pn_errorf("%s: layer_types[%d] is jet but efficient_attention_config.jet is missing", path, l);
+                snprintf(c->mixer[l], sizeof c->mixer[l], "jet");
             } else {
-                return pn_errorf("%s: layer_types[%d] = \"%s\" is not an attention type this model family has", path, l, s);
+                return pn_errorf("%s: layer_types[%d] = \"%s\" is not a layer type this model family has", path, l, s);
             }
         }
         return 0;
     }
     // Classic Qwen2 rule: with use_sliding_window, layers from max_window_layers on use the window.
     if (c->arch != PN_ARCH_LLAMA && use_sw && sw)
-        for (int l = max_window_layers; l < c->n_layers; l++) c->window[l] = sw;
+        for (int l = max_window_layers; l < c->n_layers; l++) {
+            c->window[l] = sw;
+            snprintf(c->mixer[l], sizeof c->mixer[l], "swa");
+        }
     return 0;
 }
 
@@ -152,8 +186,9 @@ int pn_hf_config_load(pn_model_config *c, const char *path) {
     if (!strcmp(mt, "qwen2")) c->arch = PN_ARCH_QWEN2;
     else if (!strcmp(mt, "qwen3")) c->arch = PN_ARCH_QWEN3;
     else if (!strcmp(mt, "llama")) c->arch = PN_ARCH_LLAMA;
+    else if (!strcmp(mt, "jet_nemotron")) c->arch = PN_ARCH_JET_NEMOTRON;
     else {
-        pn_errorf("%s: unknown architecture: model_type \"%s\" (supported: qwen2, qwen3, llama)", path, mt);
+        pn_errorf("%s: unknown architecture: model_type \"%s\" (supported: qwen2, qwen3, llama, jet_nemotron)", path, mt);
         goto done;
     }
     const char *act = json_string_value(json_object_get(root, "hidden_act"));
@@ -204,8 +239,9 @@ int pn_hf_config_load(pn_model_config *c, const char *path) {
         pn_errorf("%s: \"mlp_bias\": true is not supported", path);
         goto done;
     }
-    c->qkv_bias = c->arch == PN_ARCH_QWEN2 ? 1 : attention_bias;
-    c->o_bias = c->arch == PN_ARCH_QWEN2 ? 0 : attention_bias;
+    const int qwen2_like = c->arch == PN_ARCH_QWEN2 || c->arch == PN_ARCH_JET_NEMOTRON;
+    c->qkv_bias = qwen2_like ? 1 : attention_bias;
+    c->o_bias = qwen2_like ? 0 : attention_bias;
     c->qk_norm = c->arch == PN_ARCH_QWEN3;
     if (parse_rope(path, root, c) || parse_windows(path, root, c)) goto done;
     if (!(c->rope_theta > 0)) {
@@ -219,7 +255,7 @@ done:
 }
 
 int pn_hf_config_save(const pn_model_config *c, const char *path) {
-    static const char *archs[] = {"Qwen2ForCausalLM", "Qwen3ForCausalLM", "LlamaForCausalLM"};
+    static const char *archs[] = {"Qwen2ForCausalLM", "Qwen3ForCausalLM", "LlamaForCausalLM", "JetNemotronForCausalLM"};
     json_t *r = json_object();
     json_object_set_new(r, "architectures", json_pack("[s]", archs[c->arch]));
     json_object_set_new(r, "model_type", json_string(pn_arch_name(c->arch)));
@@ -235,7 +271,8 @@ int pn_hf_config_save(const pn_model_config *c, const char *path) {
     json_object_set_new(r, "rope_theta", json_real(c->rope_theta));
     json_object_set_new(r, "hidden_act", json_string("silu"));
     json_object_set_new(r, "tie_word_embeddings", json_boolean(c->tie_embeddings));
-    if (c->arch != PN_ARCH_QWEN2) json_object_set_new(r, "attention_bias", json_boolean(c->qkv_bias));
+    if (c->arch != PN_ARCH_QWEN2 && c->arch != PN_ARCH_JET_NEMOTRON)
+        json_object_set_new(r, "attention_bias", json_boolean(c->qkv_bias));
     if (c->bos_id >= 0) json_object_set_new(r, "bos_token_id", json_integer(c->bos_id));
     if (c->eos_id >= 0) json_object_set_new(r, "eos_token_id", json_integer(c->eos_id));
     json_object_set_new(r, "torch_dtype", json_string("bfloat16"));
@@ -252,7 +289,20 @@ int pn_hf_config_save(const pn_model_config *c, const char *path) {
     int sw = 0;
     for (int l = 0; l < c->n_layers; l++)
         if (c->window[l]) sw = c->window[l];
-    if (c->arch != PN_ARCH_LLAMA) {
+    if (c->arch == PN_ARCH_JET_NEMOTRON) { // Jet-Nemotron's names: layer_types + efficient_attention_config
+        json_t *lt = json_array();
+        for (int l = 0; l < c->n_layers; l++) json_array_append_new(lt, json_string(c->mixer[l]));
+        json_object_set_new(r, "layer_types", lt);
+        json_t *eac = json_object();
+        if (c->jet_heads)
+            json_object_set_new(eac, "jet",
+                                json_pack("{s:i, s:i, s:f, s:i, s:i, s:f, s:s}", "num_heads", c->jet_heads, "head_dim",
+                                          c->jet_head_dim, "expand_v", c->jet_expand_v, "conv_size", c->jet_conv,
+                                          "dconv_generator_reduction", c->jet_reduction, "norm_eps",
+                                          (double)c->jet_norm_eps, "mode", "chunk"));
+        if (sw) json_object_set_new(eac, "swa", json_pack("{s:i}", "window_size", sw));
+        json_object_set_new(r, "efficient_attention_config", eac);
+    } else if (c->arch != PN_ARCH_LLAMA) {
         json_object_set_new(r, "use_sliding_window", json_boolean(sw > 0));
         json_object_set_new(r, "sliding_window", sw ? json_integer(sw) : json_null());
         json_t *lt = json_array();

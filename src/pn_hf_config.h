@@ -6,7 +6,8 @@
 
 #include <stdint.h>
 
-typedef enum { PN_ARCH_QWEN2 = 0, PN_ARCH_QWEN3, PN_ARCH_LLAMA } pn_arch;
+// Jet-Nemotron hybrids (model_type "jet_nemotron") are Qwen2 models whose layers each name a token mixer.
+typedef enum { PN_ARCH_QWEN2 = 0, PN_ARCH_QWEN3, PN_ARCH_LLAMA, PN_ARCH_JET_NEMOTRON } pn_arch;
 typedef enum { PN_ROPE_DEFAULT = 0, PN_ROPE_LINEAR, PN_ROPE_LLAMA3 } pn_rope_type;
 
 #define PN_MAX_LAYERS 512
@@ -28,6 +29,13 @@ typedef struct pn_model_config {
     // window[l] = 0 for full attention, else the sliding window width of layer l
     int window[PN_MAX_LAYERS];
     int bos_id, eos_id; // -1 when absent
+    // The token mixer of each layer under Jet-Nemotron's names: "attn", "swa" or "jet" (plain models: attn/swa).
+    char mixer[PN_MAX_LAYERS][8];
+    // efficient_attention_config.jet (Jet-Nemotron): JetBlock heads, d_k, expand_v, conv width, generator
+    // reduction, norm eps; 0 when the model has no JetBlock.
+    int jet_heads, jet_head_dim, jet_conv, jet_reduction;
+    double jet_expand_v;
+    float jet_norm_eps;
 } pn_model_config;
 
 // Parse `path` (a config.json). Returns 0, or -1 with an error that names the file and the key.

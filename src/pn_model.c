@@ -91,6 +91,13 @@ int pn_model_load(pn_model *m, const char *dir, pn_device dev) {
                          pn_backend_get(dev) ? "no CUDA GPU found" : "built without CUDA");
     pn_checkpoint ck;
     if (pn_ckpt_open(&ck, dir)) return -1;
+    for (int l = 0; l < ck.cfg.n_layers; l++)
+        if (strcmp(ck.cfg.mixer[l], "attn") != 0 && strcmp(ck.cfg.mixer[l], "swa") != 0) {
+            pn_errorf("%s: layer %d is a '%s' layer: the decoder runs attention layers only so far (hybrid models "
+                      "arrive with the block forward)", dir, l, ck.cfg.mixer[l]);
+            pn_ckpt_close(&ck);
+            return -1;
+        }
     m->cfg = ck.cfg;
     m->device = dev;
     m->dtype = pn_device_dtype(dev);

@@ -65,6 +65,52 @@ static void test_classic(void) {
     CHECK(fabsf(inv[31] - plain / 32.0f) < 1e-6f * plain, "lowest frequency divided by 32: %g vs %g", inv[31], plain / 32);
 }
 
+// Jet-Nemotron-2B's config (REFERENCE.md §5): attn at 14 and 19, swa at 20 and 21 (window 1152), JetBlock
+// elsewhere (12 heads, d_k 96, expand_v 2.6667); read, and written back to the same thing.
+static void test_jet_nemotron(void) {
+    char lt[2048] = "[";
+    for (int l = 0; l < 28; l++) {
+        const char *t = (l == 14 || l == 19) ? "attn" : (l == 20 || l == 21) ? "swa" : "jet";
+        snprintf(lt + strlen(lt), sizeof lt - strlen(lt), "%s\"%s\"", l ? ", " : "", t);
+    }
+    strcat(lt, "]");
+    char text[4096];
+    snprintf(text, sizeof text,
+             "{\"architectures\": [\"JetNemotronForCausalLM\"], \"model_type\": \"jet_nemotron\", \"hidden_size\": 1536,"
+             " \"intermediate_size\": 8960, \"num_hidden_layers\": 28, \"num_attention_heads\": 12, \"num_key_value_heads\": 2,"
+             " \"rope_theta\": 1000000.0, \"rms_norm_eps\": 1e-06, \"vocab_size\": 151936, \"tie_word_embeddings\": true,"
+             " \"bos_token_id\": 151643, \"eos_token_id\": 151643, \"layer_types\": %s,"
+             " \"efficient_attention_config\": {\"jet\": {\"num_heads\": 12, \"head_dim\": 96, \"expand_v\": 2.6667,"
+             " \"conv_size\": 4, \"dconv_generator_reduction\": 8, \"norm_eps\": 1e-05, \"mode\": \"chunk\","
+             " \"dconv_implementation\": \"triton\"}, \"swa\": {\"window_size\": 1152}}}",
+             lt);
+    pn_model_config c, d;
+    CHECK(load_text(&c, text) == 0, "%s", pn_last_error());
+    CHECK(c.arch == PN_ARCH_JET_NEMOTRON && c.qkv_bias && c.tie_embeddings, "jet_nemotron base");
+    int attn = 0, swa = 0, jet = 0;
+    for (int l = 0; l < 28; l++) {
+        attn += !strcmp(c.mixer[l], "attn"), swa += !strcmp(c.mixer[l], "swa") && c.window[l] == 1152;
+        jet += !strcmp(c.mixer[l], "jet");
+    }
+    CHECK(attn == 2 && swa == 2 && jet == 24 && !strcmp(c.mixer[14], "attn") && !strcmp(c.mixer[21], "swa"),
+          "layer types: %d attn, %d swa, %d jet", attn, swa, jet);
+    CHECK(c.jet_heads == 12 && c.jet_head_dim == 96 && c.jet_expand_v == 2.6667 && c.jet_conv == 4 &&
+              c.jet_reduction == 8 && fabsf(c.jet_norm_eps - 1e-5f) < 1e-12f,
+          "jet config");
+    CHECK(pn_hf_config_save(&c, path) == 0 && pn_hf_config_load(&d, path) == 0, "round trip: %s", pn_last_error());
+    int same = d.arch == c.arch && d.jet_heads == c.jet_heads && d.jet_head_dim == c.jet_head_dim &&
+               d.jet_expand_v == c.jet_expand_v && d.jet_reduction == c.jet_reduction;
+    for (int l = 0; l < 28; l++) same &= !strcmp(c.mixer[l], d.mixer[l]) && c.window[l] == d.window[l];
+    CHECK(same, "Jet-Nemotron config does not survive save + load");
+    // A jet layer without its config, and a jet layer in a plain Qwen2 model, are refused.
+    CHECK_ERR(load_text(&c, "{\"model_type\":\"jet_nemotron\",\"hidden_size\":64,\"intermediate_size\":128,"
+                            "\"num_hidden_layers\":1,\"num_attention_heads\":4,\"vocab_size\":10,\"layer_types\":[\"jet\"]}"),
+              "efficient_attention_config.jet is missing");
+    CHECK_ERR(load_text(&c, "{\"model_type\":\"qwen2\",\"hidden_size\":64,\"intermediate_size\":128,"
+                            "\"num_hidden_layers\":1,\"num_attention_heads\":4,\"vocab_size\":10,\"layer_types\":[\"jet\"]}"),
+              "layer_types[0] = \"jet\"");
+}
+
 static void test_goldens(const char *goldens) {
     static const char *cases[] = {"qwen2-tiny", "qwen3-tiny", "llama-tiny", "qwen2-swa"};
     for (int i = 0; i < 4; i++) {
@@ -113,7 +159,7 @@ static void test_bad(void) {
               "must list 2 layer types");
     CHECK_ERR(load_text(&c, "{\"model_type\":\"qwen2\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":1,"
                             "\"num_attention_heads\":4,\"vocab_size\":10,\"layer_types\":[\"sliding_attention\"]}"),
-              "\"sliding_window\" is not set");
+              "no sliding window size is set");
     CHECK_ERR(load_text(&c, "{\"model_type\":\"qwen2\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,"
                             "\"num_attention_heads\":4,\"vocab_size\":10,\"head_dim\":15}"),
               "must be even");
@@ -124,6 +170,7 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "/tmp/pn_test_cfg_%d.json", (int)getpid());
     test_classic();
     test_bad();
+    test_jet_nemotron();
     if (argc > 1 && access(argv[1], F_OK) == 0) test_goldens(argv[1]);
     unlink(path);
     return pn_test_done("test_hf_config");

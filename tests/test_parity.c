@@ -333,6 +333,25 @@ static void check_dtypes(const char *goldens, const char *tmp) {
     free(bad);
 }
 
+// A Jet-Nemotron hybrid with a JetBlock layer is recognized and refused by layer until the block forward
+// is wired into the decoder.
+static void check_hybrid_refused(const char *goldens, const char *tmp) {
+    char *src = pn_path_join(goldens, "qwen2-tiny"), *dst = pn_path_join(tmp, "hybrid"), cmd[600];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && cp %s/model.safetensors %s/", dst, src, dst);
+    if (system(cmd) != 0) return;
+    char *cfg = pn_path_join(dst, "config.json");
+    FILE *f = fopen(cfg, "w");
+    fputs("{\"model_type\": \"jet_nemotron\", \"hidden_size\": 64, \"intermediate_size\": 160, "
+          "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"vocab_size\": 300, "
+          "\"tie_word_embeddings\": true, \"layer_types\": [\"attn\", \"jet\"], \"efficient_attention_config\": "
+          "{\"jet\": {\"num_heads\": 4, \"head_dim\": 12, \"expand_v\": 2.0, \"conv_size\": 4, "
+          "\"dconv_generator_reduction\": 8, \"norm_eps\": 1e-5}}}\n", f);
+    fclose(f);
+    pn_model m;
+    CHECK_ERR(pn_model_load(&m, dst, dev), "layer 1 is a 'jet' layer");
+    free(src), free(dst), free(cfg);
+}
+
 // A NaN planted in layer 1's o_proj is reported by name when the finite check is on.
 static void check_nonfinite(const char *goldens) {
     char *dir = pn_path_join(goldens, "qwen2-tiny");
@@ -387,6 +406,7 @@ int main(int argc, char **argv) {
     snprintf(tmp, sizeof tmp, "/tmp/pn_test_parity_%d", (int)getpid());
     check_dtypes(goldens, tmp);
     check_nonfinite(goldens);
+    check_hybrid_refused(goldens, tmp);
     if (mkckpt) {
         check_bigvocab(goldens, mkckpt, tmp);
         check_sharded(mkckpt, tmp);
