@@ -45,7 +45,8 @@ typedef struct pn_block_type {
 
 const pn_block_type *pn_block_find(const char *name); // NULL (with the error set) for an unknown name
 // The default config of each type derived from a base model (the paper's 2B JetBlock shape scaled to it:
-// d_k = head_dim * 3/4 (96 for 128), expand_v 2.6667 (d_v 256), conv 4, reduction 8, eps 1e-5; window 1152).
+// d_k = head_dim * 3/4 (96 for 128), expand_v 2.6667 (d_v 256), conv 4, reduction 8, eps 1e-5; window 1152),
+// or, for a Jet-Nemotron config, the shape and window its efficient_attention_config gives.
 pn_block_cfg pn_block_default(const pn_model_config *base, const char *type);
 int64_t pn_block_param_count(const pn_block_type *t, const pn_block_cfg *c);
 

@@ -118,7 +118,19 @@ static void test_refusals(void) {
     CHECK(pn_block_find("mamba3") == NULL && strstr(pn_last_error(), "unknown block type \"mamba3\""), "unknown type");
 }
 
+// A Jet-Nemotron config's own JetBlock shape wins over the defaults.
+static void test_from_jet_config(void) {
+    pn_model_config m = qwen25_15b();
+    m.jet_heads = 16, m.jet_head_dim = 128, m.jet_expand_v = 2.0, m.jet_conv = 4, m.jet_reduction = 8;
+    m.jet_norm_eps = 1e-5f;
+    m.window[3] = 2048;
+    pn_block_cfg c = pn_block_default(&m, "jet");
+    CHECK(c.lin_heads == 16 && c.lin_head_k == 128 && c.expand_v == 2.0 && c.window == 2048, "jet config not used");
+    CHECK(pn_block_find("jet")->check(&c, "x") == 0, "%s", pn_last_error());
+}
+
 int main(void) {
+    test_from_jet_config();
     test_jet_2b();
     test_state_sizes();
     test_attn_matches_model();

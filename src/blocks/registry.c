@@ -22,6 +22,13 @@ pn_block_cfg pn_block_default(const pn_model_config *m, const char *type) {
                       .head_dim = m->head_dim, .qkv_bias = m->qkv_bias, .qk_norm = m->qk_norm, .window = 1152,
                       .lin_heads = m->n_heads, .lin_head_k = m->head_dim * 3 / 4, .expand_v = 2.6667,
                       .conv_size = 4, .gen_reduction = 8, .norm_eps = 1e-5f};
+    // A Jet-Nemotron config carries its own JetBlock shape and window (efficient_attention_config).
+    if (m->jet_heads) {
+        c.lin_heads = m->jet_heads, c.lin_head_k = m->jet_head_dim, c.expand_v = m->jet_expand_v;
+        c.conv_size = m->jet_conv, c.gen_reduction = m->jet_reduction, c.norm_eps = m->jet_norm_eps;
+    }
+    for (int l = 0; l < m->n_layers; l++)
+        if (m->window[l]) c.window = m->window[l];
     snprintf(c.type, sizeof c.type, "%s", type);
     return c;
 }
