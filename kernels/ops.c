@@ -165,3 +165,332 @@ int64_t pn_op_count_nonfinite(const pn_tensor *x) {
     PN_ASSERT(x->dtype == PN_F32 || x->dtype == PN_BF16);
     return be_of("count_nonfinite", x)->count_nonfinite(x);
 }
+
+// ---------------------------------------------------------------------------------------------------
+// training and linear-block ops
+
+// A parameter gradient: F32 on every backend, shaped like its parameter.
+static void want_grad(const char *op, const pn_tensor *g, const pn_tensor *param) {
+    if (!g) return;
+    same_device(op, g, param);
+    if (g->dtype != PN_F32) pn_panic("%s: parameter gradient has dtype %s, expected f32", op, pn_dtype_name(g->dtype));
+    if (pn_numel(g) != pn_numel(param)) {
+        char a[96], b[96];
+        pn_panic("%s: gradient %s for parameter %s", op, pn_shape_str(g, a, 96), pn_shape_str(param, b, 96));
+    }
+}
+
+static void want_f32(const char *op, const pn_tensor *t) {
+    if (t && t->dtype != PN_F32) pn_panic("%s: tensor has dtype %s, expected f32", op, pn_dtype_name(t->dtype));
+}
+
+// The backend of t, which must have the op (a table entry may be NULL while a backend lacks it).
+static const pn_backend *be_need(const char *op, const pn_tensor *t, int present) {
+    const pn_backend *be = be_of(op, t);
+    if (!present) pn_panic("%s is not implemented on the %s backend", op, be->name);
+    return be;
+}
+#define BE(op, t) be_need(#op, (t), be_of(#op, (t))->op != NULL)
+
+void pn_op_copy(pn_tensor *dst, const pn_tensor *src) {
+    same_device("copy", dst, src);
+    same_shape("copy", dst, src);
+    PN_ASSERT(dst->dtype == src->dtype);
+    BE(copy, dst)->copy(dst, src);
+}
+
+void pn_op_silu(pn_tensor *y, const pn_tensor *x) {
+    same_device("silu", y, x);
+    want_act("silu", y);
+    want_act("silu", x);
+    PN_ASSERT(pn_numel(y) == pn_numel(x));
+    BE(silu, y)->silu(y, x);
+}
+
+void pn_op_silu_bwd(pn_tensor *dx, const pn_tensor *dy, const pn_tensor *x) {
+    same_device("silu_bwd", dx, dy);
+    same_device("silu_bwd", dx, x);
+    want_act("silu_bwd", dx);
+    want_act("silu_bwd", dy);
+    want_act("silu_bwd", x);
+    PN_ASSERT(pn_numel(dx) == pn_numel(x) && pn_numel(dy) == pn_numel(x));
+    BE(silu_bwd, dx)->silu_bwd(dx, dy, x);
+}
+
+void pn_op_rmsnorm_bwd(pn_tensor *dx, pn_tensor *dw, const pn_tensor *dy, const pn_tensor *x, const pn_tensor *w,
+                       float eps) {
+    same_device("rmsnorm_bwd", dx, dy);
+    same_device("rmsnorm_bwd", dx, x);
+    same_device("rmsnorm_bwd", dx, w);
+    want_act("rmsnorm_bwd", dx);
+    want_act("rmsnorm_bwd", dy);
+    want_act("rmsnorm_bwd", x);
+    want_act("rmsnorm_bwd", w);
+    want_grad("rmsnorm_bwd", dw, w);
+    PN_ASSERT(w->ndim == 1 && pn_numel(x) % w->shape[0] == 0 && pn_numel(dx) == pn_numel(x) &&
+              pn_numel(dy) == pn_numel(x));
+    BE(rmsnorm_bwd, dx)->rmsnorm_bwd(dx, dw, dy, x, w, eps);
+}
+
+void pn_op_gated_rmsnorm(pn_tensor *y, const pn_tensor *x, const pn_tensor *gate, const pn_tensor *w, float eps) {
+    same_device("gated_rmsnorm", y, x);
+    same_device("gated_rmsnorm", y, gate);
+    same_device("gated_rmsnorm", y, w);
+    want_act("gated_rmsnorm", y);
+    want_act("gated_rmsnorm", x);
+    want_act("gated_rmsnorm", gate);
+    want_act("gated_rmsnorm", w);
+    PN_ASSERT(w->ndim == 1 && pn_numel(x) % w->shape[0] == 0 && pn_numel(y) == pn_numel(x) &&
+              pn_numel(gate) == pn_numel(x));
+    BE(gated_rmsnorm, y)->gated_rmsnorm(y, x, gate, w, eps);
+}
+
+void pn_op_gated_rmsnorm_bwd(pn_tensor *dx, pn_tensor *dgate, pn_tensor *dw, const pn_tensor *dy, const pn_tensor *x,
+                             const pn_tensor *gate, const pn_tensor *w, float eps) {
+    const pn_tensor *acts[] = {dgate, dy, x, gate, w};
+    for (int i = 0; i < 5; i++) {
+        same_device("gated_rmsnorm_bwd", dx, acts[i]);
+        want_act("gated_rmsnorm_bwd", acts[i]);
+    }
+    want_act("gated_rmsnorm_bwd", dx);
+    want_grad("gated_rmsnorm_bwd", dw, w);
+    const int64_t n = pn_numel(x);
+    PN_ASSERT(w->ndim == 1 && n % w->shape[0] == 0 && pn_numel(dx) == n && pn_numel(dgate) == n &&
+              pn_numel(dy) == n && pn_numel(gate) == n);
+    BE(gated_rmsnorm_bwd, dx)->gated_rmsnorm_bwd(dx, dgate, dw, dy, x, gate, w, eps);
+}
+
+void pn_op_swiglu_bwd(pn_tensor *dgate, pn_tensor *dup, const pn_tensor *dout, const pn_tensor *gate,
+                      const pn_tensor *up) {
+    const pn_tensor *all[] = {dup, dout, gate, up};
+    for (int i = 0; i < 4; i++) {
+        same_device("swiglu_bwd", dgate, all[i]);
+        want_act("swiglu_bwd", all[i]);
+        same_shape("swiglu_bwd", dgate, all[i]);
+    }
+    want_act("swiglu_bwd", dgate);
+    BE(swiglu_bwd, dgate)->swiglu_bwd(dgate, dup, dout, gate, up);
+}
+
+void pn_op_matmul_bwd(pn_tensor *dx, pn_tensor *dw, pn_tensor *db, const pn_tensor *dout, const pn_tensor *x,
+                      const pn_tensor *w, int accumulate_dx) {
+    same_device("matmul_bwd", dout, x);
+    same_device("matmul_bwd", dout, w);
+    same_device("matmul_bwd", dout, dx);
+    want_act("matmul_bwd", dout);
+    want_act("matmul_bwd", x);
+    want_act("matmul_bwd", w);
+    if (dx) want_act("matmul_bwd", dx);
+    want_grad("matmul_bwd", dw, w);
+    if (db) {
+        same_device("matmul_bwd", dout, db);
+        want_f32("matmul_bwd", db);
+        PN_ASSERT(pn_numel(db) == w->shape[0]);
+    }
+    if (dout->ndim != 2 || x->ndim != 2 || w->ndim != 2 || dout->shape[0] != x->shape[0] ||
+        x->shape[1] != w->shape[1] || dout->shape[1] != w->shape[0] || (dx && pn_numel(dx) != pn_numel(x))) {
+        char a[96], b[96], c[96];
+        pn_panic("matmul_bwd: dout %s for x %s * w %s^T", pn_shape_str(dout, a, 96), pn_shape_str(x, b, 96),
+                 pn_shape_str(w, c, 96));
+    }
+    BE(matmul_bwd, dout)->matmul_bwd(dx, dw, db, dout, x, w, accumulate_dx);
+}
+
+void pn_op_rope_bwd(pn_tensor *dx, const pn_tensor *inv_freq, int pos0) {
+    same_device("rope_bwd", dx, inv_freq);
+    want_act("rope_bwd", dx);
+    PN_ASSERT(dx->ndim == 4 && inv_freq->dtype == PN_F32 && dx->shape[3] % 2 == 0);
+    PN_ASSERT(pn_numel(inv_freq) == dx->shape[3] / 2 && pos0 >= 0);
+    BE(rope_bwd, dx)->rope_bwd(dx, inv_freq, pos0);
+}
+
+void pn_op_embedding_bwd(pn_tensor *dtable, const pn_tensor *ids, const pn_tensor *dout) {
+    same_device("embedding_bwd", dtable, ids);
+    same_device("embedding_bwd", dtable, dout);
+    want_f32("embedding_bwd", dtable);
+    want_act("embedding_bwd", dout);
+    PN_ASSERT(ids->dtype == PN_I32 && dout->ndim == 2 && dtable->ndim == 2);
+    PN_ASSERT(dout->shape[0] == pn_numel(ids) && dout->shape[1] == dtable->shape[1]);
+    BE(embedding_bwd, dtable)->embedding_bwd(dtable, ids, dout);
+}
+
+// Shared checks of conv1d and its backward: x [B, T, C]; w [C, W] (any shape of C * W elements, e.g. [C, 1, W])
+// or kdyn [B, T, C * W]; cu_seqlens I32 with B = 1.
+static void conv_check(const char *op, const pn_tensor *y, const pn_tensor *x, const pn_tensor *w,
+                       const pn_tensor *bias, const pn_tensor *kdyn, const pn_tensor *cu) {
+    same_device(op, y, x);
+    same_device(op, y, w);
+    same_device(op, y, bias);
+    same_device(op, y, kdyn);
+    same_device(op, y, cu);
+    want_act(op, y);
+    want_act(op, x);
+    same_shape(op, y, x);
+    PN_ASSERT(x->ndim == 3 && (w != NULL) != (kdyn != NULL));
+    const int64_t C = x->shape[2];
+    if (w) {
+        want_act(op, w);
+        PN_ASSERT(pn_numel(w) % C == 0 && pn_numel(w) / C >= 1 && pn_numel(w) / C <= 64);
+        if (bias) {
+            want_act(op, bias);
+            PN_ASSERT(pn_numel(bias) == C);
+        }
+    } else {
+        want_act(op, kdyn);
+        PN_ASSERT(!bias && pn_numel(kdyn) % pn_numel(x) == 0 && pn_numel(kdyn) / pn_numel(x) >= 1 &&
+                  pn_numel(kdyn) / pn_numel(x) <= 64);
+    }
+    if (cu) PN_ASSERT(cu->dtype == PN_I32 && pn_numel(cu) >= 2 && x->shape[0] == 1);
+}
+
+void pn_op_conv1d(pn_tensor *y, const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias, const pn_tensor *kdyn,
+                  int act_silu, const pn_tensor *cu_seqlens) {
+    conv_check("conv1d", y, x, w, bias, kdyn, cu_seqlens);
+    BE(conv1d, y)->conv1d(y, x, w, bias, kdyn, act_silu, cu_seqlens);
+}
+
+void pn_op_conv1d_bwd(pn_tensor *dx, pn_tensor *dw, pn_tensor *dbias, pn_tensor *dkdyn, const pn_tensor *dy,
+                      const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias, const pn_tensor *kdyn,
+                      int act_silu, const pn_tensor *cu_seqlens) {
+    conv_check("conv1d_bwd", dx, x, w, bias, kdyn, cu_seqlens);
+    same_device("conv1d_bwd", dx, dy);
+    want_act("conv1d_bwd", dy);
+    same_shape("conv1d_bwd", dy, x);
+    if (w) want_grad("conv1d_bwd", dw, w);
+    if (dbias) {
+        PN_ASSERT(bias);
+        want_grad("conv1d_bwd", dbias, bias);
+    }
+    if (kdyn) {
+        PN_ASSERT(dkdyn && !dw && !dbias);
+        same_device("conv1d_bwd", dx, dkdyn);
+        want_act("conv1d_bwd", dkdyn);
+        PN_ASSERT(pn_numel(dkdyn) == pn_numel(kdyn));
+    } else {
+        PN_ASSERT(!dkdyn);
+    }
+    BE(conv1d_bwd, dx)->conv1d_bwd(dx, dw, dbias, dkdyn, dy, x, w, bias, kdyn, act_silu, cu_seqlens);
+}
+
+// za, zb [N, H] (activation dtype); g, beta F32 of the same element count; A_log, dt_bias [H].
+static void gates_check(const char *op, const pn_tensor *g, const pn_tensor *beta, const pn_tensor *za,
+                        const pn_tensor *zb, const pn_tensor *A_log, const pn_tensor *dt_bias) {
+    same_device(op, zb, g);
+    same_device(op, zb, beta);
+    same_device(op, zb, za);
+    same_device(op, zb, A_log);
+    same_device(op, zb, dt_bias);
+    want_act(op, zb);
+    want_f32(op, g);
+    want_f32(op, beta);
+    PN_ASSERT(zb->ndim == 2 && pn_numel(g) == pn_numel(zb) && pn_numel(beta) == pn_numel(zb));
+    PN_ASSERT((za != NULL) == (A_log != NULL) && (za != NULL) == (dt_bias != NULL));
+    if (za) {
+        want_act(op, za);
+        want_act(op, A_log);
+        want_act(op, dt_bias);
+        same_shape(op, za, zb);
+        PN_ASSERT(pn_numel(A_log) == zb->shape[1] && pn_numel(dt_bias) == zb->shape[1]);
+    }
+}
+
+void pn_op_lin_gates(pn_tensor *g, pn_tensor *beta, const pn_tensor *za, const pn_tensor *zb, const pn_tensor *A_log,
+                     const pn_tensor *dt_bias) {
+    gates_check("lin_gates", g, beta, za, zb, A_log, dt_bias);
+    BE(lin_gates, zb)->lin_gates(g, beta, za, zb, A_log, dt_bias);
+}
+
+void pn_op_lin_gates_bwd(pn_tensor *dza, pn_tensor *dzb, pn_tensor *dA_log, pn_tensor *ddt_bias, const pn_tensor *dg,
+                         const pn_tensor *dbeta, const pn_tensor *za, const pn_tensor *g, const pn_tensor *beta,
+                         const pn_tensor *A_log, const pn_tensor *dt_bias) {
+    gates_check("lin_gates_bwd", g, beta, za, dzb, A_log, dt_bias);
+    want_f32("lin_gates_bwd", dg);
+    want_f32("lin_gates_bwd", dbeta);
+    same_device("lin_gates_bwd", dzb, dg);
+    same_device("lin_gates_bwd", dzb, dbeta);
+    PN_ASSERT(pn_numel(dg) == pn_numel(g) && pn_numel(dbeta) == pn_numel(g));
+    PN_ASSERT((dza != NULL) == (za != NULL));
+    if (dza) {
+        want_act("lin_gates_bwd", dza);
+        same_shape("lin_gates_bwd", dza, za);
+        want_grad("lin_gates_bwd", dA_log, A_log);
+        want_grad("lin_gates_bwd", ddt_bias, dt_bias);
+    } else {
+        PN_ASSERT(!dA_log && !ddt_bias);
+    }
+    BE(lin_gates_bwd, dzb)->lin_gates_bwd(dza, dzb, dA_log, ddt_bias, dg, dbeta, za, g, beta, A_log, dt_bias);
+}
+
+// The GDN config from tensors. cu_seqlens lives on the op's device: its values are checked by the backend
+// (the CPU reads them here; the CUDA op copies them to the host and checks them before launching).
+static int gdn_cfg(pn_gdn_cfg *c, const char *op, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
+                   const pn_tensor *g, const pn_tensor *beta, const pn_tensor *state, const pn_tensor *cu, int l2) {
+    const pn_tensor *all[] = {k, v, g, beta, state, cu};
+    for (int i = 0; i < 6; i++) same_device(op, q, all[i]);
+    want_act(op, q);
+    want_act(op, k);
+    want_act(op, v);
+    if (cu) PN_ASSERT(cu->dtype == PN_I32 && pn_numel(cu) >= 2);
+    const int64_t n_seqs = cu ? pn_numel(cu) - 1 : 0;
+    // Shapes (and, on the CPU, the offsets) are checked here; on CUDA the backend checks the offsets.
+    const int32_t *host_cu = cu && q->device == PN_CPU ? cu->data : NULL;
+    if (pn_gdn_cfg_from_tensors(c, q, k, v, g, beta, host_cu || !cu ? state : NULL, host_cu, n_seqs, 0.0f, l2))
+        return -1;
+    if (cu && !host_cu) {
+        if (q->shape[0] != 1) return pn_errorf("gdn: cu_seqlens needs batch 1, got %lld", (long long)q->shape[0]);
+        if (state && (state->ndim != 4 || state->shape[0] != n_seqs || state->dtype != PN_F32))
+            return pn_errorf("gdn: state must be F32 [%lld, H, K, V]", (long long)n_seqs);
+        c->cu_seqlens = cu->data;
+        c->n_seqs = n_seqs;
+    }
+    return 0;
+}
+
+int pn_op_gdn(pn_tensor *o, pn_tensor *ht, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
+              const pn_tensor *g, const pn_tensor *beta, const pn_tensor *h0, const pn_tensor *cu_seqlens,
+              int qk_l2norm) {
+    pn_gdn_cfg c;
+    if (gdn_cfg(&c, "gdn", q, k, v, g, beta, h0 ? h0 : ht, cu_seqlens, qk_l2norm)) return -1;
+    same_device("gdn", q, o);
+    want_act("gdn", o);
+    same_shape("gdn", o, v);
+    if (h0 && ht) same_shape("gdn", h0, ht);
+    return BE(gdn_fwd, q)->gdn_fwd(&c, o->data, ht ? ht->data : NULL, q->data, k->data, v->data, g->data, beta->data,
+                                   h0 ? h0->data : NULL);
+}
+
+int pn_op_gdn_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, pn_tensor *dg, pn_tensor *dbeta, pn_tensor *dh0,
+                  const pn_tensor *dout, const pn_tensor *dht, const pn_tensor *q, const pn_tensor *k,
+                  const pn_tensor *v, const pn_tensor *g, const pn_tensor *beta, const pn_tensor *h0,
+                  const pn_tensor *cu_seqlens, int qk_l2norm) {
+    pn_gdn_cfg c;
+    const pn_tensor *state = h0 ? h0 : dh0 ? dh0 : dht;
+    if (gdn_cfg(&c, "gdn_bwd", q, k, v, g, beta, state, cu_seqlens, qk_l2norm)) return -1;
+    same_shape("gdn_bwd", dq, q);
+    same_shape("gdn_bwd", dk, k);
+    same_shape("gdn_bwd", dv, v);
+    same_shape("gdn_bwd", dout, v);
+    same_shape("gdn_bwd", dg, g);
+    same_shape("gdn_bwd", dbeta, beta);
+    want_act("gdn_bwd", dq);
+    want_act("gdn_bwd", dk);
+    want_act("gdn_bwd", dv);
+    want_act("gdn_bwd", dout);
+    want_f32("gdn_bwd", dg);
+    want_f32("gdn_bwd", dbeta);
+    if (dh0 && state != dh0) same_shape("gdn_bwd", dh0, state);
+    if (dht && state != dht) same_shape("gdn_bwd", dht, state);
+    return BE(gdn_bwd, q)->gdn_bwd(&c, dq->data, dk->data, dv->data, dg->data, dbeta->data, dh0 ? dh0->data : NULL,
+                                   dout->data, dht ? dht->data : NULL, q->data, k->data, v->data, g->data, beta->data,
+                                   h0 ? h0->data : NULL);
+}
+
+int pn_op_gdn_step(pn_tensor *o, pn_tensor *S, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
+                   const pn_tensor *g, const pn_tensor *beta, int qk_l2norm) {
+    pn_gdn_cfg c;
+    if (gdn_cfg(&c, "gdn_step", q, k, v, g, beta, S, NULL, qk_l2norm)) return -1;
+    if (c.T != 1) return pn_errorf("gdn_step: one token per step, got T = %lld", (long long)c.T);
+    same_shape("gdn_step", o, v);
+    want_act("gdn_step", o);
+    return BE(gdn_step, q)->gdn_step(&c, o->data, S->data, q->data, k->data, v->data, g->data, beta->data);
+}

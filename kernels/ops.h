@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "../src/pn_tensor.h"
+#include "cpu/gdn.h" // pn_gdn_cfg
 
 typedef struct pn_backend {
     const char *name;
@@ -59,6 +60,42 @@ typedef struct pn_backend {
     // dk, dv [B, T, Hkv, D] (overwritten; GQA sums the group's query heads into their kv head).
     void (*attention_bwd)(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout, const pn_tensor *q,
                           const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, int window);
+
+    // ---- training and linear-block ops (tensor conventions in the wrappers' comments below) ----
+    void (*copy)(pn_tensor *dst, const pn_tensor *src);
+    void (*silu)(pn_tensor *y, const pn_tensor *x);
+    void (*silu_bwd)(pn_tensor *dx, const pn_tensor *dy, const pn_tensor *x);
+    void (*rmsnorm_bwd)(pn_tensor *dx, pn_tensor *dw, const pn_tensor *dy, const pn_tensor *x, const pn_tensor *w,
+                        float eps);
+    void (*gated_rmsnorm)(pn_tensor *y, const pn_tensor *x, const pn_tensor *gate, const pn_tensor *w, float eps);
+    void (*gated_rmsnorm_bwd)(pn_tensor *dx, pn_tensor *dgate, pn_tensor *dw, const pn_tensor *dy, const pn_tensor *x,
+                              const pn_tensor *gate, const pn_tensor *w, float eps);
+    void (*swiglu_bwd)(pn_tensor *dgate, pn_tensor *dup, const pn_tensor *dout, const pn_tensor *gate,
+                       const pn_tensor *up);
+    void (*matmul_bwd)(pn_tensor *dx, pn_tensor *dw, pn_tensor *db, const pn_tensor *dout, const pn_tensor *x,
+                       const pn_tensor *w, int accumulate_dx);
+    void (*rope_bwd)(pn_tensor *dx, const pn_tensor *inv_freq, int pos0);
+    void (*embedding_bwd)(pn_tensor *dtable, const pn_tensor *ids, const pn_tensor *dout);
+    void (*conv1d)(pn_tensor *y, const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias, const pn_tensor *kdyn,
+                   int act_silu, const pn_tensor *cu_seqlens);
+    void (*conv1d_bwd)(pn_tensor *dx, pn_tensor *dw, pn_tensor *dbias, pn_tensor *dkdyn, const pn_tensor *dy,
+                       const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias, const pn_tensor *kdyn,
+                       int act_silu, const pn_tensor *cu_seqlens);
+    void (*lin_gates)(pn_tensor *g, pn_tensor *beta, const pn_tensor *za, const pn_tensor *zb, const pn_tensor *A_log,
+                      const pn_tensor *dt_bias);
+    void (*lin_gates_bwd)(pn_tensor *dza, pn_tensor *dzb, pn_tensor *dA_log, pn_tensor *ddt_bias, const pn_tensor *dg,
+                          const pn_tensor *dbeta, const pn_tensor *za, const pn_tensor *g, const pn_tensor *beta,
+                          const pn_tensor *A_log, const pn_tensor *dt_bias);
+    // The Gated DeltaNet op (kernels/cpu/gdn.h has the math and the pn_gdn_cfg contract). Pointers are on
+    // the backend's device, cfg->cu_seqlens included; q, k, v, o, dq, dk, dv, dout in the activation dtype,
+    // g, beta and states fp32. Return 0, or -1 with the error set before computing anything.
+    int (*gdn_fwd)(const pn_gdn_cfg *cfg, void *o, float *ht, const void *q, const void *k, const void *v,
+                   const float *g, const float *beta, const float *h0);
+    int (*gdn_bwd)(const pn_gdn_cfg *cfg, void *dq, void *dk, void *dv, float *dg, float *dbeta, float *dh0,
+                   const void *dout, const float *dht, const void *q, const void *k, const void *v, const float *g,
+                   const float *beta, const float *h0);
+    int (*gdn_step)(const pn_gdn_cfg *cfg, void *o, float *S, const void *q, const void *k, const void *v,
+                    const float *g, const float *beta);
 } pn_backend;
 
 extern const pn_backend pn_cpu_backend;
@@ -88,5 +125,74 @@ void pn_op_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_t
 void pn_op_to_host_f32(float *dst, const pn_tensor *src);
 int64_t pn_op_count_nonfinite(const pn_tensor *x);
 void pn_op_from_host_f32(pn_tensor *dst, const float *src);
+
+// ---- training and linear-block ops ----
+// Gradient conventions (llm.c's): input gradients (dx, dq, ...) are overwritten; parameter gradients (dw,
+// db, dA_log, ...) are F32 on every backend, accumulate (+=) and may be NULL for a frozen tensor. Activations
+// and their gradients are in the device's activation dtype; parameters in its parameter dtype.
+
+// dst = src (same shape and dtype, same device).
+void pn_op_copy(pn_tensor *dst, const pn_tensor *src);
+// y = x sigmoid(x) elementwise (y may alias x); dx = dy silu'(x) (dx may alias dy).
+void pn_op_silu(pn_tensor *y, const pn_tensor *x);
+void pn_op_silu_bwd(pn_tensor *dx, const pn_tensor *dy, const pn_tensor *x);
+// Backward of pn_op_rmsnorm (rows of D = w->shape[0]): dx overwritten, dw += (NULL = frozen).
+void pn_op_rmsnorm_bwd(pn_tensor *dx, pn_tensor *dw, const pn_tensor *dy, const pn_tensor *x, const pn_tensor *w,
+                       float eps);
+// fla's FusedRMSNormGated (swish): y = x / sqrt(mean(x^2) + eps) * w * silu(gate) over rows of D = w->shape[0]
+// (one row per token and head); x, gate, y the same shape. Statistics in fp32.
+void pn_op_gated_rmsnorm(pn_tensor *y, const pn_tensor *x, const pn_tensor *gate, const pn_tensor *w, float eps);
+void pn_op_gated_rmsnorm_bwd(pn_tensor *dx, pn_tensor *dgate, pn_tensor *dw, const pn_tensor *dy, const pn_tensor *x,
+                             const pn_tensor *gate, const pn_tensor *w, float eps);
+// Backward of out = silu(gate) * up: dgate, dup overwritten.
+void pn_op_swiglu_bwd(pn_tensor *dgate, pn_tensor *dup, const pn_tensor *dout, const pn_tensor *gate,
+                      const pn_tensor *up);
+// Backward of out[N, O] = x[N, I] w[O, I]^T + b: dx = dout w (or dx += dout w with accumulate_dx; dx NULL:
+// not wanted), dw += dout^T x and db += column sums of dout (F32; NULL = frozen).
+void pn_op_matmul_bwd(pn_tensor *dx, pn_tensor *dw, pn_tensor *db, const pn_tensor *dout, const pn_tensor *x,
+                      const pn_tensor *w, int accumulate_dx);
+// Backward of pn_op_rope in place: rotates dx[B, T, H, D] back by the same angles.
+void pn_op_rope_bwd(pn_tensor *dx, const pn_tensor *inv_freq, int pos0);
+// dtable[ids[n], :] += dout[n, :] (dtable F32 [V, C]).
+void pn_op_embedding_bwd(pn_tensor *dtable, const pn_tensor *ids, const pn_tensor *dout);
+// Causal depthwise convolution over W taps of x [B, T, C]:
+//   y[b, t, c] = act(sum_{w < W} K[c, w] x[b, t - (W - 1) + w, c] + bias[c]), zero before a sequence's start,
+// with K the static kernel w [C, W] (parameter dtype; nn.Conv1d's [C, 1, W] has that layout) or, when kdyn is
+// not NULL (then w and bias are NULL), a kernel per token kdyn [B, T, C * W] (activation dtype, tap fastest:
+// JetBlock's 'b t (d w)'). act is SiLU when act_silu, else identity. bias may be NULL. cu_seqlens: NULL, or
+// I32 [n_seqs + 1] on the device with B = 1 (sequences packed along T; nothing reads across a start).
+// W <= 64.
+void pn_op_conv1d(pn_tensor *y, const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias, const pn_tensor *kdyn,
+                  int act_silu, const pn_tensor *cu_seqlens);
+// Its backward: dx overwritten; dw, dbias accumulate (F32, NULL = frozen); dkdyn overwritten (activation
+// dtype, required with kdyn).
+void pn_op_conv1d_bwd(pn_tensor *dx, pn_tensor *dw, pn_tensor *dbias, pn_tensor *dkdyn, const pn_tensor *dy,
+                      const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias, const pn_tensor *kdyn,
+                      int act_silu, const pn_tensor *cu_seqlens);
+// The linear blocks' gates, F32 outputs [N, H] from pre-activations za, zb [N, H] (activation dtype):
+//   beta = sigmoid(zb);  g = -exp(A_log[h]) softplus(za + dt_bias[h])  (softplus(z) = z above 20, torch's),
+// or g = 0 when za is NULL (DeltaNet; then A_log and dt_bias are NULL too).
+void pn_op_lin_gates(pn_tensor *g, pn_tensor *beta, const pn_tensor *za, const pn_tensor *zb, const pn_tensor *A_log,
+                     const pn_tensor *dt_bias);
+// Its backward from dg, dbeta (F32 [N, H]): dza, dzb overwritten (activation dtype; dza NULL without
+// decay); dA_log += sum_n dg g, ddt_bias += sum_n dza (F32 [H], NULL = frozen).
+void pn_op_lin_gates_bwd(pn_tensor *dza, pn_tensor *dzb, pn_tensor *dA_log, pn_tensor *ddt_bias, const pn_tensor *dg,
+                         const pn_tensor *dbeta, const pn_tensor *za, const pn_tensor *g, const pn_tensor *beta,
+                         const pn_tensor *A_log, const pn_tensor *dt_bias);
+// Gated DeltaNet (kernels/cpu/gdn.h): q, k [B, T, H, K], v, o [B, T, H, V] activation dtype; g, beta F32
+// [B, T, H]; h0, ht F32 [N, H, K, V] or NULL; cu_seqlens NULL or I32 [N + 1] on the device (B = 1). In-kernel
+// q/k L2 norm when qk_l2norm; scale K^-1/2. Returns 0, or -1 with the error set (a config the op cannot
+// run) before computing anything.
+int pn_op_gdn(pn_tensor *o, pn_tensor *ht, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
+              const pn_tensor *g, const pn_tensor *beta, const pn_tensor *h0, const pn_tensor *cu_seqlens,
+              int qk_l2norm);
+// Its backward: every gradient overwritten; dht NULL = zero, dh0 NULL = not wanted.
+int pn_op_gdn_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, pn_tensor *dg, pn_tensor *dbeta, pn_tensor *dh0,
+                  const pn_tensor *dout, const pn_tensor *dht, const pn_tensor *q, const pn_tensor *k,
+                  const pn_tensor *v, const pn_tensor *g, const pn_tensor *beta, const pn_tensor *h0,
+                  const pn_tensor *cu_seqlens, int qk_l2norm);
+// One decode step: q, k [B, 1, H, K], v, o [B, 1, H, V], g, beta F32 [B, 1, H]; S F32 [B, H, K, V] in place.
+int pn_op_gdn_step(pn_tensor *o, pn_tensor *S, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
+                   const pn_tensor *g, const pn_tensor *beta, int qk_l2norm);
 
 #endif

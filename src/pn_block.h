@@ -6,20 +6,23 @@
 // describes so far is everything that needs no compute: validation of its config (an impossible config is
 // refused at config time, naming the key), its parameters under the names Jet-Nemotron's Hugging Face
 // export uses, its decode state (KV cache or recurrent state) for a context length — the quantity the
-// hardware-aware search holds fixed — and its FLOPs per token. Forward, backward and the decode step are
-// the ops in kernels/ (attention, gdn, conv1d, gated RMSNorm); the block-level wiring of them lands next.
+// hardware-aware search holds fixed — and its FLOPs per token — and its training forward and backward,
+// written once against kernels/ops.h (so they run on either backend) with the activations they keep
+// declared up front: the model plans every block's memory before the first step (src/pn_train.c).
 #ifndef PN_BLOCK_H
 #define PN_BLOCK_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "pn_model.h"
+#include "../kernels/ops.h"
+#include "pn_hf_config.h"
+#include "pn_param.h"
 
 typedef struct pn_block_cfg {
     char type[16]; // attn, swa, jet, gdn, deltanet
     // from the base model
-    int hidden, n_heads, n_kv_heads, head_dim, qkv_bias, qk_norm;
+    int hidden, n_heads, n_kv_heads, head_dim, qkv_bias, o_bias, qk_norm;
     // swa
     int window;
     // linear blocks (Jet-Nemotron's efficient_attention_config.jet / fla's GatedDeltaNet)
@@ -29,6 +32,19 @@ typedef struct pn_block_cfg {
     int gen_reduction;        // JetBlock kernel generator: hidden -> value_dim / gen_reduction
     float norm_eps;
 } pn_block_cfg;
+
+// What a block's forward and backward need to know about the batch besides its own config.
+typedef struct pn_block_ctx {
+    int64_t B, T;                // the N = B T token rows of x are B sequences of T tokens ...
+    const pn_tensor *cu_seqlens; // ... or (B = 1) n_seqs packed sequences: I32 [n_seqs + 1] on the device,
+    const int32_t *cu_host;      // the same offsets on the host (NULL both when not packed)
+    int n_seqs;
+    const pn_tensor *inv_freq; // RoPE table (attention), F32 [head_dim / 2] on the device
+    float rms_eps;             // the base model's RMSNorm eps (attention's q/k norm)
+} pn_block_ctx;
+
+#define PN_BLOCK_MAX_PARAMS 16
+#define PN_BLOCK_MAX_ACTS 24
 
 typedef struct pn_block_type {
     const char *name;
@@ -41,7 +57,40 @@ typedef struct pn_block_type {
     size_t (*state_bytes)(const pn_block_cfg *c, int64_t ctx_len, int kv_bytes_per_elem);
     // Forward FLOPs of one token at position pos (multiply-add = 2).
     double (*flops)(const pn_block_cfg *c, int64_t pos);
+
+    // The [N, cols[i]] tensors of dtype dt[i] (act: the device's activation dtype) that the training forward
+    // keeps for the backward (which = 0), or that the backward uses as scratch (which = 1, shared by all
+    // layers). Returns the count (<= PN_BLOCK_MAX_ACTS).
+    int (*acts)(const pn_block_cfg *c, int which, pn_dtype act, pn_dtype *dt, int64_t *cols);
+    // Training forward: y [N, hidden] = block(x [N, hidden]); p are the block's parameters in params()'
+    // order; acts the tensors acts(which = 0) planned, filled for the backward. 0, or -1 with the error set.
+    int (*forward)(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *acts, const pn_tensor *x, pn_tensor *y,
+                   const pn_block_ctx *ctx);
+    // Training backward from the forward's acts: dx [N, hidden] overwritten with dL/dx; parameter gradients
+    // (F32) accumulate into gp[i], skipped where gp is NULL or gp[i].data is NULL (frozen). scratch: the
+    // tensors acts(which = 1) planned. 0, or -1 with the error set.
+    int (*backward)(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *gp, pn_tensor *acts, pn_tensor *scratch,
+                    const pn_tensor *x, const pn_tensor *dy, pn_tensor *dx, const pn_block_ctx *ctx);
+
+    // Generation (NULL for attn / swa, whose KV cache the model runs itself). The decode state of B sequences
+    // as tensors of dtype dt[i] and shape[i] (ndim[i] dims; zero state = empty context); returns the count
+    // (<= PN_BLOCK_MAX_STATE).
+    int (*state)(const pn_block_cfg *c, int64_t B, pn_dtype act, pn_dtype *dt, int *ndim, int64_t (*shape)[4]);
+    // Scratch for up to max_B sequences of max_T new tokens: [rows[i], cols[i]] tensors of dtype dt[i].
+    int (*infer_acts)(const pn_block_cfg *c, int64_t max_B, int64_t max_T, pn_dtype act, pn_dtype *dt, int64_t *rows,
+                      int64_t *cols);
+    // y [B T, hidden] = block(x [B T, hidden]) for B sequences of T new tokens that continue `state` (any T:
+    // prefill or a single-token step), updating it. 0, or -1 with the error set.
+    int (*infer)(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *state, pn_tensor *scratch, const pn_tensor *x,
+                 pn_tensor *y, int64_t B, int64_t T);
 } pn_block_type;
+
+#define PN_BLOCK_MAX_STATE 4
+
+// gp[i] as an op argument: NULL when frozen.
+static inline pn_tensor *pn_block_grad(pn_tensor *gp, int i) { return gp && gp[i].data ? &gp[i] : NULL; }
+// Rows [0, N) of a planned [max_N, cols] tensor (plans are made for the largest batch).
+static inline pn_tensor pn_block_rows(const pn_tensor *t, int64_t N) { return pn_rows(t, 0, N); }
 
 const pn_block_type *pn_block_find(const char *name); // NULL (with the error set) for an unknown name
 // The default config of each type derived from a base model (the paper's 2B JetBlock shape scaled to it:

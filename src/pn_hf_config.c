@@ -115,6 +115,17 @@ static int parse_efficient(const char *path, json_t *root, pn_model_config *c, i
             return pn_error_prefix("efficient_attention_config.jet");
         c->jet_norm_eps = (float)eps;
     }
+    json_t *gdn = json_object_get(e, "gdn");
+    if (gdn && json_is_object(gdn)) {
+        double eps = 1e-5;
+        c->gdn_conv = 4;
+        c->gdn_expand_v = 2.0;
+        if (get_int(path, gdn, "num_heads", &c->gdn_heads, 1, 1) || get_int(path, gdn, "head_dim", &c->gdn_head_dim, 1, 1) ||
+            get_num(path, gdn, "expand_v", &c->gdn_expand_v) || get_int(path, gdn, "conv_size", &c->gdn_conv, 0, 1) ||
+            get_num(path, gdn, "norm_eps", &eps))
+            return pn_error_prefix("efficient_attention_config.gdn");
+        c->gdn_norm_eps = (float)eps;
+    }
     if (swa && json_is_object(swa) && get_int(path, swa, "window_size", swa_window, 0, 1))
         return pn_error_prefix("efficient_attention_config.swa");
     return 0;
@@ -150,6 +161,10 @@ static int parse_windows(const char *path, json_t *root, pn_model_config *c) {
                 if (!c->jet_heads)
                     return pn_errorf("%s: layer_types[%d] is jet but efficient_attention_config.jet is missing", path, l);
                 snprintf(c->mixer[l], sizeof c->mixer[l], "jet");
+            } else if ((!strcmp(s, "gdn") || !strcmp(s, "deltanet")) && c->arch == PN_ARCH_JET_NEMOTRON) {
+                if (!c->gdn_heads)
+                    return pn_errorf("%s: layer_types[%d] is %s but efficient_attention_config.gdn is missing", path, l, s);
+                snprintf(c->mixer[l], sizeof c->mixer[l], "%s", s);
             } else {
                 return pn_errorf("%s: layer_types[%d] = \"%s\" is not a layer type this model family has", path, l, s);
             }
@@ -300,6 +315,11 @@ int pn_hf_config_save(const pn_model_config *c, const char *path) {
                                           c->jet_head_dim, "expand_v", c->jet_expand_v, "conv_size", c->jet_conv,
                                           "dconv_generator_reduction", c->jet_reduction, "norm_eps",
                                           (double)c->jet_norm_eps, "mode", "chunk"));
+        if (c->gdn_heads)
+            json_object_set_new(eac, "gdn",
+                                json_pack("{s:i, s:i, s:f, s:i, s:f}", "num_heads", c->gdn_heads, "head_dim",
+                                          c->gdn_head_dim, "expand_v", c->gdn_expand_v, "conv_size", c->gdn_conv,
+                                          "norm_eps", (double)c->gdn_norm_eps));
         if (sw) json_object_set_new(eac, "swa", json_pack("{s:i}", "window_size", sw));
         json_object_set_new(r, "efficient_attention_config", eac);
     } else if (c->arch != PN_ARCH_LLAMA) {

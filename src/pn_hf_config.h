@@ -29,13 +29,19 @@ typedef struct pn_model_config {
     // window[l] = 0 for full attention, else the sliding window width of layer l
     int window[PN_MAX_LAYERS];
     int bos_id, eos_id; // -1 when absent
-    // The token mixer of each layer under Jet-Nemotron's names: "attn", "swa" or "jet" (plain models: attn/swa).
-    char mixer[PN_MAX_LAYERS][8];
+    // The token mixer of each layer under Jet-Nemotron's names: "attn", "swa", "jet", and this project's "gdn" and
+    // "deltanet" (plain models: attn/swa).
+    char mixer[PN_MAX_LAYERS][12];
     // efficient_attention_config.jet (Jet-Nemotron): JetBlock heads, d_k, expand_v, conv width, generator
     // reduction, norm eps; 0 when the model has no JetBlock.
     int jet_heads, jet_head_dim, jet_conv, jet_reduction;
     double jet_expand_v;
     float jet_norm_eps;
+    // efficient_attention_config.gdn (this project's extension, for supernets and searched hybrids with Gated
+    // DeltaNet / DeltaNet layers, layer_types "gdn" / "deltanet"): heads, d_k, expand_v, conv width, norm eps.
+    int gdn_heads, gdn_head_dim, gdn_conv;
+    double gdn_expand_v;
+    float gdn_norm_eps;
 } pn_model_config;
 
 // Parse `path` (a config.json). Returns 0, or -1 with an error that names the file and the key.

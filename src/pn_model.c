@@ -10,15 +10,17 @@
 
 #include "pn_common.h"
 
-static void add_param(pn_param *out, int *n, pn_tensor *dst, pn_param_kind kind, int64_t d0, int64_t d1,
-                      const char *fmt, int layer) {
+static void add_param(pn_param *out, int *n, pn_tensor *dst, pn_tensor *grad, pn_param_kind kind, int64_t d0,
+                      int64_t d1, const char *fmt, int layer) {
     pn_param *p = &out[(*n)++];
+    memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, fmt, layer);
     p->kind = kind;
     p->ndim = d1 ? 2 : 1;
     p->shape[0] = d0;
     p->shape[1] = d1;
     p->dst = dst;
+    p->grad = grad;
 }
 
 int64_t pn_param_numel(const pn_param *p) {
@@ -27,42 +29,71 @@ int64_t pn_param_numel(const pn_param *p) {
     return n;
 }
 
+// Layer l's token mixer: its type and config (the config's defaults for the type, the window of layer l).
+// A config built in code rather than read may leave mixer[l] empty: attention, windowed where window[l] is set.
+static const pn_block_type *layer_block(const pn_model_config *c, int l, pn_block_cfg *bc) {
+    const char *name = c->mixer[l][0] ? c->mixer[l] : c->window[l] ? "swa" : "attn";
+    const pn_block_type *bt = pn_block_find(name);
+    PN_ASSERT(bt); // pn_hf_config only produces registered names
+    *bc = pn_block_default(c, name);
+    if (c->window[l]) bc->window = c->window[l];
+    return bt;
+}
+
 int pn_model_nparams(const pn_model_config *c) {
-    int per = 9 + (c->qkv_bias ? 3 : 0) + (c->o_bias ? 1 : 0) + (c->qk_norm ? 2 : 0);
-    return 2 + (c->tie_embeddings ? 0 : 1) + per * c->n_layers;
+    int n = 2 + (c->tie_embeddings ? 0 : 1);
+    for (int l = 0; l < c->n_layers; l++) {
+        pn_block_cfg bc;
+        n += 5 + layer_block(c, l, &bc)->params(&bc, l, NULL);
+    }
+    return n;
 }
 
 int pn_model_param_list(const pn_model_config *c, pn_model *m, pn_param *out) {
     int n = 0;
-    const int64_t H = c->hidden, Q = (int64_t)c->n_heads * c->head_dim, KV = (int64_t)c->n_kv_heads * c->head_dim;
+    const int64_t H = c->hidden;
 #define DST(field) (m ? &m->field : NULL)
 #define LDST(field) (m ? &m->layers[l].field : NULL)
-    add_param(out, &n, DST(embed), PN_PARAM_EMBED, c->vocab, H, "model.embed_tokens.weight", 0);
+    add_param(out, &n, DST(embed), DST(g_embed), PN_PARAM_EMBED, c->vocab, H, "model.embed_tokens.weight", 0);
     for (int l = 0; l < c->n_layers; l++) {
-        add_param(out, &n, LDST(in_norm), PN_PARAM_NORM, H, 0, "model.layers.%d.input_layernorm.weight", l);
-        add_param(out, &n, LDST(q_w), PN_PARAM_WEIGHT, Q, H, "model.layers.%d.self_attn.q_proj.weight", l);
-        if (c->qkv_bias) add_param(out, &n, LDST(q_b), PN_PARAM_BIAS, Q, 0, "model.layers.%d.self_attn.q_proj.bias", l);
-        add_param(out, &n, LDST(k_w), PN_PARAM_WEIGHT, KV, H, "model.layers.%d.self_attn.k_proj.weight", l);
-        if (c->qkv_bias) add_param(out, &n, LDST(k_b), PN_PARAM_BIAS, KV, 0, "model.layers.%d.self_attn.k_proj.bias", l);
-        add_param(out, &n, LDST(v_w), PN_PARAM_WEIGHT, KV, H, "model.layers.%d.self_attn.v_proj.weight", l);
-        if (c->qkv_bias) add_param(out, &n, LDST(v_b), PN_PARAM_BIAS, KV, 0, "model.layers.%d.self_attn.v_proj.bias", l);
-        if (c->qk_norm) {
-            add_param(out, &n, LDST(q_norm), PN_PARAM_NORM, c->head_dim, 0, "model.layers.%d.self_attn.q_norm.weight", l);
-            add_param(out, &n, LDST(k_norm), PN_PARAM_NORM, c->head_dim, 0, "model.layers.%d.self_attn.k_norm.weight", l);
-        }
-        add_param(out, &n, LDST(o_w), PN_PARAM_WEIGHT, H, Q, "model.layers.%d.self_attn.o_proj.weight", l);
-        if (c->o_bias) add_param(out, &n, LDST(o_b), PN_PARAM_BIAS, H, 0, "model.layers.%d.self_attn.o_proj.bias", l);
-        add_param(out, &n, LDST(post_norm), PN_PARAM_NORM, H, 0, "model.layers.%d.post_attention_layernorm.weight", l);
-        add_param(out, &n, LDST(gate_w), PN_PARAM_WEIGHT, c->intermediate, H, "model.layers.%d.mlp.gate_proj.weight", l);
-        add_param(out, &n, LDST(up_w), PN_PARAM_WEIGHT, c->intermediate, H, "model.layers.%d.mlp.up_proj.weight", l);
-        add_param(out, &n, LDST(down_w), PN_PARAM_WEIGHT, H, c->intermediate, "model.layers.%d.mlp.down_proj.weight", l);
+        add_param(out, &n, LDST(in_norm), LDST(g_in_norm), PN_PARAM_NORM, H, 0, "model.layers.%d.input_layernorm.weight", l);
+        pn_block_cfg bc;
+        const int nb = layer_block(c, l, &bc)->params(&bc, l, out + n);
+        PN_ASSERT(nb <= PN_BLOCK_MAX_PARAMS);
+        for (int i = 0; i < nb; i++) out[n + i].dst = LDST(bp[i]), out[n + i].grad = LDST(gbp[i]);
+        n += nb;
+        add_param(out, &n, LDST(post_norm), LDST(g_post_norm), PN_PARAM_NORM, H, 0,
+                  "model.layers.%d.post_attention_layernorm.weight", l);
+        add_param(out, &n, LDST(gate_w), LDST(g_gate_w), PN_PARAM_WEIGHT, c->intermediate, H,
+                  "model.layers.%d.mlp.gate_proj.weight", l);
+        add_param(out, &n, LDST(up_w), LDST(g_up_w), PN_PARAM_WEIGHT, c->intermediate, H,
+                  "model.layers.%d.mlp.up_proj.weight", l);
+        add_param(out, &n, LDST(down_w), LDST(g_down_w), PN_PARAM_WEIGHT, H, c->intermediate,
+                  "model.layers.%d.mlp.down_proj.weight", l);
     }
-    add_param(out, &n, DST(final_norm), PN_PARAM_NORM, H, 0, "model.norm.weight", 0);
-    if (!c->tie_embeddings) add_param(out, &n, DST(lm_head), PN_PARAM_WEIGHT, c->vocab, H, "lm_head.weight", 0);
+    add_param(out, &n, DST(final_norm), DST(g_final_norm), PN_PARAM_NORM, H, 0, "model.norm.weight", 0);
+    if (!c->tie_embeddings)
+        add_param(out, &n, DST(lm_head), DST(g_lm_head), PN_PARAM_WEIGHT, c->vocab, H, "lm_head.weight", 0);
 #undef DST
 #undef LDST
     PN_ASSERT(n == pn_model_nparams(c));
     return n;
+}
+
+// An attention layer's parameters under the names the inference forward uses (params_attn's order).
+static void attn_views(pn_layer *L) {
+    const pn_block_cfg *c = &L->bc;
+    int i = 0;
+    L->q_w = L->bp[i++];
+    if (c->qkv_bias) L->q_b = L->bp[i++];
+    L->k_w = L->bp[i++];
+    if (c->qkv_bias) L->k_b = L->bp[i++];
+    L->v_w = L->bp[i++];
+    if (c->qkv_bias) L->v_b = L->bp[i++];
+    if (c->qk_norm) L->q_norm = L->bp[i++], L->k_norm = L->bp[i++];
+    L->o_w = L->bp[i++];
+    if (c->o_bias) L->o_b = L->bp[i++];
+    PN_ASSERT(i == L->nbp);
 }
 
 static const char *shape_s(int ndim, const int64_t *shape, char *buf, size_t n) {
@@ -91,18 +122,27 @@ int pn_model_load(pn_model *m, const char *dir, pn_device dev) {
                          pn_backend_get(dev) ? "no CUDA GPU found" : "built without CUDA");
     pn_checkpoint ck;
     if (pn_ckpt_open(&ck, dir)) return -1;
-    for (int l = 0; l < ck.cfg.n_layers; l++)
-        if (strcmp(ck.cfg.mixer[l], "attn") != 0 && strcmp(ck.cfg.mixer[l], "swa") != 0) {
-            pn_errorf("%s: layer %d is a '%s' layer: the decoder runs attention layers only so far (hybrid models "
-                      "arrive with the block forward)", dir, l, ck.cfg.mixer[l]);
+    for (int l = 0; l < ck.cfg.n_layers; l++) { // every layer's block config must be one its kernels can run
+        pn_block_cfg bc;
+        const pn_block_type *bt = layer_block(&ck.cfg, l, &bc);
+        char what[64];
+        snprintf(what, sizeof what, "layer %d", l);
+        if (bt->check(&bc, what)) {
+            pn_error_prefix("%s/config.json", dir);
             pn_ckpt_close(&ck);
             return -1;
         }
+    }
     m->cfg = ck.cfg;
     m->device = dev;
     m->dtype = pn_device_dtype(dev);
     const pn_model_config *c = &m->cfg;
     m->layers = pn_calloc((size_t)c->n_layers, sizeof(pn_layer));
+    for (int l = 0; l < c->n_layers; l++) {
+        pn_layer *L = &m->layers[l];
+        L->bt = layer_block(c, l, &L->bc);
+        L->nbp = L->bt->params(&L->bc, l, NULL);
+    }
     m->nparams = pn_model_nparams(c);
     m->param_list = pn_calloc((size_t)m->nparams, sizeof(pn_param));
     pn_model_param_list(c, m, m->param_list);
@@ -137,6 +177,8 @@ int pn_model_load(pn_model *m, const char *dir, pn_device dev) {
                                 pn_arch_name(c->arch));
         }
     if (c->tie_embeddings) m->lm_head = m->embed;
+    for (int l = 0; l < c->n_layers; l++)
+        if (m->layers[l].bt->forward == pn_block_find("attn")->forward) attn_views(&m->layers[l]);
     m->check_finite = getenv("PN_CHECK_FINITE") && strcmp(getenv("PN_CHECK_FINITE"), "0") != 0;
     m->inv_freq = pn_arena_tensor(&m->params, PN_F32, 1, (int64_t[]){c->head_dim / 2});
     float *inv = pn_malloc(sizeof(float) * (size_t)(c->head_dim / 2));
@@ -151,11 +193,17 @@ fail:
     return -1;
 }
 
+void pn_train_free(pn_model *m); // pn_train.c
+
 void pn_model_free(pn_model *m) {
+    pn_train_free(m);
+    pn_arena_free(&m->grads);
     pn_arena_free(&m->params);
     pn_arena_free(&m->acts);
     free(m->layers);
     free(m->param_list);
+    free(m->iscr_pool);
+    free(m->iscr);
     memset(m, 0, sizeof *m);
 }
 
@@ -172,6 +220,27 @@ int pn_model_plan(pn_model *m, int max_B, int max_T, int all_logits) {
                    2 * pn_arena_need(dt, 2, (int64_t[]){N, Q}) + 2 * pn_arena_need(dt, 2, (int64_t[]){N, KV}) +
                    2 * pn_arena_need(dt, 2, (int64_t[]){N, c->intermediate}) +
                    pn_arena_need(dt, 2, (int64_t[]){L, c->vocab});
+    // the linear blocks' generation scratch: one set per block type (the first layer of a type defines it)
+    free(m->iscr_pool);
+    free(m->iscr);
+    m->iscr_pool = pn_calloc((size_t)c->n_layers, sizeof *m->iscr_pool);
+    m->iscr = pn_calloc((size_t)c->n_layers, sizeof *m->iscr);
+    int first[PN_MAX_LAYERS];
+    pn_dtype sdt[PN_MAX_LAYERS][PN_BLOCK_MAX_ACTS];
+    int64_t srows[PN_BLOCK_MAX_ACTS], scols[PN_BLOCK_MAX_ACTS];
+    int nscr[PN_MAX_LAYERS] = {0};
+    for (int l = 0; l < c->n_layers; l++) {
+        first[l] = l;
+        for (int j = 0; j < l; j++)
+            if (m->layers[j].bt == m->layers[l].bt) {
+                first[l] = j;
+                break;
+            }
+        const pn_layer *L = &m->layers[l];
+        if (!L->bt->infer || first[l] != l) continue;
+        nscr[l] = L->bt->infer_acts(&L->bc, max_B, max_T, dt, sdt[l], srows, scols);
+        for (int i = 0; i < nscr[l]; i++) bytes += pn_arena_need(sdt[l][i], 2, (int64_t[]){srows[i], scols[i]});
+    }
     if (pn_arena_init(&m->acts, m->device, bytes)) return pn_error_prefix("activations for %d x %d tokens", max_B, max_T);
     m->ids = pn_arena_tensor(&m->acts, PN_I32, 1, (int64_t[]){N});
     m->x = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){N, H});
@@ -184,27 +253,62 @@ int pn_model_plan(pn_model *m, int max_B, int max_T, int all_logits) {
     m->gate = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){N, c->intermediate});
     m->up = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){N, c->intermediate});
     m->logits = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){L, c->vocab});
+    for (int l = 0; l < c->n_layers; l++) {
+        const pn_layer *Ly = &m->layers[l];
+        if (!Ly->bt->infer) continue;
+        if (first[l] == l) {
+            Ly->bt->infer_acts(&Ly->bc, max_B, max_T, dt, sdt[l], srows, scols);
+            for (int i = 0; i < nscr[l]; i++)
+                m->iscr_pool[l][i] = pn_arena_tensor(&m->acts, sdt[l][i], 2, (int64_t[]){srows[i], scols[i]});
+        }
+        m->iscr[l] = m->iscr_pool[first[l]];
+    }
     return 0;
 }
 
+// Layer l's decode-state tensors for B sequences of capacity cap (KV cache or the block's state()).
+static int layer_state(const pn_model_config *c, int l, int B, int cap, pn_dtype act, pn_dtype *dt, int *ndim,
+                       int64_t (*shape)[4]) {
+    pn_block_cfg bc;
+    const pn_block_type *bt = layer_block(c, l, &bc);
+    if (bt->state) return bt->state(&bc, B, act, dt, ndim, shape);
+    for (int i = 0; i < 2; i++) {
+        dt[i] = act, ndim[i] = 4;
+        shape[i][0] = B, shape[i][1] = cap, shape[i][2] = c->n_kv_heads, shape[i][3] = c->head_dim;
+    }
+    return 2;
+}
+
 size_t pn_kvcache_bytes(const pn_model_config *c, int B, int cap, pn_device dev) {
-    return 2 * (size_t)c->n_layers *
-           pn_arena_need(pn_device_dtype(dev), 4, (int64_t[]){B, cap, c->n_kv_heads, c->head_dim});
+    size_t bytes = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        pn_dtype dt[PN_BLOCK_MAX_STATE];
+        int ndim[PN_BLOCK_MAX_STATE];
+        int64_t shape[PN_BLOCK_MAX_STATE][4];
+        const int n = layer_state(c, l, B, cap, pn_device_dtype(dev), dt, ndim, shape);
+        for (int i = 0; i < n; i++) bytes += pn_arena_need(dt[i], ndim[i], shape[i]);
+    }
+    return bytes;
 }
 
 int pn_kvcache_init(pn_kvcache *kc, const pn_model *m, int B, int cap) {
     const pn_model_config *c = &m->cfg;
     memset(kc, 0, sizeof *kc);
-    if (pn_arena_init(&kc->arena, m->device, pn_kvcache_bytes(c, B, cap, m->device)))
-        return pn_error_prefix("KV cache for %d x %d tokens", B, cap);
+    const size_t bytes = pn_kvcache_bytes(c, B, cap, m->device);
+    if (pn_arena_init(&kc->arena, m->device, bytes)) return pn_error_prefix("KV cache for %d x %d tokens", B, cap);
+    pn_backend_get(m->device)->memset0(kc->arena.base, bytes); // recurrent states start at zero
     kc->B = B;
     kc->cap = cap;
     kc->k = pn_calloc((size_t)c->n_layers, sizeof(pn_tensor));
     kc->v = pn_calloc((size_t)c->n_layers, sizeof(pn_tensor));
-    const int64_t shape[4] = {B, cap, c->n_kv_heads, c->head_dim};
+    kc->st = pn_calloc((size_t)c->n_layers, sizeof *kc->st);
     for (int l = 0; l < c->n_layers; l++) {
-        kc->k[l] = pn_arena_tensor(&kc->arena, m->dtype, 4, shape);
-        kc->v[l] = pn_arena_tensor(&kc->arena, m->dtype, 4, shape);
+        pn_dtype dt[PN_BLOCK_MAX_STATE];
+        int ndim[PN_BLOCK_MAX_STATE];
+        int64_t shape[PN_BLOCK_MAX_STATE][4];
+        const int n = layer_state(c, l, B, cap, m->dtype, dt, ndim, shape);
+        for (int i = 0; i < n; i++) kc->st[l][i] = pn_arena_tensor(&kc->arena, dt[i], ndim[i], shape[i]);
+        if (!m->layers[l].bt->state) kc->k[l] = kc->st[l][0], kc->v[l] = kc->st[l][1];
     }
     return 0;
 }
@@ -213,6 +317,7 @@ void pn_kvcache_free(pn_kvcache *kc) {
     pn_arena_free(&kc->arena);
     free(kc->k);
     free(kc->v);
+    free(kc->st);
     memset(kc, 0, sizeof *kc);
 }
 
@@ -247,21 +352,25 @@ int pn_model_forward(pn_model *m, pn_kvcache *kc, const int32_t *ids_host, int B
     pn_op_embedding(&x, &ids, &m->embed);
     for (int l = 0; l < c->n_layers; l++) {
         const pn_layer *L = &m->layers[l];
-        // attention: x += o_proj(attn(rope(q), rope(k), v))
         pn_op_rmsnorm(&xn, &x, &L->in_norm, c->rms_eps);
-        pn_op_matmul(&q, &xn, &L->q_w, L->q_b.data ? &L->q_b : NULL);
-        pn_op_matmul(&k, &xn, &L->k_w, L->k_b.data ? &L->k_b : NULL);
-        pn_op_matmul(&v, &xn, &L->v_w, L->v_b.data ? &L->v_b : NULL);
-        if (c->qk_norm) { // Qwen3: per-head RMSNorm before RoPE
-            pn_op_rmsnorm(&q4, &q4, &L->q_norm, c->rms_eps);
-            pn_op_rmsnorm(&k4, &k4, &L->k_norm, c->rms_eps);
+        if (L->bt->infer) { // a linear block continues its recurrent state
+            if (L->bt->infer(&L->bc, L->bp, kc->st[l], m->iscr[l], &xn, &tmp, B, T))
+                return pn_error_prefix("layer %d (%s)", l, L->bt->name);
+        } else { // attention: x += o_proj(attn(rope(q), rope(k), v))
+            pn_op_matmul(&q, &xn, &L->q_w, L->q_b.data ? &L->q_b : NULL);
+            pn_op_matmul(&k, &xn, &L->k_w, L->k_b.data ? &L->k_b : NULL);
+            pn_op_matmul(&v, &xn, &L->v_w, L->v_b.data ? &L->v_b : NULL);
+            if (c->qk_norm) { // Qwen3: per-head RMSNorm before RoPE
+                pn_op_rmsnorm(&q4, &q4, &L->q_norm, c->rms_eps);
+                pn_op_rmsnorm(&k4, &k4, &L->k_norm, c->rms_eps);
+            }
+            pn_op_rope(&q4, &m->inv_freq, pos0);
+            pn_op_rope(&k4, &m->inv_freq, pos0);
+            pn_op_kv_store(&kc->k[l], &k4, pos0);
+            pn_op_kv_store(&kc->v[l], &v4, pos0);
+            pn_op_attention(&att4, &q4, &kc->k[l], &kc->v[l], pos0, c->window[l]);
+            pn_op_matmul(&tmp, &att, &L->o_w, L->o_b.data ? &L->o_b : NULL);
         }
-        pn_op_rope(&q4, &m->inv_freq, pos0);
-        pn_op_rope(&k4, &m->inv_freq, pos0);
-        pn_op_kv_store(&kc->k[l], &k4, pos0);
-        pn_op_kv_store(&kc->v[l], &v4, pos0);
-        pn_op_attention(&att4, &q4, &kc->k[l], &kc->v[l], pos0, c->window[l]);
-        pn_op_matmul(&tmp, &att, &L->o_w, L->o_b.data ? &L->o_b : NULL);
         pn_op_add(&x, &tmp);
         // MLP: x += down(silu(gate(n)) * up(n))
         pn_op_rmsnorm(&xn, &x, &L->post_norm, c->rms_eps);
@@ -274,7 +383,7 @@ int pn_model_forward(pn_model *m, pn_kvcache *kc, const int32_t *ids_host, int B
             const int64_t bad = pn_op_count_nonfinite(&x);
             if (bad)
                 return pn_errorf("layer %d (%s): %lld non-finite values (NaN/Inf) in its output", l,
-                                 c->window[l] ? "swa" : "attn", (long long)bad);
+                                 m->layers[l].bt->name, (long long)bad);
         }
     }
     pn_op_rmsnorm(&xn, &x, &m->final_norm, c->rms_eps);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../src/pn_block.h"
+#include "../src/pn_model.h"
 #include "../src/pn_common.h"
 #include "pn_test.h"
 

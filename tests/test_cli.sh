@@ -50,6 +50,16 @@ expect_error "--ids: 'x1' is not" $GEN --model "$T/m" --ids x1
 expect_error "--device: 'tpu'" $GEN --model "$T/m" --ids 1 --device tpu
 expect_error "--temperature" $GEN --model "$T/m" --ids 1 --temperature -1
 expect_error "unknown preset" $MK --out "$T/x" --preset gpt5
+# Hybrids: a Jet-Nemotron config with every block type generates; impossible layer lists are refused.
+$MK --out "$T/hy" --layers 5 --layer-types attn,swa,jet,gdn,deltanet --seed 3 --init-std 0.3 > /dev/null && ok || bad "mkckpt hybrid"
+grep -q '"jet_nemotron"' "$T/hy/config.json" && grep -q '"deltanet"' "$T/hy/config.json" && ok || bad "hybrid config.json"
+h1=$($GEN --model "$T/hy" --ids 1,2,3,4,5,6 --max-new-tokens 6 --device cpu --print-ids 2> /dev/null)
+h2=$($GEN --model "$T/hy" --ids 1,2,3,4,5,6 --max-new-tokens 6 --device cpu --print-ids 2> /dev/null)
+[ -n "$h1" ] && [ "$h1" = "$h2" ] && ok || bad "hybrid generation: '$h1' vs '$h2'"
+expect_error "unknown block type \"mamba\"" $MK --out "$T/x" --layers 2 --layer-types attn,mamba
+expect_error "lists 1 types for 2 layers" $MK --out "$T/x" --layers 2 --layer-types jet
+expect_error "hybrids are built on a qwen2 base" $MK --out "$T/x" --arch llama --layers 1 --layer-types jet
+[ ! -e "$T/x" ] && ok || bad "a refused mkckpt left $T/x behind"
 expect_error "--out DIR is required" $MK --preset tiny
 expect_error "unknown option or missing value: '--bogus'" $GEN --bogus
 $GEN --help | grep -q "usage: postnas-generate" && ok || bad "--help"

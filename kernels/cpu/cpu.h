@@ -39,4 +39,37 @@ void pn_cpu_conv1d_bwd(float *dx, float *dw, float *dbias, float *dkdyn, const f
                        const float *w, const float *bias, const float *kdyn, int64_t B, int64_t T, int64_t C, int W,
                        int act_silu, const int32_t *cu_seqlens, int n_seqs);
 
+// Tensor forms of the training and linear-block ops for the backend table (train_ops.c; contracts in ops.h).
+void pn_cpu_copy(pn_tensor *dst, const pn_tensor *src);
+void pn_cpu_silu(pn_tensor *y, const pn_tensor *x);
+void pn_cpu_silu_bwd(pn_tensor *dx, const pn_tensor *dy, const pn_tensor *x);
+void pn_cpu_rmsnorm_bwd_t(pn_tensor *dx, pn_tensor *dw, const pn_tensor *dy, const pn_tensor *x, const pn_tensor *w,
+                          float eps);
+void pn_cpu_gated_rmsnorm_t(pn_tensor *y, const pn_tensor *x, const pn_tensor *gate, const pn_tensor *w, float eps);
+void pn_cpu_gated_rmsnorm_bwd_t(pn_tensor *dx, pn_tensor *dgate, pn_tensor *dw, const pn_tensor *dy, const pn_tensor *x,
+                                const pn_tensor *gate, const pn_tensor *w, float eps);
+void pn_cpu_swiglu_bwd_t(pn_tensor *dgate, pn_tensor *dup, const pn_tensor *dout, const pn_tensor *gate,
+                         const pn_tensor *up);
+void pn_cpu_matmul_bwd_t(pn_tensor *dx, pn_tensor *dw, pn_tensor *db, const pn_tensor *dout, const pn_tensor *x,
+                         const pn_tensor *w, int accumulate_dx);
+void pn_cpu_rope_bwd(pn_tensor *dx, const pn_tensor *inv_freq, int pos0);
+void pn_cpu_embedding_bwd(pn_tensor *dtable, const pn_tensor *ids, const pn_tensor *dout);
+void pn_cpu_conv1d_t(pn_tensor *y, const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias, const pn_tensor *kdyn,
+                     int act_silu, const pn_tensor *cu_seqlens);
+void pn_cpu_conv1d_bwd_t(pn_tensor *dx, pn_tensor *dw, pn_tensor *dbias, pn_tensor *dkdyn, const pn_tensor *dy,
+                         const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias, const pn_tensor *kdyn,
+                         int act_silu, const pn_tensor *cu_seqlens);
+void pn_cpu_lin_gates(pn_tensor *g, pn_tensor *beta, const pn_tensor *za, const pn_tensor *zb, const pn_tensor *A_log,
+                      const pn_tensor *dt_bias);
+void pn_cpu_lin_gates_bwd(pn_tensor *dza, pn_tensor *dzb, pn_tensor *dA_log, pn_tensor *ddt_bias, const pn_tensor *dg,
+                          const pn_tensor *dbeta, const pn_tensor *za, const pn_tensor *g, const pn_tensor *beta,
+                          const pn_tensor *A_log, const pn_tensor *dt_bias);
+int pn_cpu_gdn_fwd_t(const pn_gdn_cfg *c, void *o, float *ht, const void *q, const void *k, const void *v,
+                     const float *g, const float *beta, const float *h0);
+int pn_cpu_gdn_bwd_t(const pn_gdn_cfg *c, void *dq, void *dk, void *dv, float *dg, float *dbeta, float *dh0,
+                     const void *dout, const float *dht, const void *q, const void *k, const void *v, const float *g,
+                     const float *beta, const float *h0);
+int pn_cpu_gdn_step_t(const pn_gdn_cfg *c, void *o, float *S, const void *q, const void *k, const void *v,
+                      const float *g, const float *beta);
+
 #endif

@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "common.cuh"
+#include "gdn_bwd_cuda.h"
+#include "gdn_cuda.h"
 
 // ----------------------------------------------------------------------------------------------------
 // memory
@@ -144,4 +146,21 @@ extern "C" const pn_backend pn_cuda_backend = {
     cuda_from_host_f32,
     pn_cuda_count_nonfinite,
     pn_cuda_attention_bwd,
+    pn_cuda_copy,
+    pn_cuda_silu,
+    pn_cuda_silu_bwd,
+    pn_cuda_rmsnorm_bwd,
+    pn_cuda_gated_rmsnorm,
+    pn_cuda_gated_rmsnorm_bwd,
+    pn_cuda_swiglu_bwd,
+    pn_cuda_matmul_bwd,
+    pn_cuda_rope_bwd,
+    pn_cuda_embedding_bwd,
+    pn_cuda_conv1d,
+    pn_cuda_conv1d_bwd,
+    pn_cuda_lin_gates,
+    pn_cuda_lin_gates_bwd,
+    pn_cuda_gdn_fwd,
+    pn_cuda_gdn_bwd,
+    pn_cuda_gdn_step,
 };

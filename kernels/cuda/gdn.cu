@@ -33,6 +33,7 @@
 #define GDN_LAUNCH(kern, grid, block, smem, ...) kern<<<(grid), (block), (smem)>>>(__VA_ARGS__)
 #endif
 #include "gdn_cuda.h"
+#include "gdn_tile.cuh"
 
 #define GDN_C 64        // chunk length (PN_GDN_CHUNK)
 #define GDN_THREADS 256 // threads of the prep and chunk kernels (mm64 assumes 256)
@@ -48,32 +49,6 @@ __device__ __forceinline__ float *dyn_smem(void) {
     return gdn_smem;
 }
 #endif
-
-// acc[i][j] += Σ_{kk < nk} a(ty + 16 i, kk) · b(kk, tx + 16 j) with tx = tid % 16, ty = tid / 16 (256
-// threads, 64×64 outputs). A warp reads two rows of a (pitches are odd: no bank conflict) and 16
-// consecutive columns of b.
-template <class FA, class FB>
-__device__ __forceinline__ void mm64(float (&acc)[4][4], int nk, FA a, FB b) {
-    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
-    for (int kk = 0; kk < nk; kk++) {
-        float av[4], bv[4];
-#pragma unroll
-        for (int i = 0; i < 4; i++) av[i] = a(ty + 16 * i, kk);
-#pragma unroll
-        for (int j = 0; j < 4; j++) bv[j] = b(kk, tx + 16 * j);
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-#pragma unroll
-            for (int j = 0; j < 4; j++) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
-    }
-}
-
-__device__ __forceinline__ void zero_acc(float (&acc)[4][4]) {
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
-}
 
 // Row pitch (floats) of a [64, K] shared tile: odd, so the two rows a warp reads sit in different banks.
 __host__ __device__ __forceinline__ int pitch_k(int K) { return K | 1; }
@@ -493,14 +468,38 @@ extern "C" int pn_cuda_gdn_fwd(const pn_gdn_cfg *cfg, void *o, float *ht, const 
         chunk_attr = chunk_smem;
     }
 
+#ifndef PN_GDN_HOST_CHECK
+    // PN_GDN_PROFILE=1: time the two kernels (events between launches) and log the split.
+    static int profile = -1;
+    if (profile < 0) profile = getenv("PN_GDN_PROFILE") && getenv("PN_GDN_PROFILE")[0] == '1';
+    cudaEvent_t ev[3];
+    if (profile) {
+        for (int i = 0; i < 3; i++) CUDA_CHECK(cudaEventCreate(&ev[i]));
+        CUDA_CHECK(cudaEventRecord(ev[0], 0));
+    }
+#endif
     GDN_LAUNCH(gdn_prep_kernel, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, prep_smem, Qs, Kd, W, U, P, gam,
                (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, g, beta, (const int *)tab, T, ncps, H, K, V, scale,
                cfg->qk_l2norm ? 1 : 0);
     CUDA_LAUNCH_CHECK();
+#ifndef PN_GDN_HOST_CHECK
+    if (profile) CUDA_CHECK(cudaEventRecord(ev[1], 0));
+#endif
     GDN_LAUNCH(gdn_chunk_kernel, dim3((unsigned)ceil_div64(V, GDN_BV), (unsigned)H, (unsigned)N), GDN_THREADS,
                chunk_smem, (bf16 *)o, ht, h0, (const float *)Qs, (const float *)Kd, (const float *)W, (const float *)U,
                (const float *)P, (const float *)gam, (const int *)cfg->cu_seqlens, T, H, K, V);
     CUDA_LAUNCH_CHECK();
+#ifndef PN_GDN_HOST_CHECK
+    if (profile) {
+        float ms[2];
+        CUDA_CHECK(cudaEventRecord(ev[2], 0));
+        CUDA_CHECK(cudaEventSynchronize(ev[2]));
+        for (int i = 0; i < 2; i++) CUDA_CHECK(cudaEventElapsedTime(&ms[i], ev[i], ev[i + 1]));
+        pn_info("gdn fwd (cuda) B %lld T %lld H %d K %d V %d: prep %.2f ms, chunk %.2f ms", (long long)cfg->B,
+                (long long)cfg->T, H, K, V, ms[0], ms[1]);
+        for (int i = 0; i < 3; i++) CUDA_CHECK(cudaEventDestroy(ev[i]));
+    }
+#endif
     free(hcu), free(htab);
     return 0;
 }

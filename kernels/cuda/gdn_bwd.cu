@@ -5,18 +5,20 @@
 //   O = diag(scale e^γ) Q S + P V', P = lower_incl(scale Q Kᵀ ⊙ Γ), S' = e^{γ_L} S + Kᵀ diag(e^{γ_L−γ}) V'.
 //
 // The decisions a reader would otherwise miss:
-// - Correct first, speed later: plain fp32 CUDA-core loops, one thread per output element, operands read
-//   from an fp32 global workspace (L1/L2 do the reuse). No tensor cores, no atomics.
+// - fp32 on CUDA cores, no tensor cores, no atomics: the products are the 64×64 register tiles of
+//   gdn_tile.cuh (mm64), fed from shared memory; operands of long contractions (over V or K) are staged
+//   from the fp32 global workspace in 64-wide slabs (mm64_staged).
 // - Four kernels, in the order of the CPU code:
 //   1. gdn_bwd_prep_kernel, grid (chunk, head): q̂, k̂ (L2-normalized when asked) and their 1/‖x‖, γ (double),
 //      T (forward substitution, one column per thread), P, W and U, all written per token row.
-//   2. gdn_bwd_states_kernel, grid (V / 128, head, sequence), one thread per state column j: the columns of
-//      the recurrence are independent, so each thread walks the chunks forward, storing the entering state
-//      S_c[:, j] of every chunk (workspace [chunk, H, K, V]) and V' = U − W S_c in place of U.
-//   3. gdn_bwd_dstate_kernel, same grid, one thread per column, chunks in reverse: dS'_c (the gradient of
-//      the state leaving chunk c; dht for the last) is stored per chunk, dV' = diag(e^{γ_L−γ}) K dS' + Pᵀ dO
-//      per row, and dS_c = e^{γ_L} dS' + (diag(scale e^γ) Q̂)ᵀ dO − Wᵀ dV' becomes dS'_{c−1} (or dh0).
-//      Both contributions of dV' and all of dS only involve column j, so no reduction across threads.
+//   2. gdn_bwd_states_kernel, grid (V / 64, head, sequence): the columns of the recurrence are independent,
+//      so a block keeps a 64-column slice of the state in shared memory and walks the chunks forward,
+//      storing the entering state S_c of every chunk (workspace [chunk, H, K, V]) and V' = U − W S_c in
+//      place of U.
+//   3. gdn_bwd_dstate_kernel, same grid, chunks in reverse: dS'_c (the gradient of the state leaving chunk
+//      c; dht for the last) is stored per chunk, dV' = diag(e^{γ_L−γ}) K dS' + Pᵀ dO per row, and
+//      dS_c = e^{γ_L} dS' + (diag(scale e^γ) Q̂)ᵀ dO − Wᵀ dV' becomes dS'_{c−1} (or dh0). Both only involve
+//      the block's columns, so no reduction across blocks.
 //   4. gdn_bwd_chunk_kernel, grid (chunk, head): everything else of the CPU's chunk_bwd from S_c, dS'_c, V'
 //      and dV' (the whole V inside the block, so sums over V need no second pass): dq, dk, dv, dβ, dγ; then
 //      the reverse cumsum of dγ into dg (double) and the L2-norm backward; dq, dk, dv rounded to bf16 once.
@@ -36,11 +38,11 @@
 #endif
 #include "gdn_bwd_cuda.h"
 #include "gdn_cuda.h"
+#include "gdn_tile.cuh"
 
 #define GB_C 64         // chunk length (PN_GDN_CHUNK)
 #define GB_P 65         // pitch of the [64, 64] shared matrices
 #define GB_THREADS 256  // prep and chunk kernels
-#define GB_COL_THREADS 128 // state and dstate kernels: one thread per V column
 
 #ifndef PN_GDN_HOST_CHECK
 __device__ __forceinline__ float *gb_smem(void) {
@@ -52,21 +54,24 @@ __device__ __forceinline__ float *gb_smem(void) {
 #endif
 
 // KK = K̂ K̂ᵀ, A = strict_lower(diag(β) KK ⊙ Γ) (in A), T = (I + A)⁻¹ (in Ts); all [64, GB_P], zero past Lc.
-// kn holds the chunk's normalized k rows at rows ((t0 + r) H + h). Ends with a barrier.
+// kn holds the chunk's normalized k rows at rows ((t0 + r) H + h); sa, sb are [64, GB_P] staging slabs.
+// Ends with a barrier.
 __device__ void gb_build_T(float *KK, float *A, float *Ts, const float *kn, int64_t t0, int Lc, int H, int h, int K,
-                           const float *bs, const double *gs) {
-    const int tid = threadIdx.x;
-    for (int idx = tid; idx < GB_C * GB_C; idx += GB_THREADS) {
-        const int r = idx >> 6, s = idx & 63;
-        float acc = 0.0f;
-        if (r < Lc && s < Lc) {
-            const float *a = kn + ((t0 + r) * H + h) * (int64_t)K, *b = kn + ((t0 + s) * H + h) * (int64_t)K;
-            for (int i = 0; i < K; i++) acc = fmaf(a[i], b[i], acc);
+                           const float *bs, const double *gs, float *sa, float *sb) {
+    const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+    float acc[4][4];
+    zero_acc(acc);
+    mm64_staged<true>(acc, K, [&](int r, int i) { return r < Lc ? kn[((t0 + r) * H + h) * (int64_t)K + i] : 0.0f; },
+                      [&](int i, int c) { return c < Lc ? kn[((t0 + c) * H + h) * (int64_t)K + i] : 0.0f; }, sa, sb);
+#pragma unroll
+    for (int ii = 0; ii < 4; ii++)
+#pragma unroll
+        for (int jj = 0; jj < 4; jj++) {
+            const int r = ty + 16 * ii, c = tx + 16 * jj;
+            KK[r * GB_P + c] = acc[ii][jj]; // rows / columns past Lc are zero (the operands are)
+            A[r * GB_P + c] = (c < r && r < Lc) ? bs[r] * acc[ii][jj] * expf((float)(gs[r] - gs[c])) : 0.0f;
+            Ts[r * GB_P + c] = 0.0f;
         }
-        KK[r * GB_P + s] = acc;
-        A[r * GB_P + s] = (s < r && r < Lc) ? bs[r] * acc * expf((float)(gs[r] - gs[s])) : 0.0f;
-        Ts[r * GB_P + s] = 0.0f;
-    }
     __syncthreads();
     if (tid < Lc) { // column j of T, rows j..Lc−1: T_ij = −Σ_{j≤m<i} A_im T_mj
         const int j = tid;
@@ -91,6 +96,7 @@ __global__ void __launch_bounds__(GB_THREADS)
     double *gs = (double *)gb_smem();
     float *bs = (float *)(gs + GB_C);
     float *KK = bs + GB_C, *A = KK + GB_C * GB_P, *Ts = A + GB_C * GB_P;
+    float *sa = Ts + GB_C * GB_P, *sb = sa + GB_C * GB_P; // staging slabs
 
     if (tid < 2 * GB_C) { // thread r: q row r; thread 64 + r: k row r
         const int which = tid / GB_C, r = tid % GB_C;
@@ -120,135 +126,237 @@ __global__ void __launch_bounds__(GB_THREADS)
     if (tid < GB_C) bs[tid] = tid < Lc ? beta[(t0 + tid) * H + h] : 0.0f;
     __syncthreads(); // qn, kn (global) and gs, bs visible to the block
 
-    gb_build_T(KK, A, Ts, kn, t0, Lc, H, h, K, bs, gs);
+    gb_build_T(KK, A, Ts, kn, t0, Lc, H, h, K, bs, gs, sa, sb);
 
     // P = lower_incl(scale Q̂ K̂ᵀ) ⊙ Γ, a [64] row per token (zeros past r).
-    for (int idx = tid; idx < Lc * GB_C; idx += GB_THREADS) {
-        const int r = idx >> 6, s = idx & 63;
-        float val = 0.0f;
-        if (s <= r) {
-            const float *a = qn + ((t0 + r) * H + h) * (int64_t)K, *b = kn + ((t0 + s) * H + h) * (int64_t)K;
-            float acc = 0.0f;
-            for (int i = 0; i < K; i++) acc = fmaf(a[i], b[i], acc);
-            val = scale * acc * expf((float)(gs[r] - gs[s]));
-        }
-        P[((t0 + r) * H + h) * (int64_t)GB_C + s] = val;
+    {
+        const int tx = tid & 15, ty = tid >> 4;
+        float acc[4][4];
+        zero_acc(acc);
+        mm64_staged<true>(acc, K, [&](int r, int i) { return r < Lc ? qn[((t0 + r) * H + h) * (int64_t)K + i] : 0.0f; },
+                          [&](int i, int c) { return c < Lc ? kn[((t0 + c) * H + h) * (int64_t)K + i] : 0.0f; }, sa, sb);
+#pragma unroll
+        for (int ii = 0; ii < 4; ii++)
+#pragma unroll
+            for (int jj = 0; jj < 4; jj++) {
+                const int r = ty + 16 * ii, c = tx + 16 * jj;
+                if (r < Lc)
+                    P[((t0 + r) * H + h) * (int64_t)GB_C + c] =
+                        c <= r ? scale * acc[ii][jj] * expf((float)(gs[r] - gs[c])) : 0.0f;
+            }
     }
-    // W = T diag(β e^γ) K̂, U = T diag(β) V.
-    for (int idx = tid; idx < Lc * K; idx += GB_THREADS) {
-        const int r = idx / K, i = idx % K;
-        float acc = 0.0f;
-        for (int s = 0; s <= r; s++)
-            acc = fmaf(Ts[r * GB_P + s], bs[s] * expf((float)gs[s]) * kn[((t0 + s) * H + h) * (int64_t)K + i], acc);
-        W[((t0 + r) * H + h) * (int64_t)K + i] = acc;
+    // W = T diag(β e^γ) K̂, U = T diag(β) V (T is zero above the diagonal and past Lc).
+    const int tx = tid & 15, ty = tid >> 4;
+    for (int i0 = 0; i0 < K; i0 += 64) {
+        float acc[4][4];
+        zero_acc(acc);
+        mm64_staged<false>(acc, Lc, [&](int r, int s) { return Ts[r * GB_P + s]; },
+                           [&](int s, int c) {
+                               return i0 + c < K ? bs[s] * expf((float)gs[s]) * kn[((t0 + s) * H + h) * (int64_t)K + i0 + c]
+                                                 : 0.0f;
+                           },
+                           sa, sb);
+#pragma unroll
+        for (int ii = 0; ii < 4; ii++)
+#pragma unroll
+            for (int jj = 0; jj < 4; jj++) {
+                const int r = ty + 16 * ii, c = tx + 16 * jj;
+                if (r < Lc && i0 + c < K) W[((t0 + r) * H + h) * (int64_t)K + i0 + c] = acc[ii][jj];
+            }
     }
-    for (int idx = tid; idx < Lc * V; idx += GB_THREADS) {
-        const int r = idx / V, j = idx % V;
-        float acc = 0.0f;
-        for (int s = 0; s <= r; s++)
-            acc = fmaf(Ts[r * GB_P + s], bs[s] * bf2f(v[((t0 + s) * H + h) * (int64_t)V + j]), acc);
-        U[((t0 + r) * H + h) * (int64_t)V + j] = acc;
+    for (int j0 = 0; j0 < V; j0 += 64) {
+        float acc[4][4];
+        zero_acc(acc);
+        mm64_staged<false>(acc, Lc, [&](int r, int s) { return Ts[r * GB_P + s]; },
+                           [&](int s, int c) {
+                               return j0 + c < V ? bs[s] * bf2f(v[((t0 + s) * H + h) * (int64_t)V + j0 + c]) : 0.0f;
+                           },
+                           sa, sb);
+#pragma unroll
+        for (int ii = 0; ii < 4; ii++)
+#pragma unroll
+            for (int jj = 0; jj < 4; jj++) {
+                const int r = ty + 16 * ii, c = tx + 16 * jj;
+                if (r < Lc && j0 + c < V) U[((t0 + r) * H + h) * (int64_t)V + j0 + c] = acc[ii][jj];
+            }
     }
 }
 
-// grid (ceil(V / GB_COL_THREADS), H, N), GB_COL_THREADS; thread owns state column j of sequence n, head h.
-// Chunks of sequence n are cst[n] .. cst[n + 1] − 1. Writes states[c] (entering S_c) and U ← V'.
-__global__ void __launch_bounds__(GB_COL_THREADS)
+// grid (ceil(V / 64), H, N), GB_THREADS: sequence n, head h, state columns v0 .. v0 + 63, held in shared
+// memory as S[K, 64] for the whole sequence (the forward's gdn_chunk_kernel pattern; chunks of sequence n are
+// cst[n] .. cst[n + 1] − 1). Per chunk c: states[c] ← S (the entering state), V' = U − W S (written over U),
+// S ← e^{γ_L} S + K̂ᵀ diag(e^{γ_L − γ}) V'.
+__global__ void __launch_bounds__(GB_THREADS)
     gdn_bwd_states_kernel(float *states, float *U, const float *h0, const float *kn, const float *W, const double *gam,
                           const int *tab, const int *cst, int H, int K, int V) {
-    const int h = blockIdx.y, n = blockIdx.z, tid = threadIdx.x, j = blockIdx.x * GB_COL_THREADS + tid;
-    const bool on = j < V;
+    const int v0 = blockIdx.x * 64, h = blockIdx.y, n = blockIdx.z, tid = threadIdx.x;
+    const int BVa = min(64, V - v0), tx = tid & 15, ty = tid >> 4, Kp = K | 1;
     const int64_t KV = (int64_t)K * V;
     const int c0 = cst[n], c1 = cst[n + 1];
-    float *ed = gb_smem(); // [64]: e^{γ_L − γ_r}
-    if (on) {
-        float *S0 = states + ((int64_t)c0 * H + h) * KV;
-        for (int i = 0; i < K; i++) S0[(int64_t)i * V + j] = h0 ? h0[((int64_t)n * H + h) * KV + (int64_t)i * V + j] : 0.0f;
+    float *Ss = gb_smem();    // [K, 64]
+    float *buf = Ss + K * 64; // [64, Kp]: W rows, then diag(e^{γ_L − γ}) K̂ rows
+    float *Vs = buf + 64 * Kp; // [64, 64]: V'
+    float *ed = Vs + 64 * 64; // [64]
+    for (int i = tid; i < K * 64; i += GB_THREADS) {
+        const int r = i >> 6, cc = i & 63;
+        Ss[i] = (h0 && cc < BVa) ? h0[((int64_t)n * H + h) * KV + (int64_t)r * V + v0 + cc] : 0.0f;
     }
     for (int c = c0; c < c1; c++) {
         const int64_t t0 = tab[2 * c];
         const int Lc = tab[2 * c + 1];
-        const float *Sc = states + ((int64_t)c * H + h) * KV;
-        if (on)
-            for (int r = 0; r < Lc; r++) { // V' = U − W S
-                const int64_t row = (t0 + r) * H + h;
-                const float *w = W + row * K;
-                float acc = 0.0f;
-                for (int i = 0; i < K; i++) acc = fmaf(w[i], Sc[(int64_t)i * V + j], acc);
-                U[row * V + j] -= acc;
-            }
-        if (c == c1 - 1) break; // the state leaving the last chunk is not needed
-        const double gL = gam[(t0 + Lc - 1) * H + h];
-        if (tid < Lc) ed[tid] = expf((float)(gL - gam[(t0 + tid) * H + h]));
-        __syncthreads();
-        if (on) {
-            float *Sn = states + ((int64_t)(c + 1) * H + h) * KV;
-            const float eL = expf((float)gL);
-            for (int i = 0; i < K; i++) {
-                float acc = 0.0f;
-                for (int r = 0; r < Lc; r++) {
-                    const int64_t row = (t0 + r) * H + h;
-                    acc = fmaf(ed[r] * kn[row * K + i], U[row * V + j], acc);
-                }
-                Sn[(int64_t)i * V + j] = eL * Sc[(int64_t)i * V + j] + acc;
-            }
+        __syncthreads(); // S complete; buf, Vs, ed free
+        float *Sc = states + ((int64_t)c * H + h) * KV + v0;
+        for (int i = tid; i < K * 64; i += GB_THREADS) {
+            const int r = i >> 6, cc = i & 63;
+            if (cc < BVa) Sc[(int64_t)r * V + cc] = Ss[i];
         }
-        __syncthreads(); // ed is rewritten next chunk
+        for (int i = tid; i < 64 * K; i += GB_THREADS) {
+            const int r = i / K, cc = i % K;
+            buf[r * Kp + cc] = r < Lc ? W[((t0 + r) * H + h) * (int64_t)K + cc] : 0.0f;
+        }
+        for (int i = tid; i < 64 * 64; i += GB_THREADS) {
+            const int r = i >> 6, cc = i & 63;
+            Vs[i] = (r < Lc && cc < BVa) ? U[((t0 + r) * H + h) * (int64_t)V + v0 + cc] : 0.0f;
+        }
+        const double gL = gam[(t0 + Lc - 1) * H + h];
+        if (tid < 64) ed[tid] = tid < Lc ? expf((float)(gL - gam[(t0 + tid) * H + h])) : 0.0f;
+        __syncthreads();
+        { // V' = U − W S
+            float acc[4][4];
+            zero_acc(acc);
+            mm64(acc, K, [&](int m, int kk) { return buf[m * Kp + kk]; }, [&](int kk, int cc) { return Ss[kk * 64 + cc]; });
+#pragma unroll
+            for (int ii = 0; ii < 4; ii++)
+#pragma unroll
+                for (int jj = 0; jj < 4; jj++) Vs[(ty + 16 * ii) * 64 + tx + 16 * jj] -= acc[ii][jj];
+        }
+        __syncthreads(); // Vs complete, buf (W) consumed
+        for (int i = tid; i < 64 * 64; i += GB_THREADS) {
+            const int r = i >> 6, cc = i & 63;
+            if (r < Lc && cc < BVa) U[((t0 + r) * H + h) * (int64_t)V + v0 + cc] = Vs[i];
+        }
+        if (c == c1 - 1) break; // the state leaving the last chunk is not needed
+        for (int i = tid; i < 64 * K; i += GB_THREADS) {
+            const int r = i / K, cc = i % K;
+            buf[r * Kp + cc] = r < Lc ? ed[r] * kn[((t0 + r) * H + h) * (int64_t)K + cc] : 0.0f;
+        }
+        __syncthreads();
+        const float eL = expf((float)gL);
+        for (int i0 = 0; i0 < K; i0 += 64) { // S rows i0 .. i0 + 63: each thread updates the elements it owns
+            float acc[4][4];
+            zero_acc(acc);
+            mm64(acc, Lc, [&](int m, int kk) { return i0 + m < K ? buf[kk * Kp + i0 + m] : 0.0f; },
+                 [&](int kk, int cc) { return Vs[kk * 64 + cc]; });
+#pragma unroll
+            for (int ii = 0; ii < 4; ii++)
+#pragma unroll
+                for (int jj = 0; jj < 4; jj++) {
+                    const int i = i0 + ty + 16 * ii, cc = tx + 16 * jj;
+                    if (i < K) Ss[i * 64 + cc] = eL * Ss[i * 64 + cc] + acc[ii][jj];
+                }
+        }
     }
 }
 
-// Same grid. dSo[c] = dS'_c (gradient of the state leaving chunk c); dvp = dV' per row; dh0 = dS_0.
-__global__ void __launch_bounds__(GB_COL_THREADS)
+// Same grid: the gradient of the state slice dS[K, 64] in shared memory, chunks in reverse. Per chunk c:
+// dSo[c] ← dS (= dS'_c, the gradient of the state leaving c; dht for the last), dV' = diag(e^{γ_L−γ}) K̂ dS'
+// + Pᵀ dO (to dvp), dS ← e^{γ_L} dS' + (diag(scale e^γ) Q̂)ᵀ dO − Wᵀ dV' (into dh0 after the first chunk).
+// K̂, Q̂, W are staged in 64-column slabs (sa, sb), so shared memory stays ~146 KB at K = 256.
+__global__ void __launch_bounds__(GB_THREADS)
     gdn_bwd_dstate_kernel(float *dSo, float *dvp, float *dh0, const float *dht, const bf16 *dout, const float *qn,
                           const float *kn, const float *W, const float *P, const double *gam, const int *tab,
                           const int *cst, int H, int K, int V, float scale) {
-    const int h = blockIdx.y, n = blockIdx.z, tid = threadIdx.x, j = blockIdx.x * GB_COL_THREADS + tid;
-    const bool on = j < V;
+    const int v0 = blockIdx.x * 64, h = blockIdx.y, n = blockIdx.z, tid = threadIdx.x;
+    const int BVa = min(64, V - v0), tx = tid & 15, ty = tid >> 4;
     const int64_t KV = (int64_t)K * V;
     const int c0 = cst[n], c1 = cst[n + 1];
-    float *ed = gb_smem(), *eq = ed + GB_C; // e^{γ_L − γ_r}, scale e^{γ_r}
-    if (on) {
-        float *d = dSo + ((int64_t)(c1 - 1) * H + h) * KV;
-        for (int i = 0; i < K; i++) d[(int64_t)i * V + j] = dht ? dht[((int64_t)n * H + h) * KV + (int64_t)i * V + j] : 0.0f;
+    float *dS = gb_smem();      // [K, 64]
+    float *sa = dS + K * 64;    // [64, 65] slabs
+    float *sb = sa + 64 * GB_P; // [64, 65]
+    float *Os = sb + 64 * GB_P; // [64, 64]: dO
+    float *Vs = Os + 64 * 64;   // [64, 64]: dV'
+    float *Ps = Vs + 64 * 64;   // [64, 65]: P
+    float *ed = Ps + 64 * GB_P, *eq = ed + 64;
+    for (int i = tid; i < K * 64; i += GB_THREADS) {
+        const int r = i >> 6, cc = i & 63;
+        dS[i] = (dht && cc < BVa) ? dht[((int64_t)n * H + h) * KV + (int64_t)r * V + v0 + cc] : 0.0f;
     }
     for (int c = c1 - 1; c >= c0; c--) {
         const int64_t t0 = tab[2 * c];
         const int Lc = tab[2 * c + 1];
         const double gL = gam[(t0 + Lc - 1) * H + h];
-        if (tid < Lc) {
-            const double gr = gam[(t0 + tid) * H + h];
-            ed[tid] = expf((float)(gL - gr));
-            eq[tid] = scale * expf((float)gr);
+        __syncthreads(); // dS complete; everything else free
+        float *dSc = dSo + ((int64_t)c * H + h) * KV + v0;
+        for (int i = tid; i < K * 64; i += GB_THREADS) {
+            const int r = i >> 6, cc = i & 63;
+            if (cc < BVa) dSc[(int64_t)r * V + cc] = dS[i];
         }
+        if (tid < 64) {
+            const double gr = tid < Lc ? gam[(t0 + tid) * H + h] : gL;
+            ed[tid] = tid < Lc ? expf((float)(gL - gr)) : 0.0f;
+            eq[tid] = tid < Lc ? scale * expf((float)gr) : 0.0f;
+        }
+        for (int i = tid; i < 64 * 64; i += GB_THREADS) {
+            const int r = i >> 6, cc = i & 63;
+            Os[i] = (r < Lc && cc < BVa) ? bf2f(dout[((t0 + r) * H + h) * (int64_t)V + v0 + cc]) : 0.0f;
+            Ps[r * GB_P + cc] = r < Lc ? P[((t0 + r) * H + h) * (int64_t)GB_C + cc] : 0.0f;
+        }
+        // dV' = diag(e^{γ_L−γ}) K̂ dS' + Pᵀ dO, K̂ staged 64 columns at a time
+        float acc[4][4];
+        zero_acc(acc);
+        for (int i0 = 0; i0 < K; i0 += 64) {
+            const int nk = min(64, K - i0);
+            __syncthreads(); // ed ready; the previous slab consumed
+            for (int i = tid; i < 64 * 64; i += GB_THREADS) {
+                const int r = i >> 6, cc = i & 63;
+                sa[r * GB_P + cc] = (r < Lc && cc < nk) ? ed[r] * kn[((t0 + r) * H + h) * (int64_t)K + i0 + cc] : 0.0f;
+            }
+            __syncthreads();
+            mm64(acc, nk, [&](int m, int kk) { return sa[m * GB_P + kk]; },
+                 [&](int kk, int cc) { return dS[(i0 + kk) * 64 + cc]; });
+        }
+        mm64(acc, Lc, [&](int m, int kk) { return Ps[kk * GB_P + m]; }, [&](int kk, int cc) { return Os[kk * 64 + cc]; });
+#pragma unroll
+        for (int ii = 0; ii < 4; ii++)
+#pragma unroll
+            for (int jj = 0; jj < 4; jj++) {
+                const int r = ty + 16 * ii, cc = tx + 16 * jj;
+                const float val = r < Lc ? acc[ii][jj] : 0.0f;
+                Vs[r * 64 + cc] = val;
+                if (r < Lc && cc < BVa) dvp[((t0 + r) * H + h) * (int64_t)V + v0 + cc] = val;
+            }
+        if (c == c0 && !dh0) break; // dS_0 is not wanted
+        // dS = e^{γ_L} dS' + (diag(scale e^γ) Q̂)ᵀ dO − Wᵀ dV', rows i0 .. i0 + 63 at a time
+        const float eL = expf((float)gL);
+        for (int i0 = 0; i0 < K; i0 += 64) {
+            const int nk = min(64, K - i0);
+            __syncthreads(); // Vs complete; sa, sb consumed (also by the dV' product)
+            for (int i = tid; i < 64 * 64; i += GB_THREADS) {
+                const int r = i >> 6, cc = i & 63;
+                const int64_t off = ((t0 + r) * H + h) * (int64_t)K + i0 + cc;
+                sa[r * GB_P + cc] = (r < Lc && cc < nk) ? eq[r] * qn[off] : 0.0f;
+                sb[r * GB_P + cc] = (r < Lc && cc < nk) ? W[off] : 0.0f;
+            }
+            __syncthreads();
+            float ad[4][4];
+            zero_acc(ad);
+            mm64(ad, Lc, [&](int m, int kk) { return sa[kk * GB_P + m]; }, [&](int kk, int cc) { return Os[kk * 64 + cc]; });
+            mm64(ad, Lc, [&](int m, int kk) { return -sb[kk * GB_P + m]; }, [&](int kk, int cc) { return Vs[kk * 64 + cc]; });
+#pragma unroll
+            for (int ii = 0; ii < 4; ii++)
+#pragma unroll
+                for (int jj = 0; jj < 4; jj++) {
+                    const int i = i0 + ty + 16 * ii, cc = tx + 16 * jj;
+                    if (i < K) dS[i * 64 + cc] = eL * dS[i * 64 + cc] + ad[ii][jj];
+                }
+        }
+    }
+    if (dh0) {
         __syncthreads();
-        if (on) {
-            const float *dSp = dSo + ((int64_t)c * H + h) * KV;
-            for (int r = 0; r < Lc; r++) { // dV' = diag(e^{γ_L−γ}) K̂ dS' + Pᵀ dO
-                const int64_t row = (t0 + r) * H + h;
-                float acc = 0.0f;
-                for (int i = 0; i < K; i++) acc = fmaf(ed[r] * kn[row * K + i], dSp[(int64_t)i * V + j], acc);
-                for (int s = r; s < Lc; s++) {
-                    const int64_t rs = (t0 + s) * H + h;
-                    acc = fmaf(P[rs * GB_C + r], bf2f(dout[rs * V + j]), acc);
-                }
-                dvp[row * V + j] = acc;
-            }
-            float *dst = c > c0 ? dSo + ((int64_t)(c - 1) * H + h) * KV
-                                : (dh0 ? dh0 + ((int64_t)n * H + h) * KV : (float *)0);
-            if (dst) {
-                const float eL = expf((float)gL);
-                for (int i = 0; i < K; i++) { // dS = e^{γ_L} dS' + (diag(scale e^γ) Q̂)ᵀ dO − Wᵀ dV'
-                    float acc = 0.0f;
-                    for (int r = 0; r < Lc; r++) {
-                        const int64_t row = (t0 + r) * H + h;
-                        acc = fmaf(eq[r] * qn[row * K + i], bf2f(dout[row * V + j]), acc);
-                        acc = fmaf(-W[row * K + i], dvp[row * V + j], acc);
-                    }
-                    dst[(int64_t)i * V + j] = eL * dSp[(int64_t)i * V + j] + acc;
-                }
-            }
+        for (int i = tid; i < K * 64; i += GB_THREADS) {
+            const int r = i >> 6, cc = i & 63;
+            if (cc < BVa) dh0[((int64_t)n * H + h) * KV + (int64_t)r * V + v0 + cc] = dS[i];
         }
-        __syncthreads(); // ed, eq are rewritten next chunk
     }
 }
 
@@ -269,6 +377,16 @@ __global__ void __launch_bounds__(GB_THREADS)
     float *bs = (float *)(dgam + GB_C), *ta = bs + GB_C, *tb = ta + GB_C, *tc = tb + GB_C, *dbs = tc + GB_C;
     float *red = dbs + GB_C; // [GB_THREADS]
     float *KK = red + GB_THREADS, *Ts = KK + GB_C * GB_P, *dP = Ts + GB_C * GB_P, *X = dP + GB_C * GB_P;
+    float *SA = X + GB_C * GB_P, *SB = SA + GB_C * GB_P; // staging slabs of mm64_staged
+    const int tx = tid & 15, ty = tid >> 4;
+// The 64×64 tile of mm64 at rows ty + 16 i, columns tx + 16 j: body(r, c, value) for each element.
+#define TILE_FOR(acc, body)                                  \
+    for (int ii = 0; ii < 4; ii++)                           \
+        for (int jj = 0; jj < 4; jj++) {                     \
+            const int r = ty + 16 * ii, c = tx + 16 * jj;    \
+            const float val = acc[ii][jj];                   \
+            body;                                            \
+        }
 #define RK(r) (((t0 + (r)) * H + h) * (int64_t)K)
 #define RV(r) (((t0 + (r)) * H + h) * (int64_t)V)
 #define GAM(r, s) expf((float)(gs[r] - gs[s]))
@@ -280,17 +398,17 @@ __global__ void __launch_bounds__(GB_THREADS)
         dbs[tid] = 0.0f;
     }
     __syncthreads();
-    gb_build_T(KK, X, Ts, kn, t0, Lc, H, h, K, bs, gs); // X holds A until step (4)
+    gb_build_T(KK, X, Ts, kn, t0, Lc, H, h, K, bs, gs, SA, SB); // X holds A until step (4)
     const double gL = gs[L];
     const float eL = expf((float)gL);
 
-    // (1) dK = diag(e^{γ_L−γ}) V' dS'ᵀ; a_r = k̂_r·dK_r; e^{γ_L}⟨S, dS'⟩.
-    for (int idx = tid; idx < Lc * K; idx += GB_THREADS) {
-        const int r = idx / K, i = idx % K;
-        const float *vp = Vp + RV(r), *ds = dSp + (int64_t)i * V;
-        float acc = 0.0f;
-        for (int j = 0; j < V; j++) acc = fmaf(vp[j], ds[j], acc);
-        dkw[RK(r) + i] = acc * expf((float)(gL - gs[r]));
+    // (1) dK = diag(e^{γ_L−γ}) V' dS'ᵀ (64 columns of K at a time); a_r = k̂_r·dK_r; e^{γ_L}⟨S, dS'⟩.
+    for (int i0 = 0; i0 < K; i0 += 64) {
+        float acc[4][4];
+        zero_acc(acc);
+        mm64_staged<true>(acc, V, [&](int r, int j) { return r < Lc ? Vp[RV(r) + j] : 0.0f; },
+                          [&](int j, int c) { return i0 + c < K ? dSp[(int64_t)(i0 + c) * V + j] : 0.0f; }, SA, SB);
+        TILE_FOR(acc, if (r < Lc && i0 + c < K) dkw[RK(r) + i0 + c] = val * expf((float)(gL - gs[r])));
     }
     {
         float part = 0.0f;
@@ -312,23 +430,19 @@ __global__ void __launch_bounds__(GB_THREADS)
     }
 
     // (2) dQ = diag(scale e^γ) dO Sᵀ; dP = dO V'ᵀ (s ≤ r).
-    for (int idx = tid; idx < Lc * K; idx += GB_THREADS) {
-        const int r = idx / K, i = idx % K;
-        const bf16 *o = dout + RV(r);
-        const float *sr = S + (int64_t)i * V;
-        float acc = 0.0f;
-        for (int j = 0; j < V; j++) acc = fmaf(bf2f(o[j]), sr[j], acc);
-        dqw[RK(r) + i] = acc * (scale * expf((float)gs[r]));
+    for (int i0 = 0; i0 < K; i0 += 64) {
+        float acc[4][4];
+        zero_acc(acc);
+        mm64_staged<true>(acc, V, [&](int r, int j) { return r < Lc ? bf2f(dout[RV(r) + j]) : 0.0f; },
+                          [&](int j, int c) { return i0 + c < K ? S[(int64_t)(i0 + c) * V + j] : 0.0f; }, SA, SB);
+        TILE_FOR(acc, if (r < Lc && i0 + c < K) dqw[RK(r) + i0 + c] = val * (scale * expf((float)gs[r])));
     }
-    for (int idx = tid; idx < GB_C * GB_C; idx += GB_THREADS) {
-        const int r = idx >> 6, s = idx & 63;
-        float acc = 0.0f;
-        if (r < Lc && s <= r) {
-            const bf16 *o = dout + RV(r);
-            const float *vp = Vp + RV(s);
-            for (int j = 0; j < V; j++) acc = fmaf(bf2f(o[j]), vp[j], acc);
-        }
-        dP[r * GB_P + s] = acc;
+    {
+        float acc[4][4];
+        zero_acc(acc);
+        mm64_staged<true>(acc, V, [&](int r, int j) { return r < Lc ? bf2f(dout[RV(r) + j]) : 0.0f; },
+                          [&](int j, int c) { return c < Lc ? Vp[RV(c) + j] : 0.0f; }, SA, SB);
+        TILE_FOR(acc, dP[r * GB_P + c] = (r < Lc && c <= r) ? val : 0.0f);
     }
     __syncthreads();
     if (tid < Lc) { // q̂_r·dQ_r and the row sums of E = dP ⊙ P
@@ -352,50 +466,53 @@ __global__ void __launch_bounds__(GB_THREADS)
         if (r < Lc && s <= r) dP[r * GB_P + s] *= scale * GAM(r, s);
     }
     __syncthreads();
-    // dQ += (dP ⊙ scale Γ) K̂, dK += (dP ⊙ scale Γ)ᵀ Q̂
-    for (int idx = tid; idx < Lc * K; idx += GB_THREADS) {
-        const int r = idx / K, i = idx % K;
-        float aq = 0.0f, ak = 0.0f;
-        for (int s = 0; s <= r; s++) aq = fmaf(dP[r * GB_P + s], kn[RK(s) + i], aq);
-        for (int s = r; s < Lc; s++) ak = fmaf(dP[s * GB_P + r], qn[RK(s) + i], ak);
-        dqw[RK(r) + i] += aq;
-        dkw[RK(r) + i] += ak;
+    // dQ += (dP ⊙ scale Γ) K̂, dK += (dP ⊙ scale Γ)ᵀ Q̂ (dP is zero above the diagonal and past Lc)
+    for (int i0 = 0; i0 < K; i0 += 64) {
+        float aq[4][4], ak[4][4];
+        zero_acc(aq);
+        zero_acc(ak);
+        mm64_staged<false>(aq, Lc, [&](int r, int s) { return dP[r * GB_P + s]; },
+                           [&](int s, int c) { return i0 + c < K ? kn[RK(s) + i0 + c] : 0.0f; }, SA, SB);
+        mm64_staged<false>(ak, Lc, [&](int r, int s) { return dP[s * GB_P + r]; },
+                           [&](int s, int c) { return i0 + c < K ? qn[RK(s) + i0 + c] : 0.0f; }, SA, SB);
+        TILE_FOR(aq, if (r < Lc && i0 + c < K) dqw[RK(r) + i0 + c] += val);
+        TILE_FOR(ak, if (r < Lc && i0 + c < K) dkw[RK(r) + i0 + c] += val);
     }
 
     // (3) dW = −dV' Sᵀ
-    for (int idx = tid; idx < Lc * K; idx += GB_THREADS) {
-        const int r = idx / K, i = idx % K;
-        const float *d = dvp + RV(r), *sr = S + (int64_t)i * V;
-        float acc = 0.0f;
-        for (int j = 0; j < V; j++) acc = fmaf(d[j], sr[j], acc);
-        dw[RK(r) + i] = -acc;
+    for (int i0 = 0; i0 < K; i0 += 64) {
+        float acc[4][4];
+        zero_acc(acc);
+        mm64_staged<true>(acc, V, [&](int r, int j) { return r < Lc ? dvp[RV(r) + j] : 0.0f; },
+                          [&](int j, int c) { return i0 + c < K ? S[(int64_t)(i0 + c) * V + j] : 0.0f; }, SA, SB);
+        TILE_FOR(acc, if (r < Lc && i0 + c < K) dw[RK(r) + i0 + c] = -val);
     }
-    __syncthreads(); // dw complete; X (A) no longer needed before it is overwritten below
+    // (dw complete at the next barrier, the first inside mm64_staged; X (A) is not read any more)
 
-    // (4) X = dT = dV' Vbᵀ + dW Kbᵀ; tv = dVb = Tᵀ dV'; tk = dKb = Tᵀ dW.
-    for (int idx = tid; idx < GB_C * GB_C; idx += GB_THREADS) {
-        const int r = idx >> 6, s = idx & 63;
-        float acc = 0.0f;
-        if (r < Lc && s < Lc) {
-            const float *d = dvp + RV(r), *dwr = dw + RK(r), *ks = kn + RK(s);
-            const bf16 *vs = v + RV(s);
-            const float bk = bs[s] * expf((float)gs[s]);
-            for (int j = 0; j < V; j++) acc = fmaf(d[j], bs[s] * bf2f(vs[j]), acc);
-            for (int i = 0; i < K; i++) acc = fmaf(dwr[i], bk * ks[i], acc);
-        }
-        X[r * GB_P + s] = acc;
+    // (4) X = dT = dV' Vbᵀ + dW Kbᵀ; tv = dVb = Tᵀ dV'; tk = dKb = Tᵀ dW (T is upper-zero: Tᵀ_rs = T_sr, s ≥ r).
+    {
+        float acc[4][4];
+        zero_acc(acc);
+        mm64_staged<true>(acc, V, [&](int r, int j) { return r < Lc ? dvp[RV(r) + j] : 0.0f; },
+                          [&](int j, int c) { return c < Lc ? bs[c] * bf2f(v[RV(c) + j]) : 0.0f; }, SA, SB);
+        mm64_staged<true>(acc, K, [&](int r, int i) { return r < Lc ? dw[RK(r) + i] : 0.0f; },
+                          [&](int i, int c) { return c < Lc ? bs[c] * expf((float)gs[c]) * kn[RK(c) + i] : 0.0f; },
+                          SA, SB);
+        TILE_FOR(acc, X[r * GB_P + c] = (r < Lc && c < Lc) ? val : 0.0f);
     }
-    for (int idx = tid; idx < Lc * V; idx += GB_THREADS) {
-        const int r = idx / V, j = idx % V;
-        float acc = 0.0f;
-        for (int s = r; s < Lc; s++) acc = fmaf(Ts[s * GB_P + r], dvp[RV(s) + j], acc);
-        tv[RV(r) + j] = acc;
+    for (int j0 = 0; j0 < V; j0 += 64) {
+        float acc[4][4];
+        zero_acc(acc);
+        mm64_staged<false>(acc, Lc, [&](int r, int s) { return Ts[s * GB_P + r]; },
+                           [&](int s, int c) { return j0 + c < V ? dvp[RV(s) + j0 + c] : 0.0f; }, SA, SB);
+        TILE_FOR(acc, if (r < Lc && j0 + c < V) tv[RV(r) + j0 + c] = val);
     }
-    for (int idx = tid; idx < Lc * K; idx += GB_THREADS) {
-        const int r = idx / K, i = idx % K;
-        float acc = 0.0f;
-        for (int s = r; s < Lc; s++) acc = fmaf(Ts[s * GB_P + r], dw[RK(s) + i], acc);
-        tk[RK(r) + i] = acc;
+    for (int i0 = 0; i0 < K; i0 += 64) {
+        float acc[4][4];
+        zero_acc(acc);
+        mm64_staged<false>(acc, Lc, [&](int r, int s) { return Ts[s * GB_P + r]; },
+                           [&](int s, int c) { return i0 + c < K ? dw[RK(s) + i0 + c] : 0.0f; }, SA, SB);
+        TILE_FOR(acc, if (r < Lc && i0 + c < K) tk[RK(r) + i0 + c] = val);
     }
     __syncthreads();
     if (tid < Lc) { // dβ_r += v_r·dVb_r + c_r, dγ_r += β_r c_r with c_r = e^{γ_r} k̂_r·dKb_r
@@ -419,19 +536,20 @@ __global__ void __launch_bounds__(GB_THREADS)
         dkw[RK(r) + i] += bs[r] * expf((float)gs[r]) * tk[RK(r) + i];
     }
 
-    // (5) dA = −Tᵀ dT Tᵀ: dP := Tᵀ X, then X := −dP Tᵀ.
-    for (int idx = tid; idx < GB_C * GB_C; idx += GB_THREADS) {
-        const int r = idx >> 6, s = idx & 63;
-        float acc = 0.0f;
-        for (int m = 0; m < Lc; m++) acc = fmaf(Ts[m * GB_P + r], X[m * GB_P + s], acc);
-        dP[r * GB_P + s] = acc;
+    // (5) dA = −Tᵀ dT Tᵀ: dP := Tᵀ X, then X := −dP Tᵀ (all in shared memory).
+    __syncthreads(); // X (dT) complete
+    {
+        float acc[4][4];
+        zero_acc(acc);
+        mm64(acc, Lc, [&](int r, int m) { return Ts[m * GB_P + r]; }, [&](int m, int c) { return X[m * GB_P + c]; });
+        TILE_FOR(acc, dP[r * GB_P + c] = val);
     }
     __syncthreads();
-    for (int idx = tid; idx < GB_C * GB_C; idx += GB_THREADS) {
-        const int r = idx >> 6, s = idx & 63;
-        float acc = 0.0f;
-        for (int m = 0; m < Lc; m++) acc = fmaf(dP[r * GB_P + m], Ts[s * GB_P + m], acc);
-        X[r * GB_P + s] = -acc;
+    {
+        float acc[4][4];
+        zero_acc(acc);
+        mm64(acc, Lc, [&](int r, int m) { return dP[r * GB_P + m]; }, [&](int m, int c) { return Ts[c * GB_P + m]; });
+        TILE_FOR(acc, X[r * GB_P + c] = -val);
     }
     __syncthreads();
 
@@ -461,12 +579,12 @@ __global__ void __launch_bounds__(GB_THREADS)
         X[r * GB_P + s] = (r < Lc && s < r) ? bs[r] * (X[r * GB_P + s] * GAM(r, s)) : 0.0f;
     }
     __syncthreads();
-    for (int idx = tid; idx < Lc * K; idx += GB_THREADS) {
-        const int r = idx / K, i = idx % K;
-        float acc = 0.0f;
-        for (int s = 0; s < r; s++) acc = fmaf(X[r * GB_P + s], kn[RK(s) + i], acc);
-        for (int s = r + 1; s < Lc; s++) acc = fmaf(X[s * GB_P + r], kn[RK(s) + i], acc);
-        dkw[RK(r) + i] += acc;
+    for (int i0 = 0; i0 < K; i0 += 64) { // X is zero on and above the diagonal and past Lc
+        float acc[4][4];
+        zero_acc(acc);
+        mm64_staged<false>(acc, Lc, [&](int r, int s) { return X[r * GB_P + s] + X[s * GB_P + r]; },
+                           [&](int s, int c) { return i0 + c < K ? kn[RK(s) + i0 + c] : 0.0f; }, SA, SB);
+        TILE_FOR(acc, if (r < Lc && i0 + c < K) dkw[RK(r) + i0 + c] += val);
     }
     __syncthreads();
 
@@ -505,6 +623,7 @@ __global__ void __launch_bounds__(GB_THREADS)
 #undef RK
 #undef RV
 #undef GAM
+#undef TILE_FOR
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -512,9 +631,9 @@ __global__ void __launch_bounds__(GB_THREADS)
 
 static pn_cuda_scratch gb_ws; // the workspace (one GPU per process)
 
-static size_t gb_prep_smem(void) { return sizeof(double) * GB_C + sizeof(float) * (GB_C + 3 * GB_C * GB_P); }
+static size_t gb_prep_smem(void) { return sizeof(double) * GB_C + sizeof(float) * (GB_C + 5 * GB_C * GB_P); }
 static size_t gb_chunk_smem(void) {
-    return sizeof(double) * 2 * GB_C + sizeof(float) * (5 * GB_C + GB_THREADS + 4 * GB_C * GB_P);
+    return sizeof(double) * 2 * GB_C + sizeof(float) * (5 * GB_C + GB_THREADS + 6 * GB_C * GB_P);
 }
 
 extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *dv, float *dg, float *dbeta,
@@ -576,23 +695,62 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
         CUDA_CHECK(cudaFuncSetAttribute(gdn_bwd_chunk_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)chunk_smem));
         chunk_attr = chunk_smem;
     }
-    const dim3 gch((unsigned)nch, (unsigned)H), gcol((unsigned)ceil_div64(V, GB_COL_THREADS), (unsigned)H, (unsigned)N);
+    const dim3 gch((unsigned)nch, (unsigned)H), gcol((unsigned)ceil_div64(V, 64), (unsigned)H, (unsigned)N);
+    static size_t states_attr = 48 * 1024, dstate_attr = 48 * 1024;
+    const size_t states_smem = sizeof(float) * ((size_t)K * 64 + 64 * (size_t)(K | 1) + 64 * 64 + 64);
+    const size_t dstate_smem = sizeof(float) * ((size_t)K * 64 + 3 * 64 * GB_P + 2 * 64 * 64 + 128);
+    if (states_smem > states_attr) {
+        CUDA_CHECK(cudaFuncSetAttribute(gdn_bwd_states_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)states_smem));
+        states_attr = states_smem;
+    }
+    if (dstate_smem > dstate_attr) {
+        CUDA_CHECK(cudaFuncSetAttribute(gdn_bwd_dstate_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dstate_smem));
+        dstate_attr = dstate_smem;
+    }
+#ifndef PN_GDN_HOST_CHECK
+    // PN_GDN_PROFILE=1: time each of the four kernels (events between launches) and log the split.
+    static int profile = -1;
+    if (profile < 0) profile = getenv("PN_GDN_PROFILE") && getenv("PN_GDN_PROFILE")[0] == '1';
+    cudaEvent_t ev[5];
+    if (profile)
+        for (int i = 0; i < 5; i++) CUDA_CHECK(cudaEventCreate(&ev[i]));
+#define GB_MARK(i) \
+    if (profile) CUDA_CHECK(cudaEventRecord(ev[i], 0))
+#else
+#define GB_MARK(i)
+#endif
+    GB_MARK(0);
     GDN_LAUNCH(gdn_bwd_prep_kernel, gch, GB_THREADS, prep_smem, qn, kn, rq, rk, gam, P, W, Vp, (const bf16 *)q,
                (const bf16 *)k, (const bf16 *)v, g, beta, (const int *)tab, H, K, V, scale, cfg->qk_l2norm ? 1 : 0);
     CUDA_LAUNCH_CHECK();
-    GDN_LAUNCH(gdn_bwd_states_kernel, gcol, GB_COL_THREADS, sizeof(float) * GB_C, states, Vp, h0, (const float *)kn,
+    GB_MARK(1);
+    GDN_LAUNCH(gdn_bwd_states_kernel, gcol, GB_THREADS, states_smem, states, Vp, h0, (const float *)kn,
                (const float *)W, (const double *)gam, (const int *)tab, (const int *)cst, H, K, V);
     CUDA_LAUNCH_CHECK();
-    GDN_LAUNCH(gdn_bwd_dstate_kernel, gcol, GB_COL_THREADS, sizeof(float) * 2 * GB_C, dSo, dvp, dh0, dht,
+    GB_MARK(2);
+    GDN_LAUNCH(gdn_bwd_dstate_kernel, gcol, GB_THREADS, dstate_smem, dSo, dvp, dh0, dht,
                (const bf16 *)dout, (const float *)qn, (const float *)kn, (const float *)W, (const float *)P,
                (const double *)gam, (const int *)tab, (const int *)cst, H, K, V, scale);
     CUDA_LAUNCH_CHECK();
+    GB_MARK(3);
     GDN_LAUNCH(gdn_bwd_chunk_kernel, gch, GB_THREADS, chunk_smem, (bf16 *)dq, (bf16 *)dk, (bf16 *)dv, dg, dbeta, dqw,
                dkw, dw, tk, tv, (const float *)states, (const float *)dSo, (const float *)Vp, (const float *)dvp,
                (const float *)qn, (const float *)kn, (const float *)rq, (const float *)rk, (const double *)gam,
                (const float *)P, (const bf16 *)v, (const bf16 *)dout, beta, (const int *)tab, H, K, V, scale,
                cfg->qk_l2norm ? 1 : 0);
     CUDA_LAUNCH_CHECK();
+    GB_MARK(4);
+#ifndef PN_GDN_HOST_CHECK
+    if (profile) {
+        float ms[4];
+        CUDA_CHECK(cudaEventSynchronize(ev[4]));
+        for (int i = 0; i < 4; i++) CUDA_CHECK(cudaEventElapsedTime(&ms[i], ev[i], ev[i + 1]));
+        pn_info("gdn bwd (cuda) B %lld T %lld H %d K %d V %d: prep %.2f ms, states %.2f ms, dstate %.2f ms, chunk %.2f ms",
+                (long long)cfg->B, (long long)cfg->T, H, K, V, ms[0], ms[1], ms[2], ms[3]);
+        for (int i = 0; i < 5; i++) CUDA_CHECK(cudaEventDestroy(ev[i]));
+    }
+#endif
+#undef GB_MARK
     free(hcu), free(htab);
     return 0;
 }

@@ -1,6 +1,8 @@
 // `attn` and `swa`: the base model's own attention (Qwen2/Qwen3/Llama), full or over a sliding window.
 // Same parameters (so a supernet path starts from the pretrained layer), different decode state: the full
 // KV cache grows with the context, the window's stays at `window` tokens.
+#include <string.h>
+
 #include "../pn_block.h"
 #include "../pn_common.h"
 
@@ -31,6 +33,7 @@ static int params_attn(const pn_block_cfg *c, int layer, pn_param *out) {
         pn_block_add_param(out, &n, layer, "k_norm.weight", PN_PARAM_NORM, 1, c->head_dim, 0, 0);
     }
     pn_block_add_param(out, &n, layer, "o_proj.weight", PN_PARAM_WEIGHT, 2, H, Q, 0);
+    if (c->o_bias) pn_block_add_param(out, &n, layer, "o_proj.bias", PN_PARAM_BIAS, 1, H, 0, 0);
     return n;
 }
 
@@ -56,5 +59,124 @@ static double flops_swa(const pn_block_cfg *c, int64_t pos) {
     return proj_flops(c) + 4.0 * (double)c->n_heads * c->head_dim * (double)keys;
 }
 
-const pn_block_type pn_block_attn = {"attn", check_attn, params_attn, state_attn, flops_attn};
-const pn_block_type pn_block_swa = {"swa", check_swa, params_attn, state_swa, flops_swa};
+// ---------------------------------------------------------------------------------------------------
+// Training forward and backward. Every sequence starts at position 0 (RoPE) and attends causally within
+// itself; a packed batch (ctx->cu_host) runs attention sequence by sequence on views of the same rows, so
+// nothing leaks across a document boundary.
+//
+// Kept for the backward: q and k after RoPE (and the q/k norm), v, the attention output, and with a q/k
+// norm (Qwen3) the projections before it. The backward walks o_proj, attention (recomputing softmax),
+// RoPE (rotated back), the q/k norm and the three projections, whose input gradients sum into dx.
+
+enum { A_Q, A_K, A_V, A_ATT, A_QRAW, A_KRAW };
+enum { S_DATT, S_DQ, S_DK, S_DV, S_DQR, S_DKR };
+
+// Parameter indices in params_attn's order (-1 when absent).
+typedef struct {
+    int wq, bq, wk, bk, wv, bv, qn, kn, wo, bo;
+} attn_index;
+
+static attn_index index_of(const pn_block_cfg *c) {
+    attn_index ix;
+    int i = 0;
+    ix.wq = i++, ix.bq = c->qkv_bias ? i++ : -1;
+    ix.wk = i++, ix.bk = c->qkv_bias ? i++ : -1;
+    ix.wv = i++, ix.bv = c->qkv_bias ? i++ : -1;
+    ix.qn = c->qk_norm ? i++ : -1, ix.kn = c->qk_norm ? i++ : -1;
+    ix.wo = i++, ix.bo = c->o_bias ? i++ : -1;
+    return ix;
+}
+
+static int acts_attn(const pn_block_cfg *c, int which, pn_dtype act, pn_dtype *dt, int64_t *cols) {
+    const int64_t Q = (int64_t)c->n_heads * c->head_dim, KV = (int64_t)c->n_kv_heads * c->head_dim;
+    // which 0: q, k, v, att (+ qraw, kraw); which 1: datt, dq, dk, dv (+ dqr, dkr)
+    const int64_t acts0[6] = {Q, KV, KV, Q, Q, KV}, scr[6] = {Q, Q, KV, KV, Q, KV};
+    const int n = c->qk_norm ? 6 : 4;
+    for (int i = 0; i < n; i++) dt[i] = act, cols[i] = which ? scr[i] : acts0[i];
+    return n;
+}
+
+static const pn_tensor *opt(const pn_tensor *p, int i) { return i >= 0 ? &p[i] : NULL; }
+static pn_tensor *gopt(pn_tensor *gp, int i) { return i >= 0 ? pn_block_grad(gp, i) : NULL; }
+
+// The i-th sequence's rows of a [N, heads * D] tensor as [B_s, T_s, heads, D]: all B sequences at once
+// without packing (i = 0 only), else sequence i of the packed batch.
+static pn_tensor seq_view(const pn_tensor *t, const pn_block_ctx *ctx, int i, int64_t heads, int64_t D) {
+    int64_t r0 = 0, b = ctx->B, len = ctx->T;
+    if (ctx->cu_host) r0 = ctx->cu_host[i], len = ctx->cu_host[i + 1] - ctx->cu_host[i], b = 1;
+    pn_tensor r = pn_rows(t, r0, b * len);
+    return pn_reshape(&r, 4, (int64_t[]){b, len, heads, D});
+}
+
+static int window_of(const pn_block_cfg *c) { return strcmp(c->type, "swa") ? 0 : c->window; }
+
+static int forward_attn(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *acts, const pn_tensor *x, pn_tensor *y,
+                        const pn_block_ctx *ctx) {
+    const attn_index ix = index_of(c);
+    const int64_t N = ctx->B * ctx->T, D = c->head_dim;
+    pn_tensor q = pn_block_rows(&acts[A_Q], N), k = pn_block_rows(&acts[A_K], N), v = pn_block_rows(&acts[A_V], N);
+    pn_tensor att = pn_block_rows(&acts[A_ATT], N);
+    if (c->qk_norm) { // Qwen3: per-head RMSNorm of the projections, kept for the backward
+        pn_tensor qr = pn_block_rows(&acts[A_QRAW], N), kr = pn_block_rows(&acts[A_KRAW], N);
+        pn_op_matmul(&qr, x, &p[ix.wq], opt(p, ix.bq));
+        pn_op_matmul(&kr, x, &p[ix.wk], opt(p, ix.bk));
+        pn_op_rmsnorm(&q, &qr, &p[ix.qn], ctx->rms_eps);
+        pn_op_rmsnorm(&k, &kr, &p[ix.kn], ctx->rms_eps);
+    } else {
+        pn_op_matmul(&q, x, &p[ix.wq], opt(p, ix.bq));
+        pn_op_matmul(&k, x, &p[ix.wk], opt(p, ix.bk));
+    }
+    pn_op_matmul(&v, x, &p[ix.wv], opt(p, ix.bv));
+    const int nseq = ctx->cu_host ? ctx->n_seqs : 1;
+    for (int i = 0; i < nseq; i++) {
+        pn_tensor q4 = seq_view(&q, ctx, i, c->n_heads, D), k4 = seq_view(&k, ctx, i, c->n_kv_heads, D);
+        pn_tensor v4 = seq_view(&v, ctx, i, c->n_kv_heads, D), o4 = seq_view(&att, ctx, i, c->n_heads, D);
+        if (q4.shape[1] == 0) continue;
+        pn_op_rope(&q4, ctx->inv_freq, 0);
+        pn_op_rope(&k4, ctx->inv_freq, 0);
+        // the keys are the sequence itself: k4/v4 serve as a cache of exactly T_s positions
+        pn_op_attention(&o4, &q4, &k4, &v4, 0, window_of(c));
+    }
+    pn_op_matmul(y, &att, &p[ix.wo], opt(p, ix.bo));
+    return 0;
+}
+
+static int backward_attn(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *gp, pn_tensor *acts, pn_tensor *scratch,
+                         const pn_tensor *x, const pn_tensor *dy, pn_tensor *dx, const pn_block_ctx *ctx) {
+    const attn_index ix = index_of(c);
+    const int64_t N = ctx->B * ctx->T, D = c->head_dim;
+    pn_tensor q = pn_block_rows(&acts[A_Q], N), k = pn_block_rows(&acts[A_K], N), v = pn_block_rows(&acts[A_V], N);
+    pn_tensor att = pn_block_rows(&acts[A_ATT], N);
+    pn_tensor datt = pn_block_rows(&scratch[S_DATT], N), dq = pn_block_rows(&scratch[S_DQ], N);
+    pn_tensor dk = pn_block_rows(&scratch[S_DK], N), dv = pn_block_rows(&scratch[S_DV], N);
+
+    pn_op_matmul_bwd(&datt, gopt(gp, ix.wo), gopt(gp, ix.bo), dy, &att, &p[ix.wo], 0);
+    const int nseq = ctx->cu_host ? ctx->n_seqs : 1;
+    for (int i = 0; i < nseq; i++) {
+        pn_tensor q4 = seq_view(&q, ctx, i, c->n_heads, D), k4 = seq_view(&k, ctx, i, c->n_kv_heads, D);
+        pn_tensor v4 = seq_view(&v, ctx, i, c->n_kv_heads, D), o4 = seq_view(&att, ctx, i, c->n_heads, D);
+        pn_tensor do4 = seq_view(&datt, ctx, i, c->n_heads, D), dq4 = seq_view(&dq, ctx, i, c->n_heads, D);
+        pn_tensor dk4 = seq_view(&dk, ctx, i, c->n_kv_heads, D), dv4 = seq_view(&dv, ctx, i, c->n_kv_heads, D);
+        if (q4.shape[1] == 0) continue;
+        pn_op_attention_bwd(&dq4, &dk4, &dv4, &do4, &q4, &k4, &v4, &o4, window_of(c));
+        pn_op_rope_bwd(&dq4, ctx->inv_freq, 0);
+        pn_op_rope_bwd(&dk4, ctx->inv_freq, 0);
+    }
+    pn_tensor *dQ = &dq, *dK = &dk, dqr, dkr;
+    if (c->qk_norm) {
+        pn_tensor qr = pn_block_rows(&acts[A_QRAW], N), kr = pn_block_rows(&acts[A_KRAW], N);
+        dqr = pn_block_rows(&scratch[S_DQR], N), dkr = pn_block_rows(&scratch[S_DKR], N);
+        pn_op_rmsnorm_bwd(&dqr, gopt(gp, ix.qn), &dq, &qr, &p[ix.qn], ctx->rms_eps);
+        pn_op_rmsnorm_bwd(&dkr, gopt(gp, ix.kn), &dk, &kr, &p[ix.kn], ctx->rms_eps);
+        dQ = &dqr, dK = &dkr;
+    }
+    pn_op_matmul_bwd(dx, gopt(gp, ix.wq), gopt(gp, ix.bq), dQ, x, &p[ix.wq], 0);
+    pn_op_matmul_bwd(dx, gopt(gp, ix.wk), gopt(gp, ix.bk), dK, x, &p[ix.wk], 1);
+    pn_op_matmul_bwd(dx, gopt(gp, ix.wv), gopt(gp, ix.bv), &dv, x, &p[ix.wv], 1);
+    return 0;
+}
+
+const pn_block_type pn_block_attn = {"attn", check_attn, params_attn, state_attn, flops_attn,
+                                     acts_attn, forward_attn, backward_attn, NULL, NULL, NULL};
+const pn_block_type pn_block_swa = {"swa", check_swa, params_attn, state_swa, flops_swa,
+                                    acts_attn, forward_attn, backward_attn, NULL, NULL, NULL};

@@ -49,4 +49,126 @@ static inline double pn_lin_recurrence_flops(const pn_block_cfg *c) {
     return 6.0 * c->lin_heads * (double)c->lin_head_k * (double)pn_lin_dims_of(c).head_v;
 }
 
+// Views shared by the linear blocks' training forward/backward (src/blocks/gdn.c, jet.c): rows [0, N) of a
+// planned [max_N, cols] tensor seen as [B, T, cols] (the convolution's layout) or [B, T, H, cols / H] (the
+// recurrence's).
+static inline pn_tensor pn_lin_btc(const pn_tensor *t, const pn_block_ctx *ctx) {
+    pn_tensor r = pn_rows(t, 0, ctx->B * ctx->T);
+    return pn_reshape(&r, 3, (int64_t[]){ctx->B, ctx->T, t->shape[1]});
+}
+static inline pn_tensor pn_lin_bthd(const pn_tensor *t, const pn_block_ctx *ctx, int64_t H) {
+    pn_tensor r = pn_rows(t, 0, ctx->B * ctx->T);
+    return pn_reshape(&r, 4, (int64_t[]){ctx->B, ctx->T, H, t->shape[1] / H});
+}
+static inline pn_tensor pn_lin_bth(const pn_tensor *t, const pn_block_ctx *ctx) {
+    pn_tensor r = pn_rows(t, 0, ctx->B * ctx->T);
+    return pn_reshape(&r, 3, (int64_t[]){ctx->B, ctx->T, t->shape[1]});
+}
+
+// The time mixing both linear blocks share, from q, k, v (after their convolutions / activations) and the
+// gate pre-activations za (NULL without decay), zb, to the gated norm's output `on` [N, value_dim]:
+// gates, the delta rule with in-kernel q/k L2 norm, gate = x Wg^T, on = rmsnorm(o) o_norm silu(gate).
+typedef struct {
+    pn_tensor *q, *k, *v, *za, *zb, *g, *beta, *gate, *o, *on;
+} pn_lin_mix;
+
+// state: NULL (training: every sequence starts from zero), or the recurrent state [B, H, d_k, d_v] (F32) the
+// sequences continue from and which receives their final state (generation).
+static inline int pn_lin_mix_forward(const pn_block_cfg *c, const pn_lin_mix *a, const pn_tensor *A_log,
+                                     const pn_tensor *dt_bias, const pn_tensor *wg, const pn_tensor *o_norm,
+                                     const pn_tensor *x, const pn_block_ctx *ctx, pn_tensor *state) {
+    const int64_t N = ctx->B * ctx->T, H = c->lin_heads;
+    pn_tensor za = a->za ? pn_rows(a->za, 0, N) : (pn_tensor){0}, zb = pn_rows(a->zb, 0, N);
+    pn_tensor g = pn_rows(a->g, 0, N), beta = pn_rows(a->beta, 0, N);
+    pn_op_lin_gates(&g, &beta, a->za ? &za : NULL, &zb, A_log, dt_bias);
+    pn_tensor q4 = pn_lin_bthd(a->q, ctx, H), k4 = pn_lin_bthd(a->k, ctx, H), v4 = pn_lin_bthd(a->v, ctx, H);
+    pn_tensor o4 = pn_lin_bthd(a->o, ctx, H), g3 = pn_lin_bth(a->g, ctx), b3 = pn_lin_bth(a->beta, ctx);
+    if (pn_op_gdn(&o4, state, &q4, &k4, &v4, &g3, &b3, state, ctx->cu_seqlens, 1)) return -1;
+    pn_tensor gate = pn_rows(a->gate, 0, N), o = pn_rows(a->o, 0, N), on = pn_rows(a->on, 0, N);
+    pn_op_matmul(&gate, x, wg, NULL);
+    pn_op_gated_rmsnorm(&on, &o, &gate, o_norm, c->norm_eps);
+    return 0;
+}
+
+// Generation: a causal convolution that continues from the last W - 1 inputs of each of the B sequences.
+// x [B T, C] new inputs; cache [B, W - 1, C] (updated to the last W - 1 inputs); w the static kernel, or
+// kdyn [B T, C W] the per-token kernels (JetBlock); y [B T, C]. ext, ext_out (and kext with kdyn) are
+// scratch of at least B (T + W - 1) rows: the history and the new rows are laid out as one sequence per
+// batch row, convolved, and the last T outputs kept. Copies per sequence: fine for decoding's small B.
+// The training acts (which = 0) at N = max_B max_T rows, then two (three with kdyn_cols) history buffers of
+// max_B (max_T + W - 1) rows for pn_lin_conv_continue; returns the count.
+static inline int pn_lin_infer_acts(const pn_block_type *bt, const pn_block_cfg *c, int64_t max_B, int64_t max_T,
+                                    pn_dtype act, pn_dtype *dt, int64_t *rows, int64_t *cols, int64_t ext_cols,
+                                    int64_t kdyn_cols) {
+    const int n = bt->acts(c, 0, act, dt, cols);
+    for (int i = 0; i < n; i++) rows[i] = max_B * max_T;
+    const int64_t E = max_B * (max_T + c->conv_size - 1);
+    int k = n;
+    dt[k] = act, rows[k] = E, cols[k++] = ext_cols;
+    dt[k] = act, rows[k] = E, cols[k++] = ext_cols;
+    if (kdyn_cols) dt[k] = act, rows[k] = E, cols[k++] = kdyn_cols;
+    return k;
+}
+
+static inline void pn_lin_conv_continue(pn_tensor *y, const pn_tensor *x, pn_tensor *cache, const pn_tensor *w,
+                                        const pn_tensor *kdyn, const pn_tensor *ext, const pn_tensor *ext_out,
+                                        const pn_tensor *kext, int64_t B, int64_t T, int W) {
+    const int64_t C = x->shape[1], E = T + W - 1, CW = C * W;
+    pn_tensor xin = pn_view(ext->data, ext->dtype, ext->device, 2, (int64_t[]){B * E, C});
+    pn_tensor xout = pn_view(ext_out->data, ext_out->dtype, ext_out->device, 2, (int64_t[]){B * E, C});
+    pn_tensor kin = kdyn ? pn_view(kext->data, kext->dtype, kext->device, 2, (int64_t[]){B * E, CW}) : (pn_tensor){0};
+    pn_tensor cache2 = pn_reshape(cache, 2, (int64_t[]){B * (W - 1), C});
+    for (int64_t b = 0; b < B; b++) {
+        pn_tensor hist = pn_rows(&xin, b * E, W - 1), cb = pn_rows(&cache2, b * (W - 1), W - 1);
+        pn_tensor now = pn_rows(&xin, b * E + W - 1, T), xb = pn_rows(x, b * T, T);
+        if (W > 1) pn_op_copy(&hist, &cb);
+        pn_op_copy(&now, &xb);
+        if (kdyn) { // the history rows' kernels only shape outputs that are dropped: zero them
+            pn_tensor kh = pn_rows(&kin, b * E, W - 1), kn = pn_rows(&kin, b * E + W - 1, T), kb = pn_rows(kdyn, b * T, T);
+            if (W > 1) pn_backend_get(kh.device)->memset0(kh.data, pn_nbytes(&kh));
+            pn_op_copy(&kn, &kb);
+        }
+    }
+    pn_tensor x3 = pn_reshape(&xin, 3, (int64_t[]){B, E, C}), y3 = pn_reshape(&xout, 3, (int64_t[]){B, E, C});
+    pn_tensor k3 = kdyn ? pn_reshape(&kin, 3, (int64_t[]){B, E, CW}) : (pn_tensor){0};
+    pn_op_conv1d(&y3, &x3, w, NULL, kdyn ? &k3 : NULL, 1, NULL);
+    for (int64_t b = 0; b < B; b++) {
+        pn_tensor yb = pn_rows(y, b * T, T), ob = pn_rows(&xout, b * E + W - 1, T);
+        pn_tensor cb = pn_rows(&cache2, b * (W - 1), W - 1), last = pn_rows(&xin, b * E + T, W - 1);
+        pn_op_copy(&yb, &ob);
+        if (W > 1) pn_op_copy(&cb, &last);
+    }
+}
+
+// Gradients of the shared time mixing. In: d_on. Out: dq, dk, dv (overwritten), dx = d(gate) Wg (overwritten:
+// the first contribution to the block's dx), dza (NULL without decay), dzb; parameter gradients of g_proj,
+// o_norm, A_log, dt_bias accumulate (NULL = frozen). d_o, d_gate, dg, dbeta are scratch.
+typedef struct {
+    pn_tensor *d_on, *d_o, *d_gate, *dq, *dk, *dv, *dg, *dbeta, *dza, *dzb;
+} pn_lin_mix_grads;
+
+static inline int pn_lin_mix_backward(const pn_block_cfg *c, const pn_lin_mix *a, const pn_lin_mix_grads *d,
+                                      const pn_tensor *A_log, const pn_tensor *dt_bias, const pn_tensor *wg,
+                                      const pn_tensor *o_norm, pn_tensor *gA_log, pn_tensor *gdt_bias, pn_tensor *gwg,
+                                      pn_tensor *go_norm, const pn_tensor *x, pn_tensor *dx, const pn_block_ctx *ctx) {
+    const int64_t N = ctx->B * ctx->T, H = c->lin_heads;
+    pn_tensor o = pn_rows(a->o, 0, N), gate = pn_rows(a->gate, 0, N);
+    pn_tensor d_on = pn_rows(d->d_on, 0, N), d_o = pn_rows(d->d_o, 0, N), d_gate = pn_rows(d->d_gate, 0, N);
+    pn_op_gated_rmsnorm_bwd(&d_o, &d_gate, go_norm, &d_on, &o, &gate, o_norm, c->norm_eps);
+    pn_op_matmul_bwd(dx, gwg, NULL, &d_gate, x, wg, 0);
+    pn_tensor q4 = pn_lin_bthd(a->q, ctx, H), k4 = pn_lin_bthd(a->k, ctx, H), v4 = pn_lin_bthd(a->v, ctx, H);
+    pn_tensor g3 = pn_lin_bth(a->g, ctx), b3 = pn_lin_bth(a->beta, ctx);
+    pn_tensor dq4 = pn_lin_bthd(d->dq, ctx, H), dk4 = pn_lin_bthd(d->dk, ctx, H), dv4 = pn_lin_bthd(d->dv, ctx, H);
+    pn_tensor do4 = pn_lin_bthd(d->d_o, ctx, H), dg3 = pn_lin_bth(d->dg, ctx), db3 = pn_lin_bth(d->dbeta, ctx);
+    if (pn_op_gdn_bwd(&dq4, &dk4, &dv4, &dg3, &db3, NULL, &do4, NULL, &q4, &k4, &v4, &g3, &b3, NULL, ctx->cu_seqlens,
+                      1))
+        return -1;
+    pn_tensor za = a->za ? pn_rows(a->za, 0, N) : (pn_tensor){0}, dza = a->za ? pn_rows(d->dza, 0, N) : (pn_tensor){0};
+    pn_tensor dzb = pn_rows(d->dzb, 0, N), g = pn_rows(a->g, 0, N), beta = pn_rows(a->beta, 0, N);
+    pn_tensor dg = pn_rows(d->dg, 0, N), dbeta = pn_rows(d->dbeta, 0, N);
+    pn_op_lin_gates_bwd(a->za ? &dza : NULL, &dzb, gA_log, gdt_bias, &dg, &dbeta, a->za ? &za : NULL, &g, &beta, A_log,
+                        dt_bias);
+    return 0;
+}
+
 #endif

@@ -19,13 +19,17 @@ const pn_block_type *pn_block_find(const char *name) {
 
 pn_block_cfg pn_block_default(const pn_model_config *m, const char *type) {
     pn_block_cfg c = {.hidden = m->hidden, .n_heads = m->n_heads, .n_kv_heads = m->n_kv_heads,
-                      .head_dim = m->head_dim, .qkv_bias = m->qkv_bias, .qk_norm = m->qk_norm, .window = 1152,
+                      .head_dim = m->head_dim, .qkv_bias = m->qkv_bias, .o_bias = m->o_bias, .qk_norm = m->qk_norm, .window = 1152,
                       .lin_heads = m->n_heads, .lin_head_k = m->head_dim * 3 / 4, .expand_v = 2.6667,
                       .conv_size = 4, .gen_reduction = 8, .norm_eps = 1e-5f};
     // A Jet-Nemotron config carries its own JetBlock shape and window (efficient_attention_config).
     if (m->jet_heads) {
         c.lin_heads = m->jet_heads, c.lin_head_k = m->jet_head_dim, c.expand_v = m->jet_expand_v;
         c.conv_size = m->jet_conv, c.gen_reduction = m->jet_reduction, c.norm_eps = m->jet_norm_eps;
+    }
+    if (m->gdn_heads && (!strcmp(type, "gdn") || !strcmp(type, "deltanet"))) {
+        c.lin_heads = m->gdn_heads, c.lin_head_k = m->gdn_head_dim, c.expand_v = m->gdn_expand_v;
+        c.conv_size = m->gdn_conv, c.norm_eps = m->gdn_norm_eps;
     }
     for (int l = 0; l < m->n_layers; l++)
         if (m->window[l]) c.window = m->window[l];

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <math.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -23,9 +24,14 @@ static void usage(FILE *f) {
             "         [--hidden N] [--intermediate N] [--layers N] [--heads N] [--kv-heads N] [--head-dim N]\n"
             "         [--vocab N] [--tie 0|1] [--rope-theta F] [--rms-eps F] [--sliding-window N]\n"
             "         [--max-window-layers N] [--max-pos N] [--seed S] [--init-std F] [--dtype bf16|f32]\n"
-            "         [--shard-mb MB] [--tokenizer bytes|none|DIR]\n"
+            "         [--shard-mb MB] [--tokenizer bytes|none|DIR] [--layer-types T,T,...]\n"
+            "         [--lin-heads N] [--lin-head-dim N] [--lin-expand-v F]\n"
             "--tokenizer: 'bytes' (default when the vocabulary has room for 257 ids) writes the project's byte-level\n"
             "tokenizer.json; DIR copies a Hugging Face tokenizer (tokenizer.json or vocab.json + merges.txt).\n"
+            "--layer-types: one of attn, swa, jet, gdn, deltanet per layer makes a Jet-Nemotron hybrid (Qwen2 base;\n"
+            "JetBlock / GDN heads = --heads, d_k = 3/4 head dim, d_v = 2 d_k unless --lin-* say otherwise; swa uses\n"
+            "--sliding-window, default 64)\n"
+            "with each block's published init.\n"
             "presets: tiny (default; the byte-level vocabulary of 257), qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-3b, qwen3-1.7b, llama-3.2-1b\n");
 }
 
@@ -109,6 +115,31 @@ static size_t param_bytes(const pn_param *p, pn_st_dtype dt) {
     return (size_t)pn_param_numel(p) * pn_st_dtype_size(dt);
 }
 
+// Element j of a fresh parameter, by kind, as the published inits draw them: weights N(0, std), norms 1;
+// Gated DeltaNet / JetBlock (fla's GatedDeltaNet._init_weights, Jet-Nemotron's JetBlock): A_log = log U(0, 16)
+// (U(1, 16) here, keeping the decay rate away from 0), dt_bias = softplus^-1(dt) with dt log-uniform in
+// [0.001, 0.1] (floored at 1e-4), depthwise conv kernels as nn.Conv1d's default U(-1/sqrt(W), 1/sqrt(W)),
+// the kernel generator's weights zero and its w2 bias N(0, 0.02).
+static float init_value(const pn_param *p, const gen_opts *g, uint64_t stream, uint64_t j) {
+    const double u = pn_rng_uniform(g->seed, stream, j);
+    switch (p->kind) {
+    case PN_PARAM_NORM: return 1.0f;
+    case PN_PARAM_ZERO: return 0.0f;
+    case PN_PARAM_A_LOG: return (float)log(1.0 + 15.0 * u);
+    case PN_PARAM_DT_BIAS: {
+        double dt = exp(log(0.001) + u * (log(0.1) - log(0.001)));
+        if (dt < 1e-4) dt = 1e-4;
+        return (float)(dt + log(-expm1(-dt))); // softplus^-1
+    }
+    case PN_PARAM_CONV: {
+        const double bound = 1.0 / sqrt((double)p->shape[p->ndim - 1]);
+        return (float)((2.0 * u - 1.0) * bound);
+    }
+    case PN_PARAM_GEN_BIAS: return 0.02f * pn_rng_normal(g->seed, stream, j);
+    default: return (float)(g->std * pn_rng_normal(g->seed, stream, j));
+    }
+}
+
 // Writes params [lo, hi) into one safetensors file.
 static int write_file(const char *path, const pn_param *ps, int lo, int hi, const gen_opts *g) {
     pn_st_decl *decl = pn_calloc((size_t)(hi - lo), sizeof(pn_st_decl));
@@ -133,10 +164,7 @@ static int write_file(const char *path, const pn_param *ps, int lo, int hi, cons
         const int64_t n = pn_param_numel(p);
         const uint64_t stream = (uint64_t)i + 1;
 #pragma omp parallel for schedule(static)
-        for (int64_t j = 0; j < n; j++) {
-            float z = pn_rng_normal(g->seed, stream, (uint64_t)j);
-            buf[j] = p->kind == PN_PARAM_NORM ? 1.0f : (float)(g->std * z);
-        }
+        for (int64_t j = 0; j < n; j++) buf[j] = init_value(p, g, stream, (uint64_t)j);
         if (g->dtype == PN_ST_BF16) {
             for (int64_t j = 0; j < n; j++) half[j] = pn_f32_to_bf16(buf[j]);
             rc = pn_st_writer_write(w, half, (size_t)n * 2);
@@ -226,6 +254,50 @@ static int write_tokenizer(const pn_tokenizer *tok, const char *arg, const char 
     return rc;
 }
 
+// A Jet-Nemotron hybrid from a comma-separated list of layer types (one per layer). The JetBlock and GDN
+// shapes follow the base attention (heads, d_k = 3/4 of the head dim, d_v = 2 d_k), as pn_block_default
+// scales the paper's 2B shape; every block config is checked before anything is written.
+typedef struct {
+    int heads, head_dim; // 0: from the base attention
+    double expand_v;
+} lin_shape;
+
+static int set_layer_types(pn_model_config *c, const char *list, int window, const lin_shape *lin) {
+    if (c->arch != PN_ARCH_QWEN2) return pn_errorf("--layer-types: hybrids are built on a qwen2 base (--arch qwen2)");
+    char *s = pn_strdup(list), *save = NULL;
+    int n = 0, rc = 0;
+    for (char *t = strtok_r(s, ",", &save); t && !rc; t = strtok_r(NULL, ",", &save), n++) {
+        if (n >= c->n_layers) {
+            rc = pn_errorf("--layer-types lists more than --layers %d types", c->n_layers);
+        } else if (!pn_block_find(t)) {
+            rc = pn_error_prefix("--layer-types: entry %d", n);
+        } else {
+            snprintf(c->mixer[n], sizeof c->mixer[n], "%s", t);
+            c->window[n] = !strcmp(t, "swa") ? window : 0;
+        }
+    }
+    free(s);
+    if (rc) return -1;
+    if (n != c->n_layers) return pn_errorf("--layer-types lists %d types for %d layers", n, c->n_layers);
+    c->arch = PN_ARCH_JET_NEMOTRON;
+    const int dk = lin->head_dim ? lin->head_dim : c->head_dim * 3 / 4 > 0 ? c->head_dim * 3 / 4 : 1;
+    c->jet_heads = c->gdn_heads = lin->heads ? lin->heads : c->n_heads;
+    c->jet_head_dim = c->gdn_head_dim = dk;
+    c->jet_expand_v = c->gdn_expand_v = lin->expand_v;
+    c->jet_conv = c->gdn_conv = 4;
+    c->jet_reduction = 8;
+    const int vd = (int)((double)c->jet_heads * dk * lin->expand_v);
+    while (c->jet_reduction > 1 && vd % c->jet_reduction) c->jet_reduction /= 2;
+    c->jet_norm_eps = c->gdn_norm_eps = 1e-5f;
+    for (int l = 0; l < c->n_layers; l++) {
+        const pn_block_cfg bc = pn_block_default(c, c->mixer[l]);
+        char what[48];
+        snprintf(what, sizeof what, "--layer-types: layer %d", l);
+        if (pn_block_find(c->mixer[l])->check(&bc, what)) return -1;
+    }
+    return 0;
+}
+
 static int run(int argc, char **argv) {
     static const struct option opts[] = {
         {"out", 1, 0, 'o'}, {"preset", 1, 0, 'p'}, {"arch", 1, 0, 'a'}, {"hidden", 1, 0, 'H'},
@@ -233,9 +305,11 @@ static int run(int argc, char **argv) {
         {"head-dim", 1, 0, 'd'}, {"vocab", 1, 0, 'V'}, {"tie", 1, 0, 't'}, {"rope-theta", 1, 0, 'r'},
         {"rms-eps", 1, 0, 'e'}, {"sliding-window", 1, 0, 'w'}, {"max-window-layers", 1, 0, 'm'},
         {"max-pos", 1, 0, 'P'}, {"seed", 1, 0, 's'}, {"init-std", 1, 0, 'S'}, {"dtype", 1, 0, 'D'},
-        {"shard-mb", 1, 0, 'M'}, {"tokenizer", 1, 0, 'T'}, {"help", 0, 0, 'Z'}, {0, 0, 0, 0}};
+        {"shard-mb", 1, 0, 'M'}, {"tokenizer", 1, 0, 'T'}, {"layer-types", 1, 0, 'Y'}, {"help", 0, 0, 'Z'},
+        {"lin-heads", 1, 0, 'n'}, {"lin-head-dim", 1, 0, 'K'}, {"lin-expand-v", 1, 0, 'E'}, {0, 0, 0, 0}};
     // The preset is applied first so every other flag overrides it, whatever the order.
-    const char *preset_name = "tiny", *out = NULL, *tok_arg = NULL;
+    const char *preset_name = "tiny", *out = NULL, *tok_arg = NULL, *layer_types = NULL;
+    lin_shape lin = {0, 0, 2.0};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--preset") && i + 1 < argc) preset_name = argv[i + 1];
         if (!strncmp(argv[i], "--preset=", 9)) preset_name = argv[i] + 9;
@@ -280,6 +354,10 @@ static int run(int argc, char **argv) {
             break;
         case 'M': rc = parse_int("shard-mb", optarg, 1, &shard_mb); break;
         case 'T': tok_arg = optarg; break;
+        case 'Y': layer_types = optarg; break;
+        case 'n': rc = parse_int("lin-heads", optarg, 1, &lin.heads); break;
+        case 'K': rc = parse_int("lin-head-dim", optarg, 1, &lin.head_dim); break;
+        case 'E': rc = parse_num("lin-expand-v", optarg, &lin.expand_v); break;
         case '?':
         case 'Z': usage(stdout); exit(0);
         default: return pn_errorf("unknown option or missing value: '%s' (see --help)", argv[optind - 1]);
@@ -303,8 +381,11 @@ static int run(int argc, char **argv) {
     c.qk_norm = c.arch == PN_ARCH_QWEN3;
     if (c.bos_id >= c.vocab) c.bos_id = -1;
     if (c.eos_id >= c.vocab) c.eos_id = c.vocab - 1;
-    if (sw)
+    if (layer_types) {
+        if (set_layer_types(&c, layer_types, sw ? sw : 64, &lin)) return -1;
+    } else if (sw) {
         for (int l = mwl < 0 ? 0 : mwl; l < c.n_layers; l++) c.window[l] = sw;
+    }
 
     if (!tok_arg) tok_arg = c.vocab >= 257 ? "bytes" : "none";
     pn_tokenizer *tok = NULL;

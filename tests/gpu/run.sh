@@ -8,10 +8,10 @@
 # OpenBLAS, utf8proc and PCRE2's headers): they are unpacked into /tmp/pn-deps and found through
 # pkg-config; scripts/gpu-debs.sh downloads them on a Debian/Ubuntu machine with apt.
 set -uo pipefail
-# usage: tests/gpu/run.sh [OUTDIR [STAGE...]], stages: cpu ops cudnn parity sanitize bench (default: all)
+# usage: tests/gpu/run.sh [OUTDIR [STAGE...]], stages: cpu ops cudnn parity train sanitize bench (default: all)
 OUTDIR=${1:-/tmp/pn-gpu}
 shift || true
-STAGES=" ${*:-cpu ops cudnn parity sanitize bench} "
+STAGES=" ${*:-cpu ops cudnn parity train sanitize bench} "
 want() { [[ "$STAGES" == *" $1 "* ]]; }
 mkdir -p "$OUTDIR"
 cd "$(dirname "$0")/../.."
@@ -87,6 +87,19 @@ log "parity on CUDA (bf16 vs transformers fp32)"
 build-gpu/tests/test_parity tests/goldens build-gpu/postnas-mkckpt --device cuda --tol 2e-2 2>&1 | tee -a "$OUTDIR/summary.txt"
 
 fi
+if want train; then
+log "training forward/backward on CUDA: blocks vs the CPU reference, the model vs torch autograd goldens"
+build-gpu/tests/test_block_train --device cuda 2>&1 | tee "$OUTDIR/block-train.log" | tee -a "$OUTDIR/summary.txt"
+build-gpu/tests/test_train tests/goldens --device cuda 2>&1 | tee "$OUTDIR/train.log" | tee -a "$OUTDIR/summary.txt"
+PN_GDN_PROFILE=1 build-gpu/tests/test_gdn_bwd_cuda 2>&1 | grep -E "B 8 T 4096|bench" | tail -2 | tee -a "$OUTDIR/summary.txt"
+log "training step (student side), the ANCHORS.md distillation student: Qwen2.5-1.5B shape, 26 GDN layers"
+types=$(python3 -c "print(','.join('attn' if l in (14, 19) else 'gdn' for l in range(28)))")
+build-gpu/postnas-mkckpt --preset qwen2.5-1.5b --seed 1 --layer-types "$types" --lin-head-dim 96 --lin-expand-v 2.6667 \
+  --tokenizer none --out /tmp/pn-student | tee -a "$OUTDIR/summary.txt"
+build-gpu/tests/bench_train /tmp/pn-student --device cuda --batch 2 --seq 4096 --iters 5 2>&1 | tee -a "$OUTDIR/summary.txt"
+build-gpu/tests/bench_train /tmp/pn-student --device cuda --batch 2 --seq 4096 --iters 5 --recompute 2>&1 | tee -a "$OUTDIR/summary.txt"
+fi
+
 if want sanitize && command -v compute-sanitizer > /dev/null; then
   log "compute-sanitizer (memcheck) on the op tests and the CUDA parity run"
   PN_TEST_NO_BENCH=1 compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/tests/test_ops_cuda > "$OUTDIR/sanitizer.log" 2>&1
@@ -97,6 +110,8 @@ if want sanitize && command -v compute-sanitizer > /dev/null; then
   echo "compute-sanitizer test_gdn_cuda exit $?" | tee -a "$OUTDIR/summary.txt"
   PN_TEST_NO_BENCH=1 compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/tests/test_gdn_bwd_cuda >> "$OUTDIR/sanitizer.log" 2>&1
   echo "compute-sanitizer test_gdn_bwd_cuda exit $?" | tee -a "$OUTDIR/summary.txt"
+  PN_TEST_NO_BENCH=1 compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/tests/test_block_train --device cuda >> "$OUTDIR/sanitizer.log" 2>&1
+  echo "compute-sanitizer test_block_train exit $?" | tee -a "$OUTDIR/summary.txt"
   tail -3 "$OUTDIR/sanitizer.log" | tee -a "$OUTDIR/summary.txt"
 fi
 
@@ -109,5 +124,9 @@ echo "without cuDNN attention:" | tee -a "$OUTDIR/summary.txt"
 PN_NO_CUDNN=1 build-gpu/tests/bench_forward /tmp/pn-q15 --device cuda --batch 2 --seq 4096 --iters 10 2>&1 | tee -a "$OUTDIR/summary.txt"
 ids=$(seq -s, 1 512)
 build-gpu/postnas-generate --model /tmp/pn-q15 --ids "$ids" --max-new-tokens 128 --device cuda 2>&1 > /dev/null | tee -a "$OUTDIR/summary.txt"
+fi
+if [ -n "${PN_GPU_EXTRA:-}" ]; then # a one-off command in this environment (built tree, carried libraries)
+  log "extra: $PN_GPU_EXTRA"
+  bash -c "$PN_GPU_EXTRA" 2>&1 | tee -a "$OUTDIR/summary.txt"
 fi
 log "done"

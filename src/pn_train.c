@@ -1,0 +1,379 @@
+// pn_train: the model's training forward and backward on either backend, with its memory planned up front.
+//
+// One decoder layer is  x_mid = x + mixer(norm1(x));  x_next = x_mid + down(silu(gate(n2)) * up(n2)),
+// n2 = norm2(x_mid). The backward walks it in reverse with one residual gradient `dres`:
+//
+//   mlp        matmul_bwd (down) -> swiglu_bwd -> matmul_bwd (gate, up: dxn2)      frozen or not
+//   norm2      rmsnorm_bwd(dxn2) -> dres += ...                                     dres = dL/dx_mid
+//   mixer      the block's backward (src/blocks/<type>.c) from dres -> dxn1
+//   norm1      rmsnorm_bwd(dxn1) -> dres += ...                                     dres = dL/dx
+//
+// Frozen tensors (no gradient buffer, pn_model_grads_init) still pass gradients through; the walk stops
+// below the lowest layer that has a trainable tensor (nothing under it needs a gradient).
+//
+// Memory. Every layer's input x_l is kept ([N, hidden] each). A layer that keeps its activations owns a
+// set of buffers (norm outputs, x_mid, the MLP's gate/up/product and its block's acts(0) tensors); layers
+// marked `recompute` share one set per block type and re-run their forward from x_l right before their
+// backward. The backward's scratch (block acts(1) per type, MLP gradients) is shared by all layers. All of
+// it is carved from one arena sized by a counting pass over the very same layout code (plan_layout), so
+// the plan and the carving cannot disagree.
+#include <stdlib.h>
+#include <string.h>
+
+#include "pn_common.h"
+#include "pn_model.h"
+
+#define MAX_TYPES 8
+
+typedef struct {
+    pn_tensor xn1, xmid, xn2, gate, up, h;
+    pn_tensor blk[PN_BLOCK_MAX_ACTS];
+} layer_acts;
+
+struct pn_train_plan {
+    int max_B, max_T;
+    size_t bytes;
+    pn_arena arena;
+    uint8_t *recompute;
+    pn_tensor ids, cu;      // I32 [N], [N + 1]
+    pn_tensor *xs;          // n_layers + 1 layer inputs (xs[L]: the last layer's output)
+    pn_tensor xnf, logits;  // final norm output, logits [N, V]
+    layer_acts *own;        // per layer (unused for recompute layers)
+    const pn_block_type *types[MAX_TYPES];
+    int ntypes;
+    layer_acts shared[MAX_TYPES];          // recompute buffers per block type
+    pn_tensor scratch[MAX_TYPES][PN_BLOCK_MAX_ACTS]; // backward scratch per block type
+    pn_tensor yb, dres, dtmp, dxn, dh, dgate, dup;
+    // the last forward's batch
+    int B, T, n_seqs, ran;
+    int32_t *cu_host;
+};
+
+void pn_train_free(pn_model *m) {
+    if (!m->train) return;
+    pn_arena_free(&m->train->arena);
+    free(m->train->recompute);
+    free(m->train->xs);
+    free(m->train->own);
+    free(m->train->cu_host);
+    free(m->train);
+    m->train = NULL;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// gradients
+
+int pn_model_grads_init(pn_model *m, const uint8_t *trainable) {
+    pn_arena_free(&m->grads);
+    size_t bytes = 0;
+    for (int i = 0; i < m->nparams; i++) {
+        const pn_param *p = &m->param_list[i];
+        memset(p->grad, 0, sizeof *p->grad);
+        if (!trainable || trainable[i]) bytes += pn_arena_need(PN_F32, p->ndim, p->shape);
+    }
+    if (bytes == 0) return 0;
+    if (pn_arena_init(&m->grads, m->device, bytes)) return pn_error_prefix("gradient buffers");
+    for (int i = 0; i < m->nparams; i++) {
+        const pn_param *p = &m->param_list[i];
+        if (!trainable || trainable[i]) *p->grad = pn_arena_tensor(&m->grads, PN_F32, p->ndim, p->shape);
+    }
+    pn_model_grads_zero(m);
+    return 0;
+}
+
+void pn_model_grads_zero(pn_model *m) {
+    if (m->grads.base) pn_backend_get(m->device)->memset0(m->grads.base, m->grads.used);
+}
+
+static pn_tensor *grad_of(pn_tensor *g) { return g->data ? g : NULL; }
+
+// ---------------------------------------------------------------------------------------------------
+// the plan
+
+typedef struct {
+    pn_arena *a; // NULL: count only
+    size_t need;
+} carver;
+
+static pn_tensor carve(carver *cv, pn_dtype dt, int64_t rows, int64_t cols) {
+    const int64_t shape[2] = {rows, cols};
+    if (!cv->a) {
+        cv->need += pn_arena_need(dt, 2, shape);
+        return (pn_tensor){0};
+    }
+    return pn_arena_tensor(cv->a, dt, 2, shape);
+}
+
+static int type_index(struct pn_train_plan *tp, const pn_block_type *bt) {
+    for (int i = 0; i < tp->ntypes; i++)
+        if (tp->types[i] == bt) return i;
+    PN_ASSERT(tp->ntypes < MAX_TYPES);
+    tp->types[tp->ntypes] = bt;
+    return tp->ntypes++;
+}
+
+static void carve_layer(carver *cv, layer_acts *A, const pn_layer *L, const pn_model_config *c, pn_dtype act,
+                        int64_t N) {
+    A->xn1 = carve(cv, act, N, c->hidden);
+    A->xmid = carve(cv, act, N, c->hidden);
+    A->xn2 = carve(cv, act, N, c->hidden);
+    A->gate = carve(cv, act, N, c->intermediate);
+    A->up = carve(cv, act, N, c->intermediate);
+    A->h = carve(cv, act, N, c->intermediate);
+    pn_dtype dt[PN_BLOCK_MAX_ACTS];
+    int64_t cols[PN_BLOCK_MAX_ACTS];
+    const int n = L->bt->acts(&L->bc, 0, act, dt, cols);
+    for (int i = 0; i < n; i++) A->blk[i] = carve(cv, dt[i], N, cols[i]);
+}
+
+// The whole layout, once counting and once carving. Block types are looked up by their forward (attn and
+// swa share a layout; a type's config is the same in every layer of that type).
+static void plan_layout(carver *cv, struct pn_train_plan *tp, pn_model *m, int64_t N) {
+    const pn_model_config *c = &m->cfg;
+    const pn_dtype act = m->dtype;
+    int shared_done[MAX_TYPES] = {0}, scratch_done[MAX_TYPES] = {0};
+    tp->ntypes = 0;
+    tp->ids = carve(cv, PN_I32, 1, N);
+    tp->cu = carve(cv, PN_I32, 1, N + 1);
+    for (int l = 0; l <= c->n_layers; l++) tp->xs[l] = carve(cv, act, N, c->hidden);
+    tp->xnf = carve(cv, act, N, c->hidden);
+    tp->logits = carve(cv, act, N, c->vocab);
+    tp->yb = carve(cv, act, N, c->hidden);
+    tp->dres = carve(cv, act, N, c->hidden);
+    tp->dtmp = carve(cv, act, N, c->hidden);
+    tp->dxn = carve(cv, act, N, c->hidden);
+    tp->dh = carve(cv, act, N, c->intermediate);
+    tp->dgate = carve(cv, act, N, c->intermediate);
+    tp->dup = carve(cv, act, N, c->intermediate);
+    for (int l = 0; l < c->n_layers; l++) {
+        const pn_layer *L = &m->layers[l];
+        const int ti = type_index(tp, L->bt);
+        if (tp->recompute[l]) {
+            if (!shared_done[ti]) carve_layer(cv, &tp->shared[ti], L, c, act, N), shared_done[ti] = 1;
+        } else {
+            carve_layer(cv, &tp->own[l], L, c, act, N);
+        }
+        if (!scratch_done[ti]) {
+            pn_dtype dt[PN_BLOCK_MAX_ACTS];
+            int64_t cols[PN_BLOCK_MAX_ACTS];
+            const int n = L->bt->acts(&L->bc, 1, act, dt, cols);
+            for (int i = 0; i < n; i++) tp->scratch[ti][i] = carve(cv, dt[i], N, cols[i]);
+            scratch_done[ti] = 1;
+        }
+    }
+}
+
+int pn_model_train_plan(pn_model *m, int max_B, int max_T, const pn_train_opts *o) {
+    const pn_model_config *c = &m->cfg;
+    pn_train_free(m);
+    if (max_B < 1 || max_T < 1) return pn_errorf("training plan: batch %d x %d must be positive", max_B, max_T);
+    struct pn_train_plan *tp = pn_calloc(1, sizeof *tp);
+    tp->max_B = max_B, tp->max_T = max_T;
+    tp->recompute = pn_calloc((size_t)c->n_layers, 1);
+    if (o && o->recompute) memcpy(tp->recompute, o->recompute, (size_t)c->n_layers);
+    tp->xs = pn_calloc((size_t)c->n_layers + 1, sizeof(pn_tensor));
+    tp->own = pn_calloc((size_t)c->n_layers, sizeof(layer_acts));
+    tp->cu_host = pn_calloc((size_t)max_T + 1, sizeof(int32_t));
+    m->train = tp;
+    const int64_t N = (int64_t)max_B * max_T;
+    carver count = {NULL, 0};
+    plan_layout(&count, tp, m, N);
+    if (pn_arena_init(&tp->arena, m->device, count.need)) {
+        pn_train_free(m);
+        return pn_error_prefix("training activations for %d x %d tokens", max_B, max_T);
+    }
+    carver cut = {&tp->arena, 0};
+    plan_layout(&cut, tp, m, N);
+    tp->bytes = count.need;
+    pn_debug("training plan: %d x %d tokens, %.1f MiB of activations on %s", max_B, max_T,
+             (double)count.need / (1 << 20), pn_device_name(m->device));
+    return 0;
+}
+
+size_t pn_model_train_bytes(const pn_model *m) { return m->train ? m->train->bytes : 0; }
+
+pn_tensor pn_model_train_logits(const pn_model *m) {
+    PN_ASSERT(m->train && m->train->ran);
+    return pn_rows(&m->train->logits, 0, (int64_t)m->train->B * m->train->T);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// forward
+
+static layer_acts *acts_of(struct pn_train_plan *tp, const pn_model *m, int l) {
+    if (!tp->recompute[l]) return &tp->own[l];
+    for (int i = 0; i < tp->ntypes; i++)
+        if (tp->types[i] == m->layers[l].bt) return &tp->shared[i];
+    pn_panic("training plan: no buffers for layer %d", l);
+}
+
+static pn_tensor *scratch_of(struct pn_train_plan *tp, const pn_model *m, int l) {
+    for (int i = 0; i < tp->ntypes; i++)
+        if (tp->types[i] == m->layers[l].bt) return tp->scratch[i];
+    pn_panic("training plan: no scratch for layer %d", l);
+}
+
+static pn_block_ctx ctx_of(const pn_model *m, const struct pn_train_plan *tp, pn_tensor *cu) {
+    return (pn_block_ctx){.B = tp->B, .T = tp->T, .cu_seqlens = tp->n_seqs ? cu : NULL,
+                          .cu_host = tp->n_seqs ? tp->cu_host : NULL, .n_seqs = tp->n_seqs,
+                          .inv_freq = &m->inv_freq, .rms_eps = m->cfg.rms_eps};
+}
+
+// Layer l from its input xs[l] into A (and, with write_out, its output xs[l + 1]).
+static int layer_forward(pn_model *m, int l, layer_acts *A, int write_out, const pn_block_ctx *ctx) {
+    struct pn_train_plan *tp = m->train;
+    const pn_model_config *c = &m->cfg;
+    const pn_layer *L = &m->layers[l];
+    const int64_t N = ctx->B * ctx->T;
+    pn_tensor x = pn_rows(&tp->xs[l], 0, N), xn1 = pn_rows(&A->xn1, 0, N), xmid = pn_rows(&A->xmid, 0, N);
+    pn_tensor xn2 = pn_rows(&A->xn2, 0, N), gate = pn_rows(&A->gate, 0, N), up = pn_rows(&A->up, 0, N);
+    pn_tensor h = pn_rows(&A->h, 0, N), yb = pn_rows(&tp->yb, 0, N);
+    pn_op_rmsnorm(&xn1, &x, &L->in_norm, c->rms_eps);
+    if (L->bt->forward(&L->bc, L->bp, A->blk, &xn1, &yb, ctx))
+        return pn_error_prefix("layer %d (%s)", l, L->bt->name);
+    pn_op_copy(&xmid, &x);
+    pn_op_add(&xmid, &yb);
+    pn_op_rmsnorm(&xn2, &xmid, &L->post_norm, c->rms_eps);
+    pn_op_matmul(&gate, &xn2, &L->gate_w, NULL);
+    pn_op_matmul(&up, &xn2, &L->up_w, NULL);
+    pn_op_swiglu(&h, &gate, &up);
+    if (write_out) {
+        pn_tensor out = pn_rows(&tp->xs[l + 1], 0, N);
+        pn_op_matmul(&yb, &h, &L->down_w, NULL);
+        pn_op_copy(&out, &xmid);
+        pn_op_add(&out, &yb);
+    }
+    return 0;
+}
+
+static int check_offsets(const int32_t *cu, int n_seqs, int B, int T) {
+    if (B != 1) return pn_errorf("packed batch: cu_seqlens needs batch 1, got %d", B);
+    if (n_seqs < 1) return pn_errorf("packed batch: %d sequences", n_seqs);
+    if (cu[0] != 0) return pn_errorf("packed batch: cu_seqlens[0] = %d, expected 0", cu[0]);
+    for (int i = 1; i <= n_seqs; i++)
+        if (cu[i] <= cu[i - 1])
+            return pn_errorf("packed batch: cu_seqlens[%d] = %d is not above cu_seqlens[%d] = %d", i, cu[i], i - 1,
+                             cu[i - 1]);
+    if (cu[n_seqs] != T) return pn_errorf("packed batch: cu_seqlens[%d] = %d, expected T = %d", n_seqs, cu[n_seqs], T);
+    return 0;
+}
+
+int pn_model_forward_train(pn_model *m, const int32_t *ids_host, int B, int T, const int32_t *cu_seqlens_host,
+                           int n_seqs) {
+    struct pn_train_plan *tp = m->train;
+    const pn_model_config *c = &m->cfg;
+    if (!tp) return pn_errorf("training forward: no training plan (pn_model_train_plan)");
+    tp->ran = 0; // a failed forward leaves nothing to differentiate
+    if (B < 1 || T < 1 || B > tp->max_B || (int64_t)B * T > (int64_t)tp->max_B * tp->max_T)
+        return pn_errorf("training batch %d x %d does not fit the planned %d x %d", B, T, tp->max_B, tp->max_T);
+    const int64_t N = (int64_t)B * T;
+    for (int64_t i = 0; i < N; i++)
+        if (ids_host[i] < 0 || ids_host[i] >= c->vocab)
+            return pn_errorf("token id %d at position %lld is outside the vocabulary (size %d)", ids_host[i],
+                             (long long)i, c->vocab);
+    if (cu_seqlens_host && check_offsets(cu_seqlens_host, n_seqs, B, T)) return -1;
+    const pn_backend *be = pn_backend_get(m->device);
+    tp->B = B, tp->T = T;
+    tp->n_seqs = cu_seqlens_host ? n_seqs : 0;
+    pn_tensor ids = pn_reshape(&tp->ids, 1, (int64_t[]){N}), cu = (pn_tensor){0};
+    ids = pn_rows(&ids, 0, N);
+    be->memcpy_h2d(ids.data, ids_host, sizeof(int32_t) * (size_t)N);
+    if (tp->n_seqs) {
+        memcpy(tp->cu_host, cu_seqlens_host, sizeof(int32_t) * (size_t)(n_seqs + 1));
+        cu = pn_reshape(&tp->cu, 1, (int64_t[]){pn_numel(&tp->cu)});
+        cu = pn_rows(&cu, 0, n_seqs + 1);
+        be->memcpy_h2d(cu.data, cu_seqlens_host, sizeof(int32_t) * (size_t)(n_seqs + 1));
+    }
+    const pn_block_ctx ctx = ctx_of(m, tp, &cu);
+    pn_tensor x0 = pn_rows(&tp->xs[0], 0, N);
+    pn_op_embedding(&x0, &ids, &m->embed);
+    for (int l = 0; l < c->n_layers; l++) {
+        if (layer_forward(m, l, acts_of(tp, m, l), 1, &ctx)) return -1;
+        if (m->check_finite) {
+            pn_tensor out = pn_rows(&tp->xs[l + 1], 0, N);
+            const int64_t bad = pn_op_count_nonfinite(&out);
+            if (bad)
+                return pn_errorf("layer %d (%s): %lld non-finite values (NaN/Inf) in its output", l, m->layers[l].bt->name,
+                                 (long long)bad);
+        }
+    }
+    pn_tensor xl = pn_rows(&tp->xs[c->n_layers], 0, N), xnf = pn_rows(&tp->xnf, 0, N);
+    pn_tensor logits = pn_rows(&tp->logits, 0, N);
+    pn_op_rmsnorm(&xnf, &xl, &m->final_norm, c->rms_eps);
+    pn_op_matmul(&logits, &xnf, &m->lm_head, NULL);
+    tp->ran = 1;
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// backward
+
+// The lowest layer holding a trainable tensor (0 when the embedding trains; n_layers when none does).
+static int lowest_trainable_layer(const pn_model *m) {
+    if (m->g_embed.data) return 0;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const pn_layer *L = &m->layers[l];
+        if (L->g_in_norm.data || L->g_post_norm.data || L->g_gate_w.data || L->g_up_w.data || L->g_down_w.data)
+            return l;
+        for (int i = 0; i < L->nbp; i++)
+            if (L->gbp[i].data) return l;
+    }
+    return m->cfg.n_layers;
+}
+
+int pn_model_backward(pn_model *m, const pn_tensor *dlogits) {
+    struct pn_train_plan *tp = m->train;
+    const pn_model_config *c = &m->cfg;
+    if (!tp || !tp->ran) return pn_errorf("backward: no training forward to differentiate");
+    const int64_t N = (int64_t)tp->B * tp->T;
+    if (dlogits->ndim != 2 || dlogits->shape[0] != N || dlogits->shape[1] != c->vocab || dlogits->dtype != m->dtype ||
+        dlogits->device != m->device) {
+        char s[96];
+        return pn_errorf("backward: dlogits is %s %s on %s, expected [%lld, %d] %s on %s", pn_dtype_name(dlogits->dtype),
+                         pn_shape_str(dlogits, s, sizeof s), pn_device_name(dlogits->device), (long long)N, c->vocab,
+                         pn_dtype_name(m->dtype), pn_device_name(m->device));
+    }
+    pn_tensor cu = tp->n_seqs ? pn_reshape(&tp->cu, 1, (int64_t[]){pn_numel(&tp->cu)}) : (pn_tensor){0};
+    if (tp->n_seqs) cu = pn_rows(&cu, 0, tp->n_seqs + 1);
+    const pn_block_ctx ctx = ctx_of(m, tp, &cu);
+    pn_tensor dres = pn_rows(&tp->dres, 0, N), dtmp = pn_rows(&tp->dtmp, 0, N), dxn = pn_rows(&tp->dxn, 0, N);
+    pn_tensor dh = pn_rows(&tp->dh, 0, N), dgate = pn_rows(&tp->dgate, 0, N), dup = pn_rows(&tp->dup, 0, N);
+    pn_tensor xnf = pn_rows(&tp->xnf, 0, N), xl = pn_rows(&tp->xs[c->n_layers], 0, N);
+
+    pn_tensor *g_head = grad_of(c->tie_embeddings ? &m->g_embed : &m->g_lm_head);
+    pn_op_matmul_bwd(&dxn, g_head, NULL, dlogits, &xnf, &m->lm_head, 0);
+    pn_op_rmsnorm_bwd(&dres, grad_of(&m->g_final_norm), &dxn, &xl, &m->final_norm, c->rms_eps);
+    const int lo = lowest_trainable_layer(m);
+    for (int l = c->n_layers - 1; l >= lo; l--) {
+        pn_layer *L = &m->layers[l];
+        layer_acts *A = acts_of(tp, m, l);
+        if (tp->recompute[l] && layer_forward(m, l, A, 0, &ctx)) return -1;
+        pn_tensor x = pn_rows(&tp->xs[l], 0, N), xn1 = pn_rows(&A->xn1, 0, N), xmid = pn_rows(&A->xmid, 0, N);
+        pn_tensor xn2 = pn_rows(&A->xn2, 0, N), gate = pn_rows(&A->gate, 0, N), up = pn_rows(&A->up, 0, N);
+        pn_tensor h = pn_rows(&A->h, 0, N);
+        // MLP (dres is dL/dx_next)
+        pn_op_matmul_bwd(&dh, grad_of(&L->g_down_w), NULL, &dres, &h, &L->down_w, 0);
+        pn_op_swiglu_bwd(&dgate, &dup, &dh, &gate, &up);
+        pn_op_matmul_bwd(&dxn, grad_of(&L->g_gate_w), NULL, &dgate, &xn2, &L->gate_w, 0);
+        pn_op_matmul_bwd(&dxn, grad_of(&L->g_up_w), NULL, &dup, &xn2, &L->up_w, 1);
+        pn_op_rmsnorm_bwd(&dtmp, grad_of(&L->g_post_norm), &dxn, &xmid, &L->post_norm, c->rms_eps);
+        pn_op_add(&dres, &dtmp); // dL/dx_mid
+        // token mixer
+        if (L->bt->backward(&L->bc, L->bp, L->gbp, A->blk, scratch_of(tp, m, l), &xn1, &dres, &dxn, &ctx))
+            return pn_error_prefix("layer %d (%s) backward", l, L->bt->name);
+        pn_op_rmsnorm_bwd(&dtmp, grad_of(&L->g_in_norm), &dxn, &x, &L->in_norm, c->rms_eps);
+        pn_op_add(&dres, &dtmp); // dL/dx_l
+        if (m->check_finite) {
+            const int64_t bad = pn_op_count_nonfinite(&dres);
+            if (bad)
+                return pn_errorf("layer %d (%s) backward: %lld non-finite values (NaN/Inf) in its input gradient", l,
+                                 m->layers[l].bt->name, (long long)bad);
+        }
+    }
+    if (m->g_embed.data && lo == 0) {
+        pn_tensor ids = pn_reshape(&tp->ids, 1, (int64_t[]){pn_numel(&tp->ids)});
+        ids = pn_rows(&ids, 0, N);
+        pn_op_embedding_bwd(&m->g_embed, &ids, &dres);
+    }
+    return 0;
+}
