@@ -265,6 +265,18 @@ static void check_against_torch(const char *root, const char *name, int is_hybri
             pn_kvcache_free(&kc);
         }
 
+        // a NaN reaching the backward is reported with the layer and block that produced it
+        if (dev == PN_CPU) {
+            rc = pn_model_train_plan(&m, g.B, g.T, NULL) || pn_model_forward_train(&m, g.ids, g.B, g.T, NULL, 0);
+            CHECK(rc == 0, "%s", pn_last_error());
+            a.used = 0;
+            pn_tensor R = upload_R(&a, &g);
+            ((float *)R.data)[5] = NAN;
+            m.check_finite = 1;
+            CHECK_ERR(pn_model_backward(&m, &R), "layer 3 (gdn) backward: ");
+            m.check_finite = 0;
+        }
+
         // bad input
         int32_t bad_ids[4] = {1, 2, 300, 4};
         CHECK_ERR(pn_model_forward_train(&m, bad_ids, 1, 4, NULL, 0), "token id 300 at position 2 is outside");
