@@ -99,6 +99,15 @@ const pn_block_type *pn_block_find(const char *name); // NULL (with the error se
 pn_block_cfg pn_block_default(const pn_model_config *base, const char *type);
 int64_t pn_block_param_count(const pn_block_type *t, const pn_block_cfg *c);
 
+// Initialize layer `layer`'s block parameters p (params() order, on any device): a tensor whose name and
+// shape equal one of the pretrained attention layer's (attn: its tensors in pn_block_attn's params() order
+// for attn_cfg; NULL for none) starts as a copy of it — a `swa` path gets the whole attention layer, a
+// linear block sized like the attention its q/k/v/o projections — and every other tensor gets the
+// published init (pn_param_init_value with std, streams keyed by layer and tensor). Returns the number of
+// tensors copied.
+int pn_block_init(const pn_block_type *bt, const pn_block_cfg *c, int layer, pn_tensor *p,
+                  const pn_block_cfg *attn_cfg, const pn_tensor *attn, double std, uint64_t seed);
+
 // Shared by the block files: append one parameter.
 void pn_block_add_param(pn_param *out, int *n, int layer, const char *suffix, pn_param_kind kind, int ndim, int64_t d0,
                         int64_t d1, int64_t d2);

@@ -24,4 +24,11 @@ typedef struct pn_param {
 } pn_param;
 int64_t pn_param_numel(const pn_param *p);
 
+// Element j of a fresh parameter of p's kind, as the published inits draw it (counter-based: element j of
+// stream `stream` under `seed`, so any element is reproducible on its own): weights N(0, std), norms 1;
+// Gated DeltaNet / JetBlock (fla's GatedDeltaNet._init_weights, Jet-Nemotron's JetBlock): A_log = log U(1, 16),
+// dt_bias = softplus^-1(dt) with dt log-uniform in [0.001, 0.1] (floored at 1e-4), depthwise conv kernels
+// nn.Conv1d's default U(-1/sqrt(W), 1/sqrt(W)), the kernel generator's weights zero, its w2 bias N(0, 0.02).
+float pn_param_init_value(const pn_param *p, double std, uint64_t seed, uint64_t stream, uint64_t j);
+
 #endif

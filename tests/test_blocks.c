@@ -2,6 +2,8 @@
 // Hugging Face export (REFERENCE.md §5), the decode-state sizes behind ANCHORS.md's bandwidth floor
 // (Jet-Nemotron-2B at 64K context, batch 128), attention blocks agreeing with the model's own parameter
 // list, and the configs that must be refused with the key named.
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../src/pn_block.h"
@@ -130,7 +132,68 @@ static void test_from_jet_config(void) {
     CHECK(pn_block_find("jet")->check(&c, "x") == 0, "%s", pn_last_error());
 }
 
+// pn_block_init: tensors whose name and shape match the pretrained attention's are copied, the rest get the
+// published init (A_log in log [1, 16], dt_bias = softplus^-1 of dt in [1e-3, 0.1], conv kernels within
+// +-1/sqrt(W), generator weights zero, generator bias small, norms one).
+static void test_init(void) {
+    pn_model_config m;
+    memset(&m, 0, sizeof m);
+    m.hidden = 64, m.n_heads = 4, m.n_kv_heads = 4, m.head_dim = 16, m.n_layers = 1, m.qkv_bias = 1;
+    pn_block_cfg ac = pn_block_default(&m, "attn");
+    const pn_block_type *at = pn_block_find("attn");
+    pn_param ap[PN_BLOCK_MAX_PARAMS];
+    const int na = at->params(&ac, 0, ap);
+    pn_tensor attn[PN_BLOCK_MAX_PARAMS];
+    float *store[PN_BLOCK_MAX_PARAMS];
+    for (int i = 0; i < na; i++) {
+        store[i] = pn_malloc(sizeof(float) * (size_t)pn_param_numel(&ap[i]));
+        for (int64_t j = 0; j < pn_param_numel(&ap[i]); j++) store[i][j] = (float)(i + 1) + 1e-3f * (float)j;
+        attn[i] = pn_view(store[i], PN_F32, PN_CPU, ap[i].ndim, ap[i].shape);
+    }
+    const char *types[] = {"swa", "gdn", "jet"};
+    const int want_copied[] = {7, 4, 4}; // swa: all 7 (q/k/v weight + bias, o); gdn/jet: q, k, v, o_proj weights
+    for (int t = 0; t < 3; t++) {
+        pn_block_cfg c = pn_block_default(&m, types[t]);
+        c.lin_heads = 4, c.lin_head_k = 16, c.expand_v = 1.0, c.gen_reduction = 4; // sized like the attention
+        const pn_block_type *bt = pn_block_find(types[t]);
+        pn_param pl[PN_BLOCK_MAX_PARAMS];
+        const int n = bt->params(&c, 0, pl);
+        pn_tensor p[PN_BLOCK_MAX_PARAMS];
+        float *buf[PN_BLOCK_MAX_PARAMS];
+        for (int i = 0; i < n; i++) {
+            buf[i] = pn_malloc(sizeof(float) * (size_t)pn_param_numel(&pl[i]));
+            p[i] = pn_view(buf[i], PN_F32, PN_CPU, pl[i].ndim, pl[i].shape);
+        }
+        const int copied = pn_block_init(bt, &c, 0, p, &ac, attn, 0.02, 7);
+        CHECK(copied == want_copied[t], "%s: copied %d tensors, expected %d", types[t], copied, want_copied[t]);
+        int bad = 0;
+        for (int i = 0; i < n; i++) {
+            const int64_t k = pn_param_numel(&pl[i]);
+            int src = -1;
+            for (int j = 0; j < na; j++)
+                if (!strcmp(pl[i].name, ap[j].name) && pn_param_numel(&ap[j]) == k) src = j;
+            for (int64_t j = 0; j < k; j++) {
+                const float v = buf[i][j];
+                int ok = 1;
+                if (src >= 0) ok = v == store[src][j];
+                else if (pl[i].kind == PN_PARAM_A_LOG) ok = v >= 0.0f && v <= logf(16.0f) + 1e-6f;
+                else if (pl[i].kind == PN_PARAM_DT_BIAS) ok = v > -7.0f && v < -2.2f; // softplus^-1 of [1e-3, 0.1]
+                else if (pl[i].kind == PN_PARAM_CONV) ok = fabsf(v) <= 0.5f + 1e-6f;
+                else if (pl[i].kind == PN_PARAM_ZERO) ok = v == 0.0f;
+                else if (pl[i].kind == PN_PARAM_NORM) ok = v == 1.0f;
+                else if (pl[i].kind == PN_PARAM_GEN_BIAS) ok = fabsf(v) < 0.2f;
+                else ok = fabsf(v) < 0.2f; // N(0, 0.02)
+                bad += !ok;
+            }
+        }
+        CHECK(bad == 0, "%s: %d initialized values out of their range", types[t], bad);
+        for (int i = 0; i < n; i++) free(buf[i]);
+    }
+    for (int i = 0; i < na; i++) free(store[i]);
+}
+
 int main(void) {
+    test_init();
     test_from_jet_config();
     test_jet_2b();
     test_state_sizes();

@@ -59,3 +59,30 @@ void pn_block_add_param(pn_param *out, int *n, int layer, const char *suffix, pn
     }
     (*n)++;
 }
+
+int pn_block_init(const pn_block_type *bt, const pn_block_cfg *c, int layer, pn_tensor *p,
+                  const pn_block_cfg *attn_cfg, const pn_tensor *attn, double std, uint64_t seed) {
+    pn_param mine[PN_BLOCK_MAX_PARAMS], theirs[PN_BLOCK_MAX_PARAMS];
+    const int n = bt->params(c, layer, mine);
+    const int na = attn ? pn_block_find("attn")->params(attn_cfg, layer, theirs) : 0;
+    int copied = 0;
+    for (int i = 0; i < n; i++) {
+        const int64_t numel = pn_param_numel(&mine[i]);
+        int src = -1;
+        for (int j = 0; j < na && src < 0; j++)
+            if (!strcmp(mine[i].name, theirs[j].name) && mine[i].ndim == theirs[j].ndim &&
+                !memcmp(mine[i].shape, theirs[j].shape, sizeof(int64_t) * (size_t)mine[i].ndim))
+                src = j;
+        float *h = pn_malloc(sizeof(float) * (size_t)(numel ? numel : 1));
+        if (src >= 0) {
+            pn_op_to_host_f32(h, &attn[src]);
+            copied++;
+        } else {
+            const uint64_t stream = ((uint64_t)layer << 8) + (uint64_t)i + 1;
+            for (int64_t j = 0; j < numel; j++) h[j] = pn_param_init_value(&mine[i], std, seed, stream, (uint64_t)j);
+        }
+        pn_op_from_host_f32(&p[i], h);
+        free(h);
+    }
+    return copied;
+}

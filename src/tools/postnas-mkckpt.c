@@ -115,31 +115,6 @@ static size_t param_bytes(const pn_param *p, pn_st_dtype dt) {
     return (size_t)pn_param_numel(p) * pn_st_dtype_size(dt);
 }
 
-// Element j of a fresh parameter, by kind, as the published inits draw them: weights N(0, std), norms 1;
-// Gated DeltaNet / JetBlock (fla's GatedDeltaNet._init_weights, Jet-Nemotron's JetBlock): A_log = log U(0, 16)
-// (U(1, 16) here, keeping the decay rate away from 0), dt_bias = softplus^-1(dt) with dt log-uniform in
-// [0.001, 0.1] (floored at 1e-4), depthwise conv kernels as nn.Conv1d's default U(-1/sqrt(W), 1/sqrt(W)),
-// the kernel generator's weights zero and its w2 bias N(0, 0.02).
-static float init_value(const pn_param *p, const gen_opts *g, uint64_t stream, uint64_t j) {
-    const double u = pn_rng_uniform(g->seed, stream, j);
-    switch (p->kind) {
-    case PN_PARAM_NORM: return 1.0f;
-    case PN_PARAM_ZERO: return 0.0f;
-    case PN_PARAM_A_LOG: return (float)log(1.0 + 15.0 * u);
-    case PN_PARAM_DT_BIAS: {
-        double dt = exp(log(0.001) + u * (log(0.1) - log(0.001)));
-        if (dt < 1e-4) dt = 1e-4;
-        return (float)(dt + log(-expm1(-dt))); // softplus^-1
-    }
-    case PN_PARAM_CONV: {
-        const double bound = 1.0 / sqrt((double)p->shape[p->ndim - 1]);
-        return (float)((2.0 * u - 1.0) * bound);
-    }
-    case PN_PARAM_GEN_BIAS: return 0.02f * pn_rng_normal(g->seed, stream, j);
-    default: return (float)(g->std * pn_rng_normal(g->seed, stream, j));
-    }
-}
-
 // Writes params [lo, hi) into one safetensors file.
 static int write_file(const char *path, const pn_param *ps, int lo, int hi, const gen_opts *g) {
     pn_st_decl *decl = pn_calloc((size_t)(hi - lo), sizeof(pn_st_decl));
@@ -164,7 +139,7 @@ static int write_file(const char *path, const pn_param *ps, int lo, int hi, cons
         const int64_t n = pn_param_numel(p);
         const uint64_t stream = (uint64_t)i + 1;
 #pragma omp parallel for schedule(static)
-        for (int64_t j = 0; j < n; j++) buf[j] = init_value(p, g, stream, (uint64_t)j);
+        for (int64_t j = 0; j < n; j++) buf[j] = pn_param_init_value(p, g->std, g->seed, stream, (uint64_t)j);
         if (g->dtype == PN_ST_BF16) {
             for (int64_t j = 0; j < n; j++) half[j] = pn_f32_to_bf16(buf[j]);
             rc = pn_st_writer_write(w, half, (size_t)n * 2);
