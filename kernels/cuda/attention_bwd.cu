@@ -626,9 +626,15 @@ static pn_cuda_scratch ws; // the workspace: (a) L, delta; (b) L, delta, the dQ 
 
 static float *workspace(size_t need) { return (float *)pn_cuda_scratch_get(&ws, need); }
 
+// stats = lse2 ln 2: cuDNN's softmax statistics (natural log) from the pre-pass's log2-domain sums.
+__global__ void attn_stats_kernel(float *stats, const float *lse2, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        stats[i] = lse2[i] * 0.6931471805599453f;
+}
+
 template <int D>
-static void launch_flash_bwd(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, const bf16 *k,
-                             const bf16 *v, const bf16 *o, int B, int T, int Hq, int Hkv, int window) {
+static void launch_flash_bwd(pn_tensor *const *t, bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q,
+                             const bf16 *k, const bf16 *v, const bf16 *o, int B, int T, int Hq, int Hkv, int window) {
     static bool attr_set = false;
     if (!attr_set) {
         CUDA_CHECK(cudaFuncSetAttribute(attn_bwd_pre_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -643,10 +649,19 @@ static void launch_flash_bwd(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, con
     float *lse2 = w, *delta = w + n_stat, *dqacc = w + 2 * n_stat; // 16-byte aligned: Tp % 128 == 0
     const float scale = 1.0f / sqrtf((float)D), scale_log2 = scale * 1.4426950408889634f;
 
-    CUDA_CHECK(cudaMemsetAsync(dqacc, 0, sizeof(float) * n_q, 0));
     attn_bwd_pre_kernel<D><<<dim3((unsigned)(Tp / PRE_BM), (unsigned)Hq, (unsigned)B), PRE_THREADS,
                              ab_cfg<D>::PRE_SMEM>>>(lse2, delta, q, k, o, dout, T, Tp, Hq, Hkv, window, scale_log2);
     CUDA_LAUNCH_CHECK();
+#ifdef PN_HAVE_CUDNN
+    // Plain causal attention: cuDNN's fused SDPA backward from these statistics (staged in the dQ accumulator,
+    // which the own kernels zero below when cuDNN declines).
+    if (window == 0 && T >= 64 && t) { // T >= 64: the stats fit the accumulator, as cuDNN wants
+        attn_stats_kernel<<<grid_1d((int64_t)n_stat, 256), 256>>>(dqacc, lse2, (int64_t)n_stat);
+        CUDA_LAUNCH_CHECK();
+        if (pn_cuda_attention_bwd_cudnn(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], dqacc, Tp, 0) == 0) return;
+    }
+#endif
+    CUDA_CHECK(cudaMemsetAsync(dqacc, 0, sizeof(float) * n_q, 0));
     const int64_t n_blocks = ceil_div64(T, AB_BC) * B * Hkv;
     attn_bwd_main_kernel<D><<<(unsigned)n_blocks, AB_THREADS, ab_cfg<D>::SMEM>>>(
         dk, dv, dqacc, lse2, delta, q, k, v, dout, B, T, Tp, Hq, Hkv, window, scale_log2, scale);
@@ -670,13 +685,15 @@ void pn_cuda_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn
     const bf16 *vp = (const bf16 *)v->data, *op = (const bf16 *)out->data;
     const bool aligned = is_aligned16(dqp) && is_aligned16(dkp) && is_aligned16(dvp) && is_aligned16(dop) &&
                          is_aligned16(qp) && is_aligned16(kp) && is_aligned16(vp) && is_aligned16(op);
+    pn_tensor *const t[8] = {dq, dk, dv, (pn_tensor *)dout, (pn_tensor *)q, (pn_tensor *)k, (pn_tensor *)v,
+                             (pn_tensor *)out};
     if (!simple && aligned && B <= 65535 && Hq <= 65535) {
         if (D == 128) {
-            launch_flash_bwd<128>(dqp, dkp, dvp, dop, qp, kp, vp, op, B, T, Hq, Hkv, window);
+            launch_flash_bwd<128>(t, dqp, dkp, dvp, dop, qp, kp, vp, op, B, T, Hq, Hkv, window);
             return;
         }
         if (D == 64) {
-            launch_flash_bwd<64>(dqp, dkp, dvp, dop, qp, kp, vp, op, B, T, Hq, Hkv, window);
+            launch_flash_bwd<64>(t, dqp, dkp, dvp, dop, qp, kp, vp, op, B, T, Hq, Hkv, window);
             return;
         }
     }

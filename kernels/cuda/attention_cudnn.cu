@@ -1,5 +1,6 @@
-// attention_cudnn.cu: plain causal prefill attention (pos0 == 0, window == 0) through cuDNN's fused
-// flash-attention engine, built with the cuDNN backend (graph) API in C style (no cudnn_frontend).
+// attention_cudnn.cu: plain causal prefill attention (pos0 == 0, window == 0) and its backward through
+// cuDNN's fused flash-attention engines, built with the cuDNN backend (graph) API in C style (no
+// cudnn_frontend). The backward graph is build_bwd_graph's (commented there); what follows is the forward's.
 //
 // The operation graph is the one cudnn_frontend's CompositeSDPANode builds for SDPA forward in inference
 // mode on cuDNN 9.19 (no stats output, no dropout; the composite diagonal-band mask and composite softmax
@@ -61,9 +62,37 @@ enum {
     UID_P = 111,       // softmax
     UID_LOG = 112,     // log(row sum)
     UID_STATS = 113,   // max + log(sum), virtual (the frontend always builds it)
+    // the backward graph's
+    UID_DO = 201,
+    UID_STATS_IN = 202,  // the forward's softmax statistics (natural log-sum-exp of the scaled scores)
+    UID_DQ = 203,
+    UID_DK = 204,
+    UID_DV = 205,
+    UID_ONE = 206,
+    UID_SOFTMAX_SUM = 207, // rowsum(dO * O), non-virtual (workspace)
+    UID_DQ_ACCUM = 208,    // fp32 dQ, non-virtual (workspace)
+    UID_B_DOO = 301,
+    UID_B_RED = 302,
+    UID_B_S = 303,
+    UID_B_S1 = 304,
+    UID_B_S2 = 305,
+    UID_B_ROW = 306,
+    UID_B_COL = 307,
+    UID_B_MASK = 308,
+    UID_B_S3 = 309,
+    UID_B_E = 310,
+    UID_B_PT = 311,
+    UID_B_DV_FULL = 312,
+    UID_B_DP = 313,
+    UID_B_X1 = 314,
+    UID_B_X2 = 315,
+    UID_B_DS = 316,
+    UID_B_DST = 317,
+    UID_B_DK_FULL = 318,
+    UID_B_KR = 319,
 };
 
-#define MAX_DESC 64 // descriptors one plan keeps alive (about 45 used)
+#define MAX_DESC 160 // descriptors one plan keeps alive (about 45 forward, about 100 backward)
 #define N_OPS 14
 
 // Everything one plan was built from, destroyed together.
@@ -202,7 +231,17 @@ static cudnnStatus_t make_reduction(desc_set *s, cudnnBackendDescriptor_t *op, c
 
 typedef struct {
     int64_t B, T, Hq, Hkv, D, cap;
+    int64_t bwd, stats_stride; // backward graph; row stride of its statistics input
 } sdpa_key;
+
+// A view operation (CUDNN_BACKEND_OPERATION_RESHAPE_DESCRIPTOR): y is x with other dims / strides.
+static cudnnStatus_t make_reshape(desc_set *s, cudnnBackendDescriptor_t *op, const char *role,
+                                  cudnnBackendDescriptor_t x, cudnnBackendDescriptor_t y) {
+    TRY(create(s, CUDNN_BACKEND_OPERATION_RESHAPE_DESCRIPTOR, op, role));
+    SET(s, *op, role, CUDNN_ATTR_OPERATION_RESHAPE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x);
+    SET(s, *op, role, CUDNN_ATTR_OPERATION_RESHAPE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y);
+    return finalize(s, *op, role);
+}
 
 // The finalized operation graph of one shape (descriptors kept in s).
 static cudnnStatus_t build_graph(desc_set *s, cudnnHandle_t handle, const sdpa_key *k,
@@ -270,6 +309,112 @@ static cudnnStatus_t build_graph(desc_set *s, cudnnHandle_t handle, const sdpa_k
     SET(s, *graph, "operation graph", CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, n, ops);
     SET(s, *graph, "operation graph", CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
     return finalize(s, *graph, "operation graph");
+}
+
+// The backward graph: cudnn_frontend's CompositeSDPABackwardNode for causal attention without dropout, op
+// by op (the statistics come from the forward; softmax_sum and the fp32 dQ accumulator are non-virtual
+// tensors the caller places in memory):
+//   softmax_sum = reduce_add(dO * O) * 1           [B, Hq, T, 1]
+//   S = Q K^T;  S1 = S * scale;  S2 = S1 - stats;  S3 = causal mask (row >= col ? S2 : -inf);  E = exp(S3)
+//   dV = reduce over the group(reshape(E)^T dO)    (P^T as a [B, Hq, Tk, Tq] bf16 view)
+//   dP = dO V^T;  dS = (dP - softmax_sum) * E * scale
+//   dK = reduce over the group(reshape(dS)^T Q);   dQ_accum = dS K (fp32);  dQ = identity(dQ_accum)
+static cudnnStatus_t build_bwd_graph(desc_set *s, cudnnHandle_t handle, const sdpa_key *k,
+                                     cudnnBackendDescriptor_t *graph) {
+    const int64_t B = k->B, T = k->T, Hq = k->Hq, Hkv = k->Hkv, D = k->D, Tp = k->stats_stride;
+    const cudnnDataType_t BF = CUDNN_DATA_BFLOAT16, F32 = CUDNN_DATA_FLOAT, I32 = CUDNN_DATA_INT32,
+                          BOOL_ = CUDNN_DATA_BOOLEAN;
+    const bool gqa = Hq != Hkv;
+    // row-major [B, T, H, D] memory seen as [B, H, S, D]
+    const int64_t q_dims[4] = {B, Hq, T, D}, q_str[4] = {T * Hq * D, D, Hq * D, 1};
+    const int64_t kv_dims[4] = {B, Hkv, T, D}, kv_str[4] = {T * Hkv * D, D, Hkv * D, 1};
+    const int64_t kt_dims[4] = {B, Hkv, D, T}, kt_str[4] = {T * Hkv * D, D, 1, Hkv * D};
+    const int64_t st_dims[4] = {B, Hq, T, 1}, st_str[4] = {Hq * Tp, Tp, 1, 1};
+    const int64_t r_str[4] = {Hq * T, T, 1, 1};
+    const int64_t s_dims[4] = {B, Hq, T, T}, s_str[4] = {Hq * T * T, T * T, T, 1};
+    const int64_t sT_str[4] = {Hq * T * T, T * T, 1, T}; // the same [B, Hq, T, T] transposed
+    const int64_t full_dims[4] = {B, Hq, T, D}, full_str[4] = {Hq * T * D, T * D, D, 1};
+    const int64_t one[4] = {1, 1, 1, 1};
+
+    cudnnBackendDescriptor_t tQ, tKt, tVt, tO, tdO, tSt, tdQ, tdK, tdV, tScale, tOne, tNegInf, tSum, tAcc;
+    TRY(make_tensor(s, &tQ, "Q", UID_Q, BF, q_dims, q_str, false, false));
+    TRY(make_tensor(s, &tKt, "K^T", UID_K, BF, kt_dims, kt_str, false, false));
+    TRY(make_tensor(s, &tVt, "V^T", UID_V, BF, kt_dims, kt_str, false, false));
+    TRY(make_tensor(s, &tO, "O", UID_O, BF, q_dims, q_str, false, false));
+    TRY(make_tensor(s, &tdO, "dO", UID_DO, BF, q_dims, q_str, false, false));
+    TRY(make_tensor(s, &tSt, "stats", UID_STATS_IN, F32, st_dims, st_str, false, false));
+    TRY(make_tensor(s, &tdQ, "dQ", UID_DQ, BF, q_dims, q_str, false, false));
+    TRY(make_tensor(s, &tdK, "dK", UID_DK, BF, kv_dims, kv_str, false, false));
+    TRY(make_tensor(s, &tdV, "dV", UID_DV, BF, kv_dims, kv_str, false, false));
+    TRY(make_tensor(s, &tScale, "attn_scale", UID_SCALE, F32, one, one, false, true));
+    TRY(make_tensor(s, &tOne, "one", UID_ONE, F32, one, one, false, true));
+    TRY(make_tensor(s, &tNegInf, "-inf", UID_NEG_INF, F32, one, one, false, true));
+    TRY(make_tensor(s, &tSum, "softmax_sum", UID_SOFTMAX_SUM, F32, st_dims, r_str, false, false));
+    TRY(make_tensor(s, &tAcc, "dQ_accum", UID_DQ_ACCUM, F32, q_dims, full_str, false, false));
+
+    cudnnBackendDescriptor_t vDOO, vRed, vS, vS1, vS2, vRow, vCol, vMask, vS3, vE, vPt, vDvFull, vDP, vX1, vX2, vDS,
+        vDSt, vDkFull, vKr;
+    TRY(make_tensor(s, &vDOO, "dO * O", UID_B_DOO, F32, q_dims, full_str, true, false));
+    TRY(make_tensor(s, &vRed, "rowsum(dO * O)", UID_B_RED, F32, st_dims, r_str, true, false));
+    TRY(make_tensor(s, &vS, "S = Q K^T", UID_B_S, F32, s_dims, s_str, true, false));
+    TRY(make_tensor(s, &vS1, "S * scale", UID_B_S1, F32, s_dims, s_str, true, false));
+    TRY(make_tensor(s, &vS2, "S - stats", UID_B_S2, F32, s_dims, s_str, true, false));
+    TRY(make_tensor(s, &vRow, "row index", UID_B_ROW, I32, s_dims, s_str, true, false));
+    TRY(make_tensor(s, &vCol, "col index", UID_B_COL, I32, s_dims, s_str, true, false));
+    TRY(make_tensor(s, &vMask, "row >= col", UID_B_MASK, BOOL_, s_dims, s_str, true, false));
+    TRY(make_tensor(s, &vS3, "masked", UID_B_S3, F32, s_dims, s_str, true, false));
+    TRY(make_tensor(s, &vE, "P = exp", UID_B_E, F32, s_dims, s_str, true, false));
+    const int64_t sT_dims[4] = {B, Hq, T, T};
+    TRY(make_tensor(s, &vPt, "P^T", UID_B_PT, BF, sT_dims, sT_str, true, false));
+    if (gqa) TRY(make_tensor(s, &vDvFull, "dV per query head", UID_B_DV_FULL, BF, full_dims, full_str, true, false));
+    TRY(make_tensor(s, &vDP, "dP = dO V^T", UID_B_DP, F32, s_dims, s_str, true, false));
+    TRY(make_tensor(s, &vX1, "dP - softmax_sum", UID_B_X1, F32, s_dims, s_str, true, false));
+    TRY(make_tensor(s, &vX2, "* P", UID_B_X2, F32, s_dims, s_str, true, false));
+    TRY(make_tensor(s, &vDS, "dS", UID_B_DS, F32, s_dims, s_str, true, false));
+    TRY(make_tensor(s, &vDSt, "dS^T", UID_B_DST, BF, sT_dims, sT_str, true, false));
+    if (gqa) TRY(make_tensor(s, &vDkFull, "dK per query head", UID_B_DK_FULL, BF, full_dims, full_str, true, false));
+    TRY(make_tensor(s, &vKr, "K", UID_B_KR, BF, kv_dims, kv_str, true, false));
+
+    cudnnBackendDescriptor_t ops[24];
+    int n = 0;
+    TRY(make_pointwise(s, &ops[n++], "mul_dO_O", CUDNN_POINTWISE_MUL, F32, -1, tdO, tO, NULL, vDOO));
+    TRY(make_reduction(s, &ops[n++], "reduce_dO_o", CUDNN_REDUCE_TENSOR_ADD, vDOO, vRed));
+    TRY(make_pointwise(s, &ops[n++], "scale_dropout_inv", CUDNN_POINTWISE_MUL, F32, -1, vRed, tOne, NULL, tSum));
+    TRY(make_matmul(s, &ops[n++], "matmul_Q_KT", tQ, tKt, vS));
+    TRY(make_pointwise(s, &ops[n++], "mul_s_attn_scale", CUDNN_POINTWISE_MUL, F32, -1, vS, tScale, NULL, vS1));
+    TRY(make_pointwise(s, &ops[n++], "sub_s_m", CUDNN_POINTWISE_SUB, F32, -1, vS1, tSt, NULL, vS2));
+    TRY(make_pointwise(s, &ops[n++], "gen_row_index", CUDNN_POINTWISE_GEN_INDEX, F32, 2, vS2, NULL, NULL, vRow));
+    TRY(make_pointwise(s, &ops[n++], "gen_col_index", CUDNN_POINTWISE_GEN_INDEX, F32, 3, vS2, NULL, NULL, vCol));
+    TRY(make_pointwise(s, &ops[n++], "row >= col", CUDNN_POINTWISE_CMP_GE, BOOL_, -1, vRow, vCol, NULL, vMask));
+    TRY(make_pointwise(s, &ops[n++], "causal mask", CUDNN_POINTWISE_BINARY_SELECT, F32, -1, vS2, tNegInf, vMask,
+                       vS3));
+    TRY(make_pointwise(s, &ops[n++], "exp_s", CUDNN_POINTWISE_EXP, F32, -1, vS3, NULL, NULL, vE));
+    TRY(make_reshape(s, &ops[n++], "reshape_p", vE, vPt));
+    if (gqa) {
+        TRY(make_matmul(s, &ops[n++], "matmul_pT_dO", vPt, tdO, vDvFull));
+        TRY(make_reduction(s, &ops[n++], "red_dV_head", CUDNN_REDUCE_TENSOR_ADD, vDvFull, tdV));
+    } else {
+        TRY(make_matmul(s, &ops[n++], "matmul_pT_dO", vPt, tdO, tdV));
+    }
+    TRY(make_matmul(s, &ops[n++], "matmul_dO_VT", tdO, tVt, vDP));
+    TRY(make_pointwise(s, &ops[n++], "sub_dP_softmax_sum", CUDNN_POINTWISE_SUB, F32, -1, vDP, tSum, NULL, vX1));
+    TRY(make_pointwise(s, &ops[n++], "mul_dP_exp_s", CUDNN_POINTWISE_MUL, F32, -1, vX1, vE, NULL, vX2));
+    TRY(make_pointwise(s, &ops[n++], "mul_dS_attn_scale", CUDNN_POINTWISE_MUL, F32, -1, vX2, tScale, NULL, vDS));
+    TRY(make_reshape(s, &ops[n++], "reshape_dS", vDS, vDSt));
+    if (gqa) {
+        TRY(make_matmul(s, &ops[n++], "matmul_dST_Q", vDSt, tQ, vDkFull));
+        TRY(make_reduction(s, &ops[n++], "red_dK_head", CUDNN_REDUCE_TENSOR_ADD, vDkFull, tdK));
+    } else {
+        TRY(make_matmul(s, &ops[n++], "matmul_dST_Q", vDSt, tQ, tdK));
+    }
+    TRY(make_reshape(s, &ops[n++], "reshape_k", tKt, vKr));
+    TRY(make_matmul(s, &ops[n++], "matmul_dS_K", vDS, vKr, tAcc));
+    TRY(make_pointwise(s, &ops[n++], "identity_dQ", CUDNN_POINTWISE_IDENTITY, F32, -1, tAcc, NULL, NULL, tdQ));
+
+    TRY(create(s, CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, graph, "backward operation graph"));
+    SET(s, *graph, "backward operation graph", CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, n, ops);
+    SET(s, *graph, "backward operation graph", CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
+    return finalize(s, *graph, "backward operation graph");
 }
 
 // The first engine config of heuristics `mode` whose execution plan finalizes, as a finalized plan in *plan
@@ -379,8 +524,9 @@ static void *g_ws = NULL;
 static size_t g_ws_bytes = 0;
 
 static void warn_unavailable(const sdpa_key *k, const char *why) {
-    pn_warn("cuDNN SDPA unavailable for B %lld T %lld Hq %lld Hkv %lld D %lld cap %lld: %s", (long long)k->B,
-            (long long)k->T, (long long)k->Hq, (long long)k->Hkv, (long long)k->D, (long long)k->cap, why);
+    pn_warn("cuDNN SDPA%s unavailable for B %lld T %lld Hq %lld Hkv %lld D %lld cap %lld: %s",
+            k->bwd ? " backward" : "", (long long)k->B, (long long)k->T, (long long)k->Hq, (long long)k->Hkv,
+            (long long)k->D, (long long)k->cap, why);
 }
 
 static cudnnHandle_t get_handle(const sdpa_key *k) {
@@ -414,7 +560,8 @@ static cudnnHandle_t get_handle(const sdpa_key *k) {
 }
 
 static bool same_key(const sdpa_key *a, const sdpa_key *b) {
-    return a->B == b->B && a->T == b->T && a->Hq == b->Hq && a->Hkv == b->Hkv && a->D == b->D && a->cap == b->cap;
+    return a->B == b->B && a->T == b->T && a->Hq == b->Hq && a->Hkv == b->Hkv && a->D == b->D && a->cap == b->cap &&
+           a->bwd == b->bwd && a->stats_stride == b->stats_stride;
 }
 
 // The cache entry of a shape, building (or failing) it on first use.
@@ -436,7 +583,7 @@ static plan_entry *get_plan(cudnnHandle_t handle, const sdpa_key *k) {
     const double t0 = pn_now();
     cudnnBackendDescriptor_t graph = NULL;
     int64_t engine = -1;
-    cudnnStatus_t st = build_graph(&e->set, handle, k, &graph);
+    cudnnStatus_t st = k->bwd ? build_bwd_graph(&e->set, handle, k, &graph) : build_graph(&e->set, handle, k, &graph);
     if (st == CUDNN_STATUS_SUCCESS) {
         // Heuristics mode A (what the frontend's users ask for), then the fallback list.
         st = plan_from_heuristics(&e->set, handle, graph, CUDNN_HEUR_MODE_A, "A", &e->plan, &engine);
@@ -476,67 +623,36 @@ static plan_entry *get_plan(cudnnHandle_t handle, const sdpa_key *k) {
     return e;
 }
 
-// ----------------------------------------------------------------------------------------------------
-// entry point
-
-extern "C" int pn_cuda_attention_cudnn(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache,
-                                       const pn_tensor *vcache, int pos0, int window) {
-    // Only plain causal prefill: queries at positions 0 .. T-1 over keys 0 .. T-1, top-left causal.
-    if (pos0 != 0 || window != 0) return -1;
-    if (q->ndim != 4 || out->ndim != 4 || kcache->ndim != 4 || vcache->ndim != 4) return -1;
-    if (q->dtype != PN_BF16 || out->dtype != PN_BF16 || kcache->dtype != PN_BF16 || vcache->dtype != PN_BF16)
-        return -1;
-    if (q->device != PN_CUDA || out->device != PN_CUDA || kcache->device != PN_CUDA || vcache->device != PN_CUDA)
-        return -1;
-    const sdpa_key k = {q->shape[0], q->shape[1], q->shape[2], kcache->shape[2], q->shape[3], kcache->shape[1]};
-    for (int i = 0; i < 4; i++)
-        if (out->shape[i] != q->shape[i] || vcache->shape[i] != kcache->shape[i]) return -1;
-    if (kcache->shape[0] != k.B || kcache->shape[3] != k.D) return -1;
-    if (k.B < 1 || k.Hq < 1 || k.Hkv < 1 || k.Hq % k.Hkv != 0) return -1;
-    // T >= 64 (shorter prefills are cheap for the own kernels); any head size cuDNN's flash attention takes on
-    // Hopper (multiple of 8, at most 256). D 64 and 128 are the tested ones.
-    if (k.T < 64 || k.T > k.cap || k.D < 8 || k.D > 256 || k.D % 8 != 0) return -1;
-    if (!is_aligned16(out->data) || !is_aligned16(q->data) || !is_aligned16(kcache->data) ||
-        !is_aligned16(vcache->data))
-        return -1;
-
-    cudnnHandle_t handle = get_handle(&k);
-    if (!handle) return -1;
-    plan_entry *e = get_plan(handle, &k);
-    if (e->state != 1) return -1;
-
-    if ((size_t)e->workspace > g_ws_bytes) {
-        if (g_ws) CUDA_CHECK(cudaFree(g_ws)); // synchronizes: no earlier execute still uses it
+// The shared workspace, grown to at least `bytes`; -1 (warned, nothing allocated) when the device is full.
+static int ensure_workspace(const sdpa_key *k, size_t bytes) {
+    if (bytes <= g_ws_bytes) return 0;
+    if (g_ws) CUDA_CHECK(cudaFree(g_ws)); // synchronizes: no earlier execute still uses it
+    g_ws = NULL;
+    g_ws_bytes = 0;
+    if (cudaMalloc(&g_ws, bytes) != cudaSuccess) {
+        (void)cudaGetLastError();
         g_ws = NULL;
-        g_ws_bytes = 0;
-        if (cudaMalloc(&g_ws, (size_t)e->workspace) != cudaSuccess) {
-            (void)cudaGetLastError();
-            g_ws = NULL;
-            char why[96];
-            snprintf(why, sizeof why, "no device memory for a %lld-byte workspace", (long long)e->workspace);
-            warn_unavailable(&k, why);
-            return -1; // nothing written; the next call tries again
-        }
-        g_ws_bytes = (size_t)e->workspace;
+        char why[96];
+        snprintf(why, sizeof why, "no device memory for a %zu-byte workspace", bytes);
+        warn_unavailable(k, why);
+        return -1; // nothing written; the next call tries again
     }
+    g_ws_bytes = bytes;
+    return 0;
+}
 
-    // By-value scalars are read from host memory during cudnnBackendExecute.
-    float scale = 1.0f / sqrtf((float)k.D);
-    float neg_inf = -INFINITY;
-    int64_t uids[6] = {UID_Q, UID_K, UID_V, UID_O, UID_SCALE, UID_NEG_INF};
-    void *ptrs[6] = {q->data, kcache->data, vcache->data, out->data, &scale, &neg_inf};
-    void *ws = e->workspace > 0 ? g_ws : NULL;
-
+// Run a plan on a variant pack; a failure here (the plan exists) is an internal error.
+static void execute(cudnnHandle_t handle, const plan_entry *e, int n, int64_t *uids, void **ptrs, void *ws) {
     cudnnBackendDescriptor_t pack = NULL;
     cudnnStatus_t st = cudnnBackendCreateDescriptor(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, &pack);
     const char *step = "create variant pack";
     if (st == CUDNN_STATUS_SUCCESS) {
         step = "set CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS";
-        st = cudnnBackendSetAttribute(pack, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, 6, uids);
+        st = cudnnBackendSetAttribute(pack, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, n, uids);
     }
     if (st == CUDNN_STATUS_SUCCESS) {
         step = "set CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS";
-        st = cudnnBackendSetAttribute(pack, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, 6, ptrs);
+        st = cudnnBackendSetAttribute(pack, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, n, ptrs);
     }
     if (st == CUDNN_STATUS_SUCCESS) {
         step = "set CUDNN_ATTR_VARIANT_PACK_WORKSPACE";
@@ -554,10 +670,85 @@ extern "C" int pn_cuda_attention_cudnn(pn_tensor *out, const pn_tensor *q, const
     if (st != CUDNN_STATUS_SUCCESS) {
         char last[256] = "";
         cudnnGetLastErrorString(last, sizeof last);
-        pn_panic_at(__FILE__, __LINE__,
-                    "cuDNN SDPA (B %lld T %lld Hq %lld Hkv %lld D %lld cap %lld): %s: %s%s%s", (long long)k.B,
-                    (long long)k.T, (long long)k.Hq, (long long)k.Hkv, (long long)k.D, (long long)k.cap, step,
-                    cudnnGetErrorString(st), last[0] ? "; " : "", last);
+        const sdpa_key *k = &e->key;
+        pn_panic_at(__FILE__, __LINE__, "cuDNN SDPA%s (B %lld T %lld Hq %lld Hkv %lld D %lld cap %lld): %s: %s%s%s",
+                    k->bwd ? " backward" : "", (long long)k->B, (long long)k->T, (long long)k->Hq, (long long)k->Hkv,
+                    (long long)k->D, (long long)k->cap, step, cudnnGetErrorString(st), last[0] ? "; " : "", last);
     }
+}
+
+// ----------------------------------------------------------------------------------------------------
+// entry points
+
+extern "C" int pn_cuda_attention_cudnn(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache,
+                                       const pn_tensor *vcache, int pos0, int window) {
+    // Only plain causal prefill: queries at positions 0 .. T-1 over keys 0 .. T-1, top-left causal.
+    if (pos0 != 0 || window != 0) return -1;
+    if (q->ndim != 4 || out->ndim != 4 || kcache->ndim != 4 || vcache->ndim != 4) return -1;
+    if (q->dtype != PN_BF16 || out->dtype != PN_BF16 || kcache->dtype != PN_BF16 || vcache->dtype != PN_BF16)
+        return -1;
+    if (q->device != PN_CUDA || out->device != PN_CUDA || kcache->device != PN_CUDA || vcache->device != PN_CUDA)
+        return -1;
+    const sdpa_key k = {q->shape[0], q->shape[1], q->shape[2], kcache->shape[2], q->shape[3], kcache->shape[1], 0, 0};
+    for (int i = 0; i < 4; i++)
+        if (out->shape[i] != q->shape[i] || vcache->shape[i] != kcache->shape[i]) return -1;
+    if (kcache->shape[0] != k.B || kcache->shape[3] != k.D) return -1;
+    if (k.B < 1 || k.Hq < 1 || k.Hkv < 1 || k.Hq % k.Hkv != 0) return -1;
+    // T >= 64 (shorter prefills are cheap for the own kernels); any head size cuDNN's flash attention takes on
+    // Hopper (multiple of 8, at most 256). D 64 and 128 are the tested ones.
+    if (k.T < 64 || k.T > k.cap || k.D < 8 || k.D > 256 || k.D % 8 != 0) return -1;
+    if (!is_aligned16(out->data) || !is_aligned16(q->data) || !is_aligned16(kcache->data) ||
+        !is_aligned16(vcache->data))
+        return -1;
+
+    cudnnHandle_t handle = get_handle(&k);
+    if (!handle) return -1;
+    plan_entry *e = get_plan(handle, &k);
+    if (e->state != 1) return -1;
+
+    if (ensure_workspace(&k, (size_t)e->workspace)) return -1;
+    // By-value scalars are read from host memory during cudnnBackendExecute.
+    float scale = 1.0f / sqrtf((float)k.D);
+    float neg_inf = -INFINITY;
+    int64_t uids[6] = {UID_Q, UID_K, UID_V, UID_O, UID_SCALE, UID_NEG_INF};
+    void *ptrs[6] = {q->data, kcache->data, vcache->data, out->data, &scale, &neg_inf};
+    execute(handle, e, 6, uids, ptrs, e->workspace > 0 ? g_ws : NULL);
+    return 0;
+}
+
+// The backward of plain causal attention (window 0) over k, v [B, T, Hkv, D] (keys are the T tokens), with the
+// forward's softmax statistics: stats[(b Hq + h) stats_stride + t] = ln sum_s exp(scale q_t.k_s) (device,
+// fp32). 0 when it wrote dq, dk, dv; -1 (nothing written) when cuDNN does not take the call.
+extern "C" int pn_cuda_attention_bwd_cudnn(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout,
+                                           const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
+                                           const pn_tensor *out, const float *stats, int64_t stats_stride,
+                                           int window) {
+    if (window != 0) return -1;
+    const pn_tensor *all[8] = {dq, dk, dv, dout, q, k, v, out};
+    for (int i = 0; i < 8; i++)
+        if (all[i]->ndim != 4 || all[i]->dtype != PN_BF16 || all[i]->device != PN_CUDA || !is_aligned16(all[i]->data))
+            return -1;
+    const sdpa_key key = {q->shape[0], q->shape[1], q->shape[2], k->shape[2], q->shape[3], k->shape[1], 1,
+                          stats_stride};
+    if (key.T < 64 || key.D < 8 || key.D > 128 || key.D % 8 != 0 || key.Hq % key.Hkv != 0) return -1;
+    static int disabled = -1; // PN_NO_CUDNN_BWD=1: the own kernels (for comparisons)
+    if (disabled < 0) disabled = getenv("PN_NO_CUDNN_BWD") && strcmp(getenv("PN_NO_CUDNN_BWD"), "0") != 0;
+    if (disabled) return -1;
+    cudnnHandle_t handle = get_handle(&key);
+    if (!handle) return -1;
+    plan_entry *e = get_plan(handle, &key);
+    if (e->state != 1) return -1;
+    // workspace: the plan's, then softmax_sum [B, Hq, T] and the fp32 dQ accumulator [B, Hq, T, D]
+    const size_t plan_ws = ((size_t)e->workspace + 255) / 256 * 256;
+    const size_t n_sum = (size_t)(key.B * key.Hq * key.T), n_acc = n_sum * (size_t)key.D;
+    const size_t sum_bytes = (sizeof(float) * n_sum + 255) / 256 * 256;
+    if (ensure_workspace(&key, plan_ws + sum_bytes + sizeof(float) * n_acc)) return -1;
+    char *base = (char *)g_ws;
+    float scale = 1.0f / sqrtf((float)key.D), one = 1.0f, neg_inf = -INFINITY;
+    int64_t uids[14] = {UID_Q,     UID_K,     UID_V,   UID_O,       UID_DO,          UID_STATS_IN, UID_DQ,
+                        UID_DK,    UID_DV,    UID_SCALE, UID_ONE, UID_NEG_INF, UID_SOFTMAX_SUM, UID_DQ_ACCUM};
+    void *ptrs[14] = {q->data,  k->data, v->data, out->data, dout->data, (void *)stats,    dq->data,
+                      dk->data, dv->data, &scale,  &one,      &neg_inf,   base + plan_ws, base + plan_ws + sum_bytes};
+    execute(handle, e, 14, uids, ptrs, e->workspace > 0 ? g_ws : NULL);
     return 0;
 }

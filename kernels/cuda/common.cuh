@@ -124,6 +124,13 @@ void pn_cuda_lin_gates_bwd(pn_tensor *dza, pn_tensor *dzb, pn_tensor *dA_log, pn
 // (nothing written) when it does not handle the call and the caller runs its own kernel. C linkage for tests.
 extern "C" int pn_cuda_attention_cudnn(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache,
                                        const pn_tensor *vcache, int pos0, int window);
+// Its backward for plain causal attention from the forward's softmax statistics (natural log-sum-exp of the
+// scaled scores, [B, Hq, T] with row stride stats_stride): 0 when it wrote dq, dk, dv, -1 when it does not
+// take the call (the caller runs its own kernels).
+extern "C" int pn_cuda_attention_bwd_cudnn(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout,
+                                           const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
+                                           const pn_tensor *out, const float *stats, int64_t stats_stride,
+                                           int window);
 #endif
 
 // Timing with CUDA events on the default stream, for benchmarks (tests/gpu): C linkage so a C program
