@@ -57,7 +57,7 @@ static double relerr(const float *a, const float *b, int64_t n) {
     return sqrt(num / den);
 }
 
-static int cmp_float(const void *a, const void *b) {
+static inline int cmp_float(const void *a, const void *b) {
     const float x = *(const float *)a, y = *(const float *)b;
     return (x > y) - (x < y);
 }

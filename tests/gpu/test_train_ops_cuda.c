@@ -1,0 +1,251 @@
+// The training and linear-block ops of the CUDA backend (kernels/ops.h: silu, rmsnorm / gated RMSNorm
+// backward, SwiGLU, RoPE and embedding backward, matmul backward, causal conv1d static / dynamic / packed,
+// the linear blocks' gates, copy) against the CPU backend on the same bf16-rounded random inputs, with
+// fla-style RMS-ratio tolerances. Parameter gradients are pre-filled with random values on both sides (they
+// must accumulate), and frozen (NULL) gradients are exercised. Exits 0 without a GPU.
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "gpu_test.h"
+
+static int fails, cases;
+
+// One tensor on both backends: host values h, the CPU tensor over them (F32) and the CUDA copy (dtype dt).
+typedef struct {
+    float *h;
+    pn_tensor c, g;
+} pair;
+
+static pair mk(int ndim, const int64_t *shape, pn_dtype dt, float mean, float std) {
+    pair p;
+    pn_tensor t = pn_view(NULL, PN_F32, PN_CPU, ndim, shape);
+    p.h = randn(pn_numel(&t), mean, std);
+    p.c = pn_view(p.h, PN_F32, PN_CPU, ndim, shape);
+    p.g = dev_upload(p.h, dt, ndim, shape);
+    return p;
+}
+#define ACT PN_BF16
+#define GRAD PN_F32
+
+static void rel(const char *what, pair *p, double tol) {
+    float *d = dev_download(&p->g);
+    const double e = relerr(d, p->h, pn_numel(&p->c));
+    const int ok = e <= tol;
+    printf("%-44s rel err %.2e (tol %.0e) %s\n", what, e, tol, ok ? "ok" : "FAIL");
+    fails += !ok;
+    cases++;
+    free(d);
+}
+
+static void drop(pair *p) {
+    free(p->h);
+    dev_free(&p->g);
+}
+
+static void test_silu(void) {
+    const int64_t n[1] = {1 << 20};
+    pair x = mk(1, n, ACT, 0, 2), y = mk(1, n, ACT, 0, 1), dy = mk(1, n, ACT, 0, 1), dx = mk(1, n, ACT, 0, 1);
+    pn_op_silu(&y.c, &x.c);
+    pn_op_silu(&y.g, &x.g);
+    rel("silu [1M]", &y, 0.005);
+    pn_op_silu_bwd(&dx.c, &dy.c, &x.c);
+    pn_op_silu_bwd(&dx.g, &dy.g, &x.g);
+    rel("silu_bwd [1M]", &dx, 0.008);
+    pn_op_silu_bwd(&dy.c, &dy.c, &x.c); // in place (dx aliases dy)
+    pn_op_silu_bwd(&dy.g, &dy.g, &x.g);
+    rel("silu_bwd in place", &dy, 0.008);
+    drop(&x), drop(&y), drop(&dy), drop(&dx);
+}
+
+static void test_rmsnorm_bwd(int64_t rows, int64_t D, int frozen) {
+    const int64_t s2[2] = {rows, D}, s1[1] = {D};
+    pair x = mk(2, s2, ACT, 0, 1), dy = mk(2, s2, ACT, 0, 1), dx = mk(2, s2, ACT, 0, 1), w = mk(1, s1, ACT, 1, 0.2f);
+    pair dw = mk(1, s1, GRAD, 0, 1);
+    pn_op_rmsnorm_bwd(&dx.c, frozen ? NULL : &dw.c, &dy.c, &x.c, &w.c, 1e-6f);
+    pn_op_rmsnorm_bwd(&dx.g, frozen ? NULL : &dw.g, &dy.g, &x.g, &w.g, 1e-6f);
+    char name[96];
+    snprintf(name, sizeof name, "rmsnorm_bwd dx [%lld, %lld]%s", (long long)rows, (long long)D, frozen ? " frozen" : "");
+    rel(name, &dx, 0.01);
+    snprintf(name, sizeof name, "rmsnorm_bwd dw (accumulated)%s", frozen ? ": untouched" : "");
+    rel(name, &dw, frozen ? 0.0 : 0.01);
+    drop(&x), drop(&dy), drop(&dx), drop(&w), drop(&dw);
+}
+
+static void test_gated(int64_t rows, int64_t D) {
+    const int64_t s2[2] = {rows, D}, s1[1] = {D};
+    pair x = mk(2, s2, ACT, 0, 1), g = mk(2, s2, ACT, 0, 2), y = mk(2, s2, ACT, 0, 1), w = mk(1, s1, ACT, 1, 0.2f);
+    pair dy = mk(2, s2, ACT, 0, 1), dx = mk(2, s2, ACT, 0, 1), dg = mk(2, s2, ACT, 0, 1), dw = mk(1, s1, GRAD, 0, 1);
+    char name[96];
+    pn_op_gated_rmsnorm(&y.c, &x.c, &g.c, &w.c, 1e-5f);
+    pn_op_gated_rmsnorm(&y.g, &x.g, &g.g, &w.g, 1e-5f);
+    snprintf(name, sizeof name, "gated_rmsnorm [%lld, %lld]", (long long)rows, (long long)D);
+    rel(name, &y, 0.005);
+    pn_op_gated_rmsnorm_bwd(&dx.c, &dg.c, &dw.c, &dy.c, &x.c, &g.c, &w.c, 1e-5f);
+    pn_op_gated_rmsnorm_bwd(&dx.g, &dg.g, &dw.g, &dy.g, &x.g, &g.g, &w.g, 1e-5f);
+    rel("  backward dx", &dx, 0.01);
+    rel("  backward dgate", &dg, 0.01);
+    rel("  backward dw (accumulated)", &dw, 0.01);
+    drop(&x), drop(&g), drop(&y), drop(&w), drop(&dy), drop(&dx), drop(&dg), drop(&dw);
+}
+
+static void test_swiglu_bwd(void) {
+    const int64_t n[1] = {1 << 20};
+    pair g = mk(1, n, ACT, 0, 2), u = mk(1, n, ACT, 0, 1), d = mk(1, n, ACT, 0, 1);
+    pair dg = mk(1, n, ACT, 0, 1), du = mk(1, n, ACT, 0, 1);
+    pn_op_swiglu_bwd(&dg.c, &du.c, &d.c, &g.c, &u.c);
+    pn_op_swiglu_bwd(&dg.g, &du.g, &d.g, &g.g, &u.g);
+    rel("swiglu_bwd dgate [1M]", &dg, 0.008);
+    rel("swiglu_bwd dup", &du, 0.008);
+    drop(&g), drop(&u), drop(&d), drop(&dg), drop(&du);
+}
+
+static void test_matmul_bwd(int64_t N, int64_t I, int64_t O, int with_db, int acc, int frozen) {
+    const int64_t sx[2] = {N, I}, sw[2] = {O, I}, so[2] = {N, O}, sb[1] = {O};
+    pair x = mk(2, sx, ACT, 0, 1), w = mk(2, sw, ACT, 0, 0.05f), d = mk(2, so, ACT, 0, 1), dx = mk(2, sx, ACT, 0, 1);
+    pair dw = mk(2, sw, GRAD, 0, 1), db = mk(1, sb, GRAD, 0, 1);
+    pn_op_matmul_bwd(&dx.c, frozen ? NULL : &dw.c, with_db ? &db.c : NULL, &d.c, &x.c, &w.c, acc);
+    pn_op_matmul_bwd(&dx.g, frozen ? NULL : &dw.g, with_db ? &db.g : NULL, &d.g, &x.g, &w.g, acc);
+    char name[128];
+    snprintf(name, sizeof name, "matmul_bwd [%lld, %lld] -> %lld dx%s", (long long)N, (long long)I, (long long)O,
+             acc ? " (+=)" : "");
+    rel(name, &dx, 0.01);
+    rel(frozen ? "  dw frozen: untouched" : "  dw (accumulated)", &dw, frozen ? 0.0 : 0.01);
+    if (with_db) rel("  db (accumulated)", &db, 0.01);
+    drop(&x), drop(&w), drop(&d), drop(&dx), drop(&dw), drop(&db);
+}
+
+static void test_rope_bwd(int pos0) {
+    const int64_t s[4] = {2, 300, 12, 128}, sf[1] = {64};
+    pair x = mk(4, s, ACT, 0, 1);
+    float *inv = pn_malloc(sizeof(float) * 64);
+    for (int i = 0; i < 64; i++) inv[i] = powf(10000.0f, -(float)(2 * i) / 128.0f);
+    pn_tensor ic = pn_view(inv, PN_F32, PN_CPU, 1, sf), ig = dev_upload(inv, PN_F32, 1, sf);
+    float *orig = dev_download(&x.g);
+    pn_op_rope_bwd(&x.c, &ic, pos0);
+    pn_op_rope_bwd(&x.g, &ig, pos0);
+    char name[64];
+    snprintf(name, sizeof name, "rope_bwd [2, 300, 12, 128] pos0 %d", pos0);
+    rel(name, &x, 0.01);
+    pn_op_rope(&x.g, &ig, pos0); // rope(rope_bwd(x)) = x on the GPU
+    float *back = dev_download(&x.g);
+    const double e = relerr(back, orig, pn_numel(&x.c));
+    printf("%-44s rel err %.2e (tol 1e-02) %s\n", "  rope after rope_bwd returns the input", e, e <= 0.01 ? "ok" : "FAIL");
+    fails += e > 0.01;
+    cases++;
+    free(orig), free(back), free(inv);
+    dev_free(&ig);
+    drop(&x);
+}
+
+static void test_embedding_bwd(void) {
+    const int64_t V = 1000, C = 256, N = 4096, st[2] = {V, C}, so[2] = {N, C}, si[1] = {N};
+    pair dt = mk(2, st, GRAD, 0, 1), d = mk(2, so, ACT, 0, 1);
+    int32_t *ids = pn_malloc(sizeof(int32_t) * N);
+    for (int64_t i = 0; i < N; i++) ids[i] = (int32_t)(pn_splitmix64((uint64_t)i) % 50); // many repeats
+    pn_tensor ic = pn_view(ids, PN_I32, PN_CPU, 1, si), ig = dev_alloc(PN_I32, 1, si);
+    pn_cuda_backend.memcpy_h2d(ig.data, ids, sizeof(int32_t) * N);
+    pn_op_embedding_bwd(&dt.c, &ic, &d.c);
+    pn_op_embedding_bwd(&dt.g, &ig, &d.g);
+    rel("embedding_bwd [1000, 256] += (repeated ids)", &dt, 0.01);
+    free(ids);
+    dev_free(&ig);
+    drop(&dt), drop(&d);
+}
+
+static void test_conv(int64_t B, int64_t T, int64_t C, int W, int dynamic, int bias, int act, const int32_t *cu,
+                      int nseq) {
+    const int64_t sx[3] = {B, T, C}, sw[2] = {C, W}, sk[3] = {B, T, C * W}, sb[1] = {C}, sc[1] = {nseq + 1};
+    pair x = mk(3, sx, ACT, 0, 1), y = mk(3, sx, ACT, 0, 1), dy = mk(3, sx, ACT, 0, 1), dx = mk(3, sx, ACT, 0, 1);
+    pair w = mk(2, sw, ACT, 0, 0.4f), bb = mk(1, sb, ACT, 0, 0.2f), kd = mk(3, sk, ACT, 0, 0.4f);
+    pair dw = mk(2, sw, GRAD, 0, 1), db = mk(1, sb, GRAD, 0, 1), dk = mk(3, sk, ACT, 0, 1);
+    pn_tensor cc = {0}, cg = {0};
+    if (cu) {
+        cc = pn_view((void *)cu, PN_I32, PN_CPU, 1, sc);
+        cg = dev_alloc(PN_I32, 1, sc);
+        pn_cuda_backend.memcpy_h2d(cg.data, cu, sizeof(int32_t) * (size_t)(nseq + 1));
+    }
+    const pn_tensor *wc = dynamic ? NULL : &w.c, *wg = dynamic ? NULL : &w.g;
+    const pn_tensor *bc = bias ? &bb.c : NULL, *bg = bias ? &bb.g : NULL;
+    pn_op_conv1d(&y.c, &x.c, wc, bc, dynamic ? &kd.c : NULL, act, cu ? &cc : NULL);
+    pn_op_conv1d(&y.g, &x.g, wg, bg, dynamic ? &kd.g : NULL, act, cu ? &cg : NULL);
+    char name[128];
+    snprintf(name, sizeof name, "conv1d %s W %d C %lld [%lld, %lld]%s%s%s", dynamic ? "dynamic" : "static", W,
+             (long long)C, (long long)B, (long long)T, bias ? " bias" : "", act ? " silu" : "", cu ? " packed" : "");
+    rel(name, &y, 0.005);
+    pn_op_conv1d_bwd(&dx.c, dynamic ? NULL : &dw.c, bias ? &db.c : NULL, dynamic ? &dk.c : NULL, &dy.c, &x.c, wc, bc,
+                     dynamic ? &kd.c : NULL, act, cu ? &cc : NULL);
+    pn_op_conv1d_bwd(&dx.g, dynamic ? NULL : &dw.g, bias ? &db.g : NULL, dynamic ? &dk.g : NULL, &dy.g, &x.g, wg, bg,
+                     dynamic ? &kd.g : NULL, act, cu ? &cg : NULL);
+    rel("  backward dx", &dx, 0.01);
+    if (dynamic) rel("  backward dkdyn", &dk, 0.01);
+    else rel("  backward dw (accumulated)", &dw, 0.01);
+    if (bias) rel("  backward dbias (accumulated)", &db, 0.01);
+    if (cu) dev_free(&cg);
+    drop(&x), drop(&y), drop(&dy), drop(&dx), drop(&w), drop(&bb), drop(&kd), drop(&dw), drop(&db), drop(&dk);
+}
+
+static void test_gates(int decay) {
+    const int64_t N = 4096, H = 12, s2[2] = {N, H}, s1[1] = {H};
+    pair za = mk(2, s2, ACT, 0, 8), zb = mk(2, s2, ACT, 0, 2), al = mk(1, s1, ACT, 1, 0.5f), dt = mk(1, s1, ACT, -3, 1);
+    for (int64_t i = 0; i < N * H; i += 97) za.h[i] = bf16_round(25.0f); // past softplus' threshold
+    pn_op_from_host_f32(&za.g, za.h);
+    pair g = mk(2, s2, GRAD, 0, 1), b = mk(2, s2, GRAD, 0, 1), dg = mk(2, s2, GRAD, 0, 1), dbeta = mk(2, s2, GRAD, 0, 1);
+    pair dza = mk(2, s2, ACT, 0, 1), dzb = mk(2, s2, ACT, 0, 1), dal = mk(1, s1, GRAD, 0, 1), ddt = mk(1, s1, GRAD, 0, 1);
+    pn_op_lin_gates(&g.c, &b.c, decay ? &za.c : NULL, &zb.c, decay ? &al.c : NULL, decay ? &dt.c : NULL);
+    pn_op_lin_gates(&g.g, &b.g, decay ? &za.g : NULL, &zb.g, decay ? &al.g : NULL, decay ? &dt.g : NULL);
+    rel(decay ? "lin_gates [4096, 12] g" : "lin_gates without decay: g = 0", &g, decay ? 0.005 : 0.0);
+    rel("  beta", &b, 0.005);
+    pn_op_lin_gates_bwd(decay ? &dza.c : NULL, &dzb.c, decay ? &dal.c : NULL, decay ? &ddt.c : NULL, &dg.c, &dbeta.c,
+                        decay ? &za.c : NULL, &g.c, &b.c, decay ? &al.c : NULL, decay ? &dt.c : NULL);
+    pn_op_lin_gates_bwd(decay ? &dza.g : NULL, &dzb.g, decay ? &dal.g : NULL, decay ? &ddt.g : NULL, &dg.g, &dbeta.g,
+                        decay ? &za.g : NULL, &g.g, &b.g, decay ? &al.g : NULL, decay ? &dt.g : NULL);
+    rel("  backward dzb", &dzb, 0.01);
+    if (decay) {
+        rel("  backward dza", &dza, 0.01);
+        rel("  backward dA_log (accumulated)", &dal, 0.02);
+        rel("  backward ddt_bias (accumulated)", &ddt, 0.02);
+    }
+    drop(&za), drop(&zb), drop(&al), drop(&dt), drop(&g), drop(&b), drop(&dg), drop(&dbeta), drop(&dza), drop(&dzb);
+    drop(&dal), drop(&ddt);
+}
+
+static void test_copy(void) {
+    const int64_t s[2] = {333, 77};
+    pair a = mk(2, s, ACT, 0, 1), b = mk(2, s, ACT, 0, 1);
+    pn_op_copy(&b.c, &a.c);
+    pn_op_copy(&b.g, &a.g);
+    rel("copy [333, 77]", &b, 0.0);
+    drop(&a), drop(&b);
+}
+
+int main(void) {
+    if (!pn_cuda_available()) {
+        printf("skipped: no CUDA device\n");
+        return 0;
+    }
+    test_copy();
+    test_silu();
+    test_rmsnorm_bwd(4096, 1536, 0);
+    test_rmsnorm_bwd(4096, 128, 0);
+    test_rmsnorm_bwd(300, 1536, 1);
+    test_gated(2 * 512 * 12, 256);
+    test_gated(1000, 72);
+    test_swiglu_bwd();
+    test_matmul_bwd(4096, 1536, 256, 1, 0, 0);
+    test_matmul_bwd(4096, 1536, 256, 0, 1, 0);
+    test_matmul_bwd(333, 96, 200, 1, 1, 0);
+    test_matmul_bwd(333, 96, 200, 0, 0, 1);
+    test_rope_bwd(0);
+    test_rope_bwd(17);
+    test_embedding_bwd();
+    const int32_t cu[6] = {0, 1, 64, 65, 300, 517};
+    test_conv(2, 517, 3072, 4, 0, 1, 1, NULL, 0);
+    test_conv(2, 517, 100, 3, 0, 0, 0, NULL, 0);
+    test_conv(2, 517, 768, 4, 1, 0, 1, NULL, 0);
+    test_conv(1, 517, 256, 4, 0, 1, 1, cu, 5);
+    test_conv(1, 517, 256, 4, 1, 0, 1, cu, 5);
+    test_gates(1);
+    test_gates(0);
+    printf("%d passed, %d failed\n", cases - fails, fails);
+    return fails ? 1 : 0;
+}
