@@ -39,6 +39,14 @@ void pn_cpu_conv1d_bwd(float *dx, float *dw, float *dbias, float *dkdyn, const f
                        const float *w, const float *bias, const float *kdyn, int64_t B, int64_t T, int64_t C, int W,
                        int act_silu, const int32_t *cu_seqlens, int n_seqs);
 
+// The linear blocks' gates on raw fp32 arrays (train_ops.c; the math in ops.h's pn_op_lin_gates), shared by the
+// tensor op and the layer references in src/blocks/*_cpu.c. za, A_log, dt_bias NULL: no decay (g = 0).
+void pn_cpu_gates_fwd(float *g, float *beta, const float *za, const float *zb, const float *A_log,
+                      const float *dt_bias, int64_t N, int64_t H);
+void pn_cpu_gates_bwd(float *dza, float *dzb, float *dA_log, float *ddt_bias, const float *dg, const float *dbeta,
+                      const float *za, const float *g, const float *beta, const float *A_log, const float *dt_bias,
+                      int64_t N, int64_t H);
+
 // Tensor forms of the training and linear-block ops for the backend table (train_ops.c; contracts in ops.h).
 void pn_cpu_copy(pn_tensor *dst, const pn_tensor *src);
 void pn_cpu_silu(pn_tensor *y, const pn_tensor *x);

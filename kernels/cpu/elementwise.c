@@ -29,7 +29,8 @@ void pn_cpu_swiglu(pn_tensor *out, const pn_tensor *gate, const pn_tensor *up) {
 
 // Rotate-half RoPE: element i pairs with i + D/2. Angles are computed in fp32 as HF does
 // (position * inv_freq), so positions in the tens of thousands round the same way.
-void pn_cpu_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0) {
+// dir = 1 rotates by the angle (the forward), dir = -1 back (the backward: the rotation's transpose).
+static void rope_dir(pn_tensor *x, const pn_tensor *inv_freq, int pos0, float dir) {
     const int64_t B = x->shape[0], T = x->shape[1], H = x->shape[2], D = x->shape[3], half = D / 2;
     const float *f = inv_freq->data;
 #pragma omp parallel for collapse(2) schedule(static)
@@ -39,7 +40,7 @@ void pn_cpu_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0) {
             for (int64_t h = 0; h < H; h++) {
                 float *v = (float *)x->data + ((b * T + t) * H + h) * D;
                 for (int64_t i = 0; i < half; i++) {
-                    const float a = p * f[i], c = cosf(a), s = sinf(a);
+                    const float a = p * f[i], c = cosf(a), s = dir * sinf(a);
                     const float x1 = v[i], x2 = v[i + half];
                     v[i] = x1 * c - x2 * s;
                     v[i + half] = x2 * c + x1 * s;
@@ -47,6 +48,10 @@ void pn_cpu_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0) {
             }
         }
 }
+
+void pn_cpu_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0) { rope_dir(x, inv_freq, pos0, 1.0f); }
+
+void pn_cpu_rope_bwd(pn_tensor *dx, const pn_tensor *inv_freq, int pos0) { rope_dir(dx, inv_freq, pos0, -1.0f); }
 
 void pn_cpu_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0) {
     const int64_t B = src->shape[0], T = src->shape[1], row = src->shape[2] * src->shape[3], cap = cache->shape[1];

@@ -1,7 +1,7 @@
 // The CPU backend's training and linear-block ops in the table's tensor form. The math of the larger ones
 // lives in raw-array functions next to their kin (norm.c, elementwise.c, matmul.c, conv1d.c, gdn.c), which
 // the torch/fla goldens test directly; here they are adapted to tensors, and the small ones (SiLU, the
-// linear blocks' gates, RoPE's backward, the embedding's) are written out.
+// linear blocks' gates, the embedding's backward) are written out. RoPE's backward is in elementwise.c.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,25 +70,6 @@ void pn_cpu_matmul_bwd_t(pn_tensor *dx, pn_tensor *dw, pn_tensor *db, const pn_t
     }
 }
 
-// RoPE rotates each (i, i + D/2) pair by an angle; its transpose rotates back by the same angle.
-void pn_cpu_rope_bwd(pn_tensor *dx, const pn_tensor *inv_freq, int pos0) {
-    const int64_t B = dx->shape[0], T = dx->shape[1], H = dx->shape[2], D = dx->shape[3], half = D / 2;
-    const float *f = inv_freq->data;
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t t = 0; t < T; t++) {
-            const float p = (float)(pos0 + t);
-            for (int64_t h = 0; h < H; h++) {
-                float *v = (float *)dx->data + ((b * T + t) * H + h) * D;
-                for (int64_t i = 0; i < half; i++) {
-                    const float a = p * f[i], c = cosf(a), s = sinf(a);
-                    const float y1 = v[i], y2 = v[i + half];
-                    v[i] = y1 * c + y2 * s;
-                    v[i + half] = y2 * c - y1 * s;
-                }
-            }
-        }
-}
-
 void pn_cpu_embedding_bwd(pn_tensor *dtable, const pn_tensor *ids, const pn_tensor *dout) {
     const int64_t N = pn_numel(ids), C = dout->shape[1];
     const int32_t *id = ids->data;
@@ -125,46 +106,53 @@ void pn_cpu_conv1d_bwd_t(pn_tensor *dx, pn_tensor *dw, pn_tensor *dbias, pn_tens
                       T, C, W, act_silu, cu, n);
 }
 
-void pn_cpu_lin_gates(pn_tensor *g, pn_tensor *beta, const pn_tensor *za, const pn_tensor *zb, const pn_tensor *A_log,
-                      const pn_tensor *dt_bias) {
-    const int64_t N = zb->shape[0], H = zb->shape[1];
-    const float *b = zb->data;
-    float *gp = g->data, *bp = beta->data;
-    for (int64_t i = 0; i < N * H; i++) bp[i] = sigmoidf_(b[i]);
+// beta = sigmoid(zb); g = -e^{A_log} softplus(za + dt_bias), or 0 without za. Rows of H gates.
+void pn_cpu_gates_fwd(float *g, float *beta, const float *za, const float *zb, const float *A_log,
+                      const float *dt_bias, int64_t N, int64_t H) {
+    for (int64_t i = 0; i < N * H; i++) beta[i] = sigmoidf_(zb[i]);
     if (!za) {
-        memset(gp, 0, sizeof(float) * (size_t)(N * H));
+        memset(g, 0, sizeof(float) * (size_t)(N * H));
         return;
     }
-    const float *a = za->data, *al = A_log->data, *dt = dt_bias->data;
     for (int64_t r = 0; r < N; r++)
-        for (int64_t h = 0; h < H; h++) gp[r * H + h] = -expf(al[h]) * softplusf_(a[r * H + h] + dt[h]);
+        for (int64_t h = 0; h < H; h++) g[r * H + h] = -expf(A_log[h]) * softplusf_(za[r * H + h] + dt_bias[h]);
 }
 
-// dzb = dβ β (1 − β); with z = za + dt_bias, dz = dg (−e^{A_log}) softplus'(z) (softplus' = sigmoid, 1 above
-// the threshold 20); dA_log = Σ dg g (as d g / d A_log = g); d dt_bias = Σ dz. Sums in double.
-void pn_cpu_lin_gates_bwd(pn_tensor *dza, pn_tensor *dzb, pn_tensor *dA_log, pn_tensor *ddt_bias, const pn_tensor *dg,
-                          const pn_tensor *dbeta, const pn_tensor *za, const pn_tensor *g, const pn_tensor *beta,
-                          const pn_tensor *A_log, const pn_tensor *dt_bias) {
-    const int64_t N = dzb->shape[0], H = dzb->shape[1];
-    const float *db = dbeta->data, *bp = beta->data;
-    float *o = dzb->data;
-    for (int64_t i = 0; i < N * H; i++) o[i] = db[i] * bp[i] * (1.0f - bp[i]);
+// dzb = dβ β (1 − β); with z = za + dt_bias, dza = dg (−e^{A_log}) softplus'(z) (softplus' = sigmoid, 1 above
+// the threshold 20); dA_log += Σ dg g (as d g / d A_log = g); d dt_bias += Σ dza (sums in double). dzb may
+// alias dbeta and dza may alias dg (elementwise, each read before it is written).
+void pn_cpu_gates_bwd(float *dza, float *dzb, float *dA_log, float *ddt_bias, const float *dg, const float *dbeta,
+                      const float *za, const float *g, const float *beta, const float *A_log, const float *dt_bias,
+                      int64_t N, int64_t H) {
+    for (int64_t i = 0; i < N * H; i++) dzb[i] = dbeta[i] * beta[i] * (1.0f - beta[i]);
     if (!za) return;
-    const float *a = za->data, *al = A_log->data, *dt = dt_bias->data, *d = dg->data, *gp = g->data;
-    float *oa = dza->data;
     for (int64_t h = 0; h < H; h++) {
-        const float e = expf(al[h]);
+        const float e = expf(A_log[h]);
         double sA = 0.0, sdt = 0.0;
         for (int64_t r = 0; r < N; r++) {
             const int64_t i = r * H + h;
-            const float z = a[i] + dt[h];
-            oa[i] = d[i] * -e * (z > 20.0f ? 1.0f : sigmoidf_(z));
-            sA += (double)d[i] * gp[i];
-            sdt += oa[i];
+            const float z = za[i] + dt_bias[h], d = dg[i];
+            sA += (double)d * g[i];
+            dza[i] = d * -e * (z > 20.0f ? 1.0f : sigmoidf_(z));
+            sdt += dza[i];
         }
-        if (dA_log) ((float *)dA_log->data)[h] += (float)sA;
-        if (ddt_bias) ((float *)ddt_bias->data)[h] += (float)sdt;
+        if (dA_log) dA_log[h] += (float)sA;
+        if (ddt_bias) ddt_bias[h] += (float)sdt;
     }
+}
+
+#define DATA(t) ((t) ? (t)->data : NULL)
+
+void pn_cpu_lin_gates(pn_tensor *g, pn_tensor *beta, const pn_tensor *za, const pn_tensor *zb, const pn_tensor *A_log,
+                      const pn_tensor *dt_bias) {
+    pn_cpu_gates_fwd(g->data, beta->data, DATA(za), zb->data, DATA(A_log), DATA(dt_bias), zb->shape[0], zb->shape[1]);
+}
+
+void pn_cpu_lin_gates_bwd(pn_tensor *dza, pn_tensor *dzb, pn_tensor *dA_log, pn_tensor *ddt_bias, const pn_tensor *dg,
+                          const pn_tensor *dbeta, const pn_tensor *za, const pn_tensor *g, const pn_tensor *beta,
+                          const pn_tensor *A_log, const pn_tensor *dt_bias) {
+    pn_cpu_gates_bwd(DATA(dza), dzb->data, DATA(dA_log), DATA(ddt_bias), dg->data, dbeta->data, DATA(za), g->data,
+                     beta->data, DATA(A_log), DATA(dt_bias), dzb->shape[0], dzb->shape[1]);
 }
 
 int pn_cpu_gdn_fwd_t(const pn_gdn_cfg *c, void *o, float *ht, const void *q, const void *k, const void *v,

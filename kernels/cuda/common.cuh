@@ -77,6 +77,11 @@ void *pn_cuda_scratch_get(pn_cuda_scratch *s, size_t need);
 // The process-wide cuBLASLt handle and its workspace, created on first use.
 cublasLtHandle_t pn_cuda_cublaslt(void);
 void *pn_cuda_workspace(size_t *bytes);
+// cuBLASLt's best algorithm for a product (1), or 0 when it has none; pointers' real alignments passed in.
+int pn_cuda_lt_heuristic(cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
+                         cublasLtMatrixLayout_t c, uint32_t al_a, uint32_t al_b, uint32_t al_c,
+                         cublasLtMatmulAlgo_t *algo);
+uint32_t pn_cuda_ptr_align(const void *p); // largest power of two <= 256 dividing the address
 
 // ----------------------------------------------------------------------------------------------------
 // ops implemented in the .cu files (the entries of pn_cuda_backend)

@@ -71,8 +71,9 @@ __global__ void swiglu_kernel(bf16 *out, const bf16 *gate, const bf16 *up, int64
 }
 
 // x[B, T, H, D] in place; one thread per rotated pair (row, i), i < D/2.
+// dir = 1 rotates by the angle (the forward), dir = -1 back (the backward: the rotation's transpose).
 __global__ void rope_kernel(bf16 *x, const float *inv_freq, int64_t rows, int64_t T, int64_t H, int64_t D,
-                            int64_t pos0) {
+                            int64_t pos0, float dir) {
     const int64_t half = D / 2, total = rows * half, stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
         const int64_t row = idx / half, i = idx % half;
@@ -80,7 +81,7 @@ __global__ void rope_kernel(bf16 *x, const float *inv_freq, int64_t rows, int64_
         const float a = (float)(pos0 + t) * inv_freq[i];
         float sn, cs;
         sincosf(a, &sn, &cs);
-        const float c = round_bf(cs), s = round_bf(sn);
+        const float c = round_bf(cs), s = dir * round_bf(sn);
         bf16 *v = x + row * D;
         const float x1 = bf2f(v[i]), x2 = bf2f(v[i + half]);
         v[i] = f2bf(x1 * c - x2 * s);
@@ -143,14 +144,18 @@ void pn_cuda_swiglu(pn_tensor *out, const pn_tensor *gate, const pn_tensor *up) 
     CUDA_LAUNCH_CHECK();
 }
 
-void pn_cuda_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0) {
+static void rope_launch(pn_tensor *x, const pn_tensor *inv_freq, int pos0, float dir) {
     const int64_t B = x->shape[0], T = x->shape[1], H = x->shape[2], D = x->shape[3];
     const int64_t rows = B * T * H;
     if (rows == 0 || D == 0) return;
     rope_kernel<<<grid_1d(rows * (D / 2), 256), 256>>>((bf16 *)x->data, (const float *)inv_freq->data, rows, T, H,
-                                                       D, pos0);
+                                                       D, pos0, dir);
     CUDA_LAUNCH_CHECK();
 }
+
+void pn_cuda_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0) { rope_launch(x, inv_freq, pos0, 1.0f); }
+
+void pn_cuda_rope_bwd(pn_tensor *dx, const pn_tensor *inv_freq, int pos0) { rope_launch(dx, inv_freq, pos0, -1.0f); }
 
 void pn_cuda_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0) {
     const int64_t B = src->shape[0], T = src->shape[1], HD = src->shape[2] * src->shape[3];

@@ -44,7 +44,7 @@ void *pn_cuda_workspace(size_t *bytes) {
 }
 
 // Largest power of two (up to 256) dividing the address.
-static uint32_t ptr_align(const void *p) {
+uint32_t pn_cuda_ptr_align(const void *p) {
     uint32_t a = 256;
     while (a > 1 && ((uintptr_t)p % a) != 0) a >>= 1;
     return a;
@@ -81,7 +81,9 @@ static void descs_destroy(lt_descs *d) {
 }
 
 // Returns 1 and the best algorithm for these descriptors, or 0 when cuBLASLt has none.
-static int heuristic(const lt_descs *d, uint32_t al_a, uint32_t al_b, uint32_t al_c, cublasLtMatmulAlgo_t *algo) {
+int pn_cuda_lt_heuristic(cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
+                         cublasLtMatrixLayout_t c, uint32_t al_a, uint32_t al_b, uint32_t al_c,
+                         cublasLtMatmulAlgo_t *algo) {
     size_t ws_bytes = 0;
     (void)pn_cuda_workspace(&ws_bytes);
     const uint64_t ws = ws_bytes;
@@ -96,7 +98,7 @@ static int heuristic(const lt_descs *d, uint32_t al_a, uint32_t al_b, uint32_t a
     memset(&res, 0, sizeof res);
     int count = 0;
     cublasStatus_t st =
-        cublasLtMatmulAlgoGetHeuristic(pn_cuda_cublaslt(), d->op, d->a, d->b, d->c, d->c, pref, 1, &res, &count);
+        cublasLtMatmulAlgoGetHeuristic(pn_cuda_cublaslt(), op, a, b, c, c, pref, 1, &res, &count);
     CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
     if (st == CUBLAS_STATUS_NOT_SUPPORTED || count == 0) return 0;
     CUBLAS_CHECK(st);
@@ -122,8 +124,8 @@ static const plan *plan_get(int64_t N, int64_t I, int64_t O, const void *w, cons
     plan key;
     memset(&key, 0, sizeof key);
     key.N = N, key.I = I, key.O = O;
-    key.al_a = ptr_align(w), key.al_b = ptr_align(x), key.al_c = ptr_align(out);
-    key.al_bias = bias ? ptr_align(bias) : 0;
+    key.al_a = pn_cuda_ptr_align(w), key.al_b = pn_cuda_ptr_align(x), key.al_c = pn_cuda_ptr_align(out);
+    key.al_bias = bias ? pn_cuda_ptr_align(bias) : 0;
     for (int i = 0; i < n_plans; i++) {
         const plan *p = &plans[i];
         if (p->N == N && p->I == I && p->O == O && p->al_a == key.al_a && p->al_b == key.al_b &&
@@ -132,11 +134,11 @@ static const plan *plan_get(int64_t N, int64_t I, int64_t O, const void *w, cons
     }
     lt_descs d;
     descs_create(&d, N, I, O, bias);
-    int ok = heuristic(&d, key.al_a, key.al_b, key.al_c, &key.algo);
+    int ok = pn_cuda_lt_heuristic(d.op, d.a, d.b, d.c, key.al_a, key.al_b, key.al_c, &key.algo);
     descs_destroy(&d);
     if (!ok && bias) { // no algorithm with the bias epilogue: plain product + bias kernel
         descs_create(&d, N, I, O, NULL);
-        ok = heuristic(&d, key.al_a, key.al_b, key.al_c, &key.algo);
+        ok = pn_cuda_lt_heuristic(d.op, d.a, d.b, d.c, key.al_a, key.al_b, key.al_c, &key.algo);
         descs_destroy(&d);
         key.bias_kernel = 1;
     }

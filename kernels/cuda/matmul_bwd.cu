@@ -29,12 +29,6 @@ __global__ void bias_grad_kernel(float *db, const bf16 *dout, int64_t N, int64_t
     }
 }
 
-static uint32_t align_of(const void *p) {
-    uint32_t a = 256;
-    while (a > 1 && ((uintptr_t)p % a) != 0) a >>= 1;
-    return a;
-}
-
 // One column-major product C (m x n) = op(A) (m x k) op(B) (k x n) + beta C, A and B bf16, C of ctype.
 typedef struct {
     int64_t m, n, k, lda, ldb, ldc;
@@ -82,31 +76,11 @@ static const bwd_plan *bwd_plan_get(bwd_plan key) {
     }
     bwd_descs d;
     bwd_descs_create(&d, &key);
-    size_t ws_bytes = 0;
-    (void)pn_cuda_workspace(&ws_bytes);
-    const uint64_t ws = ws_bytes;
-    cublasLtMatmulPreference_t pref;
-    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &key.al_a,
-                                                      sizeof key.al_a));
-    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &key.al_b,
-                                                      sizeof key.al_b));
-    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &key.al_c,
-                                                      sizeof key.al_c));
-    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &key.al_c,
-                                                      sizeof key.al_c));
-    cublasLtMatmulHeuristicResult_t res;
-    memset(&res, 0, sizeof res);
-    int count = 0;
-    const cublasStatus_t st =
-        cublasLtMatmulAlgoGetHeuristic(pn_cuda_cublaslt(), d.op, d.a, d.b, d.c, d.c, pref, 1, &res, &count);
-    CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+    const int ok = pn_cuda_lt_heuristic(d.op, d.a, d.b, d.c, key.al_a, key.al_b, key.al_c, &key.algo);
     bwd_descs_destroy(&d);
-    if (st != CUBLAS_STATUS_SUCCESS || count == 0 || res.state != CUBLAS_STATUS_SUCCESS)
+    if (!ok)
         pn_panic("matmul_bwd: cuBLASLt has no algorithm for %lld x %lld x %lld (%s output)", (long long)key.m,
                  (long long)key.n, (long long)key.k, key.ctype_f32 ? "fp32" : "bf16");
-    key.algo = res.algo;
     int slot;
     if (n_bwd_plans < BWD_PLANS) {
         slot = n_bwd_plans++;
@@ -124,7 +98,7 @@ static void lt_gemm(int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
     memset(&key, 0, sizeof key);
     key.m = m, key.n = n, key.k = k, key.lda = lda, key.ldb = ldb, key.ldc = ldc;
     key.ta = ta, key.tb = tb, key.ctype_f32 = c_f32, key.accumulate = accumulate;
-    key.al_a = align_of(A), key.al_b = align_of(B), key.al_c = align_of(C);
+    key.al_a = pn_cuda_ptr_align(A), key.al_b = pn_cuda_ptr_align(B), key.al_c = pn_cuda_ptr_align(C);
     const bwd_plan *p = bwd_plan_get(key);
     bwd_descs d;
     bwd_descs_create(&d, p);

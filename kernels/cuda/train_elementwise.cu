@@ -1,9 +1,8 @@
-// train_elementwise.cu: the backward of the elementwise ops (SwiGLU, RoPE, the embedding gather) and a
-// device-to-device copy; bf16 in memory, fp32 in registers.
+// train_elementwise.cu: the backward of the elementwise ops (SwiGLU, the embedding gather) and a
+// device-to-device copy; bf16 in memory, fp32 in registers. (RoPE's backward, the rotation by the negative
+// angle with the forward's bf16-rounded cos and sin, shares the forward's kernel in elementwise.cu.)
 //
-// Non-obvious: the backward of RoPE is its transpose, the rotation by the negative angle, with the same
-// bf16-rounded cos and sin the forward multiplied by (elementwise.cu), so rope_bwd(rope(x)) = x up to bf16
-// rounding. The embedding's gradient adds rows of dout into an fp32 table with atomics (ids repeat).
+// Non-obvious: the embedding's gradient adds rows of dout into an fp32 table with atomics (ids repeat).
 #include "common.cuh"
 
 __device__ __forceinline__ float sigmoidf_(float z) { return 1.0f / (1.0f + expf(-z)); }
@@ -16,24 +15,6 @@ __global__ void swiglu_bwd_kernel(bf16 *dgate, bf16 *dup, const bf16 *dout, cons
         const float g = bf2f(gate[i]), u = bf2f(up[i]), d = bf2f(dout[i]), s = sigmoidf_(g);
         dgate[i] = f2bf(d * u * s * (1.0f + g * (1.0f - s)));
         dup[i] = f2bf(d * g * s);
-    }
-}
-
-// dx[B, T, H, D] in place: (y1, y2) -> (y1 c + y2 s, y2 c - y1 s).
-__global__ void rope_bwd_kernel(bf16 *x, const float *inv_freq, int64_t rows, int64_t T, int64_t H, int64_t D,
-                                int64_t pos0) {
-    const int64_t half = D / 2, total = rows * half, stride = (int64_t)gridDim.x * blockDim.x;
-    for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
-        const int64_t row = idx / half, i = idx % half;
-        const int64_t t = (row / H) % T;
-        const float a = (float)(pos0 + t) * inv_freq[i];
-        float sn, cs;
-        sincosf(a, &sn, &cs);
-        const float c = round_bf(cs), s = round_bf(sn);
-        bf16 *v = x + row * D;
-        const float y1 = bf2f(v[i]), y2 = bf2f(v[i + half]);
-        v[i] = f2bf(y1 * c + y2 * s);
-        v[i + half] = f2bf(y2 * c - y1 * s);
     }
 }
 
@@ -57,14 +38,6 @@ void pn_cuda_swiglu_bwd(pn_tensor *dgate, pn_tensor *dup, const pn_tensor *dout,
     if (n == 0) return;
     swiglu_bwd_kernel<<<grid_1d(n, 256), 256>>>((bf16 *)dgate->data, (bf16 *)dup->data, (const bf16 *)dout->data,
                                                 (const bf16 *)gate->data, (const bf16 *)up->data, n);
-    CUDA_LAUNCH_CHECK();
-}
-
-void pn_cuda_rope_bwd(pn_tensor *dx, const pn_tensor *inv_freq, int pos0) {
-    const int64_t B = dx->shape[0], T = dx->shape[1], H = dx->shape[2], D = dx->shape[3], rows = B * T * H;
-    if (rows == 0 || D == 0) return;
-    rope_bwd_kernel<<<grid_1d(rows * (D / 2), 256), 256>>>((bf16 *)dx->data, (const float *)inv_freq->data, rows, T,
-                                                           H, D, pos0);
     CUDA_LAUNCH_CHECK();
 }
 

@@ -48,8 +48,6 @@ static void linear(float *out, const float *x, const float *w, int64_t N, int64_
     pn_cpu_matmul(&to, &tx, &tw, NULL);
 }
 
-// torch's F.softplus (beta 1, threshold 20), which fla's gate kernel matches.
-static float softplus(float z) { return z > 20.0f ? z : log1pf(expf(z)); }
 
 // The forward's intermediates, all [N, ...] with N = B T. proj holds the three projections before the conv.
 typedef struct {
@@ -140,16 +138,10 @@ static int gdn_acts_compute(gdn_acts *a, const gdn_setup *s, const gdn_params *p
     pn_cpu_conv1d_fwd(a->k, pk, p->ck, NULL, NULL, B, T, KD, W, 1, cu_seqlens, n_seqs);
     pn_cpu_conv1d_fwd(a->v, pv, p->cv, NULL, NULL, B, T, VD, W, 1, cu_seqlens, n_seqs);
 
+    // the gates from their pre-activations (za is parked in g, zb in beta: the gate op reads before it writes)
     linear(a->beta, x, p->wb, N, Hd, H);
-    for (int64_t r = 0; r < N * H; r++) a->beta[r] = 1.0f / (1.0f + expf(-a->beta[r]));
-    if (s->decay) {
-        linear(a->g, x, p->wa, N, Hd, H);
-        for (int64_t r = 0; r < N; r++)
-            for (int64_t h = 0; h < H; h++)
-                a->g[r * H + h] = -expf(p->A_log[h]) * softplus(a->g[r * H + h] + p->dt_bias[h]);
-    } else {
-        memset(a->g, 0, sizeof(float) * (size_t)(N * H));
-    }
+    if (s->decay) linear(a->g, x, p->wa, N, Hd, H);
+    pn_cpu_gates_fwd(a->g, a->beta, s->decay ? a->g : NULL, a->beta, p->A_log, p->dt_bias, N, H);
 
     int rc = pn_cpu_gdn_fwd(&s->gc, a->q, a->k, a->v, a->g, a->beta, NULL, a->o, NULL);
     if (rc == 0) {
@@ -220,29 +212,14 @@ int pn_gdn_layer_backward_cpu(const pn_block_cfg *c, const float *const *params,
         linear_bwd(dx, tmp, DP(wk), dproj, x, p.wk, N, Hd, KD);
         pn_cpu_conv1d_bwd(dproj, DP(cv), NULL, NULL, dv, pv, p.cv, NULL, NULL, B, T, VD, W, 1, cu_seqlens, n_seqs);
         linear_bwd(dx, tmp, DP(wv), dproj, x, p.wv, N, Hd, VD);
-        // beta = sigmoid(x Wb^T): dβ → dz = dβ β (1 − β), in place
-        for (int64_t r = 0; r < N * H; r++) dbeta[r] *= a.beta[r] * (1.0f - a.beta[r]);
+        // the gates: dβ → dzb and dg → dza in place (za = x Wa^T recomputed)
+        float *za = s.decay ? pn_malloc(sizeof(float) * (size_t)(N * H)) : NULL;
+        if (za) linear(za, x, p.wa, N, Hd, H);
+        pn_cpu_gates_bwd(za ? dg : NULL, dbeta, DP(A_log), DP(dt_bias), dg, dbeta, za, a.g, a.beta, p.A_log, p.dt_bias,
+                         N, H);
+        free(za);
         linear_bwd(dx, tmp, DP(wb), dbeta, x, p.wb, N, Hd, H);
         if (s.decay) {
-            // g = -exp(A_log) softplus(z), z = x Wa^T + dt_bias; dg → dz in place (z recomputed into tmp)
-            float *z = pn_malloc(sizeof(float) * (size_t)(N * H));
-            linear(z, x, p.wa, N, Hd, H);
-            float *dA = DP(A_log), *ddt = DP(dt_bias);
-            for (int64_t h = 0; h < H; h++) {
-                const float e = expf(p.A_log[h]);
-                double sA = 0.0, sdt = 0.0;
-                for (int64_t r = 0; r < N; r++) {
-                    const int64_t i = r * H + h;
-                    const float zz = z[i] + p.dt_bias[h];
-                    const float dsp = zz > 20.0f ? 1.0f : 1.0f / (1.0f + expf(-zz)); // softplus'
-                    sA += (double)dg[i] * a.g[i];
-                    dg[i] = dg[i] * -e * dsp;
-                    sdt += dg[i];
-                }
-                if (dA) dA[h] += (float)sA;
-                if (ddt) ddt[h] += (float)sdt;
-            }
-            free(z);
             linear_bwd(dx, tmp, DP(wa), dg, x, p.wa, N, Hd, H);
         }
     }

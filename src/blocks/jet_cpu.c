@@ -55,8 +55,6 @@ static float dsilu(float z) {
     return s * (1.0f + z * (1.0f - s));
 }
 
-// torch's F.softplus (beta 1, threshold 20).
-static float softplus(float z) { return z > 20.0f ? z : log1pf(expf(z)); }
 
 // Parameter indices in src/blocks/jet.c's order.
 enum { P_Q, P_K, P_V, P_G, P_A, P_B, P_ALOG, P_DT, P_W1, P_W2, P_B2, P_ONORM, P_O, P_COUNT };
@@ -126,11 +124,10 @@ static int jet_acts_compute(jet_acts *a, const jet_setup *s, const float *const 
     linear(a->kdyn, a->hgen, w2, b2, N, R, VD * W);
     pn_cpu_conv1d_fwd(a->v, a->vraw, NULL, NULL, a->kdyn, B, T, VD, W, 1, cu_seqlens, n_seqs);
 
+    // the gates from their pre-activations (za parked in g, zb in beta: the gate op reads before it writes)
     linear(a->beta, x, wb, NULL, N, Hd, H);
-    for (int64_t r = 0; r < N * H; r++) a->beta[r] = 1.0f / (1.0f + expf(-a->beta[r]));
     linear(a->g, x, wa, NULL, N, Hd, H);
-    for (int64_t r = 0; r < N; r++)
-        for (int64_t h = 0; h < H; h++) a->g[r * H + h] = -expf(A_log[h]) * softplus(a->g[r * H + h] + dt_bias[h]);
+    pn_cpu_gates_fwd(a->g, a->beta, a->g, a->beta, A_log, dt_bias, N, H);
 
     int rc = pn_cpu_gdn_fwd(&s->gc, a->q, a->k, a->v, a->g, a->beta, NULL, a->o, NULL);
     if (rc == 0) {
@@ -203,29 +200,12 @@ int pn_jet_layer_backward_cpu(const pn_block_cfg *c, const float *const *params,
         pn_cpu_matmul_bwd(dh, DP(P_W2), DP(P_B2), dkdyn, a.hgen, params[P_W2], N, R, VD * W);
         for (int64_t r = 0; r < N * R; r++) dh[r] *= dsilu(a.zh[r]);
         linear_bwd(dx, tmp, DP(P_W1), dh, x, params[P_W1], N, Hd, R);
-        // beta = sigmoid(x Wb^T): dβ → dz = dβ β (1 − β), in place
-        for (int64_t r = 0; r < N * H; r++) dbeta[r] *= a.beta[r] * (1.0f - a.beta[r]);
+        // the gates: dβ → dzb and dg → dza in place (za = x Wa^T recomputed)
+        float *za = pn_malloc(sizeof(float) * (size_t)(N * H));
+        linear(za, x, params[P_A], NULL, N, Hd, H);
+        pn_cpu_gates_bwd(dg, dbeta, DP(P_ALOG), DP(P_DT), dg, dbeta, za, a.g, a.beta, params[P_ALOG], params[P_DT], N, H);
+        free(za);
         linear_bwd(dx, tmp, DP(P_B), dbeta, x, params[P_B], N, Hd, H);
-        // g = -exp(A_log) softplus(z), z = x Wa^T + dt_bias; dg → dz in place (z recomputed)
-        const float *A_log = params[P_ALOG], *dt_bias = params[P_DT];
-        float *z = pn_malloc(sizeof(float) * (size_t)(N * H));
-        linear(z, x, params[P_A], NULL, N, Hd, H);
-        float *dA = DP(P_ALOG), *ddt = DP(P_DT);
-        for (int64_t h = 0; h < H; h++) {
-            const float e = expf(A_log[h]);
-            double sA = 0.0, sdt = 0.0;
-            for (int64_t r = 0; r < N; r++) {
-                const int64_t i = r * H + h;
-                const float zz = z[i] + dt_bias[h];
-                const float dsp = zz > 20.0f ? 1.0f : 1.0f / (1.0f + expf(-zz)); // softplus'
-                sA += (double)dg[i] * a.g[i];
-                dg[i] = dg[i] * -e * dsp;
-                sdt += dg[i];
-            }
-            if (dA) dA[h] += (float)sA;
-            if (ddt) ddt[h] += (float)sdt;
-        }
-        free(z);
         linear_bwd(dx, tmp, DP(P_A), dg, x, params[P_A], N, Hd, H);
     }
 #undef DP
