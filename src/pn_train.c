@@ -173,7 +173,7 @@ int pn_model_train_plan(pn_model *m, int max_B, int max_T, const pn_train_opts *
     if (o && o->recompute) memcpy(tp->recompute, o->recompute, (size_t)c->n_layers);
     tp->xs = pn_calloc((size_t)c->n_layers + 1, sizeof(pn_tensor));
     tp->own = pn_calloc((size_t)c->n_layers, sizeof(layer_acts));
-    tp->cu_host = pn_calloc((size_t)max_T + 1, sizeof(int32_t));
+    tp->cu_host = pn_calloc((size_t)max_B * (size_t)max_T + 1, sizeof(int32_t)); // a packed batch may hold B T tokens
     m->train = tp;
     const int64_t N = (int64_t)max_B * max_T;
     carver count = {NULL, 0};

@@ -193,8 +193,9 @@ static void check_against_torch(const char *root, const char *name, int is_hybri
         CHECK(er <= tol_same && pn_model_train_bytes(&m) <= keep, "recompute %.3e", er);
         grads_free(&m, gr);
 
-        // a packed batch: the two sequences as one row with cu_seqlens
-        rc = pn_model_train_plan(&m, 1, g.B * g.T, NULL) || step(&m, &g, &a, 1);
+        // a packed batch: the two sequences as one row with cu_seqlens (under the [B, T] plan: a packed row
+        // may hold all B T tokens)
+        rc = pn_model_train_plan(&m, g.B, g.T, NULL) || step(&m, &g, &a, 1);
         CHECK(rc == 0, "packed: %s", pn_last_error());
         lt = pn_model_train_logits(&m);
         float *lp = pn_malloc(sizeof(float) * (size_t)(N * g.V));
@@ -206,6 +207,13 @@ static void check_against_torch(const char *root, const char *name, int is_hybri
         CHECK(ep <= tol_same && epg <= tol_same * 10, "packed %.3e %.3e", ep, epg);
         free(lp);
         grads_free(&m, gr);
+        { // as many documents as tokens (each alone) fits the same plan
+            int32_t *cu_all = pn_malloc(sizeof(int32_t) * (size_t)(N + 1));
+            for (int64_t i = 0; i <= N; i++) cu_all[i] = (int32_t)i;
+            rc = pn_model_forward_train(&m, g.ids, 1, (int)N, cu_all, (int)N);
+            CHECK(rc == 0, "%lld one-token documents: %s", (long long)N, pn_last_error());
+            free(cu_all);
+        }
 
         // frozen: only the linear blocks train (the PostNAS setting)
         uint8_t *tr = pn_calloc((size_t)m.nparams, 1);
