@@ -26,6 +26,14 @@ static const pn_backend *be_of(const char *op, const pn_tensor *t) {
     return be;
 }
 
+// The backend of t, which must have the op (a table entry may be NULL while a backend lacks it).
+static const pn_backend *be_need(const char *op, const pn_tensor *t, int present) {
+    const pn_backend *be = be_of(op, t);
+    if (!present) pn_panic("%s is not implemented on the %s backend", op, be->name);
+    return be;
+}
+#define BE(op, t) be_need(#op, (t), be_of(#op, (t))->op != NULL)
+
 static void same_device(const char *op, const pn_tensor *a, const pn_tensor *b) {
     if (b && a->device != b->device)
         pn_panic("%s: tensors on different devices (%s vs %s)", op, pn_device_name(a->device),
@@ -115,25 +123,52 @@ void pn_op_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0) {
     be_of("kv_store", cache)->kv_store(cache, src, pos0);
 }
 
-void pn_op_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
-                     int pos0, int window) {
-    same_device("attention", out, q);
-    same_device("attention", out, kcache);
-    same_device("attention", out, vcache);
-    want_act("attention", out);
-    want_act("attention", q);
-    want_act("attention", kcache);
-    want_act("attention", vcache);
-    same_shape("attention", out, q);
-    same_shape("attention", kcache, vcache);
+static void attention_check(const char *op, const pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache,
+                            const pn_tensor *vcache, int pos0, int window) {
+    same_device(op, out, q);
+    same_device(op, out, kcache);
+    same_device(op, out, vcache);
+    want_act(op, out);
+    want_act(op, q);
+    want_act(op, kcache);
+    want_act(op, vcache);
+    same_shape(op, out, q);
+    same_shape(op, kcache, vcache);
     PN_ASSERT(q->ndim == 4 && kcache->ndim == 4 && q->shape[0] == kcache->shape[0]);
     PN_ASSERT(q->shape[3] == kcache->shape[3] && q->shape[2] % kcache->shape[2] == 0);
     PN_ASSERT(pos0 >= 0 && pos0 + q->shape[1] <= kcache->shape[1] && window >= 0);
+}
+
+void pn_op_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
+                     int pos0, int window) {
+    attention_check("attention", out, q, kcache, vcache, pos0, window);
     be_of("attention", out)->attention(out, q, kcache, vcache, pos0, window);
 }
 
+// lse F32 [B, T, Hq] for q [B, T, Hq, D].
+static void lse_check(const char *op, const pn_tensor *lse, const pn_tensor *q) {
+    if (!lse) return;
+    same_device(op, q, lse);
+    if (lse->dtype != PN_F32 || pn_numel(lse) != q->shape[0] * q->shape[1] * q->shape[2])
+        pn_panic("%s: lse must be F32 with B T Hq elements", op);
+}
+
+void pn_op_attention_train(pn_tensor *out, pn_tensor *lse, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
+                           int window) {
+    lse_check("attention_train", lse, q);
+    if (!lse) {
+        pn_op_attention(out, q, k, v, 0, window);
+        return;
+    }
+    attention_check("attention_train", out, q, k, v, 0, window);
+    PN_ASSERT(k->shape[1] == q->shape[1]);
+    BE(attention_train, out)->attention_train(out, lse, q, k, v, window);
+}
+
 void pn_op_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout, const pn_tensor *q,
-                         const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, int window) {
+                         const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, const pn_tensor *lse,
+                         int window) {
+    lse_check("attention_bwd", lse, q);
     const pn_tensor *all[] = {dk, dv, dout, q, k, v, out};
     for (int i = 0; i < 7; i++) {
         same_device("attention_bwd", dq, all[i]);
@@ -151,7 +186,7 @@ void pn_op_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_t
     const pn_backend *be = be_of("attention_bwd", dq);
     // The CUDA backward (cuDNN SDPA backward) is the next step of issue 4; until then training runs on the CPU.
     if (!be->attention_bwd) pn_panic("attention_bwd is not implemented on the %s backend yet", be->name);
-    be->attention_bwd(dq, dk, dv, dout, q, k, v, out, window);
+    be->attention_bwd(dq, dk, dv, dout, q, k, v, out, lse, window);
 }
 
 void pn_op_to_host_f32(float *dst, const pn_tensor *src) { be_of("to_host_f32", src)->to_host_f32(dst, src); }
@@ -184,13 +219,6 @@ static void want_f32(const char *op, const pn_tensor *t) {
     if (t && t->dtype != PN_F32) pn_panic("%s: tensor has dtype %s, expected f32", op, pn_dtype_name(t->dtype));
 }
 
-// The backend of t, which must have the op (a table entry may be NULL while a backend lacks it).
-static const pn_backend *be_need(const char *op, const pn_tensor *t, int present) {
-    const pn_backend *be = be_of(op, t);
-    if (!present) pn_panic("%s is not implemented on the %s backend", op, be->name);
-    return be;
-}
-#define BE(op, t) be_need(#op, (t), be_of(#op, (t))->op != NULL)
 
 void pn_op_copy(pn_tensor *dst, const pn_tensor *src) {
     same_device("copy", dst, src);

@@ -55,11 +55,17 @@ typedef struct pn_backend {
     int64_t (*count_nonfinite)(const pn_tensor *x);
 
     // ---- backward ops (NULL where a backend does not have one yet; the wrapper says so) ----
+    // Training forward of `attention` whose keys are the T tokens themselves (pos0 = 0, k/v [B, T, Hkv, D]),
+    // also writing lse F32 [B, T, Hq]: each query's natural log-sum-exp of its scaled visible scores.
+    void (*attention_train)(pn_tensor *out, pn_tensor *lse, const pn_tensor *q, const pn_tensor *k,
+                            const pn_tensor *v, int window);
     // Backward of `attention` for training (keys are the T tokens themselves: pos0 = 0, k/v [B, T, Hkv, D]):
     // from the forward's q, k, v, out and the upstream dout [B, T, Hq, D], writes dq [B, T, Hq, D] and
-    // dk, dv [B, T, Hkv, D] (overwritten; GQA sums the group's query heads into their kv head).
+    // dk, dv [B, T, Hkv, D] (overwritten; GQA sums the group's query heads into their kv head). lse: the
+    // attention_train statistics, or NULL (then recomputed where the backend needs them).
     void (*attention_bwd)(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout, const pn_tensor *q,
-                          const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, int window);
+                          const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, const pn_tensor *lse,
+                          int window);
 
     // ---- training and linear-block ops (tensor conventions in the wrappers' comments below) ----
     void (*copy)(pn_tensor *dst, const pn_tensor *src);
@@ -120,8 +126,11 @@ void pn_op_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0);
 void pn_op_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0);
 void pn_op_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
                      int pos0, int window);
+void pn_op_attention_train(pn_tensor *out, pn_tensor *lse, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
+                           int window);
 void pn_op_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout, const pn_tensor *q,
-                         const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, int window);
+                         const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, const pn_tensor *lse,
+                         int window);
 void pn_op_to_host_f32(float *dst, const pn_tensor *src);
 int64_t pn_op_count_nonfinite(const pn_tensor *x);
 void pn_op_from_host_f32(pn_tensor *dst, const float *src);

@@ -47,7 +47,7 @@ static void check_golden(const char *dir, const char *name) {
     pn_tensor o_ref = load(&st, "o"), dq_ref = load(&st, "dq"), dk_ref = load(&st, "dk"), dv_ref = load(&st, "dv");
     pn_tensor o = like(&q), dq = like(&q), dk = like(&k), dv = like(&v);
     pn_op_attention(&o, &q, &k, &v, 0, window);
-    pn_op_attention_bwd(&dq, &dk, &dv, &dout, &q, &k, &v, &o, window);
+    pn_op_attention_bwd(&dq, &dk, &dv, &dout, &q, &k, &v, &o, NULL, window);
     double eo = rel_err(o.data, o_ref.data, (size_t)pn_numel(&o)), eq = rel_err(dq.data, dq_ref.data, (size_t)pn_numel(&q));
     double ek = rel_err(dk.data, dk_ref.data, (size_t)pn_numel(&k)), ev = rel_err(dv.data, dv_ref.data, (size_t)pn_numel(&v));
     printf("%-14s window %-3d  o %.2e  dq %.2e  dk %.2e  dv %.2e\n", name, window, eo, eq, ek, ev);
@@ -76,7 +76,7 @@ static void check_fd(void) {
     for (int window = 0; window <= 3; window += 3) {
         pn_tensor o = like(&q), dq = like(&q), dk = like(&k), dv = like(&v);
         pn_op_attention(&o, &q, &k, &v, 0, window);
-        pn_op_attention_bwd(&dq, &dk, &dv, &dout, &q, &k, &v, &o, window);
+        pn_op_attention_bwd(&dq, &dk, &dv, &dout, &q, &k, &v, &o, NULL, window);
         pn_tensor *x[3] = {&q, &k, &v}, *g[3] = {&dq, &dk, &dv};
         double worst = 0;
         for (int w = 0; w < 3; w++)
@@ -99,8 +99,44 @@ static void check_fd(void) {
     free(q.data), free(k.data), free(v.data), free(dout.data);
 }
 
+// attention_train's statistics normalize the softmax: sum over visible keys of exp(scale q.k - lse) = 1, and
+// its output equals attention's.
+static void check_lse(void) {
+    const int64_t B = 2, T = 19, Hq = 4, Hkv = 2, D = 8, sq[4] = {B, T, Hq, D}, sk[4] = {B, T, Hkv, D}, sl[3] = {B, T, Hq};
+    pn_tensor q = pn_view(pn_malloc(sizeof(float) * B * T * Hq * D), PN_F32, PN_CPU, 4, sq);
+    pn_tensor k = pn_view(pn_malloc(sizeof(float) * B * T * Hkv * D), PN_F32, PN_CPU, 4, sk), v = like(&k);
+    for (int64_t i = 0; i < pn_numel(&q); i++) ((float *)q.data)[i] = pn_rng_normal(9, 1, (uint64_t)i);
+    for (int64_t i = 0; i < pn_numel(&k); i++)
+        ((float *)k.data)[i] = pn_rng_normal(9, 2, (uint64_t)i), ((float *)v.data)[i] = pn_rng_normal(9, 3, (uint64_t)i);
+    for (int window = 0; window <= 5; window += 5) {
+        pn_tensor o = like(&q), o2 = like(&q), lse = pn_view(pn_malloc(sizeof(float) * B * T * Hq), PN_F32, PN_CPU, 3, sl);
+        pn_op_attention(&o, &q, &k, &v, 0, window);
+        pn_op_attention_train(&o2, &lse, &q, &k, &v, window);
+        double worst = 0, odiff = 0;
+        for (int64_t i = 0; i < pn_numel(&o); i++) odiff = fmax(odiff, fabs(((float *)o.data)[i] - ((float *)o2.data)[i]));
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t t = 0; t < T; t++)
+                for (int64_t h = 0; h < Hq; h++) {
+                    double sum = 0;
+                    for (int64_t s_ = window && t - window + 1 > 0 ? t - window + 1 : 0; s_ <= t; s_++) {
+                        double dot = 0;
+                        for (int64_t i = 0; i < D; i++)
+                            dot += (double)((float *)q.data)[((b * T + t) * Hq + h) * D + i] *
+                                   ((float *)k.data)[((b * T + s_) * Hkv + h / 2) * D + i];
+                        sum += exp(dot / sqrt((double)D) - ((float *)lse.data)[(b * T + t) * Hq + h]);
+                    }
+                    worst = fmax(worst, fabs(sum - 1.0));
+                }
+        printf("attention_train window %d: |sum exp(s - lse) - 1| <= %.2e, output vs attention %.1e\n", window, worst, odiff);
+        CHECK(worst < 1e-5 && odiff == 0.0, "lse window %d: %.3g, output %.3g", window, worst, odiff);
+        free(o.data), free(o2.data), free(lse.data);
+    }
+    free(q.data), free(k.data), free(v.data);
+}
+
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "tests/goldens/attention";
+    check_lse();
     static const char *cases[] = {"mha_t1", "gqa_t17", "gqa_t40_win5", "mqa_t33", "gqa_t64_win64"};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_golden(dir, cases[i]);
     check_fd();

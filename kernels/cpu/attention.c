@@ -54,8 +54,40 @@ void pn_cpu_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcach
     }
 }
 
+// The training forward with statistics: the forward, then each query's log-sum-exp of its scaled visible
+// scores (lse [B, T, Hq]), computed again row by row (the reference favours plainness over one pass).
+void pn_cpu_attention_train(pn_tensor *out, pn_tensor *lse, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
+                            int window) {
+    pn_cpu_attention(out, q, k, v, 0, window);
+    const int64_t B = q->shape[0], T = q->shape[1], Hq = q->shape[2], D = q->shape[3], Hkv = k->shape[2];
+    const int64_t G = Hq / Hkv;
+    const float scale = 1.0f / sqrtf((float)D);
+    const float *qp = q->data, *kp = k->data;
+    float *l = lse->data;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t h = 0; h < Hq; h++) {
+                const float *qr = qp + ((b * T + t) * Hq + h) * D;
+                const int64_t s0 = window > 0 && t - window + 1 > 0 ? t - window + 1 : 0;
+                double mx = -INFINITY, sum = 0.0;
+                for (int pass = 0; pass < 2; pass++)
+                    for (int64_t s = s0; s <= t; s++) {
+                        const float *kr = kp + ((b * T + s) * Hkv + h / G) * D;
+                        double dot = 0.0;
+                        for (int64_t i = 0; i < D; i++) dot += (double)qr[i] * kr[i];
+                        const double sc = dot * scale;
+                        if (pass == 0) mx = sc > mx ? sc : mx;
+                        else sum += exp(sc - mx);
+                    }
+                l[(b * T + t) * Hq + h] = (float)(mx + log(sum));
+            }
+}
+
 void pn_cpu_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout, const pn_tensor *q,
-                          const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, int window) {
+                          const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, const pn_tensor *lse,
+                          int window) {
+    (void)lse; // the reference recomputes each row's softmax
     const int64_t B = q->shape[0], T = q->shape[1], Hq = q->shape[2], D = q->shape[3];
     const int64_t Hkv = k->shape[2], group = Hq / Hkv;
     const float scale = 1.0f / sqrtf((float)D);

@@ -67,6 +67,7 @@ const pn_backend pn_cpu_backend = {
     .rope = pn_cpu_rope,
     .kv_store = pn_cpu_kv_store,
     .attention = pn_cpu_attention,
+    .attention_train = pn_cpu_attention_train,
     .attention_bwd = pn_cpu_attention_bwd,
     .to_host_f32 = cpu_to_host_f32,
     .from_host_f32 = cpu_from_host_f32,

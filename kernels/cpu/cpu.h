@@ -14,8 +14,11 @@ void pn_cpu_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0);
 void pn_cpu_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0);
 void pn_cpu_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
                       int pos0, int window);
+void pn_cpu_attention_train(pn_tensor *out, pn_tensor *lse, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
+                            int window);
 void pn_cpu_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout, const pn_tensor *q,
-                          const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, int window);
+                          const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, const pn_tensor *lse,
+                          int window);
 
 // Backward ops on raw fp32 arrays (the training path; the backend table gains them with their CUDA twins).
 // Parameter gradients accumulate (+=) and may be NULL for frozen tensors; input gradients are overwritten.

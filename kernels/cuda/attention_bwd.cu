@@ -632,33 +632,86 @@ __global__ void attn_stats_kernel(float *stats, const float *lse2, int64_t n) {
         stats[i] = lse2[i] * 0.6931471805599453f;
 }
 
+// lse[b, t, h] = lse2[b, h, t] ln 2: the statistics attention_train returns, from the pre-pass.
+__global__ void attn_lse_kernel(float *lse, const float *lse2, int T, int Tp, int Hq, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t h = i % Hq, t = (i / Hq) % T, b = i / ((int64_t)Hq * T);
+        lse[i] = lse2[(b * Hq + h) * Tp + t] * 0.6931471805599453f;
+    }
+}
+
+// The statistics by brute force, one warp per (token, head) row: the fallback for head sizes the pre-pass
+// does not cover (the backward never needs them there; attention_train still returns them).
+__global__ void attn_lse_naive_kernel(float *lse, const bf16 *q, const bf16 *k, int B, int T, int Hq, int Hkv, int D,
+                                      int window, float scale) {
+    const int lane = threadIdx.x & 31;
+    const int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5), rows = (int64_t)B * T * Hq;
+    if (row >= rows) return;
+    const int h = (int)(row % Hq), t = (int)((row / Hq) % T), b = (int)(row / ((int64_t)Hq * T));
+    const bf16 *qr = q + row * D;
+    const int s0 = window > 0 && t - window + 1 > 0 ? t - window + 1 : 0;
+    float mx = -INFINITY, sum = 0.0f;
+    for (int s = s0; s <= t; s++) {
+        const bf16 *kr = k + (((int64_t)b * T + s) * Hkv + h / (Hq / Hkv)) * D;
+        float dot = 0.0f;
+        for (int i = lane; i < D; i += 32) dot = fmaf(bf2f(qr[i]), bf2f(kr[i]), dot);
+        for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+        const float sc = dot * scale, m = fmaxf(mx, sc);
+        sum = sum * expf(mx - m) + expf(sc - m);
+        mx = m;
+    }
+    if (lane == 0) lse[row] = mx + logf(sum);
+}
+
+// The pre-pass: lse2, delta [B, Hq, Tp] (see attn_bwd_pre_kernel).
 template <int D>
-static void launch_flash_bwd(pn_tensor *const *t, bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q,
-                             const bf16 *k, const bf16 *v, const bf16 *o, int B, int T, int Hq, int Hkv, int window) {
+static void launch_pre(float *lse2, float *delta, const bf16 *q, const bf16 *k, const bf16 *o, const bf16 *dout, int B,
+                       int T, int Tp, int Hq, int Hkv, int window, float scale_log2) {
     static bool attr_set = false;
     if (!attr_set) {
         CUDA_CHECK(cudaFuncSetAttribute(attn_bwd_pre_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)ab_cfg<D>::PRE_SMEM));
+        attr_set = true;
+    }
+    attn_bwd_pre_kernel<D><<<dim3((unsigned)(Tp / PRE_BM), (unsigned)Hq, (unsigned)B), PRE_THREADS,
+                             ab_cfg<D>::PRE_SMEM>>>(lse2, delta, q, k, o, dout, T, Tp, Hq, Hkv, window, scale_log2);
+    CUDA_LAUNCH_CHECK();
+}
+
+template <int D>
+static void launch_flash_bwd(pn_tensor *const *t, const float *lse, bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout,
+                             const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *o, int B, int T, int Hq, int Hkv,
+                             int window) {
+    static bool attr_set = false;
+    if (!attr_set) {
         CUDA_CHECK(cudaFuncSetAttribute(attn_bwd_main_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)ab_cfg<D>::SMEM));
         attr_set = true;
     }
+#ifdef PN_HAVE_CUDNN
+    // The training forward's statistics: cuDNN's fused backward needs nothing else.
+    if (lse && window == 0 && T >= 64 && t &&
+        pn_cuda_attention_bwd_cudnn(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], lse, (int64_t)T * Hq, 1, Hq, 0) == 0)
+        return;
+#else
+    (void)lse;
+#endif
     const int Tp = (int)ceil_div64(T, AB_TPAD) * AB_TPAD;
     const size_t n_stat = (size_t)B * Hq * Tp, n_q = (size_t)B * T * Hq * D; // n_stat: a multiple of 4
     float *w = workspace(sizeof(float) * (2 * n_stat + n_q));
     float *lse2 = w, *delta = w + n_stat, *dqacc = w + 2 * n_stat; // 16-byte aligned: Tp % 128 == 0
     const float scale = 1.0f / sqrtf((float)D), scale_log2 = scale * 1.4426950408889634f;
 
-    attn_bwd_pre_kernel<D><<<dim3((unsigned)(Tp / PRE_BM), (unsigned)Hq, (unsigned)B), PRE_THREADS,
-                             ab_cfg<D>::PRE_SMEM>>>(lse2, delta, q, k, o, dout, T, Tp, Hq, Hkv, window, scale_log2);
-    CUDA_LAUNCH_CHECK();
+    launch_pre<D>(lse2, delta, q, k, o, dout, B, T, Tp, Hq, Hkv, window, scale_log2);
 #ifdef PN_HAVE_CUDNN
     // Plain causal attention: cuDNN's fused SDPA backward from these statistics (staged in the dQ accumulator,
     // which the own kernels zero below when cuDNN declines).
     if (window == 0 && T >= 64 && t) { // T >= 64: the stats fit the accumulator, as cuDNN wants
         attn_stats_kernel<<<grid_1d((int64_t)n_stat, 256), 256>>>(dqacc, lse2, (int64_t)n_stat);
         CUDA_LAUNCH_CHECK();
-        if (pn_cuda_attention_bwd_cudnn(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], dqacc, Tp, 0) == 0) return;
+        if (pn_cuda_attention_bwd_cudnn(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], dqacc, (int64_t)Hq * Tp, Tp,
+                                        1, 0) == 0)
+            return;
     }
 #endif
     CUDA_CHECK(cudaMemsetAsync(dqacc, 0, sizeof(float) * n_q, 0));
@@ -670,8 +723,36 @@ static void launch_flash_bwd(pn_tensor *const *t, bf16 *dq, bf16 *dk, bf16 *dv, 
     CUDA_LAUNCH_CHECK();
 }
 
+void pn_cuda_attention_train(pn_tensor *out, pn_tensor *lse, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
+                             int window) {
+    const int B = (int)q->shape[0], T = (int)q->shape[1], Hq = (int)q->shape[2], D = (int)q->shape[3];
+    const int Hkv = (int)k->shape[2];
+    if (B == 0 || T == 0 || Hq == 0 || D == 0) return;
+#ifdef PN_HAVE_CUDNN
+    if (pn_cuda_attention_cudnn_stats(out, (float *)lse->data, q, k, v, window) == 0) return;
+#endif
+    pn_cuda_attention(out, q, k, v, 0, window);
+    const bf16 *qp = (const bf16 *)q->data, *kp = (const bf16 *)k->data, *op = (const bf16 *)out->data;
+    const int64_t n = (int64_t)B * T * Hq;
+    const float scale = 1.0f / sqrtf((float)D), scale_log2 = scale * 1.4426950408889634f;
+    if ((D == 64 || D == 128) && is_aligned16(qp) && is_aligned16(kp) && is_aligned16(op) && B <= 65535 &&
+        Hq <= 65535) { // the pre-pass (its <dO, O> output, here from O itself, is not used)
+        const int Tp = (int)ceil_div64(T, AB_TPAD) * AB_TPAD;
+        const size_t n_stat = (size_t)B * Hq * Tp;
+        float *w = workspace(sizeof(float) * 2 * n_stat);
+        if (D == 128) launch_pre<128>(w, w + n_stat, qp, kp, op, op, B, T, Tp, Hq, Hkv, window, scale_log2);
+        else launch_pre<64>(w, w + n_stat, qp, kp, op, op, B, T, Tp, Hq, Hkv, window, scale_log2);
+        attn_lse_kernel<<<grid_1d(n, 256), 256>>>((float *)lse->data, w, T, Tp, Hq, n);
+    } else {
+        attn_lse_naive_kernel<<<(unsigned)ceil_div64(n, 8), 256>>>((float *)lse->data, qp, kp, B, T, Hq, Hkv, D,
+                                                                  window, scale);
+    }
+    CUDA_LAUNCH_CHECK();
+}
+
 void pn_cuda_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout, const pn_tensor *q,
-                           const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, int window) {
+                           const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, const pn_tensor *lse,
+                           int window) {
     const int B = (int)q->shape[0], T = (int)q->shape[1], Hq = (int)q->shape[2], D = (int)q->shape[3];
     const int Hkv = (int)k->shape[2];
     if (B == 0 || T == 0 || Hq == 0 || D == 0) return; // nothing to write
@@ -689,25 +770,27 @@ void pn_cuda_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn
                              (pn_tensor *)out};
     if (!simple && aligned && B <= 65535 && Hq <= 65535) {
         if (D == 128) {
-            launch_flash_bwd<128>(t, dqp, dkp, dvp, dop, qp, kp, vp, op, B, T, Hq, Hkv, window);
+            launch_flash_bwd<128>(t, lse ? (const float *)lse->data : NULL, dqp, dkp, dvp, dop, qp, kp, vp, op, B, T,
+                                  Hq, Hkv, window);
             return;
         }
         if (D == 64) {
-            launch_flash_bwd<64>(t, dqp, dkp, dvp, dop, qp, kp, vp, op, B, T, Hq, Hkv, window);
+            launch_flash_bwd<64>(t, lse ? (const float *)lse->data : NULL, dqp, dkp, dvp, dop, qp, kp, vp, op, B, T,
+                                 Hq, Hkv, window);
             return;
         }
     }
 
     // (a) the baseline
     if (D > 4 * BWD_THREADS) pn_panic("attention_bwd: head dim %d > %d", D, 4 * BWD_THREADS);
-    float *lse = workspace(2 * sizeof(float) * (size_t)B * (size_t)Hq * (size_t)T);
-    float *delta = lse + (size_t)B * Hq * T;
+    float *rlse = workspace(2 * sizeof(float) * (size_t)B * (size_t)Hq * (size_t)T); // recomputed, own layout
+    float *delta = rlse + (size_t)B * Hq * T;
     const float scale = 1.0f / sqrtf((float)D);
     const size_t smem = sizeof(float) * (size_t)(2 * D + 2 * BWD_THREADS + 32);
-    attn_bwd_dq_kernel<<<dim3(T, Hq, B), BWD_THREADS, smem>>>(dqp, lse, delta, qp, kp, vp, op, dop, T, Hq, Hkv, D,
+    attn_bwd_dq_kernel<<<dim3(T, Hq, B), BWD_THREADS, smem>>>(dqp, rlse, delta, qp, kp, vp, op, dop, T, Hq, Hkv, D,
                                                              window, scale);
     CUDA_LAUNCH_CHECK();
-    attn_bwd_dkv_kernel<<<dim3(T, Hkv, B), BWD_THREADS, smem>>>(dkp, dvp, lse, delta, qp, kp, vp, dop, T, Hq, Hkv,
+    attn_bwd_dkv_kernel<<<dim3(T, Hkv, B), BWD_THREADS, smem>>>(dkp, dvp, rlse, delta, qp, kp, vp, dop, T, Hq, Hkv,
                                                                D, window, scale);
     CUDA_LAUNCH_CHECK();
 }

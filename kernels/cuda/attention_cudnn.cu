@@ -231,7 +231,9 @@ static cudnnStatus_t make_reduction(desc_set *s, cudnnBackendDescriptor_t *op, c
 
 typedef struct {
     int64_t B, T, Hq, Hkv, D, cap;
-    int64_t bwd, stats_stride; // backward graph; row stride of its statistics input
+    int64_t bwd;            // the backward graph
+    int64_t sb, sh, st;     // statistics strides over (batch, head, token): the forward's output when st != 0,
+                            // the backward's input
 } sdpa_key;
 
 // A view operation (CUDNN_BACKEND_OPERATION_RESHAPE_DESCRIPTOR): y is x with other dims / strides.
@@ -283,7 +285,9 @@ static cudnnStatus_t build_graph(desc_set *s, cudnnHandle_t handle, const sdpa_k
     TRY(make_tensor(s, &tSum, "row sum", UID_SUM, DT_F32, r_dims, r_str, true, false));
     TRY(make_tensor(s, &tP, "P (softmax)", UID_P, DT_BF16, s_dims, s_str, true, false));
     TRY(make_tensor(s, &tLog, "log(row sum)", UID_LOG, DT_F32, r_dims, r_str, true, false));
-    TRY(make_tensor(s, &tStats, "softmax stats", UID_STATS, DT_F32, r_dims, r_str, true, false));
+    const int64_t st_str[4] = {k->sb, k->sh, k->st, 1}; // when kept: the caller's layout
+    if (k->st) TRY(make_tensor(s, &tStats, "softmax stats", UID_STATS, DT_F32, r_dims, st_str, false, false));
+    else TRY(make_tensor(s, &tStats, "softmax stats", UID_STATS, DT_F32, r_dims, r_str, true, false));
 
     cudnnBackendDescriptor_t ops[N_OPS];
     int n = 0;
@@ -321,7 +325,7 @@ static cudnnStatus_t build_graph(desc_set *s, cudnnHandle_t handle, const sdpa_k
 //   dK = reduce over the group(reshape(dS)^T Q);   dQ_accum = dS K (fp32);  dQ = identity(dQ_accum)
 static cudnnStatus_t build_bwd_graph(desc_set *s, cudnnHandle_t handle, const sdpa_key *k,
                                      cudnnBackendDescriptor_t *graph) {
-    const int64_t B = k->B, T = k->T, Hq = k->Hq, Hkv = k->Hkv, D = k->D, Tp = k->stats_stride;
+    const int64_t B = k->B, T = k->T, Hq = k->Hq, Hkv = k->Hkv, D = k->D;
     const cudnnDataType_t BF = CUDNN_DATA_BFLOAT16, F32 = CUDNN_DATA_FLOAT, I32 = CUDNN_DATA_INT32,
                           BOOL_ = CUDNN_DATA_BOOLEAN;
     const bool gqa = Hq != Hkv;
@@ -329,7 +333,7 @@ static cudnnStatus_t build_bwd_graph(desc_set *s, cudnnHandle_t handle, const sd
     const int64_t q_dims[4] = {B, Hq, T, D}, q_str[4] = {T * Hq * D, D, Hq * D, 1};
     const int64_t kv_dims[4] = {B, Hkv, T, D}, kv_str[4] = {T * Hkv * D, D, Hkv * D, 1};
     const int64_t kt_dims[4] = {B, Hkv, D, T}, kt_str[4] = {T * Hkv * D, D, 1, Hkv * D};
-    const int64_t st_dims[4] = {B, Hq, T, 1}, st_str[4] = {Hq * Tp, Tp, 1, 1};
+    const int64_t st_dims[4] = {B, Hq, T, 1}, st_str[4] = {k->sb, k->sh, k->st, 1};
     const int64_t r_str[4] = {Hq * T, T, 1, 1};
     const int64_t s_dims[4] = {B, Hq, T, T}, s_str[4] = {Hq * T * T, T * T, T, 1};
     const int64_t sT_str[4] = {Hq * T * T, T * T, 1, T}; // the same [B, Hq, T, T] transposed
@@ -561,7 +565,7 @@ static cudnnHandle_t get_handle(const sdpa_key *k) {
 
 static bool same_key(const sdpa_key *a, const sdpa_key *b) {
     return a->B == b->B && a->T == b->T && a->Hq == b->Hq && a->Hkv == b->Hkv && a->D == b->D && a->cap == b->cap &&
-           a->bwd == b->bwd && a->stats_stride == b->stats_stride;
+           a->bwd == b->bwd && a->sb == b->sb && a->sh == b->sh && a->st == b->st;
 }
 
 // The cache entry of a shape, building (or failing) it on first use.
@@ -680,16 +684,19 @@ static void execute(cudnnHandle_t handle, const plan_entry *e, int n, int64_t *u
 // ----------------------------------------------------------------------------------------------------
 // entry points
 
-extern "C" int pn_cuda_attention_cudnn(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache,
-                                       const pn_tensor *vcache, int pos0, int window) {
-    // Only plain causal prefill: queries at positions 0 .. T-1 over keys 0 .. T-1, top-left causal.
+// The forward: plain causal prefill (queries at positions 0 .. T-1 over keys 0 .. T-1, top-left causal),
+// optionally writing the statistics lse [B, T, Hq].
+static int sdpa_forward(pn_tensor *out, float *lse, const pn_tensor *q, const pn_tensor *kcache,
+                        const pn_tensor *vcache, int pos0, int window) {
     if (pos0 != 0 || window != 0) return -1;
     if (q->ndim != 4 || out->ndim != 4 || kcache->ndim != 4 || vcache->ndim != 4) return -1;
     if (q->dtype != PN_BF16 || out->dtype != PN_BF16 || kcache->dtype != PN_BF16 || vcache->dtype != PN_BF16)
         return -1;
     if (q->device != PN_CUDA || out->device != PN_CUDA || kcache->device != PN_CUDA || vcache->device != PN_CUDA)
         return -1;
-    const sdpa_key k = {q->shape[0], q->shape[1], q->shape[2], kcache->shape[2], q->shape[3], kcache->shape[1], 0, 0};
+    const int64_t T = q->shape[1], Hq = q->shape[2];
+    const sdpa_key k = {q->shape[0], T, Hq, kcache->shape[2], q->shape[3], kcache->shape[1], 0,
+                        lse ? T * Hq : 0, lse ? 1 : 0, lse ? Hq : 0};
     for (int i = 0; i < 4; i++)
         if (out->shape[i] != q->shape[i] || vcache->shape[i] != kcache->shape[i]) return -1;
     if (kcache->shape[0] != k.B || kcache->shape[3] != k.D) return -1;
@@ -705,31 +712,39 @@ extern "C" int pn_cuda_attention_cudnn(pn_tensor *out, const pn_tensor *q, const
     if (!handle) return -1;
     plan_entry *e = get_plan(handle, &k);
     if (e->state != 1) return -1;
-
     if (ensure_workspace(&k, (size_t)e->workspace)) return -1;
     // By-value scalars are read from host memory during cudnnBackendExecute.
     float scale = 1.0f / sqrtf((float)k.D);
     float neg_inf = -INFINITY;
-    int64_t uids[6] = {UID_Q, UID_K, UID_V, UID_O, UID_SCALE, UID_NEG_INF};
-    void *ptrs[6] = {q->data, kcache->data, vcache->data, out->data, &scale, &neg_inf};
-    execute(handle, e, 6, uids, ptrs, e->workspace > 0 ? g_ws : NULL);
+    int64_t uids[7] = {UID_Q, UID_K, UID_V, UID_O, UID_SCALE, UID_NEG_INF, UID_STATS};
+    void *ptrs[7] = {q->data, kcache->data, vcache->data, out->data, &scale, &neg_inf, lse};
+    execute(handle, e, lse ? 7 : 6, uids, ptrs, e->workspace > 0 ? g_ws : NULL);
     return 0;
 }
 
+extern "C" int pn_cuda_attention_cudnn(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache,
+                                       const pn_tensor *vcache, int pos0, int window) {
+    return sdpa_forward(out, NULL, q, kcache, vcache, pos0, window);
+}
+
+extern "C" int pn_cuda_attention_cudnn_stats(pn_tensor *out, float *lse, const pn_tensor *q, const pn_tensor *k,
+                                             const pn_tensor *v, int window) {
+    if (k->ndim != 4 || k->shape[1] != q->shape[1]) return -1;
+    return sdpa_forward(out, lse, q, k, v, 0, window);
+}
+
 // The backward of plain causal attention (window 0) over k, v [B, T, Hkv, D] (keys are the T tokens), with the
-// forward's softmax statistics: stats[(b Hq + h) stats_stride + t] = ln sum_s exp(scale q_t.k_s) (device,
-// fp32). 0 when it wrote dq, dk, dv; -1 (nothing written) when cuDNN does not take the call.
+// forward's softmax statistics: stats[b sb + h sh + t st] = ln sum_s exp(scale q_t.k_s) (device, fp32). 0 when it wrote dq, dk, dv; -1 (nothing written) when cuDNN does not take the call.
 extern "C" int pn_cuda_attention_bwd_cudnn(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout,
                                            const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
-                                           const pn_tensor *out, const float *stats, int64_t stats_stride,
-                                           int window) {
+                                           const pn_tensor *out, const float *stats, int64_t sb, int64_t sh,
+                                           int64_t st, int window) {
     if (window != 0) return -1;
     const pn_tensor *all[8] = {dq, dk, dv, dout, q, k, v, out};
     for (int i = 0; i < 8; i++)
         if (all[i]->ndim != 4 || all[i]->dtype != PN_BF16 || all[i]->device != PN_CUDA || !is_aligned16(all[i]->data))
             return -1;
-    const sdpa_key key = {q->shape[0], q->shape[1], q->shape[2], k->shape[2], q->shape[3], k->shape[1], 1,
-                          stats_stride};
+    const sdpa_key key = {q->shape[0], q->shape[1], q->shape[2], k->shape[2], q->shape[3], k->shape[1], 1, sb, sh, st};
     if (key.T < 64 || key.D < 8 || key.D > 128 || key.D % 8 != 0 || key.Hq % key.Hkv != 0) return -1;
     static int disabled = -1; // PN_NO_CUDNN_BWD=1: the own kernels (for comparisons)
     if (disabled < 0) disabled = getenv("PN_NO_CUDNN_BWD") && strcmp(getenv("PN_NO_CUDNN_BWD"), "0") != 0;

@@ -145,6 +145,7 @@ extern "C" const pn_backend pn_cuda_backend = {
     cuda_to_host_f32,
     cuda_from_host_f32,
     pn_cuda_count_nonfinite,
+    pn_cuda_attention_train,
     pn_cuda_attention_bwd,
     pn_cuda_copy,
     pn_cuda_silu,

@@ -96,8 +96,11 @@ void pn_cuda_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0);
 void pn_cuda_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
                        int pos0, int window);
 int64_t pn_cuda_count_nonfinite(const pn_tensor *x);
+void pn_cuda_attention_train(pn_tensor *out, pn_tensor *lse, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
+                             int window);
 void pn_cuda_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout, const pn_tensor *q,
-                           const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, int window);
+                           const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, const pn_tensor *lse,
+                           int window);
 // training and linear-block ops (conv1d.cu, linear_ops.cu, norm_bwd.cu, train_elementwise.cu, matmul_bwd.cu;
 // the contracts are the pn_op_* comments in kernels/ops.h)
 void pn_cuda_copy(pn_tensor *dst, const pn_tensor *src);
@@ -129,13 +132,17 @@ void pn_cuda_lin_gates_bwd(pn_tensor *dza, pn_tensor *dzb, pn_tensor *dA_log, pn
 // (nothing written) when it does not handle the call and the caller runs its own kernel. C linkage for tests.
 extern "C" int pn_cuda_attention_cudnn(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache,
                                        const pn_tensor *vcache, int pos0, int window);
-// Its backward for plain causal attention from the forward's softmax statistics (natural log-sum-exp of the
-// scaled scores, [B, Hq, T] with row stride stats_stride): 0 when it wrote dq, dk, dv, -1 when it does not
-// take the call (the caller runs its own kernels).
+// The same for training (keys = k, v [B, T, Hkv, D]) also writing the softmax statistics lse [B, T, Hq]
+// (natural log-sum-exp of the scaled scores): 0, or -1 (nothing written) when cuDNN does not take the call.
+extern "C" int pn_cuda_attention_cudnn_stats(pn_tensor *out, float *lse, const pn_tensor *q, const pn_tensor *k,
+                                             const pn_tensor *v, int window);
+// Its backward for plain causal attention from such statistics, element (b, h, t) at
+// stats[b sb + h sh + t st]: 0 when it wrote dq, dk, dv, -1 when it does not take the call (the caller runs
+// its own kernels).
 extern "C" int pn_cuda_attention_bwd_cudnn(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout,
                                            const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
-                                           const pn_tensor *out, const float *stats, int64_t stats_stride,
-                                           int window);
+                                           const pn_tensor *out, const float *stats, int64_t sb, int64_t sh,
+                                           int64_t st, int window);
 #endif
 
 // Timing with CUDA events on the default stream, for benchmarks (tests/gpu): C linkage so a C program

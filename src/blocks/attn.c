@@ -64,11 +64,11 @@ static double flops_swa(const pn_block_cfg *c, int64_t pos) {
 // itself; a packed batch (ctx->cu_host) runs attention sequence by sequence on views of the same rows, so
 // nothing leaks across a document boundary.
 //
-// Kept for the backward: q and k after RoPE (and the q/k norm), v, the attention output, and with a q/k
-// norm (Qwen3) the projections before it. The backward walks o_proj, attention (recomputing softmax),
+// Kept for the backward: q and k after RoPE (and the q/k norm), v, the attention output with its softmax
+// statistics (so the backward need not recompute them), and with a q/k norm (Qwen3) the projections before it. The backward walks o_proj, attention (recomputing softmax),
 // RoPE (rotated back), the q/k norm and the three projections, whose input gradients sum into dx.
 
-enum { A_Q, A_K, A_V, A_ATT, A_QRAW, A_KRAW };
+enum { A_Q, A_K, A_V, A_ATT, A_LSE, A_QRAW, A_KRAW };
 enum { S_DATT, S_DQ, S_DK, S_DV, S_DQR, S_DKR };
 
 // Parameter indices in params_attn's order (-1 when absent).
@@ -89,10 +89,16 @@ static attn_index index_of(const pn_block_cfg *c) {
 
 static int acts_attn(const pn_block_cfg *c, int which, pn_dtype act, pn_dtype *dt, int64_t *cols) {
     const int64_t Q = (int64_t)c->n_heads * c->head_dim, KV = (int64_t)c->n_kv_heads * c->head_dim;
-    // which 0: q, k, v, att (+ qraw, kraw); which 1: datt, dq, dk, dv (+ dqr, dkr)
-    const int64_t acts0[6] = {Q, KV, KV, Q, Q, KV}, scr[6] = {Q, Q, KV, KV, Q, KV};
+    // which 0: q, k, v, att, lse (F32 [N, heads]) (+ qraw, kraw); which 1: datt, dq, dk, dv (+ dqr, dkr)
+    if (which == 0) {
+        const int64_t w[7] = {Q, KV, KV, Q, c->n_heads, Q, KV};
+        const int n = c->qk_norm ? 7 : 5;
+        for (int i = 0; i < n; i++) dt[i] = i == A_LSE ? PN_F32 : act, cols[i] = w[i];
+        return n;
+    }
+    const int64_t scr[6] = {Q, Q, KV, KV, Q, KV};
     const int n = c->qk_norm ? 6 : 4;
-    for (int i = 0; i < n; i++) dt[i] = act, cols[i] = which ? scr[i] : acts0[i];
+    for (int i = 0; i < n; i++) dt[i] = act, cols[i] = scr[i];
     return n;
 }
 
@@ -115,7 +121,7 @@ static int forward_attn(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *ac
     const attn_index ix = index_of(c);
     const int64_t N = ctx->B * ctx->T, D = c->head_dim;
     pn_tensor q = pn_block_rows(&acts[A_Q], N), k = pn_block_rows(&acts[A_K], N), v = pn_block_rows(&acts[A_V], N);
-    pn_tensor att = pn_block_rows(&acts[A_ATT], N);
+    pn_tensor att = pn_block_rows(&acts[A_ATT], N), lse = pn_block_rows(&acts[A_LSE], N);
     if (c->qk_norm) { // Qwen3: per-head RMSNorm of the projections, kept for the backward
         pn_tensor qr = pn_block_rows(&acts[A_QRAW], N), kr = pn_block_rows(&acts[A_KRAW], N);
         pn_op_matmul(&qr, x, &p[ix.wq], opt(p, ix.bq));
@@ -131,11 +137,11 @@ static int forward_attn(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *ac
     for (int i = 0; i < nseq; i++) {
         pn_tensor q4 = seq_view(&q, ctx, i, c->n_heads, D), k4 = seq_view(&k, ctx, i, c->n_kv_heads, D);
         pn_tensor v4 = seq_view(&v, ctx, i, c->n_kv_heads, D), o4 = seq_view(&att, ctx, i, c->n_heads, D);
+        pn_tensor l3 = seq_view(&lse, ctx, i, c->n_heads, 1);
         if (q4.shape[1] == 0) continue;
         pn_op_rope(&q4, ctx->inv_freq, 0);
         pn_op_rope(&k4, ctx->inv_freq, 0);
-        // the keys are the sequence itself: k4/v4 serve as a cache of exactly T_s positions
-        pn_op_attention(&o4, &q4, &k4, &v4, 0, window_of(c));
+        pn_op_attention_train(&o4, &l3, &q4, &k4, &v4, window_of(c));
     }
     pn_op_matmul(y, &att, &p[ix.wo], opt(p, ix.bo));
     return 0;
@@ -146,7 +152,7 @@ static int backward_attn(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *g
     const attn_index ix = index_of(c);
     const int64_t N = ctx->B * ctx->T, D = c->head_dim;
     pn_tensor q = pn_block_rows(&acts[A_Q], N), k = pn_block_rows(&acts[A_K], N), v = pn_block_rows(&acts[A_V], N);
-    pn_tensor att = pn_block_rows(&acts[A_ATT], N);
+    pn_tensor att = pn_block_rows(&acts[A_ATT], N), lse = pn_block_rows(&acts[A_LSE], N);
     pn_tensor datt = pn_block_rows(&scratch[S_DATT], N), dq = pn_block_rows(&scratch[S_DQ], N);
     pn_tensor dk = pn_block_rows(&scratch[S_DK], N), dv = pn_block_rows(&scratch[S_DV], N);
 
@@ -157,8 +163,9 @@ static int backward_attn(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *g
         pn_tensor v4 = seq_view(&v, ctx, i, c->n_kv_heads, D), o4 = seq_view(&att, ctx, i, c->n_heads, D);
         pn_tensor do4 = seq_view(&datt, ctx, i, c->n_heads, D), dq4 = seq_view(&dq, ctx, i, c->n_heads, D);
         pn_tensor dk4 = seq_view(&dk, ctx, i, c->n_kv_heads, D), dv4 = seq_view(&dv, ctx, i, c->n_kv_heads, D);
+        pn_tensor l3 = seq_view(&lse, ctx, i, c->n_heads, 1);
         if (q4.shape[1] == 0) continue;
-        pn_op_attention_bwd(&dq4, &dk4, &dv4, &do4, &q4, &k4, &v4, &o4, window_of(c));
+        pn_op_attention_bwd(&dq4, &dk4, &dv4, &do4, &q4, &k4, &v4, &o4, &l3, window_of(c));
         pn_op_rope_bwd(&dq4, ctx->inv_freq, 0);
         pn_op_rope_bwd(&dk4, ctx->inv_freq, 0);
     }

@@ -23,19 +23,39 @@ static void check(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D, int 
     pn_tensor hdo = pn_view(dout, PN_F32, PN_CPU, 4, sq), ho = pn_view(o, PN_F32, PN_CPU, 4, sq);
     pn_tensor hdq = pn_view(dq, PN_F32, PN_CPU, 4, sq), hdk = pn_view(dk, PN_F32, PN_CPU, 4, sk), hdv = pn_view(dv, PN_F32, PN_CPU, 4, sk);
     pn_op_attention(&ho, &hq, &hk, &hv, 0, window);
-    pn_op_attention_bwd(&hdq, &hdk, &hdv, &hdo, &hq, &hk, &hv, &ho, window);
+    pn_op_attention_bwd(&hdq, &hdk, &hdv, &hdo, &hq, &hk, &hv, &ho, NULL, window);
 
     pn_tensor gq = dev_upload(q, PN_BF16, 4, sq), gk = dev_upload(k, PN_BF16, 4, sk), gv = dev_upload(v, PN_BF16, 4, sk);
     pn_tensor gdo = dev_upload(dout, PN_BF16, 4, sq), go = dev_alloc(PN_BF16, 4, sq), gdq = dev_alloc(PN_BF16, 4, sq);
     pn_tensor gdk = dev_alloc(PN_BF16, 4, sk), gdv = dev_alloc(PN_BF16, 4, sk);
     pn_op_attention(&go, &gq, &gk, &gv, 0, window);
-    pn_op_attention_bwd(&gdq, &gdk, &gdv, &gdo, &gq, &gk, &gv, &go, window);
+    pn_op_attention_bwd(&gdq, &gdk, &gdv, &gdo, &gq, &gk, &gv, &go, NULL, window);
     float *rdq = dev_download(&gdq), *rdk = dev_download(&gdk), *rdv = dev_download(&gdv);
     const double eq = relerr(rdq, dq, nq), ek = relerr(rdk, dk, nk), ev = relerr(rdv, dv, nk);
-    const int ok = eq <= 0.008 && ek <= 0.008 && ev <= 0.008;
+    int ok = eq <= 0.008 && ek <= 0.008 && ev <= 0.008;
     printf("attention_bwd B%lld T%lld Hq%lld Hkv%lld D%lld win%d  dq %.2e dk %.2e dv %.2e %s\n", (long long)B,
            (long long)T, (long long)Hq, (long long)Hkv, (long long)D, window, eq, ek, ev, ok ? "ok" : "FAIL");
     ok ? n_pass++ : n_fail++;
+    { // the training forward's statistics, and the backward that uses them
+        const int64_t sl[3] = {B, T, Hq}, nl = B * T * Hq;
+        float *hl = pn_malloc(sizeof(float) * (size_t)nl), *o2 = pn_malloc(sizeof(float) * (size_t)nq);
+        pn_tensor hlse = pn_view(hl, PN_F32, PN_CPU, 3, sl), ho2 = pn_view(o2, PN_F32, PN_CPU, 4, sq);
+        pn_op_attention_train(&ho2, &hlse, &hq, &hk, &hv, window);
+        pn_tensor glse = dev_alloc(PN_F32, 3, sl);
+        pn_op_attention_train(&go, &glse, &gq, &gk, &gv, window);
+        pn_op_attention_bwd(&gdq, &gdk, &gdv, &gdo, &gq, &gk, &gv, &go, &glse, window);
+        float *rl = dev_download(&glse), *ro = dev_download(&go);
+        float *sdq = dev_download(&gdq), *sdk = dev_download(&gdk), *sdv = dev_download(&gdv);
+        double el = 0; // absolute: lse is a log
+        for (int64_t i = 0; i < nl; i++) el = fmax(el, fabs((double)rl[i] - hl[i]));
+        const double eo = relerr(ro, o, nq), e2q = relerr(sdq, dq, nq), e2k = relerr(sdk, dk, nk), e2v = relerr(sdv, dv, nk);
+        ok = el <= 0.02 && eo <= 0.005 && e2q <= 0.008 && e2k <= 0.008 && e2v <= 0.008;
+        printf("  attention_train lse max abs err %.2e, o %.2e; backward from lse dq %.2e dk %.2e dv %.2e %s\n", el,
+               eo, e2q, e2k, e2v, ok ? "ok" : "FAIL");
+        ok ? n_pass++ : n_fail++;
+        free(hl), free(o2), free(rl), free(ro), free(sdq), free(sdk), free(sdv);
+        dev_free(&glse);
+    }
     pn_tensor *g[] = {&gq, &gk, &gv, &gdo, &go, &gdq, &gdk, &gdv};
     for (int i = 0; i < 8; i++) dev_free(g[i]);
     float *h[] = {q, k, v, dout, o, dq, dk, dv, rdq, rdk, rdv};
@@ -48,20 +68,26 @@ static void bench(void) {
     pn_tensor q = dev_upload(x, PN_BF16, 4, sq), dout = dev_upload(x, PN_BF16, 4, sq), o = dev_alloc(PN_BF16, 4, sq);
     pn_tensor k = dev_upload(x, PN_BF16, 4, sk), v = dev_upload(x + 7, PN_BF16, 4, sk), dq = dev_alloc(PN_BF16, 4, sq);
     pn_tensor dk = dev_alloc(PN_BF16, 4, sk), dv = dev_alloc(PN_BF16, 4, sk);
-    float ms[5], fwd[5];
-    for (int it = -1; it < 5; it++) {
-        pn_cuda_timer_start();
-        pn_op_attention(&o, &q, &k, &v, 0, 0);
-        float f = pn_cuda_timer_stop_ms();
-        pn_cuda_timer_start();
-        pn_op_attention_bwd(&dq, &dk, &dv, &dout, &q, &k, &v, &o, 0);
-        float b = pn_cuda_timer_stop_ms();
-        if (it >= 0) ms[it] = f + b, fwd[it] = f;
+    const int64_t sl[3] = {B, T, Hq};
+    pn_tensor lse = dev_alloc(PN_F32, 3, sl);
+    for (int with_lse = 0; with_lse < 2; with_lse++) { // the inference forward, then the training one with statistics
+        float ms[5], fwd[5];
+        for (int it = -1; it < 5; it++) {
+            pn_cuda_timer_start();
+            if (with_lse) pn_op_attention_train(&o, &lse, &q, &k, &v, 0);
+            else pn_op_attention(&o, &q, &k, &v, 0, 0);
+            float f = pn_cuda_timer_stop_ms();
+            pn_cuda_timer_start();
+            pn_op_attention_bwd(&dq, &dk, &dv, &dout, &q, &k, &v, &o, with_lse ? &lse : NULL, 0);
+            float b = pn_cuda_timer_stop_ms();
+            if (it >= 0) ms[it] = f + b, fwd[it] = f;
+        }
+        qsort(ms, 5, sizeof(float), cmp_float);
+        qsort(fwd, 5, sizeof(float), cmp_float);
+        printf("bench attention fwd+bwd B8 T4096 Hq12 Hkv2 D128 causal%s: %.2f ms (fwd %.2f ms; SDPA anchor fwd+bwd "
+               "3.20 ms)\n", with_lse ? ", training forward keeping the statistics" : "", ms[2], fwd[2]);
     }
-    qsort(ms, 5, sizeof(float), cmp_float);
-    qsort(fwd, 5, sizeof(float), cmp_float);
-    printf("bench attention fwd+bwd B8 T4096 Hq12 Hkv2 D128 causal: %.2f ms (fwd %.2f ms; SDPA anchor fwd+bwd 3.20 ms)\n",
-           ms[2], fwd[2]);
+    dev_free(&lse);
     pn_tensor *g[] = {&q, &dout, &o, &k, &v, &dq, &dk, &dv};
     for (int i = 0; i < 8; i++) dev_free(g[i]);
     free(x);
