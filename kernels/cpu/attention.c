@@ -13,8 +13,9 @@
 #include "../../src/pn_common.h"
 #include "cpu.h"
 
-void pn_cpu_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
-                      int pos0, int window) {
+// The forward; with lse != NULL it also stores each row's log-sum-exp (max + log of the sum it forms anyway).
+static void attention_rows(pn_tensor *out, float *lse, const pn_tensor *q, const pn_tensor *kcache,
+                           const pn_tensor *vcache, int pos0, int window) {
     const int64_t B = q->shape[0], T = q->shape[1], Hq = q->shape[2], D = q->shape[3];
     const int64_t cap = kcache->shape[1], Hkv = kcache->shape[2], group = Hq / Hkv;
     const float scale = 1.0f / sqrtf((float)D);
@@ -43,6 +44,7 @@ void pn_cpu_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcach
                         sum += score[s];
                     }
                     const float inv = (float)(1.0 / sum);
+                    if (lse) lse[(b * T + t) * Hq + h] = mx + (float)log(sum);
                     for (int64_t d = 0; d < D; d++) o[d] = 0.0f;
                     for (int64_t s = s0; s <= p; s++) {
                         const float *v = (const float *)vcache->data + ((b * cap + s) * Hkv + kvh) * D;
@@ -54,34 +56,16 @@ void pn_cpu_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcach
     }
 }
 
-// The training forward with statistics: the forward, then each query's log-sum-exp of its scaled visible
-// scores (lse [B, T, Hq]), computed again row by row (the reference favours plainness over one pass).
+void pn_cpu_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
+                      int pos0, int window) {
+    attention_rows(out, NULL, q, kcache, vcache, pos0, window);
+}
+
+// The training forward with statistics (lse [B, T, Hq]; the CPU backward recomputes its softmax anyway, the
+// statistics are for the contract and the tests).
 void pn_cpu_attention_train(pn_tensor *out, pn_tensor *lse, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
                             int window) {
-    pn_cpu_attention(out, q, k, v, 0, window);
-    const int64_t B = q->shape[0], T = q->shape[1], Hq = q->shape[2], D = q->shape[3], Hkv = k->shape[2];
-    const int64_t G = Hq / Hkv;
-    const float scale = 1.0f / sqrtf((float)D);
-    const float *qp = q->data, *kp = k->data;
-    float *l = lse->data;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t t = 0; t < T; t++)
-            for (int64_t h = 0; h < Hq; h++) {
-                const float *qr = qp + ((b * T + t) * Hq + h) * D;
-                const int64_t s0 = window > 0 && t - window + 1 > 0 ? t - window + 1 : 0;
-                double mx = -INFINITY, sum = 0.0;
-                for (int pass = 0; pass < 2; pass++)
-                    for (int64_t s = s0; s <= t; s++) {
-                        const float *kr = kp + ((b * T + s) * Hkv + h / G) * D;
-                        double dot = 0.0;
-                        for (int64_t i = 0; i < D; i++) dot += (double)qr[i] * kr[i];
-                        const double sc = dot * scale;
-                        if (pass == 0) mx = sc > mx ? sc : mx;
-                        else sum += exp(sc - mx);
-                    }
-                l[(b * T + t) * Hq + h] = (float)(mx + log(sum));
-            }
+    attention_rows(out, lse->data, q, k, v, 0, window);
 }
 
 void pn_cpu_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout, const pn_tensor *q,
