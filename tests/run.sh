@@ -4,22 +4,31 @@
 # The GPU suite needs a GPU: tests/gpu/run.sh.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+for tool in meson ninja; do
+  command -v $tool > /dev/null || { echo "tests/run.sh: '$tool' not found: run 'bash scripts/install-deps.sh' (or the quick start's first command) first" >&2; exit 1; }
+done
 jobs=$(nproc)
 total_ok=0 total_fail=0
 run_suite() { # build_dir meson_setup_args...
   local dir=$1; shift
   if [ ! -f "$dir/build.ninja" ]; then
-    meson setup "$dir" "$@" > "$dir.setup.log" 2>&1 || { cat "$dir.setup.log"; total_fail=$((total_fail + 1)); return; }
+    if ! meson setup "$dir" "$@" > "$dir.setup.log" 2>&1; then
+      tail -n 40 "$dir.setup.log"
+      echo "step failed: configure $dir (meson setup $dir $*); whole output in $dir.setup.log"
+      total_fail=$((total_fail + 1)); return
+    fi
   fi
   if ! ninja -C "$dir" -j "$jobs" > "$dir.build.log" 2>&1; then
-    cat "$dir.build.log"; total_fail=$((total_fail + 1)); return
+    tail -n 60 "$dir.build.log"
+    echo "step failed: compile $dir (ninja -C $dir); whole output in $dir.build.log"
+    total_fail=$((total_fail + 1)); return
   fi
   meson test -C "$dir" --print-errorlogs --num-processes 1 | tee "$dir.test.log"
   local ok fail
   ok=$(grep -E '^Ok:' "$dir.test.log" | awk '{print $2}')
   fail=$(grep -E '^(Fail|Timeout|Unexpected Pass):' "$dir.test.log" | awk '{s += $NF} END {print s + 0}')
   total_ok=$((total_ok + ${ok:-0})); total_fail=$((total_fail + fail))
-  [ -n "$ok" ] || total_fail=$((total_fail + 1))
+  [ -n "$ok" ] || { echo "step failed: meson test -C $dir printed no result"; total_fail=$((total_fail + 1)); }
 }
 echo "== release build =="
 run_suite build

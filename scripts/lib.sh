@@ -1,0 +1,43 @@
+# Shared by the quick-start scripts (source it): run a step with its output kept in a log, and when it fails
+# say which step failed, with the failing tool's own message, instead of exiting silently.
+#
+#   pn_step "configure the build" meson setup build
+#
+# The step's output goes to $PN_LOG_DIR/<n>-<slug>.log (build/logs by default). On success one line is
+# printed; on failure the step's name, its exit status, the last lines of its output and the log's path.
+
+PN_LOG_DIR=${PN_LOG_DIR:-build/logs}
+pn_step_n=0
+
+pn_step() { # name command...
+  local name=$1; shift
+  pn_step_n=$((pn_step_n + 1))
+  mkdir -p "$PN_LOG_DIR"
+  local slug log rc t0
+  slug=$(printf '%s' "$name" | tr -c 'A-Za-z0-9' '-' | tr -s '-' | sed 's/-$//')
+  log="$PN_LOG_DIR/$(printf '%02d' $pn_step_n)-$slug.log"
+  t0=$(date +%s)
+  printf '[%d] %s ... ' "$pn_step_n" "$name"
+  "$@" > "$log" 2>&1
+  rc=$?
+  if [ $rc -ne 0 ]; then
+    printf 'FAILED (exit %d)\n' "$rc"
+    echo "---- last lines of the output of: $* ----" >&2
+    tail -n "${PN_TAIL_LINES:-40}" "$log" >&2
+    echo "---- step '$name' failed; its whole output is in $log ----" >&2
+    exit $rc
+  fi
+  printf 'ok (%d s)\n' $(( $(date +%s) - t0 ))
+}
+
+pn_show() { # name command... : like pn_step, but the output is the point of the step and is shown as it comes
+  local name=$1; shift
+  pn_step_n=$((pn_step_n + 1))
+  echo "[$pn_step_n] $name"
+  "$@"
+  local rc=$?
+  if [ $rc -ne 0 ]; then
+    echo "---- step '$name' failed (exit $rc): $* ----" >&2
+    exit $rc
+  fi
+}
