@@ -1,8 +1,10 @@
 // pn_hf_config: config.json → pn_model_config, with every inconsistency reported by key name.
 #include "pn_hf_config.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "pn_common.h"
@@ -39,6 +41,30 @@ static int get_num(const char *path, json_t *o, const char *key, double *out) {
     return 0;
 }
 
+// A number that may also be written as a string ("1e-5"): NVIDIA's Jet-Nemotron code converts these keys
+// with float(), and its released configs use the string form. The whole string must be the number.
+static int get_num_or_string(const char *path, json_t *o, const char *key, double *out) {
+    json_t *v = json_object_get(o, key);
+    if (!json_is_string(v)) return get_num(path, o, key, out);
+    const char *s = json_string_value(v);
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    while (*end == ' ' || *end == '\t' || *end == '\n') end++; // float() ignores surrounding blanks
+    if (end == s || *end || errno == ERANGE || !isfinite(x))
+        return pn_errorf("%s: \"%s\" = \"%s\" is not a number", path, key, s);
+    *out = x;
+    return 0;
+}
+
+// A positive float parameter: what the kernels use is the float, so 1e-300 (0 as a float) is refused too.
+// `in` names the enclosing object ("rope_scaling."), or is "".
+static int check_pos_float(const char *path, const char *in, const char *key, double x, double hi) {
+    if (!((float)x > 0) || !isfinite((float)x) || x > hi)
+        return pn_errorf("%s: \"%s%s\" = %g must be positive (as a float) and at most %g", path, in, key, x, hi);
+    return 0;
+}
+
 static int get_bool(const char *path, json_t *o, const char *key, int *out) {
     json_t *v = json_object_get(o, key);
     if (!v || json_is_null(v)) return 0;
@@ -48,17 +74,31 @@ static int get_bool(const char *path, json_t *o, const char *key, int *out) {
 }
 
 // eos_token_id may be an int or a list of ints (Llama 3); the first is used to stop generation.
-static int get_token_id(const char *path, json_t *o, const char *key, int *out) {
+// Every id of a list is checked; `vocab` bounds them (HF would index the embedding with them).
+static int get_token_id(const char *path, json_t *o, const char *key, int vocab, int *out) {
     json_t *v = json_object_get(o, key);
-    if (json_is_array(v)) v = json_array_get(v, 0);
+    size_t n = json_is_array(v) ? json_array_size(v) : 1;
+    if (json_is_array(v) && n == 0) return 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *x = json_is_array(v) ? json_array_get(v, i) : v;
+        if (!x || json_is_null(x)) return 0;
+        if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) >= vocab)
+            return pn_errorf("%s: \"%s\" must be a token id in [0, %d) (vocab_size)", path, key, vocab);
+        if (i == 0) *out = (int)json_integer_value(x);
+    }
+    return 0;
+}
+
+static int get_string(const char *path, json_t *o, const char *key, const char **out) {
+    json_t *v = json_object_get(o, key);
     if (!v || json_is_null(v)) return 0;
-    if (!json_is_integer(v) || json_integer_value(v) < 0) return pn_errorf("%s: \"%s\" must be a token id", path, key);
-    *out = (int)json_integer_value(v);
+    if (!json_is_string(v)) return pn_errorf("%s: \"%s\" must be a string", path, key);
+    *out = json_string_value(v);
     return 0;
 }
 
 static int parse_rope(const char *path, json_t *root, pn_model_config *c) {
-    c->rope_theta = 10000.0;
+    c->rope_theta = c->arch == PN_ARCH_JET_NEMOTRON ? 1e6 : 10000.0; // JetNemotronConfig's default is 1e6
     c->rope_type = PN_ROPE_DEFAULT;
     if (get_num(path, root, "rope_theta", &c->rope_theta)) return -1;
     // transformers 5 writes rope_parameters (with rope_theta inside); older files write rope_scaling.
@@ -71,9 +111,10 @@ static int parse_rope(const char *path, json_t *root, pn_model_config *c) {
     if (!rp || json_is_null(rp)) return 0;
     if (!json_is_object(rp)) return pn_errorf("%s: \"%s\" must be an object or null", path, rp_key);
     if (get_num(path, rp, "rope_theta", &c->rope_theta)) return -1;
-    json_t *t = json_object_get(rp, "rope_type");
-    if (!t) t = json_object_get(rp, "type");
-    const char *type = json_is_string(t) ? json_string_value(t) : "default";
+    char rp_dot[24];
+    snprintf(rp_dot, sizeof rp_dot, "%s.", rp_key);
+    const char *type = "default";
+    if (get_string(path, rp, json_object_get(rp, "rope_type") ? "rope_type" : "type", &type)) return -1;
     c->rope_factor = 1.0;
     if (get_num(path, rp, "factor", &c->rope_factor)) return -1;
     if (!strcmp(type, "default")) {
@@ -89,94 +130,143 @@ static int parse_rope(const char *path, json_t *root, pn_model_config *c) {
             get_num(path, rp, "high_freq_factor", &c->rope_high_freq) ||
             get_int(path, rp, "original_max_position_embeddings", &c->rope_orig_max_pos, 0, 1))
             return -1;
+        if (check_pos_float(path, rp_dot, "low_freq_factor", c->rope_low_freq, 1e6) ||
+            check_pos_float(path, rp_dot, "high_freq_factor", c->rope_high_freq, 1e6))
+            return -1;
         if (c->rope_high_freq <= c->rope_low_freq)
             return pn_errorf("%s: %s.high_freq_factor must exceed low_freq_factor", path, rp_key);
     } else {
         return pn_errorf("%s: unknown rope type \"%s\" in %s (supported: default, linear, llama3)", path, type, rp_key);
     }
-    if (c->rope_factor <= 0) return pn_errorf("%s: %s.factor must be positive", path, rp_key);
+    if (check_pos_float(path, rp_dot, "factor", c->rope_factor, 1e6)) return -1;
     return 0;
 }
 
-// efficient_attention_config of a Jet-Nemotron config: the JetBlock shape and the SWA window.
-static int parse_efficient(const char *path, json_t *root, pn_model_config *c, int *swa_window) {
+// The keys JetBlockConfig (NVIDIA's dataclass) has: it is built with JetBlockConfig(**dict), so any other key
+// is a TypeError there, and a refusal naming the key here.
+static const char *JET_KEYS[] = {"mode", "expand_v", "num_heads", "head_dim", "norm_eps", "conv_size",
+                                 "dconv_generator_reduction", "dconv_implementation", NULL};
+
+static int check_keys(const char *path, const char *in, json_t *o, const char **known) {
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v) {
+        int ok = 0;
+        for (int i = 0; known[i] && !ok; i++) ok = !strcmp(k, known[i]);
+        if (!ok) return pn_errorf("%s: %s has no key \"%s\" (NVIDIA's JetBlockConfig would refuse it)", path, in, k);
+    }
+    return 0;
+}
+
+static int check_choice(const char *path, const char *in, json_t *o, const char *key, const char **choices) {
+    const char *s = NULL;
+    if (get_string(path, o, key, &s)) return -1;
+    if (!s) return 0;
+    for (int i = 0; choices[i]; i++)
+        if (!strcmp(s, choices[i])) return 0;
+    return pn_errorf("%s: %s.%s = \"%s\" is not one of NVIDIA's values", path, in, key, s);
+}
+
+// efficient_attention_config of a Jet-Nemotron config, read as NVIDIA's code reads it: an entry matters only
+// when a layer uses it (NVIDIA never looks at the others, malformed or not), and a missing key gets
+// JetBlockConfig's default — not a guess: norm_eps 1e-5, expand_v 2.0, num_heads 6, head_dim 256, conv 4,
+// reduction 8. norm_eps may be a string (NVIDIA converts it with float(); its released configs write "1e-5").
+// The `gdn` entry is this project's, for Gated DeltaNet / DeltaNet layers.
+static int parse_efficient(const char *path, json_t *root, pn_model_config *c, const int *used, int *swa_window) {
     json_t *e = json_object_get(root, "efficient_attention_config");
-    if (!e || json_is_null(e)) return 0;
-    if (!json_is_object(e)) return pn_errorf("%s: \"efficient_attention_config\" must be an object", path);
-    json_t *jet = json_object_get(e, "jet"), *swa = json_object_get(e, "swa");
-    if (jet && json_is_object(jet)) {
-        double eps = 1e-6;
-        c->jet_conv = 4;
-        c->jet_reduction = 8;
-        c->jet_expand_v = 1.0;
-        if (get_int(path, jet, "num_heads", &c->jet_heads, 1, 1) || get_int(path, jet, "head_dim", &c->jet_head_dim, 1, 1) ||
+    if (!used[1] && !used[2] && !used[3]) return 0;
+    if (!json_is_object(e))
+        return pn_errorf("%s: layer_types use %s but \"efficient_attention_config\" is %s", path,
+                         used[2] ? "jet" : used[1] ? "swa" : "gdn", e && !json_is_null(e) ? "not an object" : "missing");
+    json_t *jet = json_object_get(e, "jet"), *swa = json_object_get(e, "swa"), *gdn = json_object_get(e, "gdn");
+    if (used[2]) {
+        const char *in = "efficient_attention_config.jet";
+        if (!json_is_object(jet)) return pn_errorf("%s: layer_types use jet but %s is missing or not an object", path, in);
+        static const char *modes[] = {"chunk", "fused_recurrent", NULL};
+        static const char *impls[] = {"triton", "naive", "triton_training", "triton_cache", "triton_decoding", NULL};
+        double eps = 1e-5;
+        c->jet_heads = 6, c->jet_head_dim = 256, c->jet_expand_v = 2.0, c->jet_conv = 4, c->jet_reduction = 8;
+        if (check_keys(path, in, jet, JET_KEYS) || check_choice(path, in, jet, "mode", modes) ||
+            check_choice(path, in, jet, "dconv_implementation", impls))
+            return -1;
+        if (get_int(path, jet, "num_heads", &c->jet_heads, 0, 1) || get_int(path, jet, "head_dim", &c->jet_head_dim, 0, 1) ||
             get_num(path, jet, "expand_v", &c->jet_expand_v) || get_int(path, jet, "conv_size", &c->jet_conv, 0, 1) ||
-            get_int(path, jet, "dconv_generator_reduction", &c->jet_reduction, 0, 1) || get_num(path, jet, "norm_eps", &eps))
-            return pn_error_prefix("efficient_attention_config.jet");
+            get_int(path, jet, "dconv_generator_reduction", &c->jet_reduction, 0, 1) ||
+            get_num_or_string(path, jet, "norm_eps", &eps))
+            return pn_error_prefix("%s", in);
+        if (check_pos_float(path, "efficient_attention_config.jet.", "norm_eps", eps, 1) ||
+            check_pos_float(path, "efficient_attention_config.jet.", "expand_v", c->jet_expand_v, 64))
+            return -1;
         c->jet_norm_eps = (float)eps;
     }
-    json_t *gdn = json_object_get(e, "gdn");
-    if (gdn && json_is_object(gdn)) {
+    if (used[3]) {
+        const char *in = "efficient_attention_config.gdn";
+        if (!json_is_object(gdn))
+            return pn_errorf("%s: layer_types use gdn/deltanet but %s is missing or not an object", path, in);
         double eps = 1e-5;
         c->gdn_conv = 4;
         c->gdn_expand_v = 2.0;
         if (get_int(path, gdn, "num_heads", &c->gdn_heads, 1, 1) || get_int(path, gdn, "head_dim", &c->gdn_head_dim, 1, 1) ||
             get_num(path, gdn, "expand_v", &c->gdn_expand_v) || get_int(path, gdn, "conv_size", &c->gdn_conv, 0, 1) ||
-            get_num(path, gdn, "norm_eps", &eps))
-            return pn_error_prefix("efficient_attention_config.gdn");
+            get_num_or_string(path, gdn, "norm_eps", &eps))
+            return pn_error_prefix("%s", in);
+        if (check_pos_float(path, "efficient_attention_config.gdn.", "norm_eps", eps, 1) ||
+            check_pos_float(path, "efficient_attention_config.gdn.", "expand_v", c->gdn_expand_v, 64))
+            return -1;
         c->gdn_norm_eps = (float)eps;
     }
-    if (swa && json_is_object(swa) && get_int(path, swa, "window_size", swa_window, 0, 1))
-        return pn_error_prefix("efficient_attention_config.swa");
+    if (used[1]) { // NVIDIA: window_size has no default
+        if (!json_is_object(swa) || !json_object_get(swa, "window_size"))
+            return pn_errorf("%s: layer_types use swa but efficient_attention_config.swa.window_size is missing", path);
+        if (get_int(path, swa, "window_size", swa_window, 1, 1)) return pn_error_prefix("efficient_attention_config.swa");
+    }
     return 0;
 }
 
+// Each layer's token mixer (c->mixer) and attention window (c->window): from layer_types (transformers 5's
+// names, or Jet-Nemotron's), else the classic Qwen2 rule (use_sliding_window + max_window_layers).
 static int parse_windows(const char *path, json_t *root, pn_model_config *c) {
+    const int jet_arch = c->arch == PN_ARCH_JET_NEMOTRON;
     int use_sw = 0, sw = 0, max_window_layers = c->n_layers;
     if (get_bool(path, root, "use_sliding_window", &use_sw) || get_int(path, root, "max_window_layers", &max_window_layers, 0, 0))
         return -1;
     json_t *jsw = json_object_get(root, "sliding_window");
-    if (jsw && !json_is_null(jsw)) {
+    if (!jet_arch && jsw && !json_is_null(jsw)) {
         if (!json_is_integer(jsw) || json_integer_value(jsw) <= 0 || json_integer_value(jsw) > (1 << 30))
             return pn_errorf("%s: \"sliding_window\" must be a positive integer or null", path);
         sw = (int)json_integer_value(jsw);
     }
-    if (c->arch == PN_ARCH_JET_NEMOTRON && parse_efficient(path, root, c, &sw)) return -1;
     for (int l = 0; l < c->n_layers; l++) snprintf(c->mixer[l], sizeof c->mixer[l], "attn");
     json_t *lt = json_object_get(root, "layer_types");
-    if (lt && !json_is_null(lt)) {
-        if (!json_is_array(lt) || (int)json_array_size(lt) != c->n_layers)
-            return pn_errorf("%s: \"layer_types\" must list %d layer types", path, c->n_layers);
-        for (int l = 0; l < c->n_layers; l++) {
-            const char *s = json_string_value(json_array_get(lt, (size_t)l));
-            if (!s) return pn_errorf("%s: layer_types[%d] is not a string", path, l);
-            // transformers' names, and Jet-Nemotron's
-            if (!strcmp(s, "full_attention") || !strcmp(s, "attn")) {
-                c->window[l] = 0;
-            } else if (!strcmp(s, "sliding_attention") || !strcmp(s, "swa")) {
-                if (!sw) return pn_errorf("%s: layer_types[%d] is %s but no sliding window size is set", path, l, s);
+    if (!lt || json_is_null(lt)) {
+        // Classic Qwen2 rule: with use_sliding_window, layers from max_window_layers on use the window.
+        if (!jet_arch && c->arch != PN_ARCH_LLAMA && use_sw && sw)
+            for (int l = max_window_layers; l < c->n_layers; l++) {
                 c->window[l] = sw;
                 snprintf(c->mixer[l], sizeof c->mixer[l], "swa");
-            } else if (!strcmp(s, "jet") && c->arch == PN_ARCH_JET_NEMOTRON) {
-                if (!c->jet_heads)
-                    return pn_errorf("%s: layer_types[%d] is jet but efficient_attention_config.jet is missing", path, l);
-                snprintf(c->mixer[l], sizeof c->mixer[l], "jet");
-            } else if ((!strcmp(s, "gdn") || !strcmp(s, "deltanet")) && c->arch == PN_ARCH_JET_NEMOTRON) {
-                if (!c->gdn_heads)
-                    return pn_errorf("%s: layer_types[%d] is %s but efficient_attention_config.gdn is missing", path, l, s);
-                snprintf(c->mixer[l], sizeof c->mixer[l], "%s", s);
-            } else {
-                return pn_errorf("%s: layer_types[%d] = \"%s\" is not a layer type this model family has", path, l, s);
             }
-        }
         return 0;
     }
-    // Classic Qwen2 rule: with use_sliding_window, layers from max_window_layers on use the window.
-    if (c->arch != PN_ARCH_LLAMA && use_sw && sw)
-        for (int l = max_window_layers; l < c->n_layers; l++) {
-            c->window[l] = sw;
-            snprintf(c->mixer[l], sizeof c->mixer[l], "swa");
-        }
+    const int n_lt = json_is_array(lt) ? (int)json_array_size(lt) : -1;
+    // NVIDIA's model reads layer_types[0 .. num_hidden_layers) and ignores the rest; transformers checks the length.
+    if (n_lt < c->n_layers || (!jet_arch && n_lt != c->n_layers))
+        return pn_errorf("%s: \"layer_types\" must be a list of %d layer types (num_hidden_layers)", path, c->n_layers);
+    int used[4] = {0}; // attn, swa, jet, gdn/deltanet
+    for (int l = 0; l < c->n_layers; l++) {
+        const char *s = json_string_value(json_array_get(lt, (size_t)l));
+        if (!s) return pn_errorf("%s: layer_types[%d] is not a string", path, l);
+        int k = !strcmp(s, "full_attention") || !strcmp(s, "attn")       ? 0
+                : !strcmp(s, "sliding_attention") || !strcmp(s, "swa")  ? 1
+                : jet_arch && !strcmp(s, "jet")                          ? 2
+                : jet_arch && (!strcmp(s, "gdn") || !strcmp(s, "deltanet")) ? 3
+                                                                         : -1;
+        if (k < 0) return pn_errorf("%s: layer_types[%d] = \"%s\" is not a layer type this model family has", path, l, s);
+        used[k] = 1;
+        snprintf(c->mixer[l], sizeof c->mixer[l], "%s", k == 0 ? "attn" : k == 1 ? "swa" : s);
+    }
+    if (jet_arch && parse_efficient(path, root, c, used, &sw)) return -1;
+    if (used[1] && !sw) return pn_errorf("%s: layer_types has sliding-window layers but no window size is set", path);
+    for (int l = 0; l < c->n_layers; l++) c->window[l] = !strcmp(c->mixer[l], "swa") ? sw : 0;
     return 0;
 }
 
@@ -206,22 +296,33 @@ int pn_hf_config_load(pn_model_config *c, const char *path) {
         pn_errorf("%s: unknown architecture: model_type \"%s\" (supported: qwen2, qwen3, llama, jet_nemotron)", path, mt);
         goto done;
     }
-    const char *act = json_string_value(json_object_get(root, "hidden_act"));
+    const char *act = NULL;
+    if (get_string(path, root, "hidden_act", &act)) goto done;
     if (act && strcmp(act, "silu") != 0) {
         pn_errorf("%s: \"hidden_act\" = \"%s\" is not supported (only silu)", path, act);
         goto done;
     }
+    // Required keys, except for Jet-Nemotron: NVIDIA's JetNemotronConfig gives every key a default (its
+    // __init__'s, which are Qwen2.5-1.5B's shape; the class docstring lists older ones), and checkpoints its
+    // save_pretrained writes omit keys equal to a default (tie_word_embeddings), so those apply here too.
+    const int jet = c->arch == PN_ARCH_JET_NEMOTRON, req = !jet;
     c->max_pos = 32768;
     c->bos_id = c->eos_id = -1;
-    if (get_int(path, root, "hidden_size", &c->hidden, 1, 1) ||
-        get_int(path, root, "intermediate_size", &c->intermediate, 1, 1) ||
-        get_int(path, root, "num_hidden_layers", &c->n_layers, 1, 1) ||
-        get_int(path, root, "num_attention_heads", &c->n_heads, 1, 1) ||
-        get_int(path, root, "vocab_size", &c->vocab, 1, 1) ||
+    if (jet) c->hidden = 1536, c->intermediate = 8960, c->n_layers = 28, c->n_heads = 12, c->vocab = 151936;
+    if (get_int(path, root, "hidden_size", &c->hidden, req, 1) ||
+        get_int(path, root, "intermediate_size", &c->intermediate, req, 1) ||
+        get_int(path, root, "num_hidden_layers", &c->n_layers, req, 1) ||
+        get_int(path, root, "num_attention_heads", &c->n_heads, req, 1) ||
+        get_int(path, root, "vocab_size", &c->vocab, req, 1) ||
         get_int(path, root, "max_position_embeddings", &c->max_pos, 0, 1) ||
-        get_token_id(path, root, "bos_token_id", &c->bos_id) || get_token_id(path, root, "eos_token_id", &c->eos_id))
+        get_token_id(path, root, "bos_token_id", c->vocab, &c->bos_id) ||
+        get_token_id(path, root, "eos_token_id", c->vocab, &c->eos_id))
         goto done;
-    c->n_kv_heads = c->n_heads;
+    // num_key_value_heads: absent means all heads (transformers' Qwen2/Llama), except that JetNemotronConfig's
+    // default is 2 and only an explicit null means all heads there.
+    json_t *kvh = json_object_get(root, "num_key_value_heads");
+    c->n_kv_heads = jet && !kvh ? 2 : c->n_heads;
+    // head_dim: hidden // heads (floor, as HF) when absent.
     c->head_dim = c->hidden / c->n_heads;
     if (get_int(path, root, "num_key_value_heads", &c->n_kv_heads, 0, 1) ||
         get_int(path, root, "head_dim", &c->head_dim, 0, 2))
@@ -230,23 +331,27 @@ int pn_hf_config_load(pn_model_config *c, const char *path) {
         pn_errorf("%s: \"num_hidden_layers\" = %d exceeds the supported %d", path, c->n_layers, PN_MAX_LAYERS);
         goto done;
     }
-    if (c->n_heads % c->n_kv_heads) {
-        pn_errorf("%s: \"num_attention_heads\" (%d) is not a multiple of \"num_key_value_heads\" (%d)", path,
-                  c->n_heads, c->n_kv_heads);
+    if (c->n_kv_heads > c->n_heads || c->n_heads % c->n_kv_heads) {
+        pn_errorf("%s: \"num_attention_heads\" (%d) is not a multiple of \"num_key_value_heads\" (%d)%s", path,
+                  c->n_heads, c->n_kv_heads, jet && !kvh ? " (JetNemotronConfig's default when the key is absent)" : "");
         goto done;
     }
-    if (!json_object_get(root, "head_dim") && c->hidden % c->n_heads) {
+    if (!jet && !json_object_get(root, "head_dim") && c->hidden % c->n_heads) {
         pn_errorf("%s: \"hidden_size\" (%d) is not a multiple of \"num_attention_heads\" (%d)", path, c->hidden, c->n_heads);
         goto done;
     }
-    if (c->head_dim % 2 || c->head_dim > 512) {
-        pn_errorf("%s: \"head_dim\" = %d must be even and at most 512", path, c->head_dim);
+    if (c->head_dim < 2 || c->head_dim % 2 || c->head_dim > 512) {
+        pn_errorf("%s: \"head_dim\" = %d must be even, 2..512", path, c->head_dim);
         goto done;
     }
     double eps = 1e-6;
     if (get_num(path, root, "rms_norm_eps", &eps)) goto done;
+    if (!(eps >= 0 && eps <= 1)) {
+        pn_errorf("%s: \"rms_norm_eps\" = %g must be in [0, 1]", path, eps);
+        goto done;
+    }
     c->rms_eps = (float)eps;
-    c->tie_embeddings = 0;
+    c->tie_embeddings = jet; // JetNemotronConfig: true; transformers' Qwen2/Qwen3/Llama configs: false
     if (get_bool(path, root, "tie_word_embeddings", &c->tie_embeddings)) goto done;
     int attention_bias = 0, mlp_bias = 0;
     if (get_bool(path, root, "attention_bias", &attention_bias) || get_bool(path, root, "mlp_bias", &mlp_bias)) goto done;
@@ -254,19 +359,41 @@ int pn_hf_config_load(pn_model_config *c, const char *path) {
         pn_errorf("%s: \"mlp_bias\": true is not supported", path);
         goto done;
     }
-    const int qwen2_like = c->arch == PN_ARCH_QWEN2 || c->arch == PN_ARCH_JET_NEMOTRON;
+    const int qwen2_like = c->arch == PN_ARCH_QWEN2 || jet;
     c->qkv_bias = qwen2_like ? 1 : attention_bias;
     c->o_bias = qwen2_like ? 0 : attention_bias;
     c->qk_norm = c->arch == PN_ARCH_QWEN3;
     if (parse_rope(path, root, c) || parse_windows(path, root, c)) goto done;
-    if (!(c->rope_theta > 0)) {
-        pn_errorf("%s: \"rope_theta\" must be positive", path);
-        goto done;
+    if (check_pos_float(path, "", "rope_theta", c->rope_theta, 1e12)) goto done;
+    snprintf(c->torch_dtype, sizeof c->torch_dtype, "bfloat16");
+    const char *dt = NULL;
+    // transformers 5 writes "dtype"; older versions "torch_dtype". Kept to be written back on export.
+    if (get_string(path, root, json_object_get(root, "dtype") ? "dtype" : "torch_dtype", &dt)) goto done;
+    if (dt) {
+        static const char *known[] = {"bfloat16", "float16", "float32", "float64", "auto", NULL};
+        int k = 0;
+        while (known[k] && strcmp(known[k], dt)) k++;
+        if (!known[k]) {
+            pn_errorf("%s: \"torch_dtype\" = \"%s\" is not bfloat16, float16, float32, float64 or auto", path, dt);
+            goto done;
+        }
+        snprintf(c->torch_dtype, sizeof c->torch_dtype, "%s", dt);
     }
     rc = 0;
 done:
     json_decref(root);
     return rc;
+}
+
+// A float parameter as the shortest decimal that reads back as the same float (1e-06, not
+// 9.9999999747524271e-07): what the file says is what the model uses, in any reader.
+static json_t *json_float(float x) {
+    char buf[32];
+    for (int prec = 6; prec <= 9; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)x);
+        if (strtof(buf, NULL) == x) break;
+    }
+    return json_real(strtod(buf, NULL));
 }
 
 int pn_hf_config_save(const pn_model_config *c, const char *path) {
@@ -282,7 +409,7 @@ int pn_hf_config_save(const pn_model_config *c, const char *path) {
     json_object_set_new(r, "head_dim", json_integer(c->head_dim));
     json_object_set_new(r, "vocab_size", json_integer(c->vocab));
     json_object_set_new(r, "max_position_embeddings", json_integer(c->max_pos));
-    json_object_set_new(r, "rms_norm_eps", json_real(c->rms_eps));
+    json_object_set_new(r, "rms_norm_eps", json_float(c->rms_eps));
     json_object_set_new(r, "rope_theta", json_real(c->rope_theta));
     json_object_set_new(r, "hidden_act", json_string("silu"));
     json_object_set_new(r, "tie_word_embeddings", json_boolean(c->tie_embeddings));
@@ -290,7 +417,7 @@ int pn_hf_config_save(const pn_model_config *c, const char *path) {
         json_object_set_new(r, "attention_bias", json_boolean(c->qkv_bias));
     if (c->bos_id >= 0) json_object_set_new(r, "bos_token_id", json_integer(c->bos_id));
     if (c->eos_id >= 0) json_object_set_new(r, "eos_token_id", json_integer(c->eos_id));
-    json_object_set_new(r, "torch_dtype", json_string("bfloat16"));
+    json_object_set_new(r, "torch_dtype", json_string(c->torch_dtype[0] ? c->torch_dtype : "bfloat16"));
     if (c->rope_type == PN_ROPE_LLAMA3) {
         json_object_set_new(r, "rope_scaling",
                             json_pack("{s:s,s:f,s:f,s:f,s:i}", "rope_type", "llama3", "factor", c->rope_factor,
@@ -308,18 +435,24 @@ int pn_hf_config_save(const pn_model_config *c, const char *path) {
         json_t *lt = json_array();
         for (int l = 0; l < c->n_layers; l++) json_array_append_new(lt, json_string(c->mixer[l]));
         json_object_set_new(r, "layer_types", lt);
+        // Only the entries a layer uses (NVIDIA's code ignores the others; in an export they are noise).
+        int has_jet = 0, has_gdn = 0;
+        for (int l = 0; l < c->n_layers; l++) {
+            has_jet |= !strcmp(c->mixer[l], "jet");
+            has_gdn |= !strcmp(c->mixer[l], "gdn") || !strcmp(c->mixer[l], "deltanet");
+        }
         json_t *eac = json_object();
-        if (c->jet_heads)
+        if (has_jet)
             json_object_set_new(eac, "jet",
-                                json_pack("{s:i, s:i, s:f, s:i, s:i, s:f, s:s}", "num_heads", c->jet_heads, "head_dim",
+                                json_pack("{s:i, s:i, s:f, s:i, s:i, s:o, s:s, s:s}", "num_heads", c->jet_heads, "head_dim",
                                           c->jet_head_dim, "expand_v", c->jet_expand_v, "conv_size", c->jet_conv,
                                           "dconv_generator_reduction", c->jet_reduction, "norm_eps",
-                                          (double)c->jet_norm_eps, "mode", "chunk"));
-        if (c->gdn_heads)
+                                          json_float(c->jet_norm_eps), "mode", "chunk", "dconv_implementation", "triton"));
+        if (has_gdn)
             json_object_set_new(eac, "gdn",
-                                json_pack("{s:i, s:i, s:f, s:i, s:f}", "num_heads", c->gdn_heads, "head_dim",
+                                json_pack("{s:i, s:i, s:f, s:i, s:o}", "num_heads", c->gdn_heads, "head_dim",
                                           c->gdn_head_dim, "expand_v", c->gdn_expand_v, "conv_size", c->gdn_conv,
-                                          "norm_eps", (double)c->gdn_norm_eps));
+                                          "norm_eps", json_float(c->gdn_norm_eps)));
         if (sw) json_object_set_new(eac, "swa", json_pack("{s:i}", "window_size", sw));
         json_object_set_new(r, "efficient_attention_config", eac);
     } else if (c->arch != PN_ARCH_LLAMA) {

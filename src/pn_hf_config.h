@@ -42,6 +42,8 @@ typedef struct pn_model_config {
     int gdn_heads, gdn_head_dim, gdn_conv;
     double gdn_expand_v;
     float gdn_norm_eps;
+    // config.json's torch_dtype ("bfloat16", "float32", ...), written back on export; "bfloat16" when absent.
+    char torch_dtype[16];
 } pn_model_config;
 
 // Parse `path` (a config.json). Returns 0, or -1 with an error that names the file and the key.

@@ -102,8 +102,10 @@ static void test_refusals(void) {
     c.conv_size = 0;
     CHECK_ERR(jet->check(&c, "x"), "jet.conv_size = 0");
     c = pn_block_default(&m, "jet");
-    c.gen_reduction = 7;
-    CHECK_ERR(jet->check(&c, "x"), "jet.dconv_generator_reduction = 7");
+    c.gen_reduction = 7; // floors, as NVIDIA's code: 3072 // 7 = 438
+    CHECK(jet->check(&c, "x") == 0, "a reduction that does not divide the value dim floors");
+    c.gen_reduction = 4000; // wider than the value dim: no generator width left
+    CHECK_ERR(jet->check(&c, "x"), "jet.dconv_generator_reduction = 4000");
     c = pn_block_default(&m, "jet");
     c.lin_heads = 5;
     c.expand_v = 2.1;

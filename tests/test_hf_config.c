@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "../src/pn_common.h"
+#include "../src/pn_block.h"
 #include "../src/pn_hf_config.h"
 #include "pn_test.h"
 
@@ -105,10 +106,195 @@ static void test_jet_nemotron(void) {
     // A jet layer without its config, and a jet layer in a plain Qwen2 model, are refused.
     CHECK_ERR(load_text(&c, "{\"model_type\":\"jet_nemotron\",\"hidden_size\":64,\"intermediate_size\":128,"
                             "\"num_hidden_layers\":1,\"num_attention_heads\":4,\"vocab_size\":10,\"layer_types\":[\"jet\"]}"),
-              "efficient_attention_config.jet is missing");
+              "layer_types use jet but \"efficient_attention_config\" is missing");
     CHECK_ERR(load_text(&c, "{\"model_type\":\"qwen2\",\"hidden_size\":64,\"intermediate_size\":128,"
                             "\"num_hidden_layers\":1,\"num_attention_heads\":4,\"vocab_size\":10,\"layer_types\":[\"jet\"]}"),
               "layer_types[0] = \"jet\"");
+}
+
+// NVIDIA's released jetlm_2B.json (NVlabs/Jet-Nemotron, jetai/modeling/configs/), whitespace compacted.
+static const char *jetlm_2b =
+    "{\"architectures\": [\"JetNemotronForCausalLM\"], \"attention_dropout\": 0.0, "
+    "\"auto_map\": {\"AutoConfig\": \"configuration_jet_nemotron.JetNemotronConfig\", "
+    "\"AutoModelForCausalLM\": \"modeling_jet_nemotron.JetNemotronForCausalLM\"}, \"bos_token_id\": 151643, "
+    "\"efficient_attention_config\": {\"jet\": {\"conv_size\": 4, \"dconv_generator_reduction\": 8, "
+    "\"dconv_implementation\": \"triton\", \"expand_v\": 2.6666666667, \"head_dim\": 96, \"mode\": \"chunk\", "
+    "\"norm_eps\": \"1e-5\", \"num_heads\": 12}, \"swa\": {\"window_size\": 1152}}, \"eos_token_id\": 151643, "
+    "\"hidden_act\": \"silu\", \"hidden_size\": 1536, \"initializer_range\": 0.02, \"intermediate_size\": 8960, "
+    "\"layer_types\": [\"jet\", \"jet\", \"jet\", \"jet\", \"jet\", \"jet\", \"jet\", \"jet\", \"jet\", \"jet\", \"jet\", \"jet\", "
+    "\"jet\", \"jet\", \"attn\", \"jet\", \"jet\", \"jet\", \"jet\", \"attn\", \"swa\", \"swa\", \"jet\", \"jet\", \"jet\", \"jet\", "
+    "\"jet\", \"jet\"], \"max_position_embeddings\": 131072, \"max_window_layers\": 28, "
+    "\"model_type\": \"jet_nemotron\", \"num_attention_heads\": 12, \"num_hidden_layers\": 28, "
+    "\"num_key_value_heads\": 2, \"rms_norm_eps\": 1e-06, \"rope_scaling\": null, \"rope_theta\": 1000000.0, "
+    "\"tie_word_embeddings\": true, \"torch_dtype\": \"bfloat16\", \"transformers_version\": \"4.51.3\", "
+    "\"use_cache\": true, \"use_mrope\": false, \"vocab_size\": 151936}";
+
+// NVIDIA's released jetlm_4B.json (NVlabs/Jet-Nemotron, jetai/modeling/configs/), whitespace compacted.
+static const char *jetlm_4b =
+    "{\"architectures\": [\"JetNemotronForCausalLM\"], \"attention_dropout\": 0.0, "
+    "\"auto_map\": {\"AutoConfig\": \"configuration_jet_nemotron.JetNemotronConfig\", "
+    "\"AutoModelForCausalLM\": \"modeling_jet_nemotron.JetNemotronForCausalLM\"}, \"bos_token_id\": 151643, "
+    "\"efficient_attention_config\": {\"jet\": {\"conv_size\": 4, \"dconv_generator_reduction\": 8, "
+    "\"dconv_implementation\": \"triton\", \"expand_v\": 2, \"head_dim\": 128, \"mode\": \"chunk\", "
+    "\"norm_eps\": \"1e-5\", \"num_heads\": 16}, \"swa\": {\"window_size\": 2048}}, \"eos_token_id\": 151643, "
+    "\"hidden_act\": \"silu\", \"hidden_size\": 2048, \"initializer_range\": 0.02, \"intermediate_size\": 11008, "
+    "\"layer_types\": [\"jet\", \"jet\", \"jet\", \"jet\", \"jet\", \"swa\", \"jet\", \"jet\", \"jet\", \"jet\", \"jet\", \"jet\", "
+    "\"jet\", \"jet\", \"jet\", \"jet\", \"swa\", \"attn\", \"jet\", \"swa\", \"attn\", \"swa\", \"swa\", \"jet\", \"jet\", \"swa\", "
+    "\"jet\", \"swa\", \"jet\", \"jet\", \"jet\", \"jet\", \"attn\", \"jet\", \"jet\", \"jet\"], "
+    "\"max_position_embeddings\": 32768, \"max_window_layers\": 36, \"model_type\": \"jet_nemotron\", "
+    "\"num_attention_heads\": 16, \"num_hidden_layers\": 36, \"num_key_value_heads\": 2, "
+    "\"rms_norm_eps\": 1e-06, \"rope_scaling\": null, \"rope_theta\": 1000000.0, \"tie_word_embeddings\": true, "
+    "\"torch_dtype\": \"bfloat16\", \"transformers_version\": \"4.51.3\", \"use_cache\": true, \"use_mrope\": false, "
+    "\"vocab_size\": 151936}";
+
+// A minimal Jet-Nemotron config with `extra` spliced in (a leading comma included) and layer types `lt`.
+static int load_jet(pn_model_config *c, const char *lt, const char *jet, const char *extra) {
+    char text[2048];
+    snprintf(text, sizeof text,
+             "{\"model_type\":\"jet_nemotron\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,"
+             "\"num_attention_heads\":4,\"vocab_size\":300,\"layer_types\":%s,"
+             "\"efficient_attention_config\":{\"jet\":{%s},\"swa\":{\"window_size\":8}}%s}",
+             lt, jet, extra);
+    return load_text(c, text);
+}
+
+// NVIDIA's released configs load as NVIDIA's code reads them: "norm_eps": "1e-5" is a string there (its
+// code converts it with float()), expand_v 2.6666666667 truncates to d_v 256, 2 as a JSON integer works.
+static void test_jet_released(void) {
+    pn_model_config c;
+    CHECK(load_text(&c, jetlm_2b) == 0, "jetlm_2B.json: %s", pn_last_error());
+    CHECK(c.arch == PN_ARCH_JET_NEMOTRON && c.hidden == 1536 && c.n_layers == 28 && c.n_kv_heads == 2 && c.tie_embeddings,
+          "2B sizes");
+    CHECK(fabsf(c.jet_norm_eps - 1e-5f) < 1e-12f && c.jet_heads == 12 && c.jet_head_dim == 96, "2B jet: eps %g",
+          (double)c.jet_norm_eps);
+    CHECK(!strcmp(c.mixer[14], "attn") && !strcmp(c.mixer[19], "attn") && !strcmp(c.mixer[20], "swa") &&
+              c.window[21] == 1152 && !strcmp(c.mixer[0], "jet"),
+          "2B layer types");
+    pn_block_cfg b = pn_block_default(&c, "jet");
+    pn_param ps[PN_BLOCK_MAX_PARAMS];
+    const pn_block_type *jt = pn_block_find("jet");
+    CHECK(jt->check(&b, "2B") == 0, "2B jet block: %s", pn_last_error());
+    const int np = jt->params(&b, 0, ps);
+    int shapes = 0;
+    for (int i = 0; i < np; i++) {
+        if (strstr(ps[i].name, "v_proj.weight")) shapes += ps[i].shape[0] == 3072;
+        if (strstr(ps[i].name, "w1.weight")) shapes += ps[i].shape[0] == 384 && ps[i].shape[1] == 1536;
+        if (strstr(ps[i].name, "w2.weight")) shapes += ps[i].shape[0] == 12288 && ps[i].shape[1] == 384;
+        if (strstr(ps[i].name, "o_norm.weight")) shapes += ps[i].shape[0] == 256;
+    }
+    CHECK(shapes == 4, "2B JetBlock tensor shapes (REFERENCE §5): %d of 4 match", shapes);
+    CHECK(load_text(&c, jetlm_4b) == 0, "jetlm_4B.json: %s", pn_last_error());
+    CHECK(c.hidden == 2048 && c.n_layers == 36 && c.jet_heads == 16 && c.jet_head_dim == 128 && c.jet_expand_v == 2 &&
+              c.window[5] == 2048 && !strcmp(c.mixer[17], "attn") && !strcmp(c.mixer[32], "attn"),
+          "4B config");
+    b = pn_block_default(&c, "jet");
+    CHECK(jt->check(&b, "4B") == 0, "4B jet block: %s", pn_last_error());
+}
+
+// Every key NVIDIA's JetNemotronConfig / JetBlockConfig defaults gets that default when absent.
+static void test_jet_defaults(void) {
+    pn_model_config c;
+    // Top level: nothing but the model type and the layer types.
+    CHECK(load_text(&c, "{\"model_type\":\"jet_nemotron\"}") == 0, "%s", pn_last_error());
+    CHECK(c.hidden == 1536 && c.intermediate == 8960 && c.n_layers == 28 && c.n_heads == 12 && c.n_kv_heads == 2 &&
+              c.vocab == 151936 && c.head_dim == 128 && c.tie_embeddings && c.rope_theta == 1e6 &&
+              fabsf(c.rms_eps - 1e-6f) < 1e-12f && !strcmp(c.mixer[27], "attn"),
+          "JetNemotronConfig defaults: hidden %d kv %d vocab %d tie %d theta %g", c.hidden, c.n_kv_heads, c.vocab,
+          c.tie_embeddings, c.rope_theta);
+    // num_key_value_heads: absent -> 2, explicit null -> all heads.
+    CHECK(load_jet(&c, "[\"attn\",\"attn\"]", "", ",\"num_key_value_heads\":null") == 0 && c.n_kv_heads == 4,
+          "null kv heads -> heads (%d)", c.n_kv_heads);
+    CHECK(load_jet(&c, "[\"attn\",\"attn\"]", "", "") == 0 && c.n_kv_heads == 2, "absent kv heads -> 2");
+    // tie_word_embeddings absent -> true (save_pretrained omits it); rope_theta absent -> 1e6.
+    CHECK(c.tie_embeddings && c.rope_theta == 1e6, "tie %d theta %g", c.tie_embeddings, c.rope_theta);
+    // JetBlockConfig: all keys absent.
+    CHECK(load_jet(&c, "[\"jet\",\"attn\"]", "", "") == 0, "%s", pn_last_error());
+    CHECK(c.jet_heads == 6 && c.jet_head_dim == 256 && c.jet_expand_v == 2.0 && c.jet_conv == 4 && c.jet_reduction == 8 &&
+              fabsf(c.jet_norm_eps - 1e-5f) < 1e-12f,
+          "JetBlockConfig defaults: heads %d d_k %d expand_v %g eps %g", c.jet_heads, c.jet_head_dim, c.jet_expand_v,
+          (double)c.jet_norm_eps);
+    // norm_eps as a string or a number; garbage refused by name.
+    CHECK(load_jet(&c, "[\"jet\",\"attn\"]", "\"norm_eps\":\"3e-4\"", "") == 0 && fabsf(c.jet_norm_eps - 3e-4f) < 1e-10f,
+          "string norm_eps");
+    CHECK(load_jet(&c, "[\"jet\",\"attn\"]", "\"norm_eps\":1e-3", "") == 0 && fabsf(c.jet_norm_eps - 1e-3f) < 1e-10f,
+          "number norm_eps");
+    CHECK_ERR(load_jet(&c, "[\"jet\",\"attn\"]", "\"norm_eps\":\"1e-5x\"", ""), "\"norm_eps\" = \"1e-5x\" is not a number");
+    CHECK_ERR(load_jet(&c, "[\"jet\",\"attn\"]", "\"norm_eps\":\"-1\"", ""), "norm_eps\" = -1 must be positive");
+    // NVIDIA refuses what JetBlockConfig does not know (a dataclass built with **dict), and bad choices.
+    CHECK_ERR(load_jet(&c, "[\"jet\",\"attn\"]", "\"num_head\":4", ""), "efficient_attention_config.jet has no key \"num_head\"");
+    CHECK_ERR(load_jet(&c, "[\"jet\",\"attn\"]", "\"mode\":\"parallel\"", ""), "jet.mode = \"parallel\"");
+    CHECK_ERR(load_jet(&c, "[\"jet\",\"attn\"]", "\"expand_v\":\"2\"", ""), "\"expand_v\" must be a number");
+    // Entries no layer uses are ignored, malformed or not (NVIDIA never reads them).
+    CHECK(load_jet(&c, "[\"attn\",\"swa\"]", "\"num_head\":\"x\"", "") == 0 && c.jet_heads == 0 && c.window[1] == 8,
+          "an unused jet entry must be ignored: %s", pn_last_error());
+    // swa window_size has no default there.
+    CHECK_ERR(load_text(&c, "{\"model_type\":\"jet_nemotron\",\"num_hidden_layers\":1,\"layer_types\":[\"swa\"],"
+                            "\"efficient_attention_config\":{\"swa\":{}}}"),
+              "efficient_attention_config.swa.window_size is missing");
+    // layer_types beyond num_hidden_layers are ignored (NVIDIA reads the first num_hidden_layers), fewer refused.
+    CHECK(load_jet(&c, "[\"attn\",\"jet\",\"attn\"]", "", "") == 0 && !strcmp(c.mixer[1], "jet"), "longer layer_types");
+    CHECK_ERR(load_jet(&c, "[\"attn\"]", "", ""), "must be a list of 2 layer types");
+    // A reduction that does not divide the value dim floors (60 // 8 = 7): the block is built, w1 is [7, H].
+    CHECK(load_jet(&c, "[\"jet\",\"attn\"]", "\"num_heads\":2,\"head_dim\":10,\"expand_v\":3.0", "") == 0, "%s",
+          pn_last_error());
+    pn_block_cfg b = pn_block_default(&c, "jet");
+    pn_param ps[PN_BLOCK_MAX_PARAMS];
+    const int np = pn_block_find("jet")->params(&b, 0, ps);
+    int w1 = 0;
+    for (int i = 0; i < np; i++)
+        if (strstr(ps[i].name, "w1.weight")) w1 = ps[i].shape[0] == 7 && ps[i].shape[1] == 64;
+    CHECK(w1 && pn_block_find("jet")->check(&b, "x") == 0, "floor reduction: w1 [7, 64]");
+}
+
+// Values a file can hold that would silently break the model (fuzzing found them): refused by key.
+static void test_limits(void) {
+    pn_model_config c;
+    static const char *base = "{\"model_type\":\"qwen2\",\"hidden_size\":64,\"intermediate_size\":128,"
+                              "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"vocab_size\":100";
+    char t[512];
+#define WITH(extra) (snprintf(t, sizeof t, "%s,%s}", base, extra), load_text(&c, t))
+    CHECK_ERR(WITH("\"rope_theta\":1e-300"), "\"rope_theta\" = 1e-300 must be positive (as a float)");
+    CHECK_ERR(WITH("\"rope_theta\":-5"), "\"rope_theta\" = -5");
+    CHECK_ERR(WITH("\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":1e-300}"), "\"rope_scaling.factor\" = 1e-300");
+    CHECK_ERR(WITH("\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8,\"low_freq_factor\":-1,\"high_freq_factor\":4}"),
+              "rope_scaling.low_freq_factor");
+    CHECK_ERR(WITH("\"rms_norm_eps\":-1e-6"), "\"rms_norm_eps\" = -1e-06 must be in [0, 1]");
+    CHECK_ERR(WITH("\"eos_token_id\":100"), "\"eos_token_id\" must be a token id in [0, 100)");
+    CHECK_ERR(WITH("\"bos_token_id\":4294967301"), "\"bos_token_id\" must be a token id");
+    CHECK_ERR(WITH("\"eos_token_id\":[5, 100]"), "\"eos_token_id\" must be a token id");
+    CHECK_ERR(WITH("\"hidden_act\":7"), "\"hidden_act\" must be a string");
+    CHECK_ERR(WITH("\"rope_scaling\":{\"rope_type\":3,\"factor\":2}"), "\"rope_type\" must be a string");
+    CHECK_ERR(WITH("\"torch_dtype\":\"int4\""), "\"torch_dtype\" = \"int4\"");
+    CHECK_ERR(WITH("\"num_key_value_heads\":8"), "not a multiple of \"num_key_value_heads\" (8)");
+    CHECK(WITH("\"eos_token_id\":[99, 5],\"torch_dtype\":\"float32\"") == 0 && c.eos_id == 99 &&
+              !strcmp(c.torch_dtype, "float32"),
+          "valid ids and dtype: %s", pn_last_error());
+#undef WITH
+}
+
+// What postnas writes for a hybrid: only the efficient_attention_config entries its layers use, torch_dtype
+// as given, and it reads back the same.
+static void test_export_clean(void) {
+    pn_model_config c, d;
+    CHECK(load_jet(&c, "[\"attn\",\"swa\"]", "\"num_heads\":2", ",\"torch_dtype\":\"float32\"") == 0, "%s",
+          pn_last_error());
+    CHECK(pn_hf_config_save(&c, path) == 0, "%s", pn_last_error());
+    char *text = pn_read_file(path, NULL);
+    CHECK(text && !strstr(text, "\"jet\"") && !strstr(text, "\"gdn\"") && strstr(text, "\"window_size\": 8") &&
+              strstr(text, "\"torch_dtype\": \"float32\""),
+          "export holds only the used entries and the dtype: %s", text ? text : "");
+    free(text);
+    CHECK(pn_hf_config_load(&d, path) == 0 && d.window[1] == 8 && d.tie_embeddings == c.tie_embeddings, "read back");
+    CHECK(load_jet(&c, "[\"jet\",\"attn\"]", "\"num_heads\":2,\"head_dim\":16,\"norm_eps\":\"1e-5\"", "") == 0 &&
+              pn_hf_config_save(&c, path) == 0 && pn_hf_config_load(&d, path) == 0,
+          "%s", pn_last_error());
+    text = pn_read_file(path, NULL);
+    CHECK(text && strstr(text, "\"jet\"") && !strstr(text, "\"swa\"") && !strstr(text, "\"gdn\"") &&
+              strstr(text, "\"dconv_implementation\": \"triton\""),
+          "jet export: %s", text ? text : "");
+    free(text);
+    CHECK(d.jet_heads == 2 && d.jet_head_dim == 16 && d.jet_norm_eps == c.jet_norm_eps && d.jet_expand_v == 2.0,
+          "jet round trip");
 }
 
 static void test_goldens(const char *goldens) {
@@ -156,10 +342,10 @@ static void test_bad(void) {
               "\"hidden_act\" = \"gelu\"");
     CHECK_ERR(load_text(&c, "{\"model_type\":\"qwen2\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,"
                             "\"num_attention_heads\":4,\"vocab_size\":10,\"layer_types\":[\"full_attention\"]}"),
-              "must list 2 layer types");
+              "must be a list of 2 layer types");
     CHECK_ERR(load_text(&c, "{\"model_type\":\"qwen2\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":1,"
                             "\"num_attention_heads\":4,\"vocab_size\":10,\"layer_types\":[\"sliding_attention\"]}"),
-              "no sliding window size is set");
+              "no window size is set");
     CHECK_ERR(load_text(&c, "{\"model_type\":\"qwen2\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,"
                             "\"num_attention_heads\":4,\"vocab_size\":10,\"head_dim\":15}"),
               "must be even");
@@ -171,6 +357,10 @@ int main(int argc, char **argv) {
     test_classic();
     test_bad();
     test_jet_nemotron();
+    test_jet_released();
+    test_jet_defaults();
+    test_limits();
+    test_export_clean();
     if (argc > 1 && access(argv[1], F_OK) == 0) test_goldens(argv[1]);
     unlink(path);
     return pn_test_done("test_hf_config");

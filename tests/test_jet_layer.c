@@ -160,7 +160,7 @@ int main(int argc, char **argv) {
         bad = c;
         bad.gen_reduction = 0;
         CHECK_ERR(pn_jet_layer_forward_cpu(&bad, (const float *const *)p, x, y, B, T, NULL, 0), "reduction");
-        bad.gen_reduction = 7; // does not divide value_dim 64
+        bad.gen_reduction = 65; // more than value_dim 64: a generator of width 0
         CHECK_ERR(pn_jet_layer_forward_cpu(&bad, (const float *const *)p, x, y, B, T, NULL, 0), "reduction");
         bad = c;
         bad.norm_eps = 0;

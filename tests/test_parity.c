@@ -109,14 +109,14 @@ static void check_case(const char *goldens, const char *name) {
     if (full) {
         double e = rel_err(full, ref, n);
         if (e > worst) worst = e;
-        printf("%-16s %-4s T=%-3zu V=%-6d logits rel err %.3g (tol %.0e)\n", name, pn_device_name(dev), T, V, e, tol);
+        printf("%-28s %-4s T=%-3zu V=%-6d logits rel err %.3g (tol %.0e)\n", name, pn_device_name(dev), T, V, e, tol);
         CHECK(e <= tol, "%s: logits rel err %.3g > %.0e", name, e, tol);
 
         float *inc = forward_incremental(&m, ids, (int)T, (int)T / 2);
         CHECK(inc != NULL, "%s: incremental: %s", name, pn_last_error());
         if (inc) {
             double ei = rel_err(inc, full, n);
-            printf("%-16s %-4s incremental decode vs full forward rel err %.3g\n", name, pn_device_name(dev), ei);
+            printf("%-28s %-4s incremental decode vs full forward rel err %.3g\n", name, pn_device_name(dev), ei);
             CHECK(ei <= tol, "%s: incremental vs full %.3g", name, ei);
             free(inc);
         }
@@ -142,6 +142,55 @@ out2:
 out1:
     pn_st_close(&st);
 out0:
+    free(dir);
+    free(lp);
+}
+
+// Greedy generation after the golden ids (prefill, then one token at a time) against the `greedy` tensor,
+// which NVIDIA's generate() wrote (tests/goldens/jet_nvidia/released_2b).
+static void check_greedy(const char *goldens, const char *name) {
+    char *dir = pn_path_join(goldens, name), *lp = pn_path_join(dir, "logits.safetensors");
+    pn_safetensors st;
+    pn_model m;
+    int ok = pn_st_open(&st, lp) == 0;
+    CHECK(ok, "%s", pn_last_error());
+    if (ok && pn_model_load(&m, dir, dev)) {
+        CHECK(0, "%s", pn_last_error());
+        pn_st_close(&st);
+        ok = 0;
+    }
+    if (ok) {
+        size_t T, G;
+        float *idf = golden_f32(&st, "ids", &T), *gf = golden_f32(&st, "greedy", &G);
+        CHECK(idf && gf, "%s: ids and greedy in the golden", name);
+        pn_kvcache kc;
+        if (idf && gf && pn_model_plan(&m, 1, (int)(T + G), 1) == 0 && pn_kvcache_init(&kc, &m, 1, (int)(T + G)) == 0) {
+            int32_t *ids = pn_malloc(sizeof(int32_t) * (T + G));
+            for (size_t i = 0; i < T; i++) ids[i] = (int32_t)idf[i];
+            float *row = pn_malloc(sizeof(float) * (size_t)m.cfg.vocab);
+            int rc = pn_model_forward(&m, &kc, ids, 1, (int)T), same = 1;
+            for (size_t g = 0; g < G && !rc; g++) {
+                pn_tensor last = pn_rows(&m.logits, g ? 0 : (int64_t)T - 1, 1);
+                pn_op_to_host_f32(row, &last);
+                int best = 0;
+                for (int v = 1; v < m.cfg.vocab; v++)
+                    if (row[v] > row[best]) best = v;
+                ids[T + g] = best;
+                same &= best == (int32_t)gf[g];
+                if (g + 1 < G) rc = pn_model_forward(&m, &kc, ids + T + g, 1, 1);
+            }
+            CHECK(!rc && same, "%s: greedy tokens differ from NVIDIA's generate() (%s)", name, rc ? pn_last_error() : "");
+            printf("%-28s %-4s greedy %zu tokens after %zu: %s\n", name, pn_device_name(dev), G, T,
+                   !rc && same ? "identical to NVIDIA's generate()" : "DIFFERENT");
+            free(row);
+            free(ids);
+            pn_kvcache_free(&kc);
+        }
+        free(idf);
+        free(gf);
+        pn_model_free(&m);
+        pn_st_close(&st);
+    }
     free(dir);
     free(lp);
 }
@@ -401,8 +450,14 @@ int main(int argc, char **argv) {
         printf("skipped: no CUDA device\n");
         return 0;
     }
-    static const char *cases[] = {"qwen2-tiny", "qwen3-tiny", "llama-tiny", "qwen2-swa"};
-    for (int i = 0; i < 4; i++) check_case(goldens, cases[i]);
+    // The base models (transformers), then Jet-Nemotron checkpoints as NVIDIA's own code reads them (its
+    // released configs shrunk, and one case per key whose default it supplies: tests/goldens/jet_nvidia).
+    static const char *cases[] = {"qwen2-tiny", "qwen3-tiny", "llama-tiny", "qwen2-swa", "jet_nvidia/released_2b",
+                                  "jet_nvidia/released_4b", "jet_nvidia/no_jet_norm_eps", "jet_nvidia/no_expand_v",
+                                  "jet_nvidia/saved_tied", "jet_nvidia/no_rope_theta", "jet_nvidia/no_kv_heads",
+                                  "jet_nvidia/floor_reduction"};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check_case(goldens, cases[i]);
+    check_greedy(goldens, "jet_nvidia/released_2b");
     char tmp[128];
     snprintf(tmp, sizeof tmp, "/tmp/pn_test_parity_%d", (int)getpid());
     check_dtypes(goldens, tmp);

@@ -10,8 +10,9 @@ extern const pn_block_type pn_block_jet;
 static int check_jet(const pn_block_cfg *c, const char *what) {
     if (pn_lin_check(c, what)) return -1;
     const pn_lin_dims d = pn_lin_dims_of(c);
-    if (c->gen_reduction < 1 || d.value_dim % c->gen_reduction)
-        return pn_errorf("%s: jet.dconv_generator_reduction = %d must divide the value dim %lld", what,
+    // The generator's hidden width is value_dim // reduction, floored as NVIDIA's code does (60 // 8 = 7).
+    if (c->gen_reduction < 1 || d.value_dim / c->gen_reduction < 1)
+        return pn_errorf("%s: jet.dconv_generator_reduction = %d must be in 1..value dim (%lld)", what,
                          c->gen_reduction, (long long)d.value_dim);
     return 0;
 }
@@ -47,7 +48,7 @@ static size_t state_jet(const pn_block_cfg *c, int64_t ctx, int elem) {
 static double flops_jet(const pn_block_cfg *c, int64_t pos) {
     (void)pos;
     const pn_lin_dims d = pn_lin_dims_of(c);
-    const double H = c->hidden, red = (double)d.value_dim / c->gen_reduction, V = (double)d.value_dim;
+    const double H = c->hidden, red = (double)(d.value_dim / c->gen_reduction), V = (double)d.value_dim;
     const double proj = 2.0 * H * (2.0 * d.key_dim + 2.0 * V + 2.0 * c->lin_heads) + 2.0 * V * H;
     const double generator = 2.0 * H * red + 2.0 * red * V * c->conv_size, conv = 2.0 * V * c->conv_size;
     return proj + generator + conv + pn_lin_recurrence_flops(c);

@@ -384,6 +384,7 @@ static int run(int argc, char **argv) {
     }
     pn_tokenizer_free(tok);
     char *cfg_path = pn_path_join(out, "config.json");
+    snprintf(c.torch_dtype, sizeof c.torch_dtype, "%s", g.dtype == PN_ST_F32 ? "float32" : "bfloat16");
     int rc = pn_hf_config_save(&c, cfg_path);
     free(cfg_path);
     if (rc) return -1;
