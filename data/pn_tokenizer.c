@@ -1,10 +1,14 @@
 // pn_tokenizer: byte-level BPE (GPT-2 / Qwen2 / Llama 3 families), matching Hugging Face `tokenizers`.
 //
-// Pipeline for encode, in HF's order: (1) added tokens are cut out of the raw text (earliest match,
-// longest at a tie); (2) every other piece is NFC-normalized if the tokenizer says so; (3) the
-// pre-tokenizer regex splits it ("isolated": matches and the gaps between them are both pieces);
-// (4) each piece's bytes become GPT-2 byte-level symbols and (5) are merged pair by pair, lowest merge
-// rank first, leftmost first.
+// Pipeline for encode, in HF's order: (1) added tokens that are not `normalized` are cut out of the
+// raw text (earliest match, longest at a tie; lstrip/rstrip take the blanks beside them, single_word
+// ones must stand alone); (2) every other segment goes through the normalizers (NFC, Lowercase) and the
+// `normalized` added tokens are cut out of the result; (3) the pre-tokenizer steps split each piece in
+// turn (Split with a regex and any of HF's five delimiter behaviours, Digits, ByteLevel with its GPT-2
+// regex and prefix space); (4) each piece's bytes become GPT-2 byte-level symbols (a byte without a
+// token becomes unk, or is dropped when there is none, as HF's BPE does) and (5) are merged pair by
+// pair, lowest merge rank first, leftmost first. The post-processor's special tokens (BOS/EOS of a
+// TemplateProcessing, RobertaProcessing's <s> </s>) are added by pn_tokenizer_encode_special.
 //
 // Decisions a reader would otherwise miss:
 // - The regex runs through PCRE2 (JIT) with PCRE2_MATCH_INVALID_UTF, so invalid UTF-8 is never dropped:
@@ -15,6 +19,7 @@
 #include "pn_tokenizer.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
+#include <errno.h>
 #include <jansson.h>
 #include <pcre2.h>
 #include <pthread.h>
@@ -24,6 +29,7 @@
 #include <utf8proc.h>
 
 #include "../src/pn_common.h"
+#include "../src/pn_json.h"
 #include "../src/pn_rng.h"
 
 // The pre-tokenizer patterns the families use (REFERENCE.md §3).
@@ -56,9 +62,28 @@ typedef struct {
 typedef struct {
     int32_t id;
     int special;
+    int lstrip, rstrip, single_word, normalized; // HF's AddedToken flags
     char *content;
     size_t len;
 } added_token;
+
+// One pre-tokenizer step (HF's pre_tokenizers, flattened out of any Sequence).
+typedef enum { PT_SPLIT, PT_DIGITS, PT_BYTELEVEL } pt_kind;
+// HF's SplitDelimiterBehavior.
+typedef enum { SPLIT_REMOVED, SPLIT_ISOLATED, SPLIT_MERGED_PREV, SPLIT_MERGED_NEXT, SPLIT_CONTIGUOUS } split_behavior;
+typedef struct {
+    pt_kind kind;
+    pcre2_code *re;    // Split's regex; ByteLevel's GPT-2 regex when use_regex (else NULL)
+    split_behavior behavior;
+    int invert;        // Split: the pattern matches what is kept, not the delimiters
+    int prefix_space;  // ByteLevel add_prefix_space
+    uint64_t hash;     // of everything above, for the identity
+    uint64_t pat_hash; // of the regex alone (the classic identity)
+} pre_step;
+#define PN_MAX_PRE_STEPS 8
+typedef enum { NORM_NFC, NORM_LOWERCASE } norm_kind;
+#define PN_MAX_NORMS 4
+#define PN_MAX_PP 8
 
 struct pn_tokenizer {
     char kind[32];
@@ -73,11 +98,18 @@ struct pn_tokenizer {
     int32_t byte_id[256]; // token of each single byte
     int n_added;
     added_token *added; // sorted by content length, longest first
-    pcre2_code *re;     // NULL: the whole piece is one pre-token
-    int nfc, ignore_merges, add_prefix_space;
+    pre_step steps[PN_MAX_PRE_STEPS]; // none: the whole piece is one pre-token
+    int n_steps;
+    norm_kind norms[PN_MAX_NORMS];
+    int n_norms, n_added_normalized;
+    int ignore_merges;
+    int32_t unk;  // BPE unk_token's id (-1: none, bytes without a token are dropped)
+    int fuse_unk; // consecutive unknowns become one unk
+    int32_t pp_prefix[PN_MAX_PP], pp_suffix[PN_MAX_PP]; // post-processor's special ids around one sequence
+    int n_prefix, n_suffix;
     int eos, bos;
     char identity[160];
-    uint64_t pattern_hash; // of the pre-tokenizer regex (0: none), part of the identity
+    char where[256]; // the file the pre-tokenizer came from, for errors at encode time
     char byte_char[256][3]; // GPT-2 bytes_to_unicode, as UTF-8
     uint8_t byte_char_len[256];
     int16_t byte_of_cp[324]; // inverse: code point -> byte, -1 if none
@@ -135,7 +167,7 @@ static void init_byte_map(pn_tokenizer *t) {
 static pn_tokenizer *tok_new(const char *kind) {
     pn_tokenizer *t = pn_calloc(1, sizeof *t);
     snprintf(t->kind, sizeof t->kind, "%s", kind);
-    t->eos = t->bos = -1;
+    t->eos = t->bos = t->unk = -1;
     init_byte_map(t);
     pthread_mutex_lock(&serial_lock);
     t->serial = next_serial++;
@@ -206,8 +238,10 @@ static int cmp_added(const void *a, const void *b) {
     return x->len != y->len ? (x->len < y->len ? 1 : -1) : (x->id > y->id) - (x->id < y->id);
 }
 
-static int add_added(pn_tokenizer *t, int32_t id, const char *content, int special, const char *where) {
+static int add_added(pn_tokenizer *t, json_int_t jid, const char *content, int special, const char *where) {
     size_t n = strlen(content);
+    if (jid < 0 || jid > (1 << 24)) return pn_errorf("%s: added token \"%s\" has id %lld, out of range", where, content, (long long)jid);
+    const int32_t id = (int32_t)jid;
     if (n == 0) return pn_errorf("%s: added token %d is empty", where, id);
     if (id < t->n_tokens && t->tok[id]) {
         // HF lets an added token repeat a vocabulary entry of the same id (Llama 3 does); it must agree.
@@ -224,19 +258,48 @@ static int add_added(pn_tokenizer *t, int32_t id, const char *content, int speci
     return 0;
 }
 
-static int compile_regex(pn_tokenizer *t, const char *pattern, const char *where) {
+// The flags HF's AddedToken carries (tokenizer.json's added_tokens, tokenizer_config.json's
+// added_tokens_decoder), on the token just added.
+static void added_flags(pn_tokenizer *t, json_t *a) {
+    added_token *x = &t->added[t->n_added - 1];
+    x->lstrip = json_is_true(json_object_get(a, "lstrip"));
+    x->rstrip = json_is_true(json_object_get(a, "rstrip"));
+    x->single_word = json_is_true(json_object_get(a, "single_word"));
+    json_t *norm = json_object_get(a, "normalized"); // HF's default: normalized unless special
+    x->normalized = norm ? json_is_true(norm) : !x->special;
+}
+
+static pre_step *new_step(pn_tokenizer *t, pt_kind kind, const char *where) {
+    if (t->n_steps == PN_MAX_PRE_STEPS) {
+        pn_errorf("%s: more than %d pre-tokenizer steps", where, PN_MAX_PRE_STEPS);
+        return NULL;
+    }
+    pre_step *st = &t->steps[t->n_steps++];
+    *st = (pre_step){.kind = kind, .behavior = SPLIT_ISOLATED};
+    st->hash = fnv1a(&kind, sizeof kind, FNV_SEED);
+    return st;
+}
+
+static int compile_regex(pre_step *st, const char *pattern, const char *where) {
     int err;
     PCRE2_SIZE off;
-    t->re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF,
-                          &err, &off, NULL);
-    if (!t->re) {
+    st->re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF,
+                           &err, &off, NULL);
+    if (!st->re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(err, msg, sizeof msg);
         return pn_errorf("%s: pre-tokenizer regex does not compile at offset %zu: %s", where, (size_t)off, (char *)msg);
     }
-    pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE); // falls back to the interpreter if JIT is unavailable
-    t->pattern_hash = fnv1a(pattern, strlen(pattern), FNV_SEED);
+    pcre2_jit_compile(st->re, PCRE2_JIT_COMPLETE); // falls back to the interpreter if JIT is unavailable
+    st->pat_hash = fnv1a(pattern, strlen(pattern), FNV_SEED);
+    st->hash = fnv1a(&st->pat_hash, sizeof st->pat_hash, st->hash);
     return 0;
+}
+
+// The classic single-regex pipeline (vocab.json + merges.txt, or Split(Isolated) + ByteLevel).
+static int regex_step(pn_tokenizer *t, const char *pattern, const char *where) {
+    pre_step *st = new_step(t, PT_SPLIT, where);
+    return st ? compile_regex(st, pattern, where) : -1;
 }
 
 // The identity hashes what decides the ids — vocabulary, merges, added tokens, normalizer and
@@ -254,8 +317,39 @@ static void set_identity(pn_tokenizer *t) {
             uint64_t kr[2] = {t->merges.key[i], t->merges.rank[i]};
             h ^= pn_splitmix64(fnv1a(kr, sizeof kr, FNV_SEED)); // order-free over the table
         }
-    const uint64_t rules[4] = {t->pattern_hash, (uint64_t)t->nfc, (uint64_t)t->ignore_merges, (uint64_t)t->add_prefix_space};
+    // The rules: the classic single-regex pipeline hashes as it always has (shards written before the
+    // pre-tokenizer steps existed keep their identity); anything else adds every step's description.
+    const int classic = t->n_steps <= 1 && (!t->n_steps || (t->steps[0].re && t->steps[0].behavior == SPLIT_ISOLATED &&
+                                                            !t->steps[0].invert && !t->steps[0].prefix_space));
+    uint64_t pattern_hash = 0;
+    if (classic && t->n_steps) {
+        pattern_hash = t->steps[0].pat_hash;
+    } else {
+        for (int i = 0; i < t->n_steps; i++) {
+            const uint64_t d[4] = {t->steps[i].hash, t->steps[i].behavior, (uint64_t)t->steps[i].invert,
+                                   (uint64_t)t->steps[i].prefix_space};
+            pattern_hash = fnv1a(d, sizeof d, pattern_hash ? pattern_hash : FNV_SEED);
+        }
+    }
+    int nfc = 0, lower = 0;
+    for (int i = 0; i < t->n_norms; i++) nfc |= t->norms[i] == NORM_NFC, lower |= t->norms[i] == NORM_LOWERCASE;
+    const uint64_t rules[4] = {pattern_hash, (uint64_t)nfc, (uint64_t)t->ignore_merges, 0};
     h = fnv1a(rules, sizeof rules, h);
+    // Rules added since: only when used, so the identities above stay.
+    if (lower || t->unk >= 0 || t->n_prefix || t->n_suffix) {
+        const uint64_t more[4] = {(uint64_t)lower, (uint64_t)(t->unk + 1) | (uint64_t)t->fuse_unk << 32,
+                                  (uint64_t)t->n_prefix, (uint64_t)t->n_suffix};
+        h = fnv1a(more, sizeof more, h);
+        h = fnv1a(t->pp_prefix, sizeof(int32_t) * (size_t)t->n_prefix, h);
+        h = fnv1a(t->pp_suffix, sizeof(int32_t) * (size_t)t->n_suffix, h);
+    }
+    for (int i = 0; i < t->n_added; i++) {
+        const added_token *a = &t->added[i];
+        if (a->lstrip || a->rstrip || a->single_word || a->normalized) {
+            const int32_t f[5] = {a->id, a->lstrip, a->rstrip, a->single_word, a->normalized};
+            h = fnv1a(f, sizeof f, h);
+        }
+    }
     snprintf(t->identity, sizeof t->identity, "bpe vocab %d fnv1a64:%016llx", t->n_tokens, (unsigned long long)h);
 }
 
@@ -271,7 +365,8 @@ void pn_tokenizer_free(pn_tokenizer *t) {
     free(t->merges.rank);
     free(t->merges.id);
     free(t->added);
-    if (t->re) pcre2_code_free(t->re);
+    for (int i = 0; i < t->n_steps; i++)
+        if (t->steps[i].re) pcre2_code_free(t->steps[i].re);
     free(t);
 }
 
@@ -301,7 +396,9 @@ static int load_vocab_obj(pn_tokenizer *t, json_t *vocab, const char *where) {
     json_t *v;
     json_object_foreach(vocab, k, v) {
         if (!json_is_integer(v)) return pn_errorf("%s: id of token \"%s\" is not an integer", where, k);
-        if (set_token(t, (int32_t)json_integer_value(v), k, strlen(k), where)) return -1;
+        const json_int_t id = json_integer_value(v);
+        if (id < 0 || id > (1 << 24)) return pn_errorf("%s: token \"%s\" has id %lld, out of range", where, k, (long long)id);
+        if (set_token(t, (int32_t)id, k, strlen(k), where)) return -1;
     }
     return 0;
 }
@@ -350,21 +447,26 @@ static int special_id(const pn_tokenizer *t, json_t *v) {
 }
 
 static int load_tokenizer_config(pn_tokenizer *t, const char *path, const char **klass_out, json_t **root_out) {
-    json_error_t jerr;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) return pn_errorf("%s:%d:%d: invalid JSON: %s", path, jerr.line, jerr.column, jerr.text);
+    json_t *root = pn_json_load(path);
+    if (!root) return -1;
     *root_out = root;
-    *klass_out = json_string_value(json_object_get(root, "tokenizer_class"));
+    if (!json_is_object(root)) return pn_errorf("%s: not a JSON object", path);
+    json_t *kl = json_object_get(root, "tokenizer_class");
+    if (kl && !json_is_null(kl) && !json_is_string(kl)) return pn_errorf("%s: \"tokenizer_class\" must be a string", path);
+    *klass_out = json_string_value(kl);
     json_t *dec = json_object_get(root, "added_tokens_decoder");
-    if (dec && !json_is_object(dec)) return pn_errorf("%s: \"added_tokens_decoder\" must be an object", path);
+    if (dec && !json_is_null(dec) && !json_is_object(dec)) return pn_errorf("%s: \"added_tokens_decoder\" must be an object", path);
     const char *k;
     json_t *v;
     json_object_foreach(dec, k, v) {
         char *end;
-        long id = strtol(k, &end, 10);
+        errno = 0;
+        long long id = strtoll(k, &end, 10);
         const char *content = json_string_value(json_object_get(v, "content"));
-        if (*end || !content) return pn_errorf("%s: added_tokens_decoder[\"%s\"] needs a numeric id and a content", path, k);
-        if (add_added(t, (int32_t)id, content, json_is_true(json_object_get(v, "special")), path)) return -1;
+        if (*end || !*k || errno == ERANGE || !content)
+            return pn_errorf("%s: added_tokens_decoder[\"%s\"] needs a numeric id and a content", path, k);
+        if (add_added(t, id, content, json_is_true(json_object_get(v, "special")), path)) return -1;
+        added_flags(t, v);
     }
     return 0;
 }
@@ -375,24 +477,21 @@ static int load_vocab_merges(pn_tokenizer *t, const char *dir) {
     json_t *cfg = NULL;
     const char *klass = NULL;
     int rc = -1;
-    json_error_t jerr;
-    json_t *vocab = json_load_file(vp, JSON_REJECT_DUPLICATES, &jerr);
-    if (!vocab) {
-        pn_errorf("%s:%d:%d: invalid JSON: %s", vp, jerr.line, jerr.column, jerr.text);
-        goto done;
-    }
+    json_t *vocab = pn_json_load(vp);
+    if (!vocab) goto done;
     if (load_vocab_obj(t, vocab, vp)) goto done;
     build_vocab_map(t);
     if (load_merges_txt(t, mp)) goto done;
     if (is_file(cp) && load_tokenizer_config(t, cp, &klass, &cfg)) goto done;
+    snprintf(t->where, sizeof t->where, "%s", vp);
     // vocab.json + merges.txt carry no pre-tokenizer: the tokenizer class decides (transformers' rules).
     if (!klass || !strncmp(klass, "GPT2Tokenizer", 13)) {
         snprintf(t->kind, sizeof t->kind, "gpt2");
-        rc = compile_regex(t, PAT_GPT2, vp);
+        rc = regex_step(t, PAT_GPT2, vp);
     } else if (!strncmp(klass, "Qwen2Tokenizer", 14)) {
         snprintf(t->kind, sizeof t->kind, "qwen2");
-        t->nfc = 1;
-        rc = compile_regex(t, PAT_QWEN2, vp);
+        t->norms[t->n_norms++] = NORM_NFC;
+        rc = regex_step(t, PAT_QWEN2, vp);
     } else {
         rc = pn_errorf("%s: tokenizer_class \"%s\" is not a byte-level BPE this loader knows (Qwen2Tokenizer, "
                        "GPT2Tokenizer); give a tokenizer.json instead", cp, klass);
@@ -415,59 +514,183 @@ static int is_type(json_t *o, const char *type) {
     return s && !strcmp(s, type);
 }
 
+static const char *type_of(json_t *o) {
+    const char *s = json_string_value(json_object_get(o, "type"));
+    return s ? s : "?";
+}
+
 static int parse_normalizer(pn_tokenizer *t, json_t *n, const char *path) {
     if (!n || json_is_null(n)) return 0;
-    if (is_type(n, "NFC")) {
-        t->nfc = 1;
-        return 0;
-    }
     if (is_type(n, "Sequence")) {
-        json_t *x;
+        json_t *list = json_object_get(n, "normalizers"), *x;
         size_t i;
-        json_array_foreach(json_object_get(n, "normalizers"), i, x) if (parse_normalizer(t, x, path)) return -1;
+        if (!json_is_array(list)) return pn_errorf("%s: normalizer Sequence without a \"normalizers\" list", path);
+        json_array_foreach(list, i, x) if (parse_normalizer(t, x, path)) return -1;
         return 0;
     }
-    return pn_errorf("%s: normalizer \"%s\" is not supported (only NFC)", path,
-                     json_string_value(json_object_get(n, "type")) ? json_string_value(json_object_get(n, "type")) : "?");
+    const int nfc = is_type(n, "NFC"), lower = is_type(n, "Lowercase");
+    if (!nfc && !lower) return pn_errorf("%s: normalizer \"%s\" is not supported (NFC, Lowercase, Sequence)", path, type_of(n));
+    if (t->n_norms == PN_MAX_NORMS) return pn_errorf("%s: more than %d normalizers", path, PN_MAX_NORMS);
+    t->norms[t->n_norms++] = nfc ? NORM_NFC : NORM_LOWERCASE;
+    return 0;
 }
 
 static int parse_pre_tokenizer(pn_tokenizer *t, json_t *p, const char *path, int *have_bytelevel) {
     if (!p || json_is_null(p)) return pn_errorf("%s: no pre_tokenizer (a byte-level BPE needs ByteLevel)", path);
     if (is_type(p, "Sequence")) {
-        json_t *x;
+        json_t *list = json_object_get(p, "pretokenizers"), *x;
         size_t i;
-        json_array_foreach(json_object_get(p, "pretokenizers"), i, x) if (parse_pre_tokenizer(t, x, path, have_bytelevel)) return -1;
+        if (!json_is_array(list)) return pn_errorf("%s: pre_tokenizer Sequence without a \"pretokenizers\" list", path);
+        json_array_foreach(list, i, x) if (parse_pre_tokenizer(t, x, path, have_bytelevel)) return -1;
         return 0;
     }
     if (is_type(p, "Split")) {
         json_t *pat = json_object_get(p, "pattern");
         const char *re = json_string_value(json_object_get(pat, "Regex"));
+        const char *str = json_string_value(json_object_get(pat, "String"));
         const char *behavior = json_string_value(json_object_get(p, "behavior"));
-        if (!re) return pn_errorf("%s: Split pre-tokenizer without a \"Regex\" pattern is not supported", path);
-        if (!behavior || strcmp(behavior, "Isolated") != 0 || json_is_true(json_object_get(p, "invert")))
-            return pn_errorf("%s: Split behavior \"%s\" is not supported (only Isolated)", path, behavior ? behavior : "?");
-        if (t->re) return pn_errorf("%s: more than one Split pre-tokenizer", path);
-        return compile_regex(t, re, path);
+        static const char *names[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext", "Contiguous"};
+        int b = -1;
+        for (int i = 0; i < 5 && behavior; i++)
+            if (!strcmp(behavior, names[i])) b = i;
+        if (!re && !str) return pn_errorf("%s: Split pre-tokenizer needs a \"Regex\" or \"String\" pattern", path);
+        if (b < 0)
+            return pn_errorf("%s: Split behavior \"%s\" is not one of Removed, Isolated, MergedWithPrevious, MergedWithNext, "
+                             "Contiguous", path, behavior ? behavior : "?");
+        pre_step *st = new_step(t, PT_SPLIT, path);
+        if (!st) return -1;
+        st->behavior = (split_behavior)b;
+        st->invert = json_is_true(json_object_get(p, "invert"));
+        if (str) { // a literal: quoted into a regex (\Q...\E cannot hold "\E", so escape byte by byte)
+            size_t n = strlen(str);
+            char *q = pn_malloc(n * 2 + 1), *w = q;
+            for (size_t i = 0; i < n; i++) {
+                if (strchr("\\^$.|?*+()[]{}", str[i])) *w++ = '\\';
+                *w++ = str[i];
+            }
+            *w = 0;
+            int rc = compile_regex(st, q, path);
+            free(q);
+            if (rc) return -1;
+        } else if (compile_regex(st, re, path)) {
+            return -1;
+        }
+        const uint64_t d[2] = {(uint64_t)b, (uint64_t)st->invert};
+        st->hash = fnv1a(d, sizeof d, st->hash);
+        return 0;
+    }
+    if (is_type(p, "Digits")) { // HF: split on char::is_numeric, each digit alone or runs together
+        pre_step *st = new_step(t, PT_DIGITS, path);
+        if (!st) return -1;
+        st->behavior = json_is_true(json_object_get(p, "individual_digits")) ? SPLIT_ISOLATED : SPLIT_CONTIGUOUS;
+        st->hash = fnv1a(&st->behavior, sizeof st->behavior, st->hash);
+        return 0;
     }
     if (is_type(p, "ByteLevel")) {
         *have_bytelevel = 1;
-        t->add_prefix_space = json_is_true(json_object_get(p, "add_prefix_space"));
+        const int prefix = json_is_true(json_object_get(p, "add_prefix_space"));
         json_t *ur = json_object_get(p, "use_regex");
-        if (!ur || json_is_true(ur)) {
-            if (t->re) return pn_errorf("%s: ByteLevel use_regex after a Split pre-tokenizer", path);
-            return compile_regex(t, PAT_GPT2, path);
-        }
+        const int use_regex = !ur || json_is_true(ur);
+        if (!use_regex && !prefix) return 0; // only the byte mapping, which BPE does on every piece
+        pre_step *st = new_step(t, PT_BYTELEVEL, path);
+        if (!st) return -1;
+        st->prefix_space = prefix;
+        if (use_regex && compile_regex(st, PAT_GPT2, path)) return -1;
+        st->hash = fnv1a(&st->prefix_space, sizeof st->prefix_space, st->hash);
         return 0;
     }
-    return pn_errorf("%s: pre_tokenizer \"%s\" is not supported (Sequence, Split, ByteLevel)", path,
-                     json_string_value(json_object_get(p, "type")) ? json_string_value(json_object_get(p, "type")) : "?");
+    return pn_errorf("%s: pre_tokenizer \"%s\" is not supported (Sequence, Split, Digits, ByteLevel)", path, type_of(p));
+}
+
+// The special token named `name` in a post-processor, as an id.
+static int pp_token(pn_tokenizer *t, json_t *ids, const char *name, int32_t *out, const char *path) {
+    if (json_is_integer(ids)) {
+        json_int_t id = json_integer_value(ids);
+        if (id < 0 || id >= t->n_tokens || !t->tok[id])
+            return pn_errorf("%s: post_processor token %s has id %lld, outside the vocabulary", path, name, (long long)id);
+        *out = (int32_t)id;
+        return 0;
+    }
+    return pn_errorf("%s: post_processor token %s has no id", path, name);
+}
+
+static int pp_push(int32_t *arr, int *n, int32_t id, const char *path) {
+    if (*n == PN_MAX_PP) return pn_errorf("%s: post_processor adds more than %d tokens", path, PN_MAX_PP);
+    arr[(*n)++] = id;
+    return 0;
+}
+
+// The special tokens a post-processor puts around a single sequence (what HF's encode adds with
+// add_special_tokens=True): TemplateProcessing's "single" template, RobertaProcessing / BertProcessing's
+// cls + $A + sep; ByteLevel adds none; a Sequence applies each in turn.
+static int parse_post_processor(pn_tokenizer *t, json_t *p, const char *path) {
+    if (!p || json_is_null(p) || is_type(p, "ByteLevel")) return 0;
+    if (is_type(p, "Sequence")) {
+        json_t *list = json_object_get(p, "processors"), *x;
+        size_t i;
+        if (!json_is_array(list)) return pn_errorf("%s: post_processor Sequence without a \"processors\" list", path);
+        json_array_foreach(list, i, x) if (parse_post_processor(t, x, path)) return -1;
+        return 0;
+    }
+    int32_t pre[PN_MAX_PP], suf[PN_MAX_PP];
+    int npre = 0, nsuf = 0;
+    if (is_type(p, "RobertaProcessing") || is_type(p, "BertProcessing")) { // "cls": ["<s>", 0], "sep": ["</s>", 2]
+        json_t *cls = json_object_get(p, "cls"), *sep = json_object_get(p, "sep");
+        int32_t a = -1, b = -1;
+        if (!json_is_array(cls) || !json_is_array(sep) || pp_token(t, json_array_get(cls, 1), "cls", &a, path) ||
+            pp_token(t, json_array_get(sep, 1), "sep", &b, path))
+            return pn_errorf("%s: %s needs \"cls\" and \"sep\" as [token, id]", path, type_of(p));
+        pre[npre++] = a, suf[nsuf++] = b;
+    } else if (is_type(p, "TemplateProcessing")) {
+        json_t *single = json_object_get(p, "single"), *specials = json_object_get(p, "special_tokens"), *item;
+        size_t i;
+        int seen_a = 0;
+        if (!json_is_array(single)) return pn_errorf("%s: TemplateProcessing without a \"single\" template", path);
+        json_array_foreach(single, i, item) {
+            json_t *sp = json_object_get(item, "SpecialToken");
+            if (json_object_get(item, "Sequence")) {
+                if (seen_a++) return pn_errorf("%s: TemplateProcessing's single template has two sequences", path);
+                continue;
+            }
+            const char *name = json_string_value(json_object_get(sp, "id"));
+            if (!name) return pn_errorf("%s: TemplateProcessing: single[%zu] is neither Sequence nor SpecialToken", path, i);
+            json_t *ids = json_object_get(json_object_get(specials, name), "ids"), *id;
+            size_t j;
+            if (!json_is_array(ids) || !json_array_size(ids))
+                return pn_errorf("%s: TemplateProcessing's special_tokens has no ids for \"%s\"", path, name);
+            json_array_foreach(ids, j, id) {
+                int32_t v = -1;
+                if (pp_token(t, id, name, &v, path)) return -1;
+                if (seen_a ? (nsuf == PN_MAX_PP) : (npre == PN_MAX_PP))
+                    return pn_errorf("%s: post_processor adds more than %d tokens", path, PN_MAX_PP);
+                if (seen_a) suf[nsuf++] = v;
+                else pre[npre++] = v;
+            }
+        }
+        if (!seen_a) return pn_errorf("%s: TemplateProcessing's single template has no $A", path);
+    } else {
+        return pn_errorf("%s: post_processor \"%s\" is not supported (TemplateProcessing, RobertaProcessing, "
+                         "BertProcessing, ByteLevel, Sequence)", path, type_of(p));
+    }
+    // Wrapping what is there: new prefix = pre + prefix, new suffix = suffix + suf.
+    int32_t old[PN_MAX_PP];
+    int nold = t->n_prefix;
+    memcpy(old, t->pp_prefix, sizeof(int32_t) * (size_t)nold);
+    t->n_prefix = 0;
+    for (int i = 0; i < npre; i++)
+        if (pp_push(t->pp_prefix, &t->n_prefix, pre[i], path)) return -1;
+    for (int i = 0; i < nold; i++)
+        if (pp_push(t->pp_prefix, &t->n_prefix, old[i], path)) return -1;
+    for (int i = 0; i < nsuf; i++)
+        if (pp_push(t->pp_suffix, &t->n_suffix, suf[i], path)) return -1;
+    return 0;
 }
 
 static int load_tokenizer_json(pn_tokenizer *t, const char *path) {
-    json_error_t jerr;
-    json_t *root = json_load_file(path, 0, &jerr);
-    if (!root) return pn_errorf("%s:%d:%d: invalid JSON: %s", path, jerr.line, jerr.column, jerr.text);
+    json_t *root = pn_json_load(path);
+    if (!root) return -1;
     int rc = -1, have_bytelevel = 0;
+    snprintf(t->where, sizeof t->where, "%s", path);
     json_t *model = json_object_get(root, "model");
     if (!json_is_object(model) || !is_type(model, "BPE")) {
         pn_errorf("%s: model.type must be \"BPE\"", path);
@@ -478,6 +701,7 @@ static int load_tokenizer_json(pn_tokenizer *t, const char *path) {
         goto done;
     }
     t->ignore_merges = json_is_true(json_object_get(model, "ignore_merges"));
+    t->fuse_unk = json_is_true(json_object_get(model, "fuse_unk"));
     if (load_vocab_obj(t, json_object_get(model, "vocab"), path)) goto done;
     build_vocab_map(t);
     json_t *merges = json_object_get(model, "merges");
@@ -510,6 +734,10 @@ static int load_tokenizer_json(pn_tokenizer *t, const char *path) {
         if (add_merge(t, l, ln, r, rn, path, (int)i + 1)) goto done;
     }
     json_t *added = json_object_get(root, "added_tokens");
+    if (added && !json_is_null(added) && !json_is_array(added)) {
+        pn_errorf("%s: \"added_tokens\" must be a list", path);
+        goto done;
+    }
     json_t *a;
     json_array_foreach(added, i, a) {
         const char *content = json_string_value(json_object_get(a, "content"));
@@ -518,11 +746,22 @@ static int load_tokenizer_json(pn_tokenizer *t, const char *path) {
             pn_errorf("%s: added_tokens[%zu] needs \"id\" and \"content\"", path, i);
             goto done;
         }
-        if (add_added(t, (int32_t)json_integer_value(id), content, json_is_true(json_object_get(a, "special")), path))
+        if (add_added(t, json_integer_value(id), content, json_is_true(json_object_get(a, "special")), path)) goto done;
+        added_flags(t, a);
+    }
+    // unk: bytes whose token is missing become unk; without one they are dropped (HF's BPE).
+    json_t *unk = json_object_get(model, "unk_token");
+    if (unk && !json_is_null(unk)) {
+        const char *u = json_string_value(unk);
+        t->unk = u ? special_id(t, unk) : -1;
+        if (t->unk < 0) {
+            pn_errorf("%s: model.unk_token \"%s\" is not in the vocabulary", path, u ? u : "?");
             goto done;
+        }
     }
     if (parse_normalizer(t, json_object_get(root, "normalizer"), path) ||
-        parse_pre_tokenizer(t, json_object_get(root, "pre_tokenizer"), path, &have_bytelevel))
+        parse_pre_tokenizer(t, json_object_get(root, "pre_tokenizer"), path, &have_bytelevel) ||
+        parse_post_processor(t, json_object_get(root, "post_processor"), path))
         goto done;
     if (!have_bytelevel) {
         pn_errorf("%s: the pre_tokenizer has no ByteLevel step: not a byte-level BPE", path);
@@ -546,15 +785,20 @@ pn_tokenizer *pn_tokenizer_load(const char *dir) {
     int rc;
     if (is_file(tj)) {
         rc = load_tokenizer_json(t, tj);
-        // tokenizer.json has no eos: tokenizer_config.json names it.
+        // tokenizer.json has no eos: tokenizer_config.json names it. A broken one is an error, never skipped:
+        // ignoring it silently once gave shards the wrong eos.
         char *cp = pn_path_join(dir, "tokenizer_config.json");
         if (!rc && is_file(cp)) {
-            json_t *cfg = json_load_file(cp, 0, NULL);
-            if (cfg) {
+            json_t *cfg = pn_json_load(cp);
+            if (!cfg) {
+                rc = -1;
+            } else if (!json_is_object(cfg)) {
+                rc = pn_errorf("%s: not a JSON object", cp);
+            } else {
                 t->eos = special_id(t, json_object_get(cfg, "eos_token"));
                 t->bos = special_id(t, json_object_get(cfg, "bos_token"));
-                json_decref(cfg);
             }
+            json_decref(cfg);
         }
         free(cp);
     } else if (is_file(vj)) {
@@ -571,14 +815,17 @@ pn_tokenizer *pn_tokenizer_load(const char *dir) {
     if (t->eos < 0) // the usual name when the config does not say
         for (int i = 0; i < t->n_added; i++)
             if (!strcmp(t->added[i].content, "<|endoftext|>")) t->eos = t->added[i].id;
-    for (int b = 0; b < 256; b++)
+    // Byte tokens may be missing (SmolLM2 lacks 21 control and invalid-UTF-8 bytes: HF maps those bytes to
+    // unk, or drops them), but a vocabulary without the printable ASCII ones is not a byte-level BPE.
+    for (int b = 33; b < 127; b++)
         if (t->byte_id[b] < 0) {
             pn_errorf("%s: the vocabulary has no token for byte 0x%02x (\"%s\"): not a byte-level BPE", dir, b,
                       t->byte_char[b]);
             pn_tokenizer_free(t);
             return NULL;
         }
-    qsort(t->added, (size_t)t->n_added, sizeof(added_token), cmp_added);
+    if (t->n_added) qsort(t->added, (size_t)t->n_added, sizeof(added_token), cmp_added);
+    for (int i = 0; i < t->n_added; i++) t->n_added_normalized += t->added[i].normalized;
     // added[].content points at tok[]: still valid after the sort.
     set_identity(t);
     return t;
@@ -653,8 +900,8 @@ static tok_cache *cache_get(const pn_tokenizer *t) {
     if (c->serial != t->serial) {
         cache_clear(c);
         c->serial = t->serial;
-        if (c->md) pcre2_match_data_free(c->md);
-        c->md = t->re ? pcre2_match_data_create_from_pattern(t->re, NULL) : NULL;
+        // One ovector pair is all any step needs (the whole match), whatever the patterns' groups.
+        if (!c->md) c->md = pcre2_match_data_create(1, NULL);
     }
     return c;
 }
@@ -722,9 +969,14 @@ static void bpe_piece(const pn_tokenizer *t, tok_cache *c, const char *piece, si
     }
     if (n > c->sym_cap) c->sym = pn_realloc(c->sym, sizeof(int32_t) * (c->sym_cap = n * 2));
     int32_t *s = c->sym;
-    size_t k = n;
-    for (size_t i = 0; i < n; i++) s[i] = t->byte_id[(unsigned char)piece[i]];
-    if (t->ignore_merges && n > 1) { // Llama 3: a piece that is itself a token is not merged
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) { // a byte without a token: unk (consecutive ones fused if asked), or dropped
+        int32_t id = t->byte_id[(unsigned char)piece[i]];
+        if (id < 0 && (id = t->unk) >= 0 && t->fuse_unk && k && s[k - 1] == t->unk && t->byte_id[(unsigned char)piece[i - 1]] < 0)
+            continue;
+        if (id >= 0) s[k++] = id;
+    }
+    if (t->ignore_merges && n > 1 && k == n) { // Llama 3: a piece that is itself a token is not merged
         size_t bl = 0;
         if (n * 2 > c->buf_cap) c->buf = pn_realloc(c->buf, c->buf_cap = n * 2 + 16);
         for (size_t i = 0; i < n; i++) {
@@ -802,91 +1054,316 @@ static size_t nfc_segment(tok_cache *c, const char *s, size_t n) {
     return bl;
 }
 
+// Lowercase as HF's Lowercase normalizer (Rust's char::to_lowercase, one character at a time: the simple
+// mappings plus U+0130 -> "i̇"), into c->buf; invalid bytes copied.
+static size_t lower_segment(tok_cache *c, const char *s, size_t n) {
+    size_t bl = 0;
+    if (n * 3 / 2 + 8 > c->buf_cap) c->buf = pn_realloc(c->buf, c->buf_cap = n * 2 + 64);
+    for (size_t i = 0; i < n;) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t r = (unsigned char)s[i] < 0x80 ? 1 : utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
+        if (bl + 8 > c->buf_cap) c->buf = pn_realloc(c->buf, c->buf_cap = bl * 2 + 64);
+        if ((unsigned char)s[i] < 0x80) {
+            c->buf[bl++] = (char)((s[i] >= 'A' && s[i] <= 'Z') ? s[i] + 32 : s[i]);
+            i++;
+        } else if (r <= 0) {
+            c->buf[bl++] = s[i++];
+        } else {
+            if (cp == 0x130) {
+                bl += (size_t)utf8proc_encode_char('i', (utf8proc_uint8_t *)c->buf + bl);
+                cp = 0x307;
+            } else {
+                cp = utf8proc_tolower(cp);
+            }
+            bl += (size_t)utf8proc_encode_char(cp, (utf8proc_uint8_t *)c->buf + bl);
+            i += (size_t)r;
+        }
+    }
+    return bl;
+}
+
 static int is_ascii(const char *s, size_t n) {
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)s[i] >= 0x80) return 0;
     return 1;
 }
 
-// A segment between added tokens: normalize, pre-tokenize, BPE.
-static int encode_segment(const pn_tokenizer *t, tok_cache *c, const char *s, size_t n, out_ids *o, int first) {
-    if (!n) return 0;
-    char *owned = NULL;
-    if (t->nfc && !is_ascii(s, n)) {
-        size_t bl = nfc_segment(c, s, n);
-        owned = pn_malloc(bl + 1);
-        memcpy(owned, c->buf, bl);
-        s = owned, n = bl;
+// Length of the character at s (1 for an invalid byte) and its code point (-1 if invalid).
+static size_t char_at(const char *s, size_t n, int32_t *cp) {
+    if ((unsigned char)s[0] < 0x80) {
+        *cp = (unsigned char)s[0];
+        return 1;
     }
-    if (t->add_prefix_space && first && s[0] != ' ') {
-        char *p = pn_malloc(n + 1);
-        p[0] = ' ';
-        memcpy(p + 1, s, n);
-        free(owned);
-        s = owned = p, n = n + 1;
+    utf8proc_int32_t c;
+    utf8proc_ssize_t r = utf8proc_iterate((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &c);
+    *cp = r > 0 ? c : -1;
+    return r > 0 ? (size_t)r : 1;
+}
+
+static int is_numeric_cp(int32_t cp) { // Rust's char::is_numeric: Nd, Nl, No
+    if (cp < 0) return 0;
+    if (cp < 0x80) return cp >= '0' && cp <= '9';
+    utf8proc_category_t k = utf8proc_category(cp);
+    return k == UTF8PROC_CATEGORY_ND || k == UTF8PROC_CATEGORY_NL || k == UTF8PROC_CATEGORY_NO;
+}
+
+static int is_space_cp(int32_t cp) { // Rust's char::is_whitespace (Unicode White_Space)
+    if (cp < 0) return 0;
+    if (cp < 0x80) return cp == ' ' || (cp >= 9 && cp <= 13);
+    if (cp == 0x85) return 1;
+    utf8proc_category_t k = utf8proc_category(cp);
+    return k == UTF8PROC_CATEGORY_ZS || k == UTF8PROC_CATEGORY_ZL || k == UTF8PROC_CATEGORY_ZP;
+}
+
+static int is_word_cp(int32_t cp) { // HF's single_word test: alphanumeric or '_'
+    if (cp < 0) return 0;
+    if (cp < 0x80) return cp == '_' || (cp >= '0' && cp <= '9') || ((cp | 32) >= 'a' && (cp | 32) <= 'z');
+    utf8proc_category_t k = utf8proc_category(cp);
+    return (k >= UTF8PROC_CATEGORY_LU && k <= UTF8PROC_CATEGORY_LO) || (k >= UTF8PROC_CATEGORY_ND && k <= UTF8PROC_CATEGORY_NO);
+}
+
+// ----------------------------------------------------------------------------------------------------
+// pre-tokenizer steps
+
+static int pretok(const pn_tokenizer *t, tok_cache *c, int step, const char *s, size_t n, out_ids *o);
+
+// A split behaviour applied to a stream of spans (start, end, is it a delimiter match), as HF's
+// NormalizedString::split folds them; every resulting non-empty piece goes on to the next step.
+typedef struct {
+    const pn_tokenizer *t;
+    tok_cache *c;
+    out_ids *o;
+    const char *s;
+    int step, rc, have, prev_match;
+    split_behavior behavior;
+    size_t ps, pe; // the pending piece
+} splitter;
+
+static void split_piece(splitter *sp, size_t a, size_t b) {
+    if (b > a && !sp->rc) sp->rc = pretok(sp->t, sp->c, sp->step + 1, sp->s + a, b - a, sp->o);
+}
+
+static void split_pending(splitter *sp, size_t a, size_t b) {
+    if (sp->have) split_piece(sp, sp->ps, sp->pe);
+    sp->ps = a, sp->pe = b, sp->have = 1;
+}
+
+static void split_span(splitter *sp, size_t a, size_t b, int match) {
+    if (b == a) return;
+    switch (sp->behavior) {
+    case SPLIT_ISOLATED: split_piece(sp, a, b); break;
+    case SPLIT_REMOVED:
+        if (!match) split_piece(sp, a, b);
+        break;
+    case SPLIT_MERGED_PREV: // a delimiter joins the piece before it
+        if (match && !sp->prev_match && sp->have) sp->pe = b;
+        else split_pending(sp, a, b);
+        break;
+    case SPLIT_MERGED_NEXT: // a delimiter joins the piece after it
+        if (!match && sp->have && sp->prev_match) {
+            split_piece(sp, sp->ps, b);
+            sp->have = 0;
+        } else if (!match) {
+            if (sp->have) split_piece(sp, sp->ps, sp->pe);
+            sp->have = 0;
+            split_piece(sp, a, b);
+        } else {
+            split_pending(sp, a, b);
+        }
+        break;
+    case SPLIT_CONTIGUOUS: // runs of delimiters (and of the rest) become one piece each
+        if (match == sp->prev_match && sp->have) sp->pe = b;
+        else split_pending(sp, a, b);
+        break;
     }
-    if (!t->re) {
-        bpe_piece(t, c, s, n, o);
-        free(owned);
-        return 0;
-    }
-    size_t at = 0;
-    while (at < n) {
-        int rc = pcre2_match(t->re, (PCRE2_SPTR)s, n, at, 0, c->md, NULL);
+    sp->prev_match = match;
+}
+
+static int split_end(splitter *sp) {
+    if (sp->have) split_piece(sp, sp->ps, sp->pe);
+    sp->have = 0;
+    return sp->rc;
+}
+
+// The regex's matches as delimiter spans (or, inverted, as the kept spans) and the gaps between them.
+static int split_regex(splitter *sp, const pcre2_code *re, int invert, size_t n) {
+    const pn_tokenizer *t = sp->t;
+    size_t at = 0, gap = 0;
+    while (at < n && !sp->rc) {
+        int rc = pcre2_match(re, (PCRE2_SPTR)sp->s, n, at, 0, sp->c->md, NULL);
         if (rc == PCRE2_ERROR_NOMATCH) break;
         if (rc < 0) {
             PCRE2_UCHAR msg[256];
             pcre2_get_error_message(rc, msg, sizeof msg);
-            free(owned);
-            return pn_errorf("pre-tokenizer regex failed: %s", (char *)msg);
+            return sp->rc = pn_errorf("%s: the pre-tokenizer regex failed on the text: %s", t->where, (char *)msg);
         }
-        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->md);
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(sp->c->md);
         size_t ms = ov[0], me = ov[1];
-        if (ms > at) bpe_piece(t, c, s + at, ms - at, o); // the gap (e.g. invalid UTF-8) is a piece too
-        if (me == ms) { // an empty match cannot happen with these patterns; never loop on one
-            me = ms + 1;
-            bpe_piece(t, c, s + ms, 1, o);
-        } else {
-            bpe_piece(t, c, s + ms, me - ms, o);
+        if (me == ms) { // an empty match delimits nothing: search on from the next character
+            int32_t cp;
+            at = ms + char_at(sp->s + ms, n - ms, &cp);
+            continue;
         }
-        at = me;
+        if (ms > gap) split_span(sp, gap, ms, invert);
+        split_span(sp, ms, me, !invert);
+        gap = at = me;
     }
-    if (at < n) bpe_piece(t, c, s + at, n - at, o);
-    free(owned);
+    if (gap < n) split_span(sp, gap, n, invert);
+    return split_end(sp);
+}
+
+// Pre-tokenizer step `step` on one piece; past the last step the piece is BPE-encoded.
+static int pretok(const pn_tokenizer *t, tok_cache *c, int step, const char *s, size_t n, out_ids *o) {
+    if (!n) return 0;
+    if (step == t->n_steps) {
+        bpe_piece(t, c, s, n, o);
+        return 0;
+    }
+    const pre_step *st = &t->steps[step];
+    splitter sp = {.t = t, .c = c, .o = o, .s = s, .step = step, .behavior = st->behavior};
+    switch (st->kind) {
+    case PT_SPLIT: return split_regex(&sp, st->re, st->invert, n);
+    case PT_DIGITS: { // every numeric character is a delimiter (Isolated: alone; Contiguous: runs)
+        size_t run = 0;
+        for (size_t i = 0; i < n;) {
+            int32_t cp;
+            size_t len = char_at(s + i, n - i, &cp);
+            if (is_numeric_cp(cp)) {
+                if (i > run) split_span(&sp, run, i, 0);
+                split_span(&sp, i, i + len, 1);
+                run = i + len;
+            }
+            i += len;
+        }
+        if (run < n) split_span(&sp, run, n, 0);
+        return split_end(&sp);
+    }
+    case PT_BYTELEVEL: {
+        char *owned = NULL;
+        if (st->prefix_space && s[0] != ' ') { // HF: a space before each piece that lacks one
+            owned = pn_malloc(n + 1);
+            owned[0] = ' ';
+            memcpy(owned + 1, s, n);
+            s = sp.s = owned, n++;
+        }
+        int rc = st->re ? split_regex(&sp, st->re, 0, n) : pretok(t, c, step + 1, s, n, o);
+        free(owned);
+        return rc;
+    }
+    }
     return 0;
+}
+
+// ----------------------------------------------------------------------------------------------------
+// added tokens and the encode entry points
+
+// The next added token (of those with normalized == `normalized`) in s[pos, n): earliest start, longest at
+// a tie (HF's leftmost-longest), single_word ones only where they stand alone; lstrip/rstrip widen the
+// match over the blanks beside it (never before `pos`). Returns the token index or -1; *ms, *me the match.
+static int next_added(const pn_tokenizer *t, const char *s, size_t n, size_t pos, int normalized, int allow_special,
+                      size_t *ms, size_t *me) {
+    int best = -1;
+    size_t bs = n, be = n;
+    for (int i = 0; i < t->n_added; i++) {
+        const added_token *a = &t->added[i];
+        if (a->normalized != normalized || (a->special && !allow_special) || a->len > n - pos) continue;
+        for (size_t from = pos; from + a->len <= n && from < bs;) {
+            const char *hit = memmem(s + from, n - from, a->content, a->len);
+            if (!hit || (size_t)(hit - s) > bs) break;
+            size_t hs = (size_t)(hit - s), he = hs + a->len;
+            if (a->single_word) {
+                int32_t cb = -1, ca = -1;
+                if (hs > 0) { // the character before: step back over continuation bytes
+                    size_t k = hs - 1;
+                    while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80 && hs - k < 4) k--;
+                    char_at(s + k, hs - k, &cb);
+                }
+                if (he < n) char_at(s + he, n - he, &ca);
+                if (is_word_cp(cb) || is_word_cp(ca)) {
+                    from = hs + 1;
+                    continue;
+                }
+            }
+            if (hs < bs || (hs == bs && he - hs > be - bs)) best = i, bs = hs, be = he;
+            break;
+        }
+    }
+    if (best < 0) return -1;
+    const added_token *a = &t->added[best];
+    if (a->lstrip)
+        while (bs > pos) {
+            size_t k = bs - 1;
+            while (k > pos && ((unsigned char)s[k] & 0xC0) == 0x80 && bs - k < 4) k--;
+            int32_t cp;
+            if (char_at(s + k, bs - k, &cp) != bs - k || !is_space_cp(cp)) break;
+            bs = k;
+        }
+    if (a->rstrip)
+        while (be < n) {
+            int32_t cp;
+            size_t len = char_at(s + be, n - be, &cp);
+            if (!is_space_cp(cp)) break;
+            be += len;
+        }
+    *ms = bs, *me = be;
+    return best;
+}
+
+// A segment between non-normalized added tokens: the normalizers, then the normalized added tokens, then
+// the pre-tokenizer on what lies between them.
+static int encode_segment(const pn_tokenizer *t, tok_cache *c, const char *s, size_t n, out_ids *o, int allow_special) {
+    if (!n) return 0;
+    char *owned = NULL;
+    for (int i = 0; i < t->n_norms; i++) {
+        size_t bl;
+        if (t->norms[i] == NORM_NFC && !is_ascii(s, n)) bl = nfc_segment(c, s, n);
+        else if (t->norms[i] == NORM_LOWERCASE) bl = lower_segment(c, s, n);
+        else continue;
+        char *x = pn_malloc(bl + 1);
+        memcpy(x, c->buf, bl);
+        free(owned);
+        s = owned = x, n = bl;
+    }
+    size_t pos = 0, ms, me;
+    int rc = 0, k;
+    while (!rc && t->n_added_normalized && (k = next_added(t, s, n, pos, 1, allow_special, &ms, &me)) >= 0) {
+        rc = pretok(t, c, 0, s + pos, ms - pos, o);
+        push(o, &t->added[k].id, 1);
+        pos = me;
+    }
+    if (!rc) rc = pretok(t, c, 0, s + pos, n - pos, o);
+    free(owned);
+    return rc;
 }
 
 int pn_tokenizer_encode(const pn_tokenizer *t, const char *text, size_t len, int allow_special, int32_t **ids,
                         size_t *n, size_t *cap) {
     tok_cache *c = cache_get(t);
     out_ids o = {ids, n, cap};
-    // next[i]: where added token i next occurs at or after pos (len = nowhere), refreshed only when passed,
-    // so finding all added tokens costs one scan of the text per token (leftmost-longest, as HF's
-    // Aho-Corasick matcher).
-    size_t *next = pn_malloc(sizeof(size_t) * (size_t)(t->n_added ? t->n_added : 1));
-    for (int i = 0; i < t->n_added; i++) next[i] = (size_t)-1;
-    size_t pos = 0;
-    int first = 1, rc = 0;
-    while (pos <= len && !rc) {
-        size_t best_at = len;
-        int best = -1;
-        for (int i = 0; i < t->n_added; i++) {
-            const added_token *a = &t->added[i];
-            if (a->special && !allow_special) continue;
-            if (next[i] == (size_t)-1 || (next[i] < pos && next[i] != len)) {
-                const char *hit = len - pos >= a->len ? memmem(text + pos, len - pos, a->content, a->len) : NULL;
-                next[i] = hit ? (size_t)(hit - text) : len;
-            }
-            if (next[i] < best_at) best_at = next[i], best = i; // ties keep the longer (earlier in the list)
-        }
-        rc = encode_segment(t, c, text + pos, best_at - pos, &o, first);
-        first = 0;
-        if (best < 0) break;
-        push(&o, &t->added[best].id, 1);
-        pos = best_at + t->added[best].len;
+    size_t pos = 0, ms, me;
+    int rc = 0, k;
+    while (!rc && (k = next_added(t, text, len, pos, 0, allow_special, &ms, &me)) >= 0) {
+        rc = encode_segment(t, c, text + pos, ms - pos, &o, allow_special);
+        push(&o, &t->added[k].id, 1);
+        pos = me;
     }
-    free(next);
+    if (!rc) rc = encode_segment(t, c, text + pos, len - pos, &o, allow_special);
     return rc;
+}
+
+int pn_tokenizer_encode_special(const pn_tokenizer *t, const char *text, size_t len, int32_t **ids, size_t *n,
+                                size_t *cap) {
+    out_ids o = {ids, n, cap};
+    if (t->n_prefix) push(&o, t->pp_prefix, (size_t)t->n_prefix);
+    if (pn_tokenizer_encode(t, text, len, 1, ids, n, cap)) return -1;
+    if (t->n_suffix) push(&o, t->pp_suffix, (size_t)t->n_suffix);
+    return 0;
+}
+
+int pn_tokenizer_special_count(const pn_tokenizer *t, int *prefix, int *suffix) {
+    if (prefix) *prefix = t->n_prefix;
+    if (suffix) *suffix = t->n_suffix;
+    return t->n_prefix + t->n_suffix;
 }
 
 // ----------------------------------------------------------------------------------------------------

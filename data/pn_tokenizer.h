@@ -1,5 +1,5 @@
 // pn_tokenizer: byte-level BPE exactly as Hugging Face `tokenizers` runs it for Qwen2/Qwen2.5/Qwen3,
-// GPT-2 and Llama 3 (REFERENCE.md §3).
+// GPT-2, Llama 3, SmolLM2 and RoBERTa-style tokenizers (REFERENCE.md §3; tests/tokenizers).
 //
 // Loads a checkpoint folder's tokenizer.json, or vocab.json + merges.txt (+ tokenizer_config.json for the
 // added tokens and the tokenizer class). Encoding: added tokens are split out of the raw text first;
@@ -36,6 +36,14 @@ const char *pn_tokenizer_identity(const pn_tokenizer *tok);
 // concurrent calls on one tokenizer (each thread keeps its own cache).
 int pn_tokenizer_encode(const pn_tokenizer *tok, const char *text, size_t len, int allow_special, int32_t **ids,
                         size_t *n, size_t *cap);
+
+// Encode as Hugging Face's encode(text) does by default (add_special_tokens=True): the post-processor's
+// special tokens (TemplateProcessing's BOS/EOS, RobertaProcessing's <s> </s>; none for Qwen2 or GPT-2)
+// around pn_tokenizer_encode(..., allow_special = 1). Appends like pn_tokenizer_encode.
+int pn_tokenizer_encode_special(const pn_tokenizer *tok, const char *text, size_t len, int32_t **ids, size_t *n,
+                                size_t *cap);
+// How many special tokens the post-processor puts before and after one sequence; returns their sum.
+int pn_tokenizer_special_count(const pn_tokenizer *tok, int *prefix, int *suffix);
 
 // Decode ids into raw bytes (NUL-terminated, *len without the NUL): the exact bytes encode consumed.
 // skip_special drops added tokens marked special. -1 with the error set for an id outside the vocabulary.

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "pn_common.h"
+#include "pn_json.h"
 
 const char *pn_arch_name(pn_arch a) {
     switch (a) {
@@ -272,12 +273,8 @@ static int parse_windows(const char *path, json_t *root, pn_model_config *c) {
 
 int pn_hf_config_load(pn_model_config *c, const char *path) {
     memset(c, 0, sizeof *c);
-    json_error_t jerr;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        if (jerr.line < 0 || strstr(jerr.text, "unable to open")) return pn_errorf("%s: cannot open", path);
-        return pn_errorf("%s:%d:%d: invalid JSON: %s", path, jerr.line, jerr.column, jerr.text);
-    }
+    json_t *root = pn_json_load(path);
+    if (!root) return -1;
     int rc = -1;
     if (!json_is_object(root)) {
         pn_errorf("%s: not a JSON object", path);

@@ -269,6 +269,12 @@ static void test_limits(void) {
     CHECK(WITH("\"eos_token_id\":[99, 5],\"torch_dtype\":\"float32\"") == 0 && c.eos_id == 99 &&
               !strcmp(c.torch_dtype, "float32"),
           "valid ids and dtype: %s", pn_last_error());
+    // A number beyond 64-bit integers (transformers writes int(1e30)) is read as a real, not a broken file;
+    // where an integer is needed it is refused by name.
+    CHECK(WITH("\"model_max_length\": 1000000000000000019884624838656, \"x\": [-99999999999999999999]") == 0,
+          "a huge integer in an unused key: %s", pn_last_error());
+    CHECK_ERR(WITH("\"max_position_embeddings\": 1000000000000000019884624838656"),
+              "\"max_position_embeddings\" must be an integer");
 #undef WITH
 }
 

@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../data/pn_tokenizer.h"
@@ -224,7 +225,7 @@ static void test_bad(void) {
     f = fopen(m, "w");
     fputs("a b\n", f);
     fclose(f);
-    CHECK(pn_tokenizer_load(dir) == NULL && strstr(pn_last_error(), "no token for byte 0x00"), "not byte-level: %s",
+    CHECK(pn_tokenizer_load(dir) == NULL && strstr(pn_last_error(), "no token for byte 0x21 (\"!\"): not a byte-level BPE"), "not byte-level: %s",
           pn_last_error());
     f = fopen(j, "w");
     fputs("{\"model\": {\"type\": \"Unigram\"}}", f);
@@ -255,6 +256,275 @@ static void test_bytes_identity(const char *mkckpt) {
     pn_tokenizer_free(b);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) CHECK(0, "cleanup");
+}
+
+// Writes `root` (with the text `tail` appended raw when given) as DIR/NAME.
+static void write_json(const char *dir, const char *name, json_t *root, const char *raw) {
+    char *p = pn_path_join(dir, name);
+    FILE *f = fopen(p, "w");
+    if (root) json_dumpf(root, f, JSON_COMPACT);
+    if (raw) fputs(raw, f);
+    fclose(f);
+    free(p);
+}
+
+// What fuzzing found and files from the internet can hold: each refused with one line naming the file, or
+// read correctly where it is in fact valid (a transformers-written model_max_length of 1e30).
+static void test_hostile(const char *families) {
+    char dir[128], cmd[300];
+    snprintf(dir, sizeof dir, "/tmp/pn_test_tokhost_%d", (int)getpid());
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", dir, dir);
+    if (system(cmd)) return;
+    char *src = pn_path_join(families, "gpt2.json");
+    json_t *base = json_load_file(src, 0, NULL);
+    free(src);
+    CHECK(base != NULL, "tests/tokenizers/gpt2.json");
+    if (!base) return;
+    json_t *x = json_deep_copy(base);
+    json_integer_set(json_object_get(json_array_get(json_object_get(x, "added_tokens"), 0), "id"), -1);
+    write_json(dir, "tokenizer.json", x, NULL);
+    CHECK(pn_tokenizer_load(dir) == NULL && strstr(pn_last_error(), "tokenizer.json: added token \"<|endoftext|>\" has id -1, out of range"),
+          "added id -1: %s", pn_last_error());
+    json_decref(x);
+    x = json_deep_copy(base);
+    json_object_set_new(x, "added_tokens", json_integer(5));
+    write_json(dir, "tokenizer.json", x, NULL);
+    CHECK(pn_tokenizer_load(dir) == NULL && strstr(pn_last_error(), "\"added_tokens\" must be a list"), "added 5: %s",
+          pn_last_error());
+    json_decref(x);
+    // tokenizer.json duplicate keys: refused like every other file.
+    char *text = json_dumps(base, JSON_COMPACT);
+    text[strlen(text) - 1] = 0;
+    char *dup = pn_malloc(strlen(text) + 64);
+    sprintf(dup, "%s, \"normalizer\": null}", text);
+    write_json(dir, "tokenizer.json", NULL, dup);
+    CHECK(pn_tokenizer_load(dir) == NULL && strstr(pn_last_error(), "duplicate object key"), "duplicate keys: %s",
+          pn_last_error());
+    free(dup);
+    free(text);
+    write_json(dir, "tokenizer.json", base, NULL);
+    pn_tokenizer *t = pn_tokenizer_load(dir);
+    CHECK(t != NULL, "the base tokenizer loads: %s", pn_last_error());
+    pn_tokenizer_free(t);
+    // tokenizer_config.json beside it: a broken one is an error, not skipped; ids out of range refused; a
+    // 1e30 written as an integer (transformers' model_max_length) is fine and eos is read.
+    write_json(dir, "tokenizer_config.json", NULL, "{\"eos_token\": \"<|endoftext|>\",");
+    CHECK(pn_tokenizer_load(dir) == NULL && strstr(pn_last_error(), "tokenizer_config.json:1:") &&
+              strstr(pn_last_error(), "invalid JSON"),
+          "broken config: %s", pn_last_error());
+    write_json(dir, "tokenizer_config.json", NULL,
+               "{\"model_max_length\": 1000000000000000019884624838656, \"eos_token\": \"<|endoftext|>\"}");
+    t = pn_tokenizer_load(dir);
+    CHECK(t && pn_tokenizer_eos_id(t) == 1000, "1e30 model_max_length: %s", t ? "wrong eos" : pn_last_error());
+    pn_tokenizer_free(t);
+    unlink(strcat(strcpy(cmd, dir), "/tokenizer_config.json"));
+    // vocab.json + merges.txt + tokenizer_config.json with added_tokens_decoder ids -1, 2^32 - 1, 20 digits.
+    unlink(strcat(strcpy(cmd, dir), "/tokenizer.json"));
+    write_json(dir, "vocab.json", json_object_get(json_object_get(base, "model"), "vocab"), NULL);
+    json_t *merges = json_object_get(json_object_get(base, "model"), "merges"), *mg;
+    char *mp = pn_path_join(dir, "merges.txt");
+    FILE *f = fopen(mp, "w");
+    size_t i;
+    json_array_foreach(merges, i, mg) {
+        if (json_is_string(mg)) fprintf(f, "%s\n", json_string_value(mg));
+        else fprintf(f, "%s %s\n", json_string_value(json_array_get(mg, 0)), json_string_value(json_array_get(mg, 1)));
+    }
+    fclose(f);
+    static const char *bad_ids[] = {"-1", "4294967295", "18446744073709551615"};
+    for (int k = 0; k < 3; k++) {
+        char cfg[200];
+        snprintf(cfg, sizeof cfg, "{\"added_tokens_decoder\": {\"%s\": {\"content\": \"<x>\", \"special\": true}}}", bad_ids[k]);
+        write_json(dir, "tokenizer_config.json", NULL, cfg);
+        pn_clear_error();
+        CHECK(pn_tokenizer_load(dir) == NULL && strstr(pn_last_error(), "tokenizer_config.json: added") &&
+                  (strstr(pn_last_error(), "out of range") || strstr(pn_last_error(), "numeric id")),
+              "added_tokens_decoder id %s: %s", bad_ids[k], pn_last_error());
+    }
+    unlink(strcat(strcpy(cmd, dir), "/tokenizer_config.json"));
+    unlink(mp);
+    free(mp);
+    unlink(strcat(strcpy(cmd, dir), "/vocab.json"));
+    // A Split regex that backtracks without end on some text: encode fails naming tokenizer.json.
+    x = json_deep_copy(base);
+    json_t *pre = json_pack("{s:s, s:[{s:s, s:{s:s}, s:s, s:b}, {s:s, s:b, s:b, s:b}]}", "type", "Sequence",
+                            "pretokenizers", "type", "Split", "pattern", "Regex", "(a|aa)+$", "behavior", "Isolated",
+                            "invert", 0, "type", "ByteLevel", "add_prefix_space", 0, "trim_offsets", 1, "use_regex", 0);
+    json_object_set_new(x, "pre_tokenizer", pre);
+    write_json(dir, "tokenizer.json", x, NULL);
+    json_decref(x);
+    t = pn_tokenizer_load(dir);
+    CHECK(t != NULL, "%s", pn_last_error());
+    if (t) {
+        char evil[200];
+        memset(evil, 'a', 120);
+        strcpy(evil + 120, "!");
+        int32_t *ids = NULL;
+        size_t n = 0, cap = 0;
+        int rc = pn_tokenizer_encode(t, evil, strlen(evil), 1, &ids, &n, &cap);
+        CHECK(rc != 0 && strstr(pn_last_error(), "tokenizer.json: the pre-tokenizer regex failed"),
+              "catastrophic regex: rc %d %s", rc, pn_last_error());
+        free(ids);
+        pn_tokenizer_free(t);
+    }
+    // A post-processor naming an id outside the vocabulary.
+    x = json_deep_copy(base);
+    json_object_set_new(x, "post_processor", json_pack("{s:s, s:[s, i], s:[s, i]}", "type", "RobertaProcessing", "cls",
+                                                       "<s>", 0, "sep", "</s>", 99999));
+    write_json(dir, "tokenizer.json", x, NULL);
+    json_decref(x);
+    CHECK(pn_tokenizer_load(dir) == NULL && strstr(pn_last_error(), "RobertaProcessing needs"), "bad post_processor: %s",
+          pn_last_error());
+    json_decref(base);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd)) return;
+}
+
+// Bytes as a string the way HF's decode returns them (Rust's String::from_utf8_lossy): each maximal
+// invalid subpart becomes one U+FFFD. pn_tokenizer_decode gives the raw bytes; HF's ids.json holds strings.
+static char *utf8_lossy(const char *s, size_t n, size_t *out_n) {
+    char *o = pn_malloc(n * 3 + 1);
+    size_t w = 0;
+    for (size_t i = 0; i < n;) {
+        const unsigned char c = (unsigned char)s[i];
+        size_t need = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+        size_t k = 1;
+        if (need > 1) { // continuation bytes, the second one in the lead's narrower range
+            unsigned char lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80, hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+            while (k < need && i + k < n) {
+                const unsigned char d = (unsigned char)s[i + k];
+                if (k == 1 ? (d < lo || d > hi) : (d < 0x80 || d > 0xBF)) break;
+                k++;
+            }
+        }
+        if (need && k == need) {
+            memcpy(o + w, s + i, k);
+            w += k;
+        } else {
+            memcpy(o + w, "\xEF\xBF\xBD", 3);
+            w += 3;
+        }
+        i += need ? k : 1;
+    }
+    o[w] = 0;
+    *out_n = w;
+    return o;
+}
+
+// The tokenizer families users bring (tests/tokenizers, made by tests/make_tokenizer_cases.py with the
+// `tokenizers` package): Llama-3 (Split + ByteLevel, ignore_merges, TemplateProcessing BOS), Qwen2.5 (NFC,
+// non-special added tokens), GPT-2 (ByteLevel regex), SmolLM2 (Digits + ByteLevel, 21 byte tokens missing,
+// no unk: those bytes dropped), RoBERTa (add_prefix_space, RobertaProcessing, <mask> with lstrip) and added
+// tokens with every flag (lstrip, rstrip, single_word, normalized under a Lowercase normalizer).
+// Each hard string: ids with add_special_tokens=True and False, decode, decode skipping specials; and
+// 20 KB of two real texts.
+static void test_families(const char *dir, const char *shared) {
+    char *idp = pn_path_join(dir, "ids.json");
+    json_error_t jerr;
+    json_t *root = json_load_file(idp, JSON_ALLOW_NUL, &jerr);
+    CHECK(root != NULL, "%s: %s", idp, jerr.text);
+    json_t *toks = json_object_get(root, "tokenizers"), *tk;
+    const char *name;
+    char tmp[128];
+    snprintf(tmp, sizeof tmp, "/tmp/pn_test_tokfam_%d", (int)getpid());
+    mkdir(tmp, 0755);
+    json_object_foreach(toks, name, tk) {
+        char *src = pn_path_join(dir, json_string_value(json_object_get(tk, "file")));
+        char *dst = pn_path_join(tmp, "tokenizer.json");
+        size_t len;
+        char *text = pn_read_file(src, &len);
+        FILE *f = fopen(dst, "wb");
+        if (text && f) fwrite(text, 1, len, f);
+        if (f) fclose(f);
+        free(text);
+        pn_tokenizer *t = pn_tokenizer_load(tmp);
+        CHECK(t != NULL, "%s: %s", name, pn_last_error());
+        int fails = 0, n_cases = 0;
+        json_t *c;
+        size_t i;
+        json_array_foreach(t ? json_object_get(tk, "cases") : NULL, i, c) {
+            json_t *jt = json_object_get(c, "text");
+            const char *str = json_string_value(jt);
+            const size_t sl = json_string_length(jt);
+            int32_t *ids = NULL;
+            size_t n = 0, cap = 0;
+            char what[96];
+            snprintf(what, sizeof what, "%s case %zu", name, i);
+            int rc = pn_tokenizer_encode_special(t, str, sl, &ids, &n, &cap);
+            int ok = !rc && ids_equal(ids, n, json_object_get(c, "ids"));
+            if (!ok && fails++ < 5) {
+                char *got = fmt_ids(ids, n), *exp = json_dumps(json_object_get(c, "ids"), JSON_COMPACT);
+                CHECK(0, "%s \"%.60s\": encode (add_special_tokens): got %s, want %.300s", what, str, got, exp);
+                free(got);
+                free(exp);
+            }
+            n = 0;
+            ok &= !pn_tokenizer_encode(t, str, sl, 1, &ids, &n, &cap) && ids_equal(ids, n, json_object_get(c, "ids_no_special"));
+            if (!ok && fails++ < 5) {
+                char *got = fmt_ids(ids, n), *exp = json_dumps(json_object_get(c, "ids_no_special"), JSON_COMPACT);
+                CHECK(0, "%s \"%.60s\": encode: got %s, want %.300s", what, str, got, exp);
+                free(got);
+                free(exp);
+            }
+            // decode(ids_no_special) and decode(ids, skip_special_tokens) as HF gives them
+            json_t *want_ids = json_object_get(c, "ids_no_special"), *want_all = json_object_get(c, "ids");
+            for (int skip = 0; skip < 2; skip++) {
+                json_t *src_ids = skip ? want_all : want_ids, *want = json_object_get(c, skip ? "decode_skip" : "decode");
+                size_t m = json_array_size(src_ids);
+                int32_t *in = pn_malloc(sizeof(int32_t) * (m + 1));
+                for (size_t k = 0; k < m; k++) in[k] = (int32_t)json_integer_value(json_array_get(src_ids, k));
+                char *out = NULL;
+                size_t ol = 0;
+                int drc = pn_tokenizer_decode(t, in, m, skip, &out, &ol);
+                if (!drc) {
+                    char *lossy = utf8_lossy(out, ol, &ol);
+                    free(out);
+                    out = lossy;
+                }
+                int dok = !drc && json_string_length(want) == ol && !memcmp(out, json_string_value(want), ol);
+                if (!dok && fails++ < 5)
+                    CHECK(0, "%s: decode%s: got \"%.80s\", want \"%.80s\"", what, skip ? " (skip special)" : "",
+                          drc ? pn_last_error() : out, json_string_value(want));
+                ok &= dok;
+                free(out);
+                free(in);
+            }
+            free(ids);
+            n_cases++;
+            if (ok) pn_test_pass++;
+        }
+        json_t *lg;
+        json_array_foreach(t && shared ? json_object_get(tk, "long") : NULL, i, lg) {
+            // The first n_bytes of a file of ../shared/data/corpora.
+            char *corp = pn_path_join(shared, "corpora");
+            char *fp = pn_path_join(corp, json_string_value(json_object_get(lg, "source")));
+            free(corp);
+            size_t flen = 0, nb = (size_t)json_integer_value(json_object_get(lg, "n_bytes"));
+            char *ftext = pn_read_file(fp, &flen);
+            CHECK(ftext && flen >= nb, "%s: %s", fp, pn_last_error());
+            int32_t *ids = NULL;
+            size_t n = 0, cap = 0;
+            if (ftext && flen >= nb) {
+                int ok = !pn_tokenizer_encode_special(t, ftext, nb, &ids, &n, &cap);
+                json_t *pre = json_object_get(lg, "special_prefix"), *suf = json_object_get(lg, "special_suffix");
+                const size_t np = json_array_size(pre), ns = json_array_size(suf);
+                ok = ok && n >= np + ns && ids_equal(ids, np, pre) && ids_equal(ids + n - ns, ns, suf) &&
+                     ids_equal(ids + np, n - np - ns, json_object_get(lg, "ids_no_special"));
+                CHECK(ok, "%s long text %s: %zu ids, want %lld", name, json_string_value(json_object_get(lg, "name")), n,
+                      (long long)json_integer_value(json_object_get(lg, "n_ids")));
+            }
+            free(ids);
+            free(ftext);
+            free(fp);
+        }
+        printf("tokenizer family %-13s %d hard strings: %s\n", name, n_cases, fails ? "MISMATCHES" : "identical to HF tokenizers");
+        pn_tokenizer_free(t);
+        unlink(dst);
+        free(src);
+        free(dst);
+    }
+    rmdir(tmp);
+    json_decref(root);
+    free(idp);
 }
 
 int main(int argc, char **argv) {
@@ -300,5 +570,9 @@ int main(int argc, char **argv) {
     }
     free(qwen);
     free(tg);
+    char *fam = pn_path_join(goldens, "../tokenizers");
+    test_families(fam, access(shared, F_OK) == 0 ? shared : NULL);
+    test_hostile(fam);
+    free(fam);
     return pn_test_done("test_tokenizer");
 }
