@@ -943,6 +943,7 @@ typedef struct {
 } out_ids;
 
 static void push(out_ids *o, const int32_t *v, size_t k) {
+    if (!k) return; // a piece whose bytes all lack tokens adds nothing (and *o->ids may still be NULL)
     if (*o->n + k > *o->cap) {
         *o->cap = (*o->n + k) * 2 + 64;
         *o->ids = pn_realloc(*o->ids, sizeof(int32_t) * *o->cap);
