@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../src/blocks/gdn_cpu.h"
-#include "../src/blocks/jet_cpu.h"
+#include "oracles/gdn_cpu.h"
+#include "oracles/jet_cpu.h"
 #include "../src/pn_block.h"
 #include "../src/pn_common.h"
 #include "../src/pn_rng.h"

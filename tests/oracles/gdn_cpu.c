@@ -37,8 +37,8 @@
 
 #include "../../kernels/cpu/cpu.h"
 #include "../../kernels/cpu/gdn.h"
-#include "../pn_common.h"
-#include "linear_common.h"
+#include "../../src/pn_common.h"
+#include "../../src/blocks/linear_common.h"
 
 // out [N, n_out] = x [N, n_in] w[n_out, n_in]^T through the matmul kernel.
 static void linear(float *out, const float *x, const float *w, int64_t N, int64_t n_in, int64_t n_out) {

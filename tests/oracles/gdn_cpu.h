@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#include "../pn_block.h"
+#include "../../src/pn_block.h"
 
 // y [B, T, hidden] = layer(x [B, T, hidden]), fp32. params are the layer's tensors in the order
 // src/blocks/gdn.c lists them (gdn: q_proj, k_proj, v_proj, a_proj, b_proj, A_log, dt_bias, q_conv1d,
