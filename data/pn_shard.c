@@ -9,6 +9,7 @@
 #include <hdf5.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +19,14 @@
 #define WRITE_TOKENS (16 * (size_t)PN_SHARD_CHUNK_TOKENS)
 // Ids per block when scanning a whole dataset (offsets at open, ids in check_ids).
 #define SCAN_BLOCK ((size_t)1 << 20)
+// The largest string attribute read (fixed-length size, or a variable-length string's length).
+#define MAX_ATTR_STR ((size_t)1 << 20)
+// Elements per chunk a reader accepts: the writer uses PN_SHARD_CHUNK_TOKENS; anything far larger makes a
+// single small read decompress a huge chunk.
+#define MAX_CHUNK_ELEMS ((hsize_t)1 << 22)
+// Deflate never shrinks data by more than about 1032:1, so a deflated dataset whose extent needs more
+// bytes than this times its stored size is not what it claims to be (sparse chunks read as zeros).
+#define DEFLATE_MAX_RATIO 1032
 // Deflate level: 1 costs a third of the time of 4 for a few percent more bytes; tokenizing is the
 // bottleneck already and the writer runs on one thread.
 #define DEFLATE_LEVEL 1
@@ -319,6 +328,7 @@ struct pn_shard {
     pn_shard_meta meta;
     char *tokenizer, *source;
     uint64_t n_tokens, n_docs;
+    uint64_t file_bytes; // the file's size: no dataset can hold more than this (before compression)
 };
 
 void pn_shard_close(pn_shard *s) {
@@ -348,10 +358,14 @@ static hid_t open_attr(const pn_shard *s, const char *name, H5T_class_t cls, con
     }
     hid_t type = H5Aget_type(a), space = H5Aget_space(a);
     H5T_class_t c = H5Tget_class(type);
+    size_t size = H5Tget_size(type);
+    H5S_class_t sc = H5Sget_simple_extent_type(space);
     hssize_t npoints = H5Sget_simple_extent_npoints(space);
     H5Tclose(type);
     H5Sclose(space);
-    if (c != cls || npoints != 1) {
+    // Fixed, small sizes: an integer of at most 8 bytes, a string of at most MAX_ATTR_STR bytes.
+    int size_ok = cls == H5T_INTEGER ? size >= 1 && size <= 8 : size >= 1 && size <= MAX_ATTR_STR;
+    if (c != cls || npoints != 1 || (sc != H5S_SCALAR && sc != H5S_SIMPLE) || !size_ok) {
         pn_errorf("%s: attribute '%s' is not %s", s->path, name, what);
         H5Aclose(a);
         return -1;
@@ -386,14 +400,24 @@ static char *read_attr_str(const pn_shard *s, const char *name) {
         char *v = NULL;
         rc = H5Aread(a, mtype, &v);
         if (rc < 0) h5_detail(detail);
+        if (rc >= 0 && v && strnlen(v, MAX_ATTR_STR + 1) > MAX_ATTR_STR) {
+            rc = -1;
+            snprintf(detail, sizeof detail, "longer than %zu bytes", MAX_ATTR_STR);
+        }
         if (rc >= 0) out = pn_strdup(v ? v : "");
         if (v) H5free_memory(v);
         H5Tclose(mtype);
     } else {
+        // Read through a memory type of exactly the file's size (open_attr bounded it), so the copy
+        // cannot outgrow the buffer whatever the file's padding or character set say.
         size_t n = H5Tget_size(ftype);
+        hid_t mtype = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mtype, n);
+        H5Tset_strpad(mtype, H5T_STR_NULLPAD);
         out = pn_calloc(n + 1, 1);
-        rc = H5Aread(a, ftype, out);
+        rc = H5Aread(a, mtype, out);
         if (rc < 0) h5_detail(detail);
+        H5Tclose(mtype);
     }
     H5Tclose(ftype);
     H5Aclose(a);
@@ -405,11 +429,95 @@ static char *read_attr_str(const pn_shard *s, const char *name) {
     return out;
 }
 
-// Opens a 1-D unsigned integer dataset of element size `size` and returns its length.
+// Checks the storage of 1-D dataset d (len elements of `size` bytes) before anything reads it. Only what
+// the writer (or a plain h5py script) makes is accepted: contiguous data stored in full, or chunked data
+// with sane chunks, the filters the writer uses, every chunk stored, and a stored size that can hold the
+// extent. Refused: virtual datasets (their data lives in other files, and missing ones read as zeros),
+// external storage, compact layouts, unknown filters, and sparse or oversized extents (a 10 KB file
+// claiming 2^40 zero-filled elements would otherwise be read in full by a scan).
+static int check_storage(const pn_shard *s, hid_t d, const char *name, size_t size, uint64_t len) {
+    hid_t dcpl = H5Dget_create_plist(d);
+    if (dcpl < 0) {
+        char detail[200];
+        return pn_errorf("%s: cannot read the layout of dataset '%s': %s", s->path, name, h5_detail(detail));
+    }
+    H5D_layout_t layout = H5Pget_layout(dcpl);
+    int n_ext = H5Pget_external_count(dcpl), nfilt = H5Pget_nfilters(dcpl), rc = 0, deflated = 0;
+    hsize_t chunk = 0;
+    int chunk_rank = layout == H5D_CHUNKED ? H5Pget_chunk(dcpl, 1, &chunk) : 0;
+    for (int i = 0; i < nfilt && !rc; i++) {
+        unsigned flags = 0, cd[8];
+        size_t ncd = 8;
+        H5Z_filter_t f = H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cd, 0, NULL, NULL);
+        if (f == H5Z_FILTER_DEFLATE) deflated = 1;
+        else if (f != H5Z_FILTER_SHUFFLE && f != H5Z_FILTER_FLETCHER32)
+            rc = pn_errorf("%s: dataset '%s' uses HDF5 filter %d (shards use shuffle and deflate only)", s->path, name,
+                           (int)f);
+    }
+    H5Pclose(dcpl);
+    H5Eclear2(H5E_DEFAULT);
+    if (rc) return -1;
+    if (layout == H5D_VIRTUAL)
+        return pn_errorf("%s: dataset '%s' is a virtual dataset (its data lives in other files); shards hold their "
+                         "own data", s->path, name);
+    if (n_ext != 0)
+        return pn_errorf("%s: dataset '%s' is stored in external files; shards hold their own data", s->path, name);
+    if (layout != H5D_CHUNKED && layout != H5D_CONTIGUOUS)
+        return pn_errorf("%s: dataset '%s' has %s; shards are chunked or contiguous", s->path, name,
+                         layout == H5D_COMPACT ? "compact storage" : "an unknown storage layout");
+    if (layout == H5D_CONTIGUOUS && nfilt != 0)
+        return pn_errorf("%s: dataset '%s' is contiguous but has filters", s->path, name);
+    if (layout == H5D_CHUNKED && (chunk_rank != 1 || chunk < 1 || chunk > MAX_CHUNK_ELEMS))
+        return pn_errorf("%s: dataset '%s' has chunks of %llu elements (rank %d); shards use 1-D chunks of 1 to %llu",
+                         s->path, name, (unsigned long long)chunk, chunk_rank, (unsigned long long)MAX_CHUNK_ELEMS);
+    if (len == 0) return 0;
+    // len <= 2^64 / size was not checked by HDF5: anything that large cannot be stored anyway.
+    if (len > UINT64_MAX / 8 / DEFLATE_MAX_RATIO)
+        return pn_errorf("%s: dataset '%s' claims %llu elements, more than any file holds", s->path, name,
+                         (unsigned long long)len);
+    const uint64_t need = len * size, stored = H5Dget_storage_size(d);
+    H5Eclear2(H5E_DEFAULT);
+    if (stored > s->file_bytes)
+        return pn_errorf("%s: dataset '%s' claims %llu stored bytes but the file has %llu (truncated or corrupted)",
+                         s->path, name, (unsigned long long)stored, (unsigned long long)s->file_bytes);
+    if (layout == H5D_CONTIGUOUS) {
+        if (stored != need)
+            return pn_errorf("%s: dataset '%s' holds %llu elements (%llu bytes) but stores %llu bytes (sparse or "
+                             "corrupted)", s->path, name, (unsigned long long)len, (unsigned long long)need,
+                             (unsigned long long)stored);
+        return 0;
+    }
+    hsize_t want_chunks = (len + chunk - 1) / chunk, have_chunks = 0;
+    hid_t fspace = H5Dget_space(d);
+    herr_t nrc = fspace < 0 ? -1 : H5Dget_num_chunks(d, fspace, &have_chunks);
+    char detail[200];
+    if (nrc < 0) h5_detail(detail);
+    if (fspace >= 0) H5Sclose(fspace);
+    if (nrc < 0) return pn_errorf("%s: cannot count the chunks of dataset '%s': %s", s->path, name, detail);
+    if (have_chunks != want_chunks)
+        return pn_errorf("%s: dataset '%s' holds %llu elements in chunks of %llu, but %llu of its %llu chunks are "
+                         "stored (sparse or corrupted)", s->path, name, (unsigned long long)len,
+                         (unsigned long long)chunk, (unsigned long long)have_chunks, (unsigned long long)want_chunks);
+    if (deflated ? need / DEFLATE_MAX_RATIO > stored : need > stored)
+        return pn_errorf("%s: dataset '%s' holds %llu elements (%llu bytes) in %llu stored bytes, more than %s allows "
+                         "(corrupted)", s->path, name, (unsigned long long)len, (unsigned long long)need,
+                         (unsigned long long)stored, deflated ? "deflate" : "uncompressed storage");
+    return 0;
+}
+
+// Opens a 1-D unsigned integer dataset of element size `size` (a hard link in the file itself, not an
+// external link) and returns its length.
 static hid_t open_dataset(const pn_shard *s, const char *name, size_t size, uint64_t *len) {
     htri_t exists = H5Lexists(s->file, name, H5P_DEFAULT);
     if (exists <= 0) {
+        H5Eclear2(H5E_DEFAULT);
         pn_errorf("%s: no '%s' dataset (not a postnas shard?)", s->path, name);
+        return -1;
+    }
+    H5L_info_t li;
+    if (H5Lget_info(s->file, name, &li, H5P_DEFAULT) < 0 || li.type != H5L_TYPE_HARD) {
+        H5Eclear2(H5E_DEFAULT);
+        pn_errorf("%s: '%s' is a link to another object or file, not a dataset of the shard", s->path, name);
         return -1;
     }
     hid_t d = H5Dopen2(s->file, name, H5P_DEFAULT);
@@ -420,18 +528,24 @@ static hid_t open_dataset(const pn_shard *s, const char *name, size_t size, uint
     }
     hid_t type = H5Dget_type(d), space = H5Dget_space(d);
     int ok = H5Tget_class(type) == H5T_INTEGER && H5Tget_size(type) == size && H5Tget_sign(type) == H5T_SGN_NONE;
+    int simple = H5Sget_simple_extent_type(space) == H5S_SIMPLE;
     int rank = H5Sget_simple_extent_ndims(space);
     hsize_t dims = 0;
-    if (rank == 1) H5Sget_simple_extent_dims(space, &dims, NULL);
+    if (simple && rank == 1) H5Sget_simple_extent_dims(space, &dims, NULL);
     H5Tclose(type);
     H5Sclose(space);
+    H5Eclear2(H5E_DEFAULT);
     if (!ok) {
         pn_errorf("%s: dataset '%s' is not uint%zu", s->path, name, 8 * size);
         H5Dclose(d);
         return -1;
     }
-    if (rank != 1) {
-        pn_errorf("%s: dataset '%s' has %d dimensions, not 1", s->path, name, rank);
+    if (!simple || rank != 1) {
+        pn_errorf("%s: dataset '%s' has %d dimensions, not 1", s->path, name, simple ? rank : 0);
+        H5Dclose(d);
+        return -1;
+    }
+    if (check_storage(s, d, name, size, dims)) {
         H5Dclose(d);
         return -1;
     }
@@ -482,6 +596,17 @@ static int check_offsets(pn_shard *s) {
                                (unsigned long long)(at + i), (unsigned long long)v, (unsigned long long)prev);
                 break;
             }
+            if (at + i > 0 && v == prev) { // every document holds at least its eos
+                rc = pn_errorf("%s: document %llu is empty (doc_offsets[%llu] = doc_offsets[%llu] = %llu; every "
+                               "document ends with eos)", s->path, (unsigned long long)(at + i - 1),
+                               (unsigned long long)(at + i - 1), (unsigned long long)(at + i), (unsigned long long)v);
+                break;
+            }
+            if (v > s->n_tokens) {
+                rc = pn_errorf("%s: doc_offsets[%llu] is %llu, past n_tokens %llu", s->path,
+                               (unsigned long long)(at + i), (unsigned long long)v, (unsigned long long)s->n_tokens);
+                break;
+            }
             prev = v;
         }
     }
@@ -504,6 +629,7 @@ static int shard_validate(pn_shard *s, const char *expected_tokenizer, int64_t e
     if (read_attr_i64(s, "vocab_size", &s->meta.vocab_size) || read_attr_i64(s, "eos_id", &s->meta.eos_id) ||
         read_attr_i64(s, "n_tokens", &n_tokens) || read_attr_i64(s, "n_docs", &n_docs))
         return -1;
+    if (!s->tokenizer[0]) return pn_errorf("%s: the 'tokenizer' attribute is empty (no tokenizer identity)", s->path);
     s->meta.tokenizer = s->tokenizer;
     s->meta.source = s->source;
     s->meta.format_version = version;
@@ -540,7 +666,87 @@ static int shard_validate(pn_shard *s, const char *expected_tokenizer, int64_t e
     if (len != s->n_docs + 1)
         return pn_errorf("%s: 'doc_offsets' holds %llu entries but n_docs %llu needs %llu", s->path,
                          (unsigned long long)len, (unsigned long long)s->n_docs, (unsigned long long)(s->n_docs + 1));
-    return check_offsets(s);
+    if (check_offsets(s)) return -1;
+    // The last document ends with eos (one read; pn_shard_check_ids checks every document).
+    if (s->n_tokens > 0) {
+        uint32_t last;
+        if (read_range(s, s->tokens, "tokens", H5T_NATIVE_UINT32, s->n_tokens - 1, 1, &last)) return -1;
+        if (last != (uint64_t)s->meta.eos_id)
+            return pn_errorf("%s: document %llu does not end with eos id %lld (its last token is %u)", s->path,
+                             (unsigned long long)(s->n_docs - 1), (long long)s->meta.eos_id, last);
+    }
+    return 0;
+}
+
+static uint64_t le_u64(const unsigned char *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+// The string attributes are variable-length strings, whose bytes live in the file's global heap
+// collections ("GCOL"); libhdf5 1.10 trusts the sizes inside a collection, and a damaged one makes
+// H5Aread copy past its buffers or loop (issue 11). So before HDF5 sees the file, the collections are
+// walked here (format: HDF5 specification, "Global Heap"; 8-byte lengths, as every writer we know uses):
+// a collection's size must lie within the file, and its objects (16-byte header + data padded to 8) must
+// tile it. A collection is recognized by its signature and version with the reserved bytes zero, which
+// compressed token data matches by chance with probability 2^-64 per position. Only the first and last
+// HEAP_SCAN_BYTES of the file are searched, so opening a shard never reads its bulk: writers put the
+// attributes' heap after the datasets (postnas-data: at the very end) or before them (a script that sets
+// attributes first).
+#define HEAP_SCAN_BYTES ((uint64_t)1 << 20)
+
+// The collection at f + at (its signature checked): 0, or -1 with the error set.
+static int check_heap_at(const char *path, const unsigned char *f, uint64_t len, uint64_t at) {
+    if (len - at < 16) return 0; // too short to be one: HDF5 refuses it by itself
+    const unsigned char *p = f + at;
+    const uint64_t size = le_u64(p + 8);
+    if (size < 32 || size > len - at)
+        return pn_errorf("%s: corrupted HDF5 global heap at byte %llu (size %llu, file %llu bytes)", path,
+                         (unsigned long long)at, (unsigned long long)size, (unsigned long long)len);
+    for (uint64_t q = 16; q + 16 <= size;) {
+        const unsigned idx = (unsigned)(p[q] | p[q + 1] << 8);
+        const uint64_t osize = le_u64(p + q + 8);
+        if (idx == 0) { // free space: the rest of the collection, its header included
+            if (osize > size - q)
+                return pn_errorf("%s: corrupted HDF5 global heap at byte %llu (free space of %llu bytes at offset %llu "
+                                 "overruns it)", path, (unsigned long long)at, (unsigned long long)osize,
+                                 (unsigned long long)q);
+            return 0;
+        }
+        if (osize > size - q - 16 || ((osize + 7) & ~(uint64_t)7) > size - q - 16)
+            return pn_errorf("%s: corrupted HDF5 global heap at byte %llu (object %u of %llu bytes at offset %llu "
+                             "overruns it)", path, (unsigned long long)at, idx, (unsigned long long)osize,
+                             (unsigned long long)q);
+        q += 16 + ((osize + 7) & ~(uint64_t)7);
+    }
+    return 0;
+}
+
+// Every collection whose signature starts in [from, to).
+static int check_heaps_in(const char *path, const unsigned char *f, uint64_t len, uint64_t from, uint64_t to) {
+    static const unsigned char sig[8] = {'G', 'C', 'O', 'L', 1, 0, 0, 0};
+    const uint64_t stop = to + 7 < len ? to + 7 : len; // a signature may straddle the window's end
+    for (uint64_t at = from; at < to;) {
+        const unsigned char *hit = memmem(f + at, (size_t)(stop - at), sig, sizeof sig);
+        if (!hit) break;
+        at = (uint64_t)(hit - f);
+        if (check_heap_at(path, f, len, at)) return -1;
+        at += sizeof sig;
+    }
+    return 0;
+}
+
+static int check_global_heaps(const char *path, int fd, uint64_t len) {
+    if (len < 16) return 0;
+    void *map = mmap(NULL, (size_t)len, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map == MAP_FAILED) return 0; // nothing to check with: HDF5 reports what it finds
+    const uint64_t head = len < HEAP_SCAN_BYTES ? len : HEAP_SCAN_BYTES;
+    const uint64_t tail_from = len - head > HEAP_SCAN_BYTES ? len - HEAP_SCAN_BYTES : head;
+    int rc = check_heaps_in(path, map, len, 0, head);
+    if (!rc && tail_from < len) rc = check_heaps_in(path, map, len, tail_from, len);
+    munmap(map, (size_t)len);
+    return rc;
 }
 
 pn_shard *pn_shard_open(const char *path, const char *expected_tokenizer, int64_t expected_vocab) {
@@ -555,10 +761,15 @@ pn_shard *pn_shard_open(const char *path, const char *expected_tokenizer, int64_
         pn_errorf("%s: is a directory, not a shard", path);
         return NULL;
     }
-    if (access(path, R_OK) != 0) {
-        pn_errorf("%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
+    // Regular files only: a FIFO would block HDF5's open() for ever.
+    int fd = pn_open_regular(path);
+    if (fd < 0) return NULL;
+    struct stat fst;
+    int st_rc = fstat(fd, &fst);
+    if (st_rc != 0) pn_errorf("%s: cannot open: %s", path, strerror(errno));
+    else st_rc = check_global_heaps(path, fd, (uint64_t)fst.st_size);
+    close(fd);
+    if (st_rc != 0) return NULL;
     if (H5Fis_hdf5(path) <= 0) {
         H5Eclear2(H5E_DEFAULT);
         pn_errorf("%s: not an HDF5 file or corrupted", path);
@@ -567,6 +778,7 @@ pn_shard *pn_shard_open(const char *path, const char *expected_tokenizer, int64_
     pn_shard *s = pn_calloc(1, sizeof *s);
     s->file = s->tokens = s->offsets = -1;
     s->path = pn_strdup(path);
+    s->file_bytes = (uint64_t)fst.st_size;
     hid_t fapl = h5_fapl();
     s->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     char detail[200];
@@ -616,9 +828,14 @@ int pn_shard_doc_range(pn_shard *s, uint64_t doc, uint64_t *begin, uint64_t *end
     return 0;
 }
 
+// One pass over the tokens, with the document ends (doc_offsets[1..n_docs], strictly increasing since
+// check_offsets) walked alongside: every id < vocab_size, every document's last token the eos id.
 int pn_shard_check_ids(pn_shard *s) {
     uint32_t *buf = pn_malloc(SCAN_BLOCK * sizeof *buf);
-    uint64_t vocab = (uint64_t)s->meta.vocab_size;
+    uint64_t *ends = pn_malloc(SCAN_BLOCK * sizeof *ends);
+    const uint64_t vocab = (uint64_t)s->meta.vocab_size, eos = (uint64_t)s->meta.eos_id;
+    uint64_t doc_base = 0; // document of ends[0]
+    size_t ne = 0, ei = 0; // ends[ei, ne) not reached yet
     int rc = 0;
     for (uint64_t at = 0; at < s->n_tokens && !rc; at += SCAN_BLOCK) {
         size_t m = s->n_tokens - at < SCAN_BLOCK ? (size_t)(s->n_tokens - at) : SCAN_BLOCK;
@@ -626,13 +843,28 @@ int pn_shard_check_ids(pn_shard *s) {
             rc = -1;
             break;
         }
-        for (size_t i = 0; i < m; i++)
+        for (size_t i = 0; i < m && !rc; i++) {
             if (buf[i] >= vocab) {
                 rc = pn_errorf("%s: token %u at position %llu is ≥ vocab size %llu", s->path, buf[i],
                                (unsigned long long)(at + i), (unsigned long long)vocab);
                 break;
             }
+            if (ei == ne && doc_base + ne < s->n_docs) {
+                doc_base += ne;
+                ne = s->n_docs - doc_base < SCAN_BLOCK ? (size_t)(s->n_docs - doc_base) : SCAN_BLOCK;
+                ei = 0;
+                if (pn_shard_read_offsets(s, doc_base + 1, ne, ends)) rc = -1;
+            }
+            if (!rc && ei < ne && ends[ei] == at + i + 1) {
+                if (buf[i] != eos)
+                    rc = pn_errorf("%s: document %llu does not end with eos id %llu (token %u at position %llu)",
+                                   s->path, (unsigned long long)(doc_base + ei), (unsigned long long)eos, buf[i],
+                                   (unsigned long long)(at + i));
+                ei++;
+            }
+        }
     }
+    free(ends);
     free(buf);
     return rc;
 }

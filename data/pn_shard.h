@@ -9,7 +9,14 @@
 //
 // The writer builds "<path>.tmp.<pid>" and renames it over path only once the file is complete and
 // fsynced, so a shard that exists is whole. The reader validates the layout and the tokenizer before
-// handing out a single token, and turns HDF5 failures into one-line errors that name the file.
+// handing out a single token, and turns HDF5 failures into one-line errors that name the file. It opens
+// regular files only (a FIFO is an error, not a hang), walks the file's global heaps before libhdf5 does
+// (libhdf5 1.10 trusts their sizes), and reads a dataset only when its storage is what a shard holds:
+// 1-D unsigned integers, contiguous and stored in full, or chunked (at most 4 Mi elements a chunk, shuffle /
+// deflate / fletcher32 only) with every chunk stored and a stored size that can hold the extent; virtual,
+// external, compact and linked-in datasets are refused, so a small file cannot claim billions of
+// zero-filled ids. Every document must be non-empty and end with eos (the last one is checked at open,
+// all of them by pn_shard_check_ids).
 // HDF5 is called from one thread per shard handle at a time (the library is serialized anyway).
 #ifndef PN_SHARD_H
 #define PN_SHARD_H
@@ -69,7 +76,8 @@ int pn_shard_read_offsets(pn_shard *s, uint64_t first, size_t n, uint64_t *dst);
 // Token range [*begin, *end) of document `doc`.
 int pn_shard_doc_range(pn_shard *s, uint64_t doc, uint64_t *begin, uint64_t *end);
 
-// Full scan: -1 with "X.h5: token 123 at position 456 is ≥ vocab size 100" at the first bad id.
+// Full scan: -1 with "X.h5: token 123 at position 456 is ≥ vocab size 100" at the first bad id, or
+// "X.h5: document 7 does not end with eos id 2 ..." at the first document that does not end with eos.
 int pn_shard_check_ids(pn_shard *s);
 
 #endif

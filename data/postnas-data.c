@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <jansson.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <dirent.h>
 #include <time.h>
 #include <unistd.h>
@@ -56,24 +58,34 @@ static void usage(FILE *f) {
 // ---------------------------------------------------------------------------------------------------
 // argument helpers
 
-// Non-negative integer with an optional K/M/G/T suffix (powers of 1000: "100M" = 100,000,000).
+// Non-negative integer with an optional K/M/G/T suffix (powers of 1000: "100M" = 100,000,000). Strict:
+// digits only (no blanks, signs or empty string), and a value past `hi` is an error, never a wrap.
 static int parse_count(const char *opt, const char *s, uint64_t lo, uint64_t hi, uint64_t *out) {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
+    size_t n = strlen(s);
     uint64_t mult = 1;
-    if (end != s && *end && !end[1]) {
-        switch (*end) {
-        case 'k': case 'K': mult = 1000ull; end++; break;
-        case 'm': case 'M': mult = 1000000ull; end++; break;
-        case 'g': case 'G': mult = 1000000000ull; end++; break;
-        case 't': case 'T': mult = 1000000000000ull; end++; break;
-        default: break;
+    if (n > 1 && s[n - 1] > '9') {
+        switch (s[n - 1]) {
+        case 'k': case 'K': mult = 1000ull; break;
+        case 'm': case 'M': mult = 1000000ull; break;
+        case 'g': case 'G': mult = 1000000000ull; break;
+        case 't': case 'T': mult = 1000000000000ull; break;
+        default: mult = 0; break;
         }
+        n--;
     }
-    if (errno || end == s || *end || s[0] == '-' || v > hi / mult || v * mult < lo || v * mult > hi)
-        return pn_errorf("%s: '%s' is not a count in [%llu, %llu]", opt, s, (unsigned long long)lo,
-                         (unsigned long long)hi);
+    char digits[32], want[96];
+    uint64_t v = 0;
+    int ok = mult != 0 && n > 0 && n < sizeof digits;
+    if (ok) {
+        memcpy(digits, s, n);
+        digits[n] = 0;
+        ok = pn_parse_u64(opt, digits, 0, UINT64_MAX, &v) == 0 && v <= hi / mult && v * mult >= lo && v * mult <= hi;
+    }
+    if (!ok) {
+        snprintf(want, sizeof want, "a count in [%llu, %llu]", (unsigned long long)lo, (unsigned long long)hi);
+        char q[256];
+        return pn_errorf("%s: '%s' is not %s", opt, pn_escape(s, strlen(s), q, sizeof q), want);
+    }
     *out = v * mult;
     return 0;
 }
@@ -198,6 +210,7 @@ static int collect_inputs(options *o) {
         if (stat(o->files[i], &st) != 0) return pn_errorf("%s: cannot open: %s", o->files[i], strerror(errno));
         if (S_ISDIR(st.st_mode))
             return pn_errorf("%s: is a directory%s", o->files[i], o->kind == IN_TEXT ? " (use --dir)" : "");
+        if (!S_ISREG(st.st_mode)) return pn_errorf("%s: not a regular file", o->files[i]);
         if (access(o->files[i], R_OK) != 0) return pn_errorf("%s: cannot open: %s", o->files[i], strerror(errno));
         o->total_bytes += (uint64_t)st.st_size;
     }
@@ -308,8 +321,8 @@ typedef struct reader {
 
 // Appends a whole file to the batch text; the bytes go in as they are (invalid UTF-8 included).
 static int append_file(batch *b, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return pn_errorf("%s: cannot open: %s", path, strerror(errno));
+    FILE *f = pn_fopen_regular(path); // never blocks on a FIFO
+    if (!f) return -1;
     for (;;) {
         batch_reserve_text(b, 1 << 16);
         size_t n = fread(b->text + b->text_len, 1, b->text_cap - b->text_len, f);
@@ -334,8 +347,11 @@ static int bad_line(reader *r, const char *fmt, ...) {
     if (r->o->bad_fail) return pn_errorf("%s:%llu: %s", path, (unsigned long long)r->line, msg);
     r->n_bad++;
     if (r->n_bad <= BAD_LINES_SHOWN) {
+        char qp[512], qm[1024]; // one line each, whatever bytes the file name or the parser's text hold
+        pn_escape(path, strlen(path), qp, sizeof qp);
+        pn_escape(msg, strlen(msg), qm, sizeof qm);
         progress_break();
-        fprintf(stderr, "postnas-data: skipped %s:%llu: %s%s\n", path, (unsigned long long)r->line, msg,
+        fprintf(stderr, "postnas-data: skipped %s:%llu: %s%s\n", qp, (unsigned long long)r->line, qm,
                 r->n_bad == BAD_LINES_SHOWN ? " (further bad lines are counted, not shown)" : "");
     }
     return 0;
@@ -397,7 +413,7 @@ static int reader_next(reader *r, batch *b) {
             return 1;
         }
         if (!r->f) {
-            if (!(r->f = fopen(path, "rb"))) return pn_errorf("%s: cannot open: %s", path, strerror(errno));
+            if (!(r->f = pn_fopen_regular(path))) return -1;
             r->line = 0;
         }
         ssize_t got = getline(&r->lbuf, &r->lcap, r->f);
@@ -784,16 +800,18 @@ static int set_kind(options *o, input_kind k, const char *opt) {
     return 0;
 }
 
-static int tokenize_main(int argc, char **argv, options *o) {
+// The command lines are parsed into structs by functions that never exit or touch a file, so they can
+// run in a loop (tests/fuzz/fuzz_cli_data.c). Each returns 0 (*help set for -h/--help) or -1.
+static int tokenize_parse(int argc, char **argv, options *o, int *help) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    o->threads = cores > 0 ? (int)cores : 1;
+    o->threads = cores > 0 ? (cores > 1024 ? 1024 : (int)cores) : 1;
     o->shard_tokens = 100000000ull;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v;
         uint64_t n;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            exit(0);
+            *help = 1;
+            return 0;
         } else if (opt_is(a, "--text") || opt_is(a, "--jsonl")) {
             // One or more files: everything up to the next option.
             const char *name = opt_is(a, "--text") ? "--text" : "--jsonl";
@@ -832,6 +850,16 @@ static int tokenize_main(int argc, char **argv, options *o) {
     if (o->kind == IN_NONE) return pn_errorf("tokenize: no input (--text, --jsonl or --dir)");
     if (o->kind == IN_JSONL && !o->field) return pn_errorf("tokenize: --jsonl needs --field NAME");
     if (o->kind != IN_JSONL && o->field) return pn_errorf("tokenize: --field only applies to --jsonl");
+    return 0;
+}
+
+static int tokenize_main(int argc, char **argv, options *o) {
+    int help = 0;
+    if (tokenize_parse(argc, argv, o, &help)) return -1;
+    if (help) {
+        usage(stdout);
+        return 0;
+    }
     return tokenize_run(o);
 }
 
@@ -843,30 +871,55 @@ static int cmp_u64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static int inspect_main(int argc, char **argv) {
-    const char *path = NULL, *tok_dir = NULL, *v;
-    uint64_t sample = 64;
+typedef struct inspect_args {
+    const char *path, *tok_dir;
+    uint64_t sample;
+} inspect_args;
+
+static int inspect_parse(int argc, char **argv, inspect_args *ia, int *help) {
+    const char *v;
+    *ia = (inspect_args){.sample = 64};
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            exit(0);
+            *help = 1;
+            return 0;
         } else if (opt_is(a, "--tokenizer")) {
-            if (!(tok_dir = opt_value(argc, argv, &i, "--tokenizer"))) return -1;
+            if (!(ia->tok_dir = opt_value(argc, argv, &i, "--tokenizer"))) return -1;
         } else if (opt_is(a, "--sample")) {
-            if (!(v = opt_value(argc, argv, &i, "--sample")) || parse_count("--sample", v, 0, 1u << 24, &sample))
+            if (!(v = opt_value(argc, argv, &i, "--sample")) || parse_count("--sample", v, 0, 1u << 24, &ia->sample))
                 return -1;
-        } else if (a[0] == '-' || path) {
+        } else if (a[0] == '-' || ia->path) {
             return pn_errorf("inspect: unexpected argument '%s' (see --help)", a);
         } else {
-            path = a;
+            ia->path = a;
         }
     }
-    if (!path) return pn_errorf("inspect: which shard? (postnas-data inspect FILE.h5 --tokenizer DIR)");
+    if (!ia->path) return pn_errorf("inspect: which shard? (postnas-data inspect FILE.h5 --tokenizer DIR)");
+    return 0;
+}
+
+static int inspect_opened_fd = -1; // inspect_isolated's pipe, in the child
+
+static int inspect_main(int argc, char **argv) {
+    inspect_args ia;
+    int help = 0;
+    if (inspect_parse(argc, argv, &ia, &help)) return -1;
+    if (help) {
+        usage(stdout);
+        return 0;
+    }
+    const char *path = ia.path, *tok_dir = ia.tok_dir;
+    const uint64_t sample = ia.sample;
     // The tokenizer first: a missing folder should not wait for a full scan of the shard.
     pn_tokenizer *tok = NULL;
     if (tok_dir && !(tok = pn_tokenizer_load(tok_dir))) return -1;
     pn_shard *s = pn_shard_open(path, NULL, 0);
+    if (inspect_opened_fd >= 0) { // tell inspect_isolated that libhdf5 got through the file's metadata
+        if (write(inspect_opened_fd, "o", 1) != 1) {}
+        close(inspect_opened_fd);
+        inspect_opened_fd = -1;
+    }
     if (!s) {
         pn_tokenizer_free(tok);
         return -1;
@@ -931,29 +984,103 @@ static int inspect_main(int argc, char **argv) {
     return rc;
 }
 
+// Seconds libhdf5 may take to open a shard (metadata, attributes, offsets) in inspect_isolated.
+#define INSPECT_OPEN_TIMEOUT 120
+// inspect_isolated's result when the child already printed its error line.
+#define REPORTED 2
+
+// libhdf5 1.10 crashes or loops on some damaged metadata before any check of ours can run (a corrupted
+// object header or global heap: tests/fuzz/crashes/shard_bytes-libhdf5-*; pn_shard catches what it can
+// see from outside, see check_global_heaps). inspect is the tool for suspect shards, so it runs in a child
+// process: a crash there becomes one error line naming the file, and opening the file must finish within
+// INSPECT_OPEN_TIMEOUT seconds (the full scan after it may take as long as the data needs).
+static int inspect_isolated(int argc, char **argv) {
+    inspect_args ia;
+    int help = 0, pfd[2];
+    if (inspect_parse(argc, argv, &ia, &help)) return -1;
+    if (help || pipe(pfd) != 0) return inspect_main(argc, argv);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(pfd[0]);
+        close(pfd[1]);
+        return inspect_main(argc, argv);
+    }
+    if (pid == 0) {
+        close(pfd[0]);
+        inspect_opened_fd = pfd[1];
+        int rc = inspect_main(argc, argv);
+        fflush(stdout);
+        if (rc) fprintf(stderr, "postnas-data: error: %s\n", pn_last_error());
+        fflush(stderr);
+        _exit(rc ? 1 : 0);
+    }
+    close(pfd[1]);
+    struct pollfd pf = {.fd = pfd[0], .events = POLLIN};
+    int ready;
+    do ready = poll(&pf, 1, INSPECT_OPEN_TIMEOUT * 1000);
+    while (ready < 0 && errno == EINTR);
+    close(pfd[0]);
+    int st = 0;
+    if (ready == 0) { // neither "opened" nor the end of the child: stuck inside libhdf5
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        return pn_errorf("%s: libhdf5 did not finish opening it in %d s: the file is corrupted", ia.path,
+                         INSPECT_OPEN_TIMEOUT);
+    }
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+    if (WIFSIGNALED(st)) {
+        fflush(stdout);
+        return pn_errorf("%s: libhdf5 crashed reading it (%s): the file is corrupted", ia.path,
+                         strsignal(WTERMSIG(st)));
+    }
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : REPORTED;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // synth
 
-static int synth_main(int argc, char **argv) {
-    const char *task_s = NULL, *out = NULL;
-    uint64_t n = 0, seed = 0, first = 0, entities = 64;
-    for (int i = 2; i < argc; i++) {
+typedef struct synth_args {
+    const char *task_s, *out;
+    uint64_t n, seed, first, entities;
+    pn_synth_task task;
+} synth_args;
+
+static int synth_parse(int argc, char **argv, synth_args *sa, int *help) {
+    *sa = (synth_args){.entities = 64};
+    for (int i = 2; i < argc; i += 2) { // "--opt value" pairs
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = 0;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            *help = 1;
+            return 0;
+        }
         if (!v) return pn_errorf("%s needs a value (see --help)", a);
-        if (!strcmp(a, "--task")) task_s = v;
-        else if (!strcmp(a, "--out")) out = v;
-        else if (!strcmp(a, "--n")) rc = parse_count(a, v, 1, UINT64_C(1) << 32, &n);
-        else if (!strcmp(a, "--seed")) rc = parse_count(a, v, 0, UINT64_MAX, &seed);
-        else if (!strcmp(a, "--first")) rc = parse_count(a, v, 0, UINT64_C(1) << 62, &first);
-        else if (!strcmp(a, "--entities")) rc = parse_count(a, v, 1, 20000, &entities);
+        if (!strcmp(a, "--task")) sa->task_s = v;
+        else if (!strcmp(a, "--out")) sa->out = v;
+        else if (!strcmp(a, "--n")) rc = parse_count(a, v, 1, UINT64_C(1) << 32, &sa->n);
+        else if (!strcmp(a, "--seed")) rc = parse_count(a, v, 0, UINT64_MAX, &sa->seed);
+        else if (!strcmp(a, "--first")) rc = parse_count(a, v, 0, UINT64_C(1) << 62, &sa->first);
+        else if (!strcmp(a, "--entities")) rc = parse_count(a, v, 1, 20000, &sa->entities);
         else return pn_errorf("synth: unknown option '%s' (see --help)", a);
         if (rc) return -1;
-        i++;
     }
-    if (!task_s || !out || !n) return pn_errorf("synth needs --task, --n and --out (see --help)");
-    pn_synth_task task;
-    if (pn_synth_task_parse(task_s, &task)) return -1;
+    if (!sa->task_s || !sa->out || !sa->n) return pn_errorf("synth needs --task, --n and --out (see --help)");
+    return pn_synth_task_parse(sa->task_s, &sa->task);
+}
+
+static int synth_main(int argc, char **argv) {
+    synth_args sa;
+    int help = 0;
+    if (synth_parse(argc, argv, &sa, &help)) return -1;
+    if (help) {
+        usage(stdout);
+        return 0;
+    }
+    const char *task_s = sa.task_s, *out = sa.out;
+    const uint64_t n = sa.n, seed = sa.seed, first = sa.first, entities = sa.entities;
+    const pn_synth_task task = sa.task;
     pn_synth_spec spec = pn_synth_spec_default(task, seed);
     pn_synth_world *world = NULL;
     if (task == PN_SYNTH_FACTS_MC || task == PN_SYNTH_FACTS || task == PN_SYNTH_CORPUS) {
@@ -966,6 +1093,7 @@ static int synth_main(int argc, char **argv) {
     return rc;
 }
 
+#ifndef PN_DATA_NO_MAIN
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         usage(argc < 2 ? stderr : stdout);
@@ -978,7 +1106,8 @@ int main(int argc, char **argv) {
         for (int i = 0; i < o.n_files; i++) free(o.files[i]);
         free(o.files);
     } else if (!strcmp(argv[1], "inspect")) {
-        rc = inspect_main(argc, argv);
+        rc = inspect_isolated(argc, argv);
+        if (rc == REPORTED) return 1; // the child printed the error line
     } else if (!strcmp(argv[1], "synth")) {
         rc = synth_main(argc, argv);
     } else {
@@ -991,3 +1120,4 @@ int main(int argc, char **argv) {
     }
     return 0;
 }
+#endif

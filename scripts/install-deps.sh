@@ -24,6 +24,9 @@ pkgs=(
   libfyaml-dev     # YAML experiment configs
   libopenmpi-dev   # data-parallel training (mpirun)
   openmpi-bin      # mpirun
+  clang            # tests/fuzz/: the fuzz targets are built with clang (-fsanitize=fuzzer); gcc has no libFuzzer
+  libclang-rt-dev  # libFuzzer's runtime (libclang_rt.fuzzer*.a) and clang's sanitizer runtimes: Debian 12 packs
+                   # them apart from clang, in libclang-rt-14-dev, which this (the default version's) pulls in
 )
 
 if [ "${1:-}" = "--list" ]; then printf '%s\n' "${pkgs[@]}"; exit 0; fi

@@ -49,8 +49,32 @@ char *pn_path_join(const char *dir, const char *name);
 // Wall-clock seconds (monotonic).
 double pn_now(void);
 
-// Read a whole file into a NUL-terminated buffer; NULL + error on failure.
+// Read a whole file into a NUL-terminated buffer; NULL + error on failure. Only regular files
+// (pn_open_regular): a FIFO or device where an input file should be is an error, not a hang.
 char *pn_read_file(const char *path, size_t *len_out);
+
+// Open an input file for reading, refusing anything but a regular file. open() on a FIFO with no writer
+// blocks for ever, so the file is opened with O_NONBLOCK, checked with fstat (S_ISREG), and only then
+// switched back to blocking reads. Returns the descriptor (close it), or -1 with the error set:
+// "<path>: cannot open: <reason>" or "<path>: not a regular file (a FIFO)". The stdio form: "rb", fclose.
+int pn_open_regular(const char *path);
+FILE *pn_fopen_regular(const char *path);
+
+// Strict number parsing for flags and text fields: the whole string must be the number (no sign for the
+// unsigned form, no blanks, no empty string, no trailing bytes), in [lo, hi], with no silent wrap or
+// clamp. On failure: -1 and the error "<what>: '<s>' is not an integer in [lo, hi]" (s escaped).
+int pn_parse_i64(const char *what, const char *s, int64_t lo, int64_t hi, int64_t *out);
+int pn_parse_u64(const char *what, const char *s, uint64_t lo, uint64_t hi, uint64_t *out);
+int pn_parse_int(const char *what, const char *s, int lo, int hi, int *out);
+// A finite decimal number in [lo, hi] (no nan/inf, no trailing bytes).
+int pn_parse_f64(const char *what, const char *s, double lo, double hi, double *out);
+
+// Untrusted bytes in one line of text: control characters (C0, DEL, C1), U+2028/U+2029 and bytes that
+// are not valid UTF-8 become escapes ("\n", "\t", "\r", "\xNN"); everything else (printable ASCII,
+// valid UTF-8, backslashes) is kept, so escaping twice changes nothing. Writes at most cap bytes (NUL
+// included, truncated at a character boundary) and returns out. pn_errorf() and pn_error_prefix() apply it
+// to every message they record, so an error line can never span several lines, whatever it quotes.
+char *pn_escape(const char *s, size_t n, char *out, size_t cap);
 
 // Write a file atomically: data goes to "<path>.tmp.<pid>", is fsynced and renamed over path, so a
 // reader never sees a half-written file. Returns 0 or -1 with the error set.

@@ -97,21 +97,54 @@ static void attn_views(pn_layer *L) {
 }
 
 static const char *shape_s(int ndim, const int64_t *shape, char *buf, size_t n) {
-    pn_tensor t = pn_view(NULL, PN_F32, PN_CPU, ndim, shape);
-    return pn_shape_str(&t, buf, n);
+    return pn_shape_fmt(ndim, shape, buf, n); // any rank: a file may hold more dimensions than a tensor
+}
+
+static int st_is_float(pn_st_dtype dt) {
+    return dt == PN_ST_F32 || dt == PN_ST_BF16 || dt == PN_ST_F16 || dt == PN_ST_F64;
+}
+
+// The checkpoint tensor a parameter loads from, checked (present, same shape, a floating-point dtype)
+// before anything is allocated, so a config that contradicts the weights is named as such.
+static int check_param(const pn_checkpoint *ck, const char *name, int ndim, const int64_t *shape, const char *why) {
+    const pn_safetensors *f = NULL;
+    const pn_st_entry *e = pn_ckpt_find(ck, name, &f);
+    char s1[96], s2[96];
+    if (!e) return pn_errorf("%s: missing tensor '%s' (config.json asks for it)", ck->dir, name);
+    if (e->ndim != ndim || memcmp(e->shape, shape, sizeof(int64_t) * (size_t)ndim) != 0)
+        return pn_errorf("%s: tensor '%s' has shape %s but %s %s", f->path, name,
+                         shape_s(e->ndim, e->shape, s1, sizeof s1), why, shape_s(ndim, shape, s2, sizeof s2));
+    if (!st_is_float(e->dtype))
+        return pn_errorf("%s: tensor '%s' has dtype %s, expected a floating-point dtype (F32, BF16, F16 or F64)",
+                         f->path, name, pn_st_dtype_name(e->dtype));
+    return 0;
 }
 
 // Copy one checkpoint tensor into its parameter, converting to the device dtype through fp32.
 static int load_param(const pn_checkpoint *ck, const pn_param *p, float *scratch) {
     const pn_safetensors *f = NULL;
     const pn_st_entry *e = pn_ckpt_find(ck, p->name, &f);
-    char s1[96], s2[96];
-    if (!e) return pn_errorf("%s: missing tensor '%s' (config.json asks for it)", ck->dir, p->name);
-    if (e->ndim != p->ndim || memcmp(e->shape, p->shape, sizeof(int64_t) * (size_t)p->ndim) != 0)
-        return pn_errorf("%s: tensor '%s' has shape %s but config.json implies %s", f->path, p->name,
-                         shape_s(e->ndim, e->shape, s1, sizeof s1), shape_s(p->ndim, p->shape, s2, sizeof s2));
+    if (check_param(ck, p->name, p->ndim, p->shape, "config.json implies")) return -1;
     if (pn_st_to_f32(f, e, scratch)) return -1;
     pn_op_from_host_f32(p->dst, scratch);
+    return 0;
+}
+
+// A tied model's lm_head.weight, when the checkpoint has one: transformers ties it to the embedding and
+// loads nothing from it, which is only harmless when it is the embedding. A wrong shape or dtype is an
+// error; a right-shaped one that differs from the embedding is ignored with a warning.
+static int check_tied_head(const pn_checkpoint *ck, const pn_model_config *c) {
+    const pn_safetensors *hf = NULL, *ef = NULL;
+    const pn_st_entry *h = pn_ckpt_find(ck, "lm_head.weight", &hf);
+    if (!h) return 0;
+    if (check_param(ck, "lm_head.weight", 2, (int64_t[]){c->vocab, c->hidden},
+                    "the embedding it is tied to (tie_word_embeddings) is"))
+        return -1;
+    const pn_st_entry *e = pn_ckpt_find(ck, "model.embed_tokens.weight", &ef);
+    if (e && (e->dtype != h->dtype || memcmp(e->data, h->data, (size_t)(h->end - h->begin)) != 0))
+        pn_warn("%s: ignoring 'lm_head.weight': it differs from 'model.embed_tokens.weight' and the model ties the "
+                "two (tie_word_embeddings), so the embedding serves as the output layer",
+                hf->path);
     return 0;
 }
 
@@ -146,6 +179,12 @@ int pn_model_load(pn_model *m, const char *dir, pn_device dev) {
     m->nparams = pn_model_nparams(c);
     m->param_list = pn_calloc((size_t)m->nparams, sizeof(pn_param));
     pn_model_param_list(c, m, m->param_list);
+    // Every tensor's presence, shape and dtype first: nothing is allocated for a checkpoint that cannot load.
+    for (int i = 0; i < m->nparams; i++)
+        if (check_param(&ck, m->param_list[i].name, m->param_list[i].ndim, m->param_list[i].shape,
+                        "config.json implies"))
+            goto fail;
+    if (c->tie_embeddings && check_tied_head(&ck, c)) goto fail;
 
     size_t bytes = pn_arena_need(PN_F32, 1, (int64_t[]){c->head_dim / 2}), largest = 0;
     for (int i = 0; i < m->nparams; i++) {

@@ -106,15 +106,12 @@ static int parse_metadata(pn_safetensors *st, json_t *v) {
 int pn_st_open(pn_safetensors *st, const char *path) {
     memset(st, 0, sizeof *st);
     st->path = pn_strdup(path);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) {
-        pn_errorf("%s: cannot open: %s", path, strerror(errno));
-        goto fail;
-    }
+    int fd = pn_open_regular(path); // a FIFO fails here instead of blocking in open()
+    if (fd < 0) goto fail;
     struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    if (fstat(fd, &sb) != 0) {
         close(fd);
-        pn_errorf("%s: not a regular file", path);
+        pn_errorf("%s: cannot stat: %s", path, strerror(errno));
         goto fail;
     }
     size_t len = (size_t)sb.st_size;

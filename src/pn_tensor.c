@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../kernels/ops.h"
 #include "pn_common.h"
@@ -62,14 +63,16 @@ pn_tensor pn_rows(const pn_tensor *t, int64_t r0, int64_t n) {
     return r;
 }
 
-const char *pn_shape_str(const pn_tensor *t, char *buf, size_t n) {
+const char *pn_shape_fmt(int ndim, const int64_t *shape, char *buf, size_t n) {
     size_t k = 0;
     k += (size_t)snprintf(buf + k, n - k, "[");
-    for (int i = 0; i < t->ndim && k < n; i++)
-        k += (size_t)snprintf(buf + k, n - k, i ? ", %lld" : "%lld", (long long)t->shape[i]);
+    for (int i = 0; i < ndim && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, i ? ", %lld" : "%lld", (long long)shape[i]);
     if (k < n) snprintf(buf + k, n - k, "]");
     return buf;
 }
+
+const char *pn_shape_str(const pn_tensor *t, char *buf, size_t n) { return pn_shape_fmt(t->ndim, t->shape, buf, n); }
 
 int pn_arena_init(pn_arena *a, pn_device dev, size_t bytes) {
     memset(a, 0, sizeof *a);
@@ -77,6 +80,13 @@ int pn_arena_init(pn_arena *a, pn_device dev, size_t bytes) {
     a->size = bytes;
     const pn_backend *be = pn_backend_get(dev);
     if (!be) return pn_errorf("%s backend is not available in this build", pn_device_name(dev));
+    if (dev == PN_CPU) { // a size no machine here has (a wrapped count, an absurd config) never reaches malloc
+        long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+        double have = pages > 0 && page > 0 ? (double)pages * (double)page : 0;
+        if (have > 0 && (double)bytes > have)
+            return pn_errorf("out of cpu memory: could not allocate %.2f GiB (the machine has %.2f GiB)",
+                             (double)bytes / (1 << 30), have / (1 << 30));
+    }
     a->base = be->alloc(bytes);
     if (!a->base)
         return pn_errorf("out of %s memory: could not allocate %.2f GiB", pn_device_name(dev),

@@ -34,6 +34,8 @@ pn_tensor pn_reshape(const pn_tensor *t, int ndim, const int64_t *shape);
 pn_tensor pn_rows(const pn_tensor *t, int64_t r0, int64_t n);
 // "[2, 4096, 1536]" into buf.
 const char *pn_shape_str(const pn_tensor *t, char *buf, size_t n);
+// The same for a shape of any rank (a file's tensor may have more dimensions than PN_MAX_DIMS).
+const char *pn_shape_fmt(int ndim, const int64_t *shape, char *buf, size_t n);
 
 // A bump allocator on one device. Allocations are 256-byte aligned (what cuBLAS and vector loads like).
 typedef struct pn_arena {
@@ -42,7 +44,8 @@ typedef struct pn_arena {
     size_t size, used;
 } pn_arena;
 
-// Returns 0, or -1 with the error set when the device cannot provide `bytes`.
+// Returns 0, or -1 with the error set when the device cannot provide `bytes` (on the CPU, also when
+// `bytes` exceeds the machine's physical memory: such a request is refused before it reaches malloc).
 int pn_arena_init(pn_arena *a, pn_device dev, size_t bytes);
 void pn_arena_free(pn_arena *a);
 pn_tensor pn_arena_tensor(pn_arena *a, pn_dtype dt, int ndim, const int64_t *shape);

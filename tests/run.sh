@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: a release build (with the CUDA backend compiled when nvcc is found) runs the CPU
-# tests, then a build with AddressSanitizer + UndefinedBehaviorSanitizer (CPU backend) runs them again.
+# tests, then a build with AddressSanitizer + UndefinedBehaviorSanitizer (CPU backend) runs them again,
+# then the libFuzzer targets run for 30 s each (tests/fuzz/run.sh, clang).
 # The GPU suite needs a GPU: tests/gpu/run.sh.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -36,5 +37,14 @@ echo "== ASan + UBSan build =="
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export PN_TEST_QUICK=1 # the sanitized run skips the largest parity inputs (the release run covers them)
 run_suite build-asan -Dcuda=disabled -Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
+# Fuzzing: every libFuzzer target of tests/fuzz/ for PN_FUZZ_SECONDS (default 30) each, in build-fuzz/
+# (clang; about 4 minutes in all on 2 cores). Skipped, and said so, where clang has no libFuzzer.
+echo "== fuzzing (tests/fuzz/run.sh, ${PN_FUZZ_SECONDS:-30} s per target) =="
+bash tests/fuzz/run.sh "${PN_FUZZ_SECONDS:-30}"
+case $? in
+  0) total_ok=$((total_ok + 1)) ;;
+  77) echo "fuzzing skipped (see above)" ;;
+  *) echo "step failed: tests/fuzz/run.sh"; total_fail=$((total_fail + 1)) ;;
+esac
 echo "tests: $total_ok passed, $total_fail failed"
 [ "$total_fail" -eq 0 ]

@@ -341,6 +341,11 @@ static void test_hostile(const char *families) {
               "added_tokens_decoder id %s: %s", bad_ids[k], pn_last_error());
     }
     unlink(strcat(strcpy(cmd, dir), "/tokenizer_config.json"));
+    // A FIFO where merges.txt should be: an error, not a hang.
+    unlink(mp);
+    CHECK(mkfifo(mp, 0600) == 0, "mkfifo");
+    CHECK(pn_tokenizer_load(dir) == NULL && strstr(pn_last_error(), "merges.txt") && strstr(pn_last_error(), "not a regular file"),
+          "FIFO merges.txt: %s", pn_last_error());
     unlink(mp);
     free(mp);
     unlink(strcat(strcpy(cmd, dir), "/vocab.json"));

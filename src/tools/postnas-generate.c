@@ -23,22 +23,24 @@ static void usage(FILE *f) {
                "merges.txt); the output is decoded text, or ids with --print-ids or without a tokenizer.\n");
 }
 
+// "1,2,3": decimal token ids, each in [0, INT32_MAX], separated by single commas (no blanks, signs or
+// empty items).
 static int parse_ids(const char *s, int32_t **out, int *n) {
     int cap = 16;
     *out = pn_malloc(sizeof(int32_t) * (size_t)cap);
     *n = 0;
-    const char *p = s;
-    while (*p) {
-        char *end;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (end == p || errno || v < 0 || v > INT32_MAX)
+    for (const char *p = s; *p;) {
+        const char *e = p;
+        while (*e >= '0' && *e <= '9') e++;
+        if (e == p || (*e && *e != ',') || (*e == ',' && !e[1]) || e - p > 10)
             return pn_errorf("--ids: '%s' is not a comma-separated list of token ids", s);
+        long long v = 0;
+        for (const char *q = p; q < e; q++) v = 10 * v + (*q - '0');
+        if (v > INT32_MAX) return pn_errorf("--ids: '%s' is not a comma-separated list of token ids", s);
+        if (*n == INT32_MAX / 2) return pn_errorf("--ids: too many token ids");
         if (*n == cap) *out = pn_realloc(*out, sizeof(int32_t) * (size_t)(cap *= 2));
         (*out)[(*n)++] = (int32_t)v;
-        p = end;
-        if (*p == ',') p++;
-        else if (*p) return pn_errorf("--ids: unexpected '%c' in '%s'", *p, s);
+        p = *e ? e + 1 : e;
     }
     if (*n == 0) return pn_errorf("--ids: no token ids given");
     return 0;
@@ -73,56 +75,79 @@ static int dump_logits(const char *path, const float *logits, const int32_t *ids
     return pn_st_writer_finish(w);
 }
 
-static int run(int argc, char **argv) {
+// The command line, parsed and checked (numbers strictly, in range) before anything is opened.
+typedef struct gen_args {
+    const char *model_dir, *prompt, *ids_s, *dump, *device_s;
+    int max_new, print_ids, help;
+    uint64_t seed;
+    float temperature;
+    pn_device dev;
+} gen_args;
+
+// The longest generation asked for in one run: the KV cache holds prompt + new tokens as an int count.
+#define MAX_NEW_TOKENS (1 << 30)
+
+// 0 (parsed; a->help set for --help), or -1 with the error set. Never exits, so it can be called in a
+// loop (tests/fuzz/fuzz_cli_generate.c); getopt's state is reset on entry.
+static int parse_args(int argc, char **argv, gen_args *a) {
     static const struct option opts[] = {{"model", 1, 0, 'm'},       {"prompt", 1, 0, 'p'},
                                          {"ids", 1, 0, 'i'},         {"max-new-tokens", 1, 0, 'n'},
                                          {"temperature", 1, 0, 't'}, {"seed", 1, 0, 's'},
                                          {"dump-logits", 1, 0, 'd'}, {"device", 1, 0, 'D'},
                                          {"print-ids", 0, 0, 'I'},
                                          {"help", 0, 0, 'Z'},        {0, 0, 0, 0}};
-    const char *model_dir = NULL, *prompt = NULL, *ids_s = NULL, *dump = NULL, *device = "auto";
-    int max_new = 32, print_ids = 0;
-    long seed = 0;
-    float temperature = 0;
+    *a = (gen_args){.device_s = "auto", .max_new = 32};
     int opt;
+    optind = 0; // full re-initialisation of getopt (glibc)
     opterr = 0; // report bad options through the one error line instead of getopt's own
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        char *end = NULL;
+        double t;
         switch (opt) {
-        case 'm': model_dir = optarg; break;
-        case 'p': prompt = optarg; break;
-        case 'i': ids_s = optarg; break;
+        case 'm': a->model_dir = optarg; break;
+        case 'p': a->prompt = optarg; break;
+        case 'i': a->ids_s = optarg; break;
         case 'n':
-            max_new = (int)strtol(optarg, &end, 10);
-            if (*end || max_new < 0) return pn_errorf("--max-new-tokens: '%s' is not a non-negative integer", optarg);
+            if (pn_parse_int("--max-new-tokens", optarg, 0, MAX_NEW_TOKENS, &a->max_new)) return -1;
             break;
         case 't':
-            temperature = strtof(optarg, &end);
-            if (*end || !(temperature >= 0)) return pn_errorf("--temperature: '%s' is not a number >= 0", optarg);
+            if (pn_parse_f64("--temperature", optarg, 0, 1e6, &t)) return -1;
+            a->temperature = (float)t;
             break;
         case 's':
-            seed = strtol(optarg, &end, 10);
-            if (*end) return pn_errorf("--seed: '%s' is not an integer", optarg);
+            if (pn_parse_u64("--seed", optarg, 0, UINT64_MAX, &a->seed)) return -1;
             break;
-        case 'd': dump = optarg; break;
-        case 'D': device = optarg; break;
-        case 'I': print_ids = 1; break;
-        case 'Z': usage(stdout); exit(0);
-        default: return pn_errorf("unknown option or missing value: '%s' (see --help)", argv[optind - 1]);
+        case 'd': a->dump = optarg; break;
+        case 'D': a->device_s = optarg; break;
+        case 'I': a->print_ids = 1; break;
+        case 'Z': a->help = 1; return 0;
+        default:
+            return pn_errorf("unknown option or missing value: '%s' (see --help)",
+                             optind > 0 && optind <= argc ? argv[optind - 1] : "?");
         }
     }
     if (optind < argc) return pn_errorf("unexpected argument '%s'", argv[optind]);
-    if (!model_dir) {
-        return pn_errorf("--model DIR is required (see --help)");
+    if (!a->model_dir) return pn_errorf("--model DIR is required (see --help)");
+    if (!!a->prompt == !!a->ids_s) return pn_errorf("give exactly one of --prompt and --ids (see --help)");
+    if (!strcmp(a->device_s, "cpu")) a->dev = PN_CPU;
+    else if (!strcmp(a->device_s, "cuda")) a->dev = PN_CUDA;
+    else if (!strcmp(a->device_s, "auto")) a->dev = PN_CPU; // resolved in run(): probing CUDA is not parsing
+    else return pn_errorf("--device: '%s' is not auto, cpu or cuda", a->device_s);
+    return 0;
+}
+
+static int run(int argc, char **argv) {
+    gen_args a;
+    if (parse_args(argc, argv, &a)) return -1;
+    if (a.help) {
+        usage(stdout);
+        return 0;
     }
-    if (!!prompt == !!ids_s) {
-        return pn_errorf("give exactly one of --prompt and --ids (see --help)");
-    }
-    pn_device dev;
-    if (!strcmp(device, "cpu")) dev = PN_CPU;
-    else if (!strcmp(device, "cuda")) dev = PN_CUDA;
-    else if (!strcmp(device, "auto")) dev = pn_cuda_available() ? PN_CUDA : PN_CPU;
-    else return pn_errorf("--device: '%s' is not auto, cpu or cuda", device);
+    const char *model_dir = a.model_dir, *prompt = a.prompt, *ids_s = a.ids_s, *dump = a.dump;
+    const int max_new = a.max_new;
+    int print_ids = a.print_ids;
+    const float temperature = a.temperature;
+    pn_device dev = a.dev;
+    if (!strcmp(a.device_s, "auto")) dev = pn_cuda_available() ? PN_CUDA : PN_CPU;
 
     // The tokenizer is optional for --ids (then the output is ids) and required for --prompt; a tokenizer
     // that is there but broken is an error either way.
@@ -177,17 +202,20 @@ static int run(int argc, char **argv) {
             goto fail;
         }
     const double t_load = pn_now() - t0;
+    if ((int64_t)T + max_new > INT32_MAX) {
+        pn_errorf("%d prompt tokens + --max-new-tokens %d exceed the %d positions a KV cache can hold", T, max_new,
+                  INT32_MAX);
+        goto fail;
+    }
     const int cap = T + max_new;
-    if (cap > c->max_pos)
-        pn_warn("%d tokens exceed max_position_embeddings %d of %s", cap, c->max_pos, model_dir);
     pn_kvcache kc = {0};
     float *logits = NULL;
-    int32_t *out = NULL;
     if (pn_model_plan(&m, 1, T, dump != NULL) || pn_kvcache_init(&kc, &m, 1, cap)) goto fail;
+    if (cap > c->max_pos) // after the cache exists: a run that cannot start says only why
+        pn_warn("%d tokens exceed max_position_embeddings %d of %s", cap, c->max_pos, model_dir);
     const int V = c->vocab;
     logits = pn_malloc(sizeof(float) * (size_t)V * (size_t)(dump ? T : 1));
-    out = pn_malloc(sizeof(int32_t) * (size_t)(max_new + 1));
-    pn_rng rng = {.seed = (uint64_t)seed};
+    pn_rng rng = {.seed = a.seed};
     const pn_backend *be = pn_backend_get(dev);
 
     t0 = pn_now();
@@ -204,7 +232,7 @@ static int run(int argc, char **argv) {
     while (n_out < max_new) {
         const float *row = n_out == 0 ? logits + (size_t)last_row * (size_t)V : logits;
         int32_t next = sample(row, V, temperature, &rng);
-        out[n_out++] = next;
+        n_out++;
         if (print_ids) {
             printf(n_out == 1 ? "%d" : ",%d", next);
         } else { // stream the token's bytes (a UTF-8 character split across tokens joins up on the terminal)
@@ -225,7 +253,6 @@ static int run(int argc, char **argv) {
     const double t_decode = pn_now() - t0;
     pn_info("%s on %s: load %.2f s, prefill %d tokens %.1f tok/s, decode %d tokens %.1f tok/s", model_dir,
             pn_device_name(dev), t_load, T, T / t_prefill, n_out, n_out > 1 ? (n_out - 1) / t_decode : 0.0);
-    free(out);
     free(logits);
     free(ids);
     pn_kvcache_free(&kc);
@@ -233,7 +260,6 @@ static int run(int argc, char **argv) {
     pn_tokenizer_free(tok);
     return 0;
 fail2:
-    free(out);
     free(logits);
     pn_kvcache_free(&kc);
 fail:
@@ -243,6 +269,7 @@ fail:
     return -1;
 }
 
+#ifndef PN_GENERATE_NO_MAIN
 int main(int argc, char **argv) {
     if (run(argc, argv)) {
         fprintf(stderr, "postnas-generate: error: %s\n", pn_last_error());
@@ -250,3 +277,4 @@ int main(int argc, char **argv) {
     }
     return 0;
 }
+#endif
