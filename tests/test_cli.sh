@@ -129,5 +129,22 @@ expect_error "unknown synthetic task \"nope\"" $DATA synth --task nope --n 3 --o
 expect_error "cannot create" $GEN --model "$T/m" --ids 1 --max-new-tokens 0 --dump-logits "$T/nodir/l.safetensors" --device cpu
 [ -z "$(ls "$T" | grep '\.tmp\.')" ] && ok || bad "temporary files left behind"
 
+# Tokenizers and --prompt / --ids. A refused tokenizer does not block --ids (a warning, ids printed); --prompt
+# names why it cannot be used.
+cp -r "$T/m" "$T/badtok" && echo '{"model": {"type": "Unigram"}}' > "$T/badtok/tokenizer.json"
+out=$($GEN --model "$T/badtok" --ids 1,2,3 --max-new-tokens 2 --device cpu 2> "$T/err")
+[ $? -eq 0 ] && echo "$out" | grep -qE '^[0-9]+(,[0-9]+)*$' && grep -q "tokenizer cannot be used" "$T/err" && ok ||
+  bad "--ids with a refused tokenizer: '$out' $(cat "$T/err")"
+expect_error 'badtok/tokenizer.json: model.type must be "BPE"' $GEN --model "$T/badtok" --prompt hi --device cpu
+# --prompt adds the post-processor's special tokens as HF's encode does (Llama 3: <|begin_of_text|>, id 1004
+# in tests/tokenizers/llama3.json), and not with --no-special-tokens.
+mkdir -p "$T/l3tok" && cp "$(dirname "$0")/tokenizers/llama3.json" "$T/l3tok/tokenizer.json"
+$MK --out "$T/l3" --vocab 1024 --tokenizer "$T/l3tok" --seed 1 > /dev/null || bad "mkckpt with the llama3 tokenizer"
+first_id() { python3 -c "import json,struct,sys; b=open(sys.argv[1],'rb').read(); n=struct.unpack('<Q',b[:8])[0]; h=json.loads(b[8:8+n]); o=h['ids']['data_offsets'][0]; print(struct.unpack('<i',b[8+n+o:12+n+o])[0])" "$1"; }
+$GEN --model "$T/l3" --prompt "Hello" --max-new-tokens 0 --dump-logits "$T/l3a.st" --device cpu > /dev/null 2>&1
+$GEN --model "$T/l3" --prompt "Hello" --max-new-tokens 0 --dump-logits "$T/l3b.st" --no-special-tokens --device cpu > /dev/null 2>&1
+[ "$(first_id "$T/l3a.st")" = 1004 ] && [ "$(first_id "$T/l3b.st")" != 1004 ] && ok ||
+  bad "--prompt BOS: with $(first_id "$T/l3a.st"), without $(first_id "$T/l3b.st")"
+
 echo "test_cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]

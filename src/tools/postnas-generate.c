@@ -19,8 +19,11 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: postnas-generate --model DIR (--prompt TEXT | --ids 1,2,3) [--max-new-tokens N]\n"
                "         [--temperature T --seed S] [--dump-logits FILE] [--device auto|cpu|cuda] [--print-ids]\n"
+               "         [--no-special-tokens]\n"
                "The prompt is tokenized with the model folder's tokenizer (tokenizer.json, or vocab.json +\n"
-               "merges.txt); the output is decoded text, or ids with --print-ids or without a tokenizer.\n");
+               "merges.txt) as Hugging Face's encode does by default: the post-processor's special tokens (a BOS\n"
+               "for Llama 3) are added unless --no-special-tokens. The output is decoded text, or ids with\n"
+               "--print-ids or when there is no usable tokenizer (--ids runs without one).\n");
 }
 
 // "1,2,3": decimal token ids, each in [0, INT32_MAX], separated by single commas (no blanks, signs or
@@ -78,7 +81,7 @@ static int dump_logits(const char *path, const float *logits, const int32_t *ids
 // The command line, parsed and checked (numbers strictly, in range) before anything is opened.
 typedef struct gen_args {
     const char *model_dir, *prompt, *ids_s, *dump, *device_s;
-    int max_new, print_ids, help;
+    int max_new, print_ids, help, no_special;
     uint64_t seed;
     float temperature;
     pn_device dev;
@@ -94,7 +97,7 @@ static int parse_args(int argc, char **argv, gen_args *a) {
                                          {"ids", 1, 0, 'i'},         {"max-new-tokens", 1, 0, 'n'},
                                          {"temperature", 1, 0, 't'}, {"seed", 1, 0, 's'},
                                          {"dump-logits", 1, 0, 'd'}, {"device", 1, 0, 'D'},
-                                         {"print-ids", 0, 0, 'I'},
+                                         {"print-ids", 0, 0, 'I'},   {"no-special-tokens", 0, 0, 'S'},
                                          {"help", 0, 0, 'Z'},        {0, 0, 0, 0}};
     *a = (gen_args){.device_s = "auto", .max_new = 32};
     int opt;
@@ -119,6 +122,7 @@ static int parse_args(int argc, char **argv, gen_args *a) {
         case 'd': a->dump = optarg; break;
         case 'D': a->device_s = optarg; break;
         case 'I': a->print_ids = 1; break;
+        case 'S': a->no_special = 1; break;
         case 'Z': a->help = 1; return 0;
         default:
             return pn_errorf("unknown option or missing value: '%s' (see --help)",
@@ -149,8 +153,8 @@ static int run(int argc, char **argv) {
     pn_device dev = a.dev;
     if (!strcmp(a.device_s, "auto")) dev = pn_cuda_available() ? PN_CUDA : PN_CPU;
 
-    // The tokenizer is optional for --ids (then the output is ids) and required for --prompt; a tokenizer
-    // that is there but broken is an error either way.
+    // The tokenizer is needed only to turn text into ids: --prompt fails without a usable one, --ids runs
+    // without it (printing ids, and saying why when a tokenizer is there but refused).
     struct stat sb;
     if (stat(model_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) return pn_errorf("%s: no such checkpoint folder", model_dir);
     pn_tokenizer *tok = NULL;
@@ -158,14 +162,19 @@ static int run(int argc, char **argv) {
     const int has_tok = !access(tj, F_OK) || !access(vj, F_OK);
     free(tj);
     free(vj);
-    if (has_tok && !(tok = pn_tokenizer_load(model_dir))) return -1;
+    if (has_tok && !(tok = pn_tokenizer_load(model_dir))) {
+        if (prompt) return pn_error_prefix("--prompt needs the folder's tokenizer, which cannot be used");
+        pn_warn("the tokenizer cannot be used (%s): printing ids", pn_last_error());
+    }
     if (prompt && !tok)
         return pn_errorf("%s: no tokenizer (tokenizer.json, or vocab.json + merges.txt) for --prompt; use --ids", model_dir);
     int32_t *ids = NULL;
     int T;
     if (prompt) {
         size_t n = 0, cap = 0;
-        if (pn_tokenizer_encode(tok, prompt, strlen(prompt), 1, &ids, &n, &cap)) {
+        const int rc = a.no_special ? pn_tokenizer_encode(tok, prompt, strlen(prompt), 1, &ids, &n, &cap)
+                                    : pn_tokenizer_encode_special(tok, prompt, strlen(prompt), &ids, &n, &cap);
+        if (rc) {
             free(ids);
             pn_tokenizer_free(tok);
             return -1;
