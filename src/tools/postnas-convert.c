@@ -423,6 +423,7 @@ static int run(int argc, char **argv) {
     const char *in = NULL, *out = NULL;
     pn_st_dtype dt = PN_ST_BF16;
     int ch;
+    optind = 0; // full re-initialisation of getopt (glibc): run() may be called again
     opterr = 0;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
@@ -475,6 +476,7 @@ static int run(int argc, char **argv) {
     return rc;
 }
 
+#ifndef PN_CONVERT_NO_MAIN // tests/fuzz/fuzz_gguf.c compiles this file in and calls run()
 int main(int argc, char **argv) {
     if (run(argc, argv)) {
         fprintf(stderr, "postnas-convert: error: %s\n", pn_last_error());
@@ -482,3 +484,4 @@ int main(int argc, char **argv) {
     }
     return 0;
 }
+#endif

@@ -14,7 +14,9 @@ DATA=$B/postnas-data
 export PN_LOG=error ASAN_OPTIONS=detect_leaks=0
 T=$(mktemp -d /tmp/pn_seeds.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-for t in safetensors config tokenizer shard shard_bytes cli_generate cli_data; do mkdir -p "$O/$t"; done
+for t in safetensors config tokenizer shard shard_bytes cli_generate cli_data gguf; do mkdir -p "$O/$t"; done
+# GGUF: the gguf-py files of the goldens (every tensor type; Llama, Qwen2, Qwen3).
+for g in "$HERE"/../goldens/gguf/*/model.gguf; do cp "$g" "$O/gguf/$(basename "$(dirname "$g")").gguf"; done
 
 # archive OUT FILE...: the files (or empty pieces for "-") joined by the separator.
 archive() {

@@ -16,9 +16,9 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-30}
 B=${PN_FUZZ_BUILD:-build-fuzz}
-targets=${FUZZ_TARGETS:-safetensors config tokenizer shard cli_generate cli_data}
+targets=${FUZZ_TARGETS:-safetensors config tokenizer shard cli_generate cli_data gguf}
 declare -A max_len=([safetensors]=65536 [config]=8192 [tokenizer]=32768 [shard]=512 [cli_generate]=1024
-                    [cli_data]=1024 [shard_bytes]=65536)
+                    [cli_data]=1024 [shard_bytes]=65536 [gguf]=262144)
 
 probe=$(mktemp -d /tmp/pn_fuzz_probe.XXXXXX)
 trap 'rm -rf "$probe"' EXIT
