@@ -41,6 +41,7 @@ typedef struct pn_block_ctx {
     int n_seqs;
     const pn_tensor *inv_freq; // RoPE table (attention), F32 [head_dim / 2] on the device
     float rms_eps;             // the base model's RMSNorm eps (attention's q/k norm)
+    int64_t pos0;              // generation: tokens the decode state already holds (the new ones follow)
 } pn_block_ctx;
 
 #define PN_BLOCK_MAX_PARAMS 16
@@ -72,17 +73,20 @@ typedef struct pn_block_type {
     int (*backward)(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *gp, pn_tensor *acts, pn_tensor *scratch,
                     const pn_tensor *x, const pn_tensor *dy, pn_tensor *dx, const pn_block_ctx *ctx);
 
-    // Generation (NULL for attn / swa, whose KV cache the model runs itself). The decode state of B sequences
-    // as tensors of dtype dt[i] and shape[i] (ndim[i] dims; zero state = empty context); returns the count
-    // (<= PN_BLOCK_MAX_STATE).
-    int (*state)(const pn_block_cfg *c, int64_t B, pn_dtype act, pn_dtype *dt, int *ndim, int64_t (*shape)[4]);
+    // Generation (prefill and decode; every type has it, attention included: the model's one layer loop
+    // calls it for every layer). The decode state of B sequences of up to cap tokens (the KV cache of
+    // attention, the recurrent state and convolution history of a linear block) as tensors of dtype dt[i]
+    // and shape[i] (ndim[i] dims; all zero = empty context); returns the count (<= PN_BLOCK_MAX_STATE).
+    int (*state)(const pn_block_cfg *c, int64_t B, int64_t cap, pn_dtype act, pn_dtype *dt, int *ndim,
+                 int64_t (*shape)[4]);
     // Scratch for up to max_B sequences of max_T new tokens: [rows[i], cols[i]] tensors of dtype dt[i].
     int (*infer_acts)(const pn_block_cfg *c, int64_t max_B, int64_t max_T, pn_dtype act, pn_dtype *dt, int64_t *rows,
                       int64_t *cols);
-    // y [B T, hidden] = block(x [B T, hidden]) for B sequences of T new tokens that continue `state` (any T:
-    // prefill or a single-token step), updating it. 0, or -1 with the error set.
+    // y [B T, hidden] = block(x [B T, hidden]) for ctx->B sequences of ctx->T new tokens at positions ctx->pos0
+    // ... that continue `state` (any T: prefill or a single-token step), updating it. 0, or -1 with the
+    // error set.
     int (*infer)(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *state, pn_tensor *scratch, const pn_tensor *x,
-                 pn_tensor *y, int64_t B, int64_t T);
+                 pn_tensor *y, const pn_block_ctx *ctx);
 } pn_block_type;
 
 #define PN_BLOCK_MAX_STATE 4

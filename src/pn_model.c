@@ -80,22 +80,6 @@ int pn_model_param_list(const pn_model_config *c, pn_model *m, pn_param *out) {
     return n;
 }
 
-// An attention layer's parameters under the names the inference forward uses (params_attn's order).
-static void attn_views(pn_layer *L) {
-    const pn_block_cfg *c = &L->bc;
-    int i = 0;
-    L->q_w = L->bp[i++];
-    if (c->qkv_bias) L->q_b = L->bp[i++];
-    L->k_w = L->bp[i++];
-    if (c->qkv_bias) L->k_b = L->bp[i++];
-    L->v_w = L->bp[i++];
-    if (c->qkv_bias) L->v_b = L->bp[i++];
-    if (c->qk_norm) L->q_norm = L->bp[i++], L->k_norm = L->bp[i++];
-    L->o_w = L->bp[i++];
-    if (c->o_bias) L->o_b = L->bp[i++];
-    PN_ASSERT(i == L->nbp);
-}
-
 static const char *shape_s(int ndim, const int64_t *shape, char *buf, size_t n) {
     return pn_shape_fmt(ndim, shape, buf, n); // any rank: a file may hold more dimensions than a tensor
 }
@@ -216,8 +200,6 @@ int pn_model_load(pn_model *m, const char *dir, pn_device dev) {
                                 pn_arch_name(c->arch));
         }
     if (c->tie_embeddings) m->lm_head = m->embed;
-    for (int l = 0; l < c->n_layers; l++)
-        if (m->layers[l].bt->forward == pn_block_find("attn")->forward) attn_views(&m->layers[l]);
     m->check_finite = getenv("PN_CHECK_FINITE") && strcmp(getenv("PN_CHECK_FINITE"), "0") != 0;
     m->inv_freq = pn_arena_tensor(&m->params, PN_F32, 1, (int64_t[]){c->head_dim / 2});
     float *inv = pn_malloc(sizeof(float) * (size_t)(c->head_dim / 2));
@@ -248,18 +230,17 @@ void pn_model_free(pn_model *m) {
 
 int pn_model_plan(pn_model *m, int max_B, int max_T, int all_logits) {
     const pn_model_config *c = &m->cfg;
-    const int64_t N = (int64_t)max_B * max_T, H = c->hidden, Q = (int64_t)c->n_heads * c->head_dim;
-    const int64_t KV = (int64_t)c->n_kv_heads * c->head_dim, L = all_logits ? N : max_B;
+    const int64_t N = (int64_t)max_B * max_T, H = c->hidden, L = all_logits ? N : max_B;
     pn_arena_free(&m->acts);
     m->max_B = max_B;
     m->max_T = max_T;
     m->all_logits = all_logits;
     const pn_dtype dt = m->dtype;
     size_t bytes = pn_arena_need(PN_I32, 1, (int64_t[]){N}) + 3 * pn_arena_need(dt, 2, (int64_t[]){N, H}) +
-                   2 * pn_arena_need(dt, 2, (int64_t[]){N, Q}) + 2 * pn_arena_need(dt, 2, (int64_t[]){N, KV}) +
                    2 * pn_arena_need(dt, 2, (int64_t[]){N, c->intermediate}) +
                    pn_arena_need(dt, 2, (int64_t[]){L, c->vocab});
-    // the linear blocks' generation scratch: one set per block type (the first layer of a type defines it)
+    // Every block's generation scratch: one set per block type (the first layer of a type defines it; the
+    // layers run one after the other, so they share it).
     free(m->iscr_pool);
     free(m->iscr);
     m->iscr_pool = pn_calloc((size_t)c->n_layers, sizeof *m->iscr_pool);
@@ -275,9 +256,9 @@ int pn_model_plan(pn_model *m, int max_B, int max_T, int all_logits) {
                 first[l] = j;
                 break;
             }
-        const pn_layer *L = &m->layers[l];
-        if (!L->bt->infer || first[l] != l) continue;
-        nscr[l] = L->bt->infer_acts(&L->bc, max_B, max_T, dt, sdt[l], srows, scols);
+        const pn_layer *Ly = &m->layers[l];
+        if (first[l] != l) continue;
+        nscr[l] = Ly->bt->infer_acts(&Ly->bc, max_B, max_T, dt, sdt[l], srows, scols);
         for (int i = 0; i < nscr[l]; i++) bytes += pn_arena_need(sdt[l][i], 2, (int64_t[]){srows[i], scols[i]});
     }
     if (pn_arena_init(&m->acts, m->device, bytes)) return pn_error_prefix("activations for %d x %d tokens", max_B, max_T);
@@ -285,16 +266,11 @@ int pn_model_plan(pn_model *m, int max_B, int max_T, int all_logits) {
     m->x = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){N, H});
     m->xn = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){N, H});
     m->tmp = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){N, H});
-    m->q = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){N, Q});
-    m->att = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){N, Q});
-    m->k = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){N, KV});
-    m->v = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){N, KV});
     m->gate = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){N, c->intermediate});
     m->up = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){N, c->intermediate});
     m->logits = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){L, c->vocab});
     for (int l = 0; l < c->n_layers; l++) {
         const pn_layer *Ly = &m->layers[l];
-        if (!Ly->bt->infer) continue;
         if (first[l] == l) {
             Ly->bt->infer_acts(&Ly->bc, max_B, max_T, dt, sdt[l], srows, scols);
             for (int i = 0; i < nscr[l]; i++)
@@ -309,13 +285,7 @@ int pn_model_plan(pn_model *m, int max_B, int max_T, int all_logits) {
 static int layer_state(const pn_model_config *c, int l, int B, int cap, pn_dtype act, pn_dtype *dt, int *ndim,
                        int64_t (*shape)[4]) {
     pn_block_cfg bc;
-    const pn_block_type *bt = layer_block(c, l, &bc);
-    if (bt->state) return bt->state(&bc, B, act, dt, ndim, shape);
-    for (int i = 0; i < 2; i++) {
-        dt[i] = act, ndim[i] = 4;
-        shape[i][0] = B, shape[i][1] = cap, shape[i][2] = c->n_kv_heads, shape[i][3] = c->head_dim;
-    }
-    return 2;
+    return layer_block(c, l, &bc)->state(&bc, B, cap, act, dt, ndim, shape);
 }
 
 size_t pn_kvcache_bytes(const pn_model_config *c, int B, int cap, pn_device dev) {
@@ -338,8 +308,6 @@ int pn_kvcache_init(pn_kvcache *kc, const pn_model *m, int B, int cap) {
     pn_backend_get(m->device)->memset0(kc->arena.base, bytes); // recurrent states start at zero
     kc->B = B;
     kc->cap = cap;
-    kc->k = pn_calloc((size_t)c->n_layers, sizeof(pn_tensor));
-    kc->v = pn_calloc((size_t)c->n_layers, sizeof(pn_tensor));
     kc->st = pn_calloc((size_t)c->n_layers, sizeof *kc->st);
     for (int l = 0; l < c->n_layers; l++) {
         pn_dtype dt[PN_BLOCK_MAX_STATE];
@@ -347,29 +315,48 @@ int pn_kvcache_init(pn_kvcache *kc, const pn_model *m, int B, int cap) {
         int64_t shape[PN_BLOCK_MAX_STATE][4];
         const int n = layer_state(c, l, B, cap, m->dtype, dt, ndim, shape);
         for (int i = 0; i < n; i++) kc->st[l][i] = pn_arena_tensor(&kc->arena, dt[i], ndim[i], shape[i]);
-        if (!m->layers[l].bt->state) kc->k[l] = kc->st[l][0], kc->v[l] = kc->st[l][1];
     }
     return 0;
 }
 
 void pn_kvcache_free(pn_kvcache *kc) {
     pn_arena_free(&kc->arena);
-    free(kc->k);
-    free(kc->v);
     free(kc->st);
     memset(kc, 0, sizeof *kc);
 }
 
 static pn_tensor rows_of(const pn_tensor *t, int64_t n) { return pn_rows(t, 0, n); }
 
-static pn_tensor heads(const pn_tensor *t, int64_t B, int64_t T, int64_t H, int64_t D) {
-    pn_tensor r = pn_rows(t, 0, B * T);
-    return pn_reshape(&r, 4, (int64_t[]){B, T, H, D});
+int pn_layer_forward(const pn_model *m, int l, const pn_tensor *x, pn_tensor *out, pn_layer_bufs *b, pn_tensor *blk,
+                     pn_tensor *state, pn_tensor *scratch, const pn_block_ctx *ctx) {
+    const pn_model_config *c = &m->cfg;
+    const pn_layer *L = &m->layers[l];
+    pn_op_rmsnorm(&b->xn1, x, &L->in_norm, c->rms_eps);
+    const int rc = state ? L->bt->infer(&L->bc, L->bp, state, scratch, &b->xn1, &b->y, ctx)
+                         : L->bt->forward(&L->bc, L->bp, blk, &b->xn1, &b->y, ctx);
+    if (rc) return pn_error_prefix("layer %d (%s)", l, L->bt->name);
+    if (b->xmid.data != x->data) pn_op_copy(&b->xmid, x);
+    pn_op_add(&b->xmid, &b->y);
+    // MLP: out = x_mid + down(silu(gate(n2)) * up(n2))
+    pn_op_rmsnorm(&b->xn2, &b->xmid, &L->post_norm, c->rms_eps);
+    pn_op_matmul(&b->gate, &b->xn2, &L->gate_w, NULL);
+    pn_op_matmul(&b->up, &b->xn2, &L->up_w, NULL);
+    pn_op_swiglu(&b->h, &b->gate, &b->up);
+    if (!out) return 0;
+    pn_op_matmul(&b->y, &b->h, &L->down_w, NULL);
+    if (out->data != b->xmid.data) pn_op_copy(out, &b->xmid);
+    pn_op_add(out, &b->y);
+    if (m->check_finite) {
+        const int64_t bad = pn_op_count_nonfinite(out);
+        if (bad) return pn_errorf("layer %d (%s): %lld non-finite values (NaN/Inf) in its output", l, L->bt->name, (long long)bad);
+    }
+    if (m->tap && m->tap(m->tap_ctx, "layer_out", l, out)) return pn_error_prefix("tap after layer %d", l);
+    return 0;
 }
 
 int pn_model_forward(pn_model *m, pn_kvcache *kc, const int32_t *ids_host, int B, int T) {
     const pn_model_config *c = &m->cfg;
-    const int64_t N = (int64_t)B * T, D = c->head_dim;
+    const int64_t N = (int64_t)B * T;
     if (B < 1 || T < 1 || B > m->max_B || T > m->max_T)
         return pn_errorf("batch %d x %d does not fit the planned %d x %d", B, T, m->max_B, m->max_T);
     if (B != kc->B) return pn_errorf("batch %d does not match the KV cache's %d", B, kc->B);
@@ -380,51 +367,16 @@ int pn_model_forward(pn_model *m, pn_kvcache *kc, const int32_t *ids_host, int B
             return pn_errorf("token id %d at position %lld is outside the vocabulary (size %d)", ids_host[i],
                              (long long)i, c->vocab);
     const pn_backend *be = pn_backend_get(m->device);
-    const int pos0 = kc->len;
     pn_tensor ids = rows_of(&m->ids, N), x = rows_of(&m->x, N), xn = rows_of(&m->xn, N), tmp = rows_of(&m->tmp, N);
-    pn_tensor q = rows_of(&m->q, N), k = rows_of(&m->k, N), v = rows_of(&m->v, N), att = rows_of(&m->att, N);
     pn_tensor gate = rows_of(&m->gate, N), up = rows_of(&m->up, N);
-    pn_tensor q4 = heads(&m->q, B, T, c->n_heads, D), k4 = heads(&m->k, B, T, c->n_kv_heads, D);
-    pn_tensor v4 = heads(&m->v, B, T, c->n_kv_heads, D), att4 = heads(&m->att, B, T, c->n_heads, D);
     be->memcpy_h2d(ids.data, ids_host, sizeof(int32_t) * (size_t)N);
-
     pn_op_embedding(&x, &ids, &m->embed);
-    for (int l = 0; l < c->n_layers; l++) {
-        const pn_layer *L = &m->layers[l];
-        pn_op_rmsnorm(&xn, &x, &L->in_norm, c->rms_eps);
-        if (L->bt->infer) { // a linear block continues its recurrent state
-            if (L->bt->infer(&L->bc, L->bp, kc->st[l], m->iscr[l], &xn, &tmp, B, T))
-                return pn_error_prefix("layer %d (%s)", l, L->bt->name);
-        } else { // attention: x += o_proj(attn(rope(q), rope(k), v))
-            pn_op_matmul(&q, &xn, &L->q_w, L->q_b.data ? &L->q_b : NULL);
-            pn_op_matmul(&k, &xn, &L->k_w, L->k_b.data ? &L->k_b : NULL);
-            pn_op_matmul(&v, &xn, &L->v_w, L->v_b.data ? &L->v_b : NULL);
-            if (c->qk_norm) { // Qwen3: per-head RMSNorm before RoPE
-                pn_op_rmsnorm(&q4, &q4, &L->q_norm, c->rms_eps);
-                pn_op_rmsnorm(&k4, &k4, &L->k_norm, c->rms_eps);
-            }
-            pn_op_rope(&q4, &m->inv_freq, pos0);
-            pn_op_rope(&k4, &m->inv_freq, pos0);
-            pn_op_kv_store(&kc->k[l], &k4, pos0);
-            pn_op_kv_store(&kc->v[l], &v4, pos0);
-            pn_op_attention(&att4, &q4, &kc->k[l], &kc->v[l], pos0, c->window[l]);
-            pn_op_matmul(&tmp, &att, &L->o_w, L->o_b.data ? &L->o_b : NULL);
-        }
-        pn_op_add(&x, &tmp);
-        // MLP: x += down(silu(gate(n)) * up(n))
-        pn_op_rmsnorm(&xn, &x, &L->post_norm, c->rms_eps);
-        pn_op_matmul(&gate, &xn, &L->gate_w, NULL);
-        pn_op_matmul(&up, &xn, &L->up_w, NULL);
-        pn_op_swiglu(&gate, &gate, &up);
-        pn_op_matmul(&tmp, &gate, &L->down_w, NULL);
-        pn_op_add(&x, &tmp);
-        if (m->check_finite) {
-            const int64_t bad = pn_op_count_nonfinite(&x);
-            if (bad)
-                return pn_errorf("layer %d (%s): %lld non-finite values (NaN/Inf) in its output", l,
-                                 m->layers[l].bt->name, (long long)bad);
-        }
-    }
+    if (m->tap && m->tap(m->tap_ctx, "embed", -1, &x)) return pn_error_prefix("tap after the embeddings");
+    // Generation runs every layer in place on x with shared scratch: x_mid is x, h overwrites gate.
+    pn_layer_bufs b = {.xn1 = xn, .y = tmp, .xmid = x, .xn2 = xn, .gate = gate, .up = up, .h = gate};
+    const pn_block_ctx ctx = {.B = B, .T = T, .inv_freq = &m->inv_freq, .rms_eps = c->rms_eps, .pos0 = kc->len};
+    for (int l = 0; l < c->n_layers; l++)
+        if (pn_layer_forward(m, l, &x, &x, &b, NULL, kc->st[l], m->iscr[l], &ctx)) return -1;
     pn_op_rmsnorm(&xn, &x, &m->final_norm, c->rms_eps);
     if (m->all_logits) {
         pn_tensor lg = rows_of(&m->logits, N);

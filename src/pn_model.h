@@ -21,11 +21,20 @@ typedef struct pn_layer {
     pn_tensor bp[PN_BLOCK_MAX_PARAMS], gbp[PN_BLOCK_MAX_PARAMS];
     pn_tensor in_norm, post_norm, gate_w, up_w, down_w;
     pn_tensor g_in_norm, g_post_norm, g_gate_w, g_up_w, g_down_w;
-    // attention layers: named views of bp for the inference forward (biases have data == NULL when absent)
-    pn_tensor q_w, k_w, v_w, o_w, q_b, k_b, v_b, o_b;
-    pn_tensor q_norm, k_norm; // Qwen3 only
 } pn_layer;
 
+// A tap sees the hidden state at a named point of the forward — "embed" (layer -1, the embeddings) and
+// "layer_out" (after layer l) — in generation and in training, and may read or overwrite it (teacher
+// features for distillation, a heat map's probes), without the model knowing who listens (llama.cpp's
+// cb(cur, name, il)). Returns 0, or -1 with the error set to stop the forward.
+typedef int (*pn_tap_fn)(void *ctx, const char *name, int layer, pn_tensor *hidden);
+
+// What one decoder layer writes: the normalized input, the mixer's output y, the residual after the mixer,
+// the MLP's normalized input, gate, up and their product h. Training keeps them for the backward;
+// generation passes shared scratch, with xmid and the output aliasing the input (it runs in place).
+typedef struct pn_layer_bufs {
+    pn_tensor xn1, y, xmid, xn2, gate, up, h;
+} pn_layer_bufs;
 
 
 typedef struct pn_model {
@@ -43,7 +52,10 @@ typedef struct pn_model {
     // With check_finite (set from PN_CHECK_FINITE=1 at load, or by the caller), every layer's output is
     // checked for NaN/Inf and the forward fails naming the first layer that produced one.
     int check_finite;
-    pn_tensor ids, x, xn, tmp, q, k, v, att, gate, up, logits;
+    pn_tensor ids, x, xn, tmp, gate, up, logits;
+    // the tap (NULL: none) and its context
+    pn_tap_fn tap;
+    void *tap_ctx;
     // generation scratch of the linear blocks, one set per block type (layer l uses iscr[l])
     pn_tensor (*iscr_pool)[PN_BLOCK_MAX_ACTS];
     pn_tensor **iscr;
@@ -53,13 +65,12 @@ typedef struct pn_model {
     struct pn_train_plan *train;
 } pn_model;
 
-// The decode state of B sequences: per attention layer its KV cache, per linear-block layer its recurrent
-// state and convolution history (the block's state() tensors, zero at len 0).
+// The decode state of B sequences: per layer its block's state() tensors (attention: K and V caches [B, cap,
+// Hkv, D]; a linear block: its recurrent state and convolution history), zero at len 0.
 typedef struct pn_kvcache {
     int B, cap, len;
     pn_arena arena;
-    pn_tensor *k, *v;                     // per layer [B, cap, Hkv, D] (attention layers)
-    pn_tensor (*st)[PN_BLOCK_MAX_STATE]; // per layer (linear blocks)
+    pn_tensor (*st)[PN_BLOCK_MAX_STATE]; // per layer
 } pn_kvcache;
 
 // The parameter list of a config in checkpoint order (m may be NULL: then dst is NULL). Returns the count;
@@ -82,6 +93,15 @@ size_t pn_kvcache_bytes(const pn_model_config *cfg, int B, int cap, pn_device de
 // error set on a token id outside the vocabulary or a cache overflow.
 int pn_model_forward(pn_model *m, pn_kvcache *cache, const int32_t *ids_host, int B, int T);
 
+// One decoder layer, the only place its math is written (generation and training both call it):
+//   x_mid = x + mixer(norm1(x));   out = x_mid + down(silu(gate(n2)) * up(n2)),  n2 = norm2(x_mid).
+// Generation (state != NULL): the mixer continues its decode state (KV cache or recurrent state) with
+// `scratch`, for ctx->B sequences of ctx->T new tokens at ctx->pos0. Training (state NULL): the mixer keeps
+// its activations in blk. out NULL: stop after h (a recomputed layer's backward needs no output). Calls the
+// tap with "layer_out". 0, or -1 with the error set (naming the layer).
+int pn_layer_forward(const pn_model *m, int l, const pn_tensor *x, pn_tensor *out, pn_layer_bufs *b, pn_tensor *blk,
+                     pn_tensor *state, pn_tensor *scratch, const pn_block_ctx *ctx);
+
 // ---- training (src/pn_train.c) ----
 // Gradient buffers (F32, zeroed) for the parameters whose trainable[i] is non-zero (indices into
 // param_list); every other parameter is frozen: no buffer, no gradient computed, but gradients still flow
@@ -94,6 +114,7 @@ void pn_model_grads_zero(pn_model *m);
 // activations there (all such layers share one set of buffers); otherwise it keeps all of them.
 typedef struct pn_train_opts {
     const uint8_t *recompute; // n_layers flags, or NULL = keep everything
+    int no_logits;            // stop at the final norm's output: no [N, V] logits (the loss fuses the head)
 } pn_train_opts;
 // Plan the training memory for batches of up to max_B x max_T tokens (packed batches: max_B = 1): per-layer
 // inputs, kept activations, the shared recompute buffers, backward scratch and all-position logits. Reports
@@ -106,9 +127,21 @@ size_t pn_model_train_bytes(const pn_model *m);
 // error set (bad ids or offsets, a block refusing its input, NaN/Inf under check_finite naming the layer).
 int pn_model_forward_train(pn_model *m, const int32_t *ids_host, int B, int T, const int32_t *cu_seqlens_host,
                            int n_seqs);
-pn_tensor pn_model_train_logits(const pn_model *m);
+pn_tensor pn_model_train_logits(const pn_model *m); // planned unless no_logits
+// The final hidden state (after the final norm: the LM head's input) [B T, hidden], and layer l's output
+// (l = -1: the embeddings) of the last training forward, on the device.
+pn_tensor pn_model_train_hidden(const pn_model *m);
+pn_tensor pn_model_train_layer_out(const pn_model *m, int l);
 // Backward of the last pn_model_forward_train from dlogits [B T, V] (activation dtype, on the device):
 // accumulates the trainable parameters' gradients. 0, or -1 with the error set.
 int pn_model_backward(pn_model *m, const pn_tensor *dlogits);
+// The same from the gradient of the final hidden state [B T, hidden] (the loss module owns the LM head).
+int pn_model_backward_hidden(pn_model *m, const pn_tensor *dhidden);
+// Per-layer entry points (local, layer-wise distillation: each layer takes the teacher's input to it and is
+// trained to reproduce the teacher's output). After a pn_model_forward_train has set the batch: run layer l
+// from x_in [B T, hidden] (its output: pn_model_train_layer_out(m, l)); and its backward alone from dout =
+// dL/d(output), accumulating its parameters' gradients, dx (NULL: not needed) receiving dL/d(x_in).
+int pn_model_layer_forward_train(pn_model *m, int l, const pn_tensor *x_in);
+int pn_model_layer_backward(pn_model *m, int l, const pn_tensor *dout, pn_tensor *dx);
 
 #endif

@@ -35,6 +35,7 @@ struct pn_train_plan {
     size_t bytes;
     pn_arena arena;
     uint8_t *recompute;
+    int logits_planned; // the head's [N, V] logits exist only when asked for (the loss module fuses the head)
     pn_tensor ids, cu;      // I32 [N], [N + 1]
     pn_tensor *xs;          // n_layers + 1 layer inputs (xs[L]: the last layer's output)
     pn_tensor xnf, logits;  // final norm output, logits [N, V]
@@ -137,7 +138,7 @@ static void plan_layout(carver *cv, struct pn_train_plan *tp, pn_model *m, int64
     tp->cu = carve(cv, PN_I32, 1, N + 1);
     for (int l = 0; l <= c->n_layers; l++) tp->xs[l] = carve(cv, act, N, c->hidden);
     tp->xnf = carve(cv, act, N, c->hidden);
-    tp->logits = carve(cv, act, N, c->vocab);
+    if (tp->logits_planned) tp->logits = carve(cv, act, N, c->vocab);
     tp->yb = carve(cv, act, N, c->hidden);
     tp->dres = carve(cv, act, N, c->hidden);
     tp->dtmp = carve(cv, act, N, c->hidden);
@@ -171,6 +172,7 @@ int pn_model_train_plan(pn_model *m, int max_B, int max_T, const pn_train_opts *
     tp->max_B = max_B, tp->max_T = max_T;
     tp->recompute = pn_calloc((size_t)c->n_layers, 1);
     if (o && o->recompute) memcpy(tp->recompute, o->recompute, (size_t)c->n_layers);
+    tp->logits_planned = !(o && o->no_logits);
     tp->xs = pn_calloc((size_t)c->n_layers + 1, sizeof(pn_tensor));
     tp->own = pn_calloc((size_t)c->n_layers, sizeof(layer_acts));
     tp->cu_host = pn_calloc((size_t)max_B * (size_t)max_T + 1, sizeof(int32_t)); // a packed batch may hold B T tokens
@@ -193,8 +195,18 @@ int pn_model_train_plan(pn_model *m, int max_B, int max_T, const pn_train_opts *
 size_t pn_model_train_bytes(const pn_model *m) { return m->train ? m->train->bytes : 0; }
 
 pn_tensor pn_model_train_logits(const pn_model *m) {
-    PN_ASSERT(m->train && m->train->ran);
+    PN_ASSERT(m->train && m->train->ran && m->train->logits_planned);
     return pn_rows(&m->train->logits, 0, (int64_t)m->train->B * m->train->T);
+}
+
+pn_tensor pn_model_train_hidden(const pn_model *m) {
+    PN_ASSERT(m->train && m->train->ran);
+    return pn_rows(&m->train->xnf, 0, (int64_t)m->train->B * m->train->T);
+}
+
+pn_tensor pn_model_train_layer_out(const pn_model *m, int l) {
+    PN_ASSERT(m->train && l >= -1 && l < m->cfg.n_layers);
+    return pn_rows(&m->train->xs[l + 1], 0, (int64_t)m->train->B * m->train->T);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -219,31 +231,16 @@ static pn_block_ctx ctx_of(const pn_model *m, const struct pn_train_plan *tp, pn
                           .inv_freq = &m->inv_freq, .rms_eps = m->cfg.rms_eps};
 }
 
-// Layer l from its input xs[l] into A (and, with write_out, its output xs[l + 1]).
+// Layer l from its input xs[l] into A (and, with write_out, its output xs[l + 1]): pn_layer_forward with the
+// layer's kept buffers.
 static int layer_forward(pn_model *m, int l, layer_acts *A, int write_out, const pn_block_ctx *ctx) {
     struct pn_train_plan *tp = m->train;
-    const pn_model_config *c = &m->cfg;
-    const pn_layer *L = &m->layers[l];
     const int64_t N = ctx->B * ctx->T;
-    pn_tensor x = pn_rows(&tp->xs[l], 0, N), xn1 = pn_rows(&A->xn1, 0, N), xmid = pn_rows(&A->xmid, 0, N);
-    pn_tensor xn2 = pn_rows(&A->xn2, 0, N), gate = pn_rows(&A->gate, 0, N), up = pn_rows(&A->up, 0, N);
-    pn_tensor h = pn_rows(&A->h, 0, N), yb = pn_rows(&tp->yb, 0, N);
-    pn_op_rmsnorm(&xn1, &x, &L->in_norm, c->rms_eps);
-    if (L->bt->forward(&L->bc, L->bp, A->blk, &xn1, &yb, ctx))
-        return pn_error_prefix("layer %d (%s)", l, L->bt->name);
-    pn_op_copy(&xmid, &x);
-    pn_op_add(&xmid, &yb);
-    pn_op_rmsnorm(&xn2, &xmid, &L->post_norm, c->rms_eps);
-    pn_op_matmul(&gate, &xn2, &L->gate_w, NULL);
-    pn_op_matmul(&up, &xn2, &L->up_w, NULL);
-    pn_op_swiglu(&h, &gate, &up);
-    if (write_out) {
-        pn_tensor out = pn_rows(&tp->xs[l + 1], 0, N);
-        pn_op_matmul(&yb, &h, &L->down_w, NULL);
-        pn_op_copy(&out, &xmid);
-        pn_op_add(&out, &yb);
-    }
-    return 0;
+    pn_tensor x = pn_rows(&tp->xs[l], 0, N), out = pn_rows(&tp->xs[l + 1], 0, N);
+    pn_layer_bufs b = {.xn1 = pn_rows(&A->xn1, 0, N), .y = pn_rows(&tp->yb, 0, N), .xmid = pn_rows(&A->xmid, 0, N),
+                       .xn2 = pn_rows(&A->xn2, 0, N), .gate = pn_rows(&A->gate, 0, N), .up = pn_rows(&A->up, 0, N),
+                       .h = pn_rows(&A->h, 0, N)};
+    return pn_layer_forward(m, l, &x, write_out ? &out : NULL, &b, A->blk, NULL, NULL, ctx);
 }
 
 static int check_offsets(const int32_t *cu, int n_seqs, int B, int T) {
@@ -287,20 +284,15 @@ int pn_model_forward_train(pn_model *m, const int32_t *ids_host, int B, int T, c
     const pn_block_ctx ctx = ctx_of(m, tp, &cu);
     pn_tensor x0 = pn_rows(&tp->xs[0], 0, N);
     pn_op_embedding(&x0, &ids, &m->embed);
-    for (int l = 0; l < c->n_layers; l++) {
+    if (m->tap && m->tap(m->tap_ctx, "embed", -1, &x0)) return pn_error_prefix("tap after the embeddings");
+    for (int l = 0; l < c->n_layers; l++)
         if (layer_forward(m, l, acts_of(tp, m, l), 1, &ctx)) return -1;
-        if (m->check_finite) {
-            pn_tensor out = pn_rows(&tp->xs[l + 1], 0, N);
-            const int64_t bad = pn_op_count_nonfinite(&out);
-            if (bad)
-                return pn_errorf("layer %d (%s): %lld non-finite values (NaN/Inf) in its output", l, m->layers[l].bt->name,
-                                 (long long)bad);
-        }
-    }
     pn_tensor xl = pn_rows(&tp->xs[c->n_layers], 0, N), xnf = pn_rows(&tp->xnf, 0, N);
-    pn_tensor logits = pn_rows(&tp->logits, 0, N);
     pn_op_rmsnorm(&xnf, &xl, &m->final_norm, c->rms_eps);
-    pn_op_matmul(&logits, &xnf, &m->lm_head, NULL);
+    if (tp->logits_planned) {
+        pn_tensor logits = pn_rows(&tp->logits, 0, N);
+        pn_op_matmul(&logits, &xnf, &m->lm_head, NULL);
+    }
     tp->ran = 1;
     return 0;
 }
@@ -321,59 +313,113 @@ static int lowest_trainable_layer(const pn_model *m) {
     return m->cfg.n_layers;
 }
 
-int pn_model_backward(pn_model *m, const pn_tensor *dlogits) {
+// The one place a layer's backward is written: from dres = dL/d(out_l) (in place: on return dres holds
+// dL/dx_l), parameter gradients accumulating. A recomputed layer re-runs its forward from xs[l] first.
+static int backward_layer(pn_model *m, int l, pn_tensor *dres, const pn_block_ctx *ctx) {
+    struct pn_train_plan *tp = m->train;
+    const pn_model_config *c = &m->cfg;
+    const int64_t N = ctx->B * ctx->T;
+    pn_layer *L = &m->layers[l];
+    layer_acts *A = acts_of(tp, m, l);
+    if (tp->recompute[l] && layer_forward(m, l, A, 0, ctx)) return -1;
+    pn_tensor dtmp = pn_rows(&tp->dtmp, 0, N), dxn = pn_rows(&tp->dxn, 0, N);
+    pn_tensor dh = pn_rows(&tp->dh, 0, N), dgate = pn_rows(&tp->dgate, 0, N), dup = pn_rows(&tp->dup, 0, N);
+    pn_tensor x = pn_rows(&tp->xs[l], 0, N), xn1 = pn_rows(&A->xn1, 0, N), xmid = pn_rows(&A->xmid, 0, N);
+    pn_tensor xn2 = pn_rows(&A->xn2, 0, N), gate = pn_rows(&A->gate, 0, N), up = pn_rows(&A->up, 0, N);
+    pn_tensor h = pn_rows(&A->h, 0, N);
+    // MLP (dres is dL/dx_next)
+    pn_op_matmul_bwd(&dh, grad_of(&L->g_down_w), NULL, dres, &h, &L->down_w, 0);
+    pn_op_swiglu_bwd(&dgate, &dup, &dh, &gate, &up);
+    pn_op_matmul_bwd(&dxn, grad_of(&L->g_gate_w), NULL, &dgate, &xn2, &L->gate_w, 0);
+    pn_op_matmul_bwd(&dxn, grad_of(&L->g_up_w), NULL, &dup, &xn2, &L->up_w, 1);
+    pn_op_rmsnorm_bwd(&dtmp, grad_of(&L->g_post_norm), &dxn, &xmid, &L->post_norm, c->rms_eps);
+    pn_op_add(dres, &dtmp); // dL/dx_mid
+    // token mixer
+    if (L->bt->backward(&L->bc, L->bp, L->gbp, A->blk, scratch_of(tp, m, l), &xn1, dres, &dxn, ctx))
+        return pn_error_prefix("layer %d (%s) backward", l, L->bt->name);
+    pn_op_rmsnorm_bwd(&dtmp, grad_of(&L->g_in_norm), &dxn, &x, &L->in_norm, c->rms_eps);
+    pn_op_add(dres, &dtmp); // dL/dx_l
+    if (m->check_finite) {
+        const int64_t bad = pn_op_count_nonfinite(dres);
+        if (bad)
+            return pn_errorf("layer %d (%s) backward: %lld non-finite values (NaN/Inf) in its input gradient", l, L->bt->name,
+                             (long long)bad);
+    }
+    return 0;
+}
+
+// A gradient handed in: [N, hidden] in the model's activation dtype and device.
+static int check_grad_in(const pn_model *m, const pn_tensor *g, int64_t N, int64_t cols, const char *what) {
+    if (g->ndim == 2 && g->shape[0] == N && g->shape[1] == cols && g->dtype == m->dtype && g->device == m->device) return 0;
+    char s[96];
+    return pn_errorf("backward: %s is %s %s on %s, expected [%lld, %lld] %s on %s", what, pn_dtype_name(g->dtype),
+                     pn_shape_str(g, s, sizeof s), pn_device_name(g->device), (long long)N, (long long)cols,
+                     pn_dtype_name(m->dtype), pn_device_name(m->device));
+}
+
+static pn_block_ctx backward_ctx(pn_model *m, pn_tensor *cu) {
+    struct pn_train_plan *tp = m->train;
+    *cu = tp->n_seqs ? pn_reshape(&tp->cu, 1, (int64_t[]){pn_numel(&tp->cu)}) : (pn_tensor){0};
+    if (tp->n_seqs) *cu = pn_rows(cu, 0, tp->n_seqs + 1);
+    return ctx_of(m, tp, cu);
+}
+
+int pn_model_backward_hidden(pn_model *m, const pn_tensor *dhidden) {
     struct pn_train_plan *tp = m->train;
     const pn_model_config *c = &m->cfg;
     if (!tp || !tp->ran) return pn_errorf("backward: no training forward to differentiate");
     const int64_t N = (int64_t)tp->B * tp->T;
-    if (dlogits->ndim != 2 || dlogits->shape[0] != N || dlogits->shape[1] != c->vocab || dlogits->dtype != m->dtype ||
-        dlogits->device != m->device) {
-        char s[96];
-        return pn_errorf("backward: dlogits is %s %s on %s, expected [%lld, %d] %s on %s", pn_dtype_name(dlogits->dtype),
-                         pn_shape_str(dlogits, s, sizeof s), pn_device_name(dlogits->device), (long long)N, c->vocab,
-                         pn_dtype_name(m->dtype), pn_device_name(m->device));
-    }
-    pn_tensor cu = tp->n_seqs ? pn_reshape(&tp->cu, 1, (int64_t[]){pn_numel(&tp->cu)}) : (pn_tensor){0};
-    if (tp->n_seqs) cu = pn_rows(&cu, 0, tp->n_seqs + 1);
-    const pn_block_ctx ctx = ctx_of(m, tp, &cu);
-    pn_tensor dres = pn_rows(&tp->dres, 0, N), dtmp = pn_rows(&tp->dtmp, 0, N), dxn = pn_rows(&tp->dxn, 0, N);
-    pn_tensor dh = pn_rows(&tp->dh, 0, N), dgate = pn_rows(&tp->dgate, 0, N), dup = pn_rows(&tp->dup, 0, N);
-    pn_tensor xnf = pn_rows(&tp->xnf, 0, N), xl = pn_rows(&tp->xs[c->n_layers], 0, N);
-
-    pn_tensor *g_head = grad_of(c->tie_embeddings ? &m->g_embed : &m->g_lm_head);
-    pn_op_matmul_bwd(&dxn, g_head, NULL, dlogits, &xnf, &m->lm_head, 0);
-    pn_op_rmsnorm_bwd(&dres, grad_of(&m->g_final_norm), &dxn, &xl, &m->final_norm, c->rms_eps);
+    if (check_grad_in(m, dhidden, N, c->hidden, "dhidden")) return -1;
+    pn_tensor cu;
+    const pn_block_ctx ctx = backward_ctx(m, &cu);
+    pn_tensor dres = pn_rows(&tp->dres, 0, N), xl = pn_rows(&tp->xs[c->n_layers], 0, N);
+    pn_op_rmsnorm_bwd(&dres, grad_of(&m->g_final_norm), dhidden, &xl, &m->final_norm, c->rms_eps);
     const int lo = lowest_trainable_layer(m);
-    for (int l = c->n_layers - 1; l >= lo; l--) {
-        pn_layer *L = &m->layers[l];
-        layer_acts *A = acts_of(tp, m, l);
-        if (tp->recompute[l] && layer_forward(m, l, A, 0, &ctx)) return -1;
-        pn_tensor x = pn_rows(&tp->xs[l], 0, N), xn1 = pn_rows(&A->xn1, 0, N), xmid = pn_rows(&A->xmid, 0, N);
-        pn_tensor xn2 = pn_rows(&A->xn2, 0, N), gate = pn_rows(&A->gate, 0, N), up = pn_rows(&A->up, 0, N);
-        pn_tensor h = pn_rows(&A->h, 0, N);
-        // MLP (dres is dL/dx_next)
-        pn_op_matmul_bwd(&dh, grad_of(&L->g_down_w), NULL, &dres, &h, &L->down_w, 0);
-        pn_op_swiglu_bwd(&dgate, &dup, &dh, &gate, &up);
-        pn_op_matmul_bwd(&dxn, grad_of(&L->g_gate_w), NULL, &dgate, &xn2, &L->gate_w, 0);
-        pn_op_matmul_bwd(&dxn, grad_of(&L->g_up_w), NULL, &dup, &xn2, &L->up_w, 1);
-        pn_op_rmsnorm_bwd(&dtmp, grad_of(&L->g_post_norm), &dxn, &xmid, &L->post_norm, c->rms_eps);
-        pn_op_add(&dres, &dtmp); // dL/dx_mid
-        // token mixer
-        if (L->bt->backward(&L->bc, L->bp, L->gbp, A->blk, scratch_of(tp, m, l), &xn1, &dres, &dxn, &ctx))
-            return pn_error_prefix("layer %d (%s) backward", l, L->bt->name);
-        pn_op_rmsnorm_bwd(&dtmp, grad_of(&L->g_in_norm), &dxn, &x, &L->in_norm, c->rms_eps);
-        pn_op_add(&dres, &dtmp); // dL/dx_l
-        if (m->check_finite) {
-            const int64_t bad = pn_op_count_nonfinite(&dres);
-            if (bad)
-                return pn_errorf("layer %d (%s) backward: %lld non-finite values (NaN/Inf) in its input gradient", l,
-                                 m->layers[l].bt->name, (long long)bad);
-        }
-    }
+    for (int l = c->n_layers - 1; l >= lo; l--)
+        if (backward_layer(m, l, &dres, &ctx)) return -1;
     if (m->g_embed.data && lo == 0) {
         pn_tensor ids = pn_reshape(&tp->ids, 1, (int64_t[]){pn_numel(&tp->ids)});
         ids = pn_rows(&ids, 0, N);
         pn_op_embedding_bwd(&m->g_embed, &ids, &dres);
     }
+    return 0;
+}
+
+int pn_model_backward(pn_model *m, const pn_tensor *dlogits) {
+    struct pn_train_plan *tp = m->train;
+    const pn_model_config *c = &m->cfg;
+    if (!tp || !tp->ran) return pn_errorf("backward: no training forward to differentiate");
+    const int64_t N = (int64_t)tp->B * tp->T;
+    if (check_grad_in(m, dlogits, N, c->vocab, "dlogits")) return -1;
+    pn_tensor dxnf = pn_rows(&tp->dxn, 0, N), xnf = pn_rows(&tp->xnf, 0, N);
+    // dxn is free until the first layer's backward: the head's input gradient goes there (the final norm's
+    // backward reads it before any layer writes dxn).
+    pn_op_matmul_bwd(&dxnf, grad_of(c->tie_embeddings ? &m->g_embed : &m->g_lm_head), NULL, dlogits, &xnf, &m->lm_head, 0);
+    return pn_model_backward_hidden(m, &dxnf);
+}
+
+int pn_model_layer_forward_train(pn_model *m, int l, const pn_tensor *x_in) {
+    struct pn_train_plan *tp = m->train;
+    if (!tp || !tp->ran) return pn_errorf("layer forward: run pn_model_forward_train first (it sets the batch)");
+    if (l < 0 || l >= m->cfg.n_layers) return pn_errorf("layer forward: no layer %d", l);
+    const int64_t N = (int64_t)tp->B * tp->T;
+    if (check_grad_in(m, x_in, N, m->cfg.hidden, "the layer input")) return -1;
+    pn_tensor x = pn_rows(&tp->xs[l], 0, N), cu;
+    if (x_in->data != x.data) pn_op_copy(&x, x_in);
+    const pn_block_ctx ctx = backward_ctx(m, &cu);
+    return layer_forward(m, l, acts_of(tp, m, l), 1, &ctx);
+}
+
+int pn_model_layer_backward(pn_model *m, int l, const pn_tensor *dout, pn_tensor *dx) {
+    struct pn_train_plan *tp = m->train;
+    if (!tp || !tp->ran) return pn_errorf("layer backward: no training forward to differentiate");
+    if (l < 0 || l >= m->cfg.n_layers) return pn_errorf("layer backward: no layer %d", l);
+    const int64_t N = (int64_t)tp->B * tp->T;
+    if (check_grad_in(m, dout, N, m->cfg.hidden, "dout") || (dx && check_grad_in(m, dx, N, m->cfg.hidden, "dx"))) return -1;
+    pn_tensor dres = pn_rows(&tp->dres, 0, N), cu;
+    pn_op_copy(&dres, dout);
+    const pn_block_ctx ctx = backward_ctx(m, &cu);
+    if (backward_layer(m, l, &dres, &ctx)) return -1;
+    if (dx) pn_op_copy(dx, &dres);
     return 0;
 }

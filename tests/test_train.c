@@ -310,6 +310,8 @@ static void check_against_torch(const char *root, const char *name, int is_hybri
 
 // Finite differences of L = sum(logits * R) on the CPU (fp32 model, loss summed in double) against the
 // backward, on a hybrid made by postnas-mkckpt with every block type: an oracle independent of torch.
+static void check_entry_points(pn_model *m, const int32_t *ids, int B, int T);
+
 static double loss_of(pn_model *m, const int32_t *ids, int B, int T, const float *R, float *buf) {
     if (pn_model_forward_train(m, ids, B, T, NULL, 0)) return NAN;
     pn_tensor lt = pn_model_train_logits(m);
@@ -384,11 +386,152 @@ static void check_finite_differences(const char *mkckpt) {
     printf("finite differences (cpu, fp32 model): directional derivatives of %d parameter tensors, worst relative "
            "error %.2e (%s)\n", m.nparams, worst, wname);
     CHECK(worst <= 0.03, "finite differences: %s %.3e", wname, worst);
+    check_entry_points(&m, ids, B, T);
     free(R), free(buf);
     pn_arena_free(&a);
     pn_model_free(&m);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The entry points the trainer and the search use, on the same every-block-type CPU hybrid: backward from
+// the final hidden state (the loss module owns the head) equals backward from the logits; a plan without
+// logits gives the same hidden state; one layer run from its recorded input reproduces its output; one
+// layer's backward against finite differences of a local loss (its parameters and its input); taps see
+// every layer in generation and training and can overwrite the hidden state.
+
+typedef struct {
+    int calls, embed, last_layer;
+    int zero_layer; // >= 0: overwrite that layer's output with zeros
+} tap_log;
+
+static int record_tap(void *ctx, const char *name, int layer, pn_tensor *h) {
+    tap_log *t = ctx;
+    t->calls++;
+    t->embed += !strcmp(name, "embed") && layer == -1;
+    if (!strcmp(name, "layer_out")) t->last_layer = layer;
+    if (layer == t->zero_layer && !strcmp(name, "layer_out")) pn_backend_get(h->device)->memset0(h->data, pn_nbytes(h));
+    return 0;
+}
+
+static float **grads_snapshot(const pn_model *m) { return grads_host(m); }
+
+static void check_entry_points(pn_model *m, const int32_t *ids, int B, int T) {
+    const int64_t N = (int64_t)B * T, H = m->cfg.hidden, V = m->cfg.vocab;
+    pn_arena a;
+    CHECK(pn_arena_init(&a, PN_CPU, pn_arena_need(PN_F32, 2, (int64_t[]){N, V}) + 4 * pn_arena_need(PN_F32, 2, (int64_t[]){N, H})) == 0,
+          "arena");
+    pn_tensor dl = pn_arena_tensor(&a, PN_F32, 2, (int64_t[]){N, V}), dh = pn_arena_tensor(&a, PN_F32, 2, (int64_t[]){N, H});
+    pn_tensor u = pn_arena_tensor(&a, PN_F32, 2, (int64_t[]){N, H}), dx = pn_arena_tensor(&a, PN_F32, 2, (int64_t[]){N, H});
+    pn_tensor xin = pn_arena_tensor(&a, PN_F32, 2, (int64_t[]){N, H});
+    float *R = dl.data;
+    for (int64_t i = 0; i < N * V; i++) R[i] = pn_rng_normal(23, 0, (uint64_t)i);
+    // 1. backward(dlogits) vs backward_hidden(dlogits · W_head)
+    pn_model_grads_zero(m);
+    CHECK(pn_model_forward_train(m, ids, B, T, NULL, 0) == 0 && pn_model_backward(m, &dl) == 0, "%s", pn_last_error());
+    float **g1 = grads_snapshot(m);
+    pn_tensor hid = pn_model_train_hidden(m);
+    float *h1 = pn_malloc(sizeof(float) * (size_t)(N * H));
+    memcpy(h1, hid.data, sizeof(float) * (size_t)(N * H));
+    const float *W = m->lm_head.data;
+    float *D = dh.data;
+    for (int64_t i = 0; i < N; i++)
+        for (int64_t k = 0; k < H; k++) {
+            double s = 0;
+            for (int64_t v = 0; v < V; v++) s += (double)R[i * V + v] * W[v * H + k];
+            D[i * H + k] = (float)s;
+        }
+    pn_model_grads_zero(m);
+    CHECK(pn_model_forward_train(m, ids, B, T, NULL, 0) == 0 && pn_model_backward_hidden(m, &dh) == 0, "%s", pn_last_error());
+    float **g2 = grads_snapshot(m);
+    double worst = 0;
+    for (int i = 0; i < m->nparams; i++) {
+        if (!g1[i] || !g2[i] || !strcmp(m->param_list[i].name, "lm_head.weight")) continue;
+        const double e = rel_err(g2[i], g1[i], pn_param_numel(&m->param_list[i]));
+        worst = e > worst ? e : worst;
+    }
+    printf("entry points: backward from the final hidden state vs from the logits: worst gradient rel err %.2g\n", worst);
+    CHECK(worst < 1e-5, "backward_hidden vs backward: %g", worst);
+    grads_free(m, g1), grads_free(m, g2);
+    // 2. a plan without logits: the same hidden state
+    pn_train_opts o = {.no_logits = 1};
+    CHECK(pn_model_train_plan(m, B, T, &o) == 0 && pn_model_forward_train(m, ids, B, T, NULL, 0) == 0, "%s", pn_last_error());
+    hid = pn_model_train_hidden(m);
+    CHECK(!memcmp(hid.data, h1, sizeof(float) * (size_t)(N * H)), "no_logits plan: hidden state differs");
+    free(h1);
+    // 3. one layer from its recorded input reproduces its output
+    const int l = 2;
+    pn_tensor in = pn_model_train_layer_out(m, l - 1), out = pn_model_train_layer_out(m, l);
+    float *o_ref = pn_malloc(sizeof(float) * (size_t)(N * H));
+    memcpy(o_ref, out.data, sizeof(float) * (size_t)(N * H));
+    memcpy(xin.data, in.data, sizeof(float) * (size_t)(N * H));
+    CHECK(pn_model_layer_forward_train(m, l, &xin) == 0 && !memcmp(pn_model_train_layer_out(m, l).data, o_ref, sizeof(float) * (size_t)(N * H)),
+          "layer %d rerun from its input: %s", l, pn_last_error());
+    free(o_ref);
+    // 4. one layer's backward vs finite differences of L = sum(out_l * U) (its parameters, its input)
+    float *U = u.data;
+    for (int64_t i = 0; i < N * H; i++) U[i] = pn_rng_normal(29, 0, (uint64_t)i);
+    pn_model_grads_zero(m);
+    CHECK(pn_model_layer_backward(m, l, &u, &dx) == 0, "%s", pn_last_error());
+    float *x0 = pn_malloc(sizeof(float) * (size_t)(N * H));
+    memcpy(x0, xin.data, sizeof(float) * (size_t)(N * H));
+    double fd_worst = 0;
+    char wname[96] = "-";
+    for (int i = -1; i < m->nparams; i++) { // i = -1: the input
+        float *w, *g;
+        int64_t n;
+        if (i < 0) {
+            w = xin.data, g = dx.data, n = N * H;
+        } else {
+            const pn_param *p = &m->param_list[i];
+            char pre[32];
+            snprintf(pre, sizeof pre, "model.layers.%d.", l);
+            if (strncmp(p->name, pre, strlen(pre)) || p->kind == PN_PARAM_ZERO || !p->grad->data) continue;
+            w = p->dst->data, g = p->grad->data, n = pn_param_numel(p);
+        }
+        float *w0 = pn_malloc(sizeof(float) * (size_t)n), *dir = pn_malloc(sizeof(float) * (size_t)n);
+        memcpy(w0, w, sizeof(float) * (size_t)n);
+        double gu = 0, Lpm[2];
+        for (int64_t j = 0; j < n; j++) dir[j] = pn_rng_normal(31, (uint64_t)(i + 1), (uint64_t)j), gu += (double)g[j] * dir[j];
+        for (int k = 0; k < 2; k++) {
+            const float hstep = k ? -1e-3f : 1e-3f;
+            for (int64_t j = 0; j < n; j++) w[j] = w0[j] + hstep * dir[j];
+            pn_model_layer_forward_train(m, l, &xin);
+            const float *y = pn_model_train_layer_out(m, l).data;
+            double L = 0;
+            for (int64_t j = 0; j < N * H; j++) L += (double)y[j] * U[j];
+            Lpm[k] = L;
+        }
+        memcpy(w, w0, sizeof(float) * (size_t)n);
+        const double fd = (Lpm[0] - Lpm[1]) / 2e-3, e = fabs(fd - gu) / (fabs(fd) + fabs(gu) + 1e-6);
+        if (e > fd_worst) fd_worst = e, snprintf(wname, sizeof wname, "%s", i < 0 ? "the layer input" : m->param_list[i].name);
+        free(w0), free(dir);
+    }
+    memcpy(xin.data, x0, sizeof(float) * (size_t)(N * H));
+    free(x0);
+    printf("entry points: layer %d (%s) backward alone vs finite differences: worst %.2e (%s)\n", l, m->layers[l].bt->name,
+           fd_worst, wname);
+    CHECK(fd_worst < 0.02, "layer backward: %s %.3e", wname, fd_worst);
+    // 5. taps: every layer seen, in training and in generation; a write reaches the output
+    tap_log t = {.zero_layer = -1};
+    m->tap = record_tap, m->tap_ctx = &t;
+    CHECK(pn_model_forward_train(m, ids, B, T, NULL, 0) == 0 && t.calls == m->cfg.n_layers + 1 && t.embed == 1 &&
+              t.last_layer == m->cfg.n_layers - 1,
+          "training taps: %d calls", t.calls);
+    pn_kvcache kc;
+    t = (tap_log){.zero_layer = m->cfg.n_layers - 1};
+    int ok = pn_model_plan(m, B, T, 1) == 0 && pn_kvcache_init(&kc, m, B, T) == 0;
+    CHECK(ok && pn_model_forward(m, &kc, ids, B, T) == 0 && t.calls == m->cfg.n_layers + 1, "generation taps: %d", t.calls);
+    if (ok) {
+        float mx = 0; // the last layer's output zeroed by the tap: the final norm of 0 is 0, so are the logits
+        const float *lg = m->logits.data;
+        for (int64_t i = 0; i < N * V; i++) mx = fabsf(lg[i]) > mx ? fabsf(lg[i]) : mx;
+        CHECK(mx == 0, "a tap's write must reach the logits (max |logit| %g)", mx);
+        pn_kvcache_free(&kc);
+    }
+    m->tap = NULL;
+    pn_arena_free(&a);
 }
 
 int main(int argc, char **argv) {

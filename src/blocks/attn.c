@@ -183,7 +183,60 @@ static int backward_attn(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *g
     return 0;
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Generation: the KV cache is the decode state (K and V [B, cap, kv heads, D], keys after RoPE). New tokens
+// at positions pos0.. are projected, normed (Qwen3), rotated, appended, and attend to everything cached
+// (swa: the last `window` keys).
+
+enum { G_Q, G_K, G_V, G_ATT, G_COUNT };
+
+static int decode_state_attn(const pn_block_cfg *c, int64_t B, int64_t cap, pn_dtype act, pn_dtype *dt, int *ndim,
+                             int64_t (*shape)[4]) {
+    for (int i = 0; i < 2; i++) {
+        dt[i] = act, ndim[i] = 4;
+        shape[i][0] = B, shape[i][1] = cap, shape[i][2] = c->n_kv_heads, shape[i][3] = c->head_dim;
+    }
+    return 2;
+}
+
+static int infer_acts_attn(const pn_block_cfg *c, int64_t max_B, int64_t max_T, pn_dtype act, pn_dtype *dt,
+                           int64_t *rows, int64_t *cols) {
+    const int64_t Q = (int64_t)c->n_heads * c->head_dim, KV = (int64_t)c->n_kv_heads * c->head_dim;
+    const int64_t w[G_COUNT] = {Q, KV, KV, Q};
+    for (int i = 0; i < G_COUNT; i++) dt[i] = act, rows[i] = max_B * max_T, cols[i] = w[i];
+    return G_COUNT;
+}
+
+static int infer_attn(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *state, pn_tensor *scratch,
+                      const pn_tensor *x, pn_tensor *y, const pn_block_ctx *ctx) {
+    const attn_index ix = index_of(c);
+    const int64_t B = ctx->B, T = ctx->T, N = B * T, D = c->head_dim;
+    if (ctx->pos0 + T > state[0].shape[1])
+        return pn_errorf("KV cache full: %lld cached + %lld new tokens > capacity %lld", (long long)ctx->pos0, (long long)T,
+                         (long long)state[0].shape[1]);
+    pn_tensor q = pn_rows(&scratch[G_Q], 0, N), k = pn_rows(&scratch[G_K], 0, N), v = pn_rows(&scratch[G_V], 0, N);
+    pn_tensor att = pn_rows(&scratch[G_ATT], 0, N);
+    pn_tensor q4 = pn_reshape(&q, 4, (int64_t[]){B, T, c->n_heads, D}), k4 = pn_reshape(&k, 4, (int64_t[]){B, T, c->n_kv_heads, D});
+    pn_tensor v4 = pn_reshape(&v, 4, (int64_t[]){B, T, c->n_kv_heads, D}), att4 = pn_reshape(&att, 4, (int64_t[]){B, T, c->n_heads, D});
+    pn_op_matmul(&q, x, &p[ix.wq], opt(p, ix.bq));
+    pn_op_matmul(&k, x, &p[ix.wk], opt(p, ix.bk));
+    pn_op_matmul(&v, x, &p[ix.wv], opt(p, ix.bv));
+    if (c->qk_norm) { // Qwen3: per-head RMSNorm before RoPE
+        pn_op_rmsnorm(&q4, &q4, &p[ix.qn], ctx->rms_eps);
+        pn_op_rmsnorm(&k4, &k4, &p[ix.kn], ctx->rms_eps);
+    }
+    pn_op_rope(&q4, ctx->inv_freq, (int)ctx->pos0);
+    pn_op_rope(&k4, ctx->inv_freq, (int)ctx->pos0);
+    pn_op_kv_store(&state[0], &k4, (int)ctx->pos0);
+    pn_op_kv_store(&state[1], &v4, (int)ctx->pos0);
+    pn_op_attention(&att4, &q4, &state[0], &state[1], (int)ctx->pos0, window_of(c));
+    pn_op_matmul(y, &att, &p[ix.wo], opt(p, ix.bo));
+    return 0;
+}
+
 const pn_block_type pn_block_attn = {"attn", check_attn, params_attn, state_attn, flops_attn,
-                                     acts_attn, forward_attn, backward_attn, NULL, NULL, NULL};
+                                     acts_attn, forward_attn, backward_attn,
+                                     decode_state_attn, infer_acts_attn, infer_attn};
 const pn_block_type pn_block_swa = {"swa", check_swa, params_attn, state_swa, flops_swa,
-                                    acts_attn, forward_attn, backward_attn, NULL, NULL, NULL};
+                                    acts_attn, forward_attn, backward_attn,
+                                    decode_state_attn, infer_acts_attn, infer_attn};

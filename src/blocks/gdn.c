@@ -168,8 +168,9 @@ static int backward_gdn(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *gp
 
 enum { ST_S, ST_CQ, ST_CK, ST_CV, ST_COUNT };
 
-static int decode_state_gdn(const pn_block_cfg *c, int64_t B, pn_dtype act, pn_dtype *dt, int *ndim,
+static int decode_state_gdn(const pn_block_cfg *c, int64_t B, int64_t cap, pn_dtype act, pn_dtype *dt, int *ndim,
                             int64_t (*shape)[4]) {
+    (void)cap; // a recurrent state does not grow with the context
     const pn_lin_dims d = pn_lin_dims_of(c);
     const int64_t W1 = c->conv_size - 1, cols[3] = {d.key_dim, d.key_dim, d.value_dim};
     dt[ST_S] = PN_F32, ndim[ST_S] = 4;
@@ -189,9 +190,9 @@ static int infer_acts_gdn(const pn_block_cfg *c, int64_t max_B, int64_t max_T, p
 }
 
 static int infer_gdn(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *state, pn_tensor *scratch,
-                     const pn_tensor *x, pn_tensor *y, int64_t B, int64_t T) {
+                     const pn_tensor *x, pn_tensor *y, const pn_block_ctx *gctx) {
     const gdn_index ix = index_of(c);
-    const int64_t N = B * T;
+    const int64_t B = gctx->B, T = gctx->T, N = B * T;
     const pn_block_ctx ctx = {.B = B, .T = T};
     const int pj[3] = {A_PQ, A_PK, A_PV}, out[3] = {A_Q, A_K, A_V};
     const int wi[3] = {ix.wq, ix.wk, ix.wv}, ci[3] = {ix.cq, ix.ck, ix.cv};

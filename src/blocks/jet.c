@@ -165,8 +165,9 @@ static int backward_jet(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *gp
 
 enum { ST_S, ST_CV, ST_COUNT };
 
-static int decode_state_jet(const pn_block_cfg *c, int64_t B, pn_dtype act, pn_dtype *dt, int *ndim,
+static int decode_state_jet(const pn_block_cfg *c, int64_t B, int64_t cap, pn_dtype act, pn_dtype *dt, int *ndim,
                             int64_t (*shape)[4]) {
+    (void)cap; // a recurrent state does not grow with the context
     const pn_lin_dims d = pn_lin_dims_of(c);
     dt[ST_S] = PN_F32, ndim[ST_S] = 4;
     shape[ST_S][0] = B, shape[ST_S][1] = c->lin_heads, shape[ST_S][2] = c->lin_head_k, shape[ST_S][3] = d.head_v;
@@ -182,8 +183,8 @@ static int infer_acts_jet(const pn_block_cfg *c, int64_t max_B, int64_t max_T, p
 }
 
 static int infer_jet(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *state, pn_tensor *scratch,
-                     const pn_tensor *x, pn_tensor *y, int64_t B, int64_t T) {
-    const int64_t N = B * T;
+                     const pn_tensor *x, pn_tensor *y, const pn_block_ctx *gctx) {
+    const int64_t B = gctx->B, T = gctx->T, N = B * T;
     const pn_block_ctx ctx = {.B = B, .T = T};
     pn_tensor zq = ROWS(scratch[A_ZQ]), zk = ROWS(scratch[A_ZK]), q = ROWS(scratch[A_Q]), k = ROWS(scratch[A_K]);
     pn_op_matmul(&zq, x, &p[P_Q], NULL);
