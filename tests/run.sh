@@ -36,6 +36,9 @@ run_suite build
 echo "== ASan + UBSan build =="
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export PN_TEST_QUICK=1 # the sanitized run skips the largest parity inputs (the release run covers them)
+# ... and runs every CPU op on the thread pool, whatever its size (kernels/cpu/threads.c keeps small ops on
+# the calling thread otherwise, so the suite's small shapes would never run two threads at once).
+export PN_CPU_MIN_WORK=0 PN_CPU_ADAPT=0 OMP_NUM_THREADS=3
 run_suite build-asan -Dcuda=disabled -Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
 # Fuzzing: every libFuzzer target of tests/fuzz/ for PN_FUZZ_SECONDS (default 30) each, in build-fuzz/
 # (clang; about 4 minutes in all on 2 cores). Skipped, and said so, where clang has no libFuzzer.

@@ -5,8 +5,12 @@
 
 #include "../../src/pn_common.h"
 #include "cpu.h"
+#include "threads.h"
 
 static void *cpu_alloc(size_t n) {
+    // The first allocation (loading a model) starts the thread pool's bookkeeping, so that its first look at
+    // the machine's load (threads.c) spans the loading rather than the first ops.
+    (void)pn_cpu_threads();
     void *p = NULL;
     if (posix_memalign(&p, 256, n ? n : 256) != 0) return NULL;
     return p;

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "threads.h"
 
 // The first token of t's sequence: 0 without cu_seqlens, else the start of the segment holding t.
 static int64_t seq_start(const int32_t *cu, int nseq, int64_t t) {
@@ -32,33 +33,51 @@ static float dsilu(float z) { // d/dz z sigmoid(z)
     return s * (1.0f + z * (1.0f - s));
 }
 
-void pn_cpu_conv1d_fwd(float *y, const float *x, const float *w, const float *bias, const float *kdyn, int64_t B,
-                       int64_t T, int64_t C, int W, int act_silu, const int32_t *cu_seqlens, int n_seqs) {
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t t = 0; t < T; t++) {
-            const int64_t t0 = seq_start(cu_seqlens, n_seqs, t);
-            for (int64_t c = 0; c < C; c++) {
-                float z = bias ? bias[c] : 0.0f;
-                for (int j = 0; j < W; j++) {
-                    const int64_t src = t - (W - 1) + j;
-                    if (src < t0) continue;
-                    const float kw = kdyn ? kdyn[((b * T + t) * C + c) * W + j] : w[c * W + j];
-                    z += kw * x[(b * T + src) * C + c];
-                }
-                y[(b * T + t) * C + c] = act_silu ? silu(z) : z;
+typedef struct {
+    float *y, *dx, *dw, *dbias, *dkdyn;
+    const float *x, *w, *bias, *kdyn, *dy;
+    int64_t B, T, C;
+    int W, act_silu, n_seqs;
+    const int32_t *cu_seqlens;
+} conv_job;
+
+static void conv_fwd_range(void *p, int64_t r0, int64_t r1) { // rows r = b * T + t
+    const conv_job *cj = p;
+    float *y = cj->y;
+    const float *x = cj->x, *w = cj->w, *bias = cj->bias, *kdyn = cj->kdyn;
+    const int64_t T = cj->T, C = cj->C;
+    const int W = cj->W, act_silu = cj->act_silu;
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t b = r / T, t = r % T;
+        const int64_t t0 = seq_start(cj->cu_seqlens, cj->n_seqs, t);
+        for (int64_t c = 0; c < C; c++) {
+            float z = bias ? bias[c] : 0.0f;
+            for (int j = 0; j < W; j++) {
+                const int64_t src = t - (W - 1) + j;
+                if (src < t0) continue;
+                const float kw = kdyn ? kdyn[((b * T + t) * C + c) * W + j] : w[c * W + j];
+                z += kw * x[(b * T + src) * C + c];
             }
+            y[(b * T + t) * C + c] = act_silu ? silu(z) : z;
         }
+    }
 }
 
-void pn_cpu_conv1d_bwd(float *dx, float *dw, float *dbias, float *dkdyn, const float *dy, const float *x,
-                       const float *w, const float *bias, const float *kdyn, int64_t B, int64_t T, int64_t C, int W,
-                       int act_silu, const int32_t *cu_seqlens, int n_seqs) {
-    // dz = dy * act'(z); then dx[src] += k * dz (a scatter: done per channel so threads never collide),
-    // dw[c, j] += x[src] * dz and dk[t, c, j] = x[src] * dz.
-    memset(dx, 0, sizeof(float) * (size_t)(B * T * C));
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < C; c++) {
+void pn_cpu_conv1d_fwd(float *y, const float *x, const float *w, const float *bias, const float *kdyn, int64_t B,
+                       int64_t T, int64_t C, int W, int act_silu, const int32_t *cu_seqlens, int n_seqs) {
+    conv_job j = {.y = y, .x = x, .w = w, .bias = bias, .kdyn = kdyn, .B = B, .T = T, .C = C, .W = W,
+                  .act_silu = act_silu, .n_seqs = n_seqs, .cu_seqlens = cu_seqlens};
+    pn_cpu_parallel_for(B * T, 0, (double)C * (2.0 * W + (act_silu ? 32.0 : 0.0)), conv_fwd_range, &j);
+}
+
+static void conv_bwd_range(void *p, int64_t c0, int64_t c1) {
+    const conv_job *jb = p;
+    float *dx = jb->dx, *dw = jb->dw, *dbias = jb->dbias, *dkdyn = jb->dkdyn;
+    const float *dy = jb->dy, *x = jb->x, *w = jb->w, *bias = jb->bias, *kdyn = jb->kdyn;
+    const int64_t B = jb->B, T = jb->T, C = jb->C;
+    const int W = jb->W, act_silu = jb->act_silu, n_seqs = jb->n_seqs;
+    const int32_t *cu_seqlens = jb->cu_seqlens;
+    for (int64_t c = c0; c < c1; c++) {
         float dwc[64] = {0}, dbc = 0.0f; // W <= 64 (checked by the caller)
         for (int64_t b = 0; b < B; b++)
             for (int64_t t = 0; t < T; t++) {
@@ -90,4 +109,16 @@ void pn_cpu_conv1d_bwd(float *dx, float *dw, float *dbias, float *dkdyn, const f
             for (int j = 0; j < W; j++) dw[c * W + j] += dwc[j];
         if (dbias) dbias[c] += dbc;
     }
+}
+
+void pn_cpu_conv1d_bwd(float *dx, float *dw, float *dbias, float *dkdyn, const float *dy, const float *x,
+                       const float *w, const float *bias, const float *kdyn, int64_t B, int64_t T, int64_t C, int W,
+                       int act_silu, const int32_t *cu_seqlens, int n_seqs) {
+    // dz = dy * act'(z); then dx[src] += k * dz (a scatter: done per channel so threads never collide),
+    // dw[c, j] += x[src] * dz and dk[t, c, j] = x[src] * dz.
+    memset(dx, 0, sizeof(float) * (size_t)(B * T * C));
+    conv_job j = {.dx = dx, .dw = dw, .dbias = dbias, .dkdyn = dkdyn, .dy = dy, .x = x, .w = w, .bias = bias,
+                  .kdyn = kdyn, .B = B, .T = T, .C = C, .W = W, .act_silu = act_silu, .n_seqs = n_seqs,
+                  .cu_seqlens = cu_seqlens};
+    pn_cpu_parallel_for(C, 0, (double)B * T * (6.0 * W + (act_silu ? 2.0 * W + 32.0 : 0.0)), conv_bwd_range, &j);
 }

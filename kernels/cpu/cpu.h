@@ -1,5 +1,6 @@
-// The CPU backend's op implementations (fp32, OpenBLAS + OpenMP). This backend is the readable
-// reference every CUDA kernel is tested against, so clarity wins over speed wherever they conflict.
+// The CPU backend's op implementations (fp32; single-threaded OpenBLAS calls and parallel loops on the
+// backend's own thread pool, threads.h). This backend is the readable reference every CUDA kernel is
+// tested against, so clarity wins over speed wherever they conflict.
 #ifndef PN_KERNELS_CPU_H
 #define PN_KERNELS_CPU_H
 

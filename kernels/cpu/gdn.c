@@ -20,38 +20,10 @@
 #include <string.h>
 
 #include "../../src/pn_common.h"
+#include "threads.h"
 
-// Work is parallel over (sequence, head) pairs with OpenMP when the build has it; without -fopenmp the
-// loops run serially (and no unknown-pragma warning breaks a -Werror build).
-#ifdef _OPENMP
-#define PN_GDN_PARALLEL_FOR _Pragma("omp parallel for schedule(dynamic, 1)")
-#else
-#define PN_GDN_PARALLEL_FOR
-#endif
-
-// The chunk products are small (≤ 64 rows), yet OpenBLAS's pthread build splits any GEMM with m·n·k above
-// ~262k over all cores -- inside every OpenMP worker, which oversubscribes the machine (3-4x slower,
-// measured on T = 4096, H = 12, K = 96, V = 256). So BLAS runs single-threaded while the (sequence, head)
-// loop is parallel, and its thread count is restored afterwards. With OpenBLAS's OpenMP build (which goes
-// sequential inside a parallel region by itself) or another CBLAS nothing is changed.
-static int blas_threads_single(void) {
-#if defined(_OPENMP) && defined(OPENBLAS_VERSION)
-    if (openblas_get_parallel() == 1) {
-        const int n = openblas_get_num_threads();
-        if (n > 1) openblas_set_num_threads(1);
-        return n;
-    }
-#endif
-    return 0;
-}
-
-static void blas_threads_restore(int n) {
-#if defined(_OPENMP) && defined(OPENBLAS_VERSION)
-    if (n > 1) openblas_set_num_threads(n);
-#else
-    (void)n;
-#endif
-}
+// Work is parallel over (sequence, head) pairs on the backend's pool (threads.h); each pair calls BLAS on its
+// small chunk products, and BLAS is single-threaded (pn_cpu_blas_init), so the two never oversubscribe.
 
 // ---------------------------------------------------------------------------------------------------
 // configuration
@@ -180,16 +152,20 @@ int pn_cpu_gdn_naive_f64(const pn_gdn_cfg *c, const double *q, const double *k, 
 // ---------------------------------------------------------------------------------------------------
 // Decoding: one token per sequence, the recurrence in fp32 on a persistent state.
 
-int pn_cpu_gdn_step(const pn_gdn_cfg *c, const float *q, const float *k, const float *v, const float *g,
-                    const float *beta, float *S, float *o) {
-    if (pn_gdn_check(c)) return -1;
-    if (c->T != 1 || c->cu_seqlens)
-        return pn_errorf("gdn: the decode step takes exactly one token per sequence (T = %lld%s)", (long long)c->T,
-                         c->cu_seqlens ? ", cu_seqlens given" : "");
-    const int64_t BH = c->B * c->H, K = c->K, V = c->V;
+typedef struct {
+    const pn_gdn_cfg *c;
+    const float *q, *k, *v, *g, *beta;
+    float *S, *o;
+} gdn_step_job;
+
+static void gdn_step_range(void *p, int64_t bh0, int64_t bh1) {
+    const gdn_step_job *a = p;
+    const pn_gdn_cfg *c = a->c;
+    const float *q = a->q, *k = a->k, *v = a->v, *g = a->g, *beta = a->beta;
+    float *S = a->S, *o = a->o;
+    const int64_t K = c->K, V = c->V;
     const float scale = (float)pn_gdn_scale(c);
-    PN_GDN_PARALLEL_FOR
-    for (int64_t bh = 0; bh < BH; bh++) {
+    for (int64_t bh = bh0; bh < bh1; bh++) {
         const float *qr = q + bh * K, *kr = k + bh * K, *vr = v + bh * V;
         float *Sh = S + bh * K * V, *ob = o + bh * V;
         float rq = 1.0f, rk = 1.0f;
@@ -222,6 +198,16 @@ int pn_cpu_gdn_step(const pn_gdn_cfg *c, const float *q, const float *k, const f
             }
         }
     }
+}
+
+int pn_cpu_gdn_step(const pn_gdn_cfg *c, const float *q, const float *k, const float *v, const float *g,
+                    const float *beta, float *S, float *o) {
+    if (pn_gdn_check(c)) return -1;
+    if (c->T != 1 || c->cu_seqlens)
+        return pn_errorf("gdn: the decode step takes exactly one token per sequence (T = %lld%s)", (long long)c->T,
+                         c->cu_seqlens ? ", cu_seqlens given" : "");
+    gdn_step_job a = {c, q, k, v, g, beta, S, o};
+    pn_cpu_parallel_for(c->B * c->H, 0, 6.0 * (double)(c->K * c->V), gdn_step_range, &a);
     return 0;
 }
 
@@ -393,16 +379,23 @@ static void FN(load_state)(const pn_gdn_cfg *c, const real *h0, int64_t n, int64
     else memset(S, 0, sizeof(real) * (size_t)KV);
 }
 
+// The arguments of a forward or backward call, for the pool's range functions.
+typedef struct {
+    const pn_gdn_cfg *c;
+    const real *q, *k, *v, *g, *beta, *h0, *dout, *dht;
+    real *o, *ht, *dq, *dk, *dv, *dg, *dbeta, *dh0;
+} FN(gdn_args);
+
 // ---- forward --------------------------------------------------------------------------------------
 
-int PUB(fwd)(const pn_gdn_cfg *c, const real *q, const real *k, const real *v, const real *g, const real *beta,
-             const real *h0, real *o, real *ht) {
-    if (pn_gdn_check(c)) return -1;
-    const int64_t H = c->H, K = c->K, V = c->V, N = pn_gdn_num_seqs(c), C = PN_GDN_CHUNK;
+static void FN(fwd_range)(void *p, int64_t nh0, int64_t nh1) {
+    const FN(gdn_args) *a = p;
+    const pn_gdn_cfg *c = a->c;
+    const int64_t H = c->H, K = c->K, V = c->V, C = PN_GDN_CHUNK;
     const real scale = (real)pn_gdn_scale(c);
-    const int blas_threads = blas_threads_single();
-    PN_GDN_PARALLEL_FOR
-    for (int64_t nh = 0; nh < N * H; nh++) {
+    const real *q = a->q, *k = a->k, *v = a->v, *g = a->g, *beta = a->beta, *h0 = a->h0;
+    real *o = a->o, *ht = a->ht;
+    for (int64_t nh = nh0; nh < nh1; nh++) {
         const int64_t n = nh / H, h = nh % H;
         int64_t row0, len;
         seq_span(c, n, &row0, &len);
@@ -427,7 +420,16 @@ int PUB(fwd)(const pn_gdn_cfg *c, const real *q, const real *k, const real *v, c
         if (ht) memcpy(ht + nh * K * V, w.S, sizeof(real) * (size_t)(K * V));
         free(w.block);
     }
-    blas_threads_restore(blas_threads);
+}
+
+int PUB(fwd)(const pn_gdn_cfg *c, const real *q, const real *k, const real *v, const real *g, const real *beta,
+             const real *h0, real *o, real *ht) {
+    if (pn_gdn_check(c)) return -1;
+    const int64_t N = pn_gdn_num_seqs(c);
+    FN(gdn_args) a = {.c = c, .q = q, .k = k, .v = v, .g = g, .beta = beta, .h0 = h0, .o = o, .ht = ht};
+    // Per token of a pair: the state products (K x V, a few times) and the chunk's (C x K, C x V).
+    const double cost = (double)c->B * c->T / N * (4.0 * c->K * c->V + 3.0 * PN_GDN_CHUNK * (c->K + c->V));
+    pn_cpu_parallel_for(N * c->H, 1, cost, FN(fwd_range), &a);
     return 0;
 }
 
@@ -541,15 +543,15 @@ static void FN(l2norm_bwd)(const real *y, real r, const real *dy, real *dx, int6
     for (int64_t i = 0; i < n; i++) dx[i] = r * (dy[i] - y[i] * s);
 }
 
-int PUB(bwd)(const pn_gdn_cfg *c, const real *q, const real *k, const real *v, const real *g, const real *beta,
-             const real *h0, const real *dout, const real *dht, real *dq, real *dk, real *dv, real *dg,
-             real *dbeta, real *dh0) {
-    if (pn_gdn_check(c)) return -1;
-    const int64_t H = c->H, K = c->K, V = c->V, N = pn_gdn_num_seqs(c), C = PN_GDN_CHUNK;
+static void FN(bwd_range)(void *p, int64_t nh0, int64_t nh1) {
+    const FN(gdn_args) *a = p;
+    const pn_gdn_cfg *c = a->c;
+    const int64_t H = c->H, K = c->K, V = c->V, C = PN_GDN_CHUNK;
     const real scale = (real)pn_gdn_scale(c);
-    const int blas_threads = blas_threads_single();
-    PN_GDN_PARALLEL_FOR
-    for (int64_t nh = 0; nh < N * H; nh++) {
+    const real *q = a->q, *k = a->k, *v = a->v, *g = a->g, *beta = a->beta, *h0 = a->h0, *dout = a->dout,
+               *dht = a->dht;
+    real *dq = a->dq, *dk = a->dk, *dv = a->dv, *dg = a->dg, *dbeta = a->dbeta, *dh0 = a->dh0;
+    for (int64_t nh = nh0; nh < nh1; nh++) {
         const int64_t n = nh / H, h = nh % H;
         int64_t row0, len;
         seq_span(c, n, &row0, &len);
@@ -597,7 +599,17 @@ int PUB(bwd)(const pn_gdn_cfg *c, const real *q, const real *k, const real *v, c
         if (dh0) memcpy(dh0 + nh * K * V, w.dS, sizeof(real) * (size_t)(K * V));
         free(w.block);
     }
-    blas_threads_restore(blas_threads);
+}
+
+int PUB(bwd)(const pn_gdn_cfg *c, const real *q, const real *k, const real *v, const real *g, const real *beta,
+             const real *h0, const real *dout, const real *dht, real *dq, real *dk, real *dv, real *dg,
+             real *dbeta, real *dh0) {
+    if (pn_gdn_check(c)) return -1;
+    const int64_t N = pn_gdn_num_seqs(c);
+    FN(gdn_args) a = {.c = c, .q = q, .k = k, .v = v, .g = g, .beta = beta, .h0 = h0, .dout = dout, .dht = dht,
+                      .dq = dq, .dk = dk, .dv = dv, .dg = dg, .dbeta = dbeta, .dh0 = dh0};
+    const double cost = (double)c->B * c->T / N * (12.0 * c->K * c->V + 10.0 * PN_GDN_CHUNK * (c->K + c->V));
+    pn_cpu_parallel_for(N * c->H, 1, cost, FN(bwd_range), &a);
     return 0;
 }
 

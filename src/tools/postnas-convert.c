@@ -447,8 +447,9 @@ static int run(int argc, char **argv) {
     conv cv;
     if (pn_gguf_open(&cv.g, in)) return -1;
     int rc = read_config(&cv);
-    char *tmp = pn_malloc(strlen(out) + 32);
-    sprintf(tmp, "%s.tmp.%d", out, (int)getpid());
+    const size_t tl = strlen(out) + 32;
+    char *tmp = pn_malloc(tl);
+    snprintf(tmp, tl, "%s.tmp.%d", out, (int)getpid());
     if (!rc && mkdir(tmp, 0777) != 0) rc = pn_errorf("%s: cannot create folder: %s", tmp, strerror(errno));
     const int made = !rc;
     if (!rc) {

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../../data/pn_tokenizer.h"
+#include "../../kernels/cpu/threads.h"
 #include "../pn_common.h"
 #include "../pn_model.h"
 #include "../pn_rng.h"
@@ -19,11 +20,12 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: postnas-generate --model DIR (--prompt TEXT | --ids 1,2,3) [--max-new-tokens N]\n"
                "         [--temperature T --seed S] [--dump-logits FILE] [--device auto|cpu|cuda] [--print-ids]\n"
-               "         [--no-special-tokens]\n"
+               "         [--no-special-tokens] [--threads N]\n"
                "The prompt is tokenized with the model folder's tokenizer (tokenizer.json, or vocab.json +\n"
                "merges.txt) as Hugging Face's encode does by default: the post-processor's special tokens (a BOS\n"
                "for Llama 3) are added unless --no-special-tokens. The output is decoded text, or ids with\n"
-               "--print-ids or when there is no usable tokenizer (--ids runs without one).\n");
+               "--print-ids or when there is no usable tokenizer (--ids runs without one). --threads: CPU threads\n"
+               "(default: OMP_NUM_THREADS, else the cores this process may use).\n");
 }
 
 // "1,2,3": decimal token ids, each in [0, INT32_MAX], separated by single commas (no blanks, signs or
@@ -81,7 +83,7 @@ static int dump_logits(const char *path, const float *logits, const int32_t *ids
 // The command line, parsed and checked (numbers strictly, in range) before anything is opened.
 typedef struct gen_args {
     const char *model_dir, *prompt, *ids_s, *dump, *device_s;
-    int max_new, print_ids, help, no_special;
+    int max_new, print_ids, help, no_special, threads;
     uint64_t seed;
     float temperature;
     pn_device dev;
@@ -98,6 +100,7 @@ static int parse_args(int argc, char **argv, gen_args *a) {
                                          {"temperature", 1, 0, 't'}, {"seed", 1, 0, 's'},
                                          {"dump-logits", 1, 0, 'd'}, {"device", 1, 0, 'D'},
                                          {"print-ids", 0, 0, 'I'},   {"no-special-tokens", 0, 0, 'S'},
+                                         {"threads", 1, 0, 'T'},
                                          {"help", 0, 0, 'Z'},        {0, 0, 0, 0}};
     *a = (gen_args){.device_s = "auto", .max_new = 32};
     int opt;
@@ -123,6 +126,9 @@ static int parse_args(int argc, char **argv, gen_args *a) {
         case 'D': a->device_s = optarg; break;
         case 'I': a->print_ids = 1; break;
         case 'S': a->no_special = 1; break;
+        case 'T':
+            if (pn_parse_int("--threads", optarg, 1, PN_CPU_MAX_THREADS, &a->threads)) return -1;
+            break;
         case 'Z': a->help = 1; return 0;
         default:
             return pn_errorf("unknown option or missing value: '%s' (see --help)",
@@ -151,6 +157,7 @@ static int run(int argc, char **argv) {
     int print_ids = a.print_ids;
     const float temperature = a.temperature;
     pn_device dev = a.dev;
+    if (a.threads) pn_cpu_set_threads(a.threads);
     if (!strcmp(a.device_s, "auto")) dev = pn_cuda_available() ? PN_CUDA : PN_CPU;
 
     // The tokenizer is needed only to turn text into ids: --prompt fails without a usable one, --ids runs
