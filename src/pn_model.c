@@ -5,8 +5,11 @@
 // so the three can never disagree about what a model holds.
 #include "pn_model.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "pn_common.h"
 
@@ -60,7 +63,7 @@ int pn_model_param_list(const pn_model_config *c, pn_model *m, pn_param *out) {
         pn_block_cfg bc;
         const int nb = layer_block(c, l, &bc)->params(&bc, l, out + n);
         PN_ASSERT(nb <= PN_BLOCK_MAX_PARAMS);
-        for (int i = 0; i < nb; i++) out[n + i].dst = LDST(bp[i]), out[n + i].grad = LDST(gbp[i]);
+        for (int i = 0; i < nb; i++) out[n + i].dst = LDST(slot[0].bp[i]), out[n + i].grad = LDST(slot[0].gbp[i]);
         n += nb;
         add_param(out, &n, LDST(post_norm), LDST(g_post_norm), PN_PARAM_NORM, H, 0,
                   "model.layers.%d.post_attention_layernorm.weight", l);
@@ -152,13 +155,17 @@ int pn_model_load(pn_model *m, const char *dir, pn_device dev) {
     }
     m->cfg = ck.cfg;
     m->device = dev;
+    snprintf(m->dir, sizeof m->dir, "%s", dir);
     m->dtype = pn_device_dtype(dev);
     const pn_model_config *c = &m->cfg;
     m->layers = pn_calloc((size_t)c->n_layers, sizeof(pn_layer));
     for (int l = 0; l < c->n_layers; l++) {
         pn_layer *L = &m->layers[l];
-        L->bt = layer_block(c, l, &L->bc);
-        L->nbp = L->bt->params(&L->bc, l, NULL);
+        pn_slot *S = &L->slot[0];
+        S->bt = layer_block(c, l, &S->bc);
+        S->nbp = S->bt->params(&S->bc, l, NULL);
+        S->shares = -1;
+        L->nslots = 1;
     }
     m->nparams = pn_model_nparams(c);
     m->param_list = pn_calloc((size_t)m->nparams, sizeof(pn_param));
@@ -220,11 +227,10 @@ void pn_model_free(pn_model *m) {
     pn_train_free(m);
     pn_arena_free(&m->grads);
     pn_arena_free(&m->params);
+    pn_arena_free(&m->cand);
     pn_arena_free(&m->acts);
     free(m->layers);
     free(m->param_list);
-    free(m->iscr_pool);
-    free(m->iscr);
     memset(m, 0, sizeof *m);
 }
 
@@ -239,27 +245,23 @@ int pn_model_plan(pn_model *m, int max_B, int max_T, int all_logits) {
     size_t bytes = pn_arena_need(PN_I32, 1, (int64_t[]){N}) + 3 * pn_arena_need(dt, 2, (int64_t[]){N, H}) +
                    2 * pn_arena_need(dt, 2, (int64_t[]){N, c->intermediate}) +
                    pn_arena_need(dt, 2, (int64_t[]){L, c->vocab});
-    // Every block's generation scratch: one set per block type (the first layer of a type defines it; the
-    // layers run one after the other, so they share it).
-    free(m->iscr_pool);
-    free(m->iscr);
-    m->iscr_pool = pn_calloc((size_t)c->n_layers, sizeof *m->iscr_pool);
-    m->iscr = pn_calloc((size_t)c->n_layers, sizeof *m->iscr);
-    int first[PN_MAX_LAYERS];
-    pn_dtype sdt[PN_MAX_LAYERS][PN_BLOCK_MAX_ACTS];
+    // Every block's generation scratch: one set per block type over all layers and candidate slots (a type's
+    // config is the same in every layer; the layers run one after the other, so they share it).
+    m->n_gtypes = 0;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int s = 0; s < m->layers[l].nslots; s++) {
+            const pn_slot *S = &m->layers[l].slot[s];
+            int k = 0;
+            while (k < m->n_gtypes && m->gtype[k] != S->bt) k++;
+            if (k < m->n_gtypes) continue;
+            PN_ASSERT(k < PN_MAX_GTYPES);
+            m->gtype[k] = S->bt, m->gtype_cfg[k] = S->bc, m->n_gtypes++;
+        }
+    pn_dtype sdt[PN_BLOCK_MAX_ACTS];
     int64_t srows[PN_BLOCK_MAX_ACTS], scols[PN_BLOCK_MAX_ACTS];
-    int nscr[PN_MAX_LAYERS] = {0};
-    for (int l = 0; l < c->n_layers; l++) {
-        first[l] = l;
-        for (int j = 0; j < l; j++)
-            if (m->layers[j].bt == m->layers[l].bt) {
-                first[l] = j;
-                break;
-            }
-        const pn_layer *Ly = &m->layers[l];
-        if (first[l] != l) continue;
-        nscr[l] = Ly->bt->infer_acts(&Ly->bc, max_B, max_T, dt, sdt[l], srows, scols);
-        for (int i = 0; i < nscr[l]; i++) bytes += pn_arena_need(sdt[l][i], 2, (int64_t[]){srows[i], scols[i]});
+    for (int k = 0; k < m->n_gtypes; k++) {
+        const int n = m->gtype[k]->infer_acts(&m->gtype_cfg[k], max_B, max_T, dt, sdt, srows, scols);
+        for (int i = 0; i < n; i++) bytes += pn_arena_need(sdt[i], 2, (int64_t[]){srows[i], scols[i]});
     }
     if (pn_arena_init(&m->acts, m->device, bytes)) return pn_error_prefix("activations for %d x %d tokens", max_B, max_T);
     m->ids = pn_arena_tensor(&m->acts, PN_I32, 1, (int64_t[]){N});
@@ -269,21 +271,27 @@ int pn_model_plan(pn_model *m, int max_B, int max_T, int all_logits) {
     m->gate = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){N, c->intermediate});
     m->up = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){N, c->intermediate});
     m->logits = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){L, c->vocab});
-    for (int l = 0; l < c->n_layers; l++) {
-        const pn_layer *Ly = &m->layers[l];
-        if (first[l] == l) {
-            Ly->bt->infer_acts(&Ly->bc, max_B, max_T, dt, sdt[l], srows, scols);
-            for (int i = 0; i < nscr[l]; i++)
-                m->iscr_pool[l][i] = pn_arena_tensor(&m->acts, sdt[l][i], 2, (int64_t[]){srows[i], scols[i]});
-        }
-        m->iscr[l] = m->iscr_pool[first[l]];
+    for (int k = 0; k < m->n_gtypes; k++) {
+        const int n = m->gtype[k]->infer_acts(&m->gtype_cfg[k], max_B, max_T, dt, sdt, srows, scols);
+        for (int i = 0; i < n; i++) m->gscr[k][i] = pn_arena_tensor(&m->acts, sdt[i], 2, (int64_t[]){srows[i], scols[i]});
     }
     return 0;
 }
 
-// Layer l's decode-state tensors for B sequences of capacity cap (KV cache or the block's state()).
-static int layer_state(const pn_model_config *c, int l, int B, int cap, pn_dtype act, pn_dtype *dt, int *ndim,
-                       int64_t (*shape)[4]) {
+static pn_tensor *gen_scratch(pn_model *m, const pn_block_type *bt) {
+    for (int k = 0; k < m->n_gtypes; k++)
+        if (m->gtype[k] == bt) return m->gscr[k];
+    pn_panic("generation plan: no scratch for block type %s (pn_model_plan after adding candidates)", bt->name);
+}
+
+// Layer l's decode-state tensors for B sequences of capacity cap (the block's state(): KV cache, recurrent
+// state), from the config (slot 0) or, given the model, for the mixer in use.
+static int layer_state(const pn_model_config *c, const pn_model *m, int l, int B, int cap, pn_dtype act, pn_dtype *dt,
+                       int *ndim, int64_t (*shape)[4]) {
+    if (m) {
+        const pn_slot *S = pn_layer_mixer_c(&m->layers[l]);
+        return S->bt->state(&S->bc, B, cap, act, dt, ndim, shape);
+    }
     pn_block_cfg bc;
     return layer_block(c, l, &bc)->state(&bc, B, cap, act, dt, ndim, shape);
 }
@@ -294,7 +302,7 @@ size_t pn_kvcache_bytes(const pn_model_config *c, int B, int cap, pn_device dev)
         pn_dtype dt[PN_BLOCK_MAX_STATE];
         int ndim[PN_BLOCK_MAX_STATE];
         int64_t shape[PN_BLOCK_MAX_STATE][4];
-        const int n = layer_state(c, l, B, cap, pn_device_dtype(dev), dt, ndim, shape);
+        const int n = layer_state(c, NULL, l, B, cap, pn_device_dtype(dev), dt, ndim, shape);
         for (int i = 0; i < n; i++) bytes += pn_arena_need(dt[i], ndim[i], shape[i]);
     }
     return bytes;
@@ -303,7 +311,14 @@ size_t pn_kvcache_bytes(const pn_model_config *c, int B, int cap, pn_device dev)
 int pn_kvcache_init(pn_kvcache *kc, const pn_model *m, int B, int cap) {
     const pn_model_config *c = &m->cfg;
     memset(kc, 0, sizeof *kc);
-    const size_t bytes = pn_kvcache_bytes(c, B, cap, m->device);
+    size_t bytes = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        pn_dtype dt[PN_BLOCK_MAX_STATE];
+        int ndim[PN_BLOCK_MAX_STATE];
+        int64_t shape[PN_BLOCK_MAX_STATE][4];
+        const int n = layer_state(c, m, l, B, cap, m->dtype, dt, ndim, shape);
+        for (int i = 0; i < n; i++) bytes += pn_arena_need(dt[i], ndim[i], shape[i]);
+    }
     if (pn_arena_init(&kc->arena, m->device, bytes)) return pn_error_prefix("KV cache for %d x %d tokens", B, cap);
     pn_backend_get(m->device)->memset0(kc->arena.base, bytes); // recurrent states start at zero
     kc->B = B;
@@ -313,7 +328,7 @@ int pn_kvcache_init(pn_kvcache *kc, const pn_model *m, int B, int cap) {
         pn_dtype dt[PN_BLOCK_MAX_STATE];
         int ndim[PN_BLOCK_MAX_STATE];
         int64_t shape[PN_BLOCK_MAX_STATE][4];
-        const int n = layer_state(c, l, B, cap, m->dtype, dt, ndim, shape);
+        const int n = layer_state(c, m, l, B, cap, m->dtype, dt, ndim, shape);
         for (int i = 0; i < n; i++) kc->st[l][i] = pn_arena_tensor(&kc->arena, dt[i], ndim[i], shape[i]);
     }
     return 0;
@@ -331,10 +346,11 @@ int pn_layer_forward(const pn_model *m, int l, const pn_tensor *x, pn_tensor *ou
                      pn_tensor *state, pn_tensor *scratch, const pn_block_ctx *ctx) {
     const pn_model_config *c = &m->cfg;
     const pn_layer *L = &m->layers[l];
+    const pn_slot *S = pn_layer_mixer_c(L);
     pn_op_rmsnorm(&b->xn1, x, &L->in_norm, c->rms_eps);
-    const int rc = state ? L->bt->infer(&L->bc, L->bp, state, scratch, &b->xn1, &b->y, ctx)
-                         : L->bt->forward(&L->bc, L->bp, blk, &b->xn1, &b->y, ctx);
-    if (rc) return pn_error_prefix("layer %d (%s)", l, L->bt->name);
+    const int rc = state ? S->bt->infer(&S->bc, S->bp, state, scratch, &b->xn1, &b->y, ctx)
+                         : S->bt->forward(&S->bc, S->bp, blk, &b->xn1, &b->y, ctx);
+    if (rc) return pn_error_prefix("layer %d (%s)", l, S->bt->name);
     if (b->xmid.data != x->data) pn_op_copy(&b->xmid, x);
     pn_op_add(&b->xmid, &b->y);
     // MLP: out = x_mid + down(silu(gate(n2)) * up(n2))
@@ -348,7 +364,7 @@ int pn_layer_forward(const pn_model *m, int l, const pn_tensor *x, pn_tensor *ou
     pn_op_add(out, &b->y);
     if (m->check_finite) {
         const int64_t bad = pn_op_count_nonfinite(out);
-        if (bad) return pn_errorf("layer %d (%s): %lld non-finite values (NaN/Inf) in its output", l, L->bt->name, (long long)bad);
+        if (bad) return pn_errorf("layer %d (%s): %lld non-finite values (NaN/Inf) in its output", l, S->bt->name, (long long)bad);
     }
     if (m->tap && m->tap(m->tap_ctx, "layer_out", l, out)) return pn_error_prefix("tap after layer %d", l);
     return 0;
@@ -376,7 +392,8 @@ int pn_model_forward(pn_model *m, pn_kvcache *kc, const int32_t *ids_host, int B
     pn_layer_bufs b = {.xn1 = xn, .y = tmp, .xmid = x, .xn2 = xn, .gate = gate, .up = up, .h = gate};
     const pn_block_ctx ctx = {.B = B, .T = T, .inv_freq = &m->inv_freq, .rms_eps = c->rms_eps, .pos0 = kc->len};
     for (int l = 0; l < c->n_layers; l++)
-        if (pn_layer_forward(m, l, &x, &x, &b, NULL, kc->st[l], m->iscr[l], &ctx)) return -1;
+        if (pn_layer_forward(m, l, &x, &x, &b, NULL, kc->st[l], gen_scratch(m, pn_layer_mixer(&m->layers[l])->bt), &ctx))
+            return -1;
     pn_op_rmsnorm(&xn, &x, &m->final_norm, c->rms_eps);
     if (m->all_logits) {
         pn_tensor lg = rows_of(&m->logits, N);
@@ -389,4 +406,248 @@ int pn_model_forward(pn_model *m, pn_kvcache *kc, const int32_t *ids_host, int B
     }
     kc->len += T;
     return 0;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// the supernet: candidate mixers per layer, the choice, and the export of a chosen subnet
+
+void pn_model_sync_slots(pn_model *m) {
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        pn_layer *L = &m->layers[l];
+        for (int s = 0; s < L->nslots; s++)
+            if (L->slot[s].shares >= 0) {
+                const pn_slot *o = &L->slot[L->slot[s].shares];
+                memcpy(L->slot[s].bp, o->bp, sizeof o->bp);
+                memcpy(L->slot[s].gbp, o->gbp, sizeof o->gbp);
+            }
+    }
+}
+
+static int slot_of(const pn_layer *L, const char *type) {
+    for (int s = 0; s < L->nslots; s++)
+        if (!strcmp(L->slot[s].bt->name, type)) return s;
+    return -1;
+}
+
+// attn and swa run the same parameters (their params() lists are one list).
+static int same_params(const pn_slot *a, const pn_slot *b) {
+    const int ab = !strcmp(a->bt->name, "attn") || !strcmp(a->bt->name, "swa");
+    const int bb = !strcmp(b->bt->name, "attn") || !strcmp(b->bt->name, "swa");
+    return ab && bb && a->bt->params == b->bt->params;
+}
+
+int pn_model_add_candidates(pn_model *m, const char *const *types, double init_std, uint64_t seed) {
+    const pn_model_config *c = &m->cfg;
+    if (m->cand.base) return pn_errorf("candidates were added already");
+    // Pass 1: the new slots, checked, and the bytes and parameter entries they need.
+    size_t bytes = 0;
+    int extra = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        pn_layer *L = &m->layers[l];
+        const char *list = types ? types[l] : NULL;
+        while (list && *list) {
+            const char *end = strchr(list, ',');
+            const size_t n = end ? (size_t)(end - list) : strlen(list);
+            char name[32];
+            if (n == 0 || n >= sizeof name) return pn_errorf("candidates of layer %d: \"%.*s\" is not a block type", l, (int)n, list);
+            memcpy(name, list, n);
+            name[n] = 0;
+            list = end ? end + 1 : NULL;
+            int window = 0; // "swa=W": the window of a swa candidate
+            char *eq = strchr(name, '=');
+            if (eq) {
+                *eq = 0;
+                if (strcmp(name, "swa") || pn_parse_int("swa window", eq + 1, 1, 1 << 30, &window))
+                    return pn_error_prefix("candidates of layer %d: \"%s=%s\" (only swa takes =WINDOW)", l, name, eq + 1);
+            }
+            if (slot_of(L, name) >= 0) continue; // already one of the layer's mixers
+            const pn_block_type *bt = pn_block_find(name);
+            if (!bt) return pn_error_prefix("candidates of layer %d", l);
+            if (L->nslots == PN_MAX_SLOTS) return pn_errorf("layer %d: more than %d candidate mixers", l, PN_MAX_SLOTS);
+            pn_slot *S = &L->slot[L->nslots];
+            memset(S, 0, sizeof *S);
+            S->bt = bt, S->bc = pn_block_default(c, name), S->shares = -1;
+            if (c->window[l]) S->bc.window = c->window[l];
+            if (window) S->bc.window = window;
+            char what[80];
+            snprintf(what, sizeof what, "candidate %s of layer %d", name, l);
+            if (bt->check(&S->bc, what)) return -1;
+            S->nbp = bt->params(&S->bc, l, NULL);
+            for (int s = 0; s < L->nslots && S->shares < 0; s++)
+                if (L->slot[s].shares < 0 && same_params(&L->slot[s], S)) S->shares = s;
+            if (S->shares < 0) {
+                pn_param ps[PN_BLOCK_MAX_PARAMS];
+                bt->params(&S->bc, l, ps);
+                for (int i = 0; i < S->nbp; i++) bytes += pn_arena_need(m->dtype, ps[i].ndim, ps[i].shape);
+                extra += S->nbp;
+            }
+            L->nslots++;
+        }
+    }
+    // Pass 2: memory, names in param_list, the published init.
+    if (bytes && pn_arena_init(&m->cand, m->device, bytes)) return pn_error_prefix("candidate mixers");
+    m->param_list = pn_realloc(m->param_list, sizeof(pn_param) * (size_t)(m->nparams + extra));
+    for (int l = 0; l < c->n_layers; l++) {
+        pn_layer *L = &m->layers[l];
+        const pn_slot *base = &L->slot[0];
+        const int base_attn = !strcmp(base->bt->name, "attn") || !strcmp(base->bt->name, "swa");
+        for (int s = 1; s < L->nslots; s++) {
+            pn_slot *S = &L->slot[s];
+            if (S->shares >= 0) continue;
+            pn_param ps[PN_BLOCK_MAX_PARAMS];
+            S->bt->params(&S->bc, l, ps);
+            for (int i = 0; i < S->nbp; i++) {
+                pn_param *p = &m->param_list[m->nparams++];
+                *p = ps[i];
+                const char *suffix = strstr(ps[i].name, ".self_attn.") + strlen(".self_attn.");
+                snprintf(p->name, sizeof p->name, "model.layers.%d.candidates.%s.%s", l, S->bt->name, suffix);
+                S->bp[i] = pn_arena_tensor(&m->cand, m->dtype, ps[i].ndim, ps[i].shape);
+                p->dst = &S->bp[i], p->grad = &S->gbp[i];
+            }
+            pn_block_init(S->bt, &S->bc, l, S->bp, base_attn ? &base->bc : NULL, base_attn ? base->bp : NULL, init_std,
+                          seed);
+        }
+    }
+    pn_model_sync_slots(m);
+    return 0;
+}
+
+int pn_model_set_mixer(pn_model *m, int l, const char *type) {
+    if (l < 0 || l >= m->cfg.n_layers) return pn_errorf("no layer %d (the model has %d)", l, m->cfg.n_layers);
+    pn_layer *L = &m->layers[l];
+    const int s = slot_of(L, type);
+    if (s < 0) {
+        char have[128] = "";
+        for (int k = 0; k < L->nslots; k++)
+            snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s", k ? ", " : "", L->slot[k].bt->name);
+        return pn_errorf("layer %d has no %s mixer (it has %s)", l, type, have);
+    }
+    L->active = s;
+    return 0;
+}
+
+const char *pn_model_mixer(const pn_model *m, int l) { return pn_layer_mixer_c(&m->layers[l])->bt->name; }
+
+// The config of the model as it runs now: each layer's chosen mixer, a Jet-Nemotron hybrid unless all are
+// attention (then the base family's config, windows kept).
+static pn_model_config export_config(const pn_model *m) {
+    pn_model_config e = m->cfg;
+    int hybrid = 0;
+    for (int l = 0; l < e.n_layers; l++) {
+        const pn_slot *S = pn_layer_mixer_c(&m->layers[l]);
+        snprintf(e.mixer[l], sizeof e.mixer[l], "%s", S->bt->name);
+        e.window[l] = !strcmp(S->bt->name, "swa") ? S->bc.window : 0;
+        if (strcmp(S->bt->name, "attn") && strcmp(S->bt->name, "swa")) hybrid = 1;
+        if (!strcmp(S->bt->name, "jet")) {
+            e.jet_heads = S->bc.lin_heads, e.jet_head_dim = S->bc.lin_head_k, e.jet_expand_v = S->bc.expand_v;
+            e.jet_conv = S->bc.conv_size, e.jet_reduction = S->bc.gen_reduction, e.jet_norm_eps = S->bc.norm_eps;
+        } else if (!strcmp(S->bt->name, "gdn") || !strcmp(S->bt->name, "deltanet")) {
+            e.gdn_heads = S->bc.lin_heads, e.gdn_head_dim = S->bc.lin_head_k, e.gdn_expand_v = S->bc.expand_v;
+            e.gdn_conv = S->bc.conv_size, e.gdn_norm_eps = S->bc.norm_eps;
+        }
+    }
+    if (hybrid) e.arch = PN_ARCH_JET_NEMOTRON;
+    snprintf(e.torch_dtype, sizeof e.torch_dtype, "%s", m->device == PN_CPU ? "float32" : "bfloat16");
+    return e;
+}
+
+static int copy_file(const char *from, const char *to) {
+    size_t len;
+    char *buf = pn_read_file(from, &len);
+    if (!buf) return -1;
+    pn_atomic_file af;
+    int rc = pn_atomic_open(&af, to);
+    if (!rc) {
+        rc = fwrite(buf, 1, len, af.f) == len ? 0 : pn_errorf("%s: write failed", to);
+        rc = rc ? (pn_atomic_abort(&af), -1) : pn_atomic_commit(&af);
+    }
+    free(buf);
+    return rc;
+}
+
+int pn_model_export(const pn_model *m, const char *dir) {
+    struct stat sb;
+    if (stat(dir, &sb) == 0) return pn_errorf("%s: already exists (an export writes a new folder)", dir);
+    const pn_model_config e = export_config(m);
+    if (e.arch == PN_ARCH_JET_NEMOTRON && m->cfg.arch != PN_ARCH_JET_NEMOTRON && m->cfg.arch != PN_ARCH_QWEN2)
+        return pn_errorf("%s: Jet-Nemotron's format is Qwen2's (q/k/v biases); a %s base with linear layers has no "
+                         "export in it", dir, pn_arch_name(m->cfg.arch));
+    const int n = pn_model_nparams(&e);
+    pn_param *ps = pn_calloc((size_t)n, sizeof(pn_param));
+    pn_model_param_list(&e, NULL, ps);
+    // Each exported name's tensor: a layer's self_attn tensors are its chosen mixer's, in params() order;
+    // everything else is the base model's tensor of the same name.
+    const pn_tensor **src = pn_calloc((size_t)n, sizeof *src);
+    for (int i = 0; i < n; i++) {
+        int l, off = 0; // %n is set only when the whole pattern matched
+        if (sscanf(ps[i].name, "model.layers.%d.self_attn.%n", &l, &off) == 1 && off > 0) {
+            const pn_slot *S = pn_layer_mixer_c(&m->layers[l]);
+            pn_param mine[PN_BLOCK_MAX_PARAMS];
+            const int nb = S->bt->params(&S->bc, l, mine);
+            for (int k = 0; k < nb && !src[i]; k++)
+                if (!strcmp(mine[k].name, ps[i].name)) src[i] = &S->bp[k];
+        } else {
+            for (int k = 0; k < m->nparams && !src[i]; k++)
+                if (!strcmp(m->param_list[k].name, ps[i].name)) src[i] = m->param_list[k].dst;
+        }
+        if (!src[i]) pn_panic("export: no tensor for %s", ps[i].name); // the export config is the model's own
+    }
+    char *tmp = pn_malloc(strlen(dir) + 32);
+    snprintf(tmp, strlen(dir) + 32, "%s.tmp.%d", dir, (int)getpid());
+    int rc = mkdir(tmp, 0777) ? pn_errorf("%s: cannot create folder: %s", tmp, strerror(errno)) : 0;
+    const int made = !rc;
+    const pn_st_dtype dt = m->device == PN_CPU ? PN_ST_F32 : PN_ST_BF16;
+    if (!rc) {
+        char *cp = pn_path_join(tmp, "config.json");
+        rc = pn_hf_config_save(&e, cp);
+        free(cp);
+    }
+    if (!rc) {
+        pn_st_decl *decl = pn_calloc((size_t)n, sizeof *decl);
+        size_t largest = 0;
+        for (int i = 0; i < n; i++) {
+            decl[i] = (pn_st_decl){.name = ps[i].name, .dtype = dt, .ndim = ps[i].ndim};
+            for (int k = 0; k < ps[i].ndim; k++) decl[i].shape[k] = ps[i].shape[k];
+            largest = (size_t)pn_param_numel(&ps[i]) > largest ? (size_t)pn_param_numel(&ps[i]) : largest;
+        }
+        static const char *meta[] = {"format", "pt", NULL};
+        char *mp = pn_path_join(tmp, "model.safetensors");
+        pn_st_writer *w = pn_st_writer_begin(mp, decl, n, meta);
+        float *buf = pn_malloc(sizeof(float) * (largest ? largest : 1));
+        uint16_t *half = pn_malloc(sizeof(uint16_t) * (largest ? largest : 1));
+        rc = w ? 0 : -1;
+        for (int i = 0; i < n && !rc; i++) {
+            const int64_t k = pn_param_numel(&ps[i]);
+            pn_op_to_host_f32(buf, src[i]);
+            if (dt == PN_ST_BF16) {
+                for (int64_t j = 0; j < k; j++) half[j] = pn_f32_to_bf16(buf[j]);
+                rc = pn_st_writer_write(w, half, (size_t)k * 2);
+            } else {
+                rc = pn_st_writer_write(w, buf, (size_t)k * 4);
+            }
+        }
+        if (w) rc = rc ? (pn_st_writer_abort(w), -1) : pn_st_writer_finish(w);
+        free(buf), free(half), free(decl), free(mp);
+    }
+    // The tokenizer of the folder the model came from.
+    static const char *tok[] = {"tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
+                                "generation_config.json", "special_tokens_map.json"};
+    for (size_t k = 0; k < sizeof tok / sizeof *tok && !rc && m->dir[0]; k++) {
+        char *from = pn_path_join(m->dir, tok[k]), *to = pn_path_join(tmp, tok[k]);
+        if (stat(from, &sb) == 0) rc = copy_file(from, to);
+        free(from), free(to);
+    }
+    if (!rc && rename(tmp, dir) != 0) rc = pn_errorf("%s: cannot rename %s to it: %s", dir, tmp, strerror(errno));
+    if (rc && made) {
+        static const char *all[] = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                                    "vocab.json", "merges.txt", "generation_config.json", "special_tokens_map.json"};
+        for (size_t k = 0; k < sizeof all / sizeof *all; k++) {
+            char *p = pn_path_join(tmp, all[k]);
+            unlink(p);
+            free(p);
+        }
+        rmdir(tmp);
+    }
+    free(tmp), free(src), free(ps);
+    return rc;
 }

@@ -12,16 +12,30 @@
 #include "pn_checkpoint.h"
 #include "pn_hf_config.h"
 
-typedef struct pn_layer {
-    // The token mixer: a block type (src/blocks/) with its config and parameters in the type's params()
-    // order; gbp are their gradients (data NULL = frozen or no gradients planned).
+// A token mixer: a block type (src/blocks/) with its config and parameters in the type's params() order; gbp
+// are their gradients (data NULL = frozen or no gradients planned).
+typedef struct pn_slot {
     const pn_block_type *bt;
     pn_block_cfg bc;
     int nbp;
     pn_tensor bp[PN_BLOCK_MAX_PARAMS], gbp[PN_BLOCK_MAX_PARAMS];
+    int shares; // >= 0: bp/gbp are those of slot `shares` of the layer (swa runs attn's weights), else -1
+} pn_slot;
+
+#define PN_MAX_SLOTS 8
+
+typedef struct pn_layer {
+    // The candidate mixers of the layer (a supernet's paths; a plain model has one) and the one in use.
+    // Slot 0 is the mixer config.json names, its tensors under model.layers.{i}.self_attn.; the others come
+    // from pn_model_add_candidates. Everything else in the layer (norms, MLP) is shared by all of them.
+    pn_slot slot[PN_MAX_SLOTS];
+    int nslots, active;
     pn_tensor in_norm, post_norm, gate_w, up_w, down_w;
     pn_tensor g_in_norm, g_post_norm, g_gate_w, g_up_w, g_down_w;
 } pn_layer;
+
+static inline pn_slot *pn_layer_mixer(pn_layer *L) { return &L->slot[L->active]; }
+static inline const pn_slot *pn_layer_mixer_c(const pn_layer *L) { return &L->slot[L->active]; }
 
 // A tap sees the hidden state at a named point of the forward — "embed" (layer -1, the embeddings) and
 // "layer_out" (after layer l) — in generation and in training, and may read or overwrite it (teacher
@@ -42,6 +56,8 @@ typedef struct pn_model {
     pn_device device;
     pn_dtype dtype;
     pn_arena params;
+    pn_arena cand; // the candidate mixers' own parameters (pn_model_add_candidates)
+    char dir[1024]; // the folder it was loaded from (its tokenizer goes with an export)
     pn_tensor embed, final_norm, lm_head, inv_freq;
     pn_layer *layers;
     int nparams;
@@ -56,9 +72,12 @@ typedef struct pn_model {
     // the tap (NULL: none) and its context
     pn_tap_fn tap;
     void *tap_ctx;
-    // generation scratch of the linear blocks, one set per block type (layer l uses iscr[l])
-    pn_tensor (*iscr_pool)[PN_BLOCK_MAX_ACTS];
-    pn_tensor **iscr;
+    // generation scratch, one set per block type over all layers and candidate slots
+#define PN_MAX_GTYPES 8
+    int n_gtypes;
+    const pn_block_type *gtype[PN_MAX_GTYPES];
+    pn_block_cfg gtype_cfg[PN_MAX_GTYPES];
+    pn_tensor gscr[PN_MAX_GTYPES][PN_BLOCK_MAX_ACTS];
     // gradients (pn_model_grads_init) and the training plan (pn_train.c)
     pn_arena grads;
     pn_tensor g_embed, g_final_norm, g_lm_head;
@@ -101,6 +120,28 @@ int pn_model_forward(pn_model *m, pn_kvcache *cache, const int32_t *ids_host, in
 // tap with "layer_out". 0, or -1 with the error set (naming the layer).
 int pn_layer_forward(const pn_model *m, int l, const pn_tensor *x, pn_tensor *out, pn_layer_bufs *b, pn_tensor *blk,
                      pn_tensor *state, pn_tensor *scratch, const pn_block_ctx *ctx);
+
+// ---- the once-for-all supernet ----
+// Adds candidate mixers to every layer: types[l] is a comma-separated list of block types ("swa=1152,jet,gdn";
+// "swa=W" gives the window; NULL or "" for none) that layer l may run instead of its own (slot 0). Candidates get the published init,
+// copying the tensors whose name and shape match the layer's pretrained attention (pn_block_init); a `swa`
+// candidate next to an `attn` one runs the very same tensors (no copy). Their parameters are named
+// model.layers.{l}.candidates.{type}.<name> in param_list (after the base model's), in one new arena;
+// nothing of the base model moves, so the all-`attn` choice is the teacher over the same frozen tensors.
+// Call pn_model_plan / pn_model_train_plan / pn_model_grads_init afterwards (they size for every candidate).
+// 0, or -1 with the error set (an unknown type, a config its kernels cannot run, no memory).
+int pn_model_add_candidates(pn_model *m, const char *const *types, double init_std, uint64_t seed);
+// Switch layer l to its candidate of type `type` (no allocation: between steps, any time). 0, or -1 naming
+// the layer and the types it has. Generation state (pn_kvcache) must be made after choosing.
+int pn_model_set_mixer(pn_model *m, int l, const char *type);
+const char *pn_model_mixer(const pn_model *m, int l);
+// Writes the model as it runs now (each layer's chosen mixer) as a Hugging Face folder: config.json (a
+// Jet-Nemotron hybrid with layer_types, or the base family when every layer is attention), model.safetensors
+// (the chosen mixers under Jet-Nemotron's self_attn names; F32 from the CPU, BF16 from CUDA) and the source
+// folder's tokenizer files. Written atomically into a new folder. 0, or -1 with the error set.
+int pn_model_export(const pn_model *m, const char *dir);
+// Keeps shared candidates (swa on attn's tensors) in step after their owner's tensors changed (gradients).
+void pn_model_sync_slots(pn_model *m);
 
 // ---- training (src/pn_train.c) ----
 // Gradient buffers (F32, zeroed) for the parameters whose trainable[i] is non-zero (indices into

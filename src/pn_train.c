@@ -23,10 +23,15 @@
 #include "pn_common.h"
 #include "pn_model.h"
 
-#define MAX_TYPES 8
+#define MAX_TYPES PN_MAX_GTYPES
 
 typedef struct {
     pn_tensor xn1, xmid, xn2, gate, up, h;
+    // The mixer's kept activations: views into `region`, which is sized for the largest of the layer's
+    // candidate mixers (a supernet switches mixers between steps without reallocating); `viewed` is the
+    // type whose views blk holds now.
+    pn_tensor region;
+    const pn_block_type *viewed;
     pn_tensor blk[PN_BLOCK_MAX_ACTS];
 } layer_acts;
 
@@ -78,6 +83,7 @@ int pn_model_grads_init(pn_model *m, const uint8_t *trainable) {
         const pn_param *p = &m->param_list[i];
         if (!trainable || trainable[i]) *p->grad = pn_arena_tensor(&m->grads, PN_F32, p->ndim, p->shape);
     }
+    pn_model_sync_slots(m);
     pn_model_grads_zero(m);
     return 0;
 }
@@ -113,18 +119,50 @@ static int type_index(struct pn_train_plan *tp, const pn_block_type *bt) {
     return tp->ntypes++;
 }
 
-static void carve_layer(carver *cv, layer_acts *A, const pn_layer *L, const pn_model_config *c, pn_dtype act,
-                        int64_t N) {
+// Bytes of a mixer's kept activations for N rows (each tensor aligned as the arena aligns it).
+static size_t slot_act_bytes(const pn_slot *S, pn_dtype act, int64_t N) {
+    pn_dtype dt[PN_BLOCK_MAX_ACTS];
+    int64_t cols[PN_BLOCK_MAX_ACTS];
+    const int n = S->bt->acts(&S->bc, 0, act, dt, cols);
+    size_t b = 0;
+    for (int i = 0; i < n; i++) b += pn_arena_need(dt[i], 2, (int64_t[]){N, cols[i]});
+    return b;
+}
+
+static size_t layer_act_bytes(const pn_layer *L, pn_dtype act, int64_t N) { // the largest candidate's
+    size_t most = 0;
+    for (int s = 0; s < L->nslots; s++) {
+        const size_t b = slot_act_bytes(&L->slot[s], act, N);
+        most = b > most ? b : most;
+    }
+    return most;
+}
+
+// A layer's buffers; the mixer's region holds `most` bytes.
+static void carve_layer(carver *cv, layer_acts *A, size_t most, const pn_model_config *c, pn_dtype act, int64_t N) {
     A->xn1 = carve(cv, act, N, c->hidden);
     A->xmid = carve(cv, act, N, c->hidden);
     A->xn2 = carve(cv, act, N, c->hidden);
     A->gate = carve(cv, act, N, c->intermediate);
     A->up = carve(cv, act, N, c->intermediate);
     A->h = carve(cv, act, N, c->intermediate);
+    A->region = carve(cv, PN_F32, 1, (int64_t)(most / 4 + 1));
+    A->viewed = NULL;
+}
+
+// The active mixer's activation views in A's region (made again when the layer's mixer changed).
+static void view_acts(layer_acts *A, const pn_slot *S, pn_dtype act, int64_t N) {
+    if (A->viewed == S->bt) return;
     pn_dtype dt[PN_BLOCK_MAX_ACTS];
     int64_t cols[PN_BLOCK_MAX_ACTS];
-    const int n = L->bt->acts(&L->bc, 0, act, dt, cols);
-    for (int i = 0; i < n; i++) A->blk[i] = carve(cv, dt[i], N, cols[i]);
+    const int n = S->bt->acts(&S->bc, 0, act, dt, cols);
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        A->blk[i] = pn_view((char *)A->region.data + off, dt[i], A->region.device, 2, (int64_t[]){N, cols[i]});
+        off += pn_arena_need(dt[i], 2, (int64_t[]){N, cols[i]});
+    }
+    PN_ASSERT(off <= pn_nbytes(&A->region));
+    A->viewed = S->bt;
 }
 
 // The whole layout, once counting and once carving. Block types are looked up by their forward (attn and
@@ -146,22 +184,35 @@ static void plan_layout(carver *cv, struct pn_train_plan *tp, pn_model *m, int64
     tp->dh = carve(cv, act, N, c->intermediate);
     tp->dgate = carve(cv, act, N, c->intermediate);
     tp->dup = carve(cv, act, N, c->intermediate);
+    // Recompute buffers are shared by the layers of one kind: keyed by the layer's first slot's type (a
+    // plain model's mixer; in a supernet, layers with the same candidates share).
+    size_t shared_most[MAX_TYPES] = {0};
+    for (int l = 0; l < c->n_layers; l++) {
+        const int ti = type_index(tp, m->layers[l].slot[0].bt);
+        const size_t b = layer_act_bytes(&m->layers[l], act, N);
+        if (tp->recompute[l] && b > shared_most[ti]) shared_most[ti] = b;
+    }
     for (int l = 0; l < c->n_layers; l++) {
         const pn_layer *L = &m->layers[l];
-        const int ti = type_index(tp, L->bt);
+        const int ti = type_index(tp, L->slot[0].bt);
         if (tp->recompute[l]) {
-            if (!shared_done[ti]) carve_layer(cv, &tp->shared[ti], L, c, act, N), shared_done[ti] = 1;
+            if (!shared_done[ti]) carve_layer(cv, &tp->shared[ti], shared_most[ti], c, act, N), shared_done[ti] = 1;
         } else {
-            carve_layer(cv, &tp->own[l], L, c, act, N);
+            carve_layer(cv, &tp->own[l], layer_act_bytes(L, act, N), c, act, N);
         }
-        if (!scratch_done[ti]) {
+    }
+    // Backward scratch per block type, over every candidate.
+    for (int l = 0; l < c->n_layers; l++)
+        for (int s = 0; s < m->layers[l].nslots; s++) {
+            const pn_slot *S = &m->layers[l].slot[s];
+            const int ti = type_index(tp, S->bt);
+            if (scratch_done[ti]) continue;
             pn_dtype dt[PN_BLOCK_MAX_ACTS];
             int64_t cols[PN_BLOCK_MAX_ACTS];
-            const int n = L->bt->acts(&L->bc, 1, act, dt, cols);
+            const int n = S->bt->acts(&S->bc, 1, act, dt, cols);
             for (int i = 0; i < n; i++) tp->scratch[ti][i] = carve(cv, dt[i], N, cols[i]);
             scratch_done[ti] = 1;
         }
-    }
 }
 
 int pn_model_train_plan(pn_model *m, int max_B, int max_T, const pn_train_opts *o) {
@@ -212,17 +263,22 @@ pn_tensor pn_model_train_layer_out(const pn_model *m, int l) {
 // ---------------------------------------------------------------------------------------------------
 // forward
 
+// Layer l's buffers, with the views of its active mixer's activations.
 static layer_acts *acts_of(struct pn_train_plan *tp, const pn_model *m, int l) {
-    if (!tp->recompute[l]) return &tp->own[l];
-    for (int i = 0; i < tp->ntypes; i++)
-        if (tp->types[i] == m->layers[l].bt) return &tp->shared[i];
-    pn_panic("training plan: no buffers for layer %d", l);
+    layer_acts *A = NULL;
+    if (!tp->recompute[l]) A = &tp->own[l];
+    for (int i = 0; i < tp->ntypes && !A; i++)
+        if (tp->types[i] == m->layers[l].slot[0].bt) A = &tp->shared[i];
+    if (!A) pn_panic("training plan: no buffers for layer %d", l);
+    view_acts(A, pn_layer_mixer_c(&m->layers[l]), m->dtype, (int64_t)tp->max_B * tp->max_T);
+    return A;
 }
 
 static pn_tensor *scratch_of(struct pn_train_plan *tp, const pn_model *m, int l) {
+    const pn_block_type *bt = pn_layer_mixer_c(&m->layers[l])->bt;
     for (int i = 0; i < tp->ntypes; i++)
-        if (tp->types[i] == m->layers[l].bt) return tp->scratch[i];
-    pn_panic("training plan: no scratch for layer %d", l);
+        if (tp->types[i] == bt) return tp->scratch[i];
+    pn_panic("training plan: no scratch for layer %d (%s): plan again after adding candidates", l, bt->name);
 }
 
 static pn_block_ctx ctx_of(const pn_model *m, const struct pn_train_plan *tp, pn_tensor *cu) {
@@ -307,8 +363,9 @@ static int lowest_trainable_layer(const pn_model *m) {
         const pn_layer *L = &m->layers[l];
         if (L->g_in_norm.data || L->g_post_norm.data || L->g_gate_w.data || L->g_up_w.data || L->g_down_w.data)
             return l;
-        for (int i = 0; i < L->nbp; i++)
-            if (L->gbp[i].data) return l;
+        for (int s = 0; s < L->nslots; s++)
+            for (int i = 0; i < L->slot[s].nbp; i++)
+                if (L->slot[s].gbp[i].data) return l;
     }
     return m->cfg.n_layers;
 }
@@ -320,6 +377,7 @@ static int backward_layer(pn_model *m, int l, pn_tensor *dres, const pn_block_ct
     const pn_model_config *c = &m->cfg;
     const int64_t N = ctx->B * ctx->T;
     pn_layer *L = &m->layers[l];
+    pn_slot *S = pn_layer_mixer(L);
     layer_acts *A = acts_of(tp, m, l);
     if (tp->recompute[l] && layer_forward(m, l, A, 0, ctx)) return -1;
     pn_tensor dtmp = pn_rows(&tp->dtmp, 0, N), dxn = pn_rows(&tp->dxn, 0, N);
@@ -335,14 +393,14 @@ static int backward_layer(pn_model *m, int l, pn_tensor *dres, const pn_block_ct
     pn_op_rmsnorm_bwd(&dtmp, grad_of(&L->g_post_norm), &dxn, &xmid, &L->post_norm, c->rms_eps);
     pn_op_add(dres, &dtmp); // dL/dx_mid
     // token mixer
-    if (L->bt->backward(&L->bc, L->bp, L->gbp, A->blk, scratch_of(tp, m, l), &xn1, dres, &dxn, ctx))
-        return pn_error_prefix("layer %d (%s) backward", l, L->bt->name);
+    if (S->bt->backward(&S->bc, S->bp, S->gbp, A->blk, scratch_of(tp, m, l), &xn1, dres, &dxn, ctx))
+        return pn_error_prefix("layer %d (%s) backward", l, S->bt->name);
     pn_op_rmsnorm_bwd(&dtmp, grad_of(&L->g_in_norm), &dxn, &x, &L->in_norm, c->rms_eps);
     pn_op_add(dres, &dtmp); // dL/dx_l
     if (m->check_finite) {
         const int64_t bad = pn_op_count_nonfinite(dres);
         if (bad)
-            return pn_errorf("layer %d (%s) backward: %lld non-finite values (NaN/Inf) in its input gradient", l, L->bt->name,
+            return pn_errorf("layer %d (%s) backward: %lld non-finite values (NaN/Inf) in its input gradient", l, S->bt->name,
                              (long long)bad);
     }
     return 0;

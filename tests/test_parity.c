@@ -407,7 +407,7 @@ static void check_nonfinite(const char *goldens) {
     char *dir = pn_path_join(goldens, "qwen2-tiny");
     pn_model m;
     if (pn_model_load(&m, dir, dev) == 0) {
-        const pn_tensor *w = &m.layers[1].bp[m.layers[1].nbp - 1]; // o_proj.weight: last of params_attn (no o bias)
+        const pn_tensor *w = &m.layers[1].slot[0].bp[m.layers[1].slot[0].nbp - 1]; // o_proj.weight: last of params_attn (no o bias)
         float nan = NAN;
         pn_tensor one = pn_rows(w, 0, 1);
         float *row = pn_malloc(sizeof(float) * (size_t)pn_numel(&one));

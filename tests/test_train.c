@@ -510,7 +510,7 @@ static void check_entry_points(pn_model *m, const int32_t *ids, int B, int T) {
     }
     memcpy(xin.data, x0, sizeof(float) * (size_t)(N * H));
     free(x0);
-    printf("entry points: layer %d (%s) backward alone vs finite differences: worst %.2e (%s)\n", l, m->layers[l].bt->name,
+    printf("entry points: layer %d (%s) backward alone vs finite differences: worst %.2e (%s)\n", l, m->layers[l].slot[0].bt->name,
            fd_worst, wname);
     CHECK(fd_worst < 0.02, "layer backward: %s %.3e", wname, fd_worst);
     // 5. taps: every layer seen, in training and in generation; a write reaches the output

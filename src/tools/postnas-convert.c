@@ -144,8 +144,8 @@ static int gguf_name(const char *hf, char *out, size_t n) {
     if (!strcmp(hf, "model.embed_tokens.weight")) return snprintf(out, n, "token_embd.weight"), 0;
     if (!strcmp(hf, "model.norm.weight")) return snprintf(out, n, "output_norm.weight"), 0;
     if (!strcmp(hf, "lm_head.weight")) return snprintf(out, n, "output.weight"), 0;
-    int layer, off;
-    if (sscanf(hf, "model.layers.%d.%n", &layer, &off) == 1)
+    int layer, off = 0; // %n is set only when the whole pattern matched
+    if (sscanf(hf, "model.layers.%d.%n", &layer, &off) == 1 && off > 0)
         for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
             if (!strcmp(hf + off, map[i][0])) return snprintf(out, n, "blk.%d.%s", layer, map[i][1]), 0;
     return -1;

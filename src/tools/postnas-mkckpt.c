@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "../../data/pn_tokenizer.h"
+#include "../../kernels/cpu/threads.h"
 #include "../pn_common.h"
 #include "../pn_model.h"
 #include "../pn_rng.h"
@@ -115,6 +116,18 @@ static size_t param_bytes(const pn_param *p, pn_st_dtype dt) {
     return (size_t)pn_param_numel(p) * pn_st_dtype_size(dt);
 }
 
+typedef struct {
+    const pn_param *p;
+    const gen_opts *g;
+    uint64_t stream;
+    float *out;
+} init_job;
+
+static void init_range(void *ctx, int64_t b, int64_t e) {
+    const init_job *j = ctx;
+    for (int64_t k = b; k < e; k++) j->out[k] = pn_param_init_value(j->p, j->g->std, j->g->seed, j->stream, (uint64_t)k);
+}
+
 // Writes params [lo, hi) into one safetensors file.
 static int write_file(const char *path, const pn_param *ps, int lo, int hi, const gen_opts *g) {
     pn_st_decl *decl = pn_calloc((size_t)(hi - lo), sizeof(pn_st_decl));
@@ -137,9 +150,8 @@ static int write_file(const char *path, const pn_param *ps, int lo, int hi, cons
     for (int i = lo; i < hi && !rc; i++) {
         const pn_param *p = &ps[i];
         const int64_t n = pn_param_numel(p);
-        const uint64_t stream = (uint64_t)i + 1;
-#pragma omp parallel for schedule(static)
-        for (int64_t j = 0; j < n; j++) buf[j] = pn_param_init_value(p, g->std, g->seed, stream, (uint64_t)j);
+        init_job job = {.p = p, .g = g, .stream = (uint64_t)i + 1, .out = buf};
+        pn_cpu_parallel_for(n, 0, 50, init_range, &job); // counter-based: any split gives the same values
         if (g->dtype == PN_ST_BF16) {
             for (int64_t j = 0; j < n; j++) half[j] = pn_f32_to_bf16(buf[j]);
             rc = pn_st_writer_write(w, half, (size_t)n * 2);

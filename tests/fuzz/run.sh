@@ -41,6 +41,13 @@ for t in $targets; do build+=("tests/fuzz/fuzz_$t"); done
 if ! ninja -C "$B" -j "$(nproc)" "${build[@]}" > "$B.build.log" 2>&1; then
   tail -n 40 "$B.build.log"; echo "fuzz: step failed: compile $B (whole output in $B.build.log)"; exit 1
 fi
+# The fuzz build's compiler, libraries and headers come from install-deps.sh's packages too (a fresh machine
+# has nothing else): the same check as the suite's `deps` test.
+python3 tests/check_deps.py "$B" > "$B/deps.log" 2>&1
+case $? in
+  0 | 77) ;;
+  *) cat "$B/deps.log"; echo "fuzz: step failed: the fuzz build uses what scripts/install-deps.sh does not install"; exit 1 ;;
+esac
 rm -rf "$B/fuzz-seeds"
 if ! bash tests/fuzz/make_seeds.sh "$B" "$B/fuzz-seeds" > "$B/fuzz-seeds.log" 2>&1; then
   cat "$B/fuzz-seeds.log"; echo "fuzz: step failed: tests/fuzz/make_seeds.sh"; exit 1
