@@ -15,6 +15,7 @@
 
 #include "../src/pn_tensor.h"
 #include "cpu/gdn.h" // pn_gdn_cfg
+#include "ops_list.h"
 
 typedef struct pn_backend {
     const char *name;
@@ -26,83 +27,26 @@ typedef struct pn_backend {
     void (*memset0)(void *dst, size_t bytes);
     void (*sync)(void);
 
-    // out[n, :] = table[ids[n], :]; ids already validated against V by the caller.
-    void (*embedding)(pn_tensor *out, const pn_tensor *ids, const pn_tensor *table);
-    // out = weight * normalize(x) over the last dim D = weight->shape[0]; rows = numel(x) / D.
-    // Statistics in fp32; like HF the normalized value is rounded to the activation dtype before * weight.
-    void (*rmsnorm)(pn_tensor *out, const pn_tensor *x, const pn_tensor *weight, float eps);
-    // out[N, O] = x[N, I] w[O, I]^T (+ bias[O]).
-    void (*matmul)(pn_tensor *out, const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias);
-    // x += y (same shape).
-    void (*add)(pn_tensor *x, const pn_tensor *y);
-    // out = silu(gate) * up.
-    void (*swiglu)(pn_tensor *out, const pn_tensor *gate, const pn_tensor *up);
-    // In place on x[B, T, H, D], rotate-half convention; token t has position pos0 + t;
-    // inv_freq[D/2] is F32 on the tensor's device.
-    void (*rope)(pn_tensor *x, const pn_tensor *inv_freq, int pos0);
-    // cache[b, pos0 + t, :, :] = src[b, t, :, :]; cache is [B, cap, Hkv, D], src [B, T, Hkv, D].
-    void (*kv_store)(pn_tensor *cache, const pn_tensor *src, int pos0);
-    // Causal GQA attention of q[B, T, Hq, D] (query t at position pos0 + t) over keys/values at positions
-    // 0 .. pos0 + T - 1 of kcache/vcache [B, cap, Hkv, D]. Key s is visible to query p iff s <= p and
-    // (window == 0 or p - s < window). Scale D^-1/2, softmax in fp32. out is [B, T, Hq, D].
-    void (*attention)(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
-                      int pos0, int window);
-    // dst (host F32, numel(src) floats) = src converted to fp32.
-    void (*to_host_f32)(float *dst, const pn_tensor *src);
-    // dst (device, activation/parameter dtype) = src (host F32 array of numel(dst) floats).
-    void (*from_host_f32)(pn_tensor *dst, const float *src);
-    // How many elements of x are NaN or infinite (the guard that names the layer where training diverged).
-    int64_t (*count_nonfinite)(const pn_tensor *x);
-
-    // ---- backward ops (NULL where a backend does not have one yet; the wrapper says so) ----
-    // Training forward of `attention` whose keys are the T tokens themselves (pos0 = 0, k/v [B, T, Hkv, D]),
-    // also writing lse F32 [B, T, Hq]: each query's natural log-sum-exp of its scaled visible scores.
-    void (*attention_train)(pn_tensor *out, pn_tensor *lse, const pn_tensor *q, const pn_tensor *k,
-                            const pn_tensor *v, int window);
-    // Backward of `attention` for training (keys are the T tokens themselves: pos0 = 0, k/v [B, T, Hkv, D]):
-    // from the forward's q, k, v, out and the upstream dout [B, T, Hq, D], writes dq [B, T, Hq, D] and
-    // dk, dv [B, T, Hkv, D] (overwritten; GQA sums the group's query heads into their kv head). lse: the
-    // attention_train statistics, or NULL (then recomputed where the backend needs them).
-    void (*attention_bwd)(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout, const pn_tensor *q,
-                          const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, const pn_tensor *lse,
-                          int window);
-
-    // ---- training and linear-block ops (tensor conventions in the wrappers' comments below) ----
-    void (*copy)(pn_tensor *dst, const pn_tensor *src);
-    void (*silu)(pn_tensor *y, const pn_tensor *x);
-    void (*silu_bwd)(pn_tensor *dx, const pn_tensor *dy, const pn_tensor *x);
-    void (*rmsnorm_bwd)(pn_tensor *dx, pn_tensor *dw, const pn_tensor *dy, const pn_tensor *x, const pn_tensor *w,
-                        float eps);
-    void (*gated_rmsnorm)(pn_tensor *y, const pn_tensor *x, const pn_tensor *gate, const pn_tensor *w, float eps);
-    void (*gated_rmsnorm_bwd)(pn_tensor *dx, pn_tensor *dgate, pn_tensor *dw, const pn_tensor *dy, const pn_tensor *x,
-                              const pn_tensor *gate, const pn_tensor *w, float eps);
-    void (*swiglu_bwd)(pn_tensor *dgate, pn_tensor *dup, const pn_tensor *dout, const pn_tensor *gate,
-                       const pn_tensor *up);
-    void (*matmul_bwd)(pn_tensor *dx, pn_tensor *dw, pn_tensor *db, const pn_tensor *dout, const pn_tensor *x,
-                       const pn_tensor *w, int accumulate_dx);
-    void (*rope_bwd)(pn_tensor *dx, const pn_tensor *inv_freq, int pos0);
-    void (*embedding_bwd)(pn_tensor *dtable, const pn_tensor *ids, const pn_tensor *dout);
-    void (*conv1d)(pn_tensor *y, const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias, const pn_tensor *kdyn,
-                   int act_silu, const pn_tensor *cu_seqlens);
-    void (*conv1d_bwd)(pn_tensor *dx, pn_tensor *dw, pn_tensor *dbias, pn_tensor *dkdyn, const pn_tensor *dy,
-                       const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias, const pn_tensor *kdyn,
-                       int act_silu, const pn_tensor *cu_seqlens);
-    void (*lin_gates)(pn_tensor *g, pn_tensor *beta, const pn_tensor *za, const pn_tensor *zb, const pn_tensor *A_log,
-                      const pn_tensor *dt_bias);
-    void (*lin_gates_bwd)(pn_tensor *dza, pn_tensor *dzb, pn_tensor *dA_log, pn_tensor *ddt_bias, const pn_tensor *dg,
-                          const pn_tensor *dbeta, const pn_tensor *za, const pn_tensor *g, const pn_tensor *beta,
-                          const pn_tensor *A_log, const pn_tensor *dt_bias);
-    // The Gated DeltaNet op (kernels/cpu/gdn.h has the math and the pn_gdn_cfg contract). Pointers are on
-    // the backend's device, cfg->cu_seqlens included; q, k, v, o, dq, dk, dv, dout in the activation dtype,
-    // g, beta and states fp32. Return 0, or -1 with the error set before computing anything.
-    int (*gdn_fwd)(const pn_gdn_cfg *cfg, void *o, float *ht, const void *q, const void *k, const void *v,
-                   const float *g, const float *beta, const float *h0);
-    int (*gdn_bwd)(const pn_gdn_cfg *cfg, void *dq, void *dk, void *dv, float *dg, float *dbeta, float *dh0,
-                   const void *dout, const float *dht, const void *q, const void *k, const void *v, const float *g,
-                   const float *beta, const float *h0);
-    int (*gdn_step)(const pn_gdn_cfg *cfg, void *o, float *S, const void *q, const void *k, const void *v,
-                    const float *g, const float *beta);
+    // the ops, in kernels/ops_list.h's order (what each computes: the comments below and the wrappers')
+    PN_OPS(PN_OP_FIELD)
 } pn_backend;
+
+// What the ops compute (each backend's pn_backend_get(dev)-><op>; the wrappers below check the shapes):
+// - embedding: out[n, :] = table[ids[n], :]; ids already validated against V by the caller.
+// - rmsnorm: out = weight * normalize(x) over the last dim D = weight->shape[0]; statistics in fp32; like
+//   HF the normalized value is rounded to the activation dtype before * weight.
+// - matmul: out[N, O] = x[N, I] w[O, I]^T (+ bias[O]).   add: x += y.   swiglu: out = silu(gate) * up.
+// - rope: in place on x[B, T, H, D], rotate-half convention; token t at position pos0 + t; inv_freq[D/2] F32.
+// - kv_store: cache[b, pos0 + t] = src[b, t] (cache [B, cap, Hkv, D], src [B, T, Hkv, D]).
+// - attention: causal GQA of q[B, T, Hq, D] (query t at position pos0 + t) over positions 0 .. pos0 + T - 1
+//   of kcache/vcache; key s is visible to query p iff s <= p and (window == 0 or p - s < window); scale
+//   D^-1/2, softmax in fp32; out [B, T, Hq, D].
+// - to_host_f32 / from_host_f32: a tensor to / from a host fp32 array. count_nonfinite: NaN/Inf count.
+// - attention_train: attention over the T tokens themselves (pos0 = 0, k/v [B, T, Hkv, D]) also writing
+//   lse F32 [B, T, Hq] (each query's natural log-sum-exp). attention_bwd: from q, k, v, out, dout (and lse,
+//   or NULL to recompute) writes dq [B, T, Hq, D], dk, dv [B, T, Hkv, D] (GQA sums a group into its head).
+// - the training and linear-block ops: see their wrappers below; gdn_*: kernels/cpu/gdn.h's contract, all
+//   pointers on the backend's device, returning 0 or -1 with the error set before computing anything.
 
 extern const pn_backend pn_cpu_backend;
 #ifdef PN_HAVE_CUDA

@@ -40,8 +40,8 @@ int main(int argc, char **argv) {
     { // RMSNorm [7, 24]
         float *x = get("rms_x"), *w = get("rms_w"), *dy = get("rms_dy"), *dx_ref = get("rms_dx"), *dw_ref = get("rms_dw");
         float dx[7 * 24], dw[24] = {0};
-        pn_cpu_rmsnorm_bwd(dx, dw, dy, x, w, 7, 24, 1e-6f);
-        pn_cpu_rmsnorm_bwd(dx, dw, dy, x, w, 7, 24, 1e-6f);
+        pn_cpu_rmsnorm_bwd_f32(dx, dw, dy, x, w, 7, 24, 1e-6f);
+        pn_cpu_rmsnorm_bwd_f32(dx, dw, dy, x, w, 7, 24, 1e-6f);
         printf("rmsnorm\n");
         expect("dx", dx, dx_ref, 7 * 24, 1);
         expect("dw (twice)", dw, dw_ref, 24, 2);
@@ -52,8 +52,8 @@ int main(int argc, char **argv) {
         float *dx_ref = get("grms_dx"), *dg_ref = get("grms_dg"), *dw_ref = get("grms_dw");
         float y[9 * 16], dx[9 * 16], dg[9 * 16], dw[16] = {0};
         pn_cpu_gated_rmsnorm_fwd(y, x, g, w, 9, 16, 1e-5f);
-        pn_cpu_gated_rmsnorm_bwd(dx, dg, dw, dy, x, g, w, 9, 16, 1e-5f);
-        pn_cpu_gated_rmsnorm_bwd(dx, dg, dw, dy, x, g, w, 9, 16, 1e-5f);
+        pn_cpu_gated_rmsnorm_bwd_f32(dx, dg, dw, dy, x, g, w, 9, 16, 1e-5f);
+        pn_cpu_gated_rmsnorm_bwd_f32(dx, dg, dw, dy, x, g, w, 9, 16, 1e-5f);
         printf("gated rmsnorm\n");
         expect("y", y, y_ref, 9 * 16, 1);
         expect("dx", dx, dx_ref, 9 * 16, 1);
@@ -64,7 +64,7 @@ int main(int argc, char **argv) {
     { // SwiGLU [5, 12]
         float *gate = get("swi_gate"), *up = get("swi_up"), *dy = get("swi_dy"), *dg_ref = get("swi_dgate"), *du_ref = get("swi_dup");
         float dg[60], du[60];
-        pn_cpu_swiglu_bwd(dg, du, dy, gate, up, 60);
+        pn_cpu_swiglu_bwd_f32(dg, du, dy, gate, up, 60);
         printf("swiglu\n");
         expect("dgate", dg, dg_ref, 60, 1);
         expect("dup", du, du_ref, 60, 1);
@@ -73,8 +73,8 @@ int main(int argc, char **argv) {
     { // linear [6, 10] x [7, 10]^T + [7]
         float *x = get("lin_x"), *w = get("lin_w"), *dy = get("lin_dy"), *dx_ref = get("lin_dx"), *dw_ref = get("lin_dw"), *db_ref = get("lin_db");
         float dx[60], dw[70] = {0}, db[7] = {0};
-        pn_cpu_matmul_bwd(dx, dw, db, dy, x, w, 6, 10, 7);
-        pn_cpu_matmul_bwd(dx, dw, db, dy, x, w, 6, 10, 7);
+        pn_cpu_matmul_bwd_f32(dx, dw, db, dy, x, w, 6, 10, 7);
+        pn_cpu_matmul_bwd_f32(dx, dw, db, dy, x, w, 6, 10, 7);
         printf("linear\n");
         expect("dx", dx, dx_ref, 60, 1);
         expect("dw (twice)", dw, dw_ref, 70, 2);

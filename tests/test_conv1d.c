@@ -50,7 +50,7 @@ static void check_golden(const char *dir, const char *name) {
     float *dw = pn_calloc((size_t)(C * W), sizeof(float)), *db = pn_calloc((size_t)C, sizeof(float));
     float *dk = dyn ? pn_malloc(sizeof(float) * nx * (size_t)W) : NULL;
     pn_cpu_conv1d_fwd(y, x, w, bias, k, B, T, C, W, act, NULL, 0);
-    pn_cpu_conv1d_bwd(dx, dyn ? NULL : dw, bias ? db : NULL, dk, dy, x, w, bias, k, B, T, C, W, act, NULL, 0);
+    pn_cpu_conv1d_bwd_f32(dx, dyn ? NULL : dw, bias ? db : NULL, dk, dy, x, w, bias, k, B, T, C, W, act, NULL, 0);
     double ey = rel_err(y, yref, nx), ex = rel_err(dx, dxref, nx);
     double ew = dyn ? rel_err(dk, dkref, nx * (size_t)W) : rel_err(dw, dwref, (size_t)(C * W));
     double eb = bias ? rel_err(db, dbref, (size_t)C) : 0;
@@ -75,12 +75,12 @@ static void check_varlen(int dynamic) {
     const float *kk = dynamic ? kd : NULL;
     float y[39], dx[39], dw[12] = {0}, db[3] = {0}, dk[156];
     pn_cpu_conv1d_fwd(y, x, w, bias, kk, 1, T, C, W, 1, cu, 3);
-    pn_cpu_conv1d_bwd(dx, dynamic ? NULL : dw, db, dynamic ? dk : NULL, dy, x, w, bias, kk, 1, T, C, W, 1, cu, 3);
+    pn_cpu_conv1d_bwd_f32(dx, dynamic ? NULL : dw, db, dynamic ? dk : NULL, dy, x, w, bias, kk, 1, T, C, W, 1, cu, 3);
     float y2[39], dx2[39], dw2[12] = {0}, db2[3] = {0}, dk2[156];
     for (int s = 0; s < 3; s++) {
         const int64_t o = cu[s], L = cu[s + 1] - cu[s];
         pn_cpu_conv1d_fwd(y2 + o * C, x + o * C, w, bias, dynamic ? kd + o * C * W : NULL, 1, L, C, W, 1, NULL, 0);
-        pn_cpu_conv1d_bwd(dx2 + o * C, dynamic ? NULL : dw2, db2, dynamic ? dk2 + o * C * W : NULL, dy + o * C,
+        pn_cpu_conv1d_bwd_f32(dx2 + o * C, dynamic ? NULL : dw2, db2, dynamic ? dk2 + o * C * W : NULL, dy + o * C,
                           x + o * C, w, bias, dynamic ? kd + o * C * W : NULL, 1, L, C, W, 1, NULL, 0);
     }
     CHECK(!memcmp(y, y2, sizeof y) && !memcmp(dx, dx2, sizeof dx), "varlen (%s) differs from separate runs",

@@ -104,7 +104,7 @@ static void check_fwd_vs_naive(pn_gdn_cfg c, int has_h0, double decay, const cha
     double *oc64 = pn_malloc(sizeof(double) * (size_t)no), *htc64 = pn_malloc(sizeof(double) * (size_t)ns);
     float *o = pn_malloc(sizeof(float) * (size_t)no), *ht = pn_malloc(sizeof(float) * (size_t)ns);
     CHECK(pn_cpu_gdn_naive_f64(&c, in.d[IQ], in.d[IK], in.d[IV], in.d[IG], in.d[IB], in.d[IH0], o64, ht64) == 0, "%s", pn_last_error());
-    CHECK(pn_cpu_gdn_fwd(&c, in.f[IQ], in.f[IK], in.f[IV], in.f[IG], in.f[IB], in.f[IH0], o, ht) == 0, "%s", pn_last_error());
+    CHECK(pn_cpu_gdn_fwd_f32(&c, in.f[IQ], in.f[IK], in.f[IV], in.f[IG], in.f[IB], in.f[IH0], o, ht) == 0, "%s", pn_last_error());
     CHECK(pn_cpu_gdn_fwd_f64(&c, in.d[IQ], in.d[IK], in.d[IV], in.d[IG], in.d[IB], in.d[IH0], oc64, htc64) == 0, "%s", pn_last_error());
     const double eo = err_fd(o, o64, no), eh = err_fd(ht, ht64, ns);
     const double eo64 = rms_ratio(oc64, o64, no), eh64 = rms_ratio(htc64, ht64, ns);
@@ -114,21 +114,21 @@ static void check_fwd_vs_naive(pn_gdn_cfg c, int has_h0, double decay, const cha
     worst_fwd = fmax(worst_fwd, fmax(eo, eh));
     // ht = NULL must not change o.
     float *o2 = pn_malloc(sizeof(float) * (size_t)no);
-    CHECK(pn_cpu_gdn_fwd(&c, in.f[IQ], in.f[IK], in.f[IV], in.f[IG], in.f[IB], in.f[IH0], o2, NULL) == 0, "fwd");
+    CHECK(pn_cpu_gdn_fwd_f32(&c, in.f[IQ], in.f[IK], in.f[IV], in.f[IG], in.f[IB], in.f[IH0], o2, NULL) == 0, "fwd");
     CHECK(memcmp(o, o2, sizeof(float) * (size_t)no) == 0, "%s: o changed without ht", what);
     free(o64), free(ht64), free(oc64), free(htc64), free(o), free(ht), free(o2);
     free_inputs(&in);
 }
 
 // ---------------------------------------------------------------------------------------------------
-// 2. decode: B sequences fed one token at a time through pn_cpu_gdn_step reproduce the chunked forward.
+// 2. decode: B sequences fed one token at a time through pn_cpu_gdn_step_f32 reproduce the chunked forward.
 
 static void check_step(pn_gdn_cfg c, double decay) {
     inputs in;
     make_inputs(&in, c, 7, 1, 0, decay);
     const int64_t B = c.B, T = c.T, H = c.H, K = c.K, V = c.V, ns = B * H * K * V;
     float *o = pn_malloc(sizeof(float) * (size_t)in.n[IDO]), *ht = pn_malloc(sizeof(float) * (size_t)ns);
-    CHECK(pn_cpu_gdn_fwd(&c, in.f[IQ], in.f[IK], in.f[IV], in.f[IG], in.f[IB], in.f[IH0], o, ht) == 0, "%s", pn_last_error());
+    CHECK(pn_cpu_gdn_fwd_f32(&c, in.f[IQ], in.f[IK], in.f[IV], in.f[IG], in.f[IB], in.f[IH0], o, ht) == 0, "%s", pn_last_error());
     pn_gdn_cfg c1 = c;
     c1.T = 1;
     float *S = pn_malloc(sizeof(float) * (size_t)ns), *os = pn_malloc(sizeof(float) * (size_t)in.n[IDO]);
@@ -146,7 +146,7 @@ static void check_step(pn_gdn_cfg c, double decay) {
             memcpy(gt + b * H, in.f[IG] + src, sizeof(float) * (size_t)H);
             memcpy(bt + b * H, in.f[IB] + src, sizeof(float) * (size_t)H);
         }
-        CHECK(pn_cpu_gdn_step(&c1, qt, kt, vt, gt, bt, S, ot) == 0, "%s", pn_last_error());
+        CHECK(pn_cpu_gdn_step_f32(&c1, qt, kt, vt, gt, bt, S, ot) == 0, "%s", pn_last_error());
         for (int64_t b = 0; b < B; b++) memcpy(os + (b * T + t) * H * V, ot + b * H * V, sizeof(float) * (size_t)(H * V));
     }
     const double eo = err_ff(os, o, in.n[IDO]), eh = err_ff(S, ht, ns);
@@ -154,7 +154,7 @@ static void check_step(pn_gdn_cfg c, double decay) {
            (long long)H, (long long)K, (long long)V, c.qk_l2norm, eo, eh);
     CHECK(eo <= 1e-6 && eh <= 1e-6, "decode vs chunked: o %.3e state %.3e", eo, eh);
     worst_step = fmax(worst_step, fmax(eo, eh));
-    CHECK_ERR(pn_cpu_gdn_step(&c, qt, kt, vt, gt, bt, S, ot), "one token");
+    CHECK_ERR(pn_cpu_gdn_step_f32(&c, qt, kt, vt, gt, bt, S, ot), "one token");
     free(o), free(ht), free(S), free(os), free(qt), free(kt), free(vt), free(ot), free(gt), free(bt);
     free_inputs(&in);
 }
@@ -216,7 +216,7 @@ static void check_grads(pn_gdn_cfg c, int has_h0, int has_dht, double decay, con
     // The fp32 instance: same code, fp32 rounding.
     float *g32[6];
     for (int i = 0; i < 6; i++) g32[i] = pn_malloc(sizeof(float) * (size_t)nx[i]);
-    CHECK(pn_cpu_gdn_bwd(&c, in.f[IQ], in.f[IK], in.f[IV], in.f[IG], in.f[IB], in.f[IH0], in.f[IDO], in.f[IDHT],
+    CHECK(pn_cpu_gdn_bwd_f32(&c, in.f[IQ], in.f[IK], in.f[IV], in.f[IG], in.f[IB], in.f[IH0], in.f[IDO], in.f[IDHT],
                          g32[IQ], g32[IK], g32[IV], g32[IG], g32[IB], g32[IH0]) == 0, "%s", pn_last_error());
     for (int i = 0; i < 6; i++) {
         const double e = err_fd(g32[i], gr[i], nx[i]);
@@ -239,7 +239,7 @@ static void check_bwd32(pn_gdn_cfg c, double decay, const char *what) {
     for (int i = 0; i < 6; i++) gd[i] = pn_malloc(sizeof(double) * (size_t)nx[i]), gf[i] = pn_malloc(sizeof(float) * (size_t)nx[i]);
     CHECK(pn_cpu_gdn_bwd_f64(&c, in.d[IQ], in.d[IK], in.d[IV], in.d[IG], in.d[IB], in.d[IH0], in.d[IDO], in.d[IDHT],
                              gd[0], gd[1], gd[2], gd[3], gd[4], gd[5]) == 0, "%s", pn_last_error());
-    CHECK(pn_cpu_gdn_bwd(&c, in.f[IQ], in.f[IK], in.f[IV], in.f[IG], in.f[IB], in.f[IH0], in.f[IDO], in.f[IDHT],
+    CHECK(pn_cpu_gdn_bwd_f32(&c, in.f[IQ], in.f[IK], in.f[IV], in.f[IG], in.f[IB], in.f[IH0], in.f[IDO], in.f[IDHT],
                          gf[0], gf[1], gf[2], gf[3], gf[4], gf[5]) == 0, "%s", pn_last_error());
     printf("  bwd fp32 vs double %-17s", what);
     for (int i = 0; i < 6; i++) {
@@ -269,8 +269,8 @@ static void check_varlen(void) {
     float *dq = pn_malloc(sizeof(float) * (size_t)nq), *dk = pn_malloc(sizeof(float) * (size_t)nq);
     float *dv = pn_malloc(sizeof(float) * (size_t)no), *dg = pn_malloc(sizeof(float) * (size_t)ng);
     float *db = pn_malloc(sizeof(float) * (size_t)ng), *dh0 = pn_malloc(sizeof(float) * (size_t)ns);
-    CHECK(pn_cpu_gdn_fwd(&c, in.f[IQ], in.f[IK], in.f[IV], in.f[IG], in.f[IB], in.f[IH0], o, ht) == 0, "%s", pn_last_error());
-    CHECK(pn_cpu_gdn_bwd(&c, in.f[IQ], in.f[IK], in.f[IV], in.f[IG], in.f[IB], in.f[IH0], in.f[IDO], in.f[IDHT],
+    CHECK(pn_cpu_gdn_fwd_f32(&c, in.f[IQ], in.f[IK], in.f[IV], in.f[IG], in.f[IB], in.f[IH0], o, ht) == 0, "%s", pn_last_error());
+    CHECK(pn_cpu_gdn_bwd_f32(&c, in.f[IQ], in.f[IK], in.f[IV], in.f[IG], in.f[IB], in.f[IH0], in.f[IDO], in.f[IDHT],
                          dq, dk, dv, dg, db, dh0) == 0, "%s", pn_last_error());
     int same = 1;
     for (int64_t n = 0; n < N; n++) {
@@ -282,8 +282,8 @@ static void check_varlen(void) {
         float *db1 = pn_malloc(sizeof(float) * (size_t)(L * H)), *dh01 = pn_malloc(sizeof(float) * (size_t)(H * KV));
         const float *q = in.f[IQ] + t0 * H * K, *k = in.f[IK] + t0 * H * K, *v = in.f[IV] + t0 * H * V;
         const float *g = in.f[IG] + t0 * H, *b = in.f[IB] + t0 * H, *h0 = in.f[IH0] + n * H * KV;
-        CHECK(pn_cpu_gdn_fwd(&c1, q, k, v, g, b, h0, o1, ht1) == 0, "%s", pn_last_error());
-        CHECK(pn_cpu_gdn_bwd(&c1, q, k, v, g, b, h0, in.f[IDO] + t0 * H * V, in.f[IDHT] + n * H * KV, dq1, dk1, dv1,
+        CHECK(pn_cpu_gdn_fwd_f32(&c1, q, k, v, g, b, h0, o1, ht1) == 0, "%s", pn_last_error());
+        CHECK(pn_cpu_gdn_bwd_f32(&c1, q, k, v, g, b, h0, in.f[IDO] + t0 * H * V, in.f[IDHT] + n * H * KV, dq1, dk1, dv1,
                              dg1, db1, dh01) == 0, "%s", pn_last_error());
         // Each (sequence, head) runs the same code on the same numbers either way: bit-identical.
         same &= !memcmp(o1, o + t0 * H * V, sizeof(float) * (size_t)(L * H * V));
@@ -302,7 +302,7 @@ static void check_varlen(void) {
     for (int64_t i = 5 * H; i < 69 * H; i++) in.f[IG][i] = -5;
     for (int64_t i = 0; i < H * KV; i++) in.f[IH0][1 * H * KV + i] += 1;
     float *o2 = pn_malloc(sizeof(float) * (size_t)no), *ht2 = pn_malloc(sizeof(float) * (size_t)ns);
-    CHECK(pn_cpu_gdn_fwd(&c, in.f[IQ], in.f[IK], in.f[IV], in.f[IG], in.f[IB], in.f[IH0], o2, ht2) == 0, "fwd");
+    CHECK(pn_cpu_gdn_fwd_f32(&c, in.f[IQ], in.f[IK], in.f[IV], in.f[IG], in.f[IB], in.f[IH0], o2, ht2) == 0, "fwd");
     CHECK(!memcmp(o2, o, sizeof(float) * (size_t)(5 * H * V)) &&
               !memcmp(o2 + 69 * H * V, o + 69 * H * V, sizeof(float) * (size_t)((T - 69) * H * V)),
           "changing sequence 1 changed another sequence's output");
@@ -356,8 +356,8 @@ static void check_golden(const char *dir, const char *name) {
     const int64_t cnt[] = {nv, ns, nq, nq, nv, BTH, BTH, ns};
     float *ref[8], *got[8];
     for (int i = 0; i < 8; i++) ref[i] = st_f32(&st, names[i], cnt[i]), got[i] = pn_malloc(sizeof(float) * (size_t)cnt[i]);
-    CHECK(pn_cpu_gdn_fwd(&c, q, k, v, g, b, h0, got[0], got[1]) == 0, "%s: %s", name, pn_last_error());
-    CHECK(pn_cpu_gdn_bwd(&c, q, k, v, g, b, h0, dO, dht, got[2], got[3], got[4], got[5], got[6], h0 ? got[7] : NULL) == 0,
+    CHECK(pn_cpu_gdn_fwd_f32(&c, q, k, v, g, b, h0, got[0], got[1]) == 0, "%s: %s", name, pn_last_error());
+    CHECK(pn_cpu_gdn_bwd_f32(&c, q, k, v, g, b, h0, dO, dht, got[2], got[3], got[4], got[5], got[6], h0 ? got[7] : NULL) == 0,
           "%s: %s", name, pn_last_error());
     printf("  golden %-11s", name);
     // fla's own tolerances (REFERENCE.md §4) are o 0.005, dq/dk/dv 0.008, dβ/dg 0.02; fp32 vs fp32 we hold 1e-4.
@@ -381,12 +381,12 @@ static void check_golden(const char *dir, const char *name) {
 static void check_bad_configs(void) {
     float x[4] = {0}, y[4] = {0};
     pn_gdn_cfg c = cfg(1, 4, 1, 300, 8, 0);
-    CHECK_ERR(pn_cpu_gdn_fwd(&c, x, x, x, x, x, NULL, y, NULL), "K = 300");
+    CHECK_ERR(pn_cpu_gdn_fwd_f32(&c, x, x, x, x, x, NULL, y, NULL), "K = 300");
     c = cfg(1, 4, 1, 16, 2000, 0);
-    CHECK_ERR(pn_cpu_gdn_fwd(&c, x, x, x, x, x, NULL, y, NULL), "V = 2000");
+    CHECK_ERR(pn_cpu_gdn_fwd_f32(&c, x, x, x, x, x, NULL, y, NULL), "V = 2000");
     c = cfg(1, 0, 1, 16, 8, 0);
-    CHECK_ERR(pn_cpu_gdn_fwd(&c, x, x, x, x, x, NULL, y, NULL), "T = 0");
-    CHECK_ERR(pn_cpu_gdn_bwd(&c, x, x, x, x, x, NULL, x, NULL, y, y, y, y, y, NULL), "T = 0");
+    CHECK_ERR(pn_cpu_gdn_fwd_f32(&c, x, x, x, x, x, NULL, y, NULL), "T = 0");
+    CHECK_ERR(pn_cpu_gdn_bwd_f32(&c, x, x, x, x, x, NULL, x, NULL, y, y, y, y, y, NULL), "T = 0");
     c = cfg(1, 4, 0, 16, 8, 0);
     CHECK_ERR(pn_cpu_gdn_naive_f64(&c, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL), "H = 0");
     c = cfg(1, 4, 1, 16, 8, 0);
@@ -395,13 +395,13 @@ static void check_bad_configs(void) {
     static const int32_t cu_dup[] = {0, 2, 2, 4}, cu_end[] = {0, 2, 3}, cu_start[] = {1, 2, 4}, cu_ok[] = {0, 1, 4};
     c = cfg(1, 4, 1, 16, 8, 0);
     c.cu_seqlens = cu_dup, c.n_seqs = 3;
-    CHECK_ERR(pn_cpu_gdn_fwd(&c, x, x, x, x, x, NULL, y, NULL), "cu_seqlens[2] = 2 is not above");
+    CHECK_ERR(pn_cpu_gdn_fwd_f32(&c, x, x, x, x, x, NULL, y, NULL), "cu_seqlens[2] = 2 is not above");
     c.cu_seqlens = cu_end, c.n_seqs = 2;
-    CHECK_ERR(pn_cpu_gdn_fwd(&c, x, x, x, x, x, NULL, y, NULL), "must equal T = 4");
+    CHECK_ERR(pn_cpu_gdn_fwd_f32(&c, x, x, x, x, x, NULL, y, NULL), "must equal T = 4");
     c.cu_seqlens = cu_start;
-    CHECK_ERR(pn_cpu_gdn_fwd(&c, x, x, x, x, x, NULL, y, NULL), "cu_seqlens[0] = 1");
+    CHECK_ERR(pn_cpu_gdn_fwd_f32(&c, x, x, x, x, x, NULL, y, NULL), "cu_seqlens[0] = 1");
     c.cu_seqlens = cu_ok, c.B = 2;
-    CHECK_ERR(pn_cpu_gdn_fwd(&c, x, x, x, x, x, NULL, y, NULL), "B = 1");
+    CHECK_ERR(pn_cpu_gdn_fwd_f32(&c, x, x, x, x, x, NULL, y, NULL), "B = 1");
     c.B = 1, c.n_seqs = 0;
     CHECK_ERR(pn_gdn_check(&c), "n_seqs");
     c.n_seqs = 2;

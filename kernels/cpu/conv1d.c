@@ -111,7 +111,7 @@ static void conv_bwd_range(void *p, int64_t c0, int64_t c1) {
     }
 }
 
-void pn_cpu_conv1d_bwd(float *dx, float *dw, float *dbias, float *dkdyn, const float *dy, const float *x,
+void pn_cpu_conv1d_bwd_f32(float *dx, float *dw, float *dbias, float *dkdyn, const float *dy, const float *x,
                        const float *w, const float *bias, const float *kdyn, int64_t B, int64_t T, int64_t C, int W,
                        int act_silu, const int32_t *cu_seqlens, int n_seqs) {
     // dz = dy * act'(z); then dx[src] += k * dz (a scatter: done per channel so threads never collide),

@@ -103,7 +103,7 @@ static void swiglu_bwd_range(void *p, int64_t i0, int64_t i1) {
     }
 }
 
-void pn_cpu_swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int64_t n) {
+void pn_cpu_swiglu_bwd_f32(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int64_t n) {
     ew_job e = {.o = dgate, .o2 = dup, .a = dout, .b = gate, .c = up};
     pn_cpu_parallel_for(n, 0, 64.0, swiglu_bwd_range, &e);
 }

@@ -3,7 +3,7 @@
 //
 // The decision a reader would otherwise miss: the chunked code is written once, in the `#else` branch at
 // the bottom of this file, over a type `real`, and the file includes itself twice to instantiate it for
-// float (pn_cpu_gdn_fwd/bwd, what the model runs) and double (pn_cpu_gdn_fwd_f64/bwd_f64, what the
+// float (pn_cpu_gdn_fwd_f32/bwd, what the model runs) and double (pn_cpu_gdn_fwd_f64/bwd_f64, what the
 // finite-difference test differentiates), so the gradient check covers the exact code that ships.
 //
 // Work is split over (sequence, head) pairs, which are independent; each pair walks its sequence chunk
@@ -200,7 +200,7 @@ static void gdn_step_range(void *p, int64_t bh0, int64_t bh1) {
     }
 }
 
-int pn_cpu_gdn_step(const pn_gdn_cfg *c, const float *q, const float *k, const float *v, const float *g,
+int pn_cpu_gdn_step_f32(const pn_gdn_cfg *c, const float *q, const float *k, const float *v, const float *g,
                     const float *beta, float *S, float *o) {
     if (pn_gdn_check(c)) return -1;
     if (c->T != 1 || c->cu_seqlens)
@@ -216,7 +216,7 @@ int pn_cpu_gdn_step(const pn_gdn_cfg *c, const float *q, const float *k, const f
 
 #define PN_GDN_REAL float
 #define FN(x) x##_f32
-#define PUB(x) pn_cpu_gdn_##x
+#define PUB(x) pn_cpu_gdn_##x##_f32
 #define EXP expf
 #define SQRT sqrtf
 #define GEMM cblas_sgemm

@@ -51,14 +51,14 @@ int pn_cpu_gdn_naive_f64(const pn_gdn_cfg *c, const double *q, const double *k, 
                          const double *g, const double *beta, const double *h0, double *o, double *ht);
 
 // Chunked forward (fp32). h0 (NULL = zero state) and ht (NULL = not wanted) are [N, H, K, V].
-int pn_cpu_gdn_fwd(const pn_gdn_cfg *c, const float *q, const float *k, const float *v, const float *g,
+int pn_cpu_gdn_fwd_f32(const pn_gdn_cfg *c, const float *q, const float *k, const float *v, const float *g,
                    const float *beta, const float *h0, float *o, float *ht);
 
-// Exact gradients of pn_cpu_gdn_fwd. Nothing is saved from the forward: the op recomputes what it needs
+// Exact gradients of pn_cpu_gdn_fwd_f32. Nothing is saved from the forward: the op recomputes what it needs
 // from the inputs (chunk-entry states, then W, U, V' per chunk). dout is dL/do; dht (may be NULL = 0) is
 // dL/dht. Writes (overwrites) dq, dk, dv [like q, k, v], dg, dbeta [B, T, H] and, when dh0 is not NULL,
 // dh0 [N, H, K, V] (the gradient of the initial state, also when h0 itself is NULL, i.e. zero).
-int pn_cpu_gdn_bwd(const pn_gdn_cfg *c, const float *q, const float *k, const float *v, const float *g,
+int pn_cpu_gdn_bwd_f32(const pn_gdn_cfg *c, const float *q, const float *k, const float *v, const float *g,
                    const float *beta, const float *h0, const float *dout, const float *dht, float *dq,
                    float *dk, float *dv, float *dg, float *dbeta, float *dh0);
 
@@ -72,8 +72,8 @@ int pn_cpu_gdn_bwd_f64(const pn_gdn_cfg *c, const double *q, const double *k, co
 
 // One decoding step (q_len = 1, fp32): c->T must be 1 and cu_seqlens NULL, so q, k [B, H, K], v, o
 // [B, H, V], g, beta [B, H]. The recurrent state S [B, H, K, V] is updated in place; o = Sᵀ(scale q)
-// with the updated S. Feeding tokens one at a time reproduces pn_cpu_gdn_fwd.
-int pn_cpu_gdn_step(const pn_gdn_cfg *c, const float *q, const float *k, const float *v, const float *g,
+// with the updated S. Feeding tokens one at a time reproduces pn_cpu_gdn_fwd_f32.
+int pn_cpu_gdn_step_f32(const pn_gdn_cfg *c, const float *q, const float *k, const float *v, const float *g,
                     const float *beta, float *S, float *o);
 
 #endif

@@ -111,7 +111,7 @@ static void colsum_range(void *p, int64_t o0, int64_t o1) {
         for (int64_t o = o0; o < o1; o++) c->db[o] += c->dout[n * c->n_out + o];
 }
 
-void pn_cpu_matmul_bwd(float *dx, float *dw, float *db, const float *dout, const float *x, const float *w, int64_t N,
+void pn_cpu_matmul_bwd_f32(float *dx, float *dw, float *db, const float *dout, const float *x, const float *w, int64_t N,
                        int64_t n_in, int64_t n_out) {
     if (N == 0) return;
     const int n = (int)N, ni = (int)n_in, no = (int)n_out;

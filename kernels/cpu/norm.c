@@ -67,7 +67,7 @@ static void rmsnorm_bwd_range(void *p, int64_t r0, int64_t r1) {
     }
 }
 
-void pn_cpu_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, int64_t rows, int64_t D,
+void pn_cpu_rmsnorm_bwd_f32(float *dx, float *dw, const float *dy, const float *x, const float *w, int64_t rows, int64_t D,
                         float eps) {
     norm_job j = {.dx = dx, .x = x, .w = w, .dy = dy, .D = D, .eps = eps};
     rows_with_dw(&j, rows, 16.0 * D, rmsnorm_bwd_range, dw);
@@ -121,7 +121,7 @@ static void gated_rmsnorm_bwd_range(void *p, int64_t r0, int64_t r1) {
     }
 }
 
-void pn_cpu_gated_rmsnorm_bwd(float *dx, float *dg, float *dw, const float *dy, const float *x, const float *g,
+void pn_cpu_gated_rmsnorm_bwd_f32(float *dx, float *dg, float *dw, const float *dy, const float *x, const float *g,
                               const float *w, int64_t rows, int64_t D, float eps) {
     norm_job j = {.dx = dx, .dg = dg, .x = x, .g = g, .w = w, .dy = dy, .D = D, .eps = eps};
     rows_with_dw(&j, rows, 96.0 * D, gated_rmsnorm_bwd_range, dw);

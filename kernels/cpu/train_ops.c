@@ -33,36 +33,36 @@ void pn_cpu_silu_bwd(pn_tensor *dx, const pn_tensor *dy, const pn_tensor *x) {
     }
 }
 
-void pn_cpu_rmsnorm_bwd_t(pn_tensor *dx, pn_tensor *dw, const pn_tensor *dy, const pn_tensor *x, const pn_tensor *w,
+void pn_cpu_rmsnorm_bwd(pn_tensor *dx, pn_tensor *dw, const pn_tensor *dy, const pn_tensor *x, const pn_tensor *w,
                           float eps) {
     const int64_t D = w->shape[0];
-    pn_cpu_rmsnorm_bwd(dx->data, dw ? dw->data : NULL, dy->data, x->data, w->data, pn_numel(x) / D, D, eps);
+    pn_cpu_rmsnorm_bwd_f32(dx->data, dw ? dw->data : NULL, dy->data, x->data, w->data, pn_numel(x) / D, D, eps);
 }
 
-void pn_cpu_gated_rmsnorm_t(pn_tensor *y, const pn_tensor *x, const pn_tensor *gate, const pn_tensor *w, float eps) {
+void pn_cpu_gated_rmsnorm(pn_tensor *y, const pn_tensor *x, const pn_tensor *gate, const pn_tensor *w, float eps) {
     const int64_t D = w->shape[0];
     pn_cpu_gated_rmsnorm_fwd(y->data, x->data, gate->data, w->data, pn_numel(x) / D, D, eps);
 }
 
-void pn_cpu_gated_rmsnorm_bwd_t(pn_tensor *dx, pn_tensor *dgate, pn_tensor *dw, const pn_tensor *dy, const pn_tensor *x,
+void pn_cpu_gated_rmsnorm_bwd(pn_tensor *dx, pn_tensor *dgate, pn_tensor *dw, const pn_tensor *dy, const pn_tensor *x,
                                 const pn_tensor *gate, const pn_tensor *w, float eps) {
     const int64_t D = w->shape[0];
-    pn_cpu_gated_rmsnorm_bwd(dx->data, dgate->data, dw ? dw->data : NULL, dy->data, x->data, gate->data, w->data,
+    pn_cpu_gated_rmsnorm_bwd_f32(dx->data, dgate->data, dw ? dw->data : NULL, dy->data, x->data, gate->data, w->data,
                              pn_numel(x) / D, D, eps);
 }
 
-void pn_cpu_swiglu_bwd_t(pn_tensor *dgate, pn_tensor *dup, const pn_tensor *dout, const pn_tensor *gate,
+void pn_cpu_swiglu_bwd(pn_tensor *dgate, pn_tensor *dup, const pn_tensor *dout, const pn_tensor *gate,
                          const pn_tensor *up) {
-    pn_cpu_swiglu_bwd(dgate->data, dup->data, dout->data, gate->data, up->data, pn_numel(gate));
+    pn_cpu_swiglu_bwd_f32(dgate->data, dup->data, dout->data, gate->data, up->data, pn_numel(gate));
 }
 
-void pn_cpu_matmul_bwd_t(pn_tensor *dx, pn_tensor *dw, pn_tensor *db, const pn_tensor *dout, const pn_tensor *x,
+void pn_cpu_matmul_bwd(pn_tensor *dx, pn_tensor *dw, pn_tensor *db, const pn_tensor *dout, const pn_tensor *x,
                          const pn_tensor *w, int accumulate_dx) {
     const int64_t N = x->shape[0], I = x->shape[1], O = w->shape[0];
     float *dxp = dx ? dx->data : NULL;
     float *tmp = NULL;
     if (dx && accumulate_dx) tmp = pn_malloc(sizeof(float) * (size_t)(N * I)), dxp = tmp;
-    pn_cpu_matmul_bwd(dxp, dw ? dw->data : NULL, db ? db->data : NULL, dout->data, x->data, w->data, N, I, O);
+    pn_cpu_matmul_bwd_f32(dxp, dw ? dw->data : NULL, db ? db->data : NULL, dout->data, x->data, w->data, N, I, O);
     if (tmp) {
         float *d = dx->data;
         for (int64_t i = 0; i < N * I; i++) d[i] += tmp[i];
@@ -84,7 +84,7 @@ static const int32_t *cu_of(const pn_tensor *cu, int *n_seqs) {
     return cu ? cu->data : NULL;
 }
 
-void pn_cpu_conv1d_t(pn_tensor *y, const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias, const pn_tensor *kdyn,
+void pn_cpu_conv1d(pn_tensor *y, const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias, const pn_tensor *kdyn,
                      int act_silu, const pn_tensor *cu_seqlens) {
     const int64_t B = x->shape[0], T = x->shape[1], C = x->shape[2];
     const int W = (int)(w ? pn_numel(w) / C : pn_numel(kdyn) / pn_numel(x));
@@ -94,14 +94,14 @@ void pn_cpu_conv1d_t(pn_tensor *y, const pn_tensor *x, const pn_tensor *w, const
                       C, W, act_silu, cu, n);
 }
 
-void pn_cpu_conv1d_bwd_t(pn_tensor *dx, pn_tensor *dw, pn_tensor *dbias, pn_tensor *dkdyn, const pn_tensor *dy,
+void pn_cpu_conv1d_bwd(pn_tensor *dx, pn_tensor *dw, pn_tensor *dbias, pn_tensor *dkdyn, const pn_tensor *dy,
                          const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias, const pn_tensor *kdyn,
                          int act_silu, const pn_tensor *cu_seqlens) {
     const int64_t B = x->shape[0], T = x->shape[1], C = x->shape[2];
     const int W = (int)(w ? pn_numel(w) / C : pn_numel(kdyn) / pn_numel(x));
     int n;
     const int32_t *cu = cu_of(cu_seqlens, &n);
-    pn_cpu_conv1d_bwd(dx->data, dw ? dw->data : NULL, dbias ? dbias->data : NULL, dkdyn ? dkdyn->data : NULL,
+    pn_cpu_conv1d_bwd_f32(dx->data, dw ? dw->data : NULL, dbias ? dbias->data : NULL, dkdyn ? dkdyn->data : NULL,
                       dy->data, x->data, w ? w->data : NULL, bias ? bias->data : NULL, kdyn ? kdyn->data : NULL, B,
                       T, C, W, act_silu, cu, n);
 }
@@ -155,18 +155,18 @@ void pn_cpu_lin_gates_bwd(pn_tensor *dza, pn_tensor *dzb, pn_tensor *dA_log, pn_
                      beta->data, DATA(A_log), DATA(dt_bias), dzb->shape[0], dzb->shape[1]);
 }
 
-int pn_cpu_gdn_fwd_t(const pn_gdn_cfg *c, void *o, float *ht, const void *q, const void *k, const void *v,
+int pn_cpu_gdn_fwd(const pn_gdn_cfg *c, void *o, float *ht, const void *q, const void *k, const void *v,
                      const float *g, const float *beta, const float *h0) {
-    return pn_cpu_gdn_fwd(c, q, k, v, g, beta, h0, o, ht);
+    return pn_cpu_gdn_fwd_f32(c, q, k, v, g, beta, h0, o, ht);
 }
 
-int pn_cpu_gdn_bwd_t(const pn_gdn_cfg *c, void *dq, void *dk, void *dv, float *dg, float *dbeta, float *dh0,
+int pn_cpu_gdn_bwd(const pn_gdn_cfg *c, void *dq, void *dk, void *dv, float *dg, float *dbeta, float *dh0,
                      const void *dout, const float *dht, const void *q, const void *k, const void *v, const float *g,
                      const float *beta, const float *h0) {
-    return pn_cpu_gdn_bwd(c, q, k, v, g, beta, h0, dout, dht, dq, dk, dv, dg, dbeta, dh0);
+    return pn_cpu_gdn_bwd_f32(c, q, k, v, g, beta, h0, dout, dht, dq, dk, dv, dg, dbeta, dh0);
 }
 
-int pn_cpu_gdn_step_t(const pn_gdn_cfg *c, void *o, float *S, const void *q, const void *k, const void *v,
+int pn_cpu_gdn_step(const pn_gdn_cfg *c, void *o, float *S, const void *q, const void *k, const void *v,
                       const float *g, const float *beta) {
-    return pn_cpu_gdn_step(c, q, k, v, g, beta, S, o);
+    return pn_cpu_gdn_step_f32(c, q, k, v, g, beta, S, o);
 }

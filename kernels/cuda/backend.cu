@@ -58,7 +58,7 @@ static void cuda_sync(void) { CUDA_CHECK(cudaDeviceSynchronize()); }
 // ----------------------------------------------------------------------------------------------------
 // conversions
 
-static void cuda_to_host_f32(float *dst, const pn_tensor *src) {
+extern "C" void pn_cuda_to_host_f32(float *dst, const pn_tensor *src) {
     const int64_t n = pn_numel(src);
     if (n == 0) return;
     if (src->dtype == PN_F32) {
@@ -73,7 +73,7 @@ static void cuda_to_host_f32(float *dst, const pn_tensor *src) {
     }
 }
 
-static void cuda_from_host_f32(pn_tensor *dst, const float *src) {
+extern "C" void pn_cuda_from_host_f32(pn_tensor *dst, const float *src) {
     const int64_t n = pn_numel(dst);
     if (n == 0) return;
     if (dst->dtype == PN_F32) {
@@ -134,34 +134,5 @@ extern "C" const pn_backend pn_cuda_backend = {
     cuda_memcpy_d2h,
     cuda_memset0,
     cuda_sync,
-    pn_cuda_embedding,
-    pn_cuda_rmsnorm,
-    pn_cuda_matmul,
-    pn_cuda_add,
-    pn_cuda_swiglu,
-    pn_cuda_rope,
-    pn_cuda_kv_store,
-    pn_cuda_attention,
-    cuda_to_host_f32,
-    cuda_from_host_f32,
-    pn_cuda_count_nonfinite,
-    pn_cuda_attention_train,
-    pn_cuda_attention_bwd,
-    pn_cuda_copy,
-    pn_cuda_silu,
-    pn_cuda_silu_bwd,
-    pn_cuda_rmsnorm_bwd,
-    pn_cuda_gated_rmsnorm,
-    pn_cuda_gated_rmsnorm_bwd,
-    pn_cuda_swiglu_bwd,
-    pn_cuda_matmul_bwd,
-    pn_cuda_rope_bwd,
-    pn_cuda_embedding_bwd,
-    pn_cuda_conv1d,
-    pn_cuda_conv1d_bwd,
-    pn_cuda_lin_gates,
-    pn_cuda_lin_gates_bwd,
-    pn_cuda_gdn_fwd,
-    pn_cuda_gdn_bwd,
-    pn_cuda_gdn_step,
+    PN_OPS(PN_OP_ENTRY_CUDA) // in the list's order, like the struct's fields: a missing pn_cuda_<op> does not link
 };

@@ -84,49 +84,14 @@ int pn_cuda_lt_heuristic(cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t a, cubl
 uint32_t pn_cuda_ptr_align(const void *p); // largest power of two <= 256 dividing the address
 
 // ----------------------------------------------------------------------------------------------------
-// ops implemented in the .cu files (the entries of pn_cuda_backend)
+// The backend's ops (pn_cuda_<name>, in kernels/ops_list.h): the entries of pn_cuda_backend, implemented in
+// the .cu files.
+extern "C" {
+PN_OPS(PN_OP_DECLARE_CUDA)
+}
 
-void pn_cuda_embedding(pn_tensor *out, const pn_tensor *ids, const pn_tensor *table);
-void pn_cuda_rmsnorm(pn_tensor *out, const pn_tensor *x, const pn_tensor *weight, float eps);
-void pn_cuda_matmul(pn_tensor *out, const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias);
-void pn_cuda_add(pn_tensor *x, const pn_tensor *y);
-void pn_cuda_swiglu(pn_tensor *out, const pn_tensor *gate, const pn_tensor *up);
-void pn_cuda_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0);
-void pn_cuda_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0);
-void pn_cuda_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
-                       int pos0, int window);
-int64_t pn_cuda_count_nonfinite(const pn_tensor *x);
-void pn_cuda_attention_train(pn_tensor *out, pn_tensor *lse, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
-                             int window);
-void pn_cuda_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout, const pn_tensor *q,
-                           const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, const pn_tensor *lse,
-                           int window);
 // training and linear-block ops (conv1d.cu, linear_ops.cu, norm_bwd.cu, train_elementwise.cu, matmul_bwd.cu;
 // the contracts are the pn_op_* comments in kernels/ops.h)
-void pn_cuda_copy(pn_tensor *dst, const pn_tensor *src);
-void pn_cuda_silu(pn_tensor *y, const pn_tensor *x);
-void pn_cuda_silu_bwd(pn_tensor *dx, const pn_tensor *dy, const pn_tensor *x);
-void pn_cuda_rmsnorm_bwd(pn_tensor *dx, pn_tensor *dw, const pn_tensor *dy, const pn_tensor *x, const pn_tensor *w,
-                         float eps);
-void pn_cuda_gated_rmsnorm(pn_tensor *y, const pn_tensor *x, const pn_tensor *gate, const pn_tensor *w, float eps);
-void pn_cuda_gated_rmsnorm_bwd(pn_tensor *dx, pn_tensor *dgate, pn_tensor *dw, const pn_tensor *dy, const pn_tensor *x,
-                               const pn_tensor *gate, const pn_tensor *w, float eps);
-void pn_cuda_swiglu_bwd(pn_tensor *dgate, pn_tensor *dup, const pn_tensor *dout, const pn_tensor *gate,
-                        const pn_tensor *up);
-void pn_cuda_matmul_bwd(pn_tensor *dx, pn_tensor *dw, pn_tensor *db, const pn_tensor *dout, const pn_tensor *x,
-                        const pn_tensor *w, int accumulate_dx);
-void pn_cuda_rope_bwd(pn_tensor *dx, const pn_tensor *inv_freq, int pos0);
-void pn_cuda_embedding_bwd(pn_tensor *dtable, const pn_tensor *ids, const pn_tensor *dout);
-void pn_cuda_conv1d(pn_tensor *y, const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias, const pn_tensor *kdyn,
-                    int act_silu, const pn_tensor *cu_seqlens);
-void pn_cuda_conv1d_bwd(pn_tensor *dx, pn_tensor *dw, pn_tensor *dbias, pn_tensor *dkdyn, const pn_tensor *dy,
-                        const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias, const pn_tensor *kdyn,
-                        int act_silu, const pn_tensor *cu_seqlens);
-void pn_cuda_lin_gates(pn_tensor *g, pn_tensor *beta, const pn_tensor *za, const pn_tensor *zb, const pn_tensor *A_log,
-                       const pn_tensor *dt_bias);
-void pn_cuda_lin_gates_bwd(pn_tensor *dza, pn_tensor *dzb, pn_tensor *dA_log, pn_tensor *ddt_bias, const pn_tensor *dg,
-                           const pn_tensor *dbeta, const pn_tensor *za, const pn_tensor *g, const pn_tensor *beta,
-                           const pn_tensor *A_log, const pn_tensor *dt_bias);
 #ifdef PN_HAVE_CUDNN
 // cuDNN's fused flash attention for plain causal prefill (attention_cudnn.cu): 0 when it computed out, -1
 // (nothing written) when it does not handle the call and the caller runs its own kernel. C linkage for tests.

@@ -1,5 +1,5 @@
 // gdn.cu: Gated DeltaNet forward (chunked, chunk 64) and decode step on the GPU, the semantics of
-// pn_cpu_gdn_fwd / pn_cpu_gdn_step (kernels/cpu/gdn.c; REFERENCE.md §4). Per (sequence, head) and chunk of
+// pn_cpu_gdn_fwd_f32 / pn_cpu_gdn_step_f32 (kernels/cpu/gdn.c; REFERENCE.md §4). Per (sequence, head) and chunk of
 // Lc ≤ 64 rows, with γ the inclusive cumsum of g inside the chunk and Γ_rs = e^{γ_r − γ_s} (s ≤ r):
 //   A = strict_lower(diag(β) K Kᵀ ⊙ Γ), T = (I + A)⁻¹, W = T diag(β e^γ) K, U = T diag(β) V,
 //   V' = U − W S,  O = diag(scale e^γ) Q S + P V' with P = lower_incl(scale Q Kᵀ ⊙ Γ),

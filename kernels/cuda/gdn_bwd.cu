@@ -1,4 +1,4 @@
-// gdn_bwd.cu: Gated DeltaNet backward on the GPU, exactly pn_cpu_gdn_bwd (kernels/cpu/gdn.c, whose
+// gdn_bwd.cu: Gated DeltaNet backward on the GPU, exactly pn_cpu_gdn_bwd_f32 (kernels/cpu/gdn.c, whose
 // comments derive every step; REFERENCE.md §4). Per (sequence, head) and chunk of Lc ≤ 64 rows, γ the
 // inclusive cumsum of g in the chunk, Γ_rs = e^{γ_r − γ_s} (s ≤ r), S the state entering the chunk:
 //   A = strict_lower(diag(β) K Kᵀ ⊙ Γ), T = (I + A)⁻¹, W = T diag(β e^γ) K, U = T diag(β) V, V' = U − W S,

@@ -1,4 +1,4 @@
-// Gated DeltaNet backward on the GPU (kernels/cuda/gdn_bwd.cu): exactly the gradients of pn_cpu_gdn_bwd
+// Gated DeltaNet backward on the GPU (kernels/cuda/gdn_bwd.cu): exactly the gradients of pn_cpu_gdn_bwd_f32
 // (kernels/cpu/gdn.h; the derivation is in kernels/cpu/gdn.c). C linkage, no CUDA headers.
 //
 // Every pointer is a device pointer. q, k, dq, dk bf16 [B, T, H, K]; v, dv, dout bf16 [B, T, H, V]; g, beta,

@@ -1,5 +1,5 @@
 // Gated DeltaNet on the GPU (kernels/cuda/gdn.cu): the chunked forward and the decode step, with exactly
-// the semantics of pn_cpu_gdn_fwd and pn_cpu_gdn_step (kernels/cpu/gdn.h; the math is there). C linkage,
+// the semantics of pn_cpu_gdn_fwd_f32 and pn_cpu_gdn_step_f32 (kernels/cpu/gdn.h; the math is there). C linkage,
 // no CUDA headers, so C tests and the model code can call them.
 //
 // Every pointer is a device pointer. q, k are bf16 [B, T, H, K]; v, o bf16 [B, T, H, V]; g, beta fp32

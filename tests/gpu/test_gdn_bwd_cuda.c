@@ -1,5 +1,5 @@
 // The CUDA Gated DeltaNet backward (kernels/cuda/gdn_bwd.cu) against the CPU chunked backward
-// (pn_cpu_gdn_bwd in kernels/cpu/gdn.c, itself checked by finite differences and against fla in
+// (pn_cpu_gdn_bwd_f32 in kernels/cpu/gdn.c, itself checked by finite differences and against fla in
 // tests/test_gdn.c) on identical inputs: q, k, v, dout rounded to bf16; g, beta, h0, dht in fp32. RMS-ratio
 // tolerances: dq, dk, dv, dh0 0.008; dg, dbeta 0.02 (sums of many cancelling terms). Without qk_l2norm the
 // q, k rows are normalized here (before rounding), as the delta rule needs ‖k‖ ≈ 1 to stay stable. Then
@@ -35,7 +35,7 @@ static void check_bwd(const char *name, int64_t B, int64_t T, int64_t H, int64_t
     float *db = pn_malloc(sizeof(float) * (size_t)rows), *dh0 = pn_malloc(sizeof(float) * (size_t)ns);
     pn_gdn_cfg c = {.B = B, .T = T, .H = H, .K = K, .V = V, .cu_seqlens = cu, .n_seqs = n_seqs, .scale = 0.0f,
                     .qk_l2norm = l2norm};
-    if (pn_cpu_gdn_bwd(&c, q, k, v, g, beta, with_h0 ? h0 : NULL, dout, with_dht ? dht : NULL, dq, dk, dv, dg, db, dh0))
+    if (pn_cpu_gdn_bwd_f32(&c, q, k, v, g, beta, with_h0 ? h0 : NULL, dout, with_dht ? dht : NULL, dq, dk, dv, dg, db, dh0))
         pn_panic("cpu gdn bwd: %s", pn_last_error());
 
     pn_tensor gq = dev_upload(q, PN_BF16, 4, sq), gk = dev_upload(k, PN_BF16, 4, sq), gv = dev_upload(v, PN_BF16, 4, sv);

@@ -30,7 +30,7 @@ static void check_fwd(const char *name, int64_t B, int64_t T, int64_t H, int64_t
     float *o = pn_malloc(sizeof(float) * (size_t)nv), *ht = pn_malloc(sizeof(float) * (size_t)ns);
     pn_gdn_cfg c = {.B = B, .T = T, .H = H, .K = K, .V = V, .cu_seqlens = cu, .n_seqs = n_seqs, .scale = 0.0f,
                     .qk_l2norm = l2norm};
-    if (pn_cpu_gdn_fwd(&c, q, k, v, g, beta, with_h0 ? h0 : NULL, o, ht)) pn_panic("cpu gdn: %s", pn_last_error());
+    if (pn_cpu_gdn_fwd_f32(&c, q, k, v, g, beta, with_h0 ? h0 : NULL, o, ht)) pn_panic("cpu gdn: %s", pn_last_error());
 
     pn_tensor gq = dev_upload(q, PN_BF16, 4, sq), gk = dev_upload(k, PN_BF16, 4, sq), gv = dev_upload(v, PN_BF16, 4, sv);
     pn_tensor gg = dev_upload(g, PN_F32, 3, sg), gb = dev_upload(beta, PN_F32, 3, sg), gh0 = dev_upload(h0, PN_F32, 4, ss);
@@ -72,7 +72,7 @@ static void check_step(int64_t B, int64_t H, int64_t K, int64_t V, int l2norm, i
     for (int it = 0; it < n_steps && !failed_call; it++) {
         float *q = rand_rows(rows, K, !l2norm), *k = rand_rows(rows, K, !l2norm), *v = randn(rows * V, 0, 1);
         float *g = rand_gates(rows, 0), *beta = rand_betas(rows);
-        if (pn_cpu_gdn_step(&c, q, k, v, g, beta, S, o)) pn_panic("cpu gdn step: %s", pn_last_error());
+        if (pn_cpu_gdn_step_f32(&c, q, k, v, g, beta, S, o)) pn_panic("cpu gdn step: %s", pn_last_error());
         pn_tensor gq = dev_upload(q, PN_BF16, 4, sq), gk = dev_upload(k, PN_BF16, 4, sq), gv = dev_upload(v, PN_BF16, 4, sv);
         pn_tensor gg = dev_upload(g, PN_F32, 3, sg), gb = dev_upload(beta, PN_F32, 3, sg);
         if (pn_cuda_gdn_step(&c, go.data, (float *)gS.data, gq.data, gk.data, gv.data, (const float *)gg.data,

@@ -143,7 +143,7 @@ static int gdn_acts_compute(gdn_acts *a, const gdn_setup *s, const gdn_params *p
     if (s->decay) linear(a->g, x, p->wa, N, Hd, H);
     pn_cpu_gates_fwd(a->g, a->beta, s->decay ? a->g : NULL, a->beta, p->A_log, p->dt_bias, N, H);
 
-    int rc = pn_cpu_gdn_fwd(&s->gc, a->q, a->k, a->v, a->g, a->beta, NULL, a->o, NULL);
+    int rc = pn_cpu_gdn_fwd_f32(&s->gc, a->q, a->k, a->v, a->g, a->beta, NULL, a->o, NULL);
     if (rc == 0) {
         linear(a->gate, x, p->wg, N, Hd, VD);
         pn_cpu_gated_rmsnorm_fwd(a->on, a->o, a->gate, p->wn, N * H, V, c->norm_eps);
@@ -166,7 +166,7 @@ int pn_gdn_layer_forward_cpu(const pn_block_cfg *c, const float *const *params, 
 // dx += dout [N, n_out] w [n_out, n_in]; dw += dout^T x (skipped when dw is NULL). tmp holds [N, n_in].
 static void linear_bwd(float *dx, float *tmp, float *dw, const float *dout, const float *x, const float *w, int64_t N,
                        int64_t n_in, int64_t n_out) {
-    pn_cpu_matmul_bwd(tmp, dw, NULL, dout, x, w, N, n_in, n_out);
+    pn_cpu_matmul_bwd_f32(tmp, dw, NULL, dout, x, w, N, n_in, n_out);
     for (int64_t i = 0; i < N * n_in; i++) dx[i] += tmp[i];
 }
 
@@ -197,20 +197,20 @@ int pn_gdn_layer_backward_cpu(const pn_block_cfg *c, const float *const *params,
     const float *pq = a.proj, *pk = a.proj + N * KD, *pv = a.proj + 2 * N * KD;
 
     // y = on Wo^T
-    pn_cpu_matmul_bwd(d_on, DP(wo), NULL, dy, a.on, p.wo, N, VD, Hd);
+    pn_cpu_matmul_bwd_f32(d_on, DP(wo), NULL, dy, a.on, p.wo, N, VD, Hd);
     // on = rmsnorm(o) * o_norm.weight * silu(gate), per head
-    pn_cpu_gated_rmsnorm_bwd(d_o, d_gate, DP(wn), d_on, a.o, a.gate, p.wn, N * H, V, c->norm_eps);
+    pn_cpu_gated_rmsnorm_bwd_f32(d_o, d_gate, DP(wn), d_on, a.o, a.gate, p.wn, N * H, V, c->norm_eps);
     // gate = x Wg^T: the first contribution to dx
-    pn_cpu_matmul_bwd(dx, DP(wg), NULL, d_gate, x, p.wg, N, Hd, VD);
+    pn_cpu_matmul_bwd_f32(dx, DP(wg), NULL, d_gate, x, p.wg, N, Hd, VD);
     // the delta rule
-    rc = pn_cpu_gdn_bwd(&s.gc, a.q, a.k, a.v, a.g, a.beta, NULL, d_o, NULL, dq, dk, dv, dg, dbeta, NULL);
+    rc = pn_cpu_gdn_bwd_f32(&s.gc, a.q, a.k, a.v, a.g, a.beta, NULL, d_o, NULL, dq, dk, dv, dg, dbeta, NULL);
     if (rc == 0) {
         // q, k, v = silu(conv(x W^T))
-        pn_cpu_conv1d_bwd(dproj, DP(cq), NULL, NULL, dq, pq, p.cq, NULL, NULL, B, T, KD, W, 1, cu_seqlens, n_seqs);
+        pn_cpu_conv1d_bwd_f32(dproj, DP(cq), NULL, NULL, dq, pq, p.cq, NULL, NULL, B, T, KD, W, 1, cu_seqlens, n_seqs);
         linear_bwd(dx, tmp, DP(wq), dproj, x, p.wq, N, Hd, KD);
-        pn_cpu_conv1d_bwd(dproj, DP(ck), NULL, NULL, dk, pk, p.ck, NULL, NULL, B, T, KD, W, 1, cu_seqlens, n_seqs);
+        pn_cpu_conv1d_bwd_f32(dproj, DP(ck), NULL, NULL, dk, pk, p.ck, NULL, NULL, B, T, KD, W, 1, cu_seqlens, n_seqs);
         linear_bwd(dx, tmp, DP(wk), dproj, x, p.wk, N, Hd, KD);
-        pn_cpu_conv1d_bwd(dproj, DP(cv), NULL, NULL, dv, pv, p.cv, NULL, NULL, B, T, VD, W, 1, cu_seqlens, n_seqs);
+        pn_cpu_conv1d_bwd_f32(dproj, DP(cv), NULL, NULL, dv, pv, p.cv, NULL, NULL, B, T, VD, W, 1, cu_seqlens, n_seqs);
         linear_bwd(dx, tmp, DP(wv), dproj, x, p.wv, N, Hd, VD);
         // the gates: dβ → dzb and dg → dza in place (za = x Wa^T recomputed)
         float *za = s.decay ? pn_malloc(sizeof(float) * (size_t)(N * H)) : NULL;

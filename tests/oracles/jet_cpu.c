@@ -129,7 +129,7 @@ static int jet_acts_compute(jet_acts *a, const jet_setup *s, const float *const 
     linear(a->g, x, wa, NULL, N, Hd, H);
     pn_cpu_gates_fwd(a->g, a->beta, a->g, a->beta, A_log, dt_bias, N, H);
 
-    int rc = pn_cpu_gdn_fwd(&s->gc, a->q, a->k, a->v, a->g, a->beta, NULL, a->o, NULL);
+    int rc = pn_cpu_gdn_fwd_f32(&s->gc, a->q, a->k, a->v, a->g, a->beta, NULL, a->o, NULL);
     if (rc == 0) {
         linear(a->gate, x, wg, NULL, N, Hd, VD);
         pn_cpu_gated_rmsnorm_fwd(a->on, a->o, a->gate, wn, N * H, V, c->norm_eps);
@@ -151,7 +151,7 @@ int pn_jet_layer_forward_cpu(const pn_block_cfg *c, const float *const *params, 
 // dx += dout [N, n_out] w [n_out, n_in]; dw += dout^T x (skipped when dw is NULL). tmp holds [N, n_in].
 static void linear_bwd(float *dx, float *tmp, float *dw, const float *dout, const float *x, const float *w, int64_t N,
                        int64_t n_in, int64_t n_out) {
-    pn_cpu_matmul_bwd(tmp, dw, NULL, dout, x, w, N, n_in, n_out);
+    pn_cpu_matmul_bwd_f32(tmp, dw, NULL, dout, x, w, N, n_in, n_out);
     for (int64_t i = 0; i < N * n_in; i++) dx[i] += tmp[i];
 }
 
@@ -180,24 +180,24 @@ int pn_jet_layer_backward_cpu(const pn_block_cfg *c, const float *const *params,
     float *tmp = pn_malloc(sizeof(float) * (size_t)(N * Hd));
 
     // y = on Wo^T
-    pn_cpu_matmul_bwd(d_on, DP(P_O), NULL, dy, a.on, params[P_O], N, VD, Hd);
+    pn_cpu_matmul_bwd_f32(d_on, DP(P_O), NULL, dy, a.on, params[P_O], N, VD, Hd);
     // on = rmsnorm(o) * o_norm.weight * silu(gate), per head
-    pn_cpu_gated_rmsnorm_bwd(d_o, d_gate, DP(P_ONORM), d_on, a.o, a.gate, params[P_ONORM], N * H, V, c->norm_eps);
+    pn_cpu_gated_rmsnorm_bwd_f32(d_o, d_gate, DP(P_ONORM), d_on, a.o, a.gate, params[P_ONORM], N * H, V, c->norm_eps);
     // gate = x Wg^T: the first contribution to dx (overwrites it)
-    pn_cpu_matmul_bwd(dx, DP(P_G), NULL, d_gate, x, params[P_G], N, Hd, VD);
+    pn_cpu_matmul_bwd_f32(dx, DP(P_G), NULL, d_gate, x, params[P_G], N, Hd, VD);
     // the delta rule
-    rc = pn_cpu_gdn_bwd(&s.gc, a.q, a.k, a.v, a.g, a.beta, NULL, d_o, NULL, dq, dk, dv, dg, dbeta, NULL);
+    rc = pn_cpu_gdn_bwd_f32(&s.gc, a.q, a.k, a.v, a.g, a.beta, NULL, d_o, NULL, dq, dk, dv, dg, dbeta, NULL);
     if (rc == 0) {
         // q, k = silu(x W^T): dz = d silu'(z), in place
         for (int64_t r = 0; r < N * KD; r++) dq[r] *= dsilu(a.zq[r]), dk[r] *= dsilu(a.zk[r]);
         linear_bwd(dx, tmp, DP(P_Q), dq, x, params[P_Q], N, Hd, KD);
         linear_bwd(dx, tmp, DP(P_K), dk, x, params[P_K], N, Hd, KD);
         // v = silu(dynamic conv(vraw, kdyn)): d(vraw) and d(kdyn)
-        pn_cpu_conv1d_bwd(dvraw, NULL, NULL, dkdyn, dv, a.vraw, NULL, NULL, a.kdyn, B, T, VD, W, 1, cu_seqlens,
+        pn_cpu_conv1d_bwd_f32(dvraw, NULL, NULL, dkdyn, dv, a.vraw, NULL, NULL, a.kdyn, B, T, VD, W, 1, cu_seqlens,
                           n_seqs);
         linear_bwd(dx, tmp, DP(P_V), dvraw, x, params[P_V], N, Hd, VD);
         // kdyn = hgen W2^T + b2; hgen = silu(zh), zh = x W1^T
-        pn_cpu_matmul_bwd(dh, DP(P_W2), DP(P_B2), dkdyn, a.hgen, params[P_W2], N, R, VD * W);
+        pn_cpu_matmul_bwd_f32(dh, DP(P_W2), DP(P_B2), dkdyn, a.hgen, params[P_W2], N, R, VD * W);
         for (int64_t r = 0; r < N * R; r++) dh[r] *= dsilu(a.zh[r]);
         linear_bwd(dx, tmp, DP(P_W1), dh, x, params[P_W1], N, Hd, R);
         // the gates: dβ → dzb and dg → dza in place (za = x Wa^T recomputed)
