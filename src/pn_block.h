@@ -15,23 +15,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "../kernels/ops.h"
+#include "pn_block_cfg.h"
 #include "pn_hf_config.h"
 #include "pn_param.h"
 
-typedef struct pn_block_cfg {
-    char type[16]; // attn, swa, jet, gdn, deltanet
-    // from the base model
-    int hidden, n_heads, n_kv_heads, head_dim, qkv_bias, o_bias, qk_norm;
-    // swa
-    int window;
-    // linear blocks (Jet-Nemotron's efficient_attention_config.jet / fla's GatedDeltaNet)
-    int lin_heads, lin_head_k; // heads and key dim per head (d_k)
-    double expand_v;          // d_v = int(d_k * expand_v) per head, as fla computes it
-    int conv_size;            // short / dynamic convolution width
-    int gen_reduction;        // JetBlock kernel generator: hidden -> value_dim / gen_reduction
-    float norm_eps;
-} pn_block_cfg;
+
 
 // What a block's forward and backward need to know about the batch besides its own config.
 typedef struct pn_block_ctx {
@@ -49,6 +40,12 @@ typedef struct pn_block_ctx {
 
 typedef struct pn_block_type {
     const char *name;
+    // config.json: the key of its section in efficient_attention_config (NULL: it has none), the section read
+    // into c (whose fields from the base model are set; `in` names the section in messages; section NULL:
+    // absent), and the section as config.json writes it. A block that has a section must be given one.
+    const char *section;
+    int (*parse)(pn_block_cfg *c, json_t *section, const char *path, const char *in);
+    json_t *(*to_json)(const pn_block_cfg *c);
     // 0, or -1 with an error naming the key (`what` prefixes it, e.g. "configs/x.yaml: layer 3").
     int (*check)(const pn_block_cfg *c, const char *what);
     // The block's parameters for layer `layer`, names under model.layers.{layer}.self_attn.; returns the
@@ -97,6 +94,8 @@ static inline pn_tensor *pn_block_grad(pn_tensor *gp, int i) { return gp && gp[i
 static inline pn_tensor pn_block_rows(const pn_tensor *t, int64_t N) { return pn_rows(t, 0, N); }
 
 const pn_block_type *pn_block_find(const char *name); // NULL (with the error set) for an unknown name
+int pn_block_count(void);                              // the registered types, pn_block_at(0 .. count - 1)
+const pn_block_type *pn_block_at(int i);
 // The default config of each type derived from a base model (the paper's 2B JetBlock shape scaled to it:
 // d_k = head_dim * 3/4 (96 for 128), expand_v 2.6667 (d_v 256), conv 4, reduction 8, eps 1e-5; window 1152),
 // or, for a Jet-Nemotron config, the shape and window its efficient_attention_config gives.

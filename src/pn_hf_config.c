@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "pn_common.h"
+#include "pn_block.h"
 #include "pn_json.h"
 
 const char *pn_arch_name(pn_arch a) {
@@ -20,88 +21,10 @@ const char *pn_arch_name(pn_arch a) {
     return "?";
 }
 
-// Reads an optional positive integer key; *out keeps its default when the key is absent or null.
-static int get_int(const char *path, json_t *o, const char *key, int *out, int required, int minval) {
-    json_t *v = json_object_get(o, key);
-    if (!v || json_is_null(v)) {
-        if (required) return pn_errorf("%s: missing required key \"%s\"", path, key);
-        return 0;
-    }
-    if (!json_is_integer(v)) return pn_errorf("%s: \"%s\" must be an integer", path, key);
-    json_int_t x = json_integer_value(v);
-    if (x < minval || x > (1 << 30)) return pn_errorf("%s: \"%s\" = %lld is out of range", path, key, (long long)x);
-    *out = (int)x;
-    return 0;
-}
-
-static int get_num(const char *path, json_t *o, const char *key, double *out) {
-    json_t *v = json_object_get(o, key);
-    if (!v || json_is_null(v)) return 0;
-    if (!json_is_number(v)) return pn_errorf("%s: \"%s\" must be a number", path, key);
-    *out = json_number_value(v);
-    return 0;
-}
-
-// A number that may also be written as a string ("1e-5"): NVIDIA's Jet-Nemotron code converts these keys
-// with float(), and its released configs use the string form. The whole string must be the number.
-static int get_num_or_string(const char *path, json_t *o, const char *key, double *out) {
-    json_t *v = json_object_get(o, key);
-    if (!json_is_string(v)) return get_num(path, o, key, out);
-    const char *s = json_string_value(v);
-    char *end;
-    errno = 0;
-    double x = strtod(s, &end);
-    while (*end == ' ' || *end == '\t' || *end == '\n') end++; // float() ignores surrounding blanks
-    if (end == s || *end || errno == ERANGE || !isfinite(x))
-        return pn_errorf("%s: \"%s\" = \"%s\" is not a number", path, key, s);
-    *out = x;
-    return 0;
-}
-
-// A positive float parameter: what the kernels use is the float, so 1e-300 (0 as a float) is refused too.
-// `in` names the enclosing object ("rope_scaling."), or is "".
-static int check_pos_float(const char *path, const char *in, const char *key, double x, double hi) {
-    if (!((float)x > 0) || !isfinite((float)x) || x > hi)
-        return pn_errorf("%s: \"%s%s\" = %g must be positive (as a float) and at most %g", path, in, key, x, hi);
-    return 0;
-}
-
-static int get_bool(const char *path, json_t *o, const char *key, int *out) {
-    json_t *v = json_object_get(o, key);
-    if (!v || json_is_null(v)) return 0;
-    if (!json_is_boolean(v)) return pn_errorf("%s: \"%s\" must be true or false", path, key);
-    *out = json_is_true(v);
-    return 0;
-}
-
-// eos_token_id may be an int or a list of ints (Llama 3); the first is used to stop generation.
-// Every id of a list is checked; `vocab` bounds them (HF would index the embedding with them).
-static int get_token_id(const char *path, json_t *o, const char *key, int vocab, int *out) {
-    json_t *v = json_object_get(o, key);
-    size_t n = json_is_array(v) ? json_array_size(v) : 1;
-    if (json_is_array(v) && n == 0) return 0;
-    for (size_t i = 0; i < n; i++) {
-        json_t *x = json_is_array(v) ? json_array_get(v, i) : v;
-        if (!x || json_is_null(x)) return 0;
-        if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) >= vocab)
-            return pn_errorf("%s: \"%s\" must be a token id in [0, %d) (vocab_size)", path, key, vocab);
-        if (i == 0) *out = (int)json_integer_value(x);
-    }
-    return 0;
-}
-
-static int get_string(const char *path, json_t *o, const char *key, const char **out) {
-    json_t *v = json_object_get(o, key);
-    if (!v || json_is_null(v)) return 0;
-    if (!json_is_string(v)) return pn_errorf("%s: \"%s\" must be a string", path, key);
-    *out = json_string_value(v);
-    return 0;
-}
-
 static int parse_rope(const char *path, json_t *root, pn_model_config *c) {
     c->rope_theta = c->arch == PN_ARCH_JET_NEMOTRON ? 1e6 : 10000.0; // JetNemotronConfig's default is 1e6
     c->rope_type = PN_ROPE_DEFAULT;
-    if (get_num(path, root, "rope_theta", &c->rope_theta)) return -1;
+    if (pn_json_num(path, root, "rope_theta", &c->rope_theta)) return -1;
     // transformers 5 writes rope_parameters (with rope_theta inside); older files write rope_scaling.
     json_t *rp = json_object_get(root, "rope_parameters");
     const char *rp_key = "rope_parameters";
@@ -111,13 +34,13 @@ static int parse_rope(const char *path, json_t *root, pn_model_config *c) {
     }
     if (!rp || json_is_null(rp)) return 0;
     if (!json_is_object(rp)) return pn_errorf("%s: \"%s\" must be an object or null", path, rp_key);
-    if (get_num(path, rp, "rope_theta", &c->rope_theta)) return -1;
+    if (pn_json_num(path, rp, "rope_theta", &c->rope_theta)) return -1;
     char rp_dot[24];
     snprintf(rp_dot, sizeof rp_dot, "%s.", rp_key);
     const char *type = "default";
-    if (get_string(path, rp, json_object_get(rp, "rope_type") ? "rope_type" : "type", &type)) return -1;
+    if (pn_json_string(path, rp, json_object_get(rp, "rope_type") ? "rope_type" : "type", &type)) return -1;
     c->rope_factor = 1.0;
-    if (get_num(path, rp, "factor", &c->rope_factor)) return -1;
+    if (pn_json_num(path, rp, "factor", &c->rope_factor)) return -1;
     if (!strcmp(type, "default")) {
         c->rope_type = PN_ROPE_DEFAULT;
     } else if (!strcmp(type, "linear")) {
@@ -127,109 +50,65 @@ static int parse_rope(const char *path, json_t *root, pn_model_config *c) {
         c->rope_low_freq = 1.0;
         c->rope_high_freq = 4.0;
         c->rope_orig_max_pos = 8192;
-        if (get_num(path, rp, "low_freq_factor", &c->rope_low_freq) ||
-            get_num(path, rp, "high_freq_factor", &c->rope_high_freq) ||
-            get_int(path, rp, "original_max_position_embeddings", &c->rope_orig_max_pos, 0, 1))
+        if (pn_json_num(path, rp, "low_freq_factor", &c->rope_low_freq) ||
+            pn_json_num(path, rp, "high_freq_factor", &c->rope_high_freq) ||
+            pn_json_int(path, rp, "original_max_position_embeddings", &c->rope_orig_max_pos, 0, 1))
             return -1;
-        if (check_pos_float(path, rp_dot, "low_freq_factor", c->rope_low_freq, 1e6) ||
-            check_pos_float(path, rp_dot, "high_freq_factor", c->rope_high_freq, 1e6))
+        if (pn_json_pos_float(path, rp_dot, "low_freq_factor", c->rope_low_freq, 1e6) ||
+            pn_json_pos_float(path, rp_dot, "high_freq_factor", c->rope_high_freq, 1e6))
             return -1;
         if (c->rope_high_freq <= c->rope_low_freq)
             return pn_errorf("%s: %s.high_freq_factor must exceed low_freq_factor", path, rp_key);
     } else {
         return pn_errorf("%s: unknown rope type \"%s\" in %s (supported: default, linear, llama3)", path, type, rp_key);
     }
-    if (check_pos_float(path, rp_dot, "factor", c->rope_factor, 1e6)) return -1;
+    if (pn_json_pos_float(path, rp_dot, "factor", c->rope_factor, 1e6)) return -1;
     return 0;
 }
 
-// The keys JetBlockConfig (NVIDIA's dataclass) has: it is built with JetBlockConfig(**dict), so any other key
-// is a TypeError there, and a refusal naming the key here.
-static const char *JET_KEYS[] = {"mode", "expand_v", "num_heads", "head_dim", "norm_eps", "conv_size",
-                                 "dconv_generator_reduction", "dconv_implementation", NULL};
-
-static int check_keys(const char *path, const char *in, json_t *o, const char **known) {
-    const char *k;
-    json_t *v;
-    json_object_foreach(o, k, v) {
-        int ok = 0;
-        for (int i = 0; known[i] && !ok; i++) ok = !strcmp(k, known[i]);
-        if (!ok) return pn_errorf("%s: %s has no key \"%s\" (NVIDIA's JetBlockConfig would refuse it)", path, in, k);
-    }
-    return 0;
+const pn_block_cfg *pn_config_mixer(const pn_model_config *c, const char *type) {
+    for (int i = 0; i < c->n_mixer_cfgs; i++)
+        if (!strcmp(c->mixer_cfg[i].type, type)) return &c->mixer_cfg[i];
+    return NULL;
 }
 
-static int check_choice(const char *path, const char *in, json_t *o, const char *key, const char **choices) {
-    const char *s = NULL;
-    if (get_string(path, o, key, &s)) return -1;
-    if (!s) return 0;
-    for (int i = 0; choices[i]; i++)
-        if (!strcmp(s, choices[i])) return 0;
-    return pn_errorf("%s: %s.%s = \"%s\" is not one of NVIDIA's values", path, in, key, s);
+void pn_config_set_mixer(pn_model_config *c, const pn_block_cfg *bc) {
+    for (int i = 0; i < c->n_mixer_cfgs; i++)
+        if (!strcmp(c->mixer_cfg[i].type, bc->type)) {
+            c->mixer_cfg[i] = *bc;
+            return;
+        }
+    PN_ASSERT(c->n_mixer_cfgs < PN_MAX_MIXER_CFGS);
+    c->mixer_cfg[c->n_mixer_cfgs++] = *bc;
 }
 
 // efficient_attention_config of a Jet-Nemotron config, read as NVIDIA's code reads it: an entry matters only
-// when a layer uses it (NVIDIA never looks at the others, malformed or not), and a missing key gets
-// JetBlockConfig's default — not a guess: norm_eps 1e-5, expand_v 2.0, num_heads 6, head_dim 256, conv 4,
-// reduction 8. norm_eps may be a string (NVIDIA converts it with float(); its released configs write "1e-5").
-// The `gdn` entry is this project's, for Gated DeltaNet / DeltaNet layers.
-static int parse_efficient(const char *path, json_t *root, pn_model_config *c, const int *used, int *swa_window) {
+// when a layer uses it (NVIDIA never looks at the others, malformed or not), and each is read by its block
+// (src/blocks/<type>.c: parse), which knows its keys and defaults.
+static int parse_efficient(const char *path, json_t *root, pn_model_config *c) {
     json_t *e = json_object_get(root, "efficient_attention_config");
-    if (!used[1] && !used[2] && !used[3]) return 0;
-    if (!json_is_object(e))
-        return pn_errorf("%s: layer_types use %s but \"efficient_attention_config\" is %s", path,
-                         used[2] ? "jet" : used[1] ? "swa" : "gdn", e && !json_is_null(e) ? "not an object" : "missing");
-    json_t *jet = json_object_get(e, "jet"), *swa = json_object_get(e, "swa"), *gdn = json_object_get(e, "gdn");
-    if (used[2]) {
-        const char *in = "efficient_attention_config.jet";
-        if (!json_is_object(jet)) return pn_errorf("%s: layer_types use jet but %s is missing or not an object", path, in);
-        static const char *modes[] = {"chunk", "fused_recurrent", NULL};
-        static const char *impls[] = {"triton", "naive", "triton_training", "triton_cache", "triton_decoding", NULL};
-        double eps = 1e-5;
-        c->jet_heads = 6, c->jet_head_dim = 256, c->jet_expand_v = 2.0, c->jet_conv = 4, c->jet_reduction = 8;
-        if (check_keys(path, in, jet, JET_KEYS) || check_choice(path, in, jet, "mode", modes) ||
-            check_choice(path, in, jet, "dconv_implementation", impls))
-            return -1;
-        if (get_int(path, jet, "num_heads", &c->jet_heads, 0, 1) || get_int(path, jet, "head_dim", &c->jet_head_dim, 0, 1) ||
-            get_num(path, jet, "expand_v", &c->jet_expand_v) || get_int(path, jet, "conv_size", &c->jet_conv, 0, 1) ||
-            get_int(path, jet, "dconv_generator_reduction", &c->jet_reduction, 0, 1) ||
-            get_num_or_string(path, jet, "norm_eps", &eps))
-            return pn_error_prefix("%s", in);
-        if (check_pos_float(path, "efficient_attention_config.jet.", "norm_eps", eps, 1) ||
-            check_pos_float(path, "efficient_attention_config.jet.", "expand_v", c->jet_expand_v, 64))
-            return -1;
-        c->jet_norm_eps = (float)eps;
-    }
-    if (used[3]) {
-        const char *in = "efficient_attention_config.gdn";
-        if (!json_is_object(gdn))
-            return pn_errorf("%s: layer_types use gdn/deltanet but %s is missing or not an object", path, in);
-        double eps = 1e-5;
-        c->gdn_conv = 4;
-        c->gdn_expand_v = 2.0;
-        if (get_int(path, gdn, "num_heads", &c->gdn_heads, 1, 1) || get_int(path, gdn, "head_dim", &c->gdn_head_dim, 1, 1) ||
-            get_num(path, gdn, "expand_v", &c->gdn_expand_v) || get_int(path, gdn, "conv_size", &c->gdn_conv, 0, 1) ||
-            get_num_or_string(path, gdn, "norm_eps", &eps))
-            return pn_error_prefix("%s", in);
-        if (check_pos_float(path, "efficient_attention_config.gdn.", "norm_eps", eps, 1) ||
-            check_pos_float(path, "efficient_attention_config.gdn.", "expand_v", c->gdn_expand_v, 64))
-            return -1;
-        c->gdn_norm_eps = (float)eps;
-    }
-    if (used[1]) { // NVIDIA: window_size has no default
-        if (!json_is_object(swa) || !json_object_get(swa, "window_size"))
-            return pn_errorf("%s: layer_types use swa but efficient_attention_config.swa.window_size is missing", path);
-        if (get_int(path, swa, "window_size", swa_window, 1, 1)) return pn_error_prefix("efficient_attention_config.swa");
+    for (int l = 0; l < c->n_layers; l++) {
+        const pn_block_type *bt = pn_block_find(c->mixer[l]);
+        if (!bt->section || pn_config_mixer(c, bt->name)) continue;
+        if (!json_is_object(e))
+            return pn_errorf("%s: layer_types use %s but \"efficient_attention_config\" is %s", path, bt->name,
+                             e && !json_is_null(e) ? "not an object" : "missing");
+        char in[64];
+        snprintf(in, sizeof in, "efficient_attention_config.%s", bt->section);
+        pn_block_cfg bc = pn_block_default(c, bt->name);
+        if (bt->parse(&bc, json_object_get(e, bt->section), path, in)) return -1;
+        pn_config_set_mixer(c, &bc);
     }
     return 0;
 }
 
 // Each layer's token mixer (c->mixer) and attention window (c->window): from layer_types (transformers 5's
-// names, or Jet-Nemotron's), else the classic Qwen2 rule (use_sliding_window + max_window_layers).
+// names, or Jet-Nemotron's and the registered block types'), else the classic Qwen2 rule (use_sliding_window +
+// max_window_layers).
 static int parse_windows(const char *path, json_t *root, pn_model_config *c) {
     const int jet_arch = c->arch == PN_ARCH_JET_NEMOTRON;
     int use_sw = 0, sw = 0, max_window_layers = c->n_layers;
-    if (get_bool(path, root, "use_sliding_window", &use_sw) || get_int(path, root, "max_window_layers", &max_window_layers, 0, 0))
+    if (pn_json_bool(path, root, "use_sliding_window", &use_sw) || pn_json_int(path, root, "max_window_layers", &max_window_layers, 0, 0))
         return -1;
     json_t *jsw = json_object_get(root, "sliding_window");
     if (!jet_arch && jsw && !json_is_null(jsw)) {
@@ -252,21 +131,22 @@ static int parse_windows(const char *path, json_t *root, pn_model_config *c) {
     // NVIDIA's model reads layer_types[0 .. num_hidden_layers) and ignores the rest; transformers checks the length.
     if (n_lt < c->n_layers || (!jet_arch && n_lt != c->n_layers))
         return pn_errorf("%s: \"layer_types\" must be a list of %d layer types (num_hidden_layers)", path, c->n_layers);
-    int used[4] = {0}; // attn, swa, jet, gdn/deltanet
+    int any_swa = 0;
     for (int l = 0; l < c->n_layers; l++) {
         const char *s = json_string_value(json_array_get(lt, (size_t)l));
         if (!s) return pn_errorf("%s: layer_types[%d] is not a string", path, l);
-        int k = !strcmp(s, "full_attention") || !strcmp(s, "attn")       ? 0
-                : !strcmp(s, "sliding_attention") || !strcmp(s, "swa")  ? 1
-                : jet_arch && !strcmp(s, "jet")                          ? 2
-                : jet_arch && (!strcmp(s, "gdn") || !strcmp(s, "deltanet")) ? 3
-                                                                         : -1;
-        if (k < 0) return pn_errorf("%s: layer_types[%d] = \"%s\" is not a layer type this model family has", path, l, s);
-        used[k] = 1;
-        snprintf(c->mixer[l], sizeof c->mixer[l], "%s", k == 0 ? "attn" : k == 1 ? "swa" : s);
+        // transformers' names for attention, Jet-Nemotron's (and this project's) block types by name
+        const char *name = !strcmp(s, "full_attention") ? "attn" : !strcmp(s, "sliding_attention") ? "swa" : s;
+        const int attention = !strcmp(name, "attn") || !strcmp(name, "swa");
+        if ((!attention && !jet_arch) || strlen(name) >= sizeof c->mixer[l] || !pn_block_find(name))
+            return pn_errorf("%s: layer_types[%d] = \"%s\" is not a layer type this model family has", path, l, s);
+        snprintf(c->mixer[l], sizeof c->mixer[l], "%s", name);
+        any_swa |= !strcmp(name, "swa");
     }
-    if (jet_arch && parse_efficient(path, root, c, used, &sw)) return -1;
-    if (used[1] && !sw) return pn_errorf("%s: layer_types has sliding-window layers but no window size is set", path);
+    if (jet_arch && parse_efficient(path, root, c)) return -1;
+    const pn_block_cfg *swa = pn_config_mixer(c, "swa");
+    if (swa) sw = swa->window;
+    if (any_swa && !sw) return pn_errorf("%s: layer_types has sliding-window layers but no window size is set", path);
     for (int l = 0; l < c->n_layers; l++) c->window[l] = !strcmp(c->mixer[l], "swa") ? sw : 0;
     return 0;
 }
@@ -294,7 +174,7 @@ int pn_hf_config_load(pn_model_config *c, const char *path) {
         goto done;
     }
     const char *act = NULL;
-    if (get_string(path, root, "hidden_act", &act)) goto done;
+    if (pn_json_string(path, root, "hidden_act", &act)) goto done;
     if (act && strcmp(act, "silu") != 0) {
         pn_errorf("%s: \"hidden_act\" = \"%s\" is not supported (only silu)", path, act);
         goto done;
@@ -306,14 +186,14 @@ int pn_hf_config_load(pn_model_config *c, const char *path) {
     c->max_pos = 32768;
     c->bos_id = c->eos_id = -1;
     if (jet) c->hidden = 1536, c->intermediate = 8960, c->n_layers = 28, c->n_heads = 12, c->vocab = 151936;
-    if (get_int(path, root, "hidden_size", &c->hidden, req, 1) ||
-        get_int(path, root, "intermediate_size", &c->intermediate, req, 1) ||
-        get_int(path, root, "num_hidden_layers", &c->n_layers, req, 1) ||
-        get_int(path, root, "num_attention_heads", &c->n_heads, req, 1) ||
-        get_int(path, root, "vocab_size", &c->vocab, req, 1) ||
-        get_int(path, root, "max_position_embeddings", &c->max_pos, 0, 1) ||
-        get_token_id(path, root, "bos_token_id", c->vocab, &c->bos_id) ||
-        get_token_id(path, root, "eos_token_id", c->vocab, &c->eos_id))
+    if (pn_json_int(path, root, "hidden_size", &c->hidden, req, 1) ||
+        pn_json_int(path, root, "intermediate_size", &c->intermediate, req, 1) ||
+        pn_json_int(path, root, "num_hidden_layers", &c->n_layers, req, 1) ||
+        pn_json_int(path, root, "num_attention_heads", &c->n_heads, req, 1) ||
+        pn_json_int(path, root, "vocab_size", &c->vocab, req, 1) ||
+        pn_json_int(path, root, "max_position_embeddings", &c->max_pos, 0, 1) ||
+        pn_json_token_id(path, root, "bos_token_id", c->vocab, &c->bos_id) ||
+        pn_json_token_id(path, root, "eos_token_id", c->vocab, &c->eos_id))
         goto done;
     // num_key_value_heads: absent means all heads (transformers' Qwen2/Llama), except that JetNemotronConfig's
     // default is 2 and only an explicit null means all heads there.
@@ -321,8 +201,8 @@ int pn_hf_config_load(pn_model_config *c, const char *path) {
     c->n_kv_heads = jet && !kvh ? 2 : c->n_heads;
     // head_dim: hidden // heads (floor, as HF) when absent.
     c->head_dim = c->hidden / c->n_heads;
-    if (get_int(path, root, "num_key_value_heads", &c->n_kv_heads, 0, 1) ||
-        get_int(path, root, "head_dim", &c->head_dim, 0, 2))
+    if (pn_json_int(path, root, "num_key_value_heads", &c->n_kv_heads, 0, 1) ||
+        pn_json_int(path, root, "head_dim", &c->head_dim, 0, 2))
         goto done;
     if (c->n_layers > PN_MAX_LAYERS) {
         pn_errorf("%s: \"num_hidden_layers\" = %d exceeds the supported %d", path, c->n_layers, PN_MAX_LAYERS);
@@ -342,16 +222,16 @@ int pn_hf_config_load(pn_model_config *c, const char *path) {
         goto done;
     }
     double eps = 1e-6;
-    if (get_num(path, root, "rms_norm_eps", &eps)) goto done;
+    if (pn_json_num(path, root, "rms_norm_eps", &eps)) goto done;
     if (!(eps >= 0 && eps <= 1)) {
         pn_errorf("%s: \"rms_norm_eps\" = %g must be in [0, 1]", path, eps);
         goto done;
     }
     c->rms_eps = (float)eps;
     c->tie_embeddings = jet; // JetNemotronConfig: true; transformers' Qwen2/Qwen3/Llama configs: false
-    if (get_bool(path, root, "tie_word_embeddings", &c->tie_embeddings)) goto done;
+    if (pn_json_bool(path, root, "tie_word_embeddings", &c->tie_embeddings)) goto done;
     int attention_bias = 0, mlp_bias = 0;
-    if (get_bool(path, root, "attention_bias", &attention_bias) || get_bool(path, root, "mlp_bias", &mlp_bias)) goto done;
+    if (pn_json_bool(path, root, "attention_bias", &attention_bias) || pn_json_bool(path, root, "mlp_bias", &mlp_bias)) goto done;
     if (mlp_bias) {
         pn_errorf("%s: \"mlp_bias\": true is not supported", path);
         goto done;
@@ -361,11 +241,11 @@ int pn_hf_config_load(pn_model_config *c, const char *path) {
     c->o_bias = qwen2_like ? 0 : attention_bias;
     c->qk_norm = c->arch == PN_ARCH_QWEN3;
     if (parse_rope(path, root, c) || parse_windows(path, root, c)) goto done;
-    if (check_pos_float(path, "", "rope_theta", c->rope_theta, 1e12)) goto done;
+    if (pn_json_pos_float(path, "", "rope_theta", c->rope_theta, 1e12)) goto done;
     snprintf(c->torch_dtype, sizeof c->torch_dtype, "bfloat16");
     const char *dt = NULL;
     // transformers 5 writes "dtype"; older versions "torch_dtype". Kept to be written back on export.
-    if (get_string(path, root, json_object_get(root, "dtype") ? "dtype" : "torch_dtype", &dt)) goto done;
+    if (pn_json_string(path, root, json_object_get(root, "dtype") ? "dtype" : "torch_dtype", &dt)) goto done;
     if (dt) {
         static const char *known[] = {"bfloat16", "float16", "float32", "float64", "auto", NULL};
         int k = 0;
@@ -382,17 +262,6 @@ done:
     return rc;
 }
 
-// A float parameter as the shortest decimal that reads back as the same float (1e-06, not
-// 9.9999999747524271e-07): what the file says is what the model uses, in any reader.
-static json_t *json_float(float x) {
-    char buf[32];
-    for (int prec = 6; prec <= 9; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, (double)x);
-        if (strtof(buf, NULL) == x) break;
-    }
-    return json_real(strtod(buf, NULL));
-}
-
 int pn_hf_config_save(const pn_model_config *c, const char *path) {
     static const char *archs[] = {"Qwen2ForCausalLM", "Qwen3ForCausalLM", "LlamaForCausalLM", "JetNemotronForCausalLM"};
     json_t *r = json_object();
@@ -406,7 +275,7 @@ int pn_hf_config_save(const pn_model_config *c, const char *path) {
     json_object_set_new(r, "head_dim", json_integer(c->head_dim));
     json_object_set_new(r, "vocab_size", json_integer(c->vocab));
     json_object_set_new(r, "max_position_embeddings", json_integer(c->max_pos));
-    json_object_set_new(r, "rms_norm_eps", json_float(c->rms_eps));
+    json_object_set_new(r, "rms_norm_eps", pn_json_float(c->rms_eps));
     json_object_set_new(r, "rope_theta", json_real(c->rope_theta));
     json_object_set_new(r, "hidden_act", json_string("silu"));
     json_object_set_new(r, "tie_word_embeddings", json_boolean(c->tie_embeddings));
@@ -432,25 +301,16 @@ int pn_hf_config_save(const pn_model_config *c, const char *path) {
         json_t *lt = json_array();
         for (int l = 0; l < c->n_layers; l++) json_array_append_new(lt, json_string(c->mixer[l]));
         json_object_set_new(r, "layer_types", lt);
-        // Only the entries a layer uses (NVIDIA's code ignores the others; in an export they are noise).
-        int has_jet = 0, has_gdn = 0;
-        for (int l = 0; l < c->n_layers; l++) {
-            has_jet |= !strcmp(c->mixer[l], "jet");
-            has_gdn |= !strcmp(c->mixer[l], "gdn") || !strcmp(c->mixer[l], "deltanet");
-        }
+        // Only the entries a layer uses (NVIDIA's code ignores the others; in an export they are noise), each
+        // written by its block.
         json_t *eac = json_object();
-        if (has_jet)
-            json_object_set_new(eac, "jet",
-                                json_pack("{s:i, s:i, s:f, s:i, s:i, s:o, s:s, s:s}", "num_heads", c->jet_heads, "head_dim",
-                                          c->jet_head_dim, "expand_v", c->jet_expand_v, "conv_size", c->jet_conv,
-                                          "dconv_generator_reduction", c->jet_reduction, "norm_eps",
-                                          json_float(c->jet_norm_eps), "mode", "chunk", "dconv_implementation", "triton"));
-        if (has_gdn)
-            json_object_set_new(eac, "gdn",
-                                json_pack("{s:i, s:i, s:f, s:i, s:o}", "num_heads", c->gdn_heads, "head_dim",
-                                          c->gdn_head_dim, "expand_v", c->gdn_expand_v, "conv_size", c->gdn_conv,
-                                          "norm_eps", json_float(c->gdn_norm_eps)));
-        if (sw) json_object_set_new(eac, "swa", json_pack("{s:i}", "window_size", sw));
+        for (int l = 0; l < c->n_layers; l++) {
+            const pn_block_type *bt = pn_block_find(c->mixer[l]);
+            if (!bt || !bt->section || json_object_get(eac, bt->section)) continue;
+            pn_block_cfg bc = pn_block_default(c, bt->name);
+            if (!strcmp(bt->name, "swa")) bc.window = c->window[l];
+            json_object_set_new(eac, bt->section, bt->to_json(&bc));
+        }
         json_object_set_new(r, "efficient_attention_config", eac);
     } else if (c->arch != PN_ARCH_LLAMA) {
         json_object_set_new(r, "use_sliding_window", json_boolean(sw > 0));

@@ -6,6 +6,8 @@
 
 #include <stdint.h>
 
+#include "pn_block_cfg.h"
+
 // Jet-Nemotron hybrids (model_type "jet_nemotron") are Qwen2 models whose layers each name a token mixer.
 typedef enum { PN_ARCH_QWEN2 = 0, PN_ARCH_QWEN3, PN_ARCH_LLAMA, PN_ARCH_JET_NEMOTRON } pn_arch;
 typedef enum { PN_ROPE_DEFAULT = 0, PN_ROPE_LINEAR, PN_ROPE_LLAMA3 } pn_rope_type;
@@ -32,19 +34,20 @@ typedef struct pn_model_config {
     // The token mixer of each layer under Jet-Nemotron's names: "attn", "swa", "jet", and this project's "gdn" and
     // "deltanet" (plain models: attn/swa).
     char mixer[PN_MAX_LAYERS][12];
-    // efficient_attention_config.jet (Jet-Nemotron): JetBlock heads, d_k, expand_v, conv width, generator
-    // reduction, norm eps; 0 when the model has no JetBlock.
-    int jet_heads, jet_head_dim, jet_conv, jet_reduction;
-    double jet_expand_v;
-    float jet_norm_eps;
-    // efficient_attention_config.gdn (this project's extension, for supernets and searched hybrids with Gated
-    // DeltaNet / DeltaNet layers, layer_types "gdn" / "deltanet"): heads, d_k, expand_v, conv width, norm eps.
-    int gdn_heads, gdn_head_dim, gdn_conv;
-    double gdn_expand_v;
-    float gdn_norm_eps;
+    // The configs efficient_attention_config gives (Jet-Nemotron's `jet`, `swa`; this project's `gdn` for
+    // gdn/deltanet layers), one per block type the layers use, each read by its block (src/blocks/<type>.c)
+    // and found by pn_config_mixer.
+#define PN_MAX_MIXER_CFGS 8
+    int n_mixer_cfgs;
+    pn_block_cfg mixer_cfg[PN_MAX_MIXER_CFGS];
     // config.json's torch_dtype ("bfloat16", "float32", ...), written back on export; "bfloat16" when absent.
     char torch_dtype[16];
 } pn_model_config;
+
+// The config of block type `type` that efficient_attention_config gave (or was set), NULL when none.
+const pn_block_cfg *pn_config_mixer(const pn_model_config *c, const char *type);
+// Sets (adds or replaces) the config of bc->type.
+void pn_config_set_mixer(pn_model_config *c, const pn_block_cfg *bc);
 
 // Parse `path` (a config.json). Returns 0, or -1 with an error that names the file and the key.
 int pn_hf_config_load(pn_model_config *c, const char *path);

@@ -538,13 +538,7 @@ static pn_model_config export_config(const pn_model *m) {
         snprintf(e.mixer[l], sizeof e.mixer[l], "%s", S->bt->name);
         e.window[l] = !strcmp(S->bt->name, "swa") ? S->bc.window : 0;
         if (strcmp(S->bt->name, "attn") && strcmp(S->bt->name, "swa")) hybrid = 1;
-        if (!strcmp(S->bt->name, "jet")) {
-            e.jet_heads = S->bc.lin_heads, e.jet_head_dim = S->bc.lin_head_k, e.jet_expand_v = S->bc.expand_v;
-            e.jet_conv = S->bc.conv_size, e.jet_reduction = S->bc.gen_reduction, e.jet_norm_eps = S->bc.norm_eps;
-        } else if (!strcmp(S->bt->name, "gdn") || !strcmp(S->bt->name, "deltanet")) {
-            e.gdn_heads = S->bc.lin_heads, e.gdn_head_dim = S->bc.lin_head_k, e.gdn_expand_v = S->bc.expand_v;
-            e.gdn_conv = S->bc.conv_size, e.gdn_norm_eps = S->bc.norm_eps;
-        }
+        if (S->bt->section && strcmp(S->bt->name, "swa")) pn_config_set_mixer(&e, &S->bc); // its section's config
     }
     if (hybrid) e.arch = PN_ARCH_JET_NEMOTRON;
     snprintf(e.torch_dtype, sizeof e.torch_dtype, "%s", m->device == PN_CPU ? "float32" : "bfloat16");

@@ -126,8 +126,9 @@ static void test_refusals(void) {
 // A Jet-Nemotron config's own JetBlock shape wins over the defaults.
 static void test_from_jet_config(void) {
     pn_model_config m = qwen25_15b();
-    m.jet_heads = 16, m.jet_head_dim = 128, m.jet_expand_v = 2.0, m.jet_conv = 4, m.jet_reduction = 8;
-    m.jet_norm_eps = 1e-5f;
+    pn_block_cfg j = pn_block_default(&m, "jet");
+    j.lin_heads = 16, j.lin_head_k = 128, j.expand_v = 2.0, j.conv_size = 4, j.gen_reduction = 8, j.norm_eps = 1e-5f;
+    pn_config_set_mixer(&m, &j);
     m.window[3] = 2048;
     pn_block_cfg c = pn_block_default(&m, "jet");
     CHECK(c.lin_heads == 16 && c.lin_head_k == 128 && c.expand_v == 2.0 && c.window == 2048, "jet config not used");

@@ -12,6 +12,12 @@
 
 static char path[256];
 
+// The JetBlock config config.json gave (all zero when none).
+static pn_block_cfg jet_of(const pn_model_config *c) {
+    const pn_block_cfg *j = pn_config_mixer(c, "jet");
+    return j ? *j : (pn_block_cfg){0};
+}
+
 static int load_text(pn_model_config *c, const char *text) {
     FILE *f = fopen(path, "w");
     fputs(text, f);
@@ -95,12 +101,12 @@ static void test_jet_nemotron(void) {
     }
     CHECK(attn == 2 && swa == 2 && jet == 24 && !strcmp(c.mixer[14], "attn") && !strcmp(c.mixer[21], "swa"),
           "layer types: %d attn, %d swa, %d jet", attn, swa, jet);
-    CHECK(c.jet_heads == 12 && c.jet_head_dim == 96 && c.jet_expand_v == 2.6667 && c.jet_conv == 4 &&
-              c.jet_reduction == 8 && fabsf(c.jet_norm_eps - 1e-5f) < 1e-12f,
+    CHECK(jet_of(&c).lin_heads == 12 && jet_of(&c).lin_head_k == 96 && jet_of(&c).expand_v == 2.6667 && jet_of(&c).conv_size == 4 &&
+              jet_of(&c).gen_reduction == 8 && fabsf(jet_of(&c).norm_eps - 1e-5f) < 1e-12f,
           "jet config");
     CHECK(pn_hf_config_save(&c, path) == 0 && pn_hf_config_load(&d, path) == 0, "round trip: %s", pn_last_error());
-    int same = d.arch == c.arch && d.jet_heads == c.jet_heads && d.jet_head_dim == c.jet_head_dim &&
-               d.jet_expand_v == c.jet_expand_v && d.jet_reduction == c.jet_reduction;
+    int same = d.arch == c.arch && jet_of(&d).lin_heads == jet_of(&c).lin_heads && jet_of(&d).lin_head_k == jet_of(&c).lin_head_k &&
+               jet_of(&d).expand_v == jet_of(&c).expand_v && jet_of(&d).gen_reduction == jet_of(&c).gen_reduction;
     for (int l = 0; l < 28; l++) same &= !strcmp(c.mixer[l], d.mixer[l]) && c.window[l] == d.window[l];
     CHECK(same, "Jet-Nemotron config does not survive save + load");
     // A jet layer without its config, and a jet layer in a plain Qwen2 model, are refused.
@@ -165,8 +171,8 @@ static void test_jet_released(void) {
     CHECK(load_text(&c, jetlm_2b) == 0, "jetlm_2B.json: %s", pn_last_error());
     CHECK(c.arch == PN_ARCH_JET_NEMOTRON && c.hidden == 1536 && c.n_layers == 28 && c.n_kv_heads == 2 && c.tie_embeddings,
           "2B sizes");
-    CHECK(fabsf(c.jet_norm_eps - 1e-5f) < 1e-12f && c.jet_heads == 12 && c.jet_head_dim == 96, "2B jet: eps %g",
-          (double)c.jet_norm_eps);
+    CHECK(fabsf(jet_of(&c).norm_eps - 1e-5f) < 1e-12f && jet_of(&c).lin_heads == 12 && jet_of(&c).lin_head_k == 96, "2B jet: eps %g",
+          (double)jet_of(&c).norm_eps);
     CHECK(!strcmp(c.mixer[14], "attn") && !strcmp(c.mixer[19], "attn") && !strcmp(c.mixer[20], "swa") &&
               c.window[21] == 1152 && !strcmp(c.mixer[0], "jet"),
           "2B layer types");
@@ -184,7 +190,7 @@ static void test_jet_released(void) {
     }
     CHECK(shapes == 4, "2B JetBlock tensor shapes (REFERENCE §5): %d of 4 match", shapes);
     CHECK(load_text(&c, jetlm_4b) == 0, "jetlm_4B.json: %s", pn_last_error());
-    CHECK(c.hidden == 2048 && c.n_layers == 36 && c.jet_heads == 16 && c.jet_head_dim == 128 && c.jet_expand_v == 2 &&
+    CHECK(c.hidden == 2048 && c.n_layers == 36 && jet_of(&c).lin_heads == 16 && jet_of(&c).lin_head_k == 128 && jet_of(&c).expand_v == 2 &&
               c.window[5] == 2048 && !strcmp(c.mixer[17], "attn") && !strcmp(c.mixer[32], "attn"),
           "4B config");
     b = pn_block_default(&c, "jet");
@@ -209,14 +215,14 @@ static void test_jet_defaults(void) {
     CHECK(c.tie_embeddings && c.rope_theta == 1e6, "tie %d theta %g", c.tie_embeddings, c.rope_theta);
     // JetBlockConfig: all keys absent.
     CHECK(load_jet(&c, "[\"jet\",\"attn\"]", "", "") == 0, "%s", pn_last_error());
-    CHECK(c.jet_heads == 6 && c.jet_head_dim == 256 && c.jet_expand_v == 2.0 && c.jet_conv == 4 && c.jet_reduction == 8 &&
-              fabsf(c.jet_norm_eps - 1e-5f) < 1e-12f,
-          "JetBlockConfig defaults: heads %d d_k %d expand_v %g eps %g", c.jet_heads, c.jet_head_dim, c.jet_expand_v,
-          (double)c.jet_norm_eps);
+    CHECK(jet_of(&c).lin_heads == 6 && jet_of(&c).lin_head_k == 256 && jet_of(&c).expand_v == 2.0 && jet_of(&c).conv_size == 4 && jet_of(&c).gen_reduction == 8 &&
+              fabsf(jet_of(&c).norm_eps - 1e-5f) < 1e-12f,
+          "JetBlockConfig defaults: heads %d d_k %d expand_v %g eps %g", jet_of(&c).lin_heads, jet_of(&c).lin_head_k, jet_of(&c).expand_v,
+          (double)jet_of(&c).norm_eps);
     // norm_eps as a string or a number; garbage refused by name.
-    CHECK(load_jet(&c, "[\"jet\",\"attn\"]", "\"norm_eps\":\"3e-4\"", "") == 0 && fabsf(c.jet_norm_eps - 3e-4f) < 1e-10f,
+    CHECK(load_jet(&c, "[\"jet\",\"attn\"]", "\"norm_eps\":\"3e-4\"", "") == 0 && fabsf(jet_of(&c).norm_eps - 3e-4f) < 1e-10f,
           "string norm_eps");
-    CHECK(load_jet(&c, "[\"jet\",\"attn\"]", "\"norm_eps\":1e-3", "") == 0 && fabsf(c.jet_norm_eps - 1e-3f) < 1e-10f,
+    CHECK(load_jet(&c, "[\"jet\",\"attn\"]", "\"norm_eps\":1e-3", "") == 0 && fabsf(jet_of(&c).norm_eps - 1e-3f) < 1e-10f,
           "number norm_eps");
     CHECK_ERR(load_jet(&c, "[\"jet\",\"attn\"]", "\"norm_eps\":\"1e-5x\"", ""), "\"norm_eps\" = \"1e-5x\" is not a number");
     CHECK_ERR(load_jet(&c, "[\"jet\",\"attn\"]", "\"norm_eps\":\"-1\"", ""), "norm_eps\" = -1 must be positive");
@@ -225,7 +231,7 @@ static void test_jet_defaults(void) {
     CHECK_ERR(load_jet(&c, "[\"jet\",\"attn\"]", "\"mode\":\"parallel\"", ""), "jet.mode = \"parallel\"");
     CHECK_ERR(load_jet(&c, "[\"jet\",\"attn\"]", "\"expand_v\":\"2\"", ""), "\"expand_v\" must be a number");
     // Entries no layer uses are ignored, malformed or not (NVIDIA never reads them).
-    CHECK(load_jet(&c, "[\"attn\",\"swa\"]", "\"num_head\":\"x\"", "") == 0 && c.jet_heads == 0 && c.window[1] == 8,
+    CHECK(load_jet(&c, "[\"attn\",\"swa\"]", "\"num_head\":\"x\"", "") == 0 && jet_of(&c).lin_heads == 0 && c.window[1] == 8,
           "an unused jet entry must be ignored: %s", pn_last_error());
     // swa window_size has no default there.
     CHECK_ERR(load_text(&c, "{\"model_type\":\"jet_nemotron\",\"num_hidden_layers\":1,\"layer_types\":[\"swa\"],"
@@ -299,7 +305,7 @@ static void test_export_clean(void) {
               strstr(text, "\"dconv_implementation\": \"triton\""),
           "jet export: %s", text ? text : "");
     free(text);
-    CHECK(d.jet_heads == 2 && d.jet_head_dim == 16 && d.jet_norm_eps == c.jet_norm_eps && d.jet_expand_v == 2.0,
+    CHECK(jet_of(&d).lin_heads == 2 && jet_of(&d).lin_head_k == 16 && jet_of(&d).norm_eps == jet_of(&c).norm_eps && jet_of(&d).expand_v == 2.0,
           "jet round trip");
 }
 

@@ -5,6 +5,7 @@
 
 #include "../pn_block.h"
 #include "../pn_common.h"
+#include "../pn_json.h"
 
 static int check_attn(const pn_block_cfg *c, const char *what) {
     if (c->n_heads < 1 || c->n_kv_heads < 1 || c->n_heads % c->n_kv_heads)
@@ -234,9 +235,18 @@ static int infer_attn(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *stat
     return 0;
 }
 
-const pn_block_type pn_block_attn = {"attn", check_attn, params_attn, state_attn, flops_attn,
+// swa's section: {"window_size": W} (no default in NVIDIA's code).
+static int parse_swa(pn_block_cfg *c, json_t *s, const char *path, const char *in) {
+    if (!json_is_object(s) || !json_object_get(s, "window_size"))
+        return pn_errorf("%s: layer_types use swa but %s.window_size is missing", path, in);
+    return pn_json_int(path, s, "window_size", &c->window, 1, 1) ? pn_error_prefix("%s", in) : 0;
+}
+
+static json_t *json_swa(const pn_block_cfg *c) { return json_pack("{s:i}", "window_size", c->window); }
+
+const pn_block_type pn_block_attn = {"attn", NULL, NULL, NULL, check_attn, params_attn, state_attn, flops_attn,
                                      acts_attn, forward_attn, backward_attn,
                                      decode_state_attn, infer_acts_attn, infer_attn};
-const pn_block_type pn_block_swa = {"swa", check_swa, params_attn, state_swa, flops_swa,
+const pn_block_type pn_block_swa = {"swa", "swa", parse_swa, json_swa, check_swa, params_attn, state_swa, flops_swa,
                                     acts_attn, forward_attn, backward_attn,
                                     decode_state_attn, infer_acts_attn, infer_attn};

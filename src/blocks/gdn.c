@@ -4,6 +4,7 @@
 // o_proj. `deltanet` is the same layer without decay (no a_proj, A_log, dt_bias: g = 0).
 #include <string.h>
 
+#include "../pn_json.h"
 #include "linear_common.h"
 
 extern const pn_block_type pn_block_gdn;
@@ -217,9 +218,35 @@ static int infer_gdn(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *state
     return 0;
 }
 
-const pn_block_type pn_block_gdn = {"gdn", pn_lin_check, params_gdn, state_gdn, flops_gdn,
+// ---------------------------------------------------------------------------------------------------
+// config.json: this project's efficient_attention_config.gdn (for gdn and deltanet layers): num_heads and
+// head_dim required, expand_v 2.0, conv_size 4, norm_eps 1e-5 by default (fla's GatedDeltaNet's).
+
+static int parse_gdn(pn_block_cfg *c, json_t *s, const char *path, const char *in) {
+    if (!json_is_object(s))
+        return pn_errorf("%s: layer_types use %s but %s is missing or not an object", path, c->type, in);
+    double eps = 1e-5;
+    c->conv_size = 4, c->expand_v = 2.0;
+    if (pn_json_int(path, s, "num_heads", &c->lin_heads, 1, 1) || pn_json_int(path, s, "head_dim", &c->lin_head_k, 1, 1) ||
+        pn_json_num(path, s, "expand_v", &c->expand_v) || pn_json_int(path, s, "conv_size", &c->conv_size, 0, 1) ||
+        pn_json_num_or_string(path, s, "norm_eps", &eps))
+        return pn_error_prefix("%s", in);
+    char dot[64];
+    snprintf(dot, sizeof dot, "%s.", in);
+    if (pn_json_pos_float(path, dot, "norm_eps", eps, 1) || pn_json_pos_float(path, dot, "expand_v", c->expand_v, 64))
+        return -1;
+    c->norm_eps = (float)eps;
+    return 0;
+}
+
+static json_t *json_gdn(const pn_block_cfg *c) {
+    return json_pack("{s:i, s:i, s:f, s:i, s:o}", "num_heads", c->lin_heads, "head_dim", c->lin_head_k, "expand_v",
+                     c->expand_v, "conv_size", c->conv_size, "norm_eps", pn_json_float(c->norm_eps));
+}
+
+const pn_block_type pn_block_gdn = {"gdn", "gdn", parse_gdn, json_gdn, pn_lin_check, params_gdn, state_gdn, flops_gdn,
                                     acts_gdn, forward_gdn, backward_gdn,
                                     decode_state_gdn, infer_acts_gdn, infer_gdn};
-const pn_block_type pn_block_deltanet = {"deltanet", pn_lin_check, params_deltanet, state_gdn, flops_gdn,
+const pn_block_type pn_block_deltanet = {"deltanet", "gdn", parse_gdn, json_gdn, pn_lin_check, params_deltanet, state_gdn, flops_gdn,
                                          acts_gdn, forward_gdn, backward_gdn,
                                          decode_state_gdn, infer_acts_gdn, infer_gdn};

@@ -10,30 +10,42 @@ extern const pn_block_type pn_block_attn, pn_block_swa, pn_block_jet, pn_block_g
 static const pn_block_type *const registry[] = {&pn_block_attn, &pn_block_swa, &pn_block_jet, &pn_block_gdn,
                                                 &pn_block_deltanet};
 
+#define N_TYPES (sizeof registry / sizeof registry[0])
+
 const pn_block_type *pn_block_find(const char *name) {
-    for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++)
+    char known[128] = "";
+    for (size_t i = 0; i < N_TYPES; i++) {
         if (!strcmp(registry[i]->name, name)) return registry[i];
-    pn_errorf("unknown block type \"%s\" (attn, swa, jet, gdn, deltanet)", name);
+        snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", i ? ", " : "", registry[i]->name);
+    }
+    pn_errorf("unknown block type \"%s\" (%s)", name, known);
     return NULL;
 }
+
+int pn_block_count(void) { return (int)N_TYPES; }
+const pn_block_type *pn_block_at(int i) { return i >= 0 && i < (int)N_TYPES ? registry[i] : NULL; }
 
 pn_block_cfg pn_block_default(const pn_model_config *m, const char *type) {
     pn_block_cfg c = {.hidden = m->hidden, .n_heads = m->n_heads, .n_kv_heads = m->n_kv_heads,
                       .head_dim = m->head_dim, .qkv_bias = m->qkv_bias, .o_bias = m->o_bias, .qk_norm = m->qk_norm, .window = 1152,
                       .lin_heads = m->n_heads, .lin_head_k = m->head_dim * 3 / 4, .expand_v = 2.6667,
                       .conv_size = 4, .gen_reduction = 8, .norm_eps = 1e-5f};
-    // A Jet-Nemotron config carries its own JetBlock shape and window (efficient_attention_config).
-    if (m->jet_heads) {
-        c.lin_heads = m->jet_heads, c.lin_head_k = m->jet_head_dim, c.expand_v = m->jet_expand_v;
-        c.conv_size = m->jet_conv, c.gen_reduction = m->jet_reduction, c.norm_eps = m->jet_norm_eps;
-    }
-    if (m->gdn_heads && (!strcmp(type, "gdn") || !strcmp(type, "deltanet"))) {
-        c.lin_heads = m->gdn_heads, c.lin_head_k = m->gdn_head_dim, c.expand_v = m->gdn_expand_v;
-        c.conv_size = m->gdn_conv, c.norm_eps = m->gdn_norm_eps;
-    }
     for (int l = 0; l < m->n_layers; l++)
         if (m->window[l]) c.window = m->window[l];
     snprintf(c.type, sizeof c.type, "%s", type);
+    // A config that gave this type's section (efficient_attention_config) decides; a linear type without one
+    // takes the JetBlock's shape when the config has one (a supernet's other linear candidates match it).
+    const pn_block_cfg *own = pn_config_mixer(m, type), *jet = pn_config_mixer(m, "jet");
+    if (own) {
+        const int window = c.window; // the layers' window (what a swa path of this model uses)
+        c = *own;
+        if (strcmp(type, "swa")) c.window = window;
+        return c;
+    }
+    if (jet && strcmp(type, "attn") && strcmp(type, "swa")) {
+        c.lin_heads = jet->lin_heads, c.lin_head_k = jet->lin_head_k, c.expand_v = jet->expand_v;
+        c.conv_size = jet->conv_size, c.gen_reduction = jet->gen_reduction, c.norm_eps = jet->norm_eps;
+    }
     return c;
 }
 

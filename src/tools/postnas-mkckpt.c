@@ -267,15 +267,18 @@ static int set_layer_types(pn_model_config *c, const char *list, int window, con
     if (rc) return -1;
     if (n != c->n_layers) return pn_errorf("--layer-types lists %d types for %d layers", n, c->n_layers);
     c->arch = PN_ARCH_JET_NEMOTRON;
+    // Every linear type the layers use gets the --lin-* shape (its efficient_attention_config section).
     const int dk = lin->head_dim ? lin->head_dim : c->head_dim * 3 / 4 > 0 ? c->head_dim * 3 / 4 : 1;
-    c->jet_heads = c->gdn_heads = lin->heads ? lin->heads : c->n_heads;
-    c->jet_head_dim = c->gdn_head_dim = dk;
-    c->jet_expand_v = c->gdn_expand_v = lin->expand_v;
-    c->jet_conv = c->gdn_conv = 4;
-    c->jet_reduction = 8;
-    const int vd = (int)((double)c->jet_heads * dk * lin->expand_v);
-    while (c->jet_reduction > 1 && vd % c->jet_reduction) c->jet_reduction /= 2;
-    c->jet_norm_eps = c->gdn_norm_eps = 1e-5f;
+    for (int l = 0; l < c->n_layers; l++) {
+        const pn_block_type *bt = pn_block_find(c->mixer[l]);
+        if (!bt->section || !strcmp(bt->name, "swa") || pn_config_mixer(c, bt->name)) continue;
+        pn_block_cfg bc = pn_block_default(c, bt->name);
+        bc.lin_heads = lin->heads ? lin->heads : c->n_heads, bc.lin_head_k = dk, bc.expand_v = lin->expand_v;
+        bc.conv_size = 4, bc.norm_eps = 1e-5f, bc.gen_reduction = 8;
+        const int vd = (int)((double)bc.lin_heads * dk * lin->expand_v);
+        while (bc.gen_reduction > 1 && vd % bc.gen_reduction) bc.gen_reduction /= 2;
+        pn_config_set_mixer(c, &bc);
+    }
     for (int l = 0; l < c->n_layers; l++) {
         const pn_block_cfg bc = pn_block_default(c, c->mixer[l]);
         char what[48];
