@@ -4,7 +4,6 @@
 // o_proj. `deltanet` is the same layer without decay (no a_proj, A_log, dt_bias: g = 0).
 #include <string.h>
 
-#include "../pn_json.h"
 #include "linear_common.h"
 
 extern const pn_block_type pn_block_gdn;
@@ -225,18 +224,8 @@ static int infer_gdn(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *state
 static int parse_gdn(pn_block_cfg *c, json_t *s, const char *path, const char *in) {
     if (!json_is_object(s))
         return pn_errorf("%s: layer_types use %s but %s is missing or not an object", path, c->type, in);
-    double eps = 1e-5;
-    c->conv_size = 4, c->expand_v = 2.0;
-    if (pn_json_int(path, s, "num_heads", &c->lin_heads, 1, 1) || pn_json_int(path, s, "head_dim", &c->lin_head_k, 1, 1) ||
-        pn_json_num(path, s, "expand_v", &c->expand_v) || pn_json_int(path, s, "conv_size", &c->conv_size, 0, 1) ||
-        pn_json_num_or_string(path, s, "norm_eps", &eps))
-        return pn_error_prefix("%s", in);
-    char dot[64];
-    snprintf(dot, sizeof dot, "%s.", in);
-    if (pn_json_pos_float(path, dot, "norm_eps", eps, 1) || pn_json_pos_float(path, dot, "expand_v", c->expand_v, 64))
-        return -1;
-    c->norm_eps = (float)eps;
-    return 0;
+    c->conv_size = 4, c->expand_v = 2.0, c->norm_eps = 1e-5f;
+    return pn_lin_parse(c, s, path, in, 1);
 }
 
 static json_t *json_gdn(const pn_block_cfg *c) {

@@ -3,7 +3,6 @@
 // (K_t = w2(silu(w1 x_t)) + b2, [value_dim, conv_size]); then Gated DeltaNet time mixing, a gated RMSNorm
 // (o_norm with silu(g_proj x)) and o_proj. Released init: generator weights zero and w2's bias N(0, 0.02),
 // so a fresh JetBlock starts as a static convolution.
-#include "../pn_json.h"
 #include "linear_common.h"
 
 extern const pn_block_type pn_block_jet;
@@ -223,22 +222,12 @@ static int parse_jet(pn_block_cfg *c, json_t *s, const char *path, const char *i
     if (!json_is_object(s)) return pn_errorf("%s: layer_types use jet but %s is missing or not an object", path, in);
     static const char *modes[] = {"chunk", "fused_recurrent", NULL};
     static const char *impls[] = {"triton", "naive", "triton_training", "triton_cache", "triton_decoding", NULL};
-    double eps = 1e-5;
-    c->lin_heads = 6, c->lin_head_k = 256, c->expand_v = 2.0, c->conv_size = 4, c->gen_reduction = 8;
+    c->lin_heads = 6, c->lin_head_k = 256, c->expand_v = 2.0, c->conv_size = 4, c->gen_reduction = 8, c->norm_eps = 1e-5f;
     if (pn_json_known_keys(path, in, s, JET_KEYS, " (NVIDIA's JetBlockConfig would refuse it)") ||
         pn_json_choice(path, in, s, "mode", modes) || pn_json_choice(path, in, s, "dconv_implementation", impls))
         return -1;
-    if (pn_json_int(path, s, "num_heads", &c->lin_heads, 0, 1) || pn_json_int(path, s, "head_dim", &c->lin_head_k, 0, 1) ||
-        pn_json_num(path, s, "expand_v", &c->expand_v) || pn_json_int(path, s, "conv_size", &c->conv_size, 0, 1) ||
-        pn_json_int(path, s, "dconv_generator_reduction", &c->gen_reduction, 0, 1) ||
-        pn_json_num_or_string(path, s, "norm_eps", &eps))
-        return pn_error_prefix("%s", in);
-    char dot[64];
-    snprintf(dot, sizeof dot, "%s.", in);
-    if (pn_json_pos_float(path, dot, "norm_eps", eps, 1) || pn_json_pos_float(path, dot, "expand_v", c->expand_v, 64))
-        return -1;
-    c->norm_eps = (float)eps;
-    return 0;
+    if (pn_json_int(path, s, "dconv_generator_reduction", &c->gen_reduction, 0, 1)) return pn_error_prefix("%s", in);
+    return pn_lin_parse(c, s, path, in, 0);
 }
 
 static json_t *json_jet(const pn_block_cfg *c) {

@@ -6,6 +6,7 @@
 
 #include "../pn_block.h"
 #include "../pn_common.h"
+#include "../pn_json.h"
 
 typedef struct {
     int64_t key_dim, value_dim, head_v;
@@ -17,6 +18,23 @@ static inline pn_lin_dims pn_lin_dims_of(const pn_block_cfg *c) {
     d.value_dim = (int64_t)((double)d.key_dim * c->expand_v);
     d.head_v = (int64_t)((double)c->lin_head_k * c->expand_v);
     return d;
+}
+
+// config.json: the keys every linear block's section shares (num_heads, head_dim — required or not —,
+// expand_v, conv_size, norm_eps as a number or a string), into c whose defaults are set; `in` names the
+// section. 0, or -1 with the error set.
+static inline int pn_lin_parse(pn_block_cfg *c, json_t *s, const char *path, const char *in, int required) {
+    double eps = c->norm_eps;
+    if (pn_json_int(path, s, "num_heads", &c->lin_heads, required, 1) ||
+        pn_json_int(path, s, "head_dim", &c->lin_head_k, required, 1) || pn_json_num(path, s, "expand_v", &c->expand_v) ||
+        pn_json_int(path, s, "conv_size", &c->conv_size, 0, 1) || pn_json_num_or_string(path, s, "norm_eps", &eps))
+        return pn_error_prefix("%s", in);
+    char dot[64];
+    snprintf(dot, sizeof dot, "%s.", in);
+    if (pn_json_pos_float(path, dot, "norm_eps", eps, 1) || pn_json_pos_float(path, dot, "expand_v", c->expand_v, 64))
+        return -1;
+    c->norm_eps = (float)eps;
+    return 0;
 }
 
 // The limits are the kernels': chunked CUDA kernels hold d_k <= 256 and d_v <= 1024.
