@@ -19,7 +19,7 @@ export PATH=$PATH:/opt/torch/.venv/bin:/usr/local/cuda/bin
 log() { echo "== $* ==" | tee -a "$OUTDIR/summary.txt"; }
 
 have_blas() { pkg-config --exists openblas || [ -f /usr/include/x86_64-linux-gnu/cblas.h ] || [ -f /usr/include/cblas.h ]; }
-if { ! pkg-config --exists jansson libutf8proc libpcre2-8 || ! have_blas; } && ls .debs/*.deb > /dev/null 2>&1; then
+if { ! pkg-config --exists jansson libutf8proc libpcre2-8 libfyaml || ! have_blas; } && ls .debs/*.deb > /dev/null 2>&1; then
   echo "unpacking carried packages: $(ls .debs)"
   P=/tmp/pn-deps
   for f in .debs/*.deb; do dpkg -x "$f" $P; done
