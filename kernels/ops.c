@@ -522,3 +522,75 @@ int pn_op_gdn_step(pn_tensor *o, pn_tensor *S, const pn_tensor *q, const pn_tens
     want_act("gdn_step", o);
     return BE(gdn_step, q)->gdn_step(&c, o->data, S->data, q->data, k->data, v->data, g->data, beta->data);
 }
+
+// ---- losses and the optimizer ----
+
+void pn_op_lm_loss(pn_tensor *dz, pn_tensor *rowloss, const pn_tensor *zs, const pn_tensor *zt,
+                   const pn_tensor *targets, const pn_lm_loss_args *a) {
+    want_act("lm_loss", zs);
+    PN_ASSERT(zs->ndim == 2 && a && a->temperature > 0);
+    const int64_t R = zs->shape[0];
+    if (zt) {
+        same_device("lm_loss", zs, zt);
+        same_shape("lm_loss", zs, zt);
+        want_act("lm_loss", zt);
+    }
+    if (dz) {
+        same_device("lm_loss", zs, dz);
+        same_shape("lm_loss", zs, dz);
+        want_act("lm_loss", dz);
+    }
+    if (targets) {
+        same_device("lm_loss", zs, targets);
+        PN_ASSERT(targets->dtype == PN_I32 && pn_numel(targets) == R);
+    }
+    same_device("lm_loss", zs, rowloss);
+    want_f32("lm_loss", rowloss);
+    PN_ASSERT(pn_numel(rowloss) == 2 * R);
+    BE(lm_loss, zs)->lm_loss(dz, rowloss, zs, zt, targets, a);
+}
+
+void pn_op_mse(pn_tensor *dx, pn_tensor *rowloss, const pn_tensor *x, const pn_tensor *y, float grad_scale,
+               int accumulate) {
+    same_device("mse", x, y);
+    same_device("mse", x, rowloss);
+    same_shape("mse", x, y);
+    want_act("mse", x);
+    want_act("mse", y);
+    want_f32("mse", rowloss);
+    PN_ASSERT(x->ndim == 2 && pn_numel(rowloss) == x->shape[0]);
+    if (dx) {
+        same_device("mse", x, dx);
+        same_shape("mse", x, dx);
+        want_act("mse", dx);
+    }
+    BE(mse, x)->mse(dx, rowloss, x, y, grad_scale, accumulate);
+}
+
+void pn_op_adamw(pn_tensor *p, pn_tensor *master, pn_tensor *m, pn_tensor *v, const pn_tensor *g,
+                 const pn_adamw_args *a) {
+    const int64_t n = pn_numel(p);
+    same_device("adamw", p, m);
+    same_device("adamw", p, v);
+    same_device("adamw", p, g);
+    want_f32("adamw", m);
+    want_f32("adamw", v);
+    want_f32("adamw", g);
+    PN_ASSERT(pn_numel(m) == n && pn_numel(v) == n && pn_numel(g) == n && a);
+    if (master) {
+        same_device("adamw", p, master);
+        want_f32("adamw", master);
+        PN_ASSERT(pn_numel(master) == n && (p->dtype == PN_F32 || p->dtype == PN_BF16));
+    } else {
+        want_f32("adamw", p);
+    }
+    BE(adamw, p)->adamw(p, master, m, v, g, a);
+}
+
+void pn_op_sumsq(pn_tensor *partial, const pn_tensor *x) {
+    same_device("sumsq", partial, x);
+    want_f32("sumsq", partial);
+    PN_ASSERT(x->dtype == PN_F32 || x->dtype == pn_device_dtype(x->device));
+    PN_ASSERT(pn_numel(partial) >= 1);
+    BE(sumsq, partial)->sumsq(partial, x);
+}

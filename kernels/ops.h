@@ -17,6 +17,20 @@
 #include "cpu/gdn.h" // pn_gdn_cfg
 #include "ops_list.h"
 
+// Arguments of the fused loss and the optimizer ops (kernels/ops.h's pn_op_lm_loss / pn_op_adamw say what
+// they mean).
+typedef struct pn_lm_loss_args {
+    float temperature; // of the KL term (the CE term always uses the raw logits)
+    float kl_grad;     // d(loss)/d(KL_row): the KL weight over the number of rows the loss averages
+    float ce_grad;     // d(loss)/d(CE_row): the CE weight over the number of counted targets
+} pn_lm_loss_args;
+
+typedef struct pn_adamw_args {
+    float lr, beta1, beta2, eps, weight_decay;
+    float bc1, bc2;     // bias corrections 1 - beta1^t, 1 - beta2^t of this step t (1-based)
+    float grad_scale;   // the gradient is multiplied by it first (global-norm clipping's coefficient)
+} pn_adamw_args;
+
 typedef struct pn_backend {
     const char *name;
     // memory
@@ -147,5 +161,33 @@ int pn_op_gdn_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, pn_tensor *dg, pn
 // One decode step: q, k [B, 1, H, K], v, o [B, 1, H, V], g, beta F32 [B, 1, H]; S F32 [B, H, K, V] in place.
 int pn_op_gdn_step(pn_tensor *o, pn_tensor *S, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
                    const pn_tensor *g, const pn_tensor *beta, int qk_l2norm);
+
+// ---- losses and the optimizer (train/) ----
+// The distillation / language-model loss of R rows of logits, fused with its gradient (llm.c's fused
+// classifier): zs the student's logits [R, V] (activation dtype), zt the teacher's [R, V] or NULL (no KL),
+// targets I32 [R] in [-1, V) or NULL (no CE; -1 = not counted: a document's end). Per row r, in fp32:
+//   ps = softmax(zs / tau), pt = softmax(zt / tau)
+//   rowloss[r, 0] = KL_r = tau^2 sum_v pt (log pt - log ps)          (Hinton's tau^2: gradients keep their size)
+//   rowloss[r, 1] = CE_r = logsumexp(zs_r) - zs_r[target_r]          (0 for -1)
+//   dz[r]        = kl_grad tau (ps - pt) + ce_grad (softmax(zs) - onehot(target_r))
+// dz (activation dtype, may alias zs, NULL = values only) is the gradient of kl_grad sum_r KL_r + ce_grad
+// sum_r CE_r. rowloss F32 [R, 2] is overwritten; the caller sums rows on the host in a fixed order.
+void pn_op_lm_loss(pn_tensor *dz, pn_tensor *rowloss, const pn_tensor *zs, const pn_tensor *zt,
+                   const pn_tensor *targets, const pn_lm_loss_args *a);
+// Hidden-state MSE of x against y [R, C] (activation dtype): rowloss F32 [R] = sum_c (x - y)^2 (overwritten);
+// dx (activation dtype, NULL = values only) = grad_scale 2 (x - y), or += with accumulate.
+void pn_op_mse(pn_tensor *dx, pn_tensor *rowloss, const pn_tensor *x, const pn_tensor *y, float grad_scale,
+               int accumulate);
+// One AdamW step in torch.optim.AdamW's order (decoupled decay, bias-corrected moments, eps outside the
+// square root), elementwise over a tensor, with g F32 scaled by grad_scale first:
+//   w *= 1 - lr wd;  m += (g - m)(1 - b1);  v = b2 v + (1 - b2) g^2;  w -= lr/bc1 m / (sqrt(v)/sqrt(bc2) + eps)
+// w is the fp32 master copy when master is not NULL (then p, in the parameter dtype, receives w rounded), else
+// p itself (F32). m, v F32, same element count.
+void pn_op_adamw(pn_tensor *p, pn_tensor *master, pn_tensor *m, pn_tensor *v, const pn_tensor *g,
+                 const pn_adamw_args *a);
+// Sum of squares of x (F32 or the activation dtype) into partial F32 [P] (overwritten): partial[i] is the
+// sum over the i-th of P equal contiguous parts of x, so the caller's ordered sum of the partials is the same
+// on every run (no atomics): the global gradient norm and the non-finite check of a step.
+void pn_op_sumsq(pn_tensor *partial, const pn_tensor *x);
 
 #endif

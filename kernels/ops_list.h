@@ -63,7 +63,17 @@
        const float *h0))                                                                                         \
     X(gdn_step, int,                                                                                             \
       (const pn_gdn_cfg *cfg, void *o, float *S, const void *q, const void *k, const void *v, const float *g,    \
-       const float *beta))
+       const float *beta))                                                                                       \
+    X(lm_loss, void,                                                                                             \
+      (pn_tensor * dz, pn_tensor * rowloss, const pn_tensor *zs, const pn_tensor *zt, const pn_tensor *targets,  \
+       const pn_lm_loss_args *a))                                                                                \
+    X(mse, void,                                                                                                 \
+      (pn_tensor * dx, pn_tensor * rowloss, const pn_tensor *x, const pn_tensor *y, float grad_scale,            \
+       int accumulate))                                                                                          \
+    X(adamw, void,                                                                                               \
+      (pn_tensor * p, pn_tensor * master, pn_tensor * m, pn_tensor * v, const pn_tensor *g,                      \
+       const pn_adamw_args *a))                                                                                  \
+    X(sumsq, void, (pn_tensor * partial, const pn_tensor *x))
 
 // Declarations of one backend's implementations: PN_OPS(PN_OP_DECLARE_CPU) in cpu.h, ..._CUDA in common.cuh.
 #define PN_OP_DECLARE_CPU(name, ret, params) ret pn_cpu_##name params;

@@ -53,6 +53,19 @@ union bf16x8 {
     bf16 h[8];
 };
 
+// Sum of v over a block (blockDim.x a multiple of 32, at most 1024) with `red` 32 floats of shared memory;
+// every thread gets the total. The order is fixed, so the result is the same on every run.
+__device__ __forceinline__ float pn_block_sum(float v, float *red) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+    __syncthreads(); // red may still be read by an earlier call
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    v = lane < nw ? red[lane] : 0.0f;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
 static inline int64_t ceil_div64(int64_t a, int64_t b) { return (a + b - 1) / b; }
 static inline int is_aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
 // A 1-D grid for n work items of `per_block` each, capped so grid-stride loops cover the rest.

@@ -3,6 +3,7 @@
 // the linear blocks' gates, copy) against the CPU backend on the same bf16-rounded random inputs, with
 // fla-style RMS-ratio tolerances. Parameter gradients are pre-filled with random values on both sides (they
 // must accumulate), and frozen (NULL) gradients are exercised. Exits 0 without a GPU.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -218,6 +219,73 @@ static void test_copy(void) {
     drop(&a), drop(&b);
 }
 
+// The fused KL/CE over rows of logits (train/pn_loss.c's op): per-row losses and the gradient, in place
+// (dz = zs) as the loss module runs it.
+static void test_lm_loss(int64_t R, int64_t V, int teacher, int targets, float tau) {
+    const int64_t sz[2] = {R, V}, sl[2] = {R, 2}, st[1] = {R};
+    pair zs = mk(2, sz, ACT, 0, 3), zt = mk(2, sz, ACT, 0, 3), rows = mk(2, sl, GRAD, 0, 1);
+    float *dzc = pn_malloc(sizeof(float) * (size_t)(R * V));
+    pn_tensor dc = pn_view(dzc, PN_F32, PN_CPU, 2, sz);
+    int32_t *tg = pn_malloc(sizeof(int32_t) * (size_t)R);
+    for (int64_t r = 0; r < R; r++) tg[r] = r % 7 == 6 ? -1 : (int32_t)(pn_splitmix64((uint64_t)r) % (uint64_t)V);
+    pn_tensor tc = pn_view(tg, PN_I32, PN_CPU, 1, st), tgd = dev_alloc(PN_I32, 1, st);
+    pn_cuda_backend.memcpy_h2d(tgd.data, tg, sizeof(int32_t) * (size_t)R);
+    const pn_lm_loss_args a = {.temperature = tau, .kl_grad = 1.0f / (float)R, .ce_grad = 0.5f / (float)R};
+    pn_op_lm_loss(&dc, &rows.c, &zs.c, teacher ? &zt.c : NULL, targets ? &tc : NULL, &a);
+    pn_op_lm_loss(&zs.g, &rows.g, &zs.g, teacher ? &zt.g : NULL, targets ? &tgd : NULL, &a);
+    char name[128];
+    snprintf(name, sizeof name, "lm_loss [%lld, %lld]%s%s tau %.1f: rows", (long long)R, (long long)V,
+             teacher ? " KL" : "", targets ? " CE" : "", tau);
+    rel(name, &rows, 2e-4);
+    free(zs.h);
+    zs.h = dzc; // the CPU's gradient, against the GPU's written over its logits
+    rel("  gradient over the logits (in place)", &zs, 0.01);
+    free(tg);
+    dev_free(&tgd);
+    drop(&zs), drop(&zt), drop(&rows);
+}
+
+static void test_mse(int64_t R, int64_t C, int acc) {
+    const int64_t s2[2] = {R, C}, s1[1] = {R};
+    pair x = mk(2, s2, ACT, 0, 1), y = mk(2, s2, ACT, 0, 1), dx = mk(2, s2, ACT, 0, 1), rows = mk(1, s1, GRAD, 0, 1);
+    pn_op_mse(&dx.c, &rows.c, &x.c, &y.c, 0.01f, acc);
+    pn_op_mse(&dx.g, &rows.g, &x.g, &y.g, 0.01f, acc);
+    char name[96];
+    snprintf(name, sizeof name, "mse [%lld, %lld] rows", (long long)R, (long long)C);
+    rel(name, &rows, 1e-5);
+    rel(acc ? "  dx (+=)" : "  dx", &dx, 0.008);
+    drop(&x), drop(&y), drop(&dx), drop(&rows);
+}
+
+// AdamW on a bf16 parameter with its fp32 master copy, against the CPU's fp32 update of the same values.
+static void test_adamw(void) {
+    const int64_t n[1] = {(1 << 20) + 3};
+    pair p = mk(1, n, ACT, 0, 1), g = mk(1, n, GRAD, 0, 0.1f), m = mk(1, n, GRAD, 0, 0.01f), v = mk(1, n, GRAD, 0, 0.001f);
+    for (int64_t i = 0; i < n[0]; i++) v.h[i] = fabsf(v.h[i]);
+    pn_op_from_host_f32(&v.g, v.h);
+    pn_tensor master = dev_upload(p.h, PN_F32, 1, n);
+    const pn_adamw_args a = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f,
+                             .bc1 = 0.271f, .bc2 = 0.142625f, .grad_scale = 0.5f};
+    pn_op_adamw(&p.c, NULL, &m.c, &v.c, &g.c, &a);
+    pn_op_adamw(&p.g, &master, &m.g, &v.g, &g.g, &a);
+    pair w = {.h = p.h, .c = p.c, .g = master};
+    rel("adamw [1M] fp32 master", &w, 1e-6);
+    rel("  bf16 parameter", &p, 0.004);
+    rel("  m", &m, 1e-6);
+    rel("  v", &v, 1e-6);
+    dev_free(&master);
+    drop(&p), drop(&g), drop(&m), drop(&v);
+}
+
+static void test_sumsq(pn_dtype dt) {
+    const int64_t n[1] = {(1 << 22) + 7}, sp[1] = {64};
+    pair x = mk(1, n, dt, 0, 1), part = mk(1, sp, GRAD, 0, 1);
+    pn_op_sumsq(&part.c, &x.c);
+    pn_op_sumsq(&part.g, &x.g);
+    rel(dt == PN_BF16 ? "sumsq [4M] bf16, 64 partials" : "sumsq [4M] f32, 64 partials", &part, 1e-5);
+    drop(&x), drop(&part);
+}
+
 int main(void) {
     if (!pn_cuda_available()) {
         printf("skipped: no CUDA device\n");
@@ -246,6 +314,15 @@ int main(void) {
     test_conv(1, 517, 256, 4, 1, 0, 1, cu, 5);
     test_gates(1);
     test_gates(0);
+    test_lm_loss(64, 151936, 1, 1, 1.0f);
+    test_lm_loss(33, 257, 1, 1, 2.0f);
+    test_lm_loss(40, 49152, 0, 1, 1.0f);
+    test_lm_loss(40, 49152, 1, 0, 1.5f);
+    test_mse(300, 1536, 0);
+    test_mse(300, 1536, 1);
+    test_adamw();
+    test_sumsq(PN_F32);
+    test_sumsq(PN_BF16);
     printf("%d passed, %d failed\n", cases - fails, fails);
     return fails ? 1 : 0;
 }

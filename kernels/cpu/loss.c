@@ -1,0 +1,95 @@
+// The CPU backend's losses (kernels/ops.h: lm_loss, mse): rows in parallel, each row's sums in double, so a
+// row's value does not depend on how rows are split over threads.
+//
+// lm_loss is llm.c's fused classifier made two-sided: one row of student logits (and the teacher's) is read
+// to get its softmax statistics, then read again to write the gradient over the logits, so the probabilities
+// are never stored. dz may alias zs: each element is read before it is overwritten.
+#include <math.h>
+
+#include "cpu.h"
+#include "threads.h"
+
+typedef struct {
+    float *dz, *rowloss;
+    const float *zs, *zt;
+    const int32_t *targets;
+    int64_t V;
+    pn_lm_loss_args a;
+} lm_loss_job;
+
+// max and log-sum-exp of scale * z over a row.
+static double row_lse(const float *z, int64_t V, float scale) {
+    float mx = -INFINITY;
+    for (int64_t v = 0; v < V; v++) mx = fmaxf(mx, z[v] * scale);
+    double sum = 0;
+    for (int64_t v = 0; v < V; v++) sum += exp((double)(z[v] * scale - mx));
+    return mx + log(sum);
+}
+
+static void lm_loss_rows(void *ctx, int64_t r0, int64_t r1) {
+    const lm_loss_job *J = ctx;
+    const int64_t V = J->V;
+    const float tau = J->a.temperature, inv = 1.0f / tau;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *s = J->zs + r * V, *t = J->zt ? J->zt + r * V : NULL;
+        const int32_t tgt = J->targets ? J->targets[r] : -1;
+        const double lse1 = row_lse(s, V, 1.0f); // CE's softmax (raw logits)
+        double lse_s = 0, lse_t = 0, kl = 0;
+        if (t) {
+            lse_s = row_lse(s, V, inv);
+            lse_t = row_lse(t, V, inv);
+            // KL = sum pt (log pt - log ps) = sum pt (t - s) / tau + lse_s - lse_t (pt sums to 1)
+            for (int64_t v = 0; v < V; v++) kl += exp(t[v] * inv - lse_t) * (double)(t[v] - s[v]) * inv;
+            kl = (double)tau * tau * (kl + lse_s - lse_t);
+        }
+        J->rowloss[2 * r] = (float)kl;
+        J->rowloss[2 * r + 1] = tgt >= 0 ? (float)(lse1 - s[tgt]) : 0.0f;
+        if (!J->dz) continue;
+        float *d = J->dz + r * V;
+        const double gk = (double)J->a.kl_grad * tau, gc = tgt >= 0 ? J->a.ce_grad : 0.0;
+        for (int64_t v = 0; v < V; v++) {
+            const double sv = s[v];
+            double g = 0;
+            if (t) g += gk * (exp(sv * inv - lse_s) - exp(t[v] * inv - lse_t));
+            if (gc != 0) g += gc * (exp(sv - lse1) - (v == tgt));
+            d[v] = (float)g;
+        }
+    }
+}
+
+void pn_cpu_lm_loss(pn_tensor *dz, pn_tensor *rowloss, const pn_tensor *zs, const pn_tensor *zt,
+                    const pn_tensor *targets, const pn_lm_loss_args *a) {
+    lm_loss_job J = {.dz = dz ? dz->data : NULL, .rowloss = rowloss->data, .zs = zs->data, .zt = zt ? zt->data : NULL,
+                     .targets = targets ? targets->data : NULL, .V = zs->shape[1], .a = *a};
+    pn_cpu_parallel_for(zs->shape[0], 0, 30.0 * (double)J.V, lm_loss_rows, &J);
+}
+
+typedef struct {
+    float *dx, *rowloss;
+    const float *x, *y;
+    int64_t C;
+    float scale;
+    int accumulate;
+} mse_job;
+
+static void mse_rows(void *ctx, int64_t r0, int64_t r1) {
+    const mse_job *J = ctx;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *x = J->x + r * J->C, *y = J->y + r * J->C;
+        float *d = J->dx ? J->dx + r * J->C : NULL;
+        double sum = 0;
+        for (int64_t c = 0; c < J->C; c++) {
+            const float e = x[c] - y[c];
+            sum += (double)e * e;
+            if (d) d[c] = (J->accumulate ? d[c] : 0.0f) + J->scale * 2.0f * e;
+        }
+        J->rowloss[r] = (float)sum;
+    }
+}
+
+void pn_cpu_mse(pn_tensor *dx, pn_tensor *rowloss, const pn_tensor *x, const pn_tensor *y, float grad_scale,
+                int accumulate) {
+    mse_job J = {.dx = dx ? dx->data : NULL, .rowloss = rowloss->data, .x = x->data, .y = y->data, .C = x->shape[1],
+                 .scale = grad_scale, .accumulate = accumulate};
+    pn_cpu_parallel_for(x->shape[0], 0, 4.0 * (double)J.C, mse_rows, &J);
+}

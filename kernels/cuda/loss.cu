@@ -1,0 +1,129 @@
+// loss.cu: the fused LM loss (KL to the teacher + CE on next tokens, with the gradient over the logits) and
+// the hidden-state MSE (kernels/ops.h: lm_loss, mse). bf16 in memory, fp32 in registers.
+//
+// lm_loss: one block per row. Pass 1 reads the row once and keeps three running (max, sum of exp) pairs —
+// the student's softmax at temperature 1 (CE) and at tau, the teacher's at tau — merged across the block;
+// pass 2 reads it again, sums the KL and writes the gradient. Probabilities are never stored, and dz may
+// alias zs (each element is read by the thread that overwrites it; the target's logit is read before).
+#include "common.cuh"
+
+#define LOSS_THREADS 512
+
+// (max, sum exp(x - max)) of a stream of x; merging two such pairs.
+__device__ __forceinline__ void ms_add(float &m, float &s, float x) {
+    if (x > m) {
+        s = s * expf(m - x) + 1.0f;
+        m = x;
+    } else {
+        s += expf(x - m);
+    }
+}
+__device__ __forceinline__ void ms_merge(float &m, float &s, float m2, float s2) {
+    const float M = fmaxf(m, m2);
+    if (M == -INFINITY) return;
+    s = s * expf(m - M) + s2 * expf(m2 - M);
+    m = M;
+}
+
+// The block's merged pairs (every thread gets them); red: 3 x 2 x 32 floats.
+__device__ void block_ms3(float m[3], float s[3], float *red) {
+    for (int o = 16; o > 0; o >>= 1)
+        for (int k = 0; k < 3; k++) {
+            const float m2 = __shfl_xor_sync(0xffffffffu, m[k], o), s2 = __shfl_xor_sync(0xffffffffu, s[k], o);
+            ms_merge(m[k], s[k], m2, s2);
+        }
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+    if (lane == 0)
+        for (int k = 0; k < 3; k++) red[k * 64 + warp] = m[k], red[k * 64 + 32 + warp] = s[k];
+    __syncthreads();
+    for (int k = 0; k < 3; k++) {
+        m[k] = lane < nw ? red[k * 64 + lane] : -INFINITY;
+        s[k] = lane < nw ? red[k * 64 + 32 + lane] : 0.0f;
+    }
+    for (int o = 16; o > 0; o >>= 1)
+        for (int k = 0; k < 3; k++) {
+            const float m2 = __shfl_xor_sync(0xffffffffu, m[k], o), s2 = __shfl_xor_sync(0xffffffffu, s[k], o);
+            ms_merge(m[k], s[k], m2, s2);
+        }
+}
+
+__global__ void __launch_bounds__(LOSS_THREADS)
+lm_loss_kernel(bf16 *dz, float *rowloss, const bf16 *zs, const bf16 *zt, const int32_t *targets, int64_t V,
+               pn_lm_loss_args a) {
+    __shared__ float red[3 * 64];
+    __shared__ float s_tgt;
+    const int64_t r = blockIdx.x;
+    const bf16 *s = zs + r * V, *t = zt ? zt + r * V : NULL;
+    const int tgt = targets ? targets[r] : -1;
+    const float tau = a.temperature, inv = 1.0f / tau;
+    if (threadIdx.x == 0) s_tgt = tgt >= 0 ? bf2f(s[tgt]) : 0.0f;
+    float m[3] = {-INFINITY, -INFINITY, -INFINITY}, sum[3] = {0, 0, 0};
+    for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
+        const float sv = bf2f(s[v]);
+        ms_add(m[0], sum[0], sv);
+        if (t) {
+            ms_add(m[1], sum[1], sv * inv);
+            ms_add(m[2], sum[2], bf2f(t[v]) * inv);
+        }
+    }
+    block_ms3(m, sum, red); // its barrier also publishes s_tgt
+    const float lse1 = m[0] + logf(sum[0]), lse_s = t ? m[1] + logf(sum[1]) : 0.0f, lse_t = t ? m[2] + logf(sum[2]) : 0.0f;
+    const float gk = a.kl_grad * tau, gc = tgt >= 0 ? a.ce_grad : 0.0f;
+    float kl = 0;
+    for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
+        const float sv = bf2f(s[v]);
+        float g = 0;
+        if (t) {
+            const float tv = bf2f(t[v]), pt = expf(tv * inv - lse_t);
+            kl += pt * (tv - sv) * inv;
+            g += gk * (expf(sv * inv - lse_s) - pt);
+        }
+        if (gc != 0.0f) g += gc * (expf(sv - lse1) - (v == tgt ? 1.0f : 0.0f));
+        if (dz) dz[r * V + v] = f2bf(g);
+    }
+    __syncthreads(); // red is reused
+    kl = pn_block_sum(kl, red);
+    if (threadIdx.x == 0) {
+        rowloss[2 * r] = t ? tau * tau * (kl + lse_s - lse_t) : 0.0f;
+        rowloss[2 * r + 1] = tgt >= 0 ? lse1 - s_tgt : 0.0f;
+    }
+}
+
+void pn_cuda_lm_loss(pn_tensor *dz, pn_tensor *rowloss, const pn_tensor *zs, const pn_tensor *zt,
+                     const pn_tensor *targets, const pn_lm_loss_args *a) {
+    const int64_t R = zs->shape[0], V = zs->shape[1];
+    for (int64_t r0 = 0; r0 < R; r0 += 65535) { // grid.x of at most 65535 rows per launch keeps r a plain index
+        const int64_t n = R - r0 < 65535 ? R - r0 : 65535;
+        lm_loss_kernel<<<(unsigned)n, LOSS_THREADS>>>(
+            dz ? (bf16 *)dz->data + r0 * V : NULL, (float *)rowloss->data + 2 * r0, (const bf16 *)zs->data + r0 * V,
+            zt ? (const bf16 *)zt->data + r0 * V : NULL, targets ? (const int32_t *)targets->data + r0 : NULL, V, *a);
+        CUDA_LAUNCH_CHECK();
+    }
+}
+
+// mse: one block per row.
+__global__ void mse_kernel(bf16 *dx, float *rowloss, const bf16 *x, const bf16 *y, int64_t C, float scale,
+                           int accumulate) {
+    __shared__ float red[32];
+    const int64_t r = blockIdx.x;
+    float sum = 0;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+        const float e = bf2f(x[r * C + c]) - bf2f(y[r * C + c]);
+        sum += e * e;
+        if (dx) dx[r * C + c] = f2bf((accumulate ? bf2f(dx[r * C + c]) : 0.0f) + scale * 2.0f * e);
+    }
+    sum = pn_block_sum(sum, red);
+    if (threadIdx.x == 0) rowloss[r] = sum;
+}
+
+void pn_cuda_mse(pn_tensor *dx, pn_tensor *rowloss, const pn_tensor *x, const pn_tensor *y, float grad_scale,
+                 int accumulate) {
+    const int64_t R = x->shape[0], C = x->shape[1];
+    for (int64_t r0 = 0; r0 < R; r0 += 65535) {
+        const int64_t n = R - r0 < 65535 ? R - r0 : 65535;
+        mse_kernel<<<(unsigned)n, 256>>>(dx ? (bf16 *)dx->data + r0 * C : NULL, (float *)rowloss->data + r0,
+                                         (const bf16 *)x->data + r0 * C, (const bf16 *)y->data + r0 * C, C, grad_scale,
+                                         accumulate);
+        CUDA_LAUNCH_CHECK();
+    }
+}
