@@ -381,8 +381,31 @@ static void yaml_close(yaml_doc *y) {
 
 // Parse one YAML text (exactly one document, or none). -1 with the error set, naming `name`; libfyaml's
 // own message and position are kept.
+// YAML is Unicode text: invalid UTF-8 and control characters other than tab, CR and LF are refused here,
+// before libfyaml sees them (libfyaml 0.7.12 loops for ever on invalid UTF-8 in a directive line).
+static int check_text(const char *name, const char *text, size_t len) {
+    const size_t ok = pn_utf8_valid_prefix(text, len);
+    size_t bad = ok;
+    for (size_t i = 0; i < ok; i++) {
+        const unsigned char c = (unsigned char)text[i];
+        if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f) {
+            bad = i;
+            break;
+        }
+    }
+    if (bad == len) return 0;
+    int line = 1, col = 1;
+    for (size_t i = 0; i < bad; i++) {
+        if (text[i] == '\n') line++, col = 1;
+        else if (((unsigned char)text[i] & 0xc0) != 0x80) col++;
+    }
+    return pn_errorf("%s:%d:%d: %s (byte 0x%02x): a config is UTF-8 text", name, line, col,
+                     bad < ok ? "control character" : "invalid UTF-8", (unsigned char)text[bad]);
+}
+
 static int yaml_open(yaml_doc *y, const char *name, const char *text, size_t len) {
     memset(y, 0, sizeof *y);
+    if (check_text(name, text, len)) return -1;
     struct fy_diag_cfg dc;
     fy_diag_cfg_default(&dc);
     dc.fp = NULL;

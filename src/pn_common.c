@@ -62,6 +62,22 @@ static size_t utf8_seq(const unsigned char *p, size_t n, uint32_t *cp) {
     return len;
 }
 
+size_t pn_utf8_valid_prefix(const char *s, size_t n) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    uint32_t cp;
+    while (i < n) {
+        if (p[i] < 0x80) {
+            i++;
+            continue;
+        }
+        const size_t take = utf8_seq(p + i, n - i, &cp);
+        if (!take) break;
+        i += take;
+    }
+    return i;
+}
+
 char *pn_escape(const char *s, size_t n, char *out, size_t cap) {
     if (!cap) return out;
     const unsigned char *p = (const unsigned char *)s;

@@ -75,6 +75,8 @@ int pn_parse_f64(const char *what, const char *s, double lo, double hi, double *
 // included, truncated at a character boundary) and returns out. pn_errorf() and pn_error_prefix() apply it
 // to every message they record, so an error line can never span several lines, whatever it quotes.
 char *pn_escape(const char *s, size_t n, char *out, size_t cap);
+// The length of the longest prefix of s[0, n) that is valid UTF-8 (n when all of it is).
+size_t pn_utf8_valid_prefix(const char *s, size_t n);
 
 // Write a file atomically: data goes to "<path>.tmp.<pid>", is fsynced and renamed over path, so a
 // reader never sees a half-written file. Returns 0 or -1 with the error set.

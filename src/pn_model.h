@@ -40,7 +40,10 @@ static inline const pn_slot *pn_layer_mixer_c(const pn_layer *L) { return &L->sl
 // A tap sees the hidden state at a named point of the forward — "embed" (layer -1, the embeddings) and
 // "layer_out" (after layer l) — in generation and in training, and may read or overwrite it (teacher
 // features for distillation, a heat map's probes), without the model knowing who listens (llama.cpp's
-// cb(cur, name, il)). Returns 0, or -1 with the error set to stop the forward.
+// cb(cur, name, il)). In the training backward (pn_model_backward_hidden) it also sees "layer_out_grad": the
+// gradient of layer l's output, before layer l's backward, to which a loss on that hidden state adds its
+// own (layers below the lowest trainable one are not visited). Returns 0, or -1 with the error set to stop
+// the pass.
 typedef int (*pn_tap_fn)(void *ctx, const char *name, int layer, pn_tensor *hidden);
 
 // What one decoder layer writes: the normalized input, the mixer's output y, the residual after the mixer,

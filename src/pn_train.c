@@ -433,8 +433,12 @@ int pn_model_backward_hidden(pn_model *m, const pn_tensor *dhidden) {
     pn_tensor dres = pn_rows(&tp->dres, 0, N), xl = pn_rows(&tp->xs[c->n_layers], 0, N);
     pn_op_rmsnorm_bwd(&dres, grad_of(&m->g_final_norm), dhidden, &xl, &m->final_norm, c->rms_eps);
     const int lo = lowest_trainable_layer(m);
-    for (int l = c->n_layers - 1; l >= lo; l--)
+    for (int l = c->n_layers - 1; l >= lo; l--) {
+        // dres is dL/d(output of layer l): a loss on that hidden state adds its gradient here
+        if (m->tap && m->tap(m->tap_ctx, "layer_out_grad", l, &dres))
+            return pn_error_prefix("tap on layer %d's output gradient", l);
         if (backward_layer(m, l, &dres, &ctx)) return -1;
+    }
     if (m->g_embed.data && lo == 0) {
         pn_tensor ids = pn_reshape(&tp->ids, 1, (int64_t[]){pn_numel(&tp->ids)});
         ids = pn_rows(&ids, 0, N);

@@ -133,6 +133,10 @@ static void test_bad(void) {
     CHECK_ERR(load(&t, "model: {teacher: m}\ntrain:\n  lrr: 3\n", NULL, 0),
               "x.yaml:3:3: unknown key 'train.lrr' (did you mean 'train.lr'?)");
     CHECK_ERR(load(&t, "model: {teacher: m}\nlr: 3\n", NULL, 0), "x.yaml:2:1: unknown key 'lr' (did you mean 'train.lr'?)");
+    // not UTF-8 text: refused before libfyaml (0.7.12 loops for ever on this directive line: found by fuzzing)
+    CHECK_ERR(load(&t, "%os\xd6s:\n  kl: 1-0\n 1 &", NULL, 0), "x.yaml:1:4: invalid UTF-8 (byte 0xd6)");
+    CHECK_ERR(load(&t, "model: {teacher: m}\ntrain: {lr: 3\x01}\n", NULL, 0), "x.yaml:2:14: control character (byte 0x01)");
+    CHECK(load(&t, "model: {teacher: \"m\xc3\xa9\"}\r\n", NULL, 0) == 0, "UTF-8 and CRLF are fine: %s", pn_last_error());
     CHECK_ERR(load(&t, "model: {teacher: m}\ntrian: {steps: 3}\n", NULL, 0), "unknown key 'trian' (did you mean 'train'?)");
     CHECK_ERR(load(&t, "model: {teacher: m}\nzzzzzzzz: 1\n", NULL, 0), "unknown key 'zzzzzzzz' (postnas-train --print-schema");
     // Wrong types, ranges, choices.

@@ -14,7 +14,7 @@ DATA=$B/postnas-data
 export PN_LOG=error ASAN_OPTIONS=detect_leaks=0
 T=$(mktemp -d /tmp/pn_seeds.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-for t in safetensors config tokenizer shard shard_bytes cli_generate cli_data gguf; do mkdir -p "$O/$t"; done
+for t in safetensors config tokenizer shard shard_bytes cli_generate cli_data gguf train_config; do mkdir -p "$O/$t"; done
 # GGUF: the gguf-py files of the goldens (every tensor type; Llama, Qwen2, Qwen3).
 for g in "$HERE"/../goldens/gguf/*/model.gguf; do cp "$g" "$O/gguf/$(basename "$(dirname "$g")").gguf"; done
 
@@ -125,4 +125,7 @@ cmd "$O/cli_data/tokenize" tokenize --tokenizer m --jsonl b.jsonl c.jsonl --fiel
 cmd "$O/cli_data/tokenize_dir" tokenize --tokenizer=m --dir in --out=d3 --progress
 cmd "$O/cli_data/inspect" inspect d1/shard-00000.h5 --tokenizer m --sample 16
 cmd "$O/cli_data/synth" synth --task corpus --n 50 --seed 3 --first 2 --entities 100 --out c.jsonl
+# Training configs: the example configs, the golden cases and the written-back form of one.
+for f in "$HERE"/../../configs/*.yaml "$HERE"/../goldens/trainer/*.yaml; do cp "$f" "$O/train_config/$(basename "$f")"; done
+"$B/postnas-train" --print-schema yaml > "$O/train_config/defaults.yaml" 2> /dev/null || true
 echo "make_seeds: $(find "$O" -type f | wc -l) seeds in $O"

@@ -16,9 +16,9 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-30}
 B=${PN_FUZZ_BUILD:-build-fuzz}
-targets=${FUZZ_TARGETS:-safetensors config tokenizer shard cli_generate cli_data gguf}
+targets=${FUZZ_TARGETS:-safetensors config tokenizer shard cli_generate cli_data gguf train_config}
 declare -A max_len=([safetensors]=65536 [config]=8192 [tokenizer]=32768 [shard]=512 [cli_generate]=1024
-                    [cli_data]=1024 [shard_bytes]=65536 [gguf]=262144)
+                    [cli_data]=1024 [shard_bytes]=65536 [gguf]=262144 [train_config]=8192)
 
 probe=$(mktemp -d /tmp/pn_fuzz_probe.XXXXXX)
 trap 'rm -rf "$probe"' EXIT
@@ -36,7 +36,7 @@ if [ ! -f "$B/build.ninja" ]; then
     tail -n 30 "$B.setup.log"; echo "fuzz: step failed: configure $B (whole output in $B.setup.log)"; exit 1
   fi
 fi
-build=(postnas-mkckpt postnas-data)
+build=(postnas-mkckpt postnas-data postnas-train)
 for t in $targets; do build+=("tests/fuzz/fuzz_$t"); done
 if ! ninja -C "$B" -j "$(nproc)" "${build[@]}" > "$B.build.log" 2>&1; then
   tail -n 40 "$B.build.log"; echo "fuzz: step failed: compile $B (whole output in $B.build.log)"; exit 1

@@ -8,10 +8,10 @@
 # OpenBLAS, utf8proc and PCRE2's headers): they are unpacked into /tmp/pn-deps and found through
 # pkg-config; scripts/gpu-debs.sh downloads them on a Debian/Ubuntu machine with apt.
 set -uo pipefail
-# usage: tests/gpu/run.sh [OUTDIR [STAGE...]], stages: cpu ops cudnn parity train sanitize bench (default: all)
+# usage: tests/gpu/run.sh [OUTDIR [STAGE...]], stages: cpu ops cudnn parity train trainer sanitize bench (default: all)
 OUTDIR=${1:-/tmp/pn-gpu}
 shift || true
-STAGES=" ${*:-cpu ops cudnn parity train sanitize bench} "
+STAGES=" ${*:-cpu ops cudnn parity train trainer sanitize bench} "
 want() { [[ "$STAGES" == *" $1 "* ]]; }
 mkdir -p "$OUTDIR"
 cd "$(dirname "$0")/../.."
@@ -101,6 +101,40 @@ build-gpu/postnas-mkckpt --preset qwen2.5-1.5b --seed 1 --layer-types "$types" -
   --tokenizer none --out /tmp/pn-student | tee -a "$OUTDIR/summary.txt"
 build-gpu/tests/bench_train /tmp/pn-student --device cuda --batch 2 --seq 4096 --iters 5 2>&1 | tee -a "$OUTDIR/summary.txt"
 build-gpu/tests/bench_train /tmp/pn-student --device cuda --batch 2 --seq 4096 --iters 5 --recompute 2>&1 | tee -a "$OUTDIR/summary.txt"
+fi
+
+if want trainer; then
+log "postnas-train on CUDA: the tiny demo configs, then the ANCHORS.md distillation step"
+TR=/tmp/pn-trainer
+rm -rf $TR && mkdir -p $TR/demo
+build-gpu/postnas-data synth --task corpus --n 4000 --out $TR/demo/corpus.jsonl > /dev/null
+build-gpu/postnas-mkckpt --preset tiny --seed 1 --out $TR/demo/init > /dev/null
+build-gpu/postnas-data tokenize --tokenizer $TR/demo/init --jsonl $TR/demo/corpus.jsonl --field text --out $TR/demo/shards > /dev/null
+# peak device memory of a command: nvidia-smi polled every 100 ms (the whole GPU, this process alone on it)
+peak() {
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > $TR/mem.log & local pid=$!
+  "$@"; local rc=$?
+  kill $pid; wait $pid 2> /dev/null
+  echo "  peak device memory $(sort -n $TR/mem.log | tail -1) MiB (rc $rc)" | tee -a "$OUTDIR/summary.txt"
+}
+set_demo="--set data.train=[$TR/demo/shards/*.h5] --set device=cuda --no-progress"
+build-gpu/postnas-train --config configs/tiny-pretrain.yaml $set_demo --set out_dir=$TR/pre --set model.init=$TR/demo/init \
+  2> $OUTDIR/trainer-pre.log; tail -2 $OUTDIR/trainer-pre.log | tee -a "$OUTDIR/summary.txt"
+build-gpu/postnas-train --config configs/tiny-distill.yaml $set_demo --set out_dir=$TR/dist --set model.teacher=$TR/pre/latest \
+  2> $OUTDIR/trainer-dist.log; tail -2 $OUTDIR/trainer-dist.log | tee -a "$OUTDIR/summary.txt"
+# the anchor: Qwen2.5-1.5B-shaped teacher, 26 gdn + 2 attn (layers 14, 19) student, batch 2 x 4096, MLPs frozen
+build-gpu/postnas-mkckpt --preset qwen2.5-1.5b --seed 1 --tokenizer none --out $TR/q15 > /dev/null
+types=$(python3 -c "print('[' + ','.join('attn' if l in (14, 19) else 'gdn' for l in range(28)) + ']')")
+for loss in "--set loss.mse=1" "--set loss.kl=1"; do
+  echo "distillation step, $loss:" | tee -a "$OUTDIR/summary.txt"
+  peak build-gpu/postnas-train --config configs/tiny-distill.yaml $set_demo --set out_dir=$TR/anchor-${loss##*.} \
+    --set model.teacher=$TR/q15 --set "model.student.layer_types=$types" --set train.seq_len=4096 \
+    --set train.global_batch=2 --set train.micro_batch=2 --set train.steps=8 --set train.warmup_steps=0 \
+    --set loss.kl=0 --set loss.mse=0 $loss --set log.every=1 --set checkpoint.every=0 2> $OUTDIR/trainer-anchor.log
+  tail -3 $OUTDIR/trainer-anchor.log | tee -a "$OUTDIR/summary.txt"
+  python3 -c "import json,statistics,sys; r=[json.loads(l) for l in open(sys.argv[1])][2:]; print('  median tok/s (steps 3-8): %.0f' % statistics.median(x['tok_s'] for x in r))" \
+    $TR/anchor-${loss##*.}/metrics.jsonl | tee -a "$OUTDIR/summary.txt"
+done
 fi
 
 if want sanitize && command -v compute-sanitizer > /dev/null; then
