@@ -1,6 +1,7 @@
 // pn_block: the attention-layer types a PostNAS supernet chooses between, under Jet-Nemotron's
 // `layer_types` names: `attn` (full attention), `swa` (sliding window), `jet` (JetBlock), `gdn` (Gated
-// DeltaNet) and `deltanet` (GDN without decay).
+// DeltaNet) and `deltanet` (GDN without decay); and `shortconv` (a short causal convolution alone: this
+// project's cheapest candidate and the example of adding a block).
 //
 // One interface per type (src/blocks/<type>.c, one registry line in src/blocks/registry.c). What a type
 // describes so far is everything that needs no compute: validation of its config (an impossible config is

@@ -321,7 +321,7 @@ static double loss_of(pn_model *m, const int32_t *ids, int B, int T, const float
     return L;
 }
 
-static void check_finite_differences(const char *mkckpt) {
+static void check_finite_differences(const char *mkckpt, int n_layers, const char *types) {
     char dir[] = "/tmp/pn_test_train_XXXXXX";
     if (!mkdtemp(dir)) {
         CHECK(0, "mkdtemp");
@@ -329,9 +329,9 @@ static void check_finite_differences(const char *mkckpt) {
     }
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
-             "%s --out %s/m --layers 5 --layer-types gdn,attn,jet,swa,deltanet --hidden 32 --heads 4 --kv-heads 2 "
+             "%s --out %s/m --layers %d --layer-types %s --hidden 32 --heads 4 --kv-heads 2 "
              "--intermediate 48 --sliding-window 5 --tie 0 --dtype f32 --init-std 0.1 --seed 11 > /dev/null",
-             mkckpt, dir);
+             mkckpt, dir, n_layers, types);
     CHECK(system(cmd) == 0, "%s", cmd);
     snprintf(cmd, sizeof cmd, "%s/m", dir);
     pn_model m;
@@ -383,10 +383,44 @@ static void check_finite_differences(const char *mkckpt) {
         if (e > worst) worst = e, snprintf(wname, sizeof wname, "%s", p->name);
         free(w0), free(u);
     }
-    printf("finite differences (cpu, fp32 model): directional derivatives of %d parameter tensors, worst relative "
-           "error %.2e (%s)\n", m.nparams, worst, wname);
+    printf("finite differences (cpu, fp32 model, %s): directional derivatives of %d parameter tensors, worst relative "
+           "error %.2e (%s)\n", types, m.nparams, worst, wname);
     CHECK(worst <= 0.03, "finite differences: %s %.3e", wname, worst);
     check_entry_points(&m, ids, B, T);
+    // generation (prefill 20, then single-token steps through every block's decode state) reproduces the
+    // training forward's logits
+    {
+        rc = pn_model_train_plan(&m, B, T, NULL) || isnan(loss_of(&m, ids, B, T, R, buf)); // buf: its logits
+        const int P = 20;
+        pn_kvcache kc;
+        rc = rc || pn_model_plan(&m, B, T, 1) || pn_kvcache_init(&kc, &m, B, T);
+        CHECK(rc == 0, "generation plan: %s", pn_last_error());
+        float *lg = pn_malloc(sizeof(float) * (size_t)(B * T * V));
+        int32_t pre[2 * 20], tok[2];
+        for (int b = 0; b < B; b++) memcpy(pre + b * P, ids + b * T, sizeof(int32_t) * P);
+        rc = rc || pn_model_forward(&m, &kc, pre, B, P);
+        for (int b = 0; b < B && !rc; b++)
+            for (int t = 0; t < P; t++) {
+                pn_tensor lr = pn_rows(&m.logits, (int64_t)b * P + t, 1);
+                pn_op_to_host_f32(lg + ((int64_t)b * T + t) * V, &lr);
+            }
+        for (int t = P; t < T && !rc; t++) {
+            for (int b = 0; b < B; b++) tok[b] = ids[b * T + t];
+            rc = pn_model_forward(&m, &kc, tok, B, 1);
+            for (int b = 0; b < B && !rc; b++) {
+                pn_tensor lr = pn_rows(&m.logits, b, 1);
+                pn_op_to_host_f32(lg + ((int64_t)b * T + t) * V, &lr);
+            }
+        }
+        CHECK(rc == 0, "decode: %s", pn_last_error());
+        double num = 0, den = 0;
+        for (int64_t i = 0; i < (int64_t)B * T * V; i++) num += (lg[i] - buf[i]) * (lg[i] - buf[i]), den += (double)buf[i] * buf[i];
+        printf("generation (%s): prefill %d + %d single-token steps vs the training forward: logits %.2e\n", types, P,
+               T - P, sqrt(num / den));
+        CHECK(sqrt(num / den) <= 1e-5, "decode vs forward (%s): %.3e", types, sqrt(num / den));
+        free(lg);
+        if (!rc) pn_kvcache_free(&kc);
+    }
     free(R), free(buf);
     pn_arena_free(&a);
     pn_model_free(&m);
@@ -558,7 +592,10 @@ int main(int argc, char **argv) {
         // and 0.024. The blocks themselves are held to 1-4% against the CPU in test_block_train.
         tol_logits = 0.05, tol_grad = 0.3, tol_grad_all = 0.12, tol_same = 0.02, tol_decode = 0.05;
     }
-    if (mkckpt && dev == PN_CPU) check_finite_differences(mkckpt);
+    if (mkckpt && dev == PN_CPU) {
+        check_finite_differences(mkckpt, 5, "gdn,attn,jet,swa,deltanet");
+        check_finite_differences(mkckpt, 3, "shortconv,attn,shortconv"); // the block added as an example
+    }
     check_against_torch(root, "hybrid", 1);
     check_against_torch(root, "qwen3", 0);
     return pn_test_done("test_train");

@@ -5,10 +5,10 @@
 #include "../pn_block.h"
 #include "../pn_common.h"
 
-extern const pn_block_type pn_block_attn, pn_block_swa, pn_block_jet, pn_block_gdn, pn_block_deltanet;
+extern const pn_block_type pn_block_attn, pn_block_swa, pn_block_jet, pn_block_gdn, pn_block_deltanet, pn_block_shortconv;
 
 static const pn_block_type *const registry[] = {&pn_block_attn, &pn_block_swa, &pn_block_jet, &pn_block_gdn,
-                                                &pn_block_deltanet};
+                                                &pn_block_deltanet, &pn_block_shortconv};
 
 #define N_TYPES (sizeof registry / sizeof registry[0])
 
