@@ -537,8 +537,13 @@ static int setup(trainer *tr, const char *resume_dir) {
     const pn_train_opts o = {.recompute = rec, .no_logits = 1};
     int rc = pn_model_train_plan(m, 1, (int)tr->N, &o);
     if (!rc && tr->mode == MODE_SEPARATE) {
-        const pn_train_opts ot = {.recompute = NULL, .no_logits = 1};
+        // The teacher never runs a backward: every layer "recomputes", i.e. keeps only its input (which the
+        // MSE terms read as the previous layer's output) and shares one set of activation buffers.
+        uint8_t *all = pn_malloc((size_t)tr->n_layers);
+        memset(all, 1, (size_t)tr->n_layers);
+        const pn_train_opts ot = {.recompute = all, .no_logits = 1};
         rc = pn_model_train_plan(&tr->teacher, 1, (int)tr->N, &ot);
+        free(all);
     }
     free(rec);
     if (rc) return pn_error_prefix("training memory for train.micro_batch %lld x train.seq_len %lld (a smaller "
@@ -895,6 +900,34 @@ static void fmt_time(double s, char *buf, size_t n) {
     else snprintf(buf, n, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
 }
 
+// Forward FLOPs per token of a model as it runs now (each layer's active mixer at the mean position of a
+// T-token sequence, the MLP, the head).
+static double fwd_flops_per_token(const pn_model *m, int64_t T) {
+    const pn_model_config *c = &m->cfg;
+    double f = 2.0 * c->hidden * (double)c->vocab;
+    for (int l = 0; l < c->n_layers; l++) {
+        const pn_slot *S = pn_layer_mixer_c(&m->layers[l]);
+        f += S->bt->flops(&S->bc, T / 2) + 6.0 * c->hidden * (double)c->intermediate;
+    }
+    return f;
+}
+
+// Model FLOP utilization on CUDA: the step's FLOPs (teacher forward, student forward and a backward of twice
+// the forward's) over the GPU's dense bf16 peak (989 TFLOP/s, H100/H200 SXM; PN_PEAK_TFLOPS overrides).
+static double mfu(trainer *tr, double tok_s) {
+    if (tr->dev != PN_CUDA) return NAN;
+    const char *e = getenv("PN_PEAK_TFLOPS");
+    const double peak = (e && atof(e) > 0 ? atof(e) : 989.0) * 1e12;
+    set_choice(tr, 1);
+    double f = 3.0 * fwd_flops_per_token(&tr->model, tr->T);
+    if (tr->has_teacher && (tr->cfg->kl > 0 || tr->cfg->mse > 0)) {
+        set_choice(tr, 0);
+        f += fwd_flops_per_token(tr->mode == MODE_SEPARATE ? &tr->teacher : &tr->model, tr->T);
+        set_choice(tr, 1);
+    }
+    return f * tok_s / peak;
+}
+
 static void log_step(trainer *tr, const step_result *r, double tok_s) {
     const pn_train_cfg *c = tr->cfg;
     const int last = tr->step == c->steps;
@@ -914,12 +947,16 @@ static void log_step(trainer *tr, const step_result *r, double tok_s) {
     if (c->kl > 0) snprintf(terms + strlen(terms), sizeof terms - strlen(terms), " kl %.4f", r->kl);
     if (c->ce > 0) snprintf(terms + strlen(terms), sizeof terms - strlen(terms), " ce %.4f", r->ce);
     if (c->mse > 0) snprintf(terms + strlen(terms), sizeof terms - strlen(terms), " mse %.4g", r->mse);
+    char util[32] = "";
+    const double u = mfu(tr, tok_s);
+    if (isfinite(u)) snprintf(util, sizeof util, " MFU %.1f%%", 100 * u);
     if (tr->redraw)
-        fprintf(stderr, "\r\033[Kstep %lld/%lld loss %.4f%s lr %.2e gnorm %.3f %.0f tok/s ETA %s%s", (long long)tr->step,
-                (long long)c->steps, r->loss, terms, r->lr, r->gnorm, tok_s, eta, r->skipped ? " (skipped)" : "");
+        fprintf(stderr, "\r\033[Kstep %lld/%lld loss %.4f%s lr %.2e gnorm %.3f %.0f tok/s%s ETA %s%s", (long long)tr->step,
+                (long long)c->steps, r->loss, terms, r->lr, r->gnorm, tok_s, util, eta, r->skipped ? " (skipped)" : "");
     else if (tr->step % c->log_every == 0 || last || r->skipped)
-        fprintf(stderr, "step %lld/%lld loss %.4f%s lr %.2e gnorm %.3f %.0f tok/s ETA %s%s\n", (long long)tr->step,
-                (long long)c->steps, r->loss, terms, r->lr, r->gnorm, tok_s, eta, r->skipped ? " (skipped: not finite)" : "");
+        fprintf(stderr, "step %lld/%lld loss %.4f%s lr %.2e gnorm %.3f %.0f tok/s%s ETA %s%s\n", (long long)tr->step,
+                (long long)c->steps, r->loss, terms, r->lr, r->gnorm, tok_s, util, eta,
+                r->skipped ? " (skipped: not finite)" : "");
 }
 
 // ---------------------------------------------------------------------------------------------------
