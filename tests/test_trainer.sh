@@ -183,6 +183,15 @@ $TRAIN --config "$T/pre.yaml" --set out_dir="$T/sig" --set checkpoint.every=0 --
   bad "resume after SIGTERM"
 diff <(strip "$T/pre-full.jsonl") <(strip "$T/sig/metrics.jsonl") > /dev/null && ok || bad "metrics after SIGTERM + resume differ"
 
+# ---- data.mask_documents false: one sequence per window (attention crosses documents, every target counts)
+$TRAIN --config "$T/pre.yaml" --set out_dir="$T/nomask" --set data.mask_documents=false --set train.steps=5 --no-progress \
+  2> /dev/null && ok || bad "data.mask_documents=false run"
+python3 - "$T/pre-full.jsonl" "$T/nomask/metrics.jsonl" << 'EOF' && ok || bad "data.mask_documents=false changes nothing"
+import json, sys
+a, b = ([json.loads(l) for l in open(p)] for p in sys.argv[1:3])
+assert a[0]["loss"] != b[0]["loss"], (a[0]["loss"], b[0]["loss"])
+EOF
+
 # ---- non-finite steps are skipped; K in a row stop the run
 PN_TEST_NAN_FROM_STEP=3 $TRAIN --config "$T/pre.yaml" --set out_dir="$T/nan" --set train.max_skips=2 --no-progress \
   2> "$T/nan.log"

@@ -45,6 +45,8 @@ const pn_cfg_key pn_train_schema[] = {
     PN_CFG_L(S, "model.student.layer_types", layer_types, "",
              "distill: the student's mixer per layer (attn, swa=W, gdn, deltanet, jet), one per teacher layer"),
     PN_CFG_L(S, "data.train", data_train, NULL, "token shards (postnas-data tokenize): paths or globs, in order"),
+    PN_CFG_B(S, "data.mask_documents", mask_documents, "true",
+             "packed documents stay apart: attention and state restart after every eos, whose target is not counted"),
     PN_CFG_C(S, "train.stage", stage, "distill", "pretrain|distill", "pretrain (CE on a corpus) or distill"),
     PN_CFG_C(S, "train.trainable", trainable, "blocks", "blocks|all",
              "distill: blocks = only the student's new mixers (stage 1), all = every tensor (stage 2)"),
@@ -599,9 +601,10 @@ static int fetch_step(trainer *tr) {
             for (int64_t t = 0; t < T; t++) {
                 const int64_t i = row * T + t, j = (int64_t)k * tr->N + r * T + t;
                 tr->ids[j] = b.tokens[i];
-                tr->targets[j] = b.tokens[i] == eos ? -1 : b.targets[i];
+                const int doc_end = tr->cfg->mask_documents && b.tokens[i] == eos;
+                tr->targets[j] = doc_end ? -1 : b.targets[i];
                 tr->n_ce += tr->targets[j] >= 0;
-                if (t == 0 || b.tokens[i - 1] == eos) cu[n++] = (int32_t)(r * T + t);
+                if (t == 0 || (tr->cfg->mask_documents && b.tokens[i - 1] == eos)) cu[n++] = (int32_t)(r * T + t);
             }
         }
         cu[n] = (int32_t)tr->N;

@@ -30,6 +30,7 @@ typedef struct pn_train_cfg {
     char layer_types[4096];
     // data
     char data_train[16384];
+    int mask_documents;
     // train
     char stage[16], trainable[16];
     int64_t steps, seq_len, global_batch, micro_batch, warmup_steps, max_skips;

@@ -23,8 +23,9 @@ if { ! pkg-config --exists jansson libutf8proc libpcre2-8 libfyaml || ! have_bla
   echo "unpacking carried packages: $(ls .debs)"
   P=/tmp/pn-deps
   for f in .debs/*.deb; do dpkg -x "$f" $P; done
+  rm -rf $P/pc $P/rt # a second run on a warm machine: rewrite them from the packages, not from themselves
   mkdir -p $P/pc $P/rt
-  for pc in $(find $P -name '*.pc'); do
+  for pc in $(find $P/usr -name '*.pc'); do
     sed -E "s#^(prefix|libdir|includedir)=/usr#\1=$P/usr#" "$pc" > "$P/pc/$(basename "$pc")"
   done
   # -dev symlinks whose runtime library the system holds (libjansson.so -> libjansson.so.4.14.0).
@@ -118,9 +119,9 @@ peak() {
   echo "  peak device memory $(sort -n $TR/mem.log | tail -1) MiB (rc $rc)" | tee -a "$OUTDIR/summary.txt"
 }
 set_demo="--set data.train=[$TR/demo/shards/*.h5] --set device=cuda --no-progress"
-build-gpu/postnas-train --config configs/tiny-pretrain.yaml $set_demo --set out_dir=$TR/pre --set model.init=$TR/demo/init \
+build-gpu/postnas-train --config configs/tiny-pretrain.yaml $set_demo --set out_dir=$TR/pre --set model.init=$TR/demo/init --set train.steps=30 \
   2> $OUTDIR/trainer-pre.log; tail -2 $OUTDIR/trainer-pre.log | tee -a "$OUTDIR/summary.txt"
-build-gpu/postnas-train --config configs/tiny-distill.yaml $set_demo --set out_dir=$TR/dist --set model.teacher=$TR/pre/latest \
+build-gpu/postnas-train --config configs/tiny-distill.yaml $set_demo --set out_dir=$TR/dist --set model.teacher=$TR/pre/latest --set train.steps=20 \
   2> $OUTDIR/trainer-dist.log; tail -2 $OUTDIR/trainer-dist.log | tee -a "$OUTDIR/summary.txt"
 # the anchor: Qwen2.5-1.5B-shaped teacher, 26 gdn + 2 attn (layers 14, 19) student, batch 2 x 4096, MLPs frozen
 build-gpu/postnas-mkckpt --preset qwen2.5-1.5b --seed 1 --tokenizer none --out $TR/q15 > /dev/null
@@ -130,7 +131,8 @@ for loss in "--set loss.mse=1" "--set loss.kl=1"; do
   peak build-gpu/postnas-train --config configs/tiny-distill.yaml $set_demo --set out_dir=$TR/anchor-${loss##*.} \
     --set model.teacher=$TR/q15 --set "model.student.layer_types=$types" --set train.seq_len=4096 \
     --set train.global_batch=2 --set train.micro_batch=2 --set train.steps=8 --set train.warmup_steps=0 \
-    --set loss.kl=0 --set loss.mse=0 $loss --set log.every=1 --set checkpoint.every=0 2> $OUTDIR/trainer-anchor.log
+    --set loss.kl=0 --set loss.mse=0 $loss --set log.every=1 --set checkpoint.every=0 --set data.mask_documents=false \
+    2> $OUTDIR/trainer-anchor.log
   tail -3 $OUTDIR/trainer-anchor.log | tee -a "$OUTDIR/summary.txt"
   python3 -c "import json,statistics,sys; r=[json.loads(l) for l in open(sys.argv[1])][2:]; print('  median tok/s (steps 3-8): %.0f' % statistics.median(x['tok_s'] for x in r))" \
     $TR/anchor-${loss##*.}/metrics.jsonl | tee -a "$OUTDIR/summary.txt"
