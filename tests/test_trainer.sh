@@ -14,7 +14,7 @@ B=${1:?usage: test_trainer.sh BUILD_DIR [GOLDENS_DIR]}
 G=${2:-}
 TRAIN=$B/postnas-train
 T=$(mktemp -d /tmp/pn_test_trainer.XXXXXX)
-trap 'kill -9 $(jobs -p) 2> /dev/null; rm -rf "$T"' EXIT
+trap 'kill -9 $(jobs -p) 2> /dev/null; umount "$T/full" 2> /dev/null; rm -rf "$T"' EXIT
 pass=0 fail=0
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
@@ -191,6 +191,21 @@ import json, sys
 a, b = ([json.loads(l) for l in open(p)] for p in sys.argv[1:3])
 assert a[0]["loss"] != b[0]["loss"], (a[0]["loss"], b[0]["loss"])
 EOF
+
+# ---- a full disk: the failing checkpoint is removed, the previous one stays complete, exit 1 with the reason
+mkdir -p "$T/full"
+if mount -t tmpfs -o size=4m tmpfs "$T/full" 2> /dev/null; then
+  $TRAIN --config "$T/pre.yaml" --set out_dir="$T/full/run" --set train.steps=12 --no-progress 2> "$T/full.log"
+  rc=$?
+  left=$(ls -A "$T/full/run/checkpoints" | tr '\n' ' ')
+  if [ $rc -eq 1 ] && tail -1 "$T/full.log" | grep -q "checkpoint at step 6 (the previous one is kept)" &&
+     [ "$left" = "step-00000003 " ] &&
+     $B/postnas-generate --model "$T/full/run/checkpoints/step-00000003" --ids 1,2 --max-new-tokens 2 > /dev/null 2>&1; then ok
+  else bad "full disk: rc $rc, left '$left', $(tail -1 "$T/full.log")"; fi
+  umount "$T/full"
+else
+  echo "full-disk check skipped: cannot mount a small tmpfs here (needs root)"
+fi
 
 # ---- non-finite steps are skipped; K in a row stop the run
 PN_TEST_NAN_FROM_STEP=3 $TRAIN --config "$T/pre.yaml" --set out_dir="$T/nan" --set train.max_skips=2 --no-progress \
