@@ -328,7 +328,8 @@ int pn_model_forward_train(pn_model *m, const int32_t *ids_host, int B, int T, c
     const pn_backend *be = pn_backend_get(m->device);
     tp->B = B, tp->T = T;
     tp->n_seqs = cu_seqlens_host ? n_seqs : 0;
-    pn_tensor ids = pn_reshape(&tp->ids, 1, (int64_t[]){N}), cu = (pn_tensor){0};
+    // a batch smaller than planned uses the first N ids
+    pn_tensor ids = pn_reshape(&tp->ids, 1, (int64_t[]){pn_numel(&tp->ids)}), cu = (pn_tensor){0};
     ids = pn_rows(&ids, 0, N);
     be->memcpy_h2d(ids.data, ids_host, sizeof(int32_t) * (size_t)N);
     if (tp->n_seqs) {

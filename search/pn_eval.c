@@ -1,0 +1,116 @@
+// pn_eval: log-likelihood requests through packed forwards (pn_eval.h).
+#include "pn_eval.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../src/pn_common.h"
+
+int pn_eval_init(pn_eval *e, pn_model *m, int max_len, int64_t max_tokens, int64_t max_cont, int32_t eot) {
+    memset(e, 0, sizeof *e);
+    if (max_len < 2) return pn_errorf("evaluation: a window of %d tokens", max_len);
+    if (max_tokens < max_len) max_tokens = max_len;
+    if (max_cont > max_len) max_cont = max_len;
+    e->m = m, e->max_len = max_len, e->max_tokens = max_tokens, e->max_cont = max_cont, e->eot = eot;
+    // No backward ever runs: every layer "recomputes", i.e. keeps only its input and shares one buffer set.
+    uint8_t *rec = pn_malloc((size_t)m->cfg.n_layers);
+    memset(rec, 1, (size_t)m->cfg.n_layers);
+    const pn_train_opts o = {.recompute = rec, .no_logits = 1};
+    const int rc = pn_model_train_plan(m, 1, (int)max_tokens, &o);
+    free(rec);
+    if (rc) return pn_error_prefix("evaluation memory for %lld tokens per forward", (long long)max_tokens);
+    const int64_t sr[2] = {max_cont, m->cfg.hidden}, sl[2] = {max_cont, m->cfg.vocab};
+    if (pn_arena_init(&e->bufs, m->device, pn_arena_need(m->dtype, 2, sr) + pn_arena_need(m->dtype, 2, sl)))
+        return pn_error_prefix("evaluation: the LM head's buffers (%lld rows)", (long long)max_cont);
+    e->rows = pn_arena_tensor(&e->bufs, m->dtype, 2, sr);
+    e->logits = pn_arena_tensor(&e->bufs, m->dtype, 2, sl);
+    e->host = pn_malloc(sizeof(float) * (size_t)max_cont * (size_t)m->cfg.vocab);
+    e->ids = pn_malloc(sizeof(int32_t) * (size_t)max_tokens);
+    e->cu = pn_malloc(sizeof(int32_t) * (size_t)(max_tokens + 1));
+    return 0;
+}
+
+void pn_eval_free(pn_eval *e) {
+    pn_arena_free(&e->bufs);
+    free(e->host), free(e->ids), free(e->cu);
+    memset(e, 0, sizeof *e);
+}
+
+// Input tokens of a request: (ctx + cont) without its last token, its last `len` of them.
+static int input_len(const pn_eval *e, const pn_ll_req *r, int *truncated) {
+    const int whole = (r->n_ctx ? r->n_ctx : 1) + r->n_cont;
+    *truncated = whole - 1 > e->max_len;
+    return whole - 1 > e->max_len ? e->max_len : whole - 1;
+}
+
+static int32_t token_at(const pn_eval *e, const pn_ll_req *r, int i) { // of ctx' + cont, ctx' = ctx or [eot]
+    const int nc = r->n_ctx ? r->n_ctx : 1;
+    if (i < nc) return r->n_ctx ? r->ctx[i] : e->eot;
+    return r->cont[i - nc];
+}
+
+int pn_eval_loglikelihood(pn_eval *e, pn_ll_req *r, int n, void (*progress)(void *ctx, int done, int total),
+                          void *pctx) {
+    pn_model *m = e->m;
+    const int64_t V = m->cfg.vocab;
+    for (int k = 0; k < n; k++) {
+        if (r[k].n_cont < 1) return pn_errorf("evaluation: request %d has an empty continuation", k);
+        if (r[k].n_cont > e->max_len)
+            return pn_errorf("evaluation: request %d's continuation of %d tokens is longer than the window of %d",
+                             k, r[k].n_cont, e->max_len);
+        for (int t = 0; t < r[k].n_cont; t++)
+            if (r[k].cont[t] < 0 || r[k].cont[t] >= V)
+                return pn_errorf("evaluation: request %d: token %d outside the vocabulary (%lld)", k, r[k].cont[t],
+                                 (long long)V);
+    }
+    for (int i = 0; i < n;) {
+        int64_t used = 0, rows = 0;
+        int ns = 0, j = i;
+        while (j < n) {
+            int trunc;
+            const int L = input_len(e, &r[j], &trunc);
+            if (used + L > e->max_tokens || rows + r[j].n_cont > e->max_cont) break;
+            const int whole = (r[j].n_ctx ? r[j].n_ctx : 1) + r[j].n_cont;
+            for (int t = 0; t < L; t++) e->ids[used + t] = token_at(e, &r[j], whole - 1 - L + t);
+            r[j].truncated = trunc;
+            e->cu[ns++] = (int32_t)used;
+            used += L, rows += r[j].n_cont;
+            j++;
+        }
+        if (j == i) pn_panic("evaluation: request %d fits no forward", i); // max_tokens >= max_len, max_cont >= n_cont
+        e->cu[ns] = (int32_t)used;
+        if (pn_model_forward_train(m, e->ids, 1, (int)used, e->cu, ns)) return pn_error_prefix("evaluation forward");
+        // the continuation rows of every request, gathered, through the head
+        pn_tensor h = pn_model_train_hidden(m);
+        int64_t off = 0;
+        for (int k = i; k < j; k++) {
+            const int L = (int)(e->cu[k - i + 1] - e->cu[k - i]);
+            pn_tensor src = pn_rows(&h, e->cu[k - i] + L - r[k].n_cont, r[k].n_cont), dst = pn_rows(&e->rows, off, r[k].n_cont);
+            pn_op_copy(&dst, &src);
+            off += r[k].n_cont;
+        }
+        pn_tensor hr = pn_rows(&e->rows, 0, rows), lg = pn_rows(&e->logits, 0, rows);
+        pn_op_matmul(&lg, &hr, &m->lm_head, NULL);
+        pn_op_to_host_f32(e->host, &lg);
+        off = 0;
+        for (int k = i; k < j; k++) {
+            double ll = 0;
+            int greedy = 1;
+            for (int t = 0; t < r[k].n_cont; t++, off++) {
+                const float *z = e->host + off * V;
+                int64_t best = 0;
+                for (int64_t v = 1; v < V; v++)
+                    if (z[v] > z[best]) best = v;
+                double s = 0;
+                for (int64_t v = 0; v < V; v++) s += exp((double)z[v] - z[best]);
+                ll += (double)z[r[k].cont[t]] - z[best] - log(s);
+                greedy &= best == r[k].cont[t];
+            }
+            r[k].ll = ll, r[k].greedy = greedy;
+        }
+        i = j;
+        if (progress) progress(pctx, i, n);
+    }
+    return 0;
+}

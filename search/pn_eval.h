@@ -1,0 +1,48 @@
+// pn_eval: the request types of an evaluation (lm-evaluation-harness's), on a model as it runs now (any
+// subnet choice of a supernet: nothing is written to disk), on either backend.
+//
+// Log-likelihood: the log-probability of a continuation after a context, and whether greedy decoding would
+// produce it, as lm-eval's Hugging Face backend computes it: the input is (context + continuation) cut from
+// the left to the model's window plus one, without its last token; the continuation's tokens are scored at
+// the last positions. Requests are packed into one long row per forward (cu_seqlens: no attention or state
+// crosses two requests, each starts at position 0), so there is no padding; only the continuation rows go
+// through the LM head.
+#ifndef PN_EVAL_H
+#define PN_EVAL_H
+
+#include <stdint.h>
+
+#include "../src/pn_model.h"
+
+typedef struct pn_ll_req {
+    const int32_t *ctx, *cont; // token ids (ctx may be empty: then it is the end-of-text token, as lm-eval)
+    int n_ctx, n_cont;
+    // results
+    double ll;     // sum of the continuation tokens' log-probabilities
+    int greedy;    // 1 when every continuation token is the argmax at its position
+    int truncated; // 1 when the context was cut from the left to fit the window
+} pn_ll_req;
+
+typedef struct pn_eval {
+    pn_model *m;
+    int max_len;          // the model's window: at most this many input tokens per request
+    int64_t max_tokens;   // tokens per packed forward
+    int64_t max_cont;     // continuation rows per forward (the head's [rows, vocab] buffer)
+    int32_t eot;          // the context of an empty-context request
+    int32_t *ids, *cu;
+    pn_arena bufs;        // gathered hidden rows [max_cont, hidden], logits [max_cont, vocab]
+    pn_tensor rows, logits;
+    float *host;          // max_cont x vocab
+} pn_eval;
+
+// Plans m for evaluation: packed forwards of up to max_tokens tokens (at least max_len), at most max_cont
+// continuation tokens each. 0, or -1 with the error set (no memory: names the size).
+int pn_eval_init(pn_eval *e, pn_model *m, int max_len, int64_t max_tokens, int64_t max_cont, int32_t eot);
+void pn_eval_free(pn_eval *e);
+
+// Scores n requests (in place), calling progress(ctx, done, n) after each forward (NULL: none). 0, or -1
+// with the error set (a continuation longer than the window, a token outside the vocabulary).
+int pn_eval_loglikelihood(pn_eval *e, pn_ll_req *r, int n, void (*progress)(void *ctx, int done, int total),
+                          void *ctx);
+
+#endif

@@ -1,0 +1,39 @@
+// pn_tasks: evaluation tasks with lm-evaluation-harness's prompts and metrics (../shared/docs/REFERENCE.md §7),
+// scored by pn_eval, and lm-eval's results.json.
+//
+// A task reads its documents from the data folder (e.g. ../shared/data/tasks: the task table names the
+// files, nothing is copied), turns each into log-likelihood requests (multiple choice: one per choice, the
+// context's trailing whitespace moved onto the continuation as lm-eval does), and aggregates the
+// per-document results into its metrics with lm-eval's standard errors.
+#ifndef PN_TASKS_H
+#define PN_TASKS_H
+
+#include <stdio.h>
+
+#include "../data/pn_tokenizer.h"
+#include "pn_eval.h"
+
+#define PN_TASK_MAX_METRICS 4
+
+typedef struct pn_task_result {
+    char task[64];
+    int n_docs, n_docs_total;   // scored (after --limit), in the file
+    int n_metrics;
+    const char *metric[PN_TASK_MAX_METRICS]; // "acc", "acc_norm", "perplexity"
+    double value[PN_TASK_MAX_METRICS], stderr_[PN_TASK_MAX_METRICS];
+    int higher_is_better[PN_TASK_MAX_METRICS];
+    int truncated;              // requests whose context was cut from the left
+} pn_task_result;
+
+// The known task names, comma-separated (for messages and --help).
+const char *pn_task_names(void);
+// 1 when `name` is a known task.
+int pn_task_known(const char *name);
+
+// Runs one task: documents from data_dir, the first `limit` (0: all), requests scored with e, per-document
+// samples appended to samples (NULL: none) as JSON lines. 0, or -1 with the error set (a missing file, a
+// malformed line: file:line and the problem).
+int pn_task_run(const char *name, const char *data_dir, int limit, pn_eval *e, const pn_tokenizer *tok,
+                pn_task_result *out, FILE *samples, int progress);
+
+#endif

@@ -1,0 +1,348 @@
+"""Goldens for the evaluator: what lm-evaluation-harness (EleutherAI's `lm-eval`, its Hugging Face backend
+`hf`) computes on a small random model for six zero-shot tasks read from local files, per request and per
+task, for a C reimplementation to reproduce.
+
+Written with (recorded again in results.json "generator"): lm_eval 0.4.13, transformers 5.25.0,
+torch 2.15.0+cu132 (run on the CPU), datasets 5.2.0, tokenizers 0.23.3, Python 3.11.7 (the venv
+/work/venv-smol; `pip install lm-eval` there changes neither torch nor transformers).
+
+Model (not kept; the C test makes it with the same command, see MKCKPT_ARGS):
+
+    postnas-mkckpt --preset tiny --vocab 151936 --tokenizer /work/shared/data/tokenizers/qwen2 --seed 5
+                   --init-std 0.5 --dtype f32 --out DIR
+
+a random Qwen2 (hidden 64, 4 layers, 4 heads / 2 kv heads of 16, tied embeddings, max_position_embeddings
+4096) with Qwen2's byte-level BPE (vocab.json + merges.txt; "Hello world" -> [9707, 1879], checked).
+init-std 0.5 (mkckpt's default scale gives a near-uniform model) makes the log-likelihoods spread out
+(about -10 to -30 per token): no two choices of a document are within 0.28 nats, nor within 0.01 nats per
+character for acc_norm, and the accuracies differ between tasks. A random model never predicts the gold
+continuation greedily, so is_greedy is false on all 300 requests and lambada's acc is 0.
+lm-eval runs it as `hf` with pretrained=DIR,dtype=float32, device cpu, batch_size 1, no chat template,
+0-shot, limit 20 (the first 20 lines of each file), bootstrap_iters 100000 (lm-eval's default). HFLM's
+settings for it: max_length 4096 (config max_position_embeddings; the longest request is 285 tokens, so
+nothing is truncated), add_bos_token None -> tokenizer.encode(s) with the tokenizer's own special-token
+handling, which for Qwen2 adds nothing (no BOS; add_bos_token false in tokenizer_config.json), prefix_token_id
+151643 (<|endoftext|>; only used for an empty context, which never occurs here), log_softmax in float32.
+
+Data: /work/shared/data/tasks/commonsense/<task>.jsonl (llm-foundry's local format: multiple choice =
+{"query", "choices", "gold"}, lambada = {"context", "continuation"}), loaded by lm-eval as
+dataset_path json, data_files {test: FILE}, test_split test (OUT/tasks/<task>.yaml; @DATA@ stands for
+the data folder). Each mapping reproduces lm-eval's official task YAML (lm_eval/tasks/arc, piqa,
+super_glue/copa, super_glue/boolq, lambada/lambada_openai.yaml) as far as these fields allow; every
+request's context is doc_to_text (0-shot: no description, no few-shot examples), its continuation
+target_delimiter + choice (multiple choice; target_delimiter is lm-eval's default " " everywhere) or
+doc_to_target (loglikelihood: no delimiter is added).
+
+  arc_easy, arc_challenge  (official: "Question: {{question}}\\nAnswer:", choices.text)
+      query = "Question: <question>" (always that prefix, no trailing space / newline)
+      doc_to_text   "{{query}}\\nAnswer:"            -> "Question: <question>\\nAnswer:"  (= official)
+      doc_to_choice choices (4 each); doc_to_target gold
+      continuation  " " + choice
+  piqa  (official: "Question: {{goal}}\\nAnswer:", [sol1, sol2])
+      query = "Question: <goal>\\n" (every query ends with exactly that one newline)
+      doc_to_text   "{{query}}Answer:"               -> "Question: <goal>\\nAnswer:"      (= official)
+      doc_to_choice choices (2); doc_to_target gold; continuation " " + choice
+  copa  (official utils.py: premise.strip()[:-1] + " because"/" therefore"; choices
+         " " + c[0].lower() + c[1:]; target_delimiter " " -> continuation "  c..." with TWO spaces)
+      query = "<premise without its final period>, because|therefore" (llm-foundry adds the comma:
+      the only comma in every one of the 100 queries); choices already have the lowercased first letter
+      doc_to_text   "{{query.rsplit(', ', 1) | join(' ')}}"  (the last ", " -> " ")
+                    -> "The man turned on the faucet therefore"  (= official)
+      doc_to_choice "{{[' ' + choices[0], ' ' + choices[1]]}}"   (= official: a leading space)
+      continuation  "  " + choice  (delimiter + the choice's own leading space, as official lm-eval
+                    sends it); doc_to_target gold
+  boolq  (official: "{{passage}}\\nQuestion: {{question}}?\\nAnswer:", ["no", "yes"])
+      query = "Passage: <passage>\\nQuestion: <question>?" (always)
+      doc_to_text   "{{query[9:]}}\\nAnswer:"        (drops "Passage: ") -> = official
+      doc_to_choice ["no", "yes"] (the local choices are ["no", "yes"] on every line); doc_to_target gold
+      continuation  " no" / " yes"
+  lambada_openai  (official: text.split(' ')[:-1] joined / ' ' + the last word; output_type
+                   loglikelihood, metrics perplexity and acc)
+      doc_to_text   "{{context}}"  (no context ends in whitespace)
+      doc_to_target "{{' ' + continuation}}"  -> one request (context, " " + word)
+
+Metrics (lm_eval/api/task.py process_results; aggregation mean unless said):
+  multiple choice (acc and acc_norm on all five; the official boolq and copa YAMLs list only acc):
+      lls = the choices' log-likelihoods; acc = [argmax lls == gold];
+      acc_norm = [argmax lls[i] / len(choice_i) == gold] with len in characters (Python str length) of
+      doc_to_choice's string, WITHOUT the target delimiter (copa's leading space counts: its choices are
+      " " + choice); np.argmax: the first index on ties. stderr = sample std (n - 1) / sqrt(n).
+  lambada_openai: acc = mean of is_greedy; perplexity = exp(-mean over documents of the continuation's
+      summed log-likelihood) (aggregation "perplexity"; not per token); its stderr is lm-eval's bootstrap
+      (100000 resamples, seeded, chunked) -- not something to reimplement.
+  A request's ll = sum over continuation tokens of log_softmax(logits) (float32) at the token; is_greedy =
+  every continuation token is the argmax of its position's logits. HFLM's input is
+  (ctx_ids + cont_ids)[:-1], the scored positions are its last len(cont_ids).
+
+Encoding (HFLM._encode_pair, causal): n = trailing whitespace of the context moved onto the front of the
+continuation; ctx_ids = tok(context), cont_ids = tok(context + continuation)[len(ctx_ids):], tok =
+tokenizer.encode with add_special_tokens left at its default (Qwen2: nothing added). The script
+recomputes this itself and checks it against HFLM's own _encode_pair, and checks every ll / is_greedy
+against a direct transformers forward of ctx_ids + cont_ids.
+
+Outputs (OUT, default tests/goldens/eval):
+  tasks/<task>.yaml  the six task configs above (with @DATA@).
+  requests.jsonl     one line per loglikelihood request, in task order then doc then choice:
+                     {"task", "doc_id", "choice_index" (0 for lambada), "context", "continuation" (the
+                     exact strings lm-eval passed: Instance.arguments), "ctx_ids", "cont_ids", "ll"
+                     (float, as lm-eval returned it), "is_greedy"}.
+  results.json       {"results": lm-eval's per-task results (acc,none, acc_stderr,none, acc_norm,none,
+                     acc_norm_stderr,none, perplexity,none, perplexity_stderr,none, alias),
+                     "versions", "n-shot", "higher_is_better", "n-samples", "configs" (each task's
+                     resolved config, data_files replaced by @DATA@/<task>.jsonl), "generator": {versions,
+                     model command, model_args, limit, max_length, add_bos_token, data sha256 of the
+                     first 20 lines}}; lm-eval's machine-specific keys (dates, paths, pids, env info)
+                     are dropped.
+
+    /work/venv-smol/bin/python tests/make_eval_goldens.py --build build [--out tests/goldens/eval]
+        [--data /work/shared/data/tasks/commonsense]
+
+Runs on CPU in about a minute; nothing is downloaded (HF_HUB_OFFLINE, HF_DATASETS_OFFLINE, a temporary
+datasets cache).
+"""
+import argparse
+import hashlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+TASKS = ("arc_easy", "arc_challenge", "piqa", "copa", "boolq", "lambada_openai")
+LIMIT = 20
+DATA_DEFAULT = "/work/shared/data/tasks/commonsense"
+TOKENIZER_DIR = "/work/shared/data/tokenizers/qwen2"
+MKCKPT_ARGS = ["--preset", "tiny", "--vocab", "151936", "--tokenizer", TOKENIZER_DIR, "--seed", "5",
+               "--init-std", "0.5", "--dtype", "f32"]
+
+_MC_METRICS = """metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+  - metric: acc_norm
+    aggregation: mean
+    higher_is_better: true
+"""
+
+
+def _head(task, output_type="multiple_choice"):
+    return (f"task: {task}\n"
+            "dataset_path: json\n"
+            "dataset_kwargs:\n"
+            "  data_files:\n"
+            f"    test: \"@DATA@/{task}.jsonl\"\n"
+            f"output_type: {output_type}\n"
+            "test_split: test\n")
+
+
+TASK_YAML = {
+    "arc_easy": _head("arc_easy") + (
+        "doc_to_text: \"{{query}}\\nAnswer:\"\n"
+        "doc_to_target: gold\n"
+        "doc_to_choice: choices\n") + _MC_METRICS + "metadata:\n  version: 1.0\n",
+    "arc_challenge": _head("arc_challenge") + (
+        "doc_to_text: \"{{query}}\\nAnswer:\"\n"
+        "doc_to_target: gold\n"
+        "doc_to_choice: choices\n") + _MC_METRICS + "metadata:\n  version: 1.0\n",
+    "piqa": _head("piqa") + (
+        "doc_to_text: \"{{query}}Answer:\"\n"
+        "doc_to_target: gold\n"
+        "doc_to_choice: choices\n") + _MC_METRICS + "metadata:\n  version: 1.0\n",
+    "copa": _head("copa") + (
+        "doc_to_text: \"{{query.rsplit(', ', 1) | join(' ')}}\"\n"
+        "doc_to_target: gold\n"
+        "doc_to_choice: \"{{[' ' + choices[0], ' ' + choices[1]]}}\"\n") + _MC_METRICS
+    + "metadata:\n  version: 1.0\n",
+    "boolq": _head("boolq") + (
+        "doc_to_text: \"{{query[9:]}}\\nAnswer:\"\n"
+        "doc_to_target: gold\n"
+        "doc_to_choice: [\"no\", \"yes\"]\n") + _MC_METRICS + "metadata:\n  version: 2.0\n",
+    "lambada_openai": _head("lambada_openai", "loglikelihood") + (
+        "doc_to_text: \"{{context}}\"\n"
+        "doc_to_target: \"{{' ' + continuation}}\"\n"
+        "metric_list:\n"
+        "  - metric: perplexity\n"
+        "    aggregation: perplexity\n"
+        "    higher_is_better: false\n"
+        "  - metric: acc\n"
+        "    aggregation: mean\n"
+        "    higher_is_better: true\n"
+        "metadata:\n  version: 1.0\n"),
+}
+
+
+def check_data(data):
+    """The facts the prompt mappings rely on, over the whole files."""
+    def load(t):
+        with open(os.path.join(data, t + ".jsonl"), encoding="utf-8") as f:
+            return [json.loads(line) for line in f]
+    for t in ("arc_easy", "arc_challenge"):
+        for d in load(t):
+            assert d["query"].startswith("Question: ") and d["query"] == d["query"].rstrip(), d
+    for d in load("piqa"):
+        assert d["query"].startswith("Question: ") and d["query"].endswith("\n") and d["query"].count("\n") == 1
+    for d in load("copa"):
+        q = d["query"]
+        assert q.count(",") == 1 and (q.endswith(", therefore") or q.endswith(", because")), q
+        assert all(c[:1] == c[:1].lower() for c in d["choices"]), d
+    for d in load("boolq"):
+        assert d["query"].startswith("Passage: ") and d["query"].endswith("?") and d["choices"] == ["no", "yes"]
+    for d in load("lambada_openai")[:LIMIT]:
+        assert d["context"] == d["context"].rstrip() and d["continuation"] == d["continuation"].strip()
+
+
+def data_sha(path):
+    with open(path, "rb") as f:
+        lines = [f.readline() for _ in range(LIMIT)]
+    return hashlib.sha256(b"".join(lines)).hexdigest()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", required=True)
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "goldens", "eval"))
+    ap.add_argument("--data", default=DATA_DEFAULT)
+    a = ap.parse_args()
+    data = os.path.abspath(a.data)
+    check_data(data)
+
+    tmp = tempfile.mkdtemp(prefix="pn_eval_goldens_")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    os.environ["HF_DATASETS_CACHE"] = os.path.join(tmp, "hf_datasets")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        run(a, data, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(a, data, tmp):
+    import datasets
+    import lm_eval
+    import tokenizers
+    import torch
+    import transformers
+    from lm_eval.api.registry import get_model
+    from lm_eval.tasks import TaskManager
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    model_dir = os.path.join(tmp, "model")
+    mk = os.path.join(os.path.abspath(a.build), "postnas-mkckpt")
+    subprocess.run([mk] + MKCKPT_ARGS + ["--out", model_dir], check=True, stdout=subprocess.DEVNULL)
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    assert tok("Hello world").input_ids == [9707, 1879], tok("Hello world").input_ids
+    hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+
+    # task YAMLs: OUT/tasks keeps @DATA@; lm-eval reads a filled-in copy
+    out = os.path.abspath(a.out)
+    os.makedirs(os.path.join(out, "tasks"), exist_ok=True)
+    inc = os.path.join(tmp, "tasks")
+    os.makedirs(inc)
+    for t in TASKS:
+        with open(os.path.join(out, "tasks", t + ".yaml"), "w", encoding="utf-8") as f:
+            f.write(TASK_YAML[t])
+        with open(os.path.join(inc, t + ".yaml"), "w", encoding="utf-8") as f:
+            f.write(TASK_YAML[t].replace("@DATA@", data))
+
+    model_args = f"pretrained={model_dir},dtype=float32"
+    tm = TaskManager(include_path=inc, include_defaults=False)
+    res = lm_eval.simple_evaluate(model="hf", model_args=model_args, tasks=list(TASKS), num_fewshot=0,
+                                  batch_size=1, device="cpu", limit=LIMIT, log_samples=True,
+                                  task_manager=tm)
+
+    # lm-eval's own encoder, for the ids (same construction as simple_evaluate's)
+    lm = get_model("hf").create_from_arg_string(model_args, {"batch_size": 1, "device": "cpu"})
+    max_length = lm.max_length
+
+    def encode_pair(context, continuation):
+        n = len(context) - len(context.rstrip())
+        if n:
+            context, continuation = context[:-n], context[-n:] + continuation
+        whole = tok.encode(context + continuation)
+        ctx = tok.encode(context)
+        return ctx, whole[len(ctx):]
+
+    rows, worst = [], 0.0
+    for t in TASKS:
+        samples = sorted(res["samples"][t], key=lambda s: s["doc_id"])
+        assert [s["doc_id"] for s in samples] == list(range(LIMIT)), t
+        for s in samples:
+            for i, (args, resp) in enumerate(zip(s["arguments"], s["filtered_resps"], strict=True)):
+                context, continuation = args[0], args[1]
+                ll, greedy = float(resp[0]), bool(resp[1])
+                ctx_ids, cont_ids = encode_pair(context, continuation)
+                ref_ctx, ref_cont = lm._encode_pair(context, continuation)
+                assert (list(ref_ctx), list(ref_cont)) == (ctx_ids, cont_ids), (t, s["doc_id"], i)
+                ids = torch.tensor([ctx_ids + cont_ids])
+                assert ids.shape[1] <= max_length
+                with torch.no_grad():
+                    lp = torch.log_softmax(hf(ids[:, :-1]).logits[0, -len(cont_ids):], dim=-1)
+                cont = torch.tensor(cont_ids)
+                ll2 = float(lp.gather(1, cont[:, None]).sum())
+                g2 = bool((lp.argmax(-1) == cont).all())
+                worst = max(worst, abs(ll2 - ll) / max(1.0, abs(ll)))
+                assert g2 == greedy and abs(ll2 - ll) <= 1e-4 * max(1.0, abs(ll)), (t, s["doc_id"], i, ll, ll2)
+                rows.append({"task": t, "doc_id": s["doc_id"], "choice_index": i, "context": context,
+                             "continuation": continuation, "ctx_ids": ctx_ids, "cont_ids": cont_ids,
+                             "ll": ll, "is_greedy": greedy})
+
+    with open(os.path.join(out, "requests.jsonl"), "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+    configs = {}
+    for t in TASKS:
+        c = json.loads(json.dumps(res["configs"][t], default=str))
+        c["dataset_kwargs"] = {"data_files": {"test": f"@DATA@/{t}.jsonl"}}
+        c.get("metadata", {})["config_source"] = f"tasks/{t}.yaml"
+        configs[t] = c
+    gen = {
+        "versions": {"lm_eval": _ver("lm_eval"), "transformers": transformers.__version__,
+                     "torch": torch.__version__, "datasets": datasets.__version__,
+                     "tokenizers": tokenizers.__version__, "python": sys.version.split()[0]},
+        "model_command": "postnas-mkckpt " + " ".join(MKCKPT_ARGS) + " --out DIR",
+        "model": "hf", "model_args": "pretrained=DIR,dtype=float32", "device": "cpu", "batch_size": 1,
+        "num_fewshot": 0, "limit": LIMIT, "bootstrap_iters": 100000, "max_length": max_length,
+        "add_bos_token": lm.add_bos_token, "prefix_token_id": lm.prefix_token_id,
+        "data_sha256_first_20_lines": {t: data_sha(os.path.join(data, t + ".jsonl")) for t in TASKS},
+        "requests": len(rows),
+    }
+    keep = {"results": res["results"], "versions": res["versions"], "n-shot": res["n-shot"],
+            "higher_is_better": res["higher_is_better"], "n-samples": res["n-samples"],
+            "configs": configs, "generator": gen}
+    with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as f:
+        json.dump(keep, f, indent=2, ensure_ascii=False, default=_plain)
+        f.write("\n")
+
+    print(f"{len(rows)} requests; worst |ll - transformers ll| / max(1, |ll|) = {worst:.2e}")
+    print(f"max_length {max_length}, add_bos_token {lm.add_bos_token}, prefix_token_id {lm.prefix_token_id}")
+    for t in TASKS:
+        r = res["results"][t]
+        print(t, {k: r[k] for k in r if k != "alias"})
+    for name in ("tasks", "requests.jsonl", "results.json"):
+        p = os.path.join(out, name)
+        size = (sum(os.path.getsize(os.path.join(p, x)) for x in os.listdir(p)) if os.path.isdir(p)
+                else os.path.getsize(p))
+        print(f"wrote {p} ({size} bytes)")
+
+
+def _ver(mod):
+    from importlib.metadata import version
+    return version(mod)
+
+
+def _plain(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    if hasattr(x, "item"):
+        return x.item()
+    return str(x)
+
+
+if __name__ == "__main__":
+    main()

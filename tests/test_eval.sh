@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# postnas-eval against lm-evaluation-harness (tests/make_eval_goldens.py: lm-eval's Hugging Face backend on the
+# same random Qwen2-vocabulary model and the same task files): every request's log-likelihood within 1e-4
+# (relative to max(1, |ll|))
+# and its greedy flag equal, every task metric equal; batched and unbatched runs give the same scores; bad
+# task files and arguments end with one error line naming the file and line, and no results.json.
+# Needs ../shared/data (the task files and the Qwen2 tokenizer): skips (77) without it.
+set -u
+B=${1:?usage: test_eval.sh BUILD_DIR GOLDENS_DIR SHARED_DATA}
+G=${2:?}
+SHARED=${3:?}
+EVAL=$B/postnas-eval
+T=$(mktemp -d /tmp/pn_test_eval.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+expect_error() {
+  local needle=$1; shift
+  "$@" > "$T/out" 2> "$T/err"
+  local rc=$?
+  local lines; lines=$(grep -c . "$T/err")
+  if [ $rc -eq 1 ] && [ "$lines" -eq 1 ] && grep -qF -- "$needle" "$T/err"; then ok
+  else bad "$* -> rc=$rc, stderr: $(cat "$T/err")  (wanted one line containing '$needle')"; fi
+}
+if [ ! -d "$SHARED/tasks/commonsense" ] || [ ! -f "$SHARED/tokenizers/qwen2/vocab.json" ]; then
+  echo "skipped: $SHARED/tasks and $SHARED/tokenizers/qwen2 are needed (the shared data beside the repository)"
+  exit 77
+fi
+
+# the model of the goldens (deterministic)
+$B/postnas-mkckpt --preset tiny --vocab 151936 --tokenizer "$SHARED/tokenizers/qwen2" --seed 5 --init-std 0.5 \
+  --dtype f32 --out "$T/model" > /dev/null || bad "mkckpt"
+TASKS=arc_easy,arc_challenge,piqa,copa,boolq,lambada_openai
+$EVAL --model "$T/model" --tasks $TASKS --limit 20 --data "$SHARED/tasks" --out "$T/res.json" \
+  --log-samples "$T/samples.jsonl" --no-progress > "$T/table" 2> "$T/log" && ok || bad "postnas-eval: $(tail -2 "$T/log")"
+grep -q "| arc_easy" "$T/table" && ok || bad "no summary table"
+
+if [ -f "$G/requests.jsonl" ]; then
+  python3 - "$G" "$T/samples.jsonl" "$T/res.json" << 'EOF' && ok || bad "lm-eval goldens (see above)"
+import json, math, sys
+G, samples, res = sys.argv[1:4]
+want = [json.loads(l) for l in open(G + "/requests.jsonl")]
+got = {}
+for l in open(samples):
+    s = json.loads(l)
+    for c, (ll, greedy) in enumerate(s["resps"]):
+        got[(s["task"], s["doc_id"], c)] = (ll, greedy)
+worst, flips = 0.0, 0  # relative: lm-eval's fp32 log_softmax vs ours in double, over sums of ~10 tokens
+for w in want:
+    key = (w["task"], w["doc_id"], w.get("choice_index", 0))
+    ll, greedy = got[key]
+    worst = max(worst, abs(ll - w["ll"]) / max(1.0, abs(w["ll"])))
+    flips += bool(greedy) != bool(w["is_greedy"])
+print("requests: %d, worst |ll - lm-eval| / max(1, |ll|) %.2e, greedy flags differing %d" % (len(want), worst, flips))
+gres = json.load(open(G + "/results.json"))["results"]
+ours = json.load(open(res))["results"]
+bad = 0
+for task, m in gres.items():
+    for k, v in m.items():
+        if "," not in k or not isinstance(v, (int, float)) or k.startswith("perplexity_stderr"):
+            continue
+        o = ours[task].get(k)
+        if o is None or abs(o - v) > 1e-4 * max(1.0, abs(v)):
+            print("metric %s %s: postnas %s, lm-eval %s" % (task, k, o, v)); bad += 1
+print("metrics compared: %d tasks, %d differ" % (len(gres), bad))
+sys.exit(0 if worst <= 1e-4 and flips == 0 and bad == 0 else 1)
+EOF
+else
+  echo "golden check skipped: no $G/requests.jsonl"
+fi
+
+# batched (many requests per forward) and unbatched (one window per forward) give the same scores
+$EVAL --model "$T/model" --tasks arc_easy,lambada_openai --limit 10 --data "$SHARED/tasks" --batch 64 \
+  --out "$T/res1.json" --no-progress > /dev/null 2>&1 || bad "unbatched run"
+$EVAL --model "$T/model" --tasks arc_easy,lambada_openai --limit 10 --data "$SHARED/tasks" --batch 65536 \
+  --out "$T/res2.json" --no-progress > /dev/null 2>&1 || bad "batched run"
+python3 - "$T/res1.json" "$T/res2.json" << 'EOF' && ok || bad "batched and unbatched scores differ"
+import json, sys
+a, b = (json.load(open(p))["results"] for p in sys.argv[1:3])
+for t in a:
+    for k in a[t]:
+        if k.startswith("acc") or k.startswith("perplexity,"):
+            assert abs(a[t][k] - b[t][k]) <= 1e-6 * max(1, abs(a[t][k])), (t, k, a[t][k], b[t][k])
+EOF
+
+# bad input: one line, exit 1, no results.json
+mkdir -p "$T/bad/commonsense"
+bad_task() { # LINE NEEDLE
+  printf '%s\n' '{"query": "Question: fine?", "choices": ["a", "b"], "gold": 0}' "$1" > "$T/bad/commonsense/arc_easy.jsonl"
+  rm -f "$T/badres.json"
+  expect_error "$2" $EVAL --model "$T/model" --tasks arc_easy --data "$T/bad" --out "$T/badres.json" --no-progress
+  [ ! -e "$T/badres.json" ] && ok || bad "a failed run left $T/badres.json"
+}
+bad_task '{"choices": ["a", "b"], "gold": 0}' "arc_easy.jsonl:2: no \"query\""
+bad_task '{"query": "q", "choices": ["a", "b"], "gold": 2}' "arc_easy.jsonl:2: \"gold\" 2 is outside the 2 choices"
+bad_task '{"query": "q", "choices": [], "gold": 0}' "arc_easy.jsonl:2: \"choices\" must be a list of at least 2 strings"
+bad_task '{"query": "q", "choices": ["a", ""], "gold": 0}' "arc_easy.jsonl:2: choice 1 is not a non-empty string"
+bad_task '{"query": "q", "choices": ["a", "b"], "gold": 0' "arc_easy.jsonl:2"
+expect_error 'unknown task "arc_hard" (known: arc_easy' $EVAL --model "$T/model" --tasks arc_hard --data "$SHARED/tasks"
+expect_error "--limit" $EVAL --model "$T/model" --tasks arc_easy --limit 0
+expect_error "commonsense/piqa.jsonl" $EVAL --model "$T/model" --tasks piqa --data "$T/bad"
+expect_error "--tasks is required" $EVAL --model "$T/model"
+
+echo "eval: $pass passed, $fail failed"
+[ $fail -eq 0 ]
