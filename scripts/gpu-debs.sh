@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 mkdir -p .debs
 cd .debs
 apt-get download libjansson-dev libopenblas0-pthread libopenblas-pthread-dev libopenblas-dev libgfortran5 \
-  libutf8proc-dev libutf8proc2 libpcre2-dev libfyaml-dev libfyaml0
+  libutf8proc-dev libutf8proc2 libpcre2-dev libfyaml-dev libfyaml0 libcsv-dev libcsv3
 ls -la

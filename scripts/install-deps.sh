@@ -23,6 +23,7 @@ pkgs=(
   libpcre2-dev     # the tokenizer's pre-tokenizer regex (PCRE2 JIT)
   libhdf5-dev      # token shards
   libfyaml-dev     # YAML experiment configs
+  libcsv-dev       # CSV: the MMLU task files (postnas-eval)
   libopenmpi-dev   # data-parallel training (mpirun)
   openmpi-bin      # mpirun
   clang            # tests/fuzz/: the fuzz targets are built with clang (-fsanitize=fuzzer); gcc has no libFuzzer

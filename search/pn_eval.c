@@ -114,3 +114,131 @@ int pn_eval_loglikelihood(pn_eval *e, pn_ll_req *r, int n, void (*progress)(void
     }
     return 0;
 }
+
+// ---------------------------------------------------------------------------------------------------
+// generate-until
+
+// Invalid UTF-8 replaced as Hugging Face's tokenizers do (Rust's from_utf8_lossy): each maximal subpart of
+// an ill-formed sequence becomes one U+FFFD. Returns a new string.
+static char *utf8_lossy(const char *s, size_t n) {
+    const unsigned char *p = (const unsigned char *)s;
+    char *out = pn_malloc(3 * n + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        const unsigned c = p[i];
+        if (c < 0x80) {
+            out[o++] = (char)c, i++;
+            continue;
+        }
+        size_t len = 0;
+        unsigned lo = 0x80, hi = 0xbf; // the second byte's range (the first continuation)
+        if (c >= 0xc2 && c <= 0xdf) len = 2;
+        else if (c >= 0xe0 && c <= 0xef) len = 3, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+        else if (c >= 0xf0 && c <= 0xf4) len = 4, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+        size_t k = 1;
+        while (len && k < len && i + k < n && p[i + k] >= (k == 1 ? lo : 0x80) && p[i + k] <= (k == 1 ? hi : 0xbf)) k++;
+        if (len && k == len) {
+            memcpy(out + o, s + i, len), o += len;
+        } else {
+            memcpy(out + o, "\xef\xbf\xbd", 3), o += 3;
+        }
+        i += k;
+    }
+    out[o] = 0;
+    return out;
+}
+
+// Decode as Hugging Face's tokenizers decode: ids the tokenizer does not have (the embedding's padding rows
+// beyond its vocabulary) are skipped, not an error, and invalid UTF-8 becomes U+FFFD.
+static int decode_known(const pn_tokenizer *tok, const int32_t *ids, int n, int skip_special, char **out) {
+    const int V = pn_tokenizer_vocab_size(tok);
+    int32_t *k = pn_malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (ids[i] >= 0 && ids[i] < V) k[m++] = ids[i];
+    size_t len;
+    char *raw = NULL;
+    const int rc = pn_tokenizer_decode(tok, k, (size_t)m, skip_special, &raw, &len);
+    free(k);
+    if (rc) return rc;
+    *out = utf8_lossy(raw, len);
+    free(raw);
+    return 0;
+}
+
+static int32_t argmax_row(const float *z, int64_t V) {
+    int64_t best = 0;
+    for (int64_t v = 1; v < V; v++)
+        if (z[v] > z[best]) best = v;
+    return (int32_t)best;
+}
+
+int pn_eval_generate(pn_eval *e, const pn_tokenizer *tok, pn_gen_req *r, int n,
+                     void (*progress)(void *ctx, int done, int total), void *pctx) {
+    pn_model *m = e->m;
+    const int64_t V = m->cfg.vocab;
+    const int32_t eos = m->cfg.eos_id;
+    float *z = pn_malloc(sizeof(float) * (size_t)V);
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        pn_gen_req *q = &r[i];
+        if (q->max_gen < 1 || q->max_gen >= e->max_len) {
+            rc = pn_errorf("generation: max_gen %d must be in 1 .. %d (the window)", q->max_gen, e->max_len - 1);
+            break;
+        }
+        // the context, cut from the left to the window minus the tokens to generate (an empty one: end-of-text)
+        const int keep = e->max_len - q->max_gen;
+        const int32_t *ctx = q->n_ctx ? q->ctx : &e->eot;
+        int nc = q->n_ctx ? q->n_ctx : 1;
+        q->truncated = nc > keep;
+        if (nc > keep) ctx += nc - keep, nc = keep;
+        pn_kvcache kc;
+        // generation scratch for a prefill of up to the window, planned on first use
+        if (!e->gen_planned && pn_model_plan(m, 1, e->max_len, 0)) {
+            rc = pn_error_prefix("generation memory");
+            break;
+        }
+        e->gen_planned = 1;
+        if (pn_kvcache_init(&kc, m, 1, nc + q->max_gen)) {
+            rc = pn_error_prefix("generation memory");
+            break;
+        }
+        q->gen = pn_malloc(sizeof(int32_t) * (size_t)q->max_gen);
+        q->n_gen = 0;
+        rc = pn_model_forward(m, &kc, ctx, 1, nc);
+        char *text = NULL;
+        while (!rc) {
+            pn_tensor last = pn_rows(&m->logits, 0, 1);
+            pn_op_to_host_f32(z, &last);
+            const int32_t t = argmax_row(z, V);
+            q->gen[q->n_gen++] = t;
+            if (t == eos || q->n_gen == q->max_gen) break;
+            // a stop string in the text so far (special tokens kept, as the stopping check sees them) ends it
+            free(text);
+            text = NULL;
+            if (decode_known(tok, q->gen, q->n_gen, 0, &text)) {
+                rc = -1;
+                break;
+            }
+            int stop = 0;
+            for (int k = 0; k < q->n_until && !stop; k++) stop = q->until[k][0] && strstr(text, q->until[k]);
+            if (stop) break;
+            rc = pn_model_forward(m, &kc, &t, 1, 1);
+        }
+        free(text);
+        pn_kvcache_free(&kc);
+        if (rc) break;
+        // the answer: decoded without special tokens, cut before each stop string in turn
+        if (decode_known(tok, q->gen, q->n_gen, 1, &q->text)) {
+            rc = -1;
+            break;
+        }
+        for (int k = 0; k < q->n_until; k++) {
+            char *at = q->until[k][0] ? strstr(q->text, q->until[k]) : NULL;
+            if (at) *at = 0;
+        }
+        if (progress) progress(pctx, i + 1, n);
+    }
+    free(z);
+    return rc;
+}

@@ -12,6 +12,7 @@
 
 #include <stdint.h>
 
+#include "../data/pn_tokenizer.h"
 #include "../src/pn_model.h"
 
 typedef struct pn_ll_req {
@@ -33,6 +34,7 @@ typedef struct pn_eval {
     pn_arena bufs;        // gathered hidden rows [max_cont, hidden], logits [max_cont, vocab]
     pn_tensor rows, logits;
     float *host;          // max_cont x vocab
+    int gen_planned;      // generation scratch planned (pn_eval_generate)
 } pn_eval;
 
 // Plans m for evaluation: packed forwards of up to max_tokens tokens (at least max_len), at most max_cont
@@ -44,5 +46,26 @@ void pn_eval_free(pn_eval *e);
 // with the error set (a continuation longer than the window, a token outside the vocabulary).
 int pn_eval_loglikelihood(pn_eval *e, pn_ll_req *r, int n, void (*progress)(void *ctx, int done, int total),
                           void *ctx);
+
+// Generate-until (lm-eval's generate_until with greedy decoding): the context, cut from the left to
+// window - max_gen tokens, continues greedily through the model's decode path (KV caches and recurrent
+// states of every block type) until max_gen tokens, the model's end-of-text token, or one of the stop
+// strings appears in the decoded text; the text (decoded without special tokens) is then cut before the
+// first occurrence of each stop string in turn, as lm-eval cuts it.
+typedef struct pn_gen_req {
+    const int32_t *ctx;
+    int n_ctx;
+    const char *const *until; // stop strings (n_until)
+    int n_until, max_gen;
+    // results
+    char *text;      // malloc'ed
+    int32_t *gen;    // the generated ids (malloc'ed), n_gen of them
+    int n_gen, truncated;
+} pn_gen_req;
+
+// Scores n generation requests one after another (frees nothing of earlier results). 0, or -1 with the
+// error set.
+int pn_eval_generate(pn_eval *e, const pn_tokenizer *tok, pn_gen_req *r, int n,
+                     void (*progress)(void *ctx, int done, int total), void *pctx);
 
 #endif

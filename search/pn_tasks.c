@@ -4,15 +4,20 @@
 // YAMLs that read the same files, and tests/make_eval_goldens.py says how each field maps).
 #include "pn_tasks.h"
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <csv.h>
+#include <dirent.h>
 #include <jansson.h>
+#include <pcre2.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../src/pn_common.h"
 #include "../src/pn_json.h"
 
-typedef enum { K_MC, K_LAMBADA } task_kind;
+typedef enum { K_MC, K_LAMBADA, K_WINO, K_MMLU, K_GSM8K, K_KV } task_kind;
 // How a multiple-choice context comes from `query`: query + suffix; COPA: "premise, therefore" becomes
 // lm-eval's "premise therefore" (its premise without the full stop, then the connector); BoolQ: lm-eval's
 // "{passage}\nQuestion: {question}?\nAnswer:" is the local query without its "Passage: " label, + suffix.
@@ -33,20 +38,35 @@ static const task_def kTasks[] = {
     {"boolq", "commonsense/boolq.jsonl", K_MC, CTX_BOOLQ, "\nAnswer:", ""},
     {"copa", "commonsense/copa.jsonl", K_MC, CTX_COPA, "", " "},
     {"lambada_openai", "commonsense/lambada_openai.jsonl", K_LAMBADA, CTX_SUFFIX, "", ""},
+    {"winogrande", "commonsense/winogrande.jsonl", K_WINO, CTX_SUFFIX, "", ""},
+    // MMLU: "mmlu" is every subject of mmlu/test (a group: each subject and their average), "mmlu_<subject>"
+    // one of them; few-shot examples come from mmlu/dev.
+    // generate-until: GSM8K (few-shot examples: the file's last lines, never scored), and key-value retrieval
+    // in long contexts (correct if the answer occurs in the output)
+    {"gsm8k", "gsm8k/test.jsonl", K_GSM8K, CTX_SUFFIX, "", ""},
+    {"kv_pairs_beginning_len_2048", "long_context/kv_pairs_beginning_len_2048.jsonl", K_KV, CTX_SUFFIX, "", ""},
+    {"kv_pairs_middle_len_2048", "long_context/kv_pairs_middle_len_2048.jsonl", K_KV, CTX_SUFFIX, "", ""},
+    {"kv_pairs_end_len_2048", "long_context/kv_pairs_end_len_2048.jsonl", K_KV, CTX_SUFFIX, "", ""},
+    {"kv_pairs_middle_len_4096", "long_context/kv_pairs_middle_len_4096.jsonl", K_KV, CTX_SUFFIX, "", ""},
+    {"kv_pairs_middle_len_8192", "long_context/kv_pairs_middle_len_8192.jsonl", K_KV, CTX_SUFFIX, "", ""},
+    {"mmlu", "mmlu", K_MMLU, CTX_SUFFIX, "", ""},
 };
 #define N_TASKS (int)(sizeof kTasks / sizeof kTasks[0])
 
 const char *pn_task_names(void) {
     static char buf[512];
-    if (!buf[0])
+    if (!buf[0]) {
         for (int i = 0; i < N_TASKS; i++)
             snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%s", i ? ", " : "", kTasks[i].name);
+        snprintf(buf + strlen(buf), sizeof buf - strlen(buf), ", mmlu_<subject>");
+    }
     return buf;
 }
 
 static const task_def *find_task(const char *name) {
     for (int i = 0; i < N_TASKS; i++)
         if (!strcmp(kTasks[i].name, name)) return &kTasks[i];
+    if (!strncmp(name, "mmlu_", 5) && name[5]) return &kTasks[N_TASKS - 1]; // the subject is checked on reading
     return NULL;
 }
 
@@ -94,18 +114,38 @@ static int encode_pair(const pn_tokenizer *tok, const char *ctx, const char *con
 }
 
 // ---------------------------------------------------------------------------------------------------
-// documents
+// documents: each is n (context, continuation) requests, a gold index and what acc_norm divides by
 
 typedef struct doc {
-    char *ctx;
-    char **choices; // multiple choice; LAMBADA: one, the continuation
-    int n_choices, gold;
+    int n, gold;
+    char **ctx, **cont;
+    size_t *norm_len; // characters of each choice as the task defines it (acc_norm)
 } doc;
 
 static void doc_free(doc *d) {
-    free(d->ctx);
-    for (int i = 0; i < d->n_choices; i++) free(d->choices[i]);
-    free(d->choices);
+    for (int i = 0; i < d->n; i++) free(d->ctx[i]), free(d->cont[i]);
+    free(d->ctx), free(d->cont), free(d->norm_len);
+    memset(d, 0, sizeof *d);
+}
+
+static size_t utf8_chars(const char *s) { // Python's len(): code points
+    size_t n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xc0) != 0x80;
+    return n;
+}
+
+static char *cat(const char *a, const char *b) {
+    const size_t n = strlen(a) + strlen(b) + 1;
+    char *s = pn_malloc(n);
+    snprintf(s, n, "%s%s", a, b);
+    return s;
+}
+
+static void doc_alloc(doc *d, int n) {
+    d->n = n;
+    d->ctx = pn_calloc((size_t)n, sizeof(char *));
+    d->cont = pn_calloc((size_t)n, sizeof(char *));
+    d->norm_len = pn_calloc((size_t)n, sizeof(size_t));
 }
 
 static int get_string(json_t *o, const char *key, const char *where, const char **out) {
@@ -116,64 +156,98 @@ static int get_string(json_t *o, const char *key, const char *where, const char 
     return 0;
 }
 
-static int parse_doc(const task_def *t, json_t *o, const char *where, doc *d) {
-    memset(d, 0, sizeof *d);
-    if (!json_is_object(o)) return pn_errorf("%s: not a JSON object", where);
-    const char *s = NULL;
-    if (t->kind == K_LAMBADA) {
-        const char *c = NULL;
-        if (get_string(o, "context", where, &s) || get_string(o, "continuation", where, &c)) return -1;
-        if (!c[0]) return pn_errorf("%s: \"continuation\" is empty", where);
-        d->ctx = pn_strdup(s);
-        d->choices = pn_malloc(sizeof(char *));
-        const size_t n = strlen(c) + 2;
-        d->choices[0] = pn_malloc(n);
-        snprintf(d->choices[0], n, " %s", c); // lm-eval's target: the last word after a space
-        d->n_choices = 1;
-        return 0;
-    }
-    if (get_string(o, "query", where, &s)) return -1;
-    json_t *ch = json_object_get(o, "choices"), *g = json_object_get(o, "gold");
-    if (!json_is_array(ch) || json_array_size(ch) < 2)
-        return pn_errorf("%s: \"choices\" must be a list of at least 2 strings", where);
+static int get_gold(json_t *o, const char *where, size_t n, int *gold) {
+    json_t *g = json_object_get(o, "gold");
     if (!json_is_integer(g)) return pn_errorf("%s: \"gold\" must be an integer", where);
-    const json_int_t gold = json_integer_value(g);
-    if (gold < 0 || gold >= (json_int_t)json_array_size(ch))
-        return pn_errorf("%s: \"gold\" %lld is outside the %zu choices", where, (long long)gold, json_array_size(ch));
-    const size_t n = strlen(s) + strlen(t->suffix) + 1;
-    d->ctx = pn_malloc(n);
-    if (t->ctx == CTX_BOOLQ) {
-        if (strncmp(s, "Passage: ", 9)) {
-            free(d->ctx);
-            d->ctx = NULL;
-            return pn_errorf("%s: \"query\" does not start with \"Passage: \"", where);
-        }
-        s += 9;
-    }
-    snprintf(d->ctx, n, "%s%s", s, t->suffix);
-    if (t->ctx == CTX_COPA) { // the last ", " becomes " " (Python's rsplit(', ', 1) joined by a space)
-        char *comma = NULL;
-        for (char *p = strstr(d->ctx, ", "); p; p = strstr(p + 1, ", ")) comma = p;
-        if (comma) memmove(comma, comma + 1, strlen(comma + 1) + 1);
-    }
-    d->n_choices = (int)json_array_size(ch);
-    d->choices = pn_calloc((size_t)d->n_choices, sizeof(char *));
-    d->gold = (int)gold;
-    for (int i = 0; i < d->n_choices; i++) {
-        json_t *c = json_array_get(ch, (size_t)i);
-        if (!json_is_string(c) || !json_string_value(c)[0]) {
-            doc_free(d);
-            return pn_errorf("%s: choice %d is not a non-empty string", where, i);
-        }
-        const size_t cn = strlen(t->choice_prefix) + strlen(json_string_value(c)) + 1;
-        d->choices[i] = pn_malloc(cn);
-        snprintf(d->choices[i], cn, "%s%s", t->choice_prefix, json_string_value(c));
-    }
+    const json_int_t v = json_integer_value(g);
+    if (v < 0 || v >= (json_int_t)n) return pn_errorf("%s: \"gold\" %lld is outside the %zu choices", where, (long long)v, n);
+    *gold = (int)v;
     return 0;
 }
 
+// The string list `key` of at least 2 non-empty strings.
+static int get_strings(json_t *o, const char *key, const char *where, json_t **out) {
+    json_t *ch = json_object_get(o, key);
+    if (!json_is_array(ch) || json_array_size(ch) < 2)
+        return pn_errorf("%s: \"%s\" must be a list of at least 2 strings", where, key);
+    for (size_t i = 0; i < json_array_size(ch); i++) {
+        json_t *c = json_array_get(ch, i);
+        if (!json_is_string(c) || !json_string_value(c)[0])
+            return pn_errorf("%s: choice %zu is not a non-empty string", where, i);
+    }
+    *out = ch;
+    return 0;
+}
+
+// The multiple-choice context from `query` (the task's ctx_kind).
+static int mc_context(const task_def *t, const char *q, const char *where, char **out) {
+    if (t->ctx == CTX_BOOLQ) {
+        if (strncmp(q, "Passage: ", 9)) return pn_errorf("%s: \"query\" does not start with \"Passage: \"", where);
+        q += 9;
+    }
+    char *c = cat(q, t->suffix);
+    if (t->ctx == CTX_COPA) { // the last ", " becomes " " (Python's rsplit(', ', 1) joined by a space)
+        char *comma = NULL;
+        for (char *p = strstr(c, ", "); p; p = strstr(p + 1, ", ")) comma = p;
+        if (comma) memmove(comma, comma + 1, strlen(comma + 1) + 1);
+    }
+    *out = c;
+    return 0;
+}
+
+static int parse_doc(const task_def *t, json_t *o, const char *where, doc *d) {
+    memset(d, 0, sizeof *d);
+    if (!json_is_object(o)) return pn_errorf("%s: not a JSON object", where);
+    if (t->kind == K_LAMBADA) { // (context, " " + the last word)
+        const char *s = NULL, *c = NULL;
+        if (get_string(o, "context", where, &s) || get_string(o, "continuation", where, &c)) return -1;
+        if (!c[0]) return pn_errorf("%s: \"continuation\" is empty", where);
+        doc_alloc(d, 1);
+        d->ctx[0] = pn_strdup(s), d->cont[0] = cat(" ", c);
+        return 0;
+    }
+    if (t->kind == K_WINO) { // partial scoring: the same ending after each filled-in context
+        const char *c = NULL;
+        json_t *opts = NULL;
+        if (get_strings(o, "context_options", where, &opts) || get_string(o, "continuation", where, &c)) return -1;
+        if (!c[0]) return pn_errorf("%s: \"continuation\" is empty", where);
+        int gold = 0;
+        if (get_gold(o, where, json_array_size(opts), &gold)) return -1;
+        doc_alloc(d, (int)json_array_size(opts));
+        d->gold = gold;
+        for (int i = 0; i < d->n; i++)
+            d->ctx[i] = pn_strdup(json_string_value(json_array_get(opts, (size_t)i))), d->cont[i] = cat(" ", c),
+            d->norm_len[i] = utf8_chars(c);
+        return 0;
+    }
+    const char *q = NULL;
+    json_t *ch = NULL;
+    int gold = 0;
+    char *ctx = NULL;
+    if (get_string(o, "query", where, &q) || get_strings(o, "choices", where, &ch) ||
+        get_gold(o, where, json_array_size(ch), &gold) || mc_context(t, q, where, &ctx))
+        return -1;
+    doc_alloc(d, (int)json_array_size(ch));
+    d->gold = gold;
+    for (int i = 0; i < d->n; i++) {
+        char *choice = cat(t->choice_prefix, json_string_value(json_array_get(ch, (size_t)i)));
+        d->ctx[i] = pn_strdup(ctx);
+        d->cont[i] = cat(" ", choice); // lm-eval's target delimiter
+        d->norm_len[i] = utf8_chars(choice);
+        free(choice);
+    }
+    free(ctx);
+    return 0;
+}
+
+static int is_blank(const char *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!is_space((unsigned char)p[i])) return 0;
+    return 1;
+}
+
 // The documents of a JSONL file (the first `limit`; 0: all), and the file's count.
-static int read_docs(const task_def *t, const char *path, int limit, doc **out, int *n_out, int *n_total) {
+static int read_jsonl(const task_def *t, const char *path, int limit, doc **out, int *n_out, int *n_total) {
     size_t len;
     char *text = pn_read_file(path, &len);
     if (!text) return pn_error_prefix("task %s", t->name);
@@ -183,20 +257,14 @@ static int read_docs(const task_def *t, const char *path, int limit, doc **out, 
         char *nl = memchr(p, '\n', (size_t)(text + len - p));
         const size_t ll = nl ? (size_t)(nl - p) : (size_t)(text + len - p);
         line++;
-        int blank = 1;
-        for (size_t i = 0; i < ll; i++) blank &= is_space((unsigned char)p[i]);
-        if (!blank) {
-            total++;
-            if (!limit || n < limit) {
-                char where[1100];
-                snprintf(where, sizeof where, "%s:%d", path, line);
-                json_t *o = pn_json_loadb(p, ll, where);
-                docs = pn_realloc(docs, sizeof *docs * (size_t)(n + 1));
-                if (!o) rc = -1;
-                else rc = parse_doc(t, o, where, &docs[n]);
-                if (o) json_decref(o);
-                if (!rc) n++;
-            }
+        if (!is_blank(p, ll) && (total++, !limit || n < limit)) {
+            char where[1100];
+            snprintf(where, sizeof where, "%s:%d", path, line);
+            json_t *o = pn_json_loadb(p, ll, where);
+            docs = pn_realloc(docs, sizeof *docs * (size_t)(n + 1));
+            rc = o ? parse_doc(t, o, where, &docs[n]) : -1;
+            if (o) json_decref(o);
+            if (!rc) n++;
         }
         p += ll + 1;
     }
@@ -212,13 +280,185 @@ static int read_docs(const task_def *t, const char *path, int limit, doc **out, 
 }
 
 // ---------------------------------------------------------------------------------------------------
-// metrics
+// MMLU: mmlu/{dev,test}/<subject>_{dev,test}.csv, header question,choice0,choice1,choice2,choice3,answer
+// (answer 0..3 or A..D), read with libcsv (fields exactly as written: no space trimming, as Python's csv).
 
-static size_t utf8_chars(const char *s) { // Python's len(): code points
-    size_t n = 0;
-    for (; *s; s++) n += ((unsigned char)*s & 0xc0) != 0x80;
-    return n;
+typedef struct mmlu_row {
+    char *f[6];
+} mmlu_row;
+
+typedef struct csv_state {
+    mmlu_row *rows;
+    int n, field, bad_row, bad_fields;
+    char *cur[6];
+} csv_state;
+
+static void csv_field(void *s, size_t len, void *data) {
+    csv_state *c = data;
+    if (c->field < 6) {
+        c->cur[c->field] = pn_malloc(len + 1);
+        if (len) memcpy(c->cur[c->field], s, len);
+        c->cur[c->field][len] = 0;
+    }
+    c->field++;
 }
+
+static void csv_row(int ch, void *data) {
+    (void)ch;
+    csv_state *c = data;
+    if (c->field != 6 && !c->bad_row) c->bad_row = c->n + 1, c->bad_fields = c->field;
+    c->rows = pn_realloc(c->rows, sizeof *c->rows * (size_t)(c->n + 1));
+    for (int i = 0; i < 6; i++) c->rows[c->n].f[i] = i < c->field ? c->cur[i] : NULL, c->cur[i] = NULL;
+    c->n++;
+    c->field = 0;
+}
+
+static int no_space(unsigned char c) { (void)c; return 0; }
+
+static void rows_free(mmlu_row *r, int n) {
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < 6; k++) free(r[i].f[k]);
+    free(r);
+}
+
+// The rows of an MMLU CSV after its header, each checked (6 fields, answer 0..3 or A..D).
+static int read_mmlu_csv(const char *path, mmlu_row **out, int *n_out) {
+    size_t len;
+    char *text = pn_read_file(path, &len);
+    if (!text) return -1;
+    struct csv_parser p;
+    csv_state c = {0};
+    int rc = csv_init(&p, CSV_STRICT | CSV_STRICT_FINI) ? pn_errorf("%s: libcsv init failed", path) : 0;
+    if (!rc) {
+        csv_set_space_func(&p, no_space);
+        if (csv_parse(&p, text, len, csv_field, csv_row, &c) != len || csv_fini(&p, csv_field, csv_row, &c))
+            rc = pn_errorf("%s: row %d: malformed CSV (%s)", path, c.n + 1, csv_strerror(csv_error(&p)));
+        csv_free(&p);
+    }
+    free(text);
+    for (int i = 0; i < 6; i++) free(c.cur[i]);
+    static const char *const header[6] = {"question", "choice0", "choice1", "choice2", "choice3", "answer"};
+    if (!rc && c.bad_row) rc = pn_errorf("%s: row %d has %d fields, expected 6", path, c.bad_row, c.bad_fields);
+    if (!rc && c.n < 1) rc = pn_errorf("%s: empty", path);
+    for (int k = 0; k < 6 && !rc; k++)
+        if (strcmp(c.rows[0].f[k], header[k]))
+            rc = pn_errorf("%s: the header's field %d is \"%s\", expected \"%s\"", path, k + 1, c.rows[0].f[k], header[k]);
+    for (int i = 1; i < c.n && !rc; i++) {
+        char *a = c.rows[i].f[5];
+        if (a[0] >= 'A' && a[0] <= 'D' && !a[1]) a[0] = (char)('0' + a[0] - 'A');
+        if (!(a[0] >= '0' && a[0] <= '3' && !a[1])) rc = pn_errorf("%s: row %d: answer \"%s\" is not 0..3 or A..D", path, i + 1, a);
+    }
+    if (rc) {
+        rows_free(c.rows, c.n);
+        return -1;
+    }
+    for (int k = 0; k < 6; k++) free(c.rows[0].f[k]); // the header
+    memmove(c.rows, c.rows + 1, sizeof *c.rows * (size_t)(c.n - 1));
+    *out = c.rows, *n_out = c.n - 1;
+    return 0;
+}
+
+// lm-eval's mmlu doc_to_text: "{question.strip()}\nA. ...\nB. ...\nC. ...\nD. ...\nAnswer:".
+static char *mmlu_text(const mmlu_row *r) {
+    const char *q = r->f[0];
+    while (is_space((unsigned char)*q)) q++;
+    size_t ql = strlen(q);
+    while (ql && is_space((unsigned char)q[ql - 1])) ql--;
+    size_t n = ql + 64;
+    for (int k = 1; k <= 4; k++) n += strlen(r->f[k]);
+    char *s = pn_malloc(n);
+    snprintf(s, n, "%.*s\nA. %s\nB. %s\nC. %s\nD. %s\nAnswer:", (int)ql, q, r->f[1], r->f[2], r->f[3], r->f[4]);
+    return s;
+}
+
+// The documents of one subject: description, k dev examples ("... Answer: B") joined by blank lines, then the
+// test question; continuations " A" .. " D".
+static int read_mmlu(const char *data_dir, const char *subject, int limit, int fewshot, doc **out, int *n_out,
+                     int *n_total) {
+    char rel[512];
+    snprintf(rel, sizeof rel, "mmlu/test/%s_test.csv", subject);
+    char *test = pn_path_join(data_dir, rel);
+    snprintf(rel, sizeof rel, "mmlu/dev/%s_dev.csv", subject);
+    char *dev = pn_path_join(data_dir, rel);
+    mmlu_row *tr = NULL, *dr = NULL;
+    int nt = 0, nd = 0, rc = read_mmlu_csv(test, &tr, &nt);
+    if (!rc && fewshot) rc = read_mmlu_csv(dev, &dr, &nd);
+    if (!rc && fewshot > nd)
+        rc = pn_errorf("%s: --num-fewshot %d is more than its %d examples", dev, fewshot, nd);
+    if (!rc && nt == 0) rc = pn_errorf("%s: no questions", test);
+    free(test), free(dev);
+    if (rc) {
+        rows_free(tr, nt), rows_free(dr, nd);
+        return -1;
+    }
+    // "The following are multiple choice questions (with answers) about {subject, _ as space}.\n\n"
+    char spaced[256];
+    snprintf(spaced, sizeof spaced, "%s", subject);
+    for (char *p = spaced; *p; p++)
+        if (*p == '_') *p = ' ';
+    size_t plen = strlen(spaced) + 96;
+    char *prefix = pn_malloc(plen);
+    snprintf(prefix, plen, "The following are multiple choice questions (with answers) about %s.\n\n", spaced);
+    for (int k = 0; k < fewshot; k++) {
+        char *x = mmlu_text(&dr[k]), ans[8];
+        snprintf(ans, sizeof ans, " %c\n\n", 'A' + (dr[k].f[5][0] - '0'));
+        char *a = cat(prefix, x), *b = cat(a, ans);
+        free(prefix), free(x), free(a);
+        prefix = b;
+    }
+    const int n = limit && limit < nt ? limit : nt;
+    doc *docs = pn_calloc((size_t)n, sizeof *docs);
+    for (int i = 0; i < n; i++) {
+        char *x = mmlu_text(&tr[i]), *ctx = cat(prefix, x);
+        doc_alloc(&docs[i], 4);
+        docs[i].gold = tr[i].f[5][0] - '0';
+        for (int c = 0; c < 4; c++) {
+            const char letter[3] = {' ', (char)('A' + c), 0};
+            docs[i].ctx[c] = pn_strdup(ctx), docs[i].cont[c] = pn_strdup(letter), docs[i].norm_len[c] = 1;
+        }
+        free(x), free(ctx);
+    }
+    free(prefix);
+    rows_free(tr, nt), rows_free(dr, nd);
+    *out = docs, *n_out = n, *n_total = nt;
+    return 0;
+}
+
+// The subjects in data_dir/mmlu/test, sorted (lm-eval's group order is alphabetical too).
+static int mmlu_subjects(const char *data_dir, char ***out, int *n_out) {
+    char *dir = pn_path_join(data_dir, "mmlu/test");
+    DIR *d = opendir(dir);
+    if (!d) {
+        const int rc = pn_errorf("%s: cannot read the MMLU subjects (--data names the task folder)", dir);
+        free(dir);
+        return rc;
+    }
+    char **names = NULL;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const size_t l = strlen(e->d_name);
+        if (l > 9 && !strcmp(e->d_name + l - 9, "_test.csv")) {
+            names = pn_realloc(names, sizeof *names * (size_t)(n + 1));
+            names[n] = pn_strdup(e->d_name);
+            names[n++][l - 9] = 0;
+        }
+    }
+    closedir(d);
+    free(dir);
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            if (strcmp(names[j], names[i]) < 0) {
+                char *t = names[i];
+                names[i] = names[j], names[j] = t;
+            }
+    if (!n) return pn_errorf("%s/mmlu/test: no <subject>_test.csv", data_dir);
+    *out = names, *n_out = n;
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// metrics
 
 // lm-eval's mean_stderr: the sample standard deviation (n - 1) over sqrt(n); NaN below 2 values.
 static double mean_stderr(const double *x, int n) {
@@ -247,86 +487,65 @@ static void show_progress(void *ctx, int done, int total) {
     if (p->on) fprintf(stderr, "\r\033[K%s: %d/%d requests", p->task, done, total);
 }
 
-int pn_task_run(const char *name, const char *data_dir, int limit, pn_eval *e, const pn_tokenizer *tok,
-                pn_task_result *out, FILE *samples, int progress) {
+static void write_sample(FILE *f, const char *task, int i, const doc *d, const pn_ll_req *r, int kind, double acc,
+                         double accn) {
+    json_t *s = json_object(), *args = json_array(), *resps = json_array();
+    for (int c = 0; c < d->n; c++) {
+        json_array_append_new(args, json_pack("[s, s]", d->ctx[c], d->cont[c]));
+        json_array_append_new(resps, json_pack("[f, b]", r[c].ll, r[c].greedy));
+    }
+    json_object_set_new(s, "task", json_string(task));
+    json_object_set_new(s, "doc_id", json_integer(i));
+    json_object_set_new(s, "arguments", args);
+    json_object_set_new(s, "resps", resps);
+    json_object_set_new(s, "target", kind == K_LAMBADA ? json_string(d->cont[0]) : json_integer(d->gold));
+    json_object_set_new(s, "acc", json_real(acc));
+    if (kind == K_MC) json_object_set_new(s, "acc_norm", json_real(accn));
+    if (kind == K_LAMBADA) json_object_set_new(s, "perplexity", json_real(r[0].ll));
+    char *line = json_dumps(s, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    fprintf(f, "%s\n", line);
+    free(line);
+    json_decref(s);
+}
+
+// Scores documents into one result (and per-document samples); acc holds each document's acc afterwards.
+static int score(const char *task, task_kind kind, doc *docs, int nd, int total, pn_eval *e, const pn_tokenizer *tok,
+                 pn_task_result *out, FILE *samples, int progress, double **acc_out) {
     memset(out, 0, sizeof *out);
-    const task_def *t = find_task(name);
-    if (!t) return pn_errorf("unknown task \"%s\" (known: %s)", name, pn_task_names());
-    char *path = pn_path_join(data_dir, t->file);
-    doc *docs = NULL;
-    int nd = 0, total = 0;
-    int rc = read_docs(t, path, limit, &docs, &nd, &total);
-    free(path);
-    if (rc) return -1;
-    snprintf(out->task, sizeof out->task, "%s", name);
+    snprintf(out->task, sizeof out->task, "%s", task);
     out->n_docs = nd, out->n_docs_total = total;
-    int nr = 0;
-    for (int i = 0; i < nd; i++) nr += docs[i].n_choices;
+    int nr = 0, rc = 0;
+    for (int i = 0; i < nd; i++) nr += docs[i].n;
     pn_ll_req *req = pn_calloc((size_t)nr, sizeof *req);
     pair_ids *ids = pn_calloc((size_t)nr, sizeof *ids);
     for (int i = 0, k = 0; i < nd && !rc; i++)
-        for (int c = 0; c < docs[i].n_choices && !rc; c++, k++) {
-            // multiple choice: lm-eval's target delimiter " " before each choice
-            char *cont = docs[i].choices[c];
-            char *buf = NULL;
-            if (t->kind == K_MC) {
-                const size_t n = strlen(cont) + 2;
-                buf = pn_malloc(n);
-                snprintf(buf, n, " %s", cont);
-            }
-            rc = encode_pair(tok, docs[i].ctx, buf ? buf : cont, &ids[k]);
-            free(buf);
-            if (rc) rc = pn_error_prefix("task %s, document %d, choice %d", name, i, c);
+        for (int c = 0; c < docs[i].n && !rc; c++, k++) {
+            rc = encode_pair(tok, docs[i].ctx[c], docs[i].cont[c], &ids[k]);
+            if (rc) rc = pn_error_prefix("task %s, document %d, request %d", task, i, c);
             req[k] = (pn_ll_req){.ctx = ids[k].ctx, .cont = ids[k].cont, .n_ctx = (int)ids[k].n_ctx,
                                  .n_cont = (int)ids[k].n_cont};
         }
-    progress_ctx pc = {name, progress};
+    progress_ctx pc = {task, progress};
     if (!rc) rc = pn_eval_loglikelihood(e, req, nr, show_progress, &pc);
     if (progress) fputc('\n', stderr);
-    if (!rc) {
-        double *acc = pn_malloc(sizeof(double) * (size_t)nd), *accn = pn_malloc(sizeof(double) * (size_t)nd);
-        double *ll = pn_malloc(sizeof(double) * (size_t)nd);
-        for (int i = 0, k = 0; i < nd; i++) {
-            const pn_ll_req *r = &req[k];
-            int best = 0, bestn = 0;
-            for (int c = 1; c < docs[i].n_choices; c++) {
-                if (r[c].ll > r[best].ll) best = c;
-                if (r[c].ll / (double)utf8_chars(docs[i].choices[c]) > r[bestn].ll / (double)utf8_chars(docs[i].choices[bestn]))
-                    bestn = c;
-            }
-            for (int c = 0; c < docs[i].n_choices; c++) out->truncated += r[c].truncated;
-            if (t->kind == K_MC) acc[i] = best == docs[i].gold, accn[i] = bestn == docs[i].gold;
-            else acc[i] = r[0].greedy, ll[i] = r[0].ll;
-            if (samples) {
-                json_t *s = json_object(), *args = json_array(), *resps = json_array();
-                for (int c = 0; c < docs[i].n_choices; c++) {
-                    json_array_append_new(args, json_pack("[s, s]", docs[i].ctx, docs[i].choices[c]));
-                    json_array_append_new(resps, json_pack("[f, b]", r[c].ll, r[c].greedy));
-                }
-                json_object_set_new(s, "task", json_string(name));
-                json_object_set_new(s, "doc_id", json_integer(i));
-                json_object_set_new(s, "arguments", args);
-                json_object_set_new(s, "resps", resps);
-                if (t->kind == K_MC) {
-                    json_object_set_new(s, "target", json_integer(docs[i].gold));
-                    json_object_set_new(s, "acc", json_real(acc[i]));
-                    json_object_set_new(s, "acc_norm", json_real(accn[i]));
-                } else {
-                    json_object_set_new(s, "target", json_string(docs[i].choices[0]));
-                    json_object_set_new(s, "acc", json_real(acc[i]));
-                    json_object_set_new(s, "perplexity", json_real(ll[i]));
-                }
-                char *line = json_dumps(s, JSON_COMPACT | JSON_REAL_PRECISION(17));
-                fprintf(samples, "%s\n", line);
-                free(line);
-                json_decref(s);
-            }
-            k += docs[i].n_choices;
+    double *acc = pn_malloc(sizeof(double) * (size_t)nd), *accn = pn_malloc(sizeof(double) * (size_t)nd);
+    double *ll = pn_malloc(sizeof(double) * (size_t)nd);
+    for (int i = 0, k = 0; i < nd && !rc; k += docs[i].n, i++) {
+        const pn_ll_req *r = &req[k];
+        int best = 0, bestn = 0;
+        for (int c = 1; c < docs[i].n; c++) {
+            if (r[c].ll > r[best].ll) best = c;
+            if (r[c].ll / (double)docs[i].norm_len[c] > r[bestn].ll / (double)docs[i].norm_len[bestn]) bestn = c;
         }
+        for (int c = 0; c < docs[i].n; c++) out->truncated += r[c].truncated;
+        if (kind == K_LAMBADA) acc[i] = r[0].greedy, ll[i] = r[0].ll;
+        else acc[i] = best == docs[i].gold, accn[i] = bestn == docs[i].gold;
+        if (samples) write_sample(samples, task, i, &docs[i], r, kind, acc[i], accn[i]);
+    }
+    if (!rc) {
         add_metric(out, "acc", acc, nd, 1);
-        if (t->kind == K_MC) {
-            add_metric(out, "acc_norm", accn, nd, 1);
-        } else { // lm-eval's perplexity: exp(-mean ll) over documents; its stderr by the delta method
+        if (kind == K_MC) add_metric(out, "acc_norm", accn, nd, 1);
+        if (kind == K_LAMBADA) { // lm-eval's perplexity: exp(-mean ll) over documents; its stderr by the delta method
             double m = 0;
             for (int i = 0; i < nd; i++) m += ll[i];
             m /= nd;
@@ -334,11 +553,296 @@ int pn_task_run(const char *name, const char *data_dir, int limit, pn_eval *e, c
             out->metric[k] = "perplexity", out->value[k] = exp(-m), out->higher_is_better[k] = 0;
             out->stderr_[k] = exp(-m) * mean_stderr(ll, nd);
         }
-        free(acc), free(accn), free(ll);
     }
     for (int k = 0; k < nr; k++) free(ids[k].ctx), free(ids[k].cont);
-    free(ids), free(req);
-    for (int i = 0; i < nd; i++) doc_free(&docs[i]);
-    free(docs);
+    free(ids), free(req), free(accn), free(ll);
+    if (acc_out && !rc) *acc_out = acc;
+    else free(acc);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// generate-until tasks
+
+typedef struct gen_doc {
+    char *prompt, *target; // gsm8k: the reference answer (solution ending in "#### N"); kv: the value
+} gen_doc;
+
+// The JSONL lines of a generation task as (field_a, field_b) string pairs, all of them (few-shot needs the end).
+static int read_pairs(const task_def *t, const char *path, const char *fa, const char *fb, gen_doc **out, int *n_out) {
+    size_t len;
+    char *text = pn_read_file(path, &len);
+    if (!text) return pn_error_prefix("task %s", t->name);
+    gen_doc *docs = NULL;
+    int n = 0, rc = 0, line = 0;
+    for (char *p = text; p < text + len && !rc;) {
+        char *nl = memchr(p, '\n', (size_t)(text + len - p));
+        const size_t ll = nl ? (size_t)(nl - p) : (size_t)(text + len - p);
+        line++;
+        if (!is_blank(p, ll)) {
+            char where[1100];
+            snprintf(where, sizeof where, "%s:%d", path, line);
+            json_t *o = pn_json_loadb(p, ll, where);
+            const char *a = NULL, *b = NULL;
+            rc = !o ? -1 : !json_is_object(o) ? pn_errorf("%s: not a JSON object", where)
+                                              : get_string(o, fa, where, &a) || get_string(o, fb, where, &b);
+            if (!rc && !b[0]) rc = pn_errorf("%s: \"%s\" is empty", where, fb);
+            if (!rc) {
+                docs = pn_realloc(docs, sizeof *docs * (size_t)(n + 1));
+                docs[n].prompt = pn_strdup(a), docs[n].target = pn_strdup(b);
+                n++;
+            }
+            if (o) json_decref(o);
+        }
+        p += ll + 1;
+    }
+    free(text);
+    if (!rc && !n) rc = pn_errorf("%s: no documents", path);
+    if (rc) {
+        for (int i = 0; i < n; i++) free(docs[i].prompt), free(docs[i].target);
+        free(docs);
+        return -1;
+    }
+    *out = docs, *n_out = n;
+    return 0;
+}
+
+// Python's re.findall(pattern, s)[select] reduced as lm-eval's RegexFilter does (the first non-empty group of
+// the match, stripped), or NULL when nothing matches. select: 0 first, -1 last.
+static char *regex_pick(const char *pattern, const char *s, int select) {
+    int err;
+    PCRE2_SIZE off;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF, &err, &off, NULL);
+    if (!re) pn_panic("regex %s does not compile", pattern);
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+    char *found = NULL;
+    const size_t n = strlen(s);
+    for (PCRE2_SIZE at = 0; at <= n;) {
+        const int k = pcre2_match(re, (PCRE2_SPTR)s, n, at, 0, md, NULL);
+        if (k < 0) break;
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+        free(found);
+        found = NULL;
+        for (int g = 1; g < k || (k == 1 && g == 1); g++) { // the first non-empty group (the match without groups)
+            const PCRE2_SIZE b = k == 1 ? ov[0] : ov[2 * g], e = k == 1 ? ov[1] : ov[2 * g + 1];
+            if (b == PCRE2_UNSET || e <= b) continue;
+            found = pn_malloc(e - b + 1);
+            memcpy(found, s + b, e - b);
+            found[e - b] = 0;
+            break;
+        }
+        if (select == 0 && found) break;
+        at = ov[1] > ov[0] ? ov[1] : ov[1] + 1;
+    }
+    pcre2_match_data_free(md);
+    pcre2_code_free(re);
+    if (found) { // .strip()
+        char *a = found;
+        while (is_space((unsigned char)*a)) a++;
+        size_t l = strlen(a);
+        while (l && is_space((unsigned char)a[l - 1])) l--;
+        memmove(found, a, l);
+        found[l] = 0;
+    }
+    return found;
+}
+
+// re.sub(pattern, "", s) for each of lm-eval's gsm8k regexes_to_ignore, then lower case.
+static char *normalize_answer(const char *s) {
+    static const char *const ignore[] = {",", "\\$", "(?s).*#### ", "\\.$"};
+    char *cur = pn_strdup(s);
+    for (size_t i = 0; i < sizeof ignore / sizeof ignore[0]; i++) {
+        int err;
+        PCRE2_SIZE off;
+        pcre2_code *re = pcre2_compile((PCRE2_SPTR)ignore[i], PCRE2_ZERO_TERMINATED, PCRE2_UTF, &err, &off, NULL);
+        if (!re) pn_panic("regex %s does not compile", ignore[i]);
+        PCRE2_SIZE outlen = strlen(cur) + 1;
+        char *out = pn_malloc(outlen);
+        int k = pcre2_substitute(re, (PCRE2_SPTR)cur, PCRE2_ZERO_TERMINATED, 0, PCRE2_SUBSTITUTE_GLOBAL, NULL, NULL,
+                                 (PCRE2_SPTR) "", 0, (PCRE2_UCHAR *)out, &outlen);
+        pcre2_code_free(re);
+        if (k < 0) pn_panic("regex substitution failed (%d)", k);
+        free(cur);
+        cur = out;
+    }
+    for (char *p = cur; *p; p++)
+        if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
+    return cur;
+}
+
+static int contains_ci(const char *hay, const char *needle) {
+    const size_t n = strlen(needle);
+    for (const char *p = hay; *p; p++)
+        if (!strncasecmp(p, needle, n)) return 1;
+    return n == 0;
+}
+
+static int run_generation(const task_def *t, const char *data_dir, int limit, int fewshot, int max_gen, pn_eval *e,
+                          const pn_tokenizer *tok, pn_task_result *out, FILE *samples, int progress) {
+    const int gsm = t->kind == K_GSM8K;
+    char *path = pn_path_join(data_dir, t->file);
+    gen_doc *docs = NULL;
+    int nd = 0;
+    int rc = read_pairs(t, path, gsm ? "question" : "context", "answer", &docs, &nd);
+    if (!rc && !gsm && fewshot) rc = pn_errorf("task %s: --num-fewshot %d: retrieval is zero-shot", t->name, fewshot);
+    if (!rc && gsm && fewshot >= nd) rc = pn_errorf("%s: --num-fewshot %d needs more than its %d problems", path, fewshot, nd);
+    free(path);
+    if (rc) return -1;
+    // GSM8K: "Question: {question}\nAnswer:"; the few-shot block is the last `fewshot` problems of the file with
+    // their full solutions, joined by blank lines (never scored: the scored ones stop before them)
+    char *block = pn_strdup("");
+    for (int k = gsm ? nd - fewshot : nd; k < nd; k++) {
+        const size_t n = strlen(block) + strlen(docs[k].prompt) + strlen(docs[k].target) + 32;
+        char *b = pn_malloc(n);
+        snprintf(b, n, "%sQuestion: %s\nAnswer: %s\n\n", block, docs[k].prompt, docs[k].target);
+        free(block);
+        block = b;
+    }
+    const int avail = gsm ? nd - fewshot : nd, ns = limit && limit < avail ? limit : avail;
+    memset(out, 0, sizeof *out);
+    snprintf(out->task, sizeof out->task, "%s", t->name);
+    out->n_docs = ns, out->n_docs_total = avail;
+    // lm-eval's stop strings, plus the end-of-text token's text
+    char *eot_text = NULL;
+    size_t el;
+    const int32_t eot = e->m->cfg.eos_id >= 0 ? e->m->cfg.eos_id : e->eot;
+    if (pn_tokenizer_decode(tok, &eot, 1, 0, &eot_text, &el)) eot_text = pn_strdup("");
+    const char *until_gsm[] = {"Question:", "</s>", "<|im_end|>", eot_text}, *until_kv[] = {"\n", eot_text};
+    pn_gen_req *req = pn_calloc((size_t)ns, sizeof *req);
+    int32_t **ids = pn_calloc((size_t)ns, sizeof *ids);
+    char **prompts = pn_calloc((size_t)ns, sizeof *prompts);
+    for (int i = 0; i < ns && !rc; i++) {
+        size_t n = strlen(block) + strlen(docs[i].prompt) + 32, ni = 0, cap = 0;
+        prompts[i] = pn_malloc(n);
+        if (gsm) snprintf(prompts[i], n, "%sQuestion: %s\nAnswer:", block, docs[i].prompt);
+        else snprintf(prompts[i], n, "%s", docs[i].prompt);
+        rc = pn_tokenizer_encode(tok, prompts[i], strlen(prompts[i]), 1, &ids[i], &ni, &cap);
+        req[i] = (pn_gen_req){.ctx = ids[i], .n_ctx = (int)ni, .until = gsm ? until_gsm : until_kv,
+                              .n_until = gsm ? 4 : 2, .max_gen = max_gen ? max_gen : gsm ? 256 : 48};
+    }
+    progress_ctx pc = {t->name, progress};
+    if (!rc) rc = pn_eval_generate(e, tok, req, ns, show_progress, &pc);
+    if (progress) fputc('\n', stderr);
+    double *m1 = pn_malloc(sizeof(double) * (size_t)ns), *m2 = pn_malloc(sizeof(double) * (size_t)ns);
+    for (int i = 0; i < ns && !rc; i++) {
+        char *strict = NULL, *flex = NULL;
+        out->truncated += req[i].truncated;
+        if (gsm) {
+            char *ref = normalize_answer(docs[i].target);
+            strict = regex_pick("#### (\\-?[0-9\\.\\,]+)", req[i].text, 0);
+            flex = regex_pick("(-?[$0-9.,]{2,})|(-?[0-9]+)", req[i].text, -1);
+            char *a = normalize_answer(strict ? strict : "[invalid]"), *b = normalize_answer(flex ? flex : "[invalid]");
+            m1[i] = !strcmp(a, ref), m2[i] = !strcmp(b, ref);
+            free(a), free(b), free(ref);
+        } else {
+            m1[i] = contains_ci(req[i].text, docs[i].target);
+        }
+        if (samples) {
+            json_t *s = json_object();
+            json_object_set_new(s, "task", json_string(t->name));
+            json_object_set_new(s, "doc_id", json_integer(i));
+            json_object_set_new(s, "arguments", json_pack("[[s, {s:i}]]", prompts[i], "max_gen_toks", req[i].max_gen));
+            json_object_set_new(s, "resps", json_pack("[[s]]", req[i].text));
+            json_object_set_new(s, "target", json_string(docs[i].target));
+            if (gsm) {
+                json_object_set_new(s, "filtered_resps", json_pack("{s:s, s:s}", "strict-match", strict ? strict : "[invalid]",
+                                                                   "flexible-extract", flex ? flex : "[invalid]"));
+                json_object_set_new(s, "exact_match,strict-match", json_real(m1[i]));
+                json_object_set_new(s, "exact_match,flexible-extract", json_real(m2[i]));
+            } else {
+                json_object_set_new(s, "contains", json_real(m1[i]));
+            }
+            char *line = json_dumps(s, JSON_COMPACT | JSON_REAL_PRECISION(17));
+            fprintf(samples, "%s\n", line);
+            free(line);
+            json_decref(s);
+        }
+        free(strict), free(flex);
+    }
+    if (!rc) {
+        if (gsm) {
+            add_metric(out, "exact_match", m1, ns, 1), out->filter[0] = "strict-match";
+            add_metric(out, "exact_match", m2, ns, 1), out->filter[1] = "flexible-extract";
+        } else {
+            add_metric(out, "contains", m1, ns, 1);
+        }
+    }
+    for (int i = 0; i < ns; i++) free(ids[i]), free(prompts[i]), free(req[i].text), free(req[i].gen);
+    for (int i = 0; i < nd; i++) free(docs[i].prompt), free(docs[i].target);
+    free(ids), free(prompts), free(req), free(docs), free(block), free(eot_text), free(m1), free(m2);
+    return rc;
+}
+
+// lm-eval's pooled standard error of a group's mean from its subtasks' (sizes n_i, stderrs s_i).
+static double pooled_stderr(const double *se, const int *n, int k) {
+    double N = 0, v = 0;
+    for (int i = 0; i < k; i++) N += n[i], v += (n[i] - 1) * se[i] * se[i] * n[i];
+    return N > k ? sqrt(v / (N - k) / N) : NAN;
+}
+
+int pn_task_run(const char *name, const char *data_dir, int limit, int fewshot, int max_gen, pn_eval *e,
+                const pn_tokenizer *tok, pn_task_result **res, int *n_res, FILE *samples, int progress) {
+    const task_def *t = find_task(name);
+    if (!t) return pn_errorf("unknown task \"%s\" (known: %s)", name, pn_task_names());
+    doc *docs = NULL;
+    int nd = 0, total = 0, rc = 0;
+    if (t->kind == K_GSM8K || t->kind == K_KV) {
+        *res = pn_realloc(*res, sizeof **res * (size_t)(*n_res + 1));
+        rc = run_generation(t, data_dir, limit, fewshot, max_gen, e, tok, &(*res)[*n_res], samples, progress);
+        if (!rc) (*n_res)++;
+        return rc;
+    }
+    if (t->kind != K_MMLU) {
+        if (fewshot)
+            return pn_errorf("task %s: --num-fewshot %d, but its local data has one split only (no examples to "
+                             "draw that are not scored)", name, fewshot);
+        char *path = pn_path_join(data_dir, t->file);
+        rc = read_jsonl(t, path, limit, &docs, &nd, &total);
+        free(path);
+        if (rc) return -1;
+        *res = pn_realloc(*res, sizeof **res * (size_t)(*n_res + 1));
+        rc = score(name, t->kind, docs, nd, total, e, tok, &(*res)[*n_res], samples, progress, NULL);
+        if (!rc) (*n_res)++;
+        for (int i = 0; i < nd; i++) doc_free(&docs[i]);
+        free(docs);
+        return rc;
+    }
+    // MMLU: one subject, or every subject and the group
+    char **subjects = NULL;
+    int ns = 0;
+    if (!strcmp(name, "mmlu")) {
+        if (mmlu_subjects(data_dir, &subjects, &ns)) return -1;
+    } else {
+        subjects = pn_malloc(sizeof(char *)), subjects[0] = pn_strdup(name + 5), ns = 1;
+    }
+    double *se = pn_malloc(sizeof(double) * (size_t)ns), sum = 0;
+    int *sizes = pn_malloc(sizeof(int) * (size_t)ns), all = 0, all_total = 0;
+    for (int s = 0; s < ns && !rc; s++) {
+        rc = read_mmlu(data_dir, subjects[s], limit, fewshot, &docs, &nd, &total);
+        if (rc) break;
+        char tname[64];
+        snprintf(tname, sizeof tname, "mmlu_%.58s", subjects[s]);
+        *res = pn_realloc(*res, sizeof **res * (size_t)(*n_res + 1));
+        pn_task_result *r = &(*res)[*n_res];
+        rc = score(tname, K_MMLU, docs, nd, total, e, tok, r, samples, progress, NULL);
+        if (!rc) {
+            (*n_res)++;
+            se[s] = r->stderr_[0], sizes[s] = nd, sum += r->value[0] * nd, all += nd, all_total += total;
+        }
+        for (int i = 0; i < nd; i++) doc_free(&docs[i]);
+        free(docs);
+        docs = NULL;
+    }
+    if (!rc && ns > 1) { // the group: the mean over every question (lm-eval weights subjects by size)
+        *res = pn_realloc(*res, sizeof **res * (size_t)(*n_res + 1));
+        pn_task_result *g = &(*res)[(*n_res)++];
+        memset(g, 0, sizeof *g);
+        snprintf(g->task, sizeof g->task, "mmlu");
+        g->n_docs = all, g->n_docs_total = all_total, g->n_metrics = 1, g->metric[0] = "acc";
+        g->value[0] = sum / all, g->stderr_[0] = pooled_stderr(se, sizes, ns), g->higher_is_better[0] = 1;
+        g->is_group = 1;
+    }
+    for (int s = 0; s < ns; s++) free(subjects[s]);
+    free(subjects), free(se), free(sizes);
     return rc;
 }

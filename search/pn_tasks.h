@@ -19,10 +19,12 @@ typedef struct pn_task_result {
     char task[64];
     int n_docs, n_docs_total;   // scored (after --limit), in the file
     int n_metrics;
-    const char *metric[PN_TASK_MAX_METRICS]; // "acc", "acc_norm", "perplexity"
+    const char *metric[PN_TASK_MAX_METRICS]; // "acc", "acc_norm", "perplexity", "exact_match", "contains"
+    const char *filter[PN_TASK_MAX_METRICS]; // lm-eval's filter name of each (NULL: "none")
     double value[PN_TASK_MAX_METRICS], stderr_[PN_TASK_MAX_METRICS];
     int higher_is_better[PN_TASK_MAX_METRICS];
     int truncated;              // requests whose context was cut from the left
+    int is_group;               // the aggregate of the results before it (mmlu over its subjects)
 } pn_task_result;
 
 // The known task names, comma-separated (for messages and --help).
@@ -30,10 +32,12 @@ const char *pn_task_names(void);
 // 1 when `name` is a known task.
 int pn_task_known(const char *name);
 
-// Runs one task: documents from data_dir, the first `limit` (0: all), requests scored with e, per-document
-// samples appended to samples (NULL: none) as JSON lines. 0, or -1 with the error set (a missing file, a
-// malformed line: file:line and the problem).
-int pn_task_run(const char *name, const char *data_dir, int limit, pn_eval *e, const pn_tokenizer *tok,
-                pn_task_result *out, FILE *samples, int progress);
+// Runs one task (mmlu: every subject, then the group) and appends its results to *res (n_res of them;
+// realloc'ed): documents from data_dir, the first `limit` (0: all) of each file, num_fewshot examples (MMLU:
+// from dev; other tasks have no separate split and refuse it), per-document samples appended to samples
+// (NULL: none) as JSON lines. 0, or -1 with the error set (a missing file, a malformed line: file:line and
+// the problem; results appended before the failure stay in *res).
+int pn_task_run(const char *name, const char *data_dir, int limit, int num_fewshot, int max_gen, pn_eval *e,
+                const pn_tokenizer *tok, pn_task_result **res, int *n_res, FILE *samples, int progress);
 
 #endif

@@ -15,7 +15,8 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: postnas-eval --model DIR --tasks T1,T2,... [--limit N] [--batch TOKENS] [--max-length N]\n"
+            "usage: postnas-eval --model DIR --tasks T1,T2,... [--num-fewshot N] [--limit N] [--batch TOKENS]\n"
+            "                    [--max-length N] [--max-gen-toks N]\n"
             "                    [--device auto|cpu|cuda] [--out results.json] [--log-samples samples.jsonl]\n"
             "                    [--data DIR] [--threads N] [--no-progress]\n"
             "Scores the model on the tasks as lm-evaluation-harness does (0-shot) and prints a table; --out writes\n"
@@ -28,7 +29,7 @@ static void usage(FILE *f) {
 
 typedef struct args {
     const char *model, *tasks, *out, *samples, *data, *device;
-    int limit, max_length, threads, progress;
+    int limit, max_length, threads, progress, fewshot, max_gen;
     int64_t batch;
 } args;
 
@@ -54,6 +55,10 @@ static int parse(int argc, char **argv, args *a) {
         else if (!strcmp(k, "--device")) a->device = v;
         else if (!strcmp(k, "--limit")) {
             if (pn_parse_int("--limit", v, 1, 1 << 30, &a->limit)) return -1;
+        } else if (!strcmp(k, "--max-gen-toks")) {
+            if (pn_parse_int("--max-gen-toks", v, 1, 1 << 20, &a->max_gen)) return -1;
+        } else if (!strcmp(k, "--num-fewshot")) {
+            if (pn_parse_int("--num-fewshot", v, 0, 1 << 20, &a->fewshot)) return -1;
         } else if (!strcmp(k, "--max-length")) {
             if (pn_parse_int("--max-length", v, 2, 1 << 24, &a->max_length)) return -1;
         } else if (!strcmp(k, "--threads")) {
@@ -83,19 +88,38 @@ static int write_results(const args *a, const pn_task_result *r, int n, const ch
         json_object_set_new(t, "alias", json_string(r[i].task));
         for (int k = 0; k < r[i].n_metrics; k++) {
             char key[64];
-            snprintf(key, sizeof key, "%s,none", r[i].metric[k]);
+            const char *f = r[i].filter[k] ? r[i].filter[k] : "none";
+            snprintf(key, sizeof key, "%s,%s", r[i].metric[k], f);
             json_object_set_new(t, key, json_real(r[i].value[k]));
-            snprintf(key, sizeof key, "%s_stderr,none", r[i].metric[k]);
+            snprintf(key, sizeof key, "%s_stderr,%s", r[i].metric[k], f);
             json_object_set_new(t, key, num_or_na(r[i].stderr_[k]));
             json_object_set_new(h, r[i].metric[k], json_boolean(r[i].higher_is_better[k]));
         }
         json_object_set_new(res, r[i].task, t);
-        json_object_set_new(nshot, r[i].task, json_integer(0));
+        json_object_set_new(nshot, r[i].task, json_integer(a->fewshot));
         json_object_set_new(ns, r[i].task, json_pack("{s:i, s:i}", "original", r[i].n_docs_total, "effective", r[i].n_docs));
         json_object_set_new(hib, r[i].task, h);
         json_object_set_new(ver, r[i].task, json_real(1.0));
     }
+    // groups (mmlu): also under "groups", with their subtasks, as lm-eval writes them
+    json_t *groups = json_object(), *subtasks = json_object();
+    for (int i = 0; i < n; i++) {
+        if (!r[i].is_group) continue;
+        json_object_set(groups, r[i].task, json_object_get(res, r[i].task));
+        json_t *list = json_array();
+        const size_t gl = strlen(r[i].task);
+        for (int k = 0; k < n; k++)
+            if (!r[k].is_group && !strncmp(r[k].task, r[i].task, gl) && r[k].task[gl] == '_')
+                json_array_append_new(list, json_string(r[k].task));
+        json_object_set_new(subtasks, r[i].task, list);
+    }
     json_object_set_new(root, "results", res);
+    if (json_object_size(groups)) {
+        json_object_set_new(root, "groups", groups);
+        json_object_set_new(root, "group_subtasks", subtasks);
+    } else {
+        json_decref(groups), json_decref(subtasks);
+    }
     json_object_set_new(root, "versions", ver);
     json_object_set_new(root, "n-shot", nshot);
     json_object_set_new(root, "higher_is_better", hib);
@@ -167,19 +191,22 @@ static int run(int argc, char **argv) {
     FILE *samples = NULL;
     if (!rc && a.samples && !(samples = fopen(a.samples, "w")))
         rc = pn_errorf("%s: cannot write: %s", a.samples, strerror(errno));
-    pn_task_result *res = pn_calloc((size_t)nt, sizeof *res);
+    pn_task_result *res = NULL;
+    int nres = 0;
     const int progress = a.progress < 0 ? isatty(2) : a.progress;
     const double t0 = pn_now();
-    for (int i = 0; i < nt && !rc; i++) rc = pn_task_run(names[i], a.data, a.limit, &e, tok, &res[i], samples, progress);
+    for (int i = 0; i < nt && !rc; i++)
+        rc = pn_task_run(names[i], a.data, a.limit, a.fewshot, a.max_gen, &e, tok, &res, &nres, samples, progress);
     if (samples) fclose(samples);
     if (!rc) {
-        printf("| %-16s | %-10s | %8s | %8s | %s\n", "task", "metric", "value", "stderr", "docs");
-        for (int i = 0; i < nt; i++)
+        printf("| %-16s | %-10s | %-16s | %8s | %8s | %s\n", "task", "metric", "filter", "value", "stderr", "docs");
+        for (int i = 0; i < nres; i++)
             for (int k = 0; k < res[i].n_metrics; k++)
-                printf("| %-16s | %-10s | %8.4g | %8.4g | %d%s\n", k ? "" : res[i].task, res[i].metric[k], res[i].value[k],
-                       res[i].stderr_[k], res[i].n_docs, res[i].truncated ? " (contexts cut)" : "");
-        fprintf(stderr, "postnas-eval: %d task(s) on %s in %.1f s\n", nt, pn_device_name(dev), pn_now() - t0);
-        if (a.out) rc = write_results(&a, res, nt, a.model, pn_device_name(dev));
+                printf("| %-16s | %-10s | %-16s | %8.4g | %8.4g | %d%s\n", k ? "" : res[i].task, res[i].metric[k],
+                       res[i].filter[k] ? res[i].filter[k] : "none", res[i].value[k], res[i].stderr_[k], res[i].n_docs,
+                       res[i].truncated ? " (contexts cut)" : "");
+        fprintf(stderr, "postnas-eval: %d task(s) on %s in %.1f s\n", nres, pn_device_name(dev), pn_now() - t0);
+        if (a.out) rc = write_results(&a, res, nres, a.model, pn_device_name(dev));
     }
     free(res);
     if (e.m) pn_eval_free(&e);

@@ -173,6 +173,214 @@ TASK_YAML = {
 }
 
 
+# ---- the tasks added after the first six: their own lm-eval runs (other limits and shots) ----
+# @TASKS@ in their YAMLs stands for the tasks folder (--tasks-data; default the parent of --data,
+# /work/shared/data/tasks: the folder postnas-eval's --data names).
+MMLU_SUBJECTS = ("abstract_algebra", "high_school_geography")
+MMLU_LIMIT, WINO_LIMIT, GSM8K_LIMIT, KV_LIMIT = 10, 20, 5, 3
+GSM8K_SHOTS, GSM8K_MAX_GEN, KV_MAX_GEN = 5, 64, 48
+KV_TASK, KV_FILE = "kv_pairs_beginning_len_2048", "long_context/kv_pairs_beginning_len_2048.jsonl"
+
+_MMLU_TEMPLATE = """dataset_path: csv
+dataset_kwargs:
+  data_files:
+    test: "@TASKS@/mmlu/test/{s}_test.csv"
+    dev: "@TASKS@/mmlu/dev/{s}_dev.csv"
+  keep_default_na: false
+  na_filter: false
+test_split: test
+fewshot_split: dev
+fewshot_config:
+  sampler: first_n
+output_type: multiple_choice
+description: "The following are multiple choice questions (with answers) about {title}.\\n\\n"
+doc_to_text: "{{{{question.strip()}}}}\\nA. {{{{choice0}}}}\\nB. {{{{choice1}}}}\\nC. {{{{choice2}}}}\\nD. {{{{choice3}}}}\\nAnswer:"
+doc_to_choice: ["A", "B", "C", "D"]
+doc_to_target: answer
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+metadata:
+  version: 1.0
+"""
+
+
+def _mmlu_yaml(subject, shots):
+    name = f"mmlu_{subject}" + ("_5shot" if shots else "")
+    return (f"task: {name}\ntask_alias: {subject}" + (" (5-shot)" if shots else "") + "\n"
+            + _MMLU_TEMPLATE.format(s=subject, title=subject.replace("_", " "))
+            + (f"num_fewshot: {shots}\n" if shots else ""))
+
+
+def _group_yaml(group, tasks):
+    return (f"group: {group}\ntask:\n" + "".join(f"  - {t}\n" for t in tasks)
+            + "aggregate_metric_list:\n  - metric: acc\n    weight_by_size: true\nmetadata:\n  version: 2\n")
+
+
+MMLU_TASKS = tuple(f"mmlu_{s}" for s in MMLU_SUBJECTS)
+MMLU5_TASKS = tuple(f"mmlu_{s}_5shot" for s in MMLU_SUBJECTS)
+MMLU_GROUPS = {"mmlu": MMLU_TASKS, "mmlu_5shot": MMLU5_TASKS}
+
+NEW_YAML = {}
+for _s in MMLU_SUBJECTS:
+    NEW_YAML[f"mmlu_{_s}"] = _mmlu_yaml(_s, 0)
+    NEW_YAML[f"mmlu_{_s}_5shot"] = _mmlu_yaml(_s, 5)
+for _g, _ts in MMLU_GROUPS.items():
+    NEW_YAML[_g] = _group_yaml(_g, _ts)
+NEW_YAML["winogrande"] = """task: winogrande
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: "@TASKS@/commonsense/winogrande.jsonl"
+output_type: multiple_choice
+test_split: test
+doc_to_text: gold
+doc_to_target: continuation
+doc_to_choice: context_options
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+metadata:
+  version: 1.0
+"""
+NEW_YAML["gsm8k"] = f"""task: gsm8k
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: "@TASKS@/gsm8k/test.jsonl"
+    fewshot: "@TASKS@/gsm8k/test.jsonl"
+output_type: generate_until
+test_split: test
+fewshot_split: fewshot
+fewshot_config:
+  sampler: first_n
+  process_docs: !function utils.gsm8k_fewshot_docs
+doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
+doc_to_target: "{{{{answer}}}}"
+metric_list:
+  - metric: exact_match
+    aggregation: mean
+    higher_is_better: true
+    ignore_case: true
+    ignore_punctuation: false
+    regexes_to_ignore:
+      - ","
+      - "\\\\$"
+      - "(?s).*#### "
+      - "\\\\.$"
+generation_kwargs:
+  until:
+    - "Question:"
+    - "</s>"
+    - "<|im_end|>"
+  do_sample: false
+  temperature: 0.0
+  max_gen_toks: {GSM8K_MAX_GEN}
+repeats: 1
+num_fewshot: {GSM8K_SHOTS}
+filter_list:
+  - name: "strict-match"
+    filter:
+      - function: "regex"
+        regex_pattern: "#### (\\\\-?[0-9\\\\.\\\\,]+)"
+      - function: "take_first"
+  - name: "flexible-extract"
+    filter:
+      - function: "regex"
+        group_select: -1
+        regex_pattern: "(-?[$0-9.,]{{2,}})|(-?[0-9]+)"
+      - function: "take_first"
+metadata:
+  version: 3.0
+"""
+NEW_YAML[KV_TASK] = f"""task: {KV_TASK}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: "@TASKS@/{KV_FILE}"
+output_type: generate_until
+test_split: test
+doc_to_text: context
+doc_to_target: answer
+generation_kwargs:
+  until:
+    - "\\n"
+  do_sample: false
+  temperature: 0.0
+  max_gen_toks: {KV_MAX_GEN}
+metric_list:
+  - metric: !function utils.contains
+    aggregation: mean
+    higher_is_better: true
+metadata:
+  version: 1.0
+"""
+
+UTILS_PY = f'''"""!function helpers of the task YAMLs beside this file (written by tests/make_eval_goldens.py)."""
+
+
+def gsm8k_fewshot_docs(dataset):
+    """gsm8k's few-shot pool: the last {GSM8K_SHOTS} lines of test.jsonl in file order (disjoint from the scored
+    first lines); sampler first_n then takes all {GSM8K_SHOTS}."""
+    return dataset.select(range(len(dataset) - {GSM8K_SHOTS}, len(dataset)))
+
+
+def contains(references, predictions):
+    """1.0 when the gold answer occurs in the generated text, case-insensitively (kv_pairs retrieval)."""
+    return float(references[0].lower() in predictions[0].lower())
+'''
+
+# the lm-eval runs after the six: (tasks as passed to simple_evaluate, limit)
+MORE_RUNS = ((["mmlu", "mmlu_5shot"], MMLU_LIMIT), (["winogrande"], WINO_LIMIT), (["gsm8k"], GSM8K_LIMIT),
+             ([KV_TASK], KV_LIMIT))
+LL_NEW = MMLU_TASKS + MMLU5_TASKS + ("winogrande",)   # loglikelihood tasks, in requests.jsonl order
+GEN_NEW = ("gsm8k", KV_TASK)                           # generate_until tasks, in generations.jsonl order
+NEW_LIMIT = {**{t: MMLU_LIMIT for t in MMLU_TASKS + MMLU5_TASKS}, "winogrande": WINO_LIMIT,
+             "gsm8k": GSM8K_LIMIT, KV_TASK: KV_LIMIT}
+NEW_FILES = {**{t: [f"mmlu/test/{s}_test.csv", f"mmlu/dev/{s}_dev.csv"]
+                for s in MMLU_SUBJECTS for t in (f"mmlu_{s}", f"mmlu_{s}_5shot")},
+             "winogrande": ["commonsense/winogrande.jsonl"], "gsm8k": ["gsm8k/test.jsonl"], KV_TASK: [KV_FILE]}
+
+
+def read_csv(path):
+    """An MMLU csv as exact strings (the reference the docs lm-eval loaded are checked against)."""
+    import csv
+    with open(path, newline="", encoding="utf-8") as f:
+        r = csv.reader(f)
+        head = next(r)
+        assert head == ["question", "choice0", "choice1", "choice2", "choice3", "answer"], head
+        rows = [dict(zip(head, x, strict=True)) for x in r]
+    for d in rows:
+        d["answer"] = int(d["answer"])
+        assert 0 <= d["answer"] <= 3
+    return rows
+
+
+def read_jsonl(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def check_new_data(root):
+    for s in MMLU_SUBJECTS:
+        assert len(read_csv(f"{root}/mmlu/dev/{s}_dev.csv")) == 5
+        assert len(read_csv(f"{root}/mmlu/test/{s}_test.csv")) >= MMLU_LIMIT
+    for d in read_jsonl(f"{root}/commonsense/winogrande.jsonl"):
+        assert len(d["context_options"]) == 2 and d["gold"] in (0, 1), d
+        assert d["continuation"] and d["continuation"] == d["continuation"].strip(), d
+    g = read_jsonl(f"{root}/gsm8k/test.jsonl")
+    assert len(g) >= GSM8K_LIMIT + GSM8K_SHOTS and all("\n#### " in d["answer"] for d in g)
+    for d in read_jsonl(f"{root}/{KV_FILE}")[:KV_LIMIT]:
+        assert isinstance(d["context"], str) and isinstance(d["answer"], str) and d["answer"]
+
+
+def file_sha(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
 def check_data(data):
     """The facts the prompt mappings rely on, over the whole files."""
     def load(t):

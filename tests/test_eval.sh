@@ -97,6 +97,22 @@ bad_task '{"query": "q", "choices": ["a", "b"], "gold": 2}' "arc_easy.jsonl:2: \
 bad_task '{"query": "q", "choices": [], "gold": 0}' "arc_easy.jsonl:2: \"choices\" must be a list of at least 2 strings"
 bad_task '{"query": "q", "choices": ["a", ""], "gold": 0}' "arc_easy.jsonl:2: choice 1 is not a non-empty string"
 bad_task '{"query": "q", "choices": ["a", "b"], "gold": 0' "arc_easy.jsonl:2"
+# MMLU CSVs
+mkdir -p "$T/bad/mmlu/test" "$T/bad/mmlu/dev"
+mmlu_bad() { # TEST_CSV_TEXT NEEDLE [ARGS]
+  printf '%b' "$1" > "$T/bad/mmlu/test/x_test.csv"
+  printf 'question,choice0,choice1,choice2,choice3,answer\nq,a,b,c,d,0\n' > "$T/bad/mmlu/dev/x_dev.csv"
+  local needle=$2; shift 2
+  expect_error "$needle" $EVAL --model "$T/model" --tasks mmlu_x --data "$T/bad" --no-progress "$@"
+}
+mmlu_bad 'question,choice0,choice1,choice2,choice3,answer\n"q, with comma",a,b,c,d,4\n' 'x_test.csv: row 2: answer "4" is not 0..3 or A..D'
+mmlu_bad 'question,choice0,choice1,choice2,choice3\nq,a,b,c,d\n' 'x_test.csv: row 1 has 5 fields, expected 6'
+mmlu_bad 'question,a,b,c,d,answer\nq,a,b,c,d,1\n' "the header's field 2 is \"a\", expected \"choice0\""
+mmlu_bad 'question,choice0,choice1,choice2,choice3,answer\n"q,a,b,c,d,1\n' 'x_test.csv: row 2: malformed CSV'
+mmlu_bad 'question,choice0,choice1,choice2,choice3,answer\nq,a,b,c,d,B\n' 'x_dev.csv: --num-fewshot 2 is more than its 1 examples' --num-fewshot 2
+expect_error "mmlu/test/nothere_test.csv" $EVAL --model "$T/model" --tasks mmlu_nothere --data "$SHARED/tasks"
+expect_error "--num-fewshot 1, but its local data has one split only" $EVAL --model "$T/model" --tasks piqa \
+  --num-fewshot 1 --data "$SHARED/tasks"
 expect_error 'unknown task "arc_hard" (known: arc_easy' $EVAL --model "$T/model" --tasks arc_hard --data "$SHARED/tasks"
 expect_error "--limit" $EVAL --model "$T/model" --tasks arc_easy --limit 0
 expect_error "commonsense/piqa.jsonl" $EVAL --model "$T/model" --tasks piqa --data "$T/bad"

@@ -19,7 +19,8 @@ export PATH=$PATH:/opt/torch/.venv/bin:/usr/local/cuda/bin
 log() { echo "== $* ==" | tee -a "$OUTDIR/summary.txt"; }
 
 have_blas() { pkg-config --exists openblas || [ -f /usr/include/x86_64-linux-gnu/cblas.h ] || [ -f /usr/include/cblas.h ]; }
-if { ! pkg-config --exists jansson libutf8proc libpcre2-8 libfyaml || ! have_blas; } && ls .debs/*.deb > /dev/null 2>&1; then
+if { ! pkg-config --exists jansson libutf8proc libpcre2-8 libfyaml || ! have_blas || [ ! -f /usr/include/csv.h ]; } &&
+   ls .debs/*.deb > /dev/null 2>&1; then
   echo "unpacking carried packages: $(ls .debs)"
   P=/tmp/pn-deps
   for f in .debs/*.deb; do dpkg -x "$f" $P; done
@@ -39,6 +40,8 @@ if { ! pkg-config --exists jansson libutf8proc libpcre2-8 libfyaml || ! have_bla
     ldconfig -p | grep -q " $b " || ln -sf "$so" "$P/rt/$b"
   done
   export PKG_CONFIG_PATH=$P/pc${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
+  # libraries without a .pc file (libcsv): the compiler's own search paths
+  export CPATH=$P/usr/include${CPATH:+:$CPATH} LIBRARY_PATH=$P/usr/lib/x86_64-linux-gnu${LIBRARY_PATH:+:$LIBRARY_PATH}
   export LD_LIBRARY_PATH=$P/rt${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 fi
 
