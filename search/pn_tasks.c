@@ -16,8 +16,9 @@
 
 #include "../src/pn_common.h"
 #include "../src/pn_json.h"
+#include "../data/pn_synth.h"
 
-typedef enum { K_MC, K_LAMBADA, K_WINO, K_MMLU, K_GSM8K, K_KV } task_kind;
+typedef enum { K_MC, K_LAMBADA, K_WINO, K_MMLU, K_GSM8K, K_KV, K_SYNTH } task_kind;
 // How a multiple-choice context comes from `query`: query + suffix; COPA: "premise, therefore" becomes
 // lm-eval's "premise therefore" (its premise without the full stop, then the connector); BoolQ: lm-eval's
 // "{passage}\nQuestion: {question}?\nAnswer:" is the local query without its "Passage: " label, + suffix.
@@ -49,6 +50,13 @@ static const task_def kTasks[] = {
     {"kv_pairs_end_len_2048", "long_context/kv_pairs_end_len_2048.jsonl", K_KV, CTX_SUFFIX, "", ""},
     {"kv_pairs_middle_len_4096", "long_context/kv_pairs_middle_len_4096.jsonl", K_KV, CTX_SUFFIX, "", ""},
     {"kv_pairs_middle_len_8192", "long_context/kv_pairs_middle_len_8192.jsonl", K_KV, CTX_SUFFIX, "", ""},
+    // the project's synthetic tasks, made on the spot by data/pn_synth (postnas-data synth's defaults: seed 0,
+    // a world of 64 entities, the demo's sizes; the first --limit items, 100 by default): generation ones
+    // scored by exact match (stripped) and containment, facts_mc by log-likelihood
+    {"synth_mqar", "mqar", K_SYNTH, CTX_SUFFIX, "", ""},
+    {"synth_passkey", "passkey", K_SYNTH, CTX_SUFFIX, "", ""},
+    {"synth_copy", "copy", K_SYNTH, CTX_SUFFIX, "", ""},
+    {"synth_facts_mc", "facts_mc", K_SYNTH, CTX_SUFFIX, "", ""},
     {"mmlu", "mmlu", K_MMLU, CTX_SUFFIX, "", ""},
 };
 #define N_TASKS (int)(sizeof kTasks / sizeof kTasks[0])
@@ -677,17 +685,42 @@ static int contains_ci(const char *hay, const char *needle) {
     return n == 0;
 }
 
-static int run_generation(const task_def *t, const char *data_dir, int limit, int fewshot, int max_gen, pn_eval *e,
-                          const pn_tokenizer *tok, pn_task_result *out, FILE *samples, int progress) {
+// Generation documents of a task: read from its file (gsm8k, kv) or made by pn_synth.
+static int gen_docs(const task_def *t, const char *data_dir, int limit, int fewshot, gen_doc **docs, int *nd) {
+    if (t->kind == K_SYNTH) {
+        if (fewshot) return pn_errorf("task %s: --num-fewshot %d: the synthetic tasks are zero-shot", t->name, fewshot);
+        pn_synth_task st;
+        if (pn_synth_task_parse(t->file, &st)) return -1;
+        const pn_synth_spec sp = pn_synth_spec_default(st, 0);
+        const int n = limit ? limit : 100;
+        *docs = pn_calloc((size_t)n, sizeof **docs);
+        for (int i = 0; i < n; i++) {
+            pn_synth_item it;
+            if (pn_synth_generate(&sp, (uint64_t)i, &it)) return -1;
+            (*docs)[i].prompt = it.prompt, (*docs)[i].target = it.answer;
+            it.prompt = it.answer = NULL;
+            pn_synth_item_free(&it);
+        }
+        *nd = n;
+        return 0;
+    }
     const int gsm = t->kind == K_GSM8K;
     char *path = pn_path_join(data_dir, t->file);
+    int rc = read_pairs(t, path, gsm ? "question" : "context", "answer", docs, nd);
+    if (!rc && !gsm && fewshot) rc = pn_errorf("task %s: --num-fewshot %d: retrieval is zero-shot", t->name, fewshot);
+    if (!rc && gsm && fewshot >= *nd)
+        rc = pn_errorf("%s: --num-fewshot %d needs more than its %d problems", path, fewshot, *nd);
+    free(path);
+    return rc;
+}
+
+static int run_generation(const task_def *t, const char *data_dir, int limit, int fewshot, int max_gen, pn_eval *e,
+                          const pn_tokenizer *tok, pn_task_result *out, FILE *samples, int progress) {
+    const int gsm = t->kind == K_GSM8K, synth = t->kind == K_SYNTH;
     gen_doc *docs = NULL;
     int nd = 0;
-    int rc = read_pairs(t, path, gsm ? "question" : "context", "answer", &docs, &nd);
-    if (!rc && !gsm && fewshot) rc = pn_errorf("task %s: --num-fewshot %d: retrieval is zero-shot", t->name, fewshot);
-    if (!rc && gsm && fewshot >= nd) rc = pn_errorf("%s: --num-fewshot %d needs more than its %d problems", path, fewshot, nd);
-    free(path);
-    if (rc) return -1;
+    if (gen_docs(t, data_dir, limit, fewshot, &docs, &nd)) return -1;
+    int rc = 0;
     // GSM8K: "Question: {question}\nAnswer:"; the few-shot block is the last `fewshot` problems of the file with
     // their full solutions, joined by blank lines (never scored: the scored ones stop before them)
     char *block = pn_strdup("");
@@ -719,6 +752,7 @@ static int run_generation(const task_def *t, const char *data_dir, int limit, in
         rc = pn_tokenizer_encode(tok, prompts[i], strlen(prompts[i]), 1, &ids[i], &ni, &cap);
         req[i] = (pn_gen_req){.ctx = ids[i], .n_ctx = (int)ni, .until = gsm ? until_gsm : until_kv,
                               .n_until = gsm ? 4 : 2, .max_gen = max_gen ? max_gen : gsm ? 256 : 48};
+        out->n_docs_total = synth ? ns : out->n_docs_total;
     }
     progress_ctx pc = {t->name, progress};
     if (!rc) rc = pn_eval_generate(e, tok, req, ns, show_progress, &pc);
@@ -734,6 +768,10 @@ static int run_generation(const task_def *t, const char *data_dir, int limit, in
             char *a = normalize_answer(strict ? strict : "[invalid]"), *b = normalize_answer(flex ? flex : "[invalid]");
             m1[i] = !strcmp(a, ref), m2[i] = !strcmp(b, ref);
             free(a), free(b), free(ref);
+        } else if (synth) { // the output and the answer stripped, equal; and the answer contained
+            char *a = regex_pick("(?s)^(.*)$", req[i].text, 0), *b = regex_pick("(?s)^(.*)$", docs[i].target, 0);
+            m1[i] = a && b && !strcmp(a, b), m2[i] = contains_ci(req[i].text, b ? b : docs[i].target);
+            free(a), free(b);
         } else {
             m1[i] = contains_ci(req[i].text, docs[i].target);
         }
@@ -750,7 +788,8 @@ static int run_generation(const task_def *t, const char *data_dir, int limit, in
                 json_object_set_new(s, "exact_match,strict-match", json_real(m1[i]));
                 json_object_set_new(s, "exact_match,flexible-extract", json_real(m2[i]));
             } else {
-                json_object_set_new(s, "contains", json_real(m1[i]));
+                json_object_set_new(s, synth ? "exact_match" : "contains", json_real(m1[i]));
+                if (synth) json_object_set_new(s, "contains", json_real(m2[i]));
             }
             char *line = json_dumps(s, JSON_COMPACT | JSON_REAL_PRECISION(17));
             fprintf(samples, "%s\n", line);
@@ -763,6 +802,9 @@ static int run_generation(const task_def *t, const char *data_dir, int limit, in
         if (gsm) {
             add_metric(out, "exact_match", m1, ns, 1), out->filter[0] = "strict-match";
             add_metric(out, "exact_match", m2, ns, 1), out->filter[1] = "flexible-extract";
+        } else if (synth) {
+            add_metric(out, "exact_match", m1, ns, 1);
+            add_metric(out, "contains", m2, ns, 1);
         } else {
             add_metric(out, "contains", m1, ns, 1);
         }
@@ -786,7 +828,32 @@ int pn_task_run(const char *name, const char *data_dir, int limit, int fewshot, 
     if (!t) return pn_errorf("unknown task \"%s\" (known: %s)", name, pn_task_names());
     doc *docs = NULL;
     int nd = 0, total = 0, rc = 0;
-    if (t->kind == K_GSM8K || t->kind == K_KV) {
+    if (t->kind == K_SYNTH && !strcmp(t->file, "facts_mc")) { // multiple choice over the facts world
+        if (fewshot) return pn_errorf("task %s: --num-fewshot %d: the synthetic tasks are zero-shot", name, fewshot);
+        pn_synth_world *w = pn_synth_world_new(0, 64);
+        if (!w) return -1;
+        nd = limit ? limit : 100;
+        docs = pn_calloc((size_t)nd, sizeof *docs);
+        for (int i = 0; i < nd && !rc; i++) {
+            pn_synth_item it;
+            rc = pn_synth_facts_mc(w, (uint64_t)i, &it);
+            if (rc) break;
+            doc_alloc(&docs[i], it.n_choices);
+            docs[i].gold = it.gold;
+            for (int c = 0; c < it.n_choices; c++)
+                docs[i].ctx[c] = pn_strdup(it.prompt), docs[i].cont[c] = cat(" ", it.choices[c]),
+                docs[i].norm_len[c] = utf8_chars(it.choices[c]);
+            pn_synth_item_free(&it);
+        }
+        pn_synth_world_free(w);
+        *res = pn_realloc(*res, sizeof **res * (size_t)(*n_res + 1));
+        if (!rc) rc = score(name, K_MC, docs, nd, nd, e, tok, &(*res)[*n_res], samples, progress, NULL);
+        if (!rc) (*n_res)++;
+        for (int i = 0; i < nd; i++) doc_free(&docs[i]);
+        free(docs);
+        return rc;
+    }
+    if (t->kind == K_GSM8K || t->kind == K_KV || t->kind == K_SYNTH) {
         *res = pn_realloc(*res, sizeof **res * (size_t)(*n_res + 1));
         rc = run_generation(t, data_dir, limit, fewshot, max_gen, e, tok, &(*res)[*n_res], samples, progress);
         if (!rc) (*n_res)++;

@@ -412,9 +412,12 @@ def main():
     ap.add_argument("--build", required=True)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "goldens", "eval"))
     ap.add_argument("--data", default=DATA_DEFAULT)
+    ap.add_argument("--tasks-data", default=None, help="the tasks folder (default: the parent of --data)")
     a = ap.parse_args()
     data = os.path.abspath(a.data)
+    a.tasks_data = os.path.abspath(a.tasks_data or os.path.dirname(data))
     check_data(data)
+    check_new_data(a.tasks_data)
 
     tmp = tempfile.mkdtemp(prefix="pn_eval_goldens_")
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -446,7 +449,7 @@ def run(a, data, tmp):
     assert tok("Hello world").input_ids == [9707, 1879], tok("Hello world").input_ids
     hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
 
-    # task YAMLs: OUT/tasks keeps @DATA@; lm-eval reads a filled-in copy
+    # task YAMLs: OUT/tasks keeps @DATA@ / @TASKS@; lm-eval reads a filled-in copy
     out = os.path.abspath(a.out)
     os.makedirs(os.path.join(out, "tasks"), exist_ok=True)
     inc = os.path.join(tmp, "tasks")
@@ -456,6 +459,11 @@ def run(a, data, tmp):
             f.write(TASK_YAML[t])
         with open(os.path.join(inc, t + ".yaml"), "w", encoding="utf-8") as f:
             f.write(TASK_YAML[t].replace("@DATA@", data))
+    for name, text in [(t + ".yaml", y) for t, y in NEW_YAML.items()] + [("utils.py", UTILS_PY)]:
+        with open(os.path.join(out, "tasks", name), "w", encoding="utf-8") as f:
+            f.write(text)
+        with open(os.path.join(inc, name), "w", encoding="utf-8") as f:
+            f.write(text.replace("@TASKS@", a.tasks_data))
 
     model_args = f"pretrained={model_dir},dtype=float32"
     tm = TaskManager(include_path=inc, include_defaults=False)
@@ -463,9 +471,31 @@ def run(a, data, tmp):
                                   batch_size=1, device="cpu", limit=LIMIT, log_samples=True,
                                   task_manager=tm)
 
-    # lm-eval's own encoder, for the ids (same construction as simple_evaluate's)
+    # lm-eval's own encoder, for the ids (same construction as simple_evaluate's); the later runs use it
     lm = get_model("hf").create_from_arg_string(model_args, {"batch_size": 1, "device": "cpu"})
     max_length = lm.max_length
+
+    # what HFLM gives model.generate and gets back (observed only: the ids of generations.jsonl)
+    generated = {}
+    model_generate = lm._model_generate
+
+    def capture_generate(context, max_length, stop, **kw):
+        ids = model_generate(context=context, max_length=max_length, stop=stop, **kw)
+        assert context.shape[0] == 1 and ids.shape[0] == 1
+        key = tuple(context[0].tolist())
+        assert key not in generated
+        generated[key] = {"out": ids[0].tolist(), "stop": list(stop), "max_length": max_length}
+        return ids
+
+    lm._model_generate = capture_generate
+
+    more = []
+    for tasks, limit in MORE_RUNS:
+        more.append(lm_eval.simple_evaluate(model=lm, tasks=tasks, num_fewshot=None, batch_size=1,
+                                            device="cpu", limit=limit, log_samples=True, task_manager=tm))
+    new_res = {}
+    for r in more:
+        new_res.update(r["samples"])
 
     def encode_pair(context, continuation):
         n = len(context) - len(context.rstrip())
@@ -476,9 +506,11 @@ def run(a, data, tmp):
         return ctx, whole[len(ctx):]
 
     rows, worst = [], 0.0
-    for t in TASKS:
-        samples = sorted(res["samples"][t], key=lambda s: s["doc_id"])
-        assert [s["doc_id"] for s in samples] == list(range(LIMIT)), t
+
+    def ll_rows(t, samples, limit):
+        nonlocal worst
+        samples = sorted(samples, key=lambda s: s["doc_id"])
+        assert [s["doc_id"] for s in samples] == list(range(limit)), t
         for s in samples:
             for i, (args, resp) in enumerate(zip(s["arguments"], s["filtered_resps"], strict=True)):
                 context, continuation = args[0], args[1]
@@ -499,8 +531,62 @@ def run(a, data, tmp):
                              "continuation": continuation, "ctx_ids": ctx_ids, "cont_ids": cont_ids,
                              "ll": ll, "is_greedy": greedy})
 
+    for t in TASKS:
+        ll_rows(t, res["samples"][t], LIMIT)
+    n_six = len(rows)
+    check_new_prompts(a.tasks_data, new_res)
+    for t in LL_NEW:
+        ll_rows(t, new_res[t], NEW_LIMIT[t])
+
     with open(os.path.join(out, "requests.jsonl"), "w", encoding="utf-8") as f:
         for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+    # generate_until: lm-eval's requests and answers, the ids HFLM generated, checked by a plain greedy loop
+    eos_text = lm.tok_decode(lm.eot_token_id, skip_special_tokens=False)
+    eos_ids = hf.generation_config.eos_token_id
+    eos_ids = set(eos_ids if isinstance(eos_ids, list) else [eos_ids])
+    gens, gen_info = [], {}
+    for t in GEN_NEW:
+        by_doc = {}
+        for s in new_res[t]:
+            by_doc.setdefault(s["doc_id"], []).append(s)
+        assert sorted(by_doc) == list(range(NEW_LIMIT[t])), t
+        for doc_id in range(NEW_LIMIT[t]):
+            ss = by_doc[doc_id]
+            s0 = ss[0]
+            (context, gen_kwargs), = s0["arguments"] if isinstance(s0["arguments"][0], (list, tuple)) \
+                else [s0["arguments"]]
+            response = s0["resps"][0][0]
+            assert all(x["resps"][0][0] == response for x in ss)
+            until = list(gen_kwargs["until"])
+            max_gen = int(gen_kwargs["max_gen_toks"])
+            stops = until + ([eos_text] if eos_text not in until else [])
+            full = tok(context).input_ids
+            ctx_ids = full[-(max_length - max_gen):]
+            got = generated[tuple(ctx_ids)]
+            assert got["stop"] == stops and got["max_length"] == len(ctx_ids) + max_gen, (got["stop"], stops)
+            assert got["out"][:len(ctx_ids)] == ctx_ids
+            gen_ids = got["out"][len(ctx_ids):]
+            ref_ids = greedy_loop(hf, tok, torch, ctx_ids, max_gen, stops, eos_ids)
+            assert ref_ids == gen_ids, (t, doc_id, gen_ids, ref_ids)
+            text = tok.decode(gen_ids, skip_special_tokens=True)
+            raw_text = text
+            for term in stops:
+                text = text.split(term)[0]
+            assert text == response, (t, doc_id, text, response)
+            row = {"task": t, "doc_id": doc_id, "context": context, "until": until, "stop": stops,
+                   "max_gen_toks": max_gen, "n_ctx_tokens": len(full), "truncated": len(full) > len(ctx_ids),
+                   "ctx_ids": ctx_ids, "generated_ids": gen_ids, "decoded": raw_text, "response": response,
+                   "target": s0["target"], "filtered": {}, "metrics": {}}
+            for x in ss:
+                row["filtered"][x["filter"]] = x["filtered_resps"][0]
+                for m in x["metrics"]:
+                    row["metrics"][f"{m},{x['filter']}"] = x[m]
+            check_generation_metrics(t, row)
+            gens.append(row)
+    with open(os.path.join(out, "generations.jsonl"), "w", encoding="utf-8") as f:
+        for r in gens:
             f.write(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n")
 
     configs = {}
@@ -509,6 +595,11 @@ def run(a, data, tmp):
         c["dataset_kwargs"] = {"data_files": {"test": f"@DATA@/{t}.jsonl"}}
         c.get("metadata", {})["config_source"] = f"tasks/{t}.yaml"
         configs[t] = c
+    for r in more:
+        for t, c in r["configs"].items():
+            c = json.loads(json.dumps(c, default=_plain).replace(a.tasks_data, "@TASKS@"))
+            c.get("metadata", {})["config_source"] = f"tasks/{t}.yaml"
+            configs[t] = c
     gen = {
         "versions": {"lm_eval": _ver("lm_eval"), "transformers": transformers.__version__,
                      "torch": torch.__version__, "datasets": datasets.__version__,
@@ -519,24 +610,121 @@ def run(a, data, tmp):
         "add_bos_token": lm.add_bos_token, "prefix_token_id": lm.prefix_token_id,
         "data_sha256_first_20_lines": {t: data_sha(os.path.join(data, t + ".jsonl")) for t in TASKS},
         "requests": len(rows),
+        "requests_first_six_tasks": n_six,
+        "more_runs": [{"tasks": tasks, "limit": limit, "num_fewshot": "from each task's YAML (0 if absent)",
+                       "model": "the same HFLM object (hf, pretrained=DIR,dtype=float32, cpu, batch_size 1)"}
+                      for tasks, limit in MORE_RUNS],
+        "data_sha256": {f: file_sha(os.path.join(a.tasks_data, f))
+                        for f in dict.fromkeys(x for fs in NEW_FILES.values() for x in fs)},
+        "generations": len(gens), "eot_token_id": lm.eot_token_id, "eos_stop_string": eos_text,
+        "generation_eos_token_ids": sorted(eos_ids),
     }
-    keep = {"results": res["results"], "versions": res["versions"], "n-shot": res["n-shot"],
-            "higher_is_better": res["higher_is_better"], "n-samples": res["n-samples"],
+    keep = {"results": dict(res["results"]), "versions": dict(res["versions"]), "n-shot": dict(res["n-shot"]),
+            "higher_is_better": dict(res["higher_is_better"]), "n-samples": dict(res["n-samples"]),
             "configs": configs, "generator": gen}
+    for r in more:
+        for k in ("results", "versions", "n-shot", "higher_is_better", "n-samples"):
+            keep[k].update(r.get(k, {}))
+        for k in ("groups", "group_subtasks"):
+            if r.get(k):
+                keep.setdefault(k, {}).update(r[k])
+    keep["generator"] = keep.pop("generator")
     with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as f:
         json.dump(keep, f, indent=2, ensure_ascii=False, default=_plain)
         f.write("\n")
 
     print(f"{len(rows)} requests; worst |ll - transformers ll| / max(1, |ll|) = {worst:.2e}")
+    print(f"{len(gens)} generations, every one equal to a plain greedy loop")
     print(f"max_length {max_length}, add_bos_token {lm.add_bos_token}, prefix_token_id {lm.prefix_token_id}")
-    for t in TASKS:
-        r = res["results"][t]
+    for t, r in keep["results"].items():
         print(t, {k: r[k] for k in r if k != "alias"})
-    for name in ("tasks", "requests.jsonl", "results.json"):
+    for g in gens:
+        print(f"{g['task']} doc {g['doc_id']}: {g['n_ctx_tokens']} context tokens (truncated {g['truncated']}), "
+              f"{len(g['generated_ids'])} generated, response {g['response'][:60]!r}, filtered {g['filtered']}")
+    for name in ("tasks", "requests.jsonl", "generations.jsonl", "results.json"):
         p = os.path.join(out, name)
         size = (sum(os.path.getsize(os.path.join(p, x)) for x in os.listdir(p)) if os.path.isdir(p)
                 else os.path.getsize(p))
         print(f"wrote {p} ({size} bytes)")
+
+
+def greedy_loop(hf, tok, torch, ctx_ids, max_gen, stops, eos_ids):
+    """Greedy decoding without a cache: the argmax of a full forward per token; stops as model.generate with
+    lm-eval's criteria does: an eos id of the generation config, a stop string inside the decoded (special
+    tokens kept) last len(tok.encode(stop)) + 2 generated tokens, or max_gen tokens."""
+    gen = []
+    windows = [(s, len(tok.encode(s, add_special_tokens=False)) + 2) for s in stops]
+    while len(gen) < max_gen:
+        with torch.no_grad():
+            logits = hf(torch.tensor([ctx_ids + gen]), logits_to_keep=1).logits[0, -1]
+        gen.append(int(logits.argmax()))
+        if gen[-1] in eos_ids or any(s in tok.decode(gen[-n:]) for s, n in windows):
+            break
+    return gen
+
+
+def _regex_filter(resp, pattern, group_select=0):
+    import re
+    m = re.findall(pattern, resp)
+    if not m:
+        return "[invalid]"
+    m = m[group_select]
+    if isinstance(m, tuple):
+        m = [x for x in m if x]
+        m = m[0] if m else "[invalid]"
+    return m.strip()
+
+
+def _exact_match(pred, ref):
+    import re
+    for r in [",", "\\$", "(?s).*#### ", "\\.$"]:
+        pred, ref = re.sub(r, "", pred), re.sub(r, "", ref)
+    return float(pred.lower() == ref.lower())
+
+
+def check_generation_metrics(t, row):
+    """Re-derive the filters and metrics of one generation from its response."""
+    resp, target = row["response"], row["target"]
+    if t == "gsm8k":
+        strict = _regex_filter(resp, r"#### (\-?[0-9\.\,]+)")
+        flex = _regex_filter(resp, r"(-?[$0-9.,]{2,})|(-?[0-9]+)", -1)
+        assert row["filtered"] == {"strict-match": strict, "flexible-extract": flex}, (row["filtered"], strict, flex)
+        assert row["metrics"] == {"exact_match,strict-match": _exact_match(strict, target),
+                                  "exact_match,flexible-extract": _exact_match(flex, target)}, row["metrics"]
+    else:
+        assert row["filtered"] == {"none": resp}, row["filtered"]
+        assert row["metrics"] == {"contains,none": float(target.lower() in resp.lower())}, row["metrics"]
+
+
+def check_new_prompts(root, samples):
+    """The prompts lm-eval built, against the mappings of the docstring rebuilt here from the raw files."""
+    for s in MMLU_SUBJECTS:
+        test, dev = read_csv(f"{root}/mmlu/test/{s}_test.csv"), read_csv(f"{root}/mmlu/dev/{s}_dev.csv")
+
+        def q(d):
+            return (f"{d['question'].strip()}\nA. {d['choice0']}\nB. {d['choice1']}\nC. {d['choice2']}\n"
+                    f"D. {d['choice3']}\nAnswer:")
+        head = f"The following are multiple choice questions (with answers) about {s.replace('_', ' ')}.\n\n"
+        shots = "".join(q(d) + " " + "ABCD"[d["answer"]] + "\n\n" for d in dev)
+        for t, pre in ((f"mmlu_{s}", head), (f"mmlu_{s}_5shot", head + shots)):
+            for x in samples[t]:
+                d = test[x["doc_id"]]
+                assert {k: x["doc"][k] for k in d} == d, (t, x["doc_id"])
+                assert [tuple(a) for a in x["arguments"]] == [(pre + q(d), " " + c) for c in "ABCD"], t
+                assert x["target"] == d["answer"]
+    wino = read_jsonl(f"{root}/commonsense/winogrande.jsonl")
+    for x in samples["winogrande"]:
+        d = wino[x["doc_id"]]
+        assert [tuple(a) for a in x["arguments"]] == [(c, " " + d["continuation"]) for c in d["context_options"]]
+        assert x["target"] == d["gold"]
+    g = read_jsonl(f"{root}/gsm8k/test.jsonl")
+    shots = "".join(f"Question: {d['question']}\nAnswer: {d['answer']}\n\n" for d in g[-GSM8K_SHOTS:])
+    for x in samples["gsm8k"]:
+        d = g[x["doc_id"]]
+        assert x["arguments"][0][0] == shots + f"Question: {d['question']}\nAnswer:", x["doc_id"]
+    kv = read_jsonl(f"{root}/{KV_FILE}")
+    for x in samples[KV_TASK]:
+        assert x["arguments"][0][0] == kv[x["doc_id"]]["context"] and x["target"] == kv[x["doc_id"]]["answer"]
 
 
 def _ver(mod):

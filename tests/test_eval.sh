@@ -84,6 +84,26 @@ for t in a:
             assert abs(a[t][k] - b[t][k]) <= 1e-6 * max(1, abs(a[t][k])), (t, k, a[t][k], b[t][k])
 EOF
 
+# the synthetic tasks are postnas-data synth's items (same prompts and answers, same defaults)
+$EVAL --model "$T/model" --tasks synth_passkey,synth_facts_mc --limit 4 --max-gen-toks 8 --no-progress \
+  --log-samples "$T/synth.jsonl" > /dev/null 2>&1 || bad "synthetic tasks run"
+$B/postnas-data synth --task passkey --n 4 --out "$T/pk.jsonl" > /dev/null 2>&1
+$B/postnas-data synth --task facts_mc --n 4 --out "$T/fm.jsonl" > /dev/null 2>&1
+python3 - "$T/synth.jsonl" "$T/pk.jsonl" "$T/fm.jsonl" << 'EOF' && ok || bad "synthetic task items differ from postnas-data synth's"
+import json, sys
+s = [json.loads(l) for l in open(sys.argv[1])]
+pk = [json.loads(l) for l in open(sys.argv[2])]
+fm = [json.loads(l) for l in open(sys.argv[3])]
+gen = [x for x in s if x["task"] == "synth_passkey"]
+mc = [x for x in s if x["task"] == "synth_facts_mc"]
+assert len(gen) == 4 and len(mc) == 4
+for a, b in zip(gen, pk):
+    assert a["arguments"][0][0] == b["context"] and a["target"] == b["answer"], (a, b)
+for a, b in zip(mc, fm):
+    assert [x[0] for x in a["arguments"]] == [b["query"]] * len(b["choices"]), (a, b)
+    assert [x[1] for x in a["arguments"]] == [" " + c for c in b["choices"]] and a["target"] == b["gold"], (a, b)
+EOF
+
 # bad input: one line, exit 1, no results.json
 mkdir -p "$T/bad/commonsense"
 bad_task() { # LINE NEEDLE
