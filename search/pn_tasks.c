@@ -16,6 +16,7 @@
 
 #include "../src/pn_common.h"
 #include "../src/pn_json.h"
+#include "../src/pn_cfg.h"
 #include "../data/pn_synth.h"
 
 typedef enum { K_MC, K_LAMBADA, K_WINO, K_MMLU, K_GSM8K, K_KV, K_SYNTH } task_kind;
@@ -24,40 +25,42 @@ typedef enum { K_MC, K_LAMBADA, K_WINO, K_MMLU, K_GSM8K, K_KV, K_SYNTH } task_ki
 // "{passage}\nQuestion: {question}?\nAnswer:" is the local query without its "Passage: " label, + suffix.
 typedef enum { CTX_SUFFIX, CTX_COPA, CTX_BOOLQ } ctx_kind;
 
+struct user_task;
 typedef struct task_def {
     const char *name, *file;
     task_kind kind;
     ctx_kind ctx;
     const char *suffix;        // appended to the context (lm-eval's "...\nAnswer:")
     const char *choice_prefix; // before each choice (COPA's choices start with a space in lm-eval)
+    const struct user_task *user; // a task from a YAML file (NULL: built in)
 } task_def;
 
 static const task_def kTasks[] = {
-    {"arc_easy", "commonsense/arc_easy.jsonl", K_MC, CTX_SUFFIX, "\nAnswer:", ""},
-    {"arc_challenge", "commonsense/arc_challenge.jsonl", K_MC, CTX_SUFFIX, "\nAnswer:", ""},
-    {"piqa", "commonsense/piqa.jsonl", K_MC, CTX_SUFFIX, "Answer:", ""},
-    {"boolq", "commonsense/boolq.jsonl", K_MC, CTX_BOOLQ, "\nAnswer:", ""},
-    {"copa", "commonsense/copa.jsonl", K_MC, CTX_COPA, "", " "},
-    {"lambada_openai", "commonsense/lambada_openai.jsonl", K_LAMBADA, CTX_SUFFIX, "", ""},
-    {"winogrande", "commonsense/winogrande.jsonl", K_WINO, CTX_SUFFIX, "", ""},
+    {"arc_easy", "commonsense/arc_easy.jsonl", K_MC, CTX_SUFFIX, "\nAnswer:", "", NULL},
+    {"arc_challenge", "commonsense/arc_challenge.jsonl", K_MC, CTX_SUFFIX, "\nAnswer:", "", NULL},
+    {"piqa", "commonsense/piqa.jsonl", K_MC, CTX_SUFFIX, "Answer:", "", NULL},
+    {"boolq", "commonsense/boolq.jsonl", K_MC, CTX_BOOLQ, "\nAnswer:", "", NULL},
+    {"copa", "commonsense/copa.jsonl", K_MC, CTX_COPA, "", " ", NULL},
+    {"lambada_openai", "commonsense/lambada_openai.jsonl", K_LAMBADA, CTX_SUFFIX, "", "", NULL},
+    {"winogrande", "commonsense/winogrande.jsonl", K_WINO, CTX_SUFFIX, "", "", NULL},
     // MMLU: "mmlu" is every subject of mmlu/test (a group: each subject and their average), "mmlu_<subject>"
     // one of them; few-shot examples come from mmlu/dev.
     // generate-until: GSM8K (few-shot examples: the file's last lines, never scored), and key-value retrieval
     // in long contexts (correct if the answer occurs in the output)
-    {"gsm8k", "gsm8k/test.jsonl", K_GSM8K, CTX_SUFFIX, "", ""},
-    {"kv_pairs_beginning_len_2048", "long_context/kv_pairs_beginning_len_2048.jsonl", K_KV, CTX_SUFFIX, "", ""},
-    {"kv_pairs_middle_len_2048", "long_context/kv_pairs_middle_len_2048.jsonl", K_KV, CTX_SUFFIX, "", ""},
-    {"kv_pairs_end_len_2048", "long_context/kv_pairs_end_len_2048.jsonl", K_KV, CTX_SUFFIX, "", ""},
-    {"kv_pairs_middle_len_4096", "long_context/kv_pairs_middle_len_4096.jsonl", K_KV, CTX_SUFFIX, "", ""},
-    {"kv_pairs_middle_len_8192", "long_context/kv_pairs_middle_len_8192.jsonl", K_KV, CTX_SUFFIX, "", ""},
+    {"gsm8k", "gsm8k/test.jsonl", K_GSM8K, CTX_SUFFIX, "", "", NULL},
+    {"kv_pairs_beginning_len_2048", "long_context/kv_pairs_beginning_len_2048.jsonl", K_KV, CTX_SUFFIX, "", "", NULL},
+    {"kv_pairs_middle_len_2048", "long_context/kv_pairs_middle_len_2048.jsonl", K_KV, CTX_SUFFIX, "", "", NULL},
+    {"kv_pairs_end_len_2048", "long_context/kv_pairs_end_len_2048.jsonl", K_KV, CTX_SUFFIX, "", "", NULL},
+    {"kv_pairs_middle_len_4096", "long_context/kv_pairs_middle_len_4096.jsonl", K_KV, CTX_SUFFIX, "", "", NULL},
+    {"kv_pairs_middle_len_8192", "long_context/kv_pairs_middle_len_8192.jsonl", K_KV, CTX_SUFFIX, "", "", NULL},
     // the project's synthetic tasks, made on the spot by data/pn_synth (postnas-data synth's defaults: seed 0,
     // a world of 64 entities, the demo's sizes; the first --limit items, 100 by default): generation ones
     // scored by exact match (stripped) and containment, facts_mc by log-likelihood
-    {"synth_mqar", "mqar", K_SYNTH, CTX_SUFFIX, "", ""},
-    {"synth_passkey", "passkey", K_SYNTH, CTX_SUFFIX, "", ""},
-    {"synth_copy", "copy", K_SYNTH, CTX_SUFFIX, "", ""},
-    {"synth_facts_mc", "facts_mc", K_SYNTH, CTX_SUFFIX, "", ""},
-    {"mmlu", "mmlu", K_MMLU, CTX_SUFFIX, "", ""},
+    {"synth_mqar", "mqar", K_SYNTH, CTX_SUFFIX, "", "", NULL},
+    {"synth_passkey", "passkey", K_SYNTH, CTX_SUFFIX, "", "", NULL},
+    {"synth_copy", "copy", K_SYNTH, CTX_SUFFIX, "", "", NULL},
+    {"synth_facts_mc", "facts_mc", K_SYNTH, CTX_SUFFIX, "", "", NULL},
+    {"mmlu", "mmlu", K_MMLU, CTX_SUFFIX, "", "", NULL},
 };
 #define N_TASKS (int)(sizeof kTasks / sizeof kTasks[0])
 
@@ -678,6 +681,18 @@ static char *normalize_answer(const char *s) {
     return cur;
 }
 
+void pn_gsm8k_score(const char *response, const char *target, char **strict, char **flex, int *em_strict,
+                    int *em_flex) {
+    char *ref = normalize_answer(target);
+    *strict = regex_pick("#### (\\-?[0-9\\.\\,]+)", response, 0);
+    *flex = regex_pick("(-?[$0-9.,]{2,})|(-?[0-9]+)", response, -1);
+    if (!*strict) *strict = pn_strdup("[invalid]");
+    if (!*flex) *flex = pn_strdup("[invalid]");
+    char *a = normalize_answer(*strict), *b = normalize_answer(*flex);
+    *em_strict = !strcmp(a, ref), *em_flex = !strcmp(b, ref);
+    free(a), free(b), free(ref);
+}
+
 static int contains_ci(const char *hay, const char *needle) {
     const size_t n = strlen(needle);
     for (const char *p = hay; *p; p++)
@@ -714,13 +729,96 @@ static int gen_docs(const task_def *t, const char *data_dir, int limit, int fews
     return rc;
 }
 
+// Scores generation documents (takes them: freed here): kind K_GSM8K (exact match of the strict and flexible
+// extractions), K_KV (the answer contained), K_SYNTH and user tasks (stripped exact match, and contained).
+// until: the stop strings (the end-of-text token's text is added, as lm-eval adds it).
+static int run_generation_docs(const char *name, task_kind kind, gen_doc *docs, int ns, int total,
+                               const char *const *until_in, int n_until, int max_gen, pn_eval *e,
+                               const pn_tokenizer *tok, pn_task_result *out, FILE *samples, int progress) {
+    const int gsm = kind == K_GSM8K, synth = kind == K_SYNTH;
+    int rc = 0;
+    memset(out, 0, sizeof *out);
+    snprintf(out->task, sizeof out->task, "%s", name);
+    out->n_docs = ns, out->n_docs_total = total;
+    char *eot_text = NULL;
+    size_t el;
+    const int32_t eot = e->m->cfg.eos_id >= 0 ? e->m->cfg.eos_id : e->eot;
+    if (pn_tokenizer_decode(tok, &eot, 1, 0, &eot_text, &el)) eot_text = pn_strdup("");
+    const char **until = pn_calloc((size_t)n_until + 1, sizeof(char *));
+    for (int k = 0; k < n_until; k++) until[k] = until_in[k];
+    until[n_until] = eot_text;
+    pn_gen_req *req = pn_calloc((size_t)(ns ? ns : 1), sizeof *req);
+    int32_t **ids = pn_calloc((size_t)(ns ? ns : 1), sizeof *ids);
+    for (int i = 0; i < ns && !rc; i++) {
+        size_t ni = 0, cap = 0;
+        rc = pn_tokenizer_encode(tok, docs[i].prompt, strlen(docs[i].prompt), 1, &ids[i], &ni, &cap);
+        req[i] = (pn_gen_req){.ctx = ids[i], .n_ctx = (int)ni, .until = until, .n_until = n_until + 1, .max_gen = max_gen};
+    }
+    progress_ctx pc = {name, progress};
+    if (!rc) rc = pn_eval_generate(e, tok, req, ns, show_progress, &pc);
+    if (progress) fputc('\n', stderr);
+    double *m1 = pn_calloc((size_t)(ns ? ns : 1), sizeof(double)), *m2 = pn_calloc((size_t)(ns ? ns : 1), sizeof(double));
+    for (int i = 0; i < ns && !rc; i++) {
+        char *strict = NULL, *flex = NULL;
+        out->truncated += req[i].truncated;
+        if (gsm) {
+            int a, b;
+            pn_gsm8k_score(req[i].text, docs[i].target, &strict, &flex, &a, &b);
+            m1[i] = a, m2[i] = b;
+        } else if (synth) { // the output and the answer stripped, equal; and the answer contained
+            char *a = regex_pick("(?s)^(.*)$", req[i].text, 0), *b = regex_pick("(?s)^(.*)$", docs[i].target, 0);
+            m1[i] = a && b && !strcmp(a, b), m2[i] = contains_ci(req[i].text, b ? b : docs[i].target);
+            free(a), free(b);
+        } else {
+            m1[i] = contains_ci(req[i].text, docs[i].target);
+        }
+        if (samples) {
+            json_t *s = json_object();
+            json_object_set_new(s, "task", json_string(name));
+            json_object_set_new(s, "doc_id", json_integer(i));
+            json_object_set_new(s, "arguments", json_pack("[[s, {s:i}]]", docs[i].prompt, "max_gen_toks", req[i].max_gen));
+            json_object_set_new(s, "resps", json_pack("[[s]]", req[i].text));
+            json_t *g = json_array();
+            for (int k = 0; k < req[i].n_gen; k++) json_array_append_new(g, json_integer(req[i].gen[k]));
+            json_object_set_new(s, "gen_ids", g);
+            json_object_set_new(s, "target", json_string(docs[i].target));
+            if (gsm) {
+                json_object_set_new(s, "filtered_resps", json_pack("{s:s, s:s}", "strict-match", strict, "flexible-extract", flex));
+                json_object_set_new(s, "exact_match,strict-match", json_real(m1[i]));
+                json_object_set_new(s, "exact_match,flexible-extract", json_real(m2[i]));
+            } else {
+                json_object_set_new(s, synth ? "exact_match" : "contains", json_real(m1[i]));
+                if (synth) json_object_set_new(s, "contains", json_real(m2[i]));
+            }
+            char *line = json_dumps(s, JSON_COMPACT | JSON_REAL_PRECISION(17));
+            if (line) fprintf(samples, "%s\n", line);
+            free(line);
+            json_decref(s);
+        }
+        free(strict), free(flex);
+    }
+    if (!rc && ns) {
+        if (gsm) {
+            add_metric(out, "exact_match", m1, ns, 1), out->filter[0] = "strict-match";
+            add_metric(out, "exact_match", m2, ns, 1), out->filter[1] = "flexible-extract";
+        } else if (synth) {
+            add_metric(out, "exact_match", m1, ns, 1);
+            add_metric(out, "contains", m2, ns, 1);
+        } else {
+            add_metric(out, "contains", m1, ns, 1);
+        }
+    }
+    for (int i = 0; i < ns; i++) free(ids[i]), free(req[i].text), free(req[i].gen), free(docs[i].prompt), free(docs[i].target);
+    free(ids), free(req), free(docs), free(eot_text), free(until), free(m1), free(m2);
+    return rc;
+}
+
 static int run_generation(const task_def *t, const char *data_dir, int limit, int fewshot, int max_gen, pn_eval *e,
                           const pn_tokenizer *tok, pn_task_result *out, FILE *samples, int progress) {
-    const int gsm = t->kind == K_GSM8K, synth = t->kind == K_SYNTH;
+    const int gsm = t->kind == K_GSM8K;
     gen_doc *docs = NULL;
     int nd = 0;
     if (gen_docs(t, data_dir, limit, fewshot, &docs, &nd)) return -1;
-    int rc = 0;
     // GSM8K: "Question: {question}\nAnswer:"; the few-shot block is the last `fewshot` problems of the file with
     // their full solutions, joined by blank lines (never scored: the scored ones stop before them)
     char *block = pn_strdup("");
@@ -732,86 +830,262 @@ static int run_generation(const task_def *t, const char *data_dir, int limit, in
         block = b;
     }
     const int avail = gsm ? nd - fewshot : nd, ns = limit && limit < avail ? limit : avail;
-    memset(out, 0, sizeof *out);
-    snprintf(out->task, sizeof out->task, "%s", t->name);
-    out->n_docs = ns, out->n_docs_total = avail;
-    // lm-eval's stop strings, plus the end-of-text token's text
-    char *eot_text = NULL;
-    size_t el;
-    const int32_t eot = e->m->cfg.eos_id >= 0 ? e->m->cfg.eos_id : e->eot;
-    if (pn_tokenizer_decode(tok, &eot, 1, 0, &eot_text, &el)) eot_text = pn_strdup("");
-    const char *until_gsm[] = {"Question:", "</s>", "<|im_end|>", eot_text}, *until_kv[] = {"\n", eot_text};
-    pn_gen_req *req = pn_calloc((size_t)ns, sizeof *req);
-    int32_t **ids = pn_calloc((size_t)ns, sizeof *ids);
-    char **prompts = pn_calloc((size_t)ns, sizeof *prompts);
-    for (int i = 0; i < ns && !rc; i++) {
-        size_t n = strlen(block) + strlen(docs[i].prompt) + 32, ni = 0, cap = 0;
-        prompts[i] = pn_malloc(n);
-        if (gsm) snprintf(prompts[i], n, "%sQuestion: %s\nAnswer:", block, docs[i].prompt);
-        else snprintf(prompts[i], n, "%s", docs[i].prompt);
-        rc = pn_tokenizer_encode(tok, prompts[i], strlen(prompts[i]), 1, &ids[i], &ni, &cap);
-        req[i] = (pn_gen_req){.ctx = ids[i], .n_ctx = (int)ni, .until = gsm ? until_gsm : until_kv,
-                              .n_until = gsm ? 4 : 2, .max_gen = max_gen ? max_gen : gsm ? 256 : 48};
-        out->n_docs_total = synth ? ns : out->n_docs_total;
+    for (int i = 0; i < ns && gsm; i++) {
+        const size_t n = strlen(block) + strlen(docs[i].prompt) + 32;
+        char *p = pn_malloc(n);
+        snprintf(p, n, "%sQuestion: %s\nAnswer:", block, docs[i].prompt);
+        free(docs[i].prompt);
+        docs[i].prompt = p;
     }
-    progress_ctx pc = {t->name, progress};
-    if (!rc) rc = pn_eval_generate(e, tok, req, ns, show_progress, &pc);
-    if (progress) fputc('\n', stderr);
-    double *m1 = pn_malloc(sizeof(double) * (size_t)ns), *m2 = pn_malloc(sizeof(double) * (size_t)ns);
-    for (int i = 0; i < ns && !rc; i++) {
-        char *strict = NULL, *flex = NULL;
-        out->truncated += req[i].truncated;
-        if (gsm) {
-            char *ref = normalize_answer(docs[i].target);
-            strict = regex_pick("#### (\\-?[0-9\\.\\,]+)", req[i].text, 0);
-            flex = regex_pick("(-?[$0-9.,]{2,})|(-?[0-9]+)", req[i].text, -1);
-            char *a = normalize_answer(strict ? strict : "[invalid]"), *b = normalize_answer(flex ? flex : "[invalid]");
-            m1[i] = !strcmp(a, ref), m2[i] = !strcmp(b, ref);
-            free(a), free(b), free(ref);
-        } else if (synth) { // the output and the answer stripped, equal; and the answer contained
-            char *a = regex_pick("(?s)^(.*)$", req[i].text, 0), *b = regex_pick("(?s)^(.*)$", docs[i].target, 0);
-            m1[i] = a && b && !strcmp(a, b), m2[i] = contains_ci(req[i].text, b ? b : docs[i].target);
-            free(a), free(b);
-        } else {
-            m1[i] = contains_ci(req[i].text, docs[i].target);
-        }
-        if (samples) {
-            json_t *s = json_object();
-            json_object_set_new(s, "task", json_string(t->name));
-            json_object_set_new(s, "doc_id", json_integer(i));
-            json_object_set_new(s, "arguments", json_pack("[[s, {s:i}]]", prompts[i], "max_gen_toks", req[i].max_gen));
-            json_object_set_new(s, "resps", json_pack("[[s]]", req[i].text));
-            json_object_set_new(s, "target", json_string(docs[i].target));
-            if (gsm) {
-                json_object_set_new(s, "filtered_resps", json_pack("{s:s, s:s}", "strict-match", strict ? strict : "[invalid]",
-                                                                   "flexible-extract", flex ? flex : "[invalid]"));
-                json_object_set_new(s, "exact_match,strict-match", json_real(m1[i]));
-                json_object_set_new(s, "exact_match,flexible-extract", json_real(m2[i]));
-            } else {
-                json_object_set_new(s, synth ? "exact_match" : "contains", json_real(m1[i]));
-                if (synth) json_object_set_new(s, "contains", json_real(m2[i]));
+    for (int i = ns; i < nd; i++) free(docs[i].prompt), free(docs[i].target);
+    free(block);
+    static const char *const until_gsm[] = {"Question:", "</s>", "<|im_end|>"}, *const until_nl[] = {"\n"};
+    return run_generation_docs(t->name, t->kind, docs, ns, t->kind == K_SYNTH ? ns : avail, gsm ? until_gsm : until_nl,
+                               gsm ? 3 : 1, max_gen ? max_gen : gsm ? 256 : 48, e, tok, out, samples, progress);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// user tasks: a YAML file (like lm-eval's task configs) read through the same schema code as the trainer's
+
+typedef struct user_task {
+    char path[1024], dir[1024]; // the YAML file and its folder (relative dataset paths start there)
+    char task[64], dataset[1024], output_type[32], doc_to_text[4096], doc_to_choice[256], doc_to_target[1024];
+    char target_delimiter[16], fewshot_delimiter[16], fewshot_split[1024], until[1024];
+    int64_t num_fewshot, max_gen_toks;
+} user_task;
+
+#define U user_task
+static const pn_cfg_key kUserSchema[] = {
+    PN_CFG_STR(U, "task", task, NULL, 0, "the task's name (results.json, the summary)"),
+    PN_CFG_STR(U, "dataset", dataset, NULL, 0, "a JSONL file, one document per line (relative: to this file's folder)"),
+    PN_CFG_C(U, "output_type", output_type, "multiple_choice", "multiple_choice|loglikelihood|generate_until",
+             "multiple_choice: acc, acc_norm; loglikelihood: acc (greedy), perplexity; generate_until: exact_match, contains"),
+    PN_CFG_STR(U, "doc_to_text", doc_to_text, NULL, 0, "the prompt, a template: {field} is the document's field"),
+    PN_CFG_STR(U, "doc_to_choice", doc_to_choice, "", 0, "multiple_choice: the field that holds the list of choices"),
+    PN_CFG_STR(U, "doc_to_target", doc_to_target, NULL, 0,
+               "multiple_choice: the field that holds the gold index; otherwise the target, a template"),
+    PN_CFG_STR(U, "target_delimiter", target_delimiter, "\" \"", 0, "between the prompt and a choice or the target"),
+    PN_CFG_STR(U, "fewshot_delimiter", fewshot_delimiter, "\"\\n\\n\"", 0, "between few-shot examples and the prompt"),
+    PN_CFG_STR(U, "fewshot_split", fewshot_split, "", 0, "a JSONL file of few-shot examples (used in order)"),
+    PN_CFG_I(U, "num_fewshot", num_fewshot, "0", 0, 1000, 0, "few-shot examples before each prompt"),
+    PN_CFG_L(U, "until", until, "[\"\\n\"]", "generate_until: stop strings"),
+    PN_CFG_I(U, "max_gen_toks", max_gen_toks, "64", 1, 1 << 20, 0, "generate_until: at most this many tokens"),
+};
+#undef U
+
+int pn_task_is_file(const char *name) {
+    const size_t n = strlen(name);
+    return (n > 5 && !strcmp(name + n - 5, ".yaml")) || (n > 4 && !strcmp(name + n - 4, ".yml"));
+}
+
+// A template with {field} replaced by the document's field (a string, or a number as JSON writes it);
+// "{{" and "}}" are literal braces.
+static int render(const char *tmpl, json_t *doc, const char *where, const char *yaml, char **out) {
+    size_t cap = strlen(tmpl) + 64, n = 0;
+    char *s = pn_malloc(cap);
+#define PUTS(p, l)                                   \
+    do {                                             \
+        while (n + (l) + 1 > cap) s = pn_realloc(s, cap *= 2); \
+        memcpy(s + n, (p), (l));                     \
+        n += (l);                                    \
+    } while (0)
+    for (const char *p = tmpl; *p;) {
+        if ((p[0] == '{' && p[1] == '{') || (p[0] == '}' && p[1] == '}')) {
+            PUTS(p, 1);
+            p += 2;
+        } else if (*p == '{') {
+            const char *e = strchr(p, '}');
+            if (!e) {
+                free(s);
+                return pn_errorf("%s: a template has '{' without '}'", yaml);
             }
-            char *line = json_dumps(s, JSON_COMPACT | JSON_REAL_PRECISION(17));
-            fprintf(samples, "%s\n", line);
-            free(line);
-            json_decref(s);
+            char key[256];
+            snprintf(key, sizeof key, "%.*s", (int)(e - p - 1), p + 1);
+            json_t *v = json_object_get(doc, key);
+            if (!v || json_is_array(v) || json_is_object(v) || json_is_null(v)) {
+                free(s);
+                return pn_errorf("%s: no string or number field \"%s\" (a template of %s)", where, key, yaml);
+            }
+            char *txt = json_is_string(v) ? pn_strdup(json_string_value(v)) : json_dumps(v, JSON_ENCODE_ANY);
+            PUTS(txt, strlen(txt));
+            free(txt);
+            p = e + 1;
+        } else {
+            PUTS(p, 1);
+            p++;
         }
-        free(strict), free(flex);
+    }
+#undef PUTS
+    s[n] = 0;
+    *out = s;
+    return 0;
+}
+
+// Every line of a JSONL file as a JSON object (a limit of 0: all).
+static int read_objects(const char *path, int limit, json_t ***out, int *n_out, int **lines) {
+    size_t len;
+    char *text = pn_read_file(path, &len);
+    if (!text) return -1;
+    json_t **v = NULL;
+    int n = 0, rc = 0, line = 0;
+    *lines = NULL;
+    for (char *p = text; p < text + len && !rc && (!limit || n < limit);) {
+        char *nl = memchr(p, '\n', (size_t)(text + len - p));
+        const size_t ll = nl ? (size_t)(nl - p) : (size_t)(text + len - p);
+        line++;
+        if (!is_blank(p, ll)) {
+            char where[1100];
+            snprintf(where, sizeof where, "%s:%d", path, line);
+            json_t *o = pn_json_loadb(p, ll, where);
+            if (!o) rc = -1;
+            else if (!json_is_object(o)) rc = pn_errorf("%s: not a JSON object", where), json_decref(o);
+            else {
+                v = pn_realloc(v, sizeof *v * (size_t)(n + 1));
+                *lines = pn_realloc(*lines, sizeof **lines * (size_t)(n + 1));
+                v[n] = o, (*lines)[n++] = line;
+            }
+        }
+        p += ll + 1;
+    }
+    free(text);
+    if (!rc && !n) rc = pn_errorf("%s: no documents", path);
+    if (rc) {
+        for (int i = 0; i < n; i++) json_decref(v[i]);
+        free(v), free(*lines);
+        *lines = NULL;
+        return -1;
+    }
+    *out = v, *n_out = n;
+    return 0;
+}
+
+static char *resolve(const user_task *u, const char *p) { return p[0] == '/' ? pn_strdup(p) : pn_path_join(u->dir, p); }
+
+// One document of a user task: its prompt, choices (multiple_choice) or target, gold index.
+static int user_doc(const user_task *u, json_t *o, const char *where, char **text, json_t **choices, char **target,
+                    int *gold) {
+    *text = *target = NULL, *choices = NULL, *gold = -1;
+    if (render(u->doc_to_text, o, where, u->path, text)) return -1;
+    if (strcmp(u->output_type, "multiple_choice")) {
+        if (render(u->doc_to_target, o, where, u->path, target)) return -1;
+        return 0;
+    }
+    if (get_strings(o, u->doc_to_choice, where, choices)) return -1;
+    json_t *g = json_object_get(o, u->doc_to_target);
+    if (json_is_integer(g)) {
+        const json_int_t x = json_integer_value(g);
+        if (x < 0 || x >= (json_int_t)json_array_size(*choices))
+            return pn_errorf("%s: \"%s\" %lld is outside the %zu choices", where, u->doc_to_target, (long long)x,
+                             json_array_size(*choices));
+        *gold = (int)x;
+    } else if (json_is_string(g)) { // the gold choice itself
+        for (size_t i = 0; i < json_array_size(*choices); i++)
+            if (!strcmp(json_string_value(json_array_get(*choices, i)), json_string_value(g))) *gold = (int)i;
+        if (*gold < 0) return pn_errorf("%s: \"%s\" is not one of the choices", where, u->doc_to_target);
+    } else {
+        return pn_errorf("%s: \"%s\" (doc_to_target of %s) must be the gold index or the gold choice", where,
+                         u->doc_to_target, u->path);
+    }
+    return 0;
+}
+
+static void free_objects(json_t **v, int n) {
+    for (int i = 0; i < n; i++) json_decref(v[i]);
+    free(v);
+}
+
+// The few-shot block: the first k examples ("text" + delimiter + target) each followed by the delimiter.
+static int user_fewshot(const user_task *u, int k, char **block) {
+    *block = pn_strdup("");
+    if (!k) return 0;
+    if (!u->fewshot_split[0]) return pn_errorf("%s: num_fewshot %d needs a fewshot_split", u->path, k);
+    char *path = resolve(u, u->fewshot_split);
+    json_t **v = NULL;
+    int n = 0, *lines = NULL, rc = read_objects(path, 0, &v, &n, &lines);
+    if (!rc && k > n) rc = pn_errorf("%s: num_fewshot %d is more than its %d examples", path, k, n);
+    for (int i = 0; i < k && !rc; i++) {
+        char where[1100], *text, *target, *ex;
+        json_t *ch;
+        int gold;
+        snprintf(where, sizeof where, "%s:%d", path, lines[i]);
+        rc = user_doc(u, v[i], where, &text, &ch, &target, &gold);
+        if (rc) break;
+        const char *t = ch ? json_string_value(json_array_get(ch, (size_t)gold)) : target;
+        const size_t l = strlen(*block) + strlen(text) + strlen(t) + strlen(u->target_delimiter) + strlen(u->fewshot_delimiter) + 1;
+        ex = pn_malloc(l);
+        snprintf(ex, l, "%s%s%s%s%s", *block, text, u->target_delimiter, t, u->fewshot_delimiter);
+        free(*block), free(text), free(target);
+        *block = ex;
+    }
+    if (v) free_objects(v, n);
+    free(lines), free(path);
+    return rc;
+}
+
+static int run_user(const char *yaml, int limit, int fewshot_flag, int max_gen, pn_eval *e, const pn_tokenizer *tok,
+                    pn_task_result **res, int *n_res, FILE *samples, int progress) {
+    user_task *u = pn_calloc(1, sizeof *u);
+    int rc = pn_cfg_load(kUserSchema, (int)(sizeof kUserSchema / sizeof kUserSchema[0]), u, yaml, NULL, 0);
+    snprintf(u->path, sizeof u->path, "%s", yaml);
+    snprintf(u->dir, sizeof u->dir, "%s", yaml);
+    char *slash = strrchr(u->dir, '/');
+    if (slash) *slash = 0;
+    else snprintf(u->dir, sizeof u->dir, ".");
+    const int mc = !strcmp(u->output_type, "multiple_choice"), gen = !strcmp(u->output_type, "generate_until");
+    if (!rc && mc && !u->doc_to_choice[0]) rc = pn_errorf("%s: output_type multiple_choice needs doc_to_choice", yaml);
+    const int k = fewshot_flag ? fewshot_flag : (int)u->num_fewshot;
+    char *block = NULL;
+    if (!rc) rc = user_fewshot(u, k, &block);
+    json_t **v = NULL;
+    int n = 0, *lines = NULL;
+    char *data = rc ? NULL : resolve(u, u->dataset);
+    if (!rc) rc = read_objects(data, limit, &v, &n, &lines);
+    doc *docs = rc ? NULL : pn_calloc((size_t)n, sizeof *docs);
+    gen_doc *gdocs = rc ? NULL : pn_calloc((size_t)n, sizeof *gdocs);
+    for (int i = 0; i < n && !rc; i++) {
+        char where[1100], *text, *target, *prompt;
+        json_t *ch;
+        int gold;
+        snprintf(where, sizeof where, "%s:%d", data, lines[i]);
+        rc = user_doc(u, v[i], where, &text, &ch, &target, &gold);
+        if (rc) break;
+        prompt = cat(block, text);
+        free(text);
+        if (gen) {
+            gdocs[i].prompt = prompt, gdocs[i].target = target;
+            continue;
+        }
+        const int nc = mc ? (int)json_array_size(ch) : 1;
+        doc_alloc(&docs[i], nc);
+        docs[i].gold = mc ? gold : 0;
+        for (int c = 0; c < nc; c++) {
+            const char *t = mc ? json_string_value(json_array_get(ch, (size_t)c)) : target;
+            docs[i].ctx[c] = pn_strdup(prompt), docs[i].cont[c] = cat(u->target_delimiter, t);
+            docs[i].norm_len[c] = utf8_chars(t);
+        }
+        free(prompt), free(target);
     }
     if (!rc) {
-        if (gsm) {
-            add_metric(out, "exact_match", m1, ns, 1), out->filter[0] = "strict-match";
-            add_metric(out, "exact_match", m2, ns, 1), out->filter[1] = "flexible-extract";
-        } else if (synth) {
-            add_metric(out, "exact_match", m1, ns, 1);
-            add_metric(out, "contains", m2, ns, 1);
+        *res = pn_realloc(*res, sizeof **res * (size_t)(*n_res + 1));
+        if (gen) {
+            char stops[1024];
+            const char *until[32];
+            int nu = 0;
+            for (int j = 0; j < pn_cfg_list_count(u->until) && nu < 31; j++)
+                if (!pn_cfg_list_item(u->until, j, stops, sizeof stops)) until[nu++] = pn_strdup(stops);
+            rc = run_generation_docs(u->task, K_SYNTH, gdocs, n, n, until, nu, max_gen ? max_gen : (int)u->max_gen_toks,
+                                     e, tok, &(*res)[*n_res], samples, progress);
+            for (int j = 0; j < nu; j++) free((char *)until[j]);
+            gdocs = NULL; // run_generation_docs frees them
         } else {
-            add_metric(out, "contains", m1, ns, 1);
+            rc = score(u->task, mc ? K_MC : K_LAMBADA, docs, n, n, e, tok, &(*res)[*n_res], samples, progress, NULL);
         }
+        if (!rc) (*n_res)++;
     }
-    for (int i = 0; i < ns; i++) free(ids[i]), free(prompts[i]), free(req[i].text), free(req[i].gen);
-    for (int i = 0; i < nd; i++) free(docs[i].prompt), free(docs[i].target);
-    free(ids), free(prompts), free(req), free(docs), free(block), free(eot_text), free(m1), free(m2);
+    for (int i = 0; docs && i < n; i++) doc_free(&docs[i]);
+    for (int i = 0; gdocs && i < n; i++) free(gdocs[i].prompt), free(gdocs[i].target);
+    free(docs), free(gdocs), free(block), free(data), free(lines), free(u);
+    if (v) free_objects(v, n);
     return rc;
 }
 
@@ -824,6 +1098,7 @@ static double pooled_stderr(const double *se, const int *n, int k) {
 
 int pn_task_run(const char *name, const char *data_dir, int limit, int fewshot, int max_gen, pn_eval *e,
                 const pn_tokenizer *tok, pn_task_result **res, int *n_res, FILE *samples, int progress) {
+    if (pn_task_is_file(name)) return run_user(name, limit, fewshot, max_gen, e, tok, res, n_res, samples, progress);
     const task_def *t = find_task(name);
     if (!t) return pn_errorf("unknown task \"%s\" (known: %s)", name, pn_task_names());
     doc *docs = NULL;

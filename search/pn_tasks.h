@@ -31,6 +31,9 @@ typedef struct pn_task_result {
 const char *pn_task_names(void);
 // 1 when `name` is a known task.
 int pn_task_known(const char *name);
+// 1 when `name` is a task file (ends in .yaml or .yml): a user task (pn_tasks.c's schema: dataset, output_type,
+// doc_to_text, doc_to_choice, doc_to_target, delimiters, few-shot, until, max_gen_toks).
+int pn_task_is_file(const char *name);
 
 // Runs one task (mmlu: every subject, then the group) and appends its results to *res (n_res of them;
 // realloc'ed): documents from data_dir, the first `limit` (0: all) of each file, num_fewshot examples (MMLU:
@@ -39,5 +42,12 @@ int pn_task_known(const char *name);
 // the problem; results appended before the failure stay in *res).
 int pn_task_run(const char *name, const char *data_dir, int limit, int num_fewshot, int max_gen, pn_eval *e,
                 const pn_tokenizer *tok, pn_task_result **res, int *n_res, FILE *samples, int progress);
+
+// GSM8K's scoring as lm-eval does it: the answer extracted by the "strict-match" filter (`#### (-?[0-9.,]+)`,
+// the first) and the "flexible-extract" one (`(-?[$0-9.,]{2,})|(-?[0-9]+)`, the last; "[invalid]" when none:
+// malloc'ed), and their exact match with the target after removing ",", "$", everything up to "#### " and a
+// final ".", ignoring case.
+void pn_gsm8k_score(const char *response, const char *target, char **strict, char **flex, int *em_strict,
+                    int *em_flex);
 
 #endif

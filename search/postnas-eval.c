@@ -155,7 +155,7 @@ static int run(int argc, char **argv) {
     const char *names[64];
     int nt = 0;
     for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        if (!pn_task_known(t)) {
+        if (!pn_task_known(t) && !pn_task_is_file(t)) {
             char esc[96];
             const int rc = pn_errorf("unknown task \"%s\" (known: %s)", pn_escape(t, strlen(t), esc, sizeof esc), pn_task_names());
             free(list);

@@ -264,12 +264,10 @@ static int set_value(const pn_cfg_key *k, void *out, const char *name, struct fy
             if (r == -2) return pn_errorf("%s: key '%s': list items must be strings, got %s", iw, k->path, node_kind(item));
             if (r) return -1;
             if (is_null || len == 0) return pn_errorf("%s: key '%s': list item %d is empty", iw, k->path, count);
-            if (memchr(text, '\n', len))
-                return pn_errorf("%s: key '%s': list item %d spans lines", iw, k->path, count);
             if (used + (count > 0) + len >= k->size)
                 return pn_errorf("%s: key '%s': the list is longer than the %zu bytes this key holds", iw, k->path,
                                  k->size - 1);
-            if (count > 0) field[used++] = '\n';
+            if (count > 0) field[used++] = PN_CFG_LIST_SEP;
             memcpy(field + used, text, len);
             used += len;
             count++;
@@ -296,7 +294,6 @@ static int set_value(const pn_cfg_key *k, void *out, const char *name, struct fy
     case PN_CFG_STRING:
         return copy_string(where, k, text, len, field);
     case PN_CFG_LIST:
-        if (memchr(text, '\n', len)) return pn_errorf("%s: key '%s': list item 0 spans lines", where, k->path);
         return copy_string(where, k, text, len, field);
     case PN_CFG_CHOICE: {
         // The choices are "a|b|c"; the value must be one of them exactly.
@@ -638,7 +635,7 @@ void pn_cfg_format(const pn_cfg_key *k, const void *cfg, char *buf, size_t cap) 
         const char *p = field;
         int first = 1;
         while (*p) {
-            const char *nl = strchr(p, '\n');
+            const char *nl = strchr(p, PN_CFG_LIST_SEP);
             size_t l = nl ? (size_t)(nl - p) : strlen(p);
             if (!first && used < cap) used += (size_t)snprintf(buf + used, cap - used, ", ");
             if (used < cap) used += quote(p, l, buf + used, cap - used);
@@ -765,15 +762,15 @@ const pn_cfg_key *pn_cfg_diff(const pn_cfg_key *s, int n, const void *a, const v
 int pn_cfg_list_count(const char *list) {
     if (!list[0]) return 0;
     int n = 1;
-    for (const char *p = list; *p; p++) n += *p == '\n';
+    for (const char *p = list; *p; p++) n += *p == PN_CFG_LIST_SEP;
     return n;
 }
 
 int pn_cfg_list_item(const char *list, int i, char *buf, size_t cap) {
     if (i < 0 || i >= pn_cfg_list_count(list)) return -1;
     const char *p = list;
-    for (int j = 0; j < i; j++) p = strchr(p, '\n') + 1;
-    const char *nl = strchr(p, '\n');
+    for (int j = 0; j < i; j++) p = strchr(p, PN_CFG_LIST_SEP) + 1;
+    const char *nl = strchr(p, PN_CFG_LIST_SEP);
     size_t l = nl ? (size_t)(nl - p) : strlen(p);
     if (l >= cap) return -1;
     memcpy(buf, p, l);

@@ -22,8 +22,12 @@ typedef enum {
     PN_CFG_FLOAT,  // double in [lo, hi], finite
     PN_CFG_BOOL,   // int: true / false
     PN_CFG_CHOICE, // char[size], one of `choices` ("a|b|c")
-    PN_CFG_LIST,   // char[size]: a YAML sequence of strings (or one string), stored '\n'-joined
+    PN_CFG_LIST,   // char[size]: a YAML sequence of strings (or one string), joined by PN_CFG_LIST_SEP
 } pn_cfg_type;
+
+// The separator of a LIST value's items: the unit separator, which no config text may contain (control
+// characters are refused), so an item may hold any other character, newlines included.
+#define PN_CFG_LIST_SEP '\x1f'
 
 typedef struct pn_cfg_key {
     const char *path;    // "train.lr"

@@ -1,6 +1,8 @@
 """Goldens for the evaluator: what lm-evaluation-harness (EleutherAI's `lm-eval`, its Hugging Face backend
-`hf`) computes on a small random model for six zero-shot tasks read from local files, per request and per
-task, for a C reimplementation to reproduce.
+`hf`) computes on a small random model for tasks read from local files, per request and per task, for a C
+reimplementation to reproduce: six zero-shot log-likelihood tasks (the first run, below), then MMLU (two
+subjects, 0- and 5-shot), winogrande, gsm8k (generate-until, 5-shot) and a kv_pairs retrieval task
+(generate-until, long context): "Added tasks" further down.
 
 Written with (recorded again in results.json "generator"): lm_eval 0.4.13, transformers 5.25.0,
 torch 2.15.0+cu132 (run on the CPU), datasets 5.2.0, tokenizers 0.23.3, Python 3.11.7 (the venv
@@ -80,22 +82,123 @@ tokenizer.encode with add_special_tokens left at its default (Qwen2: nothing add
 recomputes this itself and checks it against HFLM's own _encode_pair, and checks every ll / is_greedy
 against a direct transformers forward of ctx_ids + cont_ids.
 
+Added tasks (after the six; each group its own simple_evaluate call on the same HFLM object as above --
+hf, pretrained=DIR, dtype float32, cpu, batch_size 1, no chat template, default seeds --, num_fewshot None
+so each task's YAML decides, bootstrap_iters 100000). Their YAMLs write @TASKS@ for the tasks folder
+(--tasks-data, default the parent of --data: /work/shared/data/tasks, what postnas-eval's --data names);
+OUT/tasks/utils.py holds the two !function helpers. The script rebuilds every prompt below from the raw
+files and asserts lm-eval's Instance.arguments equal it (check_new_prompts).
+
+  mmlu_abstract_algebra, mmlu_high_school_geography (0-shot), mmlu_<subject>_5shot (5-shot), limit 10
+      official: lm_eval/tasks/mmlu/default/_default_template_yaml + mmlu_<subject>.yaml (dataset cais/mmlu,
+      fields question / choices[4] / answer). Local: @TASKS@/mmlu/{test,dev}/<subject>_{test,dev}.csv,
+      header question,choice0,choice1,choice2,choice3,answer (answer 0..3), read by the datasets "csv"
+      builder (dataset_path csv, data_files test/dev) with keep_default_na false, na_filter false (so a
+      choice such as "None" or "NA" stays a string; every loaded doc is asserted equal to Python's csv
+      reading of the file).
+      description   "The following are multiple choice questions (with answers) about <subject with
+                    underscores as spaces>.\\n\\n"  (official)
+      doc_to_text   "{{question.strip()}}\\nA. {{choice0}}\\nB. {{choice1}}\\nC. {{choice2}}\\n"
+                    "D. {{choice3}}\\nAnswer:"  (one string in the YAML)
+                    (official, choices[i] -> choice<i>)
+      doc_to_choice ["A", "B", "C", "D"]; doc_to_target answer; target_delimiter " ", fewshot_delimiter
+                    "\\n\\n"; fewshot_split dev, fewshot_config sampler first_n (official); metric acc
+      0-shot context = description + doc_to_text(doc); continuation " A" .. " D"
+      5-shot (num_fewshot 5 in the YAML; the dev csv has exactly 5 rows, all used in file order):
+            context = description + sum over dev rows (doc_to_text(row) + " " + "ABCD"[answer] + "\\n\\n")
+                      + doc_to_text(doc)
+      groups "mmlu" (the two 0-shot subjects) and "mmlu_5shot" (the two 5-shot ones): lm-eval group
+      YAMLs with aggregate_metric_list acc, weight_by_size true = the mean over all 20 docs (the official
+      nested mmlu -> category -> subject groups, all weight_by_size, give that too); acc_stderr is
+      lm-eval's pooled_sample_stderr of the two subjects.
+  winogrande, limit 20
+      official: lm_eval/tasks/winogrande/default.yaml + preprocess_winogrande.py (partial scoring):
+      doc_to_text = the answer index (an int: lm-eval's "multiple inputs"), doc_to_choice = [sentence up
+      to the blank + option1, ... + option2], doc_to_target = the sentence after the blank, stripped.
+      Local @TASKS@/commonsense/winogrande.jsonl already holds those: {"context_options": [2],
+      "continuation", "gold"} (1267 lines = winogrande_xl validation, the split lm-eval scores).
+      doc_to_text gold; doc_to_choice context_options; doc_to_target continuation
+      requests: (context_options[i], " " + continuation) for i = 0, 1 (target_delimiter " ");
+      acc = [argmax over the two lls == gold]. Only acc (as official).
+  gsm8k, 5-shot, limit 5 (generate_until)
+      official: lm_eval/tasks/gsm8k/gsm8k.yaml (version 3.0): doc_to_text "Question: {{question}}\\nAnswer:",
+      doc_to_target "{{answer}}", num_fewshot 5 from the train split, until ["Question:", "</s>",
+      "<|im_end|>"], do_sample false, temperature 0.0, filters strict-match (regex
+      "#### (\\-?[0-9\\.\\,]+)", take_first) and flexible-extract (regex "(-?[$0-9.,]{2,})|(-?[0-9]+)",
+      group_select -1, take_first); exact_match with ignore_case true, ignore_punctuation false,
+      regexes_to_ignore [",", "\\$", "(?s).*#### ", "\\.$"]. All of that is kept, except:
+      - the few-shot pool is the LAST 5 lines of @TASKS@/gsm8k/test.jsonl (there is no local train split):
+        data_files {test: test.jsonl, fewshot: test.jsonl}, fewshot_split fewshot, fewshot_config
+        {sampler first_n, process_docs !function utils.gsm8k_fewshot_docs (keeps the last 5 rows in file
+        order)}; the scored docs are the first 5 lines (limit 5), disjoint from them. (The official
+        sampler is the default random one over train.)
+      - max_gen_toks 64 (official: HFLM's default 256), to keep it fast.
+      context = sum over the 5 shots ("Question: " + q + "\\nAnswer: " + answer + "\\n\\n")
+                + "Question: " + q + "\\nAnswer:"   (no trailing space; about 820-900 tokens)
+  kv_pairs_beginning_len_2048, limit 3 (generate_until; not an lm-eval task)
+      @TASKS@/long_context/kv_pairs_beginning_len_2048.jsonl {"context", "answer"}: doc_to_text context
+      (the field verbatim; it ends in "Corresponding Value: " with the trailing space kept),
+      doc_to_target answer; until ["\\n"], max_gen_toks 48, do_sample false, temperature 0.0; metric
+      "contains" (!function utils.contains: 1.0 when answer.lower() occurs in the response.lower();
+      aggregation mean; its stderr is lm-eval's sample stderr). Prompts are 2621-2650 tokens: under
+      max_length - max_gen_toks = 4048, so nothing is truncated ("truncated" false in generations.jsonl).
+
+HFLM generate_until (what generations.jsonl pins; the script captures the ids HFLM gives and gets from
+model.generate, and reproduces every generation with a plain greedy loop, no KV cache, full forward per
+token, asserting the same ids and the same response):
+  stop strings = the request's until + tok_decode(eot_token_id) = "<|endoftext|>" (appended when absent);
+  ctx_ids = tokenizer(context).input_ids (nothing added for Qwen2), left-truncated to the last
+  max_length - max_gen_toks tokens; greedy (argmax) tokens are appended until max_gen_toks tokens, or the
+  token is an eos id of the generation config (151643, from config.json's eos_token_id: no
+  generation_config.json), or for some stop string s, s occurs in tokenizer.decode(the last
+  len(tok.encode(s)) + 2 generated tokens) (special tokens kept; lm-eval's MultiTokenEOSCriteria) -- the
+  token that completes the stop string is kept in generated_ids. response = tokenizer.decode(generated_ids,
+  skip_special_tokens=True) cut before the first occurrence of any stop string (split on each in turn).
+  The decode is the byte-level BPE's: ids the tokenizer lacks (151665..151935, the padding rows of
+  Qwen2's 151936-row embedding, which this random model does pick) decode to nothing, and byte sequences
+  that are not UTF-8 become U+FFFD (both happen in these goldens). Filters then run on the response:
+  gsm8k's two regex filters (lm-eval RegexFilter: findall, [group_select], a tuple -> its first non-empty
+  group, strip; no match -> "[invalid]"), and exact_match against the full gold answer after the
+  regexes_to_ignore; kv: the "none" filter (take_first) and contains. A random model never answers, so
+  every filtered gsm8k answer is "[invalid]" and all four generate metrics are 0; the script re-derives
+  each filter and per-doc metric independently anyway.
+  Closest calls: a doc's best two choices differ by >= 0.0079 nats (mmlu_high_school_geography 0-shot; every
+  other added task >= 0.30); a greedy step's top-1 minus top-2 logit is >= 0.0029 (kv doc 2; gsm8k >= 0.0063),
+  per step in step_margins: a reimplementation whose logits are off by ~1e-3 could take another token there.
+
 Outputs (OUT, default tests/goldens/eval):
-  tasks/<task>.yaml  the six task configs above (with @DATA@).
-  requests.jsonl     one line per loglikelihood request, in task order then doc then choice:
+  tasks/<task>.yaml  the task configs above (the six with @DATA@, the added ones with @TASKS@), the group
+                     configs mmlu.yaml and mmlu_5shot.yaml, and utils.py (their !function helpers).
+  requests.jsonl     one line per loglikelihood request, in task order (the six, then
+                     mmlu_abstract_algebra, mmlu_high_school_geography, their _5shot twins, winogrande)
+                     then doc then choice:
                      {"task", "doc_id", "choice_index" (0 for lambada), "context", "continuation" (the
                      exact strings lm-eval passed: Instance.arguments), "ctx_ids", "cont_ids", "ll"
-                     (float, as lm-eval returned it), "is_greedy"}.
-  results.json       {"results": lm-eval's per-task results (acc,none, acc_stderr,none, acc_norm,none,
-                     acc_norm_stderr,none, perplexity,none, perplexity_stderr,none, alias),
-                     "versions", "n-shot", "higher_is_better", "n-samples", "configs" (each task's
-                     resolved config, data_files replaced by @DATA@/<task>.jsonl), "generator": {versions,
-                     model command, model_args, limit, max_length, add_bos_token, data sha256 of the
-                     first 20 lines}}; lm-eval's machine-specific keys (dates, paths, pids, env info)
-                     are dropped.
+                     (float, as lm-eval returned it), "is_greedy"}. The first 300 lines are the six tasks.
+  generations.jsonl  one line per generate_until request (gsm8k docs 0-4, then kv_pairs docs 0-2):
+                     {"task", "doc_id", "context" (lm-eval's prompt string), "until" (the request's),
+                     "stop" (until + "<|endoftext|>", what HFLM stops on), "max_gen_toks", "n_ctx_tokens"
+                     (the context's length before truncation), "truncated", "ctx_ids" (what model.generate
+                     got), "generated_ids" (what it returned after them), "decoded" (their decode, special
+                     tokens skipped, before the stop-string cut), "response" (lm-eval's raw response),
+                     "target" (doc_to_target), "filtered" {filter: answer}, "metrics" {"metric,filter":
+                     value}, "step_margins" (per generated token, its top-1 minus top-2 logit in float32,
+                     rounded to 1e-4: how close each greedy step came to a tie)}.
+  results.json       {"results": lm-eval's per-task and per-group results (acc,none, acc_stderr,none,
+                     acc_norm,none, acc_norm_stderr,none, perplexity,none, perplexity_stderr,none,
+                     exact_match,strict-match, exact_match,flexible-extract, contains,none, their stderrs,
+                     alias, name, sample_len; groups also sample_count), "versions", "n-shot",
+                     "higher_is_better", "n-samples", "configs" (each task's resolved config, data_files
+                     replaced by @DATA@/<task>.jsonl or @TASKS@/..., a !function written as
+                     "!function utils.NAME" or as the source lm-eval dumps), "groups", "group_subtasks",
+                     "generator": {versions, model command, model_args, the six's limit / num_fewshot,
+                     max_length, add_bos_token, data sha256 of the six files' first 20 lines, the added
+                     runs, the sha256 of the added data files, eos ids / stop string}}; lm-eval's
+                     machine-specific keys (dates, paths, pids, env info) are dropped. The six tasks'
+                     entries are unchanged from the first version of these goldens.
 
     /work/venv-smol/bin/python tests/make_eval_goldens.py --build build [--out tests/goldens/eval]
-        [--data /work/shared/data/tasks/commonsense]
+        [--data /work/shared/data/tasks/commonsense] [--tasks-data /work/shared/data/tasks]
 
 Runs on CPU in about a minute; nothing is downloaded (HF_HUB_OFFLINE, HF_DATASETS_OFFLINE, a temporary
 datasets cache).
@@ -105,6 +208,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -538,6 +642,12 @@ def run(a, data, tmp):
     for t in LL_NEW:
         ll_rows(t, new_res[t], NEW_LIMIT[t])
 
+    gaps = {}
+    for r in rows[n_six:]:
+        gaps.setdefault((r["task"], r["doc_id"]), []).append(r["ll"])
+    for t in LL_NEW:
+        g = [sorted(v)[-2:] for (tt, _), v in gaps.items() if tt == t]
+        print(f"{t}: smallest gap between a doc's best two lls {min(b - a for a, b in g):.4f}")
     with open(os.path.join(out, "requests.jsonl"), "w", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n")
@@ -568,7 +678,7 @@ def run(a, data, tmp):
             assert got["stop"] == stops and got["max_length"] == len(ctx_ids) + max_gen, (got["stop"], stops)
             assert got["out"][:len(ctx_ids)] == ctx_ids
             gen_ids = got["out"][len(ctx_ids):]
-            ref_ids = greedy_loop(hf, tok, torch, ctx_ids, max_gen, stops, eos_ids)
+            ref_ids, margins = greedy_loop(hf, tok, torch, ctx_ids, max_gen, stops, eos_ids)
             assert ref_ids == gen_ids, (t, doc_id, gen_ids, ref_ids)
             text = tok.decode(gen_ids, skip_special_tokens=True)
             raw_text = text
@@ -578,7 +688,8 @@ def run(a, data, tmp):
             row = {"task": t, "doc_id": doc_id, "context": context, "until": until, "stop": stops,
                    "max_gen_toks": max_gen, "n_ctx_tokens": len(full), "truncated": len(full) > len(ctx_ids),
                    "ctx_ids": ctx_ids, "generated_ids": gen_ids, "decoded": raw_text, "response": response,
-                   "target": s0["target"], "filtered": {}, "metrics": {}}
+                   "target": s0["target"], "filtered": {}, "metrics": {},
+                   "step_margins": margins}
             for x in ss:
                 row["filtered"][x["filter"]] = x["filtered_resps"][0]
                 for m in x["metrics"]:
@@ -597,7 +708,8 @@ def run(a, data, tmp):
         configs[t] = c
     for r in more:
         for t, c in r["configs"].items():
-            c = json.loads(json.dumps(c, default=_plain).replace(a.tasks_data, "@TASKS@"))
+            c = json.dumps(c, default=_plain).replace(a.tasks_data, "@TASKS@")
+            c = json.loads(re.sub(r'"<function (\w+) at 0x[0-9a-f]+>"', r'"!function utils.\1"', c))
             c.get("metadata", {})["config_source"] = f"tasks/{t}.yaml"
             configs[t] = c
     gen = {
@@ -640,7 +752,8 @@ def run(a, data, tmp):
         print(t, {k: r[k] for k in r if k != "alias"})
     for g in gens:
         print(f"{g['task']} doc {g['doc_id']}: {g['n_ctx_tokens']} context tokens (truncated {g['truncated']}), "
-              f"{len(g['generated_ids'])} generated, response {g['response'][:60]!r}, filtered {g['filtered']}")
+              f"{len(g['generated_ids'])} generated, smallest margin {min(g['step_margins'])}, "
+              f"response {g['response'][:60]!r}, filtered {g['filtered']}")
     for name in ("tasks", "requests.jsonl", "generations.jsonl", "results.json"):
         p = os.path.join(out, name)
         size = (sum(os.path.getsize(os.path.join(p, x)) for x in os.listdir(p)) if os.path.isdir(p)
@@ -652,19 +765,20 @@ def greedy_loop(hf, tok, torch, ctx_ids, max_gen, stops, eos_ids):
     """Greedy decoding without a cache: the argmax of a full forward per token; stops as model.generate with
     lm-eval's criteria does: an eos id of the generation config, a stop string inside the decoded (special
     tokens kept) last len(tok.encode(stop)) + 2 generated tokens, or max_gen tokens."""
-    gen = []
+    gen, margins = [], []
     windows = [(s, len(tok.encode(s, add_special_tokens=False)) + 2) for s in stops]
     while len(gen) < max_gen:
         with torch.no_grad():
             logits = hf(torch.tensor([ctx_ids + gen]), logits_to_keep=1).logits[0, -1]
+        top = torch.topk(logits, 2).values
+        margins.append(round(float(top[0] - top[1]), 4))
         gen.append(int(logits.argmax()))
         if gen[-1] in eos_ids or any(s in tok.decode(gen[-n:]) for s, n in windows):
             break
-    return gen
+    return gen, margins
 
 
 def _regex_filter(resp, pattern, group_select=0):
-    import re
     m = re.findall(pattern, resp)
     if not m:
         return "[invalid]"
@@ -676,7 +790,6 @@ def _regex_filter(resp, pattern, group_select=0):
 
 
 def _exact_match(pred, ref):
-    import re
     for r in [",", "\\$", "(?s).*#### ", "\\.$"]:
         pred, ref = re.sub(r, "", pred), re.sub(r, "", ref)
     return float(pred.lower() == ref.lower())
@@ -716,7 +829,7 @@ def check_new_prompts(root, samples):
     for x in samples["winogrande"]:
         d = wino[x["doc_id"]]
         assert [tuple(a) for a in x["arguments"]] == [(c, " " + d["continuation"]) for c in d["context_options"]]
-        assert x["target"] == d["gold"]
+        assert x["target"] == d["continuation"] and x["doc"]["gold"] == d["gold"]   # target: doc_to_target
     g = read_jsonl(f"{root}/gsm8k/test.jsonl")
     shots = "".join(f"Question: {d['question']}\nAnswer: {d['answer']}\n\n" for d in g[-GSM8K_SHOTS:])
     for x in samples["gsm8k"]:

@@ -59,13 +59,13 @@ static void test_good(void) {
     CHECK(!strcmp(t.out_dir, "runs/demo"), "%s", t.out_dir);
     CHECK(t.seed == 1234, "default seed %lld", (long long)t.seed);
     CHECK(!strcmp(t.teacher, "/m/qwen"), "%s", t.teacher);
-    CHECK(!strcmp(t.layer_types, "attn\ngdn\njet"), "%s", t.layer_types);
+    CHECK(!strcmp(t.layer_types, "attn\x1fgdn\x1fjet"), "%s", t.layer_types);
     CHECK(pn_cfg_list_count(t.layer_types) == 3, "count");
     char item[16];
     CHECK(pn_cfg_list_item(t.layer_types, 2, item, sizeof item) == 0 && !strcmp(item, "jet"), "item 2");
     CHECK(pn_cfg_list_item(t.layer_types, 3, item, sizeof item) == -1, "item 3 out of range");
     CHECK(!strcmp(t.stage, "pretrain") && t.steps == 20 && t.lr == 1.5e-3 && t.bf16 == 1, "train.*");
-    CHECK(!strcmp(t.data, "s0.h5\ns1.h5"), "dotted key: %s", t.data);
+    CHECK(!strcmp(t.data, "s0.h5\x1fs1.h5"), "dotted key: %s", t.data);
     CHECK(t.every == 50, "default every");
 
     // Overrides: applied after the file, same checks; a list written as YAML flow.

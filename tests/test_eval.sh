@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # postnas-eval against lm-evaluation-harness (tests/make_eval_goldens.py: lm-eval's Hugging Face backend on the
 # same random Qwen2-vocabulary model and the same task files): every request's log-likelihood within 1e-4
-# (relative to max(1, |ll|))
+# (relative to max(1, |ll|)), every greedy generation the same ids and text
 # and its greedy flag equal, every task metric equal; batched and unbatched runs give the same scores; bad
 # task files and arguments end with one error line naming the file and line, and no results.json.
 # Needs ../shared/data (the task files and the Qwen2 tokenizer): skips (77) without it.
@@ -31,40 +31,60 @@ fi
 # the model of the goldens (deterministic)
 $B/postnas-mkckpt --preset tiny --vocab 151936 --tokenizer "$SHARED/tokenizers/qwen2" --seed 5 --init-std 0.5 \
   --dtype f32 --out "$T/model" > /dev/null || bad "mkckpt"
-TASKS=arc_easy,arc_challenge,piqa,copa,boolq,lambada_openai
-$EVAL --model "$T/model" --tasks $TASKS --limit 20 --data "$SHARED/tasks" --out "$T/res.json" \
-  --log-samples "$T/samples.jsonl" --no-progress > "$T/table" 2> "$T/log" && ok || bad "postnas-eval: $(tail -2 "$T/log")"
+# the goldens' runs: the commonsense tasks and winogrande (20 documents), two MMLU subjects 0- and 5-shot (10),
+# gsm8k 5-shot (5, at most 64 new tokens) and key-value retrieval (3)
+run_eval() { # SAMPLES RESULTS ARGS...
+  local smp=$1 res=$2; shift 2
+  $EVAL --model "$T/model" --data "$SHARED/tasks" --no-progress --log-samples "$T/$smp" --out "$T/$res" "$@" \
+    > "$T/table" 2> "$T/log" && ok || bad "postnas-eval $*: $(tail -2 "$T/log")"
+}
+run_eval s1.jsonl r1.json --tasks arc_easy,arc_challenge,piqa,copa,boolq,lambada_openai,winogrande --limit 20
 grep -q "| arc_easy" "$T/table" && ok || bad "no summary table"
+run_eval s2.jsonl r2.json --tasks mmlu_abstract_algebra,mmlu_high_school_geography --limit 10
+run_eval s3.jsonl r3.json --tasks mmlu_abstract_algebra,mmlu_high_school_geography --limit 10 --num-fewshot 5
+run_eval s4.jsonl r4.json --tasks gsm8k --limit 5 --num-fewshot 5 --max-gen-toks 64
+run_eval s5.jsonl r5.json --tasks kv_pairs_beginning_len_2048 --limit 3
 
 if [ -f "$G/requests.jsonl" ]; then
-  python3 - "$G" "$T/samples.jsonl" "$T/res.json" << 'EOF' && ok || bad "lm-eval goldens (see above)"
+  python3 - "$G" "$T" << 'EOF' && ok || bad "lm-eval goldens (see above)"
 import json, math, sys
-G, samples, res = sys.argv[1:4]
-want = [json.loads(l) for l in open(G + "/requests.jsonl")]
-got = {}
-for l in open(samples):
-    s = json.loads(l)
-    for c, (ll, greedy) in enumerate(s["resps"]):
-        got[(s["task"], s["doc_id"], c)] = (ll, greedy)
+G, T = sys.argv[1:3]
+samples, ours = {}, {}
+for k, suffix in ((1, ""), (2, ""), (3, "_5shot"), (4, ""), (5, "")):
+    for l in open("%s/s%d.jsonl" % (T, k)):
+        s = json.loads(l)
+        samples[(s["task"] + suffix, s["doc_id"])] = s
+    for t, m in json.load(open("%s/r%d.json" % (T, k)))["results"].items():
+        ours[t + suffix] = m
 worst, flips = 0.0, 0  # relative: lm-eval's fp32 log_softmax vs ours in double, over sums of ~10 tokens
+want = [json.loads(l) for l in open(G + "/requests.jsonl")]
 for w in want:
-    key = (w["task"], w["doc_id"], w.get("choice_index", 0))
-    ll, greedy = got[key]
+    ll, greedy = samples[(w["task"], w["doc_id"])]["resps"][w.get("choice_index", 0)]
     worst = max(worst, abs(ll - w["ll"]) / max(1.0, abs(w["ll"])))
     flips += bool(greedy) != bool(w["is_greedy"])
-print("requests: %d, worst |ll - lm-eval| / max(1, |ll|) %.2e, greedy flags differing %d" % (len(want), worst, flips))
-gres = json.load(open(G + "/results.json"))["results"]
-ours = json.load(open(res))["results"]
+print("log-likelihood requests: %d, worst |ll - lm-eval| / max(1, |ll|) %.2e, greedy flags differing %d" % (len(want), worst, flips))
+gens = [json.loads(l) for l in open(G + "/generations.jsonl")]
+gen_bad = 0
+for w in gens:
+    s = samples[(w["task"], w["doc_id"])]
+    if s["gen_ids"] != w["generated_ids"] or s["resps"][0][0] != w["response"]:
+        print("generation %s %d: postnas %r (%d ids), lm-eval %r (%d ids)" % (w["task"], w["doc_id"], s["resps"][0][0][:60],
+              len(s["gen_ids"]), w["response"][:60], len(w["generated_ids"]))); gen_bad += 1
+    if w["task"] == "gsm8k" and s.get("filtered_resps") != w["filtered"]:
+        print("filtered answers %s %d: %s vs %s" % (w["task"], w["doc_id"], s.get("filtered_resps"), w["filtered"])); gen_bad += 1
+print("generations: %d, differing %d" % (len(gens), gen_bad))
 bad = 0
-for task, m in gres.items():
+for task, m in json.load(open(G + "/results.json"))["results"].items():
+    if task not in ours:
+        continue  # lm-eval's two-subject groups (postnas-eval's mmlu group is every subject)
     for k, v in m.items():
         if "," not in k or not isinstance(v, (int, float)) or k.startswith("perplexity_stderr"):
             continue
         o = ours[task].get(k)
         if o is None or abs(o - v) > 1e-4 * max(1.0, abs(v)):
             print("metric %s %s: postnas %s, lm-eval %s" % (task, k, o, v)); bad += 1
-print("metrics compared: %d tasks, %d differ" % (len(gres), bad))
-sys.exit(0 if worst <= 1e-4 and flips == 0 and bad == 0 else 1)
+print("metrics: %d differ" % bad)
+sys.exit(0 if worst <= 1e-4 and flips == 0 and gen_bad == 0 and bad == 0 else 1)
 EOF
 else
   echo "golden check skipped: no $G/requests.jsonl"
@@ -103,6 +123,43 @@ for a, b in zip(mc, fm):
     assert [x[0] for x in a["arguments"]] == [b["query"]] * len(b["choices"]), (a, b)
     assert [x[1] for x in a["arguments"]] == [" " + c for c in b["choices"]] and a["target"] == b["gold"], (a, b)
 EOF
+
+# a user task in YAML that restates a built-in one scores every request the same
+cat > "$T/my_arc.yaml" << EOF
+task: my_arc
+dataset: $SHARED/tasks/commonsense/arc_easy.jsonl
+output_type: multiple_choice
+doc_to_text: "{query}\nAnswer:"
+doc_to_choice: choices
+doc_to_target: gold
+EOF
+cp "$T/pk.jsonl" "$T/user_pk.jsonl"
+cat > "$T/my_pk.yaml" << 'EOF'
+task: my_passkey
+dataset: user_pk.jsonl   # relative to this file
+output_type: generate_until
+doc_to_text: "{context}"
+doc_to_target: "{answer}"
+until: ["\n"]
+max_gen_toks: 8
+EOF
+$EVAL --model "$T/model" --tasks "$T/my_arc.yaml,arc_easy,$T/my_pk.yaml,synth_passkey" --limit 4 --max-gen-toks 8 \
+  --data "$SHARED/tasks" --no-progress --log-samples "$T/user.jsonl" > /dev/null 2>&1 || bad "user task run"
+python3 - "$T/user.jsonl" << 'EOF' && ok || bad "a user task scores differently from the built-in one it restates"
+import json, sys
+s = [json.loads(l) for l in open(sys.argv[1])]
+by = lambda t: [x for x in s if x["task"] == t]
+assert len(by("my_arc")) == 4 and [x["resps"] for x in by("my_arc")] == [x["resps"] for x in by("arc_easy")]
+assert [x["arguments"] for x in by("my_arc")] == [x["arguments"] for x in by("arc_easy")]
+assert len(by("my_passkey")) == 4 and [x["resps"] for x in by("my_passkey")] == [x["resps"] for x in by("synth_passkey")]
+EOF
+printf 'task: x\ndataset: a.jsonl\ndoc_to_txt: "q"\n' > "$T/bad1.yaml"
+expect_error "bad1.yaml:3:1: unknown key 'doc_to_txt' (did you mean 'doc_to_text'?)" $EVAL --model "$T/model" --tasks "$T/bad1.yaml"
+printf '{"q": "a"}\n{"x": "b"}\n' > "$T/u.jsonl"
+printf 'task: x\ndataset: u.jsonl\noutput_type: loglikelihood\ndoc_to_text: "{q}"\ndoc_to_target: " t"\n' > "$T/bad2.yaml"
+expect_error "u.jsonl:2: no string or number field \"q\"" $EVAL --model "$T/model" --tasks "$T/bad2.yaml"
+printf 'task: x\ndataset: u.jsonl\ndoc_to_text: "{q}"\ndoc_to_choice: c\ndoc_to_target: g\nnum_fewshot: 2\n' > "$T/bad3.yaml"
+expect_error "num_fewshot 2 needs a fewshot_split" $EVAL --model "$T/model" --tasks "$T/bad3.yaml"
 
 # bad input: one line, exit 1, no results.json
 mkdir -p "$T/bad/commonsense"
