@@ -257,36 +257,70 @@ static int is_blank(const char *p, size_t n) {
     return 1;
 }
 
-// The documents of a JSONL file (the first `limit`; 0: all), and the file's count.
-static int read_jsonl(const task_def *t, const char *path, int limit, doc **out, int *n_out, int *n_total) {
+// Every line of a JSONL file as a JSON object (a limit of 0: all).
+static int read_objects(const char *path, int limit, json_t ***out, int *n_out, int **lines) {
     size_t len;
     char *text = pn_read_file(path, &len);
-    if (!text) return pn_error_prefix("task %s", t->name);
-    doc *docs = NULL;
-    int n = 0, total = 0, rc = 0, line = 0;
-    for (char *p = text; p < text + len && !rc;) {
+    if (!text) return -1;
+    json_t **v = NULL;
+    int n = 0, rc = 0, line = 0;
+    *lines = NULL;
+    for (char *p = text; p < text + len && !rc && (!limit || n < limit);) {
         char *nl = memchr(p, '\n', (size_t)(text + len - p));
         const size_t ll = nl ? (size_t)(nl - p) : (size_t)(text + len - p);
         line++;
-        if (!is_blank(p, ll) && (total++, !limit || n < limit)) {
+        if (!is_blank(p, ll)) {
             char where[1100];
             snprintf(where, sizeof where, "%s:%d", path, line);
             json_t *o = pn_json_loadb(p, ll, where);
-            docs = pn_realloc(docs, sizeof *docs * (size_t)(n + 1));
-            rc = o ? parse_doc(t, o, where, &docs[n]) : -1;
-            if (o) json_decref(o);
-            if (!rc) n++;
+            if (!o) rc = -1;
+            else if (!json_is_object(o)) rc = pn_errorf("%s: not a JSON object", where), json_decref(o);
+            else {
+                v = pn_realloc(v, sizeof *v * (size_t)(n + 1));
+                *lines = pn_realloc(*lines, sizeof **lines * (size_t)(n + 1));
+                v[n] = o, (*lines)[n++] = line;
+            }
         }
         p += ll + 1;
     }
     free(text);
-    if (!rc && n == 0) rc = pn_errorf("%s: no documents", path);
+    if (!rc && !n) rc = pn_errorf("%s: no documents", path);
     if (rc) {
-        for (int i = 0; i < n; i++) doc_free(&docs[i]);
+        for (int i = 0; i < n; i++) json_decref(v[i]);
+        free(v), free(*lines);
+        *lines = NULL;
+        return -1;
+    }
+    *out = v, *n_out = n;
+    return 0;
+}
+
+static void free_objects(json_t **v, int n) {
+    for (int i = 0; i < n; i++) json_decref(v[i]);
+    free(v);
+}
+
+// The documents of a JSONL file (the first `limit`; 0: all), and the file's count.
+static int read_jsonl(const task_def *t, const char *path, int limit, doc **out, int *n_out, int *n_total) {
+    json_t **v = NULL;
+    int nv = 0, *lines = NULL;
+    if (read_objects(path, 0, &v, &nv, &lines)) return pn_error_prefix("task %s", t->name);
+    const int n = limit && limit < nv ? limit : nv;
+    doc *docs = pn_calloc((size_t)n, sizeof *docs);
+    int rc = 0, i = 0;
+    for (; i < n && !rc; i++) {
+        char where[1100];
+        snprintf(where, sizeof where, "%s:%d", path, lines[i]);
+        rc = parse_doc(t, v[i], where, &docs[i]);
+    }
+    free_objects(v, nv);
+    free(lines);
+    if (rc) {
+        for (int k = 0; k < i; k++) doc_free(&docs[k]);
         free(docs);
         return -1;
     }
-    *out = docs, *n_out = n, *n_total = total;
+    *out = docs, *n_out = n, *n_total = nv;
     return 0;
 }
 
@@ -581,36 +615,23 @@ typedef struct gen_doc {
 
 // The JSONL lines of a generation task as (field_a, field_b) string pairs, all of them (few-shot needs the end).
 static int read_pairs(const task_def *t, const char *path, const char *fa, const char *fb, gen_doc **out, int *n_out) {
-    size_t len;
-    char *text = pn_read_file(path, &len);
-    if (!text) return pn_error_prefix("task %s", t->name);
-    gen_doc *docs = NULL;
-    int n = 0, rc = 0, line = 0;
-    for (char *p = text; p < text + len && !rc;) {
-        char *nl = memchr(p, '\n', (size_t)(text + len - p));
-        const size_t ll = nl ? (size_t)(nl - p) : (size_t)(text + len - p);
-        line++;
-        if (!is_blank(p, ll)) {
-            char where[1100];
-            snprintf(where, sizeof where, "%s:%d", path, line);
-            json_t *o = pn_json_loadb(p, ll, where);
-            const char *a = NULL, *b = NULL;
-            rc = !o ? -1 : !json_is_object(o) ? pn_errorf("%s: not a JSON object", where)
-                                              : get_string(o, fa, where, &a) || get_string(o, fb, where, &b);
-            if (!rc && !b[0]) rc = pn_errorf("%s: \"%s\" is empty", where, fb);
-            if (!rc) {
-                docs = pn_realloc(docs, sizeof *docs * (size_t)(n + 1));
-                docs[n].prompt = pn_strdup(a), docs[n].target = pn_strdup(b);
-                n++;
-            }
-            if (o) json_decref(o);
-        }
-        p += ll + 1;
+    json_t **v = NULL;
+    int n = 0, *lines = NULL, rc = 0;
+    if (read_objects(path, 0, &v, &n, &lines)) return pn_error_prefix("task %s", t->name);
+    gen_doc *docs = pn_calloc((size_t)n, sizeof *docs);
+    int i = 0;
+    for (; i < n && !rc; i++) {
+        char where[1100];
+        const char *a = NULL, *b = NULL;
+        snprintf(where, sizeof where, "%s:%d", path, lines[i]);
+        rc = get_string(v[i], fa, where, &a) || get_string(v[i], fb, where, &b);
+        if (!rc && !b[0]) rc = pn_errorf("%s: \"%s\" is empty", where, fb);
+        if (!rc) docs[i].prompt = pn_strdup(a), docs[i].target = pn_strdup(b);
     }
-    free(text);
-    if (!rc && !n) rc = pn_errorf("%s: no documents", path);
+    free_objects(v, n);
+    free(lines);
     if (rc) {
-        for (int i = 0; i < n; i++) free(docs[i].prompt), free(docs[i].target);
+        for (int k = 0; k < i; k++) free(docs[k].prompt), free(docs[k].target);
         free(docs);
         return -1;
     }
@@ -921,44 +942,6 @@ static int render(const char *tmpl, json_t *doc, const char *where, const char *
     return 0;
 }
 
-// Every line of a JSONL file as a JSON object (a limit of 0: all).
-static int read_objects(const char *path, int limit, json_t ***out, int *n_out, int **lines) {
-    size_t len;
-    char *text = pn_read_file(path, &len);
-    if (!text) return -1;
-    json_t **v = NULL;
-    int n = 0, rc = 0, line = 0;
-    *lines = NULL;
-    for (char *p = text; p < text + len && !rc && (!limit || n < limit);) {
-        char *nl = memchr(p, '\n', (size_t)(text + len - p));
-        const size_t ll = nl ? (size_t)(nl - p) : (size_t)(text + len - p);
-        line++;
-        if (!is_blank(p, ll)) {
-            char where[1100];
-            snprintf(where, sizeof where, "%s:%d", path, line);
-            json_t *o = pn_json_loadb(p, ll, where);
-            if (!o) rc = -1;
-            else if (!json_is_object(o)) rc = pn_errorf("%s: not a JSON object", where), json_decref(o);
-            else {
-                v = pn_realloc(v, sizeof *v * (size_t)(n + 1));
-                *lines = pn_realloc(*lines, sizeof **lines * (size_t)(n + 1));
-                v[n] = o, (*lines)[n++] = line;
-            }
-        }
-        p += ll + 1;
-    }
-    free(text);
-    if (!rc && !n) rc = pn_errorf("%s: no documents", path);
-    if (rc) {
-        for (int i = 0; i < n; i++) json_decref(v[i]);
-        free(v), free(*lines);
-        *lines = NULL;
-        return -1;
-    }
-    *out = v, *n_out = n;
-    return 0;
-}
-
 static char *resolve(const user_task *u, const char *p) { return p[0] == '/' ? pn_strdup(p) : pn_path_join(u->dir, p); }
 
 // One document of a user task: its prompt, choices (multiple_choice) or target, gold index.
@@ -989,10 +972,6 @@ static int user_doc(const user_task *u, json_t *o, const char *where, char **tex
     return 0;
 }
 
-static void free_objects(json_t **v, int n) {
-    for (int i = 0; i < n; i++) json_decref(v[i]);
-    free(v);
-}
 
 // The few-shot block: the first k examples ("text" + delimiter + target) each followed by the delimiter.
 static int user_fewshot(const user_task *u, int k, char **block) {

@@ -8,20 +8,7 @@ GEN=$B/postnas-generate
 MK=$B/postnas-mkckpt
 T=$(mktemp -d /tmp/pn_test_cli.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-pass=0 fail=0
-
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-
-# expect_error NEEDLE CMD...: exit 1, one stderr line with the needle, no crash.
-expect_error() {
-  local needle=$1; shift
-  "$@" > "$T/out" 2> "$T/err"
-  local rc=$?
-  local lines; lines=$(grep -c . "$T/err")
-  if [ $rc -eq 1 ] && [ "$lines" -eq 1 ] && grep -qF -- "$needle" "$T/err"; then ok
-  else bad "$* -> rc=$rc, stderr: $(cat "$T/err")  (wanted one line containing '$needle')"; fi
-}
+. "$(dirname "$0")/test_lib.sh"
 
 # A tiny model to work with.
 $MK --out "$T/m" --seed 1 --init-std 0.3 > /dev/null || bad "mkckpt tiny"

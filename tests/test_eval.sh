@@ -12,17 +12,7 @@ SHARED=${3:?}
 EVAL=$B/postnas-eval
 T=$(mktemp -d /tmp/pn_test_eval.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-expect_error() {
-  local needle=$1; shift
-  "$@" > "$T/out" 2> "$T/err"
-  local rc=$?
-  local lines; lines=$(grep -c . "$T/err")
-  if [ $rc -eq 1 ] && [ "$lines" -eq 1 ] && grep -qF -- "$needle" "$T/err"; then ok
-  else bad "$* -> rc=$rc, stderr: $(cat "$T/err")  (wanted one line containing '$needle')"; fi
-}
+. "$(dirname "$0")/test_lib.sh"
 if [ ! -d "$SHARED/tasks/commonsense" ] || [ ! -f "$SHARED/tokenizers/qwen2/vocab.json" ]; then
   echo "skipped: $SHARED/tasks and $SHARED/tokenizers/qwen2 are needed (the shared data beside the repository)"
   exit 77

@@ -15,19 +15,8 @@ G=${2:-}
 TRAIN=$B/postnas-train
 T=$(mktemp -d /tmp/pn_test_trainer.XXXXXX)
 trap 'kill -9 $(jobs -p) 2> /dev/null; umount "$T/full" 2> /dev/null; rm -rf "$T"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+. "$(dirname "$0")/test_lib.sh"
 
-# expect_error NEEDLE CMD...: exit 1, one stderr line with the needle.
-expect_error() {
-  local needle=$1; shift
-  "$@" > "$T/out" 2> "$T/err"
-  local rc=$?
-  local lines; lines=$(grep -c . "$T/err")
-  if [ $rc -eq 1 ] && [ "$lines" -eq 1 ] && grep -qF -- "$needle" "$T/err"; then ok
-  else bad "$* -> rc=$rc, stderr: $(cat "$T/err")  (wanted one line containing '$needle')"; fi
-}
 # metrics without the timing fields (what must be equal between runs)
 strip() { sed -E 's/"tok_s": [0-9.e+]+, //' "$1"; }
 

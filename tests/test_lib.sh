@@ -1,0 +1,15 @@
+# tests/test_lib.sh: what the shell tests share (sourced after they set T, their temporary folder): pass/fail
+# counters, and expect_error for the project's rule that bad input ends with one error line and exit 1.
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+
+# expect_error NEEDLE CMD...: exit 1, exactly one stderr line, containing the needle (no crash, no noise).
+expect_error() {
+  local needle=$1; shift
+  "$@" > "$T/out" 2> "$T/err"
+  local rc=$?
+  local lines; lines=$(grep -c . "$T/err")
+  if [ $rc -eq 1 ] && [ "$lines" -eq 1 ] && grep -qF -- "$needle" "$T/err"; then ok
+  else bad "$* -> rc=$rc, stderr: $(cat "$T/err")  (wanted one line containing '$needle')"; fi
+}
