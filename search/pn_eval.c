@@ -65,49 +65,53 @@ int pn_eval_loglikelihood(pn_eval *e, pn_ll_req *r, int n, void (*progress)(void
                                  (long long)V);
     }
     for (int i = 0; i < n;) {
-        int64_t used = 0, rows = 0;
+        int64_t used = 0;
         int ns = 0, j = i;
         while (j < n) {
             int trunc;
             const int L = input_len(e, &r[j], &trunc);
-            if (used + L > e->max_tokens || rows + r[j].n_cont > e->max_cont) break;
+            if (used + L > e->max_tokens) break;
             const int whole = (r[j].n_ctx ? r[j].n_ctx : 1) + r[j].n_cont;
             for (int t = 0; t < L; t++) e->ids[used + t] = token_at(e, &r[j], whole - 1 - L + t);
-            r[j].truncated = trunc;
+            r[j].truncated = trunc, r[j].ll = 0, r[j].greedy = 1;
             e->cu[ns++] = (int32_t)used;
-            used += L, rows += r[j].n_cont;
+            used += L;
             j++;
         }
-        if (j == i) pn_panic("evaluation: request %d fits no forward", i); // max_tokens >= max_len, max_cont >= n_cont
+        if (j == i) pn_panic("evaluation: request %d fits no forward", i); // max_tokens >= max_len
         e->cu[ns] = (int32_t)used;
         if (pn_model_forward_train(m, e->ids, 1, (int)used, e->cu, ns)) return pn_error_prefix("evaluation forward");
-        // the continuation rows of every request, gathered, through the head
+        // The continuation rows of every request through the head, max_cont rows at a time: (request k,
+        // token t) in order, a request's rows possibly spanning chunks.
         pn_tensor h = pn_model_train_hidden(m);
-        int64_t off = 0;
-        for (int k = i; k < j; k++) {
-            const int L = (int)(e->cu[k - i + 1] - e->cu[k - i]);
-            pn_tensor src = pn_rows(&h, e->cu[k - i] + L - r[k].n_cont, r[k].n_cont), dst = pn_rows(&e->rows, off, r[k].n_cont);
-            pn_op_copy(&dst, &src);
-            off += r[k].n_cont;
-        }
-        pn_tensor hr = pn_rows(&e->rows, 0, rows), lg = pn_rows(&e->logits, 0, rows);
-        pn_op_matmul(&lg, &hr, &m->lm_head, NULL);
-        pn_op_to_host_f32(e->host, &lg);
-        off = 0;
-        for (int k = i; k < j; k++) {
-            double ll = 0;
-            int greedy = 1;
-            for (int t = 0; t < r[k].n_cont; t++, off++) {
-                const float *z = e->host + off * V;
+        int k = i, t = 0;
+        while (k < j) {
+            int64_t rows = 0;
+            const int k0 = k, t0 = t;
+            while (k < j && rows < e->max_cont) { // gather
+                const int L = (int)(e->cu[k - i + 1] - e->cu[k - i]);
+                const int take = (int)((r[k].n_cont - t) < (e->max_cont - rows) ? (r[k].n_cont - t) : (e->max_cont - rows));
+                pn_tensor src = pn_rows(&h, e->cu[k - i] + L - r[k].n_cont + t, take), dst = pn_rows(&e->rows, rows, take);
+                pn_op_copy(&dst, &src);
+                rows += take, t += take;
+                if (t == r[k].n_cont) k++, t = 0;
+            }
+            pn_tensor hr = pn_rows(&e->rows, 0, rows), lg = pn_rows(&e->logits, 0, rows);
+            pn_op_matmul(&lg, &hr, &m->lm_head, NULL);
+            pn_op_to_host_f32(e->host, &lg);
+            int kk = k0, tt = t0;
+            for (int64_t row = 0; row < rows; row++) { // score
+                const float *z = e->host + row * V;
                 int64_t best = 0;
                 for (int64_t v = 1; v < V; v++)
                     if (z[v] > z[best]) best = v;
-                double s = 0;
-                for (int64_t v = 0; v < V; v++) s += exp((double)z[v] - z[best]);
-                ll += (double)z[r[k].cont[t]] - z[best] - log(s);
-                greedy &= best == r[k].cont[t];
+                double sum = 0;
+                for (int64_t v = 0; v < V; v++) sum += exp((double)z[v] - z[best]);
+                const int32_t target = r[kk].cont[tt];
+                r[kk].ll += (double)z[target] - z[best] - log(sum);
+                r[kk].greedy &= best == target;
+                if (++tt == r[kk].n_cont) kk++, tt = 0;
             }
-            r[k].ll = ll, r[k].greedy = greedy;
         }
         i = j;
         if (progress) progress(pctx, i, n);

@@ -28,7 +28,7 @@ typedef struct pn_eval {
     pn_model *m;
     int max_len;          // the model's window: at most this many input tokens per request
     int64_t max_tokens;   // tokens per packed forward
-    int64_t max_cont;     // continuation rows per forward (the head's [rows, vocab] buffer)
+    int64_t max_cont;     // continuation rows through the head at a time (its [rows, vocab] buffer)
     int32_t eot;          // the context of an empty-context request
     int32_t *ids, *cu;
     pn_arena bufs;        // gathered hidden rows [max_cont, hidden], logits [max_cont, vocab]
@@ -37,8 +37,8 @@ typedef struct pn_eval {
     int gen_planned;      // generation scratch planned (pn_eval_generate)
 } pn_eval;
 
-// Plans m for evaluation: packed forwards of up to max_tokens tokens (at least max_len), at most max_cont
-// continuation tokens each. 0, or -1 with the error set (no memory: names the size).
+// Plans m for evaluation: packed forwards of up to max_tokens tokens (at least max_len), the head over at
+// most max_cont continuation rows at a time. 0, or -1 with the error set (no memory: names the size).
 int pn_eval_init(pn_eval *e, pn_model *m, int max_len, int64_t max_tokens, int64_t max_cont, int32_t eot);
 void pn_eval_free(pn_eval *e);
 

@@ -879,9 +879,12 @@ typedef struct user_task {
 static const pn_cfg_key kUserSchema[] = {
     PN_CFG_STR(U, "task", task, NULL, 0, "the task's name (results.json, the summary)"),
     PN_CFG_STR(U, "dataset", dataset, NULL, 0, "a JSONL file, one document per line (relative: to this file's folder)"),
-    PN_CFG_C(U, "output_type", output_type, "multiple_choice", "multiple_choice|loglikelihood|generate_until",
-             "multiple_choice: acc, acc_norm; loglikelihood: acc (greedy), perplexity; generate_until: exact_match, contains"),
-    PN_CFG_STR(U, "doc_to_text", doc_to_text, NULL, 0, "the prompt, a template: {field} is the document's field"),
+    PN_CFG_C(U, "output_type", output_type, "multiple_choice",
+             "multiple_choice|loglikelihood|loglikelihood_rolling|generate_until",
+             "multiple_choice: acc, acc_norm; loglikelihood: acc (greedy), perplexity; loglikelihood_rolling (the target "
+             "text alone, in windows): word_perplexity, byte_perplexity, bits_per_byte; generate_until: exact_match, contains"),
+    PN_CFG_STR(U, "doc_to_text", doc_to_text, "", 0,
+               "the prompt, a template: {field} is the document's field (not used by loglikelihood_rolling)"),
     PN_CFG_STR(U, "doc_to_choice", doc_to_choice, "", 0, "multiple_choice: the field that holds the list of choices"),
     PN_CFG_STR(U, "doc_to_target", doc_to_target, NULL, 0,
                "multiple_choice: the field that holds the gold index; otherwise the target, a template"),
@@ -948,6 +951,10 @@ static char *resolve(const user_task *u, const char *p) { return p[0] == '/' ? p
 static int user_doc(const user_task *u, json_t *o, const char *where, char **text, json_t **choices, char **target,
                     int *gold) {
     *text = *target = NULL, *choices = NULL, *gold = -1;
+    if (!strcmp(u->output_type, "loglikelihood_rolling")) {
+        *text = pn_strdup("");
+        return render(u->doc_to_target, o, where, u->path, target);
+    }
     if (render(u->doc_to_text, o, where, u->path, text)) return -1;
     if (strcmp(u->output_type, "multiple_choice")) {
         if (render(u->doc_to_target, o, where, u->path, target)) return -1;
@@ -1001,6 +1008,81 @@ static int user_fewshot(const user_task *u, int k, char **block) {
     return rc;
 }
 
+// Rolling log-likelihood of each document's text (lm-eval's loglikelihood_rolling with its Hugging Face backend:
+// get_rolling_token_windows with the prefix token and context 1, made disjoint): the first window predicts
+// the first min(window, n) tokens after the prefix token; each next one predicts up to a window's tokens after
+// the ones before them. Metrics as lm-eval's wikitext: word_perplexity exp(-sum ll / sum words) (words:
+// len(re.split(r"\s+", text))), byte_perplexity exp(-sum ll / sum bytes), bits_per_byte -sum ll / sum bytes / ln 2.
+static int run_rolling(const char *name, gen_doc *docs, int nd, pn_eval *e, const pn_tokenizer *tok,
+                       pn_task_result *out, FILE *samples, int progress) {
+    memset(out, 0, sizeof *out);
+    snprintf(out->task, sizeof out->task, "%s", name);
+    out->n_docs = out->n_docs_total = nd;
+    const int W = e->max_len;
+    int32_t **ids = pn_calloc((size_t)nd, sizeof *ids);
+    int *nt = pn_calloc((size_t)nd, sizeof(int)), *first_req = pn_calloc((size_t)nd + 1, sizeof(int)), nr = 0, rc = 0;
+    for (int i = 0; i < nd && !rc; i++) {
+        size_t n = 0, cap = 0;
+        rc = pn_tokenizer_encode(tok, docs[i].target, strlen(docs[i].target), 1, &ids[i], &n, &cap);
+        nt[i] = (int)n;
+        first_req[i] = nr;
+        if (!rc && n == 0) rc = pn_errorf("task %s: document %d has no tokens", name, i);
+        const int first = (int)n < W ? (int)n : W;
+        if (!rc) nr += 1 + ((int)n - first + W - 1) / W;
+    }
+    first_req[nd] = nr;
+    pn_ll_req *req = pn_calloc((size_t)(nr ? nr : 1), sizeof *req);
+    for (int i = 0, k = 0; i < nd && !rc; i++) {
+        const int32_t *t = ids[i];
+        const int n = nt[i], first = n < W ? n : W;
+        req[k++] = (pn_ll_req){.ctx = NULL, .n_ctx = 0, .cont = t, .n_cont = first}; // after the prefix token
+        for (int done = first; done < n;) {
+            const int wpl = n - done < W ? n - done : W, end = done + wpl, start = end - W - 1;
+            req[k++] = (pn_ll_req){.ctx = t + start, .n_ctx = W - wpl + 1, .cont = t + end - wpl, .n_cont = wpl};
+            done += wpl;
+        }
+    }
+    progress_ctx pc = {name, progress};
+    if (!rc) rc = pn_eval_loglikelihood(e, req, nr, show_progress, &pc);
+    if (progress) fputc('\n', stderr);
+    if (!rc) {
+        double ll = 0, words = 0, bytes = 0;
+        int err;
+        PCRE2_SIZE off;
+        pcre2_code *ws = pcre2_compile((PCRE2_SPTR) "\\s+", PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &err, &off, NULL);
+        pcre2_match_data *md = pcre2_match_data_create_from_pattern(ws, NULL);
+        for (int i = 0; i < nd; i++) {
+            double dl = 0;
+            for (int k = first_req[i]; k < first_req[i + 1]; k++) dl += req[k].ll;
+            const size_t len = strlen(docs[i].target);
+            int w = 1;
+            for (PCRE2_SIZE at = 0; at < len && pcre2_match(ws, (PCRE2_SPTR)docs[i].target, len, at, 0, md, NULL) > 0;) {
+                at = pcre2_get_ovector_pointer(md)[1];
+                w++;
+            }
+            ll += dl, words += w, bytes += (double)len;
+            if (samples) {
+                json_t *sm = json_pack("{s:s, s:i, s:s, s:[[f]], s:i, s:i, s:i}", "task", name, "doc_id", i, "target",
+                                       docs[i].target, "resps", dl, "words", w, "bytes", (int)len, "tokens", nt[i]);
+                char *line = sm ? json_dumps(sm, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+                if (line) fprintf(samples, "%s\n", line);
+                free(line);
+                json_decref(sm);
+            }
+        }
+        pcre2_match_data_free(md);
+        pcre2_code_free(ws);
+        static const char *const names[3] = {"word_perplexity", "byte_perplexity", "bits_per_byte"};
+        const double v[3] = {exp(-ll / words), exp(-ll / bytes), -ll / bytes / log(2.0)};
+        for (int k = 0; k < 3; k++)
+            out->metric[k] = names[k], out->value[k] = v[k], out->stderr_[k] = NAN, out->higher_is_better[k] = 0;
+        out->n_metrics = 3;
+    }
+    for (int i = 0; i < nd; i++) free(ids[i]), free(docs[i].prompt), free(docs[i].target);
+    free(ids), free(nt), free(first_req), free(req), free(docs);
+    return rc;
+}
+
 static int run_user(const char *yaml, int limit, int fewshot_flag, int max_gen, pn_eval *e, const pn_tokenizer *tok,
                     pn_task_result **res, int *n_res, FILE *samples, int progress) {
     user_task *u = pn_calloc(1, sizeof *u);
@@ -1011,7 +1093,11 @@ static int run_user(const char *yaml, int limit, int fewshot_flag, int max_gen, 
     if (slash) *slash = 0;
     else snprintf(u->dir, sizeof u->dir, ".");
     const int mc = !strcmp(u->output_type, "multiple_choice"), gen = !strcmp(u->output_type, "generate_until");
+    const int rolling = !strcmp(u->output_type, "loglikelihood_rolling");
     if (!rc && mc && !u->doc_to_choice[0]) rc = pn_errorf("%s: output_type multiple_choice needs doc_to_choice", yaml);
+    if (!rc && !rolling && !u->doc_to_text[0]) rc = pn_errorf("%s: output_type %s needs doc_to_text", yaml, u->output_type);
+    if (!rc && rolling && (fewshot_flag || u->num_fewshot))
+        rc = pn_errorf("%s: loglikelihood_rolling scores the text alone (no few-shot)", yaml);
     const int k = fewshot_flag ? fewshot_flag : (int)u->num_fewshot;
     char *block = NULL;
     if (!rc) rc = user_fewshot(u, k, &block);
@@ -1030,6 +1116,10 @@ static int run_user(const char *yaml, int limit, int fewshot_flag, int max_gen, 
         if (rc) break;
         prompt = cat(block, text);
         free(text);
+        if (rolling) {
+            gdocs[i].prompt = prompt, gdocs[i].target = target;
+            continue;
+        }
         if (gen) {
             gdocs[i].prompt = prompt, gdocs[i].target = target;
             continue;
@@ -1046,7 +1136,10 @@ static int run_user(const char *yaml, int limit, int fewshot_flag, int max_gen, 
     }
     if (!rc) {
         *res = pn_realloc(*res, sizeof **res * (size_t)(*n_res + 1));
-        if (gen) {
+        if (rolling) {
+            rc = run_rolling(u->task, gdocs, n, e, tok, &(*res)[*n_res], samples, progress);
+            gdocs = NULL; // run_rolling frees them
+        } else if (gen) {
             char stops[1024];
             const char *until[32];
             int nu = 0;

@@ -16,20 +16,21 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: postnas-eval --model DIR --tasks T1,T2,... [--num-fewshot N] [--limit N] [--batch TOKENS]\n"
-            "                    [--max-length N] [--max-gen-toks N]\n"
+            "                    [--max-length N] [--max-gen-toks N] [--head-rows N]\n"
             "                    [--device auto|cpu|cuda] [--out results.json] [--log-samples samples.jsonl]\n"
             "                    [--data DIR] [--threads N] [--no-progress]\n"
-            "Scores the model on the tasks as lm-evaluation-harness does (0-shot) and prints a table; --out writes\n"
+            "Scores the model on the tasks as lm-evaluation-harness does and prints a table; --out writes\n"
             "lm-eval's results.json (written only when every task ran). --limit: the first N documents of each\n"
             "task. --batch: tokens per packed forward (default 4096). --max-length: the window (default the\n"
             "model's max_position_embeddings, at most 4096; longer contexts are cut from the left and counted).\n"
+            "--head-rows: continuation rows through the LM head at a time (default 512; memory: rows x vocab).\n"
             "--data: the task files (default ../shared/data/tasks). Tasks: %s.\n",
             pn_task_names());
 }
 
 typedef struct args {
     const char *model, *tasks, *out, *samples, *data, *device;
-    int limit, max_length, threads, progress, fewshot, max_gen;
+    int limit, max_length, threads, progress, fewshot, max_gen, head_rows;
     int64_t batch;
 } args;
 
@@ -55,6 +56,8 @@ static int parse(int argc, char **argv, args *a) {
         else if (!strcmp(k, "--device")) a->device = v;
         else if (!strcmp(k, "--limit")) {
             if (pn_parse_int("--limit", v, 1, 1 << 30, &a->limit)) return -1;
+        } else if (!strcmp(k, "--head-rows")) {
+            if (pn_parse_int("--head-rows", v, 1, 1 << 20, &a->head_rows)) return -1;
         } else if (!strcmp(k, "--max-gen-toks")) {
             if (pn_parse_int("--max-gen-toks", v, 1, 1 << 20, &a->max_gen)) return -1;
         } else if (!strcmp(k, "--num-fewshot")) {
@@ -187,7 +190,7 @@ static int run(int argc, char **argv) {
     const int max_len = a.max_length ? a.max_length : (m.cfg.max_pos > 0 && m.cfg.max_pos < 4096 ? m.cfg.max_pos : 4096);
     const int32_t bos = pn_tokenizer_bos_id(tok), eot = bos >= 0 ? bos : pn_tokenizer_eos_id(tok);
     pn_eval e;
-    int rc = pn_eval_init(&e, &m, max_len, a.batch, 512, eot);
+    int rc = pn_eval_init(&e, &m, max_len, a.batch, a.head_rows ? a.head_rows : 512, eot);
     FILE *samples = NULL;
     if (!rc && a.samples && !(samples = fopen(a.samples, "w")))
         rc = pn_errorf("%s: cannot write: %s", a.samples, strerror(errno));

@@ -2,7 +2,8 @@
 `hf`) computes on a small random model for tasks read from local files, per request and per task, for a C
 reimplementation to reproduce: six zero-shot log-likelihood tasks (the first run, below), then MMLU (two
 subjects, 0- and 5-shot), winogrande, gsm8k (generate-until, 5-shot) and a kv_pairs retrieval task
-(generate-until, long context): "Added tasks" further down.
+(generate-until, long context): "Added tasks" further down; then a rolling log-likelihood (perplexity) task
+on two wikitext-2 articles with 512-token windows: "Rolling log-likelihood" further down.
 
 Written with (recorded again in results.json "generator"): lm_eval 0.4.13, transformers 5.25.0,
 torch 2.15.0+cu132 (run on the CPU), datasets 5.2.0, tokenizers 0.23.3, Python 3.11.7 (the venv
@@ -166,8 +167,52 @@ token, asserting the same ids and the same response):
   other added task >= 0.30); a greedy step's top-1 minus top-2 logit is >= 0.0029 (kv doc 2; gsm8k >= 0.0063),
   per step in step_margins: a reimplementation whose logits are off by ~1e-3 could take another token there.
 
+Rolling log-likelihood: wiki_rolling (loglikelihood_rolling; run last, its own simple_evaluate call on its own
+HFLM: hf, pretrained=DIR,dtype=float32,max_length=512, cpu, batch_size 1, no chat template, num_fewshot 0, no
+limit, bootstrap_iters 100000; its own include folder holding only wiki_rolling.yaml)
+  Data, made in the script's temporary folder as TMP/wiki.jsonl and never kept (the C test makes the same
+  file by the same rule; its sha256 is recorded in results.json generator.rolling_run): read
+  /work/shared/data/corpora/wikitext2-test.raw.txt (--wiki; default corpora/ beside the tasks folder) as
+  UTF-8 (bytes decoded, no newline translation; the file has no "\r"), split it on "\n" into lines (the
+  file ends in "\n", so the last line is ""). Articles: a new article starts at each line matching the
+  Python regex  ^ = [^=].* = $  (re.match; a top-level heading " = Title = ", i.e. a line of at least 7
+  characters that starts with " = ", whose 4th character is not "=", and that ends with " = "; sub-headings
+  " = = X = = " do not match); the first article starts at line 0 (which is such a heading) whatever it is.
+  An article = its lines (its heading line first, up to but not including the next heading line) joined by
+  "\n" (no trailing "\n"; the lines keep their leading / trailing spaces). The FIRST 2 articles are
+  written as JSON lines, json.dumps({"page": text}) + "\n" each (json.dumps defaults: ensure_ascii, ", "
+  and ": " separators): " = Robert Boulter = " (lines 0-13, 5633 bytes, ending in the line
+  " = = = Theatre = = = ") and " = Du Fu = " (lines 14-70, 24486 bytes); wiki.jsonl is 30616 bytes.
+  Task (OUT/tasks/wiki_rolling.yaml; @TMP@ stands for the temporary folder): dataset_path json, data_files
+  {test: @TMP@/wiki.jsonl}, test_split test, output_type loglikelihood_rolling, doc_to_text "",
+  doc_to_target "{{page}}" (the article verbatim: one request per document, Instance.arguments (page,)),
+  metrics word_perplexity and byte_perplexity (aggregation weighted_perplexity) and bits_per_byte
+  (aggregation bits_per_byte), all higher_is_better false. As lm-eval's own wikitext task but without its
+  detokenizer and without its process_results override: lm-eval's default for loglikelihood_rolling gives
+  each document (ll, words) and (ll, bytes) with words = len(re.split(r"\s+", text)) (so a leading or
+  trailing whitespace run counts an empty "word": both articles start with " ") and bytes =
+  len(text.encode("utf-8")).
+  Windows (HFLM.loglikelihood_rolling: utils.get_rolling_token_windows(tok_encode(text), prefix_token_id
+  151643, max_seq_len 512, context_len 1), each made disjoint by utils.make_disjoint_window; rebuilt here by
+  rolling_windows): with n = the text's token count (tok_encode: tokenizer.encode, nothing added), W = 512,
+  the first window predicts ids[:min(W, n)] with the context [151643] (<|endoftext|>); then while done < n,
+  a window predicts the next m = min(n - done, W) ids with the W + 1 - m ids just before them as context
+  (so every window's context + continuation is <= 513 ids and every id is predicted exactly once). Each
+  window is one _loglikelihood_tokens request: input (ctx + cont)[:-1], the last len(cont) positions
+  scored, ll = sum of log_softmax (float32) at the continuation ids; a document's ll = the Python sum of
+  its windows' lls in order (float64 from the start value 0). Here: doc 0 1383 tokens, windows (n_ctx,
+  n_cont) [1,512] [1,512] [154,359]; doc 1 5463 tokens, [1,512] x 10 then [170,343].
+  Metrics (lm_eval/api/metrics.py): word_perplexity = exp(-sum ll / sum words), byte_perplexity =
+  exp(-sum ll / sum bytes), bits_per_byte = -sum ll / sum bytes / ln 2 (sums over the documents); their
+  stderrs are "N/A" (lm-eval has none for these aggregations).
+  The script captures every window HFLM scored and checks: they are exactly rolling_windows' (no other
+  window scored); each window's ll equals a direct transformers forward of it (within 1e-4 relative);
+  the document ll equals the sum of its windows' lls exactly; words / bytes equal lm-eval's per-sample
+  metric tuples; the three metrics equal the formulas above on rolling.jsonl's values (1e-12 relative).
+
 Outputs (OUT, default tests/goldens/eval):
-  tasks/<task>.yaml  the task configs above (the six with @DATA@, the added ones with @TASKS@), the group
+  tasks/<task>.yaml  the task configs above (the six with @DATA@, the added ones with @TASKS@,
+                     wiki_rolling.yaml with @TMP@), the group
                      configs mmlu.yaml and mmlu_5shot.yaml, and utils.py (their !function helpers).
   requests.jsonl     one line per loglikelihood request, in task order (the six, then
                      mmlu_abstract_algebra, mmlu_high_school_geography, their _5shot twins, winogrande)
@@ -184,23 +229,32 @@ Outputs (OUT, default tests/goldens/eval):
                      "target" (doc_to_target), "filtered" {filter: answer}, "metrics" {"metric,filter":
                      value}, "step_margins" (per generated token, its top-1 minus top-2 logit in float32,
                      rounded to 1e-4: how close each greedy step came to a tie)}.
+  rolling.jsonl      one line per wiki_rolling document (doc 0, 1): {"task", "doc_id", "ll" (the document's
+                     summed log-likelihood as lm-eval returned it), "words", "bytes", "n_tokens" (the
+                     text's token count, the prefix token not counted), "windows": [[n_ctx, n_cont], ...]
+                     (the disjoint windows' sizes in order; the first window's context is the prefix
+                     token alone)}.
   results.json       {"results": lm-eval's per-task and per-group results (acc,none, acc_stderr,none,
                      acc_norm,none, acc_norm_stderr,none, perplexity,none, perplexity_stderr,none,
-                     exact_match,strict-match, exact_match,flexible-extract, contains,none, their stderrs,
+                     exact_match,strict-match, exact_match,flexible-extract, contains,none,
+                     word_perplexity,none, byte_perplexity,none, bits_per_byte,none, their stderrs,
                      alias, name, sample_len; groups also sample_count), "versions", "n-shot",
                      "higher_is_better", "n-samples", "configs" (each task's resolved config, data_files
-                     replaced by @DATA@/<task>.jsonl or @TASKS@/..., a !function written as
+                     replaced by @DATA@/<task>.jsonl, @TASKS@/... or @TMP@/wiki.jsonl, a !function written as
                      "!function utils.NAME" or as the source lm-eval dumps), "groups", "group_subtasks",
                      "generator": {versions, model command, model_args, the six's limit / num_fewshot,
                      max_length, add_bos_token, data sha256 of the six files' first 20 lines, the added
-                     runs, the sha256 of the added data files, eos ids / stop string}}; lm-eval's
-                     machine-specific keys (dates, paths, pids, env info) are dropped. The six tasks'
-                     entries are unchanged from the first version of these goldens.
+                     runs, the sha256 of the added data files, eos ids / stop string, "rolling_run": the
+                     rolling run's settings, the heading regex, the sha256 of the wikitext file and of
+                     wiki.jsonl, its document and window counts}}; lm-eval's machine-specific keys (dates,
+                     paths, pids, env info) are dropped. The six tasks' entries are unchanged from the first
+                     version of these goldens, and adding a run left every earlier value as it was.
 
     /work/venv-smol/bin/python tests/make_eval_goldens.py --build build [--out tests/goldens/eval]
         [--data /work/shared/data/tasks/commonsense] [--tasks-data /work/shared/data/tasks]
+        [--wiki /work/shared/data/corpora/wikitext2-test.raw.txt]
 
-Runs on CPU in about a minute; nothing is downloaded (HF_HUB_OFFLINE, HF_DATASETS_OFFLINE, a temporary
+Runs on CPU in two to three minutes; nothing is downloaded (HF_HUB_OFFLINE, HF_DATASETS_OFFLINE, a temporary
 datasets cache).
 """
 import argparse
@@ -447,6 +501,73 @@ NEW_FILES = {**{t: [f"mmlu/test/{s}_test.csv", f"mmlu/dev/{s}_dev.csv"]
                 for s in MMLU_SUBJECTS for t in (f"mmlu_{s}", f"mmlu_{s}_5shot")},
              "winogrande": ["commonsense/winogrande.jsonl"], "gsm8k": ["gsm8k/test.jsonl"], KV_TASK: [KV_FILE]}
 
+# ---- the rolling run (loglikelihood_rolling): its own HFLM (max_length 512), its own task folder ----
+# @TMP@ in its YAML stands for the folder wiki.jsonl is written into (the script's temporary folder).
+ROLL_TASK, ROLL_DOCS, ROLL_MAX_LENGTH = "wiki_rolling", 2, 512
+WIKI_HEADING = r"^ = [^=].* = $"   # a top-level heading line: a new article starts at it
+ROLL_YAML = f"""task: {ROLL_TASK}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: "@TMP@/wiki.jsonl"
+output_type: loglikelihood_rolling
+test_split: test
+doc_to_text: ""
+doc_to_target: "{{{{page}}}}"
+metric_list:
+  - metric: word_perplexity
+    aggregation: weighted_perplexity
+    higher_is_better: false
+  - metric: byte_perplexity
+    aggregation: weighted_perplexity
+    higher_is_better: false
+  - metric: bits_per_byte
+    aggregation: bits_per_byte
+    higher_is_better: false
+metadata:
+  version: 1.0
+"""
+
+
+def wiki_articles(path):
+    """The wikitext file as articles: its text (UTF-8) split on "\\n" into lines; a new article starts at each line
+    matching WIKI_HEADING (the first article starts at line 0); an article = its lines joined by "\\n"."""
+    with open(path, "rb") as f:
+        lines = f.read().decode("utf-8").split("\n")
+    docs, cur = [], []
+    for line in lines:
+        heading = re.match(WIKI_HEADING, line) is not None
+        # the same rule spelled out: at least 7 characters, " = " first, not "=" fourth, " = " last
+        assert heading == (len(line) >= 7 and line.startswith(" = ") and line[3] != "=" and line.endswith(" = "))
+        if heading and cur:
+            docs.append("\n".join(cur))
+            cur = []
+        cur.append(line)
+    docs.append("\n".join(cur))
+    return docs
+
+
+def write_wiki_jsonl(src, dst):
+    """The first ROLL_DOCS articles as JSON lines {"page": text} (json.dumps defaults: ASCII, ", " and ": ")."""
+    docs = wiki_articles(src)[:ROLL_DOCS]
+    with open(dst, "w", encoding="utf-8") as f:
+        for d in docs:
+            f.write(json.dumps({"page": d}) + "\n")
+    return docs
+
+
+def rolling_windows(ids, prefix_token, w):
+    """lm-eval's disjoint rolling windows (get_rolling_token_windows with context_len 1, then
+    make_disjoint_window), rebuilt here: the first predicts ids[:min(w, n)] after [prefix_token]; each later
+    one predicts the next m = min(n - done, w) ids after the w + 1 - m ids just before them."""
+    first = min(w, len(ids))
+    out, done = [([prefix_token], ids[:first])], first
+    while done < len(ids):
+        m = min(len(ids) - done, w)
+        out.append((ids[done - (w + 1 - m):done], ids[done:done + m]))
+        done += m
+    return out
+
 
 def read_csv(path):
     """An MMLU csv as exact strings (the reference the docs lm-eval loaded are checked against)."""
@@ -517,9 +638,13 @@ def main():
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "goldens", "eval"))
     ap.add_argument("--data", default=DATA_DEFAULT)
     ap.add_argument("--tasks-data", default=None, help="the tasks folder (default: the parent of --data)")
+    ap.add_argument("--wiki", default=None,
+                    help="wikitext2-test.raw.txt (default: corpora/ beside the tasks folder)")
     a = ap.parse_args()
     data = os.path.abspath(a.data)
     a.tasks_data = os.path.abspath(a.tasks_data or os.path.dirname(data))
+    a.wiki = os.path.abspath(a.wiki or os.path.join(os.path.dirname(a.tasks_data), "corpora",
+                                                    "wikitext2-test.raw.txt"))
     check_data(data)
     check_new_data(a.tasks_data)
 
@@ -600,6 +725,9 @@ def run(a, data, tmp):
     new_res = {}
     for r in more:
         new_res.update(r["samples"])
+
+    roll, roll_rows, roll_worst, roll_windows = rolling_run(a, tmp, out, model_args, tok, hf, torch, lm_eval,
+                                                            get_model, TaskManager)
 
     def encode_pair(context, continuation):
         n = len(context) - len(context.rstrip())
@@ -740,6 +868,23 @@ def run(a, data, tmp):
         for k in ("groups", "group_subtasks"):
             if r.get(k):
                 keep.setdefault(k, {}).update(r[k])
+    for k in ("results", "versions", "n-shot", "higher_is_better", "n-samples"):
+        keep[k].update(roll.get(k, {}))
+    c = json.dumps(roll["configs"][ROLL_TASK], default=_plain).replace(tmp, "@TMP@")
+    c = json.loads(c)
+    c.get("metadata", {})["config_source"] = f"tasks/{ROLL_TASK}.yaml"
+    assert c["dataset_kwargs"]["data_files"]["test"] == "@TMP@/wiki.jsonl", c["dataset_kwargs"]
+    keep["configs"][ROLL_TASK] = c
+    gen["rolling_run"] = {
+        "tasks": [ROLL_TASK], "limit": None, "num_fewshot": 0, "model": "hf",
+        "model_args": f"pretrained=DIR,dtype=float32,max_length={ROLL_MAX_LENGTH}", "device": "cpu",
+        "batch_size": 1, "max_length": ROLL_MAX_LENGTH, "context_len": 1,
+        "data": (f"the first {ROLL_DOCS} articles of corpora/wikitext2-test.raw.txt as @TMP@/wiki.jsonl "
+                 "(rule: tests/make_eval_goldens.py wiki_articles)"),
+        "heading_regex": WIKI_HEADING,
+        "source_sha256": file_sha(a.wiki), "wiki_jsonl_sha256": file_sha(os.path.join(tmp, "wiki.jsonl")),
+        "documents": len(roll_rows), "windows": roll_windows,
+    }
     keep["generator"] = keep.pop("generator")
     with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as f:
         json.dump(keep, f, indent=2, ensure_ascii=False, default=_plain)
@@ -747,6 +892,11 @@ def run(a, data, tmp):
 
     print(f"{len(rows)} requests; worst |ll - transformers ll| / max(1, |ll|) = {worst:.2e}")
     print(f"{len(gens)} generations, every one equal to a plain greedy loop")
+    print(f"{ROLL_TASK}: {roll_windows} windows over {len(roll_rows)} documents; worst |ll - transformers ll| / "
+          f"max(1, |ll|) = {roll_worst:.2e}")
+    for r in roll_rows:
+        print(f"  doc {r['doc_id']}: ll {r['ll']}, {r['n_tokens']} tokens, {r['words']} words, {r['bytes']} bytes, "
+              f"windows {r['windows']}")
     print(f"max_length {max_length}, add_bos_token {lm.add_bos_token}, prefix_token_id {lm.prefix_token_id}")
     for t, r in keep["results"].items():
         print(t, {k: r[k] for k in r if k != "alias"})
@@ -754,11 +904,90 @@ def run(a, data, tmp):
         print(f"{g['task']} doc {g['doc_id']}: {g['n_ctx_tokens']} context tokens (truncated {g['truncated']}), "
               f"{len(g['generated_ids'])} generated, smallest margin {min(g['step_margins'])}, "
               f"response {g['response'][:60]!r}, filtered {g['filtered']}")
-    for name in ("tasks", "requests.jsonl", "generations.jsonl", "results.json"):
+    for name in ("tasks", "requests.jsonl", "generations.jsonl", "rolling.jsonl", "results.json"):
         p = os.path.join(out, name)
         size = (sum(os.path.getsize(os.path.join(p, x)) for x in os.listdir(p)) if os.path.isdir(p)
                 else os.path.getsize(p))
         print(f"wrote {p} ({size} bytes)")
+
+
+def rolling_run(a, tmp, out, model_args, tok, hf, torch, lm_eval, get_model, TaskManager):
+    """lm-eval's loglikelihood_rolling on the first ROLL_DOCS wikitext articles with max_length ROLL_MAX_LENGTH;
+    every window HFLM scored is captured, checked against rolling_windows and a direct transformers forward;
+    writes OUT/tasks/wiki_rolling.yaml and OUT/rolling.jsonl."""
+    docs = write_wiki_jsonl(a.wiki, os.path.join(tmp, "wiki.jsonl"))
+    assert len(docs) == ROLL_DOCS
+    with open(os.path.join(out, "tasks", ROLL_TASK + ".yaml"), "w", encoding="utf-8") as f:
+        f.write(ROLL_YAML)
+    inc = os.path.join(tmp, "tasks_rolling")
+    os.makedirs(inc)
+    with open(os.path.join(inc, ROLL_TASK + ".yaml"), "w", encoding="utf-8") as f:
+        f.write(ROLL_YAML.replace("@TMP@", tmp))
+
+    lm = get_model("hf").create_from_arg_string(f"{model_args},max_length={ROLL_MAX_LENGTH}",
+                                                {"batch_size": 1, "device": "cpu"})
+    assert lm.max_length == ROLL_MAX_LENGTH, lm.max_length
+    scored = {}
+    score = lm._loglikelihood_tokens
+
+    def capture(requests, disable_tqdm=False, override_bs=None):
+        res = score(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
+        for (_, ctx, cont), (ll, _) in zip(requests, res, strict=True):
+            key = (tuple(ctx), tuple(cont))
+            assert key not in scored
+            scored[key] = float(ll)
+        return res
+
+    lm._loglikelihood_tokens = capture
+    res = lm_eval.simple_evaluate(model=lm, tasks=[ROLL_TASK], num_fewshot=0, batch_size=1, device="cpu",
+                                  limit=None, log_samples=True,
+                                  task_manager=TaskManager(include_path=inc, include_defaults=False))
+    samples = sorted(res["samples"][ROLL_TASK], key=lambda s: s["doc_id"])
+    assert [s["doc_id"] for s in samples] == list(range(ROLL_DOCS))
+
+    rows, worst, used = [], 0.0, 0
+    for s, text in zip(samples, docs, strict=True):
+        (args,) = s["arguments"]
+        assert list(args) == [text], s["doc_id"]     # the request is the article verbatim
+        ll = float(s["resps"][0][0])
+        assert float(s["filtered_resps"][0]) == ll
+        ids = tok.encode(text)
+        assert ids == lm.tok_encode(text)
+        wins = rolling_windows(ids, lm.prefix_token_id, ROLL_MAX_LENGTH)
+        assert [x for _, c in wins for x in c] == ids          # every token predicted exactly once
+        total = 0
+        for ctx, cont in wins:
+            ll_w = scored[(tuple(ctx), tuple(cont))]           # KeyError: HFLM scored other windows
+            x = torch.tensor([ctx + cont])
+            assert x.shape[1] <= ROLL_MAX_LENGTH + 1
+            with torch.no_grad():
+                lp = torch.log_softmax(hf(x[:, :-1]).logits[0, -len(cont):], dim=-1)
+            ll2 = float(lp.gather(1, torch.tensor(cont)[:, None]).sum())
+            worst = max(worst, abs(ll2 - ll_w) / max(1.0, abs(ll_w)))
+            assert abs(ll2 - ll_w) <= 1e-4 * max(1.0, abs(ll_w)), (s["doc_id"], len(ctx), len(cont), ll_w, ll2)
+            total += ll_w
+        used += len(wins)
+        assert total == ll, (s["doc_id"], total, ll)           # lm-eval's sum over the windows, in order
+        words, nbytes = len(re.split(r"\s+", text)), len(text.encode("utf-8"))
+        assert tuple(s["word_perplexity"]) == (ll, words), s["word_perplexity"]
+        assert tuple(s["byte_perplexity"]) == (ll, nbytes) and tuple(s["bits_per_byte"]) == (ll, nbytes)
+        rows.append({"task": ROLL_TASK, "doc_id": s["doc_id"], "ll": ll, "words": words, "bytes": nbytes,
+                     "n_tokens": len(ids), "windows": [[len(c), len(p)] for c, p in wins]})
+    assert used == len(scored), (used, len(scored))
+
+    # the metrics from the rows (lm-eval: weighted_perplexity = exp(-sum ll / sum n), bits_per_byte =
+    # -sum ll / sum bytes / ln 2)
+    r = res["results"][ROLL_TASK]
+    sll = sum(x["ll"] for x in rows)
+    mine = {"word_perplexity,none": math.exp(-sll / sum(x["words"] for x in rows)),
+            "byte_perplexity,none": math.exp(-sll / sum(x["bytes"] for x in rows)),
+            "bits_per_byte,none": -sll / sum(x["bytes"] for x in rows) / math.log(2)}
+    for k, v in mine.items():
+        assert abs(r[k] - v) <= 1e-12 * abs(v), (k, r[k], v)
+    with open(os.path.join(out, "rolling.jsonl"), "w", encoding="utf-8") as f:
+        for x in rows:
+            f.write(json.dumps(x, ensure_ascii=False, separators=(",", ":")) + "\n")
+    return res, rows, worst, used
 
 
 def greedy_loop(hf, tok, torch, ctx_ids, max_gen, stops, eos_ids):

@@ -80,6 +80,50 @@ else
   echo "golden check skipped: no $G/requests.jsonl"
 fi
 
+# rolling log-likelihood (lm-eval's loglikelihood_rolling) on the first 2 articles of wikitext-2's test file,
+# in windows of 512 tokens, as a user task
+python3 - "$SHARED/corpora/wikitext2-test.raw.txt" "$T/wiki.jsonl" << 'EOF'
+import json, re, sys
+lines = open(sys.argv[1], encoding="utf-8").read().split("\n")
+docs, cur = [], []
+for l in lines:  # a new article at each top-level heading " = Title = "
+    if re.match(r"^ = [^=].* = $", l) and cur:
+        docs.append("\n".join(cur)); cur = []
+    cur.append(l)
+docs.append("\n".join(cur))
+with open(sys.argv[2], "w") as f:
+    for d in docs[:2]:
+        f.write(json.dumps({"page": d}) + "\n")
+EOF
+printf 'task: wiki_rolling\ndataset: wiki.jsonl\noutput_type: loglikelihood_rolling\ndoc_to_target: "{page}"\n' > "$T/wiki.yaml"
+$EVAL --model "$T/model" --tasks "$T/wiki.yaml" --max-length 512 --no-progress --log-samples "$T/s6.jsonl" \
+  --out "$T/r6.json" > /dev/null 2> "$T/log" && ok || bad "rolling run: $(tail -2 "$T/log")"
+if [ -f "$G/rolling.jsonl" ]; then
+  python3 - "$G" "$T" << 'EOF' && ok || bad "rolling log-likelihood vs lm-eval (see above)"
+import json, sys
+G, T = sys.argv[1:3]
+ours = {json.loads(l)["doc_id"]: json.loads(l) for l in open(T + "/s6.jsonl")}
+worst = 0.0
+for l in open(G + "/rolling.jsonl"):
+    w = json.loads(l)
+    o = ours[w["doc_id"]]
+    worst = max(worst, abs(o["resps"][0][0] - w["ll"]) / max(1.0, abs(w["ll"])))
+    assert o["words"] == w["words"] and o["bytes"] == w["bytes"] and o["tokens"] == w["n_tokens"], (o, w)
+g = json.load(open(G + "/results.json"))["results"]["wiki_rolling"]
+r = json.load(open(T + "/r6.json"))["results"]["wiki_rolling"]
+bad = [k for k in ("word_perplexity,none", "byte_perplexity,none", "bits_per_byte,none")
+       if abs(r[k] - g[k]) > 1e-4 * max(1.0, abs(g[k]))]
+print("rolling: worst |ll - lm-eval| / max(1, |ll|) %.2e; metrics differing: %s" % (worst, bad or "none"))
+sys.exit(0 if worst <= 1e-4 and not bad else 1)
+EOF
+fi
+# the LM head over 3 rows at a time (continuations spanning chunks) gives the same scores as 512 at a time
+$EVAL --model "$T/model" --tasks arc_easy --limit 6 --data "$SHARED/tasks" --head-rows 3 --log-samples "$T/h3.jsonl" \
+  --no-progress > /dev/null 2>&1 || bad "--head-rows 3 run"
+$EVAL --model "$T/model" --tasks arc_easy --limit 6 --data "$SHARED/tasks" --log-samples "$T/h512.jsonl" \
+  --no-progress > /dev/null 2>&1 || bad "--head-rows default run"
+cmp -s "$T/h3.jsonl" "$T/h512.jsonl" && ok || bad "--head-rows changes the log-likelihoods"
+
 # batched (many requests per forward) and unbatched (one window per forward) give the same scores
 $EVAL --model "$T/model" --tasks arc_easy,lambada_openai --limit 10 --data "$SHARED/tasks" --batch 64 \
   --out "$T/res1.json" --no-progress > /dev/null 2>&1 || bad "unbatched run"
