@@ -131,8 +131,11 @@ kill_and_resume() { # NAME YAML FULL_METRICS STEPS
   local at=$((RANDOM % (steps - 6) + 4))
   $TRAIN --config "$yaml" --set out_dir="$out" --no-progress 2> "$T/$name-k.log" &
   local pid=$!
-  for _ in $(seq 1 3000); do
-    [ -f "$out/metrics.jsonl" ] && [ "$(wc -l < "$out/metrics.jsonl")" -ge $at ] && break
+  # kill at a random step after the first checkpoint is complete (before it, there is nothing to resume: a
+  # run killed then starts over)
+  for _ in $(seq 1 6000); do
+    [ -f "$out/metrics.jsonl" ] && [ "$(wc -l < "$out/metrics.jsonl")" -ge $at ] &&
+      ls -d "$out/checkpoints"/step-* > /dev/null 2>&1 && break
     sleep 0.01
   done
   kill -9 $pid 2> /dev/null; wait $pid 2> /dev/null
