@@ -105,12 +105,29 @@ void pn_op_swiglu(pn_tensor *out, const pn_tensor *gate, const pn_tensor *up) {
     be_of("swiglu", out)->swiglu(out, gate, up);
 }
 
-void pn_op_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0) {
+// cu_seqlens of a packed batch (kernels/packed.h): I32 [n + 1] on the op's device, with batch 1 and T rows.
+// On the CPU the offsets themselves are checked too (on a GPU that would cost a copy; the trainer builds them).
+static void packed_check(const char *op, const pn_tensor *cu, const pn_tensor *x) {
+    if (!cu) return;
+    same_device(op, x, cu);
+    if (cu->dtype != PN_I32 || cu->ndim != 1 || cu->shape[0] < 2 || x->shape[0] != 1)
+        pn_panic("%s: cu_seqlens must be I32 [n + 1] (n >= 1) with batch 1", op);
+    if (cu->device != PN_CPU) return;
+    const int32_t *c = cu->data;
+    const int64_t n = cu->shape[0] - 1;
+    for (int64_t i = 0; i < n; i++)
+        if (c[i + 1] < c[i]) pn_panic("%s: cu_seqlens decreases at %lld", op, (long long)i);
+    if (c[0] != 0 || c[n] != x->shape[1])
+        pn_panic("%s: cu_seqlens must run from 0 to T = %lld", op, (long long)x->shape[1]);
+}
+
+void pn_op_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0, const pn_tensor *cu_seqlens) {
     same_device("rope", x, inv_freq);
     want_act("rope", x);
     PN_ASSERT(x->ndim == 4 && inv_freq->dtype == PN_F32 && x->shape[3] % 2 == 0);
     PN_ASSERT(pn_numel(inv_freq) == x->shape[3] / 2 && pos0 >= 0);
-    be_of("rope", x)->rope(x, inv_freq, pos0);
+    packed_check("rope", cu_seqlens, x);
+    be_of("rope", x)->rope(x, inv_freq, pos0, cu_seqlens);
 }
 
 void pn_op_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0) {
@@ -154,20 +171,22 @@ static void lse_check(const char *op, const pn_tensor *lse, const pn_tensor *q) 
 }
 
 void pn_op_attention_train(pn_tensor *out, pn_tensor *lse, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
-                           int window) {
+                           int window, const pn_tensor *cu_seqlens) {
     lse_check("attention_train", lse, q);
-    if (!lse) {
+    if (!lse && !cu_seqlens) {
         pn_op_attention(out, q, k, v, 0, window);
         return;
     }
+    PN_ASSERT(lse);
     attention_check("attention_train", out, q, k, v, 0, window);
     PN_ASSERT(k->shape[1] == q->shape[1]);
-    BE(attention_train, out)->attention_train(out, lse, q, k, v, window);
+    packed_check("attention_train", cu_seqlens, q);
+    BE(attention_train, out)->attention_train(out, lse, q, k, v, window, cu_seqlens);
 }
 
 void pn_op_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout, const pn_tensor *q,
                          const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, const pn_tensor *lse,
-                         int window) {
+                         int window, const pn_tensor *cu_seqlens) {
     lse_check("attention_bwd", lse, q);
     const pn_tensor *all[] = {dk, dv, dout, q, k, v, out};
     for (int i = 0; i < 7; i++) {
@@ -183,10 +202,8 @@ void pn_op_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_t
     same_shape("attention_bwd", k, v);
     PN_ASSERT(q->ndim == 4 && k->shape[0] == q->shape[0] && k->shape[1] == q->shape[1]);
     PN_ASSERT(q->shape[3] == k->shape[3] && q->shape[2] % k->shape[2] == 0 && window >= 0);
-    const pn_backend *be = be_of("attention_bwd", dq);
-    // The CUDA backward (cuDNN SDPA backward) is the next step of issue 4; until then training runs on the CPU.
-    if (!be->attention_bwd) pn_panic("attention_bwd is not implemented on the %s backend yet", be->name);
-    be->attention_bwd(dq, dk, dv, dout, q, k, v, out, lse, window);
+    packed_check("attention_bwd", cu_seqlens, q);
+    BE(attention_bwd, dq)->attention_bwd(dq, dk, dv, dout, q, k, v, out, lse, window, cu_seqlens);
 }
 
 void pn_op_to_host_f32(float *dst, const pn_tensor *src) { be_of("to_host_f32", src)->to_host_f32(dst, src); }
@@ -324,12 +341,13 @@ void pn_op_matmul_bwd(pn_tensor *dx, pn_tensor *dw, pn_tensor *db, const pn_tens
     BE(matmul_bwd, dout)->matmul_bwd(dx, dw, db, dout, x, w, accumulate_dx);
 }
 
-void pn_op_rope_bwd(pn_tensor *dx, const pn_tensor *inv_freq, int pos0) {
+void pn_op_rope_bwd(pn_tensor *dx, const pn_tensor *inv_freq, int pos0, const pn_tensor *cu_seqlens) {
     same_device("rope_bwd", dx, inv_freq);
     want_act("rope_bwd", dx);
     PN_ASSERT(dx->ndim == 4 && inv_freq->dtype == PN_F32 && dx->shape[3] % 2 == 0);
     PN_ASSERT(pn_numel(inv_freq) == dx->shape[3] / 2 && pos0 >= 0);
-    BE(rope_bwd, dx)->rope_bwd(dx, inv_freq, pos0);
+    packed_check("rope_bwd", cu_seqlens, dx);
+    BE(rope_bwd, dx)->rope_bwd(dx, inv_freq, pos0, cu_seqlens);
 }
 
 void pn_op_embedding_bwd(pn_tensor *dtable, const pn_tensor *ids, const pn_tensor *dout) {

@@ -51,6 +51,7 @@ typedef struct pn_backend {
 //   HF the normalized value is rounded to the activation dtype before * weight.
 // - matmul: out[N, O] = x[N, I] w[O, I]^T (+ bias[O]).   add: x += y.   swiglu: out = silu(gate) * up.
 // - rope: in place on x[B, T, H, D], rotate-half convention; token t at position pos0 + t; inv_freq[D/2] F32.
+//   With cu_seqlens (a packed batch, kernels/packed.h; else NULL) token t sits at pos0 + t - its document's start.
 // - kv_store: cache[b, pos0 + t] = src[b, t] (cache [B, cap, Hkv, D], src [B, T, Hkv, D]).
 // - attention: causal GQA of q[B, T, Hq, D] (query t at position pos0 + t) over positions 0 .. pos0 + T - 1
 //   of kcache/vcache; key s is visible to query p iff s <= p and (window == 0 or p - s < window); scale
@@ -59,6 +60,8 @@ typedef struct pn_backend {
 // - attention_train: attention over the T tokens themselves (pos0 = 0, k/v [B, T, Hkv, D]) also writing
 //   lse F32 [B, T, Hq] (each query's natural log-sum-exp). attention_bwd: from q, k, v, out, dout (and lse,
 //   or NULL to recompute) writes dq [B, T, Hq, D], dk, dv [B, T, Hkv, D] (GQA sums a group into its head).
+//   Both take cu_seqlens (NULL, or a packed batch of B = 1: kernels/packed.h): a query then sees only keys of
+//   its own document, every document in one call.
 // - the training and linear-block ops: see their wrappers below; gdn_*: kernels/cpu/gdn.h's contract, all
 //   pointers on the backend's device, returning 0 or -1 with the error set before computing anything.
 
@@ -80,15 +83,15 @@ void pn_op_rmsnorm(pn_tensor *out, const pn_tensor *x, const pn_tensor *weight, 
 void pn_op_matmul(pn_tensor *out, const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias);
 void pn_op_add(pn_tensor *x, const pn_tensor *y);
 void pn_op_swiglu(pn_tensor *out, const pn_tensor *gate, const pn_tensor *up);
-void pn_op_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0);
+void pn_op_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0, const pn_tensor *cu_seqlens);
 void pn_op_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0);
 void pn_op_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
                      int pos0, int window);
 void pn_op_attention_train(pn_tensor *out, pn_tensor *lse, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
-                           int window);
+                           int window, const pn_tensor *cu_seqlens);
 void pn_op_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout, const pn_tensor *q,
                          const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, const pn_tensor *lse,
-                         int window);
+                         int window, const pn_tensor *cu_seqlens);
 void pn_op_to_host_f32(float *dst, const pn_tensor *src);
 int64_t pn_op_count_nonfinite(const pn_tensor *x);
 void pn_op_from_host_f32(pn_tensor *dst, const float *src);
@@ -119,7 +122,7 @@ void pn_op_swiglu_bwd(pn_tensor *dgate, pn_tensor *dup, const pn_tensor *dout, c
 void pn_op_matmul_bwd(pn_tensor *dx, pn_tensor *dw, pn_tensor *db, const pn_tensor *dout, const pn_tensor *x,
                       const pn_tensor *w, int accumulate_dx);
 // Backward of pn_op_rope in place: rotates dx[B, T, H, D] back by the same angles.
-void pn_op_rope_bwd(pn_tensor *dx, const pn_tensor *inv_freq, int pos0);
+void pn_op_rope_bwd(pn_tensor *dx, const pn_tensor *inv_freq, int pos0, const pn_tensor *cu_seqlens);
 // dtable[ids[n], :] += dout[n, :] (dtable F32 [V, C]).
 void pn_op_embedding_bwd(pn_tensor *dtable, const pn_tensor *ids, const pn_tensor *dout);
 // Causal depthwise convolution over W taps of x [B, T, C]:

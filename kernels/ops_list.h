@@ -12,7 +12,7 @@
     X(matmul, void, (pn_tensor * out, const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias))            \
     X(add, void, (pn_tensor * x, const pn_tensor *y))                                                            \
     X(swiglu, void, (pn_tensor * out, const pn_tensor *gate, const pn_tensor *up))                               \
-    X(rope, void, (pn_tensor * x, const pn_tensor *inv_freq, int pos0))                                          \
+    X(rope, void, (pn_tensor * x, const pn_tensor *inv_freq, int pos0, const pn_tensor *cu_seqlens))               \
     X(kv_store, void, (pn_tensor * cache, const pn_tensor *src, int pos0))                                       \
     X(attention, void,                                                                                           \
       (pn_tensor * out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache, int pos0, int window)) \
@@ -20,10 +20,11 @@
     X(from_host_f32, void, (pn_tensor * dst, const float *src))                                                  \
     X(count_nonfinite, int64_t, (const pn_tensor *x))                                                            \
     X(attention_train, void,                                                                                     \
-      (pn_tensor * out, pn_tensor * lse, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v, int window))  \
+      (pn_tensor * out, pn_tensor * lse, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v, int window,  \
+       const pn_tensor *cu_seqlens))                                                                            \
     X(attention_bwd, void,                                                                                       \
       (pn_tensor * dq, pn_tensor * dk, pn_tensor * dv, const pn_tensor *dout, const pn_tensor *q, const pn_tensor *k, \
-       const pn_tensor *v, const pn_tensor *out, const pn_tensor *lse, int window))                              \
+       const pn_tensor *v, const pn_tensor *out, const pn_tensor *lse, int window, const pn_tensor *cu_seqlens))   \
     X(copy, void, (pn_tensor * dst, const pn_tensor *src))                                                       \
     X(silu, void, (pn_tensor * y, const pn_tensor *x))                                                           \
     X(silu_bwd, void, (pn_tensor * dx, const pn_tensor *dy, const pn_tensor *x))                                 \
@@ -39,7 +40,7 @@
     X(matmul_bwd, void,                                                                                          \
       (pn_tensor * dx, pn_tensor * dw, pn_tensor * db, const pn_tensor *dout, const pn_tensor *x, const pn_tensor *w, \
        int accumulate_dx))                                                                                       \
-    X(rope_bwd, void, (pn_tensor * dx, const pn_tensor *inv_freq, int pos0))                                     \
+    X(rope_bwd, void, (pn_tensor * dx, const pn_tensor *inv_freq, int pos0, const pn_tensor *cu_seqlens))          \
     X(embedding_bwd, void, (pn_tensor * dtable, const pn_tensor *ids, const pn_tensor *dout))                    \
     X(conv1d, void,                                                                                              \
       (pn_tensor * y, const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias, const pn_tensor *kdyn,      \

@@ -2,6 +2,9 @@
 // time, scores -> fp32 softmax -> weighted sum of values. Keys come from a cache that already holds the
 // new tokens, so prefill and single-token decode are the same code.
 //
+// A packed batch (cu_seqlens, kernels/packed.h) bounds each row's keys below by its document's first row, so
+// every document is attended in the same call without seeing another.
+//
 // The backward recomputes each row's softmax P rather than storing the T x T matrix, then uses
 // dS = P * (dP - <dO, O>) (the softmax Jacobian, with <dO, O> = sum_s P_s dP_s taken from the saved output),
 // dQ = scale dS K, dK += scale dS^T Q, dV += P^T dO. Work is split by (batch, kv head) so the query heads of
@@ -11,6 +14,7 @@
 #include <string.h>
 
 #include "../../src/pn_common.h"
+#include "../packed.h"
 #include "cpu.h"
 #include "threads.h"
 
@@ -24,6 +28,8 @@ typedef struct {
     int pos0, window;
     int64_t s_lo, S; // keys s_lo .. S - 1 are the only ones any row sees; kt holds them
     float *kt;       // [B, Hkv, D, S - s_lo]
+    const int32_t *cu; // a packed batch's document offsets (pos0 = 0), else NULL
+    int n_docs;
 } attn_job;
 
 #define KEY_BLOCK 16 // keys per block of scores
@@ -58,7 +64,9 @@ static void attention_range(void *p, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) { // r = (b * T + t) * Hq + h
         const int64_t h = r % Hq, t = r / Hq % T, b = r / (Hq * T);
         const int64_t p = a->pos0 + t, kvh = h / group;
-        const int64_t s0 = a->window > 0 && p - a->window + 1 > 0 ? p - a->window + 1 : 0;
+        int64_t s0 = a->window > 0 && p - a->window + 1 > 0 ? p - a->window + 1 : 0;
+        const int64_t doc0 = pn_doc_lo(a->cu, a->n_docs, t); // a packed row sees its own document only
+        if (s0 < doc0) s0 = doc0;
         const float *qr = (const float *)q->data + r * D;
         const float *kt = a->kt + (b * Hkv + kvh) * D * ns; // kt[d * ns + s - s_lo] for key s
         float *o = a->out + r * D;
@@ -117,11 +125,12 @@ static void attention_range(void *p, int64_t r0, int64_t r1) {
 }
 
 static void attention_rows(pn_tensor *out, float *lse, const pn_tensor *q, const pn_tensor *kcache,
-                           const pn_tensor *vcache, int pos0, int window) {
+                           const pn_tensor *vcache, int pos0, int window, const pn_tensor *cu) {
     const int64_t B = q->shape[0], T = q->shape[1], Hq = q->shape[2], D = q->shape[3];
     const int64_t Hkv = kcache->shape[2];
     if (B * T * Hq == 0) return;
-    attn_job a = {out->data, lse, q, kcache, vcache, pos0, window, 0, pos0 + T, NULL};
+    attn_job a = {out->data, lse, q, kcache, vcache, pos0, window, 0, pos0 + T, NULL,
+                  cu ? cu->data : NULL, cu ? (int)cu->shape[0] - 1 : 0};
     if (window > 0 && pos0 - window + 1 > 0) a.s_lo = pos0 - window + 1; // the first row's first key
     const int64_t ns = a.S - a.s_lo;
     a.kt = pn_malloc(sizeof(float) * (size_t)(B * Hkv * D * ns));
@@ -134,19 +143,21 @@ static void attention_rows(pn_tensor *out, float *lse, const pn_tensor *q, const
 
 void pn_cpu_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
                       int pos0, int window) {
-    attention_rows(out, NULL, q, kcache, vcache, pos0, window);
+    attention_rows(out, NULL, q, kcache, vcache, pos0, window, NULL);
 }
 
 // The training forward with statistics (lse [B, T, Hq]; the CPU backward recomputes its softmax anyway, the
 // statistics are for the contract and the tests).
 void pn_cpu_attention_train(pn_tensor *out, pn_tensor *lse, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
-                            int window) {
-    attention_rows(out, lse->data, q, k, v, 0, window);
+                            int window, const pn_tensor *cu_seqlens) {
+    attention_rows(out, lse->data, q, k, v, 0, window, cu_seqlens);
 }
 
 typedef struct {
     const pn_tensor *dq, *dk, *dv, *dout, *q, *k, *v, *out;
     int window;
+    const int32_t *cu;
+    int n_docs;
 } attn_bwd_job;
 
 // Units (b, kv head): the query heads of one GQA group add into the same dK, dV rows, so they stay together.
@@ -167,7 +178,9 @@ static void attention_bwd_range(void *job, int64_t u0, int64_t u1) {
         }
         for (int64_t h = kvh * group; h < (kvh + 1) * group; h++)
             for (int64_t t = 0; t < T; t++) {
-                const int64_t s0 = window > 0 && t - window + 1 > 0 ? t - window + 1 : 0;
+                int64_t s0 = window > 0 && t - window + 1 > 0 ? t - window + 1 : 0;
+                const int64_t doc0 = pn_doc_lo(a->cu, a->n_docs, t);
+                if (s0 < doc0) s0 = doc0;
                 const float *qr = Q + ((b * T + t) * Hq + h) * D, *dor = dO + ((b * T + t) * Hq + h) * D;
                 const float *orow = O + ((b * T + t) * Hq + h) * D;
                 float *dqr = dQ + ((b * T + t) * Hq + h) * D;
@@ -206,10 +219,11 @@ static void attention_bwd_range(void *job, int64_t u0, int64_t u1) {
 
 void pn_cpu_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout, const pn_tensor *q,
                           const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, const pn_tensor *lse,
-                          int window) {
+                          int window, const pn_tensor *cu_seqlens) {
     (void)lse; // the reference recomputes each row's softmax
     const int64_t B = q->shape[0], T = q->shape[1], Hq = q->shape[2], D = q->shape[3], Hkv = k->shape[2];
-    attn_bwd_job a = {dq, dk, dv, dout, q, k, v, out, window};
+    attn_bwd_job a = {dq, dk, dv, dout, q, k, v, out, window, cu_seqlens ? cu_seqlens->data : NULL,
+                      cu_seqlens ? (int)cu_seqlens->shape[0] - 1 : 0};
     const double keys = window > 0 && window < T ? window : (T + 1) / 2.0;
     pn_cpu_parallel_for(B * Hkv, 1, (double)(Hq / Hkv) * T * keys * (6.0 * D + 32.0), attention_bwd_range, &a);
 }

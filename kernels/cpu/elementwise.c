@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../../src/pn_common.h"
+#include "../packed.h"
 #include "cpu.h"
 #include "threads.h"
 
@@ -46,11 +47,14 @@ void pn_cpu_swiglu(pn_tensor *out, const pn_tensor *gate, const pn_tensor *up) {
 // (position * inv_freq), so positions in the tens of thousands round the same way.
 // dir = 1 rotates by the angle (the forward), dir = -1 back (the backward: the rotation's transpose).
 // A token's angles are the same for all its heads, so each cos/sin is computed once per token.
+// A packed batch (cu) restarts the positions at each document's first row.
 typedef struct {
     pn_tensor *x;
     const float *f;
     int pos0;
     float dir;
+    const int32_t *cu;
+    int n_docs;
 } rope_job;
 
 static void rope_range(void *p, int64_t r0, int64_t r1) { // rows r = b * T + t
@@ -58,7 +62,7 @@ static void rope_range(void *p, int64_t r0, int64_t r1) { // rows r = b * T + t
     const int64_t T = j->x->shape[1], H = j->x->shape[2], D = j->x->shape[3], half = D / 2;
     float *cs = pn_malloc(sizeof(float) * (size_t)(2 * half + 1)), *sn = cs + half;
     for (int64_t r = r0; r < r1; r++) {
-        const float p = (float)(j->pos0 + r % T);
+        const float p = (float)(j->pos0 + r % T - pn_doc_lo(j->cu, j->n_docs, r % T));
         for (int64_t i = 0; i < half; i++) {
             const float a = p * j->f[i];
             cs[i] = cosf(a), sn[i] = j->dir * sinf(a);
@@ -75,15 +79,19 @@ static void rope_range(void *p, int64_t r0, int64_t r1) { // rows r = b * T + t
     free(cs);
 }
 
-static void rope_dir(pn_tensor *x, const pn_tensor *inv_freq, int pos0, float dir) {
+static void rope_dir(pn_tensor *x, const pn_tensor *inv_freq, int pos0, const pn_tensor *cu, float dir) {
     const int64_t B = x->shape[0], T = x->shape[1], H = x->shape[2], D = x->shape[3];
-    rope_job j = {x, inv_freq->data, pos0, dir};
+    rope_job j = {x, inv_freq->data, pos0, dir, cu ? cu->data : NULL, cu ? (int)cu->shape[0] - 1 : 0};
     pn_cpu_parallel_for(B * T, 0, (double)D * (32.0 + 4.0 * H), rope_range, &j);
 }
 
-void pn_cpu_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0) { rope_dir(x, inv_freq, pos0, 1.0f); }
+void pn_cpu_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0, const pn_tensor *cu_seqlens) {
+    rope_dir(x, inv_freq, pos0, cu_seqlens, 1.0f);
+}
 
-void pn_cpu_rope_bwd(pn_tensor *dx, const pn_tensor *inv_freq, int pos0) { rope_dir(dx, inv_freq, pos0, -1.0f); }
+void pn_cpu_rope_bwd(pn_tensor *dx, const pn_tensor *inv_freq, int pos0, const pn_tensor *cu_seqlens) {
+    rope_dir(dx, inv_freq, pos0, cu_seqlens, -1.0f);
+}
 
 void pn_cpu_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0) {
     const int64_t B = src->shape[0], T = src->shape[1], row = src->shape[2] * src->shape[3], cap = cache->shape[1];

@@ -59,7 +59,8 @@ __device__ __forceinline__ float block_sum(float v, float *red) {
 // output; otherwise it writes its unnormalized partial sum, max and sum to part (attn_combine_kernel).
 __global__ void __launch_bounds__(SIMPLE_THREADS)
     attn_simple_kernel(bf16 *out, float *part, const bf16 *q, const bf16 *k, const bf16 *v, int T, int Hq, int Hkv,
-                       int D, int64_t cap, int pos0, int window, float scale, int nsplit) {
+                       int D, int64_t cap, int pos0, int window, float scale, int nsplit, const int32_t *cu,
+                       int n_docs) {
     __shared__ float qs[256];
     __shared__ float ps[SIMPLE_THREADS];
     __shared__ float comb[2048]; // G * D <= 2048 partial outputs (see the P V layout below)
@@ -68,7 +69,8 @@ __global__ void __launch_bounds__(SIMPLE_THREADS)
     const int t = blockIdx.x / nsplit, split = blockIdx.x % nsplit, h = blockIdx.y, b = blockIdx.z;
     const int hk = h / (Hq / Hkv);
     const int64_t p = (int64_t)pos0 + t;
-    const int64_t lo = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0;
+    int64_t lo = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0;
+    lo = max(lo, (int64_t)pos0 + pn_doc_lo(cu, n_docs, t)); // a packed row: its own document's keys only
     const int64_t per = (p - lo + 1 + nsplit - 1) / nsplit; // keys per split
     const int64_t k_begin = lo + split * per, k_end = min(p, k_begin + per - 1); // may be empty (k_begin > k_end)
     const int64_t kv_stride = (int64_t)Hkv * D; // elements between consecutive positions
@@ -192,7 +194,7 @@ struct fa_cfg {
 template <int D>
 __global__ void __launch_bounds__(FA_THREADS)
     attn_flash_kernel(bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, int T, int Hq, int Hkv, int64_t cap,
-                      int pos0, int window, float scale_log2) {
+                      int pos0, int window, float scale_log2, const int32_t *cu, int n_docs) {
     constexpr int LD = fa_cfg<D>::LD, TILE = fa_cfg<D>::TILE;
     constexpr int CPR = D / 8; // 16-byte chunks per row
     extern __shared__ __align__(16) unsigned char fa_smem[];
@@ -207,7 +209,11 @@ __global__ void __launch_bounds__(FA_THREADS)
     const int t0 = mb * FA_BM;
     const int t_last = min(t0 + FA_BM, T) - 1;
     const int64_t p_min = (int64_t)pos0 + t0, p_max = (int64_t)pos0 + t_last, kv_len = (int64_t)pos0 + T;
-    const int64_t lo = (window > 0 && p_min - window + 1 > 0) ? p_min - window + 1 : 0;
+    int64_t lo = (window > 0 && p_min - window + 1 > 0) ? p_min - window + 1 : 0;
+    // A packed batch: the block's first row has the earliest document start; rows of later documents in
+    // the block mask the keys before their own (dlo, relative to p_min, INT32_MIN when not packed).
+    lo = max(lo, (int64_t)pos0 + pn_doc_lo(cu, n_docs, t0));
+    const int64_t doc_last = (int64_t)pos0 + pn_doc_lo(cu, n_docs, t_last);
     const int n_first = (int)(lo / FA_BN), n_last = (int)(p_max / FA_BN);
 
     const int64_t kv_stride = (int64_t)Hkv * D;
@@ -243,6 +249,12 @@ __global__ void __launch_bounds__(FA_THREADS)
     cp_async_commit(); // group 0: Q and the first tile
 
     const int rw = warp * 16 * FA_MT; // this warp's first row in the block
+    int dlo[FA_MT][2];
+#pragma unroll
+    for (int mi = 0; mi < FA_MT; mi++)
+#pragma unroll
+        for (int r = 0; r < 2; r++)
+            dlo[mi][r] = cu ? (int)(pn_doc_lo(cu, n_docs, min(t0 + rw + mi * 16 + g + 8 * r, T - 1)) - t0) : INT32_MIN;
 
     float o[FA_MT][D / 8][4]; // O accumulators: n-tile of 8 dims x (rows g, g + 8)
     float m[FA_MT][2], l[FA_MT][2]; // running max (log2 domain); this thread's share of the row sums
@@ -294,7 +306,8 @@ __global__ void __launch_bounds__(FA_THREADS)
         // Scale into the log2 domain and mask the tiles that the causal/window band cuts.
         // Positions relative to p_min (the block's first query) fit an int: |kbase - p_min| <= pos0 + T.
         const int64_t kbase = (int64_t)n * FA_BN;
-        const bool need_mask = (kbase + FA_BN - 1 > p_min) || (window > 0 && kbase < p_max - window + 1);
+        const bool need_mask =
+            (kbase + FA_BN - 1 > p_min) || (window > 0 && kbase < p_max - window + 1) || kbase < doc_last;
         if (need_mask) {
             const int krel = (int)(kbase - p_min) + 2 * tig;
 #pragma unroll
@@ -304,7 +317,8 @@ __global__ void __launch_bounds__(FA_THREADS)
 #pragma unroll
                     for (int e = 0; e < 4; e++) {
                         const int key = krel + j * 8 + (e & 1), row = rw + mi * 16 + g + 8 * (e >> 1);
-                        if (key > row || (window > 0 && row - key >= window)) s[mi][j][e] = -INFINITY;
+                        if (key > row || (window > 0 && row - key >= window) || key < dlo[mi][e >> 1])
+                            s[mi][j][e] = -INFINITY;
                     }
         }
 #pragma unroll
@@ -396,7 +410,7 @@ __global__ void __launch_bounds__(FA_THREADS)
 
 template <int D>
 static void launch_flash(bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, int B, int T, int Hq, int Hkv,
-                         int64_t cap, int pos0, int window) {
+                         int64_t cap, int pos0, int window, const int32_t *cu, int n_docs) {
     static bool attr_set = false;
     if (!attr_set) {
         CUDA_CHECK(cudaFuncSetAttribute(attn_flash_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -406,7 +420,7 @@ static void launch_flash(bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v,
     const float scale_log2 = (1.0f / sqrtf((float)D)) * 1.4426950408889634f;
     const dim3 grid((unsigned)ceil_div64(T, FA_BM), (unsigned)Hq, (unsigned)B);
     attn_flash_kernel<D><<<grid, FA_THREADS, fa_cfg<D>::SMEM>>>(out, q, k, v, T, Hq, Hkv, cap, pos0, window,
-                                                                  scale_log2);
+                                                                  scale_log2, cu, n_docs);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -439,10 +453,16 @@ static int choose_splits(int64_t rows, int64_t max_keys, int D) {
 
 void pn_cuda_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
                        int pos0, int window) {
+    pn_cuda_attention_packed(out, q, kcache, vcache, pos0, window, NULL, 0);
+}
+
+void pn_cuda_attention_packed(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
+                              int pos0, int window, const int32_t *cu, int n_docs) {
 #ifdef PN_HAVE_CUDNN
     // cuDNN's fused SDPA takes plain causal prefill when it can (-1: not handled); PN_NO_CUDNN set disables it.
+    // Packed documents take the own kernels (one launch for all of them).
     static const bool no_cudnn = getenv("PN_NO_CUDNN") != NULL; // read once
-    if (!no_cudnn && pn_cuda_attention_cudnn(out, q, kcache, vcache, pos0, window) == 0) return;
+    if (!cu && !no_cudnn && pn_cuda_attention_cudnn(out, q, kcache, vcache, pos0, window) == 0) return;
 #endif
     const int64_t B = q->shape[0], T = q->shape[1], Hq = q->shape[2], D = q->shape[3];
     const int64_t cap = kcache->shape[1], Hkv = kcache->shape[2];
@@ -458,16 +478,17 @@ void pn_cuda_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcac
     bf16 *o = (bf16 *)out->data;
     const bf16 *qp = (const bf16 *)q->data, *kp = (const bf16 *)kcache->data, *vp = (const bf16 *)vcache->data;
     if (T >= 64 && D == 128) {
-        launch_flash<128>(o, qp, kp, vp, (int)B, (int)T, (int)Hq, (int)Hkv, cap, pos0, window);
+        launch_flash<128>(o, qp, kp, vp, (int)B, (int)T, (int)Hq, (int)Hkv, cap, pos0, window, cu, n_docs);
     } else if (T >= 64 && D == 64) {
-        launch_flash<64>(o, qp, kp, vp, (int)B, (int)T, (int)Hq, (int)Hkv, cap, pos0, window);
+        launch_flash<64>(o, qp, kp, vp, (int)B, (int)T, (int)Hq, (int)Hkv, cap, pos0, window, cu, n_docs);
     } else {
         const int64_t rows = B * T * Hq;
         const int64_t max_keys = window > 0 && window < pos0 + T ? window : pos0 + T;
         const int ns = choose_splits(rows, max_keys, (int)D);
         const dim3 grid((unsigned)(T * ns), (unsigned)Hq, (unsigned)B);
         attn_simple_kernel<<<grid, SIMPLE_THREADS>>>(o, ns > 1 ? split_ws : NULL, qp, kp, vp, (int)T, (int)Hq,
-                                                     (int)Hkv, (int)D, cap, pos0, window, 1.0f / sqrtf((float)D), ns);
+                                                     (int)Hkv, (int)D, cap, pos0, window, 1.0f / sqrtf((float)D), ns,
+                                                     cu, n_docs);
         CUDA_LAUNCH_CHECK();
         if (ns > 1) {
             attn_combine_kernel<<<(unsigned)rows, 128>>>(o, split_ws, (int)D, ns);

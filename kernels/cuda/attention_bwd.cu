@@ -78,11 +78,12 @@ __device__ __forceinline__ float bwd_block_max(float v, float *red) {
 // grid (T, Hq, B). Shared: q, do (D floats each), ds of one key tile (BWD_THREADS floats).
 __global__ void __launch_bounds__(BWD_THREADS)
     attn_bwd_dq_kernel(bf16 *dq, float *lse, float *delta, const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *o,
-                       const bf16 *dout, int T, int Hq, int Hkv, int D, int window, float scale) {
+                       const bf16 *dout, int T, int Hq, int Hkv, int D, int window, float scale, const int32_t *cu,
+                       int n_docs) {
     extern __shared__ float sm[];
     float *qs = sm, *dos = sm + D, *tile = sm + 2 * D, *red = tile + BWD_THREADS;
     const int t = blockIdx.x, h = blockIdx.y, b = blockIdx.z, kvh = h / (Hq / Hkv);
-    const int s0 = window > 0 && t - window + 1 > 0 ? t - window + 1 : 0;
+    const int s0 = max(window > 0 && t - window + 1 > 0 ? t - window + 1 : 0, (int)pn_doc_lo(cu, n_docs, t));
     const int64_t row = ((int64_t)(b * T + t) * Hq + h) * D;
     float part = 0.0f;
     for (int d = threadIdx.x; d < D; d += blockDim.x) {
@@ -150,11 +151,14 @@ __global__ void __launch_bounds__(BWD_THREADS)
 // grid (T, Hkv, B). Shared: k, v rows (D floats each), P and dS of one query tile (2 x BWD_THREADS floats).
 __global__ void __launch_bounds__(BWD_THREADS)
     attn_bwd_dkv_kernel(bf16 *dk, bf16 *dv, const float *lse, const float *delta, const bf16 *q, const bf16 *k,
-                        const bf16 *v, const bf16 *dout, int T, int Hq, int Hkv, int D, int window, float scale) {
+                        const bf16 *v, const bf16 *dout, int T, int Hq, int Hkv, int D, int window, float scale,
+                        const int32_t *cu, int n_docs) {
     extern __shared__ float sm[];
     float *ks = sm, *vs = sm + D, *ptile = sm + 2 * D, *dstile = ptile + BWD_THREADS;
     const int s = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z, group = Hq / Hkv;
-    const int t1 = window > 0 && s + window - 1 < T - 1 ? s + window - 1 : T - 1; // last query that sees s
+    // The last query that sees s: the window's, and in a packed batch the last of s's document.
+    const int t1 = min(window > 0 && s + window - 1 < T - 1 ? s + window - 1 : T - 1,
+                       (int)pn_doc_hi(cu, n_docs, s, T) - 1);
     const int64_t krow = ((int64_t)(b * T + s) * Hkv + kvh) * D;
     for (int d = threadIdx.x; d < D; d += blockDim.x) ks[d] = bf2f(k[krow + d]), vs[d] = bf2f(v[krow + d]);
     __syncthreads();
@@ -248,7 +252,7 @@ __device__ __forceinline__ void ab_red_add2(float *p, float x, float y) {
 template <int D>
 __global__ void __launch_bounds__(PRE_THREADS)
     attn_bwd_pre_kernel(float *lse2, float *delta, const bf16 *q, const bf16 *k, const bf16 *o, const bf16 *dout,
-                        int T, int Tp, int Hq, int Hkv, int window, float scale_log2) {
+                        int T, int Tp, int Hq, int Hkv, int window, float scale_log2, const int32_t *cu, int n_docs) {
     constexpr int LD = ab_cfg<D>::LD, TILE = PRE_BN * LD, CPR = D / 8; // CPR: 16-byte chunks per row
     extern __shared__ __align__(16) unsigned char ab_pre_smem[];
     bf16 *Qs = (bf16 *)ab_pre_smem; // [PRE_BM][LD]
@@ -259,7 +263,9 @@ __global__ void __launch_bounds__(PRE_THREADS)
     const int mb = gridDim.x - 1 - blockIdx.x; // the longest (last) query blocks start first
     const int h = blockIdx.y, b = blockIdx.z, hk = h / (Hq / Hkv);
     const int t0 = mb * PRE_BM, t_last = min(t0 + PRE_BM, T) - 1; // t0 < T: Tp / PRE_BM blocks
-    const int lo = (window > 0 && t0 - window + 1 > 0) ? t0 - window + 1 : 0;
+    // Packed documents as in the forward: keys from the block's first document on, dlo per row.
+    const int lo = max((window > 0 && t0 - window + 1 > 0) ? t0 - window + 1 : 0, (int)pn_doc_lo(cu, n_docs, t0));
+    const int doc_last = (int)pn_doc_lo(cu, n_docs, t_last);
     const int n_first = lo / PRE_BN, n_last = t_last / PRE_BN;
     const int64_t q_stride = (int64_t)Hq * D, kv_stride = (int64_t)Hkv * D;
     const bf16 *qb = q + ((int64_t)b * T * Hq + h) * D;
@@ -306,6 +312,12 @@ __global__ void __launch_bounds__(PRE_THREADS)
     }
 
     const int rw = warp * 16 * PRE_MT; // this warp's first row in the block
+    int dlo[PRE_MT][2]; // relative to t0; INT32_MIN when not packed
+#pragma unroll
+    for (int mi = 0; mi < PRE_MT; mi++)
+#pragma unroll
+        for (int r = 0; r < 2; r++)
+            dlo[mi][r] = cu ? (int)pn_doc_lo(cu, n_docs, min(t0 + rw + mi * 16 + g + 8 * r, T - 1)) - t0 : INT32_MIN;
     float m[PRE_MT][2], l[PRE_MT][2];  // running max (log2 domain); this thread's share of the row sums
 #pragma unroll
     for (int mi = 0; mi < PRE_MT; mi++) m[mi][0] = m[mi][1] = -INFINITY, l[mi][0] = l[mi][1] = 0.0f;
@@ -347,7 +359,8 @@ __global__ void __launch_bounds__(PRE_THREADS)
         }
 
         const int kbase = n * PRE_BN;
-        const bool need_mask = (kbase + PRE_BN - 1 > t0) || (window > 0 && kbase < t_last - window + 1);
+        const bool need_mask =
+            (kbase + PRE_BN - 1 > t0) || (window > 0 && kbase < t_last - window + 1) || kbase < doc_last;
         if (need_mask) {
             const int krel = kbase - t0 + 2 * tig;
 #pragma unroll
@@ -357,7 +370,8 @@ __global__ void __launch_bounds__(PRE_THREADS)
 #pragma unroll
                     for (int e = 0; e < 4; e++) {
                         const int key = krel + j * 8 + (e & 1), row = rw + mi * 16 + g + 8 * (e >> 1);
-                        if (key > row || (window > 0 && row - key >= window)) s[mi][j][e] = -INFINITY;
+                        if (key > row || (window > 0 && row - key >= window) || key < dlo[mi][e >> 1])
+                            s[mi][j][e] = -INFINITY;
                     }
         }
 #pragma unroll
@@ -403,7 +417,7 @@ template <int D>
 __global__ void __launch_bounds__(AB_THREADS, 1)
     attn_bwd_main_kernel(bf16 *dk, bf16 *dv, float *dqacc, const float *lse2, const float *delta, const bf16 *q,
                          const bf16 *k, const bf16 *v, const bf16 *dout, int B, int T, int Tp, int Hq, int Hkv,
-                         int window, float scale_log2, float scale) {
+                         int window, float scale_log2, float scale, const int32_t *cu, int n_docs) {
     constexpr int LD = ab_cfg<D>::LD, LDS = ab_cfg<D>::LDS, QSUB = ab_cfg<D>::QSUB, DQC = ab_cfg<D>::DQC;
     constexpr int CPR = D / 8, QTILE = AB_BR * LD;
     extern __shared__ __align__(16) unsigned char ab_main_smem[];
@@ -421,7 +435,10 @@ __global__ void __launch_bounds__(AB_THREADS, 1)
     const int G = Hq / Hkv;
     const int k0 = jb * AB_BC, k_last = min(k0 + AB_BC, T) - 1;
     // Queries that see some key of the block: k0 .. min(T - 1, k_last + window - 1), a contiguous range.
-    const int t_hi = window > 0 ? (int)min((int64_t)T - 1, (int64_t)k_last + window - 1) : T - 1;
+    // In a packed batch also no query past the last key's document.
+    const int t_hi = min(window > 0 ? (int)min((int64_t)T - 1, (int64_t)k_last + window - 1) : T - 1,
+                         (int)pn_doc_hi(cu, n_docs, k_last, T) - 1);
+    const int doc_first_end = (int)pn_doc_hi(cu, n_docs, k0, T); // the earliest document end of the block's keys
     const int i_first = k0 / AB_BR, nI = t_hi / AB_BR - i_first + 1, n_it = G * nI;
     const int64_t q_stride = (int64_t)Hq * D, kv_stride = (int64_t)Hkv * D;
 
@@ -468,6 +485,9 @@ __global__ void __launch_bounds__(AB_THREADS, 1)
     cp_async_commit(); // group 0: K, V and step 0
 
     const int kr = warp * 16; // this warp's first key row in the block
+    int dhi[2]; // one past the last query of the document of this thread's keys kr + g, + 8 (T if not packed)
+#pragma unroll
+    for (int r = 0; r < 2; r++) dhi[r] = (int)pn_doc_hi(cu, n_docs, min(k0 + kr + g + 8 * r, T - 1), T);
     float dka[D / 8][4], dva[D / 8][4]; // dK, dV accumulators: rows (keys kr + g, + 8) x dims 8n + 2 tig, + 1
 #pragma unroll
     for (int n = 0; n < D / 8; n++)
@@ -490,7 +510,7 @@ __global__ void __launch_bounds__(AB_THREADS, 1)
         const float *lt = Ls + buf * AB_BR, *dlt = Dls + buf * AB_BR;
         // Does the causal/window band or the end of the sequence cut this (query block, key block) tile?
         const bool need_mask =
-            (k0 + AB_BC - 1 > q0) || (window > 0 && q0 + AB_BR - 1 - k0 >= window) || (q0 + AB_BR > T);
+            (k0 + AB_BC - 1 > q0) || (window > 0 && q0 + AB_BR - 1 - k0 >= window) || (q0 + AB_BR > doc_first_end);
 
         // Phase 1, per QSUB queries: S^T, dP^T, P^T, dS^T; dV += P^T dO, dK += dS^T Q; dS into dSs.
 #pragma unroll
@@ -526,7 +546,7 @@ __global__ void __launch_bounds__(AB_THREADS, 1)
                 for (int e = 0; e < 4; e++) {
                     const int ql = qs + j * 8 + 2 * tig + (e & 1), t = q0 + ql, s = k0 + kr + g + 8 * (e >> 1);
                     float p = exp2f(fmaf(st[j][e], scale_log2, -lt[ql]));
-                    if (need_mask && (t >= T || s > t || (window > 0 && t - s >= window))) p = 0.0f;
+                    if (need_mask && (t >= dhi[e >> 1] || s > t || (window > 0 && t - s >= window))) p = 0.0f;
                     st[j][e] = p;
                     dpt[j][e] = p * (dpt[j][e] - dlt[ql]);
                 }
@@ -643,13 +663,13 @@ __global__ void attn_lse_kernel(float *lse, const float *lse2, int T, int Tp, in
 // The statistics by brute force, one warp per (token, head) row: the fallback for head sizes the pre-pass
 // does not cover (the backward never needs them there; attention_train still returns them).
 __global__ void attn_lse_naive_kernel(float *lse, const bf16 *q, const bf16 *k, int B, int T, int Hq, int Hkv, int D,
-                                      int window, float scale) {
+                                      int window, float scale, const int32_t *cu, int n_docs) {
     const int lane = threadIdx.x & 31;
     const int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5), rows = (int64_t)B * T * Hq;
     if (row >= rows) return;
     const int h = (int)(row % Hq), t = (int)((row / Hq) % T), b = (int)(row / ((int64_t)Hq * T));
     const bf16 *qr = q + row * D;
-    const int s0 = window > 0 && t - window + 1 > 0 ? t - window + 1 : 0;
+    const int s0 = max(window > 0 && t - window + 1 > 0 ? t - window + 1 : 0, (int)pn_doc_lo(cu, n_docs, t));
     float mx = -INFINITY, sum = 0.0f;
     for (int s = s0; s <= t; s++) {
         const bf16 *kr = k + (((int64_t)b * T + s) * Hkv + h / (Hq / Hkv)) * D;
@@ -666,7 +686,7 @@ __global__ void attn_lse_naive_kernel(float *lse, const bf16 *q, const bf16 *k, 
 // The pre-pass: lse2, delta [B, Hq, Tp] (see attn_bwd_pre_kernel).
 template <int D>
 static void launch_pre(float *lse2, float *delta, const bf16 *q, const bf16 *k, const bf16 *o, const bf16 *dout, int B,
-                       int T, int Tp, int Hq, int Hkv, int window, float scale_log2) {
+                       int T, int Tp, int Hq, int Hkv, int window, float scale_log2, const int32_t *cu, int n_docs) {
     static bool attr_set = false;
     if (!attr_set) {
         CUDA_CHECK(cudaFuncSetAttribute(attn_bwd_pre_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -674,14 +694,15 @@ static void launch_pre(float *lse2, float *delta, const bf16 *q, const bf16 *k, 
         attr_set = true;
     }
     attn_bwd_pre_kernel<D><<<dim3((unsigned)(Tp / PRE_BM), (unsigned)Hq, (unsigned)B), PRE_THREADS,
-                             ab_cfg<D>::PRE_SMEM>>>(lse2, delta, q, k, o, dout, T, Tp, Hq, Hkv, window, scale_log2);
+                             ab_cfg<D>::PRE_SMEM>>>(lse2, delta, q, k, o, dout, T, Tp, Hq, Hkv, window, scale_log2,
+                                                         cu, n_docs);
     CUDA_LAUNCH_CHECK();
 }
 
 template <int D>
 static void launch_flash_bwd(pn_tensor *const *t, const float *lse, bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout,
                              const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *o, int B, int T, int Hq, int Hkv,
-                             int window) {
+                             int window, const int32_t *cu, int n_docs) {
     static bool attr_set = false;
     if (!attr_set) {
         CUDA_CHECK(cudaFuncSetAttribute(attn_bwd_main_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -690,7 +711,7 @@ static void launch_flash_bwd(pn_tensor *const *t, const float *lse, bf16 *dq, bf
     }
 #ifdef PN_HAVE_CUDNN
     // The training forward's statistics: cuDNN's fused backward needs nothing else.
-    if (lse && window == 0 && T >= 64 && t &&
+    if (lse && window == 0 && !cu && T >= 64 && t &&
         pn_cuda_attention_bwd_cudnn(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], lse, (int64_t)T * Hq, 1, Hq, 0) == 0)
         return;
 #else
@@ -702,11 +723,11 @@ static void launch_flash_bwd(pn_tensor *const *t, const float *lse, bf16 *dq, bf
     float *lse2 = w, *delta = w + n_stat, *dqacc = w + 2 * n_stat; // 16-byte aligned: Tp % 128 == 0
     const float scale = 1.0f / sqrtf((float)D), scale_log2 = scale * 1.4426950408889634f;
 
-    launch_pre<D>(lse2, delta, q, k, o, dout, B, T, Tp, Hq, Hkv, window, scale_log2);
+    launch_pre<D>(lse2, delta, q, k, o, dout, B, T, Tp, Hq, Hkv, window, scale_log2, cu, n_docs);
 #ifdef PN_HAVE_CUDNN
     // Plain causal attention: cuDNN's fused SDPA backward from these statistics (staged in the dQ accumulator,
     // which the own kernels zero below when cuDNN declines).
-    if (window == 0 && T >= 64 && t) { // T >= 64: the stats fit the accumulator, as cuDNN wants
+    if (window == 0 && !cu && T >= 64 && t) { // T >= 64: the stats fit the accumulator, as cuDNN wants
         attn_stats_kernel<<<grid_1d((int64_t)n_stat, 256), 256>>>(dqacc, lse2, (int64_t)n_stat);
         CUDA_LAUNCH_CHECK();
         if (pn_cuda_attention_bwd_cudnn(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], dqacc, (int64_t)Hq * Tp, Tp,
@@ -717,21 +738,23 @@ static void launch_flash_bwd(pn_tensor *const *t, const float *lse, bf16 *dq, bf
     CUDA_CHECK(cudaMemsetAsync(dqacc, 0, sizeof(float) * n_q, 0));
     const int64_t n_blocks = ceil_div64(T, AB_BC) * B * Hkv;
     attn_bwd_main_kernel<D><<<(unsigned)n_blocks, AB_THREADS, ab_cfg<D>::SMEM>>>(
-        dk, dv, dqacc, lse2, delta, q, k, v, dout, B, T, Tp, Hq, Hkv, window, scale_log2, scale);
+        dk, dv, dqacc, lse2, delta, q, k, v, dout, B, T, Tp, Hq, Hkv, window, scale_log2, scale, cu, n_docs);
     CUDA_LAUNCH_CHECK();
     attn_bwd_dq_kernel_f32<<<grid_1d((int64_t)(n_q / 4), 256), 256>>>(dq, dqacc, (int64_t)(n_q / 4), scale);
     CUDA_LAUNCH_CHECK();
 }
 
 void pn_cuda_attention_train(pn_tensor *out, pn_tensor *lse, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
-                             int window) {
+                             int window, const pn_tensor *cu_seqlens) {
     const int B = (int)q->shape[0], T = (int)q->shape[1], Hq = (int)q->shape[2], D = (int)q->shape[3];
     const int Hkv = (int)k->shape[2];
     if (B == 0 || T == 0 || Hq == 0 || D == 0) return;
+    int n_docs;
+    const int32_t *cu = packed_offsets(cu_seqlens, &n_docs);
 #ifdef PN_HAVE_CUDNN
-    if (pn_cuda_attention_cudnn_stats(out, (float *)lse->data, q, k, v, window) == 0) return;
+    if (!cu && pn_cuda_attention_cudnn_stats(out, (float *)lse->data, q, k, v, window) == 0) return;
 #endif
-    pn_cuda_attention(out, q, k, v, 0, window);
+    pn_cuda_attention_packed(out, q, k, v, 0, window, cu, n_docs);
     const bf16 *qp = (const bf16 *)q->data, *kp = (const bf16 *)k->data, *op = (const bf16 *)out->data;
     const int64_t n = (int64_t)B * T * Hq;
     const float scale = 1.0f / sqrtf((float)D), scale_log2 = scale * 1.4426950408889634f;
@@ -740,22 +763,24 @@ void pn_cuda_attention_train(pn_tensor *out, pn_tensor *lse, const pn_tensor *q,
         const int Tp = (int)ceil_div64(T, AB_TPAD) * AB_TPAD;
         const size_t n_stat = (size_t)B * Hq * Tp;
         float *w = workspace(sizeof(float) * 2 * n_stat);
-        if (D == 128) launch_pre<128>(w, w + n_stat, qp, kp, op, op, B, T, Tp, Hq, Hkv, window, scale_log2);
-        else launch_pre<64>(w, w + n_stat, qp, kp, op, op, B, T, Tp, Hq, Hkv, window, scale_log2);
+        if (D == 128) launch_pre<128>(w, w + n_stat, qp, kp, op, op, B, T, Tp, Hq, Hkv, window, scale_log2, cu, n_docs);
+        else launch_pre<64>(w, w + n_stat, qp, kp, op, op, B, T, Tp, Hq, Hkv, window, scale_log2, cu, n_docs);
         attn_lse_kernel<<<grid_1d(n, 256), 256>>>((float *)lse->data, w, T, Tp, Hq, n);
     } else {
         attn_lse_naive_kernel<<<(unsigned)ceil_div64(n, 8), 256>>>((float *)lse->data, qp, kp, B, T, Hq, Hkv, D,
-                                                                  window, scale);
+                                                                  window, scale, cu, n_docs);
     }
     CUDA_LAUNCH_CHECK();
 }
 
 void pn_cuda_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout, const pn_tensor *q,
                            const pn_tensor *k, const pn_tensor *v, const pn_tensor *out, const pn_tensor *lse,
-                           int window) {
+                           int window, const pn_tensor *cu_seqlens) {
     const int B = (int)q->shape[0], T = (int)q->shape[1], Hq = (int)q->shape[2], D = (int)q->shape[3];
     const int Hkv = (int)k->shape[2];
     if (B == 0 || T == 0 || Hq == 0 || D == 0) return; // nothing to write
+    int n_docs;
+    const int32_t *cu = packed_offsets(cu_seqlens, &n_docs);
     static int simple = -1; // PN_ATTN_BWD_SIMPLE set (and not "0"): always the baseline; read once
     if (simple < 0) {
         const char *e = getenv("PN_ATTN_BWD_SIMPLE");
@@ -771,12 +796,12 @@ void pn_cuda_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn
     if (!simple && aligned && B <= 65535 && Hq <= 65535) {
         if (D == 128) {
             launch_flash_bwd<128>(t, lse ? (const float *)lse->data : NULL, dqp, dkp, dvp, dop, qp, kp, vp, op, B, T,
-                                  Hq, Hkv, window);
+                                  Hq, Hkv, window, cu, n_docs);
             return;
         }
         if (D == 64) {
             launch_flash_bwd<64>(t, lse ? (const float *)lse->data : NULL, dqp, dkp, dvp, dop, qp, kp, vp, op, B, T,
-                                 Hq, Hkv, window);
+                                 Hq, Hkv, window, cu, n_docs);
             return;
         }
     }
@@ -788,9 +813,9 @@ void pn_cuda_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn
     const float scale = 1.0f / sqrtf((float)D);
     const size_t smem = sizeof(float) * (size_t)(2 * D + 2 * BWD_THREADS + 32);
     attn_bwd_dq_kernel<<<dim3(T, Hq, B), BWD_THREADS, smem>>>(dqp, rlse, delta, qp, kp, vp, op, dop, T, Hq, Hkv, D,
-                                                             window, scale);
+                                                             window, scale, cu, n_docs);
     CUDA_LAUNCH_CHECK();
     attn_bwd_dkv_kernel<<<dim3(T, Hkv, B), BWD_THREADS, smem>>>(dkp, dvp, rlse, delta, qp, kp, vp, dop, T, Hq, Hkv,
-                                                               D, window, scale);
+                                                               D, window, scale, cu, n_docs);
     CUDA_LAUNCH_CHECK();
 }

@@ -21,6 +21,7 @@ extern "C" {
 #include "../ops.h"
 }
 #undef _Noreturn
+#include "../packed.h"
 
 // ----------------------------------------------------------------------------------------------------
 // error checks
@@ -102,6 +103,18 @@ uint32_t pn_cuda_ptr_align(const void *p); // largest power of two <= 256 dividi
 extern "C" {
 PN_OPS(PN_OP_DECLARE_CUDA)
 }
+
+// A packed batch's offsets for the kernels: NULL (and n_docs 0) when there is none or one document, which is
+// the plain causal case (and may take cuDNN).
+static inline const int32_t *packed_offsets(const pn_tensor *cu_seqlens, int *n_docs) {
+    *n_docs = cu_seqlens && cu_seqlens->shape[0] > 2 ? (int)cu_seqlens->shape[0] - 1 : 0;
+    return *n_docs ? (const int32_t *)cu_seqlens->data : NULL;
+}
+
+// pn_cuda_attention with a packed batch (attention.cu): cu (device, n_docs + 1 offsets, kernels/packed.h) or
+// NULL; pos0 = 0 when packed. attention_train's forward.
+void pn_cuda_attention_packed(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
+                              int pos0, int window, const int32_t *cu, int n_docs);
 
 // training and linear-block ops (conv1d.cu, linear_ops.cu, norm_bwd.cu, train_elementwise.cu, matmul_bwd.cu;
 // the contracts are the pn_op_* comments in kernels/ops.h)

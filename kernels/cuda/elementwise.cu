@@ -73,12 +73,12 @@ __global__ void swiglu_kernel(bf16 *out, const bf16 *gate, const bf16 *up, int64
 // x[B, T, H, D] in place; one thread per rotated pair (row, i), i < D/2.
 // dir = 1 rotates by the angle (the forward), dir = -1 back (the backward: the rotation's transpose).
 __global__ void rope_kernel(bf16 *x, const float *inv_freq, int64_t rows, int64_t T, int64_t H, int64_t D,
-                            int64_t pos0, float dir) {
+                            int64_t pos0, float dir, const int32_t *cu, int n_docs) {
     const int64_t half = D / 2, total = rows * half, stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
         const int64_t row = idx / half, i = idx % half;
         const int64_t t = (row / H) % T;
-        const float a = (float)(pos0 + t) * inv_freq[i];
+        const float a = (float)(pos0 + t - pn_doc_lo(cu, n_docs, t)) * inv_freq[i]; // packed: from its document's start
         float sn, cs;
         sincosf(a, &sn, &cs);
         const float c = round_bf(cs), s = dir * round_bf(sn);
@@ -144,18 +144,23 @@ void pn_cuda_swiglu(pn_tensor *out, const pn_tensor *gate, const pn_tensor *up) 
     CUDA_LAUNCH_CHECK();
 }
 
-static void rope_launch(pn_tensor *x, const pn_tensor *inv_freq, int pos0, float dir) {
+static void rope_launch(pn_tensor *x, const pn_tensor *inv_freq, int pos0, const pn_tensor *cu, float dir) {
     const int64_t B = x->shape[0], T = x->shape[1], H = x->shape[2], D = x->shape[3];
     const int64_t rows = B * T * H;
     if (rows == 0 || D == 0) return;
     rope_kernel<<<grid_1d(rows * (D / 2), 256), 256>>>((bf16 *)x->data, (const float *)inv_freq->data, rows, T, H,
-                                                       D, pos0, dir);
+                                                       D, pos0, dir, cu ? (const int32_t *)cu->data : NULL,
+                                                       cu ? (int)cu->shape[0] - 1 : 0);
     CUDA_LAUNCH_CHECK();
 }
 
-void pn_cuda_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0) { rope_launch(x, inv_freq, pos0, 1.0f); }
+void pn_cuda_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0, const pn_tensor *cu_seqlens) {
+    rope_launch(x, inv_freq, pos0, cu_seqlens, 1.0f);
+}
 
-void pn_cuda_rope_bwd(pn_tensor *dx, const pn_tensor *inv_freq, int pos0) { rope_launch(dx, inv_freq, pos0, -1.0f); }
+void pn_cuda_rope_bwd(pn_tensor *dx, const pn_tensor *inv_freq, int pos0, const pn_tensor *cu_seqlens) {
+    rope_launch(dx, inv_freq, pos0, cu_seqlens, -1.0f);
+}
 
 void pn_cuda_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0) {
     const int64_t B = src->shape[0], T = src->shape[1], HD = src->shape[2] * src->shape[3];

@@ -62,8 +62,8 @@ static double flops_swa(const pn_block_cfg *c, int64_t pos) {
 
 // ---------------------------------------------------------------------------------------------------
 // Training forward and backward. Every sequence starts at position 0 (RoPE) and attends causally within
-// itself; a packed batch (ctx->cu_host) runs attention sequence by sequence on views of the same rows, so
-// nothing leaks across a document boundary.
+// itself; a packed batch (ctx->cu_seqlens) runs RoPE and attention over all its documents in one call each,
+// the ops restarting positions and bounding keys at every document boundary, so nothing leaks across one.
 //
 // Kept for the backward: q and k after RoPE (and the q/k norm), v, the attention output with its softmax
 // statistics (so the backward need not recompute them), and with a q/k norm (Qwen3) the projections before it. The backward walks o_proj, attention (recomputing softmax),
@@ -106,13 +106,9 @@ static int acts_attn(const pn_block_cfg *c, int which, pn_dtype act, pn_dtype *d
 static const pn_tensor *opt(const pn_tensor *p, int i) { return i >= 0 ? &p[i] : NULL; }
 static pn_tensor *gopt(pn_tensor *gp, int i) { return i >= 0 ? pn_block_grad(gp, i) : NULL; }
 
-// The i-th sequence's rows of a [N, heads * D] tensor as [B_s, T_s, heads, D]: all B sequences at once
-// without packing (i = 0 only), else sequence i of the packed batch.
-static pn_tensor seq_view(const pn_tensor *t, const pn_block_ctx *ctx, int i, int64_t heads, int64_t D) {
-    int64_t r0 = 0, b = ctx->B, len = ctx->T;
-    if (ctx->cu_host) r0 = ctx->cu_host[i], len = ctx->cu_host[i + 1] - ctx->cu_host[i], b = 1;
-    pn_tensor r = pn_rows(t, r0, b * len);
-    return pn_reshape(&r, 4, (int64_t[]){b, len, heads, D});
+// A [N, heads * D] tensor as [B, T, heads, D] (a packed batch is B = 1, T = N).
+static pn_tensor heads_view(const pn_tensor *t, const pn_block_ctx *ctx, int64_t heads, int64_t D) {
+    return pn_reshape(t, 4, (int64_t[]){ctx->B, ctx->T, heads, D});
 }
 
 static int window_of(const pn_block_cfg *c) { return strcmp(c->type, "swa") ? 0 : c->window; }
@@ -134,16 +130,13 @@ static int forward_attn(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *ac
         pn_op_matmul(&k, x, &p[ix.wk], opt(p, ix.bk));
     }
     pn_op_matmul(&v, x, &p[ix.wv], opt(p, ix.bv));
-    const int nseq = ctx->cu_host ? ctx->n_seqs : 1;
-    for (int i = 0; i < nseq; i++) {
-        pn_tensor q4 = seq_view(&q, ctx, i, c->n_heads, D), k4 = seq_view(&k, ctx, i, c->n_kv_heads, D);
-        pn_tensor v4 = seq_view(&v, ctx, i, c->n_kv_heads, D), o4 = seq_view(&att, ctx, i, c->n_heads, D);
-        pn_tensor l3 = seq_view(&lse, ctx, i, c->n_heads, 1);
-        if (q4.shape[1] == 0) continue;
-        pn_op_rope(&q4, ctx->inv_freq, 0);
-        pn_op_rope(&k4, ctx->inv_freq, 0);
-        pn_op_attention_train(&o4, &l3, &q4, &k4, &v4, window_of(c));
-    }
+    const pn_tensor *cu = ctx->cu_seqlens; // a packed batch: every document in one call
+    pn_tensor q4 = heads_view(&q, ctx, c->n_heads, D), k4 = heads_view(&k, ctx, c->n_kv_heads, D);
+    pn_tensor v4 = heads_view(&v, ctx, c->n_kv_heads, D), o4 = heads_view(&att, ctx, c->n_heads, D);
+    pn_tensor l3 = heads_view(&lse, ctx, c->n_heads, 1);
+    pn_op_rope(&q4, ctx->inv_freq, 0, cu);
+    pn_op_rope(&k4, ctx->inv_freq, 0, cu);
+    pn_op_attention_train(&o4, &l3, &q4, &k4, &v4, window_of(c), cu);
     pn_op_matmul(y, &att, &p[ix.wo], opt(p, ix.bo));
     return 0;
 }
@@ -158,18 +151,15 @@ static int backward_attn(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *g
     pn_tensor dk = pn_block_rows(&scratch[S_DK], N), dv = pn_block_rows(&scratch[S_DV], N);
 
     pn_op_matmul_bwd(&datt, gopt(gp, ix.wo), gopt(gp, ix.bo), dy, &att, &p[ix.wo], 0);
-    const int nseq = ctx->cu_host ? ctx->n_seqs : 1;
-    for (int i = 0; i < nseq; i++) {
-        pn_tensor q4 = seq_view(&q, ctx, i, c->n_heads, D), k4 = seq_view(&k, ctx, i, c->n_kv_heads, D);
-        pn_tensor v4 = seq_view(&v, ctx, i, c->n_kv_heads, D), o4 = seq_view(&att, ctx, i, c->n_heads, D);
-        pn_tensor do4 = seq_view(&datt, ctx, i, c->n_heads, D), dq4 = seq_view(&dq, ctx, i, c->n_heads, D);
-        pn_tensor dk4 = seq_view(&dk, ctx, i, c->n_kv_heads, D), dv4 = seq_view(&dv, ctx, i, c->n_kv_heads, D);
-        pn_tensor l3 = seq_view(&lse, ctx, i, c->n_heads, 1);
-        if (q4.shape[1] == 0) continue;
-        pn_op_attention_bwd(&dq4, &dk4, &dv4, &do4, &q4, &k4, &v4, &o4, &l3, window_of(c));
-        pn_op_rope_bwd(&dq4, ctx->inv_freq, 0);
-        pn_op_rope_bwd(&dk4, ctx->inv_freq, 0);
-    }
+    const pn_tensor *cu = ctx->cu_seqlens;
+    pn_tensor q4 = heads_view(&q, ctx, c->n_heads, D), k4 = heads_view(&k, ctx, c->n_kv_heads, D);
+    pn_tensor v4 = heads_view(&v, ctx, c->n_kv_heads, D), o4 = heads_view(&att, ctx, c->n_heads, D);
+    pn_tensor do4 = heads_view(&datt, ctx, c->n_heads, D), dq4 = heads_view(&dq, ctx, c->n_heads, D);
+    pn_tensor dk4 = heads_view(&dk, ctx, c->n_kv_heads, D), dv4 = heads_view(&dv, ctx, c->n_kv_heads, D);
+    pn_tensor l3 = heads_view(&lse, ctx, c->n_heads, 1);
+    pn_op_attention_bwd(&dq4, &dk4, &dv4, &do4, &q4, &k4, &v4, &o4, &l3, window_of(c), cu);
+    pn_op_rope_bwd(&dq4, ctx->inv_freq, 0, cu);
+    pn_op_rope_bwd(&dk4, ctx->inv_freq, 0, cu);
     pn_tensor *dQ = &dq, *dK = &dk, dqr, dkr;
     if (c->qk_norm) {
         pn_tensor qr = pn_block_rows(&acts[A_QRAW], N), kr = pn_block_rows(&acts[A_KRAW], N);
@@ -226,8 +216,8 @@ static int infer_attn(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *stat
         pn_op_rmsnorm(&q4, &q4, &p[ix.qn], ctx->rms_eps);
         pn_op_rmsnorm(&k4, &k4, &p[ix.kn], ctx->rms_eps);
     }
-    pn_op_rope(&q4, ctx->inv_freq, (int)ctx->pos0);
-    pn_op_rope(&k4, ctx->inv_freq, (int)ctx->pos0);
+    pn_op_rope(&q4, ctx->inv_freq, (int)ctx->pos0, NULL);
+    pn_op_rope(&k4, ctx->inv_freq, (int)ctx->pos0, NULL);
     pn_op_kv_store(&state[0], &k4, (int)ctx->pos0);
     pn_op_kv_store(&state[1], &v4, (int)ctx->pos0);
     pn_op_attention(&att4, &q4, &state[0], &state[1], (int)ctx->pos0, window_of(c));

@@ -8,7 +8,8 @@
 # OpenBLAS, utf8proc and PCRE2's headers): they are unpacked into /tmp/pn-deps and found through
 # pkg-config; scripts/gpu-debs.sh downloads them on a Debian/Ubuntu machine with apt.
 set -uo pipefail
-# usage: tests/gpu/run.sh [OUTDIR [STAGE...]], stages: cpu ops cudnn parity train trainer sanitize bench (default: all)
+# usage: tests/gpu/run.sh [OUTDIR [STAGE...]], stages: cpu ops cudnn parity train trainer sanitize bench (default: all);
+# `demo` runs only the tiny-config part of `trainer`, `sanitize-attn` only the attention op tests under memcheck
 OUTDIR=${1:-/tmp/pn-gpu}
 shift || true
 STAGES=" ${*:-cpu ops cudnn parity train trainer sanitize bench} "
@@ -107,8 +108,8 @@ build-gpu/tests/bench_train /tmp/pn-student --device cuda --batch 2 --seq 4096 -
 build-gpu/tests/bench_train /tmp/pn-student --device cuda --batch 2 --seq 4096 --iters 5 --recompute 2>&1 | tee -a "$OUTDIR/summary.txt"
 fi
 
-if want trainer; then
-log "postnas-train on CUDA: the tiny demo configs, then the ANCHORS.md distillation step"
+if want trainer || want demo; then
+log "postnas-train on CUDA: the tiny demo configs (documents masked), then the ANCHORS.md distillation step"
 TR=/tmp/pn-trainer
 rm -rf $TR && mkdir -p $TR/demo
 build-gpu/postnas-data synth --task corpus --n 4000 --out $TR/demo/corpus.jsonl > /dev/null
@@ -126,6 +127,8 @@ build-gpu/postnas-train --config configs/tiny-pretrain.yaml $set_demo --set out_
   2> $OUTDIR/trainer-pre.log; tail -2 $OUTDIR/trainer-pre.log | tee -a "$OUTDIR/summary.txt"
 build-gpu/postnas-train --config configs/tiny-distill.yaml $set_demo --set out_dir=$TR/dist --set model.teacher=$TR/pre/latest --set train.steps=20 \
   2> $OUTDIR/trainer-dist.log; tail -2 $OUTDIR/trainer-dist.log | tee -a "$OUTDIR/summary.txt"
+fi
+if want trainer; then
 # the anchor: Qwen2.5-1.5B-shaped teacher, 26 gdn + 2 attn (layers 14, 19) student, batch 2 x 4096, MLPs frozen
 build-gpu/postnas-mkckpt --preset qwen2.5-1.5b --seed 1 --tokenizer none --out $TR/q15 > /dev/null
 types=$(python3 -c "print('[' + ','.join('attn' if l in (14, 19) else 'gdn' for l in range(28)) + ']')")
@@ -142,6 +145,10 @@ for loss in "--set loss.mse=1" "--set loss.kl=1"; do
 done
 fi
 
+if want sanitize-attn && command -v compute-sanitizer > /dev/null; then
+  PN_TEST_NO_BENCH=1 compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/tests/test_attention_bwd_cuda > "$OUTDIR/sanitizer.log" 2>&1
+  echo "compute-sanitizer test_attention_bwd_cuda exit $?" | tee -a "$OUTDIR/summary.txt"
+fi
 if want sanitize && command -v compute-sanitizer > /dev/null; then
   log "compute-sanitizer (memcheck) on the op tests and the CUDA parity run"
   PN_TEST_NO_BENCH=1 compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/tests/test_ops_cuda > "$OUTDIR/sanitizer.log" 2>&1

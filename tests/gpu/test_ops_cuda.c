@@ -108,9 +108,9 @@ static void test_rope(int64_t B, int64_t T, int64_t H, int64_t D, int pos0) {
     for (int64_t i = 0; i < D / 2; i++) freq[i] = (float)pow(1000000.0, -2.0 * (double)i / (double)D);
 
     pn_tensor hx = host_view(ref, 4, shape), hf = host_view(freq, 1, sf);
-    pn_op_rope(&hx, &hf, pos0);
+    pn_op_rope(&hx, &hf, pos0, NULL);
     pn_tensor dx = dev_upload(x, PN_BF16, 4, shape), df = dev_upload(freq, PN_F32, 1, sf);
-    pn_op_rope(&dx, &df, pos0);
+    pn_op_rope(&dx, &df, pos0, NULL);
     float *got = dev_download(&dx);
 
     char s[96], name[128];

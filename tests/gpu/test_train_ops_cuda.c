@@ -122,12 +122,12 @@ static void test_rope_bwd(int pos0) {
     for (int i = 0; i < 64; i++) inv[i] = powf(10000.0f, -(float)(2 * i) / 128.0f);
     pn_tensor ic = pn_view(inv, PN_F32, PN_CPU, 1, sf), ig = dev_upload(inv, PN_F32, 1, sf);
     float *orig = dev_download(&x.g);
-    pn_op_rope_bwd(&x.c, &ic, pos0);
-    pn_op_rope_bwd(&x.g, &ig, pos0);
+    pn_op_rope_bwd(&x.c, &ic, pos0, NULL);
+    pn_op_rope_bwd(&x.g, &ig, pos0, NULL);
     char name[64];
     snprintf(name, sizeof name, "rope_bwd [2, 300, 12, 128] pos0 %d", pos0);
     rel(name, &x, 0.01);
-    pn_op_rope(&x.g, &ig, pos0); // rope(rope_bwd(x)) = x on the GPU
+    pn_op_rope(&x.g, &ig, pos0, NULL); // rope(rope_bwd(x)) = x on the GPU
     float *back = dev_download(&x.g);
     const double e = relerr(back, orig, pn_numel(&x.c));
     printf("%-44s rel err %.2e (tol 1e-02) %s\n", "  rope after rope_bwd returns the input", e, e <= 0.01 ? "ok" : "FAIL");
