@@ -13,6 +13,7 @@ int pn_eval_init(pn_eval *e, pn_model *m, int max_len, int64_t max_tokens, int64
     if (max_tokens < max_len) max_tokens = max_len;
     if (max_cont > max_len) max_cont = max_len;
     e->m = m, e->max_len = max_len, e->max_tokens = max_tokens, e->max_cont = max_cont, e->eot = eot;
+    e->share_prefix = 1;
     // No backward ever runs: every layer "recomputes", i.e. keeps only its input and shares one buffer set.
     uint8_t *rec = pn_malloc((size_t)m->cfg.n_layers);
     memset(rec, 1, (size_t)m->cfg.n_layers);
@@ -64,23 +65,44 @@ int pn_eval_loglikelihood(pn_eval *e, pn_ll_req *r, int n, void (*progress)(void
                 return pn_errorf("evaluation: request %d: token %d outside the vocabulary (%lld)", k, r[k].cont[t],
                                  (long long)V);
     }
+    // end[k]: one past the last input row of request k in the packed row of its forward.
+    int64_t *end = pn_malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
     for (int i = 0; i < n;) {
         int64_t used = 0;
         int ns = 0, j = i;
         while (j < n) {
             int trunc;
             const int L = input_len(e, &r[j], &trunc);
-            if (used + L > e->max_tokens) break;
             const int whole = (r[j].n_ctx ? r[j].n_ctx : 1) + r[j].n_cont;
-            for (int t = 0; t < L; t++) e->ids[used + t] = token_at(e, &r[j], whole - 1 - L + t);
+            const int first = whole - 1 - L; // the input is tokens first .. whole - 2 of ctx' + cont
             r[j].truncated = trunc, r[j].ll = 0, r[j].greedy = 1;
+            // Shared prefix: an input that starts the last packed document (the same context with one-token
+            // choices, as MMLU's " A" .. " D", has the same input for every choice) is read from its rows, so
+            // that document's forward serves every such request. The model is causal: row t of a document
+            // depends on rows 0 .. t only.
+            if (e->share_prefix && ns > 0 && L <= e->cu[ns] - e->cu[ns - 1]) {
+                const int32_t *prev = e->ids + e->cu[ns - 1];
+                int t = 0;
+                while (t < L && prev[t] == token_at(e, &r[j], first + t)) t++;
+                if (t == L) {
+                    end[j++] = e->cu[ns - 1] + L;
+                    e->stats_shared++;
+                    continue;
+                }
+            }
+            if (used + L > e->max_tokens) break;
+            for (int t = 0; t < L; t++) e->ids[used + t] = token_at(e, &r[j], first + t);
             e->cu[ns++] = (int32_t)used;
             used += L;
-            j++;
+            e->cu[ns] = (int32_t)used;
+            end[j++] = used;
         }
         if (j == i) pn_panic("evaluation: request %d fits no forward", i); // max_tokens >= max_len
-        e->cu[ns] = (int32_t)used;
-        if (pn_model_forward_train(m, e->ids, 1, (int)used, e->cu, ns)) return pn_error_prefix("evaluation forward");
+        if (pn_model_forward_train(m, e->ids, 1, (int)used, e->cu, ns)) {
+            free(end);
+            return pn_error_prefix("evaluation forward");
+        }
+        e->stats_tokens += used, e->stats_forwards++;
         // The continuation rows of every request through the head, max_cont rows at a time: (request k,
         // token t) in order, a request's rows possibly spanning chunks.
         pn_tensor h = pn_model_train_hidden(m);
@@ -89,9 +111,8 @@ int pn_eval_loglikelihood(pn_eval *e, pn_ll_req *r, int n, void (*progress)(void
             int64_t rows = 0;
             const int k0 = k, t0 = t;
             while (k < j && rows < e->max_cont) { // gather
-                const int L = (int)(e->cu[k - i + 1] - e->cu[k - i]);
                 const int take = (int)((r[k].n_cont - t) < (e->max_cont - rows) ? (r[k].n_cont - t) : (e->max_cont - rows));
-                pn_tensor src = pn_rows(&h, e->cu[k - i] + L - r[k].n_cont + t, take), dst = pn_rows(&e->rows, rows, take);
+                pn_tensor src = pn_rows(&h, end[k] - r[k].n_cont + t, take), dst = pn_rows(&e->rows, rows, take);
                 pn_op_copy(&dst, &src);
                 rows += take, t += take;
                 if (t == r[k].n_cont) k++, t = 0;
@@ -116,6 +137,7 @@ int pn_eval_loglikelihood(pn_eval *e, pn_ll_req *r, int n, void (*progress)(void
         i = j;
         if (progress) progress(pctx, i, n);
     }
+    free(end);
     return 0;
 }
 

@@ -6,7 +6,8 @@
 // the left to the model's window plus one, without its last token; the continuation's tokens are scored at
 // the last positions. Requests are packed into one long row per forward (cu_seqlens: no attention or state
 // crosses two requests, each starts at position 0), so there is no padding; only the continuation rows go
-// through the LM head.
+// through the LM head. A request whose input is a prefix of the request packed just before it (MMLU's four
+// one-token choices after one context) adds no rows: it reads its continuation's rows from that one.
 #ifndef PN_EVAL_H
 #define PN_EVAL_H
 
@@ -35,6 +36,8 @@ typedef struct pn_eval {
     pn_tensor rows, logits;
     float *host;          // max_cont x vocab
     int gen_planned;      // generation scratch planned (pn_eval_generate)
+    int share_prefix;     // 1 (pn_eval_init's default): a request whose input starts the last packed one reuses its rows
+    int64_t stats_tokens, stats_forwards, stats_shared; // tokens forwarded, forwards, requests that reused rows
 } pn_eval;
 
 // Plans m for evaluation: packed forwards of up to max_tokens tokens (at least max_len), the head over at

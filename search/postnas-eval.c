@@ -18,19 +18,21 @@ static void usage(FILE *f) {
             "usage: postnas-eval --model DIR --tasks T1,T2,... [--num-fewshot N] [--limit N] [--batch TOKENS]\n"
             "                    [--max-length N] [--max-gen-toks N] [--head-rows N]\n"
             "                    [--device auto|cpu|cuda] [--out results.json] [--log-samples samples.jsonl]\n"
-            "                    [--data DIR] [--threads N] [--no-progress]\n"
+            "                    [--data DIR] [--threads N] [--no-share-prefix] [--no-progress]\n"
             "Scores the model on the tasks as lm-evaluation-harness does and prints a table; --out writes\n"
             "lm-eval's results.json (written only when every task ran). --limit: the first N documents of each\n"
             "task. --batch: tokens per packed forward (default 4096). --max-length: the window (default the\n"
             "model's max_position_embeddings, at most 4096; longer contexts are cut from the left and counted).\n"
             "--head-rows: continuation rows through the LM head at a time (default 512; memory: rows x vocab).\n"
+            "--no-share-prefix: forward every request's input, also where it starts the one before (MMLU's\n"
+            "choices share their context's forward by default; the scores are the same).\n"
             "--data: the task files (default ../shared/data/tasks). Tasks: %s.\n",
             pn_task_names());
 }
 
 typedef struct args {
     const char *model, *tasks, *out, *samples, *data, *device;
-    int limit, max_length, threads, progress, fewshot, max_gen, head_rows;
+    int limit, max_length, threads, progress, fewshot, max_gen, head_rows, no_share;
     int64_t batch;
 } args;
 
@@ -44,6 +46,9 @@ static int parse(int argc, char **argv, args *a) {
             exit(0);
         } else if (!strcmp(k, "--no-progress")) {
             a->progress = 0;
+            continue;
+        } else if (!strcmp(k, "--no-share-prefix")) {
+            a->no_share = 1;
             continue;
         }
         if (!v) return pn_errorf("%s needs a value (postnas-eval --help)", k);
@@ -191,6 +196,7 @@ static int run(int argc, char **argv) {
     const int32_t bos = pn_tokenizer_bos_id(tok), eot = bos >= 0 ? bos : pn_tokenizer_eos_id(tok);
     pn_eval e;
     int rc = pn_eval_init(&e, &m, max_len, a.batch, a.head_rows ? a.head_rows : 512, eot);
+    e.share_prefix = !a.no_share;
     FILE *samples = NULL;
     if (!rc && a.samples && !(samples = fopen(a.samples, "w")))
         rc = pn_errorf("%s: cannot write: %s", a.samples, strerror(errno));
@@ -208,7 +214,9 @@ static int run(int argc, char **argv) {
                 printf("| %-16s | %-10s | %-16s | %8.4g | %8.4g | %d%s\n", k ? "" : res[i].task, res[i].metric[k],
                        res[i].filter[k] ? res[i].filter[k] : "none", res[i].value[k], res[i].stderr_[k], res[i].n_docs,
                        res[i].truncated ? " (contexts cut)" : "");
-        fprintf(stderr, "postnas-eval: %d task(s) on %s in %.1f s\n", nres, pn_device_name(dev), pn_now() - t0);
+        fprintf(stderr, "postnas-eval: %d task(s) on %s in %.1f s (%lld tokens in %lld forwards; %lld requests read a "
+                "shared prefix)\n", nres, pn_device_name(dev), pn_now() - t0, (long long)e.stats_tokens,
+                (long long)e.stats_forwards, (long long)e.stats_shared);
         if (a.out) rc = write_results(&a, res, nres, a.model, pn_device_name(dev));
     }
     free(res);

@@ -138,6 +138,25 @@ for t in a:
             assert abs(a[t][k] - b[t][k]) <= 1e-6 * max(1, abs(a[t][k])), (t, k, a[t][k], b[t][k])
 EOF
 
+# MMLU's four one-token choices share their context's forward: the same scores as forwarding each request,
+# from a quarter of the tokens
+$EVAL --model "$T/model" --tasks mmlu_abstract_algebra --limit 8 --num-fewshot 2 --data "$SHARED/tasks" \
+  --log-samples "$T/sh1.jsonl" --no-progress > /dev/null 2> "$T/sh1.err" || bad "shared-prefix run"
+$EVAL --model "$T/model" --tasks mmlu_abstract_algebra --limit 8 --num-fewshot 2 --data "$SHARED/tasks" \
+  --log-samples "$T/sh0.jsonl" --no-share-prefix --no-progress > /dev/null 2> "$T/sh0.err" || bad "unshared run"
+python3 - "$T/sh1.jsonl" "$T/sh0.jsonl" "$T/sh1.err" "$T/sh0.err" << 'EOF' && ok || bad "shared prefixes change the scores"
+import json, re, sys
+a, b = ([json.loads(l) for l in open(p)] for p in sys.argv[1:3])
+assert len(a) == len(b) == 8
+for x, y in zip(a, b):
+    for (l1, g1), (l2, g2) in zip(x["resps"], y["resps"]):
+        assert abs(l1 - l2) <= 1e-6 * max(1, abs(l2)) and g1 == g2, (x["doc_id"], l1, l2)
+stats = [re.search(r"\((\d+) tokens in \d+ forwards; (\d+) requests read", open(p).read()).groups() for p in sys.argv[3:5]]
+(t1, s1), (t0, s0) = ((int(t), int(s)) for t, s in stats)
+assert s1 == 24 and s0 == 0 and 4 * t1 == t0, stats  # 8 questions x 3 choices reuse the first one's rows
+print("shared prefixes: %d tokens forwarded instead of %d, same scores" % (t1, t0))
+EOF
+
 # the synthetic tasks are postnas-data synth's items (same prompts and answers, same defaults)
 $EVAL --model "$T/model" --tasks synth_passkey,synth_facts_mc --limit 4 --max-gen-toks 8 --no-progress \
   --log-samples "$T/synth.jsonl" > /dev/null 2>&1 || bad "synthetic tasks run"
