@@ -19,6 +19,9 @@
 //     band are never loaded; tiles cut by it are masked per element. Key rows at or past pos0 + T (never
 //     valid, possibly garbage or NaN in the cache) are zero-filled in shared memory, so 0 * NaN cannot
 //     reach the output. About 100 KB of shared memory per CTA: two CTAs per SM on H100, one on A100.
+// For training (attention_train) the flash kernel also stores each row's log-sum-exp, and a packed batch
+// (cu_seqlens, kernels/packed.h) bounds every row's keys by its document in the same launch: the tiles
+// before a block's first document are skipped, those a document boundary cuts are masked per element.
 // Both need 16-byte aligned q, k, v, out (arena tensors are 256-aligned; rows of D % 8 == 0 keep it).
 // State kept per process (the split workspace, the kernels' smem attribute) assumes one GPU per process.
 #include <math.h>
@@ -70,7 +73,7 @@ __global__ void __launch_bounds__(SIMPLE_THREADS)
     const int hk = h / (Hq / Hkv);
     const int64_t p = (int64_t)pos0 + t;
     int64_t lo = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0;
-    lo = max(lo, (int64_t)pos0 + pn_doc_lo(cu, n_docs, t)); // a packed row: its own document's keys only
+    if (cu) lo = max(lo, (int64_t)pn_doc_lo(cu, n_docs, t)); // a packed row (pos0 = 0): its own document's keys only
     const int64_t per = (p - lo + 1 + nsplit - 1) / nsplit; // keys per split
     const int64_t k_begin = lo + split * per, k_end = min(p, k_begin + per - 1); // may be empty (k_begin > k_end)
     const int64_t kv_stride = (int64_t)Hkv * D; // elements between consecutive positions
@@ -194,7 +197,7 @@ struct fa_cfg {
 template <int D>
 __global__ void __launch_bounds__(FA_THREADS)
     attn_flash_kernel(bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, int T, int Hq, int Hkv, int64_t cap,
-                      int pos0, int window, float scale_log2, const int32_t *cu, int n_docs) {
+                      int pos0, int window, float scale_log2, const int32_t *cu, int n_docs, float *lse) {
     constexpr int LD = fa_cfg<D>::LD, TILE = fa_cfg<D>::TILE;
     constexpr int CPR = D / 8; // 16-byte chunks per row
     extern __shared__ __align__(16) unsigned char fa_smem[];
@@ -212,8 +215,9 @@ __global__ void __launch_bounds__(FA_THREADS)
     int64_t lo = (window > 0 && p_min - window + 1 > 0) ? p_min - window + 1 : 0;
     // A packed batch: the block's first row has the earliest document start; rows of later documents in
     // the block mask the keys before their own (dlo, relative to p_min, INT32_MIN when not packed).
-    lo = max(lo, (int64_t)pos0 + pn_doc_lo(cu, n_docs, t0));
-    const int64_t doc_last = (int64_t)pos0 + pn_doc_lo(cu, n_docs, t_last);
+    // (pos0 = 0 when packed.)
+    if (cu) lo = max(lo, (int64_t)pn_doc_lo(cu, n_docs, t0));
+    const int64_t doc_last = cu ? pn_doc_lo(cu, n_docs, t_last) : 0;
     const int n_first = (int)(lo / FA_BN), n_last = (int)(p_max / FA_BN);
 
     const int64_t kv_stride = (int64_t)Hkv * D;
@@ -395,6 +399,8 @@ __global__ void __launch_bounds__(FA_THREADS)
             sum += __shfl_xor_sync(0xffffffffu, sum, 2);
             const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
             const int t = t0 + rw + mi * 16 + g + 8 * r;
+            if (t < T && lse && tig == 0) // the training forward's statistics: natural log-sum-exp
+                lse[((int64_t)b * T + t) * Hq + h] = (m[mi][r] + log2f(sum)) * 0.6931471805599453f;
             if (t < T) {
                 bf16 *orow = out + (((int64_t)b * T + t) * Hq + h) * D + 2 * tig;
 #pragma unroll
@@ -410,7 +416,7 @@ __global__ void __launch_bounds__(FA_THREADS)
 
 template <int D>
 static void launch_flash(bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, int B, int T, int Hq, int Hkv,
-                         int64_t cap, int pos0, int window, const int32_t *cu, int n_docs) {
+                         int64_t cap, int pos0, int window, const int32_t *cu, int n_docs, float *lse) {
     static bool attr_set = false;
     if (!attr_set) {
         CUDA_CHECK(cudaFuncSetAttribute(attn_flash_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -420,7 +426,7 @@ static void launch_flash(bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v,
     const float scale_log2 = (1.0f / sqrtf((float)D)) * 1.4426950408889634f;
     const dim3 grid((unsigned)ceil_div64(T, FA_BM), (unsigned)Hq, (unsigned)B);
     attn_flash_kernel<D><<<grid, FA_THREADS, fa_cfg<D>::SMEM>>>(out, q, k, v, T, Hq, Hkv, cap, pos0, window,
-                                                                  scale_log2, cu, n_docs);
+                                                                  scale_log2, cu, n_docs, lse);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -453,20 +459,20 @@ static int choose_splits(int64_t rows, int64_t max_keys, int D) {
 
 void pn_cuda_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
                        int pos0, int window) {
-    pn_cuda_attention_packed(out, q, kcache, vcache, pos0, window, NULL, 0);
+    pn_cuda_attention_packed(out, NULL, q, kcache, vcache, pos0, window, NULL, 0);
 }
 
-void pn_cuda_attention_packed(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
-                              int pos0, int window, const int32_t *cu, int n_docs) {
+int pn_cuda_attention_packed(pn_tensor *out, float *lse, const pn_tensor *q, const pn_tensor *kcache,
+                             const pn_tensor *vcache, int pos0, int window, const int32_t *cu, int n_docs) {
 #ifdef PN_HAVE_CUDNN
     // cuDNN's fused SDPA takes plain causal prefill when it can (-1: not handled); PN_NO_CUDNN set disables it.
     // Packed documents take the own kernels (one launch for all of them).
     static const bool no_cudnn = getenv("PN_NO_CUDNN") != NULL; // read once
-    if (!cu && !no_cudnn && pn_cuda_attention_cudnn(out, q, kcache, vcache, pos0, window) == 0) return;
+    if (!cu && !lse && !no_cudnn && pn_cuda_attention_cudnn(out, q, kcache, vcache, pos0, window) == 0) return 0;
 #endif
     const int64_t B = q->shape[0], T = q->shape[1], Hq = q->shape[2], D = q->shape[3];
     const int64_t cap = kcache->shape[1], Hkv = kcache->shape[2];
-    if (B == 0 || T == 0 || Hq == 0) return;
+    if (B == 0 || T == 0 || Hq == 0) return lse != NULL;
     if (D % 8 != 0 || D > 256 || D == 0)
         pn_panic("attention: head size %lld is not supported on cuda (multiples of 8 up to 256)", (long long)D);
     if (T > INT32_MAX / SPLIT_MAX || B > 65535 || Hq > 65535)
@@ -478,9 +484,11 @@ void pn_cuda_attention_packed(pn_tensor *out, const pn_tensor *q, const pn_tenso
     bf16 *o = (bf16 *)out->data;
     const bf16 *qp = (const bf16 *)q->data, *kp = (const bf16 *)kcache->data, *vp = (const bf16 *)vcache->data;
     if (T >= 64 && D == 128) {
-        launch_flash<128>(o, qp, kp, vp, (int)B, (int)T, (int)Hq, (int)Hkv, cap, pos0, window, cu, n_docs);
+        launch_flash<128>(o, qp, kp, vp, (int)B, (int)T, (int)Hq, (int)Hkv, cap, pos0, window, cu, n_docs, lse);
+        return lse != NULL;
     } else if (T >= 64 && D == 64) {
-        launch_flash<64>(o, qp, kp, vp, (int)B, (int)T, (int)Hq, (int)Hkv, cap, pos0, window, cu, n_docs);
+        launch_flash<64>(o, qp, kp, vp, (int)B, (int)T, (int)Hq, (int)Hkv, cap, pos0, window, cu, n_docs, lse);
+        return lse != NULL;
     } else {
         const int64_t rows = B * T * Hq;
         const int64_t max_keys = window > 0 && window < pos0 + T ? window : pos0 + T;
@@ -495,4 +503,5 @@ void pn_cuda_attention_packed(pn_tensor *out, const pn_tensor *q, const pn_tenso
             CUDA_LAUNCH_CHECK();
         }
     }
+    return 0;
 }

@@ -10,8 +10,8 @@
 //     sum P_ts (dP_ts - delta_t) q_t and dV_s = sum P_ts dO_t over the group's queries that see s.
 // (b) FlashAttention-2's backward for D = 64 and 128 (tensor cores, mma.sync.m16n8k16 bf16 in fp32 out,
 //     the fragment layouts and ldmatrix addressing of attention.cu's forward), three kernels:
-//     attn_bwd_pre_kernel<D>: the forward does not save the log-sum-exp, so a forward-like pass recomputes
-//       it: S = Q K^T on tensor cores over the visible key tiles with an online max and sum (no P V),
+//     attn_bwd_pre_kernel<D>: without the training forward's statistics (lse NULL), a forward-like pass
+//       recomputes the log-sum-exp (given them, attn_bwd_prep_kernel only converts them and writes delta): S = Q K^T on tensor cores over the visible key tiles with an online max and sum (no P V),
 //       L_t = log2-sum-exp in the log2 domain (scores times scale * log2(e)), so the main kernel's
 //       P = exp2(S scale log2(e) - L_t) is one FMA and one exp2. The same kernel writes delta_t.
 //       Both go to [B, Hq, Tp] with Tp = T rounded up to 128 (rows past T hold 0), so the main kernel can
@@ -652,6 +652,25 @@ __global__ void attn_stats_kernel(float *stats, const float *lse2, int64_t n) {
         stats[i] = lse2[i] * 0.6931471805599453f;
 }
 
+// From the training forward's statistics instead of the pre-pass: lse2 = lse log2(e) and delta = <dO_t, O_t>,
+// both [B, Hq, Tp] (rows past T 0). One warp per row (b, h, t < Tp); no Q K^T pass.
+__global__ void attn_bwd_prep_kernel(float *lse2, float *delta, const float *lse, const bf16 *o, const bf16 *dout,
+                                     int B, int T, int Tp, int Hq, int D) {
+    const int lane = threadIdx.x & 31;
+    const int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5);
+    if (row >= (int64_t)B * Hq * Tp) return; // the whole warp: one row per warp
+    const int t = (int)(row % Tp), h = (int)((row / Tp) % Hq), b = (int)(row / ((int64_t)Tp * Hq));
+    float L = 0.0f, dl = 0.0f;
+    if (t < T) {
+        const int64_t off = (((int64_t)b * T + t) * Hq + h) * D;
+        for (int i = lane; i < D; i += 32) dl = fmaf(bf2f(o[off + i]), bf2f(dout[off + i]), dl);
+        L = lse[((int64_t)b * T + t) * Hq + h] * 1.4426950408889634f;
+    }
+#pragma unroll
+    for (int s = 16; s > 0; s >>= 1) dl += __shfl_xor_sync(0xffffffffu, dl, s);
+    if (lane == 0) lse2[row] = L, delta[row] = dl;
+}
+
 // lse[b, t, h] = lse2[b, h, t] ln 2: the statistics attention_train returns, from the pre-pass.
 __global__ void attn_lse_kernel(float *lse, const float *lse2, int T, int Tp, int Hq, int64_t n) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
@@ -723,7 +742,13 @@ static void launch_flash_bwd(pn_tensor *const *t, const float *lse, bf16 *dq, bf
     float *lse2 = w, *delta = w + n_stat, *dqacc = w + 2 * n_stat; // 16-byte aligned: Tp % 128 == 0
     const float scale = 1.0f / sqrtf((float)D), scale_log2 = scale * 1.4426950408889634f;
 
-    launch_pre<D>(lse2, delta, q, k, o, dout, B, T, Tp, Hq, Hkv, window, scale_log2, cu, n_docs);
+    if (lse) { // the forward's statistics: only delta to compute
+        attn_bwd_prep_kernel<<<(unsigned)ceil_div64((int64_t)n_stat, 8), 256>>>(lse2, delta, lse, o, dout, B, T, Tp, Hq,
+                                                                                D);
+        CUDA_LAUNCH_CHECK();
+    } else {
+        launch_pre<D>(lse2, delta, q, k, o, dout, B, T, Tp, Hq, Hkv, window, scale_log2, cu, n_docs);
+    }
 #ifdef PN_HAVE_CUDNN
     // Plain causal attention: cuDNN's fused SDPA backward from these statistics (staged in the dQ accumulator,
     // which the own kernels zero below when cuDNN declines).
@@ -754,7 +779,8 @@ void pn_cuda_attention_train(pn_tensor *out, pn_tensor *lse, const pn_tensor *q,
 #ifdef PN_HAVE_CUDNN
     if (!cu && pn_cuda_attention_cudnn_stats(out, (float *)lse->data, q, k, v, window) == 0) return;
 #endif
-    pn_cuda_attention_packed(out, q, k, v, 0, window, cu, n_docs);
+    // The own flash kernels store the statistics as they go; the simple kernel does not.
+    if (pn_cuda_attention_packed(out, (float *)lse->data, q, k, v, 0, window, cu, n_docs)) return;
     const bf16 *qp = (const bf16 *)q->data, *kp = (const bf16 *)k->data, *op = (const bf16 *)out->data;
     const int64_t n = (int64_t)B * T * Hq;
     const float scale = 1.0f / sqrtf((float)D), scale_log2 = scale * 1.4426950408889634f;

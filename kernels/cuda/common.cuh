@@ -112,9 +112,11 @@ static inline const int32_t *packed_offsets(const pn_tensor *cu_seqlens, int *n_
 }
 
 // pn_cuda_attention with a packed batch (attention.cu): cu (device, n_docs + 1 offsets, kernels/packed.h) or
-// NULL; pos0 = 0 when packed. attention_train's forward.
-void pn_cuda_attention_packed(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
-                              int pos0, int window, const int32_t *cu, int n_docs);
+// NULL; pos0 = 0 when packed. attention_train's forward: with lse (F32 [B, T, Hq], else NULL) the flash
+// kernels also store each row's log-sum-exp and it returns 1; 0 when lse was not written (the caller
+// computes it) or not asked for.
+int pn_cuda_attention_packed(pn_tensor *out, float *lse, const pn_tensor *q, const pn_tensor *kcache,
+                             const pn_tensor *vcache, int pos0, int window, const int32_t *cu, int n_docs);
 
 // training and linear-block ops (conv1d.cu, linear_ops.cu, norm_bwd.cu, train_elementwise.cu, matmul_bwd.cu;
 // the contracts are the pn_op_* comments in kernels/ops.h)
