@@ -9,7 +9,8 @@
 # pkg-config; scripts/gpu-debs.sh downloads them on a Debian/Ubuntu machine with apt.
 set -uo pipefail
 # usage: tests/gpu/run.sh [OUTDIR [STAGE...]], stages: cpu ops cudnn parity train trainer sanitize bench (default: all);
-# `demo` runs only the tiny-config part of `trainer`, `sanitize-attn` only the attention op tests under memcheck
+# `demo` runs only the tiny-config part of `trainer` (with `eval`: postnas-eval of its model on CPU and CUDA),
+# `sanitize-attn` only the attention op tests under memcheck
 OUTDIR=${1:-/tmp/pn-gpu}
 shift || true
 STAGES=" ${*:-cpu ops cudnn parity train trainer sanitize bench} "
@@ -127,6 +128,16 @@ build-gpu/postnas-train --config configs/tiny-pretrain.yaml $set_demo --set out_
   2> $OUTDIR/trainer-pre.log; tail -2 $OUTDIR/trainer-pre.log | tee -a "$OUTDIR/summary.txt"
 build-gpu/postnas-train --config configs/tiny-distill.yaml $set_demo --set out_dir=$TR/dist --set model.teacher=$TR/pre/latest --set train.steps=20 \
   2> $OUTDIR/trainer-dist.log; tail -2 $OUTDIR/trainer-dist.log | tee -a "$OUTDIR/summary.txt"
+if want eval; then # needs the demo's pretrained model
+  log "postnas-eval on CPU and CUDA: the demo model's synthetic tasks, request by request"
+  for d in cpu cuda; do
+    build-gpu/postnas-eval --model $TR/pre/latest --tasks synth_facts_mc,synth_passkey,synth_copy --limit 40 \
+      --max-gen-toks 16 --device $d --log-samples $TR/ev-$d.jsonl --out $TR/ev-$d.json --no-progress \
+      > $TR/ev-$d.table 2>&1 || tail -3 $TR/ev-$d.table | tee -a "$OUTDIR/summary.txt"
+    grep "postnas-eval:" $TR/ev-$d.table | tee -a "$OUTDIR/summary.txt"
+  done
+  python3 tests/gpu/eval_agree.py $TR/ev-cpu.jsonl $TR/ev-cuda.jsonl $TR/ev-cpu.json $TR/ev-cuda.json 2>&1 | tee -a "$OUTDIR/summary.txt"
+fi
 fi
 if want trainer; then
 # the anchor: Qwen2.5-1.5B-shaped teacher, 26 gdn + 2 attn (layers 14, 19) student, batch 2 x 4096, MLPs frozen
