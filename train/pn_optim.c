@@ -1,6 +1,7 @@
 // pn_optim: AdamW, the schedule, clipping, and the optimizer state on disk (pn_optim.h).
 #include "pn_optim.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,13 +83,15 @@ double pn_optim_lr(const pn_optim_cfg *c, int64_t step) {
 
 double pn_optim_grad_norm(pn_optim *o) {
     for (int k = 0; k < o->n; k++) {
+        if (o->t[k].skip) continue;
         pn_tensor part = pn_rows(&o->partials, k, 1);
         part = pn_reshape(&part, 1, (int64_t[]){PN_OPTIM_PARTIALS});
         pn_op_sumsq(&part, o->t[k].g);
     }
     pn_backend_get(o->dev)->memcpy_d2h(o->host, o->partials.data, sizeof(float) * (size_t)o->n * PN_OPTIM_PARTIALS);
     double s = 0;
-    for (int i = 0; i < o->n * PN_OPTIM_PARTIALS; i++) s += o->host[i];
+    for (int k = 0; k < o->n; k++)
+        for (int i = 0; !o->t[k].skip && i < PN_OPTIM_PARTIALS; i++) s += o->host[k * PN_OPTIM_PARTIALS + i];
     return sqrt(s);
 }
 
@@ -102,10 +105,12 @@ double pn_optim_update(pn_optim *o, int64_t step, double gnorm) {
     }
     for (int k = 0; k < o->n; k++) {
         pn_optim_tensor *t = &o->t[k];
+        if (t->skip) continue;
+        t->steps++;
         const pn_adamw_args a = {.lr = (float)lr, .beta1 = (float)o->cfg.beta1, .beta2 = (float)o->cfg.beta2,
                                  .eps = (float)o->cfg.eps, .weight_decay = t->wd,
-                                 .bc1 = (float)(1.0 - pow(o->cfg.beta1, (double)o->updates)),
-                                 .bc2 = (float)(1.0 - pow(o->cfg.beta2, (double)o->updates)),
+                                 .bc1 = (float)(1.0 - pow(o->cfg.beta1, (double)t->steps)),
+                                 .bc2 = (float)(1.0 - pow(o->cfg.beta2, (double)t->steps)),
                                  .grad_scale = (float)scale};
         pn_op_adamw(t->p, t->master.data ? &t->master : NULL, &t->m, &t->v, t->g, &a);
     }
@@ -134,7 +139,10 @@ int pn_optim_save(const pn_optim *o, const pn_model *m, const char *path) {
         }
     char upd[32];
     snprintf(upd, sizeof upd, "%lld", (long long)o->updates);
-    const char *meta[] = {"format", "postnas-adamw", "updates", upd, NULL};
+    char *steps = pn_malloc((size_t)o->n * 21 + 1); // the per-tensor counts, comma-separated in tensor order
+    steps[0] = 0;
+    for (int k = 0, at = 0; k < o->n; k++) at += sprintf(steps + at, k ? ",%lld" : "%lld", (long long)o->t[k].steps);
+    const char *meta[] = {"format", "postnas-adamw", "updates", upd, "steps", steps, NULL};
     int rc = -1;
     pn_st_writer *w = pn_st_writer_begin(path, d, o->n * per, meta);
     if (w) {
@@ -153,7 +161,7 @@ int pn_optim_save(const pn_optim *o, const pn_model *m, const char *path) {
         else rc = pn_st_writer_finish(w);
     }
     for (int i = 0; i < o->n * per; i++) free(names[i]);
-    free(names), free(d);
+    free(names), free(d), free(steps);
     return rc ? pn_error_prefix("writing the optimizer state") : 0;
 }
 
@@ -185,7 +193,24 @@ int pn_optim_load(pn_optim *o, const pn_model *m, const char *path) {
                                pn_st_dtype_name(e->dtype), (long long)pn_st_numel(e), (long long)pn_numel(s));
             else be->memcpy_h2d(s->data, e->data, pn_nbytes(s)); // e->data may be unaligned: a byte copy
         }
-    if (!rc) o->updates = updates;
+    // Per-tensor step counts ("steps"; a state written before they existed: every tensor took every update).
+    const char *steps = pn_st_meta(&st, "steps");
+    int64_t *cnt = pn_malloc(sizeof(int64_t) * (size_t)(o->n ? o->n : 1));
+    for (int k = 0; k < o->n && !rc; k++) {
+        cnt[k] = updates;
+        if (!steps) continue;
+        char *end;
+        errno = 0;
+        const long long v = strtoll(steps, &end, 10);
+        if (end == steps || errno || v < 0 || v > updates || (*end != (k + 1 < o->n ? ',' : '\0')))
+            rc = pn_errorf("%s: metadata \"steps\" is not %d counts of at most %lld", path, o->n, (long long)updates);
+        else cnt[k] = v, steps = end + (*end == ',');
+    }
+    if (!rc) {
+        o->updates = updates;
+        for (int k = 0; k < o->n; k++) o->t[k].steps = cnt[k];
+    }
+    free(cnt);
     pn_st_close(&st);
     return rc;
 }

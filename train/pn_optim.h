@@ -22,6 +22,9 @@ typedef struct pn_optim_tensor {
     pn_tensor *p, *g;              // the parameter and its gradient (the model's)
     pn_tensor master, m, v;        // F32; master.data NULL where p is F32 itself
     float wd;                      // 0 for the excluded kinds
+    int64_t steps;                 // updates this tensor received (torch's state["step"]; bias corrections)
+    uint8_t skip;                  // set by the caller: the tensor had no gradient this step (torch's grad None:
+                                   // a supernet path not sampled), so the update and the norm leave it out
 } pn_optim_tensor;
 
 #define PN_OPTIM_PARTIALS 32       // partial sums of squares per tensor (pn_op_sumsq)
@@ -47,15 +50,18 @@ void pn_optim_free(pn_optim *o);
 // lr (min + (1 - min) (1 + cos(pi progress)) / 2).
 double pn_optim_lr(const pn_optim_cfg *c, int64_t step);
 
-// The global L2 norm of all trainable gradients (one synchronization); NaN or Inf when any is non-finite.
+// The global L2 norm of the trainable gradients not skipped (one synchronization); NaN or Inf when any is
+// non-finite.
 double pn_optim_grad_norm(pn_optim *o);
 
 // One AdamW update at schedule step `step` with the gradients as they are, clipped to cfg.clip given their
-// norm gnorm (torch's clip_grad_norm_: scaled by min(1, clip / (gnorm + 1e-6))). Returns the lr used.
+// norm gnorm (torch's clip_grad_norm_: scaled by min(1, clip / (gnorm + 1e-6))). Tensors marked skip are
+// left as they are (parameter, moments, step count), as torch.optim.AdamW leaves a parameter without a
+// gradient; each tensor's bias correction uses its own step count. Returns the lr used.
 double pn_optim_update(pn_optim *o, int64_t step, double gnorm);
 
 // The optimizer state as safetensors (<param>.exp_avg, <param>.exp_avg_sq and, with master copies,
-// <param>.master; metadata "updates"), written atomically. Load checks that every tensor is there with its
+// <param>.master; metadata "updates" and "steps", the per-tensor counts), written atomically. Load checks that every tensor is there with its
 // shape, F32, and names the file and tensor otherwise. 0, or -1 with the error set.
 int pn_optim_save(const pn_optim *o, const pn_model *m, const char *path);
 int pn_optim_load(pn_optim *o, const pn_model *m, const char *path);
