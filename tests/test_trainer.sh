@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # postnas-train end to end on the CPU (data made by the project's own tools):
+# - the supernet stage: the subnets it draws, its checkpoint, kill -9 + resume, untouched undrawn paths;
 # - the three modes run (pretrain; distill with the student's mixers in the teacher's model; distill with a
 #   separate student), their checkpoints are Hugging Face folders postnas-generate runs;
 # - frozen tensors are bit-identical after training and only trainable tensors have optimizer state;
@@ -159,6 +160,94 @@ rm -rf "$T/d2/checkpoints/step-00000006"
 $TRAIN --config "$T/dist.yaml" --set out_dir="$T/d2" --set train.trainable=all --set train.steps=6 --set checkpoint.every=3 \
   --resume --no-progress 2> "$T/d2r.log" && ok || bad "stage-2 resume: $(tail -2 "$T/d2r.log")"
 diff <(strip "$T/d2-full.jsonl") <(strip "$T/d2/metrics.jsonl") > /dev/null && ok || bad "stage-2 resumed metrics differ"
+
+# ---- supernet: every layer holds attn (the teacher's) + swa, gdn, jet; each micro-batch a k_full = 1 subnet
+# and (sandwich) the all-linear one. The subnets drawn, the checkpoint (the teacher's folder + every path),
+# kill -9 + resume equal, and a step whose subnets run no candidate leaves every candidate as it was.
+cat > "$T/sn.yaml" << EOF
+out_dir: $T/sn
+seed: 2
+device: cpu
+threads: 1
+model:
+  teacher: $T/init
+  supernet:
+    candidates: [swa=32, gdn, jet]
+supernet:
+  sample: k_full
+  k_full: 1
+data:
+  train: [$T/d/shards/*.h5]
+train:
+  stage: supernet
+  steps: 16
+  seq_len: 128
+  global_batch: 4
+  micro_batch: 2
+  lr: 3.0e-3
+loss:
+  kl: 1.0
+  mse: 0.5
+checkpoint:
+  every: 4
+EOF
+$TRAIN --config "$T/sn.yaml" --no-progress 2> "$T/sn.log" && ok || bad "supernet run: $(tail -3 "$T/sn.log")"
+cp "$T/sn/metrics.jsonl" "$T/sn-full.jsonl"
+python3 - "$T/sn-full.jsonl" "$T/init/model.safetensors" "$T/sn/latest" << 'EOF' && ok || bad "supernet subnets / checkpoint"
+import json, struct, sys
+r = [json.loads(l) for l in open(sys.argv[1])]
+assert len(r) == 16 and r[-1]["loss"] < r[0]["loss"], (len(r), r[0]["loss"], r[-1]["loss"])
+seen = set()
+for line in r:
+    subs = [s.split(",") for s in line["subnets"]]
+    assert len(subs) == 4 and all(len(s) == 4 for s in subs), line["subnets"]
+    for i, s in enumerate(subs):
+        if i % 2:  # the sandwich rule's all-linear subnet
+            assert all(t in ("gdn", "jet") for t in s), s
+        else:
+            assert s.count("attn") == 1 and all(t in ("attn", "swa=32", "gdn", "jet") for t in s), s
+            seen |= {(l, t) for l, t in enumerate(s)}
+assert seen == {(l, t) for l in range(4) for t in ("attn", "swa=32", "gdn", "jet")}, sorted(seen)
+def header(path):
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n]); h.pop("__metadata__", None)
+    return b, n, h
+def read(path):  # values (BF16 widened): mkckpt and a CPU export may store different dtypes
+    b, n, h = header(path)
+    out = {}
+    for k, v in h.items():
+        raw = b[8 + n + v["data_offsets"][0]: 8 + n + v["data_offsets"][1]]
+        if v["dtype"] == "BF16":
+            out[k] = [struct.unpack("<f", b"\0\0" + raw[i:i + 2])[0] for i in range(0, len(raw), 2)]
+        else:
+            out[k] = list(struct.unpack("<%df" % (len(raw) // 4), raw))
+    return out
+assert read(sys.argv[2]) == read(sys.argv[3] + "/model.safetensors"), "the checkpoint's folder is not the teacher"
+names = set(header(sys.argv[3] + "/supernet.safetensors")[2])
+prefixes = {n.split(".candidates.")[0] + "." + n.split(".candidates.")[1].split(".")[0] for n in names}
+assert prefixes == {"model.layers.%d.%s" % (l, t) for l in range(4) for t in ("gdn", "jet")}, sorted(prefixes)
+opt = {k.rsplit(".", 1)[0] for k in header(sys.argv[3] + "/optimizer.safetensors")[2]}
+assert opt == names, sorted(opt ^ names)[:4]
+EOF
+kill_and_resume sn "$T/sn.yaml" "$T/sn-full.jsonl" 16
+# every subnet the teacher (k_full = 4 attn layers, no sandwich): no candidate has a gradient, none moves
+$TRAIN --config "$T/sn.yaml" --set out_dir="$T/sn0" --set supernet.k_full=4 --set supernet.sandwich=false \
+  --set train.steps=4 --set checkpoint.every=2 --no-progress 2> "$T/sn0.log" || bad "supernet k_full 4: $(tail -2 "$T/sn0.log")"
+cmp -s "$T/sn0/checkpoints/step-00000002/supernet.safetensors" "$T/sn0/checkpoints/step-00000004/supernet.safetensors" &&
+  ok || bad "candidates no subnet ran changed (AdamW must skip them)"
+expect_error "attn is every layer's own" $TRAIN --config "$T/sn.yaml" --set "model.supernet.candidates=[attn, gdn]" \
+  --set out_dir="$T/e10"
+expect_error "supernet.k_full 5 is more than the teacher's 4 layers" $TRAIN --config "$T/sn.yaml" --set supernet.k_full=5 \
+  --set out_dir="$T/e11"
+expect_error "needs model.supernet.candidates" $TRAIN --config "$T/sn.yaml" --set "model.supernet.candidates=[]" \
+  --set out_dir="$T/e12"
+expect_error "supernet.sandwich needs a linear candidate" $TRAIN --config "$T/sn.yaml" \
+  --set "model.supernet.candidates=[swa=32]" --set out_dir="$T/e13"
+expect_error "is for train.stage supernet" $TRAIN --config "$T/dist.yaml" --set "model.supernet.candidates=[gdn]" \
+  --set out_dir="$T/e14"
+expect_error "names gdn twice" $TRAIN --config "$T/sn.yaml" --set "model.supernet.candidates=[gdn, swa=8, gdn]" \
+  --set out_dir="$T/e15"
 
 # ---- SIGTERM: a checkpoint, then a clean stop; --resume finishes the run identically
 $TRAIN --config "$T/pre.yaml" --set out_dir="$T/sig" --set checkpoint.every=0 --no-progress 2> "$T/sig.log" &

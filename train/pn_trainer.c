@@ -22,6 +22,7 @@
 #include "../src/pn_checkpoint.h"
 #include "../src/pn_common.h"
 #include "../src/pn_json.h"
+#include "../src/pn_rng.h"
 #include "../src/pn_model.h"
 #include "../src/pn_safetensors.h"
 #include "pn_loss.h"
@@ -44,10 +45,20 @@ const pn_cfg_key pn_train_schema[] = {
                "pretrain: the model to train, a Hugging Face folder (e.g. a random one from postnas-mkckpt)"),
     PN_CFG_L(S, "model.student.layer_types", layer_types, "",
              "distill: the student's mixer per layer (attn, swa=W, gdn, deltanet, jet), one per teacher layer"),
+    PN_CFG_L(S, "model.supernet.candidates", candidates, "",
+             "supernet: the mixers every layer holds besides the teacher's attn (swa=W, gdn, deltanet, jet, ...)"),
+    PN_CFG_C(S, "supernet.sample", sample, "uniform", "uniform|k_full",
+               "supernet: a subnet per micro-batch, each layer uniform over attn and the candidates, or exactly "
+               "supernet.k_full attn layers (the others uniform over the candidates)"),
+    PN_CFG_I(S, "supernet.k_full", k_full, "1", 0, 1e6, 0, "supernet, sample k_full: attn layers per subnet"),
+    PN_CFG_B(S, "supernet.sandwich", sandwich, "true",
+             "supernet: every micro-batch also trains the all-linear subnet (the sandwich rule; gradients averaged)"),
     PN_CFG_L(S, "data.train", data_train, NULL, "token shards (postnas-data tokenize): paths or globs, in order"),
     PN_CFG_B(S, "data.mask_documents", mask_documents, "true",
              "packed documents stay apart: attention and state restart after every eos, whose target is not counted"),
-    PN_CFG_C(S, "train.stage", stage, "distill", "pretrain|distill", "pretrain (CE on a corpus) or distill"),
+    PN_CFG_C(S, "train.stage", stage, "distill", "pretrain|distill|supernet",
+             "pretrain (CE on a corpus), distill (a student of model.student.layer_types) or supernet (every "
+             "layer's model.supernet.candidates, sampled subnets distilled from the teacher)"),
     PN_CFG_C(S, "train.trainable", trainable, "blocks", "blocks|all",
              "distill: blocks = only the student's new mixers (stage 1), all = every tensor (stage 2)"),
     PN_CFG_I(S, "train.steps", steps, NULL, 1, 1e12, 0, "optimizer steps"),
@@ -174,7 +185,7 @@ static int expand_data(const char *list, char ***out, int *n_out) {
 // ---------------------------------------------------------------------------------------------------
 // the trainer
 
-enum { MODE_PRETRAIN, MODE_SHARED, MODE_SEPARATE };
+enum { MODE_PRETRAIN, MODE_SHARED, MODE_SEPARATE, MODE_SUPERNET };
 
 typedef struct trainer {
     const pn_train_cfg *cfg;
@@ -183,8 +194,15 @@ typedef struct trainer {
     pn_model model;   // the student (in MODE_SHARED also the teacher: the all-attn choice)
     pn_model teacher; // MODE_SEPARATE only
     int has_teacher;
-    char **student_types; // per layer (MODE_SHARED / SEPARATE)
+    char **student_types; // per layer (MODE_SHARED / SEPARATE; MODE_SUPERNET: the subnet running now)
     int n_layers;
+    // MODE_SUPERNET: the candidates of every layer (choice 0 is the teacher's attn, choice c + 1 cands[c]),
+    // the linear ones among them, the choices a step used, and each optimizer tensor's choice
+    char **cands;
+    int n_cands, n_lin, *lin;
+    uint8_t *used;       // [n_layers][n_cands + 1]
+    int *opt_choice;     // per optimizer tensor: its (layer, choice) index into used
+    char *subnets;       // the step's subnets, as a JSON array for metrics.jsonl
     int64_t C, V, T, B, N; // hidden, vocabulary, seq_len, micro_batch, rows per micro-batch (B T)
     int accum;              // micro-batches per optimizer step
     // MSE terms: layer index per term (-1: the final hidden state)
@@ -228,9 +246,9 @@ static void spec_name(const char *spec, char *out, size_t cap) {
     if (eq) *eq = 0;
 }
 
-// MODE_SHARED: the model runs the teacher (slot 0 everywhere) or the student.
+// MODE_SHARED / SUPERNET: the model runs the teacher (slot 0 everywhere) or the student.
 static void set_choice(trainer *tr, int student) {
-    if (tr->mode != MODE_SHARED) return;
+    if (tr->mode != MODE_SHARED && tr->mode != MODE_SUPERNET) return;
     for (int l = 0; l < tr->n_layers; l++) {
         char name[64];
         spec_name(student ? tr->student_types[l] : tr->model.layers[l].slot[0].bt->name, name, sizeof name);
@@ -287,10 +305,17 @@ static int check_cfg(const pn_train_cfg *c) {
         if (c->kl > 0 || c->mse > 0) return pn_errorf("config: train.stage pretrain trains on CE only (loss.kl, loss.mse must be 0)");
         if (c->ce <= 0) return pn_errorf("config: train.stage pretrain needs loss.ce > 0");
     } else {
-        if (!c->teacher[0]) return pn_errorf("config: train.stage distill needs model.teacher");
+        if (!c->teacher[0]) return pn_errorf("config: train.stage %s needs model.teacher", c->stage);
         if (c->init[0]) return pn_errorf("config: model.init is for train.stage pretrain (distill starts from model.teacher)");
         if (c->kl <= 0 && c->ce <= 0 && c->mse <= 0) return pn_errorf("config: every loss weight is 0 (loss.kl, loss.ce, loss.mse)");
     }
+    const int supernet = !strcmp(c->stage, "supernet");
+    if (supernet && !pn_cfg_list_count(c->candidates))
+        return pn_errorf("config: train.stage supernet needs model.supernet.candidates (e.g. [swa=64, gdn])");
+    if (supernet && strcmp(c->trainable, "blocks"))
+        return pn_errorf("config: train.stage supernet trains the candidate mixers only (train.trainable: blocks)");
+    if (!supernet && pn_cfg_list_count(c->candidates))
+        return pn_errorf("config: model.supernet.candidates is for train.stage supernet (this is %s)", c->stage);
     if (c->global_batch % c->micro_batch)
         return pn_errorf("config: train.global_batch %lld is not a multiple of train.micro_batch %lld",
                          (long long)c->global_batch, (long long)c->micro_batch);
@@ -328,6 +353,101 @@ static int student_types(trainer *tr) {
     return 0;
 }
 
+// MODE_SUPERNET: model.supernet.candidates, added to every layer; the linear ones (neither attn nor swa)
+// make the sandwich rule's all-linear subnet.
+static int supernet_candidates(trainer *tr, pn_model *m) {
+    const pn_train_cfg *c = tr->cfg;
+    tr->n_cands = pn_cfg_list_count(c->candidates);
+    tr->cands = pn_calloc((size_t)tr->n_cands, sizeof(char *));
+    tr->lin = pn_calloc((size_t)tr->n_cands, sizeof(int));
+    size_t len = 1;
+    for (int i = 0; i < tr->n_cands; i++) {
+        char buf[256], name[256];
+        pn_cfg_list_item(c->candidates, i, buf, sizeof buf);
+        spec_name(buf, name, sizeof name);
+        if (!strcmp(name, "attn"))
+            return pn_errorf("config: model.supernet.candidates: attn is every layer's own (the teacher's) already");
+        for (int j = 0; j < i; j++) {
+            char other[256];
+            spec_name(tr->cands[j], other, sizeof other);
+            if (!strcmp(other, name)) return pn_errorf("config: model.supernet.candidates names %s twice", name);
+        }
+        tr->cands[i] = pn_strdup(buf);
+        if (strcmp(name, "swa")) tr->lin[tr->n_lin++] = i;
+        len += strlen(buf) + 1;
+    }
+    if (c->sandwich && !tr->n_lin)
+        return pn_errorf("config: supernet.sandwich needs a linear candidate in model.supernet.candidates (gdn, jet, ...)");
+    if (!strcmp(c->sample, "k_full") && c->k_full > tr->n_layers)
+        return pn_errorf("config: supernet.k_full %lld is more than the teacher's %d layers", (long long)c->k_full,
+                         tr->n_layers);
+    char *all = pn_malloc(len);
+    all[0] = 0;
+    for (int i = 0; i < tr->n_cands; i++) strcat(strcat(all, i ? "," : ""), tr->cands[i]);
+    const char **types = pn_calloc((size_t)tr->n_layers, sizeof(char *));
+    for (int l = 0; l < tr->n_layers; l++) types[l] = all;
+    const int rc = pn_model_add_candidates(m, types, 0.02, (uint64_t)c->seed);
+    free(types), free(all);
+    if (rc) return pn_error_prefix("config: model.supernet.candidates");
+    tr->student_types = pn_calloc((size_t)tr->n_layers, sizeof(char *)); // the teacher until a subnet is drawn
+    for (int l = 0; l < tr->n_layers; l++) tr->student_types[l] = pn_strdup("attn");
+    tr->used = pn_calloc((size_t)tr->n_layers * (size_t)(tr->n_cands + 1), 1);
+    return 0;
+}
+
+// The choice (0: attn, c + 1: cands[c]) of one layer of subnet draw `draw`, counter-based on the run's seed
+// so a resumed run draws the same subnets: every layer uniform over its choices; sample k_full: exactly k
+// attn layers (a partial Fisher-Yates shuffle), the others uniform over the candidates; all_linear: each
+// layer uniform over the linear candidates.
+static void sample_subnet(const trainer *tr, uint64_t draw, int all_linear, int *choice) {
+    const int L = tr->n_layers;
+    const uint64_t base = draw * (uint64_t)(2 * L + 1), seed = (uint64_t)tr->cfg->seed;
+#define U(i) pn_rng_uniform(seed, 0x5e9e7, base + (uint64_t)(i))
+    const int k = !all_linear && !strcmp(tr->cfg->sample, "k_full") ? (int)tr->cfg->k_full : -1;
+    int *order = pn_malloc(sizeof(int) * (size_t)L);
+    for (int l = 0; l < L; l++) order[l] = l;
+    for (int i = 0; i < k; i++) { // order[0 .. k - 1]: the attn layers
+        const int j = i + (int)(U(i) * (L - i));
+        const int t = order[i];
+        order[i] = order[j], order[j] = t;
+    }
+    for (int l = 0; l < L; l++) choice[l] = -1;
+    for (int i = 0; i < k; i++) choice[order[i]] = 0;
+    for (int l = 0; l < L; l++) {
+        if (choice[l] == 0) continue;
+        const double u = U(L + l);
+        if (all_linear) choice[l] = 1 + tr->lin[(int)(u * tr->n_lin)];
+        else if (k >= 0) choice[l] = 1 + (int)(u * tr->n_cands);
+        else choice[l] = (int)(u * (tr->n_cands + 1));
+    }
+#undef U
+    free(order);
+}
+
+// Runs subnet `choice` from now on; notes its choices as used by this step and appends it to tr->subnets.
+static void use_subnet(trainer *tr, const int *choice) {
+    size_t len = tr->subnets ? strlen(tr->subnets) : 0, need = len + 4;
+    for (int l = 0; l < tr->n_layers; l++) {
+        const char *spec = choice[l] ? tr->cands[choice[l] - 1] : "attn";
+        free(tr->student_types[l]);
+        tr->student_types[l] = pn_strdup(spec);
+        tr->used[l * (tr->n_cands + 1) + choice[l]] = 1;
+        need += strlen(spec) + 1;
+    }
+    tr->subnets = pn_realloc(tr->subnets, need);
+    if (!len) tr->subnets[len++] = '[';
+    else tr->subnets[len - 1] = ','; // replaces the closing bracket
+    tr->subnets[len++] = '"';
+    for (int l = 0; l < tr->n_layers; l++) {
+        const char *spec = tr->student_types[l];
+        if (l) tr->subnets[len++] = ',';
+        memcpy(tr->subnets + len, spec, strlen(spec));
+        len += strlen(spec);
+    }
+    tr->subnets[len++] = '"', tr->subnets[len++] = ']', tr->subnets[len] = 0;
+    set_choice(tr, 1);
+}
+
 // The candidate lists for pn_model_add_candidates: layer l gets its student type when it is not the
 // teacher's own ("attn" stays slot 0).
 static int add_student_candidates(trainer *tr, pn_model *m) {
@@ -339,13 +459,13 @@ static int add_student_candidates(trainer *tr, pn_model *m) {
 }
 
 // Which tensors train: pretrain and MODE_SEPARATE all of the active model; MODE_SHARED the candidate
-// mixers the student runs (model.layers.{l}.candidates.{type}.*).
+// mixers the student runs (model.layers.{l}.candidates.{type}.*); MODE_SUPERNET every candidate mixer.
 static uint8_t *trainable_mask(trainer *tr) {
     pn_model *m = &tr->model;
     uint8_t *mask = pn_calloc((size_t)m->nparams, 1);
     for (int i = 0; i < m->nparams; i++) {
         const char *name = m->param_list[i].name;
-        if (tr->mode != MODE_SHARED) {
+        if (tr->mode != MODE_SHARED && tr->mode != MODE_SUPERNET) {
             mask[i] = 1;
             continue;
         }
@@ -354,7 +474,8 @@ static uint8_t *trainable_mask(trainer *tr) {
         if (sscanf(name, "model.layers.%d.candidates.%63[^.]", &l, type) == 2 && l >= 0 && l < tr->n_layers) {
             char want[64];
             spec_name(tr->student_types[l], want, sizeof want);
-            mask[i] = !strcmp(type, want);
+            // MODE_SUPERNET: every candidate trains (in the steps that draw it)
+            mask[i] = tr->mode == MODE_SUPERNET || !strcmp(type, want);
         }
     }
     return mask;
@@ -461,6 +582,64 @@ static int open_data(trainer *tr, const char *model_dir) {
     return rc;
 }
 
+// MODE_SUPERNET: every candidate mixer's tensors in dir/supernet.safetensors under their own names
+// (model.layers.{l}.candidates.{type}.*), written (save) or read back into the model (load, each checked
+// against the model's shape first). The teacher beside them in dir is the plain Hugging Face export.
+static int supernet_io(trainer *tr, const char *dir, int save) {
+    pn_model *m = &tr->model;
+    char *path = pn_path_join(dir, "supernet.safetensors");
+    int n = 0;
+    int64_t largest = 1;
+    for (int i = 0; i < m->nparams; i++)
+        if (strstr(m->param_list[i].name, ".candidates.") && pn_numel(m->param_list[i].dst)) {
+            n++;
+            if (pn_numel(m->param_list[i].dst) > largest) largest = pn_numel(m->param_list[i].dst);
+        }
+    float *buf = pn_malloc(sizeof(float) * (size_t)largest);
+    int rc = 0;
+    if (save) {
+        pn_st_decl *d = pn_calloc((size_t)(n ? n : 1), sizeof *d);
+        for (int i = 0, j = 0; i < m->nparams; i++) {
+            const pn_param *p = &m->param_list[i];
+            if (!strstr(p->name, ".candidates.") || !pn_numel(p->dst)) continue;
+            d[j] = (pn_st_decl){.name = p->name, .dtype = PN_ST_F32, .ndim = p->ndim};
+            for (int k = 0; k < p->ndim; k++) d[j].shape[k] = p->shape[k];
+            j++;
+        }
+        static const char *meta[] = {"format", "postnas-supernet", NULL};
+        pn_st_writer *w = pn_st_writer_begin(path, d, n, meta);
+        rc = w ? 0 : -1;
+        for (int i = 0; i < m->nparams && !rc; i++) {
+            const pn_param *p = &m->param_list[i];
+            if (!strstr(p->name, ".candidates.") || !pn_numel(p->dst)) continue;
+            pn_op_to_host_f32(buf, p->dst); // fp32 on disk: the CPU's values exactly, CUDA's bf16 widened
+            rc = pn_st_writer_write(w, buf, sizeof(float) * (size_t)pn_numel(p->dst));
+        }
+        if (w && rc) pn_st_writer_abort(w);
+        else if (w) rc = pn_st_writer_finish(w);
+        free(d);
+    } else {
+        pn_safetensors st;
+        rc = pn_st_open(&st, path);
+        for (int i = 0; i < m->nparams && !rc; i++) {
+            const pn_param *p = &m->param_list[i];
+            if (!strstr(p->name, ".candidates.") || !pn_numel(p->dst)) continue;
+            const pn_st_entry *e = pn_st_find(&st, p->name);
+            if (!e) rc = pn_errorf("%s: tensor '%s' is missing (a supernet of other candidates?)", path, p->name);
+            else if (pn_st_numel(e) != pn_numel(p->dst))
+                rc = pn_errorf("%s: tensor '%s' has %lld elements, the supernet's has %lld", path, p->name,
+                               (long long)pn_st_numel(e), (long long)pn_numel(p->dst));
+            else if (!(rc = pn_st_to_f32(&st, e, buf))) pn_op_from_host_f32(p->dst, buf);
+        }
+        if (!rc && st.n != n)
+            rc = pn_errorf("%s: %d tensors, the supernet has %d (a supernet of other candidates?)", path, st.n, n);
+        if (!rc || st.n) pn_st_close(&st);
+        if (!rc) pn_model_sync_slots(m);
+    }
+    free(buf), free(path);
+    return rc;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // setup
 
@@ -478,6 +657,11 @@ static int setup_models(trainer *tr, const char *resume_dir) {
         if (strcmp(m->layers[l].slot[0].bt->name, "attn"))
             return pn_errorf("model.teacher %s: layer %d is %s; a teacher has full attention in every layer", c->teacher,
                              l, m->layers[l].slot[0].bt->name);
+    if (tr->mode == MODE_SUPERNET) {
+        if (supernet_candidates(tr, m)) return -1;
+        tr->has_teacher = 1;
+        return 0;
+    }
     if (student_types(tr)) return -1;
     if (tr->mode == MODE_SHARED) {
         if (add_student_candidates(tr, m)) return -1;
@@ -522,9 +706,13 @@ static int setup_models(trainer *tr, const char *resume_dir) {
 
 static int setup(trainer *tr, const char *resume_dir) {
     const pn_train_cfg *c = tr->cfg;
-    tr->mode = !strcmp(c->stage, "pretrain") ? MODE_PRETRAIN : !strcmp(c->trainable, "all") ? MODE_SEPARATE : MODE_SHARED;
+    tr->mode = !strcmp(c->stage, "pretrain")   ? MODE_PRETRAIN
+               : !strcmp(c->stage, "supernet") ? MODE_SUPERNET
+               : !strcmp(c->trainable, "all")  ? MODE_SEPARATE
+                                               : MODE_SHARED;
     if (pick_device(c, &tr->dev)) return -1;
-    if (setup_models(tr, tr->mode == MODE_SHARED ? NULL : resume_dir)) return -1;
+    const int shared = tr->mode == MODE_SHARED || tr->mode == MODE_SUPERNET; // resumes its tensors below
+    if (setup_models(tr, shared ? NULL : resume_dir)) return -1;
     pn_model *m = &tr->model;
     tr->C = m->cfg.hidden, tr->V = m->cfg.vocab, tr->T = c->seq_len, tr->B = c->micro_batch;
     tr->N = tr->B * tr->T;
@@ -556,10 +744,26 @@ static int setup(trainer *tr, const char *resume_dir) {
     free(mask);
     if (rc) return -1;
     if (resume_dir && tr->mode == MODE_SHARED && load_student_blocks(tr, resume_dir)) return -1;
+    if (resume_dir && tr->mode == MODE_SUPERNET && supernet_io(tr, resume_dir, 0)) return -1;
     const pn_optim_cfg oc = {.lr = c->lr, .min_lr_ratio = c->min_lr_ratio, .warmup_steps = c->warmup_steps,
                              .total_steps = c->steps, .beta1 = c->beta1, .beta2 = c->beta2, .eps = c->eps,
                              .weight_decay = c->weight_decay, .clip = c->clip, .decay_conv = c->decay_conv};
     if (pn_optim_init(&tr->opt, m, &oc)) return -1;
+    if (tr->mode == MODE_SUPERNET) { // each optimizer tensor's (layer, choice), for the step's skip flags
+        tr->opt_choice = pn_malloc(sizeof(int) * (size_t)tr->opt.n);
+        for (int k = 0; k < tr->opt.n; k++) {
+            int l = -1, off = 0;
+            char type[64];
+            sscanf(m->param_list[tr->opt.t[k].param].name, "model.layers.%d.candidates.%63[^.].%n", &l, type, &off);
+            tr->opt_choice[k] = -1;
+            for (int i = 0; off && i < tr->n_cands; i++) {
+                char name[64];
+                spec_name(tr->cands[i], name, sizeof name);
+                if (!strcmp(name, type)) tr->opt_choice[k] = l * (tr->n_cands + 1) + i + 1;
+            }
+            if (tr->opt_choice[k] < 0) pn_panic("supernet: trainable tensor %s is no candidate's", m->param_list[tr->opt.t[k].param].name);
+        }
+    }
     if (pn_loss_init(&tr->loss, tr->dev, tr->V, tr->C, c->chunk_rows, (int64_t)tr->accum * tr->N, tr->n_mse)) return -1;
     // teacher features and d(hidden)
     const pn_dtype dt = m->dtype;
@@ -628,6 +832,18 @@ static int train_step(trainer *tr, step_result *res) {
                                 .ce_grad = tr->n_ce ? (float)(c->ce / (double)tr->n_ce) : 0.0f};
     tr->mse_grad = tr->n_mse ? (float)(c->mse / ((double)tr->n_mse * (double)n_tok * (double)tr->C)) : 0.0f;
     const int need_teacher = tr->has_teacher && (c->kl > 0 || c->mse > 0);
+    // MODE_SUPERNET: each micro-batch trains a drawn subnet, and with the sandwich rule the all-linear one
+    // after it (on the same teacher features), each with half the gradient.
+    const int n_sub = tr->mode == MODE_SUPERNET && c->sandwich ? 2 : 1;
+    pn_lm_loss_args lsub = la;
+    lsub.kl_grad /= (float)n_sub, lsub.ce_grad /= (float)n_sub;
+    tr->mse_grad /= (float)n_sub;
+    if (tr->mode == MODE_SUPERNET) {
+        memset(tr->used, 0, (size_t)tr->n_layers * (size_t)(tr->n_cands + 1));
+        free(tr->subnets);
+        tr->subnets = NULL;
+    }
+    int *choice = tr->mode == MODE_SUPERNET ? pn_malloc(sizeof(int) * (size_t)tr->n_layers) : NULL;
     for (int k = 0; k < tr->accum; k++) {
         const int32_t *ids = tr->ids + (int64_t)k * tr->N, *cu = tr->cu + (int64_t)k * (tr->N + 1);
         tr->row0 = (int64_t)k * tr->N;
@@ -643,7 +859,15 @@ static int train_step(trainer *tr, step_result *res) {
                 }
             set_choice(tr, 1);
         }
-        if (pn_model_forward_train(m, ids, 1, (int)tr->N, cu, tr->n_seqs[k])) return pn_error_prefix("student forward");
+        for (int sub = 0; sub < n_sub; sub++) {
+        if (choice) {
+            sample_subnet(tr, ((uint64_t)tr->step * (uint64_t)tr->accum + (uint64_t)k) * 2 + (uint64_t)sub, sub == 1, choice);
+            use_subnet(tr, choice);
+        }
+        if (pn_model_forward_train(m, ids, 1, (int)tr->N, cu, tr->n_seqs[k])) {
+            free(choice);
+            return pn_error_prefix("student forward");
+        }
         pn_tensor hs = pn_model_train_hidden(m);
         int acc = 0;
         for (int s = 0; s < tr->n_mse; s++) {
@@ -657,13 +881,22 @@ static int train_step(trainer *tr, step_result *res) {
         }
         if (c->kl > 0 || c->ce > 0) {
             if (pn_loss_head(&tr->loss, tr->row0, &hs, c->kl > 0 ? &tr->th : NULL, &m->lm_head, &tm->lm_head,
-                             c->ce > 0 ? tr->targets + tr->row0 : NULL, &la, &tr->dh, acc, head_grad(m)))
+                             c->ce > 0 ? tr->targets + tr->row0 : NULL, &lsub, &tr->dh, acc, head_grad(m))) {
+                free(choice);
                 return -1;
+            }
         } else if (!acc) {
             pn_backend_get(tr->dev)->memset0(tr->dh.data, pn_nbytes(&tr->dh));
         }
-        if (pn_model_backward_hidden(m, &tr->dh)) return pn_error_prefix("backward");
+        if (pn_model_backward_hidden(m, &tr->dh)) {
+            free(choice);
+            return pn_error_prefix("backward");
+        }
+        } // subnets
     }
+    free(choice);
+    // Tensors of candidates no subnet of this step ran have no gradient: AdamW leaves them alone.
+    for (int k = 0; tr->mode == MODE_SUPERNET && k < tr->opt.n; k++) tr->opt.t[k].skip = !tr->used[tr->opt_choice[k]];
     double kl = 0, ce = 0, *mse = pn_calloc((size_t)(tr->n_mse ? tr->n_mse : 1), sizeof(double));
     pn_loss_totals(&tr->loss, n_tok, &kl, &ce, mse);
     res->kl = kl / (double)n_tok;
@@ -761,7 +994,12 @@ static int save_ckpt(trainer *tr) {
     struct stat sb;
     if (!rc && stat(tmp, &sb) == 0) rm_rf(tmp);
     if (!rc && stat(dir, &sb) == 0) rm_rf(dir); // the same step again (a resumed run passing it)
+    if (tr->mode == MODE_SUPERNET) set_choice(tr, 0); // the folder is the teacher, the paths beside it
     if (!rc) rc = pn_model_export(&tr->model, tmp);
+    if (tr->mode == MODE_SUPERNET) {
+        set_choice(tr, 1);
+        if (!rc) rc = supernet_io(tr, tmp, 1);
+    }
     if (!rc) {
         char *p = pn_path_join(tmp, "optimizer.safetensors");
         rc = pn_optim_save(&tr->opt, &tr->model, p);
@@ -937,9 +1175,9 @@ static void log_step(trainer *tr, const step_result *r, double tok_s) {
     if (tr->step % c->log_every == 0 || last || r->skipped) {
         fprintf(tr->metrics,
                 "{\"step\": %lld, \"loss\": %.9g, \"kl\": %.9g, \"ce\": %.9g, \"mse\": %.9g, \"lr\": %.9g, "
-                "\"grad_norm\": %.9g, \"tokens\": %lld, \"tok_s\": %.1f, \"skipped\": %s}\n",
+                "\"grad_norm\": %.9g, \"tokens\": %lld, \"tok_s\": %.1f, \"skipped\": %s%s%s}\n",
                 (long long)tr->step, r->loss, r->kl, r->ce, r->mse, r->lr, r->gnorm, (long long)tr->tokens, tok_s,
-                r->skipped ? "true" : "false");
+                r->skipped ? "true" : "false", tr->subnets ? ", \"subnets\": " : "", tr->subnets ? tr->subnets : "");
         fflush(tr->metrics);
     }
     char eta[32];
@@ -975,6 +1213,8 @@ static void trainer_free(trainer *tr) {
     if (tr->teacher.layers) pn_model_free(&tr->teacher);
     for (int l = 0; tr->student_types && l < tr->n_layers; l++) free(tr->student_types[l]);
     free(tr->student_types);
+    for (int i = 0; tr->cands && i < tr->n_cands; i++) free(tr->cands[i]);
+    free(tr->cands), free(tr->lin), free(tr->used), free(tr->opt_choice), free(tr->subnets);
     free(tr->mse_layer), free(tr->mse_slot_of_layer), free(tr->tl);
     free(tr->ids), free(tr->targets), free(tr->cu), free(tr->n_seqs);
 }

@@ -28,6 +28,10 @@ typedef struct pn_train_cfg {
     // model
     char teacher[1024], init[1024];
     char layer_types[4096];
+    char candidates[4096];   // supernet: every layer's candidate mixers besides the teacher's attn
+    char sample[16];         // supernet: uniform | k_full
+    int64_t k_full;
+    int sandwich;
     // data
     char data_train[16384];
     int mask_documents;
