@@ -27,6 +27,7 @@
 #include "../src/pn_safetensors.h"
 #include "pn_loss.h"
 #include "pn_optim.h"
+#include "pn_supernet.h"
 
 // ---------------------------------------------------------------------------------------------------
 // the schema: every key of a training config, its default, range and meaning (the reference is generated
@@ -357,24 +358,16 @@ static int student_types(trainer *tr) {
 // make the sandwich rule's all-linear subnet.
 static int supernet_candidates(trainer *tr, pn_model *m) {
     const pn_train_cfg *c = tr->cfg;
-    tr->n_cands = pn_cfg_list_count(c->candidates);
+    pn_supernet_info info;
+    if (pn_supernet_parse(c->candidates, "config: model.supernet.candidates", &info)) return -1;
+    tr->n_cands = info.n_cands;
     tr->cands = pn_calloc((size_t)tr->n_cands, sizeof(char *));
     tr->lin = pn_calloc((size_t)tr->n_cands, sizeof(int));
     size_t len = 1;
     for (int i = 0; i < tr->n_cands; i++) {
-        char buf[256], name[256];
-        pn_cfg_list_item(c->candidates, i, buf, sizeof buf);
-        spec_name(buf, name, sizeof name);
-        if (!strcmp(name, "attn"))
-            return pn_errorf("config: model.supernet.candidates: attn is every layer's own (the teacher's) already");
-        for (int j = 0; j < i; j++) {
-            char other[256];
-            spec_name(tr->cands[j], other, sizeof other);
-            if (!strcmp(other, name)) return pn_errorf("config: model.supernet.candidates names %s twice", name);
-        }
-        tr->cands[i] = pn_strdup(buf);
-        if (strcmp(name, "swa")) tr->lin[tr->n_lin++] = i;
-        len += strlen(buf) + 1;
+        tr->cands[i] = pn_strdup(info.cands[i]);
+        if (info.linear[i]) tr->lin[tr->n_lin++] = i;
+        len += strlen(info.cands[i]) + 1;
     }
     if (c->sandwich && !tr->n_lin)
         return pn_errorf("config: supernet.sandwich needs a linear candidate in model.supernet.candidates (gdn, jet, ...)");
@@ -582,64 +575,6 @@ static int open_data(trainer *tr, const char *model_dir) {
     return rc;
 }
 
-// MODE_SUPERNET: every candidate mixer's tensors in dir/supernet.safetensors under their own names
-// (model.layers.{l}.candidates.{type}.*), written (save) or read back into the model (load, each checked
-// against the model's shape first). The teacher beside them in dir is the plain Hugging Face export.
-static int supernet_io(trainer *tr, const char *dir, int save) {
-    pn_model *m = &tr->model;
-    char *path = pn_path_join(dir, "supernet.safetensors");
-    int n = 0;
-    int64_t largest = 1;
-    for (int i = 0; i < m->nparams; i++)
-        if (strstr(m->param_list[i].name, ".candidates.") && pn_numel(m->param_list[i].dst)) {
-            n++;
-            if (pn_numel(m->param_list[i].dst) > largest) largest = pn_numel(m->param_list[i].dst);
-        }
-    float *buf = pn_malloc(sizeof(float) * (size_t)largest);
-    int rc = 0;
-    if (save) {
-        pn_st_decl *d = pn_calloc((size_t)(n ? n : 1), sizeof *d);
-        for (int i = 0, j = 0; i < m->nparams; i++) {
-            const pn_param *p = &m->param_list[i];
-            if (!strstr(p->name, ".candidates.") || !pn_numel(p->dst)) continue;
-            d[j] = (pn_st_decl){.name = p->name, .dtype = PN_ST_F32, .ndim = p->ndim};
-            for (int k = 0; k < p->ndim; k++) d[j].shape[k] = p->shape[k];
-            j++;
-        }
-        static const char *meta[] = {"format", "postnas-supernet", NULL};
-        pn_st_writer *w = pn_st_writer_begin(path, d, n, meta);
-        rc = w ? 0 : -1;
-        for (int i = 0; i < m->nparams && !rc; i++) {
-            const pn_param *p = &m->param_list[i];
-            if (!strstr(p->name, ".candidates.") || !pn_numel(p->dst)) continue;
-            pn_op_to_host_f32(buf, p->dst); // fp32 on disk: the CPU's values exactly, CUDA's bf16 widened
-            rc = pn_st_writer_write(w, buf, sizeof(float) * (size_t)pn_numel(p->dst));
-        }
-        if (w && rc) pn_st_writer_abort(w);
-        else if (w) rc = pn_st_writer_finish(w);
-        free(d);
-    } else {
-        pn_safetensors st;
-        rc = pn_st_open(&st, path);
-        for (int i = 0; i < m->nparams && !rc; i++) {
-            const pn_param *p = &m->param_list[i];
-            if (!strstr(p->name, ".candidates.") || !pn_numel(p->dst)) continue;
-            const pn_st_entry *e = pn_st_find(&st, p->name);
-            if (!e) rc = pn_errorf("%s: tensor '%s' is missing (a supernet of other candidates?)", path, p->name);
-            else if (pn_st_numel(e) != pn_numel(p->dst))
-                rc = pn_errorf("%s: tensor '%s' has %lld elements, the supernet's has %lld", path, p->name,
-                               (long long)pn_st_numel(e), (long long)pn_numel(p->dst));
-            else if (!(rc = pn_st_to_f32(&st, e, buf))) pn_op_from_host_f32(p->dst, buf);
-        }
-        if (!rc && st.n != n)
-            rc = pn_errorf("%s: %d tensors, the supernet has %d (a supernet of other candidates?)", path, st.n, n);
-        if (!rc || st.n) pn_st_close(&st);
-        if (!rc) pn_model_sync_slots(m);
-    }
-    free(buf), free(path);
-    return rc;
-}
-
 // ---------------------------------------------------------------------------------------------------
 // setup
 
@@ -744,7 +679,7 @@ static int setup(trainer *tr, const char *resume_dir) {
     free(mask);
     if (rc) return -1;
     if (resume_dir && tr->mode == MODE_SHARED && load_student_blocks(tr, resume_dir)) return -1;
-    if (resume_dir && tr->mode == MODE_SUPERNET && supernet_io(tr, resume_dir, 0)) return -1;
+    if (resume_dir && tr->mode == MODE_SUPERNET && pn_supernet_load(&tr->model, resume_dir)) return -1;
     const pn_optim_cfg oc = {.lr = c->lr, .min_lr_ratio = c->min_lr_ratio, .warmup_steps = c->warmup_steps,
                              .total_steps = c->steps, .beta1 = c->beta1, .beta2 = c->beta2, .eps = c->eps,
                              .weight_decay = c->weight_decay, .clip = c->clip, .decay_conv = c->decay_conv};
@@ -998,7 +933,7 @@ static int save_ckpt(trainer *tr) {
     if (!rc) rc = pn_model_export(&tr->model, tmp);
     if (tr->mode == MODE_SUPERNET) {
         set_choice(tr, 1);
-        if (!rc) rc = supernet_io(tr, tmp, 1);
+        if (!rc) rc = pn_supernet_save(&tr->model, tmp);
     }
     if (!rc) {
         char *p = pn_path_join(tmp, "optimizer.safetensors");
