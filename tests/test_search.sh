@@ -15,11 +15,7 @@ trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/test_lib.sh"
 SEARCH=$B/postnas-search
 
-mkdir -p "$T/d"
-$B/postnas-data synth --task corpus --n 200 --out "$T/d/c.jsonl" > /dev/null || bad "synth"
-$B/postnas-mkckpt --preset tiny --seed 3 --out "$T/teacher" > /dev/null || bad "mkckpt"
-$B/postnas-data tokenize --tokenizer "$T/teacher" --jsonl "$T/d/c.jsonl" --field text --out "$T/d/shards" --threads 1 \
-  > /dev/null 2>&1 || bad "tokenize"
+tiny_model_and_shards "$B" "$T/teacher" "$T/d" 3 200
 cat > "$T/sn.yaml" << EOF
 out_dir: $T/sn
 seed: 1

@@ -17,16 +17,13 @@ TRAIN=$B/postnas-train
 T=$(mktemp -d /tmp/pn_test_trainer.XXXXXX)
 trap 'kill -9 $(jobs -p) 2> /dev/null; umount "$T/full" 2> /dev/null; rm -rf "$T"' EXIT
 . "$(dirname "$0")/test_lib.sh"
+export PYTHONPATH=$(cd "$(dirname "$0")" && pwd) # st_values.py
 
 # metrics without the timing fields (what must be equal between runs)
 strip() { sed -E 's/"tok_s": [0-9.e+]+, //' "$1"; }
 
 # ---- data and a starting model
-mkdir -p "$T/d"
-$B/postnas-data synth --task corpus --n 300 --out "$T/d/c.jsonl" > /dev/null || bad "synth"
-$B/postnas-mkckpt --preset tiny --seed 1 --out "$T/init" > /dev/null || bad "mkckpt"
-$B/postnas-data tokenize --tokenizer "$T/init" --jsonl "$T/d/c.jsonl" --field text --out "$T/d/shards" --threads 1 \
-  > /dev/null 2>&1 || bad "tokenize"
+tiny_model_and_shards "$B" "$T/init" "$T/d" 1 300
 
 cat > "$T/pre.yaml" << EOF
 out_dir: $T/pre
@@ -101,18 +98,7 @@ $B/postnas-generate --model "$T/dist/latest" --prompt "Kepe is" --max-new-tokens
 # frozen tensors bit-identical, optimizer state only for the student's new mixers (layers 1 gdn, 2 jet)
 python3 - "$T/init/model.safetensors" "$T/dist/latest" << 'EOF' && ok || bad "frozen tensors / optimizer state"
 import json, struct, sys
-def read(path):
-    b = open(path, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n]); h.pop("__metadata__", None)
-    out = {}
-    for k, v in h.items():
-        raw = b[8 + n + v["data_offsets"][0]: 8 + n + v["data_offsets"][1]]
-        if v["dtype"] == "BF16":
-            out[k] = [struct.unpack("<f", b"\0\0" + raw[i:i + 2])[0] for i in range(0, len(raw), 2)]
-        else:
-            out[k] = list(struct.unpack("<%df" % (len(raw) // 4), raw))
-    return out
+from st_values import values as read
 init, dst = read(sys.argv[1]), sys.argv[2]
 student = read(dst + "/model.safetensors")
 frozen = [k for k in init if not (k.startswith("model.layers.1.self_attn.") or k.startswith("model.layers.2.self_attn."))]
@@ -208,21 +194,7 @@ for line in r:
             assert s.count("attn") == 1 and all(t in ("attn", "swa=32", "gdn", "jet") for t in s), s
             seen |= {(l, t) for l, t in enumerate(s)}
 assert seen == {(l, t) for l in range(4) for t in ("attn", "swa=32", "gdn", "jet")}, sorted(seen)
-def header(path):
-    b = open(path, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n]); h.pop("__metadata__", None)
-    return b, n, h
-def read(path):  # values (BF16 widened): mkckpt and a CPU export may store different dtypes
-    b, n, h = header(path)
-    out = {}
-    for k, v in h.items():
-        raw = b[8 + n + v["data_offsets"][0]: 8 + n + v["data_offsets"][1]]
-        if v["dtype"] == "BF16":
-            out[k] = [struct.unpack("<f", b"\0\0" + raw[i:i + 2])[0] for i in range(0, len(raw), 2)]
-        else:
-            out[k] = list(struct.unpack("<%df" % (len(raw) // 4), raw))
-    return out
+from st_values import header, values as read
 assert read(sys.argv[2]) == read(sys.argv[3] + "/model.safetensors"), "the checkpoint's folder is not the teacher"
 names = set(header(sys.argv[3] + "/supernet.safetensors")[2])
 prefixes = {n.split(".candidates.")[0] + "." + n.split(".candidates.")[1].split(".")[0] for n in names}
