@@ -208,6 +208,31 @@ $TRAIN --config "$T/sn.yaml" --set out_dir="$T/sn0" --set supernet.k_full=4 --se
   --set train.steps=4 --set checkpoint.every=2 --no-progress 2> "$T/sn0.log" || bad "supernet k_full 4: $(tail -2 "$T/sn0.log")"
 cmp -s "$T/sn0/checkpoints/step-00000002/supernet.safetensors" "$T/sn0/checkpoints/step-00000004/supernet.safetensors" &&
   ok || bad "candidates no subnet ran changed (AdamW must skip them)"
+# supernet.mode local = training each layer alone against the teacher's recorded input and output: layer 1's
+# gdn gradient (AdamW's exp_avg after one step: (1 - beta1) g) equals stage-1 distillation of
+# [attn, gdn, attn, attn] with the MSE on layer 1's output only (its input is the teacher's there too)
+$TRAIN --config "$T/sn.yaml" --set out_dir="$T/snl" --set supernet.mode=local --set "model.supernet.candidates=[gdn]" \
+  --set loss.kl=0 --set train.steps=1 --set train.clip=0 --no-progress 2> "$T/snl.log" ||
+  bad "local supernet: $(tail -2 "$T/snl.log")"
+$TRAIN --config "$T/dist.yaml" --set out_dir="$T/dl1" --set "model.student.layer_types=[attn,gdn,attn,attn]" \
+  --set loss.kl=0 --set loss.ce=0 --set loss.mse=0.5 --set loss.mse_layers=1 --set train.steps=1 --set train.clip=0 \
+  --no-progress 2> "$T/dl1.log" || bad "distill, MSE on layer 1: $(tail -2 "$T/dl1.log")"
+python3 - "$T/snl/latest/optimizer.safetensors" "$T/dl1/latest/optimizer.safetensors" << 'EOF' && ok || bad "local-mode gradient differs"
+import sys
+from st_values import values
+a, b = values(sys.argv[1]), values(sys.argv[2])
+keys = [k for k in b if k.startswith("model.layers.1.candidates.gdn.") and k.endswith(".exp_avg")]
+assert len(keys) >= 8, keys
+worst = 0.0
+for k in keys:
+    num = sum((x - y) ** 2 for x, y in zip(a[k], b[k])) ** 0.5
+    den = sum(y * y for y in b[k]) ** 0.5
+    worst = max(worst, num / den if den else num)
+assert worst < 1e-5, worst
+print("local mode: layer 1 gdn gradient = layer-1 MSE distillation's (worst relative difference %.1e over %d tensors)" % (worst, len(keys)))
+EOF
+expect_error "supernet.mode local trains every layer on the teacher's layer outputs" \
+  $TRAIN --config "$T/sn.yaml" --set supernet.mode=local --set out_dir="$T/e16"
 expect_error "attn is every layer's own" $TRAIN --config "$T/sn.yaml" --set "model.supernet.candidates=[attn, gdn]" \
   --set out_dir="$T/e10"
 expect_error "supernet.k_full 5 is more than the teacher's 4 layers" $TRAIN --config "$T/sn.yaml" --set supernet.k_full=5 \

@@ -52,6 +52,9 @@ const pn_cfg_key pn_train_schema[] = {
                "supernet: a subnet per micro-batch, each layer uniform over attn and the candidates, or exactly "
                "supernet.k_full attn layers (the others uniform over the candidates)"),
     PN_CFG_I(S, "supernet.k_full", k_full, "1", 0, 1e6, 0, "supernet, sample k_full: attn layers per subnet"),
+    PN_CFG_C(S, "supernet.mode", sn_mode, "global", "global|local",
+             "supernet: global = drawn subnets end to end (loss.*); local = every layer's linear candidates take "
+             "the teacher's input to that layer and learn its output (loss.mse), all from one teacher pass"),
     PN_CFG_B(S, "supernet.sandwich", sandwich, "true",
              "supernet: every micro-batch also trains the all-linear subnet (the sandwich rule; gradients averaged)"),
     PN_CFG_L(S, "data.train", data_train, NULL, "token shards (postnas-data tokenize): paths or globs, in order"),
@@ -215,6 +218,9 @@ typedef struct trainer {
     pn_tensor th;         // teacher's final hidden [N, C]
     pn_tensor *tl;        // teacher's layer outputs per MSE term (NULL entry for the final one)
     pn_tensor dh;         // d(final hidden) [N, C]
+    pn_arena local_bufs;  // supernet.mode local: the teacher's embeddings and layer outputs
+    pn_tensor *tout;      // [n_layers + 1] x [N, C]: tout[0] the embeddings, tout[l + 1] layer l's output
+    int local;
     pn_loss loss;
     pn_optim opt;
     pn_loader *loader;
@@ -315,6 +321,9 @@ static int check_cfg(const pn_train_cfg *c) {
         return pn_errorf("config: train.stage supernet needs model.supernet.candidates (e.g. [swa=64, gdn])");
     if (supernet && strcmp(c->trainable, "blocks"))
         return pn_errorf("config: train.stage supernet trains the candidate mixers only (train.trainable: blocks)");
+    if (supernet && !strcmp(c->sn_mode, "local") && (c->mse <= 0 || c->kl > 0 || c->ce > 0))
+        return pn_errorf("config: supernet.mode local trains every layer on the teacher's layer outputs: loss.mse > 0, "
+                         "loss.kl and loss.ce 0");
     if (!supernet && pn_cfg_list_count(c->candidates))
         return pn_errorf("config: model.supernet.candidates is for train.stage supernet (this is %s)", c->stage);
     if (c->global_batch % c->micro_batch)
@@ -699,7 +708,22 @@ static int setup(trainer *tr, const char *resume_dir) {
             if (tr->opt_choice[k] < 0) pn_panic("supernet: trainable tensor %s is no candidate's", m->param_list[tr->opt.t[k].param].name);
         }
     }
-    if (pn_loss_init(&tr->loss, tr->dev, tr->V, tr->C, c->chunk_rows, (int64_t)tr->accum * tr->N, tr->n_mse)) return -1;
+    // supernet.mode local: one MSE term per (layer, linear candidate), and the teacher's layer outputs
+    tr->local = tr->mode == MODE_SUPERNET && !strcmp(c->sn_mode, "local");
+    if (tr->local) { // every layer's output is a term of its own; loss.mse_layers does not apply
+        for (int l = 0; l < tr->n_layers; l++) tr->mse_slot_of_layer[l] = -1;
+        tr->n_mse = 0;
+    }
+    const int n_terms = tr->local ? tr->n_layers * tr->n_lin : tr->n_mse;
+    if (pn_loss_init(&tr->loss, tr->dev, tr->V, tr->C, c->chunk_rows, (int64_t)tr->accum * tr->N, n_terms)) return -1;
+    if (tr->local) {
+        const int64_t sh1[2] = {tr->N, tr->C};
+        if (pn_arena_init(&tr->local_bufs, tr->dev, (size_t)(tr->n_layers + 1) * pn_arena_need(m->dtype, 2, sh1)))
+            return pn_error_prefix("the teacher's layer outputs for supernet.mode local (a smaller train.micro_batch "
+                                   "needs less)");
+        tr->tout = pn_calloc((size_t)tr->n_layers + 1, sizeof(pn_tensor));
+        for (int l = 0; l <= tr->n_layers; l++) tr->tout[l] = pn_arena_tensor(&tr->local_bufs, m->dtype, 2, sh1);
+    }
     // teacher features and d(hidden)
     const pn_dtype dt = m->dtype;
     const int64_t sh[2] = {tr->N, tr->C};
@@ -757,10 +781,58 @@ typedef struct step_result {
     int skipped;
 } step_result;
 
+static int finish_step(trainer *tr, step_result *res);
+
+// supernet.mode local: per micro-batch one teacher forward records every layer's input and output; then
+// every layer's linear candidates run that layer alone on the teacher's input (pn_model_layer_forward_train)
+// and learn its output by MSE, each backward reaching only its own layer (pn_model_layer_backward). The
+// loss reported is the mean MSE over the (layer, candidate) terms, per token and channel.
+static int train_step_local(trainer *tr, step_result *res) {
+    const pn_train_cfg *c = tr->cfg;
+    pn_model *m = &tr->model;
+    pn_model_grads_zero(m);
+    const int64_t n_tok = (int64_t)tr->accum * tr->N;
+    const float grad = (float)(c->mse / ((double)n_tok * (double)tr->C));
+    for (int k = 0; k < tr->accum; k++) {
+        const int32_t *ids = tr->ids + (int64_t)k * tr->N, *cu = tr->cu + (int64_t)k * (tr->N + 1);
+        const int64_t row0 = (int64_t)k * tr->N;
+        set_choice(tr, 0);
+        if (pn_model_forward_train(m, ids, 1, (int)tr->N, cu, tr->n_seqs[k])) return pn_error_prefix("teacher forward");
+        for (int l = -1; l < tr->n_layers; l++) {
+            pn_tensor y = pn_model_train_layer_out(m, l);
+            pn_op_copy(&tr->tout[l + 1], &y);
+        }
+        for (int l = 0; l < tr->n_layers; l++)
+            for (int j = 0; j < tr->n_lin; j++) {
+                char name[64];
+                spec_name(tr->cands[tr->lin[j]], name, sizeof name);
+                if (pn_model_set_mixer(m, l, name)) return -1;
+                if (pn_model_layer_forward_train(m, l, &tr->tout[l])) return pn_error_prefix("layer %d (%s)", l, name);
+                pn_tensor y = pn_model_train_layer_out(m, l);
+                pn_loss_mse(&tr->loss, l * tr->n_lin + j, row0, &y, &tr->tout[l + 1], &tr->dh, grad, 0);
+                if (pn_model_layer_backward(m, l, &tr->dh, NULL)) return pn_error_prefix("layer %d (%s) backward", l, name);
+                tr->used[l * (tr->n_cands + 1) + tr->lin[j] + 1] = 1;
+            }
+    }
+    const int n_terms = tr->n_layers * tr->n_lin;
+    double *mse = pn_calloc((size_t)n_terms, sizeof(double));
+    pn_loss_totals(&tr->loss, n_tok, NULL, NULL, mse);
+    res->kl = res->ce = res->mse = 0;
+    for (int t = 0; t < n_terms; t++) res->mse += mse[t] / ((double)n_tok * (double)tr->C) / n_terms;
+    free(mse);
+    res->loss = c->mse * res->mse;
+    return 0;
+}
+
 static int train_step(trainer *tr, step_result *res) {
     const pn_train_cfg *c = tr->cfg;
     pn_model *m = &tr->model, *tm = tr->mode == MODE_SEPARATE ? &tr->teacher : m;
     if (fetch_step(tr)) return -1;
+    if (tr->local) {
+        memset(tr->used, 0, (size_t)tr->n_layers * (size_t)(tr->n_cands + 1));
+        if (train_step_local(tr, res)) return -1;
+        return finish_step(tr, res);
+    }
     pn_model_grads_zero(m);
     const int64_t n_tok = (int64_t)tr->accum * tr->N;
     const pn_lm_loss_args la = {.temperature = (float)c->temperature, .kl_grad = (float)(c->kl / (double)n_tok),
@@ -830,8 +902,6 @@ static int train_step(trainer *tr, step_result *res) {
         } // subnets
     }
     free(choice);
-    // Tensors of candidates no subnet of this step ran have no gradient: AdamW leaves them alone.
-    for (int k = 0; tr->mode == MODE_SUPERNET && k < tr->opt.n; k++) tr->opt.t[k].skip = !tr->used[tr->opt_choice[k]];
     double kl = 0, ce = 0, *mse = pn_calloc((size_t)(tr->n_mse ? tr->n_mse : 1), sizeof(double));
     pn_loss_totals(&tr->loss, n_tok, &kl, &ce, mse);
     res->kl = kl / (double)n_tok;
@@ -840,6 +910,13 @@ static int train_step(trainer *tr, step_result *res) {
     for (int s = 0; s < tr->n_mse; s++) res->mse += mse[s] / ((double)n_tok * (double)tr->C) / tr->n_mse;
     free(mse);
     res->loss = c->kl * res->kl + c->ce * res->ce + c->mse * res->mse;
+    return finish_step(tr, res);
+}
+
+// The end of every step: the skip flags of the candidates no subnet ran, the gradient norm and the update.
+static int finish_step(trainer *tr, step_result *res) {
+    pn_model *m = &tr->model;
+    for (int k = 0; tr->mode == MODE_SUPERNET && k < tr->opt.n; k++) tr->opt.t[k].skip = !tr->used[tr->opt_choice[k]];
     // Fault injection for the tests: PN_TEST_NAN_FROM_STEP=k makes every step from k on look non-finite.
     const char *nan_from = getenv("PN_TEST_NAN_FROM_STEP");
     if (nan_from && tr->step + 1 >= atoll(nan_from)) res->loss = NAN;
@@ -1144,6 +1221,8 @@ static void trainer_free(trainer *tr) {
     pn_optim_free(&tr->opt);
     if (tr->loss.host) pn_loss_free(&tr->loss);
     pn_arena_free(&tr->bufs);
+    pn_arena_free(&tr->local_bufs);
+    free(tr->tout);
     if (tr->model.layers) pn_model_free(&tr->model);
     if (tr->teacher.layers) pn_model_free(&tr->teacher);
     for (int l = 0; tr->student_types && l < tr->n_layers; l++) free(tr->student_types[l]);

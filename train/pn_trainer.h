@@ -30,6 +30,7 @@ typedef struct pn_train_cfg {
     char layer_types[4096];
     char candidates[4096];   // supernet: every layer's candidate mixers besides the teacher's attn
     char sample[16];         // supernet: uniform | k_full
+    char sn_mode[16];        // supernet: global | local
     int64_t k_full;
     int sandwich;
     // data
