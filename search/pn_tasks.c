@@ -19,6 +19,13 @@
 #include "../src/pn_cfg.h"
 #include "../data/pn_synth.h"
 
+// Room for one more result in *res, zeroed (gold_nll NAN until a multiple-choice scorer sets it).
+static void next_result(pn_task_result **res, int n) {
+    *res = pn_realloc(*res, sizeof **res * (size_t)(n + 1));
+    memset(&(*res)[n], 0, sizeof **res);
+    (*res)[n].gold_nll = NAN;
+}
+
 typedef enum { K_MC, K_LAMBADA, K_WINO, K_MMLU, K_GSM8K, K_KV, K_SYNTH } task_kind;
 // How a multiple-choice context comes from `query`: query + suffix; COPA: "premise, therefore" becomes
 // lm-eval's "premise therefore" (its premise without the full stop, then the connector); BoolQ: lm-eval's
@@ -557,6 +564,7 @@ static void write_sample(FILE *f, const char *task, int i, const doc *d, const p
 static int score(const char *task, task_kind kind, doc *docs, int nd, int total, pn_eval *e, const pn_tokenizer *tok,
                  pn_task_result *out, FILE *samples, int progress, double **acc_out) {
     memset(out, 0, sizeof *out);
+    out->gold_nll = NAN;
     snprintf(out->task, sizeof out->task, "%s", task);
     out->n_docs = nd, out->n_docs_total = total;
     int nr = 0, rc = 0;
@@ -584,8 +592,14 @@ static int score(const char *task, task_kind kind, doc *docs, int nd, int total,
         }
         for (int c = 0; c < docs[i].n; c++) out->truncated += r[c].truncated;
         if (kind == K_LAMBADA) acc[i] = r[0].greedy, ll[i] = r[0].ll;
-        else acc[i] = best == docs[i].gold, accn[i] = bestn == docs[i].gold;
+        else acc[i] = best == docs[i].gold, accn[i] = bestn == docs[i].gold, ll[i] = r[docs[i].gold].ll;
         if (samples) write_sample(samples, task, i, &docs[i], r, kind, acc[i], accn[i]);
+    }
+    out->gold_nll = NAN;
+    if (!rc && kind != K_LAMBADA && nd) {
+        double m = 0;
+        for (int i = 0; i < nd; i++) m -= ll[i];
+        out->gold_nll = m / nd;
     }
     if (!rc) {
         add_metric(out, "acc", acc, nd, 1);
@@ -759,6 +773,7 @@ static int run_generation_docs(const char *name, task_kind kind, gen_doc *docs, 
     const int gsm = kind == K_GSM8K, synth = kind == K_SYNTH;
     int rc = 0;
     memset(out, 0, sizeof *out);
+    out->gold_nll = NAN;
     snprintf(out->task, sizeof out->task, "%s", name);
     out->n_docs = ns, out->n_docs_total = total;
     char *eot_text = NULL;
@@ -1016,6 +1031,7 @@ static int user_fewshot(const user_task *u, int k, char **block) {
 static int run_rolling(const char *name, gen_doc *docs, int nd, pn_eval *e, const pn_tokenizer *tok,
                        pn_task_result *out, FILE *samples, int progress) {
     memset(out, 0, sizeof *out);
+    out->gold_nll = NAN;
     snprintf(out->task, sizeof out->task, "%s", name);
     out->n_docs = out->n_docs_total = nd;
     const int W = e->max_len;
@@ -1135,7 +1151,7 @@ static int run_user(const char *yaml, int limit, int fewshot_flag, int max_gen, 
         free(prompt), free(target);
     }
     if (!rc) {
-        *res = pn_realloc(*res, sizeof **res * (size_t)(*n_res + 1));
+        next_result(res, *n_res);
         if (rolling) {
             rc = run_rolling(u->task, gdocs, n, e, tok, &(*res)[*n_res], samples, progress);
             gdocs = NULL; // run_rolling frees them
@@ -1193,7 +1209,7 @@ int pn_task_run(const char *name, const char *data_dir, int limit, int fewshot, 
             pn_synth_item_free(&it);
         }
         pn_synth_world_free(w);
-        *res = pn_realloc(*res, sizeof **res * (size_t)(*n_res + 1));
+        next_result(res, *n_res);
         if (!rc) rc = score(name, K_MC, docs, nd, nd, e, tok, &(*res)[*n_res], samples, progress, NULL);
         if (!rc) (*n_res)++;
         for (int i = 0; i < nd; i++) doc_free(&docs[i]);
@@ -1201,7 +1217,7 @@ int pn_task_run(const char *name, const char *data_dir, int limit, int fewshot, 
         return rc;
     }
     if (t->kind == K_GSM8K || t->kind == K_KV || t->kind == K_SYNTH) {
-        *res = pn_realloc(*res, sizeof **res * (size_t)(*n_res + 1));
+        next_result(res, *n_res);
         rc = run_generation(t, data_dir, limit, fewshot, max_gen, e, tok, &(*res)[*n_res], samples, progress);
         if (!rc) (*n_res)++;
         return rc;
@@ -1214,7 +1230,7 @@ int pn_task_run(const char *name, const char *data_dir, int limit, int fewshot, 
         rc = read_jsonl(t, path, limit, &docs, &nd, &total);
         free(path);
         if (rc) return -1;
-        *res = pn_realloc(*res, sizeof **res * (size_t)(*n_res + 1));
+        next_result(res, *n_res);
         rc = score(name, t->kind, docs, nd, total, e, tok, &(*res)[*n_res], samples, progress, NULL);
         if (!rc) (*n_res)++;
         for (int i = 0; i < nd; i++) doc_free(&docs[i]);
@@ -1229,32 +1245,33 @@ int pn_task_run(const char *name, const char *data_dir, int limit, int fewshot, 
     } else {
         subjects = pn_malloc(sizeof(char *)), subjects[0] = pn_strdup(name + 5), ns = 1;
     }
-    double *se = pn_malloc(sizeof(double) * (size_t)ns), sum = 0;
+    double *se = pn_malloc(sizeof(double) * (size_t)ns), sum = 0, nll = 0;
     int *sizes = pn_malloc(sizeof(int) * (size_t)ns), all = 0, all_total = 0;
     for (int s = 0; s < ns && !rc; s++) {
         rc = read_mmlu(data_dir, subjects[s], limit, fewshot, &docs, &nd, &total);
         if (rc) break;
         char tname[64];
         snprintf(tname, sizeof tname, "mmlu_%.58s", subjects[s]);
-        *res = pn_realloc(*res, sizeof **res * (size_t)(*n_res + 1));
+        next_result(res, *n_res);
         pn_task_result *r = &(*res)[*n_res];
         rc = score(tname, K_MMLU, docs, nd, total, e, tok, r, samples, progress, NULL);
         if (!rc) {
             (*n_res)++;
             se[s] = r->stderr_[0], sizes[s] = nd, sum += r->value[0] * nd, all += nd, all_total += total;
+            nll += r->gold_nll * nd;
         }
         for (int i = 0; i < nd; i++) doc_free(&docs[i]);
         free(docs);
         docs = NULL;
     }
     if (!rc && ns > 1) { // the group: the mean over every question (lm-eval weights subjects by size)
-        *res = pn_realloc(*res, sizeof **res * (size_t)(*n_res + 1));
+        next_result(res, *n_res);
         pn_task_result *g = &(*res)[(*n_res)++];
         memset(g, 0, sizeof *g);
         snprintf(g->task, sizeof g->task, "mmlu");
         g->n_docs = all, g->n_docs_total = all_total, g->n_metrics = 1, g->metric[0] = "acc";
         g->value[0] = sum / all, g->stderr_[0] = pooled_stderr(se, sizes, ns), g->higher_is_better[0] = 1;
-        g->is_group = 1;
+        g->is_group = 1, g->gold_nll = nll / all;
     }
     for (int s = 0; s < ns; s++) free(subjects[s]);
     free(subjects), free(se), free(sizes);

@@ -25,6 +25,8 @@ typedef struct pn_task_result {
     int higher_is_better[PN_TASK_MAX_METRICS];
     int truncated;              // requests whose context was cut from the left
     int is_group;               // the aggregate of the results before it (mmlu over its subjects)
+    double gold_nll;            // multiple choice (MMLU included): the mean over documents of -log p(correct
+                                // choice), the search's MMLU objective; NAN for other tasks; not in results.json
 } pn_task_result;
 
 // The known task names, comma-separated (for messages and --help).

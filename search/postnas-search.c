@@ -3,7 +3,8 @@
 //   postnas-search --config X.yaml [--task retrieval] [--task mmlu ...] [--set key=value ...] [--no-progress]
 //
 // Each --task is a group of tasks.* in the config (retrieval, mmlu, math, commonsense) or a task name; the
-// objective is the mean of their scores (each task's accuracy: acc, else contains, else exact_match). It
+// objective is the mean of their scores (each task's accuracy: acc, else contains, else exact_match; MMLU's
+// by default minus the mean loss of the correct answer, search.mmlu_score). It
 // scores the subnet with exactly layer l full (the others search.linear) for every l: the heat map, per task;
 // then beam search (search.beam) picks search.n_attn full-attention layers for the objective, and
 // search.n_swa sliding-window layers among the rest for search.swa_tasks (default the same tasks). The
@@ -28,7 +29,7 @@
 #include "pn_tasks.h"
 
 typedef struct search_cfg {
-    char out_dir[1024], supernet[1024], device[8], data[1024], linear[64];
+    char out_dir[1024], supernet[1024], device[8], data[1024], linear[64], mmlu_score[8];
     int64_t threads, n_attn, n_swa, beam, limit, num_fewshot, max_gen_toks, batch;
     char swa_tasks[4096], retrieval[4096], mmlu[4096], math[4096], commonsense[4096];
 } search_cfg;
@@ -49,6 +50,8 @@ static const pn_cfg_key schema[] = {
     PN_CFG_I(S, "search.num_fewshot", num_fewshot, "0", 0, 1000, 0, "few-shot examples (tasks that take them)"),
     PN_CFG_I(S, "search.max_gen_toks", max_gen_toks, "32", 1, 1 << 20, 0, "generation tasks: new tokens at most"),
     PN_CFG_I(S, "search.batch", batch, "4096", 2, 1 << 30, 1, "tokens per packed forward"),
+    PN_CFG_C(S, "search.mmlu_score", mmlu_score, "loss", "loss|acc",
+             "MMLU tasks' score: loss = minus the mean loss of the correct answer (the paper's objective), or acc"),
     PN_CFG_L(S, "search.swa_tasks", swa_tasks, "", "the tasks that place the sliding-window layers (default: --task's)"),
     PN_CFG_L(S, "tasks.retrieval", retrieval, "[synth_mqar, synth_passkey]", "--task retrieval"),
     PN_CFG_L(S, "tasks.mmlu", mmlu, "[mmlu]", "--task mmlu"),
@@ -133,7 +136,11 @@ static int eval_subnet(evaluator *ev, const int *choice, const uint8_t *want, do
         int nres = 0;
         const int rc = pn_task_run(ev->tasks[t], ev->c->data, (int)ev->c->limit, (int)ev->c->num_fewshot,
                                    (int)ev->c->max_gen_toks, ev->e, ev->tok, &res, &nres, NULL, 0);
-        if (!rc) sc[t] = nres ? primary(&res[nres - 1]) : NAN;
+        if (!rc) {
+            const pn_task_result *r = nres ? &res[nres - 1] : NULL;
+            const int mmlu_loss = !strncmp(ev->tasks[t], "mmlu", 4) && !strcmp(ev->c->mmlu_score, "loss");
+            sc[t] = !r ? NAN : mmlu_loss ? -r->gold_nll : primary(r);
+        }
         free(res);
         if (rc) return pn_error_prefix("task %s", ev->tasks[t]);
     }

@@ -7,9 +7,11 @@
 # - the heat map is the single-full-layer subnets' scores, which the beam's first step reads;
 # - the searched subnet exported (--export) and evaluated by postnas-eval as a standalone model scores
 #   exactly what the search recorded for it;
+# - MMLU scores minus the mean loss of the correct answer (with ../shared/data);
 # - bad configs and inputs end with one error line, exit 1.
 set -u
-B=${1:?usage: test_search.sh BUILD_DIR}
+B=${1:?usage: test_search.sh BUILD_DIR [SHARED_DATA]}
+SHARED=${2:-}
 T=$(mktemp -d /tmp/pn_test_search.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/test_lib.sh"
@@ -96,6 +98,24 @@ EOF
 $B/postnas-train --config "$T/sn.yaml" --set train.stage=distill --set "model.supernet.candidates=[]" \
   --set "model.student.layer_types=[$(python3 -c "import json;print(','.join(json.load(open('$T/so/placement.json'))['layer_specs']))")]" \
   --set out_dir="$T/st" --set train.steps=1 --no-progress 2> "$T/st.log" && ok || bad "stage 1 from the placement: $(tail -2 "$T/st.log")"
+
+# MMLU's score is minus the mean loss of the correct answer (search.mmlu_score: loss), as postnas-eval's samples
+# of the exported subnet give it (needs ../shared/data's MMLU files)
+if [ -n "$SHARED" ] && [ -d "$SHARED/tasks/mmlu" ]; then
+  $SEARCH --config "$T/s.yaml" --task mmlu_abstract_algebra --set data="$SHARED/tasks" --set search.limit=4 \
+    --set search.n_swa=0 --set out_dir="$T/mm" --export "$T/mm-hybrid" --no-progress > /dev/null 2>&1 || bad "mmlu search"
+  $B/postnas-eval --model "$T/mm-hybrid" --tasks mmlu_abstract_algebra --limit 4 --data "$SHARED/tasks" \
+    --log-samples "$T/mm.jsonl" --no-progress > /dev/null 2>&1 || bad "postnas-eval mmlu"
+  python3 - "$T/mm/placement.json" "$T/mm.jsonl" << 'EOF' && ok || bad "MMLU's score is not minus the gold loss"
+import json, sys
+p = json.load(open(sys.argv[1]))["scores"]["searched"]["mmlu_abstract_algebra"]
+r = [json.loads(l) for l in open(sys.argv[2])]
+want = sum(x["resps"][x["target"]][0] for x in r) / len(r)  # minus the loss: the mean log-likelihood
+assert abs(p - want) < 1e-9, (p, want)
+EOF
+else
+  echo "mmlu score check skipped: no $SHARED/tasks/mmlu"
+fi
 
 # bad configs and inputs
 expect_error "search.n_attn 3 + search.n_swa 2 is more than the supernet's 4 layers" \
