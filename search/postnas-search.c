@@ -63,7 +63,7 @@ static const int n_schema = (int)(sizeof schema / sizeof schema[0]);
 
 static void usage(FILE *f) {
     fprintf(f, "usage: postnas-search --config X.yaml [--task GROUP_OR_TASK ...] [--set key=value ...] [--export DIR]\n"
-               "                      [--no-progress]\n"
+               "                      [--check] [--no-progress]\n"
                "       postnas-search --print-schema\n"
                "Placement search on a supernet checkpoint: the per-layer heat map, then beam search for\n"
                "search.n_attn full-attention (and search.n_swa sliding-window) layers. --task: retrieval, mmlu,\n"
@@ -193,6 +193,7 @@ typedef struct args {
     const char **sets;
     int n_sets, progress;
     const char *export_dir; // --export: the searched subnet as a model folder
+    int check;              // --check: only check the config
 } args;
 
 // Adds a task name (once) to ev, flagging it in want.
@@ -265,9 +266,9 @@ static int write_text(const char *dir, const char *name, const char *text) {
 static int run(const args *a) {
     search_cfg *c = pn_calloc(1, sizeof *c);
     int rc = pn_cfg_load(schema, n_schema, c, a->config, a->sets, a->n_sets);
-    if (rc) {
+    if (rc || a->check) {
         free(c);
-        return -1;
+        return rc;
     }
     if (c->threads) pn_cpu_set_threads((int)c->threads);
     evaluator ev = {.c = c, .progress = a->progress, .t0 = pn_now()};
@@ -492,6 +493,8 @@ int main(int argc, char **argv) {
             return 0;
         } else if (!strcmp(k, "--no-progress")) {
             a.progress = -1;
+        } else if (!strcmp(k, "--check")) {
+            a.check = 1;
         } else if (!v) {
             fprintf(stderr, "postnas-search: error: %s needs a value (postnas-search --help)\n", k);
             return 1;

@@ -463,6 +463,7 @@ static int walk(loader *L, struct fy_node *map, const char *prefix, struct fy_no
         if (pl < 0 || pl >= PATH_MAX_LEN) return pn_errorf("%s: key path too long", where);
         if (memchr(path, '\n', (size_t)pl)) return unknown_key(L->s, L->n, where, path);
         const pn_cfg_key *key = find_key(L->s, L->n, path);
+        if (!key && !strcmp(path, "sweep") && !is_section(L->s, L->n, path)) continue; // postnas-sweep's (pn_cfg_sweep_load)
         if (key) {
             int idx = (int)(key - L->s);
             struct fy_token *kt = fy_node_get_scalar_token(k);
@@ -581,6 +582,169 @@ int pn_cfg_load(const pn_cfg_key *s, int n, void *out, const char *path, const c
     int r = pn_cfg_load_string(s, n, out, path, text, len, ov, nov);
     free(text);
     return r;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The sweep section.
+
+static size_t quote(const char *s, size_t n, char *buf, size_t cap);
+
+static void sweep_axis_free(pn_cfg_sweep_axis *a) {
+    for (int i = 0; i < a->n; i++) free(a->values[i]);
+    free(a->values);
+}
+
+void pn_cfg_sweep_free(pn_cfg_sweep *sw) {
+    for (int i = 0; i < sw->n_grid; i++) sweep_axis_free(&sw->grid[i]);
+    for (int i = 0; i < sw->n_zip; i++) sweep_axis_free(&sw->zip[i]);
+    memset(sw, 0, sizeof *sw);
+}
+
+// A value of an axis as YAML text for an override: a scalar's text (quoted when it was quoted), a sequence
+// in flow style on one line.
+static char *node_text(struct fy_node *v) {
+    if (fy_node_get_type(v) == FYNT_SCALAR) {
+        size_t len;
+        const char *t = fy_node_get_scalar(v, &len);
+        if (fy_node_get_style(v) == FYNS_PLAIN) {
+            char *out = pn_malloc(len + 1);
+            memcpy(out, t, len);
+            out[len] = 0;
+            return out;
+        }
+        char *out = pn_malloc(4 * len + 8);
+        quote(t, len, out, 4 * len + 8);
+        return out;
+    }
+    char *e = fy_emit_node_to_string(v, FYECF_MODE_FLOW_ONELINE | FYECF_WIDTH_INF);
+    char *out = pn_strdup(e ? e : "");
+    free(e);
+    return out;
+}
+
+// One axis section (grid or zip): a mapping of config keys to sequences of values.
+static int sweep_axes(const char *name, struct fy_node *map, const char *what, pn_cfg_sweep_axis *axes, int *n) {
+    char where[PATH_MAX_LEN + 64];
+    if (fy_node_get_type(map) != FYNT_MAPPING) {
+        node_where(where, sizeof where, name, map, NULL);
+        return pn_errorf("%s: sweep.%s: expected a mapping of config keys to lists of values", where, what);
+    }
+    void *it = NULL;
+    struct fy_node_pair *pair;
+    while ((pair = fy_node_mapping_iterate(map, &it))) {
+        struct fy_node *k = fy_node_pair_key(pair), *v = fy_node_pair_value(pair);
+        node_where(where, sizeof where, name, k, NULL);
+        size_t kl = 0;
+        const char *ks = k && fy_node_get_type(k) == FYNT_SCALAR ? fy_node_get_scalar(k, &kl) : NULL;
+        if (!ks || !kl || kl >= sizeof axes[0].key || memchr(ks, '=', kl) || memchr(ks, 0, kl))
+            return pn_errorf("%s: sweep.%s: keys must be config keys such as train.lr", where, what);
+        if (*n == PN_CFG_SWEEP_MAX_AXES) return pn_errorf("%s: sweep.%s: at most %d keys", where, what, PN_CFG_SWEEP_MAX_AXES);
+        if (!v || fy_node_get_type(v) != FYNT_SEQUENCE || !fy_node_sequence_item_count(v))
+            return pn_errorf("%s: sweep.%s.%.*s: expected a non-empty list of values", where, what, (int)kl, ks);
+        pn_cfg_sweep_axis *a = &axes[(*n)++];
+        memcpy(a->key, ks, kl);
+        a->key[kl] = 0;
+        void *vi = NULL;
+        struct fy_node *item;
+        while ((item = fy_node_sequence_iterate(v, &vi))) {
+            if (a->n == PN_CFG_SWEEP_MAX_VALUES)
+                return pn_errorf("%s: sweep.%s.%s: at most %d values", where, what, a->key, PN_CFG_SWEEP_MAX_VALUES);
+            a->values = pn_realloc(a->values, sizeof(char *) * (size_t)(a->n + 1));
+            a->values[a->n++] = node_text(item);
+        }
+    }
+    return 0;
+}
+
+int pn_cfg_sweep_load(const char *path, pn_cfg_sweep *sw) {
+    memset(sw, 0, sizeof *sw);
+    size_t len;
+    char *text = pn_read_file(path, &len);
+    if (!text) return -1;
+    if (len > PN_CFG_MAX_BYTES) {
+        free(text);
+        return pn_errorf("%s: %zu bytes is not a config (at most %d)", path, len, PN_CFG_MAX_BYTES);
+    }
+    yaml_doc y;
+    if (yaml_open(&y, path, text, len)) {
+        free(text);
+        return -1;
+    }
+    int rc = 0;
+    struct fy_node *root = y.doc ? fy_document_root(y.doc) : NULL;
+    struct fy_node *node = root && fy_node_get_type(root) == FYNT_MAPPING ? fy_node_mapping_lookup_by_string(root, "sweep", 5) : NULL;
+    struct fy_node *od = root && fy_node_get_type(root) == FYNT_MAPPING ? fy_node_mapping_lookup_by_string(root, "out_dir", 7) : NULL;
+    if (od && fy_node_get_type(od) == FYNT_SCALAR) {
+        size_t ol;
+        const char *o = fy_node_get_scalar(od, &ol);
+        if (o && ol < sizeof sw->out_dir) memcpy(sw->out_dir, o, ol), sw->out_dir[ol] = 0;
+    }
+    char where[PATH_MAX_LEN + 64];
+    if (!node) rc = pn_errorf("%s: no sweep section (sweep: {grid: {train.lr: [1.0e-3, 3.0e-3]}})", path);
+    else if (fy_node_get_type(node) != FYNT_MAPPING) {
+        node_where(where, sizeof where, path, node, NULL);
+        rc = pn_errorf("%s: sweep: expected a mapping (command, grid, zip, metrics)", where);
+    }
+    snprintf(sw->command, sizeof sw->command, "train");
+    void *it = NULL;
+    struct fy_node_pair *pair;
+    while (!rc && (pair = fy_node_mapping_iterate(node, &it))) {
+        struct fy_node *k = fy_node_pair_key(pair), *v = fy_node_pair_value(pair);
+        size_t kl = 0;
+        const char *ks = k && fy_node_get_type(k) == FYNT_SCALAR ? fy_node_get_scalar(k, &kl) : "";
+        node_where(where, sizeof where, path, k, NULL);
+        if (kl == 4 && !memcmp(ks, "grid", 4)) rc = sweep_axes(path, v, "grid", sw->grid, &sw->n_grid);
+        else if (kl == 3 && !memcmp(ks, "zip", 3)) rc = sweep_axes(path, v, "zip", sw->zip, &sw->n_zip);
+        else if (kl == 7 && !memcmp(ks, "command", 7)) {
+            size_t cl = 0;
+            const char *c = v && fy_node_get_type(v) == FYNT_SCALAR ? fy_node_get_scalar(v, &cl) : NULL;
+            if (!c || !((cl == 5 && !memcmp(c, "train", 5)) || (cl == 6 && !memcmp(c, "search", 6))))
+                rc = pn_errorf("%s: sweep.command: train or search", where);
+            else memcpy(sw->command, c, cl), sw->command[cl] = 0;
+        } else if (kl == 7 && !memcmp(ks, "metrics", 7)) {
+            void *vi = NULL;
+            struct fy_node *item;
+            if (!v || fy_node_get_type(v) != FYNT_SEQUENCE) rc = pn_errorf("%s: sweep.metrics: expected a list of names", where);
+            while (!rc && (item = fy_node_sequence_iterate(v, &vi))) {
+                size_t ml = 0;
+                const char *m = fy_node_get_type(item) == FYNT_SCALAR ? fy_node_get_scalar(item, &ml) : NULL;
+                if (!m || !ml || ml >= sizeof sw->metrics[0] || sw->n_metrics == PN_CFG_SWEEP_MAX_AXES)
+                    rc = pn_errorf("%s: sweep.metrics: at most %d names of at most %zu characters", where,
+                                   PN_CFG_SWEEP_MAX_AXES, sizeof sw->metrics[0] - 1);
+                else memcpy(sw->metrics[sw->n_metrics], m, ml), sw->metrics[sw->n_metrics++][ml] = 0;
+            }
+        } else {
+            rc = pn_errorf("%s: unknown key 'sweep.%.*s' (sweep takes command, grid, zip, metrics)", where, (int)kl, ks);
+        }
+    }
+    for (int i = 1; !rc && i < sw->n_zip; i++)
+        if (sw->zip[i].n != sw->zip[0].n)
+            rc = pn_errorf("%s: sweep.zip: %s has %d values, %s has %d (zipped lists go together)", path, sw->zip[i].key,
+                           sw->zip[i].n, sw->zip[0].key, sw->zip[0].n);
+    if (!rc && !sw->n_grid && !sw->n_zip) rc = pn_errorf("%s: sweep: no grid or zip keys", path);
+    yaml_close(&y);
+    free(text);
+    if (rc) pn_cfg_sweep_free(sw);
+    return rc;
+}
+
+int pn_cfg_sweep_trials(const pn_cfg_sweep *sw) {
+    int n = sw->n_zip ? sw->zip[0].n : 1;
+    for (int i = 0; i < sw->n_grid; i++) n *= sw->grid[i].n;
+    return n;
+}
+
+int pn_cfg_sweep_trial(const pn_cfg_sweep *sw, int t, const char **overrides_key, const char **overrides_value) {
+    int k = 0, rest = t;
+    const int z = sw->n_zip ? rest % sw->zip[0].n : 0; // the zip index varies fastest
+    if (sw->n_zip) rest /= sw->zip[0].n;
+    for (int i = sw->n_grid - 1; i >= 0; i--) { // the last grid key varies next fastest
+        overrides_key[i] = sw->grid[i].key, overrides_value[i] = sw->grid[i].values[rest % sw->grid[i].n];
+        rest /= sw->grid[i].n;
+    }
+    k = sw->n_grid;
+    for (int i = 0; i < sw->n_zip; i++) overrides_key[k] = sw->zip[i].key, overrides_value[k++] = sw->zip[i].values[z];
+    return k;
 }
 
 // ---------------------------------------------------------------------------------------------------------

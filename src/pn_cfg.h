@@ -52,6 +52,8 @@ typedef struct pn_cfg_key {
 
 // Largest config file read (a config is a page of text; anything bigger is not one).
 #define PN_CFG_MAX_BYTES (1 << 20)
+// Longest dotted key path.
+#define PATH_MAX_KEY 256
 
 // Fill `out` from the defaults, then the YAML file (NULL: none), then the overrides ("a.b=v", n of them,
 // applied in order), then check that every required key has a value. 0, or -1 with the error set
@@ -74,5 +76,34 @@ void pn_cfg_format(const pn_cfg_key *k, const void *cfg, char *buf, size_t cap);
 // Items of a LIST value: count, and item i copied into buf (NUL-terminated). -1 if i is out of range.
 int pn_cfg_list_count(const char *list);
 int pn_cfg_list_item(const char *list, int i, char *buf, size_t cap);
+
+// ---- sweeps (postnas-sweep) ----
+// A config may hold a top-level `sweep:` section, which the tools' own loading skips:
+//   sweep:
+//     command: train            # or search: the tool each trial runs
+//     grid: {train.lr: [1.0e-3, 3.0e-3], supernet.k_full: [1, 2]}   # every combination
+//     zip: {a.b: [x, y], c.d: [u, v]}                                # varied together (equal lengths)
+//     metrics: [loss]           # what the results table gathers (default: the tool's headline numbers)
+// Trials: the grid's product times the zip's length; each trial's overrides are key=value (YAML text, a
+// list value in flow style), applied like --set.
+#define PN_CFG_SWEEP_MAX_AXES 16
+#define PN_CFG_SWEEP_MAX_VALUES 256
+typedef struct pn_cfg_sweep_axis {
+    char key[PATH_MAX_KEY];
+    int n;
+    char **values;
+} pn_cfg_sweep_axis;
+typedef struct pn_cfg_sweep {
+    char command[16], out_dir[1024]; // out_dir: the config's own (the trials go under it)
+    int n_grid, n_zip, n_metrics;
+    pn_cfg_sweep_axis grid[PN_CFG_SWEEP_MAX_AXES], zip[PN_CFG_SWEEP_MAX_AXES];
+    char metrics[PN_CFG_SWEEP_MAX_AXES][64];
+} pn_cfg_sweep;
+// Reads the sweep section of a config file. 0, or -1 with the error set (file:line:column).
+int pn_cfg_sweep_load(const char *path, pn_cfg_sweep *sw);
+void pn_cfg_sweep_free(pn_cfg_sweep *sw);
+// The number of trials, and trial t's overrides (keys and values, pointers into sw; returns their count).
+int pn_cfg_sweep_trials(const pn_cfg_sweep *sw);
+int pn_cfg_sweep_trial(const pn_cfg_sweep *sw, int t, const char **keys, const char **values);
 
 #endif

@@ -1236,6 +1236,7 @@ static void trainer_free(trainer *tr) {
 int pn_train_run(const pn_train_cfg *cfg, const char *config_path, const pn_run_opts *opts) {
     (void)config_path;
     if (check_cfg(cfg)) return -1;
+    if (opts->check) return 0;
     if (cfg->threads > 0) pn_cpu_set_threads((int)cfg->threads);
     trainer tr = {.cfg = cfg};
     tr.cfg_hash = pn_cfg_hash(pn_train_schema, pn_train_schema_n, cfg);

@@ -56,6 +56,7 @@ typedef struct pn_run_opts {
     int resume;      // continue from the newest complete checkpoint in out_dir/checkpoints
     int overwrite;   // start over in an out_dir that holds a run (else that is an error)
     int progress;    // -1: redraw when stderr is a terminal; 0 plain lines; 1 redraw
+    int check;       // only check the config (keys and their consistency), run nothing
 } pn_run_opts;
 
 // Runs the configured training to the end (or until SIGINT/SIGTERM, after writing a checkpoint). 0 when

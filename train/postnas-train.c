@@ -11,11 +11,12 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: postnas-train --config FILE.yaml [--set key=value]... [--resume | --overwrite]\n"
-               "                     [--progress | --no-progress]\n"
+               "                     [--progress | --no-progress] [--check]\n"
                "       postnas-train --print-schema [yaml|markdown]\n"
                "Trains as the config says (the keys: --print-schema). --set overrides a key (the value is YAML:\n"
                "--set data.train=[a.h5,b.h5]). --resume continues from the newest complete checkpoint in\n"
                "out_dir/checkpoints with the same config; --overwrite starts over in an out_dir that holds a run.\n"
+               "--check: only check the config (postnas-sweep checks every trial first).\n"
                "SIGINT/SIGTERM write a checkpoint and stop (exit 130).\n");
 }
 
@@ -34,6 +35,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--overwrite")) o.overwrite = 1;
         else if (!strcmp(a, "--progress")) o.progress = 1;
         else if (!strcmp(a, "--no-progress")) o.progress = 0;
+        else if (!strcmp(a, "--check")) o.check = 1;
         else if (!strcmp(a, "--print-schema")) schema = i + 1 < argc && argv[i + 1][0] != '-' ? argv[++i] : "markdown";
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
