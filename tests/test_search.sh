@@ -122,6 +122,9 @@ expect_error "search.n_attn 3 + search.n_swa 2 is more than the supernet's 4 lay
   $SEARCH --config "$T/s.yaml" --set search.n_attn=3 --set search.n_swa=2
 expect_error "unknown task \"nope\"" $SEARCH --config "$T/s.yaml" --task nope
 expect_error "not a supernet checkpoint" $SEARCH --config "$T/s.yaml" --set supernet="$T/teacher"
+cp -rL "$T/sn/latest" "$T/sn-other" && sed -i 's/candidates: \["swa=16", "gdn"\]/candidates: ["swa=16", "jet"]/' "$T/sn-other/config.yaml"
+grep -q 'candidates: \["swa=16", "jet"\]' "$T/sn-other/config.yaml" || bad "could not edit the copy's candidates: $(grep -n candidates "$T/sn-other/config.yaml")"
+expect_error "supernet.safetensors: tensor 'model.layers.0.candidates.jet." $SEARCH --config "$T/s.yaml" --set supernet="$T/sn-other"
 expect_error "search.linear swa is not a linear candidate" $SEARCH --config "$T/s.yaml" --set search.linear=swa
 expect_error "unknown key 'search.beams'" $SEARCH --config "$T/s.yaml" --set search.beams=3
 expect_error "--config X.yaml is required" $SEARCH --task retrieval
