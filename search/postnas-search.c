@@ -31,7 +31,7 @@
 typedef struct search_cfg {
     char out_dir[1024], supernet[1024], device[8], data[1024], linear[64], mmlu_score[8];
     int64_t threads, n_attn, n_swa, beam, limit, num_fewshot, max_gen_toks, batch;
-    char swa_tasks[4096], retrieval[4096], mmlu[4096], math[4096], commonsense[4096];
+    char swa_tasks[4096], retrieval[4096], mmlu[4096], math[4096], commonsense[4096], weights[4096];
 } search_cfg;
 
 #define S search_cfg
@@ -52,6 +52,8 @@ static const pn_cfg_key schema[] = {
     PN_CFG_I(S, "search.batch", batch, "4096", 2, 1 << 30, 1, "tokens per packed forward"),
     PN_CFG_C(S, "search.mmlu_score", mmlu_score, "loss", "loss|acc",
              "MMLU tasks' score: loss = minus the mean loss of the correct answer (the paper's objective), or acc"),
+    PN_CFG_L(S, "search.weights", weights, "",
+             "task=weight items: the objective is the weighted mean of the tasks' scores (others weigh 1)"),
     PN_CFG_L(S, "search.swa_tasks", swa_tasks, "", "the tasks that place the sliding-window layers (default: --task's)"),
     PN_CFG_L(S, "tasks.retrieval", retrieval, "[synth_mqar, synth_passkey]", "--task retrieval"),
     PN_CFG_L(S, "tasks.mmlu", mmlu, "[mmlu]", "--task mmlu"),
@@ -86,6 +88,7 @@ typedef struct evaluator {
     int L, lin, swa; // choice indices (c + 1) of the linear and the swa candidate (swa -1: none)
     int n_tasks;
     char tasks[MAX_TASKS][64];
+    double weight[MAX_TASKS]; // in the objective (search.weights; 1 by default)
     // the subnets evaluated: choice vectors and per-task scores (NAN: not evaluated for that task)
     int n_done;
     int **done;
@@ -155,12 +158,32 @@ static int eval_subnet(evaluator *ev, const int *choice, const uint8_t *want, do
     return 0;
 }
 
-static double mean_of(const double *s, const uint8_t *want, int n) {
-    double sum = 0;
-    int k = 0;
-    for (int t = 0; t < n; t++)
-        if (want[t]) sum += s[t], k++;
-    return k ? sum / k : NAN;
+// The objective: the weighted mean of the wanted tasks' scores.
+static double mean_of(const evaluator *ev, const double *s, const uint8_t *want) {
+    double sum = 0, w = 0;
+    for (int t = 0; t < ev->n_tasks; t++)
+        if (want[t]) sum += ev->weight[t] * s[t], w += ev->weight[t];
+    return w > 0 ? sum / w : NAN;
+}
+
+// search.weights: task=weight items, each naming a task of the search.
+static int parse_weights(evaluator *ev, const char *list) {
+    for (int t = 0; t < MAX_TASKS; t++) ev->weight[t] = 1.0;
+    for (int i = 0; i < pn_cfg_list_count(list); i++) {
+        char buf[256];
+        pn_cfg_list_item(list, i, buf, sizeof buf);
+        char *eq = strrchr(buf, '=');
+        double w = 0;
+        if (!eq || pn_parse_f64("search.weights", eq + 1, 0, 1e6, &w))
+            return pn_errorf("config: search.weights: '%s' is not task=weight (a weight in 0 .. 1e6)", buf);
+        *eq = 0;
+        int found = -1;
+        for (int t = 0; t < ev->n_tasks; t++)
+            if (!strcmp(ev->tasks[t], buf)) found = t;
+        if (found < 0) return pn_errorf("config: search.weights: %s is not one of the search's tasks", buf);
+        ev->weight[found] = w;
+    }
+    return 0;
 }
 
 // The beam's scoring of a placement: attn placement (fixed NULL): set -> attn, the rest linear; swa
@@ -179,7 +202,7 @@ static int score_placement(void *p, const uint8_t *set, double *score) {
     double s[MAX_TASKS];
     const int rc = eval_subnet(ev, choice, pc->want, s);
     free(choice);
-    *score = mean_of(s, pc->want, ev->n_tasks);
+    *score = mean_of(ev, s, pc->want);
     return rc;
 }
 
@@ -281,6 +304,7 @@ static int run(const args *a) {
         rc = add_objective(&ev, c, buf, want_swa);
     }
     if (!rc && !pn_cfg_list_count(c->swa_tasks)) memcpy(want_swa, want, sizeof want);
+    if (!rc) rc = parse_weights(&ev, c->weights);
     struct stat sb;
     if (!rc && stat(c->out_dir, &sb) && mkdir(c->out_dir, 0777))
         rc = pn_errorf("%s: cannot create the folder: %s", c->out_dir, strerror(errno));
@@ -396,7 +420,9 @@ static int run(const args *a) {
             if (want[t]) json_array_append_new(obj, json_string(ev.tasks[t]));
             if (want_swa[t]) json_array_append_new(objs, json_string(ev.tasks[t]));
         }
-        json_object_set_new(root, "objective", json_pack("{s:o, s:o}", "attn", obj, "swa", objs));
+        json_t *wts = json_object();
+        for (int t = 0; t < ev.n_tasks; t++) json_object_set_new(wts, ev.tasks[t], json_real(ev.weight[t]));
+        json_object_set_new(root, "objective", json_pack("{s:o, s:o, s:o}", "attn", obj, "swa", objs, "weights", wts));
         json_object_set_new(scores, "searched", scores_json(&ev, searched, all));
         json_object_set_new(scores, "uniform", scores_json(&ev, uniform, all));
         json_object_set_new(scores, "all_linear", scores_json(&ev, linear, all));

@@ -99,6 +99,19 @@ $B/postnas-train --config "$T/sn.yaml" --set train.stage=distill --set "model.su
   --set "model.student.layer_types=[$(python3 -c "import json;print(','.join(json.load(open('$T/so/placement.json'))['layer_specs']))")]" \
   --set out_dir="$T/st" --set train.steps=1 --no-progress 2> "$T/st.log" && ok || bad "stage 1 from the placement: $(tail -2 "$T/st.log")"
 
+# search.weights: the objective is the weighted mean (the beam's first step = the heat map's best weighted row)
+$SEARCH --config "$T/s.yaml" --task synth_facts_mc --task synth_mqar --set search.n_swa=0 --set out_dir="$T/w" \
+  --set "search.weights=[synth_mqar=3]" --no-progress > /dev/null 2>&1 || bad "weighted search"
+python3 - "$T/w" << 'EOF' && ok || bad "weighted objective"
+import csv, json, sys
+p = json.load(open(sys.argv[1] + "/placement.json"))
+assert p["objective"]["weights"] == {"synth_facts_mc": 1.0, "synth_mqar": 3.0}, p["objective"]
+rows = list(csv.DictReader(open(sys.argv[1] + "/heatmap.csv")))
+best = max((float(r["synth_facts_mc"]) + 3 * float(r["synth_mqar"])) / 4 for r in rows)
+assert abs(p["trace"]["attn"][0]["kept"][0]["score"] - best) < 1e-6, (p["trace"]["attn"][0], best)
+EOF
+expect_error "search.weights: nope is not one of the search's tasks" $SEARCH --config "$T/s.yaml" --task synth_mqar \
+  --set "search.weights=[nope=3]"
 # MMLU's score is minus the mean loss of the correct answer (search.mmlu_score: loss), as postnas-eval's samples
 # of the exported subnet give it (needs ../shared/data's MMLU files)
 if [ -n "$SHARED" ] && [ -d "$SHARED/tasks/mmlu" ]; then
