@@ -513,9 +513,11 @@ int main(int argc, char **argv) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(k, "-h") || !strcmp(k, "--help")) {
             usage(stdout);
+            free(a.sets);
             return 0;
         } else if (!strcmp(k, "--print-schema")) {
             pn_cfg_write_markdown(schema, n_schema, stdout);
+            free(a.sets);
             return 0;
         } else if (!strcmp(k, "--no-progress")) {
             a.progress = -1;
@@ -523,12 +525,14 @@ int main(int argc, char **argv) {
             a.check = 1;
         } else if (!v) {
             fprintf(stderr, "postnas-search: error: %s needs a value (postnas-search --help)\n", k);
+            free(a.sets);
             return 1;
         } else if (!strcmp(k, "--config")) {
             a.config = v, i++;
         } else if (!strcmp(k, "--task")) {
             if (a.n_task_args == MAX_TASKS) {
                 fprintf(stderr, "postnas-search: error: more than %d --task\n", MAX_TASKS);
+                free(a.sets);
                 return 1;
             }
             a.tasks[a.n_task_args++] = v, i++;
@@ -540,11 +544,13 @@ int main(int argc, char **argv) {
             char esc[96];
             fprintf(stderr, "postnas-search: error: unknown argument '%s' (postnas-search --help)\n",
                     pn_escape(k, strlen(k), esc, sizeof esc));
+            free(a.sets);
             return 1;
         }
     }
     if (!a.config) {
         fprintf(stderr, "postnas-search: error: --config X.yaml is required (postnas-search --help)\n");
+        free(a.sets);
         return 1;
     }
     const int rc = run(&a);

@@ -254,6 +254,7 @@ int main(int argc, char **argv) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(k, "-h") || !strcmp(k, "--help")) {
             usage(stdout);
+            free(sets);
             return 0;
         } else if (!strcmp(k, "--dry-run")) dry = 1;
         else if (!strcmp(k, "--no-progress")) progress = 0;
@@ -262,6 +263,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(k, "--retry") && v) {
             if (pn_parse_int("--retry", v, 0, 100, &retry)) {
                 fprintf(stderr, "postnas-sweep: error: %s\n", pn_last_error());
+                free(sets);
                 return 1;
             }
             i++;
@@ -269,16 +271,19 @@ int main(int argc, char **argv) {
             char esc[128];
             fprintf(stderr, "postnas-sweep: error: unknown argument '%s' (postnas-sweep --help)\n",
                     pn_escape(k, strlen(k), esc, sizeof esc));
+            free(sets);
             return 1;
         }
     }
     if (!config) {
         fprintf(stderr, "postnas-sweep: error: --config X.yaml is required (postnas-sweep --help)\n");
+        free(sets);
         return 1;
     }
     pn_cfg_sweep sw;
     if (pn_cfg_sweep_load(config, &sw)) {
         fprintf(stderr, "postnas-sweep: error: %s\n", pn_last_error());
+        free(sets);
         return 1;
     }
     // out_dir: the config's, or a --set out_dir=
