@@ -34,7 +34,7 @@ int64_t pn_param_numel(const pn_param *p) {
 
 // Layer l's token mixer: its type and config (the config's defaults for the type, the window of layer l).
 // A config built in code rather than read may leave mixer[l] empty: attention, windowed where window[l] is set.
-static const pn_block_type *layer_block(const pn_model_config *c, int l, pn_block_cfg *bc) {
+const pn_block_type *pn_model_layer_block(const pn_model_config *c, int l, pn_block_cfg *bc) {
     const char *name = c->mixer[l][0] ? c->mixer[l] : c->window[l] ? "swa" : "attn";
     const pn_block_type *bt = pn_block_find(name);
     PN_ASSERT(bt); // pn_hf_config only produces registered names
@@ -47,7 +47,7 @@ int pn_model_nparams(const pn_model_config *c) {
     int n = 2 + (c->tie_embeddings ? 0 : 1);
     for (int l = 0; l < c->n_layers; l++) {
         pn_block_cfg bc;
-        n += 5 + layer_block(c, l, &bc)->params(&bc, l, NULL);
+        n += 5 + pn_model_layer_block(c, l, &bc)->params(&bc, l, NULL);
     }
     return n;
 }
@@ -61,7 +61,7 @@ int pn_model_param_list(const pn_model_config *c, pn_model *m, pn_param *out) {
     for (int l = 0; l < c->n_layers; l++) {
         add_param(out, &n, LDST(in_norm), LDST(g_in_norm), PN_PARAM_NORM, H, 0, "model.layers.%d.input_layernorm.weight", l);
         pn_block_cfg bc;
-        const int nb = layer_block(c, l, &bc)->params(&bc, l, out + n);
+        const int nb = pn_model_layer_block(c, l, &bc)->params(&bc, l, out + n);
         PN_ASSERT(nb <= PN_BLOCK_MAX_PARAMS);
         for (int i = 0; i < nb; i++) out[n + i].dst = LDST(slot[0].bp[i]), out[n + i].grad = LDST(slot[0].gbp[i]);
         n += nb;
@@ -144,7 +144,7 @@ int pn_model_load(pn_model *m, const char *dir, pn_device dev) {
     if (pn_ckpt_open(&ck, dir)) return -1;
     for (int l = 0; l < ck.cfg.n_layers; l++) { // every layer's block config must be one its kernels can run
         pn_block_cfg bc;
-        const pn_block_type *bt = layer_block(&ck.cfg, l, &bc);
+        const pn_block_type *bt = pn_model_layer_block(&ck.cfg, l, &bc);
         char what[64];
         snprintf(what, sizeof what, "layer %d", l);
         if (bt->check(&bc, what)) {
@@ -162,7 +162,7 @@ int pn_model_load(pn_model *m, const char *dir, pn_device dev) {
     for (int l = 0; l < c->n_layers; l++) {
         pn_layer *L = &m->layers[l];
         pn_slot *S = &L->slot[0];
-        S->bt = layer_block(c, l, &S->bc);
+        S->bt = pn_model_layer_block(c, l, &S->bc);
         S->nbp = S->bt->params(&S->bc, l, NULL);
         S->shares = -1;
         L->nslots = 1;
@@ -293,7 +293,7 @@ static int layer_state(const pn_model_config *c, const pn_model *m, int l, int B
         return S->bt->state(&S->bc, B, cap, act, dt, ndim, shape);
     }
     pn_block_cfg bc;
-    return layer_block(c, l, &bc)->state(&bc, B, cap, act, dt, ndim, shape);
+    return pn_model_layer_block(c, l, &bc)->state(&bc, B, cap, act, dt, ndim, shape);
 }
 
 size_t pn_kvcache_bytes(const pn_model_config *c, int B, int cap, pn_device dev) {

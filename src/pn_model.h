@@ -98,6 +98,8 @@ typedef struct pn_kvcache {
 // The parameter list of a config in checkpoint order (m may be NULL: then dst is NULL). Returns the count;
 // `out` must hold pn_model_nparams(cfg) entries.
 int pn_model_nparams(const pn_model_config *cfg);
+// Layer l's mixer as the config gives it (type and block config), without loading anything.
+const pn_block_type *pn_model_layer_block(const pn_model_config *cfg, int l, pn_block_cfg *bc);
 int pn_model_param_list(const pn_model_config *cfg, pn_model *m, pn_param *out);
 
 // Load a Hugging Face folder onto a device. 0, or -1 with the error set (file and problem named).

@@ -133,5 +133,34 @@ $GEN --model "$T/l3" --prompt "Hello" --max-new-tokens 0 --dump-logits "$T/l3b.s
 [ "$(first_id "$T/l3a.st")" = 1004 ] && [ "$(first_id "$T/l3b.st")" != 1004 ] && ok ||
   bad "--prompt BOS: with $(first_id "$T/l3a.st"), without $(first_id "$T/l3b.st")"
 
+# postnas-info: the parameter count is the checkpoint's, attention's decode state grows with the context
+# (2 x ctx x kv heads x head dim x 2 bytes), a window's stops at the window, a linear block's does not grow
+$MK --out "$T/hy" --layer-types attn,gdn,jet,swa --sliding-window 64 --seed 1 > /dev/null || bad "mkckpt hybrid"
+$B/postnas-info --model "$T/hy" --context 1000 --json > "$T/i1.json" && $B/postnas-info --model "$T/hy" --context 5000 --json \
+  > "$T/i2.json" && ok || bad "postnas-info"
+PYTHONPATH=$(cd "$(dirname "$0")" && pwd) python3 - "$T/i1.json" "$T/i2.json" "$T/hy" << 'EOF' && ok || bad "postnas-info numbers"
+import json, sys
+from st_values import header
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+cfg = json.load(open(sys.argv[3] + "/config.json"))
+n = 0
+for v in header(sys.argv[3] + "/model.safetensors")[2].values():
+    k = 1
+    for s in v["shape"]:
+        k *= s
+    n += k
+assert a["parameters"] == n, (a["parameters"], n)
+kvh, hd = cfg["num_key_value_heads"], cfg["hidden_size"] // cfg["num_attention_heads"]
+la, lb = a["layers"], b["layers"]
+assert [x["mixer"] for x in la] == ["attn", "gdn", "jet", "swa=64"], la
+assert la[0]["state_bytes"] == 2 * 1000 * kvh * hd * 2 and lb[0]["state_bytes"] == 2 * 5000 * kvh * hd * 2
+assert la[3]["state_bytes"] == lb[3]["state_bytes"] == 2 * 64 * kvh * hd * 2
+assert la[1]["state_bytes"] == lb[1]["state_bytes"] > 0 and la[2]["state_bytes"] == lb[2]["state_bytes"] > 0
+assert b["state_bytes"] == sum(x["state_bytes"] for x in lb)
+EOF
+$B/postnas-info --model "$T/hy" --context 4096 | grep -q "^total: " && ok || bad "postnas-info table"
+expect_error "postnas-info: error: $T/nothing/config.json" $B/postnas-info --model "$T/nothing"
+expect_error "--model DIR is required" $B/postnas-info --context 5
+
 echo "test_cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]
