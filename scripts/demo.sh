@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The quick start's main job: install the system packages, build postnas, make a synthetic corpus and its
-# token shards, pretrain a tiny Qwen2-shaped teacher on it, distill that teacher into a Jet-Nemotron-style
-# hybrid student (attention, Gated DeltaNet, JetBlock and sliding-window layers; only the new mixers train),
-# and let both continue a prompt. About a minute and a half of training on a 2-core CPU; everything lands in
-# runs/. The PostNAS search joins this demo as it lands.
+# The quick start's main job: PostNAS end to end on a 2-core CPU. Install the system packages, build postnas,
+# make a synthetic corpus and its token shards, pretrain a tiny Qwen2-shaped teacher on it, train the
+# once-for-all supernet (every layer: the teacher's attention, sliding-window attention, Gated DeltaNet,
+# JetBlock), search where full attention must stay (heat map + beam search on the retrieval tasks), train the
+# searched hybrid, the uniform placement and the all-linear model with the same budget, evaluate them and the
+# teacher, and write runs/demo/report.md. Everything lands in runs/; a second run reuses the finished stages.
 # Each step says what it does; a failing one says which it was and shows the failing tool's own output.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -20,19 +21,37 @@ pn_step "compile (ninja -C build)" ninja -C build
 # The data: a synthetic corpus (the facts of a made-up world, key-value lists, pass keys) tokenized with the
 # project's byte-level tokenizer into HDF5 shards; the starting model: a tiny random Qwen2 (hidden 64, 4 layers).
 mkdir -p runs/demo
-pn_step "write a synthetic corpus (runs/demo/corpus.jsonl, 4000 documents)" \
-  ./build/postnas-data synth --task corpus --n 4000 --out runs/demo/corpus.jsonl
-pn_step "write a tiny random Qwen2-shaped model with the byte-level tokenizer (runs/demo/init)" \
-  ./build/postnas-mkckpt --preset tiny --seed 1 --out runs/demo/init
-pn_step "tokenize the corpus into HDF5 shards (runs/demo/shards)" \
-  ./build/postnas-data tokenize --tokenizer runs/demo/init --jsonl runs/demo/corpus.jsonl --field text --out runs/demo/shards
-pn_show "pretrain the tiny teacher (configs/tiny-pretrain.yaml: next-token CE, AdamW, checkpoints)" \
-  ./build/postnas-train --config configs/tiny-pretrain.yaml --overwrite
+export PN_TIMES=runs/demo/stage-times.tsv
+: > "$PN_TIMES"
+pn_stage "the data: a synthetic corpus (4000 documents), a tiny random Qwen2-shaped model, token shards (runs/demo)" \
+  runs/demo/.stage-data bash -c "./build/postnas-data synth --task corpus --n 4000 --out runs/demo/corpus.jsonl &&
+    rm -rf runs/demo/init runs/demo/shards && ./build/postnas-mkckpt --preset tiny --seed 1 --out runs/demo/init &&
+    ./build/postnas-data tokenize --tokenizer runs/demo/init --jsonl runs/demo/corpus.jsonl --field text --out runs/demo/shards"
+pn_stage "pretrain the tiny teacher (configs/tiny-pretrain.yaml: next-token CE, AdamW, checkpoints)" \
+  runs/tiny-pretrain/.stage ./build/postnas-train --config configs/tiny-pretrain.yaml --overwrite
 pn_show "the teacher continues 'Kepe is from' (greedy)" \
   ./build/postnas-generate --model runs/tiny-pretrain/latest --prompt "Kepe is from" --max-new-tokens 48
 echo
-pn_show "distill it into a hybrid: attn, Gated DeltaNet, JetBlock, sliding window (configs/tiny-distill.yaml: KL + MSE, only the new mixers train)" \
-  ./build/postnas-train --config configs/tiny-distill.yaml --overwrite
-pn_show "the hybrid student continues the same prompt (runs/tiny-distill/latest, Jet-Nemotron format)" \
-  ./build/postnas-generate --model runs/tiny-distill/latest --prompt "Kepe is from" --max-new-tokens 48
+pn_stage "train the supernet (configs/tiny-supernet.yaml: every layer attn, swa, gdn or jet; one full layer per subnet + the all-linear one)" \
+  runs/tiny-supernet/.stage ./build/postnas-train --config configs/tiny-supernet.yaml --overwrite
+pn_stage "search where full attention must stay (configs/tiny-search.yaml: heat map, beam search on the retrieval tasks)" \
+  runs/tiny-search/.stage ./build/postnas-search --config configs/tiny-search.yaml --task retrieval
+# The three hybrids, each distilled from the teacher with the same budget (configs/tiny-distill.yaml).
+specs() { python3 -c "import json,sys; print('[' + ','.join(json.load(open(sys.argv[1]))[sys.argv[2]]) + ']')" runs/tiny-search/placement.json "$1"; }
+for h in searched:layer_specs uniform:uniform_layer_specs all-linear:all_linear_layer_specs; do
+  name=${h%%:*} types=$(specs "${h#*:}")
+  pn_stage "distill the $name hybrid $types (configs/tiny-distill.yaml: KL + MSE, only the new mixers train)" \
+    "runs/demo-$name/.stage" ./build/postnas-train --config configs/tiny-distill.yaml --set out_dir="runs/demo-$name" \
+    --set "model.student.layer_types=$types" --overwrite
+done
+pn_show "the searched hybrid continues the same prompt (runs/demo-searched/latest, Jet-Nemotron format)" \
+  ./build/postnas-generate --model runs/demo-searched/latest --prompt "Kepe is from" --max-new-tokens 48
 echo
+for m in teacher:runs/tiny-pretrain searched:runs/demo-searched uniform:runs/demo-uniform all-linear:runs/demo-all-linear; do
+  name=${m%%:*} dir=${m#*:}
+  pn_stage "evaluate the $name on the synthetic tasks (postnas-eval; postnas-info at a 64K context)" \
+    "runs/demo/.stage-eval-$name" bash -c "./build/postnas-eval --model $dir/latest --tasks synth_mqar,synth_passkey,synth_facts_mc \
+      --limit 100 --max-gen-toks 16 --no-progress --out runs/demo/eval-$name.json &&
+      ./build/postnas-info --model $dir/latest --context 65536 --json > runs/demo/info-$name.json"
+done
+pn_show "write the report (runs/demo/report.md)" python3 scripts/demo_report.py runs/demo

@@ -41,3 +41,29 @@ pn_show() { # name command... : like pn_step, but the output is the point of the
     exit $rc
   fi
 }
+
+# A pipeline stage (the demo): its command's results are reused when STAMP records the same command from a
+# finished earlier run and no earlier stage ran again in this one (a stage that ran makes every later one
+# run: its inputs changed). Says which it did; appends "name<TAB>seconds<TAB>ran|reused" to $PN_TIMES.
+#
+#   pn_stage "pretrain the teacher" runs/tiny-pretrain/.stage ./build/postnas-train --config ... --overwrite
+PN_RAN=0
+pn_stage() { # name stamp command...
+  local name=$1 stamp=$2; shift 2
+  local cmd="$*" t0
+  if [ $PN_RAN -eq 0 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$cmd" ]; then
+    pn_step_n=$((pn_step_n + 1))
+    echo "[$pn_step_n] $name: finished in an earlier run, reused (delete $stamp to redo it)"
+    [ -n "${PN_TIMES:-}" ] && printf '%s\t%s\t%s\n' "$name" "$(cat "$stamp.seconds" 2> /dev/null || echo 0)" reused >> "$PN_TIMES"
+    return 0
+  fi
+  PN_RAN=1
+  rm -f "$stamp"
+  t0=$(date +%s)
+  pn_show "$name" "$@"
+  mkdir -p "$(dirname "$stamp")"
+  printf '%s' "$cmd" > "$stamp"
+  echo $(( $(date +%s) - t0 )) > "$stamp.seconds"
+  [ -n "${PN_TIMES:-}" ] && printf '%s\t%s\t%s\n' "$name" "$(cat "$stamp.seconds")" ran >> "$PN_TIMES"
+  return 0
+}

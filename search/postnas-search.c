@@ -427,9 +427,15 @@ static int run(const args *a) {
         json_object_set_new(scores, "uniform", scores_json(&ev, uniform, all));
         json_object_set_new(scores, "all_linear", scores_json(&ev, linear, all));
         json_object_set_new(root, "scores", scores);
-        json_t *ut = json_array();
-        for (int l = 0; l < L; l++) json_array_append_new(ut, json_string(choice_name(&ev, u_choice[l])));
+        json_t *ut = json_array(), *us = json_array(), *ls = json_array();
+        for (int l = 0; l < L; l++) {
+            json_array_append_new(ut, json_string(choice_name(&ev, u_choice[l])));
+            json_array_append_new(us, json_string(choice_spec(&ev, u_choice[l])));
+            json_array_append_new(ls, json_string(choice_spec(&ev, ev.lin)));
+        }
         json_object_set_new(root, "uniform_layer_types", ut);
+        json_object_set_new(root, "uniform_layer_specs", us);
+        json_object_set_new(root, "all_linear_layer_specs", ls);
         json_object_set_new(root, "trace", json_pack("{s:O, s:O}", "attn", trace_attn, "swa", trace_swa));
         json_object_set_new(root, "budget", json_pack("{s:I, s:I, s:I}", "n_attn", (json_int_t)c->n_attn, "n_swa",
                                                       (json_int_t)c->n_swa, "beam", (json_int_t)c->beam));
