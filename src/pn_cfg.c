@@ -570,15 +570,22 @@ done:
     return rc;
 }
 
+// A config file's text (malloc'ed; NULL with the error set: unreadable, or too big to be a config).
+static char *config_text(const char *path, size_t *len) {
+    char *text = pn_read_file(path, len);
+    if (text && *len > PN_CFG_MAX_BYTES) {
+        free(text);
+        pn_errorf("%s: %zu bytes is not a config (at most %d)", path, *len, PN_CFG_MAX_BYTES);
+        return NULL;
+    }
+    return text;
+}
+
 int pn_cfg_load(const pn_cfg_key *s, int n, void *out, const char *path, const char *const *ov, int nov) {
     if (!path) return pn_cfg_load_string(s, n, out, "config", NULL, 0, ov, nov);
     size_t len;
-    char *text = pn_read_file(path, &len);
+    char *text = config_text(path, &len);
     if (!text) return -1;
-    if (len > PN_CFG_MAX_BYTES) {
-        free(text);
-        return pn_errorf("%s: %zu bytes is not a config (at most %d)", path, len, PN_CFG_MAX_BYTES);
-    }
     int r = pn_cfg_load_string(s, n, out, path, text, len, ov, nov);
     free(text);
     return r;
@@ -659,12 +666,8 @@ static int sweep_axes(const char *name, struct fy_node *map, const char *what, p
 int pn_cfg_sweep_load(const char *path, pn_cfg_sweep *sw) {
     memset(sw, 0, sizeof *sw);
     size_t len;
-    char *text = pn_read_file(path, &len);
+    char *text = config_text(path, &len);
     if (!text) return -1;
-    if (len > PN_CFG_MAX_BYTES) {
-        free(text);
-        return pn_errorf("%s: %zu bytes is not a config (at most %d)", path, len, PN_CFG_MAX_BYTES);
-    }
     yaml_doc y;
     if (yaml_open(&y, path, text, len)) {
         free(text);
