@@ -374,6 +374,11 @@ expect_error "is [96, 64] in the teacher" $TRAIN --config "$T/dist.yaml" --set o
 # more memory than the machine has: named, with the remedy
 expect_error "a smaller train.micro_batch" $TRAIN --config "$T/pre.yaml" --set train.seq_len=1048576 \
   --set train.micro_batch=256 --set train.global_batch=256 --set out_dir="$T/e8"
+# every shipped config is valid for its tool (postnas-search's have a top-level search: section)
+for f in "$(dirname "$0")"/../configs/*.yaml "$(dirname "$0")"/../configs/*/*.yaml; do
+  if grep -q '^search:' "$f"; then tool=$B/postnas-search; else tool=$TRAIN; fi
+  "$tool" --config "$f" --check 2> "$T/cfgcheck.err" && ok || bad "$f: $(cat "$T/cfgcheck.err")"
+done
 # the schema reference is generated from the table the parser uses
 $TRAIN --print-schema markdown > "$T/schema.md" && grep -q '`train.micro_batch`' "$T/schema.md" && ok || bad "--print-schema"
 
