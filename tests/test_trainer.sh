@@ -246,6 +246,20 @@ expect_error "is for train.stage supernet" $TRAIN --config "$T/dist.yaml" --set 
 expect_error "names gdn twice" $TRAIN --config "$T/sn.yaml" --set "model.supernet.candidates=[gdn, swa=8, gdn]" \
   --set out_dir="$T/e15"
 
+# stage 2 from stage 1's result (model.student.init): with lr 0 the student's tensors are stage 1's exactly
+$TRAIN --config "$T/dist.yaml" --set out_dir="$T/d3" --set train.trainable=all --set train.steps=1 --set train.lr=0 \
+  --set model.student.init="$T/dist/latest" --no-progress 2> "$T/d3.log" && ok || bad "stage 2 from stage 1: $(tail -2 "$T/d3.log")"
+python3 - "$T/dist/latest/model.safetensors" "$T/d3/latest/model.safetensors" << 'EOF' && ok || bad "stage 2 did not start from stage 1's tensors"
+import sys
+from st_values import values
+a, b = values(sys.argv[1]), values(sys.argv[2])
+mixers = [k for k in a if ".self_attn." in k and (k.startswith("model.layers.1.") or k.startswith("model.layers.2."))]
+assert len(mixers) > 10 and all(a[k] == b[k] for k in mixers), [k for k in mixers if a[k] != b[k]][:3]
+EOF
+expect_error "layer 1 is attn, model.student.layer_types says gdn" $TRAIN --config "$T/dist.yaml" --set out_dir="$T/e17" \
+  --set train.trainable=all --set train.steps=1 --set model.student.init="$T/init"
+expect_error "model.student.init is for train.stage distill with train.trainable all" $TRAIN --config "$T/dist.yaml" \
+  --set out_dir="$T/e18" --set model.student.init="$T/init"
 # ---- SIGTERM: a checkpoint, then a clean stop; --resume finishes the run identically
 $TRAIN --config "$T/pre.yaml" --set out_dir="$T/sig" --set checkpoint.every=0 --no-progress 2> "$T/sig.log" &
 pid=$!

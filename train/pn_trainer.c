@@ -46,6 +46,9 @@ const pn_cfg_key pn_train_schema[] = {
                "pretrain: the model to train, a Hugging Face folder (e.g. a random one from postnas-mkckpt)"),
     PN_CFG_L(S, "model.student.layer_types", layer_types, "",
              "distill: the student's mixer per layer (attn, swa=W, gdn, deltanet, jet), one per teacher layer"),
+    PN_CFG_STR(S, "model.student.init", student_init, "", 0,
+               "distill, trainable all: the student's starting weights, a hybrid model folder with these layer "
+               "types (e.g. stage 1's latest); default: the teacher's weights with fresh mixers"),
     PN_CFG_L(S, "model.supernet.candidates", candidates, "",
              "supernet: the mixers every layer holds besides the teacher's attn (swa=W, gdn, deltanet, jet, ...)"),
     PN_CFG_C(S, "supernet.sample", sample, "uniform", "uniform|k_full",
@@ -324,6 +327,8 @@ static int check_cfg(const pn_train_cfg *c) {
     if (supernet && !strcmp(c->sn_mode, "local") && (c->mse <= 0 || c->kl > 0 || c->ce > 0))
         return pn_errorf("config: supernet.mode local trains every layer on the teacher's layer outputs: loss.mse > 0, "
                          "loss.kl and loss.ce 0");
+    if (c->student_init[0] && (strcmp(c->stage, "distill") || strcmp(c->trainable, "all")))
+        return pn_errorf("config: model.student.init is for train.stage distill with train.trainable all (stage 2)");
     if (!supernet && pn_cfg_list_count(c->candidates))
         return pn_errorf("config: model.supernet.candidates is for train.stage supernet (this is %s)", c->stage);
     if (c->global_batch % c->micro_batch)
@@ -618,7 +623,7 @@ static int setup_models(trainer *tr, const char *resume_dir) {
     tr->teacher = *m;
     memset(m, 0, sizeof *m);
     tr->has_teacher = 1;
-    const char *from = resume_dir;
+    const char *from = resume_dir ? resume_dir : c->student_init[0] ? c->student_init : NULL;
     char *init_dir = pn_path_join(c->out_dir, "student-init");
     if (!from) {
         pn_model tmp;
@@ -644,6 +649,12 @@ static int setup_models(trainer *tr, const char *resume_dir) {
     }
     int rc = pn_model_load(m, from, tr->dev);
     if (!rc) rc = check_pair(&tr->teacher, m, c->teacher, from);
+    for (int l = 0; !rc && l < tr->n_layers; l++) { // a given student must be the configured hybrid
+        char want[64];
+        spec_name(tr->student_types[l], want, sizeof want);
+        if (strcmp(pn_model_mixer(m, l), want))
+            rc = pn_errorf("%s: layer %d is %s, model.student.layer_types says %s", from, l, pn_model_mixer(m, l), want);
+    }
     free(init_dir);
     return rc;
 }

@@ -28,6 +28,7 @@ typedef struct pn_train_cfg {
     // model
     char teacher[1024], init[1024];
     char layer_types[4096];
+    char student_init[1024]; // stage 2: the student's starting weights (e.g. stage 1's result)
     char candidates[4096];   // supernet: every layer's candidate mixers besides the teacher's attn
     char sample[16];         // supernet: uniform | k_full
     char sn_mode[16];        // supernet: global | local
