@@ -8,12 +8,12 @@
 # OpenBLAS, utf8proc and PCRE2's headers): they are unpacked into /tmp/pn-deps and found through
 # pkg-config; scripts/gpu-debs.sh downloads them on a Debian/Ubuntu machine with apt.
 set -uo pipefail
-# usage: tests/gpu/run.sh [OUTDIR [STAGE...]], stages: cpu ops cudnn parity train trainer sanitize bench (default: all);
+# usage: tests/gpu/run.sh [OUTDIR [STAGE...]], stages: cpu ops cudnn parity train trainer supernet sanitize bench (default: all);
 # `demo` runs only the tiny-config part of `trainer` (with `eval`: postnas-eval of its model on CPU and CUDA),
 # `sanitize-attn` only the attention op tests under memcheck
 OUTDIR=${1:-/tmp/pn-gpu}
 shift || true
-STAGES=" ${*:-cpu ops cudnn parity train trainer sanitize bench} "
+STAGES=" ${*:-cpu ops cudnn parity train trainer supernet sanitize bench} "
 want() { [[ "$STAGES" == *" $1 "* ]]; }
 mkdir -p "$OUTDIR"
 cd "$(dirname "$0")/../.."
@@ -109,7 +109,7 @@ build-gpu/tests/bench_train /tmp/pn-student --device cuda --batch 2 --seq 4096 -
 build-gpu/tests/bench_train /tmp/pn-student --device cuda --batch 2 --seq 4096 --iters 5 --recompute 2>&1 | tee -a "$OUTDIR/summary.txt"
 fi
 
-if want trainer || want demo; then
+if want trainer || want demo || want supernet; then
 log "postnas-train on CUDA: the tiny demo configs (documents masked), then the ANCHORS.md distillation step"
 TR=/tmp/pn-trainer
 rm -rf $TR && mkdir -p $TR/demo
@@ -153,6 +153,24 @@ for loss in "--set loss.mse=1" "--set loss.kl=1"; do
   tail -3 $OUTDIR/trainer-anchor.log | tee -a "$OUTDIR/summary.txt"
   python3 -c "import json,statistics,sys; r=[json.loads(l) for l in open(sys.argv[1])][2:]; print('  median tok/s (steps 3-8): %.0f' % statistics.median(x['tok_s'] for x in r))" \
     $TR/anchor-${loss##*.}/metrics.jsonl | tee -a "$OUTDIR/summary.txt"
+done
+fi
+
+if want supernet; then # needs the trainer stage's demo shards
+# issue 15: the Qwen2.5-1.5B supernet of configs/qwen2.5-1.5b/supernet.yaml (every layer: full attention,
+# SWA 1152, JetBlock), one k_full = 2 subnet + the all-linear one per micro-batch, batch 2 x 4096, next to the
+# distillation step above; global (LM-head KL + MSE) and local (layer-wise MSE) modes
+log "supernet step, Qwen2.5-1.5B shape"
+[ -f $TR/q15/config.json ] || build-gpu/postnas-mkckpt --preset qwen2.5-1.5b --seed 1 --tokenizer none --out $TR/q15 > /dev/null
+for mode in global local; do
+  echo "supernet step, mode $mode:" | tee -a "$OUTDIR/summary.txt"
+  peak build-gpu/postnas-train --config configs/qwen2.5-1.5b/supernet.yaml $set_demo --set out_dir=$TR/sn-$mode \
+    --set model.teacher=$TR/q15 --set supernet.mode=$mode --set train.global_batch=2 --set train.steps=8 \
+    --set train.warmup_steps=0 --set log.every=1 --set checkpoint.every=0 --set data.mask_documents=false \
+    2> $OUTDIR/trainer-sn.log
+  tail -3 $OUTDIR/trainer-sn.log | tee -a "$OUTDIR/summary.txt"
+  python3 -c "import json,statistics,sys; r=[json.loads(l) for l in open(sys.argv[1])][2:]; print('  median tok/s (steps 3-8): %.0f' % statistics.median(x['tok_s'] for x in r))" \
+    $TR/sn-$mode/metrics.jsonl | tee -a "$OUTDIR/summary.txt"
 done
 fi
 
