@@ -204,7 +204,15 @@ static void check_against_torch(const char *root, const char *name, int is_hybri
         const double ep = rel_err(lp, logits, N * g.V), epg = worst_grad(&m, gr, got, worst, sizeof worst);
         printf("%-7s %-4s packed [1, %d] with cu_seqlens vs batch [%d, %d]: logits %.2e, gradients %.2e (%s)\n", name,
                pn_device_name(dev), g.B * g.T, g.B, g.T, ep, epg, worst);
-        CHECK(ep <= tol_same && epg <= tol_same * 10, "packed %.3e %.3e", ep, epg);
+        if (dev == PN_CPU) { // fp32: the same sums in the same order, up to the attention's tile bounds
+            CHECK(ep <= tol_same && epg <= tol_same * 10, "packed %.3e %.3e", ep, epg);
+        } else { // bf16: the packed batch takes the own attention kernels, the [B, T] one cuDNN's, and each
+                 // rounds differently; both must match torch's fp32 goldens as closely as the batch does
+            const double el_p = rel_err(lp, g.logits, N * g.V), eg_p = worst_grad(&m, gr, ref, worst, sizeof worst);
+            printf("%-7s %-4s packed vs torch: logits %.2e, worst tensor %.2e (%s)\n", name, pn_device_name(dev), el_p,
+                   eg_p, worst);
+            CHECK(el_p <= tol_logits && eg_p <= tol_grad, "packed vs torch %.3e %.3e", el_p, eg_p);
+        }
         free(lp);
         grads_free(&m, gr);
         { // as many documents as tokens (each alone) fits the same plan

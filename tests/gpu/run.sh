@@ -162,15 +162,15 @@ if want supernet; then # needs the trainer stage's demo shards
 # distillation step above; global (LM-head KL + MSE) and local (layer-wise MSE) modes
 log "supernet step, Qwen2.5-1.5B shape"
 [ -f $TR/q15/config.json ] || build-gpu/postnas-mkckpt --preset qwen2.5-1.5b --seed 1 --tokenizer none --out $TR/q15 > /dev/null
-for mode in global local; do
+for mode in "global --set loss.kl=1" "local --set loss.kl=0"; do # local: layer-wise MSE alone
   echo "supernet step, mode $mode:" | tee -a "$OUTDIR/summary.txt"
-  peak build-gpu/postnas-train --config configs/qwen2.5-1.5b/supernet.yaml $set_demo --set out_dir=$TR/sn-$mode \
+  peak build-gpu/postnas-train --config configs/qwen2.5-1.5b/supernet.yaml $set_demo --set out_dir=$TR/sn-${mode%% *} \
     --set model.teacher=$TR/q15 --set supernet.mode=$mode --set train.global_batch=2 --set train.steps=8 \
     --set train.warmup_steps=0 --set log.every=1 --set checkpoint.every=0 --set data.mask_documents=false \
     2> $OUTDIR/trainer-sn.log
   tail -3 $OUTDIR/trainer-sn.log | tee -a "$OUTDIR/summary.txt"
   python3 -c "import json,statistics,sys; r=[json.loads(l) for l in open(sys.argv[1])][2:]; print('  median tok/s (steps 3-8): %.0f' % statistics.median(x['tok_s'] for x in r))" \
-    $TR/sn-$mode/metrics.jsonl | tee -a "$OUTDIR/summary.txt"
+    $TR/sn-${mode%% *}/metrics.jsonl | tee -a "$OUTDIR/summary.txt"
 done
 fi
 
