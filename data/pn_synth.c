@@ -564,9 +564,13 @@ int pn_synth_generate(const pn_synth_spec *spec, uint64_t index, pn_synth_item *
 }
 
 // One JSON line for an item; the key set follows its kind (see the header).
-static char *item_json(const pn_synth_item *it) {
+static char *item_json(const pn_synth_item *it, int as_text) {
     json_t *o = json_object();
-    if (it->choices) {
+    if (as_text) {
+        char *doc = pn_synth_item_doc(it);
+        json_object_set_new(o, "text", json_string(doc));
+        free(doc);
+    } else if (it->choices) {
         json_t *arr = json_array();
         for (int i = 0; i < it->n_choices; i++) json_array_append_new(arr, json_string(it->choices[i]));
         json_object_set_new(o, "query", json_string(it->prompt));
@@ -599,7 +603,7 @@ int pn_synth_write_jsonl(const char *path, const pn_synth_spec *spec, uint64_t f
             pn_atomic_abort(&af);
             return pn_error_prefix("%s", path);
         }
-        char *line = item_json(&it);
+        char *line = item_json(&it, spec->as_text);
         fputs(line, af.f);
         fputc('\n', af.f);
         free(line);

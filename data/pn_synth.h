@@ -122,6 +122,7 @@ typedef struct pn_synth_spec {
     double depth;                // passkey: in [0, 1], or < 0 for a depth drawn per item from (seed, index)
     int length;                  // copy
     const pn_synth_world *world; // facts_mc, facts, corpus
+    int as_text;                 // pn_synth_write_jsonl: every item as a training document {"text"}
 } pn_synth_spec;
 
 const char *pn_synth_task_name(pn_synth_task t);
@@ -134,7 +135,8 @@ pn_synth_spec pn_synth_spec_default(pn_synth_task task, uint64_t seed);
 int pn_synth_generate(const pn_synth_spec *spec, uint64_t index, pn_synth_item *out);
 
 // Items first .. first+n-1 as JSONL with lm-evaluation-harness field names: multiple choice
-// {"query", "choices", "gold"}, generation {"context", "answer"}, text {"text"}. Written atomically
+// {"query", "choices", "gold"}, generation {"context", "answer"}, text {"text"}; with spec->as_text every
+// item as the document a corpus would hold ({"text": pn_synth_item_doc}). Written atomically
 // (temporary file, fsync, rename); on any error no file is left at path. 0, or -1 with the error set
 // (naming the file).
 int pn_synth_write_jsonl(const char *path, const pn_synth_spec *spec, uint64_t first, uint64_t n);

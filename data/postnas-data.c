@@ -41,7 +41,7 @@ static void usage(FILE *f) {
             "                             [--progress]\n"
             "       postnas-data inspect FILE.h5 [--tokenizer DIR] [--sample N]\n"
             "       postnas-data synth --task mqar|passkey|copy|facts_mc|facts|corpus --n N --out FILE.jsonl\n"
-            "                          [--seed S] [--first K] [--entities N]\n"
+            "                          [--seed S] [--first K] [--entities N] [--format items|text]\n"
             "\n"
             "tokenize  writes OUTDIR/shard-00000.h5, ...: every input file (--text, or every regular file below\n"
             "          --dir, sorted) or every JSONL line (its string field NAME) is one document, followed by\n"
@@ -52,7 +52,9 @@ static void usage(FILE *f) {
             "synth     writes items --first .. --first+N-1 of a built-in synthetic task as JSONL with\n"
             "          lm-evaluation-harness field names ({context, answer}, {query, choices, gold}, or {text}\n"
             "          for the facts and corpus documents, which come from a world of --entities made from\n"
-            "          --seed). Deterministic: the same seed and index give the same item anywhere.\n");
+            "          --seed). --format text writes every item as the training document a corpus holds\n"
+            "          ({text}: the prompt and its answer). Deterministic: the same seed and index give the\n"
+            "          same item anywhere.\n");
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1044,6 +1046,7 @@ static int inspect_isolated(int argc, char **argv) {
 typedef struct synth_args {
     const char *task_s, *out;
     uint64_t n, seed, first, entities;
+    int as_text;
     pn_synth_task task;
 } synth_args;
 
@@ -1063,7 +1066,11 @@ static int synth_parse(int argc, char **argv, synth_args *sa, int *help) {
         else if (!strcmp(a, "--seed")) rc = parse_count(a, v, 0, UINT64_MAX, &sa->seed);
         else if (!strcmp(a, "--first")) rc = parse_count(a, v, 0, UINT64_C(1) << 62, &sa->first);
         else if (!strcmp(a, "--entities")) rc = parse_count(a, v, 1, 20000, &sa->entities);
-        else return pn_errorf("synth: unknown option '%s' (see --help)", a);
+        else if (!strcmp(a, "--format")) {
+            if (strcmp(v, "items") && strcmp(v, "text"))
+                return pn_errorf("synth: --format must be items or text, not '%s'", v);
+            sa->as_text = !strcmp(v, "text");
+        } else return pn_errorf("synth: unknown option '%s' (see --help)", a);
         if (rc) return -1;
     }
     if (!sa->task_s || !sa->out || !sa->n) return pn_errorf("synth needs --task, --n and --out (see --help)");
@@ -1082,6 +1089,7 @@ static int synth_main(int argc, char **argv) {
     const uint64_t n = sa.n, seed = sa.seed, first = sa.first, entities = sa.entities;
     const pn_synth_task task = sa.task;
     pn_synth_spec spec = pn_synth_spec_default(task, seed);
+    spec.as_text = sa.as_text;
     pn_synth_world *world = NULL;
     if (task == PN_SYNTH_FACTS_MC || task == PN_SYNTH_FACTS || task == PN_SYNTH_CORPUS) {
         if (!(world = pn_synth_world_new(seed, (int)entities))) return -1;

@@ -111,6 +111,14 @@ $DATA synth --task mqar --n 5 --seed 3 --out "$T/s1.jsonl" 2> /dev/null && $DATA
 $DATA synth --task facts_mc --n 4 --seed 3 --out "$T/mc.jsonl" 2> /dev/null && grep -q '"choices":' "$T/mc.jsonl" && grep -q '"gold":' "$T/mc.jsonl" && ok || bad "synth facts_mc"
 $DATA synth --task corpus --n 50 --seed 3 --out "$T/c.jsonl" 2> /dev/null && $DATA tokenize --tokenizer "$T/m" --jsonl "$T/c.jsonl" --field text --out "$T/cs" > /dev/null 2>&1 && ok || bad "synth corpus -> shard"
 expect_error "unknown synthetic task \"nope\"" $DATA synth --task nope --n 3 --out "$T/x.jsonl"
+# --format text: the same items as training documents (prompt + answer), e.g. copy "abc|" + "abc"
+$DATA synth --task copy --n 3 --seed 3 --format text --out "$T/ct.jsonl" 2> /dev/null && $DATA synth --task copy --n 3 --seed 3 --out "$T/ci.jsonl" 2> /dev/null && ok || bad "synth --format text"
+python3 -c "
+import json, sys
+t = [json.loads(l) for l in open(sys.argv[1])]; i = [json.loads(l) for l in open(sys.argv[2])]
+assert len(t) == 3 and all(a == {'text': b['context'] + b['answer'] + '\\n'} for a, b in zip(t, i)), (t, i)
+" "$T/ct.jsonl" "$T/ci.jsonl" && ok || bad "synth --format text documents"
+expect_error "--format must be items or text" $DATA synth --task copy --n 3 --format txt --out "$T/x.jsonl"
 
 # A failed dump leaves no file behind.
 expect_error "cannot create" $GEN --model "$T/m" --ids 1 --max-new-tokens 0 --dump-logits "$T/nodir/l.safetensors" --device cpu

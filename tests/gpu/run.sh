@@ -174,6 +174,25 @@ for mode in "global --set loss.kl=1" "local --set loss.kl=0"; do # local: layer-
 done
 fi
 
+if want eval-speed; then
+# issue 14: MMLU 5-shot on a Qwen2.5-1.5B-shaped model (random weights, the Qwen2 tokenizer), postnas-eval on
+# CUDA next to lm-evaluation-harness's HF backend scoring the same requests. Needs PN_LMEVAL (default
+# .lmeval, carried): whl/ (lm_eval, accelerate, psutil, dill, more_itertools), tasks/mmlu, tokenizers/qwen2.
+L=${PN_LMEVAL:-.lmeval}
+log "MMLU 5-shot speed: postnas-eval vs lm-eval HFLM (limit ${PN_MMLU_LIMIT:-20} per subject)"
+python3 -m pip install -q --no-index --no-deps --target /tmp/pn-lmeval $L/whl/*.whl > /dev/null 2>&1
+build-gpu/postnas-mkckpt --preset qwen2.5-1.5b --seed 1 --tokenizer $L/tokenizers/qwen2 --out /tmp/pn-q15tok > /dev/null
+t0=$(date +%s.%N)
+build-gpu/postnas-eval --model /tmp/pn-q15tok --tasks mmlu --num-fewshot 5 --limit ${PN_MMLU_LIMIT:-20} --data $L/tasks \
+  --device cuda --log-samples /tmp/pn-mmlu.jsonl --out /tmp/pn-mmlu.json --no-progress > /tmp/pn-mmlu.table 2>&1
+rc=$?; t1=$(date +%s.%N)
+grep "postnas-eval:" /tmp/pn-mmlu.table | tee -a "$OUTDIR/summary.txt"; [ $rc = 0 ] || tail -3 /tmp/pn-mmlu.table | tee -a "$OUTDIR/summary.txt"
+for b in ${PN_LMEVAL_BATCH:-16}; do
+  PYTHONPATH=/tmp/pn-lmeval python3 tests/gpu/lmeval_speed.py /tmp/pn-q15tok /tmp/pn-mmlu.jsonl --batch $b \
+    --postnas-seconds "$(python3 -c "print($t1 - $t0)")" 2>&1 | tail -4 | tee -a "$OUTDIR/summary.txt"
+done
+fi
+
 if want sanitize-attn && command -v compute-sanitizer > /dev/null; then
   PN_TEST_NO_BENCH=1 compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/tests/test_attention_bwd_cuda > "$OUTDIR/sanitizer.log" 2>&1
   echo "compute-sanitizer test_attention_bwd_cuda exit $?" | tee -a "$OUTDIR/summary.txt"
