@@ -568,6 +568,17 @@ void pn_op_lm_loss(pn_tensor *dz, pn_tensor *rowloss, const pn_tensor *zs, const
     BE(lm_loss, zs)->lm_loss(dz, rowloss, zs, zt, targets, a);
 }
 
+void pn_op_lm_score(pn_tensor *out, const pn_tensor *z, const pn_tensor *targets) {
+    want_act("lm_score", z);
+    PN_ASSERT(z->ndim == 2 && z->shape[1] < (INT64_C(1) << 24));
+    same_device("lm_score", z, targets);
+    same_device("lm_score", z, out);
+    PN_ASSERT(targets->dtype == PN_I32 && pn_numel(targets) == z->shape[0]);
+    want_f32("lm_score", out);
+    PN_ASSERT(pn_numel(out) == 2 * z->shape[0]);
+    BE(lm_score, z)->lm_score(out, z, targets);
+}
+
 void pn_op_mse(pn_tensor *dx, pn_tensor *rowloss, const pn_tensor *x, const pn_tensor *y, float grad_scale,
                int accumulate) {
     same_device("mse", x, y);

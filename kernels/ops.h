@@ -177,6 +177,11 @@ int pn_op_gdn_step(pn_tensor *o, pn_tensor *S, const pn_tensor *q, const pn_tens
 // sum_r CE_r. rowloss F32 [R, 2] is overwritten; the caller sums rows on the host in a fixed order.
 void pn_op_lm_loss(pn_tensor *dz, pn_tensor *rowloss, const pn_tensor *zs, const pn_tensor *zt,
                    const pn_tensor *targets, const pn_lm_loss_args *a);
+// Scoring R rows of logits z [R, V] (activation dtype) against targets I32 [R] in [-1, V) (pn_eval's
+// log-likelihood requests): out F32 [R, 2] (overwritten) = (log softmax(z_r)[target_r], 0 for -1; the first
+// index of the row's maximum, exact in F32 since V < 2^24). lm-evaluation-harness's greedy flag is
+// out[r, 1] == target_r.
+void pn_op_lm_score(pn_tensor *out, const pn_tensor *z, const pn_tensor *targets);
 // Hidden-state MSE of x against y [R, C] (activation dtype): rowloss F32 [R] = sum_c (x - y)^2 (overwritten);
 // dx (activation dtype, NULL = values only) = grad_scale 2 (x - y), or += with accumulate.
 void pn_op_mse(pn_tensor *dx, pn_tensor *rowloss, const pn_tensor *x, const pn_tensor *y, float grad_scale,

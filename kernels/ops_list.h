@@ -68,6 +68,7 @@
     X(lm_loss, void,                                                                                             \
       (pn_tensor * dz, pn_tensor * rowloss, const pn_tensor *zs, const pn_tensor *zt, const pn_tensor *targets,  \
        const pn_lm_loss_args *a))                                                                                \
+    X(lm_score, void, (pn_tensor * out, const pn_tensor *z, const pn_tensor *targets))                           \
     X(mse, void,                                                                                                 \
       (pn_tensor * dx, pn_tensor * rowloss, const pn_tensor *x, const pn_tensor *y, float grad_scale,            \
        int accumulate))                                                                                          \

@@ -21,12 +21,18 @@ int pn_eval_init(pn_eval *e, pn_model *m, int max_len, int64_t max_tokens, int64
     const int rc = pn_model_train_plan(m, 1, (int)max_tokens, &o);
     free(rec);
     if (rc) return pn_error_prefix("evaluation memory for %lld tokens per forward", (long long)max_tokens);
-    const int64_t sr[2] = {max_cont, m->cfg.hidden}, sl[2] = {max_cont, m->cfg.vocab};
-    if (pn_arena_init(&e->bufs, m->device, pn_arena_need(m->dtype, 2, sr) + pn_arena_need(m->dtype, 2, sl)))
+    const int64_t sr[2] = {max_cont, m->cfg.hidden}, sl[2] = {max_cont, m->cfg.vocab}, st[1] = {max_cont},
+                  ss[2] = {max_cont, 2};
+    if (pn_arena_init(&e->bufs, m->device,
+                      pn_arena_need(m->dtype, 2, sr) + pn_arena_need(m->dtype, 2, sl) + pn_arena_need(PN_I32, 1, st) +
+                          pn_arena_need(PN_F32, 2, ss)))
         return pn_error_prefix("evaluation: the LM head's buffers (%lld rows)", (long long)max_cont);
     e->rows = pn_arena_tensor(&e->bufs, m->dtype, 2, sr);
     e->logits = pn_arena_tensor(&e->bufs, m->dtype, 2, sl);
-    e->host = pn_malloc(sizeof(float) * (size_t)max_cont * (size_t)m->cfg.vocab);
+    e->targets = pn_arena_tensor(&e->bufs, PN_I32, 1, st);
+    e->score = pn_arena_tensor(&e->bufs, PN_F32, 2, ss);
+    e->host_targets = pn_malloc(sizeof(int32_t) * (size_t)max_cont);
+    e->host = pn_malloc(sizeof(float) * (size_t)max_cont * 2);
     e->ids = pn_malloc(sizeof(int32_t) * (size_t)max_tokens);
     e->cu = pn_malloc(sizeof(int32_t) * (size_t)(max_tokens + 1));
     return 0;
@@ -34,7 +40,7 @@ int pn_eval_init(pn_eval *e, pn_model *m, int max_len, int64_t max_tokens, int64
 
 void pn_eval_free(pn_eval *e) {
     pn_arena_free(&e->bufs);
-    free(e->host), free(e->ids), free(e->cu);
+    free(e->host), free(e->host_targets), free(e->ids), free(e->cu);
     memset(e, 0, sizeof *e);
 }
 
@@ -114,23 +120,21 @@ int pn_eval_loglikelihood(pn_eval *e, pn_ll_req *r, int n, void (*progress)(void
                 const int take = (int)((r[k].n_cont - t) < (e->max_cont - rows) ? (r[k].n_cont - t) : (e->max_cont - rows));
                 pn_tensor src = pn_rows(&h, end[k] - r[k].n_cont + t, take), dst = pn_rows(&e->rows, rows, take);
                 pn_op_copy(&dst, &src);
+                memcpy(e->host_targets + rows, r[k].cont + t, sizeof(int32_t) * (size_t)take);
                 rows += take, t += take;
                 if (t == r[k].n_cont) k++, t = 0;
             }
+            // score on the device: only (log-probability, argmax) per row comes back, not [rows, V] logits
             pn_tensor hr = pn_rows(&e->rows, 0, rows), lg = pn_rows(&e->logits, 0, rows);
+            pn_tensor tg = pn_rows(&e->targets, 0, rows), sc = pn_rows(&e->score, 0, rows);
             pn_op_matmul(&lg, &hr, &m->lm_head, NULL);
-            pn_op_to_host_f32(e->host, &lg);
+            pn_backend_get(m->device)->memcpy_h2d(tg.data, e->host_targets, sizeof(int32_t) * (size_t)rows);
+            pn_op_lm_score(&sc, &lg, &tg);
+            pn_op_to_host_f32(e->host, &sc);
             int kk = k0, tt = t0;
-            for (int64_t row = 0; row < rows; row++) { // score
-                const float *z = e->host + row * V;
-                int64_t best = 0;
-                for (int64_t v = 1; v < V; v++)
-                    if (z[v] > z[best]) best = v;
-                double sum = 0;
-                for (int64_t v = 0; v < V; v++) sum += exp((double)z[v] - z[best]);
-                const int32_t target = r[kk].cont[tt];
-                r[kk].ll += (double)z[target] - z[best] - log(sum);
-                r[kk].greedy &= best == target;
+            for (int64_t row = 0; row < rows; row++) {
+                r[kk].ll += e->host[2 * row];
+                r[kk].greedy &= (int32_t)e->host[2 * row + 1] == r[kk].cont[tt];
                 if (++tt == r[kk].n_cont) kk++, tt = 0;
             }
         }

@@ -32,9 +32,10 @@ typedef struct pn_eval {
     int64_t max_cont;     // continuation rows through the head at a time (its [rows, vocab] buffer)
     int32_t eot;          // the context of an empty-context request
     int32_t *ids, *cu;
-    pn_arena bufs;        // gathered hidden rows [max_cont, hidden], logits [max_cont, vocab]
-    pn_tensor rows, logits;
-    float *host;          // max_cont x vocab
+    pn_arena bufs;        // gathered hidden rows [max_cont, hidden], logits [max_cont, vocab], their targets
+    pn_tensor rows, logits, targets, score; // and scores [max_cont, 2] (pn_op_lm_score)
+    int32_t *host_targets; // max_cont
+    float *host;          // the scores, max_cont x 2
     int gen_planned;      // generation scratch planned (pn_eval_generate)
     int share_prefix;     // 1 (pn_eval_init's default): a request whose input starts the last packed one reuses its rows
     int64_t stats_tokens, stats_forwards, stats_shared; // tokens forwarded, forwards, requests that reused rows

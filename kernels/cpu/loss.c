@@ -1,4 +1,4 @@
-// The CPU backend's losses (kernels/ops.h: lm_loss, mse): rows in parallel, each row's sums in double, so a
+// The CPU backend's losses (kernels/ops.h: lm_loss, lm_score, mse): rows in parallel, each row's sums in double, so a
 // row's value does not depend on how rows are split over threads.
 //
 // lm_loss is llm.c's fused classifier made two-sided: one row of student logits (and the teacher's) is read
@@ -62,6 +62,34 @@ void pn_cpu_lm_loss(pn_tensor *dz, pn_tensor *rowloss, const pn_tensor *zs, cons
     lm_loss_job J = {.dz = dz ? dz->data : NULL, .rowloss = rowloss->data, .zs = zs->data, .zt = zt ? zt->data : NULL,
                      .targets = targets ? targets->data : NULL, .V = zs->shape[1], .a = *a};
     pn_cpu_parallel_for(zs->shape[0], 0, 30.0 * (double)J.V, lm_loss_rows, &J);
+}
+
+// lm_score: the target's log-probability (log-sum-exp in double, as lm_loss) and the first maximum.
+typedef struct {
+    float *out;
+    const float *z;
+    const int32_t *targets;
+    int64_t V;
+} lm_score_job;
+
+static void lm_score_rows(void *ctx, int64_t r0, int64_t r1) {
+    const lm_score_job *J = ctx;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *z = J->z + r * J->V;
+        int64_t best = 0;
+        for (int64_t v = 1; v < J->V; v++)
+            if (z[v] > z[best]) best = v;
+        double sum = 0;
+        for (int64_t v = 0; v < J->V; v++) sum += exp((double)z[v] - z[best]);
+        const int32_t t = J->targets[r];
+        J->out[2 * r] = t >= 0 ? (float)((double)z[t] - z[best] - log(sum)) : 0.0f;
+        J->out[2 * r + 1] = (float)best;
+    }
+}
+
+void pn_cpu_lm_score(pn_tensor *out, const pn_tensor *z, const pn_tensor *targets) {
+    lm_score_job J = {.out = out->data, .z = z->data, .targets = targets->data, .V = z->shape[1]};
+    pn_cpu_parallel_for(z->shape[0], 0, 10.0 * (double)J.V, lm_score_rows, &J);
 }
 
 typedef struct {

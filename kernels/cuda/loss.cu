@@ -1,5 +1,5 @@
 // loss.cu: the fused LM loss (KL to the teacher + CE on next tokens, with the gradient over the logits) and
-// the hidden-state MSE (kernels/ops.h: lm_loss, mse). bf16 in memory, fp32 in registers.
+// the hidden-state MSE (kernels/ops.h: lm_loss, lm_score, mse). bf16 in memory, fp32 in registers.
 //
 // lm_loss: one block per row. Pass 1 reads the row once and keeps three running (max, sum of exp) pairs —
 // the student's softmax at temperature 1 (CE) and at tau, the teacher's at tau — merged across the block;
@@ -97,6 +97,61 @@ void pn_cuda_lm_loss(pn_tensor *dz, pn_tensor *rowloss, const pn_tensor *zs, con
         lm_loss_kernel<<<(unsigned)n, LOSS_THREADS>>>(
             dz ? (bf16 *)dz->data + r0 * V : NULL, (float *)rowloss->data + 2 * r0, (const bf16 *)zs->data + r0 * V,
             zt ? (const bf16 *)zt->data + r0 * V : NULL, targets ? (const int32_t *)targets->data + r0 : NULL, V, *a);
+        CUDA_LAUNCH_CHECK();
+    }
+}
+
+// lm_score: one block per row, one pass: every thread keeps a running (max, sum of exp) pair and its first
+// maximum (value, index); the block merges both (a tie goes to the smaller index, as the CPU's scan).
+__device__ __forceinline__ void arg_merge(float &b, int &i, float b2, int i2) {
+    if (b2 > b || (b2 == b && i2 < i)) b = b2, i = i2;
+}
+
+__global__ void __launch_bounds__(LOSS_THREADS)
+lm_score_kernel(float *out, const bf16 *z, const int32_t *targets, int64_t V) {
+    __shared__ float red_m[32], red_s[32], red_b[32];
+    __shared__ int red_i[32];
+    const bf16 *row = z + (int64_t)blockIdx.x * V;
+    float m = -INFINITY, s = 0.0f, b = -INFINITY;
+    int bi = (int)V; // no element yet: loses every merge against one
+    for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
+        const float x = bf2f(row[v]);
+        ms_add(m, s, x);
+        if (x > b || bi == (int)V) b = x, bi = (int)v;
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        const float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+        const float b2 = __shfl_xor_sync(0xffffffffu, b, o);
+        const int i2 = __shfl_xor_sync(0xffffffffu, bi, o);
+        ms_merge(m, s, m2, s2);
+        arg_merge(b, bi, b2, i2);
+    }
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+    if (lane == 0) red_m[warp] = m, red_s[warp] = s, red_b[warp] = b, red_i[warp] = bi;
+    __syncthreads();
+    if (warp) return;
+    m = lane < nw ? red_m[lane] : -INFINITY, s = lane < nw ? red_s[lane] : 0.0f;
+    b = lane < nw ? red_b[lane] : -INFINITY, bi = lane < nw ? red_i[lane] : (int)V;
+    for (int o = 16; o > 0; o >>= 1) {
+        const float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+        const float b2 = __shfl_xor_sync(0xffffffffu, b, o);
+        const int i2 = __shfl_xor_sync(0xffffffffu, bi, o);
+        ms_merge(m, s, m2, s2);
+        arg_merge(b, bi, b2, i2);
+    }
+    if (lane == 0) {
+        const int t = targets[blockIdx.x];
+        out[2 * (int64_t)blockIdx.x] = t >= 0 ? bf2f(row[t]) - (m + logf(s)) : 0.0f;
+        out[2 * (int64_t)blockIdx.x + 1] = (float)bi;
+    }
+}
+
+void pn_cuda_lm_score(pn_tensor *out, const pn_tensor *z, const pn_tensor *targets) {
+    const int64_t R = z->shape[0], V = z->shape[1];
+    for (int64_t r0 = 0; r0 < R; r0 += 65535) {
+        const int64_t n = R - r0 < 65535 ? R - r0 : 65535;
+        lm_score_kernel<<<(unsigned)n, LOSS_THREADS>>>((float *)out->data + 2 * r0, (const bf16 *)z->data + r0 * V,
+                                                        (const int32_t *)targets->data + r0, V);
         CUDA_LAUNCH_CHECK();
     }
 }

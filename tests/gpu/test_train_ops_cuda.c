@@ -245,6 +245,51 @@ static void test_lm_loss(int64_t R, int64_t V, int teacher, int targets, float t
     drop(&zs), drop(&zt), drop(&rows);
 }
 
+// Scoring rows of logits (pn_eval's log-likelihood requests): the target's log-probability and the first
+// maximum, on logits both backends see exactly (bf16 values), with planted ties for the argmax.
+static void test_lm_score(int64_t R, int64_t V) {
+    const int64_t sz[2] = {R, V}, st[1] = {R}, so[2] = {R, 2};
+    float *h = randn(R * V, 0, 3);
+    pn_tensor up = dev_upload(h, ACT, 2, sz);
+    free(h);
+    h = dev_download(&up); // the bf16 values
+    dev_free(&up);
+    int32_t *tg = pn_malloc(sizeof(int32_t) * (size_t)R);
+    for (int64_t r = 0; r < R; r++) {
+        tg[r] = r % 5 == 4 ? -1 : (int32_t)(pn_splitmix64((uint64_t)r + 7) % (uint64_t)V);
+        if (r % 3 == 0) { // a tie at the maximum: the first index must win on both backends
+            const int64_t a = (int64_t)(pn_splitmix64((uint64_t)r) % (uint64_t)V), b = (a * 7 + 3) % V;
+            h[r * V + a] = h[r * V + b] = 64.0f; // far above any N(0, 3) draw
+            if (r % 2 == 0) tg[r] = (int32_t)(a > b ? a : b); // the later of the two: not the greedy token
+        }
+    }
+    pn_tensor zc = pn_view(h, PN_F32, PN_CPU, 2, sz), zg = dev_upload(h, ACT, 2, sz);
+    pn_tensor tc = pn_view(tg, PN_I32, PN_CPU, 1, st), tgd = dev_alloc(PN_I32, 1, st);
+    pn_cuda_backend.memcpy_h2d(tgd.data, tg, sizeof(int32_t) * (size_t)R);
+    pair out = mk(2, so, GRAD, 0, 1);
+    pn_op_lm_score(&out.c, &zc, &tc);
+    pn_op_lm_score(&out.g, &zg, &tgd);
+    float *g = dev_download(&out.g);
+    int diff = 0, ties_ok = 1;
+    for (int64_t r = 0; r < R; r++) {
+        diff += g[2 * r + 1] != out.h[2 * r + 1];
+        if (r % 3 == 0) { // the planted maximum's first index
+            const int64_t a = (int64_t)(pn_splitmix64((uint64_t)r) % (uint64_t)V), b = (a * 7 + 3) % V;
+            ties_ok &= out.h[2 * r + 1] == (float)(a < b ? a : b);
+        }
+    }
+    printf("lm_score [%lld, %lld]: argmax differs in %d rows, ties to the first index %s\n", (long long)R,
+           (long long)V, diff, ties_ok ? "ok" : "FAIL");
+    fails += diff != 0 || !ties_ok;
+    cases++;
+    char name[96];
+    snprintf(name, sizeof name, "lm_score [%lld, %lld] (log-probability, argmax)", (long long)R, (long long)V);
+    rel(name, &out, 2e-5);
+    free(g), free(h), free(tg);
+    dev_free(&zg), dev_free(&tgd);
+    drop(&out);
+}
+
 static void test_mse(int64_t R, int64_t C, int acc) {
     const int64_t s2[2] = {R, C}, s1[1] = {R};
     pair x = mk(2, s2, ACT, 0, 1), y = mk(2, s2, ACT, 0, 1), dx = mk(2, s2, ACT, 0, 1), rows = mk(1, s1, GRAD, 0, 1);
@@ -318,6 +363,8 @@ int main(void) {
     test_lm_loss(33, 257, 1, 1, 2.0f);
     test_lm_loss(40, 49152, 0, 1, 1.0f);
     test_lm_loss(40, 49152, 1, 0, 1.5f);
+    test_lm_score(45, 151936);
+    test_lm_score(70000, 257); // more rows than one launch takes
     test_mse(300, 1536, 0);
     test_mse(300, 1536, 1);
     test_adamw();
