@@ -18,6 +18,7 @@
 #include "../data/pn_loader.h"
 #include "../data/pn_shard.h"
 #include "../data/pn_tokenizer.h"
+#include "pn_dist.h"
 #include "../kernels/cpu/threads.h"
 #include "../src/pn_checkpoint.h"
 #include "../src/pn_common.h"
@@ -211,7 +212,8 @@ typedef struct trainer {
     int *opt_choice;     // per optimizer tensor: its (layer, choice) index into used
     char *subnets;       // the step's subnets, as a JSON array for metrics.jsonl
     int64_t C, V, T, B, N; // hidden, vocabulary, seq_len, micro_batch, rows per micro-batch (B T)
-    int accum;              // micro-batches per optimizer step
+    int accum;              // micro-batches per optimizer step on this rank
+    pn_dist dist;           // the data-parallel world (a world of one without a launcher)
     // MSE terms: layer index per term (-1: the final hidden state)
     int n_mse;
     int *mse_layer;
@@ -431,28 +433,33 @@ static void sample_subnet(const trainer *tr, uint64_t draw, int all_linear, int 
     free(order);
 }
 
-// Runs subnet `choice` from now on; notes its choices as used by this step and appends it to tr->subnets.
-static void use_subnet(trainer *tr, const int *choice) {
+// Runs subnet `choice` from now on (record 0), or (record 1) notes its choices as used by this step and
+// appends it to tr->subnets without running it.
+static void use_subnet(trainer *tr, const int *choice, int record) {
+    if (!record) {
+        for (int l = 0; l < tr->n_layers; l++) {
+            free(tr->student_types[l]);
+            tr->student_types[l] = pn_strdup(choice[l] ? tr->cands[choice[l] - 1] : "attn");
+        }
+        set_choice(tr, 1);
+        return;
+    }
     size_t len = tr->subnets ? strlen(tr->subnets) : 0, need = len + 4;
     for (int l = 0; l < tr->n_layers; l++) {
-        const char *spec = choice[l] ? tr->cands[choice[l] - 1] : "attn";
-        free(tr->student_types[l]);
-        tr->student_types[l] = pn_strdup(spec);
         tr->used[l * (tr->n_cands + 1) + choice[l]] = 1;
-        need += strlen(spec) + 1;
+        need += strlen(choice[l] ? tr->cands[choice[l] - 1] : "attn") + 1;
     }
     tr->subnets = pn_realloc(tr->subnets, need);
     if (!len) tr->subnets[len++] = '[';
     else tr->subnets[len - 1] = ','; // replaces the closing bracket
     tr->subnets[len++] = '"';
     for (int l = 0; l < tr->n_layers; l++) {
-        const char *spec = tr->student_types[l];
+        const char *spec = choice[l] ? tr->cands[choice[l] - 1] : "attn";
         if (l) tr->subnets[len++] = ',';
         memcpy(tr->subnets + len, spec, strlen(spec));
         len += strlen(spec);
     }
     tr->subnets[len++] = '"', tr->subnets[len++] = ']', tr->subnets[len] = 0;
-    set_choice(tr, 1);
 }
 
 // The candidate lists for pn_model_add_candidates: layer l gets its student type when it is not the
@@ -575,10 +582,11 @@ static int open_data(trainer *tr, const char *model_dir) {
         pn_shard_close(sh);
     }
     if (!rc) {
-        // One process reads the whole global batch of a step at once (batch_local = global_batch) and cuts it
-        // into micro-batches: a step sees the same windows whatever the micro-batch size.
+        // A rank reads its slice of the step's global batch at once (batch_local = global_batch / world) and
+        // cuts it into micro-batches: a step sees the same windows whatever the micro-batch size and world.
         const pn_loader_config lc = {.paths = (const char *const *)paths, .n_paths = n, .seq_len = (int)tr->T,
-                                     .batch_local = (int)tr->cfg->global_batch, .rank = 0, .world = 1,
+                                     .batch_local = (int)(tr->cfg->global_batch / tr->dist.world),
+                                     .rank = tr->dist.rank, .world = tr->dist.world,
                                      .seed = (uint64_t)tr->cfg->seed, .doc_boundaries = 1};
         tr->loader = pn_loader_open(&lc);
         if (!tr->loader) rc = pn_error_prefix("data.train");
@@ -625,7 +633,10 @@ static int setup_models(trainer *tr, const char *resume_dir) {
     tr->has_teacher = 1;
     const char *from = resume_dir ? resume_dir : c->student_init[0] ? c->student_init : NULL;
     char *init_dir = pn_path_join(c->out_dir, "student-init");
-    if (!from) {
+    if (!from && tr->dist.rank != 0) { // rank 0 writes it (below); the others wait for it and load it
+        pn_dist_barrier(&tr->dist);
+        from = init_dir;
+    } else if (!from) {
         pn_model tmp;
         struct stat sb;
         if (stat(init_dir, &sb) == 0) rm_rf(init_dir); // a leftover of a run that did not reach step 1
@@ -646,6 +657,7 @@ static int setup_models(trainer *tr, const char *resume_dir) {
             return pn_error_prefix("writing the initial student");
         }
         from = init_dir;
+        pn_dist_barrier(&tr->dist);
     }
     int rc = pn_model_load(m, from, tr->dev);
     if (!rc) rc = check_pair(&tr->teacher, m, c->teacher, from);
@@ -666,12 +678,15 @@ static int setup(trainer *tr, const char *resume_dir) {
                : !strcmp(c->trainable, "all")  ? MODE_SEPARATE
                                                : MODE_SHARED;
     if (pick_device(c, &tr->dev)) return -1;
+    if (tr->dev == PN_CUDA && tr->dist.world > 1)
+        return pn_errorf("data-parallel training on CUDA (%d processes) needs the NCCL gradient path, not built yet; "
+                         "the CPU backend (device: cpu) runs under mpirun now", tr->dist.world);
     const int shared = tr->mode == MODE_SHARED || tr->mode == MODE_SUPERNET; // resumes its tensors below
     if (setup_models(tr, shared ? NULL : resume_dir)) return -1;
     pn_model *m = &tr->model;
     tr->C = m->cfg.hidden, tr->V = m->cfg.vocab, tr->T = c->seq_len, tr->B = c->micro_batch;
     tr->N = tr->B * tr->T;
-    tr->accum = (int)(c->global_batch / c->micro_batch);
+    tr->accum = (int)(c->global_batch / tr->dist.world / c->micro_batch);
     if (parse_mse_layers(tr)) return -1;
     // memory: the training plan (packed micro-batches: one row of B T tokens), gradients, loss, optimizer
     uint8_t *rec = NULL;
@@ -784,6 +799,7 @@ static int fetch_step(trainer *tr) {
         cu[n] = (int32_t)tr->N;
         tr->n_seqs[k] = n;
     }
+    pn_dist_sum_i64(&tr->dist, &tr->n_ce, 1); // CE averages over the global batch's counted targets
     return 0;
 }
 
@@ -802,7 +818,7 @@ static int train_step_local(trainer *tr, step_result *res) {
     const pn_train_cfg *c = tr->cfg;
     pn_model *m = &tr->model;
     pn_model_grads_zero(m);
-    const int64_t n_tok = (int64_t)tr->accum * tr->N;
+    const int64_t n_rows = (int64_t)tr->accum * tr->N, n_tok = n_rows * tr->dist.world; // this rank's, global
     const float grad = (float)(c->mse / ((double)n_tok * (double)tr->C));
     for (int k = 0; k < tr->accum; k++) {
         const int32_t *ids = tr->ids + (int64_t)k * tr->N, *cu = tr->cu + (int64_t)k * (tr->N + 1);
@@ -827,7 +843,8 @@ static int train_step_local(trainer *tr, step_result *res) {
     }
     const int n_terms = tr->n_layers * tr->n_lin;
     double *mse = pn_calloc((size_t)n_terms, sizeof(double));
-    pn_loss_totals(&tr->loss, n_tok, NULL, NULL, mse);
+    pn_loss_totals(&tr->loss, n_rows, NULL, NULL, mse);
+    pn_dist_sum_f64(&tr->dist, mse, n_terms);
     res->kl = res->ce = res->mse = 0;
     for (int t = 0; t < n_terms; t++) res->mse += mse[t] / ((double)n_tok * (double)tr->C) / n_terms;
     free(mse);
@@ -845,7 +862,9 @@ static int train_step(trainer *tr, step_result *res) {
         return finish_step(tr, res);
     }
     pn_model_grads_zero(m);
-    const int64_t n_tok = (int64_t)tr->accum * tr->N;
+    // Every term averages over the global batch (all ranks' rows), so summing the ranks' gradients gives
+    // the gradient of one process running the whole batch.
+    const int64_t n_rows = (int64_t)tr->accum * tr->N, n_tok = n_rows * tr->dist.world;
     const pn_lm_loss_args la = {.temperature = (float)c->temperature, .kl_grad = (float)(c->kl / (double)n_tok),
                                 .ce_grad = tr->n_ce ? (float)(c->ce / (double)tr->n_ce) : 0.0f};
     tr->mse_grad = tr->n_mse ? (float)(c->mse / ((double)tr->n_mse * (double)n_tok * (double)tr->C)) : 0.0f;
@@ -862,6 +881,16 @@ static int train_step(trainer *tr, step_result *res) {
         tr->subnets = NULL;
     }
     int *choice = tr->mode == MODE_SUPERNET ? pn_malloc(sizeof(int) * (size_t)tr->n_layers) : NULL;
+    // Draw number of a subnet: its micro-batch's index in the global step, as one process running the whole
+    // step counts them (2 per micro-batch: the drawn subnet, the all-linear one). Every rank notes every
+    // rank's subnets (the draws are a function of the seed alone): the metrics list the step's subnets and
+    // every rank knows which candidates got a gradient.
+    const uint64_t mb0 = (uint64_t)tr->step * (uint64_t)tr->dist.world * (uint64_t)tr->accum;
+    for (uint64_t mb = mb0; choice && mb < mb0 + (uint64_t)tr->dist.world * (uint64_t)tr->accum; mb++)
+        for (int sub = 0; sub < n_sub; sub++) {
+            sample_subnet(tr, mb * 2 + (uint64_t)sub, sub == 1, choice);
+            use_subnet(tr, choice, 1);
+        }
     for (int k = 0; k < tr->accum; k++) {
         const int32_t *ids = tr->ids + (int64_t)k * tr->N, *cu = tr->cu + (int64_t)k * (tr->N + 1);
         tr->row0 = (int64_t)k * tr->N;
@@ -879,8 +908,9 @@ static int train_step(trainer *tr, step_result *res) {
         }
         for (int sub = 0; sub < n_sub; sub++) {
         if (choice) {
-            sample_subnet(tr, ((uint64_t)tr->step * (uint64_t)tr->accum + (uint64_t)k) * 2 + (uint64_t)sub, sub == 1, choice);
-            use_subnet(tr, choice);
+            const uint64_t mb = mb0 + (uint64_t)tr->dist.rank * (uint64_t)tr->accum + (uint64_t)k;
+            sample_subnet(tr, mb * 2 + (uint64_t)sub, sub == 1, choice);
+            use_subnet(tr, choice, 0);
         }
         if (pn_model_forward_train(m, ids, 1, (int)tr->N, cu, tr->n_seqs[k])) {
             free(choice);
@@ -914,7 +944,11 @@ static int train_step(trainer *tr, step_result *res) {
     }
     free(choice);
     double kl = 0, ce = 0, *mse = pn_calloc((size_t)(tr->n_mse ? tr->n_mse : 1), sizeof(double));
-    pn_loss_totals(&tr->loss, n_tok, &kl, &ce, mse);
+    pn_loss_totals(&tr->loss, n_rows, &kl, &ce, mse);
+    double sums[2] = {kl, ce};
+    pn_dist_sum_f64(&tr->dist, sums, 2);
+    pn_dist_sum_f64(&tr->dist, mse, tr->n_mse);
+    kl = sums[0], ce = sums[1];
     res->kl = kl / (double)n_tok;
     res->ce = tr->n_ce ? ce / (double)tr->n_ce : 0;
     res->mse = 0;
@@ -927,6 +961,15 @@ static int train_step(trainer *tr, step_result *res) {
 // The end of every step: the skip flags of the candidates no subnet ran, the gradient norm and the update.
 static int finish_step(trainer *tr, step_result *res) {
     pn_model *m = &tr->model;
+    if (tr->dist.world > 1) { // data-parallel: sum the ranks' gradients (each already scaled by the global count)
+        for (int k = 0; k < tr->opt.n; k++) {
+            pn_tensor *g = tr->opt.t[k].g;
+            PN_ASSERT(g->dtype == PN_F32 && g->device == PN_CPU); // the CUDA path (NCCL) is refused at start-up
+            pn_dist_sum_f32(&tr->dist, g->data, pn_numel(g));
+        }
+        if (tr->mode == MODE_SUPERNET) // a candidate any rank ran has a gradient
+            pn_dist_max_u8(&tr->dist, tr->used, (int64_t)tr->n_layers * (tr->n_cands + 1));
+    }
     for (int k = 0; tr->mode == MODE_SUPERNET && k < tr->opt.n; k++) tr->opt.t[k].skip = !tr->used[tr->opt_choice[k]];
     // Fault injection for the tests: PN_TEST_NAN_FROM_STEP=k makes every step from k on look non-finite.
     const char *nan_from = getenv("PN_TEST_NAN_FROM_STEP");
@@ -1194,6 +1237,7 @@ static double mfu(trainer *tr, double tok_s) {
 
 static void log_step(trainer *tr, const step_result *r, double tok_s) {
     const pn_train_cfg *c = tr->cfg;
+    if (tr->dist.rank != 0) return; // rank 0 logs and writes the metrics
     const int last = tr->step == c->steps;
     if (tr->step % c->log_every == 0 || last || r->skipped) {
         fprintf(tr->metrics,
@@ -1244,12 +1288,36 @@ static void trainer_free(trainer *tr) {
     free(tr->ids), free(tr->targets), free(tr->cu), free(tr->n_seqs);
 }
 
+static int train_run(trainer *tr0, const pn_run_opts *opts);
+
 int pn_train_run(const pn_train_cfg *cfg, const char *config_path, const pn_run_opts *opts) {
     (void)config_path;
     if (check_cfg(cfg)) return -1;
     if (opts->check) return 0;
-    if (cfg->threads > 0) pn_cpu_set_threads((int)cfg->threads);
     trainer tr = {.cfg = cfg};
+    if (pn_dist_init(&tr.dist)) return -1;
+    const pn_dist d = tr.dist;
+    int rc = 0;
+    if (cfg->global_batch % ((int64_t)d.world * cfg->micro_batch))
+        rc = pn_errorf("config: train.global_batch %lld is not a multiple of the %d processes x train.micro_batch %lld",
+                       (long long)cfg->global_batch, d.world, (long long)cfg->micro_batch);
+    if (!rc) rc = train_run(&tr, opts);
+    if (rc < 0 && d.world > 1) { // one rank's error ends them all (no rank waits in a collective forever)
+        fprintf(stderr, "postnas-train: error (rank %d of %d): %s\n", d.rank, d.world, pn_last_error());
+        fflush(stderr);
+        pn_dist_abort(&tr.dist, 1);
+    }
+    pn_dist_finalize(&tr.dist);
+    return rc;
+}
+
+// The run on this rank: rank 0 prepares out_dir, logs, writes the metrics and the checkpoints; every rank
+// trains (the same updates: the gradients are summed over the ranks before each one).
+static int train_run(trainer *tr0, const pn_run_opts *opts) {
+    const pn_train_cfg *cfg = tr0->cfg;
+    trainer tr = *tr0;
+    const int lead = tr.dist.rank == 0;
+    if (cfg->threads > 0) pn_cpu_set_threads((int)cfg->threads);
     tr.cfg_hash = pn_cfg_hash(pn_train_schema, pn_train_schema_n, cfg);
     // out_dir must be writable before anything is loaded: the resolved config goes there first
     if (mkdir_p(cfg->out_dir)) return -1;
@@ -1262,7 +1330,7 @@ int pn_train_run(const pn_train_cfg *cfg, const char *config_path, const pn_run_
         return rc0;
     }
     free(have);
-    if (opts->overwrite && !opts->resume) { // what a previous run left: its checkpoints, metrics, links
+    if (lead && opts->overwrite && !opts->resume) { // what a previous run left: its checkpoints, metrics, links
         const char *names[] = {"checkpoints", "student-init", "metrics.jsonl", "latest"};
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
             char *p = pn_path_join(cfg->out_dir, names[i]);
@@ -1279,26 +1347,33 @@ int pn_train_run(const pn_train_cfg *cfg, const char *config_path, const pn_run_
         if (!resume_dir) return pn_errorf("--resume: no complete checkpoint in %s/checkpoints", cfg->out_dir);
     }
     char *cy = pn_path_join(cfg->out_dir, "config.yaml");
-    int rc = write_config_yaml(cfg, cy);
+    int rc = lead ? write_config_yaml(cfg, cy) : 0;
     free(cy);
+    pn_dist_barrier(&tr.dist); // out_dir is ready before any rank reads from it
     if (rc) {
         free(resume_dir);
         return pn_error_prefix("out_dir");
     }
     rc = setup(&tr, resume_dir);
     if (!rc && resume_dir) rc = load_state(&tr, resume_dir);
-    if (!rc) rc = open_metrics(&tr, resume_dir ? tr.step : -1);
+    if (!rc && lead) rc = open_metrics(&tr, resume_dir ? tr.step : -1);
     if (rc) {
         trainer_free(&tr);
         free(resume_dir);
         return -1;
     }
-    if (resume_dir) pn_info("resuming from %s (step %lld)", resume_dir, (long long)tr.step);
+    if (resume_dir && lead) pn_info("resuming from %s (step %lld)", resume_dir, (long long)tr.step);
     free(resume_dir);
-    tr.redraw = opts->progress < 0 ? isatty(2) : opts->progress;
-    pn_info("training on %s: %s, %lld steps of %lld x %lld tokens (%d micro-batches of %lld), %d trainable tensors",
-            pn_device_name(tr.dev), cfg->stage, (long long)cfg->steps, (long long)cfg->global_batch,
-            (long long)tr.T, tr.accum, (long long)cfg->micro_batch, tr.opt.n);
+    tr.redraw = lead && (opts->progress < 0 ? isatty(2) : opts->progress);
+    if (lead && tr.dist.world > 1)
+        pn_info("training on %s: %s, %lld steps of %lld x %lld tokens (%d processes x %d micro-batches of %lld), %d "
+                "trainable tensors", pn_device_name(tr.dev), cfg->stage, (long long)cfg->steps,
+                (long long)cfg->global_batch, (long long)tr.T, tr.dist.world, tr.accum, (long long)cfg->micro_batch,
+                tr.opt.n);
+    else if (lead)
+        pn_info("training on %s: %s, %lld steps of %lld x %lld tokens (%d micro-batches of %lld), %d trainable tensors",
+                pn_device_name(tr.dev), cfg->stage, (long long)cfg->steps, (long long)cfg->global_batch,
+                (long long)tr.T, tr.accum, (long long)cfg->micro_batch, tr.opt.n);
     struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old_int);
@@ -1330,22 +1405,25 @@ int pn_train_run(const pn_train_cfg *cfg, const char *config_path, const pn_run_
             break;
         }
         const int at_end = tr.step == cfg->steps;
-        if (g_stop || at_end || (cfg->ckpt_every > 0 && tr.step % cfg->ckpt_every == 0)) {
+        uint8_t stop = g_stop != 0; // a signal any rank received stops every rank after this step
+        pn_dist_max_u8(&tr.dist, &stop, 1);
+        if (stop || at_end || (cfg->ckpt_every > 0 && tr.step % cfg->ckpt_every == 0)) {
             if (tr.redraw) fputc('\n', stderr);
-            if (save_ckpt(&tr)) {
+            if (lead && save_ckpt(&tr)) {
                 rc = -1;
                 break;
             }
-            if (g_stop) {
-                pn_info("stopped by signal %d at step %lld: checkpoint written; --resume continues", (int)g_stop,
-                        (long long)tr.step);
+            if (stop) {
+                if (lead)
+                    pn_info("stopped by signal %d%s at step %lld: checkpoint written; --resume continues",
+                            (int)g_stop, g_stop ? "" : " (sent to another rank)", (long long)tr.step);
                 stopped = 1;
                 break;
             }
         }
     }
     if (tr.redraw) fputc('\n', stderr);
-    if (!rc && !stopped) {
+    if (!rc && !stopped && lead) {
         char took[32];
         fmt_time(pn_now() - tr.t_start, took, sizeof took);
         char *last = newest_ckpt(cfg, 0);

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Data-parallel postnas-train under Open MPI (issue 17), CPU backend: `mpirun -np 2` with train.micro_batch b
+# reproduces one process with micro-batch 2b (the same global batch) for 10 steps — pretraining,
+# distillation; for the supernet in global and in local mode, which draws a subnet per micro-batch, one process
+# running the same micro-batches: the same subnets, listed whole in metrics.jsonl — to 1e-5 relative in the
+# losses and gradient norms; a run resumed at -np 2 continues exactly as the uninterrupted one; a killed rank
+# ends the job with a message naming it, well within 60 s; a global batch the ranks cannot split is refused.
+# Skipped (exit 77) when mpirun is missing or postnas was built without MPI.
+set -u
+B=${1:?usage: test_mpi.sh BUILD_DIR}
+T=$(mktemp -d /tmp/pn_test_mpi.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+. "$(dirname "$0")/test_lib.sh"
+command -v mpirun > /dev/null || { echo "mpirun not found: skipped"; exit 77; }
+# Open MPI's own allocations are not ours to account for: no leak report under AddressSanitizer
+export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
+MPI="mpirun --allow-run-as-root --oversubscribe --bind-to none"
+TRAIN="$B/postnas-train"
+
+tiny_model_and_shards "$B" "$T/m" "$T/d" 1 300
+cat > "$T/base.yaml" << EOF
+seed: 1
+device: cpu
+threads: 1
+data:
+  train: [$T/d/shards/*.h5]
+train:
+  steps: 10
+  seq_len: 64
+  global_batch: 8
+  micro_batch: 4
+  lr: 3.0e-3
+  warmup_steps: 2
+log:
+  every: 1
+EOF
+if ! $MPI -np 2 "$TRAIN" --config "$T/base.yaml" --set out_dir="$T/probe" --set model.init="$T/m" \
+  --set train.stage=pretrain --set loss.ce=1 --set train.steps=1 --set train.warmup_steps=0 --no-progress > "$T/probe.log" 2>&1; then
+  if grep -q "built without MPI" "$T/probe.log"; then echo "postnas built without MPI: skipped"; exit 77; fi
+  bad "mpirun -np 2 probe: $(tail -3 "$T/probe.log")"
+fi
+
+# the metrics of two runs agree line by line (loss and gradient norm within 1e-5 relative)
+same_metrics() { # A B WHAT
+  python3 -c "
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]; b = [json.loads(l) for l in open(sys.argv[2])]
+assert len(a) == len(b) == 10, (len(a), len(b))
+for x, y in zip(a, b):
+    for k in ('loss', 'grad_norm'):
+        assert abs(x[k] - y[k]) <= 1e-5 * abs(x[k]), (x['step'], k, x[k], y[k])
+    assert x.get('subnets') == y.get('subnets'), (x['step'], x.get('subnets'), y.get('subnets'))
+" "$1" "$2" && ok || bad "$3: -np 2 differs from one process"
+}
+one_vs_two() { # NAME MICRO_BATCH_OF_ONE_PROCESS ARGS...
+  local name=$1 mb=$2; shift 2
+  "$TRAIN" --config "$T/base.yaml" --set out_dir="$T/$name-1" --set train.micro_batch=$mb "$@" --no-progress 2> "$T/$name-1.log" ||
+    { bad "$name, one process: $(tail -2 "$T/$name-1.log")"; return; }
+  $MPI -np 2 "$TRAIN" --config "$T/base.yaml" --set out_dir="$T/$name-2" --set train.micro_batch=2 "$@" \
+    --no-progress > "$T/$name-2.log" 2>&1 || { bad "$name, -np 2: $(tail -3 "$T/$name-2.log")"; return; }
+  grep -q "2 processes x 2 micro-batches of 2" "$T/$name-2.log" && ok || bad "$name: the run did not say its world"
+  same_metrics "$T/$name-1/metrics.jsonl" "$T/$name-2/metrics.jsonl" "$name"
+}
+# pretraining and distillation: -np 2 x micro-batch 2 = one process x micro-batch 4. The supernet draws a subnet
+# per micro-batch, so its one-process twin runs the same 4 micro-batches of 2 per step.
+one_vs_two pretrain 4 --set model.init="$T/m" --set train.stage=pretrain --set loss.ce=1
+one_vs_two distill 4 --set model.teacher="$T/m" --set train.stage=distill --set "model.student.layer_types=[attn,gdn,jet,swa=16]" \
+  --set loss.kl=1 --set loss.mse=1
+one_vs_two supernet 2 --set model.teacher="$T/m" --set train.stage=supernet --set "model.supernet.candidates=[swa=8,gdn]" \
+  --set supernet.sample=k_full --set supernet.k_full=1 --set supernet.sandwich=true --set loss.kl=1 --set loss.mse=1
+one_vs_two supernet-local 2 --set model.teacher="$T/m" --set train.stage=supernet --set "model.supernet.candidates=[gdn,jet]" \
+  --set supernet.mode=local --set loss.mse=1
+
+# resume at -np 2: drop the last checkpoint (step 10) of the -np 2 pretraining run, resume from step 5
+R="$T/pretrain-2"
+cp "$R/metrics.jsonl" "$T/full.jsonl"
+$MPI -np 2 "$TRAIN" --config "$T/base.yaml" --set out_dir="$T/res" --set train.micro_batch=2 --set model.init="$T/m" \
+  --set train.stage=pretrain --set loss.ce=1 --set checkpoint.every=5 --set train.steps=10 --no-progress > "$T/res0.log" 2>&1 ||
+  bad "resume: first run: $(tail -3 "$T/res0.log")"
+rm -rf "$T/res/checkpoints/step-00000010" "$T/res/latest"
+$MPI -np 2 "$TRAIN" --config "$T/base.yaml" --set out_dir="$T/res" --set train.micro_batch=2 --set model.init="$T/m" \
+  --set train.stage=pretrain --set loss.ce=1 --set checkpoint.every=5 --set train.steps=10 --resume --no-progress \
+  > "$T/res.log" 2>&1 && grep -q "resuming from .*step-00000005" "$T/res.log" && ok || bad "resume at -np 2: $(tail -3 "$T/res.log")"
+python3 -c "
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]; b = [json.loads(l) for l in open(sys.argv[2])]
+assert [x['loss'] for x in a] == [x['loss'] for x in b], (a, b)
+" "$T/full.jsonl" "$T/res/metrics.jsonl" && ok || bad "resumed -np 2 run differs from the uninterrupted one"
+
+# a killed rank ends the job, naming it
+$MPI -np 2 "$TRAIN" --config "$T/base.yaml" --set out_dir="$T/kill" --set train.micro_batch=2 --set model.init="$T/m" \
+  --set train.stage=pretrain --set loss.ce=1 --set train.steps=1000000 --set checkpoint.every=0 --no-progress \
+  > "$T/kill.log" 2>&1 &
+job=$!
+victim=
+for _ in $(seq 100); do # rank 1's pid, from its environment
+  for p in $(pgrep -f "$T/kill" 2> /dev/null); do
+    tr '\0' '\n' < /proc/$p/environ 2> /dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && [ "$(cat /proc/$p/comm)" = postnas-train ] && victim=$p
+  done
+  [ -n "$victim" ] && grep -q "^step" "$T/kill.log" 2> /dev/null && break
+  sleep 0.2
+done
+if [ -z "$victim" ]; then
+  bad "kill: rank 1 not found"
+  kill -9 $job 2> /dev/null
+else
+  t0=$(date +%s)
+  kill -9 "$victim"
+  for _ in $(seq 600); do kill -0 $job 2> /dev/null || break; sleep 0.1; done
+  if kill -0 $job 2> /dev/null; then
+    bad "kill: the job still runs 60 s after rank 1 died"
+    kill -9 $job 2> /dev/null
+  else
+    wait $job
+    rc=$?
+    [ $rc -ne 0 ] && grep -qi "rank 1" "$T/kill.log" && ok || bad "kill: exit $rc, log: $(tail -5 "$T/kill.log")"
+    echo "a killed rank ended the job in $(( $(date +%s) - t0 )) s"
+  fi
+fi
+
+# a global batch the ranks cannot split
+$MPI -np 3 "$TRAIN" --config "$T/base.yaml" --set out_dir="$T/bad" --set model.init="$T/m" --set train.stage=pretrain \
+  --set loss.ce=1 --set train.micro_batch=2 --no-progress > "$T/bad.log" 2>&1
+[ $? -ne 0 ] && grep -q "train.global_batch 8 is not a multiple of the 3 processes x train.micro_batch 2" "$T/bad.log" &&
+  ok || bad "indivisible global batch: $(tail -3 "$T/bad.log")"
+
+echo "mpi: $pass passed, $fail failed"
+[ $fail -eq 0 ]

@@ -1,0 +1,93 @@
+// pn_dist: launcher environment and MPI collectives (pn_dist.h).
+#include "pn_dist.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../src/pn_common.h"
+
+#ifdef PN_HAVE_MPI
+#include <mpi.h>
+#endif
+
+// A launcher variable as a non-negative int; -1 when unset, -2 when set but not a number.
+static int env_int(const char *name) {
+    const char *s = getenv(name);
+    if (!s || !*s) return -1;
+    char *end;
+    const long v = strtol(s, &end, 10);
+    return *end || v < 0 || v > INT_MAX ? -2 : (int)v;
+}
+
+int pn_dist_init(pn_dist *d) {
+    memset(d, 0, sizeof *d);
+    d->world = 1;
+    static const char *const vars[2][3] = {{"OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_LOCAL_RANK"},
+                                           {"SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID"}};
+    for (int l = 0; l < 2; l++) {
+        const int w = env_int(vars[l][0]);
+        if (w == -1) continue;
+        const int r = env_int(vars[l][1]), lr = env_int(vars[l][2]);
+        if (w < 1 || r < 0 || r >= w || lr == -2)
+            return pn_errorf("launcher environment: %s=%s, %s=%s: not a valid world size and rank", vars[l][0],
+                             getenv(vars[l][0]), vars[l][1], getenv(vars[l][1]) ? getenv(vars[l][1]) : "(unset)");
+        d->world = w, d->rank = r, d->local_rank = lr < 0 ? 0 : lr;
+        break;
+    }
+    if (d->world == 1) return 0;
+#ifdef PN_HAVE_MPI
+    int provided;
+    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+        return pn_errorf("MPI_Init failed (rank %d of %d)", d->rank, d->world);
+    d->mpi = 1;
+    int w, r;
+    MPI_Comm_size(MPI_COMM_WORLD, &w);
+    MPI_Comm_rank(MPI_COMM_WORLD, &r);
+    if (w != d->world || r != d->rank)
+        return pn_errorf("MPI says rank %d of %d, the launcher's environment %d of %d", r, w, d->rank, d->world);
+    return 0;
+#else
+    return pn_errorf("started as rank %d of %d by a launcher, but this postnas was built without MPI (install "
+                     "libopenmpi-dev and reconfigure the build)", d->rank, d->world);
+#endif
+}
+
+void pn_dist_finalize(pn_dist *d) {
+#ifdef PN_HAVE_MPI
+    if (d->mpi) MPI_Finalize();
+#endif
+    d->mpi = 0;
+}
+
+void pn_dist_abort(pn_dist *d, int code) {
+#ifdef PN_HAVE_MPI
+    if (d->mpi) MPI_Abort(MPI_COMM_WORLD, code);
+#endif
+    (void)d, (void)code;
+}
+
+#ifdef PN_HAVE_MPI
+// MPI counts are int: large buffers go in pieces.
+static void allreduce(pn_dist *d, void *x, int64_t n, MPI_Datatype t, size_t elem, MPI_Op op) {
+    if (!d->mpi) return;
+    for (int64_t i = 0; i < n; i += INT_MAX / 2) {
+        const int64_t k = n - i < INT_MAX / 2 ? n - i : INT_MAX / 2;
+        if (MPI_Allreduce(MPI_IN_PLACE, (char *)x + (size_t)i * elem, (int)k, t, op, MPI_COMM_WORLD) != MPI_SUCCESS)
+            pn_panic("MPI_Allreduce failed on rank %d", d->rank);
+    }
+}
+void pn_dist_sum_f32(pn_dist *d, float *x, int64_t n) { allreduce(d, x, n, MPI_FLOAT, sizeof *x, MPI_SUM); }
+void pn_dist_sum_f64(pn_dist *d, double *x, int64_t n) { allreduce(d, x, n, MPI_DOUBLE, sizeof *x, MPI_SUM); }
+void pn_dist_sum_i64(pn_dist *d, int64_t *x, int64_t n) { allreduce(d, x, n, MPI_INT64_T, sizeof *x, MPI_SUM); }
+void pn_dist_max_u8(pn_dist *d, uint8_t *x, int64_t n) { allreduce(d, x, n, MPI_UINT8_T, sizeof *x, MPI_MAX); }
+void pn_dist_barrier(pn_dist *d) {
+    if (d->mpi) MPI_Barrier(MPI_COMM_WORLD);
+}
+#else
+void pn_dist_sum_f32(pn_dist *d, float *x, int64_t n) { (void)d, (void)x, (void)n; }
+void pn_dist_sum_f64(pn_dist *d, double *x, int64_t n) { (void)d, (void)x, (void)n; }
+void pn_dist_sum_i64(pn_dist *d, int64_t *x, int64_t n) { (void)d, (void)x, (void)n; }
+void pn_dist_max_u8(pn_dist *d, uint8_t *x, int64_t n) { (void)d, (void)x, (void)n; }
+void pn_dist_barrier(pn_dist *d) { (void)d; }
+#endif

@@ -1,0 +1,33 @@
+// pn_dist: the processes of a data-parallel run (issue 17). One process per GPU (or per CPU socket), started
+// by a launcher: Open MPI's mpirun (OMPI_COMM_WORLD_SIZE / _RANK / _LOCAL_RANK) or Slurm's srun
+// (SLURM_NTASKS / SLURM_PROCID / SLURM_LOCALID). Without one a run is a world of one and MPI is never
+// initialized, so the tools run anywhere, MPI installed or not.
+//
+// The collectives are MPI's (MPI_Allreduce on host memory): the CPU backend's gradients, the step's loss
+// sums and counts, the stop flag. Every rank calls the same collectives in the same order.
+#ifndef PN_DIST_H
+#define PN_DIST_H
+
+#include <stdint.h>
+
+typedef struct pn_dist {
+    int rank, world, local_rank;
+    int mpi; // MPI_Init was called (world > 1)
+} pn_dist;
+
+// Reads the launcher's environment and, for a world of more than one, initializes MPI (a clear error when
+// postnas was built without it). 0, or -1 with the error set.
+int pn_dist_init(pn_dist *d);
+void pn_dist_finalize(pn_dist *d);
+// Ends every rank of the job now (MPI_Abort), after a rank's fatal error: no rank is left waiting in a
+// collective for one that will never come.
+void pn_dist_abort(pn_dist *d, int code);
+
+// In place, over all ranks, on host memory; no-ops for a world of one.
+void pn_dist_sum_f32(pn_dist *d, float *x, int64_t n);
+void pn_dist_sum_f64(pn_dist *d, double *x, int64_t n);
+void pn_dist_sum_i64(pn_dist *d, int64_t *x, int64_t n);
+void pn_dist_max_u8(pn_dist *d, uint8_t *x, int64_t n);
+void pn_dist_barrier(pn_dist *d);
+
+#endif
