@@ -4,7 +4,8 @@
 # distillation; for the supernet in global and in local mode, which draws a subnet per micro-batch, one process
 # running the same micro-batches: the same subnets, listed whole in metrics.jsonl — to 1e-5 relative in the
 # losses and gradient norms; a run resumed at -np 2 continues exactly as the uninterrupted one; a killed rank
-# ends the job with a message naming it, well within 60 s; a global batch the ranks cannot split is refused.
+# ends the job with a message naming it, well within 60 s; SIGTERM to mpirun stops every rank with one
+# checkpoint that --resume continues from; a global batch the ranks cannot split is refused.
 # Skipped (exit 77) when mpirun is missing or postnas was built without MPI.
 set -u
 B=${1:?usage: test_mpi.sh BUILD_DIR}
@@ -116,6 +117,34 @@ else
     [ $rc -ne 0 ] && grep -qi "rank 1" "$T/kill.log" && ok || bad "kill: exit $rc, log: $(tail -5 "$T/kill.log")"
     echo "a killed rank ended the job in $(( $(date +%s) - t0 )) s"
   fi
+fi
+
+# SIGTERM to mpirun (a launcher's stop, e.g. Slurm's time limit): every rank stops after the same step, rank 0
+# writes the checkpoint, and --resume continues from it
+$MPI -np 2 "$TRAIN" --config "$T/base.yaml" --set out_dir="$T/term" --set train.micro_batch=2 --set model.init="$T/m" \
+  --set train.stage=pretrain --set loss.ce=1 --set train.steps=1000000 --set checkpoint.every=0 --no-progress \
+  > "$T/term.log" 2>&1 &
+job=$!
+for _ in $(seq 300); do grep -q "^step 3/" "$T/term.log" 2> /dev/null && break; sleep 0.1; done
+kill -TERM $job
+for _ in $(seq 600); do kill -0 $job 2> /dev/null || break; sleep 0.1; done
+if kill -0 $job 2> /dev/null; then
+  bad "SIGTERM: the job still runs after 60 s"
+  kill -9 $job 2> /dev/null
+else
+  n=$(ls "$T/term/checkpoints" 2> /dev/null | wc -l)
+  grep -q "stopped by signal 15 at step" "$T/term.log" && [ "$n" -eq 1 ] && ok || bad "SIGTERM: $n checkpoints; $(tail -3 "$T/term.log")"
+  # the same run resumed (the same config: a changed one is refused), stopped again once it has stepped on
+  $MPI -np 2 "$TRAIN" --config "$T/base.yaml" --set out_dir="$T/term" --set train.micro_batch=2 --set model.init="$T/m" \
+    --set train.stage=pretrain --set loss.ce=1 --set train.steps=1000000 --set checkpoint.every=0 --resume --no-progress \
+    > "$T/term2.log" 2>&1 &
+  job=$!
+  for _ in $(seq 300); do grep -q "^step" "$T/term2.log" 2> /dev/null && break; sleep 0.1; done
+  kill -TERM $job
+  wait $job
+  first=$(grep -m1 "^step" "$T/term2.log" | sed 's#^step \([0-9]*\)/.*#\1#')
+  grep -q "resuming from .*step-$(printf '%08d' $((first - 1)))" "$T/term2.log" && ok ||
+    bad "SIGTERM then --resume: $(head -3 "$T/term2.log")"
 fi
 
 # a global batch the ranks cannot split
