@@ -3,7 +3,8 @@
 # reproduces one process with micro-batch 2b (the same global batch) for 10 steps — pretraining,
 # distillation; for the supernet in global and in local mode, which draws a subnet per micro-batch, one process
 # running the same micro-batches: the same subnets, listed whole in metrics.jsonl — to 1e-5 relative in the
-# losses and gradient norms; a run resumed at -np 2 continues exactly as the uninterrupted one; a killed rank
+# losses and gradient norms, also with the optimizer state sharded (ZeRO-1, whose checkpoint is the unsharded
+# format); a run resumed at -np 2 continues exactly as the uninterrupted one; a killed rank
 # ends the job with a message naming it, well within 60 s; SIGTERM to mpirun stops every rank with one
 # checkpoint that --resume continues from; a global batch the ranks cannot split is refused.
 # Skipped (exit 77) when mpirun is missing or postnas was built without MPI.
@@ -72,15 +73,43 @@ one_vs_two supernet 2 --set model.teacher="$T/m" --set train.stage=supernet --se
 one_vs_two supernet-local 2 --set model.teacher="$T/m" --set train.stage=supernet --set "model.supernet.candidates=[gdn,jet]" \
   --set supernet.mode=local --set loss.mse=1
 
-# resume at -np 2: drop the last checkpoint (step 10) of the -np 2 pretraining run, resume from step 5
-R="$T/pretrain-2"
-cp "$R/metrics.jsonl" "$T/full.jsonl"
+# ZeRO-1 (optimizer state sharded: gradients reduced to each tensor's owner, updated tensors broadcast): on by
+# default for stage 2 (distill, trainable all), asked for with train.zero: on; the same losses
+one_vs_two distill-all 4 --set model.teacher="$T/m" --set train.stage=distill --set train.trainable=all \
+  --set "model.student.layer_types=[attn,gdn,jet,swa=16]" --set loss.kl=1 --set loss.mse=1
+grep -q "ZeRO-1" "$T/distill-all-2.log" && ok || bad "stage 2 under mpirun did not shard the optimizer state"
+one_vs_two pretrain-zero 4 --set model.init="$T/m" --set train.stage=pretrain --set loss.ce=1 --set train.zero=on
+grep -q "ZeRO-1" "$T/pretrain-zero-2.log" && ! grep -q "ZeRO-1" "$T/pretrain-2.log" && ok ||
+  bad "train.zero: on / auto (pretrain: off)"
+# its checkpoint is the one-process format: the optimizer state equals the unsharded run's
+python3 - "$T/pretrain-2" "$T/pretrain-zero-2" << 'PYEOF' && ok || bad "ZeRO-1 checkpoint differs from the unsharded one"
+import glob, json, struct, sys
+def tensors(run):
+    p = sorted(glob.glob(run + "/checkpoints/step-*/optimizer.safetensors"))[-1]
+    b = open(p, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    meta = h.pop("__metadata__")
+    out = {k: struct.unpack("<%df" % ((v["data_offsets"][1] - v["data_offsets"][0]) // 4),
+                            b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]]) for k, v in h.items()}
+    return meta, out
+ma, a = tensors(sys.argv[1])
+mb, b = tensors(sys.argv[2])
+assert ma == mb and a.keys() == b.keys(), (ma, mb)
+for k in a:
+    err = max(abs(x - y) / max(1e-6, abs(x)) for x, y in zip(a[k], b[k])) if a[k] else 0
+    assert err <= 1e-4, (k, err)
+PYEOF
+
+# resume at -np 2 with the optimizer state sharded (ZeRO-1): drop the last checkpoint (step 10), resume from step 5;
+# the rest equals the uninterrupted sharded run exactly
+cp "$T/pretrain-zero-2/metrics.jsonl" "$T/full.jsonl"
 $MPI -np 2 "$TRAIN" --config "$T/base.yaml" --set out_dir="$T/res" --set train.micro_batch=2 --set model.init="$T/m" \
-  --set train.stage=pretrain --set loss.ce=1 --set checkpoint.every=5 --set train.steps=10 --no-progress > "$T/res0.log" 2>&1 ||
+  --set train.stage=pretrain --set loss.ce=1 --set train.zero=on --set checkpoint.every=5 --set train.steps=10 --no-progress > "$T/res0.log" 2>&1 ||
   bad "resume: first run: $(tail -3 "$T/res0.log")"
 rm -rf "$T/res/checkpoints/step-00000010" "$T/res/latest"
 $MPI -np 2 "$TRAIN" --config "$T/base.yaml" --set out_dir="$T/res" --set train.micro_batch=2 --set model.init="$T/m" \
-  --set train.stage=pretrain --set loss.ce=1 --set checkpoint.every=5 --set train.steps=10 --resume --no-progress \
+  --set train.stage=pretrain --set loss.ce=1 --set train.zero=on --set checkpoint.every=5 --set train.steps=10 --resume --no-progress \
   > "$T/res.log" 2>&1 && grep -q "resuming from .*step-00000005" "$T/res.log" && ok || bad "resume at -np 2: $(tail -3 "$T/res.log")"
 python3 -c "
 import json, sys

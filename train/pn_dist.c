@@ -2,6 +2,7 @@
 #include "pn_dist.h"
 
 #include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,10 +85,46 @@ void pn_dist_max_u8(pn_dist *d, uint8_t *x, int64_t n) { allreduce(d, x, n, MPI_
 void pn_dist_barrier(pn_dist *d) {
     if (d->mpi) MPI_Barrier(MPI_COMM_WORLD);
 }
+#define CHUNK (INT_MAX / 2) // elements (reduce) or bytes (the rest) per MPI call
+void pn_dist_reduce_sum_f32(pn_dist *d, float *x, int64_t n, int root) {
+    if (!d->mpi) return;
+    for (int64_t i = 0; i < n; i += CHUNK) {
+        const int k = (int)(n - i < CHUNK ? n - i : CHUNK);
+        const int rc = d->rank == root ? MPI_Reduce(MPI_IN_PLACE, x + i, k, MPI_FLOAT, MPI_SUM, root, MPI_COMM_WORLD)
+                                       : MPI_Reduce(x + i, NULL, k, MPI_FLOAT, MPI_SUM, root, MPI_COMM_WORLD);
+        if (rc != MPI_SUCCESS) pn_panic("MPI_Reduce failed on rank %d", d->rank);
+    }
+}
+void pn_dist_bcast(pn_dist *d, void *x, size_t bytes, int root) {
+    if (!d->mpi) return;
+    for (size_t i = 0; i < bytes; i += CHUNK) {
+        const int k = (int)(bytes - i < CHUNK ? bytes - i : CHUNK);
+        if (MPI_Bcast((char *)x + i, k, MPI_BYTE, root, MPI_COMM_WORLD) != MPI_SUCCESS)
+            pn_panic("MPI_Bcast failed on rank %d", d->rank);
+    }
+}
+void pn_dist_send(pn_dist *d, const void *x, size_t bytes, int to) {
+    for (size_t i = 0; d->mpi && i < bytes; i += CHUNK) {
+        const int k = (int)(bytes - i < CHUNK ? bytes - i : CHUNK);
+        if (MPI_Send((const char *)x + i, k, MPI_BYTE, to, 0, MPI_COMM_WORLD) != MPI_SUCCESS)
+            pn_panic("MPI_Send failed on rank %d", d->rank);
+    }
+}
+void pn_dist_recv(pn_dist *d, void *x, size_t bytes, int from) {
+    for (size_t i = 0; d->mpi && i < bytes; i += CHUNK) {
+        const int k = (int)(bytes - i < CHUNK ? bytes - i : CHUNK);
+        if (MPI_Recv((char *)x + i, k, MPI_BYTE, from, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+            pn_panic("MPI_Recv failed on rank %d", d->rank);
+    }
+}
 #else
 void pn_dist_sum_f32(pn_dist *d, float *x, int64_t n) { (void)d, (void)x, (void)n; }
 void pn_dist_sum_f64(pn_dist *d, double *x, int64_t n) { (void)d, (void)x, (void)n; }
 void pn_dist_sum_i64(pn_dist *d, int64_t *x, int64_t n) { (void)d, (void)x, (void)n; }
 void pn_dist_max_u8(pn_dist *d, uint8_t *x, int64_t n) { (void)d, (void)x, (void)n; }
 void pn_dist_barrier(pn_dist *d) { (void)d; }
+void pn_dist_reduce_sum_f32(pn_dist *d, float *x, int64_t n, int root) { (void)d, (void)x, (void)n, (void)root; }
+void pn_dist_bcast(pn_dist *d, void *x, size_t bytes, int root) { (void)d, (void)x, (void)bytes, (void)root; }
+void pn_dist_send(pn_dist *d, const void *x, size_t bytes, int to) { (void)d, (void)x, (void)bytes, (void)to; }
+void pn_dist_recv(pn_dist *d, void *x, size_t bytes, int from) { (void)d, (void)x, (void)bytes, (void)from; }
 #endif

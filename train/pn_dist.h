@@ -8,6 +8,7 @@
 #ifndef PN_DIST_H
 #define PN_DIST_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct pn_dist {
@@ -29,5 +30,11 @@ void pn_dist_sum_f64(pn_dist *d, double *x, int64_t n);
 void pn_dist_sum_i64(pn_dist *d, int64_t *x, int64_t n);
 void pn_dist_max_u8(pn_dist *d, uint8_t *x, int64_t n);
 void pn_dist_barrier(pn_dist *d);
+// ZeRO-1's exchanges: the sum over ranks into root's x (the others' x unchanged), root's bytes to every
+// rank, and bytes from one rank to another (both call it: the sender with to, the receiver with from).
+void pn_dist_reduce_sum_f32(pn_dist *d, float *x, int64_t n, int root);
+void pn_dist_bcast(pn_dist *d, void *x, size_t bytes, int root);
+void pn_dist_send(pn_dist *d, const void *x, size_t bytes, int to);
+void pn_dist_recv(pn_dist *d, void *x, size_t bytes, int from);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include "../src/pn_common.h"
 #include "../src/pn_safetensors.h"
+#include "pn_dist.h"
 
 static int decays(const pn_param *p, int decay_conv) {
     switch (p->kind) {
@@ -21,9 +22,30 @@ static int decays(const pn_param *p, int decay_conv) {
     }
 }
 
+int pn_optim_owns(const pn_optim *o, int k) { return o->t[k].owner == o->cfg.shard_rank; }
+
+// ZeRO-1's split: tensors by size, largest first, each to the rank holding the fewest elements so far (the
+// lowest such rank on a tie): deterministic, and balanced to within one tensor.
+static void assign_owners(pn_optim *o) {
+    const int W = o->cfg.shard_world;
+    int64_t *load = pn_calloc((size_t)W, sizeof(int64_t));
+    uint8_t *done = pn_calloc((size_t)o->n, 1);
+    for (int it = 0; it < o->n; it++) {
+        int best = -1;
+        for (int k = 0; k < o->n; k++)
+            if (!done[k] && (best < 0 || pn_numel(o->t[k].g) > pn_numel(o->t[best].g))) best = k;
+        int r = 0;
+        for (int q = 1; q < W; q++)
+            if (load[q] < load[r]) r = q;
+        o->t[best].owner = r, load[r] += pn_numel(o->t[best].g), done[best] = 1;
+    }
+    free(load), free(done);
+}
+
 int pn_optim_init(pn_optim *o, pn_model *m, const pn_optim_cfg *c) {
     memset(o, 0, sizeof *o);
     o->cfg = *c;
+    if (o->cfg.shard_world < 1) o->cfg.shard_world = 1, o->cfg.shard_rank = 0;
     o->dev = m->device;
     for (int i = 0; i < m->nparams; i++) o->n += m->param_list[i].grad && m->param_list[i].grad->data;
     if (!o->n) return pn_errorf("optimizer: the model has no trainable tensor");
@@ -36,7 +58,11 @@ int pn_optim_init(pn_optim *o, pn_model *m, const pn_optim_cfg *c) {
         pn_optim_tensor *t = &o->t[k++];
         t->param = i, t->p = p->dst, t->g = p->grad;
         t->wd = decays(p, c->decay_conv) ? (float)c->weight_decay : 0.0f;
-        bytes += (2 + need_master) * pn_arena_need(PN_F32, p->ndim, p->shape);
+    }
+    if (o->cfg.shard_world > 1) assign_owners(o);
+    for (int k = 0; k < o->n; k++) {
+        const pn_param *p = &m->param_list[o->t[k].param];
+        if (pn_optim_owns(o, k)) bytes += (2 + need_master) * pn_arena_need(PN_F32, p->ndim, p->shape);
     }
     if (pn_arena_init(&o->arena, o->dev, bytes)) {
         free(o->t);
@@ -50,6 +76,7 @@ int pn_optim_init(pn_optim *o, pn_model *m, const pn_optim_cfg *c) {
     for (int k = 0; k < o->n; k++) {
         pn_optim_tensor *t = &o->t[k];
         const pn_param *p = &m->param_list[t->param];
+        if (!pn_optim_owns(o, k)) continue; // another rank's: no state here
         t->m = pn_arena_tensor(&o->arena, PN_F32, p->ndim, p->shape);
         t->v = pn_arena_tensor(&o->arena, PN_F32, p->ndim, p->shape);
         if (need_master) {
@@ -66,6 +93,7 @@ int pn_optim_init(pn_optim *o, pn_model *m, const pn_optim_cfg *c) {
 }
 
 void pn_optim_free(pn_optim *o) {
+    if (o->t) pn_optim_release(o);
     pn_arena_free(&o->arena);
     free(o->t);
     free(o->host);
@@ -81,9 +109,11 @@ double pn_optim_lr(const pn_optim_cfg *c, int64_t step) {
     return c->lr * (c->min_lr_ratio + (1.0 - c->min_lr_ratio) * cosine);
 }
 
-double pn_optim_grad_norm(pn_optim *o) {
+double pn_optim_grad_norm(pn_optim *o) { return sqrt(pn_optim_grad_sumsq(o)); }
+
+double pn_optim_grad_sumsq(pn_optim *o) {
     for (int k = 0; k < o->n; k++) {
-        if (o->t[k].skip) continue;
+        if (o->t[k].skip || !pn_optim_owns(o, k)) continue;
         pn_tensor part = pn_rows(&o->partials, k, 1);
         part = pn_reshape(&part, 1, (int64_t[]){PN_OPTIM_PARTIALS});
         pn_op_sumsq(&part, o->t[k].g);
@@ -91,8 +121,9 @@ double pn_optim_grad_norm(pn_optim *o) {
     pn_backend_get(o->dev)->memcpy_d2h(o->host, o->partials.data, sizeof(float) * (size_t)o->n * PN_OPTIM_PARTIALS);
     double s = 0;
     for (int k = 0; k < o->n; k++)
-        for (int i = 0; !o->t[k].skip && i < PN_OPTIM_PARTIALS; i++) s += o->host[k * PN_OPTIM_PARTIALS + i];
-    return sqrt(s);
+        for (int i = 0; !o->t[k].skip && pn_optim_owns(o, k) && i < PN_OPTIM_PARTIALS; i++)
+            s += o->host[k * PN_OPTIM_PARTIALS + i];
+    return s;
 }
 
 double pn_optim_update(pn_optim *o, int64_t step, double gnorm) {
@@ -106,7 +137,8 @@ double pn_optim_update(pn_optim *o, int64_t step, double gnorm) {
     for (int k = 0; k < o->n; k++) {
         pn_optim_tensor *t = &o->t[k];
         if (t->skip) continue;
-        t->steps++;
+        t->steps++; // on every rank: the counts are saved by rank 0 whoever owns the tensor
+        if (!pn_optim_owns(o, k)) continue;
         const pn_adamw_args a = {.lr = (float)lr, .beta1 = (float)o->cfg.beta1, .beta2 = (float)o->cfg.beta2,
                                  .eps = (float)o->cfg.eps, .weight_decay = t->wd,
                                  .bc1 = (float)(1.0 - pow(o->cfg.beta1, (double)t->steps)),
@@ -124,7 +156,7 @@ static const char *const kSuffix[3] = {"exp_avg", "exp_avg_sq", "master"};
 static pn_tensor *state_of(pn_optim_tensor *t, int j) { return j == 0 ? &t->m : j == 1 ? &t->v : &t->master; }
 
 int pn_optim_save(const pn_optim *o, const pn_model *m, const char *path) {
-    const int per = o->n && o->t[0].master.data ? 3 : 2;
+    const int per = o->n && o->dev != PN_CPU ? 3 : 2; // master copies where parameters are not F32
     pn_st_decl *d = pn_calloc((size_t)o->n * per, sizeof *d);
     char **names = pn_calloc((size_t)o->n * per, sizeof *names);
     for (int k = 0; k < o->n; k++)
@@ -150,10 +182,15 @@ int pn_optim_save(const pn_optim *o, const pn_model *m, const char *path) {
         const pn_backend *be = pn_backend_get(o->dev);
         for (int k = 0; k < o->n && !rc; k++)
             for (int j = 0; j < per && !rc; j++) {
-                pn_tensor *s = state_of(&o->t[k], j);
-                const size_t bytes = pn_nbytes(s);
+                const pn_optim_tensor *t = &o->t[k];
+                const size_t bytes = sizeof(float) * (size_t)pn_numel(t->g);
+                if (!pn_optim_owns(o, k)) { // an owner's state, gathered (pn_optim_gather)
+                    PN_ASSERT(t->held[j]);
+                    rc = pn_st_writer_write(w, t->held[j], bytes);
+                    continue;
+                }
                 void *h = pn_malloc(bytes ? bytes : 1);
-                be->memcpy_d2h(h, s->data, bytes);
+                be->memcpy_d2h(h, state_of((pn_optim_tensor *)t, j)->data, bytes);
                 rc = pn_st_writer_write(w, h, bytes);
                 free(h);
             }
@@ -168,7 +205,7 @@ int pn_optim_save(const pn_optim *o, const pn_model *m, const char *path) {
 int pn_optim_load(pn_optim *o, const pn_model *m, const char *path) {
     pn_safetensors st;
     if (pn_st_open(&st, path)) return -1;
-    const int per = o->n && o->t[0].master.data ? 3 : 2;
+    const int per = o->n && o->dev != PN_CPU ? 3 : 2;
     int rc = 0;
     const char *fmt = pn_st_meta(&st, "format"), *upd = pn_st_meta(&st, "updates");
     int64_t updates = 0;
@@ -186,12 +223,13 @@ int pn_optim_load(pn_optim *o, const pn_model *m, const char *path) {
             char name[128];
             snprintf(name, sizeof name, "%s.%s", p->name, kSuffix[j]);
             const pn_st_entry *e = pn_st_find(&st, name);
-            pn_tensor *s = state_of(&o->t[k], j);
+            const int64_t n = pn_numel(o->t[k].g);
             if (!e) rc = pn_errorf("%s: tensor '%s' is missing", path, name);
-            else if (e->dtype != PN_ST_F32 || pn_st_numel(e) != pn_numel(s))
+            else if (e->dtype != PN_ST_F32 || pn_st_numel(e) != n)
                 rc = pn_errorf("%s: tensor '%s' is %s with %lld elements, expected F32 with %lld", path, name,
-                               pn_st_dtype_name(e->dtype), (long long)pn_st_numel(e), (long long)pn_numel(s));
-            else be->memcpy_h2d(s->data, e->data, pn_nbytes(s)); // e->data may be unaligned: a byte copy
+                               pn_st_dtype_name(e->dtype), (long long)pn_st_numel(e), (long long)n);
+            else if (pn_optim_owns(o, k)) // e->data may be unaligned: a byte copy
+                be->memcpy_h2d(state_of(&o->t[k], j)->data, e->data, sizeof(float) * (size_t)n);
         }
     // Per-tensor step counts ("steps"; a state written before they existed: every tensor took every update).
     const char *steps = pn_st_meta(&st, "steps");
@@ -213,4 +251,34 @@ int pn_optim_load(pn_optim *o, const pn_model *m, const char *path) {
     free(cnt);
     pn_st_close(&st);
     return rc;
+}
+
+void pn_optim_gather(pn_optim *o, pn_dist *d) {
+    if (o->cfg.shard_world <= 1) return;
+    const int per = o->dev != PN_CPU ? 3 : 2;
+    const pn_backend *be = pn_backend_get(o->dev);
+    for (int k = 0; k < o->n; k++) {
+        pn_optim_tensor *t = &o->t[k];
+        if (t->owner == 0) continue;
+        const size_t bytes = sizeof(float) * (size_t)pn_numel(t->g);
+        for (int j = 0; j < per; j++) {
+            if (o->cfg.shard_rank == t->owner) {
+                void *h = pn_malloc(bytes ? bytes : 1);
+                be->memcpy_d2h(h, state_of(t, j)->data, bytes);
+                pn_dist_send(d, h, bytes, 0);
+                free(h);
+            } else if (o->cfg.shard_rank == 0) {
+                t->held[j] = pn_malloc(bytes ? bytes : 1);
+                pn_dist_recv(d, t->held[j], bytes, t->owner);
+            }
+        }
+    }
+}
+
+void pn_optim_release(pn_optim *o) {
+    for (int k = 0; k < o->n; k++)
+        for (int j = 0; j < 3; j++) {
+            free(o->t[k].held[j]);
+            o->t[k].held[j] = NULL;
+        }
 }

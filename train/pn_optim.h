@@ -15,12 +15,16 @@ typedef struct pn_optim_cfg {
     double beta1, beta2, eps, weight_decay;
     double clip;                   // global gradient-norm limit (0: none)
     int decay_conv;                // weight decay on depthwise convolution kernels too
+    int shard_rank, shard_world;   // ZeRO-1: this rank keeps the state of its share of the tensors (world 0
+                                   // or 1: every tensor)
 } pn_optim_cfg;
 
 typedef struct pn_optim_tensor {
     int param;                     // index into the model's param_list
     pn_tensor *p, *g;              // the parameter and its gradient (the model's)
-    pn_tensor master, m, v;        // F32; master.data NULL where p is F32 itself
+    pn_tensor master, m, v;        // F32; master.data NULL where p is F32 itself; all NULL when not owned
+    int owner;                     // ZeRO-1: the rank that keeps the state and updates the tensor (else 0)
+    float *held[3];                // rank 0, between pn_optim_gather and pn_optim_release: an owner's m, v, master
     float wd;                      // 0 for the excluded kinds
     int64_t steps;                 // updates this tensor received (torch's state["step"]; bias corrections)
     uint8_t skip;                  // set by the caller: the tensor had no gradient this step (torch's grad None:
@@ -51,10 +55,12 @@ void pn_optim_free(pn_optim *o);
 double pn_optim_lr(const pn_optim_cfg *c, int64_t step);
 
 // The global L2 norm of the trainable gradients not skipped (one synchronization); NaN or Inf when any is
-// non-finite.
+// non-finite. Sharded: over this rank's tensors (pn_optim_grad_sumsq: the square, to sum over ranks).
 double pn_optim_grad_norm(pn_optim *o);
+double pn_optim_grad_sumsq(pn_optim *o);
+int pn_optim_owns(const pn_optim *o, int k);
 
-// One AdamW update at schedule step `step` with the gradients as they are, clipped to cfg.clip given their
+// One AdamW update (of this rank's tensors, sharded) at schedule step `step` with the gradients as they are, clipped to cfg.clip given their
 // norm gnorm (torch's clip_grad_norm_: scaled by min(1, clip / (gnorm + 1e-6))). Tensors marked skip are
 // left as they are (parameter, moments, step count), as torch.optim.AdamW leaves a parameter without a
 // gradient; each tensor's bias correction uses its own step count. Returns the lr used.
@@ -63,7 +69,13 @@ double pn_optim_update(pn_optim *o, int64_t step, double gnorm);
 // The optimizer state as safetensors (<param>.exp_avg, <param>.exp_avg_sq and, with master copies,
 // <param>.master; metadata "updates" and "steps", the per-tensor counts), written atomically. Load checks that every tensor is there with its
 // shape, F32, and names the file and tensor otherwise. 0, or -1 with the error set.
+// Sharded, rank 0 saves (the same file as one process writes: resumable at any world size) after every rank
+// called pn_optim_gather (collective: the owners send their state to rank 0), and pn_optim_release after;
+// every rank loads, keeping its own tensors' state.
 int pn_optim_save(const pn_optim *o, const pn_model *m, const char *path);
 int pn_optim_load(pn_optim *o, const pn_model *m, const char *path);
+struct pn_dist;
+void pn_optim_gather(pn_optim *o, struct pn_dist *d);
+void pn_optim_release(pn_optim *o);
 
 #endif

@@ -86,6 +86,9 @@ const pn_cfg_key pn_train_schema[] = {
     PN_CFG_F(S, "train.clip", clip, "1.0", 0, 1e9, "global gradient-norm clipping (0: none)"),
     PN_CFG_I(S, "train.max_skips", max_skips, "5", 1, 1e6, 0,
              "stop after this many consecutive steps with a non-finite loss or gradient norm"),
+    RUN_CHOICE("train.zero", zero, "auto", "auto|on|off",
+               "ZeRO-1 under mpirun: each rank keeps the AdamW state of its share of the tensors (gradients reduced "
+               "to their owner, updated weights broadcast); auto = on for distill with trainable all (stage 2)"),
     PN_CFG_B(S, "train.recompute", recompute, "false",
              "keep only each layer's input and recompute its activations in the backward (less memory)"),
     PN_CFG_F(S, "loss.kl", kl, "0", 0, 1e6, "weight of KL(teacher || student) on the logits, per token"),
@@ -214,6 +217,7 @@ typedef struct trainer {
     int64_t C, V, T, B, N; // hidden, vocabulary, seq_len, micro_batch, rows per micro-batch (B T)
     int accum;              // micro-batches per optimizer step on this rank
     pn_dist dist;           // the data-parallel world (a world of one without a launcher)
+    int zero;               // ZeRO-1: the optimizer state is sharded over the ranks
     // MSE terms: layer index per term (-1: the final hidden state)
     int n_mse;
     int *mse_layer;
@@ -718,7 +722,10 @@ static int setup(trainer *tr, const char *resume_dir) {
     const pn_optim_cfg oc = {.lr = c->lr, .min_lr_ratio = c->min_lr_ratio, .warmup_steps = c->warmup_steps,
                              .total_steps = c->steps, .beta1 = c->beta1, .beta2 = c->beta2, .eps = c->eps,
                              .weight_decay = c->weight_decay, .clip = c->clip, .decay_conv = c->decay_conv};
-    if (pn_optim_init(&tr->opt, m, &oc)) return -1;
+    pn_optim_cfg ocs = oc;
+    tr->zero = tr->dist.world > 1 && (!strcmp(c->zero, "on") || (!strcmp(c->zero, "auto") && tr->mode == MODE_SEPARATE));
+    if (tr->zero) ocs.shard_rank = tr->dist.rank, ocs.shard_world = tr->dist.world;
+    if (pn_optim_init(&tr->opt, m, &ocs)) return -1;
     if (tr->mode == MODE_SUPERNET) { // each optimizer tensor's (layer, choice), for the step's skip flags
         tr->opt_choice = pn_malloc(sizeof(int) * (size_t)tr->opt.n);
         for (int k = 0; k < tr->opt.n; k++) {
@@ -962,10 +969,11 @@ static int train_step(trainer *tr, step_result *res) {
 static int finish_step(trainer *tr, step_result *res) {
     pn_model *m = &tr->model;
     if (tr->dist.world > 1) { // data-parallel: sum the ranks' gradients (each already scaled by the global count)
-        for (int k = 0; k < tr->opt.n; k++) {
+        for (int k = 0; k < tr->opt.n; k++) { // (ZeRO-1: only the tensor's owner needs the sum)
             pn_tensor *g = tr->opt.t[k].g;
             PN_ASSERT(g->dtype == PN_F32 && g->device == PN_CPU); // the CUDA path (NCCL) is refused at start-up
-            pn_dist_sum_f32(&tr->dist, g->data, pn_numel(g));
+            if (tr->zero) pn_dist_reduce_sum_f32(&tr->dist, g->data, pn_numel(g), tr->opt.t[k].owner);
+            else pn_dist_sum_f32(&tr->dist, g->data, pn_numel(g));
         }
         if (tr->mode == MODE_SUPERNET) // a candidate any rank ran has a gradient
             pn_dist_max_u8(&tr->dist, tr->used, (int64_t)tr->n_layers * (tr->n_cands + 1));
@@ -974,11 +982,17 @@ static int finish_step(trainer *tr, step_result *res) {
     // Fault injection for the tests: PN_TEST_NAN_FROM_STEP=k makes every step from k on look non-finite.
     const char *nan_from = getenv("PN_TEST_NAN_FROM_STEP");
     if (nan_from && tr->step + 1 >= atoll(nan_from)) res->loss = NAN;
-    res->gnorm = pn_optim_grad_norm(&tr->opt);
+    double sumsq = pn_optim_grad_sumsq(&tr->opt); // sharded: each rank's tensors, summed over the ranks
+    if (tr->zero) pn_dist_sum_f64(&tr->dist, &sumsq, 1);
+    res->gnorm = sqrt(sumsq);
     res->skipped = !isfinite(res->loss) || !isfinite(res->gnorm);
     res->lr = pn_optim_lr(&tr->opt.cfg, tr->step);
     if (!res->skipped) {
         pn_optim_update(&tr->opt, tr->step, res->gnorm);
+        for (int k = 0; tr->zero && k < tr->opt.n; k++) { // every rank gets the owners' updated tensors
+            pn_tensor *p = tr->opt.t[k].p;
+            if (!tr->opt.t[k].skip) pn_dist_bcast(&tr->dist, p->data, pn_nbytes(p), tr->opt.t[k].owner);
+        }
         pn_model_sync_slots(m);
     }
     return 0;
@@ -1367,9 +1381,9 @@ static int train_run(trainer *tr0, const pn_run_opts *opts) {
     tr.redraw = lead && (opts->progress < 0 ? isatty(2) : opts->progress);
     if (lead && tr.dist.world > 1)
         pn_info("training on %s: %s, %lld steps of %lld x %lld tokens (%d processes x %d micro-batches of %lld), %d "
-                "trainable tensors", pn_device_name(tr.dev), cfg->stage, (long long)cfg->steps,
+                "trainable tensors%s", pn_device_name(tr.dev), cfg->stage, (long long)cfg->steps,
                 (long long)cfg->global_batch, (long long)tr.T, tr.dist.world, tr.accum, (long long)cfg->micro_batch,
-                tr.opt.n);
+                tr.opt.n, tr.zero ? ", optimizer state sharded over the processes (ZeRO-1)" : "");
     else if (lead)
         pn_info("training on %s: %s, %lld steps of %lld x %lld tokens (%d micro-batches of %lld), %d trainable tensors",
                 pn_device_name(tr.dev), cfg->stage, (long long)cfg->steps, (long long)cfg->global_batch,
@@ -1409,7 +1423,10 @@ static int train_run(trainer *tr0, const pn_run_opts *opts) {
         pn_dist_max_u8(&tr.dist, &stop, 1);
         if (stop || at_end || (cfg->ckpt_every > 0 && tr.step % cfg->ckpt_every == 0)) {
             if (tr.redraw) fputc('\n', stderr);
-            if (lead && save_ckpt(&tr)) {
+            pn_optim_gather(&tr.opt, &tr.dist); // ZeRO-1: rank 0 collects the optimizer shards (collective)
+            const int bad = lead && save_ckpt(&tr);
+            pn_optim_release(&tr.opt);
+            if (bad) {
                 rc = -1;
                 break;
             }

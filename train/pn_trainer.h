@@ -32,6 +32,7 @@ typedef struct pn_train_cfg {
     char candidates[4096];   // supernet: every layer's candidate mixers besides the teacher's attn
     char sample[16];         // supernet: uniform | k_full
     char sn_mode[16];        // supernet: global | local
+    char zero[8];            // ZeRO-1 optimizer sharding across ranks: auto | on | off
     int64_t k_full;
     int sandwich;
     // data
