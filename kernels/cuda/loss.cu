@@ -107,6 +107,17 @@ __device__ __forceinline__ void arg_merge(float &b, int &i, float b2, int i2) {
     if (b2 > b || (b2 == b && i2 < i)) b = b2, i = i2;
 }
 
+// Both pairs merged across a warp (every lane gets them).
+__device__ __forceinline__ void warp_score_merge(float &m, float &s, float &b, int &bi) {
+    for (int o = 16; o > 0; o >>= 1) {
+        const float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+        const float b2 = __shfl_xor_sync(0xffffffffu, b, o);
+        const int i2 = __shfl_xor_sync(0xffffffffu, bi, o);
+        ms_merge(m, s, m2, s2);
+        arg_merge(b, bi, b2, i2);
+    }
+}
+
 __global__ void __launch_bounds__(LOSS_THREADS)
 lm_score_kernel(float *out, const bf16 *z, const int32_t *targets, int64_t V) {
     __shared__ float red_m[32], red_s[32], red_b[32];
@@ -119,26 +130,14 @@ lm_score_kernel(float *out, const bf16 *z, const int32_t *targets, int64_t V) {
         ms_add(m, s, x);
         if (x > b || bi == (int)V) b = x, bi = (int)v;
     }
-    for (int o = 16; o > 0; o >>= 1) {
-        const float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
-        const float b2 = __shfl_xor_sync(0xffffffffu, b, o);
-        const int i2 = __shfl_xor_sync(0xffffffffu, bi, o);
-        ms_merge(m, s, m2, s2);
-        arg_merge(b, bi, b2, i2);
-    }
+    warp_score_merge(m, s, b, bi);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
     if (lane == 0) red_m[warp] = m, red_s[warp] = s, red_b[warp] = b, red_i[warp] = bi;
     __syncthreads();
     if (warp) return;
     m = lane < nw ? red_m[lane] : -INFINITY, s = lane < nw ? red_s[lane] : 0.0f;
     b = lane < nw ? red_b[lane] : -INFINITY, bi = lane < nw ? red_i[lane] : (int)V;
-    for (int o = 16; o > 0; o >>= 1) {
-        const float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
-        const float b2 = __shfl_xor_sync(0xffffffffu, b, o);
-        const int i2 = __shfl_xor_sync(0xffffffffu, bi, o);
-        ms_merge(m, s, m2, s2);
-        arg_merge(b, bi, b2, i2);
-    }
+    warp_score_merge(m, s, b, bi);
     if (lane == 0) {
         const int t = targets[blockIdx.x];
         out[2 * (int64_t)blockIdx.x] = t >= 0 ? bf2f(row[t]) - (m + logf(s)) : 0.0f;
