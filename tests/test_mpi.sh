@@ -5,7 +5,7 @@
 # running the same micro-batches: the same subnets, listed whole in metrics.jsonl — to 1e-5 relative in the
 # losses and gradient norms, also with the optimizer state sharded (ZeRO-1, whose checkpoint is the unsharded
 # format); a run resumed at -np 2 continues exactly as the uninterrupted one; a killed rank
-# ends the job with a message naming it, well within 60 s; SIGTERM to mpirun stops every rank with one
+# ends the job with a message naming it, well within 60 s, and so does one that hangs (train.step_timeout); SIGTERM to mpirun stops every rank with one
 # checkpoint that --resume continues from; a global batch the ranks cannot split is refused.
 # Skipped (exit 77) when mpirun is missing or postnas was built without MPI.
 set -u
@@ -147,6 +147,18 @@ else
     echo "a killed rank ended the job in $(( $(date +%s) - t0 )) s"
   fi
 fi
+
+# a rank that hangs (PN_TEST_HANG_RANK: rank 1 sleeps in step 3) ends the job, naming itself, after
+# train.step_timeout
+t0=$(date +%s)
+PN_TEST_HANG_RANK=1 PN_TEST_HANG_STEP=3 timeout 120 $MPI -np 2 "$TRAIN" --config "$T/base.yaml" --set out_dir="$T/hang" \
+  --set train.micro_batch=2 --set model.init="$T/m" --set train.stage=pretrain --set loss.ce=1 --set train.step_timeout=5 \
+  --no-progress > "$T/hang.log" 2>&1
+rc=$?
+dt=$(( $(date +%s) - t0 ))
+[ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $dt -le 60 ] && grep -q "rank 1 of 2: step 3 has run [0-9]* s without finishing" "$T/hang.log" &&
+  ok || bad "hung rank: exit $rc after $dt s; $(grep -v '^step' "$T/hang.log" | tail -4)"
+echo "a hung rank ended the job in $dt s"
 
 # SIGTERM to mpirun (a launcher's stop, e.g. Slurm's time limit): every rank stops after the same step, rank 0
 # writes the checkpoint, and --resume continues from it

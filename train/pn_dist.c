@@ -2,9 +2,14 @@
 #include "pn_dist.h"
 
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "../src/pn_common.h"
 
@@ -54,7 +59,76 @@ int pn_dist_init(pn_dist *d) {
 #endif
 }
 
+// ---- the hang watchdog ----
+
+struct pn_dist_watch {
+    pthread_t thread;
+    double seconds;
+    int rank, world;
+    _Atomic int64_t step;    // the step running, -1 when disarmed
+    _Atomic double since;    // when it began (pn_now)
+    _Atomic int waiting;     // inside a collective now
+    _Atomic int quit;
+};
+
+static void *watch_main(void *arg) {
+    pn_dist_watch *w = arg;
+    while (!atomic_load(&w->quit)) {
+        struct timespec ts = {0, 200 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        const int64_t step = atomic_load(&w->step);
+        if (step < 0) continue;
+        const int waiting = atomic_load(&w->waiting);
+        const double ran = pn_now() - atomic_load(&w->since);
+        if (ran < w->seconds + (waiting ? 10.0 : 0.0)) continue;
+        if (waiting)
+            fprintf(stderr, "postnas-train: error: rank %d of %d: waited in a collective at step %lld for %.0f s "
+                    "(train.step_timeout %.0f s): another rank hangs or died; ending the job\n", w->rank, w->world,
+                    (long long)step + 1, ran, w->seconds);
+        else
+            fprintf(stderr, "postnas-train: error: rank %d of %d: step %lld has run %.0f s without finishing "
+                    "(train.step_timeout %.0f s): this rank hangs; ending the job\n", w->rank, w->world,
+                    (long long)step + 1, ran, w->seconds);
+        fflush(stderr);
+        _exit(1); // the launcher sees a rank exit with an error and ends the others
+    }
+    return NULL;
+}
+
+void pn_dist_watchdog(pn_dist *d, double seconds) {
+    if (d->world <= 1 || seconds <= 0 || d->watch) return;
+    pn_dist_watch *w = pn_calloc(1, sizeof *w);
+    w->seconds = seconds, w->rank = d->rank, w->world = d->world;
+    atomic_store(&w->step, -1);
+    if (pthread_create(&w->thread, NULL, watch_main, w)) {
+        free(w);
+        pn_warn("rank %d: no watchdog thread: a hung rank will not be detected", d->rank);
+        return;
+    }
+    d->watch = w;
+}
+
+void pn_dist_step_begin(pn_dist *d, int64_t step) {
+    if (!d->watch) return;
+    atomic_store(&d->watch->since, pn_now());
+    atomic_store(&d->watch->step, step);
+}
+
+void pn_dist_step_end(pn_dist *d) {
+    if (d->watch) atomic_store(&d->watch->step, -1);
+}
+
+static void waiting(pn_dist *d, int on) {
+    if (d->watch) atomic_store(&d->watch->waiting, on);
+}
+
 void pn_dist_finalize(pn_dist *d) {
+    if (d->watch) {
+        atomic_store(&d->watch->quit, 1);
+        pthread_join(d->watch->thread, NULL);
+        free(d->watch);
+        d->watch = NULL;
+    }
 #ifdef PN_HAVE_MPI
     if (d->mpi) MPI_Finalize();
 #endif
@@ -72,53 +146,65 @@ void pn_dist_abort(pn_dist *d, int code) {
 // MPI counts are int: large buffers go in pieces.
 static void allreduce(pn_dist *d, void *x, int64_t n, MPI_Datatype t, size_t elem, MPI_Op op) {
     if (!d->mpi) return;
+    waiting(d, 1);
     for (int64_t i = 0; i < n; i += INT_MAX / 2) {
         const int64_t k = n - i < INT_MAX / 2 ? n - i : INT_MAX / 2;
         if (MPI_Allreduce(MPI_IN_PLACE, (char *)x + (size_t)i * elem, (int)k, t, op, MPI_COMM_WORLD) != MPI_SUCCESS)
             pn_panic("MPI_Allreduce failed on rank %d", d->rank);
     }
+    waiting(d, 0);
 }
 void pn_dist_sum_f32(pn_dist *d, float *x, int64_t n) { allreduce(d, x, n, MPI_FLOAT, sizeof *x, MPI_SUM); }
 void pn_dist_sum_f64(pn_dist *d, double *x, int64_t n) { allreduce(d, x, n, MPI_DOUBLE, sizeof *x, MPI_SUM); }
 void pn_dist_sum_i64(pn_dist *d, int64_t *x, int64_t n) { allreduce(d, x, n, MPI_INT64_T, sizeof *x, MPI_SUM); }
 void pn_dist_max_u8(pn_dist *d, uint8_t *x, int64_t n) { allreduce(d, x, n, MPI_UINT8_T, sizeof *x, MPI_MAX); }
 void pn_dist_barrier(pn_dist *d) {
+    waiting(d, 1);
     if (d->mpi) MPI_Barrier(MPI_COMM_WORLD);
+    waiting(d, 0);
 }
 #define CHUNK (INT_MAX / 2) // elements (reduce) or bytes (the rest) per MPI call
 void pn_dist_reduce_sum_f32(pn_dist *d, float *x, int64_t n, int root) {
     if (!d->mpi) return;
+    waiting(d, 1);
     for (int64_t i = 0; i < n; i += CHUNK) {
         const int k = (int)(n - i < CHUNK ? n - i : CHUNK);
         const int rc = d->rank == root ? MPI_Reduce(MPI_IN_PLACE, x + i, k, MPI_FLOAT, MPI_SUM, root, MPI_COMM_WORLD)
                                        : MPI_Reduce(x + i, NULL, k, MPI_FLOAT, MPI_SUM, root, MPI_COMM_WORLD);
         if (rc != MPI_SUCCESS) pn_panic("MPI_Reduce failed on rank %d", d->rank);
     }
+    waiting(d, 0);
 }
 void pn_dist_bcast(pn_dist *d, void *x, size_t bytes, int root) {
     if (!d->mpi) return;
+    waiting(d, 1);
     for (size_t i = 0; i < bytes; i += CHUNK) {
         const int k = (int)(bytes - i < CHUNK ? bytes - i : CHUNK);
         if (MPI_Bcast((char *)x + i, k, MPI_BYTE, root, MPI_COMM_WORLD) != MPI_SUCCESS)
             pn_panic("MPI_Bcast failed on rank %d", d->rank);
     }
+    waiting(d, 0);
 }
 void pn_dist_send(pn_dist *d, const void *x, size_t bytes, int to) {
+    waiting(d, 1);
     for (size_t i = 0; d->mpi && i < bytes; i += CHUNK) {
         const int k = (int)(bytes - i < CHUNK ? bytes - i : CHUNK);
         if (MPI_Send((const char *)x + i, k, MPI_BYTE, to, 0, MPI_COMM_WORLD) != MPI_SUCCESS)
             pn_panic("MPI_Send failed on rank %d", d->rank);
     }
+    waiting(d, 0);
 }
 void pn_dist_recv(pn_dist *d, void *x, size_t bytes, int from) {
+    waiting(d, 1);
     for (size_t i = 0; d->mpi && i < bytes; i += CHUNK) {
         const int k = (int)(bytes - i < CHUNK ? bytes - i : CHUNK);
         if (MPI_Recv((char *)x + i, k, MPI_BYTE, from, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE) != MPI_SUCCESS)
             pn_panic("MPI_Recv failed on rank %d", d->rank);
     }
+    waiting(d, 0);
 }
 #else
-void pn_dist_sum_f32(pn_dist *d, float *x, int64_t n) { (void)d, (void)x, (void)n; }
+void pn_dist_sum_f32(pn_dist *d, float *x, int64_t n) { (void)d, (void)x, (void)n, (void)waiting; }
 void pn_dist_sum_f64(pn_dist *d, double *x, int64_t n) { (void)d, (void)x, (void)n; }
 void pn_dist_sum_i64(pn_dist *d, int64_t *x, int64_t n) { (void)d, (void)x, (void)n; }
 void pn_dist_max_u8(pn_dist *d, uint8_t *x, int64_t n) { (void)d, (void)x, (void)n; }

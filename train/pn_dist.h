@@ -11,9 +11,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+typedef struct pn_dist_watch pn_dist_watch;
+
 typedef struct pn_dist {
     int rank, world, local_rank;
-    int mpi; // MPI_Init was called (world > 1)
+    int mpi;              // MPI_Init was called (world > 1)
+    pn_dist_watch *watch; // the hang watchdog (pn_dist_watchdog), or NULL
 } pn_dist;
 
 // Reads the launcher's environment and, for a world of more than one, initializes MPI (a clear error when
@@ -23,6 +26,15 @@ void pn_dist_finalize(pn_dist *d);
 // Ends every rank of the job now (MPI_Abort), after a rank's fatal error: no rank is left waiting in a
 // collective for one that will never come.
 void pn_dist_abort(pn_dist *d, int code);
+
+// The hang watchdog (a world of more than one): a thread that ends this process (exit status 1, which makes
+// the launcher end the job) when a step has run `seconds` without finishing — and, while this rank waits in
+// a collective for the others, `seconds` + 10: so a rank that hangs in its own work speaks first and names
+// itself ("rank R of W: step S has run ... without finishing: this rank hangs"), and the ranks waiting for it
+// follow. pn_dist_step_begin arms it for a step, pn_dist_step_end disarms it. seconds 0: no watchdog.
+void pn_dist_watchdog(pn_dist *d, double seconds);
+void pn_dist_step_begin(pn_dist *d, int64_t step);
+void pn_dist_step_end(pn_dist *d);
 
 // In place, over all ranks, on host memory; no-ops for a world of one.
 void pn_dist_sum_f32(pn_dist *d, float *x, int64_t n);

@@ -89,6 +89,9 @@ const pn_cfg_key pn_train_schema[] = {
     RUN_CHOICE("train.zero", zero, "auto", "auto|on|off",
                "ZeRO-1 under mpirun: each rank keeps the AdamW state of its share of the tensors (gradients reduced "
                "to their owner, updated weights broadcast); auto = on for distill with trainable all (stage 2)"),
+    PN_CFG_I(S, "train.step_timeout", step_timeout, "1800", 0, 1e9, 1,
+             "under mpirun: seconds a step (checkpoint included) may take before the job is ended as hung, naming "
+             "the rank (0: never)"),
     PN_CFG_B(S, "train.recompute", recompute, "false",
              "keep only each layer's input and recompute its activations in the backward (less memory)"),
     PN_CFG_F(S, "loss.kl", kl, "0", 0, 1e6, "weight of KL(teacher || student) on the logits, per token"),
@@ -1315,6 +1318,7 @@ int pn_train_run(const pn_train_cfg *cfg, const char *config_path, const pn_run_
     if (cfg->global_batch % ((int64_t)d.world * cfg->micro_batch))
         rc = pn_errorf("config: train.global_batch %lld is not a multiple of the %d processes x train.micro_batch %lld",
                        (long long)cfg->global_batch, d.world, (long long)cfg->micro_batch);
+    pn_dist_watchdog(&tr.dist, (double)cfg->step_timeout);
     if (!rc) rc = train_run(&tr, opts);
     if (rc < 0 && d.world > 1) { // one rank's error ends them all (no rank waits in a collective forever)
         fprintf(stderr, "postnas-train: error (rank %d of %d): %s\n", d.rank, d.world, pn_last_error());
@@ -1397,9 +1401,14 @@ static int train_run(trainer *tr0, const pn_run_opts *opts) {
     tr.tokens_at_start = tr.tokens;
     int skips = 0, stopped = 0;
     double first_loss = NAN, last_loss = NAN;
+    // Fault injection for the tests: PN_TEST_HANG_RANK=r PN_TEST_HANG_STEP=s makes rank r hang in step s.
+    const char *hang_rank = getenv("PN_TEST_HANG_RANK"), *hang_step = getenv("PN_TEST_HANG_STEP");
     while (tr.step < cfg->steps && !rc) {
         step_result r = {0};
         const double t0 = pn_now();
+        pn_dist_step_begin(&tr.dist, tr.step);
+        if (hang_rank && hang_step && atoi(hang_rank) == tr.dist.rank && atoll(hang_step) == tr.step + 1)
+            for (;;) pause();
         if (train_step(&tr, &r)) {
             rc = -1;
             break;
@@ -1438,7 +1447,9 @@ static int train_run(trainer *tr0, const pn_run_opts *opts) {
                 break;
             }
         }
+        pn_dist_step_end(&tr.dist);
     }
+    pn_dist_step_end(&tr.dist);
     if (tr.redraw) fputc('\n', stderr);
     if (!rc && !stopped && lead) {
         char took[32];

@@ -33,6 +33,7 @@ typedef struct pn_train_cfg {
     char sample[16];         // supernet: uniform | k_full
     char sn_mode[16];        // supernet: global | local
     char zero[8];            // ZeRO-1 optimizer sharding across ranks: auto | on | off
+    int64_t step_timeout;    // seconds a step may take under mpirun before the job is ended as hung (0: never)
     int64_t k_full;
     int sandwich;
     // data
