@@ -123,9 +123,11 @@ $MPI -np 2 "$TRAIN" --config "$T/base.yaml" --set out_dir="$T/kill" --set train.
   > "$T/kill.log" 2>&1 &
 job=$!
 victim=
-for _ in $(seq 100); do # rank 1's pid, from its environment
-  for p in $(pgrep -f "$T/kill" 2> /dev/null); do
-    tr '\0' '\n' < /proc/$p/environ 2> /dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && [ "$(cat /proc/$p/comm)" = postnas-train ] && victim=$p
+for _ in $(seq 300); do # rank 1's pid, from its environment (through /proc: a minimal system has no pgrep)
+  for d in /proc/[0-9]*; do
+    [ "$(cat "$d/comm" 2> /dev/null)" = postnas-train ] || continue
+    tr '\0' '\n' < "$d/cmdline" 2> /dev/null | grep -q "$T/kill" || continue
+    tr '\0' '\n' < "$d/environ" 2> /dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && victim=${d#/proc/}
   done
   [ -n "$victim" ] && grep -q "^step" "$T/kill.log" 2> /dev/null && break
   sleep 0.2

@@ -8,6 +8,7 @@
 // crashes on corrupted metadata that no caller can prevent); this exercises every decision pn_shard makes.
 #include "../../data/pn_shard.h"
 #include "fuzz_common.h"
+#define CRAFT_MAX_CHUNK (1u << 20) // fast writes (see shard_craft.h)
 #include "shard_craft.h"
 
 typedef struct rd {

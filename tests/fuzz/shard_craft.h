@@ -10,6 +10,10 @@
 #ifndef PN_SHARD_CRAFT_H
 #define PN_SHARD_CRAFT_H
 
+#ifndef CRAFT_MAX_CHUNK
+#define CRAFT_MAX_CHUNK (1u << 24) // elements per chunk at most
+#endif
+
 #include <hdf5.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -149,9 +153,10 @@ static inline int craft_write_ds(hid_t f, const char *dir, const char *name, con
     switch (x.layout) {
     case CR_CHUNKED: {
         hsize_t ch = x.chunk ? x.chunk : 1;
-        // HDF5 limits a chunk to 4 GiB; 2^20 elements (8 MiB, past HDF5's 1 MiB chunk cache) keep writing a
-        // crafted file fast: a 2^24-element chunk's fill took the harness ~1 s per input, 14 s on a loaded machine
-        if (ch > ((hsize_t)1 << 20)) ch = (hsize_t)1 << 20;
+        // HDF5 limits a chunk to 4 GiB (CRAFT_MAX_CHUNK, 2^24 elements, what the bad-input catalogue's
+        // huge-chunk shard needs); the fuzzer sets 2^20 (8 MiB, past HDF5's 1 MiB chunk cache) to keep writing
+        // a crafted file fast: a 2^24-element chunk's fill took ~1 s per input, 14 s on a loaded machine
+        if (ch > (hsize_t)CRAFT_MAX_CHUNK) ch = (hsize_t)CRAFT_MAX_CHUNK;
         H5Pset_chunk(dcpl, 1, &ch);
         if (x.shuffle) H5Pset_shuffle(dcpl);
         if (x.deflate) H5Pset_deflate(dcpl, 1);
