@@ -162,6 +162,39 @@ void pn_op_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache
     be_of("attention", out)->attention(out, q, kcache, vcache, pos0, window);
 }
 
+// pos I32 [B] for x [B, ...] on x's device.
+static void pos_check(const char *op, const pn_tensor *pos, const pn_tensor *x) {
+    same_device(op, x, pos);
+    if (pos->dtype != PN_I32 || pos->ndim != 1 || pos->shape[0] != x->shape[0])
+        pn_panic("%s: pos must be I32 [B] (one position per sequence)", op);
+}
+
+void pn_op_rope_at(pn_tensor *x, const pn_tensor *inv_freq, const pn_tensor *pos) {
+    same_device("rope_at", x, inv_freq);
+    want_act("rope_at", x);
+    PN_ASSERT(x->ndim == 4 && inv_freq->dtype == PN_F32 && x->shape[3] % 2 == 0);
+    PN_ASSERT(pn_numel(inv_freq) == x->shape[3] / 2);
+    pos_check("rope_at", pos, x);
+    be_of("rope_at", x)->rope_at(x, inv_freq, pos);
+}
+
+void pn_op_kv_store_at(pn_tensor *cache, const pn_tensor *src, const pn_tensor *pos) {
+    same_device("kv_store_at", cache, src);
+    want_act("kv_store_at", cache);
+    want_act("kv_store_at", src);
+    PN_ASSERT(cache->ndim == 4 && src->ndim == 4 && cache->shape[0] == src->shape[0]);
+    PN_ASSERT(cache->shape[2] == src->shape[2] && cache->shape[3] == src->shape[3] && src->shape[1] <= cache->shape[1]);
+    pos_check("kv_store_at", pos, src);
+    be_of("kv_store_at", cache)->kv_store_at(cache, src, pos);
+}
+
+void pn_op_attention_at(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
+                        const pn_tensor *pos, int window) {
+    attention_check("attention_at", out, q, kcache, vcache, 0, window);
+    pos_check("attention_at", pos, q);
+    be_of("attention_at", out)->attention_at(out, q, kcache, vcache, pos, window);
+}
+
 // lse F32 [B, T, Hq] for q [B, T, Hq, D].
 static void lse_check(const char *op, const pn_tensor *lse, const pn_tensor *q) {
     if (!lse) return;

@@ -40,6 +40,13 @@ typedef struct pn_backend {
     void (*memcpy_d2h)(void *dst, const void *src, size_t bytes);
     void (*memset0)(void *dst, size_t bytes);
     void (*sync)(void);
+    // Graphs (NULL where the backend has none): capture_begin records the backend's work instead of running
+    // it (0, or -1 with the error set); capture_end returns the replayable graph (NULL with the error set);
+    // graph_launch replays it (queued like an op); graph_free releases it.
+    int (*capture_begin)(void);
+    void *(*capture_end)(void);
+    void (*graph_launch)(void *graph);
+    void (*graph_free)(void *graph);
 
     // the ops, in kernels/ops_list.h's order (what each computes: the comments below and the wrappers')
     PN_OPS(PN_OP_FIELD)
@@ -56,6 +63,11 @@ typedef struct pn_backend {
 // - attention: causal GQA of q[B, T, Hq, D] (query t at position pos0 + t) over positions 0 .. pos0 + T - 1
 //   of kcache/vcache; key s is visible to query p iff s <= p and (window == 0 or p - s < window); scale
 //   D^-1/2, softmax in fp32; out [B, T, Hq, D].
+// - rope_at, kv_store_at, attention_at: the same three for decoding, with each sequence's position held on
+//   the device: pos I32 [B], sequence b's first new token at pos[b] (instead of pos0 for all). Nothing of
+//   the launch depends on the values, so a decode step can be captured once and replayed as a CUDA graph
+//   while the positions advance; sequences of one batch may sit at different positions. kv_store_at writes
+//   no row at or past the cache's capacity (the caller checks its own count: the device cannot report).
 // - to_host_f32 / from_host_f32: a tensor to / from a host fp32 array. count_nonfinite: NaN/Inf count.
 // - attention_train: attention over the T tokens themselves (pos0 = 0, k/v [B, T, Hkv, D]) also writing
 //   lse F32 [B, T, Hq] (each query's natural log-sum-exp). attention_bwd: from q, k, v, out, dout (and lse,
@@ -87,6 +99,10 @@ void pn_op_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0, const pn_tens
 void pn_op_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0);
 void pn_op_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
                      int pos0, int window);
+void pn_op_rope_at(pn_tensor *x, const pn_tensor *inv_freq, const pn_tensor *pos);
+void pn_op_kv_store_at(pn_tensor *cache, const pn_tensor *src, const pn_tensor *pos);
+void pn_op_attention_at(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
+                        const pn_tensor *pos, int window);
 void pn_op_attention_train(pn_tensor *out, pn_tensor *lse, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
                            int window, const pn_tensor *cu_seqlens);
 void pn_op_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout, const pn_tensor *q,

@@ -196,19 +196,16 @@ static int decode_known(const pn_tokenizer *tok, const int32_t *ids, int n, int 
     return 0;
 }
 
-static int32_t argmax_row(const float *z, int64_t V) {
-    int64_t best = 0;
-    for (int64_t v = 1; v < V; v++)
-        if (z[v] > z[best]) best = v;
-    return (int32_t)best;
-}
-
 int pn_eval_generate(pn_eval *e, const pn_tokenizer *tok, pn_gen_req *r, int n,
                      void (*progress)(void *ctx, int done, int total), void *pctx) {
     pn_model *m = e->m;
-    const int64_t V = m->cfg.vocab;
     const int32_t eos = m->cfg.eos_id;
-    float *z = pn_malloc(sizeof(float) * (size_t)V);
+    // One decode state for every request (emptied between them), so a decode step captured as a CUDA graph
+    // serves them all; generation scratch for a prefill of up to the window, planned on first use.
+    pn_kvcache kc = {0};
+    if (!e->gen_planned && pn_model_plan(m, 1, e->max_len, 0)) return pn_error_prefix("generation memory");
+    e->gen_planned = 1;
+    if (n > 0 && pn_kvcache_init(&kc, m, 1, e->max_len)) return pn_error_prefix("generation memory");
     int rc = 0;
     for (int i = 0; i < n && !rc; i++) {
         pn_gen_req *q = &r[i];
@@ -222,25 +219,14 @@ int pn_eval_generate(pn_eval *e, const pn_tokenizer *tok, pn_gen_req *r, int n,
         int nc = q->n_ctx ? q->n_ctx : 1;
         q->truncated = nc > keep;
         if (nc > keep) ctx += nc - keep, nc = keep;
-        pn_kvcache kc;
-        // generation scratch for a prefill of up to the window, planned on first use
-        if (!e->gen_planned && pn_model_plan(m, 1, e->max_len, 0)) {
-            rc = pn_error_prefix("generation memory");
-            break;
-        }
-        e->gen_planned = 1;
-        if (pn_kvcache_init(&kc, m, 1, nc + q->max_gen)) {
-            rc = pn_error_prefix("generation memory");
-            break;
-        }
+        pn_kvcache_reset(&kc);
         q->gen = pn_malloc(sizeof(int32_t) * (size_t)q->max_gen);
         q->n_gen = 0;
         rc = pn_model_forward(m, &kc, ctx, 1, nc);
         char *text = NULL;
         while (!rc) {
-            pn_tensor last = pn_rows(&m->logits, 0, 1);
-            pn_op_to_host_f32(z, &last);
-            const int32_t t = argmax_row(z, V);
+            int32_t t;
+            if ((rc = pn_model_greedy(m, 1, &t))) break;
             q->gen[q->n_gen++] = t;
             if (t == eos || q->n_gen == q->max_gen) break;
             // a stop string in the text so far (special tokens kept, as the stopping check sees them) ends it
@@ -256,7 +242,6 @@ int pn_eval_generate(pn_eval *e, const pn_tokenizer *tok, pn_gen_req *r, int n,
             rc = pn_model_forward(m, &kc, &t, 1, 1);
         }
         free(text);
-        pn_kvcache_free(&kc);
         if (rc) break;
         // the answer: decoded without special tokens, cut before each stop string in turn
         if (decode_known(tok, q->gen, q->n_gen, 1, &q->text)) {
@@ -269,6 +254,6 @@ int pn_eval_generate(pn_eval *e, const pn_tokenizer *tok, pn_gen_req *r, int n,
         }
         if (progress) progress(pctx, i + 1, n);
     }
-    free(z);
+    pn_kvcache_free(&kc);
     return rc;
 }

@@ -208,6 +208,7 @@ int pn_model_load(pn_model *m, const char *dir, pn_device dev) {
         }
     if (c->tie_embeddings) m->lm_head = m->embed;
     m->check_finite = getenv("PN_CHECK_FINITE") && strcmp(getenv("PN_CHECK_FINITE"), "0") != 0;
+    m->use_graphs = !(getenv("PN_NO_GRAPH") && strcmp(getenv("PN_NO_GRAPH"), "0") != 0);
     m->inv_freq = pn_arena_tensor(&m->params, PN_F32, 1, (int64_t[]){c->head_dim / 2});
     float *inv = pn_malloc(sizeof(float) * (size_t)(c->head_dim / 2));
     pn_rope_inv_freq(c, inv);
@@ -238,13 +239,15 @@ int pn_model_plan(pn_model *m, int max_B, int max_T, int all_logits) {
     const pn_model_config *c = &m->cfg;
     const int64_t N = (int64_t)max_B * max_T, H = c->hidden, L = all_logits ? N : max_B;
     pn_arena_free(&m->acts);
+    m->epoch++; // a captured decode step used the old buffers
     m->max_B = max_B;
     m->max_T = max_T;
     m->all_logits = all_logits;
     const pn_dtype dt = m->dtype;
     size_t bytes = pn_arena_need(PN_I32, 1, (int64_t[]){N}) + 3 * pn_arena_need(dt, 2, (int64_t[]){N, H}) +
                    2 * pn_arena_need(dt, 2, (int64_t[]){N, c->intermediate}) +
-                   pn_arena_need(dt, 2, (int64_t[]){L, c->vocab});
+                   pn_arena_need(dt, 2, (int64_t[]){L, c->vocab}) + pn_arena_need(PN_I32, 1, (int64_t[]){max_B}) +
+                   pn_arena_need(PN_F32, 2, (int64_t[]){max_B, 2});
     // Every block's generation scratch: one set per block type over all layers and candidate slots (a type's
     // config is the same in every layer; the layers run one after the other, so they share it).
     m->n_gtypes = 0;
@@ -271,6 +274,12 @@ int pn_model_plan(pn_model *m, int max_B, int max_T, int all_logits) {
     m->gate = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){N, c->intermediate});
     m->up = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){N, c->intermediate});
     m->logits = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){L, c->vocab});
+    m->greedy_t = pn_arena_tensor(&m->acts, PN_I32, 1, (int64_t[]){max_B});
+    m->greedy_out = pn_arena_tensor(&m->acts, PN_F32, 2, (int64_t[]){max_B, 2});
+    int32_t *none = pn_malloc(sizeof(int32_t) * (size_t)max_B);
+    for (int b = 0; b < max_B; b++) none[b] = -1;
+    pn_backend_get(m->device)->memcpy_h2d(m->greedy_t.data, none, sizeof(int32_t) * (size_t)max_B);
+    free(none);
     for (int k = 0; k < m->n_gtypes; k++) {
         const int n = m->gtype[k]->infer_acts(&m->gtype_cfg[k], max_B, max_T, dt, sdt, srows, scols);
         for (int i = 0; i < n; i++) m->gscr[k][i] = pn_arena_tensor(&m->acts, sdt[i], 2, (int64_t[]){srows[i], scols[i]});
@@ -319,6 +328,7 @@ int pn_kvcache_init(pn_kvcache *kc, const pn_model *m, int B, int cap) {
         const int n = layer_state(c, m, l, B, cap, m->dtype, dt, ndim, shape);
         for (int i = 0; i < n; i++) bytes += pn_arena_need(dt[i], ndim[i], shape[i]);
     }
+    bytes += pn_arena_need(PN_I32, 1, (int64_t[]){B});
     if (pn_arena_init(&kc->arena, m->device, bytes)) return pn_error_prefix("KV cache for %d x %d tokens", B, cap);
     pn_backend_get(m->device)->memset0(kc->arena.base, bytes); // recurrent states start at zero
     kc->B = B;
@@ -331,10 +341,24 @@ int pn_kvcache_init(pn_kvcache *kc, const pn_model *m, int B, int cap) {
         const int n = layer_state(c, m, l, B, cap, m->dtype, dt, ndim, shape);
         for (int i = 0; i < n; i++) kc->st[l][i] = pn_arena_tensor(&kc->arena, dt[i], ndim[i], shape[i]);
     }
+    kc->pos = pn_arena_tensor(&kc->arena, PN_I32, 1, (int64_t[]){B}); // zero, like len
     return 0;
 }
 
+static void graph_drop(pn_kvcache *kc) {
+    if (kc->graph) pn_backend_get(kc->arena.device)->graph_free(kc->graph);
+    kc->graph = NULL;
+    kc->graph_model = NULL;
+    kc->graph_warm = 0;
+}
+
+void pn_kvcache_reset(pn_kvcache *kc) {
+    pn_backend_get(kc->arena.device)->memset0(kc->arena.base, kc->arena.size); // recurrent states, positions
+    kc->len = 0;
+}
+
 void pn_kvcache_free(pn_kvcache *kc) {
+    if (kc->arena.base) graph_drop(kc);
     pn_arena_free(&kc->arena);
     free(kc->st);
     memset(kc, 0, sizeof *kc);
@@ -370,6 +394,74 @@ int pn_layer_forward(const pn_model *m, int l, const pn_tensor *x, pn_tensor *ou
     return 0;
 }
 
+// The device's part of a forward: embeddings, layers, final norm, logits (no host work but the taps' and
+// check_finite's): what a decode step's CUDA graph records.
+static int forward_device(pn_model *m, pn_kvcache *kc, int B, int T, const pn_block_ctx *ctx) {
+    const pn_model_config *c = &m->cfg;
+    const int64_t N = (int64_t)B * T;
+    pn_tensor ids = rows_of(&m->ids, N), x = rows_of(&m->x, N), xn = rows_of(&m->xn, N), tmp = rows_of(&m->tmp, N);
+    pn_tensor gate = rows_of(&m->gate, N), up = rows_of(&m->up, N);
+    pn_op_embedding(&x, &ids, &m->embed);
+    if (m->tap && m->tap(m->tap_ctx, "embed", -1, &x)) return pn_error_prefix("tap after the embeddings");
+    // Generation runs every layer in place on x with shared scratch: x_mid is x, h overwrites gate.
+    pn_layer_bufs b = {.xn1 = xn, .y = tmp, .xmid = x, .xn2 = xn, .gate = gate, .up = up, .h = gate};
+    for (int l = 0; l < c->n_layers; l++)
+        if (pn_layer_forward(m, l, &x, &x, &b, NULL, kc->st[l], gen_scratch(m, pn_layer_mixer(&m->layers[l])->bt), ctx))
+            return -1;
+    pn_op_rmsnorm(&xn, &x, &m->final_norm, c->rms_eps);
+    if (m->all_logits || T == 1) { // every row is wanted, or every row is its sequence's last
+        pn_tensor lg = rows_of(&m->logits, N);
+        pn_op_matmul(&lg, &xn, &m->lm_head, NULL);
+    } else { // only each sequence's last position (generation)
+        for (int s = 0; s < B; s++) {
+            pn_tensor xr = pn_rows(&xn, (int64_t)s * T + T - 1, 1), lr = pn_rows(&m->logits, s, 1);
+            pn_op_matmul(&lr, &xr, &m->lm_head, NULL);
+        }
+    }
+    return 0;
+}
+
+// A one-token step through the cache's graph: the first step of a shape runs as it is (workspaces and
+// cuBLASLt's choices settle), the second is captured, and every later one replays it. 1 when the step ran
+// here, 0 when the caller should run it without a graph, -1 on an error.
+static int forward_graph(pn_model *m, pn_kvcache *kc, int B, const pn_block_ctx *ctx) {
+    const pn_backend *be = pn_backend_get(m->device);
+    if (!be->capture_begin || !m->use_graphs || kc->graph_off || m->tap || m->check_finite) return 0;
+    if (kc->graph_model != m || kc->graph_epoch != m->epoch) {
+        graph_drop(kc);
+        kc->graph_model = m, kc->graph_epoch = m->epoch;
+    }
+    if (!kc->graph && !kc->graph_warm++) return 0; // the warm-up step
+    if (!kc->graph) {
+        if (be->capture_begin()) goto no_graph;
+        const int rc = forward_device(m, kc, B, 1, ctx);
+        void *g = be->capture_end();
+        if (rc) {
+            if (g) be->graph_free(g);
+            return -1;
+        }
+        if (!g) goto no_graph;
+        kc->graph = g;
+    }
+    be->graph_launch(kc->graph);
+    return 1;
+no_graph: // the capture failed: this cache decodes without a graph from now on
+    pn_warn("decoding without a CUDA graph: %s", pn_last_error());
+    kc->graph_off = 1;
+    return 0;
+}
+
+int pn_model_greedy(pn_model *m, int B, int32_t *ids) {
+    if (B < 1 || B > m->max_B) return pn_errorf("greedy: batch %d outside the planned 1..%d", B, m->max_B);
+    pn_tensor z = pn_rows(&m->logits, 0, B), t = pn_rows(&m->greedy_t, 0, B), out = pn_rows(&m->greedy_out, 0, B);
+    pn_op_lm_score(&out, &z, &t);
+    float *h = pn_malloc(sizeof(float) * 2 * (size_t)B);
+    pn_op_to_host_f32(h, &out);
+    for (int b = 0; b < B; b++) ids[b] = (int32_t)h[2 * b + 1];
+    free(h);
+    return 0;
+}
+
 int pn_model_forward(pn_model *m, pn_kvcache *kc, const int32_t *ids_host, int B, int T) {
     const pn_model_config *c = &m->cfg;
     const int64_t N = (int64_t)B * T;
@@ -383,27 +475,19 @@ int pn_model_forward(pn_model *m, pn_kvcache *kc, const int32_t *ids_host, int B
             return pn_errorf("token id %d at position %lld is outside the vocabulary (size %d)", ids_host[i],
                              (long long)i, c->vocab);
     const pn_backend *be = pn_backend_get(m->device);
-    pn_tensor ids = rows_of(&m->ids, N), x = rows_of(&m->x, N), xn = rows_of(&m->xn, N), tmp = rows_of(&m->tmp, N);
-    pn_tensor gate = rows_of(&m->gate, N), up = rows_of(&m->up, N);
-    be->memcpy_h2d(ids.data, ids_host, sizeof(int32_t) * (size_t)N);
-    pn_op_embedding(&x, &ids, &m->embed);
-    if (m->tap && m->tap(m->tap_ctx, "embed", -1, &x)) return pn_error_prefix("tap after the embeddings");
-    // Generation runs every layer in place on x with shared scratch: x_mid is x, h overwrites gate.
-    pn_layer_bufs b = {.xn1 = xn, .y = tmp, .xmid = x, .xn2 = xn, .gate = gate, .up = up, .h = gate};
-    const pn_block_ctx ctx = {.B = B, .T = T, .inv_freq = &m->inv_freq, .rms_eps = c->rms_eps, .pos0 = kc->len};
-    for (int l = 0; l < c->n_layers; l++)
-        if (pn_layer_forward(m, l, &x, &x, &b, NULL, kc->st[l], gen_scratch(m, pn_layer_mixer(&m->layers[l])->bt), &ctx))
-            return -1;
-    pn_op_rmsnorm(&xn, &x, &m->final_norm, c->rms_eps);
-    if (m->all_logits) {
-        pn_tensor lg = rows_of(&m->logits, N);
-        pn_op_matmul(&lg, &xn, &m->lm_head, NULL);
-    } else { // only each sequence's last position (generation)
-        for (int b = 0; b < B; b++) {
-            pn_tensor xr = pn_rows(&xn, (int64_t)b * T + T - 1, 1), lr = pn_rows(&m->logits, b, 1);
-            pn_op_matmul(&lr, &xr, &m->lm_head, NULL);
-        }
+    be->memcpy_h2d(m->ids.data, ids_host, sizeof(int32_t) * (size_t)N);
+    pn_block_ctx ctx = {.B = B, .T = T, .inv_freq = &m->inv_freq, .rms_eps = c->rms_eps, .pos0 = kc->len};
+    int rc = 0;
+    if (T == 1) { // decoding: the positions on the device, and the step as a graph where there is one
+        int32_t *pos = pn_malloc(sizeof(int32_t) * (size_t)B);
+        for (int s = 0; s < B; s++) pos[s] = kc->len;
+        be->memcpy_h2d(kc->pos.data, pos, sizeof(int32_t) * (size_t)B);
+        free(pos);
+        ctx.pos = &kc->pos;
+        rc = forward_graph(m, kc, B, &ctx);
     }
+    if (rc == 0) rc = forward_device(m, kc, B, T, &ctx);
+    if (rc < 0) return -1;
     kc->len += T;
     return 0;
 }
@@ -439,6 +523,7 @@ static int same_params(const pn_slot *a, const pn_slot *b) {
 int pn_model_add_candidates(pn_model *m, const char *const *types, double init_std, uint64_t seed) {
     const pn_model_config *c = &m->cfg;
     if (m->cand.base) return pn_errorf("candidates were added already");
+    m->epoch++;
     // Pass 1: the new slots, checked, and the bytes and parameter entries they need.
     size_t bytes = 0;
     int extra = 0;
@@ -522,6 +607,7 @@ int pn_model_set_mixer(pn_model *m, int l, const char *type) {
             snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s", k ? ", " : "", L->slot[k].bt->name);
         return pn_errorf("layer %d has no %s mixer (it has %s)", l, type, have);
     }
+    if (L->active != s) m->epoch++; // a captured decode step runs the old mixer
     L->active = s;
     return 0;
 }

@@ -72,6 +72,10 @@ typedef struct pn_model {
     // checked for NaN/Inf and the forward fails naming the first layer that produced one.
     int check_finite;
     pn_tensor ids, x, xn, tmp, gate, up, logits;
+    pn_tensor greedy_t, greedy_out; // pn_model_greedy's targets (all -1: none) I32 [max_B], result F32 [max_B, 2]
+    // Decode steps replay a CUDA graph where the backend has them (PN_NO_GRAPH=1 at load turns it off);
+    // epoch counts the changes (plan, mixer choice, candidates) that invalidate a captured one.
+    int use_graphs, epoch;
     // the tap (NULL: none) and its context
     pn_tap_fn tap;
     void *tap_ctx;
@@ -93,6 +97,13 @@ typedef struct pn_kvcache {
     int B, cap, len;
     pn_arena arena;
     pn_tensor (*st)[PN_BLOCK_MAX_STATE]; // per layer
+    pn_tensor pos;                       // len per sequence on the device, I32 [B] (pn_block_ctx.pos)
+    // The decode step as a CUDA graph (pn_model_forward): captured at the second one-token step, replayed
+    // after; it holds this cache's and the model's buffers, so it is made again when the model changes
+    // (epoch) and freed with the cache.
+    void *graph;
+    const struct pn_model *graph_model;
+    int graph_epoch, graph_warm, graph_off;
 } pn_kvcache;
 
 // The parameter list of a config in checkpoint order (m may be NULL: then dst is NULL). Returns the count;
@@ -110,12 +121,20 @@ void pn_model_free(pn_model *m);
 int pn_model_plan(pn_model *m, int max_B, int max_T, int all_logits);
 int pn_kvcache_init(pn_kvcache *c, const pn_model *m, int B, int cap);
 void pn_kvcache_free(pn_kvcache *c);
+// Empty it (len 0, states zero) for new sequences of the same batch size; keeps its memory and its graph.
+void pn_kvcache_reset(pn_kvcache *c);
 size_t pn_kvcache_bytes(const pn_model_config *cfg, int B, int cap, pn_device dev);
 
 // Run B sequences of T new tokens (ids_host is [B, T]) at positions cache->len .. cache->len + T - 1 and
 // advance the cache. Logits stay on the device in m->logits ([B*T, V] or [B, V]). Returns -1 with the
-// error set on a token id outside the vocabulary or a cache overflow.
+// error set on a token id outside the vocabulary or a cache overflow. One-token steps (decoding) on CUDA
+// run as a CUDA graph from the second on (not with a tap or check_finite, which need the host per layer).
 int pn_model_forward(pn_model *m, pn_kvcache *cache, const int32_t *ids_host, int B, int T);
+
+// The greedy choice for each of the B sequences of the last forward (rows 0 .. B-1 of m->logits: a
+// one-token step, or a forward without all_logits): the first index of the maximum, as an argmax over the
+// host's copy picks it, computed on the device so that only B ids come back. 0, or -1 with the error set.
+int pn_model_greedy(pn_model *m, int B, int32_t *ids);
 
 // One decoder layer, the only place its math is written (generation and training both call it):
 //   x_mid = x + mixer(norm1(x));   out = x_mid + down(silu(gate(n2)) * up(n2)),  n2 = norm2(x_mid).

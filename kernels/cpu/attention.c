@@ -146,6 +146,16 @@ void pn_cpu_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcach
     attention_rows(out, NULL, q, kcache, vcache, pos0, window, NULL);
 }
 
+void pn_cpu_attention_at(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
+                         const pn_tensor *pos, int window) {
+    const int32_t *p = pos->data;
+    for (int64_t b = 0; b < q->shape[0]; b++) {
+        PN_ASSERT(p[b] >= 0 && p[b] + q->shape[1] <= kcache->shape[1]);
+        pn_tensor ob = pn_rows(out, b, 1), qb = pn_rows(q, b, 1), kb = pn_rows(kcache, b, 1), vb = pn_rows(vcache, b, 1);
+        attention_rows(&ob, NULL, &qb, &kb, &vb, p[b], window, NULL);
+    }
+}
+
 // The training forward with statistics (lse [B, T, Hq]; the CPU backward recomputes its softmax anyway, the
 // statistics are for the contract and the tests).
 void pn_cpu_attention_train(pn_tensor *out, pn_tensor *lse, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,

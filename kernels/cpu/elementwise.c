@@ -93,6 +93,25 @@ void pn_cpu_rope_bwd(pn_tensor *dx, const pn_tensor *inv_freq, int pos0, const p
     rope_dir(dx, inv_freq, pos0, cu_seqlens, -1.0f);
 }
 
+// The decode forms (positions per sequence, kernels/ops.h): each sequence is its own call at its position.
+void pn_cpu_rope_at(pn_tensor *x, const pn_tensor *inv_freq, const pn_tensor *pos) {
+    const int32_t *p = pos->data;
+    for (int64_t b = 0; b < x->shape[0]; b++) {
+        PN_ASSERT(p[b] >= 0);
+        pn_tensor xb = pn_rows(x, b, 1);
+        rope_dir(&xb, inv_freq, p[b], NULL, 1.0f);
+    }
+}
+
+void pn_cpu_kv_store_at(pn_tensor *cache, const pn_tensor *src, const pn_tensor *pos) {
+    const int32_t *p = pos->data;
+    for (int64_t b = 0; b < src->shape[0]; b++) {
+        PN_ASSERT(p[b] >= 0 && p[b] + src->shape[1] <= cache->shape[1]);
+        pn_tensor cb = pn_rows(cache, b, 1), sb = pn_rows(src, b, 1);
+        pn_cpu_kv_store(&cb, &sb, p[b]);
+    }
+}
+
 void pn_cpu_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0) {
     const int64_t B = src->shape[0], T = src->shape[1], row = src->shape[2] * src->shape[3], cap = cache->shape[1];
     for (int64_t b = 0; b < B; b++)

@@ -5,7 +5,8 @@
 // Two kernels, and the choice between them is the decision to know about:
 // (a) attn_simple_kernel: one block per (query, head, batch, key slice); the block walks its keys in chunks
 //     of 256 (one key per thread for the dot product, then all threads over the value dims for P V) with
-//     an online softmax in fp32. Obviously right, any D <= 256 (multiple of 8); used for decode and short
+//     an online softmax in fp32. Obviously right, any D <= 256 (8 values per load when D % 8 == 0, else one
+//     at a time: Jet-Nemotron's shrunk test configs have D = 12); used for decode and short
 //     prefills (T < 64) and for head sizes other than 64 and 128. When few query rows face many keys
 //     (decode over a long cache), each row's keys are cut into slices run by separate blocks and merged by
 //     attn_combine_kernel (flash-decoding), so the GPU is full even at batch 1.
@@ -22,8 +23,9 @@
 // For training (attention_train) the flash kernel also stores each row's log-sum-exp, and a packed batch
 // (cu_seqlens, kernels/packed.h) bounds every row's keys by its document in the same launch: the tiles
 // before a block's first document are skipped, those a document boundary cuts are masked per element.
-// Both need 16-byte aligned q, k, v, out (arena tensors are 256-aligned; rows of D % 8 == 0 keep it).
-// State kept per process (the split workspace, the kernels' smem attribute) assumes one GPU per process.
+// The flash kernel needs 16-byte aligned q, k, v, out (arena tensors are 256-aligned; rows of D % 8 == 0
+// keep it); misaligned views take the simple kernel.
+// The split workspace is the backend context's (common.cuh); the kernels' smem attribute is set once.
 #include <math.h>
 #include <stdlib.h>
 
@@ -60,10 +62,14 @@ __device__ __forceinline__ float block_sum(float v, float *red) {
 // grid (T * nsplit, Hq, B), SIMPLE_THREADS threads. D <= 256, D % 8 == 0. Block (t * nsplit + split) takes
 // the split-th of nsplit equal slices of query t's visible keys. With nsplit == 1 it writes the normalized
 // output; otherwise it writes its unnormalized partial sum, max and sum to part (attn_combine_kernel).
+// posv (device, [B]) or NULL: sequence b's queries start at posv[b] instead of pos0 (attention_at: decode
+// steps replayed from a CUDA graph, where the position cannot be a launch argument). VEC: D % 8 == 0 and
+// 16-byte aligned rows, read 8 values at a time; else (a head size such as 12) one value at a time.
+template <bool VEC>
 __global__ void __launch_bounds__(SIMPLE_THREADS)
     attn_simple_kernel(bf16 *out, float *part, const bf16 *q, const bf16 *k, const bf16 *v, int T, int Hq, int Hkv,
                        int D, int64_t cap, int pos0, int window, float scale, int nsplit, const int32_t *cu,
-                       int n_docs) {
+                       int n_docs, const int32_t *posv) {
     __shared__ float qs[256];
     __shared__ float ps[SIMPLE_THREADS];
     __shared__ float comb[2048]; // G * D <= 2048 partial outputs (see the P V layout below)
@@ -71,7 +77,7 @@ __global__ void __launch_bounds__(SIMPLE_THREADS)
     const int tid = threadIdx.x;
     const int t = blockIdx.x / nsplit, split = blockIdx.x % nsplit, h = blockIdx.y, b = blockIdx.z;
     const int hk = h / (Hq / Hkv);
-    const int64_t p = (int64_t)pos0 + t;
+    const int64_t p = (int64_t)(posv ? posv[b] : pos0) + t;
     int64_t lo = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0;
     if (cu) lo = max(lo, (int64_t)pn_doc_lo(cu, n_docs, t)); // a packed row (pos0 = 0): its own document's keys only
     const int64_t per = (p - lo + 1 + nsplit - 1) / nsplit; // keys per split
@@ -85,7 +91,7 @@ __global__ void __launch_bounds__(SIMPLE_THREADS)
     __syncthreads();
 
     // P V layout: thread = (group g, 8 dims starting at 8 c8); the G groups split the keys of a chunk.
-    const int C8 = D / 8, G = SIMPLE_THREADS / C8;
+    const int C8 = (D + 7) / 8, G = SIMPLE_THREADS / C8;
     const int g = tid / C8, c8 = tid % C8;
     const bool pv_active = g < G;
     float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f}, m = -INFINITY, l = 0.0f;
@@ -94,14 +100,19 @@ __global__ void __launch_bounds__(SIMPLE_THREADS)
         const int nc = (int)min((int64_t)SIMPLE_THREADS, k_end - s0 + 1); // keys in this chunk, >= 1
         float sc = -INFINITY;
         if (tid < nc) {
-            const uint4 *kr = (const uint4 *)(kb + (s0 + tid) * kv_stride);
             float dot = 0.0f;
+            if constexpr (VEC) {
+                const uint4 *kr = (const uint4 *)(kb + (s0 + tid) * kv_stride);
 #pragma unroll 8
-            for (int c = 0; c < D / 8; c++) {
-                bf16x8 kv;
-                kv.u = kr[c];
+                for (int c = 0; c < D / 8; c++) {
+                    bf16x8 kv;
+                    kv.u = kr[c];
 #pragma unroll
-                for (int i = 0; i < 8; i++) dot += qs[c * 8 + i] * bf2f(kv.h[i]);
+                    for (int i = 0; i < 8; i++) dot += qs[c * 8 + i] * bf2f(kv.h[i]);
+                }
+            } else {
+                const bf16 *kr = kb + (s0 + tid) * kv_stride;
+                for (int d = 0; d < D; d++) dot += qs[d] * bf2f(kr[d]);
             }
             sc = dot * scale;
         }
@@ -118,11 +129,15 @@ __global__ void __launch_bounds__(SIMPLE_THREADS)
             for (int i = 0; i < 8; i++) acc[i] *= alpha;
 #pragma unroll 4
             for (int j = g; j < nc; j += G) {
-                bf16x8 vv;
-                vv.u = *(const uint4 *)(vr + j * kv_stride);
                 const float w = ps[j];
+                if constexpr (VEC) {
+                    bf16x8 vv;
+                    vv.u = *(const uint4 *)(vr + j * kv_stride);
 #pragma unroll
-                for (int i = 0; i < 8; i++) acc[i] += w * bf2f(vv.h[i]);
+                    for (int i = 0; i < 8; i++) acc[i] += w * bf2f(vv.h[i]);
+                } else {
+                    for (int i = 0; i < 8 && c8 * 8 + i < D; i++) acc[i] += w * bf2f(vr[j * kv_stride + i]);
+                }
             }
         }
         __syncthreads(); // ps[] is rewritten by the next chunk
@@ -130,7 +145,8 @@ __global__ void __launch_bounds__(SIMPLE_THREADS)
 
     if (pv_active) {
 #pragma unroll
-        for (int i = 0; i < 8; i++) comb[g * D + c8 * 8 + i] = acc[i];
+        for (int i = 0; i < 8; i++)
+            if (VEC || c8 * 8 + i < D) comb[g * D + c8 * 8 + i] = acc[i];
     }
     __syncthreads();
     if (nsplit == 1) {
@@ -425,7 +441,7 @@ static void launch_flash(bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v,
     }
     const float scale_log2 = (1.0f / sqrtf((float)D)) * 1.4426950408889634f;
     const dim3 grid((unsigned)ceil_div64(T, FA_BM), (unsigned)Hq, (unsigned)B);
-    attn_flash_kernel<D><<<grid, FA_THREADS, fa_cfg<D>::SMEM>>>(out, q, k, v, T, Hq, Hkv, cap, pos0, window,
+    attn_flash_kernel<D><<<grid, FA_THREADS, fa_cfg<D>::SMEM, pn_cuda_stream()>>>(out, q, k, v, T, Hq, Hkv, cap, pos0, window,
                                                                   scale_log2, cu, n_docs, lse);
     CUDA_LAUNCH_CHECK();
 }
@@ -437,24 +453,56 @@ static void launch_flash(bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v,
 #define SPLIT_MAX 64
 #define SPLIT_WORKSPACE (8u << 20)
 
-static float *split_ws = NULL;
-static int n_sms = 0;
-
-static int choose_splits(int64_t rows, int64_t max_keys, int D) {
-    if (!n_sms) CUDA_CHECK(cudaDeviceGetAttribute(&n_sms, cudaDevAttrMultiProcessorCount, 0));
-    int64_t ns = ceil_div64(max_keys, SPLIT_MIN_KEYS);       // no split shorter than a chunk
-    const int64_t want = ceil_div64(8LL * n_sms, rows);    // about 8 blocks of 256 threads per SM
+// The number of key slices per row, and *ws the context's split workspace when it is more than one.
+static int choose_splits(int64_t rows, int64_t max_keys, int D, float **ws) {
+    int64_t ns = ceil_div64(max_keys, SPLIT_MIN_KEYS);                  // no split shorter than a chunk
+    const int64_t want = ceil_div64(8LL * pn_cuda_ctx_get()->n_sms, rows); // about 8 blocks of 256 threads per SM
     if (ns > want) ns = want;
     if (ns > SPLIT_MAX) ns = SPLIT_MAX;
     const int64_t fit = (int64_t)(SPLIT_WORKSPACE / sizeof(float)) / (rows * (D + 2));
     if (ns > fit) ns = fit;
     if (ns <= 1) return 1;
-    if (!split_ws && cudaMalloc(&split_ws, SPLIT_WORKSPACE) != cudaSuccess) {
-        (void)cudaGetLastError(); // no workspace: run unsplit
-        split_ws = NULL;
-        return 1;
-    }
+    if (!(*ws = (float *)pn_cuda_ws_try(PN_WS_ATTN_SPLIT, SPLIT_WORKSPACE))) return 1; // no room: unsplit
     return (int)ns;
+}
+
+// The simple kernel (+ the combine when split) over max_keys keys at most per row.
+static void launch_simple(bf16 *o, const bf16 *qp, const bf16 *kp, const bf16 *vp, int64_t B, int64_t T, int64_t Hq,
+                          int64_t Hkv, int64_t D, int64_t cap, int pos0, int window, const int32_t *cu, int n_docs,
+                          const int32_t *posv, int64_t max_keys) {
+    const int64_t rows = B * T * Hq;
+    float *split_ws = NULL;
+    const int ns = choose_splits(rows, max_keys, (int)D, &split_ws);
+    const dim3 grid((unsigned)(T * ns), (unsigned)Hq, (unsigned)B);
+    const bool vec = D % 8 == 0 && is_aligned16(o) && is_aligned16(qp) && is_aligned16(kp) && is_aligned16(vp);
+    (vec ? attn_simple_kernel<true> : attn_simple_kernel<false>)<<<grid, SIMPLE_THREADS, 0, pn_cuda_stream()>>>(
+        o, ns > 1 ? split_ws : NULL, qp, kp, vp, (int)T, (int)Hq, (int)Hkv, (int)D, cap, pos0, window,
+        1.0f / sqrtf((float)D), ns, cu, n_docs, posv);
+    CUDA_LAUNCH_CHECK();
+    if (ns > 1) {
+        attn_combine_kernel<<<(unsigned)rows, 128, 0, pn_cuda_stream()>>>(o, split_ws, (int)D, ns);
+        CUDA_LAUNCH_CHECK();
+    }
+}
+
+static void check_shape(int64_t B, int64_t T, int64_t Hq, int64_t D) {
+    if (D > 256 || D == 0) pn_panic("attention: head size %lld is not supported on cuda (up to 256)", (long long)D);
+    if (T > INT32_MAX / SPLIT_MAX || B > 65535 || Hq > 65535)
+        pn_panic("attention: shape B=%lld T=%lld Hq=%lld too large for the cuda grid", (long long)B, (long long)T,
+                 (long long)Hq);
+}
+
+// Decode at device-held positions: the splits are chosen for the longest row the cache allows (the real
+// length is only known on the device), so one launch configuration serves every step of a graph.
+void pn_cuda_attention_at(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
+                          const pn_tensor *pos, int window) {
+    const int64_t B = q->shape[0], T = q->shape[1], Hq = q->shape[2], D = q->shape[3];
+    const int64_t cap = kcache->shape[1], Hkv = kcache->shape[2];
+    if (B == 0 || T == 0 || Hq == 0) return;
+    check_shape(B, T, Hq, D);
+    launch_simple((bf16 *)out->data, (const bf16 *)q->data, (const bf16 *)kcache->data, (const bf16 *)vcache->data,
+                  B, T, Hq, Hkv, D, cap, 0, window, NULL, 0, (const int32_t *)pos->data,
+                  window > 0 && window < cap ? window : cap);
 }
 
 void pn_cuda_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
@@ -473,35 +521,19 @@ int pn_cuda_attention_packed(pn_tensor *out, float *lse, const pn_tensor *q, con
     const int64_t B = q->shape[0], T = q->shape[1], Hq = q->shape[2], D = q->shape[3];
     const int64_t cap = kcache->shape[1], Hkv = kcache->shape[2];
     if (B == 0 || T == 0 || Hq == 0) return lse != NULL;
-    if (D % 8 != 0 || D > 256 || D == 0)
-        pn_panic("attention: head size %lld is not supported on cuda (multiples of 8 up to 256)", (long long)D);
-    if (T > INT32_MAX / SPLIT_MAX || B > 65535 || Hq > 65535)
-        pn_panic("attention: shape B=%lld T=%lld Hq=%lld too large for the cuda grid", (long long)B, (long long)T,
-                 (long long)Hq);
-    if (!is_aligned16(out->data) || !is_aligned16(q->data) || !is_aligned16(kcache->data) ||
-        !is_aligned16(vcache->data))
-        pn_panic("attention: cuda kernels need 16-byte aligned tensors");
+    check_shape(B, T, Hq, D);
     bf16 *o = (bf16 *)out->data;
     const bf16 *qp = (const bf16 *)q->data, *kp = (const bf16 *)kcache->data, *vp = (const bf16 *)vcache->data;
-    if (T >= 64 && D == 128) {
+    const bool aligned = is_aligned16(o) && is_aligned16(qp) && is_aligned16(kp) && is_aligned16(vp);
+    if (T >= 64 && D == 128 && aligned) {
         launch_flash<128>(o, qp, kp, vp, (int)B, (int)T, (int)Hq, (int)Hkv, cap, pos0, window, cu, n_docs, lse);
         return lse != NULL;
-    } else if (T >= 64 && D == 64) {
+    } else if (T >= 64 && D == 64 && aligned) {
         launch_flash<64>(o, qp, kp, vp, (int)B, (int)T, (int)Hq, (int)Hkv, cap, pos0, window, cu, n_docs, lse);
         return lse != NULL;
     } else {
-        const int64_t rows = B * T * Hq;
         const int64_t max_keys = window > 0 && window < pos0 + T ? window : pos0 + T;
-        const int ns = choose_splits(rows, max_keys, (int)D);
-        const dim3 grid((unsigned)(T * ns), (unsigned)Hq, (unsigned)B);
-        attn_simple_kernel<<<grid, SIMPLE_THREADS>>>(o, ns > 1 ? split_ws : NULL, qp, kp, vp, (int)T, (int)Hq,
-                                                     (int)Hkv, (int)D, cap, pos0, window, 1.0f / sqrtf((float)D), ns,
-                                                     cu, n_docs);
-        CUDA_LAUNCH_CHECK();
-        if (ns > 1) {
-            attn_combine_kernel<<<(unsigned)rows, 128>>>(o, split_ws, (int)D, ns);
-            CUDA_LAUNCH_CHECK();
-        }
+        launch_simple(o, qp, kp, vp, B, T, Hq, Hkv, D, cap, pos0, window, cu, n_docs, NULL, max_keys);
     }
     return 0;
 }

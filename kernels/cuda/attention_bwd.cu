@@ -642,9 +642,9 @@ __global__ void attn_bwd_dq_kernel_f32(bf16 *dq, const float *acc, int64_t n4, f
 // ----------------------------------------------------------------------------------------------------
 // launchers
 
-static pn_cuda_scratch ws; // the workspace: (a) L, delta; (b) L, delta, the dQ accumulator (one GPU per process)
 
-static float *workspace(size_t need) { return (float *)pn_cuda_scratch_get(&ws, need); }
+// The workspace (the context's): (a) L, delta; (b) L, delta, the dQ accumulator.
+static float *workspace(size_t need) { return (float *)pn_cuda_ws(PN_WS_ATTN_BWD, need); }
 
 // stats = lse2 ln 2: cuDNN's softmax statistics (natural log) from the pre-pass's log2-domain sums.
 __global__ void attn_stats_kernel(float *stats, const float *lse2, int64_t n) {
@@ -713,7 +713,7 @@ static void launch_pre(float *lse2, float *delta, const bf16 *q, const bf16 *k, 
         attr_set = true;
     }
     attn_bwd_pre_kernel<D><<<dim3((unsigned)(Tp / PRE_BM), (unsigned)Hq, (unsigned)B), PRE_THREADS,
-                             ab_cfg<D>::PRE_SMEM>>>(lse2, delta, q, k, o, dout, T, Tp, Hq, Hkv, window, scale_log2,
+                             ab_cfg<D>::PRE_SMEM, pn_cuda_stream()>>>(lse2, delta, q, k, o, dout, T, Tp, Hq, Hkv, window, scale_log2,
                                                          cu, n_docs);
     CUDA_LAUNCH_CHECK();
 }
@@ -743,7 +743,7 @@ static void launch_flash_bwd(pn_tensor *const *t, const float *lse, bf16 *dq, bf
     const float scale = 1.0f / sqrtf((float)D), scale_log2 = scale * 1.4426950408889634f;
 
     if (lse) { // the forward's statistics: only delta to compute
-        attn_bwd_prep_kernel<<<(unsigned)ceil_div64((int64_t)n_stat, 8), 256>>>(lse2, delta, lse, o, dout, B, T, Tp, Hq,
+        attn_bwd_prep_kernel<<<(unsigned)ceil_div64((int64_t)n_stat, 8), 256, 0, pn_cuda_stream()>>>(lse2, delta, lse, o, dout, B, T, Tp, Hq,
                                                                                 D);
         CUDA_LAUNCH_CHECK();
     } else {
@@ -753,19 +753,19 @@ static void launch_flash_bwd(pn_tensor *const *t, const float *lse, bf16 *dq, bf
     // Plain causal attention: cuDNN's fused SDPA backward from these statistics (staged in the dQ accumulator,
     // which the own kernels zero below when cuDNN declines).
     if (window == 0 && !cu && T >= 64 && t) { // T >= 64: the stats fit the accumulator, as cuDNN wants
-        attn_stats_kernel<<<grid_1d((int64_t)n_stat, 256), 256>>>(dqacc, lse2, (int64_t)n_stat);
+        attn_stats_kernel<<<grid_1d((int64_t)n_stat, 256), 256, 0, pn_cuda_stream()>>>(dqacc, lse2, (int64_t)n_stat);
         CUDA_LAUNCH_CHECK();
         if (pn_cuda_attention_bwd_cudnn(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], dqacc, (int64_t)Hq * Tp, Tp,
                                         1, 0) == 0)
             return;
     }
 #endif
-    CUDA_CHECK(cudaMemsetAsync(dqacc, 0, sizeof(float) * n_q, 0));
+    CUDA_CHECK(cudaMemsetAsync(dqacc, 0, sizeof(float) * n_q, pn_cuda_stream()));
     const int64_t n_blocks = ceil_div64(T, AB_BC) * B * Hkv;
-    attn_bwd_main_kernel<D><<<(unsigned)n_blocks, AB_THREADS, ab_cfg<D>::SMEM>>>(
+    attn_bwd_main_kernel<D><<<(unsigned)n_blocks, AB_THREADS, ab_cfg<D>::SMEM, pn_cuda_stream()>>>(
         dk, dv, dqacc, lse2, delta, q, k, v, dout, B, T, Tp, Hq, Hkv, window, scale_log2, scale, cu, n_docs);
     CUDA_LAUNCH_CHECK();
-    attn_bwd_dq_kernel_f32<<<grid_1d((int64_t)(n_q / 4), 256), 256>>>(dq, dqacc, (int64_t)(n_q / 4), scale);
+    attn_bwd_dq_kernel_f32<<<grid_1d((int64_t)(n_q / 4), 256), 256, 0, pn_cuda_stream()>>>(dq, dqacc, (int64_t)(n_q / 4), scale);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -791,9 +791,9 @@ void pn_cuda_attention_train(pn_tensor *out, pn_tensor *lse, const pn_tensor *q,
         float *w = workspace(sizeof(float) * 2 * n_stat);
         if (D == 128) launch_pre<128>(w, w + n_stat, qp, kp, op, op, B, T, Tp, Hq, Hkv, window, scale_log2, cu, n_docs);
         else launch_pre<64>(w, w + n_stat, qp, kp, op, op, B, T, Tp, Hq, Hkv, window, scale_log2, cu, n_docs);
-        attn_lse_kernel<<<grid_1d(n, 256), 256>>>((float *)lse->data, w, T, Tp, Hq, n);
+        attn_lse_kernel<<<grid_1d(n, 256), 256, 0, pn_cuda_stream()>>>((float *)lse->data, w, T, Tp, Hq, n);
     } else {
-        attn_lse_naive_kernel<<<(unsigned)ceil_div64(n, 8), 256>>>((float *)lse->data, qp, kp, B, T, Hq, Hkv, D,
+        attn_lse_naive_kernel<<<(unsigned)ceil_div64(n, 8), 256, 0, pn_cuda_stream()>>>((float *)lse->data, qp, kp, B, T, Hq, Hkv, D,
                                                                   window, scale, cu, n_docs);
     }
     CUDA_LAUNCH_CHECK();
@@ -838,10 +838,10 @@ void pn_cuda_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn
     float *delta = rlse + (size_t)B * Hq * T;
     const float scale = 1.0f / sqrtf((float)D);
     const size_t smem = sizeof(float) * (size_t)(2 * D + 2 * BWD_THREADS + 32);
-    attn_bwd_dq_kernel<<<dim3(T, Hq, B), BWD_THREADS, smem>>>(dqp, rlse, delta, qp, kp, vp, op, dop, T, Hq, Hkv, D,
+    attn_bwd_dq_kernel<<<dim3(T, Hq, B), BWD_THREADS, smem, pn_cuda_stream()>>>(dqp, rlse, delta, qp, kp, vp, op, dop, T, Hq, Hkv, D,
                                                              window, scale, cu, n_docs);
     CUDA_LAUNCH_CHECK();
-    attn_bwd_dkv_kernel<<<dim3(T, Hkv, B), BWD_THREADS, smem>>>(dkp, dvp, rlse, delta, qp, kp, vp, dop, T, Hq, Hkv,
+    attn_bwd_dkv_kernel<<<dim3(T, Hkv, B), BWD_THREADS, smem, pn_cuda_stream()>>>(dkp, dvp, rlse, delta, qp, kp, vp, dop, T, Hq, Hkv,
                                                                D, window, scale, cu, n_docs);
     CUDA_LAUNCH_CHECK();
 }

@@ -520,12 +520,8 @@ typedef struct {
     int64_t workspace;
 } plan_entry;
 
-static cudnnHandle_t g_handle = NULL;
-static int g_handle_state = 0; // 0 not tried, 1 ready, -1 failed
 static plan_entry g_cache[CACHE_SIZE];
 static int g_next_victim = 0;
-static void *g_ws = NULL;
-static size_t g_ws_bytes = 0;
 
 static void warn_unavailable(const sdpa_key *k, const char *why) {
     pn_warn("cuDNN SDPA%s unavailable for B %lld T %lld Hq %lld Hkv %lld D %lld cap %lld: %s",
@@ -533,34 +529,36 @@ static void warn_unavailable(const sdpa_key *k, const char *why) {
             (long long)k->D, (long long)k->cap, why);
 }
 
+// The context's cuDNN handle, made on first use and bound to the compute stream.
 static cudnnHandle_t get_handle(const sdpa_key *k) {
-    if (g_handle_state == 0) {
-        g_handle_state = -1;
+    pn_cuda_ctx *ctx = pn_cuda_ctx_get();
+    if (ctx->cudnn_state == 0) {
+        ctx->cudnn_state = -1;
         char why[512];
         const size_t ver = cudnnGetVersion();
         cudnnStatus_t st = CUDNN_STATUS_SUCCESS;
+        cudnnHandle_t h = NULL;
         if (ver < 90000) {
             snprintf(why, sizeof why, "cuDNN runtime version %zu is older than 9.0", ver);
-        } else if ((st = cudnnCreate(&g_handle)) != CUDNN_STATUS_SUCCESS) {
+        } else if ((st = cudnnCreate(&h)) != CUDNN_STATUS_SUCCESS) {
             char last[256] = "";
             cudnnGetLastErrorString(last, sizeof last);
             snprintf(why, sizeof why, "cudnnCreate: %s%s%s", cudnnGetErrorString(st), last[0] ? "; " : "", last);
-            g_handle = NULL;
-        } else if ((st = cudnnSetStream(g_handle, 0)) != CUDNN_STATUS_SUCCESS) { // legacy default stream
+        } else if ((st = cudnnSetStream(h, ctx->stream)) != CUDNN_STATUS_SUCCESS) {
             snprintf(why, sizeof why, "cudnnSetStream: %s", cudnnGetErrorString(st));
-            (void)cudnnDestroy(g_handle);
-            g_handle = NULL;
+            (void)cudnnDestroy(h);
         } else {
-            g_handle_state = 1;
+            ctx->cudnn = (void *)h;
+            ctx->cudnn_state = 1;
             pn_debug("cuDNN %zu: fused SDPA enabled for causal prefill attention", ver);
         }
         // cuDNN may leave a CUDA error behind when it fails; the backend checks cudaGetLastError after launches.
-        if (g_handle_state < 0) {
+        if (ctx->cudnn_state < 0) {
             (void)cudaGetLastError();
             warn_unavailable(k, why);
         }
     }
-    return g_handle_state > 0 ? g_handle : NULL;
+    return ctx->cudnn_state > 0 ? (cudnnHandle_t)ctx->cudnn : NULL;
 }
 
 static bool same_key(const sdpa_key *a, const sdpa_key *b) {
@@ -627,22 +625,17 @@ static plan_entry *get_plan(cudnnHandle_t handle, const sdpa_key *k) {
     return e;
 }
 
-// The shared workspace, grown to at least `bytes`; -1 (warned, nothing allocated) when the device is full.
-static int ensure_workspace(const sdpa_key *k, size_t bytes) {
-    if (bytes <= g_ws_bytes) return 0;
-    if (g_ws) CUDA_CHECK(cudaFree(g_ws)); // synchronizes: no earlier execute still uses it
-    g_ws = NULL;
-    g_ws_bytes = 0;
-    if (cudaMalloc(&g_ws, bytes) != cudaSuccess) {
-        (void)cudaGetLastError();
-        g_ws = NULL;
+// The context's cuDNN workspace, grown to at least `bytes`; NULL (warned, nothing allocated) when the device
+// is full.
+static void *ensure_workspace(const sdpa_key *k, size_t bytes) {
+    void *p = pn_cuda_ws_try(PN_WS_CUDNN, bytes ? bytes : 1);
+    if (!p) {
         char why[96];
         snprintf(why, sizeof why, "no device memory for a %zu-byte workspace", bytes);
         warn_unavailable(k, why);
-        return -1; // nothing written; the next call tries again
+        return NULL; // nothing written; the next call tries again
     }
-    g_ws_bytes = bytes;
-    return 0;
+    return p;
 }
 
 // Run a plan on a variant pack; a failure here (the plan exists) is an internal error.
@@ -712,13 +705,14 @@ static int sdpa_forward(pn_tensor *out, float *lse, const pn_tensor *q, const pn
     if (!handle) return -1;
     plan_entry *e = get_plan(handle, &k);
     if (e->state != 1) return -1;
-    if (ensure_workspace(&k, (size_t)e->workspace)) return -1;
+    void *ws = ensure_workspace(&k, (size_t)e->workspace);
+    if (!ws) return -1;
     // By-value scalars are read from host memory during cudnnBackendExecute.
     float scale = 1.0f / sqrtf((float)k.D);
     float neg_inf = -INFINITY;
     int64_t uids[7] = {UID_Q, UID_K, UID_V, UID_O, UID_SCALE, UID_NEG_INF, UID_STATS};
     void *ptrs[7] = {q->data, kcache->data, vcache->data, out->data, &scale, &neg_inf, lse};
-    execute(handle, e, lse ? 7 : 6, uids, ptrs, e->workspace > 0 ? g_ws : NULL);
+    execute(handle, e, lse ? 7 : 6, uids, ptrs, e->workspace > 0 ? ws : NULL);
     return 0;
 }
 
@@ -757,13 +751,13 @@ extern "C" int pn_cuda_attention_bwd_cudnn(pn_tensor *dq, pn_tensor *dk, pn_tens
     const size_t plan_ws = ((size_t)e->workspace + 255) / 256 * 256;
     const size_t n_sum = (size_t)(key.B * key.Hq * key.T), n_acc = n_sum * (size_t)key.D;
     const size_t sum_bytes = (sizeof(float) * n_sum + 255) / 256 * 256;
-    if (ensure_workspace(&key, plan_ws + sum_bytes + sizeof(float) * n_acc)) return -1;
-    char *base = (char *)g_ws;
+    char *base = (char *)ensure_workspace(&key, plan_ws + sum_bytes + sizeof(float) * n_acc);
+    if (!base) return -1;
     float scale = 1.0f / sqrtf((float)key.D), one = 1.0f, neg_inf = -INFINITY;
     int64_t uids[14] = {UID_Q,     UID_K,     UID_V,   UID_O,       UID_DO,          UID_STATS_IN, UID_DQ,
                         UID_DK,    UID_DV,    UID_SCALE, UID_ONE, UID_NEG_INF, UID_SOFTMAX_SUM, UID_DQ_ACCUM};
     void *ptrs[14] = {q->data,  k->data, v->data, out->data, dout->data, (void *)stats,    dq->data,
                       dk->data, dv->data, &scale,  &one,      &neg_inf,   base + plan_ws, base + plan_ws + sum_bytes};
-    execute(handle, e, 14, uids, ptrs, e->workspace > 0 ? g_ws : NULL);
+    execute(handle, e, 14, uids, ptrs, e->workspace > 0 ? (void *)base : NULL);
     return 0;
 }

@@ -26,31 +26,82 @@ static void *cuda_alloc(size_t bytes) {
     return p;
 }
 
-void *pn_cuda_scratch_get(pn_cuda_scratch *s, size_t need) {
-    if (need > s->bytes) {
-        if (s->ptr) CUDA_CHECK(cudaFree(s->ptr));
-        s->ptr = NULL;
-        s->bytes = 0;
-        CUDA_CHECK(cudaMalloc(&s->ptr, need));
-        s->bytes = need;
+// ----------------------------------------------------------------------------------------------------
+// the context
+
+pn_cuda_ctx *pn_cuda_ctx_ptr = NULL;
+
+pn_cuda_ctx *pn_cuda_ctx_init(void) {
+    if (pn_cuda_ctx_ptr) return pn_cuda_ctx_ptr;
+    pn_cuda_ctx *c = (pn_cuda_ctx *)pn_calloc(1, sizeof *c);
+    CUDA_CHECK(cudaGetDevice(&c->device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&c->n_sms, cudaDevAttrMultiProcessorCount, c->device));
+    // Blocking streams (not cudaStreamNonBlocking): a synchronous copy on the legacy stream still waits for
+    // them, which the host <-> device conversions rely on.
+    CUDA_CHECK(cudaStreamCreate(&c->stream));
+    CUDA_CHECK(cudaStreamCreate(&c->comm));
+    CUBLAS_CHECK(cublasLtCreate(&c->lt));
+    pn_cuda_ctx_ptr = c;
+    return c;
+}
+
+static const char *const ws_names[PN_WS_N] = {"cuBLASLt", "split attention", "attention backward", "cuDNN SDPA",
+                                              "gdn forward", "gdn backward", "conv backward", "non-finite count"};
+
+static void *ws_grow(pn_cuda_ws_id id, size_t need, int may_fail) {
+    pn_cuda_ctx *c = pn_cuda_ctx_get();
+    if (need <= c->ws_bytes[id]) return c->ws[id];
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    CUDA_CHECK(cudaStreamIsCapturing(c->stream, &cs));
+    if (cs != cudaStreamCaptureStatusNone)
+        pn_panic("the %s workspace must grow from %zu to %zu bytes while a CUDA graph is being captured (run the "
+                 "step once before capturing it)", ws_names[id], c->ws_bytes[id], need);
+    if (c->ws[id]) CUDA_CHECK(cudaFree(c->ws[id])); // synchronizes: no queued kernel still uses it
+    c->ws[id] = NULL;
+    c->ws_bytes[id] = 0;
+    void *p = NULL;
+    const cudaError_t e = cudaMalloc(&p, need);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        if (may_fail) return NULL;
+        pn_panic("out of CUDA memory for the %s workspace (%zu bytes)", ws_names[id], need);
     }
-    return s->ptr;
+    c->ws[id] = p;
+    c->ws_bytes[id] = need;
+    return p;
+}
+
+void *pn_cuda_ws(pn_cuda_ws_id id, size_t need) { return ws_grow(id, need, 0); }
+void *pn_cuda_ws_try(pn_cuda_ws_id id, size_t need) { return ws_grow(id, need, 1); }
+
+size_t pn_cuda_ws_total(void) {
+    size_t t = 0;
+    for (int i = 0; pn_cuda_ctx_ptr && i < PN_WS_N; i++) t += pn_cuda_ctx_ptr->ws_bytes[i];
+    return t;
 }
 
 static void cuda_free(void *p) {
     if (p) CUDA_CHECK(cudaFree(p));
 }
 
+// Both are synchronous for the host (the source may be reused, the destination read, right after), and
+// ordered after the work queued on the compute stream.
 static void cuda_memcpy_h2d(void *dst, const void *src, size_t bytes) {
-    if (bytes) CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+    if (!bytes) return;
+    const cudaStream_t s = pn_cuda_stream();
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s));
+    CUDA_CHECK(cudaStreamSynchronize(s));
 }
 
 static void cuda_memcpy_d2h(void *dst, const void *src, size_t bytes) {
-    if (bytes) CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+    if (!bytes) return;
+    const cudaStream_t s = pn_cuda_stream();
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s));
+    CUDA_CHECK(cudaStreamSynchronize(s));
 }
 
 static void cuda_memset0(void *dst, size_t bytes) {
-    if (bytes) CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, 0));
+    if (bytes) CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, pn_cuda_stream()));
 }
 
 static void cuda_sync(void) { CUDA_CHECK(cudaDeviceSynchronize()); }
@@ -62,10 +113,10 @@ extern "C" void pn_cuda_to_host_f32(float *dst, const pn_tensor *src) {
     const int64_t n = pn_numel(src);
     if (n == 0) return;
     if (src->dtype == PN_F32) {
-        CUDA_CHECK(cudaMemcpy(dst, src->data, (size_t)n * sizeof(float), cudaMemcpyDeviceToHost));
+        cuda_memcpy_d2h(dst, src->data, (size_t)n * sizeof(float));
     } else if (src->dtype == PN_BF16) {
         uint16_t *tmp = (uint16_t *)pn_malloc((size_t)n * sizeof(uint16_t));
-        CUDA_CHECK(cudaMemcpy(tmp, src->data, (size_t)n * sizeof(uint16_t), cudaMemcpyDeviceToHost));
+        cuda_memcpy_d2h(tmp, src->data, (size_t)n * sizeof(uint16_t));
         for (int64_t i = 0; i < n; i++) dst[i] = pn_bf16_to_f32(tmp[i]);
         free(tmp);
     } else {
@@ -77,11 +128,11 @@ extern "C" void pn_cuda_from_host_f32(pn_tensor *dst, const float *src) {
     const int64_t n = pn_numel(dst);
     if (n == 0) return;
     if (dst->dtype == PN_F32) {
-        CUDA_CHECK(cudaMemcpy(dst->data, src, (size_t)n * sizeof(float), cudaMemcpyHostToDevice));
+        cuda_memcpy_h2d(dst->data, src, (size_t)n * sizeof(float));
     } else if (dst->dtype == PN_BF16) {
         uint16_t *tmp = (uint16_t *)pn_malloc((size_t)n * sizeof(uint16_t));
         for (int64_t i = 0; i < n; i++) tmp[i] = pn_f32_to_bf16(src[i]);
-        CUDA_CHECK(cudaMemcpy(dst->data, tmp, (size_t)n * sizeof(uint16_t), cudaMemcpyHostToDevice));
+        cuda_memcpy_h2d(dst->data, tmp, (size_t)n * sizeof(uint16_t));
         free(tmp);
     } else {
         pn_panic("from_host_f32: unsupported dtype %s on cuda", pn_dtype_name(dst->dtype));
@@ -100,16 +151,50 @@ extern "C" void pn_cuda_timer_start(void) {
         CUDA_CHECK(cudaEventCreate(&timer_ev[1]));
         timer_ready = 1;
     }
-    CUDA_CHECK(cudaEventRecord(timer_ev[0], 0));
+    CUDA_CHECK(cudaEventRecord(timer_ev[0], pn_cuda_stream()));
 }
 
 extern "C" float pn_cuda_timer_stop_ms(void) {
     PN_ASSERT(timer_ready);
     float ms = 0.0f;
-    CUDA_CHECK(cudaEventRecord(timer_ev[1], 0));
+    CUDA_CHECK(cudaEventRecord(timer_ev[1], pn_cuda_stream()));
     CUDA_CHECK(cudaEventSynchronize(timer_ev[1]));
     CUDA_CHECK(cudaEventElapsedTime(&ms, timer_ev[0], timer_ev[1]));
     return ms;
+}
+
+// ----------------------------------------------------------------------------------------------------
+// CUDA graphs: the compute stream's work between capture_begin and capture_end, replayed by graph_launch
+// with one call instead of one launch per kernel. Only this thread's work is recorded (relaxed mode would
+// also allow it, but a stray legacy-stream call from elsewhere should fail the capture, not join it).
+
+static int cuda_capture_begin(void) {
+    const cudaError_t e = cudaStreamBeginCapture(pn_cuda_stream(), cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return pn_errorf("CUDA graph capture: %s", cudaGetErrorString(e));
+    }
+    return 0;
+}
+
+static void *cuda_capture_end(void) {
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t x = NULL;
+    cudaError_t e = cudaStreamEndCapture(pn_cuda_stream(), &g);
+    if (e == cudaSuccess) e = cudaGraphInstantiate(&x, g, 0);
+    if (g) (void)cudaGraphDestroy(g);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        pn_errorf("CUDA graph capture: %s", cudaGetErrorString(e));
+        return NULL;
+    }
+    return (void *)x;
+}
+
+static void cuda_graph_launch(void *g) { CUDA_CHECK(cudaGraphLaunch((cudaGraphExec_t)g, pn_cuda_stream())); }
+
+static void cuda_graph_free(void *g) {
+    if (g) CUDA_CHECK(cudaGraphExecDestroy((cudaGraphExec_t)g));
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -134,5 +219,9 @@ extern "C" const pn_backend pn_cuda_backend = {
     cuda_memcpy_d2h,
     cuda_memset0,
     cuda_sync,
+    cuda_capture_begin,
+    cuda_capture_end,
+    cuda_graph_launch,
+    cuda_graph_free,
     PN_OPS(PN_OP_ENTRY_CUDA) // in the list's order, like the struct's fields: a missing pn_cuda_<op> does not link
 };

@@ -5,7 +5,9 @@
 // were checked by kernels/ops.c), so every failure panics instead of returning. Launches are checked with
 // cudaGetLastError right after the <<<>>> so the file and line name the kernel that failed to launch;
 // faults inside a kernel surface at the next synchronizing call (pn_cuda_backend.sync, a copy to host).
-// Everything runs on the legacy default stream, so ops are ordered without events.
+// Everything runs on the backend context's compute stream (pn_cuda_stream(), below), so ops are ordered
+// without events and a sequence of them can be captured as a CUDA graph. It is a blocking stream: the few
+// synchronous cudaMemcpy calls left (on the legacy stream) still wait for the work queued before them.
 #ifndef PN_CUDA_COMMON_CUH
 #define PN_CUDA_COMMON_CUH
 
@@ -80,15 +82,47 @@ static inline unsigned grid_1d(int64_t n, int per_block) {
 // ----------------------------------------------------------------------------------------------------
 // shared state (backend.cu / matmul.cu)
 
-// A device scratch buffer that grows on demand (one per op that needs one, so ops never alias; one GPU per
-// process). Returns a buffer of at least `need` bytes; out of memory is an internal error.
-typedef struct pn_cuda_scratch {
-    void *ptr;
-    size_t bytes;
-} pn_cuda_scratch;
-void *pn_cuda_scratch_get(pn_cuda_scratch *s, size_t need);
+// The backend context (backend.cu): one per process and GPU, created on first use. It owns what would
+// otherwise be hidden global state: the streams, the library handles and every device workspace, so a
+// workspace's size is visible (pn_cuda_ws_bytes) and nothing allocates behind a CUDA graph's back.
+typedef enum {
+    PN_WS_CUBLASLT,   // cuBLASLt's workspace (fixed size, PN_CUBLAS_WORKSPACE)
+    PN_WS_ATTN_SPLIT, // split-K decode attention's partial sums (attention.cu)
+    PN_WS_ATTN_BWD,   // attention backward's statistics and dQ accumulator (attention_bwd.cu)
+    PN_WS_CUDNN,      // cuDNN SDPA plans' workspace (attention_cudnn.cu)
+    PN_WS_GDN,        // chunked GDN forward (gdn.cu)
+    PN_WS_GDN_BWD,    // chunked GDN backward (gdn_bwd.cu)
+    PN_WS_CONV,       // causal convolution backward's fp32 dz (conv1d.cu)
+    PN_WS_COUNT_NF,   // count_nonfinite's counter (elementwise.cu)
+    PN_WS_N
+} pn_cuda_ws_id;
 
-// The process-wide cuBLASLt handle and its workspace, created on first use.
+typedef struct pn_cuda_ctx {
+    int device;
+    cudaStream_t stream; // compute: every kernel, copy and library call of the backend
+    cudaStream_t comm;   // communication (NCCL collectives), so they can overlap the compute stream
+    cublasLtHandle_t lt;
+    void *cudnn;         // cudnnHandle_t (attention_cudnn.cu makes it on first use and sets its stream)
+    int cudnn_state;     // 0 not tried, 1 ready, -1 unavailable
+    int n_sms;
+    void *ws[PN_WS_N];
+    size_t ws_bytes[PN_WS_N];
+} pn_cuda_ctx;
+
+extern pn_cuda_ctx *pn_cuda_ctx_ptr;
+pn_cuda_ctx *pn_cuda_ctx_init(void);
+static inline pn_cuda_ctx *pn_cuda_ctx_get(void) { return pn_cuda_ctx_ptr ? pn_cuda_ctx_ptr : pn_cuda_ctx_init(); }
+static inline cudaStream_t pn_cuda_stream(void) { return pn_cuda_ctx_get()->stream; }
+
+// Workspace `id` grown to at least `need` bytes (never shrunk; growing frees the old buffer, which waits for
+// the work using it). Out of memory is an internal error; growing while the stream is being captured into a
+// graph is one too (the graph would keep the freed buffer): capture after a warm-up step of the same shape.
+void *pn_cuda_ws(pn_cuda_ws_id id, size_t need);
+// The same, but NULL (nothing allocated, CUDA's error state cleared) when the device has no room.
+void *pn_cuda_ws_try(pn_cuda_ws_id id, size_t need);
+size_t pn_cuda_ws_total(void); // bytes held by all workspaces
+
+// The context's cuBLASLt handle and its workspace.
 cublasLtHandle_t pn_cuda_cublaslt(void);
 void *pn_cuda_workspace(size_t *bytes);
 // cuBLASLt's best algorithm for a product (1), or 0 when it has none; pointers' real alignments passed in.

@@ -136,7 +136,6 @@ __global__ void conv_dw_kernel(float *dw, float *dbias, const float *dz, const b
     }
 }
 
-static pn_cuda_scratch conv_dz;
 
 static int conv_width(const pn_tensor *x, const pn_tensor *w, const pn_tensor *kdyn) {
     return (int)(w ? pn_numel(w) / x->shape[2] : pn_numel(kdyn) / pn_numel(x));
@@ -148,7 +147,7 @@ void pn_cuda_conv1d(pn_tensor *y, const pn_tensor *x, const pn_tensor *w, const 
     if (NT * C == 0) return;
     const int W = conv_width(x, w, kdyn);
     PN_ASSERT(W >= 1 && W <= 64);
-    conv_fwd_kernel<<<grid_1d(NT * C, 256), 256>>>(
+    conv_fwd_kernel<<<grid_1d(NT * C, 256), 256, 0, pn_cuda_stream()>>>(
         (bf16 *)y->data, (const bf16 *)x->data, w ? (const bf16 *)w->data : NULL, bias ? (const bf16 *)bias->data : NULL,
         kdyn ? (const bf16 *)kdyn->data : NULL, cu_seqlens ? (const int32_t *)cu_seqlens->data : NULL,
         cu_seqlens ? (int)(pn_numel(cu_seqlens) - 1) : 0, NT, T, C, W, act_silu);
@@ -166,17 +165,17 @@ void pn_cuda_conv1d_bwd(pn_tensor *dx, pn_tensor *dw, pn_tensor *dbias, pn_tenso
     const int nseq = cu_seqlens ? (int)(pn_numel(cu_seqlens) - 1) : 0;
     const bf16 *xb = (const bf16 *)x->data, *wb = w ? (const bf16 *)w->data : NULL;
     const bf16 *bb = bias ? (const bf16 *)bias->data : NULL, *kb = kdyn ? (const bf16 *)kdyn->data : NULL;
-    float *dz = (float *)pn_cuda_scratch_get(&conv_dz, sizeof(float) * (size_t)(NT * C));
-    conv_dz_kernel<<<grid_1d(NT * C, 256), 256>>>(dz, (const bf16 *)dy->data, xb, wb, bb, kb, cu, nseq, NT, T, C, W,
+    float *dz = (float *)pn_cuda_ws(PN_WS_CONV, sizeof(float) * (size_t)(NT * C));
+    conv_dz_kernel<<<grid_1d(NT * C, 256), 256, 0, pn_cuda_stream()>>>(dz, (const bf16 *)dy->data, xb, wb, bb, kb, cu, nseq, NT, T, C, W,
                                                   act_silu);
     CUDA_LAUNCH_CHECK();
-    conv_dx_kernel<<<grid_1d(NT * C, 256), 256>>>((bf16 *)dx->data, dkdyn ? (bf16 *)dkdyn->data : NULL, dz, xb, wb, kb,
+    conv_dx_kernel<<<grid_1d(NT * C, 256), 256, 0, pn_cuda_stream()>>>((bf16 *)dx->data, dkdyn ? (bf16 *)dkdyn->data : NULL, dz, xb, wb, kb,
                                                   cu, nseq, NT, T, C, W);
     CUDA_LAUNCH_CHECK();
     if (!kdyn && (dw || dbias)) {
         const int64_t rows_per_block = 512;
         const dim3 grid((unsigned)ceil_div64(C, 32), (unsigned)ceil_div64(NT, rows_per_block));
-        conv_dw_kernel<<<grid, 256>>>(dw ? (float *)dw->data : NULL, dbias ? (float *)dbias->data : NULL, dz, xb, cu,
+        conv_dw_kernel<<<grid, 256, 0, pn_cuda_stream()>>>(dw ? (float *)dw->data : NULL, dbias ? (float *)dbias->data : NULL, dz, xb, cu,
                                       nseq, NT, T, C, W, rows_per_block);
         CUDA_LAUNCH_CHECK();
     }

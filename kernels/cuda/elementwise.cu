@@ -72,13 +72,14 @@ __global__ void swiglu_kernel(bf16 *out, const bf16 *gate, const bf16 *up, int64
 
 // x[B, T, H, D] in place; one thread per rotated pair (row, i), i < D/2.
 // dir = 1 rotates by the angle (the forward), dir = -1 back (the backward: the rotation's transpose).
+// posv (device, [B]) or NULL: sequence b's first token at posv[b] instead of pos0 (decode, graph-replayable).
 __global__ void rope_kernel(bf16 *x, const float *inv_freq, int64_t rows, int64_t T, int64_t H, int64_t D,
-                            int64_t pos0, float dir, const int32_t *cu, int n_docs) {
+                            int64_t pos0, float dir, const int32_t *cu, int n_docs, const int32_t *posv) {
     const int64_t half = D / 2, total = rows * half, stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
         const int64_t row = idx / half, i = idx % half;
-        const int64_t t = (row / H) % T;
-        const float a = (float)(pos0 + t - pn_doc_lo(cu, n_docs, t)) * inv_freq[i]; // packed: from its document's start
+        const int64_t t = (row / H) % T, p0 = posv ? (int64_t)posv[row / (H * T)] : pos0;
+        const float a = (float)(p0 + t - pn_doc_lo(cu, n_docs, t)) * inv_freq[i]; // packed: from its document's start
         float sn, cs;
         sincosf(a, &sn, &cs);
         const float c = round_bf(cs), s = dir * round_bf(sn);
@@ -89,14 +90,18 @@ __global__ void rope_kernel(bf16 *x, const float *inv_freq, int64_t rows, int64_
     }
 }
 
-// cache[b, pos0 + t, :] = src[b, t, :] with rows of HD = Hkv * D elements; E = 8 (vectors) or 1.
+// cache[b, pos0 + t, :] = src[b, t, :] with rows of HD = Hkv * D elements; E = 8 (vectors) or 1. With posv
+// (device, [B]) sequence b starts at posv[b]; rows that would fall outside the cache are not written (the
+// host checked its own count of the positions; this keeps a wrong device value from writing out of bounds).
 template <int E>
 __global__ void kv_store_kernel(bf16 *cache, const bf16 *src, int64_t B, int64_t T, int64_t HD, int64_t cap,
-                                int64_t pos0) {
+                                int64_t pos0, const int32_t *posv) {
     const int64_t per_b = T * HD / E, total = B * per_b, stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
         const int64_t b = idx / per_b, rest = idx % per_b; // rest: vector index inside src[b]
-        const int64_t dst = (b * cap + pos0) * HD / E + rest;
+        const int64_t p0 = posv ? (int64_t)posv[b] : pos0, t = rest / (HD / E);
+        if (p0 < 0 || p0 + t >= cap) continue;
+        const int64_t dst = (b * cap + p0) * HD / E + rest;
         if constexpr (E == 8)
             ((uint4 *)cache)[dst] = ((const uint4 *)src)[idx];
         else
@@ -114,9 +119,9 @@ void pn_cuda_embedding(pn_tensor *out, const pn_tensor *ids, const pn_tensor *ta
     const bf16 *tab = (const bf16 *)table->data;
     const int32_t *id = (const int32_t *)ids->data;
     if (C % 8 == 0 && is_aligned16(o) && is_aligned16(tab))
-        embedding_kernel<true><<<grid_1d(N, 1), 128>>>(o, id, tab, N, C);
+        embedding_kernel<true><<<grid_1d(N, 1), 128, 0, pn_cuda_stream()>>>(o, id, tab, N, C);
     else
-        embedding_kernel<false><<<grid_1d(N, 1), 128>>>(o, id, tab, N, C);
+        embedding_kernel<false><<<grid_1d(N, 1), 128, 0, pn_cuda_stream()>>>(o, id, tab, N, C);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -126,9 +131,9 @@ void pn_cuda_add(pn_tensor *x, const pn_tensor *y) {
     bf16 *a = (bf16 *)x->data;
     const bf16 *b = (const bf16 *)y->data;
     if (n % 8 == 0 && is_aligned16(a) && is_aligned16(b))
-        add_kernel<true><<<grid_1d(n / 8, 256), 256>>>(a, b, n);
+        add_kernel<true><<<grid_1d(n / 8, 256), 256, 0, pn_cuda_stream()>>>(a, b, n);
     else
-        add_kernel<false><<<grid_1d(n, 256), 256>>>(a, b, n);
+        add_kernel<false><<<grid_1d(n, 256), 256, 0, pn_cuda_stream()>>>(a, b, n);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -138,41 +143,52 @@ void pn_cuda_swiglu(pn_tensor *out, const pn_tensor *gate, const pn_tensor *up) 
     bf16 *o = (bf16 *)out->data;
     const bf16 *g = (const bf16 *)gate->data, *u = (const bf16 *)up->data;
     if (n % 8 == 0 && is_aligned16(o) && is_aligned16(g) && is_aligned16(u))
-        swiglu_kernel<true><<<grid_1d(n / 8, 256), 256>>>(o, g, u, n);
+        swiglu_kernel<true><<<grid_1d(n / 8, 256), 256, 0, pn_cuda_stream()>>>(o, g, u, n);
     else
-        swiglu_kernel<false><<<grid_1d(n, 256), 256>>>(o, g, u, n);
+        swiglu_kernel<false><<<grid_1d(n, 256), 256, 0, pn_cuda_stream()>>>(o, g, u, n);
     CUDA_LAUNCH_CHECK();
 }
 
-static void rope_launch(pn_tensor *x, const pn_tensor *inv_freq, int pos0, const pn_tensor *cu, float dir) {
+static void rope_launch(pn_tensor *x, const pn_tensor *inv_freq, int pos0, const pn_tensor *cu, float dir,
+                        const int32_t *posv) {
     const int64_t B = x->shape[0], T = x->shape[1], H = x->shape[2], D = x->shape[3];
     const int64_t rows = B * T * H;
     if (rows == 0 || D == 0) return;
-    rope_kernel<<<grid_1d(rows * (D / 2), 256), 256>>>((bf16 *)x->data, (const float *)inv_freq->data, rows, T, H,
+    rope_kernel<<<grid_1d(rows * (D / 2), 256), 256, 0, pn_cuda_stream()>>>((bf16 *)x->data, (const float *)inv_freq->data, rows, T, H,
                                                        D, pos0, dir, cu ? (const int32_t *)cu->data : NULL,
-                                                       cu ? (int)cu->shape[0] - 1 : 0);
+                                                       cu ? (int)cu->shape[0] - 1 : 0, posv);
     CUDA_LAUNCH_CHECK();
 }
 
 void pn_cuda_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0, const pn_tensor *cu_seqlens) {
-    rope_launch(x, inv_freq, pos0, cu_seqlens, 1.0f);
+    rope_launch(x, inv_freq, pos0, cu_seqlens, 1.0f, NULL);
+}
+
+void pn_cuda_rope_at(pn_tensor *x, const pn_tensor *inv_freq, const pn_tensor *pos) {
+    rope_launch(x, inv_freq, 0, NULL, 1.0f, (const int32_t *)pos->data);
 }
 
 void pn_cuda_rope_bwd(pn_tensor *dx, const pn_tensor *inv_freq, int pos0, const pn_tensor *cu_seqlens) {
-    rope_launch(dx, inv_freq, pos0, cu_seqlens, -1.0f);
+    rope_launch(dx, inv_freq, pos0, cu_seqlens, -1.0f, NULL);
 }
 
-void pn_cuda_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0) {
+static void kv_store_launch(pn_tensor *cache, const pn_tensor *src, int pos0, const int32_t *posv) {
     const int64_t B = src->shape[0], T = src->shape[1], HD = src->shape[2] * src->shape[3];
     const int64_t cap = cache->shape[1];
     if (B * T * HD == 0) return;
     bf16 *c = (bf16 *)cache->data;
     const bf16 *s = (const bf16 *)src->data;
     if (HD % 8 == 0 && is_aligned16(c) && is_aligned16(s))
-        kv_store_kernel<8><<<grid_1d(B * T * HD / 8, 256), 256>>>(c, s, B, T, HD, cap, pos0);
+        kv_store_kernel<8><<<grid_1d(B * T * HD / 8, 256), 256, 0, pn_cuda_stream()>>>(c, s, B, T, HD, cap, pos0, posv);
     else
-        kv_store_kernel<1><<<grid_1d(B * T * HD, 256), 256>>>(c, s, B, T, HD, cap, pos0);
+        kv_store_kernel<1><<<grid_1d(B * T * HD, 256), 256, 0, pn_cuda_stream()>>>(c, s, B, T, HD, cap, pos0, posv);
     CUDA_LAUNCH_CHECK();
+}
+
+void pn_cuda_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0) { kv_store_launch(cache, src, pos0, NULL); }
+
+void pn_cuda_kv_store_at(pn_tensor *cache, const pn_tensor *src, const pn_tensor *pos) {
+    kv_store_launch(cache, src, 0, (const int32_t *)pos->data);
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -189,16 +205,16 @@ __global__ void count_nonfinite_kernel(unsigned long long *out, const void *x, i
     if ((threadIdx.x & 31) == 0 && bad) atomicAdd(out, bad);
 }
 
-static pn_cuda_scratch nonfinite_count;
 
 int64_t pn_cuda_count_nonfinite(const pn_tensor *x) {
     const int64_t n = pn_numel(x);
-    unsigned long long *d = (unsigned long long *)pn_cuda_scratch_get(&nonfinite_count, sizeof(unsigned long long)), h = 0;
-    CUDA_CHECK(cudaMemsetAsync(d, 0, sizeof h, 0));
+    unsigned long long *d = (unsigned long long *)pn_cuda_ws(PN_WS_COUNT_NF, sizeof(unsigned long long)), h = 0;
+    CUDA_CHECK(cudaMemsetAsync(d, 0, sizeof h, pn_cuda_stream()));
     if (n > 0) {
-        count_nonfinite_kernel<<<grid_1d(n, 256 * 8), 256>>>(d, x->data, n, x->dtype == PN_BF16);
+        count_nonfinite_kernel<<<grid_1d(n, 256 * 8), 256, 0, pn_cuda_stream()>>>(d, x->data, n, x->dtype == PN_BF16);
         CUDA_LAUNCH_CHECK();
     }
-    CUDA_CHECK(cudaMemcpy(&h, d, sizeof h, cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpyAsync(&h, d, sizeof h, cudaMemcpyDeviceToHost, pn_cuda_stream()));
+    CUDA_CHECK(cudaStreamSynchronize(pn_cuda_stream()));
     return (int64_t)h;
 }

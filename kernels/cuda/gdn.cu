@@ -21,7 +21,7 @@
 // - cu_seqlens is a device array; the launcher copies it to the host (synchronizing) to validate it with
 //   pn_gdn_check and to build the chunk table of gdn_prep_kernel (fla does the same host round trip).
 // - Shared memory at K = 256 is ~162 KB (prep) and ~161 KB (chunk): fits H100 (227 KB) and A100 (163 KB).
-// - The workspace (one device buffer, grown on demand, never shrunk) assumes one GPU per process.
+// - The workspace (one device buffer of the backend context, grown on demand, never shrunk).
 // - GDN_LAUNCH is <<<>>> on CUDA; under PN_GDN_HOST_CHECK the file is compiled as plain C++ by a host
 //   harness (not in the tree) that runs every block with real threads (a barrier for __syncthreads) and
 //   NaN-filled shared memory; that is how kernels and launchers were first checked against the CPU code.
@@ -30,7 +30,7 @@
 
 #ifndef PN_GDN_HOST_CHECK
 #include "common.cuh"
-#define GDN_LAUNCH(kern, grid, block, smem, ...) kern<<<(grid), (block), (smem)>>>(__VA_ARGS__)
+#define GDN_LAUNCH(kern, grid, block, smem, ...) kern<<<(grid), (block), (smem), pn_cuda_stream()>>>(__VA_ARGS__)
 #endif
 #include "gdn_cuda.h"
 #include "gdn_tile.cuh"
@@ -376,9 +376,7 @@ __global__ void __launch_bounds__(GDN_STEP_THREADS)
 // ----------------------------------------------------------------------------------------------------
 // launchers
 
-static pn_cuda_scratch ws; // the workspace (one GPU per process)
-
-static void *workspace(size_t need) { return (void *)pn_cuda_scratch_get(&ws, need); }
+static void *workspace(size_t need) { return pn_cuda_ws(PN_WS_GDN, need); } // the context's
 
 static size_t prep_smem_bytes(int K) {
     const int Kp = pitch_k(K), Xp = Kp > 65 ? Kp : 65;
@@ -475,7 +473,7 @@ extern "C" int pn_cuda_gdn_fwd(const pn_gdn_cfg *cfg, void *o, float *ht, const 
     cudaEvent_t ev[3];
     if (profile) {
         for (int i = 0; i < 3; i++) CUDA_CHECK(cudaEventCreate(&ev[i]));
-        CUDA_CHECK(cudaEventRecord(ev[0], 0));
+        CUDA_CHECK(cudaEventRecord(ev[0], pn_cuda_stream()));
     }
 #endif
     GDN_LAUNCH(gdn_prep_kernel, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, prep_smem, Qs, Kd, W, U, P, gam,
@@ -483,7 +481,7 @@ extern "C" int pn_cuda_gdn_fwd(const pn_gdn_cfg *cfg, void *o, float *ht, const 
                cfg->qk_l2norm ? 1 : 0);
     CUDA_LAUNCH_CHECK();
 #ifndef PN_GDN_HOST_CHECK
-    if (profile) CUDA_CHECK(cudaEventRecord(ev[1], 0));
+    if (profile) CUDA_CHECK(cudaEventRecord(ev[1], pn_cuda_stream()));
 #endif
     GDN_LAUNCH(gdn_chunk_kernel, dim3((unsigned)ceil_div64(V, GDN_BV), (unsigned)H, (unsigned)N), GDN_THREADS,
                chunk_smem, (bf16 *)o, ht, h0, (const float *)Qs, (const float *)Kd, (const float *)W, (const float *)U,
@@ -492,7 +490,7 @@ extern "C" int pn_cuda_gdn_fwd(const pn_gdn_cfg *cfg, void *o, float *ht, const 
 #ifndef PN_GDN_HOST_CHECK
     if (profile) {
         float ms[2];
-        CUDA_CHECK(cudaEventRecord(ev[2], 0));
+        CUDA_CHECK(cudaEventRecord(ev[2], pn_cuda_stream()));
         CUDA_CHECK(cudaEventSynchronize(ev[2]));
         for (int i = 0; i < 2; i++) CUDA_CHECK(cudaEventElapsedTime(&ms[i], ev[i], ev[i + 1]));
         pn_info("gdn fwd (cuda) B %lld T %lld H %d K %d V %d: prep %.2f ms, chunk %.2f ms", (long long)cfg->B,

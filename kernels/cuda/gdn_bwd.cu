@@ -26,7 +26,7 @@
 //   a row, then summed by one thread in a fixed order: deterministic and race-free.
 // - Only exponents ≤ 0 are evaluated (Γ masked before expf), γ summed in double as on the CPU.
 // - Workspace at the anchor shape (B 8, T 4096, H 12, K 96, V 256): ~3.7 GB (two [chunk, H, K, V] state
-//   arrays of 604 MB each, the rest per token row); a pn_cuda_scratch grown on demand (one GPU per process).
+//   arrays of 604 MB each, the rest per token row); the backend context's PN_WS_GDN_BWD, grown on demand.
 // - GDN_LAUNCH is <<<>>> on CUDA; under PN_GDN_HOST_CHECK the file compiles as plain C++ for a host
 //   harness that runs every block with real threads (the one gdn.cu was first checked with).
 #include <math.h>
@@ -34,7 +34,7 @@
 
 #ifndef PN_GDN_HOST_CHECK
 #include "common.cuh"
-#define GDN_LAUNCH(kern, grid, block, smem, ...) kern<<<(grid), (block), (smem)>>>(__VA_ARGS__)
+#define GDN_LAUNCH(kern, grid, block, smem, ...) kern<<<(grid), (block), (smem), pn_cuda_stream()>>>(__VA_ARGS__)
 #endif
 #include "gdn_bwd_cuda.h"
 #include "gdn_cuda.h"
@@ -629,7 +629,6 @@ __global__ void __launch_bounds__(GB_THREADS)
 // ----------------------------------------------------------------------------------------------------
 // launcher
 
-static pn_cuda_scratch gb_ws; // the workspace (one GPU per process)
 
 static size_t gb_prep_smem(void) { return sizeof(double) * GB_C + sizeof(float) * (GB_C + 5 * GB_C * GB_P); }
 static size_t gb_chunk_smem(void) {
@@ -676,7 +675,7 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
     const size_t nk = (size_t)R * K, nv = (size_t)R * V, nst = (size_t)nch * H * K * V;
     const size_t nfl = 7 * nk + 3 * nv + (size_t)R * GB_C + 2 * (size_t)R + 2 * nst;
     const size_t ntab = (size_t)(2 * nch + N + 1);
-    char *w = (char *)pn_cuda_scratch_get(&gb_ws, sizeof(double) * (size_t)R + sizeof(float) * nfl + sizeof(int) * ntab);
+    char *w = (char *)pn_cuda_ws(PN_WS_GDN_BWD, sizeof(double) * (size_t)R + sizeof(float) * nfl + sizeof(int) * ntab);
     double *gam = (double *)w;
     float *f = (float *)(gam + R);
     float *qn = f, *kn = qn + nk, *W = kn + nk, *dqw = W + nk, *dkw = dqw + nk, *dw = dkw + nk, *tk = dw + nk;
@@ -715,7 +714,7 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
     if (profile)
         for (int i = 0; i < 5; i++) CUDA_CHECK(cudaEventCreate(&ev[i]));
 #define GB_MARK(i) \
-    if (profile) CUDA_CHECK(cudaEventRecord(ev[i], 0))
+    if (profile) CUDA_CHECK(cudaEventRecord(ev[i], pn_cuda_stream()))
 #else
 #define GB_MARK(i)
 #endif

@@ -74,14 +74,14 @@ __global__ void lin_gates_bwd_kernel(bf16 *dza, bf16 *dzb, float *dA_log, float 
 void pn_cuda_silu(pn_tensor *y, const pn_tensor *x) {
     const int64_t n = pn_numel(x);
     if (n == 0) return;
-    silu_kernel<<<grid_1d(n, 256), 256>>>((bf16 *)y->data, (const bf16 *)x->data, n);
+    silu_kernel<<<grid_1d(n, 256), 256, 0, pn_cuda_stream()>>>((bf16 *)y->data, (const bf16 *)x->data, n);
     CUDA_LAUNCH_CHECK();
 }
 
 void pn_cuda_silu_bwd(pn_tensor *dx, const pn_tensor *dy, const pn_tensor *x) {
     const int64_t n = pn_numel(x);
     if (n == 0) return;
-    silu_bwd_kernel<<<grid_1d(n, 256), 256>>>((bf16 *)dx->data, (const bf16 *)dy->data, (const bf16 *)x->data, n);
+    silu_bwd_kernel<<<grid_1d(n, 256), 256, 0, pn_cuda_stream()>>>((bf16 *)dx->data, (const bf16 *)dy->data, (const bf16 *)x->data, n);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -96,7 +96,7 @@ void pn_cuda_lin_gates(pn_tensor *g, pn_tensor *beta, const pn_tensor *za, const
     const int64_t N = zb->shape[0];
     const int H = (int)zb->shape[1];
     if (N == 0 || H == 0) return;
-    lin_gates_kernel<<<gates_grid(N, H), 256>>>((float *)g->data, (float *)beta->data,
+    lin_gates_kernel<<<gates_grid(N, H), 256, 0, pn_cuda_stream()>>>((float *)g->data, (float *)beta->data,
                                                  za ? (const bf16 *)za->data : NULL, (const bf16 *)zb->data,
                                                  za ? (const bf16 *)A_log->data : NULL,
                                                  za ? (const bf16 *)dt_bias->data : NULL, N, H);
@@ -109,7 +109,7 @@ void pn_cuda_lin_gates_bwd(pn_tensor *dza, pn_tensor *dzb, pn_tensor *dA_log, pn
     const int64_t N = dzb->shape[0];
     const int H = (int)dzb->shape[1];
     if (N == 0 || H == 0) return;
-    lin_gates_bwd_kernel<<<gates_grid(N, H), 256>>>(
+    lin_gates_bwd_kernel<<<gates_grid(N, H), 256, 0, pn_cuda_stream()>>>(
         za ? (bf16 *)dza->data : NULL, (bf16 *)dzb->data, dA_log ? (float *)dA_log->data : NULL,
         ddt_bias ? (float *)ddt_bias->data : NULL, (const float *)dg->data, (const float *)dbeta->data,
         za ? (const bf16 *)za->data : NULL, (const float *)g->data, (const float *)beta->data,

@@ -94,7 +94,7 @@ void pn_cuda_lm_loss(pn_tensor *dz, pn_tensor *rowloss, const pn_tensor *zs, con
     const int64_t R = zs->shape[0], V = zs->shape[1];
     for (int64_t r0 = 0; r0 < R; r0 += 65535) { // grid.x of at most 65535 rows per launch keeps r a plain index
         const int64_t n = R - r0 < 65535 ? R - r0 : 65535;
-        lm_loss_kernel<<<(unsigned)n, LOSS_THREADS>>>(
+        lm_loss_kernel<<<(unsigned)n, LOSS_THREADS, 0, pn_cuda_stream()>>>(
             dz ? (bf16 *)dz->data + r0 * V : NULL, (float *)rowloss->data + 2 * r0, (const bf16 *)zs->data + r0 * V,
             zt ? (const bf16 *)zt->data + r0 * V : NULL, targets ? (const int32_t *)targets->data + r0 : NULL, V, *a);
         CUDA_LAUNCH_CHECK();
@@ -149,7 +149,7 @@ void pn_cuda_lm_score(pn_tensor *out, const pn_tensor *z, const pn_tensor *targe
     const int64_t R = z->shape[0], V = z->shape[1];
     for (int64_t r0 = 0; r0 < R; r0 += 65535) {
         const int64_t n = R - r0 < 65535 ? R - r0 : 65535;
-        lm_score_kernel<<<(unsigned)n, LOSS_THREADS>>>((float *)out->data + 2 * r0, (const bf16 *)z->data + r0 * V,
+        lm_score_kernel<<<(unsigned)n, LOSS_THREADS, 0, pn_cuda_stream()>>>((float *)out->data + 2 * r0, (const bf16 *)z->data + r0 * V,
                                                         (const int32_t *)targets->data + r0, V);
         CUDA_LAUNCH_CHECK();
     }
@@ -175,7 +175,7 @@ void pn_cuda_mse(pn_tensor *dx, pn_tensor *rowloss, const pn_tensor *x, const pn
     const int64_t R = x->shape[0], C = x->shape[1];
     for (int64_t r0 = 0; r0 < R; r0 += 65535) {
         const int64_t n = R - r0 < 65535 ? R - r0 : 65535;
-        mse_kernel<<<(unsigned)n, 256>>>(dx ? (bf16 *)dx->data + r0 * C : NULL, (float *)rowloss->data + r0,
+        mse_kernel<<<(unsigned)n, 256, 0, pn_cuda_stream()>>>(dx ? (bf16 *)dx->data + r0 * C : NULL, (float *)rowloss->data + r0,
                                          (const bf16 *)x->data + r0 * C, (const bf16 *)y->data + r0 * C, C, grad_scale,
                                          accumulate);
         CUDA_LAUNCH_CHECK();

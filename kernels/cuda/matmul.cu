@@ -10,6 +10,7 @@
 // into the middle of a tensor (pn_rows) can be less aligned; we pass each pointer's real alignment. The
 // heuristic query costs tens of microseconds, which decode would pay per matmul, so its answer is cached
 // per (shape, bias, alignments). If no algorithm takes the bias epilogue, a separate kernel adds the bias.
+#include <stdlib.h>
 #include <string.h>
 
 #include "common.cuh"
@@ -24,23 +25,74 @@ __global__ void bias_add_kernel(bf16 *out, const bf16 *bias, int64_t N, int64_t 
         out[i] = f2bf(bf2f(out[i]) + bf2f(bias[i % O]));
 }
 
+// A few rows (decoding: N <= GEMV_MAX_N) are a matrix-vector product bound by reading w once, where
+// cuBLASLt's tiled kernels reach a fraction of the memory bandwidth. One warp per output column o: the 32
+// lanes stream w[o, :] in 16-byte loads (8 bf16), each multiplied into all N rows of x (x is small and read
+// through L1), fp32 sums reduced across the warp, the bias added in fp32 and the result rounded once to bf16,
+// as cuBLASLt's epilogue does. Needs I % 8 == 0 and 16-byte aligned x and w rows.
+#define GEMV_MAX_N 4
+#define GEMV_WARPS 8
+
+template <int N>
+__global__ void __launch_bounds__(GEMV_WARPS * 32)
+    gemv_kernel(bf16 *out, const bf16 *x, const bf16 *w, const bf16 *bias, int64_t I, int64_t O) {
+    const int lane = threadIdx.x & 31;
+    const int64_t o = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
+    if (o >= O) return;
+    const uint4 *wr = (const uint4 *)(w + o * I);
+    const int64_t I8 = I / 8;
+    float acc[N];
+#pragma unroll
+    for (int n = 0; n < N; n++) acc[n] = 0.0f;
+#pragma unroll 4
+    for (int64_t c = lane; c < I8; c += 32) {
+        bf16x8 wv;
+        wv.u = __ldg(wr + c);
+        float wf[8];
+#pragma unroll
+        for (int i = 0; i < 8; i++) wf[i] = bf2f(wv.h[i]);
+#pragma unroll
+        for (int n = 0; n < N; n++) {
+            bf16x8 xv;
+            xv.u = __ldg((const uint4 *)(x + n * I) + c);
+#pragma unroll
+            for (int i = 0; i < 8; i++) acc[n] += wf[i] * bf2f(xv.h[i]);
+        }
+    }
+#pragma unroll
+    for (int n = 0; n < N; n++) {
+        float v = acc[n];
+        for (int s = 16; s > 0; s >>= 1) v += __shfl_xor_sync(0xffffffffu, v, s);
+        if (lane == 0) out[n * O + o] = f2bf(v + (bias ? bf2f(bias[o]) : 0.0f));
+    }
+}
+
+static bool gemv(bf16 *out, const bf16 *x, const bf16 *w, const bf16 *bias, int64_t N, int64_t I, int64_t O) {
+    if (N > GEMV_MAX_N || I % 8 != 0 || !is_aligned16(x) || !is_aligned16(w)) return false;
+    static const bool off = getenv("PN_NO_GEMV") != NULL; // for comparisons with cuBLASLt
+    if (off) return false;
+    const unsigned grid = (unsigned)ceil_div64(O, GEMV_WARPS);
+    const cudaStream_t s = pn_cuda_stream();
+    switch (N) {
+    case 1: gemv_kernel<1><<<grid, GEMV_WARPS * 32, 0, s>>>(out, x, w, bias, I, O); break;
+    case 2: gemv_kernel<2><<<grid, GEMV_WARPS * 32, 0, s>>>(out, x, w, bias, I, O); break;
+    case 3: gemv_kernel<3><<<grid, GEMV_WARPS * 32, 0, s>>>(out, x, w, bias, I, O); break;
+    default: gemv_kernel<4><<<grid, GEMV_WARPS * 32, 0, s>>>(out, x, w, bias, I, O); break;
+    }
+    CUDA_LAUNCH_CHECK();
+    return true;
+}
+
 // ----------------------------------------------------------------------------------------------------
-// the handle, the workspace and the plan cache
+// the handle, the workspace (the context's) and the plan cache
 
 #define PN_CUBLAS_WORKSPACE (32u << 20)
 
-static cublasLtHandle_t lt_handle = NULL;
-static void *lt_workspace = NULL;
-
-cublasLtHandle_t pn_cuda_cublaslt(void) {
-    if (!lt_handle) CUBLAS_CHECK(cublasLtCreate(&lt_handle));
-    return lt_handle;
-}
+cublasLtHandle_t pn_cuda_cublaslt(void) { return pn_cuda_ctx_get()->lt; }
 
 void *pn_cuda_workspace(size_t *bytes) {
-    if (!lt_workspace) CUDA_CHECK(cudaMalloc(&lt_workspace, PN_CUBLAS_WORKSPACE));
     *bytes = PN_CUBLAS_WORKSPACE;
-    return lt_workspace;
+    return pn_cuda_ws(PN_WS_CUBLASLT, PN_CUBLAS_WORKSPACE);
 }
 
 // Largest power of two (up to 256) dividing the address.
@@ -160,7 +212,7 @@ static const plan *plan_get(int64_t N, int64_t I, int64_t O, const void *w, cons
 // launchers
 
 static void bias_add(bf16 *out, const bf16 *bias, int64_t N, int64_t O) {
-    bias_add_kernel<<<grid_1d(N * O, 256), 256>>>(out, bias, N, O);
+    bias_add_kernel<<<grid_1d(N * O, 256), 256, 0, pn_cuda_stream()>>>(out, bias, N, O);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -169,10 +221,11 @@ void pn_cuda_matmul(pn_tensor *out, const pn_tensor *x, const pn_tensor *w, cons
     const void *bias_ptr = bias ? bias->data : NULL;
     if (N == 0 || O == 0) return;
     if (I == 0) { // an empty sum: out = bias (or 0)
-        CUDA_CHECK(cudaMemsetAsync(out->data, 0, (size_t)(N * O) * sizeof(bf16), 0));
+        CUDA_CHECK(cudaMemsetAsync(out->data, 0, (size_t)(N * O) * sizeof(bf16), pn_cuda_stream()));
         if (bias) bias_add((bf16 *)out->data, (const bf16 *)bias_ptr, N, O);
         return;
     }
+    if (gemv((bf16 *)out->data, (const bf16 *)x->data, (const bf16 *)w->data, (const bf16 *)bias_ptr, N, I, O)) return;
     const plan *p = plan_get(N, I, O, w->data, x->data, out->data, bias_ptr);
     lt_descs d;
     descs_create(&d, N, I, O, p->bias_kernel ? NULL : bias_ptr);
@@ -180,7 +233,7 @@ void pn_cuda_matmul(pn_tensor *out, const pn_tensor *x, const pn_tensor *w, cons
     void *ws = pn_cuda_workspace(&ws_bytes);
     const float alpha = 1.0f, beta = 0.0f;
     CUBLAS_CHECK(cublasLtMatmul(pn_cuda_cublaslt(), d.op, &alpha, w->data, d.a, x->data, d.b, &beta, out->data, d.c,
-                                out->data, d.c, &p->algo, ws, ws_bytes, 0));
+                                out->data, d.c, &p->algo, ws, ws_bytes, pn_cuda_stream()));
     descs_destroy(&d);
     if (bias && p->bias_kernel) bias_add((bf16 *)out->data, (const bf16 *)bias_ptr, N, O);
 }

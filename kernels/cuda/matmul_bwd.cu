@@ -106,7 +106,7 @@ static void lt_gemm(int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
     void *ws = pn_cuda_workspace(&ws_bytes);
     const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     CUBLAS_CHECK(cublasLtMatmul(pn_cuda_cublaslt(), d.op, &alpha, A, d.a, B, d.b, &beta, C, d.c, C, d.c, &p->algo, ws,
-                                ws_bytes, 0));
+                                ws_bytes, pn_cuda_stream()));
     bwd_descs_destroy(&d);
 }
 
@@ -116,7 +116,7 @@ void pn_cuda_matmul_bwd(pn_tensor *dx, pn_tensor *dw, pn_tensor *db, const pn_te
     if (N == 0) return;
     if (dx && I > 0) {
         if (O == 0) {
-            if (!accumulate_dx) CUDA_CHECK(cudaMemsetAsync(dx->data, 0, (size_t)(N * I) * sizeof(bf16), 0));
+            if (!accumulate_dx) CUDA_CHECK(cudaMemsetAsync(dx->data, 0, (size_t)(N * I) * sizeof(bf16), pn_cuda_stream()));
         } else {
             lt_gemm(I, N, O, w->data, I, 0, dout->data, O, 0, dx->data, I, 0, accumulate_dx);
         }
@@ -125,7 +125,7 @@ void pn_cuda_matmul_bwd(pn_tensor *dx, pn_tensor *dw, pn_tensor *db, const pn_te
     if (db && O > 0) {
         const int64_t rows_per_block = 1024;
         const dim3 grid((unsigned)ceil_div64(O, 32), (unsigned)ceil_div64(N, rows_per_block));
-        bias_grad_kernel<<<grid, 256>>>((float *)db->data, (const bf16 *)dout->data, N, O, rows_per_block);
+        bias_grad_kernel<<<grid, 256, 0, pn_cuda_stream()>>>((float *)db->data, (const bf16 *)dout->data, N, O, rows_per_block);
         CUDA_LAUNCH_CHECK();
     }
 }

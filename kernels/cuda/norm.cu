@@ -116,16 +116,16 @@ void pn_cuda_rmsnorm(pn_tensor *out, const pn_tensor *x, const pn_tensor *weight
     if (D <= 1024) {
         const unsigned grid = grid_1d(rows, 8);
         if (vec)
-            rmsnorm_warp_kernel<8><<<grid, 256>>>(o, xp, w, rows, D, eps);
+            rmsnorm_warp_kernel<8><<<grid, 256, 0, pn_cuda_stream()>>>(o, xp, w, rows, D, eps);
         else
-            rmsnorm_warp_kernel<1><<<grid, 256>>>(o, xp, w, rows, D, eps);
+            rmsnorm_warp_kernel<1><<<grid, 256, 0, pn_cuda_stream()>>>(o, xp, w, rows, D, eps);
         CUDA_LAUNCH_CHECK();
     } else {
         const unsigned grid = grid_1d(rows, 1);
         if (vec)
-            rmsnorm_block_kernel<8><<<grid, 256>>>(o, xp, w, rows, D, eps);
+            rmsnorm_block_kernel<8><<<grid, 256, 0, pn_cuda_stream()>>>(o, xp, w, rows, D, eps);
         else
-            rmsnorm_block_kernel<1><<<grid, 256>>>(o, xp, w, rows, D, eps);
+            rmsnorm_block_kernel<1><<<grid, 256, 0, pn_cuda_stream()>>>(o, xp, w, rows, D, eps);
         CUDA_LAUNCH_CHECK();
     }
 }

@@ -87,7 +87,7 @@ static void launch(bf16 *out, bf16 *dgate, float *dw, const pn_tensor *dy, const
     int64_t blocks = ceil_div64(rows, NB_WARPS);
     if (blocks > 1056) blocks = 1056; // ~8 per SM: enough warps, few dw flushes
     const size_t smem = (MODE != 1 && dw && D <= NB_SMEM_COLS) ? sizeof(float) * (size_t)D : 0;
-    norm_kernel<MODE><<<(unsigned)blocks, NB_WARPS * 32, smem>>>(
+    norm_kernel<MODE><<<(unsigned)blocks, NB_WARPS * 32, smem, pn_cuda_stream()>>>(
         out, dgate, dw, dy ? (const bf16 *)dy->data : NULL, (const bf16 *)x->data,
         gate ? (const bf16 *)gate->data : NULL, (const bf16 *)w->data, rows, D, eps);
     CUDA_LAUNCH_CHECK();

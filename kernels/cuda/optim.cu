@@ -26,7 +26,7 @@ void pn_cuda_adamw(pn_tensor *p, pn_tensor *master, pn_tensor *m, pn_tensor *v, 
     const float decay = 1.0f - a->lr * a->weight_decay;
     const float step = (float)((double)a->lr / a->bc1), bc2s = (float)sqrt((double)a->bc2);
     float *w = master ? (float *)master->data : (float *)p->data;
-    adamw_kernel<<<grid_1d(n, 256), 256>>>(p->data, p->dtype == PN_BF16, w, (float *)m->data, (float *)v->data,
+    adamw_kernel<<<grid_1d(n, 256), 256, 0, pn_cuda_stream()>>>(p->data, p->dtype == PN_BF16, w, (float *)m->data, (float *)v->data,
                                            (const float *)g->data, n, *a, decay, step, bc2s);
     CUDA_LAUNCH_CHECK();
 }
@@ -53,8 +53,8 @@ void pn_cuda_sumsq(pn_tensor *partial, const pn_tensor *x) {
     const int64_t n = pn_numel(x), P = pn_numel(partial);
     const unsigned grid = (unsigned)(P < 65535 ? P : 65535);
     if (x->dtype == PN_BF16)
-        sumsq_kernel<bf16><<<grid, 256>>>((float *)partial->data, (const bf16 *)x->data, n, P);
+        sumsq_kernel<bf16><<<grid, 256, 0, pn_cuda_stream()>>>((float *)partial->data, (const bf16 *)x->data, n, P);
     else
-        sumsq_kernel<float><<<grid, 256>>>((float *)partial->data, (const float *)x->data, n, P);
+        sumsq_kernel<float><<<grid, 256, 0, pn_cuda_stream()>>>((float *)partial->data, (const float *)x->data, n, P);
     CUDA_LAUNCH_CHECK();
 }

@@ -29,14 +29,14 @@ __global__ void embedding_bwd_kernel(float *dtable, const int32_t *ids, const bf
 
 void pn_cuda_copy(pn_tensor *dst, const pn_tensor *src) {
     const size_t bytes = pn_nbytes(src);
-    if (bytes && dst->data != src->data) CUDA_CHECK(cudaMemcpyAsync(dst->data, src->data, bytes, cudaMemcpyDeviceToDevice, 0));
+    if (bytes && dst->data != src->data) CUDA_CHECK(cudaMemcpyAsync(dst->data, src->data, bytes, cudaMemcpyDeviceToDevice, pn_cuda_stream()));
 }
 
 void pn_cuda_swiglu_bwd(pn_tensor *dgate, pn_tensor *dup, const pn_tensor *dout, const pn_tensor *gate,
                         const pn_tensor *up) {
     const int64_t n = pn_numel(gate);
     if (n == 0) return;
-    swiglu_bwd_kernel<<<grid_1d(n, 256), 256>>>((bf16 *)dgate->data, (bf16 *)dup->data, (const bf16 *)dout->data,
+    swiglu_bwd_kernel<<<grid_1d(n, 256), 256, 0, pn_cuda_stream()>>>((bf16 *)dgate->data, (bf16 *)dup->data, (const bf16 *)dout->data,
                                                 (const bf16 *)gate->data, (const bf16 *)up->data, n);
     CUDA_LAUNCH_CHECK();
 }
@@ -44,7 +44,7 @@ void pn_cuda_swiglu_bwd(pn_tensor *dgate, pn_tensor *dup, const pn_tensor *dout,
 void pn_cuda_embedding_bwd(pn_tensor *dtable, const pn_tensor *ids, const pn_tensor *dout) {
     const int64_t N = pn_numel(ids), C = dout->shape[1];
     if (N == 0 || C == 0) return;
-    embedding_bwd_kernel<<<(unsigned)(N < 65535 ? N : 65535), 256>>>((float *)dtable->data, (const int32_t *)ids->data,
+    embedding_bwd_kernel<<<(unsigned)(N < 65535 ? N : 65535), 256, 0, pn_cuda_stream()>>>((float *)dtable->data, (const int32_t *)ids->data,
                                                                      (const bf16 *)dout->data, N, C);
     CUDA_LAUNCH_CHECK();
 }

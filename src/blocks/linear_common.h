@@ -101,7 +101,12 @@ static inline int pn_lin_mix_forward(const pn_block_cfg *c, const pn_lin_mix *a,
     pn_op_lin_gates(&g, &beta, a->za ? &za : NULL, &zb, A_log, dt_bias);
     pn_tensor q4 = pn_lin_bthd(a->q, ctx, H), k4 = pn_lin_bthd(a->k, ctx, H), v4 = pn_lin_bthd(a->v, ctx, H);
     pn_tensor o4 = pn_lin_bthd(a->o, ctx, H), g3 = pn_lin_bth(a->g, ctx), b3 = pn_lin_bth(a->beta, ctx);
-    if (pn_op_gdn(&o4, state, &q4, &k4, &v4, &g3, &b3, state, ctx->cu_seqlens, 1)) return -1;
+    // One token per sequence continuing a state (decoding): the recurrent step, one kernel instead of the
+    // chunked forward's two over a 64-row chunk that holds one row.
+    const int rc = state && ctx->T == 1 && !ctx->cu_seqlens
+                       ? pn_op_gdn_step(&o4, state, &q4, &k4, &v4, &g3, &b3, 1)
+                       : pn_op_gdn(&o4, state, &q4, &k4, &v4, &g3, &b3, state, ctx->cu_seqlens, 1);
+    if (rc) return -1;
     pn_tensor gate = pn_rows(a->gate, 0, N), o = pn_rows(a->o, 0, N), on = pn_rows(a->on, 0, N);
     pn_op_matmul(&gate, x, wg, NULL);
     pn_op_gated_rmsnorm(&on, &o, &gate, o_norm, c->norm_eps);

@@ -246,8 +246,16 @@ static int run(int argc, char **argv) {
     int n_out = 0;
     t0 = pn_now();
     while (n_out < max_new) {
-        const float *row = n_out == 0 ? logits + (size_t)last_row * (size_t)V : logits;
-        int32_t next = sample(row, V, temperature, &rng);
+        int32_t next;
+        if (n_out == 0) { // from the prefill's logits, on the host already
+            next = sample(logits + (size_t)last_row * (size_t)V, V, temperature, &rng);
+        } else if (temperature <= 0) { // greedy on the device: one id comes back, not V logits
+            if (pn_model_greedy(&m, 1, &next)) goto fail2;
+        } else {
+            pn_tensor l1 = pn_rows(&m.logits, 0, 1);
+            pn_op_to_host_f32(logits, &l1);
+            next = sample(logits, V, temperature, &rng);
+        }
         n_out++;
         if (print_ids) {
             printf(n_out == 1 ? "%d" : ",%d", next);
@@ -261,8 +269,6 @@ static int run(int argc, char **argv) {
         fflush(stdout);
         if (next == c->eos_id || n_out == max_new) break;
         if (pn_model_forward(&m, &kc, &next, 1, 1)) goto fail2;
-        pn_tensor l1 = pn_rows(&m.logits, 0, 1);
-        pn_op_to_host_f32(logits, &l1);
     }
     printf("\n");
     fflush(stdout); // the ids line first, then the speed line on stderr

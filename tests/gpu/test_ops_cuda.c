@@ -216,6 +216,75 @@ static void test_attention(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_
     free(q), free(k), free(v), free(kd), free(vd), free(ref), free(got);
 }
 
+// The decode forms (rope_at, kv_store_at, attention_at): B sequences at their own positions pos[b] in a
+// cache of `cap`, one token each (T new tokens each in general). On the device the three run (a) directly
+// and (b) captured once as a CUDA graph at other positions, then replayed after the positions on the device
+// were changed to pos[]: both must match the CPU at pos[] (what makes a replayed decode step correct).
+static void test_decode_at(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D, int64_t cap, int window,
+                           const int32_t *pos) {
+    const int64_t sq[4] = {B, T, Hq, D}, sk[4] = {B, cap, Hkv, D}, skn[4] = {B, T, Hkv, D}, sf[1] = {D / 2};
+    const int64_t sp[1] = {B}, nq = B * T * Hq * D, nk = B * cap * Hkv * D, nkn = B * T * Hkv * D;
+    float *q = randn(nq, 0.0f, 1.0f), *kn = randn(nkn, 0.0f, 1.0f), *vn = randn(nkn, 0.0f, 1.0f);
+    float *k = randn(nk, 0.0f, 1.0f), *v = randn(nk, 0.0f, 1.0f);
+    float *freq = pn_malloc(sizeof(float) * (size_t)(D / 2));
+    for (int64_t i = 0; i < D / 2; i++) freq[i] = (float)pow(1000000.0, -2.0 * (double)i / (double)D);
+    int32_t *hpos = pn_malloc(sizeof(int32_t) * (size_t)B), *other = pn_malloc(sizeof(int32_t) * (size_t)B);
+    for (int64_t b = 0; b < B; b++) hpos[b] = pos[b], other[b] = (int32_t)((pos[b] + 1) / 2); // capture here
+
+    // the CPU at pos[]
+    float *rq = copy_f32(q, nq), *rkn = copy_f32(kn, nkn), *rk = copy_f32(k, nk), *rv = copy_f32(v, nk);
+    float *ro = pn_malloc(sizeof(float) * (size_t)nq);
+    pn_tensor hq = host_view(rq, 4, sq), hkn = host_view(rkn, 4, skn), hvn = host_view(vn, 4, skn);
+    pn_tensor hk = host_view(rk, 4, sk), hv = host_view(rv, 4, sk), ho = host_view(ro, 4, sq), hf = host_view(freq, 1, sf);
+    pn_tensor hp = pn_view(hpos, PN_I32, PN_CPU, 1, sp);
+    pn_op_rope_at(&hq, &hf, &hp);
+    pn_op_rope_at(&hkn, &hf, &hp);
+    pn_op_kv_store_at(&hk, &hkn, &hp);
+    pn_op_kv_store_at(&hv, &hvn, &hp);
+    pn_op_attention_at(&ho, &hq, &hk, &hv, &hp, window);
+
+    char name[160];
+    snprintf(name, sizeof name, "B%lld T%lld Hq%lld Hkv%lld D%lld cap%lld win=%d pos0=%d", (long long)B, (long long)T,
+             (long long)Hq, (long long)Hkv, (long long)D, (long long)cap, window, pos[0]);
+    for (int graph = 0; graph < 2; graph++) {
+        pn_tensor dq = dev_upload(q, PN_BF16, 4, sq), dkn = dev_upload(kn, PN_BF16, 4, skn);
+        pn_tensor dvn = dev_upload(vn, PN_BF16, 4, skn), dk = dev_upload(k, PN_BF16, 4, sk);
+        pn_tensor dv = dev_upload(v, PN_BF16, 4, sk), df = dev_upload(freq, PN_F32, 1, sf);
+        pn_tensor dout = dev_alloc(PN_BF16, 4, sq), dp = dev_alloc(PN_I32, 1, sp);
+        const pn_backend *be = &pn_cuda_backend;
+        be->memcpy_h2d(dp.data, graph ? other : hpos, sizeof(int32_t) * (size_t)B);
+        void *g = NULL;
+        if (graph) { // warm up (workspaces), then capture at other[] and replay at pos[]
+            pn_tensor wq = dev_alloc(PN_BF16, 4, sq);
+            pn_op_attention_at(&wq, &dq, &dk, &dv, &dp, window);
+            dev_free(&wq);
+            if (be->capture_begin()) pn_panic("%s", pn_last_error());
+        }
+        pn_op_rope_at(&dq, &df, &dp);
+        pn_op_rope_at(&dkn, &df, &dp);
+        pn_op_kv_store_at(&dk, &dkn, &dp);
+        pn_op_kv_store_at(&dv, &dvn, &dp);
+        pn_op_attention_at(&dout, &dq, &dk, &dv, &dp, window);
+        if (graph) {
+            if (!(g = be->capture_end())) pn_panic("%s", pn_last_error());
+            be->memcpy_h2d(dp.data, hpos, sizeof(int32_t) * (size_t)B);
+            be->graph_launch(g);
+        }
+        float *got = dev_download(&dout), *gotk = dev_download(&dk);
+        char what[40];
+        snprintf(what, sizeof what, "attention_at%s", graph ? " (graph)" : "");
+        report(what, name, relerr(got, ro, nq), 1e-2);
+        snprintf(what, sizeof what, "kv_store_at%s", graph ? " (graph)" : "");
+        report(what, name, relerr(gotk, rk, nk), 1e-2);
+        if (g) be->graph_free(g);
+        dev_free(&dq), dev_free(&dkn), dev_free(&dvn), dev_free(&dk), dev_free(&dv), dev_free(&df);
+        dev_free(&dout), dev_free(&dp);
+        free(got), free(gotk);
+    }
+    free(q), free(kn), free(vn), free(k), free(v), free(freq), free(hpos), free(other);
+    free(rq), free(rkn), free(rk), free(rv), free(ro);
+}
+
 // ----------------------------------------------------------------------------------------------------
 // timings
 
@@ -295,8 +364,10 @@ static void bench_matmul(int64_t N, int64_t I, int64_t O) {
     }
     qsort(ms, TIMED_RUNS, sizeof(float), cmp_float);
     const double med = ms[TIMED_RUNS / 2], flops = 2.0 * (double)N * I * O;
-    printf("bench matmul [%lld,%lld]x[%lld,%lld]^T: %.3f ms, %.1f TFLOP/s\n", (long long)N, (long long)I,
-           (long long)O, (long long)I, med, flops / (med * 1e-3) / 1e12);
+    const double bytes = 2.0 * ((double)O * I + (double)N * I + (double)N * O); // w, x, out
+    printf("bench matmul [%lld,%lld]x[%lld,%lld]^T: %.3f ms, %.1f TFLOP/s, %.0f GB/s%s\n", (long long)N, (long long)I,
+           (long long)O, (long long)I, med, flops / (med * 1e-3) / 1e12, bytes / (med * 1e-3) / 1e9,
+           N <= 4 ? (getenv("PN_NO_GEMV") ? " (cuBLASLt)" : " (gemv)") : "");
     dev_free(&dx), dev_free(&dw), dev_free(&dout);
     free(x), free(w);
 }
@@ -314,6 +385,10 @@ int main(void) {
     test_matmul(37, 896, 4864, 0);
     test_matmul(37, 896, 4864, 1);
     test_matmul(64, 256, 300, 1); // O * 2 bytes not a multiple of 16: less aligned output rows
+    test_matmul(2, 8960, 1536, 1); // decode rows (N <= 4): the gemv kernel
+    test_matmul(3, 96, 1000, 1);
+    test_matmul(4, 1536, 151936, 0);
+    test_matmul(1, 36, 300, 1); // I % 8 != 0: cuBLASLt
     test_matmul(2048, 1536, 8960, 0);
     test_matmul(2048, 1536, 8960, 1);
 
@@ -354,10 +429,23 @@ int main(void) {
     test_attention(1, 100, 4, 2, 128, 50, 32); // flash, window and prefix
     test_attention(1, 130, 2, 1, 64, 3, 0);    // flash, D = 64, partial blocks
     test_attention(1, 40, 2, 2, 256, 10, 0);   // D = 256: simple kernel
+    // (B, T, Hq, Hkv, D, cap, window, positions): sequences at different positions, short and long caches
+    test_decode_at(3, 1, 12, 2, 128, 4096, 0, (const int32_t[]){0, 37, 3000});
+    test_decode_at(2, 1, 4, 2, 64, 2000, 300, (const int32_t[]){1999, 250});
+    test_decode_at(1, 1, 16, 8, 64, 64, 0, (const int32_t[]){63});
+    test_decode_at(2, 3, 4, 1, 96, 700, 0, (const int32_t[]){5, 600});
+    test_decode_at(2, 1, 4, 2, 12, 900, 0, (const int32_t[]){3, 800}); // D = 12: one value per load
+    test_attention(1, 70, 4, 2, 12, 0, 0);    // D = 12 prefill (Jet-Nemotron's shrunk test configs)
+    test_attention(2, 1, 4, 2, 12, 500, 0);   // D = 12 decode, split over keys
 
     if (!getenv("PN_TEST_NO_BENCH")) { // set it to skip the timings (e.g. under compute-sanitizer)
         bench_attention();
         bench_matmul(8192, 1536, 8960);
+        // decode's products (batch 1 and 4): Qwen2.5-1.5B's MLP up / down and the LM head
+        bench_matmul(1, 1536, 8960);
+        bench_matmul(1, 8960, 1536);
+        bench_matmul(1, 1536, 151936);
+        bench_matmul(4, 1536, 8960);
     }
 
     printf("%d passed, %d failed\n", n_pass, n_fail);
