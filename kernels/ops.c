@@ -169,30 +169,38 @@ static void pos_check(const char *op, const pn_tensor *pos, const pn_tensor *x) 
         pn_panic("%s: pos must be I32 [B] (one position per sequence)", op);
 }
 
-void pn_op_rope_at(pn_tensor *x, const pn_tensor *inv_freq, const pn_tensor *pos) {
-    same_device("rope_at", x, inv_freq);
-    want_act("rope_at", x);
-    PN_ASSERT(x->ndim == 4 && inv_freq->dtype == PN_F32 && x->shape[3] % 2 == 0);
-    PN_ASSERT(pn_numel(inv_freq) == x->shape[3] / 2);
-    pos_check("rope_at", pos, x);
-    be_of("rope_at", x)->rope_at(x, inv_freq, pos);
+// inv_freq (NULL: no RoPE) F32 [D / 2] for x [..., D] on x's device.
+static void freq_check(const char *op, const pn_tensor *inv_freq, const pn_tensor *x) {
+    if (!inv_freq) return;
+    same_device(op, x, inv_freq);
+    PN_ASSERT(inv_freq->dtype == PN_F32 && x->shape[x->ndim - 1] % 2 == 0);
+    PN_ASSERT(pn_numel(inv_freq) == x->shape[x->ndim - 1] / 2);
 }
 
-void pn_op_kv_store_at(pn_tensor *cache, const pn_tensor *src, const pn_tensor *pos) {
-    same_device("kv_store_at", cache, src);
-    want_act("kv_store_at", cache);
-    want_act("kv_store_at", src);
-    PN_ASSERT(cache->ndim == 4 && src->ndim == 4 && cache->shape[0] == src->shape[0]);
-    PN_ASSERT(cache->shape[2] == src->shape[2] && cache->shape[3] == src->shape[3] && src->shape[1] <= cache->shape[1]);
-    pos_check("kv_store_at", pos, src);
-    be_of("kv_store_at", cache)->kv_store_at(cache, src, pos);
+void pn_op_kv_store_at(pn_tensor *kcache, pn_tensor *vcache, const pn_tensor *k, const pn_tensor *v,
+                       const pn_tensor *inv_freq, const pn_tensor *pos) {
+    same_device("kv_store_at", kcache, k);
+    same_device("kv_store_at", kcache, vcache);
+    same_device("kv_store_at", kcache, v);
+    want_act("kv_store_at", kcache);
+    want_act("kv_store_at", vcache);
+    want_act("kv_store_at", k);
+    want_act("kv_store_at", v);
+    same_shape("kv_store_at", kcache, vcache);
+    same_shape("kv_store_at", k, v);
+    PN_ASSERT(kcache->ndim == 4 && k->ndim == 4 && kcache->shape[0] == k->shape[0]);
+    PN_ASSERT(kcache->shape[2] == k->shape[2] && kcache->shape[3] == k->shape[3] && k->shape[1] <= kcache->shape[1]);
+    freq_check("kv_store_at", inv_freq, k);
+    pos_check("kv_store_at", pos, k);
+    be_of("kv_store_at", kcache)->kv_store_at(kcache, vcache, k, v, inv_freq, pos);
 }
 
 void pn_op_attention_at(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
-                        const pn_tensor *pos, int window) {
+                        const pn_tensor *inv_freq, const pn_tensor *pos, int window) {
     attention_check("attention_at", out, q, kcache, vcache, 0, window);
+    freq_check("attention_at", inv_freq, q);
     pos_check("attention_at", pos, q);
-    be_of("attention_at", out)->attention_at(out, q, kcache, vcache, pos, window);
+    be_of("attention_at", out)->attention_at(out, q, kcache, vcache, inv_freq, pos, window);
 }
 
 // lse F32 [B, T, Hq] for q [B, T, Hq, D].
@@ -610,6 +618,14 @@ void pn_op_lm_score(pn_tensor *out, const pn_tensor *z, const pn_tensor *targets
     want_f32("lm_score", out);
     PN_ASSERT(pn_numel(out) == 2 * z->shape[0]);
     BE(lm_score, z)->lm_score(out, z, targets);
+}
+
+void pn_op_argmax(pn_tensor *out, const pn_tensor *z) {
+    want_act("argmax", z);
+    PN_ASSERT(z->ndim == 2 && z->shape[1] >= 1 && z->shape[1] < (INT64_C(1) << 31));
+    same_device("argmax", z, out);
+    PN_ASSERT(out->dtype == PN_I32 && pn_numel(out) == z->shape[0]);
+    BE(argmax, z)->argmax(out, z);
 }
 
 void pn_op_mse(pn_tensor *dx, pn_tensor *rowloss, const pn_tensor *x, const pn_tensor *y, float grad_scale,

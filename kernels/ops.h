@@ -63,11 +63,14 @@ typedef struct pn_backend {
 // - attention: causal GQA of q[B, T, Hq, D] (query t at position pos0 + t) over positions 0 .. pos0 + T - 1
 //   of kcache/vcache; key s is visible to query p iff s <= p and (window == 0 or p - s < window); scale
 //   D^-1/2, softmax in fp32; out [B, T, Hq, D].
-// - rope_at, kv_store_at, attention_at: the same three for decoding, with each sequence's position held on
-//   the device: pos I32 [B], sequence b's first new token at pos[b] (instead of pos0 for all). Nothing of
-//   the launch depends on the values, so a decode step can be captured once and replayed as a CUDA graph
-//   while the positions advance; sequences of one batch may sit at different positions. kv_store_at writes
-//   no row at or past the cache's capacity (the caller checks its own count: the device cannot report).
+// - kv_store_at, attention_at: decoding's rope + kv_store and rope + attention, with each sequence's
+//   position held on the device: pos I32 [B], sequence b's first new token at pos[b] (instead of pos0 for
+//   all). kv_store_at rotates k (RoPE with inv_freq; NULL: none) and stores it and v into the caches;
+//   attention_at rotates q the same way (q itself is not written) and attends. Nothing of the launches
+//   depends on the positions, so a decode step can be captured once and replayed as a CUDA graph while they
+//   advance; sequences of one batch may sit at different positions. The results equal rope, kv_store and
+//   attention run per sequence (the rotated values rounded to the activation dtype in between, as there).
+//   kv_store_at writes no row at or past the capacity (the caller checks its own count: the device cannot).
 // - to_host_f32 / from_host_f32: a tensor to / from a host fp32 array. count_nonfinite: NaN/Inf count.
 // - attention_train: attention over the T tokens themselves (pos0 = 0, k/v [B, T, Hkv, D]) also writing
 //   lse F32 [B, T, Hq] (each query's natural log-sum-exp). attention_bwd: from q, k, v, out, dout (and lse,
@@ -99,10 +102,10 @@ void pn_op_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0, const pn_tens
 void pn_op_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0);
 void pn_op_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
                      int pos0, int window);
-void pn_op_rope_at(pn_tensor *x, const pn_tensor *inv_freq, const pn_tensor *pos);
-void pn_op_kv_store_at(pn_tensor *cache, const pn_tensor *src, const pn_tensor *pos);
+void pn_op_kv_store_at(pn_tensor *kcache, pn_tensor *vcache, const pn_tensor *k, const pn_tensor *v,
+                       const pn_tensor *inv_freq, const pn_tensor *pos);
 void pn_op_attention_at(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
-                        const pn_tensor *pos, int window);
+                        const pn_tensor *inv_freq, const pn_tensor *pos, int window);
 void pn_op_attention_train(pn_tensor *out, pn_tensor *lse, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
                            int window, const pn_tensor *cu_seqlens);
 void pn_op_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout, const pn_tensor *q,
@@ -198,6 +201,10 @@ void pn_op_lm_loss(pn_tensor *dz, pn_tensor *rowloss, const pn_tensor *zs, const
 // index of the row's maximum, exact in F32 since V < 2^24). lm-evaluation-harness's greedy flag is
 // out[r, 1] == target_r.
 void pn_op_lm_score(pn_tensor *out, const pn_tensor *z, const pn_tensor *targets);
+// Greedy decoding's choice: out I32 [R] = the first index of the maximum of each row of z [R, V] (activation
+// dtype), as a scan with `>` from index 0 picks it (NaN rows: unspecified). Exact whatever the split, so a
+// row's answer does not depend on R.
+void pn_op_argmax(pn_tensor *out, const pn_tensor *z);
 // Hidden-state MSE of x against y [R, C] (activation dtype): rowloss F32 [R] = sum_c (x - y)^2 (overwritten);
 // dx (activation dtype, NULL = values only) = grad_scale 2 (x - y), or += with accumulate.
 void pn_op_mse(pn_tensor *dx, pn_tensor *rowloss, const pn_tensor *x, const pn_tensor *y, float grad_scale,

@@ -16,11 +16,12 @@
     X(kv_store, void, (pn_tensor * cache, const pn_tensor *src, int pos0))                                       \
     X(attention, void,                                                                                           \
       (pn_tensor * out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache, int pos0, int window)) \
-    X(rope_at, void, (pn_tensor * x, const pn_tensor *inv_freq, const pn_tensor *pos))                          \
-    X(kv_store_at, void, (pn_tensor * cache, const pn_tensor *src, const pn_tensor *pos))                        \
+    X(kv_store_at, void,                                                                                         \
+      (pn_tensor * kcache, pn_tensor * vcache, const pn_tensor *k, const pn_tensor *v, const pn_tensor *inv_freq, \
+       const pn_tensor *pos))                                                                                    \
     X(attention_at, void,                                                                                        \
-      (pn_tensor * out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache, const pn_tensor *pos, \
-       int window))                                                                                              \
+      (pn_tensor * out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,                    \
+       const pn_tensor *inv_freq, const pn_tensor *pos, int window))                                             \
     X(to_host_f32, void, (float *dst, const pn_tensor *src))                                                     \
     X(from_host_f32, void, (pn_tensor * dst, const float *src))                                                  \
     X(count_nonfinite, int64_t, (const pn_tensor *x))                                                            \
@@ -74,6 +75,7 @@
       (pn_tensor * dz, pn_tensor * rowloss, const pn_tensor *zs, const pn_tensor *zt, const pn_tensor *targets,  \
        const pn_lm_loss_args *a))                                                                                \
     X(lm_score, void, (pn_tensor * out, const pn_tensor *z, const pn_tensor *targets))                           \
+    X(argmax, void, (pn_tensor * out, const pn_tensor *z))                                                       \
     X(mse, void,                                                                                                 \
       (pn_tensor * dx, pn_tensor * rowloss, const pn_tensor *x, const pn_tensor *y, float grad_scale,            \
        int accumulate))                                                                                          \

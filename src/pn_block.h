@@ -35,7 +35,7 @@ typedef struct pn_block_ctx {
     float rms_eps;             // the base model's RMSNorm eps (attention's q/k norm)
     int64_t pos0;              // generation: tokens the decode state already holds (the new ones follow)
     // Decoding (T = 1): the same count per sequence on the device, I32 [B] (NULL otherwise). A block that
-    // reads positions takes them from here (rope_at, kv_store_at, attention_at), so the step can be
+    // reads positions takes them from here (kv_store_at, attention_at: RoPE folded in), so the step can be
     // captured as a CUDA graph and replayed at later positions; pos0 is then only for the host's checks.
     const pn_tensor *pos;
 } pn_block_ctx;

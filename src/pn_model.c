@@ -246,8 +246,7 @@ int pn_model_plan(pn_model *m, int max_B, int max_T, int all_logits) {
     const pn_dtype dt = m->dtype;
     size_t bytes = pn_arena_need(PN_I32, 1, (int64_t[]){N}) + 3 * pn_arena_need(dt, 2, (int64_t[]){N, H}) +
                    2 * pn_arena_need(dt, 2, (int64_t[]){N, c->intermediate}) +
-                   pn_arena_need(dt, 2, (int64_t[]){L, c->vocab}) + pn_arena_need(PN_I32, 1, (int64_t[]){max_B}) +
-                   pn_arena_need(PN_F32, 2, (int64_t[]){max_B, 2});
+                   pn_arena_need(dt, 2, (int64_t[]){L, c->vocab}) + pn_arena_need(PN_I32, 1, (int64_t[]){max_B});
     // Every block's generation scratch: one set per block type over all layers and candidate slots (a type's
     // config is the same in every layer; the layers run one after the other, so they share it).
     m->n_gtypes = 0;
@@ -274,12 +273,7 @@ int pn_model_plan(pn_model *m, int max_B, int max_T, int all_logits) {
     m->gate = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){N, c->intermediate});
     m->up = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){N, c->intermediate});
     m->logits = pn_arena_tensor(&m->acts, dt, 2, (int64_t[]){L, c->vocab});
-    m->greedy_t = pn_arena_tensor(&m->acts, PN_I32, 1, (int64_t[]){max_B});
-    m->greedy_out = pn_arena_tensor(&m->acts, PN_F32, 2, (int64_t[]){max_B, 2});
-    int32_t *none = pn_malloc(sizeof(int32_t) * (size_t)max_B);
-    for (int b = 0; b < max_B; b++) none[b] = -1;
-    pn_backend_get(m->device)->memcpy_h2d(m->greedy_t.data, none, sizeof(int32_t) * (size_t)max_B);
-    free(none);
+    m->greedy = pn_arena_tensor(&m->acts, PN_I32, 1, (int64_t[]){max_B});
     for (int k = 0; k < m->n_gtypes; k++) {
         const int n = m->gtype[k]->infer_acts(&m->gtype_cfg[k], max_B, max_T, dt, sdt, srows, scols);
         for (int i = 0; i < n; i++) m->gscr[k][i] = pn_arena_tensor(&m->acts, sdt[i], 2, (int64_t[]){srows[i], scols[i]});
@@ -453,12 +447,9 @@ no_graph: // the capture failed: this cache decodes without a graph from now on
 
 int pn_model_greedy(pn_model *m, int B, int32_t *ids) {
     if (B < 1 || B > m->max_B) return pn_errorf("greedy: batch %d outside the planned 1..%d", B, m->max_B);
-    pn_tensor z = pn_rows(&m->logits, 0, B), t = pn_rows(&m->greedy_t, 0, B), out = pn_rows(&m->greedy_out, 0, B);
-    pn_op_lm_score(&out, &z, &t);
-    float *h = pn_malloc(sizeof(float) * 2 * (size_t)B);
-    pn_op_to_host_f32(h, &out);
-    for (int b = 0; b < B; b++) ids[b] = (int32_t)h[2 * b + 1];
-    free(h);
+    pn_tensor z = pn_rows(&m->logits, 0, B), out = pn_rows(&m->greedy, 0, B);
+    pn_op_argmax(&out, &z);
+    pn_backend_get(m->device)->memcpy_d2h(ids, out.data, sizeof(int32_t) * (size_t)B);
     return 0;
 }
 

@@ -72,7 +72,7 @@ typedef struct pn_model {
     // checked for NaN/Inf and the forward fails naming the first layer that produced one.
     int check_finite;
     pn_tensor ids, x, xn, tmp, gate, up, logits;
-    pn_tensor greedy_t, greedy_out; // pn_model_greedy's targets (all -1: none) I32 [max_B], result F32 [max_B, 2]
+    pn_tensor greedy; // pn_model_greedy's answer, I32 [max_B]
     // Decode steps replay a CUDA graph where the backend has them (PN_NO_GRAPH=1 at load turns it off);
     // epoch counts the changes (plan, mixer choice, candidates) that invalidate a captured one.
     int use_graphs, epoch;
@@ -133,7 +133,8 @@ int pn_model_forward(pn_model *m, pn_kvcache *cache, const int32_t *ids_host, in
 
 // The greedy choice for each of the B sequences of the last forward (rows 0 .. B-1 of m->logits: a
 // one-token step, or a forward without all_logits): the first index of the maximum, as an argmax over the
-// host's copy picks it, computed on the device so that only B ids come back. 0, or -1 with the error set.
+// host's copy picks it, computed on the device (the argmax op) so that only B ids come back. 0, or -1 with
+// the error set.
 int pn_model_greedy(pn_model *m, int B, int32_t *ids);
 
 // One decoder layer, the only place its math is written (generation and training both call it):

@@ -146,14 +146,22 @@ void pn_cpu_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcach
     attention_rows(out, NULL, q, kcache, vcache, pos0, window, NULL);
 }
 
+// Per sequence: q rotated at its position in a copy (pn_cpu_rope), then attention at that position.
 void pn_cpu_attention_at(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
-                         const pn_tensor *pos, int window) {
+                         const pn_tensor *inv_freq, const pn_tensor *pos, int window) {
     const int32_t *p = pos->data;
+    pn_tensor q1 = pn_rows(q, 0, 1);
+    float *tmp = pn_malloc(pn_nbytes(&q1) ? pn_nbytes(&q1) : 1);
     for (int64_t b = 0; b < q->shape[0]; b++) {
         PN_ASSERT(p[b] >= 0 && p[b] + q->shape[1] <= kcache->shape[1]);
         pn_tensor ob = pn_rows(out, b, 1), qb = pn_rows(q, b, 1), kb = pn_rows(kcache, b, 1), vb = pn_rows(vcache, b, 1);
-        attention_rows(&ob, NULL, &qb, &kb, &vb, p[b], window, NULL);
+        pn_tensor qr = qb;
+        qr.data = tmp;
+        memcpy(tmp, qb.data, pn_nbytes(&qb));
+        if (inv_freq) pn_cpu_rope(&qr, inv_freq, p[b], NULL);
+        attention_rows(&ob, NULL, &qr, &kb, &vb, p[b], window, NULL);
     }
+    free(tmp);
 }
 
 // The training forward with statistics (lse [B, T, Hq]; the CPU backward recomputes its softmax anyway, the

@@ -93,23 +93,24 @@ void pn_cpu_rope_bwd(pn_tensor *dx, const pn_tensor *inv_freq, int pos0, const p
     rope_dir(dx, inv_freq, pos0, cu_seqlens, -1.0f);
 }
 
-// The decode forms (positions per sequence, kernels/ops.h): each sequence is its own call at its position.
-void pn_cpu_rope_at(pn_tensor *x, const pn_tensor *inv_freq, const pn_tensor *pos) {
+// The decode form (positions per sequence, kernels/ops.h): each sequence is its own rope + kv_store at its
+// position, k rotated in a copy (the caller's k is not written).
+void pn_cpu_kv_store_at(pn_tensor *kcache, pn_tensor *vcache, const pn_tensor *k, const pn_tensor *v,
+                        const pn_tensor *inv_freq, const pn_tensor *pos) {
     const int32_t *p = pos->data;
-    for (int64_t b = 0; b < x->shape[0]; b++) {
-        PN_ASSERT(p[b] >= 0);
-        pn_tensor xb = pn_rows(x, b, 1);
-        rope_dir(&xb, inv_freq, p[b], NULL, 1.0f);
+    pn_tensor k1 = pn_rows(k, 0, 1);
+    float *tmp = pn_malloc(pn_nbytes(&k1) ? pn_nbytes(&k1) : 1);
+    for (int64_t b = 0; b < k->shape[0]; b++) {
+        PN_ASSERT(p[b] >= 0 && p[b] + k->shape[1] <= kcache->shape[1]);
+        pn_tensor kb = pn_rows(k, b, 1), vb = pn_rows(v, b, 1), kr = kb;
+        pn_tensor kcb = pn_rows(kcache, b, 1), vcb = pn_rows(vcache, b, 1);
+        kr.data = tmp;
+        memcpy(tmp, kb.data, pn_nbytes(&kb));
+        if (inv_freq) rope_dir(&kr, inv_freq, p[b], NULL, 1.0f);
+        pn_cpu_kv_store(&kcb, &kr, p[b]);
+        pn_cpu_kv_store(&vcb, &vb, p[b]);
     }
-}
-
-void pn_cpu_kv_store_at(pn_tensor *cache, const pn_tensor *src, const pn_tensor *pos) {
-    const int32_t *p = pos->data;
-    for (int64_t b = 0; b < src->shape[0]; b++) {
-        PN_ASSERT(p[b] >= 0 && p[b] + src->shape[1] <= cache->shape[1]);
-        pn_tensor cb = pn_rows(cache, b, 1), sb = pn_rows(src, b, 1);
-        pn_cpu_kv_store(&cb, &sb, p[b]);
-    }
+    free(tmp);
 }
 
 void pn_cpu_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0) {

@@ -64,6 +64,17 @@ void pn_cpu_lm_loss(pn_tensor *dz, pn_tensor *rowloss, const pn_tensor *zs, cons
     pn_cpu_parallel_for(zs->shape[0], 0, 30.0 * (double)J.V, lm_loss_rows, &J);
 }
 
+void pn_cpu_argmax(pn_tensor *out, const pn_tensor *z) {
+    const int64_t R = z->shape[0], V = z->shape[1];
+    for (int64_t r = 0; r < R; r++) {
+        const float *row = (const float *)z->data + r * V;
+        int64_t best = 0;
+        for (int64_t v = 1; v < V; v++)
+            if (row[v] > row[best]) best = v;
+        ((int32_t *)out->data)[r] = (int32_t)best;
+    }
+}
+
 // lm_score: the target's log-probability (log-sum-exp in double, as lm_loss) and the first maximum.
 typedef struct {
     float *out;

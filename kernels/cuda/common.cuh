@@ -94,6 +94,7 @@ typedef enum {
     PN_WS_GDN_BWD,    // chunked GDN backward (gdn_bwd.cu)
     PN_WS_CONV,       // causal convolution backward's fp32 dz (conv1d.cu)
     PN_WS_COUNT_NF,   // count_nonfinite's counter (elementwise.cu)
+    PN_WS_ARGMAX,     // argmax's per-slice partial results (loss.cu)
     PN_WS_N
 } pn_cuda_ws_id;
 

@@ -72,14 +72,13 @@ __global__ void swiglu_kernel(bf16 *out, const bf16 *gate, const bf16 *up, int64
 
 // x[B, T, H, D] in place; one thread per rotated pair (row, i), i < D/2.
 // dir = 1 rotates by the angle (the forward), dir = -1 back (the backward: the rotation's transpose).
-// posv (device, [B]) or NULL: sequence b's first token at posv[b] instead of pos0 (decode, graph-replayable).
 __global__ void rope_kernel(bf16 *x, const float *inv_freq, int64_t rows, int64_t T, int64_t H, int64_t D,
-                            int64_t pos0, float dir, const int32_t *cu, int n_docs, const int32_t *posv) {
+                            int64_t pos0, float dir, const int32_t *cu, int n_docs) {
     const int64_t half = D / 2, total = rows * half, stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
         const int64_t row = idx / half, i = idx % half;
-        const int64_t t = (row / H) % T, p0 = posv ? (int64_t)posv[row / (H * T)] : pos0;
-        const float a = (float)(p0 + t - pn_doc_lo(cu, n_docs, t)) * inv_freq[i]; // packed: from its document's start
+        const int64_t t = (row / H) % T;
+        const float a = (float)(pos0 + t - pn_doc_lo(cu, n_docs, t)) * inv_freq[i]; // packed: from its document's start
         float sn, cs;
         sincosf(a, &sn, &cs);
         const float c = round_bf(cs), s = dir * round_bf(sn);
@@ -90,22 +89,46 @@ __global__ void rope_kernel(bf16 *x, const float *inv_freq, int64_t rows, int64_
     }
 }
 
-// cache[b, pos0 + t, :] = src[b, t, :] with rows of HD = Hkv * D elements; E = 8 (vectors) or 1. With posv
-// (device, [B]) sequence b starts at posv[b]; rows that would fall outside the cache are not written (the
-// host checked its own count of the positions; this keeps a wrong device value from writing out of bounds).
+// cache[b, pos0 + t, :] = src[b, t, :] with rows of HD = Hkv * D elements; E = 8 (vectors) or 1.
 template <int E>
 __global__ void kv_store_kernel(bf16 *cache, const bf16 *src, int64_t B, int64_t T, int64_t HD, int64_t cap,
-                                int64_t pos0, const int32_t *posv) {
+                                int64_t pos0) {
     const int64_t per_b = T * HD / E, total = B * per_b, stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
         const int64_t b = idx / per_b, rest = idx % per_b; // rest: vector index inside src[b]
-        const int64_t p0 = posv ? (int64_t)posv[b] : pos0, t = rest / (HD / E);
-        if (p0 < 0 || p0 + t >= cap) continue;
-        const int64_t dst = (b * cap + p0) * HD / E + rest;
+        const int64_t dst = (b * cap + pos0) * HD / E + rest;
         if constexpr (E == 8)
             ((uint4 *)cache)[dst] = ((const uint4 *)src)[idx];
         else
             cache[dst] = src[idx];
+    }
+}
+
+// Decoding's append (kv_store_at): k [B, T, H, D] rotated at position posv[b] + t (inv_freq NULL: copied)
+// into kc[b, posv[b] + t], v copied into vc likewise; one thread per (row, pair i < D/2) writes elements i
+// and i + D/2 of both. The rotation is rope_kernel's (angles rounded to bf16, the result rounded once).
+// Rows at or past the capacity are not written: the host checked its own count; this keeps a wrong device
+// value from writing out of bounds.
+__global__ void kv_append_kernel(bf16 *kc, bf16 *vc, const bf16 *k, const bf16 *v, const float *inv_freq,
+                                 const int32_t *posv, int64_t B, int64_t T, int64_t H, int64_t D, int64_t cap) {
+    const int64_t half = D / 2, total = B * T * H * half, stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
+        const int64_t row = idx / half, i = idx % half; // row = (b T + t) H + h
+        const int64_t b = row / (T * H), t = (row / H) % T, h = row % H, p = (int64_t)posv[b] + t;
+        if (p < 0 || p >= cap) continue;
+        const bf16 *kr = k + row * D, *vr = v + row * D;
+        const int64_t at = ((b * cap + p) * H + h) * D;
+        float x1 = bf2f(kr[i]), x2 = bf2f(kr[i + half]);
+        if (inv_freq) {
+            float sn, cs;
+            sincosf((float)p * inv_freq[i], &sn, &cs);
+            const float c = round_bf(cs), s = round_bf(sn), r1 = x1 * c - x2 * s, r2 = x2 * c + x1 * s;
+            x1 = r1, x2 = r2;
+        }
+        kc[at + i] = f2bf(x1);
+        kc[at + i + half] = f2bf(x2);
+        vc[at + i] = vr[i];
+        vc[at + i + half] = vr[i + half];
     }
 }
 
@@ -149,46 +172,45 @@ void pn_cuda_swiglu(pn_tensor *out, const pn_tensor *gate, const pn_tensor *up) 
     CUDA_LAUNCH_CHECK();
 }
 
-static void rope_launch(pn_tensor *x, const pn_tensor *inv_freq, int pos0, const pn_tensor *cu, float dir,
-                        const int32_t *posv) {
+static void rope_launch(pn_tensor *x, const pn_tensor *inv_freq, int pos0, const pn_tensor *cu, float dir) {
     const int64_t B = x->shape[0], T = x->shape[1], H = x->shape[2], D = x->shape[3];
     const int64_t rows = B * T * H;
     if (rows == 0 || D == 0) return;
     rope_kernel<<<grid_1d(rows * (D / 2), 256), 256, 0, pn_cuda_stream()>>>((bf16 *)x->data, (const float *)inv_freq->data, rows, T, H,
                                                        D, pos0, dir, cu ? (const int32_t *)cu->data : NULL,
-                                                       cu ? (int)cu->shape[0] - 1 : 0, posv);
+                                                       cu ? (int)cu->shape[0] - 1 : 0);
     CUDA_LAUNCH_CHECK();
 }
 
 void pn_cuda_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0, const pn_tensor *cu_seqlens) {
-    rope_launch(x, inv_freq, pos0, cu_seqlens, 1.0f, NULL);
-}
-
-void pn_cuda_rope_at(pn_tensor *x, const pn_tensor *inv_freq, const pn_tensor *pos) {
-    rope_launch(x, inv_freq, 0, NULL, 1.0f, (const int32_t *)pos->data);
+    rope_launch(x, inv_freq, pos0, cu_seqlens, 1.0f);
 }
 
 void pn_cuda_rope_bwd(pn_tensor *dx, const pn_tensor *inv_freq, int pos0, const pn_tensor *cu_seqlens) {
-    rope_launch(dx, inv_freq, pos0, cu_seqlens, -1.0f, NULL);
+    rope_launch(dx, inv_freq, pos0, cu_seqlens, -1.0f);
 }
 
-static void kv_store_launch(pn_tensor *cache, const pn_tensor *src, int pos0, const int32_t *posv) {
+void pn_cuda_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0) {
     const int64_t B = src->shape[0], T = src->shape[1], HD = src->shape[2] * src->shape[3];
     const int64_t cap = cache->shape[1];
     if (B * T * HD == 0) return;
     bf16 *c = (bf16 *)cache->data;
     const bf16 *s = (const bf16 *)src->data;
     if (HD % 8 == 0 && is_aligned16(c) && is_aligned16(s))
-        kv_store_kernel<8><<<grid_1d(B * T * HD / 8, 256), 256, 0, pn_cuda_stream()>>>(c, s, B, T, HD, cap, pos0, posv);
+        kv_store_kernel<8><<<grid_1d(B * T * HD / 8, 256), 256, 0, pn_cuda_stream()>>>(c, s, B, T, HD, cap, pos0);
     else
-        kv_store_kernel<1><<<grid_1d(B * T * HD, 256), 256, 0, pn_cuda_stream()>>>(c, s, B, T, HD, cap, pos0, posv);
+        kv_store_kernel<1><<<grid_1d(B * T * HD, 256), 256, 0, pn_cuda_stream()>>>(c, s, B, T, HD, cap, pos0);
     CUDA_LAUNCH_CHECK();
 }
 
-void pn_cuda_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0) { kv_store_launch(cache, src, pos0, NULL); }
-
-void pn_cuda_kv_store_at(pn_tensor *cache, const pn_tensor *src, const pn_tensor *pos) {
-    kv_store_launch(cache, src, 0, (const int32_t *)pos->data);
+void pn_cuda_kv_store_at(pn_tensor *kcache, pn_tensor *vcache, const pn_tensor *k, const pn_tensor *v,
+                         const pn_tensor *inv_freq, const pn_tensor *pos) {
+    const int64_t B = k->shape[0], T = k->shape[1], H = k->shape[2], D = k->shape[3];
+    if (B * T * H * D == 0) return;
+    kv_append_kernel<<<grid_1d(B * T * H * (D / 2), 256), 256, 0, pn_cuda_stream()>>>(
+        (bf16 *)kcache->data, (bf16 *)vcache->data, (const bf16 *)k->data, (const bf16 *)v->data,
+        inv_freq ? (const float *)inv_freq->data : NULL, (const int32_t *)pos->data, B, T, H, D, kcache->shape[1]);
+    CUDA_LAUNCH_CHECK();
 }
 
 // ----------------------------------------------------------------------------------------------------

@@ -181,3 +181,65 @@ void pn_cuda_mse(pn_tensor *dx, pn_tensor *rowloss, const pn_tensor *x, const pn
         CUDA_LAUNCH_CHECK();
     }
 }
+
+// ----------------------------------------------------------------------------------------------------
+// argmax: a row of V = 151,936 logits is too long for one block at decoding's R = 1, so each row is cut into
+// `parts` slices scanned by separate blocks (the larger value wins, the smaller index on a tie), and a second
+// kernel takes the first maximum over the slices: the result is the first index of the maximum however the
+// row was cut.
+
+#define ARGMAX_THREADS 256
+#define ARGMAX_PER_PART 4096 // elements per slice at least
+
+__device__ __forceinline__ void argmax_merge(float &v, int &i, float v2, int i2) {
+    if (v2 > v || (v2 == v && i2 < i)) v = v2, i = i2;
+}
+
+// grid (parts, R): part[r * parts + p] = (value, index) of slice p's first maximum.
+__global__ void argmax_part_kernel(float2 *part, const bf16 *z, int64_t V, int parts) {
+    __shared__ float sv[ARGMAX_THREADS];
+    __shared__ int si[ARGMAX_THREADS];
+    const int64_t r = blockIdx.y, per = (V + parts - 1) / parts, lo = blockIdx.x * per;
+    const int64_t hi = lo + per < V ? lo + per : V;
+    const bf16 *row = z + r * V;
+    float v = -INFINITY;
+    int i = 0x7fffffff;
+    for (int64_t k = lo + threadIdx.x; k < hi; k += ARGMAX_THREADS) argmax_merge(v, i, bf2f(row[k]), (int)k);
+    sv[threadIdx.x] = v, si[threadIdx.x] = i;
+    __syncthreads();
+    for (int s = ARGMAX_THREADS / 2; s > 0; s >>= 1) {
+        if ((int)threadIdx.x < s) {
+            float a = sv[threadIdx.x];
+            int ai = si[threadIdx.x];
+            argmax_merge(a, ai, sv[threadIdx.x + s], si[threadIdx.x + s]);
+            sv[threadIdx.x] = a, si[threadIdx.x] = ai;
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) part[r * parts + blockIdx.x] = make_float2(sv[0], __int_as_float(si[0]));
+}
+
+// grid (R), one thread per row over its slices.
+__global__ void argmax_final_kernel(int32_t *out, const float2 *part, int parts) {
+    const float2 *p = part + (int64_t)blockIdx.x * parts;
+    float v = p[0].x;
+    int i = __float_as_int(p[0].y);
+    for (int k = 1; k < parts; k++) argmax_merge(v, i, p[k].x, __float_as_int(p[k].y));
+    out[blockIdx.x] = i == 0x7fffffff ? 0 : i; // a row of NaN or -inf only
+}
+
+void pn_cuda_argmax(pn_tensor *out, const pn_tensor *z) {
+    const int64_t R = z->shape[0], V = z->shape[1];
+    if (R == 0) return;
+    int parts = (int)ceil_div64(V, ARGMAX_PER_PART);
+    if (parts > 64) parts = 64;
+    float2 *part = (float2 *)pn_cuda_ws(PN_WS_ARGMAX, sizeof(float2) * (size_t)(R * parts));
+    for (int64_t r0 = 0; r0 < R; r0 += 65535) {
+        const int64_t n = R - r0 < 65535 ? R - r0 : 65535;
+        argmax_part_kernel<<<dim3((unsigned)parts, (unsigned)n), ARGMAX_THREADS, 0, pn_cuda_stream()>>>(
+            part, (const bf16 *)z->data + r0 * V, V, parts);
+        CUDA_LAUNCH_CHECK();
+        argmax_final_kernel<<<(unsigned)n, 1, 0, pn_cuda_stream()>>>((int32_t *)out->data + r0, part, parts);
+        CUDA_LAUNCH_CHECK();
+    }
+}

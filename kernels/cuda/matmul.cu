@@ -26,44 +26,58 @@ __global__ void bias_add_kernel(bf16 *out, const bf16 *bias, int64_t N, int64_t 
 }
 
 // A few rows (decoding: N <= GEMV_MAX_N) are a matrix-vector product bound by reading w once, where
-// cuBLASLt's tiled kernels reach a fraction of the memory bandwidth. One warp per output column o: the 32
-// lanes stream w[o, :] in 16-byte loads (8 bf16), each multiplied into all N rows of x (x is small and read
-// through L1), fp32 sums reduced across the warp, the bias added in fp32 and the result rounded once to bf16,
-// as cuBLASLt's epilogue does. Needs I % 8 == 0 and 16-byte aligned x and w rows.
+// cuBLASLt's tiled kernels reach a fraction of the memory bandwidth. Each output column o is a dot product
+// of w[o, :] with the N rows of x, computed by `wpr` warps of a block (one for short rows, up to all eight
+// for long ones, so that both a [1536, 8960] down projection and a [256, 1536] K projection keep every SM
+// busy with enough loads in flight): the lanes stream w in 16-byte loads (8 bf16), each multiplied into
+// all N rows of x (small, read through L1); the fp32 sums are reduced across the warp, then across the
+// row's warps in a fixed order; the bias is added in fp32 and the result rounded once to bf16, as
+// cuBLASLt's epilogue does. Needs I % 8 == 0 and 16-byte aligned x and w rows.
 #define GEMV_MAX_N 4
 #define GEMV_WARPS 8
 
 template <int N>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
-    gemv_kernel(bf16 *out, const bf16 *x, const bf16 *w, const bf16 *bias, int64_t I, int64_t O) {
-    const int lane = threadIdx.x & 31;
-    const int64_t o = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
-    if (o >= O) return;
-    const uint4 *wr = (const uint4 *)(w + o * I);
+    gemv_kernel(bf16 *out, const bf16 *x, const bf16 *w, const bf16 *bias, int64_t I, int64_t O, int wpr) {
+    __shared__ float red[GEMV_WARPS][N];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, part = warp % wpr;
+    const int64_t o = (int64_t)blockIdx.x * (GEMV_WARPS / wpr) + warp / wpr;
     const int64_t I8 = I / 8;
     float acc[N];
 #pragma unroll
     for (int n = 0; n < N; n++) acc[n] = 0.0f;
+    if (o < O) {
+        const uint4 *wr = (const uint4 *)(w + o * I);
 #pragma unroll 4
-    for (int64_t c = lane; c < I8; c += 32) {
-        bf16x8 wv;
-        wv.u = __ldg(wr + c);
-        float wf[8];
+        for (int64_t c = (int64_t)part * 32 + lane; c < I8; c += 32 * wpr) {
+            bf16x8 wv;
+            wv.u = __ldg(wr + c);
+            float wf[8];
 #pragma unroll
-        for (int i = 0; i < 8; i++) wf[i] = bf2f(wv.h[i]);
+            for (int i = 0; i < 8; i++) wf[i] = bf2f(wv.h[i]);
 #pragma unroll
-        for (int n = 0; n < N; n++) {
-            bf16x8 xv;
-            xv.u = __ldg((const uint4 *)(x + n * I) + c);
+            for (int n = 0; n < N; n++) {
+                bf16x8 xv;
+                xv.u = __ldg((const uint4 *)(x + n * I) + c);
 #pragma unroll
-            for (int i = 0; i < 8; i++) acc[n] += wf[i] * bf2f(xv.h[i]);
+                for (int i = 0; i < 8; i++) acc[n] += wf[i] * bf2f(xv.h[i]);
+            }
         }
     }
 #pragma unroll
     for (int n = 0; n < N; n++) {
         float v = acc[n];
         for (int s = 16; s > 0; s >>= 1) v += __shfl_xor_sync(0xffffffffu, v, s);
-        if (lane == 0) out[n * O + o] = f2bf(v + (bias ? bf2f(bias[o]) : 0.0f));
+        if (lane == 0) red[warp][n] = v;
+    }
+    __syncthreads();
+    if (part == 0 && lane == 0 && o < O) {
+#pragma unroll
+        for (int n = 0; n < N; n++) {
+            float v = 0.0f;
+            for (int p = 0; p < wpr; p++) v += red[warp + p][n];
+            out[n * O + o] = f2bf(v + (bias ? bf2f(bias[o]) : 0.0f));
+        }
     }
 }
 
@@ -71,13 +85,20 @@ static bool gemv(bf16 *out, const bf16 *x, const bf16 *w, const bf16 *bias, int6
     if (N > GEMV_MAX_N || I % 8 != 0 || !is_aligned16(x) || !is_aligned16(w)) return false;
     static const bool off = getenv("PN_NO_GEMV") != NULL; // for comparisons with cuBLASLt
     if (off) return false;
-    const unsigned grid = (unsigned)ceil_div64(O, GEMV_WARPS);
+    // Warps per column: more while a lane would stream more than 8 loads, or while the grid has fewer than
+    // two blocks per SM, as long as each warp keeps at least two loads per lane.
+    const int64_t I8 = I / 8, sms = pn_cuda_ctx_get()->n_sms;
+    int wpr = 1;
+    while (wpr < GEMV_WARPS && I8 >= 64LL * wpr &&
+           (I8 > 256LL * wpr || ceil_div64(O * wpr, GEMV_WARPS) < 2 * sms))
+        wpr *= 2;
+    const unsigned grid = (unsigned)ceil_div64(O, GEMV_WARPS / wpr);
     const cudaStream_t s = pn_cuda_stream();
     switch (N) {
-    case 1: gemv_kernel<1><<<grid, GEMV_WARPS * 32, 0, s>>>(out, x, w, bias, I, O); break;
-    case 2: gemv_kernel<2><<<grid, GEMV_WARPS * 32, 0, s>>>(out, x, w, bias, I, O); break;
-    case 3: gemv_kernel<3><<<grid, GEMV_WARPS * 32, 0, s>>>(out, x, w, bias, I, O); break;
-    default: gemv_kernel<4><<<grid, GEMV_WARPS * 32, 0, s>>>(out, x, w, bias, I, O); break;
+    case 1: gemv_kernel<1><<<grid, GEMV_WARPS * 32, 0, s>>>(out, x, w, bias, I, O, wpr); break;
+    case 2: gemv_kernel<2><<<grid, GEMV_WARPS * 32, 0, s>>>(out, x, w, bias, I, O, wpr); break;
+    case 3: gemv_kernel<3><<<grid, GEMV_WARPS * 32, 0, s>>>(out, x, w, bias, I, O, wpr); break;
+    default: gemv_kernel<4><<<grid, GEMV_WARPS * 32, 0, s>>>(out, x, w, bias, I, O, wpr); break;
     }
     CUDA_LAUNCH_CHECK();
     return true;

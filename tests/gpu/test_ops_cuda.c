@@ -216,10 +216,11 @@ static void test_attention(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_
     free(q), free(k), free(v), free(kd), free(vd), free(ref), free(got);
 }
 
-// The decode forms (rope_at, kv_store_at, attention_at): B sequences at their own positions pos[b] in a
-// cache of `cap`, one token each (T new tokens each in general). On the device the three run (a) directly
-// and (b) captured once as a CUDA graph at other positions, then replayed after the positions on the device
-// were changed to pos[]: both must match the CPU at pos[] (what makes a replayed decode step correct).
+// The decode forms (kv_store_at, attention_at: RoPE folded in): B sequences at their own positions pos[b] in
+// a cache of `cap`, T new tokens each. The reference: rope, kv_store and attention on the CPU, sequence by
+// sequence at pos[b]. Against it: the CPU's _at ops, and on the device (a) the _at ops directly and (b) the
+// same captured once as a CUDA graph at other positions, then replayed after the positions on the device
+// were changed to pos[] (what makes a replayed decode step correct). q and k are inputs: never written.
 static void test_decode_at(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D, int64_t cap, int window,
                            const int32_t *pos) {
     const int64_t sq[4] = {B, T, Hq, D}, sk[4] = {B, cap, Hkv, D}, skn[4] = {B, T, Hkv, D}, sf[1] = {D / 2};
@@ -230,22 +231,38 @@ static void test_decode_at(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_
     for (int64_t i = 0; i < D / 2; i++) freq[i] = (float)pow(1000000.0, -2.0 * (double)i / (double)D);
     int32_t *hpos = pn_malloc(sizeof(int32_t) * (size_t)B), *other = pn_malloc(sizeof(int32_t) * (size_t)B);
     for (int64_t b = 0; b < B; b++) hpos[b] = pos[b], other[b] = (int32_t)((pos[b] + 1) / 2); // capture here
+    pn_tensor hf = host_view(freq, 1, sf), hp = pn_view(hpos, PN_I32, PN_CPU, 1, sp);
 
-    // the CPU at pos[]
+    // the reference, per sequence with the plain ops
     float *rq = copy_f32(q, nq), *rkn = copy_f32(kn, nkn), *rk = copy_f32(k, nk), *rv = copy_f32(v, nk);
     float *ro = pn_malloc(sizeof(float) * (size_t)nq);
     pn_tensor hq = host_view(rq, 4, sq), hkn = host_view(rkn, 4, skn), hvn = host_view(vn, 4, skn);
-    pn_tensor hk = host_view(rk, 4, sk), hv = host_view(rv, 4, sk), ho = host_view(ro, 4, sq), hf = host_view(freq, 1, sf);
-    pn_tensor hp = pn_view(hpos, PN_I32, PN_CPU, 1, sp);
-    pn_op_rope_at(&hq, &hf, &hp);
-    pn_op_rope_at(&hkn, &hf, &hp);
-    pn_op_kv_store_at(&hk, &hkn, &hp);
-    pn_op_kv_store_at(&hv, &hvn, &hp);
-    pn_op_attention_at(&ho, &hq, &hk, &hv, &hp, window);
+    pn_tensor hk = host_view(rk, 4, sk), hv = host_view(rv, 4, sk), ho = host_view(ro, 4, sq);
+    for (int64_t b = 0; b < B; b++) {
+        pn_tensor qb = pn_rows(&hq, b, 1), knb = pn_rows(&hkn, b, 1), vnb = pn_rows(&hvn, b, 1);
+        pn_tensor kb = pn_rows(&hk, b, 1), vb = pn_rows(&hv, b, 1), ob = pn_rows(&ho, b, 1);
+        pn_op_rope(&qb, &hf, pos[b], NULL);
+        pn_op_rope(&knb, &hf, pos[b], NULL);
+        pn_op_kv_store(&kb, &knb, pos[b]);
+        pn_op_kv_store(&vb, &vnb, pos[b]);
+        pn_op_attention(&ob, &qb, &kb, &vb, pos[b], window);
+    }
 
     char name[160];
     snprintf(name, sizeof name, "B%lld T%lld Hq%lld Hkv%lld D%lld cap%lld win=%d pos0=%d", (long long)B, (long long)T,
              (long long)Hq, (long long)Hkv, (long long)D, (long long)cap, window, pos[0]);
+    { // the CPU's _at ops
+        float *cq = copy_f32(q, nq), *ckn = copy_f32(kn, nkn), *ck = copy_f32(k, nk), *cv = copy_f32(v, nk);
+        float *co = pn_malloc(sizeof(float) * (size_t)nq);
+        pn_tensor tq = host_view(cq, 4, sq), tkn = host_view(ckn, 4, skn), tk = host_view(ck, 4, sk);
+        pn_tensor tv = host_view(cv, 4, sk), to = host_view(co, 4, sq);
+        pn_op_kv_store_at(&tk, &tv, &tkn, &hvn, &hf, &hp);
+        pn_op_attention_at(&to, &tq, &tk, &tv, &hf, &hp, window);
+        report("attention_at (cpu)", name, relerr(co, ro, nq), 1e-6);
+        report("kv_store_at (cpu)", name, relerr(ck, rk, nk) + relerr(cv, rv, nk), 1e-6);
+        report("_at inputs untouched (cpu)", name, relerr(cq, q, nq) + relerr(ckn, kn, nkn), 0.0);
+        free(cq), free(ckn), free(ck), free(cv), free(co);
+    }
     for (int graph = 0; graph < 2; graph++) {
         pn_tensor dq = dev_upload(q, PN_BF16, 4, sq), dkn = dev_upload(kn, PN_BF16, 4, skn);
         pn_tensor dvn = dev_upload(vn, PN_BF16, 4, skn), dk = dev_upload(k, PN_BF16, 4, sk);
@@ -256,30 +273,30 @@ static void test_decode_at(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_
         void *g = NULL;
         if (graph) { // warm up (workspaces), then capture at other[] and replay at pos[]
             pn_tensor wq = dev_alloc(PN_BF16, 4, sq);
-            pn_op_attention_at(&wq, &dq, &dk, &dv, &dp, window);
+            pn_op_attention_at(&wq, &dq, &dk, &dv, &df, &dp, window);
             dev_free(&wq);
             if (be->capture_begin()) pn_panic("%s", pn_last_error());
         }
-        pn_op_rope_at(&dq, &df, &dp);
-        pn_op_rope_at(&dkn, &df, &dp);
-        pn_op_kv_store_at(&dk, &dkn, &dp);
-        pn_op_kv_store_at(&dv, &dvn, &dp);
-        pn_op_attention_at(&dout, &dq, &dk, &dv, &dp, window);
+        pn_op_kv_store_at(&dk, &dv, &dkn, &dvn, &df, &dp);
+        pn_op_attention_at(&dout, &dq, &dk, &dv, &df, &dp, window);
         if (graph) {
             if (!(g = be->capture_end())) pn_panic("%s", pn_last_error());
             be->memcpy_h2d(dp.data, hpos, sizeof(int32_t) * (size_t)B);
             be->graph_launch(g);
         }
-        float *got = dev_download(&dout), *gotk = dev_download(&dk);
-        char what[40];
+        float *got = dev_download(&dout), *gotk = dev_download(&dk), *gotv = dev_download(&dv);
+        float *gq = dev_download(&dq), *gkn = dev_download(&dkn);
+        char what[48];
         snprintf(what, sizeof what, "attention_at%s", graph ? " (graph)" : "");
         report(what, name, relerr(got, ro, nq), 1e-2);
         snprintf(what, sizeof what, "kv_store_at%s", graph ? " (graph)" : "");
-        report(what, name, relerr(gotk, rk, nk), 1e-2);
+        report(what, name, relerr(gotk, rk, nk) + relerr(gotv, rv, nk), 1e-2);
+        snprintf(what, sizeof what, "_at inputs untouched%s", graph ? " (graph)" : "");
+        report(what, name, relerr(gq, q, nq) + relerr(gkn, kn, nkn), 0.0);
         if (g) be->graph_free(g);
         dev_free(&dq), dev_free(&dkn), dev_free(&dvn), dev_free(&dk), dev_free(&dv), dev_free(&df);
         dev_free(&dout), dev_free(&dp);
-        free(got), free(gotk);
+        free(got), free(gotk), free(gotv), free(gq), free(gkn);
     }
     free(q), free(kn), free(vn), free(k), free(v), free(freq), free(hpos), free(other);
     free(rq), free(rkn), free(rk), free(rv), free(ro);

@@ -290,6 +290,43 @@ static void test_lm_score(int64_t R, int64_t V) {
     drop(&out);
 }
 
+// argmax (greedy decoding): CUDA cuts a row into slices; planted ties, one pair straddling a slice boundary
+// (4096 elements per slice at least), must still give the first index, as the CPU's scan does.
+static void test_argmax(int64_t R, int64_t V) {
+    const int64_t sz[2] = {R, V}, st[1] = {R};
+    float *h = randn(R * V, 0, 3);
+    pn_tensor up = dev_upload(h, ACT, 2, sz);
+    free(h);
+    h = dev_download(&up); // the bf16 values
+    dev_free(&up);
+    for (int64_t r = 0; r < R; r++) {
+        const int64_t a = (int64_t)(pn_splitmix64((uint64_t)r + 11) % (uint64_t)V);
+        const int64_t b = r % 2 ? (a + V / 2) % V : (a + 1) % V; // far apart (other slice) or adjacent
+        if (r % 3 != 2) h[r * V + a] = h[r * V + b] = 64.0f;
+    }
+    int32_t *hc = pn_malloc(sizeof(int32_t) * (size_t)R), *hg = pn_malloc(sizeof(int32_t) * (size_t)R);
+    pn_tensor zc = pn_view(h, PN_F32, PN_CPU, 2, sz), zg = dev_upload(h, ACT, 2, sz);
+    pn_tensor oc = pn_view(hc, PN_I32, PN_CPU, 1, st), og = dev_alloc(PN_I32, 1, st);
+    pn_op_argmax(&oc, &zc);
+    pn_op_argmax(&og, &zg);
+    pn_cuda_backend.memcpy_d2h(hg, og.data, sizeof(int32_t) * (size_t)R);
+    int diff = 0, ties_ok = 1;
+    for (int64_t r = 0; r < R; r++) {
+        diff += hc[r] != hg[r];
+        if (r % 3 != 2) {
+            const int64_t a = (int64_t)(pn_splitmix64((uint64_t)r + 11) % (uint64_t)V);
+            const int64_t b = r % 2 ? (a + V / 2) % V : (a + 1) % V;
+            ties_ok &= hg[r] == (a < b ? a : b);
+        }
+    }
+    printf("argmax [%lld, %lld]: cuda differs from cpu in %d rows, planted ties to the first index %s\n",
+           (long long)R, (long long)V, diff, ties_ok ? "ok" : "FAIL");
+    fails += diff != 0 || !ties_ok;
+    cases++;
+    free(h), free(hc), free(hg);
+    dev_free(&zg), dev_free(&og);
+}
+
 static void test_mse(int64_t R, int64_t C, int acc) {
     const int64_t s2[2] = {R, C}, s1[1] = {R};
     pair x = mk(2, s2, ACT, 0, 1), y = mk(2, s2, ACT, 0, 1), dx = mk(2, s2, ACT, 0, 1), rows = mk(1, s1, GRAD, 0, 1);
@@ -365,6 +402,10 @@ int main(void) {
     test_lm_loss(40, 49152, 1, 0, 1.5f);
     test_lm_score(45, 151936);
     test_lm_score(70000, 257); // more rows than one launch takes
+    test_argmax(1, 151936);     // decoding: one row in 38 slices
+    test_argmax(7, 151936);
+    test_argmax(5, 300);        // one slice
+    test_argmax(70000, 64);     // more rows than one launch takes
     test_mse(300, 1536, 0);
     test_mse(300, 1536, 1);
     test_adamw();
