@@ -511,7 +511,8 @@ void pn_op_lin_gates_bwd(pn_tensor *dza, pn_tensor *dzb, pn_tensor *dA_log, pn_t
 // The GDN config from tensors. cu_seqlens lives on the op's device: its values are checked by the backend
 // (the CPU reads them here; the CUDA op copies them to the host and checks them before launching).
 static int gdn_cfg(pn_gdn_cfg *c, const char *op, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
-                   const pn_tensor *g, const pn_tensor *beta, const pn_tensor *state, const pn_tensor *cu, int l2) {
+                   const pn_tensor *g, const pn_tensor *beta, const pn_tensor *state, const pn_tensor *cu,
+                   const int32_t *cu_host, int l2) {
     const pn_tensor *all[] = {k, v, g, beta, state, cu};
     for (int i = 0; i < 6; i++) same_device(op, q, all[i]);
     want_act(op, q);
@@ -529,15 +530,16 @@ static int gdn_cfg(pn_gdn_cfg *c, const char *op, const pn_tensor *q, const pn_t
             return pn_errorf("gdn: state must be F32 [%lld, H, K, V]", (long long)n_seqs);
         c->cu_seqlens = cu->data;
         c->n_seqs = n_seqs;
+        c->cu_host = cu_host;
     }
     return 0;
 }
 
 int pn_op_gdn(pn_tensor *o, pn_tensor *ht, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
               const pn_tensor *g, const pn_tensor *beta, const pn_tensor *h0, const pn_tensor *cu_seqlens,
-              int qk_l2norm) {
+              const int32_t *cu_host, int qk_l2norm) {
     pn_gdn_cfg c;
-    if (gdn_cfg(&c, "gdn", q, k, v, g, beta, h0 ? h0 : ht, cu_seqlens, qk_l2norm)) return -1;
+    if (gdn_cfg(&c, "gdn", q, k, v, g, beta, h0 ? h0 : ht, cu_seqlens, cu_host, qk_l2norm)) return -1;
     same_device("gdn", q, o);
     want_act("gdn", o);
     same_shape("gdn", o, v);
@@ -549,10 +551,10 @@ int pn_op_gdn(pn_tensor *o, pn_tensor *ht, const pn_tensor *q, const pn_tensor *
 int pn_op_gdn_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, pn_tensor *dg, pn_tensor *dbeta, pn_tensor *dh0,
                   const pn_tensor *dout, const pn_tensor *dht, const pn_tensor *q, const pn_tensor *k,
                   const pn_tensor *v, const pn_tensor *g, const pn_tensor *beta, const pn_tensor *h0,
-                  const pn_tensor *cu_seqlens, int qk_l2norm) {
+                  const pn_tensor *cu_seqlens, const int32_t *cu_host, int qk_l2norm) {
     pn_gdn_cfg c;
     const pn_tensor *state = h0 ? h0 : dh0 ? dh0 : dht;
-    if (gdn_cfg(&c, "gdn_bwd", q, k, v, g, beta, state, cu_seqlens, qk_l2norm)) return -1;
+    if (gdn_cfg(&c, "gdn_bwd", q, k, v, g, beta, state, cu_seqlens, cu_host, qk_l2norm)) return -1;
     same_shape("gdn_bwd", dq, q);
     same_shape("gdn_bwd", dk, k);
     same_shape("gdn_bwd", dv, v);
@@ -575,7 +577,7 @@ int pn_op_gdn_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, pn_tensor *dg, pn
 int pn_op_gdn_step(pn_tensor *o, pn_tensor *S, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
                    const pn_tensor *g, const pn_tensor *beta, int qk_l2norm) {
     pn_gdn_cfg c;
-    if (gdn_cfg(&c, "gdn_step", q, k, v, g, beta, S, NULL, qk_l2norm)) return -1;
+    if (gdn_cfg(&c, "gdn_step", q, k, v, g, beta, S, NULL, NULL, qk_l2norm)) return -1;
     if (c.T != 1) return pn_errorf("gdn_step: one token per step, got T = %lld", (long long)c.T);
     same_shape("gdn_step", o, v);
     want_act("gdn_step", o);

@@ -174,12 +174,12 @@ void pn_op_lin_gates_bwd(pn_tensor *dza, pn_tensor *dzb, pn_tensor *dA_log, pn_t
 // run) before computing anything.
 int pn_op_gdn(pn_tensor *o, pn_tensor *ht, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
               const pn_tensor *g, const pn_tensor *beta, const pn_tensor *h0, const pn_tensor *cu_seqlens,
-              int qk_l2norm);
+              const int32_t *cu_host, int qk_l2norm);
 // Its backward: every gradient overwritten; dht NULL = zero, dh0 NULL = not wanted.
 int pn_op_gdn_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, pn_tensor *dg, pn_tensor *dbeta, pn_tensor *dh0,
                   const pn_tensor *dout, const pn_tensor *dht, const pn_tensor *q, const pn_tensor *k,
                   const pn_tensor *v, const pn_tensor *g, const pn_tensor *beta, const pn_tensor *h0,
-                  const pn_tensor *cu_seqlens, int qk_l2norm);
+                  const pn_tensor *cu_seqlens, const int32_t *cu_host, int qk_l2norm);
 // One decode step: q, k [B, 1, H, K], v, o [B, 1, H, V], g, beta F32 [B, 1, H]; S F32 [B, H, K, V] in place.
 int pn_op_gdn_step(pn_tensor *o, pn_tensor *S, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
                    const pn_tensor *g, const pn_tensor *beta, int qk_l2norm);

@@ -27,6 +27,9 @@ typedef struct pn_gdn_cfg {
     // NULL: B sequences of T tokens each. Otherwise B must be 1 and cu_seqlens holds n_seqs + 1 offsets.
     const int32_t *cu_seqlens;
     int64_t n_seqs; // used only with cu_seqlens
+    // The same offsets on the host when cu_seqlens is on a device and the caller has them (NULL: the CUDA
+    // backend reads them back, synchronizing); they must be equal.
+    const int32_t *cu_host;
     float scale;    // on q; 0 means the default K^-1/2
     int qk_l2norm;  // L2-normalize q and k inside the op (and differentiate through it)
 } pn_gdn_cfg;

@@ -27,6 +27,7 @@
 //   NaN-filled shared memory; that is how kernels and launchers were first checked against the CPU code.
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #ifndef PN_GDN_HOST_CHECK
 #include "common.cuh"
@@ -373,6 +374,22 @@ __global__ void __launch_bounds__(GDN_STEP_THREADS)
     o[bh * V + j] = f2bf(acc);
 }
 
+// grid (ceil(N / 128)), 128 threads: sequence n's chunks after those of sequences 0 .. n-1 (counted here:
+// a packed batch has at most a few thousand documents).
+__global__ void gdn_table_kernel(int *tab, int *cst, const int32_t *cu, int N, int64_t T, int C) {
+    const int n = blockIdx.x * blockDim.x + threadIdx.x;
+    if (n >= N) return;
+    int64_t ci = 0;
+    for (int m = 0; m < n; m++) ci += ((cu ? cu[m + 1] - cu[m] : T) + C - 1) / C;
+    const int64_t row0 = cu ? cu[n] : (int64_t)n * T, len = cu ? cu[n + 1] - cu[n] : T;
+    if (cst) cst[n] = (int)ci;
+    for (int64_t t = 0; t < len; t += C, ci++) {
+        tab[2 * ci] = (int)(row0 + t);
+        tab[2 * ci + 1] = (int)(len - t < C ? len - t : C);
+    }
+    if (cst && n == N - 1) cst[N] = (int)ci;
+}
+
 // ----------------------------------------------------------------------------------------------------
 // launchers
 
@@ -385,6 +402,12 @@ static size_t prep_smem_bytes(int K) {
 
 static size_t chunk_smem_bytes(int K) {
     return sizeof(float) * (size_t)(K * GDN_BV + GDN_C * pitch_k(K) + GDN_C * GDN_BV + GDN_C * 65);
+}
+
+void pn_cuda_gdn_chunk_table(int *tab, int *cst, const int32_t *cu, int N, int64_t T, int C) {
+    if (N < 1) return;
+    GDN_LAUNCH(gdn_table_kernel, (unsigned)ceil_div64(N, 128), 128, 0, tab, cst, cu, N, T, C);
+    CUDA_LAUNCH_CHECK();
 }
 
 // Validates cfg like pn_gdn_check, reading cu_seqlens from the device. On success *hcu is a host copy of
@@ -404,7 +427,10 @@ int pn_cuda_gdn_check_cfg(const pn_gdn_cfg *cfg, int32_t **hcu) {
         return pn_errorf("gdn (cuda): n_seqs = %lld must be in 1..min(T, 65535) (T = %lld)", (long long)c.n_seqs,
                          (long long)c.T);
     int32_t *h = (int32_t *)pn_malloc(sizeof(int32_t) * (size_t)(c.n_seqs + 1));
-    CUDA_CHECK(cudaMemcpy(h, cfg->cu_seqlens, sizeof(int32_t) * (size_t)(c.n_seqs + 1), cudaMemcpyDeviceToHost));
+    if (cfg->cu_host) // the caller's copy: no round trip
+        memcpy(h, cfg->cu_host, sizeof(int32_t) * (size_t)(c.n_seqs + 1));
+    else
+        CUDA_CHECK(cudaMemcpy(h, cfg->cu_seqlens, sizeof(int32_t) * (size_t)(c.n_seqs + 1), cudaMemcpyDeviceToHost));
     c.cu_seqlens = h;
     if (pn_gdn_check(&c)) {
         free(h);
@@ -426,20 +452,12 @@ extern "C" int pn_cuda_gdn_fwd(const pn_gdn_cfg *cfg, void *o, float *ht, const 
     // Chunks: uniform (N sequences of ceil(T / 64)) or, with cu_seqlens, a table of (first row, length).
     const int ncps = (int)ceil_div64(T, GDN_C);
     int64_t n_chunks = (int64_t)N * ncps;
-    int *htab = NULL;
-    if (hcu) {
+    if (hcu) { // the count from the host's offsets; the table itself is built on the device
         n_chunks = 0;
         for (int n = 0; n < N; n++) n_chunks += ceil_div64(hcu[n + 1] - hcu[n], GDN_C);
-        htab = (int *)pn_malloc(sizeof(int) * 2 * (size_t)n_chunks);
-        int64_t c = 0;
-        for (int n = 0; n < N; n++)
-            for (int32_t t = hcu[n]; t < hcu[n + 1]; t += GDN_C, c++) {
-                htab[2 * c] = t;
-                htab[2 * c + 1] = hcu[n + 1] - t < GDN_C ? hcu[n + 1] - t : GDN_C;
-            }
     }
     if (n_chunks > 0x7fffffff) {
-        free(hcu), free(htab);
+        free(hcu);
         return pn_errorf("gdn (cuda): %lld chunks exceed the grid", (long long)n_chunks);
     }
 
@@ -447,12 +465,12 @@ extern "C" int pn_cuda_gdn_fwd(const pn_gdn_cfg *cfg, void *o, float *ht, const 
     const size_t nk = (size_t)(NT * H * K), nv = (size_t)(NT * H * V), np = (size_t)(NT * H * GDN_C),
                  ng = (size_t)(NT * H);
     const size_t nfl = 3 * nk + nv + np + ng;
-    float *w = (float *)workspace(sizeof(float) * nfl + (htab ? sizeof(int) * 2 * (size_t)n_chunks : 0));
+    float *w = (float *)workspace(sizeof(float) * nfl + (hcu ? sizeof(int) * 2 * (size_t)n_chunks : 0));
     float *Qs = w, *Kd = Qs + nk, *W = Kd + nk, *U = W + nk, *P = U + nv, *gam = P + np;
     int *tab = NULL;
-    if (htab) {
+    if (hcu) {
         tab = (int *)(w + nfl);
-        CUDA_CHECK(cudaMemcpy(tab, htab, sizeof(int) * 2 * (size_t)n_chunks, cudaMemcpyHostToDevice));
+        pn_cuda_gdn_chunk_table(tab, NULL, cfg->cu_seqlens, N, T, GDN_C);
     }
 
     static size_t prep_attr = 48 * 1024, chunk_attr = 48 * 1024; // dynamic smem allowed so far
@@ -498,7 +516,7 @@ extern "C" int pn_cuda_gdn_fwd(const pn_gdn_cfg *cfg, void *o, float *ht, const 
         for (int i = 0; i < 3; i++) CUDA_CHECK(cudaEventDestroy(ev[i]));
     }
 #endif
-    free(hcu), free(htab);
+    free(hcu);
     return 0;
 }
 

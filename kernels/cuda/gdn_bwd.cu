@@ -645,7 +645,8 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
     const int64_t R = cfg->B * cfg->T * cfg->H; // (token, head) rows
     const float scale = (float)pn_gdn_scale(cfg);
 
-    // Chunk table (first row, length) and each sequence's first chunk, built on the host for both layouts.
+    // Chunk table (first row, length) and each sequence's first chunk, built on the device for both layouts
+    // (the count from the host's offsets).
     int64_t nch = 0;
     for (int n = 0; n < N; n++) {
         const int64_t len = hcu ? hcu[n + 1] - hcu[n] : cfg->T;
@@ -654,20 +655,6 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
     if (nch > 0x7fffffff) {
         free(hcu);
         return pn_errorf("gdn (cuda): %lld chunks exceed the grid", (long long)nch);
-    }
-    int *htab = (int *)pn_malloc(sizeof(int) * (size_t)(2 * nch + N + 1));
-    int *hcst = htab + 2 * nch;
-    {
-        int64_t ci = 0;
-        for (int n = 0; n < N; n++) {
-            const int64_t row0 = hcu ? hcu[n] : (int64_t)n * cfg->T, len = hcu ? hcu[n + 1] - hcu[n] : cfg->T;
-            hcst[n] = (int)ci;
-            for (int64_t t = 0; t < len; t += GB_C, ci++) {
-                htab[2 * ci] = (int)(row0 + t);
-                htab[2 * ci + 1] = (int)(len - t < GB_C ? len - t : GB_C);
-            }
-        }
-        hcst[N] = (int)ci;
     }
 
     // Workspace: γ (double) [R]; qn, kn, W, dqw, dkw, dw, tk [R, K]; Vp, dvp, tv [R, V]; P [R, 64]; rq, rk [R];
@@ -682,7 +669,7 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
     float *Vp = tk + nk, *dvp = Vp + nv, *tv = dvp + nv, *P = tv + nv, *rq = P + (size_t)R * GB_C, *rk = rq + R;
     float *states = rk + R, *dSo = states + nst;
     int *tab = (int *)(dSo + nst), *cst = tab + 2 * nch;
-    CUDA_CHECK(cudaMemcpy(tab, htab, sizeof(int) * ntab, cudaMemcpyHostToDevice));
+    pn_cuda_gdn_chunk_table(tab, cst, hcu ? cfg->cu_seqlens : NULL, N, cfg->T, GB_C);
 
     static size_t prep_attr = 48 * 1024, chunk_attr = 48 * 1024;
     const size_t prep_smem = gb_prep_smem(), chunk_smem = gb_chunk_smem();
@@ -750,6 +737,6 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
     }
 #endif
 #undef GB_MARK
-    free(hcu), free(htab);
+    free(hcu);
     return 0;
 }

@@ -28,8 +28,13 @@ int pn_cuda_gdn_step(const pn_gdn_cfg *cfg, void *o, float *S, const void *q, co
 
 #ifdef __cplusplus
 }
-// pn_gdn_check for a config whose cu_seqlens lives on the device; *hcu receives a host copy (or NULL).
+// pn_gdn_check for a config whose cu_seqlens lives on the device; *hcu receives a host copy (or NULL),
+// taken from cfg->cu_host when the caller gave one, else read back from the device (synchronizing).
 int pn_cuda_gdn_check_cfg(const pn_gdn_cfg *cfg, int32_t **hcu);
+// The chunk table on the device, from the device's offsets (no host copy): for each of the N sequences
+// (rows n T .. with cu NULL, else cu[n] .. cu[n + 1]) its chunks of C rows as (first row, length) pairs in
+// tab, and (cst != NULL) the index of its first chunk in cst[n], cst[N] = the count. Queued on the stream.
+void pn_cuda_gdn_chunk_table(int *tab, int *cst, const int32_t *cu, int N, int64_t T, int C);
 #endif
 
 #endif

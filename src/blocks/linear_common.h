@@ -105,7 +105,7 @@ static inline int pn_lin_mix_forward(const pn_block_cfg *c, const pn_lin_mix *a,
     // chunked forward's two over a 64-row chunk that holds one row.
     const int rc = state && ctx->T == 1 && !ctx->cu_seqlens
                        ? pn_op_gdn_step(&o4, state, &q4, &k4, &v4, &g3, &b3, 1)
-                       : pn_op_gdn(&o4, state, &q4, &k4, &v4, &g3, &b3, state, ctx->cu_seqlens, 1);
+                       : pn_op_gdn(&o4, state, &q4, &k4, &v4, &g3, &b3, state, ctx->cu_seqlens, ctx->cu_host, 1);
     if (rc) return -1;
     pn_tensor gate = pn_rows(a->gate, 0, N), o = pn_rows(a->o, 0, N), on = pn_rows(a->on, 0, N);
     pn_op_matmul(&gate, x, wg, NULL);
@@ -184,7 +184,7 @@ static inline int pn_lin_mix_backward(const pn_block_cfg *c, const pn_lin_mix *a
     pn_tensor dq4 = pn_lin_bthd(d->dq, ctx, H), dk4 = pn_lin_bthd(d->dk, ctx, H), dv4 = pn_lin_bthd(d->dv, ctx, H);
     pn_tensor do4 = pn_lin_bthd(d->d_o, ctx, H), dg3 = pn_lin_bth(d->dg, ctx), db3 = pn_lin_bth(d->dbeta, ctx);
     if (pn_op_gdn_bwd(&dq4, &dk4, &dv4, &dg3, &db3, NULL, &do4, NULL, &q4, &k4, &v4, &g3, &b3, NULL, ctx->cu_seqlens,
-                      1))
+                      ctx->cu_host, 1))
         return -1;
     pn_tensor za = a->za ? pn_rows(a->za, 0, N) : (pn_tensor){0}, dza = a->za ? pn_rows(d->dza, 0, N) : (pn_tensor){0};
     pn_tensor dzb = pn_rows(d->dzb, 0, N), g = pn_rows(a->g, 0, N), beta = pn_rows(a->beta, 0, N);
