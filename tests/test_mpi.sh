@@ -195,8 +195,12 @@ fi
 # a global batch the ranks cannot split
 $MPI -np 3 "$TRAIN" --config "$T/base.yaml" --set out_dir="$T/bad" --set model.init="$T/m" --set train.stage=pretrain \
   --set loss.ce=1 --set train.micro_batch=2 --no-progress > "$T/bad.log" 2>&1
-[ $? -ne 0 ] && grep -q "train.global_batch 8 is not a multiple of the 3 processes x train.micro_batch 2" "$T/bad.log" &&
-  ok || bad "indivisible global batch: $(tail -3 "$T/bad.log")"
+# (an error every rank finds alike is printed once per job, by rank 0)
+[ $? -ne 0 ] && [ "$(grep -c "train.global_batch 8 is not a multiple of the 3 processes x train.micro_batch 2" "$T/bad.log")" = 1 ] &&
+  ok || bad "indivisible global batch, said once: $(tail -3 "$T/bad.log")"
+$MPI -np 2 "$TRAIN" --config "$T/base.yaml" --set out_dir="$T/bad" --set train.no_such_key=1 --no-progress > "$T/bad2.log" 2>&1
+[ $? -ne 0 ] && [ "$(grep -c "postnas-train: error: .*no_such_key" "$T/bad2.log")" = 1 ] &&
+  ok || bad "a config error, said once: $(tail -3 "$T/bad2.log")"
 
 echo "mpi: $pass passed, $fail failed"
 [ $fail -eq 0 ]

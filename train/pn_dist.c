@@ -26,7 +26,7 @@ static int env_int(const char *name) {
     return *end || v < 0 || v > INT_MAX ? -2 : (int)v;
 }
 
-int pn_dist_init(pn_dist *d) {
+int pn_dist_env(pn_dist *d) {
     memset(d, 0, sizeof *d);
     d->world = 1;
     static const char *const vars[2][3] = {{"OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_LOCAL_RANK"},
@@ -41,6 +41,11 @@ int pn_dist_init(pn_dist *d) {
         d->world = w, d->rank = r, d->local_rank = lr < 0 ? 0 : lr;
         break;
     }
+    return 0;
+}
+
+int pn_dist_init(pn_dist *d) {
+    if (pn_dist_env(d)) return -1;
     if (d->world == 1) return 0;
 #ifdef PN_HAVE_MPI
     int provided;

@@ -19,8 +19,11 @@ typedef struct pn_dist {
     pn_dist_watch *watch; // the hang watchdog (pn_dist_watchdog), or NULL
 } pn_dist;
 
-// Reads the launcher's environment and, for a world of more than one, initializes MPI (a clear error when
-// postnas was built without it). 0, or -1 with the error set.
+// Reads the launcher's environment only (rank, world, local rank; a world of one without a launcher), before
+// anything else: 0, or -1 with the error set.
+int pn_dist_env(pn_dist *d);
+// pn_dist_env and, for a world of more than one, initializes MPI (a clear error when postnas was built
+// without it). 0, or -1 with the error set.
 int pn_dist_init(pn_dist *d);
 void pn_dist_finalize(pn_dist *d);
 // Ends every rank of the job now (MPI_Abort), after a rank's fatal error: no rank is left waiting in a

@@ -1312,14 +1312,17 @@ int pn_train_run(const pn_train_cfg *cfg, const char *config_path, const pn_run_
     if (check_cfg(cfg)) return -1;
     if (opts->check) return 0;
     trainer tr = {.cfg = cfg};
+    // The world's size from the launcher, before MPI: an error every rank finds alike returns here, and
+    // postnas-train prints it once (rank 0), not once per rank.
+    if (pn_dist_env(&tr.dist)) return -1;
+    if (cfg->global_batch % ((int64_t)tr.dist.world * cfg->micro_batch))
+        return pn_errorf("config: train.global_batch %lld is not a multiple of the %d processes x train.micro_batch %lld",
+                         (long long)cfg->global_batch, tr.dist.world, (long long)cfg->micro_batch);
     if (pn_dist_init(&tr.dist)) return -1;
     const pn_dist d = tr.dist;
     int rc = 0;
-    if (cfg->global_batch % ((int64_t)d.world * cfg->micro_batch))
-        rc = pn_errorf("config: train.global_batch %lld is not a multiple of the %d processes x train.micro_batch %lld",
-                       (long long)cfg->global_batch, d.world, (long long)cfg->micro_batch);
     pn_dist_watchdog(&tr.dist, (double)cfg->step_timeout);
-    if (!rc) rc = train_run(&tr, opts);
+    rc = train_run(&tr, opts);
     if (rc < 0 && d.world > 1) { // one rank's error ends them all (no rank waits in a collective forever)
         fprintf(stderr, "postnas-train: error (rank %d of %d): %s\n", d.rank, d.world, pn_last_error());
         fflush(stderr);

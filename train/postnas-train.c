@@ -5,8 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../src/pn_common.h"
+#include "pn_dist.h"
 #include "pn_trainer.h"
 
 static void usage(FILE *f) {
@@ -77,7 +79,16 @@ int main(int argc, char **argv) {
     pn_train_cfg *cfg = pn_calloc(1, sizeof *cfg);
     int rc = pn_cfg_load(pn_train_schema, pn_train_schema_n, cfg, config, sets, nsets);
     if (!rc) rc = pn_train_run(cfg, config, &o);
-    if (rc < 0) fprintf(stderr, "postnas-train: error: %s\n", pn_last_error());
+    if (rc < 0) {
+        // Here only errors found before the ranks joined (the config, the launcher's world): every rank of a
+        // job finds the same one, so rank 0's line is the job's; the others wait 3 s first, in which the
+        // launcher ends them when rank 0 exits (mpirun does), and print only if still running: an error that
+        // is theirs alone (a file missing on their node) is still shown. Errors after joining are printed
+        // with their rank by pn_train_run.
+        pn_dist env;
+        if (pn_dist_env(&env) == 0 && env.rank > 0) sleep(3);
+        fprintf(stderr, "postnas-train: error: %s\n", pn_last_error());
+    }
     free(cfg);
     free(sets);
     return rc < 0 ? 1 : rc > 0 ? 130 : 0;
