@@ -14,6 +14,7 @@ int pn_eval_init(pn_eval *e, pn_model *m, int max_len, int64_t max_tokens, int64
     if (max_cont > max_len) max_cont = max_len;
     e->m = m, e->max_len = max_len, e->max_tokens = max_tokens, e->max_cont = max_cont, e->eot = eot;
     e->share_prefix = 1;
+    e->gen_batch = 4; // decode rows: on CUDA the GEMV path takes up to 4 rows, each as it would alone
     // No backward ever runs: every layer "recomputes", i.e. keeps only its input and shares one buffer set.
     uint8_t *rec = pn_malloc((size_t)m->cfg.n_layers);
     memset(rec, 1, (size_t)m->cfg.n_layers);
@@ -196,64 +197,108 @@ static int decode_known(const pn_tokenizer *tok, const int32_t *ids, int n, int 
     return 0;
 }
 
+// Appends t to q's generation: 1 when q is finished (end-of-text, max_gen, or a stop string in the text so
+// far, special tokens kept as the stopping check sees them), 0 to go on, -1 with the error set.
+static int gen_push(const pn_tokenizer *tok, pn_gen_req *q, int32_t t, int32_t eos) {
+    q->gen[q->n_gen++] = t;
+    if (t == eos || q->n_gen == q->max_gen) return 1;
+    char *text = NULL;
+    if (decode_known(tok, q->gen, q->n_gen, 0, &text)) return -1;
+    int stop = 0;
+    for (int k = 0; k < q->n_until && !stop; k++) stop = q->until[k][0] && strstr(text, q->until[k]);
+    free(text);
+    return stop;
+}
+
+// The answer: decoded without special tokens, cut before each stop string in turn.
+static int gen_finish(const pn_tokenizer *tok, pn_gen_req *q) {
+    if (decode_known(tok, q->gen, q->n_gen, 1, &q->text)) return -1;
+    for (int k = 0; k < q->n_until; k++) {
+        char *at = q->until[k][0] ? strstr(q->text, q->until[k]) : NULL;
+        if (at) *at = 0;
+    }
+    return 0;
+}
+
+// Row b takes request q: its context (cut from the left to the window minus the tokens to generate; an empty
+// one is end-of-text) prefilled alone into the emptied row, and its first token. 1 when that finished it.
+static int gen_start(pn_eval *e, const pn_tokenizer *tok, pn_kvcache *kc, int b, pn_gen_req *q) {
+    pn_model *m = e->m;
+    const int keep = e->max_len - q->max_gen;
+    const int32_t *ctx = q->n_ctx ? q->ctx : &e->eot;
+    int nc = q->n_ctx ? q->n_ctx : 1;
+    q->truncated = nc > keep;
+    if (nc > keep) ctx += nc - keep, nc = keep;
+    q->gen = pn_malloc(sizeof(int32_t) * (size_t)q->max_gen);
+    q->n_gen = 0;
+    pn_kvcache row;
+    pn_kvcache_reset_row(kc, b);
+    pn_kvcache_row(kc, b, &row);
+    int rc = pn_model_forward(m, &row, ctx, 1, nc);
+    pn_kvcache_row_done(kc, b, &row);
+    int32_t t;
+    if (rc || pn_model_greedy(m, 1, &t)) return -1;
+    return gen_push(tok, q, t, m->cfg.eos_id);
+}
+
 int pn_eval_generate(pn_eval *e, const pn_tokenizer *tok, pn_gen_req *r, int n,
                      void (*progress)(void *ctx, int done, int total), void *pctx) {
     pn_model *m = e->m;
-    const int32_t eos = m->cfg.eos_id;
-    // One decode state for every request (emptied between them), so a decode step captured as a CUDA graph
-    // serves them all; generation scratch for a prefill of up to the window, planned on first use.
-    pn_kvcache kc = {0};
-    if (!e->gen_planned && pn_model_plan(m, 1, e->max_len, 0)) return pn_error_prefix("generation memory");
-    e->gen_planned = 1;
-    if (n > 0 && pn_kvcache_init(&kc, m, 1, e->max_len)) return pn_error_prefix("generation memory");
-    int rc = 0;
-    for (int i = 0; i < n && !rc; i++) {
-        pn_gen_req *q = &r[i];
-        if (q->max_gen < 1 || q->max_gen >= e->max_len) {
-            rc = pn_errorf("generation: max_gen %d must be in 1 .. %d (the window)", q->max_gen, e->max_len - 1);
-            break;
-        }
-        // the context, cut from the left to the window minus the tokens to generate (an empty one: end-of-text)
-        const int keep = e->max_len - q->max_gen;
-        const int32_t *ctx = q->n_ctx ? q->ctx : &e->eot;
-        int nc = q->n_ctx ? q->n_ctx : 1;
-        q->truncated = nc > keep;
-        if (nc > keep) ctx += nc - keep, nc = keep;
-        pn_kvcache_reset(&kc);
-        q->gen = pn_malloc(sizeof(int32_t) * (size_t)q->max_gen);
-        q->n_gen = 0;
-        rc = pn_model_forward(m, &kc, ctx, 1, nc);
-        char *text = NULL;
-        while (!rc) {
-            int32_t t;
-            if ((rc = pn_model_greedy(m, 1, &t))) break;
-            q->gen[q->n_gen++] = t;
-            if (t == eos || q->n_gen == q->max_gen) break;
-            // a stop string in the text so far (special tokens kept, as the stopping check sees them) ends it
-            free(text);
-            text = NULL;
-            if (decode_known(tok, q->gen, q->n_gen, 0, &text)) {
-                rc = -1;
-                break;
+    for (int i = 0; i < n; i++)
+        if (r[i].max_gen < 1 || r[i].max_gen >= e->max_len)
+            return pn_errorf("generation: max_gen %d must be in 1 .. %d (the window)", r[i].max_gen, e->max_len - 1);
+    if (n == 0) return 0;
+    // Continuous batching: G rows of one decode state, each running a request; a row whose request ends takes
+    // the next one (prefilled alone into that row), and every step decodes all rows at once, each from its own
+    // length. Each row computes what it would alone (the ops treat rows independently; on the CPU a product of
+    // G rows may round differently from one of one row, ~1e-6), so the answers do not depend on G but for a
+    // near-tie. One state for all requests, so a decode step captured as a CUDA graph serves them all.
+    const int G = n < e->gen_batch ? n : e->gen_batch;
+    if ((!e->gen_planned || e->gen_rows != G) && pn_model_plan(m, G, (e->max_len + G - 1) / G, 0))
+        return pn_error_prefix("generation memory");
+    e->gen_planned = 1, e->gen_rows = G;
+    pn_kvcache kc;
+    if (pn_kvcache_init(&kc, m, G, e->max_len)) return pn_error_prefix("generation memory");
+    int *slot = pn_malloc(sizeof(int) * (size_t)G); // the request each row runs, -1: none
+    int32_t *next = pn_malloc(sizeof(int32_t) * 2 * (size_t)G), *got = next + G;
+    for (int b = 0; b < G; b++) slot[b] = -1;
+    int rc = 0, taken = 0, done = 0;
+    while (!rc && done < n) {
+        for (int b = 0; b < G && !rc; b++)
+            while (slot[b] < 0 && taken < n && !rc) { // an idle row takes the next request
+                const int i = taken++;
+                const int fin = gen_start(e, tok, &kc, b, &r[i]);
+                if (fin < 0 || (fin && gen_finish(tok, &r[i]))) {
+                    rc = -1;
+                } else if (fin) { // answered by its first token: the row takes the next one
+                    if (progress) progress(pctx, ++done, n);
+                } else {
+                    slot[b] = i, next[b] = r[i].gen[r[i].n_gen - 1];
+                }
             }
-            int stop = 0;
-            for (int k = 0; k < q->n_until && !stop; k++) stop = q->until[k][0] && strstr(text, q->until[k]);
-            if (stop) break;
-            rc = pn_model_forward(m, &kc, &t, 1, 1);
-        }
-        free(text);
-        if (rc) break;
-        // the answer: decoded without special tokens, cut before each stop string in turn
-        if (decode_known(tok, q->gen, q->n_gen, 1, &q->text)) {
+        if (rc || done == n) break;
+        for (int b = 0; b < G; b++)
+            if (slot[b] < 0) kc.lens[b] = 0, next[b] = e->eot; // an idle row: its output is not read
+        if (pn_model_forward(m, &kc, next, G, 1) || pn_model_greedy(m, G, got)) {
             rc = -1;
             break;
         }
-        for (int k = 0; k < q->n_until; k++) {
-            char *at = q->until[k][0] ? strstr(q->text, q->until[k]) : NULL;
-            if (at) *at = 0;
+        for (int b = 0; b < G && !rc; b++) {
+            if (slot[b] < 0) continue;
+            pn_gen_req *q = &r[slot[b]];
+            const int fin = gen_push(tok, q, got[b], m->cfg.eos_id);
+            if (fin < 0 || (fin && gen_finish(tok, q))) {
+                rc = -1;
+            } else if (fin) {
+                slot[b] = -1;
+                if (progress) progress(pctx, ++done, n);
+            } else {
+                next[b] = got[b];
+            }
         }
-        if (progress) progress(pctx, i + 1, n);
     }
+    free(slot);
+    free(next);
     pn_kvcache_free(&kc);
     return rc;
 }

@@ -36,7 +36,9 @@ typedef struct pn_eval {
     pn_tensor rows, logits, targets, score; // and scores [max_cont, 2] (pn_op_lm_score)
     int32_t *host_targets; // max_cont
     float *host;          // the scores, max_cont x 2
-    int gen_planned;      // generation scratch planned (pn_eval_generate)
+    int gen_planned;      // generation scratch planned (pn_eval_generate) ...
+    int gen_rows;         // ... for this many rows
+    int gen_batch;        // requests generated at once (continuous batching; pn_eval_init's default 4)
     int share_prefix;     // 1 (pn_eval_init's default): a request whose input starts the last packed one reuses its rows
     int64_t stats_tokens, stats_forwards, stats_shared; // tokens forwarded, forwards, requests that reused rows
 } pn_eval;
@@ -67,8 +69,8 @@ typedef struct pn_gen_req {
     int n_gen, truncated;
 } pn_gen_req;
 
-// Scores n generation requests one after another (frees nothing of earlier results). 0, or -1 with the
-// error set.
+// Answers n generation requests, e->gen_batch at a time (greedy; each answer is what it would be alone, up
+// to rounding); frees nothing of earlier results. 0, or -1 with the error set.
 int pn_eval_generate(pn_eval *e, const pn_tokenizer *tok, pn_gen_req *r, int n,
                      void (*progress)(void *ctx, int done, int total), void *pctx);
 

@@ -16,7 +16,7 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: postnas-eval --model DIR --tasks T1,T2,... [--num-fewshot N] [--limit N] [--batch TOKENS]\n"
-            "                    [--max-length N] [--max-gen-toks N] [--head-rows N]\n"
+            "                    [--max-length N] [--max-gen-toks N] [--head-rows N] [--gen-batch N]\n"
             "                    [--device auto|cpu|cuda] [--out results.json] [--log-samples samples.jsonl]\n"
             "                    [--data DIR] [--threads N] [--no-share-prefix] [--no-progress]\n"
             "Scores the model on the tasks as lm-evaluation-harness does and prints a table; --out writes\n"
@@ -24,6 +24,8 @@ static void usage(FILE *f) {
             "task. --batch: tokens per packed forward (default 4096). --max-length: the window (default the\n"
             "model's max_position_embeddings, at most 4096; longer contexts are cut from the left and counted).\n"
             "--head-rows: continuation rows through the LM head at a time (default 512; memory: rows x vocab).\n"
+            "--gen-batch: generation requests decoded together (default 4; each gets the answer it gets alone,\n"
+            "up to rounding).\n"
             "--no-share-prefix: forward every request's input, also where it starts the one before (MMLU's\n"
             "choices share their context's forward by default; the scores are the same).\n"
             "--data: the task files (default ../shared/data/tasks). Tasks: %s.\n",
@@ -32,7 +34,7 @@ static void usage(FILE *f) {
 
 typedef struct args {
     const char *model, *tasks, *out, *samples, *data, *device;
-    int limit, max_length, threads, progress, fewshot, max_gen, head_rows, no_share;
+    int limit, max_length, threads, progress, fewshot, max_gen, head_rows, no_share, gen_batch;
     int64_t batch;
 } args;
 
@@ -63,6 +65,8 @@ static int parse(int argc, char **argv, args *a) {
             if (pn_parse_int("--limit", v, 1, 1 << 30, &a->limit)) return -1;
         } else if (!strcmp(k, "--head-rows")) {
             if (pn_parse_int("--head-rows", v, 1, 1 << 20, &a->head_rows)) return -1;
+        } else if (!strcmp(k, "--gen-batch")) {
+            if (pn_parse_int("--gen-batch", v, 1, 256, &a->gen_batch)) return -1;
         } else if (!strcmp(k, "--max-gen-toks")) {
             if (pn_parse_int("--max-gen-toks", v, 1, 1 << 20, &a->max_gen)) return -1;
         } else if (!strcmp(k, "--num-fewshot")) {
@@ -197,6 +201,7 @@ static int run(int argc, char **argv) {
     pn_eval e;
     int rc = pn_eval_init(&e, &m, max_len, a.batch, a.head_rows ? a.head_rows : 512, eot);
     e.share_prefix = !a.no_share;
+    if (a.gen_batch) e.gen_batch = a.gen_batch;
     FILE *samples = NULL;
     if (!rc && a.samples && !(samples = fopen(a.samples, "w")))
         rc = pn_errorf("%s: cannot write: %s", a.samples, strerror(errno));

@@ -327,6 +327,7 @@ int pn_kvcache_init(pn_kvcache *kc, const pn_model *m, int B, int cap) {
     pn_backend_get(m->device)->memset0(kc->arena.base, bytes); // recurrent states start at zero
     kc->B = B;
     kc->cap = cap;
+    kc->n_layers = c->n_layers;
     kc->st = pn_calloc((size_t)c->n_layers, sizeof *kc->st);
     for (int l = 0; l < c->n_layers; l++) {
         pn_dtype dt[PN_BLOCK_MAX_STATE];
@@ -336,6 +337,7 @@ int pn_kvcache_init(pn_kvcache *kc, const pn_model *m, int B, int cap) {
         for (int i = 0; i < n; i++) kc->st[l][i] = pn_arena_tensor(&kc->arena, dt[i], ndim[i], shape[i]);
     }
     kc->pos = pn_arena_tensor(&kc->arena, PN_I32, 1, (int64_t[]){B}); // zero, like len
+    kc->lens = pn_calloc((size_t)B, sizeof(int));
     return 0;
 }
 
@@ -349,12 +351,52 @@ static void graph_drop(pn_kvcache *kc) {
 void pn_kvcache_reset(pn_kvcache *kc) {
     pn_backend_get(kc->arena.device)->memset0(kc->arena.base, kc->arena.size); // recurrent states, positions
     kc->len = 0;
+    kc->ragged = 0;
+    memset(kc->lens, 0, sizeof(int) * (size_t)kc->B);
+}
+
+// The layers' state tensors: st[l][0 ..] up to the first unset one (kvcache_init fills them in order).
+#define FOR_STATE(kc, l, i) \
+    for (int i = 0; i < PN_BLOCK_MAX_STATE && (kc)->st[l][i].data; i++)
+
+void pn_kvcache_reset_row(pn_kvcache *kc, int b) {
+    PN_ASSERT(b >= 0 && b < kc->B && kc->lens);
+    const pn_backend *be = pn_backend_get(kc->arena.device);
+    for (int l = 0; kc->st && l < kc->n_layers; l++)
+        FOR_STATE(kc, l, i) {
+            pn_tensor r = pn_rows(&kc->st[l][i], b, 1);
+            be->memset0(r.data, pn_nbytes(&r));
+        }
+    kc->lens[b] = 0;
+    kc->ragged = 1;
+}
+
+void pn_kvcache_row(pn_kvcache *kc, int b, pn_kvcache *row) {
+    PN_ASSERT(b >= 0 && b < kc->B && kc->lens);
+    memset(row, 0, sizeof *row);
+    row->B = 1, row->cap = kc->cap, row->len = kc->lens[b], row->n_layers = kc->n_layers;
+    row->arena.device = kc->arena.device; // no memory of its own
+    row->st = pn_calloc((size_t)kc->n_layers, sizeof *row->st);
+    for (int l = 0; l < kc->n_layers; l++) FOR_STATE(kc, l, i) row->st[l][i] = pn_rows(&kc->st[l][i], b, 1);
+    row->pos = pn_rows(&kc->pos, b, 1);
+    row->lens = pn_calloc(1, sizeof(int));
+    row->lens[0] = row->len;
+    row->graph_off = 1; // a view for one prefill: the parent's graph serves the decode steps
+}
+
+void pn_kvcache_row_done(pn_kvcache *kc, int b, pn_kvcache *row) {
+    kc->lens[b] = row->len;
+    kc->ragged = 1;
+    free(row->st);
+    free(row->lens);
+    memset(row, 0, sizeof *row);
 }
 
 void pn_kvcache_free(pn_kvcache *kc) {
     if (kc->arena.base) graph_drop(kc);
     pn_arena_free(&kc->arena);
     free(kc->st);
+    free(kc->lens);
     memset(kc, 0, sizeof *kc);
 }
 
@@ -456,11 +498,18 @@ int pn_model_greedy(pn_model *m, int B, int32_t *ids) {
 int pn_model_forward(pn_model *m, pn_kvcache *kc, const int32_t *ids_host, int B, int T) {
     const pn_model_config *c = &m->cfg;
     const int64_t N = (int64_t)B * T;
-    if (B < 1 || T < 1 || B > m->max_B || T > m->max_T)
+    // The plan holds max_B x max_T tokens: fewer sequences may be longer (one prefill of B max_T tokens).
+    if (B < 1 || T < 1 || B > m->max_B || N > (int64_t)m->max_B * m->max_T)
         return pn_errorf("batch %d x %d does not fit the planned %d x %d", B, T, m->max_B, m->max_T);
     if (B != kc->B) return pn_errorf("batch %d does not match the KV cache's %d", B, kc->B);
-    if (kc->len + T > kc->cap)
-        return pn_errorf("KV cache full: %d cached + %d new tokens > capacity %d", kc->len, T, kc->cap);
+    if (kc->ragged && T != 1)
+        return pn_errorf("the KV cache's rows have different lengths: prefill them one at a time (pn_kvcache_row)");
+    for (int s = 0; s < B; s++) {
+        const int len = kc->ragged ? kc->lens[s] : kc->len;
+        if (len + T > kc->cap)
+            return pn_errorf("KV cache full: %d cached + %d new tokens > capacity %d%s", len, T, kc->cap,
+                             kc->ragged ? " (in one of the rows)" : "");
+    }
     for (int64_t i = 0; i < N; i++)
         if (ids_host[i] < 0 || ids_host[i] >= c->vocab)
             return pn_errorf("token id %d at position %lld is outside the vocabulary (size %d)", ids_host[i],
@@ -471,7 +520,7 @@ int pn_model_forward(pn_model *m, pn_kvcache *kc, const int32_t *ids_host, int B
     int rc = 0;
     if (T == 1) { // decoding: the positions on the device, and the step as a graph where there is one
         int32_t *pos = pn_malloc(sizeof(int32_t) * (size_t)B);
-        for (int s = 0; s < B; s++) pos[s] = kc->len;
+        for (int s = 0; s < B; s++) pos[s] = kc->ragged ? kc->lens[s] : kc->len;
         be->memcpy_h2d(kc->pos.data, pos, sizeof(int32_t) * (size_t)B);
         free(pos);
         ctx.pos = &kc->pos;
@@ -479,7 +528,17 @@ int pn_model_forward(pn_model *m, pn_kvcache *kc, const int32_t *ids_host, int B
     }
     if (rc == 0) rc = forward_device(m, kc, B, T, &ctx);
     if (rc < 0) return -1;
-    kc->len += T;
+    if (kc->ragged) { // each row one longer; len the longest
+        int longest = 0;
+        for (int s = 0; s < B; s++) {
+            kc->lens[s] += T;
+            if (kc->lens[s] > longest) longest = kc->lens[s];
+        }
+        kc->len = longest;
+    } else {
+        kc->len += T;
+        for (int s = 0; kc->lens && s < B; s++) kc->lens[s] = kc->len;
+    }
     return 0;
 }
 

@@ -94,7 +94,10 @@ typedef struct pn_model {
 // The decode state of B sequences: per layer its block's state() tensors (attention: K and V caches [B, cap,
 // Hkv, D]; a linear block: its recurrent state and convolution history), zero at len 0.
 typedef struct pn_kvcache {
-    int B, cap, len;
+    int B, cap, len, n_layers;
+    // Each row's length (host): equal to len while the rows move together; rows filled one at a time
+    // (pn_kvcache_row) make them ragged, and then one-token steps read each row's own (len = the longest).
+    int *lens, ragged;
     pn_arena arena;
     pn_tensor (*st)[PN_BLOCK_MAX_STATE]; // per layer
     pn_tensor pos;                       // len per sequence on the device, I32 [B] (pn_block_ctx.pos)
@@ -123,6 +126,13 @@ int pn_kvcache_init(pn_kvcache *c, const pn_model *m, int B, int cap);
 void pn_kvcache_free(pn_kvcache *c);
 // Empty it (len 0, states zero) for new sequences of the same batch size; keeps its memory and its graph.
 void pn_kvcache_reset(pn_kvcache *c);
+// Continuous batching: row b emptied (its states zero, length 0) while the others keep theirs; and row b as
+// a cache of one sequence (*row: views into c's memory, no graph of its own) to prefill it alone with
+// pn_model_forward, after which pn_kvcache_row_done records its new length in c. One-token steps of c then
+// continue every row from its own length.
+void pn_kvcache_reset_row(pn_kvcache *c, int b);
+void pn_kvcache_row(pn_kvcache *c, int b, pn_kvcache *row);
+void pn_kvcache_row_done(pn_kvcache *c, int b, pn_kvcache *row);
 size_t pn_kvcache_bytes(const pn_model_config *cfg, int B, int cap, pn_device dev);
 
 // Run B sequences of T new tokens (ids_host is [B, T]) at positions cache->len .. cache->len + T - 1 and

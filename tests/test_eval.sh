@@ -117,6 +117,17 @@ print("rolling: worst |ll - lm-eval| / max(1, |ll|) %.2e; metrics differing: %s"
 sys.exit(0 if worst <= 1e-4 and not bad else 1)
 EOF
 fi
+# generation requests decoded together (continuous batching; rows at different lengths, each request
+# prefilled alone into a freed row) give what each gets alone, on a hybrid whose rows carry recurrent and
+# convolution states (gdn, jet) and a sliding window (swa)
+$B/postnas-mkckpt --preset tiny --layer-types swa,gdn,attn,jet --sliding-window 8 --seed 3 --init-std 0.3 --dtype f32 \
+  --out "$T/hyb" > /dev/null || bad "mkckpt hybrid"
+for gb in 1 3 8; do
+  $EVAL --model "$T/hyb" --tasks synth_copy,synth_passkey --limit 7 --max-gen-toks 12 --gen-batch $gb \
+    --log-samples "$T/gb$gb.jsonl" --no-progress > /dev/null 2> "$T/gb.log" || bad "--gen-batch $gb: $(tail -1 "$T/gb.log")"
+done
+cmp -s "$T/gb1.jsonl" "$T/gb3.jsonl" && cmp -s "$T/gb1.jsonl" "$T/gb8.jsonl" && [ -s "$T/gb1.jsonl" ] && ok ||
+  bad "generations decoded together differ from one at a time"
 # the LM head over 3 rows at a time (continuations spanning chunks) gives the same scores as 512 at a time
 $EVAL --model "$T/model" --tasks arc_easy --limit 6 --data "$SHARED/tasks" --head-rows 3 --log-samples "$T/h3.jsonl" \
   --no-progress > /dev/null 2>&1 || bad "--head-rows 3 run"
