@@ -42,6 +42,7 @@ static void usage(FILE *f) {
             "       postnas-data inspect FILE.h5 [--tokenizer DIR] [--sample N]\n"
             "       postnas-data synth --task mqar|passkey|copy|facts_mc|facts|corpus --n N --out FILE.jsonl\n"
             "                          [--seed S] [--first K] [--entities N] [--format items|text]\n"
+            "                          [--pairs N] [--queries N] [--filler N] [--length N]\n"
             "\n"
             "tokenize  writes OUTDIR/shard-00000.h5, ...: every input file (--text, or every regular file below\n"
             "          --dir, sorted) or every JSONL line (its string field NAME) is one document, followed by\n"
@@ -54,7 +55,9 @@ static void usage(FILE *f) {
             "          for the facts and corpus documents, which come from a world of --entities made from\n"
             "          --seed). --format text writes every item as the training document a corpus holds\n"
             "          ({text}: the prompt and its answer). Deterministic: the same seed and index give the\n"
-            "          same item anywhere.\n");
+            "          same item anywhere. The sizes default to the demo's (and postnas-eval's synth_* tasks'):\n"
+            "          mqar --pairs 8 key-value pairs and --queries 4 questions (the last one is the item's\n"
+            "          answer), passkey --filler 8 sentences, copy --length 16 letters.\n");
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1043,15 +1046,18 @@ static int inspect_isolated(int argc, char **argv) {
 // ---------------------------------------------------------------------------------------------------
 // synth
 
+#define UNSET UINT64_MAX
+
 typedef struct synth_args {
     const char *task_s, *out;
     uint64_t n, seed, first, entities;
+    uint64_t pairs, queries, filler, length; // UNSET: the task's default
     int as_text;
     pn_synth_task task;
 } synth_args;
 
 static int synth_parse(int argc, char **argv, synth_args *sa, int *help) {
-    *sa = (synth_args){.entities = 64};
+    *sa = (synth_args){.entities = 64, .pairs = UNSET, .queries = UNSET, .filler = UNSET, .length = UNSET};
     for (int i = 2; i < argc; i += 2) { // "--opt value" pairs
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = 0;
@@ -1066,6 +1072,10 @@ static int synth_parse(int argc, char **argv, synth_args *sa, int *help) {
         else if (!strcmp(a, "--seed")) rc = parse_count(a, v, 0, UINT64_MAX, &sa->seed);
         else if (!strcmp(a, "--first")) rc = parse_count(a, v, 0, UINT64_C(1) << 62, &sa->first);
         else if (!strcmp(a, "--entities")) rc = parse_count(a, v, 1, 20000, &sa->entities);
+        else if (!strcmp(a, "--pairs")) rc = parse_count(a, v, 1, 64, &sa->pairs);
+        else if (!strcmp(a, "--queries")) rc = parse_count(a, v, 1, 64, &sa->queries);
+        else if (!strcmp(a, "--filler")) rc = parse_count(a, v, 0, 4096, &sa->filler);
+        else if (!strcmp(a, "--length")) rc = parse_count(a, v, 1, 4096, &sa->length);
         else if (!strcmp(a, "--format")) {
             if (strcmp(v, "items") && strcmp(v, "text"))
                 return pn_errorf("synth: --format must be items or text, not '%s'", v);
@@ -1074,7 +1084,16 @@ static int synth_parse(int argc, char **argv, synth_args *sa, int *help) {
         if (rc) return -1;
     }
     if (!sa->task_s || !sa->out || !sa->n) return pn_errorf("synth needs --task, --n and --out (see --help)");
-    return pn_synth_task_parse(sa->task_s, &sa->task);
+    if (pn_synth_task_parse(sa->task_s, &sa->task)) return -1;
+    // A size option of another task is a mistake (it would be ignored), not a no-op.
+    const struct { const char *opt; uint64_t v; pn_synth_task task; } sizes[] = {
+        {"--pairs", sa->pairs, PN_SYNTH_MQAR}, {"--queries", sa->queries, PN_SYNTH_MQAR},
+        {"--filler", sa->filler, PN_SYNTH_PASSKEY}, {"--length", sa->length, PN_SYNTH_COPY}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        if (sizes[i].v != UNSET && sizes[i].task != sa->task)
+            return pn_errorf("synth: %s is an option of --task %s, not %s", sizes[i].opt, pn_synth_task_name(sizes[i].task),
+                             sa->task_s);
+    return 0;
 }
 
 static int synth_main(int argc, char **argv) {
@@ -1090,6 +1109,10 @@ static int synth_main(int argc, char **argv) {
     const pn_synth_task task = sa.task;
     pn_synth_spec spec = pn_synth_spec_default(task, seed);
     spec.as_text = sa.as_text;
+    if (sa.pairs != UNSET) spec.n_pairs = (int)sa.pairs;
+    if (sa.queries != UNSET) spec.n_queries = (int)sa.queries;
+    if (sa.filler != UNSET) spec.n_filler = (int)sa.filler;
+    if (sa.length != UNSET) spec.length = (int)sa.length;
     pn_synth_world *world = NULL;
     if (task == PN_SYNTH_FACTS_MC || task == PN_SYNTH_FACTS || task == PN_SYNTH_CORPUS) {
         if (!(world = pn_synth_world_new(seed, (int)entities))) return -1;

@@ -311,8 +311,22 @@ char *pn_read_file(const char *path, size_t *len_out) {
 }
 
 int pn_atomic_open(pn_atomic_file *af, const char *path) {
-    size_t n = strlen(path) + 32;
+    struct stat st;
     af->path = pn_strdup(path);
+    af->tmp = NULL;
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+            free(af->path);
+            return pn_errorf("%s: is a directory", path);
+        }
+        if (!(af->f = fopen(path, "wb"))) {
+            pn_errorf("%s: cannot open for writing: %s", path, strerror(errno));
+            free(af->path);
+            return -1;
+        }
+        return 0;
+    }
+    size_t n = strlen(path) + 32;
     af->tmp = pn_malloc(n);
     snprintf(af->tmp, n, "%s.tmp.%d", path, (int)getpid());
     af->f = fopen(af->tmp, "wb");
@@ -328,10 +342,12 @@ int pn_atomic_open(pn_atomic_file *af, const char *path) {
 int pn_atomic_commit(pn_atomic_file *af) {
     int rc = 0;
     if (fflush(af->f) != 0 || ferror(af->f)) rc = pn_errorf("%s: write error: %s", af->path, strerror(errno));
-    if (!rc && fsync(fileno(af->f)) != 0) rc = pn_errorf("%s: fsync failed: %s", af->path, strerror(errno));
+    if (!rc && af->tmp && fsync(fileno(af->f)) != 0) rc = pn_errorf("%s: fsync failed: %s", af->path, strerror(errno));
     if (fclose(af->f) != 0 && !rc) rc = pn_errorf("%s: close failed: %s", af->path, strerror(errno));
-    if (!rc && rename(af->tmp, af->path) != 0) rc = pn_errorf("%s: rename failed: %s", af->path, strerror(errno));
-    if (rc) unlink(af->tmp);
+    if (af->tmp) {
+        if (!rc && rename(af->tmp, af->path) != 0) rc = pn_errorf("%s: rename failed: %s", af->path, strerror(errno));
+        if (rc) unlink(af->tmp);
+    }
     free(af->path);
     free(af->tmp);
     return rc;
@@ -339,7 +355,7 @@ int pn_atomic_commit(pn_atomic_file *af) {
 
 void pn_atomic_abort(pn_atomic_file *af) {
     fclose(af->f);
-    unlink(af->tmp);
+    if (af->tmp) unlink(af->tmp);
     free(af->path);
     free(af->tmp);
 }

@@ -79,10 +79,13 @@ char *pn_escape(const char *s, size_t n, char *out, size_t cap);
 size_t pn_utf8_valid_prefix(const char *s, size_t n);
 
 // Write a file atomically: data goes to "<path>.tmp.<pid>", is fsynced and renamed over path, so a
-// reader never sees a half-written file. Returns 0 or -1 with the error set.
+// reader never sees a half-written file. A path that exists and is not a regular file (a symbolic link such
+// as /dev/stdout, a pipe, /dev/null) is written through directly: renaming over it would replace the link
+// or the device node with a file.
+// Returns 0 or -1 with the error set.
 typedef struct pn_atomic_file {
     FILE *f;
-    char *path, *tmp;
+    char *path, *tmp; // tmp NULL: writing path directly (not a regular file)
 } pn_atomic_file;
 int pn_atomic_open(pn_atomic_file *af, const char *path);
 int pn_atomic_commit(pn_atomic_file *af); // fflush + fsync + rename; closes

@@ -119,6 +119,28 @@ t = [json.loads(l) for l in open(sys.argv[1])]; i = [json.loads(l) for l in open
 assert len(t) == 3 and all(a == {'text': b['context'] + b['answer'] + '\\n'} for a, b in zip(t, i)), (t, i)
 " "$T/ct.jsonl" "$T/ci.jsonl" && ok || bad "synth --format text documents"
 expect_error "--format must be items or text" $DATA synth --task copy --n 3 --format txt --out "$T/x.jsonl"
+# Sizes: --pairs/--queries (mqar), --length (copy), --filler (passkey; 0 is a size, not "the default").
+$DATA synth --task mqar --n 2 --pairs 3 --queries 2 --out "$T/m3.jsonl" 2> /dev/null && python3 -c "
+import json, sys
+for l in open(sys.argv[1]):
+    d = json.loads(l); c = d['context']
+    assert len(c.split('\n')[0].split()) == 3 and c.count('q: ') == 2, d
+" "$T/m3.jsonl" && ok || bad "synth --pairs --queries"
+$DATA synth --task copy --n 2 --length 5 --out "$T/c5.jsonl" 2> /dev/null && python3 -c "
+import json, sys
+assert all(len(json.loads(l)['answer']) == 5 for l in open(sys.argv[1]))
+" "$T/c5.jsonl" && ok || bad "synth --length"
+$DATA synth --task passkey --n 1 --filler 0 --out "$T/p0.jsonl" 2> /dev/null && python3 -c "
+import json, sys
+d = json.loads(open(sys.argv[1]).readline()); assert d['context'].startswith('The pass key is'), d
+" "$T/p0.jsonl" && ok || bad "synth --filler 0"
+expect_error "n_queries 4 out of range" $DATA synth --task mqar --n 3 --pairs 3 --queries 4 --out "$T/x.jsonl"
+expect_error "--pairs is an option of --task mqar, not copy" $DATA synth --task copy --n 3 --pairs 3 --out "$T/x.jsonl"
+expect_error "--length: " $DATA synth --task copy --n 3 --length 0 --out "$T/x.jsonl"
+# An output that is not a regular file is written, not replaced (a rename over /dev/stdout would put a file
+# in place of the link); a directory is refused.
+[ "$($DATA synth --task mqar --n 2 --out /dev/stdout 2> /dev/null | wc -l)" -eq 2 ] && [ -L /dev/stdout ] && ok || bad "synth --out /dev/stdout"
+expect_error "$T: is a directory" $DATA synth --task mqar --n 2 --out "$T"
 
 # A failed dump leaves no file behind.
 expect_error "cannot create" $GEN --model "$T/m" --ids 1 --max-new-tokens 0 --dump-logits "$T/nodir/l.safetensors" --device cpu
