@@ -427,6 +427,19 @@ static int check_text(const char *name, const char *text, size_t len) {
                      bad < ok ? "control character" : "invalid UTF-8", (unsigned char)text[bad]);
 }
 
+// The first error libfyaml collected (line, column, message), unless one is held already.
+static void collected_error(yaml_doc *y) {
+    void *it = NULL;
+    struct fy_diag_error *e;
+    while (!y->cap.have && (e = fy_diag_errors_iterate(y->diag, &it)))
+        if (e->type >= FYET_ERROR) {
+            snprintf(y->cap.msg, sizeof y->cap.msg, "%s", e->msg ? e->msg : "(no message)");
+            char *nl = strchr(y->cap.msg, '\n');
+            if (nl) *nl = 0;
+            y->cap.line = e->line, y->cap.col = e->column, y->cap.have = 1;
+        }
+}
+
 static int yaml_open(yaml_doc *y, const char *name, const char *text, size_t len) {
     memset(y, 0, sizeof *y);
     if (check_text(name, text, len)) return -1;
@@ -438,6 +451,10 @@ static int yaml_open(yaml_doc *y, const char *name, const char *text, size_t len
     dc.colorize = false;
     y->diag = fy_diag_create(&dc);
     if (!y->diag) pn_panic("fy_diag_create failed");
+    // Errors are collected, not printed: libfyaml 0.7.12's printer of the offending line (its excerpt with a
+    // ~~~ marker) crashes inside vasprintf on some long lines of tabs (fuzz_train_config,
+    // tests/fuzz/crashes/train_config-libfyaml-3). Messages without a token still come through diag_out.
+    fy_diag_set_collect_errors(y->diag, true);
     struct fy_parse_cfg pc = {0};
     pc.flags = FYPCF_QUIET;
     pc.diag = y->diag;
@@ -448,8 +465,10 @@ static int yaml_open(yaml_doc *y, const char *name, const char *text, size_t len
         return pn_errorf("%s: cannot read the YAML", name);
     }
     y->doc = fy_parse_load_document(y->p);
+    collected_error(y);
     struct fy_document *more = (y->doc && !y->cap.have) ? fy_parse_load_document(y->p) : NULL;
     if (more) fy_parse_document_destroy(y->p, more);
+    collected_error(y);
     if (y->cap.have) {
         pn_errorf("%s:%d:%d: YAML error: %s", name, y->cap.line, y->cap.col, y->cap.msg);
         yaml_close(y);

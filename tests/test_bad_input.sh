@@ -220,5 +220,13 @@ for i in 1 3; do
     $DATA inspect "$T/hdf5crash$i.h5"
 done
 
+# 10. Configs that crash libfyaml 0.7.12 (found by tests/fuzz/fuzz_train_config.c, tests/fuzz/README.md):
+#     an explicit key '? ' (refused before libfyaml parses) and a malformed key on a line of tabs (libfyaml's
+#     excerpt printer crashed; errors are collected now): one line naming the file, line and column.
+expect_error train "train_config-libfyaml-1:1:1: an explicit mapping key" \
+  "$B/postnas-train" --config "$(dirname "$0")/fuzz/crashes/train_config-libfyaml-1" --check
+expect_error train "train_config-libfyaml-3:2:58: YAML error: " \
+  "$B/postnas-train" --config "$(dirname "$0")/fuzz/crashes/train_config-libfyaml-3" --check
+
 echo "test_bad_input: $pass passed, $fail failed"
 [ $fail -eq 0 ]
