@@ -31,6 +31,8 @@ typedef struct pn_adamw_args {
     float grad_scale;   // the gradient is multiplied by it first (global-norm clipping's coefficient)
 } pn_adamw_args;
 
+#define PN_COMM_ID_BYTES 128 // NCCL_UNIQUE_ID_BYTES
+
 typedef struct pn_backend {
     const char *name;
     // memory
@@ -47,6 +49,24 @@ typedef struct pn_backend {
     void *(*capture_end)(void);
     void (*graph_launch)(void *graph);
     void (*graph_free)(void *graph);
+    // Devices and collectives over a job's ranks on device memory (NULL where the backend has none: the
+    // CPU's host memory goes through MPI, train/pn_dist.c; the CUDA ones without NCCL in the build).
+    // select_device makes GPU `ordinal` (a local rank; the only one when a node shows one) this process's,
+    // before its first use (0, or -1 with the error set).
+    // comm_id writes rank 0's unique id (PN_COMM_ID_BYTES), which pn_dist broadcasts; comm_init joins the
+    // communicator of `world` ranks (0, or -1 with the error set). comm_sum (F32, n elements: in place for
+    // root < 0, else into root's buffer) and comm_bcast (bytes from root) are queued on the communication
+    // stream after the compute stream's work so far; comm_join makes the compute stream wait for all of
+    // them. comm_wait_ms: once that work is done, how long the compute stream waited at the last comm_join
+    // beyond its own work (milliseconds, >= 0). comm_free ends the communicator.
+    int (*select_device)(int ordinal);
+    int (*comm_id)(void *id);
+    int (*comm_init)(const void *id, int rank, int world);
+    void (*comm_sum)(float *x, int64_t n, int root);
+    void (*comm_bcast)(void *x, size_t bytes, int root);
+    void (*comm_join)(void);
+    double (*comm_wait_ms)(void);
+    void (*comm_free)(void);
 
     // the ops, in kernels/ops_list.h's order (what each computes: the comments below and the wrappers')
     PN_OPS(PN_OP_FIELD)

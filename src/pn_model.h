@@ -42,8 +42,10 @@ static inline const pn_slot *pn_layer_mixer_c(const pn_layer *L) { return &L->sl
 // features for distillation, a heat map's probes), without the model knowing who listens (llama.cpp's
 // cb(cur, name, il)). In the training backward (pn_model_backward_hidden) it also sees "layer_out_grad": the
 // gradient of layer l's output, before layer l's backward, to which a loss on that hidden state adds its
-// own (layers below the lowest trainable one are not visited). Returns 0, or -1 with the error set to stop
-// the pass.
+// own (layers below the lowest trainable one are not visited), and "layer_grads_done" after it: layer l's
+// parameter gradients are complete for this backward (hidden: the gradient going on to layer l - 1), so a
+// data-parallel trainer can start summing them over ranks while the layers below run. Returns 0, or -1 with
+// the error set to stop the pass.
 typedef int (*pn_tap_fn)(void *ctx, const char *name, int layer, pn_tensor *hidden);
 
 // What one decoder layer writes: the normalized input, the mixer's output y, the residual after the mixer,

@@ -439,6 +439,8 @@ int pn_model_backward_hidden(pn_model *m, const pn_tensor *dhidden) {
         if (m->tap && m->tap(m->tap_ctx, "layer_out_grad", l, &dres))
             return pn_error_prefix("tap on layer %d's output gradient", l);
         if (backward_layer(m, l, &dres, &ctx)) return -1;
+        if (m->tap && m->tap(m->tap_ctx, "layer_grads_done", l, &dres))
+            return pn_error_prefix("tap after layer %d's backward", l);
     }
     if (m->g_embed.data && lo == 0) {
         pn_tensor ids = pn_reshape(&tp->ids, 1, (int64_t[]){pn_numel(&tp->ids)});

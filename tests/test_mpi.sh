@@ -42,7 +42,10 @@ if ! $MPI -np 2 "$TRAIN" --config "$T/base.yaml" --set out_dir="$T/probe" --set 
   bad "mpirun -np 2 probe: $(tail -3 "$T/probe.log")"
 fi
 
-# the metrics of two runs agree line by line (loss and gradient norm within 1e-5 relative)
+# the metrics of two runs agree line by line (loss and gradient norm within 1e-5 relative). Under -np 2 the
+# gradients are summed in buckets: each layer's starts (MPI_Iallreduce / MPI_Ireduce) as soon as the step's
+# last backward is done with that layer, so an early start (before the last micro-batch of the accumulation)
+# or a missed tensor would change the numbers.
 same_metrics() { # A B WHAT
   python3 -c "
 import json, sys
@@ -52,6 +55,8 @@ for x, y in zip(a, b):
     for k in ('loss', 'grad_norm'):
         assert abs(x[k] - y[k]) <= 1e-5 * abs(x[k]), (x['step'], k, x[k], y[k])
     assert x.get('subnets') == y.get('subnets'), (x['step'], x.get('subnets'), y.get('subnets'))
+    # the step's wait for the gradient sums the backward did not hide: only where there are ranks to sum
+    assert 'comm_wait_ms' not in x and y['comm_wait_ms'] >= 0, (x, y)
 " "$1" "$2" && ok || bad "$3: -np 2 differs from one process"
 }
 one_vs_two() { # NAME MICRO_BATCH_OF_ONE_PROCESS ARGS...

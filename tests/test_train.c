@@ -459,6 +459,31 @@ static int record_tap(void *ctx, const char *name, int layer, pn_tensor *h) {
 
 static float **grads_snapshot(const pn_model *m) { return grads_host(m); }
 
+// The backward's "layer_grads_done" tap: layer l's parameter gradients, as the tap sees them, must already be
+// their final values (a data-parallel trainer starts summing them over ranks right then).
+typedef struct {
+    pn_model *m;
+    int calls, order_ok, last;
+    float **seen; // per parameter: its gradient at its layer's tap (host copy)
+} done_log;
+
+static int done_tap(void *ctx, const char *name, int layer, pn_tensor *h) {
+    (void)h;
+    done_log *t = ctx;
+    if (strcmp(name, "layer_grads_done")) return 0;
+    t->calls++;
+    t->order_ok &= layer < t->last; // top down, each layer once
+    t->last = layer;
+    char pre[32];
+    snprintf(pre, sizeof pre, "model.layers.%d.", layer);
+    for (int i = 0; i < t->m->nparams; i++)
+        if (t->m->param_list[i].grad->data && !strncmp(t->m->param_list[i].name, pre, strlen(pre))) {
+            t->seen[i] = pn_malloc(sizeof(float) * (size_t)pn_param_numel(&t->m->param_list[i]));
+            pn_op_to_host_f32(t->seen[i], t->m->param_list[i].grad);
+        }
+    return 0;
+}
+
 static void check_entry_points(pn_model *m, const int32_t *ids, int B, int T) {
     const int64_t N = (int64_t)B * T, H = m->cfg.hidden, V = m->cfg.vocab;
     pn_arena a;
@@ -572,7 +597,26 @@ static void check_entry_points(pn_model *m, const int32_t *ids, int B, int T) {
         CHECK(mx == 0, "a tap's write must reach the logits (max |logit| %g)", mx);
         pn_kvcache_free(&kc);
     }
+    // 6. the backward's "layer_grads_done": once per layer, top down, each layer's gradients final by then
+    done_log d = {.m = m, .order_ok = 1, .last = m->cfg.n_layers};
+    d.seen = pn_calloc((size_t)m->nparams, sizeof(float *));
+    m->tap = done_tap, m->tap_ctx = &d;
+    for (int64_t i = 0; i < N * H; i++) D[i] = pn_rng_normal(29, 0, (uint64_t)i);
+    pn_model_grads_zero(m);
+    int grc = pn_model_forward_train(m, ids, B, T, NULL, 0) || pn_model_backward_hidden(m, &dh);
     m->tap = NULL;
+    float **fin = grads_host(m);
+    int n_seen = 0, same = 1;
+    for (int i = 0; i < m->nparams; i++)
+        if (d.seen[i]) {
+            n_seen++;
+            same &= !memcmp(d.seen[i], fin[i], sizeof(float) * (size_t)pn_param_numel(&m->param_list[i]));
+        }
+    CHECK(!grc && d.calls == m->cfg.n_layers && d.order_ok && n_seen > 0 && same,
+          "layer_grads_done: rc %d, %d calls for %d layers, order %s, %d tensors seen, %s", grc, d.calls,
+          m->cfg.n_layers, d.order_ok ? "ok" : "wrong", n_seen, same ? "final" : "changed after the tap");
+    grads_free(m, fin);
+    grads_free(m, d.seen);
     pn_arena_free(&a);
 }
 

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../kernels/ops.h"
 #include "../src/pn_common.h"
 
 #ifdef PN_HAVE_MPI
@@ -39,6 +40,7 @@ int pn_dist_env(pn_dist *d) {
             return pn_errorf("launcher environment: %s=%s, %s=%s: not a valid world size and rank", vars[l][0],
                              getenv(vars[l][0]), vars[l][1], getenv(vars[l][1]) ? getenv(vars[l][1]) : "(unset)");
         d->world = w, d->rank = r, d->local_rank = lr < 0 ? 0 : lr;
+        d->launched = 1;
         break;
     }
     return 0;
@@ -134,6 +136,12 @@ void pn_dist_finalize(pn_dist *d) {
         free(d->watch);
         d->watch = NULL;
     }
+    if (d->nccl) {
+        pn_backend_get(d->dev)->comm_free();
+        d->nccl = 0;
+    }
+    free(d->reqs);
+    d->reqs = NULL, d->n_reqs = d->cap_reqs = 0;
 #ifdef PN_HAVE_MPI
     if (d->mpi) MPI_Finalize();
 #endif
@@ -219,3 +227,110 @@ void pn_dist_bcast(pn_dist *d, void *x, size_t bytes, int root) { (void)d, (void
 void pn_dist_send(pn_dist *d, const void *x, size_t bytes, int to) { (void)d, (void)x, (void)bytes, (void)to; }
 void pn_dist_recv(pn_dist *d, void *x, size_t bytes, int from) { (void)d, (void)x, (void)bytes, (void)from; }
 #endif
+
+// ---- binding to a device; gradient buckets ----
+
+int pn_dist_bind(pn_dist *d, pn_device dev) {
+    d->dev = dev;
+    if (dev != PN_CUDA) return 0;
+    const pn_backend *be = pn_backend_get(dev);
+    if (d->launched && be->select_device(d->local_rank))
+        return pn_error_prefix("rank %d of %d (local rank %d)", d->rank, d->world, d->local_rank);
+    if (!d->launched) return 0; // no launcher: a world of one, nothing to sum
+    if (!be->comm_init) {
+        if (d->world == 1) return 0;
+        return pn_errorf("data-parallel training on CUDA (%d processes) needs NCCL, and this postnas was built "
+                         "without it (install NCCL's development files, e.g. libnccl-dev, and reconfigure the build)",
+                         d->world);
+    }
+    unsigned char id[PN_COMM_ID_BYTES] = {0};
+    if (d->rank == 0 && be->comm_id(id)) return -1; // a failure on rank 0 alone: the launcher ends the job
+    pn_dist_bcast(d, id, sizeof id, 0);
+    if (be->comm_init(id, d->rank, d->world)) return -1;
+    d->nccl = 1;
+    return 0;
+}
+
+int pn_dist_active(const pn_dist *d) { return d->world > 1 || d->nccl; }
+
+#ifdef PN_HAVE_MPI
+static MPI_Request *new_request(pn_dist *d) {
+    if (d->n_reqs == d->cap_reqs) {
+        d->cap_reqs = d->cap_reqs ? 2 * d->cap_reqs : 64;
+        d->reqs = pn_realloc(d->reqs, sizeof(MPI_Request) * (size_t)d->cap_reqs);
+    }
+    return (MPI_Request *)d->reqs + d->n_reqs++;
+}
+
+// Open MPI moves a nonblocking collective on only inside MPI calls: a test of what is in flight at each
+// start lets the earlier buckets progress while the backward goes on.
+static void progress(pn_dist *d) {
+    int done;
+    if (d->n_reqs) MPI_Testall(d->n_reqs, (MPI_Request *)d->reqs, &done, MPI_STATUSES_IGNORE);
+}
+#endif
+
+void pn_dist_isum(pn_dist *d, pn_tensor *x, int root) {
+    if (!pn_dist_active(d)) return;
+    PN_ASSERT(x->dtype == PN_F32);
+    const int64_t n = pn_numel(x);
+    if (x->device != PN_CPU) {
+        PN_ASSERT(d->nccl && x->device == d->dev);
+        pn_backend_get(x->device)->comm_sum(x->data, n, root);
+        d->dev_pending = 1;
+        return;
+    }
+#ifdef PN_HAVE_MPI
+    if (!d->mpi) return;
+    for (int64_t i = 0; i < n; i += CHUNK) {
+        const int k = (int)(n - i < CHUNK ? n - i : CHUNK);
+        float *p = (float *)x->data + i;
+        int rc;
+        if (root < 0) rc = MPI_Iallreduce(MPI_IN_PLACE, p, k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, new_request(d));
+        else if (d->rank == root) rc = MPI_Ireduce(MPI_IN_PLACE, p, k, MPI_FLOAT, MPI_SUM, root, MPI_COMM_WORLD, new_request(d));
+        else rc = MPI_Ireduce(p, NULL, k, MPI_FLOAT, MPI_SUM, root, MPI_COMM_WORLD, new_request(d));
+        if (rc != MPI_SUCCESS) pn_panic("MPI_I%s failed on rank %d", root < 0 ? "allreduce" : "reduce", d->rank);
+    }
+    progress(d);
+#endif
+}
+
+void pn_dist_ibcast(pn_dist *d, pn_tensor *x, int root) {
+    if (!pn_dist_active(d)) return;
+    const size_t bytes = pn_nbytes(x);
+    if (x->device != PN_CPU) {
+        PN_ASSERT(d->nccl && x->device == d->dev);
+        pn_backend_get(x->device)->comm_bcast(x->data, bytes, root);
+        d->dev_pending = 1;
+        return;
+    }
+#ifdef PN_HAVE_MPI
+    if (!d->mpi) return;
+    for (size_t i = 0; i < bytes; i += CHUNK) {
+        const int k = (int)(bytes - i < CHUNK ? bytes - i : CHUNK);
+        if (MPI_Ibcast((char *)x->data + i, k, MPI_BYTE, root, MPI_COMM_WORLD, new_request(d)) != MPI_SUCCESS)
+            pn_panic("MPI_Ibcast failed on rank %d", d->rank);
+    }
+    progress(d);
+#endif
+}
+
+double pn_dist_wait(pn_dist *d) {
+    const double t0 = pn_now();
+    if (d->dev_pending) {
+        pn_backend_get(d->dev)->comm_join();
+        d->dev_pending = 0;
+    }
+#ifdef PN_HAVE_MPI
+    if (d->n_reqs) {
+        waiting(d, 1);
+        if (MPI_Waitall(d->n_reqs, (MPI_Request *)d->reqs, MPI_STATUSES_IGNORE) != MPI_SUCCESS)
+            pn_panic("MPI_Waitall failed on rank %d", d->rank);
+        waiting(d, 0);
+        d->n_reqs = 0;
+    }
+#endif
+    return pn_now() - t0;
+}
+
+double pn_dist_comm_ms(pn_dist *d) { return d->nccl ? pn_backend_get(d->dev)->comm_wait_ms() : 0; }

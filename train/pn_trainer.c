@@ -225,6 +225,11 @@ typedef struct trainer {
     int n_mse;
     int *mse_layer;
     int *mse_slot_of_layer; // per layer: the term of its output, or -1
+    // data-parallel gradient buckets: per optimizer tensor its layer (-1: embeddings, final norm, head:
+    // complete only when the whole backward is) and whether its sum over the ranks has started this step
+    int *bucket;
+    uint8_t *reducing;
+    int reduce_armed;       // the step's last backward runs: start each layer's sums as it finishes
     // device buffers
     pn_arena bufs;
     pn_tensor th;         // teacher's final hidden [N, C]
@@ -275,9 +280,17 @@ static void set_choice(trainer *tr, int student) {
     }
 }
 
-// The backward tap: adds the gradient of an inner layer's MSE term to dL/d(output of layer l).
-static int mse_tap(void *ctx, const char *name, int layer, pn_tensor *hidden) {
+static void reduce_start(trainer *tr, int k);
+
+// The backward tap: adds the gradient of an inner layer's MSE term to dL/d(output of layer l); in the step's
+// last backward, starts summing a finished layer's gradients over the ranks (its bucket).
+static int backward_tap(void *ctx, const char *name, int layer, pn_tensor *hidden) {
     trainer *tr = ctx;
+    if (tr->reduce_armed && !strcmp(name, "layer_grads_done")) {
+        for (int k = 0; k < tr->opt.n; k++)
+            if (tr->bucket[k] == layer) reduce_start(tr, k);
+        return 0;
+    }
     if (strcmp(name, "layer_out_grad") || layer < 0 || tr->mse_slot_of_layer[layer] < 0) return 0;
     const int s = tr->mse_slot_of_layer[layer];
     pn_tensor x = pn_model_train_layer_out(&tr->model, layer);
@@ -685,9 +698,7 @@ static int setup(trainer *tr, const char *resume_dir) {
                : !strcmp(c->trainable, "all")  ? MODE_SEPARATE
                                                : MODE_SHARED;
     if (pick_device(c, &tr->dev)) return -1;
-    if (tr->dev == PN_CUDA && tr->dist.world > 1)
-        return pn_errorf("data-parallel training on CUDA (%d processes) needs the NCCL gradient path, not built yet; "
-                         "the CPU backend (device: cpu) runs under mpirun now", tr->dist.world);
+    if (pn_dist_bind(&tr->dist, tr->dev)) return -1; // this rank's GPU and its NCCL communicator, before any use
     const int shared = tr->mode == MODE_SHARED || tr->mode == MODE_SUPERNET; // resumes its tensors below
     if (setup_models(tr, shared ? NULL : resume_dir)) return -1;
     pn_model *m = &tr->model;
@@ -729,6 +740,13 @@ static int setup(trainer *tr, const char *resume_dir) {
     tr->zero = tr->dist.world > 1 && (!strcmp(c->zero, "on") || (!strcmp(c->zero, "auto") && tr->mode == MODE_SEPARATE));
     if (tr->zero) ocs.shard_rank = tr->dist.rank, ocs.shard_world = tr->dist.world;
     if (pn_optim_init(&tr->opt, m, &ocs)) return -1;
+    tr->bucket = pn_malloc(sizeof(int) * (size_t)(tr->opt.n ? tr->opt.n : 1));
+    tr->reducing = pn_calloc((size_t)(tr->opt.n ? tr->opt.n : 1), 1);
+    for (int k = 0; k < tr->opt.n; k++) {
+        int l = -1;
+        if (sscanf(m->param_list[tr->opt.t[k].param].name, "model.layers.%d.", &l) != 1) l = -1;
+        tr->bucket[k] = l;
+    }
     if (tr->mode == MODE_SUPERNET) { // each optimizer tensor's (layer, choice), for the step's skip flags
         tr->opt_choice = pn_malloc(sizeof(int) * (size_t)tr->opt.n);
         for (int k = 0; k < tr->opt.n; k++) {
@@ -777,7 +795,7 @@ static int setup(trainer *tr, const char *resume_dir) {
     tr->targets = pn_malloc(sizeof(int32_t) * (size_t)rows);
     tr->cu = pn_malloc(sizeof(int32_t) * (size_t)(rows + tr->accum));
     tr->n_seqs = pn_malloc(sizeof(int) * (size_t)tr->accum);
-    tr->model.tap = mse_tap, tr->model.tap_ctx = tr;
+    tr->model.tap = backward_tap, tr->model.tap_ctx = tr;
     return 0;
 }
 
@@ -815,6 +833,7 @@ static int fetch_step(trainer *tr) {
 
 typedef struct step_result {
     double loss, kl, ce, mse, gnorm, lr;
+    double comm_ms; // data-parallel: the step's wait for gradient sums the backward did not hide
     int skipped;
 } step_result;
 
@@ -946,7 +965,12 @@ static int train_step(trainer *tr, step_result *res) {
         } else if (!acc) {
             pn_backend_get(tr->dev)->memset0(tr->dh.data, pn_nbytes(&tr->dh));
         }
-        if (pn_model_backward_hidden(m, &tr->dh)) {
+        // The step's last backward: each layer's gradients are final once its backward is done, so their
+        // sums over the ranks start then (backward_tap) and overlap the layers below.
+        tr->reduce_armed = pn_dist_active(&tr->dist) && k == tr->accum - 1 && sub == n_sub - 1;
+        const int brc = pn_model_backward_hidden(m, &tr->dh);
+        tr->reduce_armed = 0;
+        if (brc) {
             free(choice);
             return pn_error_prefix("backward");
         }
@@ -968,16 +992,22 @@ static int train_step(trainer *tr, step_result *res) {
     return finish_step(tr, res);
 }
 
+// Starts the sum over the ranks of optimizer tensor k's gradient (each rank's already scaled by the global
+// count), once per step. ZeRO-1: only the tensor's owner needs the sum.
+static void reduce_start(trainer *tr, int k) {
+    if (tr->reducing[k]) return;
+    tr->reducing[k] = 1;
+    pn_dist_isum(&tr->dist, tr->opt.t[k].g, tr->zero ? tr->opt.t[k].owner : -1);
+}
+
 // The end of every step: the skip flags of the candidates no subnet ran, the gradient norm and the update.
 static int finish_step(trainer *tr, step_result *res) {
     pn_model *m = &tr->model;
-    if (tr->dist.world > 1) { // data-parallel: sum the ranks' gradients (each already scaled by the global count)
-        for (int k = 0; k < tr->opt.n; k++) { // (ZeRO-1: only the tensor's owner needs the sum)
-            pn_tensor *g = tr->opt.t[k].g;
-            PN_ASSERT(g->dtype == PN_F32 && g->device == PN_CPU); // the CUDA path (NCCL) is refused at start-up
-            if (tr->zero) pn_dist_reduce_sum_f32(&tr->dist, g->data, pn_numel(g), tr->opt.t[k].owner);
-            else pn_dist_sum_f32(&tr->dist, g->data, pn_numel(g));
-        }
+    res->comm_ms = 0;
+    if (pn_dist_active(&tr->dist)) { // data-parallel: the buckets the backward did not start (the embeddings,
+        for (int k = 0; k < tr->opt.n; k++) reduce_start(tr, k); // final norm and head; all of them after a
+        res->comm_ms = 1e3 * pn_dist_wait(&tr->dist);            // supernet's local step), then wait for all
+        memset(tr->reducing, 0, (size_t)tr->opt.n);
         if (tr->mode == MODE_SUPERNET) // a candidate any rank ran has a gradient
             pn_dist_max_u8(&tr->dist, tr->used, (int64_t)tr->n_layers * (tr->n_cands + 1));
     }
@@ -992,9 +1022,10 @@ static int finish_step(trainer *tr, step_result *res) {
     res->lr = pn_optim_lr(&tr->opt.cfg, tr->step);
     if (!res->skipped) {
         pn_optim_update(&tr->opt, tr->step, res->gnorm);
-        for (int k = 0; tr->zero && k < tr->opt.n; k++) { // every rank gets the owners' updated tensors
-            pn_tensor *p = tr->opt.t[k].p;
-            if (!tr->opt.t[k].skip) pn_dist_bcast(&tr->dist, p->data, pn_nbytes(p), tr->opt.t[k].owner);
+        if (tr->zero) { // every rank gets the owners' updated tensors
+            for (int k = 0; k < tr->opt.n; k++)
+                if (!tr->opt.t[k].skip) pn_dist_ibcast(&tr->dist, tr->opt.t[k].p, tr->opt.t[k].owner);
+            res->comm_ms += 1e3 * pn_dist_wait(&tr->dist);
         }
         pn_model_sync_slots(m);
     }
@@ -1256,12 +1287,16 @@ static void log_step(trainer *tr, const step_result *r, double tok_s) {
     const pn_train_cfg *c = tr->cfg;
     if (tr->dist.rank != 0) return; // rank 0 logs and writes the metrics
     const int last = tr->step == c->steps;
+    // data-parallel: how long the step waited for gradient sums (and ZeRO's broadcasts) that the backward
+    // did not hide, in ms (host wait for MPI + the GPU's compute stream's wait for NCCL)
+    char comm[48] = "";
+    if (pn_dist_active(&tr->dist)) snprintf(comm, sizeof comm, ", \"comm_wait_ms\": %.3f", r->comm_ms);
     if (tr->step % c->log_every == 0 || last || r->skipped) {
         fprintf(tr->metrics,
                 "{\"step\": %lld, \"loss\": %.9g, \"kl\": %.9g, \"ce\": %.9g, \"mse\": %.9g, \"lr\": %.9g, "
-                "\"grad_norm\": %.9g, \"tokens\": %lld, \"tok_s\": %.1f, \"skipped\": %s%s%s}\n",
+                "\"grad_norm\": %.9g, \"tokens\": %lld, \"tok_s\": %.1f, \"skipped\": %s%s%s%s}\n",
                 (long long)tr->step, r->loss, r->kl, r->ce, r->mse, r->lr, r->gnorm, (long long)tr->tokens, tok_s,
-                r->skipped ? "true" : "false", tr->subnets ? ", \"subnets\": " : "", tr->subnets ? tr->subnets : "");
+                r->skipped ? "true" : "false", comm, tr->subnets ? ", \"subnets\": " : "", tr->subnets ? tr->subnets : "");
         fflush(tr->metrics);
     }
     char eta[32];
@@ -1272,9 +1307,11 @@ static void log_step(trainer *tr, const step_result *r, double tok_s) {
     if (c->kl > 0) snprintf(terms + strlen(terms), sizeof terms - strlen(terms), " kl %.4f", r->kl);
     if (c->ce > 0) snprintf(terms + strlen(terms), sizeof terms - strlen(terms), " ce %.4f", r->ce);
     if (c->mse > 0) snprintf(terms + strlen(terms), sizeof terms - strlen(terms), " mse %.4g", r->mse);
-    char util[32] = "";
+    char util[64] = "";
     const double u = mfu(tr, tok_s);
     if (isfinite(u)) snprintf(util, sizeof util, " MFU %.1f%%", 100 * u);
+    if (pn_dist_active(&tr->dist))
+        snprintf(util + strlen(util), sizeof util - strlen(util), " comm wait %.1f ms", r->comm_ms);
     if (tr->redraw)
         fprintf(stderr, "\r\033[Kstep %lld/%lld loss %.4f%s lr %.2e gnorm %.3f %.0f tok/s%s ETA %s%s", (long long)tr->step,
                 (long long)c->steps, r->loss, terms, r->lr, r->gnorm, tok_s, util, eta, r->skipped ? " (skipped)" : "");
@@ -1301,6 +1338,7 @@ static void trainer_free(trainer *tr) {
     free(tr->student_types);
     for (int i = 0; tr->cands && i < tr->n_cands; i++) free(tr->cands[i]);
     free(tr->cands), free(tr->lin), free(tr->used), free(tr->opt_choice), free(tr->subnets);
+    free(tr->bucket), free(tr->reducing);
     free(tr->mse_layer), free(tr->mse_slot_of_layer), free(tr->tl);
     free(tr->ids), free(tr->targets), free(tr->cu), free(tr->n_seqs);
 }
@@ -1417,6 +1455,7 @@ static int train_run(trainer *tr0, const pn_run_opts *opts) {
             break;
         }
         if (tr.dev == PN_CUDA) pn_backend_get(tr.dev)->sync();
+        r.comm_ms += pn_dist_comm_ms(&tr.dist); // the compute stream's wait for NCCL, known once it ran
         tr.step++;
         tr.tokens += cfg->global_batch * tr.T;
         const double dt = pn_now() - t0;

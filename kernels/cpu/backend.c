@@ -63,6 +63,7 @@ const pn_backend pn_cpu_backend = {
     .memcpy_d2h = cpu_copy,
     .memset0 = cpu_memset0,
     .sync = cpu_sync,
-    .graph_free = NULL, // no graphs (capture_begin ... graph_free NULL); the ops follow it in order
+    // no graphs, devices or device collectives (capture_begin ... comm_free NULL); the ops follow in order
+    .comm_free = NULL,
     PN_OPS(PN_OP_ENTRY_CPU) // by name: a missing pn_cpu_<op> does not link
 };

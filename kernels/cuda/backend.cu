@@ -201,6 +201,29 @@ static void cuda_graph_free(void *g) {
 // ----------------------------------------------------------------------------------------------------
 // availability and the table
 
+static int cuda_select_device(int ordinal) {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return pn_errorf("CUDA: cannot count the GPUs: %s", cudaGetErrorString(e));
+    }
+    // A launcher that gives each rank its own GPU (srun --gpus-per-task=1, CUDA_VISIBLE_DEVICES per rank) leaves
+    // one visible whatever the local rank: that one is this rank's.
+    if (n == 1) ordinal = 0;
+    if (ordinal < 0 || ordinal >= n)
+        return pn_errorf("CUDA: GPU %d asked for, but this node shows %d (CUDA_VISIBLE_DEVICES=%s): one rank per GPU",
+                         ordinal, n, getenv("CUDA_VISIBLE_DEVICES") ? getenv("CUDA_VISIBLE_DEVICES") : "unset");
+    if (pn_cuda_ctx_ptr && pn_cuda_ctx_ptr->device != ordinal)
+        return pn_errorf("CUDA: GPU %d asked for after GPU %d was put to use in this process", ordinal,
+                         pn_cuda_ctx_ptr->device);
+    if ((e = cudaSetDevice(ordinal)) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return pn_errorf("CUDA: cannot use GPU %d: %s", ordinal, cudaGetErrorString(e));
+    }
+    return 0;
+}
+
 extern "C" int pn_cuda_available(void) {
     static int cached = -1;
     if (cached < 0) {
@@ -224,5 +247,17 @@ extern "C" const pn_backend pn_cuda_backend = {
     cuda_capture_end,
     cuda_graph_launch,
     cuda_graph_free,
+    cuda_select_device,
+#ifdef PN_HAVE_NCCL // comm.cu
+    pn_cuda_comm_id,
+    pn_cuda_comm_init,
+    pn_cuda_comm_sum,
+    pn_cuda_comm_bcast,
+    pn_cuda_comm_join,
+    pn_cuda_comm_wait_ms,
+    pn_cuda_comm_free,
+#else
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+#endif
     PN_OPS(PN_OP_ENTRY_CUDA) // in the list's order, like the struct's fields: a missing pn_cuda_<op> does not link
 };

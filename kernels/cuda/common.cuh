@@ -173,6 +173,19 @@ extern "C" int pn_cuda_attention_bwd_cudnn(pn_tensor *dq, pn_tensor *dk, pn_tens
                                            int64_t st, int window);
 #endif
 
+#ifdef PN_HAVE_NCCL
+// The device collectives (comm.cu): pn_backend's comm_* entries.
+extern "C" {
+int pn_cuda_comm_id(void *id);
+int pn_cuda_comm_init(const void *id, int rank, int world);
+void pn_cuda_comm_sum(float *x, int64_t n, int root);
+void pn_cuda_comm_bcast(void *x, size_t bytes, int root);
+void pn_cuda_comm_join(void);
+double pn_cuda_comm_wait_ms(void);
+void pn_cuda_comm_free(void);
+}
+#endif
+
 // Timing with CUDA events on the default stream, for benchmarks (tests/gpu): C linkage so a C program
 // can declare and call them without the CUDA headers.
 extern "C" {

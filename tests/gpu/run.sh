@@ -8,12 +8,12 @@
 # OpenBLAS, utf8proc and PCRE2's headers): they are unpacked into /tmp/pn-deps and found through
 # pkg-config; scripts/gpu-debs.sh downloads them on a Debian/Ubuntu machine with apt.
 set -uo pipefail
-# usage: tests/gpu/run.sh [OUTDIR [STAGE...]], stages: cpu ops cudnn parity train trainer supernet sanitize bench (default: all);
+# usage: tests/gpu/run.sh [OUTDIR [STAGE...]], stages: cpu ops cudnn parity train trainer supernet nccl sanitize bench (default: all);
 # `demo` runs only the tiny-config part of `trainer` (with `eval`: postnas-eval of its model on CPU and CUDA),
 # `sanitize-attn` only the attention op tests under memcheck
 OUTDIR=${1:-/tmp/pn-gpu}
 shift || true
-STAGES=" ${*:-cpu ops cudnn parity train trainer supernet sanitize bench} "
+STAGES=" ${*:-cpu ops cudnn parity train trainer supernet nccl sanitize bench} "
 want() { [[ "$STAGES" == *" $1 "* ]]; }
 mkdir -p "$OUTDIR"
 cd "$(dirname "$0")/../.."
@@ -109,7 +109,7 @@ build-gpu/tests/bench_train /tmp/pn-student --device cuda --batch 2 --seq 4096 -
 build-gpu/tests/bench_train /tmp/pn-student --device cuda --batch 2 --seq 4096 --iters 5 --recompute 2>&1 | tee -a "$OUTDIR/summary.txt"
 fi
 
-if want trainer || want demo || want supernet; then
+if want trainer || want demo || want supernet || want nccl; then
 log "postnas-train on CUDA: the tiny demo configs (documents masked), then the ANCHORS.md distillation step"
 TR=/tmp/pn-trainer
 rm -rf $TR && mkdir -p $TR/demo
@@ -171,6 +171,57 @@ for mode in "global --set loss.kl=1" "local --set loss.kl=0"; do # local: layer-
   tail -3 $OUTDIR/trainer-sn.log | tee -a "$OUTDIR/summary.txt"
   python3 -c "import json,statistics,sys; r=[json.loads(l) for l in open(sys.argv[1])][2:]; print('  median tok/s (steps 3-8): %.0f' % statistics.median(x['tok_s'] for x in r))" \
     $TR/sn-${mode%% *}/metrics.jsonl | tee -a "$OUTDIR/summary.txt"
+done
+fi
+
+if want nccl; then # needs the trainer stage's demo shards and pretrained model
+# issue 17: the NCCL gradient path. A world of one under mpirun runs it (communicator bootstrapped over MPI,
+# each layer's gradients summed on the communication stream as its backward finishes): the losses must equal
+# the run without a launcher (a sum over one rank), and the step reports its wait for communication. With
+# two GPUs or more, -np 2 x micro-batch 2 against one process x micro-batch 4, as test_mpi does on the CPU.
+log "NCCL: postnas-train under mpirun on CUDA"
+MPIRUN="mpirun --allow-run-as-root --oversubscribe --bind-to none"
+nccl_run() { # NAME NP ARGS...
+  local name=$1 np=$2; shift 2
+  if [ "$np" = 0 ]; then
+    build-gpu/postnas-train --config configs/tiny-distill.yaml $set_demo --set out_dir=$TR/nccl-$name "$@" 2> $OUTDIR/nccl-$name.log
+  else
+    NCCL_DEBUG=WARN $MPIRUN -np $np build-gpu/postnas-train --config configs/tiny-distill.yaml $set_demo \
+      --set out_dir=$TR/nccl-$name "$@" > $OUTDIR/nccl-$name.log 2>&1
+  fi
+  echo "  $name (np $np): rc $? $(grep -E '^done|error' $OUTDIR/nccl-$name.log | tail -1)" | tee -a "$OUTDIR/summary.txt"
+}
+nccl_same() { # A B: losses and gradient norms within 1e-5 relative; B reports its communication wait
+  python3 - $TR/nccl-$1/metrics.jsonl $TR/nccl-$2/metrics.jsonl << 'PYEOF' 2>&1 | tee -a "$OUTDIR/summary.txt"
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]; b = [json.loads(l) for l in open(sys.argv[2])]
+bad = [(x['step'], k, x[k], y[k]) for x, y in zip(a, b) for k in ('loss', 'grad_norm') if abs(x[k] - y[k]) > 1e-5 * abs(x[k])]
+w = [y.get('comm_wait_ms') for y in b]
+print(f"  {len(a)} vs {len(b)} steps, {'same' if not bad and len(a) == len(b) else 'DIFFER ' + str(bad[:3])}; comm_wait_ms {w[:4]}")
+PYEOF
+}
+nl="--set model.teacher=$TR/pre/latest --set train.steps=10 --set log.every=1 --set checkpoint.every=0"
+nccl_run one 0 $nl
+nccl_run np1 1 $nl
+nccl_same one np1
+G=$(nvidia-smi -L | wc -l)
+if [ "$G" -ge 2 ]; then
+  nccl_run mb4 0 $nl --set train.global_batch=8 --set train.micro_batch=4
+  nccl_run np2 2 $nl --set train.global_batch=8 --set train.micro_batch=2
+  nccl_same mb4 np2
+  nccl_run np2-zero 2 $nl --set train.global_batch=8 --set train.micro_batch=2 --set train.trainable=all
+  nccl_run mb4-all 0 $nl --set train.global_batch=8 --set train.micro_batch=4 --set train.trainable=all
+  nccl_same mb4-all np2-zero
+fi
+# the anchor student's step (Qwen2.5-1.5B shape, 26 gdn + 2 attn, B 2 x 4096) with and without the NCCL path
+[ -f $TR/q15/config.json ] || build-gpu/postnas-mkckpt --preset qwen2.5-1.5b --seed 1 --tokenizer none --out $TR/q15 > /dev/null
+types=$(python3 -c "print('[' + ','.join('attn' if l in (14, 19) else 'gdn' for l in range(28)) + ']')")
+for np in 0 1; do
+  nccl_run anchor$np $np --set model.teacher=$TR/q15 --set "model.student.layer_types=$types" --set train.seq_len=4096 \
+    --set train.global_batch=2 --set train.micro_batch=2 --set train.steps=8 --set train.warmup_steps=0 --set loss.kl=0 \
+    --set loss.mse=1 --set log.every=1 --set checkpoint.every=0 --set data.mask_documents=false
+  python3 -c "import json,statistics,sys; r=[json.loads(l) for l in open(sys.argv[1])][2:]; print('  median tok/s (steps 3-8): %.0f, comm wait %s ms' % (statistics.median(x['tok_s'] for x in r), statistics.median(x.get('comm_wait_ms', 0) for x in r)))" \
+    $TR/nccl-anchor$np/metrics.jsonl 2>&1 | tee -a "$OUTDIR/summary.txt"
 done
 fi
 
