@@ -200,7 +200,7 @@ w = [y.get('comm_wait_ms') for y in b]
 print(f"  {len(a)} vs {len(b)} steps, {'same' if not bad and len(a) == len(b) else 'DIFFER ' + str(bad[:3])}; comm_wait_ms {w[:4]}")
 PYEOF
 }
-nl="--set model.teacher=$TR/pre/latest --set train.steps=10 --set log.every=1 --set checkpoint.every=0"
+nl="--set model.teacher=$TR/pre/latest --set train.steps=10 --set train.warmup_steps=2 --set log.every=1 --set checkpoint.every=0"
 nccl_run one 0 $nl
 nccl_run np1 1 $nl
 nccl_same one np1
@@ -216,13 +216,18 @@ fi
 # the anchor student's step (Qwen2.5-1.5B shape, 26 gdn + 2 attn, B 2 x 4096) with and without the NCCL path
 [ -f $TR/q15/config.json ] || build-gpu/postnas-mkckpt --preset qwen2.5-1.5b --seed 1 --tokenizer none --out $TR/q15 > /dev/null
 types=$(python3 -c "print('[' + ','.join('attn' if l in (14, 19) else 'gdn' for l in range(28)) + ']')")
-for np in 0 1; do
+for np in 0 1; do # (the GPU's own run-to-run spread, two runs without a launcher: anchor0 vs anchor0b)
   nccl_run anchor$np $np --set model.teacher=$TR/q15 --set "model.student.layer_types=$types" --set train.seq_len=4096 \
     --set train.global_batch=2 --set train.micro_batch=2 --set train.steps=8 --set train.warmup_steps=0 --set loss.kl=0 \
     --set loss.mse=1 --set log.every=1 --set checkpoint.every=0 --set data.mask_documents=false
   python3 -c "import json,statistics,sys; r=[json.loads(l) for l in open(sys.argv[1])][2:]; print('  median tok/s (steps 3-8): %.0f, comm wait %s ms' % (statistics.median(x['tok_s'] for x in r), statistics.median(x.get('comm_wait_ms', 0) for x in r)))" \
     $TR/nccl-anchor$np/metrics.jsonl 2>&1 | tee -a "$OUTDIR/summary.txt"
 done
+nccl_run anchor0b 0 --set model.teacher=$TR/q15 --set "model.student.layer_types=$types" --set train.seq_len=4096 \
+  --set train.global_batch=2 --set train.micro_batch=2 --set train.steps=8 --set train.warmup_steps=0 --set loss.kl=0 \
+  --set loss.mse=1 --set log.every=1 --set checkpoint.every=0 --set data.mask_documents=false
+nccl_same anchor0 anchor0b
+nccl_same anchor0 anchor1
 fi
 
 if want eval-speed; then
