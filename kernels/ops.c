@@ -89,6 +89,24 @@ void pn_op_matmul(pn_tensor *out, const pn_tensor *x, const pn_tensor *w, const 
     be_of("matmul", out)->matmul(out, x, w, bias);
 }
 
+void pn_op_matmul_swiglu(pn_tensor *out, const pn_tensor *x, const pn_tensor *w_gate, const pn_tensor *w_up) {
+    same_device("matmul_swiglu", out, x);
+    same_device("matmul_swiglu", out, w_gate);
+    same_device("matmul_swiglu", out, w_up);
+    want_act("matmul_swiglu", out);
+    want_act("matmul_swiglu", x);
+    want_act("matmul_swiglu", w_gate);
+    want_act("matmul_swiglu", w_up);
+    same_shape("matmul_swiglu", w_gate, w_up);
+    if (out->ndim != 2 || x->ndim != 2 || w_gate->ndim != 2 || out->shape[0] != x->shape[0] ||
+        x->shape[1] != w_gate->shape[1] || out->shape[1] != w_gate->shape[0]) {
+        char a[96], b[96], c[96];
+        pn_panic("matmul_swiglu: out %s = swiglu(x %s * w %s^T, ...)", pn_shape_str(out, a, 96), pn_shape_str(x, b, 96),
+                 pn_shape_str(w_gate, c, 96));
+    }
+    be_of("matmul_swiglu", out)->matmul_swiglu(out, x, w_gate, w_up);
+}
+
 void pn_op_add(pn_tensor *x, const pn_tensor *y) {
     same_device("add", x, y);
     want_act("add", x);

@@ -12,6 +12,7 @@
     X(matmul, void, (pn_tensor * out, const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias))            \
     X(add, void, (pn_tensor * x, const pn_tensor *y))                                                            \
     X(swiglu, void, (pn_tensor * out, const pn_tensor *gate, const pn_tensor *up))                               \
+    X(matmul_swiglu, void, (pn_tensor * out, const pn_tensor *x, const pn_tensor *w_gate, const pn_tensor *w_up))  \
     X(rope, void, (pn_tensor * x, const pn_tensor *inv_freq, int pos0, const pn_tensor *cu_seqlens))               \
     X(kv_store, void, (pn_tensor * cache, const pn_tensor *src, int pos0))                                       \
     X(attention, void,                                                                                           \

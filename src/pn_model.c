@@ -415,9 +415,15 @@ int pn_layer_forward(const pn_model *m, int l, const pn_tensor *x, pn_tensor *ou
     pn_op_add(&b->xmid, &b->y);
     // MLP: out = x_mid + down(silu(gate(n2)) * up(n2))
     pn_op_rmsnorm(&b->xn2, &b->xmid, &L->post_norm, c->rms_eps);
-    pn_op_matmul(&b->gate, &b->xn2, &L->gate_w, NULL);
-    pn_op_matmul(&b->up, &b->xn2, &L->up_w, NULL);
-    pn_op_swiglu(&b->h, &b->gate, &b->up);
+    static int fuse = -1; // PN_NO_FUSED_MLP=1: the three ops, for comparisons
+    if (fuse < 0) fuse = getenv("PN_NO_FUSED_MLP") == NULL;
+    if (fuse && state && b->xn2.shape[0] <= 4) { // a decoding step: gate, up and their product in one launch
+        pn_op_matmul_swiglu(&b->h, &b->xn2, &L->gate_w, &L->up_w);
+    } else { // training keeps gate and up for the backward
+        pn_op_matmul(&b->gate, &b->xn2, &L->gate_w, NULL);
+        pn_op_matmul(&b->up, &b->xn2, &L->up_w, NULL);
+        pn_op_swiglu(&b->h, &b->gate, &b->up);
+    }
     if (!out) return 0;
     pn_op_matmul(&b->y, &b->h, &L->down_w, NULL);
     if (out->data != b->xmid.data) pn_op_copy(out, &b->xmid);

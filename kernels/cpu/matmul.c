@@ -8,8 +8,10 @@
 // inner dimension (BLAS blocks K identically for every tile), so the bits do not depend on the tiling
 // (checked: identical logits for 1-4 threads and against one sgemm call).
 #include <cblas.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "../../src/pn_common.h"
 #include "cpu.h"
 #include "threads.h"
 
@@ -121,4 +123,16 @@ void pn_cpu_matmul_bwd_f32(float *dx, float *dw, float *db, const float *dout, c
         colsum_job c = {db, dout, N, n_out};
         pn_cpu_parallel_for(n_out, (pn_cpu_grain(n_out, (double)N) + 15) / 16 * 16, (double)N, colsum_range, &c);
     }
+}
+
+// The CPU's fused MLP half is the three ops themselves (the fusion matters only for launch-bound GPU decoding):
+// gate and up into temporaries, then swiglu.
+void pn_cpu_matmul_swiglu(pn_tensor *out, const pn_tensor *x, const pn_tensor *w_gate, const pn_tensor *w_up) {
+    const int64_t n = pn_numel(out);
+    float *tmp = pn_malloc(sizeof(float) * (size_t)(2 * (n ? n : 1)));
+    pn_tensor g = pn_view(tmp, PN_F32, PN_CPU, 2, out->shape), u = pn_view(tmp + n, PN_F32, PN_CPU, 2, out->shape);
+    pn_cpu_matmul(&g, x, w_gate, NULL);
+    pn_cpu_matmul(&u, x, w_up, NULL);
+    pn_cpu_swiglu(out, &g, &u);
+    free(tmp);
 }

@@ -48,6 +48,8 @@ __device__ __forceinline__ float bf2f(bf16 x) { return __bfloat162float(x); }
 __device__ __forceinline__ bf16 f2bf(float x) { return __float2bfloat16_rn(x); }
 // fp32 rounded to bf16 and back: the value a bf16 tensor would hold.
 __device__ __forceinline__ float round_bf(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
+// silu(g) * u of bf16 inputs, silu rounded to bf16 like HF's act_fn output (swiglu, matmul_swiglu)
+__device__ __forceinline__ float swiglu1(float g, float u) { return round_bf(g / (1.0f + expf(-g))) * u; }
 
 // 8 bf16 in one 16-byte word (the unit of vector loads and cp.async).
 union bf16x8 {
@@ -95,6 +97,7 @@ typedef enum {
     PN_WS_CONV,       // causal convolution backward's fp32 dz (conv1d.cu)
     PN_WS_COUNT_NF,   // count_nonfinite's counter (elementwise.cu)
     PN_WS_ARGMAX,     // argmax's per-slice partial results (loss.cu)
+    PN_WS_MLP,        // matmul_swiglu's gate and up when it runs as three ops (matmul.cu)
     PN_WS_N
 } pn_cuda_ws_id;
 

@@ -47,10 +47,6 @@ __global__ void add_kernel(bf16 *x, const bf16 *y, int64_t n) {
     }
 }
 
-__device__ __forceinline__ float swiglu1(float g, float u) {
-    const float s = round_bf(g / (1.0f + expf(-g))); // silu, rounded to bf16 like HF's act_fn output
-    return s * u;
-}
 
 template <bool VEC>
 __global__ void swiglu_kernel(bf16 *out, const bf16 *gate, const bf16 *up, int64_t n) {

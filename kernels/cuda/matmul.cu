@@ -81,17 +81,91 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     }
 }
 
-static bool gemv(bf16 *out, const bf16 *x, const bf16 *w, const bf16 *bias, int64_t N, int64_t I, int64_t O) {
-    if (N > GEMV_MAX_N || I % 8 != 0 || !is_aligned16(x) || !is_aligned16(w)) return false;
+// matmul_swiglu's GEMV: the same per-column work for w_gate and w_up at once (both rows of column o by the
+// same warps, x loaded once for both), each sum reduced in gemv_kernel's order and rounded to bf16 as the
+// separate products are, then silu(gate) * up: bit for bit matmul, matmul, swiglu, in one launch.
+template <int N>
+__global__ void __launch_bounds__(GEMV_WARPS * 32)
+    gemv_swiglu_kernel(bf16 *out, const bf16 *x, const bf16 *wg, const bf16 *wu, int64_t I, int64_t O, int wpr) {
+    __shared__ float red[GEMV_WARPS][2 * N];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, part = warp % wpr;
+    const int64_t o = (int64_t)blockIdx.x * (GEMV_WARPS / wpr) + warp / wpr;
+    const int64_t I8 = I / 8;
+    float ag[N], au[N];
+#pragma unroll
+    for (int n = 0; n < N; n++) ag[n] = au[n] = 0.0f;
+    if (o < O) {
+        const uint4 *gr = (const uint4 *)(wg + o * I), *ur = (const uint4 *)(wu + o * I);
+#pragma unroll 2
+        for (int64_t c = (int64_t)part * 32 + lane; c < I8; c += 32 * wpr) {
+            bf16x8 gv, uv;
+            gv.u = __ldg(gr + c);
+            uv.u = __ldg(ur + c);
+            float gf[8], uf[8];
+#pragma unroll
+            for (int i = 0; i < 8; i++) gf[i] = bf2f(gv.h[i]), uf[i] = bf2f(uv.h[i]);
+#pragma unroll
+            for (int n = 0; n < N; n++) {
+                bf16x8 xv;
+                xv.u = __ldg((const uint4 *)(x + n * I) + c);
+#pragma unroll
+                for (int i = 0; i < 8; i++) {
+                    const float xf = bf2f(xv.h[i]);
+                    ag[n] += gf[i] * xf;
+                    au[n] += uf[i] * xf;
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int n = 0; n < N; n++) {
+        float g = ag[n], u = au[n];
+        for (int s = 16; s > 0; s >>= 1) g += __shfl_xor_sync(0xffffffffu, g, s), u += __shfl_xor_sync(0xffffffffu, u, s);
+        if (lane == 0) red[warp][n] = g, red[warp][N + n] = u;
+    }
+    __syncthreads();
+    if (part == 0 && lane == 0 && o < O) {
+#pragma unroll
+        for (int n = 0; n < N; n++) {
+            float g = 0.0f, u = 0.0f;
+            for (int p = 0; p < wpr; p++) g += red[warp + p][n], u += red[warp + p][N + n];
+            out[n * O + o] = f2bf(swiglu1(round_bf(g + 0.0f), round_bf(u + 0.0f)));
+        }
+    }
+}
+
+// Warps per column: more while a lane would stream more than 8 loads, or while the grid has fewer than two
+// blocks per SM, as long as each warp keeps at least two loads per lane. 0: no GEMV for this call.
+static int gemv_wpr(const bf16 *x, const bf16 *w, int64_t N, int64_t I, int64_t O) {
+    if (N > GEMV_MAX_N || I % 8 != 0 || !is_aligned16(x) || !is_aligned16(w)) return 0;
     static const bool off = getenv("PN_NO_GEMV") != NULL; // for comparisons with cuBLASLt
-    if (off) return false;
-    // Warps per column: more while a lane would stream more than 8 loads, or while the grid has fewer than
-    // two blocks per SM, as long as each warp keeps at least two loads per lane.
+    if (off) return 0;
     const int64_t I8 = I / 8, sms = pn_cuda_ctx_get()->n_sms;
     int wpr = 1;
     while (wpr < GEMV_WARPS && I8 >= 64LL * wpr &&
            (I8 > 256LL * wpr || ceil_div64(O * wpr, GEMV_WARPS) < 2 * sms))
         wpr *= 2;
+    return wpr;
+}
+
+static bool gemv_swiglu(bf16 *out, const bf16 *x, const bf16 *wg, const bf16 *wu, int64_t N, int64_t I, int64_t O) {
+    const int wpr = gemv_wpr(x, wg, N, I, O);
+    if (!wpr || !is_aligned16(wu)) return false;
+    const unsigned grid = (unsigned)ceil_div64(O, GEMV_WARPS / wpr);
+    const cudaStream_t s = pn_cuda_stream();
+    switch (N) {
+    case 1: gemv_swiglu_kernel<1><<<grid, GEMV_WARPS * 32, 0, s>>>(out, x, wg, wu, I, O, wpr); break;
+    case 2: gemv_swiglu_kernel<2><<<grid, GEMV_WARPS * 32, 0, s>>>(out, x, wg, wu, I, O, wpr); break;
+    case 3: gemv_swiglu_kernel<3><<<grid, GEMV_WARPS * 32, 0, s>>>(out, x, wg, wu, I, O, wpr); break;
+    default: gemv_swiglu_kernel<4><<<grid, GEMV_WARPS * 32, 0, s>>>(out, x, wg, wu, I, O, wpr); break;
+    }
+    CUDA_LAUNCH_CHECK();
+    return true;
+}
+
+static bool gemv(bf16 *out, const bf16 *x, const bf16 *w, const bf16 *bias, int64_t N, int64_t I, int64_t O) {
+    const int wpr = gemv_wpr(x, w, N, I, O);
+    if (!wpr) return false;
     const unsigned grid = (unsigned)ceil_div64(O, GEMV_WARPS / wpr);
     const cudaStream_t s = pn_cuda_stream();
     switch (N) {
@@ -257,4 +331,18 @@ void pn_cuda_matmul(pn_tensor *out, const pn_tensor *x, const pn_tensor *w, cons
                                 out->data, d.c, &p->algo, ws, ws_bytes, pn_cuda_stream()));
     descs_destroy(&d);
     if (bias && p->bias_kernel) bias_add((bf16 *)out->data, (const bf16 *)bias_ptr, N, O);
+}
+
+void pn_cuda_matmul_swiglu(pn_tensor *out, const pn_tensor *x, const pn_tensor *w_gate, const pn_tensor *w_up) {
+    const int64_t N = x->shape[0], I = x->shape[1], O = w_gate->shape[0];
+    if (N == 0 || O == 0) return;
+    if (I > 0 && gemv_swiglu((bf16 *)out->data, (const bf16 *)x->data, (const bf16 *)w_gate->data,
+                             (const bf16 *)w_up->data, N, I, O))
+        return;
+    // Many rows (or an unaligned call): the three ops, gate and up in the context's workspace.
+    bf16 *tmp = (bf16 *)pn_cuda_ws(PN_WS_MLP, sizeof(bf16) * (size_t)(2 * N * O));
+    pn_tensor g = pn_view(tmp, PN_BF16, PN_CUDA, 2, out->shape), u = pn_view(tmp + N * O, PN_BF16, PN_CUDA, 2, out->shape);
+    pn_cuda_matmul(&g, x, w_gate, NULL);
+    pn_cuda_matmul(&u, x, w_up, NULL);
+    pn_cuda_swiglu(out, &g, &u);
 }

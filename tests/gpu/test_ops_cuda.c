@@ -135,6 +135,33 @@ static void test_swiglu(int64_t N, int64_t C) {
     free(g), free(u), free(ref), free(got);
 }
 
+// The MLP's first half in one call: against the CPU's (fp32) and, bit for bit, against the three CUDA ops it
+// replaces (matmul, matmul, swiglu): a decoding step's logits must not change when it is fused.
+static void test_matmul_swiglu(int64_t N, int64_t I, int64_t O) {
+    float *x = randn(N * I, 0.0f, 1.0f), *wg = randn(O * I, 0.0f, 1.0f / sqrtf((float)I));
+    float *wu = randn(O * I, 0.0f, 1.0f / sqrtf((float)I)), *ref = pn_malloc(sizeof(float) * (size_t)(N * O));
+    const int64_t sx[2] = {N, I}, sw[2] = {O, I}, so[2] = {N, O};
+    pn_tensor hx = host_view(x, 2, sx), hg = host_view(wg, 2, sw), hu = host_view(wu, 2, sw), ho = host_view(ref, 2, so);
+    pn_op_matmul_swiglu(&ho, &hx, &hg, &hu);
+    pn_tensor dx = dev_upload(x, PN_BF16, 2, sx), dg = dev_upload(wg, PN_BF16, 2, sw), du = dev_upload(wu, PN_BF16, 2, sw);
+    pn_tensor dout = dev_alloc(PN_BF16, 2, so), t1 = dev_alloc(PN_BF16, 2, so), t2 = dev_alloc(PN_BF16, 2, so);
+    pn_tensor d3 = dev_alloc(PN_BF16, 2, so);
+    pn_op_matmul_swiglu(&dout, &dx, &dg, &du);
+    pn_op_matmul(&t1, &dx, &dg, NULL);
+    pn_op_matmul(&t2, &dx, &du, NULL);
+    pn_op_swiglu(&d3, &t1, &t2);
+    float *got = dev_download(&dout), *three = dev_download(&d3);
+    char shape[96];
+    snprintf(shape, sizeof shape, "[%lld,%lld]x2[%lld,%lld]^T", (long long)N, (long long)I, (long long)O, (long long)I);
+    report("mm_swiglu", shape, relerr(got, ref, N * O), 1e-2);
+    int64_t diff = 0;
+    for (int64_t i = 0; i < N * O; i++) diff += memcmp(&got[i], &three[i], sizeof(float)) != 0;
+    snprintf(shape + strlen(shape), sizeof shape - strlen(shape), " = 3 ops: %lld differ", (long long)diff);
+    report("mm_swiglu", shape, (double)diff, 0);
+    dev_free(&dx), dev_free(&dg), dev_free(&du), dev_free(&dout), dev_free(&t1), dev_free(&t2), dev_free(&d3);
+    free(x), free(wg), free(wu), free(ref), free(got), free(three);
+}
+
 static void test_add(int64_t N, int64_t C) {
     const int64_t shape[2] = {N, C}, n = N * C;
     float *x = randn(n, 0.0f, 1.0f), *y = randn(n, 0.0f, 1.0f), *ref = copy_f32(x, n);
@@ -424,6 +451,11 @@ int main(void) {
 
     test_swiglu(64, 8960);
     test_swiglu(7, 143); // scalar path
+    test_matmul_swiglu(1, 1536, 8960); // decode: one GEMV launch for gate and up (the Qwen2.5-1.5B MLP)
+    test_matmul_swiglu(3, 896, 4864);
+    test_matmul_swiglu(4, 2048, 300);
+    test_matmul_swiglu(2, 36, 300); // I % 8 != 0: three ops through the workspace
+    test_matmul_swiglu(37, 896, 4864); // many rows: three ops
     test_add(37, 1536);
     test_add(7, 143);
     test_embedding(1000, 1536, 37);
