@@ -372,7 +372,7 @@ typedef struct yaml_doc {
 static void yaml_close(yaml_doc *y) {
     if (y->doc) fy_parse_document_destroy(y->p, y->doc);
     if (y->p) fy_parser_destroy(y->p);
-    if (y->diag) fy_diag_unref(y->diag);
+    if (y->diag) fy_diag_destroy(y->diag); // frees the collected errors too (fy_diag_unref alone does not)
     memset(y, 0, sizeof *y);
 }
 
