@@ -71,6 +71,14 @@ one_vs_two() { # NAME MICRO_BATCH_OF_ONE_PROCESS ARGS...
 # pretraining and distillation: -np 2 x micro-batch 2 = one process x micro-batch 4. The supernet draws a subnet
 # per micro-batch, so its one-process twin runs the same 4 micro-batches of 2 per step.
 one_vs_two pretrain 4 --set model.init="$T/m" --set train.stage=pretrain --set loss.ce=1
+# mpirun -np 1: MPI is initialized for a world of one too (on CUDA it bootstraps the NCCL communicator); the
+# numbers are those of the run without a launcher, bit for bit
+$MPI -np 1 "$TRAIN" --config "$T/base.yaml" --set out_dir="$T/np1" --set train.micro_batch=4 --set model.init="$T/m" \
+  --set train.stage=pretrain --set loss.ce=1 --no-progress > "$T/np1.log" 2>&1 && python3 -c "
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]; b = [json.loads(l) for l in open(sys.argv[2])]
+assert len(a) == len(b) == 10 and all(x['loss'] == y['loss'] and x['grad_norm'] == y['grad_norm'] for x, y in zip(a, b)), (a, b)
+" "$T/pretrain-1/metrics.jsonl" "$T/np1/metrics.jsonl" && ok || bad "mpirun -np 1 differs from no launcher: $(tail -3 "$T/np1.log")"
 # (PN_TEST_QUICK, the sanitized run: pretraining, stage 2 with ZeRO-1 and the fault cases only; the rest is
 # the same code under other configs, covered by the release run)
 [ -z "${PN_TEST_QUICK:-}" ] && one_vs_two distill 4 --set model.teacher="$T/m" --set train.stage=distill --set "model.student.layer_types=[attn,gdn,jet,swa=16]" \

@@ -48,8 +48,11 @@ int pn_dist_env(pn_dist *d) {
 
 int pn_dist_init(pn_dist *d) {
     if (pn_dist_env(d)) return -1;
-    if (d->world == 1) return 0;
-#ifdef PN_HAVE_MPI
+    if (!d->launched) return 0;
+#ifndef PN_HAVE_MPI
+    if (d->world == 1) return 0; // mpirun -np 1 without MPI in the build: a world of one all the same
+#endif
+#ifdef PN_HAVE_MPI // under a launcher, even a world of one (its NCCL communicator is bootstrapped over MPI)
     int provided;
     if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
         return pn_errorf("MPI_Init failed (rank %d of %d)", d->rank, d->world);

@@ -19,7 +19,7 @@ typedef struct pn_dist_watch pn_dist_watch;
 typedef struct pn_dist {
     int rank, world, local_rank;
     int launched;         // started by a launcher (its environment was read), whatever the world's size
-    int mpi;              // MPI_Init was called (world > 1)
+    int mpi;              // MPI_Init was called (under a launcher)
     int nccl;             // the device's communicator is up (pn_dist_bind: CUDA under a launcher)
     pn_device dev;        // pn_dist_bind's device
     pn_dist_watch *watch; // the hang watchdog (pn_dist_watchdog), or NULL
@@ -31,8 +31,8 @@ typedef struct pn_dist {
 // Reads the launcher's environment only (rank, world, local rank; a world of one without a launcher), before
 // anything else: 0, or -1 with the error set.
 int pn_dist_env(pn_dist *d);
-// pn_dist_env and, for a world of more than one, initializes MPI (a clear error when postnas was built
-// without it). 0, or -1 with the error set.
+// pn_dist_env and, under a launcher, initializes MPI (for a world of one too, whose NCCL communicator it
+// bootstraps; a world of more than one without MPI in the build is a clear error). 0, or -1 with the error set.
 int pn_dist_init(pn_dist *d);
 void pn_dist_finalize(pn_dist *d);
 // Binds this rank to its device, before anything is allocated there: on CUDA, GPU local_rank (an error
