@@ -107,6 +107,19 @@ void pn_op_matmul_swiglu(pn_tensor *out, const pn_tensor *x, const pn_tensor *w_
     be_of("matmul_swiglu", out)->matmul_swiglu(out, x, w_gate, w_up);
 }
 
+void pn_op_add_rmsnorm(pn_tensor *x, const pn_tensor *y, pn_tensor *out, const pn_tensor *weight, float eps) {
+    same_device("add_rmsnorm", x, y);
+    same_device("add_rmsnorm", x, out);
+    same_device("add_rmsnorm", x, weight);
+    want_act("add_rmsnorm", x);
+    want_act("add_rmsnorm", out);
+    want_act("add_rmsnorm", weight);
+    same_shape("add_rmsnorm", x, y);
+    PN_ASSERT(weight->ndim == 1 && pn_numel(x) % weight->shape[0] == 0 && pn_numel(out) == pn_numel(x) &&
+              out->data != x->data);
+    be_of("add_rmsnorm", x)->add_rmsnorm(x, y, out, weight, eps);
+}
+
 void pn_op_add(pn_tensor *x, const pn_tensor *y) {
     same_device("add", x, y);
     want_act("add", x);

@@ -77,6 +77,8 @@ typedef struct pn_backend {
 // - rmsnorm: out = weight * normalize(x) over the last dim D = weight->shape[0]; statistics in fp32; like
 //   HF the normalized value is rounded to the activation dtype before * weight.
 // - matmul: out[N, O] = x[N, I] w[O, I]^T (+ bias[O]).   add: x += y.   swiglu: out = silu(gate) * up.
+// - add_rmsnorm: x += y, then out = rmsnorm(x) (out must not alias x): the residual add and the next norm in
+//   one pass, equal to add then rmsnorm (on CUDA bit for bit).
 // - matmul_swiglu: out = swiglu(x w_gate^T, x w_up^T), equal to matmul, matmul and swiglu (each product
 //   rounded to the activation dtype as there; on CUDA bit for bit): the MLP's first half in one call, which
 //   a decoding step (a few rows) runs as one launch reading both weights instead of three.
@@ -120,6 +122,7 @@ void pn_op_embedding(pn_tensor *out, const pn_tensor *ids, const pn_tensor *tabl
 void pn_op_rmsnorm(pn_tensor *out, const pn_tensor *x, const pn_tensor *weight, float eps);
 void pn_op_matmul(pn_tensor *out, const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias);
 void pn_op_add(pn_tensor *x, const pn_tensor *y);
+void pn_op_add_rmsnorm(pn_tensor *x, const pn_tensor *y, pn_tensor *out, const pn_tensor *weight, float eps);
 void pn_op_swiglu(pn_tensor *out, const pn_tensor *gate, const pn_tensor *up);
 void pn_op_matmul_swiglu(pn_tensor *out, const pn_tensor *x, const pn_tensor *w_gate, const pn_tensor *w_up);
 void pn_op_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0, const pn_tensor *cu_seqlens);

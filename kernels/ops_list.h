@@ -11,6 +11,7 @@
     X(rmsnorm, void, (pn_tensor * out, const pn_tensor *x, const pn_tensor *weight, float eps))                  \
     X(matmul, void, (pn_tensor * out, const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias))            \
     X(add, void, (pn_tensor * x, const pn_tensor *y))                                                            \
+    X(add_rmsnorm, void, (pn_tensor * x, const pn_tensor *y, pn_tensor *out, const pn_tensor *weight, float eps))  \
     X(swiglu, void, (pn_tensor * out, const pn_tensor *gate, const pn_tensor *up))                               \
     X(matmul_swiglu, void, (pn_tensor * out, const pn_tensor *x, const pn_tensor *w_gate, const pn_tensor *w_up))  \
     X(rope, void, (pn_tensor * x, const pn_tensor *inv_freq, int pos0, const pn_tensor *cu_seqlens))               \

@@ -407,14 +407,14 @@ int pn_layer_forward(const pn_model *m, int l, const pn_tensor *x, pn_tensor *ou
     const pn_model_config *c = &m->cfg;
     const pn_layer *L = &m->layers[l];
     const pn_slot *S = pn_layer_mixer_c(L);
-    pn_op_rmsnorm(&b->xn1, x, &L->in_norm, c->rms_eps);
+    if (b->xn1_ready) b->xn1_ready = 0; // the previous layer's last add wrote it
+    else pn_op_rmsnorm(&b->xn1, x, &L->in_norm, c->rms_eps);
     const int rc = state ? S->bt->infer(&S->bc, S->bp, state, scratch, &b->xn1, &b->y, ctx)
                          : S->bt->forward(&S->bc, S->bp, blk, &b->xn1, &b->y, ctx);
     if (rc) return pn_error_prefix("layer %d (%s)", l, S->bt->name);
     if (b->xmid.data != x->data) pn_op_copy(&b->xmid, x);
-    pn_op_add(&b->xmid, &b->y);
-    // MLP: out = x_mid + down(silu(gate(n2)) * up(n2))
-    pn_op_rmsnorm(&b->xn2, &b->xmid, &L->post_norm, c->rms_eps);
+    // MLP: out = x_mid + down(silu(gate(n2)) * up(n2)); the residual add and the MLP's norm in one pass
+    pn_op_add_rmsnorm(&b->xmid, &b->y, &b->xn2, &L->post_norm, c->rms_eps);
     static int fuse = -1; // PN_NO_FUSED_MLP=1: the three ops, for comparisons
     if (fuse < 0) fuse = getenv("PN_NO_FUSED_MLP") == NULL;
     if (fuse && state && b->xn2.shape[0] <= 4) { // a decoding step: gate, up and their product in one launch
@@ -427,7 +427,12 @@ int pn_layer_forward(const pn_model *m, int l, const pn_tensor *x, pn_tensor *ou
     if (!out) return 0;
     pn_op_matmul(&b->y, &b->h, &L->down_w, NULL);
     if (out->data != b->xmid.data) pn_op_copy(out, &b->xmid);
-    pn_op_add(out, &b->y);
+    if (b->next_norm && !m->check_finite && !m->tap) { // the next norm in the same pass (xn1 is free by now)
+        pn_op_add_rmsnorm(out, &b->y, &b->xn1, b->next_norm, c->rms_eps);
+        b->xn1_ready = 1;
+    } else {
+        pn_op_add(out, &b->y);
+    }
     if (m->check_finite) {
         const int64_t bad = pn_op_count_nonfinite(out);
         if (bad) return pn_errorf("layer %d (%s): %lld non-finite values (NaN/Inf) in its output", l, S->bt->name, (long long)bad);
@@ -447,10 +452,12 @@ static int forward_device(pn_model *m, pn_kvcache *kc, int B, int T, const pn_bl
     if (m->tap && m->tap(m->tap_ctx, "embed", -1, &x)) return pn_error_prefix("tap after the embeddings");
     // Generation runs every layer in place on x with shared scratch: x_mid is x, h overwrites gate.
     pn_layer_bufs b = {.xn1 = xn, .y = tmp, .xmid = x, .xn2 = xn, .gate = gate, .up = up, .h = gate};
-    for (int l = 0; l < c->n_layers; l++)
+    for (int l = 0; l < c->n_layers; l++) {
+        b.next_norm = l + 1 < c->n_layers ? &m->layers[l + 1].in_norm : &m->final_norm;
         if (pn_layer_forward(m, l, &x, &x, &b, NULL, kc->st[l], gen_scratch(m, pn_layer_mixer(&m->layers[l])->bt), ctx))
             return -1;
-    pn_op_rmsnorm(&xn, &x, &m->final_norm, c->rms_eps);
+    }
+    if (!b.xn1_ready) pn_op_rmsnorm(&xn, &x, &m->final_norm, c->rms_eps); // else the last layer wrote it
     if (m->all_logits || T == 1) { // every row is wanted, or every row is its sequence's last
         pn_tensor lg = rows_of(&m->logits, N);
         pn_op_matmul(&lg, &xn, &m->lm_head, NULL);

@@ -53,6 +53,12 @@ typedef int (*pn_tap_fn)(void *ctx, const char *name, int layer, pn_tensor *hidd
 // generation passes shared scratch, with xmid and the output aliasing the input (it runs in place).
 typedef struct pn_layer_bufs {
     pn_tensor xn1, y, xmid, xn2, gate, up, h;
+    // Generation (forward_device): the norm that reads this layer's output (the next layer's input norm, or
+    // the final one). With it, the layer's last residual add also writes that norm into xn1 (one pass,
+    // add_rmsnorm) and sets xn1_ready, so the next layer skips its own (not with taps or check_finite,
+    // which may read or change the output in between). NULL in training.
+    const pn_tensor *next_norm;
+    int xn1_ready;
 } pn_layer_bufs;
 
 

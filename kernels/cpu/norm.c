@@ -67,6 +67,12 @@ static void rmsnorm_bwd_range(void *p, int64_t r0, int64_t r1) {
     }
 }
 
+// The two ops in turn: on the CPU the fusion saves nothing worth a second implementation.
+void pn_cpu_add_rmsnorm(pn_tensor *x, const pn_tensor *y, pn_tensor *out, const pn_tensor *weight, float eps) {
+    pn_cpu_add(x, y);
+    pn_cpu_rmsnorm(out, x, weight, eps);
+}
+
 void pn_cpu_rmsnorm_bwd_f32(float *dx, float *dw, const float *dy, const float *x, const float *w, int64_t rows, int64_t D,
                         float eps) {
     norm_job j = {.dx = dx, .x = x, .w = w, .dy = dy, .D = D, .eps = eps};

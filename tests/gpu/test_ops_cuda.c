@@ -162,6 +162,31 @@ static void test_matmul_swiglu(int64_t N, int64_t I, int64_t O) {
     free(x), free(wg), free(wu), free(ref), free(got), free(three);
 }
 
+// The residual add and the next norm in one pass: against the CPU and, bit for bit, against add then rmsnorm
+// on CUDA (both outputs: the updated x and the normalized rows).
+static void test_add_rmsnorm(int64_t N, int64_t D) {
+    const int64_t shape[2] = {N, D}, n = N * D, sw[1] = {D};
+    float *x = randn(n, 0.0f, 1.0f), *y = randn(n, 0.0f, 1.0f), *w = randn(D, 1.0f, 0.1f);
+    float *hxr = copy_f32(x, n), *ref = pn_malloc(sizeof(float) * (size_t)n);
+    pn_tensor hx = host_view(hxr, 2, shape), hy = host_view(y, 2, shape), hw = host_view(w, 1, sw), ho = host_view(ref, 2, shape);
+    pn_op_add_rmsnorm(&hx, &hy, &ho, &hw, 1e-6f);
+    pn_tensor dx = dev_upload(x, PN_BF16, 2, shape), dy = dev_upload(y, PN_BF16, 2, shape), dw = dev_upload(w, PN_BF16, 1, sw);
+    pn_tensor dx2 = dev_upload(x, PN_BF16, 2, shape), dout = dev_alloc(PN_BF16, 2, shape), dout2 = dev_alloc(PN_BF16, 2, shape);
+    pn_op_add_rmsnorm(&dx, &dy, &dout, &dw, 1e-6f);
+    pn_op_add(&dx2, &dy);
+    pn_op_rmsnorm(&dout2, &dx2, &dw, 1e-6f);
+    float *got = dev_download(&dout), *gx = dev_download(&dx), *two = dev_download(&dout2), *tx = dev_download(&dx2);
+    char sh[96];
+    snprintf(sh, sizeof sh, "[%lld, %lld]", (long long)N, (long long)D);
+    report("add_norm", sh, relerr(got, ref, n), 1e-2);
+    int64_t diff = 0;
+    for (int64_t i = 0; i < n; i++) diff += memcmp(&got[i], &two[i], sizeof(float)) != 0 || memcmp(&gx[i], &tx[i], sizeof(float)) != 0;
+    snprintf(sh + strlen(sh), sizeof sh - strlen(sh), " = add, rmsnorm: %lld differ", (long long)diff);
+    report("add_norm", sh, (double)diff, 0);
+    dev_free(&dx), dev_free(&dy), dev_free(&dw), dev_free(&dx2), dev_free(&dout), dev_free(&dout2);
+    free(x), free(y), free(w), free(hxr), free(ref), free(got), free(gx), free(two), free(tx);
+}
+
 static void test_add(int64_t N, int64_t C) {
     const int64_t shape[2] = {N, C}, n = N * C;
     float *x = randn(n, 0.0f, 1.0f), *y = randn(n, 0.0f, 1.0f), *ref = copy_f32(x, n);
@@ -451,6 +476,10 @@ int main(void) {
 
     test_swiglu(64, 8960);
     test_swiglu(7, 143); // scalar path
+    test_add_rmsnorm(1, 1536); // decode, one block per row
+    test_add_rmsnorm(37, 1536);
+    test_add_rmsnorm(5, 896); // one warp per row
+    test_add_rmsnorm(9, 100); // scalar path
     test_matmul_swiglu(1, 1536, 8960); // decode: one GEMV launch for gate and up (the Qwen2.5-1.5B MLP)
     test_matmul_swiglu(3, 896, 4864);
     test_matmul_swiglu(4, 2048, 300);
