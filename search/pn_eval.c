@@ -14,6 +14,7 @@ int pn_eval_init(pn_eval *e, pn_model *m, int max_len, int64_t max_tokens, int64
     if (max_cont > max_len) max_cont = max_len;
     e->m = m, e->max_len = max_len, e->max_tokens = max_tokens, e->max_cont = max_cont, e->eot = eot;
     e->share_prefix = 1;
+    e->prefix_cache = 1;
     e->gen_batch = 4; // decode rows: on CUDA the GEMV path takes up to 4 rows, each as it would alone
     // No backward ever runs: every layer "recomputes", i.e. keeps only its input and shares one buffer set.
     uint8_t *rec = pn_malloc((size_t)m->cfg.n_layers);
@@ -58,6 +59,173 @@ static int32_t token_at(const pn_eval *e, const pn_ll_req *r, int i) { // of ctx
     return r->cont[i - nc];
 }
 
+// The continuation rows of requests q[0 .. nq) through the LM head, max_cont rows at a time: request k's
+// input rows end (one past its last) at row end[k] of h, its continuation's n_cont rows just before. Only
+// (log-probability, argmax) per row comes back from the device, not [rows, V] logits.
+static void score_rows(pn_eval *e, const pn_tensor *h, pn_ll_req *const *q, const int64_t *end, int nq) {
+    pn_model *m = e->m;
+    int k = 0, t = 0;
+    while (k < nq) {
+        int64_t rows = 0;
+        const int k0 = k, t0 = t;
+        while (k < nq && rows < e->max_cont) { // gather (request k, token t) in order, spanning chunks
+            const int take = (int)((q[k]->n_cont - t) < (e->max_cont - rows) ? (q[k]->n_cont - t) : (e->max_cont - rows));
+            pn_tensor src = pn_rows(h, end[k] - q[k]->n_cont + t, take), dst = pn_rows(&e->rows, rows, take);
+            pn_op_copy(&dst, &src);
+            memcpy(e->host_targets + rows, q[k]->cont + t, sizeof(int32_t) * (size_t)take);
+            rows += take, t += take;
+            if (t == q[k]->n_cont) k++, t = 0;
+        }
+        pn_tensor hr = pn_rows(&e->rows, 0, rows), lg = pn_rows(&e->logits, 0, rows);
+        pn_tensor tg = pn_rows(&e->targets, 0, rows), sc = pn_rows(&e->score, 0, rows);
+        pn_op_matmul(&lg, &hr, &m->lm_head, NULL);
+        pn_backend_get(m->device)->memcpy_h2d(tg.data, e->host_targets, sizeof(int32_t) * (size_t)rows);
+        pn_op_lm_score(&sc, &lg, &tg);
+        pn_op_to_host_f32(e->host, &sc);
+        int kk = k0, tt = t0;
+        for (int64_t row = 0; row < rows; row++) {
+            q[kk]->ll += e->host[2 * row];
+            q[kk]->greedy &= (int32_t)e->host[2 * row + 1] == q[kk]->cont[tt];
+            if (++tt == q[kk]->n_cont) kk++, tt = 0;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// requests over a shared prefix: the few-shot examples computed once
+
+// A cached prefix pays for itself when it saves this many tokens of forwards (its state is copied to each
+// batch row and a group adds a forward of its own).
+#define PREFIX_MIN_SAVED 512
+#define PREFIX_MIN 32   // tokens: shorter common prefixes (a task's one-line description) are not worth it
+#define PREFIX_ROWS 64  // sequences continued at once
+
+// Requests i .. j-1 (returned; i when there is no group) whose inputs begin with the same P tokens, P at
+// least a quarter of each input and not reaching any continuation (its rows come from the suffix forward):
+// a subject's 5-shot MMLU questions share the five examples. Truncated inputs end a group.
+static int prefix_group(const pn_eval *e, const pn_ll_req *r, int i, int n, int *P_out) {
+    int trunc;
+    const int Li = input_len(e, &r[i], &trunc);
+    if (trunc) return i;
+    int lcp = Li, cap = Li - r[i].n_cont, docs = 1, j = i + 1;
+    const pn_ll_req *doc = &r[i]; // the last distinct input
+    int Ld = Li;
+    for (; j < n; j++) {
+        const int Lj = input_len(e, &r[j], &trunc);
+        if (trunc) break;
+        int t = 0;
+        const int lim = lcp < Lj ? lcp : Lj;
+        while (t < lim && token_at(e, &r[i], t) == token_at(e, &r[j], t)) t++;
+        const int c = cap < Lj - r[j].n_cont ? cap : Lj - r[j].n_cont, p = t < c ? t : c;
+        if (p < PREFIX_MIN || 4 * p < Lj) break;
+        // a distinct input unless it is a prefix of the last one (then it reads that one's rows)
+        int same = e->share_prefix && Lj <= Ld;
+        for (int u = p; same && u < Lj; u++) same = token_at(e, doc, u) == token_at(e, &r[j], u);
+        if (!same) docs++, doc = &r[j], Ld = Lj;
+        lcp = t, cap = c;
+    }
+    const int P = lcp < cap ? lcp : cap;
+    if (j - i < 2 || docs < 2 || (int64_t)(docs - 1) * P < PREFIX_MIN_SAVED) return i;
+    *P_out = P;
+    return j;
+}
+
+typedef struct {
+    int first, last; // its requests (the first one's input; the others' are prefixes of it)
+    int len;         // input tokens
+} pf_doc;
+
+static int by_len_desc(const void *a, const void *b) {
+    const pf_doc *x = a, *y = b;
+    return x->len != y->len ? y->len - x->len : x->first - y->first;
+}
+
+// The generation plan for continuing up to PREFIX_ROWS sequences of max_tokens tokens in all.
+static int plan_prefix(pn_eval *e) {
+    if (e->pf_planned) return 0;
+    const int R = PREFIX_ROWS;
+    if (pn_model_plan(e->m, R, (int)((e->max_tokens + R - 1) / R), 0))
+        return pn_error_prefix("evaluation memory (cached prefixes)");
+    e->pf_planned = 1, e->gen_planned = 0;
+    return 0;
+}
+
+// Requests i .. j-1 over their common P-token prefix: the prefix forwarded once into a decode state, copied
+// to every row of a batch of the distinct inputs' remaining tokens (longest first, padded at the end with
+// end-of-text: the model is causal, so padding after a row's tokens changes none of its outputs), one
+// multi-token forward continues them all, and each continuation is scored from the final hidden rows.
+static int run_prefix_group(pn_eval *e, pn_ll_req *r, int i, int j, int P, int n,
+                            void (*progress)(void *ctx, int done, int total), void *pctx) {
+    pn_model *m = e->m;
+    int trunc, nd = 0, maxL = 0;
+    pf_doc *d = pn_malloc(sizeof(pf_doc) * (size_t)(j - i));
+    for (int k = i; k < j; k++) {
+        const int L = input_len(e, &r[k], &trunc);
+        r[k].truncated = 0, r[k].ll = 0, r[k].greedy = 1;
+        int same = e->share_prefix && nd > 0 && L <= d[nd - 1].len;
+        for (int u = P; same && u < L; u++) same = token_at(e, &r[d[nd - 1].first], u) == token_at(e, &r[k], u);
+        if (same) {
+            d[nd - 1].last = k;
+            e->stats_shared++;
+        } else {
+            d[nd++] = (pf_doc){k, k, L};
+        }
+        if (L > maxL) maxL = L;
+    }
+    qsort(d, (size_t)nd, sizeof *d, by_len_desc);
+    const int64_t S0 = d[0].len - P; // the longest remaining input
+    int R = (int)(e->max_tokens / S0);
+    if (R > PREFIX_ROWS) R = PREFIX_ROWS;
+    if ((int64_t)R * maxL > 4 * e->max_tokens) R = (int)(4 * e->max_tokens / maxL); // the cache: ~4 forwards' tokens
+    if (R > nd) R = nd;
+    if (R < 1) R = 1;
+    int rc = plan_prefix(e);
+    pn_kvcache pc = {0}, bc = {0};
+    if (!rc) rc = pn_kvcache_init(&pc, m, 1, P);
+    if (!rc) rc = pn_kvcache_init(&bc, m, R, maxL);
+    int32_t *ids = pn_malloc(sizeof(int32_t) * (size_t)(R * S0 > P ? R * S0 : P));
+    pn_ll_req **q = pn_malloc(sizeof(pn_ll_req *) * (size_t)(j - i));
+    int64_t *end = pn_malloc(sizeof(int64_t) * (size_t)(j - i));
+    if (!rc) { // the prefix, once
+        for (int t = 0; t < P; t++) ids[t] = token_at(e, &r[i], t);
+        rc = pn_model_forward(m, &pc, ids, 1, P);
+        e->stats_tokens += P, e->stats_forwards++;
+    }
+    int done = i;
+    for (int d0 = 0; d0 < nd && !rc;) {
+        const int64_t T = d[d0].len - P;
+        int rows = 0;
+        while (d0 + rows < nd && rows < R && (int64_t)(rows + 1) * T <= e->max_tokens) rows++;
+        if (rows == 0) rows = 1; // T <= max_len <= max_tokens
+        int nq = 0;
+        for (int b = 0; b < rows && !rc; b++) {
+            const pf_doc *D = &d[d0 + b];
+            for (int64_t t = 0; t < T; t++) ids[b * T + t] = P + t < D->len ? token_at(e, &r[D->first], P + (int)t) : e->eot;
+            rc = pn_kvcache_copy_row(m, &bc, b, &pc, 0);
+            for (int k = D->first; k <= D->last; k++) {
+                int tr;
+                q[nq] = &r[k], end[nq++] = b * T + input_len(e, &r[k], &tr) - P;
+            }
+        }
+        pn_kvcache view;
+        if (!rc) {
+            pn_kvcache_rows(&bc, 0, rows, &view);
+            rc = pn_model_forward(m, &view, ids, rows, (int)T);
+            pn_kvcache_rows_free(&view);
+        }
+        if (rc) break;
+        e->stats_tokens += rows * T, e->stats_forwards++, e->stats_prefixed += nq;
+        score_rows(e, &m->xn, q, end, nq);
+        d0 += rows, done += nq;
+        if (progress) progress(pctx, done, n);
+    }
+    if (rc) rc = pn_error_prefix("evaluation over a cached prefix of %d tokens", P);
+    free(d), free(ids), free(q), free(end);
+    pn_kvcache_free(&pc);
+    pn_kvcache_free(&bc);
+    return rc;
+}
+
 int pn_eval_loglikelihood(pn_eval *e, pn_ll_req *r, int n, void (*progress)(void *ctx, int done, int total),
                           void *pctx) {
     pn_model *m = e->m;
@@ -74,9 +242,19 @@ int pn_eval_loglikelihood(pn_eval *e, pn_ll_req *r, int n, void (*progress)(void
     }
     // end[k]: one past the last input row of request k in the packed row of its forward.
     int64_t *end = pn_malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    pn_ll_req **q = pn_malloc(sizeof(pn_ll_req *) * (size_t)(n ? n : 1));
     for (int i = 0; i < n;) {
+        int P, j = e->prefix_cache ? prefix_group(e, r, i, n, &P) : i;
+        if (j > i) {
+            if (run_prefix_group(e, r, i, j, P, n, progress, pctx)) {
+                free(end), free(q);
+                return -1;
+            }
+            i = j;
+            continue;
+        }
         int64_t used = 0;
-        int ns = 0, j = i;
+        int ns = 0;
         while (j < n) {
             int trunc;
             const int L = input_len(e, &r[j], &trunc);
@@ -98,6 +276,8 @@ int pn_eval_loglikelihood(pn_eval *e, pn_ll_req *r, int n, void (*progress)(void
                 }
             }
             if (used + L > e->max_tokens) break;
+            // the next requests over a cached prefix instead: this forward ends before them
+            if (ns > 0 && e->prefix_cache && prefix_group(e, r, j, n, &P) > j) break;
             for (int t = 0; t < L; t++) e->ids[used + t] = token_at(e, &r[j], first + t);
             e->cu[ns++] = (int32_t)used;
             used += L;
@@ -106,43 +286,17 @@ int pn_eval_loglikelihood(pn_eval *e, pn_ll_req *r, int n, void (*progress)(void
         }
         if (j == i) pn_panic("evaluation: request %d fits no forward", i); // max_tokens >= max_len
         if (pn_model_forward_train(m, e->ids, 1, (int)used, e->cu, ns)) {
-            free(end);
+            free(end), free(q);
             return pn_error_prefix("evaluation forward");
         }
         e->stats_tokens += used, e->stats_forwards++;
-        // The continuation rows of every request through the head, max_cont rows at a time: (request k,
-        // token t) in order, a request's rows possibly spanning chunks.
         pn_tensor h = pn_model_train_hidden(m);
-        int k = i, t = 0;
-        while (k < j) {
-            int64_t rows = 0;
-            const int k0 = k, t0 = t;
-            while (k < j && rows < e->max_cont) { // gather
-                const int take = (int)((r[k].n_cont - t) < (e->max_cont - rows) ? (r[k].n_cont - t) : (e->max_cont - rows));
-                pn_tensor src = pn_rows(&h, end[k] - r[k].n_cont + t, take), dst = pn_rows(&e->rows, rows, take);
-                pn_op_copy(&dst, &src);
-                memcpy(e->host_targets + rows, r[k].cont + t, sizeof(int32_t) * (size_t)take);
-                rows += take, t += take;
-                if (t == r[k].n_cont) k++, t = 0;
-            }
-            // score on the device: only (log-probability, argmax) per row comes back, not [rows, V] logits
-            pn_tensor hr = pn_rows(&e->rows, 0, rows), lg = pn_rows(&e->logits, 0, rows);
-            pn_tensor tg = pn_rows(&e->targets, 0, rows), sc = pn_rows(&e->score, 0, rows);
-            pn_op_matmul(&lg, &hr, &m->lm_head, NULL);
-            pn_backend_get(m->device)->memcpy_h2d(tg.data, e->host_targets, sizeof(int32_t) * (size_t)rows);
-            pn_op_lm_score(&sc, &lg, &tg);
-            pn_op_to_host_f32(e->host, &sc);
-            int kk = k0, tt = t0;
-            for (int64_t row = 0; row < rows; row++) {
-                r[kk].ll += e->host[2 * row];
-                r[kk].greedy &= (int32_t)e->host[2 * row + 1] == r[kk].cont[tt];
-                if (++tt == r[kk].n_cont) kk++, tt = 0;
-            }
-        }
+        for (int k = i; k < j; k++) q[k - i] = &r[k];
+        score_rows(e, &h, q, end + i, j - i);
         i = j;
         if (progress) progress(pctx, i, n);
     }
-    free(end);
+    free(end), free(q);
     return 0;
 }
 
@@ -256,7 +410,7 @@ int pn_eval_generate(pn_eval *e, const pn_tokenizer *tok, pn_gen_req *r, int n,
     const int G = n < e->gen_batch ? n : e->gen_batch;
     if ((!e->gen_planned || e->gen_rows != G) && pn_model_plan(m, G, (e->max_len + G - 1) / G, 0))
         return pn_error_prefix("generation memory");
-    e->gen_planned = 1, e->gen_rows = G;
+    e->gen_planned = 1, e->gen_rows = G, e->pf_planned = 0;
     pn_kvcache kc;
     if (pn_kvcache_init(&kc, m, G, e->max_len)) return pn_error_prefix("generation memory");
     int *slot = pn_malloc(sizeof(int) * (size_t)G); // the request each row runs, -1: none

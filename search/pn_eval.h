@@ -8,6 +8,9 @@
 // crosses two requests, each starts at position 0), so there is no padding; only the continuation rows go
 // through the LM head. A request whose input is a prefix of the request packed just before it (MMLU's four
 // one-token choices after one context) adds no rows: it reads its continuation's rows from that one.
+// Consecutive requests that begin with the same long prefix (a subject's few-shot examples) run it once:
+// its decode state (KV caches, recurrent states) is copied to a batch of rows that continue it with each
+// request's remaining tokens, through the generation path (prefix_cache; the same scores to rounding).
 #ifndef PN_EVAL_H
 #define PN_EVAL_H
 
@@ -40,7 +43,10 @@ typedef struct pn_eval {
     int gen_rows;         // ... for this many rows
     int gen_batch;        // requests generated at once (continuous batching; pn_eval_init's default 4)
     int share_prefix;     // 1 (pn_eval_init's default): a request whose input starts the last packed one reuses its rows
+    int prefix_cache;     // 1 (default): requests that share a long prefix continue its decode state, computed once
+    int pf_planned;       // the generation plan is the cached prefixes' (else pn_eval_generate's)
     int64_t stats_tokens, stats_forwards, stats_shared; // tokens forwarded, forwards, requests that reused rows
+    int64_t stats_prefixed; // requests that continued a cached prefix
 } pn_eval;
 
 // Plans m for evaluation: packed forwards of up to max_tokens tokens (at least max_len), the head over at

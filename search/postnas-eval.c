@@ -18,7 +18,7 @@ static void usage(FILE *f) {
             "usage: postnas-eval --model DIR --tasks T1,T2,... [--num-fewshot N] [--limit N] [--batch TOKENS]\n"
             "                    [--max-length N] [--max-gen-toks N] [--head-rows N] [--gen-batch N]\n"
             "                    [--device auto|cpu|cuda] [--out results.json] [--log-samples samples.jsonl]\n"
-            "                    [--data DIR] [--threads N] [--no-share-prefix] [--no-progress]\n"
+            "                    [--data DIR] [--threads N] [--no-share-prefix] [--no-prefix-cache] [--no-progress]\n"
             "Scores the model on the tasks as lm-evaluation-harness does and prints a table; --out writes\n"
             "lm-eval's results.json (written only when every task ran). --limit: the first N documents of each\n"
             "task. --batch: tokens per packed forward (default 4096). --max-length: the window (default the\n"
@@ -28,13 +28,16 @@ static void usage(FILE *f) {
             "up to rounding).\n"
             "--no-share-prefix: forward every request's input, also where it starts the one before (MMLU's\n"
             "choices share their context's forward by default; the scores are the same).\n"
+            "--no-prefix-cache: forward every request whole, also where consecutive requests begin with the\n"
+            "same long prefix (by default the few-shot examples of a task run once and each request continues\n"
+            "their decode state; the scores are the same up to rounding).\n"
             "--data: the task files (default ../shared/data/tasks). Tasks: %s.\n",
             pn_task_names());
 }
 
 typedef struct args {
     const char *model, *tasks, *out, *samples, *data, *device;
-    int limit, max_length, threads, progress, fewshot, max_gen, head_rows, no_share, gen_batch;
+    int limit, max_length, threads, progress, fewshot, max_gen, head_rows, no_share, no_prefix_cache, gen_batch;
     int64_t batch;
 } args;
 
@@ -51,6 +54,9 @@ static int parse(int argc, char **argv, args *a) {
             continue;
         } else if (!strcmp(k, "--no-share-prefix")) {
             a->no_share = 1;
+            continue;
+        } else if (!strcmp(k, "--no-prefix-cache")) {
+            a->no_prefix_cache = 1;
             continue;
         }
         if (!v) return pn_errorf("%s needs a value (postnas-eval --help)", k);
@@ -201,6 +207,7 @@ static int run(int argc, char **argv) {
     pn_eval e;
     int rc = pn_eval_init(&e, &m, max_len, a.batch, a.head_rows ? a.head_rows : 512, eot);
     e.share_prefix = !a.no_share;
+    e.prefix_cache = !a.no_prefix_cache;
     if (a.gen_batch) e.gen_batch = a.gen_batch;
     FILE *samples = NULL;
     if (!rc && a.samples && !(samples = fopen(a.samples, "w")))
@@ -220,8 +227,9 @@ static int run(int argc, char **argv) {
                        res[i].filter[k] ? res[i].filter[k] : "none", res[i].value[k], res[i].stderr_[k], res[i].n_docs,
                        res[i].truncated ? " (contexts cut)" : "");
         fprintf(stderr, "postnas-eval: %d task(s) on %s in %.1f s (%lld tokens in %lld forwards; %lld requests read a "
-                "shared prefix)\n", nres, pn_device_name(dev), pn_now() - t0, (long long)e.stats_tokens,
-                (long long)e.stats_forwards, (long long)e.stats_shared);
+                "shared prefix; %lld continued a cached prefix)\n", nres, pn_device_name(dev), pn_now() - t0,
+                (long long)e.stats_tokens, (long long)e.stats_forwards, (long long)e.stats_shared,
+                (long long)e.stats_prefixed);
         if (a.out) rc = write_results(&a, res, nres, a.model, pn_device_name(dev));
     }
     free(res);

@@ -371,25 +371,69 @@ void pn_kvcache_reset_row(pn_kvcache *kc, int b) {
     kc->ragged = 1;
 }
 
-void pn_kvcache_row(pn_kvcache *kc, int b, pn_kvcache *row) {
-    PN_ASSERT(b >= 0 && b < kc->B && kc->lens);
+void pn_kvcache_rows(pn_kvcache *kc, int b, int n, pn_kvcache *row) {
+    PN_ASSERT(b >= 0 && n >= 1 && b + n <= kc->B && kc->lens);
     memset(row, 0, sizeof *row);
-    row->B = 1, row->cap = kc->cap, row->len = kc->lens[b], row->n_layers = kc->n_layers;
+    row->B = n, row->cap = kc->cap, row->n_layers = kc->n_layers;
     row->arena.device = kc->arena.device; // no memory of its own
     row->st = pn_calloc((size_t)kc->n_layers, sizeof *row->st);
-    for (int l = 0; l < kc->n_layers; l++) FOR_STATE(kc, l, i) row->st[l][i] = pn_rows(&kc->st[l][i], b, 1);
-    row->pos = pn_rows(&kc->pos, b, 1);
-    row->lens = pn_calloc(1, sizeof(int));
-    row->lens[0] = row->len;
-    row->graph_off = 1; // a view for one prefill: the parent's graph serves the decode steps
+    for (int l = 0; l < kc->n_layers; l++) FOR_STATE(kc, l, i) row->st[l][i] = pn_rows(&kc->st[l][i], b, n);
+    row->pos = pn_rows(&kc->pos, b, n);
+    row->lens = pn_calloc((size_t)n, sizeof(int));
+    for (int r = 0; r < n; r++) {
+        row->lens[r] = kc->lens[b + r];
+        if (row->lens[r] > row->len) row->len = row->lens[r];
+        row->ragged |= row->lens[r] != row->lens[0];
+    }
+    row->graph_off = 1; // a view for prefills: the parent's graph serves the decode steps
+}
+
+void pn_kvcache_row(pn_kvcache *kc, int b, pn_kvcache *row) { pn_kvcache_rows(kc, b, 1, row); }
+
+void pn_kvcache_rows_free(pn_kvcache *row) {
+    free(row->st);
+    free(row->lens);
+    memset(row, 0, sizeof *row);
 }
 
 void pn_kvcache_row_done(pn_kvcache *kc, int b, pn_kvcache *row) {
     kc->lens[b] = row->len;
     kc->ragged = 1;
-    free(row->st);
-    free(row->lens);
-    memset(row, 0, sizeof *row);
+    pn_kvcache_rows_free(row);
+}
+
+int pn_kvcache_copy_row(const pn_model *m, pn_kvcache *dst, int db, const pn_kvcache *src, int sb) {
+    PN_ASSERT(db >= 0 && db < dst->B && sb >= 0 && sb < src->B && dst->lens && dst->n_layers == src->n_layers);
+    const int len = src->lens ? src->lens[sb] : src->len;
+    if (len > dst->cap) return pn_errorf("a decode state of %d tokens does not fit a cache of %d", len, dst->cap);
+    for (int l = 0; l < dst->n_layers; l++) {
+        // A tensor whose second dimension grows with the capacity (a KV cache [B, cap, ...]) is copied for
+        // the first len positions only; a recurrent state or convolution history whole.
+        pn_dtype dt[PN_BLOCK_MAX_STATE];
+        int nd[PN_BLOCK_MAX_STATE];
+        int64_t s1[PN_BLOCK_MAX_STATE][4], s2[PN_BLOCK_MAX_STATE][4];
+        layer_state(&m->cfg, m, l, 1, dst->cap, m->dtype, dt, nd, s1);
+        layer_state(&m->cfg, m, l, 1, dst->cap + 1, m->dtype, dt, nd, s2);
+        FOR_STATE(dst, l, i) {
+            pn_tensor d = pn_rows(&dst->st[l][i], db, 1), s = pn_rows(&src->st[l][i], sb, 1);
+            if (nd[i] >= 2 && s2[i][1] == s1[i][1] + 1) { // [1, cap, inner...]: its first len rows
+                const int64_t inner = pn_numel(&d) / d.shape[1];
+                pn_tensor dv = pn_reshape(&dst->st[l][i], 2, (int64_t[]){dst->st[l][i].shape[0] * dst->cap, inner});
+                pn_tensor sv = pn_reshape(&src->st[l][i], 2, (int64_t[]){src->st[l][i].shape[0] * src->cap, inner});
+                d = pn_rows(&dv, (int64_t)db * dst->cap, len), s = pn_rows(&sv, (int64_t)sb * src->cap, len);
+            }
+            if (pn_numel(&d)) pn_op_copy(&d, &s);
+        }
+    }
+    dst->lens[db] = len;
+    // the rows move together again when they all hold as many tokens
+    int same = 1, longest = 0;
+    for (int b = 0; b < dst->B; b++) {
+        same &= dst->lens[b] == dst->lens[0];
+        if (dst->lens[b] > longest) longest = dst->lens[b];
+    }
+    dst->ragged = !same, dst->len = longest;
+    return 0;
 }
 
 void pn_kvcache_free(pn_kvcache *kc) {

@@ -141,6 +141,14 @@ void pn_kvcache_reset(pn_kvcache *c);
 void pn_kvcache_reset_row(pn_kvcache *c, int b);
 void pn_kvcache_row(pn_kvcache *c, int b, pn_kvcache *row);
 void pn_kvcache_row_done(pn_kvcache *c, int b, pn_kvcache *row);
+// Rows b .. b+n-1 as a cache of n sequences (views, as pn_kvcache_row), for multi-token forwards of those
+// rows only; the parent's lengths are not updated (pn_kvcache_rows_free releases the view).
+void pn_kvcache_rows(pn_kvcache *c, int b, int n, pn_kvcache *rows);
+void pn_kvcache_rows_free(pn_kvcache *rows);
+// Row db of dst takes row sb of src's decode state and length (caches of model m; dst's capacity at least
+// that length): many sequences continuing one prefix computed once. The rows move together again (one
+// multi-token forward continues them all) once every row holds as many tokens. 0, or -1 with the error set.
+int pn_kvcache_copy_row(const pn_model *m, pn_kvcache *dst, int db, const pn_kvcache *src, int sb);
 size_t pn_kvcache_bytes(const pn_model_config *cfg, int B, int cap, pn_device dev);
 
 // Run B sequences of T new tokens (ids_host is [B, T]) at positions cache->len .. cache->len + T - 1 and

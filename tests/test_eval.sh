@@ -150,11 +150,12 @@ for t in a:
 EOF
 
 # MMLU's four one-token choices share their context's forward: the same scores as forwarding each request,
-# from a quarter of the tokens
+# from a quarter of the tokens (packed forwards: no cached prefix)
 $EVAL --model "$T/model" --tasks mmlu_abstract_algebra --limit 8 --num-fewshot 2 --data "$SHARED/tasks" \
-  --log-samples "$T/sh1.jsonl" --no-progress > /dev/null 2> "$T/sh1.err" || bad "shared-prefix run"
+  --log-samples "$T/sh1.jsonl" --no-prefix-cache --no-progress > /dev/null 2> "$T/sh1.err" || bad "shared-prefix run"
 $EVAL --model "$T/model" --tasks mmlu_abstract_algebra --limit 8 --num-fewshot 2 --data "$SHARED/tasks" \
-  --log-samples "$T/sh0.jsonl" --no-share-prefix --no-progress > /dev/null 2> "$T/sh0.err" || bad "unshared run"
+  --log-samples "$T/sh0.jsonl" --no-share-prefix --no-prefix-cache --no-progress > /dev/null 2> "$T/sh0.err" ||
+  bad "unshared run"
 python3 - "$T/sh1.jsonl" "$T/sh0.jsonl" "$T/sh1.err" "$T/sh0.err" << 'EOF' && ok || bad "shared prefixes change the scores"
 import json, re, sys
 a, b = ([json.loads(l) for l in open(p)] for p in sys.argv[1:3])
@@ -166,6 +167,37 @@ stats = [re.search(r"\((\d+) tokens in \d+ forwards; (\d+) requests read", open(
 (t1, s1), (t0, s0) = ((int(t), int(s)) for t, s in stats)
 assert s1 == 24 and s0 == 0 and 4 * t1 == t0, stats  # 8 questions x 3 choices reuse the first one's rows
 print("shared prefixes: %d tokens forwarded instead of %d, same scores" % (t1, t0))
+EOF
+
+# A subject's 5-shot examples run once: every question continues their decode state (KV caches, recurrent
+# and convolution states, a sliding window shorter than the prefix) in batches of rows, each padded at its
+# end; the same scores as whole packed requests, from a fraction of the tokens; also without the sharing of
+# the choices' rows, and with a forward budget that splits a subject into several batches.
+for v in pc nopc nosh small; do
+  case $v in nopc) x=--no-prefix-cache ;; nosh) x=--no-share-prefix ;; small) x="--max-length 2048 --batch 2048" ;; *) x= ;; esac
+  $EVAL --model "$T/hyb" --tasks mmlu_abstract_algebra,mmlu_high_school_geography --limit 10 --num-fewshot 5 \
+    --data "$SHARED/tasks" --log-samples "$T/pf_$v.jsonl" $x --no-progress > /dev/null 2> "$T/pf_$v.err" ||
+    bad "cached-prefix run ($v): $(tail -1 "$T/pf_$v.err")"
+done
+python3 - "$T" << 'EOF' && ok || bad "requests over a cached prefix score differently"
+import json, re, sys
+T = sys.argv[1]
+runs = {v: [json.loads(l) for l in open("%s/pf_%s.jsonl" % (T, v))] for v in ("pc", "nopc", "nosh", "small")}
+stats = {v: [int(x) for x in re.search(r"\((\d+) tokens in (\d+) forwards; (\d+) requests read a shared prefix; (\d+) "
+         r"continued a cached prefix", open("%s/pf_%s.err" % (T, v)).read()).groups()] for v in runs}
+worst = 0.0
+for v in ("pc", "nosh", "small"):
+    assert len(runs[v]) == len(runs["nopc"]) == 20
+    for x, y in zip(runs[v], runs["nopc"]):
+        for (l1, g1), (l2, g2) in zip(x["resps"], y["resps"]):
+            worst = max(worst, abs(l1 - l2) / max(1, abs(l2)))
+            assert g1 == g2, (v, x["doc_id"])
+assert worst <= 1e-5, worst
+assert stats["pc"][3] == stats["nosh"][3] == stats["small"][3] == 80 and stats["nopc"][3] == 0, stats
+assert 3 * stats["pc"][0] < stats["nopc"][0] and stats["nosh"][2] == 0, stats
+assert stats["small"][1] > stats["pc"][1], stats  # a 2048-token budget takes more forwards
+print("cached prefixes: %d tokens forwarded instead of %d (%d forwards with a 2048-token budget), worst |dll| %.1e"
+      % (stats["pc"][0], stats["nopc"][0], stats["small"][1], worst))
 EOF
 
 # the synthetic tasks are postnas-data synth's items (same prompts and answers, same defaults)
