@@ -2,6 +2,7 @@
 // shapes the model code should never produce, so a failure is a bug (panic), not a user error.
 #include "ops.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "../src/pn_common.h"
@@ -105,6 +106,34 @@ void pn_op_matmul_swiglu(pn_tensor *out, const pn_tensor *x, const pn_tensor *w_
                  pn_shape_str(w_gate, c, 96));
     }
     be_of("matmul_swiglu", out)->matmul_swiglu(out, x, w_gate, w_up);
+}
+
+void pn_op_matmul_multi(int n, pn_tensor *const *out, const pn_tensor *x, const pn_tensor *const *w,
+                        const pn_tensor *const *bias) {
+    PN_ASSERT(n >= 1 && n <= PN_MATMUL_MULTI);
+    want_act("matmul_multi", x);
+    for (int i = 0; i < n; i++) {
+        const pn_tensor *b = bias ? bias[i] : NULL;
+        same_device("matmul_multi", out[i], x);
+        same_device("matmul_multi", out[i], w[i]);
+        same_device("matmul_multi", out[i], b);
+        want_act("matmul_multi", out[i]);
+        want_act("matmul_multi", w[i]);
+        if (out[i]->ndim != 2 || x->ndim != 2 || w[i]->ndim != 2 || out[i]->shape[0] != x->shape[0] ||
+            x->shape[1] != w[i]->shape[1] || out[i]->shape[1] != w[i]->shape[0] ||
+            (b && (b->ndim != 1 || b->shape[0] != w[i]->shape[0]))) {
+            char a[96], c[96], d[96];
+            pn_panic("matmul_multi: out[%d] %s = x %s * w[%d] %s^T", i, pn_shape_str(out[i], a, 96),
+                     pn_shape_str(x, c, 96), i, pn_shape_str(w[i], d, 96));
+        }
+    }
+    static int split = -1; // PN_NO_FUSED=1: n matmuls (n launches), for comparisons
+    if (split < 0) split = getenv("PN_NO_FUSED") != NULL;
+    if (split) {
+        for (int i = 0; i < n; i++) pn_op_matmul(out[i], x, w[i], bias ? bias[i] : NULL);
+        return;
+    }
+    be_of("matmul_multi", x)->matmul_multi(n, out, x, w, bias);
 }
 
 void pn_op_add_rmsnorm(pn_tensor *x, const pn_tensor *y, pn_tensor *out, const pn_tensor *weight, float eps) {

@@ -82,6 +82,9 @@ typedef struct pn_backend {
 // - matmul_swiglu: out = swiglu(x w_gate^T, x w_up^T), equal to matmul, matmul and swiglu (each product
 //   rounded to the activation dtype as there; on CUDA bit for bit): the MLP's first half in one call, which
 //   a decoding step (a few rows) runs as one launch reading both weights instead of three.
+// - matmul_multi: out[i] = x w[i]^T (+ bias[i]) for i < n <= PN_MATMUL_MULTI (bias may be NULL, or bias[i]
+//   NULL): the projections of one input (attention's q, k, v; a linear block's q, k, v, gates) in one call,
+//   equal to n matmuls (on CUDA bit for bit); a decoding step runs them as one GEMV launch.
 // - rope: in place on x[B, T, H, D], rotate-half convention; token t at position pos0 + t; inv_freq[D/2] F32.
 //   With cu_seqlens (a packed batch, kernels/packed.h; else NULL) token t sits at pos0 + t - its document's start.
 // - kv_store: cache[b, pos0 + t] = src[b, t] (cache [B, cap, Hkv, D], src [B, T, Hkv, D]).
@@ -125,6 +128,9 @@ void pn_op_add(pn_tensor *x, const pn_tensor *y);
 void pn_op_add_rmsnorm(pn_tensor *x, const pn_tensor *y, pn_tensor *out, const pn_tensor *weight, float eps);
 void pn_op_swiglu(pn_tensor *out, const pn_tensor *gate, const pn_tensor *up);
 void pn_op_matmul_swiglu(pn_tensor *out, const pn_tensor *x, const pn_tensor *w_gate, const pn_tensor *w_up);
+#define PN_MATMUL_MULTI 8
+void pn_op_matmul_multi(int n, pn_tensor *const *out, const pn_tensor *x, const pn_tensor *const *w,
+                        const pn_tensor *const *bias);
 void pn_op_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0, const pn_tensor *cu_seqlens);
 void pn_op_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0);
 void pn_op_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,

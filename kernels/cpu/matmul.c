@@ -136,3 +136,9 @@ void pn_cpu_matmul_swiglu(pn_tensor *out, const pn_tensor *x, const pn_tensor *w
     pn_cpu_swiglu(out, &g, &u);
     free(tmp);
 }
+
+// The CPU's projections of one input are the n products (one GEMM each).
+void pn_cpu_matmul_multi(int n, pn_tensor *const *out, const pn_tensor *x, const pn_tensor *const *w,
+                         const pn_tensor *const *bias) {
+    for (int i = 0; i < n; i++) pn_cpu_matmul(out[i], x, w[i], bias ? bias[i] : NULL);
+}

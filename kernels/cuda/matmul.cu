@@ -28,26 +28,42 @@ __global__ void bias_add_kernel(bf16 *out, const bf16 *bias, int64_t N, int64_t 
 // A few rows (decoding: N <= GEMV_MAX_N) are a matrix-vector product bound by reading w once, where
 // cuBLASLt's tiled kernels reach a fraction of the memory bandwidth. Each output column o is a dot product
 // of w[o, :] with the N rows of x, computed by `wpr` warps of a block (one for short rows, up to all eight
-// for long ones, so that both a [1536, 8960] down projection and a [256, 1536] K projection keep every SM
-// busy with enough loads in flight): the lanes stream w in 16-byte loads (8 bf16), each multiplied into
-// all N rows of x (small, read through L1); the fp32 sums are reduced across the warp, then across the
-// row's warps in a fixed order; the bias is added in fp32 and the result rounded once to bf16, as
-// cuBLASLt's epilogue does. Needs I % 8 == 0 and 16-byte aligned x and w rows.
+// for long ones, so that a [1536, 8960] down projection keeps enough loads in flight): the lanes stream w in
+// 16-byte loads (8 bf16), each multiplied into all N rows of x (small, read through L1); the fp32 sums are
+// reduced across the warp, then across the row's warps in a fixed order; the bias is added in fp32 and the
+// result rounded once to bf16, as cuBLASLt's epilogue does. Needs I % 8 == 0 and 16-byte aligned x and w
+// rows.
+//
+// One launch may cover several products of the same x (matmul_multi: attention's q, k and v; a linear
+// block's projections): their columns are laid end to end and each warp finds its product's segment. A
+// column's arithmetic depends only on I, N and wpr (which depends on I alone), so a product gives the same
+// bits alone or in a group.
 #define GEMV_MAX_N 4
 #define GEMV_WARPS 8
+#define GEMV_MAX_SEG PN_MATMUL_MULTI
+
+struct gemv_segs {
+    const bf16 *w[GEMV_MAX_SEG], *bias[GEMV_MAX_SEG];
+    bf16 *out[GEMV_MAX_SEG];
+    int64_t O[GEMV_MAX_SEG], end[GEMV_MAX_SEG]; // segment s: its columns, and one past its last in the launch
+    int n;
+};
 
 template <int N>
-__global__ void __launch_bounds__(GEMV_WARPS * 32)
-    gemv_kernel(bf16 *out, const bf16 *x, const bf16 *w, const bf16 *bias, int64_t I, int64_t O, int wpr) {
+__global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(const gemv_segs sg, const bf16 *x, int64_t I, int wpr) {
     __shared__ float red[GEMV_WARPS][N];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, part = warp % wpr;
-    const int64_t o = (int64_t)blockIdx.x * (GEMV_WARPS / wpr) + warp / wpr;
+    const int64_t og = (int64_t)blockIdx.x * (GEMV_WARPS / wpr) + warp / wpr; // column of the launch
+    int s = 0;
+    while (s < sg.n - 1 && og >= sg.end[s]) s++;
+    const int64_t o = og - (s ? sg.end[s - 1] : 0); // column of product s
+    const bool live = og < sg.end[sg.n - 1];
     const int64_t I8 = I / 8;
     float acc[N];
 #pragma unroll
     for (int n = 0; n < N; n++) acc[n] = 0.0f;
-    if (o < O) {
-        const uint4 *wr = (const uint4 *)(w + o * I);
+    if (live) {
+        const uint4 *wr = (const uint4 *)(sg.w[s] + o * I);
 #pragma unroll 4
         for (int64_t c = (int64_t)part * 32 + lane; c < I8; c += 32 * wpr) {
             bf16x8 wv;
@@ -67,16 +83,17 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
 #pragma unroll
     for (int n = 0; n < N; n++) {
         float v = acc[n];
-        for (int s = 16; s > 0; s >>= 1) v += __shfl_xor_sync(0xffffffffu, v, s);
+        for (int d = 16; d > 0; d >>= 1) v += __shfl_xor_sync(0xffffffffu, v, d);
         if (lane == 0) red[warp][n] = v;
     }
     __syncthreads();
-    if (part == 0 && lane == 0 && o < O) {
+    if (part == 0 && lane == 0 && live) {
+        const bf16 *bias = sg.bias[s];
 #pragma unroll
         for (int n = 0; n < N; n++) {
             float v = 0.0f;
             for (int p = 0; p < wpr; p++) v += red[warp + p][n];
-            out[n * O + o] = f2bf(v + (bias ? bf2f(bias[o]) : 0.0f));
+            sg.out[s][n * sg.O[s] + o] = f2bf(v + (bias ? bf2f(bias[o]) : 0.0f));
         }
     }
 }
@@ -134,22 +151,19 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     }
 }
 
-// Warps per column: more while a lane would stream more than 8 loads, or while the grid has fewer than two
-// blocks per SM, as long as each warp keeps at least two loads per lane. 0: no GEMV for this call.
-static int gemv_wpr(const bf16 *x, const bf16 *w, int64_t N, int64_t I, int64_t O) {
+// Warps per column: as many (up to 8) as keep at least two 16-byte loads per lane; depends on I alone, so
+// that a product's bits do not depend on what it is launched with. 0: no GEMV for this call.
+static int gemv_wpr(const bf16 *x, const bf16 *w, int64_t N, int64_t I) {
     if (N > GEMV_MAX_N || I % 8 != 0 || !is_aligned16(x) || !is_aligned16(w)) return 0;
     static const bool off = getenv("PN_NO_GEMV") != NULL; // for comparisons with cuBLASLt
     if (off) return 0;
-    const int64_t I8 = I / 8, sms = pn_cuda_ctx_get()->n_sms;
     int wpr = 1;
-    while (wpr < GEMV_WARPS && I8 >= 64LL * wpr &&
-           (I8 > 256LL * wpr || ceil_div64(O * wpr, GEMV_WARPS) < 2 * sms))
-        wpr *= 2;
+    while (wpr < GEMV_WARPS && I / 8 >= 64LL * 2 * wpr) wpr *= 2;
     return wpr;
 }
 
 static bool gemv_swiglu(bf16 *out, const bf16 *x, const bf16 *wg, const bf16 *wu, int64_t N, int64_t I, int64_t O) {
-    const int wpr = gemv_wpr(x, wg, N, I, O);
+    const int wpr = gemv_wpr(x, wg, N, I);
     if (!wpr || !is_aligned16(wu)) return false;
     const unsigned grid = (unsigned)ceil_div64(O, GEMV_WARPS / wpr);
     const cudaStream_t s = pn_cuda_stream();
@@ -163,18 +177,24 @@ static bool gemv_swiglu(bf16 *out, const bf16 *x, const bf16 *wg, const bf16 *wu
     return true;
 }
 
-static bool gemv(bf16 *out, const bf16 *x, const bf16 *w, const bf16 *bias, int64_t N, int64_t I, int64_t O) {
-    const int wpr = gemv_wpr(x, w, N, I, O);
-    if (!wpr) return false;
-    const unsigned grid = (unsigned)ceil_div64(O, GEMV_WARPS / wpr);
-    const cudaStream_t s = pn_cuda_stream();
+static void gemv_launch(const gemv_segs &sg, const bf16 *x, int64_t N, int64_t I, int wpr) {
+    const unsigned grid = (unsigned)ceil_div64(sg.end[sg.n - 1], GEMV_WARPS / wpr);
+    const cudaStream_t st = pn_cuda_stream();
     switch (N) {
-    case 1: gemv_kernel<1><<<grid, GEMV_WARPS * 32, 0, s>>>(out, x, w, bias, I, O, wpr); break;
-    case 2: gemv_kernel<2><<<grid, GEMV_WARPS * 32, 0, s>>>(out, x, w, bias, I, O, wpr); break;
-    case 3: gemv_kernel<3><<<grid, GEMV_WARPS * 32, 0, s>>>(out, x, w, bias, I, O, wpr); break;
-    default: gemv_kernel<4><<<grid, GEMV_WARPS * 32, 0, s>>>(out, x, w, bias, I, O, wpr); break;
+    case 1: gemv_kernel<1><<<grid, GEMV_WARPS * 32, 0, st>>>(sg, x, I, wpr); break;
+    case 2: gemv_kernel<2><<<grid, GEMV_WARPS * 32, 0, st>>>(sg, x, I, wpr); break;
+    case 3: gemv_kernel<3><<<grid, GEMV_WARPS * 32, 0, st>>>(sg, x, I, wpr); break;
+    default: gemv_kernel<4><<<grid, GEMV_WARPS * 32, 0, st>>>(sg, x, I, wpr); break;
     }
     CUDA_LAUNCH_CHECK();
+}
+
+static bool gemv(bf16 *out, const bf16 *x, const bf16 *w, const bf16 *bias, int64_t N, int64_t I, int64_t O) {
+    const int wpr = gemv_wpr(x, w, N, I);
+    if (!wpr) return false;
+    gemv_segs sg = {};
+    sg.w[0] = w, sg.bias[0] = bias, sg.out[0] = out, sg.O[0] = O, sg.end[0] = O, sg.n = 1;
+    gemv_launch(sg, x, N, I, wpr);
     return true;
 }
 
@@ -345,4 +365,25 @@ void pn_cuda_matmul_swiglu(pn_tensor *out, const pn_tensor *x, const pn_tensor *
     pn_cuda_matmul(&g, x, w_gate, NULL);
     pn_cuda_matmul(&u, x, w_up, NULL);
     pn_cuda_swiglu(out, &g, &u);
+}
+
+void pn_cuda_matmul_multi(int n, pn_tensor *const *out, const pn_tensor *x, const pn_tensor *const *w,
+                          const pn_tensor *const *bias) {
+    const int64_t N = x->shape[0], I = x->shape[1];
+    // One GEMV launch when every product takes it (aligned weights, a few rows); else the products one by one.
+    gemv_segs sg = {};
+    int wpr = I > 0 ? gemv_wpr((const bf16 *)x->data, (const bf16 *)w[0]->data, N, I) : 0;
+    int64_t cols = 0;
+    for (int i = 0; i < n && wpr; i++) {
+        if (!is_aligned16(w[i]->data)) wpr = 0;
+        sg.w[i] = (const bf16 *)w[i]->data, sg.bias[i] = bias && bias[i] ? (const bf16 *)bias[i]->data : NULL;
+        sg.out[i] = (bf16 *)out[i]->data, sg.O[i] = w[i]->shape[0];
+        cols += sg.O[i], sg.end[i] = cols;
+    }
+    sg.n = n;
+    if (wpr && N > 0 && cols > 0) {
+        gemv_launch(sg, (const bf16 *)x->data, N, I, wpr);
+        return;
+    }
+    for (int i = 0; i < n; i++) pn_cuda_matmul(out[i], x, w[i], bias ? bias[i] : NULL);
 }

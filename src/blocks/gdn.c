@@ -196,17 +196,16 @@ static int infer_gdn(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *state
     const pn_block_ctx ctx = {.B = B, .T = T};
     const int pj[3] = {A_PQ, A_PK, A_PV}, out[3] = {A_Q, A_K, A_V};
     const int wi[3] = {ix.wq, ix.wk, ix.wv}, ci[3] = {ix.cq, ix.ck, ix.cv};
+    // the projections of x (q, k, v, b and a), one GEMV launch when decoding
+    pn_tensor proj[3], zb = pn_rows(&scratch[A_ZB], 0, N), za = pn_rows(&scratch[A_ZA], 0, N);
+    pn_tensor *po[5] = {&proj[0], &proj[1], &proj[2], &zb, &za};
+    const pn_tensor *pw[5] = {&p[wi[0]], &p[wi[1]], &p[wi[2]], &p[ix.wb], ix.wa >= 0 ? &p[ix.wa] : NULL};
+    for (int j = 0; j < 3; j++) proj[j] = pn_rows(&scratch[pj[j]], 0, N);
+    pn_op_matmul_multi(ix.wa >= 0 ? 5 : 4, po, x, pw, NULL);
     for (int j = 0; j < 3; j++) {
-        pn_tensor proj = pn_rows(&scratch[pj[j]], 0, N), o = pn_rows(&scratch[out[j]], 0, N);
-        pn_op_matmul(&proj, x, &p[wi[j]], NULL);
-        pn_lin_conv_continue(&o, &proj, &state[ST_CQ + j], &p[ci[j]], NULL, &scratch[A_COUNT], &scratch[A_COUNT + 1],
+        pn_tensor o = pn_rows(&scratch[out[j]], 0, N);
+        pn_lin_conv_continue(&o, &proj[j], &state[ST_CQ + j], &p[ci[j]], NULL, &scratch[A_COUNT], &scratch[A_COUNT + 1],
                              NULL, B, T, c->conv_size);
-    }
-    pn_tensor zb = pn_rows(&scratch[A_ZB], 0, N);
-    pn_op_matmul(&zb, x, &p[ix.wb], NULL);
-    if (ix.wa >= 0) {
-        pn_tensor za = pn_rows(&scratch[A_ZA], 0, N);
-        pn_op_matmul(&za, x, &p[ix.wa], NULL);
     }
     const pn_lin_mix mix = mix_of(scratch, ix.wa >= 0);
     if (pn_lin_mix_forward(c, &mix, opt(p, ix.A_log), opt(p, ix.dt_bias), &p[ix.wg], &p[ix.wn], x, &ctx,

@@ -162,6 +162,55 @@ static void test_matmul_swiglu(int64_t N, int64_t I, int64_t O) {
     free(x), free(wg), free(wu), free(ref), free(got), free(three);
 }
 
+// The projections of one input in one call: against the CPU's n products and, bit for bit, against n CUDA
+// matmuls (the decode step's q/k/v and a linear block's projections as one GEMV launch; with biases on some).
+static void test_matmul_multi(int64_t N, int64_t I, int n, const int64_t *O, int with_bias) {
+    float *x = randn(N * I, 0.0f, 1.0f);
+    const int64_t sx[2] = {N, I};
+    pn_tensor hx = host_view(x, 2, sx), dx = dev_upload(x, PN_BF16, 2, sx);
+    float *w[PN_MATMUL_MULTI], *b[PN_MATMUL_MULTI], *ref[PN_MATMUL_MULTI];
+    pn_tensor hw[PN_MATMUL_MULTI], hb[PN_MATMUL_MULTI], ho[PN_MATMUL_MULTI], dw[PN_MATMUL_MULTI], db[PN_MATMUL_MULTI];
+    pn_tensor dout[PN_MATMUL_MULTI], dsep[PN_MATMUL_MULTI];
+    pn_tensor *hop[PN_MATMUL_MULTI], *dop[PN_MATMUL_MULTI];
+    const pn_tensor *hwp[PN_MATMUL_MULTI], *hbp[PN_MATMUL_MULTI], *dwp[PN_MATMUL_MULTI], *dbp[PN_MATMUL_MULTI];
+    for (int i = 0; i < n; i++) {
+        const int64_t sw[2] = {O[i], I}, so[2] = {N, O[i]}, sb[1] = {O[i]};
+        w[i] = randn(O[i] * I, 0.0f, 1.0f / sqrtf((float)I)), b[i] = randn(O[i], 0.0f, 0.5f);
+        ref[i] = pn_malloc(sizeof(float) * (size_t)(N * O[i]));
+        hw[i] = host_view(w[i], 2, sw), hb[i] = host_view(b[i], 1, sb), ho[i] = host_view(ref[i], 2, so);
+        dw[i] = dev_upload(w[i], PN_BF16, 2, sw), db[i] = dev_upload(b[i], PN_BF16, 1, sb);
+        dout[i] = dev_alloc(PN_BF16, 2, so), dsep[i] = dev_alloc(PN_BF16, 2, so);
+        const int biased = with_bias && i % 2 == 0; // biases on some products only
+        hop[i] = &ho[i], dop[i] = &dout[i], hwp[i] = &hw[i], dwp[i] = &dw[i];
+        hbp[i] = biased ? &hb[i] : NULL, dbp[i] = biased ? &db[i] : NULL;
+    }
+    pn_op_matmul_multi(n, hop, &hx, hwp, hbp);
+    pn_op_matmul_multi(n, dop, &dx, dwp, dbp);
+    for (int i = 0; i < n; i++) pn_op_matmul(&dsep[i], &dx, &dw[i], dbp[i]);
+    double worst = 0;
+    int64_t diff = 0;
+    for (int i = 0; i < n; i++) {
+        float *got = dev_download(&dout[i]), *sep = dev_download(&dsep[i]);
+        const double e = relerr(got, ref[i], N * O[i]);
+        if (e > worst) worst = e;
+        for (int64_t k = 0; k < N * O[i]; k++) diff += memcmp(&got[k], &sep[k], sizeof(float)) != 0;
+        free(got), free(sep);
+    }
+    char shape[160];
+    int len = snprintf(shape, sizeof shape, "[%lld,%lld] x {", (long long)N, (long long)I);
+    for (int i = 0; i < n; i++) len += snprintf(shape + len, sizeof shape - (size_t)len, "%s%lld", i ? "," : "", (long long)O[i]);
+    snprintf(shape + len, sizeof shape - (size_t)len, "}%s", with_bias ? " +bias" : "");
+    report("mm_multi", shape, worst, 1e-2);
+    snprintf(shape + strlen(shape), sizeof shape - strlen(shape), " = %d matmuls: %lld differ", n, (long long)diff);
+    report("mm_multi", shape, (double)diff, 0);
+    dev_free(&dx);
+    for (int i = 0; i < n; i++) {
+        dev_free(&dw[i]), dev_free(&db[i]), dev_free(&dout[i]), dev_free(&dsep[i]);
+        free(w[i]), free(b[i]), free(ref[i]);
+    }
+    free(x);
+}
+
 // The residual add and the next norm in one pass: against the CPU and, bit for bit, against add then rmsnorm
 // on CUDA (both outputs: the updated x and the normalized rows).
 static void test_add_rmsnorm(int64_t N, int64_t D) {
@@ -485,6 +534,14 @@ int main(void) {
     test_matmul_swiglu(4, 2048, 300);
     test_matmul_swiglu(2, 36, 300); // I % 8 != 0: three ops through the workspace
     test_matmul_swiglu(37, 896, 4864); // many rows: three ops
+    // attention's q, k, v (Qwen2.5-1.5B, biased), a JetBlock's six projections (Jet-Nemotron-2B), GDN's five
+    // at a small width, an unaligned width and many rows (the products one by one)
+    test_matmul_multi(1, 1536, 3, (const int64_t[]){1536, 256, 256}, 1);
+    test_matmul_multi(4, 896, 3, (const int64_t[]){896, 128, 128}, 1);
+    test_matmul_multi(1, 1536, 6, (const int64_t[]){1152, 1152, 3072, 192, 12, 12}, 0);
+    test_matmul_multi(3, 256, 5, (const int64_t[]){128, 128, 256, 4, 4}, 0);
+    test_matmul_multi(2, 36, 3, (const int64_t[]){40, 8, 8}, 1);
+    test_matmul_multi(37, 896, 3, (const int64_t[]){896, 128, 128}, 1);
     test_add(37, 1536);
     test_add(7, 143);
     test_embedding(1000, 1536, 37);
