@@ -20,7 +20,7 @@ def main():
         if row.get("Metric Name") != "gpu__time_duration.sum":
             continue
         name = row["Kernel Name"].split("(")[0][:60]
-        scale = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3}.get(row.get("Metric Unit"), 1.0)
+        scale = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3, "ns": 1e-3, "us": 1.0, "ms": 1e3}.get(row.get("Metric Unit"), 1.0)
         total[name] += float(row["Metric Value"].replace(",", "")) * scale
         count[name] += 1
         n += 1
