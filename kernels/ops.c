@@ -263,6 +263,29 @@ void pn_op_attention_at(pn_tensor *out, const pn_tensor *q, const pn_tensor *kca
     be_of("attention_at", out)->attention_at(out, q, kcache, vcache, inv_freq, pos, window);
 }
 
+void pn_op_kv_attend_at(pn_tensor *out, const pn_tensor *q, pn_tensor *kcache, pn_tensor *vcache, const pn_tensor *k,
+                        const pn_tensor *v, const pn_tensor *inv_freq, const pn_tensor *pos, int window) {
+    static int split = -1; // PN_NO_FUSED=1: the two ops (two launches), for comparisons
+    if (split < 0) split = getenv("PN_NO_FUSED") != NULL;
+    if (split) {
+        pn_op_kv_store_at(kcache, vcache, k, v, inv_freq, pos);
+        pn_op_attention_at(out, q, kcache, vcache, inv_freq, pos, window);
+        return;
+    }
+    same_device("kv_attend_at", kcache, k);
+    same_device("kv_attend_at", kcache, vcache);
+    same_device("kv_attend_at", kcache, v);
+    want_act("kv_attend_at", k);
+    want_act("kv_attend_at", v);
+    same_shape("kv_attend_at", k, v);
+    PN_ASSERT(k->ndim == 4 && kcache->ndim == 4 && kcache->shape[0] == k->shape[0] && k->shape[1] == q->shape[1]);
+    PN_ASSERT(kcache->shape[2] == k->shape[2] && kcache->shape[3] == k->shape[3] && k->shape[1] <= kcache->shape[1]);
+    attention_check("kv_attend_at", out, q, kcache, vcache, 0, window);
+    freq_check("kv_attend_at", inv_freq, q);
+    pos_check("kv_attend_at", pos, q);
+    be_of("kv_attend_at", out)->kv_attend_at(out, q, kcache, vcache, k, v, inv_freq, pos, window);
+}
+
 // lse F32 [B, T, Hq] for q [B, T, Hq, D].
 static void lse_check(const char *op, const pn_tensor *lse, const pn_tensor *q) {
     if (!lse) return;

@@ -99,6 +99,8 @@ typedef struct pn_backend {
 //   advance; sequences of one batch may sit at different positions. The results equal rope, kv_store and
 //   attention run per sequence (the rotated values rounded to the activation dtype in between, as there).
 //   kv_store_at writes no row at or past the capacity (the caller checks its own count: the device cannot).
+// - kv_attend_at: kv_store_at then attention_at, equal to them (on CUDA bit for bit, caches included); a
+//   one-token decoding step runs both in one launch (the new key and value enter the attention directly).
 // - to_host_f32 / from_host_f32: a tensor to / from a host fp32 array. count_nonfinite: NaN/Inf count.
 // - attention_train: attention over the T tokens themselves (pos0 = 0, k/v [B, T, Hkv, D]) also writing
 //   lse F32 [B, T, Hq] (each query's natural log-sum-exp). attention_bwd: from q, k, v, out, dout (and lse,
@@ -139,6 +141,8 @@ void pn_op_kv_store_at(pn_tensor *kcache, pn_tensor *vcache, const pn_tensor *k,
                        const pn_tensor *inv_freq, const pn_tensor *pos);
 void pn_op_attention_at(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
                         const pn_tensor *inv_freq, const pn_tensor *pos, int window);
+void pn_op_kv_attend_at(pn_tensor *out, const pn_tensor *q, pn_tensor *kcache, pn_tensor *vcache, const pn_tensor *k,
+                        const pn_tensor *v, const pn_tensor *inv_freq, const pn_tensor *pos, int window);
 void pn_op_attention_train(pn_tensor *out, pn_tensor *lse, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
                            int window, const pn_tensor *cu_seqlens);
 void pn_op_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout, const pn_tensor *q,

@@ -26,6 +26,9 @@
     X(attention_at, void,                                                                                        \
       (pn_tensor * out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,                    \
        const pn_tensor *inv_freq, const pn_tensor *pos, int window))                                             \
+    X(kv_attend_at, void,                                                                                        \
+      (pn_tensor * out, const pn_tensor *q, pn_tensor *kcache, pn_tensor *vcache, const pn_tensor *k,            \
+       const pn_tensor *v, const pn_tensor *inv_freq, const pn_tensor *pos, int window))                         \
     X(to_host_f32, void, (float *dst, const pn_tensor *src))                                                     \
     X(from_host_f32, void, (pn_tensor * dst, const float *src))                                                  \
     X(count_nonfinite, int64_t, (const pn_tensor *x))                                                            \

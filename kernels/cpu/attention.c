@@ -245,3 +245,10 @@ void pn_cpu_attention_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_
     const double keys = window > 0 && window < T ? window : (T + 1) / 2.0;
     pn_cpu_parallel_for(B * Hkv, 1, (double)(Hq / Hkv) * T * keys * (6.0 * D + 32.0), attention_bwd_range, &a);
 }
+
+// The CPU's store and attention stay two steps (the fusion matters only for launch-bound GPU decoding).
+void pn_cpu_kv_attend_at(pn_tensor *out, const pn_tensor *q, pn_tensor *kcache, pn_tensor *vcache, const pn_tensor *k,
+                         const pn_tensor *v, const pn_tensor *inv_freq, const pn_tensor *pos, int window) {
+    pn_cpu_kv_store_at(kcache, vcache, k, v, inv_freq, pos);
+    pn_cpu_attention_at(out, q, kcache, vcache, inv_freq, pos, window);
+}

@@ -70,8 +70,10 @@ template <bool VEC>
 __global__ void __launch_bounds__(SIMPLE_THREADS)
     attn_simple_kernel(bf16 *out, float *part, const bf16 *q, const bf16 *k, const bf16 *v, int T, int Hq, int Hkv,
                        int D, int64_t cap, int pos0, int window, float scale, int nsplit, const int32_t *cu,
-                       int n_docs, const int32_t *posv, const float *inv_freq) {
+                       int n_docs, const int32_t *posv, const float *inv_freq, bf16 *kst, bf16 *vst,
+                       const bf16 *knew, const bf16 *vnew) {
     __shared__ float qs[256];
+    __shared__ __align__(16) bf16 kf[256]; // kv_attend_at: the new key, rotated
     __shared__ float ps[SIMPLE_THREADS];
     __shared__ float comb[2048]; // G * D <= 2048 partial outputs (see the P V layout below)
     __shared__ float red[32];
@@ -100,6 +102,31 @@ __global__ void __launch_bounds__(SIMPLE_THREADS)
     } else {
         for (int d = tid; d < D; d += blockDim.x) qs[d] = bf2f(q[qoff + d]);
     }
+    // kv_attend_at (T == 1): the new key and value (knew, vnew [B, 1, Hkv, D]) are not in the cache yet. The
+    // block whose keys include position p reads them from there instead, the key rotated here as
+    // kv_append_kernel rotates it; the one such block of the kv head's first query head also stores both into
+    // the cache (kst, vst) for the later steps. No block reads position p from the cache in this launch.
+    const bool fresh = knew && p >= k_begin && p <= k_end;
+    const bf16 *vfresh = fresh ? vnew + ((int64_t)b * Hkv + hk) * D : NULL;
+    if (fresh) {
+        const bf16 *kn = knew + ((int64_t)b * Hkv + hk) * D;
+        const int half = D / 2;
+        for (int i = tid; i < half; i += blockDim.x) {
+            float x1 = bf2f(kn[i]), x2 = bf2f(kn[i + half]);
+            if (inv_freq) {
+                float sn, cs;
+                sincosf((float)p * inv_freq[i], &sn, &cs);
+                const float c = round_bf(cs), s = round_bf(sn), r1 = x1 * c - x2 * s, r2 = x2 * c + x1 * s;
+                x1 = r1, x2 = r2;
+            }
+            kf[i] = f2bf(x1), kf[i + half] = f2bf(x2);
+        }
+        __syncthreads();
+        if (h % (Hq / Hkv) == 0 && p < cap) {
+            const int64_t at = ((int64_t)b * cap + p) * kv_stride + (int64_t)hk * D;
+            for (int d = tid; d < D; d += blockDim.x) kst[at + d] = kf[d], vst[at + d] = vfresh[d];
+        }
+    }
     __syncthreads();
 
     // P V layout: thread = (group g, 8 dims starting at 8 c8); the G groups split the keys of a chunk.
@@ -113,8 +140,9 @@ __global__ void __launch_bounds__(SIMPLE_THREADS)
         float sc = -INFINITY;
         if (tid < nc) {
             float dot = 0.0f;
+            const bf16 *krow = fresh && s0 + tid == p ? kf : kb + (s0 + tid) * kv_stride;
             if constexpr (VEC) {
-                const uint4 *kr = (const uint4 *)(kb + (s0 + tid) * kv_stride);
+                const uint4 *kr = (const uint4 *)krow;
 #pragma unroll 8
                 for (int c = 0; c < D / 8; c++) {
                     bf16x8 kv;
@@ -123,8 +151,7 @@ __global__ void __launch_bounds__(SIMPLE_THREADS)
                     for (int i = 0; i < 8; i++) dot += qs[c * 8 + i] * bf2f(kv.h[i]);
                 }
             } else {
-                const bf16 *kr = kb + (s0 + tid) * kv_stride;
-                for (int d = 0; d < D; d++) dot += qs[d] * bf2f(kr[d]);
+                for (int d = 0; d < D; d++) dot += qs[d] * bf2f(krow[d]);
             }
             sc = dot * scale;
         }
@@ -142,13 +169,14 @@ __global__ void __launch_bounds__(SIMPLE_THREADS)
 #pragma unroll 4
             for (int j = g; j < nc; j += G) {
                 const float w = ps[j];
+                const bf16 *vrow = fresh && s0 + j == p ? vfresh + c8 * 8 : vr + j * kv_stride;
                 if constexpr (VEC) {
                     bf16x8 vv;
-                    vv.u = *(const uint4 *)(vr + j * kv_stride);
+                    vv.u = *(const uint4 *)vrow;
 #pragma unroll
                     for (int i = 0; i < 8; i++) acc[i] += w * bf2f(vv.h[i]);
                 } else {
-                    for (int i = 0; i < 8 && c8 * 8 + i < D; i++) acc[i] += w * bf2f(vr[j * kv_stride + i]);
+                    for (int i = 0; i < 8 && c8 * 8 + i < D; i++) acc[i] += w * bf2f(vrow[i]);
                 }
             }
         }
@@ -483,15 +511,17 @@ static int choose_splits(int64_t rows, int64_t max_keys, int D, int64_t min_keys
 // The simple kernel (+ the combine when split) over max_keys keys at most per row.
 static void launch_simple(bf16 *o, const bf16 *qp, const bf16 *kp, const bf16 *vp, int64_t B, int64_t T, int64_t Hq,
                           int64_t Hkv, int64_t D, int64_t cap, int pos0, int window, const int32_t *cu, int n_docs,
-                          const int32_t *posv, const float *inv_freq, int64_t max_keys, int64_t min_keys) {
+                          const int32_t *posv, const float *inv_freq, int64_t max_keys, int64_t min_keys,
+                          bf16 *kst = NULL, bf16 *vst = NULL, const bf16 *knew = NULL, const bf16 *vnew = NULL) {
     const int64_t rows = B * T * Hq;
     float *split_ws = NULL;
     const int ns = choose_splits(rows, max_keys, (int)D, min_keys, &split_ws);
     const dim3 grid((unsigned)(T * ns), (unsigned)Hq, (unsigned)B);
-    const bool vec = D % 8 == 0 && is_aligned16(o) && is_aligned16(qp) && is_aligned16(kp) && is_aligned16(vp);
+    const bool vec = D % 8 == 0 && is_aligned16(o) && is_aligned16(qp) && is_aligned16(kp) && is_aligned16(vp) &&
+                     (!knew || (is_aligned16(knew) && is_aligned16(vnew)));
     (vec ? attn_simple_kernel<true> : attn_simple_kernel<false>)<<<grid, SIMPLE_THREADS, 0, pn_cuda_stream()>>>(
         o, ns > 1 ? split_ws : NULL, qp, kp, vp, (int)T, (int)Hq, (int)Hkv, (int)D, cap, pos0, window,
-        1.0f / sqrtf((float)D), ns, cu, n_docs, posv, inv_freq);
+        1.0f / sqrtf((float)D), ns, cu, n_docs, posv, inv_freq, kst, vst, knew, vnew);
     CUDA_LAUNCH_CHECK();
     if (ns > 1) {
         attn_combine_kernel<<<(unsigned)rows, 128, 0, pn_cuda_stream()>>>(o, split_ws, (int)D, ns);
@@ -520,6 +550,26 @@ void pn_cuda_attention_at(pn_tensor *out, const pn_tensor *q, const pn_tensor *k
                   B, T, Hq, Hkv, D, cap, 0, window, NULL, 0, (const int32_t *)pos->data,
                   inv_freq ? (const float *)inv_freq->data : NULL,
                   window > 0 && window < cap ? window : cap, SPLIT_MIN_KEYS_AT);
+}
+
+// kv_store_at and attention_at in one launch (one new token per sequence): the new key and value enter the
+// attention from k and v and are stored by the kernel. Several new tokens: the two ops.
+void pn_cuda_kv_attend_at(pn_tensor *out, const pn_tensor *q, pn_tensor *kcache, pn_tensor *vcache, const pn_tensor *k,
+                          const pn_tensor *v, const pn_tensor *inv_freq, const pn_tensor *pos, int window) {
+    const int64_t B = q->shape[0], T = q->shape[1], Hq = q->shape[2], D = q->shape[3];
+    const int64_t cap = kcache->shape[1], Hkv = kcache->shape[2];
+    if (T != 1) {
+        pn_cuda_kv_store_at(kcache, vcache, k, v, inv_freq, pos);
+        pn_cuda_attention_at(out, q, kcache, vcache, inv_freq, pos, window);
+        return;
+    }
+    if (B == 0 || Hq == 0) return;
+    check_shape(B, T, Hq, D);
+    launch_simple((bf16 *)out->data, (const bf16 *)q->data, (const bf16 *)kcache->data, (const bf16 *)vcache->data,
+                  B, T, Hq, Hkv, D, cap, 0, window, NULL, 0, (const int32_t *)pos->data,
+                  inv_freq ? (const float *)inv_freq->data : NULL, window > 0 && window < cap ? window : cap,
+                  SPLIT_MIN_KEYS_AT, (bf16 *)kcache->data, (bf16 *)vcache->data, (const bf16 *)k->data,
+                  (const bf16 *)v->data);
 }
 
 void pn_cuda_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,

@@ -217,8 +217,8 @@ static int infer_attn(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *stat
         pn_op_rmsnorm(&k4, &k4, &p[ix.kn], ctx->rms_eps);
     }
     if (ctx->pos) { // decoding: the positions are read on the device (the step may be a replayed graph)
-        pn_op_kv_store_at(&state[0], &state[1], &k4, &v4, ctx->inv_freq, ctx->pos); // rotates k
-        pn_op_attention_at(&att4, &q4, &state[0], &state[1], ctx->inv_freq, ctx->pos, window_of(c)); // rotates q
+        // stores k (rotated) and v, and attends with q rotated: one launch
+        pn_op_kv_attend_at(&att4, &q4, &state[0], &state[1], &k4, &v4, ctx->inv_freq, ctx->pos, window_of(c));
     } else {
         pn_op_rope(&q4, ctx->inv_freq, (int)ctx->pos0, NULL);
         pn_op_rope(&k4, ctx->inv_freq, (int)ctx->pos0, NULL);

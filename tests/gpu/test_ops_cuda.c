@@ -364,7 +364,9 @@ static void test_decode_at(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_
         report("_at inputs untouched (cpu)", name, relerr(cq, q, nq) + relerr(ckn, kn, nkn), 0.0);
         free(cq), free(ckn), free(ck), free(cv), free(co);
     }
-    for (int graph = 0; graph < 2; graph++) {
+    float *sep[3] = {NULL, NULL, NULL}; // the two ops' out, k and v cache, direct: the fused op must equal them
+    for (int variant = 0; variant < 4; variant++) {
+        const int graph = variant & 1, fused = variant >> 1;
         pn_tensor dq = dev_upload(q, PN_BF16, 4, sq), dkn = dev_upload(kn, PN_BF16, 4, skn);
         pn_tensor dvn = dev_upload(vn, PN_BF16, 4, skn), dk = dev_upload(k, PN_BF16, 4, sk);
         pn_tensor dv = dev_upload(v, PN_BF16, 4, sk), df = dev_upload(freq, PN_F32, 1, sf);
@@ -378,8 +380,12 @@ static void test_decode_at(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_
             dev_free(&wq);
             if (be->capture_begin()) pn_panic("%s", pn_last_error());
         }
-        pn_op_kv_store_at(&dk, &dv, &dkn, &dvn, &df, &dp);
-        pn_op_attention_at(&dout, &dq, &dk, &dv, &df, &dp, window);
+        if (fused) {
+            pn_op_kv_attend_at(&dout, &dq, &dk, &dv, &dkn, &dvn, &df, &dp, window);
+        } else {
+            pn_op_kv_store_at(&dk, &dv, &dkn, &dvn, &df, &dp);
+            pn_op_attention_at(&dout, &dq, &dk, &dv, &df, &dp, window);
+        }
         if (graph) {
             if (!(g = be->capture_end())) pn_panic("%s", pn_last_error());
             be->memcpy_h2d(dp.data, hpos, sizeof(int32_t) * (size_t)B);
@@ -387,20 +393,31 @@ static void test_decode_at(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_
         }
         float *got = dev_download(&dout), *gotk = dev_download(&dk), *gotv = dev_download(&dv);
         float *gq = dev_download(&dq), *gkn = dev_download(&dkn);
-        char what[48];
-        snprintf(what, sizeof what, "attention_at%s", graph ? " (graph)" : "");
+        char what[64];
+        const char *how = fused ? (graph ? " (fused, graph)" : " (fused)") : (graph ? " (graph)" : "");
+        snprintf(what, sizeof what, "attention_at%s", how);
         report(what, name, relerr(got, ro, nq), 1e-2);
-        snprintf(what, sizeof what, "kv_store_at%s", graph ? " (graph)" : "");
+        snprintf(what, sizeof what, "kv_store_at%s", how);
         report(what, name, relerr(gotk, rk, nk) + relerr(gotv, rv, nk), 1e-2);
-        snprintf(what, sizeof what, "_at inputs untouched%s", graph ? " (graph)" : "");
+        snprintf(what, sizeof what, "_at inputs untouched%s", how);
         report(what, name, relerr(gq, q, nq) + relerr(gkn, kn, nkn), 0.0);
+        if (variant == 0) {
+            sep[0] = copy_f32(got, nq), sep[1] = copy_f32(gotk, nk), sep[2] = copy_f32(gotv, nk);
+        } else if (fused) { // bit for bit the two ops: the output and both caches
+            int64_t diff = 0;
+            for (int64_t i = 0; i < nq; i++) diff += memcmp(&got[i], &sep[0][i], sizeof(float)) != 0;
+            for (int64_t i = 0; i < nk; i++)
+                diff += (memcmp(&gotk[i], &sep[1][i], sizeof(float)) != 0) + (memcmp(&gotv[i], &sep[2][i], sizeof(float)) != 0);
+            snprintf(what, sizeof what, "kv_attend_at = 2 ops%s", graph ? " (graph)" : "");
+            report(what, name, (double)diff, 0.0);
+        }
         if (g) be->graph_free(g);
         dev_free(&dq), dev_free(&dkn), dev_free(&dvn), dev_free(&dk), dev_free(&dv), dev_free(&df);
         dev_free(&dout), dev_free(&dp);
         free(got), free(gotk), free(gotv), free(gq), free(gkn);
     }
     free(q), free(kn), free(vn), free(k), free(v), free(freq), free(hpos), free(other);
-    free(rq), free(rkn), free(rk), free(rv), free(ro);
+    free(rq), free(rkn), free(rk), free(rv), free(ro), free(sep[0]), free(sep[1]), free(sep[2]);
 }
 
 // ----------------------------------------------------------------------------------------------------
