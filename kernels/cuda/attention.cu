@@ -9,7 +9,7 @@
 //     at a time: Jet-Nemotron's shrunk test configs have D = 12); used for decode and short
 //     prefills (T < 64) and for head sizes other than 64 and 128. When few query rows face many keys
 //     (decode over a long cache), each row's keys are cut into slices run by separate blocks and merged by
-//     attn_combine_kernel (flash-decoding), so the GPU is full even at batch 1.
+//     the last of them to finish (flash-decoding, without a second launch), so the GPU is full even at batch 1.
 // (b) attn_flash_kernel<D>: FlashAttention-2's forward for D = 64 and 128 and T >= 64. A CTA of 4 warps
 //     owns 128 queries of one (batch, head), 32 rows (two m16 tiles) per warp, so each K/V fragment read
 //     from shared memory feeds two mma; Q and K/V tiles of 64 keys are staged in shared memory with
@@ -59,9 +59,33 @@ __device__ __forceinline__ float block_sum(float v, float *red) {
     return r;
 }
 
+// out[row] = sum_i acc_i e^(m_i - M) / sum_i l_i e^(m_i - M) over the nsplit partials of query row `row`, by
+// the threads of one block (the last of the row's split blocks to finish). The partials are read past L1
+// (__ldcg): other blocks wrote them.
+__device__ void attn_combine_row(bf16 *out, const float *part, int64_t row, int D, int nsplit) {
+    const float *pp = part + row * nsplit * (D + 2);
+    float M = -INFINITY;
+    for (int i = 0; i < nsplit; i++) M = fmaxf(M, __ldcg(pp + i * (D + 2) + D)); // finite: some split is not empty
+    float L = 0.0f;
+    for (int i = 0; i < nsplit; i++) {
+        const float mi = __ldcg(pp + i * (D + 2) + D);
+        if (mi != -INFINITY) L += __ldcg(pp + i * (D + 2) + D + 1) * expf(mi - M);
+    }
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        float acc = 0.0f;
+        for (int i = 0; i < nsplit; i++) {
+            const float mi = __ldcg(pp + i * (D + 2) + D);
+            if (mi != -INFINITY) acc += __ldcg(pp + i * (D + 2) + d) * expf(mi - M);
+        }
+        out[row * D + d] = f2bf(acc / L);
+    }
+}
+
 // grid (T * nsplit, Hq, B), SIMPLE_THREADS threads. D <= 256, D % 8 == 0. Block (t * nsplit + split) takes
 // the split-th of nsplit equal slices of query t's visible keys. With nsplit == 1 it writes the normalized
-// output; otherwise it writes its unnormalized partial sum, max and sum to part (attn_combine_kernel).
+// output; otherwise it writes its unnormalized partial sum, max and sum to part, and the row's last block to
+// finish (counted in cnt[row], which it resets to 0 for the next launch) merges them (attn_combine_row): no
+// second launch.
 // posv (device, [B]) or NULL: sequence b's queries start at posv[b] instead of pos0 (attention_at: decode
 // steps replayed from a CUDA graph, where the position cannot be a launch argument); inv_freq (or NULL):
 // the query is rotated here (RoPE at its position, rounded to bf16 as rope_kernel leaves it). VEC: D % 8 == 0 and
@@ -71,7 +95,7 @@ __global__ void __launch_bounds__(SIMPLE_THREADS)
     attn_simple_kernel(bf16 *out, float *part, const bf16 *q, const bf16 *k, const bf16 *v, int T, int Hq, int Hkv,
                        int D, int64_t cap, int pos0, int window, float scale, int nsplit, const int32_t *cu,
                        int n_docs, const int32_t *posv, const float *inv_freq, bf16 *kst, bf16 *vst,
-                       const bf16 *knew, const bf16 *vnew) {
+                       const bf16 *knew, const bf16 *vnew, int *cnt) {
     __shared__ float qs[256];
     __shared__ __align__(16) bf16 kf[256]; // kv_attend_at: the new key, rotated
     __shared__ float ps[SIMPLE_THREADS];
@@ -204,28 +228,20 @@ __global__ void __launch_bounds__(SIMPLE_THREADS)
             pp[d] = sum;
         }
         if (tid == 0) pp[D] = m, pp[D + 1] = l;
-    }
-}
-
-// out[row] = sum_i acc_i e^(m_i - M) / sum_i l_i e^(m_i - M) over the nsplit partials of each query row.
-// grid (rows), 128 threads.
-__global__ void attn_combine_kernel(bf16 *out, const float *part, int D, int nsplit) {
-    const int64_t row = blockIdx.x;
-    const float *pp = part + row * nsplit * (D + 2);
-    float M = -INFINITY;
-    for (int i = 0; i < nsplit; i++) M = fmaxf(M, pp[i * (D + 2) + D]); // finite: some split is not empty
-    float L = 0.0f;
-    for (int i = 0; i < nsplit; i++) {
-        const float mi = pp[i * (D + 2) + D];
-        if (mi != -INFINITY) L += pp[i * (D + 2) + D + 1] * expf(mi - M);
-    }
-    for (int d = threadIdx.x; d < D; d += blockDim.x) {
-        float acc = 0.0f;
-        for (int i = 0; i < nsplit; i++) {
-            const float mi = pp[i * (D + 2) + D];
-            if (mi != -INFINITY) acc += pp[i * (D + 2) + d] * expf(mi - M);
+        // The classic last-block reduction: every writer fences, then one atomic per block; the block that
+        // sees nsplit - 1 finishes the row.
+        __shared__ bool last;
+        __threadfence();
+        __syncthreads();
+        if (tid == 0) {
+            last = atomicAdd(cnt + qrow, 1) == nsplit - 1;
+            if (last) cnt[qrow] = 0;
         }
-        out[row * D + d] = f2bf(acc / L);
+        __syncthreads();
+        if (last) {
+            __threadfence();
+            attn_combine_row(out, part, qrow, D, nsplit);
+        }
     }
 }
 
@@ -487,12 +503,14 @@ static void launch_flash(bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v,
 }
 
 // Split-K for the simple kernel: when few query rows face many keys (decode), each row's keys are cut into
-// slices run by separate blocks, whose partials attn_combine_kernel merges. The partials live in one
-// device buffer allocated on first use; a launch that would need more than it holds uses fewer splits.
+// slices run by separate blocks, the last of which merges the partials. The context's split workspace holds
+// SPLIT_ROWS counters (zero when allocated; each launch leaves them zero), then the partials; a launch that
+// would need more than it holds uses fewer splits (or none: more rows than counters).
 #define SPLIT_MIN_KEYS 256   // keys per split at least (one chunk of the simple kernel)
 #define SPLIT_MIN_KEYS_AT 64 // the same for attention_at (decoding)
 #define SPLIT_MAX 64
 #define SPLIT_WORKSPACE (8u << 20)
+#define SPLIT_ROWS 65536 // counters (int) at the workspace's start
 
 // The number of key slices per row (none shorter than min_keys), and *ws the context's split workspace when
 // it is more than one.
@@ -501,9 +519,9 @@ static int choose_splits(int64_t rows, int64_t max_keys, int D, int64_t min_keys
     const int64_t want = ceil_div64(8LL * pn_cuda_ctx_get()->n_sms, rows); // about 8 blocks of 256 threads per SM
     if (ns > want) ns = want;
     if (ns > SPLIT_MAX) ns = SPLIT_MAX;
-    const int64_t fit = (int64_t)(SPLIT_WORKSPACE / sizeof(float)) / (rows * (D + 2));
+    const int64_t fit = (int64_t)((SPLIT_WORKSPACE - SPLIT_ROWS * sizeof(int)) / sizeof(float)) / (rows * (D + 2));
     if (ns > fit) ns = fit;
-    if (ns <= 1) return 1;
+    if (ns <= 1 || rows > SPLIT_ROWS) return 1;
     if (!(*ws = (float *)pn_cuda_ws_try(PN_WS_ATTN_SPLIT, SPLIT_WORKSPACE))) return 1; // no room: unsplit
     return (int)ns;
 }
@@ -519,14 +537,12 @@ static void launch_simple(bf16 *o, const bf16 *qp, const bf16 *kp, const bf16 *v
     const dim3 grid((unsigned)(T * ns), (unsigned)Hq, (unsigned)B);
     const bool vec = D % 8 == 0 && is_aligned16(o) && is_aligned16(qp) && is_aligned16(kp) && is_aligned16(vp) &&
                      (!knew || (is_aligned16(knew) && is_aligned16(vnew)));
+    int *cnt = ns > 1 ? (int *)split_ws : NULL;
+    float *part = ns > 1 ? split_ws + SPLIT_ROWS : NULL; // SPLIT_ROWS ints = as many floats
     (vec ? attn_simple_kernel<true> : attn_simple_kernel<false>)<<<grid, SIMPLE_THREADS, 0, pn_cuda_stream()>>>(
-        o, ns > 1 ? split_ws : NULL, qp, kp, vp, (int)T, (int)Hq, (int)Hkv, (int)D, cap, pos0, window,
-        1.0f / sqrtf((float)D), ns, cu, n_docs, posv, inv_freq, kst, vst, knew, vnew);
+        o, part, qp, kp, vp, (int)T, (int)Hq, (int)Hkv, (int)D, cap, pos0, window, 1.0f / sqrtf((float)D), ns, cu,
+        n_docs, posv, inv_freq, kst, vst, knew, vnew, cnt);
     CUDA_LAUNCH_CHECK();
-    if (ns > 1) {
-        attn_combine_kernel<<<(unsigned)rows, 128, 0, pn_cuda_stream()>>>(o, split_ws, (int)D, ns);
-        CUDA_LAUNCH_CHECK();
-    }
 }
 
 static void check_shape(int64_t B, int64_t T, int64_t Hq, int64_t D) {

@@ -67,6 +67,7 @@ static void *ws_grow(pn_cuda_ws_id id, size_t need, int may_fail) {
         if (may_fail) return NULL;
         pn_panic("out of CUDA memory for the %s workspace (%zu bytes)", ws_names[id], need);
     }
+    CUDA_CHECK(cudaMemsetAsync(p, 0, need, c->stream)); // a new workspace starts zero (attention's split counters)
     c->ws[id] = p;
     c->ws_bytes[id] = need;
     return p;
