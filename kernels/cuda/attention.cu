@@ -117,11 +117,9 @@ __global__ void __launch_bounds__(SIMPLE_THREADS)
     if (inv_freq) {
         const int half = D / 2;
         for (int i = tid; i < half; i += blockDim.x) {
-            float sn, cs;
-            sincosf((float)p * inv_freq[i], &sn, &cs);
-            const float c = round_bf(cs), s = round_bf(sn), x1 = bf2f(q[qoff + i]), x2 = bf2f(q[qoff + i + half]);
-            qs[i] = round_bf(x1 * c - x2 * s);
-            qs[i + half] = round_bf(x2 * c + x1 * s);
+            float x1 = bf2f(q[qoff + i]), x2 = bf2f(q[qoff + i + half]);
+            rope_pair((float)p * inv_freq[i], x1, x2);
+            qs[i] = round_bf(x1), qs[i + half] = round_bf(x2);
         }
     } else {
         for (int d = tid; d < D; d += blockDim.x) qs[d] = bf2f(q[qoff + d]);
@@ -137,12 +135,7 @@ __global__ void __launch_bounds__(SIMPLE_THREADS)
         const int half = D / 2;
         for (int i = tid; i < half; i += blockDim.x) {
             float x1 = bf2f(kn[i]), x2 = bf2f(kn[i + half]);
-            if (inv_freq) {
-                float sn, cs;
-                sincosf((float)p * inv_freq[i], &sn, &cs);
-                const float c = round_bf(cs), s = round_bf(sn), r1 = x1 * c - x2 * s, r2 = x2 * c + x1 * s;
-                x1 = r1, x2 = r2;
-            }
+            if (inv_freq) rope_pair((float)p * inv_freq[i], x1, x2);
             kf[i] = f2bf(x1), kf[i + half] = f2bf(x2);
         }
         __syncthreads();

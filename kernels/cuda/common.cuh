@@ -48,6 +48,17 @@ __device__ __forceinline__ float bf2f(bf16 x) { return __bfloat162float(x); }
 __device__ __forceinline__ bf16 f2bf(float x) { return __float2bfloat16_rn(x); }
 // fp32 rounded to bf16 and back: the value a bf16 tensor would hold.
 __device__ __forceinline__ float round_bf(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
+
+// RoPE of one pair (x1, x2) by angle a (position * inv_freq in fp32), cos and sin rounded to bf16 as HF's
+// caches hold them, the result in fp32 (the caller rounds). The decode kernels (kv_store_at, attention_at
+// and kv_attend_at) all rotate through this one expression, so a key rotated in one of them is bit for bit
+// the key rotated in another.
+__device__ __forceinline__ void rope_pair(float a, float &x1, float &x2) {
+    float sn, cs;
+    sincosf(a, &sn, &cs);
+    const float c = round_bf(cs), s = round_bf(sn), r1 = x1 * c - x2 * s, r2 = x2 * c + x1 * s;
+    x1 = r1, x2 = r2;
+}
 // silu(g) * u of bf16 inputs, silu rounded to bf16 like HF's act_fn output (swiglu, matmul_swiglu)
 __device__ __forceinline__ float swiglu1(float g, float u) { return round_bf(g / (1.0f + expf(-g))) * u; }
 

@@ -115,12 +115,7 @@ __global__ void kv_append_kernel(bf16 *kc, bf16 *vc, const bf16 *k, const bf16 *
         const bf16 *kr = k + row * D, *vr = v + row * D;
         const int64_t at = ((b * cap + p) * H + h) * D;
         float x1 = bf2f(kr[i]), x2 = bf2f(kr[i + half]);
-        if (inv_freq) {
-            float sn, cs;
-            sincosf((float)p * inv_freq[i], &sn, &cs);
-            const float c = round_bf(cs), s = round_bf(sn), r1 = x1 * c - x2 * s, r2 = x2 * c + x1 * s;
-            x1 = r1, x2 = r2;
-        }
+        if (inv_freq) rope_pair((float)p * inv_freq[i], x1, x2);
         kc[at + i] = f2bf(x1);
         kc[at + i + half] = f2bf(x2);
         vc[at + i] = vr[i];
