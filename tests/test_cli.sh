@@ -24,6 +24,37 @@ s1=$($GEN --model "$T/m" --ids 5,6 --max-new-tokens 16 --temperature 1.5 --seed 
 s2=$($GEN --model "$T/m" --ids 5,6 --max-new-tokens 16 --temperature 1.5 --seed 7 --device cpu 2> /dev/null)
 [ "$s1" = "$s2" ] && ok || bad "sampling with a seed not reproducible"
 $GEN --model "$T/m" --ids 1,2,3 --max-new-tokens 0 --dump-logits "$T/l.safetensors" --device cpu > /dev/null 2>&1 && ok || bad "dump-logits run"
+# Chunked prefill (--prefill-chunk): each chunk continues the decode state of the ones before, on a hybrid
+# whose layers keep every kind of state (a KV cache, a sliding window shorter than the prompt, recurrent and
+# convolution states): the same logits at every prompt position (fp32: up to summation order, 1e-4) and the same
+# generated ids as the whole prompt at once, for chunks of 1, 5 and 64 (longer than the prompt).
+$MK --out "$T/hy" --layer-types swa,gdn,attn,jet --sliding-window 6 --seed 2 --init-std 0.3 > /dev/null || bad "mkckpt hybrid"
+ids=$(seq -s, 3 3 66) # 22 tokens
+for c in 0 1 5 64; do
+  $GEN --model "$T/hy" --ids "$ids" --max-new-tokens 6 --prefill-chunk $c --dump-logits "$T/pc$c.st" --print-ids \
+    --device cpu > "$T/pc$c.ids" 2> "$T/pc$c.err" || bad "--prefill-chunk $c: $(tail -1 "$T/pc$c.err")"
+done
+python3 - "$T" << 'EOF' && ok || bad "chunked prefill differs from the whole prompt at once"
+import array, json, struct, sys
+T = sys.argv[1]
+def logits(path):
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    lo, hi = h["logits"]["data_offsets"]
+    a = array.array("f")
+    a.frombytes(b[8 + n + lo:8 + n + hi])
+    assert h["logits"]["shape"] == [22, 257], h
+    return a
+ref, ids = logits(T + "/pc0.st"), open(T + "/pc0.ids").read()
+for c in (1, 5, 64):
+    got = logits("%s/pc%d.st" % (T, c))
+    worst = max(abs(x - y) / max(1.0, abs(y)) for x, y in zip(got, ref))
+    assert worst <= 1e-4, (c, worst)  # one-token steps run the recurrent form, chunks the chunked one
+    assert open("%s/pc%d.ids" % (T, c)).read() == ids, c
+EOF
+expect_error "--prefill-chunk" $GEN --model "$T/m" --ids 1,2 --prefill-chunk -1 --device cpu
+
 # ids [3] I32 + logits [3, 257] F32 = 12 + 3084 data bytes after the header.
 size=$(stat -c %s "$T/l.safetensors" 2> /dev/null || echo 0)
 hl=$(od -An -tu8 -N8 "$T/l.safetensors" 2> /dev/null | tr -d ' ')

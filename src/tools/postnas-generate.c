@@ -20,12 +20,14 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: postnas-generate --model DIR (--prompt TEXT | --ids 1,2,3) [--max-new-tokens N]\n"
                "         [--temperature T --seed S] [--dump-logits FILE] [--device auto|cpu|cuda] [--print-ids]\n"
-               "         [--no-special-tokens] [--threads N]\n"
+               "         [--no-special-tokens] [--threads N] [--prefill-chunk N]\n"
                "The prompt is tokenized with the model folder's tokenizer (tokenizer.json, or vocab.json +\n"
                "merges.txt) as Hugging Face's encode does by default: the post-processor's special tokens (a BOS\n"
                "for Llama 3) are added unless --no-special-tokens. The output is decoded text, or ids with\n"
                "--print-ids or when there is no usable tokenizer (--ids runs without one). --threads: CPU threads\n"
-               "(default: OMP_NUM_THREADS, else the cores this process may use).\n");
+               "(default: OMP_NUM_THREADS, else the cores this process may use). --prefill-chunk: the prompt\n"
+               "runs through the model N tokens at a time, each chunk continuing the decode state of the ones\n"
+               "before (default 1024; 0: the whole prompt at once): activations for N tokens, not the prompt.\n");
 }
 
 // "1,2,3": decimal token ids, each in [0, INT32_MAX], separated by single commas (no blanks, signs or
@@ -83,7 +85,7 @@ static int dump_logits(const char *path, const float *logits, const int32_t *ids
 // The command line, parsed and checked (numbers strictly, in range) before anything is opened.
 typedef struct gen_args {
     const char *model_dir, *prompt, *ids_s, *dump, *device_s;
-    int max_new, print_ids, help, no_special, threads;
+    int max_new, print_ids, help, no_special, threads, chunk;
     uint64_t seed;
     float temperature;
     pn_device dev;
@@ -100,9 +102,9 @@ static int parse_args(int argc, char **argv, gen_args *a) {
                                          {"temperature", 1, 0, 't'}, {"seed", 1, 0, 's'},
                                          {"dump-logits", 1, 0, 'd'}, {"device", 1, 0, 'D'},
                                          {"print-ids", 0, 0, 'I'},   {"no-special-tokens", 0, 0, 'S'},
-                                         {"threads", 1, 0, 'T'},
+                                         {"threads", 1, 0, 'T'},     {"prefill-chunk", 1, 0, 'C'},
                                          {"help", 0, 0, 'Z'},        {0, 0, 0, 0}};
-    *a = (gen_args){.device_s = "auto", .max_new = 32};
+    *a = (gen_args){.device_s = "auto", .max_new = 32, .chunk = 1024};
     int opt;
     optind = 0; // full re-initialisation of getopt (glibc)
     opterr = 0; // report bad options through the one error line instead of getopt's own
@@ -128,6 +130,9 @@ static int parse_args(int argc, char **argv, gen_args *a) {
         case 'S': a->no_special = 1; break;
         case 'T':
             if (pn_parse_int("--threads", optarg, 1, PN_CPU_MAX_THREADS, &a->threads)) return -1;
+            break;
+        case 'C':
+            if (pn_parse_int("--prefill-chunk", optarg, 0, INT32_MAX, &a->chunk)) return -1;
             break;
         case 'Z': a->help = 1; return 0;
         default:
@@ -226,7 +231,8 @@ static int run(int argc, char **argv) {
     const int cap = T + max_new;
     pn_kvcache kc = {0};
     float *logits = NULL;
-    if (pn_model_plan(&m, 1, T, dump != NULL) || pn_kvcache_init(&kc, &m, 1, cap)) goto fail;
+    const int chunk = a.chunk > 0 && a.chunk < T ? a.chunk : T; // tokens per prefill forward
+    if (pn_model_plan(&m, 1, chunk, dump != NULL) || pn_kvcache_init(&kc, &m, 1, cap)) goto fail;
     if (cap > c->max_pos) // after the cache exists: a run that cannot start says only why
         pn_warn("%d tokens exceed max_position_embeddings %d of %s", cap, c->max_pos, model_dir);
     const int V = c->vocab;
@@ -235,10 +241,19 @@ static int run(int argc, char **argv) {
     const pn_backend *be = pn_backend_get(dev);
 
     t0 = pn_now();
-    if (pn_model_forward(&m, &kc, ids, 1, T)) goto fail2;
+    for (int t = 0; t < T; t += chunk) { // each chunk continues the decode state the ones before left
+        const int n = T - t < chunk ? T - t : chunk;
+        if (pn_model_forward(&m, &kc, ids + t, 1, n)) goto fail2;
+        if (dump) { // every position's logits
+            pn_tensor lg = pn_rows(&m.logits, 0, n);
+            pn_op_to_host_f32(logits + (size_t)t * (size_t)V, &lg);
+        }
+    }
     const int last_row = dump ? T - 1 : 0;
-    pn_tensor lg = pn_rows(&m.logits, 0, dump ? T : 1);
-    pn_op_to_host_f32(logits, &lg);
+    if (!dump) { // the last position's
+        pn_tensor lg = pn_rows(&m.logits, 0, 1);
+        pn_op_to_host_f32(logits, &lg);
+    }
     be->sync();
     const double t_prefill = pn_now() - t0;
     if (dump && dump_logits(dump, logits, ids, T, V)) goto fail2;
