@@ -42,6 +42,7 @@ typedef struct pn_backend {
     void (*memcpy_d2h)(void *dst, const void *src, size_t bytes);
     void (*memset0)(void *dst, size_t bytes);
     void (*sync)(void);
+    size_t (*mem_avail)(void); // bytes that can still be allocated (CPU: MemAvailable; CUDA: the device's free)
     // Graphs (NULL where the backend has none): capture_begin records the backend's work instead of running
     // it (0, or -1 with the error set); capture_end returns the replayable graph (NULL with the error set);
     // graph_launch replays it (queued like an op); graph_free releases it.

@@ -55,6 +55,37 @@ for c in (1, 5, 64):
 EOF
 expect_error "--prefill-chunk" $GEN --model "$T/m" --ids 1,2 --prefill-chunk -1 --device cpu
 
+# postnas-bench: chunked prefill of random prompts, batched decode, the decode state per block type (the
+# blocks' formulas: a full cache grows with the context, a window's and a linear block's do not) and the
+# bandwidth floor.
+BENCH=$B/postnas-bench
+for ctx in 40 300; do
+  $BENCH --model "$T/hy" --context $ctx --prefill-chunk 16 --batch 3 --new-tokens 5 --device cpu > "$T/bench$ctx" \
+    2> "$T/bench.err" || bad "postnas-bench --context $ctx: $(tail -1 "$T/bench.err")"
+done
+python3 - "$T/bench40" "$T/bench300" << 'EOF' && ok || bad "postnas-bench's report (see above)"
+import re, sys
+def report(p):
+    t = open(p).read()
+    assert re.search(r"^prefill: 3 x \d+ tokens in [\d.]+ s = [\d.]+ tok/s$", t, re.M), t
+    assert re.search(r"^decode: 3 x 5 tokens in [\d.]+ s = [\d.]+ tok/s", t, re.M), t
+    assert re.search(r"^bandwidth floor: .* per step .* reached \d+%$", t, re.M), t
+    unit = {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9}
+    st = {m[0]: float(m[2]) * unit[m[3]] for m in re.findall(r"tokens: (\w+) +(\d+) layers ([\d.]+) (\w+)", t)}
+    st = {k: float(v) for k, v in st.items()}
+    layers = dict(re.findall(r"tokens: (\w+) +(\d+) layers", t))
+    assert sorted(layers) == ["attn", "gdn", "jet", "swa"] and set(layers.values()) == {"1"}, layers
+    return st
+a, b = report(sys.argv[1]), report(sys.argv[2])
+assert b["attn"] > 5 * a["attn"], (a, b)  # 305 vs 45 positions
+for k in ("swa", "gdn", "jet"):  # a window of 6 and recurrent states: the same at both lengths
+    assert abs(b[k] - a[k]) <= 0.01 * a[k], (k, a, b)
+EOF
+expect_error "--batch" $BENCH --model "$T/hy" --batch 0 --device cpu
+expect_error "--context" $BENCH --model "$T/hy" --context x --device cpu
+expect_error "--model" $BENCH --context 8
+expect_error "nosuch" $BENCH --model "$T/nosuch" --context 8 --device cpu
+
 # ids [3] I32 + logits [3, 257] F32 = 12 + 3084 data bytes after the header.
 size=$(stat -c %s "$T/l.safetensors" 2> /dev/null || echo 0)
 hl=$(od -An -tu8 -N8 "$T/l.safetensors" 2> /dev/null | tr -d ' ')

@@ -1,7 +1,9 @@
 // The CPU backend table: host memory and the fp32 reference ops.
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../../src/pn_common.h"
 #include "cpu.h"
@@ -19,6 +21,19 @@ static void cpu_free(void *p) { free(p); }
 static void cpu_copy(void *dst, const void *src, size_t n) { memcpy(dst, src, n); }
 static void cpu_memset0(void *dst, size_t n) { memset(dst, 0, n); }
 static void cpu_sync(void) {}
+
+// The kernel's estimate of what can be allocated without swapping (MemAvailable), else free pages.
+static size_t cpu_mem_avail(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    unsigned long long kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
+    if (f) fclose(f);
+    if (kb) return (size_t)kb * 1024;
+    const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? (size_t)pages * (size_t)page : 0;
+}
 
 void pn_cpu_to_host_f32(float *dst, const pn_tensor *src) {
     int64_t n = pn_numel(src);
@@ -63,6 +78,7 @@ const pn_backend pn_cpu_backend = {
     .memcpy_d2h = cpu_copy,
     .memset0 = cpu_memset0,
     .sync = cpu_sync,
+    .mem_avail = cpu_mem_avail,
     // no graphs, devices or device collectives (capture_begin ... comm_free NULL); the ops follow in order
     .comm_free = NULL,
     PN_OPS(PN_OP_ENTRY_CPU) // by name: a missing pn_cpu_<op> does not link

@@ -108,6 +108,12 @@ static void cuda_memset0(void *dst, size_t bytes) {
 
 static void cuda_sync(void) { CUDA_CHECK(cudaDeviceSynchronize()); }
 
+static size_t cuda_mem_avail(void) {
+    size_t free_b = 0, total = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total));
+    return free_b;
+}
+
 // ----------------------------------------------------------------------------------------------------
 // conversions
 
@@ -244,6 +250,7 @@ extern "C" const pn_backend pn_cuda_backend = {
     cuda_memcpy_d2h,
     cuda_memset0,
     cuda_sync,
+    cuda_mem_avail,
     cuda_capture_begin,
     cuda_capture_end,
     cuda_graph_launch,
