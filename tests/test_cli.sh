@@ -81,6 +81,14 @@ assert b["attn"] > 5 * a["attn"], (a, b)  # 305 vs 45 positions
 for k in ("swa", "gdn", "jet"):  # a window of 6 and recurrent states: the same at both lengths
     assert abs(b[k] - a[k]) <= 0.01 * a[k], (k, a, b)
 EOF
+# the hardware-aware grid (scripts/hw-grid.sh): one table row per (d_k, d_v, heads), each a measured checkpoint
+bash "$(dirname "$0")/../scripts/hw-grid.sh" --build "$B" --preset tiny --layer-types swa,jet,attn,jet \
+  --sliding-window 6 --grid "16,32,4 8,64,4 32,64,1" --context 32 --batch 2 --new-tokens 3 --prefill-chunk 16 \
+  --device cpu --out "$T/grid.md" 2> "$T/grid.err" || bad "hw-grid.sh: $(tail -1 "$T/grid.err")"
+[ "$(grep -c '^| ([0-9]*, [0-9]*, [0-9]*) | [0-9.]* | [0-9.]* | [0-9.]* [KMG]*B | [0-9.]* M | [0-9]*% |$' "$T/grid.md")" = 3 ] &&
+  grep -q '^| (8, 64, 4) |' "$T/grid.md" && ok || bad "hw-grid.sh's table: $(cat "$T/grid.md")"
+bash "$(dirname "$0")/../scripts/hw-grid.sh" --build "$B" --grid "16,32" --device cpu > /dev/null 2> "$T/grid.err"
+[ $? = 1 ] && grep -q "is not dk,dv,heads" "$T/grid.err" && ok || bad "hw-grid.sh with a bad grid: $(cat "$T/grid.err")"
 expect_error "--batch" $BENCH --model "$T/hy" --batch 0 --device cpu
 expect_error "--context" $BENCH --model "$T/hy" --context x --device cpu
 expect_error "--model" $BENCH --context 8

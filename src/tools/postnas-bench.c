@@ -16,6 +16,7 @@
 #include "../../kernels/cpu/threads.h"
 #include "../pn_common.h"
 #include "../pn_model.h"
+#include "../pn_param.h"
 #include "../pn_rng.h"
 
 static void usage(FILE *f) {
@@ -206,6 +207,9 @@ static int run(int argc, char **argv) {
     const double bytes = weights + (double)B * step_state, bw = copy_bandwidth(dev);
     const double step = t_decode / a.new_tokens, floor_s = bw > 0 ? bytes / bw : 0;
     char h1[32], h2[32], h3[32], h4[32];
+    int64_t nparams = 0; // tied embeddings are listed once
+    for (int i = 0; i < m.nparams; i++) nparams += pn_param_numel(&m.param_list[i]);
+    printf("parameters: %lld\n", (long long)nparams);
     printf("prefill: %d x %d tokens in %.2f s = %.1f tok/s\n", B, ctx, t_prefill, (double)B * ctx / t_prefill);
     printf("decode: %d x %d tokens in %.3f s = %.1f tok/s (%.3f ms per step)\n", B, a.new_tokens, t_decode,
            (double)B * a.new_tokens / t_decode, 1e3 * step);
