@@ -73,20 +73,33 @@ void pn_op_rmsnorm(pn_tensor *out, const pn_tensor *x, const pn_tensor *weight, 
     be_of("rmsnorm", out)->rmsnorm(out, x, weight, eps);
 }
 
-void pn_op_matmul(pn_tensor *out, const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias) {
-    same_device("matmul", out, x);
-    same_device("matmul", out, w);
-    same_device("matmul", out, bias);
-    want_act("matmul", out);
-    want_act("matmul", x);
-    want_act("matmul", w);
+// out [N, O] = x [N, I] w [O, I]^T (+ bias [O]): matmul's and matmul_multi's checks.
+static void matmul_check(const char *op, const pn_tensor *out, const pn_tensor *x, const pn_tensor *w,
+                         const pn_tensor *bias) {
+    same_device(op, out, x);
+    same_device(op, out, w);
+    same_device(op, out, bias);
+    want_act(op, out);
+    want_act(op, x);
+    want_act(op, w);
     if (out->ndim != 2 || x->ndim != 2 || w->ndim != 2 || out->shape[0] != x->shape[0] ||
         x->shape[1] != w->shape[1] || out->shape[1] != w->shape[0] ||
         (bias && (bias->ndim != 1 || bias->shape[0] != w->shape[0]))) {
         char a[96], b[96], c[96];
-        pn_panic("matmul: out %s = x %s * w %s^T", pn_shape_str(out, a, 96), pn_shape_str(x, b, 96),
+        pn_panic("%s: out %s = x %s * w %s^T", op, pn_shape_str(out, a, 96), pn_shape_str(x, b, 96),
                  pn_shape_str(w, c, 96));
     }
+}
+
+// PN_NO_FUSED=1 (read once): the decode fusions run as the ops they fuse, for comparisons.
+int pn_ops_unfused(void) {
+    static int v = -1;
+    if (v < 0) v = getenv("PN_NO_FUSED") != NULL;
+    return v;
+}
+
+void pn_op_matmul(pn_tensor *out, const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias) {
+    matmul_check("matmul", out, x, w, bias);
     be_of("matmul", out)->matmul(out, x, w, bias);
 }
 
@@ -111,28 +124,11 @@ void pn_op_matmul_swiglu(pn_tensor *out, const pn_tensor *x, const pn_tensor *w_
 void pn_op_matmul_multi(int n, pn_tensor *const *out, const pn_tensor *x, const pn_tensor *const *w,
                         const pn_tensor *const *bias) {
     PN_ASSERT(n >= 1 && n <= PN_MATMUL_MULTI);
-    want_act("matmul_multi", x);
-    for (int i = 0; i < n; i++) {
-        const pn_tensor *b = bias ? bias[i] : NULL;
-        same_device("matmul_multi", out[i], x);
-        same_device("matmul_multi", out[i], w[i]);
-        same_device("matmul_multi", out[i], b);
-        want_act("matmul_multi", out[i]);
-        want_act("matmul_multi", w[i]);
-        if (out[i]->ndim != 2 || x->ndim != 2 || w[i]->ndim != 2 || out[i]->shape[0] != x->shape[0] ||
-            x->shape[1] != w[i]->shape[1] || out[i]->shape[1] != w[i]->shape[0] ||
-            (b && (b->ndim != 1 || b->shape[0] != w[i]->shape[0]))) {
-            char a[96], c[96], d[96];
-            pn_panic("matmul_multi: out[%d] %s = x %s * w[%d] %s^T", i, pn_shape_str(out[i], a, 96),
-                     pn_shape_str(x, c, 96), i, pn_shape_str(w[i], d, 96));
-        }
-    }
-    static int split = -1; // PN_NO_FUSED=1: n matmuls (n launches), for comparisons
-    if (split < 0) split = getenv("PN_NO_FUSED") != NULL;
-    if (split) {
+    if (pn_ops_unfused()) { // n matmuls (n launches)
         for (int i = 0; i < n; i++) pn_op_matmul(out[i], x, w[i], bias ? bias[i] : NULL);
         return;
     }
+    for (int i = 0; i < n; i++) matmul_check("matmul_multi", out[i], x, w[i], bias ? bias[i] : NULL);
     be_of("matmul_multi", x)->matmul_multi(n, out, x, w, bias);
 }
 
@@ -237,21 +233,26 @@ static void freq_check(const char *op, const pn_tensor *inv_freq, const pn_tenso
     PN_ASSERT(pn_numel(inv_freq) == x->shape[x->ndim - 1] / 2);
 }
 
-void pn_op_kv_store_at(pn_tensor *kcache, pn_tensor *vcache, const pn_tensor *k, const pn_tensor *v,
-                       const pn_tensor *inv_freq, const pn_tensor *pos) {
-    same_device("kv_store_at", kcache, k);
-    same_device("kv_store_at", kcache, vcache);
-    same_device("kv_store_at", kcache, v);
-    want_act("kv_store_at", kcache);
-    want_act("kv_store_at", vcache);
-    want_act("kv_store_at", k);
-    want_act("kv_store_at", v);
-    same_shape("kv_store_at", kcache, vcache);
-    same_shape("kv_store_at", k, v);
+static void kv_store_at_check(const char *op, const pn_tensor *kcache, const pn_tensor *vcache, const pn_tensor *k,
+                              const pn_tensor *v, const pn_tensor *inv_freq, const pn_tensor *pos) {
+    same_device(op, kcache, k);
+    same_device(op, kcache, vcache);
+    same_device(op, kcache, v);
+    want_act(op, kcache);
+    want_act(op, vcache);
+    want_act(op, k);
+    want_act(op, v);
+    same_shape(op, kcache, vcache);
+    same_shape(op, k, v);
     PN_ASSERT(kcache->ndim == 4 && k->ndim == 4 && kcache->shape[0] == k->shape[0]);
     PN_ASSERT(kcache->shape[2] == k->shape[2] && kcache->shape[3] == k->shape[3] && k->shape[1] <= kcache->shape[1]);
-    freq_check("kv_store_at", inv_freq, k);
-    pos_check("kv_store_at", pos, k);
+    freq_check(op, inv_freq, k);
+    pos_check(op, pos, k);
+}
+
+void pn_op_kv_store_at(pn_tensor *kcache, pn_tensor *vcache, const pn_tensor *k, const pn_tensor *v,
+                       const pn_tensor *inv_freq, const pn_tensor *pos) {
+    kv_store_at_check("kv_store_at", kcache, vcache, k, v, inv_freq, pos);
     be_of("kv_store_at", kcache)->kv_store_at(kcache, vcache, k, v, inv_freq, pos);
 }
 
@@ -265,21 +266,13 @@ void pn_op_attention_at(pn_tensor *out, const pn_tensor *q, const pn_tensor *kca
 
 void pn_op_kv_attend_at(pn_tensor *out, const pn_tensor *q, pn_tensor *kcache, pn_tensor *vcache, const pn_tensor *k,
                         const pn_tensor *v, const pn_tensor *inv_freq, const pn_tensor *pos, int window) {
-    static int split = -1; // PN_NO_FUSED=1: the two ops (two launches), for comparisons
-    if (split < 0) split = getenv("PN_NO_FUSED") != NULL;
-    if (split) {
+    if (pn_ops_unfused()) { // the two ops (two launches)
         pn_op_kv_store_at(kcache, vcache, k, v, inv_freq, pos);
         pn_op_attention_at(out, q, kcache, vcache, inv_freq, pos, window);
         return;
     }
-    same_device("kv_attend_at", kcache, k);
-    same_device("kv_attend_at", kcache, vcache);
-    same_device("kv_attend_at", kcache, v);
-    want_act("kv_attend_at", k);
-    want_act("kv_attend_at", v);
-    same_shape("kv_attend_at", k, v);
-    PN_ASSERT(k->ndim == 4 && kcache->ndim == 4 && kcache->shape[0] == k->shape[0] && k->shape[1] == q->shape[1]);
-    PN_ASSERT(kcache->shape[2] == k->shape[2] && kcache->shape[3] == k->shape[3] && k->shape[1] <= kcache->shape[1]);
+    kv_store_at_check("kv_attend_at", kcache, vcache, k, v, inv_freq, pos);
+    PN_ASSERT(k->shape[1] == q->shape[1]);
     attention_check("kv_attend_at", out, q, kcache, vcache, 0, window);
     freq_check("kv_attend_at", inv_freq, q);
     pos_check("kv_attend_at", pos, q);

@@ -123,6 +123,9 @@ int pn_cuda_available(void);
 // The activation/parameter dtype a device computes in.
 pn_dtype pn_device_dtype(pn_device dev);
 
+// 1 when PN_NO_FUSED is set: the decode fusions (matmul_multi, kv_attend_at, the model's matmul_swiglu)
+// run as the ops they fuse, for comparisons.
+int pn_ops_unfused(void);
 // Checked wrappers (shape or dtype mismatches are programmer errors: they panic with the op's name).
 void pn_op_embedding(pn_tensor *out, const pn_tensor *ids, const pn_tensor *table);
 void pn_op_rmsnorm(pn_tensor *out, const pn_tensor *x, const pn_tensor *weight, float eps);

@@ -459,9 +459,7 @@ int pn_layer_forward(const pn_model *m, int l, const pn_tensor *x, pn_tensor *ou
     if (b->xmid.data != x->data) pn_op_copy(&b->xmid, x);
     // MLP: out = x_mid + down(silu(gate(n2)) * up(n2)); the residual add and the MLP's norm in one pass
     pn_op_add_rmsnorm(&b->xmid, &b->y, &b->xn2, &L->post_norm, c->rms_eps);
-    static int fuse = -1; // PN_NO_FUSED=1: the three ops, for comparisons
-    if (fuse < 0) fuse = getenv("PN_NO_FUSED") == NULL;
-    if (fuse && state && b->xn2.shape[0] <= 4) { // a decoding step: gate, up and their product in one launch
+    if (!pn_ops_unfused() && state && b->xn2.shape[0] <= 4) { // decoding: gate, up, product in one launch
         pn_op_matmul_swiglu(&b->h, &b->xn2, &L->gate_w, &L->up_w);
     } else { // training keeps gate and up for the backward
         pn_op_matmul(&b->gate, &b->xn2, &L->gate_w, NULL);
