@@ -98,6 +98,8 @@ __global__ void __launch_bounds__(SIMPLE_THREADS)
                        const bf16 *knew, const bf16 *vnew, int *cnt) {
     __shared__ float qs[256];
     __shared__ __align__(16) bf16 kf[256]; // kv_attend_at: the new key, rotated
+    pdl_trigger();
+    pdl_wait();
     __shared__ float ps[SIMPLE_THREADS];
     __shared__ float comb[2048]; // G * D <= 2048 partial outputs (see the P V layout below)
     __shared__ float red[32];
@@ -532,10 +534,9 @@ static void launch_simple(bf16 *o, const bf16 *qp, const bf16 *kp, const bf16 *v
                      (!knew || (is_aligned16(knew) && is_aligned16(vnew)));
     int *cnt = ns > 1 ? (int *)split_ws : NULL;
     float *part = ns > 1 ? split_ws + SPLIT_ROWS : NULL; // SPLIT_ROWS ints = as many floats
-    (vec ? attn_simple_kernel<true> : attn_simple_kernel<false>)<<<grid, SIMPLE_THREADS, 0, pn_cuda_stream()>>>(
-        o, part, qp, kp, vp, (int)T, (int)Hq, (int)Hkv, (int)D, cap, pos0, window, 1.0f / sqrtf((float)D), ns, cu,
-        n_docs, posv, inv_freq, kst, vst, knew, vnew, cnt);
-    CUDA_LAUNCH_CHECK();
+    pn_launch(vec ? attn_simple_kernel<true> : attn_simple_kernel<false>, grid, SIMPLE_THREADS, 0, o, part, qp, kp, vp,
+              (int)T, (int)Hq, (int)Hkv, (int)D, cap, pos0, window, 1.0f / sqrtf((float)D), ns, cu, n_docs, posv,
+              inv_freq, kst, vst, knew, vnew, cnt);
 }
 
 static void check_shape(int64_t B, int64_t T, int64_t Hq, int64_t D) {

@@ -36,6 +36,9 @@ pn_cuda_ctx *pn_cuda_ctx_init(void) {
     pn_cuda_ctx *c = (pn_cuda_ctx *)pn_calloc(1, sizeof *c);
     CUDA_CHECK(cudaGetDevice(&c->device));
     CUDA_CHECK(cudaDeviceGetAttribute(&c->n_sms, cudaDevAttrMultiProcessorCount, c->device));
+    int major = 0;
+    CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->device));
+    c->pdl = major >= 9 && !getenv("PN_NO_PDL"); // PN_NO_PDL=1: every kernel waits for the last (comparisons)
     // Blocking streams (not cudaStreamNonBlocking): a synchronous copy on the legacy stream still waits for
     // them, which the host <-> device conversions rely on.
     CUDA_CHECK(cudaStreamCreate(&c->stream));

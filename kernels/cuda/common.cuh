@@ -120,6 +120,7 @@ typedef struct pn_cuda_ctx {
     void *cudnn;         // cudnnHandle_t (attention_cudnn.cu makes it on first use and sets its stream)
     int cudnn_state;     // 0 not tried, 1 ready, -1 unavailable
     int n_sms;
+    int pdl;             // programmatic dependent launch (pn_launch): sm_90 and later, unless PN_NO_PDL is set
     void *ws[PN_WS_N];
     size_t ws_bytes[PN_WS_N];
 } pn_cuda_ctx;
@@ -145,6 +146,42 @@ int pn_cuda_lt_heuristic(cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t a, cubl
                          cublasLtMatrixLayout_t c, uint32_t al_a, uint32_t al_b, uint32_t al_c,
                          cublasLtMatmulAlgo_t *algo);
 uint32_t pn_cuda_ptr_align(const void *p); // largest power of two <= 256 dividing the address
+
+// ----------------------------------------------------------------------------------------------------
+// Programmatic dependent launch (Hopper and later). A decode step is a chain of ~200 small kernels, each
+// mostly latency: launching the next one only when the last block of the previous has retired leaves the
+// GPU idle at every boundary. A kernel launched with pn_launch may instead be scheduled while the kernel
+// before it on the stream is still running; until it calls pdl_wait() it must neither read anything an
+// earlier kernel of the stream writes nor write anything one reads — it may only read what is constant
+// while the stream runs (weights: the GEMVs load theirs before the wait, which is the point). pdl_wait()
+// returns once the previous kernel has finished and its writes are visible; as that kernel waited for its
+// own predecessor, every earlier kernel is finished too. pdl_trigger() lets the next kernel be scheduled;
+// called at the start, it is scheduled as soon as every block of this one is running. Both are no-ops in a
+// kernel launched without the attribute (and before sm_90), so a kernel that calls them may be launched
+// either way; a kernel that does not call pdl_wait() must be launched with <<<>>>.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// kernel<<<grid, block, smem, compute stream>>>(args...), with the programmatic-serialization attribute
+// when the context allows it (see above: the kernel must call pdl_wait()).
+template <typename... KArgs, typename... Args>
+static inline void pn_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, Args... args) {
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = pn_cuda_stream();
+    cfg.attrs = at, cfg.numAttrs = pn_cuda_ctx_get()->pdl ? 1 : 0;
+    CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, ((KArgs)args)...));
+}
 
 // ----------------------------------------------------------------------------------------------------
 // The backend's ops (pn_cuda_<name>, in kernels/ops_list.h): the entries of pn_cuda_backend, implemented in

@@ -45,6 +45,8 @@ __device__ __forceinline__ float conv_z(const bf16 *x, const bf16 *w, const bf16
 
 __global__ void conv_fwd_kernel(bf16 *y, const bf16 *x, const bf16 *w, const bf16 *bias, const bf16 *kdyn,
                                 const int32_t *cu, int nseq, int64_t NT, int64_t T, int64_t C, int W, int act) {
+    pdl_trigger();
+    pdl_wait();
     const int64_t total = NT * C, stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
         const int64_t n = idx / C, c = idx % C;
@@ -147,7 +149,7 @@ void pn_cuda_conv1d(pn_tensor *y, const pn_tensor *x, const pn_tensor *w, const 
     if (NT * C == 0) return;
     const int W = conv_width(x, w, kdyn);
     PN_ASSERT(W >= 1 && W <= 64);
-    conv_fwd_kernel<<<grid_1d(NT * C, 256), 256, 0, pn_cuda_stream()>>>(
+    pn_launch(conv_fwd_kernel, grid_1d(NT * C, 256), 256, 0,
         (bf16 *)y->data, (const bf16 *)x->data, w ? (const bf16 *)w->data : NULL, bias ? (const bf16 *)bias->data : NULL,
         kdyn ? (const bf16 *)kdyn->data : NULL, cu_seqlens ? (const int32_t *)cu_seqlens->data : NULL,
         cu_seqlens ? (int)(pn_numel(cu_seqlens) - 1) : 0, NT, T, C, W, act_silu);

@@ -17,6 +17,8 @@
 // out[n, :] = table[ids[n], :]; one block per row (grid-stride), C8 = C / 8 vectors when vec.
 template <bool VEC>
 __global__ void embedding_kernel(bf16 *out, const int32_t *ids, const bf16 *table, int64_t N, int64_t C) {
+    pdl_trigger();
+    pdl_wait();
     for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
         const int64_t id = ids[n];
         const bf16 *src = table + id * C;
@@ -133,9 +135,9 @@ void pn_cuda_embedding(pn_tensor *out, const pn_tensor *ids, const pn_tensor *ta
     const bf16 *tab = (const bf16 *)table->data;
     const int32_t *id = (const int32_t *)ids->data;
     if (C % 8 == 0 && is_aligned16(o) && is_aligned16(tab))
-        embedding_kernel<true><<<grid_1d(N, 1), 128, 0, pn_cuda_stream()>>>(o, id, tab, N, C);
+        pn_launch(embedding_kernel<true>, grid_1d(N, 1), 128, 0, o, id, tab, N, C);
     else
-        embedding_kernel<false><<<grid_1d(N, 1), 128, 0, pn_cuda_stream()>>>(o, id, tab, N, C);
+        pn_launch(embedding_kernel<false>, grid_1d(N, 1), 128, 0, o, id, tab, N, C);
     CUDA_LAUNCH_CHECK();
 }
 

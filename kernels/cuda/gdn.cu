@@ -22,7 +22,7 @@
 //   pn_gdn_check and to build the chunk table of gdn_prep_kernel (fla does the same host round trip).
 // - Shared memory at K = 256 is ~162 KB (prep) and ~161 KB (chunk): fits H100 (227 KB) and A100 (163 KB).
 // - The workspace (one device buffer of the backend context, grown on demand, never shrunk).
-// - GDN_LAUNCH is <<<>>> on CUDA; under PN_GDN_HOST_CHECK the file is compiled as plain C++ by a host
+// - GDN_LAUNCH is <<<>>> on CUDA (GDN_LAUNCH_PDL, for the decode step, pn_launch); under PN_GDN_HOST_CHECK the file is compiled as plain C++ by a host
 //   harness (not in the tree) that runs every block with real threads (a barrier for __syncthreads) and
 //   NaN-filled shared memory; that is how kernels and launchers were first checked against the CPU code.
 #include <math.h>
@@ -32,6 +32,7 @@
 #ifndef PN_GDN_HOST_CHECK
 #include "common.cuh"
 #define GDN_LAUNCH(kern, grid, block, smem, ...) kern<<<(grid), (block), (smem), pn_cuda_stream()>>>(__VA_ARGS__)
+#define GDN_LAUNCH_PDL(kern, grid, block, smem, ...) pn_launch(kern, (grid), (block), (smem), __VA_ARGS__)
 #endif
 #include "gdn_cuda.h"
 #include "gdn_tile.cuh"
@@ -343,6 +344,8 @@ __global__ void __launch_bounds__(GDN_THREADS)
 __global__ void __launch_bounds__(GDN_STEP_THREADS)
     gdn_step_kernel(bf16 *o, float *S, const bf16 *q, const bf16 *k, const bf16 *v, const float *g,
                     const float *beta, int H, int K, int V, float scale, int l2norm) {
+    pdl_trigger();
+    pdl_wait();
     __shared__ float qn[PN_GDN_MAX_K], kn[PN_GDN_MAX_K], rn[2];
     const int h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x;
     const int64_t bh = (int64_t)b * H + h;
@@ -528,7 +531,7 @@ extern "C" int pn_cuda_gdn_step(const pn_gdn_cfg *cfg, void *o, float *S, const 
     int32_t *hcu;
     if (pn_cuda_gdn_check_cfg(cfg, &hcu)) return -1;
     const int H = (int)cfg->H, K = (int)cfg->K, V = (int)cfg->V, B = (int)cfg->B;
-    GDN_LAUNCH(gdn_step_kernel, dim3((unsigned)ceil_div64(V, GDN_STEP_THREADS), (unsigned)H, (unsigned)B),
+    GDN_LAUNCH_PDL(gdn_step_kernel, dim3((unsigned)ceil_div64(V, GDN_STEP_THREADS), (unsigned)H, (unsigned)B),
                GDN_STEP_THREADS, 0, (bf16 *)o, S, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, g, beta, H, K, V,
                (float)pn_gdn_scale(cfg), cfg->qk_l2norm ? 1 : 0);
     CUDA_LAUNCH_CHECK();

@@ -11,6 +11,8 @@ __device__ __forceinline__ float sigmoidf_(float z) { return 1.0f / (1.0f + expf
 __device__ __forceinline__ float softplusf_(float z) { return z > 20.0f ? z : log1pf(expf(z)); }
 
 __global__ void silu_kernel(bf16 *y, const bf16 *x, int64_t n) {
+    pdl_trigger();
+    pdl_wait();
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
         const float z = bf2f(x[i]);
@@ -29,6 +31,8 @@ __global__ void silu_bwd_kernel(bf16 *dx, const bf16 *dy, const bf16 *x, int64_t
 // grid (row blocks, H): rows n = blockIdx.x * 256 + tid, strided, of head h.
 __global__ void lin_gates_kernel(float *g, float *beta, const bf16 *za, const bf16 *zb, const bf16 *A_log,
                                  const bf16 *dt_bias, int64_t N, int H) {
+    pdl_trigger();
+    pdl_wait();
     const int h = blockIdx.y;
     const float e = za ? expf(bf2f(A_log[h])) : 0.0f, dt = za ? bf2f(dt_bias[h]) : 0.0f;
     for (int64_t n = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; n < N; n += (int64_t)gridDim.x * blockDim.x) {
@@ -74,8 +78,7 @@ __global__ void lin_gates_bwd_kernel(bf16 *dza, bf16 *dzb, float *dA_log, float 
 void pn_cuda_silu(pn_tensor *y, const pn_tensor *x) {
     const int64_t n = pn_numel(x);
     if (n == 0) return;
-    silu_kernel<<<grid_1d(n, 256), 256, 0, pn_cuda_stream()>>>((bf16 *)y->data, (const bf16 *)x->data, n);
-    CUDA_LAUNCH_CHECK();
+    pn_launch(silu_kernel, grid_1d(n, 256), 256, 0, (bf16 *)y->data, (const bf16 *)x->data, n);
 }
 
 void pn_cuda_silu_bwd(pn_tensor *dx, const pn_tensor *dy, const pn_tensor *x) {
@@ -96,10 +99,9 @@ void pn_cuda_lin_gates(pn_tensor *g, pn_tensor *beta, const pn_tensor *za, const
     const int64_t N = zb->shape[0];
     const int H = (int)zb->shape[1];
     if (N == 0 || H == 0) return;
-    lin_gates_kernel<<<gates_grid(N, H), 256, 0, pn_cuda_stream()>>>((float *)g->data, (float *)beta->data,
-                                                 za ? (const bf16 *)za->data : NULL, (const bf16 *)zb->data,
-                                                 za ? (const bf16 *)A_log->data : NULL,
-                                                 za ? (const bf16 *)dt_bias->data : NULL, N, H);
+    pn_launch(lin_gates_kernel, gates_grid(N, H), 256, 0, (float *)g->data, (float *)beta->data,
+              za ? (const bf16 *)za->data : NULL, (const bf16 *)zb->data, za ? (const bf16 *)A_log->data : NULL,
+              za ? (const bf16 *)dt_bias->data : NULL, N, H);
     CUDA_LAUNCH_CHECK();
 }
 

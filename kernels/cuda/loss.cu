@@ -197,6 +197,8 @@ __device__ __forceinline__ void argmax_merge(float &v, int &i, float v2, int i2)
 
 // grid (parts, R): part[r * parts + p] = (value, index) of slice p's first maximum.
 __global__ void argmax_part_kernel(float2 *part, const bf16 *z, int64_t V, int parts) {
+    pdl_trigger();
+    pdl_wait();
     __shared__ float sv[ARGMAX_THREADS];
     __shared__ int si[ARGMAX_THREADS];
     const int64_t r = blockIdx.y, per = (V + parts - 1) / parts, lo = blockIdx.x * per;
@@ -221,6 +223,8 @@ __global__ void argmax_part_kernel(float2 *part, const bf16 *z, int64_t V, int p
 
 // grid (R), one thread per row over its slices.
 __global__ void argmax_final_kernel(int32_t *out, const float2 *part, int parts) {
+    pdl_trigger();
+    pdl_wait();
     const float2 *p = part + (int64_t)blockIdx.x * parts;
     float v = p[0].x;
     int i = __float_as_int(p[0].y);
@@ -236,10 +240,8 @@ void pn_cuda_argmax(pn_tensor *out, const pn_tensor *z) {
     float2 *part = (float2 *)pn_cuda_ws(PN_WS_ARGMAX, sizeof(float2) * (size_t)(R * parts));
     for (int64_t r0 = 0; r0 < R; r0 += 65535) {
         const int64_t n = R - r0 < 65535 ? R - r0 : 65535;
-        argmax_part_kernel<<<dim3((unsigned)parts, (unsigned)n), ARGMAX_THREADS, 0, pn_cuda_stream()>>>(
-            part, (const bf16 *)z->data + r0 * V, V, parts);
-        CUDA_LAUNCH_CHECK();
-        argmax_final_kernel<<<(unsigned)n, 1, 0, pn_cuda_stream()>>>((int32_t *)out->data + r0, part, parts);
-        CUDA_LAUNCH_CHECK();
+        pn_launch(argmax_part_kernel, dim3((unsigned)parts, (unsigned)n), ARGMAX_THREADS, 0, part,
+                  (const bf16 *)z->data + r0 * V, V, parts);
+        pn_launch(argmax_final_kernel, (unsigned)n, 1, 0, (int32_t *)out->data + r0, part, parts);
     }
 }

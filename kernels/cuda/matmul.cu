@@ -49,35 +49,58 @@ struct gemv_segs {
     int n;
 };
 
+// acc[n] += w-word wv . x[n] at word c (8 products in order), for each of the N rows of x.
+template <int N>
+__device__ __forceinline__ void gemv_word(float *acc, const bf16x8 &wv, const bf16 *x, int64_t I, int64_t c) {
+    float wf[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) wf[i] = bf2f(wv.h[i]);
+#pragma unroll
+    for (int n = 0; n < N; n++) {
+        bf16x8 xv;
+        xv.u = __ldg((const uint4 *)(x + n * I) + c);
+#pragma unroll
+        for (int i = 0; i < 8; i++) acc[n] += wf[i] * bf2f(xv.h[i]);
+    }
+}
+
+// A lane's first GEMV_PRE words of its weight row are loaded before pdl_wait(): they do not depend on the
+// kernel before (the one that writes x), so with programmatic dependent launch their DRAM latency overlaps
+// that kernel's tail. For the hidden size 1536 and two warps per column that is every word a lane reads.
+#define GEMV_PRE 4
+__device__ __forceinline__ void gemv_prefetch(bf16x8 *pre, const uint4 *wr, int64_t c, int64_t step, int64_t I8) {
+#pragma unroll
+    for (int k = 0; k < GEMV_PRE; k++) pre[k].u = wr && c + k * step < I8 ? __ldg(wr + c + k * step) : make_uint4(0, 0, 0, 0);
+}
+
 template <int N>
 __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(const gemv_segs sg, const bf16 *x, int64_t I, int wpr) {
     __shared__ float red[GEMV_WARPS][N];
+    pdl_trigger();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, part = warp % wpr;
     const int64_t og = (int64_t)blockIdx.x * (GEMV_WARPS / wpr) + warp / wpr; // column of the launch
     int s = 0;
     while (s < sg.n - 1 && og >= sg.end[s]) s++;
     const int64_t o = og - (s ? sg.end[s - 1] : 0); // column of product s
     const bool live = og < sg.end[sg.n - 1];
-    const int64_t I8 = I / 8;
+    const int64_t I8 = I / 8, step = 32 * wpr;
+    const uint4 *wr = live ? (const uint4 *)(sg.w[s] + o * I) : NULL;
+    int64_t c = (int64_t)part * 32 + lane;
+    bf16x8 pre[GEMV_PRE];
+    gemv_prefetch(pre, wr, c, step, I8);
+    pdl_wait();
     float acc[N];
 #pragma unroll
     for (int n = 0; n < N; n++) acc[n] = 0.0f;
     if (live) {
-        const uint4 *wr = (const uint4 *)(sg.w[s] + o * I);
+#pragma unroll
+        for (int k = 0; k < GEMV_PRE; k++, c += step)
+            if (c < I8) gemv_word<N>(acc, pre[k], x, I, c);
 #pragma unroll 4
-        for (int64_t c = (int64_t)part * 32 + lane; c < I8; c += 32 * wpr) {
+        for (; c < I8; c += step) {
             bf16x8 wv;
             wv.u = __ldg(wr + c);
-            float wf[8];
-#pragma unroll
-            for (int i = 0; i < 8; i++) wf[i] = bf2f(wv.h[i]);
-#pragma unroll
-            for (int n = 0; n < N; n++) {
-                bf16x8 xv;
-                xv.u = __ldg((const uint4 *)(x + n * I) + c);
-#pragma unroll
-                for (int i = 0; i < 8; i++) acc[n] += wf[i] * bf2f(xv.h[i]);
-            }
+            gemv_word<N>(acc, wv, x, I, c);
         }
     }
 #pragma unroll
@@ -101,37 +124,53 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(const gemv_segs s
 // matmul_swiglu's GEMV: the same per-column work for w_gate and w_up at once (both rows of column o by the
 // same warps, x loaded once for both), each sum reduced in gemv_kernel's order and rounded to bf16 as the
 // separate products are, then silu(gate) * up: bit for bit matmul, matmul, swiglu, in one launch.
+// acc (gate) and au (up) += the words gv and uv . x[n] at word c, for each of the N rows of x.
+template <int N>
+__device__ __forceinline__ void gemv2_word(float *ag, float *au, const bf16x8 &gv, const bf16x8 &uv, const bf16 *x,
+                                           int64_t I, int64_t c) {
+    float gf[8], uf[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) gf[i] = bf2f(gv.h[i]), uf[i] = bf2f(uv.h[i]);
+#pragma unroll
+    for (int n = 0; n < N; n++) {
+        bf16x8 xv;
+        xv.u = __ldg((const uint4 *)(x + n * I) + c);
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const float xf = bf2f(xv.h[i]);
+            ag[n] += gf[i] * xf;
+            au[n] += uf[i] * xf;
+        }
+    }
+}
+
 template <int N>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
     gemv_swiglu_kernel(bf16 *out, const bf16 *x, const bf16 *wg, const bf16 *wu, int64_t I, int64_t O, int wpr) {
     __shared__ float red[GEMV_WARPS][2 * N];
+    pdl_trigger();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, part = warp % wpr;
     const int64_t o = (int64_t)blockIdx.x * (GEMV_WARPS / wpr) + warp / wpr;
-    const int64_t I8 = I / 8;
+    const int64_t I8 = I / 8, step = 32 * wpr;
+    const uint4 *gr = o < O ? (const uint4 *)(wg + o * I) : NULL, *ur = o < O ? (const uint4 *)(wu + o * I) : NULL;
+    int64_t c = (int64_t)part * 32 + lane;
+    bf16x8 pg[GEMV_PRE], pu[GEMV_PRE];
+    gemv_prefetch(pg, gr, c, step, I8);
+    gemv_prefetch(pu, ur, c, step, I8);
+    pdl_wait();
     float ag[N], au[N];
 #pragma unroll
     for (int n = 0; n < N; n++) ag[n] = au[n] = 0.0f;
     if (o < O) {
-        const uint4 *gr = (const uint4 *)(wg + o * I), *ur = (const uint4 *)(wu + o * I);
+#pragma unroll
+        for (int k = 0; k < GEMV_PRE; k++, c += step)
+            if (c < I8) gemv2_word<N>(ag, au, pg[k], pu[k], x, I, c);
 #pragma unroll 2
-        for (int64_t c = (int64_t)part * 32 + lane; c < I8; c += 32 * wpr) {
+        for (; c < I8; c += step) {
             bf16x8 gv, uv;
             gv.u = __ldg(gr + c);
             uv.u = __ldg(ur + c);
-            float gf[8], uf[8];
-#pragma unroll
-            for (int i = 0; i < 8; i++) gf[i] = bf2f(gv.h[i]), uf[i] = bf2f(uv.h[i]);
-#pragma unroll
-            for (int n = 0; n < N; n++) {
-                bf16x8 xv;
-                xv.u = __ldg((const uint4 *)(x + n * I) + c);
-#pragma unroll
-                for (int i = 0; i < 8; i++) {
-                    const float xf = bf2f(xv.h[i]);
-                    ag[n] += gf[i] * xf;
-                    au[n] += uf[i] * xf;
-                }
-            }
+            gemv2_word<N>(ag, au, gv, uv, x, I, c);
         }
     }
 #pragma unroll
@@ -166,12 +205,11 @@ static bool gemv_swiglu(bf16 *out, const bf16 *x, const bf16 *wg, const bf16 *wu
     const int wpr = gemv_wpr(x, wg, N, I);
     if (!wpr || !is_aligned16(wu)) return false;
     const unsigned grid = (unsigned)ceil_div64(O, GEMV_WARPS / wpr);
-    const cudaStream_t s = pn_cuda_stream();
     switch (N) {
-    case 1: gemv_swiglu_kernel<1><<<grid, GEMV_WARPS * 32, 0, s>>>(out, x, wg, wu, I, O, wpr); break;
-    case 2: gemv_swiglu_kernel<2><<<grid, GEMV_WARPS * 32, 0, s>>>(out, x, wg, wu, I, O, wpr); break;
-    case 3: gemv_swiglu_kernel<3><<<grid, GEMV_WARPS * 32, 0, s>>>(out, x, wg, wu, I, O, wpr); break;
-    default: gemv_swiglu_kernel<4><<<grid, GEMV_WARPS * 32, 0, s>>>(out, x, wg, wu, I, O, wpr); break;
+    case 1: pn_launch(gemv_swiglu_kernel<1>, grid, GEMV_WARPS * 32, 0, out, x, wg, wu, I, O, wpr); break;
+    case 2: pn_launch(gemv_swiglu_kernel<2>, grid, GEMV_WARPS * 32, 0, out, x, wg, wu, I, O, wpr); break;
+    case 3: pn_launch(gemv_swiglu_kernel<3>, grid, GEMV_WARPS * 32, 0, out, x, wg, wu, I, O, wpr); break;
+    default: pn_launch(gemv_swiglu_kernel<4>, grid, GEMV_WARPS * 32, 0, out, x, wg, wu, I, O, wpr); break;
     }
     CUDA_LAUNCH_CHECK();
     return true;
@@ -179,12 +217,11 @@ static bool gemv_swiglu(bf16 *out, const bf16 *x, const bf16 *wg, const bf16 *wu
 
 static void gemv_launch(const gemv_segs &sg, const bf16 *x, int64_t N, int64_t I, int wpr) {
     const unsigned grid = (unsigned)ceil_div64(sg.end[sg.n - 1], GEMV_WARPS / wpr);
-    const cudaStream_t st = pn_cuda_stream();
     switch (N) {
-    case 1: gemv_kernel<1><<<grid, GEMV_WARPS * 32, 0, st>>>(sg, x, I, wpr); break;
-    case 2: gemv_kernel<2><<<grid, GEMV_WARPS * 32, 0, st>>>(sg, x, I, wpr); break;
-    case 3: gemv_kernel<3><<<grid, GEMV_WARPS * 32, 0, st>>>(sg, x, I, wpr); break;
-    default: gemv_kernel<4><<<grid, GEMV_WARPS * 32, 0, st>>>(sg, x, I, wpr); break;
+    case 1: pn_launch(gemv_kernel<1>, grid, GEMV_WARPS * 32, 0, sg, x, I, wpr); break;
+    case 2: pn_launch(gemv_kernel<2>, grid, GEMV_WARPS * 32, 0, sg, x, I, wpr); break;
+    case 3: pn_launch(gemv_kernel<3>, grid, GEMV_WARPS * 32, 0, sg, x, I, wpr); break;
+    default: pn_launch(gemv_kernel<4>, grid, GEMV_WARPS * 32, 0, sg, x, I, wpr); break;
     }
     CUDA_LAUNCH_CHECK();
 }

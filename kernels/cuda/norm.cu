@@ -80,6 +80,8 @@ __device__ __forceinline__ void row_write(bf16 *yr, const bf16 *xr, const bf16 *
 // One warp per row; blockDim.x = 256 (8 rows per block).
 template <int VEC>
 __global__ void rmsnorm_warp_kernel(bf16 *out, bf16 *x, const bf16 *y, const bf16 *w, int64_t rows, int64_t D, float eps) {
+    pdl_trigger();
+    pdl_wait();
     const int lane = threadIdx.x & 31;
     const int64_t warps = (int64_t)gridDim.x * (blockDim.x >> 5);
     const int64_t chunks = D / VEC;
@@ -96,6 +98,8 @@ __global__ void rmsnorm_warp_kernel(bf16 *out, bf16 *x, const bf16 *y, const bf1
 template <int VEC>
 __global__ void rmsnorm_block_kernel(bf16 *out, bf16 *x, const bf16 *y, const bf16 *w, int64_t rows, int64_t D, float eps) {
     __shared__ float partial[32];
+    pdl_trigger();
+    pdl_wait();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
     const int64_t chunks = D / VEC;
     for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
@@ -122,15 +126,15 @@ static void rmsnorm_launch(bf16 *o, bf16 *xp, const bf16 *y, const bf16 *w, int6
     if (D <= 1024) {
         const unsigned grid = grid_1d(rows, 8);
         if (vec)
-            rmsnorm_warp_kernel<8><<<grid, 256, 0, pn_cuda_stream()>>>(o, xp, y, w, rows, D, eps);
+            pn_launch(rmsnorm_warp_kernel<8>, grid, 256, 0, o, xp, y, w, rows, D, eps);
         else
-            rmsnorm_warp_kernel<1><<<grid, 256, 0, pn_cuda_stream()>>>(o, xp, y, w, rows, D, eps);
+            pn_launch(rmsnorm_warp_kernel<1>, grid, 256, 0, o, xp, y, w, rows, D, eps);
     } else {
         const unsigned grid = grid_1d(rows, 1);
         if (vec)
-            rmsnorm_block_kernel<8><<<grid, 256, 0, pn_cuda_stream()>>>(o, xp, y, w, rows, D, eps);
+            pn_launch(rmsnorm_block_kernel<8>, grid, 256, 0, o, xp, y, w, rows, D, eps);
         else
-            rmsnorm_block_kernel<1><<<grid, 256, 0, pn_cuda_stream()>>>(o, xp, y, w, rows, D, eps);
+            pn_launch(rmsnorm_block_kernel<1>, grid, 256, 0, o, xp, y, w, rows, D, eps);
     }
     CUDA_LAUNCH_CHECK();
 }

@@ -38,6 +38,8 @@ __global__ void __launch_bounds__(NB_WARPS * 32)
     norm_kernel(bf16 *out, bf16 *dgate, float *dw, const bf16 *dy, const bf16 *x, const bf16 *gate, const bf16 *w,
                 int64_t rows, int64_t D, float eps) {
     extern __shared__ float nb_smem[];
+    pdl_trigger();
+    pdl_wait();
     float *part = MODE == 1 ? NULL : dw_partial(dw, D, nb_smem);
     const int lane = threadIdx.x & 31;
     const int64_t warp = (int64_t)blockIdx.x * NB_WARPS + (threadIdx.x >> 5), nw = (int64_t)gridDim.x * NB_WARPS;
@@ -87,9 +89,8 @@ static void launch(bf16 *out, bf16 *dgate, float *dw, const pn_tensor *dy, const
     int64_t blocks = ceil_div64(rows, NB_WARPS);
     if (blocks > 1056) blocks = 1056; // ~8 per SM: enough warps, few dw flushes
     const size_t smem = (MODE != 1 && dw && D <= NB_SMEM_COLS) ? sizeof(float) * (size_t)D : 0;
-    norm_kernel<MODE><<<(unsigned)blocks, NB_WARPS * 32, smem, pn_cuda_stream()>>>(
-        out, dgate, dw, dy ? (const bf16 *)dy->data : NULL, (const bf16 *)x->data,
-        gate ? (const bf16 *)gate->data : NULL, (const bf16 *)w->data, rows, D, eps);
+    pn_launch(norm_kernel<MODE>, (unsigned)blocks, NB_WARPS * 32, smem, out, dgate, dw, dy ? (const bf16 *)dy->data : NULL,
+              (const bf16 *)x->data, gate ? (const bf16 *)gate->data : NULL, (const bf16 *)w->data, rows, D, eps);
     CUDA_LAUNCH_CHECK();
 }
 
