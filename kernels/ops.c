@@ -103,21 +103,27 @@ void pn_op_matmul(pn_tensor *out, const pn_tensor *x, const pn_tensor *w, const 
     be_of("matmul", out)->matmul(out, x, w, bias);
 }
 
-void pn_op_matmul_swiglu(pn_tensor *out, const pn_tensor *x, const pn_tensor *w_gate, const pn_tensor *w_up) {
-    same_device("matmul_swiglu", out, x);
-    same_device("matmul_swiglu", out, w_gate);
-    same_device("matmul_swiglu", out, w_up);
-    want_act("matmul_swiglu", out);
-    want_act("matmul_swiglu", x);
-    want_act("matmul_swiglu", w_gate);
-    want_act("matmul_swiglu", w_up);
-    same_shape("matmul_swiglu", w_gate, w_up);
+// out [N, O] = swiglu(x [N, I] w_gate [O, I]^T, x w_up^T): matmul_swiglu's and add_rmsnorm_swiglu's checks.
+static void matmul_swiglu_check(const char *op, const pn_tensor *out, const pn_tensor *x, const pn_tensor *w_gate,
+                                const pn_tensor *w_up) {
+    same_device(op, out, x);
+    same_device(op, out, w_gate);
+    same_device(op, out, w_up);
+    want_act(op, out);
+    want_act(op, x);
+    want_act(op, w_gate);
+    want_act(op, w_up);
+    same_shape(op, w_gate, w_up);
     if (out->ndim != 2 || x->ndim != 2 || w_gate->ndim != 2 || out->shape[0] != x->shape[0] ||
         x->shape[1] != w_gate->shape[1] || out->shape[1] != w_gate->shape[0]) {
         char a[96], b[96], c[96];
-        pn_panic("matmul_swiglu: out %s = swiglu(x %s * w %s^T, ...)", pn_shape_str(out, a, 96), pn_shape_str(x, b, 96),
+        pn_panic("%s: out %s = swiglu(x %s * w %s^T, ...)", op, pn_shape_str(out, a, 96), pn_shape_str(x, b, 96),
                  pn_shape_str(w_gate, c, 96));
     }
+}
+
+void pn_op_matmul_swiglu(pn_tensor *out, const pn_tensor *x, const pn_tensor *w_gate, const pn_tensor *w_up) {
+    matmul_swiglu_check("matmul_swiglu", out, x, w_gate, w_up);
     be_of("matmul_swiglu", out)->matmul_swiglu(out, x, w_gate, w_up);
 }
 
@@ -130,6 +136,39 @@ void pn_op_matmul_multi(int n, pn_tensor *const *out, const pn_tensor *x, const 
     }
     for (int i = 0; i < n; i++) matmul_check("matmul_multi", out[i], x, w[i], bias ? bias[i] : NULL);
     be_of("matmul_multi", x)->matmul_multi(n, out, x, w, bias);
+}
+
+// x [N, D] (+ y) normalized by norm_w [D] (rmsnorm's, add_rmsnorm's argument checks)
+static void norm_in_check(const char *op, const pn_tensor *x, const pn_tensor *y, const pn_tensor *norm_w) {
+    same_device(op, x, y);
+    same_device(op, x, norm_w);
+    want_act(op, x);
+    want_act(op, norm_w);
+    if (y) {
+        want_act(op, y);
+        same_shape(op, x, y);
+    }
+    if (x->ndim != 2 || norm_w->ndim != 1 || norm_w->shape[0] != x->shape[1]) {
+        char a[96], b[96];
+        pn_panic("%s: rows %s normalized by a weight %s", op, pn_shape_str(x, a, 96), pn_shape_str(norm_w, b, 96));
+    }
+}
+
+void pn_op_add_rmsnorm_swiglu(pn_tensor *out, const pn_tensor *x, const pn_tensor *y, const pn_tensor *norm_w,
+                              float eps, const pn_tensor *w_gate, const pn_tensor *w_up) {
+    norm_in_check("add_rmsnorm_swiglu", x, y, norm_w);
+    PN_ASSERT(out->data != x->data && (!y || out->data != y->data));
+    matmul_swiglu_check("add_rmsnorm_swiglu", out, x, w_gate, w_up);
+    be_of("add_rmsnorm_swiglu", x)->add_rmsnorm_swiglu(out, x, y, norm_w, eps, w_gate, w_up);
+}
+
+void pn_op_matmul_add_rmsnorm(pn_tensor *x, const pn_tensor *y, const pn_tensor *a, const pn_tensor *w, pn_tensor *xn,
+                              const pn_tensor *norm_w, float eps) {
+    norm_in_check("matmul_add_rmsnorm", x, y, norm_w);
+    same_shape("matmul_add_rmsnorm", x, xn);
+    PN_ASSERT(xn->data != x->data && a->data != x->data && (!y || y->data != x->data));
+    matmul_check("matmul_add_rmsnorm", x, a, w, NULL);
+    be_of("matmul_add_rmsnorm", x)->matmul_add_rmsnorm(x, y, a, w, xn, norm_w, eps);
 }
 
 void pn_op_add_rmsnorm(pn_tensor *x, const pn_tensor *y, pn_tensor *out, const pn_tensor *weight, float eps) {

@@ -83,6 +83,11 @@ typedef struct pn_backend {
 // - matmul_swiglu: out = swiglu(x w_gate^T, x w_up^T), equal to matmul, matmul and swiglu (each product
 //   rounded to the activation dtype as there; on CUDA bit for bit): the MLP's first half in one call, which
 //   a decoding step (a few rows) runs as one launch reading both weights instead of three.
+// - add_rmsnorm_swiglu: out = matmul_swiglu(rmsnorm(x + y)) (y may be NULL; x and y are only read, x + y
+//   rounded as add rounds it): a decoding step's post-attention norm and MLP first half in one launch.
+// - matmul_add_rmsnorm: x += y (y may be NULL), x += a w^T (the product rounded as matmul's output), then
+//   xn = rmsnorm(x): the MLP's down projection, both residual adds and the next layer's norm in one launch.
+//   Both equal the ops they fuse (on CUDA bit for bit).
 // - matmul_multi: out[i] = x w[i]^T (+ bias[i]) for i < n <= PN_MATMUL_MULTI (bias may be NULL, or bias[i]
 //   NULL): the projections of one input (attention's q, k, v; a linear block's q, k, v, gates) in one call,
 //   equal to n matmuls (on CUDA bit for bit); a decoding step runs them as one GEMV launch.
@@ -134,6 +139,10 @@ void pn_op_add(pn_tensor *x, const pn_tensor *y);
 void pn_op_add_rmsnorm(pn_tensor *x, const pn_tensor *y, pn_tensor *out, const pn_tensor *weight, float eps);
 void pn_op_swiglu(pn_tensor *out, const pn_tensor *gate, const pn_tensor *up);
 void pn_op_matmul_swiglu(pn_tensor *out, const pn_tensor *x, const pn_tensor *w_gate, const pn_tensor *w_up);
+void pn_op_add_rmsnorm_swiglu(pn_tensor *out, const pn_tensor *x, const pn_tensor *y, const pn_tensor *norm_w,
+                              float eps, const pn_tensor *w_gate, const pn_tensor *w_up);
+void pn_op_matmul_add_rmsnorm(pn_tensor *x, const pn_tensor *y, const pn_tensor *a, const pn_tensor *w, pn_tensor *xn,
+                              const pn_tensor *norm_w, float eps);
 #define PN_MATMUL_MULTI 8
 void pn_op_matmul_multi(int n, pn_tensor *const *out, const pn_tensor *x, const pn_tensor *const *w,
                         const pn_tensor *const *bias);

@@ -16,6 +16,12 @@
     X(matmul_swiglu, void, (pn_tensor * out, const pn_tensor *x, const pn_tensor *w_gate, const pn_tensor *w_up))  \
     X(matmul_multi, void,                                                                                        \
       (int n, pn_tensor *const *out, const pn_tensor *x, const pn_tensor *const *w, const pn_tensor *const *bias))  \
+    X(add_rmsnorm_swiglu, void,                                                                                  \
+      (pn_tensor * out, const pn_tensor *x, const pn_tensor *y, const pn_tensor *norm_w, float eps,               \
+       const pn_tensor *w_gate, const pn_tensor *w_up))                                                          \
+    X(matmul_add_rmsnorm, void,                                                                                  \
+      (pn_tensor * x, const pn_tensor *y, const pn_tensor *a, const pn_tensor *w, pn_tensor *xn,                 \
+       const pn_tensor *norm_w, float eps))                                                                      \
     X(rope, void, (pn_tensor * x, const pn_tensor *inv_freq, int pos0, const pn_tensor *cu_seqlens))               \
     X(kv_store, void, (pn_tensor * cache, const pn_tensor *src, int pos0))                                       \
     X(attention, void,                                                                                           \

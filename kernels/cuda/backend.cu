@@ -50,7 +50,7 @@ pn_cuda_ctx *pn_cuda_ctx_init(void) {
 
 static const char *const ws_names[PN_WS_N] = {"cuBLASLt", "split attention", "attention backward", "cuDNN SDPA",
                                               "gdn forward", "gdn backward", "conv backward", "non-finite count",
-                                              "argmax", "matmul_swiglu"};
+                                              "argmax", "matmul_swiglu", "normalized input", "GEMV counter"};
 
 static void *ws_grow(pn_cuda_ws_id id, size_t need, int may_fail) {
     pn_cuda_ctx *c = pn_cuda_ctx_get();

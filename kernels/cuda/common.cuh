@@ -82,6 +82,121 @@ __device__ __forceinline__ float pn_block_sum(float v, float *red) {
     return v;
 }
 
+// Sum of v over a warp (xor butterfly: every lane gets the total, in a fixed order).
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// RMSNorm's pieces, shared by norm.cu's kernels and the GEMVs that normalize their own input (matmul.cu),
+// so that both compute the same bits. VEC = 8: 16-byte chunks (D % 8 == 0, aligned rows), VEC = 1: scalar.
+// CG: load through L2 only (ld.global.cg), for data other blocks of the same launch wrote (L1 is not
+// coherent across blocks).
+template <int VEC, bool CG = false>
+__device__ __forceinline__ void load_chunk(const bf16 *p, float *v) {
+    if constexpr (VEC == 8) {
+        bf16x8 c;
+        c.u = CG ? __ldcg((const uint4 *)p) : *(const uint4 *)p;
+#pragma unroll
+        for (int i = 0; i < 8; i++) v[i] = bf2f(c.h[i]);
+    } else {
+        v[0] = bf2f(CG ? __ldcg(p) : *p);
+    }
+}
+
+template <int VEC>
+__device__ __forceinline__ void store_chunk(bf16 *p, const float *v) {
+    if constexpr (VEC == 8) {
+        bf16x8 c;
+#pragma unroll
+        for (int i = 0; i < 8; i++) c.h[i] = f2bf(v[i]);
+        *(uint4 *)p = c.u;
+    } else {
+        *p = f2bf(v[0]);
+    }
+}
+
+// Sum of squares over chunks c = first, first + stride, ... of one row. With yr (add_rmsnorm) each chunk is
+// first x + y rounded to bf16 (the add op's rounding) and, with dst, stored there (add_rmsnorm: back into
+// x): the sum is then over the values a separate rmsnorm would read, in the same order, so the result is
+// the same bit for bit.
+template <int VEC, bool CG = false>
+__device__ __forceinline__ float row_sumsq(bf16 *dst, const bf16 *xr, const bf16 *yr, int64_t chunks, int64_t first,
+                                           int64_t stride) {
+    float ss = 0.0f;
+    for (int64_t c = first; c < chunks; c += stride) {
+        float v[VEC];
+        load_chunk<VEC, CG>(xr + c * VEC, v);
+        if (yr) {
+            float u[VEC];
+            load_chunk<VEC>(yr + c * VEC, u);
+#pragma unroll
+            for (int i = 0; i < VEC; i++) v[i] = round_bf(v[i] + u[i]);
+        }
+        if (dst) store_chunk<VEC>(dst + c * VEC, v);
+#pragma unroll
+        for (int i = 0; i < VEC; i++) ss += v[i] * v[i];
+    }
+    return ss;
+}
+
+// The scale of a row from its sum of squares.
+__device__ __forceinline__ float norm_scale(float ss, int64_t D, float eps) { return rsqrtf(ss / (float)D + eps); }
+
+// yr = w * bf16(xr * r) over the row's chunks c = first, first + stride, ...
+template <int VEC, bool CG = false>
+__device__ __forceinline__ void row_write(bf16 *yr, const bf16 *xr, const bf16 *w, float r, int64_t chunks,
+                                          int64_t first, int64_t stride) {
+    for (int64_t c = first; c < chunks; c += stride) {
+        float v[VEC], wv[VEC];
+        load_chunk<VEC, CG>(xr + c * VEC, v);
+        load_chunk<VEC>(w + c * VEC, wv);
+#pragma unroll
+        for (int i = 0; i < VEC; i++) v[i] = wv[i] * round_bf(v[i] * r);
+        store_chunk<VEC>(yr + c * VEC, v);
+    }
+}
+
+// One row of RMSNorm, out = w * bf16(v * r) for v = x (+ y, rounded, also stored to sum when not NULL), in
+// norm.cu's two orders: a warp per row (rows up to 1024, rmsnorm_warp_kernel) or the whole block (wider,
+// rmsnorm_block_kernel; red: 32 floats of shared memory). out may be sum (each element is read and written
+// by the same thread, after the row's sum is reduced).
+template <int VEC, bool CG = false>
+__device__ __forceinline__ void warp_rmsnorm_row(bf16 *out, bf16 *sum, const bf16 *x, const bf16 *y, const bf16 *w,
+                                                 int64_t D, float eps) {
+    const int lane = threadIdx.x & 31;
+    const float ss = warp_sum(row_sumsq<VEC, CG>(sum, x, y, D / VEC, lane, 32));
+    row_write<VEC, CG>(out, sum ? sum : x, w, norm_scale(ss, D, eps), D / VEC, lane, 32);
+}
+template <int VEC, bool CG = false>
+__device__ __forceinline__ void block_rmsnorm_row(bf16 *out, bf16 *sum, const bf16 *x, const bf16 *y, const bf16 *w,
+                                                  int64_t D, float eps, float *red) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    float ss = warp_sum(row_sumsq<VEC, CG>(sum, x, y, D / VEC, threadIdx.x, blockDim.x));
+    if (lane == 0) red[warp] = ss;
+    __syncthreads();
+    ss = 0.0f;
+    for (int i = 0; i < nwarps; i++) ss += red[i];
+    __syncthreads(); // red is rewritten by the next row
+    row_write<VEC, CG>(out, sum ? sum : x, w, norm_scale(ss, D, eps), D / VEC, threadIdx.x, blockDim.x);
+}
+// Rows 0 .. rows - 1 ([rows, D] each, out and sum may be NULL-strided alike) by one block, in the order
+// norm.cu's kernels use for this D; with sum, the block synchronizes before returning when rows use warps.
+#define PN_NORM_WARP_MAX 1024 // rows up to this width get a warp each (norm.cu)
+template <int VEC, bool CG = false>
+__device__ __forceinline__ void block_rmsnorm_rows(bf16 *out, bf16 *sum, const bf16 *x, const bf16 *y, const bf16 *w,
+                                                   int rows, int64_t D, float eps, float *red) {
+    if (D <= PN_NORM_WARP_MAX) {
+        for (int r = threadIdx.x >> 5; r < rows; r += blockDim.x >> 5)
+            warp_rmsnorm_row<VEC, CG>(out + r * D, sum ? sum + r * D : NULL, x + r * D, y ? y + r * D : NULL, w, D, eps);
+        __syncthreads();
+    } else {
+        for (int r = 0; r < rows; r++)
+            block_rmsnorm_row<VEC, CG>(out + r * D, sum ? sum + r * D : NULL, x + r * D, y ? y + r * D : NULL, w, D, eps, red);
+    }
+}
+
 static inline int64_t ceil_div64(int64_t a, int64_t b) { return (a + b - 1) / b; }
 static inline int is_aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
 // A 1-D grid for n work items of `per_block` each, capped so grid-stride loops cover the rest.
@@ -109,6 +224,8 @@ typedef enum {
     PN_WS_COUNT_NF,   // count_nonfinite's counter (elementwise.cu)
     PN_WS_ARGMAX,     // argmax's per-slice partial results (loss.cu)
     PN_WS_MLP,        // matmul_swiglu's gate and up when it runs as three ops (matmul.cu)
+    PN_WS_NORM_IN,    // add_rmsnorm_swiglu's and matmul_add_rmsnorm's temporaries when not a GEMV (matmul.cu)
+    PN_WS_GEMV_COUNT, // matmul_add_rmsnorm's finished-block counter (matmul.cu)
     PN_WS_N
 } pn_cuda_ws_id;
 

@@ -49,8 +49,9 @@ struct gemv_segs {
     int n;
 };
 
-// acc[n] += w-word wv . x[n] at word c (8 products in order), for each of the N rows of x.
-template <int N>
+// acc[n] += w-word wv . x[n] at word c (8 products in order), for each of the N rows of x. XS: x is in shared
+// memory (a normalized input, below), else in global memory, read through the read-only path.
+template <int N, bool XS>
 __device__ __forceinline__ void gemv_word(float *acc, const bf16x8 &wv, const bf16 *x, int64_t I, int64_t c) {
     float wf[8];
 #pragma unroll
@@ -58,7 +59,7 @@ __device__ __forceinline__ void gemv_word(float *acc, const bf16x8 &wv, const bf
 #pragma unroll
     for (int n = 0; n < N; n++) {
         bf16x8 xv;
-        xv.u = __ldg((const uint4 *)(x + n * I) + c);
+        xv.u = XS ? *((const uint4 *)(x + n * I) + c) : __ldg((const uint4 *)(x + n * I) + c);
 #pragma unroll
         for (int i = 0; i < 8; i++) acc[n] += wf[i] * bf2f(xv.h[i]);
     }
@@ -73,8 +74,35 @@ __device__ __forceinline__ void gemv_prefetch(bf16x8 *pre, const uint4 *wr, int6
     for (int k = 0; k < GEMV_PRE; k++) pre[k].u = wr && c + k * step < I8 ? __ldg(wr + c + k * step) : make_uint4(0, 0, 0, 0);
 }
 
+// The input of a GEMV that normalizes it first (add_rmsnorm_swiglu): every block computes
+// rmsnorm(x + y) of the N rows into shared memory, in add_rmsnorm's order (common.cuh), so the values are
+// the ones add_rmsnorm would write; x and y are only read. Needs 16-byte aligned x, y, nw.
+struct gemv_norm_in {
+    const bf16 *y, *nw; // y may be NULL (rmsnorm(x))
+    float eps;
+};
 template <int N>
-__global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(const gemv_segs sg, const bf16 *x, int64_t I, int wpr) {
+__device__ __forceinline__ const bf16 *gemv_norm_prologue(bf16 *xs, const bf16 *x, const gemv_norm_in &ni, int64_t I) {
+    __shared__ float nred[32];
+    block_rmsnorm_rows<8>(xs, xs, x, ni.y, ni.nw, N, I, ni.eps, nred);
+    __syncthreads(); // every row written before any warp reads it
+    return xs;
+}
+
+// The output of a GEMV that is added to a residual stream which is then normalized (matmul_add_rmsnorm):
+// out (the residual x) = bf16(x + y) + bf16(product) column by column, then the launch's last block to
+// finish (counted in *cnt, which it resets to 0 for the next launch) normalizes the rows into xn. Needs
+// O % 8 == 0 and 16-byte aligned x, xn, nw.
+struct gemv_res_out {
+    const bf16 *y, *nw; // y may be NULL
+    bf16 *xn;
+    float eps;
+    int *cnt;
+};
+
+template <int N, bool RES>
+__global__ void __launch_bounds__(GEMV_WARPS * 32)
+    gemv_kernel(const gemv_segs sg, const bf16 *x, int64_t I, int wpr, const gemv_res_out rs) {
     __shared__ float red[GEMV_WARPS][N];
     pdl_trigger();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, part = warp % wpr;
@@ -95,18 +123,17 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(const gemv_segs s
     if (live) {
 #pragma unroll
         for (int k = 0; k < GEMV_PRE; k++, c += step)
-            if (c < I8) gemv_word<N>(acc, pre[k], x, I, c);
+            if (c < I8) gemv_word<N, false>(acc, pre[k], x, I, c);
 #pragma unroll 4
         for (; c < I8; c += step) {
             bf16x8 wv;
             wv.u = __ldg(wr + c);
-            gemv_word<N>(acc, wv, x, I, c);
+            gemv_word<N, false>(acc, wv, x, I, c);
         }
     }
 #pragma unroll
     for (int n = 0; n < N; n++) {
-        float v = acc[n];
-        for (int d = 16; d > 0; d >>= 1) v += __shfl_xor_sync(0xffffffffu, v, d);
+        float v = warp_sum(acc[n]);
         if (lane == 0) red[warp][n] = v;
     }
     __syncthreads();
@@ -116,16 +143,38 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(const gemv_segs s
         for (int n = 0; n < N; n++) {
             float v = 0.0f;
             for (int p = 0; p < wpr; p++) v += red[warp + p][n];
-            sg.out[s][n * sg.O[s] + o] = f2bf(v + (bias ? bf2f(bias[o]) : 0.0f));
+            bf16 *dst = sg.out[s] + n * sg.O[s] + o;
+            v += bias ? bf2f(bias[o]) : 0.0f;
+            if constexpr (RES) { // the adds of add and add_rmsnorm, each rounded, around the rounded product
+                float t = bf2f(*dst);
+                if (rs.y) t = round_bf(t + bf2f(rs.y[n * sg.O[s] + o]));
+                v = t + round_bf(v);
+            }
+            *dst = f2bf(v);
+        }
+    }
+    if constexpr (RES) {
+        __shared__ int last;
+        __shared__ float nred[32];
+        __threadfence(); // this block's columns are visible to the last block before it counts itself
+        __syncthreads();
+        if (threadIdx.x == 0) last = atomicAdd(rs.cnt, 1) == (int)gridDim.x - 1;
+        __syncthreads();
+        if (last) { // every column is written: the rows' norm, read through L2 (other blocks wrote them)
+            __threadfence();
+            block_rmsnorm_rows<8, true>(rs.xn, NULL, sg.out[0], NULL, rs.nw, N, sg.O[0], rs.eps, nred);
+            if (threadIdx.x == 0) *rs.cnt = 0;
         }
     }
 }
 
 // matmul_swiglu's GEMV: the same per-column work for w_gate and w_up at once (both rows of column o by the
 // same warps, x loaded once for both), each sum reduced in gemv_kernel's order and rounded to bf16 as the
-// separate products are, then silu(gate) * up: bit for bit matmul, matmul, swiglu, in one launch.
+// separate products are, then silu(gate) * up: bit for bit matmul, matmul, swiglu, in one launch. NORM:
+// x normalized first (gemv_norm_prologue; N * I bf16 of dynamic shared memory).
+
 // acc (gate) and au (up) += the words gv and uv . x[n] at word c, for each of the N rows of x.
-template <int N>
+template <int N, bool XS>
 __device__ __forceinline__ void gemv2_word(float *ag, float *au, const bf16x8 &gv, const bf16x8 &uv, const bf16 *x,
                                            int64_t I, int64_t c) {
     float gf[8], uf[8];
@@ -134,7 +183,7 @@ __device__ __forceinline__ void gemv2_word(float *ag, float *au, const bf16x8 &g
 #pragma unroll
     for (int n = 0; n < N; n++) {
         bf16x8 xv;
-        xv.u = __ldg((const uint4 *)(x + n * I) + c);
+        xv.u = XS ? *((const uint4 *)(x + n * I) + c) : __ldg((const uint4 *)(x + n * I) + c);
 #pragma unroll
         for (int i = 0; i < 8; i++) {
             const float xf = bf2f(xv.h[i]);
@@ -144,9 +193,11 @@ __device__ __forceinline__ void gemv2_word(float *ag, float *au, const bf16x8 &g
     }
 }
 
-template <int N>
+template <int N, bool NORM>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
-    gemv_swiglu_kernel(bf16 *out, const bf16 *x, const bf16 *wg, const bf16 *wu, int64_t I, int64_t O, int wpr) {
+    gemv_swiglu_kernel(bf16 *out, const bf16 *x, const bf16 *wg, const bf16 *wu, int64_t I, int64_t O, int wpr,
+                       const gemv_norm_in ni) {
+    extern __shared__ __align__(16) unsigned char gemv_smem[];
     __shared__ float red[GEMV_WARPS][2 * N];
     pdl_trigger();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, part = warp % wpr;
@@ -158,25 +209,25 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     gemv_prefetch(pg, gr, c, step, I8);
     gemv_prefetch(pu, ur, c, step, I8);
     pdl_wait();
+    if constexpr (NORM) x = gemv_norm_prologue<N>((bf16 *)gemv_smem, x, ni, I);
     float ag[N], au[N];
 #pragma unroll
     for (int n = 0; n < N; n++) ag[n] = au[n] = 0.0f;
     if (o < O) {
 #pragma unroll
         for (int k = 0; k < GEMV_PRE; k++, c += step)
-            if (c < I8) gemv2_word<N>(ag, au, pg[k], pu[k], x, I, c);
+            if (c < I8) gemv2_word<N, NORM>(ag, au, pg[k], pu[k], x, I, c);
 #pragma unroll 2
         for (; c < I8; c += step) {
             bf16x8 gv, uv;
             gv.u = __ldg(gr + c);
             uv.u = __ldg(ur + c);
-            gemv2_word<N>(ag, au, gv, uv, x, I, c);
+            gemv2_word<N, NORM>(ag, au, gv, uv, x, I, c);
         }
     }
 #pragma unroll
     for (int n = 0; n < N; n++) {
-        float g = ag[n], u = au[n];
-        for (int s = 16; s > 0; s >>= 1) g += __shfl_xor_sync(0xffffffffu, g, s), u += __shfl_xor_sync(0xffffffffu, u, s);
+        const float g = warp_sum(ag[n]), u = warp_sum(au[n]);
         if (lane == 0) red[warp][n] = g, red[warp][N + n] = u;
     }
     __syncthreads();
@@ -201,29 +252,42 @@ static int gemv_wpr(const bf16 *x, const bf16 *w, int64_t N, int64_t I) {
     return wpr;
 }
 
-static bool gemv_swiglu(bf16 *out, const bf16 *x, const bf16 *wg, const bf16 *wu, int64_t N, int64_t I, int64_t O) {
+#define GEMV_NORM_SMEM (48 << 10) // the normalized input's bytes at most (the default dynamic shared memory)
+
+// ni.nw: normalize x first (add_rmsnorm_swiglu); false when the call does not take the GEMV.
+static bool gemv_swiglu(bf16 *out, const bf16 *x, const bf16 *wg, const bf16 *wu, int64_t N, int64_t I, int64_t O,
+                        const gemv_norm_in &ni) {
     const int wpr = gemv_wpr(x, wg, N, I);
     if (!wpr || !is_aligned16(wu)) return false;
+    const bool norm = ni.nw != NULL;
+    const size_t smem = norm ? sizeof(bf16) * (size_t)(N * I) : 0;
+    if (norm && (smem > GEMV_NORM_SMEM || !is_aligned16(ni.nw) || (ni.y && !is_aligned16(ni.y)))) return false;
     const unsigned grid = (unsigned)ceil_div64(O, GEMV_WARPS / wpr);
+#define GEMV_SWIGLU(n)                                                                                       \
+    pn_launch(norm ? gemv_swiglu_kernel<n, true> : gemv_swiglu_kernel<n, false>, grid, GEMV_WARPS * 32, smem, out, x, \
+              wg, wu, I, O, wpr, ni)
     switch (N) {
-    case 1: pn_launch(gemv_swiglu_kernel<1>, grid, GEMV_WARPS * 32, 0, out, x, wg, wu, I, O, wpr); break;
-    case 2: pn_launch(gemv_swiglu_kernel<2>, grid, GEMV_WARPS * 32, 0, out, x, wg, wu, I, O, wpr); break;
-    case 3: pn_launch(gemv_swiglu_kernel<3>, grid, GEMV_WARPS * 32, 0, out, x, wg, wu, I, O, wpr); break;
-    default: pn_launch(gemv_swiglu_kernel<4>, grid, GEMV_WARPS * 32, 0, out, x, wg, wu, I, O, wpr); break;
+    case 1: GEMV_SWIGLU(1); break;
+    case 2: GEMV_SWIGLU(2); break;
+    case 3: GEMV_SWIGLU(3); break;
+    default: GEMV_SWIGLU(4); break;
     }
-    CUDA_LAUNCH_CHECK();
+#undef GEMV_SWIGLU
     return true;
 }
 
-static void gemv_launch(const gemv_segs &sg, const bf16 *x, int64_t N, int64_t I, int wpr) {
+// rs.cnt: add the products into the residual sg.out[0] and normalize it (matmul_add_rmsnorm).
+static void gemv_launch(const gemv_segs &sg, const bf16 *x, int64_t N, int64_t I, int wpr, const gemv_res_out &rs) {
     const unsigned grid = (unsigned)ceil_div64(sg.end[sg.n - 1], GEMV_WARPS / wpr);
+    const bool res = rs.cnt != NULL;
+#define GEMV(n) pn_launch(res ? gemv_kernel<n, true> : gemv_kernel<n, false>, grid, GEMV_WARPS * 32, 0, sg, x, I, wpr, rs)
     switch (N) {
-    case 1: pn_launch(gemv_kernel<1>, grid, GEMV_WARPS * 32, 0, sg, x, I, wpr); break;
-    case 2: pn_launch(gemv_kernel<2>, grid, GEMV_WARPS * 32, 0, sg, x, I, wpr); break;
-    case 3: pn_launch(gemv_kernel<3>, grid, GEMV_WARPS * 32, 0, sg, x, I, wpr); break;
-    default: pn_launch(gemv_kernel<4>, grid, GEMV_WARPS * 32, 0, sg, x, I, wpr); break;
+    case 1: GEMV(1); break;
+    case 2: GEMV(2); break;
+    case 3: GEMV(3); break;
+    default: GEMV(4); break;
     }
-    CUDA_LAUNCH_CHECK();
+#undef GEMV
 }
 
 static bool gemv(bf16 *out, const bf16 *x, const bf16 *w, const bf16 *bias, int64_t N, int64_t I, int64_t O) {
@@ -231,7 +295,7 @@ static bool gemv(bf16 *out, const bf16 *x, const bf16 *w, const bf16 *bias, int6
     if (!wpr) return false;
     gemv_segs sg = {};
     sg.w[0] = w, sg.bias[0] = bias, sg.out[0] = out, sg.O[0] = O, sg.end[0] = O, sg.n = 1;
-    gemv_launch(sg, x, N, I, wpr);
+    gemv_launch(sg, x, N, I, wpr, gemv_res_out{});
     return true;
 }
 
@@ -394,7 +458,7 @@ void pn_cuda_matmul_swiglu(pn_tensor *out, const pn_tensor *x, const pn_tensor *
     const int64_t N = x->shape[0], I = x->shape[1], O = w_gate->shape[0];
     if (N == 0 || O == 0) return;
     if (I > 0 && gemv_swiglu((bf16 *)out->data, (const bf16 *)x->data, (const bf16 *)w_gate->data,
-                             (const bf16 *)w_up->data, N, I, O))
+                             (const bf16 *)w_up->data, N, I, O, gemv_norm_in{}))
         return;
     // Many rows (or an unaligned call): the three ops, gate and up in the context's workspace.
     bf16 *tmp = (bf16 *)pn_cuda_ws(PN_WS_MLP, sizeof(bf16) * (size_t)(2 * N * O));
@@ -419,8 +483,50 @@ void pn_cuda_matmul_multi(int n, pn_tensor *const *out, const pn_tensor *x, cons
     }
     sg.n = n;
     if (wpr && N > 0 && cols > 0) {
-        gemv_launch(sg, (const bf16 *)x->data, N, I, wpr);
+        gemv_launch(sg, (const bf16 *)x->data, N, I, wpr, gemv_res_out{});
         return;
     }
     for (int i = 0; i < n; i++) pn_cuda_matmul(out[i], x, w[i], bias ? bias[i] : NULL);
+}
+
+void pn_cuda_add_rmsnorm_swiglu(pn_tensor *out, const pn_tensor *x, const pn_tensor *y, const pn_tensor *norm_w,
+                                float eps, const pn_tensor *w_gate, const pn_tensor *w_up) {
+    const int64_t N = x->shape[0], I = x->shape[1], O = w_gate->shape[0];
+    if (N == 0 || O == 0) return;
+    const gemv_norm_in ni = {y ? (const bf16 *)y->data : NULL, (const bf16 *)norm_w->data, eps};
+    if (I > 0 && gemv_swiglu((bf16 *)out->data, (const bf16 *)x->data, (const bf16 *)w_gate->data,
+                             (const bf16 *)w_up->data, N, I, O, ni))
+        return;
+    // Not a GEMV: x + y and its norm in the context's workspace, then matmul_swiglu.
+    bf16 *tmp = (bf16 *)pn_cuda_ws(PN_WS_NORM_IN, sizeof(bf16) * (size_t)(2 * N * I));
+    pn_tensor sum = pn_view(tmp, PN_BF16, PN_CUDA, 2, x->shape), xn = pn_view(tmp + N * I, PN_BF16, PN_CUDA, 2, x->shape);
+    if (y) {
+        pn_cuda_copy(&sum, x);
+        pn_cuda_add_rmsnorm(&sum, y, &xn, norm_w, eps);
+    } else {
+        pn_cuda_rmsnorm(&xn, x, norm_w, eps);
+    }
+    pn_cuda_matmul_swiglu(out, &xn, w_gate, w_up);
+}
+
+void pn_cuda_matmul_add_rmsnorm(pn_tensor *x, const pn_tensor *y, const pn_tensor *a, const pn_tensor *w,
+                                pn_tensor *xn, const pn_tensor *norm_w, float eps) {
+    const int64_t N = a->shape[0], I = a->shape[1], O = w->shape[0];
+    if (N == 0 || O == 0) return;
+    const int wpr = I > 0 ? gemv_wpr((const bf16 *)a->data, (const bf16 *)w->data, N, I) : 0;
+    if (wpr && O % 8 == 0 && is_aligned16(x->data) && is_aligned16(xn->data) && is_aligned16(norm_w->data) &&
+        (!y || is_aligned16(y->data))) {
+        gemv_segs sg = {};
+        sg.w[0] = (const bf16 *)w->data, sg.out[0] = (bf16 *)x->data, sg.O[0] = O, sg.end[0] = O, sg.n = 1;
+        const gemv_res_out rs = {y ? (const bf16 *)y->data : NULL, (const bf16 *)norm_w->data, (bf16 *)xn->data, eps,
+                                 (int *)pn_cuda_ws(PN_WS_GEMV_COUNT, sizeof(int))};
+        gemv_launch(sg, (const bf16 *)a->data, N, I, wpr, rs);
+        return;
+    }
+    // Not a GEMV: the ops it fuses, the product in the context's workspace.
+    if (y) pn_cuda_add(x, y);
+    bf16 *tmp = (bf16 *)pn_cuda_ws(PN_WS_NORM_IN, sizeof(bf16) * (size_t)(N * O));
+    pn_tensor p = pn_view(tmp, PN_BF16, PN_CUDA, 2, x->shape);
+    pn_cuda_matmul(&p, a, w, NULL);
+    pn_cuda_add_rmsnorm(x, &p, xn, norm_w, eps);
 }

@@ -11,87 +11,14 @@
 // ----------------------------------------------------------------------------------------------------
 // kernels
 
-// VEC = 8: 16-byte loads (D % 8 == 0 and aligned pointers); VEC = 1: scalar.
-template <int VEC>
-__device__ __forceinline__ void load_chunk(const bf16 *p, float *v) {
-    if constexpr (VEC == 8) {
-        bf16x8 c;
-        c.u = *(const uint4 *)p;
-#pragma unroll
-        for (int i = 0; i < 8; i++) v[i] = bf2f(c.h[i]);
-    } else {
-        v[0] = bf2f(*p);
-    }
-}
-
-template <int VEC>
-__device__ __forceinline__ void store_chunk(bf16 *p, const float *v) {
-    if constexpr (VEC == 8) {
-        bf16x8 c;
-#pragma unroll
-        for (int i = 0; i < 8; i++) c.h[i] = f2bf(v[i]);
-        *(uint4 *)p = c.u;
-    } else {
-        *p = f2bf(v[0]);
-    }
-}
-
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-// Sum of squares over chunks c = first, first + stride, ... of one row. With yr (add_rmsnorm) each chunk is
-// first x + y rounded to bf16 (the add op's rounding) and stored back to x: the sum is then over the values
-// a separate rmsnorm would read, in the same order, so the result is the same bit for bit.
-template <int VEC>
-__device__ __forceinline__ float row_sumsq(bf16 *xr, const bf16 *yr, int64_t chunks, int64_t first, int64_t stride) {
-    float ss = 0.0f;
-    for (int64_t c = first; c < chunks; c += stride) {
-        float v[VEC];
-        load_chunk<VEC>(xr + c * VEC, v);
-        if (yr) {
-            float u[VEC];
-            load_chunk<VEC>(yr + c * VEC, u);
-#pragma unroll
-            for (int i = 0; i < VEC; i++) v[i] = round_bf(v[i] + u[i]);
-            store_chunk<VEC>(xr + c * VEC, v);
-        }
-#pragma unroll
-        for (int i = 0; i < VEC; i++) ss += v[i] * v[i];
-    }
-    return ss;
-}
-
-template <int VEC>
-__device__ __forceinline__ void row_write(bf16 *yr, const bf16 *xr, const bf16 *w, float r, int64_t chunks,
-                                          int64_t first, int64_t stride) {
-    for (int64_t c = first; c < chunks; c += stride) {
-        float v[VEC], wv[VEC];
-        load_chunk<VEC>(xr + c * VEC, v);
-        load_chunk<VEC>(w + c * VEC, wv);
-#pragma unroll
-        for (int i = 0; i < VEC; i++) v[i] = wv[i] * round_bf(v[i] * r);
-        store_chunk<VEC>(yr + c * VEC, v);
-    }
-}
-
 // One warp per row; blockDim.x = 256 (8 rows per block).
 template <int VEC>
 __global__ void rmsnorm_warp_kernel(bf16 *out, bf16 *x, const bf16 *y, const bf16 *w, int64_t rows, int64_t D, float eps) {
     pdl_trigger();
     pdl_wait();
-    const int lane = threadIdx.x & 31;
     const int64_t warps = (int64_t)gridDim.x * (blockDim.x >> 5);
-    const int64_t chunks = D / VEC;
-    for (int64_t row = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); row < rows; row += warps) {
-        bf16 *xr = x + row * D;
-        bf16 *yr = out + row * D;
-        const float ss = warp_sum(row_sumsq<VEC>(xr, y ? y + row * D : nullptr, chunks, lane, 32));
-        const float r = rsqrtf(ss / (float)D + eps);
-        row_write<VEC>(yr, xr, w, r, chunks, lane, 32);
-    }
+    for (int64_t row = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); row < rows; row += warps)
+        warp_rmsnorm_row<VEC>(out + row * D, y ? x + row * D : NULL, x + row * D, y ? y + row * D : NULL, w, D, eps);
 }
 
 // One block per row; blockDim.x = 256.
@@ -100,20 +27,9 @@ __global__ void rmsnorm_block_kernel(bf16 *out, bf16 *x, const bf16 *y, const bf
     __shared__ float partial[32];
     pdl_trigger();
     pdl_wait();
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    const int64_t chunks = D / VEC;
-    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
-        bf16 *xr = x + row * D;
-        bf16 *yr = out + row * D;
-        float ss = warp_sum(row_sumsq<VEC>(xr, y ? y + row * D : nullptr, chunks, threadIdx.x, blockDim.x));
-        if (lane == 0) partial[warp] = ss;
-        __syncthreads();
-        ss = 0.0f;
-        for (int i = 0; i < nwarps; i++) ss += partial[i];
-        __syncthreads(); // partial[] is rewritten by the next row
-        const float r = rsqrtf(ss / (float)D + eps);
-        row_write<VEC>(yr, xr, w, r, chunks, threadIdx.x, blockDim.x);
-    }
+    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x)
+        block_rmsnorm_row<VEC>(out + row * D, y ? x + row * D : NULL, x + row * D, y ? y + row * D : NULL, w, D, eps,
+                               partial);
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -123,7 +39,7 @@ __global__ void rmsnorm_block_kernel(bf16 *out, bf16 *x, const bf16 *y, const bf
 static void rmsnorm_launch(bf16 *o, bf16 *xp, const bf16 *y, const bf16 *w, int64_t rows, int64_t D, float eps) {
     if (rows == 0) return;
     const bool vec = D % 8 == 0 && is_aligned16(o) && is_aligned16(xp) && is_aligned16(w) && (!y || is_aligned16(y));
-    if (D <= 1024) {
+    if (D <= PN_NORM_WARP_MAX) {
         const unsigned grid = grid_1d(rows, 8);
         if (vec)
             pn_launch(rmsnorm_warp_kernel<8>, grid, 256, 0, o, xp, y, w, rows, D, eps);

@@ -10,12 +10,6 @@
 #define NB_WARPS 8
 #define NB_SMEM_COLS 12288 // 48 KB of fp32 partials
 
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
 __device__ __forceinline__ float sigmoidf_(float z) { return 1.0f / (1.0f + expf(-z)); }
 
 // Zero the block's dw partial (when used); returns where this block accumulates dw.

@@ -236,6 +236,84 @@ static void test_add_rmsnorm(int64_t N, int64_t D) {
     free(x), free(y), free(w), free(hxr), free(ref), free(got), free(gx), free(two), free(tx);
 }
 
+static int64_t bits_differ(const float *a, const float *b, int64_t n) {
+    int64_t d = 0;
+    for (int64_t i = 0; i < n; i++) d += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+    return d;
+}
+
+// A decoding step's post-attention norm and MLP first half in one launch: against the CPU's and, bit for
+// bit, against the CUDA ops it fuses (copy, add_rmsnorm, matmul_swiglu); x and y must be left as they were.
+static void test_add_rmsnorm_swiglu(int64_t N, int64_t I, int64_t O, int with_y) {
+    float *x = randn(N * I, 0.0f, 1.0f), *y = randn(N * I, 0.0f, 1.0f), *nw = randn(I, 1.0f, 0.1f);
+    float *wg = randn(O * I, 0.0f, 1.0f / sqrtf((float)I)), *wu = randn(O * I, 0.0f, 1.0f / sqrtf((float)I));
+    float *ref = pn_malloc(sizeof(float) * (size_t)(N * O));
+    const int64_t sx[2] = {N, I}, sw[2] = {O, I}, so[2] = {N, O}, sn[1] = {I};
+    pn_tensor hx = host_view(x, 2, sx), hy = host_view(y, 2, sx), hn = host_view(nw, 1, sn), hg = host_view(wg, 2, sw);
+    pn_tensor hu = host_view(wu, 2, sw), ho = host_view(ref, 2, so);
+    pn_op_add_rmsnorm_swiglu(&ho, &hx, with_y ? &hy : NULL, &hn, 1e-6f, &hg, &hu);
+    pn_tensor dx = dev_upload(x, PN_BF16, 2, sx), dy = dev_upload(y, PN_BF16, 2, sx), dn = dev_upload(nw, PN_BF16, 1, sn);
+    pn_tensor dg = dev_upload(wg, PN_BF16, 2, sw), du = dev_upload(wu, PN_BF16, 2, sw), dout = dev_alloc(PN_BF16, 2, so);
+    pn_tensor ds = dev_alloc(PN_BF16, 2, sx), dxn = dev_alloc(PN_BF16, 2, sx), dout2 = dev_alloc(PN_BF16, 2, so);
+    float *x0 = dev_download(&dx);
+    pn_op_add_rmsnorm_swiglu(&dout, &dx, with_y ? &dy : NULL, &dn, 1e-6f, &dg, &du);
+    pn_op_copy(&ds, &dx);
+    if (with_y) pn_op_add_rmsnorm(&ds, &dy, &dxn, &dn, 1e-6f);
+    else pn_op_rmsnorm(&dxn, &ds, &dn, 1e-6f);
+    pn_op_matmul_swiglu(&dout2, &dxn, &dg, &du);
+    float *got = dev_download(&dout), *sep = dev_download(&dout2), *x1 = dev_download(&dx);
+    char shape[128];
+    snprintf(shape, sizeof shape, "[%lld,%lld]%s x2[%lld,%lld]^T", (long long)N, (long long)I, with_y ? "+y" : "",
+             (long long)O, (long long)I);
+    report("norm_mlp", shape, relerr(got, ref, N * O), 1e-2);
+    const int64_t diff = bits_differ(got, sep, N * O), moved = bits_differ(x0, x1, N * I);
+    snprintf(shape + strlen(shape), sizeof shape - strlen(shape), " = 3 ops: %lld differ, x %lld", (long long)diff,
+             (long long)moved);
+    report("norm_mlp", shape, (double)(diff + moved), 0);
+    dev_free(&dx), dev_free(&dy), dev_free(&dn), dev_free(&dg), dev_free(&du), dev_free(&dout), dev_free(&ds);
+    dev_free(&dxn), dev_free(&dout2);
+    free(x), free(y), free(nw), free(wg), free(wu), free(ref), free(got), free(sep), free(x0), free(x1);
+}
+
+// The down projection into the residual and the next norm in one launch: against the CPU's and, bit for
+// bit, against add, matmul, add_rmsnorm on CUDA (both x and xn); run twice (the launch's block counter must
+// be left at zero for the next).
+static void test_matmul_add_rmsnorm(int64_t N, int64_t I, int64_t O, int with_y) {
+    float *x = randn(N * O, 0.0f, 1.0f), *y = randn(N * O, 0.0f, 1.0f), *a = randn(N * I, 0.0f, 1.0f);
+    float *w = randn(O * I, 0.0f, 1.0f / sqrtf((float)I)), *nw = randn(O, 1.0f, 0.1f);
+    float *rx = copy_f32(x, N * O), *rn = pn_malloc(sizeof(float) * (size_t)(N * O));
+    const int64_t sx[2] = {N, O}, sa[2] = {N, I}, sw[2] = {O, I}, sn[1] = {O};
+    pn_tensor hx = host_view(rx, 2, sx), hy = host_view(y, 2, sx), ha = host_view(a, 2, sa), hw = host_view(w, 2, sw);
+    pn_tensor hn = host_view(nw, 1, sn), hxn = host_view(rn, 2, sx);
+    pn_op_matmul_add_rmsnorm(&hx, with_y ? &hy : NULL, &ha, &hw, &hxn, &hn, 1e-6f);
+    pn_tensor dy = dev_upload(y, PN_BF16, 2, sx), da = dev_upload(a, PN_BF16, 2, sa), dw = dev_upload(w, PN_BF16, 2, sw);
+    pn_tensor dn = dev_upload(nw, PN_BF16, 1, sn), dp = dev_alloc(PN_BF16, 2, sx);
+    int64_t diff = 0;
+    double err = 0;
+    for (int rep = 0; rep < 2; rep++) {
+        pn_tensor dx = dev_upload(x, PN_BF16, 2, sx), dx2 = dev_upload(x, PN_BF16, 2, sx);
+        pn_tensor dxn = dev_alloc(PN_BF16, 2, sx), dxn2 = dev_alloc(PN_BF16, 2, sx);
+        pn_op_matmul_add_rmsnorm(&dx, with_y ? &dy : NULL, &da, &dw, &dxn, &dn, 1e-6f);
+        if (with_y) pn_op_add(&dx2, &dy);
+        pn_op_matmul(&dp, &da, &dw, NULL);
+        pn_op_add_rmsnorm(&dx2, &dp, &dxn2, &dn, 1e-6f);
+        float *gx = dev_download(&dx), *gn = dev_download(&dxn), *sx2 = dev_download(&dx2), *sn2 = dev_download(&dxn2);
+        const double e1 = relerr(gx, rx, N * O), e2 = relerr(gn, rn, N * O);
+        err = fmax(err, fmax(e1, e2));
+        diff += bits_differ(gx, sx2, N * O) + bits_differ(gn, sn2, N * O);
+        dev_free(&dx), dev_free(&dx2), dev_free(&dxn), dev_free(&dxn2);
+        free(gx), free(gn), free(sx2), free(sn2);
+    }
+    char shape[128];
+    snprintf(shape, sizeof shape, "[%lld,%lld]x[%lld,%lld]^T%s", (long long)N, (long long)I, (long long)O, (long long)I,
+             with_y ? "+y" : "");
+    report("mm_res", shape, err, 1e-2);
+    snprintf(shape + strlen(shape), sizeof shape - strlen(shape), " = 3 ops, twice: %lld differ", (long long)diff);
+    report("mm_res", shape, (double)diff, 0);
+    dev_free(&dy), dev_free(&da), dev_free(&dw), dev_free(&dn), dev_free(&dp);
+    free(x), free(y), free(a), free(w), free(nw), free(rx), free(rn);
+}
+
 static void test_add(int64_t N, int64_t C) {
     const int64_t shape[2] = {N, C}, n = N * C;
     float *x = randn(n, 0.0f, 1.0f), *y = randn(n, 0.0f, 1.0f), *ref = copy_f32(x, n);
@@ -551,6 +629,19 @@ int main(void) {
     test_matmul_swiglu(4, 2048, 300);
     test_matmul_swiglu(2, 36, 300); // I % 8 != 0: three ops through the workspace
     test_matmul_swiglu(37, 896, 4864); // many rows: three ops
+    // the decode MLP with its norms (Qwen2.5-1.5B; a width normalized by one warp; 1032: by the block; an
+    // unaligned width, many rows and a 64 KB input: the ops they fuse)
+    test_add_rmsnorm_swiglu(1, 1536, 8960, 1);
+    test_add_rmsnorm_swiglu(4, 896, 4864, 1);
+    test_add_rmsnorm_swiglu(2, 1032, 300, 0);
+    test_add_rmsnorm_swiglu(2, 36, 300, 1);
+    test_add_rmsnorm_swiglu(37, 896, 4864, 1);
+    test_add_rmsnorm_swiglu(4, 8192, 64, 1);
+    test_matmul_add_rmsnorm(1, 8960, 1536, 1);
+    test_matmul_add_rmsnorm(4, 4864, 896, 1);
+    test_matmul_add_rmsnorm(3, 256, 1032, 0);
+    test_matmul_add_rmsnorm(2, 36, 40, 1);
+    test_matmul_add_rmsnorm(37, 896, 896, 1);
     // attention's q, k, v (Qwen2.5-1.5B, biased), a JetBlock's six projections (Jet-Nemotron-2B), GDN's five
     // at a small width, an unaligned width and many rows (the products one by one)
     test_matmul_multi(1, 1536, 3, (const int64_t[]){1536, 256, 256}, 1);
