@@ -181,8 +181,8 @@ __device__ __forceinline__ void block_rmsnorm_row(bf16 *out, bf16 *sum, const bf
     __syncthreads(); // red is rewritten by the next row
     row_write<VEC, CG>(out, sum ? sum : x, w, norm_scale(ss, D, eps), D / VEC, threadIdx.x, blockDim.x);
 }
-// Rows 0 .. rows - 1 ([rows, D] each, out and sum may be NULL-strided alike) by one block, in the order
-// norm.cu's kernels use for this D; with sum, the block synchronizes before returning when rows use warps.
+// Rows 0 .. rows - 1 of [rows, D] tensors (sum, y may be NULL) by one block, in the order norm.cu's kernels
+// use for this D (so the same bits as rmsnorm / add_rmsnorm).
 #define PN_NORM_WARP_MAX 1024 // rows up to this width get a warp each (norm.cu)
 template <int VEC, bool CG = false>
 __device__ __forceinline__ void block_rmsnorm_rows(bf16 *out, bf16 *sum, const bf16 *x, const bf16 *y, const bf16 *w,
