@@ -14,10 +14,14 @@ trap 'rm -rf "$T"' EXIT
 $MK --out "$T/m" --seed 1 --init-std 0.3 > /dev/null || bad "mkckpt tiny"
 [ -f "$T/m/config.json" ] && [ -f "$T/m/model.safetensors" ] && ok || bad "mkckpt wrote no checkpoint"
 
-# Good runs: greedy generation is deterministic; --dump-logits writes ids and logits.
+# Good runs: greedy generation is deterministic, and the same with the decode fusions off (PN_NO_FUSED) and
+# with the normalizing MLP (PN_NORM_MLP); --dump-logits writes ids and logits.
 out1=$($GEN --model "$T/m" --ids 1,2,3,4 --max-new-tokens 8 --device cpu --print-ids 2> /dev/null)
 out2=$($GEN --model "$T/m" --ids 1,2,3,4 --max-new-tokens 8 --device cpu --print-ids 2> /dev/null)
 [ -n "$out1" ] && [ "$out1" = "$out2" ] && ok || bad "greedy generation not deterministic: '$out1' vs '$out2'"
+out3=$(PN_NO_FUSED=1 $GEN --model "$T/m" --ids 1,2,3,4 --max-new-tokens 8 --device cpu --print-ids 2> /dev/null)
+out4=$(PN_NORM_MLP=1 $GEN --model "$T/m" --ids 1,2,3,4 --max-new-tokens 8 --device cpu --print-ids 2> /dev/null)
+[ "$out1" = "$out3" ] && [ "$out1" = "$out4" ] && ok || bad "greedy generation changed: '$out1', unfused '$out3', PN_NORM_MLP '$out4'"
 n=$(echo "$out1" | tr ',' '\n' | grep -c .)
 [ "$n" -ge 1 ] && [ "$n" -le 8 ] && ok || bad "expected 1..8 generated ids, got '$out1'"
 s1=$($GEN --model "$T/m" --ids 5,6 --max-new-tokens 16 --temperature 1.5 --seed 7 --device cpu 2> /dev/null)
@@ -111,7 +115,7 @@ expect_error "unknown preset" $MK --out "$T/x" --preset gpt5
 $MK --out "$T/hy" --layers 5 --layer-types attn,swa,jet,gdn,deltanet --seed 3 --init-std 0.3 > /dev/null && ok || bad "mkckpt hybrid"
 grep -q '"jet_nemotron"' "$T/hy/config.json" && grep -q '"deltanet"' "$T/hy/config.json" && ok || bad "hybrid config.json"
 h1=$($GEN --model "$T/hy" --ids 1,2,3,4,5,6 --max-new-tokens 6 --device cpu --print-ids 2> /dev/null)
-h2=$($GEN --model "$T/hy" --ids 1,2,3,4,5,6 --max-new-tokens 6 --device cpu --print-ids 2> /dev/null)
+h2=$(PN_NORM_MLP=1 $GEN --model "$T/hy" --ids 1,2,3,4,5,6 --max-new-tokens 6 --device cpu --print-ids 2> /dev/null)
 [ -n "$h1" ] && [ "$h1" = "$h2" ] && ok || bad "hybrid generation: '$h1' vs '$h2'"
 expect_error "unknown block type \"mamba\"" $MK --out "$T/x" --layers 2 --layer-types attn,mamba
 expect_error "lists 1 types for 2 layers" $MK --out "$T/x" --layers 2 --layer-types jet

@@ -285,7 +285,7 @@ echo "without cuDNN attention:" | tee -a "$OUTDIR/summary.txt"
 PN_NO_CUDNN=1 build-gpu/tests/bench_forward /tmp/pn-q15 --device cuda --batch 2 --seq 4096 --iters 10 2>&1 | tee -a "$OUTDIR/summary.txt"
 fi
 if want bench || want decode; then
-log "decode (batch 1, 512-token prompt, 128 new tokens): the step as a CUDA graph vs PN_NO_GRAPH=1 and vs PN_NO_FUSED=1 (gate/up/swiglu as three launches, projections of one input one by one), same tokens"
+log "decode (batch 1, 512-token prompt, 128 new tokens): the step as a CUDA graph vs PN_NO_GRAPH=1, PN_NO_FUSED=1 (every decode fusion as the ops it fuses), PN_NORM_MLP=1 (the MLP with its norms, two launches) and PN_NO_PDL=1 (no programmatic dependent launch), same tokens"
 [ -f /tmp/pn-q15/config.json ] || build-gpu/postnas-mkckpt --preset qwen2.5-1.5b --seed 1 --out /tmp/pn-q15 > /dev/null
 # Jet-Nemotron-2B's shape: Qwen2.5-1.5B with JetBlock (12 heads, d_k 96, d_v 256) but attn at 14 and 19 and
 # swa (window 1152) at 20 and 21.
@@ -297,9 +297,13 @@ for ck in /tmp/pn-q15 /tmp/pn-jet2b; do
   g=$(build-gpu/postnas-generate --model $ck --ids "$ids" --max-new-tokens 128 --device cuda --print-ids 2> /tmp/gen-g.err)
   n=$(PN_NO_GRAPH=1 build-gpu/postnas-generate --model $ck --ids "$ids" --max-new-tokens 128 --device cuda --print-ids 2> /tmp/gen-n.err)
   u=$(PN_NO_FUSED=1 build-gpu/postnas-generate --model $ck --ids "$ids" --max-new-tokens 128 --device cuda --print-ids 2> /tmp/gen-u.err)
-  { echo "graph:    $(tail -1 /tmp/gen-g.err)"; echo "no graph: $(tail -1 /tmp/gen-n.err)"; echo "unfused, graph: $(tail -1 /tmp/gen-u.err)"; } | tee -a "$OUTDIR/summary.txt"
-  if [ -n "$g" ] && [ "$g" = "$n" ] && [ "$g" = "$u" ]; then echo "decode graph = no graph = unfused: $(echo "$g" | tr ',' '\n' | wc -l) tokens ($ck)"
-  else echo "FAIL: decode through the graph differs from without, or fused from unfused ($ck): $g vs $n vs $u"; fi | tee -a "$OUTDIR/summary.txt"
+  r=$(PN_NORM_MLP=1 build-gpu/postnas-generate --model $ck --ids "$ids" --max-new-tokens 128 --device cuda --print-ids 2> /tmp/gen-r.err)
+  p=$(PN_NO_PDL=1 build-gpu/postnas-generate --model $ck --ids "$ids" --max-new-tokens 128 --device cuda --print-ids 2> /tmp/gen-p.err)
+  { echo "graph:    $(tail -1 /tmp/gen-g.err)"; echo "no graph: $(tail -1 /tmp/gen-n.err)"; echo "unfused, graph: $(tail -1 /tmp/gen-u.err)"
+    echo "PN_NORM_MLP=1, graph: $(tail -1 /tmp/gen-r.err)"; echo "no PDL, graph: $(tail -1 /tmp/gen-p.err)"; } | tee -a "$OUTDIR/summary.txt"
+  if [ -n "$g" ] && [ "$g" = "$n" ] && [ "$g" = "$u" ] && [ "$g" = "$r" ] && [ "$g" = "$p" ]; then
+    echo "decode graph = no graph = unfused = PN_NORM_MLP = no PDL: $(echo "$g" | tr ',' '\n' | wc -l) tokens ($ck)"
+  else echo "FAIL: decode tokens differ between graph / no graph / unfused / PN_NORM_MLP / no PDL ($ck): $g vs $n vs $u vs $r vs $p"; fi | tee -a "$OUTDIR/summary.txt"
 done
 fi
 if [ -n "${PN_GPU_EXTRA:-}" ]; then # a one-off command in this environment (built tree, carried libraries)
