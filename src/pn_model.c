@@ -466,7 +466,10 @@ int pn_layer_forward(const pn_model *m, int l, const pn_tensor *x, pn_tensor *ou
     // normalizes x + y itself (x is only read), the second adds both the block's y and the down projection
     // into x and writes the next layer's norm: equal to the ops below, two add_rmsnorm launches fewer per
     // layer. Off by default: on an H100 (Qwen2.5-1.5B shape, batch 1, same machine) 518-520 tok/s against
-    // 540 with the separate norms, as each of the gate/up GEMV's 2,240 blocks normalizes the input again.
+    // 540 with the separate norms. Nor does the residual add + norm pay in the tail of the GEMV before it:
+    // with the output and down projections both as matmul_add_rmsnorm (the gate/up GEMV plain) 530 tok/s
+    // against 560 (same machine): the last block's count, reread and norm lengthen every GEMV by more than a
+    // separate add_rmsnorm launch costs once PDL overlaps that launch with the GEMV's end.
     const int decoding = !pn_ops_unfused() && state && b->xn2.shape[0] <= 4;
     if (decoding && norm_mlp() && out && out->data == x->data && b->xmid.data == x->data && b->next_norm && !m->check_finite &&
         !m->tap) {

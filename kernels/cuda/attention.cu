@@ -36,6 +36,7 @@
 // kernels: (a) the simple kernel
 
 #define SIMPLE_THREADS 256
+#define SPLIT_MAX 64 // the most key slices per query row (split-K, see the launchers)
 
 __device__ __forceinline__ float block_max(float v, float *red) {
 #pragma unroll
@@ -59,33 +60,37 @@ __device__ __forceinline__ float block_sum(float v, float *red) {
     return r;
 }
 
-// out[row] = sum_i acc_i e^(m_i - M) / sum_i l_i e^(m_i - M) over the nsplit partials of query row `row`, by
-// the threads of one block (the last of the row's split blocks to finish). The partials are read past L1
-// (__ldcg): other blocks wrote them.
-__device__ void attn_combine_row(bf16 *out, const float *part, int64_t row, int D, int nsplit) {
+// out[row] = sum_i acc_i e^(m_i - M) / sum_i l_i e^(m_i - M) over the first n of the row's partials (stride
+// nsplit), by the threads of one block (the last of the row's split blocks to finish). The partials are read
+// past L1 (__ldcg): other blocks wrote them. Each split's weight e^(m_i - M) is computed once, into shared
+// memory, and the value loads of different splits are independent (unrolled), so a 64-way merge costs a few
+// round trips to L2 rather than one per split (measured: the merge dominated a 640-key decode step).
+__device__ void attn_combine_row(bf16 *out, const float *part, int64_t row, int D, int nsplit, int n) {
+    __shared__ float wsh[SPLIT_MAX], lsh[SPLIT_MAX];
     const float *pp = part + row * nsplit * (D + 2);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) wsh[i] = __ldcg(pp + i * (D + 2) + D), lsh[i] = __ldcg(pp + i * (D + 2) + D + 1);
+    __syncthreads();
     float M = -INFINITY;
-    for (int i = 0; i < nsplit; i++) M = fmaxf(M, __ldcg(pp + i * (D + 2) + D)); // finite: some split is not empty
+    for (int i = 0; i < n; i++) M = fmaxf(M, wsh[i]); // finite: some split is not empty
+    __syncthreads();
+    if ((int)threadIdx.x < n) wsh[threadIdx.x] = wsh[threadIdx.x] == -INFINITY ? 0.0f : expf(wsh[threadIdx.x] - M);
+    __syncthreads();
     float L = 0.0f;
-    for (int i = 0; i < nsplit; i++) {
-        const float mi = __ldcg(pp + i * (D + 2) + D);
-        if (mi != -INFINITY) L += __ldcg(pp + i * (D + 2) + D + 1) * expf(mi - M);
-    }
+    for (int i = 0; i < n; i++) L += lsh[i] * wsh[i];
     for (int d = threadIdx.x; d < D; d += blockDim.x) {
         float acc = 0.0f;
-        for (int i = 0; i < nsplit; i++) {
-            const float mi = __ldcg(pp + i * (D + 2) + D);
-            if (mi != -INFINITY) acc += __ldcg(pp + i * (D + 2) + d) * expf(mi - M);
-        }
+#pragma unroll 8
+        for (int i = 0; i < n; i++) acc += __ldcg(pp + i * (D + 2) + d) * wsh[i];
         out[row * D + d] = f2bf(acc / L);
     }
 }
 
-// grid (T * nsplit, Hq, B), SIMPLE_THREADS threads. D <= 256, D % 8 == 0. Block (t * nsplit + split) takes
-// the split-th of nsplit equal slices of query t's visible keys. With nsplit == 1 it writes the normalized
-// output; otherwise it writes its unnormalized partial sum, max and sum to part, and the row's last block to
-// finish (counted in cnt[row], which it resets to 0 for the next launch) merges them (attn_combine_row): no
-// second launch.
+// grid (T * nsplit, Hq, B), SIMPLE_THREADS threads. D <= 256, D % 8 == 0. Query t's visible keys are cut
+// into n = min(nsplit, ceil(keys / min_keys)) equal slices, n known only here (decode replayed from a graph
+// launches nsplit for the longest row the cache allows); block (t * nsplit + split) takes the split-th and
+// blocks past n return at once. With n == 1 the block writes the normalized output; otherwise it writes its
+// unnormalized partial sum, max and sum to part, and the row's last block to finish (counted in cnt[row],
+// which it resets to 0 for the next launch) merges them (attn_combine_row): no second launch.
 // posv (device, [B]) or NULL: sequence b's queries start at posv[b] instead of pos0 (attention_at: decode
 // steps replayed from a CUDA graph, where the position cannot be a launch argument); inv_freq (or NULL):
 // the query is rotated here (RoPE at its position, rounded to bf16 as rope_kernel leaves it). VEC: D % 8 == 0 and
@@ -93,7 +98,7 @@ __device__ void attn_combine_row(bf16 *out, const float *part, int64_t row, int 
 template <bool VEC>
 __global__ void __launch_bounds__(SIMPLE_THREADS)
     attn_simple_kernel(bf16 *out, float *part, const bf16 *q, const bf16 *k, const bf16 *v, int T, int Hq, int Hkv,
-                       int D, int64_t cap, int pos0, int window, float scale, int nsplit, const int32_t *cu,
+                       int D, int64_t cap, int pos0, int window, float scale, int nsplit, int min_keys, const int32_t *cu,
                        int n_docs, const int32_t *posv, const float *inv_freq, bf16 *kst, bf16 *vst,
                        const bf16 *knew, const bf16 *vnew, int *cnt) {
     __shared__ float qs[256];
@@ -109,7 +114,10 @@ __global__ void __launch_bounds__(SIMPLE_THREADS)
     const int64_t p = (int64_t)(posv ? posv[b] : pos0) + t;
     int64_t lo = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0;
     if (cu) lo = max(lo, (int64_t)pn_doc_lo(cu, n_docs, t)); // a packed row (pos0 = 0): its own document's keys only
-    const int64_t per = (p - lo + 1 + nsplit - 1) / nsplit; // keys per split
+    const int64_t nkeys = p - lo + 1;
+    const int nact = (int)min((int64_t)nsplit, (nkeys + min_keys - 1) / min_keys); // slices in use, >= 1
+    if (split >= nact) return; // a slice this row does not need (it takes no part in the count below)
+    const int64_t per = (nkeys + nact - 1) / nact; // keys per split
     const int64_t k_begin = lo + split * per, k_end = min(p, k_begin + per - 1); // may be empty (k_begin > k_end)
     const int64_t kv_stride = (int64_t)Hkv * D; // elements between consecutive positions
     const bf16 *kb = k + ((int64_t)b * cap * Hkv + hk) * D;
@@ -208,7 +216,7 @@ __global__ void __launch_bounds__(SIMPLE_THREADS)
             if (VEC || c8 * 8 + i < D) comb[g * D + c8 * 8 + i] = acc[i];
     }
     __syncthreads();
-    if (nsplit == 1) {
+    if (nact == 1) {
         const float inv = 1.0f / l; // l >= 1: the row's maximum contributes exp(0)
         for (int d = tid; d < D; d += blockDim.x) {
             float sum = 0.0f;
@@ -229,13 +237,13 @@ __global__ void __launch_bounds__(SIMPLE_THREADS)
         __threadfence();
         __syncthreads();
         if (tid == 0) {
-            last = atomicAdd(cnt + qrow, 1) == nsplit - 1;
+            last = atomicAdd(cnt + qrow, 1) == nact - 1;
             if (last) cnt[qrow] = 0;
         }
         __syncthreads();
         if (last) {
             __threadfence();
-            attn_combine_row(out, part, qrow, D, nsplit);
+            attn_combine_row(out, part, qrow, D, nsplit, nact);
         }
     }
 }
@@ -503,15 +511,14 @@ static void launch_flash(bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v,
 // would need more than it holds uses fewer splits (or none: more rows than counters).
 #define SPLIT_MIN_KEYS 256   // keys per split at least (one chunk of the simple kernel)
 #define SPLIT_MIN_KEYS_AT 64 // the same for attention_at (decoding)
-#define SPLIT_MAX 64
 #define SPLIT_WORKSPACE (8u << 20)
 #define SPLIT_ROWS 65536 // counters (int) at the workspace's start
 
-// The number of key slices per row (none shorter than min_keys), and *ws the context's split workspace when
-// it is more than one.
-static int choose_splits(int64_t rows, int64_t max_keys, int D, int64_t min_keys, float **ws) {
+// The number of key slices per row (none shorter than min_keys, about per_sm blocks of 256 threads per SM
+// in all), and *ws the context's split workspace when it is more than one.
+static int choose_splits(int64_t rows, int64_t max_keys, int D, int64_t min_keys, int per_sm, float **ws) {
     int64_t ns = ceil_div64(max_keys, min_keys);
-    const int64_t want = ceil_div64(8LL * pn_cuda_ctx_get()->n_sms, rows); // about 8 blocks of 256 threads per SM
+    const int64_t want = ceil_div64((int64_t)per_sm * pn_cuda_ctx_get()->n_sms, rows);
     if (ns > want) ns = want;
     if (ns > SPLIT_MAX) ns = SPLIT_MAX;
     const int64_t fit = (int64_t)((SPLIT_WORKSPACE - SPLIT_ROWS * sizeof(int)) / sizeof(float)) / (rows * (D + 2));
@@ -528,14 +535,18 @@ static void launch_simple(bf16 *o, const bf16 *qp, const bf16 *kp, const bf16 *v
                           bf16 *kst = NULL, bf16 *vst = NULL, const bf16 *knew = NULL, const bf16 *vnew = NULL) {
     const int64_t rows = B * T * Hq;
     float *split_ws = NULL;
-    const int ns = choose_splits(rows, max_keys, (int)D, min_keys, &split_ws);
+    // Decode (min_keys SPLIT_MIN_KEYS_AT): about 3 blocks per SM. Measured on an H100 (Qwen2.5-1.5B shape,
+    // batch 1, 8K-token cache, same machine): 487 tok/s with 33 slices of ~250 keys, 452 with 64 of 128 (8
+    // per SM) and 452 with 22 of ~370 (2 per SM); at 640 keys the kernel uses 10 slices of 64 either way (its
+    // own count, from the real length).
+    const int ns = choose_splits(rows, max_keys, (int)D, min_keys, min_keys == SPLIT_MIN_KEYS_AT ? 3 : 8, &split_ws);
     const dim3 grid((unsigned)(T * ns), (unsigned)Hq, (unsigned)B);
     const bool vec = D % 8 == 0 && is_aligned16(o) && is_aligned16(qp) && is_aligned16(kp) && is_aligned16(vp) &&
                      (!knew || (is_aligned16(knew) && is_aligned16(vnew)));
     int *cnt = ns > 1 ? (int *)split_ws : NULL;
     float *part = ns > 1 ? split_ws + SPLIT_ROWS : NULL; // SPLIT_ROWS ints = as many floats
     pn_launch(vec ? attn_simple_kernel<true> : attn_simple_kernel<false>, grid, SIMPLE_THREADS, 0, o, part, qp, kp, vp,
-              (int)T, (int)Hq, (int)Hkv, (int)D, cap, pos0, window, 1.0f / sqrtf((float)D), ns, cu, n_docs, posv,
+              (int)T, (int)Hq, (int)Hkv, (int)D, cap, pos0, window, 1.0f / sqrtf((float)D), ns, (int)min_keys, cu, n_docs, posv,
               inv_freq, kst, vst, knew, vnew, cnt);
 }
 
@@ -549,7 +560,10 @@ static void check_shape(int64_t B, int64_t T, int64_t Hq, int64_t D) {
 // Decode at device-held positions: the splits are chosen for the longest row the cache allows (the real
 // length is only known on the device), so one launch configuration serves every step of a graph; slices of
 // 64 keys at least (not a whole chunk): a decode row is latency-bound, and short rows then still spread
-// over more blocks (measured: 14 us per layer at a 640-key cache with 256-key slices, under ncu).
+// over more blocks. Still latency-bound: ~13.6 us per launch under ncu at a 640-key cache (10 slices of 64
+// keys; 16.3 us when all 64 launched slices ran, ~10 keys each, and one block merged all 64 serially).
+// Loading each thread's whole key row, or values ahead of the dot products, gained 1% at 640 keys and lost
+// 11% at 8K (122 registers: two blocks per SM), so the kernel keeps its loops.
 void pn_cuda_attention_at(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,
                           const pn_tensor *inv_freq, const pn_tensor *pos, int window) {
     const int64_t B = q->shape[0], T = q->shape[1], Hq = q->shape[2], D = q->shape[3];

@@ -674,6 +674,11 @@ int main(void) {
     test_attention(1, 40, 2, 2, 256, 10, 0);   // D = 256: simple kernel
     // (B, T, Hq, Hkv, D, cap, window, positions): sequences at different positions, short and long caches
     test_decode_at(3, 1, 12, 2, 128, 4096, 0, (const int32_t[]){0, 37, 3000});
+    // Qwen2.5-1.5B's decode at batch 1 and 2 in a long cache: the launch is sized for the cache (33 and 17
+    // slices) and each row uses what its length needs (11 of 33 at 640 keys, 6 in the graph captured at 320;
+    // 11 and all 17 in one launch)
+    test_decode_at(1, 1, 12, 2, 128, 8192, 0, (const int32_t[]){640});
+    test_decode_at(2, 1, 12, 2, 128, 8192, 0, (const int32_t[]){640, 5000});
     test_decode_at(2, 1, 4, 2, 64, 2000, 300, (const int32_t[]){1999, 250});
     test_decode_at(1, 1, 16, 8, 64, 64, 0, (const int32_t[]){63});
     test_decode_at(2, 3, 4, 1, 96, 700, 0, (const int32_t[]){5, 600});
