@@ -24,6 +24,18 @@ __device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;"
 __device__ __forceinline__ void pdl_launch() { asm volatile("griddepcontrol.launch_dependents;" :::); }
 #define WARPS 8
 
+// The end of v0 and v1: the lane sums reduced in the warp, the wpr warps of column o added in order.
+__device__ __forceinline__ void column_out(float acc, float *red, bf16 *out, int64_t o, int64_t O, int lane, int warp,
+                                           int part, int wpr) {
+    for (int d = 16; d > 0; d >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, d);
+    if (lane == 0) red[warp] = acc;
+    __syncthreads();
+    if (part == 0 && lane == 0 && o < O) {
+        float v = 0; for (int p = 0; p < wpr; p++) v += red[warp + p];
+        out[o] = __float2bfloat16(v);
+    }
+}
+
 // V0: the current kernel (N = 1)
 template <bool PDL>
 __global__ void __launch_bounds__(256) v0(const bf16 *w, const bf16 *x, bf16 *out, int64_t I, int64_t O, int wpr) {
@@ -42,13 +54,7 @@ __global__ void __launch_bounds__(256) v0(const bf16 *w, const bf16 *x, bf16 *ou
             for (int i = 0; i < 8; i++) acc += bf2f(wv.h[i]) * bf2f(xv.h[i]);
         }
     }
-    for (int d = 16; d > 0; d >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, d);
-    if (lane == 0) red[warp] = acc;
-    __syncthreads();
-    if (part == 0 && lane == 0 && o < O) {
-        float v = 0; for (int p = 0; p < wpr; p++) v += red[warp + p];
-        out[o] = __float2bfloat16(v);
-    }
+    column_out(acc, red, out, o, O, lane, warp, part, wpr);
 }
 
 // V1: all of a lane's weight loads issued first (L per lane, compile time), PDL: the weights are loaded before
@@ -78,13 +84,7 @@ __global__ void __launch_bounds__(256) v1(const bf16 *w, const bf16 *x, bf16 *ou
             for (int i = 0; i < 8; i++) acc += bf2f(wv[k].h[i]) * bf2f(xv.h[i]);
         }
     }
-    for (int d = 16; d > 0; d >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, d);
-    if (lane == 0) red[warp] = acc;
-    __syncthreads();
-    if (part == 0 && lane == 0 && o < O) {
-        float v = 0; for (int p = 0; p < wpr; p++) v += red[warp + p];
-        out[o] = __float2bfloat16(v);
-    }
+    column_out(acc, red, out, o, O, lane, warp, part, wpr);
 }
 
 // V2: persistent: grid = resident blocks; each warp group walks its columns with the next column's weights
