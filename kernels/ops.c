@@ -128,14 +128,17 @@ void pn_op_matmul_swiglu(pn_tensor *out, const pn_tensor *x, const pn_tensor *w_
 }
 
 void pn_op_matmul_multi(int n, pn_tensor *const *out, const pn_tensor *x, const pn_tensor *const *w,
-                        const pn_tensor *const *bias) {
-    PN_ASSERT(n >= 1 && n <= PN_MATMUL_MULTI);
-    if (pn_ops_unfused()) { // n matmuls (n launches)
-        for (int i = 0; i < n; i++) pn_op_matmul(out[i], x, w[i], bias ? bias[i] : NULL);
+                        const pn_tensor *const *bias, unsigned silu) {
+    PN_ASSERT(n >= 1 && n <= PN_MATMUL_MULTI && (silu >> n) == 0);
+    if (pn_ops_unfused()) { // n matmuls and the silus (as many launches)
+        for (int i = 0; i < n; i++) {
+            pn_op_matmul(out[i], x, w[i], bias ? bias[i] : NULL);
+            if (silu >> i & 1) pn_op_silu(out[i], out[i]);
+        }
         return;
     }
     for (int i = 0; i < n; i++) matmul_check("matmul_multi", out[i], x, w[i], bias ? bias[i] : NULL);
-    be_of("matmul_multi", x)->matmul_multi(n, out, x, w, bias);
+    be_of("matmul_multi", x)->matmul_multi(n, out, x, w, bias, silu);
 }
 
 // x [N, D] (+ y) normalized by norm_w [D] (rmsnorm's, add_rmsnorm's argument checks)

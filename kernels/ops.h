@@ -89,8 +89,9 @@ typedef struct pn_backend {
 //   xn = rmsnorm(x): the MLP's down projection, both residual adds and the next layer's norm in one launch.
 //   Both equal the ops they fuse (on CUDA bit for bit).
 // - matmul_multi: out[i] = x w[i]^T (+ bias[i]) for i < n <= PN_MATMUL_MULTI (bias may be NULL, or bias[i]
-//   NULL): the projections of one input (attention's q, k, v; a linear block's q, k, v, gates) in one call,
-//   equal to n matmuls (on CUDA bit for bit); a decoding step runs them as one GEMV launch.
+//   NULL), then out[i] = silu(out[i]) where bit i of `silu` is set: the projections of one input (attention's
+//   q, k, v; a linear block's q, k, v, gates, JetBlock's SiLU'd q, k and kernel generator input) in one call,
+//   equal to n matmuls and the silu ops (on CUDA bit for bit); a decoding step runs them as one GEMV launch.
 // - rope: in place on x[B, T, H, D], rotate-half convention; token t at position pos0 + t; inv_freq[D/2] F32.
 //   With cu_seqlens (a packed batch, kernels/packed.h; else NULL) token t sits at pos0 + t - its document's start.
 // - kv_store: cache[b, pos0 + t] = src[b, t] (cache [B, cap, Hkv, D], src [B, T, Hkv, D]).
@@ -145,7 +146,7 @@ void pn_op_matmul_add_rmsnorm(pn_tensor *x, const pn_tensor *y, const pn_tensor 
                               const pn_tensor *norm_w, float eps);
 #define PN_MATMUL_MULTI 8
 void pn_op_matmul_multi(int n, pn_tensor *const *out, const pn_tensor *x, const pn_tensor *const *w,
-                        const pn_tensor *const *bias);
+                        const pn_tensor *const *bias, unsigned silu);
 void pn_op_rope(pn_tensor *x, const pn_tensor *inv_freq, int pos0, const pn_tensor *cu_seqlens);
 void pn_op_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0);
 void pn_op_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,

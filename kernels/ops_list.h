@@ -15,7 +15,8 @@
     X(swiglu, void, (pn_tensor * out, const pn_tensor *gate, const pn_tensor *up))                               \
     X(matmul_swiglu, void, (pn_tensor * out, const pn_tensor *x, const pn_tensor *w_gate, const pn_tensor *w_up))  \
     X(matmul_multi, void,                                                                                        \
-      (int n, pn_tensor *const *out, const pn_tensor *x, const pn_tensor *const *w, const pn_tensor *const *bias))  \
+      (int n, pn_tensor *const *out, const pn_tensor *x, const pn_tensor *const *w, const pn_tensor *const *bias,   \
+       unsigned silu))                                                                                           \
     X(add_rmsnorm_swiglu, void,                                                                                  \
       (pn_tensor * out, const pn_tensor *x, const pn_tensor *y, const pn_tensor *norm_w, float eps,               \
        const pn_tensor *w_gate, const pn_tensor *w_up))                                                          \

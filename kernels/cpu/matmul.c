@@ -137,10 +137,13 @@ void pn_cpu_matmul_swiglu(pn_tensor *out, const pn_tensor *x, const pn_tensor *w
     free(tmp);
 }
 
-// The CPU's projections of one input are the n products (one GEMM each).
+// The CPU's projections of one input are the n products (one GEMM each), then the SiLUs asked for.
 void pn_cpu_matmul_multi(int n, pn_tensor *const *out, const pn_tensor *x, const pn_tensor *const *w,
-                         const pn_tensor *const *bias) {
-    for (int i = 0; i < n; i++) pn_cpu_matmul(out[i], x, w[i], bias ? bias[i] : NULL);
+                         const pn_tensor *const *bias, unsigned silu) {
+    for (int i = 0; i < n; i++) {
+        pn_cpu_matmul(out[i], x, w[i], bias ? bias[i] : NULL);
+        if (silu >> i & 1) pn_cpu_silu(out[i], out[i]);
+    }
 }
 
 // The MLP's first half with its input norm (add_rmsnorm_swiglu): x + y and its norm into temporaries, then

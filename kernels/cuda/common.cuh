@@ -48,6 +48,8 @@ __device__ __forceinline__ float bf2f(bf16 x) { return __bfloat162float(x); }
 __device__ __forceinline__ bf16 f2bf(float x) { return __float2bfloat16_rn(x); }
 // fp32 rounded to bf16 and back: the value a bf16 tensor would hold.
 __device__ __forceinline__ float round_bf(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
+// The one sigmoid of the CUDA kernels (SiLU z * sigmoidf_(z) has the same bits wherever it is computed).
+__device__ __forceinline__ float sigmoidf_(float z) { return 1.0f / (1.0f + expf(-z)); }
 
 // RoPE of one pair (x1, x2) by angle a (position * inv_freq in fp32), cos and sin rounded to bf16 as HF's
 // caches hold them, the result in fp32 (the caller rounds). The decode kernels (kv_store_at, attention_at

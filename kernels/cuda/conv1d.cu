@@ -12,7 +12,6 @@
 //   rows, reduced per block in shared memory and added with one atomic per (channel, tap) and block.
 #include "common.cuh"
 
-__device__ __forceinline__ float sigmoidf_(float z) { return 1.0f / (1.0f + expf(-z)); }
 
 // [s0, s1) of flat row n.
 __device__ __forceinline__ void seq_of(int64_t n, int64_t T, const int32_t *cu, int nseq, int64_t *s0, int64_t *s1) {

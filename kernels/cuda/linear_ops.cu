@@ -7,7 +7,6 @@
 // shared memory and adds its partial sum with one atomic.
 #include "common.cuh"
 
-__device__ __forceinline__ float sigmoidf_(float z) { return 1.0f / (1.0f + expf(-z)); }
 __device__ __forceinline__ float softplusf_(float z) { return z > 20.0f ? z : log1pf(expf(z)); }
 
 __global__ void silu_kernel(bf16 *y, const bf16 *x, int64_t n) {

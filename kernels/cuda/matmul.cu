@@ -47,6 +47,7 @@ struct gemv_segs {
     bf16 *out[GEMV_MAX_SEG];
     int64_t O[GEMV_MAX_SEG], end[GEMV_MAX_SEG]; // segment s: its columns, and one past its last in the launch
     int n;
+    unsigned silu; // bit s: segment s's output is silu(product), each rounded as matmul and silu round
 };
 
 // acc[n] += w-word wv . x[n] at word c (8 products in order), for each of the N rows of x. XS: x is in shared
@@ -149,6 +150,9 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
                 float t = bf2f(*dst);
                 if (rs.y) t = round_bf(t + bf2f(rs.y[n * sg.O[s] + o]));
                 v = t + round_bf(v);
+            } else if (sg.silu >> s & 1) { // silu_kernel's arithmetic on the rounded product
+                const float z = round_bf(v);
+                v = z * sigmoidf_(z);
             }
             *dst = f2bf(v);
         }
@@ -469,7 +473,7 @@ void pn_cuda_matmul_swiglu(pn_tensor *out, const pn_tensor *x, const pn_tensor *
 }
 
 void pn_cuda_matmul_multi(int n, pn_tensor *const *out, const pn_tensor *x, const pn_tensor *const *w,
-                          const pn_tensor *const *bias) {
+                          const pn_tensor *const *bias, unsigned silu) {
     const int64_t N = x->shape[0], I = x->shape[1];
     // One GEMV launch when every product takes it (aligned weights, a few rows); else the products one by one.
     gemv_segs sg = {};
@@ -481,12 +485,15 @@ void pn_cuda_matmul_multi(int n, pn_tensor *const *out, const pn_tensor *x, cons
         sg.out[i] = (bf16 *)out[i]->data, sg.O[i] = w[i]->shape[0];
         cols += sg.O[i], sg.end[i] = cols;
     }
-    sg.n = n;
+    sg.n = n, sg.silu = silu;
     if (wpr && N > 0 && cols > 0) {
         gemv_launch(sg, (const bf16 *)x->data, N, I, wpr, gemv_res_out{});
         return;
     }
-    for (int i = 0; i < n; i++) pn_cuda_matmul(out[i], x, w[i], bias ? bias[i] : NULL);
+    for (int i = 0; i < n; i++) {
+        pn_cuda_matmul(out[i], x, w[i], bias ? bias[i] : NULL);
+        if (silu >> i & 1) pn_cuda_silu(out[i], out[i]);
+    }
 }
 
 void pn_cuda_add_rmsnorm_swiglu(pn_tensor *out, const pn_tensor *x, const pn_tensor *y, const pn_tensor *norm_w,

@@ -10,7 +10,6 @@
 #define NB_WARPS 8
 #define NB_SMEM_COLS 12288 // 48 KB of fp32 partials
 
-__device__ __forceinline__ float sigmoidf_(float z) { return 1.0f / (1.0f + expf(-z)); }
 
 // Zero the block's dw partial (when used); returns where this block accumulates dw.
 __device__ __forceinline__ float *dw_partial(float *dw, int64_t D, float *smem) {

@@ -5,7 +5,6 @@
 // Non-obvious: the embedding's gradient adds rows of dout into an fp32 table with atomics (ids repeat).
 #include "common.cuh"
 
-__device__ __forceinline__ float sigmoidf_(float z) { return 1.0f / (1.0f + expf(-z)); }
 
 // dgate = dout * up * silu'(gate), dup = dout * silu(gate).
 __global__ void swiglu_bwd_kernel(bf16 *dgate, bf16 *dup, const bf16 *dout, const bf16 *gate, const bf16 *up,

@@ -211,7 +211,7 @@ static int infer_attn(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *stat
     pn_tensor v4 = pn_reshape(&v, 4, (int64_t[]){B, T, c->n_kv_heads, D}), att4 = pn_reshape(&att, 4, (int64_t[]){B, T, c->n_heads, D});
     pn_tensor *const po[3] = {&q, &k, &v}; // one GEMV launch when decoding
     const pn_tensor *const pw[3] = {&p[ix.wq], &p[ix.wk], &p[ix.wv]}, *const pb[3] = {opt(p, ix.bq), opt(p, ix.bk), opt(p, ix.bv)};
-    pn_op_matmul_multi(3, po, x, pw, pb);
+    pn_op_matmul_multi(3, po, x, pw, pb, 0);
     if (c->qk_norm) { // Qwen3: per-head RMSNorm before RoPE
         pn_op_rmsnorm(&q4, &q4, &p[ix.qn], ctx->rms_eps);
         pn_op_rmsnorm(&k4, &k4, &p[ix.kn], ctx->rms_eps);

@@ -201,7 +201,7 @@ static int infer_gdn(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *state
     pn_tensor *po[5] = {&proj[0], &proj[1], &proj[2], &zb, &za};
     const pn_tensor *pw[5] = {&p[wi[0]], &p[wi[1]], &p[wi[2]], &p[ix.wb], ix.wa >= 0 ? &p[ix.wa] : NULL};
     for (int j = 0; j < 3; j++) proj[j] = pn_rows(&scratch[pj[j]], 0, N);
-    pn_op_matmul_multi(ix.wa >= 0 ? 5 : 4, po, x, pw, NULL);
+    pn_op_matmul_multi(ix.wa >= 0 ? 5 : 4, po, x, pw, NULL, 0);
     for (int j = 0; j < 3; j++) {
         pn_tensor o = pn_rows(&scratch[out[j]], 0, N);
         pn_lin_conv_continue(&o, &proj[j], &state[ST_CQ + j], &p[ci[j]], NULL, &scratch[A_COUNT], &scratch[A_COUNT + 1],

@@ -186,16 +186,12 @@ static int infer_jet(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *state
                      const pn_tensor *x, pn_tensor *y, const pn_block_ctx *gctx) {
     const int64_t B = gctx->B, T = gctx->T, N = B * T;
     const pn_block_ctx ctx = {.B = B, .T = T};
-    pn_tensor zq = ROWS(scratch[A_ZQ]), zk = ROWS(scratch[A_ZK]), q = ROWS(scratch[A_Q]), k = ROWS(scratch[A_K]);
-    pn_tensor vraw = ROWS(scratch[A_VRAW]), zh = ROWS(scratch[A_ZH]), hgen = ROWS(scratch[A_HGEN]);
+    pn_tensor q = ROWS(scratch[A_Q]), k = ROWS(scratch[A_K]), vraw = ROWS(scratch[A_VRAW]), hgen = ROWS(scratch[A_HGEN]);
     pn_tensor kdyn = ROWS(scratch[A_KDYN]), v = ROWS(scratch[A_V]), za = ROWS(scratch[A_ZA]), zb = ROWS(scratch[A_ZB]);
-    // the projections of x, one GEMV launch when decoding
-    pn_tensor *const po[6] = {&zq, &zk, &vraw, &zh, &za, &zb};
+    // the projections of x, q, k and the kernel generator's input through SiLU: one GEMV launch when decoding
+    pn_tensor *const po[6] = {&q, &k, &vraw, &hgen, &za, &zb};
     const pn_tensor *const pw[6] = {&p[P_Q], &p[P_K], &p[P_V], &p[P_W1], &p[P_A], &p[P_B]};
-    pn_op_matmul_multi(6, po, x, pw, NULL);
-    pn_op_silu(&q, &zq);
-    pn_op_silu(&k, &zk);
-    pn_op_silu(&hgen, &zh);
+    pn_op_matmul_multi(6, po, x, pw, NULL, 1u << 0 | 1u << 1 | 1u << 3);
     pn_op_matmul(&kdyn, &hgen, &p[P_W2], &p[P_B2]);
     pn_lin_conv_continue(&v, &vraw, &state[ST_CV], NULL, &kdyn, &scratch[A_COUNT], &scratch[A_COUNT + 1],
                          &scratch[A_COUNT + 2], B, T, c->conv_size);

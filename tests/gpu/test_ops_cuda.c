@@ -164,7 +164,7 @@ static void test_matmul_swiglu(int64_t N, int64_t I, int64_t O) {
 
 // The projections of one input in one call: against the CPU's n products and, bit for bit, against n CUDA
 // matmuls (the decode step's q/k/v and a linear block's projections as one GEMV launch; with biases on some).
-static void test_matmul_multi(int64_t N, int64_t I, int n, const int64_t *O, int with_bias) {
+static void test_matmul_multi(int64_t N, int64_t I, int n, const int64_t *O, int with_bias, unsigned silu) {
     float *x = randn(N * I, 0.0f, 1.0f);
     const int64_t sx[2] = {N, I};
     pn_tensor hx = host_view(x, 2, sx), dx = dev_upload(x, PN_BF16, 2, sx);
@@ -184,9 +184,12 @@ static void test_matmul_multi(int64_t N, int64_t I, int n, const int64_t *O, int
         hop[i] = &ho[i], dop[i] = &dout[i], hwp[i] = &hw[i], dwp[i] = &dw[i];
         hbp[i] = biased ? &hb[i] : NULL, dbp[i] = biased ? &db[i] : NULL;
     }
-    pn_op_matmul_multi(n, hop, &hx, hwp, hbp);
-    pn_op_matmul_multi(n, dop, &dx, dwp, dbp);
-    for (int i = 0; i < n; i++) pn_op_matmul(&dsep[i], &dx, &dw[i], dbp[i]);
+    pn_op_matmul_multi(n, hop, &hx, hwp, hbp, silu);
+    pn_op_matmul_multi(n, dop, &dx, dwp, dbp, silu);
+    for (int i = 0; i < n; i++) {
+        pn_op_matmul(&dsep[i], &dx, &dw[i], dbp[i]);
+        if (silu >> i & 1) pn_op_silu(&dsep[i], &dsep[i]);
+    }
     double worst = 0;
     int64_t diff = 0;
     for (int i = 0; i < n; i++) {
@@ -199,7 +202,7 @@ static void test_matmul_multi(int64_t N, int64_t I, int n, const int64_t *O, int
     char shape[160];
     int len = snprintf(shape, sizeof shape, "[%lld,%lld] x {", (long long)N, (long long)I);
     for (int i = 0; i < n; i++) len += snprintf(shape + len, sizeof shape - (size_t)len, "%s%lld", i ? "," : "", (long long)O[i]);
-    snprintf(shape + len, sizeof shape - (size_t)len, "}%s", with_bias ? " +bias" : "");
+    snprintf(shape + len, sizeof shape - (size_t)len, "}%s%s", with_bias ? " +bias" : "", silu ? " silu" : "");
     report("mm_multi", shape, worst, 1e-2);
     snprintf(shape + strlen(shape), sizeof shape - strlen(shape), " = %d matmuls: %lld differ", n, (long long)diff);
     report("mm_multi", shape, (double)diff, 0);
@@ -644,12 +647,15 @@ int main(void) {
     test_matmul_add_rmsnorm(37, 896, 896, 1);
     // attention's q, k, v (Qwen2.5-1.5B, biased), a JetBlock's six projections (Jet-Nemotron-2B), GDN's five
     // at a small width, an unaligned width and many rows (the products one by one)
-    test_matmul_multi(1, 1536, 3, (const int64_t[]){1536, 256, 256}, 1);
-    test_matmul_multi(4, 896, 3, (const int64_t[]){896, 128, 128}, 1);
-    test_matmul_multi(1, 1536, 6, (const int64_t[]){1152, 1152, 3072, 192, 12, 12}, 0);
-    test_matmul_multi(3, 256, 5, (const int64_t[]){128, 128, 256, 4, 4}, 0);
-    test_matmul_multi(2, 36, 3, (const int64_t[]){40, 8, 8}, 1);
-    test_matmul_multi(37, 896, 3, (const int64_t[]){896, 128, 128}, 1);
+    test_matmul_multi(1, 1536, 3, (const int64_t[]){1536, 256, 256}, 1, 0);
+    test_matmul_multi(4, 896, 3, (const int64_t[]){896, 128, 128}, 1, 0);
+    test_matmul_multi(1, 1536, 6, (const int64_t[]){1152, 1152, 3072, 192, 12, 12}, 0, 0);
+    // JetBlock (Jet-Nemotron-2B): q, k and the kernel generator input through SiLU in the same launch
+    test_matmul_multi(1, 1536, 6, (const int64_t[]){1152, 1152, 3072, 192, 12, 12}, 0, 1u << 0 | 1u << 1 | 1u << 3);
+    test_matmul_multi(3, 256, 5, (const int64_t[]){128, 128, 256, 4, 4}, 0, 0);
+    test_matmul_multi(2, 36, 3, (const int64_t[]){40, 8, 8}, 1, 0);
+    test_matmul_multi(37, 896, 3, (const int64_t[]){896, 128, 128}, 1, 0);
+    test_matmul_multi(37, 896, 3, (const int64_t[]){896, 128, 128}, 1, 5); // not a GEMV: matmuls, then silu
     test_add(37, 1536);
     test_add(7, 143);
     test_embedding(1000, 1536, 37);
