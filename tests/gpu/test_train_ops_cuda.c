@@ -378,8 +378,10 @@ int main(void) {
     test_rmsnorm_bwd(4096, 1536, 0);
     test_rmsnorm_bwd(4096, 128, 0);
     test_rmsnorm_bwd(300, 1536, 1);
-    test_gated(2 * 512 * 12, 256);
+    test_gated(2 * 512 * 12, 256); // the vectorized forward (D % 8 == 0) ...
+    test_gated(12, 256);           // ... at a JetBlock decode step's 12 heads
     test_gated(1000, 72);
+    test_gated(7, 36);             // D % 8 != 0: norm_kernel's forward
     test_swiglu_bwd();
     test_matmul_bwd(4096, 1536, 256, 1, 0, 0);
     test_matmul_bwd(4096, 1536, 256, 0, 1, 0);
