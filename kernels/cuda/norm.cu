@@ -32,6 +32,45 @@ __global__ void rmsnorm_block_kernel(bf16 *out, bf16 *x, const bf16 *y, const bf
                                partial);
 }
 
+// A decode step's rows (at most 4) of 1024 < D <= 2048 (Qwen2.5-1.5B's 1536): one block per row, one 8-value
+// chunk per thread held in registers, and the thread's weight chunk loaded before griddepcontrol.wait (norm
+// weights are not written while decoding: with PDL that load overlaps the kernel before). The arithmetic
+// and its order are rmsnorm_block_kernel<8>'s (block_rmsnorm_row with one chunk per thread): the same bits.
+__global__ void __launch_bounds__(256)
+    rmsnorm_row_kernel(bf16 *out, bf16 *x, const bf16 *y, const bf16 *w, int64_t D, float eps) {
+    __shared__ float red[8];
+    pdl_trigger();
+    const int64_t row = blockIdx.x, c = threadIdx.x;
+    const bool live = c < D / 8;
+    float v[8], wv[8];
+    if (live) load_chunk<8>(w + c * 8, wv);
+    pdl_wait();
+    float ss = 0.0f;
+    if (live) {
+        load_chunk<8>(x + row * D + c * 8, v);
+        if (y) {
+            float u[8];
+            load_chunk<8>(y + row * D + c * 8, u);
+#pragma unroll
+            for (int i = 0; i < 8; i++) v[i] = round_bf(v[i] + u[i]);
+            store_chunk<8>(x + row * D + c * 8, v);
+        }
+#pragma unroll
+        for (int i = 0; i < 8; i++) ss += v[i] * v[i];
+    }
+    ss = warp_sum(ss);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
+    __syncthreads();
+    ss = 0.0f;
+    for (int i = 0; i < 8; i++) ss += red[i];
+    if (live) {
+        const float r = norm_scale(ss, D, eps);
+#pragma unroll
+        for (int i = 0; i < 8; i++) v[i] = wv[i] * round_bf(v[i] * r);
+        store_chunk<8>(out + row * D + c * 8, v);
+    }
+}
+
 // ----------------------------------------------------------------------------------------------------
 // launchers
 
@@ -45,6 +84,8 @@ static void rmsnorm_launch(bf16 *o, bf16 *xp, const bf16 *y, const bf16 *w, int6
             pn_launch(rmsnorm_warp_kernel<8>, grid, 256, 0, o, xp, y, w, rows, D, eps);
         else
             pn_launch(rmsnorm_warp_kernel<1>, grid, 256, 0, o, xp, y, w, rows, D, eps);
+    } else if (vec && rows <= 4 && D <= 8 * 256) { // decoding
+        pn_launch(rmsnorm_row_kernel, (unsigned)rows, 256, 0, o, xp, y, w, D, eps);
     } else {
         const unsigned grid = grid_1d(rows, 1);
         if (vec)
