@@ -111,6 +111,17 @@ __global__ void __launch_bounds__(SIMPLE_THREADS)
     const int tid = threadIdx.x;
     const int t = blockIdx.x / nsplit, split = blockIdx.x % nsplit, h = blockIdx.y, b = blockIdx.z;
     const int hk = h / (Hq / Hkv);
+    const int64_t qrow = ((int64_t)b * T + t) * Hq + h, qoff = qrow * D;
+    // This thread's query values (and RoPE frequency), requested before the position: a decode block's work is
+    // a chain of memory round trips, and these two need not follow each other (D <= 256 = SIMPLE_THREADS, so
+    // one pass: thread i < D / 2 holds the pair (i, i + D / 2), or thread d < D the value d).
+    const int half = D / 2;
+    float q1 = 0.0f, q2 = 0.0f, fr = 0.0f;
+    if (inv_freq) {
+        if (tid < half) q1 = bf2f(q[qoff + tid]), q2 = bf2f(q[qoff + tid + half]), fr = inv_freq[tid];
+    } else if (tid < D) {
+        q1 = bf2f(q[qoff + tid]);
+    }
     const int64_t p = (int64_t)(posv ? posv[b] : pos0) + t;
     int64_t lo = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0;
     if (cu) lo = max(lo, (int64_t)pn_doc_lo(cu, n_docs, t)); // a packed row (pos0 = 0): its own document's keys only
@@ -122,17 +133,14 @@ __global__ void __launch_bounds__(SIMPLE_THREADS)
     const int64_t kv_stride = (int64_t)Hkv * D; // elements between consecutive positions
     const bf16 *kb = k + ((int64_t)b * cap * Hkv + hk) * D;
     const bf16 *vb = v + ((int64_t)b * cap * Hkv + hk) * D;
-    const int64_t qrow = ((int64_t)b * T + t) * Hq + h, qoff = qrow * D;
 
     if (inv_freq) {
-        const int half = D / 2;
-        for (int i = tid; i < half; i += blockDim.x) {
-            float x1 = bf2f(q[qoff + i]), x2 = bf2f(q[qoff + i + half]);
-            rope_pair((float)p * inv_freq[i], x1, x2);
-            qs[i] = round_bf(x1), qs[i + half] = round_bf(x2);
+        if (tid < half) {
+            rope_pair((float)p * fr, q1, q2);
+            qs[tid] = round_bf(q1), qs[tid + half] = round_bf(q2);
         }
-    } else {
-        for (int d = tid; d < D; d += blockDim.x) qs[d] = bf2f(q[qoff + d]);
+    } else if (tid < D) {
+        qs[tid] = q1;
     }
     // kv_attend_at (T == 1): the new key and value (knew, vnew [B, 1, Hkv, D]) are not in the cache yet. The
     // block whose keys include position p reads them from there instead, the key rotated here as
@@ -142,7 +150,6 @@ __global__ void __launch_bounds__(SIMPLE_THREADS)
     const bf16 *vfresh = fresh ? vnew + ((int64_t)b * Hkv + hk) * D : NULL;
     if (fresh) {
         const bf16 *kn = knew + ((int64_t)b * Hkv + hk) * D;
-        const int half = D / 2;
         for (int i = tid; i < half; i += blockDim.x) {
             float x1 = bf2f(kn[i]), x2 = bf2f(kn[i + half]);
             if (inv_freq) rope_pair((float)p * inv_freq[i], x1, x2);
