@@ -2,7 +2,7 @@
 // [B, cap, Hkv, D] holding positions 0 .. pos0 + T - 1. Query t sits at position p = pos0 + t and sees key s
 // iff s <= p and (window == 0 or p - s < window). Scale D^-1/2, softmax in fp32, output rounded to bf16.
 //
-// Two kernels, and the choice between them is the decision to know about:
+// Three kernels, and the choice between them is the decision to know about:
 // (a) attn_simple_kernel: one block per (query, head, batch, key slice); the block walks its keys in chunks
 //     of 256 (one key per thread for the dot product, then all threads over the value dims for P V) with
 //     an online softmax in fp32. Obviously right, any D <= 256 (8 values per load when D % 8 == 0, else one
@@ -10,7 +10,10 @@
 //     prefills (T < 64) and for head sizes other than 64 and 128. When few query rows face many keys
 //     (decode over a long cache), each row's keys are cut into slices run by separate blocks and merged by
 //     the last of them to finish (flash-decoding, without a second launch), so the GPU is full even at batch 1.
-// (b) attn_flash_kernel<D>: FlashAttention-2's forward for D = 64 and 128 and T >= 64. A CTA of 4 warps
+// (b) attn_decode_kernel<D>: decode proper (one new token per sequence at device-held positions, D = 64 or
+//     128): one block per (key slice, KV head, sequence) serves the whole GQA group, so each cached K/V row is
+//     read once per step (the simple kernel reads it once per query head); K/V chunks staged with cp.async.
+// (c) attn_flash_kernel<D>: FlashAttention-2's forward for D = 64 and 128 and T >= 64. A CTA of 4 warps
 //     owns 128 queries of one (batch, head), 32 rows (two m16 tiles) per warp, so each K/V fragment read
 //     from shared memory feeds two mma; Q and K/V tiles of 64 keys are staged in shared memory with
 //     cp.async, K/V double buffered; S = Q K^T and O += P V run on tensor cores (mma.sync.m16n8k16, bf16
@@ -256,7 +259,252 @@ __global__ void __launch_bounds__(SIMPLE_THREADS)
 }
 
 // ----------------------------------------------------------------------------------------------------
-// kernels: (b) the flash kernel
+// kernels: (b) the decode kernel: one new token per sequence over a long cache, a GQA group per block
+
+// The simple kernel's blocks are per query head, so every K/V row of a step is read G = Hq / Hkv times (6 for
+// Qwen2.5-1.5B and Jet-Nemotron), and its dot products run on CUDA cores: at 64K keys a step ran at ~520 GB/s
+// of K/V. Here a block owns one slice of one sequence's keys for one KV head and all G query heads that read
+// it (the rows of one m16 tile, rows past G zero), so each K/V row is read once, and both products run on
+// tensor cores as in the flash kernel: chunks of DEC_KC keys staged in shared memory with cp.async,
+// DEC_STAGES deep; warp w takes keys 16 w .. 16 w + 15 of every chunk (S = Q K^T over two n8 tiles, the
+// online softmax in the log2 domain, O += P V with P rounded to bf16), and the warps' partial results are
+// merged through shared memory at the end. Split-K over slices and the merge by the last block are the
+// simple kernel's (flash-decoding in one launch), counted per (sequence, KV head). A CUDA-core version of
+// this kernel (8 lanes per key) reached ~1.2 TB/s on an H100, issue-bound. T == 1, D = 64 or 128,
+// G <= 16, 16-byte aligned rows; anything else takes the simple kernel (PN_DECODE_SIMPLE=1: always).
+#define DEC_WARPS 4
+#define DEC_THREADS (32 * DEC_WARPS)
+#define DEC_KC (16 * DEC_WARPS) // keys per stage: 16 per warp
+#define DEC_STAGES 3            // stages in flight
+#define DEC_SPLIT_MAX 256       // slices per row at most
+#define DEC_GMAX 16             // query heads per KV head at most (one m16 tile)
+#define DEC_SLICE_KEYS 2048     // keys per slice at most, workspace permitting (see try_launch_decode)
+
+template <int D>
+struct dec_cfg {
+    static constexpr int LD = D + 8; // smem row pitch in elements (+16 bytes: ldmatrix rows over all banks)
+    static constexpr size_t KV_BYTES = (size_t)2 * DEC_STAGES * DEC_KC * LD * sizeof(bf16);
+    static constexpr size_t SMEM = KV_BYTES + (size_t)16 * LD * sizeof(bf16); // + the Q tile
+    // after the key loop the stages hold the warps' results: o [DEC_WARPS][16][D], m and l [DEC_WARPS][16],
+    // then the split merge's weights [DEC_WARPS][DEC_SPLIT_MAX]
+    static constexpr size_t MERGE_FLOATS = (size_t)DEC_WARPS * 16 * (D + 2) + DEC_WARPS * DEC_SPLIT_MAX;
+    static_assert(KV_BYTES >= MERGE_FLOATS * sizeof(float), "the merge scratch aliases the stages");
+};
+
+// grid (nsplit, Hkv, B), DEC_THREADS threads, dec_cfg<D>::SMEM bytes of dynamic shared memory. posv [B]: the
+// new token's position (q [B, 1, Hq, D]); inv_freq as the simple kernel's; knew/vnew (kv_attend_at) the new
+// key and value, stored at posv[b] by the block whose slice holds it before its own loads of that row.
+// part: per (query row, slice) {o[D], m (log2 domain), l}.
+template <int D>
+__global__ void __launch_bounds__(DEC_THREADS)
+    attn_decode_kernel(bf16 *out, float *part, const bf16 *q, const bf16 *k, const bf16 *v, int Hq, int Hkv,
+                       int64_t cap, int window, float scale_log2, int nsplit, const int32_t *posv,
+                       const float *inv_freq, bf16 *kst, bf16 *vst, const bf16 *knew, const bf16 *vnew, int *cnt) {
+    using C = dec_cfg<D>;
+    constexpr int LD = C::LD, CPR = D / 8; // 16-byte pieces per row
+    extern __shared__ __align__(16) unsigned char dec_smem[];
+    bf16 *ks = (bf16 *)dec_smem, *vs = ks + DEC_STAGES * DEC_KC * LD, *qs = vs + DEC_STAGES * DEC_KC * LD;
+    __shared__ bool last;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tig = lane & 3;
+    const int split = blockIdx.x, hk = blockIdx.y, b = blockIdx.z, G = Hq / Hkv;
+    pdl_trigger();
+    pdl_wait();
+    const int64_t p = posv[b];
+    const int64_t lo = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0, nkeys = p - lo + 1;
+    const int nact = (int)min((int64_t)nsplit, (nkeys + DEC_KC - 1) / DEC_KC); // slices in use, >= 1
+    if (split >= nact) return;
+    const int64_t per = (nkeys + nact - 1) / nact;
+    const int64_t k_begin = lo + split * per, k_end = min(p, k_begin + per - 1); // may be empty
+    const int64_t kv_stride = (int64_t)Hkv * D;
+    const bf16 *kb = k + ((int64_t)b * cap * Hkv + hk) * D, *vb = v + ((int64_t)b * cap * Hkv + hk) * D;
+
+    // The Q tile: row r < G is query head hk G + r, rotated and rounded to bf16 as rope_kernel leaves it.
+    for (int i = tid; i < 16 * (D / 2); i += DEC_THREADS) {
+        const int r = i / (D / 2), c = i % (D / 2);
+        float x1 = 0.0f, x2 = 0.0f;
+        if (r < G) {
+            const bf16 *qr = q + ((int64_t)b * Hq + hk * G + r) * D;
+            x1 = bf2f(qr[c]), x2 = bf2f(qr[c + D / 2]);
+            if (inv_freq) rope_pair((float)p * inv_freq[c], x1, x2);
+        }
+        qs[r * LD + c] = f2bf(x1), qs[r * LD + c + D / 2] = f2bf(x2);
+    }
+    if (knew && p >= k_begin && p <= k_end && p < cap) { // kv_attend_at: store the new key (rotated) and value
+        const bf16 *kn = knew + ((int64_t)b * Hkv + hk) * D, *vn = vnew + ((int64_t)b * Hkv + hk) * D;
+        const int64_t at = ((int64_t)b * cap + p) * kv_stride + (int64_t)hk * D;
+        for (int i = tid; i < D / 2; i += DEC_THREADS) {
+            float x1 = bf2f(kn[i]), x2 = bf2f(kn[i + D / 2]);
+            if (inv_freq) rope_pair((float)p * inv_freq[i], x1, x2); // as kv_append_kernel rotates it
+            kst[at + i] = f2bf(x1), kst[at + i + D / 2] = f2bf(x2);
+        }
+        for (int d = tid; d < D; d += DEC_THREADS) vst[at + d] = vn[d];
+    }
+    __syncthreads(); // the Q tile written; the new row's stores ordered before this block's loads of it
+
+    uint32_t qa[D / 16][4]; // Q's A fragments, dims 16 kk .. +15
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) ldmatrix_x4(qa[kk], qs + (lane & 15) * LD + kk * 16 + (lane >> 4) * 8);
+
+    const int64_t nk = k_end - k_begin + 1;
+    const int nchunks = nk > 0 ? (int)((nk + DEC_KC - 1) / DEC_KC) : 0;
+    auto load = [&](int c) { // chunk c's K and V rows into stage c % DEC_STAGES; rows past the slice: zeros
+        const int64_t s0 = k_begin + (int64_t)c * DEC_KC;
+        const int nc = (int)min((int64_t)DEC_KC, k_end - s0 + 1);
+        bf16 *kd = ks + (c % DEC_STAGES) * DEC_KC * LD, *vd = vs + (c % DEC_STAGES) * DEC_KC * LD;
+        for (int i = tid; i < DEC_KC * CPR; i += DEC_THREADS) {
+            const int r = i / CPR, c8 = (i % CPR) * 8;
+            if (r < nc) {
+                cp_async16(kd + r * LD + c8, kb + (s0 + r) * kv_stride + c8);
+                cp_async16(vd + r * LD + c8, vb + (s0 + r) * kv_stride + c8);
+            } else { // P is 0 there, but 0 * NaN is not
+                *(uint4 *)(kd + r * LD + c8) = make_uint4(0, 0, 0, 0);
+                *(uint4 *)(vd + r * LD + c8) = make_uint4(0, 0, 0, 0);
+            }
+        }
+    };
+#pragma unroll
+    for (int c = 0; c < DEC_STAGES - 1; c++) {
+        if (c < nchunks) load(c);
+        cp_async_commit();
+    }
+    float o[D / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}; // rows g and g + 8
+#pragma unroll
+    for (int i = 0; i < D / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+    for (int c = 0; c < nchunks; c++) {
+        if (c + DEC_STAGES - 1 < nchunks) load(c + DEC_STAGES - 1);
+        cp_async_commit();
+        cp_async_wait<DEC_STAGES - 1>(); // chunk c has landed (this thread's copies) ...
+        __syncthreads();                 // ... and everyone's
+        const int nc = (int)min((int64_t)DEC_KC, k_end - (k_begin + (int64_t)c * DEC_KC) + 1);
+        const bf16 *kt = ks + (c % DEC_STAGES) * DEC_KC * LD + warp * 16 * LD;
+        const bf16 *vt = vs + (c % DEC_STAGES) * DEC_KC * LD + warp * 16 * LD;
+        if (warp * 16 < nc) { // this warp's 16 keys hold at least one of the slice's
+            float s[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}}; // keys 8 j .. 8 j + 7
+#pragma unroll
+            for (int kk = 0; kk < D / 16; kk++) {
+                uint32_t bk[4];
+                ldmatrix_x4(bk, kt + ((lane & 7) + ((lane >> 4) & 1) * 8) * LD + kk * 16 + ((lane >> 3) & 1) * 8);
+                mma_bf16(s[0], qa[kk], bk[0], bk[1]);
+                mma_bf16(s[1], qa[kk], bk[2], bk[3]);
+            }
+#pragma unroll
+            for (int j = 0; j < 2; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    s[j][e] = warp * 16 + j * 8 + 2 * tig + (e & 1) < nc ? s[j][e] * scale_log2 : -INFINITY;
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                float mx = fmaxf(fmaxf(s[0][2 * r], s[0][2 * r + 1]), fmaxf(s[1][2 * r], s[1][2 * r + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2)); // finite: key 16 warp is in the slice
+                const float mn = fmaxf(m[r], mx), alpha = exp2f(m[r] - mn); // 0 while m = -inf
+                m[r] = mn;
+                float rs = 0.0f;
+#pragma unroll
+                for (int j = 0; j < 2; j++) {
+                    s[j][2 * r] = exp2f(s[j][2 * r] - mn), s[j][2 * r + 1] = exp2f(s[j][2 * r + 1] - mn);
+                    rs += s[j][2 * r] + s[j][2 * r + 1];
+                }
+                l[r] = l[r] * alpha + rs;
+#pragma unroll
+                for (int i = 0; i < D / 8; i++) o[i][2 * r] *= alpha, o[i][2 * r + 1] *= alpha;
+            }
+            uint32_t a[4] = {pack_bf16(s[0][0], s[0][1]), pack_bf16(s[0][2], s[0][3]), pack_bf16(s[1][0], s[1][1]),
+                             pack_bf16(s[1][2], s[1][3])};
+#pragma unroll
+            for (int n2 = 0; n2 < D / 16; n2++) {
+                uint32_t bv[4];
+                ldmatrix_x4_trans(bv, vt + ((lane & 7) + ((lane >> 3) & 1) * 8) * LD + n2 * 16 + (lane >> 4) * 8);
+                mma_bf16(o[2 * n2], a, bv[0], bv[1]);
+                mma_bf16(o[2 * n2 + 1], a, bv[2], bv[3]);
+            }
+        }
+        __syncthreads(); // stage c % DEC_STAGES is refilled by the next iteration's copies
+    }
+    cp_async_wait<0>();
+    __syncthreads(); // the stages are free: the warps' results go there
+
+    // The warps' results through shared memory: row r's max (log2), sum and unnormalized O of warp w.
+    float *wo = (float *)dec_smem, *wm = wo + DEC_WARPS * 16 * D, *wl = wm + DEC_WARPS * 16;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float sum = l[r];
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        const int row = g + 8 * r;
+        if (tig == 0) wm[warp * 16 + row] = m[r], wl[warp * 16 + row] = sum;
+#pragma unroll
+        for (int i = 0; i < D / 8; i++)
+            wo[(warp * 16 + row) * D + i * 8 + 2 * tig] = o[i][2 * r], wo[(warp * 16 + row) * D + i * 8 + 2 * tig + 1] = o[i][2 * r + 1];
+    }
+    __syncthreads();
+    // Row r < G: M = max over warps, then the weighted sums; one thread per (row, dim) pair.
+    for (int i = tid; i < G * D; i += DEC_THREADS) {
+        const int r = i / D, d = i % D;
+        float M = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < DEC_WARPS; w++) M = fmaxf(M, wm[w * 16 + r]);
+        float L = 0.0f, acc = 0.0f;
+#pragma unroll
+        for (int w = 0; w < DEC_WARPS; w++) {
+            const float wt = wm[w * 16 + r] == -INFINITY ? 0.0f : exp2f(wm[w * 16 + r] - M);
+            L += wt * wl[w * 16 + r], acc += wt * wo[(w * 16 + r) * D + d];
+        }
+        const int64_t qrow = (int64_t)b * Hq + hk * G + r;
+        if (nact == 1) {
+            out[qrow * D + d] = f2bf(acc / L); // L >= 1: the row's maximum contributes 2^0
+        } else { // part[qrow][split] = {o, m, l}; an empty slice leaves m = -inf, l = 0, o = 0
+            float *pp = part + (qrow * nsplit + split) * (D + 2);
+            pp[d] = acc;
+            if (d == 0) pp[D] = M, pp[D + 1] = L;
+        }
+    }
+    if (nact == 1) return;
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) {
+        const int64_t crow = (int64_t)b * Hkv + hk;
+        last = atomicAdd(cnt + crow, 1) == nact - 1;
+        if (last) cnt[crow] = 0;
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    // The last block merges the slices: warp w takes rows w, w + DEC_WARPS, ...; each slice's weight
+    // 2^(m_i - M) once, into shared memory, then the partial loads over slices independent of each other.
+    float *wsh = wl + DEC_WARPS * 16 + warp * DEC_SPLIT_MAX;
+    for (int r = warp; r < G; r += DEC_WARPS) {
+        const int64_t qrow = (int64_t)b * Hq + hk * G + r;
+        const float *pp = part + qrow * nsplit * (D + 2);
+        float M = -INFINITY, L = 0.0f;
+        for (int i = lane; i < nact; i += 32) M = fmaxf(M, __ldcg(pp + i * (D + 2) + D));
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off)); // finite
+        for (int i = lane; i < nact; i += 32) {
+            const float mi = __ldcg(pp + i * (D + 2) + D), w = mi == -INFINITY ? 0.0f : exp2f(mi - M);
+            wsh[i] = w;
+            L += w * __ldcg(pp + i * (D + 2) + D + 1);
+        }
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) L += __shfl_xor_sync(0xffffffffu, L, off);
+        __syncwarp();
+        float acc[D / 32];
+#pragma unroll
+        for (int e = 0; e < D / 32; e++) acc[e] = 0.0f;
+#pragma unroll 4
+        for (int s = 0; s < nact; s++) {
+            const float w = wsh[s];
+#pragma unroll
+            for (int e = 0; e < D / 32; e++) acc[e] += __ldcg(pp + s * (D + 2) + e * 32 + lane) * w;
+        }
+#pragma unroll
+        for (int e = 0; e < D / 32; e++) out[qrow * D + e * 32 + lane] = f2bf(acc[e] / L);
+        __syncwarp(); // wsh is rewritten for the warp's next row
+    }
+}
+
+// ----------------------------------------------------------------------------------------------------
+// kernels: (c) the flash kernel
 
 // Measured on H100 (B 8, T 4096, Hq 12, Hkv 2, D 128, causal): FA_MT 2 x FA_NW 4 1.52 ms, 2 x 8 1.66 ms,
 // 1 x 8 1.84 ms (shared-memory bandwidth bound: 16 rows per warp read each K/V fragment for one mma).
@@ -521,13 +769,17 @@ static void launch_flash(bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v,
 #define SPLIT_WORKSPACE (8u << 20)
 #define SPLIT_ROWS 65536 // counters (int) at the workspace's start
 
-// The number of key slices per row (none shorter than min_keys, about per_sm blocks of 256 threads per SM
-// in all), and *ws the context's split workspace when it is more than one.
-static int choose_splits(int64_t rows, int64_t max_keys, int D, int64_t min_keys, int per_sm, float **ws) {
+// The number of key slices per row (none shorter than min_keys, at most max_splits, about per_sm blocks per
+// SM in all when each slice takes `blocks` blocks, or one per slice_keys keys if that is more), and *ws the
+// context's split workspace when it is more than one; rows: the query rows (B T Hq), each with a partial
+// sum per slice.
+static int choose_splits(int64_t rows, int64_t blocks, int64_t max_keys, int D, int64_t min_keys, int per_sm,
+                         int64_t slice_keys, int max_splits, float **ws) {
     int64_t ns = ceil_div64(max_keys, min_keys);
-    const int64_t want = ceil_div64((int64_t)per_sm * pn_cuda_ctx_get()->n_sms, rows);
+    int64_t want = ceil_div64((int64_t)per_sm * pn_cuda_ctx_get()->n_sms, blocks);
+    if (slice_keys > 0 && want < ceil_div64(max_keys, slice_keys)) want = ceil_div64(max_keys, slice_keys);
     if (ns > want) ns = want;
-    if (ns > SPLIT_MAX) ns = SPLIT_MAX;
+    if (ns > max_splits) ns = max_splits;
     const int64_t fit = (int64_t)((SPLIT_WORKSPACE - SPLIT_ROWS * sizeof(int)) / sizeof(float)) / (rows * (D + 2));
     if (ns > fit) ns = fit;
     if (ns <= 1 || rows > SPLIT_ROWS) return 1;
@@ -546,7 +798,8 @@ static void launch_simple(bf16 *o, const bf16 *qp, const bf16 *kp, const bf16 *v
     // batch 1, 8K-token cache, same machine): 487 tok/s with 33 slices of ~250 keys, 452 with 64 of 128 (8
     // per SM) and 452 with 22 of ~370 (2 per SM); at 640 keys the kernel uses 10 slices of 64 either way (its
     // own count, from the real length).
-    const int ns = choose_splits(rows, max_keys, (int)D, min_keys, min_keys == SPLIT_MIN_KEYS_AT ? 3 : 8, &split_ws);
+    const int ns = choose_splits(rows, rows, max_keys, (int)D, min_keys, min_keys == SPLIT_MIN_KEYS_AT ? 3 : 8, 0,
+                                 SPLIT_MAX, &split_ws);
     const dim3 grid((unsigned)(T * ns), (unsigned)Hq, (unsigned)B);
     const bool vec = D % 8 == 0 && is_aligned16(o) && is_aligned16(qp) && is_aligned16(kp) && is_aligned16(vp) &&
                      (!knew || (is_aligned16(knew) && is_aligned16(vnew)));
@@ -555,6 +808,39 @@ static void launch_simple(bf16 *o, const bf16 *qp, const bf16 *kp, const bf16 *v
     pn_launch(vec ? attn_simple_kernel<true> : attn_simple_kernel<false>, grid, SIMPLE_THREADS, 0, o, part, qp, kp, vp,
               (int)T, (int)Hq, (int)Hkv, (int)D, cap, pos0, window, 1.0f / sqrtf((float)D), ns, (int)min_keys, cu, n_docs, posv,
               inv_freq, kst, vst, knew, vnew, cnt);
+}
+
+// The decode kernel (T == 1) where it applies (D 64 or 128, Hq / Hkv <= DEC_GMAX, 16-byte aligned rows,
+// PN_DECODE_SIMPLE unset): 1, else 0 and nothing launched. About 2 blocks per SM (~108 KB of shared memory
+// each at D = 128); slices of DEC_KC keys at least.
+static int try_launch_decode(bf16 *o, const bf16 *qp, const bf16 *kp, const bf16 *vp, int64_t B, int64_t Hq,
+                             int64_t Hkv, int64_t D, int64_t cap, int window, const int32_t *posv,
+                             const float *inv_freq, int64_t max_keys, bf16 *kst = NULL, bf16 *vst = NULL,
+                             const bf16 *knew = NULL, const bf16 *vnew = NULL) {
+    static const bool simple = getenv("PN_DECODE_SIMPLE") != NULL; // read once
+    if (simple || (D != 64 && D != 128) || Hq % Hkv || Hq / Hkv > DEC_GMAX || !is_aligned16(o) ||
+        !is_aligned16(qp) || !is_aligned16(kp) || !is_aligned16(vp) || (knew && (!is_aligned16(knew) || !is_aligned16(vnew))))
+        return 0;
+    static bool attr_set[2] = {false, false};
+    const size_t smem = D == 128 ? dec_cfg<128>::SMEM : dec_cfg<64>::SMEM;
+    void (*kern)(bf16 *, float *, const bf16 *, const bf16 *, const bf16 *, int, int, int64_t, int, float, int,
+                 const int32_t *, const float *, bf16 *, bf16 *, const bf16 *, const bf16 *, int *) =
+        D == 128 ? attn_decode_kernel<128> : attn_decode_kernel<64>;
+    if (!attr_set[D == 128]) {
+        CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        attr_set[D == 128] = true;
+    }
+    // Slices of DEC_SLICE_KEYS keys at most (PN_DECODE_SLICE_KEYS=N: N, 0 for none) where the batch alone
+    // would fill the GPU: a block that walks a whole 64K-key row takes milliseconds, and a batch of 156 rows
+    // x 2 KV heads is 1.2 waves of them (the last 0.2 alone on the GPU).
+    static const int64_t slice_keys = getenv("PN_DECODE_SLICE_KEYS") ? atoll(getenv("PN_DECODE_SLICE_KEYS")) : DEC_SLICE_KEYS;
+    float *split_ws = NULL;
+    const int ns = choose_splits(B * Hq, B * Hkv, max_keys, (int)D, DEC_KC, 2, slice_keys, DEC_SPLIT_MAX, &split_ws);
+    int *cnt = ns > 1 ? (int *)split_ws : NULL;
+    float *part = ns > 1 ? split_ws + SPLIT_ROWS : NULL;
+    pn_launch(kern, dim3((unsigned)ns, (unsigned)Hkv, (unsigned)B), DEC_THREADS, smem, o, part, qp, kp, vp, (int)Hq,
+              (int)Hkv, cap, window, (1.0f / sqrtf((float)D)) * 1.4426950408889634f, ns, posv, inv_freq, kst, vst, knew, vnew, cnt);
+    return 1;
 }
 
 static void check_shape(int64_t B, int64_t T, int64_t Hq, int64_t D) {
@@ -577,10 +863,15 @@ void pn_cuda_attention_at(pn_tensor *out, const pn_tensor *q, const pn_tensor *k
     const int64_t cap = kcache->shape[1], Hkv = kcache->shape[2];
     if (B == 0 || T == 0 || Hq == 0) return;
     check_shape(B, T, Hq, D);
+    const int64_t max_keys = window > 0 && window < cap ? window : cap;
+    const float *fr = inv_freq ? (const float *)inv_freq->data : NULL;
+    if (T == 1 && try_launch_decode((bf16 *)out->data, (const bf16 *)q->data, (const bf16 *)kcache->data,
+                                    (const bf16 *)vcache->data, B, Hq, Hkv, D, cap, window, (const int32_t *)pos->data,
+                                    fr, max_keys))
+        return;
     launch_simple((bf16 *)out->data, (const bf16 *)q->data, (const bf16 *)kcache->data, (const bf16 *)vcache->data,
-                  B, T, Hq, Hkv, D, cap, 0, window, NULL, 0, (const int32_t *)pos->data,
-                  inv_freq ? (const float *)inv_freq->data : NULL,
-                  window > 0 && window < cap ? window : cap, SPLIT_MIN_KEYS_AT);
+                  B, T, Hq, Hkv, D, cap, 0, window, NULL, 0, (const int32_t *)pos->data, fr, max_keys,
+                  SPLIT_MIN_KEYS_AT);
 }
 
 // kv_store_at and attention_at in one launch (one new token per sequence): the new key and value enter the
@@ -596,9 +887,15 @@ void pn_cuda_kv_attend_at(pn_tensor *out, const pn_tensor *q, pn_tensor *kcache,
     }
     if (B == 0 || Hq == 0) return;
     check_shape(B, T, Hq, D);
+    const int64_t max_keys = window > 0 && window < cap ? window : cap;
+    const float *fr = inv_freq ? (const float *)inv_freq->data : NULL;
+    if (try_launch_decode((bf16 *)out->data, (const bf16 *)q->data, (const bf16 *)kcache->data,
+                          (const bf16 *)vcache->data, B, Hq, Hkv, D, cap, window, (const int32_t *)pos->data, fr,
+                          max_keys, (bf16 *)kcache->data, (bf16 *)vcache->data, (const bf16 *)k->data,
+                          (const bf16 *)v->data))
+        return;
     launch_simple((bf16 *)out->data, (const bf16 *)q->data, (const bf16 *)kcache->data, (const bf16 *)vcache->data,
-                  B, T, Hq, Hkv, D, cap, 0, window, NULL, 0, (const int32_t *)pos->data,
-                  inv_freq ? (const float *)inv_freq->data : NULL, window > 0 && window < cap ? window : cap,
+                  B, T, Hq, Hkv, D, cap, 0, window, NULL, 0, (const int32_t *)pos->data, fr, max_keys,
                   SPLIT_MIN_KEYS_AT, (bf16 *)kcache->data, (bf16 *)vcache->data, (const bf16 *)k->data,
                   (const bf16 *)v->data);
 }

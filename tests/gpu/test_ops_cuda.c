@@ -566,6 +566,46 @@ static void bench_attention(void) {
     free(q), free(k), free(v), free(got), free(qc), free(kc), free(vc), free(ref), free(gc);
 }
 
+// Decode attention at device-held positions (attention_at, the graph path) over a full cache of ctx keys:
+// the step's K/V bytes over its median time (PN_DECODE_SIMPLE=1: the simple kernel).
+static void bench_decode_at(int64_t B, int64_t ctx, int64_t Hq, int64_t Hkv, int64_t D) {
+    const int64_t sq[4] = {B, 1, Hq, D}, sk[4] = {B, ctx, Hkv, D}, sp[1] = {B};
+    // random K/V up to 16M values per cache (the timing does not depend on them), zeros beyond
+    const int big = B * ctx * Hkv * D > ((int64_t)16 << 20);
+    float *q = randn(B * Hq * D, 0.0f, 1.0f), *k = big ? NULL : randn(B * ctx * Hkv * D, 0.0f, 1.0f);
+    pn_tensor dq = dev_upload(q, PN_BF16, 4, sq);
+    pn_tensor dk = big ? dev_alloc(PN_BF16, 4, sk) : dev_upload(k, PN_BF16, 4, sk);
+    pn_tensor dv = big ? dev_alloc(PN_BF16, 4, sk) : dev_upload(k, PN_BF16, 4, sk);
+    if (big) pn_cuda_backend.memset0(dk.data, pn_nbytes(&dk)), pn_cuda_backend.memset0(dv.data, pn_nbytes(&dv));
+    pn_tensor dout = dev_alloc(PN_BF16, 4, sq), dp = dev_alloc(PN_I32, 1, sp);
+    int32_t *pos = pn_malloc(sizeof(int32_t) * (size_t)B);
+    for (int64_t b = 0; b < B; b++) pos[b] = (int32_t)(ctx - 1);
+    pn_cuda_backend.memcpy_h2d(dp.data, pos, sizeof(int32_t) * (size_t)B);
+    float ms[TIMED_RUNS];
+    for (int i = 0; i < WARMUP_RUNS; i++) pn_op_attention_at(&dout, &dq, &dk, &dv, NULL, &dp, 0);
+    for (int i = 0; i < TIMED_RUNS; i++) {
+        pn_cuda_timer_start();
+        pn_op_attention_at(&dout, &dq, &dk, &dv, NULL, &dp, 0);
+        ms[i] = pn_cuda_timer_stop_ms();
+    }
+    qsort(ms, TIMED_RUNS, sizeof(float), cmp_float);
+    const double kv_bytes = 2.0 * B * ctx * Hkv * D * 2.0;
+    printf("bench attention_at decode B%lld ctx%lld Hq%lld Hkv%lld D%lld%s: %.3f ms, %.0f GB/s of K/V\n", (long long)B,
+           (long long)ctx, (long long)Hq, (long long)Hkv, (long long)D, getenv("PN_DECODE_SIMPLE") ? " (simple kernel)" : "",
+           ms[TIMED_RUNS / 2], kv_bytes / (ms[TIMED_RUNS / 2] * 1e-3) / 1e9);
+    dev_free(&dq), dev_free(&dk), dev_free(&dv), dev_free(&dout), dev_free(&dp);
+    free(q), free(k), free(pos);
+}
+
+static void bench_decode(void) { // Qwen2.5-1.5B's attention layer in decode, up to the paper's 64K context
+    bench_decode_at(1, 640, 12, 2, 128);
+    bench_decode_at(8, 4096, 12, 2, 128);
+    bench_decode_at(1, 65536, 12, 2, 128);
+    bench_decode_at(16, 65536, 12, 2, 128);
+    bench_decode_at(37, 65536, 12, 2, 128);  // postnas-bench --batch max of Qwen2.5-1.5B on an H100
+    bench_decode_at(156, 65536, 12, 2, 128); // ... and of Jet-Nemotron-2B's shape (its 2 attn layers)
+}
+
 static void bench_matmul(int64_t N, int64_t I, int64_t O) {
     const int64_t sx[2] = {N, I}, sw[2] = {O, I}, so[2] = {N, O};
     float *x = randn(N * I, 0.0f, 1.0f), *w = randn(O * I, 0.0f, 0.02f);
@@ -593,6 +633,10 @@ static void bench_matmul(int64_t N, int64_t I, int64_t O) {
 int main(void) {
     if (!pn_cuda_available()) {
         printf("skipped: no CUDA device\n");
+        return 0;
+    }
+    if (getenv("PN_BENCH_DECODE_ONLY")) { // the decode attention timings alone (A/B with PN_DECODE_SIMPLE=1)
+        bench_decode();
         return 0;
     }
 
@@ -686,6 +730,15 @@ int main(void) {
     test_decode_at(1, 1, 12, 2, 128, 8192, 0, (const int32_t[]){640});
     test_decode_at(2, 1, 12, 2, 128, 8192, 0, (const int32_t[]){640, 5000});
     test_decode_at(2, 1, 4, 2, 64, 2000, 300, (const int32_t[]){1999, 250});
+    // the decode kernel (a GQA group per block, one m16 tile): the paper's 64K context (132 slices at batch 1
+    // on an H100), a window of Jet-Nemotron's swa, groups of 8, 1 and 16 query heads, and 32 (more than a
+    // tile's rows: the simple kernel)
+    test_decode_at(1, 1, 12, 2, 128, 65536, 0, (const int32_t[]){65000});
+    test_decode_at(2, 1, 12, 2, 128, 4096, 1152, (const int32_t[]){4000, 700});
+    test_decode_at(3, 1, 16, 2, 128, 3000, 0, (const int32_t[]){2999, 64, 1});
+    test_decode_at(2, 1, 4, 4, 64, 5000, 0, (const int32_t[]){4321, 65});
+    test_decode_at(1, 1, 32, 2, 64, 3000, 0, (const int32_t[]){2500});
+    test_decode_at(1, 1, 32, 1, 64, 2000, 0, (const int32_t[]){1500});
     test_decode_at(1, 1, 16, 8, 64, 64, 0, (const int32_t[]){63});
     test_decode_at(2, 3, 4, 1, 96, 700, 0, (const int32_t[]){5, 600});
     test_decode_at(2, 1, 4, 2, 12, 900, 0, (const int32_t[]){3, 800}); // D = 12: one value per load
@@ -694,6 +747,7 @@ int main(void) {
 
     if (!getenv("PN_TEST_NO_BENCH")) { // set it to skip the timings (e.g. under compute-sanitizer)
         bench_attention();
+        bench_decode();
         bench_matmul(8192, 1536, 8960);
         // decode's products (batch 1 and 4): Qwen2.5-1.5B's MLP up / down and the LM head
         bench_matmul(1, 1536, 8960);
