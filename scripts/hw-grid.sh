@@ -51,6 +51,7 @@ for g in $GRID; do
     /^bandwidth floor:/ { for (i = 1; i <= NF; i++) if ($i == "reached") fl = $(i + 1) }
     END { printf "| %s | %s | %s | %s | %.1f M | %s |", cfg, dec, pre, st, p / 1e6, fl }' "$WORK/bench.txt")
   rows+=("$r")
+  echo "$r" >&2 # each row as it is measured: a run cut short still shows what it measured
   rm -rf "$ck"
 done
 {
