@@ -434,8 +434,10 @@ __global__ void __launch_bounds__(DEC_THREADS)
         const int row = g + 8 * r;
         if (tig == 0) wm[warp * 16 + row] = m[r], wl[warp * 16 + row] = sum;
 #pragma unroll
-        for (int i = 0; i < D / 8; i++)
-            wo[(warp * 16 + row) * D + i * 8 + 2 * tig] = o[i][2 * r], wo[(warp * 16 + row) * D + i * 8 + 2 * tig + 1] = o[i][2 * r + 1];
+        for (int i = 0; i < D / 8; i++) {
+            float *w2 = wo + (warp * 16 + row) * D + i * 8 + 2 * tig;
+            w2[0] = o[i][2 * r], w2[1] = o[i][2 * r + 1];
+        }
     }
     __syncthreads();
     // Row r < G: M = max over warps, then the weighted sums; one thread per (row, dim) pair.
@@ -818,9 +820,9 @@ static int try_launch_decode(bf16 *o, const bf16 *qp, const bf16 *kp, const bf16
                              const float *inv_freq, int64_t max_keys, bf16 *kst = NULL, bf16 *vst = NULL,
                              const bf16 *knew = NULL, const bf16 *vnew = NULL) {
     static const bool simple = getenv("PN_DECODE_SIMPLE") != NULL; // read once
-    if (simple || (D != 64 && D != 128) || Hq % Hkv || Hq / Hkv > DEC_GMAX || !is_aligned16(o) ||
-        !is_aligned16(qp) || !is_aligned16(kp) || !is_aligned16(vp) || (knew && (!is_aligned16(knew) || !is_aligned16(vnew))))
-        return 0;
+    const bool aligned = is_aligned16(o) && is_aligned16(qp) && is_aligned16(kp) && is_aligned16(vp) &&
+                         (!knew || (is_aligned16(knew) && is_aligned16(vnew)));
+    if (simple || (D != 64 && D != 128) || Hq % Hkv || Hq / Hkv > DEC_GMAX || !aligned) return 0;
     static bool attr_set[2] = {false, false};
     const size_t smem = D == 128 ? dec_cfg<128>::SMEM : dec_cfg<64>::SMEM;
     void (*kern)(bf16 *, float *, const bf16 *, const bf16 *, const bf16 *, int, int, int64_t, int, float, int,
@@ -833,13 +835,15 @@ static int try_launch_decode(bf16 *o, const bf16 *qp, const bf16 *kp, const bf16
     // Slices of DEC_SLICE_KEYS keys at most (PN_DECODE_SLICE_KEYS=N: N, 0 for none) where the batch alone
     // would fill the GPU: a block that walks a whole 64K-key row takes milliseconds, and a batch of 156 rows
     // x 2 KV heads is 1.2 waves of them (the last 0.2 alone on the GPU).
-    static const int64_t slice_keys = getenv("PN_DECODE_SLICE_KEYS") ? atoll(getenv("PN_DECODE_SLICE_KEYS")) : DEC_SLICE_KEYS;
+    static const char *sk_env = getenv("PN_DECODE_SLICE_KEYS");
+    static const int64_t slice_keys = sk_env ? atoll(sk_env) : DEC_SLICE_KEYS;
     float *split_ws = NULL;
     const int ns = choose_splits(B * Hq, B * Hkv, max_keys, (int)D, DEC_KC, 2, slice_keys, DEC_SPLIT_MAX, &split_ws);
     int *cnt = ns > 1 ? (int *)split_ws : NULL;
     float *part = ns > 1 ? split_ws + SPLIT_ROWS : NULL;
+    const float scale_log2 = (1.0f / sqrtf((float)D)) * 1.4426950408889634f;
     pn_launch(kern, dim3((unsigned)ns, (unsigned)Hkv, (unsigned)B), DEC_THREADS, smem, o, part, qp, kp, vp, (int)Hq,
-              (int)Hkv, cap, window, (1.0f / sqrtf((float)D)) * 1.4426950408889634f, ns, posv, inv_freq, kst, vst, knew, vnew, cnt);
+              (int)Hkv, cap, window, scale_log2, ns, posv, inv_freq, kst, vst, knew, vnew, cnt);
     return 1;
 }
 
