@@ -554,6 +554,16 @@ void pn_op_conv1d(pn_tensor *y, const pn_tensor *x, const pn_tensor *w, const pn
     BE(conv1d, y)->conv1d(y, x, w, bias, kdyn, act_silu, cu_seqlens);
 }
 
+void pn_op_conv1d_continue(pn_tensor *y, pn_tensor *cache, const pn_tensor *x, const pn_tensor *w,
+                           const pn_tensor *kdyn, int act_silu) {
+    conv_check("conv1d_continue", y, x, w, NULL, kdyn, NULL);
+    same_device("conv1d_continue", y, cache);
+    want_act("conv1d_continue", cache);
+    const int64_t C = x->shape[2], W = w ? pn_numel(w) / C : pn_numel(kdyn) / pn_numel(x);
+    PN_ASSERT(cache->ndim == 3 && cache->shape[0] == x->shape[0] && cache->shape[1] == W - 1 && cache->shape[2] == C);
+    BE(conv1d_continue, y)->conv1d_continue(y, cache, x, w, kdyn, act_silu);
+}
+
 void pn_op_conv1d_bwd(pn_tensor *dx, pn_tensor *dw, pn_tensor *dbias, pn_tensor *dkdyn, const pn_tensor *dy,
                       const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias, const pn_tensor *kdyn,
                       int act_silu, const pn_tensor *cu_seqlens) {

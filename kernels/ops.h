@@ -204,6 +204,13 @@ void pn_op_embedding_bwd(pn_tensor *dtable, const pn_tensor *ids, const pn_tenso
 // W <= 64.
 void pn_op_conv1d(pn_tensor *y, const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias, const pn_tensor *kdyn,
                   int act_silu, const pn_tensor *cu_seqlens);
+// Generation's form: B sequences continue from their last W - 1 inputs, cache [B, W - 1, C] (activation
+// dtype): with e_b = cache[b] followed by x[b] (W - 1 + T rows),
+//   y[b, t, c] = act(sum_{j < W} K[c, j] e_b[t + j, c])      (K: w [C, W], or kdyn [B, T, C * W] per token)
+// and cache[b] becomes the last W - 1 rows of e_b. The same sums, in the same order, as conv1d over e_b
+// (on CUDA bit for bit), in one launch for all sequences; no bias. W <= 64.
+void pn_op_conv1d_continue(pn_tensor *y, pn_tensor *cache, const pn_tensor *x, const pn_tensor *w,
+                           const pn_tensor *kdyn, int act_silu);
 // Its backward: dx overwritten; dw, dbias accumulate (F32, NULL = frozen); dkdyn overwritten (activation
 // dtype, required with kdyn).
 void pn_op_conv1d_bwd(pn_tensor *dx, pn_tensor *dw, pn_tensor *dbias, pn_tensor *dkdyn, const pn_tensor *dy,

@@ -65,6 +65,8 @@
     X(conv1d, void,                                                                                              \
       (pn_tensor * y, const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias, const pn_tensor *kdyn,      \
        int act_silu, const pn_tensor *cu_seqlens))                                                               \
+    X(conv1d_continue, void,                                                                                     \
+      (pn_tensor * y, pn_tensor * cache, const pn_tensor *x, const pn_tensor *w, const pn_tensor *kdyn, int act_silu)) \
     X(conv1d_bwd, void,                                                                                          \
       (pn_tensor * dx, pn_tensor * dw, pn_tensor * dbias, pn_tensor * dkdyn, const pn_tensor *dy, const pn_tensor *x, \
        const pn_tensor *w, const pn_tensor *bias, const pn_tensor *kdyn, int act_silu, const pn_tensor *cu_seqlens)) \

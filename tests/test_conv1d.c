@@ -1,7 +1,7 @@
 // Causal depthwise convolutions (kernels/cpu/conv1d.c) against torch autograd goldens
 // (tests/make_conv_goldens.py: nn.Conv1d as fla's ShortConvolution uses it, and JetBlock's dynamic
 // convolution), plus variable-length packing: a packed batch equals the sequences run one by one, so no
-// token reads across a boundary, forward and backward.
+// token reads across a boundary, forward and backward; and generation's conv1d_continue against conv1d.
 //
 // usage: test_conv1d GOLDENS_DIR
 #include <math.h>
@@ -89,11 +89,72 @@ static void check_varlen(int dynamic) {
           "varlen (%s) parameter gradients differ", dynamic ? "dynamic" : "static");
 }
 
+// conv1d_continue (generation): B sequences with a history of W - 1 inputs each take T new ones; equal bit for
+// bit to conv1d over history + new rows (its last T outputs), the cache ends as the last W - 1 of those rows,
+// and continuing T1 then T2 tokens equals continuing T1 + T2 at once.
+static void check_continue(int dynamic, int64_t T, int W) {
+    const int64_t B = 3, C = 5, H = W - 1, E = H + T;
+    float *cache = pn_malloc(sizeof(float) * (size_t)(B * H * C + 1)), *x = pn_malloc(sizeof(float) * (size_t)(B * T * C));
+    float *w = pn_malloc(sizeof(float) * (size_t)(C * W)), *kd = pn_malloc(sizeof(float) * (size_t)(B * T * C * W));
+    for (int64_t i = 0; i < B * H * C; i++) cache[i] = pn_rng_normal(2, 1, (uint64_t)i);
+    for (int64_t i = 0; i < B * T * C; i++) x[i] = pn_rng_normal(2, 2, (uint64_t)i);
+    for (int64_t i = 0; i < C * W; i++) w[i] = pn_rng_normal(2, 3, (uint64_t)i);
+    for (int64_t i = 0; i < B * T * C * W; i++) kd[i] = pn_rng_normal(2, 4, (uint64_t)i);
+    const float *kk = dynamic ? kd : NULL;
+    // the reference: each sequence's history and new rows as one sequence through conv1d
+    float *ext = pn_malloc(sizeof(float) * (size_t)(E * C)), *kext = pn_calloc((size_t)(E * C * W), sizeof(float));
+    float *yext = pn_malloc(sizeof(float) * (size_t)(E * C)), *yref = pn_malloc(sizeof(float) * (size_t)(B * T * C));
+    float *cref = pn_malloc(sizeof(float) * (size_t)(B * H * C + 1));
+    for (int64_t b = 0; b < B; b++) {
+        memcpy(ext, cache + b * H * C, sizeof(float) * (size_t)(H * C));
+        memcpy(ext + H * C, x + b * T * C, sizeof(float) * (size_t)(T * C));
+        memcpy(kext + H * C * W, kd + b * T * C * W, sizeof(float) * (size_t)(T * C * W));
+        pn_cpu_conv1d_fwd(yext, ext, w, NULL, dynamic ? kext : NULL, 1, E, C, W, 1, NULL, 0);
+        memcpy(yref + b * T * C, yext + H * C, sizeof(float) * (size_t)(T * C));
+        memcpy(cref + b * H * C, ext + T * C, sizeof(float) * (size_t)(H * C));
+    }
+    float *y = pn_malloc(sizeof(float) * (size_t)(B * T * C)), *c1 = pn_malloc(sizeof(float) * (size_t)(B * H * C + 1));
+    memcpy(c1, cache, sizeof(float) * (size_t)(B * H * C));
+    pn_cpu_conv1d_continue_f32(y, c1, x, w, kk, B, T, C, W, 1);
+    CHECK(!memcmp(y, yref, sizeof(float) * (size_t)(B * T * C)) && !memcmp(c1, cref, sizeof(float) * (size_t)(B * H * C)),
+          "conv1d_continue (%s, T %lld, W %d) differs from conv1d over history + new rows", dynamic ? "dynamic" : "static",
+          (long long)T, W);
+    if (T >= 2) { // T1 = 1 then T2 = T - 1 (per-sequence slices of x and kd, gathered)
+        const int64_t T1 = 1, T2 = T - 1;
+        float *x1 = pn_malloc(sizeof(float) * (size_t)(B * T1 * C)), *x2 = pn_malloc(sizeof(float) * (size_t)(B * T2 * C));
+        float *k1 = pn_malloc(sizeof(float) * (size_t)(B * T1 * C * W)), *k2 = pn_malloc(sizeof(float) * (size_t)(B * T2 * C * W));
+        float *y1 = pn_malloc(sizeof(float) * (size_t)(B * T1 * C)), *y2 = pn_malloc(sizeof(float) * (size_t)(B * T2 * C));
+        for (int64_t b = 0; b < B; b++) {
+            memcpy(x1 + b * T1 * C, x + b * T * C, sizeof(float) * (size_t)(T1 * C));
+            memcpy(x2 + b * T2 * C, x + (b * T + T1) * C, sizeof(float) * (size_t)(T2 * C));
+            memcpy(k1 + b * T1 * C * W, kd + b * T * C * W, sizeof(float) * (size_t)(T1 * C * W));
+            memcpy(k2 + b * T2 * C * W, kd + (b * T + T1) * C * W, sizeof(float) * (size_t)(T2 * C * W));
+        }
+        memcpy(c1, cache, sizeof(float) * (size_t)(B * H * C));
+        pn_cpu_conv1d_continue_f32(y1, c1, x1, w, dynamic ? k1 : NULL, B, T1, C, W, 1);
+        pn_cpu_conv1d_continue_f32(y2, c1, x2, w, dynamic ? k2 : NULL, B, T2, C, W, 1);
+        int same = !memcmp(c1, cref, sizeof(float) * (size_t)(B * H * C));
+        for (int64_t b = 0; b < B; b++)
+            same = same && !memcmp(y1 + b * T1 * C, yref + b * T * C, sizeof(float) * (size_t)(T1 * C)) &&
+                   !memcmp(y2 + b * T2 * C, yref + (b * T + T1) * C, sizeof(float) * (size_t)(T2 * C));
+        CHECK(same, "conv1d_continue (%s, W %d): 1 then %lld tokens differ from %lld at once", dynamic ? "dynamic" : "static",
+              W, (long long)T2, (long long)T);
+        free(x1), free(x2), free(k1), free(k2), free(y1), free(y2);
+    }
+    free(cache), free(x), free(w), free(kd), free(ext), free(kext), free(yext), free(yref), free(cref), free(y), free(c1);
+}
+
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "tests/goldens/conv";
     static const char *cases[] = {"static_silu", "static_bias", "static_t1", "dynamic_silu", "dynamic_w3"};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_golden(dir, cases[i]);
     check_varlen(0);
     check_varlen(1);
+    for (int dyn = 0; dyn < 2; dyn++) {
+        check_continue(dyn, 1, 4); // decoding
+        check_continue(dyn, 2, 4); // fewer new rows than the history
+        check_continue(dyn, 7, 4); // more
+        check_continue(dyn, 3, 1); // no history
+    }
     return pn_test_done("test_conv1d");
 }

@@ -70,6 +70,43 @@ void pn_cpu_conv1d_fwd(float *y, const float *x, const float *w, const float *bi
     pn_cpu_parallel_for(B * T, 0, (double)C * (2.0 * W + (act_silu ? 32.0 : 0.0)), conv_fwd_range, &j);
 }
 
+// conv1d_continue: sequence b's rows e_b = cache[b] then x[b]; its outputs are conv_fwd_range's sums over e_b
+// (same terms, same order), then the cache shifts (ascending: a read is never behind the writes).
+typedef struct {
+    float *y, *cache;
+    const float *x, *w, *kdyn;
+    int64_t T, C;
+    int W, act_silu;
+} conv_cont_job;
+
+static void conv_continue_range(void *p, int64_t b0, int64_t b1) {
+    const conv_cont_job *cj = p;
+    const int64_t T = cj->T, C = cj->C;
+    const int W = cj->W, H = W - 1;
+    for (int64_t b = b0; b < b1; b++) {
+        float *cache = cj->cache + b * H * C;
+        const float *x = cj->x + b * T * C;
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t c = 0; c < C; c++) {
+                float z = 0.0f;
+                for (int j = 0; j < W; j++) {
+                    const int64_t i = t + j; // row of e_b
+                    const float kw = cj->kdyn ? cj->kdyn[((b * T + t) * C + c) * W + j] : cj->w[c * W + j];
+                    z += kw * (i < H ? cache[i * C + c] : x[(i - H) * C + c]);
+                }
+                cj->y[(b * T + t) * C + c] = cj->act_silu ? silu(z) : z;
+            }
+        for (int64_t i = 0; i < H; i++) // the last H rows of e_b
+            for (int64_t c = 0; c < C; c++) cache[i * C + c] = T + i < H ? cache[(T + i) * C + c] : x[(T + i - H) * C + c];
+    }
+}
+
+void pn_cpu_conv1d_continue_f32(float *y, float *cache, const float *x, const float *w, const float *kdyn, int64_t B,
+                                int64_t T, int64_t C, int W, int act_silu) {
+    conv_cont_job j = {.y = y, .cache = cache, .x = x, .w = w, .kdyn = kdyn, .T = T, .C = C, .W = W, .act_silu = act_silu};
+    pn_cpu_parallel_for(B, 0, (double)T * C * (2.0 * W + (act_silu ? 32.0 : 0.0)), conv_continue_range, &j);
+}
+
 static void conv_bwd_range(void *p, int64_t c0, int64_t c1) {
     const conv_job *jb = p;
     float *dx = jb->dx, *dw = jb->dw, *dbias = jb->dbias, *dkdyn = jb->dkdyn;

@@ -28,6 +28,9 @@ void pn_cpu_matmul_bwd_f32(float *dx, float *dw, float *db, const float *dout, c
 // and writes dkdyn for the dynamic form. W <= 64.
 void pn_cpu_conv1d_fwd(float *y, const float *x, const float *w, const float *bias, const float *kdyn, int64_t B,
                        int64_t T, int64_t C, int W, int act_silu, const int32_t *cu_seqlens, int n_seqs);
+// Generation's continuation (pn_op_conv1d_continue): cache [B, W - 1, C] read, then updated.
+void pn_cpu_conv1d_continue_f32(float *y, float *cache, const float *x, const float *w, const float *kdyn, int64_t B,
+                                int64_t T, int64_t C, int W, int act_silu);
 void pn_cpu_conv1d_bwd_f32(float *dx, float *dw, float *dbias, float *dkdyn, const float *dy, const float *x,
                        const float *w, const float *bias, const float *kdyn, int64_t B, int64_t T, int64_t C, int W,
                        int act_silu, const int32_t *cu_seqlens, int n_seqs);

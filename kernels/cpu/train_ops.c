@@ -94,6 +94,14 @@ void pn_cpu_conv1d(pn_tensor *y, const pn_tensor *x, const pn_tensor *w, const p
                       C, W, act_silu, cu, n);
 }
 
+void pn_cpu_conv1d_continue(pn_tensor *y, pn_tensor *cache, const pn_tensor *x, const pn_tensor *w,
+                            const pn_tensor *kdyn, int act_silu) {
+    const int64_t B = x->shape[0], T = x->shape[1], C = x->shape[2];
+    const int W = (int)(w ? pn_numel(w) / C : pn_numel(kdyn) / pn_numel(x));
+    pn_cpu_conv1d_continue_f32(y->data, cache->data, x->data, w ? w->data : NULL, kdyn ? kdyn->data : NULL, B, T, C,
+                               W, act_silu);
+}
+
 void pn_cpu_conv1d_bwd(pn_tensor *dx, pn_tensor *dw, pn_tensor *dbias, pn_tensor *dkdyn, const pn_tensor *dy,
                          const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias, const pn_tensor *kdyn,
                          int act_silu, const pn_tensor *cu_seqlens) {

@@ -155,6 +155,44 @@ void pn_cuda_conv1d(pn_tensor *y, const pn_tensor *x, const pn_tensor *w, const 
     CUDA_LAUNCH_CHECK();
 }
 
+// conv1d_continue: one thread per (sequence b, channel c) computes its T outputs over e_b = cache[b], x[b] with
+// conv_z's terms in conv_z's order (so the bits of conv1d over e_b), then shifts the cache column: the thread
+// that writes a cache element is the only one that reads it.
+__global__ void conv_continue_kernel(bf16 *y, bf16 *cache, const bf16 *x, const bf16 *w, const bf16 *kdyn, int64_t B,
+                                     int64_t T, int64_t C, int W, int act) {
+    pdl_trigger();
+    pdl_wait();
+    const int64_t total = B * C, stride = (int64_t)gridDim.x * blockDim.x;
+    const int H = W - 1;
+    for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
+        const int64_t b = idx / C, c = idx % C;
+        bf16 *cb = cache + b * H * C + c;
+        const bf16 *xb = x + b * T * C + c;
+        for (int64_t t = 0; t < T; t++) {
+            const bf16 *k = kdyn ? kdyn + ((b * T + t) * C + c) * W : w + c * W;
+            float z = 0.0f;
+            for (int j = 0; j < W; j++) {
+                const int64_t i = t + j; // row of e_b
+                z = fmaf(bf2f(k[j]), bf2f(i < H ? cb[i * C] : xb[(i - H) * C]), z);
+            }
+            y[(b * T + t) * C + c] = f2bf(act ? z * sigmoidf_(z) : z);
+        }
+        for (int64_t i = 0; i < H; i++) cb[i * C] = T + i < H ? cb[(T + i) * C] : xb[(T + i - H) * C];
+    }
+}
+
+void pn_cuda_conv1d_continue(pn_tensor *y, pn_tensor *cache, const pn_tensor *x, const pn_tensor *w,
+                             const pn_tensor *kdyn, int act_silu) {
+    const int64_t B = x->shape[0], T = x->shape[1], C = x->shape[2];
+    if (B * C == 0) return;
+    const int W = conv_width(x, w, kdyn);
+    PN_ASSERT(W >= 1 && W <= 64);
+    pn_launch(conv_continue_kernel, grid_1d(B * C, 256), 256, 0, (bf16 *)y->data, (bf16 *)cache->data,
+              (const bf16 *)x->data, w ? (const bf16 *)w->data : NULL, kdyn ? (const bf16 *)kdyn->data : NULL, B, T, C,
+              W, act_silu);
+    CUDA_LAUNCH_CHECK();
+}
+
 void pn_cuda_conv1d_bwd(pn_tensor *dx, pn_tensor *dw, pn_tensor *dbias, pn_tensor *dkdyn, const pn_tensor *dy,
                         const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias, const pn_tensor *kdyn,
                         int act_silu, const pn_tensor *cu_seqlens) {

@@ -115,9 +115,11 @@ static inline int pn_lin_mix_forward(const pn_block_cfg *c, const pn_lin_mix *a,
 
 // Generation: a causal convolution that continues from the last W - 1 inputs of each of the B sequences.
 // x [B T, C] new inputs; cache [B, W - 1, C] (updated to the last W - 1 inputs); w the static kernel, or
-// kdyn [B T, C W] the per-token kernels (JetBlock); y [B T, C]. ext, ext_out (and kext with kdyn) are
-// scratch of at least B (T + W - 1) rows: the history and the new rows are laid out as one sequence per
-// batch row, convolved, and the last T outputs kept. Copies per sequence: fine for decoding's small B.
+// kdyn [B T, C W] the per-token kernels (JetBlock); y [B T, C]. One conv1d_continue op; unfused
+// (PN_NO_FUSED=1) the same sums as ops: ext, ext_out (and kext with kdyn), scratch of at least B (T + W - 1)
+// rows, receive the history and the new rows as one sequence per batch row, conv1d convolves them and the
+// last T outputs are kept — six launches per sequence (at batch 156, Jet-Nemotron-2B's 24 JetBlocks made
+// that ~22,000 launches a step: 44 ms of it on an H100).
 // The training acts (which = 0) at N = max_B max_T rows, then two (three with kdyn_cols) history buffers of
 // max_B (max_T + W - 1) rows for pn_lin_conv_continue; returns the count.
 static inline int pn_lin_infer_acts(const pn_block_type *bt, const pn_block_cfg *c, int64_t max_B, int64_t max_T,
@@ -137,6 +139,13 @@ static inline void pn_lin_conv_continue(pn_tensor *y, const pn_tensor *x, pn_ten
                                         const pn_tensor *kdyn, const pn_tensor *ext, const pn_tensor *ext_out,
                                         const pn_tensor *kext, int64_t B, int64_t T, int W) {
     const int64_t C = x->shape[1], E = T + W - 1, CW = C * W;
+    if (!pn_ops_unfused()) {
+        pn_tensor x3 = pn_reshape(x, 3, (int64_t[]){B, T, C}), y3 = pn_reshape(y, 3, (int64_t[]){B, T, C});
+        pn_tensor k3 = kdyn ? pn_reshape(kdyn, 3, (int64_t[]){B, T, CW}) : (pn_tensor){0};
+        pn_tensor c3 = pn_reshape(cache, 3, (int64_t[]){B, W - 1, C});
+        pn_op_conv1d_continue(&y3, &c3, &x3, w, kdyn ? &k3 : NULL, 1);
+        return;
+    }
     pn_tensor xin = pn_view(ext->data, ext->dtype, ext->device, 2, (int64_t[]){B * E, C});
     pn_tensor xout = pn_view(ext_out->data, ext_out->dtype, ext_out->device, 2, (int64_t[]){B * E, C});
     pn_tensor kin = kdyn ? pn_view(kext->data, kext->dtype, kext->device, 2, (int64_t[]){B * E, CW}) : (pn_tensor){0};

@@ -1,8 +1,9 @@
 // The training and linear-block ops of the CUDA backend (kernels/ops.h: silu, rmsnorm / gated RMSNorm
-// backward, SwiGLU, RoPE and embedding backward, matmul backward, causal conv1d static / dynamic / packed,
-// the linear blocks' gates, copy) against the CPU backend on the same bf16-rounded random inputs, with
-// fla-style RMS-ratio tolerances. Parameter gradients are pre-filled with random values on both sides (they
-// must accumulate), and frozen (NULL) gradients are exercised. Exits 0 without a GPU.
+// backward, SwiGLU, RoPE and embedding backward, matmul backward, causal conv1d static / dynamic / packed and
+// its generation form conv1d_continue, the linear blocks' gates, copy) against the CPU backend on the same
+// bf16-rounded random inputs, with fla-style RMS-ratio tolerances. Parameter gradients are pre-filled with
+// random values on both sides (they must accumulate), and frozen (NULL) gradients are exercised. Exits 0
+// without a GPU.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,6 +184,43 @@ static void test_conv(int64_t B, int64_t T, int64_t C, int W, int dynamic, int b
     if (bias) rel("  backward dbias (accumulated)", &db, 0.01);
     if (cu) dev_free(&cg);
     drop(&x), drop(&y), drop(&dy), drop(&dx), drop(&w), drop(&bb), drop(&kd), drop(&dw), drop(&db), drop(&dk);
+}
+
+// conv1d_continue (generation): CUDA against the CPU, both the outputs and the updated history, and bit for
+// bit against CUDA's conv1d over each sequence's history + new rows (the unfused path it replaces).
+static void test_conv_continue(int64_t B, int64_t T, int64_t C, int W, int dynamic) {
+    const int64_t H = W - 1, E = H + T, sx[3] = {B, T, C}, sh[3] = {B, H, C}, sw[2] = {C, W}, sk[3] = {B, T, C * W};
+    pair x = mk(3, sx, ACT, 0, 1), y = mk(3, sx, ACT, 0, 1), cache = mk(3, sh, ACT, 0, 1);
+    pair w = mk(2, sw, ACT, 0, 0.4f), kd = mk(3, sk, ACT, 0, 0.4f);
+    // the unfused reference on the device, from the same values: [B, E, C] rows, the history rows' kernels 0
+    const int64_t se[3] = {B, E, C}, ske[3] = {B, E, C * W};
+    float *eh = pn_malloc(sizeof(float) * (size_t)(B * E * C)), *keh = pn_calloc((size_t)(B * E * C * W), sizeof(float));
+    for (int64_t b = 0; b < B; b++) {
+        memcpy(eh + b * E * C, cache.h + b * H * C, sizeof(float) * (size_t)(H * C));
+        memcpy(eh + (b * E + H) * C, x.h + b * T * C, sizeof(float) * (size_t)(T * C));
+        memcpy(keh + (b * E + H) * C * W, kd.h + b * T * C * W, sizeof(float) * (size_t)(T * C * W));
+    }
+    pn_tensor eg = dev_upload(eh, ACT, 3, se), keg = dev_upload(keh, ACT, 3, ske), yeg = dev_alloc(ACT, 3, se);
+    pn_op_conv1d(&yeg, &eg, dynamic ? NULL : &w.g, NULL, dynamic ? &keg : NULL, 1, NULL);
+    pn_op_conv1d_continue(&y.c, &cache.c, &x.c, dynamic ? NULL : &w.c, dynamic ? &kd.c : NULL, 1);
+    pn_op_conv1d_continue(&y.g, &cache.g, &x.g, dynamic ? NULL : &w.g, dynamic ? &kd.g : NULL, 1);
+    char name[128];
+    snprintf(name, sizeof name, "conv1d_continue %s W %d C %lld [%lld, %lld] silu", dynamic ? "dynamic" : "static", W,
+             (long long)C, (long long)B, (long long)T);
+    float *got = dev_download(&y.g), *gotc = dev_download(&cache.g), *ye = dev_download(&yeg);
+    int64_t diff = 0;
+    for (int64_t b = 0; b < B; b++) {
+        diff += memcmp(got + b * T * C, ye + (b * E + H) * C, sizeof(float) * (size_t)(T * C)) != 0;
+        diff += memcmp(gotc + b * H * C, eh + (b * E + T) * C, sizeof(float) * (size_t)(H * C)) != 0;
+    }
+    rel(name, &y, 0.005);
+    rel("  history (the last W - 1 rows)", &cache, 0.0);
+    printf("%-44s %lld sequences differ %s\n", "  = conv1d over history + new rows, bits", (long long)diff, diff ? "FAIL" : "ok");
+    fails += diff != 0;
+    cases++;
+    free(got), free(gotc), free(ye), free(eh), free(keh);
+    dev_free(&eg), dev_free(&keg), dev_free(&yeg);
+    drop(&x), drop(&y), drop(&cache), drop(&w), drop(&kd);
 }
 
 static void test_gates(int decay) {
@@ -396,6 +434,10 @@ int main(void) {
     test_conv(2, 517, 768, 4, 1, 0, 1, NULL, 0);
     test_conv(1, 517, 256, 4, 0, 1, 1, cu, 5);
     test_conv(1, 517, 256, 4, 1, 0, 1, cu, 5);
+    test_conv_continue(156, 1, 3072, 4, 1); // Jet-Nemotron-2B's value convolution at batch 156, decoding
+    test_conv_continue(3, 1, 2048, 4, 0);   // a GDN q/k/v convolution
+    test_conv_continue(2, 5, 100, 4, 1);    // several new tokens (more than the history)
+    test_conv_continue(2, 2, 64, 3, 0);     // fewer
     test_gates(1);
     test_gates(0);
     test_lm_loss(64, 151936, 1, 1, 1.0f);
