@@ -234,7 +234,7 @@ void pn_op_kv_store(pn_tensor *cache, const pn_tensor *src, int pos0) {
     want_act("kv_store", src);
     PN_ASSERT(cache->ndim == 4 && src->ndim == 4 && cache->shape[0] == src->shape[0]);
     PN_ASSERT(cache->shape[2] == src->shape[2] && cache->shape[3] == src->shape[3]);
-    PN_ASSERT(pos0 >= 0 && pos0 + src->shape[1] <= cache->shape[1]);
+    PN_ASSERT(pos0 >= 0 && src->shape[1] <= cache->shape[1]); // a ring: slot (pos0 + t) mod cap
     be_of("kv_store", cache)->kv_store(cache, src, pos0);
 }
 
@@ -251,7 +251,9 @@ static void attention_check(const char *op, const pn_tensor *out, const pn_tenso
     same_shape(op, kcache, vcache);
     PN_ASSERT(q->ndim == 4 && kcache->ndim == 4 && q->shape[0] == kcache->shape[0]);
     PN_ASSERT(q->shape[3] == kcache->shape[3] && q->shape[2] % kcache->shape[2] == 0);
-    PN_ASSERT(pos0 >= 0 && pos0 + q->shape[1] <= kcache->shape[1] && window >= 0);
+    // every key a query reads is in the ring: the T new ones and the window - 1 (or all pos0) before them
+    const int64_t before = window > 0 && window - 1 < pos0 ? window - 1 : pos0;
+    PN_ASSERT(pos0 >= 0 && window >= 0 && q->shape[1] + before <= kcache->shape[1]);
 }
 
 void pn_op_attention(pn_tensor *out, const pn_tensor *q, const pn_tensor *kcache, const pn_tensor *vcache,

@@ -94,10 +94,13 @@ typedef struct pn_backend {
 //   equal to n matmuls and the silu ops (on CUDA bit for bit); a decoding step runs them as one GEMV launch.
 // - rope: in place on x[B, T, H, D], rotate-half convention; token t at position pos0 + t; inv_freq[D/2] F32.
 //   With cu_seqlens (a packed batch, kernels/packed.h; else NULL) token t sits at pos0 + t - its document's start.
-// - kv_store: cache[b, pos0 + t] = src[b, t] (cache [B, cap, Hkv, D], src [B, T, Hkv, D]).
+// - A KV cache [B, cap, Hkv, D] is a ring: position s lives in slot s mod cap. Full attention never wraps
+//   (pos0 + T <= cap); a sliding window's cache needs only T + window - 1 slots (every key a call reads).
+// - kv_store: cache[b, (pos0 + t) mod cap] = src[b, t] (src [B, T, Hkv, D], T <= cap).
 // - attention: causal GQA of q[B, T, Hq, D] (query t at position pos0 + t) over positions 0 .. pos0 + T - 1
 //   of kcache/vcache; key s is visible to query p iff s <= p and (window == 0 or p - s < window); scale
-//   D^-1/2, softmax in fp32; out [B, T, Hq, D].
+//   D^-1/2, softmax in fp32; out [B, T, Hq, D]. The visible keys must be in the ring: T + min(pos0,
+//   window - 1) <= cap with a window, pos0 + T <= cap without.
 // - kv_store_at, attention_at: decoding's rope + kv_store and rope + attention, with each sequence's
 //   position held on the device: pos I32 [B], sequence b's first new token at pos[b] (instead of pos0 for
 //   all). kv_store_at rotates k (RoPE with inv_freq; NULL: none) and stores it and v into the caches;
@@ -105,7 +108,7 @@ typedef struct pn_backend {
 //   depends on the positions, so a decode step can be captured once and replayed as a CUDA graph while they
 //   advance; sequences of one batch may sit at different positions. The results equal rope, kv_store and
 //   attention run per sequence (the rotated values rounded to the activation dtype in between, as there).
-//   kv_store_at writes no row at or past the capacity (the caller checks its own count: the device cannot).
+//   The ring's condition is the caller's to keep (the device cannot check it).
 // - kv_attend_at: kv_store_at then attention_at, equal to them (on CUDA bit for bit, caches included); a
 //   one-token decoding step runs both in one launch (the new key and value enter the attention directly).
 // - to_host_f32 / from_host_f32: a tensor to / from a host fp32 array. count_nonfinite: NaN/Inf count.

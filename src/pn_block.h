@@ -76,10 +76,12 @@ typedef struct pn_block_type {
                     const pn_tensor *x, const pn_tensor *dy, pn_tensor *dx, const pn_block_ctx *ctx);
 
     // Generation (prefill and decode; every type has it, attention included: the model's one layer loop
-    // calls it for every layer). The decode state of B sequences of up to cap tokens (the KV cache of
-    // attention, the recurrent state and convolution history of a linear block) as tensors of dtype dt[i]
-    // and shape[i] (ndim[i] dims; all zero = empty context); returns the count (<= PN_BLOCK_MAX_STATE).
-    int (*state)(const pn_block_cfg *c, int64_t B, int64_t cap, pn_dtype act, pn_dtype *dt, int *ndim,
+    // calls it for every layer). The decode state of B sequences of up to cap tokens, each call adding up to
+    // max_T of them (0: unknown, up to cap), (the KV cache of attention — a sliding window's a ring that holds
+    // what one call needs —, the recurrent state and convolution history of a linear block) as tensors of
+    // dtype dt[i] and shape[i] (ndim[i] dims; all zero = empty context); returns the count
+    // (<= PN_BLOCK_MAX_STATE).
+    int (*state)(const pn_block_cfg *c, int64_t B, int64_t cap, int64_t max_T, pn_dtype act, pn_dtype *dt, int *ndim,
                  int64_t (*shape)[4]);
     // Scratch for up to max_B sequences of max_T new tokens: [rows[i], cols[i]] tensors of dtype dt[i].
     int (*infer_acts)(const pn_block_cfg *c, int64_t max_B, int64_t max_T, pn_dtype act, pn_dtype *dt, int64_t *rows,

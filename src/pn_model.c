@@ -287,31 +287,36 @@ static pn_tensor *gen_scratch(pn_model *m, const pn_block_type *bt) {
     pn_panic("generation plan: no scratch for block type %s (pn_model_plan after adding candidates)", bt->name);
 }
 
-// Layer l's decode-state tensors for B sequences of capacity cap (the block's state(): KV cache, recurrent
-// state), from the config (slot 0) or, given the model, for the mixer in use.
-static int layer_state(const pn_model_config *c, const pn_model *m, int l, int B, int cap, pn_dtype act, pn_dtype *dt,
-                       int *ndim, int64_t (*shape)[4]) {
+// Layer l's decode-state tensors for B sequences of capacity cap, calls of up to max_T tokens (the block's
+// state(): KV cache, recurrent state), from the config (slot 0) or, given the model, for the mixer in use.
+static int layer_state(const pn_model_config *c, const pn_model *m, int l, int B, int cap, int max_T, pn_dtype act,
+                       pn_dtype *dt, int *ndim, int64_t (*shape)[4]) {
     if (m) {
         const pn_slot *S = pn_layer_mixer_c(&m->layers[l]);
-        return S->bt->state(&S->bc, B, cap, act, dt, ndim, shape);
+        return S->bt->state(&S->bc, B, cap, max_T, act, dt, ndim, shape);
     }
     pn_block_cfg bc;
-    return pn_model_layer_block(c, l, &bc)->state(&bc, B, cap, act, dt, ndim, shape);
+    return pn_model_layer_block(c, l, &bc)->state(&bc, B, cap, max_T, act, dt, ndim, shape);
 }
 
-size_t pn_kvcache_bytes(const pn_model_config *c, int B, int cap, pn_device dev) {
+size_t pn_kvcache_bytes(const pn_model_config *c, int B, int cap, int max_T, pn_device dev) {
     size_t bytes = 0;
     for (int l = 0; l < c->n_layers; l++) {
         pn_dtype dt[PN_BLOCK_MAX_STATE];
         int ndim[PN_BLOCK_MAX_STATE];
         int64_t shape[PN_BLOCK_MAX_STATE][4];
-        const int n = layer_state(c, NULL, l, B, cap, pn_device_dtype(dev), dt, ndim, shape);
+        const int n = layer_state(c, NULL, l, B, cap, max_T, pn_device_dtype(dev), dt, ndim, shape);
         for (int i = 0; i < n; i++) bytes += pn_arena_need(dt[i], ndim[i], shape[i]);
     }
     return bytes;
 }
 
 int pn_kvcache_init(pn_kvcache *kc, const pn_model *m, int B, int cap) {
+    const int64_t most = (int64_t)m->max_B * m->max_T; // one row may take a whole plan's tokens
+    return pn_kvcache_init_calls(kc, m, B, cap, most < cap ? (int)most : cap);
+}
+
+int pn_kvcache_init_calls(pn_kvcache *kc, const pn_model *m, int B, int cap, int max_T) {
     const pn_model_config *c = &m->cfg;
     memset(kc, 0, sizeof *kc);
     size_t bytes = 0;
@@ -319,7 +324,7 @@ int pn_kvcache_init(pn_kvcache *kc, const pn_model *m, int B, int cap) {
         pn_dtype dt[PN_BLOCK_MAX_STATE];
         int ndim[PN_BLOCK_MAX_STATE];
         int64_t shape[PN_BLOCK_MAX_STATE][4];
-        const int n = layer_state(c, m, l, B, cap, m->dtype, dt, ndim, shape);
+        const int n = layer_state(c, m, l, B, cap, max_T, m->dtype, dt, ndim, shape);
         for (int i = 0; i < n; i++) bytes += pn_arena_need(dt[i], ndim[i], shape[i]);
     }
     bytes += pn_arena_need(PN_I32, 1, (int64_t[]){B});
@@ -327,13 +332,14 @@ int pn_kvcache_init(pn_kvcache *kc, const pn_model *m, int B, int cap) {
     pn_backend_get(m->device)->memset0(kc->arena.base, bytes); // recurrent states start at zero
     kc->B = B;
     kc->cap = cap;
+    kc->max_T = max_T;
     kc->n_layers = c->n_layers;
     kc->st = pn_calloc((size_t)c->n_layers, sizeof *kc->st);
     for (int l = 0; l < c->n_layers; l++) {
         pn_dtype dt[PN_BLOCK_MAX_STATE];
         int ndim[PN_BLOCK_MAX_STATE];
         int64_t shape[PN_BLOCK_MAX_STATE][4];
-        const int n = layer_state(c, m, l, B, cap, m->dtype, dt, ndim, shape);
+        const int n = layer_state(c, m, l, B, cap, max_T, m->dtype, dt, ndim, shape);
         for (int i = 0; i < n; i++) kc->st[l][i] = pn_arena_tensor(&kc->arena, dt[i], ndim[i], shape[i]);
     }
     kc->pos = pn_arena_tensor(&kc->arena, PN_I32, 1, (int64_t[]){B}); // zero, like len
@@ -374,7 +380,7 @@ void pn_kvcache_reset_row(pn_kvcache *kc, int b) {
 void pn_kvcache_rows(pn_kvcache *kc, int b, int n, pn_kvcache *row) {
     PN_ASSERT(b >= 0 && n >= 1 && b + n <= kc->B && kc->lens);
     memset(row, 0, sizeof *row);
-    row->B = n, row->cap = kc->cap, row->n_layers = kc->n_layers;
+    row->B = n, row->cap = kc->cap, row->max_T = kc->max_T, row->n_layers = kc->n_layers;
     row->arena.device = kc->arena.device; // no memory of its own
     row->st = pn_calloc((size_t)kc->n_layers, sizeof *row->st);
     for (int l = 0; l < kc->n_layers; l++) FOR_STATE(kc, l, i) row->st[l][i] = pn_rows(&kc->st[l][i], b, n);
@@ -407,20 +413,26 @@ int pn_kvcache_copy_row(const pn_model *m, pn_kvcache *dst, int db, const pn_kvc
     const int len = src->lens ? src->lens[sb] : src->len;
     if (len > dst->cap) return pn_errorf("a decode state of %d tokens does not fit a cache of %d", len, dst->cap);
     for (int l = 0; l < dst->n_layers; l++) {
-        // A tensor whose second dimension grows with the capacity (a KV cache [B, cap, ...]) is copied for
-        // the first len positions only; a recurrent state or convolution history whole.
+        // A KV cache [B, slots, inner...] (its second dimension grows with the capacity when no ring is asked
+        // for: max_T 0) holds position p in slot p mod slots. While the source has not wrapped and the
+        // destination holds len slots, the first len slots are copied; otherwise both must be the same ring
+        // (copied whole). A recurrent state or convolution history is copied whole.
         pn_dtype dt[PN_BLOCK_MAX_STATE];
         int nd[PN_BLOCK_MAX_STATE];
         int64_t s1[PN_BLOCK_MAX_STATE][4], s2[PN_BLOCK_MAX_STATE][4];
-        layer_state(&m->cfg, m, l, 1, dst->cap, m->dtype, dt, nd, s1);
-        layer_state(&m->cfg, m, l, 1, dst->cap + 1, m->dtype, dt, nd, s2);
+        layer_state(&m->cfg, m, l, 1, dst->cap, 0, m->dtype, dt, nd, s1);
+        layer_state(&m->cfg, m, l, 1, dst->cap + 1, 0, m->dtype, dt, nd, s2);
         FOR_STATE(dst, l, i) {
             pn_tensor d = pn_rows(&dst->st[l][i], db, 1), s = pn_rows(&src->st[l][i], sb, 1);
-            if (nd[i] >= 2 && s2[i][1] == s1[i][1] + 1) { // [1, cap, inner...]: its first len rows
-                const int64_t inner = pn_numel(&d) / d.shape[1];
-                pn_tensor dv = pn_reshape(&dst->st[l][i], 2, (int64_t[]){dst->st[l][i].shape[0] * dst->cap, inner});
-                pn_tensor sv = pn_reshape(&src->st[l][i], 2, (int64_t[]){src->st[l][i].shape[0] * src->cap, inner});
-                d = pn_rows(&dv, (int64_t)db * dst->cap, len), s = pn_rows(&sv, (int64_t)sb * src->cap, len);
+            const int kv = nd[i] >= 2 && s2[i][1] == s1[i][1] + 1;
+            if (kv && len <= s.shape[1] && len <= d.shape[1]) { // positions 0 .. len - 1 = slots 0 .. len - 1
+                const int64_t inner = pn_numel(&d) / d.shape[1], ds = d.shape[1], ss = s.shape[1];
+                pn_tensor dv = pn_reshape(&dst->st[l][i], 2, (int64_t[]){dst->st[l][i].shape[0] * ds, inner});
+                pn_tensor sv = pn_reshape(&src->st[l][i], 2, (int64_t[]){src->st[l][i].shape[0] * ss, inner});
+                d = pn_rows(&dv, (int64_t)db * ds, len), s = pn_rows(&sv, (int64_t)sb * ss, len);
+            } else if (pn_numel(&d) != pn_numel(&s)) {
+                return pn_errorf("layer %d: a decode state of %d tokens in %lld slots does not fit %lld (caches made "
+                                 "for other plans)", l, len, (long long)s.shape[1], (long long)d.shape[1]);
             }
             if (pn_numel(&d)) pn_op_copy(&d, &s);
         }

@@ -103,6 +103,7 @@ typedef struct pn_model {
 // Hkv, D]; a linear block: its recurrent state and convolution history), zero at len 0.
 typedef struct pn_kvcache {
     int B, cap, len, n_layers;
+    int max_T; // a sequence's tokens per call at most (pn_kvcache_init_calls): a window's ring holds them
     // Each row's length (host): equal to len while the rows move together; rows filled one at a time
     // (pn_kvcache_row) make them ragged, and then one-token steps read each row's own (len = the longest).
     int *lens, ragged;
@@ -130,7 +131,12 @@ void pn_model_free(pn_model *m);
 // Allocate activations for batches up to max_B x max_T; all_logits: logits for every position
 // (else only the last position of each sequence).
 int pn_model_plan(pn_model *m, int max_B, int max_T, int all_logits);
+// The decode state of B sequences of up to cap tokens (KV caches, recurrent states) for the model's plan.
+// A sliding window's KV cache is a ring that holds what one call reads: up to the plan's max_B x max_T
+// tokens of one sequence (a single row may take them all); pn_kvcache_init_calls bounds a sequence's
+// tokens per call by max_T instead (every call of that cache then gives each sequence at most max_T).
 int pn_kvcache_init(pn_kvcache *c, const pn_model *m, int B, int cap);
+int pn_kvcache_init_calls(pn_kvcache *c, const pn_model *m, int B, int cap, int max_T);
 void pn_kvcache_free(pn_kvcache *c);
 // Empty it (len 0, states zero) for new sequences of the same batch size; keeps its memory and its graph.
 void pn_kvcache_reset(pn_kvcache *c);
@@ -149,7 +155,7 @@ void pn_kvcache_rows_free(pn_kvcache *rows);
 // that length): many sequences continuing one prefix computed once. The rows move together again (one
 // multi-token forward continues them all) once every row holds as many tokens. 0, or -1 with the error set.
 int pn_kvcache_copy_row(const pn_model *m, pn_kvcache *dst, int db, const pn_kvcache *src, int sb);
-size_t pn_kvcache_bytes(const pn_model_config *cfg, int B, int cap, pn_device dev);
+size_t pn_kvcache_bytes(const pn_model_config *cfg, int B, int cap, int max_T, pn_device dev);
 
 // Run B sequences of T new tokens (ids_host is [B, T]) at positions cache->len .. cache->len + T - 1 and
 // advance the cache. Logits stay on the device in m->logits ([B*T, V] or [B, V]). Returns -1 with the

@@ -1,6 +1,7 @@
 // Causal (optionally sliding-window) GQA attention on the CPU: the textbook form, one query row at a
 // time, scores -> fp32 softmax -> weighted sum of values. Keys come from a cache that already holds the
-// new tokens, so prefill and single-token decode are the same code.
+// new tokens, so prefill and single-token decode are the same code; the cache is a ring (key s in slot
+// s mod cap: a sliding window's holds only what a call reads).
 //
 // A packed batch (cu_seqlens, kernels/packed.h) bounds each row's keys below by its document's first row, so
 // every document is attended in the same call without seeing another.
@@ -42,14 +43,17 @@ static void transpose_keys(void *p, int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; i++) { // i = b * Hkv + kvh
         const int64_t b = i / Hkv, kvh = i % Hkv;
         float *kt = a->kt + i * D * ns;
-        const float *k = (const float *)a->kcache->data + ((b * cap + a->s_lo) * Hkv + kvh) * D; // key s_lo
-        const int64_t ks = Hkv * D; // from one key to the next
+        const float *k = (const float *)a->kcache->data + (b * cap * Hkv + kvh) * D; // slot 0
+        const int64_t ks = Hkv * D; // from one slot to the next
         int64_t j0 = 0;
-        for (; j0 + KEY_BLOCK <= ns; j0 += KEY_BLOCK) // KEY_BLOCK keys at a time: whole rows of kt are written
+        for (; j0 + KEY_BLOCK <= ns; j0 += KEY_BLOCK) { // KEY_BLOCK keys at a time: whole rows of kt are written
+            int64_t slot[KEY_BLOCK]; // key s in slot s mod cap (a ring)
+            for (int j = 0; j < KEY_BLOCK; j++) slot[j] = (a->s_lo + j0 + j) % cap * ks;
             for (int64_t d = 0; d < D; d++)
-                for (int j = 0; j < KEY_BLOCK; j++) kt[d * ns + j0 + j] = k[(j0 + j) * ks + d];
+                for (int j = 0; j < KEY_BLOCK; j++) kt[d * ns + j0 + j] = k[slot[j] + d];
+        }
         for (; j0 < ns; j0++)
-            for (int64_t d = 0; d < D; d++) kt[d * ns + j0] = k[j0 * ks + d];
+            for (int64_t d = 0; d < D; d++) kt[d * ns + j0] = k[(a->s_lo + j0) % cap * ks + d];
     }
 }
 
@@ -102,24 +106,28 @@ static void attention_range(void *p, int64_t r0, int64_t r1) {
         const float inv = (float)(1.0 / sum);
         if (a->lse) a->lse[r] = mx + (float)log(sum);
         // o = sum_s w_s v_s, DIM_BLOCK dims at a time kept in registers (each o[d] still summed s0, s0 + 1, ...).
-        const float *v0 = (const float *)a->vcache->data + ((b * cap + s0) * Hkv + kvh) * D;
+        // Key s0 + j's value in slot (s0 + j) mod cap: the first nw keys before the ring wraps, then slot 0 on.
+        const float *vb = (const float *)a->vcache->data + (b * cap * Hkv + kvh) * D;
+        const int64_t vs = Hkv * D, first = s0 % cap, nw = cap - first;
+#define VROW(j) (vb + ((j) < nw ? first + (j) : (j) - nw) * vs)
         for (int64_t d0 = 0; d0 < D; d0 += DIM_BLOCK) {
             float acc[DIM_BLOCK] = {0};
             if (D - d0 >= DIM_BLOCK) {
                 for (int64_t j = 0; j < nk; j++) {
-                    const float w = sc[j] * inv, *v = v0 + j * Hkv * D + d0;
+                    const float w = sc[j] * inv, *v = VROW(j) + d0;
                     for (int i = 0; i < DIM_BLOCK; i++) acc[i] += w * v[i];
                 }
                 for (int i = 0; i < DIM_BLOCK; i++) o[d0 + i] = acc[i];
             } else {
                 const int nd = (int)(D - d0);
                 for (int64_t j = 0; j < nk; j++) {
-                    const float w = sc[j] * inv, *v = v0 + j * Hkv * D + d0;
+                    const float w = sc[j] * inv, *v = VROW(j) + d0;
                     for (int i = 0; i < nd; i++) acc[i] += w * v[i];
                 }
                 for (int i = 0; i < nd; i++) o[d0 + i] = acc[i];
             }
         }
+#undef VROW
     }
     free(score);
 }
@@ -153,7 +161,8 @@ void pn_cpu_attention_at(pn_tensor *out, const pn_tensor *q, const pn_tensor *kc
     pn_tensor q1 = pn_rows(q, 0, 1);
     float *tmp = pn_malloc(pn_nbytes(&q1) ? pn_nbytes(&q1) : 1);
     for (int64_t b = 0; b < q->shape[0]; b++) {
-        PN_ASSERT(p[b] >= 0 && p[b] + q->shape[1] <= kcache->shape[1]);
+        const int64_t before = window > 0 && window - 1 < p[b] ? window - 1 : p[b]; // the ring holds them all
+        PN_ASSERT(p[b] >= 0 && q->shape[1] + before <= kcache->shape[1]);
         pn_tensor ob = pn_rows(out, b, 1), qb = pn_rows(q, b, 1), kb = pn_rows(kcache, b, 1), vb = pn_rows(vcache, b, 1);
         pn_tensor qr = qb;
         qr.data = tmp;

@@ -1,6 +1,8 @@
 // attention.cu: causal (optionally sliding-window) GQA attention of q[B, T, Hq, D] over a KV cache
-// [B, cap, Hkv, D] holding positions 0 .. pos0 + T - 1. Query t sits at position p = pos0 + t and sees key s
-// iff s <= p and (window == 0 or p - s < window). Scale D^-1/2, softmax in fp32, output rounded to bf16.
+// [B, cap, Hkv, D] holding positions 0 .. pos0 + T - 1, position s in slot s mod cap (a ring: a sliding
+// window's cache holds only the keys a call reads; every load below maps its key to its slot). Query t
+// sits at position p = pos0 + t and sees key s iff s <= p and (window == 0 or p - s < window). Scale
+// D^-1/2, softmax in fp32, output rounded to bf16.
 //
 // Three kernels, and the choice between them is the decision to know about:
 // (a) attn_simple_kernel: one block per (query, head, batch, key slice); the block walks its keys in chunks
@@ -159,8 +161,8 @@ __global__ void __launch_bounds__(SIMPLE_THREADS)
             kf[i] = f2bf(x1), kf[i + half] = f2bf(x2);
         }
         __syncthreads();
-        if (h % (Hq / Hkv) == 0 && p < cap) {
-            const int64_t at = ((int64_t)b * cap + p) * kv_stride + (int64_t)hk * D;
+        if (h % (Hq / Hkv) == 0) {
+            const int64_t at = ((int64_t)b * cap + p % cap) * kv_stride + (int64_t)hk * D;
             for (int d = tid; d < D; d += blockDim.x) kst[at + d] = kf[d], vst[at + d] = vfresh[d];
         }
     }
@@ -174,10 +176,13 @@ __global__ void __launch_bounds__(SIMPLE_THREADS)
 
     for (int64_t s0 = k_begin; s0 <= k_end; s0 += SIMPLE_THREADS) {
         const int nc = (int)min((int64_t)SIMPLE_THREADS, k_end - s0 + 1); // keys in this chunk, >= 1
+        // key s0 + j in slot slot0 + j, less cap past the ring's end (nc <= the keys <= cap: one wrap at most)
+        const int64_t slot0 = s0 % cap;
         float sc = -INFINITY;
         if (tid < nc) {
             float dot = 0.0f;
-            const bf16 *krow = fresh && s0 + tid == p ? kf : kb + (s0 + tid) * kv_stride;
+            const int64_t ks = slot0 + tid < cap ? slot0 + tid : slot0 + tid - cap;
+            const bf16 *krow = fresh && s0 + tid == p ? kf : kb + ks * kv_stride;
             if constexpr (VEC) {
                 const uint4 *kr = (const uint4 *)krow;
 #pragma unroll 8
@@ -200,13 +205,14 @@ __global__ void __launch_bounds__(SIMPLE_THREADS)
         l = l * alpha + csum;
         m = m_new;
         if (pv_active) {
-            const bf16 *vr = vb + s0 * kv_stride + c8 * 8;
+            const bf16 *vr = vb + c8 * 8;
 #pragma unroll
             for (int i = 0; i < 8; i++) acc[i] *= alpha;
 #pragma unroll 4
             for (int j = g; j < nc; j += G) {
                 const float w = ps[j];
-                const bf16 *vrow = fresh && s0 + j == p ? vfresh + c8 * 8 : vr + j * kv_stride;
+                const int64_t vsl = slot0 + j < cap ? slot0 + j : slot0 + j - cap;
+                const bf16 *vrow = fresh && s0 + j == p ? vfresh + c8 * 8 : vr + vsl * kv_stride;
                 if constexpr (VEC) {
                     bf16x8 vv;
                     vv.u = *(const uint4 *)vrow;
@@ -329,9 +335,9 @@ __global__ void __launch_bounds__(DEC_THREADS)
         }
         qs[r * LD + c] = f2bf(x1), qs[r * LD + c + D / 2] = f2bf(x2);
     }
-    if (knew && p >= k_begin && p <= k_end && p < cap) { // kv_attend_at: store the new key (rotated) and value
+    if (knew && p >= k_begin && p <= k_end) { // kv_attend_at: store the new key (rotated) and value
         const bf16 *kn = knew + ((int64_t)b * Hkv + hk) * D, *vn = vnew + ((int64_t)b * Hkv + hk) * D;
-        const int64_t at = ((int64_t)b * cap + p) * kv_stride + (int64_t)hk * D;
+        const int64_t at = ((int64_t)b * cap + p % cap) * kv_stride + (int64_t)hk * D;
         for (int i = tid; i < D / 2; i += DEC_THREADS) {
             float x1 = bf2f(kn[i]), x2 = bf2f(kn[i + D / 2]);
             if (inv_freq) rope_pair((float)p * inv_freq[i], x1, x2); // as kv_append_kernel rotates it
@@ -348,14 +354,15 @@ __global__ void __launch_bounds__(DEC_THREADS)
     const int64_t nk = k_end - k_begin + 1;
     const int nchunks = nk > 0 ? (int)((nk + DEC_KC - 1) / DEC_KC) : 0;
     auto load = [&](int c) { // chunk c's K and V rows into stage c % DEC_STAGES; rows past the slice: zeros
-        const int64_t s0 = k_begin + (int64_t)c * DEC_KC;
+        const int64_t s0 = k_begin + (int64_t)c * DEC_KC, slot0 = s0 % cap; // key s0 + r: slot0 + r mod cap
         const int nc = (int)min((int64_t)DEC_KC, k_end - s0 + 1);
         bf16 *kd = ks + (c % DEC_STAGES) * DEC_KC * LD, *vd = vs + (c % DEC_STAGES) * DEC_KC * LD;
         for (int i = tid; i < DEC_KC * CPR; i += DEC_THREADS) {
             const int r = i / CPR, c8 = (i % CPR) * 8;
-            if (r < nc) {
-                cp_async16(kd + r * LD + c8, kb + (s0 + r) * kv_stride + c8);
-                cp_async16(vd + r * LD + c8, vb + (s0 + r) * kv_stride + c8);
+            if (r < nc) { // nc <= the row's keys <= cap: one wrap at most
+                const int64_t sl = slot0 + r < cap ? slot0 + r : slot0 + r - cap;
+                cp_async16(kd + r * LD + c8, kb + sl * kv_stride + c8);
+                cp_async16(vd + r * LD + c8, vb + sl * kv_stride + c8);
             } else { // P is 0 there, but 0 * NaN is not
                 *(uint4 *)(kd + r * LD + c8) = make_uint4(0, 0, 0, 0);
                 *(uint4 *)(vd + r * LD + c8) = make_uint4(0, 0, 0, 0);
@@ -568,12 +575,13 @@ __global__ void __launch_bounds__(FA_THREADS)
     // Tile n of K and V into buffer buf; rows past the valid keys become zeros.
     auto load_tile = [&](int n, int buf) {
         bf16 *kd = Ks + buf * TILE, *vd = Vs + buf * TILE;
+        const int64_t slot0 = (int64_t)n * FA_BN % cap; // key s in slot s mod cap (a ring; cap >= T >= 64)
         for (int c = tid; c < FA_BN * CPR; c += FA_THREADS) {
             const int r = c / CPR, col = (c % CPR) * 8;
-            const int64_t s = (int64_t)n * FA_BN + r;
+            const int64_t s = (int64_t)n * FA_BN + r, sl = slot0 + r < cap ? slot0 + r : slot0 + r - cap;
             if (s < kv_len) {
-                cp_async16(kd + r * LD + col, kb + s * kv_stride + col);
-                cp_async16(vd + r * LD + col, vb + s * kv_stride + col);
+                cp_async16(kd + r * LD + col, kb + sl * kv_stride + col);
+                cp_async16(vd + r * LD + col, vb + sl * kv_stride + col);
             } else {
                 *(uint4 *)(kd + r * LD + col) = make_uint4(0, 0, 0, 0);
                 *(uint4 *)(vd + r * LD + col) = make_uint4(0, 0, 0, 0);
@@ -915,7 +923,10 @@ int pn_cuda_attention_packed(pn_tensor *out, float *lse, const pn_tensor *q, con
     // cuDNN's fused SDPA takes plain causal prefill when it can (-1: not handled); PN_NO_CUDNN set disables it.
     // Packed documents take the own kernels (one launch for all of them).
     static const bool no_cudnn = getenv("PN_NO_CUDNN") != NULL; // read once
-    if (!cu && !lse && !no_cudnn && pn_cuda_attention_cudnn(out, q, kcache, vcache, pos0, window) == 0) return 0;
+    // cuDNN reads the cache as positions 0 .. pos0 + T - 1 in order: not a ring that wrapped
+    if (!cu && !lse && !no_cudnn && pos0 + q->shape[1] <= kcache->shape[1] &&
+        pn_cuda_attention_cudnn(out, q, kcache, vcache, pos0, window) == 0)
+        return 0;
 #endif
     const int64_t B = q->shape[0], T = q->shape[1], Hq = q->shape[2], D = q->shape[3];
     const int64_t cap = kcache->shape[1], Hkv = kcache->shape[2];

@@ -87,14 +87,15 @@ __global__ void rope_kernel(bf16 *x, const float *inv_freq, int64_t rows, int64_
     }
 }
 
-// cache[b, pos0 + t, :] = src[b, t, :] with rows of HD = Hkv * D elements; E = 8 (vectors) or 1.
+// cache[b, (pos0 + t) mod cap, :] = src[b, t, :] (a ring) with rows of HD = Hkv * D elements; E = 8 (vectors)
+// or 1.
 template <int E>
 __global__ void kv_store_kernel(bf16 *cache, const bf16 *src, int64_t B, int64_t T, int64_t HD, int64_t cap,
                                 int64_t pos0) {
-    const int64_t per_b = T * HD / E, total = B * per_b, stride = (int64_t)gridDim.x * blockDim.x;
+    const int64_t per_b = T * HD / E, per_t = HD / E, total = B * per_b, stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
-        const int64_t b = idx / per_b, rest = idx % per_b; // rest: vector index inside src[b]
-        const int64_t dst = (b * cap + pos0) * HD / E + rest;
+        const int64_t b = idx / per_b, rest = idx % per_b, t = rest / per_t; // rest: vector index inside src[b]
+        const int64_t dst = (b * cap + (pos0 + t) % cap) * per_t + rest % per_t;
         if constexpr (E == 8)
             ((uint4 *)cache)[dst] = ((const uint4 *)src)[idx];
         else
@@ -105,17 +106,16 @@ __global__ void kv_store_kernel(bf16 *cache, const bf16 *src, int64_t B, int64_t
 // Decoding's append (kv_store_at): k [B, T, H, D] rotated at position posv[b] + t (inv_freq NULL: copied)
 // into kc[b, posv[b] + t], v copied into vc likewise; one thread per (row, pair i < D/2) writes elements i
 // and i + D/2 of both. The rotation is rope_kernel's (angles rounded to bf16, the result rounded once).
-// Rows at or past the capacity are not written: the host checked its own count; this keeps a wrong device
-// value from writing out of bounds.
+// The cache is a ring (slot p mod cap); a negative position (a wrong device value) writes nothing.
 __global__ void kv_append_kernel(bf16 *kc, bf16 *vc, const bf16 *k, const bf16 *v, const float *inv_freq,
                                  const int32_t *posv, int64_t B, int64_t T, int64_t H, int64_t D, int64_t cap) {
     const int64_t half = D / 2, total = B * T * H * half, stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
         const int64_t row = idx / half, i = idx % half; // row = (b T + t) H + h
         const int64_t b = row / (T * H), t = (row / H) % T, h = row % H, p = (int64_t)posv[b] + t;
-        if (p < 0 || p >= cap) continue;
+        if (p < 0) continue;
         const bf16 *kr = k + row * D, *vr = v + row * D;
-        const int64_t at = ((b * cap + p) * H + h) * D;
+        const int64_t at = ((b * cap + p % cap) * H + h) * D;
         float x1 = bf2f(kr[i]), x2 = bf2f(kr[i + half]);
         if (inv_freq) rope_pair((float)p * inv_freq[i], x1, x2);
         kc[at + i] = f2bf(x1);

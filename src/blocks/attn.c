@@ -181,11 +181,22 @@ static int backward_attn(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *g
 
 enum { G_Q, G_K, G_V, G_ATT, G_COUNT };
 
-static int decode_state_attn(const pn_block_cfg *c, int64_t B, int64_t cap, pn_dtype act, pn_dtype *dt, int *ndim,
-                             int64_t (*shape)[4]) {
+// The KV cache's slots. Every attention op treats a cache as a ring (position s in slot s mod slots), so a
+// sliding window needs only what one call reads: its T <= max_T new keys and the window - 1 before them
+// (rounded up to 64); full attention, or a window whose ring would not be smaller, gets the capacity.
+static int64_t cache_slots(const pn_block_cfg *c, int64_t cap, int64_t max_T) {
+    const int w = window_of(c);
+    if (w <= 0 || max_T <= 0) return cap;
+    const int64_t ring = (w + max_T - 1 + 63) / 64 * 64;
+    return ring < cap ? ring : cap;
+}
+
+static int decode_state_attn(const pn_block_cfg *c, int64_t B, int64_t cap, int64_t max_T, pn_dtype act,
+                             pn_dtype *dt, int *ndim, int64_t (*shape)[4]) {
     for (int i = 0; i < 2; i++) {
         dt[i] = act, ndim[i] = 4;
-        shape[i][0] = B, shape[i][1] = cap, shape[i][2] = c->n_kv_heads, shape[i][3] = c->head_dim;
+        shape[i][0] = B, shape[i][1] = cache_slots(c, cap, max_T), shape[i][2] = c->n_kv_heads;
+        shape[i][3] = c->head_dim;
     }
     return 2;
 }
@@ -202,9 +213,16 @@ static int infer_attn(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *stat
                       const pn_tensor *x, pn_tensor *y, const pn_block_ctx *ctx) {
     const attn_index ix = index_of(c);
     const int64_t B = ctx->B, T = ctx->T, N = B * T, D = c->head_dim;
-    if (ctx->pos0 + T > state[0].shape[1])
+    // The keys this call reads must all be in the cache: the new ones and, with a window, the window - 1
+    // before the first (a ring then), else every one before.
+    const int64_t slots = state[0].shape[1], w = window_of(c);
+    if (w > 0 && T + (ctx->pos0 < w - 1 ? ctx->pos0 : w - 1) > slots)
+        return pn_errorf("sliding-window cache of %lld slots: %lld new tokens after %lld need %lld (window %lld; plan "
+                         "fewer tokens per call)", (long long)slots, (long long)T, (long long)ctx->pos0,
+                         (long long)(T + (ctx->pos0 < w - 1 ? ctx->pos0 : w - 1)), (long long)w);
+    if (w == 0 && ctx->pos0 + T > slots)
         return pn_errorf("KV cache full: %lld cached + %lld new tokens > capacity %lld", (long long)ctx->pos0, (long long)T,
-                         (long long)state[0].shape[1]);
+                         (long long)slots);
     pn_tensor q = pn_rows(&scratch[G_Q], 0, N), k = pn_rows(&scratch[G_K], 0, N), v = pn_rows(&scratch[G_V], 0, N);
     pn_tensor att = pn_rows(&scratch[G_ATT], 0, N);
     pn_tensor q4 = pn_reshape(&q, 4, (int64_t[]){B, T, c->n_heads, D}), k4 = pn_reshape(&k, 4, (int64_t[]){B, T, c->n_kv_heads, D});

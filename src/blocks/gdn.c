@@ -168,9 +168,9 @@ static int backward_gdn(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *gp
 
 enum { ST_S, ST_CQ, ST_CK, ST_CV, ST_COUNT };
 
-static int decode_state_gdn(const pn_block_cfg *c, int64_t B, int64_t cap, pn_dtype act, pn_dtype *dt, int *ndim,
-                            int64_t (*shape)[4]) {
-    (void)cap; // a recurrent state does not grow with the context
+static int decode_state_gdn(const pn_block_cfg *c, int64_t B, int64_t cap, int64_t max_T, pn_dtype act,
+                            pn_dtype *dt, int *ndim, int64_t (*shape)[4]) {
+    (void)cap, (void)max_T; // a recurrent state does not grow with the context
     const pn_lin_dims d = pn_lin_dims_of(c);
     const int64_t W1 = c->conv_size - 1, cols[3] = {d.key_dim, d.key_dim, d.value_dim};
     dt[ST_S] = PN_F32, ndim[ST_S] = 4;

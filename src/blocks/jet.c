@@ -165,9 +165,9 @@ static int backward_jet(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *gp
 
 enum { ST_S, ST_CV, ST_COUNT };
 
-static int decode_state_jet(const pn_block_cfg *c, int64_t B, int64_t cap, pn_dtype act, pn_dtype *dt, int *ndim,
-                            int64_t (*shape)[4]) {
-    (void)cap; // a recurrent state does not grow with the context
+static int decode_state_jet(const pn_block_cfg *c, int64_t B, int64_t cap, int64_t max_T, pn_dtype act,
+                            pn_dtype *dt, int *ndim, int64_t (*shape)[4]) {
+    (void)cap, (void)max_T; // a recurrent state does not grow with the context
     const pn_lin_dims d = pn_lin_dims_of(c);
     dt[ST_S] = PN_F32, ndim[ST_S] = 4;
     shape[ST_S][0] = B, shape[ST_S][1] = c->lin_heads, shape[ST_S][2] = c->lin_head_k, shape[ST_S][3] = d.head_v;

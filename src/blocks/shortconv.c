@@ -73,9 +73,9 @@ static int backward_shortconv(const pn_block_cfg *c, const pn_tensor *p, pn_tens
 }
 
 // Generation: the decode state is the last conv_size - 1 rows of v_proj x.
-static int decode_state_shortconv(const pn_block_cfg *c, int64_t B, int64_t cap, pn_dtype act, pn_dtype *dt, int *ndim,
-                                  int64_t (*shape)[4]) {
-    (void)cap;
+static int decode_state_shortconv(const pn_block_cfg *c, int64_t B, int64_t cap, int64_t max_T, pn_dtype act,
+                                  pn_dtype *dt, int *ndim, int64_t (*shape)[4]) {
+    (void)cap, (void)max_T;
     dt[0] = act, ndim[0] = 3, shape[0][0] = B, shape[0][1] = c->conv_size - 1, shape[0][2] = c->hidden;
     return 1;
 }

@@ -6,7 +6,7 @@
 // memory-bandwidth floor: the bytes a step must move (every weight once, each sequence's KV cache up to its
 // length or window, a linear block's recurrent state read and written) over the device's measured copy
 // bandwidth. The decode state is the blocks' state-bytes formula (a sliding window's cache counted at the
-// window: the ring buffer it will be; today the cache is allocated for the whole context).
+// window, what a step reads; it is allocated as a ring of window + prefill chunk - 1 slots).
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,7 +140,7 @@ static int run(int argc, char **argv) {
     int B = a.batch;
     if (B == 0) {
         if (pn_model_plan(&m, 1, chunk, 0)) goto fail;
-        const double per = (double)pn_kvcache_bytes(c, 1, cap, dev) + (double)m.acts.size;
+        const double per = (double)pn_kvcache_bytes(c, 1, cap, chunk, dev) + (double)m.acts.size;
         pn_arena_free(&m.acts);
         const double avail = 0.9 * (double)be->mem_avail();
         B = per > 0 && avail / per < 65535 ? (int)(avail / per) : 65535;
@@ -154,7 +154,7 @@ static int run(int argc, char **argv) {
     }
     pn_kvcache kc = {0};
     for (;;) { // a batch that does not fit after all: 10% fewer (only for --batch max)
-        if (!pn_model_plan(&m, B, chunk, 0) && !pn_kvcache_init(&kc, &m, B, cap)) break;
+        if (!pn_model_plan(&m, B, chunk, 0) && !pn_kvcache_init_calls(&kc, &m, B, cap, chunk)) break;
         pn_arena_free(&m.acts);
         if (a.batch || B == 1) goto fail;
         B = B * 9 / 10 > 0 ? B * 9 / 10 : 1;

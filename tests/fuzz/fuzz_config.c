@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (pn_model_param_list(c, NULL, ps) != n) abort();
             free(ps);
             pn_hf_config_params(c);
-            pn_kvcache_bytes(c, 1, 16, PN_CPU);
+            pn_kvcache_bytes(c, 1, 16, 4, PN_CPU);
             float *inv = malloc(sizeof(float) * (size_t)(c->head_dim / 2 + 1));
             pn_rope_inv_freq(c, inv);
             free(inv);

@@ -368,8 +368,11 @@ static void test_kv_store(int64_t B, int64_t cap, int64_t H, int64_t D, int64_t 
     free(cache), free(src), free(ref), free(got);
 }
 
-static void test_attention(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D, int pos0, int window) {
-    const int64_t cap = pos0 + T + 5, kv_len = pos0 + T;
+// ring > 0: a cache of that many slots that the positions wrap (position s in slot s mod ring; needs a
+// window), every slot holding a key; else pos0 + T + 5 slots, those past the keys NaN on the GPU.
+static void test_attention_ring(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D, int pos0, int window,
+                                int64_t ring) {
+    const int64_t cap = ring > 0 ? ring : pos0 + T + 5, kv_len = ring > 0 ? cap : pos0 + T;
     const int64_t sq[4] = {B, T, Hq, D}, sk[4] = {B, cap, Hkv, D};
     const int64_t nq = B * T * Hq * D, nk = B * cap * Hkv * D, row = Hkv * D;
     float *q = randn(nq, 0.0f, 1.0f), *k = randn(nk, 0.0f, 1.0f), *v = randn(nk, 0.0f, 1.0f);
@@ -391,11 +394,16 @@ static void test_attention(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_
     float *got = dev_download(&dout);
 
     char name[128];
-    snprintf(name, sizeof name, "B%lld T%lld Hq%lld Hkv%lld D%lld pos0=%d win=%d", (long long)B, (long long)T,
-             (long long)Hq, (long long)Hkv, (long long)D, pos0, window);
+    snprintf(name, sizeof name, "B%lld T%lld Hq%lld Hkv%lld D%lld pos0=%d win=%d%s", (long long)B, (long long)T,
+             (long long)Hq, (long long)Hkv, (long long)D, pos0, window, ring > 0 ? " ring" : "");
+    if (ring > 0) snprintf(name + strlen(name), sizeof name - strlen(name), " of %lld", (long long)ring);
     report("attention", name, relerr(got, ref, nq), 1e-2);
     dev_free(&dq), dev_free(&dk), dev_free(&dv), dev_free(&dout);
     free(q), free(k), free(v), free(kd), free(vd), free(ref), free(got);
+}
+
+static void test_attention(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D, int pos0, int window) {
+    test_attention_ring(B, T, Hq, Hkv, D, pos0, window, 0);
 }
 
 // The decode forms (kv_store_at, attention_at: RoPE folded in): B sequences at their own positions pos[b] in
@@ -739,6 +747,13 @@ int main(void) {
     test_decode_at(2, 1, 4, 4, 64, 5000, 0, (const int32_t[]){4321, 65});
     test_decode_at(1, 1, 32, 2, 64, 3000, 0, (const int32_t[]){2500});
     test_decode_at(1, 1, 32, 1, 64, 2000, 0, (const int32_t[]){1500});
+    // sliding-window caches as rings (positions past the slots wrap): decode kernel, simple kernel (D 96),
+    // and prefill chunks through the flash kernel (T >= 64) and the simple one
+    test_decode_at(2, 1, 12, 2, 128, 1216, 1152, (const int32_t[]){4000, 700});
+    test_decode_at(2, 1, 4, 1, 96, 320, 300, (const int32_t[]){1000, 50});
+    test_attention_ring(1, 128, 12, 2, 128, 3000, 1152, 1344);
+    test_attention_ring(2, 100, 4, 2, 64, 500, 200, 320);
+    test_attention_ring(1, 5, 4, 2, 128, 7000, 1152, 1216);
     test_decode_at(1, 1, 16, 8, 64, 64, 0, (const int32_t[]){63});
     test_decode_at(2, 3, 4, 1, 96, 700, 0, (const int32_t[]){5, 600});
     test_decode_at(2, 1, 4, 2, 12, 900, 0, (const int32_t[]){3, 800}); // D = 12: one value per load
