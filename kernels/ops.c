@@ -760,6 +760,18 @@ void pn_op_argmax(pn_tensor *out, const pn_tensor *z) {
     BE(argmax, z)->argmax(out, z);
 }
 
+void pn_op_sample(pn_tensor *out, const pn_tensor *z, float temperature, uint64_t seed, uint64_t step) {
+    if (!(temperature > 0)) { // greedy (also NaN)
+        pn_op_argmax(out, z);
+        return;
+    }
+    want_act("sample", z);
+    PN_ASSERT(z->ndim == 2 && z->shape[0] <= 65536 && z->shape[1] >= 1 && z->shape[1] < (INT64_C(1) << 31));
+    same_device("sample", z, out);
+    PN_ASSERT(out->dtype == PN_I32 && pn_numel(out) == z->shape[0]);
+    BE(sample, z)->sample(out, z, temperature, seed, step);
+}
+
 void pn_op_mse(pn_tensor *dx, pn_tensor *rowloss, const pn_tensor *x, const pn_tensor *y, float grad_scale,
                int accumulate) {
     same_device("mse", x, y);

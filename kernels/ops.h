@@ -266,6 +266,12 @@ void pn_op_lm_score(pn_tensor *out, const pn_tensor *z, const pn_tensor *targets
 // dtype), as a scan with `>` from index 0 picks it (NaN rows: unspecified). Exact whatever the split, so a
 // row's answer does not depend on R.
 void pn_op_argmax(pn_tensor *out, const pn_tensor *z);
+// Sampling's choice: out I32 [R] = a draw from softmax(z_r / temperature) for each row of z [R, V]
+// (activation dtype), as the first index of the maximum of (float)(z_ri / temperature - log(-log u_ri)) (the
+// Gumbel-max trick, every element at once; the perturbation in double) with u_ri = pn_rng_uniform(seed,
+// step * 65536 + r, i): the same numbers on every device, a new draw per step. temperature <= 0: argmax.
+// R <= 65536.
+void pn_op_sample(pn_tensor *out, const pn_tensor *z, float temperature, uint64_t seed, uint64_t step);
 // Hidden-state MSE of x against y [R, C] (activation dtype): rowloss F32 [R] = sum_c (x - y)^2 (overwritten);
 // dx (activation dtype, NULL = values only) = grad_scale 2 (x - y), or += with accumulate.
 void pn_op_mse(pn_tensor *dx, pn_tensor *rowloss, const pn_tensor *x, const pn_tensor *y, float grad_scale,

@@ -6,7 +6,13 @@
 #include <math.h>
 #include <stdint.h>
 
-static inline uint64_t pn_splitmix64(uint64_t x) {
+#ifdef __CUDACC__ // the CUDA kernels draw the same numbers (sampling: kernels/cuda/loss.cu)
+#define PN_RNG_HD __host__ __device__
+#else
+#define PN_RNG_HD
+#endif
+
+static inline PN_RNG_HD uint64_t pn_splitmix64(uint64_t x) {
     x += 0x9e3779b97f4a7c15ull;
     x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
     x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
@@ -14,7 +20,7 @@ static inline uint64_t pn_splitmix64(uint64_t x) {
 }
 
 // Uniform in (0, 1).
-static inline double pn_rng_uniform(uint64_t seed, uint64_t stream, uint64_t i) {
+static inline PN_RNG_HD double pn_rng_uniform(uint64_t seed, uint64_t stream, uint64_t i) {
     uint64_t r = pn_splitmix64(pn_splitmix64(seed ^ (stream * 0xd1b54a32d192ed03ull)) + i);
     return ((double)(r >> 11) + 0.5) * (1.0 / 9007199254740992.0);
 }

@@ -6,6 +6,7 @@
 // are never stored. dz may alias zs: each element is read before it is overwritten.
 #include <math.h>
 
+#include "../../src/pn_rng.h"
 #include "cpu.h"
 #include "threads.h"
 
@@ -71,6 +72,24 @@ void pn_cpu_argmax(pn_tensor *out, const pn_tensor *z) {
         int64_t best = 0;
         for (int64_t v = 1; v < V; v++)
             if (row[v] > row[best]) best = v;
+        ((int32_t *)out->data)[r] = (int32_t)best;
+    }
+}
+
+// sample: the Gumbel-max draw of kernels/ops.h, row by row (the CUDA kernel computes the same perturbed
+// values: z / temperature - log(-log u) in double, rounded to float, compared with `>`).
+void pn_cpu_sample(pn_tensor *out, const pn_tensor *z, float temperature, uint64_t seed, uint64_t step) {
+    const int64_t R = z->shape[0], V = z->shape[1];
+    for (int64_t r = 0; r < R; r++) {
+        const float *row = (const float *)z->data + r * V;
+        const uint64_t stream = step * 65536 + (uint64_t)r;
+        int64_t best = 0;
+        float bv = -INFINITY;
+        for (int64_t v = 0; v < V; v++) {
+            const double u = pn_rng_uniform(seed, stream, (uint64_t)v);
+            const float x = (float)((double)row[v] / temperature - log(-log(u)));
+            if (x > bv) bv = x, best = v;
+        }
         ((int32_t *)out->data)[r] = (int32_t)best;
     }
 }

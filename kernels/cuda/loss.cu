@@ -5,6 +5,7 @@
 // the student's softmax at temperature 1 (CE) and at tau, the teacher's at tau — merged across the block;
 // pass 2 reads it again, sums the KL and writes the gradient. Probabilities are never stored, and dz may
 // alias zs (each element is read by the thread that overwrites it; the target's logit is read before).
+#include "../../src/pn_rng.h"
 #include "common.cuh"
 
 #define LOSS_THREADS 512
@@ -195,8 +196,11 @@ __device__ __forceinline__ void argmax_merge(float &v, int &i, float v2, int i2)
     if (v2 > v || (v2 == v && i2 < i)) v = v2, i = i2;
 }
 
-// grid (parts, R): part[r * parts + p] = (value, index) of slice p's first maximum.
-__global__ void argmax_part_kernel(float2 *part, const bf16 *z, int64_t V, int parts) {
+// grid (parts, R): part[r * parts + p] = (value, index) of slice p's first maximum; SAMPLE: of the values
+// perturbed for sampling (row r0 + r of the call, see pn_cuda_sample).
+template <bool SAMPLE>
+__global__ void argmax_part_kernel(float2 *part, const bf16 *z, int64_t V, int parts, int64_t r0, float temperature,
+                                   uint64_t seed, uint64_t step) {
     pdl_trigger();
     pdl_wait();
     __shared__ float sv[ARGMAX_THREADS];
@@ -204,9 +208,17 @@ __global__ void argmax_part_kernel(float2 *part, const bf16 *z, int64_t V, int p
     const int64_t r = blockIdx.y, per = (V + parts - 1) / parts, lo = blockIdx.x * per;
     const int64_t hi = lo + per < V ? lo + per : V;
     const bf16 *row = z + r * V;
+    const uint64_t stream = step * 65536 + (uint64_t)(r0 + r);
     float v = -INFINITY;
     int i = 0x7fffffff;
-    for (int64_t k = lo + threadIdx.x; k < hi; k += ARGMAX_THREADS) argmax_merge(v, i, bf2f(row[k]), (int)k);
+    for (int64_t k = lo + threadIdx.x; k < hi; k += ARGMAX_THREADS) {
+        float x = bf2f(row[k]);
+        if constexpr (SAMPLE) {
+            const double u = pn_rng_uniform(seed, stream, (uint64_t)k);
+            x = (float)((double)x / temperature - log(-log(u)));
+        }
+        argmax_merge(v, i, x, (int)k);
+    }
     sv[threadIdx.x] = v, si[threadIdx.x] = i;
     __syncthreads();
     for (int s = ARGMAX_THREADS / 2; s > 0; s >>= 1) {
@@ -232,7 +244,12 @@ __global__ void argmax_final_kernel(int32_t *out, const float2 *part, int parts)
     out[blockIdx.x] = i == 0x7fffffff ? 0 : i; // a row of NaN or -inf only
 }
 
-void pn_cuda_argmax(pn_tensor *out, const pn_tensor *z) {
+// argmax and sample: R rows, each cut into slices for argmax_part_kernel, then the slices' first maximum.
+// sample (kernels/ops.h) takes it over the perturbed values z / temperature - log(-log u), u from
+// pn_rng_uniform (src/pn_rng.h: the CPU's numbers), in double and rounded to float as there. Only the ids
+// leave the device.
+static void argmax_rows(pn_tensor *out, const pn_tensor *z, bool sample, float temperature, uint64_t seed,
+                        uint64_t step) {
     const int64_t R = z->shape[0], V = z->shape[1];
     if (R == 0) return;
     int parts = (int)ceil_div64(V, ARGMAX_PER_PART);
@@ -240,8 +257,14 @@ void pn_cuda_argmax(pn_tensor *out, const pn_tensor *z) {
     float2 *part = (float2 *)pn_cuda_ws(PN_WS_ARGMAX, sizeof(float2) * (size_t)(R * parts));
     for (int64_t r0 = 0; r0 < R; r0 += 65535) {
         const int64_t n = R - r0 < 65535 ? R - r0 : 65535;
-        pn_launch(argmax_part_kernel, dim3((unsigned)parts, (unsigned)n), ARGMAX_THREADS, 0, part,
-                  (const bf16 *)z->data + r0 * V, V, parts);
+        pn_launch(sample ? argmax_part_kernel<true> : argmax_part_kernel<false>, dim3((unsigned)parts, (unsigned)n),
+                  ARGMAX_THREADS, 0, part, (const bf16 *)z->data + r0 * V, V, parts, r0, temperature, seed, step);
         pn_launch(argmax_final_kernel, (unsigned)n, 1, 0, (int32_t *)out->data + r0, part, parts);
     }
 }
+
+void pn_cuda_sample(pn_tensor *out, const pn_tensor *z, float temperature, uint64_t seed, uint64_t step) {
+    argmax_rows(out, z, true, temperature, seed, step);
+}
+
+void pn_cuda_argmax(pn_tensor *out, const pn_tensor *z) { argmax_rows(out, z, false, 0.0f, 0, 0); }

@@ -14,7 +14,6 @@
 #include "../../kernels/cpu/threads.h"
 #include "../pn_common.h"
 #include "../pn_model.h"
-#include "../pn_rng.h"
 #include "../pn_safetensors.h"
 
 static void usage(FILE *f) {
@@ -51,22 +50,6 @@ static int parse_ids(const char *s, int32_t **out, int *n) {
     }
     if (*n == 0) return pn_errorf("--ids: no token ids given");
     return 0;
-}
-
-// Greedy at temperature 0, else a draw from softmax(logits / T).
-static int sample(const float *logits, int V, float temperature, pn_rng *rng) {
-    int best = 0;
-    for (int i = 1; i < V; i++)
-        if (logits[i] > logits[best]) best = i;
-    if (temperature <= 0) return best;
-    double sum = 0;
-    for (int i = 0; i < V; i++) sum += exp((logits[i] - logits[best]) / temperature);
-    double r = pn_rng_next(rng) * sum, acc = 0;
-    for (int i = 0; i < V; i++) {
-        acc += exp((logits[i] - logits[best]) / temperature);
-        if (acc >= r) return i;
-    }
-    return best;
 }
 
 static int dump_logits(const char *path, const float *logits, const int32_t *ids, int T, int V) {
@@ -236,23 +219,19 @@ static int run(int argc, char **argv) {
     if (cap > c->max_pos) // after the cache exists: a run that cannot start says only why
         pn_warn("%d tokens exceed max_position_embeddings %d of %s", cap, c->max_pos, model_dir);
     const int V = c->vocab;
-    logits = pn_malloc(sizeof(float) * (size_t)V * (size_t)(dump ? T : 1));
-    pn_rng rng = {.seed = a.seed};
+    logits = dump ? pn_malloc(sizeof(float) * (size_t)V * (size_t)T) : NULL;
     const pn_backend *be = pn_backend_get(dev);
 
     t0 = pn_now();
+    int last_row = 0; // the prompt's last position in m.logits (all the last chunk's positions with --dump-logits)
     for (int t = 0; t < T; t += chunk) { // each chunk continues the decode state the ones before left
         const int n = T - t < chunk ? T - t : chunk;
         if (pn_model_forward(&m, &kc, ids + t, 1, n)) goto fail2;
         if (dump) { // every position's logits
             pn_tensor lg = pn_rows(&m.logits, 0, n);
             pn_op_to_host_f32(logits + (size_t)t * (size_t)V, &lg);
+            last_row = n - 1;
         }
-    }
-    const int last_row = dump ? T - 1 : 0;
-    if (!dump) { // the last position's
-        pn_tensor lg = pn_rows(&m.logits, 0, 1);
-        pn_op_to_host_f32(logits, &lg);
     }
     be->sync();
     const double t_prefill = pn_now() - t0;
@@ -261,16 +240,12 @@ static int run(int argc, char **argv) {
     int n_out = 0;
     t0 = pn_now();
     while (n_out < max_new) {
+        // greedy or a draw from softmax(logits / temperature), on the device: one id comes back, not V logits
+        // (draw n_out of the seed: the same tokens on every device, up to its rounding of the logits)
         int32_t next;
-        if (n_out == 0) { // from the prefill's logits, on the host already
-            next = sample(logits + (size_t)last_row * (size_t)V, V, temperature, &rng);
-        } else if (temperature <= 0) { // greedy on the device: one id comes back, not V logits
-            if (pn_model_greedy(&m, 1, &next)) goto fail2;
-        } else {
-            pn_tensor l1 = pn_rows(&m.logits, 0, 1);
-            pn_op_to_host_f32(logits, &l1);
-            next = sample(logits, V, temperature, &rng);
-        }
+        pn_tensor z = pn_rows(&m.logits, n_out == 0 ? last_row : 0, 1), out = pn_rows(&m.greedy, 0, 1);
+        pn_op_sample(&out, &z, temperature, a.seed, (uint64_t)n_out);
+        be->memcpy_d2h(&next, out.data, sizeof next);
         n_out++;
         if (print_ids) {
             printf(n_out == 1 ? "%d" : ",%d", next);

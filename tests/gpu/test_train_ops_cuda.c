@@ -1,9 +1,9 @@
 // The training and linear-block ops of the CUDA backend (kernels/ops.h: silu, rmsnorm / gated RMSNorm
 // backward, SwiGLU, RoPE and embedding backward, matmul backward, causal conv1d static / dynamic / packed and
-// its generation form conv1d_continue, the linear blocks' gates, copy) against the CPU backend on the same
-// bf16-rounded random inputs, with fla-style RMS-ratio tolerances. Parameter gradients are pre-filled with
-// random values on both sides (they must accumulate), and frozen (NULL) gradients are exercised. Exits 0
-// without a GPU.
+// its generation form conv1d_continue, the linear blocks' gates, copy, the losses, argmax and sampling) against
+// the CPU backend on the same bf16-rounded random inputs, with fla-style RMS-ratio tolerances. Parameter
+// gradients are pre-filled with random values on both sides (they must accumulate), and frozen (NULL)
+// gradients are exercised. Exits 0 without a GPU.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -365,6 +365,32 @@ static void test_argmax(int64_t R, int64_t V) {
     dev_free(&zg), dev_free(&og);
 }
 
+// sample: CUDA draws the CPU's ids (the same uniforms, the perturbation in double) on the same bf16 logits;
+// a row could differ only where two perturbed values round to within the devices' log() error.
+static void test_sample(int64_t R, int64_t V, float temperature) {
+    const int64_t sz[2] = {R, V}, st[1] = {R};
+    float *h = randn(R * V, 0, 3);
+    pn_tensor zg = dev_upload(h, ACT, 2, sz);
+    free(h);
+    h = dev_download(&zg); // the bf16 values
+    int32_t *hc = pn_malloc(sizeof(int32_t) * (size_t)R), *hg = pn_malloc(sizeof(int32_t) * (size_t)R);
+    pn_tensor zc = pn_view(h, PN_F32, PN_CPU, 2, sz);
+    pn_tensor oc = pn_view(hc, PN_I32, PN_CPU, 1, st), og = dev_alloc(PN_I32, 1, st);
+    int diff = 0;
+    for (uint64_t step = 0; step < 3; step++) {
+        pn_op_sample(&oc, &zc, temperature, 7, step);
+        pn_op_sample(&og, &zg, temperature, 7, step);
+        pn_cuda_backend.memcpy_d2h(hg, og.data, sizeof(int32_t) * (size_t)R);
+        for (int64_t r = 0; r < R; r++) diff += hc[r] != hg[r];
+    }
+    printf("sample [%lld, %lld] temperature %.1f, 3 steps: cuda differs from cpu in %d of %lld draws %s\n",
+           (long long)R, (long long)V, temperature, diff, (long long)(3 * R), diff * 1000 <= 3 * R ? "ok" : "FAIL");
+    fails += diff * 1000 > 3 * R;
+    cases++;
+    free(h), free(hc), free(hg);
+    dev_free(&zg), dev_free(&og);
+}
+
 static void test_mse(int64_t R, int64_t C, int acc) {
     const int64_t s2[2] = {R, C}, s1[1] = {R};
     pair x = mk(2, s2, ACT, 0, 1), y = mk(2, s2, ACT, 0, 1), dx = mk(2, s2, ACT, 0, 1), rows = mk(1, s1, GRAD, 0, 1);
@@ -448,6 +474,8 @@ int main(void) {
     test_lm_score(70000, 257); // more rows than one launch takes
     test_argmax(1, 151936);     // decoding: one row in 38 slices
     test_argmax(7, 151936);
+    test_sample(3, 151936, 0.7f); // decoding's rows (Qwen2's vocabulary)
+    test_sample(2000, 300, 1.5f);
     test_argmax(5, 300);        // one slice
     test_argmax(70000, 64);     // more rows than one launch takes
     test_mse(300, 1536, 0);
