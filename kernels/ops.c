@@ -760,8 +760,8 @@ void pn_op_argmax(pn_tensor *out, const pn_tensor *z) {
     BE(argmax, z)->argmax(out, z);
 }
 
-void pn_op_sample(pn_tensor *out, const pn_tensor *z, float temperature, uint64_t seed, uint64_t step) {
-    if (!(temperature > 0)) { // greedy (also NaN)
+void pn_op_sample(pn_tensor *out, const pn_tensor *z, const pn_sample_args *a) {
+    if (!(a->temperature > 0)) { // greedy (also NaN)
         pn_op_argmax(out, z);
         return;
     }
@@ -769,7 +769,7 @@ void pn_op_sample(pn_tensor *out, const pn_tensor *z, float temperature, uint64_
     PN_ASSERT(z->ndim == 2 && z->shape[0] <= 65536 && z->shape[1] >= 1 && z->shape[1] < (INT64_C(1) << 31));
     same_device("sample", z, out);
     PN_ASSERT(out->dtype == PN_I32 && pn_numel(out) == z->shape[0]);
-    BE(sample, z)->sample(out, z, temperature, seed, step);
+    BE(sample, z)->sample(out, z, a);
 }
 
 void pn_op_mse(pn_tensor *dx, pn_tensor *rowloss, const pn_tensor *x, const pn_tensor *y, float grad_scale,

@@ -25,6 +25,15 @@ typedef struct pn_lm_loss_args {
     float ce_grad;     // d(loss)/d(CE_row): the CE weight over the number of counted targets
 } pn_lm_loss_args;
 
+// Sampling (pn_op_sample): temperature (<= 0: greedy), then keep the top_k largest logits (<= 0: all) and of
+// those the fewest largest whose probability sums to top_p (>= 1: all); the draw's random numbers are
+// (seed, step).
+typedef struct pn_sample_args {
+    float temperature, top_p;
+    int top_k;
+    uint64_t seed, step;
+} pn_sample_args;
+
 typedef struct pn_adamw_args {
     float lr, beta1, beta2, eps, weight_decay;
     float bc1, bc2;     // bias corrections 1 - beta1^t, 1 - beta2^t of this step t (1-based)
@@ -267,11 +276,12 @@ void pn_op_lm_score(pn_tensor *out, const pn_tensor *z, const pn_tensor *targets
 // row's answer does not depend on R.
 void pn_op_argmax(pn_tensor *out, const pn_tensor *z);
 // Sampling's choice: out I32 [R] = a draw from softmax(z_r / temperature) for each row of z [R, V]
-// (activation dtype), as the first index of the maximum of (float)(z_ri / temperature - log(-log u_ri)) (the
-// Gumbel-max trick, every element at once; the perturbation in double) with u_ri = pn_rng_uniform(seed,
-// step * 65536 + r, i): the same numbers on every device, a new draw per step. temperature <= 0: argmax.
-// R <= 65536.
-void pn_op_sample(pn_tensor *out, const pn_tensor *z, float temperature, uint64_t seed, uint64_t step);
+// (activation dtype) restricted to the kept logits (pn_sample_args: top_k, then top_p of the renormalized
+// rest; a value tied with the last kept one is kept too), as the first index of the maximum of
+// (float)(z_ri / temperature - log(-log u_ri)) over the kept i (the Gumbel-max trick, every element at once;
+// the perturbation in double) with u_ri = pn_rng_uniform(seed, step * 65536 + r, i): the same numbers on
+// every device, a new draw per step. temperature <= 0: argmax. R <= 65536.
+void pn_op_sample(pn_tensor *out, const pn_tensor *z, const pn_sample_args *a);
 // Hidden-state MSE of x against y [R, C] (activation dtype): rowloss F32 [R] = sum_c (x - y)^2 (overwritten);
 // dx (activation dtype, NULL = values only) = grad_scale 2 (x - y), or += with accumulate.
 void pn_op_mse(pn_tensor *dx, pn_tensor *rowloss, const pn_tensor *x, const pn_tensor *y, float grad_scale,

@@ -92,7 +92,7 @@
        const pn_lm_loss_args *a))                                                                                \
     X(lm_score, void, (pn_tensor * out, const pn_tensor *z, const pn_tensor *targets))                           \
     X(argmax, void, (pn_tensor * out, const pn_tensor *z))                                                       \
-    X(sample, void, (pn_tensor * out, const pn_tensor *z, float temperature, uint64_t seed, uint64_t step))       \
+    X(sample, void, (pn_tensor * out, const pn_tensor *z, const pn_sample_args *a))                              \
     X(mse, void,                                                                                                 \
       (pn_tensor * dx, pn_tensor * rowloss, const pn_tensor *x, const pn_tensor *y, float grad_scale,            \
        int accumulate))                                                                                          \

@@ -576,12 +576,15 @@ no_graph: // the capture failed: this cache decodes without a graph from now on
     return 0;
 }
 
-int pn_model_greedy(pn_model *m, int B, int32_t *ids) { return pn_model_sample(m, B, 0.0f, 0, 0, ids); }
+int pn_model_greedy(pn_model *m, int B, int32_t *ids) {
+    const pn_sample_args greedy = {0};
+    return pn_model_sample(m, B, &greedy, ids);
+}
 
-int pn_model_sample(pn_model *m, int B, float temperature, uint64_t seed, uint64_t step, int32_t *ids) {
+int pn_model_sample(pn_model *m, int B, const pn_sample_args *a, int32_t *ids) {
     if (B < 1 || B > m->max_B) return pn_errorf("sampling: batch %d outside the planned 1..%d", B, m->max_B);
     pn_tensor z = pn_rows(&m->logits, 0, B), out = pn_rows(&m->greedy, 0, B);
-    pn_op_sample(&out, &z, temperature, seed, step); // argmax at temperature 0
+    pn_op_sample(&out, &z, a); // argmax at temperature 0
     pn_backend_get(m->device)->memcpy_d2h(ids, out.data, sizeof(int32_t) * (size_t)B);
     return 0;
 }

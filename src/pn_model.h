@@ -168,9 +168,10 @@ int pn_model_forward(pn_model *m, pn_kvcache *cache, const int32_t *ids_host, in
 // host's copy picks it, computed on the device (the argmax op) so that only B ids come back. 0, or -1 with
 // the error set.
 int pn_model_greedy(pn_model *m, int B, int32_t *ids);
-// A draw from each row's softmax(logits / temperature) on the device (pn_op_sample: the same numbers on every
-// device for the same seed and step; a new step gives new draws); temperature <= 0: pn_model_greedy.
-int pn_model_sample(pn_model *m, int B, float temperature, uint64_t seed, uint64_t step, int32_t *ids);
+// A draw from each row's softmax(logits / temperature), top-k / top-p filtered, on the device (pn_op_sample:
+// the same numbers on every device for the same seed and step; a new step gives new draws); temperature <= 0:
+// pn_model_greedy.
+int pn_model_sample(pn_model *m, int B, const pn_sample_args *a, int32_t *ids);
 
 // One decoder layer, the only place its math is written (generation and training both call it):
 //   x_mid = x + mixer(norm1(x));   out = x_mid + down(silu(gate(n2)) * up(n2)),  n2 = norm2(x_mid).

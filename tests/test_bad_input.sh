@@ -136,6 +136,12 @@ done
 for v in '' nan inf -1 1e400 0x1p3 ' 1'; do
   expect_error generate "--temperature: '$v' is not a number in [0, 1e+06]" $GEN --model "$T/m" --ids 1 --temperature "$v"
 done
+for v in '' nan -0.5 1.5 ' 1'; do
+  expect_error generate "--top-p: '$v' is not a number in [0, 1]" $GEN --model "$T/m" --ids 1 --top-p "$v"
+done
+for v in '' -1 2147483648 1.5; do
+  expect_error generate "--top-k: '$v' is not an integer in [0, 2147483647]" $GEN --model "$T/m" --ids 1 --top-k "$v"
+done
 for v in '1,,2' '1,' ',1' ' 1' '+1' '-1' '1 2' '2147483648' '99999999999'; do
   expect_error generate "--ids: '$v' is not a comma-separated list of token ids" $GEN --model "$T/m" --ids "$v"
 done

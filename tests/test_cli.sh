@@ -27,6 +27,11 @@ n=$(echo "$out1" | tr ',' '\n' | grep -c .)
 s1=$($GEN --model "$T/m" --ids 5,6 --max-new-tokens 16 --temperature 1.5 --seed 7 --device cpu 2> /dev/null)
 s2=$($GEN --model "$T/m" --ids 5,6 --max-new-tokens 16 --temperature 1.5 --seed 7 --device cpu 2> /dev/null)
 [ "$s1" = "$s2" ] && ok || bad "sampling with a seed not reproducible"
+s3=$($GEN --model "$T/m" --ids 5,6 --max-new-tokens 16 --temperature 1.5 --seed 8 --device cpu 2> /dev/null)
+[ "$s1" != "$s3" ] && ok || bad "sampling with another seed drew the same 16 tokens: '$s1'"
+# --top-k 1 keeps the largest logit only: the draw is the greedy choice, at any temperature and seed
+k1=$($GEN --model "$T/m" --ids 1,2,3,4 --max-new-tokens 8 --temperature 3 --top-k 1 --seed 5 --device cpu --print-ids 2> /dev/null)
+[ "$k1" = "$out1" ] && ok || bad "--top-k 1 differs from greedy: '$k1' vs '$out1'"
 $GEN --model "$T/m" --ids 1,2,3 --max-new-tokens 0 --dump-logits "$T/l.safetensors" --device cpu > /dev/null 2>&1 && ok || bad "dump-logits run"
 # Chunked prefill (--prefill-chunk): each chunk continues the decode state of the ones before, on a hybrid
 # whose layers keep every kind of state (a KV cache, a sliding window shorter than the prompt, recurrent and

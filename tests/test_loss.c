@@ -6,7 +6,8 @@
 // - the result does not depend on the thread count (bit for bit);
 // - MSE values and gradients (overwrite and accumulate); AdamW against its formula in double, with and
 //   without a master copy; sumsq's partials against the plain sum;
-// - sampling's draws against the softmax they sample (frequencies, independence of rows, determinism).
+// - sampling's draws against the softmax they sample, top-k / top-p filtered (frequencies, independence of
+//   rows, determinism).
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,46 +227,63 @@ static void test_sumsq(void) {
     free(x);
 }
 
-// Sampling (pn_op_sample): draws from softmax(z / temperature): over 40,000 steps the frequencies of a
-// 6-token row match the probabilities (within 4.5 standard errors each), three identical rows draw
-// independently (they agree as often as sum p^3 says), the same (seed, step) draws the same ids, and
-// temperature 0 is the argmax.
-static void test_sample(void) {
+// Sampling (pn_op_sample): draws from softmax(z / temperature) over the kept logits: over 40,000 steps the
+// frequencies of a 6-token row match the probabilities renormalized over what top-k / top-p keep (within 4.5
+// standard errors each, and never a dropped token), three identical rows draw independently (they agree as
+// often as sum p^3 says), the same (seed, step) draws the same ids, and temperature 0 is the argmax.
+static void check_draws(int top_k, float top_p, const int *kept) {
     enum { R = 3, VS = 6, S = 40000 };
-    float z[R * VS] = {1.0f, 0.0f, -1.0f, 2.0f, 0.5f, -3.0f};
+    float z[R * VS] = {1.0f, 0.0f, -1.0f, 2.0f, 0.5f, -3.0f}; // descending: tokens 3, 0, 4, 1, 2, 5
     for (int r = 1; r < R; r++) memcpy(z + r * VS, z, sizeof(float) * VS); // identical rows
     const float temp = 0.8f;
     pn_tensor tz = T2(z, R, VS);
     int32_t out[R], first[R];
     int64_t count[VS] = {0}, same_rows = 0;
+    pn_sample_args a = {.temperature = temp, .top_k = top_k, .top_p = top_p, .seed = 99};
     for (int st = 0; st < S; st++) {
         pn_tensor to = pn_view(out, PN_I32, PN_CPU, 1, (int64_t[]){R});
-        pn_op_sample(&to, &tz, temp, 99, (uint64_t)st);
+        a.step = (uint64_t)st;
+        pn_op_sample(&to, &tz, &a);
         count[out[0]]++;
         same_rows += out[1] == out[0] && out[2] == out[0];
         if (st == 0) memcpy(first, out, sizeof out);
     }
-    double p[VS], sum = 0, worst = 0;
-    for (int v = 0; v < VS; v++) sum += (p[v] = exp((double)z[v] / temp));
+    double p[VS], sum = 0, worst = 0, p3 = 0;
+    for (int v = 0; v < VS; v++) sum += (p[v] = kept[v] ? exp((double)z[v] / temp) : 0.0);
+    int dropped_drawn = 0;
     for (int v = 0; v < VS; v++) {
-        p[v] /= sum;
-        const double se = sqrt(p[v] * (1 - p[v]) / S), dev = fabs((double)count[v] / S - p[v]) / se;
+        p[v] /= sum, p3 += p[v] * p[v] * p[v];
+        if (!kept[v]) {
+            dropped_drawn += count[v] != 0;
+            continue;
+        }
+        const double se = sqrt(p[v] * (1 - p[v]) / S), dev = se > 0 ? fabs((double)count[v] / S - p[v]) / se : 0;
         if (dev > worst) worst = dev;
     }
-    // three identical rows drawing independently agree with probability sum_v p_v^3
-    double p3 = 0;
-    for (int v = 0; v < VS; v++) p3 += p[v] * p[v] * p[v];
-    const double dev3 = fabs((double)same_rows / S - p3) / sqrt(p3 * (1 - p3) / S);
-    printf("sample: %d draws of a 6-token row at temperature %.1f: worst deviation %.2f standard errors; rows drawing "
-           "alike %.1f%% (independent: %.1f%%)\n", S, temp, worst, 100.0 * same_rows / S, 100.0 * p3);
-    CHECK(worst < 4.5, "sample frequencies off by %.2f standard errors", worst);
+    const double se3 = sqrt(p3 * (1 - p3) / S), dev3 = se3 > 0 ? fabs((double)same_rows / S - p3) / se3 : 0;
+    printf("sample top_k %d top_p %.2f: %d draws at temperature %.1f: worst deviation %.2f standard errors; rows "
+           "drawing alike %.1f%% (independent: %.1f%%)\n", top_k, top_p, S, temp, worst, 100.0 * same_rows / S,
+           100.0 * p3);
+    CHECK(worst < 4.5 && !dropped_drawn, "sample (top_k %d, top_p %.2f): frequencies off by %.2f standard errors, "
+          "%d dropped tokens drawn", top_k, top_p, worst, dropped_drawn);
     CHECK(dev3 < 4.5, "rows draw alike %lld of %d times, %.2f standard errors from independent", (long long)same_rows,
           S, dev3);
     pn_tensor to = pn_view(out, PN_I32, PN_CPU, 1, (int64_t[]){R});
-    pn_op_sample(&to, &tz, temp, 99, 0);
+    a.step = 0;
+    pn_op_sample(&to, &tz, &a);
     CHECK(!memcmp(out, first, sizeof out), "the same seed and step drew other ids");
-    pn_op_sample(&to, &tz, 0.0f, 99, 5);
+    a.temperature = 0;
+    pn_op_sample(&to, &tz, &a);
     CHECK(out[0] == 3 && out[1] == 3 && out[2] == 3, "temperature 0: %d %d %d, not the argmax 3", out[0], out[1], out[2]);
+}
+
+static void test_sample(void) {
+    check_draws(0, 1.0f, (const int[]){1, 1, 1, 1, 1, 1});     // all
+    check_draws(3, 1.0f, (const int[]){1, 0, 0, 1, 1, 0});     // the 3 largest
+    check_draws(0, 0.7f, (const int[]){1, 0, 0, 1, 0, 0});     // p 0.646 + 0.185 >= 0.7
+    check_draws(3, 0.85f, (const int[]){1, 0, 0, 1, 0, 0});    // of the top 3: 0.694 + 0.199 >= 0.85
+    check_draws(3, 0.9f, (const int[]){1, 0, 0, 1, 1, 0});     // 0.893 < 0.9: all three
+    check_draws(1, 1.0f, (const int[]){0, 0, 0, 1, 0, 0});     // one: the argmax
 }
 
 int main(void) {

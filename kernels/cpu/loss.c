@@ -5,6 +5,7 @@
 // to get its softmax statistics, then read again to write the gradient over the logits, so the probabilities
 // are never stored. dz may alias zs: each element is read before it is overwritten.
 #include <math.h>
+#include <string.h>
 
 #include "../../src/pn_rng.h"
 #include "cpu.h"
@@ -76,22 +77,58 @@ void pn_cpu_argmax(pn_tensor *out, const pn_tensor *z) {
     }
 }
 
-// sample: the Gumbel-max draw of kernels/ops.h, row by row (the CUDA kernel computes the same perturbed
-// values: z / temperature - log(-log u) in double, rounded to float, compared with `>`).
-void pn_cpu_sample(pn_tensor *out, const pn_tensor *z, float temperature, uint64_t seed, uint64_t step) {
-    const int64_t R = z->shape[0], V = z->shape[1];
-    for (int64_t r = 0; r < R; r++) {
-        const float *row = (const float *)z->data + r * V;
-        const uint64_t stream = step * 65536 + (uint64_t)r;
-        int64_t best = 0;
-        float bv = -INFINITY;
-        for (int64_t v = 0; v < V; v++) {
-            const double u = pn_rng_uniform(seed, stream, (uint64_t)v);
-            const float x = (float)((double)row[v] / temperature - log(-log(u)));
-            if (x > bv) bv = x, best = v;
+// sample: the Gumbel-max draw of kernels/ops.h, row by row (the CUDA kernels compute the same perturbed
+// values: z / temperature - log(-log u) in double, rounded to float, compared with `>`). The kept set is
+// {z >= threshold}: the largest threshold (a bisection over the bits of an order-preserving key of the
+// float) whose set holds top_k values, then the largest whose probability mass is top_p of that set's.
+static uint32_t order_key(float x) { // larger float, larger key
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return u & 0x80000000u ? ~u : u | 0x80000000u;
+}
+
+static void sample_row(int32_t *out, const float *row, int64_t V, const pn_sample_args *a, uint64_t stream) {
+    const double T = a->temperature;
+    uint32_t lo = 0; // keys >= lo are kept
+    if (a->top_k > 0 && a->top_k < V) {
+        for (int bit = 31; bit >= 0; bit--) {
+            const uint32_t c = lo | (1u << bit);
+            int64_t n = 0;
+            for (int64_t v = 0; v < V; v++) n += order_key(row[v]) >= c;
+            if (n >= a->top_k) lo = c;
         }
-        ((int32_t *)out->data)[r] = (int32_t)best;
     }
+    if (a->top_p < 1.0f) {
+        float mx = -INFINITY;
+        for (int64_t v = 0; v < V; v++) mx = fmaxf(mx, row[v]);
+        double total = 0;
+        for (int64_t v = 0; v < V; v++)
+            if (order_key(row[v]) >= lo) total += exp(((double)row[v] - mx) / T);
+        uint32_t t = 0;
+        for (int bit = 31; bit >= 0; bit--) {
+            const uint32_t c = t | (1u << bit), cl = c > lo ? c : lo; // never more than the top-k set
+            double m = 0;
+            for (int64_t v = 0; v < V; v++)
+                if (order_key(row[v]) >= cl) m += exp(((double)row[v] - mx) / T);
+            if (m >= (double)a->top_p * total) t = c;
+        }
+        if (t > lo) lo = t;
+    }
+    int64_t best = 0;
+    float bv = -INFINITY;
+    for (int64_t v = 0; v < V; v++) {
+        if (order_key(row[v]) < lo) continue;
+        const double u = pn_rng_uniform(a->seed, stream, (uint64_t)v);
+        const float x = (float)((double)row[v] / T - log(-log(u)));
+        if (x > bv) bv = x, best = v;
+    }
+    *out = (int32_t)best;
+}
+
+void pn_cpu_sample(pn_tensor *out, const pn_tensor *z, const pn_sample_args *a) {
+    const int64_t R = z->shape[0], V = z->shape[1];
+    for (int64_t r = 0; r < R; r++)
+        sample_row((int32_t *)out->data + r, (const float *)z->data + r * V, V, a, a->step * 65536 + (uint64_t)r);
 }
 
 // lm_score: the target's log-probability (log-sum-exp in double, as lm_loss) and the first maximum.

@@ -84,6 +84,18 @@ __device__ __forceinline__ float pn_block_sum(float v, float *red) {
     return v;
 }
 
+// Maximum of v over a block, as pn_block_sum (every thread gets it).
+__device__ __forceinline__ float pn_block_max(float v, float *red) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+    __syncthreads(); // red may still be read by an earlier call
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    v = lane < nw ? red[lane] : -INFINITY;
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
 // Sum of v over a warp (xor butterfly: every lane gets the total, in a fixed order).
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll

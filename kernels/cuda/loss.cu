@@ -244,6 +244,79 @@ __global__ void argmax_final_kernel(int32_t *out, const float2 *part, int parts)
     out[blockIdx.x] = i == 0x7fffffff ? 0 : i; // a row of NaN or -inf only
 }
 
+// sample with top-k / top-p: one block per row. The kept set is {z >= threshold}, thresholds found as the
+// CPU finds them (kernels/cpu/loss.c: a bisection over the bits of an order-preserving key of the value;
+// the logits are bf16, so the low 16 bits of every key are zero and 16 steps decide it): the largest with
+// top_k values at least, then the largest whose probability mass (fp32 here, double there: a draw at the
+// boundary may differ) is top_p of the top-k set's. Then the Gumbel-max draw over the kept values.
+#define SAMPLE_THREADS 512
+
+__device__ __forceinline__ uint32_t order_key(float x) { // larger float, larger key
+    const uint32_t u = __float_as_uint(x);
+    return u & 0x80000000u ? ~u : u | 0x80000000u;
+}
+
+__global__ void __launch_bounds__(SAMPLE_THREADS)
+    sample_filter_kernel(int32_t *out, const bf16 *z, int64_t V, pn_sample_args a) {
+    pdl_trigger();
+    pdl_wait();
+    __shared__ float red[32];
+    __shared__ float sv[SAMPLE_THREADS];
+    __shared__ int si[SAMPLE_THREADS];
+    const int64_t r = blockIdx.x;
+    const bf16 *row = z + r * V;
+    const float T = a.temperature;
+    uint32_t lo = 0; // keys >= lo are kept
+    if (a.top_k > 0 && a.top_k < V)
+        for (int bit = 31; bit >= 16; bit--) {
+            const uint32_t c = lo | (1u << bit);
+            float n = 0.0f; // a count, exact in fp32 (V < 2^24)
+            for (int64_t k = threadIdx.x; k < V; k += SAMPLE_THREADS) n += order_key(bf2f(row[k])) >= c ? 1.0f : 0.0f;
+            if (pn_block_sum(n, red) >= (float)a.top_k) lo = c;
+        }
+    if (a.top_p < 1.0f) {
+        float mx = -INFINITY;
+        for (int64_t k = threadIdx.x; k < V; k += SAMPLE_THREADS) mx = fmaxf(mx, bf2f(row[k]));
+        mx = pn_block_max(mx, red);
+        auto mass = [&](uint32_t c) {
+            float m = 0.0f;
+            for (int64_t k = threadIdx.x; k < V; k += SAMPLE_THREADS) {
+                const float x = bf2f(row[k]);
+                if (order_key(x) >= c) m += expf((x - mx) / T);
+            }
+            return pn_block_sum(m, red);
+        };
+        const float goal = a.top_p * mass(lo);
+        uint32_t t = 0;
+        for (int bit = 31; bit >= 16; bit--) {
+            const uint32_t c = t | (1u << bit);
+            if (mass(c > lo ? c : lo) >= goal) t = c; // never more than the top-k set
+        }
+        if (t > lo) lo = t;
+    }
+    const uint64_t stream = a.step * 65536 + (uint64_t)r;
+    float v = -INFINITY;
+    int i = 0x7fffffff;
+    for (int64_t k = threadIdx.x; k < V; k += SAMPLE_THREADS) {
+        const float x = bf2f(row[k]);
+        if (order_key(x) < lo) continue;
+        const double u = pn_rng_uniform(a.seed, stream, (uint64_t)k);
+        argmax_merge(v, i, (float)((double)x / T - log(-log(u))), (int)k);
+    }
+    sv[threadIdx.x] = v, si[threadIdx.x] = i;
+    __syncthreads();
+    for (int s = SAMPLE_THREADS / 2; s > 0; s >>= 1) {
+        if ((int)threadIdx.x < s) {
+            float b = sv[threadIdx.x];
+            int bi = si[threadIdx.x];
+            argmax_merge(b, bi, sv[threadIdx.x + s], si[threadIdx.x + s]);
+            sv[threadIdx.x] = b, si[threadIdx.x] = bi;
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) out[r] = si[0] == 0x7fffffff ? 0 : si[0];
+}
+
 // argmax and sample: R rows, each cut into slices for argmax_part_kernel, then the slices' first maximum.
 // sample (kernels/ops.h) takes it over the perturbed values z / temperature - log(-log u), u from
 // pn_rng_uniform (src/pn_rng.h: the CPU's numbers), in double and rounded to float as there. Only the ids
@@ -263,8 +336,14 @@ static void argmax_rows(pn_tensor *out, const pn_tensor *z, bool sample, float t
     }
 }
 
-void pn_cuda_sample(pn_tensor *out, const pn_tensor *z, float temperature, uint64_t seed, uint64_t step) {
-    argmax_rows(out, z, true, temperature, seed, step);
+void pn_cuda_sample(pn_tensor *out, const pn_tensor *z, const pn_sample_args *a) {
+    const int64_t R = z->shape[0], V = z->shape[1];
+    if ((a->top_k > 0 && a->top_k < V) || a->top_p < 1.0f) {
+        if (R > 0) pn_launch(sample_filter_kernel, (unsigned)R, SAMPLE_THREADS, 0, (int32_t *)out->data,
+                             (const bf16 *)z->data, V, *a);
+        return;
+    }
+    argmax_rows(out, z, true, a->temperature, a->seed, a->step);
 }
 
 void pn_cuda_argmax(pn_tensor *out, const pn_tensor *z) { argmax_rows(out, z, false, 0.0f, 0, 0); }

@@ -18,15 +18,18 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: postnas-generate --model DIR (--prompt TEXT | --ids 1,2,3) [--max-new-tokens N]\n"
-               "         [--temperature T --seed S] [--dump-logits FILE] [--device auto|cpu|cuda] [--print-ids]\n"
-               "         [--no-special-tokens] [--threads N] [--prefill-chunk N]\n"
+               "         [--temperature T [--top-k K] [--top-p P] --seed S] [--dump-logits FILE]\n"
+               "         [--device auto|cpu|cuda] [--print-ids] [--no-special-tokens] [--threads N] [--prefill-chunk N]\n"
                "The prompt is tokenized with the model folder's tokenizer (tokenizer.json, or vocab.json +\n"
                "merges.txt) as Hugging Face's encode does by default: the post-processor's special tokens (a BOS\n"
                "for Llama 3) are added unless --no-special-tokens. The output is decoded text, or ids with\n"
                "--print-ids or when there is no usable tokenizer (--ids runs without one). --threads: CPU threads\n"
                "(default: OMP_NUM_THREADS, else the cores this process may use). --prefill-chunk: the prompt\n"
                "runs through the model N tokens at a time, each chunk continuing the decode state of the ones\n"
-               "before (default 1024; 0: the whole prompt at once): activations for N tokens, not the prompt.\n");
+               "before (default 1024; 0: the whole prompt at once): activations for N tokens, not the prompt.\n"
+               "Greedy unless --temperature T > 0: then each token is drawn from softmax(logits / T) of the K\n"
+               "largest logits (--top-k; 0: all), of those the fewest whose probability reaches P (--top-p, 1:\n"
+               "all); the draws of a --seed are the same on the CPU and the GPU.\n");
 }
 
 // "1,2,3": decimal token ids, each in [0, INT32_MAX], separated by single commas (no blanks, signs or
@@ -69,8 +72,7 @@ static int dump_logits(const char *path, const float *logits, const int32_t *ids
 typedef struct gen_args {
     const char *model_dir, *prompt, *ids_s, *dump, *device_s;
     int max_new, print_ids, help, no_special, threads, chunk;
-    uint64_t seed;
-    float temperature;
+    pn_sample_args sampling; // temperature, top_k, top_p, seed (step: the token's index)
     pn_device dev;
 } gen_args;
 
@@ -86,8 +88,9 @@ static int parse_args(int argc, char **argv, gen_args *a) {
                                          {"dump-logits", 1, 0, 'd'}, {"device", 1, 0, 'D'},
                                          {"print-ids", 0, 0, 'I'},   {"no-special-tokens", 0, 0, 'S'},
                                          {"threads", 1, 0, 'T'},     {"prefill-chunk", 1, 0, 'C'},
+                                         {"top-k", 1, 0, 'k'},       {"top-p", 1, 0, 'P'},
                                          {"help", 0, 0, 'Z'},        {0, 0, 0, 0}};
-    *a = (gen_args){.device_s = "auto", .max_new = 32, .chunk = 1024};
+    *a = (gen_args){.device_s = "auto", .max_new = 32, .chunk = 1024, .sampling = {.top_p = 1.0f}};
     int opt;
     optind = 0; // full re-initialisation of getopt (glibc)
     opterr = 0; // report bad options through the one error line instead of getopt's own
@@ -102,10 +105,17 @@ static int parse_args(int argc, char **argv, gen_args *a) {
             break;
         case 't':
             if (pn_parse_f64("--temperature", optarg, 0, 1e6, &t)) return -1;
-            a->temperature = (float)t;
+            a->sampling.temperature = (float)t;
+            break;
+        case 'k':
+            if (pn_parse_int("--top-k", optarg, 0, INT32_MAX, &a->sampling.top_k)) return -1;
+            break;
+        case 'P':
+            if (pn_parse_f64("--top-p", optarg, 0, 1, &t)) return -1;
+            a->sampling.top_p = (float)t;
             break;
         case 's':
-            if (pn_parse_u64("--seed", optarg, 0, UINT64_MAX, &a->seed)) return -1;
+            if (pn_parse_u64("--seed", optarg, 0, UINT64_MAX, &a->sampling.seed)) return -1;
             break;
         case 'd': a->dump = optarg; break;
         case 'D': a->device_s = optarg; break;
@@ -143,7 +153,6 @@ static int run(int argc, char **argv) {
     const char *model_dir = a.model_dir, *prompt = a.prompt, *ids_s = a.ids_s, *dump = a.dump;
     const int max_new = a.max_new;
     int print_ids = a.print_ids;
-    const float temperature = a.temperature;
     pn_device dev = a.dev;
     if (a.threads) pn_cpu_set_threads(a.threads);
     if (!strcmp(a.device_s, "auto")) dev = pn_cuda_available() ? PN_CUDA : PN_CPU;
@@ -244,7 +253,8 @@ static int run(int argc, char **argv) {
         // (draw n_out of the seed: the same tokens on every device, up to its rounding of the logits)
         int32_t next;
         pn_tensor z = pn_rows(&m.logits, n_out == 0 ? last_row : 0, 1), out = pn_rows(&m.greedy, 0, 1);
-        pn_op_sample(&out, &z, temperature, a.seed, (uint64_t)n_out);
+        a.sampling.step = (uint64_t)n_out;
+        pn_op_sample(&out, &z, &a.sampling);
         be->memcpy_d2h(&next, out.data, sizeof next);
         n_out++;
         if (print_ids) {

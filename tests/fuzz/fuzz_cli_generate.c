@@ -13,7 +13,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int argc = fz_argv(data, size, "postnas-generate", argv, 64, &buf);
     gen_args a;
     if (parse_args(argc, argv, &a) == 0 && !a.help) {
-        if (a.max_new < 0 || a.max_new > MAX_NEW_TOKENS || !(a.temperature >= 0)) abort(); // range-checked
+        const pn_sample_args *sa = &a.sampling;
+        if (a.max_new < 0 || a.max_new > MAX_NEW_TOKENS || !(sa->temperature >= 0) || sa->top_k < 0 ||
+            !(sa->top_p >= 0 && sa->top_p <= 1))
+            abort(); // range-checked
         int32_t *ids = NULL;
         int n = 0;
         if (a.ids_s && parse_ids(a.ids_s, &ids, &n) == 0)

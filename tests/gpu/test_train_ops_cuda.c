@@ -366,8 +366,9 @@ static void test_argmax(int64_t R, int64_t V) {
 }
 
 // sample: CUDA draws the CPU's ids (the same uniforms, the perturbation in double) on the same bf16 logits;
-// a row could differ only where two perturbed values round to within the devices' log() error.
-static void test_sample(int64_t R, int64_t V, float temperature) {
+// a row could differ only where two perturbed values round to within the devices' log() error, or (top-p) a
+// cumulative probability sits at top_p within fp32's error (the CPU sums in double).
+static void test_sample(int64_t R, int64_t V, float temperature, int top_k, float top_p) {
     const int64_t sz[2] = {R, V}, st[1] = {R};
     float *h = randn(R * V, 0, 3);
     pn_tensor zg = dev_upload(h, ACT, 2, sz);
@@ -377,14 +378,17 @@ static void test_sample(int64_t R, int64_t V, float temperature) {
     pn_tensor zc = pn_view(h, PN_F32, PN_CPU, 2, sz);
     pn_tensor oc = pn_view(hc, PN_I32, PN_CPU, 1, st), og = dev_alloc(PN_I32, 1, st);
     int diff = 0;
+    pn_sample_args a = {.temperature = temperature, .top_k = top_k, .top_p = top_p, .seed = 7};
     for (uint64_t step = 0; step < 3; step++) {
-        pn_op_sample(&oc, &zc, temperature, 7, step);
-        pn_op_sample(&og, &zg, temperature, 7, step);
+        a.step = step;
+        pn_op_sample(&oc, &zc, &a);
+        pn_op_sample(&og, &zg, &a);
         pn_cuda_backend.memcpy_d2h(hg, og.data, sizeof(int32_t) * (size_t)R);
         for (int64_t r = 0; r < R; r++) diff += hc[r] != hg[r];
     }
-    printf("sample [%lld, %lld] temperature %.1f, 3 steps: cuda differs from cpu in %d of %lld draws %s\n",
-           (long long)R, (long long)V, temperature, diff, (long long)(3 * R), diff * 1000 <= 3 * R ? "ok" : "FAIL");
+    printf("sample [%lld, %lld] temperature %.1f top_k %d top_p %.2f, 3 steps: cuda differs from cpu in %d of %lld "
+           "draws %s\n", (long long)R, (long long)V, temperature, top_k, top_p, diff, (long long)(3 * R),
+           diff * 1000 <= 3 * R ? "ok" : "FAIL");
     fails += diff * 1000 > 3 * R;
     cases++;
     free(h), free(hc), free(hg);
@@ -474,8 +478,11 @@ int main(void) {
     test_lm_score(70000, 257); // more rows than one launch takes
     test_argmax(1, 151936);     // decoding: one row in 38 slices
     test_argmax(7, 151936);
-    test_sample(3, 151936, 0.7f); // decoding's rows (Qwen2's vocabulary)
-    test_sample(2000, 300, 1.5f);
+    test_sample(3, 151936, 0.7f, 0, 1.0f); // decoding's rows (Qwen2's vocabulary)
+    test_sample(2000, 300, 1.5f, 0, 1.0f);
+    test_sample(3, 151936, 0.7f, 50, 0.9f); // top-k and top-p (one block per row)
+    test_sample(2000, 300, 1.5f, 0, 0.5f);
+    test_sample(2000, 300, 1.0f, 7, 1.0f);
     test_argmax(5, 300);        // one slice
     test_argmax(70000, 64);     // more rows than one launch takes
     test_mse(300, 1536, 0);
