@@ -68,7 +68,8 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 if [ ! -f build-gpu/build.ninja ]; then
   meson setup build-gpu -Dcuda=enabled -Dsm="${PN_SM:-90}" $CUDNN_OPT > "$OUTDIR/setup.log" 2>&1 || { tail -30 "$OUTDIR/setup.log"; exit 1; }
 fi
-ninja -C build-gpu > "$OUTDIR/build.log" 2>&1 || { tail -40 "$OUTDIR/build.log"; exit 1; }
+# PN_GPU_TARGETS="tests/test_gdn_cuda ...": build only those ninja targets (and what they need)
+ninja -C build-gpu ${PN_GPU_TARGETS:-} > "$OUTDIR/build.log" 2>&1 || { tail -40 "$OUTDIR/build.log"; exit 1; }
 [ -f "$OUTDIR/setup.log" ] && grep -A12 "^  Features" "$OUTDIR/setup.log" | tee -a "$OUTDIR/summary.txt"
 
 if want cpu; then
