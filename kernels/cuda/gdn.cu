@@ -12,15 +12,15 @@
 //   Qs = diag(scale e^γ) Q̂, Kd = diag(e^{γ_L − γ}) K̂, W, U, P (a [64]-row per token) and γ. gdn_chunk_kernel
 //   then walks the chunks of one sequence in order, one block per (V slice of 64 columns, head, sequence),
 //   holding the state slice S[K, 64] in shared memory in fp32 for the whole sequence.
-// - Correct first: all products are fp32 CUDA-core loops over shared-memory tiles (mm64: 256 threads, a
-//   4×4 register tile each, 64×64 outputs), no tensor cores; inputs are bf16, all math and the workspace
-//   fp32, o is rounded to bf16 once. Rows past Lc and columns past K / V are zero in shared memory, so
+// - The products are 64×64 tiles on tensor cores (gdn_tile.cuh's mm64: 256 threads, tf32 operands read
+//   from shared memory, fp32 accumulators); inputs are bf16, everything else (the triangular solve, the
+//   exponentials, the state and the workspace) fp32, o is rounded to bf16 once. Rows past Lc and columns past K / V are zero in shared memory, so
 //   every product runs on full 64-wide tiles and padding never reaches an output.
 // - Only exponents ≤ 0 are evaluated: Γ is masked (s ≤ r) before expf, e^{γ_r} and e^{γ_L − γ_r} have
 //   γ_r ≤ 0 and γ_L ≤ γ_r. γ is summed in double (as on the CPU) and stored as fp32.
 // - cu_seqlens is a device array; the launcher copies it to the host (synchronizing) to validate it with
 //   pn_gdn_check and to build the chunk table of gdn_prep_kernel (fla does the same host round trip).
-// - Shared memory at K = 256 is ~162 KB (prep) and ~161 KB (chunk): fits H100 (227 KB) and A100 (163 KB).
+// - Shared memory at K = 256 is ~169 KB (prep) and ~176 KB (chunk): fits Hopper's 227 KB (not an A100's 163).
 // - The workspace (one device buffer of the backend context, grown on demand, never shrunk).
 // - GDN_LAUNCH is <<<>>> on CUDA (GDN_LAUNCH_PDL, for the decode step, pn_launch); under PN_GDN_HOST_CHECK the file is compiled as plain C++ by a host
 //   harness (not in the tree) that runs every block with real threads (a barrier for __syncthreads) and
@@ -40,6 +40,7 @@
 #define GDN_C 64        // chunk length (PN_GDN_CHUNK)
 #define GDN_THREADS 256 // threads of the prep and chunk kernels (mm64 assumes 256)
 #define GDN_BV 64       // V columns per block of the chunk kernel
+#define GDN_SP TILE_SP  // row pitch of the [*, 64] state slice and V' tiles (gdn_tile.cuh)
 #define GDN_STEP_WARPS 4 // the decode step: warps per block, each a quarter of the K rows of 32 columns
 #define GDN_STEP_THREADS (32 * GDN_STEP_WARPS)
 #define GDN_STEP_RPW (PN_GDN_MAX_K / GDN_STEP_WARPS) // rows per thread at most (registers)
@@ -53,9 +54,6 @@ __device__ __forceinline__ float *dyn_smem(void) {
     return gdn_smem;
 }
 #endif
-
-// Row pitch (floats) of a [64, K] shared tile: odd, so the two rows a warp reads sit in different banks.
-__host__ __device__ __forceinline__ int pitch_k(int K) { return K | 1; }
 
 // grid (n_chunks, H), GDN_THREADS threads. Chunk c covers flattened token rows t0 .. t0 + Lc − 1: from
 // tab[2c], tab[2c + 1] when tab is given (varlen), else sequence c / ncps, chunk c % ncps of T tokens.
@@ -75,39 +73,43 @@ __global__ void __launch_bounds__(GDN_THREADS)
         t0 = seq * T + ci * GDN_C;
         Lc = (int)min((int64_t)GDN_C, (int64_t)T - ci * GDN_C);
     }
-    const int Kp = pitch_k(K), Xp = Kp > 65 ? Kp : 65;
-    float *xs = dyn_smem();          // [64, Xp]: q̂ rows, later tiles of diag(β) V (pitch 65)
+    const int Kp = pitch_k(K), Xp = Kp > GDN_SP ? Kp : GDN_SP;
+    float *xs = dyn_smem();          // [64, Xp]: q̂ rows, later tiles of diag(β) V (pitch GDN_SP)
     float *ks = xs + GDN_C * Xp;     // [64, Kp]: k̂ rows, later diag(β e^γ) K̂
-    float *As = ks + GDN_C * Kp;     // [64, 65]: A
-    float *Ts = As + GDN_C * 65;     // [64, 65]: T
-    float *gs = Ts + GDN_C * 65;     // [64]: γ
+    float *As = ks + GDN_C * Kp;     // [64, TILE_P]: A
+    float *Ts = As + GDN_C * TILE_P; // [64, TILE_P]: T
+    float *gs = Ts + GDN_C * TILE_P;     // [64]: γ
     float *bs = gs + GDN_C;          // [64]: β
-    float *rn = bs + GDN_C;          // [128]: 1/‖q_r‖, 1/‖k_r‖
 
-    // (1) load the chunk's q, k rows (zeros past Lc), β, and zero T.
-    for (int i = tid; i < GDN_C * K; i += GDN_THREADS) {
-        const int r = i / K, cc = i % K;
-        float qv = 0.0f, kv = 0.0f;
-        if (r < Lc) {
-            const int64_t off = ((t0 + r) * H + h) * (int64_t)K + cc;
-            qv = bf2f(q[off]);
-            kv = bf2f(k[off]);
+    // (1) the chunk's q, k rows, L2-normalized when asked (zeros past Lc): a warp per row, the row in
+    // registers (K ≤ 256: 8 values a lane), its sum of squares by a warp reduction; β; γ (in double, one
+    // thread, as on the CPU).
+    const int lane = tid & 31;
+    for (int r = tid >> 5; r < GDN_C; r += GDN_THREADS / 32) {
+        float qv[PN_GDN_MAX_K / 32], kv[PN_GDN_MAX_K / 32], sq = 0.0f, sk = 0.0f;
+        const int64_t off = ((t0 + r) * H + h) * (int64_t)K;
+#pragma unroll
+        for (int u = 0; u < PN_GDN_MAX_K / 32; u++) {
+            const int c = lane + 32 * u;
+            const bool in = r < Lc && c < K;
+            qv[u] = in ? bf2f(q[off + c]) : 0.0f;
+            kv[u] = in ? bf2f(k[off + c]) : 0.0f;
+            sq = fmaf(qv[u], qv[u], sq);
+            sk = fmaf(kv[u], kv[u], sk);
         }
-        xs[r * Xp + cc] = qv;
-        ks[r * Kp + cc] = kv;
+        float nq = 1.0f, nk = 1.0f;
+        if (l2norm) {
+            nq = 1.0f / sqrtf(warp_sum(sq) + (float)PN_GDN_L2_EPS);
+            nk = 1.0f / sqrtf(warp_sum(sk) + (float)PN_GDN_L2_EPS);
+        }
+#pragma unroll
+        for (int u = 0; u < PN_GDN_MAX_K / 32; u++) {
+            const int c = lane + 32 * u;
+            if (c < K) xs[r * Xp + c] = qv[u] * nq, ks[r * Kp + c] = kv[u] * nk;
+        }
     }
-    for (int i = tid; i < GDN_C * 65; i += GDN_THREADS) Ts[i] = 0.0f;
     if (tid < GDN_C) bs[tid] = tid < Lc ? beta[(t0 + tid) * H + h] : 0.0f;
-    __syncthreads();
-
-    // (2) row norms (one thread per row, summed in order like the CPU) and γ (in double, one thread).
-    if (tid < 2 * GDN_C) {
-        const float *row = tid < GDN_C ? xs + tid * Xp : ks + (tid - GDN_C) * Kp;
-        float ss = 0.0f;
-        if (l2norm)
-            for (int i = 0; i < K; i++) ss = fmaf(row[i], row[i], ss);
-        rn[tid] = l2norm ? 1.0f / sqrtf(ss + (float)PN_GDN_L2_EPS) : 1.0f;
-    } else if (tid == 2 * GDN_C) {
+    if (tid == GDN_C) {
         double acc = 0.0;
         for (int r = 0; r < GDN_C; r++) {
             if (r < Lc) acc += (double)g[(t0 + r) * H + h];
@@ -115,16 +117,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
         }
     }
     __syncthreads();
-    if (l2norm) {
-        for (int i = tid; i < GDN_C * K; i += GDN_THREADS) {
-            const int r = i / K, cc = i % K;
-            xs[r * Xp + cc] *= rn[r];
-            ks[r * Kp + cc] *= rn[GDN_C + r];
-        }
-        __syncthreads();
-    }
 
-    const int tx = tid & 15, ty = tid >> 4;
     // (3) A = strict_lower(diag(β) K̂ K̂ᵀ ⊙ Γ) into shared memory; P = lower_incl(scale Q̂ K̂ᵀ ⊙ Γ) to global.
     {
         float acc[4][4];
@@ -134,19 +127,19 @@ __global__ void __launch_bounds__(GDN_THREADS)
         for (int i = 0; i < 4; i++)
 #pragma unroll
             for (int j = 0; j < 4; j++) {
-                const int m = ty + 16 * i, n = tx + 16 * j;
-                As[m * 65 + n] = (n < m && m < Lc) ? bs[m] * acc[i][j] * expf(gs[m] - gs[n]) : 0.0f;
+                const int m = tile_r(i), n = tile_c(j);
+                As[m * TILE_P + n] = (n < m && m < Lc) ? bs[m] * acc[i][j] * expf(gs[m] - gs[n]) : 0.0f;
             }
         zero_acc(acc);
         mm64(acc, K, [&](int m, int kk) { return xs[m * Xp + kk]; }, [&](int kk, int n) { return ks[n * Kp + kk]; });
 #pragma unroll
         for (int i = 0; i < 4; i++) {
-            const int m = ty + 16 * i;
+            const int m = tile_r(i);
             if (m >= Lc) continue;
             float *prow = P + ((t0 + m) * H + h) * (int64_t)GDN_C;
 #pragma unroll
             for (int j = 0; j < 4; j++) {
-                const int n = tx + 16 * j;
+                const int n = tile_c(j);
                 prow[n] = n <= m ? scale * acc[i][j] * expf(gs[m] - gs[n]) : 0.0f;
             }
         }
@@ -154,27 +147,20 @@ __global__ void __launch_bounds__(GDN_THREADS)
     __syncthreads();
 
     // (4) Qs = diag(scale e^γ) Q̂ and Kd = diag(e^{γ_L − γ}) K̂ to global; K̂ → diag(β e^γ) K̂ in place (each
-    // element read and rewritten by the same thread). Then T = (I + A)⁻¹, one column j per thread:
-    // T_jj = 1, T_ij = −Σ_{j ≤ m < i} A_im T_mj for i > j (rows and columns past Lc stay zero).
+    // element read and rewritten by the same thread). Then T = (I + A)⁻¹ (gdn_tile.cuh's tri_inv64).
     {
         const float gL = gs[Lc - 1];
-        for (int i = tid; i < Lc * K; i += GDN_THREADS) {
-            const int r = i / K, cc = i % K;
-            const int64_t off = ((t0 + r) * H + h) * (int64_t)K + cc;
-            const float kv = ks[r * Kp + cc];
-            Qs[off] = scale * expf(gs[r]) * xs[r * Xp + cc];
-            Kd[off] = expf(gL - gs[r]) * kv;
-            ks[r * Kp + cc] = bs[r] * expf(gs[r]) * kv;
-        }
-        if (tid < Lc) {
-            const int j = tid;
-            Ts[j * 65 + j] = 1.0f;
-            for (int i = j + 1; i < Lc; i++) {
-                float s = 0.0f;
-                for (int m = j; m < i; m++) s -= As[i * 65 + m] * Ts[m * 65 + j];
-                Ts[i * 65 + j] = s;
+        for (int r = tid >> 5; r < Lc; r += GDN_THREADS / 32) {
+            const float eg = expf(gs[r]), ed = expf(gL - gs[r]), be = bs[r] * eg;
+            for (int cc = lane; cc < K; cc += 32) {
+                const int64_t off = ((t0 + r) * H + h) * (int64_t)K + cc;
+                const float kv = ks[r * Kp + cc];
+                Qs[off] = scale * eg * xs[r * Xp + cc];
+                Kd[off] = ed * kv;
+                ks[r * Kp + cc] = be * kv;
             }
         }
+        tri_inv64(Ts, As, Lc);
         if (tid < Lc) gam[(t0 + tid) * H + h] = gs[tid];
     }
     __syncthreads();
@@ -183,39 +169,39 @@ __global__ void __launch_bounds__(GDN_THREADS)
     for (int nt = 0; nt < K; nt += 64) {
         float acc[4][4];
         zero_acc(acc);
-        mm64(acc, Lc, [&](int m, int kk) { return Ts[m * 65 + kk]; },
+        mm64(acc, Lc, [&](int m, int kk) { return Ts[m * TILE_P + kk]; },
              [&](int kk, int n) { return nt + n < K ? ks[kk * Kp + nt + n] : 0.0f; });
 #pragma unroll
         for (int i = 0; i < 4; i++) {
-            const int m = ty + 16 * i;
+            const int m = tile_r(i);
             if (m >= Lc) continue;
             float *wrow = W + ((t0 + m) * H + h) * (int64_t)K;
 #pragma unroll
             for (int j = 0; j < 4; j++)
-                if (nt + tx + 16 * j < K) wrow[nt + tx + 16 * j] = acc[i][j];
+                if (nt + tile_c(j) < K) wrow[nt + tile_c(j)] = acc[i][j];
         }
     }
 
-    // (6) U = T diag(β) V, 64 columns of V at a time staged in xs (pitch 65).
+    // (6) U = T diag(β) V, 64 columns of V at a time staged in xs (pitch GDN_SP).
     for (int nt = 0; nt < V; nt += 64) {
         __syncthreads(); // xs free: q̂ (step 4) or the previous tile fully read
         for (int i = tid; i < GDN_C * 64; i += GDN_THREADS) {
             const int r = i >> 6, cc = i & 63;
-            xs[r * 65 + cc] =
+            xs[r * GDN_SP + cc] =
                 (r < Lc && nt + cc < V) ? bs[r] * bf2f(v[((t0 + r) * H + h) * (int64_t)V + nt + cc]) : 0.0f;
         }
         __syncthreads();
         float acc[4][4];
         zero_acc(acc);
-        mm64(acc, Lc, [&](int m, int kk) { return Ts[m * 65 + kk]; }, [&](int kk, int n) { return xs[kk * 65 + n]; });
+        mm64(acc, Lc, [&](int m, int kk) { return Ts[m * TILE_P + kk]; }, [&](int kk, int n) { return xs[kk * GDN_SP + n]; });
 #pragma unroll
         for (int i = 0; i < 4; i++) {
-            const int m = ty + 16 * i;
+            const int m = tile_r(i);
             if (m >= Lc) continue;
             float *urow = U + ((t0 + m) * H + h) * (int64_t)V;
 #pragma unroll
             for (int j = 0; j < 4; j++)
-                if (nt + tx + 16 * j < V) urow[nt + tx + 16 * j] = acc[i][j];
+                if (nt + tile_c(j) < V) urow[nt + tile_c(j)] = acc[i][j];
         }
     }
 }
@@ -223,9 +209,18 @@ __global__ void __launch_bounds__(GDN_THREADS)
 // Copies rows t0 .. t0 + Lc − 1 (head h) of a [NT, H, K] workspace array into dst [64, Kp], zeros past Lc.
 __device__ __forceinline__ void load_rows_k(float *dst, const float *src, int64_t t0, int Lc, int H, int h, int K,
                                             int Kp) {
-    for (int i = threadIdx.x; i < GDN_C * K; i += GDN_THREADS) {
-        const int r = i / K, cc = i % K;
-        dst[r * Kp + cc] = r < Lc ? src[((t0 + r) * H + h) * (int64_t)K + cc] : 0.0f;
+    // A warp per row (no division by K), 16-byte loads when rows are 16-byte aligned (K % 4 == 0).
+    const int lane = threadIdx.x & 31;
+    for (int r = threadIdx.x >> 5; r < GDN_C; r += GDN_THREADS / 32) {
+        const float *row = src + ((t0 + r) * H + h) * (int64_t)K;
+        float *d = dst + r * Kp;
+        if ((K & 3) == 0)
+            for (int c = 4 * lane; c < K; c += 128) {
+                const float4 x = r < Lc ? *(const float4 *)(row + c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                *(float4 *)(d + c) = x; // Kp % 4 == 0 too (pitch_k)
+            }
+        else
+            for (int c = lane; c < K; c += 32) d[c] = r < Lc ? row[c] : 0.0f;
     }
 }
 
@@ -237,7 +232,6 @@ __global__ void __launch_bounds__(GDN_THREADS)
                      int V) {
     const int v0 = blockIdx.x * GDN_BV, h = blockIdx.y, n = blockIdx.z, tid = threadIdx.x;
     const int BVa = min(GDN_BV, V - v0);
-    const int tx = tid & 15, ty = tid >> 4;
     int64_t row0, len;
     if (cu_seqlens) {
         row0 = cu_seqlens[n];
@@ -247,15 +241,15 @@ __global__ void __launch_bounds__(GDN_THREADS)
         len = T;
     }
     const int Kp = pitch_k(K);
-    float *Ss = dyn_smem();        // [K, 64]: the state slice
-    float *buf = Ss + K * GDN_BV;  // [64, Kp]: W, then Qs, then Kd rows of the chunk
-    float *Vp = buf + GDN_C * Kp;  // [64, 64]: U, then V' = U − W S
-    float *Ps = Vp + GDN_C * GDN_BV; // [64, 65]: P
+    float *Ss = dyn_smem();        // [K, GDN_SP]: the state slice
+    float *buf = Ss + K * GDN_SP;  // [64, Kp]: W, then Qs, then Kd rows of the chunk
+    float *Vp = buf + GDN_C * Kp;  // [64, GDN_SP]: U, then V' = U − W S
+    float *Ps = Vp + GDN_C * GDN_SP; // [64, TILE_P]: P
     const int64_t sbase = ((int64_t)n * H + h) * K * (int64_t)V + v0;
 
     for (int i = tid; i < K * GDN_BV; i += GDN_THREADS) {
         const int r = i >> 6, cc = i & 63;
-        Ss[i] = (h0 && cc < BVa) ? h0[sbase + (int64_t)r * V + cc] : 0.0f;
+        Ss[r * GDN_SP + cc] = (h0 && cc < BVa) ? h0[sbase + (int64_t)r * V + cc] : 0.0f;
     }
 
     for (int64_t c0 = 0; c0 < len; c0 += GDN_C) {
@@ -267,22 +261,22 @@ __global__ void __launch_bounds__(GDN_THREADS)
         load_rows_k(buf, W, t0, Lc, H, h, K, Kp);
         for (int i = tid; i < GDN_C * GDN_BV; i += GDN_THREADS) {
             const int r = i >> 6, cc = i & 63;
-            Vp[i] = (r < Lc && cc < BVa) ? U[((t0 + r) * H + h) * (int64_t)V + v0 + cc] : 0.0f;
+            Vp[r * GDN_SP + cc] = (r < Lc && cc < BVa) ? U[((t0 + r) * H + h) * (int64_t)V + v0 + cc] : 0.0f;
         }
         for (int i = tid; i < GDN_C * GDN_C; i += GDN_THREADS) {
             const int r = i >> 6, cc = i & 63;
-            Ps[r * 65 + cc] = r < Lc ? P[((t0 + r) * H + h) * (int64_t)GDN_C + cc] : 0.0f;
+            Ps[r * TILE_P + cc] = r < Lc ? P[((t0 + r) * H + h) * (int64_t)GDN_C + cc] : 0.0f;
         }
         __syncthreads();
         {
             float acc[4][4];
             zero_acc(acc);
             mm64(acc, K, [&](int m, int kk) { return buf[m * Kp + kk]; },
-                 [&](int kk, int c) { return Ss[kk * GDN_BV + c]; });
+                 [&](int kk, int c) { return Ss[kk * GDN_SP + c]; });
 #pragma unroll
             for (int i = 0; i < 4; i++)
 #pragma unroll
-                for (int j = 0; j < 4; j++) Vp[(ty + 16 * i) * GDN_BV + tx + 16 * j] -= acc[i][j];
+                for (int j = 0; j < 4; j++) Vp[tile_r(i) * GDN_SP + tile_c(j)] -= acc[i][j];
         }
         __syncthreads();
 
@@ -293,17 +287,17 @@ __global__ void __launch_bounds__(GDN_THREADS)
             float acc[4][4];
             zero_acc(acc);
             mm64(acc, K, [&](int m, int kk) { return buf[m * Kp + kk]; },
-                 [&](int kk, int c) { return Ss[kk * GDN_BV + c]; });
-            mm64(acc, Lc, [&](int m, int kk) { return Ps[m * 65 + kk]; },
-                 [&](int kk, int c) { return Vp[kk * GDN_BV + c]; });
+                 [&](int kk, int c) { return Ss[kk * GDN_SP + c]; });
+            mm64(acc, Lc, [&](int m, int kk) { return Ps[m * TILE_P + kk]; },
+                 [&](int kk, int c) { return Vp[kk * GDN_SP + c]; });
 #pragma unroll
             for (int i = 0; i < 4; i++) {
-                const int m = ty + 16 * i;
+                const int m = tile_r(i);
                 if (m >= Lc) continue;
                 bf16 *orow = o + ((t0 + m) * H + h) * (int64_t)V + v0;
 #pragma unroll
                 for (int j = 0; j < 4; j++)
-                    if (tx + 16 * j < BVa) orow[tx + 16 * j] = f2bf(acc[i][j]);
+                    if (tile_c(j) < BVa) orow[tile_c(j)] = f2bf(acc[i][j]);
             }
         }
         __syncthreads();
@@ -318,17 +312,17 @@ __global__ void __launch_bounds__(GDN_THREADS)
             for (int i = 0; i < 4; i++)
 #pragma unroll
                 for (int j = 0; j < 4; j++) {
-                    const int m = mt + ty + 16 * i;
-                    acc[i][j] = m < K ? eL * Ss[m * GDN_BV + tx + 16 * j] : 0.0f;
+                    const int m = mt + tile_r(i);
+                    acc[i][j] = m < K ? eL * Ss[m * GDN_SP + tile_c(j)] : 0.0f;
                 }
             mm64(acc, Lc, [&](int m, int r) { return mt + m < K ? buf[r * Kp + mt + m] : 0.0f; },
-                 [&](int r, int c) { return Vp[r * GDN_BV + c]; });
+                 [&](int r, int c) { return Vp[r * GDN_SP + c]; });
 #pragma unroll
             for (int i = 0; i < 4; i++)
 #pragma unroll
                 for (int j = 0; j < 4; j++) {
-                    const int m = mt + ty + 16 * i;
-                    if (m < K) Ss[m * GDN_BV + tx + 16 * j] = acc[i][j];
+                    const int m = mt + tile_r(i);
+                    if (m < K) Ss[m * GDN_SP + tile_c(j)] = acc[i][j];
                 }
         }
     }
@@ -336,7 +330,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
     if (ht)
         for (int i = tid; i < K * GDN_BV; i += GDN_THREADS) {
             const int r = i >> 6, cc = i & 63;
-            if (cc < BVa) ht[sbase + (int64_t)r * V + cc] = Ss[i];
+            if (cc < BVa) ht[sbase + (int64_t)r * V + cc] = Ss[r * GDN_SP + cc];
         }
 }
 
@@ -437,12 +431,12 @@ __global__ void gdn_table_kernel(int *tab, int *cst, const int32_t *cu, int N, i
 static void *workspace(size_t need) { return pn_cuda_ws(PN_WS_GDN, need); } // the context's
 
 static size_t prep_smem_bytes(int K) {
-    const int Kp = pitch_k(K), Xp = Kp > 65 ? Kp : 65;
-    return sizeof(float) * (size_t)(GDN_C * Xp + GDN_C * Kp + 2 * GDN_C * 65 + 4 * GDN_C);
+    const int Kp = pitch_k(K), Xp = Kp > GDN_SP ? Kp : GDN_SP;
+    return sizeof(float) * (size_t)(GDN_C * Xp + GDN_C * Kp + 2 * GDN_C * TILE_P + 2 * GDN_C);
 }
 
 static size_t chunk_smem_bytes(int K) {
-    return sizeof(float) * (size_t)(K * GDN_BV + GDN_C * pitch_k(K) + GDN_C * GDN_BV + GDN_C * 65);
+    return sizeof(float) * (size_t)(K * GDN_SP + GDN_C * pitch_k(K) + GDN_C * GDN_SP + GDN_C * TILE_P);
 }
 
 void pn_cuda_gdn_chunk_table(int *tab, int *cst, const int32_t *cu, int N, int64_t T, int C) {

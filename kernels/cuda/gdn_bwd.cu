@@ -5,8 +5,8 @@
 //   O = diag(scale e^γ) Q S + P V', P = lower_incl(scale Q Kᵀ ⊙ Γ), S' = e^{γ_L} S + Kᵀ diag(e^{γ_L−γ}) V'.
 //
 // The decisions a reader would otherwise miss:
-// - fp32 on CUDA cores, no tensor cores, no atomics: the products are the 64×64 register tiles of
-//   gdn_tile.cuh (mm64), fed from shared memory; operands of long contractions (over V or K) are staged
+// - No atomics; the products are the 64×64 tiles of gdn_tile.cuh (mm64: tf32 tensor cores, fp32
+//   accumulators), fed from shared memory; operands of long contractions (over V or K) are staged
 //   from the fp32 global workspace in 64-wide slabs (mm64_staged).
 // - Four kernels, in the order of the CPU code:
 //   1. gdn_bwd_prep_kernel, grid (chunk, head): q̂, k̂ (L2-normalized when asked) and their 1/‖x‖, γ (double),
@@ -41,7 +41,7 @@
 #include "gdn_tile.cuh"
 
 #define GB_C 64         // chunk length (PN_GDN_CHUNK)
-#define GB_P 65         // pitch of the [64, 64] shared matrices
+#define GB_P TILE_P     // pitch of the [64, 64] shared matrices (gdn_tile.cuh)
 #define GB_THREADS 256  // prep and chunk kernels
 
 #ifndef PN_GDN_HOST_CHECK
@@ -58,7 +58,6 @@ __device__ __forceinline__ float *gb_smem(void) {
 // Ends with a barrier.
 __device__ void gb_build_T(float *KK, float *A, float *Ts, const float *kn, int64_t t0, int Lc, int H, int h, int K,
                            const float *bs, const double *gs, float *sa, float *sb) {
-    const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
     float acc[4][4];
     zero_acc(acc);
     mm64_staged<true>(acc, K, [&](int r, int i) { return r < Lc ? kn[((t0 + r) * H + h) * (int64_t)K + i] : 0.0f; },
@@ -67,21 +66,12 @@ __device__ void gb_build_T(float *KK, float *A, float *Ts, const float *kn, int6
     for (int ii = 0; ii < 4; ii++)
 #pragma unroll
         for (int jj = 0; jj < 4; jj++) {
-            const int r = ty + 16 * ii, c = tx + 16 * jj;
+            const int r = tile_r(ii), c = tile_c(jj);
             KK[r * GB_P + c] = acc[ii][jj]; // rows / columns past Lc are zero (the operands are)
             A[r * GB_P + c] = (c < r && r < Lc) ? bs[r] * acc[ii][jj] * expf((float)(gs[r] - gs[c])) : 0.0f;
-            Ts[r * GB_P + c] = 0.0f;
         }
     __syncthreads();
-    if (tid < Lc) { // column j of T, rows j..Lc−1: T_ij = −Σ_{j≤m<i} A_im T_mj
-        const int j = tid;
-        Ts[j * GB_P + j] = 1.0f;
-        for (int i = j + 1; i < Lc; i++) {
-            float t = 0.0f;
-            for (int m = j; m < i; m++) t -= A[i * GB_P + m] * Ts[m * GB_P + j];
-            Ts[i * GB_P + j] = t;
-        }
-    }
+    tri_inv64(Ts, A, Lc);
     __syncthreads();
 }
 
@@ -98,22 +88,26 @@ __global__ void __launch_bounds__(GB_THREADS)
     float *KK = bs + GB_C, *A = KK + GB_C * GB_P, *Ts = A + GB_C * GB_P;
     float *sa = Ts + GB_C * GB_P, *sb = sa + GB_C * GB_P; // staging slabs
 
-    if (tid < 2 * GB_C) { // thread r: q row r; thread 64 + r: k row r
-        const int which = tid / GB_C, r = tid % GB_C;
-        if (r < Lc) {
-            const int64_t row = (t0 + r) * H + h, off = row * (int64_t)K;
-            const bf16 *src = (which ? k : q) + off;
-            float *dst = (which ? kn : qn) + off;
-            float ri = 1.0f;
-            if (l2norm) {
-                float ss = 0.0f;
-                for (int i = 0; i < K; i++) ss = fmaf(bf2f(src[i]), bf2f(src[i]), ss);
-                ri = 1.0f / sqrtf(ss + (float)PN_GDN_L2_EPS);
-            }
-            for (int i = 0; i < K; i++) dst[i] = bf2f(src[i]) * ri;
-            (which ? rk : rq)[row] = ri;
+    // q̂, k̂ rows: a warp per row (q rows, then k rows), the row in registers (K ≤ 256: 8 values a lane).
+    for (int x = tid >> 5; x < 2 * Lc; x += GB_THREADS / 32) {
+        const int which = x >= Lc, r = which ? x - Lc : x, lane = tid & 31;
+        const int64_t row = (t0 + r) * H + h, off = row * (int64_t)K;
+        const bf16 *src = (which ? k : q) + off;
+        float *dst = (which ? kn : qn) + off;
+        float xv[PN_GDN_MAX_K / 32], ss = 0.0f;
+#pragma unroll
+        for (int u = 0; u < PN_GDN_MAX_K / 32; u++) {
+            const int c = lane + 32 * u;
+            xv[u] = c < K ? bf2f(src[c]) : 0.0f;
+            ss = fmaf(xv[u], xv[u], ss);
         }
-    } else if (tid == 2 * GB_C) {
+        const float ri = l2norm ? 1.0f / sqrtf(warp_sum(ss) + (float)PN_GDN_L2_EPS) : 1.0f;
+#pragma unroll
+        for (int u = 0; u < PN_GDN_MAX_K / 32; u++)
+            if (lane + 32 * u < K) dst[lane + 32 * u] = xv[u] * ri;
+        if (lane == 0) (which ? rk : rq)[row] = ri;
+    }
+    if (tid == 0) {
         double acc = 0.0;
         for (int r = 0; r < GB_C; r++) {
             if (r < Lc) {
@@ -130,8 +124,7 @@ __global__ void __launch_bounds__(GB_THREADS)
 
     // P = lower_incl(scale Q̂ K̂ᵀ) ⊙ Γ, a [64] row per token (zeros past r).
     {
-        const int tx = tid & 15, ty = tid >> 4;
-        float acc[4][4];
+            float acc[4][4];
         zero_acc(acc);
         mm64_staged<true>(acc, K, [&](int r, int i) { return r < Lc ? qn[((t0 + r) * H + h) * (int64_t)K + i] : 0.0f; },
                           [&](int i, int c) { return c < Lc ? kn[((t0 + c) * H + h) * (int64_t)K + i] : 0.0f; }, sa, sb);
@@ -139,14 +132,13 @@ __global__ void __launch_bounds__(GB_THREADS)
         for (int ii = 0; ii < 4; ii++)
 #pragma unroll
             for (int jj = 0; jj < 4; jj++) {
-                const int r = ty + 16 * ii, c = tx + 16 * jj;
+                const int r = tile_r(ii), c = tile_c(jj);
                 if (r < Lc)
                     P[((t0 + r) * H + h) * (int64_t)GB_C + c] =
                         c <= r ? scale * acc[ii][jj] * expf((float)(gs[r] - gs[c])) : 0.0f;
             }
     }
     // W = T diag(β e^γ) K̂, U = T diag(β) V (T is zero above the diagonal and past Lc).
-    const int tx = tid & 15, ty = tid >> 4;
     for (int i0 = 0; i0 < K; i0 += 64) {
         float acc[4][4];
         zero_acc(acc);
@@ -160,7 +152,7 @@ __global__ void __launch_bounds__(GB_THREADS)
         for (int ii = 0; ii < 4; ii++)
 #pragma unroll
             for (int jj = 0; jj < 4; jj++) {
-                const int r = ty + 16 * ii, c = tx + 16 * jj;
+                const int r = tile_r(ii), c = tile_c(jj);
                 if (r < Lc && i0 + c < K) W[((t0 + r) * H + h) * (int64_t)K + i0 + c] = acc[ii][jj];
             }
     }
@@ -176,7 +168,7 @@ __global__ void __launch_bounds__(GB_THREADS)
         for (int ii = 0; ii < 4; ii++)
 #pragma unroll
             for (int jj = 0; jj < 4; jj++) {
-                const int r = ty + 16 * ii, c = tx + 16 * jj;
+                const int r = tile_r(ii), c = tile_c(jj);
                 if (r < Lc && j0 + c < V) U[((t0 + r) * H + h) * (int64_t)V + j0 + c] = acc[ii][jj];
             }
     }
@@ -190,16 +182,16 @@ __global__ void __launch_bounds__(GB_THREADS)
     gdn_bwd_states_kernel(float *states, float *U, const float *h0, const float *kn, const float *W, const double *gam,
                           const int *tab, const int *cst, int H, int K, int V) {
     const int v0 = blockIdx.x * 64, h = blockIdx.y, n = blockIdx.z, tid = threadIdx.x;
-    const int BVa = min(64, V - v0), tx = tid & 15, ty = tid >> 4, Kp = K | 1;
+    const int BVa = min(64, V - v0), Kp = pitch_k(K);
     const int64_t KV = (int64_t)K * V;
     const int c0 = cst[n], c1 = cst[n + 1];
-    float *Ss = gb_smem();    // [K, 64]
-    float *buf = Ss + K * 64; // [64, Kp]: W rows, then diag(e^{γ_L − γ}) K̂ rows
-    float *Vs = buf + 64 * Kp; // [64, 64]: V'
-    float *ed = Vs + 64 * 64; // [64]
+    float *Ss = gb_smem();         // [K, TILE_SP]
+    float *buf = Ss + K * TILE_SP; // [64, Kp]: W rows, then diag(e^{γ_L − γ}) K̂ rows
+    float *Vs = buf + 64 * Kp;     // [64, TILE_SP]: V'
+    float *ed = Vs + 64 * TILE_SP; // [64]
     for (int i = tid; i < K * 64; i += GB_THREADS) {
         const int r = i >> 6, cc = i & 63;
-        Ss[i] = (h0 && cc < BVa) ? h0[((int64_t)n * H + h) * KV + (int64_t)r * V + v0 + cc] : 0.0f;
+        Ss[r * TILE_SP + cc] = (h0 && cc < BVa) ? h0[((int64_t)n * H + h) * KV + (int64_t)r * V + v0 + cc] : 0.0f;
     }
     for (int c = c0; c < c1; c++) {
         const int64_t t0 = tab[2 * c];
@@ -208,7 +200,7 @@ __global__ void __launch_bounds__(GB_THREADS)
         float *Sc = states + ((int64_t)c * H + h) * KV + v0;
         for (int i = tid; i < K * 64; i += GB_THREADS) {
             const int r = i >> 6, cc = i & 63;
-            if (cc < BVa) Sc[(int64_t)r * V + cc] = Ss[i];
+            if (cc < BVa) Sc[(int64_t)r * V + cc] = Ss[r * TILE_SP + cc];
         }
         for (int i = tid; i < 64 * K; i += GB_THREADS) {
             const int r = i / K, cc = i % K;
@@ -216,7 +208,7 @@ __global__ void __launch_bounds__(GB_THREADS)
         }
         for (int i = tid; i < 64 * 64; i += GB_THREADS) {
             const int r = i >> 6, cc = i & 63;
-            Vs[i] = (r < Lc && cc < BVa) ? U[((t0 + r) * H + h) * (int64_t)V + v0 + cc] : 0.0f;
+            Vs[r * TILE_SP + cc] = (r < Lc && cc < BVa) ? U[((t0 + r) * H + h) * (int64_t)V + v0 + cc] : 0.0f;
         }
         const double gL = gam[(t0 + Lc - 1) * H + h];
         if (tid < 64) ed[tid] = tid < Lc ? expf((float)(gL - gam[(t0 + tid) * H + h])) : 0.0f;
@@ -224,16 +216,16 @@ __global__ void __launch_bounds__(GB_THREADS)
         { // V' = U − W S
             float acc[4][4];
             zero_acc(acc);
-            mm64(acc, K, [&](int m, int kk) { return buf[m * Kp + kk]; }, [&](int kk, int cc) { return Ss[kk * 64 + cc]; });
+            mm64(acc, K, [&](int m, int kk) { return buf[m * Kp + kk]; }, [&](int kk, int cc) { return Ss[kk * TILE_SP + cc]; });
 #pragma unroll
             for (int ii = 0; ii < 4; ii++)
 #pragma unroll
-                for (int jj = 0; jj < 4; jj++) Vs[(ty + 16 * ii) * 64 + tx + 16 * jj] -= acc[ii][jj];
+                for (int jj = 0; jj < 4; jj++) Vs[tile_r(ii) * TILE_SP + tile_c(jj)] -= acc[ii][jj];
         }
         __syncthreads(); // Vs complete, buf (W) consumed
         for (int i = tid; i < 64 * 64; i += GB_THREADS) {
             const int r = i >> 6, cc = i & 63;
-            if (r < Lc && cc < BVa) U[((t0 + r) * H + h) * (int64_t)V + v0 + cc] = Vs[i];
+            if (r < Lc && cc < BVa) U[((t0 + r) * H + h) * (int64_t)V + v0 + cc] = Vs[r * TILE_SP + cc];
         }
         if (c == c1 - 1) break; // the state leaving the last chunk is not needed
         for (int i = tid; i < 64 * K; i += GB_THREADS) {
@@ -246,13 +238,13 @@ __global__ void __launch_bounds__(GB_THREADS)
             float acc[4][4];
             zero_acc(acc);
             mm64(acc, Lc, [&](int m, int kk) { return i0 + m < K ? buf[kk * Kp + i0 + m] : 0.0f; },
-                 [&](int kk, int cc) { return Vs[kk * 64 + cc]; });
+                 [&](int kk, int cc) { return Vs[kk * TILE_SP + cc]; });
 #pragma unroll
             for (int ii = 0; ii < 4; ii++)
 #pragma unroll
                 for (int jj = 0; jj < 4; jj++) {
-                    const int i = i0 + ty + 16 * ii, cc = tx + 16 * jj;
-                    if (i < K) Ss[i * 64 + cc] = eL * Ss[i * 64 + cc] + acc[ii][jj];
+                    const int i = i0 + tile_r(ii), cc = tile_c(jj);
+                    if (i < K) Ss[i * TILE_SP + cc] = eL * Ss[i * TILE_SP + cc] + acc[ii][jj];
                 }
         }
     }
@@ -261,25 +253,25 @@ __global__ void __launch_bounds__(GB_THREADS)
 // Same grid: the gradient of the state slice dS[K, 64] in shared memory, chunks in reverse. Per chunk c:
 // dSo[c] ← dS (= dS'_c, the gradient of the state leaving c; dht for the last), dV' = diag(e^{γ_L−γ}) K̂ dS'
 // + Pᵀ dO (to dvp), dS ← e^{γ_L} dS' + (diag(scale e^γ) Q̂)ᵀ dO − Wᵀ dV' (into dh0 after the first chunk).
-// K̂, Q̂, W are staged in 64-column slabs (sa, sb), so shared memory stays ~146 KB at K = 256.
+// K̂, Q̂, W are staged in 64-column slabs (sa, sb), so shared memory stays ~163 KB at K = 256.
 __global__ void __launch_bounds__(GB_THREADS)
     gdn_bwd_dstate_kernel(float *dSo, float *dvp, float *dh0, const float *dht, const bf16 *dout, const float *qn,
                           const float *kn, const float *W, const float *P, const double *gam, const int *tab,
                           const int *cst, int H, int K, int V, float scale) {
     const int v0 = blockIdx.x * 64, h = blockIdx.y, n = blockIdx.z, tid = threadIdx.x;
-    const int BVa = min(64, V - v0), tx = tid & 15, ty = tid >> 4;
+    const int BVa = min(64, V - v0);
     const int64_t KV = (int64_t)K * V;
     const int c0 = cst[n], c1 = cst[n + 1];
-    float *dS = gb_smem();      // [K, 64]
-    float *sa = dS + K * 64;    // [64, 65] slabs
-    float *sb = sa + 64 * GB_P; // [64, 65]
-    float *Os = sb + 64 * GB_P; // [64, 64]: dO
-    float *Vs = Os + 64 * 64;   // [64, 64]: dV'
-    float *Ps = Vs + 64 * 64;   // [64, 65]: P
+    float *dS = gb_smem();         // [K, TILE_SP]
+    float *sa = dS + K * TILE_SP;  // [64, GB_P] slabs
+    float *sb = sa + 64 * GB_P;    // [64, GB_P]
+    float *Os = sb + 64 * GB_P;    // [64, TILE_SP]: dO
+    float *Vs = Os + 64 * TILE_SP; // [64, TILE_SP]: dV'
+    float *Ps = Vs + 64 * TILE_SP; // [64, GB_P]: P
     float *ed = Ps + 64 * GB_P, *eq = ed + 64;
     for (int i = tid; i < K * 64; i += GB_THREADS) {
         const int r = i >> 6, cc = i & 63;
-        dS[i] = (dht && cc < BVa) ? dht[((int64_t)n * H + h) * KV + (int64_t)r * V + v0 + cc] : 0.0f;
+        dS[r * TILE_SP + cc] = (dht && cc < BVa) ? dht[((int64_t)n * H + h) * KV + (int64_t)r * V + v0 + cc] : 0.0f;
     }
     for (int c = c1 - 1; c >= c0; c--) {
         const int64_t t0 = tab[2 * c];
@@ -289,7 +281,7 @@ __global__ void __launch_bounds__(GB_THREADS)
         float *dSc = dSo + ((int64_t)c * H + h) * KV + v0;
         for (int i = tid; i < K * 64; i += GB_THREADS) {
             const int r = i >> 6, cc = i & 63;
-            if (cc < BVa) dSc[(int64_t)r * V + cc] = dS[i];
+            if (cc < BVa) dSc[(int64_t)r * V + cc] = dS[r * TILE_SP + cc];
         }
         if (tid < 64) {
             const double gr = tid < Lc ? gam[(t0 + tid) * H + h] : gL;
@@ -298,7 +290,7 @@ __global__ void __launch_bounds__(GB_THREADS)
         }
         for (int i = tid; i < 64 * 64; i += GB_THREADS) {
             const int r = i >> 6, cc = i & 63;
-            Os[i] = (r < Lc && cc < BVa) ? bf2f(dout[((t0 + r) * H + h) * (int64_t)V + v0 + cc]) : 0.0f;
+            Os[r * TILE_SP + cc] = (r < Lc && cc < BVa) ? bf2f(dout[((t0 + r) * H + h) * (int64_t)V + v0 + cc]) : 0.0f;
             Ps[r * GB_P + cc] = r < Lc ? P[((t0 + r) * H + h) * (int64_t)GB_C + cc] : 0.0f;
         }
         // dV' = diag(e^{γ_L−γ}) K̂ dS' + Pᵀ dO, K̂ staged 64 columns at a time
@@ -313,16 +305,16 @@ __global__ void __launch_bounds__(GB_THREADS)
             }
             __syncthreads();
             mm64(acc, nk, [&](int m, int kk) { return sa[m * GB_P + kk]; },
-                 [&](int kk, int cc) { return dS[(i0 + kk) * 64 + cc]; });
+                 [&](int kk, int cc) { return dS[(i0 + kk) * TILE_SP + cc]; });
         }
-        mm64(acc, Lc, [&](int m, int kk) { return Ps[kk * GB_P + m]; }, [&](int kk, int cc) { return Os[kk * 64 + cc]; });
+        mm64(acc, Lc, [&](int m, int kk) { return Ps[kk * GB_P + m]; }, [&](int kk, int cc) { return Os[kk * TILE_SP + cc]; });
 #pragma unroll
         for (int ii = 0; ii < 4; ii++)
 #pragma unroll
             for (int jj = 0; jj < 4; jj++) {
-                const int r = ty + 16 * ii, cc = tx + 16 * jj;
+                const int r = tile_r(ii), cc = tile_c(jj);
                 const float val = r < Lc ? acc[ii][jj] : 0.0f;
-                Vs[r * 64 + cc] = val;
+                Vs[r * TILE_SP + cc] = val;
                 if (r < Lc && cc < BVa) dvp[((t0 + r) * H + h) * (int64_t)V + v0 + cc] = val;
             }
         if (c == c0 && !dh0) break; // dS_0 is not wanted
@@ -340,14 +332,14 @@ __global__ void __launch_bounds__(GB_THREADS)
             __syncthreads();
             float ad[4][4];
             zero_acc(ad);
-            mm64(ad, Lc, [&](int m, int kk) { return sa[kk * GB_P + m]; }, [&](int kk, int cc) { return Os[kk * 64 + cc]; });
-            mm64(ad, Lc, [&](int m, int kk) { return -sb[kk * GB_P + m]; }, [&](int kk, int cc) { return Vs[kk * 64 + cc]; });
+            mm64(ad, Lc, [&](int m, int kk) { return sa[kk * GB_P + m]; }, [&](int kk, int cc) { return Os[kk * TILE_SP + cc]; });
+            mm64(ad, Lc, [&](int m, int kk) { return -sb[kk * GB_P + m]; }, [&](int kk, int cc) { return Vs[kk * TILE_SP + cc]; });
 #pragma unroll
             for (int ii = 0; ii < 4; ii++)
 #pragma unroll
                 for (int jj = 0; jj < 4; jj++) {
-                    const int i = i0 + ty + 16 * ii, cc = tx + 16 * jj;
-                    if (i < K) dS[i * 64 + cc] = eL * dS[i * 64 + cc] + ad[ii][jj];
+                    const int i = i0 + tile_r(ii), cc = tile_c(jj);
+                    if (i < K) dS[i * TILE_SP + cc] = eL * dS[i * TILE_SP + cc] + ad[ii][jj];
                 }
         }
     }
@@ -355,8 +347,24 @@ __global__ void __launch_bounds__(GB_THREADS)
         __syncthreads();
         for (int i = tid; i < K * 64; i += GB_THREADS) {
             const int r = i >> 6, cc = i & 63;
-            if (cc < BVa) dh0[((int64_t)n * H + h) * KV + (int64_t)r * V + v0 + cc] = dS[i];
+            if (cc < BVa) dh0[((int64_t)n * H + h) * KV + (int64_t)r * V + v0 + cc] = dS[r * TILE_SP + cc];
         }
+    }
+}
+
+// For each row r < rows: fin(r, Σ_{i<n1} t1(r, i), Σ_{i<n2} t2(r, i)), a warp per row (lanes take every 32nd
+// term, coalesced along a row in global memory), then warp reductions; fin runs on lane 0. The per-row dot
+// products of gdn_bwd_chunk_kernel (one thread walking a whole row was a chain of dependent strided loads).
+template <class F1, class F2, class FIN>
+__device__ __forceinline__ void gb_rows_dot2(int rows, int n1, F1 t1, int n2, F2 t2, FIN fin) {
+    const int lane = threadIdx.x & 31;
+    for (int r = threadIdx.x >> 5; r < rows; r += GB_THREADS / 32) {
+        float a = 0.0f, b = 0.0f;
+        for (int i = lane; i < n1; i += 32) a += t1(r, i);
+        for (int i = lane; i < n2; i += 32) b += t2(r, i);
+        a = warp_sum(a);
+        b = warp_sum(b);
+        if (lane == 0) fin(r, a, b);
     }
 }
 
@@ -378,18 +386,19 @@ __global__ void __launch_bounds__(GB_THREADS)
     float *red = dbs + GB_C; // [GB_THREADS]
     float *KK = red + GB_THREADS, *Ts = KK + GB_C * GB_P, *dP = Ts + GB_C * GB_P, *X = dP + GB_C * GB_P;
     float *SA = X + GB_C * GB_P, *SB = SA + GB_C * GB_P; // staging slabs of mm64_staged
-    const int tx = tid & 15, ty = tid >> 4;
-// The 64×64 tile of mm64 at rows ty + 16 i, columns tx + 16 j: body(r, c, value) for each element.
+// The 64×64 tile of mm64 at rows tile_r(i), columns tile_c(j): body(r, c, value) for each element.
 #define TILE_FOR(acc, body)                                  \
     for (int ii = 0; ii < 4; ii++)                           \
         for (int jj = 0; jj < 4; jj++) {                     \
-            const int r = ty + 16 * ii, c = tx + 16 * jj;    \
+            const int r = tile_r(ii), c = tile_c(jj);    \
             const float val = acc[ii][jj];                   \
             body;                                            \
         }
 #define RK(r) (((t0 + (r)) * H + h) * (int64_t)K)
 #define RV(r) (((t0 + (r)) * H + h) * (int64_t)V)
+#define RP(r) (((t0 + (r)) * H + h) * (int64_t)GB_C)
 #define GAM(r, s) expf((float)(gs[r] - gs[s]))
+#define NO_TERM [](int, int) { return 0.0f; }
 
     if (tid < GB_C) {
         gs[tid] = tid < Lc ? gam[(t0 + tid) * H + h] : gam[(t0 + L) * H + h];
@@ -416,11 +425,8 @@ __global__ void __launch_bounds__(GB_THREADS)
         red[tid] = part;
     }
     __syncthreads();
-    if (tid < Lc) {
-        float a = 0.0f;
-        for (int i = 0; i < K; i++) a = fmaf(kn[RK(tid) + i], dkw[RK(tid) + i], a);
-        ta[tid] = a;
-    }
+    gb_rows_dot2(Lc, K, [&](int r, int i) { return kn[RK(r) + i] * dkw[RK(r) + i]; }, 0, NO_TERM,
+                 [&](int r, float a, float) { ta[r] = a; });
     __syncthreads();
     if (tid == 0) {
         double sd = 0.0;
@@ -445,19 +451,12 @@ __global__ void __launch_bounds__(GB_THREADS)
         TILE_FOR(acc, dP[r * GB_P + c] = (r < Lc && c <= r) ? val : 0.0f);
     }
     __syncthreads();
-    if (tid < Lc) { // q̂_r·dQ_r and the row sums of E = dP ⊙ P
-        const int r = tid;
-        float a = 0.0f, e = 0.0f;
-        for (int i = 0; i < K; i++) a = fmaf(qn[RK(r) + i], dqw[RK(r) + i], a);
-        for (int s = 0; s <= r; s++) e = fmaf(dP[r * GB_P + s], P[((t0 + r) * H + h) * (int64_t)GB_C + s], e);
-        ta[r] = a;
-        tb[r] = e;
-    } else if (tid >= GB_C && tid < GB_C + Lc) { // column sums of E
-        const int s = tid - GB_C;
-        float e = 0.0f;
-        for (int r = s; r < Lc; r++) e = fmaf(dP[r * GB_P + s], P[((t0 + r) * H + h) * (int64_t)GB_C + s], e);
-        tc[s] = e;
-    }
+    // q̂_r·dQ_r, the row sums and the column sums of E = dP ⊙ P (both zero above the diagonal)
+    gb_rows_dot2(Lc, K, [&](int r, int i) { return qn[RK(r) + i] * dqw[RK(r) + i]; }, Lc,
+                 [&](int r, int s) { return dP[r * GB_P + s] * P[RP(r) + s]; },
+                 [&](int r, float a, float e) { ta[r] = a, tb[r] = e; });
+    gb_rows_dot2(Lc, Lc, [&](int s, int r) { return dP[r * GB_P + s] * P[RP(r) + s]; }, 0, NO_TERM,
+                 [&](int s, float e, float) { tc[s] = e; });
     __syncthreads();
     if (tid == 0)
         for (int r = 0; r < Lc; r++) dgam[r] += (double)ta[r] + (double)tb[r] - (double)tc[r];
@@ -515,25 +514,21 @@ __global__ void __launch_bounds__(GB_THREADS)
         TILE_FOR(acc, if (r < Lc && i0 + c < K) tk[RK(r) + i0 + c] = val);
     }
     __syncthreads();
-    if (tid < Lc) { // dβ_r += v_r·dVb_r + c_r, dγ_r += β_r c_r with c_r = e^{γ_r} k̂_r·dKb_r
-        const int r = tid;
-        float db = 0.0f, cr = 0.0f;
-        for (int j = 0; j < V; j++) db = fmaf(bf2f(v[RV(r) + j]), tv[RV(r) + j], db);
-        for (int i = 0; i < K; i++) cr = fmaf(kn[RK(r) + i], tk[RK(r) + i], cr);
-        cr *= expf((float)gs[r]);
-        dbs[r] += db + cr;
-        ta[r] = bs[r] * cr;
-    }
+    // dβ_r += v_r·dVb_r + c_r, dγ_r += β_r c_r with c_r = e^{γ_r} k̂_r·dKb_r
+    gb_rows_dot2(Lc, V, [&](int r, int j) { return bf2f(v[RV(r) + j]) * tv[RV(r) + j]; }, K,
+                 [&](int r, int i) { return kn[RK(r) + i] * tk[RK(r) + i]; },
+                 [&](int r, float db, float cr) {
+                     cr *= expf((float)gs[r]);
+                     dbs[r] += db + cr;
+                     ta[r] = bs[r] * cr;
+                 });
     __syncthreads();
     if (tid == 0)
         for (int r = 0; r < Lc; r++) dgam[r] += (double)ta[r];
-    for (int idx = tid; idx < Lc * V; idx += GB_THREADS) {
-        const int r = idx / V, j = idx % V;
-        dv[RV(r) + j] = f2bf(bs[r] * tv[RV(r) + j]);
-    }
-    for (int idx = tid; idx < Lc * K; idx += GB_THREADS) {
-        const int r = idx / K, i = idx % K;
-        dkw[RK(r) + i] += bs[r] * expf((float)gs[r]) * tk[RK(r) + i];
+    for (int r = tid >> 5; r < Lc; r += GB_THREADS / 32) { // a warp per row
+        const float eb = bs[r] * expf((float)gs[r]);
+        for (int j = tid & 31; j < V; j += 32) dv[RV(r) + j] = f2bf(bs[r] * tv[RV(r) + j]);
+        for (int i = tid & 31; i < K; i += 32) dkw[RK(r) + i] += eb * tk[RK(r) + i];
     }
 
     // (5) dA = −Tᵀ dT Tᵀ: dP := Tᵀ X, then X := −dP Tᵀ (all in shared memory).
@@ -555,22 +550,12 @@ __global__ void __launch_bounds__(GB_THREADS)
 
     // (6) A_rs = β_r KK_rs Γ_rs (s < r): F = dA ⊙ A to dγ; M = dA ⊙ Γ: dβ_r += Σ_s M_rs KK_rs;
     //     dK += diag(β) M K̂ + (diag(β) M)ᵀ K̂.
-    if (tid < Lc) {
-        const int r = tid;
-        float f = 0.0f, db = 0.0f;
-        for (int s = 0; s < r; s++) {
-            const float x = X[r * GB_P + s], G = GAM(r, s);
-            f = fmaf(x, bs[r] * KK[r * GB_P + s] * G, f);
-            db = fmaf(x * G, KK[r * GB_P + s], db);
-        }
-        tb[r] = f;
-        dbs[r] += db;
-    } else if (tid >= GB_C && tid < GB_C + Lc) {
-        const int s = tid - GB_C;
-        float f = 0.0f;
-        for (int r = s + 1; r < Lc; r++) f = fmaf(X[r * GB_P + s], bs[r] * KK[r * GB_P + s] * GAM(r, s), f);
-        tc[s] = f;
-    }
+    // (Γ_rs only for s < r: its exponent is then ≤ 0.) Row r: Σ_s M_rs KK_rs, F's row sum is β_r times it.
+    gb_rows_dot2(Lc, Lc, [&](int r, int s) { return s < r ? X[r * GB_P + s] * GAM(r, s) * KK[r * GB_P + s] : 0.0f; },
+                 0, NO_TERM, [&](int r, float m, float) { tb[r] = bs[r] * m, dbs[r] += m; });
+    gb_rows_dot2(Lc, Lc,
+                 [&](int s, int r) { return r > s ? X[r * GB_P + s] * bs[r] * KK[r * GB_P + s] * GAM(r, s) : 0.0f; },
+                 0, NO_TERM, [&](int s, float f, float) { tc[s] = f; });
     __syncthreads();
     if (tid == 0)
         for (int r = 0; r < Lc; r++) dgam[r] += (double)tb[r] - (double)tc[r];
@@ -597,32 +582,28 @@ __global__ void __launch_bounds__(GB_THREADS)
             dbeta[(t0 + r) * H + h] = dbs[r];
         }
     }
-    if (tid < Lc) {
-        float sq = 0.0f, sk = 0.0f;
-        if (l2norm)
-            for (int i = 0; i < K; i++) {
-                sq = fmaf(dqw[RK(tid) + i], qn[RK(tid) + i], sq);
-                sk = fmaf(dkw[RK(tid) + i], kn[RK(tid) + i], sk);
-            }
-        ta[tid] = sq;
-        tb[tid] = sk;
-    }
+    gb_rows_dot2(Lc, l2norm ? K : 0, [&](int r, int i) { return dqw[RK(r) + i] * qn[RK(r) + i]; }, l2norm ? K : 0,
+                 [&](int r, int i) { return dkw[RK(r) + i] * kn[RK(r) + i]; },
+                 [&](int r, float sq, float sk) { ta[r] = sq, tb[r] = sk; });
     __syncthreads();
-    for (int idx = tid; idx < Lc * K; idx += GB_THREADS) {
-        const int r = idx / K;
-        const int64_t o = RK(r) + idx % K;
-        float xq = dqw[o], xk = dkw[o];
-        if (l2norm) {
-            const int64_t row = (t0 + r) * H + h;
-            xq = rq[row] * (xq - qn[o] * ta[r]);
-            xk = rk[row] * (xk - kn[o] * tb[r]);
+    for (int r = tid >> 5; r < Lc; r += GB_THREADS / 32) { // a warp per row
+        const int64_t row = (t0 + r) * H + h;
+        for (int i = tid & 31; i < K; i += 32) {
+            const int64_t o = RK(r) + i;
+            float xq = dqw[o], xk = dkw[o];
+            if (l2norm) {
+                xq = rq[row] * (xq - qn[o] * ta[r]);
+                xk = rk[row] * (xk - kn[o] * tb[r]);
+            }
+            dq[o] = f2bf(xq);
+            dk[o] = f2bf(xk);
         }
-        dq[o] = f2bf(xq);
-        dk[o] = f2bf(xk);
     }
 #undef RK
 #undef RV
 #undef GAM
+#undef RP
+#undef NO_TERM
 #undef TILE_FOR
 }
 
@@ -683,8 +664,8 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
     }
     const dim3 gch((unsigned)nch, (unsigned)H), gcol((unsigned)ceil_div64(V, 64), (unsigned)H, (unsigned)N);
     static size_t states_attr = 48 * 1024, dstate_attr = 48 * 1024;
-    const size_t states_smem = sizeof(float) * ((size_t)K * 64 + 64 * (size_t)(K | 1) + 64 * 64 + 64);
-    const size_t dstate_smem = sizeof(float) * ((size_t)K * 64 + 3 * 64 * GB_P + 2 * 64 * 64 + 128);
+    const size_t states_smem = sizeof(float) * ((size_t)K * TILE_SP + 64 * (size_t)pitch_k(K) + 64 * TILE_SP + 64);
+    const size_t dstate_smem = sizeof(float) * ((size_t)K * TILE_SP + 3 * 64 * GB_P + 2 * 64 * TILE_SP + 128);
     if (states_smem > states_attr) {
         CUDA_CHECK(cudaFuncSetAttribute(gdn_bwd_states_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)states_smem));
         states_attr = states_smem;

@@ -196,6 +196,23 @@ __device__ __forceinline__ void argmax_merge(float &v, int &i, float v2, int i2)
     if (v2 > v || (v2 == v && i2 < i)) v = v2, i = i2;
 }
 
+// The block's first maximum of the threads' (v, i) in shared sv[0], si[0] (tree over NT threads, NT a power
+// of two; every thread calls it).
+template <int NT>
+__device__ __forceinline__ void block_argmax(float *sv, int *si, float v, int i) {
+    sv[threadIdx.x] = v, si[threadIdx.x] = i;
+    __syncthreads();
+    for (int s = NT / 2; s > 0; s >>= 1) {
+        if ((int)threadIdx.x < s) {
+            float a = sv[threadIdx.x];
+            int ai = si[threadIdx.x];
+            argmax_merge(a, ai, sv[threadIdx.x + s], si[threadIdx.x + s]);
+            sv[threadIdx.x] = a, si[threadIdx.x] = ai;
+        }
+        __syncthreads();
+    }
+}
+
 // grid (parts, R): part[r * parts + p] = (value, index) of slice p's first maximum; SAMPLE: of the values
 // perturbed for sampling (row r0 + r of the call, see pn_cuda_sample).
 template <bool SAMPLE>
@@ -219,17 +236,7 @@ __global__ void argmax_part_kernel(float2 *part, const bf16 *z, int64_t V, int p
         }
         argmax_merge(v, i, x, (int)k);
     }
-    sv[threadIdx.x] = v, si[threadIdx.x] = i;
-    __syncthreads();
-    for (int s = ARGMAX_THREADS / 2; s > 0; s >>= 1) {
-        if ((int)threadIdx.x < s) {
-            float a = sv[threadIdx.x];
-            int ai = si[threadIdx.x];
-            argmax_merge(a, ai, sv[threadIdx.x + s], si[threadIdx.x + s]);
-            sv[threadIdx.x] = a, si[threadIdx.x] = ai;
-        }
-        __syncthreads();
-    }
+    block_argmax<ARGMAX_THREADS>(sv, si, v, i);
     if (threadIdx.x == 0) part[r * parts + blockIdx.x] = make_float2(sv[0], __int_as_float(si[0]));
 }
 
@@ -303,17 +310,7 @@ __global__ void __launch_bounds__(SAMPLE_THREADS)
         const double u = pn_rng_uniform(a.seed, stream, (uint64_t)k);
         argmax_merge(v, i, (float)((double)x / T - log(-log(u))), (int)k);
     }
-    sv[threadIdx.x] = v, si[threadIdx.x] = i;
-    __syncthreads();
-    for (int s = SAMPLE_THREADS / 2; s > 0; s >>= 1) {
-        if ((int)threadIdx.x < s) {
-            float b = sv[threadIdx.x];
-            int bi = si[threadIdx.x];
-            argmax_merge(b, bi, sv[threadIdx.x + s], si[threadIdx.x + s]);
-            sv[threadIdx.x] = b, si[threadIdx.x] = bi;
-        }
-        __syncthreads();
-    }
+    block_argmax<SAMPLE_THREADS>(sv, si, v, i);
     if (threadIdx.x == 0) out[r] = si[0] == 0x7fffffff ? 0 : si[0];
 }
 
