@@ -7,7 +7,7 @@
 //
 // The decisions a reader would otherwise miss:
 // - Two kernels, fla's split. gdn_prep_kernel is parallel over (chunk, head): it normalizes q, k (when
-//   asked), forms γ, P, A, T (forward substitution, one column per thread, no barriers) and writes to an
+//   asked), forms γ, P, A, T (forward substitution, four lanes per column: tri_inv64) and writes to an
 //   fp32 workspace everything the sequential part needs, indexed by token row like the inputs:
 //   Qs = diag(scale e^γ) Q̂, Kd = diag(e^{γ_L − γ}) K̂, W, U, P (a [64]-row per token) and γ. gdn_chunk_kernel
 //   then walks the chunks of one sequence in order, one block per (V slice of 64 columns, head, sequence),

@@ -10,7 +10,7 @@
 //   from the fp32 global workspace in 64-wide slabs (mm64_staged).
 // - Four kernels, in the order of the CPU code:
 //   1. gdn_bwd_prep_kernel, grid (chunk, head): q̂, k̂ (L2-normalized when asked) and their 1/‖x‖, γ (double),
-//      T (forward substitution, one column per thread), P, W and U, all written per token row.
+//      T (forward substitution, tri_inv64), P, W and U, all written per token row.
 //   2. gdn_bwd_states_kernel, grid (V / 64, head, sequence): the columns of the recurrence are independent,
 //      so a block keeps a 64-column slice of the state in shared memory and walks the chunks forward,
 //      storing the entering state S_c of every chunk (workspace [chunk, H, K, V]) and V' = U − W S_c in
