@@ -27,6 +27,8 @@ enum {
     TAG_FACTS_DOC,
     TAG_FACTS_MC,
     TAG_CORPUS,
+    TAG_RECALL,
+    TAG_REPEAT,
 };
 
 // ---- random draws ----
@@ -47,6 +49,16 @@ static double rng_unit(synth_rng *r) { return pn_rng_uniform(r->seed, r->stream,
 static uint32_t rng_below(synth_rng *r, uint32_t n) {
     uint32_t k = (uint32_t)(rng_unit(r) * n);
     return k < n ? k : n - 1;
+}
+
+// Puts k distinct elements of a[0..n) drawn uniformly, in random order, in a[0..k) (partial Fisher-Yates).
+static void rng_pick(synth_rng *r, int *a, int n, int k) {
+    for (int i = 0; i < k; i++) {
+        int j = i + (int)rng_below(r, (uint32_t)(n - i));
+        int t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
 }
 
 // ---- a growing string ----
@@ -162,21 +174,11 @@ int pn_synth_mqar(uint64_t seed, uint64_t index, int n_pairs, int n_queries, pn_
     // answered by guessing the most frequent value.
     int pool[MQAR_N_VALUES];
     for (int j = 0; j < MQAR_N_VALUES; j++) pool[j] = 10 + j;
-    for (int i = 0; i < n_pairs; i++) {
-        int j = i + (int)rng_below(&r, (uint32_t)(MQAR_N_VALUES - i));
-        int t = pool[i];
-        pool[i] = pool[j];
-        pool[j] = t;
-    }
+    rng_pick(&r, pool, MQAR_N_VALUES, n_pairs);
     // Queries ask distinct keys in an order unrelated to the pairs' order.
     int order[MQAR_MAX_PAIRS];
     for (int i = 0; i < n_pairs; i++) order[i] = i;
-    for (int i = 0; i < n_queries; i++) {
-        int j = i + (int)rng_below(&r, (uint32_t)(n_pairs - i));
-        int t = order[i];
-        order[i] = order[j];
-        order[j] = t;
-    }
+    rng_pick(&r, order, n_pairs, n_queries);
 
     sbuf b = {0};
     for (int i = 0; i < n_pairs; i++) sb_printf(&b, "%s%s:%d", i ? " " : "", keys[i], pool[i]);
@@ -189,6 +191,57 @@ int pn_synth_mqar(uint64_t seed, uint64_t index, int n_pairs, int n_queries, pn_
     sbuf a = {0};
     sb_printf(&a, " %d", pool[last]);
     out->answer = sb_take(&a);
+    return 0;
+}
+
+// ---- single-token associative recall ----
+
+#define RECALL_MAX_PAIRS 10 // distinct digit values
+
+int pn_synth_recall(uint64_t seed, uint64_t index, int n_pairs, int n_queries, pn_synth_item *out) {
+    item_zero(out);
+    if (n_pairs < 1 || n_pairs > RECALL_MAX_PAIRS)
+        return pn_errorf("recall: n_pairs %d out of range [1, %d]", n_pairs, RECALL_MAX_PAIRS);
+    if (n_queries < 1 || n_queries > n_pairs)
+        return pn_errorf("recall: n_queries %d out of range [1, n_pairs = %d]", n_queries, n_pairs);
+    synth_rng r = rng_for(seed, TAG_RECALL, index);
+    // Distinct keys and distinct values: a key has one answer, and no value is a better guess than another.
+    int keys[26], vals[10], order[RECALL_MAX_PAIRS];
+    for (int i = 0; i < 26; i++) keys[i] = 'a' + i;
+    for (int i = 0; i < 10; i++) vals[i] = '0' + i;
+    rng_pick(&r, keys, 26, n_pairs);
+    rng_pick(&r, vals, 10, n_pairs);
+    for (int i = 0; i < n_pairs; i++) order[i] = i;
+    rng_pick(&r, order, n_pairs, n_queries);
+    sbuf b = {0};
+    for (int i = 0; i < n_pairs; i++) sb_printf(&b, "%s%c%c", i ? " " : "", keys[i], vals[i]);
+    for (int q = 0; q < n_queries - 1; q++) sb_printf(&b, "|%c%c", keys[order[q]], vals[order[q]]);
+    sb_printf(&b, "|%c", keys[order[n_queries - 1]]);
+    out->task = "recall";
+    out->prompt = sb_take(&b);
+    sbuf a = {0};
+    sb_putc(&a, (char)vals[order[n_queries - 1]]);
+    out->answer = sb_take(&a);
+    return 0;
+}
+
+// ---- repeats ----
+
+int pn_synth_repeat(uint64_t seed, uint64_t index, pn_synth_item *out) {
+    item_zero(out);
+    synth_rng r = rng_for(seed, TAG_REPEAT, index);
+    char s[PN_SYNTH_REPEAT_MAX];
+    const int len = PN_SYNTH_REPEAT_MIN + (int)rng_below(&r, PN_SYNTH_REPEAT_MAX - PN_SYNTH_REPEAT_MIN + 1);
+    for (int i = 0; i < len; i++) s[i] = (char)('!' + rng_below(&r, 94)); // '!' .. '~'
+    sbuf b = {0};
+    sb_putn(&b, s, (size_t)len);
+    for (int rep = 1 + (int)rng_below(&r, 2); rep > 0; rep--) {
+        for (int g = (int)rng_below(&r, 5); g > 0; g--) sb_putc(&b, (char)('!' + rng_below(&r, 94)));
+        sb_putn(&b, s, (size_t)len);
+    }
+    sb_putc(&b, '\n');
+    out->task = "repeat";
+    out->prompt = sb_take(&b);
     return 0;
 }
 
@@ -514,7 +567,8 @@ char *pn_synth_corpus_doc(const pn_synth_world *w, uint64_t index, const char **
 
 // ---- tasks by name, and JSONL ----
 
-static const char *const task_names[PN_SYNTH_N_TASKS] = {"mqar", "passkey", "copy", "facts_mc", "facts", "corpus"};
+static const char *const task_names[PN_SYNTH_N_TASKS] = {"mqar",  "passkey", "copy",   "facts_mc",
+                                                         "facts", "corpus",  "recall", "repeat"};
 
 const char *pn_synth_task_name(pn_synth_task t) {
     return (int)t >= 0 && t < PN_SYNTH_N_TASKS ? task_names[t] : "unknown";
@@ -526,7 +580,7 @@ int pn_synth_task_parse(const char *name, pn_synth_task *out) {
             *out = (pn_synth_task)t;
             return 0;
         }
-    return pn_errorf("unknown synthetic task \"%s\" (expected mqar, passkey, copy, facts_mc, facts or corpus)", name);
+    return pn_errorf("unknown synthetic task \"%s\" (expected mqar, passkey, copy, facts_mc, facts, corpus, recall or repeat)", name);
 }
 
 pn_synth_spec pn_synth_spec_default(pn_synth_task task, uint64_t seed) {
@@ -547,6 +601,8 @@ int pn_synth_generate(const pn_synth_spec *spec, uint64_t index, pn_synth_item *
         return pn_synth_passkey(spec->seed, index, spec->n_filler, depth, out);
     }
     case PN_SYNTH_COPY: return pn_synth_copy(spec->seed, index, spec->length, out);
+    case PN_SYNTH_RECALL: return pn_synth_recall(spec->seed, index, spec->n_pairs, spec->n_queries, out);
+    case PN_SYNTH_REPEAT: return pn_synth_repeat(spec->seed, index, out);
     case PN_SYNTH_FACTS_MC: return pn_synth_facts_mc(spec->world, index, out);
     case PN_SYNTH_FACTS:
     case PN_SYNTH_CORPUS:

@@ -22,7 +22,7 @@
 //   multiple choice prompt (the query) + choices[n_choices] + gold (answer NULL)
 //   text            prompt only: a whole training document
 typedef struct pn_synth_item {
-    const char *task; // static name ("mqar", "passkey", "copy", "facts", "facts_mc"); never freed
+    const char *task; // static name ("mqar", "recall", "passkey", "copy", "repeat", "facts", ...); never freed
     char *prompt;
     char *answer;
     char **choices;
@@ -43,6 +43,24 @@ char *pn_synth_item_doc(const pn_synth_item *it);
 // earlier answered queries show the format. 1 <= n_pairs <= 64, 1 <= n_queries <= n_pairs.
 // 8 pairs and 4 queries make about 110 bytes.
 int pn_synth_mqar(uint64_t seed, uint64_t index, int n_pairs, int n_queries, pn_synth_item *out);
+
+// Single-token associative recall (the MQAR of Zoology, Arora et al. 2023, on a byte vocabulary): n_pairs
+// distinct lowercase letters, each with a distinct digit, "a4 k7 z1 m3", then n_queries queries "|KV" of
+// distinct keys in random order. The eval item's prompt stops at the last query's key
+// ("a4 k7 z1 m3|k7|z"), the answer is the digit ("1": the exact continuation, which here has no leading
+// space; eval stops at "|" as well as "\n"). Keys and values are one token each in a byte vocabulary, so one
+// induction head (find the earlier copy of the key, emit what followed it) answers every query: a tiny teacher
+// learns it on a laptop in minutes, where mqar's three-byte keys and two-digit values take it far longer.
+// 1 <= n_pairs <= 10, 1 <= n_queries <= n_pairs. 8 pairs and 4 queries make 35 bytes.
+int pn_synth_recall(uint64_t seed, uint64_t index, int n_pairs, int n_queries, pn_synth_item *out);
+
+// Repeats (a text item, for training): a random string of printable non-space characters, its length drawn
+// from [PN_SYNTH_REPEAT_MIN, PN_SYNTH_REPEAT_MAX], then once or twice a gap of 0 to 4 random characters and
+// the string again; ends in "\n". Every character of a repeat after its first is predictable only by looking
+// back at the earlier copy: the text that grows the induction heads recall needs (Olsson et al. 2022).
+#define PN_SYNTH_REPEAT_MIN 4
+#define PN_SYNTH_REPEAT_MAX 24
+int pn_synth_repeat(uint64_t seed, uint64_t index, pn_synth_item *out);
 
 // Passkey retrieval. n_filler_sentences filler sentences (each with exactly one '.' and no digit) with
 // "The pass key is 48213. Remember it." placed after round(depth * n) of them, then
@@ -111,13 +129,15 @@ typedef enum pn_synth_task {
     PN_SYNTH_FACTS_MC, // multiple choice
     PN_SYNTH_FACTS,    // text: facts documents
     PN_SYNTH_CORPUS,   // text: the mixed corpus
+    PN_SYNTH_RECALL,   // generation
+    PN_SYNTH_REPEAT,   // text: repeated random strings
     PN_SYNTH_N_TASKS
 } pn_synth_task;
 
 typedef struct pn_synth_spec {
     pn_synth_task task;
-    uint64_t seed;               // mqar, passkey, copy (facts and corpus use world->seed)
-    int n_pairs, n_queries;      // mqar
+    uint64_t seed;               // mqar, passkey, copy, recall, repeat (facts and corpus use world->seed)
+    int n_pairs, n_queries;      // mqar, recall
     int n_filler;                // passkey
     double depth;                // passkey: in [0, 1], or < 0 for a depth drawn per item from (seed, index)
     int length;                  // copy
@@ -126,9 +146,11 @@ typedef struct pn_synth_spec {
 } pn_synth_spec;
 
 const char *pn_synth_task_name(pn_synth_task t);
-// "mqar", "passkey", "copy", "facts_mc", "facts", "corpus"; -1 with an error listing them otherwise.
+// "mqar", "passkey", "copy", "facts_mc", "facts", "corpus", "recall", "repeat"; -1 with an error listing them
+// otherwise.
 int pn_synth_task_parse(const char *name, pn_synth_task *out);
-// The demo's sizes: mqar 8 pairs / 4 queries, passkey 8 fillers at a per-item depth, copy 16; world NULL.
+// The demo's sizes: mqar and recall 8 pairs / 4 queries, passkey 8 fillers at a per-item depth, copy 16;
+// world NULL.
 pn_synth_spec pn_synth_spec_default(pn_synth_task task, uint64_t seed);
 
 // Item `index` of the spec's task (corpus and facts give text items).

@@ -40,8 +40,8 @@ static void usage(FILE *f) {
             "                             --out OUTDIR [--shard-tokens N] [--threads N] [--on-bad-line skip|fail]\n"
             "                             [--progress]\n"
             "       postnas-data inspect FILE.h5 [--tokenizer DIR] [--sample N]\n"
-            "       postnas-data synth --task mqar|passkey|copy|facts_mc|facts|corpus --n N --out FILE.jsonl\n"
-            "                          [--seed S] [--first K] [--entities N] [--format items|text]\n"
+            "       postnas-data synth --task mqar|recall|passkey|copy|facts_mc|facts|corpus|repeat --n N\n"
+            "                          --out FILE.jsonl [--seed S] [--first K] [--entities N] [--format items|text]\n"
             "                          [--pairs N] [--queries N] [--filler N] [--length N]\n"
             "\n"
             "tokenize  writes OUTDIR/shard-00000.h5, ...: every input file (--text, or every regular file below\n"
@@ -53,11 +53,13 @@ static void usage(FILE *f) {
             "synth     writes items --first .. --first+N-1 of a built-in synthetic task as JSONL with\n"
             "          lm-evaluation-harness field names ({context, answer}, {query, choices, gold}, or {text}\n"
             "          for the facts and corpus documents, which come from a world of --entities made from\n"
-            "          --seed). --format text writes every item as the training document a corpus holds\n"
-            "          ({text}: the prompt and its answer). Deterministic: the same seed and index give the\n"
-            "          same item anywhere. The sizes default to the demo's (and postnas-eval's synth_* tasks'):\n"
-            "          mqar --pairs 8 key-value pairs and --queries 4 questions (the last one is the item's\n"
-            "          answer), passkey --filler 8 sentences, copy --length 16 letters.\n");
+            "          --seed, and for repeat's random strings repeated after a short gap). --format text writes\n"
+            "          every item as the training document a corpus holds ({text}: the prompt and its answer).\n"
+            "          Deterministic: the same seed and index give the same item anywhere. The sizes default to\n"
+            "          the demo's (and postnas-eval's synth_* tasks'):\n"
+            "          mqar and recall --pairs 8 key-value pairs and --queries 4 questions (the last one is the\n"
+            "          item's answer; recall's keys and values are one character each), passkey --filler 8\n"
+            "          sentences, copy --length 16 letters.\n");
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1086,13 +1088,14 @@ static int synth_parse(int argc, char **argv, synth_args *sa, int *help) {
     if (!sa->task_s || !sa->out || !sa->n) return pn_errorf("synth needs --task, --n and --out (see --help)");
     if (pn_synth_task_parse(sa->task_s, &sa->task)) return -1;
     // A size option of another task is a mistake (it would be ignored), not a no-op.
-    const struct { const char *opt; uint64_t v; pn_synth_task task; } sizes[] = {
-        {"--pairs", sa->pairs, PN_SYNTH_MQAR}, {"--queries", sa->queries, PN_SYNTH_MQAR},
-        {"--filler", sa->filler, PN_SYNTH_PASSKEY}, {"--length", sa->length, PN_SYNTH_COPY}};
+    const struct { const char *opt; uint64_t v; pn_synth_task task, task2; const char *tasks; } sizes[] = {
+        {"--pairs", sa->pairs, PN_SYNTH_MQAR, PN_SYNTH_RECALL, "mqar and recall"},
+        {"--queries", sa->queries, PN_SYNTH_MQAR, PN_SYNTH_RECALL, "mqar and recall"},
+        {"--filler", sa->filler, PN_SYNTH_PASSKEY, PN_SYNTH_PASSKEY, "passkey"},
+        {"--length", sa->length, PN_SYNTH_COPY, PN_SYNTH_COPY, "copy"}};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
-        if (sizes[i].v != UNSET && sizes[i].task != sa->task)
-            return pn_errorf("synth: %s is an option of --task %s, not %s", sizes[i].opt, pn_synth_task_name(sizes[i].task),
-                             sa->task_s);
+        if (sizes[i].v != UNSET && sizes[i].task != sa->task && sizes[i].task2 != sa->task)
+            return pn_errorf("synth: %s is an option of --task %s, not %s", sizes[i].opt, sizes[i].tasks, sa->task_s);
     return 0;
 }
 

@@ -64,6 +64,7 @@ static const task_def kTasks[] = {
     // a world of 64 entities, the demo's sizes; the first --limit items, 100 by default): generation ones
     // scored by exact match (stripped) and containment, facts_mc by log-likelihood
     {"synth_mqar", "mqar", K_SYNTH, CTX_SUFFIX, "", "", NULL},
+    {"synth_recall", "recall", K_SYNTH, CTX_SUFFIX, "", "", NULL},
     {"synth_passkey", "passkey", K_SYNTH, CTX_SUFFIX, "", "", NULL},
     {"synth_copy", "copy", K_SYNTH, CTX_SUFFIX, "", "", NULL},
     {"synth_facts_mc", "facts_mc", K_SYNTH, CTX_SUFFIX, "", "", NULL},
@@ -875,9 +876,11 @@ static int run_generation(const task_def *t, const char *data_dir, int limit, in
     }
     for (int i = ns; i < nd; i++) free(docs[i].prompt), free(docs[i].target);
     free(block);
-    static const char *const until_gsm[] = {"Question:", "</s>", "<|im_end|>"}, *const until_nl[] = {"\n"};
+    // recall's queries follow one another without a newline ("|k7|z1"): its answer ends at the next '|'
+    static const char *const until_gsm[] = {"Question:", "</s>", "<|im_end|>"}, *const until_nl[] = {"\n", "|"};
+    const int n_nl = strcmp(t->file, "recall") ? 1 : 2;
     return run_generation_docs(t->name, t->kind, docs, ns, t->kind == K_SYNTH ? ns : avail, gsm ? until_gsm : until_nl,
-                               gsm ? 3 : 1, max_gen ? max_gen : gsm ? 256 : 48, e, tok, out, samples, progress);
+                               gsm ? 3 : n_nl, max_gen ? max_gen : gsm ? 256 : 48, e, tok, out, samples, progress);
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -211,20 +211,25 @@ print("cached prefixes: %d tokens forwarded instead of %d (%d forwards with a 20
 EOF
 
 # the synthetic tasks are postnas-data synth's items (same prompts and answers, same defaults)
-$EVAL --model "$T/model" --tasks synth_passkey,synth_facts_mc --limit 4 --max-gen-toks 8 --no-progress \
+$EVAL --model "$T/model" --tasks synth_passkey,synth_facts_mc,synth_recall --limit 4 --max-gen-toks 8 --no-progress \
   --log-samples "$T/synth.jsonl" > /dev/null 2>&1 || bad "synthetic tasks run"
 $B/postnas-data synth --task passkey --n 4 --out "$T/pk.jsonl" > /dev/null 2>&1
 $B/postnas-data synth --task facts_mc --n 4 --out "$T/fm.jsonl" > /dev/null 2>&1
-python3 - "$T/synth.jsonl" "$T/pk.jsonl" "$T/fm.jsonl" << 'EOF' && ok || bad "synthetic task items differ from postnas-data synth's"
+$B/postnas-data synth --task recall --n 4 --out "$T/rc.jsonl" > /dev/null 2>&1
+python3 - "$T/synth.jsonl" "$T/pk.jsonl" "$T/fm.jsonl" "$T/rc.jsonl" << 'EOF' && ok || bad "synthetic task items differ from postnas-data synth's"
 import json, sys
 s = [json.loads(l) for l in open(sys.argv[1])]
 pk = [json.loads(l) for l in open(sys.argv[2])]
 fm = [json.loads(l) for l in open(sys.argv[3])]
+rc = [json.loads(l) for l in open(sys.argv[4])]
 gen = [x for x in s if x["task"] == "synth_passkey"]
 mc = [x for x in s if x["task"] == "synth_facts_mc"]
-assert len(gen) == 4 and len(mc) == 4
-for a, b in zip(gen, pk):
+rec = [x for x in s if x["task"] == "synth_recall"]
+assert len(gen) == 4 and len(mc) == 4 and len(rec) == 4
+for a, b in zip(gen + rec, pk + rc):
     assert a["arguments"][0][0] == b["context"] and a["target"] == b["answer"], (a, b)
+# recall's answers end at '|' (the next query) as well as at a newline: no response runs past one
+assert all("|" not in x["resps"][0][0] and "\n" not in x["resps"][0][0] for x in rec), rec
 for a, b in zip(mc, fm):
     assert [x[0] for x in a["arguments"]] == [b["query"]] * len(b["choices"]), (a, b)
     assert [x[1] for x in a["arguments"]] == [" " + c for c in b["choices"]] and a["target"] == b["gold"], (a, b)

@@ -200,6 +200,100 @@ static void test_passkey(void) {
     CHECK_ERR(pn_synth_passkey(1, 0, -1, 0.5, &a), "n_filler_sentences");
 }
 
+// ---- recall ----
+
+// Parses a recall item back: distinct one-letter keys with distinct one-digit values, then n_queries - 1
+// answered queries "|KV" of distinct keys and the last "|K", whose value is the answer.
+static int recall_consistent(const pn_synth_item *it, int n_pairs, int n_queries) {
+    const char *p = it->prompt;
+    char val[26];
+    memset(val, 0, sizeof val);
+    int used_vals = 0;
+    for (int i = 0; i < n_pairs; i++) {
+        if (i && *p++ != ' ') return 0;
+        if (p[0] < 'a' || p[0] > 'z' || p[1] < '0' || p[1] > '9' || val[p[0] - 'a']) return 0;
+        if (used_vals & (1 << (p[1] - '0'))) return 0;
+        used_vals |= 1 << (p[1] - '0');
+        val[p[0] - 'a'] = p[1];
+        p += 2;
+    }
+    int asked = 0;
+    for (int q = 0; q < n_queries; q++) {
+        if (*p++ != '|' || *p < 'a' || *p > 'z' || !val[*p - 'a'] || (asked & (1 << (*p - 'a')))) return 0;
+        asked |= 1 << (*p - 'a');
+        if (q == n_queries - 1) return p[1] == 0 && it->answer[0] == val[*p - 'a'] && it->answer[1] == 0;
+        if (p[1] != val[*p - 'a']) return 0;
+        p += 2;
+    }
+    return 0;
+}
+
+static void test_recall(void) {
+    pn_synth_item a, b;
+    CHECK(pn_synth_recall(7, 3, 8, 4, &a) == 0, "%s", pn_last_error());
+    CHECK(pn_synth_recall(7, 3, 8, 4, &b) == 0 && items_equal(&a, &b), "same seed and index differ");
+    pn_synth_item_free(&b);
+    CHECK(pn_synth_recall(7, 4, 8, 4, &b) == 0 && strcmp(a.prompt, b.prompt), "index 3 and 4 give the same text");
+    pn_synth_item_free(&b);
+    CHECK(!strcmp(a.task, "recall") && strlen(a.prompt) == 8 * 3 - 1 + 3 * 3 + 2, "task %s, prompt '%s'", a.task, a.prompt);
+    pn_synth_item_free(&a);
+    int answers[10] = {0};
+    for (int np = 1; np <= 10; np++)
+        for (int nq = 1; nq <= np; nq++)
+            for (uint64_t i = 0; i < 40; i++) {
+                CHECK(pn_synth_recall(11, i, np, nq, &a) == 0, "%s", pn_last_error());
+                CHECK(recall_consistent(&a, np, nq), "recall %d/%d item %llu inconsistent: %s|%s", np, nq,
+                      (unsigned long long)i, a.prompt, a.answer);
+                // The eval's stop strings are "\n" and '|': the answer holds neither, the prompt never ends in one.
+                check_generation_item(&a, "recall");
+                if (np == 8 && a.answer[0] >= '0' && a.answer[0] <= '9') answers[a.answer[0] - '0']++;
+                pn_synth_item_free(&a);
+            }
+    // 8 pairs x 36 (nq, i) items: every digit answers some (a fixed value would be a guessable one)
+    for (int d = 0; d < 10; d++) CHECK(answers[d] > 0, "no recall answer is %d", d);
+    CHECK_ERR(pn_synth_recall(1, 0, 0, 1, &a), "n_pairs");
+    CHECK_ERR(pn_synth_recall(1, 0, 11, 1, &a), "n_pairs 11");
+    CHECK_ERR(pn_synth_recall(1, 0, 4, 5, &a), "n_queries");
+    CHECK_ERR(pn_synth_recall(1, 0, 4, 0, &a), "n_queries");
+}
+
+// ---- repeat ----
+
+// 1 when text is s (gap s){1,2} "\n" for some string s of an allowed length and gaps of 0..4 characters.
+static int repeat_consistent(const char *text) {
+    const size_t n = strlen(text);
+    if (n < 2 || text[n - 1] != '\n') return 0;
+    for (size_t i = 0; i + 1 < n; i++)
+        if (text[i] < '!' || text[i] > '~') return 0;
+    for (int L = PN_SYNTH_REPEAT_MIN; L <= PN_SYNTH_REPEAT_MAX; L++)
+        for (int g1 = 0; g1 <= 4; g1++) {
+            if ((size_t)(2 * L + g1 + 1) == n && !memcmp(text, text + L + g1, (size_t)L)) return 1;
+            for (int g2 = 0; g2 <= 4; g2++)
+                if ((size_t)(3 * L + g1 + g2 + 1) == n && !memcmp(text, text + L + g1, (size_t)L) &&
+                    !memcmp(text, text + 2 * L + g1 + g2, (size_t)L))
+                    return 1;
+        }
+    return 0;
+}
+
+static void test_repeat(void) {
+    int lens[2] = {1 << 30, 0};
+    for (uint64_t i = 0; i < 2000; i++) {
+        pn_synth_item a;
+        CHECK(pn_synth_repeat(5, i, &a) == 0, "%s", pn_last_error());
+        CHECK(a.prompt && !a.answer && !a.choices && !strcmp(a.task, "repeat"), "repeat: a text item");
+        CHECK(a.prompt && repeat_consistent(a.prompt), "repeat item %llu: '%s'", (unsigned long long)i, a.prompt);
+        const int n = a.prompt ? (int)strlen(a.prompt) : 0;
+        lens[0] = n < lens[0] ? n : lens[0], lens[1] = n > lens[1] ? n : lens[1];
+        pn_synth_item_free(&a);
+    }
+    // the extremes: 4 + 4 + "\n" and 24 x 3 + 2 x 4 + "\n" are reachable; seen lengths stay inside
+    CHECK(lens[0] >= 2 * PN_SYNTH_REPEAT_MIN + 1 && lens[1] <= 3 * PN_SYNTH_REPEAT_MAX + 9 && lens[0] < 20 && lens[1] > 60,
+          "repeat lengths %d .. %d", lens[0], lens[1]);
+    CHECK(!repeat_consistent("abcdXabce\n") && !repeat_consistent("abcdabcd") && repeat_consistent("abcdabcd\n"),
+          "the checker itself");
+}
+
 // ---- copy ----
 
 static void test_copy(void) {
@@ -571,7 +665,7 @@ static void test_jsonl(void) {
                       "%s: values", name);
                 for (size_t k = 0; c && k < json_array_size(c); k++)
                     CHECK(!strcmp(json_string_value(json_array_get(c, k)), it.choices[k]), "choice %zu", k);
-            } else if (o && t <= PN_SYNTH_COPY) {
+            } else if (o && it.answer) { // generation
                 json_t *c = json_object_get(o, "context"), *a = json_object_get(o, "answer");
                 CHECK(json_object_size(o) == 2 && json_is_string(c) && json_is_string(a), "%s: fields context/answer",
                       name);
@@ -630,6 +724,12 @@ static void print_samples(void) {
     printf("--- passkey(1, 0, 6, 0.5)\n");
     if (pn_synth_passkey(1, 0, 6, 0.5, &it) == 0) printf("%s«%s»\n", it.prompt, it.answer);
     pn_synth_item_free(&it);
+    printf("--- recall(1, 0, 8, 4)\n");
+    if (pn_synth_recall(1, 0, 8, 4, &it) == 0) printf("%s«%s»\n", it.prompt, it.answer);
+    pn_synth_item_free(&it);
+    printf("--- repeat(1, 0)\n");
+    if (pn_synth_repeat(1, 0, &it) == 0) printf("%s", it.prompt);
+    pn_synth_item_free(&it);
     printf("--- copy(1, 0, 16)\n");
     if (pn_synth_copy(1, 0, 16, &it) == 0) printf("%s«%s»\n", it.prompt, it.answer);
     pn_synth_item_free(&it);
@@ -664,6 +764,8 @@ int main(int argc, char **argv) {
     test_mqar();
     test_passkey();
     test_copy();
+    test_recall();
+    test_repeat();
     test_world();
     test_corpus();
     test_independence();
