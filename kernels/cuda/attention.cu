@@ -285,6 +285,10 @@ __global__ void __launch_bounds__(SIMPLE_THREADS)
 #define DEC_SPLIT_MAX 256       // slices per row at most
 #define DEC_GMAX 16             // query heads per KV head at most (one m16 tile)
 #define DEC_SLICE_KEYS 2048     // keys per slice at most, workspace permitting (see try_launch_decode)
+// Keys per slice at least (two stages). Batch 1 at a 4K context on an H100 (Qwen2.5-1.5B shape, postnas-bench):
+// one-stage slices (64 keys: 64 slices per KV head, merged by one block) 492 tok/s, 128: 526, 256: 524,
+// 512: 487, 1024: 438; at 640 keys 559 / 557 / 546 / 518 / 469; at 64K 337 (64 and 256), 356 (1024).
+#define DEC_MIN_SLICE 128
 
 template <int D>
 struct dec_cfg {
@@ -304,7 +308,7 @@ struct dec_cfg {
 template <int D>
 __global__ void __launch_bounds__(DEC_THREADS)
     attn_decode_kernel(bf16 *out, float *part, const bf16 *q, const bf16 *k, const bf16 *v, int Hq, int Hkv,
-                       int64_t cap, int window, float scale_log2, int nsplit, const int32_t *posv,
+                       int64_t cap, int window, float scale_log2, int nsplit, int min_keys, const int32_t *posv,
                        const float *inv_freq, bf16 *kst, bf16 *vst, const bf16 *knew, const bf16 *vnew, int *cnt) {
     using C = dec_cfg<D>;
     constexpr int LD = C::LD, CPR = D / 8; // 16-byte pieces per row
@@ -317,7 +321,7 @@ __global__ void __launch_bounds__(DEC_THREADS)
     pdl_wait();
     const int64_t p = posv[b];
     const int64_t lo = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0, nkeys = p - lo + 1;
-    const int nact = (int)min((int64_t)nsplit, (nkeys + DEC_KC - 1) / DEC_KC); // slices in use, >= 1
+    const int nact = (int)min((int64_t)nsplit, (nkeys + min_keys - 1) / min_keys); // slices in use, >= 1
     if (split >= nact) return;
     const int64_t per = (nkeys + nact - 1) / nact;
     const int64_t k_begin = lo + split * per, k_end = min(p, k_begin + per - 1); // may be empty
@@ -833,7 +837,7 @@ static int try_launch_decode(bf16 *o, const bf16 *qp, const bf16 *kp, const bf16
     if (simple || (D != 64 && D != 128) || Hq % Hkv || Hq / Hkv > DEC_GMAX || !aligned) return 0;
     static bool attr_set[2] = {false, false};
     const size_t smem = D == 128 ? dec_cfg<128>::SMEM : dec_cfg<64>::SMEM;
-    void (*kern)(bf16 *, float *, const bf16 *, const bf16 *, const bf16 *, int, int, int64_t, int, float, int,
+    void (*kern)(bf16 *, float *, const bf16 *, const bf16 *, const bf16 *, int, int, int64_t, int, float, int, int,
                  const int32_t *, const float *, bf16 *, bf16 *, const bf16 *, const bf16 *, int *) =
         D == 128 ? attn_decode_kernel<128> : attn_decode_kernel<64>;
     if (!attr_set[D == 128]) {
@@ -845,13 +849,19 @@ static int try_launch_decode(bf16 *o, const bf16 *qp, const bf16 *kp, const bf16
     // x 2 KV heads is 1.2 waves of them (the last 0.2 alone on the GPU).
     static const char *sk_env = getenv("PN_DECODE_SLICE_KEYS");
     static const int64_t slice_keys = sk_env ? atoll(sk_env) : DEC_SLICE_KEYS;
+    // PN_DECODE_MIN_SLICE=N (>= DEC_KC) and PN_DECODE_PER_SM=N (blocks per SM the slices aim for) sweep the
+    // slicing (tests/gpu/decode_slices.sh); per SM 1 and 2 measured alike.
+    static const char *mk_env = getenv("PN_DECODE_MIN_SLICE");
+    static const int min_keys = mk_env && atoi(mk_env) >= DEC_KC ? atoi(mk_env) : DEC_MIN_SLICE;
+    static const char *ps_env = getenv("PN_DECODE_PER_SM");
+    static const int per_sm = ps_env && atoi(ps_env) > 0 ? atoi(ps_env) : 2;
     float *split_ws = NULL;
-    const int ns = choose_splits(B * Hq, B * Hkv, max_keys, (int)D, DEC_KC, 2, slice_keys, DEC_SPLIT_MAX, &split_ws);
+    const int ns = choose_splits(B * Hq, B * Hkv, max_keys, (int)D, min_keys, per_sm, slice_keys, DEC_SPLIT_MAX, &split_ws);
     int *cnt = ns > 1 ? (int *)split_ws : NULL;
     float *part = ns > 1 ? split_ws + SPLIT_ROWS : NULL;
     const float scale_log2 = (1.0f / sqrtf((float)D)) * 1.4426950408889634f;
     pn_launch(kern, dim3((unsigned)ns, (unsigned)Hkv, (unsigned)B), DEC_THREADS, smem, o, part, qp, kp, vp, (int)Hq,
-              (int)Hkv, cap, window, scale_log2, ns, posv, inv_freq, kst, vst, knew, vnew, cnt);
+              (int)Hkv, cap, window, scale_log2, ns, min_keys, posv, inv_freq, kst, vst, knew, vnew, cnt);
     return 1;
 }
 
