@@ -149,12 +149,17 @@ static void item_zero(pn_synth_item *out) {
 #define MQAR_MAX_PAIRS 64
 #define MQAR_N_VALUES 90 // two-digit values 10..99: always two bytes, never a leading zero
 
+// The sizes of an associative-recall task (mqar, recall): 0, or -1 with the error set.
+static int check_pairs(const char *task, int n_pairs, int max_pairs, int n_queries) {
+    if (n_pairs < 1 || n_pairs > max_pairs) return pn_errorf("%s: n_pairs %d out of range [1, %d]", task, n_pairs, max_pairs);
+    if (n_queries < 1 || n_queries > n_pairs)
+        return pn_errorf("%s: n_queries %d out of range [1, n_pairs = %d]", task, n_queries, n_pairs);
+    return 0;
+}
+
 int pn_synth_mqar(uint64_t seed, uint64_t index, int n_pairs, int n_queries, pn_synth_item *out) {
     item_zero(out);
-    if (n_pairs < 1 || n_pairs > MQAR_MAX_PAIRS)
-        return pn_errorf("mqar: n_pairs %d out of range [1, %d]", n_pairs, MQAR_MAX_PAIRS);
-    if (n_queries < 1 || n_queries > n_pairs)
-        return pn_errorf("mqar: n_queries %d out of range [1, n_pairs = %d]", n_queries, n_pairs);
+    if (check_pairs("mqar", n_pairs, MQAR_MAX_PAIRS, n_queries)) return -1;
     synth_rng r = rng_for(seed, TAG_MQAR, index);
 
     // Keys letter-digit-letter (6760 of them): redraw a repeat, since a repeated key has two answers.
@@ -200,10 +205,7 @@ int pn_synth_mqar(uint64_t seed, uint64_t index, int n_pairs, int n_queries, pn_
 
 int pn_synth_recall(uint64_t seed, uint64_t index, int n_pairs, int n_queries, pn_synth_item *out) {
     item_zero(out);
-    if (n_pairs < 1 || n_pairs > RECALL_MAX_PAIRS)
-        return pn_errorf("recall: n_pairs %d out of range [1, %d]", n_pairs, RECALL_MAX_PAIRS);
-    if (n_queries < 1 || n_queries > n_pairs)
-        return pn_errorf("recall: n_queries %d out of range [1, n_pairs = %d]", n_queries, n_pairs);
+    if (check_pairs("recall", n_pairs, RECALL_MAX_PAIRS, n_queries)) return -1;
     synth_rng r = rng_for(seed, TAG_RECALL, index);
     // Distinct keys and distinct values: a key has one answer, and no value is a better guess than another.
     int keys[26], vals[10], order[RECALL_MAX_PAIRS];

@@ -4,7 +4,7 @@
 # every stage runs, the report names the four models, the placement is a valid one, and the two runs agree
 # number for number (heat map, placement, every score: the demo is deterministic for its seeds on a backend).
 # A third invocation in the first directory reuses every stage. (The demo's result — the heat map picking
-# the copying layer, the searched hybrid beating the uniform one — is test_placement's and the full demo's.)
+# the retrieval layer, the searched hybrid beating the uniform one — is test_placement's and the full demo's.)
 set -u
 B=${1:?usage: test_demo.sh BUILD_DIR}
 B=$(cd "$B" && pwd)
@@ -15,7 +15,7 @@ trap 'rm -rf "$T"' EXIT
 
 for run in a b; do
   mkdir -p "$T/$run"
-  cp -r "$SRC/scripts" "$SRC/configs" "$T/$run/"
+  cp -r "$SRC/scripts" "$SRC/configs" "$SRC/src" "$SRC/data" "$SRC/kernels" "$T/$run/" # (the sources: the demo's text)
   ln -s "$B" "$T/$run/build"
   PN_DEMO_SKIP_BUILD=1 PN_DEMO_QUICK=1 PN_LOG_DIR="$T/$run/logs" bash "$T/$run/scripts/demo.sh" > "$T/$run.log" 2>&1 &&
     ok || bad "demo run $run: $(tail -5 "$T/$run.log")"

@@ -149,7 +149,7 @@ for loss in "--set loss.mse=1" "--set loss.kl=1"; do
   peak build-gpu/postnas-train --config configs/tiny-distill.yaml $set_demo --set out_dir=$TR/anchor-${loss##*.} \
     --set model.teacher=$TR/q15 --set "model.student.layer_types=$types" --set train.seq_len=4096 \
     --set train.global_batch=2 --set train.micro_batch=2 --set train.steps=8 --set train.warmup_steps=0 \
-    --set loss.kl=0 --set loss.mse=0 $loss --set log.every=1 --set checkpoint.every=0 --set data.mask_documents=false \
+    --set loss.kl=0 --set loss.mse=0 $loss --set loss.mse_layers=final --set log.every=1 --set checkpoint.every=0 --set data.mask_documents=false \
     2> $OUTDIR/trainer-anchor.log
   tail -3 $OUTDIR/trainer-anchor.log | tee -a "$OUTDIR/summary.txt"
   python3 -c "import json,statistics,sys; r=[json.loads(l) for l in open(sys.argv[1])][2:]; print('  median tok/s (steps 3-8): %.0f' % statistics.median(x['tok_s'] for x in r))" \
@@ -220,13 +220,13 @@ types=$(python3 -c "print('[' + ','.join('attn' if l in (14, 19) else 'gdn' for 
 for np in 0 1; do # (the GPU's own run-to-run spread, two runs without a launcher: anchor0 vs anchor0b)
   nccl_run anchor$np $np --set model.teacher=$TR/q15 --set "model.student.layer_types=$types" --set train.seq_len=4096 \
     --set train.global_batch=2 --set train.micro_batch=2 --set train.steps=8 --set train.warmup_steps=0 --set loss.kl=0 \
-    --set loss.mse=1 --set log.every=1 --set checkpoint.every=0 --set data.mask_documents=false
+    --set loss.mse=1 --set loss.mse_layers=final --set log.every=1 --set checkpoint.every=0 --set data.mask_documents=false
   python3 -c "import json,statistics,sys; r=[json.loads(l) for l in open(sys.argv[1])][2:]; print('  median tok/s (steps 3-8): %.0f, comm wait %s ms' % (statistics.median(x['tok_s'] for x in r), statistics.median(x.get('comm_wait_ms', 0) for x in r)))" \
     $TR/nccl-anchor$np/metrics.jsonl 2>&1 | tee -a "$OUTDIR/summary.txt"
 done
 nccl_run anchor0b 0 --set model.teacher=$TR/q15 --set "model.student.layer_types=$types" --set train.seq_len=4096 \
   --set train.global_batch=2 --set train.micro_batch=2 --set train.steps=8 --set train.warmup_steps=0 --set loss.kl=0 \
-  --set loss.mse=1 --set log.every=1 --set checkpoint.every=0 --set data.mask_documents=false
+  --set loss.mse=1 --set loss.mse_layers=final --set log.every=1 --set checkpoint.every=0 --set data.mask_documents=false
 nccl_same anchor0 anchor0b
 nccl_same anchor0 anchor1
 fi
