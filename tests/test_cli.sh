@@ -214,7 +214,9 @@ import json, sys
 d = json.loads(open(sys.argv[1]).readline()); assert d['context'].startswith('The pass key is'), d
 " "$T/p0.jsonl" && ok || bad "synth --filler 0"
 expect_error "n_queries 4 out of range" $DATA synth --task mqar --n 3 --pairs 3 --queries 4 --out "$T/x.jsonl"
-expect_error "--pairs is an option of --task mqar, not copy" $DATA synth --task copy --n 3 --pairs 3 --out "$T/x.jsonl"
+expect_error "--pairs is an option of --task mqar and recall, not copy" $DATA synth --task copy --n 3 --pairs 3 --out "$T/x.jsonl"
+expect_error "--length is an option of --task copy, not recall" $DATA synth --task recall --n 3 --length 3 --out "$T/x.jsonl"
+expect_error "recall: n_pairs 11 out of range [1, 10]" $DATA synth --task recall --n 3 --pairs 11 --out "$T/x.jsonl"
 expect_error "--length: " $DATA synth --task copy --n 3 --length 0 --out "$T/x.jsonl"
 # An output that is not a regular file is written, not replaced (a rename over /dev/stdout would put a file
 # in place of the link); a directory is refused.
