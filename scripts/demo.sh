@@ -11,11 +11,18 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-# For the test suite (tests/test_demo.sh): PN_DEMO_SKIP_BUILD=1 takes ./build as it is (no install, no
-# build); PN_DEMO_QUICK=1 runs a few steps per training run and evaluates 10 documents per task, which checks
-# the pipeline and its determinism, not the demo's result.
-Q="" QL=100
-[ -n "${PN_DEMO_QUICK:-}" ] && Q="--set train.steps=12 --set train.warmup_steps=2 --set checkpoint.every=0" QL=10
+# For the test suite: PN_DEMO_SKIP_BUILD=1 takes ./build as it is (no install, no build); PN_DEMO_QUICK=1
+# (tests/test_demo.sh) runs a few steps per training run and evaluates 10 documents per task, which checks
+# the pipeline and its determinism, not the demo's result; PN_DEMO_SHORT=1 (tests/test_recall.sh) is the
+# shortened schedule that still gives the result: the teacher's 1,200 steps (recall forms between steps
+# 1,000 and 1,100 with the demo's seeds), 100 steps of the supernet and of each hybrid.
+QT="" QS="" QL=100
+if [ -n "${PN_DEMO_QUICK:-}" ]; then
+  QT="--set train.steps=12 --set train.warmup_steps=2 --set checkpoint.every=0" QS=$QT QL=10
+elif [ -n "${PN_DEMO_SHORT:-}" ]; then
+  QT="--set train.steps=1200 --set checkpoint.every=0"
+  QS="--set train.steps=100 --set train.warmup_steps=10 --set checkpoint.every=0"
+fi
 if [ -z "${PN_DEMO_SKIP_BUILD:-}" ]; then
   pn_show "install the system packages (scripts/install-deps.sh)" bash scripts/install-deps.sh
   if [ -f build/build.ninja ]; then
@@ -50,13 +57,13 @@ pn_stage "the data: repeats, recall exercises and slices of the repository's sou
     ./build/postnas-data tokenize --tokenizer runs/demo/init --jsonl runs/demo/train.jsonl --field text \
       --out runs/demo/shards"
 pn_stage "pretrain the tiny teacher (configs/tiny-pretrain.yaml: next-token CE, AdamW, checkpoints)" \
-  runs/tiny-pretrain/.stage ./build/postnas-train --config configs/tiny-pretrain.yaml --overwrite $Q
+  runs/tiny-pretrain/.stage ./build/postnas-train --config configs/tiny-pretrain.yaml --overwrite $QT
 RECALL="p3 n8 k1 x5 e0 s2 w7 j9|x5|j9|k"
 pn_show "the teacher recalls the digit paired with k in '$RECALL' (greedy; 1 is right)" \
   ./build/postnas-generate --model runs/tiny-pretrain/latest --prompt "$RECALL" --max-new-tokens 2
 echo
 pn_stage "train the supernet (configs/tiny-supernet.yaml: every layer attn, swa=8, gdn or jet; each candidate learns its layer's output)" \
-  runs/tiny-supernet/.stage ./build/postnas-train --config configs/tiny-supernet.yaml --overwrite $Q
+  runs/tiny-supernet/.stage ./build/postnas-train --config configs/tiny-supernet.yaml --overwrite $QS
 pn_stage "search where full attention must stay (configs/tiny-search.yaml: heat map, beam search on recall)" \
   runs/tiny-search/.stage ./build/postnas-search --config configs/tiny-search.yaml --task retrieval --set search.limit=$QL
 # The three hybrids, each distilled from the teacher with the same budget (configs/tiny-distill.yaml).
@@ -65,7 +72,7 @@ for h in searched:layer_specs uniform:uniform_layer_specs all-linear:all_linear_
   name=${h%%:*} types=$(specs "${h#*:}")
   pn_stage "distill the $name hybrid $types (configs/tiny-distill.yaml: KL + every layer's MSE, only the new mixers train)" \
     "runs/demo-$name/.stage" ./build/postnas-train --config configs/tiny-distill.yaml --set out_dir="runs/demo-$name" \
-    --set "model.student.layer_types=$types" --overwrite $Q
+    --set "model.student.layer_types=$types" --overwrite $QS
 done
 pn_show "the searched hybrid recalls the same digit (runs/demo-searched/latest, Jet-Nemotron format)" \
   ./build/postnas-generate --model runs/demo-searched/latest --prompt "$RECALL" --max-new-tokens 2

@@ -4,7 +4,7 @@
 # every stage runs, the report names the four models, the placement is a valid one, and the two runs agree
 # number for number (heat map, placement, every score: the demo is deterministic for its seeds on a backend).
 # A third invocation in the first directory reuses every stage. (The demo's result — the heat map picking
-# the retrieval layer, the searched hybrid beating the uniform one — is test_placement's and the full demo's.)
+# the retrieval layer, the searched hybrid beating the uniform one — is test_recall's, on a shortened schedule.)
 set -u
 B=${1:?usage: test_demo.sh BUILD_DIR}
 B=$(cd "$B" && pwd)
