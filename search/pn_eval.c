@@ -390,6 +390,7 @@ static int gen_start(pn_eval *e, const pn_tokenizer *tok, pn_kvcache *kc, int b,
     pn_kvcache_row(kc, b, &row);
     int rc = pn_model_forward(m, &row, ctx, 1, nc);
     pn_kvcache_row_done(kc, b, &row);
+    e->stats_tokens += nc, e->stats_forwards++;
     int32_t t;
     if (rc || pn_model_greedy(m, 1, &t)) return -1;
     return gen_push(tok, q, t, m->cfg.eos_id);
@@ -437,6 +438,8 @@ int pn_eval_generate(pn_eval *e, const pn_tokenizer *tok, pn_gen_req *r, int n,
             rc = -1;
             break;
         }
+        e->stats_forwards++;
+        for (int b = 0; b < G; b++) e->stats_tokens += slot[b] >= 0; // the rows that run a request
         for (int b = 0; b < G && !rc; b++) {
             if (slot[b] < 0) continue;
             pn_gen_req *q = &r[slot[b]];

@@ -45,7 +45,7 @@ typedef struct pn_eval {
     int share_prefix;     // 1 (pn_eval_init's default): a request whose input starts the last packed one reuses its rows
     int prefix_cache;     // 1 (default): requests that share a long prefix continue its decode state, computed once
     int pf_planned;       // the generation plan is the cached prefixes' (else pn_eval_generate's)
-    int64_t stats_tokens, stats_forwards, stats_shared; // tokens forwarded, forwards, requests that reused rows
+    int64_t stats_tokens, stats_forwards, stats_shared; // tokens forwarded (generation's too), forwards, requests that reused rows
     int64_t stats_prefixed; // requests that continued a cached prefix
 } pn_eval;
 

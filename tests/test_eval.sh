@@ -212,7 +212,14 @@ EOF
 
 # the synthetic tasks are postnas-data synth's items (same prompts and answers, same defaults)
 $EVAL --model "$T/model" --tasks synth_passkey,synth_facts_mc,synth_recall --limit 4 --max-gen-toks 8 --no-progress \
-  --log-samples "$T/synth.jsonl" > /dev/null 2>&1 || bad "synthetic tasks run"
+  --log-samples "$T/synth.jsonl" > /dev/null 2> "$T/synth.err" || bad "synthetic tasks run"
+# generation's prefills and decode steps are counted in the summary line (a generation-only run said 0 tokens)
+$EVAL --model "$T/model" --tasks synth_recall --limit 4 --max-gen-toks 8 --no-progress > /dev/null 2> "$T/gen.err" &&
+  python3 -c "
+import re, sys
+t, f = map(int, re.search(r'\((\d+) tokens in (\d+) forwards', open(sys.argv[1]).read()).groups())
+assert t >= 20 and f >= 4, (t, f)  # 4 prompts (a prefill each), then decode steps
+" "$T/gen.err" && ok || bad "generation's tokens and forwards: $(tail -1 "$T/gen.err")"
 $B/postnas-data synth --task passkey --n 4 --out "$T/pk.jsonl" > /dev/null 2>&1
 $B/postnas-data synth --task facts_mc --n 4 --out "$T/fm.jsonl" > /dev/null 2>&1
 $B/postnas-data synth --task recall --n 4 --out "$T/rc.jsonl" > /dev/null 2>&1
