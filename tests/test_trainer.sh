@@ -214,6 +214,9 @@ cmp -s "$T/sn0/checkpoints/step-00000002/supernet.safetensors" "$T/sn0/checkpoin
 $TRAIN --config "$T/sn.yaml" --set out_dir="$T/snl" --set supernet.mode=local --set "model.supernet.candidates=[gdn]" \
   --set loss.kl=0 --set train.steps=1 --set train.clip=0 --no-progress 2> "$T/snl.log" ||
   bad "local supernet: $(tail -2 "$T/snl.log")"
+# (sn.yaml's supernet.sample k_full does not apply in local mode: the run says so)
+grep -q "supernet.sample, supernet.k_full and supernet.sandwich (set here) do not apply" "$T/snl.log" && ok ||
+  bad "local mode with sample k_full: no warning ($(grep -c . "$T/snl.log") lines of log)"
 $TRAIN --config "$T/dist.yaml" --set out_dir="$T/dl1" --set "model.student.layer_types=[attn,gdn,attn,attn]" \
   --set loss.kl=0 --set loss.ce=0 --set loss.mse=0.5 --set loss.mse_layers=1 --set train.steps=1 --set train.clip=0 \
   --no-progress 2> "$T/dl1.log" || bad "distill, MSE on layer 1: $(tail -2 "$T/dl1.log")"

@@ -349,6 +349,9 @@ static int check_cfg(const pn_train_cfg *c) {
     if (supernet && !strcmp(c->sn_mode, "local") && (c->mse <= 0 || c->kl > 0 || c->ce > 0))
         return pn_errorf("config: supernet.mode local trains every layer on the teacher's layer outputs: loss.mse > 0, "
                          "loss.kl and loss.ce 0");
+    if (supernet && !strcmp(c->sn_mode, "local") && (strcmp(c->sample, "uniform") || c->k_full != 1 || !c->sandwich))
+        pn_warn("config: supernet.mode local trains every candidate of every layer from one teacher pass: "
+                "supernet.sample, supernet.k_full and supernet.sandwich (set here) do not apply");
     if (c->student_init[0] && (strcmp(c->stage, "distill") || strcmp(c->trainable, "all")))
         return pn_errorf("config: model.student.init is for train.stage distill with train.trainable all (stage 2)");
     if (!supernet && pn_cfg_list_count(c->candidates))
