@@ -6,119 +6,205 @@
 //   S ← e^{γ_L} S + Kᵀ diag(e^{γ_L − γ}) V'.
 //
 // The decisions a reader would otherwise miss:
-// - Two kernels, fla's split. gdn_prep_kernel is parallel over (chunk, head): it normalizes q, k (when
-//   asked), forms γ, P, A, T (forward substitution, four lanes per column: tri_inv64) and writes to an
-//   fp32 workspace everything the sequential part needs, indexed by token row like the inputs:
-//   Qs = diag(scale e^γ) Q̂, Kd = diag(e^{γ_L − γ}) K̂, W, U, P (a [64]-row per token) and γ. gdn_chunk_kernel
-//   then walks the chunks of one sequence in order, one block per (V slice of 64 columns, head, sequence),
-//   holding the state slice S[K, 64] in shared memory in fp32 for the whole sequence.
+// - Three kernels, fla's split, so that only what must be sequential is:
+//   1. gdn_prep_kernel, grid (chunk, head): the rows' 1/‖q‖, 1/‖k‖ (or 1 without qk_l2norm), γ, A, T (forward
+//      substitution, four lanes per column: tri_inv64), W and U (fp32 products, stored as bf16).
+//   2. gdn_state_kernel, grid (V / 64, head, sequence): walks the sequence's chunks in order with a 64-column
+//      slice of the state in shared memory (fp32), storing the state entering each chunk (bf16, [chunk, H, K,
+//      V]) and V' = U − W S (bf16, in place of U), and updating S. The next chunk's W, k, U tiles are copied
+//      in (cp.async) while the current one is computed, when two stages fit in shared memory (K ≤ 128).
+//   3. gdn_out_kernel, grid (chunk × V / 64, head): O = diag(scale e^γ) Q̂ S_c + P V', all chunks at once.
+//   The normalization is never materialized: q̂ = diag(1/‖q‖) q, so 1/‖q‖, 1/‖k‖ scale rows of products
+//   of the raw bf16 q, k (W is built from k̂ in fp32 inside the prep kernel).
 // - The products are 64×64 tiles on tensor cores (gdn_tile.cuh's mm64: 256 threads, tf32 operands read
-//   from shared memory, fp32 accumulators); inputs are bf16, everything else (the triangular solve, the
-//   exponentials, the state and the workspace) fp32, o is rounded to bf16 once. Rows past Lc and columns past K / V are zero in shared memory, so
-//   every product runs on full 64-wide tiles and padding never reaches an output.
+//   from shared memory, fp32 accumulators). Inputs are bf16; W, U, V', the per-chunk states and the operand
+//   diag(e^{γ_L − γ}) V' of the state update are rounded to bf16, as fla keeps them; the state itself, γ,
+//   the triangular solve and every accumulator are fp32. Rows past Lc and columns past K / V are zero in
+//   shared memory, so every product runs on full 64-wide tiles and padding never reaches an output.
 // - Only exponents ≤ 0 are evaluated: Γ is masked (s ≤ r) before expf, e^{γ_r} and e^{γ_L − γ_r} have
 //   γ_r ≤ 0 and γ_L ≤ γ_r. γ is summed in double (as on the CPU) and stored as fp32.
-// - cu_seqlens is a device array; the launcher copies it to the host (synchronizing) to validate it with
-//   pn_gdn_check and to build the chunk table of gdn_prep_kernel (fla does the same host round trip).
-// - Shared memory at K = 256 is ~169 KB (prep) and ~176 KB (chunk): fits Hopper's 227 KB (not an A100's 163).
-// - The workspace (one device buffer of the backend context, grown on demand, never shrunk).
-// - GDN_LAUNCH is <<<>>> on CUDA (GDN_LAUNCH_PDL, for the decode step, pn_launch); under PN_GDN_HOST_CHECK the file is compiled as plain C++ by a host
-//   harness (not in the tree) that runs every block with real threads (a barrier for __syncthreads) and
-//   NaN-filled shared memory; that is how kernels and launchers were first checked against the CPU code.
+// - cu_seqlens is a device array; the launcher takes the host copy the block context passes (cu_host) or
+//   reads it back, to validate it with pn_gdn_check and count the chunks; the chunk table itself (first row
+//   and length of each chunk, first chunk of each sequence) is built on the device (gdn_table_kernel).
+// - Shared memory: prep ~169 KB at K = 256, state ~169 KB (one stage) at K = 256 and ~100 KB (two stages)
+//   at K = 96, output ~131 KB at K = 256: fits Hopper's 227 KB (not an A100's 163).
+// - The workspace (one device buffer of the backend context, grown on demand, never shrunk): bf16 W, U/V'
+//   per token row and the per-chunk states, fp32 γ, 1/‖q‖, 1/‖k‖ per token row, and the chunk table.
+// - GDN_LAUNCH is <<<>>> on CUDA (GDN_LAUNCH_PDL, for the decode step, pn_launch).
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#ifndef PN_GDN_HOST_CHECK
 #include "common.cuh"
+#include "mma.cuh"
 #define GDN_LAUNCH(kern, grid, block, smem, ...) kern<<<(grid), (block), (smem), pn_cuda_stream()>>>(__VA_ARGS__)
 #define GDN_LAUNCH_PDL(kern, grid, block, smem, ...) pn_launch(kern, (grid), (block), (smem), __VA_ARGS__)
-#endif
 #include "gdn_cuda.h"
 #include "gdn_tile.cuh"
 
 #define GDN_C 64        // chunk length (PN_GDN_CHUNK)
-#define GDN_THREADS 256 // threads of the prep and chunk kernels (mm64 assumes 256)
-#define GDN_BV 64       // V columns per block of the chunk kernel
+#define GDN_THREADS 256 // threads of the prep, state and output kernels (mm64 assumes 256)
+#define GDN_BV 64       // V columns per block of the state and output kernels
 #define GDN_SP TILE_SP  // row pitch of the [*, 64] state slice and V' tiles (gdn_tile.cuh)
 #define GDN_STEP_WARPS 4 // the decode step: warps per block, each a quarter of the K rows of 32 columns
 #define GDN_STEP_THREADS (32 * GDN_STEP_WARPS)
 #define GDN_STEP_RPW (PN_GDN_MAX_K / GDN_STEP_WARPS) // rows per thread at most (registers)
 
+// Row pitch (bf16 elements) of a [rows, K] bf16 tile read as a(m, kk) = X[m][kk] or X[kk][m]: K rounded up
+// to 32, plus 8. In 32-bit words that is 16 j + 4, so the 8 rows g of a fragment load start in 8 different
+// 4-word groups (4 g or 20 g mod 32) and the two columns 2 t, 2 t + 1 share a word: no bank conflicts;
+// rows stay 16-byte aligned for cp.async.
+__host__ __device__ __forceinline__ int pitch_kb(int K) { return ((K + 31) & ~31) + 8; }
+
 // ----------------------------------------------------------------------------------------------------
 // kernels
 
-#ifndef PN_GDN_HOST_CHECK
 __device__ __forceinline__ float *dyn_smem(void) {
     extern __shared__ float gdn_smem[];
     return gdn_smem;
 }
-#endif
 
-// grid (n_chunks, H), GDN_THREADS threads. Chunk c covers flattened token rows t0 .. t0 + Lc − 1: from
-// tab[2c], tab[2c + 1] when tab is given (varlen), else sequence c / ncps, chunk c % ncps of T tokens.
-// Writes rows t0 .. t0 + Lc − 1 (head h) of Qs, Kd, W [NT, H, K], U [NT, H, V], P [NT, H, 64], gam [NT, H].
+// Rows 0 .. rows − 1 of a bf16 tile into shared memory dst (pitch dp elements): columns 0 .. ncols − 1 of
+// global rows r < nvalid (row r at src + r ld), zeros elsewhere up to the column count rounded up to 8.
+// 16-byte cp.async copies when async (the caller guarantees ncols % 8 == 0 and 16-byte aligned rows; the
+// copies land after cp_async_wait), else plain loads. Every thread of the block calls it.
+__device__ __forceinline__ void load_tile(bf16 *dst, int dp, const bf16 *src, int64_t ld, int rows, int nvalid,
+                                          int ncols, bool async) {
+    const int n8 = (ncols + 7) >> 3;
+    for (int idx = threadIdx.x; idx < rows * n8; idx += GDN_THREADS) {
+        const int r = idx / n8, c = (idx - r * n8) * 8;
+        bf16 *d = dst + r * dp + c;
+        if (r < nvalid && async) {
+            cp_async16(d, src + r * ld + c);
+        } else {
+#pragma unroll
+            for (int e = 0; e < 8; e++) d[e] = (r < nvalid && c + e < ncols) ? src[r * ld + c + e] : f2bf(0.0f);
+        }
+    }
+}
+
+// Zeros columns round8(nc) .. 63 of rows 0 .. rows − 1 of a bf16 tile (pitch dp): those load_tile does not
+// write for a slice of nc < 64 columns but the 64-wide products read.
+__device__ __forceinline__ void zero_cols(bf16 *dst, int dp, int rows, int nc) {
+    const int c0 = (nc + 7) & ~7, w = 64 - c0;
+    for (int i = threadIdx.x; i < rows * w; i += GDN_THREADS) {
+        const int r = i / w;
+        dst[r * dp + c0 + (i - r * w)] = f2bf(0.0f);
+    }
+}
+
+// 64 per-row fp32 values x[(t0 + r) H + h] (r < Lc, zero past) into dst, by the block's first 64 threads.
+__device__ __forceinline__ void load_row_scalars(float *dst, const float *x, int64_t t0, int Lc, int H, int h,
+                                                 bool async) {
+    const int r = threadIdx.x;
+    if (r >= GDN_C) return;
+    if (r < Lc && async) cp_async4(dst + r, x + (t0 + r) * H + h);
+    else dst[r] = r < Lc ? x[(t0 + r) * H + h] : 0.0f;
+}
+
+// Stores the thread's 4 × 4 accumulator elements, times rowf[i] (row tile_r(i)), as bf16 at
+// dst + m ld + c for rows m < nr and columns c < nc: adjacent column pairs (j, j + 1) as one 32-bit store
+// when pairs are aligned (ld and the row start even).
+__device__ __forceinline__ void store_acc_bf16(bf16 *dst, int64_t ld, const float (&acc)[4][4], const float *rowf,
+                                               int nr, int nc, bool pairs) {
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const int m = tile_r(i);
+        if (m >= nr) continue;
+#pragma unroll
+        for (int j = 0; j < 4; j += 2) {
+            const int c = tile_c(j); // even; tile_c(j + 1) = c + 1
+            const float x0 = acc[i][j] * rowf[i], x1 = acc[i][j + 1] * rowf[i];
+            if (pairs && c + 1 < nc) {
+                *(__nv_bfloat162 *)(dst + m * ld + c) = __floats2bfloat162_rn(x0, x1);
+            } else {
+                if (c < nc) dst[m * ld + c] = f2bf(x0);
+                if (c + 1 < nc) dst[m * ld + c + 1] = f2bf(x1);
+            }
+        }
+    }
+}
+
+// The chunk c of the flattened token rows: first row *t0 and length *Lc, from tab (varlen) or, without it,
+// sequence c / ncps, chunk c % ncps of T tokens.
+__device__ __forceinline__ void chunk_rows(const int *tab, int64_t c, int ncps, int T, int64_t *t0, int *Lc) {
+    if (tab) {
+        *t0 = tab[2 * c];
+        *Lc = tab[2 * c + 1];
+    } else {
+        const int64_t seq = c / ncps, ci = c % ncps;
+        *t0 = seq * T + ci * GDN_C;
+        *Lc = (int)min((int64_t)GDN_C, (int64_t)T - ci * GDN_C);
+    }
+}
+
+// The prep kernel's shared memory: k̂ [64, pitch_k(K)] fp32, then a region that holds first the raw q, k
+// tiles (bf16) and later the V staging tile, A and T (fp32), then γ, β, g [64].
+__host__ __device__ __forceinline__ size_t prep_union_bytes(int K) {
+    const size_t a = sizeof(float) * (size_t)(GDN_C * GDN_SP + 2 * GDN_C * TILE_P), b = sizeof(bf16) * 2 * GDN_C * (size_t)pitch_kb(K);
+    return a > b ? a : b;
+}
+__host__ __device__ __forceinline__ size_t prep_smem_bytes(int K) {
+    return sizeof(float) * (size_t)GDN_C * pitch_k(K) + prep_union_bytes(K) + sizeof(float) * 3 * GDN_C;
+}
+
+// grid (n_chunks, H), GDN_THREADS threads. Writes, for the chunk's rows t0 .. t0 + Lc − 1 and head h:
+// W [NT, H, K] and U [NT, H, V] (bf16), gam = γ, rq = 1/‖q‖, rk = 1/‖k‖ [NT, H] (fp32; 1 without l2norm).
 __global__ void __launch_bounds__(GDN_THREADS)
-    gdn_prep_kernel(float *Qs, float *Kd, float *W, float *U, float *P, float *gam, const bf16 *q, const bf16 *k,
-                    const bf16 *v, const float *g, const float *beta, const int *tab, int T, int ncps, int H, int K,
-                    int V, float scale, int l2norm) {
+    gdn_prep_kernel(bf16 *W, bf16 *U, float *gam, float *rq, float *rk, const bf16 *q, const bf16 *k, const bf16 *v,
+                    const float *g, const float *beta, const int *tab, int T, int ncps, int H, int K, int V,
+                    int l2norm) {
     const int c = blockIdx.x, h = blockIdx.y, tid = threadIdx.x;
     int64_t t0;
     int Lc;
-    if (tab) {
-        t0 = tab[2 * c];
-        Lc = tab[2 * c + 1];
-    } else {
-        const int64_t seq = c / ncps, ci = c % ncps;
-        t0 = seq * T + ci * GDN_C;
-        Lc = (int)min((int64_t)GDN_C, (int64_t)T - ci * GDN_C);
-    }
-    const int Kp = pitch_k(K), Xp = Kp > GDN_SP ? Kp : GDN_SP;
-    float *xs = dyn_smem();          // [64, Xp]: q̂ rows, later tiles of diag(β) V (pitch GDN_SP)
-    float *ks = xs + GDN_C * Xp;     // [64, Kp]: k̂ rows, later diag(β e^γ) K̂
-    float *As = ks + GDN_C * Kp;     // [64, TILE_P]: A
-    float *Ts = As + GDN_C * TILE_P; // [64, TILE_P]: T
-    float *gs = Ts + GDN_C * TILE_P;     // [64]: γ
+    chunk_rows(tab, c, ncps, T, &t0, &Lc);
+    const int Kp = pitch_k(K), KB = pitch_kb(K);
+    float *ks = dyn_smem();          // [64, Kp]: k̂ rows, later diag(β e^γ) K̂
+    float *xs = ks + GDN_C * Kp;     // [64, GDN_SP]: tiles of diag(β) V    } the raw q, k tiles (bf16 [64, KB]
+    float *As = xs + GDN_C * GDN_SP; // [64, TILE_P]: A                      } each) while step (1) runs: the
+    float *Ts = As + GDN_C * TILE_P; // [64, TILE_P]: T                      } region is the larger of the two
+    float *gs = (float *)((char *)xs + prep_union_bytes(K)); // [64]: γ
     float *bs = gs + GDN_C;          // [64]: β
+    float *graw = bs + GDN_C;        // [64]: g
+    bf16 *qb = (bf16 *)xs, *kb = qb + GDN_C * KB;
 
-    // (1) the chunk's q, k rows, L2-normalized when asked (zeros past Lc): a warp per row, the row in
-    // registers (K ≤ 256: 8 values a lane), its sum of squares by a warp reduction; β; γ (in double, one
+    // (1) the chunk's q, k tiles, g and β rows, all copied in at once (cp.async); then, a warp per row, k̂
+    // (L2-normalized when asked; zeros past Lc) and both rows' 1/‖x‖ by warp reductions; γ (in double, one
     // thread, as on the CPU).
+    const bool ak = (K & 7) == 0 && ((uintptr_t)q & 15) == 0 && ((uintptr_t)k & 15) == 0;
+    if (l2norm) load_tile(qb, KB, q + (t0 * H + h) * K, (int64_t)H * K, GDN_C, Lc, K, ak);
+    load_tile(kb, KB, k + (t0 * H + h) * K, (int64_t)H * K, GDN_C, Lc, K, ak);
+    load_row_scalars(graw, g, t0, Lc, H, h, true);
+    load_row_scalars(bs, beta, t0, Lc, H, h, true);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
     const int lane = tid & 31;
     for (int r = tid >> 5; r < GDN_C; r += GDN_THREADS / 32) {
-        float qv[PN_GDN_MAX_K / 32], kv[PN_GDN_MAX_K / 32], sq = 0.0f, sk = 0.0f;
-        const int64_t off = ((t0 + r) * H + h) * (int64_t)K;
-#pragma unroll
-        for (int u = 0; u < PN_GDN_MAX_K / 32; u++) {
-            const int c = lane + 32 * u;
-            const bool in = r < Lc && c < K;
-            qv[u] = in ? bf2f(q[off + c]) : 0.0f;
-            kv[u] = in ? bf2f(k[off + c]) : 0.0f;
-            sq = fmaf(qv[u], qv[u], sq);
-            sk = fmaf(kv[u], kv[u], sk);
+        float sq = 0.0f, sk = 0.0f;
+        for (int c = lane; c < K && l2norm; c += 32) {
+            const float x = bf2f(qb[r * KB + c]), y = bf2f(kb[r * KB + c]);
+            sq = fmaf(x, x, sq);
+            sk = fmaf(y, y, sk);
         }
         float nq = 1.0f, nk = 1.0f;
         if (l2norm) {
             nq = 1.0f / sqrtf(warp_sum(sq) + (float)PN_GDN_L2_EPS);
             nk = 1.0f / sqrtf(warp_sum(sk) + (float)PN_GDN_L2_EPS);
         }
-#pragma unroll
-        for (int u = 0; u < PN_GDN_MAX_K / 32; u++) {
-            const int c = lane + 32 * u;
-            if (c < K) xs[r * Xp + c] = qv[u] * nq, ks[r * Kp + c] = kv[u] * nk;
-        }
+        for (int c = lane; c < K; c += 32) ks[r * Kp + c] = bf2f(kb[r * KB + c]) * nk;
+        if (lane == 0 && r < Lc) rq[(t0 + r) * H + h] = nq, rk[(t0 + r) * H + h] = nk;
     }
-    if (tid < GDN_C) bs[tid] = tid < Lc ? beta[(t0 + tid) * H + h] : 0.0f;
     if (tid == GDN_C) {
         double acc = 0.0;
         for (int r = 0; r < GDN_C; r++) {
-            if (r < Lc) acc += (double)g[(t0 + r) * H + h];
-            gs[r] = (float)acc; // rows past Lc repeat γ_{Lc−1}; never used with a nonzero factor
+            acc += (double)graw[r]; // zero past Lc: rows past Lc repeat γ_{Lc−1}, never used with a nonzero factor
+            gs[r] = (float)acc;
         }
     }
     __syncthreads();
 
-    // (3) A = strict_lower(diag(β) K̂ K̂ᵀ ⊙ Γ) into shared memory; P = lower_incl(scale Q̂ K̂ᵀ ⊙ Γ) to global.
+    // (2) A = strict_lower(diag(β) K̂ K̂ᵀ ⊙ Γ) into shared memory.
     {
         float acc[4][4];
         zero_acc(acc);
@@ -130,182 +216,182 @@ __global__ void __launch_bounds__(GDN_THREADS)
                 const int m = tile_r(i), n = tile_c(j);
                 As[m * TILE_P + n] = (n < m && m < Lc) ? bs[m] * acc[i][j] * expf(gs[m] - gs[n]) : 0.0f;
             }
-        zero_acc(acc);
-        mm64(acc, K, [&](int m, int kk) { return xs[m * Xp + kk]; }, [&](int kk, int n) { return ks[n * Kp + kk]; });
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const int m = tile_r(i);
-            if (m >= Lc) continue;
-            float *prow = P + ((t0 + m) * H + h) * (int64_t)GDN_C;
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const int n = tile_c(j);
-                prow[n] = n <= m ? scale * acc[i][j] * expf(gs[m] - gs[n]) : 0.0f;
-            }
-        }
     }
     __syncthreads();
 
-    // (4) Qs = diag(scale e^γ) Q̂ and Kd = diag(e^{γ_L − γ}) K̂ to global; K̂ → diag(β e^γ) K̂ in place (each
-    // element read and rewritten by the same thread). Then T = (I + A)⁻¹ (gdn_tile.cuh's tri_inv64).
-    {
-        const float gL = gs[Lc - 1];
-        for (int r = tid >> 5; r < Lc; r += GDN_THREADS / 32) {
-            const float eg = expf(gs[r]), ed = expf(gL - gs[r]), be = bs[r] * eg;
-            for (int cc = lane; cc < K; cc += 32) {
-                const int64_t off = ((t0 + r) * H + h) * (int64_t)K + cc;
-                const float kv = ks[r * Kp + cc];
-                Qs[off] = scale * eg * xs[r * Xp + cc];
-                Kd[off] = ed * kv;
-                ks[r * Kp + cc] = be * kv;
-            }
-        }
-        tri_inv64(Ts, As, Lc);
-        if (tid < Lc) gam[(t0 + tid) * H + h] = gs[tid];
+    // (3) K̂ → diag(β e^γ) K̂ in place (each element read and rewritten by the same thread); γ to global;
+    // T = (I + A)⁻¹ (gdn_tile.cuh's tri_inv64).
+    for (int r = tid >> 5; r < Lc; r += GDN_THREADS / 32) {
+        const float be = bs[r] * expf(gs[r]);
+        for (int cc = lane; cc < K; cc += 32) ks[r * Kp + cc] *= be;
     }
+    if (tid < Lc) gam[(t0 + tid) * H + h] = gs[tid];
+    tri_inv64(Ts, As, Lc);
     __syncthreads();
 
-    // (5) W = T diag(β e^γ) K̂, 64 columns of K at a time.
+    const float one[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+    // (4) W = T diag(β e^γ) K̂, 64 columns of K at a time.
+    bf16 *Wc = W + (t0 * H + h) * (int64_t)K;
+    const bool kpairs = (K & 1) == 0;
     for (int nt = 0; nt < K; nt += 64) {
         float acc[4][4];
         zero_acc(acc);
         mm64(acc, Lc, [&](int m, int kk) { return Ts[m * TILE_P + kk]; },
              [&](int kk, int n) { return nt + n < K ? ks[kk * Kp + nt + n] : 0.0f; });
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const int m = tile_r(i);
-            if (m >= Lc) continue;
-            float *wrow = W + ((t0 + m) * H + h) * (int64_t)K;
-#pragma unroll
-            for (int j = 0; j < 4; j++)
-                if (nt + tile_c(j) < K) wrow[nt + tile_c(j)] = acc[i][j];
-        }
+        store_acc_bf16(Wc + nt, (int64_t)H * K, acc, one, Lc, K - nt, kpairs);
     }
 
-    // (6) U = T diag(β) V, 64 columns of V at a time staged in xs (pitch GDN_SP).
+    // (5) U = T diag(β) V, 64 columns of V at a time staged in xs; the next tile's values are loaded into
+    // registers (16 a thread, all in flight at once) while this one is multiplied.
+    bf16 *Uc = U + (t0 * H + h) * (int64_t)V;
+    float vv[GDN_C * 64 / GDN_THREADS];
+    auto load_v = [&](int nt) {
+#pragma unroll
+        for (int u = 0; u < GDN_C * 64 / GDN_THREADS; u++) {
+            const int i = tid + u * GDN_THREADS, r = i >> 6, cc = i & 63;
+            vv[u] = (r < Lc && nt + cc < V) ? bf2f(v[((t0 + r) * H + h) * (int64_t)V + nt + cc]) : 0.0f;
+        }
+    };
+    load_v(0);
     for (int nt = 0; nt < V; nt += 64) {
-        __syncthreads(); // xs free: q̂ (step 4) or the previous tile fully read
-        for (int i = tid; i < GDN_C * 64; i += GDN_THREADS) {
-            const int r = i >> 6, cc = i & 63;
-            xs[r * GDN_SP + cc] =
-                (r < Lc && nt + cc < V) ? bs[r] * bf2f(v[((t0 + r) * H + h) * (int64_t)V + nt + cc]) : 0.0f;
+        __syncthreads(); // xs free: the previous tile fully read
+#pragma unroll
+        for (int u = 0; u < GDN_C * 64 / GDN_THREADS; u++) {
+            const int i = tid + u * GDN_THREADS, r = i >> 6, cc = i & 63;
+            xs[r * GDN_SP + cc] = bs[r] * vv[u];
         }
         __syncthreads();
+        if (nt + 64 < V) load_v(nt + 64);
         float acc[4][4];
         zero_acc(acc);
         mm64(acc, Lc, [&](int m, int kk) { return Ts[m * TILE_P + kk]; }, [&](int kk, int n) { return xs[kk * GDN_SP + n]; });
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const int m = tile_r(i);
-            if (m >= Lc) continue;
-            float *urow = U + ((t0 + m) * H + h) * (int64_t)V;
-#pragma unroll
-            for (int j = 0; j < 4; j++)
-                if (nt + tile_c(j) < V) urow[nt + tile_c(j)] = acc[i][j];
-        }
+        store_acc_bf16(Uc + nt, (int64_t)H * V, acc, one, Lc, V - nt, (V & 1) == 0);
     }
 }
 
-// Copies rows t0 .. t0 + Lc − 1 (head h) of a [NT, H, K] workspace array into dst [64, Kp], zeros past Lc.
-__device__ __forceinline__ void load_rows_k(float *dst, const float *src, int64_t t0, int Lc, int H, int h, int K,
-                                            int Kp) {
-    // A warp per row (no division by K), 16-byte loads when rows are 16-byte aligned (K % 4 == 0).
-    const int lane = threadIdx.x & 31;
-    for (int r = threadIdx.x >> 5; r < GDN_C; r += GDN_THREADS / 32) {
-        const float *row = src + ((t0 + r) * H + h) * (int64_t)K;
-        float *d = dst + r * Kp;
-        if ((K & 3) == 0)
-            for (int c = 4 * lane; c < K; c += 128) {
-                const float4 x = r < Lc ? *(const float4 *)(row + c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-                *(float4 *)(d + c) = x; // Kp % 4 == 0 too (pitch_k)
-            }
-        else
-            for (int c = lane; c < K; c += 32) d[c] = r < Lc ? row[c] : 0.0f;
-    }
+// Shared memory of the state kernel: the state slice [K, GDN_SP] fp32, then per stage W and k tiles
+// [64, pitch_kb(K)] bf16, the U / V' tile [64, GDN_SP] bf16, γ and 1/‖k‖ [64] fp32.
+__host__ __device__ __forceinline__ size_t state_stage_bytes(int K) {
+    return sizeof(bf16) * (size_t)(2 * GDN_C * pitch_kb(K) + GDN_C * GDN_SP) + sizeof(float) * 2 * GDN_C;
+}
+__host__ __device__ __forceinline__ size_t state_smem_bytes(int K, int nst) {
+    return sizeof(float) * (size_t)K * GDN_SP + (size_t)nst * state_stage_bytes(K);
 }
 
 // grid (ceil(V / 64), H, N), GDN_THREADS threads: sequence n, head h, state columns v0 .. v0 + BVa − 1.
-// Walks the sequence's chunks in order with the state slice S[K, 64] in shared memory.
+// Walks the sequence's chunks in order with the state slice S[K, 64] in shared memory (fp32); for chunk c
+// (global index cbase + c) stores S (bf16) to hs[chunk, h, :, v0 ..], V' = U − W S (bf16) over U, and
+// applies S ← e^{γ_L} S + k̂ᵀ diag(e^{γ_L − γ}) V'. nst = 2: the next chunk's tiles are copied in while
+// this one is computed; nst = 1: one set of buffers (large K).
 __global__ void __launch_bounds__(GDN_THREADS)
-    gdn_chunk_kernel(bf16 *o, float *ht, const float *h0, const float *Qs, const float *Kd, const float *W,
-                     const float *U, const float *P, const float *gam, const int *cu_seqlens, int T, int H, int K,
-                     int V) {
+    gdn_state_kernel(bf16 *hs, bf16 *U, float *ht, const float *h0, const bf16 *W, const bf16 *k, const float *gam,
+                     const float *rk, const int *cu_seqlens, const int *cst, int T, int H, int K, int V, int nst) {
     const int v0 = blockIdx.x * GDN_BV, h = blockIdx.y, n = blockIdx.z, tid = threadIdx.x;
     const int BVa = min(GDN_BV, V - v0);
-    int64_t row0, len;
+    int64_t row0, len, cbase;
     if (cu_seqlens) {
         row0 = cu_seqlens[n];
         len = (int64_t)cu_seqlens[n + 1] - row0;
+        cbase = cst[n];
     } else {
         row0 = (int64_t)n * T;
         len = T;
+        cbase = (int64_t)n * ((T + GDN_C - 1) / GDN_C);
     }
-    const int Kp = pitch_k(K);
-    float *Ss = dyn_smem();        // [K, GDN_SP]: the state slice
-    float *buf = Ss + K * GDN_SP;  // [64, Kp]: W, then Qs, then Kd rows of the chunk
-    float *Vp = buf + GDN_C * Kp;  // [64, GDN_SP]: U, then V' = U − W S
-    float *Ps = Vp + GDN_C * GDN_SP; // [64, TILE_P]: P
-    const int64_t sbase = ((int64_t)n * H + h) * K * (int64_t)V + v0;
+    const int KB = pitch_kb(K);
+    float *Ss = dyn_smem(); // [K, GDN_SP]
+    char *stage0 = (char *)(Ss + K * GDN_SP);
+    const size_t sb = state_stage_bytes(K);
+    // stage s: Wb, Kb [64, KB], Ub [64, GDN_SP] (bf16), gs, rs [64] (fp32)
+    auto Wb = [&](int s) { return (bf16 *)(stage0 + s * sb); };
+    auto Kb = [&](int s) { return Wb(s) + GDN_C * KB; };
+    auto Ub = [&](int s) { return Kb(s) + GDN_C * KB; };
+    auto gsp = [&](int s) { return (float *)(Ub(s) + GDN_C * GDN_SP); };
+    auto rsp = [&](int s) { return gsp(s) + GDN_C; };
+    const int64_t ldk = (int64_t)H * K, ldv = (int64_t)H * V;
+    const bool ak = (K & 7) == 0 && ((uintptr_t)k & 15) == 0 && ((uintptr_t)W & 15) == 0;
+    const bool av = (V & 7) == 0 && ((uintptr_t)U & 15) == 0;
+    const bool vpairs = (V & 1) == 0;
+
+    auto issue = [&](int64_t c0, int s) { // chunk at row c0 of the sequence into stage s (one cp.async group)
+        const int Lc = (int)min((int64_t)GDN_C, len - c0);
+        const int64_t t0 = row0 + c0;
+        load_tile(Wb(s), KB, W + (t0 * H + h) * K, ldk, GDN_C, Lc, K, ak);
+        load_tile(Kb(s), KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, ak);
+        load_tile(Ub(s), GDN_SP, U + (t0 * H + h) * V + v0, ldv, GDN_C, Lc, BVa, av);
+        load_row_scalars(gsp(s), gam, t0, Lc, H, h, true);
+        load_row_scalars(rsp(s), rk, t0, Lc, H, h, true);
+        cp_async_commit();
+    };
 
     for (int i = tid; i < K * GDN_BV; i += GDN_THREADS) {
         const int r = i >> 6, cc = i & 63;
-        Ss[r * GDN_SP + cc] = (h0 && cc < BVa) ? h0[sbase + (int64_t)r * V + cc] : 0.0f;
+        Ss[r * GDN_SP + cc] = (h0 && cc < BVa) ? h0[(((int64_t)n * H + h) * K + r) * V + v0 + cc] : 0.0f;
     }
+    // A partial last slice (BVa < 64) leaves Ub's columns past BVa (rounded up to 8) unwritten by load_tile:
+    // zero them once in every stage; V' stays zero there (so does S), so they stay zero.
+    if (BVa < GDN_BV)
+        for (int s = 0; s < nst; s++) zero_cols(Ub(s), GDN_SP, GDN_C, BVa);
+    __syncthreads();
+    if (nst == 2) issue(0, 0);
 
-    for (int64_t c0 = 0; c0 < len; c0 += GDN_C) {
+    int64_t c = cbase;
+    for (int64_t c0 = 0; c0 < len; c0 += GDN_C, c++) {
+        const int s = nst == 2 ? (int)((c - cbase) & 1) : 0;
         const int Lc = (int)min((int64_t)GDN_C, len - c0);
         const int64_t t0 = row0 + c0;
-        __syncthreads(); // S written (initial load or last update); buf, Vp, Ps free
+        if (nst == 1) issue(c0, 0); // the buffers are free: barrier at the end of the last chunk
+        else if (c0 + GDN_C < len) issue(c0 + GDN_C, s ^ 1); // stage s ^ 1 was consumed by the last chunk
+        if (nst == 2 && c0 + GDN_C < len) cp_async_wait<1>(); // this chunk's group has landed
+        else cp_async_wait<0>();
+        __syncthreads(); // every thread's copies visible; S from the last update
 
-        // V' = U − W S
-        load_rows_k(buf, W, t0, Lc, H, h, K, Kp);
-        for (int i = tid; i < GDN_C * GDN_BV; i += GDN_THREADS) {
-            const int r = i >> 6, cc = i & 63;
-            Vp[r * GDN_SP + cc] = (r < Lc && cc < BVa) ? U[((t0 + r) * H + h) * (int64_t)V + v0 + cc] : 0.0f;
-        }
-        for (int i = tid; i < GDN_C * GDN_C; i += GDN_THREADS) {
-            const int r = i >> 6, cc = i & 63;
-            Ps[r * TILE_P + cc] = r < Lc ? P[((t0 + r) * H + h) * (int64_t)GDN_C + cc] : 0.0f;
-        }
-        __syncthreads();
-        {
-            float acc[4][4];
-            zero_acc(acc);
-            mm64(acc, K, [&](int m, int kk) { return buf[m * Kp + kk]; },
-                 [&](int kk, int c) { return Ss[kk * GDN_SP + c]; });
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-#pragma unroll
-                for (int j = 0; j < 4; j++) Vp[tile_r(i) * GDN_SP + tile_c(j)] -= acc[i][j];
-        }
-        __syncthreads();
+        // the state entering the chunk, for the output kernel
+        bf16 *hc = hs + ((c * H + h) * (int64_t)K) * V + v0;
+        if (vpairs)
+            for (int i = tid; i < K * (GDN_BV / 2); i += GDN_THREADS) {
+                const int r = i >> 5, cc = 2 * (i & 31);
+                if (cc + 1 < BVa)
+                    *(__nv_bfloat162 *)(hc + (int64_t)r * V + cc) =
+                        __floats2bfloat162_rn(Ss[r * GDN_SP + cc], Ss[r * GDN_SP + cc + 1]);
+                else if (cc < BVa)
+                    hc[(int64_t)r * V + cc] = f2bf(Ss[r * GDN_SP + cc]);
+            }
+        else
+            for (int i = tid; i < K * GDN_BV; i += GDN_THREADS) {
+                const int r = i >> 6, cc = i & 63;
+                if (cc < BVa) hc[(int64_t)r * V + cc] = f2bf(Ss[r * GDN_SP + cc]);
+            }
 
-        // O = Qs S + P V'
-        load_rows_k(buf, Qs, t0, Lc, H, h, K, Kp);
-        __syncthreads();
+        // V' = U − W S: to global (bf16, over U) and, times e^{γ_L − γ} / ‖k‖, in place of U in shared memory
+        // (each element read and rewritten by its owner) as the update's operand.
+        bf16 *ub = Ub(s), *wb = Wb(s), *kb = Kb(s);
+        const float *gs = gsp(s), *rs = rsp(s);
+        const float gL = gs[Lc - 1];
         {
-            float acc[4][4];
+            float acc[4][4], one[4], d[4];
             zero_acc(acc);
-            mm64(acc, K, [&](int m, int kk) { return buf[m * Kp + kk]; },
-                 [&](int kk, int c) { return Ss[kk * GDN_SP + c]; });
-            mm64(acc, Lc, [&](int m, int kk) { return Ps[m * TILE_P + kk]; },
-                 [&](int kk, int c) { return Vp[kk * GDN_SP + c]; });
+            mm64(acc, K, [&](int m, int kk) { return bf2f(wb[m * KB + kk]); },
+                 [&](int kk, int cc) { return Ss[kk * GDN_SP + cc]; });
 #pragma unroll
             for (int i = 0; i < 4; i++) {
                 const int m = tile_r(i);
-                if (m >= Lc) continue;
-                bf16 *orow = o + ((t0 + m) * H + h) * (int64_t)V + v0;
+                one[i] = 1.0f;
+                d[i] = m < Lc ? rs[m] * expf(gL - gs[m]) : 0.0f;
 #pragma unroll
-                for (int j = 0; j < 4; j++)
-                    if (tile_c(j) < BVa) orow[tile_c(j)] = f2bf(acc[i][j]);
+                for (int j = 0; j < 4; j++) acc[i][j] = bf2f(ub[m * GDN_SP + tile_c(j)]) - acc[i][j];
             }
+            store_acc_bf16(U + (t0 * H + h) * V + v0, ldv, acc, one, Lc, BVa, vpairs);
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) ub[tile_r(i) * GDN_SP + tile_c(j)] = f2bf(acc[i][j] * d[i]);
         }
         __syncthreads();
 
-        // S ← e^{γ_L} S + Kdᵀ V', 64 rows of S at a time; each thread rewrites only its own elements of S.
-        load_rows_k(buf, Kd, t0, Lc, H, h, K, Kp);
-        __syncthreads();
-        const float eL = expf(gam[(t0 + Lc - 1) * H + h]);
+        // S ← e^{γ_L} S + k̂ᵀ (diag(e^{γ_L − γ}) V'), 64 rows of S at a time; each thread rewrites only its own
+        // elements of S.
+        const float eL = expf(gL);
         for (int mt = 0; mt < K; mt += 64) {
             float acc[4][4];
 #pragma unroll
@@ -315,8 +401,8 @@ __global__ void __launch_bounds__(GDN_THREADS)
                     const int m = mt + tile_r(i);
                     acc[i][j] = m < K ? eL * Ss[m * GDN_SP + tile_c(j)] : 0.0f;
                 }
-            mm64(acc, Lc, [&](int m, int r) { return mt + m < K ? buf[r * Kp + mt + m] : 0.0f; },
-                 [&](int r, int c) { return Vp[r * GDN_SP + c]; });
+            mm64(acc, Lc, [&](int m, int r) { return mt + m < K ? bf2f(kb[r * KB + mt + m]) : 0.0f; },
+                 [&](int r, int cc) { return bf2f(ub[r * GDN_SP + cc]); });
 #pragma unroll
             for (int i = 0; i < 4; i++)
 #pragma unroll
@@ -325,13 +411,84 @@ __global__ void __launch_bounds__(GDN_THREADS)
                     if (m < K) Ss[m * GDN_SP + tile_c(j)] = acc[i][j];
                 }
         }
+        __syncthreads(); // S updated; this stage's buffers consumed
     }
-    __syncthreads();
     if (ht)
         for (int i = tid; i < K * GDN_BV; i += GDN_THREADS) {
             const int r = i >> 6, cc = i & 63;
-            if (cc < BVa) ht[sbase + (int64_t)r * V + cc] = Ss[r * GDN_SP + cc];
+            if (cc < BVa) ht[(((int64_t)n * H + h) * K + r) * V + v0 + cc] = Ss[r * GDN_SP + cc];
         }
+}
+
+// Shared memory of the output kernel: q and k tiles [64, pitch_kb(K)] and the chunk's state slice
+// [K, GDN_SP] (bf16), V' [64, GDN_SP] (bf16), P [64, TILE_P] and γ, 1/‖q‖, 1/‖k‖ [64] (fp32).
+static size_t out_smem_bytes(int K) {
+    return sizeof(bf16) * (size_t)(2 * GDN_C * pitch_kb(K) + K * GDN_SP + GDN_C * GDN_SP) +
+           sizeof(float) * (size_t)(GDN_C * TILE_P + 3 * GDN_C);
+}
+
+// grid (n_chunks × nvs, H), GDN_THREADS threads: block x = c nvs + vs computes o for chunk c, head h,
+// columns 64 vs .. + 63 (the nvs = ceil(V / 64) blocks of a chunk are neighbours: q, k come from L2 after
+// the first): O = diag(scale e^γ / ‖q‖) q S_c + P V', P = lower_incl(scale diag(1/‖q‖) q kᵀ diag(1/‖k‖) ⊙ Γ).
+__global__ void __launch_bounds__(GDN_THREADS)
+    gdn_out_kernel(bf16 *o, const bf16 *q, const bf16 *k, const bf16 *Vn, const bf16 *hs, const float *gam,
+                   const float *rq, const float *rk, const int *tab, int T, int ncps, int nvs, int H, int K, int V,
+                   float scale) {
+    const int64_t c = blockIdx.x / nvs;
+    const int v0 = (int)(blockIdx.x - c * nvs) * GDN_BV, h = blockIdx.y;
+    const int BVa = min(GDN_BV, V - v0);
+    int64_t t0;
+    int Lc;
+    chunk_rows(tab, c, ncps, T, &t0, &Lc);
+    const int KB = pitch_kb(K);
+    bf16 *Qb = (bf16 *)dyn_smem(); // [64, KB]
+    bf16 *Kb = Qb + GDN_C * KB;    // [64, KB]
+    bf16 *Sb = Kb + GDN_C * KB;    // [K, GDN_SP]
+    bf16 *Vb = Sb + K * GDN_SP;    // [64, GDN_SP]
+    float *Ps = (float *)(Vb + GDN_C * GDN_SP); // [64, TILE_P]
+    float *gs = Ps + GDN_C * TILE_P, *rqs = gs + GDN_C, *rks = rqs + GDN_C; // [64] each
+    const int64_t ldk = (int64_t)H * K, ldv = (int64_t)H * V;
+    const bool ak = (K & 7) == 0 && ((uintptr_t)q & 15) == 0 && ((uintptr_t)k & 15) == 0;
+    const bool av = (V & 7) == 0;
+    load_tile(Qb, KB, q + (t0 * H + h) * K, ldk, GDN_C, Lc, K, ak);
+    load_tile(Kb, KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, ak);
+    load_tile(Sb, GDN_SP, hs + (c * H + h) * (int64_t)K * V + v0, V, K, K, BVa, av);
+    load_tile(Vb, GDN_SP, Vn + (t0 * H + h) * V + v0, ldv, GDN_C, Lc, BVa, av);
+    load_row_scalars(gs, gam, t0, Lc, H, h, true);
+    load_row_scalars(rqs, rq, t0, Lc, H, h, true);
+    load_row_scalars(rks, rk, t0, Lc, H, h, true);
+    cp_async_commit();
+    if (BVa < GDN_BV) { // the columns load_tile leaves unwritten: zero, so that padding stays finite
+        zero_cols(Sb, GDN_SP, K, BVa);
+        zero_cols(Vb, GDN_SP, GDN_C, BVa);
+    }
+    cp_async_wait<0>();
+    __syncthreads();
+
+    float acc[4][4], rowf[4];
+    zero_acc(acc);
+    mm64(acc, K, [&](int m, int kk) { return bf2f(Qb[m * KB + kk]); }, [&](int kk, int n) { return bf2f(Kb[n * KB + kk]); });
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int m = tile_r(i), n = tile_c(j);
+            Ps[m * TILE_P + n] =
+                (n <= m && m < Lc) ? scale * rqs[m] * rks[n] * acc[i][j] * expf(gs[m] - gs[n]) : 0.0f;
+        }
+    __syncthreads();
+    zero_acc(acc);
+    mm64(acc, K, [&](int m, int kk) { return bf2f(Qb[m * KB + kk]); }, [&](int kk, int cc) { return bf2f(Sb[kk * GDN_SP + cc]); });
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const int m = tile_r(i);
+        const float f = m < Lc ? scale * rqs[m] * expf(gs[m]) : 0.0f;
+#pragma unroll
+        for (int j = 0; j < 4; j++) acc[i][j] *= f;
+        rowf[i] = 1.0f;
+    }
+    mm64(acc, Lc, [&](int m, int kk) { return Ps[m * TILE_P + kk]; }, [&](int kk, int cc) { return bf2f(Vb[kk * GDN_SP + cc]); });
+    store_acc_bf16(o + (t0 * H + h) * V + v0, ldv, acc, rowf, Lc, BVa, (V & 1) == 0 && ((uintptr_t)o & 3) == 0);
 }
 
 // grid (ceil(V / 32), H, B), GDN_STEP_THREADS threads: lane c owns column v0 + c of S[b, h] (the columns of
@@ -430,14 +587,26 @@ __global__ void gdn_table_kernel(int *tab, int *cst, const int32_t *cu, int N, i
 
 static void *workspace(size_t need) { return pn_cuda_ws(PN_WS_GDN, need); } // the context's
 
-static size_t prep_smem_bytes(int K) {
-    const int Kp = pitch_k(K), Xp = Kp > GDN_SP ? Kp : GDN_SP;
-    return sizeof(float) * (size_t)(GDN_C * Xp + GDN_C * Kp + 2 * GDN_C * TILE_P + 2 * GDN_C);
+// The most dynamic shared memory a block of this device may opt into (227 KB on Hopper).
+static size_t smem_optin(void) {
+    static int bytes = 0;
+    if (!bytes) {
+        int dev;
+        CUDA_CHECK(cudaGetDevice(&dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    }
+    return (size_t)bytes;
 }
 
-static size_t chunk_smem_bytes(int K) {
-    return sizeof(float) * (size_t)(K * GDN_SP + GDN_C * pitch_k(K) + GDN_C * GDN_SP + GDN_C * TILE_P);
+// Raises kern's dynamic shared-memory limit to need (once per size: *allowed remembers the largest set).
+template <class F>
+static void allow_smem(F kern, size_t need, size_t *allowed) {
+    if (need <= *allowed) return;
+    CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)need));
+    *allowed = need;
 }
+
+static size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
 
 void pn_cuda_gdn_chunk_table(int *tab, int *cst, const int32_t *cu, int N, int64_t T, int C) {
     if (N < 1) return;
@@ -485,73 +654,70 @@ extern "C" int pn_cuda_gdn_fwd(const pn_gdn_cfg *cfg, void *o, float *ht, const 
     const float scale = (float)pn_gdn_scale(cfg);
 
     // Chunks: uniform (N sequences of ceil(T / 64)) or, with cu_seqlens, a table of (first row, length).
-    const int ncps = (int)ceil_div64(T, GDN_C);
+    const int ncps = (int)ceil_div64(T, GDN_C), nvs = (int)ceil_div64(V, GDN_BV);
     int64_t n_chunks = (int64_t)N * ncps;
     if (hcu) { // the count from the host's offsets; the table itself is built on the device
         n_chunks = 0;
         for (int n = 0; n < N; n++) n_chunks += ceil_div64(hcu[n + 1] - hcu[n], GDN_C);
     }
-    if (n_chunks > 0x7fffffff) {
-        free(hcu);
-        return pn_errorf("gdn (cuda): %lld chunks exceed the grid", (long long)n_chunks);
+    free(hcu);
+    if (n_chunks * nvs > 0x7fffffff)
+        return pn_errorf("gdn (cuda): %lld chunks x %d column slices exceed the grid", (long long)n_chunks, nvs);
+
+    // Workspace: W [NT, H, K], U (then V') [NT, H, V], per-chunk states [n_chunks, H, K, V] (bf16); γ, 1/‖q‖,
+    // 1/‖k‖ [NT, H] (fp32); with cu_seqlens, the chunk table [n_chunks, 2] and first chunks [N + 1] (int).
+    const size_t bw = align256(sizeof(bf16) * (size_t)(NT * H * K)), bu = align256(sizeof(bf16) * (size_t)(NT * H * V)),
+                 bh = align256(sizeof(bf16) * (size_t)(n_chunks * H * K * V)), bg = align256(sizeof(float) * (size_t)(NT * H)),
+                 bt = cfg->cu_seqlens ? align256(sizeof(int) * (size_t)(2 * n_chunks + N + 1)) : 0;
+    char *w = (char *)workspace(bw + bu + bh + 3 * bg + bt);
+    bf16 *W = (bf16 *)w, *U = (bf16 *)(w + bw), *hs = (bf16 *)(w + bw + bu);
+    float *gam = (float *)(w + bw + bu + bh), *rq = (float *)((char *)gam + bg), *rk = (float *)((char *)rq + bg);
+    int *tab = NULL, *cst = NULL;
+    if (cfg->cu_seqlens) {
+        tab = (int *)((char *)rk + bg);
+        cst = tab + 2 * n_chunks;
+        pn_cuda_gdn_chunk_table(tab, cst, cfg->cu_seqlens, N, T, GDN_C);
     }
 
-    // Workspace (fp32): Qs, Kd, W [NT, H, K]; U [NT, H, V]; P [NT, H, 64]; γ [NT, H]; then the chunk table.
-    const size_t nk = (size_t)(NT * H * K), nv = (size_t)(NT * H * V), np = (size_t)(NT * H * GDN_C),
-                 ng = (size_t)(NT * H);
-    const size_t nfl = 3 * nk + nv + np + ng;
-    float *w = (float *)workspace(sizeof(float) * nfl + (hcu ? sizeof(int) * 2 * (size_t)n_chunks : 0));
-    float *Qs = w, *Kd = Qs + nk, *W = Kd + nk, *U = W + nk, *P = U + nv, *gam = P + np;
-    int *tab = NULL;
-    if (hcu) {
-        tab = (int *)(w + nfl);
-        pn_cuda_gdn_chunk_table(tab, NULL, cfg->cu_seqlens, N, T, GDN_C);
-    }
+    // Two stages of the state kernel's tiles where they fit (K ≤ 128 on Hopper), else one.
+    const int nst = state_smem_bytes(K, 2) <= smem_optin() ? 2 : 1;
+    static size_t prep_attr = 48 * 1024, state_attr = 48 * 1024, out_attr = 48 * 1024; // allowed so far
+    const size_t prep_smem = prep_smem_bytes(K), state_smem = state_smem_bytes(K, nst), out_smem = out_smem_bytes(K);
+    allow_smem(gdn_prep_kernel, prep_smem, &prep_attr);
+    allow_smem(gdn_state_kernel, state_smem, &state_attr);
+    allow_smem(gdn_out_kernel, out_smem, &out_attr);
 
-    static size_t prep_attr = 48 * 1024, chunk_attr = 48 * 1024; // dynamic smem allowed so far
-    const size_t prep_smem = prep_smem_bytes(K), chunk_smem = chunk_smem_bytes(K);
-    if (prep_smem > prep_attr) {
-        CUDA_CHECK(cudaFuncSetAttribute(gdn_prep_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)prep_smem));
-        prep_attr = prep_smem;
-    }
-    if (chunk_smem > chunk_attr) {
-        CUDA_CHECK(cudaFuncSetAttribute(gdn_chunk_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)chunk_smem));
-        chunk_attr = chunk_smem;
-    }
-
-#ifndef PN_GDN_HOST_CHECK
-    // PN_GDN_PROFILE=1: time the two kernels (events between launches) and log the split.
+    // PN_GDN_PROFILE=1: time the three kernels (events between launches) and log the split.
     static int profile = -1;
     if (profile < 0) profile = getenv("PN_GDN_PROFILE") && getenv("PN_GDN_PROFILE")[0] == '1';
-    cudaEvent_t ev[3];
+    cudaEvent_t ev[4];
     if (profile) {
-        for (int i = 0; i < 3; i++) CUDA_CHECK(cudaEventCreate(&ev[i]));
+        for (int i = 0; i < 4; i++) CUDA_CHECK(cudaEventCreate(&ev[i]));
         CUDA_CHECK(cudaEventRecord(ev[0], pn_cuda_stream()));
     }
-#endif
-    GDN_LAUNCH(gdn_prep_kernel, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, prep_smem, Qs, Kd, W, U, P, gam,
-               (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, g, beta, (const int *)tab, T, ncps, H, K, V, scale,
+    GDN_LAUNCH(gdn_prep_kernel, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, prep_smem, W, U, gam, rq, rk,
+               (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, g, beta, (const int *)tab, T, ncps, H, K, V,
                cfg->qk_l2norm ? 1 : 0);
     CUDA_LAUNCH_CHECK();
-#ifndef PN_GDN_HOST_CHECK
     if (profile) CUDA_CHECK(cudaEventRecord(ev[1], pn_cuda_stream()));
-#endif
-    GDN_LAUNCH(gdn_chunk_kernel, dim3((unsigned)ceil_div64(V, GDN_BV), (unsigned)H, (unsigned)N), GDN_THREADS,
-               chunk_smem, (bf16 *)o, ht, h0, (const float *)Qs, (const float *)Kd, (const float *)W, (const float *)U,
-               (const float *)P, (const float *)gam, (const int *)cfg->cu_seqlens, T, H, K, V);
+    GDN_LAUNCH(gdn_state_kernel, dim3((unsigned)nvs, (unsigned)H, (unsigned)N), GDN_THREADS, state_smem, hs, U, ht, h0,
+               (const bf16 *)W, (const bf16 *)k, (const float *)gam, (const float *)rk, (const int *)cfg->cu_seqlens,
+               (const int *)cst, T, H, K, V, nst);
     CUDA_LAUNCH_CHECK();
-#ifndef PN_GDN_HOST_CHECK
+    if (profile) CUDA_CHECK(cudaEventRecord(ev[2], pn_cuda_stream()));
+    GDN_LAUNCH(gdn_out_kernel, dim3((unsigned)(n_chunks * nvs), (unsigned)H), GDN_THREADS, out_smem, (bf16 *)o,
+               (const bf16 *)q, (const bf16 *)k, (const bf16 *)U, (const bf16 *)hs, (const float *)gam,
+               (const float *)rq, (const float *)rk, (const int *)tab, T, ncps, nvs, H, K, V, scale);
+    CUDA_LAUNCH_CHECK();
     if (profile) {
-        float ms[2];
-        CUDA_CHECK(cudaEventRecord(ev[2], pn_cuda_stream()));
-        CUDA_CHECK(cudaEventSynchronize(ev[2]));
-        for (int i = 0; i < 2; i++) CUDA_CHECK(cudaEventElapsedTime(&ms[i], ev[i], ev[i + 1]));
-        pn_info("gdn fwd (cuda) B %lld T %lld H %d K %d V %d: prep %.2f ms, chunk %.2f ms", (long long)cfg->B,
-                (long long)cfg->T, H, K, V, ms[0], ms[1]);
-        for (int i = 0; i < 3; i++) CUDA_CHECK(cudaEventDestroy(ev[i]));
+        float ms[3];
+        CUDA_CHECK(cudaEventRecord(ev[3], pn_cuda_stream()));
+        CUDA_CHECK(cudaEventSynchronize(ev[3]));
+        for (int i = 0; i < 3; i++) CUDA_CHECK(cudaEventElapsedTime(&ms[i], ev[i], ev[i + 1]));
+        pn_info("gdn fwd (cuda) B %lld T %lld H %d K %d V %d: prep %.2f ms, state %.2f ms (%d stage%s), out %.2f ms",
+                (long long)cfg->B, (long long)cfg->T, H, K, V, ms[0], ms[1], nst, nst > 1 ? "s" : "", ms[2]);
+        for (int i = 0; i < 4; i++) CUDA_CHECK(cudaEventDestroy(ev[i]));
     }
-#endif
-    free(hcu);
     return 0;
 }
 

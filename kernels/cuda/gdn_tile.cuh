@@ -95,16 +95,28 @@ __device__ __forceinline__ void zero_acc(float (&acc)[4][4]) {
 // B_KFAST (B stored [c][kk], e.g. a state [K, V] contracted over V, or token rows of another operand), else
 // with c fastest (B stored [kk][c]). The lambdas return 0 outside their operand. Contains barriers: every
 // thread of the block calls it; on return sa and sb may be reused after a __syncthreads().
+// A thread's 16 + 16 elements of a slab are read into registers first, in one unrolled loop, so that all
+// 32 loads are in flight at once (a loop storing each value before loading the next waited for every
+// load in turn: the backward's kernels were bound by that latency).
 template <bool B_KFAST, class FA, class FB>
 __device__ __forceinline__ void mm64_staged(float (&acc)[4][4], int n, FA a, FB b, float *sa, float *sb) {
     for (int k0 = 0; k0 < n; k0 += 64) {
         const int nk = min(64, n - k0);
         __syncthreads(); // the previous slab (or whatever the caller kept in sa, sb) is consumed
-        for (int idx = threadIdx.x; idx < 64 * 64; idx += 256) {
-            const int hi = idx >> 6, lo = idx & 63;
-            sa[hi * TILE_P + lo] = lo < nk ? a(hi, k0 + lo) : 0.0f;
-            if (B_KFAST) sb[lo * TILE_P + hi] = lo < nk ? b(k0 + lo, hi) : 0.0f;
-            else sb[hi * TILE_P + lo] = hi < nk ? b(k0 + hi, lo) : 0.0f;
+        float ra[16], rb[16];
+#pragma unroll
+        for (int u = 0; u < 16; u++) {
+            const int idx = threadIdx.x + 256 * u, hi = idx >> 6, lo = idx & 63;
+            ra[u] = lo < nk ? a(hi, k0 + lo) : 0.0f;
+            if (B_KFAST) rb[u] = lo < nk ? b(k0 + lo, hi) : 0.0f;
+            else rb[u] = hi < nk ? b(k0 + hi, lo) : 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < 16; u++) {
+            const int idx = threadIdx.x + 256 * u, hi = idx >> 6, lo = idx & 63;
+            sa[hi * TILE_P + lo] = ra[u];
+            if (B_KFAST) sb[lo * TILE_P + hi] = rb[u];
+            else sb[hi * TILE_P + lo] = rb[u];
         }
         __syncthreads();
         mm64(acc, nk, [&](int m, int kk) { return sa[m * TILE_P + kk]; }, [&](int kk, int c) { return sb[kk * TILE_P + c]; });

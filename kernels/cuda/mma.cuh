@@ -1,5 +1,5 @@
 // mma.cuh: the inline-PTX building blocks the tensor-core kernels share (flash attention forward and
-// backward): cp.async copies into shared memory, ldmatrix (plain and transposed) and the bf16
+// backward, the chunked GDN forward): cp.async copies into shared memory, ldmatrix (plain and transposed) and the bf16
 // mma.sync.m16n8k16 with fp32 accumulators, plus packing two floats into a bf16x2 register.
 #ifndef PN_CUDA_MMA_CUH
 #define PN_CUDA_MMA_CUH
@@ -10,6 +10,10 @@ __device__ __forceinline__ uint32_t smem_addr(const void *p) { return (uint32_t)
 
 __device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(smem)), "l"(gmem) : "memory");
+}
+// 4 bytes (one float), through L1: per-row scalars strided by the head count.
+__device__ __forceinline__ void cp_async4(void *smem, const void *gmem) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(smem_addr(smem)), "l"(gmem) : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template <int N>
