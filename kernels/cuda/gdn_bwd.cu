@@ -208,7 +208,7 @@ __global__ void __launch_bounds__(GB_THREADS)
     const int64_t KV = (int64_t)K * V;
     const int c0 = cst[n], c1 = cst[n + 1];
     float *Ss = gb_smem();         // [K, TILE_SP]
-    float *buf = Ss + K * TILE_SP; // [64, Kp]: W rows, then diag(e^{γ_L − γ}) K̂ rows
+    float *buf = Ss + K * TILE_SP; // [64, Kp]: W rows, then K̂ rows (the update scales them by ed as it reads)
     float *Vs = buf + 64 * Kp;     // [64, TILE_SP]: V'
     float *ed = Vs + 64 * TILE_SP; // [64]
     const bool ak = (K & 3) == 0, av = (V & 3) == 0; // 16-byte rows (the workspace arrays are aligned)
