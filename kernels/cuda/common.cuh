@@ -11,9 +11,13 @@
 #ifndef PN_CUDA_COMMON_CUH
 #define PN_CUDA_COMMON_CUH
 
+#ifdef PN_CUDA_EMU // the host emulation the CPU suite runs the GDN kernels on (tests/emu/cuda_emu.h)
+#include "../../tests/emu/cuda_emu.h"
+#else
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#endif
 #include <stdint.h>
 
 // pn_common.h is C11; nvcc's C++ front end does not know the _Noreturn keyword.
@@ -305,6 +309,9 @@ __device__ __forceinline__ void pdl_trigger() {
 // when the context allows it (see above: the kernel must call pdl_wait()).
 template <typename... KArgs, typename... Args>
 static inline void pn_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, Args... args) {
+#ifdef PN_CUDA_EMU
+    emu_launch(kernel, grid, block, smem, args...);
+#else
     cudaLaunchAttribute at[1];
     at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     at[0].val.programmaticStreamSerializationAllowed = 1;
@@ -312,6 +319,7 @@ static inline void pn_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, si
     cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = pn_cuda_stream();
     cfg.attrs = at, cfg.numAttrs = pn_cuda_ctx_get()->pdl ? 1 : 0;
     CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, ((KArgs)args)...));
+#endif
 }
 
 // ----------------------------------------------------------------------------------------------------

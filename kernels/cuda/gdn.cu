@@ -7,149 +7,60 @@
 //
 // The decisions a reader would otherwise miss:
 // - Three kernels, fla's split, so that only what must be sequential is:
-//   1. gdn_prep_kernel, grid (chunk, head): the rows' 1/‖q‖, 1/‖k‖ (or 1 without qk_l2norm), γ, A, T (forward
-//      substitution, four lanes per column: tri_inv64), W and U (fp32 products, stored as bf16).
+//   1. gdn_prep_kernel, grid (chunk, head): the rows' 1/‖q‖, 1/‖k‖ (or 1 without qk_l2norm), γ, A from the
+//      bf16 k̂, T (fp32 forward substitution, four lanes per column: tri_inv64), W and U (bf16 products of
+//      T's column-scaled bf16 copies, stored as bf16).
 //   2. gdn_state_kernel, grid (V / 64, head, sequence): walks the sequence's chunks in order with a 64-column
-//      slice of the state in shared memory (fp32), storing the state entering each chunk (bf16, [chunk, H, K,
-//      V]) and V' = U − W S (bf16, in place of U), and updating S. The next chunk's W, k, U tiles are copied
-//      in (cp.async) while the current one is computed, when two stages fit in shared memory (K ≤ 128).
+//      slice of the state in registers (fp32, the update's accumulators) and a bf16 copy in shared memory,
+//      storing the state entering each chunk (bf16, [chunk, H, K, V]) and V' = U − W S (bf16, in place of
+//      U), and updating S. The next chunk's W, k, U tiles are copied in (cp.async) while the current one is
+//      computed.
 //   3. gdn_out_kernel, grid (chunk × V / 64, head): O = diag(scale e^γ) Q̂ S_c + P V', all chunks at once.
 //   The normalization is never materialized: q̂ = diag(1/‖q‖) q, so 1/‖q‖, 1/‖k‖ scale rows of products
 //   of the raw bf16 q, k (W is built from k̂ in fp32 inside the prep kernel).
-// - The products are 64×64 tiles on tensor cores (gdn_tile.cuh's mm64: 256 threads, tf32 operands read
-//   from shared memory, fp32 accumulators). Inputs are bf16; W, U, V', the per-chunk states and the operand
-//   diag(e^{γ_L − γ}) V' of the state update are rounded to bf16, as fla keeps them; the state itself, γ,
-//   the triangular solve and every accumulator are fp32. Rows past Lc and columns past K / V are zero in
-//   shared memory, so every product runs on full 64-wide tiles and padding never reaches an output.
+// - The products are 64×64 tiles on tensor cores: gdn_tile.cuh's mm64_bf, bf16 tiles in shared memory read
+//   by ldmatrix, fp32 accumulators. k̂, T's scaled copies, W, U, V', the per-chunk states, P and the
+//   operand diag(e^{γ_L − γ}) V' of the state update are rounded to bf16, as fla keeps them; the state
+//   itself, γ, A, the triangular solve and every accumulator are fp32. Rows past Lc and columns past K / V are
+//   zero in shared memory, so every product runs on full tiles and padding never reaches an output.
 // - Only exponents ≤ 0 are evaluated: Γ is masked (s ≤ r) before expf, e^{γ_r} and e^{γ_L − γ_r} have
 //   γ_r ≤ 0 and γ_L ≤ γ_r. γ is summed in double (as on the CPU) and stored as fp32.
 // - cu_seqlens is a device array; the launcher takes the host copy the block context passes (cu_host) or
 //   reads it back, to validate it with pn_gdn_check and count the chunks; the chunk table itself (first row
 //   and length of each chunk, first chunk of each sequence) is built on the device (gdn_table_kernel).
-// - Shared memory: prep ~169 KB at K = 256, state ~169 KB (one stage) at K = 256 and ~100 KB (two stages)
-//   at K = 96, output ~131 KB at K = 256: fits Hopper's 227 KB (not an A100's 163).
+// - Shared memory: prep ~140 KB at K = 256 (107 KB at K = 96), state ~191 KB (two stages) at K = 256 and ~103 KB at K = 96
+//   (two blocks an SM), output ~124 KB at K = 256: fits Hopper's 227 KB (not an A100's 163).
 // - The workspace (one device buffer of the backend context, grown on demand, never shrunk): bf16 W, U/V'
 //   per token row and the per-chunk states, fp32 γ, 1/‖q‖, 1/‖k‖ per token row, and the chunk table.
-// - GDN_LAUNCH is <<<>>> on CUDA (GDN_LAUNCH_PDL, for the decode step, pn_launch).
+// - GDN_LAUNCH is <<<>>> on CUDA (GDN_LAUNCH_PDL, for the decode step, pn_launch); with PN_CUDA_EMU the file
+//   compiles as C++ for the host emulation the CPU suite checks the kernels with (tests/emu/cuda_emu.h).
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common.cuh"
 #include "mma.cuh"
-#define GDN_LAUNCH(kern, grid, block, smem, ...) kern<<<(grid), (block), (smem), pn_cuda_stream()>>>(__VA_ARGS__)
-#define GDN_LAUNCH_PDL(kern, grid, block, smem, ...) pn_launch(kern, (grid), (block), (smem), __VA_ARGS__)
 #include "gdn_cuda.h"
 #include "gdn_tile.cuh"
 
-#define GDN_C 64        // chunk length (PN_GDN_CHUNK)
-#define GDN_THREADS 256 // threads of the prep, state and output kernels (mm64 assumes 256)
-#define GDN_BV 64       // V columns per block of the state and output kernels
-#define GDN_SP TILE_SP  // row pitch of the [*, 64] state slice and V' tiles (gdn_tile.cuh)
 #define GDN_STEP_WARPS 4 // the decode step: warps per block, each a quarter of the K rows of 32 columns
 #define GDN_STEP_THREADS (32 * GDN_STEP_WARPS)
 #define GDN_STEP_RPW (PN_GDN_MAX_K / GDN_STEP_WARPS) // rows per thread at most (registers)
 
-// Row pitch (bf16 elements) of a [rows, K] bf16 tile read as a(m, kk) = X[m][kk] or X[kk][m]: K rounded up
-// to 32, plus 8. In 32-bit words that is 16 j + 4, so the 8 rows g of a fragment load start in 8 different
-// 4-word groups (4 g or 20 g mod 32) and the two columns 2 t, 2 t + 1 share a word: no bank conflicts;
-// rows stay 16-byte aligned for cp.async.
-__host__ __device__ __forceinline__ int pitch_kb(int K) { return ((K + 31) & ~31) + 8; }
-
 // ----------------------------------------------------------------------------------------------------
 // kernels
 
-__device__ __forceinline__ float *dyn_smem(void) {
-    extern __shared__ float gdn_smem[];
-    return gdn_smem;
-}
-
-// Rows 0 .. rows − 1 of a bf16 tile into shared memory dst (pitch dp elements): columns 0 .. ncols − 1 of
-// global rows r < nvalid (row r at src + r ld), zeros elsewhere up to the column count rounded up to 8.
-// 16-byte cp.async copies when async (the caller guarantees ncols % 8 == 0 and 16-byte aligned rows; the
-// copies land after cp_async_wait), else plain loads. Every thread of the block calls it.
-__device__ __forceinline__ void load_tile(bf16 *dst, int dp, const bf16 *src, int64_t ld, int rows, int nvalid,
-                                          int ncols, bool async) {
-    const int n8 = (ncols + 7) >> 3;
-    for (int idx = threadIdx.x; idx < rows * n8; idx += GDN_THREADS) {
-        const int r = idx / n8, c = (idx - r * n8) * 8;
-        bf16 *d = dst + r * dp + c;
-        if (r < nvalid && async) {
-            cp_async16(d, src + r * ld + c);
-        } else {
-#pragma unroll
-            for (int e = 0; e < 8; e++) d[e] = (r < nvalid && c + e < ncols) ? src[r * ld + c + e] : f2bf(0.0f);
-        }
-    }
-}
-
-// Zeros columns round8(nc) .. 63 of rows 0 .. rows − 1 of a bf16 tile (pitch dp): those load_tile does not
-// write for a slice of nc < 64 columns but the 64-wide products read.
-__device__ __forceinline__ void zero_cols(bf16 *dst, int dp, int rows, int nc) {
-    const int c0 = (nc + 7) & ~7, w = 64 - c0;
-    for (int i = threadIdx.x; i < rows * w; i += GDN_THREADS) {
-        const int r = i / w;
-        dst[r * dp + c0 + (i - r * w)] = f2bf(0.0f);
-    }
-}
-
-// 64 per-row fp32 values x[(t0 + r) H + h] (r < Lc, zero past) into dst, by the block's first 64 threads.
-__device__ __forceinline__ void load_row_scalars(float *dst, const float *x, int64_t t0, int Lc, int H, int h,
-                                                 bool async) {
-    const int r = threadIdx.x;
-    if (r >= GDN_C) return;
-    if (r < Lc && async) cp_async4(dst + r, x + (t0 + r) * H + h);
-    else dst[r] = r < Lc ? x[(t0 + r) * H + h] : 0.0f;
-}
-
-// Stores the thread's 4 × 4 accumulator elements, times rowf[i] (row tile_r(i)), as bf16 at
-// dst + m ld + c for rows m < nr and columns c < nc: adjacent column pairs (j, j + 1) as one 32-bit store
-// when pairs are aligned (ld and the row start even).
-__device__ __forceinline__ void store_acc_bf16(bf16 *dst, int64_t ld, const float (&acc)[4][4], const float *rowf,
-                                               int nr, int nc, bool pairs) {
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        const int m = tile_r(i);
-        if (m >= nr) continue;
-#pragma unroll
-        for (int j = 0; j < 4; j += 2) {
-            const int c = tile_c(j); // even; tile_c(j + 1) = c + 1
-            const float x0 = acc[i][j] * rowf[i], x1 = acc[i][j + 1] * rowf[i];
-            if (pairs && c + 1 < nc) {
-                *(__nv_bfloat162 *)(dst + m * ld + c) = __floats2bfloat162_rn(x0, x1);
-            } else {
-                if (c < nc) dst[m * ld + c] = f2bf(x0);
-                if (c + 1 < nc) dst[m * ld + c + 1] = f2bf(x1);
-            }
-        }
-    }
-}
-
-// The chunk c of the flattened token rows: first row *t0 and length *Lc, from tab (varlen) or, without it,
-// sequence c / ncps, chunk c % ncps of T tokens.
-__device__ __forceinline__ void chunk_rows(const int *tab, int64_t c, int ncps, int T, int64_t *t0, int *Lc) {
-    if (tab) {
-        *t0 = tab[2 * c];
-        *Lc = tab[2 * c + 1];
-    } else {
-        const int64_t seq = c / ncps, ci = c % ncps;
-        *t0 = seq * T + ci * GDN_C;
-        *Lc = (int)min((int64_t)GDN_C, (int64_t)T - ci * GDN_C);
-    }
-}
-
-// The prep kernel's shared memory: k̂ [64, pitch_k(K)] fp32, then a region that holds first the raw q, k
-// tiles (bf16) and later the V staging tile, A and T (fp32), then γ, β, g [64].
-__host__ __device__ __forceinline__ size_t prep_union_bytes(int K) {
-    const size_t a = sizeof(float) * (size_t)(GDN_C * GDN_SP + 2 * GDN_C * TILE_P), b = sizeof(bf16) * 2 * GDN_C * (size_t)pitch_kb(K);
-    return a > b ? a : b;
-}
+// The prep kernel's shared memory: the k and q tiles [64, pitch_kb(K)] (bf16), A and T [64, TILE_P] (fp32),
+// T diag(β e^γ) and T diag(β) [64, GDN_SP] (bf16), two V slabs [64, GDN_SP] (bf16), γ, β, g [64] (fp32).
 __host__ __device__ __forceinline__ size_t prep_smem_bytes(int K) {
-    return sizeof(float) * (size_t)GDN_C * pitch_k(K) + prep_union_bytes(K) + sizeof(float) * 3 * GDN_C;
+    return sizeof(bf16) * (size_t)(2 * GDN_C * pitch_kb(K) + 4 * GDN_C * GDN_SP) +
+           sizeof(float) * (size_t)(2 * GDN_C * TILE_P + 3 * GDN_C);
 }
 
 // grid (n_chunks, H), GDN_THREADS threads. Writes, for the chunk's rows t0 .. t0 + Lc − 1 and head h:
 // W [NT, H, K] and U [NT, H, V] (bf16), gam = γ, rq = 1/‖q‖, rk = 1/‖k‖ [NT, H] (fp32; 1 without l2norm).
+// As fla: k̂ rounded to bf16 for A = diag(β) k̂ k̂ᵀ ⊙ Γ (fp32 accumulators), T = (I + A)⁻¹ in fp32, then W
+// and U as bf16 products of T's rounded column-scaled copies, T diag(β e^γ) k̂ and T diag(β) V.
 __global__ void __launch_bounds__(GDN_THREADS)
     gdn_prep_kernel(bf16 *W, bf16 *U, float *gam, float *rq, float *rk, const bf16 *q, const bf16 *k, const bf16 *v,
                     const float *g, const float *beta, const int *tab, int T, int ncps, int H, int K, int V,
@@ -158,32 +69,42 @@ __global__ void __launch_bounds__(GDN_THREADS)
     int64_t t0;
     int Lc;
     chunk_rows(tab, c, ncps, T, &t0, &Lc);
-    const int Kp = pitch_k(K), KB = pitch_kb(K);
-    float *ks = dyn_smem();          // [64, Kp]: k̂ rows, later diag(β e^γ) K̂
-    float *xs = ks + GDN_C * Kp;     // [64, GDN_SP]: tiles of diag(β) V    } the raw q, k tiles (bf16 [64, KB]
-    float *As = xs + GDN_C * GDN_SP; // [64, TILE_P]: A                      } each) while step (1) runs: the
-    float *Ts = As + GDN_C * TILE_P; // [64, TILE_P]: T                      } region is the larger of the two
-    float *gs = (float *)((char *)xs + prep_union_bytes(K)); // [64]: γ
+    const int KB = pitch_kb(K), K16 = round16(K);
+    bf16 *kb = (bf16 *)dyn_smem();   // [64, KB]: k, then k̂ (bf16)
+    bf16 *qb = kb + GDN_C * KB;      // [64, KB]: q (for its norm)
+    bf16 *Tw = qb + GDN_C * KB;      // [64, GDN_SP]: T diag(β e^γ)
+    bf16 *Tu = Tw + GDN_C * GDN_SP;  // [64, GDN_SP]: T diag(β)
+    bf16 *Vb = Tu + GDN_C * GDN_SP;  // [2][64, GDN_SP]: V slabs
+    float *As = (float *)(Vb + 2 * GDN_C * GDN_SP); // [64, TILE_P]: A
+    float *Ts = As + GDN_C * TILE_P; // [64, TILE_P]: T
+    float *gs = Ts + GDN_C * TILE_P; // [64]: γ
     float *bs = gs + GDN_C;          // [64]: β
     float *graw = bs + GDN_C;        // [64]: g
-    bf16 *qb = (bf16 *)xs, *kb = qb + GDN_C * KB;
-
-    // (1) the chunk's q, k tiles, g and β rows, all copied in at once (cp.async); then, a warp per row, k̂
-    // (L2-normalized when asked; zeros past Lc) and both rows' 1/‖x‖ by warp reductions; γ (in double, one
-    // thread, as on the CPU).
+    const int64_t ldk = (int64_t)H * K, ldv = (int64_t)H * V;
     const bool ak = (K & 7) == 0 && ((uintptr_t)q & 15) == 0 && ((uintptr_t)k & 15) == 0;
-    if (l2norm) load_tile(qb, KB, q + (t0 * H + h) * K, (int64_t)H * K, GDN_C, Lc, K, ak);
-    load_tile(kb, KB, k + (t0 * H + h) * K, (int64_t)H * K, GDN_C, Lc, K, ak);
+    const bool av = (V & 7) == 0 && ((uintptr_t)v & 15) == 0;
+    auto load_v = [&](int nt, bf16 *dst) {
+        load_tile(dst, GDN_SP, v + (t0 * H + h) * V + nt, ldv, GDN_C, Lc, min(64, V - nt), 64, av);
+        cp_async_commit();
+    };
+
+    // (1) the chunk's q, k tiles, g and β rows and the first V slab (one cp.async group), the second V slab
+    // (another); then, a warp per row, both rows' 1/‖x‖ and k̂ = k / ‖k‖ in place (zeros past Lc and past K,
+    // to the 64-column boundary: the W products read whole 64-column tiles); γ (double, one thread).
+    if (l2norm) load_tile(qb, KB, q + (t0 * H + h) * K, ldk, GDN_C, Lc, K, (K + 7) & ~7, ak);
+    load_tile(kb, KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
     load_row_scalars(graw, g, t0, Lc, H, h, true);
     load_row_scalars(bs, beta, t0, Lc, H, h, true);
-    cp_async_commit();
-    cp_async_wait<0>();
+    load_v(0, Vb);
+    if (V > 64) load_v(64, Vb + GDN_C * GDN_SP);
+    if (V > 64) cp_async_wait<1>();
+    else cp_async_wait<0>();
     __syncthreads();
     const int lane = tid & 31;
     for (int r = tid >> 5; r < GDN_C; r += GDN_THREADS / 32) {
         float sq = 0.0f, sk = 0.0f;
-        for (int c = lane; c < K && l2norm; c += 32) {
-            const float x = bf2f(qb[r * KB + c]), y = bf2f(kb[r * KB + c]);
+        for (int cc = lane; cc < K && l2norm; cc += 32) {
+            const float x = bf2f(qb[r * KB + cc]), y = bf2f(kb[r * KB + cc]);
             sq = fmaf(x, x, sq);
             sk = fmaf(y, y, sk);
         }
@@ -191,8 +112,8 @@ __global__ void __launch_bounds__(GDN_THREADS)
         if (l2norm) {
             nq = 1.0f / sqrtf(warp_sum(sq) + (float)PN_GDN_L2_EPS);
             nk = 1.0f / sqrtf(warp_sum(sk) + (float)PN_GDN_L2_EPS);
+            for (int cc = lane; cc < K; cc += 32) kb[r * KB + cc] = f2bf(bf2f(kb[r * KB + cc]) * nk);
         }
-        for (int c = lane; c < K; c += 32) ks[r * Kp + c] = bf2f(kb[r * KB + c]) * nk;
         if (lane == 0 && r < Lc) rq[(t0 + r) * H + h] = nq, rk[(t0 + r) * H + h] = nk;
     }
     if (tid == GDN_C) {
@@ -204,11 +125,11 @@ __global__ void __launch_bounds__(GDN_THREADS)
     }
     __syncthreads();
 
-    // (2) A = strict_lower(diag(β) K̂ K̂ᵀ ⊙ Γ) into shared memory.
+    // (2) A = strict_lower(diag(β) k̂ k̂ᵀ ⊙ Γ) into shared memory (the contraction runs to K16: zeros past K).
     {
         float acc[4][4];
         zero_acc(acc);
-        mm64(acc, K, [&](int m, int kk) { return ks[m * Kp + kk]; }, [&](int kk, int n) { return ks[n * Kp + kk]; });
+        mm64_bf<false, true>(acc, K16, kb, KB, kb, KB);
 #pragma unroll
         for (int i = 0; i < 4; i++)
 #pragma unroll
@@ -219,70 +140,63 @@ __global__ void __launch_bounds__(GDN_THREADS)
     }
     __syncthreads();
 
-    // (3) K̂ → diag(β e^γ) K̂ in place (each element read and rewritten by the same thread); γ to global;
-    // T = (I + A)⁻¹ (gdn_tile.cuh's tri_inv64).
-    for (int r = tid >> 5; r < Lc; r += GDN_THREADS / 32) {
-        const float be = bs[r] * expf(gs[r]);
-        for (int cc = lane; cc < K; cc += 32) ks[r * Kp + cc] *= be;
-    }
+    // (3) γ to global; T = (I + A)⁻¹ (gdn_tile.cuh's tri_inv64, fp32); its column-scaled bf16 copies.
     if (tid < Lc) gam[(t0 + tid) * H + h] = gs[tid];
     tri_inv64(Ts, As, Lc);
     __syncthreads();
+    for (int i = tid; i < GDN_C * GDN_C; i += GDN_THREADS) {
+        const int m = i >> 6, s = i & 63;
+        const float t = Ts[m * TILE_P + s];
+        Tw[m * GDN_SP + s] = f2bf(t * bs[s] * expf(gs[s])); // β is 0 past Lc
+        Tu[m * GDN_SP + s] = f2bf(t * bs[s]);
+    }
+    __syncthreads();
 
     const float one[4] = {1.0f, 1.0f, 1.0f, 1.0f};
-    // (4) W = T diag(β e^γ) K̂, 64 columns of K at a time.
+    // (4) W = (T diag(β e^γ)) k̂, 64 columns of K at a time.
     bf16 *Wc = W + (t0 * H + h) * (int64_t)K;
-    const bool kpairs = (K & 1) == 0;
     for (int nt = 0; nt < K; nt += 64) {
         float acc[4][4];
         zero_acc(acc);
-        mm64(acc, Lc, [&](int m, int kk) { return Ts[m * TILE_P + kk]; },
-             [&](int kk, int n) { return nt + n < K ? ks[kk * Kp + nt + n] : 0.0f; });
-        store_acc_bf16(Wc + nt, (int64_t)H * K, acc, one, Lc, K - nt, kpairs);
+        mm64_bf<false, false>(acc, Lc, Tw, GDN_SP, kb + nt, KB);
+        store_acc_bf16(Wc + nt, ldk, acc, one, Lc, K - nt, (K & 1) == 0);
     }
 
-    // (5) U = T diag(β) V, 64 columns of V at a time staged in xs; the next tile's values are loaded into
-    // registers (16 a thread, all in flight at once) while this one is multiplied.
+    // (5) U = (T diag(β)) V, a 64-column slab at a time, the slab after next copied in while this one is
+    // multiplied (two buffers).
     bf16 *Uc = U + (t0 * H + h) * (int64_t)V;
-    float vv[GDN_C * 64 / GDN_THREADS];
-    auto load_v = [&](int nt) {
-#pragma unroll
-        for (int u = 0; u < GDN_C * 64 / GDN_THREADS; u++) {
-            const int i = tid + u * GDN_THREADS, r = i >> 6, cc = i & 63;
-            vv[u] = (r < Lc && nt + cc < V) ? bf2f(v[((t0 + r) * H + h) * (int64_t)V + nt + cc]) : 0.0f;
-        }
-    };
-    load_v(0);
-    for (int nt = 0; nt < V; nt += 64) {
-        __syncthreads(); // xs free: the previous tile fully read
-#pragma unroll
-        for (int u = 0; u < GDN_C * 64 / GDN_THREADS; u++) {
-            const int i = tid + u * GDN_THREADS, r = i >> 6, cc = i & 63;
-            xs[r * GDN_SP + cc] = bs[r] * vv[u];
-        }
+    for (int j = 0, nt = 0; nt < V; j++, nt += 64) {
+        if (nt + 64 < V) cp_async_wait<1>(); // slab j has landed (slab j + 1 may not have)
+        else cp_async_wait<0>();
         __syncthreads();
-        if (nt + 64 < V) load_v(nt + 64);
+        bf16 *vb = Vb + (j & 1) * GDN_C * GDN_SP;
         float acc[4][4];
         zero_acc(acc);
-        mm64(acc, Lc, [&](int m, int kk) { return Ts[m * TILE_P + kk]; }, [&](int kk, int n) { return xs[kk * GDN_SP + n]; });
-        store_acc_bf16(Uc + nt, (int64_t)H * V, acc, one, Lc, V - nt, (V & 1) == 0);
+        mm64_bf<false, false>(acc, Lc, Tu, GDN_SP, vb, GDN_SP);
+        store_acc_bf16(Uc + nt, ldv, acc, one, Lc, V - nt, (V & 1) == 0);
+        __syncthreads(); // slab j consumed
+        if (nt + 128 < V) load_v(nt + 128, vb);
     }
 }
 
-// Shared memory of the state kernel: the state slice [K, GDN_SP] fp32, then per stage W and k tiles
-// [64, pitch_kb(K)] bf16, the U / V' tile [64, GDN_SP] bf16, γ and 1/‖k‖ [64] fp32.
+// Shared memory of the state kernel: the state slice as bf16 [round16(K), GDN_SP] (the W S product's
+// operand), then per stage W and k tiles [64, pitch_kb(K)] bf16, the U / V' tile [64, GDN_SP] bf16, γ and
+// 1/‖k‖ [64] fp32.
 __host__ __device__ __forceinline__ size_t state_stage_bytes(int K) {
     return sizeof(bf16) * (size_t)(2 * GDN_C * pitch_kb(K) + GDN_C * GDN_SP) + sizeof(float) * 2 * GDN_C;
 }
 __host__ __device__ __forceinline__ size_t state_smem_bytes(int K, int nst) {
-    return sizeof(float) * (size_t)K * GDN_SP + (size_t)nst * state_stage_bytes(K);
+    return sizeof(bf16) * (size_t)round16(K) * GDN_SP + (size_t)nst * state_stage_bytes(K);
 }
 
 // grid (ceil(V / 64), H, N), GDN_THREADS threads: sequence n, head h, state columns v0 .. v0 + BVa − 1.
-// Walks the sequence's chunks in order with the state slice S[K, 64] in shared memory (fp32); for chunk c
-// (global index cbase + c) stores S (bf16) to hs[chunk, h, :, v0 ..], V' = U − W S (bf16) over U, and
-// applies S ← e^{γ_L} S + k̂ᵀ diag(e^{γ_L − γ}) V'. nst = 2: the next chunk's tiles are copied in while
-// this one is computed; nst = 1: one set of buffers (large K).
+// Walks the sequence's chunks in order. The state slice S[K, 64] lives in registers in fp32 (MT tiles of
+// 64 rows, each thread its 16 elements of every tile: the layout of the update's accumulators), and as a
+// bf16 copy in shared memory for the W S product. For chunk c (global index cbase + c): S (bf16) to
+// hs[chunk, h, :, v0 ..] and to the copy; V' = U − W S (bf16) over U; S ← e^{γ_L} S + k̂ᵀ diag(e^{γ_L − γ})
+// V'. nst = 2: the next chunk's tiles are copied in while this one is computed; nst = 1: one set of
+// buffers (when two do not fit).
+template <int MT>
 __global__ void __launch_bounds__(GDN_THREADS)
     gdn_state_kernel(bf16 *hs, bf16 *U, float *ht, const float *h0, const bf16 *W, const bf16 *k, const float *gam,
                      const float *rk, const int *cu_seqlens, const int *cst, int T, int H, int K, int V, int nst) {
@@ -298,9 +212,9 @@ __global__ void __launch_bounds__(GDN_THREADS)
         len = T;
         cbase = (int64_t)n * ((T + GDN_C - 1) / GDN_C);
     }
-    const int KB = pitch_kb(K);
-    float *Ss = dyn_smem(); // [K, GDN_SP]
-    char *stage0 = (char *)(Ss + K * GDN_SP);
+    const int KB = pitch_kb(K), K16 = round16(K), KF = (K + 7) & ~7;
+    bf16 *Sb = (bf16 *)dyn_smem(); // [K16, GDN_SP]
+    char *stage0 = (char *)(Sb + K16 * GDN_SP);
     const size_t sb = state_stage_bytes(K);
     // stage s: Wb, Kb [64, KB], Ub [64, GDN_SP] (bf16), gs, rs [64] (fp32)
     auto Wb = [&](int s) { return (bf16 *)(stage0 + s * sb); };
@@ -316,23 +230,27 @@ __global__ void __launch_bounds__(GDN_THREADS)
     auto issue = [&](int64_t c0, int s) { // chunk at row c0 of the sequence into stage s (one cp.async group)
         const int Lc = (int)min((int64_t)GDN_C, len - c0);
         const int64_t t0 = row0 + c0;
-        load_tile(Wb(s), KB, W + (t0 * H + h) * K, ldk, GDN_C, Lc, K, ak);
-        load_tile(Kb(s), KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, ak);
-        load_tile(Ub(s), GDN_SP, U + (t0 * H + h) * V + v0, ldv, GDN_C, Lc, BVa, av);
+        // W: the W S product's contraction runs to K16 (zeros past K); k: read 64 columns at a time up to
+        // KB − 8 (columns past K, when read, only reach rows of S past K, which are discarded)
+        load_tile(Wb(s), KB, W + (t0 * H + h) * K, ldk, GDN_C, Lc, K, K16 > KF ? K16 : KF, ak);
+        load_tile(Kb(s), KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
+        load_tile(Ub(s), GDN_SP, U + (t0 * H + h) * V + v0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
         load_row_scalars(gsp(s), gam, t0, Lc, H, h, true);
         load_row_scalars(rsp(s), rk, t0, Lc, H, h, true);
         cp_async_commit();
     };
 
-    for (int i = tid; i < K * GDN_BV; i += GDN_THREADS) {
-        const int r = i >> 6, cc = i & 63;
-        Ss[r * GDN_SP + cc] = (h0 && cc < BVa) ? h0[(((int64_t)n * H + h) * K + r) * V + v0 + cc] : 0.0f;
-    }
-    // A partial last slice (BVa < 64) leaves Ub's columns past BVa (rounded up to 8) unwritten by load_tile:
-    // zero them once in every stage; V' stays zero there (so does S), so they stay zero.
-    if (BVa < GDN_BV)
-        for (int s = 0; s < nst; s++) zero_cols(Ub(s), GDN_SP, GDN_C, BVa);
-    __syncthreads();
+    float S[MT][4][4]; // S[mt][i][j]: row 64 mt + tile_r(i), column tile_c(j)
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int m = 64 * mt + tile_r(i), cc = tile_c(j);
+                S[mt][i][j] = (h0 && m < K && cc < BVa) ? h0[(((int64_t)n * H + h) * K + m) * V + v0 + cc] : 0.0f;
+            }
+    for (int i = K * GDN_SP + tid; i < K16 * GDN_SP; i += GDN_THREADS) Sb[i] = f2bf(0.0f); // rows K .. K16 − 1
     if (nst == 2) issue(0, 0);
 
     int64_t c = cbase;
@@ -344,24 +262,30 @@ __global__ void __launch_bounds__(GDN_THREADS)
         else if (c0 + GDN_C < len) issue(c0 + GDN_C, s ^ 1); // stage s ^ 1 was consumed by the last chunk
         if (nst == 2 && c0 + GDN_C < len) cp_async_wait<1>(); // this chunk's group has landed
         else cp_async_wait<0>();
-        __syncthreads(); // every thread's copies visible; S from the last update
 
-        // the state entering the chunk, for the output kernel
+        // the state entering the chunk as bf16: the copy in shared memory (read by W S below, after the
+        // barrier) and the output kernel's hs
         bf16 *hc = hs + ((c * H + h) * (int64_t)K) * V + v0;
-        if (vpairs)
-            for (int i = tid; i < K * (GDN_BV / 2); i += GDN_THREADS) {
-                const int r = i >> 5, cc = 2 * (i & 31);
-                if (cc + 1 < BVa)
-                    *(__nv_bfloat162 *)(hc + (int64_t)r * V + cc) =
-                        __floats2bfloat162_rn(Ss[r * GDN_SP + cc], Ss[r * GDN_SP + cc + 1]);
-                else if (cc < BVa)
-                    hc[(int64_t)r * V + cc] = f2bf(Ss[r * GDN_SP + cc]);
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int m = 64 * mt + tile_r(i);
+                if (m >= K) continue;
+#pragma unroll
+                for (int j = 0; j < 4; j += 2) {
+                    const int cc = tile_c(j);
+                    const __nv_bfloat162 p = __floats2bfloat162_rn(S[mt][i][j], S[mt][i][j + 1]);
+                    *(__nv_bfloat162 *)(Sb + m * GDN_SP + cc) = p;
+                    if (vpairs && cc + 1 < BVa) {
+                        *(__nv_bfloat162 *)(hc + (int64_t)m * V + cc) = p;
+                    } else {
+                        if (cc < BVa) hc[(int64_t)m * V + cc] = p.x;
+                        if (cc + 1 < BVa) hc[(int64_t)m * V + cc + 1] = p.y;
+                    }
+                }
             }
-        else
-            for (int i = tid; i < K * GDN_BV; i += GDN_THREADS) {
-                const int r = i >> 6, cc = i & 63;
-                if (cc < BVa) hc[(int64_t)r * V + cc] = f2bf(Ss[r * GDN_SP + cc]);
-            }
+        __syncthreads(); // every thread's copies visible; the bf16 state complete
 
         // V' = U − W S: to global (bf16, over U) and, times e^{γ_L − γ} / ‖k‖, in place of U in shared memory
         // (each element read and rewritten by its owner) as the update's operand.
@@ -371,8 +295,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
         {
             float acc[4][4], one[4], d[4];
             zero_acc(acc);
-            mm64(acc, K, [&](int m, int kk) { return bf2f(wb[m * KB + kk]); },
-                 [&](int kk, int cc) { return Ss[kk * GDN_SP + cc]; });
+            mm64_bf<false, false>(acc, K, wb, KB, Sb, GDN_SP);
 #pragma unroll
             for (int i = 0; i < 4; i++) {
                 const int m = tile_r(i);
@@ -389,47 +312,41 @@ __global__ void __launch_bounds__(GDN_THREADS)
         }
         __syncthreads();
 
-        // S ← e^{γ_L} S + k̂ᵀ (diag(e^{γ_L − γ}) V'), 64 rows of S at a time; each thread rewrites only its own
-        // elements of S.
+        // S ← e^{γ_L} S + k̂ᵀ (diag(e^{γ_L − γ}) V'), in the registers; A(m, r) = k[r][64 mt + m].
         const float eL = expf(gL);
-        for (int mt = 0; mt < K; mt += 64) {
-            float acc[4][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
 #pragma unroll
             for (int i = 0; i < 4; i++)
 #pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    const int m = mt + tile_r(i);
-                    acc[i][j] = m < K ? eL * Ss[m * GDN_SP + tile_c(j)] : 0.0f;
-                }
-            mm64(acc, Lc, [&](int m, int r) { return mt + m < K ? bf2f(kb[r * KB + mt + m]) : 0.0f; },
-                 [&](int r, int cc) { return bf2f(ub[r * GDN_SP + cc]); });
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-#pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    const int m = mt + tile_r(i);
-                    if (m < K) Ss[m * GDN_SP + tile_c(j)] = acc[i][j];
-                }
+                for (int j = 0; j < 4; j++) S[mt][i][j] *= eL;
+            mm64_bf<true, false>(S[mt], Lc, kb + 64 * mt, KB, ub, GDN_SP);
         }
-        __syncthreads(); // S updated; this stage's buffers consumed
+        __syncthreads(); // this stage's buffers and the bf16 copy consumed
     }
     if (ht)
-        for (int i = tid; i < K * GDN_BV; i += GDN_THREADS) {
-            const int r = i >> 6, cc = i & 63;
-            if (cc < BVa) ht[(((int64_t)n * H + h) * K + r) * V + v0 + cc] = Ss[r * GDN_SP + cc];
-        }
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    const int m = 64 * mt + tile_r(i), cc = tile_c(j);
+                    if (m < K && cc < BVa) ht[(((int64_t)n * H + h) * K + m) * V + v0 + cc] = S[mt][i][j];
+                }
 }
 
-// Shared memory of the output kernel: q and k tiles [64, pitch_kb(K)] and the chunk's state slice
-// [K, GDN_SP] (bf16), V' [64, GDN_SP] (bf16), P [64, TILE_P] and γ, 1/‖q‖, 1/‖k‖ [64] (fp32).
+// Shared memory of the output kernel: q and k tiles [64, pitch_kb(K)], the chunk's state slice
+// [round16(K), GDN_SP], V' and P [64, GDN_SP] (bf16), γ, 1/‖q‖, 1/‖k‖ [64] (fp32).
 static size_t out_smem_bytes(int K) {
-    return sizeof(bf16) * (size_t)(2 * GDN_C * pitch_kb(K) + K * GDN_SP + GDN_C * GDN_SP) +
-           sizeof(float) * (size_t)(GDN_C * TILE_P + 3 * GDN_C);
+    return sizeof(bf16) * (size_t)(2 * GDN_C * pitch_kb(K) + round16(K) * GDN_SP + 2 * GDN_C * GDN_SP) +
+           sizeof(float) * (size_t)(3 * GDN_C);
 }
 
 // grid (n_chunks × nvs, H), GDN_THREADS threads: block x = c nvs + vs computes o for chunk c, head h,
 // columns 64 vs .. + 63 (the nvs = ceil(V / 64) blocks of a chunk are neighbours: q, k come from L2 after
-// the first): O = diag(scale e^γ / ‖q‖) q S_c + P V', P = lower_incl(scale diag(1/‖q‖) q kᵀ diag(1/‖k‖) ⊙ Γ).
+// the first): O = diag(scale e^γ / ‖q‖) q S_c + P V', P = lower_incl(scale diag(1/‖q‖) q kᵀ diag(1/‖k‖) ⊙ Γ)
+// (rounded to bf16 for its product, as fla does).
 __global__ void __launch_bounds__(GDN_THREADS)
     gdn_out_kernel(bf16 *o, const bf16 *q, const bf16 *k, const bf16 *Vn, const bf16 *hs, const float *gam,
                    const float *rq, const float *rk, const int *tab, int T, int ncps, int nvs, int H, int K, int V,
@@ -440,45 +357,42 @@ __global__ void __launch_bounds__(GDN_THREADS)
     int64_t t0;
     int Lc;
     chunk_rows(tab, c, ncps, T, &t0, &Lc);
-    const int KB = pitch_kb(K);
+    const int KB = pitch_kb(K), K16 = round16(K), KF = (K + 7) & ~7;
     bf16 *Qb = (bf16 *)dyn_smem(); // [64, KB]
     bf16 *Kb = Qb + GDN_C * KB;    // [64, KB]
-    bf16 *Sb = Kb + GDN_C * KB;    // [K, GDN_SP]
-    bf16 *Vb = Sb + K * GDN_SP;    // [64, GDN_SP]
-    float *Ps = (float *)(Vb + GDN_C * GDN_SP); // [64, TILE_P]
-    float *gs = Ps + GDN_C * TILE_P, *rqs = gs + GDN_C, *rks = rqs + GDN_C; // [64] each
+    bf16 *Sb = Kb + GDN_C * KB;    // [K16, GDN_SP]
+    bf16 *Vb = Sb + K16 * GDN_SP;  // [64, GDN_SP]
+    bf16 *Pb = Vb + GDN_C * GDN_SP; // [64, GDN_SP]
+    float *gs = (float *)(Pb + GDN_C * GDN_SP), *rqs = gs + GDN_C, *rks = rqs + GDN_C; // [64] each
     const int64_t ldk = (int64_t)H * K, ldv = (int64_t)H * V;
     const bool ak = (K & 7) == 0 && ((uintptr_t)q & 15) == 0 && ((uintptr_t)k & 15) == 0;
     const bool av = (V & 7) == 0;
-    load_tile(Qb, KB, q + (t0 * H + h) * K, ldk, GDN_C, Lc, K, ak);
-    load_tile(Kb, KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, ak);
-    load_tile(Sb, GDN_SP, hs + (c * H + h) * (int64_t)K * V + v0, V, K, K, BVa, av);
-    load_tile(Vb, GDN_SP, Vn + (t0 * H + h) * V + v0, ldv, GDN_C, Lc, BVa, av);
+    const int kf = K16 > KF ? K16 : KF; // the contraction over K runs to K16: zeros past K
+    load_tile(Qb, KB, q + (t0 * H + h) * K, ldk, GDN_C, Lc, K, kf, ak);
+    load_tile(Kb, KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, kf, ak);
+    load_tile(Sb, GDN_SP, hs + (c * H + h) * (int64_t)K * V + v0, V, K16, K, BVa, GDN_BV, av);
+    load_tile(Vb, GDN_SP, Vn + (t0 * H + h) * V + v0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
     load_row_scalars(gs, gam, t0, Lc, H, h, true);
     load_row_scalars(rqs, rq, t0, Lc, H, h, true);
     load_row_scalars(rks, rk, t0, Lc, H, h, true);
     cp_async_commit();
-    if (BVa < GDN_BV) { // the columns load_tile leaves unwritten: zero, so that padding stays finite
-        zero_cols(Sb, GDN_SP, K, BVa);
-        zero_cols(Vb, GDN_SP, GDN_C, BVa);
-    }
     cp_async_wait<0>();
     __syncthreads();
 
     float acc[4][4], rowf[4];
     zero_acc(acc);
-    mm64(acc, K, [&](int m, int kk) { return bf2f(Qb[m * KB + kk]); }, [&](int kk, int n) { return bf2f(Kb[n * KB + kk]); });
+    mm64_bf<false, true>(acc, K, Qb, KB, Kb, KB); // q kᵀ: B(kk, n) = k[n][kk]
 #pragma unroll
     for (int i = 0; i < 4; i++)
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             const int m = tile_r(i), n = tile_c(j);
-            Ps[m * TILE_P + n] =
-                (n <= m && m < Lc) ? scale * rqs[m] * rks[n] * acc[i][j] * expf(gs[m] - gs[n]) : 0.0f;
+            Pb[m * GDN_SP + n] =
+                f2bf((n <= m && m < Lc) ? scale * rqs[m] * rks[n] * acc[i][j] * expf(gs[m] - gs[n]) : 0.0f);
         }
     __syncthreads();
     zero_acc(acc);
-    mm64(acc, K, [&](int m, int kk) { return bf2f(Qb[m * KB + kk]); }, [&](int kk, int cc) { return bf2f(Sb[kk * GDN_SP + cc]); });
+    mm64_bf<false, false>(acc, K, Qb, KB, Sb, GDN_SP);
 #pragma unroll
     for (int i = 0; i < 4; i++) {
         const int m = tile_r(i);
@@ -487,7 +401,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
         for (int j = 0; j < 4; j++) acc[i][j] *= f;
         rowf[i] = 1.0f;
     }
-    mm64(acc, Lc, [&](int m, int kk) { return Ps[m * TILE_P + kk]; }, [&](int kk, int cc) { return bf2f(Vb[kk * GDN_SP + cc]); });
+    mm64_bf<false, false>(acc, Lc, Pb, GDN_SP, Vb, GDN_SP);
     store_acc_bf16(o + (t0 * H + h) * V + v0, ldv, acc, rowf, Lc, BVa, (V & 1) == 0 && ((uintptr_t)o & 3) == 0);
 }
 
@@ -644,6 +558,39 @@ int pn_cuda_gdn_check_cfg(const pn_gdn_cfg *cfg, int32_t **hcu) {
     return 0;
 }
 
+// The forward's first two kernels, prep and the state walk (the backward recomputes with them): W [NT, H, K],
+// U [NT, H, V] (V' on return), hs [n_chunks, H, K, V] (bf16), gam, rq, rk [NT, H] (fp32), ht (NULL: not
+// wanted). tab, cst: the chunk table and first chunks with cu_seqlens, else NULL. ev: NULL, or three events
+// recorded before, between and after the two. cfg was checked by the caller. Returns the state kernel's
+// stages (two where they fit: every K ≤ 256 on Hopper).
+int pn_cuda_gdn_fwd_states(const pn_gdn_cfg *cfg, int64_t n_chunks, const int *tab, const int *cst, void *W, void *U,
+                           void *hs, float *gam, float *rq, float *rk, float *ht, const void *q, const void *k,
+                           const void *v, const float *g, const float *beta, const float *h0, cudaEvent_t *ev) {
+    const int H = (int)cfg->H, K = (int)cfg->K, V = (int)cfg->V, T = (int)cfg->T;
+    const int N = (int)pn_gdn_num_seqs(cfg), ncps = (int)ceil_div64(T, GDN_C), nvs = (int)ceil_div64(V, GDN_BV);
+    // the state kernel instance holding ceil(K / 64) tiles of S in registers
+    const int nst = state_smem_bytes(K, 2) <= smem_optin() ? 2 : 1, mt = (K + 63) / 64;
+    static size_t prep_attr = 48 * 1024, state_attr[4] = {48 * 1024, 48 * 1024, 48 * 1024, 48 * 1024};
+    const size_t prep_smem = prep_smem_bytes(K), state_smem = state_smem_bytes(K, nst);
+    void (*state_kernel)(bf16 *, bf16 *, float *, const float *, const bf16 *, const bf16 *, const float *,
+                         const float *, const int *, const int *, int, int, int, int, int) =
+        mt == 1 ? gdn_state_kernel<1> : mt == 2 ? gdn_state_kernel<2> : mt == 3 ? gdn_state_kernel<3> : gdn_state_kernel<4>;
+    allow_smem(gdn_prep_kernel, prep_smem, &prep_attr);
+    allow_smem(state_kernel, state_smem, &state_attr[mt - 1]);
+    if (ev) CUDA_CHECK(cudaEventRecord(ev[0], pn_cuda_stream()));
+    GDN_LAUNCH(gdn_prep_kernel, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, prep_smem, (bf16 *)W, (bf16 *)U,
+               gam, rq, rk, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, g, beta, tab, T, ncps, H, K, V,
+               cfg->qk_l2norm ? 1 : 0);
+    CUDA_LAUNCH_CHECK();
+    if (ev) CUDA_CHECK(cudaEventRecord(ev[1], pn_cuda_stream()));
+    GDN_LAUNCH(state_kernel, dim3((unsigned)nvs, (unsigned)H, (unsigned)N), GDN_THREADS, state_smem, (bf16 *)hs,
+               (bf16 *)U, ht, h0, (const bf16 *)W, (const bf16 *)k, (const float *)gam, (const float *)rk,
+               (const int *)cfg->cu_seqlens, cst, T, H, K, V, nst);
+    CUDA_LAUNCH_CHECK();
+    if (ev) CUDA_CHECK(cudaEventRecord(ev[2], pn_cuda_stream()));
+    return nst;
+}
+
 extern "C" int pn_cuda_gdn_fwd(const pn_gdn_cfg *cfg, void *o, float *ht, const void *q, const void *k,
                                const void *v, const float *g, const float *beta, const float *h0) {
     int32_t *hcu;
@@ -679,32 +626,18 @@ extern "C" int pn_cuda_gdn_fwd(const pn_gdn_cfg *cfg, void *o, float *ht, const 
         pn_cuda_gdn_chunk_table(tab, cst, cfg->cu_seqlens, N, T, GDN_C);
     }
 
-    // Two stages of the state kernel's tiles where they fit (K ≤ 128 on Hopper), else one.
-    const int nst = state_smem_bytes(K, 2) <= smem_optin() ? 2 : 1;
-    static size_t prep_attr = 48 * 1024, state_attr = 48 * 1024, out_attr = 48 * 1024; // allowed so far
-    const size_t prep_smem = prep_smem_bytes(K), state_smem = state_smem_bytes(K, nst), out_smem = out_smem_bytes(K);
-    allow_smem(gdn_prep_kernel, prep_smem, &prep_attr);
-    allow_smem(gdn_state_kernel, state_smem, &state_attr);
+    static size_t out_attr = 48 * 1024; // allowed so far
+    const size_t out_smem = out_smem_bytes(K);
     allow_smem(gdn_out_kernel, out_smem, &out_attr);
 
     // PN_GDN_PROFILE=1: time the three kernels (events between launches) and log the split.
     static int profile = -1;
     if (profile < 0) profile = getenv("PN_GDN_PROFILE") && getenv("PN_GDN_PROFILE")[0] == '1';
     cudaEvent_t ev[4];
-    if (profile) {
+    if (profile)
         for (int i = 0; i < 4; i++) CUDA_CHECK(cudaEventCreate(&ev[i]));
-        CUDA_CHECK(cudaEventRecord(ev[0], pn_cuda_stream()));
-    }
-    GDN_LAUNCH(gdn_prep_kernel, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, prep_smem, W, U, gam, rq, rk,
-               (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, g, beta, (const int *)tab, T, ncps, H, K, V,
-               cfg->qk_l2norm ? 1 : 0);
-    CUDA_LAUNCH_CHECK();
-    if (profile) CUDA_CHECK(cudaEventRecord(ev[1], pn_cuda_stream()));
-    GDN_LAUNCH(gdn_state_kernel, dim3((unsigned)nvs, (unsigned)H, (unsigned)N), GDN_THREADS, state_smem, hs, U, ht, h0,
-               (const bf16 *)W, (const bf16 *)k, (const float *)gam, (const float *)rk, (const int *)cfg->cu_seqlens,
-               (const int *)cst, T, H, K, V, nst);
-    CUDA_LAUNCH_CHECK();
-    if (profile) CUDA_CHECK(cudaEventRecord(ev[2], pn_cuda_stream()));
+    const int nst = pn_cuda_gdn_fwd_states(cfg, n_chunks, tab, cst, W, U, hs, gam, rq, rk, ht, q, k, v, g, beta, h0,
+                                           profile ? ev : NULL);
     GDN_LAUNCH(gdn_out_kernel, dim3((unsigned)(n_chunks * nvs), (unsigned)H), GDN_THREADS, out_smem, (bf16 *)o,
                (const bf16 *)q, (const bf16 *)k, (const bf16 *)U, (const bf16 *)hs, (const float *)gam,
                (const float *)rq, (const float *)rk, (const int *)tab, T, ncps, nvs, H, K, V, scale);

@@ -1,606 +1,653 @@
-// gdn_bwd.cu: Gated DeltaNet backward on the GPU, exactly pn_cpu_gdn_bwd_f32 (kernels/cpu/gdn.c, whose
-// comments derive every step; REFERENCE.md §4). Per (sequence, head) and chunk of Lc ≤ 64 rows, γ the
+// gdn_bwd.cu: Gated DeltaNet backward on the GPU, the gradients of pn_cpu_gdn_bwd_f32 (kernels/cpu/gdn.c,
+// whose comments derive every step; REFERENCE.md §4). Per (sequence, head) and chunk of Lc ≤ 64 rows, γ the
 // inclusive cumsum of g in the chunk, Γ_rs = e^{γ_r − γ_s} (s ≤ r), S the state entering the chunk:
 //   A = strict_lower(diag(β) K Kᵀ ⊙ Γ), T = (I + A)⁻¹, W = T diag(β e^γ) K, U = T diag(β) V, V' = U − W S,
 //   O = diag(scale e^γ) Q S + P V', P = lower_incl(scale Q Kᵀ ⊙ Γ), S' = e^{γ_L} S + Kᵀ diag(e^{γ_L−γ}) V'.
 //
 // The decisions a reader would otherwise miss:
-// - No atomics; the products are the 64×64 tiles of gdn_tile.cuh (mm64: tf32 tensor cores, fp32
-//   accumulators), fed from shared memory; operands of long contractions (over V or K) are staged
-//   from the fp32 global workspace in 64-wide slabs (mm64_staged, each thread's loads in flight at once).
-//   The sequential kernels copy their per-chunk rows in by cp.async (gb_load_rows): a load loop that stored
-//   each value before reading the next waited out every round trip (states 2.26 → 1.33 ms, dstate 6.84 →
-//   4.78 ms, chunk 15.4 → 13.5 ms at the anchor shape on an H100).
-// - Four kernels, in the order of the CPU code:
-//   1. gdn_bwd_prep_kernel, grid (chunk, head): q̂, k̂ (L2-normalized when asked) and their 1/‖x‖, γ (double),
-//      T (forward substitution, tri_inv64), P, W and U, all written per token row.
-//   2. gdn_bwd_states_kernel, grid (V / 64, head, sequence): the columns of the recurrence are independent,
-//      so a block keeps a 64-column slice of the state in shared memory and walks the chunks forward,
-//      storing the entering state S_c of every chunk (workspace [chunk, H, K, V]) and V' = U − W S_c in
-//      place of U.
-//   3. gdn_bwd_dstate_kernel, same grid, chunks in reverse: dS'_c (the gradient of the state leaving chunk
-//      c; dht for the last) is stored per chunk, dV' = diag(e^{γ_L−γ}) K dS' + Pᵀ dO per row, and
-//      dS_c = e^{γ_L} dS' + (diag(scale e^γ) Q̂)ᵀ dO − Wᵀ dV' becomes dS'_{c−1} (or dh0). Both only involve
-//      the block's columns, so no reduction across blocks.
-//   4. gdn_bwd_chunk_kernel, grid (chunk, head): everything else of the CPU's chunk_bwd from S_c, dS'_c, V'
-//      and dV' (the whole V inside the block, so sums over V need no second pass): dq, dk, dv, dβ, dγ; then
-//      the reverse cumsum of dγ into dg (double) and the L2-norm backward; dq, dk, dv rounded to bf16 once.
-// - dγ is accumulated in double (terms in fp32, as the CPU does), each term computed by the thread that owns
-//   a row, then summed by one thread in a fixed order: deterministic and race-free.
-// - Only exponents ≤ 0 are evaluated (Γ masked before expf), γ summed in double as on the CPU.
-// - Workspace at the anchor shape (B 8, T 4096, H 12, K 96, V 256): ~3.7 GB (two [chunk, H, K, V] state
-//   arrays of 604 MB each, the rest per token row); the backend context's PN_WS_GDN_BWD, grown on demand.
-// - GDN_LAUNCH is <<<>>> on CUDA; under PN_GDN_HOST_CHECK the file compiles as plain C++ for a host
-//   harness that runs every block with real threads (the one gdn.cu was first checked with).
+// - fla's split: recompute what the forward had, walk the state gradient backwards, then everything else
+//   per chunk in parallel. Five kernels:
+//   1. + 2. the forward's prep and state kernels (gdn.cu, pn_cuda_gdn_fwd_states): 1/‖q‖, 1/‖k‖, γ, W, the
+//      state entering every chunk and V' (bf16), as the forward computed them.
+//   3. gdn_bwd_dvl_kernel, grid (chunk × V / 64, head): Pᵀ dO, the part of dV' inside the chunk (fla's
+//      chunk_bwd_dv_local), into the dV' buffer.
+//   4. gdn_bwd_dstate_kernel, grid (V / 64, head, sequence), chunks in reverse with a 64-column slice of the
+//      state gradient in registers (fp32) and a bf16 copy in shared memory: stores dS'_c (the gradient of
+//      the state leaving chunk c; dht for the last) and dV' = diag(e^{γ_L−γ}) K̂ dS'_c + Pᵀ dO (bf16), then
+//      dS_c = e^{γ_L} dS'_c + (diag(scale e^γ) Q̂)ᵀ dO − Wᵀ dV', which is dS'_{c−1} (or dh0).
+//   5. gdn_bwd_chunk_kernel, grid (chunk, head): dq, dk, dv, dβ, dγ of the chunk from S_c, dS'_c, V', dV'
+//      (fla's chunk_bwd_dqkwg and prepare_wy_repr_bwd in one block): two passes over V in 64-column slabs
+//      (the first: dK from V' dS'ᵀ, dP = dO V'ᵀ, dT from dV' Vᵀ, and dv = β Tᵀ dV'; the second: dQ from dO Sᵀ,
+//      dW = −dV' Sᵀ, ⟨S, dS'⟩), then the chunk-local rest on 64×64 tiles: dP's terms, dT = ... + dW (β e^γ K̂)ᵀ,
+//      Tᵀ dW, dA = −Tᵀ dT Tᵀ and its terms, the L2-norm backward, dg as the reverse cumsum of dγ.
+// - The products are gdn_tile.cuh's mm64_bf (bf16 tiles in shared memory, ldmatrix, mma m16n8k16, fp32
+//   accumulators); q̂, k̂, T, dP, dW, the states, their gradients, V' and dV' are bf16 as fla keeps them. The
+//   triangular solve, dA = −Tᵀ dT Tᵀ (tf32 mm64 on fp32 tiles), every accumulator and γ are fp32.
+// - dq, dk accumulate in registers (the mm64 layout: a thread owns 16 elements of each 64×64 tile) from the
+//   first product to the output, so every term is added by the thread that owns the element; P and K̂K̂ᵀ
+//   are recomputed in that layout where a term multiplies them elementwise. Row and column sums of such
+//   tiles (dγ, dβ) are warp shuffles then a fixed-order sum in shared memory: deterministic, no atomics.
+// - Only exponents ≤ 0 are evaluated (Γ masked before expf; e^{γ_r}, e^{γ_L − γ_r} have γ_r ≤ 0, γ_L ≤ γ_r).
+// - Workspace (the backend context's PN_WS_GDN_BWD, grown on demand): W, V', dV' per token row, the
+//   per-chunk states and state gradients (bf16), γ, 1/‖q‖, 1/‖k‖ (fp32), the chunk table with cu_seqlens.
+//   At the anchor shape (B 8, T 4096, H 12, K 96, V 256): ~1.1 GB.
+// - With PN_CUDA_EMU the file compiles as C++ for the host emulation the CPU suite checks it with
+//   (tests/emu/cuda_emu.h).
 #include <math.h>
 #include <stdlib.h>
 
-#ifndef PN_GDN_HOST_CHECK
 #include "common.cuh"
 #include "mma.cuh"
-#define GDN_LAUNCH(kern, grid, block, smem, ...) kern<<<(grid), (block), (smem), pn_cuda_stream()>>>(__VA_ARGS__)
-#endif
 #include "gdn_bwd_cuda.h"
 #include "gdn_cuda.h"
 #include "gdn_tile.cuh"
 
-#define GB_C 64         // chunk length (PN_GDN_CHUNK)
-#define GB_P TILE_P     // pitch of the [64, 64] shared matrices (gdn_tile.cuh)
-#define GB_THREADS 256  // prep and chunk kernels
+// ----------------------------------------------------------------------------------------------------
+// helpers
 
-#ifndef PN_GDN_HOST_CHECK
-__device__ __forceinline__ float *gb_smem(void) {
-    extern __shared__ float gdn_bwd_smem[];
-    return gdn_bwd_smem;
+// Sums of tiles in the mm64 accumulator layout (gdn_tile.cuh: a thread owns rows tile_r(i), columns
+// tile_c(j)), into out[0..63] in a fixed order. p[i] is the thread's part of row tile_r(i) (rows_sum) or of
+// column tile_c(j) (cols_sum). red: 256 floats of shared memory. Barriers inside: every thread calls them.
+__device__ __forceinline__ void rows_sum(float (&p)[4], float *red, float *out) {
+    const int tid = threadIdx.x;
+#pragma unroll
+    for (int i = 0; i < 4; i++) { // the row's four lanes (t = lane % 4) ...
+        p[i] += __shfl_xor_sync(0xffffffffu, p[i], 1);
+        p[i] += __shfl_xor_sync(0xffffffffu, p[i], 2);
+    }
+    if ((tid & 3) == 0) // ... then its four warps (column groups tid / 64)
+#pragma unroll
+        for (int i = 0; i < 4; i++) red[tile_r(i) * 4 + (tid >> 6)] = p[i];
+    __syncthreads();
+    if (tid < 64) out[tid] = (red[4 * tid] + red[4 * tid + 1]) + (red[4 * tid + 2] + red[4 * tid + 3]);
+    __syncthreads();
 }
-#else
-#define gb_smem dyn_smem
-#endif
+__device__ __forceinline__ void cols_sum(float (&p)[4], float *red, float *out) {
+    const int tid = threadIdx.x;
+#pragma unroll
+    for (int j = 0; j < 4; j++) { // the column's eight lanes (g = lane / 4) ...
+        p[j] += __shfl_xor_sync(0xffffffffu, p[j], 4);
+        p[j] += __shfl_xor_sync(0xffffffffu, p[j], 8);
+        p[j] += __shfl_xor_sync(0xffffffffu, p[j], 16);
+    }
+    if ((tid & 31) < 4) // ... then its two warps (row halves)
+#pragma unroll
+        for (int j = 0; j < 4; j++) red[tile_c(j) * 2 + ((tid >> 5) & 1)] = p[j];
+    __syncthreads();
+    if (tid < 64) out[tid] = red[2 * tid] + red[2 * tid + 1];
+    __syncthreads();
+}
 
-// KK = K̂ K̂ᵀ, A = strict_lower(diag(β) KK ⊙ Γ) (in A), T = (I + A)⁻¹ (in Ts); all [64, GB_P], zero past Lc.
-// kn holds the chunk's normalized k rows at rows ((t0 + r) H + h); sa, sb are [64, GB_P] staging slabs.
-// Ends with a barrier.
-__device__ void gb_build_T(float *KK, float *A, float *Ts, const float *kn, int64_t t0, int Lc, int H, int h, int K,
-                           const float *bs, const double *gs, float *sa, float *sb) {
+// The thread's elements of a 64×64 accumulator into a bf16 tile in shared memory (pitch dp), times f.
+__device__ __forceinline__ void acc_to_smem_bf16(bf16 *dst, int dp, const float (&acc)[4][4], float f = 1.0f) {
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j += 2)
+            *(__nv_bfloat162 *)(dst + tile_r(i) * dp + tile_c(j)) = __floats2bfloat162_rn(f * acc[i][j], f * acc[i][j + 1]);
+}
+
+// q̂ or k̂ of the chunk in place: the raw bf16 rows of x [64, KB] times their 1/‖x‖ (r[64]), rounded to bf16.
+__device__ __forceinline__ void normalize_rows(bf16 *x, int KB, int K, const float *r) {
+    for (int idx = threadIdx.x; idx < GDN_C * K; idx += GDN_THREADS) {
+        const int m = idx / K, i = idx - m * K;
+        x[m * KB + i] = f2bf(bf2f(x[m * KB + i]) * r[m]);
+    }
+}
+
+// ----------------------------------------------------------------------------------------------------
+// 3. Pᵀ dO
+
+// Shared memory: q, k [64, pitch_kb(K)], P and the dO slab [64, GDN_SP] (bf16), γ, 1/‖q‖, 1/‖k‖ [64].
+static size_t dvl_smem_bytes(int K) {
+    return sizeof(bf16) * (size_t)(2 * GDN_C * pitch_kb(K) + 2 * GDN_C * GDN_SP) + sizeof(float) * 3 * GDN_C;
+}
+
+// grid (n_chunks × nvs, H): block x = c nvs + vs writes dvl = Pᵀ dO for chunk c, columns 64 vs .. + 63, with
+// P = lower_incl(scale Q̂ K̂ᵀ ⊙ Γ) rounded to bf16 as the forward's output kernel forms it.
+__global__ void __launch_bounds__(GDN_THREADS)
+    gdn_bwd_dvl_kernel(bf16 *dvl, const bf16 *q, const bf16 *k, const bf16 *dout, const float *gam, const float *rq,
+                       const float *rk, const int *tab, int T, int ncps, int nvs, int H, int K, int V, float scale) {
+    const int64_t c = blockIdx.x / nvs;
+    const int v0 = (int)(blockIdx.x - c * nvs) * GDN_BV, h = blockIdx.y;
+    const int BVa = min(GDN_BV, V - v0);
+    int64_t t0;
+    int Lc;
+    chunk_rows(tab, c, ncps, T, &t0, &Lc);
+    const int KB = pitch_kb(K), K16 = round16(K), KF = (K + 7) & ~7;
+    bf16 *Qb = (bf16 *)dyn_smem(), *Kb = Qb + GDN_C * KB, *Pb = Kb + GDN_C * KB, *Ob = Pb + GDN_C * GDN_SP;
+    float *gs = (float *)(Ob + GDN_C * GDN_SP), *rqs = gs + GDN_C, *rks = rqs + GDN_C;
+    const int64_t ldk = (int64_t)H * K, ldv = (int64_t)H * V;
+    const bool ak = (K & 7) == 0 && ((uintptr_t)q & 15) == 0 && ((uintptr_t)k & 15) == 0;
+    const bool av = (V & 7) == 0 && ((uintptr_t)dout & 15) == 0;
+    const int kf = K16 > KF ? K16 : KF;
+    load_tile(Qb, KB, q + (t0 * H + h) * K, ldk, GDN_C, Lc, K, kf, ak);
+    load_tile(Kb, KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, kf, ak);
+    load_tile(Ob, GDN_SP, dout + (t0 * H + h) * V + v0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+    load_row_scalars(gs, gam, t0, Lc, H, h, true);
+    load_row_scalars(rqs, rq, t0, Lc, H, h, true);
+    load_row_scalars(rks, rk, t0, Lc, H, h, true);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+
     float acc[4][4];
     zero_acc(acc);
-    mm64_staged<true>(acc, K, [&](int r, int i) { return r < Lc ? kn[((t0 + r) * H + h) * (int64_t)K + i] : 0.0f; },
-                      [&](int i, int c) { return c < Lc ? kn[((t0 + c) * H + h) * (int64_t)K + i] : 0.0f; }, sa, sb);
+    mm64_bf<false, true>(acc, K, Qb, KB, Kb, KB);
 #pragma unroll
-    for (int ii = 0; ii < 4; ii++)
+    for (int i = 0; i < 4; i++)
 #pragma unroll
-        for (int jj = 0; jj < 4; jj++) {
-            const int r = tile_r(ii), c = tile_c(jj);
-            KK[r * GB_P + c] = acc[ii][jj]; // rows / columns past Lc are zero (the operands are)
-            A[r * GB_P + c] = (c < r && r < Lc) ? bs[r] * acc[ii][jj] * expf((float)(gs[r] - gs[c])) : 0.0f;
+        for (int j = 0; j < 4; j++) {
+            const int m = tile_r(i), n = tile_c(j);
+            Pb[m * GDN_SP + n] =
+                f2bf((n <= m && m < Lc) ? scale * rqs[m] * rks[n] * acc[i][j] * expf(gs[m] - gs[n]) : 0.0f);
         }
     __syncthreads();
-    tri_inv64(Ts, A, Lc);
-    __syncthreads();
+    zero_acc(acc);
+    mm64_bf<true, false>(acc, Lc, Pb, GDN_SP, Ob, GDN_SP); // A(s, r) = P[r][s]
+    const float one[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+    store_acc_bf16(dvl + (t0 * H + h) * V + v0, ldv, acc, one, Lc, BVa, (V & 1) == 0);
 }
 
-// grid (n_chunks, H), GB_THREADS. Chunk c is rows tab[2c] .. tab[2c] + tab[2c + 1] − 1.
-__global__ void __launch_bounds__(GB_THREADS, 2)
-    gdn_bwd_prep_kernel(float *qn, float *kn, float *rq, float *rk, double *gam, float *P, float *W, float *U,
-                        const bf16 *q, const bf16 *k, const bf16 *v, const float *g, const float *beta, const int *tab,
-                        int H, int K, int V, float scale, int l2norm) {
-    const int c = blockIdx.x, h = blockIdx.y, tid = threadIdx.x;
-    const int64_t t0 = tab[2 * c];
-    const int Lc = tab[2 * c + 1];
-    double *gs = (double *)gb_smem();
-    float *bs = (float *)(gs + GB_C);
-    float *KK = bs + GB_C, *A = KK + GB_C * GB_P, *Ts = A + GB_C * GB_P;
-    float *sa = Ts + GB_C * GB_P, *sb = sa + GB_C * GB_P; // staging slabs
+// ----------------------------------------------------------------------------------------------------
+// 4. the state gradient, chunks in reverse
 
-    // q̂, k̂ rows: a warp per row (q rows, then k rows), the row in registers (K ≤ 256: 8 values a lane).
-    for (int x = tid >> 5; x < 2 * Lc; x += GB_THREADS / 32) {
-        const int which = x >= Lc, r = which ? x - Lc : x, lane = tid & 31;
-        const int64_t row = (t0 + r) * H + h, off = row * (int64_t)K;
-        const bf16 *src = (which ? k : q) + off;
-        float *dst = (which ? kn : qn) + off;
-        float xv[PN_GDN_MAX_K / 32], ss = 0.0f;
-#pragma unroll
-        for (int u = 0; u < PN_GDN_MAX_K / 32; u++) {
-            const int c = lane + 32 * u;
-            xv[u] = c < K ? bf2f(src[c]) : 0.0f;
-            ss = fmaf(xv[u], xv[u], ss);
-        }
-        const float ri = l2norm ? 1.0f / sqrtf(warp_sum(ss) + (float)PN_GDN_L2_EPS) : 1.0f;
-#pragma unroll
-        for (int u = 0; u < PN_GDN_MAX_K / 32; u++)
-            if (lane + 32 * u < K) dst[lane + 32 * u] = xv[u] * ri;
-        if (lane == 0) (which ? rk : rq)[row] = ri;
-    }
-    if (tid == 0) {
-        double acc = 0.0;
-        for (int r = 0; r < GB_C; r++) {
-            if (r < Lc) {
-                acc += (double)g[(t0 + r) * H + h];
-                gam[(t0 + r) * H + h] = acc;
-            }
-            gs[r] = acc;
-        }
-    }
-    if (tid < GB_C) bs[tid] = tid < Lc ? beta[(t0 + tid) * H + h] : 0.0f;
-    __syncthreads(); // qn, kn (global) and gs, bs visible to the block
-
-    gb_build_T(KK, A, Ts, kn, t0, Lc, H, h, K, bs, gs, sa, sb);
-
-    // P = lower_incl(scale Q̂ K̂ᵀ) ⊙ Γ, a [64] row per token (zeros past r).
-    {
-            float acc[4][4];
-        zero_acc(acc);
-        mm64_staged<true>(acc, K, [&](int r, int i) { return r < Lc ? qn[((t0 + r) * H + h) * (int64_t)K + i] : 0.0f; },
-                          [&](int i, int c) { return c < Lc ? kn[((t0 + c) * H + h) * (int64_t)K + i] : 0.0f; }, sa, sb);
-#pragma unroll
-        for (int ii = 0; ii < 4; ii++)
-#pragma unroll
-            for (int jj = 0; jj < 4; jj++) {
-                const int r = tile_r(ii), c = tile_c(jj);
-                if (r < Lc)
-                    P[((t0 + r) * H + h) * (int64_t)GB_C + c] =
-                        c <= r ? scale * acc[ii][jj] * expf((float)(gs[r] - gs[c])) : 0.0f;
-            }
-    }
-    // W = T diag(β e^γ) K̂, U = T diag(β) V (T is zero above the diagonal and past Lc).
-    for (int i0 = 0; i0 < K; i0 += 64) {
-        float acc[4][4];
-        zero_acc(acc);
-        mm64_staged<false>(acc, Lc, [&](int r, int s) { return Ts[r * GB_P + s]; },
-                           [&](int s, int c) {
-                               return i0 + c < K ? bs[s] * expf((float)gs[s]) * kn[((t0 + s) * H + h) * (int64_t)K + i0 + c]
-                                                 : 0.0f;
-                           },
-                           sa, sb);
-#pragma unroll
-        for (int ii = 0; ii < 4; ii++)
-#pragma unroll
-            for (int jj = 0; jj < 4; jj++) {
-                const int r = tile_r(ii), c = tile_c(jj);
-                if (r < Lc && i0 + c < K) W[((t0 + r) * H + h) * (int64_t)K + i0 + c] = acc[ii][jj];
-            }
-    }
-    for (int j0 = 0; j0 < V; j0 += 64) {
-        float acc[4][4];
-        zero_acc(acc);
-        mm64_staged<false>(acc, Lc, [&](int r, int s) { return Ts[r * GB_P + s]; },
-                           [&](int s, int c) {
-                               return j0 + c < V ? bs[s] * bf2f(v[((t0 + s) * H + h) * (int64_t)V + j0 + c]) : 0.0f;
-                           },
-                           sa, sb);
-#pragma unroll
-        for (int ii = 0; ii < 4; ii++)
-#pragma unroll
-            for (int jj = 0; jj < 4; jj++) {
-                const int r = tile_r(ii), c = tile_c(jj);
-                if (r < Lc && j0 + c < V) U[((t0 + r) * H + h) * (int64_t)V + j0 + c] = acc[ii][jj];
-            }
-    }
+// Shared memory: the bf16 copy of the dS slice [round64(K), GDN_SP], then per stage the scaled q, k and W
+// tiles [64, pitch_kb(K)], dO and dV' [64, GDN_SP] (bf16), γ, 1/‖q‖, 1/‖k‖ [64] (fp32).
+__host__ __device__ __forceinline__ size_t dstate_stage_bytes(int K) {
+    return sizeof(bf16) * (size_t)(3 * GDN_C * pitch_kb(K) + 2 * GDN_C * GDN_SP) + sizeof(float) * 3 * GDN_C;
+}
+static size_t dstate_smem_bytes(int K, int nst) {
+    return sizeof(bf16) * (size_t)((K + 63) & ~63) * GDN_SP + (size_t)nst * dstate_stage_bytes(K);
 }
 
-// Rows r < 64 of an fp32 tile into shared memory dst (pitch dp, a multiple of 4): columns < ncols of global
-// rows r < nvalid (row r at src + r ld), zeros elsewhere up to column wfill. 16-byte cp.async copies when
-// async (ncols % 4 == 0, rows 16-byte aligned; they land after cp_async_wait), else plain loads. All
-// threads call it.
-__device__ __forceinline__ void gb_load_rows(float *dst, int dp, const float *src, int64_t ld, int nvalid, int ncols,
-                                             int wfill, bool async) {
-    const int n4 = (wfill + 3) >> 2;
-    for (int idx = threadIdx.x; idx < 64 * n4; idx += GB_THREADS) {
-        const int r = idx / n4, c = (idx - r * n4) * 4;
-        if (async && r < nvalid && c + 4 <= ncols) {
-            cp_async16(dst + r * dp + c, src + r * ld + c);
-        } else {
-#pragma unroll
-            for (int e = 0; e < 4; e++) dst[r * dp + c + e] = (r < nvalid && c + e < ncols) ? src[r * ld + c + e] : 0.0f;
-        }
+// grid (nvs, H, N): sequence n, head h, columns v0 .. v0 + BVa − 1 of the state gradient dS [K, 64] (MT tiles of
+// 64 rows in registers, fp32), starting from dht (or zero). For each chunk c of the sequence, last first:
+// dSo[c] ← dS (bf16); dV' = diag(e^{γ_L−γ} / ‖k‖) k dS + dvl (bf16, over dvl in global memory);
+// dS ← e^{γ_L} dS + (diag(scale e^γ / ‖q‖) q)ᵀ dO − Wᵀ dV'. dh0 (if wanted) ← dS at the end. nst = 2: the
+// previous chunk's tiles are copied in while this one is computed.
+template <int MT>
+__global__ void __launch_bounds__(GDN_THREADS)
+    gdn_bwd_dstate_kernel(bf16 *dSo, bf16 *dvp, float *dh0, const float *dht, const bf16 *q, const bf16 *k,
+                          const bf16 *W, const bf16 *dout, const float *gam, const float *rq, const float *rk,
+                          const int *cu_seqlens, const int *cst, int T, int H, int K, int V, float scale, int nst) {
+    const int v0 = blockIdx.x * GDN_BV, h = blockIdx.y, n = blockIdx.z, tid = threadIdx.x;
+    const int BVa = min(GDN_BV, V - v0);
+    int64_t row0, len, cbase;
+    if (cu_seqlens) {
+        row0 = cu_seqlens[n];
+        len = (int64_t)cu_seqlens[n + 1] - row0;
+        cbase = cst[n];
+    } else {
+        row0 = (int64_t)n * T;
+        len = T;
+        cbase = (int64_t)n * ((T + GDN_C - 1) / GDN_C);
     }
-}
+    const int KB = pitch_kb(K), K64 = (K + 63) & ~63;
+    bf16 *dSb = (bf16 *)dyn_smem(); // [K64, GDN_SP]
+    char *stage0 = (char *)(dSb + K64 * GDN_SP);
+    const size_t sb = dstate_stage_bytes(K);
+    auto Qb = [&](int s) { return (bf16 *)(stage0 + s * sb); };
+    auto Kb = [&](int s) { return Qb(s) + GDN_C * KB; };
+    auto Wb = [&](int s) { return Kb(s) + GDN_C * KB; };
+    auto Ob = [&](int s) { return Wb(s) + GDN_C * KB; };
+    auto Db = [&](int s) { return Ob(s) + GDN_C * GDN_SP; };
+    auto gsp = [&](int s) { return (float *)(Db(s) + GDN_C * GDN_SP); };
+    const int64_t ldk = (int64_t)H * K, ldv = (int64_t)H * V;
+    const bool ak = (K & 7) == 0 && ((uintptr_t)q & 15) == 0 && ((uintptr_t)k & 15) == 0 && ((uintptr_t)W & 15) == 0;
+    const bool av = (V & 7) == 0 && ((uintptr_t)dout & 15) == 0 && ((uintptr_t)dvp & 15) == 0;
+    const bool vpairs = (V & 1) == 0;
+    const int64_t nch = (len + GDN_C - 1) / GDN_C;
 
-// grid (ceil(V / 64), H, N), GB_THREADS: sequence n, head h, state columns v0 .. v0 + 63, held in shared
-// memory as S[K, 64] for the whole sequence (the forward's gdn_state_kernel pattern; chunks of sequence n are
-// cst[n] .. cst[n + 1] − 1). Per chunk c: states[c] ← S (the entering state), V' = U − W S (written over U),
-// S ← e^{γ_L} S + K̂ᵀ diag(e^{γ_L − γ}) V'.
-__global__ void __launch_bounds__(GB_THREADS)
-    gdn_bwd_states_kernel(float *states, float *U, const float *h0, const float *kn, const float *W, const double *gam,
-                          const int *tab, const int *cst, int H, int K, int V) {
-    const int v0 = blockIdx.x * 64, h = blockIdx.y, n = blockIdx.z, tid = threadIdx.x;
-    const int BVa = min(64, V - v0), Kp = pitch_k(K);
-    const int64_t KV = (int64_t)K * V;
-    const int c0 = cst[n], c1 = cst[n + 1];
-    float *Ss = gb_smem();         // [K, TILE_SP]
-    float *buf = Ss + K * TILE_SP; // [64, Kp]: W rows, then K̂ rows (the update scales them by ed as it reads)
-    float *Vs = buf + 64 * Kp;     // [64, TILE_SP]: V'
-    float *ed = Vs + 64 * TILE_SP; // [64]
-    const bool ak = (K & 3) == 0, av = (V & 3) == 0; // 16-byte rows (the workspace arrays are aligned)
-    for (int i = tid; i < K * 64; i += GB_THREADS) {
-        const int r = i >> 6, cc = i & 63;
-        Ss[r * TILE_SP + cc] = (h0 && cc < BVa) ? h0[((int64_t)n * H + h) * KV + (int64_t)r * V + v0 + cc] : 0.0f;
-    }
-    for (int c = c0; c < c1; c++) {
-        const int64_t t0 = tab[2 * c];
-        const int Lc = tab[2 * c + 1];
-        __syncthreads(); // S complete; buf, Vs, ed free
-        float *Sc = states + ((int64_t)c * H + h) * KV + v0;
-        // this chunk's W rows and U slice, copied in at once (cp.async where rows are 16-byte aligned)
-        gb_load_rows(buf, Kp, W + ((t0 * H + h) * (int64_t)K), (int64_t)H * K, Lc, K, K, ak);
-        gb_load_rows(Vs, TILE_SP, U + ((t0 * H + h) * (int64_t)V + v0), (int64_t)H * V, Lc, BVa, 64, av);
+    auto issue = [&](int64_t ci, int s) { // chunk ci of the sequence into stage s (one cp.async group)
+        const int64_t c0 = ci * GDN_C, t0 = row0 + c0;
+        const int Lc = (int)min((int64_t)GDN_C, len - c0);
+        // q, W: read 64 columns at a time as Aᵀ (columns past K zero up to the 64-column boundary); k: the
+        // contraction over K runs to K16
+        load_tile(Qb(s), KB, q + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
+        load_tile(Kb(s), KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
+        load_tile(Wb(s), KB, W + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
+        load_tile(Ob(s), GDN_SP, dout + (t0 * H + h) * V + v0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+        load_tile(Db(s), GDN_SP, dvp + (t0 * H + h) * V + v0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+        load_row_scalars(gsp(s), gam, t0, Lc, H, h, true);
+        load_row_scalars(gsp(s) + GDN_C, rq, t0, Lc, H, h, true);
+        load_row_scalars(gsp(s) + 2 * GDN_C, rk, t0, Lc, H, h, true);
         cp_async_commit();
-        for (int i = tid; i < K * 64; i += GB_THREADS) {
-            const int r = i >> 6, cc = i & 63;
-            if (cc < BVa) Sc[(int64_t)r * V + cc] = Ss[r * TILE_SP + cc];
+    };
+
+    float dS[MT][4][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int m = 64 * mt + tile_r(i), cc = tile_c(j);
+                dS[mt][i][j] = (dht && m < K && cc < BVa) ? dht[(((int64_t)n * H + h) * K + m) * V + v0 + cc] : 0.0f;
+            }
+    if (nst == 2) issue(nch - 1, 0);
+
+    for (int64_t ci = nch - 1; ci >= 0; ci--) {
+        const int s = nst == 2 ? (int)((nch - 1 - ci) & 1) : 0;
+        const int64_t c0 = ci * GDN_C, t0 = row0 + c0, c = cbase + ci;
+        const int Lc = (int)min((int64_t)GDN_C, len - c0);
+        if (nst == 1) issue(ci, 0);
+        else if (ci > 0) issue(ci - 1, s ^ 1);
+        if (nst == 2 && ci > 0) cp_async_wait<1>();
+        else cp_async_wait<0>();
+
+        // dS'_c as bf16: to dSo and to the copy the K̂ dS product reads
+        bf16 *dc = dSo + ((c * H + h) * (int64_t)K) * V + v0;
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int m = 64 * mt + tile_r(i);
+#pragma unroll
+                for (int j = 0; j < 4; j += 2) {
+                    const int cc = tile_c(j);
+                    const __nv_bfloat162 p = __floats2bfloat162_rn(dS[mt][i][j], dS[mt][i][j + 1]);
+                    *(__nv_bfloat162 *)(dSb + m * GDN_SP + cc) = p; // rows K .. K64 − 1 are zero: dS is
+                    if (m >= K) continue;
+                    if (vpairs && cc + 1 < BVa) {
+                        *(__nv_bfloat162 *)(dc + (int64_t)m * V + cc) = p;
+                    } else {
+                        if (cc < BVa) dc[(int64_t)m * V + cc] = p.x;
+                        if (cc + 1 < BVa) dc[(int64_t)m * V + cc + 1] = p.y;
+                    }
+                }
+            }
+        __syncthreads(); // the stage's tiles (every thread's copies) and the bf16 dS complete
+
+        bf16 *qb = Qb(s), *kb = Kb(s), *wb = Wb(s), *ob = Ob(s), *db = Db(s);
+        const float *gs = gsp(s), *rqs = gs + GDN_C, *rks = rqs + GDN_C;
+        const float gL = gs[Lc - 1];
+        // q's rows times scale e^γ / ‖q‖, in place (the Qᵀ dO product contracts over the rows)
+        for (int idx = tid; idx < GDN_C * K; idx += GDN_THREADS) {
+            const int m = idx / K, i = idx - m * K;
+            if (m < Lc) qb[m * KB + i] = f2bf(bf2f(qb[m * KB + i]) * (scale * rqs[m] * expf(gs[m])));
         }
-        const double gL = gam[(t0 + Lc - 1) * H + h];
-        if (tid < 64) ed[tid] = tid < Lc ? expf((float)(gL - gam[(t0 + tid) * H + h])) : 0.0f;
+        // dV' = diag(e^{γ_L−γ} / ‖k‖) k dS + dvl: to global (bf16) and, negated, in place of dvl in shared
+        // memory (each element read and rewritten by its owner) as the Wᵀ dV' operand
+        {
+            float acc[4][4], one[4];
+            zero_acc(acc);
+            mm64_bf<false, false>(acc, K, kb, KB, dSb, GDN_SP);
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int m = tile_r(i);
+                const float d = m < Lc ? rks[m] * expf(gL - gs[m]) : 0.0f;
+                one[i] = 1.0f;
+#pragma unroll
+                for (int j = 0; j < 4; j++) acc[i][j] = acc[i][j] * d + bf2f(db[m * GDN_SP + tile_c(j)]);
+            }
+            store_acc_bf16(dvp + (t0 * H + h) * V + v0, ldv, acc, one, Lc, BVa, vpairs);
+            acc_to_smem_bf16(db, GDN_SP, acc, -1.0f);
+        }
+        __syncthreads();
+
+        // dS ← e^{γ_L} dS + (scaled q)ᵀ dO + Wᵀ (−dV'), A(m, r) = X[r][64 mt + m]
+        const float eL = expf(gL);
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) dS[mt][i][j] *= eL;
+            mm64_bf<true, false>(dS[mt], Lc, qb + 64 * mt, KB, ob, GDN_SP);
+            mm64_bf<true, false>(dS[mt], Lc, wb + 64 * mt, KB, db, GDN_SP);
+        }
+        __syncthreads(); // this stage's buffers and the bf16 copy consumed
+    }
+    if (dh0)
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    const int m = 64 * mt + tile_r(i), cc = tile_c(j);
+                    if (m < K && cc < BVa) dh0[(((int64_t)n * H + h) * K + m) * V + v0 + cc] = dS[mt][i][j];
+                }
+}
+
+// ----------------------------------------------------------------------------------------------------
+// 5. the chunk's gradients
+
+// Shared memory (bf16 unless said): q̂, k̂ [64, KB]; T (fp32) [64, TILE_P]; T [64, GDN_SP]; dT (fp32)
+// [64, TILE_P]; dP [64, GDN_SP]; then a region used in turn by A (fp32 [64, TILE_P]), the first pass's
+// slabs (V', dO, dV', v [64, GDN_SP], dS' [K64, GDN_SP]), the second's (S, dS' [K64, GDN_SP], dO, dV'), and
+// the last steps' Tᵀ dT (fp32 [64, TILE_P]), dW [64, KB] and β M [64, GDN_SP]; then 64-row scalars (γ, β,
+// 1/‖q‖, 1/‖k‖, sums; dγ in double) and 256 floats for reductions.
+__host__ __device__ __forceinline__ size_t chunk_region_bytes(int K) {
+    const size_t K64 = (size_t)((K + 63) & ~63), slab = (size_t)GDN_C * GDN_SP;
+    const size_t a = sizeof(bf16) * (4 * slab + K64 * GDN_SP), b = sizeof(bf16) * (2 * slab + 2 * K64 * GDN_SP),
+                 c = sizeof(float) * GDN_C * TILE_P + sizeof(bf16) * ((size_t)GDN_C * pitch_kb(K) + slab);
+    return a > b ? (a > c ? a : c) : (b > c ? b : c);
+}
+static size_t chunk_smem_bytes(int K) {
+    return sizeof(bf16) * (size_t)(2 * GDN_C * pitch_kb(K) + 2 * GDN_C * GDN_SP) +
+           sizeof(float) * (size_t)(2 * GDN_C * TILE_P) + chunk_region_bytes(K) + sizeof(double) * GDN_C +
+           sizeof(float) * (size_t)(8 * GDN_C + 256);
+}
+
+// grid (n_chunks, H). Reads the chunk's q, k, v, dO, β, γ, 1/‖q‖, 1/‖k‖, S_c, dS'_c (hs, dSo), V', dV'; writes
+// dq, dk, dv (bf16), dg, dβ (fp32) of its rows.
+template <int MT>
+__global__ void __launch_bounds__(GDN_THREADS)
+    gdn_bwd_chunk_kernel(bf16 *dq, bf16 *dk, bf16 *dv, float *dg, float *dbeta, const bf16 *q, const bf16 *k,
+                         const bf16 *v, const bf16 *dout, const float *beta, const bf16 *hs, const bf16 *dSo,
+                         const bf16 *Vp, const bf16 *dVp, const float *gam, const float *rq, const float *rk,
+                         const int *tab, int T, int ncps, int H, int K, int V, float scale, int l2norm) {
+    const int64_t c = blockIdx.x;
+    const int h = blockIdx.y, tid = threadIdx.x;
+    int64_t t0;
+    int Lc;
+    chunk_rows(tab, c, ncps, T, &t0, &Lc);
+    const int L = Lc - 1, KB = pitch_kb(K), K64 = (K + 63) & ~63;
+    const int64_t ldk = (int64_t)H * K, ldv = (int64_t)H * V, KV = (int64_t)K * V;
+    bf16 *Qn = (bf16 *)dyn_smem(), *Kn = Qn + GDN_C * KB;      // q̂, k̂ [64, KB]
+    float *Ts = (float *)(Kn + GDN_C * KB), *Xs = Ts + GDN_C * TILE_P; // T, dT [64, TILE_P]
+    bf16 *Tb = (bf16 *)(Xs + GDN_C * TILE_P), *dPb = Tb + GDN_C * GDN_SP; // T, dP ⊙ scale Γ [64, GDN_SP]
+    char *region = (char *)(dPb + GDN_C * GDN_SP);
+    double *dgam = (double *)(region + chunk_region_bytes(K)); // [64]
+    float *gs = (float *)(dgam + GDN_C), *bs = gs + GDN_C, *rqs = bs + GDN_C, *rks = rqs + GDN_C; // [64] each
+    float *dbs = rks + GDN_C, *s1 = dbs + GDN_C, *s2 = s1 + GDN_C, *s3 = s2 + GDN_C; // [64] each
+    float *red = s3 + GDN_C;                                                         // [256]
+    // the region's uses
+    float *As = (float *)region;                                             // A (start)
+    bf16 *Pv = (bf16 *)region, *Po = Pv + GDN_C * GDN_SP, *Pd = Po + GDN_C * GDN_SP, *Pvv = Pd + GDN_C * GDN_SP;
+    bf16 *PdS = Pvv + GDN_C * GDN_SP;                                        // first pass: V', dO, dV', v, dS'
+    bf16 *Bs = (bf16 *)region, *BdS = Bs + K64 * GDN_SP, *Bo = BdS + K64 * GDN_SP, *Bd = Bo + GDN_C * GDN_SP; // second
+    float *Ys = (float *)region;                                             // last steps: Tᵀ dT,
+    bf16 *dWb = (bf16 *)(Ys + GDN_C * TILE_P), *Mb = dWb + GDN_C * KB;       // dW, β M
+    const bool ak = (K & 7) == 0 && ((uintptr_t)q & 15) == 0 && ((uintptr_t)k & 15) == 0;
+    const bool av = (V & 7) == 0 && ((uintptr_t)v & 15) == 0 && ((uintptr_t)dout & 15) == 0 &&
+                    ((uintptr_t)Vp & 15) == 0 && ((uintptr_t)dVp & 15) == 0 && ((uintptr_t)hs & 15) == 0 &&
+                    ((uintptr_t)dSo & 15) == 0;
+
+    // (0) q̂, k̂ (bf16; zero past Lc and past K to the 64-column boundary), the row scalars; A, T.
+    load_tile(Qn, KB, q + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
+    load_tile(Kn, KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
+    load_row_scalars(gs, gam, t0, Lc, H, h, true);
+    load_row_scalars(bs, beta, t0, Lc, H, h, true);
+    load_row_scalars(rqs, rq, t0, Lc, H, h, true);
+    load_row_scalars(rks, rk, t0, Lc, H, h, true);
+    cp_async_commit();
+    cp_async_wait<0>();
+    if (tid < GDN_C) dgam[tid] = 0.0, dbs[tid] = 0.0f;
+    __syncthreads();
+    normalize_rows(Qn, KB, K, rqs);
+    normalize_rows(Kn, KB, K, rks);
+    __syncthreads();
+    const float gL = gs[L], eL = expf(gL);
+    {
+        float acc[4][4];
+        zero_acc(acc);
+        mm64_bf<false, true>(acc, K, Kn, KB, Kn, KB);
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int m = tile_r(i), n = tile_c(j);
+                As[m * TILE_P + n] = (n < m && m < Lc) ? bs[m] * acc[i][j] * expf(gs[m] - gs[n]) : 0.0f;
+            }
+    }
+    __syncthreads();
+    tri_inv64(Ts, As, Lc);
+    __syncthreads();
+    for (int idx = tid; idx < GDN_C * GDN_C; idx += GDN_THREADS) {
+        const int m = idx >> 6, n = idx & 63;
+        Tb[m * GDN_SP + n] = f2bf(Ts[m * TILE_P + n]);
+    }
+    // (Tb complete at the first barrier of the slab loop)
+
+    // (1) First pass over V: dK1 = V' dS'ᵀ, dP = dO V'ᵀ, dT1 = dV' Vᵀ; per slab tv = Tᵀ dV' (dv = β tv, and
+    // v·tv for dβ).
+    float dK[MT][4][4], dP[4][4], dT[4][4], pb[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) zero_acc(dK[mt]);
+    zero_acc(dP);
+    zero_acc(dT);
+    for (int j0 = 0; j0 < V; j0 += GDN_BV) {
+        const int BVa = min(GDN_BV, V - j0);
+        __syncthreads(); // the last slab consumed (and, the first time, A)
+        load_tile(Pv, GDN_SP, Vp + (t0 * H + h) * V + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+        load_tile(Po, GDN_SP, dout + (t0 * H + h) * V + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+        load_tile(Pd, GDN_SP, dVp + (t0 * H + h) * V + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+        load_tile(Pvv, GDN_SP, v + (t0 * H + h) * V + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+        load_tile(PdS, GDN_SP, dSo + (c * H + h) * KV + j0, V, K64, K, BVa, GDN_BV, av);
+        cp_async_commit();
         cp_async_wait<0>();
         __syncthreads();
-        { // V' = U − W S
-            float acc[4][4];
-            zero_acc(acc);
-            mm64(acc, K, [&](int m, int kk) { return buf[m * Kp + kk]; }, [&](int kk, int cc) { return Ss[kk * TILE_SP + cc]; });
 #pragma unroll
-            for (int ii = 0; ii < 4; ii++)
+        for (int mt = 0; mt < MT; mt++) mm64_bf<false, true>(dK[mt], GDN_BV, Pv, GDN_SP, PdS + 64 * mt * GDN_SP, GDN_SP);
+        mm64_bf<false, true>(dP, GDN_BV, Po, GDN_SP, Pv, GDN_SP);
+        mm64_bf<false, true>(dT, GDN_BV, Pd, GDN_SP, Pvv, GDN_SP);
+        float tv[4][4];
+        zero_acc(tv);
+        mm64_bf<true, false>(tv, Lc, Tb, GDN_SP, Pd, GDN_SP); // A(r, s) = T[s][r]
 #pragma unroll
-                for (int jj = 0; jj < 4; jj++) Vs[tile_r(ii) * TILE_SP + tile_c(jj)] -= acc[ii][jj];
+        for (int i = 0; i < 4; i++) {
+            const int m = tile_r(i);
+#pragma unroll
+            for (int j = 0; j < 4; j++) pb[i] = fmaf(bf2f(Pvv[m * GDN_SP + tile_c(j)]), tv[i][j], pb[i]);
         }
-        __syncthreads(); // Vs complete, buf (W) consumed
-        for (int i = tid; i < 64 * 64; i += GB_THREADS) {
-            const int r = i >> 6, cc = i & 63;
-            if (r < Lc && cc < BVa) U[((t0 + r) * H + h) * (int64_t)V + v0 + cc] = Vs[r * TILE_SP + cc];
+        float bf[4];
+#pragma unroll
+        for (int i = 0; i < 4; i++) bf[i] = bs[tile_r(i)];
+        store_acc_bf16(dv + (t0 * H + h) * V + j0, ldv, tv, bf, Lc, BVa, (V & 1) == 0);
+    }
+    rows_sum(pb, red, s1); // v_r · (Tᵀ dV')_r
+    if (tid < GDN_C) dbs[tid] += s1[tid];
+
+    // dK1 rows times e^{γ_L − γ}; a_r = k̂_r · dK1_r: dγ_L += Σ a_r, dγ_r −= a_r
+    {
+        float p[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int m = tile_r(i);
+            const float f = m < Lc ? expf(gL - gs[m]) : 0.0f;
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    dK[mt][i][j] *= f;
+                    p[i] = fmaf(bf2f(Kn[m * KB + 64 * mt + tile_c(j)]), dK[mt][i][j], p[i]);
+                }
         }
-        if (c == c1 - 1) break; // the state leaving the last chunk is not needed
-        gb_load_rows(buf, Kp, kn + ((t0 * H + h) * (int64_t)K), (int64_t)H * K, Lc, K, K, ak); // (buf: W consumed)
+        rows_sum(p, red, s1);
+    }
+    if (tid == 0) {
+        double sa = 0.0;
+        for (int r = 0; r < Lc; r++) sa += (double)s1[r], dgam[r] -= (double)s1[r];
+        dgam[L] += sa;
+    }
+    // dP (s ≤ r) with P in the same layout: E = dP ⊙ P, dγ_r += rowsum E − colsum E; then dP ⊙ scale Γ
+    // (bf16) for dQ += dP K̂, dK += dPᵀ Q̂. dT1's columns times β (to dT, fp32).
+    {
+        float Pr[4][4];
+        zero_acc(Pr);
+        mm64_bf<false, true>(Pr, K, Qn, KB, Kn, KB);
+        float pr[4] = {0.0f, 0.0f, 0.0f, 0.0f}, pc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int m = tile_r(i), n = tile_c(j);
+                const bool in = n <= m && m < Lc;
+                const float G = in ? scale * expf(gs[m] - gs[n]) : 0.0f;
+                const float e = in ? dP[i][j] * Pr[i][j] * G : 0.0f;
+                pr[i] += e, pc[j] += e;
+                dP[i][j] = in ? dP[i][j] * G : 0.0f;
+                Xs[m * TILE_P + n] = (m < Lc && n < Lc) ? dT[i][j] * bs[n] : 0.0f;
+            }
+        acc_to_smem_bf16(dPb, GDN_SP, dP);
+        rows_sum(pr, red, s1);
+        cols_sum(pc, red, s2);
+    }
+    if (tid == 0)
+        for (int r = 0; r < Lc; r++) dgam[r] += (double)s1[r] - (double)s2[r];
+    // dK += dPᵀ Q̂ (A(s, r) = dP[r][s]); dPb complete at rows_sum's barriers
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) mm64_bf<true, false>(dK[mt], Lc, dPb, GDN_SP, Qn + 64 * mt, KB);
+
+    // (2) Second pass over V: dQ1 = dO Sᵀ, dWn = dV' Sᵀ, ⟨S, dS'⟩.
+    float dQ[MT][4][4], dW[MT][4][4], sd = 0.0f;
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) zero_acc(dQ[mt]), zero_acc(dW[mt]);
+    for (int j0 = 0; j0 < V; j0 += GDN_BV) {
+        const int BVa = min(GDN_BV, V - j0);
+        __syncthreads();
+        load_tile(Bs, GDN_SP, hs + (c * H + h) * KV + j0, V, K64, K, BVa, GDN_BV, av);
+        load_tile(BdS, GDN_SP, dSo + (c * H + h) * KV + j0, V, K64, K, BVa, GDN_BV, av);
+        load_tile(Bo, GDN_SP, dout + (t0 * H + h) * V + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+        load_tile(Bd, GDN_SP, dVp + (t0 * H + h) * V + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
         cp_async_commit();
         cp_async_wait<0>();
         __syncthreads();
-        const float eL = expf((float)gL);
-        for (int i0 = 0; i0 < K; i0 += 64) { // S rows i0 .. i0 + 63: each thread updates the elements it owns
-            float acc[4][4];
-            zero_acc(acc);
-            mm64(acc, Lc, [&](int m, int kk) { return i0 + m < K ? ed[kk] * buf[kk * Kp + i0 + m] : 0.0f; },
-                 [&](int kk, int cc) { return Vs[kk * TILE_SP + cc]; });
 #pragma unroll
-            for (int ii = 0; ii < 4; ii++)
-#pragma unroll
-                for (int jj = 0; jj < 4; jj++) {
-                    const int i = i0 + tile_r(ii), cc = tile_c(jj);
-                    if (i < K) Ss[i * TILE_SP + cc] = eL * Ss[i * TILE_SP + cc] + acc[ii][jj];
-                }
+        for (int mt = 0; mt < MT; mt++) {
+            mm64_bf<false, true>(dQ[mt], GDN_BV, Bo, GDN_SP, Bs + 64 * mt * GDN_SP, GDN_SP);
+            mm64_bf<false, true>(dW[mt], GDN_BV, Bd, GDN_SP, Bs + 64 * mt * GDN_SP, GDN_SP);
+        }
+        for (int idx = tid; idx < K * GDN_BV; idx += GDN_THREADS) {
+            const int i = idx >> 6, j = idx & 63;
+            sd = fmaf(bf2f(Bs[i * GDN_SP + j]), bf2f(BdS[i * GDN_SP + j]), sd); // zero past BVa
         }
     }
-}
-
-// Same grid: the gradient of the state slice dS[K, 64] in shared memory, chunks in reverse. Per chunk c:
-// dSo[c] ← dS (= dS'_c, the gradient of the state leaving c; dht for the last), dV' = diag(e^{γ_L−γ}) K̂ dS'
-// + Pᵀ dO (to dvp), dS ← e^{γ_L} dS' + (diag(scale e^γ) Q̂)ᵀ dO − Wᵀ dV' (into dh0 after the first chunk).
-// K̂, Q̂, W are staged in 64-column slabs (sa, sb), so shared memory stays ~163 KB at K = 256.
-__global__ void __launch_bounds__(GB_THREADS)
-    gdn_bwd_dstate_kernel(float *dSo, float *dvp, float *dh0, const float *dht, const bf16 *dout, const float *qn,
-                          const float *kn, const float *W, const float *P, const double *gam, const int *tab,
-                          const int *cst, int H, int K, int V, float scale) {
-    const int v0 = blockIdx.x * 64, h = blockIdx.y, n = blockIdx.z, tid = threadIdx.x;
-    const int BVa = min(64, V - v0);
-    const int64_t KV = (int64_t)K * V;
-    const int c0 = cst[n], c1 = cst[n + 1];
-    float *dS = gb_smem();         // [K, TILE_SP]
-    float *sa = dS + K * TILE_SP;  // [64, GB_P] slabs
-    float *sb = sa + 64 * GB_P;    // [64, GB_P]
-    float *Os = sb + 64 * GB_P;    // [64, TILE_SP]: dO
-    float *Vs = Os + 64 * TILE_SP; // [64, TILE_SP]: dV'
-    float *Ps = Vs + 64 * TILE_SP; // [64, GB_P]: P
-    float *ed = Ps + 64 * GB_P, *eq = ed + 64;
-    const bool ak = (K & 3) == 0; // 16-byte rows of qn, kn, W (the workspace arrays are aligned)
-    for (int i = tid; i < K * 64; i += GB_THREADS) {
-        const int r = i >> 6, cc = i & 63;
-        dS[r * TILE_SP + cc] = (dht && cc < BVa) ? dht[((int64_t)n * H + h) * KV + (int64_t)r * V + v0 + cc] : 0.0f;
-    }
-    for (int c = c1 - 1; c >= c0; c--) {
-        const int64_t t0 = tab[2 * c];
-        const int Lc = tab[2 * c + 1];
-        const double gL = gam[(t0 + Lc - 1) * H + h];
-        __syncthreads(); // dS complete; everything else free
-        float *dSc = dSo + ((int64_t)c * H + h) * KV + v0;
-        for (int i = tid; i < K * 64; i += GB_THREADS) {
-            const int r = i >> 6, cc = i & 63;
-            if (cc < BVa) dSc[(int64_t)r * V + cc] = dS[r * TILE_SP + cc];
-        }
-        if (tid < 64) {
-            const double gr = tid < Lc ? gam[(t0 + tid) * H + h] : gL;
-            ed[tid] = tid < Lc ? expf((float)(gL - gr)) : 0.0f;
-            eq[tid] = tid < Lc ? scale * expf((float)gr) : 0.0f;
-        }
-        gb_load_rows(Ps, GB_P, P + (t0 * H + h) * (int64_t)GB_C, (int64_t)H * GB_C, Lc, GB_C, GB_C, true);
-        cp_async_commit();
-        { // dO: 16 values a thread, all loads in flight before the first store
-            float ov[16];
-#pragma unroll
-            for (int u = 0; u < 16; u++) {
-                const int i = tid + GB_THREADS * u, r = i >> 6, cc = i & 63;
-                ov[u] = (r < Lc && cc < BVa) ? bf2f(dout[((t0 + r) * H + h) * (int64_t)V + v0 + cc]) : 0.0f;
-            }
-#pragma unroll
-            for (int u = 0; u < 16; u++) {
-                const int i = tid + GB_THREADS * u;
-                Os[(i >> 6) * TILE_SP + (i & 63)] = ov[u];
-            }
-        }
-        // dV' = diag(e^{γ_L−γ}) K̂ dS' + Pᵀ dO, K̂ staged 64 columns at a time
-        float acc[4][4];
-        zero_acc(acc);
-        for (int i0 = 0; i0 < K; i0 += 64) {
-            const int nk = min(64, K - i0);
-            __syncthreads(); // ed ready; the previous slab consumed
-            gb_load_rows(sa, GB_P, kn + (t0 * H + h) * (int64_t)K + i0, (int64_t)H * K, Lc, nk, 64, ak);
-            cp_async_commit();
-            cp_async_wait<0>();
-            __syncthreads();
-            mm64(acc, nk, [&](int m, int kk) { return ed[m] * sa[m * GB_P + kk]; },
-                 [&](int kk, int cc) { return dS[(i0 + kk) * TILE_SP + cc]; });
-        }
-        mm64(acc, Lc, [&](int m, int kk) { return Ps[kk * GB_P + m]; }, [&](int kk, int cc) { return Os[kk * TILE_SP + cc]; });
-#pragma unroll
-        for (int ii = 0; ii < 4; ii++)
-#pragma unroll
-            for (int jj = 0; jj < 4; jj++) {
-                const int r = tile_r(ii), cc = tile_c(jj);
-                const float val = r < Lc ? acc[ii][jj] : 0.0f;
-                Vs[r * TILE_SP + cc] = val;
-                if (r < Lc && cc < BVa) dvp[((t0 + r) * H + h) * (int64_t)V + v0 + cc] = val;
-            }
-        if (c == c0 && !dh0) break; // dS_0 is not wanted
-        // dS = e^{γ_L} dS' + (diag(scale e^γ) Q̂)ᵀ dO − Wᵀ dV', rows i0 .. i0 + 63 at a time
-        const float eL = expf((float)gL);
-        for (int i0 = 0; i0 < K; i0 += 64) {
-            const int nk = min(64, K - i0);
-            __syncthreads(); // Vs complete; sa, sb consumed (also by the dV' product)
-            gb_load_rows(sa, GB_P, qn + (t0 * H + h) * (int64_t)K + i0, (int64_t)H * K, Lc, nk, 64, ak);
-            gb_load_rows(sb, GB_P, W + (t0 * H + h) * (int64_t)K + i0, (int64_t)H * K, Lc, nk, 64, ak);
-            cp_async_commit();
-            cp_async_wait<0>();
-            __syncthreads();
-            float ad[4][4];
-            zero_acc(ad);
-            mm64(ad, Lc, [&](int m, int kk) { return eq[kk] * sa[kk * GB_P + m]; }, [&](int kk, int cc) { return Os[kk * TILE_SP + cc]; });
-            mm64(ad, Lc, [&](int m, int kk) { return -sb[kk * GB_P + m]; }, [&](int kk, int cc) { return Vs[kk * TILE_SP + cc]; });
-#pragma unroll
-            for (int ii = 0; ii < 4; ii++)
-#pragma unroll
-                for (int jj = 0; jj < 4; jj++) {
-                    const int i = i0 + tile_r(ii), cc = tile_c(jj);
-                    if (i < K) dS[i * TILE_SP + cc] = eL * dS[i * TILE_SP + cc] + ad[ii][jj];
-                }
-        }
-    }
-    if (dh0) {
-        __syncthreads();
-        for (int i = tid; i < K * 64; i += GB_THREADS) {
-            const int r = i >> 6, cc = i & 63;
-            if (cc < BVa) dh0[((int64_t)n * H + h) * KV + (int64_t)r * V + v0 + cc] = dS[r * TILE_SP + cc];
-        }
-    }
-}
-
-// For each row r < rows: fin(r, Σ_{i<n1} t1(r, i), Σ_{i<n2} t2(r, i)), a warp per row (lanes take every 32nd
-// term, coalesced along a row in global memory), then warp reductions; fin runs on lane 0. The per-row dot
-// products of gdn_bwd_chunk_kernel (one thread walking a whole row was a chain of dependent strided loads).
-template <class F1, class F2, class FIN>
-__device__ __forceinline__ void gb_rows_dot2(int rows, int n1, F1 t1, int n2, F2 t2, FIN fin) {
-    const int lane = threadIdx.x & 31;
-    for (int r = threadIdx.x >> 5; r < rows; r += GB_THREADS / 32) {
-        float a = 0.0f, b = 0.0f;
-        for (int i = lane; i < n1; i += 32) a += t1(r, i);
-        for (int i = lane; i < n2; i += 32) b += t2(r, i);
-        a = warp_sum(a);
-        b = warp_sum(b);
-        if (lane == 0) fin(r, a, b);
-    }
-}
-
-// grid (n_chunks, H), GB_THREADS: the rest of the CPU's chunk_bwd for one chunk, then its outputs.
-// dqw, dkw, dw, tk [rows, K] and tv [rows, V] are fp32 scratch rows of this chunk.
-__global__ void __launch_bounds__(GB_THREADS, 2) // two blocks an SM (shared memory allows it): registers ≤ 128
-    gdn_bwd_chunk_kernel(bf16 *dq, bf16 *dk, bf16 *dv, float *dg, float *dbeta, float *dqw, float *dkw, float *dw,
-                         float *tk, float *tv, const float *states, const float *dSo, const float *Vp, const float *dvp,
-                         const float *qn, const float *kn, const float *rq, const float *rk, const double *gam,
-                         const float *P, const bf16 *v, const bf16 *dout, const float *beta, const int *tab, int H,
-                         int K, int V, float scale, int l2norm) {
-    const int c = blockIdx.x, h = blockIdx.y, tid = threadIdx.x;
-    const int64_t t0 = tab[2 * c];
-    const int Lc = tab[2 * c + 1], L = Lc - 1;
-    const int64_t KV = (int64_t)K * V;
-    const float *S = states + ((int64_t)c * H + h) * KV, *dSp = dSo + ((int64_t)c * H + h) * KV;
-    double *gs = (double *)gb_smem(), *dgam = gs + GB_C;
-    float *bs = (float *)(dgam + GB_C), *ta = bs + GB_C, *tb = ta + GB_C, *tc = tb + GB_C, *dbs = tc + GB_C;
-    float *red = dbs + GB_C; // [GB_THREADS]
-    float *KK = red + GB_THREADS, *Ts = KK + GB_C * GB_P, *dP = Ts + GB_C * GB_P, *X = dP + GB_C * GB_P;
-    float *SA = X + GB_C * GB_P, *SB = SA + GB_C * GB_P; // staging slabs of mm64_staged
-// The 64×64 tile of mm64 at rows tile_r(i), columns tile_c(j): body(r, c, value) for each element.
-#define TILE_FOR(acc, body)                                  \
-    for (int ii = 0; ii < 4; ii++)                           \
-        for (int jj = 0; jj < 4; jj++) {                     \
-            const int r = tile_r(ii), c = tile_c(jj);    \
-            const float val = acc[ii][jj];                   \
-            body;                                            \
-        }
-#define RK(r) (((t0 + (r)) * H + h) * (int64_t)K)
-#define RV(r) (((t0 + (r)) * H + h) * (int64_t)V)
-#define RP(r) (((t0 + (r)) * H + h) * (int64_t)GB_C)
-#define GAM(r, s) expf((float)(gs[r] - gs[s]))
-#define NO_TERM [](int, int) { return 0.0f; }
-
-    if (tid < GB_C) {
-        gs[tid] = tid < Lc ? gam[(t0 + tid) * H + h] : gam[(t0 + L) * H + h];
-        bs[tid] = tid < Lc ? beta[(t0 + tid) * H + h] : 0.0f;
-        dgam[tid] = 0.0;
-        dbs[tid] = 0.0f;
-    }
-    __syncthreads();
-    gb_build_T(KK, X, Ts, kn, t0, Lc, H, h, K, bs, gs, SA, SB); // X holds A until step (4)
-    const double gL = gs[L];
-    const float eL = expf((float)gL);
-
-    // (1) dK = diag(e^{γ_L−γ}) V' dS'ᵀ (64 columns of K at a time); a_r = k̂_r·dK_r; e^{γ_L}⟨S, dS'⟩.
-    for (int i0 = 0; i0 < K; i0 += 64) {
-        float acc[4][4];
-        zero_acc(acc);
-        mm64_staged<true>(acc, V, [&](int r, int j) { return r < Lc ? Vp[RV(r) + j] : 0.0f; },
-                          [&](int j, int c) { return i0 + c < K ? dSp[(int64_t)(i0 + c) * V + j] : 0.0f; }, SA, SB);
-        TILE_FOR(acc, if (r < Lc && i0 + c < K) dkw[RK(r) + i0 + c] = val * expf((float)(gL - gs[r])));
-    }
+    sd = pn_block_sum(sd, red); // (barriers inside: the last slab is consumed after it)
+    __syncthreads();            // every warp has read red before rows_sum rewrites it
+    // dQ1 rows times scale e^γ; dγ_r += q̂_r · dQ1_r; dγ_L += e^{γ_L} ⟨S, dS'⟩. dW = −dWn to shared memory.
     {
-        float part = 0.0f;
-        for (int64_t idx = tid; idx < KV; idx += GB_THREADS) part = fmaf(S[idx], dSp[idx], part);
-        red[tid] = part;
+        float p[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int m = tile_r(i);
+            const float f = m < Lc ? scale * expf(gs[m]) : 0.0f;
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    dQ[mt][i][j] *= f;
+                    p[i] = fmaf(bf2f(Qn[m * KB + 64 * mt + tile_c(j)]), dQ[mt][i][j], p[i]);
+                }
+        }
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) acc_to_smem_bf16(dWb + 64 * mt, KB, dW[mt], -1.0f);
+        rows_sum(p, red, s1);
     }
-    __syncthreads();
-    gb_rows_dot2(Lc, K, [&](int r, int i) { return kn[RK(r) + i] * dkw[RK(r) + i]; }, 0, NO_TERM,
-                 [&](int r, float a, float) { ta[r] = a; });
-    __syncthreads();
     if (tid == 0) {
-        double sd = 0.0;
-        for (int t = 0; t < GB_THREADS; t++) sd += (double)red[t];
-        dgam[L] += (double)(eL * (float)sd);
-        for (int r = 0; r < Lc; r++) dgam[L] += (double)ta[r], dgam[r] -= (double)ta[r];
+        for (int r = 0; r < Lc; r++) dgam[r] += (double)s1[r];
+        dgam[L] += (double)(eL * sd);
     }
+    // dQ += dP K̂ (dPb, dWb complete at rows_sum's barriers)
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) mm64_bf<false, false>(dQ[mt], Lc, dPb, GDN_SP, Kn + 64 * mt, KB);
 
-    // (2) dQ = diag(scale e^γ) dO Sᵀ; dP = dO V'ᵀ (s ≤ r).
-    for (int i0 = 0; i0 < K; i0 += 64) {
-        float acc[4][4];
-        zero_acc(acc);
-        mm64_staged<true>(acc, V, [&](int r, int j) { return r < Lc ? bf2f(dout[RV(r) + j]) : 0.0f; },
-                          [&](int j, int c) { return i0 + c < K ? S[(int64_t)(i0 + c) * V + j] : 0.0f; }, SA, SB);
-        TILE_FOR(acc, if (r < Lc && i0 + c < K) dqw[RK(r) + i0 + c] = val * (scale * expf((float)gs[r])));
-    }
+    // (3) dT += dW (β e^γ K̂)ᵀ (columns times β_s e^{γ_s}); tk = Tᵀ dW: c_r = e^{γ_r} k̂_r · tk_r,
+    // dβ_r += c_r, dγ_r += β_r c_r, dK += diag(β e^γ) tk.
     {
         float acc[4][4];
         zero_acc(acc);
-        mm64_staged<true>(acc, V, [&](int r, int j) { return r < Lc ? bf2f(dout[RV(r) + j]) : 0.0f; },
-                          [&](int j, int c) { return c < Lc ? Vp[RV(c) + j] : 0.0f; }, SA, SB);
-        TILE_FOR(acc, dP[r * GB_P + c] = (r < Lc && c <= r) ? val : 0.0f);
+        mm64_bf<false, true>(acc, K, dWb, KB, Kn, KB);
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int m = tile_r(i), n = tile_c(j);
+                if (m < Lc && n < Lc) Xs[m * TILE_P + n] += acc[i][j] * bs[n] * expf(gs[n]);
+            }
+        float p[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+            zero_acc(acc);
+            mm64_bf<true, false>(acc, Lc, Tb, GDN_SP, dWb + 64 * mt, KB);
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int m = tile_r(i);
+                const float eb = m < Lc ? bs[m] * expf(gs[m]) : 0.0f;
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    p[i] = fmaf(bf2f(Kn[m * KB + 64 * mt + tile_c(j)]), acc[i][j], p[i]);
+                    dK[mt][i][j] = fmaf(eb, acc[i][j], dK[mt][i][j]);
+                }
+            }
+        }
+        rows_sum(p, red, s1); // (barriers: Xs complete)
+    }
+    if (tid < Lc) {
+        const float cr = expf(gs[tid]) * s1[tid];
+        dbs[tid] += cr;
+        dgam[tid] += (double)(bs[tid] * cr);
+    }
+
+    // (4) dA = −Tᵀ dT Tᵀ (fp32, tf32 products): Y = Tᵀ dT, dA = −Y Tᵀ.
+    {
+        float acc[4][4];
+        zero_acc(acc);
+        mm64(acc, Lc, [&](int r, int m) { return Ts[m * TILE_P + r]; }, [&](int m, int n) { return Xs[m * TILE_P + n]; });
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) Ys[tile_r(i) * TILE_P + tile_c(j)] = acc[i][j];
     }
     __syncthreads();
-    // q̂_r·dQ_r, the row sums and the column sums of E = dP ⊙ P (both zero above the diagonal)
-    gb_rows_dot2(Lc, K, [&](int r, int i) { return qn[RK(r) + i] * dqw[RK(r) + i]; }, Lc,
-                 [&](int r, int s) { return dP[r * GB_P + s] * P[RP(r) + s]; },
-                 [&](int r, float a, float e) { ta[r] = a, tb[r] = e; });
-    gb_rows_dot2(Lc, Lc, [&](int s, int r) { return dP[r * GB_P + s] * P[RP(r) + s]; }, 0, NO_TERM,
-                 [&](int s, float e, float) { tc[s] = e; });
-    __syncthreads();
+    float dA[4][4]; // −dA
+    zero_acc(dA);
+    mm64(dA, Lc, [&](int r, int m) { return Ys[r * TILE_P + m]; }, [&](int m, int n) { return Ts[n * TILE_P + m]; });
+
+    // (5) With A_rs = β_r KK_rs Γ_rs (s < r, KK = K̂ K̂ᵀ recomputed in this layout) and M = dA ⊙ Γ (dA is
+    // minus the product above):
+    // dβ_r += Σ_s M_rs KK_rs; F = M ⊙ β KK: dγ_r += rowsum F − colsum F; dK += (β M) K̂ + (β M)ᵀ K̂.
+    {
+        float KK[4][4];
+        zero_acc(KK);
+        mm64_bf<false, true>(KK, K, Kn, KB, Kn, KB);
+        float pm[4] = {0.0f, 0.0f, 0.0f, 0.0f}, pf[4] = {0.0f, 0.0f, 0.0f, 0.0f}, pc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int m = tile_r(i), n = tile_c(j);
+                const bool in = n < m && m < Lc;
+                const float M = in ? -dA[i][j] * expf(gs[m] - gs[n]) : 0.0f;
+                const float mk = M * KK[i][j], f = bs[m] * mk;
+                pm[i] += mk, pf[i] += f, pc[j] += f;
+                Mb[m * GDN_SP + n] = f2bf(bs[m] * M);
+            }
+        rows_sum(pm, red, s1);
+        rows_sum(pf, red, s2);
+        cols_sum(pc, red, s3); // (barriers: Mb complete)
+    }
+    if (tid < Lc) dbs[tid] += s1[tid];
     if (tid == 0)
-        for (int r = 0; r < Lc; r++) dgam[r] += (double)ta[r] + (double)tb[r] - (double)tc[r];
-    for (int idx = tid; idx < GB_C * GB_C; idx += GB_THREADS) {
-        const int r = idx >> 6, s = idx & 63;
-        if (r < Lc && s <= r) dP[r * GB_P + s] *= scale * GAM(r, s);
-    }
-    __syncthreads();
-    // dQ += (dP ⊙ scale Γ) K̂, dK += (dP ⊙ scale Γ)ᵀ Q̂ (dP is zero above the diagonal and past Lc)
-    for (int i0 = 0; i0 < K; i0 += 64) {
-        float aq[4][4], ak[4][4];
-        zero_acc(aq);
-        zero_acc(ak);
-        mm64_staged<false>(aq, Lc, [&](int r, int s) { return dP[r * GB_P + s]; },
-                           [&](int s, int c) { return i0 + c < K ? kn[RK(s) + i0 + c] : 0.0f; }, SA, SB);
-        mm64_staged<false>(ak, Lc, [&](int r, int s) { return dP[s * GB_P + r]; },
-                           [&](int s, int c) { return i0 + c < K ? qn[RK(s) + i0 + c] : 0.0f; }, SA, SB);
-        TILE_FOR(aq, if (r < Lc && i0 + c < K) dqw[RK(r) + i0 + c] += val);
-        TILE_FOR(ak, if (r < Lc && i0 + c < K) dkw[RK(r) + i0 + c] += val);
+        for (int r = 0; r < Lc; r++) dgam[r] += (double)s2[r] - (double)s3[r];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        mm64_bf<false, false>(dK[mt], Lc, Mb, GDN_SP, Kn + 64 * mt, KB);
+        mm64_bf<true, false>(dK[mt], Lc, Mb, GDN_SP, Kn + 64 * mt, KB);
     }
 
-    // (3) dW = −dV' Sᵀ
-    for (int i0 = 0; i0 < K; i0 += 64) {
-        float acc[4][4];
-        zero_acc(acc);
-        mm64_staged<true>(acc, V, [&](int r, int j) { return r < Lc ? dvp[RV(r) + j] : 0.0f; },
-                          [&](int j, int c) { return i0 + c < K ? S[(int64_t)(i0 + c) * V + j] : 0.0f; }, SA, SB);
-        TILE_FOR(acc, if (r < Lc && i0 + c < K) dw[RK(r) + i0 + c] = -val);
-    }
-    // (dw complete at the next barrier, the first inside mm64_staged; X (A) is not read any more)
-
-    // (4) X = dT = dV' Vbᵀ + dW Kbᵀ; tv = dVb = Tᵀ dV'; tk = dKb = Tᵀ dW (T is upper-zero: Tᵀ_rs = T_sr, s ≥ r).
+    // (6) Outputs: dg = reverse cumsum of dγ (double), dβ; dq, dk through the L2 norm, dx = r (dy − ŷ (dy·ŷ)).
     {
-        float acc[4][4];
-        zero_acc(acc);
-        mm64_staged<true>(acc, V, [&](int r, int j) { return r < Lc ? dvp[RV(r) + j] : 0.0f; },
-                          [&](int j, int c) { return c < Lc ? bs[c] * bf2f(v[RV(c) + j]) : 0.0f; }, SA, SB);
-        mm64_staged<true>(acc, K, [&](int r, int i) { return r < Lc ? dw[RK(r) + i] : 0.0f; },
-                          [&](int i, int c) { return c < Lc ? bs[c] * expf((float)gs[c]) * kn[RK(c) + i] : 0.0f; },
-                          SA, SB);
-        TILE_FOR(acc, X[r * GB_P + c] = (r < Lc && c < Lc) ? val : 0.0f);
+        float pq[4] = {0.0f, 0.0f, 0.0f, 0.0f}, pk[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        if (l2norm)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int m = tile_r(i);
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                    for (int j = 0; j < 4; j++) {
+                        const int col = 64 * mt + tile_c(j);
+                        pq[i] = fmaf(bf2f(Qn[m * KB + col]), dQ[mt][i][j], pq[i]);
+                        pk[i] = fmaf(bf2f(Kn[m * KB + col]), dK[mt][i][j], pk[i]);
+                    }
+            }
+        rows_sum(pq, red, s1);
+        rows_sum(pk, red, s2);
     }
-    for (int j0 = 0; j0 < V; j0 += 64) {
-        float acc[4][4];
-        zero_acc(acc);
-        mm64_staged<false>(acc, Lc, [&](int r, int s) { return Ts[s * GB_P + r]; },
-                           [&](int s, int c) { return j0 + c < V ? dvp[RV(s) + j0 + c] : 0.0f; }, SA, SB);
-        TILE_FOR(acc, if (r < Lc && j0 + c < V) tv[RV(r) + j0 + c] = val);
-    }
-    for (int i0 = 0; i0 < K; i0 += 64) {
-        float acc[4][4];
-        zero_acc(acc);
-        mm64_staged<false>(acc, Lc, [&](int r, int s) { return Ts[s * GB_P + r]; },
-                           [&](int s, int c) { return i0 + c < K ? dw[RK(s) + i0 + c] : 0.0f; }, SA, SB);
-        TILE_FOR(acc, if (r < Lc && i0 + c < K) tk[RK(r) + i0 + c] = val);
-    }
-    __syncthreads();
-    // dβ_r += v_r·dVb_r + c_r, dγ_r += β_r c_r with c_r = e^{γ_r} k̂_r·dKb_r
-    gb_rows_dot2(Lc, V, [&](int r, int j) { return bf2f(v[RV(r) + j]) * tv[RV(r) + j]; }, K,
-                 [&](int r, int i) { return kn[RK(r) + i] * tk[RK(r) + i]; },
-                 [&](int r, float db, float cr) {
-                     cr *= expf((float)gs[r]);
-                     dbs[r] += db + cr;
-                     ta[r] = bs[r] * cr;
-                 });
-    __syncthreads();
-    if (tid == 0)
-        for (int r = 0; r < Lc; r++) dgam[r] += (double)ta[r];
-    for (int r = tid >> 5; r < Lc; r += GB_THREADS / 32) { // a warp per row
-        const float eb = bs[r] * expf((float)gs[r]);
-        for (int j = tid & 31; j < V; j += 32) dv[RV(r) + j] = f2bf(bs[r] * tv[RV(r) + j]);
-        for (int i = tid & 31; i < K; i += 32) dkw[RK(r) + i] += eb * tk[RK(r) + i];
-    }
-
-    // (5) dA = −Tᵀ dT Tᵀ: dP := Tᵀ X, then X := −dP Tᵀ (all in shared memory).
-    __syncthreads(); // X (dT) complete
-    {
-        float acc[4][4];
-        zero_acc(acc);
-        mm64(acc, Lc, [&](int r, int m) { return Ts[m * GB_P + r]; }, [&](int m, int c) { return X[m * GB_P + c]; });
-        TILE_FOR(acc, dP[r * GB_P + c] = val);
-    }
-    __syncthreads();
-    {
-        float acc[4][4];
-        zero_acc(acc);
-        mm64(acc, Lc, [&](int r, int m) { return dP[r * GB_P + m]; }, [&](int m, int c) { return Ts[c * GB_P + m]; });
-        TILE_FOR(acc, X[r * GB_P + c] = -val);
-    }
-    __syncthreads();
-
-    // (6) A_rs = β_r KK_rs Γ_rs (s < r): F = dA ⊙ A to dγ; M = dA ⊙ Γ: dβ_r += Σ_s M_rs KK_rs;
-    //     dK += diag(β) M K̂ + (diag(β) M)ᵀ K̂.
-    // (Γ_rs only for s < r: its exponent is then ≤ 0.) Row r: Σ_s M_rs KK_rs, F's row sum is β_r times it.
-    gb_rows_dot2(Lc, Lc, [&](int r, int s) { return s < r ? X[r * GB_P + s] * GAM(r, s) * KK[r * GB_P + s] : 0.0f; },
-                 0, NO_TERM, [&](int r, float m, float) { tb[r] = bs[r] * m, dbs[r] += m; });
-    gb_rows_dot2(Lc, Lc,
-                 [&](int s, int r) { return r > s ? X[r * GB_P + s] * bs[r] * KK[r * GB_P + s] * GAM(r, s) : 0.0f; },
-                 0, NO_TERM, [&](int s, float f, float) { tc[s] = f; });
-    __syncthreads();
-    if (tid == 0)
-        for (int r = 0; r < Lc; r++) dgam[r] += (double)tb[r] - (double)tc[r];
-    for (int idx = tid; idx < GB_C * GB_C; idx += GB_THREADS) {
-        const int r = idx >> 6, s = idx & 63;
-        X[r * GB_P + s] = (r < Lc && s < r) ? bs[r] * (X[r * GB_P + s] * GAM(r, s)) : 0.0f;
-    }
-    __syncthreads();
-    for (int i0 = 0; i0 < K; i0 += 64) { // X is zero on and above the diagonal and past Lc
-        float acc[4][4];
-        zero_acc(acc);
-        mm64_staged<false>(acc, Lc, [&](int r, int s) { return X[r * GB_P + s] + X[s * GB_P + r]; },
-                           [&](int s, int c) { return i0 + c < K ? kn[RK(s) + i0 + c] : 0.0f; }, SA, SB);
-        TILE_FOR(acc, if (r < Lc && i0 + c < K) dkw[RK(r) + i0 + c] += val);
-    }
-    __syncthreads();
-
-    // Outputs: dg = reverse cumsum of dγ (double), dβ, and dq, dk through the L2 norm: dx = r (dy − y (dy·y)).
     if (tid == 0) {
         double acc = 0.0;
         for (int r = L; r >= 0; r--) {
@@ -609,38 +656,39 @@ __global__ void __launch_bounds__(GB_THREADS, 2) // two blocks an SM (shared mem
             dbeta[(t0 + r) * H + h] = dbs[r];
         }
     }
-    gb_rows_dot2(Lc, l2norm ? K : 0, [&](int r, int i) { return dqw[RK(r) + i] * qn[RK(r) + i]; }, l2norm ? K : 0,
-                 [&](int r, int i) { return dkw[RK(r) + i] * kn[RK(r) + i]; },
-                 [&](int r, float sq, float sk) { ta[r] = sq, tb[r] = sk; });
-    __syncthreads();
-    for (int r = tid >> 5; r < Lc; r += GB_THREADS / 32) { // a warp per row
-        const int64_t row = (t0 + r) * H + h;
-        for (int i = tid & 31; i < K; i += 32) {
-            const int64_t o = RK(r) + i;
-            float xq = dqw[o], xk = dkw[o];
-            if (l2norm) {
-                xq = rq[row] * (xq - qn[o] * ta[r]);
-                xk = rk[row] * (xk - kn[o] * tb[r]);
+    const bool kpairs = (K & 1) == 0;
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        float fq[4][4], fk[4][4], one[4];
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int m = tile_r(i);
+            one[i] = 1.0f;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int col = 64 * mt + tile_c(j);
+                fq[i][j] = dQ[mt][i][j], fk[i][j] = dK[mt][i][j];
+                if (l2norm && m < Lc) {
+                    fq[i][j] = rqs[m] * (fq[i][j] - bf2f(Qn[m * KB + col]) * s1[m]);
+                    fk[i][j] = rks[m] * (fk[i][j] - bf2f(Kn[m * KB + col]) * s2[m]);
+                }
             }
-            dq[o] = f2bf(xq);
-            dk[o] = f2bf(xk);
         }
+        store_acc_bf16(dq + (t0 * H + h) * K + 64 * mt, ldk, fq, one, Lc, K - 64 * mt, kpairs);
+        store_acc_bf16(dk + (t0 * H + h) * K + 64 * mt, ldk, fk, one, Lc, K - 64 * mt, kpairs);
     }
-#undef RK
-#undef RV
-#undef GAM
-#undef RP
-#undef NO_TERM
-#undef TILE_FOR
 }
 
 // ----------------------------------------------------------------------------------------------------
 // launcher
 
+static size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
 
-static size_t gb_prep_smem(void) { return sizeof(double) * GB_C + sizeof(float) * (GB_C + 5 * GB_C * GB_P); }
-static size_t gb_chunk_smem(void) {
-    return sizeof(double) * 2 * GB_C + sizeof(float) * (5 * GB_C + GB_THREADS + 6 * GB_C * GB_P);
+// Raises kern's dynamic shared-memory limit to need (once per size: *allowed remembers the largest set).
+template <class F> static void allow_smem_bwd(F kern, size_t need, size_t *allowed) {
+    if (need <= *allowed) return;
+    CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)need));
+    *allowed = need;
 }
 
 extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *dv, float *dg, float *dbeta,
@@ -648,103 +696,100 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
                                const void *v, const float *g, const float *beta, const float *h0) {
     int32_t *hcu;
     if (pn_cuda_gdn_check_cfg(cfg, &hcu)) return -1;
-    const int H = (int)cfg->H, K = (int)cfg->K, V = (int)cfg->V;
+    const int H = (int)cfg->H, K = (int)cfg->K, V = (int)cfg->V, T = (int)cfg->T;
     const int N = (int)pn_gdn_num_seqs(cfg);
-    const int64_t R = cfg->B * cfg->T * cfg->H; // (token, head) rows
+    const int64_t NT = cfg->B * cfg->T;
     const float scale = (float)pn_gdn_scale(cfg);
+    const int ncps = (int)ceil_div64(T, GDN_C), nvs = (int)ceil_div64(V, GDN_BV), mt = (K + 63) / 64;
+    int64_t n_chunks = (int64_t)N * ncps;
+    if (hcu) {
+        n_chunks = 0;
+        for (int n = 0; n < N; n++) n_chunks += ceil_div64(hcu[n + 1] - hcu[n], GDN_C);
+    }
+    free(hcu);
+    if (n_chunks * nvs > 0x7fffffff)
+        return pn_errorf("gdn (cuda): %lld chunks x %d column slices exceed the grid", (long long)n_chunks, nvs);
 
-    // Chunk table (first row, length) and each sequence's first chunk, built on the device for both layouts
-    // (the count from the host's offsets).
-    int64_t nch = 0;
-    for (int n = 0; n < N; n++) {
-        const int64_t len = hcu ? hcu[n + 1] - hcu[n] : cfg->T;
-        nch += ceil_div64(len, GB_C);
-    }
-    if (nch > 0x7fffffff) {
-        free(hcu);
-        return pn_errorf("gdn (cuda): %lld chunks exceed the grid", (long long)nch);
+    // Workspace: W [NT, H, K], V' and dV' [NT, H, V], hs and dSo [n_chunks, H, K, V] (bf16); γ, 1/‖q‖, 1/‖k‖
+    // [NT, H] (fp32); with cu_seqlens the chunk table and first chunks (int).
+    const size_t bw = align256(sizeof(bf16) * (size_t)(NT * H * K)), bu = align256(sizeof(bf16) * (size_t)(NT * H * V)),
+                 bh = align256(sizeof(bf16) * (size_t)(n_chunks * H * K * V)), bg = align256(sizeof(float) * (size_t)(NT * H)),
+                 bt = cfg->cu_seqlens ? align256(sizeof(int) * (size_t)(2 * n_chunks + N + 1)) : 0;
+    char *w = (char *)pn_cuda_ws(PN_WS_GDN_BWD, bw + 2 * bu + 2 * bh + 3 * bg + bt);
+    bf16 *W = (bf16 *)w, *Vp = (bf16 *)(w + bw), *dVp = (bf16 *)(w + bw + bu);
+    bf16 *hs = (bf16 *)(w + bw + 2 * bu), *dSo = (bf16 *)(w + bw + 2 * bu + bh);
+    float *gam = (float *)(w + bw + 2 * bu + 2 * bh), *rq = (float *)((char *)gam + bg), *rk = (float *)((char *)rq + bg);
+    int *tab = NULL, *cst = NULL;
+    if (cfg->cu_seqlens) {
+        tab = (int *)((char *)rk + bg);
+        cst = tab + 2 * n_chunks;
+        pn_cuda_gdn_chunk_table(tab, cst, cfg->cu_seqlens, N, T, GDN_C);
     }
 
-    // Workspace: γ (double) [R]; qn, kn, W, dqw, dkw, dw, tk [R, K]; Vp, dvp, tv [R, V]; P [R, 64]; rq, rk [R];
-    // states, dSo [nch, H, K, V]; then the tables.
-    const size_t nk = (size_t)R * K, nv = (size_t)R * V, nst = (size_t)nch * H * K * V;
-    const size_t nfl = 7 * nk + 3 * nv + (size_t)R * GB_C + 2 * (size_t)R + 2 * nst;
-    const size_t ntab = (size_t)(2 * nch + N + 1);
-    char *w = (char *)pn_cuda_ws(PN_WS_GDN_BWD, sizeof(double) * (size_t)R + sizeof(float) * nfl + sizeof(int) * ntab);
-    double *gam = (double *)w;
-    float *f = (float *)(gam + R);
-    float *qn = f, *kn = qn + nk, *W = kn + nk, *dqw = W + nk, *dkw = dqw + nk, *dw = dkw + nk, *tk = dw + nk;
-    float *Vp = tk + nk, *dvp = Vp + nv, *tv = dvp + nv, *P = tv + nv, *rq = P + (size_t)R * GB_C, *rk = rq + R;
-    float *states = rk + R, *dSo = states + nst;
-    int *tab = (int *)(dSo + nst), *cst = tab + 2 * nch;
-    pn_cuda_gdn_chunk_table(tab, cst, hcu ? cfg->cu_seqlens : NULL, N, cfg->T, GB_C);
-
-    static size_t prep_attr = 48 * 1024, chunk_attr = 48 * 1024;
-    const size_t prep_smem = gb_prep_smem(), chunk_smem = gb_chunk_smem();
-    if (prep_smem > prep_attr) {
-        CUDA_CHECK(cudaFuncSetAttribute(gdn_bwd_prep_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)prep_smem));
-        prep_attr = prep_smem;
-    }
-    if (chunk_smem > chunk_attr) {
-        CUDA_CHECK(cudaFuncSetAttribute(gdn_bwd_chunk_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)chunk_smem));
-        chunk_attr = chunk_smem;
-    }
-    const dim3 gch((unsigned)nch, (unsigned)H), gcol((unsigned)ceil_div64(V, 64), (unsigned)H, (unsigned)N);
-    static size_t states_attr = 48 * 1024, dstate_attr = 48 * 1024;
-    const size_t states_smem = sizeof(float) * ((size_t)K * TILE_SP + 64 * (size_t)pitch_k(K) + 64 * TILE_SP + 64);
-    const size_t dstate_smem = sizeof(float) * ((size_t)K * TILE_SP + 3 * 64 * GB_P + 2 * 64 * TILE_SP + 128);
-    if (states_smem > states_attr) {
-        CUDA_CHECK(cudaFuncSetAttribute(gdn_bwd_states_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)states_smem));
-        states_attr = states_smem;
-    }
-    if (dstate_smem > dstate_attr) {
-        CUDA_CHECK(cudaFuncSetAttribute(gdn_bwd_dstate_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dstate_smem));
-        dstate_attr = dstate_smem;
-    }
-#ifndef PN_GDN_HOST_CHECK
-    // PN_GDN_PROFILE=1: time each of the four kernels (events between launches) and log the split.
+    // PN_GDN_PROFILE=1: time the kernels (events between launches) and log the split.
     static int profile = -1;
     if (profile < 0) profile = getenv("PN_GDN_PROFILE") && getenv("PN_GDN_PROFILE")[0] == '1';
-    cudaEvent_t ev[5];
+    cudaEvent_t ev[6];
     if (profile)
-        for (int i = 0; i < 5; i++) CUDA_CHECK(cudaEventCreate(&ev[i]));
-#define GB_MARK(i) \
-    if (profile) CUDA_CHECK(cudaEventRecord(ev[i], pn_cuda_stream()))
-#else
-#define GB_MARK(i)
-#endif
-    GB_MARK(0);
-    GDN_LAUNCH(gdn_bwd_prep_kernel, gch, GB_THREADS, prep_smem, qn, kn, rq, rk, gam, P, W, Vp, (const bf16 *)q,
-               (const bf16 *)k, (const bf16 *)v, g, beta, (const int *)tab, H, K, V, scale, cfg->qk_l2norm ? 1 : 0);
+        for (int i = 0; i < 6; i++) CUDA_CHECK(cudaEventCreate(&ev[i]));
+
+    // 1, 2: the forward's W, V', states (h0 in, no final state)
+    pn_cuda_gdn_fwd_states(cfg, n_chunks, tab, cst, W, Vp, hs, gam, rq, rk, NULL, q, k, v, g, beta, h0,
+                           profile ? ev : NULL);
+
+    // 3: Pᵀ dO into dV'
+    static size_t dvl_attr = 48 * 1024, dstate_attr[4] = {48 * 1024, 48 * 1024, 48 * 1024, 48 * 1024},
+                  chunk_attr[4] = {48 * 1024, 48 * 1024, 48 * 1024, 48 * 1024};
+    allow_smem_bwd(gdn_bwd_dvl_kernel, dvl_smem_bytes(K), &dvl_attr);
+    GDN_LAUNCH(gdn_bwd_dvl_kernel, dim3((unsigned)(n_chunks * nvs), (unsigned)H), GDN_THREADS, dvl_smem_bytes(K), dVp,
+               (const bf16 *)q, (const bf16 *)k, (const bf16 *)dout, (const float *)gam, (const float *)rq,
+               (const float *)rk, (const int *)tab, T, ncps, nvs, H, K, V, scale);
     CUDA_LAUNCH_CHECK();
-    GB_MARK(1);
-    GDN_LAUNCH(gdn_bwd_states_kernel, gcol, GB_THREADS, states_smem, states, Vp, h0, (const float *)kn,
-               (const float *)W, (const double *)gam, (const int *)tab, (const int *)cst, H, K, V);
+    if (profile) CUDA_CHECK(cudaEventRecord(ev[3], pn_cuda_stream()));
+
+    // 4: the state gradient. Two stages only where two blocks an SM still fit (the grid is V / 64 × H × N
+    // blocks: more blocks in flight beat the overlap of one block's copies).
+    int optin = 0, dev = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    const int nst = 2 * dstate_smem_bytes(K, 2) <= (size_t)optin ? 2 : 1;
+    void (*dstate)(bf16 *, bf16 *, float *, const float *, const bf16 *, const bf16 *, const bf16 *, const bf16 *,
+                   const float *, const float *, const float *, const int *, const int *, int, int, int, int, float,
+                   int) = mt == 1   ? gdn_bwd_dstate_kernel<1>
+                          : mt == 2 ? gdn_bwd_dstate_kernel<2>
+                          : mt == 3 ? gdn_bwd_dstate_kernel<3>
+                                    : gdn_bwd_dstate_kernel<4>;
+    allow_smem_bwd(dstate, dstate_smem_bytes(K, nst), &dstate_attr[mt - 1]);
+    GDN_LAUNCH(dstate, dim3((unsigned)nvs, (unsigned)H, (unsigned)N), GDN_THREADS, dstate_smem_bytes(K, nst), dSo, dVp,
+               dh0, dht, (const bf16 *)q, (const bf16 *)k, (const bf16 *)W, (const bf16 *)dout, (const float *)gam,
+               (const float *)rq, (const float *)rk, (const int *)cfg->cu_seqlens, (const int *)cst, T, H, K, V, scale,
+               nst);
     CUDA_LAUNCH_CHECK();
-    GB_MARK(2);
-    GDN_LAUNCH(gdn_bwd_dstate_kernel, gcol, GB_THREADS, dstate_smem, dSo, dvp, dh0, dht,
-               (const bf16 *)dout, (const float *)qn, (const float *)kn, (const float *)W, (const float *)P,
-               (const double *)gam, (const int *)tab, (const int *)cst, H, K, V, scale);
+    if (profile) CUDA_CHECK(cudaEventRecord(ev[4], pn_cuda_stream()));
+
+    // 5: the chunks' gradients
+    void (*chunk)(bf16 *, bf16 *, bf16 *, float *, float *, const bf16 *, const bf16 *, const bf16 *, const bf16 *,
+                  const float *, const bf16 *, const bf16 *, const bf16 *, const bf16 *, const float *, const float *,
+                  const float *, const int *, int, int, int, int, int, float, int) =
+        mt == 1   ? gdn_bwd_chunk_kernel<1>
+        : mt == 2 ? gdn_bwd_chunk_kernel<2>
+        : mt == 3 ? gdn_bwd_chunk_kernel<3>
+                  : gdn_bwd_chunk_kernel<4>;
+    allow_smem_bwd(chunk, chunk_smem_bytes(K), &chunk_attr[mt - 1]);
+    GDN_LAUNCH(chunk, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, chunk_smem_bytes(K), (bf16 *)dq, (bf16 *)dk,
+               (bf16 *)dv, dg, dbeta, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, (const bf16 *)dout, beta,
+               (const bf16 *)hs, (const bf16 *)dSo, (const bf16 *)Vp, (const bf16 *)dVp, (const float *)gam,
+               (const float *)rq, (const float *)rk, (const int *)tab, T, ncps, H, K, V, scale, cfg->qk_l2norm ? 1 : 0);
     CUDA_LAUNCH_CHECK();
-    GB_MARK(3);
-    GDN_LAUNCH(gdn_bwd_chunk_kernel, gch, GB_THREADS, chunk_smem, (bf16 *)dq, (bf16 *)dk, (bf16 *)dv, dg, dbeta, dqw,
-               dkw, dw, tk, tv, (const float *)states, (const float *)dSo, (const float *)Vp, (const float *)dvp,
-               (const float *)qn, (const float *)kn, (const float *)rq, (const float *)rk, (const double *)gam,
-               (const float *)P, (const bf16 *)v, (const bf16 *)dout, beta, (const int *)tab, H, K, V, scale,
-               cfg->qk_l2norm ? 1 : 0);
-    CUDA_LAUNCH_CHECK();
-    GB_MARK(4);
-#ifndef PN_GDN_HOST_CHECK
     if (profile) {
-        float ms[4];
-        CUDA_CHECK(cudaEventSynchronize(ev[4]));
-        for (int i = 0; i < 4; i++) CUDA_CHECK(cudaEventElapsedTime(&ms[i], ev[i], ev[i + 1]));
-        pn_info("gdn bwd (cuda) B %lld T %lld H %d K %d V %d: prep %.2f ms, states %.2f ms, dstate %.2f ms, chunk %.2f ms",
-                (long long)cfg->B, (long long)cfg->T, H, K, V, ms[0], ms[1], ms[2], ms[3]);
-        for (int i = 0; i < 5; i++) CUDA_CHECK(cudaEventDestroy(ev[i]));
+        float ms[5];
+        CUDA_CHECK(cudaEventRecord(ev[5], pn_cuda_stream()));
+        CUDA_CHECK(cudaEventSynchronize(ev[5]));
+        for (int i = 0; i < 5; i++) CUDA_CHECK(cudaEventElapsedTime(&ms[i], ev[i], ev[i + 1]));
+        pn_info("gdn bwd (cuda) B %lld T %lld H %d K %d V %d: prep %.2f ms, states %.2f ms, dvl %.2f ms, dstate %.2f ms "
+                "(%d stage%s), chunk %.2f ms",
+                (long long)cfg->B, (long long)cfg->T, H, K, V, ms[0], ms[1], ms[2], ms[3], nst, nst > 1 ? "s" : "", ms[4]);
+        for (int i = 0; i < 6; i++) CUDA_CHECK(cudaEventDestroy(ev[i]));
     }
-#endif
-#undef GB_MARK
-    free(hcu);
     return 0;
 }

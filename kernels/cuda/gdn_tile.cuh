@@ -1,19 +1,20 @@
-// gdn_tile.cuh: the 64×64 fp32 tile products the Gated DeltaNet kernels (gdn.cu, gdn_bwd.cu) are built
-// from: 256 threads, each owning 16 elements of the 64×64 output (tile_r, tile_c below), computed on tensor
-// cores (tf32 in, fp32 accumulators); the operands come through accessor lambdas.
+// gdn_tile.cuh: what the Gated DeltaNet kernels (gdn.cu, gdn_bwd.cu) are built from: 64×64 tile products on
+// tensor cores by 256 threads, each owning 16 elements of the output (tile_r, tile_c below) — mm64_bf from
+// bf16 tiles in shared memory (ldmatrix, mma m16n8k16), mm64 from fp32 accessors (tf32, for the few
+// products kept in fp32) —, the triangular inverse, and the chunked kernels' common frame (chunk geometry,
+// bf16 tiles in by cp.async and out of the accumulators). fp32 accumulators throughout.
 #ifndef PN_CUDA_GDN_TILE_CUH
 #define PN_CUDA_GDN_TILE_CUH
+
+#include "mma.cuh"
 
 // Row pitch (floats) of a [64, 64] shared tile. mm64's fragment loads read, per k-step, lanes at 8 rows
 // g × 4 columns t: a(m, kk) = X[m][kk] then hits bank 4 g + t, all 32 different, when the pitch is
 // 4 (mod 32). (b(kk, n) = X[kk][n] would want 8 (mod 32), and gets 2-way conflicts here.)
 #define TILE_P 68
-// The pitch of [*, 64] tiles read only as b(kk, n) = X[kk][n] (state slices, V' and dO tiles): bank 8 t + g.
+// The pitch (elements) of [*, 64] bf16 tiles (state slices, V', dO, P): 144-byte rows, 16 mod 128, so the
+// 8 rows an ldmatrix reads fall in 8 different 16-byte bank groups.
 #define TILE_SP 72
-
-// Row pitch (floats) of a [64, K] shared tile read as a(m, kk) = X[m][kk]: a multiple of 32 plus 4, for the
-// reason above.
-__host__ __device__ __forceinline__ int pitch_k(int K) { return ((K + 31) & ~31) + 4; }
 
 // The thread's elements of the 64×64 output: acc[i][j] is row tile_r(i), column tile_c(j). Warp w owns
 // rows 32 (w % 2) .. + 31 and columns 16 (w / 2) .. + 15, i.e. two m16 × two n8 tiles of
@@ -22,7 +23,7 @@ __host__ __device__ __forceinline__ int pitch_k(int K) { return ((K + 31) & ~31)
 __host__ __device__ __forceinline__ int tile_r(int i) { return 32 * ((threadIdx.x >> 5) & 1) + ((threadIdx.x & 31) >> 2) + 8 * i; }
 __host__ __device__ __forceinline__ int tile_c(int j) { return 16 * (threadIdx.x >> 6) + 2 * (threadIdx.x & 3) + (j & 1) + 8 * (j >> 1); }
 
-#ifndef PN_GDN_HOST_CHECK
+#ifndef PN_CUDA_EMU // cuda_emu.h emulates the pair
 // fp32 → tf32 (round to nearest, ties away: cvt.rna), the operand format of the tf32 mma.
 __device__ __forceinline__ uint32_t to_tf32(float x) {
     uint32_t r;
@@ -47,11 +48,6 @@ __device__ __forceinline__ void mma_tf32(float &c0, float &c1, float &c2, float 
 // contraction is 12 operand loads and 4 mma per thread (the CUDA-core loop it replaces: 64 loads, 128 FMA).
 template <class FA, class FB>
 __device__ __forceinline__ void mm64(float (&acc)[4][4], int nk, FA a, FB b) {
-#ifdef PN_GDN_HOST_CHECK
-    for (int kk = 0; kk < nk; kk++)
-        for (int i = 0; i < 4; i++)
-            for (int j = 0; j < 4; j++) acc[i][j] = fmaf(a(tile_r(i), kk), b(kk, tile_c(j)), acc[i][j]);
-#else
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int r0 = tile_r(0), c0 = 16 * (threadIdx.x >> 6) + g; // B's fragment: column g of each n8 tile
     for (int k0 = 0; k0 < nk; k0 += 8) {
@@ -78,7 +74,40 @@ __device__ __forceinline__ void mm64(float (&acc)[4][4], int nk, FA a, FB b) {
                 mma_tf32(acc[2 * mi][2 * ni], acc[2 * mi][2 * ni + 1], acc[2 * mi + 1][2 * ni],
                          acc[2 * mi + 1][2 * ni + 1], af[mi], bf[ni][0], bf[ni][1]);
     }
-#endif
+}
+
+// The same 64×64 product (acc[i][j] += Σ_{kk < nk} A(tile_r(i), kk) B(kk, tile_c(j)), 256 threads, the same
+// element ownership) from bf16 tiles in shared memory, read with ldmatrix and multiplied by the bf16
+// mma.sync m16n8k16 (fp32 accumulators): per 16 steps of the contraction a warp issues 3 ldmatrix.x4 and 4
+// mma, where mm64 issues 48 scalar loads, 48 conversions and 8 mma. Operand layouts:
+//   AT false: A(m, kk) = a[m lda + kk] (row-major [64][nk]); AT true: A(m, kk) = a[kk lda + m] (stored [nk][64]),
+//   BT false: B(kk, n) = b[kk ldb + n] (stored [nk][64]);    BT true: B(kk, n) = b[n ldb + kk] (stored [64][nk]).
+// The contraction runs in steps of 16 up to nk rounded up: the caller keeps A and B zero (finite at least)
+// there. Pitches (elements) must keep rows 16-byte aligned; pitches of 16 mod 64 bytes are conflict-free.
+template <bool AT, bool BT>
+__device__ __forceinline__ void mm64_bf(float (&acc)[4][4], int nk, const bf16 *a, int lda, const bf16 *b, int ldb) {
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    const int mb = 32 * (w & 1), nb = 16 * (w >> 1), q = lane >> 3, l8 = lane & 7;
+    for (int k0 = 0; k0 < nk; k0 += 16) {
+        uint32_t af[2][4], bq[4];
+#pragma unroll
+        for (int mi = 0; mi < 2; mi++) {
+            const int m0 = mb + 16 * mi;
+            if (!AT) ldmatrix_x4(af[mi], a + (m0 + (lane & 15)) * lda + k0 + (lane >> 4) * 8);
+            else ldmatrix_x4_trans(af[mi], a + (k0 + 8 * (q >> 1) + l8) * lda + m0 + 8 * (q & 1));
+        }
+        if (BT) ldmatrix_x4(bq, b + (nb + 8 * (q >> 1) + l8) * ldb + k0 + 8 * (q & 1));
+        else ldmatrix_x4_trans(bq, b + (k0 + 8 * (q & 1) + l8) * ldb + nb + 8 * (q >> 1));
+#pragma unroll
+        for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+            for (int ni = 0; ni < 2; ni++) {
+                float c[4] = {acc[2 * mi][2 * ni], acc[2 * mi][2 * ni + 1], acc[2 * mi + 1][2 * ni], acc[2 * mi + 1][2 * ni + 1]};
+                mma_bf16(c, af[mi], bq[2 * ni], bq[2 * ni + 1]);
+                acc[2 * mi][2 * ni] = c[0], acc[2 * mi][2 * ni + 1] = c[1];
+                acc[2 * mi + 1][2 * ni] = c[2], acc[2 * mi + 1][2 * ni + 1] = c[3];
+            }
+    }
 }
 
 __device__ __forceinline__ void zero_acc(float (&acc)[4][4]) {
@@ -88,41 +117,6 @@ __device__ __forceinline__ void zero_acc(float (&acc)[4][4]) {
         for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
 }
 
-// The same product over a long contraction (n, e.g. the value dim) whose operands live in global memory:
-// 64-wide slabs of a(m, kk) and b(kk, c) are staged through shared memory sa, sb ([64, TILE_P] floats
-// each), so every global element is read once per block, coalesced. a(m, kk) is loaded with kk fastest across threads
-// (A row-major along the contraction: token rows of q, v, dO, ...). b(kk, c) is loaded with kk fastest when
-// B_KFAST (B stored [c][kk], e.g. a state [K, V] contracted over V, or token rows of another operand), else
-// with c fastest (B stored [kk][c]). The lambdas return 0 outside their operand. Contains barriers: every
-// thread of the block calls it; on return sa and sb may be reused after a __syncthreads().
-// A thread's 16 + 16 elements of a slab are read into registers first, in one unrolled loop, so that all
-// 32 loads are in flight at once (a loop storing each value before loading the next waited for every
-// load in turn: the backward's kernels were bound by that latency).
-template <bool B_KFAST, class FA, class FB>
-__device__ __forceinline__ void mm64_staged(float (&acc)[4][4], int n, FA a, FB b, float *sa, float *sb) {
-    for (int k0 = 0; k0 < n; k0 += 64) {
-        const int nk = min(64, n - k0);
-        __syncthreads(); // the previous slab (or whatever the caller kept in sa, sb) is consumed
-        float ra[16], rb[16];
-#pragma unroll
-        for (int u = 0; u < 16; u++) {
-            const int idx = threadIdx.x + 256 * u, hi = idx >> 6, lo = idx & 63;
-            ra[u] = lo < nk ? a(hi, k0 + lo) : 0.0f;
-            if (B_KFAST) rb[u] = lo < nk ? b(k0 + lo, hi) : 0.0f;
-            else rb[u] = hi < nk ? b(k0 + hi, lo) : 0.0f;
-        }
-#pragma unroll
-        for (int u = 0; u < 16; u++) {
-            const int idx = threadIdx.x + 256 * u, hi = idx >> 6, lo = idx & 63;
-            sa[hi * TILE_P + lo] = ra[u];
-            if (B_KFAST) sb[lo * TILE_P + hi] = rb[u];
-            else sb[hi * TILE_P + lo] = rb[u];
-        }
-        __syncthreads();
-        mm64(acc, nk, [&](int m, int kk) { return sa[m * TILE_P + kk]; }, [&](int kk, int c) { return sb[kk * TILE_P + c]; });
-    }
-}
-
 // T = (I + A)⁻¹ for the strictly lower A [64, TILE_P] of a chunk of Lc rows (zero past Lc), by forward
 // substitution down each column: T_jj = 1, T_ij = −Σ_{j ≤ m < i} A_im T_mj (i > j). Writes all of Ts
 // [64, TILE_P] (zero above the diagonal and past Lc). Four lanes per column (256 threads, 64 columns), each
@@ -130,16 +124,6 @@ __device__ __forceinline__ void mm64_staged(float (&acc)[4][4], int n, FA a, FB 
 // longest column costs ~Lc²/8 dependent FMAs instead of Lc²/2 on one thread. The caller puts a barrier
 // between A's last write and this, and between this and Ts's first read.
 __device__ __forceinline__ void tri_inv64(float *Ts, const float *A, int Lc) {
-#ifdef PN_GDN_HOST_CHECK
-    const int j = threadIdx.x;
-    for (int i = 0; j < 64 && i < 64; i++) Ts[i * TILE_P + j] = (i == j && j < Lc) ? 1.0f : 0.0f;
-    if (j < Lc)
-        for (int i = j + 1; i < Lc; i++) {
-            float s = 0.0f;
-            for (int m = j; m < i; m++) s -= A[i * TILE_P + m] * Ts[m * TILE_P + j];
-            Ts[i * TILE_P + j] = s;
-        }
-#else
     const int j = threadIdx.x >> 2, p = threadIdx.x & 3;
     for (int i = p; i < 64; i += 4) Ts[i * TILE_P + j] = (i == j && j < Lc) ? 1.0f : 0.0f;
     __syncwarp();
@@ -151,7 +135,101 @@ __device__ __forceinline__ void tri_inv64(float *Ts, const float *A, int Lc) {
         if (i > j && p == 0) Ts[i * TILE_P + j] = -s;
         __syncwarp(); // row i of column j is read by the group's other lanes from the next i on
     }
+}
+
+// ----------------------------------------------------------------------------------------------------
+// The chunked kernels' common frame (gdn.cu, gdn_bwd.cu): launch, chunk geometry, bf16 tiles in and out.
+
+#ifdef PN_CUDA_EMU // tests/emu: the kernels run on the host
+#define GDN_LAUNCH(kern, grid, block, smem, ...) emu_launch(kern, dim3(grid), dim3(block), (smem), __VA_ARGS__)
+#else
+#define GDN_LAUNCH(kern, grid, block, smem, ...) kern<<<(grid), (block), (smem), pn_cuda_stream()>>>(__VA_ARGS__)
 #endif
+#define GDN_LAUNCH_PDL(kern, grid, block, smem, ...) pn_launch(kern, (grid), (block), (smem), __VA_ARGS__)
+
+#define GDN_C 64        // chunk length (PN_GDN_CHUNK)
+#define GDN_THREADS 256 // threads of the prep, state and output kernels (mm64 assumes 256)
+#define GDN_BV 64       // V columns per block of the state and output kernels
+#define GDN_SP TILE_SP  // row pitch of the [*, 64] state slice and V' tiles (gdn_tile.cuh)
+
+// Row pitch (bf16 elements) of a [rows, K] bf16 tile, read by ldmatrix (mm64_bf) as A(m, kk) = X[m][kk] or,
+// 64 columns at a time, as A(m, kk) = X[kk][mt + m]: K rounded up to 64 (so the last 64-column tile stays
+// inside the row), plus 8: rows 16 mod 128 bytes apart, so the 8 rows of an ldmatrix hit 8 different
+// 16-byte bank groups, and 16-byte aligned for cp.async.
+__host__ __device__ __forceinline__ int pitch_kb(int K) { return ((K + 63) & ~63) + 8; }
+__host__ __device__ __forceinline__ int round16(int x) { return (x + 15) & ~15; }
+
+#ifdef PN_CUDA_EMU
+__device__ __forceinline__ float *dyn_smem(void) { return (float *)emu_dyn_smem(); }
+#else
+__device__ __forceinline__ float *dyn_smem(void) {
+    extern __shared__ float gdn_smem[];
+    return gdn_smem;
+}
+#endif
+
+// Rows 0 .. rows − 1 of a bf16 tile into shared memory dst (pitch dp elements), columns 0 .. fill − 1 (fill a
+// multiple of 8): global row r < nvalid (at src + r ld) supplies columns c < ncols, everything else is zero.
+// 16-byte cp.async copies when async (the caller guarantees ncols % 8 == 0 and 16-byte aligned rows; the
+// copies land after cp_async_wait), else plain loads. Every thread of the block calls it.
+__device__ __forceinline__ void load_tile(bf16 *dst, int dp, const bf16 *src, int64_t ld, int rows, int nvalid,
+                                          int ncols, int fill, bool async) {
+    const int n8 = fill >> 3;
+    for (int idx = threadIdx.x; idx < rows * n8; idx += GDN_THREADS) {
+        const int r = idx / n8, c = (idx - r * n8) * 8;
+        bf16 *d = dst + r * dp + c;
+        if (r < nvalid && c < ncols && async) {
+            cp_async16(d, src + r * ld + c);
+        } else {
+#pragma unroll
+            for (int e = 0; e < 8; e++) d[e] = (r < nvalid && c + e < ncols) ? src[r * ld + c + e] : f2bf(0.0f);
+        }
+    }
+}
+
+// 64 per-row fp32 values x[(t0 + r) H + h] (r < Lc, zero past) into dst, by the block's first 64 threads.
+__device__ __forceinline__ void load_row_scalars(float *dst, const float *x, int64_t t0, int Lc, int H, int h,
+                                                 bool async) {
+    const int r = threadIdx.x;
+    if (r >= GDN_C) return;
+    if (r < Lc && async) cp_async4(dst + r, x + (t0 + r) * H + h);
+    else dst[r] = r < Lc ? x[(t0 + r) * H + h] : 0.0f;
+}
+
+// Stores the thread's 4 × 4 accumulator elements, times rowf[i] (row tile_r(i)), as bf16 at
+// dst + m ld + c for rows m < nr and columns c < nc: adjacent column pairs (j, j + 1) as one 32-bit store
+// when pairs are aligned (ld and the row start even).
+__device__ __forceinline__ void store_acc_bf16(bf16 *dst, int64_t ld, const float (&acc)[4][4], const float *rowf,
+                                               int nr, int nc, bool pairs) {
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const int m = tile_r(i);
+        if (m >= nr) continue;
+#pragma unroll
+        for (int j = 0; j < 4; j += 2) {
+            const int c = tile_c(j); // even; tile_c(j + 1) = c + 1
+            const float x0 = acc[i][j] * rowf[i], x1 = acc[i][j + 1] * rowf[i];
+            if (pairs && c + 1 < nc) {
+                *(__nv_bfloat162 *)(dst + m * ld + c) = __floats2bfloat162_rn(x0, x1);
+            } else {
+                if (c < nc) dst[m * ld + c] = f2bf(x0);
+                if (c + 1 < nc) dst[m * ld + c + 1] = f2bf(x1);
+            }
+        }
+    }
+}
+
+// The chunk c of the flattened token rows: first row *t0 and length *Lc, from tab (varlen) or, without it,
+// sequence c / ncps, chunk c % ncps of T tokens.
+__device__ __forceinline__ void chunk_rows(const int *tab, int64_t c, int ncps, int T, int64_t *t0, int *Lc) {
+    if (tab) {
+        *t0 = tab[2 * c];
+        *Lc = tab[2 * c + 1];
+    } else {
+        const int64_t seq = c / ncps, ci = c % ncps;
+        *t0 = seq * T + ci * GDN_C;
+        *Lc = (int)min((int64_t)GDN_C, (int64_t)T - ci * GDN_C);
+    }
 }
 
 #endif

@@ -6,6 +6,7 @@
 
 #include "common.cuh"
 
+#ifndef PN_CUDA_EMU // cuda_emu.h has these, emulated
 __device__ __forceinline__ uint32_t smem_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
 
 __device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
@@ -47,5 +48,7 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
     return *(uint32_t *)&v;
 }
+
+#endif // PN_CUDA_EMU
 
 #endif

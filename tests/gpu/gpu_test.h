@@ -21,12 +21,34 @@ static float *randn(int64_t n, float mean, float std) {
     return p;
 }
 
+#ifdef PN_CUDA_EMU
+// The GDN tests built against the host emulation of the kernels (tests/emu): "device" tensors are host
+// memory in the tensor's dtype, which is what the emulated kernels read and write.
+static pn_tensor dev_alloc(pn_dtype dt, int ndim, const int64_t *shape) {
+    pn_tensor t = pn_view(NULL, dt, PN_CPU, ndim, shape);
+    t.data = pn_malloc(pn_nbytes(&t) ? pn_nbytes(&t) : 1);
+    memset(t.data, 0xff, pn_nbytes(&t)); // as uninitialized as cudaMalloc's: NaN in fp32 and bf16
+    return t;
+}
+static void dev_free(pn_tensor *t) {
+    free(t->data);
+    t->data = NULL;
+}
+#define pn_cuda_available() 1
+#define PN_EMULATED 1 // no timing: the emulation's speed says nothing
+#else
+#define PN_EMULATED 0
 static pn_tensor dev_alloc(pn_dtype dt, int ndim, const int64_t *shape) {
     pn_tensor t = pn_view(NULL, dt, PN_CUDA, ndim, shape);
     t.data = pn_cuda_backend.alloc(pn_nbytes(&t));
     if (!t.data) pn_panic("out of device memory (%zu bytes)", pn_nbytes(&t));
     return t;
 }
+static void dev_free(pn_tensor *t) {
+    pn_cuda_backend.free(t->data);
+    t->data = NULL;
+}
+#endif
 
 static pn_tensor dev_upload(const float *h, pn_dtype dt, int ndim, const int64_t *shape) {
     pn_tensor t = dev_alloc(dt, ndim, shape);
@@ -38,11 +60,6 @@ static float *dev_download(const pn_tensor *t) {
     float *h = pn_malloc(sizeof(float) * (size_t)(pn_numel(t) ? pn_numel(t) : 1));
     pn_op_to_host_f32(h, t);
     return h;
-}
-
-static void dev_free(pn_tensor *t) {
-    pn_cuda_backend.free(t->data);
-    t->data = NULL;
 }
 
 // ||a - b|| / ||b||; NaN anywhere gives NaN, which fails every tolerance.

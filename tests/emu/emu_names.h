@@ -1,0 +1,17 @@
+// emu_names.h: force-included (-include) into every file of an emulated test, so that the emulated GDN
+// kernels' entry points and the emulated backend context never clash with the real CUDA backend's when the
+// build has one (the test links the library either way).
+#ifndef PN_EMU_NAMES_H
+#define PN_EMU_NAMES_H
+#define pn_cuda_gdn_fwd pn_emu_gdn_fwd
+#define pn_cuda_gdn_bwd pn_emu_gdn_bwd
+#define pn_cuda_gdn_step pn_emu_gdn_step
+#define pn_cuda_gdn_check_cfg pn_emu_gdn_check_cfg
+#define pn_cuda_gdn_chunk_table pn_emu_gdn_chunk_table
+#define pn_cuda_gdn_fwd_states pn_emu_gdn_fwd_states
+#define pn_cuda_ctx_ptr pn_emu_ctx_ptr
+#define pn_cuda_ctx_init pn_emu_ctx_init
+#define pn_cuda_ws pn_emu_ws
+#define pn_cuda_timer_start pn_emu_timer_start
+#define pn_cuda_timer_stop_ms pn_emu_timer_stop_ms
+#endif
