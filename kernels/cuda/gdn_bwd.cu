@@ -315,19 +315,23 @@ __global__ void __launch_bounds__(GDN_THREADS)
 // 5. the chunk's gradients
 
 // Shared memory (bf16 unless said): q̂, k̂ [64, KB]; T (fp32) [64, TILE_P]; T [64, GDN_SP]; dT (fp32)
-// [64, TILE_P]; dP [64, GDN_SP]; then a region used in turn by A (fp32 [64, TILE_P]), the first pass's
-// slabs (V', dO, dV', v [64, GDN_SP], dS' [K64, GDN_SP]), the second's (S, dS' [K64, GDN_SP], dO, dV'), and
-// the last steps' Tᵀ dT (fp32 [64, TILE_P]), dW [64, KB] and β M [64, GDN_SP]; then 64-row scalars (γ, β,
-// 1/‖q‖, 1/‖k‖, sums; dγ in double) and 256 floats for reductions.
-__host__ __device__ __forceinline__ size_t chunk_region_bytes(int K) {
+// [64, TILE_P]; dP [64, GDN_SP]; then a region used in turn by A (fp32 [64, TILE_P]), nbuf slab buffers of
+// the two passes over V (the first's V', dO, dV', v [64, GDN_SP] and dS' [K64, GDN_SP]; the second's S, dS'
+// [K64, GDN_SP], dO, dV'), and the last steps' Tᵀ dT (fp32 [64, TILE_P]), dW [64, KB] and β M [64, GDN_SP];
+// then 64-row scalars (γ, β, 1/‖q‖, 1/‖k‖, sums; dγ in double) and 256 floats for reductions.
+__host__ __device__ __forceinline__ size_t chunk_slab_elems(int K) { // bf16 elements of one slab buffer
     const size_t K64 = (size_t)((K + 63) & ~63), slab = (size_t)GDN_C * GDN_SP;
-    const size_t a = sizeof(bf16) * (4 * slab + K64 * GDN_SP), b = sizeof(bf16) * (2 * slab + 2 * K64 * GDN_SP),
-                 c = sizeof(float) * GDN_C * TILE_P + sizeof(bf16) * ((size_t)GDN_C * pitch_kb(K) + slab);
-    return a > b ? (a > c ? a : c) : (b > c ? b : c);
+    const size_t a = 4 * slab + K64 * GDN_SP, b = 2 * slab + 2 * K64 * GDN_SP;
+    return a > b ? a : b;
 }
-static size_t chunk_smem_bytes(int K) {
+__host__ __device__ __forceinline__ size_t chunk_region_bytes(int K, int nbuf) {
+    const size_t ab = sizeof(bf16) * nbuf * chunk_slab_elems(K),
+                 c = sizeof(float) * GDN_C * TILE_P + sizeof(bf16) * ((size_t)GDN_C * pitch_kb(K) + GDN_C * GDN_SP);
+    return ab > c ? ab : c;
+}
+static size_t chunk_smem_bytes(int K, int nbuf) {
     return sizeof(bf16) * (size_t)(2 * GDN_C * pitch_kb(K) + 2 * GDN_C * GDN_SP) +
-           sizeof(float) * (size_t)(2 * GDN_C * TILE_P) + chunk_region_bytes(K) + sizeof(double) * GDN_C +
+           sizeof(float) * (size_t)(2 * GDN_C * TILE_P) + chunk_region_bytes(K, nbuf) + sizeof(double) * GDN_C +
            sizeof(float) * (size_t)(8 * GDN_C + 256);
 }
 
@@ -338,7 +342,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
     gdn_bwd_chunk_kernel(bf16 *dq, bf16 *dk, bf16 *dv, float *dg, float *dbeta, const bf16 *q, const bf16 *k,
                          const bf16 *v, const bf16 *dout, const float *beta, const bf16 *hs, const bf16 *dSo,
                          const bf16 *Vp, const bf16 *dVp, const float *gam, const float *rq, const float *rk,
-                         const int *tab, int T, int ncps, int H, int K, int V, float scale, int l2norm) {
+                         const int *tab, int T, int ncps, int H, int K, int V, float scale, int l2norm, int nbuf) {
     const int64_t c = blockIdx.x;
     const int h = blockIdx.y, tid = threadIdx.x;
     int64_t t0;
@@ -350,15 +354,13 @@ __global__ void __launch_bounds__(GDN_THREADS)
     float *Ts = (float *)(Kn + GDN_C * KB), *Xs = Ts + GDN_C * TILE_P; // T, dT [64, TILE_P]
     bf16 *Tb = (bf16 *)(Xs + GDN_C * TILE_P), *dPb = Tb + GDN_C * GDN_SP; // T, dP ⊙ scale Γ [64, GDN_SP]
     char *region = (char *)(dPb + GDN_C * GDN_SP);
-    double *dgam = (double *)(region + chunk_region_bytes(K)); // [64]
+    double *dgam = (double *)(region + chunk_region_bytes(K, nbuf)); // [64]
     float *gs = (float *)(dgam + GDN_C), *bs = gs + GDN_C, *rqs = bs + GDN_C, *rks = rqs + GDN_C; // [64] each
     float *dbs = rks + GDN_C, *s1 = dbs + GDN_C, *s2 = s1 + GDN_C, *s3 = s2 + GDN_C; // [64] each
     float *red = s3 + GDN_C;                                                         // [256]
     // the region's uses
     float *As = (float *)region;                                             // A (start)
-    bf16 *Pv = (bf16 *)region, *Po = Pv + GDN_C * GDN_SP, *Pd = Po + GDN_C * GDN_SP, *Pvv = Pd + GDN_C * GDN_SP;
-    bf16 *PdS = Pvv + GDN_C * GDN_SP;                                        // first pass: V', dO, dV', v, dS'
-    bf16 *Bs = (bf16 *)region, *BdS = Bs + K64 * GDN_SP, *Bo = BdS + K64 * GDN_SP, *Bd = Bo + GDN_C * GDN_SP; // second
+    bf16 *buf[2] = {(bf16 *)region, (bf16 *)region + (nbuf == 2 ? chunk_slab_elems(K) : 0)}; // slab buffers
     float *Ys = (float *)region;                                             // last steps: Tᵀ dT,
     bf16 *dWb = (bf16 *)(Ys + GDN_C * TILE_P), *Mb = dWb + GDN_C * KB;       // dW, β M
     const bool ak = (K & 7) == 0 && ((uintptr_t)q & 15) == 0 && ((uintptr_t)k & 15) == 0;
@@ -409,17 +411,51 @@ __global__ void __launch_bounds__(GDN_THREADS)
     for (int mt = 0; mt < MT; mt++) zero_acc(dK[mt]);
     zero_acc(dP);
     zero_acc(dT);
-    for (int j0 = 0; j0 < V; j0 += GDN_BV) {
+    // A slab buffer's tiles: first pass V', dO, dV', v [64, GDN_SP] and dS' [K64, GDN_SP]; second pass S, dS'
+    // [K64, GDN_SP], dO, dV' [64, GDN_SP]. With two buffers the next slab is copied in while this one is
+    // multiplied; with one, after.
+    const int64_t rv = (t0 * H + h) * V, rs = (c * H + h) * KV;
+    auto issue_a = [&](int j0, bf16 *b) {
         const int BVa = min(GDN_BV, V - j0);
-        __syncthreads(); // the last slab consumed (and, the first time, A)
-        load_tile(Pv, GDN_SP, Vp + (t0 * H + h) * V + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
-        load_tile(Po, GDN_SP, dout + (t0 * H + h) * V + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
-        load_tile(Pd, GDN_SP, dVp + (t0 * H + h) * V + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
-        load_tile(Pvv, GDN_SP, v + (t0 * H + h) * V + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
-        load_tile(PdS, GDN_SP, dSo + (c * H + h) * KV + j0, V, K64, K, BVa, GDN_BV, av);
+        load_tile(b, GDN_SP, Vp + rv + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+        load_tile(b + GDN_C * GDN_SP, GDN_SP, dout + rv + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+        load_tile(b + 2 * GDN_C * GDN_SP, GDN_SP, dVp + rv + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+        load_tile(b + 3 * GDN_C * GDN_SP, GDN_SP, v + rv + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+        load_tile(b + 4 * GDN_C * GDN_SP, GDN_SP, dSo + rs + j0, V, K64, K, BVa, GDN_BV, av);
         cp_async_commit();
-        cp_async_wait<0>();
+    };
+    auto issue_b = [&](int j0, bf16 *b) {
+        const int BVa = min(GDN_BV, V - j0);
+        load_tile(b, GDN_SP, hs + rs + j0, V, K64, K, BVa, GDN_BV, av);
+        load_tile(b + K64 * GDN_SP, GDN_SP, dSo + rs + j0, V, K64, K, BVa, GDN_BV, av);
+        load_tile(b + 2 * K64 * GDN_SP, GDN_SP, dout + rv + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+        load_tile(b + 2 * K64 * GDN_SP + GDN_C * GDN_SP, GDN_SP, dVp + rv + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+        cp_async_commit();
+    };
+    // the slab at j0 (iteration it) has landed; the next one is on its way (two buffers) or not yet issued
+    auto slab_ready = [&](int j0, int it, bool pass_a) {
+        if (nbuf == 2 && j0 + GDN_BV < V) {
+            if (pass_a) issue_a(j0 + GDN_BV, buf[(it + 1) & 1]);
+            else issue_b(j0 + GDN_BV, buf[(it + 1) & 1]);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
         __syncthreads();
+    };
+    auto slab_done = [&](int j0, bool pass_a) { // every thread is done with the buffer; one buffer: refill it
+        __syncthreads();
+        if (nbuf == 1 && j0 + GDN_BV < V) {
+            if (pass_a) issue_a(j0 + GDN_BV, buf[0]);
+            else issue_b(j0 + GDN_BV, buf[0]);
+        }
+    };
+    issue_a(0, buf[0]); // (A, in the region, was consumed before tri_inv64's closing barrier)
+    for (int j0 = 0, it = 0; j0 < V; j0 += GDN_BV, it++) {
+        const int BVa = min(GDN_BV, V - j0);
+        slab_ready(j0, it, true); // (Tb complete, the first time)
+        const bf16 *Pv = buf[it & 1], *Po = Pv + GDN_C * GDN_SP, *Pd = Po + GDN_C * GDN_SP, *Pvv = Pd + GDN_C * GDN_SP,
+                   *PdS = Pvv + GDN_C * GDN_SP;
 #pragma unroll
         for (int mt = 0; mt < MT; mt++) mm64_bf<false, true>(dK[mt], GDN_BV, Pv, GDN_SP, PdS + 64 * mt * GDN_SP, GDN_SP);
         mm64_bf<false, true>(dP, GDN_BV, Po, GDN_SP, Pv, GDN_SP);
@@ -436,8 +472,10 @@ __global__ void __launch_bounds__(GDN_THREADS)
         float bf[4];
 #pragma unroll
         for (int i = 0; i < 4; i++) bf[i] = bs[tile_r(i)];
-        store_acc_bf16(dv + (t0 * H + h) * V + j0, ldv, tv, bf, Lc, BVa, (V & 1) == 0);
+        store_acc_bf16(dv + rv + j0, ldv, tv, bf, Lc, BVa, (V & 1) == 0);
+        slab_done(j0, true);
     }
+    issue_b(0, buf[0]); // the second pass's first slab arrives during what follows
     rows_sum(pb, red, s1); // v_r · (Tᵀ dV')_r
     if (tid < GDN_C) dbs[tid] += s1[tid];
 
@@ -496,16 +534,9 @@ __global__ void __launch_bounds__(GDN_THREADS)
     float dQ[MT][4][4], dW[MT][4][4], sd = 0.0f;
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) zero_acc(dQ[mt]), zero_acc(dW[mt]);
-    for (int j0 = 0; j0 < V; j0 += GDN_BV) {
-        const int BVa = min(GDN_BV, V - j0);
-        __syncthreads();
-        load_tile(Bs, GDN_SP, hs + (c * H + h) * KV + j0, V, K64, K, BVa, GDN_BV, av);
-        load_tile(BdS, GDN_SP, dSo + (c * H + h) * KV + j0, V, K64, K, BVa, GDN_BV, av);
-        load_tile(Bo, GDN_SP, dout + (t0 * H + h) * V + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
-        load_tile(Bd, GDN_SP, dVp + (t0 * H + h) * V + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
-        cp_async_commit();
-        cp_async_wait<0>();
-        __syncthreads();
+    for (int j0 = 0, it = 0; j0 < V; j0 += GDN_BV, it++) {
+        slab_ready(j0, it, false);
+        const bf16 *Bs = buf[it & 1], *BdS = Bs + K64 * GDN_SP, *Bo = BdS + K64 * GDN_SP, *Bd = Bo + GDN_C * GDN_SP;
 #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
             mm64_bf<false, true>(dQ[mt], GDN_BV, Bo, GDN_SP, Bs + 64 * mt * GDN_SP, GDN_SP);
@@ -515,6 +546,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
             const int i = idx >> 6, j = idx & 63;
             sd = fmaf(bf2f(Bs[i * GDN_SP + j]), bf2f(BdS[i * GDN_SP + j]), sd); // zero past BVa
         }
+        slab_done(j0, false);
     }
     sd = pn_block_sum(sd, red); // (barriers inside: the last slab is consumed after it)
     __syncthreads();            // every warp has read red before rows_sum rewrites it
@@ -770,16 +802,18 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
     // 5: the chunks' gradients
     void (*chunk)(bf16 *, bf16 *, bf16 *, float *, float *, const bf16 *, const bf16 *, const bf16 *, const bf16 *,
                   const float *, const bf16 *, const bf16 *, const bf16 *, const bf16 *, const float *, const float *,
-                  const float *, const int *, int, int, int, int, int, float, int) =
+                  const float *, const int *, int, int, int, int, int, float, int, int) =
         mt == 1   ? gdn_bwd_chunk_kernel<1>
         : mt == 2 ? gdn_bwd_chunk_kernel<2>
         : mt == 3 ? gdn_bwd_chunk_kernel<3>
                   : gdn_bwd_chunk_kernel<4>;
-    allow_smem_bwd(chunk, chunk_smem_bytes(K), &chunk_attr[mt - 1]);
-    GDN_LAUNCH(chunk, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, chunk_smem_bytes(K), (bf16 *)dq, (bf16 *)dk,
+    const int nbuf = chunk_smem_bytes(K, 2) <= (size_t)optin ? 2 : 1; // two slab buffers where they fit (K ≤ 128)
+    allow_smem_bwd(chunk, chunk_smem_bytes(K, nbuf), &chunk_attr[mt - 1]);
+    GDN_LAUNCH(chunk, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, chunk_smem_bytes(K, nbuf), (bf16 *)dq, (bf16 *)dk,
                (bf16 *)dv, dg, dbeta, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, (const bf16 *)dout, beta,
                (const bf16 *)hs, (const bf16 *)dSo, (const bf16 *)Vp, (const bf16 *)dVp, (const float *)gam,
-               (const float *)rq, (const float *)rk, (const int *)tab, T, ncps, H, K, V, scale, cfg->qk_l2norm ? 1 : 0);
+               (const float *)rq, (const float *)rk, (const int *)tab, T, ncps, H, K, V, scale, cfg->qk_l2norm ? 1 : 0,
+               nbuf);
     CUDA_LAUNCH_CHECK();
     if (profile) {
         float ms[5];
