@@ -126,18 +126,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
     __syncthreads();
 
     // (2) A = strict_lower(diag(β) k̂ k̂ᵀ ⊙ Γ) into shared memory (the contraction runs to K16: zeros past K).
-    {
-        float acc[4][4];
-        zero_acc(acc);
-        mm64_bf<false, true>(acc, K16, kb, KB, kb, KB);
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const int m = tile_r(i), n = tile_c(j);
-                As[m * TILE_P + n] = (n < m && m < Lc) ? bs[m] * acc[i][j] * expf(gs[m] - gs[n]) : 0.0f;
-            }
-    }
+    form_A(As, kb, KB, K16, bs, gs, Lc);
     __syncthreads();
 
     // (3) γ to global; T = (I + A)⁻¹ (gdn_tile.cuh's tri_inv64, fp32); its column-scaled bf16 copies.
@@ -241,15 +230,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
     };
 
     float S[MT][4][4]; // S[mt][i][j]: row 64 mt + tile_r(i), column tile_c(j)
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const int m = 64 * mt + tile_r(i), cc = tile_c(j);
-                S[mt][i][j] = (h0 && m < K && cc < BVa) ? h0[(((int64_t)n * H + h) * K + m) * V + v0 + cc] : 0.0f;
-            }
+    slice_load(S, h0 ? h0 + (((int64_t)n * H + h) * K) * V + v0 : NULL, K, V, BVa);
     for (int i = K * GDN_SP + tid; i < K16 * GDN_SP; i += GDN_THREADS) Sb[i] = f2bf(0.0f); // rows K .. K16 − 1
     if (nst == 2) issue(0, 0);
 
@@ -265,26 +246,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
 
         // the state entering the chunk as bf16: the copy in shared memory (read by W S below, after the
         // barrier) and the output kernel's hs
-        bf16 *hc = hs + ((c * H + h) * (int64_t)K) * V + v0;
-#pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                const int m = 64 * mt + tile_r(i);
-                if (m >= K) continue;
-#pragma unroll
-                for (int j = 0; j < 4; j += 2) {
-                    const int cc = tile_c(j);
-                    const __nv_bfloat162 p = __floats2bfloat162_rn(S[mt][i][j], S[mt][i][j + 1]);
-                    *(__nv_bfloat162 *)(Sb + m * GDN_SP + cc) = p;
-                    if (vpairs && cc + 1 < BVa) {
-                        *(__nv_bfloat162 *)(hc + (int64_t)m * V + cc) = p;
-                    } else {
-                        if (cc < BVa) hc[(int64_t)m * V + cc] = p.x;
-                        if (cc + 1 < BVa) hc[(int64_t)m * V + cc + 1] = p.y;
-                    }
-                }
-            }
+        slice_to_bf16(Sb, K, hs + ((c * H + h) * (int64_t)K) * V + v0, S, K, V, BVa, vpairs);
         __syncthreads(); // every thread's copies visible; the bf16 state complete
 
         // V' = U − W S: to global (bf16, over U) and, times e^{γ_L − γ} / ‖k‖, in place of U in shared memory
@@ -324,16 +286,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
         }
         __syncthreads(); // this stage's buffers and the bf16 copy consumed
     }
-    if (ht)
-#pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-#pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    const int m = 64 * mt + tile_r(i), cc = tile_c(j);
-                    if (m < K && cc < BVa) ht[(((int64_t)n * H + h) * K + m) * V + v0 + cc] = S[mt][i][j];
-                }
+    if (ht) slice_store(ht + (((int64_t)n * H + h) * K) * V + v0, S, K, V, BVa);
 }
 
 // Shared memory of the output kernel: q and k tiles [64, pitch_kb(K)], the chunk's state slice

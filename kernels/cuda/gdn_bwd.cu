@@ -216,15 +216,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
     };
 
     float dS[MT][4][4];
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const int m = 64 * mt + tile_r(i), cc = tile_c(j);
-                dS[mt][i][j] = (dht && m < K && cc < BVa) ? dht[(((int64_t)n * H + h) * K + m) * V + v0 + cc] : 0.0f;
-            }
+    slice_load(dS, dht ? dht + (((int64_t)n * H + h) * K) * V + v0 : NULL, K, V, BVa);
     if (nst == 2) issue(nch - 1, 0);
 
     for (int64_t ci = nch - 1; ci >= 0; ci--) {
@@ -237,26 +229,8 @@ __global__ void __launch_bounds__(GDN_THREADS)
         else cp_async_wait<0>();
 
         // dS'_c as bf16: to dSo and to the copy the K̂ dS product reads
-        bf16 *dc = dSo + ((c * H + h) * (int64_t)K) * V + v0;
-#pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                const int m = 64 * mt + tile_r(i);
-#pragma unroll
-                for (int j = 0; j < 4; j += 2) {
-                    const int cc = tile_c(j);
-                    const __nv_bfloat162 p = __floats2bfloat162_rn(dS[mt][i][j], dS[mt][i][j + 1]);
-                    *(__nv_bfloat162 *)(dSb + m * GDN_SP + cc) = p; // rows K .. K64 − 1 are zero: dS is
-                    if (m >= K) continue;
-                    if (vpairs && cc + 1 < BVa) {
-                        *(__nv_bfloat162 *)(dc + (int64_t)m * V + cc) = p;
-                    } else {
-                        if (cc < BVa) dc[(int64_t)m * V + cc] = p.x;
-                        if (cc + 1 < BVa) dc[(int64_t)m * V + cc + 1] = p.y;
-                    }
-                }
-            }
+        // (rows K .. K64 − 1 of the copy are zero: so is dS there)
+        slice_to_bf16(dSb, K64, dSo + ((c * H + h) * (int64_t)K) * V + v0, dS, K, V, BVa, vpairs);
         __syncthreads(); // the stage's tiles (every thread's copies) and the bf16 dS complete
 
         bf16 *qb = Qb(s), *kb = Kb(s), *wb = Wb(s), *ob = Ob(s), *db = Db(s);
@@ -299,16 +273,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
         }
         __syncthreads(); // this stage's buffers and the bf16 copy consumed
     }
-    if (dh0)
-#pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-#pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    const int m = 64 * mt + tile_r(i), cc = tile_c(j);
-                    if (m < K && cc < BVa) dh0[(((int64_t)n * H + h) * K + m) * V + v0 + cc] = dS[mt][i][j];
-                }
+    if (dh0) slice_store(dh0 + (((int64_t)n * H + h) * K) * V + v0, dS, K, V, BVa);
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -383,18 +348,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
     normalize_rows(Kn, KB, K, rks);
     __syncthreads();
     const float gL = gs[L], eL = expf(gL);
-    {
-        float acc[4][4];
-        zero_acc(acc);
-        mm64_bf<false, true>(acc, K, Kn, KB, Kn, KB);
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const int m = tile_r(i), n = tile_c(j);
-                As[m * TILE_P + n] = (n < m && m < Lc) ? bs[m] * acc[i][j] * expf(gs[m] - gs[n]) : 0.0f;
-            }
-    }
+    form_A(As, Kn, KB, K, bs, gs, Lc);
     __syncthreads();
     tri_inv64(Ts, As, Lc);
     __syncthreads();

@@ -232,4 +232,77 @@ __device__ __forceinline__ void chunk_rows(const int *tab, int64_t c, int ncps, 
     }
 }
 
+
+// A [K, 64] slice of a state (or its gradient) in registers: MT tiles of 64 rows in the mm64 layout,
+// S[mt][i][j] row 64 mt + tile_r(i), column tile_c(j). slice_load reads it from x (row pitch V: the slice's
+// first column; rows < K and columns < nv, zeros elsewhere and everywhere when x is NULL); slice_store
+// writes those elements back.
+template <int MT>
+__device__ __forceinline__ void slice_load(float (&S)[MT][4][4], const float *x, int K, int V, int nv) {
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int m = 64 * mt + tile_r(i), cc = tile_c(j);
+                S[mt][i][j] = (x && m < K && cc < nv) ? x[(int64_t)m * V + cc] : 0.0f;
+            }
+}
+template <int MT>
+__device__ __forceinline__ void slice_store(float *x, const float (&S)[MT][4][4], int K, int V, int nv) {
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int m = 64 * mt + tile_r(i), cc = tile_c(j);
+                if (m < K && cc < nv) x[(int64_t)m * V + cc] = S[mt][i][j];
+            }
+}
+// The slice rounded to bf16: rows < srows to the shared copy sb (pitch GDN_SP), rows < K and columns < nv to
+// g (row pitch V), adjacent columns as one 32-bit store when pairs.
+template <int MT>
+__device__ __forceinline__ void slice_to_bf16(bf16 *sb, int srows, bf16 *g, const float (&S)[MT][4][4], int K, int V,
+                                              int nv, bool pairs) {
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int m = 64 * mt + tile_r(i);
+#pragma unroll
+            for (int j = 0; j < 4; j += 2) {
+                const int cc = tile_c(j);
+                const __nv_bfloat162 p = __floats2bfloat162_rn(S[mt][i][j], S[mt][i][j + 1]);
+                if (m < srows) *(__nv_bfloat162 *)(sb + m * GDN_SP + cc) = p;
+                if (m >= K) continue;
+                if (pairs && cc + 1 < nv) {
+                    *(__nv_bfloat162 *)(g + (int64_t)m * V + cc) = p;
+                } else {
+                    if (cc < nv) g[(int64_t)m * V + cc] = p.x;
+                    if (cc + 1 < nv) g[(int64_t)m * V + cc + 1] = p.y;
+                }
+            }
+        }
+}
+
+
+// A = strict_lower(diag(β) k̂ k̂ᵀ ⊙ Γ) of a chunk into As [64, TILE_P] (fp32, zero on and above the diagonal
+// and past Lc), from the bf16 k̂ rows kb [64, KB] (zero past K up to K16) and γ, β [64]. The caller puts a
+// barrier before tri_inv64 reads it.
+__device__ __forceinline__ void form_A(float *As, const bf16 *kb, int KB, int K16, const float *bs, const float *gs,
+                                       int Lc) {
+    float acc[4][4];
+    zero_acc(acc);
+    mm64_bf<false, true>(acc, K16, kb, KB, kb, KB);
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int m = tile_r(i), n = tile_c(j);
+            As[m * TILE_P + n] = (n < m && m < Lc) ? bs[m] * acc[i][j] * expf(gs[m] - gs[n]) : 0.0f;
+        }
+}
+
 #endif

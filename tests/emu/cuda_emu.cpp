@@ -259,22 +259,19 @@ static void check_smem(const void *p, size_t bytes, size_t align, const char *wh
 
 uint32_t smem_addr(const void *p) { return (uint32_t)((const unsigned char *)p - smem_buf); }
 
-void cp_async16(void *smem, const void *gmem) {
-    check_smem(smem, 16, 16, "cp.async 16");
-    if ((uintptr_t)gmem % 16) emu_fail("cp.async 16: global address not 16-byte aligned");
+// A cp.async of n bytes: the source read now, the destination written when its group is waited for.
+static void defer_copy(void *smem, const void *gmem, int n) {
+    char what[48];
+    snprintf(what, sizeof what, "cp.async %d", n);
+    check_smem(smem, (size_t)n, (size_t)n, what);
+    if ((uintptr_t)gmem % (uintptr_t)n) emu_fail("cp.async: global address not aligned to the copy's size");
     emu_copy c;
-    c.dst = smem, c.n = 16, c.group = emu_cur->groups;
-    memcpy(c.bytes, gmem, 16);
+    c.dst = smem, c.n = n, c.group = emu_cur->groups;
+    memcpy(c.bytes, gmem, (size_t)n);
     emu_cur->pend.push_back(c);
 }
-void cp_async4(void *smem, const void *gmem) {
-    check_smem(smem, 4, 4, "cp.async 4");
-    if ((uintptr_t)gmem % 4) emu_fail("cp.async 4: global address not 4-byte aligned");
-    emu_copy c;
-    c.dst = smem, c.n = 4, c.group = emu_cur->groups;
-    memcpy(c.bytes, gmem, 4);
-    emu_cur->pend.push_back(c);
-}
+void cp_async16(void *smem, const void *gmem) { defer_copy(smem, gmem, 16); }
+void cp_async4(void *smem, const void *gmem) { defer_copy(smem, gmem, 4); }
 void cp_async_commit(void) { emu_cur->groups++; }
 void emu_cp_async_wait(int n) { land(emu_cur, emu_cur->groups - n); }
 
