@@ -192,15 +192,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
     const int v0 = blockIdx.x * GDN_BV, h = blockIdx.y, n = blockIdx.z, tid = threadIdx.x;
     const int BVa = min(GDN_BV, V - v0);
     int64_t row0, len, cbase;
-    if (cu_seqlens) {
-        row0 = cu_seqlens[n];
-        len = (int64_t)cu_seqlens[n + 1] - row0;
-        cbase = cst[n];
-    } else {
-        row0 = (int64_t)n * T;
-        len = T;
-        cbase = (int64_t)n * ((T + GDN_C - 1) / GDN_C);
-    }
+    seq_rows(cu_seqlens, cst, n, T, &row0, &len, &cbase);
     const int KB = pitch_kb(K), K16 = round16(K), KF = (K + 7) & ~7;
     bf16 *Sb = (bf16 *)dyn_smem(); // [K16, GDN_SP]
     char *stage0 = (char *)(Sb + K16 * GDN_SP);
@@ -473,7 +465,6 @@ static void allow_smem(F kern, size_t need, size_t *allowed) {
     *allowed = need;
 }
 
-static size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
 
 void pn_cuda_gdn_chunk_table(int *tab, int *cst, const int32_t *cu, int N, int64_t T, int C) {
     if (N < 1) return;
@@ -508,6 +499,25 @@ int pn_cuda_gdn_check_cfg(const pn_gdn_cfg *cfg, int32_t **hcu) {
         return -1;
     }
     *hcu = h;
+    return 0;
+}
+
+// pn_cuda_gdn_check_cfg for the chunked kernels, which also counts the chunks: N sequences of ceil(T / 64),
+// or with cu_seqlens from the host's offsets (the table itself is built on the device), and checks that they
+// fit the grids of V / 64 column slices. Shared with gdn_bwd.cu.
+int pn_cuda_gdn_count_chunks(const pn_gdn_cfg *cfg, int64_t *n_chunks) {
+    int32_t *hcu;
+    if (pn_cuda_gdn_check_cfg(cfg, &hcu)) return -1;
+    const int N = (int)pn_gdn_num_seqs(cfg), nvs = (int)ceil_div64(cfg->V, GDN_BV);
+    int64_t n = (int64_t)N * ceil_div64(cfg->T, GDN_C);
+    if (hcu) {
+        n = 0;
+        for (int i = 0; i < N; i++) n += ceil_div64(hcu[i + 1] - hcu[i], GDN_C);
+    }
+    free(hcu);
+    if (n * nvs > 0x7fffffff)
+        return pn_errorf("gdn (cuda): %lld chunks x %d column slices exceed the grid", (long long)n, nvs);
+    *n_chunks = n;
     return 0;
 }
 
@@ -546,8 +556,6 @@ int pn_cuda_gdn_fwd_states(const pn_gdn_cfg *cfg, int64_t n_chunks, const int *t
 
 extern "C" int pn_cuda_gdn_fwd(const pn_gdn_cfg *cfg, void *o, float *ht, const void *q, const void *k,
                                const void *v, const float *g, const float *beta, const float *h0) {
-    int32_t *hcu;
-    if (pn_cuda_gdn_check_cfg(cfg, &hcu)) return -1;
     const int H = (int)cfg->H, K = (int)cfg->K, V = (int)cfg->V, T = (int)cfg->T;
     const int N = (int)pn_gdn_num_seqs(cfg);
     const int64_t NT = cfg->B * cfg->T; // flattened token rows
@@ -555,14 +563,8 @@ extern "C" int pn_cuda_gdn_fwd(const pn_gdn_cfg *cfg, void *o, float *ht, const 
 
     // Chunks: uniform (N sequences of ceil(T / 64)) or, with cu_seqlens, a table of (first row, length).
     const int ncps = (int)ceil_div64(T, GDN_C), nvs = (int)ceil_div64(V, GDN_BV);
-    int64_t n_chunks = (int64_t)N * ncps;
-    if (hcu) { // the count from the host's offsets; the table itself is built on the device
-        n_chunks = 0;
-        for (int n = 0; n < N; n++) n_chunks += ceil_div64(hcu[n + 1] - hcu[n], GDN_C);
-    }
-    free(hcu);
-    if (n_chunks * nvs > 0x7fffffff)
-        return pn_errorf("gdn (cuda): %lld chunks x %d column slices exceed the grid", (long long)n_chunks, nvs);
+    int64_t n_chunks;
+    if (pn_cuda_gdn_count_chunks(cfg, &n_chunks)) return -1;
 
     // Workspace: W [NT, H, K], U (then V') [NT, H, V], per-chunk states [n_chunks, H, K, V] (bf16); γ, 1/‖q‖,
     // 1/‖k‖ [NT, H] (fp32); with cu_seqlens, the chunk table [n_chunks, 2] and first chunks [N + 1] (int).

@@ -174,15 +174,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
     const int v0 = blockIdx.x * GDN_BV, h = blockIdx.y, n = blockIdx.z, tid = threadIdx.x;
     const int BVa = min(GDN_BV, V - v0);
     int64_t row0, len, cbase;
-    if (cu_seqlens) {
-        row0 = cu_seqlens[n];
-        len = (int64_t)cu_seqlens[n + 1] - row0;
-        cbase = cst[n];
-    } else {
-        row0 = (int64_t)n * T;
-        len = T;
-        cbase = (int64_t)n * ((T + GDN_C - 1) / GDN_C);
-    }
+    seq_rows(cu_seqlens, cst, n, T, &row0, &len, &cbase);
     const int KB = pitch_kb(K), K64 = (K + 63) & ~63;
     bf16 *dSb = (bf16 *)dyn_smem(); // [K64, GDN_SP]
     char *stage0 = (char *)(dSb + K64 * GDN_SP);
@@ -668,8 +660,6 @@ __global__ void __launch_bounds__(GDN_THREADS)
 // ----------------------------------------------------------------------------------------------------
 // launcher
 
-static size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
-
 // Raises kern's dynamic shared-memory limit to need (once per size: *allowed remembers the largest set).
 template <class F> static void allow_smem_bwd(F kern, size_t need, size_t *allowed) {
     if (need <= *allowed) return;
@@ -680,21 +670,13 @@ template <class F> static void allow_smem_bwd(F kern, size_t need, size_t *allow
 extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *dv, float *dg, float *dbeta,
                                float *dh0, const void *dout, const float *dht, const void *q, const void *k,
                                const void *v, const float *g, const float *beta, const float *h0) {
-    int32_t *hcu;
-    if (pn_cuda_gdn_check_cfg(cfg, &hcu)) return -1;
     const int H = (int)cfg->H, K = (int)cfg->K, V = (int)cfg->V, T = (int)cfg->T;
     const int N = (int)pn_gdn_num_seqs(cfg);
     const int64_t NT = cfg->B * cfg->T;
     const float scale = (float)pn_gdn_scale(cfg);
     const int ncps = (int)ceil_div64(T, GDN_C), nvs = (int)ceil_div64(V, GDN_BV), mt = (K + 63) / 64;
-    int64_t n_chunks = (int64_t)N * ncps;
-    if (hcu) {
-        n_chunks = 0;
-        for (int n = 0; n < N; n++) n_chunks += ceil_div64(hcu[n + 1] - hcu[n], GDN_C);
-    }
-    free(hcu);
-    if (n_chunks * nvs > 0x7fffffff)
-        return pn_errorf("gdn (cuda): %lld chunks x %d column slices exceed the grid", (long long)n_chunks, nvs);
+    int64_t n_chunks;
+    if (pn_cuda_gdn_count_chunks(cfg, &n_chunks)) return -1;
 
     // Workspace: W [NT, H, K], V' and dV' [NT, H, V], hs and dSo [n_chunks, H, K, V] (bf16); γ, 1/‖q‖, 1/‖k‖
     // [NT, H] (fp32); with cu_seqlens the chunk table and first chunks (int).

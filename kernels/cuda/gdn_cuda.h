@@ -31,6 +31,9 @@ int pn_cuda_gdn_step(const pn_gdn_cfg *cfg, void *o, float *S, const void *q, co
 // pn_gdn_check for a config whose cu_seqlens lives on the device; *hcu receives a host copy (or NULL),
 // taken from cfg->cu_host when the caller gave one, else read back from the device (synchronizing).
 int pn_cuda_gdn_check_cfg(const pn_gdn_cfg *cfg, int32_t **hcu);
+// The same for the chunked forward and backward, counting their chunks into *n_chunks (and checking they
+// fit the launch grids).
+int pn_cuda_gdn_count_chunks(const pn_gdn_cfg *cfg, int64_t *n_chunks);
 // The chunk table on the device, from the device's offsets (no host copy): for each of the N sequences
 // (rows n T .. with cu NULL, else cu[n] .. cu[n + 1]) its chunks of C rows as (first row, length) pairs in
 // tab, and (cst != NULL) the index of its first chunk in cst[n], cst[N] = the count. Queued on the stream.

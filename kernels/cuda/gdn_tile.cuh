@@ -158,6 +158,7 @@ __device__ __forceinline__ void tri_inv64(float *Ts, const float *A, int Lc) {
 // 16-byte bank groups, and 16-byte aligned for cp.async.
 __host__ __device__ __forceinline__ int pitch_kb(int K) { return ((K + 63) & ~63) + 8; }
 __host__ __device__ __forceinline__ int round16(int x) { return (x + 15) & ~15; }
+static inline size_t align256(size_t n) { return (n + 255) & ~(size_t)255; } // workspace carving
 
 #ifdef PN_CUDA_EMU
 __device__ __forceinline__ float *dyn_smem(void) { return (float *)emu_dyn_smem(); }
@@ -216,6 +217,21 @@ __device__ __forceinline__ void store_acc_bf16(bf16 *dst, int64_t ld, const floa
                 if (c + 1 < nc) dst[m * ld + c + 1] = f2bf(x1);
             }
         }
+    }
+}
+
+// Sequence n of the flattened token rows (the state kernels walk one): its first row *row0, length *len and
+// the index of its first chunk *cbase, from cu_seqlens and cst (varlen) or, without them, n T, T, n ceil(T / 64).
+__device__ __forceinline__ void seq_rows(const int *cu_seqlens, const int *cst, int n, int T, int64_t *row0,
+                                         int64_t *len, int64_t *cbase) {
+    if (cu_seqlens) {
+        *row0 = cu_seqlens[n];
+        *len = (int64_t)cu_seqlens[n + 1] - *row0;
+        *cbase = cst[n];
+    } else {
+        *row0 = (int64_t)n * T;
+        *len = T;
+        *cbase = (int64_t)n * ((T + GDN_C - 1) / GDN_C);
     }
 }
 

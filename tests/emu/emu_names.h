@@ -7,6 +7,7 @@
 #define pn_cuda_gdn_bwd pn_emu_gdn_bwd
 #define pn_cuda_gdn_step pn_emu_gdn_step
 #define pn_cuda_gdn_check_cfg pn_emu_gdn_check_cfg
+#define pn_cuda_gdn_count_chunks pn_emu_gdn_count_chunks
 #define pn_cuda_gdn_chunk_table pn_emu_gdn_chunk_table
 #define pn_cuda_gdn_fwd_states pn_emu_gdn_fwd_states
 #define pn_cuda_ctx_ptr pn_emu_ctx_ptr
