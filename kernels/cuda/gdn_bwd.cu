@@ -6,7 +6,7 @@
 //
 // The decisions a reader would otherwise miss:
 // - fla's split: recompute what the forward had, walk the state gradient backwards, then everything else
-//   per chunk in parallel. Five kernels:
+//   per chunk in parallel. Six kernels:
 //   1. + 2. the forward's prep and state kernels (gdn.cu, pn_cuda_gdn_fwd_states): 1/‖q‖, 1/‖k‖, γ, W, the
 //      state entering every chunk and V' (bf16), as the forward computed them.
 //   3. gdn_bwd_dvl_kernel, grid (chunk × V / 64, head): Pᵀ dO, the part of dV' inside the chunk (fla's
@@ -15,22 +15,28 @@
 //      state gradient in registers (fp32) and a bf16 copy in shared memory: stores dS'_c (the gradient of
 //      the state leaving chunk c; dht for the last) and dV' = diag(e^{γ_L−γ}) K̂ dS'_c + Pᵀ dO (bf16), then
 //      dS_c = e^{γ_L} dS'_c + (diag(scale e^γ) Q̂)ᵀ dO − Wᵀ dV', which is dS'_{c−1} (or dh0).
-//   5. gdn_bwd_chunk_kernel, grid (chunk, head): dq, dk, dv, dβ, dγ of the chunk from S_c, dS'_c, V', dV'
-//      (fla's chunk_bwd_dqkwg and prepare_wy_repr_bwd in one block): two passes over V in 64-column slabs
-//      (the first: dK from V' dS'ᵀ, dP = dO V'ᵀ, dT from dV' Vᵀ, and dv = β Tᵀ dV'; the second: dQ from dO Sᵀ,
-//      dW = −dV' Sᵀ, ⟨S, dS'⟩), then the chunk-local rest on 64×64 tiles: dP's terms, dT = ... + dW (β e^γ K̂)ᵀ,
-//      Tᵀ dW, dA = −Tᵀ dT Tᵀ and its terms, the L2-norm backward, dg as the reverse cumsum of dγ.
+//   5. gdn_bwd_dqk_kernel, grid (chunk × K / 64, head) (fla's chunk_bwd_dqkwg): per 64 columns of K, one
+//      pass over V in 64-column slabs for dK from V' dS'ᵀ, dP = dO V'ᵀ, dQ from dO Sᵀ, dW = −dV' Sᵀ, ⟨S, dS'⟩;
+//      then dq (complete before the L2 norm), dk' (dk's terms outside the WY representation) in fp32, dW
+//      (bf16) and the gates' gradient through them, per row q̂·dq − k̂·dk' plus the last row's terms.
+//   6. gdn_bwd_wy_kernel, grid (chunk, head) (fla's prepare_wy_repr_bwd and the L2 norm's backward): a pass
+//      over V for dT from dV' Vᵀ and dv = β Tᵀ dV', then on 64×64 tiles dT += dW (β e^γ K̂)ᵀ, Tᵀ dW,
+//      dA = −Tᵀ dT Tᵀ and its terms; dk = dk' + these, dq and dk through the L2 norm, dβ, dg as the reverse
+//      cumsum of dγ (this kernel's terms and the K tiles', in a fixed order).
+//   Split this way each kernel holds at most a third of the accumulators one fused kernel would (fused,
+//   230 registers and 202 KB of shared memory: one block an SM, latency-bound): dqk fits 128 registers and
+//   109 KB, two blocks an SM, and its K tiles run side by side, sharing the chunk's V', dO, dV' in L2.
 // - The products are gdn_tile.cuh's mm64_bf (bf16 tiles in shared memory, ldmatrix, mma m16n8k16, fp32
 //   accumulators); q̂, k̂, T, dP, dW, the states, their gradients, V' and dV' are bf16 as fla keeps them. The
 //   triangular solve, dA = −Tᵀ dT Tᵀ (tf32 mm64 on fp32 tiles), every accumulator and γ are fp32.
-// - dq, dk accumulate in registers (the mm64 layout: a thread owns 16 elements of each 64×64 tile) from the
-//   first product to the output, so every term is added by the thread that owns the element; P and K̂K̂ᵀ
-//   are recomputed in that layout where a term multiplies them elementwise. Row and column sums of such
-//   tiles (dγ, dβ) are warp shuffles then a fixed-order sum in shared memory: deterministic, no atomics.
+// - dq, dk accumulate in registers (the mm64 layout: a thread owns 16 elements of each 64×64 tile) within a
+//   kernel, so every term is added by the thread that owns the element; K̂K̂ᵀ is recomputed in that layout
+//   where a term multiplies it elementwise. Row and column sums of such tiles (dγ, dβ) are warp shuffles
+//   then a fixed-order sum in shared memory: deterministic, no atomics.
 // - Only exponents ≤ 0 are evaluated (Γ masked before expf; e^{γ_r}, e^{γ_L − γ_r} have γ_r ≤ 0, γ_L ≤ γ_r).
-// - Workspace (the backend context's PN_WS_GDN_BWD, grown on demand): W, V', dV' per token row, the
-//   per-chunk states and state gradients (bf16), γ, 1/‖q‖, 1/‖k‖ (fp32), the chunk table with cu_seqlens.
-//   At the anchor shape (B 8, T 4096, H 12, K 96, V 256): ~1.1 GB.
+// - Workspace (the backend context's PN_WS_GDN_BWD, grown on demand): W (then dW), V', dV' per token row,
+//   the per-chunk states and state gradients (bf16), γ, 1/‖q‖, 1/‖k‖, dq, dk' and the K tiles' dγ (fp32), the
+//   chunk table with cu_seqlens. At the anchor shape (B 8, T 4096, H 12, K 96, V 256): ~1.4 GB.
 // - With PN_CUDA_EMU the file compiles as C++ for the host emulation the CPU suite checks it with
 //   (tests/emu/cuda_emu.h).
 #include <math.h>
@@ -269,77 +275,238 @@ __global__ void __launch_bounds__(GDN_THREADS)
 }
 
 // ----------------------------------------------------------------------------------------------------
-// 5. the chunk's gradients
+// 5. dq, dk (before the L2 norm) and dW, per K tile
 
-// Shared memory (bf16 unless said): q̂, k̂ [64, KB]; T (fp32) [64, TILE_P]; T [64, GDN_SP]; dT (fp32)
-// [64, TILE_P]; dP [64, GDN_SP]; then a region used in turn by A (fp32 [64, TILE_P]), nbuf slab buffers of
-// the two passes over V (the first's V', dO, dV', v [64, GDN_SP] and dS' [K64, GDN_SP]; the second's S, dS'
-// [K64, GDN_SP], dO, dV'), and the last steps' Tᵀ dT (fp32 [64, TILE_P]), dW [64, KB] and β M [64, GDN_SP];
-// then 64-row scalars (γ, β, 1/‖q‖, 1/‖k‖, sums; dγ in double) and 256 floats for reductions.
-__host__ __device__ __forceinline__ size_t chunk_slab_elems(int K) { // bf16 elements of one slab buffer
-    const size_t K64 = (size_t)((K + 63) & ~63), slab = (size_t)GDN_C * GDN_SP;
-    const size_t a = 4 * slab + K64 * GDN_SP, b = 2 * slab + 2 * K64 * GDN_SP;
-    return a > b ? a : b;
-}
-__host__ __device__ __forceinline__ size_t chunk_region_bytes(int K, int nbuf) {
-    const size_t ab = sizeof(bf16) * nbuf * chunk_slab_elems(K),
-                 c = sizeof(float) * GDN_C * TILE_P + sizeof(bf16) * ((size_t)GDN_C * pitch_kb(K) + GDN_C * GDN_SP);
-    return ab > c ? ab : c;
-}
-static size_t chunk_smem_bytes(int K, int nbuf) {
-    return sizeof(bf16) * (size_t)(2 * GDN_C * pitch_kb(K) + 2 * GDN_C * GDN_SP) +
-           sizeof(float) * (size_t)(2 * GDN_C * TILE_P) + chunk_region_bytes(K, nbuf) + sizeof(double) * GDN_C +
-           sizeof(float) * (size_t)(8 * GDN_C + 256);
+// The thread's elements of a 64×64 accumulator as fp32 at dst + m ld + c for rows m < nr, columns c < nc
+// (adjacent column pairs as one 64-bit store when pairs).
+__device__ __forceinline__ void store_acc_f32(float *dst, int64_t ld, const float (&acc)[4][4], int nr, int nc, bool pairs) {
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const int m = tile_r(i);
+        if (m >= nr) continue;
+#pragma unroll
+        for (int j = 0; j < 4; j += 2) {
+            const int c = tile_c(j);
+            if (pairs && c + 1 < nc) {
+                *(float2 *)(dst + m * ld + c) = make_float2(acc[i][j], acc[i][j + 1]);
+            } else {
+                if (c < nc) dst[m * ld + c] = acc[i][j];
+                if (c + 1 < nc) dst[m * ld + c + 1] = acc[i][j + 1];
+            }
+        }
+    }
 }
 
-// grid (n_chunks, H). Reads the chunk's q, k, v, dO, β, γ, 1/‖q‖, 1/‖k‖, S_c, dS'_c (hs, dSo), V', dV'; writes
-// dq, dk, dv (bf16), dg, dβ (fp32) of its rows.
+// Shared memory (bf16): the K tile's columns of q̂, k̂ [64, GDN_SP]; nbuf slab buffers of five [64, GDN_SP]
+// tiles (V', dO, dV', and the K tile's rows of S and dS'), the first reused for dP ⊙ scale Γ after the pass;
+// then γ, 1/‖q‖, 1/‖k‖, row sums [64] and 256 floats for reductions (fp32). 109 KB with two buffers: two
+// blocks an SM.
+#define DQK_SLAB (5 * GDN_C * GDN_SP)
+static size_t dqk_smem_bytes(int nbuf) {
+    return sizeof(bf16) * (size_t)(2 * GDN_C * GDN_SP + nbuf * DQK_SLAB) + sizeof(float) * (4 * GDN_C + 256);
+}
+
+// grid (n_chunks × nkt, H), nkt = ceil(K / 64): block x = c nkt + kt (the K tiles of a chunk side by side,
+// so they share its V', dO, dV' in L2) takes chunk c, columns k0 = 64 kt .. + 63 of K. One pass over V in
+// 64-column slabs: dK1 = V' dS'ᵀ, dP = dO V'ᵀ, dQ1 = dO Sᵀ, dWn = dV' Sᵀ, ⟨S, dS'⟩. Then
+//   dq = diag(scale e^γ) dQ1 + (dP ⊙ scale Γ) K̂,  dk' = diag(e^{γ_L−γ}) dK1 + (dP ⊙ scale Γ)ᵀ Q̂,  dW = −dWn,
+// dq and dk' (the part of dk outside the WY representation) to fp32 dqp, dkp, dW (bf16) over W (read only by
+// the state-gradient kernel, before). The gates' gradient through these terms is, per row (fla's dqkwg),
+//   dγ_r = q̂_r · dq_r − k̂_r · dk'_r,  plus at the last row Σ_r k̂_r · dK1'_r + e^{γ_L} ⟨S, dS'⟩,
+// a sum over K: each tile writes its part to dgp [nkt, NT, H], the WY kernel adds them in a fixed order.
+__global__ void __launch_bounds__(GDN_THREADS, 2)
+    gdn_bwd_dqk_kernel(float *dqp, float *dkp, bf16 *dW, float *dgp, const bf16 *q, const bf16 *k, const bf16 *dout,
+                       const bf16 *hs, const bf16 *dSo, const bf16 *Vp, const bf16 *dVp, const float *gam,
+                       const float *rq, const float *rk, const int *tab, int T, int ncps, int nkt, int H, int K, int V,
+                       float scale, int nbuf, int64_t NT) {
+    const int64_t c = blockIdx.x / nkt;
+    const int kt = (int)(blockIdx.x - c * nkt), k0 = 64 * kt, KT = min(64, K - k0), h = blockIdx.y, tid = threadIdx.x;
+    int64_t t0;
+    int Lc;
+    chunk_rows(tab, c, ncps, T, &t0, &Lc);
+    const int L = Lc - 1;
+    const int64_t ldk = (int64_t)H * K, ldv = (int64_t)H * V, rv = (t0 * H + h) * V,
+                  rs = (c * H + h) * (int64_t)K * V + (int64_t)k0 * V;
+    bf16 *Qt = (bf16 *)dyn_smem(), *Kt = Qt + GDN_C * GDN_SP, *buf0 = Kt + GDN_C * GDN_SP;
+    bf16 *buf[2] = {buf0, buf0 + (nbuf == 2 ? DQK_SLAB : 0)};
+    float *gs = (float *)(buf0 + nbuf * DQK_SLAB), *rqs = gs + GDN_C, *rks = rqs + GDN_C, *s1 = rks + GDN_C;
+    float *red = s1 + GDN_C;
+    const bool ak = (K & 7) == 0 && ((uintptr_t)q & 15) == 0 && ((uintptr_t)k & 15) == 0;
+    const bool av = (V & 7) == 0 && ((uintptr_t)dout & 15) == 0 && ((uintptr_t)Vp & 15) == 0 &&
+                    ((uintptr_t)dVp & 15) == 0 && ((uintptr_t)hs & 15) == 0 && ((uintptr_t)dSo & 15) == 0;
+
+    // the tile's raw q, k columns (zero past Lc and past K) and the row scalars: the first copy group
+    load_tile(Qt, GDN_SP, q + (t0 * H + h) * K + k0, ldk, GDN_C, Lc, KT, GDN_BV, ak);
+    load_tile(Kt, GDN_SP, k + (t0 * H + h) * K + k0, ldk, GDN_C, Lc, KT, GDN_BV, ak);
+    load_row_scalars(gs, gam, t0, Lc, H, h, true);
+    load_row_scalars(rqs, rq, t0, Lc, H, h, true);
+    load_row_scalars(rks, rk, t0, Lc, H, h, true);
+    cp_async_commit();
+    auto issue = [&](int j0, bf16 *b) { // the slab at column j0 (one copy group)
+        const int BVa = min(GDN_BV, V - j0);
+        load_tile(b, GDN_SP, Vp + rv + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+        load_tile(b + GDN_C * GDN_SP, GDN_SP, dout + rv + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+        load_tile(b + 2 * GDN_C * GDN_SP, GDN_SP, dVp + rv + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+        load_tile(b + 3 * GDN_C * GDN_SP, GDN_SP, hs + rs + j0, V, GDN_C, KT, BVa, GDN_BV, av);
+        load_tile(b + 4 * GDN_C * GDN_SP, GDN_SP, dSo + rs + j0, V, GDN_C, KT, BVa, GDN_BV, av);
+        cp_async_commit();
+    };
+
+    float dK[4][4], dP[4][4], dQ[4][4], dWn[4][4], sd = 0.0f;
+    zero_acc(dK);
+    zero_acc(dP);
+    zero_acc(dQ);
+    zero_acc(dWn);
+    issue(0, buf[0]);
+    for (int j0 = 0, it = 0; j0 < V; j0 += GDN_BV, it++) {
+        // with two buffers the next slab is copied in while this one is multiplied; with one, after
+        if (nbuf == 2 && j0 + GDN_BV < V) {
+            issue(j0 + GDN_BV, buf[(it + 1) & 1]);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        const bf16 *Pv = buf[it & 1], *Po = Pv + GDN_C * GDN_SP, *Pd = Po + GDN_C * GDN_SP, *Ps = Pd + GDN_C * GDN_SP,
+                   *PdS = Ps + GDN_C * GDN_SP;
+        mm64_bf<false, true>(dK, GDN_BV, Pv, GDN_SP, PdS, GDN_SP);
+        mm64_bf<false, true>(dP, GDN_BV, Po, GDN_SP, Pv, GDN_SP);
+        mm64_bf<false, true>(dQ, GDN_BV, Po, GDN_SP, Ps, GDN_SP);
+        mm64_bf<false, true>(dWn, GDN_BV, Pd, GDN_SP, Ps, GDN_SP);
+        for (int idx = tid; idx < GDN_C * GDN_BV; idx += GDN_THREADS) { // zero past KT and BVa
+            const int i = idx >> 6, j = idx & 63;
+            sd = fmaf(bf2f(Ps[i * GDN_SP + j]), bf2f(PdS[i * GDN_SP + j]), sd);
+        }
+        __syncthreads(); // every thread is done with the buffer
+        if (nbuf == 1 && j0 + GDN_BV < V) issue(j0 + GDN_BV, buf[0]);
+    }
+
+    // q̂, k̂ in place (the first group landed before the first slab)
+    for (int idx = tid; idx < GDN_C * GDN_BV; idx += GDN_THREADS) {
+        const int m = idx >> 6, i = idx & 63;
+        Qt[m * GDN_SP + i] = f2bf(bf2f(Qt[m * GDN_SP + i]) * rqs[m]);
+        Kt[m * GDN_SP + i] = f2bf(bf2f(Kt[m * GDN_SP + i]) * rks[m]);
+    }
+    // dK1 rows times e^{γ_L − γ}, dQ1 rows times scale e^γ; dP (s ≤ r) times scale Γ to bf16 in the first
+    // buffer. pa: this thread's part of e^{γ_L} ⟨S, dS'⟩ + Σ_r k̂_r · dK1'_r (after the barrier: k̂ in place).
+    const float gL = gs[L], eL = expf(gL);
+    float pa = eL * sd;
+    bf16 *dPb = buf[0];
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const int m = tile_r(i);
+        const float fk = m < Lc ? expf(gL - gs[m]) : 0.0f, fq = m < Lc ? scale * expf(gs[m]) : 0.0f;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int n = tile_c(j);
+            dK[i][j] *= fk;
+            dQ[i][j] *= fq;
+            dP[i][j] = (n <= m && m < Lc) ? dP[i][j] * scale * expf(gs[m] - gs[n]) : 0.0f;
+        }
+    }
+    acc_to_smem_bf16(dPb, GDN_SP, dP);
+    __syncthreads(); // dPb, q̂, k̂ complete
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) pa = fmaf(bf2f(Kt[tile_r(i) * GDN_SP + tile_c(j)]), dK[i][j], pa);
+    mm64_bf<false, false>(dQ, Lc, dPb, GDN_SP, Kt, GDN_SP); // dq += (dP ⊙ scale Γ) K̂
+    mm64_bf<true, false>(dK, Lc, dPb, GDN_SP, Qt, GDN_SP);  // dk' += (dP ⊙ scale Γ)ᵀ Q̂ (A(s, r) = dP[r][s])
+
+    // dγ's rows: q̂_r · dq_r − k̂_r · dk'_r over the tile's columns
+    float p[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const int m = tile_r(i);
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int n = tile_c(j);
+            p[i] = fmaf(bf2f(Qt[m * GDN_SP + n]), dQ[i][j], p[i]);
+            p[i] = fmaf(-bf2f(Kt[m * GDN_SP + n]), dK[i][j], p[i]);
+        }
+    }
+    rows_sum(p, red, s1);
+    pa = pn_block_sum(pa, red);
+    if (tid < Lc) dgp[((int64_t)kt * NT + t0 + tid) * H + h] = s1[tid] + (tid == L ? pa : 0.0f);
+    const bool kpairs = (K & 1) == 0;
+    store_acc_f32(dqp + (t0 * H + h) * K + k0, ldk, dQ, Lc, KT, kpairs);
+    store_acc_f32(dkp + (t0 * H + h) * K + k0, ldk, dK, Lc, KT, kpairs);
+    const float mone[4] = {-1.0f, -1.0f, -1.0f, -1.0f};
+    store_acc_bf16(dW + (t0 * H + h) * K + k0, ldk, dWn, mone, Lc, KT, kpairs);
+}
+
+// ----------------------------------------------------------------------------------------------------
+// 6. the WY representation's gradients and the outputs
+
+// Shared memory (bf16 unless said): k̂ [64, KB]; T (fp32) [64, TILE_P]; T [64, GDN_SP]; dT (fp32)
+// [64, TILE_P]; then a region used in turn by A (fp32 [64, TILE_P]), nbuf buffers of the pass over V (dV', v
+// [64, GDN_SP]), and the last steps' Tᵀ dT (fp32 [64, TILE_P]), dW [64, KB] and β M [64, GDN_SP]; then
+// 64-row scalars (dγ in double; γ, β, 1/‖q‖, 1/‖k‖, dβ, sums) and 256 floats for reductions. 109 KB at
+// K 96: two blocks an SM.
+__host__ __device__ __forceinline__ size_t wy_region_bytes(int K, int nbuf) {
+    const size_t sl = sizeof(bf16) * (size_t)nbuf * 2 * GDN_C * GDN_SP,
+                 last = sizeof(float) * GDN_C * TILE_P + sizeof(bf16) * ((size_t)GDN_C * pitch_kb(K) + GDN_C * GDN_SP);
+    return sl > last ? sl : last;
+}
+static size_t wy_smem_bytes(int K, int nbuf) {
+    return sizeof(bf16) * (size_t)(GDN_C * pitch_kb(K) + GDN_C * GDN_SP) + sizeof(float) * (size_t)(2 * GDN_C * TILE_P) +
+           wy_region_bytes(K, nbuf) + sizeof(double) * GDN_C + sizeof(float) * (size_t)(9 * GDN_C + 256);
+}
+
+// grid (n_chunks, H). Reads the chunk's k, v, β, γ, 1/‖k‖, dV', dW and the dqk kernel's dkp, dgp (and q,
+// 1/‖q‖, dqp for the L2 norm's backward); writes dq, dk, dv (bf16), dg, dβ (fp32) of its rows.
 template <int MT>
-__global__ void __launch_bounds__(GDN_THREADS)
-    gdn_bwd_chunk_kernel(bf16 *dq, bf16 *dk, bf16 *dv, float *dg, float *dbeta, const bf16 *q, const bf16 *k,
-                         const bf16 *v, const bf16 *dout, const float *beta, const bf16 *hs, const bf16 *dSo,
-                         const bf16 *Vp, const bf16 *dVp, const float *gam, const float *rq, const float *rk,
-                         const int *tab, int T, int ncps, int H, int K, int V, float scale, int l2norm, int nbuf) {
+__global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
+    gdn_bwd_wy_kernel(bf16 *dq, bf16 *dk, bf16 *dv, float *dg, float *dbeta, const bf16 *q, const bf16 *k,
+                      const bf16 *v, const float *beta, const bf16 *dW, const bf16 *dVp, const float *dqp,
+                      const float *dkp, const float *dgp, const float *gam, const float *rq, const float *rk,
+                      const int *tab, int T, int ncps, int H, int K, int V, int l2norm, int nbuf, int64_t NT) {
     const int64_t c = blockIdx.x;
     const int h = blockIdx.y, tid = threadIdx.x;
     int64_t t0;
     int Lc;
     chunk_rows(tab, c, ncps, T, &t0, &Lc);
-    const int L = Lc - 1, KB = pitch_kb(K), K64 = (K + 63) & ~63;
-    const int64_t ldk = (int64_t)H * K, ldv = (int64_t)H * V, KV = (int64_t)K * V;
-    bf16 *Qn = (bf16 *)dyn_smem(), *Kn = Qn + GDN_C * KB;      // q̂, k̂ [64, KB]
-    float *Ts = (float *)(Kn + GDN_C * KB), *Xs = Ts + GDN_C * TILE_P; // T, dT [64, TILE_P]
-    bf16 *Tb = (bf16 *)(Xs + GDN_C * TILE_P), *dPb = Tb + GDN_C * GDN_SP; // T, dP ⊙ scale Γ [64, GDN_SP]
-    char *region = (char *)(dPb + GDN_C * GDN_SP);
-    double *dgam = (double *)(region + chunk_region_bytes(K, nbuf)); // [64]
+    const int L = Lc - 1, KB = pitch_kb(K);
+    const int64_t ldk = (int64_t)H * K, ldv = (int64_t)H * V, rk0 = (t0 * H + h) * K, rv = (t0 * H + h) * V;
+    bf16 *Kn = (bf16 *)dyn_smem();                                      // k̂ [64, KB]
+    float *Ts = (float *)(Kn + GDN_C * KB), *Xs = Ts + GDN_C * TILE_P;  // T, dT [64, TILE_P]
+    bf16 *Tb = (bf16 *)(Xs + GDN_C * TILE_P);                           // T [64, GDN_SP]
+    char *region = (char *)(Tb + GDN_C * GDN_SP);
+    double *dgam = (double *)(region + wy_region_bytes(K, nbuf)); // [64]
     float *gs = (float *)(dgam + GDN_C), *bs = gs + GDN_C, *rqs = bs + GDN_C, *rks = rqs + GDN_C; // [64] each
-    float *dbs = rks + GDN_C, *s1 = dbs + GDN_C, *s2 = s1 + GDN_C, *s3 = s2 + GDN_C; // [64] each
-    float *red = s3 + GDN_C;                                                         // [256]
+    float *dbs = rks + GDN_C, *s1 = dbs + GDN_C, *s2 = s1 + GDN_C, *s3 = s2 + GDN_C;              // [64] each
+    float *red = s3 + GDN_C;                                                                  // [256]
     // the region's uses
-    float *As = (float *)region;                                             // A (start)
-    bf16 *buf[2] = {(bf16 *)region, (bf16 *)region + (nbuf == 2 ? chunk_slab_elems(K) : 0)}; // slab buffers
-    float *Ys = (float *)region;                                             // last steps: Tᵀ dT,
-    bf16 *dWb = (bf16 *)(Ys + GDN_C * TILE_P), *Mb = dWb + GDN_C * KB;       // dW, β M
-    const bool ak = (K & 7) == 0 && ((uintptr_t)q & 15) == 0 && ((uintptr_t)k & 15) == 0;
-    const bool av = (V & 7) == 0 && ((uintptr_t)v & 15) == 0 && ((uintptr_t)dout & 15) == 0 &&
-                    ((uintptr_t)Vp & 15) == 0 && ((uintptr_t)dVp & 15) == 0 && ((uintptr_t)hs & 15) == 0 &&
-                    ((uintptr_t)dSo & 15) == 0;
+    float *As = (float *)region;                                                                   // A (start)
+    bf16 *buf[2] = {(bf16 *)region, (bf16 *)region + (nbuf == 2 ? 2 * GDN_C * GDN_SP : 0)};        // V slabs
+    float *Ys = (float *)region;                                                                   // Tᵀ dT,
+    bf16 *dWb = (bf16 *)(Ys + GDN_C * TILE_P), *Mb = dWb + GDN_C * KB;                             // dW, β M
+    const bool ak = (K & 7) == 0 && ((uintptr_t)k & 15) == 0 && ((uintptr_t)dW & 15) == 0;
+    const bool av = (V & 7) == 0 && ((uintptr_t)v & 15) == 0 && ((uintptr_t)dVp & 15) == 0;
 
-    // (0) q̂, k̂ (bf16; zero past Lc and past K to the 64-column boundary), the row scalars; A, T.
-    load_tile(Qn, KB, q + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
-    load_tile(Kn, KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
+    // (0) k̂ (bf16; zero past Lc and past K to the 64-column boundary), the row scalars; A, T. dk starts from
+    // the dqk kernel's dk' (its loads in flight meanwhile).
+    load_tile(Kn, KB, k + rk0, ldk, GDN_C, Lc, K, KB - 8, ak);
     load_row_scalars(gs, gam, t0, Lc, H, h, true);
     load_row_scalars(bs, beta, t0, Lc, H, h, true);
     load_row_scalars(rqs, rq, t0, Lc, H, h, true);
     load_row_scalars(rks, rk, t0, Lc, H, h, true);
     cp_async_commit();
+    float dK[MT][4][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int m = tile_r(i), col = 64 * mt + tile_c(j);
+                dK[mt][i][j] = (m < Lc && col < K) ? dkp[rk0 + m * ldk + col] : 0.0f;
+            }
     cp_async_wait<0>();
     if (tid < GDN_C) dgam[tid] = 0.0, dbs[tid] = 0.0f;
     __syncthreads();
-    normalize_rows(Qn, KB, K, rqs);
     normalize_rows(Kn, KB, K, rks);
     __syncthreads();
-    const float gL = gs[L], eL = expf(gL);
     form_A(As, Kn, KB, K, bs, gs, Lc);
     __syncthreads();
     tri_inv64(Ts, As, Lc);
@@ -350,61 +517,26 @@ __global__ void __launch_bounds__(GDN_THREADS)
     }
     // (Tb complete at the first barrier of the slab loop)
 
-    // (1) First pass over V: dK1 = V' dS'ᵀ, dP = dO V'ᵀ, dT1 = dV' Vᵀ; per slab tv = Tᵀ dV' (dv = β tv, and
-    // v·tv for dβ).
-    float dK[MT][4][4], dP[4][4], dT[4][4], pb[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++) zero_acc(dK[mt]);
-    zero_acc(dP);
+    // (1) The pass over V: dT1 = dV' Vᵀ; per slab tv = Tᵀ dV' (dv = β tv, and v·tv for dβ).
+    float dT[4][4], pb[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     zero_acc(dT);
-    // A slab buffer's tiles: first pass V', dO, dV', v [64, GDN_SP] and dS' [K64, GDN_SP]; second pass S, dS'
-    // [K64, GDN_SP], dO, dV' [64, GDN_SP]. With two buffers the next slab is copied in while this one is
-    // multiplied; with one, after.
-    const int64_t rv = (t0 * H + h) * V, rs = (c * H + h) * KV;
-    auto issue_a = [&](int j0, bf16 *b) {
+    auto issue = [&](int j0, bf16 *b) {
         const int BVa = min(GDN_BV, V - j0);
-        load_tile(b, GDN_SP, Vp + rv + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
-        load_tile(b + GDN_C * GDN_SP, GDN_SP, dout + rv + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
-        load_tile(b + 2 * GDN_C * GDN_SP, GDN_SP, dVp + rv + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
-        load_tile(b + 3 * GDN_C * GDN_SP, GDN_SP, v + rv + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
-        load_tile(b + 4 * GDN_C * GDN_SP, GDN_SP, dSo + rs + j0, V, K64, K, BVa, GDN_BV, av);
+        load_tile(b, GDN_SP, dVp + rv + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+        load_tile(b + GDN_C * GDN_SP, GDN_SP, v + rv + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
         cp_async_commit();
     };
-    auto issue_b = [&](int j0, bf16 *b) {
+    issue(0, buf[0]); // (A, in the region, was consumed before tri_inv64's closing barrier)
+    for (int j0 = 0, it = 0; j0 < V; j0 += GDN_BV, it++) {
         const int BVa = min(GDN_BV, V - j0);
-        load_tile(b, GDN_SP, hs + rs + j0, V, K64, K, BVa, GDN_BV, av);
-        load_tile(b + K64 * GDN_SP, GDN_SP, dSo + rs + j0, V, K64, K, BVa, GDN_BV, av);
-        load_tile(b + 2 * K64 * GDN_SP, GDN_SP, dout + rv + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
-        load_tile(b + 2 * K64 * GDN_SP + GDN_C * GDN_SP, GDN_SP, dVp + rv + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
-        cp_async_commit();
-    };
-    // the slab at j0 (iteration it) has landed; the next one is on its way (two buffers) or not yet issued
-    auto slab_ready = [&](int j0, int it, bool pass_a) {
         if (nbuf == 2 && j0 + GDN_BV < V) {
-            if (pass_a) issue_a(j0 + GDN_BV, buf[(it + 1) & 1]);
-            else issue_b(j0 + GDN_BV, buf[(it + 1) & 1]);
+            issue(j0 + GDN_BV, buf[(it + 1) & 1]);
             cp_async_wait<1>();
         } else {
             cp_async_wait<0>();
         }
-        __syncthreads();
-    };
-    auto slab_done = [&](int j0, bool pass_a) { // every thread is done with the buffer; one buffer: refill it
-        __syncthreads();
-        if (nbuf == 1 && j0 + GDN_BV < V) {
-            if (pass_a) issue_a(j0 + GDN_BV, buf[0]);
-            else issue_b(j0 + GDN_BV, buf[0]);
-        }
-    };
-    issue_a(0, buf[0]); // (A, in the region, was consumed before tri_inv64's closing barrier)
-    for (int j0 = 0, it = 0; j0 < V; j0 += GDN_BV, it++) {
-        const int BVa = min(GDN_BV, V - j0);
-        slab_ready(j0, it, true); // (Tb complete, the first time)
-        const bf16 *Pv = buf[it & 1], *Po = Pv + GDN_C * GDN_SP, *Pd = Po + GDN_C * GDN_SP, *Pvv = Pd + GDN_C * GDN_SP,
-                   *PdS = Pvv + GDN_C * GDN_SP;
-#pragma unroll
-        for (int mt = 0; mt < MT; mt++) mm64_bf<false, true>(dK[mt], GDN_BV, Pv, GDN_SP, PdS + 64 * mt * GDN_SP, GDN_SP);
-        mm64_bf<false, true>(dP, GDN_BV, Po, GDN_SP, Pv, GDN_SP);
+        __syncthreads(); // (Tb complete, the first time)
+        const bf16 *Pd = buf[it & 1], *Pvv = Pd + GDN_C * GDN_SP;
         mm64_bf<false, true>(dT, GDN_BV, Pd, GDN_SP, Pvv, GDN_SP);
         float tv[4][4];
         zero_acc(tv);
@@ -419,111 +551,25 @@ __global__ void __launch_bounds__(GDN_THREADS)
 #pragma unroll
         for (int i = 0; i < 4; i++) bf[i] = bs[tile_r(i)];
         store_acc_bf16(dv + rv + j0, ldv, tv, bf, Lc, BVa, (V & 1) == 0);
-        slab_done(j0, true);
+        __syncthreads(); // every thread is done with the buffer
+        if (nbuf == 1 && j0 + GDN_BV < V) issue(j0 + GDN_BV, buf[0]);
     }
-    issue_b(0, buf[0]); // the second pass's first slab arrives during what follows
+    load_tile(dWb, KB, dW + rk0, ldk, GDN_C, Lc, K, KB - 8, ak); // arrives during what follows
+    cp_async_commit();
     rows_sum(pb, red, s1); // v_r · (Tᵀ dV')_r
     if (tid < GDN_C) dbs[tid] += s1[tid];
+    // dT1's columns times β (to dT, fp32)
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int m = tile_r(i), n = tile_c(j);
+            Xs[m * TILE_P + n] = (m < Lc && n < Lc) ? dT[i][j] * bs[n] : 0.0f;
+        }
+    cp_async_wait<0>();
+    __syncthreads(); // dWb landed, Xs complete
 
-    // dK1 rows times e^{γ_L − γ}; a_r = k̂_r · dK1_r: dγ_L += Σ a_r, dγ_r −= a_r
-    {
-        float p[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const int m = tile_r(i);
-            const float f = m < Lc ? expf(gL - gs[m]) : 0.0f;
-#pragma unroll
-            for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    dK[mt][i][j] *= f;
-                    p[i] = fmaf(bf2f(Kn[m * KB + 64 * mt + tile_c(j)]), dK[mt][i][j], p[i]);
-                }
-        }
-        rows_sum(p, red, s1);
-    }
-    if (tid == 0) {
-        double sa = 0.0;
-        for (int r = 0; r < Lc; r++) sa += (double)s1[r], dgam[r] -= (double)s1[r];
-        dgam[L] += sa;
-    }
-    // dP (s ≤ r) with P in the same layout: E = dP ⊙ P, dγ_r += rowsum E − colsum E; then dP ⊙ scale Γ
-    // (bf16) for dQ += dP K̂, dK += dPᵀ Q̂. dT1's columns times β (to dT, fp32).
-    {
-        float Pr[4][4];
-        zero_acc(Pr);
-        mm64_bf<false, true>(Pr, K, Qn, KB, Kn, KB);
-        float pr[4] = {0.0f, 0.0f, 0.0f, 0.0f}, pc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const int m = tile_r(i), n = tile_c(j);
-                const bool in = n <= m && m < Lc;
-                const float G = in ? scale * expf(gs[m] - gs[n]) : 0.0f;
-                const float e = in ? dP[i][j] * Pr[i][j] * G : 0.0f;
-                pr[i] += e, pc[j] += e;
-                dP[i][j] = in ? dP[i][j] * G : 0.0f;
-                Xs[m * TILE_P + n] = (m < Lc && n < Lc) ? dT[i][j] * bs[n] : 0.0f;
-            }
-        acc_to_smem_bf16(dPb, GDN_SP, dP);
-        rows_sum(pr, red, s1);
-        cols_sum(pc, red, s2);
-    }
-    if (tid == 0)
-        for (int r = 0; r < Lc; r++) dgam[r] += (double)s1[r] - (double)s2[r];
-    // dK += dPᵀ Q̂ (A(s, r) = dP[r][s]); dPb complete at rows_sum's barriers
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++) mm64_bf<true, false>(dK[mt], Lc, dPb, GDN_SP, Qn + 64 * mt, KB);
-
-    // (2) Second pass over V: dQ1 = dO Sᵀ, dWn = dV' Sᵀ, ⟨S, dS'⟩.
-    float dQ[MT][4][4], dW[MT][4][4], sd = 0.0f;
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++) zero_acc(dQ[mt]), zero_acc(dW[mt]);
-    for (int j0 = 0, it = 0; j0 < V; j0 += GDN_BV, it++) {
-        slab_ready(j0, it, false);
-        const bf16 *Bs = buf[it & 1], *BdS = Bs + K64 * GDN_SP, *Bo = BdS + K64 * GDN_SP, *Bd = Bo + GDN_C * GDN_SP;
-#pragma unroll
-        for (int mt = 0; mt < MT; mt++) {
-            mm64_bf<false, true>(dQ[mt], GDN_BV, Bo, GDN_SP, Bs + 64 * mt * GDN_SP, GDN_SP);
-            mm64_bf<false, true>(dW[mt], GDN_BV, Bd, GDN_SP, Bs + 64 * mt * GDN_SP, GDN_SP);
-        }
-        for (int idx = tid; idx < K * GDN_BV; idx += GDN_THREADS) {
-            const int i = idx >> 6, j = idx & 63;
-            sd = fmaf(bf2f(Bs[i * GDN_SP + j]), bf2f(BdS[i * GDN_SP + j]), sd); // zero past BVa
-        }
-        slab_done(j0, false);
-    }
-    sd = pn_block_sum(sd, red); // (barriers inside: the last slab is consumed after it)
-    __syncthreads();            // every warp has read red before rows_sum rewrites it
-    // dQ1 rows times scale e^γ; dγ_r += q̂_r · dQ1_r; dγ_L += e^{γ_L} ⟨S, dS'⟩. dW = −dWn to shared memory.
-    {
-        float p[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const int m = tile_r(i);
-            const float f = m < Lc ? scale * expf(gs[m]) : 0.0f;
-#pragma unroll
-            for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    dQ[mt][i][j] *= f;
-                    p[i] = fmaf(bf2f(Qn[m * KB + 64 * mt + tile_c(j)]), dQ[mt][i][j], p[i]);
-                }
-        }
-#pragma unroll
-        for (int mt = 0; mt < MT; mt++) acc_to_smem_bf16(dWb + 64 * mt, KB, dW[mt], -1.0f);
-        rows_sum(p, red, s1);
-    }
-    if (tid == 0) {
-        for (int r = 0; r < Lc; r++) dgam[r] += (double)s1[r];
-        dgam[L] += (double)(eL * sd);
-    }
-    // dQ += dP K̂ (dPb, dWb complete at rows_sum's barriers)
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++) mm64_bf<false, false>(dQ[mt], Lc, dPb, GDN_SP, Kn + 64 * mt, KB);
-
-    // (3) dT += dW (β e^γ K̂)ᵀ (columns times β_s e^{γ_s}); tk = Tᵀ dW: c_r = e^{γ_r} k̂_r · tk_r,
+    // (2) dT += dW (β e^γ K̂)ᵀ (columns times β_s e^{γ_s}); tk = Tᵀ dW: c_r = e^{γ_r} k̂_r · tk_r,
     // dβ_r += c_r, dγ_r += β_r c_r, dK += diag(β e^γ) tk.
     {
         float acc[4][4];
@@ -560,7 +606,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
         dgam[tid] += (double)(bs[tid] * cr);
     }
 
-    // (4) dA = −Tᵀ dT Tᵀ (fp32, tf32 products): Y = Tᵀ dT, dA = −Y Tᵀ.
+    // (3) dA = −Tᵀ dT Tᵀ (fp32, tf32 products): Y = Tᵀ dT, dA = −Y Tᵀ.
     {
         float acc[4][4];
         zero_acc(acc);
@@ -575,7 +621,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
     zero_acc(dA);
     mm64(dA, Lc, [&](int r, int m) { return Ys[r * TILE_P + m]; }, [&](int m, int n) { return Ts[n * TILE_P + m]; });
 
-    // (5) With A_rs = β_r KK_rs Γ_rs (s < r, KK = K̂ K̂ᵀ recomputed in this layout) and M = dA ⊙ Γ (dA is
+    // (4) With A_rs = β_r KK_rs Γ_rs (s < r, KK = K̂ K̂ᵀ recomputed in this layout) and M = dA ⊙ Γ (dA is
     // minus the product above):
     // dβ_r += Σ_s M_rs KK_rs; F = M ⊙ β KK: dγ_r += rowsum F − colsum F; dK += (β M) K̂ + (β M)ᵀ K̂.
     {
@@ -598,32 +644,40 @@ __global__ void __launch_bounds__(GDN_THREADS)
         rows_sum(pf, red, s2);
         cols_sum(pc, red, s3); // (barriers: Mb complete)
     }
-    if (tid < Lc) dbs[tid] += s1[tid];
-    if (tid == 0)
-        for (int r = 0; r < Lc; r++) dgam[r] += (double)s2[r] - (double)s3[r];
+    if (tid < Lc) {
+        dbs[tid] += s1[tid];
+        // dγ: this kernel's terms, then the K tiles' (the dqk kernel's), in a fixed order
+        double s = dgam[tid] + ((double)s2[tid] - (double)s3[tid]);
+        for (int kt = 0; kt < MT; kt++) s += (double)dgp[((int64_t)kt * NT + t0 + tid) * H + h];
+        dgam[tid] = s;
+    }
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) {
         mm64_bf<false, false>(dK[mt], Lc, Mb, GDN_SP, Kn + 64 * mt, KB);
         mm64_bf<true, false>(dK[mt], Lc, Mb, GDN_SP, Kn + 64 * mt, KB);
     }
 
-    // (6) Outputs: dg = reverse cumsum of dγ (double), dβ; dq, dk through the L2 norm, dx = r (dy − ŷ (dy·ŷ)).
+    // (5) Outputs: dg = reverse cumsum of dγ (double), dβ; dq, dk through the L2 norm, dx = r (dy − ŷ (dy·ŷ)),
+    // ŷ the bf16 q̂ (k̂) the products used; dq is read back from dqp where its elements are wanted.
+    auto qhat = [&](int m, int col) { return bf2f(f2bf(bf2f(q[rk0 + m * ldk + col]) * rqs[m])); };
     {
         float pq[4] = {0.0f, 0.0f, 0.0f, 0.0f}, pk[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         if (l2norm)
 #pragma unroll
             for (int i = 0; i < 4; i++) {
                 const int m = tile_r(i);
+                if (m >= Lc) continue;
 #pragma unroll
                 for (int mt = 0; mt < MT; mt++)
 #pragma unroll
                     for (int j = 0; j < 4; j++) {
                         const int col = 64 * mt + tile_c(j);
-                        pq[i] = fmaf(bf2f(Qn[m * KB + col]), dQ[mt][i][j], pq[i]);
+                        if (col >= K) continue;
+                        pq[i] = fmaf(qhat(m, col), dqp[rk0 + m * ldk + col], pq[i]);
                         pk[i] = fmaf(bf2f(Kn[m * KB + col]), dK[mt][i][j], pk[i]);
                     }
             }
-        rows_sum(pq, red, s1);
+        rows_sum(pq, red, s1); // (barriers: dgam complete)
         rows_sum(pk, red, s2);
     }
     if (tid == 0) {
@@ -645,15 +699,16 @@ __global__ void __launch_bounds__(GDN_THREADS)
 #pragma unroll
             for (int j = 0; j < 4; j++) {
                 const int col = 64 * mt + tile_c(j);
-                fq[i][j] = dQ[mt][i][j], fk[i][j] = dK[mt][i][j];
-                if (l2norm && m < Lc) {
-                    fq[i][j] = rqs[m] * (fq[i][j] - bf2f(Qn[m * KB + col]) * s1[m]);
+                const bool in = m < Lc && col < K;
+                fq[i][j] = in ? dqp[rk0 + m * ldk + col] : 0.0f, fk[i][j] = dK[mt][i][j];
+                if (l2norm && in) {
+                    fq[i][j] = rqs[m] * (fq[i][j] - qhat(m, col) * s1[m]);
                     fk[i][j] = rks[m] * (fk[i][j] - bf2f(Kn[m * KB + col]) * s2[m]);
                 }
             }
         }
-        store_acc_bf16(dq + (t0 * H + h) * K + 64 * mt, ldk, fq, one, Lc, K - 64 * mt, kpairs);
-        store_acc_bf16(dk + (t0 * H + h) * K + 64 * mt, ldk, fk, one, Lc, K - 64 * mt, kpairs);
+        store_acc_bf16(dq + rk0 + 64 * mt, ldk, fq, one, Lc, K - 64 * mt, kpairs);
+        store_acc_bf16(dk + rk0 + 64 * mt, ldk, fk, one, Lc, K - 64 * mt, kpairs);
     }
 }
 
@@ -678,18 +733,21 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
     int64_t n_chunks;
     if (pn_cuda_gdn_count_chunks(cfg, &n_chunks)) return -1;
 
-    // Workspace: W [NT, H, K], V' and dV' [NT, H, V], hs and dSo [n_chunks, H, K, V] (bf16); γ, 1/‖q‖, 1/‖k‖
-    // [NT, H] (fp32); with cu_seqlens the chunk table and first chunks (int).
+    // Workspace: W (later dW) [NT, H, K], V' and dV' [NT, H, V], hs and dSo [n_chunks, H, K, V] (bf16); γ,
+    // 1/‖q‖, 1/‖k‖ [NT, H], dq and dk' [NT, H, K], the K tiles' dγ [nkt, NT, H] (fp32); with cu_seqlens the
+    // chunk table and first chunks (int).
     const size_t bw = align256(sizeof(bf16) * (size_t)(NT * H * K)), bu = align256(sizeof(bf16) * (size_t)(NT * H * V)),
                  bh = align256(sizeof(bf16) * (size_t)(n_chunks * H * K * V)), bg = align256(sizeof(float) * (size_t)(NT * H)),
+                 bq = align256(sizeof(float) * (size_t)(NT * H * K)),
                  bt = cfg->cu_seqlens ? align256(sizeof(int) * (size_t)(2 * n_chunks + N + 1)) : 0;
-    char *w = (char *)pn_cuda_ws(PN_WS_GDN_BWD, bw + 2 * bu + 2 * bh + 3 * bg + bt);
+    char *w = (char *)pn_cuda_ws(PN_WS_GDN_BWD, bw + 2 * bu + 2 * bh + (3 + mt) * bg + 2 * bq + bt);
     bf16 *W = (bf16 *)w, *Vp = (bf16 *)(w + bw), *dVp = (bf16 *)(w + bw + bu);
     bf16 *hs = (bf16 *)(w + bw + 2 * bu), *dSo = (bf16 *)(w + bw + 2 * bu + bh);
     float *gam = (float *)(w + bw + 2 * bu + 2 * bh), *rq = (float *)((char *)gam + bg), *rk = (float *)((char *)rq + bg);
+    float *dgp = (float *)((char *)rk + bg), *dqp = (float *)((char *)dgp + mt * bg), *dkp = (float *)((char *)dqp + bq);
     int *tab = NULL, *cst = NULL;
     if (cfg->cu_seqlens) {
-        tab = (int *)((char *)rk + bg);
+        tab = (int *)((char *)dkp + bq);
         cst = tab + 2 * n_chunks;
         pn_cuda_gdn_chunk_table(tab, cst, cfg->cu_seqlens, N, T, GDN_C);
     }
@@ -697,17 +755,16 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
     // PN_GDN_PROFILE=1: time the kernels (events between launches) and log the split.
     static int profile = -1;
     if (profile < 0) profile = getenv("PN_GDN_PROFILE") && getenv("PN_GDN_PROFILE")[0] == '1';
-    cudaEvent_t ev[6];
+    cudaEvent_t ev[7];
     if (profile)
-        for (int i = 0; i < 6; i++) CUDA_CHECK(cudaEventCreate(&ev[i]));
+        for (int i = 0; i < 7; i++) CUDA_CHECK(cudaEventCreate(&ev[i]));
 
     // 1, 2: the forward's W, V', states (h0 in, no final state)
     pn_cuda_gdn_fwd_states(cfg, n_chunks, tab, cst, W, Vp, hs, gam, rq, rk, NULL, q, k, v, g, beta, h0,
                            profile ? ev : NULL);
 
     // 3: Pᵀ dO into dV'
-    static size_t dvl_attr = 48 * 1024, dstate_attr[4] = {48 * 1024, 48 * 1024, 48 * 1024, 48 * 1024},
-                  chunk_attr[4] = {48 * 1024, 48 * 1024, 48 * 1024, 48 * 1024};
+    static size_t dvl_attr = 48 * 1024, dstate_attr[4] = {48 * 1024, 48 * 1024, 48 * 1024, 48 * 1024};
     allow_smem_bwd(gdn_bwd_dvl_kernel, dvl_smem_bytes(K), &dvl_attr);
     GDN_LAUNCH(gdn_bwd_dvl_kernel, dim3((unsigned)(n_chunks * nvs), (unsigned)H), GDN_THREADS, dvl_smem_bytes(K), dVp,
                (const bf16 *)q, (const bf16 *)k, (const bf16 *)dout, (const float *)gam, (const float *)rq,
@@ -735,31 +792,42 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
     CUDA_LAUNCH_CHECK();
     if (profile) CUDA_CHECK(cudaEventRecord(ev[4], pn_cuda_stream()));
 
-    // 5: the chunks' gradients
-    void (*chunk)(bf16 *, bf16 *, bf16 *, float *, float *, const bf16 *, const bf16 *, const bf16 *, const bf16 *,
-                  const float *, const bf16 *, const bf16 *, const bf16 *, const bf16 *, const float *, const float *,
-                  const float *, const int *, int, int, int, int, int, float, int, int) =
-        mt == 1   ? gdn_bwd_chunk_kernel<1>
-        : mt == 2 ? gdn_bwd_chunk_kernel<2>
-        : mt == 3 ? gdn_bwd_chunk_kernel<3>
-                  : gdn_bwd_chunk_kernel<4>;
-    const int nbuf = chunk_smem_bytes(K, 2) <= (size_t)optin ? 2 : 1; // two slab buffers where they fit (K ≤ 128)
-    allow_smem_bwd(chunk, chunk_smem_bytes(K, nbuf), &chunk_attr[mt - 1]);
-    GDN_LAUNCH(chunk, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, chunk_smem_bytes(K, nbuf), (bf16 *)dq, (bf16 *)dk,
-               (bf16 *)dv, dg, dbeta, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, (const bf16 *)dout, beta,
-               (const bf16 *)hs, (const bf16 *)dSo, (const bf16 *)Vp, (const bf16 *)dVp, (const float *)gam,
-               (const float *)rq, (const float *)rk, (const int *)tab, T, ncps, H, K, V, scale, cfg->qk_l2norm ? 1 : 0,
-               nbuf);
+    // 5: dq, dk', dW and the K tiles' dγ (dW over W: the state gradient has read it), two blocks an SM
+    const int nbuf = dqk_smem_bytes(2) <= (size_t)optin ? 2 : 1, wbuf = wy_smem_bytes(K, 2) <= (size_t)optin ? 2 : 1;
+    static size_t dqk_attr = 48 * 1024, wy_attr[4] = {48 * 1024, 48 * 1024, 48 * 1024, 48 * 1024};
+    allow_smem_bwd(gdn_bwd_dqk_kernel, dqk_smem_bytes(nbuf), &dqk_attr);
+    GDN_LAUNCH(gdn_bwd_dqk_kernel, dim3((unsigned)(n_chunks * mt), (unsigned)H), GDN_THREADS, dqk_smem_bytes(nbuf), dqp,
+               dkp, W, dgp, (const bf16 *)q, (const bf16 *)k, (const bf16 *)dout, (const bf16 *)hs, (const bf16 *)dSo,
+               (const bf16 *)Vp, (const bf16 *)dVp, (const float *)gam, (const float *)rq, (const float *)rk,
+               (const int *)tab, T, ncps, mt, H, K, V, scale, nbuf, (int64_t)NT);
+    CUDA_LAUNCH_CHECK();
+    if (profile) CUDA_CHECK(cudaEventRecord(ev[5], pn_cuda_stream()));
+
+    // 6: the WY representation's gradients, the L2 norm's, the outputs
+    void (*wy)(bf16 *, bf16 *, bf16 *, float *, float *, const bf16 *, const bf16 *, const bf16 *, const float *,
+               const bf16 *, const bf16 *, const float *, const float *, const float *, const float *, const float *,
+               const float *, const int *, int, int, int, int, int, int, int, int64_t) =
+        mt == 1   ? gdn_bwd_wy_kernel<1>
+        : mt == 2 ? gdn_bwd_wy_kernel<2>
+        : mt == 3 ? gdn_bwd_wy_kernel<3>
+                  : gdn_bwd_wy_kernel<4>;
+    allow_smem_bwd(wy, wy_smem_bytes(K, wbuf), &wy_attr[mt - 1]);
+    GDN_LAUNCH(wy, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, wy_smem_bytes(K, wbuf), (bf16 *)dq, (bf16 *)dk,
+               (bf16 *)dv, dg, dbeta, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, beta, (const bf16 *)W,
+               (const bf16 *)dVp, (const float *)dqp, (const float *)dkp, (const float *)dgp, (const float *)gam,
+               (const float *)rq, (const float *)rk, (const int *)tab, T, ncps, H, K, V, cfg->qk_l2norm ? 1 : 0, wbuf,
+               (int64_t)NT);
     CUDA_LAUNCH_CHECK();
     if (profile) {
-        float ms[5];
-        CUDA_CHECK(cudaEventRecord(ev[5], pn_cuda_stream()));
-        CUDA_CHECK(cudaEventSynchronize(ev[5]));
-        for (int i = 0; i < 5; i++) CUDA_CHECK(cudaEventElapsedTime(&ms[i], ev[i], ev[i + 1]));
+        float ms[6];
+        CUDA_CHECK(cudaEventRecord(ev[6], pn_cuda_stream()));
+        CUDA_CHECK(cudaEventSynchronize(ev[6]));
+        for (int i = 0; i < 6; i++) CUDA_CHECK(cudaEventElapsedTime(&ms[i], ev[i], ev[i + 1]));
         pn_info("gdn bwd (cuda) B %lld T %lld H %d K %d V %d: prep %.2f ms, states %.2f ms, dvl %.2f ms, dstate %.2f ms "
-                "(%d stage%s), chunk %.2f ms",
-                (long long)cfg->B, (long long)cfg->T, H, K, V, ms[0], ms[1], ms[2], ms[3], nst, nst > 1 ? "s" : "", ms[4]);
-        for (int i = 0; i < 6; i++) CUDA_CHECK(cudaEventDestroy(ev[i]));
+                "(%d stage%s), dqk %.2f ms, wy %.2f ms",
+                (long long)cfg->B, (long long)cfg->T, H, K, V, ms[0], ms[1], ms[2], ms[3], nst, nst > 1 ? "s" : "", ms[4],
+                ms[5]);
+        for (int i = 0; i < 7; i++) CUDA_CHECK(cudaEventDestroy(ev[i]));
     }
     return 0;
 }

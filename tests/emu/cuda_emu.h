@@ -58,6 +58,10 @@ struct __nv_bfloat16 {
 struct __nv_bfloat162 {
     __nv_bfloat16 x, y;
 };
+struct alignas(8) float2 {
+    float x, y;
+};
+static inline float2 make_float2(float x, float y) { return float2{x, y}; }
 struct uint4 {
     unsigned x, y, z, w;
 };
