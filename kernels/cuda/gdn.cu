@@ -8,7 +8,7 @@
 // The decisions a reader would otherwise miss:
 // - Three kernels, fla's split, so that only what must be sequential is:
 //   1. gdn_prep_kernel, grid (chunk, head): the rows' 1/‖q‖, 1/‖k‖ (or 1 without qk_l2norm), γ, A from the
-//      bf16 k̂, T (fp32 forward substitution, four lanes per column: tri_inv64), W and U (bf16 products of
+//      bf16 k̂, T (fp32, blocked forward substitution: tri_inv64), W and U (bf16 products of
 //      T's column-scaled bf16 copies, stored as bf16).
 //   2. gdn_state_kernel, grid (V / 64, head, sequence): walks the sequence's chunks in order with a 64-column
 //      slice of the state in registers (fp32, the update's accumulators) and a bf16 copy in shared memory,

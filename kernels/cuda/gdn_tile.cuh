@@ -117,23 +117,63 @@ __device__ __forceinline__ void zero_acc(float (&acc)[4][4]) {
         for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
 }
 
-// T = (I + A)⁻¹ for the strictly lower A [64, TILE_P] of a chunk of Lc rows (zero past Lc), by forward
-// substitution down each column: T_jj = 1, T_ij = −Σ_{j ≤ m < i} A_im T_mj (i > j). Writes all of Ts
-// [64, TILE_P] (zero above the diagonal and past Lc). Four lanes per column (256 threads, 64 columns), each
-// summing every fourth m, then two shuffles: the 64 rows are sequential, the sum over m is split, so the
-// longest column costs ~Lc²/8 dependent FMAs instead of Lc²/2 on one thread. The caller puts a barrier
-// between A's last write and this, and between this and Ts's first read.
-__device__ __forceinline__ void tri_inv64(float *Ts, const float *A, int Lc) {
-    const int j = threadIdx.x >> 2, p = threadIdx.x & 3;
-    for (int i = p; i < 64; i += 4) Ts[i * TILE_P + j] = (i == j && j < Lc) ? 1.0f : 0.0f;
-    __syncwarp();
-    for (int i = 1; i < Lc; i++) { // uniform trip count: the shuffles see the whole warp
-        float s = 0.0f;
-        for (int m = j + p; m < i; m += 4) s = fmaf(A[i * TILE_P + m], Ts[m * TILE_P + j], s);
-        s += __shfl_xor_sync(0xffffffffu, s, 1);
-        s += __shfl_xor_sync(0xffffffffu, s, 2);
-        if (i > j && p == 0) Ts[i * TILE_P + j] = -s;
-        __syncwarp(); // row i of column j is read by the group's other lanes from the next i on
+// T = (I + A)⁻¹ for the strictly lower A [64, TILE_P] of a chunk of Lc rows (zero past Lc), blocked in 16-row
+// blocks so that the dependent chain is 15 rows long, not 63 (the unblocked substitution kept one warp busy
+// for the whole chain while the other seven idled):
+//   1. the four diagonal blocks T_ii = (I + A_ii)⁻¹ by forward substitution down each column, four lanes a
+//      column (each summing every fourth term, then two shuffles);
+//   2. B_ik = T_ii A_ik for the blocks below the diagonal, written over A_ik;
+//   3. by distance d = 1, 2, 3 from the diagonal: T_{i,i−d} = −Σ_{k=i−d}^{i−1} B_ik T_{k,i−d}, whose factors
+//      are all nearer the diagonal (from (I + A) T = I, row block i: (I + A_ii) T_ij = −Σ_{k<i} A_ik T_kj).
+// Steps 2 and 3 give each thread one element (r, c) of a 16×16 block, fp32 FMAs over 16-term rows. Writes all
+// of Ts [64, TILE_P] (zero above the diagonal and past Lc); A's blocks below the diagonal are overwritten.
+// The caller puts a barrier between A's last write and this, and between this and Ts's first read.
+__device__ __forceinline__ void tri_inv64(float *Ts, float *A, int Lc) {
+    const int tid = threadIdx.x;
+    {
+        const int j = tid >> 2, p = tid & 3, b0 = j & ~15, iend = min(b0 + 16, Lc); // a warp's columns share b0
+        for (int i = p; i < 64; i += 4) Ts[i * TILE_P + j] = (i == j && j < Lc) ? 1.0f : 0.0f;
+        __syncwarp();
+        for (int i = b0 + 1; i < iend; i++) { // uniform trip count in the warp: the shuffles see it whole
+            float s = 0.0f;
+            for (int m = j + p; m < i; m += 4) s = fmaf(A[i * TILE_P + m], Ts[m * TILE_P + j], s);
+            s += __shfl_xor_sync(0xffffffffu, s, 1);
+            s += __shfl_xor_sync(0xffffffffu, s, 2);
+            if (i > j && p == 0) Ts[i * TILE_P + j] = -s;
+            __syncwarp(); // row i of column j is read by the group's other lanes from the next i on
+        }
+    }
+    const int nb = (Lc + 15) >> 4; // blocks holding rows < Lc (the rest of T stays zero)
+    if (nb < 2) return;
+    const int r = tid >> 4, c = tid & 15;
+    __syncthreads();
+    float b[6];
+#pragma unroll
+    for (int i = 1, q = 0; i < 4; i++)
+#pragma unroll
+        for (int k = 0; k < i; k++, q++) {
+            float s = 0.0f;
+            if (i < nb)
+#pragma unroll
+                for (int t = 0; t < 16; t++) s = fmaf(Ts[(16 * i + r) * TILE_P + 16 * i + t], A[(16 * i + t) * TILE_P + 16 * k + c], s);
+            b[q] = s;
+        }
+    __syncthreads(); // every A_ik read
+#pragma unroll
+    for (int i = 1, q = 0; i < 4; i++)
+#pragma unroll
+        for (int k = 0; k < i; k++, q++)
+            if (i < nb) A[(16 * i + r) * TILE_P + 16 * k + c] = b[q];
+    for (int d = 1; d < nb; d++) {
+        __syncthreads(); // B complete; the blocks nearer the diagonal complete
+        for (int i = d; i < nb; i++) {
+            const int j = i - d;
+            float s = 0.0f;
+            for (int k = j; k < i; k++)
+#pragma unroll
+                for (int t = 0; t < 16; t++) s = fmaf(A[(16 * i + r) * TILE_P + 16 * k + t], Ts[(16 * k + t) * TILE_P + 16 * j + c], s);
+            Ts[(16 * i + r) * TILE_P + 16 * j + c] = -s;
+        }
     }
 }
 
