@@ -177,7 +177,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
     gdn_bwd_dstate_kernel(bf16 *dSo, bf16 *dvp, float *dh0, const float *dht, const bf16 *q, const bf16 *k,
                           const bf16 *W, const bf16 *dout, const float *gam, const float *rq, const float *rk,
                           const int *cu_seqlens, const int *cst, int T, int H, int K, int V, float scale, int nst) {
-    const int v0 = blockIdx.x * GDN_BV, h = blockIdx.y, n = blockIdx.z, tid = threadIdx.x;
+    const int v0 = blockIdx.x * GDN_BV, h = blockIdx.y, n = blockIdx.z;
     const int BVa = min(GDN_BV, V - v0);
     int64_t row0, len, cbase;
     seq_rows(cu_seqlens, cst, n, T, &row0, &len, &cbase);
@@ -234,13 +234,10 @@ __global__ void __launch_bounds__(GDN_THREADS)
         bf16 *qb = Qb(s), *kb = Kb(s), *wb = Wb(s), *ob = Ob(s), *db = Db(s);
         const float *gs = gsp(s), *rqs = gs + GDN_C, *rks = rqs + GDN_C;
         const float gL = gs[Lc - 1];
-        // q's rows times scale e^γ / ‖q‖, in place (the Qᵀ dO product contracts over the rows)
-        for (int idx = tid; idx < GDN_C * K; idx += GDN_THREADS) {
-            const int m = idx / K, i = idx - m * K;
-            if (m < Lc) qb[m * KB + i] = f2bf(bf2f(qb[m * KB + i]) * (scale * rqs[m] * expf(gs[m])));
-        }
         // dV' = diag(e^{γ_L−γ} / ‖k‖) k dS + dvl: to global (bf16) and, negated, in place of dvl in shared
-        // memory (each element read and rewritten by its owner) as the Wᵀ dV' operand
+        // memory as the Wᵀ dV' operand; dO's rows times scale e^γ / ‖q‖ in place (the Qᵀ dO product
+        // contracts over the rows: the factor goes on dO's 16 elements a thread, four rows, not on q's K a
+        // row). Each element is read and rewritten by its owner in the mm64 layout.
         {
             float acc[4][4], one[4];
             zero_acc(acc);
@@ -248,17 +245,21 @@ __global__ void __launch_bounds__(GDN_THREADS)
 #pragma unroll
             for (int i = 0; i < 4; i++) {
                 const int m = tile_r(i);
-                const float d = m < Lc ? rks[m] * expf(gL - gs[m]) : 0.0f;
+                const float d = m < Lc ? rks[m] * expf(gL - gs[m]) : 0.0f, f = m < Lc ? scale * rqs[m] * expf(gs[m]) : 0.0f;
                 one[i] = 1.0f;
 #pragma unroll
-                for (int j = 0; j < 4; j++) acc[i][j] = acc[i][j] * d + bf2f(db[m * GDN_SP + tile_c(j)]);
+                for (int j = 0; j < 4; j++) {
+                    const int n = tile_c(j);
+                    acc[i][j] = acc[i][j] * d + bf2f(db[m * GDN_SP + n]);
+                    ob[m * GDN_SP + n] = f2bf(bf2f(ob[m * GDN_SP + n]) * f);
+                }
             }
             store_acc_bf16(dvp + (t0 * H + h) * V + v0, ldv, acc, one, Lc, BVa, vpairs);
             acc_to_smem_bf16(db, GDN_SP, acc, -1.0f);
         }
         __syncthreads();
 
-        // dS ← e^{γ_L} dS + (scaled q)ᵀ dO + Wᵀ (−dV'), A(m, r) = X[r][64 mt + m]
+        // dS ← e^{γ_L} dS + qᵀ (scaled dO) + Wᵀ (−dV'), A(m, r) = X[r][64 mt + m]
         const float eL = expf(gL);
 #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
