@@ -4,7 +4,8 @@
 // tolerances: dq, dk, dv, dh0 0.008; dg, dbeta 0.02 (sums of many cancelling terms). Without qk_l2norm the
 // q, k rows are normalized here (before rounding), as the delta rule needs ‖k‖ ≈ 1 to stay stable. Then
 // the forward + backward time at the anchor shape (B 8, T 4096, H 12, K 96, V 256, q/k L2-normalized in the
-// kernel; fla 6.00 ms). Set PN_TEST_NO_BENCH=1 to skip the timing, PN_TEST_BENCH_ONLY=1 to time alone (profilers).
+// kernel; fla 6.00 ms). Set PN_TEST_NO_BENCH=1 to skip the timing, PN_TEST_BENCH_ONLY=1 to run it alone
+// (for profilers).
 #include <stdio.h>
 #include <stdlib.h>
 
