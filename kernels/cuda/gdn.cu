@@ -15,7 +15,8 @@
 //      storing the state entering each chunk (bf16, [chunk, H, K, V]) and V' = U − W S (bf16, in place of
 //      U), and updating S. The next chunk's W, k, U tiles are copied in (cp.async) while the current one is
 //      computed.
-//   3. gdn_out_kernel, grid (chunk × V / 64, head): O = diag(scale e^γ) Q̂ S_c + P V', all chunks at once.
+//   3. gdn_out_kernel, grid (chunk, head): O = diag(scale e^γ) Q̂ S_c + P V', all chunks at once, P formed
+//      once a chunk and V in 64-column slabs (double-buffered).
 //   The normalization is never materialized: q̂ = diag(1/‖q‖) q, so 1/‖q‖, 1/‖k‖ scale rows of products
 //   of the raw bf16 q, k (W is built from k̂ in fp32 inside the prep kernel).
 // - The products are 64×64 tiles on tensor cores: gdn_tile.cuh's mm64_bf, bf16 tiles in shared memory read
@@ -29,7 +30,7 @@
 //   reads it back, to validate it with pn_gdn_check and count the chunks; the chunk table itself (first row
 //   and length of each chunk, first chunk of each sequence) is built on the device (gdn_table_kernel).
 // - Shared memory: prep ~140 KB at K = 256 (107 KB at K = 96), state ~191 KB (two stages) at K = 256 and ~103 KB at K = 96
-//   (two blocks an SM), output ~124 KB at K = 256: fits Hopper's 227 KB (not an A100's 163).
+//   (two blocks an SM), output ~170 KB at K = 256 (86 KB at K = 96): fits Hopper's 227 KB (not an A100's 163).
 // - The workspace (one device buffer of the backend context, grown on demand, never shrunk): bf16 W, U/V'
 //   per token row and the per-chunk states, fp32 γ, 1/‖q‖, 1/‖k‖ per token row, and the chunk table.
 // - GDN_LAUNCH is <<<>>> on CUDA (GDN_LAUNCH_PDL, for the decode step, pn_launch); with PN_CUDA_EMU the file
@@ -281,73 +282,75 @@ __global__ void __launch_bounds__(GDN_THREADS)
     if (ht) slice_store(ht + (((int64_t)n * H + h) * K) * V + v0, S, K, V, BVa);
 }
 
-// Shared memory of the output kernel: q and k tiles [64, pitch_kb(K)], the chunk's state slice
-// [round16(K), GDN_SP], V' and P [64, GDN_SP] (bf16), γ, 1/‖q‖, 1/‖k‖ [64] (fp32).
+// Shared memory of the output kernel: q and k tiles [64, pitch_kb(K)], P [64, GDN_SP] (bf16), two slab
+// buffers of the state slice [round16(K), GDN_SP] and V' [64, GDN_SP] (bf16), γ, 1/‖q‖, 1/‖k‖ [64] (fp32).
+// 86 KB at K = 96: two blocks an SM.
+__host__ __device__ __forceinline__ size_t out_slab_elems(int K) { return (size_t)(round16(K) + GDN_C) * GDN_SP; }
 static size_t out_smem_bytes(int K) {
-    return sizeof(bf16) * (size_t)(2 * GDN_C * pitch_kb(K) + round16(K) * GDN_SP + 2 * GDN_C * GDN_SP) +
+    return sizeof(bf16) * (size_t)(2 * GDN_C * pitch_kb(K) + GDN_C * GDN_SP + 2 * out_slab_elems(K)) +
            sizeof(float) * (size_t)(3 * GDN_C);
 }
 
-// grid (n_chunks × nvs, H), GDN_THREADS threads: block x = c nvs + vs computes o for chunk c, head h,
-// columns 64 vs .. + 63 (the nvs = ceil(V / 64) blocks of a chunk are neighbours: q, k come from L2 after
-// the first): O = diag(scale e^γ / ‖q‖) q S_c + P V', P = lower_incl(scale diag(1/‖q‖) q kᵀ diag(1/‖k‖) ⊙ Γ)
-// (rounded to bf16 for its product, as fla does).
+// grid (n_chunks, H), GDN_THREADS threads: o for chunk c, head h, 64 columns at a time,
+// O = diag(scale e^γ / ‖q‖) q S_c + P V' with P = lower_incl(scale diag(1/‖q‖) q kᵀ diag(1/‖k‖) ⊙ Γ) formed
+// once for the chunk (rounded to bf16 for its product, as fla does); the next slab of S_c and V' is copied
+// in while this one is multiplied.
 __global__ void __launch_bounds__(GDN_THREADS)
     gdn_out_kernel(bf16 *o, const bf16 *q, const bf16 *k, const bf16 *Vn, const bf16 *hs, const float *gam,
-                   const float *rq, const float *rk, const int *tab, int T, int ncps, int nvs, int H, int K, int V,
+                   const float *rq, const float *rk, const int *tab, int T, int ncps, int H, int K, int V,
                    float scale) {
-    const int64_t c = blockIdx.x / nvs;
-    const int v0 = (int)(blockIdx.x - c * nvs) * GDN_BV, h = blockIdx.y;
-    const int BVa = min(GDN_BV, V - v0);
+    const int64_t c = blockIdx.x;
+    const int h = blockIdx.y;
     int64_t t0;
     int Lc;
     chunk_rows(tab, c, ncps, T, &t0, &Lc);
-    const int KB = pitch_kb(K), K16 = round16(K), KF = (K + 7) & ~7;
+    const int KB = pitch_kb(K), K16 = round16(K);
     bf16 *Qb = (bf16 *)dyn_smem(); // [64, KB]
     bf16 *Kb = Qb + GDN_C * KB;    // [64, KB]
-    bf16 *Sb = Kb + GDN_C * KB;    // [K16, GDN_SP]
-    bf16 *Vb = Sb + K16 * GDN_SP;  // [64, GDN_SP]
-    bf16 *Pb = Vb + GDN_C * GDN_SP; // [64, GDN_SP]
-    float *gs = (float *)(Pb + GDN_C * GDN_SP), *rqs = gs + GDN_C, *rks = rqs + GDN_C; // [64] each
-    const int64_t ldk = (int64_t)H * K, ldv = (int64_t)H * V;
-    const bool ak = (K & 7) == 0 && ((uintptr_t)q & 15) == 0 && ((uintptr_t)k & 15) == 0;
-    const bool av = (V & 7) == 0;
-    const int kf = K16 > KF ? K16 : KF; // the contraction over K runs to K16: zeros past K
-    load_tile(Qb, KB, q + (t0 * H + h) * K, ldk, GDN_C, Lc, K, kf, ak);
-    load_tile(Kb, KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, kf, ak);
-    load_tile(Sb, GDN_SP, hs + (c * H + h) * (int64_t)K * V + v0, V, K16, K, BVa, GDN_BV, av);
-    load_tile(Vb, GDN_SP, Vn + (t0 * H + h) * V + v0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
-    load_row_scalars(gs, gam, t0, Lc, H, h, true);
-    load_row_scalars(rqs, rq, t0, Lc, H, h, true);
-    load_row_scalars(rks, rk, t0, Lc, H, h, true);
-    cp_async_commit();
-    cp_async_wait<0>();
+    bf16 *Pb = Kb + GDN_C * KB;    // [64, GDN_SP]
+    bf16 *buf[2] = {Pb + GDN_C * GDN_SP, Pb + GDN_C * GDN_SP + out_slab_elems(K)}; // S [K16, SP], V' [64, SP]
+    float *gs = (float *)(buf[1] + out_slab_elems(K)), *rqs = gs + GDN_C, *rks = rqs + GDN_C; // [64] each
+    const int64_t ldv = (int64_t)H * V, rs = (c * H + h) * (int64_t)K * V;
+    const bool av = (V & 7) == 0 && ((uintptr_t)hs & 15) == 0 && ((uintptr_t)Vn & 15) == 0;
+    const bool opairs = (V & 1) == 0 && ((uintptr_t)o & 3) == 0;
+    auto issue = [&](int v0, bf16 *b) { // the slab at column v0 (one copy group)
+        const int BVa = min(GDN_BV, V - v0);
+        load_tile(b, GDN_SP, hs + rs + v0, V, K16, K, BVa, GDN_BV, av);
+        load_tile(b + K16 * GDN_SP, GDN_SP, Vn + (t0 * H + h) * V + v0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+        cp_async_commit();
+    };
+    load_chunk_qk(Qb, Kb, gs, rqs, rks, q, k, gam, rq, rk, t0, Lc, H, h, K);
+    issue(0, buf[0]);
+    cp_async_wait<1>(); // q, k and the row scalars
     __syncthreads();
 
-    float acc[4][4], rowf[4];
-    zero_acc(acc);
-    mm64_bf<false, true>(acc, K, Qb, KB, Kb, KB); // q kᵀ: B(kk, n) = k[n][kk]
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            const int m = tile_r(i), n = tile_c(j);
-            Pb[m * GDN_SP + n] =
-                f2bf((n <= m && m < Lc) ? scale * rqs[m] * rks[n] * acc[i][j] * expf(gs[m] - gs[n]) : 0.0f);
-        }
-    __syncthreads();
-    zero_acc(acc);
-    mm64_bf<false, false>(acc, K, Qb, KB, Sb, GDN_SP);
+    form_P(Pb, Qb, Kb, K, gs, rqs, rks, Lc, scale);
+    float acc[4][4], f[4];
 #pragma unroll
     for (int i = 0; i < 4; i++) {
         const int m = tile_r(i);
-        const float f = m < Lc ? scale * rqs[m] * expf(gs[m]) : 0.0f;
-#pragma unroll
-        for (int j = 0; j < 4; j++) acc[i][j] *= f;
-        rowf[i] = 1.0f;
+        f[i] = m < Lc ? scale * rqs[m] * expf(gs[m]) : 0.0f;
     }
-    mm64_bf<false, false>(acc, Lc, Pb, GDN_SP, Vb, GDN_SP);
-    store_acc_bf16(o + (t0 * H + h) * V + v0, ldv, acc, rowf, Lc, BVa, (V & 1) == 0 && ((uintptr_t)o & 3) == 0);
+    const float one[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+    for (int v0 = 0, it = 0; v0 < V; v0 += GDN_BV, it++) {
+        if (v0 + GDN_BV < V) {
+            issue(v0 + GDN_BV, buf[(it + 1) & 1]);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads(); // the slab landed (and P complete, the first time)
+        const bf16 *Sb = buf[it & 1], *Vb = Sb + K16 * GDN_SP;
+        zero_acc(acc);
+        mm64_bf<false, false>(acc, K, Qb, KB, Sb, GDN_SP);
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) acc[i][j] *= f[i];
+        mm64_bf<false, false>(acc, Lc, Pb, GDN_SP, Vb, GDN_SP);
+        store_acc_bf16(o + (t0 * H + h) * V + v0, ldv, acc, one, Lc, min(GDN_BV, V - v0), opairs);
+        __syncthreads(); // every thread is done with the buffer (refilled two slabs on)
+    }
 }
 
 // grid (ceil(V / 32), H, B), GDN_STEP_THREADS threads: lane c owns column v0 + c of S[b, h] (the columns of
@@ -562,7 +565,7 @@ extern "C" int pn_cuda_gdn_fwd(const pn_gdn_cfg *cfg, void *o, float *ht, const 
     const float scale = (float)pn_gdn_scale(cfg);
 
     // Chunks: uniform (N sequences of ceil(T / 64)) or, with cu_seqlens, a table of (first row, length).
-    const int ncps = (int)ceil_div64(T, GDN_C), nvs = (int)ceil_div64(V, GDN_BV);
+    const int ncps = (int)ceil_div64(T, GDN_C);
     int64_t n_chunks;
     if (pn_cuda_gdn_count_chunks(cfg, &n_chunks)) return -1;
 
@@ -593,9 +596,9 @@ extern "C" int pn_cuda_gdn_fwd(const pn_gdn_cfg *cfg, void *o, float *ht, const 
         for (int i = 0; i < 4; i++) CUDA_CHECK(cudaEventCreate(&ev[i]));
     const int nst = pn_cuda_gdn_fwd_states(cfg, n_chunks, tab, cst, W, U, hs, gam, rq, rk, ht, q, k, v, g, beta, h0,
                                            profile ? ev : NULL);
-    GDN_LAUNCH(gdn_out_kernel, dim3((unsigned)(n_chunks * nvs), (unsigned)H), GDN_THREADS, out_smem, (bf16 *)o,
+    GDN_LAUNCH(gdn_out_kernel, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, out_smem, (bf16 *)o,
                (const bf16 *)q, (const bf16 *)k, (const bf16 *)U, (const bf16 *)hs, (const float *)gam,
-               (const float *)rq, (const float *)rk, (const int *)tab, T, ncps, nvs, H, K, V, scale);
+               (const float *)rq, (const float *)rk, (const int *)tab, T, ncps, H, K, V, scale);
     CUDA_LAUNCH_CHECK();
     if (profile) {
         float ms[3];

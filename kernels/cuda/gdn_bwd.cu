@@ -9,8 +9,8 @@
 //   per chunk in parallel. Six kernels:
 //   1. + 2. the forward's prep and state kernels (gdn.cu, pn_cuda_gdn_fwd_states): 1/‖q‖, 1/‖k‖, γ, W, the
 //      state entering every chunk and V' (bf16), as the forward computed them.
-//   3. gdn_bwd_dvl_kernel, grid (chunk × V / 64, head): Pᵀ dO, the part of dV' inside the chunk (fla's
-//      chunk_bwd_dv_local), into the dV' buffer.
+//   3. gdn_bwd_dvl_kernel, grid (chunk, head): Pᵀ dO, the part of dV' inside the chunk (fla's
+//      chunk_bwd_dv_local), into the dV' buffer, P formed once a chunk and dO in 64-column slabs.
 //   4. gdn_bwd_dstate_kernel, grid (V / 64, head, sequence), chunks in reverse with a 64-column slice of the
 //      state gradient in registers (fp32) and a bf16 copy in shared memory: stores dS'_c (the gradient of
 //      the state leaving chunk c; dht for the last) and dV' = diag(e^{γ_L−γ}) K̂ dS'_c + Pᵀ dO (bf16), then
@@ -104,55 +104,53 @@ __device__ __forceinline__ void normalize_rows(bf16 *x, int KB, int K, const flo
 // ----------------------------------------------------------------------------------------------------
 // 3. Pᵀ dO
 
-// Shared memory: q, k [64, pitch_kb(K)], P and the dO slab [64, GDN_SP] (bf16), γ, 1/‖q‖, 1/‖k‖ [64].
+// Shared memory: q, k [64, pitch_kb(K)], P and two dO slabs [64, GDN_SP] (bf16), γ, 1/‖q‖, 1/‖k‖ [64].
 static size_t dvl_smem_bytes(int K) {
-    return sizeof(bf16) * (size_t)(2 * GDN_C * pitch_kb(K) + 2 * GDN_C * GDN_SP) + sizeof(float) * 3 * GDN_C;
+    return sizeof(bf16) * (size_t)(2 * GDN_C * pitch_kb(K) + 3 * GDN_C * GDN_SP) + sizeof(float) * 3 * GDN_C;
 }
 
-// grid (n_chunks × nvs, H): block x = c nvs + vs writes dvl = Pᵀ dO for chunk c, columns 64 vs .. + 63, with
-// P = lower_incl(scale Q̂ K̂ᵀ ⊙ Γ) rounded to bf16 as the forward's output kernel forms it.
+// grid (n_chunks, H): dvl = Pᵀ dO for chunk c, 64 columns at a time, with P = lower_incl(scale Q̂ K̂ᵀ ⊙ Γ)
+// rounded to bf16 as the forward's output kernel forms it, once for the chunk; the next dO slab is copied in
+// while this one is multiplied.
 __global__ void __launch_bounds__(GDN_THREADS)
     gdn_bwd_dvl_kernel(bf16 *dvl, const bf16 *q, const bf16 *k, const bf16 *dout, const float *gam, const float *rq,
-                       const float *rk, const int *tab, int T, int ncps, int nvs, int H, int K, int V, float scale) {
-    const int64_t c = blockIdx.x / nvs;
-    const int v0 = (int)(blockIdx.x - c * nvs) * GDN_BV, h = blockIdx.y;
-    const int BVa = min(GDN_BV, V - v0);
+                       const float *rk, const int *tab, int T, int ncps, int H, int K, int V, float scale) {
+    const int64_t c = blockIdx.x;
+    const int h = blockIdx.y;
     int64_t t0;
     int Lc;
     chunk_rows(tab, c, ncps, T, &t0, &Lc);
-    const int KB = pitch_kb(K), K16 = round16(K), KF = (K + 7) & ~7;
-    bf16 *Qb = (bf16 *)dyn_smem(), *Kb = Qb + GDN_C * KB, *Pb = Kb + GDN_C * KB, *Ob = Pb + GDN_C * GDN_SP;
-    float *gs = (float *)(Ob + GDN_C * GDN_SP), *rqs = gs + GDN_C, *rks = rqs + GDN_C;
-    const int64_t ldk = (int64_t)H * K, ldv = (int64_t)H * V;
-    const bool ak = (K & 7) == 0 && ((uintptr_t)q & 15) == 0 && ((uintptr_t)k & 15) == 0;
+    const int KB = pitch_kb(K);
+    bf16 *Qb = (bf16 *)dyn_smem(), *Kb = Qb + GDN_C * KB, *Pb = Kb + GDN_C * KB;
+    bf16 *buf[2] = {Pb + GDN_C * GDN_SP, Pb + 2 * GDN_C * GDN_SP};
+    float *gs = (float *)(buf[1] + GDN_C * GDN_SP), *rqs = gs + GDN_C, *rks = rqs + GDN_C;
+    const int64_t ldv = (int64_t)H * V, rv = (t0 * H + h) * V;
     const bool av = (V & 7) == 0 && ((uintptr_t)dout & 15) == 0;
-    const int kf = K16 > KF ? K16 : KF;
-    load_tile(Qb, KB, q + (t0 * H + h) * K, ldk, GDN_C, Lc, K, kf, ak);
-    load_tile(Kb, KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, kf, ak);
-    load_tile(Ob, GDN_SP, dout + (t0 * H + h) * V + v0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
-    load_row_scalars(gs, gam, t0, Lc, H, h, true);
-    load_row_scalars(rqs, rq, t0, Lc, H, h, true);
-    load_row_scalars(rks, rk, t0, Lc, H, h, true);
-    cp_async_commit();
-    cp_async_wait<0>();
+    auto issue = [&](int v0, bf16 *b) {
+        load_tile(b, GDN_SP, dout + rv + v0, ldv, GDN_C, Lc, min(GDN_BV, V - v0), GDN_BV, av);
+        cp_async_commit();
+    };
+    load_chunk_qk(Qb, Kb, gs, rqs, rks, q, k, gam, rq, rk, t0, Lc, H, h, K);
+    issue(0, buf[0]);
+    cp_async_wait<1>(); // q, k and the row scalars
     __syncthreads();
 
+    form_P(Pb, Qb, Kb, K, gs, rqs, rks, Lc, scale);
     float acc[4][4];
-    zero_acc(acc);
-    mm64_bf<false, true>(acc, K, Qb, KB, Kb, KB);
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            const int m = tile_r(i), n = tile_c(j);
-            Pb[m * GDN_SP + n] =
-                f2bf((n <= m && m < Lc) ? scale * rqs[m] * rks[n] * acc[i][j] * expf(gs[m] - gs[n]) : 0.0f);
-        }
-    __syncthreads();
-    zero_acc(acc);
-    mm64_bf<true, false>(acc, Lc, Pb, GDN_SP, Ob, GDN_SP); // A(s, r) = P[r][s]
     const float one[4] = {1.0f, 1.0f, 1.0f, 1.0f};
-    store_acc_bf16(dvl + (t0 * H + h) * V + v0, ldv, acc, one, Lc, BVa, (V & 1) == 0);
+    for (int v0 = 0, it = 0; v0 < V; v0 += GDN_BV, it++) {
+        if (v0 + GDN_BV < V) {
+            issue(v0 + GDN_BV, buf[(it + 1) & 1]);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads(); // the slab landed (and P complete, the first time)
+        zero_acc(acc);
+        mm64_bf<true, false>(acc, Lc, Pb, GDN_SP, buf[it & 1], GDN_SP); // A(s, r) = P[r][s]
+        store_acc_bf16(dvl + rv + v0, ldv, acc, one, Lc, min(GDN_BV, V - v0), (V & 1) == 0);
+        __syncthreads(); // every thread is done with the buffer (refilled two slabs on)
+    }
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -767,9 +765,9 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
     // 3: Pᵀ dO into dV'
     static size_t dvl_attr = 48 * 1024, dstate_attr[4] = {48 * 1024, 48 * 1024, 48 * 1024, 48 * 1024};
     allow_smem_bwd(gdn_bwd_dvl_kernel, dvl_smem_bytes(K), &dvl_attr);
-    GDN_LAUNCH(gdn_bwd_dvl_kernel, dim3((unsigned)(n_chunks * nvs), (unsigned)H), GDN_THREADS, dvl_smem_bytes(K), dVp,
+    GDN_LAUNCH(gdn_bwd_dvl_kernel, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, dvl_smem_bytes(K), dVp,
                (const bf16 *)q, (const bf16 *)k, (const bf16 *)dout, (const float *)gam, (const float *)rq,
-               (const float *)rk, (const int *)tab, T, ncps, nvs, H, K, V, scale);
+               (const float *)rk, (const int *)tab, T, ncps, H, K, V, scale);
     CUDA_LAUNCH_CHECK();
     if (profile) CUDA_CHECK(cudaEventRecord(ev[3], pn_cuda_stream()));
 

@@ -361,4 +361,37 @@ __device__ __forceinline__ void form_A(float *As, const bf16 *kb, int KB, int K1
         }
 }
 
+// The chunk's raw q, k rows into qb, kb [64, pitch_kb(K)] (zero past Lc and past K up to the contraction's
+// K16) and its γ, 1/‖q‖, 1/‖k‖ into gs, rqs, rks [64], as one cp.async group (committed; the caller waits).
+__device__ __forceinline__ void load_chunk_qk(bf16 *qb, bf16 *kb, float *gs, float *rqs, float *rks, const bf16 *q,
+                                              const bf16 *k, const float *gam, const float *rq, const float *rk,
+                                              int64_t t0, int Lc, int H, int h, int K) {
+    const int KB = pitch_kb(K), K16 = round16(K), KF = (K + 7) & ~7;
+    const bool ak = (K & 7) == 0 && ((uintptr_t)q & 15) == 0 && ((uintptr_t)k & 15) == 0;
+    load_tile(qb, KB, q + (t0 * H + h) * K, (int64_t)H * K, GDN_C, Lc, K, K16 > KF ? K16 : KF, ak);
+    load_tile(kb, KB, k + (t0 * H + h) * K, (int64_t)H * K, GDN_C, Lc, K, K16 > KF ? K16 : KF, ak);
+    load_row_scalars(gs, gam, t0, Lc, H, h, true);
+    load_row_scalars(rqs, rq, t0, Lc, H, h, true);
+    load_row_scalars(rks, rk, t0, Lc, H, h, true);
+    cp_async_commit();
+}
+
+// P = lower_incl(scale diag(1/‖q‖) q kᵀ diag(1/‖k‖) ⊙ Γ) of a chunk, rounded to bf16 as fla rounds it for
+// its products, into Pb [64, GDN_SP], from load_chunk_qk's tiles and rows (after a barrier). The forward's
+// output kernel and the backward's Pᵀ dO form it alike. The caller puts a barrier before Pb is read.
+__device__ __forceinline__ void form_P(bf16 *Pb, const bf16 *qb, const bf16 *kb, int K, const float *gs,
+                                       const float *rqs, const float *rks, int Lc, float scale) {
+    float acc[4][4];
+    zero_acc(acc);
+    mm64_bf<false, true>(acc, K, qb, pitch_kb(K), kb, pitch_kb(K)); // q kᵀ: B(kk, n) = k[n][kk]
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int m = tile_r(i), n = tile_c(j);
+            Pb[m * GDN_SP + n] =
+                f2bf((n <= m && m < Lc) ? scale * rqs[m] * rks[n] * acc[i][j] * expf(gs[m] - gs[n]) : 0.0f);
+        }
+}
+
 #endif
