@@ -1,7 +1,7 @@
 // The CUDA attention backward against the CPU one (kernels/cpu/attention.c, itself checked against torch
 // autograd by tests/test_attention.c) on the same bf16-rounded inputs, with fla's RMS-ratio tolerance for
-// dq, dk, dv (0.008), then the time of forward + backward at the anchor shape (SDPA: 3.20 ms). Set
-// PN_TEST_NO_BENCH=1 to skip the timing (compute-sanitizer runs).
+// dq, dk, dv (0.008), then the time of forward + backward at the anchor shape (SDPA: 3.20 ms), causal and with
+// a sliding window of 1152. Set PN_TEST_NO_BENCH=1 to skip the timing (compute-sanitizer runs).
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -137,22 +137,29 @@ static void bench(void) {
     pn_tensor dk = dev_alloc(PN_BF16, 4, sk), dv = dev_alloc(PN_BF16, 4, sk);
     const int64_t sl[3] = {B, T, Hq};
     pn_tensor lse = dev_alloc(PN_F32, 3, sl);
-    for (int with_lse = 0; with_lse < 2; with_lse++) { // the inference forward, then the training one with statistics
+    // the inference forward; the training one keeping the statistics; the same with Jet-Nemotron-2B's sliding
+    // window of 1152 (FlexAttention's time for it: anchor_torch.py's swa_fwdbwd_ms)
+    for (int mode = 0; mode < 3; mode++) {
+        const int with_lse = mode > 0, window = mode == 2 ? 1152 : 0;
         float ms[5], fwd[5];
         for (int it = -1; it < 5; it++) {
             pn_cuda_timer_start();
-            if (with_lse) pn_op_attention_train(&o, &lse, &q, &k, &v, 0, NULL);
+            if (with_lse) pn_op_attention_train(&o, &lse, &q, &k, &v, window, NULL);
             else pn_op_attention(&o, &q, &k, &v, 0, 0);
             float f = pn_cuda_timer_stop_ms();
             pn_cuda_timer_start();
-            pn_op_attention_bwd(&dq, &dk, &dv, &dout, &q, &k, &v, &o, with_lse ? &lse : NULL, 0, NULL);
+            pn_op_attention_bwd(&dq, &dk, &dv, &dout, &q, &k, &v, &o, with_lse ? &lse : NULL, window, NULL);
             float b = pn_cuda_timer_stop_ms();
             if (it >= 0) ms[it] = f + b, fwd[it] = f;
         }
         qsort(ms, 5, sizeof(float), cmp_float);
         qsort(fwd, 5, sizeof(float), cmp_float);
-        printf("bench attention fwd+bwd B8 T4096 Hq12 Hkv2 D128 causal%s: %.2f ms (fwd %.2f ms; SDPA anchor fwd+bwd "
-               "3.20 ms)\n", with_lse ? ", training forward keeping the statistics" : "", ms[2], fwd[2]);
+        if (window)
+            printf("bench attention fwd+bwd B8 T4096 Hq12 Hkv2 D128 sliding window %d, training forward: %.2f ms (fwd "
+                   "%.2f ms)\n", window, ms[2], fwd[2]);
+        else
+            printf("bench attention fwd+bwd B8 T4096 Hq12 Hkv2 D128 causal%s: %.2f ms (fwd %.2f ms; SDPA anchor "
+                   "fwd+bwd 3.20 ms)\n", with_lse ? ", training forward keeping the statistics" : "", ms[2], fwd[2]);
     }
     { // the same work as one packed batch of 8 documents of 4096 (training with document masking)
         const int64_t pq[4] = {1, B * T, Hq, D}, pk[4] = {1, B * T, Hkv, D}, pl[3] = {1, B * T, Hq}, scu[1] = {B + 1};
