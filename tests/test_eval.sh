@@ -160,7 +160,8 @@ for t in a:
 EOF
 
 # MMLU's four one-token choices share their context's forward: the same scores as forwarding each request,
-# from a quarter of the tokens (packed forwards: no cached prefix)
+# from a quarter of the tokens (packed forwards: no cached prefix). fp32 within 1e-5 relative, as the cached
+# prefixes below: other row counts per GEMM sum in another order (1.5e-6 seen with OpenBLAS on an AMD EPYC).
 $EVAL --model "$T/model" --tasks mmlu_abstract_algebra --limit 8 --num-fewshot 2 --data "$SHARED/tasks" \
   --log-samples "$T/sh1.jsonl" --no-prefix-cache --no-progress > /dev/null 2> "$T/sh1.err" || bad "shared-prefix run"
 $EVAL --model "$T/model" --tasks mmlu_abstract_algebra --limit 8 --num-fewshot 2 --data "$SHARED/tasks" \
@@ -172,7 +173,7 @@ a, b = ([json.loads(l) for l in open(p)] for p in sys.argv[1:3])
 assert len(a) == len(b) == 8
 for x, y in zip(a, b):
     for (l1, g1), (l2, g2) in zip(x["resps"], y["resps"]):
-        assert abs(l1 - l2) <= 1e-6 * max(1, abs(l2)) and g1 == g2, (x["doc_id"], l1, l2)
+        assert abs(l1 - l2) <= 1e-5 * max(1, abs(l2)) and g1 == g2, (x["doc_id"], l1, l2)
 stats = [re.search(r"\((\d+) tokens in \d+ forwards; (\d+) requests read", open(p).read()).groups() for p in sys.argv[3:5]]
 (t1, s1), (t0, s0) = ((int(t), int(s)) for t, s in stats)
 assert s1 == 24 and s0 == 0 and 4 * t1 == t0, stats  # 8 questions x 3 choices reuse the first one's rows
