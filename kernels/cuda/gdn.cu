@@ -507,19 +507,19 @@ int pn_cuda_gdn_check_cfg(const pn_gdn_cfg *cfg, int32_t **hcu) {
 
 // pn_cuda_gdn_check_cfg for the chunked kernels, which also counts the chunks: N sequences of ceil(T / 64),
 // or with cu_seqlens from the host's offsets (the table itself is built on the device), and checks that they
-// fit the grids of V / 64 column slices. Shared with gdn_bwd.cu.
+// fit the grids (the backward's widest: chunk × K / 64 tiles). Shared with gdn_bwd.cu.
 int pn_cuda_gdn_count_chunks(const pn_gdn_cfg *cfg, int64_t *n_chunks) {
     int32_t *hcu;
     if (pn_cuda_gdn_check_cfg(cfg, &hcu)) return -1;
-    const int N = (int)pn_gdn_num_seqs(cfg), nvs = (int)ceil_div64(cfg->V, GDN_BV);
+    const int N = (int)pn_gdn_num_seqs(cfg), nkt = (int)ceil_div64(cfg->K, 64);
     int64_t n = (int64_t)N * ceil_div64(cfg->T, GDN_C);
     if (hcu) {
         n = 0;
         for (int i = 0; i < N; i++) n += ceil_div64(hcu[i + 1] - hcu[i], GDN_C);
     }
     free(hcu);
-    if (n * nvs > 0x7fffffff)
-        return pn_errorf("gdn (cuda): %lld chunks x %d column slices exceed the grid", (long long)n, nvs);
+    if (n * nkt > 0x7fffffff)
+        return pn_errorf("gdn (cuda): %lld chunks x %d key tiles exceed the grid", (long long)n, nkt);
     *n_chunks = n;
     return 0;
 }
