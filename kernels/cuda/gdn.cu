@@ -149,7 +149,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
         float acc[4][4];
         zero_acc(acc);
         mm64_bf<false, false>(acc, Lc, Tw, GDN_SP, kb + nt, KB);
-        store_acc_bf16(Wc + nt, ldk, acc, one, Lc, K - nt, (K & 1) == 0);
+        store_acc(Wc + nt, ldk, acc, one, Lc, K - nt, (K & 1) == 0);
     }
 
     // (5) U = (T diag(β)) V, a 64-column slab at a time, the slab after next copied in while this one is
@@ -163,7 +163,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
         float acc[4][4];
         zero_acc(acc);
         mm64_bf<false, false>(acc, Lc, Tu, GDN_SP, vb, GDN_SP);
-        store_acc_bf16(Uc + nt, ldv, acc, one, Lc, V - nt, (V & 1) == 0);
+        store_acc(Uc + nt, ldv, acc, one, Lc, V - nt, (V & 1) == 0);
         __syncthreads(); // slab j consumed
         if (nt + 128 < V) load_v(nt + 128, vb);
     }
@@ -259,7 +259,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
 #pragma unroll
                 for (int j = 0; j < 4; j++) acc[i][j] = bf2f(ub[m * GDN_SP + tile_c(j)]) - acc[i][j];
             }
-            store_acc_bf16(U + (t0 * H + h) * V + v0, ldv, acc, one, Lc, BVa, vpairs);
+            store_acc(U + (t0 * H + h) * V + v0, ldv, acc, one, Lc, BVa, vpairs);
 #pragma unroll
             for (int i = 0; i < 4; i++)
 #pragma unroll
@@ -333,13 +333,8 @@ __global__ void __launch_bounds__(GDN_THREADS)
     }
     const float one[4] = {1.0f, 1.0f, 1.0f, 1.0f};
     for (int v0 = 0, it = 0; v0 < V; v0 += GDN_BV, it++) {
-        if (v0 + GDN_BV < V) {
-            issue(v0 + GDN_BV, buf[(it + 1) & 1]);
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads(); // the slab landed (and P complete, the first time)
+        // (P complete at the first wait's barrier)
+        slab_wait(v0 + GDN_BV < V, [&] { issue(v0 + GDN_BV, buf[(it + 1) & 1]); });
         const bf16 *Sb = buf[it & 1], *Vb = Sb + K16 * GDN_SP;
         zero_acc(acc);
         mm64_bf<false, false>(acc, K, Qb, KB, Sb, GDN_SP);
@@ -348,7 +343,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
 #pragma unroll
             for (int j = 0; j < 4; j++) acc[i][j] *= f[i];
         mm64_bf<false, false>(acc, Lc, Pb, GDN_SP, Vb, GDN_SP);
-        store_acc_bf16(o + (t0 * H + h) * V + v0, ldv, acc, one, Lc, min(GDN_BV, V - v0), opairs);
+        store_acc(o + (t0 * H + h) * V + v0, ldv, acc, one, Lc, min(GDN_BV, V - v0), opairs);
         __syncthreads(); // every thread is done with the buffer (refilled two slabs on)
     }
 }

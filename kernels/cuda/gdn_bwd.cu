@@ -139,16 +139,11 @@ __global__ void __launch_bounds__(GDN_THREADS)
     float acc[4][4];
     const float one[4] = {1.0f, 1.0f, 1.0f, 1.0f};
     for (int v0 = 0, it = 0; v0 < V; v0 += GDN_BV, it++) {
-        if (v0 + GDN_BV < V) {
-            issue(v0 + GDN_BV, buf[(it + 1) & 1]);
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads(); // the slab landed (and P complete, the first time)
+        // (P complete at the first wait's barrier)
+        slab_wait(v0 + GDN_BV < V, [&] { issue(v0 + GDN_BV, buf[(it + 1) & 1]); });
         zero_acc(acc);
         mm64_bf<true, false>(acc, Lc, Pb, GDN_SP, buf[it & 1], GDN_SP); // A(s, r) = P[r][s]
-        store_acc_bf16(dvl + rv + v0, ldv, acc, one, Lc, min(GDN_BV, V - v0), (V & 1) == 0);
+        store_acc(dvl + rv + v0, ldv, acc, one, Lc, min(GDN_BV, V - v0), (V & 1) == 0);
         __syncthreads(); // every thread is done with the buffer (refilled two slabs on)
     }
 }
@@ -252,7 +247,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
                     ob[m * GDN_SP + n] = f2bf(bf2f(ob[m * GDN_SP + n]) * f);
                 }
             }
-            store_acc_bf16(dvp + (t0 * H + h) * V + v0, ldv, acc, one, Lc, BVa, vpairs);
+            store_acc(dvp + (t0 * H + h) * V + v0, ldv, acc, one, Lc, BVa, vpairs);
             acc_to_smem_bf16(db, GDN_SP, acc, -1.0f);
         }
         __syncthreads();
@@ -275,26 +270,6 @@ __global__ void __launch_bounds__(GDN_THREADS)
 
 // ----------------------------------------------------------------------------------------------------
 // 5. dq, dk (before the L2 norm) and dW, per K tile
-
-// The thread's elements of a 64×64 accumulator as fp32 at dst + m ld + c for rows m < nr, columns c < nc
-// (adjacent column pairs as one 64-bit store when pairs).
-__device__ __forceinline__ void store_acc_f32(float *dst, int64_t ld, const float (&acc)[4][4], int nr, int nc, bool pairs) {
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        const int m = tile_r(i);
-        if (m >= nr) continue;
-#pragma unroll
-        for (int j = 0; j < 4; j += 2) {
-            const int c = tile_c(j);
-            if (pairs && c + 1 < nc) {
-                *(float2 *)(dst + m * ld + c) = make_float2(acc[i][j], acc[i][j + 1]);
-            } else {
-                if (c < nc) dst[m * ld + c] = acc[i][j];
-                if (c + 1 < nc) dst[m * ld + c + 1] = acc[i][j + 1];
-            }
-        }
-    }
-}
 
 // Shared memory (bf16): the K tile's columns of q̂, k̂ [64, GDN_SP]; nbuf slab buffers of five [64, GDN_SP]
 // tiles (V', dO, dV', and the K tile's rows of S and dS'), the first reused for dP ⊙ scale Γ after the pass;
@@ -359,13 +334,7 @@ __global__ void __launch_bounds__(GDN_THREADS, 2)
     issue(0, buf[0]);
     for (int j0 = 0, it = 0; j0 < V; j0 += GDN_BV, it++) {
         // with two buffers the next slab is copied in while this one is multiplied; with one, after
-        if (nbuf == 2 && j0 + GDN_BV < V) {
-            issue(j0 + GDN_BV, buf[(it + 1) & 1]);
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
+        slab_wait(nbuf == 2 && j0 + GDN_BV < V, [&] { issue(j0 + GDN_BV, buf[(it + 1) & 1]); });
         const bf16 *Pv = buf[it & 1], *Po = Pv + GDN_C * GDN_SP, *Pd = Po + GDN_C * GDN_SP, *Ps = Pd + GDN_C * GDN_SP,
                    *PdS = Ps + GDN_C * GDN_SP;
         mm64_bf<false, true>(dK, GDN_BV, Pv, GDN_SP, PdS, GDN_SP);
@@ -428,10 +397,10 @@ __global__ void __launch_bounds__(GDN_THREADS, 2)
     pa = pn_block_sum(pa, red);
     if (tid < Lc) dgp[((int64_t)kt * NT + t0 + tid) * H + h] = s1[tid] + (tid == L ? pa : 0.0f);
     const bool kpairs = (K & 1) == 0;
-    store_acc_f32(dqp + (t0 * H + h) * K + k0, ldk, dQ, Lc, KT, kpairs);
-    store_acc_f32(dkp + (t0 * H + h) * K + k0, ldk, dK, Lc, KT, kpairs);
-    const float mone[4] = {-1.0f, -1.0f, -1.0f, -1.0f};
-    store_acc_bf16(dW + (t0 * H + h) * K + k0, ldk, dWn, mone, Lc, KT, kpairs);
+    const float one[4] = {1.0f, 1.0f, 1.0f, 1.0f}, mone[4] = {-1.0f, -1.0f, -1.0f, -1.0f};
+    store_acc(dqp + (t0 * H + h) * K + k0, ldk, dQ, one, Lc, KT, kpairs);
+    store_acc(dkp + (t0 * H + h) * K + k0, ldk, dK, one, Lc, KT, kpairs);
+    store_acc(dW + (t0 * H + h) * K + k0, ldk, dWn, mone, Lc, KT, kpairs);
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -528,13 +497,8 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
     issue(0, buf[0]); // (A, in the region, was consumed before tri_inv64's closing barrier)
     for (int j0 = 0, it = 0; j0 < V; j0 += GDN_BV, it++) {
         const int BVa = min(GDN_BV, V - j0);
-        if (nbuf == 2 && j0 + GDN_BV < V) {
-            issue(j0 + GDN_BV, buf[(it + 1) & 1]);
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads(); // (Tb complete, the first time)
+        // (Tb complete at the first wait's barrier)
+        slab_wait(nbuf == 2 && j0 + GDN_BV < V, [&] { issue(j0 + GDN_BV, buf[(it + 1) & 1]); });
         const bf16 *Pd = buf[it & 1], *Pvv = Pd + GDN_C * GDN_SP;
         mm64_bf<false, true>(dT, GDN_BV, Pd, GDN_SP, Pvv, GDN_SP);
         float tv[4][4];
@@ -549,7 +513,7 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
         float bf[4];
 #pragma unroll
         for (int i = 0; i < 4; i++) bf[i] = bs[tile_r(i)];
-        store_acc_bf16(dv + rv + j0, ldv, tv, bf, Lc, BVa, (V & 1) == 0);
+        store_acc(dv + rv + j0, ldv, tv, bf, Lc, BVa, (V & 1) == 0);
         __syncthreads(); // every thread is done with the buffer
         if (nbuf == 1 && j0 + GDN_BV < V) issue(j0 + GDN_BV, buf[0]);
     }
@@ -706,8 +670,8 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
                 }
             }
         }
-        store_acc_bf16(dq + rk0 + 64 * mt, ldk, fq, one, Lc, K - 64 * mt, kpairs);
-        store_acc_bf16(dk + rk0 + 64 * mt, ldk, fk, one, Lc, K - 64 * mt, kpairs);
+        store_acc(dq + rk0 + 64 * mt, ldk, fq, one, Lc, K - 64 * mt, kpairs);
+        store_acc(dk + rk0 + 64 * mt, ldk, fk, one, Lc, K - 64 * mt, kpairs);
     }
 }
 

@@ -237,11 +237,16 @@ __device__ __forceinline__ void load_row_scalars(float *dst, const float *x, int
     else dst[r] = r < Lc ? x[(t0 + r) * H + h] : 0.0f;
 }
 
-// Stores the thread's 4 × 4 accumulator elements, times rowf[i] (row tile_r(i)), as bf16 at
-// dst + m ld + c for rows m < nr and columns c < nc: adjacent column pairs (j, j + 1) as one 32-bit store
-// when pairs are aligned (ld and the row start even).
-__device__ __forceinline__ void store_acc_bf16(bf16 *dst, int64_t ld, const float (&acc)[4][4], const float *rowf,
-                                               int nr, int nc, bool pairs) {
+// Stores the thread's 4 × 4 accumulator elements, times rowf[i] (row tile_r(i)), as bf16 or fp32 (T) at
+// dst + m ld + c for rows m < nr and columns c < nc: adjacent column pairs (j, j + 1) as one 32-bit (bf16) or
+// 64-bit (fp32) store when pairs are aligned (ld and the row start even).
+__device__ __forceinline__ void store_pair(bf16 *d, float x0, float x1) { *(__nv_bfloat162 *)d = __floats2bfloat162_rn(x0, x1); }
+__device__ __forceinline__ void store_pair(float *d, float x0, float x1) { *(float2 *)d = make_float2(x0, x1); }
+__device__ __forceinline__ void store_one(bf16 *d, float x) { *d = f2bf(x); }
+__device__ __forceinline__ void store_one(float *d, float x) { *d = x; }
+template <class T>
+__device__ __forceinline__ void store_acc(T *dst, int64_t ld, const float (&acc)[4][4], const float *rowf, int nr, int nc,
+                                          bool pairs) {
 #pragma unroll
     for (int i = 0; i < 4; i++) {
         const int m = tile_r(i);
@@ -251,13 +256,26 @@ __device__ __forceinline__ void store_acc_bf16(bf16 *dst, int64_t ld, const floa
             const int c = tile_c(j); // even; tile_c(j + 1) = c + 1
             const float x0 = acc[i][j] * rowf[i], x1 = acc[i][j + 1] * rowf[i];
             if (pairs && c + 1 < nc) {
-                *(__nv_bfloat162 *)(dst + m * ld + c) = __floats2bfloat162_rn(x0, x1);
+                store_pair(dst + m * ld + c, x0, x1);
             } else {
-                if (c < nc) dst[m * ld + c] = f2bf(x0);
-                if (c + 1 < nc) dst[m * ld + c + 1] = f2bf(x1);
+                if (c < nc) store_one(dst + m * ld + c, x0);
+                if (c + 1 < nc) store_one(dst + m * ld + c + 1, x1);
             }
         }
     }
+}
+
+// The double-buffered walks over V's 64-column slabs: with a next slab (more), issue_next() queues its copy
+// group into the other buffer and this waits for all groups but that one; else for all. Then a barrier: every
+// thread's copies of this slab are visible (and whatever the block wrote before it).
+template <class F> __device__ __forceinline__ void slab_wait(bool more, F issue_next) {
+    if (more) {
+        issue_next();
+        cp_async_wait<1>();
+    } else {
+        cp_async_wait<0>();
+    }
+    __syncthreads();
 }
 
 // Sequence n of the flattened token rows (the state kernels walk one): its first row *row0, length *len and
