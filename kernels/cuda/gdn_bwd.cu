@@ -461,15 +461,7 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
     load_row_scalars(rks, rk, t0, Lc, H, h, true);
     cp_async_commit();
     float dK[MT][4][4];
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const int m = tile_r(i), col = 64 * mt + tile_c(j);
-                dK[mt][i][j] = (m < Lc && col < K) ? dkp[rk0 + m * ldk + col] : 0.0f;
-            }
+    tiles_load(dK, dkp + rk0, ldk, Lc, K, false);
     cp_async_wait<0>();
     if (tid < GDN_C) dgam[tid] = 0.0, dbs[tid] = 0.0f;
     __syncthreads();

@@ -307,21 +307,29 @@ __device__ __forceinline__ void chunk_rows(const int *tab, int64_t c, int ncps, 
 }
 
 
-// A [K, 64] slice of a state (or its gradient) in registers: MT tiles of 64 rows in the mm64 layout,
-// S[mt][i][j] row 64 mt + tile_r(i), column tile_c(j). slice_load reads it from x (row pitch V: the slice's
-// first column; rows < K and columns < nv, zeros elsewhere and everywhere when x is NULL); slice_store
-// writes those elements back.
+// MT 64×64 tiles in the mm64 layout from x (row pitch ld), stacked down the rows (by_rows: X[mt][i][j] is
+// row 64 mt + tile_r(i), column tile_c(j)) or across the columns (row tile_r(i), column 64 mt + tile_c(j)):
+// elements at rows < nr and columns < nc, zeros elsewhere and everywhere when x is NULL.
 template <int MT>
-__device__ __forceinline__ void slice_load(float (&S)[MT][4][4], const float *x, int K, int V, int nv) {
+__device__ __forceinline__ void tiles_load(float (&X)[MT][4][4], const float *x, int64_t ld, int nr, int nc, bool by_rows) {
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
 #pragma unroll
         for (int i = 0; i < 4; i++)
 #pragma unroll
             for (int j = 0; j < 4; j++) {
-                const int m = 64 * mt + tile_r(i), cc = tile_c(j);
-                S[mt][i][j] = (x && m < K && cc < nv) ? x[(int64_t)m * V + cc] : 0.0f;
+                const int r = tile_r(i) + (by_rows ? 64 * mt : 0), cc = tile_c(j) + (by_rows ? 0 : 64 * mt);
+                X[mt][i][j] = (x && r < nr && cc < nc) ? x[r * ld + cc] : 0.0f;
             }
+}
+
+// A [K, 64] slice of a state (or its gradient) in registers: MT tiles of 64 rows in the mm64 layout,
+// S[mt][i][j] row 64 mt + tile_r(i), column tile_c(j). slice_load reads it from x (row pitch V: the slice's
+// first column; rows < K and columns < nv, zeros elsewhere and everywhere when x is NULL); slice_store
+// writes those elements back.
+template <int MT>
+__device__ __forceinline__ void slice_load(float (&S)[MT][4][4], const float *x, int K, int V, int nv) {
+    tiles_load(S, x, V, K, nv, true);
 }
 template <int MT>
 __device__ __forceinline__ void slice_store(float *x, const float (&S)[MT][4][4], int K, int V, int nv) {
