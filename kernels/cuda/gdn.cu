@@ -319,12 +319,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
         load_tile(b + K16 * GDN_SP, GDN_SP, Vn + (t0 * H + h) * V + v0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
         cp_async_commit();
     };
-    load_chunk_qk(Qb, Kb, gs, rqs, rks, q, k, gam, rq, rk, t0, Lc, H, h, K);
-    issue(0, buf[0]);
-    cp_async_wait<1>(); // q, k and the row scalars
-    __syncthreads();
-
-    form_P(Pb, Qb, Kb, K, gs, rqs, rks, Lc, scale);
+    chunk_start_P(Pb, Qb, Kb, gs, rqs, rks, q, k, gam, rq, rk, t0, Lc, H, h, K, scale, [&] { issue(0, buf[0]); });
     float acc[4][4], f[4];
 #pragma unroll
     for (int i = 0; i < 4; i++) {

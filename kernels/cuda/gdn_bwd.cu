@@ -130,12 +130,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
         load_tile(b, GDN_SP, dout + rv + v0, ldv, GDN_C, Lc, min(GDN_BV, V - v0), GDN_BV, av);
         cp_async_commit();
     };
-    load_chunk_qk(Qb, Kb, gs, rqs, rks, q, k, gam, rq, rk, t0, Lc, H, h, K);
-    issue(0, buf[0]);
-    cp_async_wait<1>(); // q, k and the row scalars
-    __syncthreads();
-
-    form_P(Pb, Qb, Kb, K, gs, rqs, rks, Lc, scale);
+    chunk_start_P(Pb, Qb, Kb, gs, rqs, rks, q, k, gam, rq, rk, t0, Lc, H, h, K, scale, [&] { issue(0, buf[0]); });
     float acc[4][4];
     const float one[4] = {1.0f, 1.0f, 1.0f, 1.0f};
     for (int v0 = 0, it = 0; v0 < V; v0 += GDN_BV, it++) {

@@ -309,7 +309,20 @@ __device__ __forceinline__ void chunk_rows(const int *tab, int64_t c, int ncps, 
 
 // MT 64×64 tiles in the mm64 layout from x (row pitch ld), stacked down the rows (by_rows: X[mt][i][j] is
 // row 64 mt + tile_r(i), column tile_c(j)) or across the columns (row tile_r(i), column 64 mt + tile_c(j)):
-// elements at rows < nr and columns < nc, zeros elsewhere and everywhere when x is NULL.
+// elements at rows < nr and columns < nc, zeros elsewhere and everywhere when x is NULL. tiles_store writes
+// the elements at rows < nr, columns < nc of tiles stacked down the rows back.
+template <int MT>
+__device__ __forceinline__ void tiles_store(float *x, const float (&X)[MT][4][4], int64_t ld, int nr, int nc) {
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int r = 64 * mt + tile_r(i), cc = tile_c(j);
+                if (r < nr && cc < nc) x[r * ld + cc] = X[mt][i][j];
+            }
+}
 template <int MT>
 __device__ __forceinline__ void tiles_load(float (&X)[MT][4][4], const float *x, int64_t ld, int nr, int nc, bool by_rows) {
 #pragma unroll
@@ -333,15 +346,7 @@ __device__ __forceinline__ void slice_load(float (&S)[MT][4][4], const float *x,
 }
 template <int MT>
 __device__ __forceinline__ void slice_store(float *x, const float (&S)[MT][4][4], int K, int V, int nv) {
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const int m = 64 * mt + tile_r(i), cc = tile_c(j);
-                if (m < K && cc < nv) x[(int64_t)m * V + cc] = S[mt][i][j];
-            }
+    tiles_store(x, S, V, K, nv);
 }
 // The slice rounded to bf16: rows < srows to the shared copy sb (pitch GDN_SP), rows < K and columns < nv to
 // g (row pitch V), adjacent columns as one 32-bit store when pairs.
@@ -418,6 +423,20 @@ __device__ __forceinline__ void form_P(bf16 *Pb, const bf16 *qb, const bf16 *kb,
             Pb[m * GDN_SP + n] =
                 f2bf((n <= m && m < Lc) ? scale * rqs[m] * rks[n] * acc[i][j] * expf(gs[m] - gs[n]) : 0.0f);
         }
+}
+
+// The output and Pᵀ dO kernels' start: the chunk's q, k and rows (load_chunk_qk), the first V slab's copy
+// group (issue_first()), and P (form_P) as soon as the first group has landed, the slab still in flight.
+template <class F>
+__device__ __forceinline__ void chunk_start_P(bf16 *Pb, bf16 *qb, bf16 *kb, float *gs, float *rqs, float *rks,
+                                              const bf16 *q, const bf16 *k, const float *gam, const float *rq,
+                                              const float *rk, int64_t t0, int Lc, int H, int h, int K, float scale,
+                                              F issue_first) {
+    load_chunk_qk(qb, kb, gs, rqs, rks, q, k, gam, rq, rk, t0, Lc, H, h, K);
+    issue_first();
+    cp_async_wait<1>(); // q, k and the row scalars
+    __syncthreads();
+    form_P(Pb, qb, kb, K, gs, rqs, rks, Lc, scale);
 }
 
 #endif
