@@ -730,8 +730,9 @@ static void launch_flash_bwd(pn_tensor *const *t, const float *lse, bf16 *dq, bf
     }
 #ifdef PN_HAVE_CUDNN
     // The training forward's statistics: cuDNN's fused backward needs nothing else.
-    if (lse && window == 0 && !cu && T >= 64 && t &&
-        pn_cuda_attention_bwd_cudnn(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], lse, (int64_t)T * Hq, 1, Hq, 0) == 0)
+    if (lse && !cu && T >= 64 && t &&
+        pn_cuda_attention_bwd_cudnn(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], lse, (int64_t)T * Hq, 1, Hq,
+                                    window) == 0)
         return;
 #else
     (void)lse;
@@ -750,13 +751,13 @@ static void launch_flash_bwd(pn_tensor *const *t, const float *lse, bf16 *dq, bf
         launch_pre<D>(lse2, delta, q, k, o, dout, B, T, Tp, Hq, Hkv, window, scale_log2, cu, n_docs);
     }
 #ifdef PN_HAVE_CUDNN
-    // Plain causal attention: cuDNN's fused SDPA backward from these statistics (staged in the dQ accumulator,
-    // which the own kernels zero below when cuDNN declines).
-    if (window == 0 && !cu && T >= 64 && t) { // T >= 64: the stats fit the accumulator, as cuDNN wants
+    // Causal attention, plain or windowed: cuDNN's fused SDPA backward from these statistics (staged in the dQ
+    // accumulator, which the own kernels zero below when cuDNN declines).
+    if (!cu && T >= 64 && t) { // T >= 64: the stats fit the accumulator, as cuDNN wants
         attn_stats_kernel<<<grid_1d((int64_t)n_stat, 256), 256, 0, pn_cuda_stream()>>>(dqacc, lse2, (int64_t)n_stat);
         CUDA_LAUNCH_CHECK();
         if (pn_cuda_attention_bwd_cudnn(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], dqacc, (int64_t)Hq * Tp, Tp,
-                                        1, 0) == 0)
+                                        1, window) == 0)
             return;
     }
 #endif

@@ -1,5 +1,5 @@
-// attention_cudnn.cu: plain causal prefill attention (pos0 == 0, window == 0) and its backward through
-// cuDNN's fused flash-attention engines, built with the cuDNN backend (graph) API in C style (no
+// attention_cudnn.cu: causal prefill attention (pos0 == 0), plain or with a sliding window, and its backward
+// through cuDNN's fused flash-attention engines, built with the cuDNN backend (graph) API in C style (no
 // cudnn_frontend). The backward graph is build_bwd_graph's (commented there); what follows is the forward's.
 //
 // The operation graph is the one cudnn_frontend's CompositeSDPANode builds for SDPA forward in inference
@@ -10,6 +10,10 @@
 //   r   = gen_index(S1, axis 2), c = gen_index(S1, axis 3)      virtual INT32
 //   m   = r >= c                               pointwise CMP_GE, virtual BOOLEAN
 //   S2  = m ? S1 : -inf                        pointwise BINARY_SELECT, -inf a by-value fp32 scalar
+//   with a sliding window W (key s visible to query t iff 0 <= t - s < W), the frontend's band after the
+//   causal select, with its own indices (it builds no LOGICAL_AND):
+//   r2, c2 = gen_index(S2, axis 2 / 3);  cw = c2 + W (W a by-value fp32 scalar);  m2 = cw > r2 (CMP_GT);
+//   S2  = m2 ? S2 : -inf
 //   M   = reduce_max(S2) [B, Hq, T, 1];  E = exp(S2 - M);  L = reduce_add(E) [B, Hq, T, 1]
 //   st  = M + log(L)                           virtual statistics nothing reads, but the matcher needs
 //   P   = E / L                                virtual, BF16 (the frontend gives P the I/O type)
@@ -49,6 +53,7 @@ enum {
     UID_O = 4,
     UID_SCALE = 5,
     UID_NEG_INF = 6,
+    UID_WINDOW = 7, // the sliding window, a by-value fp32 scalar
     UID_S = 101,       // Q K^T
     UID_S_SCALED = 102,
     UID_ROW = 103,     // gen_index axis 2
@@ -90,10 +95,17 @@ enum {
     UID_B_DST = 317,
     UID_B_DK_FULL = 318,
     UID_B_KR = 319,
+    // the sliding window's band (either graph)
+    UID_W_ROW = 401,
+    UID_W_COL = 402,
+    UID_W_COLW = 403, // col + W
+    UID_W_MASK = 404, // col + W > row
+    UID_W_OUT = 405,  // the banded scores
 };
 
 #define MAX_DESC 160 // descriptors one plan keeps alive (about 45 forward, about 100 backward)
-#define N_OPS 14
+#define N_OPS 14 // the forward graph's, without the band
+#define N_BAND_OPS 5
 
 // Everything one plan was built from, destroyed together.
 typedef struct {
@@ -231,6 +243,7 @@ static cudnnStatus_t make_reduction(desc_set *s, cudnnBackendDescriptor_t *op, c
 
 typedef struct {
     int64_t B, T, Hq, Hkv, D, cap;
+    int64_t window;         // 0: plain causal; W > 0: keys t - W < s <= t
     int64_t bwd;            // the backward graph
     int64_t sb, sh, st;     // statistics strides over (batch, head, token): the forward's output when st != 0,
                             // the backward's input
@@ -244,6 +257,36 @@ static cudnnStatus_t make_reshape(desc_set *s, cudnnBackendDescriptor_t *op, con
     SET(s, *op, role, CUDNN_ATTR_OPERATION_RESHAPE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y);
     return finalize(s, *op, role);
 }
+
+// The sliding window's band over the causally masked scores x (virtual fp32 [B, Hq, T, T], dims / strides
+// s_dims, s_str): *y = (c + W > r) ? x : -inf, with the row and column indices generated anew as the
+// frontend does, as N_BAND_OPS operations appended at ops[*n]. f32_index: the indices as fp32 tensors (what
+// frontends before 1.19 emit) instead of int32 (later ones).
+static cudnnStatus_t add_band(desc_set *s, cudnnBackendDescriptor_t *ops, int *n, cudnnBackendDescriptor_t x,
+                              cudnnBackendDescriptor_t neg_inf, const int64_t s_dims[4], const int64_t s_str[4],
+                              bool f32_index, cudnnBackendDescriptor_t *y) {
+    const cudnnDataType_t F32 = CUDNN_DATA_FLOAT, IDX = f32_index ? CUDNN_DATA_FLOAT : CUDNN_DATA_INT32,
+                          BOOL_ = CUDNN_DATA_BOOLEAN;
+    const int64_t one[4] = {1, 1, 1, 1};
+    cudnnBackendDescriptor_t tW, vRow, vCol, vColW, vMask;
+    TRY(make_tensor(s, &tW, "window", UID_WINDOW, F32, one, one, false, true));
+    TRY(make_tensor(s, &vRow, "band row index", UID_W_ROW, IDX, s_dims, s_str, true, false));
+    TRY(make_tensor(s, &vCol, "band col index", UID_W_COL, IDX, s_dims, s_str, true, false));
+    TRY(make_tensor(s, &vColW, "col + window", UID_W_COLW, F32, s_dims, s_str, true, false));
+    TRY(make_tensor(s, &vMask, "col + window > row", UID_W_MASK, BOOL_, s_dims, s_str, true, false));
+    TRY(make_tensor(s, y, "banded scores", UID_W_OUT, F32, s_dims, s_str, true, false));
+    TRY(make_pointwise(s, &ops[(*n)++], "band gen_row_index", CUDNN_POINTWISE_GEN_INDEX, F32, 2, x, NULL, NULL, vRow));
+    TRY(make_pointwise(s, &ops[(*n)++], "band gen_col_index", CUDNN_POINTWISE_GEN_INDEX, F32, 3, x, NULL, NULL, vCol));
+    TRY(make_pointwise(s, &ops[(*n)++], "col + window (ADD)", CUDNN_POINTWISE_ADD, F32, -1, vCol, tW, NULL, vColW));
+    TRY(make_pointwise(s, &ops[(*n)++], "col + window > row (CMP_GT)", CUDNN_POINTWISE_CMP_GT, BOOL_, -1, vColW, vRow,
+                       NULL, vMask));
+    return make_pointwise(s, &ops[(*n)++], "band mask (BINARY_SELECT)", CUDNN_POINTWISE_BINARY_SELECT, F32, -1, x,
+                          neg_inf, vMask, *y);
+}
+
+// Which index type the band's graph is built with (add_band's f32_index): get_plan tries the other when
+// cuDNN finds no engine for the first.
+static bool g_band_f32_index = false;
 
 // The finalized operation graph of one shape (descriptors kept in s).
 static cudnnStatus_t build_graph(desc_set *s, cudnnHandle_t handle, const sdpa_key *k,
@@ -289,7 +332,7 @@ static cudnnStatus_t build_graph(desc_set *s, cudnnHandle_t handle, const sdpa_k
     if (k->st) TRY(make_tensor(s, &tStats, "softmax stats", UID_STATS, DT_F32, r_dims, st_str, false, false));
     else TRY(make_tensor(s, &tStats, "softmax stats", UID_STATS, DT_F32, r_dims, r_str, true, false));
 
-    cudnnBackendDescriptor_t ops[N_OPS];
+    cudnnBackendDescriptor_t ops[N_OPS + N_BAND_OPS];
     int n = 0;
     TRY(make_matmul(s, &ops[n++], "bmm1 (Q K^T)", tQ, tK, tS));
     TRY(make_pointwise(s, &ops[n++], "attn_scale (MUL)", CUDNN_POINTWISE_MUL, DT_F32, -1, tS, tScale, NULL, tS1));
@@ -299,6 +342,7 @@ static cudnnStatus_t build_graph(desc_set *s, cudnnHandle_t handle, const sdpa_k
                        tMask));
     TRY(make_pointwise(s, &ops[n++], "causal mask (BINARY_SELECT)", CUDNN_POINTWISE_BINARY_SELECT, DT_F32, -1, tS1,
                        tNegInf, tMask, tS2));
+    if (k->window > 0) TRY(add_band(s, ops, &n, tS2, tNegInf, s_dims, s_str, g_band_f32_index, &tS2));
     TRY(make_reduction(s, &ops[n++], "softmax max (REDUCTION MAX)", CUDNN_REDUCE_TENSOR_MAX, tS2, tMax));
     TRY(make_pointwise(s, &ops[n++], "softmax SUB", CUDNN_POINTWISE_SUB, DT_F32, -1, tS2, tMax, NULL, tSub));
     TRY(make_pointwise(s, &ops[n++], "softmax EXP", CUDNN_POINTWISE_EXP, DT_F32, -1, tSub, NULL, NULL, tExp));
@@ -307,7 +351,7 @@ static cudnnStatus_t build_graph(desc_set *s, cudnnHandle_t handle, const sdpa_k
     TRY(make_pointwise(s, &ops[n++], "softmax stats ADD", CUDNN_POINTWISE_ADD, DT_F32, -1, tMax, tLog, NULL, tStats));
     TRY(make_pointwise(s, &ops[n++], "softmax DIV", CUDNN_POINTWISE_DIV, DT_F32, -1, tExp, tSum, NULL, tP));
     TRY(make_matmul(s, &ops[n++], "bmm2 (P V)", tP, tV, tO));
-    PN_ASSERT(n == N_OPS);
+    PN_ASSERT(n == N_OPS + (k->window > 0 ? N_BAND_OPS : 0));
 
     TRY(create(s, CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, graph, "operation graph"));
     SET(s, *graph, "operation graph", CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, n, ops);
@@ -319,7 +363,8 @@ static cudnnStatus_t build_graph(desc_set *s, cudnnHandle_t handle, const sdpa_k
 // by op (the statistics come from the forward; softmax_sum and the fp32 dQ accumulator are non-virtual
 // tensors the caller places in memory):
 //   softmax_sum = reduce_add(dO * O) * 1           [B, Hq, T, 1]
-//   S = Q K^T;  S1 = S * scale;  S2 = S1 - stats;  S3 = causal mask (row >= col ? S2 : -inf);  E = exp(S3)
+//   S = Q K^T;  S1 = S * scale;  S2 = S1 - stats;  S3 = causal mask (row >= col ? S2 : -inf), then the
+//   forward's band with a sliding window;  E = exp(S3)
 //   dV = reduce over the group(reshape(E)^T dO)    (P^T as a [B, Hq, Tk, Tq] bf16 view)
 //   dP = dO V^T;  dS = (dP - softmax_sum) * E * scale
 //   dK = reduce over the group(reshape(dS)^T Q);   dQ_accum = dS K (fp32);  dQ = identity(dQ_accum)
@@ -379,7 +424,7 @@ static cudnnStatus_t build_bwd_graph(desc_set *s, cudnnHandle_t handle, const sd
     if (gqa) TRY(make_tensor(s, &vDkFull, "dK per query head", UID_B_DK_FULL, BF, full_dims, full_str, true, false));
     TRY(make_tensor(s, &vKr, "K", UID_B_KR, BF, kv_dims, kv_str, true, false));
 
-    cudnnBackendDescriptor_t ops[24];
+    cudnnBackendDescriptor_t ops[24 + N_BAND_OPS];
     int n = 0;
     TRY(make_pointwise(s, &ops[n++], "mul_dO_O", CUDNN_POINTWISE_MUL, F32, -1, tdO, tO, NULL, vDOO));
     TRY(make_reduction(s, &ops[n++], "reduce_dO_o", CUDNN_REDUCE_TENSOR_ADD, vDOO, vRed));
@@ -392,6 +437,7 @@ static cudnnStatus_t build_bwd_graph(desc_set *s, cudnnHandle_t handle, const sd
     TRY(make_pointwise(s, &ops[n++], "row >= col", CUDNN_POINTWISE_CMP_GE, BOOL_, -1, vRow, vCol, NULL, vMask));
     TRY(make_pointwise(s, &ops[n++], "causal mask", CUDNN_POINTWISE_BINARY_SELECT, F32, -1, vS2, tNegInf, vMask,
                        vS3));
+    if (k->window > 0) TRY(add_band(s, ops, &n, vS3, tNegInf, s_dims, s_str, g_band_f32_index, &vS3));
     TRY(make_pointwise(s, &ops[n++], "exp_s", CUDNN_POINTWISE_EXP, F32, -1, vS3, NULL, NULL, vE));
     TRY(make_reshape(s, &ops[n++], "reshape_p", vE, vPt));
     if (gqa) {
@@ -524,9 +570,9 @@ static plan_entry g_cache[CACHE_SIZE];
 static int g_next_victim = 0;
 
 static void warn_unavailable(const sdpa_key *k, const char *why) {
-    pn_warn("cuDNN SDPA%s unavailable for B %lld T %lld Hq %lld Hkv %lld D %lld cap %lld: %s",
+    pn_warn("cuDNN SDPA%s unavailable for B %lld T %lld Hq %lld Hkv %lld D %lld cap %lld window %lld: %s",
             k->bwd ? " backward" : "", (long long)k->B, (long long)k->T, (long long)k->Hq, (long long)k->Hkv,
-            (long long)k->D, (long long)k->cap, why);
+            (long long)k->D, (long long)k->cap, (long long)k->window, why);
 }
 
 // The context's cuDNN handle, made on first use and bound to the compute stream.
@@ -550,7 +596,7 @@ static cudnnHandle_t get_handle(const sdpa_key *k) {
         } else {
             ctx->cudnn = (void *)h;
             ctx->cudnn_state = 1;
-            pn_debug("cuDNN %zu: fused SDPA enabled for causal prefill attention", ver);
+            pn_debug("cuDNN %zu: fused SDPA enabled for causal prefill attention (plain or sliding window)", ver);
         }
         // cuDNN may leave a CUDA error behind when it fails; the backend checks cudaGetLastError after launches.
         if (ctx->cudnn_state < 0) {
@@ -563,7 +609,27 @@ static cudnnHandle_t get_handle(const sdpa_key *k) {
 
 static bool same_key(const sdpa_key *a, const sdpa_key *b) {
     return a->B == b->B && a->T == b->T && a->Hq == b->Hq && a->Hkv == b->Hkv && a->D == b->D && a->cap == b->cap &&
-           a->bwd == b->bwd && a->sb == b->sb && a->sh == b->sh && a->st == b->st;
+           a->window == b->window && a->bwd == b->bwd && a->sb == b->sb && a->sh == b->sh && a->st == b->st;
+}
+
+// The graph of e's shape and its execution plan (e->plan, descriptors in e->set): heuristics mode A (what
+// the frontend's users ask for), then the fallback list.
+static cudnnStatus_t make_plan(plan_entry *e, cudnnHandle_t handle, int64_t *engine) {
+    cudnnBackendDescriptor_t graph = NULL;
+    const sdpa_key *k = &e->key;
+    cudnnStatus_t st = k->bwd ? build_bwd_graph(&e->set, handle, k, &graph) : build_graph(&e->set, handle, k, &graph);
+    if (st != CUDNN_STATUS_SUCCESS) return st;
+    st = plan_from_heuristics(&e->set, handle, graph, CUDNN_HEUR_MODE_A, "A", &e->plan, engine);
+    if (st == CUDNN_STATUS_SUCCESS) return st;
+    char first[512];
+    snprintf(first, sizeof first, "%s", e->set.err);
+    st = plan_from_heuristics(&e->set, handle, graph, CUDNN_HEUR_MODE_FALLBACK, "FALLBACK", &e->plan, engine);
+    if (st != CUDNN_STATUS_SUCCESS) {
+        char both[512];
+        snprintf(both, sizeof both, "%.250s | %.250s", first, e->set.err);
+        snprintf(e->set.err, sizeof e->set.err, "%s", both);
+    }
+    return st;
 }
 
 // The cache entry of a shape, building (or failing) it on first use.
@@ -583,22 +649,21 @@ static plan_entry *get_plan(cudnnHandle_t handle, const sdpa_key *k) {
     e->key = *k;
 
     const double t0 = pn_now();
-    cudnnBackendDescriptor_t graph = NULL;
     int64_t engine = -1;
-    cudnnStatus_t st = k->bwd ? build_bwd_graph(&e->set, handle, k, &graph) : build_graph(&e->set, handle, k, &graph);
-    if (st == CUDNN_STATUS_SUCCESS) {
-        // Heuristics mode A (what the frontend's users ask for), then the fallback list.
-        st = plan_from_heuristics(&e->set, handle, graph, CUDNN_HEUR_MODE_A, "A", &e->plan, &engine);
+    cudnnStatus_t st = make_plan(e, handle, &engine);
+    if (st != CUDNN_STATUS_SUCCESS && k->window > 0) { // the band's other index type
+        char first[512];
+        snprintf(first, sizeof first, "%s", e->set.err);
+        desc_set_free(&e->set);
+        e->plan = NULL;
+        g_band_f32_index = !g_band_f32_index;
+        st = make_plan(e, handle, &engine);
         if (st != CUDNN_STATUS_SUCCESS) {
-            char first[512];
-            snprintf(first, sizeof first, "%s", e->set.err);
-            st = plan_from_heuristics(&e->set, handle, graph, CUDNN_HEUR_MODE_FALLBACK, "FALLBACK", &e->plan,
-                                      &engine);
-            if (st != CUDNN_STATUS_SUCCESS) {
-                char both[512];
-                snprintf(both, sizeof both, "%.250s | %.250s", first, e->set.err);
-                snprintf(e->set.err, sizeof e->set.err, "%s", both);
-            }
+            g_band_f32_index = !g_band_f32_index;
+            char both[512];
+            snprintf(both, sizeof both, "%.250s | %s indices: %.200s", first, g_band_f32_index ? "int32" : "fp32",
+                     e->set.err);
+            snprintf(e->set.err, sizeof e->set.err, "%s", both);
         }
     }
     if (st == CUDNN_STATUS_SUCCESS) {
@@ -618,10 +683,12 @@ static plan_entry *get_plan(cudnnHandle_t handle, const sdpa_key *k) {
         return e;
     }
     e->state = 1;
-    pn_debug("cuDNN SDPA plan for B %lld T %lld Hq %lld Hkv %lld D %lld cap %lld: engine %lld, workspace %lld "
-             "bytes, built in %.1f ms",
-             (long long)k->B, (long long)k->T, (long long)k->Hq, (long long)k->Hkv, (long long)k->D,
-             (long long)k->cap, (long long)engine, (long long)e->workspace, (pn_now() - t0) * 1e3);
+    pn_debug("cuDNN SDPA%s plan for B %lld T %lld Hq %lld Hkv %lld D %lld cap %lld window %lld%s: engine %lld, "
+             "workspace %lld bytes, built in %.1f ms",
+             k->bwd ? " backward" : "", (long long)k->B, (long long)k->T, (long long)k->Hq, (long long)k->Hkv,
+             (long long)k->D, (long long)k->cap, (long long)k->window,
+             k->window > 0 ? (g_band_f32_index ? " (fp32 band indices)" : " (int32 band indices)") : "",
+             (long long)engine, (long long)e->workspace, (pn_now() - t0) * 1e3);
     return e;
 }
 
@@ -677,18 +744,19 @@ static void execute(cudnnHandle_t handle, const plan_entry *e, int n, int64_t *u
 // ----------------------------------------------------------------------------------------------------
 // entry points
 
-// The forward: plain causal prefill (queries at positions 0 .. T-1 over keys 0 .. T-1, top-left causal),
-// optionally writing the statistics lse [B, T, Hq].
+// The forward: causal prefill (queries at positions 0 .. T-1 over keys 0 .. T-1, top-left causal; with
+// window > 0 the keys t - window < s <= t), optionally writing the statistics lse [B, T, Hq].
 static int sdpa_forward(pn_tensor *out, float *lse, const pn_tensor *q, const pn_tensor *kcache,
                         const pn_tensor *vcache, int pos0, int window) {
-    if (pos0 != 0 || window != 0) return -1;
+    if (pos0 != 0 || window < 0) return -1;
     if (q->ndim != 4 || out->ndim != 4 || kcache->ndim != 4 || vcache->ndim != 4) return -1;
     if (q->dtype != PN_BF16 || out->dtype != PN_BF16 || kcache->dtype != PN_BF16 || vcache->dtype != PN_BF16)
         return -1;
     if (q->device != PN_CUDA || out->device != PN_CUDA || kcache->device != PN_CUDA || vcache->device != PN_CUDA)
         return -1;
     const int64_t T = q->shape[1], Hq = q->shape[2];
-    const sdpa_key k = {q->shape[0], T, Hq, kcache->shape[2], q->shape[3], kcache->shape[1], 0,
+    window = window >= T ? 0 : window; // a window holding every key is no window (and below 2^24 as a float)
+    const sdpa_key k = {q->shape[0], T, Hq, kcache->shape[2], q->shape[3], kcache->shape[1], window, 0,
                         lse ? T * Hq : 0, lse ? 1 : 0, lse ? Hq : 0};
     for (int i = 0; i < 4; i++)
         if (out->shape[i] != q->shape[i] || vcache->shape[i] != kcache->shape[i]) return -1;
@@ -709,10 +777,13 @@ static int sdpa_forward(pn_tensor *out, float *lse, const pn_tensor *q, const pn
     if (!ws) return -1;
     // By-value scalars are read from host memory during cudnnBackendExecute.
     float scale = 1.0f / sqrtf((float)k.D);
-    float neg_inf = -INFINITY;
-    int64_t uids[7] = {UID_Q, UID_K, UID_V, UID_O, UID_SCALE, UID_NEG_INF, UID_STATS};
-    void *ptrs[7] = {q->data, kcache->data, vcache->data, out->data, &scale, &neg_inf, lse};
-    execute(handle, e, lse ? 7 : 6, uids, ptrs, e->workspace > 0 ? ws : NULL);
+    float neg_inf = -INFINITY, win = (float)window;
+    int64_t uids[8] = {UID_Q, UID_K, UID_V, UID_O, UID_SCALE, UID_NEG_INF, UID_WINDOW, UID_STATS};
+    void *ptrs[8] = {q->data, kcache->data, vcache->data, out->data, &scale, &neg_inf, &win, lse};
+    int n = 6;
+    if (window > 0) n++;
+    else uids[6] = UID_STATS, ptrs[6] = lse;
+    execute(handle, e, lse ? n + 1 : n, uids, ptrs, e->workspace > 0 ? ws : NULL);
     return 0;
 }
 
@@ -727,18 +798,22 @@ extern "C" int pn_cuda_attention_cudnn_stats(pn_tensor *out, float *lse, const p
     return sdpa_forward(out, lse, q, k, v, 0, window);
 }
 
-// The backward of plain causal attention (window 0) over k, v [B, T, Hkv, D] (keys are the T tokens), with the
-// forward's softmax statistics: stats[b sb + h sh + t st] = ln sum_s exp(scale q_t.k_s) (device, fp32). 0 when it wrote dq, dk, dv; -1 (nothing written) when cuDNN does not take the call.
+// The backward of causal attention (window 0: plain; W > 0: the keys t - W < s <= t) over k, v [B, T, Hkv, D]
+// (keys are the T tokens), with the forward's softmax statistics: stats[b sb + h sh + t st] =
+// ln sum_s exp(scale q_t.k_s) (device, fp32). 0 when it wrote dq, dk, dv; -1 (nothing written) when cuDNN does
+// not take the call.
 extern "C" int pn_cuda_attention_bwd_cudnn(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, const pn_tensor *dout,
                                            const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
                                            const pn_tensor *out, const float *stats, int64_t sb, int64_t sh,
                                            int64_t st, int window) {
-    if (window != 0) return -1;
+    if (window < 0) return -1;
     const pn_tensor *all[8] = {dq, dk, dv, dout, q, k, v, out};
     for (int i = 0; i < 8; i++)
         if (all[i]->ndim != 4 || all[i]->dtype != PN_BF16 || all[i]->device != PN_CUDA || !is_aligned16(all[i]->data))
             return -1;
-    const sdpa_key key = {q->shape[0], q->shape[1], q->shape[2], k->shape[2], q->shape[3], k->shape[1], 1, sb, sh, st};
+    if (window >= q->shape[1]) window = 0; // every key in the window: plain causal
+    const sdpa_key key = {q->shape[0], q->shape[1], q->shape[2], k->shape[2], q->shape[3], k->shape[1], window, 1,
+                          sb, sh, st};
     if (key.T < 64 || key.D < 8 || key.D > 128 || key.D % 8 != 0 || key.Hq % key.Hkv != 0) return -1;
     static int disabled = -1; // PN_NO_CUDNN_BWD=1: the own kernels (for comparisons)
     if (disabled < 0) disabled = getenv("PN_NO_CUDNN_BWD") && strcmp(getenv("PN_NO_CUDNN_BWD"), "0") != 0;
@@ -753,11 +828,12 @@ extern "C" int pn_cuda_attention_bwd_cudnn(pn_tensor *dq, pn_tensor *dk, pn_tens
     const size_t sum_bytes = (sizeof(float) * n_sum + 255) / 256 * 256;
     char *base = (char *)ensure_workspace(&key, plan_ws + sum_bytes + sizeof(float) * n_acc);
     if (!base) return -1;
-    float scale = 1.0f / sqrtf((float)key.D), one = 1.0f, neg_inf = -INFINITY;
-    int64_t uids[14] = {UID_Q,     UID_K,     UID_V,   UID_O,       UID_DO,          UID_STATS_IN, UID_DQ,
-                        UID_DK,    UID_DV,    UID_SCALE, UID_ONE, UID_NEG_INF, UID_SOFTMAX_SUM, UID_DQ_ACCUM};
-    void *ptrs[14] = {q->data,  k->data, v->data, out->data, dout->data, (void *)stats,    dq->data,
-                      dk->data, dv->data, &scale,  &one,      &neg_inf,   base + plan_ws, base + plan_ws + sum_bytes};
-    execute(handle, e, 14, uids, ptrs, e->workspace > 0 ? (void *)base : NULL);
+    float scale = 1.0f / sqrtf((float)key.D), one = 1.0f, neg_inf = -INFINITY, win = (float)window;
+    int64_t uids[15] = {UID_Q,     UID_K,     UID_V,     UID_O,   UID_DO,      UID_STATS_IN,    UID_DQ,      UID_DK,
+                        UID_DV,    UID_SCALE, UID_ONE,   UID_NEG_INF, UID_SOFTMAX_SUM, UID_DQ_ACCUM, UID_WINDOW};
+    void *ptrs[15] = {q->data,  k->data, v->data, out->data, dout->data,     (void *)stats,
+                      dq->data, dk->data, dv->data, &scale,  &one,           &neg_inf,
+                      base + plan_ws, base + plan_ws + sum_bytes, &win};
+    execute(handle, e, window > 0 ? 15 : 14, uids, ptrs, e->workspace > 0 ? (void *)base : NULL);
     return 0;
 }

@@ -201,6 +201,9 @@ int main(void) {
     check(2, 37, 4, 2, 64, 0);
     check(1, 200, 6, 2, 128, 0);
     check(1, 300, 4, 1, 128, 64);
+    check(2, 257, 12, 2, 128, 2);   // sliding windows: two keys; wider than a tile; at least T
+    check(1, 520, 6, 2, 64, 200);
+    check(1, 130, 4, 2, 128, 500);
     check(2, 129, 12, 2, 128, 0);
     check(1, 70, 4, 2, 96, 0);
     static const int32_t docs_a[] = {100, 1, 250, 60, 101}, docs_b[] = {5, 1, 17, 9}, docs_c[] = {130, 70, 1, 199};

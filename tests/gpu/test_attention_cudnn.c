@@ -38,9 +38,11 @@ static void record(int ok) {
 // ----------------------------------------------------------------------------------------------------
 // correctness
 
-// Causal prefill (pos0 0, window 0) of q[B, T, Hq, D] over caches [B, cap, Hkv, D] holding T valid rows.
-// required: cuDNN must take the case (rc 0); otherwise -1 (cuDNN declined) is accepted as a fallback.
-static void test_case(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D, int64_t cap, int required) {
+// Causal prefill (pos0 0; window 0, or a sliding window) of q[B, T, Hq, D] over caches [B, cap, Hkv, D] holding
+// T valid rows. required: cuDNN must take the case (rc 0); otherwise -1 (cuDNN declined) is accepted as a
+// fallback.
+static void test_case(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D, int64_t cap, int window,
+                      int required) {
     const int64_t sq[4] = {B, T, Hq, D}, sk[4] = {B, cap, Hkv, D};
     const int64_t nq = B * T * Hq * D, nk = B * cap * Hkv * D, row = Hkv * D;
     float *q = randn(nq, 0, 1), *k = randn(nk, 0, 1), *v = randn(nk, 0, 1);
@@ -58,25 +60,25 @@ static void test_case(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D, 
     float *ref = pn_malloc(sizeof(float) * (size_t)nq);
     pn_tensor hq = pn_view(q, PN_F32, PN_CPU, 4, sq), hk = pn_view(k, PN_F32, PN_CPU, 4, sk);
     pn_tensor hv = pn_view(v, PN_F32, PN_CPU, 4, sk), ho = pn_view(ref, PN_F32, PN_CPU, 4, sq);
-    pn_cpu_backend.attention(&ho, &hq, &hk, &hv, 0, 0);
+    pn_cpu_backend.attention(&ho, &hq, &hk, &hv, 0, window);
 
     pn_tensor dq = dev_upload(q, PN_BF16, 4, sq), dk = dev_upload(kd, PN_BF16, 4, sk), dv = dev_upload(vd, PN_BF16, 4, sk);
     pn_tensor dout = dev_alloc(PN_BF16, 4, sq);
     pn_cuda_backend.memset0(dout.data, pn_nbytes(&dout));
     const double t0 = pn_now();
-    const int rc = pn_cuda_attention_cudnn(&dout, &dq, &dk, &dv, 0, 0);
+    const int rc = pn_cuda_attention_cudnn(&dout, &dq, &dk, &dv, 0, window);
     pn_cuda_backend.sync();
     const double first_ms = (pn_now() - t0) * 1e3;
     float *got = dev_download(&dout);
 
     // The own kernel on the same inputs, for context (PN_NO_CUDNN is set: this is not cuDNN).
-    pn_cuda_backend.attention(&dout, &dq, &dk, &dv, 0, 0);
+    pn_cuda_backend.attention(&dout, &dq, &dk, &dv, 0, window);
     float *own = dev_download(&dout);
     const double err_own = relerr(own, ref, nq);
 
     char name[128];
-    snprintf(name, sizeof name, "B%lld T%lld Hq%lld Hkv%lld D%lld cap%lld", (long long)B, (long long)T,
-             (long long)Hq, (long long)Hkv, (long long)D, (long long)cap);
+    snprintf(name, sizeof name, "B%lld T%lld Hq%lld Hkv%lld D%lld cap%lld W%d", (long long)B, (long long)T,
+             (long long)Hq, (long long)Hkv, (long long)D, (long long)cap, window);
     if (rc == 0) {
         const double err = relerr(got, ref, nq);
         const int ok = err <= 1e-2; // false for NaN
@@ -203,18 +205,24 @@ int main(void) {
         return 0;
     }
 
-    // (B, T, Hq, Hkv, D, cap, required)
-    test_case(1, 64, 2, 2, 64, 64, 1);
-    test_case(2, 200, 4, 2, 128, 264, 1); // cap > T: NaN rows past T, batch stride cap rows
-    test_case(1, 333, 12, 2, 128, 333, 1);
-    test_case(2, 1024, 12, 2, 128, 1024, 1);
-    test_case(1, 128, 14, 2, 64, 128, 1);
+    // (B, T, Hq, Hkv, D, cap, window, required)
+    test_case(1, 64, 2, 2, 64, 64, 0, 1);
+    test_case(2, 200, 4, 2, 128, 264, 0, 1); // cap > T: NaN rows past T, batch stride cap rows
+    test_case(1, 333, 12, 2, 128, 333, 0, 1);
+    test_case(2, 1024, 12, 2, 128, 1024, 0, 1);
+    test_case(1, 128, 14, 2, 64, 128, 0, 1);
+    // Sliding windows (the band after the causal mask): narrow, one key, wider than a tile, at least T.
+    test_case(2, 300, 4, 2, 128, 310, 64, 1);
+    test_case(1, 129, 4, 1, 128, 129, 1, 1);
+    test_case(1, 1024, 12, 2, 128, 1024, 333, 1);
+    test_case(1, 200, 6, 2, 64, 200, 200, 1);
     // Head sizes cuDNN supports on Hopper beyond 64 / 128: taken or declined, never wrong.
-    test_case(1, 100, 4, 2, 96, 100, 0);
-    test_case(1, 128, 4, 1, 256, 160, 0);
+    test_case(1, 100, 4, 2, 96, 100, 0, 0);
+    test_case(1, 128, 4, 1, 256, 160, 0, 0);
 
     test_refused("pos0 > 0", 64, 128, 16, 0);
-    test_refused("window > 0", 128, 128, 0, 32);
+    test_refused("pos0 > 0, window > 0", 128, 128, 16, 32);
+    test_refused("window < 0", 128, 128, 0, -1);
     test_refused("T < 64", 37, 128, 0, 0);
 
     const char *nb = getenv("PN_TEST_NO_BENCH");
