@@ -59,13 +59,14 @@ __host__ __device__ __forceinline__ size_t prep_smem_bytes(int K) {
 }
 
 // grid (n_chunks, H), GDN_THREADS threads. Writes, for the chunk's rows t0 .. t0 + Lc − 1 and head h:
-// W [NT, H, K] and U [NT, H, V] (bf16), gam = γ, rq = 1/‖q‖, rk = 1/‖k‖ [NT, H] (fp32; 1 without l2norm).
+// W [NT, H, K] and U [NT, H, V] (bf16), gam = γ, rq = 1/‖q‖, rk = 1/‖k‖ [NT, H] (fp32; 1 without l2norm);
+// Tout (the backward's, else NULL): T [n_chunks, H, 64, 64] (fp32, zero past Lc), for its WY kernel.
 // As fla: k̂ rounded to bf16 for A = diag(β) k̂ k̂ᵀ ⊙ Γ (fp32 accumulators), T = (I + A)⁻¹ in fp32, then W
 // and U as bf16 products of T's rounded column-scaled copies, T diag(β e^γ) k̂ and T diag(β) V.
 __global__ void __launch_bounds__(GDN_THREADS)
-    gdn_prep_kernel(bf16 *W, bf16 *U, float *gam, float *rq, float *rk, const bf16 *q, const bf16 *k, const bf16 *v,
-                    const float *g, const float *beta, const int *tab, int T, int ncps, int H, int K, int V,
-                    int l2norm) {
+    gdn_prep_kernel(bf16 *W, bf16 *U, float *gam, float *rq, float *rk, float *Tout, const bf16 *q, const bf16 *k,
+                    const bf16 *v, const float *g, const float *beta, const int *tab, int T, int ncps, int H, int K,
+                    int V, int l2norm) {
     const int c = blockIdx.x, h = blockIdx.y, tid = threadIdx.x;
     int64_t t0;
     int Lc;
@@ -139,6 +140,14 @@ __global__ void __launch_bounds__(GDN_THREADS)
         const float t = Ts[m * TILE_P + s];
         Tw[m * GDN_SP + s] = f2bf(t * bs[s] * expf(gs[s])); // β is 0 past Lc
         Tu[m * GDN_SP + s] = f2bf(t * bs[s]);
+    }
+    if (Tout) { // 16-byte stores, rows of 64
+        float4 *dst = (float4 *)(Tout + ((int64_t)c * H + h) * GDN_C * GDN_C);
+        for (int i = tid; i < GDN_C * GDN_C / 4; i += GDN_THREADS) {
+            const int m = i >> 4, s4 = (i & 15) * 4;
+            const float *t = Ts + m * TILE_P + s4;
+            dst[i] = make_float4(t[0], t[1], t[2], t[3]);
+        }
     }
     __syncthreads();
 
@@ -520,8 +529,9 @@ int pn_cuda_gdn_count_chunks(const pn_gdn_cfg *cfg, int64_t *n_chunks) {
 // recorded before, between and after the two. cfg was checked by the caller. Returns the state kernel's
 // stages (two where they fit: every K ≤ 256 on Hopper).
 int pn_cuda_gdn_fwd_states(const pn_gdn_cfg *cfg, int64_t n_chunks, const int *tab, const int *cst, void *W, void *U,
-                           void *hs, float *gam, float *rq, float *rk, float *ht, const void *q, const void *k,
-                           const void *v, const float *g, const float *beta, const float *h0, cudaEvent_t *ev) {
+                           void *hs, float *gam, float *rq, float *rk, float *Tout, float *ht, const void *q,
+                           const void *k, const void *v, const float *g, const float *beta, const float *h0,
+                           cudaEvent_t *ev) {
     const int H = (int)cfg->H, K = (int)cfg->K, V = (int)cfg->V, T = (int)cfg->T;
     const int N = (int)pn_gdn_num_seqs(cfg), ncps = (int)ceil_div64(T, GDN_C), nvs = (int)ceil_div64(V, GDN_BV);
     // the state kernel instance holding ceil(K / 64) tiles of S in registers
@@ -535,7 +545,7 @@ int pn_cuda_gdn_fwd_states(const pn_gdn_cfg *cfg, int64_t n_chunks, const int *t
     allow_smem(state_kernel, state_smem, &state_attr[mt - 1]);
     if (ev) CUDA_CHECK(cudaEventRecord(ev[0], pn_cuda_stream()));
     GDN_LAUNCH(gdn_prep_kernel, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, prep_smem, (bf16 *)W, (bf16 *)U,
-               gam, rq, rk, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, g, beta, tab, T, ncps, H, K, V,
+               gam, rq, rk, Tout, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, g, beta, tab, T, ncps, H, K, V,
                cfg->qk_l2norm ? 1 : 0);
     CUDA_LAUNCH_CHECK();
     if (ev) CUDA_CHECK(cudaEventRecord(ev[1], pn_cuda_stream()));
@@ -584,7 +594,7 @@ extern "C" int pn_cuda_gdn_fwd(const pn_gdn_cfg *cfg, void *o, float *ht, const 
     cudaEvent_t ev[4];
     if (profile)
         for (int i = 0; i < 4; i++) CUDA_CHECK(cudaEventCreate(&ev[i]));
-    const int nst = pn_cuda_gdn_fwd_states(cfg, n_chunks, tab, cst, W, U, hs, gam, rq, rk, ht, q, k, v, g, beta, h0,
+    const int nst = pn_cuda_gdn_fwd_states(cfg, n_chunks, tab, cst, W, U, hs, gam, rq, rk, NULL, ht, q, k, v, g, beta, h0,
                                            profile ? ev : NULL);
     GDN_LAUNCH(gdn_out_kernel, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, out_smem, (bf16 *)o,
                (const bf16 *)q, (const bf16 *)k, (const bf16 *)U, (const bf16 *)hs, (const float *)gam,

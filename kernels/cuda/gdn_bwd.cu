@@ -8,7 +8,7 @@
 // - fla's split: recompute what the forward had, walk the state gradient backwards, then everything else
 //   per chunk in parallel. Six kernels:
 //   1. + 2. the forward's prep and state kernels (gdn.cu, pn_cuda_gdn_fwd_states): 1/‖q‖, 1/‖k‖, γ, W, the
-//      state entering every chunk and V' (bf16), as the forward computed them.
+//      state entering every chunk and V' (bf16), as the forward computed them, and each chunk's T (fp32).
 //   3. gdn_bwd_dvl_kernel, grid (chunk, head): Pᵀ dO, the part of dV' inside the chunk (fla's
 //      chunk_bwd_dv_local), into the dV' buffer, P formed once a chunk and dO in 64-column slabs.
 //   4. gdn_bwd_dstate_kernel, grid (V / 64, head, sequence), chunks in reverse with a 64-column slice of the
@@ -35,8 +35,8 @@
 //   then a fixed-order sum in shared memory: deterministic, no atomics.
 // - Only exponents ≤ 0 are evaluated (Γ masked before expf; e^{γ_r}, e^{γ_L − γ_r} have γ_r ≤ 0, γ_L ≤ γ_r).
 // - Workspace (the backend context's PN_WS_GDN_BWD, grown on demand): W (then dW), V', dV' per token row,
-//   the per-chunk states and state gradients (bf16), γ, 1/‖q‖, 1/‖k‖, dq, dk' and the K tiles' dγ (fp32), the
-//   chunk table with cu_seqlens. At the anchor shape (B 8, T 4096, H 12, K 96, V 256): ~1.4 GB.
+//   the per-chunk states and state gradients (bf16), γ, 1/‖q‖, 1/‖k‖, dq, dk', the K tiles' dγ and the chunks'
+//   T (fp32), the chunk table with cu_seqlens. At the anchor shape (B 8, T 4096, H 12, K 96, V 256): ~1.5 GB.
 // - With PN_CUDA_EMU the file compiles as C++ for the host emulation the CPU suite checks it with
 //   (tests/emu/cuda_emu.h).
 #include <math.h>
@@ -98,6 +98,54 @@ __device__ __forceinline__ void normalize_rows(bf16 *x, int KB, int K, const flo
     for (int idx = threadIdx.x; idx < GDN_C * K; idx += GDN_THREADS) {
         const int m = idx / K, i = idx - m * K;
         x[m * KB + i] = f2bf(bf2f(x[m * KB + i]) * r[m]);
+    }
+}
+
+// dq of the chunk's Lc rows from the dqk kernel's dq' (fp32, before the L2 norm): with l2norm, per row
+// dq = r (dq' − q̂ (q̂·dq')), r = 1/‖q‖, q̂ the bf16 r q the products used; else dq = dq'. Row-wise, a warp a row
+// at a time with lanes across the columns (coalesced; the MT 64-column tiles' loads of RB rows in flight
+// together), independent of the rest of the WY kernel, which runs it first: its loads overlap the chunk's
+// copies into shared memory. (Done in the accumulator layout at the kernel's end, its element-wise reads of q
+// and dq' were a seventh of the kernel's stall samples.)
+template <int MT>
+__device__ __forceinline__ void dq_rows(bf16 *dq, const float *dqp, const bf16 *q, const float *rq, int64_t t0,
+                                        int Lc, int H, int h, int K, int l2norm) {
+    constexpr int NJ = 2 * MT, RB = MT <= 2 ? 8 : 4; // columns lane + 32 j; rows per batch of loads
+    const int w = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int64_t ldk = (int64_t)H * K, rk0 = (t0 * H + h) * K;
+#pragma unroll 1
+    for (int i0 = 0; i0 < GDN_C / 8; i0 += RB) { // the warp's rows w + 8 i
+        float x[RB][NJ], y[RB][NJ], r[RB];
+#pragma unroll
+        for (int i = 0; i < RB; i++) {
+            const int m = w + 8 * (i0 + i);
+            r[i] = m < Lc && l2norm ? rq[(t0 + m) * H + h] : 1.0f;
+#pragma unroll
+            for (int j = 0; j < NJ; j++) {
+                const int col = lane + 32 * j;
+                const bool in = m < Lc && col < K;
+                x[i][j] = in ? dqp[rk0 + m * ldk + col] : 0.0f;
+                y[i][j] = in && l2norm ? bf2f(q[rk0 + m * ldk + col]) : 0.0f;
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < RB; i++) {
+            const int m = w + 8 * (i0 + i);
+            if (m >= Lc) continue; // (uniform in the warp)
+            float sd = 0.0f;
+#pragma unroll
+            for (int j = 0; j < NJ; j++) {
+                y[i][j] = bf2f(f2bf(y[i][j] * r[i])); // q̂
+                sd = fmaf(y[i][j], x[i][j], sd);
+            }
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) sd += __shfl_xor_sync(0xffffffffu, sd, o);
+#pragma unroll
+            for (int j = 0; j < NJ; j++) {
+                const int col = lane + 32 * j;
+                if (col < K) dq[rk0 + m * ldk + col] = f2bf(l2norm ? r[i] * (x[i][j] - y[i][j] * sd) : x[i][j]);
+            }
+        }
     }
 }
 
@@ -402,9 +450,8 @@ __global__ void __launch_bounds__(GDN_THREADS, 2)
 // 6. the WY representation's gradients and the outputs
 
 // Shared memory (bf16 unless said): k̂ [64, KB]; T (fp32) [64, TILE_P]; T [64, GDN_SP]; dT (fp32)
-// [64, TILE_P]; then a region used in turn by A (fp32 [64, TILE_P]), nbuf buffers of the pass over V (dV', v
-// [64, GDN_SP]), and the last steps' Tᵀ dT (fp32 [64, TILE_P]), dW [64, KB] and β M [64, GDN_SP]; then
-// 64-row scalars (dγ in double; γ, β, 1/‖q‖, 1/‖k‖, dβ, sums) and 256 floats for reductions. 109 KB at
+// [64, TILE_P]; then a region used in turn by nbuf buffers of the pass over V (dV', v [64, GDN_SP]), and the last steps' Tᵀ dT (fp32 [64, TILE_P]), dW [64, KB] and β M [64, GDN_SP]; then
+// 64-row scalars (dγ in double; γ, β, 1/‖k‖, dβ, sums) and 256 floats for reductions. 109 KB at
 // K 96: two blocks an SM.
 __host__ __device__ __forceinline__ size_t wy_region_bytes(int K, int nbuf) {
     const size_t sl = sizeof(bf16) * (size_t)nbuf * 2 * GDN_C * GDN_SP,
@@ -413,17 +460,19 @@ __host__ __device__ __forceinline__ size_t wy_region_bytes(int K, int nbuf) {
 }
 static size_t wy_smem_bytes(int K, int nbuf) {
     return sizeof(bf16) * (size_t)(GDN_C * pitch_kb(K) + GDN_C * GDN_SP) + sizeof(float) * (size_t)(2 * GDN_C * TILE_P) +
-           wy_region_bytes(K, nbuf) + sizeof(double) * GDN_C + sizeof(float) * (size_t)(9 * GDN_C + 256);
+           wy_region_bytes(K, nbuf) + sizeof(double) * GDN_C + sizeof(float) * (size_t)(7 * GDN_C + 256);
 }
 
-// grid (n_chunks, H). Reads the chunk's k, v, β, γ, 1/‖k‖, dV', dW and the dqk kernel's dkp, dgp (and q,
-// 1/‖q‖, dqp for the L2 norm's backward); writes dq, dk, dv (bf16), dg, dβ (fp32) of its rows.
+// grid (n_chunks, H). Reads the chunk's k, v, β, γ, 1/‖k‖, dV', dW, the prep kernel's T (Tg) and the dqk
+// kernel's dkp, dgp (and q, 1/‖q‖, dqp for the L2 norm's backward); writes dq, dk, dv (bf16), dg, dβ (fp32)
+// of its rows.
 template <int MT>
 __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
     gdn_bwd_wy_kernel(bf16 *dq, bf16 *dk, bf16 *dv, float *dg, float *dbeta, const bf16 *q, const bf16 *k,
                       const bf16 *v, const float *beta, const bf16 *dW, const bf16 *dVp, const float *dqp,
                       const float *dkp, const float *dgp, const float *gam, const float *rq, const float *rk,
-                      const int *tab, int T, int ncps, int H, int K, int V, int l2norm, int nbuf, int64_t NT) {
+                      const float *Tg, const int *tab, int T, int ncps, int H, int K, int V, int l2norm, int nbuf,
+                      int64_t NT) {
     const int64_t c = blockIdx.x;
     const int h = blockIdx.y, tid = threadIdx.x;
     int64_t t0;
@@ -436,36 +485,36 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
     bf16 *Tb = (bf16 *)(Xs + GDN_C * TILE_P);                           // T [64, GDN_SP]
     char *region = (char *)(Tb + GDN_C * GDN_SP);
     double *dgam = (double *)(region + wy_region_bytes(K, nbuf)); // [64]
-    float *gs = (float *)(dgam + GDN_C), *bs = gs + GDN_C, *rqs = bs + GDN_C, *rks = rqs + GDN_C; // [64] each
+    float *gs = (float *)(dgam + GDN_C), *bs = gs + GDN_C, *rks = bs + GDN_C;                    // [64] each
     float *dbs = rks + GDN_C, *s1 = dbs + GDN_C, *s2 = s1 + GDN_C, *s3 = s2 + GDN_C;              // [64] each
     float *red = s3 + GDN_C;                                                                  // [256]
     // the region's uses
-    float *As = (float *)region;                                                                   // A (start)
     bf16 *buf[2] = {(bf16 *)region, (bf16 *)region + (nbuf == 2 ? 2 * GDN_C * GDN_SP : 0)};        // V slabs
     float *Ys = (float *)region;                                                                   // Tᵀ dT,
     bf16 *dWb = (bf16 *)(Ys + GDN_C * TILE_P), *Mb = dWb + GDN_C * KB;                             // dW, β M
     const bool ak = (K & 7) == 0 && ((uintptr_t)k & 15) == 0 && ((uintptr_t)dW & 15) == 0;
     const bool av = (V & 7) == 0 && ((uintptr_t)v & 15) == 0 && ((uintptr_t)dVp & 15) == 0;
 
-    // (0) k̂ (bf16; zero past Lc and past K to the 64-column boundary), the row scalars; A, T. dk starts from
-    // the dqk kernel's dk' (its loads in flight meanwhile).
+    // (0) k̂ (bf16; zero past Lc and past K to the 64-column boundary), the row scalars and T (fp32, the prep
+    // kernel's: recomputing it here, A and the triangular solve, was a sixth of this kernel's instructions).
+    // dk starts from the dqk kernel's dk' (its loads in flight meanwhile).
+    {
+        const float *Tc = Tg + (c * H + h) * (int64_t)(GDN_C * GDN_C);
+        for (int i = tid; i < GDN_C * GDN_C / 4; i += GDN_THREADS)
+            cp_async16(Ts + (i >> 4) * TILE_P + (i & 15) * 4, Tc + 4 * i);
+    }
     load_tile(Kn, KB, k + rk0, ldk, GDN_C, Lc, K, KB - 8, ak);
     load_row_scalars(gs, gam, t0, Lc, H, h, true);
     load_row_scalars(bs, beta, t0, Lc, H, h, true);
-    load_row_scalars(rqs, rq, t0, Lc, H, h, true);
     load_row_scalars(rks, rk, t0, Lc, H, h, true);
     cp_async_commit();
+    dq_rows<MT>(dq, dqp, q, rq, t0, Lc, H, h, K, l2norm); // (while the copies land)
     float dK[MT][4][4];
     tiles_load(dK, dkp + rk0, ldk, Lc, K, false);
     cp_async_wait<0>();
     if (tid < GDN_C) dgam[tid] = 0.0, dbs[tid] = 0.0f;
     __syncthreads();
     normalize_rows(Kn, KB, K, rks);
-    __syncthreads();
-    form_A(As, Kn, KB, K, bs, gs, Lc);
-    __syncthreads();
-    tri_inv64(Ts, As, Lc);
-    __syncthreads();
     for (int idx = tid; idx < GDN_C * GDN_C; idx += GDN_THREADS) {
         const int m = idx >> 6, n = idx & 63;
         Tb[m * GDN_SP + n] = f2bf(Ts[m * TILE_P + n]);
@@ -481,7 +530,7 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
         load_tile(b + GDN_C * GDN_SP, GDN_SP, v + rv + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
         cp_async_commit();
     };
-    issue(0, buf[0]); // (A, in the region, was consumed before tri_inv64's closing barrier)
+    issue(0, buf[0]);
     for (int j0 = 0, it = 0; j0 < V; j0 += GDN_BV, it++) {
         const int BVa = min(GDN_BV, V - j0);
         // (Tb complete at the first wait's barrier)
@@ -607,28 +656,21 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
         mm64_bf<true, false>(dK[mt], Lc, Mb, GDN_SP, Kn + 64 * mt, KB);
     }
 
-    // (5) Outputs: dg = reverse cumsum of dγ (double), dβ; dq, dk through the L2 norm, dx = r (dy − ŷ (dy·ŷ)),
-    // ŷ the bf16 q̂ (k̂) the products used; dq is read back from dqp where its elements are wanted.
-    auto qhat = [&](int m, int col) { return bf2f(f2bf(bf2f(q[rk0 + m * ldk + col]) * rqs[m])); };
+    // (5) Outputs: dg = reverse cumsum of dγ (double), dβ; dk through the L2 norm, dk = r (dk' − k̂ (k̂·dk')),
+    // k̂ the bf16 normalized k the products used (dq went first: dq_rows).
     {
-        float pq[4] = {0.0f, 0.0f, 0.0f, 0.0f}, pk[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        float pk[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         if (l2norm)
 #pragma unroll
             for (int i = 0; i < 4; i++) {
                 const int m = tile_r(i);
-                if (m >= Lc) continue;
 #pragma unroll
                 for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-                    for (int j = 0; j < 4; j++) {
-                        const int col = 64 * mt + tile_c(j);
-                        if (col >= K) continue;
-                        pq[i] = fmaf(qhat(m, col), dqp[rk0 + m * ldk + col], pq[i]);
-                        pk[i] = fmaf(bf2f(Kn[m * KB + col]), dK[mt][i][j], pk[i]);
-                    }
+                    for (int j = 0; j < 4; j++) // (k̂ is zero past Lc and past K)
+                        pk[i] = fmaf(bf2f(Kn[m * KB + 64 * mt + tile_c(j)]), dK[mt][i][j], pk[i]);
             }
-        rows_sum(pq, red, s1); // (barriers: dgam complete)
-        rows_sum(pk, red, s2);
+        rows_sum(pk, red, s2); // (barriers: dgam complete)
     }
     if (tid == 0) {
         double acc = 0.0;
@@ -641,24 +683,17 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
     const bool kpairs = (K & 1) == 0;
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) {
-        float fq[4][4], fk[4][4], one[4];
+        float one[4];
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             const int m = tile_r(i);
             one[i] = 1.0f;
+            if (l2norm && m < Lc)
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const int col = 64 * mt + tile_c(j);
-                const bool in = m < Lc && col < K;
-                fq[i][j] = in ? dqp[rk0 + m * ldk + col] : 0.0f, fk[i][j] = dK[mt][i][j];
-                if (l2norm && in) {
-                    fq[i][j] = rqs[m] * (fq[i][j] - qhat(m, col) * s1[m]);
-                    fk[i][j] = rks[m] * (fk[i][j] - bf2f(Kn[m * KB + col]) * s2[m]);
-                }
-            }
+                for (int j = 0; j < 4; j++)
+                    dK[mt][i][j] = rks[m] * (dK[mt][i][j] - bf2f(Kn[m * KB + 64 * mt + tile_c(j)]) * s2[m]);
         }
-        store_acc(dq + rk0 + 64 * mt, ldk, fq, one, Lc, K - 64 * mt, kpairs);
-        store_acc(dk + rk0 + 64 * mt, ldk, fk, one, Lc, K - 64 * mt, kpairs);
+        store_acc(dk + rk0 + 64 * mt, ldk, dK[mt], one, Lc, K - 64 * mt, kpairs);
     }
 }
 
@@ -684,20 +719,22 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
     if (pn_cuda_gdn_count_chunks(cfg, &n_chunks)) return -1;
 
     // Workspace: W (later dW) [NT, H, K], V' and dV' [NT, H, V], hs and dSo [n_chunks, H, K, V] (bf16); γ,
-    // 1/‖q‖, 1/‖k‖ [NT, H], dq and dk' [NT, H, K], the K tiles' dγ [nkt, NT, H] (fp32); with cu_seqlens the
-    // chunk table and first chunks (int).
+    // 1/‖q‖, 1/‖k‖ [NT, H], dq and dk' [NT, H, K], the K tiles' dγ [nkt, NT, H], T [n_chunks, H, 64, 64]
+    // (fp32); with cu_seqlens the chunk table and first chunks (int).
     const size_t bw = align256(sizeof(bf16) * (size_t)(NT * H * K)), bu = align256(sizeof(bf16) * (size_t)(NT * H * V)),
                  bh = align256(sizeof(bf16) * (size_t)(n_chunks * H * K * V)), bg = align256(sizeof(float) * (size_t)(NT * H)),
                  bq = align256(sizeof(float) * (size_t)(NT * H * K)),
+                 bT = align256(sizeof(float) * (size_t)(n_chunks * H * GDN_C * GDN_C)),
                  bt = cfg->cu_seqlens ? align256(sizeof(int) * (size_t)(2 * n_chunks + N + 1)) : 0;
-    char *w = (char *)pn_cuda_ws(PN_WS_GDN_BWD, bw + 2 * bu + 2 * bh + (3 + mt) * bg + 2 * bq + bt);
+    char *w = (char *)pn_cuda_ws(PN_WS_GDN_BWD, bw + 2 * bu + 2 * bh + (3 + mt) * bg + 2 * bq + bT + bt);
     bf16 *W = (bf16 *)w, *Vp = (bf16 *)(w + bw), *dVp = (bf16 *)(w + bw + bu);
     bf16 *hs = (bf16 *)(w + bw + 2 * bu), *dSo = (bf16 *)(w + bw + 2 * bu + bh);
     float *gam = (float *)(w + bw + 2 * bu + 2 * bh), *rq = (float *)((char *)gam + bg), *rk = (float *)((char *)rq + bg);
     float *dgp = (float *)((char *)rk + bg), *dqp = (float *)((char *)dgp + mt * bg), *dkp = (float *)((char *)dqp + bq);
+    float *Tw = (float *)((char *)dkp + bq);
     int *tab = NULL, *cst = NULL;
     if (cfg->cu_seqlens) {
-        tab = (int *)((char *)dkp + bq);
+        tab = (int *)((char *)Tw + bT);
         cst = tab + 2 * n_chunks;
         pn_cuda_gdn_chunk_table(tab, cst, cfg->cu_seqlens, N, T, GDN_C);
     }
@@ -710,7 +747,7 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
         for (int i = 0; i < 7; i++) CUDA_CHECK(cudaEventCreate(&ev[i]));
 
     // 1, 2: the forward's W, V', states (h0 in, no final state)
-    pn_cuda_gdn_fwd_states(cfg, n_chunks, tab, cst, W, Vp, hs, gam, rq, rk, NULL, q, k, v, g, beta, h0,
+    pn_cuda_gdn_fwd_states(cfg, n_chunks, tab, cst, W, Vp, hs, gam, rq, rk, Tw, NULL, q, k, v, g, beta, h0,
                            profile ? ev : NULL);
 
     // 3: Pᵀ dO into dV'
@@ -756,7 +793,7 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
     // 6: the WY representation's gradients, the L2 norm's, the outputs
     void (*wy)(bf16 *, bf16 *, bf16 *, float *, float *, const bf16 *, const bf16 *, const bf16 *, const float *,
                const bf16 *, const bf16 *, const float *, const float *, const float *, const float *, const float *,
-               const float *, const int *, int, int, int, int, int, int, int, int64_t) =
+               const float *, const float *, const int *, int, int, int, int, int, int, int, int64_t) =
         mt == 1   ? gdn_bwd_wy_kernel<1>
         : mt == 2 ? gdn_bwd_wy_kernel<2>
         : mt == 3 ? gdn_bwd_wy_kernel<3>
@@ -765,7 +802,8 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
     GDN_LAUNCH(wy, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, wy_smem_bytes(K, wbuf), (bf16 *)dq, (bf16 *)dk,
                (bf16 *)dv, dg, dbeta, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, beta, (const bf16 *)W,
                (const bf16 *)dVp, (const float *)dqp, (const float *)dkp, (const float *)dgp, (const float *)gam,
-               (const float *)rq, (const float *)rk, (const int *)tab, T, ncps, H, K, V, cfg->qk_l2norm ? 1 : 0, wbuf,
+               (const float *)rq, (const float *)rk, (const float *)Tw, (const int *)tab, T, ncps, H, K, V,
+               cfg->qk_l2norm ? 1 : 0, wbuf,
                (int64_t)NT);
     CUDA_LAUNCH_CHECK();
     if (profile) {

@@ -39,10 +39,11 @@ int pn_cuda_gdn_count_chunks(const pn_gdn_cfg *cfg, int64_t *n_chunks);
 // tab, and (cst != NULL) the index of its first chunk in cst[n], cst[N] = the count. Queued on the stream.
 void pn_cuda_gdn_chunk_table(int *tab, int *cst, const int32_t *cu, int N, int64_t T, int C);
 // The forward's prep and state kernels into the caller's buffers (gdn.cu has the layouts); the backward
-// recomputes with them. Returns the state kernel's stages.
+// recomputes with them (and keeps the chunks' T: Tout, NULL in the forward). Returns the state kernel's stages.
 int pn_cuda_gdn_fwd_states(const pn_gdn_cfg *cfg, int64_t n_chunks, const int *tab, const int *cst, void *W, void *U,
-                           void *hs, float *gam, float *rq, float *rk, float *ht, const void *q, const void *k,
-                           const void *v, const float *g, const float *beta, const float *h0, cudaEvent_t *ev);
+                           void *hs, float *gam, float *rq, float *rk, float *Tout, float *ht, const void *q,
+                           const void *k, const void *v, const float *g, const float *beta, const float *h0,
+                           cudaEvent_t *ev);
 #endif
 
 #endif

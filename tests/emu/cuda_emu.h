@@ -65,6 +65,10 @@ static inline float2 make_float2(float x, float y) { return float2{x, y}; }
 struct uint4 {
     unsigned x, y, z, w;
 };
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
+static inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
 static inline float __bfloat162float(__nv_bfloat16 b) {
     uint32_t u = (uint32_t)b.bits << 16;
     float f;
