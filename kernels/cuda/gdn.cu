@@ -93,7 +93,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
     // (1) the chunk's q, k tiles, g and β rows and the first V slab (one cp.async group), the second V slab
     // (another); then, a warp per row, both rows' 1/‖x‖ and k̂ = k / ‖k‖ in place (zeros past Lc and past K,
     // to the 64-column boundary: the W products read whole 64-column tiles); γ (double, one thread).
-    if (l2norm) load_tile(qb, KB, q + (t0 * H + h) * K, ldk, GDN_C, Lc, K, (K + 7) & ~7, ak);
+    if (l2norm) load_tile(qb, KB, q + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
     load_tile(kb, KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
     load_row_scalars(graw, g, t0, Lc, H, h, true);
     load_row_scalars(bs, beta, t0, Lc, H, h, true);
@@ -203,7 +203,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
     const int BVa = min(GDN_BV, V - v0);
     int64_t row0, len, cbase;
     seq_rows(cu_seqlens, cst, n, T, &row0, &len, &cbase);
-    const int KB = pitch_kb(K), K16 = round16(K), KF = (K + 7) & ~7;
+    const int KB = pitch_kb(K), K16 = round16(K);
     bf16 *Sb = (bf16 *)dyn_smem(); // [K16, GDN_SP]
     char *stage0 = (char *)(Sb + K16 * GDN_SP);
     const size_t sb = state_stage_bytes(K);
@@ -216,15 +216,16 @@ __global__ void __launch_bounds__(GDN_THREADS)
     const int64_t ldk = (int64_t)H * K, ldv = (int64_t)H * V;
     const bool ak = (K & 7) == 0 && ((uintptr_t)k & 15) == 0 && ((uintptr_t)W & 15) == 0;
     const bool av = (V & 7) == 0 && ((uintptr_t)U & 15) == 0;
-    const bool vpairs = (V & 1) == 0;
+    const bool vpairs = (V & 1) == 0, hvec = BVa == GDN_BV && (V & 7) == 0 && ((uintptr_t)hs & 15) == 0;
 
     auto issue = [&](int64_t c0, int s) { // chunk at row c0 of the sequence into stage s (one cp.async group)
         const int Lc = (int)min((int64_t)GDN_C, len - c0);
         const int64_t t0 = row0 + c0;
         // W: the W S product's contraction runs to K16 (zeros past K); k: read 64 columns at a time up to
-        // KB − 8 (columns past K, when read, only reach rows of S past K, which are discarded)
-        load_tile(Wb(s), KB, W + (t0 * H + h) * K, ldk, GDN_C, Lc, K, K16 > KF ? K16 : KF, ak);
-        load_tile(Kb(s), KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
+        // KB − 8 (columns past K, when read, only reach rows of S past K, which are discarded). Both filled to
+        // 64 MT = KB − 8 (a constant: load_tile's fast path).
+        load_tile(Wb(s), KB, W + (t0 * H + h) * K, ldk, GDN_C, Lc, K, 64 * MT, ak);
+        load_tile(Kb(s), KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, 64 * MT, ak);
         load_tile(Ub(s), GDN_SP, U + (t0 * H + h) * V + v0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
         load_row_scalars(gsp(s), gam, t0, Lc, H, h, true);
         load_row_scalars(rsp(s), rk, t0, Lc, H, h, true);
@@ -248,8 +249,9 @@ __global__ void __launch_bounds__(GDN_THREADS)
 
         // the state entering the chunk as bf16: the copy in shared memory (read by W S below, after the
         // barrier) and the output kernel's hs
-        slice_to_bf16(Sb, K, hs + ((c * H + h) * (int64_t)K) * V + v0, S, K, V, BVa, vpairs);
+        slice_to_bf16(Sb, K, S);
         __syncthreads(); // every thread's copies visible; the bf16 state complete
+        store_rows(hs + ((c * H + h) * (int64_t)K) * V + v0, V, Sb, K, BVa, hvec);
 
         // V' = U − W S: to global (bf16, over U) and, times e^{γ_L − γ} / ‖k‖, in place of U in shared memory
         // (each element read and rewritten by its owner) as the update's operand.

@@ -94,10 +94,21 @@ __device__ __forceinline__ void acc_to_smem_bf16(bf16 *dst, int dp, const float 
 }
 
 // q̂ or k̂ of the chunk in place: the raw bf16 rows of x [64, KB] times their 1/‖x‖ (r[64]), rounded to bf16.
+// A warp a row, lanes across pairs of columns (no division per element; K even here, else one at a time).
 __device__ __forceinline__ void normalize_rows(bf16 *x, int KB, int K, const float *r) {
-    for (int idx = threadIdx.x; idx < GDN_C * K; idx += GDN_THREADS) {
-        const int m = idx / K, i = idx - m * K;
-        x[m * KB + i] = f2bf(bf2f(x[m * KB + i]) * r[m]);
+    const int lane = threadIdx.x & 31;
+    for (int m = threadIdx.x >> 5; m < GDN_C; m += GDN_THREADS / 32) {
+        const float rm = r[m];
+        bf16 *row = x + m * KB;
+        if ((K & 1) == 0) {
+            for (int i = 2 * lane; i < K; i += 64) {
+                __nv_bfloat162 *p = (__nv_bfloat162 *)(row + i);
+                const __nv_bfloat162 v = *p;
+                *p = __floats2bfloat162_rn(bf2f(v.x) * rm, bf2f(v.y) * rm);
+            }
+        } else {
+            for (int i = lane; i < K; i += 32) row[i] = f2bf(bf2f(row[i]) * rm);
+        }
     }
 }
 
@@ -230,7 +241,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
     const int64_t ldk = (int64_t)H * K, ldv = (int64_t)H * V;
     const bool ak = (K & 7) == 0 && ((uintptr_t)q & 15) == 0 && ((uintptr_t)k & 15) == 0 && ((uintptr_t)W & 15) == 0;
     const bool av = (V & 7) == 0 && ((uintptr_t)dout & 15) == 0 && ((uintptr_t)dvp & 15) == 0;
-    const bool vpairs = (V & 1) == 0;
+    const bool vpairs = (V & 1) == 0, hvec = BVa == GDN_BV && (V & 7) == 0 && ((uintptr_t)dSo & 15) == 0;
     const int64_t nch = (len + GDN_C - 1) / GDN_C;
 
     auto issue = [&](int64_t ci, int s) { // chunk ci of the sequence into stage s (one cp.async group)
@@ -238,9 +249,9 @@ __global__ void __launch_bounds__(GDN_THREADS)
         const int Lc = (int)min((int64_t)GDN_C, len - c0);
         // q, W: read 64 columns at a time as Aᵀ (columns past K zero up to the 64-column boundary); k: the
         // contraction over K runs to K16
-        load_tile(Qb(s), KB, q + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
-        load_tile(Kb(s), KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
-        load_tile(Wb(s), KB, W + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
+        load_tile(Qb(s), KB, q + (t0 * H + h) * K, ldk, GDN_C, Lc, K, 64 * MT, ak); // (64 MT = KB − 8)
+        load_tile(Kb(s), KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, 64 * MT, ak);
+        load_tile(Wb(s), KB, W + (t0 * H + h) * K, ldk, GDN_C, Lc, K, 64 * MT, ak);
         load_tile(Ob(s), GDN_SP, dout + (t0 * H + h) * V + v0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
         load_tile(Db(s), GDN_SP, dvp + (t0 * H + h) * V + v0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
         load_row_scalars(gsp(s), gam, t0, Lc, H, h, true);
@@ -264,8 +275,9 @@ __global__ void __launch_bounds__(GDN_THREADS)
 
         // dS'_c as bf16: to dSo and to the copy the K̂ dS product reads
         // (rows K .. K64 − 1 of the copy are zero: so is dS there)
-        slice_to_bf16(dSb, K64, dSo + ((c * H + h) * (int64_t)K) * V + v0, dS, K, V, BVa, vpairs);
+        slice_to_bf16(dSb, K64, dS);
         __syncthreads(); // the stage's tiles (every thread's copies) and the bf16 dS complete
+        store_rows(dSo + ((c * H + h) * (int64_t)K) * V + v0, V, dSb, K, BVa, hvec);
 
         bf16 *qb = Qb(s), *kb = Kb(s), *wb = Wb(s), *ob = Ob(s), *db = Db(s);
         const float *gs = gsp(s), *rqs = gs + GDN_C, *rks = rqs + GDN_C;
@@ -503,7 +515,7 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
         for (int i = tid; i < GDN_C * GDN_C / 4; i += GDN_THREADS)
             cp_async16(Ts + (i >> 4) * TILE_P + (i & 15) * 4, Tc + 4 * i);
     }
-    load_tile(Kn, KB, k + rk0, ldk, GDN_C, Lc, K, KB - 8, ak);
+    load_tile_small(Kn, KB, k + rk0, ldk, GDN_C, Lc, K, KB - 8, ak);
     load_row_scalars(gs, gam, t0, Lc, H, h, true);
     load_row_scalars(bs, beta, t0, Lc, H, h, true);
     load_row_scalars(rks, rk, t0, Lc, H, h, true);
@@ -526,8 +538,8 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
     zero_acc(dT);
     auto issue = [&](int j0, bf16 *b) {
         const int BVa = min(GDN_BV, V - j0);
-        load_tile(b, GDN_SP, dVp + rv + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
-        load_tile(b + GDN_C * GDN_SP, GDN_SP, v + rv + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+        load_tile_small(b, GDN_SP, dVp + rv + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+        load_tile_small(b + GDN_C * GDN_SP, GDN_SP, v + rv + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
         cp_async_commit();
     };
     issue(0, buf[0]);
@@ -553,7 +565,7 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
         __syncthreads(); // every thread is done with the buffer
         if (nbuf == 1 && j0 + GDN_BV < V) issue(j0 + GDN_BV, buf[0]);
     }
-    load_tile(dWb, KB, dW + rk0, ldk, GDN_C, Lc, K, KB - 8, ak); // arrives during what follows
+    load_tile_small(dWb, KB, dW + rk0, ldk, GDN_C, Lc, K, KB - 8, ak); // arrives during what follows
     cp_async_commit();
     rows_sum(pb, red, s1); // v_r · (Tᵀ dV')_r
     if (tid < GDN_C) dbs[tid] += s1[tid];

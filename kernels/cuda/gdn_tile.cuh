@@ -214,8 +214,12 @@ __device__ __forceinline__ float *dyn_smem(void) {
 // everything else is zero. 16-byte cp.async copies when async (the caller guarantees ncols % 8 == 0 and 16-byte
 // aligned rows; the copies land after cp_async_wait), else plain loads; zero groups are one 16-byte store.
 // Every thread of the block calls it. Where the block divides into whole rows of 8-column groups (fill 64, 128,
-// 256: every tile but K 129..192's), a thread keeps one column group and steps down the rows — no division
-// per group (Nsight Compute found this function at a fifth of the state-gradient walk's instructions).
+// 256: every tile but K 129..192's), a thread keeps one column group and steps down the rows, without a
+// division per group; fill is a constant after inlining where the caller passes one (GDN_BV, 64 MT).
+// load_tile runs the async and plain paths as separate loops (Nsight Compute had the tile loads at a fifth to
+// a third of the state walks' and dqk kernel's instructions; split, the state walks gained 5%);
+// load_tile_small keeps one loop for both, less code: the WY kernel, at the instruction cache's limit, ran
+// 1.27 ms with it against 1.42 split (H100, anchor shape).
 __device__ __forceinline__ void load_group(bf16 *dst, int dp, const bf16 *src, int64_t ld, int nvalid, int ncols,
                                            bool async, int r, int c) {
     bf16 *d = dst + r * dp + c;
@@ -228,17 +232,34 @@ __device__ __forceinline__ void load_group(bf16 *dst, int dp, const bf16 *src, i
         for (int e = 0; e < 8; e++) d[e] = c + e < ncols ? src[r * ld + c + e] : f2bf(0.0f);
     }
 }
+// PATH 0: plain loads, 1: cp.async, 2: async decides per group.
+template <int PATH>
+__device__ __forceinline__ void load_rows(bf16 *dst, int dp, const bf16 *src, int64_t ld, int rows, int nvalid,
+                                          int ncols, int n8, bool async) {
+    const bool as = PATH == 2 ? async : PATH == 1;
+    if (GDN_THREADS % n8 == 0) {
+        const int step = GDN_THREADS / n8, c = (int)(threadIdx.x % n8) * 8;
+        for (int r = threadIdx.x / n8; r < rows; r += step) load_group(dst, dp, src, ld, nvalid, ncols, as, r, c);
+    } else {
+        for (int idx = threadIdx.x; idx < rows * n8; idx += GDN_THREADS) {
+            const int r = idx / n8;
+            load_group(dst, dp, src, ld, nvalid, ncols, as, r, (idx - r * n8) * 8);
+        }
+    }
+}
 __device__ __forceinline__ void load_tile(bf16 *dst, int dp, const bf16 *src, int64_t ld, int rows, int nvalid,
                                           int ncols, int fill, bool async) {
+    if (async) load_rows<1>(dst, dp, src, ld, rows, nvalid, ncols, fill >> 3, true);
+    else load_rows<0>(dst, dp, src, ld, rows, nvalid, ncols, fill >> 3, false);
+}
+__device__ __forceinline__ void load_tile_small(bf16 *dst, int dp, const bf16 *src, int64_t ld, int rows, int nvalid,
+                                                int ncols, int fill, bool async) {
     const int n8 = fill >> 3;
     if (GDN_THREADS % n8 == 0) {
         const int step = GDN_THREADS / n8, c = (int)(threadIdx.x % n8) * 8;
         for (int r = threadIdx.x / n8; r < rows; r += step) load_group(dst, dp, src, ld, nvalid, ncols, async, r, c);
     } else {
-        for (int idx = threadIdx.x; idx < rows * n8; idx += GDN_THREADS) {
-            const int r = idx / n8;
-            load_group(dst, dp, src, ld, nvalid, ncols, async, r, (idx - r * n8) * 8);
-        }
+        load_tile(dst, dp, src, ld, rows, nvalid, ncols, fill, async);
     }
 }
 
@@ -362,30 +383,37 @@ template <int MT>
 __device__ __forceinline__ void slice_store(float *x, const float (&S)[MT][4][4], int K, int V, int nv) {
     tiles_store(x, S, V, K, nv);
 }
-// The slice rounded to bf16: rows < srows to the shared copy sb (pitch GDN_SP), rows < K and columns < nv to
-// g (row pitch V), adjacent columns as one 32-bit store when pairs.
+// The slice rounded to bf16, rows < srows, to the shared copy sb (pitch GDN_SP).
 template <int MT>
-__device__ __forceinline__ void slice_to_bf16(bf16 *sb, int srows, bf16 *g, const float (&S)[MT][4][4], int K, int V,
-                                              int nv, bool pairs) {
+__device__ __forceinline__ void slice_to_bf16(bf16 *sb, int srows, const float (&S)[MT][4][4]) {
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             const int m = 64 * mt + tile_r(i);
 #pragma unroll
-            for (int j = 0; j < 4; j += 2) {
-                const int cc = tile_c(j);
-                const __nv_bfloat162 p = __floats2bfloat162_rn(S[mt][i][j], S[mt][i][j + 1]);
-                if (m < srows) *(__nv_bfloat162 *)(sb + m * GDN_SP + cc) = p;
-                if (m >= K) continue;
-                if (pairs && cc + 1 < nv) {
-                    *(__nv_bfloat162 *)(g + (int64_t)m * V + cc) = p;
-                } else {
-                    if (cc < nv) g[(int64_t)m * V + cc] = p.x;
-                    if (cc + 1 < nv) g[(int64_t)m * V + cc + 1] = p.y;
-                }
-            }
+            for (int j = 0; j < 4; j += 2)
+                if (m < srows)
+                    *(__nv_bfloat162 *)(sb + m * GDN_SP + tile_c(j)) = __floats2bfloat162_rn(S[mt][i][j], S[mt][i][j + 1]);
         }
+}
+// Rows 0 .. rows − 1, columns 0 .. nv − 1 of a bf16 tile in shared memory (pitch GDN_SP) to global g (row pitch
+// ld): 16-byte copies when vec (nv 64, 16-byte aligned rows), else one element at a time. A thread keeps one
+// 8-column group, 32 rows a pass. (The state walks stored their slices from the accumulator layout before:
+// 4-byte stores, an int64 address each, a tenth of the state-gradient kernel's instructions.)
+__device__ __forceinline__ void store_rows(bf16 *g, int64_t ld, const bf16 *sb, int rows, int nv, bool vec) {
+    const int c = (threadIdx.x & 7) * 8;
+    for (int r = threadIdx.x >> 3; r < rows; r += GDN_THREADS / 8) {
+        const bf16 *s = sb + r * GDN_SP + c;
+        bf16 *d = g + r * ld + c;
+        if (vec) {
+            *(uint4 *)d = *(const uint4 *)s;
+        } else {
+#pragma unroll
+            for (int e = 0; e < 8; e++)
+                if (c + e < nv) d[e] = s[e];
+        }
+    }
 }
 
 
@@ -411,10 +439,10 @@ __device__ __forceinline__ void form_A(float *As, const bf16 *kb, int KB, int K1
 __device__ __forceinline__ void load_chunk_qk(bf16 *qb, bf16 *kb, float *gs, float *rqs, float *rks, const bf16 *q,
                                               const bf16 *k, const float *gam, const float *rq, const float *rk,
                                               int64_t t0, int Lc, int H, int h, int K) {
-    const int KB = pitch_kb(K), K16 = round16(K), KF = (K + 7) & ~7;
+    const int KB = pitch_kb(K);
     const bool ak = (K & 7) == 0 && ((uintptr_t)q & 15) == 0 && ((uintptr_t)k & 15) == 0;
-    load_tile(qb, KB, q + (t0 * H + h) * K, (int64_t)H * K, GDN_C, Lc, K, K16 > KF ? K16 : KF, ak);
-    load_tile(kb, KB, k + (t0 * H + h) * K, (int64_t)H * K, GDN_C, Lc, K, K16 > KF ? K16 : KF, ak);
+    load_tile(qb, KB, q + (t0 * H + h) * K, (int64_t)H * K, GDN_C, Lc, K, KB - 8, ak); // (≥ K16: whole groups)
+    load_tile(kb, KB, k + (t0 * H + h) * K, (int64_t)H * K, GDN_C, Lc, K, KB - 8, ak);
     load_row_scalars(gs, gam, t0, Lc, H, h, true);
     load_row_scalars(rqs, rq, t0, Lc, H, h, true);
     load_row_scalars(rks, rk, t0, Lc, H, h, true);
