@@ -126,8 +126,10 @@ peak() {
 }
 set_demo="--set data.train=[$TR/demo/shards/*.h5] --set device=cuda --no-progress"
 build-gpu/postnas-train --config configs/tiny-pretrain.yaml $set_demo --set out_dir=$TR/pre --set model.init=$TR/demo/init --set train.steps=30 \
+  --set train.warmup_steps=5 \
   2> $OUTDIR/trainer-pre.log; tail -2 $OUTDIR/trainer-pre.log | tee -a "$OUTDIR/summary.txt"
 build-gpu/postnas-train --config configs/tiny-distill.yaml $set_demo --set out_dir=$TR/dist --set model.teacher=$TR/pre/latest --set train.steps=20 \
+  --set train.warmup_steps=5 \
   2> $OUTDIR/trainer-dist.log; tail -2 $OUTDIR/trainer-dist.log | tee -a "$OUTDIR/summary.txt"
 if want eval; then # needs the demo's pretrained model
   log "postnas-eval on CPU and CUDA: the demo model's synthetic tasks, request by request"
