@@ -462,9 +462,9 @@ __global__ void __launch_bounds__(GDN_THREADS, 2)
 // 6. the WY representation's gradients and the outputs
 
 // Shared memory (bf16 unless said): k̂ [64, KB]; T (fp32) [64, TILE_P]; T [64, GDN_SP]; dT (fp32)
-// [64, TILE_P]; then a region used in turn by nbuf buffers of the pass over V (dV', v [64, GDN_SP]), and the last steps' Tᵀ dT (fp32 [64, TILE_P]), dW [64, KB] and β M [64, GDN_SP]; then
-// 64-row scalars (dγ in double; γ, β, 1/‖k‖, dβ, sums) and 256 floats for reductions. 109 KB at
-// K 96: two blocks an SM.
+// [64, TILE_P]; then a region used in turn by nbuf buffers of the pass over V (dV', v [64, GDN_SP]), and the
+// last steps' Tᵀ dT (fp32 [64, TILE_P]), dW [64, KB] and β M [64, GDN_SP]; then 64-row scalars (dγ in
+// double; γ, β, 1/‖k‖, dβ, sums) and 256 floats for reductions. 109 KB at K 96: two blocks an SM.
 __host__ __device__ __forceinline__ size_t wy_region_bytes(int K, int nbuf) {
     const size_t sl = sizeof(bf16) * (size_t)nbuf * 2 * GDN_C * GDN_SP,
                  last = sizeof(float) * GDN_C * TILE_P + sizeof(bf16) * ((size_t)GDN_C * pitch_kb(K) + GDN_C * GDN_SP);
@@ -743,10 +743,10 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
     bf16 *hs = (bf16 *)(w + bw + 2 * bu), *dSo = (bf16 *)(w + bw + 2 * bu + bh);
     float *gam = (float *)(w + bw + 2 * bu + 2 * bh), *rq = (float *)((char *)gam + bg), *rk = (float *)((char *)rq + bg);
     float *dgp = (float *)((char *)rk + bg), *dqp = (float *)((char *)dgp + mt * bg), *dkp = (float *)((char *)dqp + bq);
-    float *Tw = (float *)((char *)dkp + bq);
+    float *Tch = (float *)((char *)dkp + bq);
     int *tab = NULL, *cst = NULL;
     if (cfg->cu_seqlens) {
-        tab = (int *)((char *)Tw + bT);
+        tab = (int *)((char *)Tch + bT);
         cst = tab + 2 * n_chunks;
         pn_cuda_gdn_chunk_table(tab, cst, cfg->cu_seqlens, N, T, GDN_C);
     }
@@ -759,7 +759,7 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
         for (int i = 0; i < 7; i++) CUDA_CHECK(cudaEventCreate(&ev[i]));
 
     // 1, 2: the forward's W, V', states (h0 in, no final state)
-    pn_cuda_gdn_fwd_states(cfg, n_chunks, tab, cst, W, Vp, hs, gam, rq, rk, Tw, NULL, q, k, v, g, beta, h0,
+    pn_cuda_gdn_fwd_states(cfg, n_chunks, tab, cst, W, Vp, hs, gam, rq, rk, Tch, NULL, q, k, v, g, beta, h0,
                            profile ? ev : NULL);
 
     // 3: Pᵀ dO into dV'
@@ -814,7 +814,7 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
     GDN_LAUNCH(wy, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, wy_smem_bytes(K, wbuf), (bf16 *)dq, (bf16 *)dk,
                (bf16 *)dv, dg, dbeta, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, beta, (const bf16 *)W,
                (const bf16 *)dVp, (const float *)dqp, (const float *)dkp, (const float *)dgp, (const float *)gam,
-               (const float *)rq, (const float *)rk, (const float *)Tw, (const int *)tab, T, ncps, H, K, V,
+               (const float *)rq, (const float *)rk, (const float *)Tch, (const int *)tab, T, ncps, H, K, V,
                cfg->qk_l2norm ? 1 : 0, wbuf,
                (int64_t)NT);
     CUDA_LAUNCH_CHECK();
