@@ -778,12 +778,12 @@ static int sdpa_forward(pn_tensor *out, float *lse, const pn_tensor *q, const pn
     // By-value scalars are read from host memory during cudnnBackendExecute.
     float scale = 1.0f / sqrtf((float)k.D);
     float neg_inf = -INFINITY, win = (float)window;
-    int64_t uids[8] = {UID_Q, UID_K, UID_V, UID_O, UID_SCALE, UID_NEG_INF, UID_WINDOW, UID_STATS};
-    void *ptrs[8] = {q->data, kcache->data, vcache->data, out->data, &scale, &neg_inf, &win, lse};
-    int n = 6;
-    if (window > 0) n++;
-    else uids[6] = UID_STATS, ptrs[6] = lse;
-    execute(handle, e, lse ? n + 1 : n, uids, ptrs, e->workspace > 0 ? ws : NULL);
+    int64_t uids[8] = {UID_Q, UID_K, UID_V, UID_O, UID_SCALE, UID_NEG_INF};
+    void *ptrs[8] = {q->data, kcache->data, vcache->data, out->data, &scale, &neg_inf};
+    int n = 6; // then the graph's optional tensors
+    if (window > 0) uids[n] = UID_WINDOW, ptrs[n++] = &win;
+    if (lse) uids[n] = UID_STATS, ptrs[n++] = lse;
+    execute(handle, e, n, uids, ptrs, e->workspace > 0 ? ws : NULL);
     return 0;
 }
 
