@@ -51,11 +51,21 @@
 // ----------------------------------------------------------------------------------------------------
 // kernels
 
-// The prep kernel's shared memory: the k and q tiles [64, pitch_kb(K)] (bf16), A and T [64, TILE_P] (fp32),
-// T diag(β e^γ) and T diag(β) [64, GDN_SP] (bf16), two V slabs [64, GDN_SP] (bf16), γ, β, g [64] (fp32).
+// The prep kernel's shared memory: the k tile [64, pitch_kb(K)] (bf16); a region holding the q tile (same
+// shape, for its norm) and then two V slabs [64, GDN_SP] (bf16); a region holding A [64, TILE_P] (fp32) and
+// then T diag(β e^γ), T diag(β) [64, GDN_SP] (bf16); T [64, TILE_P] (fp32); γ, β, g [64] (fp32). Each region
+// serves its second use once the first is dead: 71 KB at K ≤ 128, three blocks an SM (107 KB unshared).
+__host__ __device__ __forceinline__ size_t prep_region_q(int K) {
+    const size_t a = sizeof(bf16) * (size_t)GDN_C * pitch_kb(K), b = sizeof(bf16) * (size_t)2 * GDN_C * GDN_SP;
+    return a > b ? a : b;
+}
+__host__ __device__ __forceinline__ size_t prep_region_a(void) {
+    const size_t a = sizeof(float) * (size_t)GDN_C * TILE_P, b = sizeof(bf16) * (size_t)2 * GDN_C * GDN_SP;
+    return a > b ? a : b;
+}
 __host__ __device__ __forceinline__ size_t prep_smem_bytes(int K) {
-    return sizeof(bf16) * (size_t)(2 * GDN_C * pitch_kb(K) + 4 * GDN_C * GDN_SP) +
-           sizeof(float) * (size_t)(2 * GDN_C * TILE_P + 3 * GDN_C);
+    return sizeof(bf16) * (size_t)GDN_C * pitch_kb(K) + prep_region_q(K) + prep_region_a() +
+           sizeof(float) * (size_t)(GDN_C * TILE_P + 3 * GDN_C);
 }
 
 // grid (n_chunks, H), GDN_THREADS threads. Writes, for the chunk's rows t0 .. t0 + Lc − 1 and head h:
@@ -63,7 +73,7 @@ __host__ __device__ __forceinline__ size_t prep_smem_bytes(int K) {
 // Tout (the backward's, else NULL): T [n_chunks, H, 64, 64] (fp32, zero past Lc), for its WY kernel.
 // As fla: k̂ rounded to bf16 for A = diag(β) k̂ k̂ᵀ ⊙ Γ (fp32 accumulators), T = (I + A)⁻¹ in fp32, then W
 // and U as bf16 products of T's rounded column-scaled copies, T diag(β e^γ) k̂ and T diag(β) V.
-__global__ void __launch_bounds__(GDN_THREADS)
+__global__ void __launch_bounds__(GDN_THREADS, 3)
     gdn_prep_kernel(bf16 *W, bf16 *U, float *gam, float *rq, float *rk, float *Tout, const bf16 *q, const bf16 *k,
                     const bf16 *v, const float *g, const float *beta, const int *tab, int T, int ncps, int H, int K,
                     int V, int l2norm) {
@@ -72,13 +82,13 @@ __global__ void __launch_bounds__(GDN_THREADS)
     int Lc;
     chunk_rows(tab, c, ncps, T, &t0, &Lc);
     const int KB = pitch_kb(K), K16 = round16(K);
-    bf16 *kb = (bf16 *)dyn_smem();   // [64, KB]: k, then k̂ (bf16)
-    bf16 *qb = kb + GDN_C * KB;      // [64, KB]: q (for its norm)
-    bf16 *Tw = qb + GDN_C * KB;      // [64, GDN_SP]: T diag(β e^γ)
-    bf16 *Tu = Tw + GDN_C * GDN_SP;  // [64, GDN_SP]: T diag(β)
-    bf16 *Vb = Tu + GDN_C * GDN_SP;  // [2][64, GDN_SP]: V slabs
-    float *As = (float *)(Vb + 2 * GDN_C * GDN_SP); // [64, TILE_P]: A
-    float *Ts = As + GDN_C * TILE_P; // [64, TILE_P]: T
+    bf16 *kb = (bf16 *)dyn_smem();                       // [64, KB]: k, then k̂ (bf16)
+    char *reg_q = (char *)(kb + GDN_C * KB), *reg_a = reg_q + prep_region_q(K);
+    bf16 *qb = (bf16 *)reg_q;                            // [64, KB]: q (for its norm), until step 2
+    bf16 *Vb = (bf16 *)reg_q;                            // [2][64, GDN_SP]: V slabs, from step 2 on
+    float *As = (float *)reg_a;                          // [64, TILE_P]: A, until the triangular solve
+    bf16 *Tw = (bf16 *)reg_a, *Tu = Tw + GDN_C * GDN_SP; // [64, GDN_SP] each: T diag(β e^γ), T diag(β), after it
+    float *Ts = (float *)(reg_a + prep_region_a());      // [64, TILE_P]: T
     float *gs = Ts + GDN_C * TILE_P; // [64]: γ
     float *bs = gs + GDN_C;          // [64]: β
     float *graw = bs + GDN_C;        // [64]: g
@@ -90,17 +100,15 @@ __global__ void __launch_bounds__(GDN_THREADS)
         cp_async_commit();
     };
 
-    // (1) the chunk's q, k tiles, g and β rows and the first V slab (one cp.async group), the second V slab
-    // (another); then, a warp per row, both rows' 1/‖x‖ and k̂ = k / ‖k‖ in place (zeros past Lc and past K,
-    // to the 64-column boundary: the W products read whole 64-column tiles); γ (double, one thread).
+    // (1) the chunk's q, k tiles, g and β rows (one cp.async group); then, a warp per row, both rows' 1/‖x‖
+    // and k̂ = k / ‖k‖ in place (zeros past Lc and past K, to the 64-column boundary: the W products read
+    // whole 64-column tiles); γ (double, one thread).
     if (l2norm) load_tile(qb, KB, q + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
     load_tile(kb, KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
     load_row_scalars(graw, g, t0, Lc, H, h, true);
     load_row_scalars(bs, beta, t0, Lc, H, h, true);
-    load_v(0, Vb);
-    if (V > 64) load_v(64, Vb + GDN_C * GDN_SP);
-    if (V > 64) cp_async_wait<1>();
-    else cp_async_wait<0>();
+    cp_async_commit();
+    cp_async_wait<0>();
     __syncthreads();
     const int lane = tid & 31;
     for (int r = tid >> 5; r < GDN_C; r += GDN_THREADS / 32) {
@@ -127,7 +135,10 @@ __global__ void __launch_bounds__(GDN_THREADS)
     }
     __syncthreads();
 
-    // (2) A = strict_lower(diag(β) k̂ k̂ᵀ ⊙ Γ) into shared memory (the contraction runs to K16: zeros past K).
+    // (2) The first two V slabs (two cp.async groups, over q: its norms are taken), landing during A and T.
+    // A = strict_lower(diag(β) k̂ k̂ᵀ ⊙ Γ) into shared memory (the contraction runs to K16: zeros past K).
+    load_v(0, Vb);
+    if (V > 64) load_v(64, Vb + GDN_C * GDN_SP);
     form_A(As, kb, KB, K16, bs, gs, Lc);
     __syncthreads();
 
