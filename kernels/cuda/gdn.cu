@@ -70,11 +70,12 @@ __host__ __device__ __forceinline__ size_t prep_smem_bytes(int K) {
 
 // grid (n_chunks, H), GDN_THREADS threads. Writes, for the chunk's rows t0 .. t0 + Lc − 1 and head h:
 // W [NT, H, K] and U [NT, H, V] (bf16), gam = γ, rq = 1/‖q‖, rk = 1/‖k‖ [NT, H] (fp32; 1 without l2norm);
-// Tout (the backward's, else NULL): T [n_chunks, H, 64, 64] (fp32, zero past Lc), for its WY kernel.
+// Tout (the backward's, else NULL): T [n_chunks, H, 64, 64] (bf16 as its products read it, zero past Lc),
+// for its WY kernel.
 // As fla: k̂ rounded to bf16 for A = diag(β) k̂ k̂ᵀ ⊙ Γ (fp32 accumulators), T = (I + A)⁻¹ in fp32, then W
 // and U as bf16 products of T's rounded column-scaled copies, T diag(β e^γ) k̂ and T diag(β) V.
 __global__ void __launch_bounds__(GDN_THREADS, 3)
-    gdn_prep_kernel(bf16 *W, bf16 *U, float *gam, float *rq, float *rk, float *Tout, const bf16 *q, const bf16 *k,
+    gdn_prep_kernel(bf16 *W, bf16 *U, float *gam, float *rq, float *rk, bf16 *Tout, const bf16 *q, const bf16 *k,
                     const bf16 *v, const float *g, const float *beta, const int *tab, int T, int ncps, int H, int K,
                     int V, int l2norm) {
     const int c = blockIdx.x, h = blockIdx.y, tid = threadIdx.x;
@@ -152,13 +153,10 @@ __global__ void __launch_bounds__(GDN_THREADS, 3)
         Tw[m * GDN_SP + s] = f2bf(t * bs[s] * expf(gs[s])); // β is 0 past Lc
         Tu[m * GDN_SP + s] = f2bf(t * bs[s]);
     }
-    if (Tout) { // 16-byte stores, rows of 64
-        float4 *dst = (float4 *)(Tout + ((int64_t)c * H + h) * GDN_C * GDN_C);
-        for (int i = tid; i < GDN_C * GDN_C / 4; i += GDN_THREADS) {
-            const int m = i >> 4, s4 = (i & 15) * 4;
-            const float *t = Ts + m * TILE_P + s4;
-            dst[i] = make_float4(t[0], t[1], t[2], t[3]);
-        }
+    if (Tout) { // 16-byte stores of 8 bf16, rows of 64
+        bf16 *dst = Tout + ((int64_t)c * H + h) * GDN_C * GDN_C;
+        for (int i = tid; i < GDN_C * GDN_C / 8; i += GDN_THREADS)
+            store_chunk<8>(dst + 8 * i, Ts + (i >> 3) * TILE_P + (i & 7) * 8);
     }
     __syncthreads();
 
@@ -542,7 +540,7 @@ int pn_cuda_gdn_count_chunks(const pn_gdn_cfg *cfg, int64_t *n_chunks) {
 // recorded before, between and after the two. cfg was checked by the caller. Returns the state kernel's
 // stages (two where they fit: every K ≤ 256 on Hopper).
 int pn_cuda_gdn_fwd_states(const pn_gdn_cfg *cfg, int64_t n_chunks, const int *tab, const int *cst, void *W, void *U,
-                           void *hs, float *gam, float *rq, float *rk, float *Tout, float *ht, const void *q,
+                           void *hs, float *gam, float *rq, float *rk, void *Tout, float *ht, const void *q,
                            const void *k, const void *v, const float *g, const float *beta, const float *h0,
                            cudaEvent_t *ev) {
     const int H = (int)cfg->H, K = (int)cfg->K, V = (int)cfg->V, T = (int)cfg->T;
@@ -558,7 +556,7 @@ int pn_cuda_gdn_fwd_states(const pn_gdn_cfg *cfg, int64_t n_chunks, const int *t
     allow_smem(state_kernel, state_smem, &state_attr[mt - 1]);
     if (ev) CUDA_CHECK(cudaEventRecord(ev[0], pn_cuda_stream()));
     GDN_LAUNCH(gdn_prep_kernel, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, prep_smem, (bf16 *)W, (bf16 *)U,
-               gam, rq, rk, Tout, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, g, beta, tab, T, ncps, H, K, V,
+               gam, rq, rk, (bf16 *)Tout, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, g, beta, tab, T, ncps, H, K, V,
                cfg->qk_l2norm ? 1 : 0);
     CUDA_LAUNCH_CHECK();
     if (ev) CUDA_CHECK(cudaEventRecord(ev[1], pn_cuda_stream()));

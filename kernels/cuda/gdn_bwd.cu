@@ -8,7 +8,7 @@
 // - fla's split: recompute what the forward had, walk the state gradient backwards, then everything else
 //   per chunk in parallel. Six kernels:
 //   1. + 2. the forward's prep and state kernels (gdn.cu, pn_cuda_gdn_fwd_states): 1/‖q‖, 1/‖k‖, γ, W, the
-//      state entering every chunk and V' (bf16), as the forward computed them, and each chunk's T (fp32).
+//      state entering every chunk and V' (bf16), as the forward computed them, and each chunk's T (bf16).
 //   3. gdn_bwd_dvl_kernel, grid (chunk, head): Pᵀ dO, the part of dV' inside the chunk (fla's
 //      chunk_bwd_dv_local), into the dV' buffer, P formed once a chunk and dO in 64-column slabs.
 //   4. gdn_bwd_dstate_kernel, grid (V / 64, head, sequence), chunks in reverse with a 64-column slice of the
@@ -27,16 +27,17 @@
 //   230 registers and 202 KB of shared memory: one block an SM, latency-bound): dqk fits 128 registers and
 //   109 KB, two blocks an SM, and its K tiles run side by side, sharing the chunk's V', dO, dV' in L2.
 // - The products are gdn_tile.cuh's mm64_bf (bf16 tiles in shared memory, ldmatrix, mma m16n8k16, fp32
-//   accumulators); q̂, k̂, T, dP, dW, the states, their gradients, V' and dV' are bf16 as fla keeps them. The
-//   triangular solve, dA = −Tᵀ dT Tᵀ (tf32 mm64 on fp32 tiles), every accumulator and γ are fp32.
+//   accumulators); q̂, k̂, T, dT, Tᵀ dT, dP, dW, the states, their gradients, V' and dV' are bf16 as fla
+//   keeps them. The triangular solve, every accumulator and γ are fp32.
 // - dq, dk accumulate in registers (the mm64 layout: a thread owns 16 elements of each 64×64 tile) within a
 //   kernel, so every term is added by the thread that owns the element; K̂K̂ᵀ is recomputed in that layout
 //   where a term multiplies it elementwise. Row and column sums of such tiles (dγ, dβ) are warp shuffles
 //   then a fixed-order sum in shared memory: deterministic, no atomics.
 // - Only exponents ≤ 0 are evaluated (Γ masked before expf; e^{γ_r}, e^{γ_L − γ_r} have γ_r ≤ 0, γ_L ≤ γ_r).
 // - Workspace (the backend context's PN_WS_GDN_BWD, grown on demand): W (then dW), V', dV' per token row,
-//   the per-chunk states and state gradients (bf16), γ, 1/‖q‖, 1/‖k‖, dq, dk', the K tiles' dγ and the chunks'
-//   T (fp32), the chunk table with cu_seqlens. At the anchor shape (B 8, T 4096, H 12, K 96, V 256): ~1.5 GB.
+//   the per-chunk states and state gradients (bf16), γ, 1/‖q‖, 1/‖k‖, dq, dk', the K tiles' dγ (fp32), the
+//   chunks' T (bf16), the chunk table with cu_seqlens. At the anchor shape (B 8, T 4096, H 12, K 96, V 256):
+//   ~1.4 GB.
 // - With PN_CUDA_EMU the file compiles as C++ for the host emulation the CPU suite checks it with
 //   (tests/emu/cuda_emu.h).
 #include <math.h>
@@ -461,21 +462,21 @@ __global__ void __launch_bounds__(GDN_THREADS, 2)
 // ----------------------------------------------------------------------------------------------------
 // 6. the WY representation's gradients and the outputs
 
-// Shared memory (bf16 unless said): k̂ [64, KB]; T (fp32) [64, TILE_P]; T [64, GDN_SP]; dT (fp32)
-// [64, TILE_P]; then a region used in turn by nbuf buffers of the pass over V (dV', v [64, GDN_SP]), and the
-// last steps' Tᵀ dT (fp32 [64, TILE_P]), dW [64, KB] and β M [64, GDN_SP]; then 64-row scalars (dγ in
-// double; γ, β, 1/‖k‖, dβ, sums) and 256 floats for reductions. 109 KB at K 96: two blocks an SM.
+// Shared memory (bf16): k̂ [64, KB]; T, dT [64, GDN_SP]; then a region used in turn by nbuf buffers of the
+// pass over V (dV', v [64, GDN_SP]), and the last steps' Tᵀ dT [64, GDN_SP], dW [64, KB] and β M
+// [64, GDN_SP]; then 64-row scalars (dγ in double; γ, β, 1/‖k‖, dβ, sums, fp32) and 256 floats for
+// reductions. 72 KB at K 96 (two blocks an SM: the registers).
 __host__ __device__ __forceinline__ size_t wy_region_bytes(int K, int nbuf) {
     const size_t sl = sizeof(bf16) * (size_t)nbuf * 2 * GDN_C * GDN_SP,
-                 last = sizeof(float) * GDN_C * TILE_P + sizeof(bf16) * ((size_t)GDN_C * pitch_kb(K) + GDN_C * GDN_SP);
+                 last = sizeof(bf16) * ((size_t)GDN_C * pitch_kb(K) + 2 * GDN_C * GDN_SP);
     return sl > last ? sl : last;
 }
 static size_t wy_smem_bytes(int K, int nbuf) {
-    return sizeof(bf16) * (size_t)(GDN_C * pitch_kb(K) + GDN_C * GDN_SP) + sizeof(float) * (size_t)(2 * GDN_C * TILE_P) +
-           wy_region_bytes(K, nbuf) + sizeof(double) * GDN_C + sizeof(float) * (size_t)(7 * GDN_C + 256);
+    return sizeof(bf16) * (size_t)(GDN_C * pitch_kb(K) + 2 * GDN_C * GDN_SP) + wy_region_bytes(K, nbuf) +
+           sizeof(double) * GDN_C + sizeof(float) * (size_t)(7 * GDN_C + 256);
 }
 
-// grid (n_chunks, H). Reads the chunk's k, v, β, γ, 1/‖k‖, dV', dW, the prep kernel's T (Tg) and the dqk
+// grid (n_chunks, H). Reads the chunk's k, v, β, γ, 1/‖k‖, dV', dW, the prep kernel's T (Tg, bf16) and the dqk
 // kernel's dkp, dgp (and q, 1/‖q‖, dqp for the L2 norm's backward); writes dq, dk, dv (bf16), dg, dβ (fp32)
 // of its rows.
 template <int MT>
@@ -483,7 +484,7 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
     gdn_bwd_wy_kernel(bf16 *dq, bf16 *dk, bf16 *dv, float *dg, float *dbeta, const bf16 *q, const bf16 *k,
                       const bf16 *v, const float *beta, const bf16 *dW, const bf16 *dVp, const float *dqp,
                       const float *dkp, const float *dgp, const float *gam, const float *rq, const float *rk,
-                      const float *Tg, const int *tab, int T, int ncps, int H, int K, int V, int l2norm, int nbuf,
+                      const bf16 *Tg, const int *tab, int T, int ncps, int H, int K, int V, int l2norm, int nbuf,
                       int64_t NT) {
     const int64_t c = blockIdx.x;
     const int h = blockIdx.y, tid = threadIdx.x;
@@ -493,27 +494,25 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
     const int L = Lc - 1, KB = pitch_kb(K);
     const int64_t ldk = (int64_t)H * K, ldv = (int64_t)H * V, rk0 = (t0 * H + h) * K, rv = (t0 * H + h) * V;
     bf16 *Kn = (bf16 *)dyn_smem();                                      // k̂ [64, KB]
-    float *Ts = (float *)(Kn + GDN_C * KB), *Xs = Ts + GDN_C * TILE_P;  // T, dT [64, TILE_P]
-    bf16 *Tb = (bf16 *)(Xs + GDN_C * TILE_P);                           // T [64, GDN_SP]
-    char *region = (char *)(Tb + GDN_C * GDN_SP);
+    bf16 *Tb = Kn + GDN_C * KB, *Xb = Tb + GDN_C * GDN_SP;              // T, dT [64, GDN_SP]
+    char *region = (char *)(Xb + GDN_C * GDN_SP);
     double *dgam = (double *)(region + wy_region_bytes(K, nbuf)); // [64]
     float *gs = (float *)(dgam + GDN_C), *bs = gs + GDN_C, *rks = bs + GDN_C;                    // [64] each
     float *dbs = rks + GDN_C, *s1 = dbs + GDN_C, *s2 = s1 + GDN_C, *s3 = s2 + GDN_C;              // [64] each
     float *red = s3 + GDN_C;                                                                  // [256]
     // the region's uses
     bf16 *buf[2] = {(bf16 *)region, (bf16 *)region + (nbuf == 2 ? 2 * GDN_C * GDN_SP : 0)};        // V slabs
-    float *Ys = (float *)region;                                                                   // Tᵀ dT,
-    bf16 *dWb = (bf16 *)(Ys + GDN_C * TILE_P), *Mb = dWb + GDN_C * KB;                             // dW, β M
+    bf16 *Yb = (bf16 *)region, *dWb = Yb + GDN_C * GDN_SP, *Mb = dWb + GDN_C * KB;                 // Tᵀ dT, dW, β M
     const bool ak = (K & 7) == 0 && ((uintptr_t)k & 15) == 0 && ((uintptr_t)dW & 15) == 0;
     const bool av = (V & 7) == 0 && ((uintptr_t)v & 15) == 0 && ((uintptr_t)dVp & 15) == 0;
 
-    // (0) k̂ (bf16; zero past Lc and past K to the 64-column boundary), the row scalars and T (fp32, the prep
-    // kernel's: recomputing it here, A and the triangular solve, was a sixth of this kernel's instructions).
-    // dk starts from the dqk kernel's dk' (its loads in flight meanwhile).
+    // (0) k̂ (bf16; zero past Lc and past K to the 64-column boundary), the row scalars and T (the prep
+    // kernel's, bf16: recomputing it here, A and the triangular solve, was a sixth of this kernel's
+    // instructions). dk starts from the dqk kernel's dk' (its loads in flight meanwhile).
     {
-        const float *Tc = Tg + (c * H + h) * (int64_t)(GDN_C * GDN_C);
-        for (int i = tid; i < GDN_C * GDN_C / 4; i += GDN_THREADS)
-            cp_async16(Ts + (i >> 4) * TILE_P + (i & 15) * 4, Tc + 4 * i);
+        const bf16 *Tc = Tg + (c * H + h) * (int64_t)(GDN_C * GDN_C);
+        for (int i = tid; i < GDN_C * GDN_C / 8; i += GDN_THREADS)
+            cp_async16(Tb + (i >> 3) * GDN_SP + (i & 7) * 8, Tc + 8 * i);
     }
     load_tile_small(Kn, KB, k + rk0, ldk, GDN_C, Lc, K, KB - 8, ak);
     load_row_scalars(gs, gam, t0, Lc, H, h, true);
@@ -527,11 +526,6 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
     if (tid < GDN_C) dgam[tid] = 0.0, dbs[tid] = 0.0f;
     __syncthreads();
     normalize_rows(Kn, KB, K, rks);
-    for (int idx = tid; idx < GDN_C * GDN_C; idx += GDN_THREADS) {
-        const int m = idx >> 6, n = idx & 63;
-        Tb[m * GDN_SP + n] = f2bf(Ts[m * TILE_P + n]);
-    }
-    // (Tb complete at the first barrier of the slab loop)
 
     // (1) The pass over V: dT1 = dV' Vᵀ; per slab tv = Tᵀ dV' (dv = β tv, and v·tv for dβ).
     float dT[4][4], pb[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -569,30 +563,25 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
     cp_async_commit();
     rows_sum(pb, red, s1); // v_r · (Tᵀ dV')_r
     if (tid < GDN_C) dbs[tid] += s1[tid];
-    // dT1's columns times β (to dT, fp32)
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            const int m = tile_r(i), n = tile_c(j);
-            Xs[m * TILE_P + n] = (m < Lc && n < Lc) ? dT[i][j] * bs[n] : 0.0f;
-        }
     cp_async_wait<0>();
-    __syncthreads(); // dWb landed, Xs complete
+    __syncthreads(); // dWb landed
 
-    // (2) dT += dW (β e^γ K̂)ᵀ (columns times β_s e^{γ_s}); tk = Tᵀ dW: c_r = e^{γ_r} k̂_r · tk_r,
-    // dβ_r += c_r, dγ_r += β_r c_r, dK += diag(β e^γ) tk.
+    // (2) dT = dT1 diag(β) + dW (β e^γ K̂)ᵀ (fp32 in the registers, then bf16 for its products, as fla);
+    // tk = Tᵀ dW: c_r = e^{γ_r} k̂_r · tk_r, dβ_r += c_r, dγ_r += β_r c_r, dK += diag(β e^γ) tk.
     {
         float acc[4][4];
         zero_acc(acc);
         mm64_bf<false, true>(acc, K, dWb, KB, Kn, KB);
 #pragma unroll
-        for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) {
+            const int n = tile_c(j);
+            const float bn = bs[n], be = n < Lc ? bn * expf(gs[n]) : 0.0f;
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const int m = tile_r(i), n = tile_c(j);
-                if (m < Lc && n < Lc) Xs[m * TILE_P + n] += acc[i][j] * bs[n] * expf(gs[n]);
+            for (int i = 0; i < 4; i++) {
+                const int m = tile_r(i);
+                Xb[m * GDN_SP + n] = f2bf(m < Lc && n < Lc ? fmaf(acc[i][j], be, dT[i][j] * bn) : 0.0f);
             }
+        }
         float p[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
@@ -609,7 +598,7 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
                 }
             }
         }
-        rows_sum(p, red, s1); // (barriers: Xs complete)
+        rows_sum(p, red, s1); // (barriers: Xb complete)
     }
     if (tid < Lc) {
         const float cr = expf(gs[tid]) * s1[tid];
@@ -617,20 +606,21 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
         dgam[tid] += (double)(bs[tid] * cr);
     }
 
-    // (3) dA = −Tᵀ dT Tᵀ (fp32, tf32 products): Y = Tᵀ dT, dA = −Y Tᵀ.
+    // (3) dA = −Tᵀ dT Tᵀ: Y = Tᵀ dT, dA = −Y Tᵀ, bf16 products with fp32 accumulators as fla's
+    // prepare_wy_repr_bwd (tf32 products from fp32 tiles had twelve scalar loads and conversions per mma).
     {
         float acc[4][4];
         zero_acc(acc);
-        mm64(acc, Lc, [&](int r, int m) { return Ts[m * TILE_P + r]; }, [&](int m, int n) { return Xs[m * TILE_P + n]; });
+        mm64_bf<true, false>(acc, Lc, Tb, GDN_SP, Xb, GDN_SP); // A(r, m) = T[m][r]
 #pragma unroll
         for (int i = 0; i < 4; i++)
 #pragma unroll
-            for (int j = 0; j < 4; j++) Ys[tile_r(i) * TILE_P + tile_c(j)] = acc[i][j];
+            for (int j = 0; j < 4; j++) Yb[tile_r(i) * GDN_SP + tile_c(j)] = f2bf(acc[i][j]);
     }
     __syncthreads();
     float dA[4][4]; // −dA
     zero_acc(dA);
-    mm64(dA, Lc, [&](int r, int m) { return Ys[r * TILE_P + m]; }, [&](int m, int n) { return Ts[n * TILE_P + m]; });
+    mm64_bf<false, true>(dA, Lc, Yb, GDN_SP, Tb, GDN_SP); // B(m, n) = T[n][m]
 
     // (4) With A_rs = β_r KK_rs Γ_rs (s < r, KK = K̂ K̂ᵀ recomputed in this layout) and M = dA ⊙ Γ (dA is
     // minus the product above):
@@ -731,19 +721,19 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
     if (pn_cuda_gdn_count_chunks(cfg, &n_chunks)) return -1;
 
     // Workspace: W (later dW) [NT, H, K], V' and dV' [NT, H, V], hs and dSo [n_chunks, H, K, V] (bf16); γ,
-    // 1/‖q‖, 1/‖k‖ [NT, H], dq and dk' [NT, H, K], the K tiles' dγ [nkt, NT, H], T [n_chunks, H, 64, 64]
-    // (fp32); with cu_seqlens the chunk table and first chunks (int).
+    // 1/‖q‖, 1/‖k‖ [NT, H], dq and dk' [NT, H, K], the K tiles' dγ [nkt, NT, H] (fp32), T [n_chunks, H, 64, 64]
+    // (bf16); with cu_seqlens the chunk table and first chunks (int).
     const size_t bw = align256(sizeof(bf16) * (size_t)(NT * H * K)), bu = align256(sizeof(bf16) * (size_t)(NT * H * V)),
                  bh = align256(sizeof(bf16) * (size_t)(n_chunks * H * K * V)), bg = align256(sizeof(float) * (size_t)(NT * H)),
                  bq = align256(sizeof(float) * (size_t)(NT * H * K)),
-                 bT = align256(sizeof(float) * (size_t)(n_chunks * H * GDN_C * GDN_C)),
+                 bT = align256(sizeof(bf16) * (size_t)(n_chunks * H * GDN_C * GDN_C)),
                  bt = cfg->cu_seqlens ? align256(sizeof(int) * (size_t)(2 * n_chunks + N + 1)) : 0;
     char *w = (char *)pn_cuda_ws(PN_WS_GDN_BWD, bw + 2 * bu + 2 * bh + (3 + mt) * bg + 2 * bq + bT + bt);
     bf16 *W = (bf16 *)w, *Vp = (bf16 *)(w + bw), *dVp = (bf16 *)(w + bw + bu);
     bf16 *hs = (bf16 *)(w + bw + 2 * bu), *dSo = (bf16 *)(w + bw + 2 * bu + bh);
     float *gam = (float *)(w + bw + 2 * bu + 2 * bh), *rq = (float *)((char *)gam + bg), *rk = (float *)((char *)rq + bg);
     float *dgp = (float *)((char *)rk + bg), *dqp = (float *)((char *)dgp + mt * bg), *dkp = (float *)((char *)dqp + bq);
-    float *Tch = (float *)((char *)dkp + bq);
+    bf16 *Tch = (bf16 *)((char *)dkp + bq);
     int *tab = NULL, *cst = NULL;
     if (cfg->cu_seqlens) {
         tab = (int *)((char *)Tch + bT);
@@ -805,7 +795,7 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
     // 6: the WY representation's gradients, the L2 norm's, the outputs
     void (*wy)(bf16 *, bf16 *, bf16 *, float *, float *, const bf16 *, const bf16 *, const bf16 *, const float *,
                const bf16 *, const bf16 *, const float *, const float *, const float *, const float *, const float *,
-               const float *, const float *, const int *, int, int, int, int, int, int, int, int64_t) =
+               const float *, const bf16 *, const int *, int, int, int, int, int, int, int, int64_t) =
         mt == 1   ? gdn_bwd_wy_kernel<1>
         : mt == 2 ? gdn_bwd_wy_kernel<2>
         : mt == 3 ? gdn_bwd_wy_kernel<3>
@@ -814,7 +804,7 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
     GDN_LAUNCH(wy, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, wy_smem_bytes(K, wbuf), (bf16 *)dq, (bf16 *)dk,
                (bf16 *)dv, dg, dbeta, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, beta, (const bf16 *)W,
                (const bf16 *)dVp, (const float *)dqp, (const float *)dkp, (const float *)dgp, (const float *)gam,
-               (const float *)rq, (const float *)rk, (const float *)Tch, (const int *)tab, T, ncps, H, K, V,
+               (const float *)rq, (const float *)rk, (const bf16 *)Tch, (const int *)tab, T, ncps, H, K, V,
                cfg->qk_l2norm ? 1 : 0, wbuf,
                (int64_t)NT);
     CUDA_LAUNCH_CHECK();

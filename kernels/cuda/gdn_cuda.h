@@ -41,7 +41,7 @@ void pn_cuda_gdn_chunk_table(int *tab, int *cst, const int32_t *cu, int N, int64
 // The forward's prep and state kernels into the caller's buffers (gdn.cu has the layouts); the backward
 // recomputes with them (and keeps the chunks' T: Tout, NULL in the forward). Returns the state kernel's stages.
 int pn_cuda_gdn_fwd_states(const pn_gdn_cfg *cfg, int64_t n_chunks, const int *tab, const int *cst, void *W, void *U,
-                           void *hs, float *gam, float *rq, float *rk, float *Tout, float *ht, const void *q,
+                           void *hs, float *gam, float *rq, float *rk, void *Tout, float *ht, const void *q,
                            const void *k, const void *v, const float *g, const float *beta, const float *h0,
                            cudaEvent_t *ev);
 #endif

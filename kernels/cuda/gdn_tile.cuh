@@ -1,16 +1,15 @@
 // gdn_tile.cuh: what the Gated DeltaNet kernels (gdn.cu, gdn_bwd.cu) are built from: 64×64 tile products on
 // tensor cores by 256 threads, each owning 16 elements of the output (tile_r, tile_c below) — mm64_bf from
-// bf16 tiles in shared memory (ldmatrix, mma m16n8k16), mm64 from fp32 accessors (tf32, for the few
-// products kept in fp32) —, the triangular inverse, and the chunked kernels' common frame (chunk geometry,
-// bf16 tiles in by cp.async and out of the accumulators). fp32 accumulators throughout.
+// bf16 tiles in shared memory (ldmatrix, mma m16n8k16) —, the triangular inverse (fp32), and the chunked
+// kernels' common frame (chunk geometry, bf16 tiles in by cp.async and out of the accumulators). fp32
+// accumulators throughout.
 #ifndef PN_CUDA_GDN_TILE_CUH
 #define PN_CUDA_GDN_TILE_CUH
 
 #include "mma.cuh"
 
-// Row pitch (floats) of a [64, 64] shared tile. mm64's fragment loads read, per k-step, lanes at 8 rows
-// g × 4 columns t: a(m, kk) = X[m][kk] then hits bank 4 g + t, all 32 different, when the pitch is
-// 4 (mod 32). (b(kk, n) = X[kk][n] would want 8 (mod 32), and gets 2-way conflicts here.)
+// Row pitch (floats) of a [64, 64] fp32 shared tile (A and T of the triangular solve): 4 (mod 32), so that
+// 8 rows g × 4 columns t, X[g][t], hit 32 different banks.
 #define TILE_P 68
 // The pitch (elements) of [*, 64] bf16 tiles (state slices, V', dO, P): 144-byte rows, 16 mod 128, so the
 // 8 rows an ldmatrix reads fall in 8 different 16-byte bank groups.
@@ -23,63 +22,9 @@
 __host__ __device__ __forceinline__ int tile_r(int i) { return 32 * ((threadIdx.x >> 5) & 1) + ((threadIdx.x & 31) >> 2) + 8 * i; }
 __host__ __device__ __forceinline__ int tile_c(int j) { return 16 * (threadIdx.x >> 6) + 2 * (threadIdx.x & 3) + (j & 1) + 8 * (j >> 1); }
 
-#ifndef PN_CUDA_EMU // cuda_emu.h emulates the pair
-// fp32 → tf32 (round to nearest, ties away: cvt.rna), the operand format of the tf32 mma.
-__device__ __forceinline__ uint32_t to_tf32(float x) {
-    uint32_t r;
-    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
-    return r;
-}
-
-// d += A (16×8 tf32, 4 regs) B (8×8 tf32, 2 regs), fp32 accumulators c0..c3 as in the ISA's fragment.
-__device__ __forceinline__ void mma_tf32(float &c0, float &c1, float &c2, float &c3, const uint32_t *a, uint32_t b0,
-                                        uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-                 "{%8, %9}, {%0, %1, %2, %3};\n"
-                 : "+f"(c0), "+f"(c1), "+f"(c2), "+f"(c3)
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-#endif
-
-// acc[i][j] += Σ_{kk < nk} a(tile_r(i), kk) · b(kk, tile_c(j)) (256 threads, 64×64 outputs) on tensor
-// cores: operands are read from the accessors as fp32, rounded to tf32 (10-bit mantissa, fla itself feeds
-// these products in bf16), accumulated in fp32. nk need not be a multiple of 8: the accessors are never
-// called with kk ≥ nk (the fragment is zero there), nor outside rows/columns 0..63. Each step of 8 along the
-// contraction is 12 operand loads and 4 mma per thread (the CUDA-core loop it replaces: 64 loads, 128 FMA).
-template <class FA, class FB>
-__device__ __forceinline__ void mm64(float (&acc)[4][4], int nk, FA a, FB b) {
-    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const int r0 = tile_r(0), c0 = 16 * (threadIdx.x >> 6) + g; // B's fragment: column g of each n8 tile
-    for (int k0 = 0; k0 < nk; k0 += 8) {
-        const int ka = k0 + t, kb = ka + 4;
-        const bool va = ka < nk, vb = kb < nk;
-        uint32_t af[2][4], bf[2][2];
-#pragma unroll
-        for (int mi = 0; mi < 2; mi++) {
-            const int r = r0 + 16 * mi;
-            af[mi][0] = to_tf32(va ? a(r, ka) : 0.0f);
-            af[mi][1] = to_tf32(va ? a(r + 8, ka) : 0.0f);
-            af[mi][2] = to_tf32(vb ? a(r, kb) : 0.0f);
-            af[mi][3] = to_tf32(vb ? a(r + 8, kb) : 0.0f);
-        }
-#pragma unroll
-        for (int ni = 0; ni < 2; ni++) {
-            bf[ni][0] = to_tf32(va ? b(ka, c0 + 8 * ni) : 0.0f);
-            bf[ni][1] = to_tf32(vb ? b(kb, c0 + 8 * ni) : 0.0f);
-        }
-#pragma unroll
-        for (int mi = 0; mi < 2; mi++)
-#pragma unroll
-            for (int ni = 0; ni < 2; ni++)
-                mma_tf32(acc[2 * mi][2 * ni], acc[2 * mi][2 * ni + 1], acc[2 * mi + 1][2 * ni],
-                         acc[2 * mi + 1][2 * ni + 1], af[mi], bf[ni][0], bf[ni][1]);
-    }
-}
-
-// The same 64×64 product (acc[i][j] += Σ_{kk < nk} A(tile_r(i), kk) B(kk, tile_c(j)), 256 threads, the same
-// element ownership) from bf16 tiles in shared memory, read with ldmatrix and multiplied by the bf16
-// mma.sync m16n8k16 (fp32 accumulators): per 16 steps of the contraction a warp issues 3 ldmatrix.x4 and 4
-// mma, where mm64 issues 48 scalar loads, 48 conversions and 8 mma. Operand layouts:
+// The 64×64 product acc[i][j] += Σ_{kk < nk} A(tile_r(i), kk) B(kk, tile_c(j)) (256 threads) from bf16 tiles
+// in shared memory, read with ldmatrix and multiplied by the bf16 mma.sync m16n8k16 (fp32 accumulators):
+// per 16 steps of the contraction a warp issues 3 ldmatrix.x4 and 4 mma. Operand layouts:
 //   AT false: A(m, kk) = a[m lda + kk] (row-major [64][nk]); AT true: A(m, kk) = a[kk lda + m] (stored [nk][64]),
 //   BT false: B(kk, n) = b[kk ldb + n] (stored [nk][64]);    BT true: B(kk, n) = b[n ldb + kk] (stored [64][nk]).
 // The contraction runs in steps of 16 up to nk rounded up: the caller keeps A and B zero (finite at least)

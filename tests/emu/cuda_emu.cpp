@@ -338,33 +338,6 @@ void mma_bf16(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {
     }
 }
 
-// fp32 → tf32, round to nearest with ties away from zero (cvt.rna.tf32.f32): 10 mantissa bits kept.
-uint32_t to_tf32(float x) {
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    if ((u & 0x7f800000u) == 0x7f800000u) return u; // inf, NaN
-    return (u + 0x1000u) & 0xffffe000u;
-}
-
-// mma.m16n8k8 (tf32, fp32 accumulators): A(g, t) a[0], A(g+8, t) a[1], A(g, t+4) a[2], A(g+8, t+4) a[3];
-// B(t, g) b0, B(t+4, g) b1; C as in mma_bf16.
-void mma_tf32(float &c0, float &c1, float &c2, float &c3, const uint32_t *a, uint32_t b0, uint32_t b1) {
-    warp_slots &w = my_warp();
-    const int b = publish_bank(), l = lane_id(), g = l >> 2, t = l & 3;
-    for (int i = 0; i < 4; i++) w.reg[b][l][i] = a[i];
-    w.reg[b][l][4] = b0, w.reg[b][l][5] = b1;
-    wait_state(WAIT_WARP);
-    auto A = [&](int row, int k) { return f_of(w.reg[b][4 * (row & 7) + (k & 3)][(row >> 3) + 2 * (k >> 2)]); };
-    auto B = [&](int k, int col) { return f_of(w.reg[b][4 * col + (k & 3)][4 + (k >> 2)]); };
-    float *c[4] = {&c0, &c1, &c2, &c3};
-    const int rows[4] = {g, g, g + 8, g + 8}, cols[4] = {2 * t, 2 * t + 1, 2 * t, 2 * t + 1};
-    for (int e = 0; e < 4; e++) {
-        double s = 0.0;
-        for (int k = 0; k < 8; k++) s += (double)A(rows[e], k) * (double)B(k, cols[e]);
-        *c[e] = (float)((double)*c[e] + s);
-    }
-}
-
 // ----------------------------------------------------------------------------------------------------
 // events and the backend context
 

@@ -11,8 +11,8 @@
 //   the same interval (a missing barrier) sees the old contents about half the time, and a test fails.
 //   A warp whose lanes wait in a collective while others wait at __syncthreads (a divergent barrier) is
 //   reported and aborts: what the hardware leaves undefined fails here.
-// - The collectives follow the PTX ISA's fragment layouts (ldmatrix .x4 [.trans], mma.m16n8k16 bf16 and
-//   mma.m16n8k8 tf32 with fp32 accumulators): the kernels' addressing is checked, not assumed.
+// - The collectives follow the PTX ISA's fragment layouts (ldmatrix .x4 [.trans], mma.m16n8k16 bf16 with
+//   fp32 accumulators): the kernels' addressing is checked, not assumed.
 // - cp.async copies are deferred: a thread's copies land when it waits for their group (cp.async.wait_group
 //   N lands all but the newest N groups), so a read before the wait sees the old contents and fails a test.
 // - Device memory is host memory: cudaMemcpy is memcpy, the workspaces are malloc'd; events time wall clock.
@@ -120,9 +120,6 @@ static inline uint32_t pack_bf16(float lo, float hi) {
     memcpy(&r, &v, 4);
     return r;
 }
-// gdn_tile.cuh's tf32 pair
-uint32_t to_tf32(float x);
-void mma_tf32(float &c0, float &c1, float &c2, float &c3, const uint32_t *a, uint32_t b0, uint32_t b1);
 
 // ----------------------------------------------------------------------------------------------------
 // the runtime API subset
