@@ -268,22 +268,24 @@ __global__ void __launch_bounds__(GDN_THREADS)
         const float *gs = gsp(s), *rs = rsp(s);
         const float gL = gs[Lc - 1];
         {
-            float acc[4][4], one[4], d[4];
+            float acc[4][4], u[4][4], one[4], d[4];
             zero_acc(acc);
             mm64_bf<false, false>(acc, K, wb, KB, Sb, GDN_SP);
+            tile_from_smem(u, ub, GDN_SP);
 #pragma unroll
             for (int i = 0; i < 4; i++) {
                 const int m = tile_r(i);
                 one[i] = 1.0f;
                 d[i] = m < Lc ? rs[m] * expf(gL - gs[m]) : 0.0f;
 #pragma unroll
-                for (int j = 0; j < 4; j++) acc[i][j] = bf2f(ub[m * GDN_SP + tile_c(j)]) - acc[i][j];
+                for (int j = 0; j < 4; j++) acc[i][j] = u[i][j] - acc[i][j];
             }
             store_acc(U + (t0 * H + h) * V + v0, ldv, acc, one, Lc, BVa, vpairs);
 #pragma unroll
             for (int i = 0; i < 4; i++)
 #pragma unroll
-                for (int j = 0; j < 4; j++) ub[tile_r(i) * GDN_SP + tile_c(j)] = f2bf(acc[i][j] * d[i]);
+                for (int j = 0; j < 4; j++) acc[i][j] *= d[i];
+            acc_to_smem_bf16(ub, GDN_SP, acc);
         }
         __syncthreads();
 

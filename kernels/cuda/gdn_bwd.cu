@@ -85,15 +85,6 @@ __device__ __forceinline__ void cols_sum(float (&p)[4], float *red, float *out) 
     __syncthreads();
 }
 
-// The thread's elements of a 64×64 accumulator into a bf16 tile in shared memory (pitch dp), times f.
-__device__ __forceinline__ void acc_to_smem_bf16(bf16 *dst, int dp, const float (&acc)[4][4], float f = 1.0f) {
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j += 2)
-            *(__nv_bfloat162 *)(dst + tile_r(i) * dp + tile_c(j)) = __floats2bfloat162_rn(f * acc[i][j], f * acc[i][j + 1]);
-}
-
 // q̂ or k̂ of the chunk in place: the raw bf16 rows of x [64, KB] times their 1/‖x‖ (r[64]), rounded to bf16.
 // A warp a row, lanes across pairs of columns (no division per element; K even here, else one at a time).
 __device__ __forceinline__ void normalize_rows(bf16 *x, int KB, int K, const float *r) {
@@ -206,13 +197,13 @@ __global__ void __launch_bounds__(GDN_THREADS)
 // ----------------------------------------------------------------------------------------------------
 // 4. the state gradient, chunks in reverse
 
-// Shared memory: the bf16 copy of the dS slice [round64(K), GDN_SP], then per stage the scaled q, k and W
+// Shared memory: the bf16 copy of the dS slice [round16(K), GDN_SP], then per stage the scaled q, k and W
 // tiles [64, pitch_kb(K)], dO and dV' [64, GDN_SP] (bf16), γ, 1/‖q‖, 1/‖k‖ [64] (fp32).
 __host__ __device__ __forceinline__ size_t dstate_stage_bytes(int K) {
     return sizeof(bf16) * (size_t)(3 * GDN_C * pitch_kb(K) + 2 * GDN_C * GDN_SP) + sizeof(float) * 3 * GDN_C;
 }
 static size_t dstate_smem_bytes(int K, int nst) {
-    return sizeof(bf16) * (size_t)((K + 63) & ~63) * GDN_SP + (size_t)nst * dstate_stage_bytes(K);
+    return sizeof(bf16) * (size_t)round16(K) * GDN_SP + (size_t)nst * dstate_stage_bytes(K);
 }
 
 // grid (nvs, H, N): sequence n, head h, columns v0 .. v0 + BVa − 1 of the state gradient dS [K, 64] (MT tiles of
@@ -229,9 +220,9 @@ __global__ void __launch_bounds__(GDN_THREADS)
     const int BVa = min(GDN_BV, V - v0);
     int64_t row0, len, cbase;
     seq_rows(cu_seqlens, cst, n, T, &row0, &len, &cbase);
-    const int KB = pitch_kb(K), K64 = (K + 63) & ~63;
-    bf16 *dSb = (bf16 *)dyn_smem(); // [K64, GDN_SP]
-    char *stage0 = (char *)(dSb + K64 * GDN_SP);
+    const int KB = pitch_kb(K), K16 = round16(K);
+    bf16 *dSb = (bf16 *)dyn_smem(); // [K16, GDN_SP]: the k dS product contracts over K16 rows
+    char *stage0 = (char *)(dSb + K16 * GDN_SP);
     const size_t sb = dstate_stage_bytes(K);
     auto Qb = [&](int s) { return (bf16 *)(stage0 + s * sb); };
     auto Kb = [&](int s) { return Qb(s) + GDN_C * KB; };
@@ -275,8 +266,8 @@ __global__ void __launch_bounds__(GDN_THREADS)
         else cp_async_wait<0>();
 
         // dS'_c as bf16: to dSo and to the copy the K̂ dS product reads
-        // (rows K .. K64 − 1 of the copy are zero: so is dS there)
-        slice_to_bf16(dSb, K64, dS);
+        // (rows K .. K16 − 1 of the copy are zero: so is dS there)
+        slice_to_bf16(dSb, K16, dS);
         __syncthreads(); // the stage's tiles (every thread's copies) and the bf16 dS complete
         store_rows(dSo + ((c * H + h) * (int64_t)K) * V + v0, V, dSb, K, BVa, hvec);
 
@@ -288,23 +279,29 @@ __global__ void __launch_bounds__(GDN_THREADS)
         // contracts over the rows: the factor goes on dO's 16 elements a thread, four rows, not on q's K a
         // row). Each element is read and rewritten by its owner in the mm64 layout.
         {
-            float acc[4][4], one[4];
+            float acc[4][4], x[4][4], one[4];
             zero_acc(acc);
             mm64_bf<false, false>(acc, K, kb, KB, dSb, GDN_SP);
+            tile_from_smem(x, db, GDN_SP);
 #pragma unroll
             for (int i = 0; i < 4; i++) {
                 const int m = tile_r(i);
-                const float d = m < Lc ? rks[m] * expf(gL - gs[m]) : 0.0f, f = m < Lc ? scale * rqs[m] * expf(gs[m]) : 0.0f;
+                const float d = m < Lc ? rks[m] * expf(gL - gs[m]) : 0.0f;
                 one[i] = 1.0f;
 #pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    const int n = tile_c(j);
-                    acc[i][j] = acc[i][j] * d + bf2f(db[m * GDN_SP + n]);
-                    ob[m * GDN_SP + n] = f2bf(bf2f(ob[m * GDN_SP + n]) * f);
-                }
+                for (int j = 0; j < 4; j++) acc[i][j] = acc[i][j] * d + x[i][j];
             }
             store_acc(dvp + (t0 * H + h) * V + v0, ldv, acc, one, Lc, BVa, vpairs);
             acc_to_smem_bf16(db, GDN_SP, acc, -1.0f);
+            tile_from_smem(x, ob, GDN_SP);
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int m = tile_r(i);
+                const float f = m < Lc ? scale * rqs[m] * expf(gs[m]) : 0.0f;
+#pragma unroll
+                for (int j = 0; j < 4; j++) x[i][j] *= f;
+            }
+            acc_to_smem_bf16(ob, GDN_SP, x);
         }
         __syncthreads();
 
@@ -397,19 +394,24 @@ __global__ void __launch_bounds__(GDN_THREADS, 2)
         mm64_bf<false, true>(dP, GDN_BV, Po, GDN_SP, Pv, GDN_SP);
         mm64_bf<false, true>(dQ, GDN_BV, Po, GDN_SP, Ps, GDN_SP);
         mm64_bf<false, true>(dWn, GDN_BV, Pd, GDN_SP, Ps, GDN_SP);
-        for (int idx = tid; idx < GDN_C * GDN_BV; idx += GDN_THREADS) { // zero past KT and BVa
-            const int i = idx >> 6, j = idx & 63;
-            sd = fmaf(bf2f(Ps[i * GDN_SP + j]), bf2f(PdS[i * GDN_SP + j]), sd);
+        for (int idx = tid; idx < GDN_C * 8; idx += GDN_THREADS) { // 8 columns a step; zero past KT, BVa
+            const int i = idx >> 3, j = (idx & 7) * 8;
+            bf16x8 a, b;
+            a.u = *(const uint4 *)(Ps + i * GDN_SP + j);
+            b.u = *(const uint4 *)(PdS + i * GDN_SP + j);
+#pragma unroll
+            for (int e = 0; e < 8; e++) sd = fmaf(bf2f(a.h[e]), bf2f(b.h[e]), sd);
         }
         __syncthreads(); // every thread is done with the buffer
         if (nbuf == 1 && j0 + GDN_BV < V) issue(j0 + GDN_BV, buf[0]);
     }
 
-    // q̂, k̂ in place (the first group landed before the first slab)
-    for (int idx = tid; idx < GDN_C * GDN_BV; idx += GDN_THREADS) {
-        const int m = idx >> 6, i = idx & 63;
-        Qt[m * GDN_SP + i] = f2bf(bf2f(Qt[m * GDN_SP + i]) * rqs[m]);
-        Kt[m * GDN_SP + i] = f2bf(bf2f(Kt[m * GDN_SP + i]) * rks[m]);
+    // q̂, k̂ in place, 8 columns a step (the first group landed before the first slab)
+    for (int idx = tid; idx < GDN_C * 32; idx += GDN_THREADS) { // column pairs
+        const int m = idx >> 5, o = m * GDN_SP + (idx & 31) * 2;
+        const __nv_bfloat162 a = *(const __nv_bfloat162 *)(Qt + o), b = *(const __nv_bfloat162 *)(Kt + o);
+        *(__nv_bfloat162 *)(Qt + o) = __floats2bfloat162_rn(bf2f(a.x) * rqs[m], bf2f(a.y) * rqs[m]);
+        *(__nv_bfloat162 *)(Kt + o) = __floats2bfloat162_rn(bf2f(b.x) * rks[m], bf2f(b.y) * rks[m]);
     }
     // dK1 rows times e^{γ_L − γ}, dQ1 rows times scale e^γ; dP (s ≤ r) times scale Γ to bf16 in the first
     // buffer. pa: this thread's part of e^{γ_L} ⟨S, dS'⟩ + Σ_r k̂_r · dK1'_r (after the barrier: k̂ in place).
@@ -433,7 +435,11 @@ __global__ void __launch_bounds__(GDN_THREADS, 2)
 #pragma unroll
     for (int i = 0; i < 4; i++)
 #pragma unroll
-        for (int j = 0; j < 4; j++) pa = fmaf(bf2f(Kt[tile_r(i) * GDN_SP + tile_c(j)]), dK[i][j], pa);
+        for (int j = 0; j < 4; j += 2) { // column pairs: one 4-byte load
+            const __nv_bfloat162 k2 = *(const __nv_bfloat162 *)(Kt + tile_r(i) * GDN_SP + tile_c(j));
+            pa = fmaf(bf2f(k2.x), dK[i][j], pa);
+            pa = fmaf(bf2f(k2.y), dK[i][j + 1], pa);
+        }
     mm64_bf<false, false>(dQ, Lc, dPb, GDN_SP, Kt, GDN_SP); // dq += (dP ⊙ scale Γ) K̂
     mm64_bf<true, false>(dK, Lc, dPb, GDN_SP, Qt, GDN_SP);  // dk' += (dP ⊙ scale Γ)ᵀ Q̂ (A(s, r) = dP[r][s])
 
@@ -443,10 +449,13 @@ __global__ void __launch_bounds__(GDN_THREADS, 2)
     for (int i = 0; i < 4; i++) {
         const int m = tile_r(i);
 #pragma unroll
-        for (int j = 0; j < 4; j++) {
-            const int n = tile_c(j);
-            p[i] = fmaf(bf2f(Qt[m * GDN_SP + n]), dQ[i][j], p[i]);
-            p[i] = fmaf(-bf2f(Kt[m * GDN_SP + n]), dK[i][j], p[i]);
+        for (int j = 0; j < 4; j += 2) {
+            const __nv_bfloat162 q2 = *(const __nv_bfloat162 *)(Qt + m * GDN_SP + tile_c(j)),
+                                 k2 = *(const __nv_bfloat162 *)(Kt + m * GDN_SP + tile_c(j));
+            p[i] = fmaf(bf2f(q2.x), dQ[i][j], p[i]);
+            p[i] = fmaf(-bf2f(k2.x), dK[i][j], p[i]);
+            p[i] = fmaf(bf2f(q2.y), dQ[i][j + 1], p[i]);
+            p[i] = fmaf(-bf2f(k2.y), dK[i][j + 1], p[i]);
         }
     }
     rows_sum(p, red, s1);
@@ -543,15 +552,14 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
         slab_wait(nbuf == 2 && j0 + GDN_BV < V, [&] { issue(j0 + GDN_BV, buf[(it + 1) & 1]); });
         const bf16 *Pd = buf[it & 1], *Pvv = Pd + GDN_C * GDN_SP;
         mm64_bf<false, true>(dT, GDN_BV, Pd, GDN_SP, Pvv, GDN_SP);
-        float tv[4][4];
+        float tv[4][4], vv[4][4];
         zero_acc(tv);
         mm64_bf<true, false>(tv, Lc, Tb, GDN_SP, Pd, GDN_SP); // A(r, s) = T[s][r]
+        tile_from_smem(vv, Pvv, GDN_SP);
 #pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const int m = tile_r(i);
+        for (int i = 0; i < 4; i++)
 #pragma unroll
-            for (int j = 0; j < 4; j++) pb[i] = fmaf(bf2f(Pvv[m * GDN_SP + tile_c(j)]), tv[i][j], pb[i]);
-        }
+            for (int j = 0; j < 4; j++) pb[i] = fmaf(vv[i][j], tv[i][j], pb[i]);
         float bf[4];
 #pragma unroll
         for (int i = 0; i < 4; i++) bf[i] = bs[tile_r(i)];
@@ -577,23 +585,23 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
             const int n = tile_c(j);
             const float bn = bs[n], be = n < Lc ? bn * expf(gs[n]) : 0.0f;
 #pragma unroll
-            for (int i = 0; i < 4; i++) {
-                const int m = tile_r(i);
-                Xb[m * GDN_SP + n] = f2bf(m < Lc && n < Lc ? fmaf(acc[i][j], be, dT[i][j] * bn) : 0.0f);
-            }
+            for (int i = 0; i < 4; i++) dT[i][j] = tile_r(i) < Lc && n < Lc ? fmaf(acc[i][j], be, dT[i][j] * bn) : 0.0f;
         }
+        acc_to_smem_bf16(Xb, GDN_SP, dT);
         float p[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
             zero_acc(acc);
             mm64_bf<true, false>(acc, Lc, Tb, GDN_SP, dWb + 64 * mt, KB);
+            float kn[4][4];
+            tile_from_smem(kn, Kn + 64 * mt, KB);
 #pragma unroll
             for (int i = 0; i < 4; i++) {
                 const int m = tile_r(i);
                 const float eb = m < Lc ? bs[m] * expf(gs[m]) : 0.0f;
 #pragma unroll
                 for (int j = 0; j < 4; j++) {
-                    p[i] = fmaf(bf2f(Kn[m * KB + 64 * mt + tile_c(j)]), acc[i][j], p[i]);
+                    p[i] = fmaf(kn[i][j], acc[i][j], p[i]);
                     dK[mt][i][j] = fmaf(eb, acc[i][j], dK[mt][i][j]);
                 }
             }
@@ -612,10 +620,7 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
         float acc[4][4];
         zero_acc(acc);
         mm64_bf<true, false>(acc, Lc, Tb, GDN_SP, Xb, GDN_SP); // A(r, m) = T[m][r]
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-#pragma unroll
-            for (int j = 0; j < 4; j++) Yb[tile_r(i) * GDN_SP + tile_c(j)] = f2bf(acc[i][j]);
+        acc_to_smem_bf16(Yb, GDN_SP, acc);
     }
     __syncthreads();
     float dA[4][4]; // −dA
@@ -639,8 +644,9 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
                 const float M = in ? -dA[i][j] * expf(gs[m] - gs[n]) : 0.0f;
                 const float mk = M * KK[i][j], f = bs[m] * mk;
                 pm[i] += mk, pf[i] += f, pc[j] += f;
-                Mb[m * GDN_SP + n] = f2bf(bs[m] * M);
+                dA[i][j] = bs[m] * M; // β M, over dA (its last use)
             }
+        acc_to_smem_bf16(Mb, GDN_SP, dA);
         rows_sum(pm, red, s1);
         rows_sum(pf, red, s2);
         cols_sum(pc, red, s3); // (barriers: Mb complete)
@@ -664,13 +670,13 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
         float pk[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         if (l2norm)
 #pragma unroll
-            for (int i = 0; i < 4; i++) {
-                const int m = tile_r(i);
+            for (int mt = 0; mt < MT; mt++) {
+                float kn[4][4];
+                tile_from_smem(kn, Kn + 64 * mt, KB);
 #pragma unroll
-                for (int mt = 0; mt < MT; mt++)
+                for (int i = 0; i < 4; i++)
 #pragma unroll
-                    for (int j = 0; j < 4; j++) // (k̂ is zero past Lc and past K)
-                        pk[i] = fmaf(bf2f(Kn[m * KB + 64 * mt + tile_c(j)]), dK[mt][i][j], pk[i]);
+                    for (int j = 0; j < 4; j++) pk[i] = fmaf(kn[i][j], dK[mt][i][j], pk[i]); // (k̂ zero past Lc, K)
             }
         rows_sum(pk, red, s2); // (barriers: dgam complete)
     }
@@ -685,15 +691,15 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
     const bool kpairs = (K & 1) == 0;
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) {
-        float one[4];
+        float one[4], kn[4][4];
+        if (l2norm) tile_from_smem(kn, Kn + 64 * mt, KB);
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             const int m = tile_r(i);
             one[i] = 1.0f;
             if (l2norm && m < Lc)
 #pragma unroll
-                for (int j = 0; j < 4; j++)
-                    dK[mt][i][j] = rks[m] * (dK[mt][i][j] - bf2f(Kn[m * KB + 64 * mt + tile_c(j)]) * s2[m]);
+                for (int j = 0; j < 4; j++) dK[mt][i][j] = rks[m] * (dK[mt][i][j] - kn[i][j] * s2[m]);
         }
         store_acc(dk + rk0 + 64 * mt, ldk, dK[mt], one, Lc, K - 64 * mt, kpairs);
     }

@@ -217,6 +217,26 @@ __device__ __forceinline__ void load_row_scalars(float *dst, const float *x, int
     else dst[r] = r < Lc ? x[(t0 + r) * H + h] : 0.0f;
 }
 
+// The thread's 16 elements (the mm64 layout) of a bf16 tile in shared memory (pitch dp, even; 4-byte aligned
+// rows) to and from fp32 registers: columns tile_c(j), tile_c(j) + 1 (j even) are one 4-byte access, half the
+// loads and stores of element-wise ones.
+__device__ __forceinline__ void tile_from_smem(float (&x)[4][4], const bf16 *src, int dp) {
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j += 2) {
+            const __nv_bfloat162 p = *(const __nv_bfloat162 *)(src + tile_r(i) * dp + tile_c(j));
+            x[i][j] = bf2f(p.x), x[i][j + 1] = bf2f(p.y);
+        }
+}
+__device__ __forceinline__ void acc_to_smem_bf16(bf16 *dst, int dp, const float (&acc)[4][4], float f = 1.0f) {
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j += 2)
+            *(__nv_bfloat162 *)(dst + tile_r(i) * dp + tile_c(j)) = __floats2bfloat162_rn(f * acc[i][j], f * acc[i][j + 1]);
+}
+
 // Stores the thread's 4 × 4 accumulator elements, times rowf[i] (row tile_r(i)), as bf16 or fp32 (T) at
 // dst + m ld + c for rows m < nr and columns c < nc: adjacent column pairs (j, j + 1) as one 32-bit (bf16) or
 // 64-bit (fp32) store when pairs are aligned (ld and the row start even).
