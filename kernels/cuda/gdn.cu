@@ -29,8 +29,11 @@
 // - cu_seqlens is a device array; the launcher takes the host copy the block context passes (cu_host) or
 //   reads it back, to validate it with pn_gdn_check and count the chunks; the chunk table itself (first row
 //   and length of each chunk, first chunk of each sequence) is built on the device (gdn_table_kernel).
-// - Shared memory: prep ~140 KB at K = 256 (107 KB at K = 96), state ~191 KB (two stages) at K = 256 and ~103 KB at K = 96
-//   (two blocks an SM), output ~170 KB at K = 256 (86 KB at K = 96): fits Hopper's 227 KB (not an A100's 163).
+// - Shared memory: prep ~140 KB at K = 256 (71 KB at K = 96: three blocks an SM), state ~191 KB (two stages)
+//   at K = 256 and ~103 KB at K = 96 (two blocks an SM; one stage, 50 KB, three blocks an SM at 80 registers
+//   when the grid has more walks than two an SM: 384 walks at B 8, H 12, V 256 fill one wave of 396 slots
+//   instead of 1.45 of 264), output ~170 KB at K = 256 (86 KB at K = 96): fits Hopper's 227 KB (not an
+//   A100's 163).
 // - The workspace (one device buffer of the backend context, grown on demand, never shrunk): bf16 W, U/V'
 //   per token row and the per-chunk states, fp32 γ, 1/‖q‖, 1/‖k‖ per token row, and the chunk table.
 // - GDN_LAUNCH is <<<>>> on CUDA (GDN_LAUNCH_PDL, for the decode step, pn_launch); with PN_CUDA_EMU the file
@@ -203,9 +206,9 @@ __host__ __device__ __forceinline__ size_t state_smem_bytes(int K, int nst) {
 // bf16 copy in shared memory for the W S product. For chunk c (global index cbase + c): S (bf16) to
 // hs[chunk, h, :, v0 ..] and to the copy; V' = U − W S (bf16) over U; S ← e^{γ_L} S + k̂ᵀ diag(e^{γ_L − γ})
 // V'. nst = 2: the next chunk's tiles are copied in while this one is computed; nst = 1: one set of
-// buffers (when two do not fit).
+// buffers (when two do not fit, or three blocks an SM do better: the launcher's choice).
 template <int MT>
-__global__ void __launch_bounds__(GDN_THREADS)
+__global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 3 : 1)
     gdn_state_kernel(bf16 *hs, bf16 *U, float *ht, const float *h0, const bf16 *W, const bf16 *k, const float *gam,
                      const float *rk, const int *cu_seqlens, const int *cst, int T, int H, int K, int V, int nst) {
     const int v0 = blockIdx.x * GDN_BV, h = blockIdx.y, n = blockIdx.z, tid = threadIdx.x;
@@ -548,7 +551,15 @@ int pn_cuda_gdn_fwd_states(const pn_gdn_cfg *cfg, int64_t n_chunks, const int *t
     const int H = (int)cfg->H, K = (int)cfg->K, V = (int)cfg->V, T = (int)cfg->T;
     const int N = (int)pn_gdn_num_seqs(cfg), ncps = (int)ceil_div64(T, GDN_C), nvs = (int)ceil_div64(V, GDN_BV);
     // the state kernel instance holding ceil(K / 64) tiles of S in registers
-    const int nst = state_smem_bytes(K, 2) <= smem_optin() ? 2 : 1, mt = (K + 63) / 64;
+    const int mt = (K + 63) / 64;
+    int nst = state_smem_bytes(K, 2) <= smem_optin() ? 2 : 1;
+    if (mt <= 2) { // three blocks an SM (80 registers): one stage where two do not fit three times, when
+        int dev, per_sm, n_sm; // the grid needs a third block an SM (else the copies' overlap wins)
+        CUDA_CHECK(cudaGetDevice(&dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev));
+        if (3 * (state_smem_bytes(K, 2) + 1024) > (size_t)per_sm && (int64_t)nvs * H * N > 2 * (int64_t)n_sm) nst = 1;
+    }
     static size_t prep_attr = 48 * 1024, state_attr[4] = {48 * 1024, 48 * 1024, 48 * 1024, 48 * 1024};
     const size_t prep_smem = prep_smem_bytes(K), state_smem = state_smem_bytes(K, nst);
     void (*state_kernel)(bf16 *, bf16 *, float *, const float *, const bf16 *, const bf16 *, const float *,

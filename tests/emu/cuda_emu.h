@@ -129,7 +129,11 @@ typedef int cudaError_t;
 typedef void *cudaStream_t;
 typedef struct emu_event *cudaEvent_t;
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize };
-enum cudaDeviceAttr { cudaDevAttrMaxSharedMemoryPerBlockOptin };
+enum cudaDeviceAttr {
+    cudaDevAttrMaxSharedMemoryPerBlockOptin,
+    cudaDevAttrMaxSharedMemoryPerMultiprocessor,
+    cudaDevAttrMultiProcessorCount
+};
 enum cudaMemcpyKind { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice };
 static inline const char *cudaGetErrorString(cudaError_t) { return "no error"; }
 static inline const char *cudaGetErrorName(cudaError_t) { return "cudaSuccess"; }
@@ -137,7 +141,11 @@ static inline cudaError_t cudaGetLastError(void) { return cudaSuccess; }
 template <class F> static inline cudaError_t cudaFuncSetAttribute(F, cudaFuncAttribute, int) { return cudaSuccess; }
 static inline cudaError_t cudaGetDevice(int *d) { return *d = 0, cudaSuccess; }
 // Hopper's 227 KB: the kernels size their stages by it, so the emulation takes the H100's paths.
-static inline cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr, int) { return *v = 232448, cudaSuccess; }
+// An H100's figures: 227 KB a block, 228 KB an SM, 132 SMs
+static inline cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int) {
+    *v = a == cudaDevAttrMultiProcessorCount ? 132 : a == cudaDevAttrMaxSharedMemoryPerMultiprocessor ? 233472 : 232448;
+    return cudaSuccess;
+}
 static inline cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind) {
     memmove(d, s, n);
     return cudaSuccess;

@@ -151,6 +151,8 @@ int main(void) {
     check_bwd("deltanet", 1, 130, 1, 128, 256, 0, 1, 1, NULL, 0, 1);
     check_bwd("varlen", 1, 139, 2, 64, 96, 0, 1, 1, cu, 3, 0);
     check_bwd("odd-dims", 2, 70, 1, 33, 70, 1, 1, 1, NULL, 0, 0);
+    if (!(PN_EMULATED && getenv("PN_TEST_QUICK"))) // the state kernel's one-stage path (270 walks)
+    check_bwd("many-walks", 3, 70, 45, 96, 128, 1, 1, 1, NULL, 0, 0);
     if (!(PN_EMULATED && getenv("PN_TEST_QUICK"))) // the sanitized emulation: the release run covers it
     check_bwd("K256-V1024", 1, 300, 1, 256, 1024, 0, 1, 1, NULL, 0, 0);
     check_errors();
