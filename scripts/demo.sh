@@ -34,8 +34,10 @@ if [ -z "${PN_DEMO_SKIP_BUILD:-}" ]; then
   pn_step "compile (ninja -C build)" ninja -C build
 fi
 # The data: 12000 repeats (random strings said again after a short gap), 4000 associative-recall exercises
-# ("a4 k7 z1 ...|k7|z" -> "1") and 4000 slices of real text (64-128 bytes of the C sources and READMEs in
-# src/, data/ and kernels/; nothing is downloaded), shuffled into one document list (scripts/demo_data.py)
+# ("a4 k7 z1 ...|k7|z" -> "1") and 4000 slices of real text (64-128 bytes of data/demo-text.txt: the C
+# sources and READMEs of src/, data/ and kernels/ as they were on 2026-12-07, frozen there because when the
+# induction head forms moves with the text: slicing the live sources, an edit to them could leave the
+# teacher at chance for 1,600 steps; nothing is downloaded), shuffled into one document list (scripts/demo_data.py)
 # and tokenized with the project's byte-level tokenizer into HDF5 shards. Recall needs an induction head
 # (find the earlier occurrence of the current token, emit what followed it); a tiny model grows one from
 # the repeats, but only with real text beside them in the same training windows (the same documents in
@@ -46,12 +48,11 @@ fi
 mkdir -p runs/demo
 export PN_TIMES=runs/demo/stage-times.tsv
 : > "$PN_TIMES"
-text_files=$(find src data kernels -maxdepth 1 -type f \( -name '*.c' -o -name '*.h' -o -name '*.md' \) | LC_ALL=C sort)
-pn_stage "the data: repeats, recall exercises and slices of the repository's sources, shuffled; a tiny random Qwen2-shaped model; token shards (runs/demo)" \
+pn_stage "the data: repeats, recall exercises and slices of the repository's sources (data/demo-text.txt), shuffled; a tiny random Qwen2-shaped model; token shards (runs/demo)" \
   runs/demo/.stage-data bash -c "./build/postnas-data synth --task repeat --n 12000 --first 100000 --out runs/demo/repeat.jsonl &&
     ./build/postnas-data synth --task recall --n 4000 --first 100000 --format text --out runs/demo/recall.jsonl &&
     python3 scripts/demo_data.py runs/demo/train.jsonl --jsonl runs/demo/repeat.jsonl runs/demo/recall.jsonl \
-      --text $(echo $text_files) --slices 4000 --seed 1 &&
+      --text data/demo-text.txt --slices 4000 --seed 1 &&
     rm -rf runs/demo/init runs/demo/shards &&
     ./build/postnas-mkckpt --preset tiny --seed 1 --init-std 0.1 --out runs/demo/init &&
     ./build/postnas-data tokenize --tokenizer runs/demo/init --jsonl runs/demo/train.jsonl --field text \

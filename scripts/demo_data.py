@@ -4,8 +4,8 @@ usage: python3 scripts/demo_data.py OUT.jsonl --jsonl FILE... --text FILE... [--
 
 Every {"text"} line of the --jsonl files (postnas-data synth's repeats and recall exercises) is one document;
 --slices N more are pieces of 64 to 128 bytes cut at random places from the --text files (real text: the
-repository's own sources). All of them are shuffled together, so every 256-token training window holds a
-mix of kinds. That mix is what lets the tiny teacher grow its induction head: with the same documents in
+repository's own sources, frozen in data/demo-text.txt). All of them are shuffled together, so every 256-token
+training window holds a mix of kinds. That mix is what lets the tiny teacher grow its induction head: with the same documents in
 blocks (a window of text, a window of repeats, a window of exercises) postnas-train's runs stayed at chance
 on recall for 2,000 steps in four of five tries. Deterministic for a seed (Python's random with a fixed seed);
 the output is written whole or not at all."""
