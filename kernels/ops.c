@@ -12,7 +12,7 @@ pn_dtype pn_device_dtype(pn_device dev) { return dev == PN_CUDA ? PN_BF16 : PN_F
 const pn_backend *pn_backend_get(pn_device dev) {
     if (dev == PN_CPU) return &pn_cpu_backend;
 #ifdef PN_HAVE_CUDA
-    if (dev == PN_CUDA) return &pn_cuda_backend;
+    if (dev == PN_CUDA) return pn_cuda_backend_active(); // pn_cuda_backend, or its PN_OP_PROFILE=1 twin
 #endif
     return NULL;
 }

@@ -132,6 +132,9 @@ typedef struct pn_backend {
 extern const pn_backend pn_cpu_backend;
 #ifdef PN_HAVE_CUDA
 extern const pn_backend pn_cuda_backend;
+// pn_cuda_backend, or with PN_OP_PROFILE=1 the same table with every op timed on the GPU (a table of ops by
+// total time on stderr at exit; kernels/cuda/backend.cu)
+const pn_backend *pn_cuda_backend_active(void);
 #endif
 
 // The table for a device, or NULL when this build (or machine) has no such backend.

@@ -9,6 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+
 #include "common.cuh"
 #include "gdn_bwd_cuda.h"
 #include "gdn_cuda.h"
@@ -272,3 +276,113 @@ extern "C" const pn_backend pn_cuda_backend = {
 #endif
     PN_OPS(PN_OP_ENTRY_CUDA) // in the list's order, like the struct's fields: a missing pn_cuda_<op> does not link
 };
+
+// ----------------------------------------------------------------------------------------------------
+// PN_OP_PROFILE=1: the GPU time of each op, for finding where a step's time goes (nsys is not everywhere).
+// pn_cuda_backend_active() then hands out a second table whose entries record a CUDA event on the compute
+// stream before and after the real op (no host synchronization; the pairs are read when a few thousand
+// are pending and at exit, where a table of ops by total time goes to stderr). An op's time is from the
+// first of its kernels starting to the last ending, so it includes gaps in the stream while its launches
+// are issued; an op that calls another through the table (none do on CUDA) would count both. Ops issued
+// while the stream is being captured into a graph are not timed.
+
+namespace {
+#define PROF_ID(name, ret, params) PROF_##name,
+#define PROF_NAME(name, ret, params) #name,
+enum { PN_OPS(PROF_ID) PROF_N };
+const char *const prof_names[PROF_N] = {PN_OPS(PROF_NAME)};
+
+struct prof_op_rec {
+    std::vector<cudaEvent_t> ev; // pairs (start, stop); the first `used` are recorded, not yet read
+    size_t used = 0;
+    long calls = 0;
+    double ms = 0.0;
+};
+prof_op_rec prof_rec[PROF_N];
+size_t prof_pending = 0;
+
+void prof_read(void) { // the recorded pairs into the totals (waits for the last)
+    for (auto &r : prof_rec) {
+        for (size_t i = 0; i + 1 < r.used; i += 2) {
+            float ms = 0.0f;
+            CUDA_CHECK(cudaEventSynchronize(r.ev[i + 1]));
+            CUDA_CHECK(cudaEventElapsedTime(&ms, r.ev[i], r.ev[i + 1]));
+            r.ms += ms;
+        }
+        r.used = 0;
+    }
+    prof_pending = 0;
+}
+
+void prof_report(void) {
+    prof_read();
+    int idx[PROF_N];
+    double total = 0.0;
+    for (int i = 0; i < PROF_N; i++) idx[i] = i, total += prof_rec[i].ms;
+    std::sort(idx, idx + PROF_N, [](int a, int b) { return prof_rec[a].ms > prof_rec[b].ms; });
+    fprintf(stderr, "[postnas] op profile (PN_OP_PROFILE=1): GPU time from each op's first kernel to its last\n");
+    fprintf(stderr, "%-22s %9s %12s %12s %7s\n", "op", "calls", "total ms", "ms / call", "share");
+    for (int j = 0; j < PROF_N; j++) {
+        const prof_op_rec &r = prof_rec[idx[j]];
+        if (!r.calls) continue;
+        fprintf(stderr, "%-22s %9ld %12.3f %12.4f %6.1f%%\n", prof_names[idx[j]], r.calls, r.ms, r.ms / (double)r.calls,
+                total > 0.0 ? 100.0 * r.ms / total : 0.0);
+    }
+    fprintf(stderr, "%-22s %9s %12.3f\n", "all", "", total);
+}
+
+// Two events for op id's next call (created once, reused after each read).
+void prof_pair(int id, cudaEvent_t *e0, cudaEvent_t *e1) {
+    if (prof_pending >= 4096) prof_read();
+    prof_op_rec &r = prof_rec[id];
+    while (r.ev.size() < r.used + 2) {
+        cudaEvent_t e;
+        CUDA_CHECK(cudaEventCreate(&e));
+        r.ev.push_back(e);
+    }
+    *e0 = r.ev[r.used], *e1 = r.ev[r.used + 1];
+    r.used += 2, r.calls++, prof_pending++;
+}
+
+template <int ID, auto F> struct prof_call;
+template <int ID, class R, class... A, R (*F)(A...)> struct prof_call<ID, F> {
+    static R call(A... a) {
+        cudaStream_t s = pn_cuda_stream();
+        cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+        CUDA_CHECK(cudaStreamIsCapturing(s, &cs));
+        if (cs != cudaStreamCaptureStatusNone) return F(a...);
+        cudaEvent_t e0, e1;
+        prof_pair(ID, &e0, &e1);
+        CUDA_CHECK(cudaEventRecord(e0, s));
+        if constexpr (std::is_void_v<R>) {
+            F(a...);
+            CUDA_CHECK(cudaEventRecord(e1, s));
+        } else {
+            R r = F(a...);
+            CUDA_CHECK(cudaEventRecord(e1, s));
+            return r;
+        }
+    }
+};
+// pn_cuda_backend with every op timed (the other entries the same).
+pn_backend prof_backend(void) {
+    pn_backend b = pn_cuda_backend;
+#define PROF_SET(name, ret, params) b.name = prof_call<PROF_##name, pn_cuda_##name>::call;
+    PN_OPS(PROF_SET)
+    return b;
+}
+} // namespace
+
+extern "C" const pn_backend *pn_cuda_backend_active(void) {
+    static int on = -1;
+    static pn_backend timed;
+    if (on < 0) {
+        const char *e = getenv("PN_OP_PROFILE");
+        on = e && e[0] == '1';
+        if (on) {
+            timed = prof_backend();
+            atexit(prof_report);
+        }
+    }
+    return on ? &timed : &pn_cuda_backend;
+}
