@@ -665,11 +665,20 @@ static int gdn_cfg(pn_gdn_cfg *c, const char *op, const pn_tensor *q, const pn_t
     return 0;
 }
 
+// The buffer the forward may keep its intermediates in (NULL or empty: none), on q's device.
+static void gdn_saved(pn_gdn_cfg *c, const char *op, const pn_tensor *q, const pn_tensor *saved) {
+    if (!saved || !saved->data) return;
+    same_device(op, q, saved);
+    c->saved = saved->data;
+    c->saved_bytes = pn_nbytes(saved);
+}
+
 int pn_op_gdn(pn_tensor *o, pn_tensor *ht, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
               const pn_tensor *g, const pn_tensor *beta, const pn_tensor *h0, const pn_tensor *cu_seqlens,
-              const int32_t *cu_host, int qk_l2norm) {
+              const int32_t *cu_host, int qk_l2norm, pn_tensor *saved) {
     pn_gdn_cfg c;
     if (gdn_cfg(&c, "gdn", q, k, v, g, beta, h0 ? h0 : ht, cu_seqlens, cu_host, qk_l2norm)) return -1;
+    gdn_saved(&c, "gdn", q, saved);
     same_device("gdn", q, o);
     want_act("gdn", o);
     same_shape("gdn", o, v);
@@ -681,10 +690,11 @@ int pn_op_gdn(pn_tensor *o, pn_tensor *ht, const pn_tensor *q, const pn_tensor *
 int pn_op_gdn_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, pn_tensor *dg, pn_tensor *dbeta, pn_tensor *dh0,
                   const pn_tensor *dout, const pn_tensor *dht, const pn_tensor *q, const pn_tensor *k,
                   const pn_tensor *v, const pn_tensor *g, const pn_tensor *beta, const pn_tensor *h0,
-                  const pn_tensor *cu_seqlens, const int32_t *cu_host, int qk_l2norm) {
+                  const pn_tensor *cu_seqlens, const int32_t *cu_host, int qk_l2norm, const pn_tensor *saved) {
     pn_gdn_cfg c;
     const pn_tensor *state = h0 ? h0 : dh0 ? dh0 : dht;
     if (gdn_cfg(&c, "gdn_bwd", q, k, v, g, beta, state, cu_seqlens, cu_host, qk_l2norm)) return -1;
+    gdn_saved(&c, "gdn_bwd", q, saved);
     same_shape("gdn_bwd", dq, q);
     same_shape("gdn_bwd", dk, k);
     same_shape("gdn_bwd", dv, v);

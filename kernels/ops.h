@@ -243,16 +243,18 @@ void pn_op_lin_gates_bwd(pn_tensor *dza, pn_tensor *dzb, pn_tensor *dA_log, pn_t
                          const pn_tensor *A_log, const pn_tensor *dt_bias);
 // Gated DeltaNet (kernels/cpu/gdn.h): q, k [B, T, H, K], v, o [B, T, H, V] activation dtype; g, beta F32
 // [B, T, H]; h0, ht F32 [N, H, K, V] or NULL; cu_seqlens NULL or I32 [N + 1] on the device (B = 1). In-kernel
-// q/k L2 norm when qk_l2norm; scale K^-1/2. Returns 0, or -1 with the error set (a config the op cannot
-// run) before computing anything.
+// q/k L2 norm when qk_l2norm; scale K^-1/2. saved: NULL, or a buffer (any dtype, its bytes counted) where
+// the forward keeps intermediates for a backward given the same one (pn_gdn_cfg.saved: too small, or on
+// the CPU, it is left alone and the backward recomputes). Returns 0, or -1 with the error set (a config
+// the op cannot run) before computing anything.
 int pn_op_gdn(pn_tensor *o, pn_tensor *ht, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
               const pn_tensor *g, const pn_tensor *beta, const pn_tensor *h0, const pn_tensor *cu_seqlens,
-              const int32_t *cu_host, int qk_l2norm);
-// Its backward: every gradient overwritten; dht NULL = zero, dh0 NULL = not wanted.
+              const int32_t *cu_host, int qk_l2norm, pn_tensor *saved);
+// Its backward: every gradient overwritten; dht NULL = zero, dh0 NULL = not wanted; saved: the forward's.
 int pn_op_gdn_bwd(pn_tensor *dq, pn_tensor *dk, pn_tensor *dv, pn_tensor *dg, pn_tensor *dbeta, pn_tensor *dh0,
                   const pn_tensor *dout, const pn_tensor *dht, const pn_tensor *q, const pn_tensor *k,
                   const pn_tensor *v, const pn_tensor *g, const pn_tensor *beta, const pn_tensor *h0,
-                  const pn_tensor *cu_seqlens, const int32_t *cu_host, int qk_l2norm);
+                  const pn_tensor *cu_seqlens, const int32_t *cu_host, int qk_l2norm, const pn_tensor *saved);
 // One decode step: q, k [B, 1, H, K], v, o [B, 1, H, V], g, beta F32 [B, 1, H]; S F32 [B, H, K, V] in place.
 int pn_op_gdn_step(pn_tensor *o, pn_tensor *S, const pn_tensor *q, const pn_tensor *k, const pn_tensor *v,
                    const pn_tensor *g, const pn_tensor *beta, int qk_l2norm);

@@ -220,7 +220,9 @@ typedef struct pn_train_opts {
 } pn_train_opts;
 // Plan the training memory for batches of up to max_B x max_T tokens (packed batches: max_B = 1): per-layer
 // inputs, kept activations, the shared recompute buffers, backward scratch and all-position logits. Reports
-// the bytes planned (logged). 0, or -1 with the error set (out of memory names the device and size).
+// the bytes planned (logged). Plan after pn_model_grads_init: a layer whose MLP has no gradient buffer then
+// keeps no activations for its weights' gradients (a backward that finds them trainable later refuses). 0,
+// or -1 with the error set (out of memory names the device and size).
 int pn_model_train_plan(pn_model *m, int max_B, int max_T, const pn_train_opts *o);
 size_t pn_model_train_bytes(const pn_model *m);
 // Forward for training: logits for every position into m->train's logits [B T, V] (pn_model_train_logits).

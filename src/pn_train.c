@@ -27,6 +27,11 @@
 
 typedef struct {
     pn_tensor xn1, xmid, xn2, gate, up, h;
+    // 0: xn2 and h are the plan's shared buffers (mlp_xn2, mlp_h), planned so because the layer's MLP had no
+    // gradient then: they only feed the gate/up and down weights' gradients (the backward's dx needs gate
+    // and up, and post_norm's backward reads xmid), so a frozen MLP keeps neither — 8960 + 1536 values a
+    // token a layer at the Qwen2.5-1.5B shape, 4.8 GB of the distillation step at 2 x 4096 tokens.
+    int mlp_kept;
     // The mixer's kept activations: views into `region`, which is sized for the largest of the layer's
     // candidate mixers (a supernet switches mixers between steps without reallocating); `viewed` is the
     // type whose views blk holds now.
@@ -50,6 +55,7 @@ struct pn_train_plan {
     layer_acts shared[MAX_TYPES];          // recompute buffers per block type
     pn_tensor scratch[MAX_TYPES][PN_BLOCK_MAX_ACTS]; // backward scratch per block type
     pn_tensor yb, dres, dtmp, dxn, dh, dgate, dup;
+    pn_tensor mlp_xn2, mlp_h; // shared by the layers whose MLP is frozen (layer_acts.mlp_kept)
     // the last forward's batch
     int B, T, n_seqs, ran;
     int32_t *cu_host;
@@ -138,14 +144,19 @@ static size_t layer_act_bytes(const pn_layer *L, pn_dtype act, int64_t N) { // t
     return most;
 }
 
-// A layer's buffers; the mixer's region holds `most` bytes.
-static void carve_layer(carver *cv, layer_acts *A, size_t most, const pn_model_config *c, pn_dtype act, int64_t N) {
+// Whether layer l's MLP has a gradient buffer (pn_model_grads_init).
+static int mlp_trains(const pn_layer *L) { return L->g_gate_w.data || L->g_up_w.data || L->g_down_w.data; }
+
+// A layer's buffers; the mixer's region holds `most` bytes. keep_mlp 0: xn2 and h are the shared ones.
+static void carve_layer(carver *cv, struct pn_train_plan *tp, layer_acts *A, size_t most, const pn_model_config *c,
+                        pn_dtype act, int64_t N, int keep_mlp) {
     A->xn1 = carve(cv, act, N, c->hidden);
     A->xmid = carve(cv, act, N, c->hidden);
-    A->xn2 = carve(cv, act, N, c->hidden);
+    A->xn2 = keep_mlp ? carve(cv, act, N, c->hidden) : tp->mlp_xn2;
     A->gate = carve(cv, act, N, c->intermediate);
     A->up = carve(cv, act, N, c->intermediate);
-    A->h = carve(cv, act, N, c->intermediate);
+    A->h = keep_mlp ? carve(cv, act, N, c->intermediate) : tp->mlp_h;
+    A->mlp_kept = keep_mlp;
     A->region = carve(cv, PN_F32, 1, (int64_t)(most / 4 + 1));
     A->viewed = NULL;
 }
@@ -184,6 +195,10 @@ static void plan_layout(carver *cv, struct pn_train_plan *tp, pn_model *m, int64
     tp->dh = carve(cv, act, N, c->intermediate);
     tp->dgate = carve(cv, act, N, c->intermediate);
     tp->dup = carve(cv, act, N, c->intermediate);
+    int frozen = 0;
+    for (int l = 0; l < c->n_layers; l++) frozen |= !mlp_trains(&m->layers[l]);
+    tp->mlp_xn2 = frozen ? carve(cv, act, N, c->hidden) : (pn_tensor){0};
+    tp->mlp_h = frozen ? carve(cv, act, N, c->intermediate) : (pn_tensor){0};
     // Recompute buffers are shared by the layers of one kind: keyed by the layer's first slot's type (a
     // plain model's mixer; in a supernet, layers with the same candidates share).
     size_t shared_most[MAX_TYPES] = {0};
@@ -196,9 +211,9 @@ static void plan_layout(carver *cv, struct pn_train_plan *tp, pn_model *m, int64
         const pn_layer *L = &m->layers[l];
         const int ti = type_index(tp, L->slot[0].bt);
         if (tp->recompute[l]) {
-            if (!shared_done[ti]) carve_layer(cv, &tp->shared[ti], shared_most[ti], c, act, N), shared_done[ti] = 1;
+            if (!shared_done[ti]) carve_layer(cv, tp, &tp->shared[ti], shared_most[ti], c, act, N, 1), shared_done[ti] = 1;
         } else {
-            carve_layer(cv, &tp->own[l], layer_act_bytes(L, act, N), c, act, N);
+            carve_layer(cv, tp, &tp->own[l], layer_act_bytes(L, act, N), c, act, N, mlp_trains(L));
         }
     }
     // Backward scratch per block type, over every candidate.
@@ -380,6 +395,9 @@ static int backward_layer(pn_model *m, int l, pn_tensor *dres, const pn_block_ct
     pn_layer *L = &m->layers[l];
     pn_slot *S = pn_layer_mixer(L);
     layer_acts *A = acts_of(tp, m, l);
+    if (!A->mlp_kept && mlp_trains(L))
+        return pn_errorf("layer %d: its MLP trains, but the training plan was made while it was frozen and keeps "
+                         "no activations for its gradients (plan after pn_model_grads_init)", l);
     if (tp->recompute[l] && layer_forward(m, l, A, 0, ctx)) return -1;
     pn_tensor dtmp = pn_rows(&tp->dtmp, 0, N), dxn = pn_rows(&tp->dxn, 0, N);
     pn_tensor dh = pn_rows(&tp->dh, 0, N), dgate = pn_rows(&tp->dgate, 0, N), dup = pn_rows(&tp->dup, 0, N);

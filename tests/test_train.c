@@ -244,6 +244,19 @@ static void check_against_torch(const char *root, const char *name, int is_hybri
         CHECK(wrong == 0 && with == ntrain && ntrain > 0, "frozen buffers: %d with, %d wrong", with, wrong);
         CHECK(ef <= tol_same * 10, "frozen gradients %.3e", ef);
         grads_free(&m, gr);
+        // frozen MLPs keep no activations for their weights' gradients: a smaller plan; a plan made while
+        // they were frozen refuses a backward that finds them trainable
+        const size_t frozen_bytes = pn_model_train_bytes(&m);
+        rc = pn_model_grads_init(&m, NULL) || pn_model_train_plan(&m, g.B, g.T, NULL);
+        const size_t all_bytes = pn_model_train_bytes(&m);
+        CHECK(rc == 0 && frozen_bytes < all_bytes, "plan with frozen MLPs %zu bytes, all trainable %zu", frozen_bytes,
+              all_bytes);
+        rc = pn_model_grads_init(&m, tr) || pn_model_train_plan(&m, g.B, g.T, NULL) || pn_model_grads_init(&m, NULL);
+        CHECK(rc == 0, "%s", pn_last_error());
+        rc = step(&m, &g, &a, 0);
+        CHECK(rc != 0 && strstr(pn_last_error(), "plan after pn_model_grads_init"),
+              "a stale plan's backward: rc %d (%s)", rc, pn_last_error());
+        CHECK(pn_model_train_plan(&m, g.B, g.T, NULL) == 0, "%s", pn_last_error());
         free(tr);
         free(rec);
 

@@ -709,14 +709,19 @@ static int setup(trainer *tr, const char *resume_dir) {
     tr->N = tr->B * tr->T;
     tr->accum = (int)(c->global_batch / tr->dist.world / c->micro_batch);
     if (parse_mse_layers(tr)) return -1;
-    // memory: the training plan (packed micro-batches: one row of B T tokens), gradients, loss, optimizer
+    // memory: gradients, the training plan (packed micro-batches: one row of B T tokens; after the gradients:
+    // frozen MLPs keep less), loss, optimizer
+    uint8_t *mask = trainable_mask(tr);
+    int rc = pn_model_grads_init(m, mask);
+    free(mask);
+    if (rc) return -1;
     uint8_t *rec = NULL;
     if (c->recompute) {
         rec = pn_malloc((size_t)tr->n_layers);
         memset(rec, 1, (size_t)tr->n_layers);
     }
     const pn_train_opts o = {.recompute = rec, .no_logits = 1};
-    int rc = pn_model_train_plan(m, 1, (int)tr->N, &o);
+    rc = pn_model_train_plan(m, 1, (int)tr->N, &o);
     if (!rc && tr->mode == MODE_SEPARATE) {
         // The teacher never runs a backward: every layer "recomputes", i.e. keeps only its input (which the
         // MSE terms read as the previous layer's output) and shares one set of activation buffers.
@@ -730,10 +735,6 @@ static int setup(trainer *tr, const char *resume_dir) {
     if (rc) return pn_error_prefix("training memory for train.micro_batch %lld x train.seq_len %lld (a smaller "
                                    "train.micro_batch, or train.recompute: true, needs less)",
                                    (long long)c->micro_batch, (long long)c->seq_len);
-    uint8_t *mask = trainable_mask(tr);
-    rc = pn_model_grads_init(m, mask);
-    free(mask);
-    if (rc) return -1;
     if (resume_dir && tr->mode == MODE_SHARED && load_student_blocks(tr, resume_dir)) return -1;
     if (resume_dir && tr->mode == MODE_SUPERNET && pn_supernet_load(&tr->model, resume_dir)) return -1;
     const pn_optim_cfg oc = {.lr = c->lr, .min_lr_ratio = c->min_lr_ratio, .warmup_steps = c->warmup_steps,

@@ -32,7 +32,19 @@ typedef struct pn_gdn_cfg {
     const int32_t *cu_host;
     float scale;    // on q; 0 means the default K^-1/2
     int qk_l2norm;  // L2-normalize q and k inside the op (and differentiate through it)
+    // Where the forward may keep its intermediates for the backward (NULL: nowhere). The CUDA backend, given
+    // at least pn_gdn_saved_bytes(B T, its chunk count, H, K, V) bytes at a 256-byte boundary, writes them in
+    // the forward and reads them in the backward instead of recomputing (both calls must get the same buffer
+    // and inputs, with nothing written to it between them); with fewer bytes, and on the CPU, the backward
+    // recomputes. The results are the same bits either way.
+    void *saved;
+    size_t saved_bytes;
 } pn_gdn_cfg;
+
+// Bytes of the intermediates a forward of `rows` token rows in `chunks` chunks keeps for its backward (the
+// CUDA backend's layout, each part at a 256-byte boundary): W [rows, H, K], V' [rows, H, V], each chunk's
+// entering state [chunks, H, K, V] and T [chunks, H, 64, 64] (bf16); γ, 1/‖q‖, 1/‖k‖ [rows, H] (fp32).
+size_t pn_gdn_saved_bytes(int64_t rows, int64_t chunks, int64_t H, int64_t K, int64_t V);
 
 // 0 when the configuration is usable; otherwise -1 and an error naming the offending parameter
 // ("gdn: K = 300 exceeds the maximum 256", "gdn: cu_seqlens[2] = 5 is not above cu_seqlens[1] = 5", ...).

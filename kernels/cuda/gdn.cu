@@ -464,6 +464,26 @@ __global__ void gdn_table_kernel(int *tab, int *cst, const int32_t *cu, int N, i
 
 static void *workspace(size_t need) { return pn_cuda_ws(PN_WS_GDN, need); } // the context's
 
+// The parts of pn_gdn_saved_bytes' layout (kernels/cpu/gdn.h) at base.
+void gdn_saved_at(void *base, int64_t NT, int64_t n_chunks, int64_t H, int64_t K, int64_t V, gdn_saved *sv) {
+    char *p = (char *)base;
+    sv->W = (bf16 *)p, p += align256(sizeof(bf16) * (size_t)(NT * H * K));
+    sv->Vp = (bf16 *)p, p += align256(sizeof(bf16) * (size_t)(NT * H * V));
+    sv->hs = (bf16 *)p, p += align256(sizeof(bf16) * (size_t)(n_chunks * H * K * V));
+    sv->T = (bf16 *)p, p += align256(sizeof(bf16) * (size_t)(n_chunks * H * GDN_C * GDN_C));
+    const size_t bg = align256(sizeof(float) * (size_t)(NT * H));
+    sv->gam = (float *)p, sv->rq = (float *)(p + bg), sv->rk = (float *)(p + 2 * bg);
+}
+
+// Whether cfg->saved holds the forward's intermediates for this call (then *sv points into it).
+bool gdn_saved_of(const pn_gdn_cfg *cfg, int64_t NT, int64_t n_chunks, gdn_saved *sv) {
+    if (!cfg->saved || ((uintptr_t)cfg->saved & 255) ||
+        cfg->saved_bytes < pn_gdn_saved_bytes(NT, n_chunks, cfg->H, cfg->K, cfg->V))
+        return false;
+    gdn_saved_at(cfg->saved, NT, n_chunks, cfg->H, cfg->K, cfg->V, sv);
+    return true;
+}
+
 // The most dynamic shared memory a block of this device may opt into (227 KB on Hopper).
 static size_t smem_optin(void) {
     static int bytes = 0;
@@ -593,17 +613,20 @@ extern "C" int pn_cuda_gdn_fwd(const pn_gdn_cfg *cfg, void *o, float *ht, const 
     int64_t n_chunks;
     if (pn_cuda_gdn_count_chunks(cfg, &n_chunks)) return -1;
 
-    // Workspace: W [NT, H, K], U (then V') [NT, H, V], per-chunk states [n_chunks, H, K, V] (bf16); γ, 1/‖q‖,
-    // 1/‖k‖ [NT, H] (fp32); with cu_seqlens, the chunk table [n_chunks, 2] and first chunks [N + 1] (int).
-    const size_t bw = align256(sizeof(bf16) * (size_t)(NT * H * K)), bu = align256(sizeof(bf16) * (size_t)(NT * H * V)),
-                 bh = align256(sizeof(bf16) * (size_t)(n_chunks * H * K * V)), bg = align256(sizeof(float) * (size_t)(NT * H)),
-                 bt = cfg->cu_seqlens ? align256(sizeof(int) * (size_t)(2 * n_chunks + N + 1)) : 0;
-    char *w = (char *)workspace(bw + bu + bh + 3 * bg + bt);
-    bf16 *W = (bf16 *)w, *U = (bf16 *)(w + bw), *hs = (bf16 *)(w + bw + bu);
-    float *gam = (float *)(w + bw + bu + bh), *rq = (float *)((char *)gam + bg), *rk = (float *)((char *)rq + bg);
+    // W [NT, H, K], U (then V') [NT, H, V], per-chunk states [n_chunks, H, K, V] (bf16); γ, 1/‖q‖, 1/‖k‖
+    // [NT, H] (fp32): in the caller's cfg->saved (with each chunk's T, for the backward) where it holds them,
+    // else in the workspace; with cu_seqlens, the chunk table [n_chunks, 2] and first chunks [N + 1] (int)
+    // in the workspace.
+    gdn_saved sv;
+    const bool keep = gdn_saved_of(cfg, NT, n_chunks, &sv);
+    const size_t bt = cfg->cu_seqlens ? align256(sizeof(int) * (size_t)(2 * n_chunks + N + 1)) : 0;
+    char *w = (char *)workspace((keep ? 0 : pn_gdn_saved_bytes(NT, n_chunks, H, K, V)) + bt);
+    if (!keep) gdn_saved_at(w, NT, n_chunks, H, K, V, &sv);
+    bf16 *W = sv.W, *U = sv.Vp, *hs = sv.hs;
+    float *gam = sv.gam, *rq = sv.rq, *rk = sv.rk;
     int *tab = NULL, *cst = NULL;
     if (cfg->cu_seqlens) {
-        tab = (int *)((char *)rk + bg);
+        tab = (int *)(w + (keep ? 0 : pn_gdn_saved_bytes(NT, n_chunks, H, K, V)));
         cst = tab + 2 * n_chunks;
         pn_cuda_gdn_chunk_table(tab, cst, cfg->cu_seqlens, N, T, GDN_C);
     }
@@ -618,8 +641,8 @@ extern "C" int pn_cuda_gdn_fwd(const pn_gdn_cfg *cfg, void *o, float *ht, const 
     cudaEvent_t ev[4];
     if (profile)
         for (int i = 0; i < 4; i++) CUDA_CHECK(cudaEventCreate(&ev[i]));
-    const int nst = pn_cuda_gdn_fwd_states(cfg, n_chunks, tab, cst, W, U, hs, gam, rq, rk, NULL, ht, q, k, v, g, beta, h0,
-                                           profile ? ev : NULL);
+    const int nst = pn_cuda_gdn_fwd_states(cfg, n_chunks, tab, cst, W, U, hs, gam, rq, rk, keep ? sv.T : NULL, ht, q, k, v,
+                                           g, beta, h0, profile ? ev : NULL);
     GDN_LAUNCH(gdn_out_kernel, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, out_smem, (bf16 *)o,
                (const bf16 *)q, (const bf16 *)k, (const bf16 *)U, (const bf16 *)hs, (const float *)gam,
                (const float *)rq, (const float *)rk, (const int *)tab, T, ncps, H, K, V, scale);

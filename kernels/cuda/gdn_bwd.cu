@@ -8,7 +8,8 @@
 // - fla's split: recompute what the forward had, walk the state gradient backwards, then everything else
 //   per chunk in parallel. Six kernels:
 //   1. + 2. the forward's prep and state kernels (gdn.cu, pn_cuda_gdn_fwd_states): 1/‖q‖, 1/‖k‖, γ, W, the
-//      state entering every chunk and V' (bf16), as the forward computed them, and each chunk's T (bf16).
+//      state entering every chunk and V' (bf16), as the forward computed them, and each chunk's T (bf16);
+//      skipped where the forward kept these in cfg->saved (fla keeps only A and recomputes the rest).
 //   3. gdn_bwd_dvl_kernel, grid (chunk, head): Pᵀ dO, the part of dV' inside the chunk (fla's
 //      chunk_bwd_dv_local), into the dV' buffer, P formed once a chunk and dO in 64-column slabs.
 //   4. gdn_bwd_dstate_kernel, grid (V / 64, head, sequence), chunks in reverse with a 64-column slice of the
@@ -34,10 +35,11 @@
 //   where a term multiplies it elementwise. Row and column sums of such tiles (dγ, dβ) are warp shuffles
 //   then a fixed-order sum in shared memory: deterministic, no atomics.
 // - Only exponents ≤ 0 are evaluated (Γ masked before expf; e^{γ_r}, e^{γ_L − γ_r} have γ_r ≤ 0, γ_L ≤ γ_r).
-// - Workspace (the backend context's PN_WS_GDN_BWD, grown on demand): W (then dW), V', dV' per token row,
-//   the per-chunk states and state gradients (bf16), γ, 1/‖q‖, 1/‖k‖, dq, dk', the K tiles' dγ (fp32), the
-//   chunks' T (bf16), the chunk table with cu_seqlens. At the anchor shape (B 8, T 4096, H 12, K 96, V 256):
-//   ~1.4 GB.
+// - Workspace (the backend context's PN_WS_GDN_BWD, grown on demand): the forward's intermediates unless
+//   cfg->saved has them (W, V', the per-chunk states, the chunks' T (bf16), γ, 1/‖q‖, 1/‖k‖ (fp32)), then
+//   dW, dV' per token row, the per-chunk state gradients (bf16), dq, dk', the K tiles' dγ (fp32), the chunk
+//   table with cu_seqlens. At the anchor shape (B 8, T 4096, H 12, K 96, V 256): ~1.5 GB, ~0.9 GB with
+//   the intermediates saved.
 // - With PN_CUDA_EMU the file compiles as C++ for the host emulation the CPU suite checks it with
 //   (tests/emu/cuda_emu.h).
 #include <math.h>
@@ -726,23 +728,26 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
     int64_t n_chunks;
     if (pn_cuda_gdn_count_chunks(cfg, &n_chunks)) return -1;
 
-    // Workspace: W (later dW) [NT, H, K], V' and dV' [NT, H, V], hs and dSo [n_chunks, H, K, V] (bf16); γ,
-    // 1/‖q‖, 1/‖k‖ [NT, H], dq and dk' [NT, H, K], the K tiles' dγ [nkt, NT, H] (fp32), T [n_chunks, H, 64, 64]
-    // (bf16); with cu_seqlens the chunk table and first chunks (int).
+    // The forward's intermediates (W, V', hs, T, γ, 1/‖q‖, 1/‖k‖: pn_gdn_saved_bytes' layout) from cfg->saved
+    // where the forward kept them there, else recomputed into the workspace. Workspace besides: dW [NT, H, K],
+    // dV' [NT, H, V], dSo [n_chunks, H, K, V] (bf16); the K tiles' dγ [nkt, NT, H], dq and dk' [NT, H, K]
+    // (fp32); with cu_seqlens the chunk table and first chunks (int).
+    gdn_saved sv;
+    const bool kept = gdn_saved_of(cfg, NT, n_chunks, &sv);
+    const size_t bs = kept ? 0 : align256(pn_gdn_saved_bytes(NT, n_chunks, H, K, V));
     const size_t bw = align256(sizeof(bf16) * (size_t)(NT * H * K)), bu = align256(sizeof(bf16) * (size_t)(NT * H * V)),
                  bh = align256(sizeof(bf16) * (size_t)(n_chunks * H * K * V)), bg = align256(sizeof(float) * (size_t)(NT * H)),
                  bq = align256(sizeof(float) * (size_t)(NT * H * K)),
-                 bT = align256(sizeof(bf16) * (size_t)(n_chunks * H * GDN_C * GDN_C)),
                  bt = cfg->cu_seqlens ? align256(sizeof(int) * (size_t)(2 * n_chunks + N + 1)) : 0;
-    char *w = (char *)pn_cuda_ws(PN_WS_GDN_BWD, bw + 2 * bu + 2 * bh + (3 + mt) * bg + 2 * bq + bT + bt);
-    bf16 *W = (bf16 *)w, *Vp = (bf16 *)(w + bw), *dVp = (bf16 *)(w + bw + bu);
-    bf16 *hs = (bf16 *)(w + bw + 2 * bu), *dSo = (bf16 *)(w + bw + 2 * bu + bh);
-    float *gam = (float *)(w + bw + 2 * bu + 2 * bh), *rq = (float *)((char *)gam + bg), *rk = (float *)((char *)rq + bg);
-    float *dgp = (float *)((char *)rk + bg), *dqp = (float *)((char *)dgp + mt * bg), *dkp = (float *)((char *)dqp + bq);
-    bf16 *Tch = (bf16 *)((char *)dkp + bq);
+    char *w = (char *)pn_cuda_ws(PN_WS_GDN_BWD, bs + bw + bu + bh + mt * bg + 2 * bq + bt);
+    if (!kept) gdn_saved_at(w, NT, n_chunks, H, K, V, &sv);
+    bf16 *W = sv.W, *Vp = sv.Vp, *hs = sv.hs, *Tch = sv.T;
+    float *gam = sv.gam, *rq = sv.rq, *rk = sv.rk;
+    bf16 *dW = (bf16 *)(w + bs), *dVp = (bf16 *)(w + bs + bw), *dSo = (bf16 *)(w + bs + bw + bu);
+    float *dgp = (float *)(w + bs + bw + bu + bh), *dqp = (float *)((char *)dgp + mt * bg), *dkp = (float *)((char *)dqp + bq);
     int *tab = NULL, *cst = NULL;
     if (cfg->cu_seqlens) {
-        tab = (int *)((char *)Tch + bT);
+        tab = (int *)((char *)dkp + bq);
         cst = tab + 2 * n_chunks;
         pn_cuda_gdn_chunk_table(tab, cst, cfg->cu_seqlens, N, T, GDN_C);
     }
@@ -754,9 +759,12 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
     if (profile)
         for (int i = 0; i < 7; i++) CUDA_CHECK(cudaEventCreate(&ev[i]));
 
-    // 1, 2: the forward's W, V', states (h0 in, no final state)
-    pn_cuda_gdn_fwd_states(cfg, n_chunks, tab, cst, W, Vp, hs, gam, rq, rk, Tch, NULL, q, k, v, g, beta, h0,
-                           profile ? ev : NULL);
+    // 1, 2: the forward's W, V', states (h0 in, no final state), unless the forward kept them
+    if (!kept)
+        pn_cuda_gdn_fwd_states(cfg, n_chunks, tab, cst, W, Vp, hs, gam, rq, rk, Tch, NULL, q, k, v, g, beta, h0,
+                               profile ? ev : NULL);
+    else if (profile)
+        for (int i = 0; i < 3; i++) CUDA_CHECK(cudaEventRecord(ev[i], pn_cuda_stream()));
 
     // 3: Pᵀ dO into dV'
     static size_t dvl_attr = 48 * 1024, dstate_attr[4] = {48 * 1024, 48 * 1024, 48 * 1024, 48 * 1024};
@@ -787,12 +795,12 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
     CUDA_LAUNCH_CHECK();
     if (profile) CUDA_CHECK(cudaEventRecord(ev[4], pn_cuda_stream()));
 
-    // 5: dq, dk', dW and the K tiles' dγ (dW over W: the state gradient has read it), two blocks an SM
+    // 5: dq, dk', dW and the K tiles' dγ, two blocks an SM
     const int nbuf = dqk_smem_bytes(2) <= (size_t)optin ? 2 : 1, wbuf = wy_smem_bytes(K, 2) <= (size_t)optin ? 2 : 1;
     static size_t dqk_attr = 48 * 1024, wy_attr[4] = {48 * 1024, 48 * 1024, 48 * 1024, 48 * 1024};
     allow_smem_bwd(gdn_bwd_dqk_kernel, dqk_smem_bytes(nbuf), &dqk_attr);
     GDN_LAUNCH(gdn_bwd_dqk_kernel, dim3((unsigned)(n_chunks * mt), (unsigned)H), GDN_THREADS, dqk_smem_bytes(nbuf), dqp,
-               dkp, W, dgp, (const bf16 *)q, (const bf16 *)k, (const bf16 *)dout, (const bf16 *)hs, (const bf16 *)dSo,
+               dkp, dW, dgp, (const bf16 *)q, (const bf16 *)k, (const bf16 *)dout, (const bf16 *)hs, (const bf16 *)dSo,
                (const bf16 *)Vp, (const bf16 *)dVp, (const float *)gam, (const float *)rq, (const float *)rk,
                (const int *)tab, T, ncps, mt, H, K, V, scale, nbuf, (int64_t)NT);
     CUDA_LAUNCH_CHECK();
@@ -808,7 +816,7 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
                   : gdn_bwd_wy_kernel<4>;
     allow_smem_bwd(wy, wy_smem_bytes(K, wbuf), &wy_attr[mt - 1]);
     GDN_LAUNCH(wy, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, wy_smem_bytes(K, wbuf), (bf16 *)dq, (bf16 *)dk,
-               (bf16 *)dv, dg, dbeta, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, beta, (const bf16 *)W,
+               (bf16 *)dv, dg, dbeta, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, beta, (const bf16 *)dW,
                (const bf16 *)dVp, (const float *)dqp, (const float *)dkp, (const float *)dgp, (const float *)gam,
                (const float *)rq, (const float *)rk, (const bf16 *)Tch, (const int *)tab, T, ncps, H, K, V,
                cfg->qk_l2norm ? 1 : 0, wbuf,

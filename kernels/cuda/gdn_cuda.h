@@ -38,6 +38,15 @@ int pn_cuda_gdn_count_chunks(const pn_gdn_cfg *cfg, int64_t *n_chunks);
 // (rows n T .. with cu NULL, else cu[n] .. cu[n + 1]) its chunks of C rows as (first row, length) pairs in
 // tab, and (cst != NULL) the index of its first chunk in cst[n], cst[N] = the count. Queued on the stream.
 void pn_cuda_gdn_chunk_table(int *tab, int *cst, const int32_t *cu, int N, int64_t T, int C);
+// pn_gdn_saved_bytes' parts (kernels/cpu/gdn.h): where the forward's intermediates are, in cfg->saved or
+// in a workspace.
+typedef struct {
+    __nv_bfloat16 *W, *Vp, *hs, *T;
+    float *gam, *rq, *rk;
+} gdn_saved;
+void gdn_saved_at(void *base, int64_t NT, int64_t n_chunks, int64_t H, int64_t K, int64_t V, gdn_saved *sv);
+// true when cfg->saved holds them for a call of NT rows in n_chunks chunks (*sv then points there)
+bool gdn_saved_of(const pn_gdn_cfg *cfg, int64_t NT, int64_t n_chunks, gdn_saved *sv);
 // The forward's prep and state kernels into the caller's buffers (gdn.cu has the layouts); the backward
 // recomputes with them (and keeps the chunks' T: Tout, NULL in the forward). Returns the state kernel's stages.
 int pn_cuda_gdn_fwd_states(const pn_gdn_cfg *cfg, int64_t n_chunks, const int *tab, const int *cst, void *W, void *U,

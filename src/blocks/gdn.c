@@ -60,7 +60,7 @@ static double flops_gdn(const pn_block_cfg *c, int64_t pos) {
 //   q/k/v_proj      matmul_bwd              -> dx += ..., dWq, dWk, dWv
 //   a_proj, b_proj  matmul_bwd              -> dx += ..., dWa, dWb
 
-enum { A_PQ, A_PK, A_PV, A_Q, A_K, A_V, A_ZA, A_ZB, A_G, A_BETA, A_GATE, A_O, A_ON, A_COUNT };
+enum { A_PQ, A_PK, A_PV, A_Q, A_K, A_V, A_ZA, A_ZB, A_G, A_BETA, A_GATE, A_O, A_ON, A_SAVED, A_COUNT };
 enum { S_DON, S_DO, S_DGATE, S_DQ, S_DK, S_DV, S_DG, S_DBETA, S_DZA, S_DZB, S_DPROJ, S_COUNT };
 
 // Parameter indices in params_common's order (-1 when absent).
@@ -84,7 +84,7 @@ static int acts_gdn(const pn_block_cfg *c, int which, pn_dtype act, pn_dtype *dt
     const pn_lin_dims d = pn_lin_dims_of(c);
     const int64_t K = d.key_dim, V = d.value_dim, H = c->lin_heads;
     if (which == 0) {
-        const int64_t w[A_COUNT] = {K, K, V, K, K, V, H, H, H, H, V, V, V};
+        const int64_t w[A_COUNT] = {K, K, V, K, K, V, H, H, H, H, V, V, V, pn_lin_saved_cols(c, act)};
         for (int i = 0; i < A_COUNT; i++) dt[i] = (i == A_G || i == A_BETA) ? PN_F32 : act, cols[i] = w[i];
         return A_COUNT;
     }
@@ -99,7 +99,7 @@ static pn_tensor *gopt(pn_tensor *gp, int i) { return i >= 0 ? pn_block_grad(gp,
 static pn_lin_mix mix_of(pn_tensor *acts, int decay) {
     return (pn_lin_mix){.q = &acts[A_Q], .k = &acts[A_K], .v = &acts[A_V], .za = decay ? &acts[A_ZA] : NULL,
                         .zb = &acts[A_ZB], .g = &acts[A_G], .beta = &acts[A_BETA], .gate = &acts[A_GATE],
-                        .o = &acts[A_O], .on = &acts[A_ON]};
+                        .o = &acts[A_O], .on = &acts[A_ON], .saved = &acts[A_SAVED]};
 }
 
 static int forward_gdn(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *acts, const pn_tensor *x, pn_tensor *y,
@@ -185,8 +185,10 @@ static int decode_state_gdn(const pn_block_cfg *c, int64_t B, int64_t cap, int64
 static int infer_acts_gdn(const pn_block_cfg *c, int64_t max_B, int64_t max_T, pn_dtype act, pn_dtype *dt,
                           int64_t *rows, int64_t *cols) {
     const pn_lin_dims d = pn_lin_dims_of(c);
-    return pn_lin_infer_acts(&pn_block_gdn, c, max_B, max_T, act, dt, rows, cols,
-                             d.key_dim > d.value_dim ? d.key_dim : d.value_dim, 0);
+    const int n = pn_lin_infer_acts(&pn_block_gdn, c, max_B, max_T, act, dt, rows, cols,
+                                    d.key_dim > d.value_dim ? d.key_dim : d.value_dim, 0);
+    cols[A_SAVED] = 0; // generation continues a state: nothing is kept for a backward
+    return n;
 }
 
 static int infer_gdn(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *state, pn_tensor *scratch,

@@ -69,14 +69,15 @@ static double flops_jet(const pn_block_cfg *c, int64_t pos) {
 
 // Parameter indices in params_jet's order.
 enum { P_Q, P_K, P_V, P_G, P_A, P_B, P_ALOG, P_DT, P_W1, P_W2, P_B2, P_ONORM, P_O };
-enum { A_ZQ, A_ZK, A_Q, A_K, A_VRAW, A_ZH, A_HGEN, A_KDYN, A_V, A_ZA, A_ZB, A_G, A_BETA, A_GATE, A_O, A_ON, A_COUNT };
+enum { A_ZQ, A_ZK, A_Q, A_K, A_VRAW, A_ZH, A_HGEN, A_KDYN, A_V, A_ZA, A_ZB, A_G, A_BETA, A_GATE, A_O, A_ON, A_SAVED,
+       A_COUNT };
 enum { S_DON, S_DO, S_DGATE, S_DQ, S_DK, S_DV, S_DVRAW, S_DKDYN, S_DH, S_DG, S_DBETA, S_DZA, S_DZB, S_COUNT };
 
 static int acts_jet(const pn_block_cfg *c, int which, pn_dtype act, pn_dtype *dt, int64_t *cols) {
     const pn_lin_dims d = pn_lin_dims_of(c);
     const int64_t K = d.key_dim, V = d.value_dim, H = c->lin_heads, R = V / c->gen_reduction, VW = V * c->conv_size;
     if (which == 0) {
-        const int64_t w[A_COUNT] = {K, K, K, K, V, R, R, VW, V, H, H, H, H, V, V, V};
+        const int64_t w[A_COUNT] = {K, K, K, K, V, R, R, VW, V, H, H, H, H, V, V, V, pn_lin_saved_cols(c, act)};
         for (int i = 0; i < A_COUNT; i++) dt[i] = (i == A_G || i == A_BETA) ? PN_F32 : act, cols[i] = w[i];
         return A_COUNT;
     }
@@ -88,7 +89,7 @@ static int acts_jet(const pn_block_cfg *c, int which, pn_dtype act, pn_dtype *dt
 static pn_lin_mix mix_of(pn_tensor *acts) {
     return (pn_lin_mix){.q = &acts[A_Q], .k = &acts[A_K], .v = &acts[A_V], .za = &acts[A_ZA], .zb = &acts[A_ZB],
                         .g = &acts[A_G], .beta = &acts[A_BETA], .gate = &acts[A_GATE], .o = &acts[A_O],
-                        .on = &acts[A_ON]};
+                        .on = &acts[A_ON], .saved = &acts[A_SAVED]};
 }
 
 #define ROWS(t) pn_rows(&(t), 0, N)
@@ -179,7 +180,9 @@ static int decode_state_jet(const pn_block_cfg *c, int64_t B, int64_t cap, int64
 static int infer_acts_jet(const pn_block_cfg *c, int64_t max_B, int64_t max_T, pn_dtype act, pn_dtype *dt,
                           int64_t *rows, int64_t *cols) {
     const int64_t V = pn_lin_dims_of(c).value_dim;
-    return pn_lin_infer_acts(&pn_block_jet, c, max_B, max_T, act, dt, rows, cols, V, V * c->conv_size);
+    const int n = pn_lin_infer_acts(&pn_block_jet, c, max_B, max_T, act, dt, rows, cols, V, V * c->conv_size);
+    cols[A_SAVED] = 0; // generation continues a state: nothing is kept for a backward
+    return n;
 }
 
 static int infer_jet(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *state, pn_tensor *scratch,

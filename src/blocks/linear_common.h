@@ -88,7 +88,23 @@ static inline pn_tensor pn_lin_bth(const pn_tensor *t, const pn_block_ctx *ctx) 
 // gates, the delta rule with in-kernel q/k L2 norm, gate = x Wg^T, on = rmsnorm(o) o_norm silu(gate).
 typedef struct {
     pn_tensor *q, *k, *v, *za, *zb, *g, *beta, *gate, *o, *on;
+    pn_tensor *saved; // the delta rule's intermediates from the forward for the backward (pn_lin_saved_cols)
 } pn_lin_mix;
+
+// Columns of the activation (act dtype) that keeps the delta rule's intermediates from the training forward
+// for its backward (pn_gdn_cfg.saved: the backward then skips recomputing W, V' and the chunk states, ~30%
+// of its time at d_k 96, d_v 256), per token row: pn_gdn_saved_bytes for N rows in N / 64 chunks with room
+// for a quarter more chunks (packed documents end chunks early; with more the backward recomputes) and the
+// parts' alignment for N ≥ 64. 0 with fp32 activations (the CPU backend recomputes) and with
+// PN_GDN_RECOMPUTE=1 (the memory back: ~22 KB a row at 12 heads, d_k 96, d_v 256).
+static inline int64_t pn_lin_saved_cols(const pn_block_cfg *c, pn_dtype act) {
+    const char *e = getenv("PN_GDN_RECOMPUTE");
+    if (act != PN_BF16 || (e && e[0] == '1')) return 0;
+    const int64_t H = c->lin_heads, K = c->lin_head_k, V = pn_lin_dims_of(c).head_v, C = PN_GDN_CHUNK;
+    const int64_t per_row = 2 * H * K + 2 * H * V + 12 * H, per_chunk = 2 * H * K * V + 2 * H * C * C;
+    const int64_t bytes = per_row + (per_chunk * 5 + 4 * C - 1) / (4 * C) + 7 * 256 / C;
+    return (bytes + 1) / 2;
+}
 
 // state: NULL (training: every sequence starts from zero), or the recurrent state [B, H, d_k, d_v] (F32) the
 // sequences continue from and which receives their final state (generation).
@@ -105,7 +121,8 @@ static inline int pn_lin_mix_forward(const pn_block_cfg *c, const pn_lin_mix *a,
     // chunked forward's two over a 64-row chunk that holds one row.
     const int rc = state && ctx->T == 1 && !ctx->cu_seqlens
                        ? pn_op_gdn_step(&o4, state, &q4, &k4, &v4, &g3, &b3, 1)
-                       : pn_op_gdn(&o4, state, &q4, &k4, &v4, &g3, &b3, state, ctx->cu_seqlens, ctx->cu_host, 1);
+                       : pn_op_gdn(&o4, state, &q4, &k4, &v4, &g3, &b3, state, ctx->cu_seqlens, ctx->cu_host, 1,
+                                   state ? NULL : a->saved);
     if (rc) return -1;
     pn_tensor gate = pn_rows(a->gate, 0, N), o = pn_rows(a->o, 0, N), on = pn_rows(a->on, 0, N);
     pn_op_matmul(&gate, x, wg, NULL);
@@ -193,7 +210,7 @@ static inline int pn_lin_mix_backward(const pn_block_cfg *c, const pn_lin_mix *a
     pn_tensor dq4 = pn_lin_bthd(d->dq, ctx, H), dk4 = pn_lin_bthd(d->dk, ctx, H), dv4 = pn_lin_bthd(d->dv, ctx, H);
     pn_tensor do4 = pn_lin_bthd(d->d_o, ctx, H), dg3 = pn_lin_bth(d->dg, ctx), db3 = pn_lin_bth(d->dbeta, ctx);
     if (pn_op_gdn_bwd(&dq4, &dk4, &dv4, &dg3, &db3, NULL, &do4, NULL, &q4, &k4, &v4, &g3, &b3, NULL, ctx->cu_seqlens,
-                      ctx->cu_host, 1))
+                      ctx->cu_host, 1, a->saved))
         return -1;
     pn_tensor za = a->za ? pn_rows(a->za, 0, N) : (pn_tensor){0}, dza = a->za ? pn_rows(d->dza, 0, N) : (pn_tensor){0};
     pn_tensor dzb = pn_rows(d->dzb, 0, N), g = pn_rows(a->g, 0, N), beta = pn_rows(a->beta, 0, N);

@@ -4,8 +4,8 @@
 // tolerances: dq, dk, dv, dh0 0.008; dg, dbeta 0.02 (sums of many cancelling terms). Without qk_l2norm the
 // q, k rows are normalized here (before rounding), as the delta rule needs ‖k‖ ≈ 1 to stay stable. Then
 // the forward + backward time at the anchor shape (B 8, T 4096, H 12, K 96, V 256, q/k L2-normalized in the
-// kernel; fla 6.00 ms). Set PN_TEST_NO_BENCH=1 to skip the timing, PN_TEST_BENCH_ONLY=1 to run it alone
-// (for profilers).
+// kernel; fla 6.00 ms), with the forward's intermediates kept for the backward and recomputed. Set
+// PN_TEST_NO_BENCH=1 to skip the timing, PN_TEST_BENCH_ONLY=1 to run it alone (for profilers).
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -75,6 +75,80 @@ static void check_bwd(const char *name, int64_t B, int64_t T, int64_t H, int64_t
     for (int i = 0; i < 14; i++) free(h[i]);
 }
 
+// One forward + backward on the device inputs with cfg c (saved: c.saved), results downloaded into r[0..6]
+// (o, ht, dq, dk, dv, dg, dbeta).
+typedef struct {
+    pn_tensor q, k, v, g, b, dout, o, ht, dq, dk, dv, dg, db;
+} saved_io;
+
+static void fwd_bwd(const pn_gdn_cfg *c, saved_io *t, float **r, int corrupt_between) {
+    if (pn_cuda_gdn_fwd(c, t->o.data, (float *)t->ht.data, t->q.data, t->k.data, t->v.data, (const float *)t->g.data,
+                        (const float *)t->b.data, NULL))
+        pn_panic("gdn fwd: %s", pn_last_error());
+    if (corrupt_between) pn_backend_get(t->q.device)->memset0(c->saved, c->saved_bytes);
+    if (pn_cuda_gdn_bwd(c, t->dq.data, t->dk.data, t->dv.data, (float *)t->dg.data, (float *)t->db.data, NULL,
+                        t->dout.data, NULL, t->q.data, t->k.data, t->v.data, (const float *)t->g.data,
+                        (const float *)t->b.data, NULL))
+        pn_panic("gdn bwd: %s", pn_last_error());
+    const pn_tensor *out[7] = {&t->o, &t->ht, &t->dq, &t->dk, &t->dv, &t->dg, &t->db};
+    for (int i = 0; i < 7; i++) r[i] = dev_download(out[i]);
+}
+
+// The forward's intermediates kept for the backward (pn_gdn_cfg.saved) give the very bits recomputing them
+// does, and the backward reads them (zeroed between the two, dq changes); a buffer one byte short of
+// pn_gdn_saved_bytes, or off the 256-byte boundary, is left alone and the backward recomputes.
+static void check_saved(const char *name, int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, const int32_t *cu,
+                        int64_t n_seqs) {
+    const int64_t N = cu ? n_seqs : B, rows = B * T * H;
+    const int64_t sq[4] = {B, T, H, K}, sv[4] = {B, T, H, V}, sg[3] = {B, T, H}, ss[4] = {N, H, K, V};
+    float *q = rand_rows(rows, K, 0), *k = rand_rows(rows, K, 0), *v = randn(rows * V, 0, 1), *dout = randn(rows * V, 0, 1);
+    float *g = rand_gates(rows, 0), *beta = rand_betas(rows);
+    saved_io t = {dev_upload(q, PN_BF16, 4, sq), dev_upload(k, PN_BF16, 4, sq), dev_upload(v, PN_BF16, 4, sv),
+                  dev_upload(g, PN_F32, 3, sg), dev_upload(beta, PN_F32, 3, sg), dev_upload(dout, PN_BF16, 4, sv),
+                  dev_alloc(PN_BF16, 4, sv), dev_alloc(PN_F32, 4, ss), dev_alloc(PN_BF16, 4, sq),
+                  dev_alloc(PN_BF16, 4, sq), dev_alloc(PN_BF16, 4, sv), dev_alloc(PN_F32, 3, sg),
+                  dev_alloc(PN_F32, 3, sg)};
+    pn_tensor gcu = cu ? dev_upload_i32(cu, n_seqs + 1) : (pn_tensor){0};
+    int64_t chunks = 0;
+    for (int64_t n = 0; n < N; n++) chunks += ((cu ? cu[n + 1] - cu[n] : T) + 63) / 64;
+    const size_t need = pn_gdn_saved_bytes(B * T, chunks, H, K, V);
+    pn_tensor buf = dev_alloc(PN_BF16, 1, (int64_t[]){(int64_t)(need / 2 + 256)});
+    char *base = (char *)(((uintptr_t)buf.data + 255) & ~(uintptr_t)255);
+    pn_gdn_cfg c = {.B = B, .T = T, .H = H, .K = K, .V = V, .qk_l2norm = 1};
+    if (cu) c.cu_seqlens = (const int32_t *)gcu.data, c.n_seqs = n_seqs;
+    float *r0[7], *r1[7], *r2[7], *r3[7], *r4[7];
+    fwd_bwd(&c, &t, r0, 0); // recomputed
+    pn_gdn_cfg cs = c;
+    cs.saved = base, cs.saved_bytes = need;
+    fwd_bwd(&cs, &t, r1, 0); // kept
+    fwd_bwd(&cs, &t, r2, 1); // kept, then zeroed before the backward
+    pn_gdn_cfg cshort = cs, cmis = cs;
+    cshort.saved_bytes = need - 1;
+    fwd_bwd(&cshort, &t, r3, 1); // too small: left alone (zeroing it changes nothing)
+    cmis.saved = base + 16;
+    cmis.saved_bytes = need;
+    fwd_bwd(&cmis, &t, r4, 1); // misaligned: the same
+    const int64_t n[7] = {rows * V, N * H * K * V, rows * K, rows * K, rows * V, rows, rows};
+    int same = 1, same_short = 1, same_mis = 1;
+    for (int i = 0; i < 7; i++) {
+        same &= !memcmp(r0[i], r1[i], sizeof(float) * (size_t)n[i]);
+        same_short &= !memcmp(r0[i], r3[i], sizeof(float) * (size_t)n[i]);
+        same_mis &= !memcmp(r0[i], r4[i], sizeof(float) * (size_t)n[i]);
+    }
+    const int read = memcmp(r0[2], r2[2], sizeof(float) * (size_t)n[2]) != 0;
+    const int ok = same && read && same_short && same_mis;
+    printf("gdn saved %-8s B%lld T%lld H%lld K%lld V%lld: %zu bytes; kept = recomputed bit for bit %d, read by the "
+           "backward %d, one byte short ignored %d, misaligned ignored %d %s\n",
+           name, (long long)B, (long long)T, (long long)H, (long long)K, (long long)V, need, same, read, same_short,
+           same_mis, ok ? "ok" : "FAIL");
+    record(ok);
+    for (int i = 0; i < 7; i++) free(r0[i]), free(r1[i]), free(r2[i]), free(r3[i]), free(r4[i]);
+    pn_tensor *d[] = {&t.q, &t.k, &t.v, &t.g, &t.b, &t.dout, &t.o, &t.ht, &t.dq, &t.dk, &t.dv, &t.dg, &t.db, &buf};
+    for (int i = 0; i < 14; i++) dev_free(d[i]);
+    if (cu) dev_free(&gcu);
+    free(q), free(k), free(v), free(dout), free(g), free(beta);
+}
+
 // Configurations the kernels cannot run come back as -1 with an error, touching nothing.
 static void check_errors(void) {
     const pn_gdn_cfg bad = {.B = 1, .T = 4, .H = 1, .K = 300, .V = 8};
@@ -111,27 +185,36 @@ static void bench(int64_t B) {
     pn_tensor go = dev_alloc(PN_BF16, 4, sv), ght = dev_alloc(PN_F32, 4, ss);
     pn_tensor gdq = dev_alloc(PN_BF16, 4, sq), gdk = dev_alloc(PN_BF16, 4, sq), gdv = dev_alloc(PN_BF16, 4, sv);
     pn_tensor gdg = dev_alloc(PN_F32, 3, sg), gdb = dev_alloc(PN_F32, 3, sg);
-    const pn_gdn_cfg c = {.B = B, .T = T, .H = H, .K = K, .V = V, .qk_l2norm = 1};
-    float ms[5], msb[5];
-    for (int it = -1; it < 5; it++) {
-        pn_cuda_timer_start();
-        if (pn_cuda_gdn_fwd(&c, go.data, (float *)ght.data, gq.data, gk.data, gv.data, (const float *)gg.data,
-                            (const float *)gb.data, NULL))
-            pn_panic("gdn fwd: %s", pn_last_error());
-        const float tf = pn_cuda_timer_stop_ms();
-        pn_cuda_timer_start();
-        if (pn_cuda_gdn_bwd(&c, gdq.data, gdk.data, gdv.data, (float *)gdg.data, (float *)gdb.data, NULL, gdo.data, NULL,
-                            gq.data, gk.data, gv.data, (const float *)gg.data, (const float *)gb.data, NULL))
-            pn_panic("gdn bwd: %s", pn_last_error());
-        const float tb = pn_cuda_timer_stop_ms();
-        if (it >= 0) ms[it] = tf + tb, msb[it] = tb;
+    // the training path (the forward's intermediates kept for the backward, as the linear blocks do), then
+    // with the backward recomputing them (fla's way: it keeps only A)
+    const size_t need = pn_gdn_saved_bytes(B * T, B * T / 64, H, K, V);
+    pn_tensor saved = dev_alloc(PN_BF16, 1, (int64_t[]){(int64_t)(need / 2 + 1)});
+    for (int keep = 1; keep >= 0; keep--) {
+        const pn_gdn_cfg c = {.B = B, .T = T, .H = H, .K = K, .V = V, .qk_l2norm = 1, .saved = keep ? saved.data : NULL,
+                              .saved_bytes = keep ? need : 0};
+        float ms[5], msb[5];
+        for (int it = -1; it < 5; it++) {
+            pn_cuda_timer_start();
+            if (pn_cuda_gdn_fwd(&c, go.data, (float *)ght.data, gq.data, gk.data, gv.data, (const float *)gg.data,
+                                (const float *)gb.data, NULL))
+                pn_panic("gdn fwd: %s", pn_last_error());
+            const float tf = pn_cuda_timer_stop_ms();
+            pn_cuda_timer_start();
+            if (pn_cuda_gdn_bwd(&c, gdq.data, gdk.data, gdv.data, (float *)gdg.data, (float *)gdb.data, NULL, gdo.data,
+                                NULL, gq.data, gk.data, gv.data, (const float *)gg.data, (const float *)gb.data, NULL))
+                pn_panic("gdn bwd: %s", pn_last_error());
+            const float tb = pn_cuda_timer_stop_ms();
+            if (it >= 0) ms[it] = tf + tb, msb[it] = tb;
+        }
+        qsort(ms, 5, sizeof(float), cmp_float);
+        qsort(msb, 5, sizeof(float), cmp_float);
+        printf("bench gdn fwd+bwd%s B%lld T4096 H12 K96 V256 qk_l2norm: %.3f ms (median of 5; min %.3f; bwd alone %.3f "
+               "ms%s)\n",
+               keep ? "" : " recompute", (long long)B, ms[2], ms[0], msb[2],
+               !keep ? "" : B == 8 ? "; forward's intermediates kept: +0.63 GB; fla 6.00 ms" : "; intermediates kept");
     }
-    qsort(ms, 5, sizeof(float), cmp_float);
-    qsort(msb, 5, sizeof(float), cmp_float);
-    printf("bench gdn fwd+bwd B%lld T4096 H12 K96 V256 qk_l2norm: %.3f ms (median of 5; min %.3f; bwd alone %.3f ms%s)\n",
-           (long long)B, ms[2], ms[0], msb[2], B == 8 ? "; fla 6.00 ms" : "");
-    pn_tensor *d[] = {&gq, &gk, &gv, &gdo, &gg, &gb, &go, &ght, &gdq, &gdk, &gdv, &gdg, &gdb};
-    for (int i = 0; i < 13; i++) dev_free(d[i]);
+    pn_tensor *d[] = {&gq, &gk, &gv, &gdo, &gg, &gb, &go, &ght, &gdq, &gdk, &gdv, &gdg, &gdb, &saved};
+    for (int i = 0; i < 14; i++) dev_free(d[i]);
 }
 
 int main(void) {
@@ -155,6 +238,8 @@ int main(void) {
     check_bwd("many-walks", 3, 70, 45, 96, 128, 1, 1, 1, NULL, 0, 0);
     if (!(PN_EMULATED && getenv("PN_TEST_QUICK"))) // the sanitized emulation: the release run covers it
     check_bwd("K256-V1024", 1, 300, 1, 256, 1024, 0, 1, 1, NULL, 0, 0);
+    check_saved("uniform", 2, 130, 3, 96, 128, NULL, 0);
+    check_saved("varlen", 1, 139, 2, 64, 96, cu, 3);
     check_errors();
     if (!PN_EMULATED && !getenv("PN_TEST_NO_BENCH")) bench(8), bench(2);
     printf("%d passed, %d failed\n", n_pass, n_fail);

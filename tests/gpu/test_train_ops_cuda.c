@@ -186,6 +186,37 @@ static void test_conv(int64_t B, int64_t T, int64_t C, int W, int dynamic, int b
     drop(&x), drop(&y), drop(&dy), drop(&dx), drop(&w), drop(&bb), drop(&kd), drop(&dw), drop(&db), drop(&dk);
 }
 
+// The GDN convolutions of the distillation step (B 2, T 4096; q, k 1152 channels, v 3072; 4 taps, SiLU),
+// forward and backward, timed (median of 5 after one warm-up).
+void pn_cuda_timer_start(void);
+float pn_cuda_timer_stop_ms(void);
+static void bench_conv(void) {
+    const int64_t C[2] = {1152, 3072};
+    for (int i = 0; i < 2; i++) {
+        const int64_t sx[3] = {2, 4096, C[i]}, sw[2] = {C[i], 4};
+        pn_tensor x = dev_alloc(PN_BF16, 3, sx), y = dev_alloc(PN_BF16, 3, sx), dx = dev_alloc(PN_BF16, 3, sx);
+        pn_tensor w = dev_alloc(PN_BF16, 2, sw), dw = dev_alloc(PN_F32, 2, sw);
+        pn_cuda_backend.memset0(x.data, pn_nbytes(&x));
+        pn_cuda_backend.memset0(w.data, pn_nbytes(&w));
+        pn_cuda_backend.memset0(dw.data, pn_nbytes(&dw));
+        float f[6], b[6];
+        for (int it = 0; it < 6; it++) {
+            pn_cuda_timer_start();
+            pn_op_conv1d(&y, &x, &w, NULL, NULL, 1, NULL);
+            f[it] = pn_cuda_timer_stop_ms();
+            pn_cuda_timer_start();
+            pn_op_conv1d_bwd(&dx, &dw, NULL, NULL, &y, &x, &w, NULL, NULL, 1, NULL);
+            b[it] = pn_cuda_timer_stop_ms();
+        }
+        qsort(f + 1, 5, sizeof(float), cmp_float);
+        qsort(b + 1, 5, sizeof(float), cmp_float);
+        printf("bench conv1d static W 4 silu [2, 4096, %lld]: forward %.3f ms, backward %.3f ms (bytes at 3 TB/s: "
+               "%.3f, %.3f)\n",
+               (long long)C[i], f[3], b[3], 2 * pn_nbytes(&x) / 3e9, 3 * pn_nbytes(&x) / 3e9);
+        dev_free(&x), dev_free(&y), dev_free(&dx), dev_free(&w), dev_free(&dw);
+    }
+}
+
 // conv1d_continue (generation): CUDA against the CPU, both the outputs and the updated history, and bit for
 // bit against CUDA's conv1d over each sequence's history + new rows (the unfused path it replaces).
 static void test_conv_continue(int64_t B, int64_t T, int64_t C, int W, int dynamic) {
@@ -464,6 +495,12 @@ int main(void) {
     test_conv(2, 517, 768, 4, 1, 0, 1, NULL, 0);
     test_conv(1, 517, 256, 4, 0, 1, 1, cu, 5);
     test_conv(1, 517, 256, 4, 1, 0, 1, cu, 5);
+    test_conv(2, 517, 101, 4, 0, 1, 1, NULL, 0); // odd C: one channel a thread
+    test_conv(1, 517, 99, 2, 1, 0, 1, cu, 5);    // odd C, dynamic, packed, W 2
+    test_conv(3, 70, 64, 1, 0, 1, 0, NULL, 0);   // W 1
+    test_conv(2, 300, 64, 5, 0, 1, 1, NULL, 0);  // W 5: the three-kernel backward
+    test_conv(1, 300, 64, 6, 1, 0, 1, cu, 5);    // the same, dynamic and packed
+    if (!getenv("PN_TEST_NO_BENCH")) bench_conv();
     test_conv_continue(156, 1, 3072, 4, 1); // Jet-Nemotron-2B's value convolution at batch 156, decoding
     test_conv_continue(3, 1, 2048, 4, 0);   // a GDN q/k/v convolution
     test_conv_continue(2, 5, 100, 4, 1);    // several new tokens (more than the history)
