@@ -193,9 +193,28 @@ static void check_against_torch(const char *root, const char *name, int is_hybri
         CHECK(er <= tol_same && pn_model_train_bytes(&m) <= keep, "recompute %.3e", er);
         grads_free(&m, gr);
 
-        // a packed batch: the two sequences as one row with cu_seqlens (under the [B, T] plan: a packed row
-        // may hold all B T tokens)
+        // a packed batch of equal sequences is run as the plain batch
         rc = pn_model_train_plan(&m, g.B, g.T, NULL) || step(&m, &g, &a, 1);
+        CHECK(rc == 0, "packed as a batch: %s", pn_last_error());
+        {
+            pn_tensor lu = pn_model_train_logits(&m);
+            float *lq = pn_malloc(sizeof(float) * (size_t)(N * g.V));
+            pn_op_to_host_f32(lq, &lu);
+            float **gu = grads_host(&m);
+            const double eu = rel_err(lq, logits, N * g.V), eug = worst_grad(&m, gu, got, worst, sizeof worst);
+            printf("%-7s %-4s packed [1, %d] of equal sequences (run as the batch): logits %.2e, gradients %.2e\n",
+                   name, pn_device_name(dev), g.B * g.T, eu, eug);
+            // CPU: the same bits; CUDA: up to the order of the fp32 atomics some backward kernels sum with
+            const double tol_u = dev == PN_CPU ? 0.0 : tol_same;
+            CHECK(eu <= tol_u && eug <= tol_u, "equal packed sequences as a batch %.3e %.3e", eu, eug);
+            free(lq);
+            grads_free(&m, gu);
+        }
+        // the packed kernels: the two sequences as one row with cu_seqlens (under the [B, T] plan: a packed
+        // row may hold all B T tokens)
+        setenv("PN_KEEP_PACKED", "1", 1);
+        rc = step(&m, &g, &a, 1);
+        unsetenv("PN_KEEP_PACKED");
         CHECK(rc == 0, "packed: %s", pn_last_error());
         lt = pn_model_train_logits(&m);
         float *lp = pn_malloc(sizeof(float) * (size_t)(N * g.V));
