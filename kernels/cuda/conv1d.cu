@@ -358,6 +358,19 @@ static bool conv_walk_vc2(int64_t C, const void *a, const void *b, const void *c
     return (C & 1) == 0 && (m & 3) == 0;
 }
 
+// LAUNCH(W, VC) for the walk instance of w (1 .. 4) taps and vc (1, 2) channels a thread.
+#define CONV_WALK_DISPATCH(w, vc, LAUNCH)                                                                           \
+    switch ((w) * 2 + (vc) - 1) {                                                                                  \
+    case 2: LAUNCH(1, 1); break;                                                                                   \
+    case 3: LAUNCH(1, 2); break;                                                                                   \
+    case 4: LAUNCH(2, 1); break;                                                                                   \
+    case 5: LAUNCH(2, 2); break;                                                                                   \
+    case 6: LAUNCH(3, 1); break;                                                                                   \
+    case 7: LAUNCH(3, 2); break;                                                                                   \
+    case 8: LAUNCH(4, 1); break;                                                                                   \
+    default: LAUNCH(4, 2); break;                                                                                  \
+    }
+
 static dim3 conv_walk_grid(int64_t NT, int64_t C, int vc) {
     return dim3((unsigned)ceil_div64(C, (int64_t)CONV_CT * vc), (unsigned)ceil_div64(NT, (int64_t)CONV_SB * CONV_S));
 }
@@ -380,16 +393,7 @@ void pn_cuda_conv1d(pn_tensor *y, const pn_tensor *x, const pn_tensor *w, const 
     pn_launch(conv_fwd_walk<WW, VV>, conv_walk_grid(NT, C, VV), CONV_CT * CONV_SB, 0, (bf16 *)y->data,                \
               (const bf16 *)x->data, w ? (const bf16 *)w->data : NULL, bias ? (const bf16 *)bias->data : NULL,       \
               kdyn ? (const bf16 *)kdyn->data : NULL, cu, nseq, NT, T, C, act_silu)
-        switch (W * 2 + vc - 1) {
-        case 2: CONV_FWD(1, 1); break;
-        case 3: CONV_FWD(1, 2); break;
-        case 4: CONV_FWD(2, 1); break;
-        case 5: CONV_FWD(2, 2); break;
-        case 6: CONV_FWD(3, 1); break;
-        case 7: CONV_FWD(3, 2); break;
-        case 8: CONV_FWD(4, 1); break;
-        default: CONV_FWD(4, 2); break;
-        }
+        CONV_WALK_DISPATCH(W, vc, CONV_FWD);
 #undef CONV_FWD
         CUDA_LAUNCH_CHECK();
         return;
@@ -457,16 +461,7 @@ void pn_cuda_conv1d_bwd(pn_tensor *dx, pn_tensor *dw, pn_tensor *dbias, pn_tenso
 #define CONV_BWD(WW, VV)                                                                                             \
     conv_bwd_walk<WW, VV><<<conv_walk_grid(NT, C, VV), CONV_CT * CONV_SB, 0, pn_cuda_stream()>>>(                    \
         (bf16 *)dx->data, dwp, dbp, dkp, (const bf16 *)dy->data, xb, wb, bb, kb, cu, nseq, NT, T, C, act_silu)
-        switch (W * 2 + vc - 1) {
-        case 2: CONV_BWD(1, 1); break;
-        case 3: CONV_BWD(1, 2); break;
-        case 4: CONV_BWD(2, 1); break;
-        case 5: CONV_BWD(2, 2); break;
-        case 6: CONV_BWD(3, 1); break;
-        case 7: CONV_BWD(3, 2); break;
-        case 8: CONV_BWD(4, 1); break;
-        default: CONV_BWD(4, 2); break;
-        }
+        CONV_WALK_DISPATCH(W, vc, CONV_BWD);
 #undef CONV_BWD
         CUDA_LAUNCH_CHECK();
         return;
