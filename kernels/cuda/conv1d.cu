@@ -177,6 +177,17 @@ template <int VC> __device__ __forceinline__ void store_ch(bf16 *__restrict__ p,
     else p[row * C + c] = f2bf(v[0]);
 }
 
+// Channels c .. c + VC − 1's static kernel taps and bias (zero where absent).
+template <int W, int VC> __device__ __forceinline__ void static_taps(float (*ks)[W], float *b, const bf16 *__restrict__ w,
+                                                                     const bf16 *__restrict__ bias, int64_t c) {
+#pragma unroll
+    for (int v = 0; v < VC; v++) {
+        b[v] = bias ? bf2f(bias[c + v]) : 0.0f;
+#pragma unroll
+        for (int j = 0; j < W; j++) ks[v][j] = w ? bf2f(w[(c + v) * W + j]) : 0.0f;
+    }
+}
+
 // The row's kernel taps: the static kernel (ks), or kdyn's for the row (tap fastest).
 template <int W, int VC> __device__ __forceinline__ void row_taps(float (*k)[W], const float (*ks)[W],
                                                                   const bf16 *__restrict__ kdyn, int64_t n, int64_t C,
@@ -199,12 +210,7 @@ __global__ void __launch_bounds__(CONV_CT *CONV_SB)
     const int64_t r0 = ((int64_t)blockIdx.y * CONV_SB + sb) * CONV_S, r1 = min(NT, r0 + CONV_S);
     if (c >= C || r0 >= NT) return;
     float ks[VC][W], b[VC];
-#pragma unroll
-    for (int v = 0; v < VC; v++) {
-        b[v] = bias ? bf2f(bias[c + v]) : 0.0f;
-#pragma unroll
-        for (int j = 0; j < W; j++) ks[v][j] = w ? bf2f(w[(c + v) * W + j]) : 0.0f;
-    }
+    static_taps<W, VC>(ks, b, w, bias, c);
     float xw[VC][W]; // xw[v][j] = x[n − (W − 1) + j]
 #pragma unroll
     for (int j = 0; j < W - 1; j++) {
@@ -259,12 +265,7 @@ __global__ void __launch_bounds__(CONV_CT *CONV_SB)
         for (int j = 0; j <= W; j++) gw[v][j] = 0.0f;
     if (c < C && r0 < NT) {
         float ks[VC][W], b[VC];
-#pragma unroll
-        for (int v = 0; v < VC; v++) {
-            b[v] = bias ? bf2f(bias[c + v]) : 0.0f;
-#pragma unroll
-            for (int j = 0; j < W; j++) ks[v][j] = w ? bf2f(w[(c + v) * W + j]) : 0.0f;
-        }
+        static_taps<W, VC>(ks, b, w, bias, c);
         // from the top: rows r1 .. r1 + W − 2 read rows of the strip (their dz reaches its dx)
         const int64_t top = min(r1 + W - 2, NT - 1);
         float xw[VC][W], pend[VC][W]; // xw[v][j] = x[n − (W − 1) + j]; pend[v][i]: dx of row n − i so far
