@@ -174,24 +174,31 @@ void pn_op_matmul_add_rmsnorm(pn_tensor *x, const pn_tensor *y, const pn_tensor 
     be_of("matmul_add_rmsnorm", x)->matmul_add_rmsnorm(x, y, a, w, xn, norm_w, eps);
 }
 
-void pn_op_add_rmsnorm(pn_tensor *x, const pn_tensor *y, pn_tensor *out, const pn_tensor *weight, float eps) {
+void pn_op_add_rmsnorm(pn_tensor *sum, const pn_tensor *x, const pn_tensor *y, pn_tensor *out, const pn_tensor *weight,
+                       float eps) {
     same_device("add_rmsnorm", x, y);
+    same_device("add_rmsnorm", x, sum);
     same_device("add_rmsnorm", x, out);
     same_device("add_rmsnorm", x, weight);
     want_act("add_rmsnorm", x);
+    want_act("add_rmsnorm", sum);
     want_act("add_rmsnorm", out);
     want_act("add_rmsnorm", weight);
     same_shape("add_rmsnorm", x, y);
+    same_shape("add_rmsnorm", x, sum);
     PN_ASSERT(weight->ndim == 1 && pn_numel(x) % weight->shape[0] == 0 && pn_numel(out) == pn_numel(x) &&
-              out->data != x->data);
-    be_of("add_rmsnorm", x)->add_rmsnorm(x, y, out, weight, eps);
+              out->data != x->data && out->data != sum->data && sum->data != y->data);
+    be_of("add_rmsnorm", x)->add_rmsnorm(sum, x, y, out, weight, eps);
 }
 
-void pn_op_add(pn_tensor *x, const pn_tensor *y) {
+void pn_op_add(pn_tensor *sum, const pn_tensor *x, const pn_tensor *y) {
     same_device("add", x, y);
+    same_device("add", x, sum);
     want_act("add", x);
+    want_act("add", sum);
     same_shape("add", x, y);
-    be_of("add", x)->add(x, y);
+    same_shape("add", x, sum);
+    be_of("add", x)->add(sum, x, y);
 }
 
 void pn_op_swiglu(pn_tensor *out, const pn_tensor *gate, const pn_tensor *up) {
@@ -424,7 +431,7 @@ void pn_op_silu_bwd(pn_tensor *dx, const pn_tensor *dy, const pn_tensor *x) {
 }
 
 void pn_op_rmsnorm_bwd(pn_tensor *dx, pn_tensor *dw, const pn_tensor *dy, const pn_tensor *x, const pn_tensor *w,
-                       float eps) {
+                       float eps, int accumulate_dx) {
     same_device("rmsnorm_bwd", dx, dy);
     same_device("rmsnorm_bwd", dx, x);
     same_device("rmsnorm_bwd", dx, w);
@@ -434,8 +441,8 @@ void pn_op_rmsnorm_bwd(pn_tensor *dx, pn_tensor *dw, const pn_tensor *dy, const 
     want_act("rmsnorm_bwd", w);
     want_grad("rmsnorm_bwd", dw, w);
     PN_ASSERT(w->ndim == 1 && pn_numel(x) % w->shape[0] == 0 && pn_numel(dx) == pn_numel(x) &&
-              pn_numel(dy) == pn_numel(x));
-    BE(rmsnorm_bwd, dx)->rmsnorm_bwd(dx, dw, dy, x, w, eps);
+              pn_numel(dy) == pn_numel(x) && !(accumulate_dx && dx->data == dy->data));
+    BE(rmsnorm_bwd, dx)->rmsnorm_bwd(dx, dw, dy, x, w, eps, accumulate_dx);
 }
 
 void pn_op_gated_rmsnorm(pn_tensor *y, const pn_tensor *x, const pn_tensor *gate, const pn_tensor *w, float eps) {

@@ -86,9 +86,11 @@ typedef struct pn_backend {
 // - embedding: out[n, :] = table[ids[n], :]; ids already validated against V by the caller.
 // - rmsnorm: out = weight * normalize(x) over the last dim D = weight->shape[0]; statistics in fp32; like
 //   HF the normalized value is rounded to the activation dtype before * weight.
-// - matmul: out[N, O] = x[N, I] w[O, I]^T (+ bias[O]).   add: x += y.   swiglu: out = silu(gate) * up.
-// - add_rmsnorm: x += y, then out = rmsnorm(x) (out must not alias x): the residual add and the next norm in
-//   one pass, equal to add then rmsnorm (on CUDA bit for bit).
+// - matmul: out[N, O] = x[N, I] w[O, I]^T (+ bias[O]).   swiglu: out = silu(gate) * up.
+// - add: sum = x + y (sum may be x or y: x += y).
+// - add_rmsnorm: sum = x + y, then out = rmsnorm(sum) (sum may be x; out must alias neither): the residual add
+//   and the next norm in one pass, equal to add then rmsnorm (on CUDA bit for bit); a residual kept apart
+//   from its input is written without a copy first.
 // - matmul_swiglu: out = swiglu(x w_gate^T, x w_up^T), equal to matmul, matmul and swiglu (each product
 //   rounded to the activation dtype as there; on CUDA bit for bit): the MLP's first half in one call, which
 //   a decoding step (a few rows) runs as one launch reading both weights instead of three.
@@ -151,8 +153,9 @@ int pn_ops_unfused(void);
 void pn_op_embedding(pn_tensor *out, const pn_tensor *ids, const pn_tensor *table);
 void pn_op_rmsnorm(pn_tensor *out, const pn_tensor *x, const pn_tensor *weight, float eps);
 void pn_op_matmul(pn_tensor *out, const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias);
-void pn_op_add(pn_tensor *x, const pn_tensor *y);
-void pn_op_add_rmsnorm(pn_tensor *x, const pn_tensor *y, pn_tensor *out, const pn_tensor *weight, float eps);
+void pn_op_add(pn_tensor *sum, const pn_tensor *x, const pn_tensor *y);
+void pn_op_add_rmsnorm(pn_tensor *sum, const pn_tensor *x, const pn_tensor *y, pn_tensor *out, const pn_tensor *weight,
+                       float eps);
 void pn_op_swiglu(pn_tensor *out, const pn_tensor *gate, const pn_tensor *up);
 void pn_op_matmul_swiglu(pn_tensor *out, const pn_tensor *x, const pn_tensor *w_gate, const pn_tensor *w_up);
 void pn_op_add_rmsnorm_swiglu(pn_tensor *out, const pn_tensor *x, const pn_tensor *y, const pn_tensor *norm_w,
@@ -191,9 +194,10 @@ void pn_op_copy(pn_tensor *dst, const pn_tensor *src);
 // y = x sigmoid(x) elementwise (y may alias x); dx = dy silu'(x) (dx may alias dy).
 void pn_op_silu(pn_tensor *y, const pn_tensor *x);
 void pn_op_silu_bwd(pn_tensor *dx, const pn_tensor *dy, const pn_tensor *x);
-// Backward of pn_op_rmsnorm (rows of D = w->shape[0]): dx overwritten, dw += (NULL = frozen).
+// Backward of pn_op_rmsnorm (rows of D = w->shape[0]): dx overwritten (accumulate_dx: dx += the gradient, a
+// residual's sum in the same pass; dx must not alias dy then), dw += (NULL = frozen).
 void pn_op_rmsnorm_bwd(pn_tensor *dx, pn_tensor *dw, const pn_tensor *dy, const pn_tensor *x, const pn_tensor *w,
-                       float eps);
+                       float eps, int accumulate_dx);
 // fla's FusedRMSNormGated (swish): y = x / sqrt(mean(x^2) + eps) * w * silu(gate) over rows of D = w->shape[0]
 // (one row per token and head); x, gate, y the same shape. Statistics in fp32.
 void pn_op_gated_rmsnorm(pn_tensor *y, const pn_tensor *x, const pn_tensor *gate, const pn_tensor *w, float eps);

@@ -10,8 +10,9 @@
     X(embedding, void, (pn_tensor * out, const pn_tensor *ids, const pn_tensor *table))                          \
     X(rmsnorm, void, (pn_tensor * out, const pn_tensor *x, const pn_tensor *weight, float eps))                  \
     X(matmul, void, (pn_tensor * out, const pn_tensor *x, const pn_tensor *w, const pn_tensor *bias))            \
-    X(add, void, (pn_tensor * x, const pn_tensor *y))                                                            \
-    X(add_rmsnorm, void, (pn_tensor * x, const pn_tensor *y, pn_tensor *out, const pn_tensor *weight, float eps))  \
+    X(add, void, (pn_tensor * sum, const pn_tensor *x, const pn_tensor *y))                                      \
+    X(add_rmsnorm, void,                                                                                         \
+      (pn_tensor * sum, const pn_tensor *x, const pn_tensor *y, pn_tensor *out, const pn_tensor *weight, float eps)) \
     X(swiglu, void, (pn_tensor * out, const pn_tensor *gate, const pn_tensor *up))                               \
     X(matmul_swiglu, void, (pn_tensor * out, const pn_tensor *x, const pn_tensor *w_gate, const pn_tensor *w_up))  \
     X(matmul_multi, void,                                                                                        \
@@ -49,7 +50,8 @@
     X(silu, void, (pn_tensor * y, const pn_tensor *x))                                                           \
     X(silu_bwd, void, (pn_tensor * dx, const pn_tensor *dy, const pn_tensor *x))                                 \
     X(rmsnorm_bwd, void,                                                                                         \
-      (pn_tensor * dx, pn_tensor * dw, const pn_tensor *dy, const pn_tensor *x, const pn_tensor *w, float eps))   \
+      (pn_tensor * dx, pn_tensor * dw, const pn_tensor *dy, const pn_tensor *x, const pn_tensor *w, float eps,    \
+       int accumulate_dx))                                                                                       \
     X(gated_rmsnorm, void,                                                                                       \
       (pn_tensor * y, const pn_tensor *x, const pn_tensor *gate, const pn_tensor *w, float eps))                 \
     X(gated_rmsnorm_bwd, void,                                                                                   \

@@ -490,9 +490,9 @@ int pn_layer_forward(const pn_model *m, int l, const pn_tensor *x, pn_tensor *ou
         b->xn1_ready = 1;
         return 0;
     }
-    if (b->xmid.data != x->data) pn_op_copy(&b->xmid, x);
-    // MLP: out = x_mid + down(silu(gate(n2)) * up(n2)); the residual add and the MLP's norm in one pass
-    pn_op_add_rmsnorm(&b->xmid, &b->y, &b->xn2, &L->post_norm, c->rms_eps);
+    // MLP: out = x_mid + down(silu(gate(n2)) * up(n2)); the residual add (x_mid = x + y, in place or into a
+    // kept buffer) and the MLP's norm in one pass
+    pn_op_add_rmsnorm(&b->xmid, x, &b->y, &b->xn2, &L->post_norm, c->rms_eps);
     if (decoding) { // gate, up, product in one launch
         pn_op_matmul_swiglu(&b->h, &b->xn2, &L->gate_w, &L->up_w);
     } else { // training keeps gate and up for the backward
@@ -502,12 +502,11 @@ int pn_layer_forward(const pn_model *m, int l, const pn_tensor *x, pn_tensor *ou
     }
     if (!out) return 0;
     pn_op_matmul(&b->y, &b->h, &L->down_w, NULL);
-    if (out->data != b->xmid.data) pn_op_copy(out, &b->xmid);
     if (b->next_norm && !m->check_finite && !m->tap) { // the next norm in the same pass (xn1 is free by now)
-        pn_op_add_rmsnorm(out, &b->y, &b->xn1, b->next_norm, c->rms_eps);
+        pn_op_add_rmsnorm(out, &b->xmid, &b->y, &b->xn1, b->next_norm, c->rms_eps);
         b->xn1_ready = 1;
     } else {
-        pn_op_add(out, &b->y);
+        pn_op_add(out, &b->xmid, &b->y);
     }
     if (m->check_finite) {
         const int64_t bad = pn_op_count_nonfinite(out);

@@ -4,9 +4,9 @@
 // n2 = norm2(x_mid). The backward walks it in reverse with one residual gradient `dres`:
 //
 //   mlp        matmul_bwd (down) -> swiglu_bwd -> matmul_bwd (gate, up: dxn2)      frozen or not
-//   norm2      rmsnorm_bwd(dxn2) -> dres += ...                                     dres = dL/dx_mid
+//   norm2      rmsnorm_bwd(dxn2), added into dres in the same pass                  dres = dL/dx_mid
 //   mixer      the block's backward (src/blocks/<type>.c) from dres -> dxn1
-//   norm1      rmsnorm_bwd(dxn1) -> dres += ...                                     dres = dL/dx
+//   norm1      rmsnorm_bwd(dxn1), added into dres in the same pass                  dres = dL/dx
 //
 // Frozen tensors (no gradient buffer, pn_model_grads_init) still pass gradients through; the walk stops
 // below the lowest layer that has a trainable tensor (nothing under it needs a gradient).
@@ -54,7 +54,7 @@ struct pn_train_plan {
     int ntypes;
     layer_acts shared[MAX_TYPES];          // recompute buffers per block type
     pn_tensor scratch[MAX_TYPES][PN_BLOCK_MAX_ACTS]; // backward scratch per block type
-    pn_tensor yb, dres, dtmp, dxn, dh, dgate, dup;
+    pn_tensor yb, dres, dxn, dh, dgate, dup;
     pn_tensor mlp_xn2, mlp_h; // shared by the layers whose MLP is frozen (layer_acts.mlp_kept)
     // the last forward's batch
     int B, T, n_seqs, ran;
@@ -190,7 +190,6 @@ static void plan_layout(carver *cv, struct pn_train_plan *tp, pn_model *m, int64
     if (tp->logits_planned) tp->logits = carve(cv, act, N, c->vocab);
     tp->yb = carve(cv, act, N, c->hidden);
     tp->dres = carve(cv, act, N, c->hidden);
-    tp->dtmp = carve(cv, act, N, c->hidden);
     tp->dxn = carve(cv, act, N, c->hidden);
     tp->dh = carve(cv, act, N, c->intermediate);
     tp->dgate = carve(cv, act, N, c->intermediate);
@@ -409,7 +408,7 @@ static int backward_layer(pn_model *m, int l, pn_tensor *dres, const pn_block_ct
         return pn_errorf("layer %d: its MLP trains, but the training plan was made while it was frozen and keeps "
                          "no activations for its gradients (plan after pn_model_grads_init)", l);
     if (tp->recompute[l] && layer_forward(m, l, A, 0, ctx)) return -1;
-    pn_tensor dtmp = pn_rows(&tp->dtmp, 0, N), dxn = pn_rows(&tp->dxn, 0, N);
+    pn_tensor dxn = pn_rows(&tp->dxn, 0, N);
     pn_tensor dh = pn_rows(&tp->dh, 0, N), dgate = pn_rows(&tp->dgate, 0, N), dup = pn_rows(&tp->dup, 0, N);
     pn_tensor x = pn_rows(&tp->xs[l], 0, N), xn1 = pn_rows(&A->xn1, 0, N), xmid = pn_rows(&A->xmid, 0, N);
     pn_tensor xn2 = pn_rows(&A->xn2, 0, N), gate = pn_rows(&A->gate, 0, N), up = pn_rows(&A->up, 0, N);
@@ -419,13 +418,11 @@ static int backward_layer(pn_model *m, int l, pn_tensor *dres, const pn_block_ct
     pn_op_swiglu_bwd(&dgate, &dup, &dh, &gate, &up);
     pn_op_matmul_bwd(&dxn, grad_of(&L->g_gate_w), NULL, &dgate, &xn2, &L->gate_w, 0);
     pn_op_matmul_bwd(&dxn, grad_of(&L->g_up_w), NULL, &dup, &xn2, &L->up_w, 1);
-    pn_op_rmsnorm_bwd(&dtmp, grad_of(&L->g_post_norm), &dxn, &xmid, &L->post_norm, c->rms_eps);
-    pn_op_add(dres, &dtmp); // dL/dx_mid
+    pn_op_rmsnorm_bwd(dres, grad_of(&L->g_post_norm), &dxn, &xmid, &L->post_norm, c->rms_eps, 1); // dL/dx_mid
     // token mixer
     if (S->bt->backward(&S->bc, S->bp, S->gbp, A->blk, scratch_of(tp, m, l), &xn1, dres, &dxn, ctx))
         return pn_error_prefix("layer %d (%s) backward", l, S->bt->name);
-    pn_op_rmsnorm_bwd(&dtmp, grad_of(&L->g_in_norm), &dxn, &x, &L->in_norm, c->rms_eps);
-    pn_op_add(dres, &dtmp); // dL/dx_l
+    pn_op_rmsnorm_bwd(dres, grad_of(&L->g_in_norm), &dxn, &x, &L->in_norm, c->rms_eps, 1); // dL/dx_l
     if (m->check_finite) {
         const int64_t bad = pn_op_count_nonfinite(dres);
         if (bad)
@@ -460,7 +457,7 @@ int pn_model_backward_hidden(pn_model *m, const pn_tensor *dhidden) {
     pn_tensor cu;
     const pn_block_ctx ctx = backward_ctx(m, &cu);
     pn_tensor dres = pn_rows(&tp->dres, 0, N), xl = pn_rows(&tp->xs[c->n_layers], 0, N);
-    pn_op_rmsnorm_bwd(&dres, grad_of(&m->g_final_norm), dhidden, &xl, &m->final_norm, c->rms_eps);
+    pn_op_rmsnorm_bwd(&dres, grad_of(&m->g_final_norm), dhidden, &xl, &m->final_norm, c->rms_eps, 0);
     const int lo = lowest_trainable_layer(m);
     for (int l = c->n_layers - 1; l >= lo; l--) {
         // dres is dL/d(output of layer l): a loss on that hidden state adds its gradient here

@@ -40,11 +40,13 @@ int main(int argc, char **argv) {
     { // RMSNorm [7, 24]
         float *x = get("rms_x"), *w = get("rms_w"), *dy = get("rms_dy"), *dx_ref = get("rms_dx"), *dw_ref = get("rms_dw");
         float dx[7 * 24], dw[24] = {0};
-        pn_cpu_rmsnorm_bwd_f32(dx, dw, dy, x, w, 7, 24, 1e-6f);
-        pn_cpu_rmsnorm_bwd_f32(dx, dw, dy, x, w, 7, 24, 1e-6f);
+        pn_cpu_rmsnorm_bwd_f32(dx, dw, dy, x, w, 7, 24, 1e-6f, 0);
+        pn_cpu_rmsnorm_bwd_f32(dx, dw, dy, x, w, 7, 24, 1e-6f, 0);
         printf("rmsnorm\n");
         expect("dx", dx, dx_ref, 7 * 24, 1);
         expect("dw (twice)", dw, dw_ref, 24, 2);
+        pn_cpu_rmsnorm_bwd_f32(dx, NULL, dy, x, w, 7, 24, 1e-6f, 1); // the residual's add: dx += the gradient
+        expect("dx (accumulated)", dx, dx_ref, 7 * 24, 2);
         free(x), free(w), free(dy), free(dx_ref), free(dw_ref);
     }
     { // gated RMSNorm [9, 16]

@@ -13,7 +13,7 @@ PN_OPS(PN_OP_DECLARE_CPU)
 // Backward ops on raw fp32 arrays (the training path; the backend table gains them with their CUDA twins).
 // Parameter gradients accumulate (+=) and may be NULL for frozen tensors; input gradients are overwritten.
 void pn_cpu_rmsnorm_bwd_f32(float *dx, float *dw, const float *dy, const float *x, const float *w, int64_t rows, int64_t D,
-                        float eps);
+                            float eps, int accumulate_dx);
 void pn_cpu_gated_rmsnorm_fwd(float *y, const float *x, const float *g, const float *w, int64_t rows, int64_t D,
                               float eps);
 void pn_cpu_gated_rmsnorm_bwd_f32(float *dx, float *dg, float *dw, const float *dy, const float *x, const float *g,

@@ -24,11 +24,11 @@ typedef struct {
 
 static void add_range(void *p, int64_t i0, int64_t i1) {
     const ew_job *e = p;
-    for (int64_t i = i0; i < i1; i++) e->o[i] += e->a[i];
+    for (int64_t i = i0; i < i1; i++) e->o[i] = e->a[i] + e->b[i];
 }
 
-void pn_cpu_add(pn_tensor *x, const pn_tensor *y) {
-    ew_job e = {.o = x->data, .a = y->data};
+void pn_cpu_add(pn_tensor *sum, const pn_tensor *x, const pn_tensor *y) {
+    ew_job e = {.o = sum->data, .a = x->data, .b = y->data};
     pn_cpu_parallel_for(pn_numel(x), 0, 12.0, add_range, &e);
 }
 

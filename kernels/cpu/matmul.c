@@ -154,8 +154,7 @@ void pn_cpu_add_rmsnorm_swiglu(pn_tensor *out, const pn_tensor *x, const pn_tens
     float *tmp = pn_malloc(sizeof(float) * (size_t)(2 * (n ? n : 1)));
     pn_tensor sum = pn_view(tmp, PN_F32, PN_CPU, 2, x->shape), xn = pn_view(tmp + n, PN_F32, PN_CPU, 2, x->shape);
     if (y) {
-        pn_cpu_copy(&sum, x);
-        pn_cpu_add_rmsnorm(&sum, y, &xn, norm_w, eps);
+        pn_cpu_add_rmsnorm(&sum, x, y, &xn, norm_w, eps);
     } else {
         pn_cpu_rmsnorm(&xn, x, norm_w, eps);
     }
@@ -167,11 +166,11 @@ void pn_cpu_add_rmsnorm_swiglu(pn_tensor *out, const pn_tensor *x, const pn_tens
 // a temporary, add_rmsnorm.
 void pn_cpu_matmul_add_rmsnorm(pn_tensor *x, const pn_tensor *y, const pn_tensor *a, const pn_tensor *w, pn_tensor *xn,
                                const pn_tensor *norm_w, float eps) {
-    if (y) pn_cpu_add(x, y);
+    if (y) pn_cpu_add(x, x, y);
     const int64_t n = pn_numel(x);
     float *tmp = pn_malloc(sizeof(float) * (size_t)(n ? n : 1));
     pn_tensor p = pn_view(tmp, PN_F32, PN_CPU, 2, x->shape);
     pn_cpu_matmul(&p, a, w, NULL);
-    pn_cpu_add_rmsnorm(x, &p, xn, norm_w, eps);
+    pn_cpu_add_rmsnorm(x, x, &p, xn, norm_w, eps);
     free(tmp);
 }

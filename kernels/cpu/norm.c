@@ -14,6 +14,7 @@ typedef struct {
     const float *x, *g, *w, *dy;
     int64_t D, grain;
     float eps;
+    int acc; // rmsnorm_bwd: dx += instead of dx =
 } norm_job;
 
 static void rmsnorm_range(void *p, int64_t r0, int64_t r1) {
@@ -61,21 +62,25 @@ static void rmsnorm_bwd_range(void *p, int64_t r0, int64_t r1) {
         for (int64_t i = 0; i < D; i++) ss += (double)xr[i] * xr[i], dot += (double)xr[i] * w[i] * gr[i];
         const float inv = 1.0f / sqrtf((float)(ss / (double)D) + eps);
         const float c = (float)(dot / (double)D) * inv * inv;
-        for (int64_t i = 0; i < D; i++) dx[r * D + i] = inv * (w[i] * gr[i] - xr[i] * c);
+        for (int64_t i = 0; i < D; i++) {
+            const float g = inv * (w[i] * gr[i] - xr[i] * c);
+            dx[r * D + i] = j->acc ? dx[r * D + i] + g : g;
+        }
         if (dwp)
             for (int64_t i = 0; i < D; i++) dwp[i] += gr[i] * xr[i] * inv;
     }
 }
 
 // The two ops in turn: on the CPU the fusion saves nothing worth a second implementation.
-void pn_cpu_add_rmsnorm(pn_tensor *x, const pn_tensor *y, pn_tensor *out, const pn_tensor *weight, float eps) {
-    pn_cpu_add(x, y);
-    pn_cpu_rmsnorm(out, x, weight, eps);
+void pn_cpu_add_rmsnorm(pn_tensor *sum, const pn_tensor *x, const pn_tensor *y, pn_tensor *out, const pn_tensor *weight,
+                        float eps) {
+    pn_cpu_add(sum, x, y);
+    pn_cpu_rmsnorm(out, sum, weight, eps);
 }
 
 void pn_cpu_rmsnorm_bwd_f32(float *dx, float *dw, const float *dy, const float *x, const float *w, int64_t rows, int64_t D,
-                        float eps) {
-    norm_job j = {.dx = dx, .x = x, .w = w, .dy = dy, .D = D, .eps = eps};
+                            float eps, int accumulate_dx) {
+    norm_job j = {.dx = dx, .x = x, .w = w, .dy = dy, .D = D, .eps = eps, .acc = accumulate_dx};
     rows_with_dw(&j, rows, 16.0 * D, rmsnorm_bwd_range, dw);
 }
 

@@ -34,9 +34,10 @@ void pn_cpu_silu_bwd(pn_tensor *dx, const pn_tensor *dy, const pn_tensor *x) {
 }
 
 void pn_cpu_rmsnorm_bwd(pn_tensor *dx, pn_tensor *dw, const pn_tensor *dy, const pn_tensor *x, const pn_tensor *w,
-                          float eps) {
+                        float eps, int accumulate_dx) {
     const int64_t D = w->shape[0];
-    pn_cpu_rmsnorm_bwd_f32(dx->data, dw ? dw->data : NULL, dy->data, x->data, w->data, pn_numel(x) / D, D, eps);
+    pn_cpu_rmsnorm_bwd_f32(dx->data, dw ? dw->data : NULL, dy->data, x->data, w->data, pn_numel(x) / D, D, eps,
+                           accumulate_dx);
 }
 
 void pn_cpu_gated_rmsnorm(pn_tensor *y, const pn_tensor *x, const pn_tensor *gate, const pn_tensor *w, float eps) {

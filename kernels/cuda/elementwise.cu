@@ -32,7 +32,7 @@ __global__ void embedding_kernel(bf16 *out, const int32_t *ids, const bf16 *tabl
 }
 
 template <bool VEC>
-__global__ void add_kernel(bf16 *x, const bf16 *y, int64_t n) {
+__global__ void add_kernel(bf16 *s, const bf16 *x, const bf16 *y, int64_t n) {
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     if constexpr (VEC) {
         for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n / 8; i += stride) {
@@ -41,11 +41,11 @@ __global__ void add_kernel(bf16 *x, const bf16 *y, int64_t n) {
             b.u = ((const uint4 *)y)[i];
 #pragma unroll
             for (int k = 0; k < 8; k++) a.h[k] = f2bf(bf2f(a.h[k]) + bf2f(b.h[k]));
-            ((uint4 *)x)[i] = a.u;
+            ((uint4 *)s)[i] = a.u;
         }
     } else {
         for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-            x[i] = f2bf(bf2f(x[i]) + bf2f(y[i]));
+            s[i] = f2bf(bf2f(x[i]) + bf2f(y[i]));
     }
 }
 
@@ -141,15 +141,15 @@ void pn_cuda_embedding(pn_tensor *out, const pn_tensor *ids, const pn_tensor *ta
     CUDA_LAUNCH_CHECK();
 }
 
-void pn_cuda_add(pn_tensor *x, const pn_tensor *y) {
+void pn_cuda_add(pn_tensor *sum, const pn_tensor *x, const pn_tensor *y) {
     const int64_t n = pn_numel(x);
     if (n == 0) return;
-    bf16 *a = (bf16 *)x->data;
-    const bf16 *b = (const bf16 *)y->data;
-    if (n % 8 == 0 && is_aligned16(a) && is_aligned16(b))
-        add_kernel<true><<<grid_1d(n / 8, 256), 256, 0, pn_cuda_stream()>>>(a, b, n);
+    bf16 *o = (bf16 *)sum->data;
+    const bf16 *a = (const bf16 *)x->data, *b = (const bf16 *)y->data;
+    if (n % 8 == 0 && is_aligned16(o) && is_aligned16(a) && is_aligned16(b))
+        add_kernel<true><<<grid_1d(n / 8, 256), 256, 0, pn_cuda_stream()>>>(o, a, b, n);
     else
-        add_kernel<false><<<grid_1d(n, 256), 256, 0, pn_cuda_stream()>>>(a, b, n);
+        add_kernel<false><<<grid_1d(n, 256), 256, 0, pn_cuda_stream()>>>(o, a, b, n);
     CUDA_LAUNCH_CHECK();
 }
 

@@ -508,8 +508,7 @@ void pn_cuda_add_rmsnorm_swiglu(pn_tensor *out, const pn_tensor *x, const pn_ten
     bf16 *tmp = (bf16 *)pn_cuda_ws(PN_WS_NORM_IN, sizeof(bf16) * (size_t)(2 * N * I));
     pn_tensor sum = pn_view(tmp, PN_BF16, PN_CUDA, 2, x->shape), xn = pn_view(tmp + N * I, PN_BF16, PN_CUDA, 2, x->shape);
     if (y) {
-        pn_cuda_copy(&sum, x);
-        pn_cuda_add_rmsnorm(&sum, y, &xn, norm_w, eps);
+        pn_cuda_add_rmsnorm(&sum, x, y, &xn, norm_w, eps);
     } else {
         pn_cuda_rmsnorm(&xn, x, norm_w, eps);
     }
@@ -531,9 +530,9 @@ void pn_cuda_matmul_add_rmsnorm(pn_tensor *x, const pn_tensor *y, const pn_tenso
         return;
     }
     // Not a GEMV: the ops it fuses, the product in the context's workspace.
-    if (y) pn_cuda_add(x, y);
+    if (y) pn_cuda_add(x, x, y);
     bf16 *tmp = (bf16 *)pn_cuda_ws(PN_WS_NORM_IN, sizeof(bf16) * (size_t)(N * O));
     pn_tensor p = pn_view(tmp, PN_BF16, PN_CUDA, 2, x->shape);
     pn_cuda_matmul(&p, a, w, NULL);
-    pn_cuda_add_rmsnorm(x, &p, xn, norm_w, eps);
+    pn_cuda_add_rmsnorm(x, x, &p, xn, norm_w, eps);
 }

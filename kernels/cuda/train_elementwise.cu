@@ -6,14 +6,32 @@
 #include "common.cuh"
 
 
-// dgate = dout * up * silu'(gate), dup = dout * silu(gate).
+// dgate = dout * up * silu'(gate), dup = dout * silu(gate). VEC: 8 values a load (n % 8 == 0, 16-byte
+// aligned; one value a load ran at 70% of the bytes' rate on an H100: 0.315 ms at [8192, 8960]).
+__device__ __forceinline__ void swiglu_bwd1(float d, float g, float u, bf16 *dg, bf16 *du) {
+    const float s = sigmoidf_(g);
+    *dg = f2bf(d * u * s * (1.0f + g * (1.0f - s)));
+    *du = f2bf(d * g * s);
+}
+
+template <bool VEC>
 __global__ void swiglu_bwd_kernel(bf16 *dgate, bf16 *dup, const bf16 *dout, const bf16 *gate, const bf16 *up,
                                   int64_t n) {
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        const float g = bf2f(gate[i]), u = bf2f(up[i]), d = bf2f(dout[i]), s = sigmoidf_(g);
-        dgate[i] = f2bf(d * u * s * (1.0f + g * (1.0f - s)));
-        dup[i] = f2bf(d * g * s);
+    if constexpr (VEC) {
+        for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n / 8; i += stride) {
+            bf16x8 g, u, d, og, ou;
+            g.u = ((const uint4 *)gate)[i];
+            u.u = ((const uint4 *)up)[i];
+            d.u = ((const uint4 *)dout)[i];
+#pragma unroll
+            for (int k = 0; k < 8; k++) swiglu_bwd1(bf2f(d.h[k]), bf2f(g.h[k]), bf2f(u.h[k]), &og.h[k], &ou.h[k]);
+            ((uint4 *)dgate)[i] = og.u;
+            ((uint4 *)dup)[i] = ou.u;
+        }
+    } else {
+        for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+            swiglu_bwd1(bf2f(dout[i]), bf2f(gate[i]), bf2f(up[i]), &dgate[i], &dup[i]);
     }
 }
 
@@ -35,8 +53,12 @@ void pn_cuda_swiglu_bwd(pn_tensor *dgate, pn_tensor *dup, const pn_tensor *dout,
                         const pn_tensor *up) {
     const int64_t n = pn_numel(gate);
     if (n == 0) return;
-    swiglu_bwd_kernel<<<grid_1d(n, 256), 256, 0, pn_cuda_stream()>>>((bf16 *)dgate->data, (bf16 *)dup->data, (const bf16 *)dout->data,
-                                                (const bf16 *)gate->data, (const bf16 *)up->data, n);
+    bf16 *dg = (bf16 *)dgate->data, *du = (bf16 *)dup->data;
+    const bf16 *d = (const bf16 *)dout->data, *g = (const bf16 *)gate->data, *u = (const bf16 *)up->data;
+    if (n % 8 == 0 && is_aligned16(dg) && is_aligned16(du) && is_aligned16(d) && is_aligned16(g) && is_aligned16(u))
+        swiglu_bwd_kernel<true><<<grid_1d(n / 8, 256), 256, 0, pn_cuda_stream()>>>(dg, du, d, g, u, n);
+    else
+        swiglu_bwd_kernel<false><<<grid_1d(n, 256), 256, 0, pn_cuda_stream()>>>(dg, du, d, g, u, n);
     CUDA_LAUNCH_CHECK();
 }
 

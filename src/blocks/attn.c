@@ -164,8 +164,8 @@ static int backward_attn(const pn_block_cfg *c, const pn_tensor *p, pn_tensor *g
     if (c->qk_norm) {
         pn_tensor qr = pn_block_rows(&acts[A_QRAW], N), kr = pn_block_rows(&acts[A_KRAW], N);
         dqr = pn_block_rows(&scratch[S_DQR], N), dkr = pn_block_rows(&scratch[S_DKR], N);
-        pn_op_rmsnorm_bwd(&dqr, gopt(gp, ix.qn), &dq, &qr, &p[ix.qn], ctx->rms_eps);
-        pn_op_rmsnorm_bwd(&dkr, gopt(gp, ix.kn), &dk, &kr, &p[ix.kn], ctx->rms_eps);
+        pn_op_rmsnorm_bwd(&dqr, gopt(gp, ix.qn), &dq, &qr, &p[ix.qn], ctx->rms_eps, 0);
+        pn_op_rmsnorm_bwd(&dkr, gopt(gp, ix.kn), &dk, &kr, &p[ix.kn], ctx->rms_eps, 0);
         dQ = &dqr, dK = &dkr;
     }
     pn_op_matmul_bwd(dx, gopt(gp, ix.wq), gopt(gp, ix.bq), dQ, x, &p[ix.wq], 0);

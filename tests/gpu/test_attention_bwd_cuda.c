@@ -130,7 +130,9 @@ static void check_packed(int ndoc, const int32_t *len, int64_t Hq, int64_t Hkv, 
 }
 
 static void bench(void) {
-    const int64_t B = 8, T = 4096, Hq = 12, Hkv = 2, D = 128, sq[4] = {B, T, Hq, D}, sk[4] = {B, T, Hkv, D};
+    // PN_BENCH_B: another batch (2 is the distillation step's 2 x 4096)
+    const int64_t B = getenv("PN_BENCH_B") && atoi(getenv("PN_BENCH_B")) > 0 && atoi(getenv("PN_BENCH_B")) <= 64
+                          ? atoi(getenv("PN_BENCH_B")) : 8, T = 4096, Hq = 12, Hkv = 2, D = 128, sq[4] = {B, T, Hq, D}, sk[4] = {B, T, Hkv, D};
     float *x = randn(B * T * Hq * D, 0, 1);
     pn_tensor q = dev_upload(x, PN_BF16, 4, sq), dout = dev_upload(x, PN_BF16, 4, sq), o = dev_alloc(PN_BF16, 4, sq);
     pn_tensor k = dev_upload(x, PN_BF16, 4, sk), v = dev_upload(x + 7, PN_BF16, 4, sk), dq = dev_alloc(PN_BF16, 4, sq);
@@ -155,21 +157,21 @@ static void bench(void) {
         qsort(ms, 5, sizeof(float), cmp_float);
         qsort(fwd, 5, sizeof(float), cmp_float);
         if (window)
-            printf("bench attention fwd+bwd B8 T4096 Hq12 Hkv2 D128 sliding window %d, training forward: %.2f ms (fwd "
-                   "%.2f ms)\n", window, ms[2], fwd[2]);
+            printf("bench attention fwd+bwd B%d T4096 Hq12 Hkv2 D128 sliding window %d, training forward: %.2f ms (fwd "
+                   "%.2f ms)\n", (int)B, window, ms[2], fwd[2]);
         else
-            printf("bench attention fwd+bwd B8 T4096 Hq12 Hkv2 D128 causal%s: %.2f ms (fwd %.2f ms; SDPA anchor "
-                   "fwd+bwd 3.20 ms)\n", with_lse ? ", training forward keeping the statistics" : "", ms[2], fwd[2]);
+            printf("bench attention fwd+bwd B%d T4096 Hq12 Hkv2 D128 causal%s: %.2f ms (fwd %.2f ms; SDPA anchor "
+                   "fwd+bwd 3.20 ms at B8)\n", (int)B, with_lse ? ", training forward keeping the statistics" : "", ms[2], fwd[2]);
     }
     { // the same work as one packed batch of 8 documents of 4096 (training with document masking)
         const int64_t pq[4] = {1, B * T, Hq, D}, pk[4] = {1, B * T, Hkv, D}, pl[3] = {1, B * T, Hq}, scu[1] = {B + 1};
         pn_tensor q1 = pn_reshape(&q, 4, pq), o1 = pn_reshape(&o, 4, pq), do1 = pn_reshape(&dout, 4, pq);
         pn_tensor dq1 = pn_reshape(&dq, 4, pq), k1 = pn_reshape(&k, 4, pk), v1 = pn_reshape(&v, 4, pk);
         pn_tensor dk1 = pn_reshape(&dk, 4, pk), dv1 = pn_reshape(&dv, 4, pk), l1 = pn_reshape(&lse, 3, pl);
-        int32_t cu[9];
+        int32_t cu[65];
         for (int i = 0; i <= B; i++) cu[i] = (int32_t)(i * T);
         pn_tensor gcu = dev_alloc(PN_I32, 1, scu);
-        pn_cuda_backend.memcpy_h2d(gcu.data, cu, sizeof cu);
+        pn_cuda_backend.memcpy_h2d(gcu.data, cu, sizeof(int32_t) * (size_t)(B + 1));
         float ms[5], fwd[5];
         for (int it = -1; it < 5; it++) {
             pn_cuda_timer_start();
@@ -182,7 +184,7 @@ static void bench(void) {
         }
         qsort(ms, 5, sizeof(float), cmp_float);
         qsort(fwd, 5, sizeof(float), cmp_float);
-        printf("bench attention fwd+bwd packed 8 x 4096 in one call (own kernels): %.2f ms (fwd %.2f ms)\n", ms[2],
+        printf("bench attention fwd+bwd packed %d x 4096 in one call (own kernels): %.2f ms (fwd %.2f ms)\n", (int)B, ms[2],
                fwd[2]);
         dev_free(&gcu);
     }

@@ -214,20 +214,31 @@ static void test_matmul_multi(int64_t N, int64_t I, int n, const int64_t *O, int
     free(x);
 }
 
+static int64_t bits_differ(const float *a, const float *b, int64_t n) {
+    int64_t d = 0;
+    for (int64_t i = 0; i < n; i++) d += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+    return d;
+}
+
 // The residual add and the next norm in one pass: against the CPU and, bit for bit, against add then rmsnorm
-// on CUDA (both outputs: the updated x and the normalized rows).
+// on CUDA (both outputs: the updated x and the normalized rows), and with the sum into its own buffer (x
+// left as it was) against the same in place.
 static void test_add_rmsnorm(int64_t N, int64_t D) {
     const int64_t shape[2] = {N, D}, n = N * D, sw[1] = {D};
     float *x = randn(n, 0.0f, 1.0f), *y = randn(n, 0.0f, 1.0f), *w = randn(D, 1.0f, 0.1f);
     float *hxr = copy_f32(x, n), *ref = pn_malloc(sizeof(float) * (size_t)n);
     pn_tensor hx = host_view(hxr, 2, shape), hy = host_view(y, 2, shape), hw = host_view(w, 1, sw), ho = host_view(ref, 2, shape);
-    pn_op_add_rmsnorm(&hx, &hy, &ho, &hw, 1e-6f);
+    pn_op_add_rmsnorm(&hx, &hx, &hy, &ho, &hw, 1e-6f);
     pn_tensor dx = dev_upload(x, PN_BF16, 2, shape), dy = dev_upload(y, PN_BF16, 2, shape), dw = dev_upload(w, PN_BF16, 1, sw);
     pn_tensor dx2 = dev_upload(x, PN_BF16, 2, shape), dout = dev_alloc(PN_BF16, 2, shape), dout2 = dev_alloc(PN_BF16, 2, shape);
-    pn_op_add_rmsnorm(&dx, &dy, &dout, &dw, 1e-6f);
-    pn_op_add(&dx2, &dy);
+    pn_tensor dx3 = dev_upload(x, PN_BF16, 2, shape), ds = dev_alloc(PN_BF16, 2, shape), dout3 = dev_alloc(PN_BF16, 2, shape);
+    pn_op_add_rmsnorm(&ds, &dx3, &dy, &dout3, &dw, 1e-6f); // the sum apart: dx3 only read
+    pn_op_add_rmsnorm(&dx, &dx, &dy, &dout, &dw, 1e-6f);
+    pn_op_add(&dx2, &dx2, &dy);
     pn_op_rmsnorm(&dout2, &dx2, &dw, 1e-6f);
     float *got = dev_download(&dout), *gx = dev_download(&dx), *two = dev_download(&dout2), *tx = dev_download(&dx2);
+    pn_tensor dx0 = dev_upload(x, PN_BF16, 2, shape); // x as bf16: what dx3 must still hold
+    float *x3 = dev_download(&dx3), *s3 = dev_download(&ds), *o3 = dev_download(&dout3), *x0 = dev_download(&dx0);
     char sh[96];
     snprintf(sh, sizeof sh, "[%lld, %lld]", (long long)N, (long long)D);
     report("add_norm", sh, relerr(got, ref, n), 1e-2);
@@ -235,14 +246,14 @@ static void test_add_rmsnorm(int64_t N, int64_t D) {
     for (int64_t i = 0; i < n; i++) diff += memcmp(&got[i], &two[i], sizeof(float)) != 0 || memcmp(&gx[i], &tx[i], sizeof(float)) != 0;
     snprintf(sh + strlen(sh), sizeof sh - strlen(sh), " = add, rmsnorm: %lld differ", (long long)diff);
     report("add_norm", sh, (double)diff, 0);
+    const int64_t apart = bits_differ(s3, gx, n) + bits_differ(o3, got, n), moved = bits_differ(x3, x0, n);
+    snprintf(sh, sizeof sh, "[%lld, %lld] sum apart = in place: %lld differ, x %lld", (long long)N, (long long)D,
+             (long long)apart, (long long)moved);
+    report("add_norm", sh, (double)(apart + moved), 0);
     dev_free(&dx), dev_free(&dy), dev_free(&dw), dev_free(&dx2), dev_free(&dout), dev_free(&dout2);
+    dev_free(&dx3), dev_free(&ds), dev_free(&dout3), dev_free(&dx0);
     free(x), free(y), free(w), free(hxr), free(ref), free(got), free(gx), free(two), free(tx);
-}
-
-static int64_t bits_differ(const float *a, const float *b, int64_t n) {
-    int64_t d = 0;
-    for (int64_t i = 0; i < n; i++) d += memcmp(&a[i], &b[i], sizeof(float)) != 0;
-    return d;
+    free(x3), free(s3), free(o3), free(x0);
 }
 
 // A decoding step's post-attention norm and MLP first half in one launch: against the CPU's and, bit for
@@ -261,7 +272,7 @@ static void test_add_rmsnorm_swiglu(int64_t N, int64_t I, int64_t O, int with_y)
     float *x0 = dev_download(&dx);
     pn_op_add_rmsnorm_swiglu(&dout, &dx, with_y ? &dy : NULL, &dn, 1e-6f, &dg, &du);
     pn_op_copy(&ds, &dx);
-    if (with_y) pn_op_add_rmsnorm(&ds, &dy, &dxn, &dn, 1e-6f);
+    if (with_y) pn_op_add_rmsnorm(&ds, &ds, &dy, &dxn, &dn, 1e-6f);
     else pn_op_rmsnorm(&dxn, &ds, &dn, 1e-6f);
     pn_op_matmul_swiglu(&dout2, &dxn, &dg, &du);
     float *got = dev_download(&dout), *sep = dev_download(&dout2), *x1 = dev_download(&dx);
@@ -297,9 +308,9 @@ static void test_matmul_add_rmsnorm(int64_t N, int64_t I, int64_t O, int with_y)
         pn_tensor dx = dev_upload(x, PN_BF16, 2, sx), dx2 = dev_upload(x, PN_BF16, 2, sx);
         pn_tensor dxn = dev_alloc(PN_BF16, 2, sx), dxn2 = dev_alloc(PN_BF16, 2, sx);
         pn_op_matmul_add_rmsnorm(&dx, with_y ? &dy : NULL, &da, &dw, &dxn, &dn, 1e-6f);
-        if (with_y) pn_op_add(&dx2, &dy);
+        if (with_y) pn_op_add(&dx2, &dx2, &dy);
         pn_op_matmul(&dp, &da, &dw, NULL);
-        pn_op_add_rmsnorm(&dx2, &dp, &dxn2, &dn, 1e-6f);
+        pn_op_add_rmsnorm(&dx2, &dx2, &dp, &dxn2, &dn, 1e-6f);
         float *gx = dev_download(&dx), *gn = dev_download(&dxn), *sx2 = dev_download(&dx2), *sn2 = dev_download(&dxn2);
         const double e1 = relerr(gx, rx, N * O), e2 = relerr(gn, rn, N * O);
         err = fmax(err, fmax(e1, e2));
@@ -321,14 +332,16 @@ static void test_add(int64_t N, int64_t C) {
     const int64_t shape[2] = {N, C}, n = N * C;
     float *x = randn(n, 0.0f, 1.0f), *y = randn(n, 0.0f, 1.0f), *ref = copy_f32(x, n);
     pn_tensor hx = host_view(ref, 2, shape), hy = host_view(y, 2, shape);
-    pn_op_add(&hx, &hy);
-    pn_tensor dx = dev_upload(x, PN_BF16, 2, shape), dy = dev_upload(y, PN_BF16, 2, shape);
-    pn_op_add(&dx, &dy);
-    float *got = dev_download(&dx);
+    pn_op_add(&hx, &hx, &hy);
+    pn_tensor dx = dev_upload(x, PN_BF16, 2, shape), dy = dev_upload(y, PN_BF16, 2, shape), ds = dev_alloc(PN_BF16, 2, shape);
+    pn_op_add(&ds, &dx, &dy); // into its own buffer, then in place
+    pn_op_add(&dx, &dx, &dy);
+    float *got = dev_download(&dx), *apart = dev_download(&ds);
     char s[96];
     report("add", pn_shape_str(&hx, s, sizeof s), relerr(got, ref, n), 1e-2);
-    dev_free(&dx), dev_free(&dy);
-    free(x), free(y), free(ref), free(got);
+    report("add", "sum apart = in place (values differing)", (double)bits_differ(apart, got, n), 0);
+    dev_free(&dx), dev_free(&dy), dev_free(&ds);
+    free(x), free(y), free(ref), free(got), free(apart);
 }
 
 static void test_embedding(int64_t V, int64_t C, int64_t N) {

@@ -59,14 +59,16 @@ static void test_silu(void) {
     drop(&x), drop(&y), drop(&dy), drop(&dx);
 }
 
-static void test_rmsnorm_bwd(int64_t rows, int64_t D, int frozen) {
+// acc: dx += the gradient (dx starts random on both sides; dy scaled so the gradient is not lost in it)
+static void test_rmsnorm_bwd(int64_t rows, int64_t D, int frozen, int acc) {
     const int64_t s2[2] = {rows, D}, s1[1] = {D};
     pair x = mk(2, s2, ACT, 0, 1), dy = mk(2, s2, ACT, 0, 1), dx = mk(2, s2, ACT, 0, 1), w = mk(1, s1, ACT, 1, 0.2f);
     pair dw = mk(1, s1, GRAD, 0, 1);
-    pn_op_rmsnorm_bwd(&dx.c, frozen ? NULL : &dw.c, &dy.c, &x.c, &w.c, 1e-6f);
-    pn_op_rmsnorm_bwd(&dx.g, frozen ? NULL : &dw.g, &dy.g, &x.g, &w.g, 1e-6f);
+    pn_op_rmsnorm_bwd(&dx.c, frozen ? NULL : &dw.c, &dy.c, &x.c, &w.c, 1e-6f, acc);
+    pn_op_rmsnorm_bwd(&dx.g, frozen ? NULL : &dw.g, &dy.g, &x.g, &w.g, 1e-6f, acc);
     char name[96];
-    snprintf(name, sizeof name, "rmsnorm_bwd dx [%lld, %lld]%s", (long long)rows, (long long)D, frozen ? " frozen" : "");
+    snprintf(name, sizeof name, "rmsnorm_bwd dx [%lld, %lld]%s%s", (long long)rows, (long long)D, frozen ? " frozen" : "",
+             acc ? " accumulated" : "");
     rel(name, &dx, 0.01);
     snprintf(name, sizeof name, "rmsnorm_bwd dw (accumulated)%s", frozen ? ": untouched" : "");
     rel(name, &dw, frozen ? 0.0 : 0.01);
@@ -90,13 +92,15 @@ static void test_gated(int64_t rows, int64_t D) {
     drop(&x), drop(&g), drop(&y), drop(&w), drop(&dy), drop(&dx), drop(&dg), drop(&dw);
 }
 
-static void test_swiglu_bwd(void) {
-    const int64_t n[1] = {1 << 20};
+static void test_swiglu_bwd(int64_t count) { // count % 8 == 0: 8 values a load
+    const int64_t n[1] = {count};
     pair g = mk(1, n, ACT, 0, 2), u = mk(1, n, ACT, 0, 1), d = mk(1, n, ACT, 0, 1);
     pair dg = mk(1, n, ACT, 0, 1), du = mk(1, n, ACT, 0, 1);
     pn_op_swiglu_bwd(&dg.c, &du.c, &d.c, &g.c, &u.c);
     pn_op_swiglu_bwd(&dg.g, &du.g, &d.g, &g.g, &u.g);
-    rel("swiglu_bwd dgate [1M]", &dg, 0.008);
+    char name[64];
+    snprintf(name, sizeof name, "swiglu_bwd dgate [%lld]", (long long)count);
+    rel(name, &dg, 0.008);
     rel("swiglu_bwd dup", &du, 0.008);
     drop(&g), drop(&u), drop(&d), drop(&dg), drop(&du);
 }
@@ -214,6 +218,32 @@ static void bench_conv(void) {
                "%.3f, %.3f)\n",
                (long long)C[i], f[3], b[3], 2 * pn_nbytes(&x) / 3e9, 3 * pn_nbytes(&x) / 3e9);
         dev_free(&x), dev_free(&y), dev_free(&dx), dev_free(&w), dev_free(&dw);
+    }
+}
+
+// The norms' backwards at the distillation step's shapes: RMSNorm [8192, 1536] adding into the residual's
+// gradient, gated RMSNorm [8192 x 12 heads, 256] (median of 5 after one warm-up).
+static void bench_norms(void) {
+    const int64_t rows[2] = {8192, 8192 * 12}, D[2] = {1536, 256};
+    for (int i = 0; i < 2; i++) {
+        const int64_t s2[2] = {rows[i], D[i]}, s1[1] = {D[i]};
+        pn_tensor x = dev_alloc(PN_BF16, 2, s2), dy = dev_alloc(PN_BF16, 2, s2), dx = dev_alloc(PN_BF16, 2, s2);
+        pn_tensor g = dev_alloc(PN_BF16, 2, s2), dg = dev_alloc(PN_BF16, 2, s2);
+        pn_tensor w = dev_alloc(PN_BF16, 1, s1), dw = dev_alloc(PN_F32, 1, s1);
+        pn_tensor *all[] = {&x, &dy, &dx, &g, &dg, &w, &dw};
+        for (int k = 0; k < 7; k++) pn_cuda_backend.memset0(all[k]->data, pn_nbytes(all[k]));
+        float t[6];
+        for (int it = 0; it < 6; it++) {
+            pn_cuda_timer_start();
+            if (i == 0) pn_op_rmsnorm_bwd(&dx, &dw, &dy, &x, &w, 1e-6f, 1);
+            else pn_op_gated_rmsnorm_bwd(&dx, &dg, &dw, &dy, &x, &g, &w, 1e-6f);
+            t[it] = pn_cuda_timer_stop_ms();
+        }
+        qsort(t + 1, 5, sizeof(float), cmp_float);
+        const double bytes = (double)pn_nbytes(&x) * (i == 0 ? 4 : 5); // read x, dy (and g), dx; write dx (and dg)
+        printf("bench %s backward [%lld, %lld]: %.4f ms (bytes at 3 TB/s: %.4f)\n", i == 0 ? "rmsnorm (adding)" : "gated rmsnorm",
+               (long long)rows[i], (long long)D[i], t[3], bytes / 3e9);
+        for (int k = 0; k < 7; k++) dev_free(all[k]);
     }
 }
 
@@ -474,14 +504,19 @@ int main(void) {
     }
     test_copy();
     test_silu();
-    test_rmsnorm_bwd(4096, 1536, 0);
-    test_rmsnorm_bwd(4096, 128, 0);
-    test_rmsnorm_bwd(300, 1536, 1);
-    test_gated(2 * 512 * 12, 256); // the vectorized forward (D % 8 == 0) ...
+    test_rmsnorm_bwd(4096, 1536, 0, 0); // the register-row kernel: J 6 (of 8), ...
+    test_rmsnorm_bwd(4096, 1536, 0, 1); // ... adding into dx (the residual), ...
+    test_rmsnorm_bwd(4096, 128, 0, 0);  // ... J 1 with idle lanes, ...
+    test_rmsnorm_bwd(300, 1536, 1, 1);  // ... frozen
+    test_rmsnorm_bwd(513, 3584, 0, 1);  // wider than 2048 (Qwen2.5-7B): norm_kernel, adding
+    test_rmsnorm_bwd(77, 100, 0, 1);    // D % 8 != 0: norm_kernel
+    test_gated(2 * 512 * 12, 256); // the vectorized forward and backward (D % 8 == 0) ...
     test_gated(12, 256);           // ... at a JetBlock decode step's 12 heads
     test_gated(1000, 72);
-    test_gated(7, 36);             // D % 8 != 0: norm_kernel's forward
-    test_swiglu_bwd();
+    test_gated(7, 36);             // D % 8 != 0: norm_kernel's forward and backward
+    test_gated(33, 2304);          // wider than 2048: norm_kernel's backward
+    test_swiglu_bwd(1 << 20);
+    test_swiglu_bwd(1001);
     test_matmul_bwd(4096, 1536, 256, 1, 0, 0);
     test_matmul_bwd(4096, 1536, 256, 0, 1, 0);
     test_matmul_bwd(333, 96, 200, 1, 1, 0);
@@ -500,7 +535,7 @@ int main(void) {
     test_conv(3, 70, 64, 1, 0, 1, 0, NULL, 0);   // W 1
     test_conv(2, 300, 64, 5, 0, 1, 1, NULL, 0);  // W 5: the three-kernel backward
     test_conv(1, 300, 64, 6, 1, 0, 1, cu, 5);    // the same, dynamic and packed
-    if (!getenv("PN_TEST_NO_BENCH")) bench_conv();
+    if (!getenv("PN_TEST_NO_BENCH")) bench_conv(), bench_norms();
     test_conv_continue(156, 1, 3072, 4, 1); // Jet-Nemotron-2B's value convolution at batch 156, decoding
     test_conv_continue(3, 1, 2048, 4, 0);   // a GDN q/k/v convolution
     test_conv_continue(2, 5, 100, 4, 1);    // several new tokens (more than the history)
