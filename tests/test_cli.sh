@@ -98,6 +98,14 @@ bash "$(dirname "$0")/../scripts/hw-grid.sh" --build "$B" --preset tiny --layer-
   grep -q '^| (8, 64, 4) |' "$T/grid.md" && ok || bad "hw-grid.sh's table: $(cat "$T/grid.md")"
 bash "$(dirname "$0")/../scripts/hw-grid.sh" --build "$B" --grid "16,32" --device cpu > /dev/null 2> "$T/grid.err"
 [ $? = 1 ] && grep -q "is not dk,dv,heads" "$T/grid.err" && ok || bad "hw-grid.sh with a bad grid: $(cat "$T/grid.err")"
+# the distillation step's benchmark (scripts/bench-distill.sh): a tiny teacher, both losses, a median each
+bash "$(dirname "$0")/../scripts/bench-distill.sh" --build "$B" --device cpu --preset tiny --attn 0,3 --seq 64 \
+  --steps 4 --work "$T/bd" > "$T/bd.txt" 2> "$T/bd.err" || bad "bench-distill.sh: $(tail -1 "$T/bd.err")"
+grep -q '^teacher tiny (4 layers), student \[attn,gdn,gdn,attn\], 2 x 64 tokens' "$T/bd.txt" &&
+  [ "$(grep -c '^\(mse\|kl\): median [1-9][0-9]* tok/s (steps 3-4)$' "$T/bd.txt")" = 2 ] && ok ||
+  bad "bench-distill.sh's report: $(cat "$T/bd.txt" "$T/bd.err")"
+bash "$(dirname "$0")/../scripts/bench-distill.sh" --build "$B" --loss ce > /dev/null 2> "$T/bd.err"
+[ $? = 1 ] && grep -q "neither mse nor kl" "$T/bd.err" && ok || bad "bench-distill.sh with a bad loss: $(cat "$T/bd.err")"
 expect_error "--batch" $BENCH --model "$T/hy" --batch 0 --device cpu
 expect_error "--context" $BENCH --model "$T/hy" --context x --device cpu
 expect_error "--model" $BENCH --context 8
