@@ -274,6 +274,25 @@ static void bench_optim(void) {
     for (int k = 0; k < 6; k++) dev_free(all[k]);
 }
 
+// The fused LM loss on a chunk of the KL step (1024 rows of Qwen's 151,936 logits, teacher and student, the
+// gradient written over the student's): median of 5 after one warm-up.
+static void bench_lm_loss(void) {
+    const int64_t sz[2] = {1024, 151936}, sl[2] = {1024, 2};
+    pn_tensor zs = dev_alloc(PN_BF16, 2, sz), zt = dev_alloc(PN_BF16, 2, sz), rows = dev_alloc(PN_F32, 2, sl);
+    pn_cuda_backend.memset0(zs.data, pn_nbytes(&zs));
+    pn_cuda_backend.memset0(zt.data, pn_nbytes(&zt));
+    const pn_lm_loss_args a = {.temperature = 1.0f, .kl_grad = 1.0f / 1024, .ce_grad = 0.0f};
+    float t[6];
+    for (int it = 0; it < 6; it++) {
+        pn_cuda_timer_start();
+        pn_op_lm_loss(&zs, &rows, &zs, &zt, NULL, &a);
+        t[it] = pn_cuda_timer_stop_ms();
+    }
+    qsort(t + 1, 5, sizeof(float), cmp_float);
+    printf("bench lm_loss KL [1024, 151936]: %.3f ms (bytes at 3 TB/s: %.3f)\n", t[3], 5.0 * pn_nbytes(&zs) / 3e9);
+    dev_free(&zs), dev_free(&zt), dev_free(&rows);
+}
+
 // conv1d_continue (generation): CUDA against the CPU, both the outputs and the updated history, and bit for
 // bit against CUDA's conv1d over each sequence's history + new rows (the unfused path it replaces).
 static void test_conv_continue(int64_t B, int64_t T, int64_t C, int W, int dynamic) {
@@ -577,7 +596,7 @@ int main(void) {
     test_conv(3, 70, 64, 1, 0, 1, 0, NULL, 0);   // W 1
     test_conv(2, 300, 64, 5, 0, 1, 1, NULL, 0);  // W 5: the three-kernel backward
     test_conv(1, 300, 64, 6, 1, 0, 1, cu, 5);    // the same, dynamic and packed
-    if (!getenv("PN_TEST_NO_BENCH")) bench_conv(), bench_norms(), bench_optim();
+    if (!getenv("PN_TEST_NO_BENCH")) bench_conv(), bench_norms(), bench_optim(), bench_lm_loss();
     test_conv_continue(156, 1, 3072, 4, 1); // Jet-Nemotron-2B's value convolution at batch 156, decoding
     test_conv_continue(3, 1, 2048, 4, 0);   // a GDN q/k/v convolution
     test_conv_continue(2, 5, 100, 4, 1);    // several new tokens (more than the history)
@@ -588,6 +607,7 @@ int main(void) {
     test_lm_loss(33, 257, 1, 1, 2.0f);
     test_lm_loss(40, 49152, 0, 1, 1.0f);
     test_lm_loss(40, 49152, 1, 0, 1.5f);
+    test_lm_loss(40, 49152, 1, 0, 1.0f); // KL alone at temperature 1 (the KL step's): one student softmax
     test_lm_score(45, 151936);
     test_lm_score(70000, 257); // more rows than one launch takes
     test_argmax(1, 151936);     // decoding: one row in 38 slices
