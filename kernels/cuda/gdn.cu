@@ -32,10 +32,12 @@
 // - Shared memory: prep ~140 KB at K = 256 (71 KB at K = 96: three blocks an SM), state ~191 KB (two stages)
 //   at K = 256 and ~103 KB at K = 96 (two blocks an SM; one stage, 50 KB, three blocks an SM at 80 registers
 //   when the grid has more walks than two an SM: 384 walks at B 8, H 12, V 256 fill one wave of 396 slots
-//   instead of 1.45 of 264), output ~170 KB at K = 256 (86 KB at K = 96): fits Hopper's 227 KB (not an
-//   A100's 163).
+//   instead of 1.45 of 264), output ~135 KB at K = 256 (69 KB at K = 96, three blocks an SM): fits Hopper's
+//   227 KB (not an A100's 163).
 // - The workspace (one device buffer of the backend context, grown on demand, never shrunk): bf16 W, U/V'
-//   per token row and the per-chunk states, fp32 γ, 1/‖q‖, 1/‖k‖ per token row, and the chunk table.
+//   per token row and the per-chunk states, fp32 γ, 1/‖q‖, 1/‖k‖ and the state update's row factor
+//   e^{γ_L − γ} / ‖k‖ (rd: the two walks read it instead of four expf a thread a chunk) per token row, and
+//   the chunk table.
 // - GDN_LAUNCH is <<<>>> on CUDA (GDN_LAUNCH_PDL, for the decode step, pn_launch); with PN_CUDA_EMU the file
 //   compiles as C++ for the host emulation the CPU suite checks the kernels with (tests/emu/cuda_emu.h).
 #include <math.h>
@@ -68,19 +70,20 @@ __host__ __device__ __forceinline__ size_t prep_region_a(void) {
 }
 __host__ __device__ __forceinline__ size_t prep_smem_bytes(int K) {
     return sizeof(bf16) * (size_t)GDN_C * pitch_kb(K) + prep_region_q(K) + prep_region_a() +
-           sizeof(float) * (size_t)(GDN_C * TILE_P + 3 * GDN_C);
+           sizeof(float) * (size_t)(GDN_C * TILE_P + 4 * GDN_C);
 }
 
 // grid (n_chunks, H), GDN_THREADS threads. Writes, for the chunk's rows t0 .. t0 + Lc − 1 and head h:
-// W [NT, H, K] and U [NT, H, V] (bf16), gam = γ, rq = 1/‖q‖, rk = 1/‖k‖ [NT, H] (fp32; 1 without l2norm);
+// W [NT, H, K] and U [NT, H, V] (bf16), gam = γ, rq = 1/‖q‖, rk = 1/‖k‖ (1 without l2norm) and rd = e^{γ_L − γ}
+// / ‖k‖, the state update's row factor (γ_L the chunk's last γ), [NT, H] (fp32);
 // Tout (the backward's, else NULL): T [n_chunks, H, 64, 64] (bf16 as its products read it, zero past Lc),
 // for its WY kernel.
 // As fla: k̂ rounded to bf16 for A = diag(β) k̂ k̂ᵀ ⊙ Γ (fp32 accumulators), T = (I + A)⁻¹ in fp32, then W
 // and U as bf16 products of T's rounded column-scaled copies, T diag(β e^γ) k̂ and T diag(β) V.
 __global__ void __launch_bounds__(GDN_THREADS, 3)
-    gdn_prep_kernel(bf16 *W, bf16 *U, float *gam, float *rq, float *rk, bf16 *Tout, const bf16 *q, const bf16 *k,
-                    const bf16 *v, const float *g, const float *beta, const int *tab, int T, int ncps, int H, int K,
-                    int V, int l2norm) {
+    gdn_prep_kernel(bf16 *W, bf16 *U, float *gam, float *rq, float *rk, float *rd, bf16 *Tout, const bf16 *q,
+                    const bf16 *k, const bf16 *v, const float *g, const float *beta, const int *tab, int T, int ncps,
+                    int H, int K, int V, int l2norm) {
     const int c = blockIdx.x, h = blockIdx.y, tid = threadIdx.x;
     int64_t t0;
     int Lc;
@@ -96,6 +99,7 @@ __global__ void __launch_bounds__(GDN_THREADS, 3)
     float *gs = Ts + GDN_C * TILE_P; // [64]: γ
     float *bs = gs + GDN_C;          // [64]: β
     float *graw = bs + GDN_C;        // [64]: g
+    float *nks = graw + GDN_C;       // [64]: 1/‖k‖
     const int64_t ldk = (int64_t)H * K, ldv = (int64_t)H * V;
     const bool ak = (K & 7) == 0 && ((uintptr_t)q & 15) == 0 && ((uintptr_t)k & 15) == 0;
     const bool av = (V & 7) == 0 && ((uintptr_t)v & 15) == 0;
@@ -104,9 +108,10 @@ __global__ void __launch_bounds__(GDN_THREADS, 3)
         cp_async_commit();
     };
 
-    // (1) the chunk's q, k tiles, g and β rows (one cp.async group); then, a warp per row, both rows' 1/‖x‖
-    // and k̂ = k / ‖k‖ in place (zeros past Lc and past K, to the 64-column boundary: the W products read
-    // whole 64-column tiles); γ (double, one thread).
+    // (1) the chunk's q, k tiles, g and β rows (one cp.async group); then both rows' 1/‖x‖ and k̂ = k / ‖k‖
+    // in place, four threads a row and 8 columns (16 bytes) a load: the tiles are zero past K up to KB − 8, so
+    // whole groups of 8 read zeros there and write them back (zeros past Lc likewise); γ (double, one thread).
+    // (A warp a row with one bf16 a load before: the norms were a tenth of the kernel's instructions.)
     if (l2norm) load_tile(qb, KB, q + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
     load_tile(kb, KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
     load_row_scalars(graw, g, t0, Lc, H, h, true);
@@ -114,21 +119,34 @@ __global__ void __launch_bounds__(GDN_THREADS, 3)
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();
-    const int lane = tid & 31;
-    for (int r = tid >> 5; r < GDN_C; r += GDN_THREADS / 32) {
-        float sq = 0.0f, sk = 0.0f;
-        for (int cc = lane; cc < K && l2norm; cc += 32) {
-            const float x = bf2f(qb[r * KB + cc]), y = bf2f(kb[r * KB + cc]);
-            sq = fmaf(x, x, sq);
-            sk = fmaf(y, y, sk);
+    {
+        const int r = tid >> 2, p = tid & 3, ng = (K + 7) >> 3; // GDN_THREADS = 4 × 64 rows
+        float sq = 0.0f, sk = 0.0f, x[8];
+        for (int gi = p; gi < ng && l2norm; gi += 4) {
+            load_chunk<8>(qb + r * KB + 8 * gi, x);
+#pragma unroll
+            for (int e = 0; e < 8; e++) sq = fmaf(x[e], x[e], sq);
+            load_chunk<8>(kb + r * KB + 8 * gi, x);
+#pragma unroll
+            for (int e = 0; e < 8; e++) sk = fmaf(x[e], x[e], sk);
         }
         float nq = 1.0f, nk = 1.0f;
         if (l2norm) {
-            nq = 1.0f / sqrtf(warp_sum(sq) + (float)PN_GDN_L2_EPS);
-            nk = 1.0f / sqrtf(warp_sum(sk) + (float)PN_GDN_L2_EPS);
-            for (int cc = lane; cc < K; cc += 32) kb[r * KB + cc] = f2bf(bf2f(kb[r * KB + cc]) * nk);
+            sq += __shfl_xor_sync(0xffffffffu, sq, 1);
+            sk += __shfl_xor_sync(0xffffffffu, sk, 1);
+            sq += __shfl_xor_sync(0xffffffffu, sq, 2);
+            sk += __shfl_xor_sync(0xffffffffu, sk, 2);
+            nq = 1.0f / sqrtf(sq + (float)PN_GDN_L2_EPS);
+            nk = 1.0f / sqrtf(sk + (float)PN_GDN_L2_EPS);
+            for (int gi = p; gi < ng; gi += 4) {
+                load_chunk<8>(kb + r * KB + 8 * gi, x);
+#pragma unroll
+                for (int e = 0; e < 8; e++) x[e] *= nk;
+                store_chunk<8>(kb + r * KB + 8 * gi, x);
+            }
         }
-        if (lane == 0 && r < Lc) rq[(t0 + r) * H + h] = nq, rk[(t0 + r) * H + h] = nk;
+        if (p == 0) nks[r] = nk;
+        if (p == 0 && r < Lc) rq[(t0 + r) * H + h] = nq, rk[(t0 + r) * H + h] = nk;
     }
     if (tid == GDN_C) {
         double acc = 0.0;
@@ -146,14 +164,17 @@ __global__ void __launch_bounds__(GDN_THREADS, 3)
     form_A(As, kb, KB, K16, bs, gs, Lc);
     __syncthreads();
 
-    // (3) γ to global; T = (I + A)⁻¹ (gdn_tile.cuh's tri_inv64, fp32); its column-scaled bf16 copies.
-    if (tid < Lc) gam[(t0 + tid) * H + h] = gs[tid];
+    // (3) γ to global and the column factors β e^γ (over g's row, read by thread 64 before the barrier);
+    // T = (I + A)⁻¹ (gdn_tile.cuh's tri_inv64, fp32, barriers inside); its column-scaled bf16 copies.
+    float *ebs = graw;
+    if (tid < Lc) gam[(t0 + tid) * H + h] = gs[tid], rd[(t0 + tid) * H + h] = nks[tid] * expf(gs[Lc - 1] - gs[tid]);
+    if (tid < GDN_C) ebs[tid] = bs[tid] * expf(gs[tid]); // β is 0 past Lc
     tri_inv64(Ts, As, Lc);
     __syncthreads();
     for (int i = tid; i < GDN_C * GDN_C; i += GDN_THREADS) {
         const int m = i >> 6, s = i & 63;
         const float t = Ts[m * TILE_P + s];
-        Tw[m * GDN_SP + s] = f2bf(t * bs[s] * expf(gs[s])); // β is 0 past Lc
+        Tw[m * GDN_SP + s] = f2bf(t * ebs[s]);
         Tu[m * GDN_SP + s] = f2bf(t * bs[s]);
     }
     if (Tout) { // 16-byte stores of 8 bf16, rows of 64
@@ -192,7 +213,7 @@ __global__ void __launch_bounds__(GDN_THREADS, 3)
 
 // Shared memory of the state kernel: the state slice as bf16 [round16(K), GDN_SP] (the W S product's
 // operand), then per stage W and k tiles [64, pitch_kb(K)] bf16, the U / V' tile [64, GDN_SP] bf16, γ and
-// 1/‖k‖ [64] fp32.
+// the update's row factor e^{γ_L − γ} / ‖k‖ [64] fp32.
 __host__ __device__ __forceinline__ size_t state_stage_bytes(int K) {
     return sizeof(bf16) * (size_t)(2 * GDN_C * pitch_kb(K) + GDN_C * GDN_SP) + sizeof(float) * 2 * GDN_C;
 }
@@ -210,7 +231,7 @@ __host__ __device__ __forceinline__ size_t state_smem_bytes(int K, int nst) {
 template <int MT>
 __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 3 : 1)
     gdn_state_kernel(bf16 *hs, bf16 *U, float *ht, const float *h0, const bf16 *W, const bf16 *k, const float *gam,
-                     const float *rk, const int *cu_seqlens, const int *cst, int T, int H, int K, int V, int nst) {
+                     const float *rd, const int *cu_seqlens, const int *cst, int T, int H, int K, int V, int nst) {
     const int v0 = blockIdx.x * GDN_BV, h = blockIdx.y, n = blockIdx.z, tid = threadIdx.x;
     const int BVa = min(GDN_BV, V - v0);
     int64_t row0, len, cbase;
@@ -219,7 +240,7 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 3 : 1)
     bf16 *Sb = (bf16 *)dyn_smem(); // [K16, GDN_SP]
     char *stage0 = (char *)(Sb + K16 * GDN_SP);
     const size_t sb = state_stage_bytes(K);
-    // stage s: Wb, Kb [64, KB], Ub [64, GDN_SP] (bf16), gs, rs [64] (fp32)
+    // stage s: Wb, Kb [64, KB], Ub [64, GDN_SP] (bf16), gs, rs (the update's row factor) [64] (fp32)
     auto Wb = [&](int s) { return (bf16 *)(stage0 + s * sb); };
     auto Kb = [&](int s) { return Wb(s) + GDN_C * KB; };
     auto Ub = [&](int s) { return Kb(s) + GDN_C * KB; };
@@ -230,17 +251,35 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 3 : 1)
     const bool av = (V & 7) == 0 && ((uintptr_t)U & 15) == 0;
     const bool vpairs = (V & 1) == 0, hvec = BVa == GDN_BV && (V & 7) == 0 && ((uintptr_t)hs & 15) == 0;
 
+    // Whole chunks take gdn_tile.cuh's direct path (load_whole) where their rows are 16-byte aligned and the
+    // tile's groups divide the block (MT 3's 24 a row do not); the W and k tiles' columns K .. 64 MT − 1 zeroed
+    // once here for it.
+    constexpr int N8 = GDN_THREADS % (8 * MT) == 0 ? 8 * MT : 0; // 0: not this tile
+    const bool whole_k = N8 && ak, whole_v = av && BVa == GDN_BV;
+    if constexpr (N8 > 0)
+        if (whole_k)
+            for (int s = 0; s < nst; s++) zero_cols<N8>(Wb(s), KB, K), zero_cols<N8>(Kb(s), KB, K);
+
     auto issue = [&](int64_t c0, int s) { // chunk at row c0 of the sequence into stage s (one cp.async group)
         const int Lc = (int)min((int64_t)GDN_C, len - c0);
         const int64_t t0 = row0 + c0;
         // W: the W S product's contraction runs to K16 (zeros past K); k: read 64 columns at a time up to
         // KB − 8 (columns past K, when read, only reach rows of S past K, which are discarded). Both filled to
         // 64 MT = KB − 8 (a constant: load_tile's fast path).
-        load_tile(Wb(s), KB, W + (t0 * H + h) * K, ldk, GDN_C, Lc, K, 64 * MT, ak);
-        load_tile(Kb(s), KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, 64 * MT, ak);
-        load_tile(Ub(s), GDN_SP, U + (t0 * H + h) * V + v0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+        if constexpr (N8 > 0) {
+            if (whole_k && Lc == GDN_C) {
+                load_whole<N8>(Wb(s), KB, W + (t0 * H + h) * K, ldk, K);
+                load_whole<N8>(Kb(s), KB, k + (t0 * H + h) * K, ldk, K);
+            }
+        }
+        if (!whole_k || Lc < GDN_C) {
+            load_tile(Wb(s), KB, W + (t0 * H + h) * K, ldk, GDN_C, Lc, K, 64 * MT, ak);
+            load_tile(Kb(s), KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, 64 * MT, ak);
+        }
+        if (whole_v && Lc == GDN_C) load_whole<8>(Ub(s), GDN_SP, U + (t0 * H + h) * V + v0, ldv, GDN_BV);
+        else load_tile(Ub(s), GDN_SP, U + (t0 * H + h) * V + v0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
         load_row_scalars(gsp(s), gam, t0, Lc, H, h, true);
-        load_row_scalars(rsp(s), rk, t0, Lc, H, h, true);
+        load_row_scalars(rsp(s), rd, t0, Lc, H, h, true);
         cp_async_commit();
     };
 
@@ -279,7 +318,7 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 3 : 1)
             for (int i = 0; i < 4; i++) {
                 const int m = tile_r(i);
                 one[i] = 1.0f;
-                d[i] = m < Lc ? rs[m] * expf(gL - gs[m]) : 0.0f;
+                d[i] = rs[m]; // e^{γ_L − γ} / ‖k‖ from the prep kernel, zero past Lc
 #pragma unroll
                 for (int j = 0; j < 4; j++) acc[i][j] = u[i][j] - acc[i][j];
             }
@@ -307,12 +346,17 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 3 : 1)
     if (ht) slice_store(ht + (((int64_t)n * H + h) * K) * V + v0, S, K, V, BVa);
 }
 
-// Shared memory of the output kernel: q and k tiles [64, pitch_kb(K)], P [64, GDN_SP] (bf16), two slab
-// buffers of the state slice [round16(K), GDN_SP] and V' [64, GDN_SP] (bf16), γ, 1/‖q‖, 1/‖k‖ [64] (fp32).
-// 86 KB at K = 96: two blocks an SM.
+// Shared memory of the output kernel: the q tile [64, pitch_qk(K)], P [64, GDN_SP] (bf16), two slab buffers
+// of the state slice [round16(K), GDN_SP] and V' [64, GDN_SP] (bf16), the second over the k tile (dead once P
+// is formed), γ, 1/‖q‖, 1/‖k‖ [64] (fp32). 69 KB at K = 96: three blocks an SM (86 KB and two before, with
+// q and k at pitch_kb and a buffer of their own: DRAM at 58% of its peak, a quarter of the warps resident).
 __host__ __device__ __forceinline__ size_t out_slab_elems(int K) { return (size_t)(round16(K) + GDN_C) * GDN_SP; }
+__host__ __device__ __forceinline__ size_t out_region_k(int K) { // elements: the k tile, then slab buffer 1
+    const size_t a = (size_t)GDN_C * pitch_qk(K), b = out_slab_elems(K);
+    return a > b ? a : b;
+}
 static size_t out_smem_bytes(int K) {
-    return sizeof(bf16) * (size_t)(2 * GDN_C * pitch_kb(K) + GDN_C * GDN_SP + 2 * out_slab_elems(K)) +
+    return sizeof(bf16) * ((size_t)GDN_C * pitch_qk(K) + GDN_C * GDN_SP + out_slab_elems(K) + out_region_k(K)) +
            sizeof(float) * (size_t)(3 * GDN_C);
 }
 
@@ -320,7 +364,7 @@ static size_t out_smem_bytes(int K) {
 // O = diag(scale e^γ / ‖q‖) q S_c + P V' with P = lower_incl(scale diag(1/‖q‖) q kᵀ diag(1/‖k‖) ⊙ Γ) formed
 // once for the chunk (rounded to bf16 for its product, as fla does); the next slab of S_c and V' is copied
 // in while this one is multiplied.
-__global__ void __launch_bounds__(GDN_THREADS)
+__global__ void __launch_bounds__(GDN_THREADS, 3)
     gdn_out_kernel(bf16 *o, const bf16 *q, const bf16 *k, const bf16 *Vn, const bf16 *hs, const float *gam,
                    const float *rq, const float *rk, const int *tab, int T, int ncps, int H, int K, int V,
                    float scale) {
@@ -329,12 +373,12 @@ __global__ void __launch_bounds__(GDN_THREADS)
     int64_t t0;
     int Lc;
     chunk_rows(tab, c, ncps, T, &t0, &Lc);
-    const int KB = pitch_kb(K), K16 = round16(K);
-    bf16 *Qb = (bf16 *)dyn_smem(); // [64, KB]
-    bf16 *Kb = Qb + GDN_C * KB;    // [64, KB]
-    bf16 *Pb = Kb + GDN_C * KB;    // [64, GDN_SP]
-    bf16 *buf[2] = {Pb + GDN_C * GDN_SP, Pb + GDN_C * GDN_SP + out_slab_elems(K)}; // S [K16, SP], V' [64, SP]
-    float *gs = (float *)(buf[1] + out_slab_elems(K)), *rqs = gs + GDN_C, *rks = rqs + GDN_C; // [64] each
+    const int KQ = pitch_qk(K), K16 = round16(K);
+    bf16 *Qb = (bf16 *)dyn_smem();              // [64, KQ]
+    bf16 *Pb = Qb + GDN_C * KQ;                 // [64, GDN_SP]
+    bf16 *Kb = Pb + GDN_C * GDN_SP;             // [64, KQ], until P is formed
+    bf16 *buf[2] = {Kb + out_region_k(K), Kb}; // S [K16, SP], V' [64, SP]
+    float *gs = (float *)(buf[0] + out_slab_elems(K)), *rqs = gs + GDN_C, *rks = rqs + GDN_C; // [64] each
     const int64_t ldv = (int64_t)H * V, rs = (c * H + h) * (int64_t)K * V;
     const bool av = (V & 7) == 0 && ((uintptr_t)hs & 15) == 0 && ((uintptr_t)Vn & 15) == 0;
     const bool opairs = (V & 1) == 0 && ((uintptr_t)o & 3) == 0;
@@ -345,6 +389,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
         cp_async_commit();
     };
     chunk_start_P(Pb, Qb, Kb, gs, rqs, rks, q, k, gam, rq, rk, t0, Lc, H, h, K, scale, [&] { issue(0, buf[0]); });
+    __syncthreads(); // every thread is done with k: buffer 1 is free for the second slab
     float acc[4][4], f[4];
 #pragma unroll
     for (int i = 0; i < 4; i++) {
@@ -357,7 +402,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
         slab_wait(v0 + GDN_BV < V, [&] { issue(v0 + GDN_BV, buf[(it + 1) & 1]); });
         const bf16 *Sb = buf[it & 1], *Vb = Sb + K16 * GDN_SP;
         zero_acc(acc);
-        mm64_bf<false, false>(acc, K, Qb, KB, Sb, GDN_SP);
+        mm64_bf<false, false>(acc, K, Qb, KQ, Sb, GDN_SP);
 #pragma unroll
         for (int i = 0; i < 4; i++)
 #pragma unroll
@@ -472,7 +517,7 @@ void gdn_saved_at(void *base, int64_t NT, int64_t n_chunks, int64_t H, int64_t K
     sv->hs = (bf16 *)p, p += align256(sizeof(bf16) * (size_t)(n_chunks * H * K * V));
     sv->T = (bf16 *)p, p += align256(sizeof(bf16) * (size_t)(n_chunks * H * GDN_C * GDN_C));
     const size_t bg = align256(sizeof(float) * (size_t)(NT * H));
-    sv->gam = (float *)p, sv->rq = (float *)(p + bg), sv->rk = (float *)(p + 2 * bg);
+    sv->gam = (float *)p, sv->rq = (float *)(p + bg), sv->rk = (float *)(p + 2 * bg), sv->rd = (float *)(p + 3 * bg);
 }
 
 // Whether cfg->saved holds the forward's intermediates for this call (then *sv points into it).
@@ -559,15 +604,14 @@ int pn_cuda_gdn_count_chunks(const pn_gdn_cfg *cfg, int64_t *n_chunks) {
     return 0;
 }
 
-// The forward's first two kernels, prep and the state walk (the backward recomputes with them): W [NT, H, K],
-// U [NT, H, V] (V' on return), hs [n_chunks, H, K, V] (bf16), gam, rq, rk [NT, H] (fp32), ht (NULL: not
-// wanted). tab, cst: the chunk table and first chunks with cu_seqlens, else NULL. ev: NULL, or three events
-// recorded before, between and after the two. cfg was checked by the caller. Returns the state kernel's
-// stages (two where they fit: every K ≤ 256 on Hopper).
-int pn_cuda_gdn_fwd_states(const pn_gdn_cfg *cfg, int64_t n_chunks, const int *tab, const int *cst, void *W, void *U,
-                           void *hs, float *gam, float *rq, float *rk, void *Tout, float *ht, const void *q,
-                           const void *k, const void *v, const float *g, const float *beta, const float *h0,
-                           cudaEvent_t *ev) {
+// The forward's first two kernels, prep and the state walk (the backward recomputes with them), into sv: W
+// [NT, H, K], U [NT, H, V] (V' on return), hs [n_chunks, H, K, V] (bf16), gam, rq, rk, rd [NT, H] (fp32), T
+// with keep_T; ht (NULL: not wanted). tab, cst: the chunk table and first chunks with cu_seqlens, else NULL.
+// ev: NULL, or three events recorded before, between and after the two. cfg was checked by the caller.
+// Returns the state kernel's stages (two where they fit: every K ≤ 256 on Hopper).
+int pn_cuda_gdn_fwd_states(const pn_gdn_cfg *cfg, int64_t n_chunks, const int *tab, const int *cst, const gdn_saved *sv,
+                           bool keep_T, float *ht, const void *q, const void *k, const void *v, const float *g,
+                           const float *beta, const float *h0, cudaEvent_t *ev) {
     const int H = (int)cfg->H, K = (int)cfg->K, V = (int)cfg->V, T = (int)cfg->T;
     const int N = (int)pn_gdn_num_seqs(cfg), ncps = (int)ceil_div64(T, GDN_C), nvs = (int)ceil_div64(V, GDN_BV);
     // the state kernel instance holding ceil(K / 64) tiles of S in registers
@@ -588,13 +632,13 @@ int pn_cuda_gdn_fwd_states(const pn_gdn_cfg *cfg, int64_t n_chunks, const int *t
     allow_smem(gdn_prep_kernel, prep_smem, &prep_attr);
     allow_smem(state_kernel, state_smem, &state_attr[mt - 1]);
     if (ev) CUDA_CHECK(cudaEventRecord(ev[0], pn_cuda_stream()));
-    GDN_LAUNCH(gdn_prep_kernel, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, prep_smem, (bf16 *)W, (bf16 *)U,
-               gam, rq, rk, (bf16 *)Tout, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, g, beta, tab, T, ncps, H, K, V,
-               cfg->qk_l2norm ? 1 : 0);
+    GDN_LAUNCH(gdn_prep_kernel, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, prep_smem, sv->W, sv->Vp, sv->gam,
+               sv->rq, sv->rk, sv->rd, keep_T ? sv->T : NULL, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, g,
+               beta, tab, T, ncps, H, K, V, cfg->qk_l2norm ? 1 : 0);
     CUDA_LAUNCH_CHECK();
     if (ev) CUDA_CHECK(cudaEventRecord(ev[1], pn_cuda_stream()));
-    GDN_LAUNCH(state_kernel, dim3((unsigned)nvs, (unsigned)H, (unsigned)N), GDN_THREADS, state_smem, (bf16 *)hs,
-               (bf16 *)U, ht, h0, (const bf16 *)W, (const bf16 *)k, (const float *)gam, (const float *)rk,
+    GDN_LAUNCH(state_kernel, dim3((unsigned)nvs, (unsigned)H, (unsigned)N), GDN_THREADS, state_smem, sv->hs, sv->Vp,
+               ht, h0, (const bf16 *)sv->W, (const bf16 *)k, (const float *)sv->gam, (const float *)sv->rd,
                (const int *)cfg->cu_seqlens, cst, T, H, K, V, nst);
     CUDA_LAUNCH_CHECK();
     if (ev) CUDA_CHECK(cudaEventRecord(ev[2], pn_cuda_stream()));
@@ -622,8 +666,8 @@ extern "C" int pn_cuda_gdn_fwd(const pn_gdn_cfg *cfg, void *o, float *ht, const 
     const size_t bt = cfg->cu_seqlens ? align256(sizeof(int) * (size_t)(2 * n_chunks + N + 1)) : 0;
     char *w = (char *)workspace((keep ? 0 : pn_gdn_saved_bytes(NT, n_chunks, H, K, V)) + bt);
     if (!keep) gdn_saved_at(w, NT, n_chunks, H, K, V, &sv);
-    bf16 *W = sv.W, *U = sv.Vp, *hs = sv.hs;
-    float *gam = sv.gam, *rq = sv.rq, *rk = sv.rk;
+    const bf16 *Vp = sv.Vp, *hs = sv.hs;
+    const float *gam = sv.gam, *rq = sv.rq, *rk = sv.rk;
     int *tab = NULL, *cst = NULL;
     if (cfg->cu_seqlens) {
         tab = (int *)(w + (keep ? 0 : pn_gdn_saved_bytes(NT, n_chunks, H, K, V)));
@@ -641,11 +685,10 @@ extern "C" int pn_cuda_gdn_fwd(const pn_gdn_cfg *cfg, void *o, float *ht, const 
     cudaEvent_t ev[4];
     if (profile)
         for (int i = 0; i < 4; i++) CUDA_CHECK(cudaEventCreate(&ev[i]));
-    const int nst = pn_cuda_gdn_fwd_states(cfg, n_chunks, tab, cst, W, U, hs, gam, rq, rk, keep ? sv.T : NULL, ht, q, k, v,
-                                           g, beta, h0, profile ? ev : NULL);
+    const int nst =
+        pn_cuda_gdn_fwd_states(cfg, n_chunks, tab, cst, &sv, keep, ht, q, k, v, g, beta, h0, profile ? ev : NULL);
     GDN_LAUNCH(gdn_out_kernel, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, out_smem, (bf16 *)o,
-               (const bf16 *)q, (const bf16 *)k, (const bf16 *)U, (const bf16 *)hs, (const float *)gam,
-               (const float *)rq, (const float *)rk, (const int *)tab, T, ncps, H, K, V, scale);
+               (const bf16 *)q, (const bf16 *)k, Vp, hs, gam, rq, rk, (const int *)tab, T, ncps, H, K, V, scale);
     CUDA_LAUNCH_CHECK();
     if (profile) {
         float ms[3];

@@ -157,9 +157,9 @@ __device__ __forceinline__ void dq_rows(bf16 *dq, const float *dqp, const bf16 *
 // ----------------------------------------------------------------------------------------------------
 // 3. Pᵀ dO
 
-// Shared memory: q, k [64, pitch_kb(K)], P and two dO slabs [64, GDN_SP] (bf16), γ, 1/‖q‖, 1/‖k‖ [64].
+// Shared memory: q, k [64, pitch_qk(K)], P and two dO slabs [64, GDN_SP] (bf16), γ, 1/‖q‖, 1/‖k‖ [64].
 static size_t dvl_smem_bytes(int K) {
-    return sizeof(bf16) * (size_t)(2 * GDN_C * pitch_kb(K) + 3 * GDN_C * GDN_SP) + sizeof(float) * 3 * GDN_C;
+    return sizeof(bf16) * (size_t)(2 * GDN_C * pitch_qk(K) + 3 * GDN_C * GDN_SP) + sizeof(float) * 3 * GDN_C;
 }
 
 // grid (n_chunks, H): dvl = Pᵀ dO for chunk c, 64 columns at a time, with P = lower_incl(scale Q̂ K̂ᵀ ⊙ Γ)
@@ -173,8 +173,8 @@ __global__ void __launch_bounds__(GDN_THREADS)
     int64_t t0;
     int Lc;
     chunk_rows(tab, c, ncps, T, &t0, &Lc);
-    const int KB = pitch_kb(K);
-    bf16 *Qb = (bf16 *)dyn_smem(), *Kb = Qb + GDN_C * KB, *Pb = Kb + GDN_C * KB;
+    const int KQ = pitch_qk(K);
+    bf16 *Qb = (bf16 *)dyn_smem(), *Kb = Qb + GDN_C * KQ, *Pb = Kb + GDN_C * KQ;
     bf16 *buf[2] = {Pb + GDN_C * GDN_SP, Pb + 2 * GDN_C * GDN_SP};
     float *gs = (float *)(buf[1] + GDN_C * GDN_SP), *rqs = gs + GDN_C, *rks = rqs + GDN_C;
     const int64_t ldv = (int64_t)H * V, rv = (t0 * H + h) * V;
@@ -200,7 +200,8 @@ __global__ void __launch_bounds__(GDN_THREADS)
 // 4. the state gradient, chunks in reverse
 
 // Shared memory: the bf16 copy of the dS slice [round16(K), GDN_SP], then per stage the scaled q, k and W
-// tiles [64, pitch_kb(K)], dO and dV' [64, GDN_SP] (bf16), γ, 1/‖q‖, 1/‖k‖ [64] (fp32).
+// tiles [64, pitch_kb(K)], dO and dV' [64, GDN_SP] (bf16), γ, 1/‖q‖ and the row factor e^{γ_L − γ} / ‖k‖ [64]
+// (fp32).
 __host__ __device__ __forceinline__ size_t dstate_stage_bytes(int K) {
     return sizeof(bf16) * (size_t)(3 * GDN_C * pitch_kb(K) + 2 * GDN_C * GDN_SP) + sizeof(float) * 3 * GDN_C;
 }
@@ -216,7 +217,7 @@ static size_t dstate_smem_bytes(int K, int nst) {
 template <int MT>
 __global__ void __launch_bounds__(GDN_THREADS)
     gdn_bwd_dstate_kernel(bf16 *dSo, bf16 *dvp, float *dh0, const float *dht, const bf16 *q, const bf16 *k,
-                          const bf16 *W, const bf16 *dout, const float *gam, const float *rq, const float *rk,
+                          const bf16 *W, const bf16 *dout, const float *gam, const float *rq, const float *rd,
                           const int *cu_seqlens, const int *cst, int T, int H, int K, int V, float scale, int nst) {
     const int v0 = blockIdx.x * GDN_BV, h = blockIdx.y, n = blockIdx.z;
     const int BVa = min(GDN_BV, V - v0);
@@ -238,19 +239,42 @@ __global__ void __launch_bounds__(GDN_THREADS)
     const bool vpairs = (V & 1) == 0, hvec = BVa == GDN_BV && (V & 7) == 0 && ((uintptr_t)dSo & 15) == 0;
     const int64_t nch = (len + GDN_C - 1) / GDN_C;
 
+    // Whole chunks take gdn_tile.cuh's direct path (load_whole), as in the forward's walk; the K tiles'
+    // columns K .. 64 MT − 1 zeroed once here for it.
+    constexpr int N8 = GDN_THREADS % (8 * MT) == 0 ? 8 * MT : 0; // 0: not this tile
+    const bool whole_k = N8 && ak, whole_v = av && BVa == GDN_BV;
+    if constexpr (N8 > 0)
+        if (whole_k)
+            for (int s = 0; s < nst; s++)
+                zero_cols<N8>(Qb(s), KB, K), zero_cols<N8>(Kb(s), KB, K), zero_cols<N8>(Wb(s), KB, K);
+
     auto issue = [&](int64_t ci, int s) { // chunk ci of the sequence into stage s (one cp.async group)
         const int64_t c0 = ci * GDN_C, t0 = row0 + c0;
         const int Lc = (int)min((int64_t)GDN_C, len - c0);
         // q, W: read 64 columns at a time as Aᵀ (columns past K zero up to the 64-column boundary); k: the
         // contraction over K runs to K16
-        load_tile(Qb(s), KB, q + (t0 * H + h) * K, ldk, GDN_C, Lc, K, 64 * MT, ak); // (64 MT = KB − 8)
-        load_tile(Kb(s), KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, 64 * MT, ak);
-        load_tile(Wb(s), KB, W + (t0 * H + h) * K, ldk, GDN_C, Lc, K, 64 * MT, ak);
-        load_tile(Ob(s), GDN_SP, dout + (t0 * H + h) * V + v0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
-        load_tile(Db(s), GDN_SP, dvp + (t0 * H + h) * V + v0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+        if constexpr (N8 > 0) {
+            if (whole_k && Lc == GDN_C) {
+                load_whole<N8>(Qb(s), KB, q + (t0 * H + h) * K, ldk, K);
+                load_whole<N8>(Kb(s), KB, k + (t0 * H + h) * K, ldk, K);
+                load_whole<N8>(Wb(s), KB, W + (t0 * H + h) * K, ldk, K);
+            }
+        }
+        if (!whole_k || Lc < GDN_C) {
+            load_tile(Qb(s), KB, q + (t0 * H + h) * K, ldk, GDN_C, Lc, K, 64 * MT, ak); // (64 MT = KB − 8)
+            load_tile(Kb(s), KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, 64 * MT, ak);
+            load_tile(Wb(s), KB, W + (t0 * H + h) * K, ldk, GDN_C, Lc, K, 64 * MT, ak);
+        }
+        if (whole_v && Lc == GDN_C) {
+            load_whole<8>(Ob(s), GDN_SP, dout + (t0 * H + h) * V + v0, ldv, GDN_BV);
+            load_whole<8>(Db(s), GDN_SP, dvp + (t0 * H + h) * V + v0, ldv, GDN_BV);
+        } else {
+            load_tile(Ob(s), GDN_SP, dout + (t0 * H + h) * V + v0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+            load_tile(Db(s), GDN_SP, dvp + (t0 * H + h) * V + v0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+        }
         load_row_scalars(gsp(s), gam, t0, Lc, H, h, true);
         load_row_scalars(gsp(s) + GDN_C, rq, t0, Lc, H, h, true);
-        load_row_scalars(gsp(s) + 2 * GDN_C, rk, t0, Lc, H, h, true);
+        load_row_scalars(gsp(s) + 2 * GDN_C, rd, t0, Lc, H, h, true);
         cp_async_commit();
     };
 
@@ -274,7 +298,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
         store_rows(dSo + ((c * H + h) * (int64_t)K) * V + v0, V, dSb, K, BVa, hvec);
 
         bf16 *qb = Qb(s), *kb = Kb(s), *wb = Wb(s), *ob = Ob(s), *db = Db(s);
-        const float *gs = gsp(s), *rqs = gs + GDN_C, *rks = rqs + GDN_C;
+        const float *gs = gsp(s), *rqs = gs + GDN_C, *rds = rqs + GDN_C;
         const float gL = gs[Lc - 1];
         // dV' = diag(e^{γ_L−γ} / ‖k‖) k dS + dvl: to global (bf16) and, negated, in place of dvl in shared
         // memory as the Wᵀ dV' operand; dO's rows times scale e^γ / ‖q‖ in place (the Qᵀ dO product
@@ -288,7 +312,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
 #pragma unroll
             for (int i = 0; i < 4; i++) {
                 const int m = tile_r(i);
-                const float d = m < Lc ? rks[m] * expf(gL - gs[m]) : 0.0f;
+                const float d = rds[m]; // e^{γ_L − γ} / ‖k‖ from the prep kernel, zero past Lc
                 one[i] = 1.0f;
 #pragma unroll
                 for (int j = 0; j < 4; j++) acc[i][j] = acc[i][j] * d + x[i][j];
@@ -728,10 +752,10 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
     int64_t n_chunks;
     if (pn_cuda_gdn_count_chunks(cfg, &n_chunks)) return -1;
 
-    // The forward's intermediates (W, V', hs, T, γ, 1/‖q‖, 1/‖k‖: pn_gdn_saved_bytes' layout) from cfg->saved
-    // where the forward kept them there, else recomputed into the workspace. Workspace besides: dW [NT, H, K],
-    // dV' [NT, H, V], dSo [n_chunks, H, K, V] (bf16); the K tiles' dγ [nkt, NT, H], dq and dk' [NT, H, K]
-    // (fp32); with cu_seqlens the chunk table and first chunks (int).
+    // The forward's intermediates (W, V', hs, T, γ, 1/‖q‖, 1/‖k‖, e^{γ_L − γ} / ‖k‖: pn_gdn_saved_bytes'
+    // layout) from cfg->saved where the forward kept them there, else recomputed into the workspace. Workspace
+    // besides: dW [NT, H, K], dV' [NT, H, V], dSo [n_chunks, H, K, V] (bf16); the K tiles' dγ [nkt, NT, H], dq
+    // and dk' [NT, H, K] (fp32); with cu_seqlens the chunk table and first chunks (int).
     gdn_saved sv;
     const bool kept = gdn_saved_of(cfg, NT, n_chunks, &sv);
     const size_t bs = kept ? 0 : align256(pn_gdn_saved_bytes(NT, n_chunks, H, K, V));
@@ -761,8 +785,7 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
 
     // 1, 2: the forward's W, V', states (h0 in, no final state), unless the forward kept them
     if (!kept)
-        pn_cuda_gdn_fwd_states(cfg, n_chunks, tab, cst, W, Vp, hs, gam, rq, rk, Tch, NULL, q, k, v, g, beta, h0,
-                               profile ? ev : NULL);
+        pn_cuda_gdn_fwd_states(cfg, n_chunks, tab, cst, &sv, true, NULL, q, k, v, g, beta, h0, profile ? ev : NULL);
     else if (profile)
         for (int i = 0; i < 3; i++) CUDA_CHECK(cudaEventRecord(ev[i], pn_cuda_stream()));
 
@@ -790,8 +813,8 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
     allow_smem_bwd(dstate, dstate_smem_bytes(K, nst), &dstate_attr[mt - 1]);
     GDN_LAUNCH(dstate, dim3((unsigned)nvs, (unsigned)H, (unsigned)N), GDN_THREADS, dstate_smem_bytes(K, nst), dSo, dVp,
                dh0, dht, (const bf16 *)q, (const bf16 *)k, (const bf16 *)W, (const bf16 *)dout, (const float *)gam,
-               (const float *)rq, (const float *)rk, (const int *)cfg->cu_seqlens, (const int *)cst, T, H, K, V, scale,
-               nst);
+               (const float *)rq, (const float *)sv.rd, (const int *)cfg->cu_seqlens, (const int *)cst, T, H, K, V,
+               scale, nst);
     CUDA_LAUNCH_CHECK();
     if (profile) CUDA_CHECK(cudaEventRecord(ev[4], pn_cuda_stream()));
 

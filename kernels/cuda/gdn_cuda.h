@@ -42,17 +42,16 @@ void pn_cuda_gdn_chunk_table(int *tab, int *cst, const int32_t *cu, int N, int64
 // in a workspace.
 typedef struct {
     __nv_bfloat16 *W, *Vp, *hs, *T;
-    float *gam, *rq, *rk;
+    float *gam, *rq, *rk, *rd; // rd: the state update's row factor e^{γ_L − γ} / ‖k‖
 } gdn_saved;
 void gdn_saved_at(void *base, int64_t NT, int64_t n_chunks, int64_t H, int64_t K, int64_t V, gdn_saved *sv);
 // true when cfg->saved holds them for a call of NT rows in n_chunks chunks (*sv then points there)
 bool gdn_saved_of(const pn_gdn_cfg *cfg, int64_t NT, int64_t n_chunks, gdn_saved *sv);
-// The forward's prep and state kernels into the caller's buffers (gdn.cu has the layouts); the backward
-// recomputes with them (and keeps the chunks' T: Tout, NULL in the forward). Returns the state kernel's stages.
-int pn_cuda_gdn_fwd_states(const pn_gdn_cfg *cfg, int64_t n_chunks, const int *tab, const int *cst, void *W, void *U,
-                           void *hs, float *gam, float *rq, float *rk, void *Tout, float *ht, const void *q,
-                           const void *k, const void *v, const float *g, const float *beta, const float *h0,
-                           cudaEvent_t *ev);
+// The forward's prep and state kernels into the buffers of sv (gdn.cu has the layouts), the chunks' T too
+// with keep_T; the backward recomputes with them. Returns the state kernel's stages.
+int pn_cuda_gdn_fwd_states(const pn_gdn_cfg *cfg, int64_t n_chunks, const int *tab, const int *cst, const gdn_saved *sv,
+                           bool keep_T, float *ht, const void *q, const void *k, const void *v, const float *g,
+                           const float *beta, const float *h0, cudaEvent_t *ev);
 #endif
 
 #endif

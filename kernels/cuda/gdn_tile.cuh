@@ -62,6 +62,20 @@ __device__ __forceinline__ void zero_acc(float (&acc)[4][4]) {
         for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
 }
 
+// s + Σ_{t < 16} a[t] b[t TILE_P], in order: a a 16-byte aligned row of a [*, TILE_P] fp32 tile (four 16-byte
+// loads), b a column of one.
+__device__ __forceinline__ float dot16(const float *a, const float *b, float s) {
+#pragma unroll
+    for (int t = 0; t < 16; t += 4) {
+        const float4 x = *(const float4 *)(a + t);
+        s = fmaf(x.x, b[t * TILE_P], s);
+        s = fmaf(x.y, b[(t + 1) * TILE_P], s);
+        s = fmaf(x.z, b[(t + 2) * TILE_P], s);
+        s = fmaf(x.w, b[(t + 3) * TILE_P], s);
+    }
+    return s;
+}
+
 // T = (I + A)⁻¹ for the strictly lower A [64, TILE_P] of a chunk of Lc rows (zero past Lc), blocked in 16-row
 // blocks so that the dependent chain is 15 rows long, not 63 (the unblocked substitution kept one warp busy
 // for the whole chain while the other seven idled):
@@ -79,7 +93,9 @@ __device__ __forceinline__ void tri_inv64(float *Ts, float *A, int Lc) {
         const int j = tid >> 2, p = tid & 3, b0 = j & ~15, iend = min(b0 + 16, Lc); // a warp's columns share b0
         for (int i = p; i < 64; i += 4) Ts[i * TILE_P + j] = (i == j && j < Lc) ? 1.0f : 0.0f;
         __syncwarp();
-        for (int i = b0 + 1; i < iend; i++) { // uniform trip count in the warp: the shuffles see it whole
+        // from the warp's first column + 1 (rows above it have no term in any of its columns): uniform trip count
+        // in the warp, so the shuffles see it whole
+        for (int i = 8 * (tid >> 5) + 1; i < iend; i++) {
             float s = 0.0f;
             for (int m = j + p; m < i; m += 4) s = fmaf(A[i * TILE_P + m], Ts[m * TILE_P + j], s);
             s += __shfl_xor_sync(0xffffffffu, s, 1);
@@ -98,9 +114,7 @@ __device__ __forceinline__ void tri_inv64(float *Ts, float *A, int Lc) {
 #pragma unroll
         for (int k = 0; k < i; k++, q++) {
             float s = 0.0f;
-            if (i < nb)
-#pragma unroll
-                for (int t = 0; t < 16; t++) s = fmaf(Ts[(16 * i + r) * TILE_P + 16 * i + t], A[(16 * i + t) * TILE_P + 16 * k + c], s);
+            if (i < nb) s = dot16(Ts + (16 * i + r) * TILE_P + 16 * i, A + 16 * k + c + 16 * i * TILE_P, s);
             b[q] = s;
         }
     __syncthreads(); // every A_ik read
@@ -115,8 +129,7 @@ __device__ __forceinline__ void tri_inv64(float *Ts, float *A, int Lc) {
             const int j = i - d;
             float s = 0.0f;
             for (int k = j; k < i; k++)
-#pragma unroll
-                for (int t = 0; t < 16; t++) s = fmaf(A[(16 * i + r) * TILE_P + 16 * k + t], Ts[(16 * k + t) * TILE_P + 16 * j + c], s);
+                s = dot16(A + (16 * i + r) * TILE_P + 16 * k, Ts + 16 * k * TILE_P + 16 * j + c, s);
             Ts[(16 * i + r) * TILE_P + 16 * j + c] = -s;
         }
     }
@@ -143,6 +156,10 @@ __device__ __forceinline__ void tri_inv64(float *Ts, float *A, int Lc) {
 // 16-byte bank groups, and 16-byte aligned for cp.async.
 __host__ __device__ __forceinline__ int pitch_kb(int K) { return ((K + 63) & ~63) + 8; }
 __host__ __device__ __forceinline__ int round16(int x) { return (x + 15) & ~15; }
+// Row pitch of the output and Pᵀ dO kernels' q, k tiles, only ever read along their rows (A(m, kk) = X[m][kk],
+// or B(kk, n) = X[n][kk]) up to round16(K): that plus 8, an odd multiple of 16 bytes, so the 8 rows of an
+// ldmatrix hit 8 different 16-byte bank groups (104 at K 96 against pitch_kb's 136).
+__host__ __device__ __forceinline__ int pitch_qk(int K) { return round16(K) + 8; }
 static inline size_t align256(size_t n) { return (n + 255) & ~(size_t)255; } // workspace carving
 
 #ifdef PN_CUDA_EMU
@@ -206,6 +223,30 @@ __device__ __forceinline__ void load_tile_small(bf16 *dst, int dp, const bf16 *s
     } else {
         load_tile(dst, dp, src, ld, rows, nvalid, ncols, fill, async);
     }
+}
+
+// The state walks' direct path for whole chunks (all but a sequence's last, short one): rows 0 .. 63 of a
+// bf16 tile of 16-byte aligned rows and ncols % 8 == 0 columns by cp.async, the thread's group of 8 columns
+// (tid % N8) at rows tid / N8, + GDN_THREADS / N8, ...; groups at or past ncols are skipped: the caller zeroed
+// them once with zero_cols (fill 8 N8). No bounds or zero-fill tests (Nsight Compute had load_tile's address
+// and branch instructions at a fifth of the walks' and the state gradient's instructions). N8 divides
+// GDN_THREADS (tiles of 64 and 128 columns, 256 with 32-row passes).
+template <int N8>
+__device__ __forceinline__ void load_whole(bf16 *dst, int dp, const bf16 *src, int64_t ld, int ncols) {
+    static_assert(GDN_THREADS % N8 == 0, "the block covers whole rows of groups");
+    const int c = (int)(threadIdx.x % N8) * 8, r0 = (int)(threadIdx.x / N8);
+    if (c >= ncols) return;
+    src += r0 * ld + c;
+    dst += r0 * dp + c;
+#pragma unroll
+    for (int r = 0; r < GDN_C; r += GDN_THREADS / N8) cp_async16(dst + r * dp, src + r * ld);
+}
+template <int N8>
+__device__ __forceinline__ void zero_cols(bf16 *dst, int dp, int ncols) {
+    const int c = (int)(threadIdx.x % N8) * 8;
+    if (c < ncols) return;
+    for (int r = (int)(threadIdx.x / N8); r < GDN_C; r += GDN_THREADS / N8)
+        *(uint4 *)(dst + r * dp + c) = uint4{0u, 0u, 0u, 0u};
 }
 
 // 64 per-row fp32 values x[(t0 + r) H + h] (r < Lc, zero past) into dst, by the block's first 64 threads.
@@ -399,15 +440,15 @@ __device__ __forceinline__ void form_A(float *As, const bf16 *kb, int KB, int K1
         }
 }
 
-// The chunk's raw q, k rows into qb, kb [64, pitch_kb(K)] (zero past Lc and past K up to the contraction's
+// The chunk's raw q, k rows into qb, kb [64, pitch_qk(K)] (zero past Lc and past K up to the contraction's
 // K16) and its γ, 1/‖q‖, 1/‖k‖ into gs, rqs, rks [64], as one cp.async group (committed; the caller waits).
 __device__ __forceinline__ void load_chunk_qk(bf16 *qb, bf16 *kb, float *gs, float *rqs, float *rks, const bf16 *q,
                                               const bf16 *k, const float *gam, const float *rq, const float *rk,
                                               int64_t t0, int Lc, int H, int h, int K) {
-    const int KB = pitch_kb(K);
+    const int KQ = pitch_qk(K);
     const bool ak = (K & 7) == 0 && ((uintptr_t)q & 15) == 0 && ((uintptr_t)k & 15) == 0;
-    load_tile(qb, KB, q + (t0 * H + h) * K, (int64_t)H * K, GDN_C, Lc, K, KB - 8, ak); // (≥ K16: whole groups)
-    load_tile(kb, KB, k + (t0 * H + h) * K, (int64_t)H * K, GDN_C, Lc, K, KB - 8, ak);
+    load_tile(qb, KQ, q + (t0 * H + h) * K, (int64_t)H * K, GDN_C, Lc, K, KQ - 8, ak); // (K16: whole groups)
+    load_tile(kb, KQ, k + (t0 * H + h) * K, (int64_t)H * K, GDN_C, Lc, K, KQ - 8, ak);
     load_row_scalars(gs, gam, t0, Lc, H, h, true);
     load_row_scalars(rqs, rq, t0, Lc, H, h, true);
     load_row_scalars(rks, rk, t0, Lc, H, h, true);
@@ -421,7 +462,7 @@ __device__ __forceinline__ void form_P(bf16 *Pb, const bf16 *qb, const bf16 *kb,
                                        const float *rqs, const float *rks, int Lc, float scale) {
     float acc[4][4];
     zero_acc(acc);
-    mm64_bf<false, true>(acc, K, qb, pitch_kb(K), kb, pitch_kb(K)); // q kᵀ: B(kk, n) = k[n][kk]
+    mm64_bf<false, true>(acc, K, qb, pitch_qk(K), kb, pitch_qk(K)); // q kᵀ: B(kk, n) = k[n][kk]
 #pragma unroll
     for (int i = 0; i < 4; i++)
 #pragma unroll
