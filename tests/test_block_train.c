@@ -12,6 +12,8 @@
 
 #include "oracles/gdn_cpu.h"
 #include "oracles/jet_cpu.h"
+#include "../kernels/cpu/gdn.h"
+#include "../src/blocks/linear_common.h"
 #include "../src/pn_block.h"
 #include "../src/pn_common.h"
 #include "../src/pn_rng.h"
@@ -162,6 +164,28 @@ static void check_block(const char *type, int64_t B, int64_t T, const int32_t *c
     pn_arena_free(&a);
 }
 
+// The activation the linear blocks plan for the delta rule's kept intermediates (pn_lin_saved_cols, bf16
+// columns a row) holds pn_gdn_saved_bytes for N rows in a quarter more chunks than N / 64, as it promises
+// (else the CUDA forward would silently not keep them and the backward recompute).
+static void check_saved_cols(void) {
+    const int64_t shapes[][3] = {{12, 96, 256}, {1, 16, 24}, {4, 256, 1024}, {3, 33, 70}, {16, 128, 128}};
+    for (int s = 0; s < 5; s++) {
+        pn_block_cfg c = {0};
+        c.lin_heads = shapes[s][0], c.lin_head_k = shapes[s][1], c.expand_v = (double)shapes[s][2] / (double)shapes[s][1];
+        const int64_t H = c.lin_heads, K = c.lin_head_k, V = pn_lin_dims_of(&c).head_v;
+        const int64_t cols = pn_lin_saved_cols(&c, PN_BF16);
+        int ok = V == shapes[s][2] && pn_lin_saved_cols(&c, PN_F32) == 0;
+        for (int64_t N = 64; N <= 65536 && ok; N *= 4) {
+            const int64_t chunks = 5 * N / (4 * 64); // a quarter more than N / 64
+            ok = 2 * cols * N >= (int64_t)pn_gdn_saved_bytes(N, chunks, H, K, V);
+        }
+        printf("saved cols H %lld d_k %lld d_v %lld: %lld a row hold pn_gdn_saved_bytes at 64..65536 rows %s\n",
+               (long long)H, (long long)K, (long long)V, (long long)cols, ok ? "ok" : "FAIL");
+        CHECK(ok, "pn_lin_saved_cols(H %lld, d_k %lld, d_v %lld) = %lld is short", (long long)H, (long long)K,
+              (long long)V, (long long)cols);
+    }
+}
+
 int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--device") && i + 1 < argc) {
@@ -187,5 +211,6 @@ int main(int argc, char **argv) {
         check_block(types[t], 1, 1, NULL, 0, 0);
     }
     check_block("jet", 2, 33, NULL, 0, 1);
+    check_saved_cols();
     return pn_test_done("test_block_train");
 }
