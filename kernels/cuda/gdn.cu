@@ -266,18 +266,9 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 3 : 1)
         // W: the W S product's contraction runs to K16 (zeros past K); k: read 64 columns at a time up to
         // KB − 8 (columns past K, when read, only reach rows of S past K, which are discarded). Both filled to
         // 64 MT = KB − 8 (a constant: load_tile's fast path).
-        if constexpr (N8 > 0) {
-            if (whole_k && Lc == GDN_C) {
-                load_whole<N8>(Wb(s), KB, W + (t0 * H + h) * K, ldk, K);
-                load_whole<N8>(Kb(s), KB, k + (t0 * H + h) * K, ldk, K);
-            }
-        }
-        if (!whole_k || Lc < GDN_C) {
-            load_tile(Wb(s), KB, W + (t0 * H + h) * K, ldk, GDN_C, Lc, K, 64 * MT, ak);
-            load_tile(Kb(s), KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, 64 * MT, ak);
-        }
-        if (whole_v && Lc == GDN_C) load_whole<8>(Ub(s), GDN_SP, U + (t0 * H + h) * V + v0, ldv, GDN_BV);
-        else load_tile(Ub(s), GDN_SP, U + (t0 * H + h) * V + v0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+        load_walk_tile<N8>(Wb(s), KB, W + (t0 * H + h) * K, ldk, Lc, K, 64 * MT, ak, whole_k);
+        load_walk_tile<N8>(Kb(s), KB, k + (t0 * H + h) * K, ldk, Lc, K, 64 * MT, ak, whole_k);
+        load_walk_tile<8>(Ub(s), GDN_SP, U + (t0 * H + h) * V + v0, ldv, Lc, BVa, GDN_BV, av, whole_v);
         load_row_scalars(gsp(s), gam, t0, Lc, H, h, true);
         load_row_scalars(rsp(s), rd, t0, Lc, H, h, true);
         cp_async_commit();

@@ -253,25 +253,11 @@ __global__ void __launch_bounds__(GDN_THREADS)
         const int Lc = (int)min((int64_t)GDN_C, len - c0);
         // q, W: read 64 columns at a time as Aᵀ (columns past K zero up to the 64-column boundary); k: the
         // contraction over K runs to K16
-        if constexpr (N8 > 0) {
-            if (whole_k && Lc == GDN_C) {
-                load_whole<N8>(Qb(s), KB, q + (t0 * H + h) * K, ldk, K);
-                load_whole<N8>(Kb(s), KB, k + (t0 * H + h) * K, ldk, K);
-                load_whole<N8>(Wb(s), KB, W + (t0 * H + h) * K, ldk, K);
-            }
-        }
-        if (!whole_k || Lc < GDN_C) {
-            load_tile(Qb(s), KB, q + (t0 * H + h) * K, ldk, GDN_C, Lc, K, 64 * MT, ak); // (64 MT = KB − 8)
-            load_tile(Kb(s), KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, 64 * MT, ak);
-            load_tile(Wb(s), KB, W + (t0 * H + h) * K, ldk, GDN_C, Lc, K, 64 * MT, ak);
-        }
-        if (whole_v && Lc == GDN_C) {
-            load_whole<8>(Ob(s), GDN_SP, dout + (t0 * H + h) * V + v0, ldv, GDN_BV);
-            load_whole<8>(Db(s), GDN_SP, dvp + (t0 * H + h) * V + v0, ldv, GDN_BV);
-        } else {
-            load_tile(Ob(s), GDN_SP, dout + (t0 * H + h) * V + v0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
-            load_tile(Db(s), GDN_SP, dvp + (t0 * H + h) * V + v0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
-        }
+        load_walk_tile<N8>(Qb(s), KB, q + (t0 * H + h) * K, ldk, Lc, K, 64 * MT, ak, whole_k); // (64 MT = KB − 8)
+        load_walk_tile<N8>(Kb(s), KB, k + (t0 * H + h) * K, ldk, Lc, K, 64 * MT, ak, whole_k);
+        load_walk_tile<N8>(Wb(s), KB, W + (t0 * H + h) * K, ldk, Lc, K, 64 * MT, ak, whole_k);
+        load_walk_tile<8>(Ob(s), GDN_SP, dout + (t0 * H + h) * V + v0, ldv, Lc, BVa, GDN_BV, av, whole_v);
+        load_walk_tile<8>(Db(s), GDN_SP, dvp + (t0 * H + h) * V + v0, ldv, Lc, BVa, GDN_BV, av, whole_v);
         load_row_scalars(gsp(s), gam, t0, Lc, H, h, true);
         load_row_scalars(gsp(s) + GDN_C, rq, t0, Lc, H, h, true);
         load_row_scalars(gsp(s) + 2 * GDN_C, rd, t0, Lc, H, h, true);

@@ -249,6 +249,20 @@ __device__ __forceinline__ void zero_cols(bf16 *dst, int dp, int ncols) {
         *(uint4 *)(dst + r * dp + c) = uint4{0u, 0u, 0u, 0u};
 }
 
+// A walk's chunk tile of Lc rows: load_whole<N8> where whole (the caller's alignment test, N8 > 0) and the
+// chunk is whole, else load_tile (rows 64, filled to fill columns).
+template <int N8>
+__device__ __forceinline__ void load_walk_tile(bf16 *dst, int dp, const bf16 *src, int64_t ld, int Lc, int ncols,
+                                               int fill, bool async, bool whole) {
+    if constexpr (N8 > 0) {
+        if (whole && Lc == GDN_C) {
+            load_whole<N8>(dst, dp, src, ld, ncols);
+            return;
+        }
+    }
+    load_tile(dst, dp, src, ld, GDN_C, Lc, ncols, fill, async);
+}
+
 // 64 per-row fp32 values x[(t0 + r) H + h] (r < Lc, zero past) into dst, by the block's first 64 threads.
 __device__ __forceinline__ void load_row_scalars(float *dst, const float *x, int64_t t0, int Lc, int H, int h,
                                                  bool async) {
