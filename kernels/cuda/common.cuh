@@ -322,6 +322,28 @@ static inline void pn_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, si
 #endif
 }
 
+// kernel<<<grid, block, smem, compute stream>>>(args...), without the attribute (for kernels that do not call
+// pdl_wait()); with PN_CUDA_EMU (tests/emu: the kernels of gdn.cu, gdn_bwd.cu and conv1d.cu on the host) the
+// emulation's launch.
+template <typename... KArgs, typename... Args>
+static inline void pn_launch_plain(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, Args... args) {
+#ifdef PN_CUDA_EMU
+    emu_launch(kernel, grid, block, smem, args...);
+#else
+    kernel<<<grid, block, smem, pn_cuda_stream()>>>(((KArgs)args)...);
+#endif
+}
+
+// The block's dynamic shared memory (one declaration for every kernel that uses it, 16-byte aligned).
+#ifdef PN_CUDA_EMU
+__device__ __forceinline__ float *dyn_smem(void) { return (float *)emu_dyn_smem(); }
+#else
+__device__ __forceinline__ float *dyn_smem(void) {
+    extern __shared__ __align__(16) float pn_dyn_smem[];
+    return pn_dyn_smem;
+}
+#endif
+
 // ----------------------------------------------------------------------------------------------------
 // The backend's ops (pn_cuda_<name>, in kernels/ops_list.h): the entries of pn_cuda_backend, implemented in
 // the .cu files.

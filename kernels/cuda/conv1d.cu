@@ -460,7 +460,7 @@ void pn_cuda_conv1d_bwd(pn_tensor *dx, pn_tensor *dw, pn_tensor *dbias, pn_tenso
         float *dwp = !kdyn && dw ? (float *)dw->data : NULL, *dbp = !kdyn && dbias ? (float *)dbias->data : NULL;
         bf16 *dkp = kdyn && dkdyn ? (bf16 *)dkdyn->data : NULL;
 #define CONV_BWD(WW, VV)                                                                                             \
-    conv_bwd_walk<WW, VV><<<conv_walk_grid(NT, C, VV), CONV_CT * CONV_SB, 0, pn_cuda_stream()>>>(                    \
+    pn_launch_plain(conv_bwd_walk<WW, VV>, conv_walk_grid(NT, C, VV), CONV_CT * CONV_SB, 0,                          \
         (bf16 *)dx->data, dwp, dbp, dkp, (const bf16 *)dy->data, xb, wb, bb, kb, cu, nseq, NT, T, C, act_silu)
         CONV_WALK_DISPATCH(W, vc, CONV_BWD);
 #undef CONV_BWD
@@ -468,17 +468,17 @@ void pn_cuda_conv1d_bwd(pn_tensor *dx, pn_tensor *dw, pn_tensor *dbias, pn_tenso
         return;
     }
     float *dz = (float *)pn_cuda_ws(PN_WS_CONV, sizeof(float) * (size_t)(NT * C));
-    conv_dz_kernel<<<grid_1d(NT * C, 256), 256, 0, pn_cuda_stream()>>>(dz, (const bf16 *)dy->data, xb, wb, bb, kb, cu, nseq, NT, T, C, W,
-                                                  act_silu);
+    pn_launch_plain(conv_dz_kernel, grid_1d(NT * C, 256), 256, 0, dz, (const bf16 *)dy->data, xb, wb, bb, kb, cu,
+                    nseq, NT, T, C, W, act_silu);
     CUDA_LAUNCH_CHECK();
-    conv_dx_kernel<<<grid_1d(NT * C, 256), 256, 0, pn_cuda_stream()>>>((bf16 *)dx->data, dkdyn ? (bf16 *)dkdyn->data : NULL, dz, xb, wb, kb,
-                                                  cu, nseq, NT, T, C, W);
+    pn_launch_plain(conv_dx_kernel, grid_1d(NT * C, 256), 256, 0, (bf16 *)dx->data,
+                    dkdyn ? (bf16 *)dkdyn->data : NULL, dz, xb, wb, kb, cu, nseq, NT, T, C, W);
     CUDA_LAUNCH_CHECK();
     if (!kdyn && (dw || dbias)) {
         const int64_t rows_per_block = 512;
         const dim3 grid((unsigned)ceil_div64(C, 32), (unsigned)ceil_div64(NT, rows_per_block));
-        conv_dw_kernel<<<grid, 256, 0, pn_cuda_stream()>>>(dw ? (float *)dw->data : NULL, dbias ? (float *)dbias->data : NULL, dz, xb, cu,
-                                      nseq, NT, T, C, W, rows_per_block);
+        pn_launch_plain(conv_dw_kernel, grid, 256, 0, dw ? (float *)dw->data : NULL,
+                        dbias ? (float *)dbias->data : NULL, dz, xb, cu, nseq, NT, T, C, W, rows_per_block);
         CUDA_LAUNCH_CHECK();
     }
 }

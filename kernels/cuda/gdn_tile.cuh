@@ -138,11 +138,7 @@ __device__ __forceinline__ void tri_inv64(float *Ts, float *A, int Lc) {
 // ----------------------------------------------------------------------------------------------------
 // The chunked kernels' common frame (gdn.cu, gdn_bwd.cu): launch, chunk geometry, bf16 tiles in and out.
 
-#ifdef PN_CUDA_EMU // tests/emu: the kernels run on the host
-#define GDN_LAUNCH(kern, grid, block, smem, ...) emu_launch(kern, dim3(grid), dim3(block), (smem), __VA_ARGS__)
-#else
-#define GDN_LAUNCH(kern, grid, block, smem, ...) kern<<<(grid), (block), (smem), pn_cuda_stream()>>>(__VA_ARGS__)
-#endif
+#define GDN_LAUNCH(kern, grid, block, smem, ...) pn_launch_plain(kern, dim3(grid), dim3(block), (smem), __VA_ARGS__)
 #define GDN_LAUNCH_PDL(kern, grid, block, smem, ...) pn_launch(kern, (grid), (block), (smem), __VA_ARGS__)
 
 #define GDN_C 64        // chunk length (PN_GDN_CHUNK)
@@ -161,15 +157,6 @@ __host__ __device__ __forceinline__ int round16(int x) { return (x + 15) & ~15; 
 // ldmatrix hit 8 different 16-byte bank groups (104 at K 96 against pitch_kb's 136).
 __host__ __device__ __forceinline__ int pitch_qk(int K) { return round16(K) + 8; }
 static inline size_t align256(size_t n) { return (n + 255) & ~(size_t)255; } // workspace carving
-
-#ifdef PN_CUDA_EMU
-__device__ __forceinline__ float *dyn_smem(void) { return (float *)emu_dyn_smem(); }
-#else
-__device__ __forceinline__ float *dyn_smem(void) {
-    extern __shared__ float gdn_smem[];
-    return gdn_smem;
-}
-#endif
 
 // Rows 0 .. rows − 1 of a bf16 tile into shared memory dst (pitch dp elements, rows 16-byte aligned), columns
 // 0 .. fill − 1 (fill a multiple of 8): global row r < nvalid (at src + r ld) supplies columns c < ncols,

@@ -16,7 +16,8 @@
 // - cp.async copies are deferred: a thread's copies land when it waits for their group (cp.async.wait_group
 //   N lands all but the newest N groups), so a read before the wait sees the old contents and fails a test.
 // - Device memory is host memory: cudaMemcpy is memcpy, the workspaces are malloc'd; events time wall clock.
-// - Only what the GDN files use is here; another kernel that needs more fails to compile, not silently.
+// - Only what the GDN and convolution files use is here; another kernel that needs more fails to compile, not
+//   silently.
 #ifndef PN_CUDA_EMU_H
 #define PN_CUDA_EMU_H
 
@@ -62,9 +63,13 @@ struct alignas(8) float2 {
     float x, y;
 };
 static inline float2 make_float2(float x, float y) { return float2{x, y}; }
-struct uint4 {
+struct alignas(16) uint4 {
     unsigned x, y, z, w;
 };
+struct alignas(8) uint2 {
+    unsigned x, y;
+};
+static inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return uint4{x, y, z, w}; }
 struct alignas(16) float4 {
     float x, y, z, w;
 };
@@ -86,6 +91,8 @@ static inline __nv_bfloat16 __float2bfloat16_rn(float f) {
 static inline __nv_bfloat162 __floats2bfloat162_rn(float lo, float hi) {
     return __nv_bfloat162{__float2bfloat16_rn(lo), __float2bfloat16_rn(hi)};
 }
+static inline float __low2float(__nv_bfloat162 v) { return __bfloat162float(v.x); }
+static inline float __high2float(__nv_bfloat162 v) { return __bfloat162float(v.y); }
 template <class T> static inline T __ldcg(const T *p) { return *p; }
 
 // ----------------------------------------------------------------------------------------------------
@@ -99,6 +106,12 @@ template <class A, class B> static inline auto max(A a, B b) { return a < b ? b 
 // barriers and warp collectives (cuda_emu.cpp)
 
 void __syncthreads(void);
+// A block's fibers run one at a time and blocks one after another: a plain add is atomic.
+static inline float atomicAdd(float *p, float v) {
+    const float o = *p;
+    *p = o + v;
+    return o;
+}
 void __syncwarp(unsigned mask = 0xffffffffu);
 float __shfl_xor_sync(unsigned mask, float v, int lane_mask);
 int __shfl_xor_sync(unsigned mask, int v, int lane_mask);

@@ -1,6 +1,6 @@
 // The training and linear-block ops of the CUDA backend (kernels/ops.h: silu, rmsnorm / gated RMSNorm
-// backward, SwiGLU, RoPE and embedding backward, matmul backward, causal conv1d static / dynamic / packed and
-// its generation form conv1d_continue, the linear blocks' gates, copy, the losses, argmax and sampling) against
+// backward, SwiGLU, RoPE and embedding backward, matmul backward, the linear blocks' gates, copy, the losses,
+// argmax and sampling; the causal convolutions are test_conv_cuda.c's) against
 // the CPU backend on the same bf16-rounded random inputs, with fla-style RMS-ratio tolerances. Parameter
 // gradients are pre-filled with random values on both sides (they must accumulate), and frozen (NULL)
 // gradients are exercised. Exits 0 without a GPU.
@@ -9,40 +9,7 @@
 #include <stdlib.h>
 
 #include "gpu_test.h"
-
-static int fails, cases;
-
-// One tensor on both backends: host values h, the CPU tensor over them (F32) and the CUDA copy (dtype dt).
-typedef struct {
-    float *h;
-    pn_tensor c, g;
-} pair;
-
-static pair mk(int ndim, const int64_t *shape, pn_dtype dt, float mean, float std) {
-    pair p;
-    pn_tensor t = pn_view(NULL, PN_F32, PN_CPU, ndim, shape);
-    p.h = randn(pn_numel(&t), mean, std);
-    p.c = pn_view(p.h, PN_F32, PN_CPU, ndim, shape);
-    p.g = dev_upload(p.h, dt, ndim, shape);
-    return p;
-}
-#define ACT PN_BF16
-#define GRAD PN_F32
-
-static void rel(const char *what, pair *p, double tol) {
-    float *d = dev_download(&p->g);
-    const double e = relerr(d, p->h, pn_numel(&p->c));
-    const int ok = e <= tol;
-    printf("%-44s rel err %.2e (tol %.0e) %s\n", what, e, tol, ok ? "ok" : "FAIL");
-    fails += !ok;
-    cases++;
-    free(d);
-}
-
-static void drop(pair *p) {
-    free(p->h);
-    dev_free(&p->g);
-}
+#include "pair_test.h"
 
 static void test_silu(void) {
     const int64_t n[1] = {1 << 20};
@@ -158,68 +125,8 @@ static void test_embedding_bwd(void) {
     drop(&dt), drop(&d);
 }
 
-static void test_conv(int64_t B, int64_t T, int64_t C, int W, int dynamic, int bias, int act, const int32_t *cu,
-                      int nseq) {
-    const int64_t sx[3] = {B, T, C}, sw[2] = {C, W}, sk[3] = {B, T, C * W}, sb[1] = {C}, sc[1] = {nseq + 1};
-    pair x = mk(3, sx, ACT, 0, 1), y = mk(3, sx, ACT, 0, 1), dy = mk(3, sx, ACT, 0, 1), dx = mk(3, sx, ACT, 0, 1);
-    pair w = mk(2, sw, ACT, 0, 0.4f), bb = mk(1, sb, ACT, 0, 0.2f), kd = mk(3, sk, ACT, 0, 0.4f);
-    pair dw = mk(2, sw, GRAD, 0, 1), db = mk(1, sb, GRAD, 0, 1), dk = mk(3, sk, ACT, 0, 1);
-    pn_tensor cc = {0}, cg = {0};
-    if (cu) {
-        cc = pn_view((void *)cu, PN_I32, PN_CPU, 1, sc);
-        cg = dev_alloc(PN_I32, 1, sc);
-        pn_cuda_backend.memcpy_h2d(cg.data, cu, sizeof(int32_t) * (size_t)(nseq + 1));
-    }
-    const pn_tensor *wc = dynamic ? NULL : &w.c, *wg = dynamic ? NULL : &w.g;
-    const pn_tensor *bc = bias ? &bb.c : NULL, *bg = bias ? &bb.g : NULL;
-    pn_op_conv1d(&y.c, &x.c, wc, bc, dynamic ? &kd.c : NULL, act, cu ? &cc : NULL);
-    pn_op_conv1d(&y.g, &x.g, wg, bg, dynamic ? &kd.g : NULL, act, cu ? &cg : NULL);
-    char name[128];
-    snprintf(name, sizeof name, "conv1d %s W %d C %lld [%lld, %lld]%s%s%s", dynamic ? "dynamic" : "static", W,
-             (long long)C, (long long)B, (long long)T, bias ? " bias" : "", act ? " silu" : "", cu ? " packed" : "");
-    rel(name, &y, 0.005);
-    pn_op_conv1d_bwd(&dx.c, dynamic ? NULL : &dw.c, bias ? &db.c : NULL, dynamic ? &dk.c : NULL, &dy.c, &x.c, wc, bc,
-                     dynamic ? &kd.c : NULL, act, cu ? &cc : NULL);
-    pn_op_conv1d_bwd(&dx.g, dynamic ? NULL : &dw.g, bias ? &db.g : NULL, dynamic ? &dk.g : NULL, &dy.g, &x.g, wg, bg,
-                     dynamic ? &kd.g : NULL, act, cu ? &cg : NULL);
-    rel("  backward dx", &dx, 0.01);
-    if (dynamic) rel("  backward dkdyn", &dk, 0.01);
-    else rel("  backward dw (accumulated)", &dw, 0.01);
-    if (bias) rel("  backward dbias (accumulated)", &db, 0.01);
-    if (cu) dev_free(&cg);
-    drop(&x), drop(&y), drop(&dy), drop(&dx), drop(&w), drop(&bb), drop(&kd), drop(&dw), drop(&db), drop(&dk);
-}
-
-// The GDN convolutions of the distillation step (B 2, T 4096; q, k 1152 channels, v 3072; 4 taps, SiLU),
-// forward and backward, timed (median of 5 after one warm-up).
 void pn_cuda_timer_start(void);
 float pn_cuda_timer_stop_ms(void);
-static void bench_conv(void) {
-    const int64_t C[2] = {1152, 3072};
-    for (int i = 0; i < 2; i++) {
-        const int64_t sx[3] = {2, 4096, C[i]}, sw[2] = {C[i], 4};
-        pn_tensor x = dev_alloc(PN_BF16, 3, sx), y = dev_alloc(PN_BF16, 3, sx), dx = dev_alloc(PN_BF16, 3, sx);
-        pn_tensor w = dev_alloc(PN_BF16, 2, sw), dw = dev_alloc(PN_F32, 2, sw);
-        pn_cuda_backend.memset0(x.data, pn_nbytes(&x));
-        pn_cuda_backend.memset0(w.data, pn_nbytes(&w));
-        pn_cuda_backend.memset0(dw.data, pn_nbytes(&dw));
-        float f[6], b[6];
-        for (int it = 0; it < 6; it++) {
-            pn_cuda_timer_start();
-            pn_op_conv1d(&y, &x, &w, NULL, NULL, 1, NULL);
-            f[it] = pn_cuda_timer_stop_ms();
-            pn_cuda_timer_start();
-            pn_op_conv1d_bwd(&dx, &dw, NULL, NULL, &y, &x, &w, NULL, NULL, 1, NULL);
-            b[it] = pn_cuda_timer_stop_ms();
-        }
-        qsort(f + 1, 5, sizeof(float), cmp_float);
-        qsort(b + 1, 5, sizeof(float), cmp_float);
-        printf("bench conv1d static W 4 silu [2, 4096, %lld]: forward %.3f ms, backward %.3f ms (bytes at 3 TB/s: "
-               "%.3f, %.3f)\n",
-               (long long)C[i], f[3], b[3], 2 * pn_nbytes(&x) / 3e9, 3 * pn_nbytes(&x) / 3e9);
-        dev_free(&x), dev_free(&y), dev_free(&dx), dev_free(&w), dev_free(&dw);
-    }
-}
 
 // The norms' backwards at the distillation step's shapes: RMSNorm [8192, 1536] adding into the residual's
 // gradient, gated RMSNorm [8192 x 12 heads, 256] (median of 5 after one warm-up).
@@ -291,43 +198,6 @@ static void bench_lm_loss(void) {
     qsort(t + 1, 5, sizeof(float), cmp_float);
     printf("bench lm_loss KL [1024, 151936]: %.3f ms (bytes at 3 TB/s: %.3f)\n", t[3], 5.0 * pn_nbytes(&zs) / 3e9);
     dev_free(&zs), dev_free(&zt), dev_free(&rows);
-}
-
-// conv1d_continue (generation): CUDA against the CPU, both the outputs and the updated history, and bit for
-// bit against CUDA's conv1d over each sequence's history + new rows (the unfused path it replaces).
-static void test_conv_continue(int64_t B, int64_t T, int64_t C, int W, int dynamic) {
-    const int64_t H = W - 1, E = H + T, sx[3] = {B, T, C}, sh[3] = {B, H, C}, sw[2] = {C, W}, sk[3] = {B, T, C * W};
-    pair x = mk(3, sx, ACT, 0, 1), y = mk(3, sx, ACT, 0, 1), cache = mk(3, sh, ACT, 0, 1);
-    pair w = mk(2, sw, ACT, 0, 0.4f), kd = mk(3, sk, ACT, 0, 0.4f);
-    // the unfused reference on the device, from the same values: [B, E, C] rows, the history rows' kernels 0
-    const int64_t se[3] = {B, E, C}, ske[3] = {B, E, C * W};
-    float *eh = pn_malloc(sizeof(float) * (size_t)(B * E * C)), *keh = pn_calloc((size_t)(B * E * C * W), sizeof(float));
-    for (int64_t b = 0; b < B; b++) {
-        memcpy(eh + b * E * C, cache.h + b * H * C, sizeof(float) * (size_t)(H * C));
-        memcpy(eh + (b * E + H) * C, x.h + b * T * C, sizeof(float) * (size_t)(T * C));
-        memcpy(keh + (b * E + H) * C * W, kd.h + b * T * C * W, sizeof(float) * (size_t)(T * C * W));
-    }
-    pn_tensor eg = dev_upload(eh, ACT, 3, se), keg = dev_upload(keh, ACT, 3, ske), yeg = dev_alloc(ACT, 3, se);
-    pn_op_conv1d(&yeg, &eg, dynamic ? NULL : &w.g, NULL, dynamic ? &keg : NULL, 1, NULL);
-    pn_op_conv1d_continue(&y.c, &cache.c, &x.c, dynamic ? NULL : &w.c, dynamic ? &kd.c : NULL, 1);
-    pn_op_conv1d_continue(&y.g, &cache.g, &x.g, dynamic ? NULL : &w.g, dynamic ? &kd.g : NULL, 1);
-    char name[128];
-    snprintf(name, sizeof name, "conv1d_continue %s W %d C %lld [%lld, %lld] silu", dynamic ? "dynamic" : "static", W,
-             (long long)C, (long long)B, (long long)T);
-    float *got = dev_download(&y.g), *gotc = dev_download(&cache.g), *ye = dev_download(&yeg);
-    int64_t diff = 0;
-    for (int64_t b = 0; b < B; b++) {
-        diff += memcmp(got + b * T * C, ye + (b * E + H) * C, sizeof(float) * (size_t)(T * C)) != 0;
-        diff += memcmp(gotc + b * H * C, eh + (b * E + T) * C, sizeof(float) * (size_t)(H * C)) != 0;
-    }
-    rel(name, &y, 0.005);
-    rel("  history (the last W - 1 rows)", &cache, 0.0);
-    printf("%-44s %lld sequences differ %s\n", "  = conv1d over history + new rows, bits", (long long)diff, diff ? "FAIL" : "ok");
-    fails += diff != 0;
-    cases++;
-    free(got), free(gotc), free(ye), free(eh), free(keh);
-    dev_free(&eg), dev_free(&keg), dev_free(&yeg);
-    drop(&x), drop(&y), drop(&cache), drop(&w), drop(&kd);
 }
 
 static void test_gates(int decay) {
@@ -585,22 +455,7 @@ int main(void) {
     test_rope_bwd(0);
     test_rope_bwd(17);
     test_embedding_bwd();
-    const int32_t cu[6] = {0, 1, 64, 65, 300, 517};
-    test_conv(2, 517, 3072, 4, 0, 1, 1, NULL, 0);
-    test_conv(2, 517, 100, 3, 0, 0, 0, NULL, 0);
-    test_conv(2, 517, 768, 4, 1, 0, 1, NULL, 0);
-    test_conv(1, 517, 256, 4, 0, 1, 1, cu, 5);
-    test_conv(1, 517, 256, 4, 1, 0, 1, cu, 5);
-    test_conv(2, 517, 101, 4, 0, 1, 1, NULL, 0); // odd C: one channel a thread
-    test_conv(1, 517, 99, 2, 1, 0, 1, cu, 5);    // odd C, dynamic, packed, W 2
-    test_conv(3, 70, 64, 1, 0, 1, 0, NULL, 0);   // W 1
-    test_conv(2, 300, 64, 5, 0, 1, 1, NULL, 0);  // W 5: the three-kernel backward
-    test_conv(1, 300, 64, 6, 1, 0, 1, cu, 5);    // the same, dynamic and packed
-    if (!getenv("PN_TEST_NO_BENCH")) bench_conv(), bench_norms(), bench_optim(), bench_lm_loss();
-    test_conv_continue(156, 1, 3072, 4, 1); // Jet-Nemotron-2B's value convolution at batch 156, decoding
-    test_conv_continue(3, 1, 2048, 4, 0);   // a GDN q/k/v convolution
-    test_conv_continue(2, 5, 100, 4, 1);    // several new tokens (more than the history)
-    test_conv_continue(2, 2, 64, 3, 0);     // fewer
+    if (!getenv("PN_TEST_NO_BENCH")) bench_norms(), bench_optim(), bench_lm_loss();
     test_gates(1);
     test_gates(0);
     test_lm_loss(64, 151936, 1, 1, 1.0f);
