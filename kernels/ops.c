@@ -806,8 +806,8 @@ void pn_op_mse(pn_tensor *dx, pn_tensor *rowloss, const pn_tensor *x, const pn_t
     BE(mse, x)->mse(dx, rowloss, x, y, grad_scale, accumulate);
 }
 
-void pn_op_adamw(pn_tensor *p, pn_tensor *master, pn_tensor *m, pn_tensor *v, const pn_tensor *g,
-                 const pn_adamw_args *a) {
+static void check_adamw(pn_tensor *p, pn_tensor *master, pn_tensor *m, pn_tensor *v, const pn_tensor *g,
+                        const pn_adamw_args *a) {
     const int64_t n = pn_numel(p);
     same_device("adamw", p, m);
     same_device("adamw", p, v);
@@ -823,13 +823,43 @@ void pn_op_adamw(pn_tensor *p, pn_tensor *master, pn_tensor *m, pn_tensor *v, co
     } else {
         want_f32("adamw", p);
     }
+}
+
+void pn_op_adamw(pn_tensor *p, pn_tensor *master, pn_tensor *m, pn_tensor *v, const pn_tensor *g,
+                 const pn_adamw_args *a) {
+    check_adamw(p, master, m, v, g, a);
     BE(adamw, p)->adamw(p, master, m, v, g, a);
 }
 
-void pn_op_sumsq(pn_tensor *partial, const pn_tensor *x) {
+void pn_op_adamw_list(const pn_adamw_item *items, int n) {
+    PN_ASSERT(n >= 0 && (items || n == 0));
+    for (int k = 0; k < n; k++) {
+        const pn_adamw_item *t = &items[k];
+        check_adamw(t->p, t->master, t->m, t->v, t->g, &t->a);
+        same_device("adamw_list", items[0].p, t->p);
+    }
+    if (n) BE(adamw_list, items[0].p)->adamw_list(items, n);
+}
+
+static void check_sumsq(const pn_tensor *partial, const pn_tensor *x) {
     same_device("sumsq", partial, x);
     want_f32("sumsq", partial);
     PN_ASSERT(x->dtype == PN_F32 || x->dtype == pn_device_dtype(x->device));
     PN_ASSERT(pn_numel(partial) >= 1);
+}
+
+void pn_op_sumsq(pn_tensor *partial, const pn_tensor *x) {
+    check_sumsq(partial, x);
     BE(sumsq, partial)->sumsq(partial, x);
+}
+
+void pn_op_sumsq_list(pn_tensor *partial, const pn_tensor *const *xs, int n) {
+    want_f32("sumsq_list", partial);
+    PN_ASSERT(n >= 0 && partial->ndim == 2 && partial->shape[0] == n && partial->shape[1] >= 1);
+    for (int k = 0; k < n; k++) {
+        if (!xs[k]) continue;
+        pn_tensor row = pn_rows(partial, k, 1);
+        check_sumsq(&row, xs[k]);
+    }
+    if (n) BE(sumsq_list, partial)->sumsq_list(partial, xs, n);
 }

@@ -40,6 +40,13 @@ typedef struct pn_adamw_args {
     float grad_scale;   // the gradient is multiplied by it first (global-norm clipping's coefficient)
 } pn_adamw_args;
 
+// One tensor of an adamw_list call: pn_op_adamw's arguments.
+typedef struct pn_adamw_item {
+    pn_tensor *p, *master, *m, *v;
+    const pn_tensor *g;
+    pn_adamw_args a;
+} pn_adamw_item;
+
 #define PN_COMM_ID_BYTES 128 // NCCL_UNIQUE_ID_BYTES
 
 typedef struct pn_backend {
@@ -306,5 +313,11 @@ void pn_op_adamw(pn_tensor *p, pn_tensor *master, pn_tensor *m, pn_tensor *v, co
 // sum over the i-th of P equal contiguous parts of x, so the caller's ordered sum of the partials is the same
 // on every run (no atomics): the global gradient norm and the non-finite check of a step.
 void pn_op_sumsq(pn_tensor *partial, const pn_tensor *x);
+// The optimizer's step over its tensors: pn_op_adamw on each of the n items, and pn_op_sumsq of each xs[k]
+// into row k of partial F32 [n, P] (a NULL xs[k] leaves row k as it was), with the same bits as the calls one
+// by one. The CUDA backend batches them into a few launches: the distillation student's 338 mixer tensors
+// are mostly small, where a launch a tensor was mostly launch and tail.
+void pn_op_adamw_list(const pn_adamw_item *items, int n);
+void pn_op_sumsq_list(pn_tensor *partial, const pn_tensor *const *xs, int n);
 
 #endif

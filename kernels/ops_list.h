@@ -101,7 +101,9 @@
     X(adamw, void,                                                                                               \
       (pn_tensor * p, pn_tensor * master, pn_tensor * m, pn_tensor * v, const pn_tensor *g,                      \
        const pn_adamw_args *a))                                                                                  \
-    X(sumsq, void, (pn_tensor * partial, const pn_tensor *x))
+    X(sumsq, void, (pn_tensor * partial, const pn_tensor *x))                                                     \
+    X(adamw_list, void, (const pn_adamw_item *items, int n))                                                     \
+    X(sumsq_list, void, (pn_tensor * partial, const pn_tensor *const *xs, int n))
 
 // Declarations of one backend's implementations: PN_OPS(PN_OP_DECLARE_CPU) in cpu.h, ..._CUDA in common.cuh.
 #define PN_OP_DECLARE_CPU(name, ret, params) ret pn_cpu_##name params;

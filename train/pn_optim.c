@@ -112,12 +112,11 @@ double pn_optim_lr(const pn_optim_cfg *c, int64_t step) {
 double pn_optim_grad_norm(pn_optim *o) { return sqrt(pn_optim_grad_sumsq(o)); }
 
 double pn_optim_grad_sumsq(pn_optim *o) {
-    for (int k = 0; k < o->n; k++) {
-        if (o->t[k].skip || !pn_optim_owns(o, k)) continue;
-        pn_tensor part = pn_rows(&o->partials, k, 1);
-        part = pn_reshape(&part, 1, (int64_t[]){PN_OPTIM_PARTIALS});
-        pn_op_sumsq(&part, o->t[k].g);
-    }
+    if (o->n == 0) return 0;
+    const pn_tensor **xs = pn_malloc(sizeof *xs * (size_t)o->n); // NULL: skipped or another rank's
+    for (int k = 0; k < o->n; k++) xs[k] = o->t[k].skip || !pn_optim_owns(o, k) ? NULL : o->t[k].g;
+    pn_op_sumsq_list(&o->partials, xs, o->n);
+    free(xs);
     pn_backend_get(o->dev)->memcpy_d2h(o->host, o->partials.data, sizeof(float) * (size_t)o->n * PN_OPTIM_PARTIALS);
     double s = 0;
     for (int k = 0; k < o->n; k++)
@@ -134,6 +133,8 @@ double pn_optim_update(pn_optim *o, int64_t step, double gnorm) {
         scale = o->cfg.clip / (gnorm + 1e-6);
         if (scale > 1.0) scale = 1.0;
     }
+    pn_adamw_item *items = pn_malloc(sizeof *items * (size_t)(o->n ? o->n : 1));
+    int ni = 0;
     for (int k = 0; k < o->n; k++) {
         pn_optim_tensor *t = &o->t[k];
         if (t->skip) continue;
@@ -144,8 +145,10 @@ double pn_optim_update(pn_optim *o, int64_t step, double gnorm) {
                                  .bc1 = (float)(1.0 - pow(o->cfg.beta1, (double)t->steps)),
                                  .bc2 = (float)(1.0 - pow(o->cfg.beta2, (double)t->steps)),
                                  .grad_scale = (float)scale};
-        pn_op_adamw(t->p, t->master.data ? &t->master : NULL, &t->m, &t->v, t->g, &a);
+        items[ni++] = (pn_adamw_item){t->p, t->master.data ? &t->master : NULL, &t->m, &t->v, t->g, a};
     }
+    pn_op_adamw_list(items, ni); // one call: a few launches on the GPU instead of one a tensor
+    free(items);
     return lr;
 }
 

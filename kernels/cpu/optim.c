@@ -1,4 +1,4 @@
-// The CPU backend's optimizer ops (kernels/ops.h: adamw, sumsq). AdamW follows torch.optim.AdamW's
+// The CPU backend's optimizer ops (kernels/ops.h: adamw, sumsq, and their lists: the same, one by one). AdamW follows torch.optim.AdamW's
 // single-tensor path operation by operation in fp32 (the step size and sqrt(bc2) are formed in double, as
 // Python floats are, then used as fp32 scalars), so a run matches torch to rounding.
 #include <math.h>
@@ -45,5 +45,21 @@ void pn_cpu_sumsq(pn_tensor *partial, const pn_tensor *x) {
         double s = 0;
         for (int64_t j = n * i / P; j < n * (i + 1) / P; j++) s += (double)a[j] * a[j];
         out[i] = (float)s;
+    }
+}
+
+void pn_cpu_adamw_list(const pn_adamw_item *items, int n) {
+    for (int k = 0; k < n; k++) {
+        const pn_adamw_item *t = &items[k];
+        pn_cpu_adamw(t->p, t->master, t->m, t->v, t->g, &t->a);
+    }
+}
+
+void pn_cpu_sumsq_list(pn_tensor *partial, const pn_tensor *const *xs, int n) {
+    for (int k = 0; k < n; k++) {
+        if (!xs[k]) continue;
+        pn_tensor row = pn_rows(partial, k, 1);
+        row = pn_reshape(&row, 1, (int64_t[]){partial->shape[1]});
+        pn_cpu_sumsq(&row, xs[k]);
     }
 }

@@ -16,7 +16,7 @@
 // - cp.async copies are deferred: a thread's copies land when it waits for their group (cp.async.wait_group
 //   N lands all but the newest N groups), so a read before the wait sees the old contents and fails a test.
 // - Device memory is host memory: cudaMemcpy is memcpy, the workspaces are malloc'd; events time wall clock.
-// - Only what the GDN and convolution files use is here; another kernel that needs more fails to compile, not
+// - Only what the GDN, convolution and optimizer files use is here; another kernel that needs more fails to compile, not
 //   silently.
 #ifndef PN_CUDA_EMU_H
 #define PN_CUDA_EMU_H
@@ -34,6 +34,7 @@
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
+#define __grid_constant__
 #define __shared__ static // a block's fibers share it; blocks run one after another
 
 struct dim3 {

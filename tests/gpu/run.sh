@@ -86,6 +86,7 @@ build-gpu/tests/test_gdn_cuda 2>&1 | tee "$OUTDIR/gdn.log" | tee -a "$OUTDIR/sum
 build-gpu/tests/test_gdn_bwd_cuda 2>&1 | tee "$OUTDIR/gdn-bwd.log" | tee -a "$OUTDIR/summary.txt"
 build-gpu/tests/test_train_ops_cuda 2>&1 | tee "$OUTDIR/train-ops.log" | tee -a "$OUTDIR/summary.txt"
 build-gpu/tests/test_conv_cuda 2>&1 | tee "$OUTDIR/conv.log" | tee -a "$OUTDIR/summary.txt"
+build-gpu/tests/test_optim_cuda 2>&1 | tee "$OUTDIR/optim.log" | tee -a "$OUTDIR/summary.txt"
 
 fi
 if want cudnn && [ -x build-gpu/tests/test_attention_cudnn ]; then
@@ -277,6 +278,8 @@ if want sanitize && command -v compute-sanitizer > /dev/null; then
   echo "compute-sanitizer test_train_ops_cuda exit $?" | tee -a "$OUTDIR/summary.txt"
   PN_TEST_NO_BENCH=1 compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/tests/test_conv_cuda >> "$OUTDIR/sanitizer.log" 2>&1
   echo "compute-sanitizer test_conv_cuda exit $?" | tee -a "$OUTDIR/summary.txt"
+  PN_TEST_NO_BENCH=1 compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/tests/test_optim_cuda >> "$OUTDIR/sanitizer.log" 2>&1
+  echo "compute-sanitizer test_optim_cuda exit $?" | tee -a "$OUTDIR/summary.txt"
   PN_TEST_NO_BENCH=1 compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/tests/test_block_train --device cuda >> "$OUTDIR/sanitizer.log" 2>&1
   echo "compute-sanitizer test_block_train exit $?" | tee -a "$OUTDIR/summary.txt"
   tail -3 "$OUTDIR/sanitizer.log" | tee -a "$OUTDIR/summary.txt"

@@ -1,6 +1,6 @@
 // The training and linear-block ops of the CUDA backend (kernels/ops.h: silu, rmsnorm / gated RMSNorm
 // backward, SwiGLU, RoPE and embedding backward, matmul backward, the linear blocks' gates, copy, the losses,
-// argmax and sampling; the causal convolutions are test_conv_cuda.c's) against
+// argmax and sampling; the causal convolutions are test_conv_cuda.c's, the optimizer's test_optim_cuda.c's) against
 // the CPU backend on the same bf16-rounded random inputs, with fla-style RMS-ratio tolerances. Parameter
 // gradients are pre-filled with random values on both sides (they must accumulate), and frozen (NULL)
 // gradients are exercised. Exits 0 without a GPU.
@@ -152,33 +152,6 @@ static void bench_norms(void) {
                (long long)rows[i], (long long)D[i], t[3], bytes / 3e9);
         for (int k = 0; k < 7; k++) dev_free(all[k]);
     }
-}
-
-// The optimizer's ops on a [3072, 1536] projection (fp32 gradient, bf16 parameter with an fp32 master copy):
-// sumsq into the optimizer's 256 partials, and AdamW (median of 5 after one warm-up).
-static void bench_optim(void) {
-    const int64_t s2[2] = {3072, 1536}, sp[1] = {256};
-    pn_tensor g = dev_alloc(PN_F32, 2, s2), w = dev_alloc(PN_F32, 2, s2), m = dev_alloc(PN_F32, 2, s2);
-    pn_tensor v = dev_alloc(PN_F32, 2, s2), p = dev_alloc(PN_BF16, 2, s2), part = dev_alloc(PN_F32, 1, sp);
-    pn_tensor *all[] = {&g, &w, &m, &v, &p, &part};
-    for (int k = 0; k < 6; k++) pn_cuda_backend.memset0(all[k]->data, pn_nbytes(all[k]));
-    const pn_adamw_args a = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f,
-                             .bc1 = 0.5f, .bc2 = 0.5f, .grad_scale = 1.0f};
-    float ts[6], ta[6];
-    for (int it = 0; it < 6; it++) {
-        pn_cuda_timer_start();
-        pn_op_sumsq(&part, &g);
-        ts[it] = pn_cuda_timer_stop_ms();
-        pn_cuda_timer_start();
-        pn_op_adamw(&p, &w, &m, &v, &g, &a);
-        ta[it] = pn_cuda_timer_stop_ms();
-    }
-    qsort(ts + 1, 5, sizeof(float), cmp_float);
-    qsort(ta + 1, 5, sizeof(float), cmp_float);
-    const double n = (double)pn_numel(&g);
-    printf("bench optimizer [3072, 1536]: sumsq %.4f ms, adamw %.4f ms (bytes at 3 TB/s: %.4f, %.4f)\n", ts[3], ta[3],
-           4 * n / 3e9, 30 * n / 3e9);
-    for (int k = 0; k < 6; k++) dev_free(all[k]);
 }
 
 // The fused LM loss on a chunk of the KL step (1024 rows of Qwen's 151,936 logits, teacher and student, the
@@ -384,50 +357,6 @@ static void test_mse(int64_t R, int64_t C, int acc) {
     drop(&x), drop(&y), drop(&dx), drop(&rows);
 }
 
-// AdamW on a bf16 parameter with its fp32 master copy, against the CPU's fp32 update of the same values.
-// vec: the 4-wide kernel (aligned tensors) and its scalar tail; else views one element in (scalar)
-static void test_adamw(int vec) {
-    const int64_t n[1] = {(1 << 20) + 3};
-    pair p = mk(1, n, ACT, 0, 1), g = mk(1, n, GRAD, 0, 0.1f), m = mk(1, n, GRAD, 0, 0.01f), v = mk(1, n, GRAD, 0, 0.001f);
-    for (int64_t i = 0; i < n[0]; i++) v.h[i] = fabsf(v.h[i]);
-    pn_op_from_host_f32(&v.g, v.h);
-    pn_tensor master = dev_upload(p.h, PN_F32, 1, n);
-    const pn_adamw_args a = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f,
-                             .bc1 = 0.271f, .bc2 = 0.142625f, .grad_scale = 0.5f};
-    if (vec) {
-        pn_op_adamw(&p.c, NULL, &m.c, &v.c, &g.c, &a);
-        pn_op_adamw(&p.g, &master, &m.g, &v.g, &g.g, &a);
-    } else { // the same elements but the first on both sides: [1, n) of each tensor
-        const int64_t k = n[0] - 1;
-        pn_tensor pc = pn_rows(&p.c, 1, k), mc = pn_rows(&m.c, 1, k), vc = pn_rows(&v.c, 1, k), gc = pn_rows(&g.c, 1, k);
-        pn_tensor pg = pn_rows(&p.g, 1, k), mg = pn_rows(&m.g, 1, k), vg = pn_rows(&v.g, 1, k), gg = pn_rows(&g.g, 1, k);
-        pn_tensor wg = pn_rows(&master, 1, k);
-        pn_op_adamw(&pc, NULL, &mc, &vc, &gc, &a);
-        pn_op_adamw(&pg, &wg, &mg, &vg, &gg, &a);
-    }
-    pair w = {.h = p.h, .c = p.c, .g = master};
-    rel(vec ? "adamw [1M] fp32 master" : "adamw [1M] fp32 master, misaligned", &w, 1e-6);
-    rel("  bf16 parameter", &p, 0.004);
-    rel("  m", &m, 1e-6);
-    rel("  v", &v, 1e-6);
-    dev_free(&master);
-    drop(&p), drop(&g), drop(&m), drop(&v);
-}
-
-// off: the tensor starts `off` elements into its buffer (parts that start off the 16-byte boundary)
-static void test_sumsq(pn_dtype dt, int64_t count, int64_t P, int64_t off) {
-    const int64_t n[1] = {count + off}, sp[1] = {P};
-    pair x = mk(1, n, dt, 0, 1), part = mk(1, sp, GRAD, 0, 1);
-    const pn_tensor xc = pn_rows(&x.c, off, count), xg = pn_rows(&x.g, off, count);
-    pn_op_sumsq(&part.c, &xc);
-    pn_op_sumsq(&part.g, &xg);
-    char name[80];
-    snprintf(name, sizeof name, "sumsq [%lld] %s +%lld, %lld partials", (long long)count, dt == PN_BF16 ? "bf16" : "f32",
-             (long long)off, (long long)P);
-    rel(name, &part, 1e-5);
-    drop(&x), drop(&part);
-}
-
 int main(void) {
     if (!pn_cuda_available()) {
         printf("skipped: no CUDA device\n");
@@ -455,7 +384,7 @@ int main(void) {
     test_rope_bwd(0);
     test_rope_bwd(17);
     test_embedding_bwd();
-    if (!getenv("PN_TEST_NO_BENCH")) bench_norms(), bench_optim(), bench_lm_loss();
+    if (!getenv("PN_TEST_NO_BENCH")) bench_norms(), bench_lm_loss();
     test_gates(1);
     test_gates(0);
     test_lm_loss(64, 151936, 1, 1, 1.0f);
@@ -476,13 +405,6 @@ int main(void) {
     test_argmax(70000, 64);     // more rows than one launch takes
     test_mse(300, 1536, 0);
     test_mse(300, 1536, 1);
-    test_adamw(1);
-    test_adamw(0);
-    test_sumsq(PN_F32, (1 << 22) + 7, 64, 0);
-    test_sumsq(PN_BF16, (1 << 22) + 7, 64, 0);
-    test_sumsq(PN_F32, 1536 * 1152, 256, 1);  // a projection's gradient, the optimizer's 256 parts, misaligned
-    test_sumsq(PN_BF16, 100003, 256, 3);
-    test_sumsq(PN_F32, 12, 256, 0);           // fewer elements than parts (A_log)
     printf("%d passed, %d failed\n", cases - fails, fails);
     return fails ? 1 : 0;
 }
