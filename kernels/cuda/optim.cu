@@ -1,7 +1,8 @@
-// optim.cu: AdamW over one tensor and the sum of squares for the global gradient norm (kernels/ops.h: adamw,
-// sumsq). AdamW updates the fp32 master copy (or an fp32 parameter in place) in torch.optim.AdamW's order
-// and writes the bf16 parameter rounded to nearest. sumsq gives one partial per block over a fixed
-// partition, so the norm is the same on every run.
+// optim.cu: AdamW and the sum of squares for the global gradient norm, over one tensor or a list of them
+// (kernels/ops.h: adamw, sumsq, adamw_list, sumsq_list). AdamW updates the fp32 master copy (or an fp32
+// parameter in place) in torch.optim.AdamW's order and writes the bf16 parameter rounded to nearest; one
+// tensor is a list of one (one kernel: the same bits either way). sumsq gives one partial per block over a
+// fixed partition, so the norm is the same on every run.
 #include <stdint.h>
 
 #include "common.cuh"
@@ -49,36 +50,10 @@ __device__ __forceinline__ void adamw_one(int64_t i, void *p, int p_bf16, float 
     else if (p != (void *)w) ((float *)p)[i] = wi;
 }
 
-// VEC: four elements a thread a step (adamw4; elements past the last multiple of 4 by the scalar loop).
-template <bool VEC>
-__global__ void adamw_kernel(void *p, int p_bf16, float *w, float *m, float *v, const float *g, int64_t n,
-                             pn_adamw_args a, float decay, float step, float bc2s) {
-    const int64_t stride = (int64_t)gridDim.x * blockDim.x, t0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    int64_t done = 0;
-    if constexpr (VEC) {
-        for (int64_t i = t0; i < n / 4; i += stride) adamw4(i, p, p_bf16, w, m, v, g, a, decay, step, bc2s);
-        done = n / 4 * 4;
-    }
-    for (int64_t i = done + t0; i < n; i += stride) adamw_one(i, p, p_bf16, w, m, v, g, a, decay, step, bc2s);
-}
-
 void pn_cuda_adamw(pn_tensor *p, pn_tensor *master, pn_tensor *m, pn_tensor *v, const pn_tensor *g,
                    const pn_adamw_args *a) {
-    const int64_t n = pn_numel(p);
-    if (n == 0) return;
-    const float decay = 1.0f - a->lr * a->weight_decay;
-    const float step = (float)((double)a->lr / a->bc1), bc2s = (float)sqrt((double)a->bc2);
-    float *w = master ? (float *)master->data : (float *)p->data;
-    const int p_bf16 = p->dtype == PN_BF16;
-    const bool vec = is_aligned16(w) && is_aligned16(m->data) && is_aligned16(v->data) && is_aligned16(g->data) &&
-                     ((uintptr_t)p->data % (p_bf16 ? 8 : 16)) == 0;
-    if (vec)
-        pn_launch_plain(adamw_kernel<true>, grid_1d(ceil_div64(n, 4), 256), 256, 0,
-            p->data, p_bf16, w, (float *)m->data, (float *)v->data, (const float *)g->data, n, *a, decay, step, bc2s);
-    else
-        pn_launch_plain(adamw_kernel<false>, grid_1d(n, 256), 256, 0,
-            p->data, p_bf16, w, (float *)m->data, (float *)v->data, (const float *)g->data, n, *a, decay, step, bc2s);
-    CUDA_LAUNCH_CHECK();
+    const pn_adamw_item it = {p, master, m, v, g, *a};
+    pn_cuda_adamw_list(&it, 1); // one kernel for one tensor or many: the same bits
 }
 
 template <typename T> __device__ __forceinline__ float to_f(T x);
@@ -188,8 +163,8 @@ void pn_cuda_sumsq_list(pn_tensor *partial, const pn_tensor *const *xs, int n) {
 }
 
 // AdamW: block j of the launch belongs to the tensor k with first[k] <= j < first[k + 1] and updates its
-// elements [(j − first[k]) ADAMW_CHUNK, + ADAMW_CHUNK): four a thread per float4 step where the tensor is
-// aligned (adamw_kernel's VEC), else one.
+// elements [(j − first[k]) ADAMW_CHUNK, + ADAMW_CHUNK): four a thread a step (adamw4) where the tensor is
+// aligned, else one (adamw_one).
 #define ADAMW_CHUNK 4096
 
 struct adamw_batch { // ~3 KB of the kernel parameters' 4
