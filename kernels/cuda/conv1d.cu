@@ -482,7 +482,7 @@ void pn_cuda_conv1d(pn_tensor *y, const pn_tensor *x, const pn_tensor *w, const 
     const int nseq = cu_seqlens ? (int)(pn_numel(cu_seqlens) - 1) : 0;
     if (W <= 4) {
         const int vc = conv_walk_vc2(C, x->data, y->data, x->data) ? 2 : 1;
-        const bool tile = conv_walk_tile(C, x->data, x->data);
+        const bool tile = conv_walk_tile(C, x->data, x->data) && vc == 2;
 #define CONV_FWD(WW, VV)                                                                                             \
     if (tile) conv_fwd_tile<WW>(y, x, w, bias, kdyn, cu, nseq, NT, T, C, act_silu);                                   \
     else pn_launch(conv_fwd_walk<WW, VV, false>, conv_walk_grid(NT, C, VV), CONV_THREADS, 0, (bf16 *)y->data,         \
