@@ -6,17 +6,18 @@
 //   S ← e^{γ_L} S + Kᵀ diag(e^{γ_L − γ}) V'.
 //
 // The decisions a reader would otherwise miss:
-// - Three kernels, fla's split, so that only what must be sequential is:
+// - Two kernels, so that only what must be sequential is:
 //   1. gdn_prep_kernel, grid (chunk, head): the rows' 1/‖q‖, 1/‖k‖ (or 1 without qk_l2norm), γ, A from the
 //      bf16 k̂, T (fp32, blocked forward substitution: tri_inv64), W and U (bf16 products of
-//      T's column-scaled bf16 copies, stored as bf16).
+//      T's column-scaled bf16 copies, stored as bf16), and (for the output) P (bf16, [chunk, H, 64, 64]).
 //   2. gdn_state_kernel, grid (V / 64, head, sequence): walks the sequence's chunks in order with a 64-column
-//      slice of the state in registers (fp32, the update's accumulators) and a bf16 copy in shared memory,
-//      storing the state entering each chunk (bf16, [chunk, H, K, V]) and V' = U − W S (bf16, in place of
-//      U), and updating S. The next chunk's W, k, U tiles are copied in (cp.async) while the current one is
-//      computed.
-//   3. gdn_out_kernel, grid (chunk, head): O = diag(scale e^γ) Q̂ S_c + P V', all chunks at once, P formed
-//      once a chunk and V in 64-column slabs (double-buffered).
+//      slice of the state in registers (fp32, the update's accumulators) and a bf16 copy in shared memory:
+//      V' = U − W S, the chunk's output O = diag(scale e^γ) Q̂ S + P V' from the copy, and S's update. The
+//      state entering each chunk (bf16, [chunk, H, K, V]) and V' (bf16, over U) go to memory only for the
+//      backward (the forward keeping them in cfg->saved, or the backward's recompute). The next chunk's
+//      tiles are copied in (cp.async) while the current one is computed where two stages pay.
+//   fla (and this file until the output moved into the walk) has a third kernel for the output, reading the
+//   states and V' back: at the anchor shape a third of the forward's memory traffic.
 //   The normalization is never materialized: q̂ = diag(1/‖q‖) q, so 1/‖q‖, 1/‖k‖ scale rows of products
 //   of the raw bf16 q, k (W is built from k̂ in fp32 inside the prep kernel).
 // - The products are 64×64 tiles on tensor cores: gdn_tile.cuh's mm64_bf, bf16 tiles in shared memory read
@@ -29,15 +30,15 @@
 // - cu_seqlens is a device array; the launcher takes the host copy the block context passes (cu_host) or
 //   reads it back, to validate it with pn_gdn_check and count the chunks; the chunk table itself (first row
 //   and length of each chunk, first chunk of each sequence) is built on the device (gdn_table_kernel).
-// - Shared memory: prep ~140 KB at K = 256 (71 KB at K = 96: three blocks an SM), state ~191 KB (two stages)
-//   at K = 256 and ~103 KB at K = 96 (two blocks an SM; one stage, 50 KB, three blocks an SM at 80 registers
-//   when the grid has more walks than two an SM: 384 walks at B 8, H 12, V 256 fill one wave of 396 slots
-//   instead of 1.45 of 264), output ~135 KB at K = 256 (69 KB at K = 96, three blocks an SM): fits Hopper's
-//   227 KB (not an A100's 163).
-// - The workspace (one device buffer of the backend context, grown on demand, never shrunk): bf16 W, U/V'
-//   per token row and the per-chunk states, fp32 γ, 1/‖q‖, 1/‖k‖ and the state update's row factor
-//   e^{γ_L − γ} / ‖k‖ (rd: the two walks read it instead of four expf a thread a chunk) per token row, and
-//   the chunk table.
+// - Shared memory: prep ~140 KB at K = 256 (71 KB at K = 96: three blocks an SM); the state walk with the
+//   output ~224 KB (two stages) at K = 256 and 129 KB at K = 96 (one block an SM), one stage 71 KB (three
+//   blocks an SM at 80 registers, taken when the grid has more walks than fit one wave with two stages: 384
+//   walks at B 8, H 12, V 256 fill one wave of 396 slots); without the output (the backward's recompute)
+//   53 KB in one stage at K = 96. Fits Hopper's 227 KB (not an A100's 163).
+// - The workspace (one device buffer of the backend context, grown on demand, never shrunk): bf16 W, U per
+//   token row, fp32 γ, 1/‖q‖, 1/‖k‖ and the state update's row factor e^{γ_L − γ} / ‖k‖ (rd: the two walks
+//   read it instead of four expf a thread a chunk) per token row (in cfg->saved instead where the caller
+//   keeps them for the backward, with V' and the per-chunk states), P per chunk, and the chunk table.
 // - GDN_LAUNCH is <<<>>> on CUDA (GDN_LAUNCH_PDL, for the decode step, pn_launch); with PN_CUDA_EMU the file
 //   compiles as C++ for the host emulation the CPU suite checks the kernels with (tests/emu/cuda_emu.h).
 #include <math.h>
@@ -57,9 +58,10 @@
 // kernels
 
 // The prep kernel's shared memory: the k tile [64, pitch_kb(K)] (bf16); a region holding the q tile (same
-// shape, for its norm) and then two V slabs [64, GDN_SP] (bf16); a region holding A [64, TILE_P] (fp32) and
-// then T diag(β e^γ), T diag(β) [64, GDN_SP] (bf16); T [64, TILE_P] (fp32); γ, β, g [64] (fp32). Each region
-// serves its second use once the first is dead: 71 KB at K ≤ 128, three blocks an SM (107 KB unshared).
+// shape, for its norm and P) and then two V slabs [64, GDN_SP] (bf16); a region holding A [64, TILE_P] (fp32)
+// and then T diag(β e^γ), T diag(β) [64, GDN_SP] (bf16); T [64, TILE_P] (fp32); γ, β, g, 1/‖k‖, 1/‖q‖ [64]
+// (fp32). Each region serves its second use once the first is dead: 71 KB at K ≤ 128, three blocks an SM
+// (107 KB unshared).
 __host__ __device__ __forceinline__ size_t prep_region_q(int K) {
     const size_t a = sizeof(bf16) * (size_t)GDN_C * pitch_kb(K), b = sizeof(bf16) * (size_t)2 * GDN_C * GDN_SP;
     return a > b ? a : b;
@@ -70,20 +72,21 @@ __host__ __device__ __forceinline__ size_t prep_region_a(void) {
 }
 __host__ __device__ __forceinline__ size_t prep_smem_bytes(int K) {
     return sizeof(bf16) * (size_t)GDN_C * pitch_kb(K) + prep_region_q(K) + prep_region_a() +
-           sizeof(float) * (size_t)(GDN_C * TILE_P + 4 * GDN_C);
+           sizeof(float) * (size_t)(GDN_C * TILE_P + 5 * GDN_C);
 }
 
 // grid (n_chunks, H), GDN_THREADS threads. Writes, for the chunk's rows t0 .. t0 + Lc − 1 and head h:
 // W [NT, H, K] and U [NT, H, V] (bf16), gam = γ, rq = 1/‖q‖, rk = 1/‖k‖ (1 without l2norm) and rd = e^{γ_L − γ}
 // / ‖k‖, the state update's row factor (γ_L the chunk's last γ), [NT, H] (fp32);
 // Tout (the backward's, else NULL): T [n_chunks, H, 64, 64] (bf16 as its products read it, zero past Lc),
-// for its WY kernel.
+// for its WY kernel; Pout (the forward's output, else NULL): P = lower_incl(scale Q̂ K̂ᵀ ⊙ Γ) [n_chunks, H,
+// 64, 64] (bf16, zero past Lc) from the raw q, k and the norms, for the state walk.
 // As fla: k̂ rounded to bf16 for A = diag(β) k̂ k̂ᵀ ⊙ Γ (fp32 accumulators), T = (I + A)⁻¹ in fp32, then W
 // and U as bf16 products of T's rounded column-scaled copies, T diag(β e^γ) k̂ and T diag(β) V.
 __global__ void __launch_bounds__(GDN_THREADS, 3)
-    gdn_prep_kernel(bf16 *W, bf16 *U, float *gam, float *rq, float *rk, float *rd, bf16 *Tout, const bf16 *q,
-                    const bf16 *k, const bf16 *v, const float *g, const float *beta, const int *tab, int T, int ncps,
-                    int H, int K, int V, int l2norm) {
+    gdn_prep_kernel(bf16 *W, bf16 *U, float *gam, float *rq, float *rk, float *rd, bf16 *Tout, bf16 *Pout,
+                    const bf16 *q, const bf16 *k, const bf16 *v, const float *g, const float *beta, const int *tab,
+                    int T, int ncps, int H, int K, int V, int l2norm, float scale) {
     const int c = blockIdx.x, h = blockIdx.y, tid = threadIdx.x;
     int64_t t0;
     int Lc;
@@ -100,6 +103,7 @@ __global__ void __launch_bounds__(GDN_THREADS, 3)
     float *bs = gs + GDN_C;          // [64]: β
     float *graw = bs + GDN_C;        // [64]: g
     float *nks = graw + GDN_C;       // [64]: 1/‖k‖
+    float *nqs = nks + GDN_C;        // [64]: 1/‖q‖ (for P)
     const int64_t ldk = (int64_t)H * K, ldv = (int64_t)H * V;
     const bool ak = (K & 7) == 0 && ((uintptr_t)q & 15) == 0 && ((uintptr_t)k & 15) == 0;
     const bool av = (V & 7) == 0 && ((uintptr_t)v & 15) == 0;
@@ -112,7 +116,7 @@ __global__ void __launch_bounds__(GDN_THREADS, 3)
     // in place, four threads a row and 8 columns (16 bytes) a load: the tiles are zero past K up to KB − 8, so
     // whole groups of 8 read zeros there and write them back (zeros past Lc likewise); γ (double, one thread).
     // (A warp a row with one bf16 a load before: the norms were a tenth of the kernel's instructions.)
-    if (l2norm) load_tile(qb, KB, q + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
+    if (l2norm || Pout) load_tile(qb, KB, q + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
     load_tile(kb, KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
     load_row_scalars(graw, g, t0, Lc, H, h, true);
     load_row_scalars(bs, beta, t0, Lc, H, h, true);
@@ -138,22 +142,28 @@ __global__ void __launch_bounds__(GDN_THREADS, 3)
             sk += __shfl_xor_sync(0xffffffffu, sk, 2);
             nq = 1.0f / sqrtf(sq + (float)PN_GDN_L2_EPS);
             nk = 1.0f / sqrtf(sk + (float)PN_GDN_L2_EPS);
+        }
+        if (p == 0) nks[r] = nk, nqs[r] = nq;
+        if (p == 0 && r < Lc) rq[(t0 + r) * H + h] = nq, rk[(t0 + r) * H + h] = nk;
+        if (tid == GDN_C) {
+            double acc = 0.0;
+            for (int i = 0; i < GDN_C; i++) {
+                acc += (double)graw[i]; // zero past Lc: rows past Lc repeat γ_{Lc−1}, never used with a nonzero factor
+                gs[i] = (float)acc;
+            }
+        }
+        if (Pout) { // P from the raw q, k (as the output kernel formed it: the same bits), before k̂ is written
+            __syncthreads(); // the norms and γ
+            form_P_global(Pout + ((int64_t)c * H + h) * GDN_C * GDN_C, qb, kb, KB, K, gs, nqs, nks, Lc, scale);
+            __syncthreads(); // every warp is done reading the raw k
+        }
+        if (l2norm)
             for (int gi = p; gi < ng; gi += 4) {
                 load_chunk<8>(kb + r * KB + 8 * gi, x);
 #pragma unroll
                 for (int e = 0; e < 8; e++) x[e] *= nk;
                 store_chunk<8>(kb + r * KB + 8 * gi, x);
             }
-        }
-        if (p == 0) nks[r] = nk;
-        if (p == 0 && r < Lc) rq[(t0 + r) * H + h] = nq, rk[(t0 + r) * H + h] = nk;
-    }
-    if (tid == GDN_C) {
-        double acc = 0.0;
-        for (int r = 0; r < GDN_C; r++) {
-            acc += (double)graw[r]; // zero past Lc: rows past Lc repeat γ_{Lc−1}, never used with a nonzero factor
-            gs[r] = (float)acc;
-        }
     }
     __syncthreads();
 
@@ -212,98 +222,127 @@ __global__ void __launch_bounds__(GDN_THREADS, 3)
 }
 
 // Shared memory of the state kernel: the state slice as bf16 [round16(K), GDN_SP] (the W S product's
-// operand), then per stage W and k tiles [64, pitch_kb(K)] bf16, the U / V' tile [64, GDN_SP] bf16, γ and
-// the update's row factor e^{γ_L − γ} / ‖k‖ [64] fp32.
-__host__ __device__ __forceinline__ size_t state_stage_bytes(int K) {
-    return sizeof(bf16) * (size_t)(2 * GDN_C * pitch_kb(K) + GDN_C * GDN_SP) + sizeof(float) * 2 * GDN_C;
+// operand), then per stage the W tile [64, pitch_qk(K)] (with OUT, the q tile from the middle of the chunk
+// on), the k tile [64, pitch_kb(K)], the U / V' tile [64, GDN_SP] (bf16), γ and the update's row factor
+// e^{γ_L − γ} / ‖k‖ [64] (fp32); with OUT also P and V' [64, GDN_SP] (bf16) and 1/‖q‖ [64] (fp32).
+// K 96: 53 KB without the output, 71 KB with it (one stage): three blocks an SM either way.
+__host__ __device__ __forceinline__ size_t state_stage_bytes(int K, bool out) {
+    return sizeof(bf16) * (size_t)GDN_C * (pitch_qk(K) + pitch_kb(K) + (out ? 3 : 1) * GDN_SP) +
+           sizeof(float) * (size_t)(out ? 3 : 2) * GDN_C;
 }
-__host__ __device__ __forceinline__ size_t state_smem_bytes(int K, int nst) {
-    return sizeof(bf16) * (size_t)round16(K) * GDN_SP + (size_t)nst * state_stage_bytes(K);
+__host__ __device__ __forceinline__ size_t state_smem_bytes(int K, int nst, bool out) {
+    return sizeof(bf16) * (size_t)round16(K) * GDN_SP + (size_t)nst * state_stage_bytes(K, out);
 }
 
 // grid (ceil(V / 64), H, N), GDN_THREADS threads: sequence n, head h, state columns v0 .. v0 + BVa − 1.
 // Walks the sequence's chunks in order. The state slice S[K, 64] lives in registers in fp32 (MT tiles of
 // 64 rows, each thread its 16 elements of every tile: the layout of the update's accumulators), and as a
-// bf16 copy in shared memory for the W S product. For chunk c (global index cbase + c): S (bf16) to
-// hs[chunk, h, :, v0 ..] and to the copy; V' = U − W S (bf16) over U; S ← e^{γ_L} S + k̂ᵀ diag(e^{γ_L − γ})
-// V'. nst = 2: the next chunk's tiles are copied in while this one is computed; nst = 1: one set of
-// buffers (when two do not fit, or three blocks an SM do better: the launcher's choice).
-template <int MT>
+// bf16 copy in shared memory for the W S product. For chunk c (global index cbase + c): S (bf16) to the copy
+// and (hs not NULL) to hs[chunk, h, :, v0 ..]; V' = U − W S (bf16; over U in global where store_vp);
+// S ← e^{γ_L} S + k̂ᵀ diag(e^{γ_L − γ}) V'; with OUT the chunk's output columns
+// O = diag(scale e^γ / ‖q‖) q S + P V' (S the state entering the chunk, P from the prep kernel: Pc
+// [chunk, H, 64, 64]). nst = 2: the next chunk's tiles are copied in while this one is computed; nst = 1:
+// one set of buffers (when two do not fit, or three blocks an SM do better: the launcher's choice).
+// The output here, not in a kernel of its own, saves the per-chunk states' and V''s round trip through
+// memory (written, then read back by an output kernel: about 1 GB at B 8, T 4096, H 12, K 96, V 256, a
+// third of the three-kernel forward's traffic), the output's reads of k, and P formed per V slab. The q tile
+// is copied into the W tile's buffer once W S is done, while the state update runs: three blocks an SM at
+// K 96 (a buffer of its own would take 13 KB more, two).
+template <int MT, bool OUT>
 __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 3 : 1)
-    gdn_state_kernel(bf16 *hs, bf16 *U, float *ht, const float *h0, const bf16 *W, const bf16 *k, const float *gam,
-                     const float *rd, const int *cu_seqlens, const int *cst, int T, int H, int K, int V, int nst) {
+    gdn_state_kernel(bf16 *hs, bf16 *U, float *ht, bf16 *o, const float *h0, const bf16 *W, const bf16 *k,
+                     const bf16 *q, const bf16 *Pc, const float *gam, const float *rd, const float *rq,
+                     const int *cu_seqlens, const int *cst, int T, int H, int K, int V, int nst, int store_vp,
+                     float scale) {
     const int v0 = blockIdx.x * GDN_BV, h = blockIdx.y, n = blockIdx.z, tid = threadIdx.x;
     const int BVa = min(GDN_BV, V - v0);
     int64_t row0, len, cbase;
     seq_rows(cu_seqlens, cst, n, T, &row0, &len, &cbase);
-    const int KB = pitch_kb(K), K16 = round16(K);
+    const int KB = pitch_kb(K), KQ = pitch_qk(K), K16 = round16(K);
     bf16 *Sb = (bf16 *)dyn_smem(); // [K16, GDN_SP]
     char *stage0 = (char *)(Sb + K16 * GDN_SP);
-    const size_t sb = state_stage_bytes(K);
-    // stage s: Wb, Kb [64, KB], Ub [64, GDN_SP] (bf16), gs, rs (the update's row factor) [64] (fp32)
+    const size_t sb = state_stage_bytes(K, OUT);
+    // stage s: Wb [64, KQ] (W, then q), Kb [64, KB], Ub [64, GDN_SP] (bf16), gs, rs (the update's row
+    // factor) [64] (fp32); with OUT then Pb, Vb [64, GDN_SP] (bf16), qs (1/‖q‖) [64] (fp32)
     auto Wb = [&](int s) { return (bf16 *)(stage0 + s * sb); };
-    auto Kb = [&](int s) { return Wb(s) + GDN_C * KB; };
+    auto Kb = [&](int s) { return Wb(s) + GDN_C * KQ; };
     auto Ub = [&](int s) { return Kb(s) + GDN_C * KB; };
     auto gsp = [&](int s) { return (float *)(Ub(s) + GDN_C * GDN_SP); };
     auto rsp = [&](int s) { return gsp(s) + GDN_C; };
+    auto Pb = [&](int s) { return (bf16 *)(rsp(s) + GDN_C); };
+    auto Vb = [&](int s) { return Pb(s) + GDN_C * GDN_SP; };
+    auto qsp = [&](int s) { return (float *)(Vb(s) + GDN_C * GDN_SP); };
     const int64_t ldk = (int64_t)H * K, ldv = (int64_t)H * V;
-    const bool ak = (K & 7) == 0 && ((uintptr_t)k & 15) == 0 && ((uintptr_t)W & 15) == 0;
+    const bool ak = (K & 7) == 0 && ((uintptr_t)k & 15) == 0 && ((uintptr_t)W & 15) == 0 &&
+                    (!OUT || ((uintptr_t)q & 15) == 0);
     const bool av = (V & 7) == 0 && ((uintptr_t)U & 15) == 0;
     const bool vpairs = (V & 1) == 0, hvec = BVa == GDN_BV && (V & 7) == 0 && ((uintptr_t)hs & 15) == 0;
+    const bool opairs = (V & 1) == 0 && ((uintptr_t)o & 3) == 0;
 
     // Whole chunks take gdn_tile.cuh's direct path (load_whole) where their rows are 16-byte aligned and the
-    // tile's groups divide the block (MT 3's 24 a row do not); the W and k tiles' columns K .. 64 MT − 1 zeroed
-    // once here for it.
+    // tile's groups divide the block. k: N8 groups a row (MT 3's 24 do not divide it), its columns
+    // K .. 64 MT − 1 zeroed once here; W and q: NQ groups of which those at or past K are idle, the columns
+    // K .. K16 − 1 (the products' contraction) zeroed once here (both tiles' whole loads leave them alone).
     constexpr int N8 = GDN_THREADS % (8 * MT) == 0 ? 8 * MT : 0; // 0: not this tile
-    const bool whole_k = N8 && ak, whole_v = av && BVa == GDN_BV;
-    if constexpr (N8 > 0)
-        if (whole_k)
-            for (int s = 0; s < nst; s++) zero_cols<N8>(Wb(s), KB, K), zero_cols<N8>(Kb(s), KB, K);
+    constexpr int NQ = MT == 3 ? 32 : 8 * MT;
+    const bool whole_k = N8 && ak, whole_q = ak, whole_v = av && BVa == GDN_BV;
+    for (int s = 0; s < nst; s++) {
+        if constexpr (N8 > 0)
+            if (whole_k) zero_cols<N8>(Kb(s), KB, K);
+        for (int i = tid; i < GDN_C * (K16 - K); i += GDN_THREADS)
+            Wb(s)[(i / (K16 - K)) * KQ + K + i % (K16 - K)] = f2bf(0.0f);
+    }
 
-    auto issue = [&](int64_t c0, int s) { // chunk at row c0 of the sequence into stage s (one cp.async group)
+    auto issue = [&](int64_t c0, int64_t c, int s) { // chunk c at row c0 of the sequence into stage s (one group)
         const int Lc = (int)min((int64_t)GDN_C, len - c0);
         const int64_t t0 = row0 + c0;
-        // W: the W S product's contraction runs to K16 (zeros past K); k: read 64 columns at a time up to
-        // KB − 8 (columns past K, when read, only reach rows of S past K, which are discarded). Both filled to
-        // 64 MT = KB − 8 (a constant: load_tile's fast path).
-        load_walk_tile<N8>(Wb(s), KB, W + (t0 * H + h) * K, ldk, Lc, K, 64 * MT, ak, whole_k);
+        // W: read up to K16 by W S (zeros past K); k: read 64 columns at a time up to KB − 8 (columns past K,
+        // when read, only reach rows of S past K, which are discarded): filled to 64 MT (load_tile's fast path
+        // for a constant).
+        if (whole_q && Lc == GDN_C) load_whole<NQ>(Wb(s), KQ, W + (t0 * H + h) * K, ldk, K);
+        else load_tile(Wb(s), KQ, W + (t0 * H + h) * K, ldk, GDN_C, Lc, K, K16, ak);
         load_walk_tile<N8>(Kb(s), KB, k + (t0 * H + h) * K, ldk, Lc, K, 64 * MT, ak, whole_k);
         load_walk_tile<8>(Ub(s), GDN_SP, U + (t0 * H + h) * V + v0, ldv, Lc, BVa, GDN_BV, av, whole_v);
         load_row_scalars(gsp(s), gam, t0, Lc, H, h, true);
         load_row_scalars(rsp(s), rd, t0, Lc, H, h, true);
+        if (OUT) { // P whole (the prep kernel wrote its zeros past Lc)
+            load_whole<8>(Pb(s), GDN_SP, Pc + (c * H + h) * GDN_C * GDN_C, GDN_C, GDN_C);
+            load_row_scalars(qsp(s), rq, t0, Lc, H, h, true);
+        }
         cp_async_commit();
     };
 
     float S[MT][4][4]; // S[mt][i][j]: row 64 mt + tile_r(i), column tile_c(j)
     slice_load(S, h0 ? h0 + (((int64_t)n * H + h) * K) * V + v0 : NULL, K, V, BVa);
     for (int i = K * GDN_SP + tid; i < K16 * GDN_SP; i += GDN_THREADS) Sb[i] = f2bf(0.0f); // rows K .. K16 − 1
-    if (nst == 2) issue(0, 0);
+    if (nst == 2) issue(0, cbase, 0);
 
     int64_t c = cbase;
     for (int64_t c0 = 0; c0 < len; c0 += GDN_C, c++) {
         const int s = nst == 2 ? (int)((c - cbase) & 1) : 0;
         const int Lc = (int)min((int64_t)GDN_C, len - c0);
         const int64_t t0 = row0 + c0;
-        if (nst == 1) issue(c0, 0); // the buffers are free: barrier at the end of the last chunk
-        else if (c0 + GDN_C < len) issue(c0 + GDN_C, s ^ 1); // stage s ^ 1 was consumed by the last chunk
+        if (nst == 1) issue(c0, c, 0); // the buffers are free: barrier at the end of the last chunk
+        else if (c0 + GDN_C < len) issue(c0 + GDN_C, c + 1, s ^ 1); // stage s ^ 1 was consumed by the last chunk
         if (nst == 2 && c0 + GDN_C < len) cp_async_wait<1>(); // this chunk's group has landed
         else cp_async_wait<0>();
 
         // the state entering the chunk as bf16: the copy in shared memory (read by W S below, after the
-        // barrier) and the output kernel's hs
+        // barrier) and, for the backward, hs
         slice_to_bf16(Sb, K, S);
         __syncthreads(); // every thread's copies visible; the bf16 state complete
-        store_rows(hs + ((c * H + h) * (int64_t)K) * V + v0, V, Sb, K, BVa, hvec);
+        if (hs) store_rows(hs + ((c * H + h) * (int64_t)K) * V + v0, V, Sb, K, BVa, hvec);
 
-        // V' = U − W S: to global (bf16, over U) and, times e^{γ_L − γ} / ‖k‖, in place of U in shared memory
-        // (each element read and rewritten by its owner) as the update's operand.
+        // V' = U − W S: to global (bf16, over U) where store_vp; times e^{γ_L − γ} / ‖k‖ in place of U in
+        // shared memory (each element read and rewritten by its owner) as the update's operand; with OUT, V'
+        // itself (bf16) to Vb, the P V' product's operand.
         bf16 *ub = Ub(s), *wb = Wb(s), *kb = Kb(s);
         const float *gs = gsp(s), *rs = rsp(s);
         const float gL = gs[Lc - 1];
         {
             float acc[4][4], u[4][4], one[4], d[4];
             zero_acc(acc);
-            mm64_bf<false, false>(acc, K, wb, KB, Sb, GDN_SP);
+            mm64_bf<false, false>(acc, K, wb, KQ, Sb, GDN_SP);
             tile_from_smem(u, ub, GDN_SP);
 #pragma unroll
             for (int i = 0; i < 4; i++) {
@@ -313,14 +352,20 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 3 : 1)
 #pragma unroll
                 for (int j = 0; j < 4; j++) acc[i][j] = u[i][j] - acc[i][j];
             }
-            store_acc(U + (t0 * H + h) * V + v0, ldv, acc, one, Lc, BVa, vpairs);
+            if (store_vp) store_acc(U + (t0 * H + h) * V + v0, ldv, acc, one, Lc, BVa, vpairs);
+            if (OUT) acc_to_smem_bf16(Vb(s), GDN_SP, acc);
 #pragma unroll
             for (int i = 0; i < 4; i++)
 #pragma unroll
                 for (int j = 0; j < 4; j++) acc[i][j] *= d[i];
             acc_to_smem_bf16(ub, GDN_SP, acc);
         }
-        __syncthreads();
+        __syncthreads(); // V' complete; every warp is done with W
+        if (OUT) { // the q tile over W, landing during the update (whole rows as W's; zeros past K stay)
+            if (whole_q && Lc == GDN_C) load_whole<NQ>(wb, KQ, q + (t0 * H + h) * K, ldk, K);
+            else load_tile(wb, KQ, q + (t0 * H + h) * K, ldk, GDN_C, Lc, K, K16, ak);
+            cp_async_commit();
+        }
 
         // S ← e^{γ_L} S + k̂ᵀ (diag(e^{γ_L − γ}) V'), in the registers; A(m, r) = k[r][64 mt + m].
         const float eL = expf(gL);
@@ -332,76 +377,32 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 3 : 1)
                 for (int j = 0; j < 4; j++) S[mt][i][j] *= eL;
             mm64_bf<true, false>(S[mt], Lc, kb + 64 * mt, KB, ub, GDN_SP);
         }
+
+        // O = diag(scale e^γ / ‖q‖) q S + P V' from S's bf16 copy (as the output kernel read it from hs
+        // before: the same bits). The q group is the last issued: waiting for all of them.
+        if (OUT) {
+            cp_async_wait<0>();
+            __syncthreads(); // every thread's q copies visible
+            const float *qs = qsp(s);
+            float acc[4][4], f[4];
+            const float one[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int m = tile_r(i);
+                f[i] = m < Lc ? scale * qs[m] * expf(gs[m]) : 0.0f;
+            }
+            zero_acc(acc);
+            mm64_bf<false, false>(acc, K, wb, KQ, Sb, GDN_SP);
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) acc[i][j] *= f[i];
+            mm64_bf<false, false>(acc, Lc, Pb(s), GDN_SP, Vb(s), GDN_SP);
+            store_acc(o + (t0 * H + h) * V + v0, ldv, acc, one, Lc, BVa, opairs);
+        }
         __syncthreads(); // this stage's buffers and the bf16 copy consumed
     }
     if (ht) slice_store(ht + (((int64_t)n * H + h) * K) * V + v0, S, K, V, BVa);
-}
-
-// Shared memory of the output kernel: the q tile [64, pitch_qk(K)], P [64, GDN_SP] (bf16), two slab buffers
-// of the state slice [round16(K), GDN_SP] and V' [64, GDN_SP] (bf16), the second over the k tile (dead once P
-// is formed), γ, 1/‖q‖, 1/‖k‖ [64] (fp32). 69 KB at K = 96: three blocks an SM (86 KB and two before, with
-// q and k at pitch_kb and a buffer of their own: DRAM at 58% of its peak, a quarter of the warps resident).
-__host__ __device__ __forceinline__ size_t out_slab_elems(int K) { return (size_t)(round16(K) + GDN_C) * GDN_SP; }
-__host__ __device__ __forceinline__ size_t out_region_k(int K) { // elements: the k tile, then slab buffer 1
-    const size_t a = (size_t)GDN_C * pitch_qk(K), b = out_slab_elems(K);
-    return a > b ? a : b;
-}
-static size_t out_smem_bytes(int K) {
-    return sizeof(bf16) * ((size_t)GDN_C * pitch_qk(K) + GDN_C * GDN_SP + out_slab_elems(K) + out_region_k(K)) +
-           sizeof(float) * (size_t)(3 * GDN_C);
-}
-
-// grid (n_chunks, H), GDN_THREADS threads: o for chunk c, head h, 64 columns at a time,
-// O = diag(scale e^γ / ‖q‖) q S_c + P V' with P = lower_incl(scale diag(1/‖q‖) q kᵀ diag(1/‖k‖) ⊙ Γ) formed
-// once for the chunk (rounded to bf16 for its product, as fla does); the next slab of S_c and V' is copied
-// in while this one is multiplied.
-__global__ void __launch_bounds__(GDN_THREADS, 3)
-    gdn_out_kernel(bf16 *o, const bf16 *q, const bf16 *k, const bf16 *Vn, const bf16 *hs, const float *gam,
-                   const float *rq, const float *rk, const int *tab, int T, int ncps, int H, int K, int V,
-                   float scale) {
-    const int64_t c = blockIdx.x;
-    const int h = blockIdx.y;
-    int64_t t0;
-    int Lc;
-    chunk_rows(tab, c, ncps, T, &t0, &Lc);
-    const int KQ = pitch_qk(K), K16 = round16(K);
-    bf16 *Qb = (bf16 *)dyn_smem();              // [64, KQ]
-    bf16 *Pb = Qb + GDN_C * KQ;                 // [64, GDN_SP]
-    bf16 *Kb = Pb + GDN_C * GDN_SP;             // [64, KQ], until P is formed
-    bf16 *buf[2] = {Kb + out_region_k(K), Kb}; // S [K16, SP], V' [64, SP]
-    float *gs = (float *)(buf[0] + out_slab_elems(K)), *rqs = gs + GDN_C, *rks = rqs + GDN_C; // [64] each
-    const int64_t ldv = (int64_t)H * V, rs = (c * H + h) * (int64_t)K * V;
-    const bool av = (V & 7) == 0 && ((uintptr_t)hs & 15) == 0 && ((uintptr_t)Vn & 15) == 0;
-    const bool opairs = (V & 1) == 0 && ((uintptr_t)o & 3) == 0;
-    auto issue = [&](int v0, bf16 *b) { // the slab at column v0 (one copy group)
-        const int BVa = min(GDN_BV, V - v0);
-        load_tile(b, GDN_SP, hs + rs + v0, V, K16, K, BVa, GDN_BV, av);
-        load_tile(b + K16 * GDN_SP, GDN_SP, Vn + (t0 * H + h) * V + v0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
-        cp_async_commit();
-    };
-    chunk_start_P(Pb, Qb, Kb, gs, rqs, rks, q, k, gam, rq, rk, t0, Lc, H, h, K, scale, [&] { issue(0, buf[0]); });
-    __syncthreads(); // every thread is done with k: buffer 1 is free for the second slab
-    float acc[4][4], f[4];
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        const int m = tile_r(i);
-        f[i] = m < Lc ? scale * rqs[m] * expf(gs[m]) : 0.0f;
-    }
-    const float one[4] = {1.0f, 1.0f, 1.0f, 1.0f};
-    for (int v0 = 0, it = 0; v0 < V; v0 += GDN_BV, it++) {
-        // (P complete at the first wait's barrier)
-        slab_wait(v0 + GDN_BV < V, [&] { issue(v0 + GDN_BV, buf[(it + 1) & 1]); });
-        const bf16 *Sb = buf[it & 1], *Vb = Sb + K16 * GDN_SP;
-        zero_acc(acc);
-        mm64_bf<false, false>(acc, K, Qb, KQ, Sb, GDN_SP);
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-#pragma unroll
-            for (int j = 0; j < 4; j++) acc[i][j] *= f[i];
-        mm64_bf<false, false>(acc, Lc, Pb, GDN_SP, Vb, GDN_SP);
-        store_acc(o + (t0 * H + h) * V + v0, ldv, acc, one, Lc, min(GDN_BV, V - v0), opairs);
-        __syncthreads(); // every thread is done with the buffer (refilled two slabs on)
-    }
 }
 
 // grid (ceil(V / 32), H, B), GDN_STEP_THREADS threads: lane c owns column v0 + c of S[b, h] (the columns of
@@ -595,42 +596,57 @@ int pn_cuda_gdn_count_chunks(const pn_gdn_cfg *cfg, int64_t *n_chunks) {
     return 0;
 }
 
-// The forward's first two kernels, prep and the state walk (the backward recomputes with them), into sv: W
-// [NT, H, K], U [NT, H, V] (V' on return), hs [n_chunks, H, K, V] (bf16), gam, rq, rk, rd [NT, H] (fp32), T
-// with keep_T; ht (NULL: not wanted). tab, cst: the chunk table and first chunks with cu_seqlens, else NULL.
-// ev: NULL, or three events recorded before, between and after the two. cfg was checked by the caller.
-// Returns the state kernel's stages (two where they fit: every K ≤ 256 on Hopper).
+// The forward's two kernels, prep and the state walk, into sv: W [NT, H, K], U [NT, H, V] (V' on return where
+// the states are stored), hs [n_chunks, H, K, V] (bf16), gam, rq, rk, rd [NT, H] (fp32), T with keep_T; ht
+// (NULL: not wanted). o NULL: the backward's recompute (the states and V' stored; sv->hs set). o set: the
+// output too (the prep kernel's P into P [n_chunks, H, 64, 64], read by the walk), the states and V' stored
+// only where sv->hs is set (the forward keeping them for the backward). tab, cst: the chunk table and first
+// chunks with cu_seqlens, else NULL. ev: NULL, or three events recorded before, between and after the two.
+// cfg was checked by the caller. Returns the state kernel's stages.
 int pn_cuda_gdn_fwd_states(const pn_gdn_cfg *cfg, int64_t n_chunks, const int *tab, const int *cst, const gdn_saved *sv,
                            bool keep_T, float *ht, const void *q, const void *k, const void *v, const float *g,
-                           const float *beta, const float *h0, cudaEvent_t *ev) {
+                           const float *beta, const float *h0, void *o, bf16 *P, cudaEvent_t *ev) {
     const int H = (int)cfg->H, K = (int)cfg->K, V = (int)cfg->V, T = (int)cfg->T;
     const int N = (int)pn_gdn_num_seqs(cfg), ncps = (int)ceil_div64(T, GDN_C), nvs = (int)ceil_div64(V, GDN_BV);
-    // the state kernel instance holding ceil(K / 64) tiles of S in registers
+    const bool out = o != NULL;
+    const float scale = (float)pn_gdn_scale(cfg);
+    // The state kernel instance holding ceil(K / 64) tiles of S in registers. Stages: two (the next chunk's
+    // copies overlapping this one's products) where they fit and either the grid fits one wave at the blocks
+    // an SM they leave or they leave as many as one stage does; else one (three blocks an SM at K ≤ 128 beat
+    // the overlap: 384 walks at B 8, H 12, V 256 fill one wave of 396 slots instead of 1.45 of 264).
     const int mt = (K + 63) / 64;
-    int nst = state_smem_bytes(K, 2) <= smem_optin() ? 2 : 1;
-    if (mt <= 2) { // three blocks an SM (80 registers): one stage where two do not fit three times, when
-        int dev, per_sm, n_sm; // the grid needs a third block an SM (else the copies' overlap wins)
-        CUDA_CHECK(cudaGetDevice(&dev));
-        CUDA_CHECK(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
-        CUDA_CHECK(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev));
-        if (3 * (state_smem_bytes(K, 2) + 1024) > (size_t)per_sm && (int64_t)nvs * H * N > 2 * (int64_t)n_sm) nst = 1;
+    int dev, per_sm, n_sm, nst = 1;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev));
+    if (state_smem_bytes(K, 2, out) <= smem_optin()) {
+        const int cap = mt <= 2 ? 3 : 1; // the launch bounds' blocks an SM
+        const int b1 = (int)min((size_t)cap, (size_t)per_sm / (state_smem_bytes(K, 1, out) + 1024));
+        const int b2 = (int)min((size_t)cap, (size_t)per_sm / (state_smem_bytes(K, 2, out) + 1024));
+        if ((int64_t)nvs * H * N <= (int64_t)b2 * n_sm || b2 >= b1) nst = 2;
     }
-    static size_t prep_attr = 48 * 1024, state_attr[4] = {48 * 1024, 48 * 1024, 48 * 1024, 48 * 1024};
-    const size_t prep_smem = prep_smem_bytes(K), state_smem = state_smem_bytes(K, nst);
-    void (*state_kernel)(bf16 *, bf16 *, float *, const float *, const bf16 *, const bf16 *, const float *,
-                         const float *, const int *, const int *, int, int, int, int, int) =
-        mt == 1 ? gdn_state_kernel<1> : mt == 2 ? gdn_state_kernel<2> : mt == 3 ? gdn_state_kernel<3> : gdn_state_kernel<4>;
+    typedef void (*state_fn)(bf16 *, bf16 *, float *, bf16 *, const float *, const bf16 *, const bf16 *, const bf16 *,
+                             const bf16 *, const float *, const float *, const float *, const int *, const int *, int,
+                             int, int, int, int, int, float);
+    static const state_fn kern[2][4] = {
+        {gdn_state_kernel<1, false>, gdn_state_kernel<2, false>, gdn_state_kernel<3, false>, gdn_state_kernel<4, false>},
+        {gdn_state_kernel<1, true>, gdn_state_kernel<2, true>, gdn_state_kernel<3, true>, gdn_state_kernel<4, true>}};
+    static size_t prep_attr = 48 * 1024, state_attr[2][4] = {{48 * 1024, 48 * 1024, 48 * 1024, 48 * 1024},
+                                                            {48 * 1024, 48 * 1024, 48 * 1024, 48 * 1024}};
+    const size_t prep_smem = prep_smem_bytes(K), state_smem = state_smem_bytes(K, nst, out);
+    const state_fn state_kernel = kern[out][mt - 1];
     allow_smem(gdn_prep_kernel, prep_smem, &prep_attr);
-    allow_smem(state_kernel, state_smem, &state_attr[mt - 1]);
+    allow_smem(state_kernel, state_smem, &state_attr[out][mt - 1]);
     if (ev) CUDA_CHECK(cudaEventRecord(ev[0], pn_cuda_stream()));
     GDN_LAUNCH(gdn_prep_kernel, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, prep_smem, sv->W, sv->Vp, sv->gam,
-               sv->rq, sv->rk, sv->rd, keep_T ? sv->T : NULL, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, g,
-               beta, tab, T, ncps, H, K, V, cfg->qk_l2norm ? 1 : 0);
+               sv->rq, sv->rk, sv->rd, keep_T ? sv->T : NULL, out ? P : NULL, (const bf16 *)q, (const bf16 *)k,
+               (const bf16 *)v, g, beta, tab, T, ncps, H, K, V, cfg->qk_l2norm ? 1 : 0, scale);
     CUDA_LAUNCH_CHECK();
     if (ev) CUDA_CHECK(cudaEventRecord(ev[1], pn_cuda_stream()));
     GDN_LAUNCH(state_kernel, dim3((unsigned)nvs, (unsigned)H, (unsigned)N), GDN_THREADS, state_smem, sv->hs, sv->Vp,
-               ht, h0, (const bf16 *)sv->W, (const bf16 *)k, (const float *)sv->gam, (const float *)sv->rd,
-               (const int *)cfg->cu_seqlens, cst, T, H, K, V, nst);
+               ht, (bf16 *)o, h0, (const bf16 *)sv->W, (const bf16 *)k, (const bf16 *)q, (const bf16 *)P,
+               (const float *)sv->gam, (const float *)sv->rd, (const float *)sv->rq, (const int *)cfg->cu_seqlens,
+               cst, T, H, K, V, nst, sv->hs != NULL, scale);
     CUDA_LAUNCH_CHECK();
     if (ev) CUDA_CHECK(cudaEventRecord(ev[2], pn_cuda_stream()));
     return nst;
@@ -638,57 +654,52 @@ int pn_cuda_gdn_fwd_states(const pn_gdn_cfg *cfg, int64_t n_chunks, const int *t
 
 extern "C" int pn_cuda_gdn_fwd(const pn_gdn_cfg *cfg, void *o, float *ht, const void *q, const void *k,
                                const void *v, const float *g, const float *beta, const float *h0) {
-    const int H = (int)cfg->H, K = (int)cfg->K, V = (int)cfg->V, T = (int)cfg->T;
+    const int H = (int)cfg->H, K = (int)cfg->K, V = (int)cfg->V;
     const int N = (int)pn_gdn_num_seqs(cfg);
     const int64_t NT = cfg->B * cfg->T; // flattened token rows
-    const float scale = (float)pn_gdn_scale(cfg);
 
     // Chunks: uniform (N sequences of ceil(T / 64)) or, with cu_seqlens, a table of (first row, length).
-    const int ncps = (int)ceil_div64(T, GDN_C);
     int64_t n_chunks;
     if (pn_cuda_gdn_count_chunks(cfg, &n_chunks)) return -1;
 
-    // W [NT, H, K], U (then V') [NT, H, V], per-chunk states [n_chunks, H, K, V] (bf16); γ, 1/‖q‖, 1/‖k‖
-    // [NT, H] (fp32): in the caller's cfg->saved (with each chunk's T, for the backward) where it holds them,
-    // else in the workspace; with cu_seqlens, the chunk table [n_chunks, 2] and first chunks [N + 1] (int)
-    // in the workspace.
+    // W [NT, H, K], U [NT, H, V] (bf16), γ, 1/‖q‖, 1/‖k‖, rd [NT, H] (fp32), and for the backward V' (over U),
+    // the per-chunk states [n_chunks, H, K, V] and T: in the caller's cfg->saved where it holds them, else
+    // in the workspace without the states and T (nothing reads them); then in the workspace P [n_chunks, H,
+    // 64, 64] (bf16) and, with cu_seqlens, the chunk table [n_chunks, 2] and first chunks [N + 1] (int).
     gdn_saved sv;
     const bool keep = gdn_saved_of(cfg, NT, n_chunks, &sv);
-    const size_t bt = cfg->cu_seqlens ? align256(sizeof(int) * (size_t)(2 * n_chunks + N + 1)) : 0;
-    char *w = (char *)workspace((keep ? 0 : pn_gdn_saved_bytes(NT, n_chunks, H, K, V)) + bt);
-    if (!keep) gdn_saved_at(w, NT, n_chunks, H, K, V, &sv);
-    const bf16 *Vp = sv.Vp, *hs = sv.hs;
-    const float *gam = sv.gam, *rq = sv.rq, *rk = sv.rk;
+    const size_t bs = keep ? 0 : align256(pn_gdn_saved_bytes(NT, 0, H, K, V)),
+                 bp = align256(sizeof(bf16) * (size_t)(n_chunks * H * GDN_C * GDN_C)),
+                 bt = cfg->cu_seqlens ? align256(sizeof(int) * (size_t)(2 * n_chunks + N + 1)) : 0;
+    char *w = (char *)workspace(bs + bp + bt);
+    if (!keep) {
+        gdn_saved_at(w, NT, 0, H, K, V, &sv);
+        sv.hs = sv.T = NULL;
+    }
+    bf16 *P = (bf16 *)(w + bs);
     int *tab = NULL, *cst = NULL;
     if (cfg->cu_seqlens) {
-        tab = (int *)(w + (keep ? 0 : pn_gdn_saved_bytes(NT, n_chunks, H, K, V)));
+        tab = (int *)(w + bs + bp);
         cst = tab + 2 * n_chunks;
-        pn_cuda_gdn_chunk_table(tab, cst, cfg->cu_seqlens, N, T, GDN_C);
+        pn_cuda_gdn_chunk_table(tab, cst, cfg->cu_seqlens, N, cfg->T, GDN_C);
     }
 
-    static size_t out_attr = 48 * 1024; // allowed so far
-    const size_t out_smem = out_smem_bytes(K);
-    allow_smem(gdn_out_kernel, out_smem, &out_attr);
-
-    // PN_GDN_PROFILE=1: time the three kernels (events between launches) and log the split.
+    // PN_GDN_PROFILE=1: time the two kernels (events between launches) and log the split.
     static int profile = -1;
     if (profile < 0) profile = getenv("PN_GDN_PROFILE") && getenv("PN_GDN_PROFILE")[0] == '1';
-    cudaEvent_t ev[4];
+    cudaEvent_t ev[3];
     if (profile)
-        for (int i = 0; i < 4; i++) CUDA_CHECK(cudaEventCreate(&ev[i]));
-    const int nst =
-        pn_cuda_gdn_fwd_states(cfg, n_chunks, tab, cst, &sv, keep, ht, q, k, v, g, beta, h0, profile ? ev : NULL);
-    GDN_LAUNCH(gdn_out_kernel, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, out_smem, (bf16 *)o,
-               (const bf16 *)q, (const bf16 *)k, Vp, hs, gam, rq, rk, (const int *)tab, T, ncps, H, K, V, scale);
-    CUDA_LAUNCH_CHECK();
+        for (int i = 0; i < 3; i++) CUDA_CHECK(cudaEventCreate(&ev[i]));
+    const int nst = pn_cuda_gdn_fwd_states(cfg, n_chunks, tab, cst, &sv, keep, ht, q, k, v, g, beta, h0, o, P,
+                                           profile ? ev : NULL);
     if (profile) {
-        float ms[3];
-        CUDA_CHECK(cudaEventRecord(ev[3], pn_cuda_stream()));
-        CUDA_CHECK(cudaEventSynchronize(ev[3]));
-        for (int i = 0; i < 3; i++) CUDA_CHECK(cudaEventElapsedTime(&ms[i], ev[i], ev[i + 1]));
-        pn_info("gdn fwd (cuda) B %lld T %lld H %d K %d V %d: prep %.2f ms, state %.2f ms (%d stage%s), out %.2f ms",
-                (long long)cfg->B, (long long)cfg->T, H, K, V, ms[0], ms[1], nst, nst > 1 ? "s" : "", ms[2]);
-        for (int i = 0; i < 4; i++) CUDA_CHECK(cudaEventDestroy(ev[i]));
+        float ms[2];
+        CUDA_CHECK(cudaEventSynchronize(ev[2]));
+        for (int i = 0; i < 2; i++) CUDA_CHECK(cudaEventElapsedTime(&ms[i], ev[i], ev[i + 1]));
+        pn_info("gdn fwd (cuda) B %lld T %lld H %d K %d V %d: prep %.2f ms, state + out %.2f ms (%d stage%s%s)",
+                (long long)cfg->B, (long long)cfg->T, H, K, V, ms[0], ms[1], nst, nst > 1 ? "s" : "",
+                keep ? ", states kept" : "");
+        for (int i = 0; i < 3; i++) CUDA_CHECK(cudaEventDestroy(ev[i]));
     }
     return 0;
 }

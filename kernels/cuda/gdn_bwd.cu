@@ -163,7 +163,7 @@ static size_t dvl_smem_bytes(int K) {
 }
 
 // grid (n_chunks, H): dvl = Pᵀ dO for chunk c, 64 columns at a time, with P = lower_incl(scale Q̂ K̂ᵀ ⊙ Γ)
-// rounded to bf16 as the forward's output kernel forms it, once for the chunk; the next dO slab is copied in
+// rounded to bf16 as the forward's prep kernel forms it, once for the chunk; the next dO slab is copied in
 // while this one is multiplied.
 __global__ void __launch_bounds__(GDN_THREADS)
     gdn_bwd_dvl_kernel(bf16 *dvl, const bf16 *q, const bf16 *k, const bf16 *dout, const float *gam, const float *rq,
@@ -771,7 +771,8 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
 
     // 1, 2: the forward's W, V', states (h0 in, no final state), unless the forward kept them
     if (!kept)
-        pn_cuda_gdn_fwd_states(cfg, n_chunks, tab, cst, &sv, true, NULL, q, k, v, g, beta, h0, profile ? ev : NULL);
+        pn_cuda_gdn_fwd_states(cfg, n_chunks, tab, cst, &sv, true, NULL, q, k, v, g, beta, h0, NULL, NULL,
+                               profile ? ev : NULL);
     else if (profile)
         for (int i = 0; i < 3; i++) CUDA_CHECK(cudaEventRecord(ev[i], pn_cuda_stream()));
 

@@ -48,10 +48,12 @@ void gdn_saved_at(void *base, int64_t NT, int64_t n_chunks, int64_t H, int64_t K
 // true when cfg->saved holds them for a call of NT rows in n_chunks chunks (*sv then points there)
 bool gdn_saved_of(const pn_gdn_cfg *cfg, int64_t NT, int64_t n_chunks, gdn_saved *sv);
 // The forward's prep and state kernels into the buffers of sv (gdn.cu has the layouts), the chunks' T too
-// with keep_T; the backward recomputes with them. Returns the state kernel's stages.
+// with keep_T; o NULL: the backward's recompute (states and V' stored), else the output too, P a workspace of
+// [n_chunks, H, 64, 64] bf16 and the states and V' stored only where sv->hs is set. Returns the state
+// kernel's stages.
 int pn_cuda_gdn_fwd_states(const pn_gdn_cfg *cfg, int64_t n_chunks, const int *tab, const int *cst, const gdn_saved *sv,
                            bool keep_T, float *ht, const void *q, const void *k, const void *v, const float *g,
-                           const float *beta, const float *h0, cudaEvent_t *ev);
+                           const float *beta, const float *h0, void *o, __nv_bfloat16 *P, cudaEvent_t *ev);
 #endif
 
 #endif

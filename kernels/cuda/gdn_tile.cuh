@@ -142,8 +142,8 @@ __device__ __forceinline__ void tri_inv64(float *Ts, float *A, int Lc) {
 #define GDN_LAUNCH_PDL(kern, grid, block, smem, ...) pn_launch(kern, (grid), (block), (smem), __VA_ARGS__)
 
 #define GDN_C 64        // chunk length (PN_GDN_CHUNK)
-#define GDN_THREADS 256 // threads of the prep, state and output kernels (mm64 assumes 256)
-#define GDN_BV 64       // V columns per block of the state and output kernels
+#define GDN_THREADS 256 // threads of the chunked kernels (mm64 assumes 256)
+#define GDN_BV 64       // V columns per block of the state walks
 #define GDN_SP TILE_SP  // row pitch of the [*, 64] state slice and V' tiles (gdn_tile.cuh)
 
 // Row pitch (bf16 elements) of a [rows, K] bf16 tile, read by ldmatrix (mm64_bf) as A(m, kk) = X[m][kk] or,
@@ -456,22 +456,36 @@ __device__ __forceinline__ void load_chunk_qk(bf16 *qb, bf16 *kb, float *gs, flo
     cp_async_commit();
 }
 
-// P = lower_incl(scale diag(1/‖q‖) q kᵀ diag(1/‖k‖) ⊙ Γ) of a chunk, rounded to bf16 as fla rounds it for
-// its products, into Pb [64, GDN_SP], from load_chunk_qk's tiles and rows (after a barrier). The forward's
-// output kernel and the backward's Pᵀ dO form it alike. The caller puts a barrier before Pb is read.
-__device__ __forceinline__ void form_P(bf16 *Pb, const bf16 *qb, const bf16 *kb, int K, const float *gs,
-                                       const float *rqs, const float *rks, int Lc, float scale) {
-    float acc[4][4];
+// P = lower_incl(scale diag(1/‖q‖) q kᵀ diag(1/‖k‖) ⊙ Γ) of a chunk in the thread's 16 elements (the mm64
+// layout), from the raw q, k tiles qb, kb (pitch ld, zero past Lc and past K up to round16(K)) and γ, 1/‖q‖,
+// 1/‖k‖ [64] (after a barrier). form_P rounds it to bf16 into Pb [64, GDN_SP] (the backward's Pᵀ dO; the
+// caller puts a barrier before Pb is read), form_P_global into a [64, 64] tile in global memory (the forward's
+// prep kernel, for the state walk's output), both as fla rounds it for its products.
+__device__ __forceinline__ void P_acc(float (&acc)[4][4], const bf16 *qb, const bf16 *kb, int ld, int K,
+                                      const float *gs, const float *rqs, const float *rks, int Lc, float scale) {
     zero_acc(acc);
-    mm64_bf<false, true>(acc, K, qb, pitch_qk(K), kb, pitch_qk(K)); // q kᵀ: B(kk, n) = k[n][kk]
+    mm64_bf<false, true>(acc, K, qb, ld, kb, ld); // q kᵀ: B(kk, n) = k[n][kk]
 #pragma unroll
     for (int i = 0; i < 4; i++)
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             const int m = tile_r(i), n = tile_c(j);
-            Pb[m * GDN_SP + n] =
-                f2bf((n <= m && m < Lc) ? scale * rqs[m] * rks[n] * acc[i][j] * expf(gs[m] - gs[n]) : 0.0f);
+            acc[i][j] = (n <= m && m < Lc) ? scale * rqs[m] * rks[n] * acc[i][j] * expf(gs[m] - gs[n]) : 0.0f;
         }
+}
+__device__ __forceinline__ void form_P(bf16 *Pb, const bf16 *qb, const bf16 *kb, int K, const float *gs,
+                                       const float *rqs, const float *rks, int Lc, float scale) {
+    float acc[4][4];
+    P_acc(acc, qb, kb, pitch_qk(K), K, gs, rqs, rks, Lc, scale);
+    acc_to_smem_bf16(Pb, GDN_SP, acc);
+}
+__device__ __forceinline__ void form_P_global(bf16 *Pg, const bf16 *qb, const bf16 *kb, int ld, int K,
+                                              const float *gs, const float *rqs, const float *rks, int Lc,
+                                              float scale) {
+    float acc[4][4];
+    const float one[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+    P_acc(acc, qb, kb, ld, K, gs, rqs, rks, Lc, scale);
+    store_acc(Pg, GDN_C, acc, one, GDN_C, GDN_C, true);
 }
 
 // The output and Pᵀ dO kernels' start: the chunk's q, k and rows (load_chunk_qk), the first V slab's copy
