@@ -37,7 +37,7 @@ static size_t align256_sz(size_t b) { return (b + 255) & ~(size_t)255; }
 size_t pn_gdn_saved_bytes(int64_t rows, int64_t chunks, int64_t H, int64_t K, int64_t V) {
     const size_t r = (size_t)rows, c = (size_t)chunks, h = (size_t)H, k = (size_t)K, v = (size_t)V;
     return align256_sz(2 * r * h * k) + align256_sz(2 * r * h * v) + align256_sz(2 * c * h * k * v) +
-           align256_sz(2 * c * h * PN_GDN_CHUNK * PN_GDN_CHUNK) + 4 * align256_sz(4 * r * h);
+           2 * align256_sz(2 * c * h * PN_GDN_CHUNK * PN_GDN_CHUNK) + 4 * align256_sz(4 * r * h);
 }
 
 int pn_gdn_check(const pn_gdn_cfg *c) {

@@ -43,8 +43,8 @@ typedef struct pn_gdn_cfg {
 
 // Bytes of the intermediates a forward of `rows` token rows in `chunks` chunks keeps for its backward (the
 // CUDA backend's layout, each part at a 256-byte boundary): W [rows, H, K], V' [rows, H, V], each chunk's
-// entering state [chunks, H, K, V] and T [chunks, H, 64, 64] (bf16); γ, 1/‖q‖, 1/‖k‖ and the state update's
-// row factor e^{γ_L − γ} / ‖k‖ (γ_L the chunk's last γ) [rows, H] (fp32).
+// entering state [chunks, H, K, V], T and P [chunks, H, 64, 64] (bf16); γ, 1/‖q‖, 1/‖k‖ and the state
+// update's row factor e^{γ_L − γ} / ‖k‖ (γ_L the chunk's last γ) [rows, H] (fp32).
 size_t pn_gdn_saved_bytes(int64_t rows, int64_t chunks, int64_t H, int64_t K, int64_t V);
 
 // 0 when the configuration is usable; otherwise -1 and an error naming the offending parameter

@@ -79,12 +79,12 @@ __host__ __device__ __forceinline__ size_t prep_smem_bytes(int K) {
 // W [NT, H, K] and U [NT, H, V] (bf16), gam = γ, rq = 1/‖q‖, rk = 1/‖k‖ (1 without l2norm) and rd = e^{γ_L − γ}
 // / ‖k‖, the state update's row factor (γ_L the chunk's last γ), [NT, H] (fp32);
 // Tout (the backward's, else NULL): T [n_chunks, H, 64, 64] (bf16 as its products read it, zero past Lc),
-// for its WY kernel; Pout (the forward's output, else NULL): P = lower_incl(scale Q̂ K̂ᵀ ⊙ Γ) [n_chunks, H,
-// 64, 64] (bf16, zero past Lc) from the raw q, k and the norms, for the state walk.
+// for its WY kernel; P = lower_incl(scale Q̂ K̂ᵀ ⊙ Γ) [n_chunks, H, 64, 64] (bf16, zero past Lc) from the raw
+// q, k and the norms, for the state walk's output and the backward's Pᵀ dO.
 // As fla: k̂ rounded to bf16 for A = diag(β) k̂ k̂ᵀ ⊙ Γ (fp32 accumulators), T = (I + A)⁻¹ in fp32, then W
 // and U as bf16 products of T's rounded column-scaled copies, T diag(β e^γ) k̂ and T diag(β) V.
 __global__ void __launch_bounds__(GDN_THREADS, 3)
-    gdn_prep_kernel(bf16 *W, bf16 *U, float *gam, float *rq, float *rk, float *rd, bf16 *Tout, bf16 *Pout,
+    gdn_prep_kernel(bf16 *W, bf16 *U, float *gam, float *rq, float *rk, float *rd, bf16 *Tout, bf16 *P,
                     const bf16 *q, const bf16 *k, const bf16 *v, const float *g, const float *beta, const int *tab,
                     int T, int ncps, int H, int K, int V, int l2norm, float scale) {
     const int c = blockIdx.x, h = blockIdx.y, tid = threadIdx.x;
@@ -112,11 +112,12 @@ __global__ void __launch_bounds__(GDN_THREADS, 3)
         cp_async_commit();
     };
 
-    // (1) the chunk's q, k tiles, g and β rows (one cp.async group); then both rows' 1/‖x‖ and k̂ = k / ‖k‖
-    // in place, four threads a row and 8 columns (16 bytes) a load: the tiles are zero past K up to KB − 8, so
-    // whole groups of 8 read zeros there and write them back (zeros past Lc likewise); γ (double, one thread).
+    // (1) the chunk's q, k tiles, g and β rows (one cp.async group); then both rows' 1/‖x‖, γ (double, one
+    // thread), P from the raw tiles, and k̂ = k / ‖k‖ in place, four threads a row and 8 columns (16 bytes) a
+    // load: the tiles are zero past K up to KB − 8, so whole groups of 8 read zeros there and write them back
+    // (zeros past Lc likewise).
     // (A warp a row with one bf16 a load before: the norms were a tenth of the kernel's instructions.)
-    if (l2norm || Pout) load_tile(qb, KB, q + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
+    load_tile(qb, KB, q + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
     load_tile(kb, KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
     load_row_scalars(graw, g, t0, Lc, H, h, true);
     load_row_scalars(bs, beta, t0, Lc, H, h, true);
@@ -152,11 +153,10 @@ __global__ void __launch_bounds__(GDN_THREADS, 3)
                 gs[i] = (float)acc;
             }
         }
-        if (Pout) { // P from the raw q, k (as the output kernel formed it: the same bits), before k̂ is written
-            __syncthreads(); // the norms and γ
-            form_P_global(Pout + ((int64_t)c * H + h) * GDN_C * GDN_C, qb, kb, KB, K, gs, nqs, nks, Lc, scale);
-            __syncthreads(); // every warp is done reading the raw k
-        }
+        // P from the raw q, k (as the output kernel formed it before: the same bits), before k̂ is written
+        __syncthreads(); // the norms and γ
+        form_P_global(P + ((int64_t)c * H + h) * GDN_C * GDN_C, qb, kb, KB, K, gs, nqs, nks, Lc, scale);
+        __syncthreads(); // every warp is done reading the raw k
         if (l2norm)
             for (int gi = p; gi < ng; gi += 4) {
                 load_chunk<8>(kb + r * KB + 8 * gi, x);
@@ -501,15 +501,23 @@ __global__ void gdn_table_kernel(int *tab, int *cst, const int32_t *cu, int N, i
 
 static void *workspace(size_t need) { return pn_cuda_ws(PN_WS_GDN, need); } // the context's
 
-// The parts of pn_gdn_saved_bytes' layout (kernels/cpu/gdn.h) at base.
-void gdn_saved_at(void *base, int64_t NT, int64_t n_chunks, int64_t H, int64_t K, int64_t V, gdn_saved *sv) {
-    char *p = (char *)base;
-    sv->W = (bf16 *)p, p += align256(sizeof(bf16) * (size_t)(NT * H * K));
-    sv->Vp = (bf16 *)p, p += align256(sizeof(bf16) * (size_t)(NT * H * V));
-    sv->hs = (bf16 *)p, p += align256(sizeof(bf16) * (size_t)(n_chunks * H * K * V));
-    sv->T = (bf16 *)p, p += align256(sizeof(bf16) * (size_t)(n_chunks * H * GDN_C * GDN_C));
-    const size_t bg = align256(sizeof(float) * (size_t)(NT * H));
-    sv->gam = (float *)p, sv->rq = (float *)(p + bg), sv->rk = (float *)(p + 2 * bg), sv->rd = (float *)(p + 3 * bg);
+// The parts of pn_gdn_saved_bytes' layout (kernels/cpu/gdn.h) at base (states false: without the chunk
+// states and T, which only the backward reads; NULL there). Returns the bytes they take (base may be NULL
+// for that alone: integer offsets, no pointer arithmetic on it).
+size_t gdn_saved_at(void *base, int64_t NT, int64_t n_chunks, int64_t H, int64_t K, int64_t V, bool states,
+                    gdn_saved *sv) {
+    const uintptr_t b = (uintptr_t)base;
+    const size_t tile = align256(sizeof(bf16) * (size_t)(n_chunks * H * GDN_C * GDN_C)),
+                 bg = align256(sizeof(float) * (size_t)(NT * H));
+    size_t o = 0;
+    sv->W = (bf16 *)(b + o), o += align256(sizeof(bf16) * (size_t)(NT * H * K));
+    sv->Vp = (bf16 *)(b + o), o += align256(sizeof(bf16) * (size_t)(NT * H * V));
+    sv->hs = states ? (bf16 *)(b + o) : NULL, o += states ? align256(sizeof(bf16) * (size_t)(n_chunks * H * K * V)) : 0;
+    sv->T = states ? (bf16 *)(b + o) : NULL, o += states ? tile : 0;
+    sv->P = (bf16 *)(b + o), o += tile;
+    sv->gam = (float *)(b + o), sv->rq = (float *)(b + o + bg), sv->rk = (float *)(b + o + 2 * bg);
+    sv->rd = (float *)(b + o + 3 * bg);
+    return o + 4 * bg;
 }
 
 // Whether cfg->saved holds the forward's intermediates for this call (then *sv points into it).
@@ -517,7 +525,7 @@ bool gdn_saved_of(const pn_gdn_cfg *cfg, int64_t NT, int64_t n_chunks, gdn_saved
     if (!cfg->saved || ((uintptr_t)cfg->saved & 255) ||
         cfg->saved_bytes < pn_gdn_saved_bytes(NT, n_chunks, cfg->H, cfg->K, cfg->V))
         return false;
-    gdn_saved_at(cfg->saved, NT, n_chunks, cfg->H, cfg->K, cfg->V, sv);
+    gdn_saved_at(cfg->saved, NT, n_chunks, cfg->H, cfg->K, cfg->V, true, sv);
     return true;
 }
 
@@ -597,15 +605,15 @@ int pn_cuda_gdn_count_chunks(const pn_gdn_cfg *cfg, int64_t *n_chunks) {
 }
 
 // The forward's two kernels, prep and the state walk, into sv: W [NT, H, K], U [NT, H, V] (V' on return where
-// the states are stored), hs [n_chunks, H, K, V] (bf16), gam, rq, rk, rd [NT, H] (fp32), T with keep_T; ht
-// (NULL: not wanted). o NULL: the backward's recompute (the states and V' stored; sv->hs set). o set: the
-// output too (the prep kernel's P into P [n_chunks, H, 64, 64], read by the walk), the states and V' stored
-// only where sv->hs is set (the forward keeping them for the backward). tab, cst: the chunk table and first
+// the states are stored), hs [n_chunks, H, K, V], P [n_chunks, H, 64, 64] (bf16), gam, rq, rk, rd [NT, H]
+// (fp32), T with keep_T; ht (NULL: not wanted). o NULL: the backward's recompute (the states and V' stored;
+// sv->hs set). o set: the output too, the states and V' stored only where sv->hs is set (the forward keeping
+// them for the backward). tab, cst: the chunk table and first
 // chunks with cu_seqlens, else NULL. ev: NULL, or three events recorded before, between and after the two.
 // cfg was checked by the caller. Returns the state kernel's stages.
 int pn_cuda_gdn_fwd_states(const pn_gdn_cfg *cfg, int64_t n_chunks, const int *tab, const int *cst, const gdn_saved *sv,
                            bool keep_T, float *ht, const void *q, const void *k, const void *v, const float *g,
-                           const float *beta, const float *h0, void *o, bf16 *P, cudaEvent_t *ev) {
+                           const float *beta, const float *h0, void *o, cudaEvent_t *ev) {
     const int H = (int)cfg->H, K = (int)cfg->K, V = (int)cfg->V, T = (int)cfg->T;
     const int N = (int)pn_gdn_num_seqs(cfg), ncps = (int)ceil_div64(T, GDN_C), nvs = (int)ceil_div64(V, GDN_BV);
     const bool out = o != NULL;
@@ -639,12 +647,12 @@ int pn_cuda_gdn_fwd_states(const pn_gdn_cfg *cfg, int64_t n_chunks, const int *t
     allow_smem(state_kernel, state_smem, &state_attr[out][mt - 1]);
     if (ev) CUDA_CHECK(cudaEventRecord(ev[0], pn_cuda_stream()));
     GDN_LAUNCH(gdn_prep_kernel, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, prep_smem, sv->W, sv->Vp, sv->gam,
-               sv->rq, sv->rk, sv->rd, keep_T ? sv->T : NULL, out ? P : NULL, (const bf16 *)q, (const bf16 *)k,
+               sv->rq, sv->rk, sv->rd, keep_T ? sv->T : NULL, sv->P, (const bf16 *)q, (const bf16 *)k,
                (const bf16 *)v, g, beta, tab, T, ncps, H, K, V, cfg->qk_l2norm ? 1 : 0, scale);
     CUDA_LAUNCH_CHECK();
     if (ev) CUDA_CHECK(cudaEventRecord(ev[1], pn_cuda_stream()));
     GDN_LAUNCH(state_kernel, dim3((unsigned)nvs, (unsigned)H, (unsigned)N), GDN_THREADS, state_smem, sv->hs, sv->Vp,
-               ht, (bf16 *)o, h0, (const bf16 *)sv->W, (const bf16 *)k, (const bf16 *)q, (const bf16 *)P,
+               ht, (bf16 *)o, h0, (const bf16 *)sv->W, (const bf16 *)k, (const bf16 *)q, (const bf16 *)sv->P,
                (const float *)sv->gam, (const float *)sv->rd, (const float *)sv->rq, (const int *)cfg->cu_seqlens,
                cst, T, H, K, V, nst, sv->hs != NULL, scale);
     CUDA_LAUNCH_CHECK();
@@ -662,24 +670,19 @@ extern "C" int pn_cuda_gdn_fwd(const pn_gdn_cfg *cfg, void *o, float *ht, const 
     int64_t n_chunks;
     if (pn_cuda_gdn_count_chunks(cfg, &n_chunks)) return -1;
 
-    // W [NT, H, K], U [NT, H, V] (bf16), γ, 1/‖q‖, 1/‖k‖, rd [NT, H] (fp32), and for the backward V' (over U),
-    // the per-chunk states [n_chunks, H, K, V] and T: in the caller's cfg->saved where it holds them, else
-    // in the workspace without the states and T (nothing reads them); then in the workspace P [n_chunks, H,
-    // 64, 64] (bf16) and, with cu_seqlens, the chunk table [n_chunks, 2] and first chunks [N + 1] (int).
+    // W [NT, H, K], U [NT, H, V], P [n_chunks, H, 64, 64] (bf16), γ, 1/‖q‖, 1/‖k‖, rd [NT, H] (fp32), and for
+    // the backward V' (over U), the per-chunk states [n_chunks, H, K, V] and T: in the caller's cfg->saved
+    // where it holds them, else in the workspace without the states and T (nothing reads them); with
+    // cu_seqlens the chunk table [n_chunks, 2] and first chunks [N + 1] (int) in the workspace.
     gdn_saved sv;
     const bool keep = gdn_saved_of(cfg, NT, n_chunks, &sv);
-    const size_t bs = keep ? 0 : align256(pn_gdn_saved_bytes(NT, 0, H, K, V)),
-                 bp = align256(sizeof(bf16) * (size_t)(n_chunks * H * GDN_C * GDN_C)),
+    const size_t bs = keep ? 0 : gdn_saved_at(NULL, NT, n_chunks, H, K, V, false, &sv),
                  bt = cfg->cu_seqlens ? align256(sizeof(int) * (size_t)(2 * n_chunks + N + 1)) : 0;
-    char *w = (char *)workspace(bs + bp + bt);
-    if (!keep) {
-        gdn_saved_at(w, NT, 0, H, K, V, &sv);
-        sv.hs = sv.T = NULL;
-    }
-    bf16 *P = (bf16 *)(w + bs);
+    char *w = (char *)workspace(bs + bt);
+    if (!keep) gdn_saved_at(w, NT, n_chunks, H, K, V, false, &sv);
     int *tab = NULL, *cst = NULL;
     if (cfg->cu_seqlens) {
-        tab = (int *)(w + bs + bp);
+        tab = (int *)(w + bs);
         cst = tab + 2 * n_chunks;
         pn_cuda_gdn_chunk_table(tab, cst, cfg->cu_seqlens, N, cfg->T, GDN_C);
     }
@@ -690,8 +693,8 @@ extern "C" int pn_cuda_gdn_fwd(const pn_gdn_cfg *cfg, void *o, float *ht, const 
     cudaEvent_t ev[3];
     if (profile)
         for (int i = 0; i < 3; i++) CUDA_CHECK(cudaEventCreate(&ev[i]));
-    const int nst = pn_cuda_gdn_fwd_states(cfg, n_chunks, tab, cst, &sv, keep, ht, q, k, v, g, beta, h0, o, P,
-                                           profile ? ev : NULL);
+    const int nst =
+        pn_cuda_gdn_fwd_states(cfg, n_chunks, tab, cst, &sv, keep, ht, q, k, v, g, beta, h0, o, profile ? ev : NULL);
     if (profile) {
         float ms[2];
         CUDA_CHECK(cudaEventSynchronize(ev[2]));

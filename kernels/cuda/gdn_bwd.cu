@@ -6,21 +6,20 @@
 //
 // The decisions a reader would otherwise miss:
 // - fla's split: recompute what the forward had, walk the state gradient backwards, then everything else
-//   per chunk in parallel. Six kernels:
-//   1. + 2. the forward's prep and state kernels (gdn.cu, pn_cuda_gdn_fwd_states): 1/‖q‖, 1/‖k‖, γ, W, the
+//   per chunk in parallel. Five kernels:
+//   1. + 2. the forward's prep and state kernels (gdn.cu, pn_cuda_gdn_fwd_states): 1/‖q‖, 1/‖k‖, γ, W, P, the
 //      state entering every chunk and V' (bf16), as the forward computed them, and each chunk's T (bf16);
 //      skipped where the forward kept these in cfg->saved (fla keeps only A and recomputes the rest).
-//   3. gdn_bwd_dvl_kernel, grid (chunk, head): Pᵀ dO, the part of dV' inside the chunk (fla's
-//      chunk_bwd_dv_local), into the dV' buffer, P formed once a chunk and dO in 64-column slabs.
-//   4. gdn_bwd_dstate_kernel, grid (V / 64, head, sequence), chunks in reverse with a 64-column slice of the
+//   3. gdn_bwd_dstate_kernel, grid (V / 64, head, sequence), chunks in reverse with a 64-column slice of the
 //      state gradient in registers (fp32) and a bf16 copy in shared memory: stores dS'_c (the gradient of
-//      the state leaving chunk c; dht for the last) and dV' = diag(e^{γ_L−γ}) K̂ dS'_c + Pᵀ dO (bf16), then
+//      the state leaving chunk c; dht for the last) and dV' = diag(e^{γ_L−γ}) K̂ dS'_c + Pᵀ dO (bf16; fla
+//      forms Pᵀ dO in a kernel of its own, chunk_bwd_dv_local), then
 //      dS_c = e^{γ_L} dS'_c + (diag(scale e^γ) Q̂)ᵀ dO − Wᵀ dV', which is dS'_{c−1} (or dh0).
-//   5. gdn_bwd_dqk_kernel, grid (chunk × K / 64, head) (fla's chunk_bwd_dqkwg): per 64 columns of K, one
+//   4. gdn_bwd_dqk_kernel, grid (chunk × K / 64, head) (fla's chunk_bwd_dqkwg): per 64 columns of K, one
 //      pass over V in 64-column slabs for dK from V' dS'ᵀ, dP = dO V'ᵀ, dQ from dO Sᵀ, dW = −dV' Sᵀ, ⟨S, dS'⟩;
 //      then dq (complete before the L2 norm), dk' (dk's terms outside the WY representation) in fp32, dW
 //      (bf16) and the gates' gradient through them, per row q̂·dq − k̂·dk' plus the last row's terms.
-//   6. gdn_bwd_wy_kernel, grid (chunk, head) (fla's prepare_wy_repr_bwd and the L2 norm's backward): a pass
+//   5. gdn_bwd_wy_kernel, grid (chunk, head) (fla's prepare_wy_repr_bwd and the L2 norm's backward): a pass
 //      over V for dT from dV' Vᵀ and dv = β Tᵀ dV', then on 64×64 tiles dT += dW (β e^γ K̂)ᵀ, Tᵀ dW,
 //      dA = −Tᵀ dT Tᵀ and its terms; dk = dk' + these, dq and dk through the L2 norm, dβ, dg as the reverse
 //      cumsum of dγ (this kernel's terms and the K tiles', in a fixed order).
@@ -155,55 +154,13 @@ __device__ __forceinline__ void dq_rows(bf16 *dq, const float *dqp, const bf16 *
 }
 
 // ----------------------------------------------------------------------------------------------------
-// 3. Pᵀ dO
-
-// Shared memory: q, k [64, pitch_qk(K)], P and two dO slabs [64, GDN_SP] (bf16), γ, 1/‖q‖, 1/‖k‖ [64].
-static size_t dvl_smem_bytes(int K) {
-    return sizeof(bf16) * (size_t)(2 * GDN_C * pitch_qk(K) + 3 * GDN_C * GDN_SP) + sizeof(float) * 3 * GDN_C;
-}
-
-// grid (n_chunks, H): dvl = Pᵀ dO for chunk c, 64 columns at a time, with P = lower_incl(scale Q̂ K̂ᵀ ⊙ Γ)
-// rounded to bf16 as the forward's prep kernel forms it, once for the chunk; the next dO slab is copied in
-// while this one is multiplied.
-__global__ void __launch_bounds__(GDN_THREADS)
-    gdn_bwd_dvl_kernel(bf16 *dvl, const bf16 *q, const bf16 *k, const bf16 *dout, const float *gam, const float *rq,
-                       const float *rk, const int *tab, int T, int ncps, int H, int K, int V, float scale) {
-    const int64_t c = blockIdx.x;
-    const int h = blockIdx.y;
-    int64_t t0;
-    int Lc;
-    chunk_rows(tab, c, ncps, T, &t0, &Lc);
-    const int KQ = pitch_qk(K);
-    bf16 *Qb = (bf16 *)dyn_smem(), *Kb = Qb + GDN_C * KQ, *Pb = Kb + GDN_C * KQ;
-    bf16 *buf[2] = {Pb + GDN_C * GDN_SP, Pb + 2 * GDN_C * GDN_SP};
-    float *gs = (float *)(buf[1] + GDN_C * GDN_SP), *rqs = gs + GDN_C, *rks = rqs + GDN_C;
-    const int64_t ldv = (int64_t)H * V, rv = (t0 * H + h) * V;
-    const bool av = (V & 7) == 0 && ((uintptr_t)dout & 15) == 0;
-    auto issue = [&](int v0, bf16 *b) {
-        load_tile(b, GDN_SP, dout + rv + v0, ldv, GDN_C, Lc, min(GDN_BV, V - v0), GDN_BV, av);
-        cp_async_commit();
-    };
-    chunk_start_P(Pb, Qb, Kb, gs, rqs, rks, q, k, gam, rq, rk, t0, Lc, H, h, K, scale, [&] { issue(0, buf[0]); });
-    float acc[4][4];
-    const float one[4] = {1.0f, 1.0f, 1.0f, 1.0f};
-    for (int v0 = 0, it = 0; v0 < V; v0 += GDN_BV, it++) {
-        // (P complete at the first wait's barrier)
-        slab_wait(v0 + GDN_BV < V, [&] { issue(v0 + GDN_BV, buf[(it + 1) & 1]); });
-        zero_acc(acc);
-        mm64_bf<true, false>(acc, Lc, Pb, GDN_SP, buf[it & 1], GDN_SP); // A(s, r) = P[r][s]
-        store_acc(dvl + rv + v0, ldv, acc, one, Lc, min(GDN_BV, V - v0), (V & 1) == 0);
-        __syncthreads(); // every thread is done with the buffer (refilled two slabs on)
-    }
-}
-
-// ----------------------------------------------------------------------------------------------------
-// 4. the state gradient, chunks in reverse
+// 3. the state gradient, chunks in reverse
 
 // Shared memory: the bf16 copy of the dS slice [round16(K), GDN_SP], then per stage the scaled q, k and W
-// tiles [64, pitch_kb(K)], dO and dV' [64, GDN_SP] (bf16), γ, 1/‖q‖ and the row factor e^{γ_L − γ} / ‖k‖ [64]
-// (fp32).
+// tiles [64, pitch_kb(K)], dO, dV' and P [64, GDN_SP] (bf16), γ, 1/‖q‖ and the row factor e^{γ_L − γ} / ‖k‖
+// [64] (fp32). 94 KB at K 96 in one stage: two blocks an SM.
 __host__ __device__ __forceinline__ size_t dstate_stage_bytes(int K) {
-    return sizeof(bf16) * (size_t)(3 * GDN_C * pitch_kb(K) + 2 * GDN_C * GDN_SP) + sizeof(float) * 3 * GDN_C;
+    return sizeof(bf16) * (size_t)(3 * GDN_C * pitch_kb(K) + 3 * GDN_C * GDN_SP) + sizeof(float) * 3 * GDN_C;
 }
 static size_t dstate_smem_bytes(int K, int nst) {
     return sizeof(bf16) * (size_t)round16(K) * GDN_SP + (size_t)nst * dstate_stage_bytes(K);
@@ -211,13 +168,16 @@ static size_t dstate_smem_bytes(int K, int nst) {
 
 // grid (nvs, H, N): sequence n, head h, columns v0 .. v0 + BVa − 1 of the state gradient dS [K, 64] (MT tiles of
 // 64 rows in registers, fp32), starting from dht (or zero). For each chunk c of the sequence, last first:
-// dSo[c] ← dS (bf16); dV' = diag(e^{γ_L−γ} / ‖k‖) k dS + dvl (bf16, over dvl in global memory);
-// dS ← e^{γ_L} dS + (diag(scale e^γ / ‖q‖) q)ᵀ dO − Wᵀ dV'. dh0 (if wanted) ← dS at the end. nst = 2: the
-// previous chunk's tiles are copied in while this one is computed.
+// dSo[c] ← dS (bf16); dV' = diag(e^{γ_L−γ} / ‖k‖) k dS + Pᵀ dO (bf16, to dvp; P the forward's, Pc [chunk, H,
+// 64, 64]); dS ← e^{γ_L} dS + (diag(scale e^γ / ‖q‖) q)ᵀ dO − Wᵀ dV'. dh0 (if wanted) ← dS at the end.
+// nst = 2: the previous chunk's tiles are copied in while this one is computed.
+// Pᵀ dO here rather than in a kernel of its own (fla's chunk_bwd_dv_local, which this file had until the
+// forward kept P) saves that kernel's q, k and dO reads, P formed again, and dV''s partial written and read
+// back; the sum is no longer rounded to bf16 between its two terms.
 template <int MT>
 __global__ void __launch_bounds__(GDN_THREADS)
     gdn_bwd_dstate_kernel(bf16 *dSo, bf16 *dvp, float *dh0, const float *dht, const bf16 *q, const bf16 *k,
-                          const bf16 *W, const bf16 *dout, const float *gam, const float *rq, const float *rd,
+                          const bf16 *W, const bf16 *dout, const bf16 *Pc, const float *gam, const float *rq, const float *rd,
                           const int *cu_seqlens, const int *cst, int T, int H, int K, int V, float scale, int nst) {
     const int v0 = blockIdx.x * GDN_BV, h = blockIdx.y, n = blockIdx.z;
     const int BVa = min(GDN_BV, V - v0);
@@ -232,7 +192,8 @@ __global__ void __launch_bounds__(GDN_THREADS)
     auto Wb = [&](int s) { return Kb(s) + GDN_C * KB; };
     auto Ob = [&](int s) { return Wb(s) + GDN_C * KB; };
     auto Db = [&](int s) { return Ob(s) + GDN_C * GDN_SP; };
-    auto gsp = [&](int s) { return (float *)(Db(s) + GDN_C * GDN_SP); };
+    auto Pb = [&](int s) { return Db(s) + GDN_C * GDN_SP; };
+    auto gsp = [&](int s) { return (float *)(Pb(s) + GDN_C * GDN_SP); };
     const int64_t ldk = (int64_t)H * K, ldv = (int64_t)H * V;
     const bool ak = (K & 7) == 0 && ((uintptr_t)q & 15) == 0 && ((uintptr_t)k & 15) == 0 && ((uintptr_t)W & 15) == 0;
     const bool av = (V & 7) == 0 && ((uintptr_t)dout & 15) == 0 && ((uintptr_t)dvp & 15) == 0;
@@ -249,7 +210,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
                 zero_cols<N8>(Qb(s), KB, K), zero_cols<N8>(Kb(s), KB, K), zero_cols<N8>(Wb(s), KB, K);
 
     auto issue = [&](int64_t ci, int s) { // chunk ci of the sequence into stage s (one cp.async group)
-        const int64_t c0 = ci * GDN_C, t0 = row0 + c0;
+        const int64_t c0 = ci * GDN_C, t0 = row0 + c0, c = cbase + ci;
         const int Lc = (int)min((int64_t)GDN_C, len - c0);
         // q, W: read 64 columns at a time as Aᵀ (columns past K zero up to the 64-column boundary); k: the
         // contraction over K runs to K16
@@ -257,7 +218,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
         load_walk_tile<N8>(Kb(s), KB, k + (t0 * H + h) * K, ldk, Lc, K, 64 * MT, ak, whole_k);
         load_walk_tile<N8>(Wb(s), KB, W + (t0 * H + h) * K, ldk, Lc, K, 64 * MT, ak, whole_k);
         load_walk_tile<8>(Ob(s), GDN_SP, dout + (t0 * H + h) * V + v0, ldv, Lc, BVa, GDN_BV, av, whole_v);
-        load_walk_tile<8>(Db(s), GDN_SP, dvp + (t0 * H + h) * V + v0, ldv, Lc, BVa, GDN_BV, av, whole_v);
+        load_whole<8>(Pb(s), GDN_SP, Pc + (c * H + h) * GDN_C * GDN_C, GDN_C, GDN_C); // zeros past Lc in Pc
         load_row_scalars(gsp(s), gam, t0, Lc, H, h, true);
         load_row_scalars(gsp(s) + GDN_C, rq, t0, Lc, H, h, true);
         load_row_scalars(gsp(s) + 2 * GDN_C, rd, t0, Lc, H, h, true);
@@ -286,25 +247,26 @@ __global__ void __launch_bounds__(GDN_THREADS)
         bf16 *qb = Qb(s), *kb = Kb(s), *wb = Wb(s), *ob = Ob(s), *db = Db(s);
         const float *gs = gsp(s), *rqs = gs + GDN_C, *rds = rqs + GDN_C;
         const float gL = gs[Lc - 1];
-        // dV' = diag(e^{γ_L−γ} / ‖k‖) k dS + dvl: to global (bf16) and, negated, in place of dvl in shared
-        // memory as the Wᵀ dV' operand; dO's rows times scale e^γ / ‖q‖ in place (the Qᵀ dO product
+        // dV' = diag(e^{γ_L−γ} / ‖k‖) k dS + Pᵀ dO: to global (bf16) and, negated, to db as the Wᵀ dV'
+        // operand; then (every warp done with dO) dO's rows times scale e^γ / ‖q‖ in place (the Qᵀ dO product
         // contracts over the rows: the factor goes on dO's 16 elements a thread, four rows, not on q's K a
-        // row). Each element is read and rewritten by its owner in the mm64 layout.
+        // row), each element read and rewritten by its owner in the mm64 layout.
         {
             float acc[4][4], x[4][4], one[4];
             zero_acc(acc);
             mm64_bf<false, false>(acc, K, kb, KB, dSb, GDN_SP);
-            tile_from_smem(x, db, GDN_SP);
 #pragma unroll
             for (int i = 0; i < 4; i++) {
                 const int m = tile_r(i);
                 const float d = rds[m]; // e^{γ_L − γ} / ‖k‖ from the prep kernel, zero past Lc
                 one[i] = 1.0f;
 #pragma unroll
-                for (int j = 0; j < 4; j++) acc[i][j] = acc[i][j] * d + x[i][j];
+                for (int j = 0; j < 4; j++) acc[i][j] *= d;
             }
+            mm64_bf<true, false>(acc, Lc, Pb(s), GDN_SP, ob, GDN_SP); // A(s, r) = P[r][s]
             store_acc(dvp + (t0 * H + h) * V + v0, ldv, acc, one, Lc, BVa, vpairs);
             acc_to_smem_bf16(db, GDN_SP, acc, -1.0f);
+            __syncthreads(); // every warp's Pᵀ dO read
             tile_from_smem(x, ob, GDN_SP);
 #pragma unroll
             for (int i = 0; i < 4; i++) {
@@ -334,7 +296,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
 }
 
 // ----------------------------------------------------------------------------------------------------
-// 5. dq, dk (before the L2 norm) and dW, per K tile
+// 4. dq, dk (before the L2 norm) and dW, per K tile
 
 // Shared memory (bf16): the K tile's columns of q̂, k̂ [64, GDN_SP]; nbuf slab buffers of five [64, GDN_SP]
 // tiles (V', dO, dV', and the K tile's rows of S and dS'), the first reused for dP ⊙ scale Γ after the pass;
@@ -481,7 +443,7 @@ __global__ void __launch_bounds__(GDN_THREADS, 2)
 }
 
 // ----------------------------------------------------------------------------------------------------
-// 6. the WY representation's gradients and the outputs
+// 5. the WY representation's gradients and the outputs
 
 // Shared memory (bf16): k̂ [64, KB]; T, dT [64, GDN_SP]; then a region used in turn by nbuf buffers of the
 // pass over V (dV', v [64, GDN_SP]), and the last steps' Tᵀ dT [64, GDN_SP], dW [64, KB] and β M
@@ -750,7 +712,7 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
                  bq = align256(sizeof(float) * (size_t)(NT * H * K)),
                  bt = cfg->cu_seqlens ? align256(sizeof(int) * (size_t)(2 * n_chunks + N + 1)) : 0;
     char *w = (char *)pn_cuda_ws(PN_WS_GDN_BWD, bs + bw + bu + bh + mt * bg + 2 * bq + bt);
-    if (!kept) gdn_saved_at(w, NT, n_chunks, H, K, V, &sv);
+    if (!kept) gdn_saved_at(w, NT, n_chunks, H, K, V, true, &sv);
     bf16 *W = sv.W, *Vp = sv.Vp, *hs = sv.hs, *Tch = sv.T;
     float *gam = sv.gam, *rq = sv.rq, *rk = sv.rk;
     bf16 *dW = (bf16 *)(w + bs), *dVp = (bf16 *)(w + bs + bw), *dSo = (bf16 *)(w + bs + bw + bu);
@@ -765,47 +727,38 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
     // PN_GDN_PROFILE=1: time the kernels (events between launches) and log the split.
     static int profile = -1;
     if (profile < 0) profile = getenv("PN_GDN_PROFILE") && getenv("PN_GDN_PROFILE")[0] == '1';
-    cudaEvent_t ev[7];
+    cudaEvent_t ev[6];
     if (profile)
-        for (int i = 0; i < 7; i++) CUDA_CHECK(cudaEventCreate(&ev[i]));
+        for (int i = 0; i < 6; i++) CUDA_CHECK(cudaEventCreate(&ev[i]));
 
     // 1, 2: the forward's W, V', states (h0 in, no final state), unless the forward kept them
     if (!kept)
-        pn_cuda_gdn_fwd_states(cfg, n_chunks, tab, cst, &sv, true, NULL, q, k, v, g, beta, h0, NULL, NULL,
-                               profile ? ev : NULL);
+        pn_cuda_gdn_fwd_states(cfg, n_chunks, tab, cst, &sv, true, NULL, q, k, v, g, beta, h0, NULL, profile ? ev : NULL);
     else if (profile)
         for (int i = 0; i < 3; i++) CUDA_CHECK(cudaEventRecord(ev[i], pn_cuda_stream()));
 
-    // 3: Pᵀ dO into dV'
-    static size_t dvl_attr = 48 * 1024, dstate_attr[4] = {48 * 1024, 48 * 1024, 48 * 1024, 48 * 1024};
-    allow_smem_bwd(gdn_bwd_dvl_kernel, dvl_smem_bytes(K), &dvl_attr);
-    GDN_LAUNCH(gdn_bwd_dvl_kernel, dim3((unsigned)n_chunks, (unsigned)H), GDN_THREADS, dvl_smem_bytes(K), dVp,
-               (const bf16 *)q, (const bf16 *)k, (const bf16 *)dout, (const float *)gam, (const float *)rq,
-               (const float *)rk, (const int *)tab, T, ncps, H, K, V, scale);
-    CUDA_LAUNCH_CHECK();
-    if (profile) CUDA_CHECK(cudaEventRecord(ev[3], pn_cuda_stream()));
-
-    // 4: the state gradient. Two stages only where two blocks an SM still fit (the grid is V / 64 × H × N
+    // 3: the state gradient (and dV'). Two stages only where two blocks an SM still fit (the grid is V / 64 × H × N
     // blocks: more blocks in flight beat the overlap of one block's copies).
     int optin = 0, dev = 0;
     CUDA_CHECK(cudaGetDevice(&dev));
     CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
     const int nst = 2 * dstate_smem_bytes(K, 2) <= (size_t)optin ? 2 : 1;
+    static size_t dstate_attr[4] = {48 * 1024, 48 * 1024, 48 * 1024, 48 * 1024};
     void (*dstate)(bf16 *, bf16 *, float *, const float *, const bf16 *, const bf16 *, const bf16 *, const bf16 *,
-                   const float *, const float *, const float *, const int *, const int *, int, int, int, int, float,
+                   const bf16 *, const float *, const float *, const float *, const int *, const int *, int, int, int, int, float,
                    int) = mt == 1   ? gdn_bwd_dstate_kernel<1>
                           : mt == 2 ? gdn_bwd_dstate_kernel<2>
                           : mt == 3 ? gdn_bwd_dstate_kernel<3>
                                     : gdn_bwd_dstate_kernel<4>;
     allow_smem_bwd(dstate, dstate_smem_bytes(K, nst), &dstate_attr[mt - 1]);
     GDN_LAUNCH(dstate, dim3((unsigned)nvs, (unsigned)H, (unsigned)N), GDN_THREADS, dstate_smem_bytes(K, nst), dSo, dVp,
-               dh0, dht, (const bf16 *)q, (const bf16 *)k, (const bf16 *)W, (const bf16 *)dout, (const float *)gam,
-               (const float *)rq, (const float *)sv.rd, (const int *)cfg->cu_seqlens, (const int *)cst, T, H, K, V,
-               scale, nst);
+               dh0, dht, (const bf16 *)q, (const bf16 *)k, (const bf16 *)W, (const bf16 *)dout, (const bf16 *)sv.P,
+               (const float *)gam, (const float *)rq, (const float *)sv.rd, (const int *)cfg->cu_seqlens,
+               (const int *)cst, T, H, K, V, scale, nst);
     CUDA_LAUNCH_CHECK();
-    if (profile) CUDA_CHECK(cudaEventRecord(ev[4], pn_cuda_stream()));
+    if (profile) CUDA_CHECK(cudaEventRecord(ev[3], pn_cuda_stream()));
 
-    // 5: dq, dk', dW and the K tiles' dγ, two blocks an SM
+    // 4: dq, dk', dW and the K tiles' dγ, two blocks an SM
     const int nbuf = dqk_smem_bytes(2) <= (size_t)optin ? 2 : 1, wbuf = wy_smem_bytes(K, 2) <= (size_t)optin ? 2 : 1;
     static size_t dqk_attr = 48 * 1024, wy_attr[4] = {48 * 1024, 48 * 1024, 48 * 1024, 48 * 1024};
     allow_smem_bwd(gdn_bwd_dqk_kernel, dqk_smem_bytes(nbuf), &dqk_attr);
@@ -814,9 +767,9 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
                (const bf16 *)Vp, (const bf16 *)dVp, (const float *)gam, (const float *)rq, (const float *)rk,
                (const int *)tab, T, ncps, mt, H, K, V, scale, nbuf, (int64_t)NT);
     CUDA_LAUNCH_CHECK();
-    if (profile) CUDA_CHECK(cudaEventRecord(ev[5], pn_cuda_stream()));
+    if (profile) CUDA_CHECK(cudaEventRecord(ev[4], pn_cuda_stream()));
 
-    // 6: the WY representation's gradients, the L2 norm's, the outputs
+    // 5: the WY representation's gradients, the L2 norm's, the outputs
     void (*wy)(bf16 *, bf16 *, bf16 *, float *, float *, const bf16 *, const bf16 *, const bf16 *, const float *,
                const bf16 *, const bf16 *, const float *, const float *, const float *, const float *, const float *,
                const float *, const bf16 *, const int *, int, int, int, int, int, int, int, int64_t) =
@@ -833,15 +786,14 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
                (int64_t)NT);
     CUDA_LAUNCH_CHECK();
     if (profile) {
-        float ms[6];
-        CUDA_CHECK(cudaEventRecord(ev[6], pn_cuda_stream()));
-        CUDA_CHECK(cudaEventSynchronize(ev[6]));
-        for (int i = 0; i < 6; i++) CUDA_CHECK(cudaEventElapsedTime(&ms[i], ev[i], ev[i + 1]));
-        pn_info("gdn bwd (cuda) B %lld T %lld H %d K %d V %d: prep %.2f ms, states %.2f ms, dvl %.2f ms, dstate %.2f ms "
-                "(%d stage%s), dqk %.2f ms, wy %.2f ms",
-                (long long)cfg->B, (long long)cfg->T, H, K, V, ms[0], ms[1], ms[2], ms[3], nst, nst > 1 ? "s" : "", ms[4],
-                ms[5]);
-        for (int i = 0; i < 7; i++) CUDA_CHECK(cudaEventDestroy(ev[i]));
+        float ms[5];
+        CUDA_CHECK(cudaEventRecord(ev[5], pn_cuda_stream()));
+        CUDA_CHECK(cudaEventSynchronize(ev[5]));
+        for (int i = 0; i < 5; i++) CUDA_CHECK(cudaEventElapsedTime(&ms[i], ev[i], ev[i + 1]));
+        pn_info("gdn bwd (cuda) B %lld T %lld H %d K %d V %d: prep %.2f ms, states %.2f ms, dstate %.2f ms (%d stage%s), "
+                "dqk %.2f ms, wy %.2f ms",
+                (long long)cfg->B, (long long)cfg->T, H, K, V, ms[0], ms[1], ms[2], nst, nst > 1 ? "s" : "", ms[3], ms[4]);
+        for (int i = 0; i < 6; i++) CUDA_CHECK(cudaEventDestroy(ev[i]));
     }
     return 0;
 }

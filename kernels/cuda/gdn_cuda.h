@@ -41,19 +41,20 @@ void pn_cuda_gdn_chunk_table(int *tab, int *cst, const int32_t *cu, int N, int64
 // pn_gdn_saved_bytes' parts (kernels/cpu/gdn.h): where the forward's intermediates are, in cfg->saved or
 // in a workspace.
 typedef struct {
-    __nv_bfloat16 *W, *Vp, *hs, *T;
+    __nv_bfloat16 *W, *Vp, *hs, *T, *P;
     float *gam, *rq, *rk, *rd; // rd: the state update's row factor e^{γ_L − γ} / ‖k‖
 } gdn_saved;
-void gdn_saved_at(void *base, int64_t NT, int64_t n_chunks, int64_t H, int64_t K, int64_t V, gdn_saved *sv);
+// states false: the forward's alone (no hs, T: NULL). Returns the bytes the layout takes from base.
+size_t gdn_saved_at(void *base, int64_t NT, int64_t n_chunks, int64_t H, int64_t K, int64_t V, bool states,
+                    gdn_saved *sv);
 // true when cfg->saved holds them for a call of NT rows in n_chunks chunks (*sv then points there)
 bool gdn_saved_of(const pn_gdn_cfg *cfg, int64_t NT, int64_t n_chunks, gdn_saved *sv);
 // The forward's prep and state kernels into the buffers of sv (gdn.cu has the layouts), the chunks' T too
-// with keep_T; o NULL: the backward's recompute (states and V' stored), else the output too, P a workspace of
-// [n_chunks, H, 64, 64] bf16 and the states and V' stored only where sv->hs is set. Returns the state
-// kernel's stages.
+// with keep_T; o NULL: the backward's recompute (states and V' stored), else the output too, the states and
+// V' stored only where sv->hs is set. Returns the state kernel's stages.
 int pn_cuda_gdn_fwd_states(const pn_gdn_cfg *cfg, int64_t n_chunks, const int *tab, const int *cst, const gdn_saved *sv,
                            bool keep_T, float *ht, const void *q, const void *k, const void *v, const float *g,
-                           const float *beta, const float *h0, void *o, __nv_bfloat16 *P, cudaEvent_t *ev);
+                           const float *beta, const float *h0, void *o, cudaEvent_t *ev);
 #endif
 
 #endif

@@ -152,8 +152,8 @@ __device__ __forceinline__ void tri_inv64(float *Ts, float *A, int Lc) {
 // 16-byte bank groups, and 16-byte aligned for cp.async.
 __host__ __device__ __forceinline__ int pitch_kb(int K) { return ((K + 63) & ~63) + 8; }
 __host__ __device__ __forceinline__ int round16(int x) { return (x + 15) & ~15; }
-// Row pitch of the output and Pᵀ dO kernels' q, k tiles, only ever read along their rows (A(m, kk) = X[m][kk],
-// or B(kk, n) = X[n][kk]) up to round16(K): that plus 8, an odd multiple of 16 bytes, so the 8 rows of an
+// Row pitch of [64, K] bf16 tiles only ever read along their rows (A(m, kk) = X[m][kk], or B(kk, n) = X[n][kk])
+// up to round16(K) (the forward walk's W and q): that plus 8, an odd multiple of 16 bytes, so the 8 rows of an
 // ldmatrix hit 8 different 16-byte bank groups (104 at K 96 against pitch_kb's 136).
 __host__ __device__ __forceinline__ int pitch_qk(int K) { return round16(K) + 8; }
 static inline size_t align256(size_t n) { return (n + 255) & ~(size_t)255; } // workspace carving
@@ -441,28 +441,15 @@ __device__ __forceinline__ void form_A(float *As, const bf16 *kb, int KB, int K1
         }
 }
 
-// The chunk's raw q, k rows into qb, kb [64, pitch_qk(K)] (zero past Lc and past K up to the contraction's
-// K16) and its γ, 1/‖q‖, 1/‖k‖ into gs, rqs, rks [64], as one cp.async group (committed; the caller waits).
-__device__ __forceinline__ void load_chunk_qk(bf16 *qb, bf16 *kb, float *gs, float *rqs, float *rks, const bf16 *q,
-                                              const bf16 *k, const float *gam, const float *rq, const float *rk,
-                                              int64_t t0, int Lc, int H, int h, int K) {
-    const int KQ = pitch_qk(K);
-    const bool ak = (K & 7) == 0 && ((uintptr_t)q & 15) == 0 && ((uintptr_t)k & 15) == 0;
-    load_tile(qb, KQ, q + (t0 * H + h) * K, (int64_t)H * K, GDN_C, Lc, K, KQ - 8, ak); // (K16: whole groups)
-    load_tile(kb, KQ, k + (t0 * H + h) * K, (int64_t)H * K, GDN_C, Lc, K, KQ - 8, ak);
-    load_row_scalars(gs, gam, t0, Lc, H, h, true);
-    load_row_scalars(rqs, rq, t0, Lc, H, h, true);
-    load_row_scalars(rks, rk, t0, Lc, H, h, true);
-    cp_async_commit();
-}
-
-// P = lower_incl(scale diag(1/‖q‖) q kᵀ diag(1/‖k‖) ⊙ Γ) of a chunk in the thread's 16 elements (the mm64
-// layout), from the raw q, k tiles qb, kb (pitch ld, zero past Lc and past K up to round16(K)) and γ, 1/‖q‖,
-// 1/‖k‖ [64] (after a barrier). form_P rounds it to bf16 into Pb [64, GDN_SP] (the backward's Pᵀ dO; the
-// caller puts a barrier before Pb is read), form_P_global into a [64, 64] tile in global memory (the forward's
-// prep kernel, for the state walk's output), both as fla rounds it for its products.
-__device__ __forceinline__ void P_acc(float (&acc)[4][4], const bf16 *qb, const bf16 *kb, int ld, int K,
-                                      const float *gs, const float *rqs, const float *rks, int Lc, float scale) {
+// P = lower_incl(scale diag(1/‖q‖) q kᵀ diag(1/‖k‖) ⊙ Γ) of a chunk, from the raw q, k tiles qb, kb (pitch
+// ld, zero past Lc and past K up to round16(K)) and γ, 1/‖q‖, 1/‖k‖ [64] (after a barrier), rounded to bf16
+// as fla rounds it for its products, into a [64, 64] tile in global memory (zero past Lc): the forward's
+// prep kernel forms it for the state walk's output and the backward's Pᵀ dO.
+__device__ __forceinline__ void form_P_global(bf16 *Pg, const bf16 *qb, const bf16 *kb, int ld, int K,
+                                              const float *gs, const float *rqs, const float *rks, int Lc,
+                                              float scale) {
+    float acc[4][4];
+    const float one[4] = {1.0f, 1.0f, 1.0f, 1.0f};
     zero_acc(acc);
     mm64_bf<false, true>(acc, K, qb, ld, kb, ld); // q kᵀ: B(kk, n) = k[n][kk]
 #pragma unroll
@@ -472,34 +459,7 @@ __device__ __forceinline__ void P_acc(float (&acc)[4][4], const bf16 *qb, const 
             const int m = tile_r(i), n = tile_c(j);
             acc[i][j] = (n <= m && m < Lc) ? scale * rqs[m] * rks[n] * acc[i][j] * expf(gs[m] - gs[n]) : 0.0f;
         }
-}
-__device__ __forceinline__ void form_P(bf16 *Pb, const bf16 *qb, const bf16 *kb, int K, const float *gs,
-                                       const float *rqs, const float *rks, int Lc, float scale) {
-    float acc[4][4];
-    P_acc(acc, qb, kb, pitch_qk(K), K, gs, rqs, rks, Lc, scale);
-    acc_to_smem_bf16(Pb, GDN_SP, acc);
-}
-__device__ __forceinline__ void form_P_global(bf16 *Pg, const bf16 *qb, const bf16 *kb, int ld, int K,
-                                              const float *gs, const float *rqs, const float *rks, int Lc,
-                                              float scale) {
-    float acc[4][4];
-    const float one[4] = {1.0f, 1.0f, 1.0f, 1.0f};
-    P_acc(acc, qb, kb, ld, K, gs, rqs, rks, Lc, scale);
     store_acc(Pg, GDN_C, acc, one, GDN_C, GDN_C, true);
-}
-
-// The output and Pᵀ dO kernels' start: the chunk's q, k and rows (load_chunk_qk), the first V slab's copy
-// group (issue_first()), and P (form_P) as soon as the first group has landed, the slab still in flight.
-template <class F>
-__device__ __forceinline__ void chunk_start_P(bf16 *Pb, bf16 *qb, bf16 *kb, float *gs, float *rqs, float *rks,
-                                              const bf16 *q, const bf16 *k, const float *gam, const float *rq,
-                                              const float *rk, int64_t t0, int Lc, int H, int h, int K, float scale,
-                                              F issue_first) {
-    load_chunk_qk(qb, kb, gs, rqs, rks, q, k, gam, rq, rk, t0, Lc, H, h, K);
-    issue_first();
-    cp_async_wait<1>(); // q, k and the row scalars
-    __syncthreads();
-    form_P(Pb, qb, kb, K, gs, rqs, rks, Lc, scale);
 }
 
 #endif

@@ -97,14 +97,14 @@ typedef struct {
 // for a quarter more chunks (packed documents end chunks early; with more the backward recomputes) and the
 // parts' alignment for N ≥ 64. 0 with fp32 activations (the CPU backend recomputes) and with
 // PN_GDN_RECOMPUTE=1 (the memory back: ~22 KB a row at 12 heads, d_k 96, d_v 256). The parts are
-// pn_gdn_saved_bytes' (kernels/cpu/gdn.h): W, V' (bf16) and four fp32 values a row and head, the chunk states
-// and T (bf16) a chunk, eight 256-byte alignments; test_block_train checks the bound against it.
+// pn_gdn_saved_bytes' (kernels/cpu/gdn.h): W, V' (bf16) and four fp32 values a row and head, the chunk states,
+// T and P (bf16) a chunk, nine 256-byte alignments; test_block_train checks the bound against it.
 static inline int64_t pn_lin_saved_cols(const pn_block_cfg *c, pn_dtype act) {
     const char *e = getenv("PN_GDN_RECOMPUTE");
     if (act != PN_BF16 || (e && e[0] == '1')) return 0;
     const int64_t H = c->lin_heads, K = c->lin_head_k, V = pn_lin_dims_of(c).head_v, C = PN_GDN_CHUNK;
-    const int64_t per_row = 2 * H * K + 2 * H * V + 16 * H, per_chunk = 2 * H * K * V + 2 * H * C * C;
-    const int64_t bytes = per_row + (per_chunk * 5 + 4 * C - 1) / (4 * C) + 8 * 256 / C;
+    const int64_t per_row = 2 * H * K + 2 * H * V + 16 * H, per_chunk = 2 * H * K * V + 4 * H * C * C;
+    const int64_t bytes = per_row + (per_chunk * 5 + 4 * C - 1) / (4 * C) + 9 * 256 / C;
     return (bytes + 1) / 2;
 }
 
