@@ -108,7 +108,7 @@ __global__ void __launch_bounds__(GDN_THREADS, 3)
     const bool ak = (K & 7) == 0 && ((uintptr_t)q & 15) == 0 && ((uintptr_t)k & 15) == 0;
     const bool av = (V & 7) == 0 && ((uintptr_t)v & 15) == 0;
     auto load_v = [&](int nt, bf16 *dst) {
-        load_tile(dst, GDN_SP, v + (t0 * H + h) * V + nt, ldv, GDN_C, Lc, min(64, V - nt), 64, av);
+        load_tile_async(dst, GDN_SP, v + (t0 * H + h) * V + nt, ldv, GDN_C, Lc, min(64, V - nt), 64, av);
         cp_async_commit();
     };
 
@@ -117,8 +117,8 @@ __global__ void __launch_bounds__(GDN_THREADS, 3)
     // load: the tiles are zero past K up to KB − 8, so whole groups of 8 read zeros there and write them back
     // (zeros past Lc likewise).
     // (A warp a row with one bf16 a load before: the norms were a tenth of the kernel's instructions.)
-    load_tile(qb, KB, q + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
-    load_tile(kb, KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
+    load_tile_async(qb, KB, q + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
+    load_tile_async(kb, KB, k + (t0 * H + h) * K, ldk, GDN_C, Lc, K, KB - 8, ak);
     load_row_scalars(graw, g, t0, Lc, H, h, true);
     load_row_scalars(bs, beta, t0, Lc, H, h, true);
     cp_async_commit();
@@ -155,7 +155,7 @@ __global__ void __launch_bounds__(GDN_THREADS, 3)
         }
         // P from the raw q, k (as the output kernel formed it before: the same bits), before k̂ is written
         __syncthreads(); // the norms and γ
-        form_P_global(P + ((int64_t)c * H + h) * GDN_C * GDN_C, qb, kb, KB, K, gs, nqs, nks, Lc, scale);
+        form_P(P + ((int64_t)c * H + h) * GDN_C * GDN_C, qb, kb, KB, K, gs, nqs, nks, Lc, scale);
         __syncthreads(); // every warp is done reading the raw k
         if (l2norm)
             for (int gi = p; gi < ng; gi += 4) {
@@ -200,7 +200,7 @@ __global__ void __launch_bounds__(GDN_THREADS, 3)
     for (int nt = 0; nt < K; nt += 64) {
         float acc[4][4];
         zero_acc(acc);
-        mm64_bf<false, false>(acc, Lc, Tw, GDN_SP, kb + nt, KB);
+        mm64_bf<false, false, MM_LOWER>(acc, Lc, Tw, GDN_SP, kb + nt, KB);
         store_acc(Wc + nt, ldk, acc, one, Lc, K - nt, (K & 1) == 0);
     }
 
@@ -214,7 +214,7 @@ __global__ void __launch_bounds__(GDN_THREADS, 3)
         bf16 *vb = Vb + (j & 1) * GDN_C * GDN_SP;
         float acc[4][4];
         zero_acc(acc);
-        mm64_bf<false, false>(acc, Lc, Tu, GDN_SP, vb, GDN_SP);
+        mm64_bf<false, false, MM_LOWER>(acc, Lc, Tu, GDN_SP, vb, GDN_SP);
         store_acc(Uc + nt, ldv, acc, one, Lc, V - nt, (V & 1) == 0);
         __syncthreads(); // slab j consumed
         if (nt + 128 < V) load_v(nt + 128, vb);
@@ -397,7 +397,7 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 3 : 1)
             for (int i = 0; i < 4; i++)
 #pragma unroll
                 for (int j = 0; j < 4; j++) acc[i][j] *= f[i];
-            mm64_bf<false, false>(acc, Lc, Pb(s), GDN_SP, Vb(s), GDN_SP);
+            mm64_bf<false, false, MM_LOWER>(acc, Lc, Pb(s), GDN_SP, Vb(s), GDN_SP);
             store_acc(o + (t0 * H + h) * V + v0, ldv, acc, one, Lc, BVa, opairs);
         }
         __syncthreads(); // this stage's buffers and the bf16 copy consumed

@@ -263,7 +263,7 @@ __global__ void __launch_bounds__(GDN_THREADS)
 #pragma unroll
                 for (int j = 0; j < 4; j++) acc[i][j] *= d;
             }
-            mm64_bf<true, false>(acc, Lc, Pb(s), GDN_SP, ob, GDN_SP); // A(s, r) = P[r][s]
+            mm64_bf<true, false, MM_UPPER>(acc, Lc, Pb(s), GDN_SP, ob, GDN_SP); // A(s, r) = P[r][s]
             store_acc(dvp + (t0 * H + h) * V + v0, ldv, acc, one, Lc, BVa, vpairs);
             acc_to_smem_bf16(db, GDN_SP, acc, -1.0f);
             __syncthreads(); // every warp's Pᵀ dO read
@@ -287,8 +287,8 @@ __global__ void __launch_bounds__(GDN_THREADS)
             for (int i = 0; i < 4; i++)
 #pragma unroll
                 for (int j = 0; j < 4; j++) dS[mt][i][j] *= eL;
-            mm64_bf<true, false>(dS[mt], Lc, qb + 64 * mt, KB, ob, GDN_SP);
-            mm64_bf<true, false>(dS[mt], Lc, wb + 64 * mt, KB, db, GDN_SP);
+            mm64_bf<true, false>(dS[mt], Lc, qb + 64 * mt, KB, ob, GDN_SP, K - 64 * mt); // (rows past K: none)
+            mm64_bf<true, false>(dS[mt], Lc, wb + 64 * mt, KB, db, GDN_SP, K - 64 * mt);
         }
         __syncthreads(); // this stage's buffers and the bf16 copy consumed
     }
@@ -337,19 +337,19 @@ __global__ void __launch_bounds__(GDN_THREADS, 2)
                     ((uintptr_t)dVp & 15) == 0 && ((uintptr_t)hs & 15) == 0 && ((uintptr_t)dSo & 15) == 0;
 
     // the tile's raw q, k columns (zero past Lc and past K) and the row scalars: the first copy group
-    load_tile(Qt, GDN_SP, q + (t0 * H + h) * K + k0, ldk, GDN_C, Lc, KT, GDN_BV, ak);
-    load_tile(Kt, GDN_SP, k + (t0 * H + h) * K + k0, ldk, GDN_C, Lc, KT, GDN_BV, ak);
+    load_tile_async(Qt, GDN_SP, q + (t0 * H + h) * K + k0, ldk, GDN_C, Lc, KT, GDN_BV, ak);
+    load_tile_async(Kt, GDN_SP, k + (t0 * H + h) * K + k0, ldk, GDN_C, Lc, KT, GDN_BV, ak);
     load_row_scalars(gs, gam, t0, Lc, H, h, true);
     load_row_scalars(rqs, rq, t0, Lc, H, h, true);
     load_row_scalars(rks, rk, t0, Lc, H, h, true);
     cp_async_commit();
     auto issue = [&](int j0, bf16 *b) { // the slab at column j0 (one copy group)
         const int BVa = min(GDN_BV, V - j0);
-        load_tile(b, GDN_SP, Vp + rv + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
-        load_tile(b + GDN_C * GDN_SP, GDN_SP, dout + rv + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
-        load_tile(b + 2 * GDN_C * GDN_SP, GDN_SP, dVp + rv + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
-        load_tile(b + 3 * GDN_C * GDN_SP, GDN_SP, hs + rs + j0, V, GDN_C, KT, BVa, GDN_BV, av);
-        load_tile(b + 4 * GDN_C * GDN_SP, GDN_SP, dSo + rs + j0, V, GDN_C, KT, BVa, GDN_BV, av);
+        load_tile_async(b, GDN_SP, Vp + rv + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+        load_tile_async(b + GDN_C * GDN_SP, GDN_SP, dout + rv + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+        load_tile_async(b + 2 * GDN_C * GDN_SP, GDN_SP, dVp + rv + j0, ldv, GDN_C, Lc, BVa, GDN_BV, av);
+        load_tile_async(b + 3 * GDN_C * GDN_SP, GDN_SP, hs + rs + j0, V, GDN_C, KT, BVa, GDN_BV, av);
+        load_tile_async(b + 4 * GDN_C * GDN_SP, GDN_SP, dSo + rs + j0, V, GDN_C, KT, BVa, GDN_BV, av);
         cp_async_commit();
     };
 
@@ -364,10 +364,10 @@ __global__ void __launch_bounds__(GDN_THREADS, 2)
         slab_wait(nbuf == 2 && j0 + GDN_BV < V, [&] { issue(j0 + GDN_BV, buf[(it + 1) & 1]); });
         const bf16 *Pv = buf[it & 1], *Po = Pv + GDN_C * GDN_SP, *Pd = Po + GDN_C * GDN_SP, *Ps = Pd + GDN_C * GDN_SP,
                    *PdS = Ps + GDN_C * GDN_SP;
-        mm64_bf<false, true>(dK, GDN_BV, Pv, GDN_SP, PdS, GDN_SP);
-        mm64_bf<false, true>(dP, GDN_BV, Po, GDN_SP, Pv, GDN_SP);
-        mm64_bf<false, true>(dQ, GDN_BV, Po, GDN_SP, Ps, GDN_SP);
-        mm64_bf<false, true>(dWn, GDN_BV, Pd, GDN_SP, Ps, GDN_SP);
+        mm64_bf<false, true, MM_FULL, false>(dK, GDN_BV, Pv, GDN_SP, PdS, GDN_SP);
+        mm64_bf<false, true, MM_FULL, false>(dP, GDN_BV, Po, GDN_SP, Pv, GDN_SP);
+        mm64_bf<false, true, MM_FULL, false>(dQ, GDN_BV, Po, GDN_SP, Ps, GDN_SP);
+        mm64_bf<false, true, MM_FULL, false>(dWn, GDN_BV, Pd, GDN_SP, Ps, GDN_SP);
         for (int idx = tid; idx < GDN_C * 8; idx += GDN_THREADS) { // 8 columns a step; zero past KT, BVa
             const int i = idx >> 3, j = (idx & 7) * 8;
             bf16x8 a, b;
@@ -414,8 +414,8 @@ __global__ void __launch_bounds__(GDN_THREADS, 2)
             pa = fmaf(bf2f(k2.x), dK[i][j], pa);
             pa = fmaf(bf2f(k2.y), dK[i][j + 1], pa);
         }
-    mm64_bf<false, false>(dQ, Lc, dPb, GDN_SP, Kt, GDN_SP); // dq += (dP ⊙ scale Γ) K̂
-    mm64_bf<true, false>(dK, Lc, dPb, GDN_SP, Qt, GDN_SP);  // dk' += (dP ⊙ scale Γ)ᵀ Q̂ (A(s, r) = dP[r][s])
+    mm64_bf<false, false, MM_FULL, false>(dQ, Lc, dPb, GDN_SP, Kt, GDN_SP); // dq += (dP ⊙ scale Γ) K̂
+    mm64_bf<true, false, MM_FULL, false>(dK, Lc, dPb, GDN_SP, Qt, GDN_SP);  // dk' += (dP ⊙ scale Γ)ᵀ Q̂ (A(s, r) = dP[r][s])
 
     // dγ's rows: q̂_r · dq_r − k̂_r · dk'_r over the tile's columns
     float p[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -525,10 +525,10 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
         // (Tb complete at the first wait's barrier)
         slab_wait(nbuf == 2 && j0 + GDN_BV < V, [&] { issue(j0 + GDN_BV, buf[(it + 1) & 1]); });
         const bf16 *Pd = buf[it & 1], *Pvv = Pd + GDN_C * GDN_SP;
-        mm64_bf<false, true>(dT, GDN_BV, Pd, GDN_SP, Pvv, GDN_SP);
+        mm64_bf<false, true, MM_FULL, false>(dT, GDN_BV, Pd, GDN_SP, Pvv, GDN_SP);
         float tv[4][4], vv[4][4];
         zero_acc(tv);
-        mm64_bf<true, false>(tv, Lc, Tb, GDN_SP, Pd, GDN_SP); // A(r, s) = T[s][r]
+        mm64_bf<true, false, MM_UPPER, false>(tv, Lc, Tb, GDN_SP, Pd, GDN_SP); // A(r, s) = T[s][r]
         tile_from_smem(vv, Pvv, GDN_SP);
 #pragma unroll
         for (int i = 0; i < 4; i++)
@@ -553,7 +553,7 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
     {
         float acc[4][4];
         zero_acc(acc);
-        mm64_bf<false, true>(acc, K, dWb, KB, Kn, KB);
+        mm64_bf<false, true, MM_FULL, false>(acc, K, dWb, KB, Kn, KB);
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             const int n = tile_c(j);
@@ -566,7 +566,7 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
 #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
             zero_acc(acc);
-            mm64_bf<true, false>(acc, Lc, Tb, GDN_SP, dWb + 64 * mt, KB);
+            mm64_bf<true, false, MM_UPPER, false>(acc, Lc, Tb, GDN_SP, dWb + 64 * mt, KB);
             float kn[4][4];
             tile_from_smem(kn, Kn + 64 * mt, KB);
 #pragma unroll
@@ -593,13 +593,13 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
     {
         float acc[4][4];
         zero_acc(acc);
-        mm64_bf<true, false>(acc, Lc, Tb, GDN_SP, Xb, GDN_SP); // A(r, m) = T[m][r]
+        mm64_bf<true, false, MM_UPPER, false>(acc, Lc, Tb, GDN_SP, Xb, GDN_SP); // A(r, m) = T[m][r]
         acc_to_smem_bf16(Yb, GDN_SP, acc);
     }
     __syncthreads();
     float dA[4][4]; // −dA
     zero_acc(dA);
-    mm64_bf<false, true>(dA, Lc, Yb, GDN_SP, Tb, GDN_SP); // B(m, n) = T[n][m]
+    mm64_bf<false, true, MM_FULL, false>(dA, Lc, Yb, GDN_SP, Tb, GDN_SP); // B(m, n) = T[n][m]
 
     // (4) With A_rs = β_r KK_rs Γ_rs (s < r, KK = K̂ K̂ᵀ recomputed in this layout) and M = dA ⊙ Γ (dA is
     // minus the product above):
@@ -607,7 +607,7 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
     {
         float KK[4][4];
         zero_acc(KK);
-        mm64_bf<false, true>(KK, K, Kn, KB, Kn, KB);
+        mm64_bf<false, true, MM_FULL, false>(KK, K, Kn, KB, Kn, KB);
         float pm[4] = {0.0f, 0.0f, 0.0f, 0.0f}, pf[4] = {0.0f, 0.0f, 0.0f, 0.0f}, pc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
         for (int i = 0; i < 4; i++)
@@ -634,8 +634,8 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
     }
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) {
-        mm64_bf<false, false>(dK[mt], Lc, Mb, GDN_SP, Kn + 64 * mt, KB);
-        mm64_bf<true, false>(dK[mt], Lc, Mb, GDN_SP, Kn + 64 * mt, KB);
+        mm64_bf<false, false, MM_LOWER, false>(dK[mt], Lc, Mb, GDN_SP, Kn + 64 * mt, KB);
+        mm64_bf<true, false, MM_UPPER, false>(dK[mt], Lc, Mb, GDN_SP, Kn + 64 * mt, KB);
     }
 
     // (5) Outputs: dg = reverse cumsum of dγ (double), dβ; dk through the L2 norm, dk = r (dk' − k̂ (k̂·dk')),

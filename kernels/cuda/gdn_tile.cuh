@@ -29,20 +29,57 @@ __host__ __device__ __forceinline__ int tile_c(int j) { return 16 * (threadIdx.x
 //   BT false: B(kk, n) = b[kk ldb + n] (stored [nk][64]);    BT true: B(kk, n) = b[n ldb + kk] (stored [64][nk]).
 // The contraction runs in steps of 16 up to nk rounded up: the caller keeps A and B zero (finite at least)
 // there. Pitches (elements) must keep rows 16-byte aligned; pitches of 16 mod 64 bytes are conflict-free.
-template <bool AT, bool BT>
-__device__ __forceinline__ void mm64_bf(float (&acc)[4][4], int nk, const bf16 *a, int lda, const bf16 *b, int ldb) {
+// Work a warp can skip, the same bits (products of exact zeros add nothing to an fp32 sum):
+//   rows: output rows at or past it are not wanted; a warp whose 32 rows all are skips the product (its
+//         accumulators keep what they hold: the rows past K of a state slice's last 64-row tile, zero);
+//   tri:  MM_LOWER, A lower triangular (A(m, kk) = 0 for kk > m: T's and P's products): a warp's contraction
+//         stops after its last row; MM_UPPER, A upper triangular (A(m, kk) = 0 for kk < m: Pᵀ): it starts at
+//         its first row. Either halves the product for half the warps.
+#define MM_FULL 0
+#define MM_LOWER 1
+#define MM_UPPER 2
+template <bool AT, bool BT, int TRI = MM_FULL, bool STEP = true>
+__device__ __forceinline__ void mm64_bf(float (&acc)[4][4], int nk, const bf16 *a, int lda, const bf16 *b, int ldb,
+                                        int rows = 64) {
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     const int mb = 32 * (w & 1), nb = 16 * (w >> 1), q = lane >> 3, l8 = lane & 7;
-    for (int k0 = 0; k0 < nk; k0 += 16) {
+    if (mb >= rows) return; // (uniform in the warp; no barrier below)
+    if (TRI == MM_LOWER) nk = min(nk, mb + 32);
+    const int k1 = TRI == MM_UPPER ? mb : 0;
+    // STEP: the lane's ldmatrix addresses at k0 = k1 as 32-bit shared addresses, stepped by a constant each 16
+    // of the contraction (the pointer arithmetic and generic-to-shared conversion per ldmatrix were most of the
+    // product's instructions besides the mma): A's second 16 rows are ma bytes on, each k step ka, B's kbs.
+    // Without STEP the addresses are formed per k step from the pointers (fewer live registers: dqk's four
+    // accumulators and WY's spill with STEP).
+    const uint32_t ma = AT ? 32u : 32u * (uint32_t)lda, ka = AT ? 32u * (uint32_t)lda : 32u,
+                   kbs = BT ? 32u : 32u * (uint32_t)ldb;
+    uint32_t pa = 0, pb = 0;
+    if (STEP) {
+        pa = smem_addr(AT ? a + (k1 + 8 * (q >> 1) + l8) * lda + mb + 8 * (q & 1)
+                          : a + (mb + (lane & 15)) * lda + k1 + (lane >> 4) * 8);
+        pb = smem_addr(BT ? b + (nb + 8 * (q >> 1) + l8) * ldb + k1 + 8 * (q & 1)
+                          : b + (k1 + 8 * (q & 1) + l8) * ldb + nb + 8 * (q >> 1));
+    }
+    for (int k0 = k1; k0 < nk; k0 += 16, pa += ka, pb += kbs) {
         uint32_t af[2][4], bq[4];
+        if (STEP) {
 #pragma unroll
-        for (int mi = 0; mi < 2; mi++) {
-            const int m0 = mb + 16 * mi;
-            if (!AT) ldmatrix_x4(af[mi], a + (m0 + (lane & 15)) * lda + k0 + (lane >> 4) * 8);
-            else ldmatrix_x4_trans(af[mi], a + (k0 + 8 * (q >> 1) + l8) * lda + m0 + 8 * (q & 1));
+            for (int mi = 0; mi < 2; mi++) {
+                if (!AT) ldsm_x4(af[mi], pa + mi * ma);
+                else ldsm_x4_trans(af[mi], pa + mi * ma);
+            }
+            if (BT) ldsm_x4(bq, pb);
+            else ldsm_x4_trans(bq, pb);
+        } else {
+#pragma unroll
+            for (int mi = 0; mi < 2; mi++) {
+                const int m0 = mb + 16 * mi;
+                if (!AT) ldmatrix_x4(af[mi], a + (m0 + (lane & 15)) * lda + k0 + (lane >> 4) * 8);
+                else ldmatrix_x4_trans(af[mi], a + (k0 + 8 * (q >> 1) + l8) * lda + m0 + 8 * (q & 1));
+            }
+            if (BT) ldmatrix_x4(bq, b + (nb + 8 * (q >> 1) + l8) * ldb + k0 + 8 * (q & 1));
+            else ldmatrix_x4_trans(bq, b + (k0 + 8 * (q & 1) + l8) * ldb + nb + 8 * (q >> 1));
         }
-        if (BT) ldmatrix_x4(bq, b + (nb + 8 * (q >> 1) + l8) * ldb + k0 + 8 * (q & 1));
-        else ldmatrix_x4_trans(bq, b + (k0 + 8 * (q & 1) + l8) * ldb + nb + 8 * (q >> 1));
 #pragma unroll
         for (int mi = 0; mi < 2; mi++)
 #pragma unroll
@@ -200,6 +237,25 @@ __device__ __forceinline__ void load_tile(bf16 *dst, int dp, const bf16 *src, in
                                           int ncols, int fill, bool async) {
     if (async) load_rows<1>(dst, dp, src, ld, rows, nvalid, ncols, fill >> 3, true);
     else load_rows<0>(dst, dp, src, ld, rows, nvalid, ncols, fill >> 3, false);
+}
+// load_tile for the one-chunk kernels' async copies: where every row is valid (whole chunks) and the block
+// covers whole rows of groups, the thread's column test once and no row test (the walks, whose registers it
+// raised into spills, keep load_tile and their own load_whole).
+__device__ __forceinline__ void load_tile_async(bf16 *dst, int dp, const bf16 *src, int64_t ld, int rows, int nvalid,
+                                                int ncols, int fill, bool async) {
+    const int n8 = fill >> 3;
+    if (!async || nvalid < rows || GDN_THREADS % n8) {
+        load_tile(dst, dp, src, ld, rows, nvalid, ncols, fill, async);
+        return;
+    }
+    const int step = GDN_THREADS / n8, c = (int)(threadIdx.x % n8) * 8;
+    int r = (int)(threadIdx.x / n8);
+    if (c < ncols) {
+        const bf16 *s = src + r * ld + c;
+        for (bf16 *d = dst + r * dp + c; r < rows; r += step, s += step * ld, d += step * dp) cp_async16(d, s);
+    } else {
+        for (; r < rows; r += step) *(uint4 *)(dst + r * dp + c) = uint4{0u, 0u, 0u, 0u};
+    }
 }
 __device__ __forceinline__ void load_tile_small(bf16 *dst, int dp, const bf16 *src, int64_t ld, int rows, int nvalid,
                                                 int ncols, int fill, bool async) {
@@ -424,6 +480,13 @@ __device__ __forceinline__ void store_rows(bf16 *g, int64_t ld, const bf16 *sb, 
 }
 
 
+// Whether every element the warp owns in a 64×64 output lies above the diagonal (column > row: warps 4 and 6,
+// rows 0..31, columns 32..63), where A and P are zero: form_A and form_P skip their product there.
+__device__ __forceinline__ bool above_diag(void) {
+    const int w = threadIdx.x >> 5;
+    return 16 * (w >> 1) >= 32 * (w & 1) + 32;
+}
+
 // A = strict_lower(diag(β) k̂ k̂ᵀ ⊙ Γ) of a chunk into As [64, TILE_P] (fp32, zero on and above the diagonal
 // and past Lc), from the bf16 k̂ rows kb [64, KB] (zero past K up to K16) and γ, β [64]. The caller puts a
 // barrier before tri_inv64 reads it.
@@ -431,7 +494,7 @@ __device__ __forceinline__ void form_A(float *As, const bf16 *kb, int KB, int K1
                                        int Lc) {
     float acc[4][4];
     zero_acc(acc);
-    mm64_bf<false, true>(acc, K16, kb, KB, kb, KB);
+    if (!above_diag()) mm64_bf<false, true>(acc, K16, kb, KB, kb, KB);
 #pragma unroll
     for (int i = 0; i < 4; i++)
 #pragma unroll
@@ -445,13 +508,12 @@ __device__ __forceinline__ void form_A(float *As, const bf16 *kb, int KB, int K1
 // ld, zero past Lc and past K up to round16(K)) and γ, 1/‖q‖, 1/‖k‖ [64] (after a barrier), rounded to bf16
 // as fla rounds it for its products, into a [64, 64] tile in global memory (zero past Lc): the forward's
 // prep kernel forms it for the state walk's output and the backward's Pᵀ dO.
-__device__ __forceinline__ void form_P_global(bf16 *Pg, const bf16 *qb, const bf16 *kb, int ld, int K,
-                                              const float *gs, const float *rqs, const float *rks, int Lc,
-                                              float scale) {
+__device__ __forceinline__ void form_P(bf16 *Pg, const bf16 *qb, const bf16 *kb, int ld, int K, const float *gs,
+                                       const float *rqs, const float *rks, int Lc, float scale) {
     float acc[4][4];
     const float one[4] = {1.0f, 1.0f, 1.0f, 1.0f};
     zero_acc(acc);
-    mm64_bf<false, true>(acc, K, qb, ld, kb, ld); // q kᵀ: B(kk, n) = k[n][kk]
+    if (!above_diag()) mm64_bf<false, true>(acc, K, qb, ld, kb, ld); // q kᵀ: B(kk, n) = k[n][kk]
 #pragma unroll
     for (int i = 0; i < 4; i++)
 #pragma unroll

@@ -22,18 +22,22 @@ __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
-__device__ __forceinline__ void ldmatrix_x4(uint32_t *r, const bf16 *p) {
+// ldmatrix from a 32-bit shared-memory address (smem_addr), for loops that step an address kept in a
+// register instead of converting a generic pointer each time; ldmatrix_x4(_trans) take the pointer.
+__device__ __forceinline__ void ldsm_x4(uint32_t *r, uint32_t addr) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(p))
+                 : "r"(addr)
                  : "memory");
 }
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t *r, const bf16 *p) {
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t *r, uint32_t addr) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(p))
+                 : "r"(addr)
                  : "memory");
 }
+__device__ __forceinline__ void ldmatrix_x4(uint32_t *r, const bf16 *p) { ldsm_x4(r, smem_addr(p)); }
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t *r, const bf16 *p) { ldsm_x4_trans(r, smem_addr(p)); }
 
 // c[4] += A (16x16, 4 regs) * B (16x8, 2 regs); bf16 inputs, fp32 accumulators.
 __device__ __forceinline__ void mma_bf16(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {

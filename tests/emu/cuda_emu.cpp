@@ -302,6 +302,8 @@ static void ldmatrix(uint32_t *r, const void *p, bool trans) {
 }
 void ldmatrix_x4(uint32_t *r, const __nv_bfloat16 *p) { ldmatrix(r, p, false); }
 void ldmatrix_x4_trans(uint32_t *r, const __nv_bfloat16 *p) { ldmatrix(r, p, true); }
+void ldsm_x4(uint32_t *r, uint32_t addr) { ldmatrix(r, (const __nv_bfloat16 *)(smem_buf + addr), false); }
+void ldsm_x4_trans(uint32_t *r, uint32_t addr) { ldmatrix(r, (const __nv_bfloat16 *)(smem_buf + addr), true); }
 
 static inline float bf_lo(uint32_t x) { return __bfloat162float(__nv_bfloat16{(uint16_t)(x & 0xffff)}); }
 static inline float bf_hi(uint32_t x) { return __bfloat162float(__nv_bfloat16{(uint16_t)(x >> 16)}); }

@@ -127,6 +127,8 @@ void emu_cp_async_wait(int n);
 template <int N> static inline void cp_async_wait() { emu_cp_async_wait(N); }
 void ldmatrix_x4(uint32_t *r, const __nv_bfloat16 *p);
 void ldmatrix_x4_trans(uint32_t *r, const __nv_bfloat16 *p);
+void ldsm_x4(uint32_t *r, uint32_t addr); // from smem_addr's offsets
+void ldsm_x4_trans(uint32_t *r, uint32_t addr);
 void mma_bf16(float *c, const uint32_t *a, uint32_t b0, uint32_t b1);
 static inline uint32_t pack_bf16(float lo, float hi) {
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
