@@ -35,7 +35,7 @@
 //   then a fixed-order sum in shared memory: deterministic, no atomics.
 // - Only exponents ≤ 0 are evaluated (Γ masked before expf; e^{γ_r}, e^{γ_L − γ_r} have γ_r ≤ 0, γ_L ≤ γ_r).
 // - Workspace (the backend context's PN_WS_GDN_BWD, grown on demand): the forward's intermediates unless
-//   cfg->saved has them (W, V', the per-chunk states, the chunks' T (bf16), γ, 1/‖q‖, 1/‖k‖ (fp32)), then
+//   cfg->saved has them (W, V', the per-chunk states, the chunks' T and P (bf16), γ, 1/‖q‖, 1/‖k‖ (fp32)), then
 //   dW, dV' per token row, the per-chunk state gradients (bf16), dq, dk', the K tiles' dγ (fp32), the chunk
 //   table with cu_seqlens. At the anchor shape (B 8, T 4096, H 12, K 96, V 256): ~1.5 GB, ~0.9 GB with
 //   the intermediates saved.
@@ -700,7 +700,7 @@ extern "C" int pn_cuda_gdn_bwd(const pn_gdn_cfg *cfg, void *dq, void *dk, void *
     int64_t n_chunks;
     if (pn_cuda_gdn_count_chunks(cfg, &n_chunks)) return -1;
 
-    // The forward's intermediates (W, V', hs, T, γ, 1/‖q‖, 1/‖k‖, e^{γ_L − γ} / ‖k‖: pn_gdn_saved_bytes'
+    // The forward's intermediates (W, V', hs, T, P, γ, 1/‖q‖, 1/‖k‖, e^{γ_L − γ} / ‖k‖: pn_gdn_saved_bytes'
     // layout) from cfg->saved where the forward kept them there, else recomputed into the workspace. Workspace
     // besides: dW [NT, H, K], dV' [NT, H, V], dSo [n_chunks, H, K, V] (bf16); the K tiles' dγ [nkt, NT, H], dq
     // and dk' [NT, H, K] (fp32); with cu_seqlens the chunk table and first chunks (int).
