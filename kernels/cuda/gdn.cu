@@ -623,10 +623,14 @@ int pn_cuda_gdn_fwd_states(const pn_gdn_cfg *cfg, int64_t n_chunks, const int *t
     // an SM they leave or they leave as many as one stage does; else one (three blocks an SM at K ≤ 128 beat
     // the overlap: 384 walks at B 8, H 12, V 256 fill one wave of 396 slots instead of 1.45 of 264).
     const int mt = (K + 63) / 64;
-    int dev, per_sm, n_sm, nst = 1;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    CUDA_CHECK(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
-    CUDA_CHECK(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev));
+    static int per_sm = 0, n_sm = 0; // read once, as smem_optin (every layer's call asks)
+    if (!per_sm) {
+        int dev;
+        CUDA_CHECK(cudaGetDevice(&dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
+    }
+    int nst = 1;
     if (state_smem_bytes(K, 2, out) <= smem_optin()) {
         const int cap = mt <= 2 ? 3 : 1; // the launch bounds' blocks an SM
         const int b1 = (int)min((size_t)cap, (size_t)per_sm / (state_smem_bytes(K, 1, out) + 1024));
