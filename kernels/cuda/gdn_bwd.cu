@@ -461,7 +461,10 @@ static size_t wy_smem_bytes(int K, int nbuf) {
 
 // grid (n_chunks, H). Reads the chunk's k, v, β, γ, 1/‖k‖, dV', dW, the prep kernel's T (Tg, bf16) and the dqk
 // kernel's dkp, dgp (and q, 1/‖q‖, dqp for the L2 norm's backward); writes dq, dk, dv (bf16), dg, dβ (fp32)
-// of its rows.
+// of its rows. The products with Tᵀ (upper triangular) run in full: skipping its zeros (MM_UPPER, which
+// idles half the warps for half the contraction while the others run it all) measured slower here: WY
+// 0.89 ms at B 8 before it, 0.93 with it (one H100), 0.90 without it again (another); at B 2 the backward
+// 0.928 with it, 0.904 and 0.921 without (one run).
 template <int MT>
 __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
     gdn_bwd_wy_kernel(bf16 *dq, bf16 *dk, bf16 *dv, float *dg, float *dbeta, const bf16 *q, const bf16 *k,
@@ -528,7 +531,7 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
         mm64_bf<false, true, MM_FULL, false>(dT, GDN_BV, Pd, GDN_SP, Pvv, GDN_SP);
         float tv[4][4], vv[4][4];
         zero_acc(tv);
-        mm64_bf<true, false, MM_UPPER, false>(tv, Lc, Tb, GDN_SP, Pd, GDN_SP); // A(r, s) = T[s][r]
+        mm64_bf<true, false, MM_FULL, false>(tv, Lc, Tb, GDN_SP, Pd, GDN_SP); // A(r, s) = T[s][r]
         tile_from_smem(vv, Pvv, GDN_SP);
 #pragma unroll
         for (int i = 0; i < 4; i++)
@@ -566,7 +569,7 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
 #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
             zero_acc(acc);
-            mm64_bf<true, false, MM_UPPER, false>(acc, Lc, Tb, GDN_SP, dWb + 64 * mt, KB);
+            mm64_bf<true, false, MM_FULL, false>(acc, Lc, Tb, GDN_SP, dWb + 64 * mt, KB);
             float kn[4][4];
             tile_from_smem(kn, Kn + 64 * mt, KB);
 #pragma unroll
@@ -593,7 +596,7 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
     {
         float acc[4][4];
         zero_acc(acc);
-        mm64_bf<true, false, MM_UPPER, false>(acc, Lc, Tb, GDN_SP, Xb, GDN_SP); // A(r, m) = T[m][r]
+        mm64_bf<true, false, MM_FULL, false>(acc, Lc, Tb, GDN_SP, Xb, GDN_SP); // A(r, m) = T[m][r]
         acc_to_smem_bf16(Yb, GDN_SP, acc);
     }
     __syncthreads();
