@@ -84,11 +84,6 @@ typedef struct pn_backend {
     void (*comm_join)(void);
     double (*comm_wait_ms)(void);
     void (*comm_free)(void);
-    // GEMM tuning (NULL where matmuls have no choice of kernels: the CPU). mode 1: each matmul shape's first
-    // use times cuBLASLt's candidate kernels on its operands and keeps the fastest (kernels/cuda/matmul.cu);
-    // 0 (the default): the heuristic's first answer. PN_GEMM_TUNE in the environment (0, 1, or 2: 1 and each
-    // shape's timings on stderr) overrides it. Set before the first matmul: a shape keeps its first choice.
-    void (*gemm_tune)(int mode);
 
     // the ops, in kernels/ops_list.h's order (what each computes: the comments below and the wrappers')
     PN_OPS(PN_OP_FIELD)

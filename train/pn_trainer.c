@@ -94,9 +94,6 @@ const pn_cfg_key pn_train_schema[] = {
              "the rank (0: never)"),
     PN_CFG_B(S, "train.recompute", recompute, "false",
              "keep only each layer's input and recompute its activations in the backward (less memory)"),
-    PN_CFG_B(S, "train.gemm_tune", gemm_tune, "true",
-             "CUDA: each matmul shape's first use times cuBLASLt's candidate kernels and keeps the fastest "
-             "(milliseconds per shape, once; false: the heuristic's first choice)"),
     PN_CFG_F(S, "loss.kl", kl, "0", 0, 1e6, "weight of KL(teacher || student) on the logits, per token"),
     PN_CFG_F(S, "loss.ce", ce, "0", 0, 1e6, "weight of next-token cross-entropy (not at a document's end)"),
     PN_CFG_F(S, "loss.mse", mse, "0", 0, 1e6, "weight of the hidden-state MSE (mean over loss.mse_layers)"),
@@ -705,8 +702,6 @@ static int setup(trainer *tr, const char *resume_dir) {
                                                : MODE_SHARED;
     if (pick_device(c, &tr->dev)) return -1;
     if (pn_dist_bind(&tr->dist, tr->dev)) return -1; // this rank's GPU and its NCCL communicator, before any use
-    const pn_backend *be = pn_backend_get(tr->dev);
-    if (be->gemm_tune) be->gemm_tune(c->gemm_tune); // before the first matmul: a shape keeps its first choice
     const int shared = tr->mode == MODE_SHARED || tr->mode == MODE_SUPERNET; // resumes its tensors below
     if (setup_models(tr, shared ? NULL : resume_dir)) return -1;
     pn_model *m = &tr->model;

@@ -43,7 +43,7 @@ typedef struct pn_train_cfg {
     char stage[16], trainable[16];
     int64_t steps, seq_len, global_batch, micro_batch, warmup_steps, max_skips;
     double lr, min_lr_ratio, beta1, beta2, eps, weight_decay, clip;
-    int decay_conv, recompute, gemm_tune;
+    int decay_conv, recompute;
     // loss
     double kl, ce, mse, temperature;
     char mse_layers[1024];

@@ -79,8 +79,7 @@ const pn_backend pn_cpu_backend = {
     .memset0 = cpu_memset0,
     .sync = cpu_sync,
     .mem_avail = cpu_mem_avail,
-    // no graphs, devices, device collectives or GEMM tuning (capture_begin ... gemm_tune NULL); the ops
-    // follow in order
-    .gemm_tune = NULL,
+    // no graphs, devices or device collectives (capture_begin ... comm_free NULL); the ops follow in order
+    .comm_free = NULL,
     PN_OPS(PN_OP_ENTRY_CPU) // by name: a missing pn_cpu_<op> does not link
 };

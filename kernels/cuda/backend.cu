@@ -274,7 +274,6 @@ extern "C" const pn_backend pn_cuda_backend = {
 #else
     NULL, NULL, NULL, NULL, NULL, NULL, NULL,
 #endif
-    pn_cuda_gemm_tune,
     PN_OPS(PN_OP_ENTRY_CUDA) // in the list's order, like the struct's fields: a missing pn_cuda_<op> does not link
 };
 

@@ -277,13 +277,10 @@ size_t pn_cuda_ws_total(void); // bytes held by all workspaces
 cublasLtHandle_t pn_cuda_cublaslt(void);
 void *pn_cuda_workspace(size_t *bytes);
 // cuBLASLt's best algorithm for a product (1), or 0 when it has none; pointers' real alignments passed in.
-// A, B and c_bytes (the output's size): the operands, on which the heuristic's candidates are timed (tuning,
-// matmul.cu); NULL, NULL, 0: the heuristic's first answer.
 int pn_cuda_lt_heuristic(cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
                          cublasLtMatrixLayout_t c, uint32_t al_a, uint32_t al_b, uint32_t al_c,
-                         cublasLtMatmulAlgo_t *algo, const void *A, const void *B, size_t c_bytes);
+                         cublasLtMatmulAlgo_t *algo);
 uint32_t pn_cuda_ptr_align(const void *p); // largest power of two <= 256 dividing the address
-extern "C" void pn_cuda_gemm_tune(int mode); // the backend's gemm_tune (kernels/ops.h)
 
 // ----------------------------------------------------------------------------------------------------
 // Programmatic dependent launch (Hopper and later). A decode step is a chain of ~200 small kernels, each

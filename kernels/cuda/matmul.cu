@@ -352,101 +352,10 @@ static void descs_destroy(lt_descs *d) {
     CUBLAS_CHECK(cublasLtMatmulDescDestroy(d->op));
 }
 
-// GEMM tuning (off by default; postnas-train's train.gemm_tune turns it on, PN_GEMM_TUNE overrides both).
-// cuBLASLt's heuristic ranks its kernels by a model of the GPU, and for a few of the distillation step's
-// products its first answer is far from the fastest: the linear blocks' gate projections [8192, 1536] x
-// [1536, 12] took 0.076 ms where another of its candidates takes 0.017 (H100), their weight gradients 0.033
-// against 0.022 — ~3.7 ms of a ~210 ms step; for the large products the candidates were within 1-3% of the
-// first. So the first time a shape is met (once per process: the answer is cached below), up to
-// PN_LT_CANDIDATES of the heuristic's answers each run twice on the real operands into a scratch output
-// (beta 0: an accumulating product's C is left alone), and the fastest second run replaces the first answer
-// where it takes at most PN_LT_MARGIN of its time: a few milliseconds per shape, a model has a few dozen, as
-// cuDNN's benchmark mode. Not while the stream is being captured into a graph (nothing may synchronize
-// there) nor where the scratch does not fit: the first answer then. A shape keeps its choice for the
-// process, so every step runs the same kernels.
-#define PN_LT_CANDIDATES 8
-#define PN_LT_MARGIN 0.8f // a candidate replaces the first answer when it takes at most this share of its time
-
-static int gemm_tune_mode = 0; // 0 off, 1 on, 2 on and each shape's timings on stderr
-
-extern "C" void pn_cuda_gemm_tune(int mode) { gemm_tune_mode = mode ? 1 : 0; }
-
-static int gemm_tune_on(void) {
-    static int env = -2; // -1: PN_GEMM_TUNE unset
-    if (env == -2) {
-        const char *e = getenv("PN_GEMM_TUNE");
-        env = !e || !*e ? -1 : strcmp(e, "0") == 0 ? 0 : strcmp(e, "2") == 0 ? 2 : 1;
-    }
-    return env >= 0 ? env : gemm_tune_mode;
-}
-
-static uint64_t layout_dim(cublasLtMatrixLayout_t l, cublasLtMatrixLayoutAttribute_t what) {
-    uint64_t v = 0;
-    size_t got = 0;
-    CUBLAS_CHECK(cublasLtMatrixLayoutGetAttribute(l, what, &v, sizeof v, &got));
-    return v;
-}
-
-// The fastest of n candidates for C (c_bytes, written with beta 0 into a scratch buffer) = op(A) op(B).
-static int lt_time_candidates(cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
-                              cublasLtMatrixLayout_t c, const void *A, const void *B, size_t c_bytes,
-                              const cublasLtMatmulHeuristicResult_t *res, int n) {
-    cudaStream_t s = pn_cuda_stream();
-    cudaStreamCaptureStatus cs;
-    CUDA_CHECK(cudaStreamIsCapturing(s, &cs));
-    if (cs != cudaStreamCaptureStatusNone) return 0;
-    void *C = NULL;
-    if (cudaMalloc(&C, c_bytes) != cudaSuccess) {
-        (void)cudaGetLastError(); // no room for the scratch: keep the heuristic's first answer
-        return 0;
-    }
-    size_t ws_bytes = 0;
-    void *ws = pn_cuda_workspace(&ws_bytes);
-    cudaEvent_t e0, e1;
-    CUDA_CHECK(cudaEventCreate(&e0));
-    CUDA_CHECK(cudaEventCreate(&e1));
-    const float alpha = 1.0f, beta = 0.0f;
-    int best = 0;
-    float best_ms = 0.0f, first_ms = 0.0f;
-    for (int i = 0; i < n; i++) {
-        if (res[i].state != CUBLAS_STATUS_SUCCESS) continue;
-        cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
-        // the first run warms the kernel (module load, caches), the second is timed
-        for (int r = 0; r < 2 && st == CUBLAS_STATUS_SUCCESS; r++) {
-            if (r == 1) CUDA_CHECK(cudaEventRecord(e0, s));
-            st = cublasLtMatmul(pn_cuda_cublaslt(), op, &alpha, A, a, B, b, &beta, C, c, C, c, &res[i].algo, ws,
-                                ws_bytes, s);
-        }
-        if (st != CUBLAS_STATUS_SUCCESS) continue; // a candidate that refuses to run is not chosen
-        CUDA_CHECK(cudaEventRecord(e1, s));
-        CUDA_CHECK(cudaEventSynchronize(e1));
-        float ms = 0.0f;
-        CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-        if (best_ms == 0.0f || ms < best_ms) best = i, best_ms = ms;
-        if (i == 0) first_ms = ms;
-    }
-    // Another kernel only where it is clearly faster: one timed run does not rank near-equal kernels (they
-    // differ by less than its noise), and the heuristic's first is the one every other run of postnas takes.
-    if (first_ms > 0.0f && best_ms > PN_LT_MARGIN * first_ms) best = 0, best_ms = first_ms;
-    if (gemm_tune_on() == 2)
-        fprintf(stderr, "[postnas] gemm tune: C %llu x %llu (A %llu x %llu, B %llu x %llu): %d candidates, first %.4f ms, "
-                "#%d %.4f ms\n", (unsigned long long)layout_dim(c, CUBLASLT_MATRIX_LAYOUT_ROWS),
-                (unsigned long long)layout_dim(c, CUBLASLT_MATRIX_LAYOUT_COLS),
-                (unsigned long long)layout_dim(a, CUBLASLT_MATRIX_LAYOUT_ROWS),
-                (unsigned long long)layout_dim(a, CUBLASLT_MATRIX_LAYOUT_COLS),
-                (unsigned long long)layout_dim(b, CUBLASLT_MATRIX_LAYOUT_ROWS),
-                (unsigned long long)layout_dim(b, CUBLASLT_MATRIX_LAYOUT_COLS), n, first_ms, best, best_ms);
-    CUDA_CHECK(cudaEventDestroy(e0));
-    CUDA_CHECK(cudaEventDestroy(e1));
-    CUDA_CHECK(cudaFree(C));
-    return best;
-}
-
-// Returns 1 and the best algorithm for these descriptors, or 0 when cuBLASLt has none. A, B (not NULL) and
-// c_bytes: the operands and the output's size, for timing the candidates (see above).
+// Returns 1 and the best algorithm for these descriptors, or 0 when cuBLASLt has none.
 int pn_cuda_lt_heuristic(cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
                          cublasLtMatrixLayout_t c, uint32_t al_a, uint32_t al_b, uint32_t al_c,
-                         cublasLtMatmulAlgo_t *algo, const void *A, const void *B, size_t c_bytes) {
+                         cublasLtMatmulAlgo_t *algo) {
     size_t ws_bytes = 0;
     (void)pn_cuda_workspace(&ws_bytes);
     const uint64_t ws = ws_bytes;
@@ -457,17 +366,16 @@ int pn_cuda_lt_heuristic(cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t a, cubl
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b));
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof al_c));
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof al_c));
-    cublasLtMatmulHeuristicResult_t res[PN_LT_CANDIDATES];
-    memset(res, 0, sizeof res);
-    const int want = A && B && c_bytes && gemm_tune_on() ? PN_LT_CANDIDATES : 1;
+    cublasLtMatmulHeuristicResult_t res;
+    memset(&res, 0, sizeof res);
     int count = 0;
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(pn_cuda_cublaslt(), op, a, b, c, c, pref, want, res, &count);
+    cublasStatus_t st =
+        cublasLtMatmulAlgoGetHeuristic(pn_cuda_cublaslt(), op, a, b, c, c, pref, 1, &res, &count);
     CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
     if (st == CUBLAS_STATUS_NOT_SUPPORTED || count == 0) return 0;
     CUBLAS_CHECK(st);
-    if (res[0].state != CUBLAS_STATUS_SUCCESS) return 0;
-    const int pick = count > 1 ? lt_time_candidates(op, a, b, c, A, B, c_bytes, res, count) : 0;
-    *algo = res[pick].algo;
+    if (res.state != CUBLAS_STATUS_SUCCESS) return 0;
+    *algo = res.algo;
     return 1;
 }
 
@@ -498,12 +406,11 @@ static const plan *plan_get(int64_t N, int64_t I, int64_t O, const void *w, cons
     }
     lt_descs d;
     descs_create(&d, N, I, O, bias);
-    const size_t c_bytes = (size_t)(N * O) * sizeof(bf16);
-    int ok = pn_cuda_lt_heuristic(d.op, d.a, d.b, d.c, key.al_a, key.al_b, key.al_c, &key.algo, w, x, c_bytes);
+    int ok = pn_cuda_lt_heuristic(d.op, d.a, d.b, d.c, key.al_a, key.al_b, key.al_c, &key.algo);
     descs_destroy(&d);
     if (!ok && bias) { // no algorithm with the bias epilogue: plain product + bias kernel
         descs_create(&d, N, I, O, NULL);
-        ok = pn_cuda_lt_heuristic(d.op, d.a, d.b, d.c, key.al_a, key.al_b, key.al_c, &key.algo, w, x, c_bytes);
+        ok = pn_cuda_lt_heuristic(d.op, d.a, d.b, d.c, key.al_a, key.al_b, key.al_c, &key.algo);
         descs_destroy(&d);
         key.bias_kernel = 1;
     }
