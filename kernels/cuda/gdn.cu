@@ -224,16 +224,14 @@ __global__ void __launch_bounds__(GDN_THREADS, 3)
 // Shared memory of the state kernel: the state slice as bf16 [round16(K), GDN_SP] (the W S product's
 // operand), then per stage the W tile [64, pitch_qk(K)] (with OUT, the q tile from the middle of the chunk
 // on), the k tile [64, pitch_kb(K)], the U / V' tile [64, GDN_SP] (bf16), γ and the update's row factor
-// e^{γ_L − γ} / ‖k‖ [64] (fp32); with OUT also P and V' [64, GDN_SP] (bf16) and 1/‖q‖ [64] (fp32), and
-// with two stages a q tile [64, pitch_qk(K)] of its own (qsep below).
+// e^{γ_L − γ} / ‖k‖ [64] (fp32); with OUT also P and V' [64, GDN_SP] (bf16) and 1/‖q‖ [64] (fp32).
 // K 96: 53 KB without the output, 71 KB with it (one stage): three blocks an SM either way.
-__host__ __device__ __forceinline__ bool state_qsep(int nst, bool out) { return out && nst == 2; }
-__host__ __device__ __forceinline__ size_t state_stage_bytes(int K, bool out, bool qsep) {
-    return sizeof(bf16) * (size_t)GDN_C * (pitch_qk(K) * (qsep ? 2 : 1) + pitch_kb(K) + (out ? 3 : 1) * GDN_SP) +
+__host__ __device__ __forceinline__ size_t state_stage_bytes(int K, bool out) {
+    return sizeof(bf16) * (size_t)GDN_C * (pitch_qk(K) + pitch_kb(K) + (out ? 3 : 1) * GDN_SP) +
            sizeof(float) * (size_t)(out ? 3 : 2) * GDN_C;
 }
 __host__ __device__ __forceinline__ size_t state_smem_bytes(int K, int nst, bool out) {
-    return sizeof(bf16) * (size_t)round16(K) * GDN_SP + (size_t)nst * state_stage_bytes(K, out, state_qsep(nst, out));
+    return sizeof(bf16) * (size_t)round16(K) * GDN_SP + (size_t)nst * state_stage_bytes(K, out);
 }
 
 // grid (ceil(V / 64), H, N), GDN_THREADS threads: sequence n, head h, state columns v0 .. v0 + BVa − 1.
@@ -249,11 +247,7 @@ __host__ __device__ __forceinline__ size_t state_smem_bytes(int K, int nst, bool
 // memory (written, then read back by an output kernel: about 1 GB at B 8, T 4096, H 12, K 96, V 256, a
 // third of the three-kernel forward's traffic), the output's reads of k, and P formed per V slab. The q tile
 // is copied into the W tile's buffer once W S is done, while the state update runs: three blocks an SM at
-// K 96 (a buffer of its own would take 13 KB more, two). With two stages (the launcher's choice where the
-// grid fits one wave, as at the distillation step's B 2: one block an SM, and the chunk-to-chunk latency is
-// the kernel's time) q has that buffer of its own (qsep) and comes with its chunk's other tiles, a chunk
-// ahead: copied mid-chunk, waiting for it (cp.async.wait_all) also waited for the next chunk's tiles issued
-// at the chunk's start, every chunk.
+// K 96 (a buffer of its own would take 13 KB more, two).
 template <int MT, bool OUT>
 __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 3 : 1)
     gdn_state_kernel(bf16 *hs, bf16 *U, float *ht, bf16 *o, const float *h0, const bf16 *W, const bf16 *k,
@@ -267,11 +261,9 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 3 : 1)
     const int KB = pitch_kb(K), KQ = pitch_qk(K), K16 = round16(K);
     bf16 *Sb = (bf16 *)dyn_smem(); // [K16, GDN_SP]
     char *stage0 = (char *)(Sb + K16 * GDN_SP);
-    const bool qsep = state_qsep(nst, OUT);
-    const size_t sb = state_stage_bytes(K, OUT, qsep);
-    // stage s: Wb [64, KQ] (W, then q unless qsep), Kb [64, KB], Ub [64, GDN_SP] (bf16), gs, rs (the update's
-    // row factor) [64] (fp32); with OUT then Pb, Vb [64, GDN_SP] (bf16), qs (1/‖q‖) [64] (fp32) and with qsep
-    // Qb [64, KQ] (bf16)
+    const size_t sb = state_stage_bytes(K, OUT);
+    // stage s: Wb [64, KQ] (W, then q), Kb [64, KB], Ub [64, GDN_SP] (bf16), gs, rs (the update's row
+    // factor) [64] (fp32); with OUT then Pb, Vb [64, GDN_SP] (bf16), qs (1/‖q‖) [64] (fp32)
     auto Wb = [&](int s) { return (bf16 *)(stage0 + s * sb); };
     auto Kb = [&](int s) { return Wb(s) + GDN_C * KQ; };
     auto Ub = [&](int s) { return Kb(s) + GDN_C * KB; };
@@ -280,7 +272,6 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 3 : 1)
     auto Pb = [&](int s) { return (bf16 *)(rsp(s) + GDN_C); };
     auto Vb = [&](int s) { return Pb(s) + GDN_C * GDN_SP; };
     auto qsp = [&](int s) { return (float *)(Vb(s) + GDN_C * GDN_SP); };
-    auto Qb = [&](int s) { return qsep ? (bf16 *)(qsp(s) + GDN_C) : Wb(s); };
     const int64_t ldk = (int64_t)H * K, ldv = (int64_t)H * V;
     const bool ak = (K & 7) == 0 && ((uintptr_t)k & 15) == 0 && ((uintptr_t)W & 15) == 0 &&
                     (!OUT || ((uintptr_t)q & 15) == 0);
@@ -298,16 +289,10 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 3 : 1)
     for (int s = 0; s < nst; s++) {
         if constexpr (N8 > 0)
             if (whole_k) zero_cols<N8>(Kb(s), KB, K);
-        for (int i = tid; i < GDN_C * (K16 - K); i += GDN_THREADS) {
+        for (int i = tid; i < GDN_C * (K16 - K); i += GDN_THREADS)
             Wb(s)[(i / (K16 - K)) * KQ + K + i % (K16 - K)] = f2bf(0.0f);
-            if (qsep) Qb(s)[(i / (K16 - K)) * KQ + K + i % (K16 - K)] = f2bf(0.0f);
-        }
     }
 
-    auto load_q = [&](bf16 *dst, int64_t t0, int Lc) { // whole rows as W's; zeros past K stay
-        if (whole_q && Lc == GDN_C) load_whole<NQ>(dst, KQ, q + (t0 * H + h) * K, ldk, K);
-        else load_tile(dst, KQ, q + (t0 * H + h) * K, ldk, GDN_C, Lc, K, K16, ak);
-    };
     auto issue = [&](int64_t c0, int64_t c, int s) { // chunk c at row c0 of the sequence into stage s (one group)
         const int Lc = (int)min((int64_t)GDN_C, len - c0);
         const int64_t t0 = row0 + c0;
@@ -323,7 +308,6 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 3 : 1)
         if (OUT) { // P whole (the prep kernel wrote its zeros past Lc)
             load_whole<8>(Pb(s), GDN_SP, Pc + (c * H + h) * GDN_C * GDN_C, GDN_C, GDN_C);
             load_row_scalars(qsp(s), rq, t0, Lc, H, h, true);
-            if (qsep) load_q(Qb(s), t0, Lc);
         }
         cp_async_commit();
     };
@@ -377,8 +361,9 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 3 : 1)
             acc_to_smem_bf16(ub, GDN_SP, acc);
         }
         __syncthreads(); // V' complete; every warp is done with W
-        if (OUT && !qsep) { // the q tile over W, landing during the update
-            load_q(wb, t0, Lc);
+        if (OUT) { // the q tile over W, landing during the update (whole rows as W's; zeros past K stay)
+            if (whole_q && Lc == GDN_C) load_whole<NQ>(wb, KQ, q + (t0 * H + h) * K, ldk, K);
+            else load_tile(wb, KQ, q + (t0 * H + h) * K, ldk, GDN_C, Lc, K, K16, ak);
             cp_async_commit();
         }
 
@@ -394,13 +379,10 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 3 : 1)
         }
 
         // O = diag(scale e^γ / ‖q‖) q S + P V' from S's bf16 copy (as the output kernel read it from hs
-        // before: the same bits). Without qsep the q group is the last issued: waiting for all of them (with
-        // qsep q came with the chunk's group, visible since the first barrier).
+        // before: the same bits). The q group is the last issued: waiting for all of them.
         if (OUT) {
-            if (!qsep) {
-                cp_async_wait<0>();
-                __syncthreads(); // every thread's q copies visible
-            }
+            cp_async_wait<0>();
+            __syncthreads(); // every thread's q copies visible
             const float *qs = qsp(s);
             float acc[4][4], f[4];
             const float one[4] = {1.0f, 1.0f, 1.0f, 1.0f};
@@ -410,7 +392,7 @@ __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 3 : 1)
                 f[i] = m < Lc ? scale * qs[m] * expf(gs[m]) : 0.0f;
             }
             zero_acc(acc);
-            mm64_bf<false, false>(acc, K, Qb(s), KQ, Sb, GDN_SP);
+            mm64_bf<false, false>(acc, K, wb, KQ, Sb, GDN_SP);
 #pragma unroll
             for (int i = 0; i < 4; i++)
 #pragma unroll
