@@ -463,8 +463,8 @@ static size_t wy_smem_bytes(int K, int nbuf) {
 // kernel's dkp, dgp (and q, 1/‖q‖, dqp for the L2 norm's backward); writes dq, dk, dv (bf16), dg, dβ (fp32)
 // of its rows. The products with Tᵀ (upper triangular) run in full: skipping its zeros (MM_UPPER, which
 // idles half the warps for half the contraction while the others run it all) measured slower here: WY
-// 0.89 ms at B 8 before it, 0.93 with it (one H100), 0.90 without it again (another); at B 2 the backward
-// 0.928 with it, 0.904 and 0.921 without (one run).
+// 0.89 ms at B 8 before it, 0.93 with it (one H100), 0.89-0.90 without it again (two others); the backward
+// at B 2 0.92-0.93 ms with it, 0.89-0.92 without.
 template <int MT>
 __global__ void __launch_bounds__(GDN_THREADS, MT <= 2 ? 2 : 1)
     gdn_bwd_wy_kernel(bf16 *dq, bf16 *dk, bf16 *dv, float *dg, float *dbeta, const bf16 *q, const bf16 *k,
