@@ -8,22 +8,25 @@
 # of steps 3 and later and the peak GPU memory (nvidia-smi sampled every 100 ms, when there is one).
 #
 # usage: scripts/bench-distill.sh [--device cuda|cpu] [--preset NAME] [--attn L,L,...] [--seq N] [--batch N]
-#            [--steps N] [--loss "mse kl"] [--build DIR] [--work DIR]
-# Defaults: cuda, qwen2.5-1.5b, 14,19, 4096, 2, 8 steps, both losses, ./build, a temporary work folder.
+#            [--steps N] [--loss "mse kl"] [--repeat N] [--build DIR] [--work DIR]
+# Defaults: cuda, qwen2.5-1.5b, 14,19, 4096, 2, 8 steps, both losses, 1 run each, ./build, a temporary work
+# folder. --repeat N runs each loss N times (one GPU's run-to-run spread is a percent or two: compare
+# medians of runs, or alternate two builds' runs). A --work folder keeps the teacher and the corpus, and a
+# later call with the same preset and sizes reuses them (making the teacher takes most of a run's minute).
 # PN_OP_PROFILE=1 in the environment adds the op profile (postnas-train's stderr, in the work folder's logs).
 set -uo pipefail
-DEVICE=cuda PRESET=qwen2.5-1.5b ATTN=14,19 SEQ=4096 BATCH=2 STEPS=8 LOSSES="mse kl" BUILD=build WORK=
+DEVICE=cuda PRESET=qwen2.5-1.5b ATTN=14,19 SEQ=4096 BATCH=2 STEPS=8 LOSSES="mse kl" REPEAT=1 BUILD=build WORK=
 die() { echo "bench-distill.sh: error: $*" >&2; exit 1; }
 while [ $# -gt 0 ]; do
   [ $# -ge 2 ] || die "$1 needs a value"
   case $1 in
     --device) DEVICE=$2 ;; --preset) PRESET=$2 ;; --attn) ATTN=$2 ;; --seq) SEQ=$2 ;; --batch) BATCH=$2 ;;
-    --steps) STEPS=$2 ;; --loss) LOSSES=$2 ;; --build) BUILD=$2 ;; --work) WORK=$2 ;;
+    --steps) STEPS=$2 ;; --loss) LOSSES=$2 ;; --repeat) REPEAT=$2 ;; --build) BUILD=$2 ;; --work) WORK=$2 ;;
     *) die "unknown option $1 (see the comment at the top of scripts/bench-distill.sh)" ;;
   esac
   shift 2
 done
-for n in "$SEQ" "$BATCH" "$STEPS"; do [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "'$n' is not a positive integer"; done
+for n in "$SEQ" "$BATCH" "$STEPS" "$REPEAT"; do [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "'$n' is not a positive integer"; done
 [ "$STEPS" -ge 3 ] || die "--steps $STEPS: the median is over steps 3 and later"
 [[ "$ATTN" =~ ^[0-9]+(,[0-9]+)*$|^$ ]] || die "--attn '$ATTN' is not a list of layer numbers"
 for l in $LOSSES; do [ "$l" = mse ] || [ "$l" = kl ] || die "--loss: '$l' is neither mse nor kl"; done
@@ -36,9 +39,20 @@ if [ -z "$WORK" ]; then
 fi
 mkdir -p "$WORK" || die "cannot make $WORK"
 
-# the teacher, and the data: a synthetic corpus in the byte-level vocabulary (ids fit any teacher's)
-"$BUILD/postnas-mkckpt" --preset "$PRESET" --seed 1 --tokenizer none --out "$WORK/teacher" > "$WORK/mk.log" 2>&1 ||
-  die "postnas-mkckpt: $(tail -1 "$WORK/mk.log")"
+# the teacher, and the data: a synthetic corpus in the byte-level vocabulary (ids fit any teacher's); kept
+# from an earlier call on this folder when it made them for the same preset and sizes
+need=$((SEQ * BATCH * (STEPS + 1)))
+made="$PRESET $need"
+if [ "$(cat "$WORK/made" 2> /dev/null)" != "$made" ]; then
+  rm -rf "$WORK/made" "$WORK/teacher" "$WORK/corpus.jsonl" "$WORK/bytes" "$WORK/shards"
+  "$BUILD/postnas-mkckpt" --preset "$PRESET" --seed 1 --tokenizer none --out "$WORK/teacher" > "$WORK/mk.log" 2>&1 ||
+    die "postnas-mkckpt: $(tail -1 "$WORK/mk.log")"
+  "$BUILD/postnas-data" synth --task corpus --n $((need / 60 + 200)) --out "$WORK/corpus.jsonl" > "$WORK/data.log" 2>&1 &&
+    "$BUILD/postnas-mkckpt" --preset tiny --seed 1 --out "$WORK/bytes" >> "$WORK/data.log" 2>&1 &&
+    "$BUILD/postnas-data" tokenize --tokenizer "$WORK/bytes" --jsonl "$WORK/corpus.jsonl" --field text \
+      --out "$WORK/shards" >> "$WORK/data.log" 2>&1 || die "the corpus: $(tail -1 "$WORK/data.log")"
+  echo "$made" > "$WORK/made"
+fi
 layers=$(sed -n 's/.*"num_hidden_layers": *\([0-9]*\).*/\1/p' "$WORK/teacher/config.json")
 [[ "$layers" =~ ^[0-9]+$ ]] || die "no num_hidden_layers in $WORK/teacher/config.json"
 types=
@@ -47,33 +61,38 @@ for ((l = 0; l < layers; l++)); do
   [[ ",$ATTN," == *",$l,"* ]] && t=attn
   types+=${types:+,}$t
 done
-need=$((SEQ * BATCH * (STEPS + 1)))
-"$BUILD/postnas-data" synth --task corpus --n $((need / 60 + 200)) --out "$WORK/corpus.jsonl" > "$WORK/data.log" 2>&1 &&
-  "$BUILD/postnas-mkckpt" --preset tiny --seed 1 --out "$WORK/bytes" >> "$WORK/data.log" 2>&1 &&
-  "$BUILD/postnas-data" tokenize --tokenizer "$WORK/bytes" --jsonl "$WORK/corpus.jsonl" --field text \
-    --out "$WORK/shards" >> "$WORK/data.log" 2>&1 || die "the corpus: $(tail -1 "$WORK/data.log")"
 
 echo "teacher $PRESET ($layers layers), student [$types], $BATCH x $SEQ tokens a step, $STEPS steps, $DEVICE"
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) printf "%.0f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 for loss in $LOSSES; do
-  smi=
-  if [ "$DEVICE" = cuda ] && command -v nvidia-smi > /dev/null; then
-    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$WORK/mem-$loss.log" 2> /dev/null &
-    smi=$!
+  meds=
+  for ((r = 1; r <= REPEAT; r++)); do
+    smi=
+    if [ "$DEVICE" = cuda ] && command -v nvidia-smi > /dev/null; then
+      nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$WORK/mem-$loss.log" 2> /dev/null &
+      smi=$!
+    fi
+    rm -rf "$WORK/run-$loss"
+    "$BUILD/postnas-train" --config "$CONFIG" --no-progress --set device="$DEVICE" --set out_dir="$WORK/run-$loss" \
+      --set "data.train=[$WORK/shards/*.h5]" --set model.teacher="$WORK/teacher" --set "model.student.layer_types=[$types]" \
+      --set train.seq_len="$SEQ" --set train.global_batch="$BATCH" --set train.micro_batch="$BATCH" \
+      --set train.steps="$STEPS" --set train.warmup_steps=0 --set loss.kl=0 --set loss.mse=0 --set loss."$loss"=1 \
+      --set loss.mse_layers=final --set log.every=1 --set checkpoint.every=0 --set data.mask_documents=false \
+      > "$WORK/train-$loss.log" 2>&1
+    rc=$?
+    [ -n "$smi" ] && { kill "$smi" 2> /dev/null; wait "$smi" 2> /dev/null; }
+    [ $rc -eq 0 ] || die "postnas-train ($loss): $(grep -v '^step ' "$WORK/train-$loss.log" | tail -1)"
+    med=$(sed -n 's/.*"step": *\([0-9]*\),.*"tok_s": *\([0-9.eE+-]*\).*/\1 \2/p' "$WORK/run-$loss/metrics.jsonl" |
+      awk '$1 >= 3 { print $2 }' | median)
+    [ -n "$med" ] || die "no tok/s of steps 3 and later in $WORK/run-$loss/metrics.jsonl"
+    peak=
+    [ -n "$smi" ] && peak=$(sort -n "$WORK/mem-$loss.log" | tail -1)
+    run=
+    if [ "$REPEAT" -gt 1 ]; then run=" (run $r of $REPEAT)"; fi
+    echo "$loss: median $med tok/s (steps 3-$STEPS)${peak:+, peak $peak MiB (nvidia-smi)}$run"
+    meds+="$med "
+  done
+  if [ "$REPEAT" -gt 1 ]; then
+    echo "$loss: median of the $REPEAT runs $(echo $meds | tr ' ' '\n' | median) tok/s (runs: ${meds% })"
   fi
-  rm -rf "$WORK/run-$loss"
-  "$BUILD/postnas-train" --config "$CONFIG" --no-progress --set device="$DEVICE" --set out_dir="$WORK/run-$loss" \
-    --set "data.train=[$WORK/shards/*.h5]" --set model.teacher="$WORK/teacher" --set "model.student.layer_types=[$types]" \
-    --set train.seq_len="$SEQ" --set train.global_batch="$BATCH" --set train.micro_batch="$BATCH" \
-    --set train.steps="$STEPS" --set train.warmup_steps=0 --set loss.kl=0 --set loss.mse=0 --set loss."$loss"=1 \
-    --set loss.mse_layers=final --set log.every=1 --set checkpoint.every=0 --set data.mask_documents=false \
-    > "$WORK/train-$loss.log" 2>&1
-  rc=$?
-  [ -n "$smi" ] && { kill "$smi" 2> /dev/null; wait "$smi" 2> /dev/null; }
-  [ $rc -eq 0 ] || die "postnas-train ($loss): $(grep -v '^step ' "$WORK/train-$loss.log" | tail -1)"
-  med=$(sed -n 's/.*"step": *\([0-9]*\),.*"tok_s": *\([0-9.eE+-]*\).*/\1 \2/p' "$WORK/run-$loss/metrics.jsonl" |
-    awk '$1 >= 3 { print $2 }' | sort -g | awk '{ v[NR] = $1 } END { if (NR) printf "%.0f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
-  [ -n "$med" ] || die "no tok/s of steps 3 and later in $WORK/run-$loss/metrics.jsonl"
-  peak=
-  [ -n "$smi" ] && peak=$(sort -n "$WORK/mem-$loss.log" | tail -1)
-  echo "$loss: median $med tok/s (steps 3-$STEPS)${peak:+, peak $peak MiB (nvidia-smi)}"
 done

@@ -104,6 +104,15 @@ bash "$(dirname "$0")/../scripts/bench-distill.sh" --build "$B" --device cpu --p
 grep -q '^teacher tiny (4 layers), student \[attn,gdn,gdn,attn\], 2 x 64 tokens' "$T/bd.txt" &&
   [ "$(grep -c '^\(mse\|kl\): median [1-9][0-9]* tok/s (steps 3-4)$' "$T/bd.txt")" = 2 ] && ok ||
   bad "bench-distill.sh's report: $(cat "$T/bd.txt" "$T/bd.err")"
+# --repeat on the same work folder: the teacher is not made again (its files keep their times), two runs and
+# their median
+touch -d '2001-01-01' "$T/bd/teacher/config.json"
+bash "$(dirname "$0")/../scripts/bench-distill.sh" --build "$B" --device cpu --preset tiny --attn 0,3 --seq 64 \
+  --steps 4 --loss mse --repeat 2 --work "$T/bd" > "$T/bd2.txt" 2> "$T/bd.err" || bad "bench-distill.sh --repeat: $(tail -1 "$T/bd.err")"
+[ "$(grep -c '^mse: median [1-9][0-9]* tok/s (steps 3-4) (run [12] of 2)$' "$T/bd2.txt")" = 2 ] &&
+  grep -q '^mse: median of the 2 runs [1-9][0-9]* tok/s (runs: [1-9][0-9]* [1-9][0-9]*)$' "$T/bd2.txt" &&
+  [ -z "$(find "$T/bd/teacher/config.json" -newermt '2002-01-01')" ] && ok ||
+  bad "bench-distill.sh --repeat's report or a remade teacher: $(cat "$T/bd2.txt" "$T/bd.err")"
 bash "$(dirname "$0")/../scripts/bench-distill.sh" --build "$B" --loss ce > /dev/null 2> "$T/bd.err"
 [ $? = 1 ] && grep -q "neither mse nor kl" "$T/bd.err" && ok || bad "bench-distill.sh with a bad loss: $(cat "$T/bd.err")"
 expect_error "--batch" $BENCH --model "$T/hy" --batch 0 --device cpu
