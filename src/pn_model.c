@@ -503,7 +503,7 @@ int pn_layer_forward(const pn_model *m, int l, const pn_tensor *x, pn_tensor *ou
     if (!out) return 0;
     pn_op_matmul(&b->y, &b->h, &L->down_w, NULL);
     if (b->next_norm && !m->check_finite && !m->tap) { // the next norm in the same pass (xn1 is free by now)
-        pn_op_add_rmsnorm(out, &b->xmid, &b->y, &b->xn1, b->next_norm, c->rms_eps);
+        pn_op_add_rmsnorm(out, &b->xmid, &b->y, b->next_xn1 ? b->next_xn1 : &b->xn1, b->next_norm, c->rms_eps);
         b->xn1_ready = 1;
     } else {
         pn_op_add(out, &b->xmid, &b->y);

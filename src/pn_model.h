@@ -53,11 +53,13 @@ typedef int (*pn_tap_fn)(void *ctx, const char *name, int layer, pn_tensor *hidd
 // generation passes shared scratch, with xmid and the output aliasing the input (it runs in place).
 typedef struct pn_layer_bufs {
     pn_tensor xn1, y, xmid, xn2, gate, up, h;
-    // Generation (forward_device): the norm that reads this layer's output (the next layer's input norm, or
-    // the final one). With it, the layer's last residual add also writes that norm into xn1 (one pass,
-    // add_rmsnorm) and sets xn1_ready, so the next layer skips its own (not with taps or check_finite,
-    // which may read or change the output in between). NULL in training.
+    // The norm that reads this layer's output (the next layer's input norm, or the final one). With it, the
+    // layer's last residual add also writes that norm (one pass, add_rmsnorm) into next_xn1, or xn1 when
+    // next_xn1 is NULL (generation: one shared buffer), and sets xn1_ready, so the next layer skips its own
+    // (not with taps or check_finite, which may read or change the output in between). Training passes the
+    // next layer's kept xn1 (or the final norm's output) as next_xn1.
     const pn_tensor *next_norm;
+    pn_tensor *next_xn1;
     int xn1_ready;
 } pn_layer_bufs;
 

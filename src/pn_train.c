@@ -302,15 +302,21 @@ static pn_block_ctx ctx_of(const pn_model *m, const struct pn_train_plan *tp, pn
 }
 
 // Layer l from its input xs[l] into A (and, with write_out, its output xs[l + 1]): pn_layer_forward with the
-// layer's kept buffers.
-static int layer_forward(pn_model *m, int l, layer_acts *A, int write_out, const pn_block_ctx *ctx) {
+// layer's kept buffers. The whole forward's walk also passes next_norm and next_xn1 (the next layer's kept xn1,
+// or the final norm's output) and *ready (layer l's xn1 already holds its input norm): the layer's last add
+// then writes the next norm in the same pass and sets *ready (pn_layer_bufs); the others pass NULLs.
+static int layer_forward(pn_model *m, int l, layer_acts *A, int write_out, const pn_block_ctx *ctx,
+                         const pn_tensor *next_norm, pn_tensor *next_xn1, int *ready) {
     struct pn_train_plan *tp = m->train;
     const int64_t N = ctx->B * ctx->T;
     pn_tensor x = pn_rows(&tp->xs[l], 0, N), out = pn_rows(&tp->xs[l + 1], 0, N);
     pn_layer_bufs b = {.xn1 = pn_rows(&A->xn1, 0, N), .y = pn_rows(&tp->yb, 0, N), .xmid = pn_rows(&A->xmid, 0, N),
                        .xn2 = pn_rows(&A->xn2, 0, N), .gate = pn_rows(&A->gate, 0, N), .up = pn_rows(&A->up, 0, N),
-                       .h = pn_rows(&A->h, 0, N)};
-    return pn_layer_forward(m, l, &x, write_out ? &out : NULL, &b, A->blk, NULL, NULL, ctx);
+                       .h = pn_rows(&A->h, 0, N), .next_norm = next_norm, .next_xn1 = next_xn1,
+                       .xn1_ready = ready ? *ready : 0};
+    const int rc = pn_layer_forward(m, l, &x, write_out ? &out : NULL, &b, A->blk, NULL, NULL, ctx);
+    if (ready) *ready = !rc && b.xn1_ready;
+    return rc;
 }
 
 static int check_offsets(const int32_t *cu, int n_seqs, int B, int T) {
@@ -366,10 +372,20 @@ int pn_model_forward_train(pn_model *m, const int32_t *ids_host, int B, int T, c
     pn_tensor x0 = pn_rows(&tp->xs[0], 0, N);
     pn_op_embedding(&x0, &ids, &m->embed);
     if (m->tap && m->tap(m->tap_ctx, "embed", -1, &x0)) return pn_error_prefix("tap after the embeddings");
-    for (int l = 0; l < c->n_layers; l++)
-        if (layer_forward(m, l, acts_of(tp, m, l), 1, &ctx)) return -1;
+    // Each layer's last residual add also writes the next layer's input norm into that layer's kept xn1 (the
+    // final norm's output after the last layer): one pass over the hidden state instead of two (on an H100 at
+    // 2 x 4096 x 1536: add 0.025 ms + rmsnorm 0.026 against add_rmsnorm 0.036, equal bits).
     pn_tensor xl = pn_rows(&tp->xs[c->n_layers], 0, N), xnf = pn_rows(&tp->xnf, 0, N);
-    pn_op_rmsnorm(&xnf, &xl, &m->final_norm, c->rms_eps);
+    int ready = 0; // layer l's xn1 holds its input norm already
+    for (int l = 0; l < c->n_layers; l++) {
+        const int last = l + 1 == c->n_layers;
+        // (the next layer's buffers first: acts_of views a shared set for the layer asked for)
+        pn_tensor nx = last ? xnf : pn_rows(&acts_of(tp, m, l + 1)->xn1, 0, N);
+        if (layer_forward(m, l, acts_of(tp, m, l), 1, &ctx, last ? &m->final_norm : &m->layers[l + 1].in_norm, &nx,
+                          &ready))
+            return -1;
+    }
+    if (!ready) pn_op_rmsnorm(&xnf, &xl, &m->final_norm, c->rms_eps); // else the last layer's add wrote it
     if (tp->logits_planned) {
         pn_tensor logits = pn_rows(&tp->logits, 0, N);
         pn_op_matmul(&logits, &xnf, &m->lm_head, NULL);
@@ -407,7 +423,7 @@ static int backward_layer(pn_model *m, int l, pn_tensor *dres, const pn_block_ct
     if (!A->mlp_kept && mlp_trains(L))
         return pn_errorf("layer %d: its MLP trains, but the training plan was made while it was frozen and keeps "
                          "no activations for its gradients (plan after pn_model_grads_init)", l);
-    if (tp->recompute[l] && layer_forward(m, l, A, 0, ctx)) return -1;
+    if (tp->recompute[l] && layer_forward(m, l, A, 0, ctx, NULL, NULL, NULL)) return -1;
     pn_tensor dxn = pn_rows(&tp->dxn, 0, N);
     pn_tensor dh = pn_rows(&tp->dh, 0, N), dgate = pn_rows(&tp->dgate, 0, N), dup = pn_rows(&tp->dup, 0, N);
     pn_tensor x = pn_rows(&tp->xs[l], 0, N), xn1 = pn_rows(&A->xn1, 0, N), xmid = pn_rows(&A->xmid, 0, N);
@@ -497,7 +513,7 @@ int pn_model_layer_forward_train(pn_model *m, int l, const pn_tensor *x_in) {
     pn_tensor x = pn_rows(&tp->xs[l], 0, N), cu;
     if (x_in->data != x.data) pn_op_copy(&x, x_in);
     const pn_block_ctx ctx = backward_ctx(m, &cu);
-    return layer_forward(m, l, acts_of(tp, m, l), 1, &ctx);
+    return layer_forward(m, l, acts_of(tp, m, l), 1, &ctx, NULL, NULL, NULL);
 }
 
 int pn_model_layer_backward(pn_model *m, int l, const pn_tensor *dout, pn_tensor *dx) {
