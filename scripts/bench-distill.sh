@@ -43,7 +43,8 @@ mkdir -p "$WORK" || die "cannot make $WORK"
 # from an earlier call on this folder when it made them for the same preset and sizes
 need=$((SEQ * BATCH * (STEPS + 1)))
 made="$PRESET $need"
-if [ "$(cat "$WORK/made" 2> /dev/null)" != "$made" ]; then
+if [ "$(cat "$WORK/made" 2> /dev/null)" != "$made" ] || [ ! -f "$WORK/teacher/config.json" ] ||
+   ! ls "$WORK"/shards/*.h5 > /dev/null 2>&1; then
   rm -rf "$WORK/made" "$WORK/teacher" "$WORK/corpus.jsonl" "$WORK/bytes" "$WORK/shards"
   "$BUILD/postnas-mkckpt" --preset "$PRESET" --seed 1 --tokenizer none --out "$WORK/teacher" > "$WORK/mk.log" 2>&1 ||
     die "postnas-mkckpt: $(tail -1 "$WORK/mk.log")"
