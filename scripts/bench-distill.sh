@@ -5,7 +5,9 @@
 # candidates in every layer but the kept full-attention ones (14 and 19: Jet-Nemotron-2B's), trained as
 # PostNAS stage 1 (MLPs, norms and embeddings frozen and shared, AdamW on the new mixers); 2 x 4096 tokens a
 # step from a synthetic corpus, documents not masked (the anchor's batch). Prints, per loss, the median tok/s
-# of steps 3 and later and the peak GPU memory (nvidia-smi sampled every 100 ms, when there is one).
+# of steps 3 and later and the peak GPU memory (nvidia-smi sampled every 100 ms, when there is one), with the
+# power drawn and the SM clock while the GPU works hardest (the samples within 80% of the highest power: the
+# steps, not the loading): a step's GEMMs run well below their rate timed alone when the clock drops.
 #
 # usage: scripts/bench-distill.sh [--device cuda|cpu] [--preset NAME] [--attn L,L,...] [--seq N] [--batch N]
 #            [--steps N] [--loss "mse kl"] [--repeat N] [--build DIR] [--work DIR]
@@ -70,7 +72,8 @@ for loss in $LOSSES; do
   for ((r = 1; r <= REPEAT; r++)); do
     smi=
     if [ "$DEVICE" = cuda ] && command -v nvidia-smi > /dev/null; then
-      nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$WORK/mem-$loss.log" 2> /dev/null &
+      nvidia-smi --query-gpu=memory.used,power.draw,clocks.sm --format=csv,noheader,nounits -lms 100 \
+        > "$WORK/mem-$loss.log" 2> /dev/null &
       smi=$!
     fi
     rm -rf "$WORK/run-$loss"
@@ -87,10 +90,15 @@ for loss in $LOSSES; do
       awk '$1 >= 3 { print $2 }' | median)
     [ -n "$med" ] || die "no tok/s of steps 3 and later in $WORK/run-$loss/metrics.jsonl"
     peak=
-    [ -n "$smi" ] && peak=$(sort -n "$WORK/mem-$loss.log" | tail -1)
+    if [ -n "$smi" ]; then # lines "MiB, W, MHz"
+      peak=$(awk -F', *' '$1 + 0 > m { m = $1 + 0 } END { if (NR) printf "%d MiB", m }' "$WORK/mem-$loss.log")
+      peak+=$(awk -F', *' '{ w[NR] = $2 + 0; c[NR] = $3 + 0; if (w[NR] > top) top = w[NR] }
+        END { if (top <= 0) exit; for (i = 1; i <= NR; i++) if (w[i] >= 0.8 * top) { n++; sw += w[i]; sc += c[i] }
+              printf ", %.0f W and %.0f MHz (SM) at work", sw / n, sc / n }' "$WORK/mem-$loss.log")
+    fi
     run=
     if [ "$REPEAT" -gt 1 ]; then run=" (run $r of $REPEAT)"; fi
-    echo "$loss: median $med tok/s (steps 3-$STEPS)${peak:+, peak $peak MiB (nvidia-smi)}$run"
+    echo "$loss: median $med tok/s (steps 3-$STEPS)${peak:+, peak $peak (nvidia-smi)}$run"
     meds+="$med "
   done
   if [ "$REPEAT" -gt 1 ]; then
